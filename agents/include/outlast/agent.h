@@ -1,0 +1,272 @@
+/*
+ * outlast/agent.h - the outlast agent plugin SDK.
+ *
+ * An agent is a shared object that exports exactly one symbol,
+ * ol_agent_entry().  The host (outlastd) dlopen()s the plugin, calls the
+ * entry once with its table of services, and gets back a pointer to the
+ * plugin's static vtable.  Everything else about the plugin is private.
+ *
+ * Both tables start with `abi` and `size`.  `abi` names an incompatible
+ * generation of this contract and must equal OL_AGENT_ABI on both sides;
+ * `size` is sizeof() of the struct as its writer knew it.  Members are only
+ * ever added at the end, marked with the version that added them; a reader
+ * ignores members beyond the other side's `size`.
+ *
+ * Threads.  Every vtable function and every host service is called on the
+ * host's event loop thread, one agent step at a time.  Only the function
+ * handed to ol_host.work runs on another thread, and it must not call any
+ * host service.  A handler must not block: offload slow work with
+ * ol_host.work.
+ *
+ * State.  An agent's state is msgpack.  After a step the host asks the
+ * plugin to save() its state, checks that the bytes are exactly one
+ * well-formed msgpack object, and puts them in a signed, hash-chained
+ * checkpoint.  On resume (after a restart, possibly on another node) the
+ * host calls restore() with the bytes of the last committed checkpoint.
+ * Timers and undelivered messages are part of the checkpoint, so a resumed
+ * agent loses neither.
+ *
+ * Effects.  Messages sent during a step are held until that step's
+ * checkpoint is committed (durable on a majority of the cluster); a step
+ * whose checkpoint does not commit releases nothing.  A resumed agent may
+ * therefore see the events after its last checkpoint again: handlers should
+ * derive their effects from their state and the event only.
+ *
+ * Errors.  Functions return 0 on success or a negative OL_AGENT_E* code.
+ * A plugin function that returns an error quarantines the agent: the host
+ * stops delivering events to it, keeps its committed history, and keeps
+ * running every other agent.
+ *
+ * Build a plugin with:
+ *     cc -shared -fPIC -o myagent.so myagent.c $(pkg-config --cflags --libs outlast-agent)
+ */
+#ifndef OUTLAST_AGENT_H
+#define OUTLAST_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The generation of this contract.  A plugin built for another value is
+ * refused at load time. */
+#define OL_AGENT_ABI 1
+
+/* The one symbol a plugin exports. */
+#define OL_AGENT_ENTRY_SYMBOL "ol_agent_entry"
+
+#if defined(__GNUC__)
+#define OL_AGENT_EXPORT __attribute__((visibility("default")))
+#define OL_AGENT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define OL_AGENT_EXPORT
+#define OL_AGENT_PRINTF(f, a)
+#endif
+
+/* Error codes.  The host returns these from its services; plugins return
+ * them (or any negative value) from vtable functions. */
+#define OL_AGENT_OK 0
+#define OL_AGENT_ENOMEM (-1)     /* out of memory */
+#define OL_AGENT_EINVAL (-2)     /* an argument is invalid */
+#define OL_AGENT_EMALFORMED (-4) /* bytes are not one msgpack object */
+#define OL_AGENT_ENOTFOUND (-8)  /* no such timer or agent */
+#define OL_AGENT_ETOOBIG (-18)   /* over one of the limits below */
+#define OL_AGENT_ESTATE (-22)    /* not allowed in this phase of the step */
+
+/* Limits the host enforces. */
+#define OL_AGENT_NAME_MAX 64            /* bytes in an agent name */
+#define OL_AGENT_STATE_MAX (4u << 20)   /* bytes of saved state */
+#define OL_AGENT_MSG_MAX (64u << 10)    /* bytes in one message */
+#define OL_AGENT_OUTBOX_MAX 1024        /* messages sent in one step */
+#define OL_AGENT_TIMERS_MAX 256         /* timers armed at once */
+
+/* Log levels for ol_host.log. */
+#define OL_AGENT_LOG_ERROR 0
+#define OL_AGENT_LOG_WARN 1
+#define OL_AGENT_LOG_INFO 2
+#define OL_AGENT_LOG_DEBUG 3
+
+/* One running agent instance.  Opaque; owned by the host, valid from the
+ * call to open() until close() returns. */
+struct ol_agent;
+
+/*
+ * A byte sink for save().  Its signature matches msgpack-c's packer, so a
+ * plugin can pack straight into it:
+ *
+ *     msgpack_packer pk;
+ *     msgpack_packer_init(&pk, out->data, out->write);
+ *
+ * write() copies the bytes and returns 0, or a negative value once the
+ * state grows past OL_AGENT_STATE_MAX.
+ */
+struct ol_sink {
+    void *data;
+    int (*write)(void *data, const char *buf, size_t len);
+};
+
+enum ol_event_type {
+    /* First event of a newly spawned agent; no state has been restored. */
+    OL_EVENT_START = 1,
+    /* The agent was restored from a committed checkpoint (after a restart,
+     * a failover, or a move to another node); restore() has run. */
+    OL_EVENT_RESUME = 2,
+    /* A timer armed with timer_after() or timer_at() is due. */
+    OL_EVENT_TIMER = 3,
+    /* Another agent (or the CLI) sent this agent a message. */
+    OL_EVENT_MESSAGE = 4,
+    /* The agent is being stopped; close() follows once this step commits. */
+    OL_EVENT_STOP = 5,
+    /* Work handed to ol_host.work() has finished. */
+    OL_EVENT_WORK = 6,
+};
+
+/*
+ * One event.  Every pointer in it is borrowed: it is valid until the handler
+ * returns; copy what you keep.  Members that do not belong to the event's
+ * type are zero.
+ */
+struct ol_event {
+    uint32_t type; /* enum ol_event_type */
+    uint32_t size; /* sizeof(struct ol_event) as the host knows it */
+    /* Version 1. */
+    int64_t now_ms;         /* wall clock at delivery, ms since 1970 */
+    /* RESUME */
+    const char *node;       /* name of the node the agent runs on now */
+    const char *prev_node;  /* node that signed the restored checkpoint */
+    int64_t downtime_ms;    /* now_ms minus the restored checkpoint's time */
+    uint64_t seq;           /* seq of the restored checkpoint */
+    uint64_t epoch;         /* epoch the agent runs under now */
+    /* TIMER */
+    uint64_t timer_id;      /* as armed */
+    int64_t due_ms;         /* when it was due; may be in the past */
+    /* MESSAGE */
+    const char *from;       /* sender's agent name, or "@cli" */
+    const void *data;       /* the message: one msgpack object */
+    size_t len;
+    /* WORK */
+    uint64_t work_id;       /* as passed to ol_host.work() */
+    void *work_arg;         /* as passed to ol_host.work(); yours again */
+    /* STOP */
+    int final;              /* 1: stopped for good; 0: the node is shutting
+                             * down and the agent will resume later */
+};
+
+/* Runs on a thread-pool thread.  It may only touch `arg`. */
+typedef void (*ol_work_fn)(void *arg);
+
+/*
+ * The host's services, passed to ol_agent_entry().  The table is static in
+ * the host and outlives the plugin.  Every service takes the agent handle the
+ * host passed to open(), restore(), handle() or save().
+ */
+struct ol_host {
+    uint32_t abi;  /* OL_AGENT_ABI */
+    uint32_t size; /* sizeof(struct ol_host) as the host knows it */
+    /* Version 1. */
+
+    /* Log a line tagged with the agent's name.  Never log secrets. */
+    void (*log)(struct ol_agent *a, int level, const char *fmt, ...)
+        OL_AGENT_PRINTF(3, 4);
+
+    /* The agent's name.  Borrowed; valid while the agent is open. */
+    const char *(*name)(struct ol_agent *a);
+
+    /* Wall clock, ms since 1970. */
+    int64_t (*now_ms)(struct ol_agent *a);
+
+    /* Arm timer `timer_id` to fire once after `delay_ms`, or at the wall
+     * clock time `unix_ms`.  Arming an armed id moves it.  Timers are part
+     * of the checkpoint: after a resume they fire at their original due
+     * time (at once if that has passed).  Returns 0, OL_AGENT_ETOOBIG past
+     * OL_AGENT_TIMERS_MAX, or OL_AGENT_ESTATE outside handle(). */
+    int (*timer_after)(struct ol_agent *a, uint64_t timer_id,
+                       uint64_t delay_ms);
+    int (*timer_at)(struct ol_agent *a, uint64_t timer_id, int64_t unix_ms);
+
+    /* Disarm a timer.  Returns 0 or OL_AGENT_ENOTFOUND. */
+    int (*timer_cancel)(struct ol_agent *a, uint64_t timer_id);
+
+    /* Send `len` bytes of msgpack to the agent named `to`.  The bytes are
+     * copied and checked; they are delivered exactly once, after this step's
+     * checkpoint commits.  Returns 0, OL_AGENT_EMALFORMED if the bytes are
+     * not one msgpack object, OL_AGENT_EINVAL for a bad name,
+     * OL_AGENT_ETOOBIG past OL_AGENT_MSG_MAX or OL_AGENT_OUTBOX_MAX, or
+     * OL_AGENT_ESTATE outside handle(). */
+    int (*send)(struct ol_agent *a, const char *to, const void *msg,
+                size_t len);
+
+    /* Ask for a checkpoint at the end of this step even if the node's
+     * checkpoint policy would batch it.  Returns 0 or OL_AGENT_ESTATE. */
+    int (*checkpoint)(struct ol_agent *a);
+
+    /* Run fn(arg) on the thread pool; an OL_EVENT_WORK event with the same
+     * work_id and arg follows when it returns.  In-flight work is not part
+     * of a checkpoint: after a resume, start it again.  Every accepted
+     * work item gets its OL_EVENT_WORK before close() is called.  Returns
+     * 0, OL_AGENT_EINVAL if fn is NULL, or OL_AGENT_ESTATE outside handle();
+     * on error fn never runs and no event follows. */
+    int (*work)(struct ol_agent *a, uint64_t work_id, ol_work_fn fn,
+                void *arg);
+};
+
+/*
+ * The plugin's vtable.  Static in the plugin; the host never writes it.
+ */
+struct ol_agent_vtable {
+    uint32_t abi;  /* OL_AGENT_ABI */
+    uint32_t size; /* sizeof(struct ol_agent_vtable) */
+    /* Version 1. */
+
+    /* The plugin's kind name and version; recorded in every checkpoint
+     * along with a hash of the shared object. */
+    const char *kind;
+    const char *version;
+
+    /*
+     * Create an instance.  `config` is the agent's configuration as one
+     * msgpack object (a map; an empty map if none was given), borrowed for
+     * the call.  Store the instance in *self.  Required.
+     */
+    int (*open)(struct ol_agent *a, const void *config, size_t config_len,
+                void **self);
+
+    /*
+     * Load state saved by save().  Called after open() and before the
+     * OL_EVENT_RESUME event.  `state` is borrowed.  Return
+     * OL_AGENT_EMALFORMED if it is not what you expect.  Required.
+     */
+    int (*restore)(void *self, struct ol_agent *a, const void *state,
+                   size_t len);
+
+    /* Handle one event; may arm timers, send messages, start work.
+     * Required. */
+    int (*handle)(void *self, struct ol_agent *a, const struct ol_event *ev);
+
+    /* Write the whole state as one msgpack object to `out`.  Required. */
+    int (*save)(void *self, struct ol_agent *a, const struct ol_sink *out);
+
+    /* Free the instance.  Called once, after the last event.  May be
+     * NULL. */
+    void (*close)(void *self);
+};
+
+/*
+ * The entry point.  Check host->abi, keep `host` (it outlives the plugin),
+ * and point *out at your static vtable.  Return 0, or a negative code to
+ * refuse the host (for example when host->abi differs).
+ */
+OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *host,
+                                   const struct ol_agent_vtable **out);
+
+/* True when the host offers the member `m` of struct ol_host. */
+#define OL_HOST_HAS(host, m)                                               \
+    ((host)->size >= offsetof(struct ol_host, m) + sizeof((host)->m))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OUTLAST_AGENT_H */

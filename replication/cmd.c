@@ -1,0 +1,386 @@
+/*
+ * The command codec.  Encoding packs with msgpack-c into the writer's
+ * buffer; decoding reads through the bounded reader and checks each field
+ * before anything else looks at it, because entries arrive from peers.
+ */
+#include "cmd.h"
+
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/err.h"
+#include "../runtime/mpr.h"
+#include "seal.h"
+
+void ol__entry_w_init(struct ol__entry_w *w)
+{
+    ol__buf_init(&w->cmds);
+    w->n = 0;
+}
+
+void ol__entry_w_close(struct ol__entry_w *w)
+{
+    ol__buf_close(&w->cmds);
+    w->n = 0;
+}
+
+void ol__entry_w_reset(struct ol__entry_w *w)
+{
+    ol__buf_reset(&w->cmds);
+    w->n = 0;
+}
+
+static void pk_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pk_bin(msgpack_packer *pk, const void *p, size_t n)
+{
+    msgpack_pack_bin(pk, n);
+    msgpack_pack_bin_body(pk, p, n);
+}
+
+/* Start a command: the packer writes into w->cmds. */
+static size_t begin(struct ol__entry_w *w, msgpack_packer *pk, uint32_t type,
+                    uint32_t fields, uint64_t req)
+{
+    size_t start = w->cmds.len;
+
+    msgpack_packer_init(pk, &w->cmds, ol__buf_write);
+    msgpack_pack_array(pk, fields);
+    msgpack_pack_uint32(pk, type);
+    if (type != OL_CMD_CKPTS)
+        msgpack_pack_uint64(pk, req);
+    return start;
+}
+
+static int end(struct ol__entry_w *w, size_t start)
+{
+    if (w->cmds.base == NULL || w->cmds.len == start)
+        return OL_ENOMEM;
+    if (w->n >= OL_ENTRY_MAX_CMDS)
+        return OL_ETOOBIG;
+    w->n++;
+    return 0;
+}
+
+int ol__entry_add_ckpts(struct ol__entry_w *w, const struct ol__key *key,
+                        int64_t time_ms, const struct ol__blob *bodies,
+                        const uint8_t *hashes, uint32_t n)
+{
+    struct ol__buf seal;
+    uint8_t sig[OL_SIG_SIZE];
+    msgpack_packer pk;
+    size_t start;
+    int rv;
+
+    ol__buf_init(&seal);
+    rv = ol__seal_make(key, time_ms, hashes, n, &seal, sig);
+    if (rv != 0)
+        goto out;
+    start = begin(w, &pk, OL_CMD_CKPTS, 4, 0);
+    pk_bin(&pk, seal.base, seal.len);
+    pk_bin(&pk, sig, OL_SIG_SIZE);
+    msgpack_pack_array(&pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        pk_bin(&pk, bodies[i].p, bodies[i].len);
+    rv = end(w, start);
+out:
+    ol__buf_close(&seal);
+    return rv;
+}
+
+int ol__entry_add_spawn(struct ol__entry_w *w, uint64_t req,
+                        const char *name, const char *kind,
+                        const void *config, size_t config_len,
+                        uint64_t owner)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_SPAWN, 6, req);
+
+    pk_str(&pk, name);
+    pk_str(&pk, kind);
+    pk_bin(&pk, config, config_len);
+    msgpack_pack_uint64(&pk, owner);
+    return end(w, start);
+}
+
+static int add_name_only(struct ol__entry_w *w, uint32_t type, uint64_t req,
+                         const char *name)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, type, 3, req);
+
+    pk_str(&pk, name);
+    return end(w, start);
+}
+
+int ol__entry_add_stop(struct ol__entry_w *w, uint64_t req, const char *name)
+{
+    return add_name_only(w, OL_CMD_STOP, req, name);
+}
+
+int ol__entry_add_start(struct ol__entry_w *w, uint64_t req,
+                        const char *name)
+{
+    return add_name_only(w, OL_CMD_START, req, name);
+}
+
+int ol__entry_add_place(struct ol__entry_w *w, uint64_t req,
+                        const char *name, uint64_t owner, uint64_t epoch)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_PLACE, 5, req);
+
+    pk_str(&pk, name);
+    msgpack_pack_uint64(&pk, owner);
+    msgpack_pack_uint64(&pk, epoch);
+    return end(w, start);
+}
+
+int ol__entry_add_send(struct ol__entry_w *w, uint64_t req, const char *to,
+                       uint64_t msg_seq, const void *payload, size_t len)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_SEND, 5, req);
+
+    pk_str(&pk, to);
+    msgpack_pack_uint64(&pk, msg_seq);
+    pk_bin(&pk, payload, len);
+    return end(w, start);
+}
+
+int ol__entry_add_quarantine(struct ol__entry_w *w, uint64_t req,
+                             const char *name, uint64_t epoch,
+                             const char *reason)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_QUARANTINE, 5, req);
+    char r[OL_REASON_MAX + 1];
+
+    /* Reasons come from error messages; clip rather than fail. */
+    snprintf(r, sizeof r, "%s", reason);
+    pk_str(&pk, name);
+    msgpack_pack_uint64(&pk, epoch);
+    pk_str(&pk, r);
+    return end(w, start);
+}
+
+int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
+                       const char *address, const uint8_t pk_[OL_PK_SIZE],
+                       const char *labels)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_NODE, 6, req);
+
+    msgpack_pack_uint64(&pk, id);
+    pk_str(&pk, address);
+    pk_bin(&pk, pk_, OL_PK_SIZE);
+    pk_str(&pk, labels);
+    return end(w, start);
+}
+
+int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_NODE_DEL, 3, req);
+
+    msgpack_pack_uint64(&pk, id);
+    return end(w, start);
+}
+
+int ol__entry_add_raw(struct ol__entry_w *w, const struct ol__blob *raw)
+{
+    size_t start = w->cmds.len;
+    int rv = ol__buf_append(&w->cmds, raw->p, raw->len);
+
+    if (rv != 0)
+        return rv;
+    return end(w, start);
+}
+
+int ol__entry_w_finish(const struct ol__entry_w *w, struct ol__buf *out)
+{
+    msgpack_packer pk;
+    size_t start = out->len;
+
+    msgpack_packer_init(&pk, out, ol__buf_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, OL_ENTRY_FORMAT);
+    msgpack_pack_array(&pk, w->n);
+    if (out->base == NULL || out->len == start)
+        return OL_ENOMEM;
+    return ol__buf_append(out, w->cmds.base, w->cmds.len);
+}
+
+void ol__entry_free(struct ol__entry *e)
+{
+    if (e == NULL || e->cmds == NULL)
+        return;
+    for (uint32_t i = 0; i < e->n; i++)
+        free(e->cmds[i].bodies);
+    free(e->cmds);
+    e->cmds = NULL;
+    e->n = 0;
+}
+
+static int get_blob(struct ol__mpr *r, struct ol__blob *b, uint32_t max,
+                    int msgpack)
+{
+    const void *p;
+
+    if (ol__mpr_bin(r, &p, &b->len) || b->len > max)
+        return OL_EMALFORMED;
+    b->p = p;
+    if (msgpack && ol__mp_check(b->p, b->len, NULL) != 0)
+        return OL_EMALFORMED;
+    return 0;
+}
+
+static int get_name(struct ol__mpr *r, char *out)
+{
+    if (ol__mpr_strcpy(r, out, OL_NAME_MAX + 1) || !ol__name_valid(out))
+        return OL_EMALFORMED;
+    return 0;
+}
+
+static int get_kind(struct ol__mpr *r, char *out)
+{
+    /* A kind names a plugin file: the same rules as an agent name. */
+    return get_name(r, out);
+}
+
+#define CHECK(what_, expr)                                                 \
+    do {                                                                   \
+        *whatp = (what_);                                                  \
+        if ((expr) != 0)                                                   \
+            return OL_EMALFORMED;                                          \
+    } while (0)
+
+static int decode_cmd(struct ol__mpr *r, struct ol__cmd *c,
+                      const char **whatp)
+{
+    uint32_t n;
+    uint64_t type;
+    size_t start = r->off;
+    int rv;
+
+    *whatp = "command";
+    rv = ol__mpr_array(r, &n) || n < 2 || ol__mpr_uint(r, &type);
+    if (rv)
+        return OL_EMALFORMED;
+    c->type = (uint32_t)type;
+    switch (type) {
+    case OL_CMD_CKPTS: {
+        const void *sig;
+        uint32_t siglen, nb;
+
+        CHECK("ckpts", n != 4);
+        CHECK("seal", get_blob(r, &c->seal, 16u << 20, 0));
+        CHECK("seal signature",
+              ol__mpr_bin(r, &sig, &siglen) || siglen != OL_SIG_SIZE);
+        c->sig = sig;
+        CHECK("bodies", ol__mpr_array(r, &nb) || nb == 0 ||
+                            nb > OL_SEAL_MAX_HASHES);
+        c->bodies = calloc(nb, sizeof *c->bodies);
+        CHECK("bodies", c->bodies == NULL);
+        c->n_bodies = nb;
+        for (uint32_t i = 0; i < nb; i++)
+            CHECK("body", get_blob(r, &c->bodies[i], OL_CKPT_MAX, 0));
+        break;
+    }
+    case OL_CMD_SPAWN:
+        CHECK("spawn", n != 6 || ol__mpr_uint(r, &c->req));
+        CHECK("spawn name", get_name(r, c->name));
+        CHECK("spawn kind", get_kind(r, c->kind));
+        CHECK("spawn config",
+              get_blob(r, &c->config, OL_AGENT_MSG_MAX, 1));
+        CHECK("spawn owner", ol__mpr_uint(r, &c->owner));
+        break;
+    case OL_CMD_STOP:
+    case OL_CMD_START:
+        CHECK("stop/start", n != 3 || ol__mpr_uint(r, &c->req));
+        CHECK("agent name", get_name(r, c->name));
+        break;
+    case OL_CMD_PLACE:
+        CHECK("place", n != 5 || ol__mpr_uint(r, &c->req));
+        CHECK("place name", get_name(r, c->name));
+        CHECK("place owner", ol__mpr_uint(r, &c->owner));
+        CHECK("place epoch", ol__mpr_uint(r, &c->epoch) || c->epoch == 0);
+        break;
+    case OL_CMD_SEND:
+        CHECK("send", n != 5 || ol__mpr_uint(r, &c->req));
+        CHECK("send recipient", get_name(r, c->name));
+        CHECK("send seq", ol__mpr_uint(r, &c->msg_seq));
+        CHECK("send payload",
+              get_blob(r, &c->payload, OL_AGENT_MSG_MAX, 1));
+        break;
+    case OL_CMD_QUARANTINE:
+        CHECK("quarantine", n != 5 || ol__mpr_uint(r, &c->req));
+        CHECK("quarantine name", get_name(r, c->name));
+        CHECK("quarantine epoch", ol__mpr_uint(r, &c->epoch));
+        CHECK("quarantine reason",
+              ol__mpr_strcpy(r, c->reason, sizeof c->reason));
+        break;
+    case OL_CMD_NODE:
+        CHECK("node", n != 6 || ol__mpr_uint(r, &c->req));
+        CHECK("node id", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
+        CHECK("node address",
+              ol__mpr_strcpy(r, c->address, sizeof c->address));
+        CHECK("node key", ol__mpr_bin_fixed(r, c->pk, OL_PK_SIZE));
+        CHECK("node labels",
+              ol__mpr_strcpy(r, c->labels, sizeof c->labels));
+        break;
+    case OL_CMD_NODE_DEL:
+        CHECK("node_del", n != 3 || ol__mpr_uint(r, &c->req));
+        CHECK("node id", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
+        break;
+    default:
+        *whatp = "command type";
+        return OL_EMALFORMED;
+    }
+    c->raw.p = r->base + start;
+    c->raw.len = (uint32_t)(r->off - start);
+    return 0;
+}
+
+int ol__entry_decode(const void *p, size_t len, struct ol__entry *e,
+                     char *errmsg)
+{
+    struct ol__mpr r;
+    uint32_t n;
+    uint64_t format;
+    const char *what = "entry";
+
+    memset(e, 0, sizeof *e);
+    ol__mpr_init(&r, p, len);
+    if (ol__mpr_array(&r, &n) || n != 2 || ol__mpr_uint(&r, &format) ||
+        format != OL_ENTRY_FORMAT || ol__mpr_array(&r, &n) ||
+        n > OL_ENTRY_MAX_CMDS)
+        goto bad;
+    e->cmds = calloc(n ? n : 1, sizeof *e->cmds);
+    if (e->cmds == NULL)
+        return OL_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        e->n = i + 1;
+        if (decode_cmd(&r, &e->cmds[i], &what) != 0)
+            goto bad;
+    }
+    if (!ol__mpr_done(&r)) {
+        what = "trailing bytes";
+        goto bad;
+    }
+    return 0;
+bad:
+    if (errmsg)
+        ol__errf(errmsg, "log entry: %s is malformed (byte %zu)", what,
+                 r.off);
+    ol__entry_free(e);
+    return OL_EMALFORMED;
+}

@@ -1,0 +1,131 @@
+/*
+ * Commands: what the replicated log carries.  One log entry (one raft entry,
+ * or one local group commit) is
+ *
+ *     [1, [cmd, ...]]
+ *
+ * and each command is a msgpack array whose first element is its type:
+ *
+ *     CKPTS      [1, seal: bin, sig: bin64, [body: bin, ...]]
+ *     SPAWN      [2, req, name, kind, config: bin, owner]
+ *     STOP       [3, req, name]
+ *     PLACE      [4, req, name, owner, epoch]
+ *     SEND       [5, req, to, msg_seq, payload: bin]
+ *     QUARANTINE [6, req, name, epoch, reason]
+ *     NODE       [7, req, id, address, pk: bin32, labels]
+ *     NODE_DEL   [8, req, id]
+ *     START      [9, req, name]
+ *
+ * `req` is a random id chosen by the proposer, echoed in the outcome so a
+ * waiting client can match it.  A CKPTS command carries a seal and the
+ * checkpoint bodies whose hashes it lists, in order.
+ */
+#ifndef OL_CMD_H
+#define OL_CMD_H
+
+#include <stdint.h>
+
+#include "../runtime/buf.h"
+#include "../runtime/keys.h"
+#include "ckpt.h"
+
+#define WUR __attribute__((warn_unused_result))
+
+#define OL_ENTRY_FORMAT 1
+#define OL_ENTRY_MAX_CMDS 65536
+#define OL_REASON_MAX 200
+#define OL_LABELS_MAX 200
+
+enum ol__cmd_type {
+    OL_CMD_CKPTS = 1,
+    OL_CMD_SPAWN = 2,
+    OL_CMD_STOP = 3,
+    OL_CMD_PLACE = 4,
+    OL_CMD_SEND = 5,
+    OL_CMD_QUARANTINE = 6,
+    OL_CMD_NODE = 7,
+    OL_CMD_NODE_DEL = 8,
+    OL_CMD_START = 9,
+};
+
+struct ol__blob {
+    const uint8_t *p;
+    uint32_t len;
+};
+
+/* A decoded command.  Pointers point into the entry bytes. */
+struct ol__cmd {
+    uint32_t type;
+    uint64_t req;
+    struct ol__blob raw; /* the whole command, for re-batching */
+    /* CKPTS */
+    struct ol__blob seal;
+    const uint8_t *sig;
+    struct ol__blob *bodies; /* malloc'd array */
+    uint32_t n_bodies;
+    /* SPAWN, STOP, PLACE, QUARANTINE, START: agent; SEND: recipient */
+    char name[OL_NAME_MAX + 1];
+    char kind[OL_KIND_MAX + 1];
+    struct ol__blob config;  /* SPAWN: one msgpack object */
+    uint64_t owner;          /* SPAWN, PLACE */
+    uint64_t epoch;          /* PLACE, QUARANTINE */
+    uint64_t msg_seq;        /* SEND */
+    struct ol__blob payload; /* SEND: one msgpack object */
+    char reason[OL_REASON_MAX + 1];
+    uint64_t node_id;        /* NODE, NODE_DEL */
+    char address[128];
+    uint8_t pk[OL_PK_SIZE];
+    char labels[OL_LABELS_MAX + 1];
+};
+
+struct ol__entry {
+    struct ol__cmd *cmds;
+    uint32_t n;
+};
+
+/* Decode an entry; every command is checked for shape and limits.  Returns
+ * 0 or OL_EMALFORMED with errmsg naming the command and field. */
+int ol__entry_decode(const void *p, size_t len, struct ol__entry *e,
+                     char *errmsg) WUR;
+void ol__entry_free(struct ol__entry *e);
+
+/* Building an entry: add commands, then finish. */
+struct ol__entry_w {
+    struct ol__buf cmds;
+    uint32_t n;
+};
+
+void ol__entry_w_init(struct ol__entry_w *w);
+void ol__entry_w_close(struct ol__entry_w *w);
+void ol__entry_w_reset(struct ol__entry_w *w);
+
+/* Seal n bodies with `key` and add them as one CKPTS command. */
+int ol__entry_add_ckpts(struct ol__entry_w *w, const struct ol__key *key,
+                        int64_t time_ms, const struct ol__blob *bodies,
+                        const uint8_t *hashes, uint32_t n);
+int ol__entry_add_spawn(struct ol__entry_w *w, uint64_t req,
+                        const char *name, const char *kind,
+                        const void *config, size_t config_len,
+                        uint64_t owner);
+int ol__entry_add_stop(struct ol__entry_w *w, uint64_t req,
+                       const char *name);
+int ol__entry_add_start(struct ol__entry_w *w, uint64_t req,
+                        const char *name);
+int ol__entry_add_place(struct ol__entry_w *w, uint64_t req,
+                        const char *name, uint64_t owner, uint64_t epoch);
+int ol__entry_add_send(struct ol__entry_w *w, uint64_t req, const char *to,
+                       uint64_t msg_seq, const void *payload, size_t len);
+int ol__entry_add_quarantine(struct ol__entry_w *w, uint64_t req,
+                             const char *name, uint64_t epoch,
+                             const char *reason);
+int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
+                       const char *address, const uint8_t pk[OL_PK_SIZE],
+                       const char *labels);
+int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id);
+/* Add an already encoded command (from a decoded entry). */
+int ol__entry_add_raw(struct ol__entry_w *w, const struct ol__blob *raw);
+
+/* Write the finished entry to `out` (appended). */
+int ol__entry_w_finish(const struct ol__entry_w *w, struct ol__buf *out);
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * The transport's handshake and frame codec, free of I/O so that tests and
+ * fuzzers can drive them with bytes alone.
+ *
+ * Handshake (all integers big-endian, every message a fixed size):
+ *
+ *   M1 client -> server, OL_HS_M1_SIZE (85) bytes:
+ *       "OLT1" | channel u8 | client_id u64 | server_id u64 |
+ *       cluster_hash[32] | client_eph_pk[32]
+ *   M2 server -> client, OL_HS_M2_SIZE (120) bytes:
+ *       server_eph_pk[32] | server_stream_header[24] | sig_s[64]
+ *       sig_s = Ed25519(server key, "outlast/transport/1 server" NUL |
+ *                        M1 | server_eph_pk | server_stream_header)
+ *   M3 client -> server, OL_HS_M3_SIZE (88) bytes:
+ *       client_stream_header[24] | sig_c[64]
+ *       sig_c = Ed25519(client key, "outlast/transport/1 client" NUL |
+ *                        M1 | M2 | client_stream_header)
+ *
+ * The ephemeral keys are crypto_kx key pairs made fresh for every
+ * connection on both sides, so a recorded M3 never verifies against a new
+ * M2.  Each direction's key is the crypto_kx session key mixed with
+ * BLAKE2b(M1 | server_eph_pk), which ties it to the cluster, channel and
+ * both ids.  Each side then sends frames
+ *
+ *       len u32 | ciphertext[len]
+ *
+ * where ciphertext is one crypto_secretstream_xchacha20poly1305 message
+ * (len = plaintext + OL_FRAME_ABYTES).
+ */
+#ifndef OL_HANDSHAKE_H
+#define OL_HANDSHAKE_H
+
+#include <sodium.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../runtime/keys.h"
+
+#define OL_HS_WUR __attribute__((warn_unused_result))
+
+#define OL_HS_MAGIC "OLT1"
+#define OL_HS_M1_SIZE (4 + 1 + 8 + 8 + 32 + 32)
+#define OL_HS_M2_SIZE (32 + 24 + 64)
+#define OL_HS_M3_SIZE (24 + 64)
+
+/* The largest handshake message; nothing longer is ever buffered before a
+ * handshake completes. */
+#define OL_HS_MSG_MAX OL_HS_M2_SIZE
+
+/* Channels: which kind of traffic a connection carries. */
+enum {
+    OL_CHAN_RAFT = 1,
+    OL_CHAN_MSG = 2,
+};
+
+#define OL_FRAME_HDR 4
+#define OL_FRAME_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
+#define OL_FRAME_SIZE(n) (OL_FRAME_HDR + (size_t)(n) + OL_FRAME_ABYTES)
+
+/* The two directions of an established connection.  Always in
+ * sodium_malloc() memory: the states hold the session keys. */
+struct ol__sstream {
+    crypto_secretstream_xchacha20poly1305_state tx;
+    crypto_secretstream_xchacha20poly1305_state rx;
+};
+
+struct ol__hs;
+
+/* What each side brings to a handshake.  Everything is borrowed for the
+ * call; `key` must outlive the handshake. */
+struct ol__hs_self {
+    uint64_t id;
+    const struct ol__key *key;
+    uint8_t cluster_hash[OL_HASH_SIZE];
+};
+
+/* The server's roster lookup: the public key of node `id`, 0 or
+ * OL_ENOTFOUND. */
+typedef int (*ol__hs_lookup_fn)(void *data, uint64_t id,
+                                uint8_t pk[OL_PK_SIZE]);
+
+/* BLAKE2b-256 of the cluster name, as bound into M1. */
+void ol__hs_cluster_hash(const char *cluster, uint8_t out[OL_HASH_SIZE]);
+
+/*
+ * Start a client handshake to `server_id`, whose key must be `server_pk`,
+ * on `channel`, and write M1 into `m1`.  Returns 0, OL_EINVAL (bad channel
+ * or id) or OL_ENOMEM.  Free *out with ol__hs_destroy().
+ */
+int ol__hs_client_start(const struct ol__hs_self *self, uint8_t channel,
+                        uint64_t server_id,
+                        const uint8_t server_pk[OL_PK_SIZE],
+                        struct ol__hs **out, uint8_t m1[OL_HS_M1_SIZE]);
+
+/* Start a server handshake.  Returns 0 or OL_ENOMEM. */
+int ol__hs_server_start(const struct ol__hs_self *self, struct ol__hs **out);
+
+/*
+ * Server: check M1 (exactly `len` bytes) and write M2.  Returns 0,
+ * OL_EMALFORMED (wrong size, magic or channel), OL_EUNAUTH (another
+ * cluster or server id, or a client the lookup does not know), OL_EBADSIG
+ * (a degenerate ephemeral key) or OL_ESTATE (called out of order).  On
+ * success ol__hs_peer_id() names the (not yet proven) client.
+ */
+int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
+                     ol__hs_lookup_fn lookup, void *data,
+                     uint8_t m2[OL_HS_M2_SIZE]) OL_HS_WUR;
+
+/* Client: verify M2 and write M3.  Returns 0, OL_EMALFORMED, OL_EBADSIG
+ * or OL_ESTATE.  On success the handshake is complete on this side. */
+int ol__hs_client_m2(struct ol__hs *hs, const uint8_t *m2, size_t len,
+                     uint8_t m3[OL_HS_M3_SIZE]) OL_HS_WUR;
+
+/* Server: verify M3.  Returns 0, OL_EMALFORMED, OL_EBADSIG or OL_ESTATE.
+ * On success the client is authenticated as ol__hs_peer_id(). */
+int ol__hs_server_m3(struct ol__hs *hs, const uint8_t *m3,
+                     size_t len) OL_HS_WUR;
+
+uint64_t ol__hs_peer_id(const struct ol__hs *hs);
+uint8_t ol__hs_channel(const struct ol__hs *hs);
+
+/* The key the peer is being authenticated against (after M1 on the
+ * server, from the start on the client). */
+const uint8_t *ol__hs_peer_pk(const struct ol__hs *hs);
+
+/* Take the stream state out of a completed handshake.  Returns 0 or
+ * OL_ESTATE.  *out is sodium_malloc'd: free it with ol__sstream_free(). */
+int ol__hs_finish(struct ol__hs *hs, struct ol__sstream **out) OL_HS_WUR;
+
+/* Wipe and free.  NULL-safe. */
+void ol__hs_destroy(struct ol__hs *hs);
+void ol__sstream_free(struct ol__sstream *ss);
+
+/*
+ * Seal n plaintext bytes into one frame of OL_FRAME_SIZE(n) bytes at out.
+ * Returns 0 or OL_ETOOBIG (n does not fit the u32 length).
+ */
+int ol__frame_seal(struct ol__sstream *ss, const void *p, size_t n,
+                   uint8_t *out) OL_HS_WUR;
+
+/*
+ * Read a frame header: the plaintext length it announces, checked against
+ * `max_plain` before the caller allocates anything.  Returns 0,
+ * OL_ETOOBIG (over the cap) or OL_EMALFORMED (shorter than the tag).
+ */
+int ol__frame_len(const uint8_t hdr[OL_FRAME_HDR], size_t max_plain,
+                  size_t *plain_len) OL_HS_WUR;
+
+/*
+ * Open the ciphertext of one frame (clen bytes after the header) into out
+ * (clen - OL_FRAME_ABYTES bytes).  Returns 0, OL_EMALFORMED (too short or
+ * an unexpected tag) or OL_EBADSIG (forged, reordered or corrupted).
+ */
+int ol__frame_open(struct ol__sstream *ss, const uint8_t *c, size_t clen,
+                   uint8_t *out) OL_HS_WUR;
+
+#endif

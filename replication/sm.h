@@ -1,0 +1,163 @@
+/*
+ * The state machine: applies log entries (see cmd.h) to the store.  It is
+ * the only writer of the agents, checkpoints, seals, mailbox and nodes
+ * tables, and it is deterministic: every node that applies the same entries
+ * in the same order ends with the same rows.  The single-node group commit
+ * and the raft FSM both drive it.
+ *
+ * Rules it enforces for each checkpoint:
+ *  - the seal's signature verifies and its signer is a live node;
+ *  - the body's hash is the one the seal lists at its position;
+ *  - the signer owns the agent, and the checkpoint's epoch is the agent's
+ *    current epoch (a stale epoch never commits);
+ *  - seq is head + 1 and prev_hash is the head's hash;
+ *  - a different checkpoint for a stored (agent, seq) is divergence: the
+ *    evidence is stored, the agent is quarantined, nothing is replaced.
+ *
+ * What applying changed is reported as a list of effects, which the caller
+ * hands to the runtime once the transaction has committed.
+ */
+#ifndef OL_SM_H
+#define OL_SM_H
+
+#include <stdint.h>
+
+#include "../runtime/map.h"
+#include "../runtime/store.h"
+#include "ckpt.h"
+#include "cmd.h"
+
+struct ol__sm_agent {
+    char name[OL_NAME_MAX + 1];
+    char kind[OL_KIND_MAX + 1];
+    uint8_t *config; /* one msgpack object */
+    uint32_t config_len;
+    uint64_t owner;
+    uint64_t epoch;
+    int status; /* enum ol__agent_status */
+    char reason[OL_REASON_MAX + 1];
+    uint64_t req;
+    uint64_t head_seq; /* 0: no checkpoint yet */
+    uint8_t head_hash[OL_HASH_SIZE];
+    int64_t head_time_ms;
+};
+
+struct ol__sm_node {
+    uint64_t id;
+    uint8_t pk[OL_PK_SIZE];
+    char address[128];
+    char labels[OL_LABELS_MAX + 1];
+    int removed;
+};
+
+enum ol__effect_type {
+    OL_FX_CKPT = 1,  /* a checkpoint committed, or was refused */
+    OL_FX_AGENT = 2, /* an agent row changed (a copy is attached) */
+    OL_FX_MAIL = 3,  /* a message is waiting for `to` */
+    OL_FX_CMD = 4,   /* outcome of a non-checkpoint command */
+    OL_FX_NODE = 5,  /* the roster changed */
+};
+
+struct ol__effect {
+    struct ol__effect *next;
+    int type;
+    int status; /* 0 or OL_E* */
+    union {
+        struct {
+            char agent[OL_NAME_MAX + 1];
+            uint64_t epoch;
+            uint64_t seq;
+            uint8_t hash[OL_HASH_SIZE];
+            int dup; /* already committed before */
+        } ckpt;
+        struct ol__sm_agent agent; /* config is a copy owned here */
+        struct {
+            char to[OL_NAME_MAX + 1];
+            char from[OL_NAME_MAX + 1];
+            uint64_t seq;
+            uint32_t idx;
+            uint8_t *payload; /* owned here */
+            uint32_t len;
+        } mail;
+        struct {
+            uint32_t cmd_type;
+            uint64_t req;
+            char name[OL_NAME_MAX + 1];
+        } cmd;
+        struct ol__sm_node node;
+    } u;
+    char errmsg[160]; /* why status is not 0 */
+};
+
+struct ol__effects {
+    struct ol__effect *head;
+    struct ol__effect *tail;
+    uint32_t n;
+};
+
+void ol__effects_init(struct ol__effects *fx);
+void ol__effects_free(struct ol__effects *fx);
+/* Move all of `from` to the end of `to`. */
+void ol__effects_splice(struct ol__effects *to, struct ol__effects *from);
+
+struct ol__sm_config {
+    uint32_t retain; /* keep the last N checkpoints per agent; 0: all */
+};
+
+struct ol__sm;
+
+/* Open over a writable store and load the cache.  Returns 0 or an OL_E*
+ * code with errmsg set. */
+int ol__sm_open(struct ol__store *st, const struct ol__sm_config *cfg,
+                struct ol__sm **out, char *errmsg);
+void ol__sm_close(struct ol__sm *sm);
+
+/*
+ * Apply one entry inside the caller's transaction.  `trusted` skips seal
+ * signature checks for entries this process has just sealed itself.
+ * Returns 0 (refused commands are effects, not errors), OL_EMALFORMED for
+ * an entry that does not decode (nothing applied), or OL_EIO when the store
+ * failed: the caller must roll back, call ol__sm_reload() and drop `fx`.
+ */
+int ol__sm_apply(struct ol__sm *sm, const void *entry, size_t len,
+                 int trusted, struct ol__effects *fx);
+
+/* Rebuild the cache from the store (after a rollback or a restore). */
+int ol__sm_reload(struct ol__sm *sm);
+
+/* The raft index this store has applied up to (0 if none), and its update
+ * inside the apply transaction. */
+uint64_t ol__sm_applied(const struct ol__sm *sm);
+int ol__sm_set_applied(struct ol__sm *sm, uint64_t index);
+
+/* Read the cache.  Valid until the next apply or reload. */
+const struct ol__sm_agent *ol__sm_agent(const struct ol__sm *sm,
+                                        const char *name);
+int ol__sm_agent_next(const struct ol__sm *sm, size_t *iter,
+                      const struct ol__sm_agent **out);
+const struct ol__sm_node *ol__sm_node(const struct ol__sm *sm, uint64_t id);
+size_t ol__sm_nodes(const struct ol__sm *sm,
+                    const struct ol__sm_node **out);
+
+/* Put a node directly (outside the log): a single node registering its
+ * own key on first start.  Runs its own transaction. */
+int ol__sm_put_node(struct ol__sm *sm, const struct ol__sm_node *n);
+
+/* Counters. */
+struct ol__sm_stats {
+    uint64_t ckpts_applied;
+    uint64_t ckpts_refused;
+    uint64_t entries_malformed;
+    uint64_t mail_dropped; /* recipient does not exist */
+};
+void ol__sm_stats(const struct ol__sm *sm, struct ol__sm_stats *out);
+
+/* Snapshots for raft (sm_snap.c): the agents, nodes and mailbox tables
+ * and each agent's latest checkpoint with its seal. */
+int ol__sm_snapshot(struct ol__sm *sm, struct ol__buf *out);
+/* Install a snapshot taken at `index`.  If the store has already applied
+ * past it, nothing changes.  Runs its own transaction. */
+int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
+                   uint64_t index, char *errmsg);
+
+#endif

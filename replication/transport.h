@@ -1,0 +1,122 @@
+/*
+ * The node-to-node transport.  Every connection between two outlast nodes
+ * is mutually authenticated with the nodes' Ed25519 keys from the roster
+ * and encrypted and integrity-protected with libsodium.  It carries two
+ * kinds of traffic over separate connections:
+ *
+ *  - raft: ol__transport_raft() returns a struct raft_uv_transport to hand
+ *    to raft_uv_init(); raft sees plain streams while a pump in the same
+ *    loop moves bytes to and from the encrypted TCP connection;
+ *  - messages: ol__transport_send() delivers whole messages (proposal
+ *    forwarding, pings) to a peer's recv callback.
+ *
+ * A peer whose key is not in the roster, a tampered or oversized frame, a
+ * replayed handshake or garbage bytes get the connection dropped and a log
+ * line; the node keeps running.  Handshakes time out.  Sizes read from the
+ * network are capped before anything is allocated for them.
+ *
+ * All functions run on the loop thread.
+ */
+#ifndef OL_TRANSPORT_H
+#define OL_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../runtime/keys.h"
+
+struct raft_uv_transport;
+struct ol__transport;
+
+#define OL_ADDR_MAX 128
+#define OL_TRANSPORT_MSG_MAX (16u << 20) /* largest message via _send() */
+
+/* One member of the roster. */
+struct ol__peer {
+    uint64_t id;                  /* raft server id, > 0 */
+    char address[OL_ADDR_MAX];    /* "host:port", "[v6]:port" or "name:port" */
+    uint8_t pk[OL_PK_SIZE];
+};
+
+/* A whole message from an authenticated peer.  `msg` is borrowed for the
+ * call. */
+typedef void (*ol__transport_recv_cb)(void *data, uint64_t from,
+                                      const void *msg, size_t len);
+
+struct ol__transport_config {
+    uint64_t self_id;
+    const char *listen;            /* address to bind, "host:port" */
+    const struct ol__key *key;     /* borrowed; must outlive the transport */
+    const char *cluster;           /* cluster name, bound into handshakes */
+    unsigned handshake_timeout_ms; /* 0: 5000 */
+    ol__transport_recv_cb recv_cb; /* may be NULL */
+    void *recv_data;
+    /* Tuning; 0 picks the default. */
+    size_t pump_high_water;        /* raft pump pauses a side above this
+                                      many queued bytes; 0: 4 MiB */
+    unsigned msg_queue_max;        /* messages queued per peer; 0: 1024 */
+    size_t msg_queue_bytes;        /* bytes queued per peer; 0: 64 MiB */
+};
+
+/*
+ * Create a transport.  Nothing is bound until ol__transport_listen() or
+ * until raft calls listen.  Returns 0 or OL_ENOMEM/OL_EINVAL with errmsg
+ * (OL_ERRMSG_SIZE bytes) set.
+ */
+int ol__transport_create(uv_loop_t *loop,
+                         const struct ol__transport_config *cfg,
+                         struct ol__transport **out, char *errmsg);
+
+/* Replace the roster (copied).  Connections to peers no longer in it, or
+ * whose key changed, are dropped.  Returns 0 or OL_ENOMEM. */
+int ol__transport_set_roster(struct ol__transport *t,
+                             const struct ol__peer *peers, size_t n);
+
+/* Bind and listen on the configured address for both kinds of traffic.
+ * Idempotent.  Returns 0 or OL_EIO with errmsg set. */
+int ol__transport_listen(struct ol__transport *t, char *errmsg);
+
+/* The port the listener is bound to (useful with port 0), or a negative
+ * OL_E* code when not listening. */
+int ol__transport_port(const struct ol__transport *t);
+
+/* The raft_uv_transport for raft_uv_init().  Owned by `t`. */
+struct raft_uv_transport *ol__transport_raft(struct ol__transport *t);
+
+/*
+ * Queue a message to peer `to`, connecting if needed.  The bytes are
+ * copied.  Delivery is best effort (a lost connection drops what was
+ * queued); callers retry idempotently.  Messages wait in the peer's queue
+ * while a connection is made, retried with backoff after failures.
+ * Returns 0, OL_ENOTFOUND (not in the roster), OL_ETOOBIG (over
+ * OL_TRANSPORT_MSG_MAX), OL_EBUSY (the peer's queue is full), OL_ENOMEM or
+ * OL_ESHUTDOWN (closing).
+ */
+int ol__transport_send(struct ol__transport *t, uint64_t to, const void *msg,
+                       size_t len);
+
+/* Counters for status output and tests. */
+struct ol__transport_stats {
+    uint64_t handshakes_ok;
+    uint64_t handshakes_failed; /* bad key, bad signature, garbage, timeout */
+    uint64_t frames_rejected;   /* failed authentication or over the cap */
+    uint64_t msgs_sent;
+    uint64_t msgs_received;
+    uint64_t pump_pauses;       /* a raft pump side paused for backpressure */
+    uint64_t pump_queue_peak;   /* most bytes seen queued in a pump side */
+};
+void ol__transport_stats(const struct ol__transport *t,
+                         struct ol__transport_stats *out);
+
+/*
+ * Close every connection and the listener.  Call after raft_uv_close() has
+ * been called for the raft_uv_transport.  `cb` (may be NULL) fires once
+ * every handle is closed; free nothing before it.  The transport itself is
+ * freed when `cb` returns.  A second call is a no-op.  NULL-safe.
+ */
+void ol__transport_close(struct ol__transport *t,
+                         void (*cb)(struct ol__transport *t, void *data),
+                         void *data);
+
+#endif

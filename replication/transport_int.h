@@ -1,0 +1,182 @@
+/*
+ * Internals shared by the transport's files: transport.c (lifecycle,
+ * roster, listener), transport_conn.c (one connection: dial, handshake,
+ * frames), transport_raft.c (the raft_uv_transport and its pump) and
+ * transport_msg.c (the message channel).  Not for use outside them, except
+ * by their tests.
+ */
+#ifndef OL_TRANSPORT_INT_H
+#define OL_TRANSPORT_INT_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+
+#include "handshake.h"
+#include "transport.h"
+
+#define OL_RAFT_FRAME_MAX (64u << 10)        /* plaintext per raft frame */
+#define OL_PUMP_HIGH_DEFAULT (4u << 20)
+#define OL_MSG_QUEUE_DEFAULT 1024u
+#define OL_MSG_QUEUE_BYTES_DEFAULT ((size_t)64 << 20)
+#define OL_HS_TIMEOUT_DEFAULT 5000u
+#define OL_BACKOFF_MIN_MS 100u
+#define OL_BACKOFF_MAX_MS 5000u
+#define OL_HOST_MAX 256
+#define OL_PORT_MAX 8
+
+enum ol__conn_state {
+    OL_CONN_RESOLVING = 1,
+    OL_CONN_CONNECTING,
+    OL_CONN_HANDSHAKE,
+    OL_CONN_OPEN,
+    OL_CONN_DEAD,
+};
+
+struct ol__mpeer;
+
+/* One TCP connection, either direction, either channel.  Its handles are
+ * embedded, so it is freed only after all of them have closed. */
+struct ol__conn {
+    struct ol__transport *t;
+    struct ol__conn *prev, *next;
+    int state;
+    bool client;
+    bool raft_counted;       /* counted in t->n_raft_conns */
+    bool has_pipe;
+    bool resolving;          /* a getaddrinfo request is outstanding */
+    bool tcp_paused, pipe_paused;
+    uint8_t channel;         /* 0 on the server until M1 names it */
+    uint64_t peer_id;        /* 0 on the server until M1 */
+    uint8_t peer_pk[OL_PK_SIZE];
+    char address[OL_ADDR_MAX];
+    int handles;             /* open embedded handles */
+    uv_tcp_t tcp;
+    uv_timer_t timer;        /* handshake deadline */
+    uv_pipe_t pipe;          /* raft channel: our end of the socketpair */
+    uv_getaddrinfo_t gai;
+    uv_connect_t creq;
+    struct ol__hs *hs;
+    struct ol__sstream *ss;
+    uint8_t *in;             /* bytes read from tcp, not yet consumed */
+    size_t in_len, in_cap, in_pos, in_want;
+    uint8_t *pbuf;           /* raft channel: pipe read buffer */
+    struct raft_uv_connect *req; /* raft client: until the stream is handed
+                                    over */
+    int req_status;          /* what req->cb gets if we never connect */
+    struct ol__mpeer *mp;    /* message client: the peer it serves */
+};
+
+/* A queued outgoing message. */
+struct ol__qmsg {
+    struct ol__qmsg *next;
+    size_t len;
+    uint8_t data[];
+};
+
+/* Message-channel state for one roster peer. */
+struct ol__mpeer {
+    struct ol__mpeer *next;
+    uint64_t id;
+    struct ol__conn *conn;   /* outbound connection, if any */
+    struct ol__qmsg *head, *tail;
+    size_t n_queued, queued_bytes;
+    unsigned backoff_ms;
+    uint64_t retry_at;       /* loop time before which we do not dial */
+};
+
+struct ol__transport {
+    uv_loop_t *loop;
+    uint64_t self_id;
+    char listen_addr[OL_ADDR_MAX];
+    const struct ol__key *key;
+    struct ol__hs_self hs_self;
+    unsigned hs_timeout_ms;
+    size_t pump_high, pump_low;
+    size_t q_max, q_bytes;
+    ol__transport_recv_cb recv_cb;
+    void *recv_data;
+
+    struct ol__peer *roster;
+    size_t n_roster;
+
+    uv_tcp_t *listener;      /* malloc'd; freed in its close callback */
+    uv_timer_t retry_timer;  /* message-channel reconnects */
+    uv_timer_t defer_timer;  /* fires raft's close callback */
+    struct ol__conn *conns;
+    size_t n_conns, n_raft_conns;
+    struct ol__mpeer *mpeers;
+
+    struct raft_uv_transport raft;
+    raft_uv_accept_cb raft_accept_cb;
+    raft_uv_transport_close_cb raft_close_cb;
+    bool raft_closing;
+
+    bool closing;
+    int pending_handles;
+    void (*close_cb)(struct ol__transport *t, void *data);
+    void *close_data;
+
+    struct ol__transport_stats stats;
+};
+
+/* transport.c */
+const struct ol__peer *ol__tr_peer(const struct ol__transport *t,
+                                   uint64_t id);
+void ol__tr_maybe_closed(struct ol__transport *t);
+
+/*
+ * Split "host:port" or "[v6]:port" into its parts.  Returns 0 or
+ * OL_EINVAL (no port, port out of range, an unbracketed IPv6 address or
+ * parts too long).
+ */
+int ol__addr_split(const char *address, char host[OL_HOST_MAX],
+                   char port[OL_PORT_MAX]) __attribute__((warn_unused_result));
+
+/* transport_conn.c */
+void ol__conn_accept(struct ol__transport *t, uv_stream_t *listener);
+struct ol__conn *ol__conn_dial(struct ol__transport *t, uint8_t channel,
+                               uint64_t id, const uint8_t pk[OL_PK_SIZE],
+                               const char *address);
+void ol__conn_fail(struct ol__conn *c);
+
+/* A write request with its bytes. */
+struct ol__wreq {
+    uv_write_t req;
+    struct ol__conn *c;
+    bool to_pipe;
+    size_t len;
+    uint8_t data[];
+};
+
+/* Allocate a write of len bytes (NULL when out of memory). */
+struct ol__wreq *ol__wreq_new(struct ol__conn *c, size_t len);
+
+/* Write w to the tcp side or, for the raft channel, the pipe.  Takes w.
+ * On failure the connection is dropped and OL_EIO returned. */
+int ol__conn_write(struct ol__conn *c, struct ol__wreq *w, bool to_pipe);
+
+/* (Re)start reading tcp.  Returns 0 or OL_EIO. */
+int ol__conn_read_start(struct ol__conn *c);
+
+/* Seal n bytes as one frame and write it to tcp.  Returns 0, OL_ENOMEM or
+ * OL_EIO; on failure the connection is dropped. */
+int ol__conn_send_frame(struct ol__conn *c, const void *p, size_t n);
+
+/* transport_raft.c */
+void ol__raft_setup(struct ol__transport *t);
+int ol__pump_open(struct ol__conn *c);
+int ol__pump_from_net(struct ol__conn *c, const uint8_t *cipher,
+                      size_t clen, size_t plain_len);
+void ol__pump_drained(struct ol__conn *c, bool pipe_side);
+void ol__pump_note_queue(struct ol__transport *t, size_t queued);
+
+/* transport_msg.c */
+void ol__msg_open(struct ol__conn *c);
+void ol__msg_conn_lost(struct ol__conn *c, bool was_open);
+int ol__msg_deliver(struct ol__conn *c, const uint8_t *cipher, size_t clen,
+                    size_t plain_len);
+void ol__msg_roster_changed(struct ol__transport *t);
+void ol__msg_close(struct ol__transport *t);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * The raft side of the transport: a struct raft_uv_transport whose
+ * connections raft sees as plain streams.  Each authenticated raft-channel
+ * connection gets an AF_UNIX socketpair; raft owns one end (a uv_pipe_t
+ * from raft_malloc, which raft closes and frees), and a pump in the same
+ * loop moves bytes between our end and TCP, sealing and opening frames.
+ *
+ * The pump applies backpressure in both directions: when the side it
+ * writes to has more than pump_high bytes queued, it stops reading the
+ * side those bytes come from, and starts again once the queue has drained
+ * below a quarter of that.  Memory per connection is then bounded by the
+ * threshold plus one read, however fast the other side produces.
+ */
+#include "transport_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../runtime/err.h"
+#include "../runtime/log.h"
+
+static void raft_handle_free(uv_handle_t *h)
+{
+    raft_free(h);
+}
+
+void ol__pump_note_queue(struct ol__transport *t, size_t queued)
+{
+    if (queued > t->stats.pump_queue_peak)
+        t->stats.pump_queue_peak = queued;
+}
+
+static void pipe_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct ol__conn *c = h->data;
+
+    buf->base = (char *)c->pbuf;
+    buf->len = OL_RAFT_FRAME_MAX;
+}
+
+/* Plaintext from raft: seal it and send it on. */
+static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct ol__conn *c = s->data;
+    struct ol__transport *t = c->t;
+    struct ol__wreq *w;
+    size_t queued;
+
+    if (n == 0)
+        return;
+    if (n < 0) {
+        /* Raft closed its end, or the pair broke. */
+        ol__conn_fail(c);
+        return;
+    }
+    if (c->state != OL_CONN_OPEN)
+        return;
+    w = ol__wreq_new(c, OL_FRAME_SIZE(n));
+    if (w == NULL || ol__frame_seal(c->ss, c->pbuf, (size_t)n, w->data) != 0) {
+        free(w);
+        ol__conn_fail(c);
+        return;
+    }
+    if (ol__conn_write(c, w, false) != 0)
+        return;
+    queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    ol__pump_note_queue(t, queued);
+    if (queued > t->pump_high && !c->pipe_paused) {
+        uv_read_stop((uv_stream_t *)&c->pipe);
+        c->pipe_paused = true;
+        t->stats.pump_pauses++;
+    }
+}
+
+int ol__pump_from_net(struct ol__conn *c, const uint8_t *cipher,
+                      size_t clen, size_t plain_len)
+{
+    struct ol__transport *t = c->t;
+    struct ol__wreq *w = ol__wreq_new(c, plain_len);
+    size_t queued;
+    int rv;
+
+    if (w == NULL)
+        return OL_ENOMEM;
+    rv = ol__frame_open(c->ss, cipher, clen, w->data);
+    if (rv != 0 || plain_len == 0) {
+        free(w);
+        return rv;
+    }
+    rv = ol__conn_write(c, w, true);
+    if (rv != 0)
+        return rv;
+    queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
+    ol__pump_note_queue(t, queued);
+    if (queued > t->pump_high && !c->tcp_paused) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->tcp_paused = true;
+        t->stats.pump_pauses++;
+    }
+    return 0;
+}
+
+void ol__pump_drained(struct ol__conn *c, bool pipe_side)
+{
+    struct ol__transport *t = c->t;
+
+    if (pipe_side && c->tcp_paused &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) <=
+            t->pump_low) {
+        c->tcp_paused = false;
+        if (ol__conn_read_start(c) != 0)
+            ol__conn_fail(c);
+    } else if (!pipe_side && c->pipe_paused &&
+               uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <=
+                   t->pump_low) {
+        c->pipe_paused = false;
+        if (uv_read_start((uv_stream_t *)&c->pipe, pipe_alloc, pipe_read) != 0)
+            ol__conn_fail(c);
+    }
+}
+
+/* Make the socketpair and hand raft its end. */
+int ol__pump_open(struct ol__conn *c)
+{
+    struct ol__transport *t = c->t;
+    uv_pipe_t *theirs;
+    int fds[2];
+
+    c->pbuf = malloc(OL_RAFT_FRAME_MAX);
+    if (c->pbuf == NULL)
+        return OL_ENOMEM;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+        ol_log_rl(OL_LOG_WARN, "transport: socketpair: %s",
+                  uv_strerror(uv_translate_sys_error(errno)));
+        return OL_EIO;
+    }
+    theirs = raft_malloc(sizeof *theirs);
+    if (theirs == NULL) {
+        close(fds[0]);
+        close(fds[1]);
+        return OL_ENOMEM;
+    }
+    uv_pipe_init(t->loop, &c->pipe, 0);
+    c->pipe.data = c;
+    c->has_pipe = true;
+    c->handles++;
+    uv_pipe_init(t->loop, theirs, 0);
+    if (uv_pipe_open(&c->pipe, fds[1]) != 0) {
+        close(fds[1]);
+        close(fds[0]);
+        uv_close((uv_handle_t *)theirs, raft_handle_free);
+        return OL_EIO;
+    }
+    if (uv_pipe_open(theirs, fds[0]) != 0) {
+        close(fds[0]);
+        uv_close((uv_handle_t *)theirs, raft_handle_free);
+        return OL_EIO;
+    }
+    if (uv_read_start((uv_stream_t *)&c->pipe, pipe_alloc, pipe_read) != 0) {
+        uv_close((uv_handle_t *)theirs, raft_handle_free);
+        return OL_EIO;
+    }
+    if (c->client) {
+        struct raft_uv_connect *req = c->req;
+
+        if (req == NULL) {
+            uv_close((uv_handle_t *)theirs, raft_handle_free);
+            return OL_ESTATE;
+        }
+        c->req = NULL;
+        req->cb(req, (uv_stream_t *)theirs, 0);
+    } else if (t->raft_accept_cb != NULL) {
+        const struct ol__peer *p = ol__tr_peer(t, c->peer_id);
+
+        /* The id is the one the handshake proved, never one the peer
+         * merely claimed. */
+        t->raft_accept_cb(&t->raft, c->peer_id, p ? p->address : c->address,
+                          (uv_stream_t *)theirs);
+    } else {
+        uv_close((uv_handle_t *)theirs, raft_handle_free);
+        return OL_ESTATE;
+    }
+    return 0;
+}
+
+static int tr_init(struct raft_uv_transport *rt, raft_id id,
+                   const char *address)
+{
+    struct ol__transport *t = rt->impl;
+
+    if (id != t->self_id) {
+        snprintf(rt->errmsg, sizeof rt->errmsg,
+                 "transport: raft id %llu is not node id %" PRIu64, id,
+                 t->self_id);
+        return RAFT_INVALID;
+    }
+    if (t->listen_addr[0] == '\0' && address != NULL)
+        snprintf(t->listen_addr, sizeof t->listen_addr, "%s", address);
+    return 0;
+}
+
+static int tr_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb)
+{
+    struct ol__transport *t = rt->impl;
+    char errmsg[OL_ERRMSG_SIZE];
+
+    if (ol__transport_listen(t, errmsg) != 0) {
+        snprintf(rt->errmsg, sizeof rt->errmsg, "%s", errmsg);
+        return RAFT_IOERR;
+    }
+    t->raft_accept_cb = cb;
+    return 0;
+}
+
+static int tr_connect(struct raft_uv_transport *rt,
+                      struct raft_uv_connect *req, raft_id id,
+                      const char *address, raft_uv_connect_cb cb)
+{
+    struct ol__transport *t = rt->impl;
+    const struct ol__peer *p;
+    struct ol__conn *c;
+
+    if (t->closing || t->raft_closing)
+        return RAFT_NOCONNECTION;
+    p = ol__tr_peer(t, id);
+    if (p == NULL) {
+        ol_log_rl(OL_LOG_WARN,
+                  "transport: raft wants node %llu, which is not in the "
+                  "roster", id);
+        return RAFT_NOCONNECTION;
+    }
+    req->cb = cb;
+    c = ol__conn_dial(t, OL_CHAN_RAFT, id, p->pk, address);
+    if (c == NULL)
+        return RAFT_NOCONNECTION;
+    c->req = req;
+    c->req_status = RAFT_NOCONNECTION;
+    return 0;
+}
+
+static void tr_close(struct raft_uv_transport *rt,
+                     raft_uv_transport_close_cb cb)
+{
+    struct ol__transport *t = rt->impl;
+
+    t->raft_closing = true;
+    t->raft_accept_cb = NULL;
+    t->raft_close_cb = cb;
+    /* Pending connects complete with RAFT_CANCELED once their handles are
+     * closed; the close callback waits for all of them. */
+    for (struct ol__conn *c = t->conns; c != NULL; c = c->next) {
+        if (c->raft_counted) {
+            c->req_status = RAFT_CANCELED;
+            ol__conn_fail(c);
+        }
+    }
+    ol__tr_maybe_closed(t);
+}
+
+void ol__raft_setup(struct ol__transport *t)
+{
+    memset(&t->raft, 0, sizeof t->raft);
+    t->raft.impl = t;
+    t->raft.init = tr_init;
+    t->raft.listen = tr_listen;
+    t->raft.connect = tr_connect;
+    t->raft.close = tr_close;
+}
+
+struct raft_uv_transport *ol__transport_raft(struct ol__transport *t)
+{
+    return &t->raft;
+}

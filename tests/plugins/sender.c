@@ -1,0 +1,369 @@
+/*
+ * sender - a well-behaved test agent that sends numbered messages on
+ * command, and echoes.
+ *
+ * The exactly-once tests drive it with the CLI:
+ *   {"to": NAME, "n": K}  queue K messages {n: i} to NAME.  Numbers run on
+ *                         per destination across commands (the first
+ *                         command sends 1..K, the next K+1..), so a ledger
+ *                         at NAME can count dups and gaps over a whole test.
+ *   {"echo": X}           reply {"echoed": X} to the sender (not to "@..."
+ *                         senders such as the CLI, which have no inbox).
+ * Anything else is counted in `ignored`.
+ *
+ * Queued messages go out at most `batch` per step; the rest wait for timer
+ * 1, which fires after 1 ms.  Queue, numbers and counters are state, so a
+ * sender killed half way through a batch carries on after a resume from its
+ * last committed checkpoint without skipping or repeating a number.
+ *
+ * Config:  {batch: uint, 1..OL_AGENT_OUTBOX_MAX (100)}.
+ * State:   {next: {NAME: uint}, jobs: [{to: str, left: uint}],
+ *           echoed: uint, ignored: uint}.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+#include <outlast/agent.h>
+
+#define PUMP_TIMER 1
+#define DESTS_MAX 64
+#define JOBS_MAX 64
+
+static const struct ol_host *host;
+
+struct dest {
+    char name[OL_AGENT_NAME_MAX + 1];
+    uint64_t next; /* the number the next message to it carries */
+};
+
+struct job {
+    char to[OL_AGENT_NAME_MAX + 1];
+    uint64_t left;
+};
+
+struct sender {
+    uint64_t batch;
+    struct dest dests[DESTS_MAX];
+    size_t ndests;
+    struct job jobs[JOBS_MAX]; /* in order; jobs[0] goes first */
+    size_t njobs;
+    uint64_t echoed, ignored;
+};
+
+static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
+{
+    size_t off = 0;
+
+    msgpack_unpacked_init(u);
+    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        off != len) {
+        msgpack_unpacked_destroy(u);
+        return OL_AGENT_EMALFORMED;
+    }
+    return 0;
+}
+
+static const msgpack_object *map_get(const msgpack_object *m, const char *key)
+{
+    size_t klen = strlen(key);
+
+    if (m->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+            memcmp(k->via.str.ptr, key, klen) == 0)
+            return &m->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static bool as_u64(const msgpack_object *o, uint64_t *v)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return false;
+    *v = o->via.u64;
+    return true;
+}
+
+static bool as_name(const msgpack_object *o, char *out)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_STR || o->via.str.size == 0 ||
+        o->via.str.size > OL_AGENT_NAME_MAX ||
+        memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
+        return false;
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = '\0';
+    return true;
+}
+
+static struct dest *dest_get(struct sender *s, const char *name)
+{
+    for (size_t i = 0; i < s->ndests; i++)
+        if (strcmp(s->dests[i].name, name) == 0)
+            return &s->dests[i];
+    if (s->ndests == DESTS_MAX)
+        return NULL;
+    strcpy(s->dests[s->ndests].name, name);
+    s->dests[s->ndests].next = 1;
+    return &s->dests[s->ndests++];
+}
+
+static int sender_open(struct ol_agent *a, const void *config, size_t len,
+                       void **self)
+{
+    struct sender *s;
+    const msgpack_object *v;
+    msgpack_unpacked u;
+    bool ok;
+
+    if (unpack_one(&u, config, len) != 0)
+        return OL_AGENT_EINVAL;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        msgpack_unpacked_destroy(&u);
+        return OL_AGENT_ENOMEM;
+    }
+    s->batch = 100;
+    v = map_get(&u.data, "batch");
+    ok = (u.data.type == MSGPACK_OBJECT_MAP ||
+          u.data.type == MSGPACK_OBJECT_NIL) &&
+         (v == NULL || (as_u64(v, &s->batch) && s->batch >= 1 &&
+                        s->batch <= OL_AGENT_OUTBOX_MAX));
+    msgpack_unpacked_destroy(&u);
+    if (!ok) {
+        host->log(a, OL_AGENT_LOG_ERROR,
+                  "config: 'batch' must be an integer in 1..%d",
+                  OL_AGENT_OUTBOX_MAX);
+        free(s);
+        return OL_AGENT_EINVAL;
+    }
+    *self = s;
+    return 0;
+}
+
+static void sender_close(void *self)
+{
+    free(self);
+}
+
+/* Sends up to `batch` queued messages, then arms the timer if any are
+ * left.  A destination the host refuses (a bad name) drops its job. */
+static int pump(struct sender *s, struct ol_agent *a)
+{
+    uint64_t budget = s->batch;
+
+    while (s->njobs > 0 && budget > 0) {
+        struct job *j = &s->jobs[0];
+        struct dest *d = dest_get(s, j->to);
+        unsigned char buf[16];
+        size_t len = 0;
+        int rv;
+
+        if (d == NULL || j->left == 0) {
+            if (d == NULL)
+                host->log(a, OL_AGENT_LOG_WARN,
+                          "to '%s': too many destinations; job dropped",
+                          j->to);
+            memmove(&s->jobs[0], &s->jobs[1],
+                    (s->njobs - 1) * sizeof(s->jobs[0]));
+            s->njobs--;
+            continue;
+        }
+        buf[len++] = 0x81; /* {"n": uint64} */
+        buf[len++] = 0xa1;
+        buf[len++] = 'n';
+        buf[len++] = 0xcf;
+        for (int i = 7; i >= 0; i--)
+            buf[len++] = (unsigned char)(d->next >> (8 * i));
+        rv = host->send(a, j->to, buf, len);
+        if (rv == OL_AGENT_ETOOBIG)
+            break; /* the outbox is full; go on next step */
+        if (rv != 0) {
+            host->log(a, OL_AGENT_LOG_WARN, "to '%s': send: error %d; "
+                      "job dropped", j->to, rv);
+            j->left = 0;
+            continue;
+        }
+        d->next++;
+        j->left--;
+        budget--;
+    }
+    if (s->njobs > 0)
+        return host->timer_after(a, PUMP_TIMER, 1);
+    return 0;
+}
+
+static void echo(struct sender *s, struct ol_agent *a, const char *from,
+                 const msgpack_object *x)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int rv;
+
+    if (from[0] == '@')
+        return;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    rv = msgpack_pack_map(&pk, 1) ||
+         msgpack_pack_str_with_body(&pk, "echoed", 6) ||
+         msgpack_pack_object(&pk, *x);
+    if (rv == 0)
+        rv = host->send(a, from, sb.data, sb.size);
+    if (rv == 0)
+        s->echoed++;
+    else
+        host->log(a, OL_AGENT_LOG_WARN, "echo to '%s': error %d", from, rv);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void on_message(struct sender *s, struct ol_agent *a,
+                       const struct ol_event *ev)
+{
+    const msgpack_object *to, *n, *x;
+    msgpack_unpacked u;
+    struct job j;
+
+    if (unpack_one(&u, ev->data, ev->len) != 0) {
+        s->ignored++;
+        return;
+    }
+    to = map_get(&u.data, "to");
+    n = map_get(&u.data, "n");
+    x = map_get(&u.data, "echo");
+    if (to != NULL && as_name(to, j.to) && as_u64(n, &j.left)) {
+        if (s->njobs == JOBS_MAX) {
+            host->log(a, OL_AGENT_LOG_WARN, "queue full; command ignored");
+            s->ignored++;
+        } else {
+            s->jobs[s->njobs++] = j;
+        }
+    } else if (x != NULL) {
+        echo(s, a, ev->from, x);
+    } else {
+        s->ignored++;
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+static int sender_handle(void *self, struct ol_agent *a,
+                         const struct ol_event *ev)
+{
+    struct sender *s = self;
+
+    switch (ev->type) {
+    case OL_EVENT_START:
+    case OL_EVENT_RESUME:
+        host->log(a, OL_AGENT_LOG_INFO, "%s: %zu jobs queued",
+                  ev->type == OL_EVENT_START ? "start" : "resume", s->njobs);
+        return pump(s, a);
+    case OL_EVENT_TIMER:
+        return ev->timer_id == PUMP_TIMER ? pump(s, a) : 0;
+    case OL_EVENT_MESSAGE:
+        on_message(s, a, ev);
+        return pump(s, a);
+    default:
+        return 0;
+    }
+}
+
+static int pack_str(msgpack_packer *pk, const char *str)
+{
+    return msgpack_pack_str_with_body(pk, str, strlen(str));
+}
+
+static int sender_save(void *self, struct ol_agent *a,
+                       const struct ol_sink *out)
+{
+    const struct sender *s = self;
+    msgpack_packer pk;
+
+    msgpack_packer_init(&pk, out->data, out->write);
+    if (msgpack_pack_map(&pk, 4) || pack_str(&pk, "next") ||
+        msgpack_pack_map(&pk, (uint32_t)s->ndests))
+        return OL_AGENT_ETOOBIG;
+    for (size_t i = 0; i < s->ndests; i++)
+        if (pack_str(&pk, s->dests[i].name) ||
+            msgpack_pack_uint64(&pk, s->dests[i].next))
+            return OL_AGENT_ETOOBIG;
+    if (pack_str(&pk, "jobs") || msgpack_pack_array(&pk, (uint32_t)s->njobs))
+        return OL_AGENT_ETOOBIG;
+    for (size_t i = 0; i < s->njobs; i++)
+        if (msgpack_pack_map(&pk, 2) || pack_str(&pk, "to") ||
+            pack_str(&pk, s->jobs[i].to) || pack_str(&pk, "left") ||
+            msgpack_pack_uint64(&pk, s->jobs[i].left))
+            return OL_AGENT_ETOOBIG;
+    if (pack_str(&pk, "echoed") || msgpack_pack_uint64(&pk, s->echoed) ||
+        pack_str(&pk, "ignored") || msgpack_pack_uint64(&pk, s->ignored))
+        return OL_AGENT_ETOOBIG;
+    return 0;
+}
+
+static int restore_from(struct sender *s, const msgpack_object *st)
+{
+    const msgpack_object *next = map_get(st, "next");
+    const msgpack_object *jobs = map_get(st, "jobs");
+
+    if (next == NULL || next->type != MSGPACK_OBJECT_MAP ||
+        next->via.map.size > DESTS_MAX || jobs == NULL ||
+        jobs->type != MSGPACK_OBJECT_ARRAY ||
+        jobs->via.array.size > JOBS_MAX ||
+        !as_u64(map_get(st, "echoed"), &s->echoed) ||
+        !as_u64(map_get(st, "ignored"), &s->ignored))
+        return OL_AGENT_EMALFORMED;
+    s->ndests = 0;
+    for (uint32_t i = 0; i < next->via.map.size; i++) {
+        struct dest *d = &s->dests[s->ndests++];
+        if (!as_name(&next->via.map.ptr[i].key, d->name) ||
+            !as_u64(&next->via.map.ptr[i].val, &d->next))
+            return OL_AGENT_EMALFORMED;
+    }
+    s->njobs = 0;
+    for (uint32_t i = 0; i < jobs->via.array.size; i++) {
+        struct job *j = &s->jobs[s->njobs++];
+        const msgpack_object *o = &jobs->via.array.ptr[i];
+        if (!as_name(map_get(o, "to"), j->to) ||
+            !as_u64(map_get(o, "left"), &j->left))
+            return OL_AGENT_EMALFORMED;
+    }
+    return 0;
+}
+
+static int sender_restore(void *self, struct ol_agent *a, const void *state,
+                          size_t len)
+{
+    msgpack_unpacked u;
+    int rv;
+
+    if (unpack_one(&u, state, len) != 0)
+        return OL_AGENT_EMALFORMED;
+    rv = restore_from(self, &u.data);
+    msgpack_unpacked_destroy(&u);
+    if (rv != 0)
+        host->log(a, OL_AGENT_LOG_ERROR, "restore: state is malformed");
+    return rv;
+}
+
+static const struct ol_agent_vtable vtable = {
+    .abi = OL_AGENT_ABI,
+    .size = sizeof(struct ol_agent_vtable),
+    .kind = "sender",
+    .version = "0",
+    .open = sender_open,
+    .restore = sender_restore,
+    .handle = sender_handle,
+    .save = sender_save,
+    .close = sender_close,
+};
+
+OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *h,
+                                   const struct ol_agent_vtable **out)
+{
+    if (h->abi != OL_AGENT_ABI)
+        return OL_AGENT_EINVAL;
+    host = h;
+    *out = &vtable;
+    return 0;
+}

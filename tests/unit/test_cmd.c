@@ -1,0 +1,167 @@
+/* Unit tests for the log entry codec. */
+#include <criterion/criterion.h>
+#include <msgpack.h>
+#include <string.h>
+
+#include "replication/cmd.h"
+#include "replication/seal.h"
+#include "runtime/err.h"
+#include "tests/support/sample.h"
+
+static struct ol__key key;
+static struct ol__buf entry;
+static const uint8_t cfg[] = {0x81, 0xa1, 'x', 0x01}; /* {"x": 1} */
+
+static void build(void)
+{
+    struct ol__entry_w w;
+    struct ol__ckpt c;
+    struct ol__buf body;
+    struct ol__blob b;
+    uint8_t h[OL_HASH_SIZE];
+
+    cr_assert_eq(ol__key_generate(&key), 0);
+    sample_ckpt_fill(&c, &key, "ticker", 1);
+    ol__buf_init(&body);
+    cr_assert_eq(ol__ckpt_encode(&c, &body), 0);
+    ol__ckpt_hash(body.base, body.len, h);
+    b.p = body.base;
+    b.len = (uint32_t)body.len;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_ckpts(&w, &key, 5, &b, h, 1), 0);
+    cr_assert_eq(ol__entry_add_spawn(&w, 11, "ticker", "counter", cfg,
+                                     sizeof cfg, 1), 0);
+    cr_assert_eq(ol__entry_add_stop(&w, 12, "ticker"), 0);
+    cr_assert_eq(ol__entry_add_place(&w, 13, "ticker", 2, 4), 0);
+    cr_assert_eq(ol__entry_add_send(&w, 14, "ticker", 77, cfg, sizeof cfg),
+                 0);
+    cr_assert_eq(ol__entry_add_quarantine(&w, 15, "ticker", 4, "boom"), 0);
+    cr_assert_eq(ol__entry_add_node(&w, 16, 3, "127.0.0.1:7003", key.pk,
+                                    "cloud=aws"), 0);
+    cr_assert_eq(ol__entry_add_node_del(&w, 17, 3), 0);
+    cr_assert_eq(ol__entry_add_start(&w, 18, "ticker"), 0);
+    ol__buf_init(&entry);
+    cr_assert_eq(ol__entry_w_finish(&w, &entry), 0);
+    ol__entry_w_close(&w);
+    ol__buf_close(&body);
+    ol__ckpt_free(&c);
+}
+
+static void teardown(void)
+{
+    ol__buf_close(&entry);
+    ol__key_close(&key);
+}
+
+TestSuite(cmd, .init = build, .fini = teardown);
+
+Test(cmd, round_trips_every_command)
+{
+    struct ol__entry e;
+    struct ol__seal s;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(ol__entry_decode(entry.base, entry.len, &e, err), 0, "%s",
+                 err);
+    cr_assert_eq(e.n, 9);
+    cr_assert_eq(e.cmds[0].type, OL_CMD_CKPTS);
+    cr_assert_eq(e.cmds[0].n_bodies, 1);
+    cr_assert_eq(ol__seal_verify(e.cmds[0].seal.p, e.cmds[0].seal.len,
+                                 e.cmds[0].sig, &s), 0);
+    cr_assert_eq(e.cmds[1].type, OL_CMD_SPAWN);
+    cr_assert_eq(e.cmds[1].req, 11);
+    cr_assert_str_eq(e.cmds[1].name, "ticker");
+    cr_assert_str_eq(e.cmds[1].kind, "counter");
+    cr_assert_eq(e.cmds[1].config.len, sizeof cfg);
+    cr_assert_eq(e.cmds[1].owner, 1);
+    cr_assert_eq(e.cmds[2].type, OL_CMD_STOP);
+    cr_assert_eq(e.cmds[3].type, OL_CMD_PLACE);
+    cr_assert_eq(e.cmds[3].owner, 2);
+    cr_assert_eq(e.cmds[3].epoch, 4);
+    cr_assert_eq(e.cmds[4].type, OL_CMD_SEND);
+    cr_assert_eq(e.cmds[4].msg_seq, 77);
+    cr_assert_eq(e.cmds[5].type, OL_CMD_QUARANTINE);
+    cr_assert_str_eq(e.cmds[5].reason, "boom");
+    cr_assert_eq(e.cmds[6].type, OL_CMD_NODE);
+    cr_assert_str_eq(e.cmds[6].address, "127.0.0.1:7003");
+    cr_assert_str_eq(e.cmds[6].labels, "cloud=aws");
+    cr_assert_eq(memcmp(e.cmds[6].pk, key.pk, OL_PK_SIZE), 0);
+    cr_assert_eq(e.cmds[7].type, OL_CMD_NODE_DEL);
+    cr_assert_eq(e.cmds[7].node_id, 3);
+    cr_assert_eq(e.cmds[8].type, OL_CMD_START);
+    ol__entry_free(&e);
+}
+
+Test(cmd, raw_commands_rebatch_identically)
+{
+    struct ol__entry e, e2;
+    struct ol__entry_w w;
+    struct ol__buf out;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(ol__entry_decode(entry.base, entry.len, &e, err), 0);
+    ol__entry_w_init(&w);
+    for (uint32_t i = 0; i < e.n; i++)
+        cr_assert_eq(ol__entry_add_raw(&w, &e.cmds[i].raw), 0);
+    ol__buf_init(&out);
+    cr_assert_eq(ol__entry_w_finish(&w, &out), 0);
+    cr_assert_eq(out.len, entry.len);
+    cr_assert_eq(memcmp(out.base, entry.base, out.len), 0);
+    cr_assert_eq(ol__entry_decode(out.base, out.len, &e2, err), 0);
+    ol__entry_free(&e2);
+    ol__entry_free(&e);
+    ol__entry_w_close(&w);
+    ol__buf_close(&out);
+}
+
+Test(cmd, every_truncation_is_rejected)
+{
+    struct ol__entry e;
+    char err[OL_ERRMSG_SIZE];
+
+    for (size_t n = 0; n < entry.len; n++)
+        cr_expect_eq(ol__entry_decode(entry.base, n, &e, err), OL_EMALFORMED,
+                     "accepted a %zu-byte prefix", n);
+}
+
+Test(cmd, bit_flips_never_crash)
+{
+    struct ol__entry e;
+    char err[OL_ERRMSG_SIZE];
+
+    for (size_t i = 0; i < entry.len; i++) {
+        entry.base[i] ^= 0x40;
+        if (ol__entry_decode(entry.base, entry.len, &e, err) == 0)
+            ol__entry_free(&e);
+        entry.base[i] ^= 0x40;
+    }
+}
+
+Test(cmd, unknown_type_is_named)
+{
+    uint8_t bad[] = {0x92, 0x01, 0x91, 0x92, 0x63, 0x00};
+    struct ol__entry e;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(ol__entry_decode(bad, sizeof bad, &e, err), OL_EMALFORMED);
+    cr_assert(strstr(err, "command type") != NULL, "%s", err);
+}
+
+Test(cmd, spawn_config_must_be_msgpack)
+{
+    struct ol__entry_w w;
+    struct ol__buf out;
+    struct ol__entry e;
+    char err[OL_ERRMSG_SIZE];
+    uint8_t junk = 0xc1;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_spawn(&w, 1, "a", "counter", &junk, 1, 1), 0);
+    ol__buf_init(&out);
+    cr_assert_eq(ol__entry_w_finish(&w, &out), 0);
+    cr_assert_eq(ol__entry_decode(out.base, out.len, &e, err), OL_EMALFORMED);
+    cr_assert(strstr(err, "spawn config") != NULL, "%s", err);
+    ol__entry_w_close(&w);
+    ol__buf_close(&out);
+}
