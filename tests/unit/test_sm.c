@@ -1,0 +1,393 @@
+/* Unit tests for the state machine over a real SQLite file: the rules that
+ * decide whether a checkpoint commits. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "replication/cmd.h"
+#include "replication/sm.h"
+#include "runtime/err.h"
+#include "tests/support/sample.h"
+
+static char dir[64], dbpath[128];
+static struct ol__store st;
+static struct ol__sm *sm;
+static struct ol__key k1, k2;
+static const uint8_t cfg[] = {0x80};
+
+static void setup(void)
+{
+    struct ol__sm_config c = {.retain = 0};
+    struct ol__sm_node n;
+    char err[OL_ERRMSG_SIZE];
+
+    snprintf(dir, sizeof dir, "/tmp/ol-sm-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(dbpath, sizeof dbpath, "%s/outlast.db", dir);
+    cr_assert_eq(ol__store_open(&st, dbpath, OL_STORE_WRITE_NORMAL), 0);
+    cr_assert_eq(ol__sm_open(&st, &c, &sm, err), 0, "%s", err);
+    cr_assert_eq(ol__key_generate(&k1), 0);
+    cr_assert_eq(ol__key_generate(&k2), 0);
+    memset(&n, 0, sizeof n);
+    n.id = 1;
+    memcpy(n.pk, k1.pk, OL_PK_SIZE);
+    cr_assert_eq(ol__sm_put_node(sm, &n), 0);
+    n.id = 2;
+    memcpy(n.pk, k2.pk, OL_PK_SIZE);
+    cr_assert_eq(ol__sm_put_node(sm, &n), 0);
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+
+    ol__sm_close(sm);
+    ol__store_close(&st);
+    ol__key_close(&k1);
+    ol__key_close(&k2);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+TestSuite(sm, .init = setup, .fini = teardown);
+
+/* Apply one finished entry in a transaction; return the effects. */
+static void apply(struct ol__entry_w *w, int trusted, struct ol__effects *fx)
+{
+    struct ol__buf e;
+
+    ol__buf_init(&e);
+    cr_assert_eq(ol__entry_w_finish(w, &e), 0);
+    ol__effects_init(fx);
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_apply(sm, e.base, e.len, trusted, fx), 0);
+    cr_assert_eq(ol__store_commit(&st), 0);
+    ol__buf_close(&e);
+    ol__entry_w_reset(w);
+}
+
+static int cmd_status(struct ol__effects *fx)
+{
+    for (struct ol__effect *e = fx->head; e; e = e->next)
+        if (e->type == OL_FX_CMD)
+            return e->status;
+    return 999;
+}
+
+static int ckpt_status(struct ol__effects *fx, uint64_t seq)
+{
+    for (struct ol__effect *e = fx->head; e; e = e->next)
+        if (e->type == OL_FX_CKPT && e->u.ckpt.seq == seq)
+            return e->status;
+    return 999;
+}
+
+static void spawn(const char *name, uint64_t owner)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_spawn(&w, 42, name, "counter", cfg,
+                                     sizeof cfg, owner), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), 0);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+}
+
+/* Build a checkpoint body chained onto prev (NULL for seq 1). */
+static void body_for(const struct ol__key *k, const char *agent,
+                     uint64_t epoch, uint64_t seq, const uint8_t *prev,
+                     struct ol__buf *body, uint8_t hash[OL_HASH_SIZE],
+                     int variant)
+{
+    struct ol__ckpt c;
+
+    sample_ckpt_fill(&c, k, agent, seq);
+    c.epoch = epoch;
+    c.time_ms += variant;
+    c.n_acks = 0;
+    free(c.outbox[0].to);
+    c.outbox[0].to = strdup("sink");
+    if (prev)
+        memcpy(c.prev_hash, prev, OL_HASH_SIZE);
+    else
+        memset(c.prev_hash, 0, OL_HASH_SIZE);
+    ol__buf_init(body);
+    cr_assert_eq(ol__ckpt_encode(&c, body), 0);
+    ol__ckpt_hash(body->base, body->len, hash);
+    ol__ckpt_free(&c);
+}
+
+static int propose(const struct ol__key *k, const char *agent,
+                   uint64_t epoch, uint64_t seq, const uint8_t *prev,
+                   uint8_t hash[OL_HASH_SIZE], int variant)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    struct ol__buf body;
+    struct ol__blob b;
+    int status;
+
+    body_for(k, agent, epoch, seq, prev, &body, hash, variant);
+    b.p = body.base;
+    b.len = (uint32_t)body.len;
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_ckpts(&w, k, 1, &b, hash, 1), 0);
+    apply(&w, 0, &fx);
+    status = ckpt_status(&fx, seq);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    ol__buf_close(&body);
+    return status;
+}
+
+Test(sm, chain_commits_in_order)
+{
+    uint8_t h1[32], h2[32], h3[32];
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, h2, 0), 0);
+    cr_assert_eq(propose(&k1, "ticker", 1, 3, h2, h3, 0), 0);
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->head_seq, 3);
+    cr_assert_eq(memcmp(ol__sm_agent(sm, "ticker")->head_hash, h3, 32), 0);
+}
+
+Test(sm, stale_epoch_never_commits)
+{
+    uint8_t h1[32], h[32];
+    struct ol__entry_w w;
+    struct ol__effects fx;
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_place(&w, 1, "ticker", 2, 2), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), 0);
+    ol__effects_free(&fx);
+    /* The old owner (node 1, epoch 1) is now a zombie. */
+    cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, h, 0), OL_ESTALE);
+    /* Even signing with the right epoch does not help the wrong node. */
+    cr_assert_eq(propose(&k1, "ticker", 2, 2, h1, h, 0), OL_ESTALE);
+    /* The new owner continues the chain. */
+    cr_assert_eq(propose(&k2, "ticker", 2, 2, h1, h, 0), 0);
+    /* A placement for a stale epoch is refused. */
+    cr_assert_eq(ol__entry_add_place(&w, 2, "ticker", 1, 2), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), OL_ESTALE);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+}
+
+Test(sm, gaps_and_broken_links_are_refused)
+{
+    uint8_t h1[32], h[32], bogus[32];
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(propose(&k1, "ticker", 1, 3, h1, h, 0), OL_ESEQ);
+    memset(bogus, 7, 32);
+    cr_assert_eq(propose(&k1, "ticker", 1, 2, bogus, h, 0), OL_EBADCHAIN);
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->head_seq, 1);
+}
+
+Test(sm, retries_are_idempotent)
+{
+    uint8_t h1[32], again[32];
+    struct ol__sm_stats s;
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, again, 0), 0);
+    cr_assert_eq(memcmp(h1, again, 32), 0);
+    ol__sm_stats(sm, &s);
+    cr_assert_eq(s.ckpts_applied, 1);
+}
+
+Test(sm, divergence_quarantines_and_keeps_evidence)
+{
+    uint8_t h1[32], h2[32], other[32];
+    sqlite3_stmt *q;
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, h2, 0), 0);
+    cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, other, 1), OL_EDIVERGED);
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->status, OL_AGENT_QUARANTINED);
+    cr_assert_eq(memcmp(ol__sm_agent(sm, "ticker")->head_hash, h2, 32), 0);
+    cr_assert_eq(sqlite3_prepare_v2(st.db,
+                                    "SELECT count(*) FROM evidence WHERE "
+                                    "agent='ticker' AND seq=2",
+                                    -1, &q, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(q, 0), 1);
+    sqlite3_finalize(q);
+}
+
+Test(sm, forged_seal_is_refused_unless_trusted_path)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    struct ol__buf body, e;
+    struct ol__blob b;
+    uint8_t h[32];
+    struct ol__entry dec;
+    char err[OL_ERRMSG_SIZE];
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    body_for(&k1, "ticker", 1, 1, NULL, &body, h, 0);
+    b.p = body.base;
+    b.len = (uint32_t)body.len;
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_ckpts(&w, &k1, 1, &b, h, 1), 0);
+    ol__buf_init(&e);
+    cr_assert_eq(ol__entry_w_finish(&w, &e), 0);
+    cr_assert_eq(ol__entry_decode(e.base, e.len, &dec, err), 0);
+    ((uint8_t *)dec.cmds[0].sig)[3] ^= 1; /* points into e */
+    ol__entry_free(&dec);
+    ol__effects_init(&fx);
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_apply(sm, e.base, e.len, 0, &fx), 0);
+    cr_assert_eq(ol__store_commit(&st), 0);
+    cr_assert_eq(ckpt_status(&fx, 1), 999, "a forged seal produced effects");
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->head_seq, 0);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    ol__buf_close(&e);
+    ol__buf_close(&body);
+}
+
+Test(sm, unknown_signer_is_refused)
+{
+    struct ol__key stranger;
+    uint8_t h[32];
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(ol__key_generate(&stranger), 0);
+    cr_assert_eq(propose(&stranger, "ticker", 1, 1, NULL, h, 0), 999);
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->head_seq, 0);
+    ol__key_close(&stranger);
+}
+
+Test(sm, outbox_lands_in_the_mailbox_and_acks_remove_it)
+{
+    uint8_t h1[32];
+    sqlite3_stmt *q;
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    /* outbox[0] goes to "sink"; outbox[1] to an unknown agent: dropped */
+    cr_assert_eq(sqlite3_prepare_v2(st.db,
+                                    "SELECT to_agent, from_agent, from_seq, "
+                                    "idx FROM mailbox",
+                                    -1, &q, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    cr_assert_str_eq((const char *)sqlite3_column_text(q, 0), "sink");
+    cr_assert_str_eq((const char *)sqlite3_column_text(q, 1), "ticker");
+    cr_assert_eq(sqlite3_column_int(q, 2), 1);
+    cr_assert_eq(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+}
+
+Test(sm, retention_prunes_rows_and_seals)
+{
+    struct ol__sm_config c = {.retain = 2};
+    char err[OL_ERRMSG_SIZE];
+    uint8_t h[6][32];
+    sqlite3_stmt *q;
+
+    ol__sm_close(sm);
+    cr_assert_eq(ol__sm_open(&st, &c, &sm, err), 0);
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h[1], 0), 0);
+    for (int s = 2; s <= 5; s++)
+        cr_assert_eq(propose(&k1, "ticker", 1, (uint64_t)s, h[s - 1], h[s], 0),
+                     0);
+    cr_assert_eq(sqlite3_prepare_v2(st.db,
+                                    "SELECT min(seq), count(*), "
+                                    "(SELECT count(*) FROM seals) "
+                                    "FROM checkpoints",
+                                    -1, &q, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(q, 0), 4);
+    cr_assert_eq(sqlite3_column_int(q, 1), 2);
+    cr_assert_eq(sqlite3_column_int(q, 2), 2);
+    sqlite3_finalize(q);
+}
+
+Test(sm, reload_rebuilds_the_same_cache)
+{
+    uint8_t h1[32], h2[32];
+
+    spawn("sink", 1);
+    spawn("ticker", 2);
+    cr_assert_eq(propose(&k2, "ticker", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(propose(&k2, "ticker", 1, 2, h1, h2, 0), 0);
+    cr_assert_eq(ol__sm_reload(sm), 0);
+    const struct ol__sm_agent *a = ol__sm_agent(sm, "ticker");
+    cr_assert_not_null(a);
+    cr_assert_eq(a->head_seq, 2);
+    cr_assert_eq(a->owner, 2);
+    cr_assert_eq(memcmp(a->head_hash, h2, 32), 0);
+    cr_assert_str_eq(a->kind, "counter");
+}
+
+Test(sm, spawn_conflicts_and_retries)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+
+    spawn("ticker", 1);
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_spawn(&w, 42, "ticker", "counter", cfg,
+                                     sizeof cfg, 1), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), 0, "a retried spawn is not a conflict");
+    ol__effects_free(&fx);
+    cr_assert_eq(ol__entry_add_spawn(&w, 43, "ticker", "counter", cfg,
+                                     sizeof cfg, 1), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), OL_EEXISTS);
+    ol__effects_free(&fx);
+    cr_assert_eq(ol__entry_add_spawn(&w, 44, "x", "counter", cfg,
+                                     sizeof cfg, 9), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), OL_EINVAL, "unknown owner accepted");
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+}
+
+Test(sm, stop_then_final_checkpoint_stops)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    uint8_t h1[32];
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_stop(&w, 5, "ticker"), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->status, OL_AGENT_STOPPING);
+    ol__effects_free(&fx);
+    cr_assert_eq(ol__entry_add_start(&w, 6, "ticker"), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), OL_ESTATE);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+}
