@@ -120,7 +120,8 @@ static void fx_cmd(struct ol__effects *fx, const struct ol__cmd *c,
 }
 
 static void fx_mail(struct ol__effects *fx, const char *to, const char *from,
-                    uint64_t seq, uint32_t idx, const void *p, uint32_t len)
+                    uint64_t seq, uint32_t idx, const void *p, uint32_t len,
+                    int64_t rowid)
 {
     struct ol__effect *e = fx_add(fx, OL_FX_MAIL);
 
@@ -130,6 +131,7 @@ static void fx_mail(struct ol__effects *fx, const char *to, const char *from,
     snprintf(e->u.mail.from, sizeof e->u.mail.from, "%s", from);
     e->u.mail.seq = seq;
     e->u.mail.idx = idx;
+    e->u.mail.rowid = rowid;
     e->u.mail.payload = malloc(len ? len : 1);
     if (e->u.mail.payload) {
         memcpy(e->u.mail.payload, p, len);
@@ -626,7 +628,9 @@ static int deliver_outbox(struct ol__sm *sm, const struct ol__ckpt *c,
         sqlite3_bind_blob(st, 5, m->data, (int)m->len, SQLITE_STATIC);
         if (ol__sm_done(sm, st) != 0)
             return OL_EIO;
-        fx_mail(fx, m->to, c->agent, c->seq, i, m->data, m->len);
+        if (sqlite3_changes(sm->st->db) > 0)
+            fx_mail(fx, m->to, c->agent, c->seq, i, m->data, m->len,
+                    sqlite3_last_insert_rowid(sm->st->db));
     }
     st = sm->stmt[ST_MAIL_DEL];
     for (uint32_t i = 0; i < c->n_acks; i++) {
@@ -944,7 +948,7 @@ int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
             return OL_EIO;
         if (sqlite3_changes(sm->st->db) > 0)
             fx_mail(fx, c->name, "@cli", c->msg_seq, 0, c->payload.p,
-                    c->payload.len);
+                    c->payload.len, sqlite3_last_insert_rowid(sm->st->db));
         fx_cmd(fx, c, 0, NULL);
         return 0;
     }

@@ -78,6 +78,7 @@ struct ol__effect {
             uint32_t idx;
             uint8_t *payload; /* owned here */
             uint32_t len;
+            int64_t rowid; /* mailbox row, rising in arrival order */
         } mail;
         struct {
             uint32_t cmd_type;

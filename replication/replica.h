@@ -1,0 +1,65 @@
+/*
+ * The commit path as the runtime sees it.  A replica takes proposals
+ * (checkpoint bodies and commands) and, once they are durable (fsynced on
+ * a single node, committed on a majority in a cluster), applies them
+ * through the state machine and reports what changed as effects.  Every
+ * proposal eventually yields an effect unless the replica shuts down.
+ *
+ * Two implementations: local.c (one node: group commit into SQLite on the
+ * thread pool) and raft.c (the cluster).
+ */
+#ifndef OL_REPLICA_H
+#define OL_REPLICA_H
+
+#include <msgpack.h>
+#include <stdint.h>
+
+#include "cmd.h"
+#include "sm.h"
+
+struct ol__replica;
+
+/* Handed a batch of effects on the loop thread; the list is freed by the
+ * replica after the call. */
+typedef void (*ol__replica_effects_cb)(void *data, struct ol__effects *fx);
+
+struct ol__replica_vt {
+    /* Propose a checkpoint body (ownership of `body`, malloc'd, passes to
+     * the replica).  Returns 0, or OL_ESHUTDOWN / OL_ENOMEM (then the
+     * caller still owns body). */
+    int (*propose_ckpt)(struct ol__replica *r, uint8_t *body, size_t len,
+                        const uint8_t hash[OL_HASH_SIZE]);
+    /* Propose the commands in `w` (copied). */
+    int (*propose_cmds)(struct ol__replica *r, const struct ol__entry_w *w);
+    /* Nothing queued or in flight. */
+    int (*idle)(struct ol__replica *r);
+    /* True when this node may decide placements (always on one node). */
+    int (*is_leader)(struct ol__replica *r);
+    /* Write replica status as one msgpack map. */
+    void (*status)(struct ol__replica *r, msgpack_packer *pk);
+    /* Close; cb fires when done.  Proposals not yet durable are dropped. */
+    void (*close)(struct ol__replica *r, void (*cb)(void *data), void *data);
+};
+
+struct ol__replica {
+    const struct ol__replica_vt *vt;
+};
+
+struct ol__replica_counters {
+    uint64_t batches;
+    uint64_t ckpts;
+    uint64_t cmds;
+    uint64_t failures;
+};
+
+/* The single-node replica.  Borrows the loop, store, state machine and key;
+ * they must outlive it.  The state machine belongs to the commit worker
+ * while a batch is in flight: the loop thread must not touch it. */
+struct ol__store;
+int ol__local_create(uv_loop_t *loop, struct ol__store *st, struct ol__sm *sm,
+                     const struct ol__key *key, ol__replica_effects_cb cb,
+                     void *data, struct ol__replica **out);
+/* Free a closed single-node replica (after its close callback). */
+void ol__local_destroy(struct ol__replica *r);
+
+#endif

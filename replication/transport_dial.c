@@ -1,0 +1,181 @@
+/*
+ * Making connections: accepting from the listener (with a cap on how many
+ * unauthenticated handshakes may be in progress) and dialling a peer,
+ * numeric addresses directly and names through uv_getaddrinfo.  Once a
+ * socket is connected the handshake in transport_conn.c takes over.
+ */
+#include "transport_int.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/err.h"
+#include "../runtime/log.h"
+
+static void peer_name(uv_tcp_t *tcp, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    char ip[64] = "?";
+    int len = sizeof ss, port = 0;
+
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+            snprintf(out, size, "[%s]:%d", ip, port);
+            return;
+        }
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+    snprintf(out, size, "%s:%d", ip, port);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Out of memory: take the connection off the listener's backlog anyway,
+ * because libuv stops accepting until we do. */
+static void reject(uv_stream_t *listener)
+{
+    uv_tcp_t *tmp = malloc(sizeof *tmp);
+
+    if (tmp == NULL)
+        return;
+    uv_tcp_init(listener->loop, tmp);
+    (void)uv_accept(listener, (uv_stream_t *)tmp);
+    uv_close((uv_handle_t *)tmp, free_handle);
+}
+
+void ol__conn_accept(struct ol__transport *t, uv_stream_t *listener)
+{
+    struct ol__conn *c;
+
+    if (t->n_hs_pending >= OL_HS_PENDING_MAX) {
+        t->stats.handshakes_failed++;
+        ol_log_rl(OL_LOG_WARN, "transport: %u handshakes already in "
+                  "progress; refusing a connection", OL_HS_PENDING_MAX);
+        reject(listener);
+        return;
+    }
+    c = ol__conn_new(t, false, 0);
+    if (c == NULL) {
+        ol_log_rl(OL_LOG_WARN, "transport: accept: out of memory");
+        reject(listener);
+        return;
+    }
+    c->state = OL_CONN_HANDSHAKE;
+    c->hs_counted = true;
+    t->n_hs_pending++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        ol__conn_fail(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    peer_name(&c->tcp, c->address, sizeof c->address);
+    if (ol__hs_server_start(&t->hs_self, &c->hs) != 0 ||
+        ol__conn_read_start(c) != 0)
+        ol__conn_fail(c);
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    struct ol__conn *c = req->data;
+    uint8_t m1[OL_HS_M1_SIZE];
+
+    if (status == UV_ECANCELED || c->state == OL_CONN_DEAD)
+        return;
+    if (status < 0) {
+        ol_log_rl(OL_LOG_INFO, "transport: connect to node %" PRIu64
+                  " at '%s': %s", c->peer_id, c->address,
+                  uv_strerror(status));
+        ol__conn_fail(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = OL_CONN_HANDSHAKE;
+    if (ol__hs_client_start(&c->t->hs_self, c->channel, c->peer_id,
+                            c->peer_pk, &c->hs, m1) != 0 ||
+        ol__conn_write_copy(c, m1, sizeof m1) != 0 || ol__conn_read_start(c) != 0)
+        ol__conn_fail(c);
+}
+
+static int start_connect(struct ol__conn *c, const struct sockaddr *sa)
+{
+    c->creq.data = c;
+    c->state = OL_CONN_CONNECTING;
+    return uv_tcp_connect(&c->creq, &c->tcp, sa, connect_cb);
+}
+
+static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct ol__conn *c = req->data;
+    int rv;
+
+    c->resolving = false;
+    if (c->state == OL_CONN_DEAD) {
+        uv_freeaddrinfo(res);
+        ol__conn_maybe_free(c);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        ol_log_rl(OL_LOG_WARN, "transport: resolve '%s': %s", c->address,
+                  uv_strerror(status ? status : UV_EAI_NONAME));
+        uv_freeaddrinfo(res);
+        ol__conn_fail(c);
+        return;
+    }
+    rv = start_connect(c, res->ai_addr);
+    uv_freeaddrinfo(res);
+    if (rv != 0)
+        ol__conn_fail(c);
+}
+
+struct ol__conn *ol__conn_dial(struct ol__transport *t, uint8_t channel,
+                               uint64_t id, const uint8_t pk[OL_PK_SIZE],
+                               const char *address)
+{
+    char host[OL_HOST_MAX], port[OL_PORT_MAX];
+    struct sockaddr_storage ss;
+    struct addrinfo hints;
+    struct ol__conn *c;
+    int rv;
+
+    if (ol__addr_split(address, host, port) != 0) {
+        ol_log_rl(OL_LOG_WARN, "transport: node %" PRIu64
+                  " has a bad address '%s'", id, address);
+        return NULL;
+    }
+    c = ol__conn_new(t, true, channel);
+    if (c == NULL)
+        return NULL;
+    c->peer_id = id;
+    memcpy(c->peer_pk, pk, OL_PK_SIZE);
+    snprintf(c->address, sizeof c->address, "%s", address);
+    memset(&ss, 0, sizeof ss);
+    if (uv_ip4_addr(host, atoi(port), (struct sockaddr_in *)&ss) == 0 ||
+        uv_ip6_addr(host, atoi(port), (struct sockaddr_in6 *)&ss) == 0) {
+        rv = start_connect(c, (struct sockaddr *)&ss);
+    } else {
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        c->gai.data = c;
+        c->state = OL_CONN_RESOLVING;
+        rv = uv_getaddrinfo(t->loop, &c->gai, gai_cb, host, port, &hints);
+        if (rv == 0)
+            c->resolving = true;
+    }
+    if (rv != 0) {
+        ol_log_rl(OL_LOG_WARN, "transport: connect to '%s': %s", address,
+                  uv_strerror(rv));
+        ol__conn_fail(c);
+        return NULL;
+    }
+    return c;
+}

@@ -1,0 +1,345 @@
+/*
+ * Configuration parsing.  inih calls back once per key; the first problem is
+ * recorded and inih reports its line, so every error reads
+ * "FILE:LINE: message" and names the key or section at fault.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../replication/ckpt.h"
+#include "err.h"
+#include "log.h"
+
+void ol__config_defaults(struct ol__config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->node_id = 1;
+    snprintf(c->node_name, sizeof c->node_name, "node-1");
+    snprintf(c->data_dir, sizeof c->data_dir, "./outlast-data");
+    c->log_level = OL_LOG_INFO;
+    c->every_steps = 1;
+    c->every_ms = 0;
+    c->retain = 1000;
+    snprintf(c->cluster_name, sizeof c->cluster_name, "outlast");
+    c->election_timeout_ms = 1000;
+    c->heartbeat_timeout_ms = 100;
+    c->failover_ms = 3000;
+    c->snapshot_threshold = 8192;
+    c->snapshot_trailing = 2048;
+    c->default_agents = 1;
+}
+
+void ol__config_free(struct ol__config *c)
+{
+    for (uint32_t i = 0; i < c->n_agents; i++)
+        free(c->agents[i].config_json);
+    free(c->agents);
+    c->agents = NULL;
+    c->n_agents = 0;
+}
+
+struct parse {
+    struct ol__config *c;
+    char err[200]; /* first problem; inih supplies the line */
+};
+
+static int fail(struct parse *p, const char *fmt, const char *a,
+                const char *b)
+{
+    if (p->err[0] == '\0')
+        snprintf(p->err, sizeof p->err, fmt, a, b);
+    return 0;
+}
+
+static int parse_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    char *end;
+    unsigned long long n;
+
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (errno || end == v || *end != '\0' || v[0] == '-' || n < lo || n > hi)
+        return -1;
+    *out = (uint32_t)n;
+    return 0;
+}
+
+static int parse_u64(const char *v, uint64_t *out)
+{
+    char *end;
+    unsigned long long n;
+
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (errno || end == v || *end != '\0' || v[0] == '-' || n == 0)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int copy(char *dst, size_t cap, const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n >= cap)
+        return -1;
+    memcpy(dst, v, n + 1);
+    return 0;
+}
+
+#define U32(key, lo, hi, field)                                            \
+    if (strcmp(name, key) == 0) {                                          \
+        if (parse_u32(value, lo, hi, &c->field) != 0)                      \
+            return fail(p, "'%s' must be a whole number from " #lo         \
+                           " to " #hi ", not '%s'",                        \
+                        key, value);                                       \
+        return 1;                                                          \
+    }
+
+#define STR(key, field)                                                    \
+    if (strcmp(name, key) == 0) {                                          \
+        if (copy(c->field, sizeof c->field, value) != 0)                   \
+            return fail(p, "'%s' is too long ('%.40s...')", key, value);   \
+        return 1;                                                          \
+    }
+
+static int node_key(struct parse *p, const char *name, const char *value)
+{
+    struct ol__config *c = p->c;
+
+    if (strcmp(name, "id") == 0) {
+        if (parse_u64(value, &c->node_id) != 0)
+            return fail(p, "'%s' must be a positive whole number, not '%s'",
+                        name, value);
+        return 1;
+    }
+    if (strcmp(name, "log_level") == 0) {
+        int l = ol_log_level_parse(value);
+
+        if (l < 0)
+            return fail(p, "'%s' must be error, warn, info, debug or trace, "
+                           "not '%s'",
+                        name, value);
+        c->log_level = l;
+        return 1;
+    }
+    STR("name", node_name)
+    STR("data_dir", data_dir)
+    STR("plugin_dir", plugin_dir)
+    STR("labels", labels)
+    return fail(p, "unknown key '%s' in section [%s]", name, "node");
+}
+
+static int checkpoint_key(struct parse *p, const char *name,
+                          const char *value)
+{
+    struct ol__config *c = p->c;
+
+    U32("every_steps", 1, 1000000, every_steps)
+    U32("every_ms", 0, 3600000, every_ms)
+    U32("retain", 0, 100000000, retain)
+    return fail(p, "unknown key '%s' in section [%s]", name, "checkpoint");
+}
+
+static int cluster_key(struct parse *p, const char *name, const char *value)
+{
+    struct ol__config *c = p->c;
+
+    STR("name", cluster_name)
+    STR("listen", listen)
+    U32("election_timeout_ms", 50, 600000, election_timeout_ms)
+    U32("heartbeat_timeout_ms", 10, 60000, heartbeat_timeout_ms)
+    U32("failover_ms", 100, 3600000, failover_ms)
+    U32("snapshot_threshold", 16, 100000000, snapshot_threshold)
+    U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
+    return fail(p, "unknown key '%s' in section [%s]", name, "cluster");
+}
+
+static struct ol__config_agent *agent_for(struct parse *p, const char *aname)
+{
+    struct ol__config *c = p->c;
+    struct ol__config_agent *a;
+
+    for (uint32_t i = 0; i < c->n_agents; i++)
+        if (strcmp(c->agents[i].name, aname) == 0)
+            return &c->agents[i];
+    if (c->n_agents == OL_CONFIG_MAX_AGENTS)
+        return NULL;
+    a = realloc(c->agents, (c->n_agents + 1) * sizeof *a);
+    if (a == NULL)
+        return NULL;
+    c->agents = a;
+    a = &c->agents[c->n_agents++];
+    memset(a, 0, sizeof *a);
+    snprintf(a->name, sizeof a->name, "%s", aname);
+    return a;
+}
+
+static int agent_key(struct parse *p, const char *aname, const char *name,
+                     const char *value)
+{
+    struct ol__config_agent *a;
+
+    if (!ol__name_valid(aname))
+        return fail(p, "section [agent.%s]: '%s' is not a valid agent name "
+                       "(1-64 of A-Z a-z 0-9 . _ -)",
+                    aname, aname);
+    a = agent_for(p, aname);
+    if (a == NULL)
+        return fail(p, "too many agents (limit %s)%s", "1024", "");
+    if (strcmp(name, "kind") == 0) {
+        if (!ol__name_valid(value))
+            return fail(p, "'kind' must name a plugin, not '%s'%s", value,
+                        "");
+        snprintf(a->kind, sizeof a->kind, "%s", value);
+        return 1;
+    }
+    if (strcmp(name, "config") == 0) {
+        free(a->config_json);
+        a->config_json = strdup(value);
+        return a->config_json ? 1 : fail(p, "out of memory%s%s", "", "");
+    }
+    return fail(p, "unknown key '%s' in section [agent.%s]", name, aname);
+}
+
+static int peer_key(struct parse *p, const char *idstr, const char *name,
+                    const char *value)
+{
+    struct ol__config *c = p->c;
+    struct ol__config_peer *peer = NULL;
+    uint64_t id;
+
+    if (parse_u64(idstr, &id) != 0)
+        return fail(p, "section [peer.%s]: the peer id must be a positive "
+                       "whole number%s",
+                    idstr, "");
+    for (uint32_t i = 0; i < c->n_peers; i++)
+        if (c->peers[i].id == id)
+            peer = &c->peers[i];
+    if (peer == NULL) {
+        if (c->n_peers == OL_CONFIG_MAX_PEERS)
+            return fail(p, "too many peers (limit %s)%s", "16", "");
+        peer = &c->peers[c->n_peers++];
+        memset(peer, 0, sizeof *peer);
+        peer->id = id;
+    }
+    if (strcmp(name, "address") == 0) {
+        if (copy(peer->address, sizeof peer->address, value) != 0)
+            return fail(p, "'%s' is too long%s", name, "");
+        return 1;
+    }
+    if (strcmp(name, "pubkey") == 0) {
+        uint8_t pk[OL_PK_SIZE];
+
+        if (ol__pk_parse(value, pk) != 0)
+            return fail(p, "'pubkey' must be 64 hex digits (from outlast "
+                           "keygen), not '%.20s%s'",
+                        value, strlen(value) > 20 ? "...'" : "'");
+        snprintf(peer->pubkey, sizeof peer->pubkey, "%s", value);
+        return 1;
+    }
+    if (strcmp(name, "labels") == 0) {
+        if (copy(peer->labels, sizeof peer->labels, value) != 0)
+            return fail(p, "'%s' is too long%s", name, "");
+        return 1;
+    }
+    return fail(p, "unknown key '%s' in section [peer.%s]", name, idstr);
+}
+
+static int handler(void *user, const char *section, const char *name,
+                   const char *value)
+{
+    struct parse *p = user;
+
+    if (p->err[0])
+        return 0;
+    if (strcmp(section, "node") == 0)
+        return node_key(p, name, value);
+    if (strcmp(section, "checkpoint") == 0)
+        return checkpoint_key(p, name, value);
+    if (strcmp(section, "cluster") == 0) {
+        p->c->cluster = 1;
+        return cluster_key(p, name, value);
+    }
+    if (strncmp(section, "agent.", 6) == 0)
+        return agent_key(p, section + 6, name, value);
+    if (strncmp(section, "peer.", 5) == 0)
+        return peer_key(p, section + 5, name, value);
+    return fail(p, "unknown section [%s]%s", section, "");
+}
+
+static int check(struct ol__config *c, char *err, size_t cap)
+{
+    for (uint32_t i = 0; i < c->n_agents; i++)
+        if (c->agents[i].kind[0] == '\0') {
+            snprintf(err, cap, "[agent.%s] has no 'kind'", c->agents[i].name);
+            return -1;
+        }
+    for (uint32_t i = 0; i < c->n_peers; i++) {
+        if (c->peers[i].address[0] == '\0' || c->peers[i].pubkey[0] == '\0') {
+            snprintf(err, cap, "[peer.%llu] needs both 'address' and 'pubkey'",
+                     (unsigned long long)c->peers[i].id);
+            return -1;
+        }
+        if (c->peers[i].id == c->node_id) {
+            snprintf(err, cap,
+                     "[peer.%llu] has this node's own id; list only the "
+                     "other nodes",
+                     (unsigned long long)c->peers[i].id);
+            return -1;
+        }
+    }
+    if (c->cluster && c->listen[0] == '\0') {
+        snprintf(err, cap, "[cluster] needs 'listen' (host:port)");
+        return -1;
+    }
+    if (c->cluster && c->heartbeat_timeout_ms * 2 > c->election_timeout_ms) {
+        snprintf(err, cap,
+                 "[cluster] heartbeat_timeout_ms must be at most half of "
+                 "election_timeout_ms");
+        return -1;
+    }
+    if (c->node_name[0] == '\0')
+        snprintf(c->node_name, sizeof c->node_name, "node-%llu",
+                 (unsigned long long)c->node_id);
+    return 0;
+}
+
+int ol__config_load(struct ol__config *c, const char *path, char *errmsg)
+{
+    struct parse p;
+    char err[200];
+    FILE *f;
+    int line;
+
+    c->default_agents = 0;
+    memset(&p, 0, sizeof p);
+    p.c = c;
+    f = fopen(path, "r");
+    if (f == NULL) {
+        ol__errf(errmsg, "config '%s': %s", path, strerror(errno));
+        return OL_ECONFIG;
+    }
+    line = ini_parse_file(f, handler, &p);
+    fclose(f);
+    if (line != 0) {
+        if (line < 0)
+            ol__errf(errmsg, "config '%s': cannot be read", path);
+        else if (p.err[0])
+            ol__errf(errmsg, "%s:%d: %s", path, line, p.err);
+        else
+            ol__errf(errmsg, "%s:%d: syntax error (expected [section] or "
+                             "key = value)", path, line);
+        return OL_ECONFIG;
+    }
+    if (check(c, err, sizeof err) != 0) {
+        ol__errf(errmsg, "%s: %s", path, err);
+        return OL_ECONFIG;
+    }
+    return 0;
+}

@@ -1,0 +1,69 @@
+/*
+ * The daemon's configuration: an INI file read with inih, or the embedded
+ * defaults when no file is given.  Every key, its default and its meaning
+ * is listed in examples/single-node.ini.
+ */
+#ifndef OL_CONFIG_H
+#define OL_CONFIG_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "../replication/transport.h"
+
+#define OL_CONFIG_MAX_AGENTS 1024
+#define OL_CONFIG_MAX_PEERS 16
+
+struct ol__config_agent {
+    char name[65];
+    char kind[65];
+    char *config_json; /* malloc'd; NULL: {} */
+};
+
+struct ol__config_peer {
+    uint64_t id;
+    char address[OL_ADDR_MAX];
+    char pubkey[65]; /* hex */
+    char labels[201];
+};
+
+struct ol__config {
+    /* [node] */
+    uint64_t node_id;
+    char node_name[65];
+    char data_dir[PATH_MAX];
+    char plugin_dir[PATH_MAX]; /* "" : search the defaults */
+    int log_level;
+    char labels[201];
+    /* [checkpoint] */
+    uint32_t every_steps;
+    uint32_t every_ms;
+    uint32_t retain;
+    /* [cluster] */
+    int cluster;               /* a [cluster] section is present */
+    char cluster_name[65];
+    char listen[OL_ADDR_MAX];
+    uint32_t election_timeout_ms;
+    uint32_t heartbeat_timeout_ms;
+    uint32_t failover_ms;
+    uint32_t snapshot_threshold;
+    uint32_t snapshot_trailing;
+    /* [peer.ID] */
+    struct ol__config_peer peers[OL_CONFIG_MAX_PEERS];
+    uint32_t n_peers;
+    /* [agent.NAME] */
+    struct ol__config_agent *agents;
+    uint32_t n_agents;
+    int default_agents; /* no file: run the example agents */
+};
+
+/* Fill in the embedded single-node defaults (with the example agents). */
+void ol__config_defaults(struct ol__config *c);
+
+/* Read `path` over the defaults (without the example agents).  Returns 0 or
+ * OL_ECONFIG with errmsg "FILE:LINE: what was wrong". */
+int ol__config_load(struct ol__config *c, const char *path, char *errmsg);
+
+void ol__config_free(struct ol__config *c);
+
+#endif

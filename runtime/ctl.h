@@ -1,0 +1,86 @@
+/*
+ * The control protocol between the `outlast` CLI and a node.
+ *
+ * Transport: a unix stream socket, <data dir>/control.sock, mode 0600.
+ * Framing: each message is a 4-byte big-endian length followed by that many
+ * bytes of msgpack (one map).  Frames over OL_CTL_FRAME_MAX are refused and
+ * the connection closed.  One request at a time per connection; a client may
+ * send several requests in sequence.
+ *
+ * Request:   {"op": str, ...arguments}
+ * Response:  {"ok": true, ...results}
+ *        or  {"ok": false, "error": str, "code": str}   code: ol_err_name()
+ *
+ * Operations (arguments -> results):
+ *   status            -> node: {id, pk, version, mode ("single"|"cluster"),
+ *                               role, data_dir, uptime_ms},
+ *                        agents: {total, running, stopping, stopped,
+ *                                 quarantined, degraded, local},
+ *                        commits: {checkpoints, batches, refused},
+ *                        cluster: {...} (cluster mode only)
+ *   agents            -> agents: [agent row], see ol__query_agents()
+ *                        live: {name: {local, degraded, phase, queued}}
+ *   show {name}       -> agent: see ol__query_show(), live: {...}
+ *   history {name, limit?}
+ *                     -> see ol__query_history()
+ *   spawn {kind, name, config?: map}
+ *                     -> name, owner, epoch
+ *   stop {name}       -> name, status
+ *   start {name}      -> name, status, epoch
+ *   send {name, message: any}
+ *                     -> name, msg_seq
+ *   cluster.status    -> see replication/cluster docs
+ *   cluster.init / cluster.add {id, address, pk, labels?} /
+ *   cluster.remove {id}
+ */
+#ifndef OL_CTL_H
+#define OL_CTL_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define OL_CTL_FRAME_MAX (64u << 20)
+#define OL_CTL_SOCKET "control.sock"
+
+struct ol__ctl;
+struct ol__ctl_req;
+
+/*
+ * Called once per request on the loop thread.  `args` is the whole request
+ * map (already checked to be well-formed msgpack), valid only during the
+ * call: copy what you keep.  The handler must eventually call exactly one
+ * of ol__ctl_reply() or ol__ctl_reply_error() for `req`, now or later.
+ */
+typedef void (*ol__ctl_handler)(void *data, struct ol__ctl_req *req,
+                                const char *op, const msgpack_object *args);
+
+/* Listen on `path` (an existing stale socket file is replaced; the socket
+ * is made mode 0600).  Returns 0 or an OL_E* code with errmsg set. */
+int ol__ctl_start(uv_loop_t *loop, const char *path, ol__ctl_handler h,
+                  void *data, struct ol__ctl **out, char *errmsg);
+
+/* Reply with a complete response map (msgpack bytes, copied), which must
+ * contain "ok": true.  If the client has gone, the reply is dropped. */
+void ol__ctl_reply(struct ol__ctl_req *req, const void *map, size_t len);
+
+/* Reply {"ok": false, "error": <formatted>, "code": ol_err_name(code)}. */
+void ol__ctl_reply_error(struct ol__ctl_req *req, int code, const char *fmt,
+                         ...) __attribute__((format(printf, 3, 4)));
+
+/* Stop listening, close connections, unlink the socket; `cb` fires when
+ * every handle is closed.  Requests not yet replied to are dropped (their
+ * later replies are ignored safely).  NULL-safe. */
+void ol__ctl_close(struct ol__ctl *c, void (*cb)(void *data), void *data);
+
+/*
+ * Client side (blocking, for the CLI): send one request and wait for the
+ * response, at most timeout_ms.  *resp is malloc'd.  Returns 0, OL_ENOTFOUND
+ * (no socket: the node is not running), OL_ECONN, OL_ETIMEOUT or
+ * OL_EMALFORMED, with errmsg set.
+ */
+int ol__ctl_call(const char *path, const void *req, size_t len, void **resp,
+                 size_t *resp_len, int timeout_ms, char *errmsg);
+
+#endif

@@ -1,0 +1,479 @@
+/*
+ * The daemon's answers to control requests.  Reads go to the loop thread's
+ * own read-only connection through the shared queries; changes are
+ * proposed as commands, and the request waits until the state machine
+ * reports the command's outcome, so "spawned" means committed.
+ */
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "err.h"
+#include "log.h"
+#include "node.h"
+#include "ol_config.h"
+#include "query.h"
+
+static const msgpack_object *arg(const msgpack_object *args, const char *key)
+{
+    size_t klen = strlen(key);
+
+    if (args->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < args->via.map.size; i++) {
+        const msgpack_object_kv *kv = &args->via.map.ptr[i];
+
+        if (kv->key.type == MSGPACK_OBJECT_STR &&
+            kv->key.via.str.size == klen &&
+            memcmp(kv->key.via.str.ptr, key, klen) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+/* Copy a string argument; 0, or -1 if missing, not a string or too long. */
+static int arg_str(const msgpack_object *args, const char *key, char *out,
+                   size_t cap)
+{
+    const msgpack_object *o = arg(args, key);
+
+    if (o == NULL || o->type != MSGPACK_OBJECT_STR ||
+        o->via.str.size >= cap || memchr(o->via.str.ptr, 0, o->via.str.size))
+        return -1;
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = '\0';
+    return 0;
+}
+
+static void pk_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pk_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    pk_str(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+struct resp {
+    struct ol__buf buf;
+    msgpack_packer pk;
+};
+
+/* Start a response map with `n` entries after "ok". */
+static void resp_begin(struct resp *r, uint32_t n)
+{
+    ol__buf_init(&r->buf);
+    msgpack_packer_init(&r->pk, &r->buf, ol__buf_write);
+    msgpack_pack_map(&r->pk, n + 1);
+    pk_str(&r->pk, "ok");
+    msgpack_pack_true(&r->pk);
+}
+
+static void resp_send(struct resp *r, struct ol__ctl_req *req)
+{
+    if (r->buf.base)
+        ol__ctl_reply(req, r->buf.base, r->buf.len);
+    else
+        ol__ctl_reply_error(req, OL_ENOMEM, "out of memory");
+    ol__buf_close(&r->buf);
+}
+
+static const char *phase_name(const struct ol_agent *a)
+{
+    if (a->degraded)
+        return "degraded";
+    switch (a->phase) {
+    case OL_PHASE_ACTIVE:
+        return a->inflight ? "committing" : "active";
+    case OL_PHASE_DRAINING:
+        return "draining";
+    case OL_PHASE_CLOSING:
+        return "closing";
+    case OL_PHASE_FAULT:
+        return "fault";
+    }
+    return "?";
+}
+
+static void pack_live_one(msgpack_packer *pk, const struct ol_agent *a)
+{
+    msgpack_pack_map(pk, 6);
+    pk_str(pk, "local");
+    msgpack_pack_true(pk);
+    pk_str(pk, "degraded");
+    if (a->degraded)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    pk_str(pk, "phase");
+    pk_str(pk, phase_name(a));
+    pk_kv_u64(pk, "queued", a->q_len);
+    pk_kv_u64(pk, "committed_seq", a->committed_seq);
+    pk_str(pk, "reason");
+    pk_str(pk, a->reason);
+}
+
+/* live: {name: {...}} for the agents hosted here (or just `only`). */
+static void pack_live(struct ol__node *n, msgpack_packer *pk,
+                      const char *only)
+{
+    struct ol_agent *a;
+    uint32_t count = 0;
+    void *v;
+
+    if (only) {
+        a = ol__agent_get(n, only);
+        msgpack_pack_map(pk, a ? 1 : 0);
+        if (a) {
+            pk_str(pk, a->name);
+            pack_live_one(pk, a);
+        }
+        return;
+    }
+    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);)
+        count++;
+    msgpack_pack_map(pk, count);
+    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
+        a = v;
+        pk_str(pk, a->name);
+        pack_live_one(pk, a);
+    }
+}
+
+static void op_status(struct ol__node *n, struct ol__ctl_req *req)
+{
+    struct resp r;
+    char hex[OL_PK_HEX_SIZE];
+    uint32_t local = 0, degraded = 0;
+    struct stat st;
+    char dbpath[PATH_MAX + 16];
+    void *v;
+
+    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
+        struct ol_agent *a = v;
+
+        if (a->degraded)
+            degraded++;
+        else if (a->phase == OL_PHASE_ACTIVE)
+            local++;
+    }
+    ol__pk_hex(n->key.pk, hex);
+    snprintf(dbpath, sizeof dbpath, "%s/outlast.db", n->cfg.data_dir);
+    resp_begin(&r, 4);
+    pk_str(&r.pk, "node");
+    msgpack_pack_map(&r.pk, 9);
+    pk_kv_u64(&r.pk, "id", n->self_id);
+    pk_str(&r.pk, "name");
+    pk_str(&r.pk, n->cfg.node_name);
+    pk_str(&r.pk, "pk");
+    pk_str(&r.pk, hex);
+    pk_str(&r.pk, "version");
+    pk_str(&r.pk, OL_VERSION);
+    pk_str(&r.pk, "mode");
+    pk_str(&r.pk, n->cluster ? "cluster" : "single");
+    pk_str(&r.pk, "role");
+    pk_str(&r.pk, n->cluster ? (n->replica->vt->is_leader(n->replica)
+                                    ? "leader"
+                                    : "follower")
+                             : "single");
+    pk_str(&r.pk, "data_dir");
+    pk_str(&r.pk, n->cfg.data_dir);
+    pk_kv_u64(&r.pk, "uptime_ms", (uint64_t)(ol__wall_ms() - n->started_ms));
+    pk_kv_u64(&r.pk, "db_bytes",
+              stat(dbpath, &st) == 0 ? (uint64_t)st.st_size : 0);
+    pk_str(&r.pk, "agents");
+    msgpack_pack_map(&r.pk, 2);
+    pk_kv_u64(&r.pk, "hosted", local);
+    pk_kv_u64(&r.pk, "degraded", degraded);
+    pk_str(&r.pk, "commits");
+    msgpack_pack_map(&r.pk, 5);
+    pk_kv_u64(&r.pk, "steps", n->n.steps);
+    pk_kv_u64(&r.pk, "checkpoints", n->n.checkpoints);
+    pk_kv_u64(&r.pk, "refused", n->n.refused);
+    pk_kv_u64(&r.pk, "quarantined", n->n.quarantined);
+    pk_str(&r.pk, "stopping");
+    if (n->stopping)
+        msgpack_pack_true(&r.pk);
+    else
+        msgpack_pack_false(&r.pk);
+    pk_str(&r.pk, "replica");
+    n->replica->vt->status(n->replica, &r.pk);
+    resp_send(&r, req);
+}
+
+static void op_query(struct ol__node *n, struct ol__ctl_req *req,
+                     const char *op, const msgpack_object *args)
+{
+    char name[OL_NAME_MAX + 1] = "";
+    char err[OL_ERRMSG_SIZE] = "";
+    const msgpack_object *lim;
+    uint64_t limit = 50;
+    struct resp r;
+    int rv;
+
+    if (strcmp(op, "agents") != 0 &&
+        arg_str(args, "name", name, sizeof name) != 0) {
+        ol__ctl_reply_error(req, OL_EINVAL, "%s: missing agent name", op);
+        return;
+    }
+    lim = arg(args, "limit");
+    if (lim && lim->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        limit = lim->via.u64;
+    resp_begin(&r, 2);
+    if (strcmp(op, "agents") == 0) {
+        pk_str(&r.pk, "agents");
+        rv = ol__query_agents(n->reader.db, &r.pk, err);
+    } else if (strcmp(op, "show") == 0) {
+        pk_str(&r.pk, "agent");
+        rv = ol__query_show(n->reader.db, name, &r.pk, err);
+    } else {
+        pk_str(&r.pk, "history");
+        rv = ol__query_history(n->reader.db, name,
+                               limit > UINT32_MAX ? UINT32_MAX
+                                                  : (uint32_t)limit,
+                               &r.pk, err);
+    }
+    if (rv != 0) {
+        ol__buf_close(&r.buf);
+        ol__ctl_reply_error(req, rv, "%s", err[0] ? err : ol_strerror(rv));
+        return;
+    }
+    pk_str(&r.pk, "live");
+    pack_live(n, &r.pk, name[0] ? name : NULL);
+    resp_send(&r, req);
+}
+
+static void wait_for(struct ol__node *n, struct ol__ctl_req *req,
+                     uint64_t id, const char *op, const char *name,
+                     uint64_t msg_seq)
+{
+    struct ol__waiter *w = calloc(1, sizeof *w);
+
+    if (w == NULL) {
+        ol__ctl_reply_error(req, OL_ENOMEM, "out of memory");
+        return;
+    }
+    w->req = id;
+    w->ctl = req;
+    w->msg_seq = msg_seq;
+    snprintf(w->op, sizeof w->op, "%s", op);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->next = n->waiters;
+    n->waiters = w;
+}
+
+static void propose_and_wait(struct ol__node *n, struct ol__ctl_req *req,
+                             struct ol__entry_w *w, uint64_t id,
+                             const char *op, const char *name,
+                             uint64_t msg_seq)
+{
+    int rv = ol__node_propose(n, w);
+
+    if (rv != 0)
+        ol__ctl_reply_error(req, rv, "%s '%s': %s", op, name,
+                            ol_strerror(rv));
+    else
+        wait_for(n, req, id, op, name, msg_seq);
+}
+
+static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
+                     const msgpack_object *args)
+{
+    char name[OL_NAME_MAX + 2], kind[OL_KIND_MAX + 2];
+    char err[OL_ERRMSG_SIZE];
+    const msgpack_object *cfg = arg(args, "config");
+    struct ol__plugin *p;
+    struct ol__entry_w w;
+    struct ol__buf cb;
+    msgpack_packer pk;
+    uint64_t id = ol__node_req_id();
+    int rv;
+
+    if (arg_str(args, "name", name, sizeof name) != 0 ||
+        !ol__name_valid(name)) {
+        ol__ctl_reply_error(req, OL_EINVAL,
+                            "spawn: agent name must be 1-64 characters of "
+                            "A-Z a-z 0-9 . _ - (not starting with . or -)");
+        return;
+    }
+    if (arg_str(args, "kind", kind, sizeof kind) != 0 ||
+        !ol__name_valid(kind)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "spawn: missing or bad kind");
+        return;
+    }
+    if (cfg && cfg->type != MSGPACK_OBJECT_MAP &&
+        cfg->type != MSGPACK_OBJECT_NIL) {
+        ol__ctl_reply_error(req, OL_EINVAL,
+                            "spawn '%s': config must be a JSON object", name);
+        return;
+    }
+    /* Refuse a plugin that will not load before anything is committed. */
+    rv = ol__plugin_get(&n->plugins, kind, &p, err);
+    if (rv != 0) {
+        ol__ctl_reply_error(req, rv, "spawn '%s': %s", name, err);
+        return;
+    }
+    ol__buf_init(&cb);
+    msgpack_packer_init(&pk, &cb, ol__buf_write);
+    if (cfg && cfg->type == MSGPACK_OBJECT_MAP)
+        msgpack_pack_object(&pk, *cfg);
+    else
+        msgpack_pack_map(&pk, 0);
+    if (cb.len > OL_AGENT_MSG_MAX) {
+        ol__buf_close(&cb);
+        ol__ctl_reply_error(req, OL_ETOOBIG, "spawn '%s': config over %u "
+                            "bytes", name, OL_AGENT_MSG_MAX);
+        return;
+    }
+    ol__entry_w_init(&w);
+    rv = ol__entry_add_spawn(&w, id, name, kind, cb.base, cb.len,
+                             n->self_id);
+    ol__buf_close(&cb);
+    if (rv == 0)
+        propose_and_wait(n, req, &w, id, "spawn", name, 0);
+    else
+        ol__ctl_reply_error(req, rv, "spawn '%s': %s", name, ol_strerror(rv));
+    ol__entry_w_close(&w);
+}
+
+static void op_simple(struct ol__node *n, struct ol__ctl_req *req,
+                      const char *op, const msgpack_object *args)
+{
+    char name[OL_NAME_MAX + 2];
+    struct ol__entry_w w;
+    uint64_t id = ol__node_req_id();
+    int rv;
+
+    if (arg_str(args, "name", name, sizeof name) != 0 ||
+        !ol__name_valid(name)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "%s: missing or bad agent name",
+                            op);
+        return;
+    }
+    ol__entry_w_init(&w);
+    rv = strcmp(op, "stop") == 0 ? ol__entry_add_stop(&w, id, name)
+                                 : ol__entry_add_start(&w, id, name);
+    if (rv == 0)
+        propose_and_wait(n, req, &w, id, op, name, 0);
+    else
+        ol__ctl_reply_error(req, rv, "%s '%s': %s", op, name,
+                            ol_strerror(rv));
+    ol__entry_w_close(&w);
+}
+
+static void op_send(struct ol__node *n, struct ol__ctl_req *req,
+                    const msgpack_object *args)
+{
+    char name[OL_NAME_MAX + 2];
+    const msgpack_object *msg = arg(args, "message");
+    struct ol__entry_w w;
+    struct ol__buf mb;
+    msgpack_packer pk;
+    uint64_t id = ol__node_req_id(), seq = ol__node_req_id();
+    int rv;
+
+    if (arg_str(args, "name", name, sizeof name) != 0 ||
+        !ol__name_valid(name)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "send: missing or bad agent name");
+        return;
+    }
+    if (msg == NULL) {
+        ol__ctl_reply_error(req, OL_EINVAL, "send '%s': missing message",
+                            name);
+        return;
+    }
+    ol__buf_init(&mb);
+    msgpack_packer_init(&pk, &mb, ol__buf_write);
+    msgpack_pack_object(&pk, *msg);
+    if (mb.base == NULL || mb.len > OL_AGENT_MSG_MAX) {
+        ol__buf_close(&mb);
+        ol__ctl_reply_error(req, OL_ETOOBIG,
+                            "send '%s': message over %u bytes", name,
+                            OL_AGENT_MSG_MAX);
+        return;
+    }
+    ol__entry_w_init(&w);
+    rv = ol__entry_add_send(&w, id, name, seq, mb.base, mb.len);
+    ol__buf_close(&mb);
+    if (rv == 0)
+        propose_and_wait(n, req, &w, id, "send", name, seq);
+    else
+        ol__ctl_reply_error(req, rv, "send '%s': %s", name, ol_strerror(rv));
+    ol__entry_w_close(&w);
+}
+
+void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e)
+{
+    struct ol__waiter **pp = &n->waiters, *w;
+    struct resp r;
+
+    while ((w = *pp) != NULL && w->req != e->u.cmd.req)
+        pp = &w->next;
+    if (w == NULL)
+        return;
+    *pp = w->next;
+    if (e->status != 0) {
+        ol__ctl_reply_error(w->ctl, e->status, "%s '%s': %s", w->op,
+                            w->name, e->errmsg[0] ? e->errmsg
+                                                  : ol_strerror(e->status));
+    } else {
+        resp_begin(&r, w->msg_seq ? 2 : 1);
+        pk_str(&r.pk, "name");
+        pk_str(&r.pk, w->name);
+        if (w->msg_seq)
+            pk_kv_u64(&r.pk, "msg_seq", w->msg_seq);
+        resp_send(&r, w->ctl);
+    }
+    free(w);
+}
+
+void ol__waiters_drop(struct ol__node *n)
+{
+    struct ol__waiter *w = n->waiters, *next;
+
+    for (; w; w = next) {
+        next = w->next;
+        ol__ctl_reply_error(w->ctl, OL_ESHUTDOWN,
+                            "%s '%s': the node is shutting down; the outcome "
+                            "is unknown",
+                            w->op, w->name);
+        free(w);
+    }
+    n->waiters = NULL;
+}
+
+void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
+                    const msgpack_object *args)
+{
+    struct ol__node *n = data;
+
+    if (strcmp(op, "status") == 0)
+        op_status(n, req);
+    else if (strcmp(op, "agents") == 0 || strcmp(op, "show") == 0 ||
+             strcmp(op, "history") == 0)
+        op_query(n, req, op, args);
+    else if (n->stopping)
+        ol__ctl_reply_error(req, OL_ESHUTDOWN, "%s: the node is shutting "
+                                                "down", op);
+    else if (strcmp(op, "spawn") == 0)
+        op_spawn(n, req, args);
+    else if (strcmp(op, "stop") == 0 || strcmp(op, "start") == 0)
+        op_simple(n, req, op, args);
+    else if (strcmp(op, "send") == 0)
+        op_send(n, req, args);
+    else if (strncmp(op, "cluster.", 8) == 0 && !n->cluster)
+        ol__ctl_reply_error(req, OL_ESTATE,
+                            "%s: this node runs alone (its config has no "
+                            "[cluster] section)",
+                            op);
+    else
+        ol__ctl_reply_error(req, OL_EINVAL, "unknown operation '%s'", op);
+}

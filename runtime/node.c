@@ -1,0 +1,428 @@
+/*
+ * The node: owns the loop's handles, the data directory, the store, the
+ * commit path and the agents hosted here, and turns the state machine's
+ * effects into actions (host an agent, release one, deliver mail, answer a
+ * waiting CLI request).  Shutdown drains: agents get a STOP event whose
+ * checkpoint must commit before they close, then the commit path, the
+ * control socket and the store close in that order.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "fsutil.h"
+#include "json.h"
+#include "log.h"
+#include "node.h"
+
+#define DRAIN_LIMIT_MS 15000
+
+uint64_t ol__node_req_id(void)
+{
+    uint64_t r = 0;
+
+    while (r == 0)
+        randombytes_buf(&r, sizeof r);
+    return r;
+}
+
+int ol__node_propose(struct ol__node *n, const struct ol__entry_w *w)
+{
+    int rv = n->replica->vt->propose_cmds(n->replica, w);
+
+    if (rv != 0)
+        ol_log(OL_LOG_ERROR, "propose %u command(s): %s", w->n,
+               ol_strerror(rv));
+    return rv;
+}
+
+static int lock_data_dir(struct ol__node *n)
+{
+    char path[PATH_MAX], pid[32];
+    int fd, len;
+
+    if (ol__path_join(path, sizeof path, n->cfg.data_dir, "outlastd.lock"))
+        return OL_EINVAL;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ol__errf(n->errmsg, "lock '%s': %s", path, strerror(errno));
+        return OL_EIO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        len = (int)read(fd, pid, sizeof pid - 1);
+        pid[len > 0 ? len : 0] = '\0';
+        ol__errf(n->errmsg,
+                 "data dir '%s' is in use by another outlastd (pid %s)",
+                 n->cfg.data_dir, pid[0] ? pid : "?");
+        close(fd);
+        return OL_EBUSY;
+    }
+    len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) < 0)
+        ol_log(OL_LOG_WARN, "lock '%s': cannot record pid", path);
+    n->lock_fd = fd;
+    return 0;
+}
+
+/* A single node registers its own key; a database created under another
+ * key is refused rather than silently re-keyed. */
+static int register_self(struct ol__node *n)
+{
+    const struct ol__sm_node *me = ol__sm_node(n->sm, n->self_id);
+    struct ol__sm_node row;
+    char have[OL_PK_HEX_SIZE], want[OL_PK_HEX_SIZE];
+
+    if (me) {
+        if (sodium_memcmp(me->pk, n->key.pk, OL_PK_SIZE) == 0)
+            return 0;
+        ol__pk_hex(me->pk, have);
+        ol__pk_hex(n->key.pk, want);
+        ol__errf(n->errmsg,
+                 "node %" PRIu64 " in this database has key %.16s..., but "
+                 "node.key holds %.16s...; refusing to sign with another key",
+                 n->self_id, have, want);
+        return OL_EUNAUTH;
+    }
+    memset(&row, 0, sizeof row);
+    row.id = n->self_id;
+    memcpy(row.pk, n->key.pk, OL_PK_SIZE);
+    snprintf(row.labels, sizeof row.labels, "%s", n->cfg.labels);
+    return ol__sm_put_node(n->sm, &row);
+}
+
+int ol__node_init(struct ol__node *n, uv_loop_t *loop,
+                  const struct ol__config *cfg)
+{
+    struct ol__sm_config smc;
+    char path[PATH_MAX], hex[OL_PK_HEX_SIZE];
+    int created, rv;
+
+    memset(n, 0, sizeof *n);
+    n->loop = loop;
+    n->cfg = *cfg;
+    n->self_id = cfg->node_id;
+    n->lock_fd = -1;
+    n->started_ms = ol__wall_ms();
+    ol__map_init(&n->agents);
+    ol__buf_init(&n->scratch);
+    signal(SIGPIPE, SIG_IGN);
+    ol_log_set_level(cfg->log_level);
+
+    rv = ol__mkdirs(cfg->data_dir, 0700, n->errmsg);
+    if (rv == 0)
+        rv = lock_data_dir(n);
+    if (rv != 0)
+        return rv;
+    if (ol__path_join(path, sizeof path, cfg->data_dir, "node.key"))
+        return OL_EINVAL;
+    rv = ol__key_load_or_create(&n->key, path, &created, n->errmsg);
+    if (rv != 0)
+        return rv;
+    ol__pk_hex(n->key.pk, hex);
+    ol_log(OL_LOG_INFO, "node %" PRIu64 " (%s) key %s: public %s",
+           n->self_id, cfg->node_name, created ? "created" : "loaded", hex);
+
+    if (ol__path_join(path, sizeof path, cfg->data_dir, "outlast.db"))
+        return OL_EINVAL;
+    rv = ol__store_open(&n->store, path,
+                        cfg->cluster ? OL_STORE_WRITE_NORMAL
+                                     : OL_STORE_WRITE_FULL);
+    if (rv == 0) {
+        rv = ol__store_open(&n->reader, path, OL_STORE_READ);
+        if (rv != 0)
+            memcpy(n->store.errmsg, n->reader.errmsg, sizeof n->store.errmsg);
+    }
+    if (rv != 0) {
+        ol__errf(n->errmsg, "%s", n->store.errmsg);
+        return rv;
+    }
+    smc.retain = cfg->retain;
+    rv = ol__sm_open(&n->store, &smc, &n->sm, n->errmsg);
+    if (rv != 0)
+        return rv;
+    rv = register_self(n);
+    if (rv != 0)
+        return rv;
+    rv = ol__local_create(loop, &n->store, n->sm, &n->key, ol__node_effects,
+                          n, &n->replica);
+    if (rv != 0)
+        return rv;
+    ol__plugins_init(&n->plugins, cfg->plugin_dir, &ol__host_table);
+    uv_idle_init(loop, &n->runner);
+    n->runner.data = n;
+    uv_timer_init(loop, &n->drain_timer);
+    n->drain_timer.data = n;
+    return 0;
+}
+
+/* Propose SPAWN for configured agents that do not exist yet. */
+static int spawn_configured(struct ol__node *n)
+{
+    static const struct ol__config_agent examples[] = {
+        {"counter", "counter", NULL},
+        {"ledger", "ledger", NULL},
+        {"pricewatch", "pricewatch", NULL},
+    };
+    const struct ol__config_agent *list = n->cfg.agents;
+    uint32_t count = n->cfg.n_agents;
+    struct ol__entry_w w;
+    int rv = 0;
+
+    if (n->cfg.default_agents) {
+        list = examples;
+        count = sizeof examples / sizeof examples[0];
+    }
+    ol__entry_w_init(&w);
+    for (uint32_t i = 0; i < count && rv == 0; i++) {
+        const struct ol__config_agent *ca = &list[i];
+        struct ol__buf cfg;
+        char err[OL_ERRMSG_SIZE];
+
+        if (ol__sm_agent(n->sm, ca->name))
+            continue;
+        ol__buf_init(&cfg);
+        if (ca->config_json) {
+            rv = ol__json_to_msgpack(ca->config_json,
+                                     strlen(ca->config_json), &cfg, err);
+            if (rv == 0 && cfg.len && (cfg.base[0] & 0xf0) != 0x80 &&
+                cfg.base[0] != 0xde && cfg.base[0] != 0xdf) {
+                snprintf(err, sizeof err, "must be a JSON object");
+                rv = OL_EINVAL;
+            }
+            if (rv != 0)
+                ol__errf(n->errmsg, "[agent.%s] config: %s", ca->name, err);
+        } else {
+            rv = ol__buf_append(&cfg, "\x80", 1);
+        }
+        if (rv == 0)
+            rv = ol__entry_add_spawn(&w, ol__node_req_id(), ca->name,
+                                     ca->kind, cfg.base, cfg.len,
+                                     n->self_id);
+        ol__buf_close(&cfg);
+    }
+    if (rv == 0 && w.n) {
+        ol_log(OL_LOG_INFO, "spawning %u configured agent(s)", w.n);
+        rv = ol__node_propose(n, &w);
+    }
+    ol__entry_w_close(&w);
+    return rv;
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    struct ol__node *n = s->data;
+
+    if (n->stopping) {
+        ol_log(OL_LOG_WARN, "second signal: exiting without draining");
+        exit(1);
+    }
+    ol_log(OL_LOG_INFO, "%s: draining commits and stopping agents",
+           signum == SIGINT ? "SIGINT" : "SIGTERM");
+    ol__node_shutdown(n);
+}
+
+int ol__node_start(struct ol__node *n)
+{
+    const struct ol__sm_agent *row;
+    char path[PATH_MAX];
+    int rv, hosted = 0;
+
+    for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);) {
+        if (row->owner != n->self_id || (row->status != OL_AGENT_RUNNING &&
+                                         row->status != OL_AGENT_STOPPING))
+            continue;
+        ol__agent_host(n, row);
+        hosted++;
+    }
+    rv = spawn_configured(n);
+    if (rv != 0)
+        return rv;
+    if (ol__path_join(path, sizeof path, n->cfg.data_dir, OL_CTL_SOCKET))
+        return OL_EINVAL;
+    rv = ol__ctl_start(n->loop, path, ol__ctl_handle, n, &n->ctl, n->errmsg);
+    if (rv != 0)
+        return rv;
+    uv_signal_init(n->loop, &n->sigint);
+    uv_signal_init(n->loop, &n->sigterm);
+    n->sigint.data = n->sigterm.data = n;
+    uv_signal_start(&n->sigint, signal_cb, SIGINT);
+    uv_signal_start(&n->sigterm, signal_cb, SIGTERM);
+    ol_log(OL_LOG_INFO,
+           "node %" PRIu64 " up: %d agent(s) hosted, data in %s, control "
+           "socket %s",
+           n->self_id, hosted, n->cfg.data_dir, path);
+    return 0;
+}
+
+void ol__node_effects(void *data, struct ol__effects *fx)
+{
+    struct ol__node *n = data;
+
+    for (struct ol__effect *e = fx->head; e; e = e->next) {
+        struct ol_agent *a;
+
+        switch (e->type) {
+        case OL_FX_CKPT:
+            a = ol__agent_get(n, e->u.ckpt.agent);
+            if (a)
+                ol__step_committed(a, e);
+            break;
+        case OL_FX_AGENT: {
+            const struct ol__sm_agent *row = &e->u.agent;
+            int mine = row->owner == n->self_id &&
+                       (row->status == OL_AGENT_RUNNING ||
+                        row->status == OL_AGENT_STOPPING);
+
+            a = ol__agent_get(n, row->name);
+            if (mine && !n->stopping)
+                ol__agent_host(n, row);
+            else if (a && a->phase != OL_PHASE_CLOSING)
+                ol__agent_release(a, ol__status_name(row->status));
+            break;
+        }
+        case OL_FX_MAIL:
+            a = ol__agent_get(n, e->u.mail.to);
+            if (a)
+                ol__agent_mail(a, e->u.mail.from, e->u.mail.seq,
+                               e->u.mail.idx, e->u.mail.payload,
+                               e->u.mail.len, e->u.mail.rowid);
+            break;
+        case OL_FX_CMD:
+            ol__waiters_effect(n, e);
+            break;
+        case OL_FX_NODE:
+            break;
+        }
+    }
+}
+
+/* ---- shutdown ---- */
+
+static void close_store(struct ol__node *n)
+{
+    ol__sm_close(n->sm);
+    n->sm = NULL;
+    ol__store_close(&n->reader);
+    ol__store_close(&n->store);
+}
+
+static void replica_closed(void *data)
+{
+    struct ol__node *n = data;
+
+    ol__local_destroy(n->replica);
+    n->replica = NULL;
+    close_store(n);
+    ol_log(OL_LOG_INFO, "stopped");
+}
+
+static void ctl_closed(void *data)
+{
+    struct ol__node *n = data;
+
+    n->ctl = NULL;
+    n->replica->vt->close(n->replica, replica_closed, n);
+}
+
+static void finish_shutdown(struct ol__node *n)
+{
+    uv_timer_stop(&n->drain_timer);
+    uv_close((uv_handle_t *)&n->drain_timer, NULL);
+    uv_close((uv_handle_t *)&n->runner, NULL);
+    uv_close((uv_handle_t *)&n->sigint, NULL);
+    uv_close((uv_handle_t *)&n->sigterm, NULL);
+    ol__agents_close_all(n);
+    ol__waiters_drop(n);
+    if (n->ctl)
+        ol__ctl_close(n->ctl, ctl_closed, n);
+    else
+        ctl_closed(n);
+}
+
+static int drained(struct ol__node *n)
+{
+    void *v;
+
+    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
+        struct ol_agent *a = v;
+
+        if (a->phase == OL_PHASE_DRAINING || a->inflight)
+            return 0;
+    }
+    return n->replica->vt->idle(n->replica);
+}
+
+static void drain_cb(uv_timer_t *t)
+{
+    struct ol__node *n = t->data;
+    static uint64_t waited;
+
+    waited += 20;
+    if (drained(n) || waited >= DRAIN_LIMIT_MS) {
+        if (!drained(n)) {
+            ol_log(OL_LOG_WARN, "drain did not finish in %d ms; closing",
+                   DRAIN_LIMIT_MS);
+            n->exit_code = 1;
+        }
+        finish_shutdown(n);
+        return;
+    }
+    uv_timer_start(t, drain_cb, 20, 0);
+}
+
+void ol__node_shutdown(struct ol__node *n)
+{
+    void *v;
+
+    if (n->stopping)
+        return;
+    n->stopping = 1;
+    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
+        struct ol_agent *a = v;
+        struct ol__ev *ev;
+
+        if (a->phase != OL_PHASE_ACTIVE || a->self == NULL)
+            continue;
+        /* Events not yet delivered are still in the mailbox and the
+         * timers, so they are delivered after the restart. */
+        while (a->q_head) {
+            ev = a->q_head;
+            a->q_head = ev->next;
+            ol__agent_free_ev(ev);
+        }
+        a->q_tail = NULL;
+        a->q_len = 0;
+        uv_timer_stop(&a->timer);
+        a->phase = OL_PHASE_DRAINING;
+        ev = calloc(1, sizeof *ev);
+        if (ev == NULL)
+            continue;
+        ev->type = OL_EVENT_STOP;
+        ev->final = 0;
+        ol__agent_push(a, ev);
+    }
+    uv_timer_start(&n->drain_timer, drain_cb, 0, 0);
+}
+
+void ol__node_free(struct ol__node *n)
+{
+    ol__plugins_close(&n->plugins);
+    ol__key_close(&n->key);
+    ol__buf_close(&n->scratch);
+    ol__map_close(&n->agents);
+    if (n->lock_fd >= 0)
+        close(n->lock_fd);
+    if (n->replica) {
+        ol__local_destroy(n->replica);
+        n->replica = NULL;
+    }
+    close_store(n);
+}

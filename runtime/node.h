@@ -1,0 +1,202 @@
+/*
+ * A running node: the loop, the store, the commit path, and the agents this
+ * node hosts.  Internal to the daemon; plugins see only struct ol_agent as
+ * an opaque handle.
+ */
+#ifndef OL_NODE_H
+#define OL_NODE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "../replication/ckpt.h"
+#include "../replication/replica.h"
+#include "../replication/sm.h"
+#include "config.h"
+#include "ctl.h"
+#include "keys.h"
+#include "map.h"
+#include "plugin.h"
+#include "store.h"
+
+struct ol__node;
+
+/* A queued event. */
+struct ol__ev {
+    struct ol__ev *next;
+    int type; /* enum ol_event_type */
+    /* TIMER */
+    uint64_t timer_id;
+    int64_t due_ms;
+    /* MESSAGE */
+    char from[OL_NAME_MAX + 1];
+    uint64_t from_seq;
+    uint32_t idx;
+    uint8_t *data;
+    uint32_t len;
+    /* WORK */
+    uint64_t work_id;
+    void *work_arg;
+    /* STOP */
+    int final;
+    /* RESUME */
+    uint64_t seq;
+    int64_t ckpt_time_ms;
+    char prev_node[OL_NAME_MAX + 1];
+};
+
+/* Where an agent instance is in its life. */
+enum ol__phase {
+    OL_PHASE_ACTIVE = 1,   /* events are delivered */
+    OL_PHASE_DRAINING = 2, /* shutting down: final checkpoint, then close */
+    OL_PHASE_CLOSING = 3,  /* waiting for work/commit before close() */
+    OL_PHASE_FAULT = 4,    /* quarantined or degraded; plugin closed */
+};
+
+struct ol__armed {
+    uint64_t id;
+    int64_t due_ms;
+    int fired; /* queued as an event, not yet handled */
+};
+
+/* The host-side state of one agent hosted here (struct ol_agent is the
+ * plugin-visible name of this struct). */
+struct ol_agent {
+    struct ol__node *node;
+    char name[OL_NAME_MAX + 1];
+    struct ol__plugin *plugin;
+    void *self; /* the plugin's instance; NULL until open() succeeded */
+    uint64_t epoch;
+    int phase;
+    int degraded; /* a stored checkpoint failed verification */
+    char reason[OL_ERRMSG_SIZE];
+    int in_handle; /* host services that change state are allowed */
+
+    /* The chain as proposed (head may still be in flight). */
+    uint64_t seq;
+    uint8_t head_hash[OL_HASH_SIZE];
+    uint64_t committed_seq;
+    int64_t last_ckpt_ms;
+    uint32_t steps_since_ckpt;
+    int ckpt_requested;
+    int final_pending; /* the next checkpoint ends the agent */
+
+    /* Events waiting to be delivered. */
+    struct ol__ev *q_head, *q_tail;
+    uint32_t q_len;
+    int64_t mail_watermark; /* mailbox rows up to here are queued */
+
+    /* Armed timers; part of every checkpoint. */
+    struct ol__armed *timers;
+    uint32_t n_timers;
+    uv_timer_t timer; /* fires at the earliest due time */
+    uv_timer_t flush; /* checkpoint policy by time */
+
+    /* Effects of steps not yet checkpointed. */
+    struct ol__outmsg *outbox;
+    uint32_t n_outbox;
+    struct ol__msgid *acks;
+    uint32_t n_acks;
+
+    /* The checkpoint in flight, if any. */
+    int inflight;
+    uint64_t inflight_seq;
+
+    uint32_t work_pending;
+    int handles_open; /* uv handles not yet closed */
+    int in_runq;
+    struct ol_agent *runq_next;
+};
+
+/* A control request waiting for a command to commit. */
+struct ol__waiter {
+    struct ol__waiter *next;
+    uint64_t req;
+    struct ol__ctl_req *ctl;
+    char op[24];
+    char name[OL_NAME_MAX + 1];
+    uint64_t msg_seq;
+};
+
+struct ol__node {
+    uv_loop_t *loop;
+    struct ol__config cfg;
+    struct ol__key key;
+    uint64_t self_id;
+    char errmsg[OL_ERRMSG_SIZE];
+    int64_t started_ms;
+
+    struct ol__store store;  /* writer: owned by the commit path */
+    struct ol__store reader; /* the loop thread's reads */
+    struct ol__sm *sm;
+    struct ol__replica *replica;
+    int cluster;
+
+    struct ol__plugins plugins;
+    struct ol__map agents; /* name -> struct ol_agent *, hosted here */
+    struct ol_agent *runq_head, *runq_tail;
+    uv_idle_t runner;
+    uv_check_t checker;
+
+    struct ol__ctl *ctl;
+    struct ol__waiter *waiters;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t drain_timer;
+    int stopping;
+    int exit_code;
+
+    struct ol__buf scratch; /* save() output, reused */
+    struct {
+        uint64_t steps;
+        uint64_t checkpoints;
+        uint64_t refused;
+        uint64_t quarantined;
+    } n;
+    int lock_fd;
+};
+
+/* node.c */
+int ol__node_init(struct ol__node *n, uv_loop_t *loop,
+                  const struct ol__config *cfg);
+int ol__node_start(struct ol__node *n);
+void ol__node_shutdown(struct ol__node *n);
+void ol__node_free(struct ol__node *n);
+void ol__node_effects(void *data, struct ol__effects *fx);
+/* Propose commands; logs and returns the error on failure. */
+int ol__node_propose(struct ol__node *n, const struct ol__entry_w *w);
+uint64_t ol__node_req_id(void);
+
+/* agent.c: instances */
+struct ol_agent *ol__agent_get(struct ol__node *n, const char *name);
+/* Start hosting an agent row that names this node as owner: resume it from
+ * its head checkpoint, or start it fresh. */
+void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row);
+/* Stop hosting: no more events; close once work and commits settle. */
+void ol__agent_release(struct ol_agent *a, const char *why);
+/* Quarantine after a plugin failure: close and propose QUARANTINE. */
+void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void ol__agent_push(struct ol_agent *a, struct ol__ev *ev);
+void ol__agent_mail(struct ol_agent *a, const char *from, uint64_t seq,
+                    uint32_t idx, const void *data, uint32_t len,
+                    int64_t rowid);
+void ol__agent_timers_rearm(struct ol_agent *a);
+void ol__agent_free_ev(struct ol__ev *ev);
+void ol__agents_close_all(struct ol__node *n);
+
+/* step.c: delivering events and taking checkpoints */
+void ol__runq_add(struct ol_agent *a);
+void ol__runner_cb(uv_idle_t *h);
+void ol__step_committed(struct ol_agent *a, const struct ol__effect *e);
+int ol__step_checkpoint(struct ol_agent *a);
+
+/* host.c */
+extern const struct ol_host ol__host_table;
+
+/* handlers.c */
+void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
+                    const msgpack_object *args);
+void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e);
+void ol__waiters_drop(struct ol__node *n);
+
+#endif
