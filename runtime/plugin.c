@@ -37,7 +37,19 @@ void ol__plugins_init(struct ol__plugins *ps, const char *dir,
     ps->host = host;
     ol__map_init(&ps->loaded);
     if (dir && dir[0]) {
-        snprintf(ps->dirs[ps->n_dirs++], PATH_MAX, "%s", dir);
+        /* A colon-separated list, searched in order. */
+        const char *p = dir;
+
+        while (*p && ps->n_dirs < (int)(sizeof ps->dirs / sizeof ps->dirs[0])) {
+            size_t len = strcspn(p, ":");
+
+            if (len > 0 && len < PATH_MAX)
+                snprintf(ps->dirs[ps->n_dirs++], PATH_MAX, "%.*s", (int)len,
+                         p);
+            p += len;
+            if (*p == ':')
+                p++;
+        }
         return;
     }
     if (getenv("OUTLAST_PLUGIN_DIR"))

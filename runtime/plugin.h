@@ -30,7 +30,7 @@ struct ol__plugins {
     struct ol__map loaded; /* kind -> struct ol__plugin * */
 };
 
-/* Set up the search path: `dir` if not empty, else $OUTLAST_PLUGIN_DIR,
+/* Set up the search path: `dir` (a colon-separated list) if not empty, else $OUTLAST_PLUGIN_DIR,
  * <exe dir>/../agents (the build tree) and the installed plugin dir. */
 void ol__plugins_init(struct ol__plugins *ps, const char *dir,
                       const struct ol_host *host);

@@ -1,0 +1,402 @@
+/*
+ * Integration test support: see daemon.h.
+ */
+#include "daemon.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/buf.h"
+#include "runtime/ctl.h"
+#include "runtime/err.h"
+
+uint64_t td_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void td_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+const char *td_bin(const char *name)
+{
+    static char path[4][512];
+    static int k;
+    const char *root = getenv("OL_BUILD_ROOT");
+
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], "%s/runtime/bin/%s",
+             root ? root : "build", name);
+    return path[k];
+}
+
+const char *td_plugin_dirs(void)
+{
+    static char dirs[1100];
+    const char *root = getenv("OL_BUILD_ROOT");
+
+    snprintf(dirs, sizeof dirs, "%s/agents:%s/tests/plugins",
+             root ? root : "build", root ? root : "build");
+    return dirs;
+}
+
+void td_init(struct td *d, const char *tag, const char *extra)
+{
+    FILE *f;
+
+    memset(d, 0, sizeof *d);
+    snprintf(d->root, sizeof d->root, "/tmp/ol-%s-XXXXXX", tag);
+    cr_assert_not_null(mkdtemp(d->root), "mkdtemp");
+    snprintf(d->data, sizeof d->data, "%s/data", d->root);
+    snprintf(d->conf, sizeof d->conf, "%s/outlast.ini", d->root);
+    snprintf(d->log, sizeof d->log, "%s/outlastd.log", d->root);
+    snprintf(d->sock, sizeof d->sock, "%s/control.sock", d->data);
+    f = fopen(d->conf, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "[node]\n"
+            "data_dir = %s\n"
+            "plugin_dir = %s\n"
+            "log_level = debug\n"
+            "%s\n",
+            d->data, td_plugin_dirs(), extra ? extra : "");
+    fclose(f);
+}
+
+void td_spawn(struct td *d)
+{
+    pid_t pid = fork();
+
+    cr_assert(pid >= 0, "fork");
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(td_bin("outlastd"), "outlastd", "--config", d->conf,
+              (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    d->exited = 0;
+}
+
+static int reaped(struct td *d)
+{
+    int st;
+
+    if (d->pid <= 0)
+        return 1;
+    if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+        d->status = st;
+        d->exited = 1;
+        d->pid = 0;
+        return 1;
+    }
+    return 0;
+}
+
+int td_start(struct td *d, int timeout_ms)
+{
+    uint64_t end = td_ms() + (uint64_t)timeout_ms;
+
+    td_spawn(d);
+    while (td_ms() < end) {
+        struct td_resp r;
+
+        if (reaped(d))
+            return -1;
+        if (td_call(d, &r, "op", "status", NULL) == 0) {
+            td_resp_free(&r);
+            return 0;
+        }
+        td_resp_free(&r);
+        td_sleep_ms(20);
+    }
+    return -1;
+}
+
+void td_kill9(struct td *d)
+{
+    int st;
+
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &st, 0);
+    d->status = st;
+    d->exited = 1;
+    d->pid = 0;
+}
+
+int td_wait_exit(struct td *d, int timeout_ms)
+{
+    uint64_t end = td_ms() + (uint64_t)timeout_ms;
+
+    while (td_ms() < end) {
+        if (reaped(d))
+            return WIFEXITED(d->status) ? WEXITSTATUS(d->status) : -1;
+        td_sleep_ms(10);
+    }
+    return -1;
+}
+
+int td_term(struct td *d, int timeout_ms)
+{
+    int code;
+
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGTERM);
+    code = td_wait_exit(d, timeout_ms);
+    if (d->pid > 0)
+        td_kill9(d);
+    return code;
+}
+
+void td_cleanup(struct td *d)
+{
+    char cmd[256];
+
+    if (d->pid > 0)
+        td_kill9(d);
+    if (d->root[0] && getenv("OL_KEEP_TMP") == NULL) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->root);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cleanup of %s failed\n", d->root);
+    }
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+int td_call_raw(struct td *d, const void *req, size_t len,
+                struct td_resp *resp)
+{
+    char err[OL_ERRMSG_SIZE];
+    void *raw = NULL;
+    size_t rlen = 0;
+    size_t off = 0;
+    const msgpack_object *ok;
+    int rv;
+
+    memset(resp, 0, sizeof *resp);
+    msgpack_unpacked_init(&resp->u);
+    rv = ol__ctl_call(d->sock, req, len, &raw, &rlen, 10000, err);
+    if (rv != 0)
+        return -1;
+    resp->raw = raw;
+    if (msgpack_unpack_next(&resp->u, raw, rlen, &off) !=
+        MSGPACK_UNPACK_SUCCESS)
+        return -1;
+    ok = td_get(&resp->u.data, "ok");
+    return ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean ? 0
+                                                                       : 1;
+}
+
+int td_call(struct td *d, struct td_resp *resp, ...)
+{
+    struct ol__buf b;
+    msgpack_packer pk;
+    const char *k, *v;
+    va_list ap;
+    int n = 0, rv;
+
+    va_start(ap, resp);
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        v = va_arg(ap, const char *);
+        (void)v;
+        n++;
+    }
+    va_end(ap);
+    ol__buf_init(&b);
+    msgpack_packer_init(&pk, &b, ol__buf_write);
+    msgpack_pack_map(&pk, (size_t)n);
+    va_start(ap, resp);
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        v = va_arg(ap, const char *);
+        pack_str(&pk, k);
+        /* Values starting with '{' or '[' are JSON-ish maps the caller
+         * pre-packed elsewhere; here every value is a string. */
+        pack_str(&pk, v);
+    }
+    va_end(ap);
+    rv = td_call_raw(d, b.base, b.len, resp);
+    ol__buf_close(&b);
+    return rv;
+}
+
+void td_resp_free(struct td_resp *r)
+{
+    msgpack_unpacked_destroy(&r->u);
+    free(r->raw);
+    r->raw = NULL;
+}
+
+const msgpack_object *td_get(const msgpack_object *map, const char *key)
+{
+    size_t klen = strlen(key);
+
+    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+
+        if (kv->key.type == MSGPACK_OBJECT_STR &&
+            kv->key.via.str.size == klen &&
+            memcmp(kv->key.via.str.ptr, key, klen) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+int64_t td_int(const msgpack_object *map, const char *key, int64_t dflt)
+{
+    const msgpack_object *o = td_get(map, key);
+
+    if (o == NULL)
+        return dflt;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return (int64_t)o->via.u64;
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return o->via.i64;
+    return dflt;
+}
+
+const char *td_errmsg(struct td_resp *r, char *buf, size_t cap)
+{
+    const msgpack_object *e = td_get(&r->u.data, "error");
+
+    if (e == NULL || e->type != MSGPACK_OBJECT_STR)
+        snprintf(buf, cap, "(no error message)");
+    else
+        snprintf(buf, cap, "%.*s", (int)e->via.str.size, e->via.str.ptr);
+    return buf;
+}
+
+int td_sh(char **out, const char *fmt, ...)
+{
+    char cmd[4096];
+    struct ol__buf b;
+    char chunk[4096];
+    va_list ap;
+    FILE *p;
+    size_t n;
+    int st;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    ol__buf_init(&b);
+    p = popen(cmd, "r");
+    cr_assert_not_null(p, "popen %s", cmd);
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+        ol__buf_append(&b, chunk, n);
+    st = pclose(p);
+    ol__buf_append(&b, "", 1);
+    if (out)
+        *out = (char *)b.base;
+    else
+        ol__buf_close(&b);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+sqlite3 *td_db(struct td *d)
+{
+    char path[256];
+    sqlite3 *db = NULL;
+
+    snprintf(path, sizeof path, "%s/outlast.db", d->data);
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+                 SQLITE_OK, "open %s", path);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+int64_t td_q1(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK,
+                 "%s: %s", sql, sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int64_t td_state_int(struct td *d, const char *agent, const char *key,
+                     int64_t dflt)
+{
+    sqlite3 *db = td_db(d);
+    sqlite3_stmt *st;
+    int64_t v = dflt;
+
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT body FROM checkpoints WHERE "
+                                    "agent = ? ORDER BY seq DESC LIMIT 1",
+                                    -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        /* The body is [fmt, agent, epoch, seq, prev, time, plugin,
+         * signer, flags, state(bin), ...]: state is element 9. */
+        msgpack_unpacked u, s;
+        size_t off = 0, soff = 0;
+
+        msgpack_unpacked_init(&u);
+        msgpack_unpacked_init(&s);
+        if (msgpack_unpack_next(&u, sqlite3_column_blob(st, 0),
+                                (size_t)sqlite3_column_bytes(st, 0),
+                                &off) == MSGPACK_UNPACK_SUCCESS &&
+            u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size > 9 &&
+            u.data.via.array.ptr[9].type == MSGPACK_OBJECT_BIN &&
+            msgpack_unpack_next(&s, u.data.via.array.ptr[9].via.bin.ptr,
+                                u.data.via.array.ptr[9].via.bin.size,
+                                &soff) == MSGPACK_UNPACK_SUCCESS)
+            v = td_int(&s.data, key, dflt);
+        msgpack_unpacked_destroy(&s);
+        msgpack_unpacked_destroy(&u);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+int td_until(int (*cond)(struct td *d, void *arg), struct td *d, void *arg,
+             int timeout_ms)
+{
+    uint64_t end = td_ms() + (uint64_t)timeout_ms;
+
+    while (td_ms() < end) {
+        if (cond(d, arg))
+            return 1;
+        td_sleep_ms(20);
+    }
+    return cond(d, arg);
+}
