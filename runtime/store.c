@@ -33,7 +33,7 @@ static const char schema[] =
     "  flags INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(agent, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS mailbox("
-    "  id INTEGER PRIMARY KEY, to_agent TEXT NOT NULL,"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, to_agent TEXT NOT NULL,"
     "  from_agent TEXT NOT NULL, from_seq INTEGER NOT NULL,"
     "  idx INTEGER NOT NULL, payload BLOB NOT NULL,"
     "  UNIQUE(to_agent, from_agent, from_seq, idx));"

@@ -19,6 +19,7 @@
 #include "runtime/buf.h"
 #include "runtime/ctl.h"
 #include "runtime/err.h"
+#include "runtime/json.h"
 
 uint64_t td_ms(void)
 {
@@ -399,4 +400,108 @@ int td_until(int (*cond)(struct td *d, void *arg), struct td *d, void *arg,
         td_sleep_ms(20);
     }
     return cond(d, arg);
+}
+
+static int call_with_json(struct td *d, const char *op, const char *name,
+                          const char *k2, const char *v2, const char *jkey,
+                          const char *json, char *err, size_t errcap)
+{
+    struct ol__buf b, j;
+    msgpack_packer pk;
+    struct td_resp r;
+    char jerr[OL_ERRMSG_SIZE];
+    int rv, n = 2 + (k2 != NULL) + (json != NULL);
+
+    ol__buf_init(&b);
+    ol__buf_init(&j);
+    if (json)
+        cr_assert_eq(ol__json_to_msgpack(json, strlen(json), &j, jerr), 0,
+                     "test json: %s", jerr);
+    msgpack_packer_init(&pk, &b, ol__buf_write);
+    msgpack_pack_map(&pk, (size_t)n);
+    pack_str(&pk, "op");
+    pack_str(&pk, op);
+    pack_str(&pk, "name");
+    pack_str(&pk, name);
+    if (k2) {
+        pack_str(&pk, k2);
+        pack_str(&pk, v2);
+    }
+    if (json) {
+        pack_str(&pk, jkey);
+        ol__buf_append(&b, j.base, j.len);
+    }
+    rv = td_call_raw(d, b.base, b.len, &r);
+    if (err)
+        td_errmsg(&r, err, errcap);
+    td_resp_free(&r);
+    ol__buf_close(&b);
+    ol__buf_close(&j);
+    return rv;
+}
+
+int td_spawn_agent(struct td *d, const char *kind, const char *name,
+                   const char *config_json, char *err, size_t errcap)
+{
+    return call_with_json(d, "spawn", name, "kind", kind, "config",
+                          config_json, err, errcap);
+}
+
+int td_send_json(struct td *d, const char *name, const char *json, char *err,
+                 size_t errcap)
+{
+    return call_with_json(d, "send", name, NULL, NULL, "message", json, err,
+                          errcap);
+}
+
+static void copy_str(const msgpack_object *o, char *out, size_t cap)
+{
+    if (cap == 0)
+        return;
+    out[0] = '\0';
+    if (o && o->type == MSGPACK_OBJECT_STR)
+        snprintf(out, cap, "%.*s", (int)o->via.str.size, o->via.str.ptr);
+}
+
+void td_agent_status(struct td *d, const char *name, char *status,
+                     size_t cap, int *degraded, char *reason,
+                     size_t reason_cap)
+{
+    struct td_resp r;
+    const msgpack_object *list, *live, *mine;
+
+    copy_str(NULL, status, cap);
+    if (reason)
+        copy_str(NULL, reason, reason_cap);
+    if (degraded)
+        *degraded = 0;
+    if (td_call(d, &r, "op", "agents", NULL) != 0) {
+        td_resp_free(&r);
+        return;
+    }
+    list = td_get(&r.u.data, "agents");
+    for (uint32_t i = 0; list && list->type == MSGPACK_OBJECT_ARRAY &&
+                         i < list->via.array.size;
+         i++) {
+        const msgpack_object *a = &list->via.array.ptr[i];
+        const msgpack_object *n = td_get(a, "name");
+
+        if (n && n->type == MSGPACK_OBJECT_STR &&
+            n->via.str.size == strlen(name) &&
+            memcmp(n->via.str.ptr, name, n->via.str.size) == 0) {
+            copy_str(td_get(a, "status"), status, cap);
+            if (reason)
+                copy_str(td_get(a, "reason"), reason, reason_cap);
+        }
+    }
+    live = td_get(&r.u.data, "live");
+    mine = td_get(live, name);
+    if (mine && degraded) {
+        const msgpack_object *g = td_get(mine, "degraded");
+
+        *degraded = g && g->type == MSGPACK_OBJECT_BOOLEAN && g->via.boolean;
+        if (*degraded && reason)
+            copy_str(td_get(mine, "reason"), reason, reason_cap);
+    }
+    td_resp_free(&r);
 }

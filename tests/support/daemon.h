@@ -88,4 +88,16 @@ int td_until(int (*cond)(struct td *d, void *arg), struct td *d, void *arg,
 uint64_t td_ms(void);
 void td_sleep_ms(int ms);
 
+
+/* Control requests with a JSON argument packed as msgpack. */
+int td_spawn_agent(struct td *d, const char *kind, const char *name,
+                   const char *config_json, char *err, size_t errcap);
+int td_send_json(struct td *d, const char *name, const char *json,
+                 char *err, size_t errcap);
+/* The agent's status string from the `agents` op ("" if unknown) and its
+ * live entry's `degraded` flag. */
+void td_agent_status(struct td *d, const char *name, char *status,
+                     size_t cap, int *degraded, char *reason,
+                     size_t reason_cap);
+
 #endif
