@@ -45,6 +45,7 @@ void ol__config_free(struct ol__config *c)
 
 struct parse {
     struct ol__config *c;
+    int named; /* [node] name was given */
     char err[200]; /* first problem; inih supplies the line */
 };
 
@@ -128,6 +129,8 @@ static int node_key(struct parse *p, const char *name, const char *value)
         c->log_level = l;
         return 1;
     }
+    if (strcmp(name, "name") == 0)
+        p->named = 1;
     STR("name", node_name)
     STR("data_dir", data_dir)
     STR("plugin_dir", plugin_dir)
@@ -273,7 +276,7 @@ static int handler(void *user, const char *section, const char *name,
     return fail(p, "unknown section [%s]%s", section, "");
 }
 
-static int check(struct ol__config *c, char *err, size_t cap)
+static int check(struct ol__config *c, int named, char *err, size_t cap)
 {
     for (uint32_t i = 0; i < c->n_agents; i++)
         if (c->agents[i].kind[0] == '\0') {
@@ -304,7 +307,7 @@ static int check(struct ol__config *c, char *err, size_t cap)
                  "election_timeout_ms");
         return -1;
     }
-    if (c->node_name[0] == '\0')
+    if (!named)
         snprintf(c->node_name, sizeof c->node_name, "node-%llu",
                  (unsigned long long)c->node_id);
     return 0;
@@ -337,7 +340,7 @@ int ol__config_load(struct ol__config *c, const char *path, char *errmsg)
                              "key = value)", path, line);
         return OL_ECONFIG;
     }
-    if (check(c, err, sizeof err) != 0) {
+    if (check(c, p.named, err, sizeof err) != 0) {
         ol__errf(errmsg, "%s: %s", path, err);
         return OL_ECONFIG;
     }

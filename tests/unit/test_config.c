@@ -1,0 +1,141 @@
+/* Unit tests for the INI configuration: defaults, every section, and
+ * errors that name FILE:LINE and the key at fault. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/config.h"
+#include "runtime/err.h"
+#include "runtime/log.h"
+
+static char path[64];
+
+static void write_ini(const char *text)
+{
+    FILE *f;
+    int fd;
+
+    snprintf(path, sizeof path, "/tmp/ol-config-XXXXXX");
+    fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void teardown(void)
+{
+    unlink(path);
+}
+
+TestSuite(config, .fini = teardown);
+
+static int load(struct ol__config *c, const char *text, char *err)
+{
+    write_ini(text);
+    ol__config_defaults(c);
+    return ol__config_load(c, path, err);
+}
+
+Test(config, defaults_are_the_embedded_single_node)
+{
+    struct ol__config c;
+
+    ol__config_defaults(&c);
+    cr_assert_str_eq(c.data_dir, "./outlast-data");
+    cr_assert_eq(c.node_id, 1);
+    cr_assert_eq(c.every_steps, 1);
+    cr_assert_eq(c.retain, 1000);
+    cr_assert_eq(c.cluster, 0);
+    cr_assert_eq(c.default_agents, 1);
+    cr_assert_str_eq(c.node_name, "node-1");
+}
+
+Test(config, reads_every_section)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c,
+                      "; a comment\n"
+                      "[node]\nid = 7\ndata_dir = /var/lib/x\n"
+                      "log_level = debug\nlabels = cloud=aws\n"
+                      "[checkpoint]\nevery_steps = 10\nevery_ms = 250\n"
+                      "retain = 50\n"
+                      "[cluster]\nlisten = 127.0.0.1:7107\n"
+                      "election_timeout_ms = 300\nheartbeat_timeout_ms = 50\n"
+                      "[peer.2]\naddress = 127.0.0.1:7102\npubkey = "
+                      "0000000000000000000000000000000000000000000000000000"
+                      "000000000000\nlabels = cloud=gcp\n"
+                      "[agent.t]\nkind = counter\nconfig = {\"interval_ms\": 5}\n",
+                      err),
+                 0, "%s", err);
+    cr_assert_eq(c.node_id, 7);
+    cr_assert_str_eq(c.node_name, "node-7");
+    cr_assert_str_eq(c.data_dir, "/var/lib/x");
+    cr_assert_eq(c.log_level, OL_LOG_DEBUG);
+    cr_assert_eq(c.every_steps, 10);
+    cr_assert_eq(c.every_ms, 250);
+    cr_assert_eq(c.retain, 50);
+    cr_assert_eq(c.cluster, 1);
+    cr_assert_eq(c.election_timeout_ms, 300);
+    cr_assert_eq(c.n_peers, 1);
+    cr_assert_eq(c.peers[0].id, 2);
+    cr_assert_str_eq(c.peers[0].labels, "cloud=gcp");
+    cr_assert_eq(c.n_agents, 1);
+    cr_assert_str_eq(c.agents[0].kind, "counter");
+    cr_assert_str_eq(c.agents[0].config_json, "{\"interval_ms\": 5}");
+    cr_assert_eq(c.default_agents, 0);
+    ol__config_free(&c);
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c, text, err), OL_ECONFIG, "accepted:\n%s", text);
+    cr_expect(strstr(err, needle) != NULL, "error '%s' lacks '%s'", err,
+              needle);
+    cr_expect(strstr(err, path) != NULL, "error '%s' lacks the file", err);
+    ol__config_free(&c);
+}
+
+Test(config, errors_name_file_line_and_key)
+{
+    expect_error("[node]\nid = 1\nbogus = 3\n", ":3: unknown key 'bogus'");
+    expect_error("[node]\n\n\nid = -4\n", ":4: 'id' must be a positive");
+    expect_error("[nope]\nx = 1\n", ":2: unknown section [nope]");
+    expect_error("[checkpoint]\nevery_steps = 0\n",
+                 ":2: 'every_steps' must be a whole number from 1");
+    expect_error("[checkpoint]\nretain = lots\n", ":2: 'retain'");
+    expect_error("[node]\nlog_level = loud\n", ":2: 'log_level' must be");
+    expect_error("[agent.bad name]\nkind = counter\n",
+                 "not a valid agent name");
+    expect_error("[agent.a]\nconfig = {}\n", "[agent.a] has no 'kind'");
+    expect_error("[peer.2]\naddress = x:1\npubkey = zz\n",
+                 ":3: 'pubkey' must be 64 hex digits");
+    expect_error("[peer.x]\naddress = a:1\n", "peer id must be");
+    expect_error("[node]\nid = 1\n[peer.1]\naddress = a:1\npubkey = "
+                 "0000000000000000000000000000000000000000000000000000"
+                 "000000000000\n",
+                 "this node's own id");
+    expect_error("[cluster]\nname = x\n", "needs 'listen'");
+    expect_error("[cluster]\nlisten = a:1\nelection_timeout_ms = 100\n"
+                 "heartbeat_timeout_ms = 80\n",
+                 "at most half");
+    expect_error("this is not ini\n", ":1: syntax error");
+}
+
+Test(config, missing_file_is_named)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    ol__config_defaults(&c);
+    cr_assert_eq(ol__config_load(&c, "/nonexistent/outlast.ini", err),
+                 OL_ECONFIG);
+    cr_assert(strstr(err, "/nonexistent/outlast.ini") != NULL, "%s", err);
+}
