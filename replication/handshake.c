@@ -402,3 +402,24 @@ int ol__frame_open(struct ol__sstream *ss, const uint8_t *c, size_t clen,
         return OL_EMALFORMED;
     return 0;
 }
+
+int ol__hs_accept_seal(struct ol__sstream *ss, uint8_t m4[OL_HS_M4_SIZE])
+{
+    static const uint8_t none[1];
+
+    return ol__frame_seal(ss, none, 0, m4);
+}
+
+int ol__hs_accept_open(struct ol__sstream *ss, const uint8_t *m4, size_t len)
+{
+    size_t plain;
+    int rv;
+
+    if (len != OL_HS_M4_SIZE)
+        return OL_EMALFORMED;
+    rv = ol__frame_len(m4, 0, &plain);
+    if (rv != 0)
+        return OL_EMALFORMED;
+    return ol__frame_open(ss, m4 + OL_FRAME_HDR, len - OL_FRAME_HDR,
+                          (uint8_t[1]){0});
+}

@@ -16,6 +16,11 @@
  *       sig_c = Ed25519(client key, "outlast/transport/1 client" NUL |
  *                        M1 | M2 | client_stream_header)
  *
+ *   M4 server -> client, OL_HS_M4_SIZE (21) bytes: the server's first
+ *       frame (below), with empty plaintext.  It tells the client that M3
+ *       verified, so a client never reports a connection (or sends
+ *       anything on it) that the server refused.
+ *
  * The ephemeral keys are crypto_kx key pairs made fresh for every
  * connection on both sides, so a recorded M3 never verifies against a new
  * M2.  Each direction's key is the crypto_kx session key mixed with
@@ -56,6 +61,7 @@ enum {
 #define OL_FRAME_HDR 4
 #define OL_FRAME_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
 #define OL_FRAME_SIZE(n) (OL_FRAME_HDR + (size_t)(n) + OL_FRAME_ABYTES)
+#define OL_HS_M4_SIZE OL_FRAME_SIZE(0)
 
 /* The two directions of an established connection.  Always in
  * sodium_malloc() memory: the states hold the session keys. */
@@ -126,6 +132,14 @@ const uint8_t *ol__hs_peer_pk(const struct ol__hs *hs);
 /* Take the stream state out of a completed handshake.  Returns 0 or
  * OL_ESTATE.  *out is sodium_malloc'd: free it with ol__sstream_free(). */
 int ol__hs_finish(struct ol__hs *hs, struct ol__sstream **out) OL_HS_WUR;
+
+/* Server: write M4 with the established stream.  Returns 0. */
+int ol__hs_accept_seal(struct ol__sstream *ss, uint8_t m4[OL_HS_M4_SIZE]);
+
+/* Client: check M4 (exactly `len` bytes).  Returns 0, OL_EMALFORMED or
+ * OL_EBADSIG. */
+int ol__hs_accept_open(struct ol__sstream *ss, const uint8_t *m4,
+                       size_t len) OL_HS_WUR;
 
 /* Wipe and free.  NULL-safe. */
 void ol__hs_destroy(struct ol__hs *hs);

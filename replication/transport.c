@@ -169,8 +169,8 @@ static void listener_closed(uv_handle_t *h)
     ol__tr_maybe_closed(t);
 }
 
-static int resolve_bind(const char *address, struct sockaddr_storage *ss,
-                        char *errmsg)
+static int resolve_bind(uv_loop_t *loop, const char *address,
+                        struct sockaddr_storage *ss, char *errmsg)
 {
     char host[OL_HOST_MAX], port[OL_PORT_MAX];
     struct addrinfo hints, *res = NULL;
@@ -189,7 +189,7 @@ static int resolve_bind(const char *address, struct sockaddr_storage *ss,
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE;
-    rv = uv_getaddrinfo(NULL, &req, NULL, host, port, &hints);
+    rv = uv_getaddrinfo(loop, &req, NULL, host, port, &hints);
     if (rv != 0 || req.addrinfo == NULL) {
         ol__errf(errmsg, "listen '%s': resolve '%s': %s", address, host,
                  uv_strerror(rv ? rv : UV_EAI_NONAME));
@@ -219,7 +219,7 @@ int ol__transport_listen(struct ol__transport *t, char *errmsg)
         return OL_EIO;
     }
     memset(&ss, 0, sizeof ss);
-    if (resolve_bind(t->listen_addr, &ss, errmsg) != 0)
+    if (resolve_bind(t->loop, t->listen_addr, &ss, errmsg) != 0)
         return OL_EIO;
     t->listener = malloc(sizeof *t->listener);
     if (t->listener == NULL) {

@@ -40,13 +40,15 @@ struct ol__peer {
 };
 
 /* A whole message from an authenticated peer.  `msg` is borrowed for the
- * call. */
+ * call.  The callback may call any transport function, close included. */
 typedef void (*ol__transport_recv_cb)(void *data, uint64_t from,
                                       const void *msg, size_t len);
 
 struct ol__transport_config {
     uint64_t self_id;
-    const char *listen;            /* address to bind, "host:port" */
+    const char *listen;            /* address to bind, "host:port" (port 0
+                                      picks one); NULL: the address raft
+                                      passes to its init */
     const struct ol__key *key;     /* borrowed; must outlive the transport */
     const char *cluster;           /* cluster name, bound into handshakes */
     unsigned handshake_timeout_ms; /* 0: 5000 */

@@ -1,15 +1,15 @@
 /*
- * One transport connection: dialling (numeric addresses directly, names
- * through uv_getaddrinfo), accepting, driving the handshake from bytes on
- * the socket, and cutting the stream into frames for the raft pump or the
- * message channel.  Anything wrong with the peer's bytes drops the
- * connection with a rate-limited log line and a counter; nothing here
- * asserts on what a peer sent.  Every size read from the socket is checked
- * against the channel's cap before the buffer grows to hold it.
+ * One transport connection once it has a socket: its lifetime and
+ * handles, writes, driving the handshake from bytes on the socket, and
+ * cutting the stream into frames for the raft pump or the message channel
+ * (dialling and accepting are in transport_dial.c).  Anything wrong with
+ * the peer's bytes drops the connection with a rate-limited log line and
+ * a counter; nothing here asserts on what a peer sent.  Every size read
+ * from the socket is checked against the channel's cap before the buffer
+ * grows to hold it.
  */
 #include "transport_int.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +39,8 @@ static void timeout_cb(uv_timer_t *h)
     ol__conn_fail(c);
 }
 
-static struct ol__conn *conn_new(struct ol__transport *t, bool client,
-                                 uint8_t channel)
+struct ol__conn *ol__conn_new(struct ol__transport *t, bool client,
+                              uint8_t channel)
 {
     struct ol__conn *c = calloc(1, sizeof *c);
 
@@ -69,6 +69,14 @@ static struct ol__conn *conn_new(struct ol__transport *t, bool client,
     /* The deadline covers resolving and connecting too. */
     uv_timer_start(&c->timer, timeout_cb, t->hs_timeout_ms, 0);
     return c;
+}
+
+static void hs_uncount(struct ol__conn *c)
+{
+    if (c->hs_counted) {
+        c->hs_counted = false;
+        c->t->n_hs_pending--;
+    }
 }
 
 static void conn_free(struct ol__conn *c)
@@ -100,12 +108,18 @@ static void conn_free(struct ol__conn *c)
     ol__tr_maybe_closed(t);
 }
 
+void ol__conn_maybe_free(struct ol__conn *c)
+{
+    if (c->handles == 0 && !c->resolving)
+        conn_free(c);
+}
+
 static void handle_closed(uv_handle_t *h)
 {
     struct ol__conn *c = h->data;
 
-    if (--c->handles == 0 && !c->resolving)
-        conn_free(c);
+    c->handles--;
+    ol__conn_maybe_free(c);
 }
 
 static void close_handle(uv_handle_t *h)
@@ -122,6 +136,7 @@ void ol__conn_fail(struct ol__conn *c)
         return;
     was_open = c->state == OL_CONN_OPEN;
     c->state = OL_CONN_DEAD;
+    hs_uncount(c);
     if (c->mp != NULL)
         ol__msg_conn_lost(c, was_open);
     close_handle((uv_handle_t *)&c->tcp);
@@ -199,7 +214,7 @@ int ol__conn_send_frame(struct ol__conn *c, const void *p, size_t n)
     return ol__conn_write(c, w, false);
 }
 
-static int write_copy(struct ol__conn *c, const uint8_t *p, size_t n)
+int ol__conn_write_copy(struct ol__conn *c, const uint8_t *p, size_t n)
 {
     struct ol__wreq *w = ol__wreq_new(c, n);
 
@@ -226,18 +241,39 @@ static int roster_lookup(void *data, uint64_t id, uint8_t pk[OL_PK_SIZE])
     return 0;
 }
 
-static int opened(struct ol__conn *c)
+/* Both sides: the handshake is spent; keep only the stream state. */
+static int finish(struct ol__conn *c)
 {
-    struct ol__transport *t = c->t;
     int rv = ol__hs_finish(c->hs, &c->ss);
 
     if (rv != 0)
         return rv;
     ol__hs_destroy(c->hs);
     c->hs = NULL;
+    return 0;
+}
+
+static int opened(struct ol__conn *c)
+{
+    struct ol__transport *t = c->t;
+
     uv_timer_stop(&c->timer);
     c->state = OL_CONN_OPEN;
+    hs_uncount(c);
     t->stats.handshakes_ok++;
+    /* A peer keeps one connection per channel to us; a new one means the
+     * old is dead on its side, so it goes rather than pile up. */
+    if (!c->client) {
+        for (struct ol__conn *o = t->conns; o != NULL; o = o->next) {
+            if (o != c && !o->client && o->state == OL_CONN_OPEN &&
+                o->peer_id == c->peer_id && o->channel == c->channel) {
+                ol_log(OL_LOG_DEBUG,
+                       "transport: node %" PRIu64 " reconnected; dropping "
+                       "its older connection", c->peer_id);
+                ol__conn_fail(o);
+            }
+        }
+    }
     ol_log(OL_LOG_DEBUG, "transport: %s channel %s node %" PRIu64 " open",
            c->channel == OL_CHAN_RAFT ? "raft" : "message",
            c->client ? "to" : "from", c->peer_id);
@@ -247,36 +283,41 @@ static int opened(struct ol__conn *c)
     return 0;
 }
 
+static int hs_failed(struct ol__conn *c, int rv, const char *what)
+{
+    c->t->stats.handshakes_failed++;
+    ol_log_rl(OL_LOG_WARN, "transport: handshake %s '%s' (node %" PRIu64
+              "): %s: %s", c->client ? "to" : "from", c->address, c->peer_id,
+              what, ol_strerror(rv));
+    return rv;
+}
+
 /* One handshake message of exactly the size the current step wants. */
 static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
 {
     struct ol__transport *t = c->t;
-    uint8_t m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE];
+    uint8_t m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE], m4[OL_HS_M4_SIZE];
     int rv;
 
+    if (c->client && c->ss != NULL) {
+        rv = ol__hs_accept_open(c->ss, p, n);
+        if (rv != 0)
+            return hs_failed(c, rv, "bad acceptance");
+        return opened(c);
+    }
     if (c->client) {
         rv = ol__hs_client_m2(c->hs, p, n, m3);
-        if (rv != 0) {
-            t->stats.handshakes_failed++;
-            ol_log_rl(OL_LOG_WARN,
-                      "transport: node %" PRIu64 " at '%s' failed to "
-                      "authenticate: %s",
-                      c->peer_id, c->address, ol_strerror(rv));
+        if (rv != 0)
+            return hs_failed(c, rv, "server did not authenticate");
+        if ((rv = ol__conn_write_copy(c, m3, sizeof m3)) != 0)
             return rv;
-        }
-        rv = write_copy(c, m3, sizeof m3);
-        return rv ? rv : opened(c);
+        return finish(c); /* then wait for M4 */
     }
     if (c->peer_id == 0) {
         rv = ol__hs_server_m1(c->hs, p, n, roster_lookup, t, m2);
-        if (rv != 0) {
-            t->stats.handshakes_failed++;
-            ol_log_rl(OL_LOG_WARN,
-                      "transport: refused handshake from '%s': %s (bad "
-                      "magic, another cluster or an unknown node)",
-                      c->address, ol_strerror(rv));
-            return rv;
-        }
+        if (rv != 0)
+            return hs_failed(c, rv, "refused hello (bad magic, another "
+                                    "cluster or an unknown node)");
         c->peer_id = ol__hs_peer_id(c->hs);
         c->channel = ol__hs_channel(c->hs);
         memcpy(c->peer_pk, ol__hs_peer_pk(c->hs), OL_PK_SIZE);
@@ -292,24 +333,21 @@ static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
             c->raft_counted = true;
             t->n_raft_conns++;
         }
-        return write_copy(c, m2, sizeof m2);
+        return ol__conn_write_copy(c, m2, sizeof m2);
     }
     rv = ol__hs_server_m3(c->hs, p, n);
-    if (rv != 0) {
-        t->stats.handshakes_failed++;
-        ol_log_rl(OL_LOG_WARN,
-                  "transport: peer at '%s' claiming node %" PRIu64
-                  " failed to authenticate: %s",
-                  c->address, c->peer_id, ol_strerror(rv));
+    if (rv != 0)
+        return hs_failed(c, rv, "client did not authenticate");
+    if ((rv = finish(c)) != 0 || (rv = ol__hs_accept_seal(c->ss, m4)) != 0 ||
+        (rv = ol__conn_write_copy(c, m4, sizeof m4)) != 0)
         return rv;
-    }
     return opened(c);
 }
 
 static size_t hs_need(const struct ol__conn *c)
 {
     if (c->client)
-        return OL_HS_M2_SIZE;
+        return c->ss == NULL ? OL_HS_M2_SIZE : OL_HS_M4_SIZE;
     return c->peer_id == 0 ? OL_HS_M1_SIZE : OL_HS_M3_SIZE;
 }
 
@@ -373,11 +411,15 @@ static void process(struct ol__conn *c)
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct ol__conn *c = h->data;
+    bool open = c->state == OL_CONN_OPEN;
 
     /* in_want was checked against the channel's cap in process(), so the
-     * buffer never grows past one capped frame plus one read. */
-    if (c->in_cap - c->in_len < READ_MIN_FREE || c->in_cap < c->in_want) {
-        size_t cap = c->in_len + READ_CHUNK;
+     * buffer never grows past one capped frame plus one read.  Before the
+     * peer is authenticated it reads in handshake-sized steps, so that
+     * unauthenticated connections cost little memory. */
+    if (c->in_cap - c->in_len < (open ? READ_MIN_FREE : 1) ||
+        c->in_cap < c->in_want) {
+        size_t cap = c->in_len + (open ? READ_CHUNK : OL_HS_MSG_MAX);
         uint8_t *p;
 
         if (cap < c->in_want)
@@ -431,160 +473,4 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         c->in = NULL;
         c->in_cap = 0;
     }
-}
-
-static void peer_name(uv_tcp_t *tcp, char *out, size_t size)
-{
-    struct sockaddr_storage ss;
-    char ip[64] = "?";
-    int len = sizeof ss, port = 0;
-
-    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-            snprintf(out, size, "[%s]:%d", ip, port);
-            return;
-        }
-        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-    snprintf(out, size, "%s:%d", ip, port);
-}
-
-static void free_handle(uv_handle_t *h)
-{
-    free(h);
-}
-
-/* Out of memory: take the connection off the listener's backlog anyway,
- * because libuv stops accepting until we do. */
-static void reject(uv_stream_t *listener)
-{
-    uv_tcp_t *tmp = malloc(sizeof *tmp);
-
-    if (tmp == NULL)
-        return;
-    uv_tcp_init(listener->loop, tmp);
-    (void)uv_accept(listener, (uv_stream_t *)tmp);
-    uv_close((uv_handle_t *)tmp, free_handle);
-}
-
-void ol__conn_accept(struct ol__transport *t, uv_stream_t *listener)
-{
-    struct ol__conn *c = conn_new(t, false, 0);
-
-    if (c == NULL) {
-        ol_log_rl(OL_LOG_WARN, "transport: accept: out of memory");
-        reject(listener);
-        return;
-    }
-    c->state = OL_CONN_HANDSHAKE;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        ol__conn_fail(c);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    peer_name(&c->tcp, c->address, sizeof c->address);
-    if (ol__hs_server_start(&t->hs_self, &c->hs) != 0 ||
-        ol__conn_read_start(c) != 0)
-        ol__conn_fail(c);
-}
-
-static void connect_cb(uv_connect_t *req, int status)
-{
-    struct ol__conn *c = req->data;
-    uint8_t m1[OL_HS_M1_SIZE];
-
-    if (status == UV_ECANCELED || c->state == OL_CONN_DEAD)
-        return;
-    if (status < 0) {
-        ol_log_rl(OL_LOG_INFO, "transport: connect to node %" PRIu64
-                  " at '%s': %s", c->peer_id, c->address,
-                  uv_strerror(status));
-        ol__conn_fail(c);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    c->state = OL_CONN_HANDSHAKE;
-    if (ol__hs_client_start(&c->t->hs_self, c->channel, c->peer_id,
-                            c->peer_pk, &c->hs, m1) != 0 ||
-        write_copy(c, m1, sizeof m1) != 0 || ol__conn_read_start(c) != 0)
-        ol__conn_fail(c);
-}
-
-static int start_connect(struct ol__conn *c, const struct sockaddr *sa)
-{
-    c->creq.data = c;
-    c->state = OL_CONN_CONNECTING;
-    return uv_tcp_connect(&c->creq, &c->tcp, sa, connect_cb);
-}
-
-static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    struct ol__conn *c = req->data;
-    int rv;
-
-    c->resolving = false;
-    if (c->state == OL_CONN_DEAD) {
-        uv_freeaddrinfo(res);
-        if (c->handles == 0)
-            conn_free(c);
-        return;
-    }
-    if (status < 0 || res == NULL) {
-        ol_log_rl(OL_LOG_WARN, "transport: resolve '%s': %s", c->address,
-                  uv_strerror(status ? status : UV_EAI_NONAME));
-        uv_freeaddrinfo(res);
-        ol__conn_fail(c);
-        return;
-    }
-    rv = start_connect(c, res->ai_addr);
-    uv_freeaddrinfo(res);
-    if (rv != 0)
-        ol__conn_fail(c);
-}
-
-struct ol__conn *ol__conn_dial(struct ol__transport *t, uint8_t channel,
-                               uint64_t id, const uint8_t pk[OL_PK_SIZE],
-                               const char *address)
-{
-    char host[OL_HOST_MAX], port[OL_PORT_MAX];
-    struct sockaddr_storage ss;
-    struct addrinfo hints;
-    struct ol__conn *c;
-    int rv;
-
-    if (ol__addr_split(address, host, port) != 0) {
-        ol_log_rl(OL_LOG_WARN, "transport: node %" PRIu64
-                  " has a bad address '%s'", id, address);
-        return NULL;
-    }
-    c = conn_new(t, true, channel);
-    if (c == NULL)
-        return NULL;
-    c->peer_id = id;
-    memcpy(c->peer_pk, pk, OL_PK_SIZE);
-    snprintf(c->address, sizeof c->address, "%s", address);
-    memset(&ss, 0, sizeof ss);
-    if (uv_ip4_addr(host, atoi(port), (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(host, atoi(port), (struct sockaddr_in6 *)&ss) == 0) {
-        rv = start_connect(c, (struct sockaddr *)&ss);
-    } else {
-        memset(&hints, 0, sizeof hints);
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        c->gai.data = c;
-        c->state = OL_CONN_RESOLVING;
-        rv = uv_getaddrinfo(t->loop, &c->gai, gai_cb, host, port, &hints);
-        if (rv == 0)
-            c->resolving = true;
-    }
-    if (rv != 0) {
-        ol_log_rl(OL_LOG_WARN, "transport: connect to '%s': %s", address,
-                  uv_strerror(rv));
-        ol__conn_fail(c);
-        return NULL;
-    }
-    return c;
 }

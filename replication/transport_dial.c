@@ -101,7 +101,8 @@ static void connect_cb(uv_connect_t *req, int status)
     c->state = OL_CONN_HANDSHAKE;
     if (ol__hs_client_start(&c->t->hs_self, c->channel, c->peer_id,
                             c->peer_pk, &c->hs, m1) != 0 ||
-        ol__conn_write_copy(c, m1, sizeof m1) != 0 || ol__conn_read_start(c) != 0)
+        ol__conn_write_copy(c, m1, sizeof m1) != 0 ||
+        ol__conn_read_start(c) != 0)
         ol__conn_fail(c);
 }
 

@@ -1,9 +1,9 @@
 /*
  * Internals shared by the transport's files: transport.c (lifecycle,
- * roster, listener), transport_conn.c (one connection: dial, handshake,
- * frames), transport_raft.c (the raft_uv_transport and its pump) and
- * transport_msg.c (the message channel).  Not for use outside them, except
- * by their tests.
+ * roster, listener), transport_dial.c (accepting and dialling),
+ * transport_conn.c (one connection: handshake, frames), transport_raft.c
+ * (the raft_uv_transport and its pump) and transport_msg.c (the message
+ * channel).  Not for use outside them, except by their tests.
  */
 #ifndef OL_TRANSPORT_INT_H
 #define OL_TRANSPORT_INT_H
@@ -22,6 +22,7 @@
 #define OL_HS_TIMEOUT_DEFAULT 5000u
 #define OL_BACKOFF_MIN_MS 100u
 #define OL_BACKOFF_MAX_MS 5000u
+#define OL_HS_PENDING_MAX 256u /* incoming handshakes in progress at once */
 #define OL_HOST_MAX 256
 #define OL_PORT_MAX 8
 
@@ -43,6 +44,7 @@ struct ol__conn {
     int state;
     bool client;
     bool raft_counted;       /* counted in t->n_raft_conns */
+    bool hs_counted;         /* counted in t->n_hs_pending */
     bool has_pipe;
     bool resolving;          /* a getaddrinfo request is outstanding */
     bool tcp_paused, pipe_paused;
@@ -105,6 +107,7 @@ struct ol__transport {
     uv_timer_t defer_timer;  /* fires raft's close callback */
     struct ol__conn *conns;
     size_t n_conns, n_raft_conns;
+    size_t n_hs_pending;     /* incoming connections not yet authenticated */
     struct ol__mpeer *mpeers;
 
     struct raft_uv_transport raft;
@@ -133,12 +136,33 @@ void ol__tr_maybe_closed(struct ol__transport *t);
 int ol__addr_split(const char *address, char host[OL_HOST_MAX],
                    char port[OL_PORT_MAX]) __attribute__((warn_unused_result));
 
-/* transport_conn.c */
+/* transport_dial.c */
 void ol__conn_accept(struct ol__transport *t, uv_stream_t *listener);
+
+/* Dial `address` on `channel` expecting node `id` with key `pk`.  Returns
+ * the connection, or NULL when it failed at once (nothing else happens
+ * then: no callback, no retry). */
 struct ol__conn *ol__conn_dial(struct ol__transport *t, uint8_t channel,
                                uint64_t id, const uint8_t pk[OL_PK_SIZE],
                                const char *address);
+
+/* transport_conn.c */
+
+/* A connection with its tcp handle and handshake deadline running,
+ * linked into t.  NULL when out of memory. */
+struct ol__conn *ol__conn_new(struct ol__transport *t, bool client,
+                              uint8_t channel);
+
+/* Free c once its handles are closed and no resolve is outstanding. */
+void ol__conn_maybe_free(struct ol__conn *c);
+
+/* Drop the connection: close its handles; it is freed once they are
+ * closed.  Idempotent. */
 void ol__conn_fail(struct ol__conn *c);
+
+/* Write a copy of n bytes to tcp.  Returns 0, OL_ENOMEM or OL_EIO (the
+ * connection is then dropped). */
+int ol__conn_write_copy(struct ol__conn *c, const uint8_t *p, size_t n);
 
 /* A write request with its bytes. */
 struct ol__wreq {

@@ -265,6 +265,10 @@ static void tr_close(struct raft_uv_transport *rt,
 void ol__raft_setup(struct ol__transport *t)
 {
     memset(&t->raft, 0, sizeof t->raft);
+#ifdef RAFT_VERSION_NUMBER
+    /* raft >= 0.17 versions the struct; 0.15 has no such field. */
+    t->raft.version = 1;
+#endif
     t->raft.impl = t;
     t->raft.init = tr_init;
     t->raft.listen = tr_listen;

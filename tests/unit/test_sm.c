@@ -109,6 +109,7 @@ static void body_for(const struct ol__key *k, const char *agent,
     sample_ckpt_fill(&c, k, agent, seq);
     c.epoch = epoch;
     c.time_ms += variant;
+    free(c.acks[0].from);
     c.n_acks = 0;
     free(c.outbox[0].to);
     c.outbox[0].to = strdup("sink");
