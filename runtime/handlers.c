@@ -194,7 +194,13 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req)
     pk_kv_u64(&r.pk, "hosted", local);
     pk_kv_u64(&r.pk, "degraded", degraded);
     pk_str(&r.pk, "commits");
-    msgpack_pack_map(&r.pk, 5);
+    msgpack_pack_map(&r.pk, 9);
+    pk_kv_u64(&r.pk, "latency_p50_us",
+              ol__hist_quantile(&n->commit_lat, 0.50));
+    pk_kv_u64(&r.pk, "latency_p99_us",
+              ol__hist_quantile(&n->commit_lat, 0.99));
+    pk_kv_u64(&r.pk, "latency_max_us", n->commit_lat.max_us);
+    pk_kv_u64(&r.pk, "latency_samples", n->commit_lat.count);
     pk_kv_u64(&r.pk, "steps", n->n.steps);
     pk_kv_u64(&r.pk, "checkpoints", n->n.checkpoints);
     pk_kv_u64(&r.pk, "refused", n->n.refused);

@@ -13,6 +13,7 @@
 #include "../replication/replica.h"
 #include "../replication/sm.h"
 #include "config.h"
+#include "hist.h"
 #include "ctl.h"
 #include "keys.h"
 #include "map.h"
@@ -101,6 +102,7 @@ struct ol_agent {
     /* The checkpoint in flight, if any. */
     int inflight;
     uint64_t inflight_seq;
+    uint64_t inflight_us; /* when it was proposed */
 
     uint32_t work_pending;
     int handles_open; /* uv handles not yet closed */
@@ -152,6 +154,7 @@ struct ol__node {
         uint64_t refused;
         uint64_t quarantined;
     } n;
+    struct ol__hist commit_lat; /* propose -> committed, us */
     int lock_fd;
 };
 

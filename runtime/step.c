@@ -333,6 +333,7 @@ int ol__step_checkpoint(struct ol_agent *a)
     memcpy(a->head_hash, hash, OL_HASH_SIZE);
     a->inflight = 1;
     a->inflight_seq = c.seq;
+    a->inflight_us = ol__now_us();
     /* The outbox and acks now live in the proposed record. */
     for (uint32_t i = 0; i < a->n_outbox; i++) {
         free(a->outbox[i].to);
@@ -359,6 +360,7 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
         return;
     a->inflight = 0;
     if (e->status == 0) {
+        ol__hist_add(&a->node->commit_lat, ol__now_us() - a->inflight_us);
         a->committed_seq = e->u.ckpt.seq;
         a->node->n.checkpoints++;
         if (a->phase == OL_PHASE_DRAINING) {
