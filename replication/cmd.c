@@ -99,15 +99,16 @@ out:
 int ol__entry_add_spawn(struct ol__entry_w *w, uint64_t req,
                         const char *name, const char *kind,
                         const void *config, size_t config_len,
-                        uint64_t owner)
+                        uint64_t owner, uint64_t inc)
 {
     msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_SPAWN, 6, req);
+    size_t start = begin(w, &pk, OL_CMD_SPAWN, 7, req);
 
     pk_str(&pk, name);
     pk_str(&pk, kind);
     pk_bin(&pk, config, config_len);
     msgpack_pack_uint64(&pk, owner);
+    msgpack_pack_uint64(&pk, inc);
     return end(w, start);
 }
 
@@ -133,14 +134,16 @@ int ol__entry_add_start(struct ol__entry_w *w, uint64_t req,
 }
 
 int ol__entry_add_place(struct ol__entry_w *w, uint64_t req,
-                        const char *name, uint64_t owner, uint64_t epoch)
+                        const char *name, uint64_t owner, uint64_t epoch,
+                        uint64_t inc)
 {
     msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_PLACE, 5, req);
+    size_t start = begin(w, &pk, OL_CMD_PLACE, 6, req);
 
     pk_str(&pk, name);
     msgpack_pack_uint64(&pk, owner);
     msgpack_pack_uint64(&pk, epoch);
+    msgpack_pack_uint64(&pk, inc);
     return end(w, start);
 }
 
@@ -296,12 +299,13 @@ static int decode_cmd(struct ol__mpr *r, struct ol__cmd *c,
         break;
     }
     case OL_CMD_SPAWN:
-        CHECK("spawn", n != 6 || ol__mpr_uint(r, &c->req));
+        CHECK("spawn", n != 7 || ol__mpr_uint(r, &c->req));
         CHECK("spawn name", get_name(r, c->name));
         CHECK("spawn kind", get_kind(r, c->kind));
         CHECK("spawn config",
               get_blob(r, &c->config, OL_AGENT_MSG_MAX, 1));
         CHECK("spawn owner", ol__mpr_uint(r, &c->owner));
+        CHECK("spawn incarnation", ol__mpr_uint(r, &c->inc));
         break;
     case OL_CMD_STOP:
     case OL_CMD_START:
@@ -309,10 +313,11 @@ static int decode_cmd(struct ol__mpr *r, struct ol__cmd *c,
         CHECK("agent name", get_name(r, c->name));
         break;
     case OL_CMD_PLACE:
-        CHECK("place", n != 5 || ol__mpr_uint(r, &c->req));
+        CHECK("place", n != 6 || ol__mpr_uint(r, &c->req));
         CHECK("place name", get_name(r, c->name));
         CHECK("place owner", ol__mpr_uint(r, &c->owner));
         CHECK("place epoch", ol__mpr_uint(r, &c->epoch) || c->epoch == 0);
+        CHECK("place incarnation", ol__mpr_uint(r, &c->inc));
         break;
     case OL_CMD_SEND:
         CHECK("send", n != 5 || ol__mpr_uint(r, &c->req));

@@ -7,9 +7,9 @@
  * and each command is a msgpack array whose first element is its type:
  *
  *     CKPTS      [1, seal: bin, sig: bin64, [body: bin, ...]]
- *     SPAWN      [2, req, name, kind, config: bin, owner]
+ *     SPAWN      [2, req, name, kind, config: bin, owner, inc]
  *     STOP       [3, req, name]
- *     PLACE      [4, req, name, owner, epoch]
+ *     PLACE      [4, req, name, owner, epoch, inc]
  *     SEND       [5, req, to, msg_seq, payload: bin]
  *     QUARANTINE [6, req, name, epoch, reason]
  *     NODE       [7, req, id, address, pk: bin32, labels]
@@ -17,7 +17,10 @@
  *     START      [9, req, name]
  *
  * `req` is a random id chosen by the proposer, echoed in the outcome so a
- * waiting client can match it.  A CKPTS command carries a seal and the
+ * waiting client can match it.  An owner is a node id plus that node's
+ * incarnation (a random id drawn at each start), so a grant made to a node
+ * before it restarted does not let the restarted node run the agent.  A
+ * SPAWN with owner 0 leaves the agent for the leader to place.  A CKPTS command carries a seal and the
  * checkpoint bodies whose hashes it lists, in order.
  */
 #ifndef OL_CMD_H
@@ -68,6 +71,7 @@ struct ol__cmd {
     char kind[OL_KIND_MAX + 1];
     struct ol__blob config;  /* SPAWN: one msgpack object */
     uint64_t owner;          /* SPAWN, PLACE */
+    uint64_t inc;            /* SPAWN, PLACE: the owner's incarnation */
     uint64_t epoch;          /* PLACE, QUARANTINE */
     uint64_t msg_seq;        /* SEND */
     struct ol__blob payload; /* SEND: one msgpack object */
@@ -106,13 +110,14 @@ int ol__entry_add_ckpts(struct ol__entry_w *w, const struct ol__key *key,
 int ol__entry_add_spawn(struct ol__entry_w *w, uint64_t req,
                         const char *name, const char *kind,
                         const void *config, size_t config_len,
-                        uint64_t owner);
+                        uint64_t owner, uint64_t inc);
 int ol__entry_add_stop(struct ol__entry_w *w, uint64_t req,
                        const char *name);
 int ol__entry_add_start(struct ol__entry_w *w, uint64_t req,
                         const char *name);
 int ol__entry_add_place(struct ol__entry_w *w, uint64_t req,
-                        const char *name, uint64_t owner, uint64_t epoch);
+                        const char *name, uint64_t owner, uint64_t epoch,
+                        uint64_t inc);
 int ol__entry_add_send(struct ol__entry_w *w, uint64_t req, const char *to,
                        uint64_t msg_seq, const void *payload, size_t len);
 int ol__entry_add_quarantine(struct ol__entry_w *w, uint64_t req,

@@ -343,6 +343,8 @@ static void local_close(struct ol__replica *r, void (*cb)(void *data),
     uv_close((uv_handle_t *)&l->retry, handle_closed);
 }
 
+void ol__local_destroy(struct ol__replica *r);
+
 static const struct ol__replica_vt local_vt = {
     .propose_ckpt = propose_ckpt,
     .propose_cmds = propose_cmds,
@@ -350,6 +352,7 @@ static const struct ol__replica_vt local_vt = {
     .is_leader = is_leader,
     .status = status,
     .close = local_close,
+    .destroy = ol__local_destroy,
 };
 
 void ol__local_destroy(struct ol__replica *r)

@@ -39,6 +39,8 @@ struct ol__replica_vt {
     void (*status)(struct ol__replica *r, msgpack_packer *pk);
     /* Close; cb fires when done.  Proposals not yet durable are dropped. */
     void (*close)(struct ol__replica *r, void (*cb)(void *data), void *data);
+    /* Free a replica after its close callback (or one never started). */
+    void (*destroy)(struct ol__replica *r);
 };
 
 struct ol__replica {

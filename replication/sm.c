@@ -154,10 +154,10 @@ static const char *const sql[SM_N_STMTS] = {
     [ST_SEAL_LIVE] = "UPDATE seals SET live = live + ? WHERE id = ?",
     [ST_SEAL_GC] = "DELETE FROM seals WHERE id = ? AND live <= 0",
     [ST_AGENT_INS] = "INSERT INTO agents(name, kind, config, owner, epoch, "
-                     "status, reason, req, created_ms, updated_ms) "
-                     "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "status, reason, req, created_ms, updated_ms, inc) "
+                     "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_AGENT_UPD] = "UPDATE agents SET owner = ?, epoch = ?, status = ?, "
-                     "reason = ?, updated_ms = ? WHERE name = ?",
+                     "reason = ?, updated_ms = ?, inc = ? WHERE name = ?",
     [ST_MAIL_INS] = "INSERT OR IGNORE INTO mailbox(to_agent, from_agent, "
                     "from_seq, idx, payload) VALUES(?, ?, ?, ?, ?)",
     [ST_MAIL_DEL] = "DELETE FROM mailbox WHERE to_agent = ? AND "
@@ -240,7 +240,7 @@ static int load_agents(struct ol__sm *sm)
     sqlite3_stmt *st;
     int rv = ol__store_prepare(sm->st,
                                "SELECT name, kind, config, owner, epoch, "
-                               "status, reason, req FROM agents",
+                               "status, reason, req, inc FROM agents",
                                &st);
 
     if (rv != 0)
@@ -265,6 +265,7 @@ static int load_agents(struct ol__sm *sm)
         snprintf(a->reason, sizeof a->reason, "%s",
                  sqlite3_column_text(st, 6));
         a->req = (uint64_t)sqlite3_column_int64(st, 7);
+        a->inc = (uint64_t)sqlite3_column_int64(st, 8);
         rv = ol__map_put(&sm->agents, a->name, a);
         if (rv != 0)
             agent_free(a);
@@ -433,7 +434,8 @@ int ol__sm_write_agent(struct ol__sm *sm, const struct ol__sm_agent *a)
     sqlite3_bind_int(st, 3, a->status);
     sqlite3_bind_text(st, 4, a->reason, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, ol__wall_ms());
-    sqlite3_bind_text(st, 6, a->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)a->inc);
+    sqlite3_bind_text(st, 7, a->name, -1, SQLITE_STATIC);
     return ol__sm_done(sm, st);
 }
 
@@ -858,7 +860,7 @@ static int apply_spawn(struct ol__sm *sm, const struct ol__cmd *c,
             fx_cmd(fx, c, OL_EEXISTS, "an agent with that name exists");
         return 0;
     }
-    if (ol__sm_node(sm, c->owner) == NULL) {
+    if (c->owner != 0 && ol__sm_node(sm, c->owner) == NULL) {
         fx_cmd(fx, c, OL_EINVAL, "owner is not a node of this cluster");
         return 0;
     }
@@ -872,20 +874,23 @@ static int apply_spawn(struct ol__sm *sm, const struct ol__cmd *c,
     snprintf(a->kind, sizeof a->kind, "%s", c->kind);
     memcpy(a->config, c->config.p, c->config.len);
     a->config_len = c->config.len;
+    /* An unplaced agent waits at epoch 0 for the leader's first PLACE. */
     a->owner = c->owner;
-    a->epoch = 1;
+    a->inc = c->inc;
+    a->epoch = c->owner ? 1 : 0;
     a->status = OL_AGENT_RUNNING;
     a->req = c->req;
     sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, a->kind, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 3, a->config, (int)a->config_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)a->owner);
-    sqlite3_bind_int64(st, 5, 1);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)a->epoch);
     sqlite3_bind_int(st, 6, a->status);
     sqlite3_bind_text(st, 7, "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, (sqlite3_int64)a->req);
     sqlite3_bind_int64(st, 9, now);
     sqlite3_bind_int64(st, 10, now);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)a->inc);
     if (ol__sm_done(sm, st) != 0 || ol__map_put(&sm->agents, a->name, a)) {
         agent_free(a);
         return OL_EIO;
@@ -991,6 +996,7 @@ int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
             return 0;
         }
         a->owner = c->owner;
+        a->inc = c->inc;
         a->epoch = c->epoch;
         break;
     case OL_CMD_QUARANTINE:

@@ -32,7 +32,8 @@ struct ol__sm_agent {
     char kind[OL_KIND_MAX + 1];
     uint8_t *config; /* one msgpack object */
     uint32_t config_len;
-    uint64_t owner;
+    uint64_t owner;  /* node id; 0: not placed yet */
+    uint64_t inc;    /* the owner's incarnation the grant is for */
     uint64_t epoch;
     int status; /* enum ol__agent_status */
     char reason[OL_REASON_MAX + 1];
@@ -156,6 +157,9 @@ void ol__sm_stats(const struct ol__sm *sm, struct ol__sm_stats *out);
 /* Snapshots for raft (sm_snap.c): the agents, nodes and mailbox tables
  * and each agent's latest checkpoint with its seal. */
 int ol__sm_snapshot(struct ol__sm *sm, struct ol__buf *out);
+/* The same from any connection whose read transaction pins the state at
+ * raft index `index` (safe on a worker thread). */
+int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out);
 /* Install a snapshot taken at `index`.  If the store has already applied
  * past it, nothing changes.  Runs its own transaction. */
 int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,

@@ -160,6 +160,18 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     U32("failover_ms", 100, 3600000, failover_ms)
     U32("snapshot_threshold", 16, 100000000, snapshot_threshold)
     U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
+    if (strcmp(name, "bootstrap") == 0) {
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 ||
+            strcmp(value, "1") == 0)
+            c->bootstrap = 1;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                 strcmp(value, "0") == 0)
+            c->bootstrap = 0;
+        else
+            return fail(p, "'%s' must be true or false, not '%s'", name,
+                        value);
+        return 1;
+    }
     return fail(p, "unknown key '%s' in section [%s]", name, "cluster");
 }
 

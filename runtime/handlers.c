@@ -16,6 +16,7 @@
 #include "node.h"
 #include "ol_config.h"
 #include "query.h"
+#include "../replication/cluster.h"
 
 static const msgpack_object *arg(const msgpack_object *args, const char *key)
 {
@@ -340,8 +341,9 @@ static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
         return;
     }
     ol__entry_w_init(&w);
+    /* In a cluster the leader places it (owner 0). */
     rv = ol__entry_add_spawn(&w, id, name, kind, cb.base, cb.len,
-                             n->self_id);
+                             n->cluster ? 0 : n->self_id, 0);
     ol__buf_close(&cb);
     if (rv == 0)
         propose_and_wait(n, req, &w, id, "spawn", name, 0);
@@ -456,6 +458,76 @@ void ol__waiters_drop(struct ol__node *n)
     n->waiters = NULL;
 }
 
+static void member_done(void *data, int status, const char *msg)
+{
+    struct ol__ctl_req *req = data;
+    struct resp r;
+
+    if (status != 0) {
+        ol__ctl_reply_error(req, status, "%s", msg);
+        return;
+    }
+    resp_begin(&r, 1);
+    pk_str(&r.pk, "message");
+    pk_str(&r.pk, msg);
+    resp_send(&r, req);
+}
+
+static void op_cluster(struct ol__node *n, struct ol__ctl_req *req,
+                       const char *op, const msgpack_object *args)
+{
+    char err[OL_ERRMSG_SIZE], addr[128], pkhex[80], labels[201] = "";
+    const msgpack_object *id = arg(args, "id");
+    uint8_t pk[OL_PK_SIZE];
+    struct resp r;
+    int rv;
+
+    if (strcmp(op, "cluster.status") == 0) {
+        resp_begin(&r, 1);
+        pk_str(&r.pk, "cluster");
+        ol__cluster_status(n->replica, &r.pk);
+        resp_send(&r, req);
+        return;
+    }
+    if (strcmp(op, "cluster.init") == 0) {
+        ol__ctl_reply_error(req, OL_ESTATE,
+                            "cluster.init: this node is running; bootstrap "
+                            "with `outlast cluster init --config FILE` "
+                            "before its first start, or set bootstrap = "
+                            "true in [cluster]");
+        return;
+    }
+    if (id == NULL || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        id->via.u64 == 0) {
+        ol__ctl_reply_error(req, OL_EINVAL, "%s: missing node id", op);
+        return;
+    }
+    if (strcmp(op, "cluster.remove") == 0) {
+        rv = ol__cluster_remove(n->replica, id->via.u64, member_done, req,
+                                err);
+        if (rv != 0)
+            ol__ctl_reply_error(req, rv, "cluster remove: %s", err);
+        return;
+    }
+    if (strcmp(op, "cluster.add") != 0) {
+        ol__ctl_reply_error(req, OL_EINVAL, "unknown operation '%s'", op);
+        return;
+    }
+    if (arg_str(args, "address", addr, sizeof addr) != 0 || !addr[0] ||
+        arg_str(args, "pk", pkhex, sizeof pkhex) != 0 ||
+        ol__pk_parse(pkhex, pk) != 0) {
+        ol__ctl_reply_error(req, OL_EINVAL,
+                            "cluster add: needs an address and the new "
+                            "node's public key (64 hex digits)");
+        return;
+    }
+    (void)arg_str(args, "labels", labels, sizeof labels);
+    rv = ol__cluster_add(n->replica, id->via.u64, addr, pk, labels,
+                         member_done, req, err);
+    if (rv != 0)
+        ol__ctl_reply_error(req, rv, "cluster add: %s", err);
+}
+
 void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
                     const msgpack_object *args)
 {
@@ -480,6 +552,8 @@ void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
                             "%s: this node runs alone (its config has no "
                             "[cluster] section)",
                             op);
+    else if (strncmp(op, "cluster.", 8) == 0)
+        op_cluster(n, req, op, args);
     else
         ol__ctl_reply_error(req, OL_EINVAL, "unknown operation '%s'", op);
 }

@@ -22,6 +22,7 @@
 #include "json.h"
 #include "log.h"
 #include "node.h"
+#include "../replication/cluster.h"
 
 #define DRAIN_LIMIT_MS 15000
 
@@ -72,8 +73,16 @@ static int lock_data_dir(struct ol__node *n)
     return 0;
 }
 
-/* A single node registers its own key; a database created under another
- * key is refused rather than silently re-keyed. */
+int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row)
+{
+    return row->owner == n->self_id && row->inc == n->inc &&
+           (row->status == OL_AGENT_RUNNING ||
+            row->status == OL_AGENT_STOPPING);
+}
+
+/* A single node registers its own key (in a cluster the leader does it
+ * through the log); a database created under another key is refused
+ * rather than silently re-keyed. */
 static int register_self(struct ol__node *n)
 {
     const struct ol__sm_node *me = ol__sm_node(n->sm, n->self_id);
@@ -91,11 +100,65 @@ static int register_self(struct ol__node *n)
                  n->self_id, have, want);
         return OL_EUNAUTH;
     }
+    if (n->cluster)
+        return 0;
     memset(&row, 0, sizeof row);
     row.id = n->self_id;
     memcpy(row.pk, n->key.pk, OL_PK_SIZE);
     snprintf(row.labels, sizeof row.labels, "%s", n->cfg.labels);
     return ol__sm_put_node(n->sm, &row);
+}
+
+static void lease_cb(void *data, int ok)
+{
+    struct ol__node *n = data;
+    void *v;
+
+    n->paused = !ok;
+    if (!ok)
+        return;
+    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);)
+        ol__runq_add(v);
+}
+
+static int start_cluster(struct ol__node *n, const char *db_path)
+{
+    const struct ol__config *cfg = &n->cfg;
+    struct ol__cluster_config cc;
+    struct ol__cluster_hooks hooks = {n, ol__node_effects, lease_cb};
+    int rv;
+
+    memset(&cc, 0, sizeof cc);
+    cc.self_id = n->self_id;
+    snprintf(cc.node_name, sizeof cc.node_name, "%s", cfg->node_name);
+    snprintf(cc.listen, sizeof cc.listen, "%s", cfg->listen);
+    snprintf(cc.labels, sizeof cc.labels, "%s", cfg->labels);
+    snprintf(cc.cluster, sizeof cc.cluster, "%s", cfg->cluster_name);
+    if (ol__path_join(cc.raft_dir, sizeof cc.raft_dir, cfg->data_dir, "raft"))
+        return OL_EINVAL;
+    snprintf(cc.db_path, sizeof cc.db_path, "%s", db_path);
+    cc.election_ms = cfg->election_timeout_ms;
+    cc.heartbeat_ms = cfg->heartbeat_timeout_ms;
+    cc.failover_ms = cfg->failover_ms;
+    cc.snapshot_threshold = cfg->snapshot_threshold;
+    cc.snapshot_trailing = cfg->snapshot_trailing;
+    cc.bootstrap = cfg->bootstrap;
+    for (uint32_t i = 0; i < cfg->n_peers && i < 16; i++) {
+        cc.peers[i].id = cfg->peers[i].id;
+        snprintf(cc.peers[i].address, sizeof cc.peers[i].address, "%s",
+                 cfg->peers[i].address);
+        if (ol__pk_parse(cfg->peers[i].pubkey, cc.peers[i].pk) != 0)
+            return OL_ECONFIG;
+        snprintf(cc.peer_labels[i], sizeof cc.peer_labels[i], "%s",
+                 cfg->peers[i].labels);
+        cc.n_peers++;
+    }
+    n->paused = 1;
+    rv = ol__cluster_create(n->loop, &cc, &n->store, n->sm, &n->key, &hooks,
+                            &n->replica, n->errmsg);
+    if (n->replica)
+        n->inc = ol__cluster_incarnation(n->replica);
+    return rv;
 }
 
 int ol__node_init(struct ol__node *n, uv_loop_t *loop,
@@ -148,11 +211,15 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     rv = ol__sm_open(&n->store, &smc, &n->sm, n->errmsg);
     if (rv != 0)
         return rv;
+    n->cluster = cfg->cluster;
     rv = register_self(n);
     if (rv != 0)
         return rv;
-    rv = ol__local_create(loop, &n->store, n->sm, &n->key, ol__node_effects,
-                          n, &n->replica);
+    if (cfg->cluster)
+        rv = start_cluster(n, path);
+    else
+        rv = ol__local_create(loop, &n->store, n->sm, &n->key,
+                              ol__node_effects, n, &n->replica);
     if (rv != 0)
         return rv;
     ol__plugins_init(&n->plugins, cfg->plugin_dir, &ol__host_table);
@@ -205,7 +272,7 @@ static int spawn_configured(struct ol__node *n)
         if (rv == 0)
             rv = ol__entry_add_spawn(&w, ol__node_req_id(), ca->name,
                                      ca->kind, cfg.base, cfg.len,
-                                     n->self_id);
+                                     n->cluster ? 0 : n->self_id, 0);
         ol__buf_close(&cfg);
     }
     if (rv == 0 && w.n) {
@@ -235,9 +302,10 @@ int ol__node_start(struct ol__node *n)
     char path[PATH_MAX];
     int rv, hosted = 0;
 
+    /* In a cluster nothing is hosted yet: the rows name an older
+     * incarnation, and the leader re-grants them to this one. */
     for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);) {
-        if (row->owner != n->self_id || (row->status != OL_AGENT_RUNNING &&
-                                         row->status != OL_AGENT_STOPPING))
+        if (!ol__node_owns(n, row))
             continue;
         ol__agent_host(n, row);
         hosted++;
@@ -277,9 +345,7 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             break;
         case OL_FX_AGENT: {
             const struct ol__sm_agent *row = &e->u.agent;
-            int mine = row->owner == n->self_id &&
-                       (row->status == OL_AGENT_RUNNING ||
-                        row->status == OL_AGENT_STOPPING);
+            int mine = ol__node_owns(n, row);
 
             a = ol__agent_get(n, row->name);
             if (mine && !n->stopping)
@@ -318,7 +384,7 @@ static void replica_closed(void *data)
 {
     struct ol__node *n = data;
 
-    ol__local_destroy(n->replica);
+    n->replica->vt->destroy(n->replica);
     n->replica = NULL;
     close_store(n);
     ol_log(OL_LOG_INFO, "stopped");
@@ -421,7 +487,7 @@ void ol__node_free(struct ol__node *n)
     if (n->lock_fd >= 0)
         close(n->lock_fd);
     if (n->replica) {
-        ol__local_destroy(n->replica);
+        n->replica->vt->destroy(n->replica);
         n->replica = NULL;
     }
     close_store(n);

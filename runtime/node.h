@@ -133,6 +133,8 @@ struct ol__node {
     struct ol__sm *sm;
     struct ol__replica *replica;
     int cluster;
+    uint64_t inc;  /* this start's incarnation (0 on a single node) */
+    int paused;    /* no lease: agents take no steps */
 
     struct ol__plugins plugins;
     struct ol__map agents; /* name -> struct ol_agent *, hosted here */
@@ -168,6 +170,9 @@ void ol__node_effects(void *data, struct ol__effects *fx);
 /* Propose commands; logs and returns the error on failure. */
 int ol__node_propose(struct ol__node *n, const struct ol__entry_w *w);
 uint64_t ol__node_req_id(void);
+
+/* Should this node run the agent `row` describes? */
+int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);
 
 /* agent.c: instances */
 struct ol_agent *ol__agent_get(struct ol__node *n, const char *name);

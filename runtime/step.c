@@ -27,8 +27,11 @@ void ol__agent_settle(struct ol_agent *a);
 
 static int runnable(const struct ol_agent *a)
 {
+    /* Without a lease (cut off from the majority) nothing steps; draining
+     * agents still get their STOP, whose checkpoint cannot commit anyway. */
     return (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING) &&
-           !a->inflight && a->q_len > 0 && a->self != NULL;
+           !a->inflight && a->q_len > 0 && a->self != NULL &&
+           (!a->node->paused || a->phase == OL_PHASE_DRAINING);
 }
 
 void ol__runq_add(struct ol_agent *a)

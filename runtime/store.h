@@ -4,7 +4,7 @@
  * Tables (schema 1):
  *   meta(key, value)              schema version, node key, applied index
  *   nodes(id, pk, address, labels, removed)
- *   agents(name, kind, config, owner, epoch, status, reason, req,
+ *   agents(name, kind, config, owner, inc, epoch, status, reason, req,
  *          created_ms, updated_ms)
  *   seals(id, hash, body, sig, live)           batch signatures
  *   checkpoints(agent, seq, epoch, time_ms, hash, seal, idx, body, flags)

@@ -31,9 +31,9 @@ static void build(void)
     ol__entry_w_init(&w);
     cr_assert_eq(ol__entry_add_ckpts(&w, &key, 5, &b, h, 1), 0);
     cr_assert_eq(ol__entry_add_spawn(&w, 11, "ticker", "counter", cfg,
-                                     sizeof cfg, 1), 0);
+                                     sizeof cfg, 1, 0), 0);
     cr_assert_eq(ol__entry_add_stop(&w, 12, "ticker"), 0);
-    cr_assert_eq(ol__entry_add_place(&w, 13, "ticker", 2, 4), 0);
+    cr_assert_eq(ol__entry_add_place(&w, 13, "ticker", 2, 4, 0), 0);
     cr_assert_eq(ol__entry_add_send(&w, 14, "ticker", 77, cfg, sizeof cfg),
                  0);
     cr_assert_eq(ol__entry_add_quarantine(&w, 15, "ticker", 4, "boom"), 0);
@@ -79,6 +79,7 @@ Test(cmd, round_trips_every_command)
     cr_assert_eq(e.cmds[3].type, OL_CMD_PLACE);
     cr_assert_eq(e.cmds[3].owner, 2);
     cr_assert_eq(e.cmds[3].epoch, 4);
+    cr_assert_eq(e.cmds[3].inc, 0);
     cr_assert_eq(e.cmds[4].type, OL_CMD_SEND);
     cr_assert_eq(e.cmds[4].msg_seq, 77);
     cr_assert_eq(e.cmds[5].type, OL_CMD_QUARANTINE);
@@ -157,7 +158,7 @@ Test(cmd, spawn_config_must_be_msgpack)
     uint8_t junk = 0xc1;
 
     ol__entry_w_init(&w);
-    cr_assert_eq(ol__entry_add_spawn(&w, 1, "a", "counter", &junk, 1, 1), 0);
+    cr_assert_eq(ol__entry_add_spawn(&w, 1, "a", "counter", &junk, 1, 1, 0), 0);
     ol__buf_init(&out);
     cr_assert_eq(ol__entry_w_finish(&w, &out), 0);
     cr_assert_eq(ol__entry_decode(out.base, out.len, &e, err), OL_EMALFORMED);

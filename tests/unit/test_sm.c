@@ -91,7 +91,7 @@ static void spawn(const char *name, uint64_t owner)
 
     ol__entry_w_init(&w);
     cr_assert_eq(ol__entry_add_spawn(&w, 42, name, "counter", cfg,
-                                     sizeof cfg, owner), 0);
+                                     sizeof cfg, owner, 0), 0);
     apply(&w, 0, &fx);
     cr_assert_eq(cmd_status(&fx), 0);
     ol__effects_free(&fx);
@@ -169,7 +169,7 @@ Test(sm, stale_epoch_never_commits)
     spawn("ticker", 1);
     cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
     ol__entry_w_init(&w);
-    cr_assert_eq(ol__entry_add_place(&w, 1, "ticker", 2, 2), 0);
+    cr_assert_eq(ol__entry_add_place(&w, 1, "ticker", 2, 2, 0), 0);
     apply(&w, 0, &fx);
     cr_assert_eq(cmd_status(&fx), 0);
     ol__effects_free(&fx);
@@ -180,7 +180,7 @@ Test(sm, stale_epoch_never_commits)
     /* The new owner continues the chain. */
     cr_assert_eq(propose(&k2, "ticker", 2, 2, h1, h, 0), 0);
     /* A placement for a stale epoch is refused. */
-    cr_assert_eq(ol__entry_add_place(&w, 2, "ticker", 1, 2), 0);
+    cr_assert_eq(ol__entry_add_place(&w, 2, "ticker", 1, 2, 0), 0);
     apply(&w, 0, &fx);
     cr_assert_eq(cmd_status(&fx), OL_ESTALE);
     ol__effects_free(&fx);
@@ -355,17 +355,17 @@ Test(sm, spawn_conflicts_and_retries)
     spawn("ticker", 1);
     ol__entry_w_init(&w);
     cr_assert_eq(ol__entry_add_spawn(&w, 42, "ticker", "counter", cfg,
-                                     sizeof cfg, 1), 0);
+                                     sizeof cfg, 1, 0), 0);
     apply(&w, 0, &fx);
     cr_assert_eq(cmd_status(&fx), 0, "a retried spawn is not a conflict");
     ol__effects_free(&fx);
     cr_assert_eq(ol__entry_add_spawn(&w, 43, "ticker", "counter", cfg,
-                                     sizeof cfg, 1), 0);
+                                     sizeof cfg, 1, 0), 0);
     apply(&w, 0, &fx);
     cr_assert_eq(cmd_status(&fx), OL_EEXISTS);
     ol__effects_free(&fx);
     cr_assert_eq(ol__entry_add_spawn(&w, 44, "x", "counter", cfg,
-                                     sizeof cfg, 9), 0);
+                                     sizeof cfg, 9, 0), 0);
     apply(&w, 0, &fx);
     cr_assert_eq(cmd_status(&fx), OL_EINVAL, "unknown owner accepted");
     ol__effects_free(&fx);

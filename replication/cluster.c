@@ -1,0 +1,725 @@
+/*
+ * Cluster duties around consensus.
+ *
+ * Liveness and leases.  Every node pings the leader each heartbeat over the
+ * message channel; the leader answers with the ping's own timestamp.  A
+ * node may run agents only until lease = (send time of its last answered
+ * ping) + failover/2, and the leader only while a majority has pinged it
+ * within the same window.  The leader moves a node's agents only after
+ * failover ms of silence, so a node cut off from the majority has stopped
+ * stepping its agents before they resume elsewhere.  Epochs fence what
+ * slips through: a checkpoint from the old owner never commits.
+ *
+ * The leader, once a barrier of its own term has committed (so its state
+ * machine is current), registers the roster's keys in the replicated nodes
+ * table, adds roster nodes to the raft configuration one change at a time,
+ * and runs placement every tick.
+ */
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/err.h"
+#include "../runtime/log.h"
+#include "../runtime/mpr.h"
+#include "cluster_int.h"
+#include "placement.h"
+
+#define PLACE_BATCH 256
+#define PLACING_TIMEOUT_MS 3000
+#define REBALANCE_EVERY_MS 2000
+
+/* ---- roster ---- */
+
+void ol__cl_roster_sync(struct cluster *c)
+{
+    struct ol__peer peers[64];
+    const struct ol__sm_node *nodes;
+    size_t n = 0, nn = ol__sm_nodes(c->sm, &nodes);
+
+    for (size_t i = 0; i < nn && n < 64; i++) {
+        if (nodes[i].removed || nodes[i].id == c->cfg.self_id)
+            continue;
+        peers[n].id = nodes[i].id;
+        snprintf(peers[n].address, sizeof peers[n].address, "%s",
+                 nodes[i].address);
+        memcpy(peers[n].pk, nodes[i].pk, OL_PK_SIZE);
+        n++;
+    }
+    /* Config peers the replicated roster does not know yet. */
+    for (size_t i = 0; i < c->cfg.n_peers && n < 64; i++) {
+        const struct ol__sm_node *known = ol__sm_node(c->sm,
+                                                      c->cfg.peers[i].id);
+
+        if (known)
+            continue;
+        peers[n++] = c->cfg.peers[i];
+    }
+    if (ol__transport_set_roster(c->tr, peers, n) != 0)
+        ol_log(OL_LOG_ERROR, "transport: cannot update the roster");
+}
+
+/* ---- messages ---- */
+
+static void send_msg(struct cluster *c, uint64_t to, const uint64_t *v,
+                     int n)
+{
+    struct ol__buf b;
+    msgpack_packer pk;
+
+    ol__buf_init(&b);
+    msgpack_packer_init(&pk, &b, ol__buf_write);
+    msgpack_pack_array(&pk, (size_t)n);
+    for (int i = 0; i < n; i++)
+        msgpack_pack_uint64(&pk, v[i]);
+    if (b.base)
+        (void)ol__transport_send(c->tr, to, b.base, b.len);
+    ol__buf_close(&b);
+}
+
+static struct peer_state *peer(struct cluster *c, uint64_t id, int create)
+{
+    struct peer_state *p;
+
+    for (size_t i = 0; i < c->n_peers; i++)
+        if (c->peers[i].id == id)
+            return &c->peers[i];
+    if (!create)
+        return NULL;
+    p = realloc(c->peers, (c->n_peers + 1) * sizeof *p);
+    if (p == NULL)
+        return NULL;
+    c->peers = p;
+    p = &c->peers[c->n_peers++];
+    memset(p, 0, sizeof *p);
+    p->id = id;
+    return p;
+}
+
+static void on_forward(struct cluster *c, uint64_t from, struct ol__mpr *r)
+{
+    struct ol__entry e;
+    const void *p;
+    uint32_t len;
+    char err[OL_ERRMSG_SIZE];
+
+    if (ol__mpr_bin(r, &p, &len) != 0)
+        return;
+    if (c->role != RAFT_LEADER)
+        return; /* the sender retries with whoever leads */
+    if (ol__entry_decode(p, len, &e, err) != 0) {
+        ol_log_rl(OL_LOG_WARN, "forward from node %" PRIu64 ": %s", from,
+                  err);
+        return;
+    }
+    for (uint32_t i = 0; i < e.n; i++)
+        (void)ol__entry_add_raw(&c->fwd, &e.cmds[i].raw);
+    ol__entry_free(&e);
+    ol__cl_kick(c);
+}
+
+void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
+{
+    struct cluster *c = data;
+    struct ol__mpr r;
+    uint32_t n;
+    uint64_t type, v[4];
+
+    if (c->closing)
+        return;
+    ol__mpr_init(&r, msg, len);
+    if (ol__mpr_array(&r, &n) || n < 2 || ol__mpr_uint(&r, &type)) {
+        ol_log_rl(OL_LOG_WARN, "message from node %" PRIu64 " is malformed",
+                  from);
+        return;
+    }
+    if (type == MSG_FORWARD && n == 2) {
+        on_forward(c, from, &r);
+        return;
+    }
+    if ((type != MSG_PING && type != MSG_PONG) || n != 5)
+        return;
+    for (int i = 0; i < 4; i++)
+        if (ol__mpr_uint(&r, &v[i]) != 0)
+            return;
+    if (type == MSG_PING) {
+        struct peer_state *p;
+        uint64_t reply[5];
+
+        /* v: node, inc, applied, sent_ms */
+        if (v[0] != from || c->role != RAFT_LEADER)
+            return;
+        p = peer(c, from, 1);
+        if (p == NULL)
+            return;
+        p->last_ms = ol__cl_now(c);
+        p->inc = v[1];
+        p->applied = v[2];
+        p->seen = 1;
+        reply[0] = MSG_PONG;
+        reply[1] = c->raft.current_term;
+        reply[2] = c->cfg.self_id;
+        reply[3] = c->raft.commit_index;
+        reply[4] = v[3];
+        send_msg(c, from, reply, 5);
+    } else {
+        /* v: term, leader, commit, echo */
+        if (v[1] != from || from != c->leader_id)
+            return;
+        c->last_pong_ms = ol__cl_now(c);
+        if (v[3] + c->lease_ms > c->lease_until_ms)
+            c->lease_until_ms = v[3] + c->lease_ms;
+    }
+}
+
+/* ---- leases ---- */
+
+static int voter(struct cluster *c, uint64_t id)
+{
+    for (unsigned i = 0; i < c->raft.configuration.n; i++)
+        if (c->raft.configuration.servers[i].id == id)
+            return c->raft.configuration.servers[i].role == RAFT_VOTER;
+    return 0;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The leader holds a lease while a majority of voters pinged it lately. */
+static void leader_lease(struct cluster *c, uint64_t now)
+{
+    uint64_t seen[64];
+    unsigned n = 0, voters = 0;
+
+    for (unsigned i = 0; i < c->raft.configuration.n && n < 64; i++) {
+        const struct raft_server *s = &c->raft.configuration.servers[i];
+        struct peer_state *p;
+
+        if (s->role != RAFT_VOTER)
+            continue;
+        voters++;
+        if (s->id == c->cfg.self_id) {
+            seen[n++] = now;
+            continue;
+        }
+        p = peer(c, s->id, 0);
+        seen[n++] = p ? p->last_ms : 0;
+    }
+    if (voters == 0)
+        return;
+    qsort(seen, n, sizeof seen[0], cmp_desc);
+    if (seen[voters / 2] + c->lease_ms > c->lease_until_ms)
+        c->lease_until_ms = seen[voters / 2] + c->lease_ms;
+}
+
+int ol__cluster_lease_ok(const struct ol__replica *r)
+{
+    const struct cluster *c = (const struct cluster *)r;
+
+    return !c->closing && uv_now(c->loop) < c->lease_until_ms;
+}
+
+/* ---- leader duties ---- */
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct cluster *c = req->data;
+    uint64_t now = ol__cl_now(c);
+
+    c->barrier_pending = 0;
+    if (status != 0 || c->role != RAFT_LEADER)
+        return;
+    c->leader_ready = 1;
+    c->leader_since_ms = now;
+    /* Everyone gets a full failover period from now, except the node that
+     * led before: its silence started when we last heard from it. */
+    for (size_t i = 0; i < c->n_peers; i++) {
+        c->peers[i].seen = 0;
+        c->peers[i].last_ms = now;
+        if (c->peers[i].id == c->prev_leader_id && c->last_pong_ms)
+            c->peers[i].last_ms = c->last_pong_ms;
+    }
+    ol_log(OL_LOG_INFO, "leader of term %llu: state machine current at "
+                        "index %" PRIu64,
+           (unsigned long long)c->raft.current_term, ol__sm_applied(c->sm));
+    ol__cl_kick(c);
+}
+
+void ol__cl_role_changed(struct cluster *c, int old)
+{
+    static const char *const names[] = {"unavailable", "follower",
+                                        "candidate", "leader"};
+    const struct ol__sm_node *nodes;
+    size_t nn;
+
+    ol_log(OL_LOG_INFO, "raft: %s -> %s (term %llu, leader %" PRIu64 ")",
+           names[old & 3], names[c->role & 3],
+           (unsigned long long)c->raft.current_term, c->leader_id);
+    if (c->role != RAFT_LEADER) {
+        c->leader_ready = 0;
+        c->n_placing = 0;
+        c->last_ping_ms = 0;
+        if (c->member.active && c->member.cb) {
+            c->member.cb(c->member.data, OL_ENOTLEADER,
+                         "leadership lost during the change");
+            c->member.active = 0;
+        }
+        return;
+    }
+    if (old == RAFT_LEADER || c->barrier_pending)
+        return;
+    /* Make sure every node in the roster has a liveness record. */
+    nn = ol__sm_nodes(c->sm, &nodes);
+    for (size_t i = 0; i < nn; i++)
+        if (nodes[i].id != c->cfg.self_id)
+            (void)peer(c, nodes[i].id, 1);
+    for (size_t i = 0; i < c->cfg.n_peers; i++)
+        (void)peer(c, c->cfg.peers[i].id, 1);
+    for (size_t i = 0; i < c->n_peers; i++)
+        c->peers[i].last_ms = ol__cl_now(c);
+    c->barrier.data = c;
+    if (raft_barrier(&c->raft, &c->barrier, barrier_cb) == 0)
+        c->barrier_pending = 1;
+}
+
+/* Register this node and the configured peers in the replicated roster. */
+static void register_roster(struct cluster *c, uint64_t now)
+{
+    struct ol__entry_w w;
+    const struct ol__sm_node *me = ol__sm_node(c->sm, c->cfg.self_id);
+
+    if (now - c->roster_checked_ms < 1000)
+        return;
+    c->roster_checked_ms = now;
+    ol__entry_w_init(&w);
+    if (me == NULL || strcmp(me->address, c->cfg.listen) != 0 ||
+        strcmp(me->labels, c->cfg.labels) != 0 || me->removed)
+        (void)ol__entry_add_node(&w, ol__cl_req(), c->cfg.self_id,
+                                 c->cfg.listen, c->key->pk, c->cfg.labels);
+    for (size_t i = 0; i < c->cfg.n_peers; i++) {
+        const struct ol__peer *p = &c->cfg.peers[i];
+
+        if (ol__sm_node(c->sm, p->id) == NULL)
+            (void)ol__entry_add_node(&w, ol__cl_req(), p->id, p->address,
+                                     p->pk, c->cfg.peer_labels[i]);
+    }
+    if (w.n)
+        (void)ol__cl_propose_raw(c, &w, 0);
+    ol__entry_w_close(&w);
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+    struct cluster *c = req->data;
+    struct membership_op *m = &c->member;
+    char msg[160];
+    int rv;
+
+    if (!m->active)
+        return;
+    if (status != 0) {
+        snprintf(msg, sizeof msg, "raft refused the change: %s",
+                 raft_strerror(status));
+        goto done;
+    }
+    if (m->phase == 1) {
+        /* Added as a spare; promote once it has caught up. */
+        m->phase = 2;
+        m->change.data = c;
+        rv = raft_assign(&c->raft, &m->change, m->id, RAFT_VOTER, change_cb);
+        if (rv == 0)
+            return;
+        snprintf(msg, sizeof msg, "raft_assign: %s", raft_strerror(rv));
+        status = rv;
+        goto done;
+    }
+    snprintf(msg, sizeof msg, "node %" PRIu64 " %s", m->id,
+             m->phase == 3 ? "removed" : "is a voter");
+    ol_log(OL_LOG_INFO, "membership: %s", msg);
+done:
+    m->active = 0;
+    if (m->cb)
+        m->cb(m->data, status ? OL_EIO : 0, msg);
+}
+
+static int in_config(struct cluster *c, uint64_t id)
+{
+    for (unsigned i = 0; i < c->raft.configuration.n; i++)
+        if (c->raft.configuration.servers[i].id == id)
+            return 1;
+    return 0;
+}
+
+/* Bring the raft configuration in line with the roster, one change at a
+ * time: add roster nodes it lacks, promote spares, drop removed nodes. */
+static void reconcile_members(struct cluster *c)
+{
+    const struct ol__sm_node *nodes;
+    size_t nn = ol__sm_nodes(c->sm, &nodes);
+    struct membership_op *m = &c->member;
+    int rv = 0;
+
+    if (m->active || c->raft.leader_state.change != NULL)
+        return;
+    for (size_t i = 0; i < nn; i++) {
+        const struct ol__sm_node *nd = &nodes[i];
+
+        memset(m, 0, sizeof *m);
+        m->id = nd->id;
+        m->change.data = c;
+        if (nd->removed && in_config(c, nd->id) &&
+            nd->id != c->cfg.self_id) {
+            m->active = 1;
+            m->phase = 3;
+            rv = raft_remove(&c->raft, &m->change, nd->id, change_cb);
+        } else if (!nd->removed && !in_config(c, nd->id) &&
+                   nd->address[0]) {
+            m->active = 1;
+            m->phase = 1;
+            rv = raft_add(&c->raft, &m->change, nd->id, nd->address,
+                          change_cb);
+        } else if (!nd->removed && in_config(c, nd->id) &&
+                   !voter(c, nd->id)) {
+            m->active = 1;
+            m->phase = 2;
+            rv = raft_assign(&c->raft, &m->change, nd->id, RAFT_VOTER,
+                             change_cb);
+        }
+        if (m->active) {
+            if (rv != 0) {
+                ol_log_rl(OL_LOG_WARN, "membership change for node %" PRIu64
+                                       ": %s",
+                          nd->id, raft_strerror(rv));
+                m->active = 0;
+            }
+            return;
+        }
+    }
+}
+
+static int skip_placing(void *data, const char *agent)
+{
+    struct cluster *c = data;
+
+    for (size_t i = 0; i < c->n_placing; i++)
+        if (strcmp(c->placing[i].agent, agent) == 0)
+            return 1;
+    return 0;
+}
+
+static void place(struct cluster *c, uint64_t now)
+{
+    const struct ol__sm_node *nodes;
+    size_t nn = ol__sm_nodes(c->sm, &nodes), n_pl = 0, n_moves;
+    struct ol__pl_node *pl = calloc(nn ? nn : 1, sizeof *pl);
+    struct ol__pl_move *moves = calloc(PLACE_BATCH, sizeof *moves);
+    struct ol__entry_w w;
+    int rebalance = now - c->last_rebalance_ms >= REBALANCE_EVERY_MS;
+
+    if (pl == NULL || moves == NULL)
+        goto out;
+    /* Forget placements that did not land; they may be retried. */
+    for (size_t i = 0; i < c->n_placing;) {
+        const struct ol__sm_agent *a = ol__sm_agent(c->sm,
+                                                    c->placing[i].agent);
+
+        if (a == NULL || a->epoch >= c->placing[i].epoch ||
+            now - c->placing[i].since_ms > PLACING_TIMEOUT_MS)
+            c->placing[i] = c->placing[--c->n_placing];
+        else
+            i++;
+    }
+    for (size_t i = 0; i < nn; i++) {
+        struct ol__pl_node *p = &pl[n_pl];
+        struct peer_state *ps;
+
+        if (nodes[i].removed)
+            continue;
+        p->id = nodes[i].id;
+        ol__label_get(nodes[i].labels, "cloud", p->cloud, sizeof p->cloud);
+        if (nodes[i].id == c->cfg.self_id) {
+            p->health = OL_PL_LIVE;
+            p->inc = c->inc;
+        } else if ((ps = peer(c, nodes[i].id, 0)) != NULL) {
+            if (now - ps->last_ms > c->cfg.failover_ms)
+                p->health = OL_PL_DEAD;
+            else if (ps->seen) {
+                p->health = OL_PL_LIVE;
+                p->inc = ps->inc;
+            } else
+                p->health = OL_PL_UNKNOWN;
+        } else {
+            p->health = now - c->leader_since_ms > c->cfg.failover_ms
+                            ? OL_PL_DEAD
+                            : OL_PL_UNKNOWN;
+        }
+        n_pl++;
+    }
+    n_moves = ol__placement(c->sm, pl, n_pl, rebalance, skip_placing, c,
+                            moves, PLACE_BATCH);
+    if (n_moves == 0)
+        goto out;
+    ol__entry_w_init(&w);
+    for (size_t i = 0; i < n_moves; i++) {
+        static const char *const why[] = {"", "place", "failover",
+                                          "re-grant", "rebalance"};
+        struct placing *np;
+
+        if (ol__entry_add_place(&w, ol__cl_req(), moves[i].agent,
+                                moves[i].owner, moves[i].epoch,
+                                moves[i].inc) != 0)
+            break;
+        np = realloc(c->placing, (c->n_placing + 1) * sizeof *np);
+        if (np == NULL)
+            break;
+        c->placing = np;
+        np = &c->placing[c->n_placing++];
+        snprintf(np->agent, sizeof np->agent, "%s", moves[i].agent);
+        np->epoch = moves[i].epoch;
+        np->since_ms = now;
+        if (moves[i].reason == OL_PL_BALANCE)
+            c->last_rebalance_ms = now;
+        ol_log(moves[i].reason == OL_PL_REGRANT ? OL_LOG_DEBUG : OL_LOG_INFO,
+               "placement: '%s' -> node %" PRIu64 " epoch %" PRIu64 " (%s)",
+               moves[i].agent, moves[i].owner, moves[i].epoch,
+               why[moves[i].reason]);
+    }
+    c->n.placements += w.n;
+    (void)ol__cl_propose_raw(c, &w, 0);
+    ol__entry_w_close(&w);
+out:
+    free(pl);
+    free(moves);
+}
+
+void ol__cl_tick(struct cluster *c)
+{
+    uint64_t now = ol__cl_now(c);
+    int ok;
+
+    if (c->role != RAFT_LEADER && c->leader_id &&
+        now - c->last_ping_ms >= c->cfg.heartbeat_ms) {
+        uint64_t v[5] = {MSG_PING, c->cfg.self_id, c->inc,
+                         ol__sm_applied(c->sm), now};
+
+        c->last_ping_ms = now;
+        send_msg(c, c->leader_id, v, 5);
+    }
+    if (c->role == RAFT_LEADER)
+        leader_lease(c, now);
+    ok = now < c->lease_until_ms;
+    if (ok != c->lease_reported) {
+        c->lease_reported = ok;
+        ol_log(ok ? OL_LOG_INFO : OL_LOG_WARN,
+               ok ? "lease held: agents may run here"
+                  : "lease lost: agents here are paused");
+        if (c->hooks.lease)
+            c->hooks.lease(c->hooks.data, ok);
+    }
+    if (c->role != RAFT_LEADER || !c->leader_ready)
+        return;
+    register_roster(c, now);
+    reconcile_members(c);
+    place(c, now);
+}
+
+uint64_t ol__cl_req(void)
+{
+    uint64_t r = 0;
+
+    while (r == 0)
+        randombytes_buf(&r, sizeof r);
+    return r;
+}
+
+/* ---- membership requests ---- */
+
+int ol__cluster_add(struct ol__replica *r, uint64_t id, const char *address,
+                    const uint8_t pk[OL_PK_SIZE], const char *labels,
+                    ol__cluster_done_cb cb, void *data, char *errmsg)
+{
+    struct cluster *c = (struct cluster *)r;
+    struct ol__entry_w w;
+    int rv;
+
+    if (c->role != RAFT_LEADER || !c->leader_ready) {
+        ol__errf(errmsg, "this node is not the leader; ask node %" PRIu64,
+                 c->leader_id);
+        return OL_ENOTLEADER;
+    }
+    if (c->member.active) {
+        ol__errf(errmsg, "another membership change is in progress");
+        return OL_EBUSY;
+    }
+    if (ol__sm_node(c->sm, id) && !ol__sm_node(c->sm, id)->removed) {
+        ol__errf(errmsg, "node %" PRIu64 " is already a member", id);
+        return OL_EEXISTS;
+    }
+    /* The key goes into the replicated roster first: the transport admits
+     * the new node once every member has applied it, and the tick adds it
+     * to the raft configuration and promotes it to voter. */
+    ol__entry_w_init(&w);
+    rv = ol__entry_add_node(&w, ol__cl_req(), id, address, pk,
+                            labels ? labels : "");
+    if (rv == 0)
+        rv = ol__cl_propose_raw(c, &w, 0);
+    ol__entry_w_close(&w);
+    if (rv != 0) {
+        ol__errf(errmsg, "propose: %s", ol_strerror(rv));
+        return rv;
+    }
+    if (cb)
+        cb(data, 0, "roster entry proposed; raft membership follows");
+    return 0;
+}
+
+int ol__cluster_remove(struct ol__replica *r, uint64_t id,
+                       ol__cluster_done_cb cb, void *data, char *errmsg)
+{
+    struct cluster *c = (struct cluster *)r;
+    struct ol__entry_w w;
+    int rv;
+
+    if (c->role != RAFT_LEADER || !c->leader_ready) {
+        ol__errf(errmsg, "this node is not the leader; ask node %" PRIu64,
+                 c->leader_id);
+        return OL_ENOTLEADER;
+    }
+    if (id == c->cfg.self_id) {
+        ol__errf(errmsg, "the leader cannot remove itself; remove it from "
+                         "another node after a new leader is elected");
+        return OL_EINVAL;
+    }
+    if (ol__sm_node(c->sm, id) == NULL) {
+        ol__errf(errmsg, "no node %" PRIu64 " in the roster", id);
+        return OL_ENOTFOUND;
+    }
+    ol__entry_w_init(&w);
+    rv = ol__entry_add_node_del(&w, ol__cl_req(), id);
+    if (rv == 0)
+        rv = ol__cl_propose_raw(c, &w, 0);
+    ol__entry_w_close(&w);
+    if (rv != 0) {
+        ol__errf(errmsg, "propose: %s", ol_strerror(rv));
+        return rv;
+    }
+    if (cb)
+        cb(data, 0, "removal proposed; its agents move once it is gone");
+    return 0;
+}
+
+/* ---- status ---- */
+
+static void pk_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static void pk_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    pk_str(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void pk_bool(msgpack_packer *pk, const char *k, int v)
+{
+    pk_str(pk, k);
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
+{
+    static const char *const names[] = {"unavailable", "follower",
+                                        "candidate", "leader"};
+    struct cluster *c = (struct cluster *)r;
+    const struct ol__sm_node *nodes;
+    const struct ol__sm_agent *a;
+    size_t nn = ol__sm_nodes(c->sm, &nodes);
+    uint64_t now = ol__cl_now(c);
+    char inc[24];
+
+    snprintf(inc, sizeof inc, "%016" PRIx64, c->inc);
+    msgpack_pack_map(pk, 16);
+    pk_str(pk, "mode");
+    pk_str(pk, "cluster");
+    pk_str(pk, "cluster");
+    pk_str(pk, c->cfg.cluster);
+    pk_u64(pk, "self", c->cfg.self_id);
+    pk_str(pk, "role");
+    pk_str(pk, names[c->role & 3]);
+    pk_bool(pk, "from_follower", c->role != RAFT_LEADER);
+    pk_u64(pk, "leader", c->leader_id);
+    pk_u64(pk, "term", c->raft.current_term);
+    pk_u64(pk, "commit_index", c->raft.commit_index);
+    pk_u64(pk, "applied_index", raft_last_applied(&c->raft));
+    pk_u64(pk, "store_applied", ol__sm_applied(c->sm));
+    pk_bool(pk, "lease", now < c->lease_until_ms);
+    pk_str(pk, "incarnation");
+    pk_str(pk, inc);
+    pk_u64(pk, "pending", c->pend.count);
+    pk_str(pk, "counters");
+    msgpack_pack_map(pk, 7);
+    pk_u64(pk, "entries", c->n.entries);
+    pk_u64(pk, "checkpoints_proposed", c->n.ckpts_proposed);
+    pk_u64(pk, "forwarded", c->n.forwarded);
+    pk_u64(pk, "retries", c->n.retries);
+    pk_u64(pk, "placements", c->n.placements);
+    pk_u64(pk, "snapshots_taken", c->n.snapshots_taken);
+    pk_u64(pk, "snapshots_installed", c->n.snapshots_installed);
+    pk_str(pk, "nodes");
+    msgpack_pack_array(pk, nn);
+    for (size_t i = 0; i < nn; i++) {
+        const struct ol__sm_node *nd = &nodes[i];
+        struct peer_state *ps = peer(c, nd->id, 0);
+        uint32_t agents = 0;
+        const char *health;
+        char hex[OL_PK_HEX_SIZE];
+
+        for (size_t k = 0; ol__sm_agent_next(c->sm, &k, &a);)
+            if (a->owner == nd->id && (a->status == OL_AGENT_RUNNING ||
+                                       a->status == OL_AGENT_STOPPING))
+                agents++;
+        if (nd->removed)
+            health = "removed";
+        else if (nd->id == c->cfg.self_id)
+            health = "self";
+        else if (c->role != RAFT_LEADER)
+            health = nd->id == c->leader_id ? "leader" : "unknown";
+        else if (ps == NULL || !ps->seen)
+            health = "unknown";
+        else if (now - ps->last_ms > c->cfg.failover_ms)
+            health = "down";
+        else
+            health = "alive";
+        ol__pk_hex(nd->pk, hex);
+        msgpack_pack_map(pk, 10);
+        pk_u64(pk, "id", nd->id);
+        pk_str(pk, "address");
+        pk_str(pk, nd->address);
+        pk_str(pk, "labels");
+        pk_str(pk, nd->labels);
+        pk_str(pk, "pk");
+        pk_str(pk, hex);
+        pk_bool(pk, "leader", nd->id == c->leader_id);
+        pk_bool(pk, "voter", voter(c, nd->id));
+        pk_str(pk, "health");
+        pk_str(pk, health);
+        pk_str(pk, "last_contact_ms");
+        if (c->role == RAFT_LEADER && ps && ps->seen)
+            msgpack_pack_uint64(pk, now - ps->last_ms);
+        else
+            msgpack_pack_nil(pk);
+        pk_u64(pk, "applied", ps ? ps->applied : 0);
+        pk_u64(pk, "agents", agents);
+    }
+}

@@ -1,0 +1,82 @@
+/*
+ * The cluster replica: the commit path over libraft (Debian's libraft 0.15)
+ * behind the replica interface, plus what a cluster needs around it:
+ * liveness pings, leases that stop a cut-off node's agents before the
+ * leader moves them, placement by the leader, and membership changes.
+ * Every raft call in outlast lives in replication/raft.c and cluster.c.
+ */
+#ifndef OL_CLUSTER_H
+#define OL_CLUSTER_H
+
+#include <msgpack.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "replica.h"
+#include "transport.h"
+
+struct ol__cluster_config {
+    uint64_t self_id;
+    char node_name[65];
+    char listen[OL_ADDR_MAX];     /* this node's raft/transport address */
+    char labels[201];
+    char cluster[65];             /* name, bound into every handshake */
+    char raft_dir[4096];
+    char db_path[4096];           /* for the snapshot reader */
+    unsigned election_ms;
+    unsigned heartbeat_ms;
+    unsigned failover_ms;         /* silence before a node's agents move */
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    int bootstrap;                /* bootstrap all roster nodes as voters */
+    struct ol__peer peers[16];    /* the other nodes from the config */
+    char peer_labels[16][201];
+    size_t n_peers;
+};
+
+/* Notifications from the replica to the node besides effects. */
+struct ol__cluster_hooks {
+    void *data;
+    ol__replica_effects_cb effects;
+    /* The lease to run agents was gained (ok=1) or lost (ok=0). */
+    void (*lease)(void *data, int ok);
+};
+
+int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
+                       struct ol__store *st, struct ol__sm *sm,
+                       const struct ol__key *key,
+                       const struct ol__cluster_hooks *hooks,
+                       struct ol__replica **out, char *errmsg);
+void ol__cluster_destroy(struct ol__replica *r);
+
+/* This start's incarnation: grants name it, so only this run of the node
+ * may use them. */
+uint64_t ol__cluster_incarnation(const struct ol__replica *r);
+
+/* May this node run agents now (it holds a lease from a leader that a
+ * majority can still hear)? */
+int ol__cluster_lease_ok(const struct ol__replica *r);
+
+/* cluster.status as one msgpack map. */
+void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk);
+
+/* Membership, on the leader only: add a node (its key goes into the
+ * replicated roster before raft adds it) or remove one.  The callback gets 0
+ * or an OL_E* code with a message. */
+typedef void (*ol__cluster_done_cb)(void *data, int status, const char *msg);
+int ol__cluster_add(struct ol__replica *r, uint64_t id, const char *address,
+                    const uint8_t pk[OL_PK_SIZE], const char *labels,
+                    ol__cluster_done_cb cb, void *data, char *errmsg);
+int ol__cluster_remove(struct ol__replica *r, uint64_t id,
+                       ol__cluster_done_cb cb, void *data, char *errmsg);
+
+/* Write the initial raft configuration into a fresh raft directory: this
+ * node alone as a voter (the leader then adds the roster's other nodes), or
+ * every listed node when all are bootstrapped identically.  Returns 0,
+ * OL_EEXISTS if the directory already holds raft state, or OL_EIO. */
+int ol__cluster_bootstrap_dir(const char *raft_dir, uint64_t self_id,
+                              const char *address,
+                              const struct ol__peer *others, size_t n_others,
+                              char *errmsg);
+
+#endif

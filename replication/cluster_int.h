@@ -1,0 +1,155 @@
+/*
+ * Internals shared by raft.c (consensus, FSM, proposals) and cluster.c
+ * (liveness, leases, placement, membership).
+ */
+#ifndef OL_CLUSTER_INT_H
+#define OL_CLUSTER_INT_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <sqlite3.h>
+
+#include "../runtime/map.h"
+#include "cluster.h"
+
+/* Messages on the transport's message channel: a msgpack array whose first
+ * element is the type. */
+enum {
+    MSG_PING = 1,    /* [1, node, inc, applied, sent_ms]  follower -> leader */
+    MSG_PONG = 2,    /* [2, term, leader, commit, echo_ms] leader -> node  */
+    MSG_FORWARD = 3, /* [3, entry: bin]                  follower -> leader */
+};
+
+/* A proposal this node made and has not yet seen applied. */
+struct pend {
+    struct pend *next_unsent;
+    int is_ckpt;
+    char agent[OL_NAME_MAX + 1];
+    uint64_t epoch, seq;
+    uint64_t req;
+    uint8_t *bytes; /* ckpt body, or one encoded command */
+    size_t len;
+    uint8_t hash[OL_HASH_SIZE];
+    uint64_t sent_ms; /* 0: never sent */
+    int queued;       /* on the unsent list */
+    char key[OL_NAME_MAX + 24]; /* map key */
+};
+
+/* What the leader knows about a node. */
+struct peer_state {
+    uint64_t id;
+    uint64_t last_ms;  /* last ping received (monotonic) */
+    uint64_t inc;      /* incarnation it last reported */
+    uint64_t applied;
+    int seen;          /* pinged this leader at least once */
+};
+
+/* A placement the leader proposed and has not seen applied. */
+struct placing {
+    char agent[OL_NAME_MAX + 1];
+    uint64_t epoch;
+    uint64_t since_ms;
+};
+
+struct membership_op {
+    int active;
+    int phase; /* 0 node cmd, 1 raft_add, 2 raft_assign, 3 raft_remove */
+    uint64_t id;
+    uint64_t req;
+    char address[OL_ADDR_MAX];
+    uint8_t pk[OL_PK_SIZE];
+    char labels[201];
+    struct raft_change change;
+    ol__cluster_done_cb cb;
+    void *data;
+};
+
+struct cluster {
+    struct ol__replica base;
+    uv_loop_t *loop;
+    struct ol__cluster_config cfg;
+    struct ol__cluster_hooks hooks;
+    struct ol__store *st;
+    struct ol__sm *sm;
+    const struct ol__key *key;
+    uint64_t inc;
+    unsigned lease_ms;
+    unsigned retry_ms;
+
+    struct ol__transport *tr;
+    struct raft_io io;
+    struct raft_fsm fsm;
+    struct raft raft;
+    struct raft_tracer tracer;
+    int raft_inited;
+
+    /* snapshots */
+    sqlite3 *snap_db;
+    struct ol__buf snap_buf;
+    uint64_t snap_index;
+    int snap_busy;
+
+    /* role */
+    int role;          /* RAFT_* state last seen */
+    uint64_t leader_id;
+    uint64_t prev_leader_id;
+    int leader_ready;  /* a barrier committed in this term */
+    struct raft_barrier barrier;
+    int barrier_pending;
+    uint64_t leader_since_ms;
+    uint64_t last_pong_ms;
+
+    /* lease */
+    uint64_t lease_until_ms;
+    int lease_reported;
+
+    /* proposals */
+    struct ol__map pend;  /* key -> struct pend * */
+    struct pend *unsent_head, *unsent_tail;
+    struct ol__entry_w fwd; /* commands forwarded to this leader */
+    unsigned applies_inflight;
+
+    /* leader state */
+    struct peer_state *peers;
+    size_t n_peers;
+    struct placing *placing;
+    size_t n_placing;
+    uint64_t last_rebalance_ms;
+    struct membership_op member;
+    uint64_t roster_checked_ms;
+
+    uv_idle_t kick;
+    uv_timer_t tick;
+    uv_check_t check;
+    uint64_t last_ping_ms;
+
+    int closing;
+    void (*close_cb)(void *data);
+    void *close_data;
+    int handles;
+
+    struct {
+        uint64_t entries;
+        uint64_t ckpts_proposed;
+        uint64_t forwarded;
+        uint64_t retries;
+        uint64_t placements;
+        uint64_t snapshots_taken;
+        uint64_t snapshots_installed;
+    } n;
+};
+
+uint64_t ol__cl_now(struct cluster *c);
+void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx);
+void ol__cl_kick(struct cluster *c);
+void ol__cl_roster_sync(struct cluster *c);
+void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len);
+void ol__cl_tick(struct cluster *c);
+void ol__cl_role_changed(struct cluster *c, int old_role);
+void ol__cl_on_effects(struct cluster *c, const struct ol__effects *fx);
+int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
+                       uint64_t req);
+int ol__cl_apply_entry(struct cluster *c, const void *p, size_t len);
+uint64_t ol__cl_req(void);
+
+#endif

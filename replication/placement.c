@@ -1,0 +1,158 @@
+/*
+ * Placement decisions.  An agent keeps its node while the node is alive
+ * and runs the incarnation the grant names; it is re-granted (new epoch,
+ * same node) when that node restarted, and moved when the node has been
+ * silent past the failover time.  Targets are live nodes only, least
+ * loaded first, and a failover avoids the dead node's cloud when it can.
+ * Rebalancing moves one agent at a time so a returning node fills up
+ * without thrashing.
+ */
+#include "placement.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void ol__label_get(const char *labels, const char *key, char *out,
+                   size_t cap)
+{
+    size_t klen = strlen(key);
+    const char *p = labels;
+
+    if (cap)
+        out[0] = '\0';
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        while (len && *p == ' ') {
+            p++;
+            len--;
+        }
+        if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+            snprintf(out, cap, "%.*s", (int)(len - klen - 1), p + klen + 1);
+            return;
+        }
+        p = end ? end + 1 : NULL;
+    }
+}
+
+static struct ol__pl_node *find(struct ol__pl_node *nodes, size_t n,
+                                uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i].id == id)
+            return &nodes[i];
+    return NULL;
+}
+
+static struct ol__pl_node *best(struct ol__pl_node *nodes, size_t n,
+                                const char *avoid_cloud)
+{
+    struct ol__pl_node *b = NULL;
+    int b_other = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        struct ol__pl_node *c = &nodes[i];
+        int other;
+
+        if (c->health != OL_PL_LIVE)
+            continue;
+        other = !avoid_cloud || !avoid_cloud[0] ||
+                strcmp(c->cloud, avoid_cloud) != 0;
+        if (b == NULL || other > b_other ||
+            (other == b_other &&
+             (c->load < b->load || (c->load == b->load && c->id < b->id)))) {
+            b = c;
+            b_other = other;
+        }
+    }
+    return b;
+}
+
+static int active(const struct ol__sm_agent *a)
+{
+    return a->status == OL_AGENT_RUNNING || a->status == OL_AGENT_STOPPING;
+}
+
+size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
+                     size_t n_nodes, int rebalance, ol__pl_skip_fn skip,
+                     void *skip_data, struct ol__pl_move *out, size_t cap)
+{
+    const struct ol__sm_agent *a;
+    size_t n = 0;
+
+    for (size_t i = 0; i < n_nodes; i++)
+        nodes[i].load = 0;
+    for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
+        struct ol__pl_node *o = find(nodes, n_nodes, a->owner);
+
+        if (active(a) && o)
+            o->load++;
+    }
+
+    for (size_t i = 0; n < cap && ol__sm_agent_next(sm, &i, &a);) {
+        struct ol__pl_node *o, *t = NULL;
+        int reason = 0;
+
+        if (!active(a) || (skip && skip(skip_data, a->name)))
+            continue;
+        o = a->owner ? find(nodes, n_nodes, a->owner) : NULL;
+        if (a->owner == 0) {
+            t = best(nodes, n_nodes, NULL);
+            reason = OL_PL_PLACE;
+        } else if (o == NULL || o->health == OL_PL_DEAD) {
+            t = best(nodes, n_nodes, o ? o->cloud : NULL);
+            reason = OL_PL_FAILOVER;
+        } else if (o->health == OL_PL_LIVE && o->inc != a->inc) {
+            t = o;
+            reason = OL_PL_REGRANT;
+        }
+        if (t == NULL)
+            continue;
+        snprintf(out[n].agent, sizeof out[n].agent, "%s", a->name);
+        out[n].owner = t->id;
+        out[n].inc = t->inc;
+        out[n].epoch = a->epoch + 1;
+        out[n].reason = reason;
+        if (t != o) {
+            if (o && o->load)
+                o->load--;
+            t->load++;
+        }
+        n++;
+    }
+
+    if (rebalance && n == 0 && n < cap) {
+        struct ol__pl_node *hi = NULL, *lo = NULL;
+        uint32_t total = 0, live = 0;
+
+        for (size_t i = 0; i < n_nodes; i++) {
+            struct ol__pl_node *c = &nodes[i];
+
+            if (c->health != OL_PL_LIVE)
+                continue;
+            total += c->load;
+            live++;
+            if (hi == NULL || c->load > hi->load)
+                hi = c;
+            if (lo == NULL || c->load < lo->load)
+                lo = c;
+        }
+        if (live >= 2 && hi->load >= lo->load + 2 + total / live / 4) {
+            for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
+                if (a->owner != hi->id || a->status != OL_AGENT_RUNNING ||
+                    a->inc != hi->inc ||
+                    (skip && skip(skip_data, a->name)))
+                    continue;
+                snprintf(out[0].agent, sizeof out[0].agent, "%s", a->name);
+                out[0].owner = lo->id;
+                out[0].inc = lo->inc;
+                out[0].epoch = a->epoch + 1;
+                out[0].reason = OL_PL_BALANCE;
+                n = 1;
+                break;
+            }
+        }
+    }
+    return n;
+}

@@ -1,0 +1,887 @@
+/*
+ * The raft glue.  libraft (0.15, Debian's libraft-dev) runs consensus over
+ * the authenticated transport; this file owns every raft call that is not
+ * about membership.
+ *
+ * Proposals: checkpoint bodies and commands collect until the loop is idle,
+ * then go out as one entry (one seal, one signature).  The leader hands it
+ * to raft_apply(); a follower forwards it to the leader, which merges
+ * forwarded commands into its own next entry.  Each node keeps what it
+ * proposed until it sees the outcome in its own state machine, and sends it
+ * again if nothing came back in time or the leader changed: the state
+ * machine makes every command idempotent, so a retry never duplicates and
+ * RAFT_LEADERSHIPLOST (outcome unknown) is never reported as either.
+ *
+ * The FSM applies each entry in one SQLite transaction that also records
+ * the raft index, so entries raft 0.15 re-applies after a restart are
+ * skipped.  Snapshots are taken asynchronously (FSM version 3) from a
+ * separate connection whose read transaction pins the applied state.
+ */
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../runtime/err.h"
+#include "../runtime/fsutil.h"
+#include "../runtime/log.h"
+#include "cluster_int.h"
+
+#define ENTRY_MAX_CKPTS 8192
+#define ENTRY_MAX_BYTES (12u << 20)
+#define APPLIES_MAX 64
+
+uint64_t ol__cl_now(struct cluster *c)
+{
+    return uv_now(c->loop);
+}
+
+static void fatal_store(struct cluster *c, uint64_t index, const char *what)
+{
+    /* The FSM must not fail: raft has committed the entry.  Stopping is the
+     * only safe answer to a store that cannot take it; on restart raft
+     * applies the entry again. */
+    ol_log(OL_LOG_ERROR,
+           "store failed applying raft index %" PRIu64 ": %s: %s; stopping",
+           index, what, c->st->errmsg);
+    exit(70);
+}
+
+/* ---- FSM ---- */
+
+static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
+                     void **result)
+{
+    struct cluster *c = f->data;
+    uint64_t index = raft_last_applied(&c->raft) + 1;
+    struct ol__effects fx;
+    int rv;
+
+    *result = NULL;
+    if (index <= ol__sm_applied(c->sm))
+        return 0;
+    ol__effects_init(&fx);
+    if (ol__store_begin(c->st) != 0)
+        fatal_store(c, index, "begin");
+    rv = ol__sm_apply(c->sm, buf->base, buf->len, 0, &fx);
+    if (rv == OL_EMALFORMED)
+        rv = 0;
+    if (rv == 0)
+        rv = ol__sm_set_applied(c->sm, index);
+    if (rv == 0)
+        rv = ol__store_commit(c->st);
+    if (rv != 0) {
+        ol__store_rollback(c->st);
+        ol__effects_free(&fx);
+        fatal_store(c, index, "apply");
+    }
+    ol__cl_dispatch(c, &fx);
+    ol__effects_free(&fx);
+    return 0;
+}
+
+/* Called on the loop: pin the state raft is snapshotting. */
+static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
+                        unsigned *n_bufs)
+{
+    struct cluster *c = f->data;
+    sqlite3_stmt *st;
+
+    if (c->snap_busy)
+        return RAFT_BUSY;
+    if (sqlite3_exec(c->snap_db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->snap_db, "SELECT count(*) FROM meta", -1, &st,
+                           NULL) != SQLITE_OK)
+        return RAFT_IOERR;
+    /* The first read takes the WAL read lock: the view is now fixed. */
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+    *bufs = raft_calloc(1, sizeof **bufs);
+    if (*bufs == NULL) {
+        sqlite3_exec(c->snap_db, "COMMIT", NULL, NULL, NULL);
+        return RAFT_NOMEM;
+    }
+    *n_bufs = 1;
+    c->snap_index = raft_last_applied(&c->raft);
+    c->snap_busy = 1;
+    return 0;
+}
+
+/* Called on a worker thread. */
+static int fsm_snapshot_async(struct raft_fsm *f, struct raft_buffer *bufs[],
+                              unsigned *n_bufs)
+{
+    struct cluster *c = f->data;
+
+    ol__buf_reset(&c->snap_buf);
+    if (ol__sm_snapshot_db(c->snap_db, c->snap_index, &c->snap_buf) != 0)
+        return RAFT_IOERR;
+    (*bufs)[0].base = c->snap_buf.base;
+    (*bufs)[0].len = c->snap_buf.len;
+    (void)n_bufs;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *f,
+                                 struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct cluster *c = f->data;
+
+    sqlite3_exec(c->snap_db, "COMMIT", NULL, NULL, NULL);
+    ol__buf_close(&c->snap_buf);
+    raft_free(*bufs);
+    *bufs = NULL;
+    *n_bufs = 0;
+    c->snap_busy = 0;
+    c->n.snapshots_taken++;
+    ol_log(OL_LOG_DEBUG, "snapshot taken at index %" PRIu64, c->snap_index);
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
+{
+    struct cluster *c = f->data;
+    struct ol__effects fx;
+    const struct ol__sm_agent *a;
+    char err[OL_ERRMSG_SIZE];
+    uint64_t before = ol__sm_applied(c->sm);
+    int rv;
+
+    rv = ol__sm_restore(c->sm, buf->base, buf->len, 0, err);
+    if (rv != 0) {
+        ol_log(OL_LOG_ERROR, "%s", err);
+        return rv == OL_EMALFORMED ? RAFT_MALFORMED : RAFT_IOERR;
+    }
+    raft_free(buf->base);
+    if (ol__sm_applied(c->sm) == before)
+        return 0;
+    c->n.snapshots_installed++;
+    /* The tables were replaced: let the node look at every agent again. */
+    ol__effects_init(&fx);
+    for (size_t i = 0; ol__sm_agent_next(c->sm, &i, &a);) {
+        struct ol__effect *e = calloc(1, sizeof *e);
+
+        if (e == NULL)
+            break;
+        e->type = OL_FX_AGENT;
+        e->u.agent = *a;
+        e->u.agent.config = malloc(a->config_len ? a->config_len : 1);
+        if (e->u.agent.config)
+            memcpy(e->u.agent.config, a->config, a->config_len);
+        else
+            e->u.agent.config_len = 0;
+        if (fx.tail)
+            fx.tail->next = e;
+        else
+            fx.head = e;
+        fx.tail = e;
+        fx.n++;
+    }
+    ol__cl_roster_sync(c);
+    ol__cl_dispatch(c, &fx);
+    ol__effects_free(&fx);
+    return 0;
+}
+
+static void trace_emit(struct raft_tracer *t, const char *file, int line,
+                       const char *message)
+{
+    (void)t;
+    ol_log(OL_LOG_TRACE, "raft: %s:%d: %s", file, line, message);
+}
+
+/* ---- proposals ---- */
+
+static void pend_free(struct pend *p)
+{
+    if (p == NULL)
+        return;
+    free(p->bytes);
+    free(p);
+}
+
+static void unsent_push(struct cluster *c, struct pend *p)
+{
+    if (p->queued)
+        return;
+    p->queued = 1;
+    p->next_unsent = NULL;
+    if (c->unsent_tail)
+        c->unsent_tail->next_unsent = p;
+    else
+        c->unsent_head = p;
+    c->unsent_tail = p;
+}
+
+void ol__cl_kick(struct cluster *c);
+
+static int pend_add(struct cluster *c, struct pend *p)
+{
+    struct pend *old = ol__map_del(&c->pend, p->key);
+
+    /* A newer proposal under the same key replaces a stale one. */
+    if (old) {
+        if (old->queued) {
+            /* Unlink lazily: it is skipped when flushed. */
+            free(old->bytes);
+            old->bytes = NULL;
+        } else {
+            pend_free(old);
+        }
+    }
+    if (ol__map_put(&c->pend, p->key, p) != 0)
+        return OL_ENOMEM;
+    unsent_push(c, p);
+    ol__cl_kick(c);
+    return 0;
+}
+
+static int propose_ckpt(struct ol__replica *r, uint8_t *body, size_t len,
+                        const uint8_t hash[OL_HASH_SIZE])
+{
+    struct cluster *c = (struct cluster *)r;
+    struct ol__ckpt ck;
+    struct pend *p;
+    char err[OL_ERRMSG_SIZE];
+
+    if (c->closing)
+        return OL_ESHUTDOWN;
+    /* Our own encoding; decoding it only recovers the routing fields. */
+    if (ol__ckpt_decode(body, len, &ck, err) != 0)
+        return OL_EINVAL;
+    p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        ol__ckpt_free(&ck);
+        return OL_ENOMEM;
+    }
+    p->is_ckpt = 1;
+    snprintf(p->agent, sizeof p->agent, "%s", ck.agent);
+    p->epoch = ck.epoch;
+    p->seq = ck.seq;
+    snprintf(p->key, sizeof p->key, "c/%s", ck.agent);
+    ol__ckpt_free(&ck);
+    p->bytes = body;
+    p->len = len;
+    memcpy(p->hash, hash, OL_HASH_SIZE);
+    c->n.ckpts_proposed++;
+    if (pend_add(c, p) != 0) {
+        p->bytes = NULL;
+        pend_free(p);
+        return OL_ENOMEM;
+    }
+    return 0;
+}
+
+int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
+                       uint64_t req)
+{
+    struct ol__buf e;
+    struct ol__entry dec;
+    char err[OL_ERRMSG_SIZE];
+    int rv;
+
+    if (c->closing)
+        return OL_ESHUTDOWN;
+    ol__buf_init(&e);
+    rv = ol__entry_w_finish(w, &e);
+    if (rv == 0)
+        rv = ol__entry_decode(e.base, e.len, &dec, err);
+    if (rv != 0) {
+        ol__buf_close(&e);
+        return rv;
+    }
+    for (uint32_t i = 0; i < dec.n && rv == 0; i++) {
+        struct pend *p = calloc(1, sizeof *p);
+
+        if (p == NULL || (p->bytes = malloc(dec.cmds[i].raw.len)) == NULL) {
+            free(p);
+            rv = OL_ENOMEM;
+            break;
+        }
+        memcpy(p->bytes, dec.cmds[i].raw.p, dec.cmds[i].raw.len);
+        p->len = dec.cmds[i].raw.len;
+        p->req = dec.cmds[i].req ? dec.cmds[i].req : req;
+        snprintf(p->key, sizeof p->key, "r/%016" PRIx64, p->req);
+        rv = pend_add(c, p);
+        if (rv != 0)
+            pend_free(p);
+    }
+    ol__entry_free(&dec);
+    ol__buf_close(&e);
+    return rv;
+}
+
+static int propose_cmds(struct ol__replica *r, const struct ol__entry_w *w)
+{
+    return ol__cl_propose_raw((struct cluster *)r, w, 0);
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct cluster *c = req->data;
+
+    (void)result;
+    c->applies_inflight--;
+    if (status != 0)
+        ol_log(OL_LOG_DEBUG, "raft entry not applied here: %s; proposals "
+                             "are retried",
+               raft_strerror(status));
+    raft_free(req);
+    ol__cl_kick(c);
+}
+
+/* Hand finished entry bytes to raft (leader only). */
+int ol__cl_apply_entry(struct cluster *c, const void *p, size_t len)
+{
+    struct raft_buffer buf;
+    struct raft_apply *req;
+    int rv;
+
+    buf.len = len;
+    buf.base = raft_malloc(len);
+    req = raft_malloc(sizeof *req);
+    if (buf.base == NULL || req == NULL) {
+        raft_free(buf.base);
+        raft_free(req);
+        return OL_ENOMEM;
+    }
+    memcpy(buf.base, p, len);
+    req->data = c;
+    rv = raft_apply(&c->raft, req, &buf, 1, apply_cb);
+    if (rv != 0) {
+        raft_free(buf.base);
+        raft_free(req);
+        return rv == RAFT_NOTLEADER ? OL_ENOTLEADER : OL_EIO;
+    }
+    c->applies_inflight++;
+    c->n.entries++;
+    return 0;
+}
+
+/* Build one entry from unsent proposals (and forwarded commands on the
+ * leader) and send it where it must go.  Returns 1 if something was sent. */
+static int flush_once(struct cluster *c)
+{
+    struct ol__entry_w w;
+    struct ol__blob *bodies = NULL;
+    uint8_t *hashes = NULL;
+    struct ol__buf entry;
+    uint32_t nb = 0, cap = 0;
+    size_t bytes = 0;
+    struct pend *p;
+    uint64_t now = ol__cl_now(c);
+    int leader = c->role == RAFT_LEADER, rv = 0, sent = 0;
+
+    if (!leader && c->leader_id == 0)
+        return 0;
+    if (leader && c->applies_inflight >= APPLIES_MAX)
+        return 0;
+    ol__entry_w_init(&w);
+    ol__buf_init(&entry);
+    while ((p = c->unsent_head) != NULL && nb < ENTRY_MAX_CKPTS &&
+           bytes < ENTRY_MAX_BYTES) {
+        c->unsent_head = p->next_unsent;
+        if (c->unsent_head == NULL)
+            c->unsent_tail = NULL;
+        p->queued = 0;
+        if (p->bytes == NULL) { /* superseded */
+            pend_free(p);
+            continue;
+        }
+        p->sent_ms = now;
+        bytes += p->len;
+        if (!p->is_ckpt) {
+            struct ol__blob raw = {p->bytes, (uint32_t)p->len};
+
+            rv = ol__entry_add_raw(&w, &raw);
+        } else {
+            if (nb == cap) {
+                cap = cap ? cap * 2 : 64;
+                bodies = realloc(bodies, cap * sizeof *bodies);
+                hashes = realloc(hashes, (size_t)cap * OL_HASH_SIZE);
+                if (bodies == NULL || hashes == NULL) {
+                    rv = OL_ENOMEM;
+                    break;
+                }
+            }
+            bodies[nb].p = p->bytes;
+            bodies[nb].len = (uint32_t)p->len;
+            memcpy(hashes + (size_t)nb * OL_HASH_SIZE, p->hash, OL_HASH_SIZE);
+            nb++;
+        }
+        if (rv != 0)
+            break;
+    }
+    if (rv == 0 && nb)
+        rv = ol__entry_add_ckpts(&w, c->key, ol__wall_ms(), bodies, hashes,
+                                 nb);
+    if (rv == 0 && leader && c->fwd.n) {
+        rv = ol__buf_append(&w.cmds, c->fwd.cmds.base, c->fwd.cmds.len);
+        w.n += c->fwd.n;
+        ol__entry_w_reset(&c->fwd);
+    }
+    if (rv == 0 && w.n)
+        rv = ol__entry_w_finish(&w, &entry);
+    if (rv == 0 && w.n) {
+        if (leader) {
+            rv = ol__cl_apply_entry(c, entry.base, entry.len);
+        } else {
+            struct ol__buf msg;
+            msgpack_packer pk;
+
+            ol__buf_init(&msg);
+            msgpack_packer_init(&pk, &msg, ol__buf_write);
+            msgpack_pack_array(&pk, 2);
+            msgpack_pack_uint32(&pk, MSG_FORWARD);
+            msgpack_pack_bin(&pk, entry.len);
+            msgpack_pack_bin_body(&pk, entry.base, entry.len);
+            rv = msg.base ? ol__transport_send(c->tr, c->leader_id, msg.base,
+                                               msg.len)
+                          : OL_ENOMEM;
+            ol__buf_close(&msg);
+            if (rv == 0)
+                c->n.forwarded++;
+        }
+        sent = rv == 0;
+        if (rv != 0)
+            ol_log_rl(OL_LOG_DEBUG, "proposal of %u command(s) not sent: %s; "
+                                    "retrying",
+                      w.n, ol_strerror(rv));
+    }
+    free(bodies);
+    free(hashes);
+    ol__entry_w_close(&w);
+    ol__buf_close(&entry);
+    return sent;
+}
+
+static void kick_cb(uv_idle_t *h)
+{
+    struct cluster *c = h->data;
+
+    uv_idle_stop(h);
+    while (c->unsent_head || (c->role == RAFT_LEADER && c->fwd.n)) {
+        if (!flush_once(c))
+            break;
+    }
+}
+
+void ol__cl_kick(struct cluster *c)
+{
+    if (!c->closing && !uv_is_active((uv_handle_t *)&c->kick))
+        uv_idle_start(&c->kick, kick_cb);
+}
+
+/* Requeue proposals whose outcome has not shown up in time. */
+static void retry_stale(struct cluster *c, int all)
+{
+    uint64_t now = ol__cl_now(c);
+    void *v;
+
+    for (size_t i = 0; ol__map_next(&c->pend, &i, &v);) {
+        struct pend *p = v;
+
+        if (p->queued || p->sent_ms == 0)
+            continue;
+        if (all || now - p->sent_ms >= c->retry_ms) {
+            c->n.retries++;
+            unsent_push(c, p);
+        }
+    }
+    if (c->unsent_head)
+        ol__cl_kick(c);
+}
+
+/* Drop what the state machine has decided on. */
+void ol__cl_on_effects(struct cluster *c, const struct ol__effects *fx)
+{
+    char key[OL_NAME_MAX + 24];
+
+    for (const struct ol__effect *e = fx->head; e; e = e->next) {
+        struct pend *p;
+
+        if (e->type == OL_FX_CKPT) {
+            snprintf(key, sizeof key, "c/%s", e->u.ckpt.agent);
+            p = ol__map_get(&c->pend, key);
+            if (p && p->seq == e->u.ckpt.seq && p->epoch == e->u.ckpt.epoch) {
+                ol__map_del(&c->pend, key);
+                if (p->queued) {
+                    free(p->bytes);
+                    p->bytes = NULL;
+                } else {
+                    pend_free(p);
+                }
+            }
+        } else if (e->type == OL_FX_CMD) {
+            snprintf(key, sizeof key, "r/%016" PRIx64, e->u.cmd.req);
+            p = ol__map_del(&c->pend, key);
+            if (p) {
+                if (p->queued) {
+                    free(p->bytes);
+                    p->bytes = NULL;
+                } else {
+                    pend_free(p);
+                }
+            }
+        }
+    }
+}
+
+void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
+{
+    ol__cl_on_effects(c, fx);
+    for (const struct ol__effect *e = fx->head; e; e = e->next)
+        if (e->type == OL_FX_NODE) {
+            ol__cl_roster_sync(c);
+            break;
+        }
+    if (!c->closing && c->hooks.effects)
+        c->hooks.effects(c->hooks.data, fx);
+}
+
+/* ---- role tracking ---- */
+
+static void check_cb(uv_check_t *h)
+{
+    struct cluster *c = h->data;
+    int state = raft_state(&c->raft);
+    raft_id lid = 0;
+    const char *laddr = NULL;
+
+    raft_leader(&c->raft, &lid, &laddr);
+    if (state != c->role || lid != c->leader_id) {
+        int old = c->role;
+
+        if (lid != c->leader_id) {
+            if (c->leader_id)
+                c->prev_leader_id = c->leader_id;
+            c->leader_id = lid;
+            /* A new leader has not seen anything we sent: resend it all. */
+            retry_stale(c, 1);
+        }
+        c->role = state;
+        ol__cl_role_changed(c, old);
+    }
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct cluster *c = t->data;
+
+    if (c->closing)
+        return;
+    retry_stale(c, 0);
+    ol__cl_tick(c);
+}
+
+/* ---- replica interface ---- */
+
+static int idle(struct ol__replica *r)
+{
+    struct cluster *c = (struct cluster *)r;
+
+    return c->pend.count == 0;
+}
+
+static int is_leader(struct ol__replica *r)
+{
+    struct cluster *c = (struct cluster *)r;
+
+    return c->role == RAFT_LEADER;
+}
+
+static void status(struct ol__replica *r, msgpack_packer *pk)
+{
+    ol__cluster_status(r, pk);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct cluster *c = h->data;
+
+    if (--c->handles > 0)
+        return;
+    if (c->close_cb) {
+        void (*cb)(void *) = c->close_cb;
+
+        c->close_cb = NULL;
+        cb(c->close_data);
+    }
+}
+
+static void transport_closed(struct ol__transport *t, void *data)
+{
+    struct cluster *c = data;
+
+    (void)t;
+    c->tr = NULL;
+    handle_closed((uv_handle_t *)&c->kick);
+}
+
+static void raft_closed(struct raft *r)
+{
+    struct cluster *c = r->data;
+
+    raft_uv_close(&c->io);
+    ol__transport_close(c->tr, transport_closed, c);
+}
+
+static void cluster_close(struct ol__replica *r, void (*cb)(void *data),
+                          void *data)
+{
+    struct cluster *c = (struct cluster *)r;
+
+    c->closing = 1;
+    c->close_cb = cb;
+    c->close_data = data;
+    /* kick, tick, check, and the raft+transport teardown. */
+    c->handles = 4;
+    uv_close((uv_handle_t *)&c->kick, handle_closed);
+    uv_close((uv_handle_t *)&c->tick, handle_closed);
+    uv_close((uv_handle_t *)&c->check, handle_closed);
+    if (c->raft_inited) {
+        raft_close(&c->raft, raft_closed);
+    } else if (c->tr) {
+        ol__transport_close(c->tr, transport_closed, c);
+    } else {
+        handle_closed((uv_handle_t *)&c->kick);
+    }
+}
+
+static const struct ol__replica_vt cluster_vt = {
+    .propose_ckpt = propose_ckpt,
+    .propose_cmds = propose_cmds,
+    .idle = idle,
+    .is_leader = is_leader,
+    .status = status,
+    .close = cluster_close,
+    .destroy = ol__cluster_destroy,
+};
+
+void ol__cluster_destroy(struct ol__replica *r)
+{
+    struct cluster *c = (struct cluster *)r;
+    void *v;
+
+    if (c == NULL)
+        return;
+    while (c->unsent_head) {
+        struct pend *p = c->unsent_head;
+
+        c->unsent_head = p->next_unsent;
+        if (ol__map_get(&c->pend, p->key) != p)
+            pend_free(p);
+    }
+    for (size_t i = 0; ol__map_next(&c->pend, &i, &v);)
+        pend_free(v);
+    ol__map_close(&c->pend);
+    ol__entry_w_close(&c->fwd);
+    ol__buf_close(&c->snap_buf);
+    sqlite3_close(c->snap_db);
+    free(c->peers);
+    free(c->placing);
+    free(c);
+}
+
+uint64_t ol__cluster_incarnation(const struct ol__replica *r)
+{
+    return ((const struct cluster *)r)->inc;
+}
+
+static int raft_setup(struct cluster *c, char *errmsg)
+{
+    struct raft_configuration conf;
+    int rv;
+
+    rv = raft_uv_init(&c->io, c->loop, c->cfg.raft_dir,
+                      ol__transport_raft(c->tr));
+    if (rv != 0) {
+        ol__errf(errmsg, "raft storage '%s': %s", c->cfg.raft_dir,
+                 c->io.errmsg);
+        return OL_EIO;
+    }
+    c->fsm.version = 3;
+    c->fsm.data = c;
+    c->fsm.apply = fsm_apply;
+    c->fsm.snapshot = fsm_snapshot;
+    c->fsm.restore = fsm_restore;
+    c->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    c->fsm.snapshot_async = fsm_snapshot_async;
+    rv = raft_init(&c->raft, &c->io, &c->fsm, c->cfg.self_id, c->cfg.listen);
+    if (rv != 0) {
+        ol__errf(errmsg, "raft init: %s", raft_errmsg(&c->raft));
+        raft_uv_close(&c->io);
+        return OL_EIO;
+    }
+    c->raft_inited = 1;
+    c->raft.data = c;
+    c->tracer.impl = c;
+    c->tracer.enabled = ol__log_level >= OL_LOG_TRACE;
+    c->tracer.emit = trace_emit;
+    c->raft.tracer = &c->tracer;
+    raft_set_pre_vote(&c->raft, true);
+    raft_set_election_timeout(&c->raft, c->cfg.election_ms);
+    raft_set_heartbeat_timeout(&c->raft, c->cfg.heartbeat_ms);
+    raft_set_snapshot_threshold(&c->raft, c->cfg.snapshot_threshold);
+    raft_set_snapshot_trailing(&c->raft, c->cfg.snapshot_trailing);
+    if (c->cfg.bootstrap) {
+        raft_configuration_init(&conf);
+        rv = raft_configuration_add(&conf, c->cfg.self_id, c->cfg.listen,
+                                    RAFT_VOTER);
+        for (size_t i = 0; i < c->cfg.n_peers && rv == 0; i++)
+            rv = raft_configuration_add(&conf, c->cfg.peers[i].id,
+                                        c->cfg.peers[i].address, RAFT_VOTER);
+        if (rv == 0)
+            rv = raft_bootstrap(&c->raft, &conf);
+        raft_configuration_close(&conf);
+        if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
+            ol__errf(errmsg, "raft bootstrap: %s", raft_errmsg(&c->raft));
+            return OL_EIO;
+        }
+        if (rv == 0)
+            ol_log(OL_LOG_INFO, "raft: bootstrapped with %zu voters",
+                   c->cfg.n_peers + 1);
+    }
+    rv = raft_start(&c->raft);
+    if (rv != 0) {
+        ol__errf(errmsg, "raft start: %s", raft_errmsg(&c->raft));
+        return OL_EIO;
+    }
+    return 0;
+}
+
+int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
+                       struct ol__store *st, struct ol__sm *sm,
+                       const struct ol__key *key,
+                       const struct ol__cluster_hooks *hooks,
+                       struct ol__replica **out, char *errmsg)
+{
+    struct ol__transport_config tc;
+    struct cluster *c = calloc(1, sizeof *c);
+    int rv;
+
+    if (c == NULL)
+        return OL_ENOMEM;
+    c->base.vt = &cluster_vt;
+    c->loop = loop;
+    c->cfg = *cfg;
+    c->hooks = *hooks;
+    c->st = st;
+    c->sm = sm;
+    c->key = key;
+    c->role = RAFT_UNAVAILABLE;
+    while (c->inc == 0)
+        randombytes_buf(&c->inc, sizeof c->inc);
+    c->lease_ms = cfg->failover_ms / 2;
+    c->retry_ms = cfg->election_ms > 200 ? cfg->election_ms : 200;
+    ol__map_init(&c->pend);
+    ol__entry_w_init(&c->fwd);
+    ol__buf_init(&c->snap_buf);
+    *out = &c->base;
+
+    rv = ol__mkdirs(cfg->raft_dir, 0700, errmsg);
+    if (rv != 0)
+        return rv;
+    rv = sqlite3_open_v2(cfg->db_path, &c->snap_db,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL);
+    if (rv != SQLITE_OK) {
+        ol__errf(errmsg, "snapshot reader '%s': %s", cfg->db_path,
+                 sqlite3_errstr(rv));
+        return OL_EIO;
+    }
+    memset(&tc, 0, sizeof tc);
+    tc.self_id = cfg->self_id;
+    tc.listen = cfg->listen;
+    tc.key = key;
+    tc.cluster = cfg->cluster;
+    tc.recv_cb = ol__cl_recv;
+    tc.recv_data = c;
+    rv = ol__transport_create(loop, &tc, &c->tr, errmsg);
+    if (rv != 0)
+        return rv;
+    ol__cl_roster_sync(c);
+    uv_idle_init(loop, &c->kick);
+    c->kick.data = c;
+    uv_timer_init(loop, &c->tick);
+    c->tick.data = c;
+    uv_check_init(loop, &c->check);
+    c->check.data = c;
+    rv = raft_setup(c, errmsg);
+    if (rv != 0)
+        return rv;
+    uv_check_start(&c->check, check_cb);
+    uv_timer_start(&c->tick, tick_cb, cfg->heartbeat_ms / 2 + 1,
+                   cfg->heartbeat_ms / 2 + 1);
+    ol_log(OL_LOG_INFO,
+           "cluster '%s': node %" PRIu64 " at %s, incarnation %016" PRIx64
+           ", election %u ms, heartbeat %u ms, failover %u ms",
+           cfg->cluster, cfg->self_id, cfg->listen, c->inc, cfg->election_ms,
+           cfg->heartbeat_ms, cfg->failover_ms);
+    return 0;
+}
+
+/* ---- offline bootstrap ---- */
+
+static void boot_closed(struct raft *r)
+{
+    (void)r;
+}
+
+int ol__cluster_bootstrap_dir(const char *raft_dir, uint64_t self_id,
+                              const char *address,
+                              const struct ol__peer *others, size_t n_others,
+                              char *errmsg)
+{
+    struct raft_uv_transport tr;
+    struct raft_configuration conf;
+    struct raft_io io;
+    struct raft_fsm fsm;
+    struct raft r;
+    uv_loop_t loop;
+    int rv;
+
+    memset(&fsm, 0, sizeof fsm);
+    fsm.version = 1;
+    if (mkdir(raft_dir, 0700) != 0 && access(raft_dir, W_OK) != 0) {
+        ol__errf(errmsg, "raft dir '%s': cannot create", raft_dir);
+        return OL_EIO;
+    }
+    uv_loop_init(&loop);
+    memset(&tr, 0, sizeof tr);
+    rv = raft_uv_tcp_init(&tr, &loop);
+    if (rv == 0)
+        rv = raft_uv_init(&io, &loop, raft_dir, &tr);
+    if (rv != 0) {
+        ol__errf(errmsg, "raft storage '%s': cannot open", raft_dir);
+        uv_loop_close(&loop);
+        return OL_EIO;
+    }
+    rv = raft_init(&r, &io, &fsm, self_id, address);
+    if (rv == 0) {
+        raft_configuration_init(&conf);
+        rv = raft_configuration_add(&conf, self_id, address, RAFT_VOTER);
+        for (size_t i = 0; i < n_others && rv == 0; i++)
+            rv = raft_configuration_add(&conf, others[i].id,
+                                        others[i].address, RAFT_VOTER);
+        if (rv == 0)
+            rv = raft_bootstrap(&r, &conf);
+        raft_configuration_close(&conf);
+        if (rv == RAFT_CANTBOOTSTRAP)
+            ol__errf(errmsg, "raft dir '%s' already holds a cluster's state",
+                     raft_dir);
+        else if (rv != 0)
+            ol__errf(errmsg, "bootstrap '%s': %s", raft_dir, raft_errmsg(&r));
+        raft_close(&r, boot_closed);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    raft_uv_close(&io);
+    raft_uv_tcp_close(&tr);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    if (rv == RAFT_CANTBOOTSTRAP)
+        return OL_EEXISTS;
+    return rv == 0 ? 0 : OL_EIO;
+}

@@ -1,0 +1,185 @@
+/*
+ * Commands that change an agent through the node: `spawn`, `stop`, `start`
+ * and `send`.  JSON arguments are parsed by jansson and sent as msgpack;
+ * a parse error names the line and column and is a usage error.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../replication/ckpt.h"
+#include "../err.h"
+#include "../json.h"
+#include "cli.h"
+
+static int check_name(const struct ol__cli *c, const char *name)
+{
+    if (!ol__name_valid(name))
+        return ol__cli_usage_err(c,
+                                 "'%s' is not a valid agent name (1-64 of "
+                                 "A-Z a-z 0-9 . _ -, not starting with . "
+                                 "or -)",
+                                 name);
+    return 0;
+}
+
+/* Print a finished response: JSON, or one line built by `human`. */
+static int done(struct ol__cli *c, struct ol__cli_resp *r,
+                void (*human)(const msgpack_object *root, const char *arg),
+                const char *arg)
+{
+    int rv = 0;
+
+    if (c->json)
+        rv = ol__cli_print_json(r->root);
+    else
+        human(r->root, arg);
+    ol__cli_resp_free(r);
+    return rv;
+}
+
+static int call(struct ol__cli *c, struct ol__buf *b, int bad,
+                struct ol__cli_resp *r)
+{
+    int rv;
+
+    if (bad)
+        rv = ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
+    else
+        rv = ol__cli_call(c, b, r);
+    ol__buf_close(b);
+    return rv;
+}
+
+/* ---- spawn ---- */
+
+static void spawned(const msgpack_object *m, const char *kind)
+{
+    char name[128], owner[32], epoch[32];
+
+    printf("spawned '%s' (kind %s) on node %s, epoch %s\n",
+           ol__mp_gets(m, "name", name, sizeof name), kind,
+           ol__mp_gets(m, "owner", owner, sizeof owner),
+           ol__mp_gets(m, "epoch", epoch, sizeof epoch));
+}
+
+int ol__cmd_spawn(struct ol__cli *c)
+{
+    const char *config = NULL, *pos[2];
+    const struct ol__cli_opt opts[] = {
+        {.name = "--config", .takes_value = 1, .value = &config},
+        {0},
+    };
+    char err[OL_ERRMSG_SIZE];
+    struct ol__cli_resp r;
+    struct ol__buf b;
+    msgpack_packer pk;
+    json_t *cfg = NULL;
+    int n, rv, bad;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0)
+        return rv;
+    if (strlen(pos[0]) == 0 || strlen(pos[0]) > OL_KIND_MAX)
+        return ol__cli_usage_err(c, "kind must be 1-%d bytes", OL_KIND_MAX);
+    if ((rv = check_name(c, pos[1])) != 0)
+        return rv;
+    if (config) {
+        if (ol__json_parse(config, strlen(config), &cfg, err) != 0)
+            return ol__cli_usage_err(c, "--config is not valid JSON: %s",
+                                     err);
+        if (!json_is_object(cfg)) {
+            json_decref(cfg);
+            return ol__cli_usage_err(c, "--config must be a JSON object "
+                                        "({...})");
+        }
+    }
+    ol__buf_init(&b);
+    bad = ol__cli_req_begin(&b, &pk, "spawn", cfg ? 3 : 2);
+    bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
+    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[1]);
+    if (cfg)
+        bad |= ol__cli_pack_str(&pk, "config") | ol__json_pack(cfg, &pk);
+    json_decref(cfg);
+    if ((rv = call(c, &b, bad, &r)) != 0)
+        return rv;
+    return done(c, &r, spawned, pos[0]);
+}
+
+/* ---- stop / start ---- */
+
+static void stopped(const msgpack_object *m, const char *name)
+{
+    char st[64];
+
+    printf("agent '%s' is %s\n", name,
+           ol__mp_gets(m, "status", st, sizeof st));
+}
+
+static void started(const msgpack_object *m, const char *name)
+{
+    char st[64], epoch[32];
+
+    printf("agent '%s' is %s (epoch %s)\n", name,
+           ol__mp_gets(m, "status", st, sizeof st),
+           ol__mp_gets(m, "epoch", epoch, sizeof epoch));
+}
+
+static int name_op(struct ol__cli *c, const char *op,
+                   void (*human)(const msgpack_object *, const char *))
+{
+    struct ol__cli_resp r;
+    const char *pos[1];
+    int n, rv;
+
+    if ((rv = ol__cli_parse(c, NULL, pos, 1, 1, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])))
+        return rv;
+    if ((rv = ol__cli_call_simple(c, op, pos[0], &r)) != 0)
+        return rv;
+    return done(c, &r, human, pos[0]);
+}
+
+int ol__cmd_stop(struct ol__cli *c)
+{
+    return name_op(c, "stop", stopped);
+}
+
+int ol__cmd_start(struct ol__cli *c)
+{
+    return name_op(c, "start", started);
+}
+
+/* ---- send ---- */
+
+static void sent(const msgpack_object *m, const char *name)
+{
+    char seq[32];
+
+    printf("sent to '%s' (msg_seq %s)\n", name,
+           ol__mp_gets(m, "msg_seq", seq, sizeof seq));
+}
+
+int ol__cmd_send(struct ol__cli *c)
+{
+    char err[OL_ERRMSG_SIZE];
+    struct ol__cli_resp r;
+    struct ol__buf b;
+    msgpack_packer pk;
+    const char *pos[2];
+    json_t *msg;
+    int n, rv, bad;
+
+    if ((rv = ol__cli_parse(c, NULL, pos, 2, 2, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])))
+        return rv;
+    if (ol__json_parse(pos[1], strlen(pos[1]), &msg, err) != 0)
+        return ol__cli_usage_err(c, "message is not valid JSON: %s", err);
+    ol__buf_init(&b);
+    bad = ol__cli_req_begin(&b, &pk, "send", 2);
+    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
+    bad |= ol__cli_pack_str(&pk, "message") | ol__json_pack(msg, &pk);
+    json_decref(msg);
+    if ((rv = call(c, &b, bad, &r)) != 0)
+        return rv;
+    return done(c, &r, sent, pos[0]);
+}

@@ -1,0 +1,177 @@
+/*
+ * Offline commands that need no node: `verify` walks a database file (a
+ * node's, or an export bundle) with the verifier and reports every bad
+ * record by agent and seq; `keygen` writes a fresh node key file.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../replication/verify.h"
+#include "../err.h"
+#include "../fsutil.h"
+#include "../keys.h"
+#include "cli.h"
+
+#define TRUST_MAX 16
+
+struct verify_ctx {
+    json_t *problems; /* --json: collected here */
+};
+
+static void on_problem(void *data, const char *agent, uint64_t seq,
+                       const char *problem)
+{
+    struct verify_ctx *v = data;
+
+    if (v->problems) {
+        json_array_append_new(v->problems,
+                              json_pack("{s:s, s:I, s:s}", "agent", agent,
+                                        "seq", (json_int_t)seq, "problem",
+                                        problem));
+        return;
+    }
+    printf("agent '%s' seq %" PRIu64 ": %s\n", agent, seq, problem);
+}
+
+static int report(struct ol__cli *c, const char *agent,
+                  const struct ol__verify_report *r, json_t *problems)
+{
+    if (c->json) {
+        json_t *j = json_pack("{s:b, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, "
+                              "s:o}",
+                              "ok", r->bad == 0, "db", c->db, "agent", agent,
+                              "agents", (json_int_t)r->agents, "checkpoints",
+                              (json_int_t)r->checkpoints, "seals",
+                              (json_int_t)r->seals, "bad",
+                              (json_int_t)r->bad, "gaps",
+                              (json_int_t)r->gaps, "problems", problems);
+
+        if (j == NULL)
+            return OL_EXIT_FAIL;
+        json_dumpf(j, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+        json_decref(j);
+    } else {
+        printf("checked %" PRIu64 " checkpoint%s of %" PRIu64 " agent%s "
+               "(%" PRIu64 " seal%s) in '%s': ",
+               r->checkpoints, r->checkpoints == 1 ? "" : "s", r->agents,
+               r->agents == 1 ? "" : "s", r->seals, r->seals == 1 ? "" : "s",
+               c->db);
+        if (r->bad)
+            printf("%" PRIu64 " bad record%s", r->bad,
+                   r->bad == 1 ? "" : "s");
+        else
+            printf("all verify");
+        if (r->gaps)
+            printf(", %" PRIu64 " gap%s from snapshot installs", r->gaps,
+                   r->gaps == 1 ? "" : "s");
+        printf("\n");
+    }
+    return r->bad ? OL_EXIT_FAIL : 0;
+}
+
+int ol__cmd_verify(struct ol__cli *c)
+{
+    const char *agent = NULL, *trust[TRUST_MAX], *pos[1];
+    size_t n_trust = 0;
+    const struct ol__cli_opt opts[] = {
+        {.name = "--agent", .takes_value = 1, .value = &agent},
+        {.name = "--trust", .takes_value = 1, .list = trust,
+         .n_list = &n_trust, .max_list = TRUST_MAX},
+        {0},
+    };
+    uint8_t keys[TRUST_MAX][OL_PK_SIZE];
+    struct ol__verify_report r;
+    struct verify_ctx v = {0};
+    struct ol__store st;
+    int n, rv;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 0, 0, &n)) != 0)
+        return rv;
+    for (size_t i = 0; i < n_trust; i++)
+        if (ol__pk_parse(trust[i], keys[i]) != 0)
+            return ol__cli_usage_err(c, "--trust needs a public key of 64 "
+                                        "hex digits, not '%s'",
+                                     trust[i]);
+    if (agent && !ol__name_valid(agent))
+        return ol__cli_usage_err(c, "'%s' is not a valid agent name", agent);
+    if ((rv = ol__cli_open_db(c, &st)) != 0)
+        return rv;
+    if (c->json && (v.problems = json_array()) == NULL) {
+        ol__store_close(&st);
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
+    }
+    rv = ol__verify_store(st.db, agent, (const uint8_t(*)[OL_PK_SIZE])keys,
+                          n_trust, on_problem, &v, &r);
+    ol__store_close(&st);
+    if (rv != 0) {
+        json_decref(v.problems);
+        return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv),
+                            "verify: could not read '%s' to the end: %s",
+                            c->db, ol_strerror(rv));
+    }
+    return report(c, agent, &r, v.problems); /* takes v.problems */
+}
+
+/* ---- keygen ---- */
+
+int ol__cmd_keygen(struct ol__cli *c)
+{
+    const char *out = NULL, *pos[1];
+    int force = 0;
+    const struct ol__cli_opt opts[] = {
+        {.name = "--out", .takes_value = 1, .value = &out},
+        {.name = "--force", .flag = &force},
+        {0},
+    };
+    char path[PATH_MAX], err[OL_ERRMSG_SIZE], hex[OL_PK_HEX_SIZE];
+    struct ol__key k;
+    struct stat sb;
+    int n, rv;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 0, 0, &n)) != 0)
+        return rv;
+    if (out && out[0] == '\0')
+        return ol__cli_usage_err(c, "--out needs a file name");
+    if (out) {
+        snprintf(path, sizeof path, "%s", out);
+    } else {
+        if (ol__path_join(path, sizeof path, c->data_dir, OL_CLI_KEY_NAME))
+            return ol__cli_usage_err(c, "data dir path is too long");
+        if (ol__mkdirs(c->data_dir, 0700, err) != 0)
+            return ol__cli_fail(c, OL_EXIT_FAIL, "OL_EIO", "keygen: %s", err);
+    }
+    if (stat(path, &sb) == 0 && !force)
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_EEXISTS",
+                            "keygen: '%s' already exists; pass --force to "
+                            "replace it (the old key is lost)",
+                            path);
+    if (ol__key_generate(&k) != 0)
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM",
+                            "keygen: could not generate a key");
+    rv = ol__key_save(&k, path, err);
+    ol__pk_hex(k.pk, hex);
+    ol__key_close(&k);
+    if (rv != 0)
+        return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv), "keygen: %s",
+                            err);
+    if (c->json) {
+        json_t *j = json_pack("{s:b, s:s, s:s}", "ok", 1, "path", path, "pk",
+                              hex);
+
+        if (j) {
+            json_dumpf(j, stdout, JSON_INDENT(2));
+            fputc('\n', stdout);
+            json_decref(j);
+        }
+    } else {
+        printf("%s\n", hex);
+        fprintf(stderr, "wrote node key '%s' (mode 0600)\n", path);
+    }
+    return 0;
+}

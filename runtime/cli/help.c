@@ -1,0 +1,114 @@
+/*
+ * The command table and every help text of the CLI: `outlast --help`,
+ * `outlast help CMD` and `outlast CMD --help` all print from here.
+ */
+#include <string.h>
+
+#include "cli.h"
+
+static const struct ol__cli_cmd cmds[] = {
+    {"status", ol__cmd_status, "status",
+     "show the node: identity, role, agent counts, commit counters", NULL},
+    {"agents", ol__cmd_agents, "agents",
+     "list agents with status, owner, epoch and last checkpoint",
+     "  With --db FILE the database is read directly (no node needed).\n"
+     "  STATUS says 'degraded' when the node reports the agent degraded.\n"},
+    {"show", ol__cmd_show, "show NAME",
+     "show one agent, with its state as JSON",
+     "  The head checkpoint is verified (seal signature, hash, chain link)\n"
+     "  before its state is shown; a bad head is reported, not shown.\n"
+     "  With --db FILE the database is read directly.\n"},
+    {"history", ol__cmd_history, "history NAME [--limit N]",
+     "list an agent's checkpoints, newest first",
+     "  --limit N   only the newest N checkpoints (default: all)\n"
+     "  Rows are listed as stored; 'outlast verify' checks them.\n"
+     "  With --db FILE the database is read directly.\n"},
+    {"spawn", ol__cmd_spawn, "spawn KIND NAME [--config JSON]",
+     "create an agent of plugin KIND named NAME",
+     "  --config JSON   the agent's configuration, a JSON object\n"},
+    {"stop", ol__cmd_stop, "stop NAME",
+     "stop an agent after a final checkpoint", NULL},
+    {"start", ol__cmd_start, "start NAME",
+     "start a stopped agent again (under a new epoch)", NULL},
+    {"send", ol__cmd_send, "send NAME JSON",
+     "send a message (any JSON value) to an agent",
+     "  Use '--' before a message that starts with '-', e.g.\n"
+     "  outlast send ticker -- -1\n"},
+    {"verify", ol__cmd_verify,
+     "verify [--db FILE] [--agent NAME] [--trust PUBKEYHEX]...",
+     "check every stored checkpoint offline: hash, seal signature, chain",
+     "  --db FILE         the database or export bundle to check\n"
+     "                    (default: <data-dir>/outlast.db)\n"
+     "  --agent NAME      check only this agent\n"
+     "  --trust PUBKEY    also accept this signer (64 hex digits);\n"
+     "                    may be repeated\n"
+     "  Each problem is printed as \"agent 'NAME' seq N: problem\".\n"
+     "  Exit status 1 if any record is bad.\n"},
+    {"export", ol__cmd_export, "export NAME|--all --out FILE | "
+                               "export NAME|--all --json",
+     "write an agent's history to a verifiable SQLite bundle, or as JSON",
+     "  --out FILE   create FILE (must not exist) holding the checkpoints,\n"
+     "               their seals, the agents row(s) and the nodes table;\n"
+     "               'outlast verify --db FILE' checks it\n"
+     "  --json       without --out: print the history oldest first with\n"
+     "               every state, outbox message and timer decoded\n"
+     "  --all        every agent instead of NAME\n"
+     "  Reads --db FILE or <data-dir>/outlast.db.\n"},
+    {"keygen", ol__cmd_keygen, "keygen [--out FILE] [--force]",
+     "create a node key file (mode 0600) and print its public key",
+     "  --out FILE   where to write (default: <data-dir>/node.key)\n"
+     "  --force      replace an existing file (its key is lost)\n"},
+    {"cluster", ol__cmd_cluster,
+     "cluster status | init | add ID ADDRESS PUBKEY [--labels k=v,...] | "
+     "remove ID",
+     "show or change the cluster roster",
+     "  status                     the node's view of the cluster\n"
+     "  init                       turn this single node into a cluster\n"
+     "  add ID ADDRESS PUBKEY      add node ID at host:port with its public\n"
+     "                             key (from 'outlast keygen')\n"
+     "    --labels k=v,...         placement labels for the node\n"
+     "  remove ID                  remove node ID from the roster\n"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static const char globals[] =
+    "Global options (anywhere on the line):\n"
+    "  --data-dir DIR   the node's data directory (default: $OUTLAST_DATA,\n"
+    "                   else ./outlast-data)\n"
+    "  --socket PATH    control socket (default: <data-dir>/control.sock)\n"
+    "  --db FILE        read a database file directly instead of asking\n"
+    "                   the node (agents, show, history, verify, export)\n"
+    "  --json           print the result as JSON\n"
+    "  --timeout MS     how long to wait for the node (default 15000)\n"
+    "  --help           help (also: outlast help CMD, outlast CMD --help)\n"
+    "  --version        print the version\n"
+    "\n"
+    "Exit status: 0 ok, 1 the operation failed, 2 usage error,\n"
+    "3 the node cannot be reached.\n";
+
+const struct ol__cli_cmd *ol__cli_find(const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    for (const struct ol__cli_cmd *c = cmds; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+void ol__cli_usage(FILE *f)
+{
+    fprintf(f, "usage: outlast [options] COMMAND [args]\n\nCommands:\n");
+    for (const struct ol__cli_cmd *c = cmds; c->name; c++)
+        fprintf(f, "  %-9s %s\n", c->name, c->summary);
+    fprintf(f, "  %-9s %s\n\n%s", "help", "help for one command", globals);
+}
+
+int ol__cli_help_cmd(const struct ol__cli_cmd *cmd, FILE *f)
+{
+    fprintf(f, "usage: outlast %s\n\n%s.\n", cmd->synopsis, cmd->summary);
+    if (cmd->details)
+        fprintf(f, "\n%s", cmd->details);
+    fprintf(f, "\n%s", globals);
+    return 0;
+}

@@ -1,0 +1,59 @@
+/*
+ * JSON <-> msgpack for the CLI and the control protocol, over jansson.
+ *
+ * msgpack -> JSON keeps every value visible:
+ *   nil, bool, str, array    -> the same JSON type
+ *   int                      -> integer; a uint64 above INT64_MAX -> a
+ *                               decimal string
+ *   float32/64               -> real; NaN and infinities -> the strings
+ *                               "nan", "inf", "-inf"
+ *   bin                      -> {"$bin": "<hex>"}
+ *   ext                      -> {"$ext": <type>, "hex": "<hex>"}
+ *   str that is not UTF-8    -> {"$str": "<hex>"}
+ *   map with a non-str key   -> the key stringified (ints in decimal,
+ *                               true/false/null, bin as hex, containers as
+ *                               compact JSON)
+ *
+ * JSON -> msgpack is the plain mapping (objects become maps with str keys,
+ * integers int, reals float64); "$bin" objects are not reinterpreted.
+ */
+#ifndef OL_JSON_H
+#define OL_JSON_H
+
+#include <jansson.h>
+#include <msgpack.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+#define WUR __attribute__((warn_unused_result))
+
+/* Convert a msgpack object.  Returns a new reference, or NULL when out of
+ * memory. */
+json_t *ol__json_from_object(const msgpack_object *o);
+
+/*
+ * Convert untrusted bytes holding exactly one msgpack object: they are
+ * checked with ol__mp_check() before msgpack-c unpacks them.  *out gets a
+ * new reference.  Returns 0, OL_EMALFORMED (errmsg names the byte offset,
+ * or says the value nests too deep for the unpacker) or OL_ENOMEM.
+ */
+int ol__json_from_msgpack(const void *p, size_t len, json_t **out,
+                          char *errmsg) WUR;
+
+/* Pack a JSON value with `pk`.  Returns 0 or OL_ENOMEM. */
+int ol__json_pack(const json_t *j, msgpack_packer *pk);
+
+/*
+ * Parse JSON text (any value at the top level; duplicate object keys are
+ * refused) and append its msgpack encoding to `out`.  Returns 0,
+ * OL_EMALFORMED with errmsg "line L column C: <what>", or OL_ENOMEM.
+ */
+int ol__json_to_msgpack(const char *text, size_t len, struct ol__buf *out,
+                        char *errmsg) WUR;
+
+/* Parse JSON text into a new reference, errors as ol__json_to_msgpack(). */
+int ol__json_parse(const char *text, size_t len, json_t **out,
+                   char *errmsg) WUR;
+
+#endif
