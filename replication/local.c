@@ -300,6 +300,11 @@ static int is_leader(struct ol__replica *r)
     return 1;
 }
 
+static void counters(struct ol__replica *r, struct ol__replica_counters *out)
+{
+    *out = ((struct local *)r)->n;
+}
+
 static void status(struct ol__replica *r, msgpack_packer *pk)
 {
     struct local *l = (struct local *)r;
@@ -350,6 +355,7 @@ static const struct ol__replica_vt local_vt = {
     .propose_cmds = propose_cmds,
     .idle = idle,
     .is_leader = is_leader,
+    .counters = counters,
     .status = status,
     .close = local_close,
     .destroy = ol__local_destroy,

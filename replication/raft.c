@@ -593,6 +593,16 @@ static int is_leader(struct ol__replica *r)
     return c->role == RAFT_LEADER;
 }
 
+static void counters(struct ol__replica *r, struct ol__replica_counters *out)
+{
+    struct cluster *c = (struct cluster *)r;
+
+    memset(out, 0, sizeof *out);
+    out->batches = c->n.entries;
+    out->ckpts = c->n.ckpts_proposed;
+    out->failures = c->n.retries;
+}
+
 static void status(struct ol__replica *r, msgpack_packer *pk)
 {
     ol__cluster_status(r, pk);
@@ -656,6 +666,7 @@ static const struct ol__replica_vt cluster_vt = {
     .propose_cmds = propose_cmds,
     .idle = idle,
     .is_leader = is_leader,
+    .counters = counters,
     .status = status,
     .close = cluster_close,
     .destroy = ol__cluster_destroy,

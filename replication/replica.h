@@ -23,6 +23,13 @@ struct ol__replica;
  * replica after the call. */
 typedef void (*ol__replica_effects_cb)(void *data, struct ol__effects *fx);
 
+struct ol__replica_counters {
+    uint64_t batches;
+    uint64_t ckpts;
+    uint64_t cmds;
+    uint64_t failures;
+};
+
 struct ol__replica_vt {
     /* Propose a checkpoint body (ownership of `body`, malloc'd, passes to
      * the replica).  Returns 0, or OL_ESHUTDOWN / OL_ENOMEM (then the
@@ -35,6 +42,9 @@ struct ol__replica_vt {
     int (*idle)(struct ol__replica *r);
     /* True when this node may decide placements (always on one node). */
     int (*is_leader)(struct ol__replica *r);
+    /* Commit counters (batches = group commits or raft entries). */
+    void (*counters)(struct ol__replica *r,
+                     struct ol__replica_counters *out);
     /* Write replica status as one msgpack map. */
     void (*status)(struct ol__replica *r, msgpack_packer *pk);
     /* Close; cb fires when done.  Proposals not yet durable are dropped. */
@@ -47,12 +57,6 @@ struct ol__replica {
     const struct ol__replica_vt *vt;
 };
 
-struct ol__replica_counters {
-    uint64_t batches;
-    uint64_t ckpts;
-    uint64_t cmds;
-    uint64_t failures;
-};
 
 /* The single-node replica.  Borrows the loop, store, state machine and key;
  * they must outlive it.  The state machine belongs to the commit worker

@@ -16,6 +16,7 @@
 #include "node.h"
 #include "ol_config.h"
 #include "query.h"
+#include "mpr.h"
 #include "../replication/cluster.h"
 
 static const msgpack_object *arg(const msgpack_object *args, const char *key)
@@ -80,10 +81,18 @@ static void resp_begin(struct resp *r, uint32_t n)
 
 static void resp_send(struct resp *r, struct ol__ctl_req *req)
 {
-    if (r->buf.base)
-        ol__ctl_reply(req, r->buf.base, r->buf.len);
-    else
+    size_t off = 0;
+
+    /* Maps are counted by hand above; a miscount must not reach a client
+     * as bytes it cannot parse. */
+    if (r->buf.base == NULL)
         ol__ctl_reply_error(req, OL_ENOMEM, "out of memory");
+    else if (ol__mp_check(r->buf.base, r->buf.len, &off) != 0) {
+        ol_log(OL_LOG_ERROR, "internal: malformed response (byte %zu)", off);
+        ol__ctl_reply_error(req, OL_EMALFORMED,
+                            "internal error: malformed response");
+    } else
+        ol__ctl_reply(req, r->buf.base, r->buf.len);
     ol__buf_close(&r->buf);
 }
 
@@ -131,12 +140,12 @@ static void pack_live(struct ol__node *n, msgpack_packer *pk,
     void *v;
 
     if (only) {
+        /* One agent: its own live map (empty if not hosted here). */
         a = ol__agent_get(n, only);
-        msgpack_pack_map(pk, a ? 1 : 0);
-        if (a) {
-            pk_str(pk, a->name);
+        if (a)
             pack_live_one(pk, a);
-        }
+        else
+            msgpack_pack_map(pk, 0);
         return;
     }
     for (size_t i = 0; ol__map_next(&n->agents, &i, &v);)
@@ -147,6 +156,34 @@ static void pack_live(struct ol__node *n, msgpack_packer *pk,
         pk_str(pk, a->name);
         pack_live_one(pk, a);
     }
+}
+
+/* Agents in the store with `status` (0: all). */
+static uint64_t count_status(struct ol__node *n, int status)
+{
+    sqlite3_stmt *st;
+    uint64_t v = 0;
+
+    if (sqlite3_prepare_v2(n->reader.db,
+                           status ? "SELECT count(*) FROM agents WHERE "
+                                    "status = ?"
+                                  : "SELECT count(*) FROM agents",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    if (status)
+        sqlite3_bind_int(st, 1, status);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static uint64_t batches(struct ol__node *n)
+{
+    struct ol__replica_counters rc;
+
+    n->replica->vt->counters(n->replica, &rc);
+    return rc.batches;
 }
 
 static void op_status(struct ol__node *n, struct ol__ctl_req *req)
@@ -168,9 +205,9 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req)
     }
     ol__pk_hex(n->key.pk, hex);
     snprintf(dbpath, sizeof dbpath, "%s/outlast.db", n->cfg.data_dir);
-    resp_begin(&r, 4);
+    resp_begin(&r, 5);
     pk_str(&r.pk, "node");
-    msgpack_pack_map(&r.pk, 9);
+    msgpack_pack_map(&r.pk, 8);
     pk_kv_u64(&r.pk, "id", n->self_id);
     pk_str(&r.pk, "name");
     pk_str(&r.pk, n->cfg.node_name);
@@ -181,31 +218,36 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req)
     pk_str(&r.pk, "mode");
     pk_str(&r.pk, n->cluster ? "cluster" : "single");
     pk_str(&r.pk, "role");
-    pk_str(&r.pk, n->cluster ? (n->replica->vt->is_leader(n->replica)
-                                    ? "leader"
-                                    : "follower")
-                             : "single");
+    /* A single node is a cluster of one, and leads it. */
+    pk_str(&r.pk, n->replica->vt->is_leader(n->replica) ? "leader"
+                                                        : "follower");
     pk_str(&r.pk, "data_dir");
     pk_str(&r.pk, n->cfg.data_dir);
     pk_kv_u64(&r.pk, "uptime_ms", (uint64_t)(ol__wall_ms() - n->started_ms));
-    pk_kv_u64(&r.pk, "db_bytes",
-              stat(dbpath, &st) == 0 ? (uint64_t)st.st_size : 0);
     pk_str(&r.pk, "agents");
-    msgpack_pack_map(&r.pk, 2);
-    pk_kv_u64(&r.pk, "hosted", local);
+    msgpack_pack_map(&r.pk, 7);
+    pk_kv_u64(&r.pk, "total", count_status(n, 0));
+    pk_kv_u64(&r.pk, "running", count_status(n, OL_AGENT_RUNNING));
+    pk_kv_u64(&r.pk, "stopping", count_status(n, OL_AGENT_STOPPING));
+    pk_kv_u64(&r.pk, "stopped", count_status(n, OL_AGENT_STOPPED));
+    pk_kv_u64(&r.pk, "quarantined", count_status(n, OL_AGENT_QUARANTINED));
     pk_kv_u64(&r.pk, "degraded", degraded);
+    pk_kv_u64(&r.pk, "local", local);
     pk_str(&r.pk, "commits");
-    msgpack_pack_map(&r.pk, 9);
+    msgpack_pack_map(&r.pk, 10);
+    pk_kv_u64(&r.pk, "checkpoints", n->n.checkpoints);
+    pk_kv_u64(&r.pk, "batches", batches(n));
+    pk_kv_u64(&r.pk, "refused", n->n.refused);
+    pk_kv_u64(&r.pk, "steps", n->n.steps);
+    pk_kv_u64(&r.pk, "quarantined", n->n.quarantined);
     pk_kv_u64(&r.pk, "latency_p50_us",
               ol__hist_quantile(&n->commit_lat, 0.50));
     pk_kv_u64(&r.pk, "latency_p99_us",
               ol__hist_quantile(&n->commit_lat, 0.99));
     pk_kv_u64(&r.pk, "latency_max_us", n->commit_lat.max_us);
     pk_kv_u64(&r.pk, "latency_samples", n->commit_lat.count);
-    pk_kv_u64(&r.pk, "steps", n->n.steps);
-    pk_kv_u64(&r.pk, "checkpoints", n->n.checkpoints);
-    pk_kv_u64(&r.pk, "refused", n->n.refused);
-    pk_kv_u64(&r.pk, "quarantined", n->n.quarantined);
+    pk_kv_u64(&r.pk, "bytes_db", stat(dbpath, &st) == 0 ? (uint64_t)st.st_size
+                                                       : 0);
     pk_str(&r.pk, "stopping");
     if (n->stopping)
         msgpack_pack_true(&r.pk);
@@ -254,7 +296,7 @@ static void op_query(struct ol__node *n, struct ol__ctl_req *req,
         return;
     }
     pk_str(&r.pk, "live");
-    pack_live(n, &r.pk, name[0] ? name : NULL);
+    pack_live(n, &r.pk, strcmp(op, "show") == 0 ? name : NULL);
     resp_send(&r, req);
 }
 
@@ -418,7 +460,8 @@ static void op_send(struct ol__node *n, struct ol__ctl_req *req,
     ol__entry_w_close(&w);
 }
 
-void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e)
+void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e,
+                        const struct ol__sm_agent *row)
 {
     struct ol__waiter **pp = &n->waiters, *w;
     struct resp r;
@@ -427,20 +470,61 @@ void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e)
         pp = &w->next;
     if (w == NULL)
         return;
+    /* `stop` answers once the final checkpoint has committed. */
+    if (e->status == 0 && strcmp(w->op, "stop") == 0 && row &&
+        row->status == OL_AGENT_STOPPING) {
+        w->req = 0;
+        return;
+    }
     *pp = w->next;
     if (e->status != 0) {
         ol__ctl_reply_error(w->ctl, e->status, "%s '%s': %s", w->op,
                             w->name, e->errmsg[0] ? e->errmsg
                                                   : ol_strerror(e->status));
     } else {
-        resp_begin(&r, w->msg_seq ? 2 : 1);
+        resp_begin(&r, 1 + (w->msg_seq != 0) + (row ? 4 : 0));
         pk_str(&r.pk, "name");
         pk_str(&r.pk, w->name);
         if (w->msg_seq)
             pk_kv_u64(&r.pk, "msg_seq", w->msg_seq);
+        if (row) {
+            pk_str(&r.pk, "kind");
+            pk_str(&r.pk, row->kind);
+            pk_kv_u64(&r.pk, "owner", row->owner);
+            pk_kv_u64(&r.pk, "epoch", row->epoch);
+            pk_str(&r.pk, "status");
+            pk_str(&r.pk, ol__status_name(row->status));
+        }
         resp_send(&r, w->ctl);
     }
     free(w);
+}
+
+void ol__waiters_agent(struct ol__node *n, const struct ol__sm_agent *row)
+{
+    struct ol__waiter **pp = &n->waiters, *w;
+    struct resp r;
+
+    if (row->status == OL_AGENT_RUNNING || row->status == OL_AGENT_STOPPING)
+        return;
+    while ((w = *pp) != NULL) {
+        if (w->req != 0 || strcmp(w->name, row->name) != 0) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        resp_begin(&r, 5);
+        pk_str(&r.pk, "name");
+        pk_str(&r.pk, w->name);
+        pk_str(&r.pk, "kind");
+        pk_str(&r.pk, row->kind);
+        pk_kv_u64(&r.pk, "owner", row->owner);
+        pk_kv_u64(&r.pk, "epoch", row->epoch);
+        pk_str(&r.pk, "status");
+        pk_str(&r.pk, ol__status_name(row->status));
+        resp_send(&r, w->ctl);
+        free(w);
+    }
 }
 
 void ol__waiters_drop(struct ol__node *n)

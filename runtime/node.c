@@ -347,6 +347,7 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             const struct ol__sm_agent *row = &e->u.agent;
             int mine = ol__node_owns(n, row);
 
+            ol__waiters_agent(n, row);
             a = ol__agent_get(n, row->name);
             if (mine && !n->stopping)
                 ol__agent_host(n, row);
@@ -361,9 +362,21 @@ void ol__node_effects(void *data, struct ol__effects *fx)
                                e->u.mail.idx, e->u.mail.payload,
                                e->u.mail.len, e->u.mail.rowid);
             break;
-        case OL_FX_CMD:
-            ol__waiters_effect(n, e);
+        case OL_FX_CMD: {
+            /* The agent row this command changed, if any, came first. */
+            const struct ol__sm_agent *row = NULL;
+
+            for (struct ol__effect *f = fx->head; f != e; f = f->next)
+                if (f->type == OL_FX_AGENT &&
+                    strcmp(f->u.agent.name, e->u.cmd.name) == 0)
+                    row = &f->u.agent;
+            if (row == NULL && e->status == 0 && n->sm &&
+                (e->u.cmd.cmd_type == OL_CMD_STOP ||
+                 e->u.cmd.cmd_type == OL_CMD_START) && n->cluster)
+                row = ol__sm_agent(n->sm, e->u.cmd.name);
+            ol__waiters_effect(n, e, row);
             break;
+        }
         case OL_FX_NODE:
             break;
         }

@@ -204,7 +204,9 @@ extern const struct ol_host ol__host_table;
 /* handlers.c */
 void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
                     const msgpack_object *args);
-void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e);
+void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e,
+                        const struct ol__sm_agent *row);
+void ol__waiters_agent(struct ol__node *n, const struct ol__sm_agent *row);
 void ol__waiters_drop(struct ol__node *n);
 
 #endif
