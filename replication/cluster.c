@@ -649,7 +649,7 @@ void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
     char inc[24];
 
     snprintf(inc, sizeof inc, "%016" PRIx64, c->inc);
-    msgpack_pack_map(pk, 16);
+    msgpack_pack_map(pk, 15);
     pk_str(pk, "mode");
     pk_str(pk, "cluster");
     pk_str(pk, "cluster");

@@ -80,9 +80,12 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
 {
     const struct ol__sm_agent *a;
     size_t n = 0;
+    int unknown = 0;
 
-    for (size_t i = 0; i < n_nodes; i++)
+    for (size_t i = 0; i < n_nodes; i++) {
         nodes[i].load = 0;
+        unknown |= nodes[i].health == OL_PL_UNKNOWN;
+    }
     for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
         struct ol__pl_node *o = find(nodes, n_nodes, a->owner);
 
@@ -98,6 +101,10 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
             continue;
         o = a->owner ? find(nodes, n_nodes, a->owner) : NULL;
         if (a->owner == 0) {
+            /* Spread new agents once every node has checked in (or been
+             * declared dead), not onto whoever answered first. */
+            if (unknown)
+                continue;
             t = best(nodes, n_nodes, NULL);
             reason = OL_PL_PLACE;
         } else if (o == NULL || o->health == OL_PL_DEAD) {

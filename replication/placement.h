@@ -44,7 +44,8 @@ enum {
 typedef int (*ol__pl_skip_fn)(void *data, const char *agent);
 
 /*
- * Decide moves for every running or stopping agent.  At most `cap` moves
+ * Decide moves for every running or stopping agent.  Agents not placed yet
+ * wait while any node's health is unknown.  At most `cap` moves
  * go to `out`; returns how many.  With `rebalance`, also move at most one
  * agent from the busiest live node to the idlest when they differ by two
  * or more (plus a quarter of the average).  Failover prefers a node in a

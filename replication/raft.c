@@ -28,6 +28,7 @@
 #include "../runtime/err.h"
 #include "../runtime/fsutil.h"
 #include "../runtime/log.h"
+#include "../runtime/mpr.h"
 #include "cluster_int.h"
 
 #define ENTRY_MAX_CKPTS 8192
@@ -52,11 +53,27 @@ static void fatal_store(struct cluster *c, uint64_t index, const char *what)
 
 /* ---- FSM ---- */
 
+/* The length of the entry inside a raft buffer: one msgpack object,
+ * followed by the zero padding raft_pad() added (fewer than 8 bytes). */
+static size_t entry_len(const struct raft_buffer *buf)
+{
+    struct ol__mpr r;
+
+    ol__mpr_init(&r, buf->base, buf->len);
+    if (ol__mpr_skip(&r) != 0 || buf->len - r.off >= 8)
+        return buf->len;
+    for (size_t i = r.off; i < buf->len; i++)
+        if (((const uint8_t *)buf->base)[i] != 0)
+            return buf->len;
+    return r.off;
+}
+
 static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
                      void **result)
 {
     struct cluster *c = f->data;
     uint64_t index = raft_last_applied(&c->raft) + 1;
+    size_t len = entry_len(buf);
     struct ol__effects fx;
     int rv;
 
@@ -66,9 +83,12 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
     ol__effects_init(&fx);
     if (ol__store_begin(c->st) != 0)
         fatal_store(c, index, "begin");
-    rv = ol__sm_apply(c->sm, buf->base, buf->len, 0, &fx);
-    if (rv == OL_EMALFORMED)
+    rv = ol__sm_apply(c->sm, buf->base, len, 0, &fx);
+    if (rv == OL_EMALFORMED) {
+        ol_log(OL_LOG_WARN, "raft index %" PRIu64 ": %zu-byte entry skipped",
+               index, buf->len);
         rv = 0;
+    }
     if (rv == 0)
         rv = ol__sm_set_applied(c->sm, index);
     if (rv == 0)
@@ -340,8 +360,13 @@ int ol__cl_apply_entry(struct cluster *c, const void *p, size_t len)
     struct raft_apply *req;
     int rv;
 
-    buf.len = len;
-    buf.base = raft_malloc(len);
+    /* libraft 0.15 lays entries out on disk assuming their length is a
+     * multiple of 8 (an assertion its release build drops): anything else
+     * corrupts the segment and is read back as garbage after a restart.
+     * Pad with zeros; fsm_apply() reads one msgpack object and ignores
+     * the padding. */
+    buf.len = (len + 7) & ~(size_t)7;
+    buf.base = raft_calloc(1, buf.len);
     req = raft_malloc(sizeof *req);
     if (buf.base == NULL || req == NULL) {
         raft_free(buf.base);
@@ -702,6 +727,55 @@ uint64_t ol__cluster_incarnation(const struct ol__replica *r)
     return ((const struct cluster *)r)->inc;
 }
 
+/* raft_uv 0.15 has no async_work, which asynchronous snapshots need; the
+ * io struct is ours to complete, with the loop's thread pool. */
+struct async_work {
+    uv_work_t w;
+    struct raft_io_async_work *req;
+    raft_io_async_work_cb cb;
+    int status;
+};
+
+static void async_run(uv_work_t *w)
+{
+    struct async_work *aw = w->data;
+
+    aw->status = aw->req->work(aw->req);
+}
+
+static void async_done(uv_work_t *w, int status)
+{
+    struct async_work *aw = w->data;
+    struct raft_io_async_work *req = aw->req;
+    raft_io_async_work_cb cb = aw->cb;
+    int rv = status != 0 ? RAFT_CANCELED : aw->status;
+
+    raft_free(aw);
+    cb(req, rv);
+}
+
+static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
+                         raft_io_async_work_cb cb)
+{
+    /* raft_init() points io->data at the raft instance. */
+    struct raft *r = io->data;
+    struct cluster *c = r->data;
+    struct async_work *aw = raft_malloc(sizeof *aw);
+    int rv;
+
+    if (aw == NULL)
+        return RAFT_NOMEM;
+    aw->w.data = aw;
+    aw->req = req;
+    aw->cb = cb;
+    rv = uv_queue_work(c->loop, &aw->w, async_run, async_done);
+    if (rv != 0) {
+        raft_free(aw);
+        return RAFT_IOERR;
+    }
+    return 0;
+}
+
 static int raft_setup(struct cluster *c, char *errmsg)
 {
     struct raft_configuration conf;
@@ -713,6 +787,10 @@ static int raft_setup(struct cluster *c, char *errmsg)
         ol__errf(errmsg, "raft storage '%s': %s", c->cfg.raft_dir,
                  c->io.errmsg);
         return OL_EIO;
+    }
+    if (c->io.version < 2 || c->io.async_work == NULL) {
+        c->io.version = 2;
+        c->io.async_work = io_async_work;
     }
     c->fsm.version = 3;
     c->fsm.data = c;
