@@ -6,6 +6,8 @@
  * every field the replication layer reports.
  */
 #include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +15,9 @@
 #include "../err.h"
 #include "../keys.h"
 #include "cli.h"
+#include "../../replication/cluster.h"
+#include "../config.h"
+#include "../fsutil.h"
 
 static void kv(const char *key, const char *value)
 {
@@ -148,11 +153,129 @@ static int parse_id(const struct ol__cli *c, const char *s, uint64_t *id)
     return 0;
 }
 
+/* `cluster init --config FILE [--all]`: write the first raft
+ * configuration into the node's data dir, before its first start.  Raft
+ * can only be bootstrapped while it is not running, so this is offline. */
+static int cluster_init(struct ol__cli *c, const char *config, int all)
+{
+    struct ol__config cfg;
+    struct ol__peer peers[OL_CONFIG_MAX_PEERS];
+    char err[OL_ERRMSG_SIZE], dir[PATH_MAX + 8];
+    size_t n = 0;
+    int rv;
+
+    if (config == NULL)
+        return ol__cli_usage_err(c, "cluster init needs --config FILE (the "
+                                    "node's config, with [cluster] and its "
+                                    "[peer.ID] sections)");
+    ol__config_defaults(&cfg);
+    if (ol__config_load(&cfg, config, err) != 0) {
+        ol__config_free(&cfg);
+        return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG", "%s", err);
+    }
+    if (!cfg.cluster) {
+        ol__config_free(&cfg);
+        return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
+                            "%s has no [cluster] section", config);
+    }
+    for (uint32_t i = 0; all && i < cfg.n_peers; i++) {
+        peers[n].id = cfg.peers[i].id;
+        snprintf(peers[n].address, sizeof peers[n].address, "%s",
+                 cfg.peers[i].address);
+        n++;
+    }
+    if (ol__mkdirs(cfg.data_dir, 0700, err) != 0) {
+        ol__config_free(&cfg);
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_EIO", "%s", err);
+    }
+    snprintf(dir, sizeof dir, "%s/raft", cfg.data_dir);
+    rv = ol__cluster_bootstrap_dir(dir, cfg.node_id, cfg.listen, peers, n,
+                                   err);
+    if (rv != 0) {
+        ol__config_free(&cfg);
+        return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv), "cluster init: %s",
+                            err);
+    }
+    if (c->json)
+        printf("{\"ok\": true, \"node\": %llu, \"voters\": %zu}\n",
+               (unsigned long long)cfg.node_id, n + 1);
+    else
+        printf("cluster initialized in %s: node %llu%s; start it, then the "
+               "others\n",
+               dir, (unsigned long long)cfg.node_id,
+               all ? " and every listed peer are voters"
+                   : " is the only voter (the leader adds the peers)");
+    ol__config_free(&cfg);
+    return 0;
+}
+
+static void print_cluster(const msgpack_object *root)
+{
+    const msgpack_object *cl = ol__mp_get(root, "cluster");
+    const msgpack_object *nodes = ol__mp_get(cl, "nodes");
+    static const char *const head[] = {"ID", "ADDRESS", "LABELS", "ROLE",
+                                       "HEALTH", "LAST CONTACT", "APPLIED",
+                                       "AGENTS"};
+    struct ol__table t;
+    char a[64], b[64], d[64];
+
+    printf("cluster    %s (node %s answering as %s%s)\n",
+           ol__mp_gets(cl, "cluster", a, sizeof a),
+           ol__mp_gets(cl, "self", b, sizeof b),
+           ol__mp_gets(cl, "role", d, sizeof d),
+           ol__mp_getb(cl, "from_follower")
+               ? "; a follower's view: health is the leader's to know"
+               : "");
+    printf("leader     node %s, term %s\n",
+           ol__mp_gets(cl, "leader", a, sizeof a),
+           ol__mp_gets(cl, "term", b, sizeof b));
+    printf("log        commit %s, applied %s (store %s)\n",
+           ol__mp_gets(cl, "commit_index", a, sizeof a),
+           ol__mp_gets(cl, "applied_index", b, sizeof b),
+           ol__mp_gets(cl, "store_applied", d, sizeof d));
+    printf("lease      %s\n", ol__mp_getb(cl, "lease")
+                                  ? "held: agents may run here"
+                                  : "not held: agents here are paused");
+    if (ol__table_init(&t, 8, head) != 0)
+        return;
+    for (uint32_t i = 0; nodes && nodes->type == MSGPACK_OBJECT_ARRAY &&
+                         i < nodes->via.array.size;
+         i++) {
+        const msgpack_object *n = &nodes->via.array.ptr[i];
+        const msgpack_object *lc = ol__mp_get(n, "last_contact_ms");
+        char id[24], addr[130], labels[210], health[24], applied[24],
+            agents[24], last[32];
+        const char *cells[8];
+
+        if (lc && lc->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            snprintf(last, sizeof last, "%llu ms ago",
+                     (unsigned long long)lc->via.u64);
+        else
+            snprintf(last, sizeof last, "-");
+        cells[0] = ol__mp_gets(n, "id", id, sizeof id);
+        cells[1] = ol__mp_gets(n, "address", addr, sizeof addr);
+        cells[2] = ol__mp_gets(n, "labels", labels, sizeof labels);
+        cells[3] = ol__mp_getb(n, "leader")  ? "leader"
+                   : ol__mp_getb(n, "voter") ? "voter"
+                                             : "spare";
+        cells[4] = ol__mp_gets(n, "health", health, sizeof health);
+        cells[5] = last;
+        cells[6] = ol__mp_gets(n, "applied", applied, sizeof applied);
+        cells[7] = ol__mp_gets(n, "agents", agents, sizeof agents);
+        ol__table_add(&t, cells);
+    }
+    ol__table_print(&t, stdout);
+    ol__table_free(&t);
+}
+
 int ol__cmd_cluster(struct ol__cli *c)
 {
-    const char *labels = NULL, *pos[4], *sub;
+    const char *labels = NULL, *config = NULL, *pos[4], *sub;
+    int all = 0;
     const struct ol__cli_opt opts[] = {
         {.name = "--labels", .takes_value = 1, .value = &labels},
+        {.name = "--config", .takes_value = 1, .value = &config},
+        {.name = "--all", .flag = &all},
         {0},
     };
     struct ol__cli_resp r;
@@ -162,10 +285,20 @@ int ol__cmd_cluster(struct ol__cli *c)
     uint64_t id = 0;
     int n, rv, bad = 0, want;
 
-    if ((rv = ol__cli_parse(c, opts, pos, 1, 4, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0)
+    if ((rv = ol__cli_parse(c, opts, pos, 1, 4, &n)) != 0)
         return rv;
     sub = pos[0];
+    if (strcmp(sub, "init") == 0) {
+        if (n != 1)
+            return ol__cli_usage_err(c, "'cluster init' takes no arguments "
+                                        "(use --config FILE)");
+        return cluster_init(c, config, all);
+    }
+    if (config || all)
+        return ol__cli_usage_err(c, "--config and --all only go with "
+                                    "'cluster init'");
+    if ((rv = ol__cli_need_node(c)) != 0)
+        return rv;
     want = strcmp(sub, "add") == 0      ? 4
            : strcmp(sub, "remove") == 0 ? 2
            : strcmp(sub, "status") == 0 || strcmp(sub, "init") == 0 ? 1
@@ -221,10 +354,12 @@ int ol__cmd_cluster(struct ol__cli *c)
         return rv;
     if (c->json)
         rv = ol__cli_print_json(r.root);
-    else if (r.root->via.map.size <= 1)
-        printf("ok\n");
+    else if (strcmp(sub, "status") == 0)
+        print_cluster(r.root);
+    else if (ol__mp_get(r.root, "message"))
+        printf("%s\n", ol__mp_gets(r.root, "message", (char[256]){0}, 256));
     else
-        ol__cli_print_generic(r.root, 0);
+        printf("ok\n");
     ol__cli_resp_free(&r);
     return rv;
 }

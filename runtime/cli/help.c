@@ -59,11 +59,17 @@ static const struct ol__cli_cmd cmds[] = {
      "  --out FILE   where to write (default: <data-dir>/node.key)\n"
      "  --force      replace an existing file (its key is lost)\n"},
     {"cluster", ol__cmd_cluster,
-     "cluster status | init | add ID ADDRESS PUBKEY [--labels k=v,...] | "
-     "remove ID",
+     "cluster status | init --config FILE [--all] | add ID ADDRESS PUBKEY "
+     "[--labels k=v,...] | remove ID",
      "show or change the cluster roster",
-     "  status                     the node's view of the cluster\n"
-     "  init                       turn this single node into a cluster\n"
+     "  status                     the node's view of the cluster: nodes,\n"
+     "                             leader, term, log indexes, health\n"
+     "  init --config FILE         before a node's first start, write the\n"
+     "                             first raft configuration into its data\n"
+     "                             dir: this node alone is a voter and, once\n"
+     "                             leader, adds the config's peers\n"
+     "    --all                    make every listed peer a voter at once\n"
+     "                             (run it with the same roster everywhere)\n"
      "  add ID ADDRESS PUBKEY      add node ID at host:port with its public\n"
      "                             key (from 'outlast keygen')\n"
      "    --labels k=v,...         placement labels for the node\n"
