@@ -49,4 +49,17 @@ int ol__verify_store(sqlite3 *db, const char *agent,
 int ol__verify_load_head(sqlite3 *db, const char *agent, struct ol__ckpt *out,
                          uint8_t hash[OL_HASH_SIZE], char *errmsg) WUR;
 
+/*
+ * Compare the stores of several nodes of one cluster (verify.c checks each
+ * on its own first).  Reports, through cb with the agent and seq:
+ *   - two different checkpoints for the same (agent, seq) on two nodes;
+ *   - one (agent, epoch) whose checkpoints were signed by two nodes;
+ *   - divergence evidence any node recorded.
+ * `names` label the stores in messages.  Returns 0 when the comparison
+ * completed (look at report->bad) or OL_EIO.
+ */
+int ol__verify_cluster(sqlite3 *const *dbs, const char *const *names,
+                       size_t n, ol__verify_cb cb, void *data,
+                       struct ol__verify_report *report) WUR;
+
 #endif

@@ -75,14 +75,91 @@ static int report(struct ol__cli *c, const char *agent,
     return r->bad ? OL_EXIT_FAIL : 0;
 }
 
+#define CLUSTER_MAX 16
+
+/* `verify --cluster DB DB...`: each store on its own, then across them. */
+static int verify_cluster(struct ol__cli *c, const char **files, int n,
+                          const uint8_t (*keys)[OL_PK_SIZE], size_t n_trust)
+{
+    struct ol__store st[CLUSTER_MAX];
+    sqlite3 *dbs[CLUSTER_MAX];
+    struct ol__verify_report r, total;
+    struct verify_ctx v = {0};
+    int opened = 0, rv = 0;
+
+    memset(&total, 0, sizeof total);
+    if (c->json && (v.problems = json_array()) == NULL)
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
+    for (int i = 0; i < n; i++) {
+        rv = ol__store_open(&st[i], files[i], OL_STORE_READ);
+        if (rv != 0) {
+            rv = ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv), "verify: %s",
+                              st[i].errmsg);
+            goto out;
+        }
+        opened++;
+        dbs[i] = st[i].db;
+        if (!c->json)
+            printf("== %s\n", files[i]);
+        rv = ol__verify_store(dbs[i], NULL, keys, n_trust, on_problem, &v,
+                              &r);
+        if (rv != 0) {
+            rv = ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv),
+                              "verify: could not read '%s' to the end",
+                              files[i]);
+            goto out;
+        }
+        total.checkpoints += r.checkpoints;
+        total.bad += r.bad;
+        total.gaps += r.gaps;
+        if (r.agents > total.agents)
+            total.agents = r.agents;
+    }
+    if (!c->json)
+        printf("== across %d nodes\n", n);
+    rv = ol__verify_cluster(dbs, files, (size_t)n, on_problem, &v, &r);
+    if (rv != 0) {
+        rv = ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv),
+                          "verify: cross-node comparison failed");
+        goto out;
+    }
+    total.bad += r.bad;
+    if (c->json) {
+        json_t *j = json_pack("{s:b, s:i, s:I, s:I, s:I, s:o}", "ok",
+                              total.bad == 0, "nodes", n, "checkpoints",
+                              (json_int_t)total.checkpoints, "bad",
+                              (json_int_t)total.bad, "gaps",
+                              (json_int_t)total.gaps, "problems", v.problems);
+
+        v.problems = NULL;
+        if (j) {
+            json_dumpf(j, stdout, JSON_INDENT(2));
+            fputc('\n', stdout);
+            json_decref(j);
+        }
+    } else {
+        printf("checked %" PRIu64 " checkpoints on %d nodes: %s\n",
+               total.checkpoints, n,
+               total.bad ? "problems found" : "all verify and agree");
+    }
+    rv = total.bad ? OL_EXIT_FAIL : 0;
+out:
+    json_decref(v.problems);
+    for (int i = 0; i < opened; i++)
+        ol__store_close(&st[i]);
+    return rv;
+}
+
 int ol__cmd_verify(struct ol__cli *c)
 {
-    const char *agent = NULL, *trust[TRUST_MAX], *pos[1];
+    const char *agent = NULL, *trust[TRUST_MAX], *pos[CLUSTER_MAX];
     size_t n_trust = 0;
+    int cluster = 0;
     const struct ol__cli_opt opts[] = {
         {.name = "--agent", .takes_value = 1, .value = &agent},
         {.name = "--trust", .takes_value = 1, .list = trust,
          .n_list = &n_trust, .max_list = TRUST_MAX},
+        {.name = "--cluster", .flag = &cluster},
         {0},
     };
     uint8_t keys[TRUST_MAX][OL_PK_SIZE];
@@ -91,13 +168,25 @@ int ol__cmd_verify(struct ol__cli *c)
     struct ol__store st;
     int n, rv;
 
-    if ((rv = ol__cli_parse(c, opts, pos, 0, 0, &n)) != 0)
+    if ((rv = ol__cli_parse(c, opts, pos, 0, CLUSTER_MAX, &n)) != 0)
         return rv;
+    if (!cluster && n > 0)
+        return ol__cli_usage_err(c, "unexpected argument '%s' (a database "
+                                    "is given with --db FILE)",
+                                 pos[0]);
     for (size_t i = 0; i < n_trust; i++)
         if (ol__pk_parse(trust[i], keys[i]) != 0)
             return ol__cli_usage_err(c, "--trust needs a public key of 64 "
                                         "hex digits, not '%s'",
                                      trust[i]);
+    if (cluster) {
+        if (n < 2 || agent)
+            return ol__cli_usage_err(c, "verify --cluster takes two or more "
+                                        "database files (one per node), and "
+                                        "no --agent");
+        return verify_cluster(c, pos, n,
+                              (const uint8_t(*)[OL_PK_SIZE])keys, n_trust);
+    }
     if (agent && !ol__name_valid(agent))
         return ol__cli_usage_err(c, "'%s' is not a valid agent name", agent);
     if ((rv = ol__cli_open_db(c, &st)) != 0)

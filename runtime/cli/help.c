@@ -35,13 +35,18 @@ static const struct ol__cli_cmd cmds[] = {
      "  Use '--' before a message that starts with '-', e.g.\n"
      "  outlast send ticker -- -1\n"},
     {"verify", ol__cmd_verify,
-     "verify [--db FILE] [--agent NAME] [--trust PUBKEYHEX]...",
+     "verify [--db FILE] [--agent NAME] [--trust PUBKEYHEX]... | "
+     "verify --cluster FILE FILE...",
      "check every stored checkpoint offline: hash, seal signature, chain",
      "  --db FILE         the database or export bundle to check\n"
      "                    (default: <data-dir>/outlast.db)\n"
      "  --agent NAME      check only this agent\n"
      "  --trust PUBKEY    also accept this signer (64 hex digits);\n"
      "                    may be repeated\n"
+     "  --cluster FILE... compare the databases of a cluster's nodes: each\n"
+     "                    is checked, then no (agent, seq) may differ\n"
+     "                    between nodes and no (agent, epoch) may have two\n"
+     "                    signers; divergence evidence is reported\n"
      "  Each problem is printed as \"agent 'NAME' seq N: problem\".\n"
      "  Exit status 1 if any record is bad.\n"},
     {"export", ol__cmd_export, "export NAME|--all --out FILE | "
