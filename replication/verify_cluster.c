@@ -64,11 +64,12 @@ static int seal_signer(sqlite3 *db, sqlite3_stmt *st, struct signer_cache *c,
     return 0;
 }
 
-/* One owner per (agent, epoch): the map's values are "node-index:pk". */
+/* The first signer seen for each (agent, epoch). */
 struct epoch_owner {
     char key[OL_NAME_MAX + 24];
     uint8_t pk[OL_PK_SIZE];
     size_t node;
+    int reported; /* a second signer was reported once already */
 };
 
 int ol__verify_cluster(sqlite3 *const *dbs, const char *const *names,
@@ -157,11 +158,12 @@ int ol__verify_cluster(sqlite3 *const *dbs, const char *const *names,
                     rv = OL_ENOMEM;
                     break;
                 }
-            } else if (memcmp(eo->pk, pk, OL_PK_SIZE) != 0) {
+            } else if (memcmp(eo->pk, pk, OL_PK_SIZE) != 0 && !eo->reported) {
                 char a[OL_PK_HEX_SIZE], b[OL_PK_HEX_SIZE];
 
                 ol__pk_hex(eo->pk, a);
                 ol__pk_hex(pk, b);
+                eo->reported = 1;
                 rep->bad++;
                 snprintf(msg, sizeof msg,
                          "epoch %" PRIu64 " has checkpoints signed by two "
