@@ -143,7 +143,8 @@ struct ol_event {
     uint64_t timer_id;      /* as armed */
     int64_t due_ms;         /* when it was due; may be in the past */
     /* MESSAGE */
-    const char *from;       /* sender's agent name, or "@cli" */
+    const char *from;       /* sender's agent name; names of senders that
+                             * are not agents start with '@' ("@cli") */
     const void *data;       /* the message: one msgpack object */
     size_t len;
     /* WORK */
@@ -177,11 +178,13 @@ struct ol_host {
     /* Wall clock, ms since 1970. */
     int64_t (*now_ms)(struct ol_agent *a);
 
-    /* Arm timer `timer_id` to fire once after `delay_ms`, or at the wall
-     * clock time `unix_ms`.  Arming an armed id moves it.  Timers are part
-     * of the checkpoint: after a resume they fire at their original due
-     * time (at once if that has passed).  Returns 0, OL_AGENT_ETOOBIG past
-     * OL_AGENT_TIMERS_MAX, or OL_AGENT_ESTATE outside handle(). */
+    /* Arm timer `timer_id` (any value) to fire once after `delay_ms` (0:
+     * on the next turn of the loop), or at the wall clock time `unix_ms`.
+     * Arming an armed id moves it.  Timers are part of the checkpoint:
+     * after a resume they fire at their original due time (at once if that
+     * has passed), and a timer that fired but whose step did not commit
+     * fires again.  Returns 0, OL_AGENT_ETOOBIG past OL_AGENT_TIMERS_MAX,
+     * or OL_AGENT_ESTATE outside handle(). */
     int (*timer_after)(struct ol_agent *a, uint64_t timer_id,
                        uint64_t delay_ms);
     int (*timer_at)(struct ol_agent *a, uint64_t timer_id, int64_t unix_ms);
@@ -191,7 +194,10 @@ struct ol_host {
 
     /* Send `len` bytes of msgpack to the agent named `to`.  The bytes are
      * copied and checked; they are delivered exactly once, after this step's
-     * checkpoint commits.  Returns 0, OL_AGENT_EMALFORMED if the bytes are
+     * checkpoint commits.  Whether `to` exists is decided when that
+     * checkpoint commits: a message to an agent that does not exist then
+     * is dropped and the node logs it.  Returns 0, OL_AGENT_EMALFORMED if
+     * the bytes are
      * not one msgpack object, OL_AGENT_EINVAL for a bad name,
      * OL_AGENT_ETOOBIG past OL_AGENT_MSG_MAX or OL_AGENT_OUTBOX_MAX, or
      * OL_AGENT_ESTATE outside handle(). */
@@ -264,6 +270,10 @@ OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *host,
 /* True when the host offers the member `m` of struct ol_host. */
 #define OL_HOST_HAS(host, m)                                               \
     ((host)->size >= offsetof(struct ol_host, m) + sizeof((host)->m))
+
+/* True when the host filled in member `m` of struct ol_event. */
+#define OL_EVENT_HAS(ev, m)                                                \
+    ((ev)->size >= offsetof(struct ol_event, m) + sizeof((ev)->m))
 
 #ifdef __cplusplus
 }
