@@ -94,8 +94,15 @@ int main(int argc, char **argv)
 
     uv_loop_init(&loop);
     rv = ol__node_init(&node, &loop, &cfg);
-    if (rv == 0)
-        rv = ol__node_start(&node);
+    if (rv != 0) {
+        /* Nothing was started: report, release what was opened, exit. */
+        ol_log(OL_LOG_ERROR, "cannot start: %s",
+               node.errmsg[0] ? node.errmsg : ol_strerror(rv));
+        ol__node_free(&node);
+        ol__config_free(&cfg);
+        return 1;
+    }
+    rv = ol__node_start(&node);
     if (rv != 0) {
         ol_log(OL_LOG_ERROR, "cannot start: %s",
                node.errmsg[0] ? node.errmsg : ol_strerror(rv));

@@ -1,0 +1,155 @@
+/*
+ * The daemon's own inputs: its arguments, its config file, its data
+ * directory and key file.  Each bad input gets a clear error naming what
+ * was wrong and a non-zero exit, and nothing stored is touched.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tests/support/daemon.h"
+
+static struct td d;
+
+static void setup(void)
+{
+    td_init(&d, "daemon",
+            "[agent.ticker]\nkind = counter\nconfig = {\"interval_ms\": 20}\n");
+}
+
+static void teardown(void)
+{
+    td_cleanup(&d);
+}
+
+TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 60);
+
+static int run(char **out, const char *args)
+{
+    return td_sh(out, "%s %s", td_bin("outlastd"), args);
+}
+
+Test(daemon, bad_arguments_exit_2_and_say_why)
+{
+    char *out;
+
+    cr_expect_eq(run(&out, "--frobnicate"), 2);
+    cr_expect(strstr(out, "unknown argument '--frobnicate'"), "%s", out);
+    free(out);
+    cr_expect_eq(run(&out, "--config"), 2);
+    cr_expect(strstr(out, "--config needs a value"), "%s", out);
+    free(out);
+    cr_expect_eq(run(&out, "--log-level loud --data-dir /tmp/x"), 2);
+    cr_expect(strstr(out, "not 'loud'"), "%s", out);
+    free(out);
+}
+
+Test(daemon, bad_config_names_file_and_line)
+{
+    char path[256], *out;
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/bad.ini", d.root);
+    f = fopen(path, "w");
+    fprintf(f, "[node]\nid = 1\nbogus_key = 3\n");
+    fclose(f);
+    {
+        char args[300];
+
+        snprintf(args, sizeof args, "--config %s", path);
+        cr_expect_eq(run(&out, args), 2);
+        cr_expect(strstr(out, "bad.ini:3: unknown key 'bogus_key'"), "%s",
+                  out);
+        free(out);
+    }
+}
+
+Test(daemon, a_second_daemon_on_one_data_dir_is_refused)
+{
+    char args[300], *out;
+    int64_t rows;
+
+    cr_assert_eq(td_start(&d, 10000), 0, "see %s", d.log);
+    snprintf(args, sizeof args, "--config %s", d.conf);
+    cr_expect_eq(run(&out, args), 1);
+    cr_expect(strstr(out, "is in use by another outlastd"), "%s", out);
+    free(out);
+    /* The running node is unharmed. */
+    td_sleep_ms(200);
+    {
+        sqlite3 *db = td_db(&d);
+
+        rows = td_q1(db, "SELECT count(*) FROM checkpoints");
+        sqlite3_close(db);
+    }
+    td_sleep_ms(200);
+    {
+        sqlite3 *db = td_db(&d);
+
+        cr_expect_gt(td_q1(db, "SELECT count(*) FROM checkpoints"), rows,
+                     "the first node stopped");
+        sqlite3_close(db);
+    }
+    cr_expect_eq(td_term(&d, 10000), 0);
+}
+
+Test(daemon, a_key_file_others_can_read_is_refused)
+{
+    char key[300];
+
+    cr_assert_eq(td_start(&d, 10000), 0);
+    cr_assert_eq(td_term(&d, 10000), 0);
+    snprintf(key, sizeof key, "%s/node.key", d.data);
+    cr_assert_eq(chmod(key, 0644), 0);
+    td_spawn(&d);
+    cr_expect_eq(td_wait_exit(&d, 10000), 1);
+    {
+        char *out;
+
+        td_sh(&out, "cat %s", d.log);
+        cr_expect(strstr(out, "readable by others (mode 0644)"), "%s", out);
+        free(out);
+    }
+}
+
+Test(daemon, a_database_that_is_not_outlasts_is_refused_untouched)
+{
+    char path[300], *out;
+    FILE *f;
+    struct stat st;
+
+    cr_assert_eq(mkdir(d.data, 0700), 0);
+    snprintf(path, sizeof path, "%s/outlast.db", d.data);
+    f = fopen(path, "w");
+    fputs("this is not a database, and it must survive\n", f);
+    fclose(f);
+    td_spawn(&d);
+    cr_expect_eq(td_wait_exit(&d, 10000), 1);
+    td_sh(&out, "cat %s", d.log);
+    cr_expect(strstr(out, "outlast.db") && strstr(out, "cannot start"),
+              "%s", out);
+    free(out);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_size, 44, "the file was changed");
+}
+
+Test(daemon, sigterm_drains_and_exits_0)
+{
+    int64_t stops;
+
+    cr_assert_eq(td_start(&d, 10000), 0);
+    td_sleep_ms(300);
+    cr_expect_eq(td_term(&d, 10000), 0);
+    /* The STOP event's checkpoint committed before the exit. */
+    {
+        sqlite3 *db = td_db(&d);
+
+        stops = td_q1(db, "SELECT count(*) FROM checkpoints WHERE "
+                          "agent = 'ticker'");
+        cr_expect_gt(stops, 1);
+        sqlite3_close(db);
+    }
+    cr_expect_eq(td_state_int(&d, "ticker", "count", -1) >= 0, 1);
+}
