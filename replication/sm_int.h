@@ -36,6 +36,19 @@ struct ol__sm {
 };
 
 int ol__sm_done(struct ol__sm *sm, sqlite3_stmt *st);
+void ol__sm_agent_free(struct ol__sm_agent *a);
+
+/* Effects (sm.c). */
+struct ol__effect *ol__fx_add(struct ol__effects *fx, int type);
+void ol__fx_ckpt(struct ol__effects *fx, const char *agent, uint64_t epoch,
+                 uint64_t seq, const uint8_t *hash, int status, int dup,
+                 const char *why);
+void ol__fx_agent(struct ol__effects *fx, const struct ol__sm_agent *a);
+void ol__fx_cmd(struct ol__effects *fx, const struct ol__cmd *c, int status,
+                const char *why);
+void ol__fx_mail(struct ol__effects *fx, const char *to, const char *from,
+                 uint64_t seq, uint32_t idx, const void *p, uint32_t len,
+                 int64_t rowid);
 int ol__sm_cache_node(struct ol__sm *sm, const struct ol__sm_node *n);
 int ol__sm_write_agent(struct ol__sm *sm, const struct ol__sm_agent *a);
 int ol__sm_write_node(struct ol__sm *sm, const struct ol__sm_node *n);
