@@ -165,7 +165,6 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
 {
     struct cluster *c = f->data;
     struct ol__effects fx;
-    const struct ol__sm_agent *a;
     char err[OL_ERRMSG_SIZE];
     uint64_t before = ol__sm_applied(c->sm);
     int rv;
@@ -181,25 +180,7 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
     c->n.snapshots_installed++;
     /* The tables were replaced: let the node look at every agent again. */
     ol__effects_init(&fx);
-    for (size_t i = 0; ol__sm_agent_next(c->sm, &i, &a);) {
-        struct ol__effect *e = calloc(1, sizeof *e);
-
-        if (e == NULL)
-            break;
-        e->type = OL_FX_AGENT;
-        e->u.agent = *a;
-        e->u.agent.config = malloc(a->config_len ? a->config_len : 1);
-        if (e->u.agent.config)
-            memcpy(e->u.agent.config, a->config, a->config_len);
-        else
-            e->u.agent.config_len = 0;
-        if (fx.tail)
-            fx.tail->next = e;
-        else
-            fx.head = e;
-        fx.tail = e;
-        fx.n++;
-    }
+    ol__sm_effects_all(c->sm, &fx);
     ol__cl_roster_sync(c);
     ol__cl_dispatch(c, &fx);
     ol__effects_free(&fx);

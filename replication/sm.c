@@ -321,6 +321,14 @@ int ol__sm_cache_node(struct ol__sm *sm, const struct ol__sm_node *n)
     return 0;
 }
 
+void ol__sm_effects_all(const struct ol__sm *sm, struct ol__effects *fx)
+{
+    const struct ol__sm_agent *a;
+
+    for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);)
+        ol__fx_agent(fx, a);
+}
+
 int ol__sm_reload(struct ol__sm *sm)
 {
     int64_t applied = 0;

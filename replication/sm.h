@@ -124,6 +124,10 @@ void ol__sm_close(struct ol__sm *sm);
 int ol__sm_apply(struct ol__sm *sm, const void *entry, size_t len,
                  int trusted, struct ol__effects *fx);
 
+/* Add an OL_FX_AGENT effect for every agent (after the tables were
+ * replaced wholesale, e.g. by a snapshot). */
+void ol__sm_effects_all(const struct ol__sm *sm, struct ol__effects *fx);
+
 /* Rebuild the cache from the store (after a rollback or a restore). */
 int ol__sm_reload(struct ol__sm *sm);
 

@@ -56,6 +56,23 @@ static void push_new(struct ol_agent *a, int type)
     ol__agent_push(a, ev);
 }
 
+/* The agent is being stopped for good: one STOP event, then its final
+ * checkpoint. */
+static void push_final_stop(struct ol_agent *a)
+{
+    struct ol__ev *ev;
+
+    if (a->final_pending)
+        return;
+    ev = calloc(1, sizeof *ev);
+    if (ev == NULL)
+        return;
+    ev->type = OL_EVENT_STOP;
+    ev->final = 1;
+    a->final_pending = 1;
+    ol__agent_push(a, ev);
+}
+
 static void drop_queue(struct ol_agent *a)
 {
     struct ol__ev *ev = a->q_head, *next;
@@ -287,17 +304,8 @@ void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
 
     if (a && a->epoch == row->epoch && a->phase != OL_PHASE_CLOSING) {
         /* Already hosted under this epoch; maybe now asked to stop. */
-        if (row->status == OL_AGENT_STOPPING && !a->final_pending &&
-            a->phase == OL_PHASE_ACTIVE) {
-            struct ol__ev *ev = calloc(1, sizeof *ev);
-
-            if (ev) {
-                ev->type = OL_EVENT_STOP;
-                ev->final = 1;
-                a->final_pending = 1;
-                ol__agent_push(a, ev);
-            }
-        }
+        if (row->status == OL_AGENT_STOPPING && a->phase == OL_PHASE_ACTIVE)
+            push_final_stop(a);
         return;
     }
     if (a)
@@ -346,16 +354,8 @@ void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
         ol_log(OL_LOG_ERROR, "agent '%s': cannot read its mailbox: %s",
                a->name, sqlite3_errmsg(n->reader.db));
     ol__agent_timers_rearm(a);
-    if (row->status == OL_AGENT_STOPPING) {
-        struct ol__ev *ev = calloc(1, sizeof *ev);
-
-        if (ev) {
-            ev->type = OL_EVENT_STOP;
-            ev->final = 1;
-            a->final_pending = 1;
-            ol__agent_push(a, ev);
-        }
-    }
+    if (row->status == OL_AGENT_STOPPING)
+        push_final_stop(a);
     ol_log(OL_LOG_INFO, "agent '%s' (%s) %s at seq %" PRIu64 " epoch %" PRIu64,
            a->name, a->plugin->kind, a->seq ? "resumed" : "started", a->seq,
            a->epoch);
