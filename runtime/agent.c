@@ -367,6 +367,9 @@ static void finish(struct ol_agent *a)
 {
     if (a->handles_open <= 0 || uv_is_closing((uv_handle_t *)&a->timer))
         return;
+    /* A committed checkpoint may have queued it to run again just before
+     * it was released; it must not be on the run queue once freed. */
+    ol__runq_remove(a);
     if (a->self && a->plugin && a->plugin->vt->close)
         a->plugin->vt->close(a->self);
     a->self = NULL;
@@ -396,6 +399,7 @@ void ol__agent_settle(struct ol_agent *a)
 
 void ol__agent_release(struct ol_agent *a, const char *why)
 {
+    ol__runq_remove(a);
     if (why)
         ol_log(OL_LOG_INFO, "agent '%s' epoch %" PRIu64 " released here: %s",
                a->name, a->epoch, why);

@@ -194,6 +194,8 @@ void ol__agents_close_all(struct ol__node *n);
 
 /* step.c: delivering events and taking checkpoints */
 void ol__runq_add(struct ol_agent *a);
+/* Take an agent off the run queue (before it is freed). */
+void ol__runq_remove(struct ol_agent *a);
 void ol__runner_cb(uv_idle_t *h);
 void ol__step_committed(struct ol_agent *a, const struct ol__effect *e);
 int ol__step_checkpoint(struct ol_agent *a);

@@ -51,6 +51,26 @@ void ol__runq_add(struct ol_agent *a)
         uv_idle_start(&n->runner, ol__runner_cb);
 }
 
+void ol__runq_remove(struct ol_agent *a)
+{
+    struct ol__node *n = a->node;
+    struct ol_agent **pp = &n->runq_head, *prev = NULL;
+
+    if (!a->in_runq)
+        return;
+    while (*pp && *pp != a) {
+        prev = *pp;
+        pp = &(*pp)->runq_next;
+    }
+    if (*pp == a) {
+        *pp = a->runq_next;
+        if (n->runq_tail == a)
+            n->runq_tail = prev;
+    }
+    a->in_runq = 0;
+    a->runq_next = NULL;
+}
+
 static struct ol_agent *runq_pop(struct ol__node *n)
 {
     struct ol_agent *a = n->runq_head;
