@@ -230,8 +230,9 @@ static void kick_cb(uv_idle_t *h)
     start(l);
 }
 
-static int propose_ckpt(struct ol__replica *r, uint8_t *body, size_t len,
-                        const uint8_t hash[OL_HASH_SIZE])
+static int propose_ckpt(struct ol__replica *r, const char *agent,
+                        uint64_t epoch, uint64_t seq, uint8_t *body,
+                        size_t len, const uint8_t hash[OL_HASH_SIZE])
 {
     struct local *l = (struct local *)r;
     struct batch *b;

@@ -240,30 +240,23 @@ static int pend_add(struct cluster *c, struct pend *p)
     return 0;
 }
 
-static int propose_ckpt(struct ol__replica *r, uint8_t *body, size_t len,
-                        const uint8_t hash[OL_HASH_SIZE])
+static int propose_ckpt(struct ol__replica *r, const char *agent,
+                        uint64_t epoch, uint64_t seq, uint8_t *body,
+                        size_t len, const uint8_t hash[OL_HASH_SIZE])
 {
     struct cluster *c = (struct cluster *)r;
-    struct ol__ckpt ck;
     struct pend *p;
-    char err[OL_ERRMSG_SIZE];
 
     if (c->closing)
         return OL_ESHUTDOWN;
-    /* Our own encoding; decoding it only recovers the routing fields. */
-    if (ol__ckpt_decode(body, len, &ck, err) != 0)
-        return OL_EINVAL;
     p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        ol__ckpt_free(&ck);
+    if (p == NULL)
         return OL_ENOMEM;
-    }
     p->is_ckpt = 1;
-    snprintf(p->agent, sizeof p->agent, "%s", ck.agent);
-    p->epoch = ck.epoch;
-    p->seq = ck.seq;
-    snprintf(p->key, sizeof p->key, "c/%s", ck.agent);
-    ol__ckpt_free(&ck);
+    snprintf(p->agent, sizeof p->agent, "%s", agent);
+    p->epoch = epoch;
+    p->seq = seq;
+    snprintf(p->key, sizeof p->key, "c/%s", agent);
     p->bytes = body;
     p->len = len;
     memcpy(p->hash, hash, OL_HASH_SIZE);

@@ -31,11 +31,13 @@ struct ol__replica_counters {
 };
 
 struct ol__replica_vt {
-    /* Propose a checkpoint body (ownership of `body`, malloc'd, passes to
-     * the replica).  Returns 0, or OL_ESHUTDOWN / OL_ENOMEM (then the
-     * caller still owns body). */
-    int (*propose_ckpt)(struct ol__replica *r, uint8_t *body, size_t len,
-                        const uint8_t hash[OL_HASH_SIZE]);
+    /* Propose the checkpoint (agent, epoch, seq) whose encoded body is
+     * `body` (ownership of `body`, malloc'd, passes to the replica).
+     * Returns 0, or OL_ESHUTDOWN / OL_ENOMEM (then the caller still owns
+     * body). */
+    int (*propose_ckpt)(struct ol__replica *r, const char *agent,
+                        uint64_t epoch, uint64_t seq, uint8_t *body,
+                        size_t len, const uint8_t hash[OL_HASH_SIZE]);
     /* Propose the commands in `w` (copied). */
     int (*propose_cmds)(struct ol__replica *r, const struct ol__entry_w *w);
     /* Nothing queued or in flight. */

@@ -345,7 +345,8 @@ int ol__step_checkpoint(struct ol_agent *a)
     }
     ol__ckpt_hash(body.base, body.len, hash);
     p = ol__buf_steal(&body, &len);
-    rv = n->replica->vt->propose_ckpt(n->replica, p, len, hash);
+    rv = n->replica->vt->propose_ckpt(n->replica, c.agent, c.epoch, c.seq, p,
+                                      len, hash);
     if (rv != 0) {
         free(p);
         ol_log(OL_LOG_ERROR, "agent '%s': propose seq %" PRIu64 ": %s",
