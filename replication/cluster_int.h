@@ -152,4 +152,12 @@ int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
 int ol__cl_apply_entry(struct cluster *c, const void *p, size_t len);
 uint64_t ol__cl_req(void);
 
+/* propose.c */
+void ol__cl_pend_free(struct pend *p);
+int ol__cl_propose_ckpt(struct ol__replica *r, const char *agent,
+                        uint64_t epoch, uint64_t seq, uint8_t *body,
+                        size_t len, const uint8_t hash[OL_HASH_SIZE]);
+int ol__cl_propose_cmds(struct ol__replica *r, const struct ol__entry_w *w);
+void ol__cl_retry_stale(struct cluster *c, int all);
+
 #endif
