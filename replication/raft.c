@@ -431,6 +431,11 @@ static int raft_setup(struct cluster *c, char *errmsg)
     raft_set_heartbeat_timeout(&c->raft, c->cfg.heartbeat_ms);
     raft_set_snapshot_threshold(&c->raft, c->cfg.snapshot_threshold);
     raft_set_snapshot_trailing(&c->raft, c->cfg.snapshot_trailing);
+    /* The default (30 s) stalls a follower that was busy taking its own
+     * snapshot when the leader's arrived; a few election timeouts do. */
+    raft_set_install_snapshot_timeout(
+        &c->raft, c->cfg.election_ms * 4 > 2000 ? c->cfg.election_ms * 4
+                                                : 2000);
     if (c->cfg.bootstrap) {
         raft_configuration_init(&conf);
         rv = raft_configuration_add(&conf, c->cfg.self_id, c->cfg.listen,

@@ -55,7 +55,9 @@ static int64_t count(sqlite3 *db, const char *sql)
 }
 
 /* Pack every row of `sql` as an array of `cols` columns; `types` says per
- * column: 'i' integer, 's' text, 'b' blob. */
+ * column: 'i' signed integer, 'u' unsigned 64-bit (SQLite stores those
+ * signed, so random ids and incarnations can come back negative), 's'
+ * text, 'b' blob. */
 static int rows(sqlite3 *db, msgpack_packer *pk, const char *count_sql,
                 const char *sql, const char *types)
 {
@@ -71,6 +73,9 @@ static int rows(sqlite3 *db, msgpack_packer *pk, const char *count_sql,
         for (int i = 0; i < cols; i++) {
             if (types[i] == 'i')
                 msgpack_pack_int64(pk, sqlite3_column_int64(st, i));
+            else if (types[i] == 'u')
+                msgpack_pack_uint64(pk,
+                                    (uint64_t)sqlite3_column_int64(st, i));
             else if (types[i] == 's')
                 pk_str(pk, (const char *)sqlite3_column_text(st, i));
             else
@@ -99,12 +104,12 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
     msgpack_pack_uint32(&pk, SNAP_FORMAT);
     msgpack_pack_uint64(&pk, index);
     rv = rows(db, &pk, "SELECT count(*) FROM nodes",
-              "SELECT id, pk, address, labels, removed FROM nodes", "ibssi");
+              "SELECT id, pk, address, labels, removed FROM nodes", "ubssu");
     if (rv == 0)
         rv = rows(db, &pk, "SELECT count(*) FROM agents",
                   "SELECT name, kind, config, owner, inc, epoch, status, "
                   "reason, req FROM agents",
-                  "ssbiiiisi");
+                  "ssbuuuusu");
     if (rv == 0)
         rv = rows(db, &pk,
                   "SELECT count(*) FROM seals WHERE id IN (SELECT seal " HEADS
@@ -115,12 +120,12 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
     if (rv == 0)
         rv = rows(db, &pk, "SELECT count(*) " HEADS,
                   "SELECT agent, seq, epoch, time_ms, seal, idx, body " HEADS,
-                  "siiiiib");
+                  "suuiiib");
     if (rv == 0)
         rv = rows(db, &pk, "SELECT count(*) FROM mailbox",
                   "SELECT id, to_agent, from_agent, from_seq, idx, payload "
                   "FROM mailbox",
-                  "issiib");
+                  "issuub");
     if (rv == 0 && out->base == NULL)
         rv = OL_ENOMEM;
     return rv;

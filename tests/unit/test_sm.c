@@ -392,3 +392,105 @@ Test(sm, stop_then_final_checkpoint_stops)
     ol__effects_free(&fx);
     ol__entry_w_close(&w);
 }
+
+/* A snapshot carries every row; a fresh store installs it, and a store
+ * that has applied past it ignores it.  Random 64-bit ids (incarnations,
+ * request ids, CLI message ids) above 2^63 survive the trip. */
+Test(sm, snapshot_round_trips_big_ids_and_never_rolls_back)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    struct ol__buf snap;
+    struct ol__store st2;
+    struct ol__sm *sm2;
+    struct ol__sm_config c = {.retain = 0};
+    char path2[160], err[OL_ERRMSG_SIZE];
+    uint8_t h1[32], h2[32];
+    const uint64_t big = 0xf1dffd5b5eefd7e5ull;
+    const struct ol__sm_agent *a;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_spawn(&w, big, "sink", "counter", cfg,
+                                     sizeof cfg, 1, big), 0);
+    cr_assert_eq(ol__entry_add_spawn(&w, big - 1, "ticker", "counter", cfg,
+                                     sizeof cfg, 1, big), 0);
+    apply(&w, 0, &fx);
+    ol__effects_free(&fx);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, h2, 0), 0);
+    cr_assert_eq(ol__entry_add_send(&w, 7, "sink", big, cfg, sizeof cfg), 0);
+    apply(&w, 0, &fx);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_set_applied(sm, 40), 0);
+    cr_assert_eq(ol__store_commit(&st), 0);
+
+    ol__buf_init(&snap);
+    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
+
+    snprintf(path2, sizeof path2, "%s/other.db", dir);
+    cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
+    cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, err), 0, "%s",
+                 err);
+    cr_expect_eq(ol__sm_applied(sm2), 40);
+    a = ol__sm_agent(sm2, "ticker");
+    cr_assert_not_null(a);
+    cr_expect_eq(a->inc, big);
+    cr_expect_eq(a->req, big - 1);
+    cr_expect_eq(a->head_seq, 2);
+    cr_expect_eq(memcmp(a->head_hash, h2, 32), 0);
+    {
+        sqlite3_stmt *q;
+
+        cr_assert_eq(sqlite3_prepare_v2(st2.db,
+                                        "SELECT from_seq, (SELECT flags FROM "
+                                        "checkpoints WHERE seq = 2) FROM "
+                                        "mailbox WHERE from_agent = '@cli'",
+                                        -1, &q, NULL), SQLITE_OK);
+        cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+        cr_expect_eq((uint64_t)sqlite3_column_int64(q, 0), big);
+        cr_expect_eq(sqlite3_column_int(q, 1), 1, "not marked as from a "
+                                                  "snapshot");
+        sqlite3_finalize(q);
+    }
+    /* The new store continues the chain the snapshot ended with. */
+    {
+        uint8_t h3[32];
+        struct ol__sm *keep = sm;
+        struct ol__store keep_st = st;
+
+        sm = sm2;
+        st = st2;
+        cr_expect_eq(propose(&k1, "ticker", 1, 3, h2, h3, 0), 0);
+        sm = keep;
+        st = keep_st;
+    }
+    /* An older snapshot changes nothing. */
+    cr_assert_eq(ol__store_begin(&st2), 0);
+    cr_assert_eq(ol__sm_set_applied(sm2, 99), 0);
+    cr_assert_eq(ol__store_commit(&st2), 0);
+    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, err), 0);
+    cr_expect_eq(ol__sm_applied(sm2), 99);
+    cr_expect_eq(ol__sm_agent(sm2, "ticker")->head_seq, 3);
+    /* Every truncation of a snapshot is refused, and nothing changes. */
+    for (size_t n = 0; n + 1 < snap.len; n += 7) {
+        struct ol__sm *fresh;
+        struct ol__store fst;
+        char p3[160];
+
+        snprintf(p3, sizeof p3, "%s/t%zu.db", dir, n);
+        cr_assert_eq(ol__store_open(&fst, p3, OL_STORE_WRITE_NORMAL), 0);
+        cr_assert_eq(ol__sm_open(&fst, &c, &fresh, err), 0);
+        cr_expect_neq(ol__sm_restore(fresh, snap.base, n, 0, err), 0,
+                      "accepted a %zu-byte prefix", n);
+        cr_expect_eq(ol__sm_applied(fresh), 0);
+        cr_expect_null(ol__sm_agent(fresh, "ticker"));
+        ol__sm_close(fresh);
+        ol__store_close(&fst);
+    }
+    ol__sm_close(sm2);
+    ol__store_close(&st2);
+    ol__buf_close(&snap);
+}
