@@ -12,11 +12,14 @@
  *        or  {"ok": false, "error": str, "code": str}   code: ol_err_name()
  *
  * Operations (arguments -> results):
- *   status            -> node: {id, pk, version, mode ("single"|"cluster"),
+ *   status {reset?}   -> node: {id, pk, version, mode ("single"|"cluster"),
  *                               role, data_dir, uptime_ms},
  *                        agents: {total, running, stopping, stopped,
  *                                 quarantined, degraded, local},
- *                        commits: {checkpoints, batches, refused},
+ *                        commits: {checkpoints, batches, refused, steps,
+ *                                  latency_p50_us, latency_p99_us, ...};
+ *                        with reset: true the latency histogram restarts
+ *                        after this answer,
  *                        cluster: {...} (cluster mode only)
  *   agents            -> agents: [agent row], see ol__query_agents()
  *                        live: {name: {local, degraded, phase, queued}}

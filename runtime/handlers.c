@@ -186,8 +186,10 @@ static uint64_t batches(struct ol__node *n)
     return rc.batches;
 }
 
-static void op_status(struct ol__node *n, struct ol__ctl_req *req)
+static void op_status(struct ol__node *n, struct ol__ctl_req *req,
+                      const msgpack_object *args)
 {
+    const msgpack_object *reset = arg(args, "reset");
     struct resp r;
     char hex[OL_PK_HEX_SIZE];
     uint32_t local = 0, degraded = 0;
@@ -256,6 +258,9 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req)
     pk_str(&r.pk, "replica");
     n->replica->vt->status(n->replica, &r.pk);
     resp_send(&r, req);
+    /* {"reset": true}: the latency figures above start a new window. */
+    if (reset && reset->type == MSGPACK_OBJECT_BOOLEAN && reset->via.boolean)
+        ol__hist_reset(&n->commit_lat);
 }
 
 static void op_query(struct ol__node *n, struct ol__ctl_req *req,
@@ -618,7 +623,7 @@ void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
     struct ol__node *n = data;
 
     if (strcmp(op, "status") == 0)
-        op_status(n, req);
+        op_status(n, req, args);
     else if (strcmp(op, "agents") == 0 || strcmp(op, "show") == 0 ||
              strcmp(op, "history") == 0)
         op_query(n, req, op, args);
