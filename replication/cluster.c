@@ -169,8 +169,13 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
         if (v[1] != from || from != c->leader_id)
             return;
         c->last_pong_ms = ol__cl_now(c);
-        if (v[3] + c->lease_ms > c->lease_until_ms)
+        /* Renew only once this node has applied what the leader had
+         * committed one answer ago: a node back from a partition must
+         * learn where its agents went before it steps any of them. */
+        if (raft_last_applied(&c->raft) >= c->pong_commit &&
+            v[3] + c->lease_ms > c->lease_until_ms)
             c->lease_until_ms = v[3] + c->lease_ms;
+        c->pong_commit = v[2];
     }
 }
 
@@ -516,6 +521,9 @@ void ol__cl_tick(struct cluster *c)
     ok = now < c->lease_until_ms;
     if (ok != c->lease_reported) {
         c->lease_reported = ok;
+        /* After losing the lease, the first answer only sets the bar. */
+        if (!ok)
+            c->pong_commit = UINT64_MAX;
         ol_log(ok ? OL_LOG_INFO : OL_LOG_WARN,
                ok ? "lease held: agents may run here"
                   : "lease lost: agents here are paused");

@@ -102,6 +102,7 @@ struct cluster {
     /* lease */
     uint64_t lease_until_ms;
     int lease_reported;
+    uint64_t pong_commit;  /* the leader's commit index one answer ago */
 
     /* proposals */
     struct ol__map pend;  /* key -> struct pend * */
