@@ -114,8 +114,16 @@ static void on_forward(struct cluster *c, uint64_t from, struct ol__mpr *r)
                   err);
         return;
     }
-    for (uint32_t i = 0; i < e.n; i++)
-        (void)ol__entry_add_raw(&c->fwd, &e.cmds[i].raw);
+    /* Forwarded commands wait for the next entry; past the cap the sender
+     * retries later rather than making an entry too big to apply. */
+    if (c->fwd.n + e.n > OL_ENTRY_MAX_CMDS / 2) {
+        ol_log_rl(OL_LOG_WARN, "forward from node %" PRIu64 " deferred: "
+                               "%u commands already waiting",
+                  from, c->fwd.n);
+    } else {
+        for (uint32_t i = 0; i < e.n; i++)
+            (void)ol__entry_add_raw(&c->fwd, &e.cmds[i].raw);
+    }
     ol__entry_free(&e);
     ol__cl_kick(c);
 }

@@ -16,10 +16,15 @@
 #include "../runtime/store.h"
 #include "replica.h"
 
+/* A batch is one transaction and one seal (at most OL_SEAL_MAX_HASHES
+ * hashes): proposals that arrive while one is being written fill a queue
+ * of batches, each below these caps. */
 #define BATCH_MAX_CKPTS 8192
+#define BATCH_MAX_CMDS 8192
 #define BATCH_MAX_BYTES (64u << 20)
 
 struct batch {
+    struct batch *next;      /* queued after this one */
     struct ol__blob *bodies; /* malloc'd bodies */
     uint8_t *hashes;
     uint32_t n, cap;
@@ -40,7 +45,8 @@ struct local {
     const struct ol__key *key;
     ol__replica_effects_cb cb;
     void *cb_data;
-    struct batch *pending; /* collecting */
+    struct batch *pending; /* the queue of batches; the tail collects */
+    struct batch *pending_tail;
     struct batch *inflight; /* in the worker */
     struct batch *retry_batch; /* failed; goes again first */
     uv_work_t work;
@@ -79,14 +85,27 @@ static void batch_free(struct batch *b)
 
 static int batch_full(const struct batch *b)
 {
-    return b->n >= BATCH_MAX_CKPTS || b->bytes >= BATCH_MAX_BYTES;
+    return b->n >= BATCH_MAX_CKPTS || b->cmds.n >= BATCH_MAX_CMDS ||
+           b->bytes >= BATCH_MAX_BYTES;
 }
 
+/* The batch that collects new proposals: the queue's tail, or a new one
+ * when the tail is full. */
 static struct batch *pending(struct local *l)
 {
-    if (l->pending == NULL)
-        l->pending = batch_new();
-    return l->pending;
+    struct batch *b;
+
+    if (l->pending_tail && !batch_full(l->pending_tail))
+        return l->pending_tail;
+    b = batch_new();
+    if (b == NULL)
+        return NULL;
+    if (l->pending_tail)
+        l->pending_tail->next = b;
+    else
+        l->pending = b;
+    l->pending_tail = b;
+    return b;
 }
 
 static void start(struct local *l);
@@ -208,7 +227,10 @@ static void start(struct local *l)
         l->retry_batch = NULL;
     } else if (l->pending && (l->pending->n || l->pending->cmds.n)) {
         l->inflight = l->pending;
-        l->pending = NULL;
+        l->pending = l->pending->next;
+        if (l->pending == NULL)
+            l->pending_tail = NULL;
+        l->inflight->next = NULL;
     } else {
         return;
     }
@@ -261,10 +283,7 @@ static int propose_ckpt(struct ol__replica *r, const char *agent,
     memcpy(b->hashes + (size_t)b->n * OL_HASH_SIZE, hash, OL_HASH_SIZE);
     b->n++;
     b->bytes += len;
-    if (batch_full(b))
-        start(l);
-    else
-        schedule(l);
+    schedule(l);
     return 0;
 }
 
@@ -276,6 +295,8 @@ static int propose_cmds(struct ol__replica *r, const struct ol__entry_w *w)
 
     if (l->closing)
         return OL_ESHUTDOWN;
+    if (w->n > BATCH_MAX_CMDS)
+        return OL_ETOOBIG;
     b = pending(l);
     if (b == NULL)
         return OL_ENOMEM;
@@ -293,7 +314,8 @@ static int idle(struct ol__replica *r)
 
     return l->inflight == NULL && l->retry_batch == NULL &&
            (l->pending == NULL ||
-            (l->pending->n == 0 && l->pending->cmds.n == 0));
+            (l->pending->n == 0 && l->pending->cmds.n == 0 &&
+             l->pending->next == NULL));
 }
 
 static int is_leader(struct ol__replica *r)
@@ -368,7 +390,12 @@ void ol__local_destroy(struct ol__replica *r)
 
     if (l == NULL)
         return;
-    batch_free(l->pending);
+    while (l->pending) {
+        struct batch *b = l->pending;
+
+        l->pending = b->next;
+        batch_free(b);
+    }
     batch_free(l->inflight);
     batch_free(l->retry_batch);
     free(l);

@@ -18,7 +18,10 @@
 #include "../runtime/log.h"
 #include "cluster_int.h"
 
+/* One entry holds at most this many of our own proposals, so that with
+ * the forwarded commands merged in it stays under OL_ENTRY_MAX_CMDS. */
 #define ENTRY_MAX_CKPTS 8192
+#define ENTRY_MAX_OWN_CMDS 8192
 #define ENTRY_MAX_BYTES (12u << 20)
 #define APPLIES_MAX 64
 
@@ -207,7 +210,7 @@ static int flush_once(struct cluster *c)
     ol__entry_w_init(&w);
     ol__buf_init(&entry);
     while ((p = c->unsent_head) != NULL && nb < ENTRY_MAX_CKPTS &&
-           bytes < ENTRY_MAX_BYTES) {
+           w.n < ENTRY_MAX_OWN_CMDS && bytes < ENTRY_MAX_BYTES) {
         c->unsent_head = p->next_unsent;
         if (c->unsent_head == NULL)
             c->unsent_tail = NULL;
@@ -243,7 +246,8 @@ static int flush_once(struct cluster *c)
     if (rv == 0 && nb)
         rv = ol__entry_add_ckpts(&w, c->key, ol__wall_ms(), bodies, hashes,
                                  nb);
-    if (rv == 0 && leader && c->fwd.n) {
+    if (rv == 0 && leader && c->fwd.n &&
+        w.n + 1 + c->fwd.n <= OL_ENTRY_MAX_CMDS) {
         rv = ol__buf_append(&w.cmds, c->fwd.cmds.base, c->fwd.cmds.len);
         w.n += c->fwd.n;
         ol__entry_w_reset(&c->fwd);

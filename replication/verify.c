@@ -20,6 +20,7 @@
 /* A verified (or refused) seal, by row id. */
 struct seal_entry {
     int64_t id;
+    uint8_t sig[OL_SIG_SIZE]; /* as stored when it was checked */
     int ok;             /* 1 verified, 0 refused */
     char why[96];
     uint8_t signer[OL_PK_SIZE];
@@ -148,6 +149,7 @@ static const struct seal_entry *seal_get(sqlite3 *db, struct seal_cache *c,
                  id);
         goto out;
     }
+    memcpy(e->sig, sqlite3_column_blob(st, 1), OL_SIG_SIZE);
     rv = ol__seal_verify(sqlite3_column_blob(st, 0),
                          (size_t)sqlite3_column_bytes(st, 0),
                          sqlite3_column_blob(st, 1), &s);
@@ -377,10 +379,63 @@ out:
     return rv;
 }
 
+struct ol__verify_cache {
+    struct seal_cache sc;
+};
+
+#define VERIFY_CACHE_MAX 65536
+
+struct ol__verify_cache *ol__verify_cache_create(void)
+{
+    return calloc(1, sizeof(struct ol__verify_cache));
+}
+
+void ol__verify_cache_destroy(struct ol__verify_cache *vc)
+{
+    if (vc == NULL)
+        return;
+    cache_free(&vc->sc);
+    free(vc);
+}
+
+/* Drop a cached seal whose stored signature changed since it was checked
+ * (or that was refused): the next use checks the row afresh. */
+static int cache_still_valid(sqlite3 *db, struct seal_cache *c, int64_t id)
+{
+    struct seal_entry *e;
+    sqlite3_stmt *st;
+    int same = 0;
+
+    if (c->cap == 0)
+        return 1;
+    e = cache_slot(c, id);
+    if (e->id == 0)
+        return 1;
+    if (e->ok &&
+        sqlite3_prepare_v2(db, "SELECT sig FROM seals WHERE id = ?", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        same = sqlite3_step(st) == SQLITE_ROW &&
+               sqlite3_column_bytes(st, 0) == OL_SIG_SIZE &&
+               memcmp(sqlite3_column_blob(st, 0), e->sig, OL_SIG_SIZE) == 0;
+        sqlite3_finalize(st);
+    }
+    return same;
+}
+
 int ol__verify_load_head(sqlite3 *db, const char *agent, struct ol__ckpt *out,
                          uint8_t hash[OL_HASH_SIZE], char *errmsg)
 {
-    struct seal_cache cache = {0};
+    return ol__verify_load_head_cached(db, agent, NULL, out, hash, errmsg);
+}
+
+int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
+                                struct ol__verify_cache *vc,
+                                struct ol__ckpt *out,
+                                uint8_t hash[OL_HASH_SIZE], char *errmsg)
+{
+    struct seal_cache local = {0};
+    struct seal_cache *cache = vc ? &vc->sc : &local;
     struct keyring kr = {0};
     sqlite3_stmt *rows = NULL, *seal_st = NULL;
     char sql[256], why[256];
@@ -407,7 +462,12 @@ int ol__verify_load_head(sqlite3 *db, const char *agent, struct ol__ckpt *out,
         goto out;
     }
     read_row(rows, &r);
-    rv = check_row(db, &cache, &kr, seal_st, &r, out, hash, &n_seals, why,
+    if (vc && (vc->sc.n > VERIFY_CACHE_MAX ||
+               !cache_still_valid(db, &vc->sc, r.seal))) {
+        cache_free(&vc->sc);
+        memset(&vc->sc, 0, sizeof vc->sc);
+    }
+    rv = check_row(db, cache, &kr, seal_st, &r, out, hash, &n_seals, why,
                    sizeof why);
     if (rv != 0) {
         ol__errf(errmsg, "agent '%s' checkpoint seq %" PRIu64 ": %s", agent,
@@ -433,7 +493,7 @@ int ol__verify_load_head(sqlite3 *db, const char *agent, struct ol__ckpt *out,
 out:
     sqlite3_finalize(rows);
     sqlite3_finalize(seal_st);
-    cache_free(&cache);
+    cache_free(&local);
     free(kr.pk);
     return rv;
 }

@@ -50,6 +50,22 @@ int ol__verify_load_head(sqlite3 *db, const char *agent, struct ol__ckpt *out,
                          uint8_t hash[OL_HASH_SIZE], char *errmsg) WUR;
 
 /*
+ * The same, remembering verified seals in `vc` across calls: a node that
+ * resumes many agents sealed together verifies each seal once.  A cached
+ * seal is used only while its stored signature is unchanged, and a body is
+ * still hashed and checked against the cached (verified) hash list, so a
+ * rewritten row is caught either way.  `vc` may be NULL.
+ */
+struct ol__verify_cache;
+struct ol__verify_cache *ol__verify_cache_create(void);
+void ol__verify_cache_destroy(struct ol__verify_cache *vc);
+int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
+                                struct ol__verify_cache *vc,
+                                struct ol__ckpt *out,
+                                uint8_t hash[OL_HASH_SIZE],
+                                char *errmsg) WUR;
+
+/*
  * Compare the stores of several nodes of one cluster (verify.c checks each
  * on its own first).  Reports, through cb with the agent and seq:
  *   - two different checkpoints for the same (agent, seq) on two nodes;

@@ -326,7 +326,8 @@ void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
         ol__agent_fail(a, "open() refused its config (returned %d)", rv);
         return;
     }
-    rv = ol__verify_load_head(n->reader.db, a->name, &c, hash, err);
+    rv = ol__verify_load_head_cached(n->reader.db, a->name, n->vcache, &c,
+                                     hash, err);
     if (rv == OL_ENOTFOUND) {
         push_new(a, OL_EVENT_START);
     } else if (rv != 0) {

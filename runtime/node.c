@@ -22,6 +22,7 @@
 #include "json.h"
 #include "log.h"
 #include "node.h"
+#include "../replication/verify.h"
 #include "../replication/cluster.h"
 
 #define DRAIN_LIMIT_MS 15000
@@ -176,6 +177,7 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     n->started_ms = ol__wall_ms();
     ol__map_init(&n->agents);
     ol__buf_init(&n->scratch);
+    n->vcache = ol__verify_cache_create();
     signal(SIGPIPE, SIG_IGN);
     ol_log_set_level(cfg->log_level);
 
@@ -333,8 +335,9 @@ int ol__node_start(struct ol__node *n)
 void ol__node_effects(void *data, struct ol__effects *fx)
 {
     struct ol__node *n = data;
+    struct ol__effect *prev = NULL;
 
-    for (struct ol__effect *e = fx->head; e; e = e->next) {
+    for (struct ol__effect *e = fx->head; e; prev = e, e = e->next) {
         struct ol_agent *a;
 
         switch (e->type) {
@@ -363,13 +366,15 @@ void ol__node_effects(void *data, struct ol__effects *fx)
                                e->u.mail.len, e->u.mail.rowid);
             break;
         case OL_FX_CMD: {
-            /* The agent row this command changed, if any, came first. */
+            /* The state machine reports the agent row a command changed
+             * right before the command's outcome. */
             const struct ol__sm_agent *row = NULL;
 
-            for (struct ol__effect *f = fx->head; f != e; f = f->next)
-                if (f->type == OL_FX_AGENT &&
-                    strcmp(f->u.agent.name, e->u.cmd.name) == 0)
-                    row = &f->u.agent;
+            if (n->waiters == NULL)
+                break;
+            if (prev && prev->type == OL_FX_AGENT &&
+                strcmp(prev->u.agent.name, e->u.cmd.name) == 0)
+                row = &prev->u.agent;
             if (row == NULL && e->status == 0 && n->sm &&
                 (e->u.cmd.cmd_type == OL_CMD_STOP ||
                  e->u.cmd.cmd_type == OL_CMD_START) && n->cluster)
@@ -442,10 +447,9 @@ static int drained(struct ol__node *n)
 static void drain_cb(uv_timer_t *t)
 {
     struct ol__node *n = t->data;
-    static uint64_t waited;
 
-    waited += 20;
-    if (drained(n) || waited >= DRAIN_LIMIT_MS) {
+    n->drain_waited_ms += 20;
+    if (drained(n) || n->drain_waited_ms >= DRAIN_LIMIT_MS) {
         if (!drained(n)) {
             ol_log(OL_LOG_WARN, "drain did not finish in %d ms; closing",
                    DRAIN_LIMIT_MS);
@@ -493,6 +497,8 @@ void ol__node_shutdown(struct ol__node *n)
 
 void ol__node_free(struct ol__node *n)
 {
+    ol__verify_cache_destroy(n->vcache);
+    n->vcache = NULL;
     ol__plugins_close(&n->plugins);
     ol__key_close(&n->key);
     ol__buf_close(&n->scratch);

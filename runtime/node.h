@@ -13,6 +13,7 @@
 #include "../replication/replica.h"
 #include "../replication/sm.h"
 #include "config.h"
+#include "err.h"
 #include "hist.h"
 #include "ctl.h"
 #include "keys.h"
@@ -21,6 +22,7 @@
 #include "store.h"
 
 struct ol__node;
+struct ol__verify_cache;
 
 /* A queued event. */
 struct ol__ev {
@@ -146,10 +148,12 @@ struct ol__node {
     struct ol__waiter *waiters;
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
+    uint64_t drain_waited_ms;
     int stopping;
     int exit_code;
 
     struct ol__buf scratch; /* save() output, reused */
+    struct ol__verify_cache *vcache; /* seals verified for resumes */
     struct {
         uint64_t steps;
         uint64_t checkpoints;

@@ -307,7 +307,7 @@ Test(sm, retention_prunes_rows_and_seals)
 {
     struct ol__sm_config c = {.retain = 2};
     char err[OL_ERRMSG_SIZE];
-    uint8_t h[6][32];
+    uint8_t h[67][32];
     sqlite3_stmt *q;
 
     ol__sm_close(sm);
@@ -315,7 +315,9 @@ Test(sm, retention_prunes_rows_and_seals)
     spawn("sink", 1);
     spawn("ticker", 1);
     cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h[1], 0), 0);
-    for (int s = 2; s <= 5; s++)
+    /* Pruning runs every 64 seqs: at seq 64 it keeps the newest 2 (63,
+     * 64); seqs 65 and 66 are added after. */
+    for (int s = 2; s <= 66; s++)
         cr_assert_eq(propose(&k1, "ticker", 1, (uint64_t)s, h[s - 1], h[s], 0),
                      0);
     cr_assert_eq(sqlite3_prepare_v2(st.db,
@@ -324,9 +326,9 @@ Test(sm, retention_prunes_rows_and_seals)
                                     "FROM checkpoints",
                                     -1, &q, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(q, 0), 4);
-    cr_assert_eq(sqlite3_column_int(q, 1), 2);
-    cr_assert_eq(sqlite3_column_int(q, 2), 2);
+    cr_assert_eq(sqlite3_column_int(q, 0), 63);
+    cr_assert_eq(sqlite3_column_int(q, 1), 4);
+    cr_assert_eq(sqlite3_column_int(q, 2), 4, "seals of pruned rows remain");
     sqlite3_finalize(q);
 }
 
