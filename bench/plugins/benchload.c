@@ -1,0 +1,243 @@
+/*
+ * benchload - the load generator for the benchmarks, kind "benchload".
+ *
+ * Its state is a map holding a step counter and a bin of `size` bytes whose
+ * content changes every step (the counter is written into its first bytes),
+ * so every checkpoint carries a fresh state of a known size.  On START,
+ * RESUME and every TIMER it re-arms timer 1 with delay 0: the agent steps
+ * as fast as its checkpoints commit, one checkpoint per step under the
+ * default policy.  With `idle: true` it arms nothing and only ever takes
+ * the checkpoint of its START step, which is what the memory benchmark
+ * wants.
+ *
+ * Config: {size: uint 0..1048576 (default 1024), idle: bool (false)}.
+ * State:  {n: uint, blob: bin(size)}.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+#include <outlast/agent.h>
+
+#define STEP_TIMER 1
+#define SIZE_DEFAULT 1024
+#define SIZE_MAX_BYTES (1u << 20)
+
+static const struct ol_host *host;
+
+struct benchload {
+    uint64_t n;
+    bool idle;
+    uint8_t *blob;
+    uint32_t size;
+};
+
+static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
+{
+    size_t off = 0;
+
+    msgpack_unpacked_init(u);
+    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        off != len) {
+        msgpack_unpacked_destroy(u);
+        return OL_AGENT_EMALFORMED;
+    }
+    return 0;
+}
+
+static const msgpack_object *map_get(const msgpack_object *m, const char *key)
+{
+    size_t klen = strlen(key);
+
+    if (m->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+            memcmp(k->via.str.ptr, key, klen) == 0)
+            return &m->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static int parse_config(struct benchload *b, struct ol_agent *a,
+                        const msgpack_object *cfg)
+{
+    const msgpack_object *v;
+
+    if (cfg->type != MSGPACK_OBJECT_MAP) {
+        host->log(a, OL_AGENT_LOG_ERROR, "config: not a map");
+        return OL_AGENT_EINVAL;
+    }
+    if ((v = map_get(cfg, "size")) != NULL) {
+        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            v->via.u64 > SIZE_MAX_BYTES) {
+            host->log(a, OL_AGENT_LOG_ERROR,
+                      "config: 'size' must be an integer in 0..%u",
+                      SIZE_MAX_BYTES);
+            return OL_AGENT_EINVAL;
+        }
+        b->size = (uint32_t)v->via.u64;
+    }
+    if ((v = map_get(cfg, "idle")) != NULL) {
+        if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+            host->log(a, OL_AGENT_LOG_ERROR, "config: 'idle' must be a bool");
+            return OL_AGENT_EINVAL;
+        }
+        b->idle = v->via.boolean;
+    }
+    return 0;
+}
+
+/* Fill the bin with a cheap pseudo-random pattern so pages of state are
+ * not all zero. */
+static void fill(uint8_t *p, uint32_t len, uint64_t seed)
+{
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+
+    for (uint32_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)x;
+    }
+}
+
+static int bl_open(struct ol_agent *a, const void *config, size_t config_len,
+                   void **self)
+{
+    struct benchload *b;
+    msgpack_unpacked u;
+    int rv;
+
+    if (unpack_one(&u, config, config_len) != 0) {
+        host->log(a, OL_AGENT_LOG_ERROR, "config: not one msgpack object");
+        return OL_AGENT_EINVAL;
+    }
+    b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        msgpack_unpacked_destroy(&u);
+        return OL_AGENT_ENOMEM;
+    }
+    b->size = SIZE_DEFAULT;
+    rv = parse_config(b, a, &u.data);
+    msgpack_unpacked_destroy(&u);
+    if (rv == 0 && (b->blob = malloc(b->size ? b->size : 1)) == NULL)
+        rv = OL_AGENT_ENOMEM;
+    if (rv != 0) {
+        free(b);
+        return rv;
+    }
+    fill(b->blob, b->size, (uint64_t)(uintptr_t)b);
+    *self = b;
+    return 0;
+}
+
+static int bl_restore(void *self, struct ol_agent *a, const void *state,
+                      size_t len)
+{
+    struct benchload *b = self;
+    const msgpack_object *n, *blob;
+    msgpack_unpacked u;
+    uint8_t *p;
+    int rv = OL_AGENT_EMALFORMED;
+
+    if (unpack_one(&u, state, len) != 0) {
+        host->log(a, OL_AGENT_LOG_ERROR, "restore: state is not msgpack");
+        return OL_AGENT_EMALFORMED;
+    }
+    n = map_get(&u.data, "n");
+    blob = map_get(&u.data, "blob");
+    if (n == NULL || blob == NULL ||
+        n->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        blob->type != MSGPACK_OBJECT_BIN ||
+        blob->via.bin.size > SIZE_MAX_BYTES) {
+        host->log(a, OL_AGENT_LOG_ERROR,
+                  "restore: state is not {n: uint, blob: bin}");
+        goto out;
+    }
+    p = realloc(b->blob, blob->via.bin.size ? blob->via.bin.size : 1);
+    if (p == NULL) {
+        rv = OL_AGENT_ENOMEM;
+        goto out;
+    }
+    b->blob = p;
+    b->size = blob->via.bin.size;
+    memcpy(b->blob, blob->via.bin.ptr, b->size);
+    b->n = n->via.u64;
+    rv = 0;
+out:
+    msgpack_unpacked_destroy(&u);
+    return rv;
+}
+
+static int bl_handle(void *self, struct ol_agent *a, const struct ol_event *ev)
+{
+    struct benchload *b = self;
+
+    switch (ev->type) {
+    case OL_EVENT_START:
+    case OL_EVENT_RESUME:
+        break;
+    case OL_EVENT_TIMER:
+        if (ev->timer_id != STEP_TIMER)
+            return 0;
+        break;
+    default:
+        return 0;
+    }
+    b->n++;
+    memcpy(b->blob, &b->n, b->size < sizeof b->n ? b->size : sizeof b->n);
+    if (b->idle)
+        return 0;
+    return host->timer_after(a, STEP_TIMER, 0);
+}
+
+static int bl_save(void *self, struct ol_agent *a, const struct ol_sink *out)
+{
+    const struct benchload *b = self;
+    msgpack_packer pk;
+
+    msgpack_packer_init(&pk, out->data, out->write);
+    if (msgpack_pack_map(&pk, 2) != 0 ||
+        msgpack_pack_str_with_body(&pk, "n", 1) != 0 ||
+        msgpack_pack_uint64(&pk, b->n) != 0 ||
+        msgpack_pack_str_with_body(&pk, "blob", 4) != 0 ||
+        msgpack_pack_bin_with_body(&pk, b->blob, b->size) != 0)
+        return OL_AGENT_ETOOBIG;
+    return 0;
+}
+
+static void bl_close(void *self)
+{
+    struct benchload *b = self;
+
+    if (b == NULL)
+        return;
+    free(b->blob);
+    free(b);
+}
+
+static const struct ol_agent_vtable vtable = {
+    .abi = OL_AGENT_ABI,
+    .size = sizeof(struct ol_agent_vtable),
+    .kind = "benchload",
+    .version = "1.0.0",
+    .open = bl_open,
+    .restore = bl_restore,
+    .handle = bl_handle,
+    .save = bl_save,
+    .close = bl_close,
+};
+
+OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *h,
+                                   const struct ol_agent_vtable **out)
+{
+    if (h == NULL || h->abi != OL_AGENT_ABI || !OL_HOST_HAS(h, timer_after))
+        return OL_AGENT_EINVAL;
+    host = h;
+    *out = &vtable;
+    return 0;
+}

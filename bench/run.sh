@@ -1,0 +1,45 @@
+#!/bin/sh
+# Build a release tree and run every benchmark, printing each beside its
+# anchor.  The figures and their analysis are in bench/RESULTS.md.
+#
+#   bench/run.sh                 # everything, 3 repetitions
+#   REPS=5 bench/run.sh          # more repetitions of bench_ckpt
+#   BUILD_DIR=/tmp/b bench/run.sh
+#
+# The benchmarks write their databases under $TMPDIR (default /tmp), so
+# that is the filesystem being measured.
+set -eu
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$src/build-bench}
+reps=${REPS:-3}
+jobs=${JOBS:-2}
+
+if [ -f "$build/build.ninja" ]; then
+    meson configure "$build" -Dbuildtype=release -Dbench=true >/dev/null
+else
+    meson setup "$build" "$src" -Dbuildtype=release -Dbench=true >/dev/null
+fi
+ninja -C "$build" -j"$jobs" bench/benchload.so bench/bench_ckpt \
+    bench/bench_parts bench/bench_idle >/dev/null
+
+tmp=${TMPDIR:-/tmp}
+echo "# date:    $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+echo "# commit:  $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+     "(plus uncommitted changes: $(git -C "$src" status --porcelain 2>/dev/null | wc -l) files)"
+echo "# machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
+     "$(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# cpu:     $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+echo "# disk:    $tmp is on $(df -T "$tmp" | awk 'NR == 2 {print $1 " (" $2 ")"}')"
+echo "# sqlite:  $(pkg-config --modversion sqlite3), libuv $(pkg-config --modversion libuv)," \
+     "libsodium $(pkg-config --modversion libsodium)"
+echo
+
+echo "## bench_ckpt: commit throughput and latency vs raw SQLite"
+"$build/bench/bench_ckpt" --reps "$reps"
+echo
+echo "## bench_parts: the commit path part by part vs raw SQLite"
+"$build/bench/bench_parts"
+echo
+echo "## bench_idle: 100,000 idle agents"
+"$build/bench/bench_idle"
