@@ -213,8 +213,8 @@ static int read_sender(struct ol__mpr *r, char **out)
     return 0;
 }
 
-int ol__ckpt_decode(const void *body, size_t len, struct ol__ckpt *c,
-                    char *errmsg)
+static int decode(const void *body, size_t len, struct ol__ckpt *c,
+                  char *errmsg, int with_state)
 {
     struct ol__mpr r;
     uint32_t n, m;
@@ -239,8 +239,15 @@ int ol__ckpt_decode(const void *body, size_t len, struct ol__ckpt *c,
     FIELD("signer", ol__mpr_bin_fixed(&r, c->signer, OL_PK_SIZE));
     FIELD("flags", ol__mpr_uint(&r, &u) || u > UINT32_MAX);
     c->flags = (uint32_t)u;
-    FIELD("state",
-          dup_bin(&r, OL_AGENT_STATE_MAX, &c->state, &c->state_len, 1));
+    if (with_state) {
+        FIELD("state", dup_bin(&r, OL_AGENT_STATE_MAX, &c->state,
+                               &c->state_len, 1));
+    } else {
+        const void *st;
+
+        FIELD("state", ol__mpr_bin(&r, &st, &c->state_len) ||
+                           c->state_len > OL_AGENT_STATE_MAX);
+    }
 
     FIELD("outbox", ol__mpr_array(&r, &n) || n > OL_AGENT_OUTBOX_MAX);
     c->outbox = calloc(n ? n : 1, sizeof *c->outbox);
@@ -287,6 +294,18 @@ bad:
                  what, r.off);
     ol__ckpt_free(c);
     return OL_EMALFORMED;
+}
+
+int ol__ckpt_decode(const void *body, size_t len, struct ol__ckpt *c,
+                    char *errmsg)
+{
+    return decode(body, len, c, errmsg, 1);
+}
+
+int ol__ckpt_decode_meta(const void *body, size_t len, struct ol__ckpt *c,
+                         char *errmsg)
+{
+    return decode(body, len, c, errmsg, 0);
 }
 
 int ol__ckpt_open(const void *env, size_t len, struct ol__ckpt *out,

@@ -114,6 +114,12 @@ int ol__envelope_verify(const struct ol__envelope *e) WUR;
 int ol__ckpt_decode(const void *body, size_t len, struct ol__ckpt *out,
                     char *errmsg) WUR;
 
+/* Decode everything but the state: out->state is NULL and out->state_len
+ * its size; the state is only bounds-checked.  For the state machine,
+ * which never looks at states (resumes decode in full, through verify). */
+int ol__ckpt_decode_meta(const void *body, size_t len, struct ol__ckpt *out,
+                         char *errmsg) WUR;
+
 /*
  * Parse, verify the signature, then decode, and check that the signer in
  * the body is the one that signed.  `hash` (may be NULL) gets the hash.

@@ -230,7 +230,7 @@ static int apply_body(struct ol__sm *sm, struct seal_ctx *sc, uint32_t i,
                                "one the seal lists; refused", i);
         return 0;
     }
-    if (ol__ckpt_decode(body->p, body->len, &c, err) != 0) {
+    if (ol__ckpt_decode_meta(body->p, body->len, &c, err) != 0) {
         sm->stats.ckpts_refused++;
         ol_log_rl(OL_LOG_WARN, "sealed checkpoint %u: %s; refused", i, err);
         return 0;

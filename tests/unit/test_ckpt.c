@@ -191,3 +191,23 @@ Test(ckpt, names)
     cr_assert(!ol__name_valid(
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
 }
+
+Test(ckpt, meta_decode_skips_only_the_state)
+{
+    struct ol__envelope e;
+    struct ol__ckpt out;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(ol__envelope_parse(env.base, env.len, &e), 0);
+    cr_assert_eq(ol__ckpt_decode_meta(e.body, e.body_len, &out, err), 0, "%s",
+                 err);
+    cr_expect_null(out.state);
+    cr_expect_eq(out.state_len, ck.state_len);
+    cr_expect_eq(out.seq, 5);
+    cr_expect_eq(out.n_outbox, 2);
+    cr_expect_eq(out.n_acks, 1);
+    ol__ckpt_free(&out);
+    for (size_t n = 0; n < e.body_len; n++)
+        cr_expect_eq(ol__ckpt_decode_meta(e.body, n, &out, err),
+                     OL_EMALFORMED, "accepted a %zu-byte prefix", n);
+}
