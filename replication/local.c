@@ -15,6 +15,7 @@
 #include "../runtime/log.h"
 #include "../runtime/store.h"
 #include "replica.h"
+#include "seal.h"
 
 /* A batch is one transaction and one seal (at most OL_SEAL_MAX_HASHES
  * hashes): proposals that arrive while one is being written fill a queue
@@ -123,36 +124,36 @@ static void work_cb(uv_work_t *req)
 {
     struct local *l = req->data;
     struct batch *b = l->inflight;
-    struct ol__entry_w w;
-    int rv;
-
+    struct ol__buf seal;
+    uint8_t sig[OL_SIG_SIZE];
+    int rv = 0;
 
     ol__buf_reset(&b->entry);
     ol__effects_init(&b->fx);
-    ol__entry_w_init(&w);
-    rv = b->n ? ol__entry_add_ckpts(&w, l->key, ol__wall_ms(), b->bodies,
-                                    b->hashes, b->n)
-              : 0;
-    if (rv == 0 && b->cmds.n) {
-        rv = ol__buf_append(&w.cmds, b->cmds.cmds.base, b->cmds.cmds.len);
-        w.n += b->cmds.n;
-    }
-    if (rv == 0)
-        rv = ol__entry_w_finish(&w, &b->entry);
-    ol__entry_w_close(&w);
+    ol__buf_init(&seal);
+    /* One signature over the batch's hashes; the bodies go to the state
+     * machine as they are, without being copied into an entry. */
+    if (b->n)
+        rv = ol__seal_make(l->key, ol__wall_ms(), b->hashes, b->n, &seal,
+                           sig);
+    if (rv == 0 && b->cmds.n)
+        rv = ol__entry_w_finish(&b->cmds, &b->entry);
     if (rv != 0) {
         ol__errf(b->errmsg, "seal batch: %s", ol_strerror(rv));
+        ol__buf_close(&seal);
         b->rv = rv;
         return;
     }
     rv = ol__store_begin(l->st);
-    if (rv == 0) {
+    if (rv == 0 && b->n)
+        rv = ol__sm_apply_sealed(l->sm, seal.base, seal.len, sig, b->bodies,
+                                 b->n, &b->fx);
+    /* The entry was built here, so a decode failure is a bug, not input;
+     * it is reported the same way as an I/O failure. */
+    if (rv == 0 && b->cmds.n)
         rv = ol__sm_apply(l->sm, b->entry.base, b->entry.len, 1, &b->fx);
-        /* The entry was built here, so a decode failure is a bug, not
-         * input; it is reported the same way as an I/O failure. */
-        if (rv == 0)
-            rv = ol__store_commit(l->st);
-    }
+    if (rv == 0)
+        rv = ol__store_commit(l->st);
     if (rv != 0) {
         ol__errf(b->errmsg, "%s", l->st->errmsg[0] ? l->st->errmsg
                                                    : ol_strerror(rv));
@@ -161,6 +162,7 @@ static void work_cb(uv_work_t *req)
         if (ol__sm_reload(l->sm) != 0)
             ol__errwrap(b->errmsg, "reload after failed batch");
     }
+    ol__buf_close(&seal);
     b->rv = rv;
 }
 

@@ -128,6 +128,14 @@ int ol__sm_apply(struct ol__sm *sm, const void *entry, size_t len,
  * replaced wholesale, e.g. by a snapshot). */
 void ol__sm_effects_all(const struct ol__sm *sm, struct ol__effects *fx);
 
+/* Apply checkpoint bodies sealed by this process without encoding them
+ * into an entry first (the single-node group commit): the same checks and
+ * effects as a CKPTS command.  Returns 0 or OL_EIO like ol__sm_apply(). */
+int ol__sm_apply_sealed(struct ol__sm *sm, const void *seal, size_t seal_len,
+                        const uint8_t sig[OL_SIG_SIZE],
+                        const struct ol__blob *bodies, uint32_t n,
+                        struct ol__effects *fx);
+
 /* Rebuild the cache from the store (after a rollback or a restore). */
 int ol__sm_reload(struct ol__sm *sm);
 

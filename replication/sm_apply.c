@@ -380,6 +380,23 @@ static int apply_ckpts(struct ol__sm *sm, const struct ol__cmd *cmd,
     return 0;
 }
 
+int ol__sm_apply_sealed(struct ol__sm *sm, const void *seal, size_t seal_len,
+                        const uint8_t sig[OL_SIG_SIZE],
+                        const struct ol__blob *bodies, uint32_t n,
+                        struct ol__effects *fx)
+{
+    struct ol__cmd c;
+
+    memset(&c, 0, sizeof c);
+    c.type = OL_CMD_CKPTS;
+    c.seal.p = seal;
+    c.seal.len = (uint32_t)seal_len;
+    c.sig = sig;
+    c.bodies = (struct ol__blob *)bodies;
+    c.n_bodies = n;
+    return apply_ckpts(sm, &c, 1, fx);
+}
+
 int ol__sm_apply(struct ol__sm *sm, const void *entry, size_t len,
                  int trusted, struct ol__effects *fx)
 {
