@@ -131,6 +131,18 @@ static int add_ack(struct ol_agent *a, const struct ol__ev *ev)
     return 0;
 }
 
+/* How long uncheckpointed steps may wait: every_ms, or a second when
+ * checkpoints are batched by step count alone, so an idle agent's last
+ * steps (and the messages they sent) are not held indefinitely. */
+static void flush_cb(uv_timer_t *t);
+
+static uint32_t flush_ms(const struct ol__config *cfg)
+{
+    if (cfg->every_ms)
+        return cfg->every_ms;
+    return cfg->every_steps > 1 ? 1000 : 0;
+}
+
 static int policy_says_checkpoint(const struct ol_agent *a, int type)
 {
     const struct ol__config *cfg = &a->node->cfg;
@@ -142,10 +154,23 @@ static int policy_says_checkpoint(const struct ol_agent *a, int type)
         return 1;
     if (cfg->every_steps && a->steps_since_ckpt >= cfg->every_steps)
         return 1;
-    if (cfg->every_ms &&
-        ol__wall_ms() - a->last_ckpt_ms >= (int64_t)cfg->every_ms)
+    if (flush_ms(cfg) &&
+        ol__wall_ms() - a->last_ckpt_ms >= (int64_t)flush_ms(cfg))
         return 1;
     return 0;
+}
+
+/* Arm the flush timer for the rest of the interval since the last
+ * checkpoint. */
+static void arm_flush(struct ol_agent *a)
+{
+    uint32_t ms = flush_ms(&a->node->cfg);
+    int64_t left;
+
+    if (ms == 0 || uv_is_active((uv_handle_t *)&a->flush))
+        return;
+    left = (int64_t)ms - (ol__wall_ms() - a->last_ckpt_ms);
+    uv_timer_start(&a->flush, flush_cb, left > 0 ? (uint64_t)left : 0, 0);
 }
 
 static void flush_cb(uv_timer_t *t)
@@ -214,8 +239,8 @@ static void step(struct ol_agent *a)
     a->steps_since_ckpt++;
     if (policy_says_checkpoint(a, type))
         ol__step_checkpoint(a);
-    else if (a->node->cfg.every_ms && !uv_is_active((uv_handle_t *)&a->flush))
-        uv_timer_start(&a->flush, flush_cb, a->node->cfg.every_ms, 0);
+    else
+        arm_flush(a);
 }
 
 void ol__runner_cb(uv_idle_t *h)
@@ -399,11 +424,14 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
             ol__agent_settle(a);
             return;
         }
-        /* Steps taken under a time-based policy while this was in flight
-         * get their checkpoint now. */
-        if (a->steps_since_ckpt > 0 && a->node->cfg.every_ms &&
-            ol__wall_ms() - a->last_ckpt_ms >= (int64_t)a->node->cfg.every_ms)
-            ol__step_checkpoint(a);
+        /* Steps taken since this was proposed get their checkpoint now if
+         * their time is up, or a timer for when it will be. */
+        if (a->steps_since_ckpt > 0) {
+            if (policy_says_checkpoint(a, 0))
+                ol__step_checkpoint(a);
+            else
+                arm_flush(a);
+        }
         ol__runq_add(a);
         return;
     }

@@ -153,3 +153,60 @@ Test(daemon, sigterm_drains_and_exits_0)
     }
     cr_expect_eq(td_state_int(&d, "ticker", "count", -1) >= 0, 1);
 }
+
+static int seen_count(struct td *t, void *arg)
+{
+    return td_state_int(t, "lazy", "count", 0) >= *(int64_t *)arg;
+}
+
+Test(daemon, batched_checkpoints_still_flush_an_idle_agent)
+{
+    char extra[512], err[256];
+    int64_t want = 7, ckpts;
+    sqlite3 *db;
+
+    /* Checkpoints every 100 steps, and an agent that takes one step (a
+     * message) and then idles: its step still reaches disk. */
+    snprintf(extra, sizeof extra,
+             "[checkpoint]\nevery_steps = 100\n"
+             "[agent.lazy]\nkind = counter\n"
+             "config = {\"interval_ms\": 3600000}\n");
+    td_cleanup(&d);
+    td_init(&d, "daemon", extra);
+    cr_assert_eq(td_start(&d, 10000), 0);
+    cr_assert_eq(td_send_json(&d, "lazy", "{\"add\": 7}", err, sizeof err),
+                 0, "%s", err);
+    cr_expect(td_until(seen_count, &d, &want, 5000),
+              "the idle agent's step never reached a checkpoint");
+    db = td_db(&d);
+    ckpts = td_q1(db, "SELECT count(*) FROM checkpoints WHERE agent='lazy'");
+    sqlite3_close(db);
+    cr_expect_eq(ckpts, 2, "START, then one flush of the message step");
+    cr_expect_eq(td_term(&d, 10000), 0);
+}
+
+Test(daemon, every_steps_batches_checkpoints)
+{
+    char extra[512];
+    int64_t steps, ckpts;
+    sqlite3 *db;
+
+    snprintf(extra, sizeof extra,
+             "[checkpoint]\nevery_steps = 10\n"
+             "[agent.fast]\nkind = counter\n"
+             "config = {\"interval_ms\": 5}\n");
+    td_cleanup(&d);
+    td_init(&d, "daemon", extra);
+    cr_assert_eq(td_start(&d, 10000), 0);
+    td_sleep_ms(1000);
+    cr_expect_eq(td_term(&d, 10000), 0);
+    steps = td_state_int(&d, "fast", "ticks", 0);
+    db = td_db(&d);
+    ckpts = td_q1(db, "SELECT count(*) FROM checkpoints WHERE agent='fast'");
+    sqlite3_close(db);
+    cr_expect_gt(steps, 50, "the agent barely ran (%lld ticks)",
+                 (long long)steps);
+    /* START, one per 10 steps, and the STOP at shutdown. */
+    cr_expect_leq(ckpts, steps / 10 + 3, "%lld checkpoints for %lld steps",
+                  (long long)ckpts, (long long)steps);
+}
