@@ -5,6 +5,7 @@
 #   bench/run.sh                 # everything, 3 repetitions
 #   REPS=5 bench/run.sh          # more repetitions of bench_ckpt
 #   BUILD_DIR=/tmp/b bench/run.sh
+#   CLUSTER=0 bench/run.sh       # skip the cluster benchmarks (run-cluster.sh)
 #
 # The benchmarks write their databases under $TMPDIR (default /tmp), so
 # that is the filesystem being measured.
@@ -43,3 +44,9 @@ echo "## bench_parts: the commit path part by part vs raw SQLite"
 echo
 echo "## bench_idle: 100,000 idle agents"
 "$build/bench/bench_idle"
+
+# The cluster benchmarks (3 outlastd processes beside 3 etcd members).
+if [ "${CLUSTER:-1}" != 0 ]; then
+    echo
+    BUILD_DIR=$build JOBS=$jobs REPS=$reps "$src/bench/run-cluster.sh"
+fi

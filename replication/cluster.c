@@ -98,6 +98,109 @@ static struct peer_state *peer(struct cluster *c, uint64_t id, int create)
     return p;
 }
 
+/*
+ * A follower learns that an entry committed only with the leader's next
+ * AppendEntries, up to a heartbeat later, and its agents wait that long
+ * for every step.  The leader, which applies first, tells each owner which
+ * of its checkpoints committed; a committed entry is durable on a majority,
+ * so the owner may go on at once.  Its own apply comes later and finds the
+ * agent already past that seq.
+ */
+void ol__cl_notify_owners(struct cluster *c, const struct ol__effects *fx)
+{
+    const struct ol__sm_node *nodes;
+    size_t nn = ol__sm_nodes(c->sm, &nodes);
+
+    for (size_t k = 0; k < nn; k++) {
+        uint64_t owner = nodes[k].id;
+        struct ol__buf b;
+        msgpack_packer pk;
+        uint32_t n = 0;
+
+        if (owner == c->cfg.self_id || nodes[k].removed)
+            continue;
+        for (const struct ol__effect *e = fx->head; e; e = e->next) {
+            const struct ol__sm_agent *a;
+
+            if (e->type != OL_FX_CKPT || e->u.ckpt.dup)
+                continue;
+            a = ol__sm_agent(c->sm, e->u.ckpt.agent);
+            if (a && a->owner == owner)
+                n++;
+        }
+        if (n == 0)
+            continue;
+        ol__buf_init(&b);
+        msgpack_packer_init(&pk, &b, ol__buf_write);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint32(&pk, MSG_APPLIED);
+        msgpack_pack_array(&pk, n);
+        for (const struct ol__effect *e = fx->head; e; e = e->next) {
+            const struct ol__sm_agent *a;
+            size_t len;
+
+            if (e->type != OL_FX_CKPT || e->u.ckpt.dup)
+                continue;
+            a = ol__sm_agent(c->sm, e->u.ckpt.agent);
+            if (a == NULL || a->owner != owner)
+                continue;
+            len = strlen(e->u.ckpt.agent);
+            msgpack_pack_array(&pk, 4);
+            msgpack_pack_str(&pk, len);
+            msgpack_pack_str_body(&pk, e->u.ckpt.agent, len);
+            msgpack_pack_uint64(&pk, e->u.ckpt.epoch);
+            msgpack_pack_uint64(&pk, e->u.ckpt.seq);
+            msgpack_pack_int(&pk, e->status);
+        }
+        if (b.base)
+            (void)ol__transport_send(c->tr, owner, b.base, b.len);
+        ol__buf_close(&b);
+    }
+}
+
+static void on_applied(struct cluster *c, uint64_t from, struct ol__mpr *r)
+{
+    struct ol__effects fx;
+    uint32_t n, m;
+
+    if (from != c->leader_id || c->role == RAFT_LEADER ||
+        ol__mpr_array(r, &n) != 0)
+        return;
+    ol__effects_init(&fx);
+    for (uint32_t i = 0; i < n; i++) {
+        struct ol__effect *e = calloc(1, sizeof *e);
+        int64_t status;
+
+        if (e == NULL)
+            break;
+        e->type = OL_FX_CKPT;
+        if (ol__mpr_array(r, &m) || m != 4 ||
+            ol__mpr_strcpy(r, e->u.ckpt.agent, sizeof e->u.ckpt.agent) ||
+            ol__mpr_uint(r, &e->u.ckpt.epoch) ||
+            ol__mpr_uint(r, &e->u.ckpt.seq) || ol__mpr_int(r, &status) ||
+            status > 0 || status < -1000) {
+            free(e);
+            ol_log_rl(OL_LOG_WARN, "applied notice from node %" PRIu64
+                                   " is malformed", from);
+            break;
+        }
+        e->status = (int)status;
+        if (status != 0)
+            snprintf(e->errmsg, sizeof e->errmsg, "refused by the leader: %s",
+                     ol_strerror((int)status));
+        if (fx.tail)
+            fx.tail->next = e;
+        else
+            fx.head = e;
+        fx.tail = e;
+        fx.n++;
+    }
+    ol__cl_on_effects(c, &fx);
+    if (!c->closing && c->hooks.effects)
+        c->hooks.effects(c->hooks.data, &fx);
+    ol__effects_free(&fx);
+}
+
 static void on_forward(struct cluster *c, uint64_t from, struct ol__mpr *r)
 {
     struct ol__entry e;
@@ -147,6 +250,10 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
         on_forward(c, from, &r);
         return;
     }
+    if (type == MSG_APPLIED && n == 2) {
+        on_applied(c, from, &r);
+        return;
+    }
     if ((type != MSG_PING && type != MSG_PONG) || n != 5)
         return;
     for (int i = 0; i < 4; i++)
@@ -177,10 +284,13 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
         if (v[1] != from || from != c->leader_id)
             return;
         c->last_pong_ms = ol__cl_now(c);
-        /* Renew only once this node has applied what the leader had
-         * committed one answer ago: a node back from a partition must
-         * learn where its agents went before it steps any of them. */
-        if (raft_last_applied(&c->raft) >= c->pong_commit &&
+        /* A held lease is renewed by any answer.  A lost one comes back
+         * only once this node has applied what the leader had committed
+         * one answer ago: a node back from a partition must learn where
+         * its agents went before it steps any of them, but a node that is
+         * merely busy must not lose its lease for lagging a little. */
+        if ((ol__cl_now(c) < c->lease_until_ms ||
+             raft_last_applied(&c->raft) >= c->pong_commit) &&
             v[3] + c->lease_ms > c->lease_until_ms)
             c->lease_until_ms = v[3] + c->lease_ms;
         c->pong_commit = v[2];

@@ -18,6 +18,8 @@ enum {
     MSG_PING = 1,    /* [1, node, inc, applied, sent_ms]  follower -> leader */
     MSG_PONG = 2,    /* [2, term, leader, commit, echo_ms] leader -> node  */
     MSG_FORWARD = 3, /* [3, entry: bin]                  follower -> leader */
+    MSG_APPLIED = 4, /* [4, [[agent, epoch, seq, status]...]] leader -> owner:
+                      * those checkpoints committed (or were refused) */
 };
 
 /* A proposal this node made and has not yet seen applied. */
@@ -109,6 +111,7 @@ struct cluster {
     struct pend *unsent_head, *unsent_tail;
     struct ol__entry_w fwd; /* commands forwarded to this leader */
     unsigned applies_inflight;
+    uint64_t last_retry_scan_ms;
 
     /* leader state */
     struct peer_state *peers;
@@ -142,6 +145,7 @@ struct cluster {
 
 uint64_t ol__cl_now(struct cluster *c);
 void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx);
+void ol__cl_notify_owners(struct cluster *c, const struct ol__effects *fx);
 void ol__cl_kick(struct cluster *c);
 void ol__cl_roster_sync(struct cluster *c);
 void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len);

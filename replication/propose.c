@@ -310,6 +310,12 @@ void ol__cl_retry_stale(struct cluster *c, int all)
     uint64_t now = ol__cl_now(c);
     void *v;
 
+    /* A full scan per tick costs real CPU with thousands pending; twice
+     * per retry interval is enough to keep the bound. */
+    if (!all && now - c->last_retry_scan_ms < c->retry_ms / 2)
+        return;
+    c->last_retry_scan_ms = now;
+
     for (size_t i = 0; ol__map_next(&c->pend, &i, &v);) {
         struct pend *p = v;
 
@@ -361,6 +367,8 @@ void ol__cl_on_effects(struct cluster *c, const struct ol__effects *fx)
 
 void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
 {
+    if (c->role == RAFT_LEADER)
+        ol__cl_notify_owners(c, fx);
     ol__cl_on_effects(c, fx);
     for (const struct ol__effect *e = fx->head; e; e = e->next)
         if (e->type == OL_FX_NODE) {

@@ -643,7 +643,7 @@ int ol__ctl_start(uv_loop_t *loop, const char *path, ol__ctl_handler h,
     ctl->handles = 1;
     rv = uv_pipe_open(&ctl->listener, fd);
     if (rv == 0)
-        rv = uv_listen((uv_stream_t *)&ctl->listener, 16, on_connection);
+        rv = uv_listen((uv_stream_t *)&ctl->listener, 128, on_connection);
     if (rv != 0) {
         ol__errf(errmsg, "control socket '%s': listen: %s", path,
                  uv_strerror(rv));

@@ -121,31 +121,34 @@ static int recv_all(int fd, uint8_t *p, size_t n, int64_t deadline,
 static int dial(const char *path, int64_t deadline, char *errmsg)
 {
     struct sockaddr_un sa;
-    socklen_t sl = sizeof(int);
-    int fd, e = 0, rv;
+    int fd, e;
 
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        ol__errf(errmsg, "control socket: socket(): %s", strerror(errno));
-        return OL_ECONN;
-    }
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, path, strlen(path));
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-        return fd;
-    e = errno;
-    if (e == EAGAIN || e == EINPROGRESS) {
-        /* The listen backlog is full: wait for room. */
-        rv = wait_fd(fd, POLLOUT, deadline, errmsg);
-        if (rv != 0) {
-            close(fd);
-            return rv;
+    for (;;) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+            ol__errf(errmsg, "control socket: socket(): %s",
+                     strerror(errno));
+            return OL_ECONN;
         }
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) == 0 && e == 0)
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
             return fd;
+        e = errno;
+        close(fd);
+        /* On a unix socket EAGAIN means the node's listen backlog is full
+         * and nothing was started: try again shortly, until the deadline. */
+        if (e != EAGAIN && e != EINTR)
+            break;
+        if (deadline >= 0 && now_ms() >= deadline) {
+            ol__errf(errmsg, "control socket '%s' is busy (backlog full) "
+                             "and did not accept in time",
+                     path);
+            return OL_ETIMEOUT;
+        }
+        usleep(5000);
     }
-    close(fd);
     if (e == ENOENT) {
         ol__errf(errmsg, "no control socket at '%s'", path);
         return OL_ENOTFOUND;

@@ -8,12 +8,20 @@
  * as fast as its checkpoints commit, one checkpoint per step under the
  * default policy.  With `idle: true` it arms nothing and only ever takes
  * the checkpoint of its START step, which is what the memory benchmark
- * wants.
+ * wants.  With `interval_ms: T` it re-arms the timer with delay T instead,
+ * a steady background load (the failover benchmark's): START and RESUME
+ * still take their step, and so their checkpoint, at once.  With
+ * `start_at_ms: T` (Unix ms) the START step arms the timer for T, so that
+ * many agents can be spawned into a quiet cluster and all start stepping
+ * together (the cluster benchmark's).
  *
- * Config: {size: uint 0..1048576 (default 1024), idle: bool (false)}.
+ * Config: {size: uint 0..1048576 (default 1024), idle: bool (false),
+ *          interval_ms: uint 0..3600000 (default 0),
+ *          start_at_ms: uint (default 0: at once)}.
  * State:  {n: uint, blob: bin(size)}.
  */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +31,7 @@
 #define STEP_TIMER 1
 #define SIZE_DEFAULT 1024
 #define SIZE_MAX_BYTES (1u << 20)
+#define INTERVAL_MAX_MS 3600000u
 
 static const struct ol_host *host;
 
@@ -31,6 +40,8 @@ struct benchload {
     bool idle;
     uint8_t *blob;
     uint32_t size;
+    uint32_t interval_ms;
+    uint64_t start_at_ms;
 };
 
 static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
@@ -87,6 +98,25 @@ static int parse_config(struct benchload *b, struct ol_agent *a,
             return OL_AGENT_EINVAL;
         }
         b->idle = v->via.boolean;
+    }
+    if ((v = map_get(cfg, "interval_ms")) != NULL) {
+        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            v->via.u64 > INTERVAL_MAX_MS) {
+            host->log(a, OL_AGENT_LOG_ERROR,
+                      "config: 'interval_ms' must be an integer in 0..%u",
+                      INTERVAL_MAX_MS);
+            return OL_AGENT_EINVAL;
+        }
+        b->interval_ms = (uint32_t)v->via.u64;
+    }
+    if ((v = map_get(cfg, "start_at_ms")) != NULL) {
+        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            v->via.u64 > INT64_MAX) {
+            host->log(a, OL_AGENT_LOG_ERROR,
+                      "config: 'start_at_ms' must be a Unix time in ms");
+            return OL_AGENT_EINVAL;
+        }
+        b->start_at_ms = v->via.u64;
     }
     return 0;
 }
@@ -192,7 +222,9 @@ static int bl_handle(void *self, struct ol_agent *a, const struct ol_event *ev)
     memcpy(b->blob, &b->n, b->size < sizeof b->n ? b->size : sizeof b->n);
     if (b->idle)
         return 0;
-    return host->timer_after(a, STEP_TIMER, 0);
+    if (ev->type == OL_EVENT_START && b->start_at_ms)
+        return host->timer_at(a, STEP_TIMER, (int64_t)b->start_at_ms);
+    return host->timer_after(a, STEP_TIMER, b->interval_ms);
 }
 
 static int bl_save(void *self, struct ol_agent *a, const struct ol_sink *out)
@@ -235,7 +267,8 @@ static const struct ol_agent_vtable vtable = {
 OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *h,
                                    const struct ol_agent_vtable **out)
 {
-    if (h == NULL || h->abi != OL_AGENT_ABI || !OL_HOST_HAS(h, timer_after))
+    if (h == NULL || h->abi != OL_AGENT_ABI || !OL_HOST_HAS(h, timer_after) ||
+        !OL_HOST_HAS(h, timer_at))
         return OL_AGENT_EINVAL;
     host = h;
     *out = &vtable;

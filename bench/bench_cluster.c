@@ -1,0 +1,557 @@
+/*
+ * bench_cluster: replicated checkpoint throughput and commit latency of a
+ * 3-node outlast cluster, beside a 3-member etcd cluster doing 1 KiB puts
+ * at the same concurrency, in the same run.
+ *
+ * outlast: for each agent count N and repetition, a fresh 3-node cluster
+ * on loopback (election 300 ms, heartbeat 50 ms, failover_ms 600, fresh
+ * keys and directories, `bootstrap = true`) gets N benchload agents with
+ * 1 KiB states, spawned through the leader's control socket with up to 16
+ * spawns in flight (the control socket's listen backlog); the leader
+ * places them over the three nodes.  The agents take their START
+ * checkpoint at once and start stepping together once all are spawned;
+ * each then steps as fast as its checkpoints commit, so N checkpoints are
+ * in flight.  After a warm-up each node answers `status {reset: true}`,
+ * and after the window `status` again.  Throughput is the sum over the
+ * nodes of (checkpoints committed by the node's own agents in its window)
+ * / (its window).  Latency is each node's commit histogram (propose ->
+ * committed, as the owner node sees it) over its window; the combined p50
+ * and p99 are the largest of the nodes' values, an upper bound of the
+ * quantile of all samples pooled.
+ *
+ * A single agent runs twice, since where it runs matters: on the leader,
+ * and on a follower (3 are spawned, one per node, and the two others are
+ * stopped before the agents start stepping).
+ *
+ * etcd: for the same N, a fresh 3-member cluster with the same raft
+ * timing gets N closed-loop clients (bench/etcd_client.mjs, Node's `http`
+ * with keep-alive against the v3 JSON gateway), client i putting 1 KiB
+ * values under its own key through member i % 3: N puts in flight (one
+ * client: through the leader, then through a follower).  The same warm-up
+ * and window; latency is send -> response, quantized as outlast's
+ * histogram quantizes (the bucket's lower bound).
+ *
+ * In each repetition outlast and etcd run back to back; the ratios are
+ * taken per repetition and the table shows medians.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cb_etcd.h"
+#include "cb_outlast.h"
+#include "cb_proc.h"
+#include "runtime/log.h"
+
+#define MAX_CELLS 12
+#define MAX_REPS 15
+#define READY_LIMIT_MS (600 * 1000)
+
+enum place { SPREAD, ON_LEADER, ON_FOLLOWER };
+
+struct opts {
+    uint32_t agents[MAX_CELLS];
+    int n_agents;
+    int reps;
+    uint32_t size, warmup_ms, window_ms, inflight;
+    uint32_t etcd_max_clients;
+    uint32_t spawn_budget_ms;
+    const char *log_level;
+    const char *cluster_extra; /* diagnostics: more [cluster] lines */
+    /* diagnostics: other raft timing for outlast (etcd keeps its own) */
+    uint32_t election_ms, heartbeat_ms, failover_ms;
+    int do_outlast, do_etcd;
+};
+
+/* What one table row measures. */
+struct row {
+    uint32_t n;
+    enum place place;
+    char label[24];
+};
+
+struct cell {
+    int ok;
+    double rate;       /* ckpt/s or puts/s */
+    double p50, p99;   /* us */
+    double cpu;        /* CPU seconds per wall second of the servers */
+    double client_cpu; /* etcd: of the load generator */
+    uint64_t elections;   /* outlast: raft terms started in the window */
+    uint64_t lease_lost;  /* outlast: "lease lost" log lines in it */
+    uint64_t entries;     /* outlast: raft entries committed in it */
+    uint64_t snapshots;   /* outlast: raft snapshots taken in it */
+};
+
+static struct row rows[MAX_CELLS];
+static int n_rows;
+static struct cell ol_cells[MAX_CELLS][MAX_REPS], et_cells[MAX_CELLS][MAX_REPS];
+
+/* ---- outlast ---- */
+
+/* How long spawning n agents may take: they start stepping after it.
+ * Spawning 10,000 into a quiet cluster took about 4 s here. */
+static uint32_t spawn_budget_ms(const struct opts *o, uint32_t n)
+{
+    return o->spawn_budget_ms ? o->spawn_budget_ms : 2000 + n;
+}
+
+static int wait_ready(struct cb_ol *c, uint32_t n, double *secs)
+{
+    uint64_t t0 = cb_now_ms(), end = t0 + READY_LIMIT_MS;
+
+    while (cb_now_ms() < end) {
+        uint32_t total = 0;
+
+        for (int i = 0; i < c->o.n; i++) {
+            struct cb_ol_agent *list;
+            uint32_t ready;
+
+            if (cb_ol_agents(c, i, &list, &ready) >= 0)
+                total += ready;
+            free(list);
+        }
+        if (cb_ol_dead(c) >= 0)
+            return -1;
+        if (total >= n) {
+            *secs = (double)(cb_now_ms() - t0) / 1e3;
+            return 0;
+        }
+        cb_sleep_ms(n > 1000 ? 500 : 50);
+    }
+    fprintf(stderr, "bench: not every agent committed within %d s\n",
+            READY_LIMIT_MS / 1000);
+    return -1;
+}
+
+/* Keep only the agent on the leader (or on a follower): stop the others.
+ * Returns the node index it runs on, or -1. */
+static int keep_one(struct cb_ol *c, int li, enum place place)
+{
+    struct cb_ol_agent *list;
+    int n = cb_ol_agents(c, li, &list, NULL), keep = -1, on = -1;
+
+    for (int k = 0; k < n && keep < 0; k++) {
+        int i = cb_ol_index(c, list[k].owner);
+
+        if (i >= 0 && (place == ON_LEADER) == (i == li)) {
+            keep = k;
+            on = i;
+        }
+    }
+    for (int k = 0; k < n && keep >= 0; k++)
+        if (k != keep && cb_ol_stop(c, li, list[k].name) != 0)
+            on = -1;
+    free(list);
+    if (keep < 0)
+        fprintf(stderr, "bench: no agent on the %s\n",
+                place == ON_LEADER ? "leader" : "followers");
+    return on;
+}
+
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int n = 0;
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+static void run_outlast(const struct opts *o, const struct row *w, int rep,
+                        struct cell *out)
+{
+    struct cb_ol_status s0[CB_OL_MAX], s1[CB_OL_MAX];
+    struct cb_ol_view v0[CB_OL_MAX], v1[CB_OL_MAX];
+    uint64_t ckpts = 0;
+    struct cb_ol_opts oo;
+    struct cb_ol c;
+    uint32_t spawn_n = w->place == SPREAD ? w->n : 3;
+    double spawn_s, ready_s;
+    uint64_t t, start_at;
+    int64_t wait_ms;
+    int lost0 = 0, lost1 = 0, li, on = -1;
+    void *cfg;
+    size_t cfg_len;
+
+    memset(out, 0, sizeof *out);
+    cb_ol_defaults(&oo);
+    oo.log_level = o->log_level;
+    oo.cluster_extra = o->cluster_extra;
+    if (o->heartbeat_ms) {
+        oo.heartbeat_ms = o->heartbeat_ms;
+        oo.election_ms = o->election_ms;
+        oo.failover_ms = o->failover_ms;
+    }
+    if (cb_ol_init(&c, &oo) != 0 || cb_ol_start(&c, 15000) != 0 ||
+        (li = cb_ol_wait_leader(&c, 15000)) < 0)
+        goto out;
+    /* The agents take their START checkpoint at once but only start
+     * stepping at start_at, so the spawns run in a quiet cluster. */
+    start_at = (uint64_t)ol__wall_ms() + spawn_budget_ms(o, spawn_n);
+    cfg = cb_benchload_config(o->size, 0, start_at, &cfg_len);
+    t = cb_now_ms();
+    if (cb_ol_spawn(&c, li, "b", spawn_n, o->inflight, cfg, cfg_len) != 0) {
+        free(cfg);
+        goto out;
+    }
+    free(cfg);
+    spawn_s = (double)(cb_now_ms() - t) / 1e3;
+    if (wait_ready(&c, spawn_n, &ready_s) != 0)
+        goto out;
+    if (w->place != SPREAD && (on = keep_one(&c, li, w->place)) < 0)
+        goto out;
+    wait_ms = (int64_t)start_at - ol__wall_ms();
+    if (wait_ms < 0)
+        printf("# note: spawning took %.1f s longer than the %u ms "
+               "budget: the first agents stepped early\n",
+               (double)-wait_ms / 1e3, spawn_budget_ms(o, spawn_n));
+    else
+        cb_sleep_ms((unsigned)wait_ms);
+    cb_sleep_ms(o->warmup_ms);
+    for (int i = 0; i < c.o.n; i++) {
+        lost0 += count_lines(c.nodes[i].log, "lease lost");
+        if (cb_ol_status(&c, i, 1, &s0[i]) != 0 ||
+            cb_ol_view(&c, i, &v0[i]) != 0)
+            goto out;
+    }
+    cb_sleep_ms(o->window_ms);
+    for (int i = 0; i < c.o.n; i++)
+        if (cb_ol_status(&c, i, 0, &s1[i]) != 0)
+            goto out;
+    for (int i = 0; i < c.o.n; i++) {
+        lost1 += count_lines(c.nodes[i].log, "lease lost");
+        if (cb_ol_view(&c, i, &v1[i]) != 0)
+            goto out;
+        out->snapshots += v1[i].snapshots_taken - v0[i].snapshots_taken;
+        ckpts += s1[i].checkpoints - s0[i].checkpoints;
+    }
+    if (cb_ol_dead(&c) >= 0)
+        goto out;
+    out->elections = v1[li].term - v0[li].term;
+    out->entries = v1[li].commit_index - v0[li].commit_index;
+    out->lease_lost = (uint64_t)(lost1 - lost0);
+    printf("rep %d: outlast %-13s spawn %.1f s, all committed %.1f s "
+           "later; in the window: %" PRIu64 " election(s), %" PRIu64
+           " lease loss(es), %" PRIu64 " raft entries (%.1f checkpoints "
+           "each), %" PRIu64 " snapshot(s); per node (ckpt/s p50_us p99_us "
+           "max_us samples agents cpu):\n",
+           rep + 1, w->label, spawn_s, ready_s, out->elections,
+           out->lease_lost, out->entries,
+           out->entries ? (double)ckpts / (double)out->entries : 0.0,
+           out->snapshots);
+    for (int i = 0; i < c.o.n; i++) {
+        double dt = (double)(s1[i].t_us - s0[i].t_us) / 1e6;
+        double r = (double)(s1[i].checkpoints - s0[i].checkpoints) / dt;
+        double ncpu = (s1[i].cpu_s - s0[i].cpu_s) / dt;
+
+        out->rate += r;
+        out->cpu += ncpu;
+        /* Only nodes whose agents committed in the window have a
+         * latency; the largest of the nodes' quantiles bounds the pooled
+         * quantile from above. */
+        if (s1[i].samples > 0) {
+            if ((double)s1[i].p50_us > out->p50)
+                out->p50 = (double)s1[i].p50_us;
+            if ((double)s1[i].p99_us > out->p99)
+                out->p99 = (double)s1[i].p99_us;
+        }
+        printf("         n%d %-10s %9.0f %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+               " %8" PRIu64 " %6" PRIu64 " %5.2f\n",
+               i + 1, s1[i].leader ? "(leader)" : "", r, s1[i].p50_us,
+               s1[i].p99_us, s1[i].max_us, s1[i].samples, s1[i].agents_local,
+               ncpu);
+    }
+    out->ok = 1;
+out:
+    if (!out->ok)
+        fprintf(stderr, "bench: outlast %s rep %d failed (OL_KEEP_TMP=1 "
+                        "keeps the logs)\n",
+                w->label, rep + 1);
+    cb_ol_destroy(&c);
+}
+
+/* ---- etcd ---- */
+
+static void run_etcd(const struct opts *o, const struct row *w, int rep,
+                     struct cell *out)
+{
+    struct cb_etcd_opts eo;
+    struct cb_etcd e;
+    json_t *req, *r = NULL;
+    double cpu0 = 0, cpu1 = 0, t0, t1, errors;
+    uint32_t clients = w->n;
+    unsigned mask = 7;
+    int li;
+
+    memset(out, 0, sizeof *out);
+    if (o->etcd_max_clients && clients > o->etcd_max_clients)
+        clients = o->etcd_max_clients;
+    cb_etcd_defaults(&eo);
+    if (cb_etcd_init(&e, &eo) != 0 || cb_etcd_start(&e, 20000) != 0 ||
+        (li = cb_etcd_leader(&e, NULL, NULL)) < 0)
+        goto out;
+    if (w->place == ON_LEADER)
+        mask = 1u << li;
+    else if (w->place == ON_FOLLOWER)
+        mask = 1u << ((li + 1) % e.o.n);
+    req = json_pack("{s:s, s:o, s:i, s:i, s:i, s:i}", "cmd", "load",
+                    "endpoints", cb_etcd_urls(&e, mask), "clients",
+                    (int)clients, "size", (int)o->size, "warmup_ms",
+                    (int)o->warmup_ms, "window_ms", (int)o->window_ms);
+    for (int i = 0; i < e.o.n; i++)
+        cpu0 += cb_proc_cpu_s(e.m[i].pid);
+    t0 = (double)cb_now_ns() / 1e9;
+    r = cb_etcd_call(&e, req, (int)(o->warmup_ms + o->window_ms) + 60000);
+    t1 = (double)cb_now_ns() / 1e9;
+    for (int i = 0; i < e.o.n; i++)
+        cpu1 += cb_proc_cpu_s(e.m[i].pid);
+    json_decref(req);
+    if (r == NULL)
+        goto out;
+    out->rate = json_number_value(json_object_get(r, "puts_per_s"));
+    out->p50 = json_number_value(json_object_get(r, "p50_us"));
+    out->p99 = json_number_value(json_object_get(r, "p99_us"));
+    out->client_cpu = json_number_value(json_object_get(r, "cpu"));
+    out->cpu = (cpu1 - cpu0) / (t1 - t0);
+    errors = json_number_value(json_object_get(r, "errors"));
+    printf("rep %d: etcd    %-13s %u client(s), %.0f puts/s, p50 %.0f us, "
+           "p99 %.0f us (exact %.0f / %.0f), max %.0f us, %.0f samples, "
+           "%.0f errors%s%s%s, %.0f connections; cpu: etcd %.2f (warm-up "
+           "included), client %.2f\n",
+           rep + 1, w->label, clients, out->rate, out->p50, out->p99,
+           json_number_value(json_object_get(r, "exact_p50_us")),
+           json_number_value(json_object_get(r, "exact_p99_us")),
+           json_number_value(json_object_get(r, "max_us")),
+           json_number_value(json_object_get(r, "samples")), errors,
+           errors > 0 ? " (last: " : "",
+           errors > 0 ? json_string_value(json_object_get(r, "last_error"))
+                      : "",
+           errors > 0 ? ")" : "",
+           json_number_value(json_object_get(r, "connections")), out->cpu,
+           out->client_cpu);
+    out->ok = out->rate > 0;
+out:
+    json_decref(r);
+    if (!out->ok)
+        fprintf(stderr, "bench: etcd %s rep %d failed (OL_KEEP_TMP=1 keeps "
+                        "the logs)\n",
+                w->label, rep + 1);
+    cb_etcd_destroy(&e);
+}
+
+/* ---- the table ---- */
+
+enum field { F_RATE, F_P50, F_P99, F_CPU, F_GEN };
+
+static double pick(const struct cell *c, enum field f)
+{
+    switch (f) {
+    case F_RATE:
+        return c->rate;
+    case F_P50:
+        return c->p50;
+    case F_P99:
+        return c->p99;
+    case F_CPU:
+        return c->cpu;
+    case F_GEN:
+        return c->client_cpu;
+    }
+    return 0;
+}
+
+static double med(const struct cell *c, int reps, enum field f)
+{
+    double v[MAX_REPS];
+    size_t k = 0;
+
+    for (int r = 0; r < reps; r++)
+        if (c[r].ok)
+            v[k++] = pick(&c[r], f);
+    return cb_median(v, k);
+}
+
+static double med_ratio(int a, int reps, enum field f)
+{
+    double v[MAX_REPS];
+    size_t k = 0;
+
+    for (int r = 0; r < reps; r++) {
+        const struct cell *x = &ol_cells[a][r], *y = &et_cells[a][r];
+
+        if (x->ok && y->ok && pick(y, f) > 0)
+            v[k++] = pick(x, f) / pick(y, f);
+    }
+    return cb_median(v, k);
+}
+
+static void table(const struct opts *o)
+{
+    printf("\n# medians of %d repetition(s); *_x are medians of the "
+           "per-repetition ratios outlast/etcd; latencies in us\n",
+           o->reps);
+    printf("%-13s %10s %10s %6s %8s %8s %8s %8s %6s %6s %6s %6s %5s\n",
+           "agents", "ol_ckpt/s", "etcd_put/s", "thr_x", "ol_p50", "ol_p99",
+           "etcd_p50", "etcd_p99", "p50_x", "p99_x", "ol_cpu", "et_cpu",
+           "gen");
+    for (int a = 0; a < n_rows; a++)
+        printf("%-13s %10.0f %10.0f %6.2f %8.0f %8.0f %8.0f %8.0f %6.2f "
+               "%6.2f %6.2f %6.2f %5.2f\n",
+               rows[a].label, med(ol_cells[a], o->reps, F_RATE),
+               med(et_cells[a], o->reps, F_RATE),
+               med_ratio(a, o->reps, F_RATE), med(ol_cells[a], o->reps, F_P50),
+               med(ol_cells[a], o->reps, F_P99),
+               med(et_cells[a], o->reps, F_P50),
+               med(et_cells[a], o->reps, F_P99), med_ratio(a, o->reps, F_P50),
+               med_ratio(a, o->reps, F_P99), med(ol_cells[a], o->reps, F_CPU),
+               med(et_cells[a], o->reps, F_CPU),
+               med(et_cells[a], o->reps, F_GEN));
+    printf("\n# per repetition: thr_x / p99_x (elections, lease losses in "
+           "outlast's window)\n");
+    for (int a = 0; a < n_rows; a++) {
+        printf("%-13s", rows[a].label);
+        for (int r = 0; r < o->reps; r++) {
+            const struct cell *x = &ol_cells[a][r], *y = &et_cells[a][r];
+
+            if (x->ok && y->ok)
+                printf("  %.2f/%.2f (%" PRIu64 ", %" PRIu64 ")",
+                       x->rate / y->rate, x->p99 / y->p99, x->elections,
+                       x->lease_lost);
+            else
+                printf("  -");
+        }
+        printf("\n");
+    }
+}
+
+static int parse_list(const char *s, uint32_t *out, int cap)
+{
+    int n = 0;
+
+    while (*s && n < cap) {
+        char *end;
+
+        out[n++] = (uint32_t)strtoul(s, &end, 10);
+        if (end == s || out[n - 1] == 0)
+            return -1;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->agents[0] = 1;
+    o->agents[1] = 100;
+    o->agents[2] = 10000;
+    o->n_agents = 3;
+    o->reps = 3;
+    o->size = 1024;
+    o->warmup_ms = 3000;
+    o->window_ms = 5000;
+    o->inflight = 16;
+    o->do_outlast = o->do_etcd = 1;
+    o->log_level = "warn";
+    for (int i = 1; i < argc; i += 2) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+        if (v == NULL)
+            return -1;
+        if (strcmp(a, "--agents") == 0)
+            o->n_agents = parse_list(v, o->agents, MAX_CELLS / 2);
+        else if (strcmp(a, "--reps") == 0)
+            o->reps = atoi(v);
+        else if (strcmp(a, "--size") == 0)
+            o->size = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--warmup-ms") == 0)
+            o->warmup_ms = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--window-ms") == 0)
+            o->window_ms = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--spawn-inflight") == 0)
+            o->inflight = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--spawn-budget-ms") == 0)
+            o->spawn_budget_ms = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--etcd-max-clients") == 0)
+            o->etcd_max_clients = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--log-level") == 0)
+            o->log_level = v;
+        else if (strcmp(a, "--cluster-extra") == 0)
+            o->cluster_extra = v;
+        else if (strcmp(a, "--timing") == 0) {
+            if (sscanf(v, "%u/%u/%u", &o->election_ms, &o->heartbeat_ms,
+                       &o->failover_ms) != 3)
+                return -1;
+        } else if (strcmp(a, "--only") == 0) {
+            o->do_outlast = strcmp(v, "outlast") == 0;
+            o->do_etcd = strcmp(v, "etcd") == 0;
+        } else
+            return -1;
+    }
+    if (o->n_agents <= 0 || o->reps <= 0 || o->reps > MAX_REPS)
+        return -1;
+    for (int a = 0; a < o->n_agents; a++) {
+        struct row *w = &rows[n_rows++];
+
+        w->n = o->agents[a];
+        w->place = w->n == 1 ? ON_LEADER : SPREAD;
+        snprintf(w->label, sizeof w->label, "%u%s", w->n,
+                 w->n == 1 ? " (leader)" : "");
+        if (w->n == 1) {
+            w = &rows[n_rows++];
+            w->n = 1;
+            w->place = ON_FOLLOWER;
+            snprintf(w->label, sizeof w->label, "1 (follower)");
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    int bad = 0;
+
+    if (parse_args(argc, argv, &o) != 0) {
+        fprintf(stderr,
+                "usage: bench_cluster [--agents 1,100,10000] [--reps 3] "
+                "[--size 1024] [--warmup-ms 3000] [--window-ms 5000]\n"
+                "       [--spawn-inflight 16] [--spawn-budget-ms MS] "
+                "[--etcd-max-clients N] [--only outlast|etcd]\n"
+                "       [--log-level warn] [--timing ELECTION/HEARTBEAT/"
+                "FAILOVER] [--cluster-extra 'key = value'] (outlast only, "
+                "diagnostics)\n");
+        return 2;
+    }
+    cb_cleanup_install();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("# bench_cluster: 3 outlast nodes vs 3 etcd members on loopback; "
+           "%u B states/values; warm-up %u ms, window %u ms; %d rep(s)\n",
+           o.size, o.warmup_ms, o.window_ms, o.reps);
+    if (o.cluster_extra)
+        printf("# outlast [cluster] for diagnostics: %s\n", o.cluster_extra);
+    if (o.heartbeat_ms)
+        printf("# outlast timing changed for diagnostics: election %u ms, "
+               "heartbeat %u ms, failover %u ms (etcd keeps 300/50)\n",
+               o.election_ms, o.heartbeat_ms, o.failover_ms);
+    for (int r = 0; r < o.reps; r++)
+        for (int a = 0; a < n_rows; a++) {
+            if (o.do_outlast) {
+                run_outlast(&o, &rows[a], r, &ol_cells[a][r]);
+                bad |= !ol_cells[a][r].ok;
+            }
+            if (o.do_etcd) {
+                run_etcd(&o, &rows[a], r, &et_cells[a][r]);
+                bad |= !et_cells[a][r].ok;
+            }
+        }
+    table(&o);
+    return bad;
+}

@@ -1,0 +1,68 @@
+#!/bin/sh
+# Build a release tree and run the cluster benchmarks, each beside its etcd
+# anchor in the same run.  bench/run.sh calls this after the single-node
+# benchmarks; the figures and their analysis are in bench/RESULTS.md.
+#
+#   bench/run-cluster.sh                  # 3 repetitions, 3 failover runs
+#   REPS=5 FAILOVER_RUNS=1 bench/run-cluster.sh
+#   BUILD_DIR=/tmp/b TRIALS=30 bench/run-cluster.sh
+#
+# It starts real outlastd and etcd processes on 127.0.0.1 (ports in
+# 20000-32699) with their data under a private directory in $TMPDIR
+# (default /tmp), and removes every process and file it started on exit.
+set -eu
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$src/build-bench}
+reps=${REPS:-3}
+runs=${FAILOVER_RUNS:-3}
+trials=${TRIALS:-20}
+jobs=${JOBS:-2}
+
+# etcd-server (3.4) and etcd-client come from Debian; Node.js drives etcd.
+if [ ! -x /usr/bin/etcd ]; then
+    "$src/scripts/deps.sh" --bench
+fi
+NODE=${NODE:-$(command -v node || true)}
+if [ -z "$NODE" ]; then
+    echo "run-cluster.sh: Node.js (node) is needed for the etcd client" >&2
+    exit 1
+fi
+export NODE
+
+if [ -f "$build/build.ninja" ]; then
+    meson configure "$build" -Dbuildtype=release -Dbench=true >/dev/null
+else
+    meson setup "$build" "$src" -Dbuildtype=release -Dbench=true >/dev/null
+fi
+ninja -C "$build" -j"$jobs" runtime/bin/outlastd bench/benchload.so \
+    bench/bench_cluster bench/bench_failover >/dev/null
+
+# Everything the benchmarks write goes under one private directory.
+base=${TMPDIR:-/tmp}
+work=$(mktemp -d "$base/olbench-cluster.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; exit 130' INT TERM
+export TMPDIR="$work"
+
+echo "# date:    $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+echo "# commit:  $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+     "(plus uncommitted changes: $(git -C "$src" status --porcelain 2>/dev/null | wc -l) files)"
+echo "# machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
+     "$(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# cpu:     $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+echo "# disk:    $base is on $(df -T "$base" | awk 'NR == 2 {print $1 " (" $2 ")"}')"
+echo "# etcd:    $(/usr/bin/etcd --version 2>/dev/null | head -1), node $("$NODE" --version)," \
+     "libraft $(pkg-config --modversion raft 2>/dev/null || echo '?')"
+echo
+
+echo "## bench_cluster: replicated checkpoints vs etcd puts (1 KiB)"
+"$build/bench/bench_cluster" --reps "$reps"
+echo
+i=1
+while [ "$i" -le "$runs" ]; do
+    echo "## bench_failover: kill -9 to the agent's first checkpoint on its new node vs etcd leader kill (run $i of $runs)"
+    "$build/bench/bench_failover" --trials "$trials"
+    echo
+    i=$((i + 1))
+done
