@@ -20,9 +20,9 @@
 
 /* One entry holds at most this many of our own proposals, so that with
  * the forwarded commands merged in it stays under OL_ENTRY_MAX_CMDS. */
-#define ENTRY_MAX_CKPTS 8192
+#define ENTRY_MAX_CKPTS 1024
 #define ENTRY_MAX_OWN_CMDS 8192
-#define ENTRY_MAX_BYTES (12u << 20)
+#define ENTRY_MAX_BYTES (1u << 20)
 #define APPLIES_MAX 64
 
 /* ---- proposals ---- */
