@@ -60,7 +60,7 @@ struct opts {
     uint32_t spawn_budget_ms;
     const char *log_level;
     const char *cluster_extra; /* diagnostics: more [cluster] lines */
-    /* diagnostics: other raft timing for outlast (etcd keeps its own) */
+    /* raft timing for both outlast and etcd (0: the loopback defaults) */
     uint32_t election_ms, heartbeat_ms, failover_ms;
     int do_outlast, do_etcd;
 };
@@ -294,6 +294,11 @@ static void run_etcd(const struct opts *o, const struct row *w, int rep,
     if (o->etcd_max_clients && clients > o->etcd_max_clients)
         clients = o->etcd_max_clients;
     cb_etcd_defaults(&eo);
+    /* Both systems run with the same raft timing. */
+    if (o->election_ms) {
+        eo.election_ms = o->election_ms;
+        eo.heartbeat_ms = o->heartbeat_ms;
+    }
     if (cb_etcd_init(&e, &eo) != 0 || cb_etcd_start(&e, 20000) != 0 ||
         (li = cb_etcd_leader(&e, NULL, NULL)) < 0)
         goto out;
@@ -538,8 +543,8 @@ int main(int argc, char **argv)
     if (o.cluster_extra)
         printf("# outlast [cluster] for diagnostics: %s\n", o.cluster_extra);
     if (o.heartbeat_ms)
-        printf("# outlast timing changed for diagnostics: election %u ms, "
-               "heartbeat %u ms, failover %u ms (etcd keeps 300/50)\n",
+        printf("# raft timing for both systems: election %u ms, heartbeat "
+               "%u ms (outlast failover %u ms)\n",
                o.election_ms, o.heartbeat_ms, o.failover_ms);
     for (int r = 0; r < o.reps; r++)
         for (int a = 0; a < n_rows; a++) {
