@@ -99,6 +99,7 @@ int main(int argc, char **argv)
         ol_log(OL_LOG_ERROR, "cannot start: %s",
                node.errmsg[0] ? node.errmsg : ol_strerror(rv));
         ol__node_free(&node);
+        uv_loop_close(&loop);
         ol__config_free(&cfg);
         return 1;
     }
