@@ -1,7 +1,7 @@
 /*
  * Raw SQLite rows of the node's checkpoint shape (see anchor.h).  The
  * table mirrors the node's checkpoints table where it matters for the
- * write: a WITHOUT ROWID table keyed by (agent, seq) holding the hash and
+ * write: a rowid table with a unique (agent, seq) key holding the hash and
  * the body inline, so a row costs what a checkpoint row costs and nothing
  * more.
  */
@@ -55,7 +55,7 @@ int anchor_open(struct anchor *a, const char *path, uint32_t agents,
         exec(a, "PRAGMA cache_size=-32768;") ||
         exec(a, "CREATE TABLE ckpt(agent TEXT NOT NULL, seq INTEGER NOT "
                 "NULL, hash BLOB NOT NULL, body BLOB NOT NULL, "
-                "PRIMARY KEY(agent, seq)) WITHOUT ROWID;"))
+                "PRIMARY KEY(agent, seq));"))
         return -1;
     if (sqlite3_prepare_v3(a->db,
                            "INSERT INTO ckpt(agent, seq, hash, body) "

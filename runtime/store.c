@@ -10,6 +10,13 @@
 
 #include "err.h"
 
+/*
+ * checkpoints is a rowid table: new rows append to its last pages and only
+ * the small (agent, seq) index is written at random.  Keyed WITHOUT ROWID,
+ * every insert from 10,000 interleaved agents touched a random leaf and a
+ * 1 KiB body spilled to an overflow page (about 7x slower, 3x the file).
+ * flags precedes body so reading it never walks a body's overflow chain.
+ */
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta("
     "  key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
@@ -30,9 +37,8 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS checkpoints("
     "  agent TEXT NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL,"
     "  time_ms INTEGER NOT NULL, hash BLOB NOT NULL, seal INTEGER NOT NULL,"
-    "  idx INTEGER NOT NULL, body BLOB NOT NULL,"
-    "  flags INTEGER NOT NULL DEFAULT 0,"
-    "  PRIMARY KEY(agent, seq)) WITHOUT ROWID;"
+    "  idx INTEGER NOT NULL, flags INTEGER NOT NULL DEFAULT 0,"
+    "  body BLOB NOT NULL, PRIMARY KEY(agent, seq));"
     "CREATE TABLE IF NOT EXISTS mailbox("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, to_agent TEXT NOT NULL,"
     "  from_agent TEXT NOT NULL, from_seq INTEGER NOT NULL,"
