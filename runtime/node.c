@@ -225,6 +225,11 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     if (rv != 0)
         return rv;
     ol__plugins_init(&n->plugins, cfg->plugin_dir, &ol__host_table);
+    if (ol__walck_start(&n->walck, loop, n->store.db, path, n->errmsg) != 0) {
+        /* SQLite's own checkpoints still run, inside the commits. */
+        ol_log(OL_LOG_WARN, "%s; checkpointing inline", n->errmsg);
+        n->errmsg[0] = '\0';
+    }
     uv_idle_init(loop, &n->runner);
     n->runner.data = n;
     uv_timer_init(loop, &n->drain_timer);
@@ -394,6 +399,7 @@ static void close_store(struct ol__node *n)
 {
     ol__sm_close(n->sm);
     n->sm = NULL;
+    ol__walck_close(&n->walck);
     ol__store_close(&n->reader);
     ol__store_close(&n->store);
 }

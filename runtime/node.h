@@ -20,6 +20,7 @@
 #include "map.h"
 #include "plugin.h"
 #include "store.h"
+#include "walck.h"
 
 struct ol__node;
 struct ol__verify_cache;
@@ -154,6 +155,7 @@ struct ol__node {
 
     struct ol__buf scratch; /* save() output, reused */
     struct ol__verify_cache *vcache; /* seals verified for resumes */
+    struct ol__walck walck;          /* WAL checkpoints off the writer */
     struct {
         uint64_t steps;
         uint64_t checkpoints;

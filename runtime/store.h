@@ -14,7 +14,8 @@
  *            other_body, note)                 divergence reports
  *
  * The writer connection is used by one thread at a time (the group-commit
- * worker or the raft FSM); readers use their own connections.
+ * worker or the raft FSM); readers use their own connections, and WAL
+ * checkpoints run on the thread pool from one more (walck.h).
  */
 #ifndef OL_STORE_H
 #define OL_STORE_H
