@@ -397,9 +397,14 @@ Test(snapshot, a_node_down_for_long_catches_up_from_a_snapshot)
     cr_assert_gt(own, 0, "'%s' runs on node %d but the leader holds no "
                          "checkpoint of it signed by node %d",
                  name, victim + 1, victim + 1);
+    /* The node itself learns of the commit with the leader's next append;
+     * give it that long (bounded). */
+    end = td_ms() + 10000;
+    while (tc_signed_by(&c, victim, victim, name) <= 0 && td_ms() < end)
+        td_sleep_ms(50);
     cr_expect_gt(tc_signed_by(&c, victim, victim, name), 0,
                  "node %d's own database holds none of its checkpoints of "
-                 "'%s'",
+                 "'%s' 10 s after the leader's did",
                  victim + 1, name);
     cr_log_info("'%s' on node %d: %" PRId64 " committed checkpoints signed "
                 "by it",
