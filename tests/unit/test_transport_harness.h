@@ -22,10 +22,8 @@
 #include "runtime/err.h"
 #include "runtime/keys.h"
 #include "runtime/log.h"
+#include "tests/support/leak.h"
 
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/lsan_interface.h>
-#endif
 
 /* Closes the includer's own handles at the end of a test. */
 static void close_extras(void);
@@ -232,22 +230,6 @@ static void finish(void)
         uv_run(&loop, UV_RUN_DEFAULT);
     cr_expect_eq(uv_loop_close(&loop), 0, "handles left open");
 }
-
-/* Criterion settles a test's result before its fini runs: a failed check
- * there, or LeakSanitizer's report at exit, only shows up as a crash "in
- * setup or teardown".  Checking in the test body names the test. */
-static void leak_check(void)
-{
-#ifdef __SANITIZE_ADDRESS__
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked");
-#endif
-}
-
-#define END_TEST()                                                         \
-    do {                                                                   \
-        finish();                                                          \
-        leak_check();                                                      \
-    } while (0)
 
 static void teardown(void)
 {
