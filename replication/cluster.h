@@ -28,6 +28,7 @@ struct ol__cluster_config {
     unsigned failover_ms;         /* silence before a node's agents move */
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
+    unsigned segment_mb;          /* raft log segment size; 0: libraft's */
     int bootstrap;                /* bootstrap all roster nodes as voters */
     struct ol__peer peers[16];    /* the other nodes from the config */
     char peer_labels[16][201];

@@ -31,6 +31,7 @@ void ol__config_defaults(struct ol__config *c)
     c->failover_ms = 3000;
     c->snapshot_threshold = 8192;
     c->snapshot_trailing = 2048;
+    c->segment_mb = 32;
     c->default_agents = 1;
 }
 
@@ -160,6 +161,7 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     U32("failover_ms", 100, 3600000, failover_ms)
     U32("snapshot_threshold", 16, 100000000, snapshot_threshold)
     U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
+    U32("segment_mb", 1, 1024, segment_mb)
     if (strcmp(name, "bootstrap") == 0) {
         if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 ||
             strcmp(value, "1") == 0)

@@ -48,6 +48,7 @@ struct ol__config {
     uint32_t failover_ms;
     uint32_t snapshot_threshold;
     uint32_t snapshot_trailing;
+    uint32_t segment_mb;       /* raft log segment size, MiB */
     int bootstrap;             /* bootstrap every listed node as a voter */
     /* [peer.ID] */
     struct ol__config_peer peers[OL_CONFIG_MAX_PEERS];

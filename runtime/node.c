@@ -143,6 +143,7 @@ static int start_cluster(struct ol__node *n, const char *db_path)
     cc.failover_ms = cfg->failover_ms;
     cc.snapshot_threshold = cfg->snapshot_threshold;
     cc.snapshot_trailing = cfg->snapshot_trailing;
+    cc.segment_mb = cfg->segment_mb;
     cc.bootstrap = cfg->bootstrap;
     for (uint32_t i = 0; i < cfg->n_peers && i < 16; i++) {
         cc.peers[i].id = cfg->peers[i].id;

@@ -266,7 +266,9 @@ static int all_stopped(int via)
 
 Test(snapshot, a_node_down_for_long_catches_up_from_a_snapshot)
 {
-    struct tc_opts o = {.n = 3, .tag = "snap-", .snapshot_threshold =
+    /* The product's default segment size (the other tests use 8 MiB). */
+    struct tc_opts o = {.n = 3, .tag = "snap-", .segment_mb = 32,
+                        .snapshot_threshold =
                             THRESHOLD, .snapshot_trailing = TRAILING};
     struct tc_status st;
     struct rows lead_heads, vic_heads = {NULL, 0};

@@ -196,9 +196,10 @@ static void write_config(struct tc *c, int i)
             "election_timeout_ms = 300\n"
             "heartbeat_timeout_ms = 50\n"
             "failover_ms = 1000\n"
+            "segment_mb = %u\n"
             "bootstrap = true\n",
             nd->id, nd->d.data, td_plugin_dirs(), nd->labels, c->name,
-            nd->addr);
+            nd->addr, c->opts.segment_mb ? c->opts.segment_mb : 8);
     if (c->opts.snapshot_threshold)
         fprintf(f,
                 "snapshot_threshold = %u\n"

@@ -33,6 +33,8 @@ struct tc_opts {
     const char *tag;             /* temp dir tag */
     unsigned snapshot_threshold; /* 0: the product default */
     unsigned snapshot_trailing;  /* used when snapshot_threshold is set */
+    unsigned segment_mb;         /* raft segment size; 0: 8 MiB, which
+                                    keeps a test's disk use low */
     const char *extra;           /* appended to every node's config */
 };
 

@@ -50,6 +50,7 @@ Test(config, defaults_are_the_embedded_single_node)
     cr_assert_eq(c.retain, 1000);
     cr_assert_eq(c.cluster, 0);
     cr_assert_eq(c.default_agents, 1);
+    cr_assert_eq(c.segment_mb, 32);
     cr_assert_str_eq(c.node_name, "node-1");
 }
 
@@ -66,6 +67,7 @@ Test(config, reads_every_section)
                       "retain = 50\n"
                       "[cluster]\nlisten = 127.0.0.1:7107\n"
                       "election_timeout_ms = 300\nheartbeat_timeout_ms = 50\n"
+                      "segment_mb = 64\n"
                       "[peer.2]\naddress = 127.0.0.1:7102\npubkey = "
                       "0000000000000000000000000000000000000000000000000000"
                       "000000000000\nlabels = cloud=gcp\n"
@@ -81,6 +83,7 @@ Test(config, reads_every_section)
     cr_assert_eq(c.retain, 50);
     cr_assert_eq(c.cluster, 1);
     cr_assert_eq(c.election_timeout_ms, 300);
+    cr_assert_eq(c.segment_mb, 64);
     cr_assert_eq(c.n_peers, 1);
     cr_assert_eq(c.peers[0].id, 2);
     cr_assert_str_eq(c.peers[0].labels, "cloud=gcp");
@@ -126,6 +129,8 @@ Test(config, errors_name_file_line_and_key)
     expect_error("[cluster]\nlisten = a:1\nelection_timeout_ms = 100\n"
                  "heartbeat_timeout_ms = 80\n",
                  "at most half");
+    expect_error("[cluster]\nlisten = a:1\nsegment_mb = 0\n",
+                 ":3: 'segment_mb' must be a whole number from 1 to 1024");
     expect_error("this is not ini\n", ":1: syntax error");
 }
 
