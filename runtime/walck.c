@@ -18,7 +18,7 @@ static void ck_work(uv_work_t *req)
     struct ol__walck *w = req->data;
 
     w->rc = sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                                      &w->log, &w->done);
+                                      NULL, &w->done);
 }
 
 static void queue(struct ol__walck *w);

@@ -35,7 +35,7 @@ struct ol__walck {
     int busy;    /* work queued or running */
     int closing; /* close the connection when the work returns */
     int rc;      /* the last checkpoint's result */
-    int log, done; /* frames in the WAL, frames backfilled (last run) */
+    int done;    /* frames backfilled by the last run */
     atomic_int pages;   /* WAL size after the writer's last commit */
     atomic_int base;    /* pages already backfilled when it was noted */
     atomic_int pending; /* a wake-up is on its way to the loop */
