@@ -12,6 +12,7 @@
  *   mailbox(id, to_agent, from_agent, from_seq, idx, payload)
  *   evidence(id, agent, seq, time_ms, kind, stored_hash, other_hash,
  *            other_body, note)                 divergence reports
+ *   raft_ring(slot, idx, hash)    hashes of recently applied raft entries
  *
  * The writer connection is used by one thread at a time (the group-commit
  * worker or the raft FSM); readers use their own connections, and WAL
