@@ -12,6 +12,7 @@
 #include "../runtime/map.h"
 #include "cluster.h"
 #include "fsm.h"
+#include "raftfix.h"
 
 /* Messages on the transport's message channel: a msgpack array whose first
  * element is the type. */
@@ -85,6 +86,7 @@ struct cluster {
     struct raft raft;
     struct raft_tracer tracer;
     int raft_inited;
+    struct ol__rfix rfix; /* corrections to libraft's replies */
 
     /* role */
     int role;          /* RAFT_* state last seen */

@@ -448,3 +448,4 @@ uint32_t ol__fsm_held(const struct ol__fsm *f)
 {
     return f->n_held;
 }
+

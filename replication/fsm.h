@@ -99,4 +99,5 @@ void ol__fsm_close(struct ol__fsm *f);
 /* Entries applied by libraft but not yet durable. */
 uint32_t ol__fsm_held(const struct ol__fsm *f);
 
+
 #endif

@@ -371,11 +371,32 @@ void ol__cl_on_effects(struct cluster *c, const struct ol__effects *fx)
     }
 }
 
+/* A snapshot install found this node's row for an agent differs from the
+ * cluster's: the whole cluster quarantines the agent, so that an operator
+ * looks at the evidence before it runs again. */
+static void quarantine_diverged(struct cluster *c, const struct ol__effect *e)
+{
+    const struct ol__sm_agent *a = ol__sm_agent(c->sm, e->u.ckpt.agent);
+    struct ol__entry_w w;
+
+    if (a == NULL || (a->status != OL_AGENT_RUNNING &&
+                      a->status != OL_AGENT_STOPPING))
+        return;
+    ol__entry_w_init(&w);
+    if (ol__entry_add_quarantine(&w, ol__cl_req(), a->name, a->epoch,
+                                 e->errmsg) == 0)
+        (void)ol__cl_propose_raw(c, &w, 0);
+    ol__entry_w_close(&w);
+}
+
 void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
 {
     if (c->role == RAFT_LEADER)
         ol__cl_notify_owners(c, fx);
     ol__cl_on_effects(c, fx);
+    for (const struct ol__effect *e = fx->head; e; e = e->next)
+        if (e->type == OL_FX_DIVERGED)
+            quarantine_diverged(c, e);
     for (const struct ol__effect *e = fx->head; e; e = e->next)
         if (e->type == OL_FX_NODE) {
             ol__cl_roster_sync(c);

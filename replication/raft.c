@@ -27,6 +27,34 @@ uint64_t ol__cl_now(struct cluster *c)
     return uv_now(c->loop);
 }
 
+/* ---- corrections to libraft 0.15 on the wire (raftwire.h) ---- */
+
+static void wire_append_seen(void *data, uint64_t term, uint64_t prev_index,
+                             uint64_t prev_term)
+{
+    struct cluster *c = data;
+
+    if (c->raft_inited)
+        ol__rfix_append_seen(&c->rfix, &c->raft, term, prev_index,
+                             prev_term);
+}
+
+static void wire_snapshot_seen(void *data, uint64_t term, uint64_t last)
+{
+    struct cluster *c = data;
+
+    ol__rfix_snapshot_seen(&c->rfix, term, last);
+}
+
+static uint64_t wire_result_cap(void *data, uint64_t term, uint64_t last)
+{
+    struct cluster *c = data;
+
+    return c->raft_inited ? ol__rfix_result_cap(&c->rfix, &c->raft, term,
+                                                last)
+                          : 0;
+}
+
 /* ---- FSM hooks ---- */
 
 static void fsm_effects(void *data, struct ol__effects *fx, uint64_t term)
@@ -398,6 +426,10 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     tc.cluster = cfg->cluster;
     tc.recv_cb = ol__cl_recv;
     tc.recv_data = c;
+    tc.raft_hooks.data = c;
+    tc.raft_hooks.append_seen = wire_append_seen;
+    tc.raft_hooks.snapshot_seen = wire_snapshot_seen;
+    tc.raft_hooks.result_cap = wire_result_cap;
     rv = ol__transport_create(loop, &tc, &c->tr, errmsg);
     if (rv != 0)
         return rv;

@@ -102,6 +102,8 @@ int ol__transport_create(uv_loop_t *loop,
                                       : OL_MSG_QUEUE_BYTES_DEFAULT;
     t->recv_cb = cfg->recv_cb;
     t->recv_data = cfg->recv_data;
+    t->raft_hooks = cfg->raft_hooks;
+    ol__buf_init(&t->rw_scratch);
     uv_timer_init(loop, &t->retry_timer);
     uv_timer_init(loop, &t->defer_timer);
     t->retry_timer.data = t;
@@ -304,6 +306,7 @@ void ol__tr_maybe_closed(struct ol__transport *t)
     if (cb != NULL)
         cb(t, t->close_data);
     free(t->roster);
+    ol__buf_close(&t->rw_scratch);
     free(t);
 }
 

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "../runtime/keys.h"
+#include "raftwire.h"
 
 struct raft_uv_transport;
 struct ol__transport;
@@ -54,6 +55,8 @@ struct ol__transport_config {
     unsigned handshake_timeout_ms; /* 0: 5000 */
     ol__transport_recv_cb recv_cb; /* may be NULL */
     void *recv_data;
+    /* Corrections to libraft's messages (raftwire.h); zeroed: none. */
+    struct ol__rw_hooks raft_hooks;
     /* Tuning; 0 picks the default. */
     size_t pump_high_water;        /* raft pump pauses a side above this
                                       many queued bytes; 0: 4 MiB */
@@ -107,6 +110,10 @@ struct ol__transport_stats {
     uint64_t msgs_received;
     uint64_t pump_pauses;       /* a raft pump side paused for backpressure */
     uint64_t pump_queue_peak;   /* most bytes seen queued in a pump side */
+    uint64_t raft_refused;      /* raft messages from peers that failed the
+                                 * checks in raftwire.h */
+    uint64_t raft_commit_capped;
+    uint64_t raft_match_capped;
 };
 void ol__transport_stats(const struct ol__transport *t,
                          struct ol__transport_stats *out);

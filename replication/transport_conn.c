@@ -104,6 +104,16 @@ static void conn_free(struct ol__conn *c)
     ol__sstream_free(c->ss);
     free(c->in);
     free(c->pbuf);
+    if (c->rw_in) {
+        t->stats.raft_commit_capped += c->rw_in->n.commit_capped;
+        ol__rwire_close(c->rw_in);
+        free(c->rw_in);
+    }
+    if (c->rw_out) {
+        t->stats.raft_match_capped += c->rw_out->n.match_capped;
+        ol__rwire_close(c->rw_out);
+        free(c->rw_out);
+    }
     free(c);
     ol__tr_maybe_closed(t);
 }

@@ -12,7 +12,9 @@
 #include <raft/uv.h>
 #include <stdbool.h>
 
+#include "../runtime/buf.h"
 #include "handshake.h"
+#include "raftwire.h"
 #include "transport.h"
 
 #define OL_RAFT_FRAME_MAX (64u << 10)        /* plaintext per raft frame */
@@ -63,6 +65,10 @@ struct ol__conn {
     uint8_t *in;             /* bytes read from tcp, not yet consumed */
     size_t in_len, in_cap, in_pos, in_want;
     uint8_t *pbuf;           /* raft channel: pipe read buffer */
+    uint8_t *pbuf_in;        /* raft channel: an opened frame (in pbuf's
+                                block) */
+    struct ol__rwire *rw_in; /* raft channel: libraft's wire, each way */
+    struct ol__rwire *rw_out;
     struct raft_uv_connect *req; /* raft client: until the stream is handed
                                     over */
     int req_status;          /* what req->cb gets if we never connect */
@@ -98,6 +104,8 @@ struct ol__transport {
     size_t q_max, q_bytes;
     ol__transport_recv_cb recv_cb;
     void *recv_data;
+    struct ol__rw_hooks raft_hooks;
+    struct ol__buf rw_scratch; /* what the raft wire parser passes on */
 
     struct ol__peer *roster;
     size_t n_roster;

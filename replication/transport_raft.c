@@ -43,12 +43,20 @@ static void pipe_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = OL_RAFT_FRAME_MAX;
 }
 
-/* Plaintext from raft: seal it and send it on. */
+/* What the wire parser passes on collects in the transport's scratch
+ * buffer (one loop thread, one pump call at a time). */
+static int collect(void *ctx, const uint8_t *p, size_t n)
+{
+    return ol__buf_append(ctx, p, n);
+}
+
+/* Plaintext from raft: corrected where libraft 0.15 reports too much
+ * (raftwire.h), sealed in frames and sent on. */
 static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct ol__conn *c = s->data;
     struct ol__transport *t = c->t;
-    struct ol__wreq *w;
+    struct ol__buf *out = &t->rw_scratch;
     size_t queued;
 
     if (n == 0)
@@ -60,14 +68,39 @@ static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->state != OL_CONN_OPEN)
         return;
-    w = ol__wreq_new(c, OL_FRAME_SIZE(n));
-    if (w == NULL || ol__frame_seal(c->ss, c->pbuf, (size_t)n, w->data) != 0) {
-        free(w);
+    ol__buf_reset(out);
+    /* Our own libraft's messages are parsed only to correct its answers;
+     * with nothing to correct they go out as they are. */
+    if (t->raft_hooks.result_cap == NULL) {
+        if (ol__buf_append(out, c->pbuf, (size_t)n) != 0) {
+            ol__conn_fail(c);
+            return;
+        }
+    } else if (ol__rwire_feed(c->rw_out, c->pbuf, (size_t)n, collect,
+                              out) != 0) {
+        ol_log_rl(OL_LOG_ERROR, "transport: raft message to node %" PRIu64
+                                " cannot be parsed: %s",
+                  c->peer_id, c->rw_out->errmsg);
         ol__conn_fail(c);
         return;
     }
-    if (ol__conn_write(c, w, false) != 0)
-        return;
+    for (size_t off = 0; off < out->len;) {
+        size_t k = out->len - off;
+        struct ol__wreq *w;
+
+        if (k > OL_RAFT_FRAME_MAX)
+            k = OL_RAFT_FRAME_MAX;
+        w = ol__wreq_new(c, OL_FRAME_SIZE(k));
+        if (w == NULL ||
+            ol__frame_seal(c->ss, out->base + off, k, w->data) != 0) {
+            free(w);
+            ol__conn_fail(c);
+            return;
+        }
+        if (ol__conn_write(c, w, false) != 0)
+            return;
+        off += k;
+    }
     queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     ol__pump_note_queue(t, queued);
     if (queued > t->pump_high && !c->pipe_paused) {
@@ -81,17 +114,32 @@ int ol__pump_from_net(struct ol__conn *c, const uint8_t *cipher,
                       size_t clen, size_t plain_len)
 {
     struct ol__transport *t = c->t;
-    struct ol__wreq *w = ol__wreq_new(c, plain_len);
+    struct ol__buf *out = &t->rw_scratch;
+    struct ol__wreq *w;
     size_t queued;
     int rv;
 
+    if (plain_len > OL_RAFT_FRAME_MAX)
+        return OL_EMALFORMED;
+    rv = ol__frame_open(c->ss, cipher, clen, c->pbuf_in);
+    if (rv != 0 || plain_len == 0)
+        return rv;
+    /* Nothing reaches libraft before it is checked. */
+    ol__buf_reset(out);
+    rv = ol__rwire_feed(c->rw_in, c->pbuf_in, plain_len, collect, out);
+    if (rv != 0) {
+        t->stats.raft_refused++;
+        ol_log_rl(OL_LOG_WARN, "transport: raft message from node %" PRIu64
+                               " refused: %s; connection closed",
+                  c->peer_id, c->rw_in->errmsg);
+        return rv == OL_ENOMEM ? rv : OL_EMALFORMED;
+    }
+    if (out->len == 0)
+        return 0;
+    w = ol__wreq_new(c, out->len);
     if (w == NULL)
         return OL_ENOMEM;
-    rv = ol__frame_open(c->ss, cipher, clen, w->data);
-    if (rv != 0 || plain_len == 0) {
-        free(w);
-        return rv;
-    }
+    memcpy(w->data, out->base, out->len);
     rv = ol__conn_write(c, w, true);
     if (rv != 0)
         return rv;
@@ -131,9 +179,14 @@ int ol__pump_open(struct ol__conn *c)
     uv_pipe_t *theirs;
     int fds[2];
 
-    c->pbuf = malloc(OL_RAFT_FRAME_MAX);
-    if (c->pbuf == NULL)
+    c->pbuf = malloc(2 * (size_t)OL_RAFT_FRAME_MAX);
+    c->rw_in = malloc(sizeof *c->rw_in);
+    c->rw_out = malloc(sizeof *c->rw_out);
+    if (c->pbuf == NULL || c->rw_in == NULL || c->rw_out == NULL)
         return OL_ENOMEM;
+    c->pbuf_in = c->pbuf + OL_RAFT_FRAME_MAX;
+    ol__rwire_init(c->rw_in, OL_RW_IN, &t->raft_hooks);
+    ol__rwire_init(c->rw_out, OL_RW_OUT, &t->raft_hooks);
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
         ol_log_rl(OL_LOG_WARN, "transport: socketpair: %s",
                   uv_strerror(uv_translate_sys_error(errno)));

@@ -231,12 +231,44 @@ static void raft_stream_free(uv_handle_t *h)
 }
 
 /* Byte o of the stream. */
-static uint8_t pattern(uint64_t o)
+#define CHUNK 65536
+
+/*
+ * The raft channel carries libraft's messages and nothing else (the pump
+ * checks them, raftwire.h): the stream is CHUNK-sized AppendEntries, each
+ * with one entry that fills the rest of the chunk with a pattern that
+ * depends on the offset, so that a lost, repeated or reordered byte shows.
+ * A 16-byte preamble and a 64-byte header (48 fixed + one 16-byte entry
+ * header) precede each entry.
+ */
+#define MSG_HDR (16 + 64)
+
+static uint8_t header_byte(size_t p)
 {
-    return (uint8_t)((o * 131) ^ (o >> 13));
+    uint8_t h[MSG_HDR];
+    uint64_t v[] = {1, 64, /* preamble: type, header length */
+                    2, 1, 1, 0, 1, /* term, prev index, prev term,
+                                      commit, entries */
+                    2};            /* the entry's term */
+
+    memset(h, 0, sizeof h);
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
+        for (int b = 0; b < 8; b++)
+            h[8 * k + (size_t)b] = (uint8_t)(v[k] >> (8 * b));
+    h[64] = 1; /* RAFT_COMMAND */
+    h[68] = (uint8_t)((CHUNK - MSG_HDR) & 0xff);
+    h[69] = (uint8_t)((CHUNK - MSG_HDR) >> 8);
+    return h[p];
 }
 
-#define CHUNK 65536
+static uint8_t pattern(uint64_t o)
+{
+    size_t p = (size_t)(o % CHUNK);
+
+    if (p < MSG_HDR)
+        return header_byte(p);
+    return (uint8_t)((o * 131) ^ (o >> 13));
+}
 static uint64_t w_off, r_off, r_bad;
 static unsigned w_pending;
 static bool writing;
@@ -399,3 +431,51 @@ Test(transport, raft_connect_is_canceled_by_close)
     END_TEST();
 }
 
+
+static void hostile_written(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+/* An authenticated peer's raft message that libraft 0.15 would read past
+ * or allocate from as claimed (an entry of 2 GiB, not a multiple of 8) is
+ * refused by the pump: libraft on the other side never sees a byte of it,
+ * and the connection closes. */
+Test(transport, hostile_raft_message_never_reaches_raft)
+{
+    struct raft_uv_transport *ra, *rb;
+    struct node *a, *b;
+    uint8_t m[MSG_HDR];
+    uv_write_t *w = malloc(sizeof *w);
+    uv_buf_t buf;
+
+    pair(&a, &b, (struct opts){0}, (struct opts){0});
+    ra = ol__transport_raft(a->t);
+    rb = ol__transport_raft(b->t);
+    cr_assert_eq(ra->init(ra, 1, a->addr), 0);
+    cr_assert_eq(rb->init(rb, 2, b->addr), 0);
+    cr_assert_eq(rb->listen(rb, on_accept), 0);
+    cr_assert_eq(ra->connect(ra, &creq, 2, b->addr, on_connect), 0);
+    RUN_UNTIL(raft_a != NULL && raft_b != NULL, 5000);
+    cr_assert_not_null(raft_b);
+    uv_read_start(raft_b, b_alloc, b_read);
+    for (size_t i = 0; i < MSG_HDR; i++)
+        m[i] = header_byte(i);
+    m[68] = 0x01; /* entry length 0x80000001: 2 GiB and odd */
+    m[69] = 0x00;
+    m[70] = 0x00;
+    m[71] = 0x80;
+    buf = uv_buf_init((char *)m, sizeof m);
+    cr_assert_eq(uv_write(w, raft_a, &buf, 1, hostile_written), 0);
+    RUN_UNTIL(stats(b).raft_refused >= 1, 5000);
+    cr_assert_eq(stats(b).raft_refused, 1);
+    cr_assert_eq(r_off, 0, "raft on B received %llu bytes of it",
+                 (unsigned long long)r_off);
+    uv_close((uv_handle_t *)raft_a, raft_stream_free);
+    uv_close((uv_handle_t *)raft_b, raft_stream_free);
+    ra->close(ra, on_raft_closed);
+    rb->close(rb, on_raft_closed);
+    RUN_UNTIL(raft_closed == 2, 5000);
+    END_TEST();
+}
