@@ -107,6 +107,8 @@ struct ol__transport_stats {
     uint64_t msgs_received;
     uint64_t pump_pauses;       /* a raft pump side paused for backpressure */
     uint64_t pump_queue_peak;   /* most bytes seen queued in a pump side */
+    uint64_t conns_open;        /* connections now, authenticated or not */
+    uint64_t conns_handshaking; /* incoming ones not yet authenticated */
 };
 void ol__transport_stats(const struct ol__transport *t,
                          struct ol__transport_stats *out);
