@@ -180,6 +180,23 @@ static void forward(struct ol__node *n, const char *name, uint64_t owner,
     n->logfwd = f;
 }
 
+/* A single node's agent status from its read connection (0: none). */
+static int single_status(struct ol__node *n, const char *name)
+{
+    sqlite3_stmt *st;
+    int status = 0;
+
+    if (sqlite3_prepare_v2(n->reader.db,
+                           "SELECT status FROM agents WHERE name = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return OL_AGENT_STOPPED;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        status = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return status;
+}
+
 void ol__logs_fetch(struct ol__node *n, const char *name, uint64_t after,
                     uint32_t limit, ol__logs_cb cb, void *data)
 {
@@ -187,7 +204,7 @@ void ol__logs_fetch(struct ol__node *n, const char *name, uint64_t after,
     const struct ol__sm_agent *row;
     char msg[OL_ERRMSG_SIZE];
     struct ol__buf b;
-    int rv;
+    int rv, status;
 
     if (limit == 0 || limit > LOGS_LIMIT_MAX)
         limit = LOGS_LIMIT_MAX;
@@ -221,15 +238,20 @@ void ol__logs_fetch(struct ol__node *n, const char *name, uint64_t after,
         forward(n, name, row->owner, after, limit, cb, data);
         return;
     }
+    status = row ? row->status : single_status(n, name);
+    if (status == 0) {
+        snprintf(msg, sizeof msg, "logs: no agent '%s'", name);
+        cb(data, OL_ENOTFOUND, msg, NULL, 0);
+        return;
+    }
     snprintf(msg, sizeof msg,
-             "logs '%s': the agent runs on no node now%s; its lines went to "
-             "the daemon log of the node that ran it",
+             "logs '%s': the agent runs on no node now (%s); its lines went "
+             "to the daemon log of the node that ran it",
              name,
-             row ? (row->status == OL_AGENT_STOPPED ? " (stopped)"
-                    : row->status == OL_AGENT_QUARANTINED ? " (quarantined)"
-                                                         : " (not placed)")
-                 : " (or it does not exist)");
-    cb(data, row || !n->cluster ? OL_ESTATE : OL_ENOTFOUND, msg, NULL, 0);
+             status == OL_AGENT_STOPPED       ? "stopped"
+             : status == OL_AGENT_QUARANTINED ? "quarantined"
+                                              : "not placed yet");
+    cb(data, OL_ESTATE, msg, NULL, 0);
 }
 
 void ol__logs_close(struct ol__node *n)
@@ -240,11 +262,6 @@ void ol__logs_close(struct ol__node *n)
 }
 
 /* ---- the other side ---- */
-
-struct reply_to {
-    struct ol__node *n;
-    uint64_t from, id;
-};
 
 static void send_resp(struct ol__node *n, uint64_t to, uint64_t id,
                       int status, const char *errmsg, const void *map,
