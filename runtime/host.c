@@ -39,6 +39,11 @@ static void host_log(struct ol_agent *a, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    /* A newline or an escape sequence from a plugin would forge log lines
+     * or reach an operator's terminal. */
+    for (char *p = line; *p; p++)
+        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+            *p = '?';
     /* Every line goes to the agent's own bounded ring; a chatty plugin
      * must not drown the node's log, so that copy is rate-limited. */
     ol__agent_note(a, level, 1, "%s", line);

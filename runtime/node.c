@@ -245,6 +245,11 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     n->drain_timer.data = n;
     uv_timer_init(loop, &n->watchdog);
     n->watchdog.data = n;
+    /* Started once the node is up; initialised here so that a start that
+     * fails half way can close them like the rest. */
+    uv_signal_init(loop, &n->sigint);
+    uv_signal_init(loop, &n->sigterm);
+    n->sigint.data = n->sigterm.data = n;
     return 0;
 }
 
@@ -381,9 +386,6 @@ int ol__node_start(struct ol__node *n)
     rv = ol__ctl_start(n->loop, path, ol__ctl_handle, n, &n->ctl, n->errmsg);
     if (rv != 0)
         return rv;
-    uv_signal_init(n->loop, &n->sigint);
-    uv_signal_init(n->loop, &n->sigterm);
-    n->sigint.data = n->sigterm.data = n;
     uv_signal_start(&n->sigint, signal_cb, SIGINT);
     uv_signal_start(&n->sigterm, signal_cb, SIGTERM);
     ol_log(OL_LOG_INFO,

@@ -72,9 +72,10 @@ function drawNodes(s) {
     cell(tr, n.health, "h-" + n.health);
     cell(tr, n.last_contact_ms === null || n.last_contact_ms === undefined
       ? "-" : age(n.last_contact_ms));
+    const self = n.id === s.node.id;
     const known = !r.from_follower && n.health !== "removed";
-    cell(tr, known ? n.applied : "-", "num");
-    cell(tr, known && n.id !== s.node.id
+    cell(tr, self ? r.store_applied : known ? n.applied : "-", "num");
+    cell(tr, known && !self
       ? Math.max(0, (r.commit_index || 0) - (n.applied || 0)) : "-", "num");
     cell(tr, n.agents, "num");
   });
