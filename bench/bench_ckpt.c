@@ -434,12 +434,15 @@ static int scrape_compare(struct opts *o)
                     if (scraped)
                         printf("  (%" PRIu64 " scrapes, %" PRIu64
                                " failed, mean %.2f ms, max %.2f ms, %.0f KiB "
-                               "each)",
+                               "each; the loop spent %.1f us per request)",
                                r->scrapes, r->scrape_failed,
                                r->scrape_mean_ms, r->scrape_max_ms,
                                r->scrapes ? (double)r->scrape_bytes / 1024 /
                                                 (double)r->scrapes
-                                          : 0.0);
+                                          : 0.0,
+                               r->http_jobs ? (double)r->http_loop_us /
+                                                  (double)r->http_jobs
+                                            : 0.0);
                     printf("\n");
                     fflush(stdout);
                 }

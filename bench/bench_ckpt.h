@@ -43,6 +43,7 @@ struct result {
     /* scraping (when on) */
     uint64_t scrapes, scrape_failed, scrape_bytes;
     double scrape_mean_ms, scrape_max_ms;
+    uint64_t http_jobs, http_loop_us; /* the loop's share of serving */
     /* anchor */
     uint32_t raw_batch;
     double raw_rows_per_s;

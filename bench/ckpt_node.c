@@ -57,6 +57,12 @@ static void stop_driving(struct drv *d, const char *err)
     d->drain_us = ol__now_us();
     /* The scraper ran through setup, warm-up and the window. */
     scraper_stop(&d->scr);
+    {
+        uint64_t requests;
+
+        ol__http_counters(d->node.http, &requests, &d->r->http_jobs,
+                          &d->r->http_loop_us);
+    }
     d->r->scrapes = d->scr.ok;
     d->r->scrape_failed = d->scr.failed;
     d->r->scrape_bytes = d->scr.bytes;

@@ -21,8 +21,10 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* One GET; the number of bytes read, or -1 unless the answer was 200. */
-static long get(const char *target, const char *path)
+/* One GET; the number of bytes read, or -1 unless the answer was 200.
+ * The first `cap` bytes are kept in `keep` when it is not NULL. */
+static long get_keep(const char *target, const char *path, char *keep,
+                     size_t cap)
 {
     char host[64], port[16], req[256], buf[65536];
     const char *colon = strrchr(target, ':');
@@ -64,10 +66,31 @@ static long get(const char *target, const char *path)
             break;
         if (total == 0)
             ok = n >= 12 && memcmp(buf, "HTTP/1.1 200", 12) == 0;
+        if (keep && (size_t)total < cap - 1) {
+            size_t k = (size_t)n < cap - 1 - (size_t)total
+                           ? (size_t)n
+                           : cap - 1 - (size_t)total;
+
+            memcpy(keep + total, buf, k);
+            keep[(size_t)total + k] = '\0';
+        }
         total += n;
     }
     close(fd);
     return ok ? total : -1;
+}
+
+static long get(const char *target, const char *path)
+{
+    return get_keep(target, path, NULL, 0);
+}
+
+long scraper_fetch(const char *target, const char *path, char *buf,
+                   size_t cap)
+{
+    if (cap)
+        buf[0] = '\0';
+    return get_keep(target, path, buf, cap);
 }
 
 static void *run(void *arg)

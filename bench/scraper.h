@@ -31,4 +31,9 @@ int scraper_start(struct scraper *s, unsigned interval_ms);
 /* Stop and join; the counters are then final.  Safe if never started. */
 void scraper_stop(struct scraper *s);
 
+/* One GET of `path` from `target` into buf (NUL-terminated, cut at cap).
+ * Returns the bytes of the whole answer, or -1 unless it was 200. */
+long scraper_fetch(const char *target, const char *path, char *buf,
+                   size_t cap);
+
 #endif

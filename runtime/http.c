@@ -81,6 +81,9 @@ struct ol__http {
     char db_path[PATH_MAX];
     pthread_mutex_t db_mu;
     sqlite3 *db;
+    uint64_t loop_us;          /* loop time spent on jobs (loop thread) */
+    uint64_t jobs;             /* jobs the loop answered (loop thread) */
+    _Atomic uint64_t requests; /* requests answered (any thread) */
     void (*close_cb)(void *data);
     void *close_data;
 };
@@ -148,7 +151,10 @@ static void async_cb(uv_async_t *a)
         list = next;
     }
     for (list = rev; list; list = next) {
+        uint64_t t0 = ol__now_us();
+
         next = list->next;
+        h->jobs++;
         if (list->kind == JOB_OBS) {
             list->rv = ol__obs_collect(h->node, &list->obs, list->rows,
                                        list->n_rows);
@@ -157,6 +163,7 @@ static void async_cb(uv_async_t *a)
             ol__logs_fetch(h->node, list->name, list->after, list->limit,
                            logs_done, list);
         }
+        h->loop_us += ol__now_us() - t0;
     }
 }
 
@@ -511,6 +518,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 
     (void)version;
     (void)upload;
+    h->requests++;
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
         strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
         /* Answer at once; MHD discards any body. */
@@ -746,6 +754,14 @@ int ol__http_start(uv_loop_t *loop, struct ol__node *node,
 void ol__http_address(const struct ol__http *h, char *out, size_t cap)
 {
     snprintf(out, cap, "%s", h ? h->addr : "");
+}
+
+void ol__http_counters(const struct ol__http *h, uint64_t *requests,
+                       uint64_t *jobs, uint64_t *loop_us)
+{
+    *requests = h ? h->requests : 0;
+    *jobs = h ? h->jobs : 0;
+    *loop_us = h ? h->loop_us : 0;
 }
 
 static void async_closed(uv_handle_t *hd)

@@ -27,6 +27,7 @@
 #define OL_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #define OL_HTTP_WAIT_MS 5000
@@ -56,6 +57,11 @@ int ol__http_start(uv_loop_t *loop, struct ol__node *node,
 
 /* The bound address, "host:port". */
 void ol__http_address(const struct ol__http *h, char *out, size_t cap);
+
+/* On the loop thread: requests answered, and the jobs the loop did for
+ * them with the time they took it (what serving costs the loop). */
+void ol__http_counters(const struct ol__http *h, uint64_t *requests,
+                       uint64_t *jobs, uint64_t *loop_us);
 
 /* Stop serving (waits for request threads to finish; a waiting request
  * gets 503), then close the loop handle; `cb` fires once everything is

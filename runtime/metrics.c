@@ -56,7 +56,7 @@ static void one_f(struct out *o, const char *name, const char *type,
                   const char *help, double v)
 {
     family(o, name, type, help);
-    put(o, "%s %.3f\n", name, v);
+    put(o, "%s %.6f\n", name, v);
 }
 
 /* A label value with \, " and newlines escaped. */
@@ -427,6 +427,13 @@ int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
         one_u64(&o, "outlast_db_wal_size_bytes", "gauge",
                 "Size of the database's write-ahead log.",
                 (uint64_t)d->wal_bytes);
+    one_u64(&o, "outlast_http_requests_total", "counter",
+            "HTTP requests this endpoint answered.", ob->http_requests);
+    one_f(&o, "outlast_http_loop_seconds_total", "counter",
+          "Time the node's event loop spent answering HTTP requests (it "
+          "only copies counters; database reads run on the request "
+          "threads).",
+          (double)ob->http_loop_us / 1e6);
     if (ob->cluster && st)
         cluster_metrics(&o, ob, st);
     process_metrics(&o);

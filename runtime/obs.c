@@ -45,8 +45,11 @@ int ol__obs_collect(struct ol__node *n, struct ol__obs *o,
     snprintf(o->node_name, sizeof o->node_name, "%s", n->cfg.node_name);
     snprintf(o->version, sizeof o->version, "%s", OL_VERSION);
     snprintf(o->data_dir, sizeof o->data_dir, "%s", n->cfg.data_dir);
-    if (n->http)
+    if (n->http) {
         ol__http_address(n->http, o->http_addr, sizeof o->http_addr);
+        ol__http_counters(n->http, &o->http_requests, &o->http_jobs,
+                          &o->http_loop_us);
+    }
     o->cluster = n->cluster;
     o->paused = n->paused;
     o->stopping = n->stopping;

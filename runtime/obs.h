@@ -52,6 +52,7 @@ struct ol__obs {
     char version[32];
     char data_dir[PATH_MAX];
     char http_addr[64];
+    uint64_t http_requests, http_jobs, http_loop_us;
     int cluster;
     int leader;             /* may place agents (always, alone) */
     int paused;             /* no lease */

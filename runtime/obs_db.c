@@ -70,6 +70,9 @@ static int counts(sqlite3 *db, struct ol__obs_db *d)
     return 0;
 }
 
+/* Quarantined agents first (?1 = 1), then the others (?1 = 0), each by
+ * name: the primary key's order, so the second pass reads only as many
+ * rows as it keeps. */
 static const char rows_sql[] =
     "SELECT a.name, a.kind, a.status, a.owner, a.epoch, a.reason,"
     "       c.seq, c.time_ms,"
@@ -77,12 +80,12 @@ static const char rows_sql[] =
     "  FROM agents a"
     "  LEFT JOIN checkpoints c ON c.agent = a.name AND c.seq ="
     "       (SELECT max(seq) FROM checkpoints WHERE agent = a.name)"
-    " ORDER BY a.status = 4 DESC, a.name LIMIT ?";
+    " WHERE (a.status = 4) = ?1 ORDER BY a.name LIMIT ?2";
 
 static int rows(sqlite3 *db, uint32_t max, struct ol__obs_db *d)
 {
     sqlite3_stmt *st = NULL;
-    int rc;
+    int rc = SQLITE_DONE;
 
     d->rows = calloc(max, sizeof *d->rows);
     if (d->rows == NULL) {
@@ -92,26 +95,32 @@ static int rows(sqlite3 *db, uint32_t max, struct ol__obs_db *d)
     }
     if (sqlite3_prepare_v2(db, rows_sql, -1, &st, NULL) != SQLITE_OK)
         return fail(db, st, d, "agents");
-    sqlite3_bind_int64(st, 1, max);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && d->n_rows < max) {
-        struct ol__obs_row *r = &d->rows[d->n_rows++];
-        const unsigned char *t;
+    for (int quarantined = 1; quarantined >= 0 && d->n_rows < max;
+         quarantined--) {
+        sqlite3_reset(st);
+        sqlite3_bind_int(st, 1, quarantined);
+        sqlite3_bind_int64(st, 2, max - d->n_rows);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && d->n_rows < max) {
+            struct ol__obs_row *r = &d->rows[d->n_rows++];
+            const unsigned char *t;
 
-        t = sqlite3_column_text(st, 0);
-        snprintf(r->name, sizeof r->name, "%s", t ? (const char *)t : "");
-        t = sqlite3_column_text(st, 1);
-        snprintf(r->kind, sizeof r->kind, "%s", t ? (const char *)t : "");
-        r->status = sqlite3_column_int(st, 2);
-        r->owner = (uint64_t)sqlite3_column_int64(st, 3);
-        r->epoch = (uint64_t)sqlite3_column_int64(st, 4);
-        t = sqlite3_column_text(st, 5);
-        snprintf(r->reason, sizeof r->reason, "%s", t ? (const char *)t : "");
-        r->seq = (uint64_t)sqlite3_column_int64(st, 6);
-        r->time_ms = sqlite3_column_int64(st, 7);
-        r->mailbox = (uint64_t)sqlite3_column_int64(st, 8);
+            t = sqlite3_column_text(st, 0);
+            snprintf(r->name, sizeof r->name, "%s", t ? (const char *)t : "");
+            t = sqlite3_column_text(st, 1);
+            snprintf(r->kind, sizeof r->kind, "%s", t ? (const char *)t : "");
+            r->status = sqlite3_column_int(st, 2);
+            r->owner = (uint64_t)sqlite3_column_int64(st, 3);
+            r->epoch = (uint64_t)sqlite3_column_int64(st, 4);
+            t = sqlite3_column_text(st, 5);
+            snprintf(r->reason, sizeof r->reason, "%s",
+                     t ? (const char *)t : "");
+            r->seq = (uint64_t)sqlite3_column_int64(st, 6);
+            r->time_ms = sqlite3_column_int64(st, 7);
+            r->mailbox = (uint64_t)sqlite3_column_int64(st, 8);
+        }
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            return fail(db, st, d, "agents");
     }
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return fail(db, st, d, "agents");
     sqlite3_finalize(st);
     return 0;
 }
