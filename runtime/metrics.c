@@ -373,7 +373,8 @@ int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
               &ob->commit, ol__lat_bounds_us, ol__lat_nbounds, 6);
     histogram(&o, "outlast_commit_batch_checkpoints",
               "Checkpoints per commit batch: one group commit on a single "
-              "node, one applied raft entry in a cluster.",
+              "node; in a cluster one raft entry (or the entries a new "
+              "term's first commit released together).",
               &ob->rc.batch_sizes, ol__batch_bounds, ol__batch_nbounds, 0);
     one_u64(&o, "outlast_commit_retries_total", "counter",
             ob->cluster ? "Proposals this node sent again (no outcome in "
