@@ -417,4 +417,10 @@ Test(statuspage, logs_and_metrics_follow_a_failover)
         free(out);
     }
     th_resp_free(&r);
+
+    /* A leader that forwarded log requests and served HTTP drains
+     * cleanly. */
+    cr_expect_eq(td_term(&c.nodes[leader].d, 20000), 0, "see %s",
+                 c.nodes[leader].d.log);
+    c.nodes[leader].up = 0;
 }
