@@ -81,9 +81,15 @@ struct ol__http {
     char db_path[PATH_MAX];
     pthread_mutex_t db_mu;
     sqlite3 *db;
-    uint64_t loop_us;          /* loop time spent on jobs (loop thread) */
+    uint64_t loop_us;          /* loop CPU time spent on jobs */
     uint64_t jobs;             /* jobs the loop answered (loop thread) */
     _Atomic uint64_t requests; /* requests answered (any thread) */
+    struct {                   /* the last answers, under mu */
+        uint64_t at_us;        /* when built; 0: never */
+        int building;
+        char *metrics, *status;
+        size_t metrics_len, status_len;
+    } snap;
     void (*close_cb)(void *data);
     void *close_data;
 };
@@ -134,6 +140,16 @@ static void logs_done(void *data, int status, const char *errmsg,
     job_finish(j);
 }
 
+/* CPU time of the calling thread: what a job costs the loop, whatever
+ * else the machine is doing. */
+static uint64_t thread_cpu_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static void async_cb(uv_async_t *a)
 {
     struct ol__http *h = a->data;
@@ -151,7 +167,7 @@ static void async_cb(uv_async_t *a)
         list = next;
     }
     for (list = rev; list; list = next) {
-        uint64_t t0 = ol__now_us();
+        uint64_t t0 = thread_cpu_us();
 
         next = list->next;
         h->jobs++;
@@ -163,7 +179,7 @@ static void async_cb(uv_async_t *a)
             ol__logs_fetch(h->node, list->name, list->after, list->limit,
                            logs_done, list);
         }
-        h->loop_us += ol__now_us() - t0;
+        h->loop_us += thread_cpu_us() - t0;
     }
 }
 
@@ -348,49 +364,126 @@ static struct job *observe(struct ol__http *h, uint32_t rows_max,
     return j;
 }
 
-static enum MHD_Result route_metrics(struct ol__http *h,
-                                     struct MHD_Connection *c)
+/* Build both answers from one observation into the cache.  0 or -1. */
+static int build_snapshot(struct ol__http *h)
 {
     struct ol__obs_db d;
     struct ol__buf b;
-    struct job *j = observe(h, 0, &d);
-    enum MHD_Result rv;
+    struct job *j = observe(h, OL_HTTP_ROWS_MAX, &d);
+    json_t *js;
+    char *status = NULL;
+    uint8_t *metrics = NULL;
+    size_t mlen = 0;
 
     if (j == NULL) {
         ol__obs_db_free(&d);
-        return unavailable(c);
+        return -1;
     }
     ol__buf_init(&b);
-    if (ol__metrics_text(&j->obs, &d, &b) != 0 || b.base == NULL) {
-        ol__buf_close(&b);
-        rv = reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-    } else {
-        size_t len;
-        uint8_t *p = ol__buf_steal(&b, &len);
-
-        rv = reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                   p, len, MHD_RESPMEM_MUST_FREE);
-    }
+    if (ol__metrics_text(&j->obs, &d, &b) == 0)
+        metrics = ol__buf_steal(&b, &mlen);
+    ol__buf_close(&b);
+    js = ol__status_json(&j->obs, &d);
+    if (js)
+        status = json_dumps(js, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(js);
     job_release(h, j);
     ol__obs_db_free(&d);
-    return rv;
+    if (metrics == NULL || status == NULL) {
+        free(metrics);
+        free(status);
+        return -1;
+    }
+    pthread_mutex_lock(&h->mu);
+    free(h->snap.metrics);
+    free(h->snap.status);
+    h->snap.metrics = (char *)metrics;
+    h->snap.metrics_len = mlen;
+    h->snap.status = status;
+    h->snap.status_len = strlen(status);
+    h->snap.at_us = ol__now_us();
+    pthread_mutex_unlock(&h->mu);
+    return 0;
+}
+
+/*
+ * A copy of the cached answer (`metrics` or the status JSON), built anew
+ * when it is older than OL_HTTP_CACHE_MS.  Requests that arrive while one
+ * builds wait for it, so any number of scrapers and open pages cost the
+ * node one observation per interval.  NULL when the node did not answer.
+ */
+static char *snapshot_copy(struct ol__http *h, int want_metrics, size_t *len)
+{
+    uint64_t deadline = ol__now_us() + (uint64_t)OL_HTTP_WAIT_MS * 1000;
+    char *out = NULL;
+
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        uint64_t now = ol__now_us();
+
+        if (h->snap.at_us && now - h->snap.at_us <
+                                 (uint64_t)OL_HTTP_CACHE_MS * 1000) {
+            const char *src = want_metrics ? h->snap.metrics : h->snap.status;
+
+            *len = want_metrics ? h->snap.metrics_len : h->snap.status_len;
+            out = malloc(*len + 1);
+            if (out)
+                memcpy(out, src, *len + 1);
+            break;
+        }
+        if (h->closing || now >= deadline)
+            break;
+        if (!h->snap.building) {
+            int rv;
+
+            h->snap.building = 1;
+            pthread_mutex_unlock(&h->mu);
+            rv = build_snapshot(h);
+            pthread_mutex_lock(&h->mu);
+            h->snap.building = 0;
+            pthread_cond_broadcast(&h->cv);
+            if (rv != 0)
+                break;
+            continue;
+        }
+        {
+            struct timespec until;
+
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 100 * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&h->cv, &h->mu, &until);
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    return out;
+}
+
+static enum MHD_Result route_metrics(struct ol__http *h,
+                                     struct MHD_Connection *c)
+{
+    size_t len = 0;
+    char *body = snapshot_copy(h, 1, &len);
+
+    if (body == NULL)
+        return unavailable(c);
+    return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                 body, len, MHD_RESPMEM_MUST_FREE);
 }
 
 static enum MHD_Result route_status(struct ol__http *h,
                                     struct MHD_Connection *c)
 {
-    struct ol__obs_db d;
-    struct job *j = observe(h, OL_HTTP_ROWS_MAX, &d);
-    enum MHD_Result rv;
+    size_t len = 0;
+    char *body = snapshot_copy(h, 0, &len);
 
-    if (j == NULL) {
-        ol__obs_db_free(&d);
+    if (body == NULL)
         return unavailable(c);
-    }
-    rv = reply_json(c, MHD_HTTP_OK, ol__status_json(&j->obs, &d));
-    job_release(h, j);
-    ol__obs_db_free(&d);
-    return rv;
+    return reply(c, MHD_HTTP_OK, "application/json", body, len,
+                 MHD_RESPMEM_MUST_FREE);
 }
 
 static enum MHD_Result route_healthz(struct ol__http *h,
@@ -685,6 +778,8 @@ static void async_closed(uv_handle_t *hd);
 
 static void free_http(struct ol__http *h)
 {
+    free(h->snap.metrics);
+    free(h->snap.status);
     if (h->db)
         sqlite3_close(h->db);
     pthread_mutex_destroy(&h->db_mu);

@@ -21,7 +21,9 @@
  * the loop for what it needs through a uv_async_t and waits for the answer
  * (at most OL_HTTP_WAIT_MS, then 503); the loop only copies counters (see
  * obs.h).  Database reads run on the request thread with a read-only
- * connection of the endpoint's own.
+ * connection of the endpoint's own.  /metrics and /api/status come from one
+ * observation that is built at most once per OL_HTTP_CACHE_MS, however
+ * many clients ask: an answer is at most that old.
  */
 #ifndef OL_HTTP_H
 #define OL_HTTP_H
@@ -34,6 +36,8 @@
 #define OL_HTTP_CONN_MAX 32     /* connections at once */
 #define OL_HTTP_PER_IP_MAX 16
 #define OL_HTTP_ROWS_MAX 500    /* agents listed on the page */
+#define OL_HTTP_CACHE_MS 1000   /* /metrics and /api/status are built at
+                                   most once per this interval */
 
 struct ol__node;
 struct ol__http;
@@ -59,7 +63,7 @@ int ol__http_start(uv_loop_t *loop, struct ol__node *node,
 void ol__http_address(const struct ol__http *h, char *out, size_t cap);
 
 /* On the loop thread: requests answered, and the jobs the loop did for
- * them with the time they took it (what serving costs the loop). */
+ * them with the CPU time they took it (what serving costs the loop). */
 void ol__http_counters(const struct ol__http *h, uint64_t *requests,
                        uint64_t *jobs, uint64_t *loop_us);
 

@@ -430,9 +430,14 @@ int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
                 (uint64_t)d->wal_bytes);
     one_u64(&o, "outlast_http_requests_total", "counter",
             "HTTP requests this endpoint answered.", ob->http_requests);
+    one_u64(&o, "outlast_http_loop_jobs_total", "counter",
+            "Times the event loop was asked for something by the HTTP "
+            "endpoint: one observation per interval however many clients "
+            "ask, and each log fetch.",
+            ob->http_jobs);
     one_f(&o, "outlast_http_loop_seconds_total", "counter",
-          "Time the node's event loop spent answering HTTP requests (it "
-          "only copies counters; database reads run on the request "
+          "CPU time the node's event loop spent answering HTTP requests "
+          "(it only copies counters; database reads run on the request "
           "threads).",
           (double)ob->http_loop_us / 1e6);
     if (ob->cluster && st)
