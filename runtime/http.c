@@ -1,17 +1,10 @@
 /*
  * The HTTP endpoint: libmicrohttpd parses HTTP on its own threads (one per
  * connection, at most OL_HTTP_CONN_MAX); this file binds the socket,
- * checks tokens, routes, and hands requests for node state to the loop.
- *
- * A request that needs the loop becomes a job: the request thread queues
- * it, wakes the loop with uv_async_send() and waits on a condition
- * variable.  The loop fills the job (copies, see obs.h; or starts a log
- * fetch that may finish later) and marks it done.  A job has two owners,
- * the request thread and the loop; whichever lets go last frees it, so a
- * request that timed out, or a server that is closing, never leaves the
- * loop writing into freed memory.
+ * checks tokens, routes and answers.  What it needs from the node comes
+ * through http_loop.c.
  */
-#include "http.h"
+#include "http_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,197 +31,6 @@
 
 #define TOKEN_MIN 16
 #define TOKEN_MAX 4096
-
-enum job_kind {
-    JOB_OBS = 1,
-    JOB_LOGS = 2,
-};
-
-struct job {
-    struct job *next;
-    struct ol__http *h;
-    int kind;
-    int refs; /* request thread + loop; under h->mu */
-    int done;
-    /* JOB_OBS: in rows (a copy: the loop may read them after the request
-     * thread gave up), out obs */
-    struct ol__obs_row *rows;
-    uint32_t n_rows;
-    struct ol__obs obs;
-    int rv;
-    /* JOB_LOGS */
-    char name[OL_NAME_MAX + 1];
-    uint64_t after;
-    uint32_t limit;
-    int status;
-    char errmsg[OL_ERRMSG_SIZE];
-    void *mp; /* malloc'd copy of the answer */
-    size_t mp_len;
-};
-
-struct ol__http {
-    uv_loop_t *loop;
-    struct ol__node *node;
-    struct MHD_Daemon *mhd;
-    uv_async_t async;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct job *queue;
-    int closing;
-    int has_token;
-    uint8_t token_hash[crypto_generichash_BYTES];
-    char addr[64];
-    char db_path[PATH_MAX];
-    pthread_mutex_t db_mu;
-    sqlite3 *db;
-    uint64_t loop_us;          /* loop CPU time spent on jobs */
-    uint64_t jobs;             /* jobs the loop answered (loop thread) */
-    _Atomic uint64_t requests; /* requests answered (any thread) */
-    struct {                   /* the last answers, under mu */
-        uint64_t at_us;        /* when built; 0: never */
-        int building;
-        char *metrics, *status;
-        size_t metrics_len, status_len;
-    } snap;
-    void (*close_cb)(void *data);
-    void *close_data;
-};
-
-/* ---- jobs ---- */
-
-static void job_free(struct job *j)
-{
-    ol__obs_free(&j->obs);
-    free(j->rows);
-    free(j->mp);
-    free(j);
-}
-
-/* The loop is done with `j`. */
-static void job_finish(struct job *j)
-{
-    struct ol__http *h = j->h;
-    int last;
-
-    pthread_mutex_lock(&h->mu);
-    j->done = 1;
-    last = --j->refs == 0;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    if (last)
-        job_free(j);
-}
-
-static void logs_done(void *data, int status, const char *errmsg,
-                      const void *map, size_t len)
-{
-    struct job *j = data;
-
-    j->status = status;
-    if (status == 0) {
-        j->mp = malloc(len ? len : 1);
-        if (j->mp) {
-            memcpy(j->mp, map, len);
-            j->mp_len = len;
-        } else {
-            j->status = OL_ENOMEM;
-            snprintf(j->errmsg, sizeof j->errmsg, "out of memory");
-        }
-    } else {
-        snprintf(j->errmsg, sizeof j->errmsg, "%s", errmsg);
-    }
-    job_finish(j);
-}
-
-/* CPU time of the calling thread: what a job costs the loop, whatever
- * else the machine is doing. */
-static uint64_t thread_cpu_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static void async_cb(uv_async_t *a)
-{
-    struct ol__http *h = a->data;
-    struct job *list, *next, *rev = NULL;
-
-    pthread_mutex_lock(&h->mu);
-    list = h->queue;
-    h->queue = NULL;
-    pthread_mutex_unlock(&h->mu);
-    /* The queue was pushed newest first; answer oldest first. */
-    while (list) {
-        next = list->next;
-        list->next = rev;
-        rev = list;
-        list = next;
-    }
-    for (list = rev; list; list = next) {
-        uint64_t t0 = thread_cpu_us();
-
-        next = list->next;
-        h->jobs++;
-        if (list->kind == JOB_OBS) {
-            list->rv = ol__obs_collect(h->node, &list->obs, list->rows,
-                                       list->n_rows);
-            job_finish(list);
-        } else {
-            ol__logs_fetch(h->node, list->name, list->after, list->limit,
-                           logs_done, list);
-        }
-        h->loop_us += thread_cpu_us() - t0;
-    }
-}
-
-/* On a request thread: hand `j` to the loop and wait.  Returns 1 when the
- * loop answered; 0 on timeout or shutdown.  Either way `j` must then be
- * released with job_release(). */
-static int job_run(struct ol__http *h, struct job *j)
-{
-    struct timespec until;
-    int done;
-
-    j->h = h;
-    j->refs = 2;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += OL_HTTP_WAIT_MS / 1000;
-    until.tv_nsec += (long)(OL_HTTP_WAIT_MS % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&h->mu);
-    if (h->closing) {
-        j->refs = 1; /* the loop never sees it */
-        pthread_mutex_unlock(&h->mu);
-        return 0;
-    }
-    j->next = h->queue;
-    h->queue = j;
-    pthread_mutex_unlock(&h->mu);
-    uv_async_send(&h->async);
-    pthread_mutex_lock(&h->mu);
-    while (!j->done && !h->closing)
-        if (pthread_cond_timedwait(&h->cv, &h->mu, &until) == ETIMEDOUT)
-            break;
-    done = j->done;
-    pthread_mutex_unlock(&h->mu);
-    return done;
-}
-
-static void job_release(struct ol__http *h, struct job *j)
-{
-    int last;
-
-    pthread_mutex_lock(&h->mu);
-    last = --j->refs == 0;
-    pthread_mutex_unlock(&h->mu);
-    if (last)
-        job_free(j);
-}
 
 /* ---- responses ---- */
 
@@ -322,151 +124,11 @@ static enum MHD_Result unavailable(struct MHD_Connection *c)
 
 /* ---- routes ---- */
 
-static sqlite3 *db_get(struct ol__http *h)
-{
-    if (h->db == NULL) {
-        if (sqlite3_open_v2(h->db_path, &h->db, SQLITE_OPEN_READONLY,
-                            NULL) != SQLITE_OK) {
-            sqlite3_close(h->db);
-            h->db = NULL;
-            return NULL;
-        }
-        sqlite3_busy_timeout(h->db, 1000);
-    }
-    return h->db;
-}
-
-/* Read the database, then ask the loop for the rest. */
-static struct job *observe(struct ol__http *h, uint32_t rows_max,
-                           struct ol__obs_db *d)
-{
-    struct job *j = calloc(1, sizeof *j);
-
-    pthread_mutex_lock(&h->db_mu);
-    ol__obs_db_read(db_get(h), h->db_path, rows_max, d);
-    pthread_mutex_unlock(&h->db_mu);
-    if (j == NULL)
-        return NULL;
-    j->kind = JOB_OBS;
-    if (d->n_rows) {
-        j->rows = malloc(d->n_rows * sizeof *j->rows);
-        if (j->rows == NULL) {
-            free(j);
-            return NULL;
-        }
-        memcpy(j->rows, d->rows, d->n_rows * sizeof *j->rows);
-        j->n_rows = d->n_rows;
-    }
-    if (!job_run(h, j) || j->rv != 0) {
-        job_release(h, j);
-        return NULL;
-    }
-    return j;
-}
-
-/* Build both answers from one observation into the cache.  0 or -1. */
-static int build_snapshot(struct ol__http *h)
-{
-    struct ol__obs_db d;
-    struct ol__buf b;
-    struct job *j = observe(h, OL_HTTP_ROWS_MAX, &d);
-    json_t *js;
-    char *status = NULL;
-    uint8_t *metrics = NULL;
-    size_t mlen = 0;
-
-    if (j == NULL) {
-        ol__obs_db_free(&d);
-        return -1;
-    }
-    ol__buf_init(&b);
-    if (ol__metrics_text(&j->obs, &d, &b) == 0)
-        metrics = ol__buf_steal(&b, &mlen);
-    ol__buf_close(&b);
-    js = ol__status_json(&j->obs, &d);
-    if (js)
-        status = json_dumps(js, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(js);
-    job_release(h, j);
-    ol__obs_db_free(&d);
-    if (metrics == NULL || status == NULL) {
-        free(metrics);
-        free(status);
-        return -1;
-    }
-    pthread_mutex_lock(&h->mu);
-    free(h->snap.metrics);
-    free(h->snap.status);
-    h->snap.metrics = (char *)metrics;
-    h->snap.metrics_len = mlen;
-    h->snap.status = status;
-    h->snap.status_len = strlen(status);
-    h->snap.at_us = ol__now_us();
-    pthread_mutex_unlock(&h->mu);
-    return 0;
-}
-
-/*
- * A copy of the cached answer (`metrics` or the status JSON), built anew
- * when it is older than OL_HTTP_CACHE_MS.  Requests that arrive while one
- * builds wait for it, so any number of scrapers and open pages cost the
- * node one observation per interval.  NULL when the node did not answer.
- */
-static char *snapshot_copy(struct ol__http *h, int want_metrics, size_t *len)
-{
-    uint64_t deadline = ol__now_us() + (uint64_t)OL_HTTP_WAIT_MS * 1000;
-    char *out = NULL;
-
-    pthread_mutex_lock(&h->mu);
-    for (;;) {
-        uint64_t now = ol__now_us();
-
-        if (h->snap.at_us && now - h->snap.at_us <
-                                 (uint64_t)OL_HTTP_CACHE_MS * 1000) {
-            const char *src = want_metrics ? h->snap.metrics : h->snap.status;
-
-            *len = want_metrics ? h->snap.metrics_len : h->snap.status_len;
-            out = malloc(*len + 1);
-            if (out)
-                memcpy(out, src, *len + 1);
-            break;
-        }
-        if (h->closing || now >= deadline)
-            break;
-        if (!h->snap.building) {
-            int rv;
-
-            h->snap.building = 1;
-            pthread_mutex_unlock(&h->mu);
-            rv = build_snapshot(h);
-            pthread_mutex_lock(&h->mu);
-            h->snap.building = 0;
-            pthread_cond_broadcast(&h->cv);
-            if (rv != 0)
-                break;
-            continue;
-        }
-        {
-            struct timespec until;
-
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 100 * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&h->cv, &h->mu, &until);
-        }
-    }
-    pthread_mutex_unlock(&h->mu);
-    return out;
-}
-
 static enum MHD_Result route_metrics(struct ol__http *h,
                                      struct MHD_Connection *c)
 {
     size_t len = 0;
-    char *body = snapshot_copy(h, 1, &len);
+    char *body = ol__http_snapshot(h, 1, &len);
 
     if (body == NULL)
         return unavailable(c);
@@ -478,7 +140,7 @@ static enum MHD_Result route_status(struct ol__http *h,
                                     struct MHD_Connection *c)
 {
     size_t len = 0;
-    char *body = snapshot_copy(h, 0, &len);
+    char *body = ol__http_snapshot(h, 0, &len);
 
     if (body == NULL)
         return unavailable(c);
@@ -495,8 +157,8 @@ static enum MHD_Result route_healthz(struct ol__http *h,
     if (j == NULL)
         return unavailable(c);
     j->kind = JOB_OBS;
-    ok = job_run(h, j);
-    job_release(h, j);
+    ok = ol__http_job_run(h, j);
+    ol__http_job_release(h, j);
     if (!ok)
         return unavailable(c);
     return reply_text(c, MHD_HTTP_OK, "ok\n");
@@ -568,8 +230,8 @@ static enum MHD_Result route_logs(struct ol__http *h,
     snprintf(j->name, sizeof j->name, "%s", name);
     j->after = after;
     j->limit = (uint32_t)limit;
-    if (!job_run(h, j)) {
-        job_release(h, j);
+    if (!ol__http_job_run(h, j)) {
+        ol__http_job_release(h, j);
         return unavailable(c);
     }
     if (j->status != 0)
@@ -579,7 +241,7 @@ static enum MHD_Result route_logs(struct ol__http *h,
                               OL_EMALFORMED, err);
     else
         rv = reply_json(c, MHD_HTTP_OK, out);
-    job_release(h, j);
+    ol__http_job_release(h, j);
     return rv;
 }
 
@@ -817,7 +479,7 @@ int ol__http_start(uv_loop_t *loop, struct ol__node *node,
         free_http(h);
         return OL_EIO;
     }
-    if (uv_async_init(loop, &h->async, async_cb) != 0) {
+    if (uv_async_init(loop, &h->async, ol__http_async_cb) != 0) {
         close(fd);
         free_http(h);
         return OL_ENOMEM;
@@ -892,7 +554,7 @@ void ol__http_close(struct ol__http *h, void (*cb)(void *data), void *data)
     pthread_mutex_unlock(&h->mu);
     for (; list; list = next) {
         next = list->next;
-        job_finish(list);
+        ol__http_job_finish(list);
     }
     h->close_cb = cb;
     h->close_data = data;
