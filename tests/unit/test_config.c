@@ -160,10 +160,12 @@ Test(config, http_and_log_keys)
     cr_expect_str_eq(c.http_listen, "[::1]:9464");
     cr_expect(c.http_loopback);
     ol__config_free(&c);
+    unlink(path);
     cr_assert_eq(load(&c, "[http]\nlisten = localhost:0\n", err), 0, "%s",
                  err);
     cr_expect(c.http_loopback);
     ol__config_free(&c);
+    unlink(path);
     cr_assert_eq(load(&c,
                       "[http]\nlisten = 0.0.0.0:9464\n"
                       "token_file = /etc/outlast/http.token\n",
