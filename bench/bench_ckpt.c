@@ -292,7 +292,8 @@ static void usage(FILE *f)
             "3000]\n"
             "                  [--singles 300] [--plugin-dir DIR] "
             "[--no-fork]\n"
-            "                  [--node-only]\n");
+            "                  [--node-only] [--scrape-compare] "
+            "[--scrape-ms 1000]\n");
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -307,6 +308,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->window_ms = 3000;
     o->singles = 300;
     o->fork = 1;
+    o->scrape_ms = 1000;
     bu_exe_dir(o->plugin_dir, sizeof o->plugin_dir);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -316,6 +318,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
             continue;
         }
         if (strcmp(a, "--node-only") == 0) {
+            o->node_only = 1;
+            continue;
+        }
+        if (strcmp(a, "--scrape-compare") == 0) {
+            /* The anchor is the same node unscraped: no raw SQLite. */
+            o->scrape_compare = 1;
             o->node_only = 1;
             continue;
         }
@@ -348,6 +356,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->singles = (uint32_t)strtoul(v, NULL, 10);
             if (o->singles == 0)
                 return -1;
+        } else if (strcmp(a, "--scrape-ms") == 0) {
+            o->scrape_ms = (uint32_t)strtoul(v, NULL, 10);
+            if (o->scrape_ms == 0)
+                return -1;
         } else if (strcmp(a, "--plugin-dir") == 0) {
             snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", v);
         } else {
@@ -356,6 +368,120 @@ static int parse_args(int argc, char **argv, struct opts *o)
         }
     }
     return 0;
+}
+
+/* ---- scraping: the same node with and without its HTTP endpoint
+ * scraped ---- */
+
+static double ratio_of(const struct result *on, const struct result *off,
+                       uint32_t n, int what)
+{
+    double v[MAX_REPS];
+    uint32_t k = 0;
+
+    for (uint32_t i = 0; i < n; i++) {
+        double a, b;
+
+        if (!on[i].ok || !off[i].ok)
+            continue;
+        a = what == 0 ? on[i].ckpt_per_s
+            : what == 1 ? (double)on[i].p50_us
+                        : (double)on[i].p99_us;
+        b = what == 0 ? off[i].ckpt_per_s
+            : what == 1 ? (double)off[i].p50_us
+                        : (double)off[i].p99_us;
+        if (b > 0)
+            v[k++] = a / b;
+    }
+    return median(v, k);
+}
+
+static int scrape_compare(struct opts *o)
+{
+    static struct result off[MAX_LIST][MAX_LIST][MAX_REPS],
+        on[MAX_LIST][MAX_LIST][MAX_REPS];
+    int failed = 0;
+
+    printf("# bench_ckpt --scrape-compare: each repetition runs the node "
+           "twice, alone (the anchor) and with its HTTP endpoint serving "
+           "/metrics and /api/status every %u ms; %u rep(s), window %u ms\n",
+           o->scrape_ms, o->reps, o->window_ms);
+    for (uint32_t rep = 0; rep < o->reps; rep++)
+        for (uint32_t ai = 0; ai < o->n_agents; ai++)
+            for (uint32_t si = 0; si < o->n_sizes; si++)
+                for (int k = 0; k < 2; k++) {
+                    /* Alternate which runs first, so drift on a shared
+                     * machine favours neither. */
+                    int scraped = (k + (int)rep) % 2;
+                    struct result *r = scraped ? &on[ai][si][rep]
+                                               : &off[ai][si][rep];
+
+                    o->scrape = scraped;
+                    if (run_forked(o, o->agents[ai], o->sizes[si], r) != 0)
+                        snprintf(r->err, sizeof r->err, "fork: %s",
+                                 strerror(errno));
+                    if (!r->ok) {
+                        printf("# rep %u agents %u state %u %s FAILED: %s\n",
+                               rep + 1, o->agents[ai], o->sizes[si],
+                               scraped ? "scraped" : "alone", r->err);
+                        continue;
+                    }
+                    printf("# rep %u: %-7u %-6u %-8s %10.0f ckpt/s  p50 %6" PRIu64
+                           " us  p99 %7" PRIu64 " us  cpu %.2f",
+                           rep + 1, o->agents[ai], o->sizes[si],
+                           scraped ? "scraped" : "alone", r->ckpt_per_s,
+                           r->p50_us, r->p99_us, r->cpu);
+                    if (scraped)
+                        printf("  (%" PRIu64 " scrapes, %" PRIu64
+                               " failed, mean %.2f ms, max %.2f ms, %.0f KiB "
+                               "each; the loop spent %.1f us per request)",
+                               r->scrapes, r->scrape_failed,
+                               r->scrape_mean_ms, r->scrape_max_ms,
+                               r->scrapes ? (double)r->scrape_bytes / 1024 /
+                                                (double)r->scrapes
+                                          : 0.0,
+                               r->http_jobs ? (double)r->http_loop_us /
+                                                  (double)r->http_jobs
+                                            : 0.0);
+                    printf("\n");
+                    fflush(stdout);
+                }
+    printf("\n# medians; *_x = scraped / alone, the median of the "
+           "per-repetition ratios\n");
+    printf("%-7s %-6s %11s %11s %6s %8s %8s %6s %8s %8s %6s\n", "agents",
+           "state", "alone/s", "scraped/s", "thr_x", "p50", "p50_scr",
+           "p50_x", "p99", "p99_scr", "p99_x");
+    for (uint32_t ai = 0; ai < o->n_agents; ai++)
+        for (uint32_t si = 0; si < o->n_sizes; si++) {
+            const struct result *a = off[ai][si], *b = on[ai][si];
+            double thr = ratio_of(b, a, o->reps, 0);
+            double p50 = ratio_of(b, a, o->reps, 1);
+            double p99 = ratio_of(b, a, o->reps, 2);
+            const struct result *rs;
+            uint32_t n = o->reps;
+            double a_s, b_s, a50, b50, a99, b99;
+
+            rs = a;
+            a_s = MED_D(ckpt_per_s);
+            a50 = MED_U(p50_us);
+            a99 = MED_U(p99_us);
+            rs = b;
+            b_s = MED_D(ckpt_per_s);
+            b50 = MED_U(p50_us);
+            b99 = MED_U(p99_us);
+            printf("%-7u %-6u %11.0f %11.0f %6.3f %8.0f %8.0f %6.3f %8.0f "
+                   "%8.0f %6.3f\n",
+                   o->agents[ai], o->sizes[si], a_s, b_s, thr, a50, b50, p50,
+                   a99, b99, p99);
+            if (thr == 0)
+                failed = 1;
+            printf("# target: %u agents, %u B: throughput %.3fx and p50 "
+                   "%.3fx of the unscraped node (within 5%%: >= 0.95, <= "
+                   "1.05): %s\n",
+                   o->agents[ai], o->sizes[si], thr, p50,
+                   thr >= 0.95 && p50 <= 1.05 ? "met" : "MISSED");
+        }
+    return failed;
 }
 
 int main(int argc, char **argv)
@@ -371,6 +497,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_ckpt: bad arguments\n");
         return 2;
     }
+    if (o.scrape_compare)
+        return scrape_compare(&o);
     printf("# bench_ckpt: %u rep(s), warm-up %u ms, window %u ms, "
            "%u single-row inserts; plugins from %s\n",
            o.reps, o.warmup_ms, o.window_ms, o.singles, o.plugin_dir);

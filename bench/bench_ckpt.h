@@ -20,6 +20,9 @@ struct opts {
     uint32_t singles; /* single-row inserts for the latency anchor */
     int fork;
     int node_only; /* for profiling: skip the anchor */
+    int scrape;    /* serve HTTP and scrape it every scrape_ms */
+    int scrape_compare; /* each rep twice: unscraped (the anchor), scraped */
+    uint32_t scrape_ms;
     char plugin_dir[PATH_MAX];
 };
 
@@ -37,6 +40,10 @@ struct result {
     uint64_t p50_us, p99_us, mean_us;
     double drain_s;
     double body_avg;    /* stored checkpoint body, bytes */
+    /* scraping (when on) */
+    uint64_t scrapes, scrape_failed, scrape_bytes;
+    double scrape_mean_ms, scrape_max_ms;
+    uint64_t http_jobs, http_loop_us; /* the loop's share of serving */
     /* anchor */
     uint32_t raw_batch;
     double raw_rows_per_s;

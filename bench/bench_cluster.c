@@ -44,6 +44,7 @@
 #include "cb_outlast.h"
 #include "cb_proc.h"
 #include "runtime/log.h"
+#include "scraper.h"
 
 #define MAX_CELLS 12
 #define MAX_REPS 15
@@ -63,6 +64,8 @@ struct opts {
     /* raft timing for both outlast and etcd (0: the loopback defaults) */
     uint32_t election_ms, heartbeat_ms, failover_ms;
     int do_outlast, do_etcd;
+    int scrape_compare; /* outlast alone (the anchor) vs scraped */
+    uint32_t scrape_ms;
 };
 
 /* What one table row measures. */
@@ -82,6 +85,8 @@ struct cell {
     uint64_t lease_lost;  /* outlast: "lease lost" log lines in it */
     uint64_t entries;     /* outlast: raft entries committed in it */
     uint64_t snapshots;   /* outlast: raft snapshots taken in it */
+    uint64_t scrapes, scrape_failed; /* outlast scraped */
+    double scrape_ms;     /* mean time of one scrape */
 };
 
 static struct row rows[MAX_CELLS];
@@ -165,8 +170,9 @@ static int count_lines(const char *path, const char *needle)
 }
 
 static void run_outlast(const struct opts *o, const struct row *w, int rep,
-                        struct cell *out)
+                        int scraped, struct cell *out)
 {
+    struct scraper scr;
     struct cb_ol_status s0[CB_OL_MAX], s1[CB_OL_MAX];
     struct cb_ol_view v0[CB_OL_MAX], v1[CB_OL_MAX];
     uint64_t ckpts = 0;
@@ -181,8 +187,11 @@ static void run_outlast(const struct opts *o, const struct row *w, int rep,
     size_t cfg_len;
 
     memset(out, 0, sizeof *out);
+    memset(&scr, 0, sizeof scr);
     cb_ol_defaults(&oo);
     oo.log_level = o->log_level;
+    if (scraped)
+        oo.extra = "[http]\nlisten = 127.0.0.1:0\n";
     oo.cluster_extra = o->cluster_extra;
     if (o->heartbeat_ms) {
         oo.heartbeat_ms = o->heartbeat_ms;
@@ -191,6 +200,17 @@ static void run_outlast(const struct opts *o, const struct row *w, int rep,
     }
     if (cb_ol_init(&c, &oo) != 0 || cb_ol_start(&c, 15000) != 0 ||
         (li = cb_ol_wait_leader(&c, 15000)) < 0)
+        goto out;
+    /* Every node scraped from the start, as Prometheus would. */
+    for (int i = 0; scraped && i < c.o.n; i++) {
+        struct cb_ol_status st;
+
+        if (cb_ol_status(&c, i, 0, &st) != 0 || st.http[0] == '\0')
+            goto out;
+        snprintf(scr.targets[scr.n_targets++], sizeof scr.targets[0], "%s",
+                 st.http);
+    }
+    if (scraped && scraper_start(&scr, o->scrape_ms) != 0)
         goto out;
     /* The agents take their START checkpoint at once but only start
      * stepping at start_at, so the spawns run in a quiet cluster. */
@@ -234,9 +254,39 @@ static void run_outlast(const struct opts *o, const struct row *w, int rep,
     }
     if (cb_ol_dead(&c) >= 0)
         goto out;
+    scraper_stop(&scr);
+    out->scrapes = scr.ok;
+    out->scrape_failed = scr.failed;
+    out->scrape_ms = scr.ok ? (double)scr.total_us / 1e3 / (double)scr.ok
+                            : 0;
+    /* What serving cost each node's loop, from its own counters. */
+    for (int i = 0; i < scr.n_targets; i++) {
+        static char body[1 << 20];
+        const char *p;
+        double loop_s = 0, reqs = 0;
+
+        if (scraper_fetch(scr.targets[i], "/metrics", body, sizeof body) < 0)
+            continue;
+        static const char k_loop[] = "\noutlast_http_loop_seconds_total ",
+                          k_reqs[] = "\noutlast_http_requests_total ";
+
+        if ((p = strstr(body, k_loop)) != NULL)
+            loop_s = atof(p + sizeof k_loop - 1);
+        if ((p = strstr(body, k_reqs)) != NULL)
+            reqs = atof(p + sizeof k_reqs - 1);
+        printf("rep %d: node %d's loop spent %.1f us per HTTP request (%.0f "
+               "requests)\n",
+               rep + 1, i + 1, reqs > 0 ? loop_s * 1e6 / reqs : 0.0, reqs);
+    }
     out->elections = v1[li].term - v0[li].term;
     out->entries = v1[li].commit_index - v0[li].commit_index;
     out->lease_lost = (uint64_t)(lost1 - lost0);
+    if (scraped)
+        printf("rep %d: outlast scraped: %" PRIu64 " scrapes of /metrics "
+               "and /api/status on %d nodes (%" PRIu64 " failed), mean %.2f "
+               "ms\n",
+               rep + 1, out->scrapes, scr.n_targets, out->scrape_failed,
+               out->scrape_ms);
     printf("rep %d: outlast %-13s spawn %.1f s, all committed %.1f s "
            "later; in the window: %" PRIu64 " election(s), %" PRIu64
            " lease loss(es), %" PRIu64 " raft entries (%.1f checkpoints "
@@ -270,6 +320,7 @@ static void run_outlast(const struct opts *o, const struct row *w, int rep,
     }
     out->ok = 1;
 out:
+    scraper_stop(&scr);
     if (!out->ok)
         fprintf(stderr, "bench: outlast %s rep %d failed (OL_KEEP_TMP=1 "
                         "keeps the logs)\n",
@@ -436,6 +487,45 @@ static void table(const struct opts *o)
     }
 }
 
+/* With --scrape-compare: ol_cells are the scraped runs, et_cells the
+ * same cluster alone. */
+static int table_scrape(const struct opts *o)
+{
+    int missed = 0;
+
+    printf("\n# medians of %d repetition(s); *_x are medians of the "
+           "per-repetition ratios scraped/alone; latencies in us\n",
+           o->reps);
+    printf("%-13s %10s %10s %6s %8s %8s %6s %8s %8s %6s %8s\n", "agents",
+           "alone/s", "scraped/s", "thr_x", "p50", "p50_scr", "p50_x", "p99",
+           "p99_scr", "p99_x", "scr_ms");
+    for (int a = 0; a < n_rows; a++) {
+        double thr = med_ratio(a, o->reps, F_RATE),
+               p50 = med_ratio(a, o->reps, F_P50);
+        double v[MAX_REPS];
+        size_t k = 0;
+
+        for (int r = 0; r < o->reps; r++)
+            if (ol_cells[a][r].ok)
+                v[k++] = ol_cells[a][r].scrape_ms;
+        printf("%-13s %10.0f %10.0f %6.3f %8.0f %8.0f %6.3f %8.0f %8.0f "
+               "%6.3f %8.2f\n",
+               rows[a].label, med(et_cells[a], o->reps, F_RATE),
+               med(ol_cells[a], o->reps, F_RATE), thr,
+               med(et_cells[a], o->reps, F_P50),
+               med(ol_cells[a], o->reps, F_P50), p50,
+               med(et_cells[a], o->reps, F_P99),
+               med(ol_cells[a], o->reps, F_P99),
+               med_ratio(a, o->reps, F_P99), cb_median(v, k));
+        printf("# target: %s: throughput %.3fx and p50 %.3fx of the "
+               "unscraped cluster (within 5%%: >= 0.95, <= 1.05): %s\n",
+               rows[a].label, thr, p50,
+               thr >= 0.95 && p50 <= 1.05 ? "met" : "MISSED");
+        missed |= thr == 0;
+    }
+    return missed;
+}
+
 static int parse_list(const char *s, uint32_t *out, int cap)
 {
     int n = 0;
@@ -494,6 +584,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
             if (sscanf(v, "%u/%u/%u", &o->election_ms, &o->heartbeat_ms,
                        &o->failover_ms) != 3)
                 return -1;
+        } else if (strcmp(a, "--scrape-compare") == 0) {
+            /* Takes a value for the argument loop's sake: the interval. */
+            o->scrape_compare = 1;
+            o->scrape_ms = (uint32_t)strtoul(v, NULL, 10);
+            if (o->scrape_ms == 0)
+                return -1;
         } else if (strcmp(a, "--only") == 0) {
             o->do_outlast = strcmp(v, "outlast") == 0;
             o->do_etcd = strcmp(v, "etcd") == 0;
@@ -546,10 +642,27 @@ int main(int argc, char **argv)
         printf("# raft timing for both systems: election %u ms, heartbeat "
                "%u ms (outlast failover %u ms)\n",
                o.election_ms, o.heartbeat_ms, o.failover_ms);
+    if (o.scrape_compare) {
+        printf("# --scrape-compare: each repetition runs the cluster alone "
+               "(the anchor) and with every node's /metrics and /api/status "
+               "fetched every %u ms, in alternating order; no etcd\n",
+               o.scrape_ms);
+        for (int r = 0; r < o.reps; r++)
+            for (int a = 0; a < n_rows; a++)
+                for (int k = 0; k < 2; k++) {
+                    int scraped = (k + r) % 2;
+                    struct cell *cl = scraped ? &ol_cells[a][r]
+                                              : &et_cells[a][r];
+
+                    run_outlast(&o, &rows[a], r, scraped, cl);
+                    bad |= !cl->ok;
+                }
+        return table_scrape(&o) | bad;
+    }
     for (int r = 0; r < o.reps; r++)
         for (int a = 0; a < n_rows; a++) {
             if (o.do_outlast) {
-                run_outlast(&o, &rows[a], r, &ol_cells[a][r]);
+                run_outlast(&o, &rows[a], r, 0, &ol_cells[a][r]);
                 bad |= !ol_cells[a][r].ok;
             }
             if (o.do_etcd) {

@@ -81,6 +81,8 @@ static int write_config(struct cb_ol *c, int i, char pks[][OL_PK_HEX_SIZE])
                 "labels = cloud=c%d\n",
                 c->nodes[j].id, c->nodes[j].port, pks[j], j + 1);
     }
+    if (c->o.extra)
+        fprintf(f, "%s\n", c->o.extra);
     return fclose(f);
 }
 
@@ -339,6 +341,7 @@ int cb_ol_status(struct cb_ol *c, int i, int reset, struct cb_ol_status *out)
         out->agents_local = get_u64(ag, "local");
         get_str(nd, "role", role, sizeof role);
         out->leader = strcmp(role, "leader") == 0;
+        get_str(nd, "http", out->http, sizeof out->http);
     }
     reply_free(&u);
     return rv;

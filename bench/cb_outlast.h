@@ -21,6 +21,7 @@ struct cb_ol_opts {
     uint32_t failover_ms;
     const char *log_level; /* outlastd's [node] log_level */
     const char *cluster_extra; /* more lines for [cluster], or NULL */
+    const char *extra;         /* more sections at the end, or NULL */
     char outlastd[PATH_MAX];
     char plugin_dir[PATH_MAX];
 };
@@ -51,6 +52,7 @@ struct cb_ol_status {
     int leader;          /* role is "leader" */
     uint64_t t_us;       /* when the answer arrived (CLOCK_MONOTONIC) */
     double cpu_s;        /* the process's CPU seconds then */
+    char http[64];       /* its HTTP address, "" if none */
 };
 
 /* One node's `cluster.status` view. */

@@ -13,6 +13,8 @@
 
 #include "bench_ckpt.h"
 #include "bench_util.h"
+#include "runtime/http.h"
+#include "scraper.h"
 #include "runtime/err.h"
 #include "runtime/hist.h"
 #include "runtime/node.h"
@@ -44,6 +46,7 @@ struct drv {
     uint32_t landed; /* batches seen landing in the window */
     uint64_t t0_window_us;
     double cpu0;
+    struct scraper scr;
 };
 
 static void stop_driving(struct drv *d, const char *err)
@@ -52,6 +55,22 @@ static void stop_driving(struct drv *d, const char *err)
         snprintf(d->r->err, sizeof d->r->err, "%s", err);
     d->phase = P_DRAIN;
     d->drain_us = ol__now_us();
+    /* The scraper ran through setup, warm-up and the window. */
+    scraper_stop(&d->scr);
+    {
+        uint64_t requests;
+
+        ol__http_counters(d->node.http, &requests, &d->r->http_jobs,
+                          &d->r->http_loop_us);
+    }
+    d->r->scrapes = d->scr.ok;
+    d->r->scrape_failed = d->scr.failed;
+    d->r->scrape_bytes = d->scr.bytes;
+    if (d->scr.ok) {
+        d->r->scrape_mean_ms = (double)d->scr.total_us / 1e3 /
+                               (double)d->scr.ok;
+        d->r->scrape_max_ms = (double)d->scr.max_us / 1e3;
+    }
     uv_close((uv_handle_t *)&d->poll, NULL);
     uv_close((uv_handle_t *)&d->window, NULL);
     uv_close((uv_handle_t *)&d->watch, NULL);
@@ -197,10 +216,19 @@ int ckpt_run_node(const struct opts *o, uint32_t agents, uint32_t size,
     d->r = r;
     d->agents = agents;
     bu_config(&cfg, data_dir, o->plugin_dir);
+    if (o->scrape)
+        snprintf(cfg.http_listen, sizeof cfg.http_listen, "127.0.0.1:0");
     uv_loop_init(&d->loop);
     rv = ol__node_init(&d->node, &d->loop, &cfg);
     if (rv == 0)
         rv = ol__node_start(&d->node);
+    if (rv == 0 && o->scrape) {
+        ol__http_address(d->node.http, d->scr.targets[0],
+                         sizeof d->scr.targets[0]);
+        d->scr.n_targets = 1;
+        if (scraper_start(&d->scr, o->scrape_ms) != 0)
+            rv = OL_ENOMEM;
+    }
     if (rv == 0)
         rv = bu_spawner_init(&d->sp, &d->node, "b", agents, SPAWN_CHUNK,
                              size, 0);

@@ -254,6 +254,14 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
         on_applied(c, from, &r);
         return;
     }
+    if (type == MSG_APP && n == 2) {
+        const void *p;
+        uint32_t plen;
+
+        if (ol__mpr_bin(&r, &p, &plen) == 0 && c->hooks.app)
+            c->hooks.app(c->hooks.data, from, p, plen);
+        return;
+    }
     if ((type != MSG_PING && type != MSG_PONG) || n != 5)
         return;
     for (int i = 0; i < 4; i++)
@@ -629,6 +637,8 @@ static void place(struct cluster *c, uint64_t now)
         np->since_ms = now;
         if (moves[i].reason == OL_PL_BALANCE)
             c->last_rebalance_ms = now;
+        if ((unsigned)moves[i].reason < 5)
+            c->n.placed[moves[i].reason]++;
         ol_log(moves[i].reason == OL_PL_REGRANT ? OL_LOG_DEBUG : OL_LOG_INFO,
                "placement: '%s' -> node %" PRIu64 " epoch %" PRIu64 " (%s)",
                moves[i].agent, moves[i].owner, moves[i].epoch,
@@ -661,8 +671,10 @@ void ol__cl_tick(struct cluster *c)
     if (ok != c->lease_reported) {
         c->lease_reported = ok;
         /* After losing the lease, the first answer only sets the bar. */
-        if (!ok)
+        if (!ok) {
             c->pong_commit = UINT64_MAX;
+            c->n.lease_losses++;
+        }
         ol_log(ok ? OL_LOG_INFO : OL_LOG_WARN,
                ok ? "lease held: agents may run here"
                   : "lease lost: agents here are paused");

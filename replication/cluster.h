@@ -41,6 +41,9 @@ struct ol__cluster_hooks {
     ol__replica_effects_cb effects;
     /* The lease to run agents was gained (ok=1) or lost (ok=0). */
     void (*lease)(void *data, int ok);
+    /* A runtime message from node `from` (see ol__cluster_send_app);
+     * `p` is borrowed for the call.  May be NULL. */
+    void (*app)(void *data, uint64_t from, const void *p, size_t len);
 };
 
 int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
@@ -57,6 +60,27 @@ uint64_t ol__cluster_incarnation(const struct ol__replica *r);
 /* May this node run agents now (it holds a lease from a leader that a
  * majority can still hear)? */
 int ol__cluster_lease_ok(const struct ol__replica *r);
+
+/* Counters for /metrics beyond what ol__cluster_status() shows. */
+struct ol__cluster_metrics {
+    uint64_t leader_changes; /* leaders learned since start */
+    uint64_t lease_losses;
+    uint64_t placed[5];      /* placements this node made as leader, by
+                              * reason: [1] place, [2] failover,
+                              * [3] re-grant, [4] rebalance */
+    struct ol__transport_stats transport;
+};
+void ol__cluster_metrics(struct ol__replica *r,
+                         struct ol__cluster_metrics *out);
+
+/*
+ * Send a runtime message (opaque bytes, copied) to node `to` over the
+ * authenticated transport; it arrives at that node's hooks.app.  Best
+ * effort, like every message: the caller times out and retries.  Returns
+ * 0 or the transport's error (OL_ENOTFOUND, OL_ETOOBIG, OL_EBUSY, ...).
+ */
+int ol__cluster_send_app(struct ol__replica *r, uint64_t to, const void *p,
+                         size_t len);
 
 /* cluster.status as one msgpack map. */
 void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk);

@@ -22,6 +22,7 @@ enum {
     MSG_FORWARD = 3, /* [3, entry: bin]                  follower -> leader */
     MSG_APPLIED = 4, /* [4, [[agent, epoch, seq, status]...]] leader -> owner:
                       * those checkpoints committed (or were refused) */
+    MSG_APP = 5,     /* [5, bytes: bin]  any -> any: for hooks.app */
 };
 
 /* A proposal this node made and has not yet seen applied. */
@@ -134,6 +135,10 @@ struct cluster {
         uint64_t forwarded;
         uint64_t retries;
         uint64_t placements;
+        uint64_t leader_changes;  /* a new leader was learned */
+        uint64_t lease_losses;
+        uint64_t placed[5];       /* by enum ol__pl_reason */
+        struct ol__phist batch_sizes; /* checkpoints per applied entry */
     } n;
 };
 

@@ -183,6 +183,9 @@ static void after_cb(uv_work_t *req, int status)
     if (b->rv == 0 && status == 0) {
         l->n.batches++;
         l->n.ckpts += b->n;
+        if (b->n)
+            ol__phist_add(&l->n.batch_sizes, ol__batch_bounds,
+                          ol__batch_nbounds, b->n);
         l->n.cmds += b->cmds.n;
         l->backoff_ms = 0;
         if (!l->closing)

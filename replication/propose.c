@@ -391,6 +391,13 @@ static void quarantine_diverged(struct cluster *c, const struct ol__effect *e)
 
 void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
 {
+    uint64_t ckpts = 0;
+
+    for (const struct ol__effect *e = fx->head; e; e = e->next)
+        ckpts += e->type == OL_FX_CKPT;
+    if (ckpts)
+        ol__phist_add(&c->n.batch_sizes, ol__batch_bounds, ol__batch_nbounds,
+                      ckpts);
     if (c->role == RAFT_LEADER)
         ol__cl_notify_owners(c, fx);
     ol__cl_on_effects(c, fx);

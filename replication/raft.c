@@ -112,6 +112,8 @@ static void check_cb(uv_check_t *h)
             if (c->leader_id)
                 c->prev_leader_id = c->leader_id;
             c->leader_id = lid;
+            if (lid)
+                c->n.leader_changes++;
             /* A new leader has not seen anything we sent: resend it all. */
             ol__cl_retry_stale(c, 1);
         }
@@ -154,6 +156,7 @@ static void counters(struct ol__replica *r, struct ol__replica_counters *out)
     out->batches = c->n.entries;
     out->ckpts = c->n.ckpts_proposed;
     out->failures = c->n.retries;
+    out->batch_sizes = c->n.batch_sizes;
 }
 
 static void status(struct ol__replica *r, msgpack_packer *pk)

@@ -14,6 +14,7 @@
 #include <msgpack.h>
 #include <stdint.h>
 
+#include "../runtime/hist.h"
 #include "cmd.h"
 #include "sm.h"
 
@@ -28,6 +29,9 @@ struct ol__replica_counters {
     uint64_t ckpts;
     uint64_t cmds;
     uint64_t failures;
+    /* Checkpoints per batch (a group commit, or an applied raft entry),
+     * over ol__batch_bounds. */
+    struct ol__phist batch_sizes;
 };
 
 struct ol__replica_vt {

@@ -263,6 +263,8 @@ void ol__transport_stats(const struct ol__transport *t,
                          struct ol__transport_stats *out)
 {
     *out = t->stats;
+    out->conns_open = t->n_conns;
+    out->conns_handshaking = t->n_hs_pending;
 }
 
 static void timer_closed(uv_handle_t *h)

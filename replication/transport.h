@@ -114,6 +114,8 @@ struct ol__transport_stats {
                                  * checks in raftwire.h */
     uint64_t raft_commit_capped;
     uint64_t raft_match_capped;
+    uint64_t conns_open;        /* connections now, authenticated or not */
+    uint64_t conns_handshaking; /* incoming ones not yet authenticated */
 };
 void ol__transport_stats(const struct ol__transport *t,
                          struct ol__transport_stats *out);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../replication/verify.h"
+#include "alog.h"
 #include "err.h"
 #include "log.h"
 #include "node.h"
@@ -175,6 +176,7 @@ static void handle_closed(uv_handle_t *h)
         free(a->acks[i].from);
     free(a->acks);
     free(a->timers);
+    ol__alog_destroy(a->log);
     free(a);
 }
 
@@ -297,6 +299,7 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
 void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
 {
     struct ol_agent *a = ol__agent_get(n, row->name);
+    struct ol__alog *log = NULL;
     struct ol__ckpt c;
     uint8_t hash[OL_HASH_SIZE];
     char err[OL_ERRMSG_SIZE];
@@ -308,13 +311,19 @@ void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
             push_final_stop(a);
         return;
     }
-    if (a)
+    if (a) {
+        /* The new instance keeps the agent's log lines. */
+        log = a->log;
+        a->log = NULL;
         ol__agent_release(a, "a newer epoch replaces it");
+    }
     a = instance_new(n, row->name, row->epoch);
     if (a == NULL) {
+        ol__alog_destroy(log);
         ol_log(OL_LOG_ERROR, "agent '%s': out of memory", row->name);
         return;
     }
+    a->log = log;
     rv = ol__plugin_get(&n->plugins, row->kind, &a->plugin, err);
     if (rv != 0) {
         ol__agent_fail(a, "%s", err);
@@ -357,9 +366,11 @@ void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
     ol__agent_timers_rearm(a);
     if (row->status == OL_AGENT_STOPPING)
         push_final_stop(a);
-    ol_log(OL_LOG_INFO, "agent '%s' (%s) %s at seq %" PRIu64 " epoch %" PRIu64,
-           a->name, a->plugin->kind, a->seq ? "resumed" : "started", a->seq,
-           a->epoch);
+    ol__agent_note(a, OL_LOG_INFO, 0,
+                   "(%s) %s on node %" PRIu64 " at seq %" PRIu64
+                   " epoch %" PRIu64,
+                   a->plugin->kind, a->seq ? "resumed" : "started",
+                   n->self_id, a->seq, a->epoch);
 }
 
 /* ---- teardown ---- */
@@ -425,7 +436,7 @@ void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(a->reason, sizeof a->reason, fmt, ap);
     va_end(ap);
-    ol_log(OL_LOG_ERROR, "agent '%s' quarantined: %s", a->name, a->reason);
+    ol__agent_note(a, OL_LOG_ERROR, 0, "quarantined: %s", a->reason);
     a->node->n.quarantined++;
     a->phase = OL_PHASE_FAULT;
     ol__entry_w_init(&w);

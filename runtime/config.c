@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
@@ -22,6 +23,8 @@ void ol__config_defaults(struct ol__config *c)
     snprintf(c->node_name, sizeof c->node_name, "node-1");
     snprintf(c->data_dir, sizeof c->data_dir, "./outlast-data");
     c->log_level = OL_LOG_INFO;
+    c->log_format = OL_LOG_TEXT;
+    c->agent_log_lines = 200;
     c->every_steps = 1;
     c->every_ms = 0;
     c->retain = 1000;
@@ -130,6 +133,16 @@ static int node_key(struct parse *p, const char *name, const char *value)
         c->log_level = l;
         return 1;
     }
+    if (strcmp(name, "log_format") == 0) {
+        int f = ol_log_format_parse(value);
+
+        if (f < 0)
+            return fail(p, "'%s' must be text or json, not '%s'", name,
+                        value);
+        c->log_format = f;
+        return 1;
+    }
+    U32("agent_log_lines", 0, 100000, agent_log_lines)
     if (strcmp(name, "name") == 0)
         p->named = 1;
     STR("name", node_name)
@@ -175,6 +188,57 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
         return 1;
     }
     return fail(p, "unknown key '%s' in section [%s]", name, "cluster");
+}
+
+static int http_key(struct parse *p, const char *name, const char *value)
+{
+    struct ol__config *c = p->c;
+
+    STR("listen", http_listen)
+    STR("token_file", http_token_file)
+    return fail(p, "unknown key '%s' in section [%s]", name, "http");
+}
+
+/* Is the host part of "host:port" a loopback address?  Names other than
+ * "localhost" count as not loopback: what they resolve to can change. */
+static int loopback_host(const char *listen, int *ok_syntax)
+{
+    char host[OL_ADDR_MAX];
+    const char *colon = strrchr(listen, ':');
+    struct in6_addr a6;
+    struct in_addr a4;
+    size_t n;
+    char *end;
+    long port;
+
+    *ok_syntax = 0;
+    if (colon == NULL || colon == listen)
+        return 0;
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || port < 0 || port > 65535)
+        return 0;
+    n = (size_t)(colon - listen);
+    if (listen[0] == '[') {
+        if (n < 3 || listen[n - 1] != ']')
+            return 0;
+        memcpy(host, listen + 1, n - 2);
+        host[n - 2] = '\0';
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            return 0;
+        *ok_syntax = 1;
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    memcpy(host, listen, n);
+    host[n] = '\0';
+    if (strchr(host, ':'))
+        return 0; /* an IPv6 address needs brackets */
+    *ok_syntax = 1;
+    if (strcmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return 0;
 }
 
 static struct ol__config_agent *agent_for(struct parse *p, const char *aname)
@@ -283,6 +347,8 @@ static int handler(void *user, const char *section, const char *name,
         p->c->cluster = 1;
         return cluster_key(p, name, value);
     }
+    if (strcmp(section, "http") == 0)
+        return http_key(p, name, value);
     if (strncmp(section, "agent.", 6) == 0)
         return agent_key(p, section + 6, name, value);
     if (strncmp(section, "peer.", 5) == 0)
@@ -319,6 +385,29 @@ static int check(struct ol__config *c, int named, char *err, size_t cap)
         snprintf(err, cap,
                  "[cluster] heartbeat_timeout_ms must be at most half of "
                  "election_timeout_ms");
+        return -1;
+    }
+    if (c->http_listen[0]) {
+        int syntax;
+
+        c->http_loopback = loopback_host(c->http_listen, &syntax);
+        if (!syntax) {
+            snprintf(err, cap,
+                     "[http] listen must be host:port (an IPv6 address in "
+                     "brackets, port 0-65535), not '%.60s'",
+                     c->http_listen);
+            return -1;
+        }
+        if (!c->http_loopback && c->http_token_file[0] == '\0') {
+            snprintf(err, cap,
+                     "[http] listen '%.60s' is not a loopback address: set "
+                     "token_file (a file of mode 0600 holding the access "
+                     "token) or listen on 127.0.0.1",
+                     c->http_listen);
+            return -1;
+        }
+    } else if (c->http_token_file[0]) {
+        snprintf(err, cap, "[http] token_file is set but listen is not");
         return -1;
     }
     if (!named)

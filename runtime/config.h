@@ -34,6 +34,8 @@ struct ol__config {
     char data_dir[PATH_MAX];
     char plugin_dir[PATH_MAX]; /* "" : search the defaults */
     int log_level;
+    int log_format;            /* OL_LOG_TEXT or OL_LOG_JSON */
+    uint32_t agent_log_lines;  /* lines kept per agent; 0: none */
     char labels[201];
     /* [checkpoint] */
     uint32_t every_steps;
@@ -50,6 +52,10 @@ struct ol__config {
     uint32_t snapshot_trailing;
     uint32_t segment_mb;       /* raft log segment size, MiB */
     int bootstrap;             /* bootstrap every listed node as a voter */
+    /* [http] */
+    char http_listen[OL_ADDR_MAX];    /* "" : no HTTP endpoint */
+    char http_token_file[PATH_MAX];   /* "" : no token (loopback only) */
+    int http_loopback;                /* listen is a loopback address */
     /* [peer.ID] */
     struct ol__config_peer peers[OL_CONFIG_MAX_PEERS];
     uint32_t n_peers;

@@ -13,7 +13,8 @@
  *
  * Operations (arguments -> results):
  *   status {reset?}   -> node: {id, pk, version, mode ("single"|"cluster"),
- *                               role, data_dir, uptime_ms},
+ *                               role, data_dir, uptime_ms, http (the bound
+ *                               HTTP address, "" when off)},
  *                        agents: {total, running, stopping, stopped,
  *                                 quarantined, degraded, local},
  *                        commits: {checkpoints, batches, refused, steps,
@@ -22,7 +23,14 @@
  *                        after this answer,
  *                        cluster: {...} (cluster mode only)
  *   agents            -> agents: [agent row], see ol__query_agents()
- *                        live: {name: {local, degraded, phase, queued}}
+ *                        live: {name: {local, degraded, phase, queued,
+ *                               committed_seq, reason, steps, commit_us,
+ *                               held}}
+ *   logs {name, after?, limit? (1..1000, 200)}
+ *                     -> logs: {name, node, epoch, ring, first, next,
+ *                               lines: [{seq, time_ms, level, text}]}
+ *                        the lines numbered above `after`, from the node
+ *                        that hosts the agent (asked over the cluster)
  *   show {name}       -> agent: see ol__query_show(), live: {...}
  *   history {name, limit?}
  *                     -> see ol__query_history()

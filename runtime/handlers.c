@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "err.h"
+#include "http.h"
 #include "log.h"
 #include "node.h"
 #include "ol_config.h"
@@ -96,26 +97,12 @@ static void resp_send(struct resp *r, struct ol__ctl_req *req)
     ol__buf_close(&r->buf);
 }
 
-static const char *phase_name(const struct ol_agent *a)
-{
-    if (a->degraded)
-        return "degraded";
-    switch (a->phase) {
-    case OL_PHASE_ACTIVE:
-        return a->inflight ? "committing" : "active";
-    case OL_PHASE_DRAINING:
-        return "draining";
-    case OL_PHASE_CLOSING:
-        return "closing";
-    case OL_PHASE_FAULT:
-        return "fault";
-    }
-    return "?";
-}
-
 static void pack_live_one(msgpack_packer *pk, const struct ol_agent *a)
 {
-    msgpack_pack_map(pk, 6);
+    msgpack_pack_map(pk, 9);
+    pk_kv_u64(pk, "steps", a->steps);
+    pk_kv_u64(pk, "commit_us", a->commit_us);
+    pk_kv_u64(pk, "held", a->n_outbox);
     pk_str(pk, "local");
     msgpack_pack_true(pk);
     pk_str(pk, "degraded");
@@ -124,7 +111,7 @@ static void pack_live_one(msgpack_packer *pk, const struct ol_agent *a)
     else
         msgpack_pack_false(pk);
     pk_str(pk, "phase");
-    pk_str(pk, phase_name(a));
+    pk_str(pk, ol__agent_phase_name(a));
     pk_kv_u64(pk, "queued", a->q_len);
     pk_kv_u64(pk, "committed_seq", a->committed_seq);
     pk_str(pk, "reason");
@@ -194,7 +181,7 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
     char hex[OL_PK_HEX_SIZE];
     uint32_t local = 0, degraded = 0;
     struct stat st;
-    char dbpath[PATH_MAX + 16];
+    char dbpath[PATH_MAX + 16], http[64];
     void *v;
 
     for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
@@ -209,7 +196,10 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
     snprintf(dbpath, sizeof dbpath, "%s/outlast.db", n->cfg.data_dir);
     resp_begin(&r, 5);
     pk_str(&r.pk, "node");
-    msgpack_pack_map(&r.pk, 8);
+    msgpack_pack_map(&r.pk, 9);
+    pk_str(&r.pk, "http");
+    ol__http_address(n->http, http, sizeof http);
+    pk_str(&r.pk, http);
     pk_kv_u64(&r.pk, "id", n->self_id);
     pk_str(&r.pk, "name");
     pk_str(&r.pk, n->cfg.node_name);
@@ -617,6 +607,51 @@ static void op_cluster(struct ol__node *n, struct ol__ctl_req *req,
         ol__ctl_reply_error(req, rv, "cluster add: %s", err);
 }
 
+static void logs_done(void *data, int status, const char *errmsg,
+                      const void *map, size_t len)
+{
+    struct ol__ctl_req *req = data;
+    struct resp r;
+
+    if (status != 0) {
+        ol__ctl_reply_error(req, status, "%s", errmsg);
+        return;
+    }
+    resp_begin(&r, 1);
+    pk_str(&r.pk, "logs");
+    /* The map is already msgpack (checked if it came from a peer). */
+    if (ol__buf_append(&r.buf, map, len) != 0) {
+        ol__buf_close(&r.buf);
+        ol__ctl_reply_error(req, OL_ENOMEM, "out of memory");
+        return;
+    }
+    resp_send(&r, req);
+}
+
+static void op_logs(struct ol__node *n, struct ol__ctl_req *req,
+                    const msgpack_object *args)
+{
+    char name[OL_NAME_MAX + 2];
+    const msgpack_object *after = arg(args, "after"), *lim = arg(args,
+                                                                 "limit");
+
+    if (arg_str(args, "name", name, sizeof name) != 0 ||
+        !ol__name_valid(name)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "logs: missing or bad agent name");
+        return;
+    }
+    if ((after && after->type != MSGPACK_OBJECT_POSITIVE_INTEGER) ||
+        (lim && (lim->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+                 lim->via.u64 == 0 || lim->via.u64 > 1000))) {
+        ol__ctl_reply_error(req, OL_EINVAL,
+                            "logs: 'after' must be a whole number and "
+                            "'limit' one from 1 to 1000");
+        return;
+    }
+    ol__logs_fetch(n, name, after ? after->via.u64 : 0,
+                   lim ? (uint32_t)lim->via.u64 : 200, logs_done, req);
+}
+
 void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
                     const msgpack_object *args)
 {
@@ -624,6 +659,8 @@ void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
 
     if (strcmp(op, "status") == 0)
         op_status(n, req, args);
+    else if (strcmp(op, "logs") == 0)
+        op_logs(n, req, args);
     else if (strcmp(op, "agents") == 0 || strcmp(op, "show") == 0 ||
              strcmp(op, "history") == 0)
         op_query(n, req, op, args);

@@ -67,3 +67,34 @@ uint64_t ol__now_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
+
+const uint64_t ol__lat_bounds_us[] = {
+    100,    250,    500,     1000,    2500,    5000,    10000,  25000,
+    50000,  100000, 250000,  500000,  1000000, 2500000, 5000000, 10000000,
+};
+const unsigned ol__lat_nbounds = sizeof ol__lat_bounds_us /
+                                 sizeof ol__lat_bounds_us[0];
+const uint64_t ol__batch_bounds[] = {
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+};
+const unsigned ol__batch_nbounds = sizeof ol__batch_bounds /
+                                   sizeof ol__batch_bounds[0];
+
+void ol__phist_add(struct ol__phist *h, const uint64_t *bounds, unsigned n,
+                   uint64_t v)
+{
+    unsigned lo = 0, hi = n;
+
+    /* The first bound >= v, or n. */
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+
+        if (bounds[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    h->b[lo]++;
+    h->count++;
+    h->sum += v;
+}

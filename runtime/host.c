@@ -25,7 +25,9 @@ _Static_assert(OL_AGENT_LOG_DEBUG == OL_LOG_DEBUG, "abi: log levels");
 
 static void host_log(struct ol_agent *a, int level, const char *fmt, ...)
 {
+    static struct ol_ratelimit rl;
     char line[512];
+    unsigned suppressed;
     va_list ap;
 
     if (level < OL_AGENT_LOG_ERROR)
@@ -37,8 +39,19 @@ static void host_log(struct ol_agent *a, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    /* A chatty plugin must not drown the node's log. */
-    ol_log_rl(level, "agent '%s': %s", a->name, line);
+    /* A newline or an escape sequence from a plugin would forge log lines
+     * or reach an operator's terminal. */
+    for (char *p = line; *p; p++)
+        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+            *p = '?';
+    /* Every line goes to the agent's own bounded ring; a chatty plugin
+     * must not drown the node's log, so that copy is rate-limited. */
+    ol__agent_note(a, level, 1, "%s", line);
+    if (!ol__ratelimit_ok(&rl, 5, 10000, &suppressed))
+        return;
+    if (suppressed)
+        ol__log(level, "(%u similar messages suppressed)", suppressed);
+    ol__log_agent(level, a->name, "%s", line);
 }
 
 static const char *host_name(struct ol_agent *a)

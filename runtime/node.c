@@ -19,9 +19,11 @@
 
 #include "err.h"
 #include "fsutil.h"
+#include "http.h"
 #include "json.h"
 #include "log.h"
 #include "node.h"
+#include "notify.h"
 #include "../replication/verify.h"
 #include "../replication/cluster.h"
 
@@ -116,6 +118,9 @@ static void lease_cb(void *data, int ok)
     void *v;
 
     n->paused = !ok;
+    ol__events_add(&n->events, ok ? OL_EV_LEASE_HELD : OL_EV_LEASE_LOST,
+                   NULL, 0, 0, 0,
+                   ok ? "agents here may run" : "agents here are paused");
     if (!ok)
         return;
     for (size_t i = 0; ol__map_next(&n->agents, &i, &v);)
@@ -126,7 +131,8 @@ static int start_cluster(struct ol__node *n, const char *db_path)
 {
     const struct ol__config *cfg = &n->cfg;
     struct ol__cluster_config cc;
-    struct ol__cluster_hooks hooks = {n, ol__node_effects, lease_cb};
+    struct ol__cluster_hooks hooks = {n, ol__node_effects, lease_cb,
+                                      ol__logs_app};
     int rv;
 
     memset(&cc, 0, sizeof cc);
@@ -179,8 +185,10 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     ol__map_init(&n->agents);
     ol__buf_init(&n->scratch);
     n->vcache = ol__verify_cache_create();
+    ol__events_init(&n->events, cfg->cluster);
     signal(SIGPIPE, SIG_IGN);
     ol_log_set_level(cfg->log_level);
+    ol_log_set_format(cfg->log_format);
 
     rv = ol__mkdirs(cfg->data_dir, 0700, n->errmsg);
     if (rv == 0)
@@ -235,6 +243,13 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     n->runner.data = n;
     uv_timer_init(loop, &n->drain_timer);
     n->drain_timer.data = n;
+    uv_timer_init(loop, &n->watchdog);
+    n->watchdog.data = n;
+    /* Started once the node is up; initialised here so that a start that
+     * fails half way can close them like the rest. */
+    uv_signal_init(loop, &n->sigint);
+    uv_signal_init(loop, &n->sigterm);
+    n->sigint.data = n->sigterm.data = n;
     return 0;
 }
 
@@ -291,6 +306,42 @@ static int spawn_configured(struct ol__node *n)
     return rv;
 }
 
+static void watchdog_cb(uv_timer_t *t)
+{
+    (void)t;
+    (void)ol__notify("WATCHDOG=1");
+}
+
+/* The HTTP endpoint, if [http] asks for one. */
+static int start_http(struct ol__node *n, const char *db_path)
+{
+    struct ol__http_config hc;
+
+    if (n->cfg.http_listen[0] == '\0')
+        return 0;
+    memset(&hc, 0, sizeof hc);
+    hc.listen = n->cfg.http_listen;
+    hc.token_file = n->cfg.http_token_file;
+    hc.db_path = db_path;
+    return ol__http_start(n->loop, n, &hc, &n->http, n->errmsg);
+}
+
+static void tell_ready(struct ol__node *n, int hosted)
+{
+    char st[200];
+    uint64_t wd = ol__notify_watchdog_us();
+
+    snprintf(st, sizeof st,
+             "READY=1\nSTATUS=node %" PRIu64 " up: %d agent(s) hosted%s%s",
+             n->self_id, hosted, n->http ? ", http on " : "",
+             n->http ? n->cfg.http_listen : "");
+    (void)ol__notify(st);
+    if (wd >= 2000) {
+        n->watchdog_us = wd;
+        uv_timer_start(&n->watchdog, watchdog_cb, wd / 2000, wd / 2000);
+    }
+}
+
 static void signal_cb(uv_signal_t *s, int signum)
 {
     struct ol__node *n = s->data;
@@ -318,7 +369,16 @@ int ol__node_start(struct ol__node *n)
         ol__agent_host(n, row);
         hosted++;
     }
+    /* What each agent's owner was at start: a later change is a move. */
+    if (n->cluster)
+        for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)
+            ol__events_agent(&n->events, row, 1);
     rv = spawn_configured(n);
+    if (rv != 0)
+        return rv;
+    if (ol__path_join(path, sizeof path, n->cfg.data_dir, "outlast.db"))
+        return OL_EINVAL;
+    rv = start_http(n, path);
     if (rv != 0)
         return rv;
     if (ol__path_join(path, sizeof path, n->cfg.data_dir, OL_CTL_SOCKET))
@@ -326,15 +386,13 @@ int ol__node_start(struct ol__node *n)
     rv = ol__ctl_start(n->loop, path, ol__ctl_handle, n, &n->ctl, n->errmsg);
     if (rv != 0)
         return rv;
-    uv_signal_init(n->loop, &n->sigint);
-    uv_signal_init(n->loop, &n->sigterm);
-    n->sigint.data = n->sigterm.data = n;
     uv_signal_start(&n->sigint, signal_cb, SIGINT);
     uv_signal_start(&n->sigterm, signal_cb, SIGTERM);
     ol_log(OL_LOG_INFO,
            "node %" PRIu64 " up: %d agent(s) hosted, data in %s, control "
            "socket %s",
            n->self_id, hosted, n->cfg.data_dir, path);
+    tell_ready(n, hosted);
     return 0;
 }
 
@@ -356,6 +414,7 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             const struct ol__sm_agent *row = &e->u.agent;
             int mine = ol__node_owns(n, row);
 
+            ol__events_agent(&n->events, row, 0);
             ol__waiters_agent(n, row);
             a = ol__agent_get(n, row->name);
             if (mine && !n->stopping)
@@ -415,18 +474,30 @@ static void replica_closed(void *data)
     ol_log(OL_LOG_INFO, "stopped");
 }
 
-static void ctl_closed(void *data)
+static void http_closed(void *data)
 {
     struct ol__node *n = data;
 
-    n->ctl = NULL;
     n->replica->vt->close(n->replica, replica_closed, n);
+}
+
+static void ctl_closed(void *data)
+{
+    struct ol__node *n = data;
+    struct ol__http *h = n->http;
+
+    n->ctl = NULL;
+    n->http = NULL;
+    ol__http_close(h, http_closed, n);
 }
 
 static void finish_shutdown(struct ol__node *n)
 {
     uv_timer_stop(&n->drain_timer);
     uv_close((uv_handle_t *)&n->drain_timer, NULL);
+    uv_timer_stop(&n->watchdog);
+    uv_close((uv_handle_t *)&n->watchdog, NULL);
+    ol__logs_close(n);
     uv_close((uv_handle_t *)&n->runner, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
@@ -475,6 +546,8 @@ void ol__node_shutdown(struct ol__node *n)
     if (n->stopping)
         return;
     n->stopping = 1;
+    (void)ol__notify("STOPPING=1\nSTATUS=draining commits and stopping "
+                     "agents");
     for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
         struct ol_agent *a = v;
         struct ol__ev *ev;
@@ -510,6 +583,7 @@ void ol__node_free(struct ol__node *n)
     ol__key_close(&n->key);
     ol__buf_close(&n->scratch);
     ol__map_close(&n->agents);
+    ol__events_close(&n->events);
     if (n->lock_fd >= 0)
         close(n->lock_fd);
     if (n->replica) {

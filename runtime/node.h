@@ -16,6 +16,7 @@
 #include "err.h"
 #include "hist.h"
 #include "ctl.h"
+#include "events.h"
 #include "keys.h"
 #include "map.h"
 #include "plugin.h"
@@ -109,6 +110,12 @@ struct ol_agent {
 
     uint32_t work_pending;
     int handles_open; /* uv handles not yet closed */
+
+    /* For operators: its log lines (created on the first), events handled
+     * by this instance, and its last checkpoint's commit latency. */
+    struct ol__alog *log;
+    uint64_t steps;
+    uint64_t commit_us;
     int in_runq;
     struct ol_agent *runq_next;
 };
@@ -163,6 +170,12 @@ struct ol__node {
         uint64_t quarantined;
     } n;
     struct ol__hist commit_lat; /* propose -> committed, us */
+    struct ol__phist commit_hist; /* the same, never reset, for /metrics */
+    struct ol__events events;     /* recent moves, quarantines, leases */
+    struct ol__http *http;        /* [http] endpoint, or NULL */
+    struct ol__logfwd *logfwd;    /* log requests waiting on other nodes */
+    uint64_t watchdog_us;         /* systemd watchdog interval, or 0 */
+    uv_timer_t watchdog;
     int lock_fd;
 };
 
@@ -197,6 +210,8 @@ void ol__agent_mail(struct ol_agent *a, const char *from, uint64_t seq,
 void ol__agent_timers_rearm(struct ol_agent *a);
 void ol__agent_free_ev(struct ol__ev *ev);
 void ol__agents_close_all(struct ol__node *n);
+/* "active", "committing", "draining", "closing", "fault" or "degraded". */
+const char *ol__agent_phase_name(const struct ol_agent *a);
 
 /* step.c: delivering events and taking checkpoints */
 void ol__runq_add(struct ol_agent *a);
@@ -208,6 +223,27 @@ int ol__step_checkpoint(struct ol_agent *a);
 
 /* host.c */
 extern const struct ol_host ol__host_table;
+
+/* logs.c: an agent's log lines, from whichever node hosts it */
+struct ol__alog;
+/* Append a line to the agent's ring (created on demand) and, unless
+ * `ring_only`, to the daemon log. */
+void ol__agent_note(struct ol_agent *a, int level, int ring_only,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Fetch lines of `name` numbered above `after` (at most `limit`) from the
+ * node hosting it.  `cb` gets 0 and a msgpack map
+ *   {name, node, ring, first, next, lines: [{seq, time_ms, level, text}]}
+ * (borrowed for the call), or an OL_E* code and a message.  It may run
+ * before this returns, or later (the agent lives on another node). */
+typedef void (*ol__logs_cb)(void *data, int status, const char *errmsg,
+                            const void *map, size_t len);
+void ol__logs_fetch(struct ol__node *n, const char *name, uint64_t after,
+                    uint32_t limit, ol__logs_cb cb, void *data);
+/* A runtime message from another node (cluster hooks.app). */
+void ol__logs_app(void *data, uint64_t from, const void *p, size_t len);
+/* Answer every fetch still waiting with OL_ESHUTDOWN. */
+void ol__logs_close(struct ol__node *n);
 
 /* handlers.c */
 void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,

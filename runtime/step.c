@@ -228,6 +228,7 @@ static void step(struct ol_agent *a)
     rv = a->plugin->vt->handle(a->self, a, &e);
     a->in_handle = 0;
     a->node->n.steps++;
+    a->steps++;
     if (type == OL_EVENT_MESSAGE && rv == 0 && add_ack(a, ev) != 0)
         rv = OL_ENOMEM;
     ol__agent_free_ev(ev);
@@ -409,7 +410,10 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
         return;
     a->inflight = 0;
     if (e->status == 0) {
-        ol__hist_add(&a->node->commit_lat, ol__now_us() - a->inflight_us);
+        a->commit_us = ol__now_us() - a->inflight_us;
+        ol__hist_add(&a->node->commit_lat, a->commit_us);
+        ol__phist_add(&a->node->commit_hist, ol__lat_bounds_us,
+                      ol__lat_nbounds, a->commit_us);
         a->committed_seq = e->u.ckpt.seq;
         a->node->n.checkpoints++;
         if (a->phase == OL_PHASE_DRAINING) {

@@ -252,7 +252,10 @@ int ol__cli_parse(const struct ol__cli *c, const struct ol__cli_opt *opts,
             dashdash = 1;
             continue;
         }
-        if (dashdash || a[0] != '-' || a[1] != '-') {
+        /* A single-dash word is an argument ("send ticker -1") unless the
+         * command names it as a short option ("logs NAME -f"). */
+        if (dashdash || a[0] != '-' ||
+            (a[1] != '-' && find_opt(opts, a, &iv) == NULL)) {
             if (n >= max)
                 return ol__cli_usage_err(c, "unexpected argument '%s'", a);
             pos[n++] = a;

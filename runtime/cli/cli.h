@@ -198,5 +198,7 @@ int ol__cmd_send(struct ol__cli *c);
 int ol__cmd_verify(struct ol__cli *c);
 int ol__cmd_export(struct ol__cli *c);
 int ol__cmd_keygen(struct ol__cli *c);
+int ol__cmd_logs(struct ol__cli *c);
+int ol__cmd_top(struct ol__cli *c);
 
 #endif

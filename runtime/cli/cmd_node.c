@@ -56,6 +56,12 @@ static void print_status(const msgpack_object *root)
                  ol__mp_gets(node, "role", b, sizeof b));
         kv("mode", text);
         kv("data dir", ol__mp_gets(node, "data_dir", a, sizeof a));
+        if (ol__mp_gets(node, "http", a, sizeof a)[0] &&
+            strcmp(a, "-") != 0) {
+            snprintf(text, sizeof text, "http://%s/ (metrics at /metrics)",
+                     a);
+            kv("http", text);
+        }
         kv("uptime", ol__cli_duration(ol__mp_getu(node, "uptime_ms"), d,
                                       sizeof d));
     }

@@ -26,6 +26,28 @@ static const struct ol__cli_cmd cmds[] = {
     {"spawn", ol__cmd_spawn, "spawn KIND NAME [--config JSON]",
      "create an agent of plugin KIND named NAME",
      "  --config JSON   the agent's configuration, a JSON object\n"},
+    {"logs", ol__cmd_logs,
+     "logs NAME [-f] [--lines N] [--interval MS] [--duration MS]",
+     "show an agent's own log lines, from whichever node hosts it",
+     "  -f, --follow      keep printing new lines (Ctrl-C to stop); notes\n"
+     "                    when the agent moves to another node or lines\n"
+     "                    were dropped before they were read\n"
+     "  -n, --lines N     start with the last N lines (default 50)\n"
+     "  --interval MS     how often to ask when following (default 500)\n"
+     "  --duration MS     stop following after MS milliseconds\n"
+     "  Each node keeps the last [node] agent_log_lines lines (default\n"
+     "  200, at most 64 KiB) of each agent it hosts; every line is also in\n"
+     "  the daemon log.  With --json: the lines as JSON (one object per\n"
+     "  line with --follow).\n"},
+    {"top", ol__cmd_top, "top [--interval MS] [--count N] [--plain]",
+     "a live view of the node, its cluster and its agents",
+     "  --interval MS   redraw every MS milliseconds (default 1000)\n"
+     "  --count N       stop after N frames\n"
+     "  --plain         no escape codes: print frames one after another\n"
+     "                  (the default when stdout is not a terminal)\n"
+     "  Rates come from the difference between two frames: CKPT/S for\n"
+     "  every agent, STEPS/S, COMMIT (its last commit latency) and QUEUED\n"
+     "  for the agents hosted on the node asked.  Press q to quit.\n"},
     {"stop", ol__cmd_stop, "stop NAME",
      "stop an agent after a final checkpoint", NULL},
     {"start", ol__cmd_start, "start NAME",

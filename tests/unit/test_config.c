@@ -144,3 +144,65 @@ Test(config, missing_file_is_named)
                  OL_ECONFIG);
     cr_assert(strstr(err, "/nonexistent/outlast.ini") != NULL, "%s", err);
 }
+
+Test(config, http_and_log_keys)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c,
+                      "[node]\nlog_format = json\nagent_log_lines = 7\n"
+                      "[http]\nlisten = [::1]:9464\n",
+                      err),
+                 0, "%s", err);
+    cr_expect_eq(c.log_format, OL_LOG_JSON);
+    cr_expect_eq(c.agent_log_lines, 7);
+    cr_expect_str_eq(c.http_listen, "[::1]:9464");
+    cr_expect(c.http_loopback);
+    ol__config_free(&c);
+    unlink(path);
+    cr_assert_eq(load(&c, "[http]\nlisten = localhost:0\n", err), 0, "%s",
+                 err);
+    cr_expect(c.http_loopback);
+    ol__config_free(&c);
+    unlink(path);
+    cr_assert_eq(load(&c,
+                      "[http]\nlisten = 0.0.0.0:9464\n"
+                      "token_file = /etc/outlast/http.token\n",
+                      err),
+                 0, "%s", err);
+    cr_expect(!c.http_loopback);
+    ol__config_free(&c);
+    ol__config_defaults(&c);
+    cr_expect_eq(c.http_listen[0], '\0', "HTTP is on by default");
+    cr_expect_eq(c.log_format, OL_LOG_TEXT);
+    cr_expect_eq(c.agent_log_lines, 200);
+}
+
+Test(config, http_and_log_errors_say_what_is_wrong)
+{
+    static const struct {
+        const char *ini, *want;
+    } cases[] = {
+        {"[node]\nlog_format = xml\n", ":2: 'log_format' must be text or json"},
+        {"[node]\nagent_log_lines = -1\n", ":2: 'agent_log_lines' must be"},
+        {"[http]\nlisten = 10.0.0.1:9464\n", "not a loopback address"},
+        {"[http]\nlisten = myhost.example:9464\n", "not a loopback address"},
+        {"[http]\nlisten = 127.0.0.1\n", "listen must be host:port"},
+        {"[http]\nlisten = 127.0.0.1:99999\n", "listen must be host:port"},
+        {"[http]\nlisten = ::1:9464\n", "listen must be host:port"},
+        {"[http]\ntoken_file = /x\n", "token_file is set but listen is not"},
+        {"[http]\nport = 1\n", ":2: unknown key 'port' in section [http]"},
+    };
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_expect_eq(load(&c, cases[i].ini, err), OL_ECONFIG, "accepted: %s",
+                     cases[i].ini);
+        cr_expect(strstr(err, cases[i].want), "'%s' gave '%s', want '%s'",
+                  cases[i].ini, err, cases[i].want);
+        ol__config_free(&c);
+        unlink(path);
+    }
+}
