@@ -175,6 +175,25 @@ int ol__entry_add_quarantine(struct ol__entry_w *w, uint64_t req,
     return end(w, start);
 }
 
+int ol__entry_add_crash(struct ol__entry_w *w, uint64_t req,
+                        const char *name, uint64_t epoch, int64_t time_ms,
+                        uint32_t limit, uint32_t window_ms,
+                        const char *reason)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_CRASH, 8, req);
+    char r[OL_REASON_MAX + 1];
+
+    snprintf(r, sizeof r, "%s", reason);
+    pk_str(&pk, name);
+    msgpack_pack_uint64(&pk, epoch);
+    msgpack_pack_int64(&pk, time_ms);
+    msgpack_pack_uint32(&pk, limit);
+    msgpack_pack_uint32(&pk, window_ms);
+    pk_str(&pk, r);
+    return end(w, start);
+}
+
 int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
                        const char *address, const uint8_t pk_[OL_PK_SIZE],
                        const char *labels)
@@ -333,6 +352,21 @@ static int decode_cmd(struct ol__mpr *r, struct ol__cmd *c,
         CHECK("quarantine reason",
               ol__mpr_strcpy(r, c->reason, sizeof c->reason));
         break;
+    case OL_CMD_CRASH: {
+        uint64_t v;
+
+        CHECK("crash", n != 8 || ol__mpr_uint(r, &c->req));
+        CHECK("crash name", get_name(r, c->name));
+        CHECK("crash epoch", ol__mpr_uint(r, &c->epoch));
+        CHECK("crash time", ol__mpr_int(r, &c->time_ms));
+        CHECK("crash limit", ol__mpr_uint(r, &v) || v == 0 || v > 1000);
+        c->limit = (uint32_t)v;
+        CHECK("crash window", ol__mpr_uint(r, &v) || v > UINT32_MAX);
+        c->window_ms = (uint32_t)v;
+        CHECK("crash reason",
+              ol__mpr_strcpy(r, c->reason, sizeof c->reason));
+        break;
+    }
     case OL_CMD_NODE:
         CHECK("node", n != 6 || ol__mpr_uint(r, &c->req));
         CHECK("node id", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);

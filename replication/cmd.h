@@ -15,13 +15,18 @@
  *     NODE       [7, req, id, address, pk: bin32, labels]
  *     NODE_DEL   [8, req, id]
  *     START      [9, req, name]
+ *     CRASH      [10, req, name, epoch, time_ms, limit, window_ms, reason]
  *
  * `req` is a random id chosen by the proposer, echoed in the outcome so a
  * waiting client can match it.  An owner is a node id plus that node's
  * incarnation (a random id drawn at each start), so a grant made to a node
  * before it restarted does not let the restarted node run the agent.  A
  * SPAWN with owner 0 leaves the agent for the leader to place.  A CKPTS command carries a seal and the
- * checkpoint bodies whose hashes it lists, in order.
+ * checkpoint bodies whose hashes it lists, in order.  A CRASH reports that
+ * the agent's code crashed or overran its deadline under `epoch`, at the
+ * reporter's `time_ms`; `limit` crashes within `window_ms` quarantine it
+ * (the reporter's settings travel with the report, so every node decides
+ * the same).
  */
 #ifndef OL_CMD_H
 #define OL_CMD_H
@@ -49,6 +54,7 @@ enum ol__cmd_type {
     OL_CMD_NODE = 7,
     OL_CMD_NODE_DEL = 8,
     OL_CMD_START = 9,
+    OL_CMD_CRASH = 10,
 };
 
 struct ol__blob {
@@ -72,7 +78,10 @@ struct ol__cmd {
     struct ol__blob config;  /* SPAWN: one msgpack object */
     uint64_t owner;          /* SPAWN, PLACE */
     uint64_t inc;            /* SPAWN, PLACE: the owner's incarnation */
-    uint64_t epoch;          /* PLACE, QUARANTINE */
+    uint64_t epoch;          /* PLACE, QUARANTINE, CRASH */
+    int64_t time_ms;         /* CRASH */
+    uint32_t limit;          /* CRASH */
+    uint32_t window_ms;      /* CRASH */
     uint64_t msg_seq;        /* SEND */
     struct ol__blob payload; /* SEND: one msgpack object */
     char reason[OL_REASON_MAX + 1];
@@ -123,6 +132,10 @@ int ol__entry_add_send(struct ol__entry_w *w, uint64_t req, const char *to,
 int ol__entry_add_quarantine(struct ol__entry_w *w, uint64_t req,
                              const char *name, uint64_t epoch,
                              const char *reason);
+int ol__entry_add_crash(struct ol__entry_w *w, uint64_t req,
+                        const char *name, uint64_t epoch, int64_t time_ms,
+                        uint32_t limit, uint32_t window_ms,
+                        const char *reason);
 int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
                        const char *address, const uint8_t pk[OL_PK_SIZE],
                        const char *labels);

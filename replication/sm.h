@@ -41,6 +41,16 @@ struct ol__sm_agent {
     uint64_t head_seq; /* 0: no checkpoint yet */
     uint8_t head_hash[OL_HASH_SIZE];
     int64_t head_time_ms;
+    /* Crashes of its code (table crashes, sm_crash.c). */
+    uint32_t crashes;        /* in the current window */
+    int64_t crash_since_ms;  /* the window's start (the proposer's clock) */
+    uint64_t crash_floor;    /* crashes reported under older epochs than
+                              * this (before a START) are not counted */
+    uint64_t crash_req;      /* the last CRASH counted, for retries */
+    /* Messages waiting in its mailbox. */
+    uint32_t mail_n;
+    uint64_t mail_bytes;
+    int mail_full;           /* over the soft limit (reported) */
 };
 
 struct ol__sm_node {
@@ -57,6 +67,7 @@ enum ol__effect_type {
     OL_FX_MAIL = 3,  /* a message is waiting for `to` */
     OL_FX_CMD = 4,   /* outcome of a non-checkpoint command */
     OL_FX_NODE = 5,  /* the roster changed */
+    OL_FX_MAILBOX = 6, /* a mailbox crossed its soft limit */
 };
 
 struct ol__effect {
@@ -87,6 +98,10 @@ struct ol__effect {
             char name[OL_NAME_MAX + 1];
         } cmd;
         struct ol__sm_node node;
+        struct {
+            char name[OL_NAME_MAX + 1];
+            int full;
+        } box;
     } u;
     char errmsg[160]; /* why status is not 0 */
 };
@@ -104,7 +119,16 @@ void ol__effects_splice(struct ol__effects *to, struct ol__effects *from);
 
 struct ol__sm_config {
     uint32_t retain; /* keep the last N checkpoints per agent; 0: all */
+    /* A mailbox this full is reported (OL_FX_MAILBOX) so senders are
+     * refused before the hard cap below drops anything; 0: no report. */
+    uint32_t mail_soft_n;
+    uint64_t mail_soft_bytes;
 };
+
+/* No mailbox ever holds more: a message past this is dropped (and
+ * counted) when its checkpoint commits, and a SEND is refused. */
+#define OL_MAILBOX_HARD_MSGS 1000000u
+#define OL_MAILBOX_HARD_BYTES (1ull << 30)
 
 struct ol__sm;
 
@@ -162,7 +186,7 @@ struct ol__sm_stats {
     uint64_t ckpts_applied;
     uint64_t ckpts_refused;
     uint64_t entries_malformed;
-    uint64_t mail_dropped; /* recipient does not exist */
+    uint64_t mail_dropped; /* recipient does not exist, or is full */
 };
 void ol__sm_stats(const struct ol__sm *sm, struct ol__sm_stats *out);
 

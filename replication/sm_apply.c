@@ -167,13 +167,14 @@ static int deliver_outbox(struct ol__sm *sm, const struct ol__ckpt *c,
 
     for (uint32_t i = 0; i < c->n_outbox; i++) {
         const struct ol__outmsg *m = &c->outbox[i];
+        struct ol__sm_agent *to = ol__map_get(&sm->agents, m->to);
 
-        if (ol__sm_agent(sm, m->to) == NULL) {
+        if (to == NULL || ol__sm_mail_full(to, m->len)) {
             sm->stats.mail_dropped++;
             ol_log_rl(OL_LOG_WARN,
-                      "agent '%s' seq %" PRIu64 ": message %u to unknown "
+                      "agent '%s' seq %" PRIu64 ": message %u to %s "
                       "agent '%s' dropped",
-                      c->agent, c->seq, i, m->to);
+                      c->agent, c->seq, i, to ? "full" : "unknown", m->to);
             continue;
         }
         sqlite3_bind_text(st, 1, m->to, -1, SQLITE_STATIC);
@@ -183,20 +184,35 @@ static int deliver_outbox(struct ol__sm *sm, const struct ol__ckpt *c,
         sqlite3_bind_blob(st, 5, m->data, (int)m->len, SQLITE_STATIC);
         if (ol__sm_done(sm, st) != 0)
             return OL_EIO;
-        if (sqlite3_changes(sm->st->db) > 0)
+        if (sqlite3_changes(sm->st->db) > 0) {
+            ol__sm_mail_count(sm, to, 1, m->len, fx);
             ol__fx_mail(fx, m->to, c->agent, c->seq, i, m->data, m->len,
                     sqlite3_last_insert_rowid(sm->st->db));
+        }
     }
     st = sm->stmt[ST_MAIL_DEL];
     for (uint32_t i = 0; i < c->n_acks; i++) {
         const struct ol__msgid *a = &c->acks[i];
+        int rc;
 
         sqlite3_bind_text(st, 1, c->agent, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, a->from, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)a->seq);
         sqlite3_bind_int64(st, 4, a->idx);
-        if (ol__sm_done(sm, st) != 0)
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            struct ol__sm_agent *me = ol__map_get(&sm->agents, c->agent);
+
+            if (me)
+                ol__sm_mail_count(sm, me, -1,
+                                  (uint64_t)sqlite3_column_int64(st, 0), fx);
+            rc = sqlite3_step(st);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            ol_log_rl(OL_LOG_ERROR, "store: %s", sqlite3_errmsg(sm->st->db));
             return OL_EIO;
+        }
     }
     return 0;
 }
@@ -514,11 +530,18 @@ int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
         ol__fx_cmd(fx, c, 0, NULL);
         return 0;
     }
+    if (c->type == OL_CMD_CRASH)
+        return ol__sm_apply_crash(sm, c, fx);
     if (c->type == OL_CMD_SEND) {
         sqlite3_stmt *st = sm->stmt[ST_MAIL_INS];
 
-        if (ol__sm_agent(sm, c->name) == NULL) {
+        a = ol__map_get(&sm->agents, c->name);
+        if (a == NULL) {
             ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such agent");
+            return 0;
+        }
+        if (ol__sm_mail_full(a, c->payload.len)) {
+            ol__fx_cmd(fx, c, OL_EFULL, "its mailbox is full");
             return 0;
         }
         sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
@@ -529,9 +552,11 @@ int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
                           SQLITE_STATIC);
         if (ol__sm_done(sm, st) != 0)
             return OL_EIO;
-        if (sqlite3_changes(sm->st->db) > 0)
+        if (sqlite3_changes(sm->st->db) > 0) {
+            ol__sm_mail_count(sm, a, 1, c->payload.len, fx);
             ol__fx_mail(fx, c->name, "@cli", c->msg_seq, 0, c->payload.p,
                     c->payload.len, sqlite3_last_insert_rowid(sm->st->db));
+        }
         ol__fx_cmd(fx, c, 0, NULL);
         return 0;
     }
@@ -560,6 +585,8 @@ int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
         a->status = OL_AGENT_RUNNING;
         a->epoch++;
         a->reason[0] = '\0';
+        if (ol__sm_crash_reset(sm, a) != 0)
+            return OL_EIO;
         break;
     case OL_CMD_PLACE:
         if (c->epoch != a->epoch + 1) {

@@ -21,6 +21,7 @@ enum {
     ST_NODE_PUT,
     ST_EVIDENCE,
     ST_APPLIED,
+    ST_CRASH_PUT,
     SM_N_STMTS
 };
 
@@ -56,5 +57,17 @@ int ol__sm_seal_live(struct ol__sm *sm, int64_t id, int64_t delta);
 int ol__sm_sweep_seals(struct ol__sm *sm);
 int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
                      struct ol__effects *fx);
+
+/* Crashes and mailbox counts (sm_crash.c). */
+int ol__sm_apply_crash(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__effects *fx);
+int ol__sm_crash_reset(struct ol__sm *sm, struct ol__sm_agent *a);
+int ol__sm_load_crashes(struct ol__sm *sm);
+/* A message for `a` was stored (+1) or removed (-1): keep the counts and
+ * report when the mailbox crosses its soft limit either way. */
+void ol__sm_mail_count(struct ol__sm *sm, struct ol__sm_agent *a, int delta,
+                       uint64_t bytes, struct ol__effects *fx);
+/* Would one more message of `len` bytes go past the hard cap? */
+int ol__sm_mail_full(const struct ol__sm_agent *a, uint32_t len);
 
 #endif

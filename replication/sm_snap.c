@@ -1,7 +1,9 @@
 /*
  * State machine snapshots for raft.  A snapshot holds what a node needs to
- * serve after missing part of the log: the nodes, agents and mailbox
- * tables and each agent's newest checkpoint with the seal that signed it.
+ * serve after missing part of the log: the nodes, agents, mailbox and
+ * crashes tables and each agent's newest checkpoint with the seal that
+ * signed it.  (The crashes table is the eighth element; a snapshot from a
+ * node that did not have it yet has seven.)
  *
  * Taking one reads through a connection whose read transaction was opened
  * when raft asked (so it shows exactly the applied state) and may run on a
@@ -100,7 +102,7 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
     int rv;
 
     msgpack_packer_init(&pk, out, ol__buf_write);
-    msgpack_pack_array(&pk, 7);
+    msgpack_pack_array(&pk, 8);
     msgpack_pack_uint32(&pk, SNAP_FORMAT);
     msgpack_pack_uint64(&pk, index);
     rv = rows(db, &pk, "SELECT count(*) FROM nodes",
@@ -126,6 +128,11 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
                   "SELECT id, to_agent, from_agent, from_seq, idx, payload "
                   "FROM mailbox",
                   "issuub");
+    if (rv == 0)
+        rv = rows(db, &pk, "SELECT count(*) FROM crashes",
+                  "SELECT name, n, since_ms, floor, last_req, reason "
+                  "FROM crashes",
+                  "siiuus");
     if (rv == 0 && out->base == NULL)
         rv = OL_ENOMEM;
     return rv;
@@ -163,13 +170,14 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
     struct seal_map *seals = NULL;
     sqlite3_stmt *st = NULL;
     const char *what = "snapshot";
-    uint32_t n, m, n_seals = 0;
+    uint32_t n, m, n_seals = 0, parts;
     uint64_t format, index;
     int rv = 0, in_txn = 0;
 
     (void)index_hint;
     ol__mpr_init(&r, p, len);
-    if (ol__mpr_array(&r, &n) || n != 7 || ol__mpr_uint(&r, &format) ||
+    if (ol__mpr_array(&r, &parts) || (parts != 7 && parts != 8) ||
+        ol__mpr_uint(&r, &format) ||
         format != SNAP_FORMAT || ol__mpr_uint(&r, &index))
         BAD("header");
     if (index <= sm->applied) {
@@ -184,7 +192,7 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
         goto out;
     in_txn = 1;
     rv = ol__store_exec(sm->st, "DELETE FROM nodes; DELETE FROM agents; "
-                                "DELETE FROM mailbox;");
+                                "DELETE FROM mailbox; DELETE FROM crashes;");
     if (rv != 0)
         goto out;
 
@@ -426,6 +434,41 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
     }
     sqlite3_finalize(st);
     st = NULL;
+
+    /* crashes */
+    if (parts == 8) {
+        if (ol__mpr_array(&r, &n))
+            BAD("crashes");
+        if ((rv = exec_bind(sm,
+                            "INSERT INTO crashes(name, n, since_ms, floor, "
+                            "last_req, reason) VALUES(?, ?, ?, ?, ?, ?)",
+                            &st)) != 0)
+            goto out;
+        for (uint32_t i = 0; i < n; i++) {
+            char name[OL_NAME_MAX + 1], reason[OL_REASON_MAX + 1];
+            int64_t count, since;
+            uint64_t floor, req;
+
+            if (ol__mpr_array(&r, &m) || m != 6 ||
+                ol__mpr_strcpy(&r, name, sizeof name) ||
+                ol__mpr_int(&r, &count) || ol__mpr_int(&r, &since) ||
+                ol__mpr_uint(&r, &floor) || ol__mpr_uint(&r, &req) ||
+                ol__mpr_strcpy(&r, reason, sizeof reason))
+                BAD("crash row");
+            sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 2, count);
+            sqlite3_bind_int64(st, 3, since);
+            sqlite3_bind_int64(st, 4, (sqlite3_int64)floor);
+            sqlite3_bind_int64(st, 5, (sqlite3_int64)req);
+            sqlite3_bind_text(st, 6, reason, -1, SQLITE_TRANSIENT);
+            if (ol__sm_done(sm, st) != 0) {
+                rv = OL_EIO;
+                goto out;
+            }
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
     if (!ol__mpr_done(&r))
         BAD("trailing bytes");
     rv = ol__sm_set_applied(sm, index);

@@ -34,7 +34,8 @@
     X(STATE, -22, "wrong state")                                           \
     X(TIMEOUT, -23, "timed out")                                           \
     X(CONN, -24, "connection failed")                                      \
-    X(CANCELED, -25, "canceled")
+    X(CANCELED, -25, "canceled")                                           \
+    X(FULL, -26, "mailbox full")
 
 enum ol_err {
 #define OL_ERR_ENUM(name, val, msg) OL_E##name = (val),

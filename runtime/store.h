@@ -12,6 +12,9 @@
  *   mailbox(id, to_agent, from_agent, from_seq, idx, payload)
  *   evidence(id, agent, seq, time_ms, kind, stored_hash, other_hash,
  *            other_body, note)                 divergence reports
+ *   crashes(name, n, since_ms, floor, last_req, reason)
+ *                                 crashes of an agent's code in the current
+ *                                 window (replicated, see sm_crash.c)
  *
  * The writer connection is used by one thread at a time (the group-commit
  * worker or the raft FSM); readers use their own connections, and WAL
