@@ -650,6 +650,7 @@ void ol__agent_rehost(struct ol_agent *a)
         return;
     }
     /* The row (with its config) moves to the new instance. */
+    a->row.head_seq = a->committed_seq;
     row = a->row;
     a->row.config = NULL;
     a->rehost = 0;
@@ -750,6 +751,15 @@ void ol__agent_host_lost(struct ol_agent *a, int how, const char *why)
         return;
     }
     uv_timer_stop(&a->flush);
+    if (a->code && ol__code_restart_wait(a->code)) {
+        /* Its host keeps dying young: start it again after a pause. */
+        a->phase = OL_PHASE_CRASHED;
+        a->crash_req = 0;
+        snprintf(a->reason, sizeof a->reason, "its host died: %s", why);
+        uv_timer_start(&a->flush, restart_cb, ol__code_restart_wait(a->code),
+                       0);
+        return;
+    }
     ol__agent_rehost(a);
 }
 

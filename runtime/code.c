@@ -473,7 +473,16 @@ void ol__code_unref(struct ol__code *c)
 
 struct ol__hostproc *ol__code_host(struct ol__code *c)
 {
+    if (c->hp && c->hp->state == OL_HP_DEAD)
+        c->hp = NULL;
     if (c->hp == NULL && ol__hostproc_create(c->cs->node, c, &c->hp) != 0)
         c->hp = NULL;
     return c->hp;
+}
+
+uint64_t ol__code_restart_wait(const struct ol__code *c)
+{
+    uint64_t now = ol__mono_ms();
+
+    return c->hp_not_before_ms > now ? c->hp_not_before_ms - now : 0;
 }

@@ -116,6 +116,10 @@ void ol__code_unref(struct ol__code *c);
  * died).  Never NULL for hosted code unless out of memory. */
 struct ol__hostproc *ol__code_host(struct ol__code *c);
 
+/* How long to wait before starting a host for it again, after hosts that
+ * died soon after they started (ms; 0: now). */
+uint64_t ol__code_restart_wait(const struct ol__code *c);
+
 /* Is this code run inside the node? */
 int ol__code_inproc(const struct ol__code *c);
 

@@ -719,30 +719,39 @@ static void dead(struct ol__hostproc *hp)
     if (c && !expected) {
         uint64_t now = ol__mono_ms();
 
-        /* A host that keeps dying soon after it starts is restarted
-         * after a growing pause. */
-        if (now - hp->started_ms < 10000)
+        /* A host that keeps dying soon after it starts with nobody to
+         * blame is restarted after a growing pause (an agent to blame is
+         * paused by its own crash record instead). */
+        if (n_who == 0 && now - hp->started_ms < 10000)
             c->hp_quick_deaths++;
         else
             c->hp_quick_deaths = 0;
         c->hp_not_before_ms =
             now + (c->hp_quick_deaths > 1
-                       ? 100u << (c->hp_quick_deaths > 7 ? 7
+                       ? 100u << (c->hp_quick_deaths > 5 ? 5
                                                          : c->hp_quick_deaths)
                        : 0);
     }
+    /* Off the code first, so the agents restarted below get a new host;
+     * then tell each agent (which may restart it at once). */
+    if (c && c->hp == hp)
+        c->hp = NULL;
     for (uint32_t i = 0; i < hp->n_slots; i++) {
         struct ol_agent *a = hp->slots[i];
-        int culprit = 0;
+        int how = OL_LOST_OTHER;
 
         if (a == NULL)
             continue;
         for (int k = 0; k < n_who; k++)
-            culprit |= who[k][0] == i && who[k][1] == hp->gens[i];
+            if (who[k][0] == i && who[k][1] == hp->gens[i])
+                how = OL_LOST_CRASH;
+        if (c && c->state == OL_CODE_FAILED)
+            how = OL_LOST_LOAD;
         hp->slots[i] = NULL;
         hp->n_agents--;
         a->hp = NULL;
-        ol__agent_host_lost(a, culprit, why);
+        ol__agent_host_lost(a, how,
+                            how == OL_LOST_LOAD ? c->errmsg : why);
     }
     close_handles(hp);
 }
