@@ -194,6 +194,24 @@ int ol__entry_add_crash(struct ol__entry_w *w, uint64_t req,
     return end(w, start);
 }
 
+int ol__entry_add_code(struct ol__entry_w *w, uint64_t req, uint64_t node,
+                       const char *kind, const uint8_t hash[OL_HASH_SIZE],
+                       const char *version, int wanted)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_CODE, 7, req);
+
+    msgpack_pack_uint64(&pk, node);
+    pk_str(&pk, kind);
+    pk_bin(&pk, hash, OL_HASH_SIZE);
+    pk_str(&pk, version);
+    if (wanted)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    return end(w, start);
+}
+
 int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
                        const char *address, const uint8_t pk_[OL_PK_SIZE],
                        const char *labels)
@@ -365,6 +383,19 @@ static int decode_cmd(struct ol__mpr *r, struct ol__cmd *c,
         c->window_ms = (uint32_t)v;
         CHECK("crash reason",
               ol__mpr_strcpy(r, c->reason, sizeof c->reason));
+        break;
+    }
+    case OL_CMD_CODE: {
+        bool wanted;
+
+        CHECK("code", n != 7 || ol__mpr_uint(r, &c->req));
+        CHECK("code node", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
+        CHECK("code kind", get_kind(r, c->kind));
+        CHECK("code hash", ol__mpr_bin_fixed(r, c->hash, OL_HASH_SIZE));
+        CHECK("code version",
+              ol__mpr_strcpy(r, c->version, sizeof c->version));
+        CHECK("code wanted", ol__mpr_bool(r, &wanted));
+        c->wanted = wanted;
         break;
     }
     case OL_CMD_NODE:

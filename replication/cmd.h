@@ -16,6 +16,7 @@
  *     NODE_DEL   [8, req, id]
  *     START      [9, req, name]
  *     CRASH      [10, req, name, epoch, time_ms, limit, window_ms, reason]
+ *     CODE       [11, req, node, kind, hash: bin32, version, wanted: bool]
  *
  * `req` is a random id chosen by the proposer, echoed in the outcome so a
  * waiting client can match it.  An owner is a node id plus that node's
@@ -26,7 +27,9 @@
  * the agent's code crashed or overran its deadline under `epoch`, at the
  * reporter's `time_ms`; `limit` crashes within `window_ms` quarantine it
  * (the reporter's settings travel with the report, so every node decides
- * the same).
+ * the same).  A CODE says which build of plugin `kind` node `node` runs;
+ * with `wanted` (an upgrade) it also becomes the build agents of the kind
+ * may only be placed with.
  */
 #ifndef OL_CMD_H
 #define OL_CMD_H
@@ -55,6 +58,7 @@ enum ol__cmd_type {
     OL_CMD_NODE_DEL = 8,
     OL_CMD_START = 9,
     OL_CMD_CRASH = 10,
+    OL_CMD_CODE = 11,
 };
 
 struct ol__blob {
@@ -82,6 +86,9 @@ struct ol__cmd {
     int64_t time_ms;         /* CRASH */
     uint32_t limit;          /* CRASH */
     uint32_t window_ms;      /* CRASH */
+    uint8_t hash[OL_HASH_SIZE];          /* CODE */
+    char version[OL_VERSION_MAX + 1];    /* CODE */
+    int wanted;                          /* CODE */
     uint64_t msg_seq;        /* SEND */
     struct ol__blob payload; /* SEND: one msgpack object */
     char reason[OL_REASON_MAX + 1];
@@ -136,6 +143,9 @@ int ol__entry_add_crash(struct ol__entry_w *w, uint64_t req,
                         const char *name, uint64_t epoch, int64_t time_ms,
                         uint32_t limit, uint32_t window_ms,
                         const char *reason);
+int ol__entry_add_code(struct ol__entry_w *w, uint64_t req, uint64_t node,
+                       const char *kind, const uint8_t hash[OL_HASH_SIZE],
+                       const char *version, int wanted);
 int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
                        const char *address, const uint8_t pk[OL_PK_SIZE],
                        const char *labels);

@@ -172,6 +172,8 @@ static const char *const sql[SM_N_STMTS] = {
                    "VALUES('applied_index', ?)",
     [ST_CRASH_PUT] = "INSERT OR REPLACE INTO crashes(name, n, since_ms, "
                      "floor, last_req, reason) VALUES(?, ?, ?, ?, ?, ?)",
+    [ST_CODE_PUT] = "INSERT OR REPLACE INTO code(kind, node, hash, version) "
+                    "VALUES(?, ?, ?, ?)",
 };
 
 /* Step a statement that returns no row we need, then reset it. */
@@ -208,6 +210,9 @@ static void cache_clear(struct ol__sm *sm)
     free(sm->nodes);
     sm->nodes = NULL;
     sm->n_nodes = 0;
+    free(sm->code);
+    sm->code = NULL;
+    sm->n_code = 0;
 }
 
 static int load_heads(struct ol__sm *sm)
@@ -347,6 +352,8 @@ int ol__sm_reload(struct ol__sm *sm)
     rv = load_agents(sm);
     if (rv == 0)
         rv = load_nodes(sm);
+    if (rv == 0)
+        rv = ol__sm_load_code(sm);
     return rv;
 }
 

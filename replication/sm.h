@@ -53,6 +53,15 @@ struct ol__sm_agent {
     int mail_full;           /* over the soft limit (reported) */
 };
 
+/* A build of a plugin: the one node `node` runs, or (node 0) the one an
+ * upgrade asked for. */
+struct ol__sm_code {
+    char kind[OL_KIND_MAX + 1];
+    uint64_t node;
+    uint8_t hash[OL_HASH_SIZE];
+    char version[OL_VERSION_MAX + 1];
+};
+
 struct ol__sm_node {
     uint64_t id;
     uint8_t pk[OL_PK_SIZE];
@@ -176,6 +185,13 @@ int ol__sm_agent_next(const struct ol__sm *sm, size_t *iter,
 const struct ol__sm_node *ol__sm_node(const struct ol__sm *sm, uint64_t id);
 size_t ol__sm_nodes(const struct ol__sm *sm,
                     const struct ol__sm_node **out);
+
+/* The build of `kind` node `node` runs (node 0: the wanted one), or NULL.
+ * ol__sm_code_ok(): may an agent of `kind` run on `node`?  (Yes unless an
+ * upgrade asked for a build the node does not run.) */
+const struct ol__sm_code *ol__sm_code(const struct ol__sm *sm,
+                                      const char *kind, uint64_t node);
+int ol__sm_code_ok(const struct ol__sm *sm, const char *kind, uint64_t node);
 
 /* Put a node directly (outside the log): a single node registering its
  * own key on first start.  Runs its own transaction. */

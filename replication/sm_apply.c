@@ -532,6 +532,8 @@ int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
     }
     if (c->type == OL_CMD_CRASH)
         return ol__sm_apply_crash(sm, c, fx);
+    if (c->type == OL_CMD_CODE)
+        return ol__sm_apply_code(sm, c, fx);
     if (c->type == OL_CMD_SEND) {
         sqlite3_stmt *st = sm->stmt[ST_MAIL_INS];
 

@@ -22,6 +22,7 @@ enum {
     ST_EVIDENCE,
     ST_APPLIED,
     ST_CRASH_PUT,
+    ST_CODE_PUT,
     SM_N_STMTS
 };
 
@@ -32,6 +33,8 @@ struct ol__sm {
     struct ol__map agents; /* name -> struct ol__sm_agent * */
     struct ol__sm_node *nodes;
     size_t n_nodes;
+    struct ol__sm_code *code;
+    size_t n_code;
     uint64_t applied;
     struct ol__sm_stats stats;
 };
@@ -57,6 +60,11 @@ int ol__sm_seal_live(struct ol__sm *sm, int64_t id, int64_t delta);
 int ol__sm_sweep_seals(struct ol__sm *sm);
 int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
                      struct ol__effects *fx);
+
+/* Plugin builds (sm_code.c). */
+int ol__sm_apply_code(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__effects *fx);
+int ol__sm_load_code(struct ol__sm *sm);
 
 /* Crashes and mailbox counts (sm_crash.c). */
 int ol__sm_apply_crash(struct ol__sm *sm, const struct ol__cmd *c,

@@ -1,9 +1,9 @@
 /*
  * State machine snapshots for raft.  A snapshot holds what a node needs to
- * serve after missing part of the log: the nodes, agents, mailbox and
- * crashes tables and each agent's newest checkpoint with the seal that
- * signed it.  (The crashes table is the eighth element; a snapshot from a
- * node that did not have it yet has seven.)
+ * serve after missing part of the log: the nodes, agents, mailbox,
+ * crashes and code tables and each agent's newest checkpoint with the seal that
+ * signed it.  (The crashes and code tables are the eighth and ninth
+ * elements; a snapshot from a node that did not have them is shorter.)
  *
  * Taking one reads through a connection whose read transaction was opened
  * when raft asked (so it shows exactly the applied state) and may run on a
@@ -102,7 +102,7 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
     int rv;
 
     msgpack_packer_init(&pk, out, ol__buf_write);
-    msgpack_pack_array(&pk, 8);
+    msgpack_pack_array(&pk, 9);
     msgpack_pack_uint32(&pk, SNAP_FORMAT);
     msgpack_pack_uint64(&pk, index);
     rv = rows(db, &pk, "SELECT count(*) FROM nodes",
@@ -133,6 +133,9 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
                   "SELECT name, n, since_ms, floor, last_req, reason "
                   "FROM crashes",
                   "siiuus");
+    if (rv == 0)
+        rv = rows(db, &pk, "SELECT count(*) FROM code",
+                  "SELECT kind, node, hash, version FROM code", "subs");
     if (rv == 0 && out->base == NULL)
         rv = OL_ENOMEM;
     return rv;
@@ -176,7 +179,7 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
 
     (void)index_hint;
     ol__mpr_init(&r, p, len);
-    if (ol__mpr_array(&r, &parts) || (parts != 7 && parts != 8) ||
+    if (ol__mpr_array(&r, &parts) || parts < 7 || parts > 9 ||
         ol__mpr_uint(&r, &format) ||
         format != SNAP_FORMAT || ol__mpr_uint(&r, &index))
         BAD("header");
@@ -192,7 +195,8 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
         goto out;
     in_txn = 1;
     rv = ol__store_exec(sm->st, "DELETE FROM nodes; DELETE FROM agents; "
-                                "DELETE FROM mailbox; DELETE FROM crashes;");
+                                "DELETE FROM mailbox; DELETE FROM crashes; "
+                                "DELETE FROM code;");
     if (rv != 0)
         goto out;
 
@@ -461,6 +465,39 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
             sqlite3_bind_int64(st, 4, (sqlite3_int64)floor);
             sqlite3_bind_int64(st, 5, (sqlite3_int64)req);
             sqlite3_bind_text(st, 6, reason, -1, SQLITE_TRANSIENT);
+            if (ol__sm_done(sm, st) != 0) {
+                rv = OL_EIO;
+                goto out;
+            }
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+
+    /* code */
+    if (parts == 9) {
+        if (ol__mpr_array(&r, &n))
+            BAD("code");
+        if ((rv = exec_bind(sm,
+                            "INSERT INTO code(kind, node, hash, version) "
+                            "VALUES(?, ?, ?, ?)",
+                            &st)) != 0)
+            goto out;
+        for (uint32_t i = 0; i < n; i++) {
+            char kind[OL_KIND_MAX + 1], version[OL_VERSION_MAX + 1];
+            uint8_t hash[OL_HASH_SIZE];
+            uint64_t node;
+
+            if (ol__mpr_array(&r, &m) || m != 4 ||
+                ol__mpr_strcpy(&r, kind, sizeof kind) ||
+                ol__mpr_uint(&r, &node) ||
+                ol__mpr_bin_fixed(&r, hash, OL_HASH_SIZE) ||
+                ol__mpr_strcpy(&r, version, sizeof version))
+                BAD("code row");
+            sqlite3_bind_text(st, 1, kind, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)node);
+            sqlite3_bind_blob(st, 3, hash, OL_HASH_SIZE, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 4, version, -1, SQLITE_TRANSIENT);
             if (ol__sm_done(sm, st) != 0) {
                 rv = OL_EIO;
                 goto out;

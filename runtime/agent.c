@@ -316,6 +316,7 @@ static struct ol_agent *instance_new(struct ol__node *n,
     }
     memcpy(a->row.config, row->config, row->config_len);
     a->phase = OL_PHASE_ACTIVE;
+    a->committed_seq = row->head_seq;
     uv_timer_init(n->loop, &a->timer);
     a->timer.data = a;
     uv_timer_init(n->loop, &a->flush);

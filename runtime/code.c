@@ -353,6 +353,8 @@ void ol__code_make_current(struct ol__code *c)
     c->refs++;
     if (old)
         ol__code_unref(old);
+    if (c->state == OL_CODE_READY)
+        ol__node_code_current(cs->node, c);
 }
 
 static int changed(struct ol__codes *cs, const char *kind, const char *path)
@@ -442,6 +444,8 @@ void ol__code_loaded(struct ol__code *c, int status, const char *version,
         snprintf(c->errmsg, sizeof c->errmsg, "%s", errmsg);
         ol_log(OL_LOG_ERROR, "%s", errmsg);
     }
+    if (status == 0 && ol__map_get(&c->cs->current, c->kind) == c)
+        ol__node_code_current(c->cs->node, c);
     w = c->waiters;
     c->waiters = NULL;
     c->refs++; /* a waiter may drop the last reference */

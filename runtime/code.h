@@ -60,6 +60,7 @@ struct ol__code {
     struct ol__code_wait *waiters;
     struct ol__plugin plugin;     /* bound here when running in the node */
     struct ol__hostproc *hp;      /* its host process, when hosted */
+    int wanted;                   /* an upgrade asked for this build */
     uint64_t hp_not_before_ms;    /* restart back-off (monotonic) */
     unsigned hp_quick_deaths;     /* host deaths soon after a start */
     struct ol__code *next;

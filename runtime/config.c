@@ -23,6 +23,7 @@ void ol__config_defaults(struct ol__config *c)
     snprintf(c->node_name, sizeof c->node_name, "node-1");
     snprintf(c->data_dir, sizeof c->data_dir, "./outlast-data");
     c->log_level = OL_LOG_INFO;
+    c->stop_timeout_ms = 20000;
     c->every_steps = 1;
     c->every_ms = 0;
     c->retain = 1000;
@@ -177,6 +178,7 @@ static int node_key(struct parse *p, const char *name, const char *value)
         c->log_level = l;
         return 1;
     }
+    U32("stop_timeout_ms", 1000, 3600000, stop_timeout_ms)
     if (strcmp(name, "name") == 0)
         p->named = 1;
     STR("name", node_name)

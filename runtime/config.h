@@ -52,6 +52,7 @@ struct ol__config {
     char plugin_dir[PATH_MAX]; /* "" : search the defaults */
     int log_level;
     char labels[201];
+    uint32_t stop_timeout_ms;  /* a stop signal ends the node within it */
     /* [checkpoint] */
     uint32_t every_steps;
     uint32_t every_ms;

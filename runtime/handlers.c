@@ -17,6 +17,7 @@
 #include "ol_config.h"
 #include "query.h"
 #include "mpr.h"
+#include "upgrade.h"
 #include "../replication/cluster.h"
 
 static const msgpack_object *arg(const msgpack_object *args, const char *key)
@@ -509,6 +510,25 @@ static void op_send(struct ol__node *n, struct ol__ctl_req *req,
     ol__entry_w_close(&w);
 }
 
+static void op_upgrade(struct ol__node *n, struct ol__ctl_req *req,
+                       const msgpack_object *args)
+{
+    char kind[OL_KIND_MAX + 2], file[PATH_MAX];
+    const msgpack_object *f = arg(args, "file");
+
+    if (arg_str(args, "kind", kind, sizeof kind) != 0 ||
+        !ol__name_valid(kind)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "upgrade: missing or bad kind");
+        return;
+    }
+    if (f && arg_str(args, "file", file, sizeof file) != 0) {
+        ol__ctl_reply_error(req, OL_EINVAL, "upgrade '%s': bad file name",
+                            kind);
+        return;
+    }
+    ol__op_upgrade(n, req, kind, f ? file : NULL);
+}
+
 void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e,
                         const struct ol__sm_agent *row)
 {
@@ -680,6 +700,8 @@ void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
         op_simple(n, req, op, args);
     else if (strcmp(op, "send") == 0)
         op_send(n, req, args);
+    else if (strcmp(op, "upgrade") == 0)
+        op_upgrade(n, req, args);
     else if (strncmp(op, "cluster.", 8) == 0 && !n->cluster)
         ol__ctl_reply_error(req, OL_ESTATE,
                             "%s: this node runs alone (its config has no "

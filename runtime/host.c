@@ -239,8 +239,8 @@ int ol__inproc_bind(struct ol__node *n, struct ol__code *c, char *errmsg)
 
     (void)n;
     ol__inproc_enter(NULL, OL_MARK_LOAD, 0);
-    rv = ol__plugin_bind(c->path, c->kind, &ol__host_table, &c->plugin,
-                         errmsg);
+    rv = ol__plugin_bind(c->path, c->src, c->kind, &ol__host_table,
+                         &c->plugin, errmsg);
     ol__inproc_leave(NULL);
     if (rv != 0)
         return rv;

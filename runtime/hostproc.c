@@ -553,6 +553,12 @@ static void watch_cb(uv_timer_t *t)
     struct ol__mark_slot s;
     uint64_t now = ol__mono_ms();
     uint32_t deadline = hp->code ? hp->code->cfg.step_deadline_ms : 5000;
+    uint32_t stopping = hp->node->cfg.stop_timeout_ms / 4;
+
+    /* A node that is stopping waits for no step longer than a quarter of
+     * its stop timeout: the rest is for the commits. */
+    if (hp->node->stopping && deadline > stopping)
+        deadline = stopping;
 
     if (hp->exited)
         return;
@@ -603,29 +609,6 @@ void ol__hostproc_kill(struct ol__hostproc *hp, uint32_t slot, uint32_t gen,
 
 /* ---- death ---- */
 
-static const char *signame(int sig)
-{
-    switch (sig) {
-    case SIGSEGV:
-        return "SIGSEGV";
-    case SIGBUS:
-        return "SIGBUS";
-    case SIGILL:
-        return "SIGILL";
-    case SIGFPE:
-        return "SIGFPE";
-    case SIGABRT:
-        return "SIGABRT";
-    case SIGKILL:
-        return "SIGKILL";
-    case SIGTERM:
-        return "SIGTERM";
-    case SIGXCPU:
-        return "SIGXCPU";
-    }
-    return "a signal";
-}
-
 /* Whose code was running, and how the host died.  Returns the number of
  * culprits written to `who` (slot, gen pairs). */
 static int culprits(struct ol__hostproc *hp, uint32_t who[][2], int cap,
@@ -637,7 +620,7 @@ static int culprits(struct ol__hostproc *hp, uint32_t who[][2], int cap,
     int n = 0, thread = -2;
 
     if (hp->term_signal)
-        snprintf(how, sizeof how, "killed by %s", signame(hp->term_signal));
+        snprintf(how, sizeof how, "killed by %s", ol__signal_name(hp->term_signal));
     else
         snprintf(how, sizeof how, "exit(%" PRId64 ")", hp->exit_status);
     if (hp->killed) {
@@ -797,7 +780,7 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
     uv_process_options_t po;
     uv_stdio_container_t io[6];
     char a_workers[16], a_mem[16], a_parent[24], a_net[4];
-    char *args[24];
+    char *args[26];
     int sv[2] = {-1, -1}, mfd = -1, cfd = -1, k = 0, rv;
     int one = SOCK_BUF;
 
@@ -861,6 +844,8 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
     args[k++] = a_net;
     args[k++] = "--user";
     args[k++] = n->cfg.host_user;
+    args[k++] = "--source";
+    args[k++] = c->src;
     args[k] = NULL;
 
     memset(io, 0, sizeof io);

@@ -104,5 +104,7 @@ int ol__mark_thread(int index);
  * "SIGSEGV in handle() of a timer event". */
 const char *ol__mark_phase_name(uint32_t phase);
 const char *ol__event_name(int type);
+/* "SIGSEGV" for SIGSEGV, and so on for the signals that end processes. */
+const char *ol__signal_name(int sig);
 
 #endif

@@ -30,9 +30,6 @@
 #include "../replication/verify.h"
 #include "../replication/cluster.h"
 
-#define DRAIN_LIMIT_MS 15000
-/* After a stop signal the node is gone within this, drained or not. */
-#define STOP_LIMIT_MS (DRAIN_LIMIT_MS + 5000)
 #define CRASH_REPORT_RETRY_MS 2000
 
 uint64_t ol__node_req_id(void)
@@ -260,7 +257,9 @@ static int open_marks(struct ol__node *n)
         char how[32];
 
         if (m->crash_sig > 0)
-            snprintf(how, sizeof how, "signal %d", m->crash_sig);
+            snprintf(how, sizeof how, "%s", ol__signal_name(m->crash_sig));
+        else if (m->exit_thread != -2)
+            snprintf(how, sizeof how, "exit() called");
         else
             snprintf(how, sizeof how, "killed");
         if (m->crash_sig != -1)
@@ -322,7 +321,9 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     if (rv == 0)
         rv = ol__codes_init(&n->codes, n, cfg->data_dir, cfg->plugin_dir,
                             n->errmsg);
-    if (rv == 0 && ol__watchdog_start(n->mark, STOP_LIMIT_MS,
+    /* After a stop signal the node is gone within stop_timeout_ms,
+     * drained or not; the drain itself gives up at three quarters. */
+    if (rv == 0 && ol__watchdog_start(n->mark, cfg->stop_timeout_ms,
                                       &n->watchdog) != 0) {
         ol__errf(n->errmsg, "cannot start the watchdog");
         rv = OL_EIO;
@@ -570,6 +571,37 @@ void ol__node_mail_full(struct ol__node *n, const char *name, int full)
         ol__hp_full(hp, name, full);
 }
 
+void ol__node_code_current(struct ol__node *n, struct ol__code *c)
+{
+    const struct ol__sm_code *have, *want;
+    struct ol__entry_w w;
+
+    if (!n->cluster || n->sm == NULL || c->state != OL_CODE_READY)
+        return;
+    have = ol__sm_code(n->sm, c->kind, n->self_id);
+    want = ol__sm_code(n->sm, c->kind, 0);
+    if (have && memcmp(have->hash, c->hash, OL_HASH_SIZE) == 0 &&
+        (!c->wanted ||
+         (want && memcmp(want->hash, c->hash, OL_HASH_SIZE) == 0)))
+        return;
+    ol__entry_w_init(&w);
+    if (ol__entry_add_code(&w, ol__node_req_id(), n->self_id, c->kind,
+                           c->hash, c->version, c->wanted) == 0)
+        (void)ol__node_propose(n, &w);
+    ol__entry_w_close(&w);
+}
+
+/* Another node asked for a build of `kind`: say which one runs here, so
+ * placement knows whether this node can take the kind's agents. */
+static void code_wanted(struct ol__node *n, const char *kind)
+{
+    struct ol__code *c;
+    char err[OL_ERRMSG_SIZE];
+
+    if (ol__code_current(&n->codes, kind, 1, &c, err) == 0)
+        ol__node_code_current(n, c);
+}
+
 void ol__node_effects(void *data, struct ol__effects *fx)
 {
     struct ol__node *n = data;
@@ -611,6 +643,9 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             if (e->u.cmd.cmd_type == OL_CMD_CRASH)
                 ol__agent_crash_recorded(n, e->u.cmd.name, e->u.cmd.req,
                                          e->status);
+            if (e->u.cmd.cmd_type == OL_CMD_CODE && e->status == 0 &&
+                e->u.cmd.name[0] && !n->stopping)
+                code_wanted(n, e->u.cmd.name);
             if (n->waiters == NULL)
                 break;
             if (prev && prev->type == OL_FX_AGENT &&
@@ -708,10 +743,10 @@ static void drain_cb(uv_timer_t *t)
     struct ol__node *n = t->data;
 
     n->drain_waited_ms += 20;
-    if (drained(n) || n->drain_waited_ms >= DRAIN_LIMIT_MS) {
+    if (drained(n) || n->drain_waited_ms >= n->cfg.stop_timeout_ms / 4 * 3) {
         if (!drained(n)) {
-            ol_log(OL_LOG_WARN, "drain did not finish in %d ms; closing",
-                   DRAIN_LIMIT_MS);
+            ol_log(OL_LOG_WARN, "drain did not finish in %u ms; closing",
+                   n->cfg.stop_timeout_ms / 4 * 3);
             n->exit_code = 1;
         }
         finish_shutdown(n);

@@ -226,6 +226,9 @@ uint64_t ol__node_req_id(void);
 /* A mailbox went over its soft limit or back under it: senders here and
  * in every host process learn of it. */
 void ol__node_mail_full(struct ol__node *n, const char *name, int full);
+/* In a cluster, tell the others which build of a kind this node runs
+ * (CODE), unless the replicated table already says so. */
+void ol__node_code_current(struct ol__node *n, struct ol__code *c);
 
 /* Should this node run the agent `row` describes? */
 int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);

@@ -64,15 +64,17 @@ int ol__plugin_load_path(const char *path, const char *kind,
 
     if (rv != 0)
         return rv;
-    rv = ol__plugin_bind(path, kind, host, p, errmsg);
+    rv = ol__plugin_bind(path, NULL, kind, host, p, errmsg);
     memcpy(p->so_hash, hash, OL_HASH_SIZE);
     return rv;
 }
 
-int ol__plugin_bind(const char *path, const char *kind,
+int ol__plugin_bind(const char *file, const char *shown, const char *kind,
                     const struct ol_host *host, struct ol__plugin *p,
                     char *errmsg)
 {
+    const char *path = shown ? shown : file;
+
     int (*entry)(const struct ol_host *, const struct ol_agent_vtable **);
     const struct ol_agent_vtable *vt = NULL;
     const char *missing = NULL;
@@ -81,7 +83,7 @@ int ol__plugin_bind(const char *path, const char *kind,
     memset(p, 0, sizeof *p);
     snprintf(p->kind, sizeof p->kind, "%s", kind);
     snprintf(p->path, sizeof p->path, "%s", path);
-    p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    p->dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (p->dl == NULL) {
         ol__errf(errmsg, "plugin '%s': cannot load: %s", path, dlerror());
         return OL_EPLUGIN;

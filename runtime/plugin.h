@@ -24,10 +24,11 @@ struct ol__plugin {
     const struct ol_agent_vtable *vt;
 };
 
-/* Bind the plugin at `path` and check that it declares `kind`.  Returns 0,
- * OL_EABI or OL_EPLUGIN with errmsg naming the file and the problem.  A
- * bound plugin stays mapped for the life of the process. */
-int ol__plugin_bind(const char *path, const char *kind,
+/* Bind the plugin at `file` and check that it declares `kind`.  Returns 0,
+ * OL_EABI or OL_EPLUGIN with errmsg naming the file (as `shown`, if not
+ * NULL) and the problem.  A bound plugin stays mapped for the life of the
+ * process. */
+int ol__plugin_bind(const char *file, const char *shown, const char *kind,
                     const struct ol_host *host, struct ol__plugin *out,
                     char *errmsg);
 

@@ -38,9 +38,10 @@ static void say(const char *msg)
     (void)!write(2, msg, strlen(msg));
 }
 
-static void overran(struct ol__mark *m, const struct ol__mark_slot *s)
+/* Put a step that ran too long on record for the next start. */
+static void record(struct ol__mark *m, const struct ol__mark_slot *s,
+                   const char *then)
 {
-    char line[400];
     int i;
 
     for (i = 0; i < OL_MARK_REPORTS && m->reports[i].used; i++)
@@ -55,19 +56,23 @@ static void overran(struct ol__mark *m, const struct ol__mark_slot *s)
                  ((uint64_t)i << 60) ^ 0x5a5a5a5a5a5aull;
         if (s->phase == OL_MARK_HANDLE)
             snprintf(r->reason, sizeof r->reason,
-                     "step deadline (%u ms) exceeded in handle() of a %s "
-                     "event; the node was ended",
-                     s->deadline_ms, ol__event_name((int)s->event));
+                     "ran %u ms in handle() of a %s event; %s",
+                     s->deadline_ms, ol__event_name((int)s->event), then);
         else
-            snprintf(r->reason, sizeof r->reason,
-                     "step deadline (%u ms) exceeded in %s; the node was "
-                     "ended",
-                     s->deadline_ms, ol__mark_phase_name(s->phase));
+            snprintf(r->reason, sizeof r->reason, "ran %u ms in %s; %s",
+                     s->deadline_ms, ol__mark_phase_name(s->phase), then);
         __atomic_store_n(&r->used, 1, __ATOMIC_RELEASE);
     }
     /* The slot's step is on record now; the restart must not count it
      * twice. */
     m->crash_sig = -1;
+}
+
+static void overran(struct ol__mark *m, const struct ol__mark_slot *s)
+{
+    char line[400];
+
+    record(m, s, "past its step deadline, the node was ended");
     snprintf(line, sizeof line,
              "outlastd: agent '%s' ran past its step deadline (%u ms) in "
              "plugin code inside the node; exiting so it can be counted "
@@ -88,6 +93,12 @@ static void *run(void *arg)
         struct ol__mark_slot s;
 
         if (stop && now - stop > (int64_t)w->stop_ms) {
+            if (w->mark && ol__mark_read(&w->mark->main, &s) == 0 &&
+                s.phase != OL_MARK_IDLE && s.name[0]) {
+                /* Stuck in plugin code: that agent is on record for it. */
+                s.deadline_ms = (uint32_t)(now - s.started_ms);
+                record(w->mark, &s, "the node had to stop");
+            }
             say("outlastd: still running long after the stop signal; "
                 "exiting now\n");
             _exit(1);

@@ -8,6 +8,7 @@
 #ifndef OL_AGENTHOST_H
 #define OL_AGENTHOST_H
 
+#include <limits.h>
 #include <stdint.h>
 
 #include "../buf.h"
@@ -27,6 +28,7 @@ struct ahost_opts {
     unsigned workers;
     unsigned memory_mb; /* 0: no limit */
     char user[64];     /* drop to this user when started as root */
+    char source[PATH_MAX]; /* the file the node copied, for messages */
     int allow_network;
 };
 

@@ -141,6 +141,8 @@ static int parse_args(int argc, char **argv, struct ahost_opts *o)
             snprintf(o->node, sizeof o->node, "%s", v);
         else if (strcmp(k, "--user") == 0)
             snprintf(o->user, sizeof o->user, "%s", v);
+        else if (strcmp(k, "--source") == 0)
+            snprintf(o->source, sizeof o->source, "%s", v);
         else if (parse_uint(v, 1ul << 30, &n) != 0)
             return -1;
         else if (strcmp(k, "--fd") == 0)
@@ -208,7 +210,8 @@ int main(int argc, char **argv)
      * given into a private place, so nothing can change it under us. */
     snprintf(path, sizeof path, "/proc/self/fd/%d", o.code_fd);
     ol__mark_begin(&mark->main, OL_MARK_LOAD, 0, 0, 0);
-    rv = ol__plugin_bind(path, o.kind, &ahost_table, &plugin, err);
+    rv = ol__plugin_bind(path, o.source[0] ? o.source : NULL, o.kind,
+                         &ahost_table, &plugin, err);
     ol__mark_end(&mark->main);
     close(o.code_fd);
     if (rv != 0) {

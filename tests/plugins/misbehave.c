@@ -14,9 +14,14 @@
  * Every tick is checkpointed, so after a crash the agent resumes at the
  * tick that crashed and crashes again: each crash is one more on record.
  *
+ * Built three ways: misbehave.so; misbehave_v2.so, version 2.0.0, where
+ * every mode behaves (the fixed build, for upgrade tests); and
+ * misbehave_abi7.so, which claims agent ABI 7 (to be refused).
+ *
  * Config: {mode: str, after: uint (3), interval_ms: uint (20),
  *          hog_mb: uint (64), flood: uint (1024)}.
- * State:  {ticks, sent, full, got, errs: {service: code, ...}}.
+ * State:  {ticks, sent, full, got, errs: {service: code, ...}, v}, where
+ * v is the version of the build that saved it (1 or 2).
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -168,8 +173,21 @@ static void badargs(struct mb *m, struct ol_agent *a)
     m->errs[11] = host->checkpoint(NULL);
 }
 
+#ifdef MISBEHAVE_V2
+#define VERSION "2.0.0"
+#define V 2
+#else
+#define VERSION "1.0.0"
+#define V 1
+#endif
+#ifndef MISBEHAVE_ABI
+#define MISBEHAVE_ABI OL_AGENT_ABI
+#endif
+
 static void misbehave(struct mb *m, struct ol_agent *a)
 {
+    if (V == 2)
+        return; /* the fixed build */
     if (strcmp(m->mode, "segv") == 0) {
         *(volatile int *)(uintptr_t)sink = 1;
     } else if (strcmp(m->mode, "abort") == 0) {
@@ -243,7 +261,9 @@ static int mb_save(void *self, struct ol_agent *a, const struct ol_sink *out)
 
     (void)a;
     msgpack_packer_init(&pk, out->data, out->write);
-    msgpack_pack_map(&pk, 5);
+    msgpack_pack_map(&pk, 6);
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_uint32(&pk, V);
     msgpack_pack_str_with_body(&pk, "ticks", 5);
     msgpack_pack_uint64(&pk, m->ticks);
     msgpack_pack_str_with_body(&pk, "sent", 4);
@@ -275,10 +295,10 @@ static void mb_close(void *self)
 }
 
 static const struct ol_agent_vtable vt = {
-    .abi = OL_AGENT_ABI,
+    .abi = MISBEHAVE_ABI,
     .size = sizeof(struct ol_agent_vtable),
     .kind = "misbehave",
-    .version = "1.0.0",
+    .version = VERSION,
     .open = mb_open,
     .restore = mb_restore,
     .handle = mb_handle,
