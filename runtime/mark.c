@@ -86,6 +86,7 @@ static void on_exit_cb(void)
 
     if (m && m->exit_thread == -2)
         m->exit_thread = thread_index;
+    (void)m;
 }
 
 int ol__mark_install(struct ol__mark *m)
@@ -103,6 +104,15 @@ int ol__mark_install(struct ol__mark *m)
     if (atexit(on_exit_cb) != 0)
         return OL_ENOMEM;
     return 0;
+}
+
+void ol__mark_uninstall(void)
+{
+    if (the_mark == NULL)
+        return;
+    the_mark = NULL;
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
+        sigaction(fatal[i], &old_act[fatal[i]], NULL);
 }
 
 int ol__mark_thread(int index)

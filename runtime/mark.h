@@ -98,6 +98,9 @@ int ol__mark_read(const struct ol__mark_slot *s, struct ol__mark_slot *out);
  * and its index (-1 for the main thread).  An atexit handler records which
  * thread called exit(). */
 int ol__mark_install(struct ol__mark *m);
+/* Before the page goes away: the handlers forget it (the atexit handler
+ * stays registered and does nothing). */
+void ol__mark_uninstall(void);
 int ol__mark_thread(int index);
 
 /* Human-readable phase ("handle()") and a description of a crash:

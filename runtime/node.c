@@ -802,6 +802,7 @@ void ol__node_free(struct ol__node *n)
     n->vcache = NULL;
     ol__codes_close(&n->codes);
     if (n->mark) {
+        ol__mark_uninstall();
         munmap(n->mark, OL_MARK_SIZE);
         n->mark = NULL;
     }

@@ -463,6 +463,11 @@ static const char *check_state(const uint8_t *p, size_t len, int rv,
                  OL_AGENT_STATE_MAX);
         return why;
     }
+    if (rv == OL_EINVAL) {
+        snprintf(why, cap, "save() returned %d (an invalid argument, such as "
+                           "a write from a NULL pointer)", rv);
+        return why;
+    }
     if (rv != 0) {
         snprintf(why, cap, "save() returned %d", rv);
         return why;

@@ -200,7 +200,8 @@ static void misbehave(struct mb *m, struct ol_agent *a)
         for (;;)
             sink++;
     } else if (strcmp(m->mode, "sleep") == 0) {
-        sleep(3600);
+        for (;;)
+            sleep(3600); /* a signal ends one sleep, not the hang */
     } else if (strcmp(m->mode, "hog") == 0) {
         size_t n = (size_t)m->hog_mb << 20;
         char **h = realloc(m->hog, (m->n_hog + 1) * sizeof *h);
