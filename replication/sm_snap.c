@@ -440,7 +440,7 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
     st = NULL;
 
     /* crashes */
-    if (parts == 8) {
+    if (parts >= 8) {
         if (ol__mpr_array(&r, &n))
             BAD("crashes");
         if ((rv = exec_bind(sm,
