@@ -641,6 +641,11 @@ void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)
 
 /* ---- restarting ---- */
 
+static void rehost_retry_cb(uv_timer_t *t)
+{
+    ol__agent_rehost(t->data);
+}
+
 void ol__agent_rehost(struct ol_agent *a)
 {
     struct ol__node *n = a->node;
@@ -649,6 +654,19 @@ void ol__agent_rehost(struct ol_agent *a)
     if (a->inflight) {
         a->rehost = 1;
         return;
+    }
+    if (n->cluster && n->sm) {
+        /* In a cluster the leader says a checkpoint committed before this
+         * node's own store may have applied it; the new instance loads
+         * its head from that store, so it waits until it is there. */
+        const struct ol__sm_agent *r = ol__sm_agent(n->sm, a->name);
+
+        if (r && r->head_seq < a->committed_seq && !n->stopping) {
+            a->rehost = 1;
+            ol__runq_remove(a);
+            uv_timer_start(&a->flush, rehost_retry_cb, 10, 0);
+            return;
+        }
     }
     /* The row (with its config) moves to the new instance. */
     a->row.head_seq = a->committed_seq;

@@ -37,6 +37,7 @@ static int runnable(const struct ol_agent *a)
      * agents still get their STOP, whose checkpoint cannot commit anyway. */
     return (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING) &&
            !a->inflight && !a->busy && a->q_len > 0 && a->ready &&
+           !a->rehost &&
            (!a->node->paused || a->phase == OL_PHASE_DRAINING);
 }
 
@@ -511,6 +512,8 @@ int ol__step_checkpoint(struct ol_agent *a)
     int rv;
 
     uv_timer_stop(&a->flush);
+    if (a->rehost)
+        return 0; /* it starts again from its committed head */
     if (a->hp) {
         if (a->busy) {
             a->save_due = 1;
