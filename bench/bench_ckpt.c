@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "anchor.h"
@@ -98,40 +97,31 @@ static void run_one(const struct opts *o, uint32_t agents, uint32_t size,
     bu_rmrf(dir);
 }
 
+struct one_arg {
+    const struct opts *o;
+    uint32_t agents, size;
+};
+
+static void run_one_cb(void *arg, void *out)
+{
+    const struct one_arg *a = arg;
+
+    run_one(a->o, a->agents, a->size, out);
+}
+
 static int run_forked(const struct opts *o, uint32_t agents, uint32_t size,
                       struct result *r)
 {
-    int fds[2], status;
-    pid_t pid;
-    ssize_t got;
+    struct one_arg a = {o, agents, size};
 
+    memset(r, 0, sizeof *r);
     if (!o->fork) {
         run_one(o, agents, size, r);
         return 0;
     }
-    memset(r, 0, sizeof *r);
-    if (pipe(fds) != 0)
-        return -1;
-    fflush(NULL);
-    pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        struct result cr;
-
-        close(fds[0]);
-        run_one(o, agents, size, &cr);
-        if (write(fds[1], &cr, sizeof cr) != (ssize_t)sizeof cr)
-            _exit(2);
-        _exit(0);
-    }
-    close(fds[1]);
-    got = read(fds[0], r, sizeof *r);
-    close(fds[0]);
-    waitpid(pid, &status, 0);
-    if (got != (ssize_t)sizeof *r) {
+    if (bu_fork_call(run_one_cb, &a, r, sizeof *r) != 0) {
         memset(r, 0, sizeof *r);
-        snprintf(r->err, sizeof r->err, "child died (status 0x%x)", status);
+        snprintf(r->err, sizeof r->err, "child died");
     }
     return 0;
 }
@@ -292,7 +282,7 @@ static void usage(FILE *f)
             "3000]\n"
             "                  [--singles 300] [--plugin-dir DIR] "
             "[--no-fork]\n"
-            "                  [--node-only]\n");
+            "                  [--node-only] [--isolation process|none]\n");
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -350,6 +340,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 return -1;
         } else if (strcmp(a, "--plugin-dir") == 0) {
             snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", v);
+        } else if (strcmp(a, "--isolation") == 0) {
+            if (strcmp(v, "process") == 0)
+                o->isolation = OL_ISO_PROCESS;
+            else if (strcmp(v, "none") == 0)
+                o->isolation = OL_ISO_NODE;
+            else
+                return -1;
         } else {
             usage(stderr);
             return -1;
@@ -374,9 +371,11 @@ int main(int argc, char **argv)
     printf("# bench_ckpt: %u rep(s), warm-up %u ms, window %u ms, "
            "%u single-row inserts; plugins from %s\n",
            o.reps, o.warmup_ms, o.window_ms, o.singles, o.plugin_dir);
-    printf("# node: single node, WAL + synchronous=FULL, every_steps=1; "
-           "anchor: raw SQLite, same pragmas, same filesystem, same "
-           "process\n");
+    printf("# node: single node, WAL + synchronous=FULL, every_steps=1, "
+           "agents %s; anchor: raw SQLite, same pragmas, same filesystem, "
+           "same process\n",
+           o.isolation == OL_ISO_NODE ? "in the node (isolation = none)"
+                                      : "in an agent-host process");
     print_header("# rep N: ");
     /* Repetitions go round the whole matrix, so slow drift on a shared
      * machine spreads over every configuration instead of one. */

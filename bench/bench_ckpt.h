@@ -20,6 +20,7 @@ struct opts {
     uint32_t singles; /* single-row inserts for the latency anchor */
     int fork;
     int node_only; /* for profiling: skip the anchor */
+    int isolation; /* enum ol__isolation */
     char plugin_dir[PATH_MAX];
 };
 

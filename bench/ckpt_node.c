@@ -197,6 +197,7 @@ int ckpt_run_node(const struct opts *o, uint32_t agents, uint32_t size,
     d->r = r;
     d->agents = agents;
     bu_config(&cfg, data_dir, o->plugin_dir);
+    cfg.agent_defaults.isolation = o->isolation;
     uv_loop_init(&d->loop);
     rv = ol__node_init(&d->node, &d->loop, &cfg);
     if (rv == 0)

@@ -11,8 +11,13 @@
  * In the node (isolation = none): the plugin takes its node down.  The
  * test restarts every node that dies, as a supervisor would; the agent
  * fails over or is re-granted, and every node that died reports the crash
- * from its step-mark file when it comes back.  The cluster stops losing
- * nodes after crash_limit deaths in total.
+ * from its step-mark file when it comes back.  Every death is counted, and
+ * the cluster stops losing nodes once the count reaches crash_limit.  A
+ * node that is still down cannot report yet, so if the agent fails over
+ * before a dead node is back, it can take down each of the other nodes
+ * once more: at most crash_limit + (nodes - 1) deaths in all.  Hosted
+ * agents have no such gap (the node that saw the crash reports it at
+ * once), which is why they are the default.
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -187,7 +192,8 @@ static int quarantined_anywhere(void)
 Test(quarantine, an_agent_that_crashes_its_node_does_not_cascade)
 {
     struct tc_opts o = {.n = 3, .tag = "qn",
-                        .extra = "[plugin.misbehave]\nisolation = none\n"};
+                        .extra = "[plugin.misbehave]\nisolation = none\n"
+                                 "[cluster]\nfailover_ms = 3000\n"};
     int leader, deaths = 0;
     uint64_t end;
 
@@ -213,7 +219,8 @@ Test(quarantine, an_agent_that_crashes_its_node_does_not_cascade)
         td_sleep_ms(50);
     }
     fprintf(stderr, "quarantine/inproc: %d node deaths in all\n", deaths);
-    cr_expect_eq(deaths, LIMIT, "%d node deaths", deaths);
+    cr_expect_geq(deaths, LIMIT, "quarantined after %d node deaths", deaths);
+    cr_expect_leq(deaths, LIMIT + 2, "%d node deaths: it cascaded", deaths);
     leader = tc_wait_leader(&c, 0, 15000);
     cr_assert_geq(leader, 0);
     for (int i = 0; i < 3; i++) {
