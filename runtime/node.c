@@ -766,7 +766,7 @@ void ol__node_shutdown(struct ol__node *n)
         struct ol_agent *a = v;
         struct ol__ev *ev;
 
-        if (a->phase != OL_PHASE_ACTIVE || a->self == NULL)
+        if (a->phase != OL_PHASE_ACTIVE || !a->ready)
             continue;
         /* Events not yet delivered are still in the mailbox and the
          * timers, so they are delivered after the restart. */

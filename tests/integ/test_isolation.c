@@ -443,6 +443,18 @@ Test(isolation, sigterm_stops_the_node_while_a_host_hangs)
     cr_expect(status_is(&d, "ticker", "running"));
 }
 
+Test(isolation, hosted_agents_get_their_stop_at_shutdown)
+{
+    start_with("stop", hosted);
+    spawn("calm", "{\"mode\": \"none\"}");
+    td_sleep_ms(300);
+    cr_assert_eq(td_term(&d, 20000), 0, "outlastd did not drain");
+    cr_expect_eq(td_state_int(&d, "calm", "stops", 0), 1,
+                 "the STOP step's checkpoint is not the last one");
+    cr_assert_eq(td_start(&d, 10000), 0, "restart");
+    cr_expect(status_is(&d, "calm", "running"));
+}
+
 /* ---- plugins inside the node ---- */
 
 /* The node died (and is reaped), or the agent is quarantined. */

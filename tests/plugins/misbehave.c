@@ -20,8 +20,9 @@
  *
  * Config: {mode: str, after: uint (3), interval_ms: uint (20),
  *          hog_mb: uint (64), flood: uint (1024)}.
- * State:  {ticks, sent, full, got, errs: {service: code, ...}, v}, where
- * v is the version of the build that saved it (1 or 2).
+ * State:  {ticks, sent, full, got, stops, errs: {service: code, ...}, v},
+ * where stops counts STOP events and v is the version of the build that
+ * saved it (1 or 2).
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -39,7 +40,7 @@ static const struct ol_host *host;
 struct mb {
     char mode[16];
     uint64_t after, interval_ms, hog_mb, flood;
-    uint64_t ticks, sent, full, got;
+    uint64_t ticks, sent, full, got, stops;
     int64_t errs[N_ERRS]; /* badargs: what each call returned */
     char **hog;
     size_t n_hog;
@@ -123,6 +124,7 @@ static int mb_restore(void *self, struct ol_agent *a, const void *state,
     m->sent = get_u(&u.data, "sent", 0);
     m->full = get_u(&u.data, "full", 0);
     m->got = get_u(&u.data, "got", 0);
+    m->stops = get_u(&u.data, "stops", 0);
     msgpack_unpacked_destroy(&u);
     return 0;
 }
@@ -250,6 +252,9 @@ static int mb_handle(void *self, struct ol_agent *a, const struct ol_event *e)
     case OL_EVENT_MESSAGE:
         m->got++;
         return 0;
+    case OL_EVENT_STOP:
+        m->stops++;
+        return 0;
     default:
         return 0;
     }
@@ -262,7 +267,9 @@ static int mb_save(void *self, struct ol_agent *a, const struct ol_sink *out)
 
     (void)a;
     msgpack_packer_init(&pk, out->data, out->write);
-    msgpack_pack_map(&pk, 6);
+    msgpack_pack_map(&pk, 7);
+    msgpack_pack_str_with_body(&pk, "stops", 5);
+    msgpack_pack_uint64(&pk, m->stops);
     msgpack_pack_str_with_body(&pk, "v", 1);
     msgpack_pack_uint32(&pk, V);
     msgpack_pack_str_with_body(&pk, "ticks", 5);
