@@ -232,3 +232,86 @@ Test(quarantine, an_agent_that_crashes_its_node_does_not_cascade)
     }
     cr_expect_eq(tc_check(&c, 30000), 0, "invariants");
 }
+
+/* Every way of misbehaving at once, spread over the cluster: each bad
+ * agent is quarantined after exactly crash_limit crashes of its own code
+ * (a host that another agent took down does not count against the
+ * agents it also held), the flood stays bounded, and no node dies. */
+Test(quarantine, every_kind_of_bad_agent_at_once)
+{
+    static const char *const modes[] = {
+        "segv", "abort", "exit", "stack", "loop", "sleep", "workcrash",
+#if !defined(__SANITIZE_ADDRESS__)
+        "hog",
+#endif
+    };
+    const int n_modes = (int)(sizeof modes / sizeof modes[0]);
+    struct tc_opts o = {.n = 3, .tag = "qall",
+                        .extra = "[agents]\nstep_deadline_ms = 500\n"
+                                 "mailbox_max = 300\n"
+                                 "[plugin.misbehave]\nmemory_mb = 128\n"};
+    char name[32], cfg[96], st[32];
+    int leader, done;
+    int64_t seq0, rows, most_rows = 0;
+    uint64_t end;
+
+    tc_init(&c, &o);
+    tc_start(&c);
+    leader = tc_wait_leader(&c, 0, 15000);
+    cr_assert_geq(leader, 0);
+    spawn(leader, "counter", "ticker", "{\"interval_ms\": 20}");
+    spawn(leader, "misbehave", "sib", "{\"mode\": \"none\"}");
+    spawn(leader, "misbehave", "flood", "{\"mode\": \"flood\", "
+                                         "\"after\": 1}");
+    wait_placed(leader, 3);
+    seq0 = ticker_seq(leader);
+    for (int i = 0; i < n_modes; i++) {
+        snprintf(name, sizeof name, "bad-%s", modes[i]);
+        snprintf(cfg, sizeof cfg, "{\"mode\": \"%s\"}", modes[i]);
+        spawn(leader, "misbehave", name, cfg);
+    }
+    end = td_ms() + 150000;
+    do {
+        sqlite3 *db;
+
+        tc_expect_running(&c);
+        tc_observe(&c);
+        db = td_db(&c.nodes[leader].d);
+        rows = td_q1(db, "SELECT count(*) FROM mailbox WHERE to_agent = "
+                         "'flood'");
+        sqlite3_close(db);
+        if (rows > most_rows)
+            most_rows = rows;
+        done = 0;
+        for (int i = 0; i < n_modes; i++) {
+            snprintf(name, sizeof name, "bad-%s", modes[i]);
+            done += strcmp(status_on(leader, name, st, sizeof st),
+                           "quarantined") == 0;
+        }
+        td_sleep_ms(200);
+    } while (done < n_modes && td_ms() < end);
+    cr_assert_eq(done, n_modes, "only %d of %d bad agents quarantined", done,
+                 n_modes);
+    fprintf(stderr, "quarantine/all: the ticker went from seq %" PRId64
+                    " to %" PRId64 "; the flood's mailbox peaked at %" PRId64
+                    " rows (limit 300)\n",
+            seq0, ticker_seq(leader), most_rows);
+    cr_expect_gt(ticker_seq(leader), seq0, "the ticker stopped");
+    cr_expect_leq(most_rows, 300 + 2 * 1024);
+    cr_expect_str_eq(status_on(leader, "sib", st, sizeof st), "running");
+    cr_expect_str_eq(status_on(leader, "flood", st, sizeof st), "running");
+    for (int i = 0; i < n_modes; i++) {
+        snprintf(name, sizeof name, "bad-%s", modes[i]);
+        for (int k = 0; k < 3; k++) {
+            uint64_t e2 = td_ms() + 10000;
+
+            while (crashes_on(k, name) < LIMIT && td_ms() < e2)
+                td_sleep_ms(50);
+            cr_expect_eq(crashes_on(k, name), LIMIT,
+                         "'%s' on node %d: %" PRId64 " crashes", name, k + 1,
+                         crashes_on(k, name));
+        }
+    }
+    tc_expect_running(&c);
+    cr_expect_eq(tc_check(&c, 30000), 0, "invariants");
+}
