@@ -10,7 +10,7 @@
  * stepping its agents before they resume elsewhere.  Epochs fence what
  * slips through: a checkpoint from the old owner never commits.
  *
- * The leader, once a barrier of its own term has committed (so its state
+ * The leader, once an entry of its own term has committed (so its state
  * machine is current), registers the roster's keys in the replicated nodes
  * table, adds roster nodes to the raft configuration one change at a time,
  * and runs placement every tick.
@@ -276,7 +276,7 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
         reply[0] = MSG_PONG;
         reply[1] = c->raft.current_term;
         reply[2] = c->cfg.self_id;
-        reply[3] = c->raft.commit_index;
+        reply[3] = ol__sm_applied(c->sm);
         reply[4] = v[3];
         send_msg(c, from, reply, 5);
     } else {
@@ -290,7 +290,7 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
          * its agents went before it steps any of them, but a node that is
          * merely busy must not lose its lease for lagging a little. */
         if ((ol__cl_now(c) < c->lease_until_ms ||
-             raft_last_applied(&c->raft) >= c->pong_commit) &&
+             ol__sm_applied(c->sm) >= c->pong_commit) &&
             v[3] + c->lease_ms > c->lease_until_ms)
             c->lease_until_ms = v[3] + c->lease_ms;
         c->pong_commit = v[2];
@@ -350,14 +350,12 @@ int ol__cluster_lease_ok(const struct ol__replica *r)
 
 /* ---- leader duties ---- */
 
-static void barrier_cb(struct raft_barrier *req, int status)
+/* The first entry of this leader's term committed: everything before it
+ * is applied, so the leader's view of the state machine is current. */
+void ol__cl_leader_ready(struct cluster *c)
 {
-    struct cluster *c = req->data;
     uint64_t now = ol__cl_now(c);
 
-    c->barrier_pending = 0;
-    if (status != 0 || c->role != RAFT_LEADER)
-        return;
     c->leader_ready = 1;
     c->leader_since_ms = now;
     /* Everyone gets a full failover period from now, except the node that
@@ -372,6 +370,31 @@ static void barrier_cb(struct raft_barrier *req, int status)
                         "index %" PRIu64,
            (unsigned long long)c->raft.current_term, ol__sm_applied(c->sm));
     ol__cl_kick(c);
+}
+
+/* An entry of the new term, ahead of anything else this leader proposes:
+ * once it commits, so has everything before it (fsm.h). */
+static void propose_noop(struct cluster *c)
+{
+    struct ol__entry_w w;
+    struct ol__buf e;
+    int rv;
+
+    ol__entry_w_init(&w);
+    ol__buf_init(&e);
+    w.term = c->raft.current_term;
+    w.time_ms = ol__wall_ms();
+    rv = ol__entry_add_noop(&w);
+    if (rv == 0)
+        rv = ol__entry_w_finish(&w, &e);
+    if (rv == 0)
+        rv = ol__cl_apply_entry(c, e.base, e.len);
+    if (rv != 0)
+        ol_log(OL_LOG_WARN, "leader of term %llu: first entry not proposed: "
+                            "%s",
+               (unsigned long long)c->raft.current_term, ol_strerror(rv));
+    ol__buf_close(&e);
+    ol__entry_w_close(&w);
 }
 
 void ol__cl_role_changed(struct cluster *c, int old)
@@ -395,7 +418,7 @@ void ol__cl_role_changed(struct cluster *c, int old)
         }
         return;
     }
-    if (old == RAFT_LEADER || c->barrier_pending)
+    if (old == RAFT_LEADER)
         return;
     /* Make sure every node in the roster has a liveness record. */
     nn = ol__sm_nodes(c->sm, &nodes);
@@ -406,9 +429,7 @@ void ol__cl_role_changed(struct cluster *c, int old)
         (void)peer(c, c->cfg.peers[i].id, 1);
     for (size_t i = 0; i < c->n_peers; i++)
         c->peers[i].last_ms = ol__cl_now(c);
-    c->barrier.data = c;
-    if (raft_barrier(&c->raft, &c->barrier, barrier_cb) == 0)
-        c->barrier_pending = 1;
+    propose_noop(c);
 }
 
 /* Register this node and the configured peers in the replicated roster. */
@@ -775,7 +796,7 @@ void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
     char inc[24];
 
     snprintf(inc, sizeof inc, "%016" PRIx64, c->inc);
-    msgpack_pack_map(pk, 15);
+    msgpack_pack_map(pk, 16);
     pk_str(pk, "mode");
     pk_str(pk, "cluster");
     pk_str(pk, "cluster");
@@ -789,6 +810,7 @@ void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
     pk_u64(pk, "commit_index", c->raft.commit_index);
     pk_u64(pk, "applied_index", raft_last_applied(&c->raft));
     pk_u64(pk, "store_applied", ol__sm_applied(c->sm));
+    pk_u64(pk, "held", ol__fsm_held(&c->fsm));
     pk_bool(pk, "lease", now < c->lease_until_ms);
     pk_str(pk, "incarnation");
     pk_str(pk, inc);
@@ -800,8 +822,8 @@ void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
     pk_u64(pk, "forwarded", c->n.forwarded);
     pk_u64(pk, "retries", c->n.retries);
     pk_u64(pk, "placements", c->n.placements);
-    pk_u64(pk, "snapshots_taken", c->n.snapshots_taken);
-    pk_u64(pk, "snapshots_installed", c->n.snapshots_installed);
+    pk_u64(pk, "snapshots_taken", c->fsm.n.snapshots_taken);
+    pk_u64(pk, "snapshots_installed", c->fsm.n.snapshots_installed);
     pk_str(pk, "nodes");
     msgpack_pack_array(pk, nn);
     for (size_t i = 0; i < nn; i++) {

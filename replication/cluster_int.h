@@ -11,6 +11,7 @@
 
 #include "../runtime/map.h"
 #include "cluster.h"
+#include "fsm.h"
 
 /* Messages on the transport's message channel: a msgpack array whose first
  * element is the type. */
@@ -80,24 +81,17 @@ struct cluster {
 
     struct ol__transport *tr;
     struct raft_io io;
-    struct raft_fsm fsm;
+    struct ol__fsm fsm;
     struct raft raft;
     struct raft_tracer tracer;
     int raft_inited;
-
-    /* snapshots */
-    sqlite3 *snap_db;
-    struct ol__buf snap_buf;
-    uint64_t snap_index;
-    int snap_busy;
 
     /* role */
     int role;          /* RAFT_* state last seen */
     uint64_t leader_id;
     uint64_t prev_leader_id;
-    int leader_ready;  /* a barrier committed in this term */
-    struct raft_barrier barrier;
-    int barrier_pending;
+    int leader_ready;  /* an entry of this term committed: the state
+                        * machine is current */
     uint64_t leader_since_ms;
     uint64_t last_pong_ms;
 
@@ -138,8 +132,6 @@ struct cluster {
         uint64_t forwarded;
         uint64_t retries;
         uint64_t placements;
-        uint64_t snapshots_taken;
-        uint64_t snapshots_installed;
     } n;
 };
 
@@ -151,6 +143,7 @@ void ol__cl_roster_sync(struct cluster *c);
 void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len);
 void ol__cl_tick(struct cluster *c);
 void ol__cl_role_changed(struct cluster *c, int old_role);
+void ol__cl_leader_ready(struct cluster *c);
 void ol__cl_on_effects(struct cluster *c, const struct ol__effects *fx);
 int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
                        uint64_t req);

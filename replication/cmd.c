@@ -16,20 +16,22 @@
 
 void ol__entry_w_init(struct ol__entry_w *w)
 {
+    memset(w, 0, sizeof *w);
     ol__buf_init(&w->cmds);
-    w->n = 0;
 }
 
 void ol__entry_w_close(struct ol__entry_w *w)
 {
     ol__buf_close(&w->cmds);
     w->n = 0;
+    w->level = 0;
 }
 
 void ol__entry_w_reset(struct ol__entry_w *w)
 {
     ol__buf_reset(&w->cmds);
     w->n = 0;
+    w->level = 0;
 }
 
 static void pk_str(msgpack_packer *pk, const char *s)
@@ -60,12 +62,36 @@ static size_t begin(struct ol__entry_w *w, msgpack_packer *pk, uint32_t type,
     return start;
 }
 
+/* The type of the command that starts at `start` in w->cmds (it was just
+ * packed or copied there from a decoded entry, so it is well formed). */
+static uint32_t type_of(const struct ol__entry_w *w, size_t start)
+{
+    struct ol__mpr r;
+    uint32_t n;
+    uint64_t type = 0;
+
+    ol__mpr_init(&r, (const uint8_t *)w->cmds.base + start,
+                 w->cmds.len - start);
+    if (ol__mpr_array(&r, &n) || ol__mpr_uint(&r, &type))
+        return 0;
+    return (uint32_t)type;
+}
+
+/* Finish a command that begins at `start`: count it and raise the entry's
+ * feature level to the command's. */
 static int end(struct ol__entry_w *w, size_t start)
 {
+    const struct ol__cmd_info *ci;
+
     if (w->cmds.base == NULL || w->cmds.len == start)
         return OL_ENOMEM;
-    if (w->n >= OL_ENTRY_MAX_CMDS)
+    if (w->n >= OL_ENTRY_MAX_CMDS) {
+        w->cmds.len = start;
         return OL_ETOOBIG;
+    }
+    ci = ol__cmd_info(type_of(w, start));
+    if (ci && ci->level > w->level)
+        w->level = ci->level;
     w->n++;
     return 0;
 }
@@ -235,6 +261,17 @@ int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id)
     return end(w, start);
 }
 
+int ol__entry_add_noop(struct ol__entry_w *w)
+{
+    msgpack_packer pk;
+    size_t start = w->cmds.len;
+
+    msgpack_packer_init(&pk, &w->cmds, ol__buf_write);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_uint32(&pk, OL_CMD_NOOP);
+    return end(w, start);
+}
+
 int ol__entry_add_raw(struct ol__entry_w *w, const struct ol__blob *raw)
 {
     size_t start = w->cmds.len;
@@ -251,8 +288,10 @@ int ol__entry_w_finish(const struct ol__entry_w *w, struct ol__buf *out)
     size_t start = out->len;
 
     msgpack_packer_init(&pk, out, ol__buf_write);
-    msgpack_pack_array(&pk, 2);
+    msgpack_pack_array(&pk, 4);
     msgpack_pack_uint32(&pk, OL_ENTRY_FORMAT);
+    msgpack_pack_uint64(&pk, w->term);
+    msgpack_pack_int64(&pk, w->time_ms);
     msgpack_pack_array(&pk, w->n);
     if (out->base == NULL || out->len == start)
         return OL_ENOMEM;
@@ -303,121 +342,249 @@ static int get_kind(struct ol__mpr *r, char *out)
             return OL_EMALFORMED;                                          \
     } while (0)
 
+/* Each decoder reads the fields after the type; `n` is the array length. */
+typedef int (*decode_fn)(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                         const char **whatp);
+
+static int decode_ckpts(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                        const char **whatp)
+{
+    const void *sig;
+    uint32_t siglen, nb;
+
+    CHECK("ckpts", n != 4);
+    CHECK("seal", get_blob(r, &c->seal, 16u << 20, 0));
+    CHECK("seal signature",
+          ol__mpr_bin(r, &sig, &siglen) || siglen != OL_SIG_SIZE);
+    c->sig = sig;
+    CHECK("bodies",
+          ol__mpr_array(r, &nb) || nb == 0 || nb > OL_SEAL_MAX_HASHES);
+    c->bodies = calloc(nb, sizeof *c->bodies);
+    CHECK("bodies", c->bodies == NULL);
+    c->n_bodies = nb;
+    for (uint32_t i = 0; i < nb; i++)
+        CHECK("body", get_blob(r, &c->bodies[i], OL_CKPT_MAX, 0));
+    return 0;
+}
+
+static int decode_spawn(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                        const char **whatp)
+{
+    CHECK("spawn", n != 7 || ol__mpr_uint(r, &c->req));
+    CHECK("spawn name", get_name(r, c->name));
+    CHECK("spawn kind", get_kind(r, c->kind));
+    CHECK("spawn config", get_blob(r, &c->config, OL_AGENT_MSG_MAX, 1));
+    CHECK("spawn owner", ol__mpr_uint(r, &c->owner));
+    CHECK("spawn incarnation", ol__mpr_uint(r, &c->inc));
+    return 0;
+}
+
+/* STOP and START: [type, req, name]. */
+static int decode_name_only(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                            const char **whatp)
+{
+    CHECK("stop/start", n != 3 || ol__mpr_uint(r, &c->req));
+    CHECK("agent name", get_name(r, c->name));
+    return 0;
+}
+
+static int decode_place(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                        const char **whatp)
+{
+    CHECK("place", n != 6 || ol__mpr_uint(r, &c->req));
+    CHECK("place name", get_name(r, c->name));
+    CHECK("place owner", ol__mpr_uint(r, &c->owner));
+    CHECK("place epoch", ol__mpr_uint(r, &c->epoch) || c->epoch == 0);
+    CHECK("place incarnation", ol__mpr_uint(r, &c->inc));
+    return 0;
+}
+
+static int decode_send(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                       const char **whatp)
+{
+    CHECK("send", n != 5 || ol__mpr_uint(r, &c->req));
+    CHECK("send recipient", get_name(r, c->name));
+    CHECK("send seq", ol__mpr_uint(r, &c->msg_seq));
+    CHECK("send payload", get_blob(r, &c->payload, OL_AGENT_MSG_MAX, 1));
+    return 0;
+}
+
+static int decode_quarantine(struct ol__mpr *r, uint32_t n,
+                             struct ol__cmd *c, const char **whatp)
+{
+    CHECK("quarantine", n != 5 || ol__mpr_uint(r, &c->req));
+    CHECK("quarantine name", get_name(r, c->name));
+    CHECK("quarantine epoch", ol__mpr_uint(r, &c->epoch));
+    CHECK("quarantine reason",
+          ol__mpr_strcpy(r, c->reason, sizeof c->reason));
+    return 0;
+}
+
+static int decode_node(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                       const char **whatp)
+{
+    CHECK("node", n != 6 || ol__mpr_uint(r, &c->req));
+    CHECK("node id", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
+    CHECK("node address", ol__mpr_strcpy(r, c->address, sizeof c->address));
+    CHECK("node key", ol__mpr_bin_fixed(r, c->pk, OL_PK_SIZE));
+    CHECK("node labels", ol__mpr_strcpy(r, c->labels, sizeof c->labels));
+    return 0;
+}
+
+static int decode_node_del(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                           const char **whatp)
+{
+    CHECK("node_del", n != 3 || ol__mpr_uint(r, &c->req));
+    CHECK("node id", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
+    return 0;
+}
+
+static int decode_noop(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                       const char **whatp)
+{
+    (void)r;
+    (void)c;
+    CHECK("noop", n != 1);
+    return 0;
+}
+
+static int decode_crash(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                        const char **whatp)
+{
+    uint64_t v;
+
+    CHECK("crash", n != 8 || ol__mpr_uint(r, &c->req));
+    CHECK("crash name", get_name(r, c->name));
+    CHECK("crash epoch", ol__mpr_uint(r, &c->epoch));
+    CHECK("crash time", ol__mpr_int(r, &c->time_ms));
+    CHECK("crash limit", ol__mpr_uint(r, &v) || v == 0 || v > 1000);
+    c->limit = (uint32_t)v;
+    CHECK("crash window", ol__mpr_uint(r, &v) || v > UINT32_MAX);
+    c->window_ms = (uint32_t)v;
+    CHECK("crash reason", ol__mpr_strcpy(r, c->reason, sizeof c->reason));
+    return 0;
+}
+
+static int decode_code(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                       const char **whatp)
+{
+    bool wanted;
+
+    CHECK("code", n != 7 || ol__mpr_uint(r, &c->req));
+    CHECK("code node", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
+    CHECK("code kind", get_kind(r, c->kind));
+    CHECK("code hash", ol__mpr_bin_fixed(r, c->hash, OL_HASH_SIZE));
+    CHECK("code version", ol__mpr_strcpy(r, c->version, sizeof c->version));
+    CHECK("code wanted", ol__mpr_bool(r, &wanted));
+    c->wanted = wanted;
+    return 0;
+}
+
+/*
+ * The command table.  A new command type is a row here (with the feature
+ * level that introduces it), its fields in struct ol__cmd, an encoder, and
+ * its apply function in the state machine's table (sm_apply.c).
+ */
+static const struct {
+    struct ol__cmd_info info;
+    decode_fn decode;
+} table[] = {
+    {{OL_CMD_CKPTS, "ckpts", 1}, decode_ckpts},
+    {{OL_CMD_SPAWN, "spawn", 1}, decode_spawn},
+    {{OL_CMD_STOP, "stop", 1}, decode_name_only},
+    {{OL_CMD_PLACE, "place", 1}, decode_place},
+    {{OL_CMD_SEND, "send", 1}, decode_send},
+    {{OL_CMD_QUARANTINE, "quarantine", 1}, decode_quarantine},
+    {{OL_CMD_NODE, "node", 1}, decode_node},
+    {{OL_CMD_NODE_DEL, "node_del", 1}, decode_node_del},
+    {{OL_CMD_START, "start", 1}, decode_name_only},
+    {{OL_CMD_NOOP, "noop", 1}, decode_noop},
+    {{OL_CMD_CRASH, "crash", 2}, decode_crash},
+    {{OL_CMD_CODE, "code", 2}, decode_code},
+};
+
+#define N_TYPES (sizeof table / sizeof table[0])
+
+static int row_of(uint64_t type)
+{
+    for (size_t i = 0; i < N_TYPES; i++)
+        if (table[i].info.type == type)
+            return (int)i;
+    return -1;
+}
+
+const struct ol__cmd_info *ol__cmd_info(uint32_t type)
+{
+    int i = row_of(type);
+
+    return i < 0 ? NULL : &table[i].info;
+}
+
+const struct ol__cmd_info *ol__cmd_info_at(size_t i)
+{
+    return i < N_TYPES ? &table[i].info : NULL;
+}
+
 static int decode_cmd(struct ol__mpr *r, struct ol__cmd *c,
-                      const char **whatp)
+                      const char **whatp, uint64_t *unknown)
 {
     uint32_t n;
     uint64_t type;
     size_t start = r->off;
-    int rv;
+    int row, rv;
 
     *whatp = "command";
-    rv = ol__mpr_array(r, &n) || n < 2 || ol__mpr_uint(r, &type);
+    rv = ol__mpr_array(r, &n) || n < 1 || ol__mpr_uint(r, &type);
     if (rv)
         return OL_EMALFORMED;
-    c->type = (uint32_t)type;
-    switch (type) {
-    case OL_CMD_CKPTS: {
-        const void *sig;
-        uint32_t siglen, nb;
-
-        CHECK("ckpts", n != 4);
-        CHECK("seal", get_blob(r, &c->seal, 16u << 20, 0));
-        CHECK("seal signature",
-              ol__mpr_bin(r, &sig, &siglen) || siglen != OL_SIG_SIZE);
-        c->sig = sig;
-        CHECK("bodies", ol__mpr_array(r, &nb) || nb == 0 ||
-                            nb > OL_SEAL_MAX_HASHES);
-        c->bodies = calloc(nb, sizeof *c->bodies);
-        CHECK("bodies", c->bodies == NULL);
-        c->n_bodies = nb;
-        for (uint32_t i = 0; i < nb; i++)
-            CHECK("body", get_blob(r, &c->bodies[i], OL_CKPT_MAX, 0));
-        break;
-    }
-    case OL_CMD_SPAWN:
-        CHECK("spawn", n != 7 || ol__mpr_uint(r, &c->req));
-        CHECK("spawn name", get_name(r, c->name));
-        CHECK("spawn kind", get_kind(r, c->kind));
-        CHECK("spawn config",
-              get_blob(r, &c->config, OL_AGENT_MSG_MAX, 1));
-        CHECK("spawn owner", ol__mpr_uint(r, &c->owner));
-        CHECK("spawn incarnation", ol__mpr_uint(r, &c->inc));
-        break;
-    case OL_CMD_STOP:
-    case OL_CMD_START:
-        CHECK("stop/start", n != 3 || ol__mpr_uint(r, &c->req));
-        CHECK("agent name", get_name(r, c->name));
-        break;
-    case OL_CMD_PLACE:
-        CHECK("place", n != 6 || ol__mpr_uint(r, &c->req));
-        CHECK("place name", get_name(r, c->name));
-        CHECK("place owner", ol__mpr_uint(r, &c->owner));
-        CHECK("place epoch", ol__mpr_uint(r, &c->epoch) || c->epoch == 0);
-        CHECK("place incarnation", ol__mpr_uint(r, &c->inc));
-        break;
-    case OL_CMD_SEND:
-        CHECK("send", n != 5 || ol__mpr_uint(r, &c->req));
-        CHECK("send recipient", get_name(r, c->name));
-        CHECK("send seq", ol__mpr_uint(r, &c->msg_seq));
-        CHECK("send payload",
-              get_blob(r, &c->payload, OL_AGENT_MSG_MAX, 1));
-        break;
-    case OL_CMD_QUARANTINE:
-        CHECK("quarantine", n != 5 || ol__mpr_uint(r, &c->req));
-        CHECK("quarantine name", get_name(r, c->name));
-        CHECK("quarantine epoch", ol__mpr_uint(r, &c->epoch));
-        CHECK("quarantine reason",
-              ol__mpr_strcpy(r, c->reason, sizeof c->reason));
-        break;
-    case OL_CMD_CRASH: {
-        uint64_t v;
-
-        CHECK("crash", n != 8 || ol__mpr_uint(r, &c->req));
-        CHECK("crash name", get_name(r, c->name));
-        CHECK("crash epoch", ol__mpr_uint(r, &c->epoch));
-        CHECK("crash time", ol__mpr_int(r, &c->time_ms));
-        CHECK("crash limit", ol__mpr_uint(r, &v) || v == 0 || v > 1000);
-        c->limit = (uint32_t)v;
-        CHECK("crash window", ol__mpr_uint(r, &v) || v > UINT32_MAX);
-        c->window_ms = (uint32_t)v;
-        CHECK("crash reason",
-              ol__mpr_strcpy(r, c->reason, sizeof c->reason));
-        break;
-    }
-    case OL_CMD_CODE: {
-        bool wanted;
-
-        CHECK("code", n != 7 || ol__mpr_uint(r, &c->req));
-        CHECK("code node", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
-        CHECK("code kind", get_kind(r, c->kind));
-        CHECK("code hash", ol__mpr_bin_fixed(r, c->hash, OL_HASH_SIZE));
-        CHECK("code version",
-              ol__mpr_strcpy(r, c->version, sizeof c->version));
-        CHECK("code wanted", ol__mpr_bool(r, &wanted));
-        c->wanted = wanted;
-        break;
-    }
-    case OL_CMD_NODE:
-        CHECK("node", n != 6 || ol__mpr_uint(r, &c->req));
-        CHECK("node id", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
-        CHECK("node address",
-              ol__mpr_strcpy(r, c->address, sizeof c->address));
-        CHECK("node key", ol__mpr_bin_fixed(r, c->pk, OL_PK_SIZE));
-        CHECK("node labels",
-              ol__mpr_strcpy(r, c->labels, sizeof c->labels));
-        break;
-    case OL_CMD_NODE_DEL:
-        CHECK("node_del", n != 3 || ol__mpr_uint(r, &c->req));
-        CHECK("node id", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
-        break;
-    default:
+    row = row_of(type);
+    if (row < 0) {
         *whatp = "command type";
-        return OL_EMALFORMED;
+        *unknown = type;
+        return OL_ENOTSUP;
     }
+    c->type = (uint32_t)type;
+    rv = table[row].decode(r, n, c, whatp);
+    if (rv != 0)
+        return rv;
     c->raw.p = r->base + start;
     c->raw.len = (uint32_t)(r->off - start);
     return 0;
+}
+
+/* The header: format, and for format 2 the term and time.  Leaves the
+ * reader at the command array's element count in *n. */
+static int decode_header(struct ol__mpr *r, struct ol__entry *e, uint32_t *n)
+{
+    uint32_t fields;
+    uint64_t format;
+
+    if (ol__mpr_array(r, &fields) || ol__mpr_uint(r, &format))
+        return OL_EMALFORMED;
+    if (format != 1 && format != OL_ENTRY_FORMAT)
+        return format > OL_ENTRY_FORMAT && fields >= 2 ? OL_ENOTSUP
+                                                       : OL_EMALFORMED;
+    e->format = (uint32_t)format;
+    if (format == 1) {
+        if (fields != 2)
+            return OL_EMALFORMED;
+    } else if (fields != 4 || ol__mpr_uint(r, &e->term) ||
+               ol__mpr_int(r, &e->time_ms)) {
+        return OL_EMALFORMED;
+    }
+    if (ol__mpr_array(r, n) || *n > OL_ENTRY_MAX_CMDS)
+        return OL_EMALFORMED;
+    return 0;
+}
+
+int ol__entry_peek(const void *p, size_t len, struct ol__entry *e)
+{
+    struct ol__mpr r;
+    uint32_t n;
+
+    memset(e, 0, sizeof *e);
+    ol__mpr_init(&r, p, len);
+    return decode_header(&r, e, &n);
 }
 
 int ol__entry_decode(const void *p, size_t len, struct ol__entry *e,
@@ -425,21 +592,38 @@ int ol__entry_decode(const void *p, size_t len, struct ol__entry *e,
 {
     struct ol__mpr r;
     uint32_t n;
-    uint64_t format;
+    uint64_t unknown = 0;
     const char *what = "entry";
+    int rv;
 
     memset(e, 0, sizeof *e);
     ol__mpr_init(&r, p, len);
-    if (ol__mpr_array(&r, &n) || n != 2 || ol__mpr_uint(&r, &format) ||
-        format != OL_ENTRY_FORMAT || ol__mpr_array(&r, &n) ||
-        n > OL_ENTRY_MAX_CMDS)
+    rv = decode_header(&r, e, &n);
+    if (rv == OL_ENOTSUP) {
+        if (errmsg)
+            ol__errf(errmsg, "log entry: format is newer than this "
+                             "version reads (it reads format %d)",
+                     OL_ENTRY_FORMAT);
+        return rv;
+    }
+    if (rv != 0)
         goto bad;
     e->cmds = calloc(n ? n : 1, sizeof *e->cmds);
     if (e->cmds == NULL)
         return OL_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         e->n = i + 1;
-        if (decode_cmd(&r, &e->cmds[i], &what) != 0)
+        rv = decode_cmd(&r, &e->cmds[i], &what, &unknown);
+        if (rv == OL_ENOTSUP) {
+            if (errmsg)
+                ol__errf(errmsg,
+                         "log entry: command %u has type %llu, which this "
+                         "version does not know (it runs feature level %d)",
+                         i, (unsigned long long)unknown, OL_FEATURE_LEVEL);
+            ol__entry_free(e);
+            return rv;
+        }
+        if (rv != 0)
             goto bad;
     }
     if (!ol__mpr_done(&r)) {

@@ -2,9 +2,15 @@
  * Commands: what the replicated log carries.  One log entry (one raft entry,
  * or one local group commit) is
  *
- *     [1, [cmd, ...]]
+ *     [2, term, time_ms, [cmd, ...]]
  *
- * and each command is a msgpack array whose first element is its type:
+ * `term` is the raft term of the leader that proposed the entry (0 on a
+ * single node) and `time_ms` the proposer's wall clock when it built the
+ * entry: applying an entry reads no clock of its own, so every node writes
+ * the same rows.  Format 1 entries, [1, [cmd, ...]], from before the term
+ * was carried, still decode, with term and time 0.
+ *
+ * Each command is a msgpack array whose first element is its type:
  *
  *     CKPTS      [1, seal: bin, sig: bin64, [body: bin, ...]]
  *     SPAWN      [2, req, name, kind, config: bin, owner, inc]
@@ -15,8 +21,9 @@
  *     NODE       [7, req, id, address, pk: bin32, labels]
  *     NODE_DEL   [8, req, id]
  *     START      [9, req, name]
- *     CRASH      [10, req, name, epoch, time_ms, limit, window_ms, reason]
- *     CODE       [11, req, node, kind, hash: bin32, version, wanted: bool]
+ *    NOOP       [10]
+ *     CRASH      [11, req, name, epoch, time_ms, limit, window_ms, reason]
+ *     CODE       [12, req, node, kind, hash: bin32, version, wanted: bool]
  *
  * `req` is a random id chosen by the proposer, echoed in the outcome so a
  * waiting client can match it.  An owner is a node id plus that node's
@@ -42,7 +49,7 @@
 
 #define WUR __attribute__((warn_unused_result))
 
-#define OL_ENTRY_FORMAT 1
+#define OL_ENTRY_FORMAT 2
 #define OL_ENTRY_MAX_CMDS 65536
 #define OL_REASON_MAX 200
 #define OL_LABELS_MAX 200
@@ -57,9 +64,31 @@ enum ol__cmd_type {
     OL_CMD_NODE = 7,
     OL_CMD_NODE_DEL = 8,
     OL_CMD_START = 9,
-    OL_CMD_CRASH = 10,
-    OL_CMD_CODE = 11,
+    OL_CMD_NOOP = 10,
+    OL_CMD_CRASH = 11, /* feature level 2 */
+    OL_CMD_CODE = 12,  /* feature level 2 */
 };
+
+/*
+ * Feature levels.  Every command type belongs to the level that introduced
+ * it.  A node runs OL_FEATURE_LEVEL (or less, when configured to stay at an
+ * older level during a rolling upgrade) and reports it to the leader; the
+ * leader proposes a command only when every voter runs its level.  A node
+ * that meets a command it does not know stops rather than skip it.
+ */
+#define OL_FEATURE_LEVEL 2
+
+/* What the codec knows about one command type. */
+struct ol__cmd_info {
+    uint32_t type;
+    const char *name;
+    uint32_t level; /* the feature level that introduced it */
+};
+
+/* The entry for `type`, or NULL for a type this build does not know. */
+const struct ol__cmd_info *ol__cmd_info(uint32_t type);
+/* Iterate the table: returns NULL past the end. */
+const struct ol__cmd_info *ol__cmd_info_at(size_t i);
 
 struct ol__blob {
     const uint8_t *p;
@@ -99,20 +128,33 @@ struct ol__cmd {
 };
 
 struct ol__entry {
+    uint32_t format;
+    uint64_t term;    /* the proposing leader's term; 0 if not carried */
+    int64_t time_ms;  /* the proposer's wall clock; 0 if not carried */
     struct ol__cmd *cmds;
     uint32_t n;
 };
 
 /* Decode an entry; every command is checked for shape and limits.  Returns
- * 0 or OL_EMALFORMED with errmsg naming the command and field. */
+ * 0, OL_EMALFORMED with errmsg naming the command and field, or
+ * OL_ENOTSUP for a command type (or entry format) this build does not know:
+ * the entry may be well formed, from a newer version. */
 int ol__entry_decode(const void *p, size_t len, struct ol__entry *e,
                      char *errmsg) WUR;
+
+/* Read only the header of an entry: format, term and time.  Returns 0,
+ * OL_EMALFORMED or OL_ENOTSUP like ol__entry_decode(). */
+int ol__entry_peek(const void *p, size_t len, struct ol__entry *e) WUR;
+
 void ol__entry_free(struct ol__entry *e);
 
-/* Building an entry: add commands, then finish. */
+/* Building an entry: add commands, set the header, then finish. */
 struct ol__entry_w {
     struct ol__buf cmds;
     uint32_t n;
+    uint32_t level;  /* highest feature level of the commands added */
+    uint64_t term;   /* header fields written by ol__entry_w_finish() */
+    int64_t time_ms;
 };
 
 void ol__entry_w_init(struct ol__entry_w *w);
@@ -150,6 +192,7 @@ int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
                        const char *address, const uint8_t pk[OL_PK_SIZE],
                        const char *labels);
 int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id);
+int ol__entry_add_noop(struct ol__entry_w *w);
 /* Add an already encoded command (from a decoded entry). */
 int ol__entry_add_raw(struct ol__entry_w *w, const struct ol__blob *raw);
 

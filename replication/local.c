@@ -126,6 +126,7 @@ static void work_cb(uv_work_t *req)
     struct batch *b = l->inflight;
     struct ol__buf seal;
     uint8_t sig[OL_SIG_SIZE];
+    int64_t now = ol__wall_ms();
     int rv = 0;
 
     ol__buf_reset(&b->entry);
@@ -134,8 +135,8 @@ static void work_cb(uv_work_t *req)
     /* One signature over the batch's hashes; the bodies go to the state
      * machine as they are, without being copied into an entry. */
     if (b->n)
-        rv = ol__seal_make(l->key, ol__wall_ms(), b->hashes, b->n, &seal,
-                           sig);
+        rv = ol__seal_make(l->key, now, b->hashes, b->n, &seal, sig);
+    b->cmds.time_ms = now;
     if (rv == 0 && b->cmds.n)
         rv = ol__entry_w_finish(&b->cmds, &b->entry);
     if (rv != 0) {
@@ -146,8 +147,8 @@ static void work_cb(uv_work_t *req)
     }
     rv = ol__store_begin(l->st);
     if (rv == 0 && b->n)
-        rv = ol__sm_apply_sealed(l->sm, seal.base, seal.len, sig, b->bodies,
-                                 b->n, &b->fx);
+        rv = ol__sm_apply_sealed(l->sm, now, seal.base, seal.len, sig,
+                                 b->bodies, b->n, &b->fx);
     /* The entry was built here, so a decode failure is a bug, not input;
      * it is reported the same way as an I/O failure. */
     if (rv == 0 && b->cmds.n)

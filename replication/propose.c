@@ -250,8 +250,14 @@ static int flush_once(struct cluster *c)
         w.n + 1 + c->fwd.n <= OL_ENTRY_MAX_CMDS) {
         rv = ol__buf_append(&w.cmds, c->fwd.cmds.base, c->fwd.cmds.len);
         w.n += c->fwd.n;
+        if (c->fwd.level > w.level)
+            w.level = c->fwd.level;
         ol__entry_w_reset(&c->fwd);
     }
+    /* The term tag is what the FSM waits for (fsm.h): the leader's term
+     * now, which raft_apply() gives the entry. */
+    w.term = leader ? c->raft.current_term : 0;
+    w.time_ms = ol__wall_ms();
     if (rv == 0 && w.n)
         rv = ol__entry_w_finish(&w, &entry);
     if (rv == 0 && w.n) {

@@ -4,10 +4,9 @@
  * down, the FSM, and role tracking (proposals are in propose.c, membership
  * and leases in cluster.c).
  *
- * The FSM applies each entry in one SQLite transaction that also records
- * the raft index, so entries raft 0.15 re-applies after a restart are
- * skipped.  Snapshots are taken asynchronously (FSM version 3) from a
- * separate connection whose read transaction pins the applied state.
+ * The FSM (fsm.c) applies an entry only once it is certainly committed,
+ * in one SQLite transaction that also records the raft index, so entries
+ * raft 0.15 re-applies after a restart are compared and skipped.
  */
 #include <inttypes.h>
 #include <sodium.h>
@@ -28,151 +27,26 @@ uint64_t ol__cl_now(struct cluster *c)
     return uv_now(c->loop);
 }
 
-static void fatal_store(struct cluster *c, uint64_t index, const char *what)
+/* ---- FSM hooks ---- */
+
+static void fsm_effects(void *data, struct ol__effects *fx, uint64_t term)
 {
-    /* The FSM must not fail: raft has committed the entry.  Stopping is the
-     * only safe answer to a store that cannot take it; on restart raft
-     * applies the entry again. */
-    ol_log(OL_LOG_ERROR,
-           "store failed applying raft index %" PRIu64 ": %s: %s; stopping",
-           index, what, c->st->errmsg);
+    struct cluster *c = data;
+
+    ol__cl_dispatch(c, fx);
+    if (c->role == RAFT_LEADER && !c->leader_ready &&
+        term == c->raft.current_term)
+        ol__cl_leader_ready(c);
+}
+
+static void fsm_fatal(void *data, const char *msg)
+{
+    (void)data;
+    /* Raft has committed what cannot be applied, or this node's log is not
+     * the one it acted on: going on would make its database lie.  Stopping
+     * is the only safe answer; the message says how to recover. */
+    ol_log(OL_LOG_ERROR, "%s", msg);
     exit(70);
-}
-
-/* ---- FSM ---- */
-
-/* The length of the entry inside a raft buffer: one msgpack object,
- * followed by the zero padding raft_pad() added (fewer than 8 bytes). */
-static size_t entry_len(const struct raft_buffer *buf)
-{
-    struct ol__mpr r;
-
-    ol__mpr_init(&r, buf->base, buf->len);
-    if (ol__mpr_skip(&r) != 0 || buf->len - r.off >= 8)
-        return buf->len;
-    for (size_t i = r.off; i < buf->len; i++)
-        if (((const uint8_t *)buf->base)[i] != 0)
-            return buf->len;
-    return r.off;
-}
-
-static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf,
-                     void **result)
-{
-    struct cluster *c = f->data;
-    uint64_t index = raft_last_applied(&c->raft) + 1;
-    size_t len = entry_len(buf);
-    struct ol__effects fx;
-    int rv;
-
-    *result = NULL;
-    if (index <= ol__sm_applied(c->sm))
-        return 0;
-    ol__effects_init(&fx);
-    if (ol__store_begin(c->st) != 0)
-        fatal_store(c, index, "begin");
-    rv = ol__sm_apply(c->sm, buf->base, len, 0, &fx);
-    if (rv == OL_EMALFORMED) {
-        ol_log(OL_LOG_WARN, "raft index %" PRIu64 ": %zu-byte entry skipped",
-               index, buf->len);
-        rv = 0;
-    }
-    if (rv == 0)
-        rv = ol__sm_set_applied(c->sm, index);
-    if (rv == 0)
-        rv = ol__store_commit(c->st);
-    if (rv != 0) {
-        ol__store_rollback(c->st);
-        ol__effects_free(&fx);
-        fatal_store(c, index, "apply");
-    }
-    ol__cl_dispatch(c, &fx);
-    ol__effects_free(&fx);
-    return 0;
-}
-
-/* Called on the loop: pin the state raft is snapshotting. */
-static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[],
-                        unsigned *n_bufs)
-{
-    struct cluster *c = f->data;
-    sqlite3_stmt *st;
-
-    if (c->snap_busy)
-        return RAFT_BUSY;
-    if (sqlite3_exec(c->snap_db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(c->snap_db, "SELECT count(*) FROM meta", -1, &st,
-                           NULL) != SQLITE_OK)
-        return RAFT_IOERR;
-    /* The first read takes the WAL read lock: the view is now fixed. */
-    sqlite3_step(st);
-    sqlite3_finalize(st);
-    *bufs = raft_calloc(1, sizeof **bufs);
-    if (*bufs == NULL) {
-        sqlite3_exec(c->snap_db, "COMMIT", NULL, NULL, NULL);
-        return RAFT_NOMEM;
-    }
-    *n_bufs = 1;
-    c->snap_index = raft_last_applied(&c->raft);
-    c->snap_busy = 1;
-    return 0;
-}
-
-/* Called on a worker thread. */
-static int fsm_snapshot_async(struct raft_fsm *f, struct raft_buffer *bufs[],
-                              unsigned *n_bufs)
-{
-    struct cluster *c = f->data;
-
-    ol__buf_reset(&c->snap_buf);
-    if (ol__sm_snapshot_db(c->snap_db, c->snap_index, &c->snap_buf) != 0)
-        return RAFT_IOERR;
-    (*bufs)[0].base = c->snap_buf.base;
-    (*bufs)[0].len = c->snap_buf.len;
-    (void)n_bufs;
-    return 0;
-}
-
-static int fsm_snapshot_finalize(struct raft_fsm *f,
-                                 struct raft_buffer *bufs[], unsigned *n_bufs)
-{
-    struct cluster *c = f->data;
-
-    sqlite3_exec(c->snap_db, "COMMIT", NULL, NULL, NULL);
-    ol__buf_close(&c->snap_buf);
-    raft_free(*bufs);
-    *bufs = NULL;
-    *n_bufs = 0;
-    c->snap_busy = 0;
-    c->n.snapshots_taken++;
-    ol_log(OL_LOG_DEBUG, "snapshot taken at index %" PRIu64, c->snap_index);
-    return 0;
-}
-
-static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
-{
-    struct cluster *c = f->data;
-    struct ol__effects fx;
-    char err[OL_ERRMSG_SIZE];
-    uint64_t before = ol__sm_applied(c->sm);
-    int rv;
-
-    rv = ol__sm_restore(c->sm, buf->base, buf->len, 0, err);
-    if (rv != 0) {
-        ol_log(OL_LOG_ERROR, "%s", err);
-        return rv == OL_EMALFORMED ? RAFT_MALFORMED : RAFT_IOERR;
-    }
-    raft_free(buf->base);
-    if (ol__sm_applied(c->sm) == before)
-        return 0;
-    c->n.snapshots_installed++;
-    /* The tables were replaced: let the node look at every agent again. */
-    ol__effects_init(&fx);
-    ol__sm_effects_all(c->sm, &fx);
-    ol__cl_roster_sync(c);
-    ol__cl_dispatch(c, &fx);
-    ol__effects_free(&fx);
-    return 0;
 }
 
 static void trace_emit(struct raft_tracer *t, const char *file, int line,
@@ -192,6 +66,17 @@ static void check_cb(uv_check_t *h)
     const char *laddr = NULL;
 
     raft_leader(&c->raft, &lid, &laddr);
+    if (state == RAFT_UNAVAILABLE && c->role != RAFT_UNAVAILABLE &&
+        !c->closing) {
+        /* libraft 0.15 gives up this way when the leader sends entries
+         * that conflict with ones it has committed: this node's log is not
+         * the cluster's. */
+        fsm_fatal(c, "raft: this node's log conflicts with entries it had "
+                     "committed; stopping. Rebuild this node from the "
+                     "cluster: move its data directory aside and start it "
+                     "with --rejoin");
+        return;
+    }
     if (state != c->role || lid != c->leader_id) {
         int old = c->role;
 
@@ -330,8 +215,7 @@ void ol__cluster_destroy(struct ol__replica *r)
         ol__cl_pend_free(v);
     ol__map_close(&c->pend);
     ol__entry_w_close(&c->fwd);
-    ol__buf_close(&c->snap_buf);
-    sqlite3_close(c->snap_db);
+    ol__fsm_close(&c->fsm);
     free(c->peers);
     free(c->placing);
     free(c);
@@ -412,14 +296,9 @@ static int raft_setup(struct cluster *c, char *errmsg)
         c->io.version = 2;
         c->io.async_work = io_async_work;
     }
-    c->fsm.version = 3;
-    c->fsm.data = c;
-    c->fsm.apply = fsm_apply;
-    c->fsm.snapshot = fsm_snapshot;
-    c->fsm.restore = fsm_restore;
-    c->fsm.snapshot_finalize = fsm_snapshot_finalize;
-    c->fsm.snapshot_async = fsm_snapshot_async;
-    rv = raft_init(&c->raft, &c->io, &c->fsm, c->cfg.self_id, c->cfg.listen);
+    ol__fsm_attach(&c->fsm, &c->raft);
+    rv = raft_init(&c->raft, &c->io, &c->fsm.fsm, c->cfg.self_id,
+                   c->cfg.listen);
     if (rv != 0) {
         ol__errf(errmsg, "raft init: %s", raft_errmsg(&c->raft));
         raft_uv_close(&c->io);
@@ -474,6 +353,8 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
                        struct ol__replica **out, char *errmsg)
 {
     struct ol__transport_config tc;
+    struct ol__fsm_config fc;
+    struct ol__fsm_hooks fh;
     struct cluster *c = calloc(1, sizeof *c);
     int rv;
 
@@ -493,19 +374,23 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     c->retry_ms = cfg->election_ms > 200 ? cfg->election_ms : 200;
     ol__map_init(&c->pend);
     ol__entry_w_init(&c->fwd);
-    ol__buf_init(&c->snap_buf);
     *out = &c->base;
 
     rv = ol__mkdirs(cfg->raft_dir, 0700, errmsg);
     if (rv != 0)
         return rv;
-    rv = sqlite3_open_v2(cfg->db_path, &c->snap_db,
-                         SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL);
-    if (rv != SQLITE_OK) {
-        ol__errf(errmsg, "snapshot reader '%s': %s", cfg->db_path,
-                 sqlite3_errstr(rv));
-        return OL_EIO;
-    }
+    memset(&fc, 0, sizeof fc);
+    fc.db_path = cfg->db_path;
+    fc.async_snapshots = 1;
+    /* Cover what libraft applies again after a restart: everything since
+     * its last snapshot, which it takes every `threshold` entries. */
+    fc.ring = 2 * (cfg->snapshot_threshold + cfg->snapshot_trailing) + 1024;
+    fh.data = c;
+    fh.effects = fsm_effects;
+    fh.fatal = fsm_fatal;
+    rv = ol__fsm_init(&c->fsm, st, sm, &fc, &fh, errmsg);
+    if (rv != 0)
+        return rv;
     memset(&tc, 0, sizeof tc);
     tc.self_id = cfg->self_id;
     tc.listen = cfg->listen;

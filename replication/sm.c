@@ -438,6 +438,50 @@ int ol__sm_set_applied(struct ol__sm *sm, uint64_t index)
     return 0;
 }
 
+int ol__sm_stored_hash(struct ol__sm *sm, const char *agent, uint64_t seq,
+                       uint8_t out[OL_HASH_SIZE])
+{
+    sqlite3_stmt *st = sm->stmt[ST_GET_HASH];
+    int rc, found = 0;
+
+    sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == OL_HASH_SIZE) {
+        memcpy(out, sqlite3_column_blob(st, 0), OL_HASH_SIZE);
+        found = 1;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return OL_EIO;
+    return found;
+}
+
+void ol__sm_effects_mail(struct ol__sm *sm, struct ol__effects *fx)
+{
+    sqlite3_stmt *st;
+
+    if (ol__store_prepare(sm->st,
+                          "SELECT id, to_agent, from_agent, from_seq, idx, "
+                          "payload FROM mailbox ORDER BY id",
+                          &st) != 0)
+        return;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        ol__fx_mail(fx, (const char *)sqlite3_column_text(st, 1),
+                    (const char *)sqlite3_column_text(st, 2),
+                    (uint64_t)sqlite3_column_int64(st, 3),
+                    (uint32_t)sqlite3_column_int64(st, 4),
+                    sqlite3_column_blob(st, 5),
+                    (uint32_t)sqlite3_column_bytes(st, 5),
+                    sqlite3_column_int64(st, 0));
+    sqlite3_finalize(st);
+}
+
+const char *ol__sm_errmsg(const struct ol__sm *sm)
+{
+    return sm->errmsg;
+}
+
 void ol__sm_stats(const struct ol__sm *sm, struct ol__sm_stats *out)
 {
     *out = sm->stats;
@@ -453,7 +497,7 @@ int ol__sm_write_agent(struct ol__sm *sm, const struct ol__sm_agent *a)
     sqlite3_bind_int64(st, 2, (sqlite3_int64)a->epoch);
     sqlite3_bind_int(st, 3, a->status);
     sqlite3_bind_text(st, 4, a->reason, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, ol__wall_ms());
+    sqlite3_bind_int64(st, 5, sm->now_ms);
     sqlite3_bind_int64(st, 6, (sqlite3_int64)a->inc);
     sqlite3_bind_text(st, 7, a->name, -1, SQLITE_STATIC);
     return ol__sm_done(sm, st);

@@ -76,7 +76,10 @@ enum ol__effect_type {
     OL_FX_MAIL = 3,  /* a message is waiting for `to` */
     OL_FX_CMD = 4,   /* outcome of a non-checkpoint command */
     OL_FX_NODE = 5,  /* the roster changed */
-    OL_FX_MAILBOX = 6, /* a mailbox crossed its soft limit */
+    OL_FX_DIVERGED = 6, /* a snapshot install found this node's row for
+                         * (u.ckpt.agent, u.ckpt.seq) differs from the
+                         * cluster's: evidence stored, row replaced */
+    OL_FX_MAILBOX = 7, /* a mailbox crossed its soft limit */
 };
 
 struct ol__effect {
@@ -150,22 +153,36 @@ void ol__sm_close(struct ol__sm *sm);
 /*
  * Apply one entry inside the caller's transaction.  `trusted` skips seal
  * signature checks for entries this process has just sealed itself.
- * Returns 0 (refused commands are effects, not errors), OL_EMALFORMED for
- * an entry that does not decode (nothing applied), or OL_EIO when the store
- * failed: the caller must roll back, call ol__sm_reload() and drop `fx`.
+ * Every time written comes from the entry (its proposer's clock), never
+ * from this node's, so that every node writes the same rows.  Returns 0
+ * (refused commands are effects, not errors), OL_EMALFORMED for an entry
+ * that does not decode or OL_ENOTSUP for one from a newer version (nothing
+ * applied; ol__sm_errmsg() says why), or OL_EIO when the store failed: the
+ * caller must roll back, call ol__sm_reload() and drop `fx`.
  */
 int ol__sm_apply(struct ol__sm *sm, const void *entry, size_t len,
                  int trusted, struct ol__effects *fx);
 
+/* Why the last apply failed. */
+const char *ol__sm_errmsg(const struct ol__sm *sm);
+
+/* Does this build's state machine apply command `type`? */
+int ol__sm_knows(uint32_t type);
+
 /* Add an OL_FX_AGENT effect for every agent (after the tables were
  * replaced wholesale, e.g. by a snapshot). */
 void ol__sm_effects_all(const struct ol__sm *sm, struct ol__effects *fx);
+/* Add an OL_FX_MAIL effect for every mailbox row, in id order (after a
+ * snapshot install: rows this node missed are delivered; rows it queued
+ * already keep their ids and are ignored by the runtime). */
+void ol__sm_effects_mail(struct ol__sm *sm, struct ol__effects *fx);
 
-/* Apply checkpoint bodies sealed by this process without encoding them
- * into an entry first (the single-node group commit): the same checks and
- * effects as a CKPTS command.  Returns 0 or OL_EIO like ol__sm_apply(). */
-int ol__sm_apply_sealed(struct ol__sm *sm, const void *seal, size_t seal_len,
-                        const uint8_t sig[OL_SIG_SIZE],
+/* Apply checkpoint bodies sealed by this process at `time_ms` without
+ * encoding them into an entry first (the single-node group commit): the
+ * same checks and effects as a CKPTS command.  Returns 0 or OL_EIO like
+ * ol__sm_apply(). */
+int ol__sm_apply_sealed(struct ol__sm *sm, int64_t time_ms, const void *seal,
+                        size_t seal_len, const uint8_t sig[OL_SIG_SIZE],
                         const struct ol__blob *bodies, uint32_t n,
                         struct ol__effects *fx);
 
@@ -213,8 +230,11 @@ int ol__sm_snapshot(struct ol__sm *sm, struct ol__buf *out);
  * raft index `index` (safe on a worker thread). */
 int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out);
 /* Install a snapshot taken at `index`.  If the store has already applied
- * past it, nothing changes.  Runs its own transaction. */
+ * past it, nothing changes.  Runs its own transaction.  A head checkpoint
+ * that differs from the one stored here replaces it; the old row goes into
+ * the evidence table and an OL_FX_DIVERGED effect into `fx` (may be NULL).
+ * Returns 0 or OL_EMALFORMED / OL_EIO with errmsg set (nothing changed). */
 int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
-                   uint64_t index, char *errmsg);
+                   uint64_t index, struct ol__effects *fx, char *errmsg);
 
 #endif

@@ -131,33 +131,13 @@ static int store_evidence(struct ol__sm *sm, const char *agent, uint64_t seq,
 
     sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-    sqlite3_bind_int64(st, 3, ol__wall_ms());
+    sqlite3_bind_int64(st, 3, sm->now_ms);
     sqlite3_bind_text(st, 4, "divergence", -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 5, stored, OL_HASH_SIZE, SQLITE_STATIC);
     sqlite3_bind_blob(st, 6, other, OL_HASH_SIZE, SQLITE_STATIC);
     sqlite3_bind_blob(st, 7, body->p, (int)body->len, SQLITE_STATIC);
     sqlite3_bind_text(st, 8, note, -1, SQLITE_STATIC);
     return ol__sm_done(sm, st);
-}
-
-/* Look up the stored hash of (agent, seq).  1 found, 0 not, <0 error. */
-static int stored_hash(struct ol__sm *sm, const char *agent, uint64_t seq,
-                       uint8_t out[OL_HASH_SIZE])
-{
-    sqlite3_stmt *st = sm->stmt[ST_GET_HASH];
-    int rc, found = 0;
-
-    sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == OL_HASH_SIZE) {
-        memcpy(out, sqlite3_column_blob(st, 0), OL_HASH_SIZE);
-        found = 1;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return OL_EIO;
-    return found;
 }
 
 static int deliver_outbox(struct ol__sm *sm, const struct ol__ckpt *c,
@@ -273,7 +253,7 @@ static int apply_body(struct ol__sm *sm, struct seal_ctx *sc, uint32_t i,
         snprintf(why, sizeof why, "agent is %s", ol__status_name(a->status));
         rv = OL_ESTATE;
     } else if (c.seq <= a->head_seq) {
-        found = stored_hash(sm, c.agent, c.seq, old);
+        found = ol__sm_stored_hash(sm, c.agent, c.seq, old);
         if (found < 0) {
             rv = OL_EIO;
             goto out;
@@ -396,13 +376,14 @@ static int apply_ckpts(struct ol__sm *sm, const struct ol__cmd *cmd,
     return 0;
 }
 
-int ol__sm_apply_sealed(struct ol__sm *sm, const void *seal, size_t seal_len,
-                        const uint8_t sig[OL_SIG_SIZE],
+int ol__sm_apply_sealed(struct ol__sm *sm, int64_t time_ms, const void *seal,
+                        size_t seal_len, const uint8_t sig[OL_SIG_SIZE],
                         const struct ol__blob *bodies, uint32_t n,
                         struct ol__effects *fx)
 {
     struct ol__cmd c;
 
+    sm->now_ms = time_ms;
     memset(&c, 0, sizeof c);
     c.type = OL_CMD_CKPTS;
     c.seal.p = seal;
@@ -420,11 +401,15 @@ int ol__sm_apply(struct ol__sm *sm, const void *entry, size_t len,
     char err[OL_ERRMSG_SIZE];
     int rv = 0;
 
-    if (ol__entry_decode(entry, len, &e, err) != 0) {
+    rv = ol__entry_decode(entry, len, &e, err);
+    if (rv != 0) {
         sm->stats.entries_malformed++;
-        ol_log_rl(OL_LOG_WARN, "%s; entry skipped", err);
-        return OL_EMALFORMED;
+        snprintf(sm->errmsg, sizeof sm->errmsg, "%s", err);
+        return rv == OL_ENOMEM ? OL_EIO : rv;
     }
+    /* Every clock the apply path writes comes from the entry, so that all
+     * nodes write the same rows. */
+    sm->now_ms = e.time_ms;
     for (uint32_t i = 0; i < e.n && rv == 0; i++) {
         const struct ol__cmd *c = &e.cmds[i];
 
@@ -444,7 +429,7 @@ static int apply_spawn(struct ol__sm *sm, const struct ol__cmd *c,
 {
     struct ol__sm_agent *a = ol__map_get(&sm->agents, c->name);
     sqlite3_stmt *st = sm->stmt[ST_AGENT_INS];
-    int64_t now = ol__wall_ms();
+    int64_t now = sm->now_ms;
 
     if (a) {
         /* A retried spawn is not a conflict. */
@@ -494,129 +479,166 @@ static int apply_spawn(struct ol__sm *sm, const struct ol__cmd *c,
     return 0;
 }
 
-int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
-                     struct ol__effects *fx)
+static int apply_node(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__effects *fx)
 {
-    struct ol__sm_agent *a;
+    const struct ol__sm_node *cur = ol__sm_node(sm, c->node_id);
+    struct ol__effect *e;
     struct ol__sm_node n;
-    char why[160];
-    int old;
 
-    if (c->type == OL_CMD_SPAWN)
-        return apply_spawn(sm, c, fx);
-    if (c->type == OL_CMD_NODE || c->type == OL_CMD_NODE_DEL) {
-        const struct ol__sm_node *cur = ol__sm_node(sm, c->node_id);
-        struct ol__effect *e;
-
-        if (c->type == OL_CMD_NODE_DEL && cur == NULL) {
-            ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such node");
-            return 0;
-        }
-        memset(&n, 0, sizeof n);
-        if (c->type == OL_CMD_NODE) {
-            n.id = c->node_id;
-            memcpy(n.pk, c->pk, OL_PK_SIZE);
-            snprintf(n.address, sizeof n.address, "%s", c->address);
-            snprintf(n.labels, sizeof n.labels, "%s", c->labels);
-        } else {
-            n = *cur;
-            n.removed = 1;
-        }
-        if (ol__sm_write_node(sm, &n) != 0 || ol__sm_cache_node(sm, &n))
-            return OL_EIO;
-        e = ol__fx_add(fx, OL_FX_NODE);
-        if (e)
-            e->u.node = n;
-        ol__fx_cmd(fx, c, 0, NULL);
+    if (c->type == OL_CMD_NODE_DEL && cur == NULL) {
+        ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such node");
         return 0;
     }
-    if (c->type == OL_CMD_CRASH)
-        return ol__sm_apply_crash(sm, c, fx);
-    if (c->type == OL_CMD_CODE)
-        return ol__sm_apply_code(sm, c, fx);
-    if (c->type == OL_CMD_SEND) {
-        sqlite3_stmt *st = sm->stmt[ST_MAIL_INS];
+    memset(&n, 0, sizeof n);
+    if (c->type == OL_CMD_NODE) {
+        n.id = c->node_id;
+        memcpy(n.pk, c->pk, OL_PK_SIZE);
+        snprintf(n.address, sizeof n.address, "%s", c->address);
+        snprintf(n.labels, sizeof n.labels, "%s", c->labels);
+    } else {
+        n = *cur;
+        n.removed = 1;
+    }
+    if (ol__sm_write_node(sm, &n) != 0 || ol__sm_cache_node(sm, &n))
+        return OL_EIO;
+    e = ol__fx_add(fx, OL_FX_NODE);
+    if (e)
+        e->u.node = n;
+    ol__fx_cmd(fx, c, 0, NULL);
+    return 0;
+}
 
-        a = ol__map_get(&sm->agents, c->name);
-        if (a == NULL) {
-            ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such agent");
-            return 0;
-        }
-        if (ol__sm_mail_full(a, c->payload.len)) {
-            ol__fx_cmd(fx, c, OL_EFULL, "its mailbox is full");
-            return 0;
-        }
-        sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, "@cli", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)c->msg_seq);
-        sqlite3_bind_int64(st, 4, 0);
-        sqlite3_bind_blob(st, 5, c->payload.p, (int)c->payload.len,
-                          SQLITE_STATIC);
-        if (ol__sm_done(sm, st) != 0)
-            return OL_EIO;
-        if (sqlite3_changes(sm->st->db) > 0) {
-            ol__sm_mail_count(sm, a, 1, c->payload.len, fx);
-            ol__fx_mail(fx, c->name, "@cli", c->msg_seq, 0, c->payload.p,
+static int apply_send(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__effects *fx)
+{
+    sqlite3_stmt *st = sm->stmt[ST_MAIL_INS];
+    struct ol__sm_agent *a = ol__map_get(&sm->agents, c->name);
+
+    if (a == NULL) {
+        ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such agent");
+        return 0;
+    }
+    if (ol__sm_mail_full(a, c->payload.len)) {
+        ol__fx_cmd(fx, c, OL_EFULL, "its mailbox is full");
+        return 0;
+    }
+    sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, "@cli", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)c->msg_seq);
+    sqlite3_bind_int64(st, 4, 0);
+    sqlite3_bind_blob(st, 5, c->payload.p, (int)c->payload.len,
+                      SQLITE_STATIC);
+    if (ol__sm_done(sm, st) != 0)
+        return OL_EIO;
+    if (sqlite3_changes(sm->st->db) > 0) {
+        ol__sm_mail_count(sm, a, 1, c->payload.len, fx);
+        ol__fx_mail(fx, c->name, "@cli", c->msg_seq, 0, c->payload.p,
                     c->payload.len, sqlite3_last_insert_rowid(sm->st->db));
-        }
-        ol__fx_cmd(fx, c, 0, NULL);
-        return 0;
     }
+    ol__fx_cmd(fx, c, 0, NULL);
+    return 0;
+}
 
-    a = ol__map_get(&sm->agents, c->name);
+static int apply_noop(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__effects *fx)
+{
+    (void)sm;
+    (void)c;
+    (void)fx;
+    return 0;
+}
+
+/* The commands below change one agent's row: they return 0 with the row
+ * changed in place, or an outcome code with `why` set (nothing changed). */
+typedef int (*agent_fn)(struct ol__sm *sm, const struct ol__cmd *c,
+                        struct ol__sm_agent *a, char *why, size_t cap);
+
+static int agent_stop(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__sm_agent *a, char *why, size_t cap)
+{
+    (void)sm;
+    (void)c;
+    (void)why;
+    (void)cap;
+    if (a->status == OL_AGENT_RUNNING)
+        a->status = OL_AGENT_STOPPING;
+    else if (a->status == OL_AGENT_QUARANTINED)
+        a->status = OL_AGENT_STOPPED;
+    return 0;
+}
+
+static int agent_start(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__sm_agent *a, char *why, size_t cap)
+{
+    (void)sm;
+    (void)c;
+    if (a->status == OL_AGENT_RUNNING)
+        return 1; /* already running: success, nothing to write */
+    if (a->status != OL_AGENT_STOPPED && a->status != OL_AGENT_QUARANTINED) {
+        snprintf(why, cap, "agent is stopping");
+        return OL_ESTATE;
+    }
+    a->status = OL_AGENT_RUNNING;
+    a->epoch++;
+    a->reason[0] = '\0';
+    /* A fresh start: crashes before it do not count (apply_start writes
+     * the crashes row). */
+    a->crashes = 0;
+    a->crash_since_ms = 0;
+    a->crash_floor = a->epoch;
+    return 0;
+}
+
+static int agent_place(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__sm_agent *a, char *why, size_t cap)
+{
+    if (c->epoch != a->epoch + 1) {
+        snprintf(why, cap,
+                 "placement for epoch %" PRIu64 " but the agent is at %" PRIu64,
+                 c->epoch, a->epoch);
+        return OL_ESTALE;
+    }
+    if (ol__sm_node(sm, c->owner) == NULL) {
+        snprintf(why, cap, "owner is not a node of this cluster");
+        return OL_EINVAL;
+    }
+    a->owner = c->owner;
+    a->inc = c->inc;
+    a->epoch = c->epoch;
+    return 0;
+}
+
+static int agent_quarantine(struct ol__sm *sm, const struct ol__cmd *c,
+                            struct ol__sm_agent *a, char *why, size_t cap)
+{
+    (void)sm;
+    if (c->epoch != a->epoch || (a->status != OL_AGENT_RUNNING &&
+                                 a->status != OL_AGENT_STOPPING)) {
+        snprintf(why, cap, "quarantine for another epoch");
+        return OL_ESTALE;
+    }
+    a->status = OL_AGENT_QUARANTINED;
+    snprintf(a->reason, sizeof a->reason, "%s", c->reason);
+    return 0;
+}
+
+static int apply_agent(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__effects *fx, agent_fn fn)
+{
+    struct ol__sm_agent *a = ol__map_get(&sm->agents, c->name);
+    char why[160];
+    int old, rv;
+
     if (a == NULL) {
         ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such agent");
         return 0;
     }
     old = a->status;
-    switch (c->type) {
-    case OL_CMD_STOP:
-        if (a->status == OL_AGENT_RUNNING)
-            a->status = OL_AGENT_STOPPING;
-        else if (a->status == OL_AGENT_QUARANTINED)
-            a->status = OL_AGENT_STOPPED;
-        break;
-    case OL_CMD_START:
-        if (a->status != OL_AGENT_STOPPED &&
-            a->status != OL_AGENT_QUARANTINED) {
-            ol__fx_cmd(fx, c, a->status == OL_AGENT_RUNNING ? 0 : OL_ESTATE,
-                   a->status == OL_AGENT_RUNNING ? NULL
-                                                 : "agent is stopping");
-            return 0;
-        }
-        a->status = OL_AGENT_RUNNING;
-        a->epoch++;
-        a->reason[0] = '\0';
-        if (ol__sm_crash_reset(sm, a) != 0)
-            return OL_EIO;
-        break;
-    case OL_CMD_PLACE:
-        if (c->epoch != a->epoch + 1) {
-            snprintf(why, sizeof why,
-                     "placement for epoch %" PRIu64 " but the agent is at %" PRIu64,
-                     c->epoch, a->epoch);
-            ol__fx_cmd(fx, c, OL_ESTALE, why);
-            return 0;
-        }
-        if (ol__sm_node(sm, c->owner) == NULL) {
-            ol__fx_cmd(fx, c, OL_EINVAL, "owner is not a node of this cluster");
-            return 0;
-        }
-        a->owner = c->owner;
-        a->inc = c->inc;
-        a->epoch = c->epoch;
-        break;
-    case OL_CMD_QUARANTINE:
-        if (c->epoch != a->epoch || (a->status != OL_AGENT_RUNNING &&
-                                     a->status != OL_AGENT_STOPPING)) {
-            ol__fx_cmd(fx, c, OL_ESTALE, "quarantine for another epoch");
-            return 0;
-        }
-        a->status = OL_AGENT_QUARANTINED;
-        snprintf(a->reason, sizeof a->reason, "%s", c->reason);
-        break;
-    default:
-        ol__fx_cmd(fx, c, OL_EINVAL, "unknown command");
+    why[0] = '\0';
+    rv = fn(sm, c, a, why, sizeof why);
+    if (rv != 0) {
+        ol__fx_cmd(fx, c, rv > 0 ? 0 : rv, rv > 0 ? NULL : why);
         return 0;
     }
     if (ol__sm_write_agent(sm, a) != 0)
@@ -626,4 +648,78 @@ int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
         ol__fx_agent(fx, a);
     ol__fx_cmd(fx, c, 0, NULL);
     return 0;
+}
+
+static int apply_stop(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__effects *fx)
+{
+    return apply_agent(sm, c, fx, agent_stop);
+}
+
+static int apply_start(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__effects *fx)
+{
+    const struct ol__sm_agent *a = ol__sm_agent(sm, c->name);
+    uint64_t epoch = a ? a->epoch : 0;
+    int rv = apply_agent(sm, c, fx, agent_start);
+
+    a = ol__sm_agent(sm, c->name);
+    if (rv == 0 && a && a->epoch != epoch)
+        rv = ol__sm_crash_write(sm, a);
+    return rv;
+}
+
+static int apply_place(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__effects *fx)
+{
+    return apply_agent(sm, c, fx, agent_place);
+}
+
+static int apply_quarantine(struct ol__sm *sm, const struct ol__cmd *c,
+                            struct ol__effects *fx)
+{
+    return apply_agent(sm, c, fx, agent_quarantine);
+}
+
+/* How each command type applies; the codec's table (cmd.c) has the same
+ * types, which a unit test checks. */
+static const struct {
+    uint32_t type;
+    int (*apply)(struct ol__sm *sm, const struct ol__cmd *c,
+                 struct ol__effects *fx);
+} appliers[] = {
+    {OL_CMD_SPAWN, apply_spawn},
+    {OL_CMD_STOP, apply_stop},
+    {OL_CMD_PLACE, apply_place},
+    {OL_CMD_SEND, apply_send},
+    {OL_CMD_QUARANTINE, apply_quarantine},
+    {OL_CMD_NODE, apply_node},
+    {OL_CMD_NODE_DEL, apply_node},
+    {OL_CMD_START, apply_start},
+    {OL_CMD_NOOP, apply_noop},
+    {OL_CMD_CRASH, ol__sm_apply_crash},
+    {OL_CMD_CODE, ol__sm_apply_code},
+};
+
+int ol__sm_knows(uint32_t type)
+{
+    if (type == OL_CMD_CKPTS)
+        return 1;
+    for (size_t i = 0; i < sizeof appliers / sizeof appliers[0]; i++)
+        if (appliers[i].type == type)
+            return 1;
+    return 0;
+}
+
+int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
+                     struct ol__effects *fx)
+{
+    for (size_t i = 0; i < sizeof appliers / sizeof appliers[0]; i++)
+        if (appliers[i].type == c->type)
+            return appliers[i].apply(sm, c, fx);
+    /* The codec decoded it, so the tables disagree: a bug, and stopping is
+     * safer than skipping a committed command. */
+    snprintf(sm->errmsg, sizeof sm->errmsg,
+             "command type %u has no apply function", c->type);
+    return OL_ENOTSUP;
 }

@@ -89,13 +89,8 @@ int ol__sm_apply_crash(struct ol__sm *sm, const struct ol__cmd *c,
     return 0;
 }
 
-int ol__sm_crash_reset(struct ol__sm *sm, struct ol__sm_agent *a)
+int ol__sm_crash_write(struct ol__sm *sm, const struct ol__sm_agent *a)
 {
-    if (a->crashes == 0 && a->crash_floor == a->epoch)
-        return 0;
-    a->crashes = 0;
-    a->crash_since_ms = 0;
-    a->crash_floor = a->epoch;
     return write_crashes(sm, a, "");
 }
 

@@ -4,6 +4,7 @@
 #ifndef OL_SM_INT_H
 #define OL_SM_INT_H
 
+#include "../runtime/err.h"
 #include "sm.h"
 
 enum {
@@ -36,7 +37,9 @@ struct ol__sm {
     struct ol__sm_code *code;
     size_t n_code;
     uint64_t applied;
+    int64_t now_ms; /* the time of the entry being applied */
     struct ol__sm_stats stats;
+    char errmsg[OL_ERRMSG_SIZE]; /* why an apply failed */
 };
 
 int ol__sm_done(struct ol__sm *sm, sqlite3_stmt *st);
@@ -58,6 +61,9 @@ int ol__sm_write_agent(struct ol__sm *sm, const struct ol__sm_agent *a);
 int ol__sm_write_node(struct ol__sm *sm, const struct ol__sm_node *n);
 int ol__sm_seal_live(struct ol__sm *sm, int64_t id, int64_t delta);
 int ol__sm_sweep_seals(struct ol__sm *sm);
+/* The stored hash of (agent, seq): 1 found, 0 not, OL_EIO. */
+int ol__sm_stored_hash(struct ol__sm *sm, const char *agent, uint64_t seq,
+                       uint8_t out[OL_HASH_SIZE]);
 int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
                      struct ol__effects *fx);
 
@@ -69,7 +75,8 @@ int ol__sm_load_code(struct ol__sm *sm);
 /* Crashes and mailbox counts (sm_crash.c). */
 int ol__sm_apply_crash(struct ol__sm *sm, const struct ol__cmd *c,
                        struct ol__effects *fx);
-int ol__sm_crash_reset(struct ol__sm *sm, struct ol__sm_agent *a);
+/* Write an agent's crash count as it is in the cache. */
+int ol__sm_crash_write(struct ol__sm *sm, const struct ol__sm_agent *a);
 int ol__sm_load_crashes(struct ol__sm *sm);
 /* A message for `a` was stored (+1) or removed (-1): keep the counts and
  * report when the mailbox crosses its soft limit either way. */

@@ -1,9 +1,8 @@
 /*
  * State machine snapshots for raft.  A snapshot holds what a node needs to
- * serve after missing part of the log: the nodes, agents, mailbox,
- * crashes and code tables and each agent's newest checkpoint with the seal that
- * signed it.  (The crashes and code tables are the eighth and ninth
- * elements; a snapshot from a node that did not have them is shorter.)
+ * serve after missing part of the log: the nodes, agents, mailbox, crashes
+ * and code tables and each agent's newest checkpoint with the seal that
+ * signed it.
  *
  * Taking one reads through a connection whose read transaction was opened
  * when raft asked (so it shows exactly the applied state) and may run on a
@@ -25,7 +24,8 @@
 #include "seal.h"
 #include "sm_int.h"
 
-#define SNAP_FORMAT 1
+/* 3 added the crashes and code tables. */
+#define SNAP_FORMAT 3
 
 static void pk_str(msgpack_packer *pk, const char *s)
 {
@@ -102,7 +102,7 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
     int rv;
 
     msgpack_packer_init(&pk, out, ol__buf_write);
-    msgpack_pack_array(&pk, 9);
+    msgpack_pack_array(&pk, 10);
     msgpack_pack_uint32(&pk, SNAP_FORMAT);
     msgpack_pack_uint64(&pk, index);
     rv = rows(db, &pk, "SELECT count(*) FROM nodes",
@@ -110,8 +110,8 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
     if (rv == 0)
         rv = rows(db, &pk, "SELECT count(*) FROM agents",
                   "SELECT name, kind, config, owner, inc, epoch, status, "
-                  "reason, req FROM agents",
-                  "ssbuuuusu");
+                  "reason, req, created_ms, updated_ms FROM agents",
+                  "ssbuuuusuii");
     if (rv == 0)
         rv = rows(db, &pk,
                   "SELECT count(*) FROM seals WHERE id IN (SELECT seal " HEADS
@@ -128,6 +128,16 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
                   "SELECT id, to_agent, from_agent, from_seq, idx, payload "
                   "FROM mailbox",
                   "issuub");
+    /* The mailbox's id sequence, so that ids stay the same on every node
+     * after an install. */
+    if (rv == 0) {
+        int64_t seq = count(db, "SELECT coalesce(max(seq), 0) FROM "
+                                "sqlite_sequence WHERE name = 'mailbox'");
+
+        if (seq < 0)
+            seq = 0;
+        msgpack_pack_int64(&pk, seq);
+    }
     if (rv == 0)
         rv = rows(db, &pk, "SELECT count(*) FROM crashes",
                   "SELECT name, n, since_ms, floor, last_req, reason "
@@ -148,201 +158,258 @@ int ol__sm_snapshot(struct ol__sm *sm, struct ol__buf *out)
 
 /* ---- restore ---- */
 
+/*
+ * Installing reads the snapshot in order, one part per function.  Each
+ * part returns 0, OL_EMALFORMED with r->off at the bad byte and
+ * rs->what naming the part, or OL_EIO.
+ */
+
 struct seal_map {
     int64_t snap_id;
     int64_t local_id;
     struct ol__seal seal; /* points into the snapshot */
 };
 
-static int exec_bind(struct ol__sm *sm, const char *sql, sqlite3_stmt **st)
-{
-    return ol__store_prepare(sm->st, sql, st);
-}
+struct restore {
+    struct ol__sm *sm;
+    struct ol__mpr r;
+    uint64_t format;
+    const char *what;
+    struct seal_map *seals; /* sorted by snap_id */
+    uint32_t n_seals;
+    struct ol__effects *fx; /* diverged agents are reported here */
+    uint32_t diverged;
+};
 
-#define BAD(what_)                                                         \
+#define BAD(rs_, what_)                                                    \
     do {                                                                   \
-        what = (what_);                                                    \
-        rv = OL_EMALFORMED;                                                \
-        goto out;                                                          \
+        (rs_)->what = (what_);                                             \
+        return OL_EMALFORMED;                                              \
     } while (0)
 
-int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
-                   uint64_t index_hint, char *errmsg)
+static int restore_nodes(struct restore *rs)
 {
-    struct ol__mpr r;
-    struct seal_map *seals = NULL;
-    sqlite3_stmt *st = NULL;
-    const char *what = "snapshot";
-    uint32_t n, m, n_seals = 0, parts;
-    uint64_t format, index;
-    int rv = 0, in_txn = 0;
+    uint32_t n, m;
 
-    (void)index_hint;
-    ol__mpr_init(&r, p, len);
-    if (ol__mpr_array(&r, &parts) || parts < 7 || parts > 9 ||
-        ol__mpr_uint(&r, &format) ||
-        format != SNAP_FORMAT || ol__mpr_uint(&r, &index))
-        BAD("header");
-    if (index <= sm->applied) {
-        ol_log(OL_LOG_INFO,
-               "snapshot at index %" PRIu64 " skipped: the store has "
-               "applied up to %" PRIu64,
-               index, sm->applied);
-        return 0;
-    }
-    rv = ol__store_begin(sm->st);
-    if (rv != 0)
-        goto out;
-    in_txn = 1;
-    rv = ol__store_exec(sm->st, "DELETE FROM nodes; DELETE FROM agents; "
-                                "DELETE FROM mailbox; DELETE FROM crashes; "
-                                "DELETE FROM code;");
-    if (rv != 0)
-        goto out;
-
-    /* nodes */
-    if (ol__mpr_array(&r, &n))
-        BAD("nodes");
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "nodes");
     for (uint32_t i = 0; i < n; i++) {
         struct ol__sm_node nd;
         uint64_t id, removed;
 
         memset(&nd, 0, sizeof nd);
-        if (ol__mpr_array(&r, &m) || m != 5 || ol__mpr_uint(&r, &id) ||
-            id == 0 || ol__mpr_bin_fixed(&r, nd.pk, OL_PK_SIZE) ||
-            ol__mpr_strcpy(&r, nd.address, sizeof nd.address) ||
-            ol__mpr_strcpy(&r, nd.labels, sizeof nd.labels) ||
-            ol__mpr_uint(&r, &removed))
-            BAD("node row");
+        if (ol__mpr_array(&rs->r, &m) || m != 5 || ol__mpr_uint(&rs->r, &id) ||
+            id == 0 || ol__mpr_bin_fixed(&rs->r, nd.pk, OL_PK_SIZE) ||
+            ol__mpr_strcpy(&rs->r, nd.address, sizeof nd.address) ||
+            ol__mpr_strcpy(&rs->r, nd.labels, sizeof nd.labels) ||
+            ol__mpr_uint(&rs->r, &removed))
+            BAD(rs, "node row");
         nd.id = id;
         nd.removed = removed != 0;
-        if (ol__sm_write_node(sm, &nd) != 0) {
-            rv = OL_EIO;
-            goto out;
-        }
+        if (ol__sm_write_node(rs->sm, &nd) != 0)
+            return OL_EIO;
     }
+    return 0;
+}
 
-    /* agents */
-    if (ol__mpr_array(&r, &n))
-        BAD("agents");
-    if ((rv = exec_bind(sm,
-                        "INSERT INTO agents(name, kind, config, owner, inc, "
-                        "epoch, status, reason, req, created_ms, updated_ms) "
-                        "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        &st)) != 0)
-        goto out;
+static int restore_agents(struct restore *rs)
+{
+    sqlite3_stmt *st = rs->sm->stmt[ST_AGENT_INS];
+    uint32_t n, m, cols = rs->format == 1 ? 9 : 11;
+
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "agents");
     for (uint32_t i = 0; i < n; i++) {
         char name[OL_NAME_MAX + 1], kind[OL_KIND_MAX + 1];
         char reason[OL_REASON_MAX + 1];
         const void *cfg;
         uint32_t cfg_len;
         uint64_t owner, inc, epoch, status, req;
+        int64_t created = 0, updated = 0;
 
-        if (ol__mpr_array(&r, &m) || m != 9 ||
-            ol__mpr_strcpy(&r, name, sizeof name) || !ol__name_valid(name) ||
-            ol__mpr_strcpy(&r, kind, sizeof kind) ||
-            ol__mpr_bin(&r, &cfg, &cfg_len) ||
+        if (ol__mpr_array(&rs->r, &m) || m != cols ||
+            ol__mpr_strcpy(&rs->r, name, sizeof name) ||
+            !ol__name_valid(name) ||
+            ol__mpr_strcpy(&rs->r, kind, sizeof kind) ||
+            ol__mpr_bin(&rs->r, &cfg, &cfg_len) ||
             ol__mp_check(cfg, cfg_len, NULL) ||
-            ol__mpr_uint(&r, &owner) || ol__mpr_uint(&r, &inc) ||
-            ol__mpr_uint(&r, &epoch) || ol__mpr_uint(&r, &status) ||
+            ol__mpr_uint(&rs->r, &owner) || ol__mpr_uint(&rs->r, &inc) ||
+            ol__mpr_uint(&rs->r, &epoch) || ol__mpr_uint(&rs->r, &status) ||
             status < OL_AGENT_RUNNING || status > OL_AGENT_QUARANTINED ||
-            ol__mpr_strcpy(&r, reason, sizeof reason) ||
-            ol__mpr_uint(&r, &req))
-            BAD("agent row");
+            ol__mpr_strcpy(&rs->r, reason, sizeof reason) ||
+            ol__mpr_uint(&rs->r, &req) ||
+            (cols == 11 && (ol__mpr_int(&rs->r, &created) ||
+                            ol__mpr_int(&rs->r, &updated))))
+            BAD(rs, "agent row");
+        /* ST_AGENT_INS: name, kind, config, owner, epoch, status, reason,
+         * req, created_ms, updated_ms, inc */
         sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, kind, -1, SQLITE_TRANSIENT);
         sqlite3_bind_blob(st, 3, cfg, (int)cfg_len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, (sqlite3_int64)owner);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)inc);
-        sqlite3_bind_int64(st, 6, (sqlite3_int64)epoch);
-        sqlite3_bind_int(st, 7, (int)status);
-        sqlite3_bind_text(st, 8, reason, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 9, (sqlite3_int64)req);
-        sqlite3_bind_int64(st, 10, ol__wall_ms());
-        sqlite3_bind_int64(st, 11, ol__wall_ms());
-        if (ol__sm_done(sm, st) != 0) {
-            rv = OL_EIO;
-            goto out;
-        }
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)epoch);
+        sqlite3_bind_int(st, 6, (int)status);
+        sqlite3_bind_text(st, 7, reason, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)req);
+        sqlite3_bind_int64(st, 9, created);
+        sqlite3_bind_int64(st, 10, updated);
+        sqlite3_bind_int64(st, 11, (sqlite3_int64)inc);
+        if (ol__sm_done(rs->sm, st) != 0)
+            return OL_EIO;
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    return 0;
+}
 
-    /* seals: verified before any checkpoint that names them is kept */
-    if (ol__mpr_array(&r, &n))
-        BAD("seals");
-    seals = calloc(n ? n : 1, sizeof *seals);
-    if (seals == NULL) {
-        rv = OL_ENOMEM;
-        goto out;
-    }
+static int cmp_seal(const void *a, const void *b)
+{
+    int64_t x = ((const struct seal_map *)a)->snap_id;
+    int64_t y = ((const struct seal_map *)b)->snap_id;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Seals are verified before any checkpoint that names them is kept. */
+static int restore_seals(struct restore *rs)
+{
+    struct ol__sm *sm = rs->sm;
+    uint32_t n, m;
+
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "seals");
+    rs->seals = calloc(n ? n : 1, sizeof *rs->seals);
+    if (rs->seals == NULL)
+        return OL_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
-        struct seal_map *s = &seals[n_seals];
+        struct seal_map *s = &rs->seals[rs->n_seals];
         const void *body, *sig;
         uint32_t blen, slen;
         int64_t id;
         uint8_t hash[OL_HASH_SIZE];
+        sqlite3_stmt *st;
 
-        if (ol__mpr_array(&r, &m) || m != 3 || ol__mpr_int(&r, &id) ||
-            ol__mpr_bin(&r, &body, &blen) || ol__mpr_bin(&r, &sig, &slen) ||
-            slen != OL_SIG_SIZE)
-            BAD("seal row");
+        if (ol__mpr_array(&rs->r, &m) || m != 3 ||
+            ol__mpr_int(&rs->r, &id) || ol__mpr_bin(&rs->r, &body, &blen) ||
+            ol__mpr_bin(&rs->r, &sig, &slen) || slen != OL_SIG_SIZE)
+            BAD(rs, "seal row");
         if (ol__seal_verify(body, blen, sig, &s->seal) != 0) {
             ol_log(OL_LOG_WARN, "snapshot: seal %" PRId64 " does not verify; "
                                 "its checkpoints are skipped", id);
             continue;
         }
         ol__seal_hash(body, blen, hash);
-        if ((rv = exec_bind(sm,
-                            "INSERT OR IGNORE INTO seals(hash, body, sig, "
-                            "live) VALUES(?, ?, ?, 0)",
-                            &st)) != 0)
-            goto out;
+        st = sm->stmt[ST_SEAL_INS];
         sqlite3_bind_blob(st, 1, hash, OL_HASH_SIZE, SQLITE_STATIC);
         sqlite3_bind_blob(st, 2, body, (int)blen, SQLITE_STATIC);
         sqlite3_bind_blob(st, 3, sig, OL_SIG_SIZE, SQLITE_STATIC);
-        rv = ol__sm_done(sm, st);
-        sqlite3_finalize(st);
-        st = NULL;
-        if (rv == 0 && (rv = exec_bind(sm, "SELECT id FROM seals WHERE "
-                                            "hash = ?",
-                                       &st)) == 0) {
-            sqlite3_bind_blob(st, 1, hash, OL_HASH_SIZE, SQLITE_STATIC);
-            if (sqlite3_step(st) == SQLITE_ROW)
-                s->local_id = sqlite3_column_int64(st, 0);
-            sqlite3_finalize(st);
-            st = NULL;
-        }
-        if (rv != 0 || s->local_id == 0) {
-            rv = OL_EIO;
-            goto out;
-        }
+        if (ol__sm_done(sm, st) != 0)
+            return OL_EIO;
+        st = sm->stmt[ST_SEAL_ID];
+        sqlite3_bind_blob(st, 1, hash, OL_HASH_SIZE, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            s->local_id = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (s->local_id == 0)
+            return OL_EIO;
         s->snap_id = id;
-        n_seals++;
+        rs->n_seals++;
     }
+    qsort(rs->seals, rs->n_seals, sizeof *rs->seals, cmp_seal);
+    return 0;
+}
 
-    /* checkpoints: each agent's head */
-    if (ol__mpr_array(&r, &n))
-        BAD("checkpoints");
+/* This node stored a different checkpoint at (agent, seq) than the one the
+ * cluster committed.  The cluster's row wins (this node's history is the
+ * one in doubt); this node's row is kept as evidence, and the agent is
+ * reported so that the cluster quarantines it for an operator to look. */
+static int restore_diverged(struct restore *rs, const char *agent,
+                            uint64_t seq, const uint8_t *snap_hash,
+                            sqlite3_stmt *ins)
+{
+    struct ol__sm *sm = rs->sm;
+    sqlite3_stmt *st;
+    struct ol__effect *e;
+    int rc;
+
+    ol_log(OL_LOG_ERROR,
+           "snapshot: checkpoint '%s' seq %" PRIu64 " differs from the one "
+           "stored here; this node's row is kept as evidence and replaced "
+           "by the cluster's",
+           agent, seq);
+    if (ol__store_prepare(sm->st,
+                          "INSERT INTO evidence(agent, seq, time_ms, kind, "
+                          "stored_hash, other_hash, other_body, note) "
+                          "SELECT agent, seq, ?, 'divergence', ?, hash, body, "
+                          "'snapshot install: this node stored other_body' "
+                          "FROM checkpoints WHERE agent = ? AND seq = ?",
+                          &st) != 0)
+        return OL_EIO;
+    sqlite3_bind_int64(st, 1, sm->now_ms);
+    sqlite3_bind_blob(st, 2, snap_hash, OL_HASH_SIZE, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, agent, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)seq);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return OL_EIO;
+    if (ol__store_prepare(sm->st,
+                          "DELETE FROM checkpoints WHERE agent = ? AND "
+                          "seq = ?",
+                          &st) != 0)
+        return OL_EIO;
+    sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE || sqlite3_step(ins) != SQLITE_DONE)
+        return OL_EIO;
+    rs->diverged++;
+    e = rs->fx ? ol__fx_add(rs->fx, OL_FX_DIVERGED) : NULL;
+    if (e) {
+        snprintf(e->u.ckpt.agent, sizeof e->u.ckpt.agent, "%s", agent);
+        e->u.ckpt.seq = seq;
+        memcpy(e->u.ckpt.hash, snap_hash, OL_HASH_SIZE);
+        snprintf(e->errmsg, sizeof e->errmsg,
+                 "divergence at seq %" PRIu64 " found installing a snapshot",
+                 seq);
+    }
+    return 0;
+}
+
+static struct seal_map *find_seal(struct restore *rs, int64_t id)
+{
+    struct seal_map key;
+
+    key.snap_id = id;
+    return bsearch(&key, rs->seals, rs->n_seals, sizeof *rs->seals,
+                   cmp_seal);
+}
+
+/* Each agent's head checkpoint. */
+static int restore_heads(struct restore *rs)
+{
+    struct ol__sm *sm = rs->sm;
+    uint32_t n, m;
+
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "checkpoints");
     for (uint32_t i = 0; i < n; i++) {
         char agent[OL_NAME_MAX + 1];
         const void *body;
         uint32_t blen;
         uint64_t seq, epoch;
         int64_t time_ms, seal_id, idx;
-        uint8_t hash[OL_HASH_SIZE];
-        struct seal_map *s = NULL;
-        int rc;
+        uint8_t hash[OL_HASH_SIZE], old[OL_HASH_SIZE];
+        struct seal_map *s;
+        sqlite3_stmt *st;
+        int found, rv;
 
-        if (ol__mpr_array(&r, &m) || m != 7 ||
-            ol__mpr_strcpy(&r, agent, sizeof agent) ||
-            ol__mpr_uint(&r, &seq) || ol__mpr_uint(&r, &epoch) ||
-            ol__mpr_int(&r, &time_ms) || ol__mpr_int(&r, &seal_id) ||
-            ol__mpr_int(&r, &idx) || ol__mpr_bin(&r, &body, &blen))
-            BAD("checkpoint row");
-        for (uint32_t k = 0; k < n_seals; k++)
-            if (seals[k].snap_id == seal_id)
-                s = &seals[k];
+        if (ol__mpr_array(&rs->r, &m) || m != 7 ||
+            ol__mpr_strcpy(&rs->r, agent, sizeof agent) ||
+            ol__mpr_uint(&rs->r, &seq) || ol__mpr_uint(&rs->r, &epoch) ||
+            ol__mpr_int(&rs->r, &time_ms) || ol__mpr_int(&rs->r, &seal_id) ||
+            ol__mpr_int(&rs->r, &idx) || ol__mpr_bin(&rs->r, &body, &blen))
+            BAD(rs, "checkpoint row");
+        s = find_seal(rs, seal_id);
         ol__ckpt_hash(body, blen, hash);
         if (s == NULL || idx < 0 || (uint64_t)idx >= s->seal.n ||
             memcmp(hash, s->seal.hashes + (size_t)idx * OL_HASH_SIZE,
@@ -353,12 +420,12 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
                    agent, seq);
             continue;
         }
-        if ((rv = exec_bind(sm,
-                            "INSERT OR IGNORE INTO checkpoints(agent, seq, "
-                            "epoch, time_ms, hash, seal, idx, body, flags) "
-                            "VALUES(?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                            &st)) != 0)
-            goto out;
+        found = ol__sm_stored_hash(sm, agent, seq, old);
+        if (found < 0)
+            return OL_EIO;
+        if (found && memcmp(old, hash, OL_HASH_SIZE) == 0)
+            continue;
+        st = sm->stmt[ST_INS_CKPT];
         sqlite3_bind_text(st, 1, agent, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)epoch);
@@ -367,165 +434,228 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
         sqlite3_bind_int64(st, 6, s->local_id);
         sqlite3_bind_int64(st, 7, idx);
         sqlite3_bind_blob(st, 8, body, (int)blen, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        st = NULL;
-        if (rc != SQLITE_DONE) {
-            rv = OL_EIO;
-            goto out;
-        }
-        if (sqlite3_changes(sm->st->db) > 0) {
-            if (ol__sm_seal_live(sm, s->local_id, 1) != 0) {
-                rv = OL_EIO;
-                goto out;
-            }
-        } else {
-            uint8_t old[OL_HASH_SIZE];
-            int same = 0;
-
-            if ((rv = exec_bind(sm, "SELECT hash FROM checkpoints WHERE "
-                                    "agent = ? AND seq = ?",
-                                &st)) != 0)
-                goto out;
-            sqlite3_bind_text(st, 1, agent, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-            if (sqlite3_step(st) == SQLITE_ROW &&
-                sqlite3_column_bytes(st, 0) == OL_HASH_SIZE) {
-                memcpy(old, sqlite3_column_blob(st, 0), OL_HASH_SIZE);
-                same = memcmp(old, hash, OL_HASH_SIZE) == 0;
-            }
-            sqlite3_finalize(st);
-            st = NULL;
-            if (!same)
-                ol_log(OL_LOG_ERROR,
-                       "snapshot: checkpoint '%s' seq %" PRIu64
-                       " differs from the one stored here (divergence)",
-                       agent, seq);
-        }
+        sqlite3_bind_int(st, 9, 1);
+        rv = found ? restore_diverged(rs, agent, seq, hash, st)
+                   : sqlite3_step(st) == SQLITE_DONE ? 0 : OL_EIO;
+        sqlite3_reset(st);
+        if (rv != 0 || ol__sm_seal_live(sm, s->local_id, 1) != 0)
+            return OL_EIO;
     }
+    return 0;
+}
 
-    /* mailbox */
-    if (ol__mpr_array(&r, &n))
-        BAD("mailbox");
-    if ((rv = exec_bind(sm,
-                        "INSERT INTO mailbox(id, to_agent, from_agent, "
-                        "from_seq, idx, payload) VALUES(?, ?, ?, ?, ?, ?)",
-                        &st)) != 0)
-        goto out;
-    for (uint32_t i = 0; i < n; i++) {
+static int restore_mailbox(struct restore *rs)
+{
+    sqlite3_stmt *st;
+    uint32_t n, m;
+    int64_t seq = 0;
+    int rv = 0;
+
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "mailbox");
+    if (ol__store_prepare(rs->sm->st,
+                          "INSERT INTO mailbox(id, to_agent, from_agent, "
+                          "from_seq, idx, payload) VALUES(?, ?, ?, ?, ?, ?)",
+                          &st) != 0)
+        return OL_EIO;
+    for (uint32_t i = 0; i < n && rv == 0; i++) {
         char to[OL_NAME_MAX + 1], from[OL_NAME_MAX + 1];
         const void *pl;
         uint32_t plen;
         int64_t id;
         uint64_t fseq, idx;
 
-        if (ol__mpr_array(&r, &m) || m != 6 || ol__mpr_int(&r, &id) ||
-            ol__mpr_strcpy(&r, to, sizeof to) ||
-            ol__mpr_strcpy(&r, from, sizeof from) ||
-            ol__mpr_uint(&r, &fseq) || ol__mpr_uint(&r, &idx) ||
-            ol__mpr_bin(&r, &pl, &plen) || ol__mp_check(pl, plen, NULL))
-            BAD("mailbox row");
+        if (ol__mpr_array(&rs->r, &m) || m != 6 || ol__mpr_int(&rs->r, &id) ||
+            ol__mpr_strcpy(&rs->r, to, sizeof to) ||
+            ol__mpr_strcpy(&rs->r, from, sizeof from) ||
+            ol__mpr_uint(&rs->r, &fseq) || ol__mpr_uint(&rs->r, &idx) ||
+            ol__mpr_bin(&rs->r, &pl, &plen) || ol__mp_check(pl, plen, NULL)) {
+            rs->what = "mailbox row";
+            rv = OL_EMALFORMED;
+            break;
+        }
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_text(st, 2, to, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 3, from, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 4, (sqlite3_int64)fseq);
         sqlite3_bind_int64(st, 5, (sqlite3_int64)idx);
         sqlite3_bind_blob(st, 6, pl, (int)plen, SQLITE_STATIC);
-        if (ol__sm_done(sm, st) != 0) {
+        if (ol__sm_done(rs->sm, st) != 0)
             rv = OL_EIO;
-            goto out;
-        }
     }
     sqlite3_finalize(st);
-    st = NULL;
+    if (rv != 0)
+        return rv;
+    if (rs->format >= 2 && ol__mpr_int(&rs->r, &seq))
+        BAD(rs, "mailbox sequence");
+    if (seq <= 0)
+        return 0;
+    /* New mailbox ids continue from the cluster's sequence, as on the node
+     * the snapshot came from. */
+    if (ol__store_prepare(rs->sm->st,
+                          "UPDATE sqlite_sequence SET seq = max(seq, ?) "
+                          "WHERE name = 'mailbox'",
+                          &st) != 0)
+        return OL_EIO;
+    sqlite3_bind_int64(st, 1, seq);
+    rv = ol__sm_done(rs->sm, st);
+    sqlite3_finalize(st);
+    return rv;
+}
 
-    /* crashes */
-    if (parts >= 8) {
-        if (ol__mpr_array(&r, &n))
-            BAD("crashes");
-        if ((rv = exec_bind(sm,
-                            "INSERT INTO crashes(name, n, since_ms, floor, "
-                            "last_req, reason) VALUES(?, ?, ?, ?, ?, ?)",
-                            &st)) != 0)
-            goto out;
-        for (uint32_t i = 0; i < n; i++) {
-            char name[OL_NAME_MAX + 1], reason[OL_REASON_MAX + 1];
-            int64_t count, since;
-            uint64_t floor, req;
+static int restore_crashes(struct restore *rs)
+{
+    sqlite3_stmt *st;
+    uint32_t n, m;
+    int rv = 0;
 
-            if (ol__mpr_array(&r, &m) || m != 6 ||
-                ol__mpr_strcpy(&r, name, sizeof name) ||
-                ol__mpr_int(&r, &count) || ol__mpr_int(&r, &since) ||
-                ol__mpr_uint(&r, &floor) || ol__mpr_uint(&r, &req) ||
-                ol__mpr_strcpy(&r, reason, sizeof reason))
-                BAD("crash row");
-            sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(st, 2, count);
-            sqlite3_bind_int64(st, 3, since);
-            sqlite3_bind_int64(st, 4, (sqlite3_int64)floor);
-            sqlite3_bind_int64(st, 5, (sqlite3_int64)req);
-            sqlite3_bind_text(st, 6, reason, -1, SQLITE_TRANSIENT);
-            if (ol__sm_done(sm, st) != 0) {
-                rv = OL_EIO;
-                goto out;
-            }
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "crashes");
+    if (ol__store_prepare(rs->sm->st,
+                          "INSERT INTO crashes(name, n, since_ms, floor, "
+                          "last_req, reason) VALUES(?, ?, ?, ?, ?, ?)",
+                          &st) != 0)
+        return OL_EIO;
+    for (uint32_t i = 0; i < n && rv == 0; i++) {
+        char name[OL_NAME_MAX + 1], reason[OL_REASON_MAX + 1];
+        int64_t count, since;
+        uint64_t floor, req;
+
+        if (ol__mpr_array(&rs->r, &m) || m != 6 ||
+            ol__mpr_strcpy(&rs->r, name, sizeof name) ||
+            ol__mpr_int(&rs->r, &count) || ol__mpr_int(&rs->r, &since) ||
+            ol__mpr_uint(&rs->r, &floor) || ol__mpr_uint(&rs->r, &req) ||
+            ol__mpr_strcpy(&rs->r, reason, sizeof reason)) {
+            rs->what = "crash row";
+            rv = OL_EMALFORMED;
+            break;
         }
-        sqlite3_finalize(st);
-        st = NULL;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, count);
+        sqlite3_bind_int64(st, 3, since);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)floor);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)req);
+        sqlite3_bind_text(st, 6, reason, -1, SQLITE_TRANSIENT);
+        if (ol__sm_done(rs->sm, st) != 0)
+            rv = OL_EIO;
     }
+    sqlite3_finalize(st);
+    return rv;
+}
 
-    /* code */
-    if (parts == 9) {
-        if (ol__mpr_array(&r, &n))
-            BAD("code");
-        if ((rv = exec_bind(sm,
-                            "INSERT INTO code(kind, node, hash, version) "
-                            "VALUES(?, ?, ?, ?)",
-                            &st)) != 0)
-            goto out;
-        for (uint32_t i = 0; i < n; i++) {
-            char kind[OL_KIND_MAX + 1], version[OL_VERSION_MAX + 1];
-            uint8_t hash[OL_HASH_SIZE];
-            uint64_t node;
+static int restore_code(struct restore *rs)
+{
+    sqlite3_stmt *st;
+    uint32_t n, m;
+    int rv = 0;
 
-            if (ol__mpr_array(&r, &m) || m != 4 ||
-                ol__mpr_strcpy(&r, kind, sizeof kind) ||
-                ol__mpr_uint(&r, &node) ||
-                ol__mpr_bin_fixed(&r, hash, OL_HASH_SIZE) ||
-                ol__mpr_strcpy(&r, version, sizeof version))
-                BAD("code row");
-            sqlite3_bind_text(st, 1, kind, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(st, 2, (sqlite3_int64)node);
-            sqlite3_bind_blob(st, 3, hash, OL_HASH_SIZE, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 4, version, -1, SQLITE_TRANSIENT);
-            if (ol__sm_done(sm, st) != 0) {
-                rv = OL_EIO;
-                goto out;
-            }
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "code");
+    if (ol__store_prepare(rs->sm->st,
+                          "INSERT INTO code(kind, node, hash, version) "
+                          "VALUES(?, ?, ?, ?)",
+                          &st) != 0)
+        return OL_EIO;
+    for (uint32_t i = 0; i < n && rv == 0; i++) {
+        char kind[OL_KIND_MAX + 1], version[OL_VERSION_MAX + 1];
+        uint8_t hash[OL_HASH_SIZE];
+        uint64_t node;
+
+        if (ol__mpr_array(&rs->r, &m) || m != 4 ||
+            ol__mpr_strcpy(&rs->r, kind, sizeof kind) ||
+            ol__mpr_uint(&rs->r, &node) ||
+            ol__mpr_bin_fixed(&rs->r, hash, OL_HASH_SIZE) ||
+            ol__mpr_strcpy(&rs->r, version, sizeof version)) {
+            rs->what = "code row";
+            rv = OL_EMALFORMED;
+            break;
         }
-        sqlite3_finalize(st);
-        st = NULL;
+        sqlite3_bind_text(st, 1, kind, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)node);
+        sqlite3_bind_blob(st, 3, hash, OL_HASH_SIZE, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 4, version, -1, SQLITE_TRANSIENT);
+        if (ol__sm_done(rs->sm, st) != 0)
+            rv = OL_EIO;
     }
-    if (!ol__mpr_done(&r))
-        BAD("trailing bytes");
-    rv = ol__sm_set_applied(sm, index);
+    sqlite3_finalize(st);
+    return rv;
+}
+
+int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
+                   uint64_t index_hint, struct ol__effects *fx, char *errmsg)
+{
+    struct restore rs;
+    uint32_t n;
+    uint64_t index;
+    int rv;
+
+    (void)index_hint;
+    /* Evidence found here is this node's own observation, not replicated
+     * state: it is stamped with this node's clock. */
+    sm->now_ms = ol__wall_ms();
+    memset(&rs, 0, sizeof rs);
+    rs.sm = sm;
+    rs.fx = fx;
+    rs.what = "header";
+    ol__mpr_init(&rs.r, p, len);
+    if (ol__mpr_array(&rs.r, &n) || ol__mpr_uint(&rs.r, &rs.format) ||
+        (rs.format == 1 && n != 7) || (rs.format == 2 && n != 8) ||
+        (rs.format == 3 && n != 10) ||
+        rs.format < 1 || rs.format > SNAP_FORMAT ||
+        ol__mpr_uint(&rs.r, &index)) {
+        ol__errf(errmsg, "snapshot: header is malformed (byte %zu)",
+                 rs.r.off);
+        return OL_EMALFORMED;
+    }
+    if (index <= sm->applied) {
+        ol_log(OL_LOG_INFO,
+               "snapshot at index %" PRIu64 " skipped: the store has "
+               "applied up to %" PRIu64,
+               index, sm->applied);
+        return 0;
+    }
+    rv = ol__store_begin(sm->st);
+    if (rv == 0)
+        rv = ol__store_exec(sm->st, "DELETE FROM nodes; DELETE FROM agents; "
+                                    "DELETE FROM mailbox; DELETE FROM crashes; "
+                                    "DELETE FROM code;");
+    if (rv == 0)
+        rv = restore_nodes(&rs);
+    if (rv == 0)
+        rv = restore_agents(&rs);
+    if (rv == 0)
+        rv = restore_seals(&rs);
+    if (rv == 0)
+        rv = restore_heads(&rs);
+    if (rv == 0)
+        rv = restore_mailbox(&rs);
+    if (rv == 0 && rs.format >= 3)
+        rv = restore_crashes(&rs);
+    if (rv == 0 && rs.format >= 3)
+        rv = restore_code(&rs);
+    if (rv == 0 && !ol__mpr_done(&rs.r)) {
+        rs.what = "trailing bytes";
+        rv = OL_EMALFORMED;
+    }
+    /* Replaced rows released their seals' references. */
+    if (rv == 0 && rs.diverged)
+        rv = ol__sm_sweep_seals(sm);
+    if (rv == 0)
+        rv = ol__sm_set_applied(sm, index);
     if (rv == 0)
         rv = ol__store_commit(sm->st);
-    if (rv == 0)
-        in_txn = 0;
-out:
-    sqlite3_finalize(st);
-    free(seals);
-    if (in_txn)
-        ol__store_rollback(sm->st);
+    free(rs.seals);
     if (rv != 0) {
+        ol__store_rollback(sm->st);
         if (rv == OL_EMALFORMED)
-            ol__errf(errmsg, "snapshot: %s is malformed (byte %zu)", what,
-                     r.off);
+            ol__errf(errmsg, "snapshot: %s is malformed (byte %zu)", rs.what,
+                     rs.r.off);
         else
             ol__errf(errmsg, "snapshot: %s", sm->st->errmsg[0]
                                                  ? sm->st->errmsg
                                                  : ol_strerror(rv));
+        if (fx)
+            ol__effects_free(fx);
         ol__sm_reload(sm);
         return rv;
     }

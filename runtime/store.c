@@ -54,7 +54,12 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS evidence("
     "  id INTEGER PRIMARY KEY, agent TEXT NOT NULL, seq INTEGER NOT NULL,"
     "  time_ms INTEGER NOT NULL, kind TEXT NOT NULL, stored_hash BLOB,"
-    "  other_hash BLOB, other_body BLOB, note TEXT NOT NULL DEFAULT '');";
+    "  other_hash BLOB, other_body BLOB, note TEXT NOT NULL DEFAULT '');"
+    /* The hash of each recently applied raft entry, by index modulo the
+     * ring's size: an entry that comes back different at an index already
+     * applied is caught (replication/fsm.c). */
+    "CREATE TABLE IF NOT EXISTS raft_ring("
+    "  slot INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hash BLOB NOT NULL);";
 
 const char *ol__status_name(int status)
 {

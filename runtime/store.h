@@ -12,6 +12,7 @@
  *   mailbox(id, to_agent, from_agent, from_seq, idx, payload)
  *   evidence(id, agent, seq, time_ms, kind, stored_hash, other_hash,
  *            other_body, note)                 divergence reports
+ *   raft_ring(slot, idx, hash)    hashes of recently applied raft entries
  *   crashes(name, n, since_ms, floor, last_req, reason)
  *                                 crashes of an agent's code in the current
  *                                 window (replicated, see sm_crash.c)

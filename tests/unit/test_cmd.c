@@ -159,14 +159,95 @@ Test(cmd, bit_flips_never_crash)
     }
 }
 
-Test(cmd, unknown_type_is_named)
+Test(cmd, unknown_type_is_not_supported_and_named)
 {
-    uint8_t bad[] = {0x92, 0x01, 0x91, 0x92, 0x63, 0x00};
+    /* [2, 7, 0, [[99, 0]]]: a well-formed entry from a newer version. */
+    uint8_t bad[] = {0x94, 0x02, 0x07, 0x00, 0x91, 0x92, 0x63, 0x00};
     struct ol__entry e;
     char err[OL_ERRMSG_SIZE];
 
-    cr_assert_eq(ol__entry_decode(bad, sizeof bad, &e, err), OL_EMALFORMED);
-    cr_assert(strstr(err, "command type") != NULL, "%s", err);
+    cr_assert_eq(ol__entry_decode(bad, sizeof bad, &e, err), OL_ENOTSUP);
+    cr_assert(strstr(err, "type 99") != NULL, "%s", err);
+    cr_assert(strstr(err, "feature level") != NULL, "%s", err);
+}
+
+Test(cmd, newer_format_is_not_supported)
+{
+    /* [3, 7, 0, []] */
+    uint8_t newer[] = {0x94, 0x03, 0x07, 0x00, 0x90};
+    struct ol__entry e;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(ol__entry_decode(newer, sizeof newer, &e, err), OL_ENOTSUP);
+    cr_assert(strstr(err, "newer") != NULL, "%s", err);
+    cr_assert_eq(ol__entry_peek(newer, sizeof newer, &e), OL_ENOTSUP);
+}
+
+Test(cmd, header_carries_term_and_time)
+{
+    struct ol__entry_w w;
+    struct ol__buf out;
+    struct ol__entry e;
+    char err[OL_ERRMSG_SIZE];
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_noop(&w), 0);
+    w.term = 42;
+    w.time_ms = 1700000000123;
+    ol__buf_init(&out);
+    cr_assert_eq(ol__entry_w_finish(&w, &out), 0);
+    cr_assert_eq(ol__entry_decode(out.base, out.len, &e, err), 0, "%s", err);
+    cr_assert_eq(e.format, OL_ENTRY_FORMAT);
+    cr_assert_eq(e.term, 42);
+    cr_assert_eq(e.time_ms, 1700000000123);
+    cr_assert_eq(e.n, 1);
+    cr_assert_eq(e.cmds[0].type, OL_CMD_NOOP);
+    ol__entry_free(&e);
+    memset(&e, 0, sizeof e);
+    cr_assert_eq(ol__entry_peek(out.base, out.len, &e), 0);
+    cr_assert_eq(e.term, 42);
+    ol__entry_w_close(&w);
+    ol__buf_close(&out);
+}
+
+Test(cmd, format_1_entries_still_decode)
+{
+    /* [1, [[3, 5, "a"]]]: a STOP from before the term was carried. */
+    uint8_t old[] = {0x92, 0x01, 0x91, 0x93, 0x03, 0x05, 0xa1, 'a'};
+    struct ol__entry e;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(ol__entry_decode(old, sizeof old, &e, err), 0, "%s", err);
+    cr_assert_eq(e.format, 1);
+    cr_assert_eq(e.term, 0);
+    cr_assert_eq(e.n, 1);
+    cr_assert_eq(e.cmds[0].type, OL_CMD_STOP);
+    cr_assert_str_eq(e.cmds[0].name, "a");
+    ol__entry_free(&e);
+}
+
+Test(cmd, table_knows_every_type_once)
+{
+    const struct ol__cmd_info *ci;
+
+    for (size_t i = 0; (ci = ol__cmd_info_at(i)) != NULL; i++) {
+        cr_assert_eq(ol__cmd_info(ci->type), ci, "type %u twice", ci->type);
+        cr_assert(ci->level >= 1 && ci->level <= OL_FEATURE_LEVEL,
+                  "%s: level %u", ci->name, ci->level);
+    }
+    cr_assert_null(ol__cmd_info(0));
+    cr_assert_null(ol__cmd_info(9999));
+}
+
+Test(cmd, writer_tracks_the_highest_level)
+{
+    struct ol__entry_w w;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(w.level, 0);
+    cr_assert_eq(ol__entry_add_stop(&w, 1, "a"), 0);
+    cr_assert_eq(w.level, ol__cmd_info(OL_CMD_STOP)->level);
+    ol__entry_w_close(&w);
 }
 
 Test(cmd, spawn_config_must_be_msgpack)

@@ -436,7 +436,7 @@ Test(sm, snapshot_round_trips_big_ids_and_never_rolls_back)
     snprintf(path2, sizeof path2, "%s/other.db", dir);
     cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
     cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
-    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, err), 0, "%s",
+    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, NULL, err), 0, "%s",
                  err);
     cr_expect_eq(ol__sm_applied(sm2), 40);
     a = ol__sm_agent(sm2, "ticker");
@@ -475,7 +475,7 @@ Test(sm, snapshot_round_trips_big_ids_and_never_rolls_back)
     cr_assert_eq(ol__store_begin(&st2), 0);
     cr_assert_eq(ol__sm_set_applied(sm2, 99), 0);
     cr_assert_eq(ol__store_commit(&st2), 0);
-    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, err), 0);
+    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, NULL, err), 0);
     cr_expect_eq(ol__sm_applied(sm2), 99);
     cr_expect_eq(ol__sm_agent(sm2, "ticker")->head_seq, 3);
     /* Every truncation of a snapshot is refused, and nothing changes. */
@@ -487,13 +487,232 @@ Test(sm, snapshot_round_trips_big_ids_and_never_rolls_back)
         snprintf(p3, sizeof p3, "%s/t%zu.db", dir, n);
         cr_assert_eq(ol__store_open(&fst, p3, OL_STORE_WRITE_NORMAL), 0);
         cr_assert_eq(ol__sm_open(&fst, &c, &fresh, err), 0);
-        cr_expect_neq(ol__sm_restore(fresh, snap.base, n, 0, err), 0,
+        cr_expect_neq(ol__sm_restore(fresh, snap.base, n, 0, NULL, err), 0,
                       "accepted a %zu-byte prefix", n);
         cr_expect_eq(ol__sm_applied(fresh), 0);
         cr_expect_null(ol__sm_agent(fresh, "ticker"));
         ol__sm_close(fresh);
         ol__store_close(&fst);
     }
+    ol__sm_close(sm2);
+    ol__store_close(&st2);
+    ol__buf_close(&snap);
+}
+
+static int64_t count_rows(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *q;
+    int64_t n;
+
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s",
+                 sql);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+/* Applying reads no clock: the times written come from the entry, so two
+ * nodes applying the same entry at different moments write the same rows. */
+Test(sm, apply_writes_the_entry_time_not_the_clock)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_spawn(&w, 5, "ticker", "counter", cfg,
+                                     sizeof cfg, 1, 0), 0);
+    w.time_ms = 1234567;
+    apply(&w, 0, &fx);
+    ol__effects_free(&fx);
+    cr_assert_eq(ol__entry_add_stop(&w, 6, "ticker"), 0);
+    w.time_ms = 2345678;
+    apply(&w, 0, &fx);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    cr_expect_eq(count_rows(st.db, "SELECT created_ms FROM agents WHERE "
+                                   "name = 'ticker'"),
+                 1234567);
+    cr_expect_eq(count_rows(st.db, "SELECT updated_ms FROM agents WHERE "
+                                   "name = 'ticker'"),
+                 2345678);
+}
+
+/* An entry from a newer version is refused whole, with a reason, and
+ * nothing of it is applied (the FSM then stops the node). */
+Test(sm, unknown_command_applies_nothing)
+{
+    /* [2, 1, 0, [[2, 9, "x", "counter", <80>, 1, 0], [99]]] */
+    uint8_t e[] = {0x94, 0x02, 0x01, 0x00, 0x92,
+                   0x97, 0x02, 0x09, 0xa1, 'x', 0xa7, 'c', 'o', 'u', 'n', 't',
+                   'e', 'r', 0xc4, 0x01, 0x80, 0x01, 0x00,
+                   0x91, 0x63};
+    struct ol__effects fx;
+
+    ol__effects_init(&fx);
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_apply(sm, e, sizeof e, 0, &fx), OL_ENOTSUP);
+    ol__store_rollback(&st);
+    cr_assert(strstr(ol__sm_errmsg(sm), "type 99") != NULL, "%s",
+              ol__sm_errmsg(sm));
+    cr_assert_null(fx.head);
+    cr_assert_null(ol__sm_agent(sm, "x"));
+}
+
+/* The codec's table and the state machine's agree on the command types. */
+Test(sm, every_decodable_command_has_an_apply)
+{
+    const struct ol__cmd_info *ci;
+
+    for (size_t i = 0; (ci = ol__cmd_info_at(i)) != NULL; i++)
+        cr_expect(ol__sm_knows(ci->type), "no apply for %s", ci->name);
+}
+
+/* A snapshot whose head checkpoint differs from the one stored here: the
+ * cluster's row wins, this node's is kept as evidence, and the agent is
+ * reported for quarantine. */
+Test(sm, snapshot_over_a_divergent_row_keeps_evidence)
+{
+    struct ol__effects fx;
+    struct ol__buf snap;
+    struct ol__store st2;
+    struct ol__sm *sm2;
+    struct ol__sm_config c = {.retain = 0};
+    char path2[160], err[OL_ERRMSG_SIZE];
+    uint8_t h1[32], h2[32], mine[32];
+    const struct ol__effect *d = NULL;
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, h2, 0), 0);
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_set_applied(sm, 50), 0);
+    cr_assert_eq(ol__store_commit(&st), 0);
+    ol__buf_init(&snap);
+    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
+
+    /* Another store applied a different seq 2 (variant 1). */
+    snprintf(path2, sizeof path2, "%s/other.db", dir);
+    cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
+    cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+    {
+        struct ol__sm *keep = sm;
+        struct ol__store keep_st = st;
+        struct ol__sm_node n;
+
+        sm = sm2;
+        st = st2;
+        memset(&n, 0, sizeof n);
+        n.id = 1;
+        memcpy(n.pk, k1.pk, OL_PK_SIZE);
+        cr_assert_eq(ol__sm_put_node(sm, &n), 0);
+        spawn("sink", 1);
+        spawn("ticker", 1);
+        cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+        cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, mine, 1), 0);
+        sm = keep;
+        st = keep_st;
+    }
+    cr_assert_neq(memcmp(mine, h2, 32), 0);
+    ol__effects_init(&fx);
+    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, &fx, err), 0,
+                 "%s", err);
+    for (const struct ol__effect *e = fx.head; e; e = e->next)
+        if (e->type == OL_FX_DIVERGED)
+            d = e;
+    cr_assert_not_null(d, "no divergence reported");
+    cr_expect_str_eq(d->u.ckpt.agent, "ticker");
+    cr_expect_eq(d->u.ckpt.seq, 2);
+    cr_expect_eq(memcmp(ol__sm_agent(sm2, "ticker")->head_hash, h2, 32), 0,
+                 "the cluster's row did not replace this node's");
+    cr_expect_eq(count_rows(st2.db, "SELECT count(*) FROM evidence WHERE "
+                                    "agent = 'ticker' AND seq = 2"),
+                 1);
+    {
+        sqlite3_stmt *q;
+
+        cr_assert_eq(sqlite3_prepare_v2(st2.db,
+                                        "SELECT other_hash FROM evidence",
+                                        -1, &q, NULL), SQLITE_OK);
+        cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+        cr_expect_eq(memcmp(sqlite3_column_blob(q, 0), mine, 32), 0,
+                     "the evidence does not hold this node's own row");
+        sqlite3_finalize(q);
+    }
+    /* Seal references stay exact after the replacement. */
+    cr_expect_eq(count_rows(st2.db, "SELECT count(*) FROM seals s WHERE "
+                                    "live != (SELECT count(*) FROM "
+                                    "checkpoints WHERE seal = s.id)"),
+                 0);
+    ol__effects_free(&fx);
+    ol__sm_close(sm2);
+    ol__store_close(&st2);
+    ol__buf_close(&snap);
+}
+
+/* Mailbox ids continue from the cluster's sequence after an install, and
+ * every waiting message is reported so that a hosted agent gets the ones
+ * it missed. */
+Test(sm, snapshot_keeps_mailbox_ids_and_reports_mail)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    struct ol__buf snap;
+    struct ol__store st2;
+    struct ol__sm *sm2;
+    struct ol__sm_config c = {.retain = 0};
+    char path2[160], err[OL_ERRMSG_SIZE];
+    int mails = 0;
+
+    spawn("sink", 1);
+    ol__entry_w_init(&w);
+    for (uint64_t i = 1; i <= 5; i++)
+        cr_assert_eq(ol__entry_add_send(&w, 100 + i, "sink", i, cfg,
+                                        sizeof cfg), 0);
+    apply(&w, 0, &fx);
+    ol__effects_free(&fx);
+    /* Drop the newest rows so that the sequence is ahead of max(id). */
+    cr_assert_eq(sqlite3_exec(st.db, "DELETE FROM mailbox WHERE id > 3",
+                              NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_set_applied(sm, 9), 0);
+    cr_assert_eq(ol__store_commit(&st), 0);
+    ol__buf_init(&snap);
+    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
+    snprintf(path2, sizeof path2, "%s/other.db", dir);
+    cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
+    cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, NULL, err), 0,
+                 "%s", err);
+    ol__effects_init(&fx);
+    ol__sm_effects_mail(sm2, &fx);
+    for (const struct ol__effect *e = fx.head; e; e = e->next) {
+        cr_expect_eq(e->type, OL_FX_MAIL);
+        cr_expect_eq(e->u.mail.rowid, ++mails);
+    }
+    cr_expect_eq(mails, 3);
+    ol__effects_free(&fx);
+    /* Both stores give the next message the same id. */
+    cr_assert_eq(ol__entry_add_send(&w, 200, "sink", 9, cfg, sizeof cfg), 0);
+    apply(&w, 0, &fx);
+    ol__effects_free(&fx);
+    {
+        struct ol__sm *keep = sm;
+        struct ol__store keep_st = st;
+
+        sm = sm2;
+        st = st2;
+        cr_assert_eq(ol__entry_add_send(&w, 200, "sink", 9, cfg, sizeof cfg),
+                     0);
+        apply(&w, 0, &fx);
+        ol__effects_free(&fx);
+        sm = keep;
+        st = keep_st;
+    }
+    cr_expect_eq(count_rows(st.db, "SELECT max(id) FROM mailbox"), 6);
+    cr_expect_eq(count_rows(st2.db, "SELECT max(id) FROM mailbox"), 6);
+    ol__entry_w_close(&w);
     ol__sm_close(sm2);
     ol__store_close(&st2);
     ol__buf_close(&snap);
@@ -675,10 +894,10 @@ Test(sm, snapshot_carries_crashes_and_builds)
     cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
     /* Every truncation of it is refused, and leaves nothing behind. */
     for (size_t len = 0; len < snap.len; len += 7)
-        cr_expect_neq(ol__sm_restore(sm2, snap.base, len, 0, err), 0,
+        cr_expect_neq(ol__sm_restore(sm2, snap.base, len, 0, NULL, err), 0,
                       "a %zu-byte prefix was accepted", len);
     cr_expect_eq(ol__sm_applied(sm2), 0);
-    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, err), 0, "%s",
+    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, NULL, err), 0, "%s",
                  err);
     cr_expect_eq(ol__sm_agent(sm2, "bad")->crashes, 2);
     cr_expect(ol__sm_code_ok(sm2, "counter", 2));

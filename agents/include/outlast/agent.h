@@ -94,7 +94,7 @@ extern "C" {
 #define OL_AGENT_ENOTFOUND (-8)  /* no such timer or agent */
 #define OL_AGENT_ETOOBIG (-18)   /* over one of the limits below */
 #define OL_AGENT_ESTATE (-22)    /* not allowed in this phase of the step */
-#define OL_AGENT_EFULL (-26)     /* the recipient's mailbox is full: its
+#define OL_AGENT_EFULL (-27)     /* the recipient's mailbox is full: its
                                   * messages are not being consumed; try
                                   * again later (a timer) */
 

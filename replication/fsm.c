@@ -1,0 +1,450 @@
+/*
+ * The raft FSM over the state machine: entries are held until an entry of
+ * the current term commits after them, made durable together with their
+ * hashes and the applied index, and only then reported.  See fsm.h for
+ * why.
+ */
+#include "fsm.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/err.h"
+#include "../runtime/log.h"
+#include "../runtime/mpr.h"
+
+#define RING_DEFAULT 65536
+
+struct ol__fsm_held {
+    struct ol__fsm_held *next;
+    uint64_t index;
+    size_t len;
+    uint8_t bytes[];
+};
+
+static void fatal(struct ol__fsm *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void fatal(struct ol__fsm *f, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (f->stopped)
+        return;
+    f->stopped = 1;
+    if (f->hooks.fatal)
+        f->hooks.fatal(f->hooks.data, msg);
+}
+
+/* The length of the entry inside a raft buffer: one msgpack object,
+ * followed by the zero padding libraft needs (fewer than 8 bytes). */
+static size_t entry_len(const struct raft_buffer *buf)
+{
+    struct ol__mpr r;
+
+    ol__mpr_init(&r, buf->base, buf->len);
+    if (ol__mpr_skip(&r) != 0 || buf->len - r.off >= 8)
+        return buf->len;
+    for (size_t i = r.off; i < buf->len; i++)
+        if (((const uint8_t *)buf->base)[i] != 0)
+            return buf->len;
+    return r.off;
+}
+
+static void entry_hash(const void *p, size_t len, uint8_t out[OL_HASH_SIZE])
+{
+    crypto_generichash(out, OL_HASH_SIZE, p, len, NULL, 0);
+}
+
+/* ---- the ring of applied entry hashes ---- */
+
+static int ring_put(struct ol__fsm *f, uint64_t index, const void *p,
+                    size_t len)
+{
+    sqlite3_stmt *st = f->ring_put;
+    uint8_t h[OL_HASH_SIZE];
+    int rc;
+
+    entry_hash(p, len, h);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(index % f->cfg.ring));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
+    sqlite3_bind_blob(st, 3, h, OL_HASH_SIZE, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : OL_EIO;
+}
+
+/* An entry at an index this store has applied: it must be the one that
+ * was applied.  libraft applies again from its last snapshot after a
+ * restart; a different entry there means the log this node holds is not
+ * the one it acted on. */
+static void ring_check(struct ol__fsm *f, uint64_t index, const void *p,
+                       size_t len)
+{
+    sqlite3_stmt *st = f->ring_get;
+    uint8_t h[OL_HASH_SIZE];
+    int rc, differs = 0;
+
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(index % f->cfg.ring));
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW &&
+        (uint64_t)sqlite3_column_int64(st, 0) == index &&
+        sqlite3_column_bytes(st, 1) == OL_HASH_SIZE) {
+        entry_hash(p, len, h);
+        differs = memcmp(h, sqlite3_column_blob(st, 1), OL_HASH_SIZE) != 0;
+        f->n.ring_checked++;
+    }
+    sqlite3_reset(st);
+    if (differs)
+        fatal(f,
+              "raft index %" PRIu64 " holds a different entry from the one "
+              "this node applied there: its raft log diverged from its "
+              "database; stopping. Rebuild this node from the cluster: "
+              "move its data directory aside and start it with --rejoin",
+              index);
+}
+
+/* ---- holding and releasing entries ---- */
+
+static void held_free_all(struct ol__fsm *f)
+{
+    struct ol__fsm_held *h, *next;
+
+    for (h = f->held_head; h; h = next) {
+        next = h->next;
+        free(h);
+    }
+    f->held_head = f->held_tail = NULL;
+    f->n_held = 0;
+    f->held_bytes = 0;
+}
+
+static int hold(struct ol__fsm *f, uint64_t index, const void *p, size_t len)
+{
+    struct ol__fsm_held *h = malloc(sizeof *h + len);
+
+    if (h == NULL)
+        return OL_ENOMEM;
+    h->next = NULL;
+    h->index = index;
+    h->len = len;
+    memcpy(h->bytes, p, len);
+    if (f->held_tail)
+        f->held_tail->next = h;
+    else
+        f->held_head = h;
+    f->held_tail = h;
+    f->n_held++;
+    f->held_bytes += len;
+    if (f->n_held > f->n.held_max)
+        f->n.held_max = f->n_held;
+    return 0;
+}
+
+/* Apply one entry inside the open transaction.  Returns 0, or non-zero
+ * after fatal() was called. */
+static int apply_one(struct ol__fsm *f, uint64_t index, const void *p,
+                     size_t len, struct ol__effects *fx)
+{
+    int rv = ol__sm_apply(f->sm, p, len, 0, fx);
+
+    if (rv == OL_EMALFORMED || rv == OL_ENOTSUP) {
+        fatal(f,
+              "raft index %" PRIu64 ": %s; stopping: a committed entry is "
+              "never skipped%s",
+              index, ol__sm_errmsg(f->sm),
+              rv == OL_ENOTSUP ? " (upgrade this node to the version the "
+                                 "rest of the cluster runs)"
+                               : "");
+        return rv;
+    }
+    if (rv == 0)
+        rv = ring_put(f, index, p, len);
+    if (rv == 0)
+        rv = ol__sm_set_applied(f->sm, index);
+    if (rv != 0)
+        fatal(f, "store failed applying raft index %" PRIu64 ": %s; "
+                 "stopping (the entry is applied again at restart)",
+              index, f->st->errmsg);
+    return rv;
+}
+
+/* Make the held entries, then `p` (index `index`; NULL: none), durable in
+ * one transaction and report their effects. */
+static void release(struct ol__fsm *f, uint64_t index, const void *p,
+                    size_t len, uint64_t term)
+{
+    struct ol__effects fx;
+    int rv;
+
+    ol__effects_init(&fx);
+    rv = ol__store_begin(f->st);
+    if (rv != 0) {
+        fatal(f, "store failed opening a transaction for raft index %" PRIu64
+                 ": %s; stopping",
+              index, f->st->errmsg);
+        return;
+    }
+    for (struct ol__fsm_held *h = f->held_head; h && rv == 0; h = h->next)
+        rv = apply_one(f, h->index, h->bytes, h->len, &fx);
+    if (rv == 0 && p)
+        rv = apply_one(f, index, p, len, &fx);
+    if (rv == 0) {
+        rv = ol__store_commit(f->st);
+        if (rv != 0)
+            fatal(f, "store failed committing raft index %" PRIu64
+                     ": %s; stopping",
+                  index, f->st->errmsg);
+    }
+    if (rv != 0) {
+        ol__store_rollback(f->st);
+        (void)ol__sm_reload(f->sm);
+        ol__effects_free(&fx);
+        return;
+    }
+    f->n.applied += f->n_held + (p != NULL);
+    held_free_all(f);
+    if (f->hooks.effects)
+        f->hooks.effects(f->hooks.data, &fx, term);
+    ol__effects_free(&fx);
+}
+
+static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
+                     void **result)
+{
+    struct ol__fsm *f = rf->data;
+    uint64_t index = raft_last_applied(f->raft) + 1;
+    uint64_t term = f->raft->current_term;
+    size_t len = entry_len(buf);
+    struct ol__entry hdr;
+    int rv;
+
+    *result = NULL;
+    if (f->stopped)
+        return 0;
+    if (index <= ol__sm_applied(f->sm)) {
+        ring_check(f, index, buf->base, len);
+        return 0;
+    }
+    rv = ol__entry_peek(buf->base, len, &hdr);
+    if (rv != 0) {
+        fatal(f,
+              "raft index %" PRIu64 ": the %zu-byte entry %s; stopping: a "
+              "committed entry is never skipped",
+              index, buf->len,
+              rv == OL_ENOTSUP ? "is of a newer format than this version "
+                                 "reads (upgrade this node)"
+                               : "is not an outlast log entry");
+        return 0;
+    }
+    /* An entry of this node's current term was committed by the leader of
+     * that term under Raft's rule; what is held before it commits with it.
+     * Anything else waits. */
+    if (hdr.term != term) {
+        if (hold(f, index, buf->base, len) != 0)
+            fatal(f, "out of memory holding raft index %" PRIu64
+                     "; stopping",
+                  index);
+        return 0;
+    }
+    release(f, index, buf->base, len, term);
+    return 0;
+}
+
+/* ---- snapshots ---- */
+
+/* Called on the loop: pin the state raft is snapshotting. */
+static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
+                        unsigned *n_bufs)
+{
+    struct ol__fsm *f = rf->data;
+    sqlite3_stmt *st;
+
+    if (f->snap_db == NULL)
+        return RAFT_NOMEM;
+    if (f->snap_busy)
+        return RAFT_BUSY;
+    if (f->n_held) {
+        /* libraft would record the snapshot at its last applied index,
+         * past what the store holds; it asks again later. */
+        f->n.snapshots_refused++;
+        return RAFT_BUSY;
+    }
+    if (sqlite3_exec(f->snap_db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->snap_db, "SELECT count(*) FROM meta", -1, &st,
+                           NULL) != SQLITE_OK)
+        return RAFT_IOERR;
+    /* The first read takes the WAL read lock: the view is now fixed. */
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+    *bufs = raft_calloc(1, sizeof **bufs);
+    if (*bufs == NULL) {
+        sqlite3_exec(f->snap_db, "COMMIT", NULL, NULL, NULL);
+        return RAFT_NOMEM;
+    }
+    *n_bufs = 1;
+    f->snap_index = ol__sm_applied(f->sm);
+    f->snap_busy = 1;
+    if (f->cfg.async_snapshots)
+        return 0;
+    /* Without async work the snapshot is built here, on the loop. */
+    ol__buf_reset(&f->snap_buf);
+    if (ol__sm_snapshot_db(f->snap_db, f->snap_index, &f->snap_buf) != 0) {
+        sqlite3_exec(f->snap_db, "COMMIT", NULL, NULL, NULL);
+        raft_free(*bufs);
+        *bufs = NULL;
+        *n_bufs = 0;
+        f->snap_busy = 0;
+        return RAFT_IOERR;
+    }
+    (*bufs)[0].base = f->snap_buf.base;
+    (*bufs)[0].len = f->snap_buf.len;
+    return 0;
+}
+
+/* Called on a worker thread: only the pinned connection is touched. */
+static int fsm_snapshot_async(struct raft_fsm *rf, struct raft_buffer *bufs[],
+                              unsigned *n_bufs)
+{
+    struct ol__fsm *f = rf->data;
+
+    ol__buf_reset(&f->snap_buf);
+    if (ol__sm_snapshot_db(f->snap_db, f->snap_index, &f->snap_buf) != 0)
+        return RAFT_IOERR;
+    (*bufs)[0].base = f->snap_buf.base;
+    (*bufs)[0].len = f->snap_buf.len;
+    (void)n_bufs;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *rf,
+                                 struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct ol__fsm *f = rf->data;
+
+    sqlite3_exec(f->snap_db, "COMMIT", NULL, NULL, NULL);
+    ol__buf_close(&f->snap_buf);
+    raft_free(*bufs);
+    *bufs = NULL;
+    *n_bufs = 0;
+    f->snap_busy = 0;
+    f->n.snapshots_taken++;
+    ol_log(OL_LOG_DEBUG, "snapshot taken at index %" PRIu64, f->snap_index);
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
+{
+    struct ol__fsm *f = rf->data;
+    struct ol__effects fx;
+    char err[OL_ERRMSG_SIZE];
+    uint64_t before = ol__sm_applied(f->sm);
+    int rv;
+
+    /* Whatever was held is older than the snapshot, which holds it if it
+     * committed. */
+    held_free_all(f);
+    ol__effects_init(&fx);
+    rv = ol__sm_restore(f->sm, buf->base, buf->len, 0, &fx, err);
+    if (rv != 0) {
+        ol_log(OL_LOG_ERROR, "%s", err);
+        return rv == OL_EMALFORMED ? RAFT_MALFORMED : RAFT_IOERR;
+    }
+    raft_free(buf->base);
+    if (ol__sm_applied(f->sm) == before) {
+        ol__effects_free(&fx);
+        return 0;
+    }
+    f->n.snapshots_installed++;
+    /* The tables were replaced: the node looks at every agent and every
+     * waiting message again. */
+    ol__sm_effects_all(f->sm, &fx);
+    ol__sm_effects_mail(f->sm, &fx);
+    if (f->hooks.effects)
+        f->hooks.effects(f->hooks.data, &fx,
+                         f->raft ? f->raft->current_term : 0);
+    ol__effects_free(&fx);
+    return 0;
+}
+
+/* ---- set-up ---- */
+
+int ol__fsm_init(struct ol__fsm *f, struct ol__store *st, struct ol__sm *sm,
+                 const struct ol__fsm_config *cfg,
+                 const struct ol__fsm_hooks *hooks, char *errmsg)
+{
+    int rc;
+
+    memset(f, 0, sizeof *f);
+    f->st = st;
+    f->sm = sm;
+    f->cfg = *cfg;
+    if (f->cfg.ring == 0)
+        f->cfg.ring = RING_DEFAULT;
+    f->hooks = *hooks;
+    ol__buf_init(&f->snap_buf);
+    if (ol__store_prepare(st,
+                          "INSERT OR REPLACE INTO raft_ring(slot, idx, hash) "
+                          "VALUES(?, ?, ?)",
+                          &f->ring_put) != 0 ||
+        ol__store_prepare(st,
+                          "SELECT idx, hash FROM raft_ring WHERE slot = ?",
+                          &f->ring_get) != 0) {
+        ol__errf(errmsg, "%s", st->errmsg);
+        ol__fsm_close(f);
+        return OL_EIO;
+    }
+    if (cfg->db_path) {
+        rc = sqlite3_open_v2(cfg->db_path, &f->snap_db,
+                             SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
+                             NULL);
+        if (rc != SQLITE_OK) {
+            ol__errf(errmsg, "snapshot reader '%s': %s", cfg->db_path,
+                     sqlite3_errstr(rc));
+            ol__fsm_close(f);
+            return OL_EIO;
+        }
+    }
+    f->fsm.version = f->cfg.async_snapshots ? 3 : 2;
+    f->fsm.data = f;
+    f->fsm.apply = fsm_apply;
+    f->fsm.snapshot = fsm_snapshot;
+    f->fsm.restore = fsm_restore;
+    f->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    f->fsm.snapshot_async = f->cfg.async_snapshots ? fsm_snapshot_async
+                                                   : NULL;
+    return 0;
+}
+
+void ol__fsm_attach(struct ol__fsm *f, struct raft *raft)
+{
+    f->raft = raft;
+}
+
+void ol__fsm_close(struct ol__fsm *f)
+{
+    if (f == NULL)
+        return;
+    held_free_all(f);
+    sqlite3_finalize(f->ring_put);
+    sqlite3_finalize(f->ring_get);
+    f->ring_put = f->ring_get = NULL;
+    if (f->snap_db) {
+        sqlite3_close(f->snap_db);
+        f->snap_db = NULL;
+    }
+    ol__buf_close(&f->snap_buf);
+}
+
+uint32_t ol__fsm_held(const struct ol__fsm *f)
+{
+    return f->n_held;
+}

@@ -1,0 +1,102 @@
+/*
+ * The raft state machine: what libraft calls to apply entries, take and
+ * install snapshots, over outlast's state machine (sm.h) and store.
+ *
+ * Debian's libraft 0.15 counts an entry of an earlier term as committed as
+ * soon as a majority stores it (the Raft paper's Figure 8 forbids that:
+ * only an entry of the leader's own term, stored on a majority, commits the
+ * entries before it).  So an entry libraft applies may still be replaced by
+ * a later leader.  This module therefore holds applied entries in memory
+ * and makes them durable and visible (SQLite, effects, acknowledgements)
+ * only once an entry of this node's current term has been applied after
+ * them: that entry was committed by the leader of the current term, under
+ * Raft's own rule, and everything before it with it.  Every entry carries
+ * the term of the leader that proposed it (cmd.h), so the rule needs no
+ * access to libraft's log.
+ *
+ * It also remembers the hash of each entry it made durable (a ring of the
+ * last `ring` indexes, written in the same transaction), so that an entry
+ * that comes back different at an index already applied (after a restart,
+ * libraft applies again from its last snapshot) stops the node instead of
+ * being skipped.  An entry it cannot decode stops the node too: a
+ * committed command is never skipped.
+ *
+ * Snapshots are taken from a separate read connection whose transaction
+ * pins the applied state, asynchronously when libraft offers it (FSM
+ * version 3).  None is taken while entries are held: libraft would record
+ * it at an index the store has not reached.
+ */
+#ifndef OL_FSM_H
+#define OL_FSM_H
+
+#include <raft.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "../runtime/buf.h"
+#include "sm.h"
+
+struct ol__fsm_hooks {
+    void *data;
+    /* Effects of entries now certainly committed, in log order, after
+     * their transaction has committed.  `term` is the term whose entry
+     * released them (this node's current term).  The list is freed after
+     * the call. */
+    void (*effects)(void *data, struct ol__effects *fx, uint64_t term);
+    /* The node must stop: an entry cannot be applied, the store failed,
+     * or the log diverged from what was applied.  `msg` says what and how
+     * to recover.  No entry is applied after this is called. */
+    void (*fatal)(void *data, const char *msg);
+};
+
+struct ol__fsm_config {
+    const char *db_path; /* for the snapshot reader; NULL: no snapshots */
+    uint32_t ring;       /* entry hashes remembered; 0: 65536 */
+    int async_snapshots; /* build snapshots on libraft's async_work */
+};
+
+struct ol__fsm {
+    struct raft_fsm fsm;    /* handed to raft_init() / raft_fixture_grow() */
+    struct raft *raft;      /* set with ol__fsm_attach() */
+    struct ol__store *st;
+    struct ol__sm *sm;
+    struct ol__fsm_hooks hooks;
+    struct ol__fsm_config cfg;
+    sqlite3_stmt *ring_put;
+    sqlite3_stmt *ring_get;
+    int stopped;
+
+    /* entries applied by libraft, not yet known to be committed */
+    struct ol__fsm_held *held_head, *held_tail;
+    uint32_t n_held;
+    size_t held_bytes;
+
+    /* snapshots */
+    sqlite3 *snap_db;
+    struct ol__buf snap_buf;
+    uint64_t snap_index;
+    int snap_busy;
+
+    struct {
+        uint64_t applied;       /* entries made durable */
+        uint64_t held_max;      /* most entries held at once */
+        uint64_t snapshots_taken;
+        uint64_t snapshots_installed;
+        uint64_t snapshots_refused; /* asked while entries were held */
+        uint64_t ring_checked;  /* re-applied entries compared */
+    } n;
+};
+
+/* Set up `f` over a store and state machine (borrowed; they must outlive
+ * it).  Returns 0 or OL_EIO / OL_ENOMEM with errmsg set. */
+int ol__fsm_init(struct ol__fsm *f, struct ol__store *st, struct ol__sm *sm,
+                 const struct ol__fsm_config *cfg,
+                 const struct ol__fsm_hooks *hooks, char *errmsg);
+/* Tell the FSM which raft instance drives it (before raft_start()). */
+void ol__fsm_attach(struct ol__fsm *f, struct raft *raft);
+void ol__fsm_close(struct ol__fsm *f);
+
+/* Entries applied by libraft but not yet durable. */
+uint32_t ol__fsm_held(const struct ol__fsm *f);
+
+#endif
