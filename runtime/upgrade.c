@@ -39,11 +39,12 @@ struct upgrade {
 /* Ask every agent of the kind to move to `c` at its next boundary. */
 static uint32_t roll(struct ol__node *n, struct ol__code *c)
 {
-    uint32_t count = 0;
+    struct ol_agent **now = NULL;
+    uint32_t count = 0, n_now = 0;
     void *v;
 
     for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
-        struct ol_agent *a = v;
+        struct ol_agent *a = v, **grown;
 
         if (a->code == c || strcmp(a->row.kind, c->kind) != 0 ||
             a->phase != OL_PHASE_ACTIVE)
@@ -52,11 +53,21 @@ static uint32_t roll(struct ol__node *n, struct ol__code *c)
         count++;
         if (a->inflight || a->busy)
             continue; /* the commit or the step's result moves it */
-        if (a->steps_since_ckpt > 0)
+        if (a->steps_since_ckpt > 0) {
             ol__step_checkpoint(a);
-        else
-            ol__agent_rehost(a);
+            continue;
+        }
+        /* At a boundary now; moved below, since moving changes the map
+         * being walked. */
+        grown = realloc(now, (n_now + 1) * sizeof *now);
+        if (grown == NULL)
+            continue; /* its next checkpoint moves it */
+        now = grown;
+        now[n_now++] = a;
     }
+    for (uint32_t i = 0; i < n_now; i++)
+        ol__agent_rehost(now[i]);
+    free(now);
     return count;
 }
 
