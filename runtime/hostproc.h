@@ -105,6 +105,11 @@ void ol__hp_full(struct ol__hostproc *hp, const char *name, int full);
 /* Write every host's queued items (called before the loop blocks). */
 void ol__hostprocs_flush(struct ol__node *n);
 
+/* hostproc_wire.c, for hostproc.c: write the queued items now; start
+ * reading frames. */
+void ol__hp_flush_one(struct ol__hostproc *hp);
+void ol__hp_read_start(struct ol__hostproc *hp);
+
 /* Kill a host because of `a`'s step (a deadline, a protocol error). */
 void ol__hostproc_kill(struct ol__hostproc *hp, uint32_t slot, uint32_t gen,
                        const char *why);

@@ -253,7 +253,11 @@ void ol__agent_timers_rearm(struct ol_agent *a);
 void ol__agent_free_ev(struct ol__ev *ev);
 void ol__agents_close_all(struct ol__node *n);
 void ol__agent_settle(struct ol_agent *a);
-/* Drop the instance and start again from the committed head (same epoch,
+/* Drop the queued events; close the instance's handles (it is freed in
+ * their close callbacks). */
+void ol__agent_drop_queue(struct ol_agent *a);
+void ol__agent_finish(struct ol_agent *a);
+/* restart.c: drop the instance and start again from the committed head (same epoch,
  * the kind's current code), once no checkpoint is in flight. */
 void ol__agent_rehost(struct ol_agent *a);
 /* Arm a timer from a plugin's record (no phase check); 0 or OL_E*. */
