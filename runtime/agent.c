@@ -434,7 +434,12 @@ static int bind_code(struct ol_agent *a)
         struct ol__hostproc *hp = ol__code_host(code);
 
         if (hp == NULL || ol__hostproc_attach(hp, a) != 0) {
-            ol__agent_fail(a, "plugin '%s': no host process", code->kind);
+            /* This node's trouble (fork failed, out of memory), not the
+             * agent's: try again later rather than quarantine it. */
+            ol_log_rl(OL_LOG_ERROR, "agent '%s': no host process for plugin "
+                                    "'%s'; trying again in a second",
+                      a->name, code->kind);
+            ol__agent_retry_later(a, 1000, "no host process");
             return OL_ENOMEM;
         }
         return 0;

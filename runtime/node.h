@@ -260,6 +260,9 @@ void ol__agent_finish(struct ol_agent *a);
 /* restart.c: drop the instance and start again from the committed head (same epoch,
  * the kind's current code), once no checkpoint is in flight. */
 void ol__agent_rehost(struct ol_agent *a);
+/* Start the instance again after `ms`, for a reason that is this node's
+ * trouble rather than the agent's (nothing is counted). */
+void ol__agent_retry_later(struct ol_agent *a, uint64_t ms, const char *why);
 /* Arm a timer from a plugin's record (no phase check); 0 or OL_E*. */
 int ol__agent_arm(struct ol_agent *a, uint64_t id, int64_t due);
 int ol__agent_cancel(struct ol_agent *a, uint64_t id);

@@ -71,6 +71,14 @@ static void restart_cb(uv_timer_t *t)
         ol__agent_rehost(a);
 }
 
+void ol__agent_retry_later(struct ol_agent *a, uint64_t ms, const char *why)
+{
+    a->phase = OL_PHASE_CRASHED;
+    a->crash_req = 0;
+    snprintf(a->reason, sizeof a->reason, "%s", why);
+    uv_timer_start(&a->flush, restart_cb, ms, 0);
+}
+
 static void propose_crash(struct ol_agent *a);
 
 static void crash_retry_cb(uv_timer_t *t)
@@ -149,12 +157,11 @@ void ol__agent_host_lost(struct ol_agent *a, int how, const char *why)
     }
     uv_timer_stop(&a->flush);
     if (a->code && ol__code_restart_wait(a->code)) {
+        char r[OL_ERRMSG_SIZE];
+
         /* Its host keeps dying young: start it again after a pause. */
-        a->phase = OL_PHASE_CRASHED;
-        a->crash_req = 0;
-        snprintf(a->reason, sizeof a->reason, "its host died: %s", why);
-        uv_timer_start(&a->flush, restart_cb, ol__code_restart_wait(a->code),
-                       0);
+        snprintf(r, sizeof r, "its host died: %s", why);
+        ol__agent_retry_later(a, ol__code_restart_wait(a->code), r);
         return;
     }
     ol__agent_rehost(a);
