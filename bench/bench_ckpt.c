@@ -128,21 +128,6 @@ static int run_forked(const struct opts *o, uint32_t agents, uint32_t size,
 
 /* ---- report ---- */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, uint32_t n)
-{
-    if (n == 0)
-        return 0;
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static double med_at(const struct result *rs, uint32_t n, size_t off,
                      int is_u64)
 {
@@ -163,7 +148,7 @@ static double med_at(const struct result *rs, uint32_t n, size_t off,
             memcpy(&v[k++], p, sizeof(double));
         }
     }
-    return median(v, k);
+    return bu_median(v, k);
 }
 
 #define MED_D(field) med_at(rs, n, offsetof(struct result, field), 0)
@@ -184,7 +169,7 @@ static double ratio_med(const struct result *rs, uint32_t n, int lat)
         else if (!lat && r->raw_rows_per_s > 0)
             v[k++] = r->ckpt_per_s / r->raw_rows_per_s;
     }
-    return median(v, k);
+    return bu_median(v, k);
 }
 
 /* One line of the table. */

@@ -42,21 +42,6 @@ static void run_cb(void *arg, void *out)
     bu_rmrf(dir);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, uint32_t n)
-{
-    if (n == 0)
-        return 0;
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 struct figs {
     double ckpt_s, p50, p99, cpu, batch;
     uint32_t ok;
@@ -78,11 +63,11 @@ static void medians(const struct result *rs, uint32_t n, struct figs *f)
         k++;
     }
     f->ok = k;
-    f->ckpt_s = median(a, k);
-    f->p50 = median(b, k);
-    f->p99 = median(c, k);
-    f->cpu = median(d, k);
-    f->batch = median(e, k);
+    f->ckpt_s = bu_median(a, k);
+    f->p50 = bu_median(b, k);
+    f->p99 = bu_median(c, k);
+    f->cpu = bu_median(d, k);
+    f->batch = bu_median(e, k);
 }
 
 static void usage(FILE *f)

@@ -44,6 +44,9 @@ void bu_config(struct ol__config *cfg, const char *data_dir,
 int bu_fork_call(void (*fn)(void *arg, void *out), void *arg, void *out,
                  size_t out_size);
 
+/* The median of n values (sorts them); 0 for none. */
+double bu_median(double *v, uint32_t n);
+
 /* The single-node replica's batch and checkpoint counters. */
 int bu_replica_counters(struct ol__node *n, uint64_t *batches,
                         uint64_t *ckpts);

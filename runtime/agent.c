@@ -262,6 +262,28 @@ int ol__agent_cancel(struct ol_agent *a, uint64_t id)
     return OL_ENOTFOUND;
 }
 
+int ol__agent_outbox_add(struct ol_agent *a, const char *to,
+                         const void *msg, uint32_t len)
+{
+    struct ol__outmsg *o = realloc(a->outbox, (a->n_outbox + 1) * sizeof *o);
+
+    if (o == NULL)
+        return OL_ENOMEM;
+    a->outbox = o;
+    o = &a->outbox[a->n_outbox];
+    o->to = strdup(to);
+    o->data = malloc(len ? len : 1);
+    if (o->to == NULL || o->data == NULL) {
+        free(o->to);
+        free(o->data);
+        return OL_ENOMEM;
+    }
+    memcpy(o->data, msg, len);
+    o->len = len;
+    a->n_outbox++;
+    return 0;
+}
+
 /* ---- creation ---- */
 
 static void row_free(struct ol__sm_agent *row)

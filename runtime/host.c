@@ -20,6 +20,7 @@
 #include "err.h"
 #include "log.h"
 #include "mpr.h"
+#include "ipc.h"
 #include "node.h"
 
 /* The public codes are the internal ones; keep them that way. */
@@ -102,35 +103,16 @@ static int host_timer_cancel(struct ol_agent *a, uint64_t id)
 static int host_send(struct ol_agent *a, const char *to, const void *msg,
                      size_t len)
 {
-    struct ol__outmsg *o;
+    int rv;
 
     if (!usable(a) || !a->in_handle || a->final_pending)
         return OL_AGENT_ESTATE;
-    if (to == NULL || strnlen(to, OL_NAME_MAX + 1) > OL_NAME_MAX ||
-        !ol__name_valid(to) || (msg == NULL && len))
-        return OL_AGENT_EINVAL;
-    if (len > OL_AGENT_MSG_MAX || a->n_outbox >= OL_AGENT_OUTBOX_MAX)
-        return OL_AGENT_ETOOBIG;
-    if (ol__mp_check(msg, len, NULL) != 0)
-        return OL_AGENT_EMALFORMED;
+    rv = ol__send_check(to, msg, len, a->n_outbox);
+    if (rv != 0)
+        return rv;
     if (ol__map_get(&a->node->full, to))
         return OL_AGENT_EFULL;
-    o = realloc(a->outbox, (a->n_outbox + 1) * sizeof *o);
-    if (o == NULL)
-        return OL_AGENT_ENOMEM;
-    a->outbox = o;
-    o = &a->outbox[a->n_outbox];
-    o->to = strdup(to);
-    o->data = malloc(len ? len : 1);
-    if (o->to == NULL || o->data == NULL) {
-        free(o->to);
-        free(o->data);
-        return OL_AGENT_ENOMEM;
-    }
-    memcpy(o->data, msg, len);
-    o->len = (uint32_t)len;
-    a->n_outbox++;
-    return 0;
+    return ol__agent_outbox_add(a, to, msg, (uint32_t)len);
 }
 
 static int host_checkpoint(struct ol_agent *a)

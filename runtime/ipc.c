@@ -7,7 +7,22 @@
 
 #include <string.h>
 
+#include "../replication/ckpt.h"
 #include "err.h"
+#include "outlast/agent.h"
+
+int ol__send_check(const char *to, const void *msg, size_t len,
+                   uint32_t n_outbox)
+{
+    if (to == NULL || strnlen(to, OL_NAME_MAX + 1) > OL_NAME_MAX ||
+        !ol__name_valid(to) || (msg == NULL && len))
+        return OL_AGENT_EINVAL;
+    if (len > OL_AGENT_MSG_MAX || n_outbox >= OL_AGENT_OUTBOX_MAX)
+        return OL_AGENT_ETOOBIG;
+    if (ol__mp_check(msg, len, NULL) != 0)
+        return OL_AGENT_EMALFORMED;
+    return 0;
+}
 
 void ol__ipc_hdr(uint8_t out[OL_IPC_HDR], uint32_t len)
 {

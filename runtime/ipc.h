@@ -119,6 +119,12 @@ struct ol__ipc_result {
     int64_t save_rv;
 };
 
+/* The checks ol_host.send() makes of its arguments, the same in the node
+ * (plugins run there) and in an agent host: 0 or an OL_AGENT_E* code.
+ * `n_outbox` counts the messages sent since the last checkpoint. */
+int ol__send_check(const char *to, const void *msg, size_t len,
+                   uint32_t n_outbox);
+
 /* Write the 4-byte frame header for a body of `len` bytes. */
 void ol__ipc_hdr(uint8_t out[OL_IPC_HDR], uint32_t len);
 /* Read a frame header; returns the body length. */

@@ -266,6 +266,9 @@ void ol__agent_retry_later(struct ol_agent *a, uint64_t ms, const char *why);
 /* Arm a timer from a plugin's record (no phase check); 0 or OL_E*. */
 int ol__agent_arm(struct ol_agent *a, uint64_t id, int64_t due);
 int ol__agent_cancel(struct ol_agent *a, uint64_t id);
+/* Append a checked message to the outbox (copied); 0 or OL_ENOMEM. */
+int ol__agent_outbox_add(struct ol_agent *a, const char *to,
+                         const void *msg, uint32_t len);
 /* From a host process: OPEN's outcome, a finished work item, and the
  * host's death. */
 void ol__agent_opened(struct ol_agent *a, int rv, const char *where);

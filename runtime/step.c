@@ -370,7 +370,6 @@ static const char *apply_record(struct ol_agent *a,
         char to[OL_NAME_MAX + 1];
         const void *msg;
         uint32_t len;
-        struct ol__outmsg *o;
 
         if (ol__mpr_strcpy(&sends, to, sizeof to) ||
             ol__mpr_bin(&sends, &msg, &len) || !ol__name_valid(to) ||
@@ -381,21 +380,8 @@ static const char *apply_record(struct ol_agent *a,
                      OL_AGENT_OUTBOX_MAX);
             return why;
         }
-        o = realloc(a->outbox, (a->n_outbox + 1) * sizeof *o);
-        if (o == NULL)
+        if (ol__agent_outbox_add(a, to, msg, len) != 0)
             return "out of memory";
-        a->outbox = o;
-        o = &a->outbox[a->n_outbox];
-        o->to = strdup(to);
-        o->data = malloc(len ? len : 1);
-        if (o->to == NULL || o->data == NULL) {
-            free(o->to);
-            free(o->data);
-            return "out of memory";
-        }
-        memcpy(o->data, msg, len);
-        o->len = len;
-        a->n_outbox++;
     }
     return NULL;
 }

@@ -192,16 +192,13 @@ static int host_send(struct ol_agent *a, const char *to, const void *msg,
                      size_t len)
 {
     msgpack_packer pk;
+    int rv;
 
     if (!valid(a) || !a->in_handle || a->final_pending)
         return OL_AGENT_ESTATE;
-    if (to == NULL || strnlen(to, OL_NAME_MAX + 1) > OL_NAME_MAX ||
-        !ol__name_valid(to) || (msg == NULL && len))
-        return OL_AGENT_EINVAL;
-    if (len > OL_AGENT_MSG_MAX || a->n_outbox >= OL_AGENT_OUTBOX_MAX)
-        return OL_AGENT_ETOOBIG;
-    if (ol__mp_check(msg, len, NULL) != 0)
-        return OL_AGENT_EMALFORMED;
+    rv = ol__send_check(to, msg, len, a->n_outbox);
+    if (rv != 0)
+        return rv;
     if (ol__map_get(&ah.full, to))
         return OL_AGENT_EFULL;
     msgpack_packer_init(&pk, &ah.sends, ol__buf_write);
