@@ -34,11 +34,7 @@ struct ol__code_seen {
     ino_t ino;
     off_t size;
     struct timespec mtime;
-    uint64_t checked_ms;
 };
-
-/* A file is looked at again at most this often (per kind). */
-#define RECHECK_MS 1000
 
 static void add_dir(struct ol__codes *cs, const char *fmt, const char *a,
                     size_t len)
@@ -266,7 +262,6 @@ static void remember(struct ol__codes *cs, const char *kind, const char *path,
     s->ino = st->st_ino;
     s->size = st->st_size;
     s->mtime = st->st_mtim;
-    s->checked_ms = ol__mono_ms();
 }
 
 int ol__code_load(struct ol__codes *cs, const char *kind, const char *path,
@@ -357,17 +352,14 @@ void ol__code_make_current(struct ol__code *c)
         ol__node_code_current(cs->node, c);
 }
 
+/* One stat() per agent started: cheap next to the checkpoint it reads. */
 static int changed(struct ol__codes *cs, const char *kind, const char *path)
 {
     struct ol__code_seen *s = ol__map_get(&cs->seen, kind);
     struct stat st;
-    uint64_t now = ol__mono_ms();
 
     if (s == NULL)
         return 1;
-    if (now - s->checked_ms < RECHECK_MS && strcmp(s->path, path) == 0)
-        return 0;
-    s->checked_ms = now;
     if (stat(path, &st) != 0)
         return 1;
     return strcmp(s->path, path) != 0 || st.st_dev != s->dev ||

@@ -158,8 +158,17 @@ static int culprits(struct ol__hostproc *hp, uint32_t who[][2], int cap,
     char how[64];
     int n = 0, thread = -2;
 
-    if (hp->term_signal)
-        snprintf(how, sizeof how, "killed by %s", ol__signal_name(hp->term_signal));
+    /* The first thing that went wrong, which is not always how the
+     * process ended: a sanitizer turns a fault (or the leaks it finds
+     * after exit()) into an abort. */
+    if (m && m->exit_thread != -2 && hp->term_signal)
+        snprintf(how, sizeof how, "exit() called");
+    else if (m && m->exit_thread == -2 && m->crash_sig > 0)
+        snprintf(how, sizeof how, "killed by %s",
+                 ol__signal_name(m->crash_sig));
+    else if (hp->term_signal)
+        snprintf(how, sizeof how, "killed by %s",
+                 ol__signal_name(hp->term_signal));
     else
         snprintf(how, sizeof how, "exit(%" PRId64 ")", hp->exit_status);
     if (hp->killed) {
@@ -175,10 +184,10 @@ static int culprits(struct ol__hostproc *hp, uint32_t who[][2], int cap,
         snprintf(why, why_cap, "agent host %s", how);
         return 0;
     }
-    if (m->crash_sig)
-        thread = m->crash_thread;
-    else if (m->exit_thread != -2)
+    if (m->exit_thread != -2)
         thread = m->exit_thread;
+    else if (m->crash_sig)
+        thread = m->crash_thread;
     if (thread == -1 || thread == -3 || thread == -2) {
         memcpy(&s, &m->main, sizeof s);
         if (s.phase != OL_MARK_IDLE) {

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "outlast/agent.h"
@@ -115,22 +116,45 @@ void ol__mark_uninstall(void)
         sigaction(fatal[i], &old_act[fatal[i]], NULL);
 }
 
+static __thread void *own_stack;
+
+#define ALT_STACK (64 * 1024)
+
 int ol__mark_thread(int index)
 {
-    stack_t ss;
+    stack_t ss, old;
 
     thread_index = index;
+    /* A thread that has an alternate stack already (sanitizers give every
+     * thread one) keeps it: the handler runs on it just as well. */
+    if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
+        return 0;
     memset(&ss, 0, sizeof ss);
-    ss.ss_size = 64 * 1024;
-    ss.ss_sp = malloc(ss.ss_size);
-    if (ss.ss_sp == NULL)
+    ss.ss_size = ALT_STACK;
+    ss.ss_sp = mmap(NULL, ALT_STACK, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ss.ss_sp == MAP_FAILED)
         return OL_ENOMEM;
     /* Kept for the thread's life: the handler may run on it at any time. */
     if (sigaltstack(&ss, NULL) != 0) {
-        free(ss.ss_sp);
+        munmap(ss.ss_sp, ALT_STACK);
         return OL_EIO;
     }
+    own_stack = ss.ss_sp;
     return 0;
+}
+
+void ol__mark_thread_done(void)
+{
+    stack_t ss;
+
+    if (own_stack == NULL)
+        return;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_flags = SS_DISABLE;
+    if (sigaltstack(&ss, NULL) == 0)
+        munmap(own_stack, ALT_STACK);
+    own_stack = NULL;
 }
 
 const char *ol__mark_phase_name(uint32_t phase)

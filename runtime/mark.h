@@ -102,6 +102,8 @@ int ol__mark_install(struct ol__mark *m);
  * stays registered and does nothing). */
 void ol__mark_uninstall(void);
 int ol__mark_thread(int index);
+/* A thread that called ol__mark_thread() is about to exit. */
+void ol__mark_thread_done(void);
 
 /* Human-readable phase ("handle()") and a description of a crash:
  * "SIGSEGV in handle() of a timer event". */

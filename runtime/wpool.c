@@ -112,6 +112,7 @@ static void *worker_main(void *arg)
         }
     }
     pthread_mutex_unlock(&p->mu);
+    ol__mark_thread_done();
     unref(p);
     return NULL;
 }

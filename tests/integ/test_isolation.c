@@ -250,7 +250,9 @@ Test(isolation, abort)
 
 Test(isolation, exit)
 {
-    bad_agent("exit", "exit(3) in handle() of a timer event");
+    /* "exit(3) in handle() of a timer event"; a sanitizer build says
+     * "exit() called in ...": its leak check aborts the exiting process. */
+    bad_agent("exit", "exit(");
 }
 
 Test(isolation, stack_overflow)
