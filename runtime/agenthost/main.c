@@ -204,6 +204,11 @@ int main(int argc, char **argv)
         hello(OL_EPLUGIN, o.kind, "", err);
         return 0;
     }
+    /* A change of user clears the parent-death signal: set it again, and
+     * make sure the node did not die in between. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (o.parent && getppid() != o.parent)
+        _exit(0);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 
     /* The plugin comes from a descriptor: the node copied the file it was

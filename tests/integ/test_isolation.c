@@ -457,6 +457,46 @@ Test(isolation, hosted_agents_get_their_stop_at_shutdown)
     cr_expect(status_is(&d, "calm", "running"));
 }
 
+/* Host processes whose `--parent` is `pid`, from /proc. */
+static int hosts_of(pid_t pid)
+{
+    char cmd[256], *out = NULL;
+    int n;
+
+    snprintf(cmd, sizeof cmd,
+             "pgrep -f -- '[o]utlast-agent-host .*--parent %ld ' | wc -l",
+             (long)pid);
+    if (td_sh(&out, "%s", cmd) != 0) {
+        free(out);
+        return -1;
+    }
+    n = atoi(out);
+    free(out);
+    return n;
+}
+
+Test(isolation, host_processes_die_with_their_node)
+{
+    static const char cfg[] =
+        "[agents]\n"
+        "step_deadline_ms = 600000\n";
+    pid_t pid;
+    uint64_t end;
+
+    start_with("orphan", cfg);
+    spawn("calm", "{\"mode\": \"none\"}");
+    /* A host stuck in plugin code never reads the socket's EOF. */
+    spawn("sleeper", "{\"mode\": \"sleep\", \"after\": 1}");
+    td_sleep_ms(500);
+    pid = d.pid;
+    cr_assert_geq(hosts_of(pid), 1, "no host process found");
+    td_kill9(&d);
+    end = td_ms() + 10000;
+    while (hosts_of(pid) > 0 && td_ms() < end)
+        td_sleep_ms(50);
+    cr_expect_eq(hosts_of(pid), 0, "host processes outlived their node");
+}
+
 /* ---- plugins inside the node ---- */
 
 /* The node died (and is reaped), or the agent is quarantined. */
