@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "anchor.h"
@@ -98,60 +97,36 @@ static void run_one(const struct opts *o, uint32_t agents, uint32_t size,
     bu_rmrf(dir);
 }
 
+struct one_arg {
+    const struct opts *o;
+    uint32_t agents, size;
+};
+
+static void run_one_cb(void *arg, void *out)
+{
+    const struct one_arg *a = arg;
+
+    run_one(a->o, a->agents, a->size, out);
+}
+
 static int run_forked(const struct opts *o, uint32_t agents, uint32_t size,
                       struct result *r)
 {
-    int fds[2], status;
-    pid_t pid;
-    ssize_t got;
+    struct one_arg a = {o, agents, size};
 
+    memset(r, 0, sizeof *r);
     if (!o->fork) {
         run_one(o, agents, size, r);
         return 0;
     }
-    memset(r, 0, sizeof *r);
-    if (pipe(fds) != 0)
-        return -1;
-    fflush(NULL);
-    pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        struct result cr;
-
-        close(fds[0]);
-        run_one(o, agents, size, &cr);
-        if (write(fds[1], &cr, sizeof cr) != (ssize_t)sizeof cr)
-            _exit(2);
-        _exit(0);
-    }
-    close(fds[1]);
-    got = read(fds[0], r, sizeof *r);
-    close(fds[0]);
-    waitpid(pid, &status, 0);
-    if (got != (ssize_t)sizeof *r) {
+    if (bu_fork_call(run_one_cb, &a, r, sizeof *r) != 0) {
         memset(r, 0, sizeof *r);
-        snprintf(r->err, sizeof r->err, "child died (status 0x%x)", status);
+        snprintf(r->err, sizeof r->err, "child died");
     }
     return 0;
 }
 
 /* ---- report ---- */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, uint32_t n)
-{
-    if (n == 0)
-        return 0;
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static double med_at(const struct result *rs, uint32_t n, size_t off,
                      int is_u64)
@@ -173,7 +148,7 @@ static double med_at(const struct result *rs, uint32_t n, size_t off,
             memcpy(&v[k++], p, sizeof(double));
         }
     }
-    return median(v, k);
+    return bu_median(v, k);
 }
 
 #define MED_D(field) med_at(rs, n, offsetof(struct result, field), 0)
@@ -194,7 +169,7 @@ static double ratio_med(const struct result *rs, uint32_t n, int lat)
         else if (!lat && r->raw_rows_per_s > 0)
             v[k++] = r->ckpt_per_s / r->raw_rows_per_s;
     }
-    return median(v, k);
+    return bu_median(v, k);
 }
 
 /* One line of the table. */
@@ -293,7 +268,8 @@ static void usage(FILE *f)
             "                  [--singles 300] [--plugin-dir DIR] "
             "[--no-fork]\n"
             "                  [--node-only] [--scrape-compare] "
-            "[--scrape-ms 1000]\n");
+            "[--scrape-ms 1000]\n"
+            "                  [--isolation process|none]\n");
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -362,6 +338,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 return -1;
         } else if (strcmp(a, "--plugin-dir") == 0) {
             snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", v);
+        } else if (strcmp(a, "--isolation") == 0) {
+            if (strcmp(v, "process") == 0)
+                o->isolation = OL_ISO_PROCESS;
+            else if (strcmp(v, "none") == 0)
+                o->isolation = OL_ISO_NODE;
+            else
+                return -1;
         } else {
             usage(stderr);
             return -1;
@@ -393,7 +376,7 @@ static double ratio_of(const struct result *on, const struct result *off,
         if (b > 0)
             v[k++] = a / b;
     }
-    return median(v, k);
+    return bu_median(v, k);
 }
 
 static int scrape_compare(struct opts *o)
@@ -502,9 +485,11 @@ int main(int argc, char **argv)
     printf("# bench_ckpt: %u rep(s), warm-up %u ms, window %u ms, "
            "%u single-row inserts; plugins from %s\n",
            o.reps, o.warmup_ms, o.window_ms, o.singles, o.plugin_dir);
-    printf("# node: single node, WAL + synchronous=FULL, every_steps=1; "
-           "anchor: raw SQLite, same pragmas, same filesystem, same "
-           "process\n");
+    printf("# node: single node, WAL + synchronous=FULL, every_steps=1, "
+           "agents %s; anchor: raw SQLite, same pragmas, same filesystem, "
+           "same process\n",
+           o.isolation == OL_ISO_NODE ? "in the node (isolation = none)"
+                                      : "in an agent-host process");
     print_header("# rep N: ");
     /* Repetitions go round the whole matrix, so slow drift on a shared
      * machine spreads over every configuration instead of one. */

@@ -23,6 +23,7 @@ struct opts {
     int scrape;    /* serve HTTP and scrape it every scrape_ms */
     int scrape_compare; /* each rep twice: unscraped (the anchor), scraped */
     uint32_t scrape_ms;
+    int isolation; /* enum ol__isolation */
     char plugin_dir[PATH_MAX];
 };
 

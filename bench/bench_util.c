@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/log.h"
@@ -109,11 +110,51 @@ void bu_perf(const char *cmd)
 void bu_config(struct ol__config *cfg, const char *data_dir,
                const char *plugin_dir)
 {
+    char dir[PATH_MAX];
+
     ol__config_defaults(cfg);
     cfg->default_agents = 0;
     cfg->log_level = OL_LOG_WARN;
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", data_dir);
     snprintf(cfg->plugin_dir, sizeof cfg->plugin_dir, "%s", plugin_dir);
+    /* The agent host is built in runtime/bin/, next to outlastd. */
+    bu_exe_dir(dir, sizeof dir);
+    snprintf(cfg->host_exe, sizeof cfg->host_exe,
+             "%.4000s/../runtime/bin/outlast-agent-host", dir);
+}
+
+int bu_fork_call(void (*fn)(void *arg, void *out), void *arg, void *out,
+                 size_t out_size)
+{
+    int fds[2], status;
+    pid_t pid;
+    ssize_t got;
+
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        void *mine = calloc(1, out_size);
+
+        close(fds[0]);
+        if (mine == NULL)
+            _exit(2);
+        fn(arg, mine);
+        if (write(fds[1], mine, out_size) != (ssize_t)out_size)
+            _exit(2);
+        _exit(0);
+    }
+    close(fds[1]);
+    got = read(fds[0], out, out_size);
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+    return got == (ssize_t)out_size ? 0 : -1;
 }
 
 static uint64_t map_u64(const msgpack_object *m, const char *key)
@@ -242,4 +283,19 @@ void bu_spawner_close(struct bu_spawner *s)
 {
     free(s->config);
     s->config = NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+double bu_median(double *v, uint32_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }

@@ -38,6 +38,15 @@ void bu_perf(const char *cmd);
 void bu_config(struct ol__config *cfg, const char *data_dir,
                const char *plugin_dir);
 
+/* Run fn(arg, out) in a forked child (a clean process for every run) and
+ * copy its `out_size` bytes of result back.  0, or -1 if the child died
+ * without a result. */
+int bu_fork_call(void (*fn)(void *arg, void *out), void *arg, void *out,
+                 size_t out_size);
+
+/* The median of n values (sorts them); 0 for none. */
+double bu_median(double *v, uint32_t n);
+
 /* The single-node replica's batch and checkpoint counters. */
 int bu_replica_counters(struct ol__node *n, uint64_t *batches,
                         uint64_t *ckpts);

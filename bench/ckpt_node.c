@@ -218,6 +218,7 @@ int ckpt_run_node(const struct opts *o, uint32_t agents, uint32_t size,
     bu_config(&cfg, data_dir, o->plugin_dir);
     if (o->scrape)
         snprintf(cfg.http_listen, sizeof cfg.http_listen, "127.0.0.1:0");
+    cfg.agent_defaults.isolation = o->isolation;
     uv_loop_init(&d->loop);
     rv = ol__node_init(&d->node, &d->loop, &cfg);
     if (rv == 0)

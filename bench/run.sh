@@ -22,7 +22,8 @@ else
     meson setup "$build" "$src" -Dbuildtype=release -Dbench=true >/dev/null
 fi
 ninja -C "$build" -j"$jobs" bench/benchload.so bench/bench_ckpt \
-    bench/bench_parts bench/bench_idle >/dev/null
+    bench/bench_parts bench/bench_idle bench/bench_isolation \
+    runtime/bin/outlast-agent-host >/dev/null
 
 tmp=${TMPDIR:-/tmp}
 echo "# date:    $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
@@ -44,6 +45,9 @@ echo "## bench_parts: the commit path part by part vs raw SQLite"
 echo
 echo "## bench_idle: 100,000 idle agents"
 "$build/bench/bench_idle"
+echo
+echo "## bench_isolation: agents in an agent-host process vs in the node"
+"$build/bench/bench_isolation" --reps "$reps"
 
 # The cluster benchmarks (3 outlastd processes beside 3 etcd members).
 if [ "${CLUSTER:-1}" != 0 ]; then

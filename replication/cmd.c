@@ -201,6 +201,43 @@ int ol__entry_add_quarantine(struct ol__entry_w *w, uint64_t req,
     return end(w, start);
 }
 
+int ol__entry_add_crash(struct ol__entry_w *w, uint64_t req,
+                        const char *name, uint64_t epoch, int64_t time_ms,
+                        uint32_t limit, uint32_t window_ms,
+                        const char *reason)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_CRASH, 8, req);
+    char r[OL_REASON_MAX + 1];
+
+    snprintf(r, sizeof r, "%s", reason);
+    pk_str(&pk, name);
+    msgpack_pack_uint64(&pk, epoch);
+    msgpack_pack_int64(&pk, time_ms);
+    msgpack_pack_uint32(&pk, limit);
+    msgpack_pack_uint32(&pk, window_ms);
+    pk_str(&pk, r);
+    return end(w, start);
+}
+
+int ol__entry_add_code(struct ol__entry_w *w, uint64_t req, uint64_t node,
+                       const char *kind, const uint8_t hash[OL_HASH_SIZE],
+                       const char *version, int wanted)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_CODE, 7, req);
+
+    msgpack_pack_uint64(&pk, node);
+    pk_str(&pk, kind);
+    pk_bin(&pk, hash, OL_HASH_SIZE);
+    pk_str(&pk, version);
+    if (wanted)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    return end(w, start);
+}
+
 int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
                        const char *address, const uint8_t pk_[OL_PK_SIZE],
                        const char *labels)
@@ -411,6 +448,38 @@ static int decode_noop(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
     return 0;
 }
 
+static int decode_crash(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                        const char **whatp)
+{
+    uint64_t v;
+
+    CHECK("crash", n != 8 || ol__mpr_uint(r, &c->req));
+    CHECK("crash name", get_name(r, c->name));
+    CHECK("crash epoch", ol__mpr_uint(r, &c->epoch));
+    CHECK("crash time", ol__mpr_int(r, &c->time_ms));
+    CHECK("crash limit", ol__mpr_uint(r, &v) || v == 0 || v > 1000);
+    c->limit = (uint32_t)v;
+    CHECK("crash window", ol__mpr_uint(r, &v) || v > UINT32_MAX);
+    c->window_ms = (uint32_t)v;
+    CHECK("crash reason", ol__mpr_strcpy(r, c->reason, sizeof c->reason));
+    return 0;
+}
+
+static int decode_code(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                       const char **whatp)
+{
+    bool wanted;
+
+    CHECK("code", n != 7 || ol__mpr_uint(r, &c->req));
+    CHECK("code node", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
+    CHECK("code kind", get_kind(r, c->kind));
+    CHECK("code hash", ol__mpr_bin_fixed(r, c->hash, OL_HASH_SIZE));
+    CHECK("code version", ol__mpr_strcpy(r, c->version, sizeof c->version));
+    CHECK("code wanted", ol__mpr_bool(r, &wanted));
+    c->wanted = wanted;
+    return 0;
+}
+
 /*
  * The command table.  A new command type is a row here (with the feature
  * level that introduces it), its fields in struct ol__cmd, an encoder, and
@@ -430,6 +499,8 @@ static const struct {
     {{OL_CMD_NODE_DEL, "node_del", 1}, decode_node_del},
     {{OL_CMD_START, "start", 1}, decode_name_only},
     {{OL_CMD_NOOP, "noop", 1}, decode_noop},
+    {{OL_CMD_CRASH, "crash", 2}, decode_crash},
+    {{OL_CMD_CODE, "code", 2}, decode_code},
 };
 
 #define N_TYPES (sizeof table / sizeof table[0])

@@ -21,15 +21,22 @@
  *     NODE       [7, req, id, address, pk: bin32, labels]
  *     NODE_DEL   [8, req, id]
  *     START      [9, req, name]
- *
  *    NOOP       [10]
+ *     CRASH      [11, req, name, epoch, time_ms, limit, window_ms, reason]
+ *     CODE       [12, req, node, kind, hash: bin32, version, wanted: bool]
  *
  * `req` is a random id chosen by the proposer, echoed in the outcome so a
  * waiting client can match it.  An owner is a node id plus that node's
  * incarnation (a random id drawn at each start), so a grant made to a node
  * before it restarted does not let the restarted node run the agent.  A
  * SPAWN with owner 0 leaves the agent for the leader to place.  A CKPTS command carries a seal and the
- * checkpoint bodies whose hashes it lists, in order.
+ * checkpoint bodies whose hashes it lists, in order.  A CRASH reports that
+ * the agent's code crashed or overran its deadline under `epoch`, at the
+ * reporter's `time_ms`; `limit` crashes within `window_ms` quarantine it
+ * (the reporter's settings travel with the report, so every node decides
+ * the same).  A CODE says which build of plugin `kind` node `node` runs;
+ * with `wanted` (an upgrade) it also becomes the build agents of the kind
+ * may only be placed with.
  */
 #ifndef OL_CMD_H
 #define OL_CMD_H
@@ -58,6 +65,8 @@ enum ol__cmd_type {
     OL_CMD_NODE_DEL = 8,
     OL_CMD_START = 9,
     OL_CMD_NOOP = 10,
+    OL_CMD_CRASH = 11, /* feature level 2 */
+    OL_CMD_CODE = 12,  /* feature level 2 */
 };
 
 /*
@@ -67,7 +76,7 @@ enum ol__cmd_type {
  * leader proposes a command only when every voter runs its level.  A node
  * that meets a command it does not know stops rather than skip it.
  */
-#define OL_FEATURE_LEVEL 1
+#define OL_FEATURE_LEVEL 2
 
 /* What the codec knows about one command type. */
 struct ol__cmd_info {
@@ -102,7 +111,13 @@ struct ol__cmd {
     struct ol__blob config;  /* SPAWN: one msgpack object */
     uint64_t owner;          /* SPAWN, PLACE */
     uint64_t inc;            /* SPAWN, PLACE: the owner's incarnation */
-    uint64_t epoch;          /* PLACE, QUARANTINE */
+    uint64_t epoch;          /* PLACE, QUARANTINE, CRASH */
+    int64_t time_ms;         /* CRASH */
+    uint32_t limit;          /* CRASH */
+    uint32_t window_ms;      /* CRASH */
+    uint8_t hash[OL_HASH_SIZE];          /* CODE */
+    char version[OL_VERSION_MAX + 1];    /* CODE */
+    int wanted;                          /* CODE */
     uint64_t msg_seq;        /* SEND */
     struct ol__blob payload; /* SEND: one msgpack object */
     char reason[OL_REASON_MAX + 1];
@@ -166,6 +181,13 @@ int ol__entry_add_send(struct ol__entry_w *w, uint64_t req, const char *to,
 int ol__entry_add_quarantine(struct ol__entry_w *w, uint64_t req,
                              const char *name, uint64_t epoch,
                              const char *reason);
+int ol__entry_add_crash(struct ol__entry_w *w, uint64_t req,
+                        const char *name, uint64_t epoch, int64_t time_ms,
+                        uint32_t limit, uint32_t window_ms,
+                        const char *reason);
+int ol__entry_add_code(struct ol__entry_w *w, uint64_t req, uint64_t node,
+                       const char *kind, const uint8_t hash[OL_HASH_SIZE],
+                       const char *version, int wanted);
 int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
                        const char *address, const uint8_t pk[OL_PK_SIZE],
                        const char *labels);

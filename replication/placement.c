@@ -5,7 +5,8 @@
  * silent past the failover time.  Targets are live nodes only, least
  * loaded first, and a failover avoids the dead node's cloud when it can.
  * Rebalancing moves one agent at a time so a returning node fills up
- * without thrashing.
+ * without thrashing.  After an upgrade asked for a build of a plugin,
+ * agents of that kind only go to nodes that run it.
  */
 #include "placement.h"
 
@@ -45,7 +46,8 @@ static struct ol__pl_node *find(struct ol__pl_node *nodes, size_t n,
     return NULL;
 }
 
-static struct ol__pl_node *best(struct ol__pl_node *nodes, size_t n,
+static struct ol__pl_node *best(const struct ol__sm *sm, const char *kind,
+                                struct ol__pl_node *nodes, size_t n,
                                 const char *avoid_cloud)
 {
     struct ol__pl_node *b = NULL;
@@ -55,7 +57,8 @@ static struct ol__pl_node *best(struct ol__pl_node *nodes, size_t n,
         struct ol__pl_node *c = &nodes[i];
         int other;
 
-        if (c->health != OL_PL_LIVE)
+        /* After an upgrade, only nodes that run the wanted build. */
+        if (c->health != OL_PL_LIVE || !ol__sm_code_ok(sm, kind, c->id))
             continue;
         other = !avoid_cloud || !avoid_cloud[0] ||
                 strcmp(c->cloud, avoid_cloud) != 0;
@@ -105,10 +108,10 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
              * declared dead), not onto whoever answered first. */
             if (unknown)
                 continue;
-            t = best(nodes, n_nodes, NULL);
+            t = best(sm, a->kind, nodes, n_nodes, NULL);
             reason = OL_PL_PLACE;
         } else if (o == NULL || o->health == OL_PL_DEAD) {
-            t = best(nodes, n_nodes, o ? o->cloud : NULL);
+            t = best(sm, a->kind, nodes, n_nodes, o ? o->cloud : NULL);
             reason = OL_PL_FAILOVER;
         } else if (o->health == OL_PL_LIVE && o->inc != a->inc) {
             t = o;
@@ -149,6 +152,7 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
             for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
                 if (a->owner != hi->id || a->status != OL_AGENT_RUNNING ||
                     a->inc != hi->inc ||
+                    !ol__sm_code_ok(sm, a->kind, lo->id) ||
                     (skip && skip(skip_data, a->name)))
                     continue;
                 snprintf(out[0].agent, sizeof out[0].agent, "%s", a->name);

@@ -161,7 +161,8 @@ static const char *const sql[SM_N_STMTS] = {
     [ST_MAIL_INS] = "INSERT OR IGNORE INTO mailbox(to_agent, from_agent, "
                     "from_seq, idx, payload) VALUES(?, ?, ?, ?, ?)",
     [ST_MAIL_DEL] = "DELETE FROM mailbox WHERE to_agent = ? AND "
-                    "from_agent = ? AND from_seq = ? AND idx = ?",
+                    "from_agent = ? AND from_seq = ? AND idx = ? "
+                    "RETURNING length(payload)",
     [ST_NODE_PUT] = "INSERT OR REPLACE INTO nodes(id, pk, address, labels, "
                     "removed) VALUES(?, ?, ?, ?, ?)",
     [ST_EVIDENCE] = "INSERT INTO evidence(agent, seq, time_ms, kind, "
@@ -169,6 +170,10 @@ static const char *const sql[SM_N_STMTS] = {
                     "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_APPLIED] = "INSERT OR REPLACE INTO meta(key, value) "
                    "VALUES('applied_index', ?)",
+    [ST_CRASH_PUT] = "INSERT OR REPLACE INTO crashes(name, n, since_ms, "
+                     "floor, last_req, reason) VALUES(?, ?, ?, ?, ?, ?)",
+    [ST_CODE_PUT] = "INSERT OR REPLACE INTO code(kind, node, hash, version) "
+                    "VALUES(?, ?, ?, ?)",
 };
 
 /* Step a statement that returns no row we need, then reset it. */
@@ -205,6 +210,9 @@ static void cache_clear(struct ol__sm *sm)
     free(sm->nodes);
     sm->nodes = NULL;
     sm->n_nodes = 0;
+    free(sm->code);
+    sm->code = NULL;
+    sm->n_code = 0;
 }
 
 static int load_heads(struct ol__sm *sm)
@@ -271,7 +279,9 @@ static int load_agents(struct ol__sm *sm)
             ol__sm_agent_free(a);
     }
     sqlite3_finalize(st);
-    return rv ? rv : load_heads(sm);
+    if (rv == 0)
+        rv = load_heads(sm);
+    return rv ? rv : ol__sm_load_crashes(sm);
 }
 
 static int load_nodes(struct ol__sm *sm)
@@ -342,6 +352,8 @@ int ol__sm_reload(struct ol__sm *sm)
     rv = load_agents(sm);
     if (rv == 0)
         rv = load_nodes(sm);
+    if (rv == 0)
+        rv = ol__sm_load_code(sm);
     return rv;
 }
 

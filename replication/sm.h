@@ -41,6 +41,25 @@ struct ol__sm_agent {
     uint64_t head_seq; /* 0: no checkpoint yet */
     uint8_t head_hash[OL_HASH_SIZE];
     int64_t head_time_ms;
+    /* Crashes of its code (table crashes, sm_crash.c). */
+    uint32_t crashes;        /* in the current window */
+    int64_t crash_since_ms;  /* the window's start (the proposer's clock) */
+    uint64_t crash_floor;    /* crashes reported under older epochs than
+                              * this (before a START) are not counted */
+    uint64_t crash_req;      /* the last CRASH counted, for retries */
+    /* Messages waiting in its mailbox. */
+    uint32_t mail_n;
+    uint64_t mail_bytes;
+    int mail_full;           /* over the soft limit (reported) */
+};
+
+/* A build of a plugin: the one node `node` runs, or (node 0) the one an
+ * upgrade asked for. */
+struct ol__sm_code {
+    char kind[OL_KIND_MAX + 1];
+    uint64_t node;
+    uint8_t hash[OL_HASH_SIZE];
+    char version[OL_VERSION_MAX + 1];
 };
 
 struct ol__sm_node {
@@ -60,6 +79,7 @@ enum ol__effect_type {
     OL_FX_DIVERGED = 6, /* a snapshot install found this node's row for
                          * (u.ckpt.agent, u.ckpt.seq) differs from the
                          * cluster's: evidence stored, row replaced */
+    OL_FX_MAILBOX = 7, /* a mailbox crossed its soft limit */
 };
 
 struct ol__effect {
@@ -90,6 +110,10 @@ struct ol__effect {
             char name[OL_NAME_MAX + 1];
         } cmd;
         struct ol__sm_node node;
+        struct {
+            char name[OL_NAME_MAX + 1];
+            int full;
+        } box;
     } u;
     char errmsg[160]; /* why status is not 0 */
 };
@@ -107,7 +131,16 @@ void ol__effects_splice(struct ol__effects *to, struct ol__effects *from);
 
 struct ol__sm_config {
     uint32_t retain; /* keep the last N checkpoints per agent; 0: all */
+    /* A mailbox this full is reported (OL_FX_MAILBOX) so senders are
+     * refused before the hard cap below drops anything; 0: no report. */
+    uint32_t mail_soft_n;
+    uint64_t mail_soft_bytes;
 };
+
+/* No mailbox ever holds more: a message past this is dropped (and
+ * counted) when its checkpoint commits, and a SEND is refused. */
+#define OL_MAILBOX_HARD_MSGS 1000000u
+#define OL_MAILBOX_HARD_BYTES (1ull << 30)
 
 struct ol__sm;
 
@@ -170,6 +203,13 @@ const struct ol__sm_node *ol__sm_node(const struct ol__sm *sm, uint64_t id);
 size_t ol__sm_nodes(const struct ol__sm *sm,
                     const struct ol__sm_node **out);
 
+/* The build of `kind` node `node` runs (node 0: the wanted one), or NULL.
+ * ol__sm_code_ok(): may an agent of `kind` run on `node`?  (Yes unless an
+ * upgrade asked for a build the node does not run.) */
+const struct ol__sm_code *ol__sm_code(const struct ol__sm *sm,
+                                      const char *kind, uint64_t node);
+int ol__sm_code_ok(const struct ol__sm *sm, const char *kind, uint64_t node);
+
 /* Put a node directly (outside the log): a single node registering its
  * own key on first start.  Runs its own transaction. */
 int ol__sm_put_node(struct ol__sm *sm, const struct ol__sm_node *n);
@@ -179,7 +219,7 @@ struct ol__sm_stats {
     uint64_t ckpts_applied;
     uint64_t ckpts_refused;
     uint64_t entries_malformed;
-    uint64_t mail_dropped; /* recipient does not exist */
+    uint64_t mail_dropped; /* recipient does not exist, or is full */
 };
 void ol__sm_stats(const struct ol__sm *sm, struct ol__sm_stats *out);
 

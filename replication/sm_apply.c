@@ -147,13 +147,14 @@ static int deliver_outbox(struct ol__sm *sm, const struct ol__ckpt *c,
 
     for (uint32_t i = 0; i < c->n_outbox; i++) {
         const struct ol__outmsg *m = &c->outbox[i];
+        struct ol__sm_agent *to = ol__map_get(&sm->agents, m->to);
 
-        if (ol__sm_agent(sm, m->to) == NULL) {
+        if (to == NULL || ol__sm_mail_full(to, m->len)) {
             sm->stats.mail_dropped++;
             ol_log_rl(OL_LOG_WARN,
-                      "agent '%s' seq %" PRIu64 ": message %u to unknown "
+                      "agent '%s' seq %" PRIu64 ": message %u to %s "
                       "agent '%s' dropped",
-                      c->agent, c->seq, i, m->to);
+                      c->agent, c->seq, i, to ? "full" : "unknown", m->to);
             continue;
         }
         sqlite3_bind_text(st, 1, m->to, -1, SQLITE_STATIC);
@@ -163,20 +164,35 @@ static int deliver_outbox(struct ol__sm *sm, const struct ol__ckpt *c,
         sqlite3_bind_blob(st, 5, m->data, (int)m->len, SQLITE_STATIC);
         if (ol__sm_done(sm, st) != 0)
             return OL_EIO;
-        if (sqlite3_changes(sm->st->db) > 0)
+        if (sqlite3_changes(sm->st->db) > 0) {
+            ol__sm_mail_count(sm, to, 1, m->len, fx);
             ol__fx_mail(fx, m->to, c->agent, c->seq, i, m->data, m->len,
                     sqlite3_last_insert_rowid(sm->st->db));
+        }
     }
     st = sm->stmt[ST_MAIL_DEL];
     for (uint32_t i = 0; i < c->n_acks; i++) {
         const struct ol__msgid *a = &c->acks[i];
+        int rc;
 
         sqlite3_bind_text(st, 1, c->agent, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, a->from, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)a->seq);
         sqlite3_bind_int64(st, 4, a->idx);
-        if (ol__sm_done(sm, st) != 0)
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            struct ol__sm_agent *me = ol__map_get(&sm->agents, c->agent);
+
+            if (me)
+                ol__sm_mail_count(sm, me, -1,
+                                  (uint64_t)sqlite3_column_int64(st, 0), fx);
+            rc = sqlite3_step(st);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            ol_log_rl(OL_LOG_ERROR, "store: %s", sqlite3_errmsg(sm->st->db));
             return OL_EIO;
+        }
     }
     return 0;
 }
@@ -497,9 +513,14 @@ static int apply_send(struct ol__sm *sm, const struct ol__cmd *c,
                       struct ol__effects *fx)
 {
     sqlite3_stmt *st = sm->stmt[ST_MAIL_INS];
+    struct ol__sm_agent *a = ol__map_get(&sm->agents, c->name);
 
-    if (ol__sm_agent(sm, c->name) == NULL) {
+    if (a == NULL) {
         ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such agent");
+        return 0;
+    }
+    if (ol__sm_mail_full(a, c->payload.len)) {
+        ol__fx_cmd(fx, c, OL_EFULL, "its mailbox is full");
         return 0;
     }
     sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
@@ -510,9 +531,11 @@ static int apply_send(struct ol__sm *sm, const struct ol__cmd *c,
                       SQLITE_STATIC);
     if (ol__sm_done(sm, st) != 0)
         return OL_EIO;
-    if (sqlite3_changes(sm->st->db) > 0)
+    if (sqlite3_changes(sm->st->db) > 0) {
+        ol__sm_mail_count(sm, a, 1, c->payload.len, fx);
         ol__fx_mail(fx, c->name, "@cli", c->msg_seq, 0, c->payload.p,
                     c->payload.len, sqlite3_last_insert_rowid(sm->st->db));
+    }
     ol__fx_cmd(fx, c, 0, NULL);
     return 0;
 }
@@ -559,6 +582,11 @@ static int agent_start(struct ol__sm *sm, const struct ol__cmd *c,
     a->status = OL_AGENT_RUNNING;
     a->epoch++;
     a->reason[0] = '\0';
+    /* A fresh start: crashes before it do not count (apply_start writes
+     * the crashes row). */
+    a->crashes = 0;
+    a->crash_since_ms = 0;
+    a->crash_floor = a->epoch;
     return 0;
 }
 
@@ -631,7 +659,14 @@ static int apply_stop(struct ol__sm *sm, const struct ol__cmd *c,
 static int apply_start(struct ol__sm *sm, const struct ol__cmd *c,
                        struct ol__effects *fx)
 {
-    return apply_agent(sm, c, fx, agent_start);
+    const struct ol__sm_agent *a = ol__sm_agent(sm, c->name);
+    uint64_t epoch = a ? a->epoch : 0;
+    int rv = apply_agent(sm, c, fx, agent_start);
+
+    a = ol__sm_agent(sm, c->name);
+    if (rv == 0 && a && a->epoch != epoch)
+        rv = ol__sm_crash_write(sm, a);
+    return rv;
 }
 
 static int apply_place(struct ol__sm *sm, const struct ol__cmd *c,
@@ -662,6 +697,8 @@ static const struct {
     {OL_CMD_NODE_DEL, apply_node},
     {OL_CMD_START, apply_start},
     {OL_CMD_NOOP, apply_noop},
+    {OL_CMD_CRASH, ol__sm_apply_crash},
+    {OL_CMD_CODE, ol__sm_apply_code},
 };
 
 int ol__sm_knows(uint32_t type)

@@ -22,6 +22,8 @@ enum {
     ST_NODE_PUT,
     ST_EVIDENCE,
     ST_APPLIED,
+    ST_CRASH_PUT,
+    ST_CODE_PUT,
     SM_N_STMTS
 };
 
@@ -32,6 +34,8 @@ struct ol__sm {
     struct ol__map agents; /* name -> struct ol__sm_agent * */
     struct ol__sm_node *nodes;
     size_t n_nodes;
+    struct ol__sm_code *code;
+    size_t n_code;
     uint64_t applied;
     int64_t now_ms; /* the time of the entry being applied */
     struct ol__sm_stats stats;
@@ -62,5 +66,23 @@ int ol__sm_stored_hash(struct ol__sm *sm, const char *agent, uint64_t seq,
                        uint8_t out[OL_HASH_SIZE]);
 int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
                      struct ol__effects *fx);
+
+/* Plugin builds (sm_code.c). */
+int ol__sm_apply_code(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__effects *fx);
+int ol__sm_load_code(struct ol__sm *sm);
+
+/* Crashes and mailbox counts (sm_crash.c). */
+int ol__sm_apply_crash(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__effects *fx);
+/* Write an agent's crash count as it is in the cache. */
+int ol__sm_crash_write(struct ol__sm *sm, const struct ol__sm_agent *a);
+int ol__sm_load_crashes(struct ol__sm *sm);
+/* A message for `a` was stored (+1) or removed (-1): keep the counts and
+ * report when the mailbox crosses its soft limit either way. */
+void ol__sm_mail_count(struct ol__sm *sm, struct ol__sm_agent *a, int delta,
+                       uint64_t bytes, struct ol__effects *fx);
+/* Would one more message of `len` bytes go past the hard cap? */
+int ol__sm_mail_full(const struct ol__sm_agent *a, uint32_t len);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * State machine snapshots for raft.  A snapshot holds what a node needs to
- * serve after missing part of the log: the nodes, agents and mailbox
- * tables and each agent's newest checkpoint with the seal that signed it.
+ * serve after missing part of the log: the nodes, agents, mailbox, crashes
+ * and code tables and each agent's newest checkpoint with the seal that
+ * signed it.
  *
  * Taking one reads through a connection whose read transaction was opened
  * when raft asked (so it shows exactly the applied state) and may run on a
@@ -23,7 +24,8 @@
 #include "seal.h"
 #include "sm_int.h"
 
-#define SNAP_FORMAT 2
+/* 3 added the crashes and code tables. */
+#define SNAP_FORMAT 3
 
 static void pk_str(msgpack_packer *pk, const char *s)
 {
@@ -100,7 +102,7 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
     int rv;
 
     msgpack_packer_init(&pk, out, ol__buf_write);
-    msgpack_pack_array(&pk, 8);
+    msgpack_pack_array(&pk, 10);
     msgpack_pack_uint32(&pk, SNAP_FORMAT);
     msgpack_pack_uint64(&pk, index);
     rv = rows(db, &pk, "SELECT count(*) FROM nodes",
@@ -136,6 +138,14 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
             seq = 0;
         msgpack_pack_int64(&pk, seq);
     }
+    if (rv == 0)
+        rv = rows(db, &pk, "SELECT count(*) FROM crashes",
+                  "SELECT name, n, since_ms, floor, last_req, reason "
+                  "FROM crashes",
+                  "siiuus");
+    if (rv == 0)
+        rv = rows(db, &pk, "SELECT count(*) FROM code",
+                  "SELECT kind, node, hash, version FROM code", "subs");
     if (rv == 0 && out->base == NULL)
         rv = OL_ENOMEM;
     return rv;
@@ -493,6 +503,84 @@ static int restore_mailbox(struct restore *rs)
     return rv;
 }
 
+static int restore_crashes(struct restore *rs)
+{
+    sqlite3_stmt *st;
+    uint32_t n, m;
+    int rv = 0;
+
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "crashes");
+    if (ol__store_prepare(rs->sm->st,
+                          "INSERT INTO crashes(name, n, since_ms, floor, "
+                          "last_req, reason) VALUES(?, ?, ?, ?, ?, ?)",
+                          &st) != 0)
+        return OL_EIO;
+    for (uint32_t i = 0; i < n && rv == 0; i++) {
+        char name[OL_NAME_MAX + 1], reason[OL_REASON_MAX + 1];
+        int64_t count, since;
+        uint64_t floor, req;
+
+        if (ol__mpr_array(&rs->r, &m) || m != 6 ||
+            ol__mpr_strcpy(&rs->r, name, sizeof name) ||
+            ol__mpr_int(&rs->r, &count) || ol__mpr_int(&rs->r, &since) ||
+            ol__mpr_uint(&rs->r, &floor) || ol__mpr_uint(&rs->r, &req) ||
+            ol__mpr_strcpy(&rs->r, reason, sizeof reason)) {
+            rs->what = "crash row";
+            rv = OL_EMALFORMED;
+            break;
+        }
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, count);
+        sqlite3_bind_int64(st, 3, since);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)floor);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)req);
+        sqlite3_bind_text(st, 6, reason, -1, SQLITE_TRANSIENT);
+        if (ol__sm_done(rs->sm, st) != 0)
+            rv = OL_EIO;
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
+static int restore_code(struct restore *rs)
+{
+    sqlite3_stmt *st;
+    uint32_t n, m;
+    int rv = 0;
+
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "code");
+    if (ol__store_prepare(rs->sm->st,
+                          "INSERT INTO code(kind, node, hash, version) "
+                          "VALUES(?, ?, ?, ?)",
+                          &st) != 0)
+        return OL_EIO;
+    for (uint32_t i = 0; i < n && rv == 0; i++) {
+        char kind[OL_KIND_MAX + 1], version[OL_VERSION_MAX + 1];
+        uint8_t hash[OL_HASH_SIZE];
+        uint64_t node;
+
+        if (ol__mpr_array(&rs->r, &m) || m != 4 ||
+            ol__mpr_strcpy(&rs->r, kind, sizeof kind) ||
+            ol__mpr_uint(&rs->r, &node) ||
+            ol__mpr_bin_fixed(&rs->r, hash, OL_HASH_SIZE) ||
+            ol__mpr_strcpy(&rs->r, version, sizeof version)) {
+            rs->what = "code row";
+            rv = OL_EMALFORMED;
+            break;
+        }
+        sqlite3_bind_text(st, 1, kind, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)node);
+        sqlite3_bind_blob(st, 3, hash, OL_HASH_SIZE, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 4, version, -1, SQLITE_TRANSIENT);
+        if (ol__sm_done(rs->sm, st) != 0)
+            rv = OL_EIO;
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
 int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
                    uint64_t index_hint, struct ol__effects *fx, char *errmsg)
 {
@@ -512,6 +600,7 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
     ol__mpr_init(&rs.r, p, len);
     if (ol__mpr_array(&rs.r, &n) || ol__mpr_uint(&rs.r, &rs.format) ||
         (rs.format == 1 && n != 7) || (rs.format == 2 && n != 8) ||
+        (rs.format == 3 && n != 10) ||
         rs.format < 1 || rs.format > SNAP_FORMAT ||
         ol__mpr_uint(&rs.r, &index)) {
         ol__errf(errmsg, "snapshot: header is malformed (byte %zu)",
@@ -528,7 +617,8 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
     rv = ol__store_begin(sm->st);
     if (rv == 0)
         rv = ol__store_exec(sm->st, "DELETE FROM nodes; DELETE FROM agents; "
-                                    "DELETE FROM mailbox;");
+                                    "DELETE FROM mailbox; DELETE FROM crashes; "
+                                    "DELETE FROM code;");
     if (rv == 0)
         rv = restore_nodes(&rs);
     if (rv == 0)
@@ -539,6 +629,10 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
         rv = restore_heads(&rs);
     if (rv == 0)
         rv = restore_mailbox(&rs);
+    if (rv == 0 && rs.format >= 3)
+        rv = restore_crashes(&rs);
+    if (rv == 0 && rs.format >= 3)
+        rv = restore_code(&rs);
     if (rv == 0 && !ol__mpr_done(&rs.r)) {
         rs.what = "trailing bytes";
         rv = OL_EMALFORMED;

@@ -6,6 +6,10 @@
  * the checkpoint implies, and is released when ownership moves or the agent
  * stops.  A checkpoint that fails verification leaves the agent degraded:
  * never loaded, nothing deleted.
+ *
+ * The plugin instance lives in the agent's host process, or in the node
+ * for code configured to run there; restart.c starts an instance again
+ * when its host dies or its code changes.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -16,8 +20,13 @@
 #include "../replication/verify.h"
 #include "alog.h"
 #include "err.h"
+#include "hostproc.h"
 #include "log.h"
 #include "node.h"
+
+/* Messages loaded from the mailbox into an agent's queue at a time. */
+#define MAIL_PAGE 256
+#define MAIL_PAGE_BYTES (1u << 20)
 
 struct ol_agent *ol__agent_get(struct ol__node *n, const char *name)
 {
@@ -41,6 +50,8 @@ void ol__agent_push(struct ol_agent *a, struct ol__ev *ev)
         a->q_head = ev;
     a->q_tail = ev;
     a->q_len++;
+    if (ev->type == OL_EVENT_MESSAGE)
+        a->q_mail++;
     ol__runq_add(a);
 }
 
@@ -74,7 +85,7 @@ static void push_final_stop(struct ol_agent *a)
     ol__agent_push(a, ev);
 }
 
-static void drop_queue(struct ol_agent *a)
+void ol__agent_drop_queue(struct ol_agent *a)
 {
     struct ol__ev *ev = a->q_head, *next;
 
@@ -84,7 +95,12 @@ static void drop_queue(struct ol_agent *a)
     }
     a->q_head = a->q_tail = NULL;
     a->q_len = 0;
+    a->q_mail = 0;
 }
+
+/* ---- the mailbox, a page at a time ---- */
+
+static int load_mail(struct ol_agent *a);
 
 void ol__agent_mail(struct ol_agent *a, const char *from, uint64_t seq,
                     uint32_t idx, const void *data, uint32_t len,
@@ -92,15 +108,19 @@ void ol__agent_mail(struct ol_agent *a, const char *from, uint64_t seq,
 {
     struct ol__ev *ev;
 
-    /* Rows already loaded from the mailbox when the agent resumed arrive
-     * again as effects of the same commit; the watermark skips them. */
+    /* Rows already loaded from the mailbox arrive again as effects of the
+     * same commit; the watermark skips them.  While rows wait in the
+     * mailbox beyond what is queued, new mail waits behind them. */
     if (rowid <= a->mail_watermark || a->phase != OL_PHASE_ACTIVE)
         return;
+    if (a->mail_backlog || a->q_mail >= MAIL_PAGE) {
+        a->mail_backlog = 1;
+        return;
+    }
     ev = calloc(1, sizeof *ev);
     if (ev == NULL || (ev->data = malloc(len ? len : 1)) == NULL) {
         free(ev);
-        ol_log(OL_LOG_ERROR, "agent '%s': out of memory queueing a message",
-               a->name);
+        a->mail_backlog = 1;
         return;
     }
     a->mail_watermark = rowid;
@@ -111,6 +131,53 @@ void ol__agent_mail(struct ol_agent *a, const char *from, uint64_t seq,
     memcpy(ev->data, data, len);
     ev->len = len;
     ol__agent_push(a, ev);
+}
+
+/* Queue the next page of mailbox rows past the watermark. */
+static int load_mail(struct ol_agent *a)
+{
+    sqlite3 *db = a->node->reader.db;
+    sqlite3_stmt *st;
+    uint32_t rows = 0;
+    size_t bytes = 0;
+    int rc;
+
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id, from_agent, from_seq, idx, payload "
+                           "FROM mailbox WHERE to_agent = ? AND id > ? "
+                           "ORDER BY id LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return OL_EIO;
+    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a->mail_watermark);
+    sqlite3_bind_int(st, 3, MAIL_PAGE);
+    a->mail_backlog = 0;
+    while (bytes < MAIL_PAGE_BYTES && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint32_t len = (uint32_t)sqlite3_column_bytes(st, 4);
+
+        ol__agent_mail(a, (const char *)sqlite3_column_text(st, 1),
+                       (uint64_t)sqlite3_column_int64(st, 2),
+                       (uint32_t)sqlite3_column_int64(st, 3),
+                       sqlite3_column_blob(st, 4), len,
+                       sqlite3_column_int64(st, 0));
+        rows++;
+        bytes += len;
+    }
+    if (bytes >= MAIL_PAGE_BYTES)
+        rc = SQLITE_ROW;
+    sqlite3_finalize(st);
+    /* A full page means there may be more. */
+    if (rows == MAIL_PAGE || rc == SQLITE_ROW)
+        a->mail_backlog = 1;
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : OL_EIO;
+}
+
+void ol__agent_mail_more(struct ol_agent *a)
+{
+    if (a->mail_backlog && a->q_mail == 0 && a->phase == OL_PHASE_ACTIVE &&
+        load_mail(a) != 0)
+        ol_log_rl(OL_LOG_ERROR, "agent '%s': cannot read its mailbox: %s",
+                  a->name, sqlite3_errmsg(a->node->reader.db));
 }
 
 /* ---- timers ---- */
@@ -158,7 +225,73 @@ void ol__agent_timers_rearm(struct ol_agent *a)
                    next > now ? (uint64_t)(next - now) : 0, 0);
 }
 
+int ol__agent_arm(struct ol_agent *a, uint64_t id, int64_t due)
+{
+    struct ol__armed *t;
+
+    for (uint32_t i = 0; i < a->n_timers; i++) {
+        if (a->timers[i].id == id) {
+            a->timers[i].due_ms = due;
+            a->timers[i].fired = 0;
+            ol__agent_timers_rearm(a);
+            return 0;
+        }
+    }
+    if (a->n_timers >= OL_AGENT_TIMERS_MAX)
+        return OL_ETOOBIG;
+    t = realloc(a->timers, (a->n_timers + 1) * sizeof *t);
+    if (t == NULL)
+        return OL_ENOMEM;
+    a->timers = t;
+    t[a->n_timers].id = id;
+    t[a->n_timers].due_ms = due;
+    t[a->n_timers].fired = 0;
+    a->n_timers++;
+    ol__agent_timers_rearm(a);
+    return 0;
+}
+
+int ol__agent_cancel(struct ol_agent *a, uint64_t id)
+{
+    for (uint32_t i = 0; i < a->n_timers; i++) {
+        if (a->timers[i].id == id) {
+            a->timers[i] = a->timers[--a->n_timers];
+            ol__agent_timers_rearm(a);
+            return 0;
+        }
+    }
+    return OL_ENOTFOUND;
+}
+
+int ol__agent_outbox_add(struct ol_agent *a, const char *to,
+                         const void *msg, uint32_t len)
+{
+    struct ol__outmsg *o = realloc(a->outbox, (a->n_outbox + 1) * sizeof *o);
+
+    if (o == NULL)
+        return OL_ENOMEM;
+    a->outbox = o;
+    o = &a->outbox[a->n_outbox];
+    o->to = strdup(to);
+    o->data = malloc(len ? len : 1);
+    if (o->to == NULL || o->data == NULL) {
+        free(o->to);
+        free(o->data);
+        return OL_ENOMEM;
+    }
+    memcpy(o->data, msg, len);
+    o->len = len;
+    a->n_outbox++;
+    return 0;
+}
+
 /* ---- creation ---- */
+
+static void row_free(struct ol__sm_agent *row)
+{
+    free(row->config);
+    row->config = NULL;
+}
 
 static void handle_closed(uv_handle_t *h)
 {
@@ -166,7 +299,8 @@ static void handle_closed(uv_handle_t *h)
 
     if (--a->handles_open > 0)
         return;
-    drop_queue(a);
+    ol__agent_drop_queue(a);
+    ol__agent_free_ev(a->busy_ev);
     for (uint32_t i = 0; i < a->n_outbox; i++) {
         free(a->outbox[i].to);
         free(a->outbox[i].data);
@@ -176,21 +310,31 @@ static void handle_closed(uv_handle_t *h)
         free(a->acks[i].from);
     free(a->acks);
     free(a->timers);
+    row_free(&a->row);
+    ol__code_unref(a->code);
     ol__alog_destroy(a->log);
     free(a);
 }
 
-static struct ol_agent *instance_new(struct ol__node *n, const char *name,
-                                     uint64_t epoch)
+static struct ol_agent *instance_new(struct ol__node *n,
+                                     const struct ol__sm_agent *row)
 {
     struct ol_agent *a = calloc(1, sizeof *a);
 
     if (a == NULL)
         return NULL;
     a->node = n;
-    snprintf(a->name, sizeof a->name, "%s", name);
-    a->epoch = epoch;
+    snprintf(a->name, sizeof a->name, "%s", row->name);
+    a->epoch = row->epoch;
+    a->row = *row;
+    a->row.config = malloc(row->config_len ? row->config_len : 1);
+    if (a->row.config == NULL) {
+        free(a);
+        return NULL;
+    }
+    memcpy(a->row.config, row->config, row->config_len);
     a->phase = OL_PHASE_ACTIVE;
+    a->committed_seq = row->head_seq;
     uv_timer_init(n->loop, &a->timer);
     a->timer.data = a;
     uv_timer_init(n->loop, &a->flush);
@@ -204,30 +348,6 @@ static struct ol_agent *instance_new(struct ol__node *n, const char *name,
         return NULL;
     }
     return a;
-}
-
-/* Load the mailbox rows waiting for `a` into its queue. */
-static int load_mail(struct ol_agent *a)
-{
-    sqlite3 *db = a->node->reader.db;
-    sqlite3_stmt *st;
-    int rc;
-
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, from_agent, from_seq, idx, payload "
-                           "FROM mailbox WHERE to_agent = ? ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK)
-        return OL_EIO;
-    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        ol__agent_mail(a, (const char *)sqlite3_column_text(st, 1),
-                       (uint64_t)sqlite3_column_int64(st, 2),
-                       (uint32_t)sqlite3_column_int64(st, 3),
-                       sqlite3_column_blob(st, 4),
-                       (uint32_t)sqlite3_column_bytes(st, 4),
-                       sqlite3_column_int64(st, 0));
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : OL_EIO;
 }
 
 /* "node-<id>" for the node whose key signed a checkpoint. */
@@ -250,41 +370,59 @@ static void signer_name(struct ol__node *n, const uint8_t *pk, char *out,
 static int restore(struct ol_agent *a, const struct ol__ckpt *c,
                    const uint8_t hash[OL_HASH_SIZE])
 {
-    const struct ol_agent_vtable *vt = a->plugin->vt;
+    struct ol__code *code = a->code;
     struct ol__ev *ev;
+    uint64_t *ids;
     int rv;
 
-    if (strcmp(c->plugin.kind, a->plugin->kind) != 0) {
+    if (strcmp(c->plugin.kind, code->kind) != 0) {
         ol__agent_fail(a, "checkpoint seq %" PRIu64
                           " was written by plugin '%s', not '%s'",
-                       c->seq, c->plugin.kind, a->plugin->kind);
+                       c->seq, c->plugin.kind, code->kind);
         return OL_EPLUGIN;
     }
-    if (memcmp(c->plugin.so_hash, a->plugin->so_hash, OL_HASH_SIZE) != 0)
-        ol_log(OL_LOG_INFO,
-               "agent '%s': plugin '%s' changed since seq %" PRIu64
-               " (%s -> %s)",
-               a->name, a->plugin->kind, c->seq, c->plugin.version,
-               a->plugin->version);
-    a->in_handle = 0;
-    rv = vt->restore(a->self, a, c->state, c->state_len);
-    if (rv != 0) {
-        ol__agent_fail(a, "restore() refused checkpoint seq %" PRIu64
-                          " (returned %d)",
-                       c->seq, rv);
-        return OL_EPLUGIN;
+    if (memcmp(c->plugin.so_hash, code->hash, OL_HASH_SIZE) != 0) {
+        ol__agent_note(a, OL_LOG_INFO, 0,
+                       "plugin '%s' changed since seq %" PRIu64
+                       " (%s -> %.16s)",
+                       code->kind, c->seq, c->plugin.version,
+                       code->hash_hex);
+        /* The next checkpoint records the new code's hash. */
+        a->ckpt_requested = 1;
     }
-    a->seq = c->seq;
-    a->committed_seq = c->seq;
-    memcpy(a->head_hash, hash, OL_HASH_SIZE);
     a->timers = calloc(c->n_timers ? c->n_timers : 1, sizeof *a->timers);
-    if (a->timers == NULL)
+    ids = calloc(c->n_timers ? c->n_timers : 1, sizeof *ids);
+    if (a->timers == NULL || ids == NULL) {
+        free(ids);
         return OL_ENOMEM;
+    }
     for (uint32_t i = 0; i < c->n_timers; i++) {
         a->timers[i].id = c->timers[i].id;
         a->timers[i].due_ms = c->timers[i].due_ms;
+        ids[i] = c->timers[i].id;
     }
     a->n_timers = c->n_timers;
+    if (a->hp) {
+        ol__hp_open(a->hp, a, a->row.config, a->row.config_len, c->state,
+                    c->state_len, ids, c->n_timers);
+        a->ready = 1;
+    } else {
+        a->in_handle = 0;
+        ol__inproc_enter(a, OL_MARK_RESTORE, 0);
+        rv = code->plugin.vt->restore(a->self, a, c->state, c->state_len);
+        ol__inproc_leave(a);
+        if (rv != 0) {
+            free(ids);
+            ol__agent_fail(a, "restore() refused checkpoint seq %" PRIu64
+                              " (returned %d)",
+                           c->seq, rv);
+            return OL_EPLUGIN;
+        }
+    }
+    free(ids);
+    a->seq = c->seq;
+    a->committed_seq = c->seq;
+    memcpy(a->head_hash, hash, OL_HASH_SIZE);
     ev = calloc(1, sizeof *ev);
     if (ev == NULL)
         return OL_ENOMEM;
@@ -296,48 +434,127 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
     return 0;
 }
 
+/* Give the instance its code: a host process slot, or open() in the
+ * node.  0, or the agent has failed. */
+static int bind_code(struct ol_agent *a)
+{
+    struct ol__node *n = a->node;
+    struct ol__code *code;
+    char err[OL_ERRMSG_SIZE];
+    int rv;
+
+    rv = ol__code_current(&n->codes, a->row.kind, 1, &code, err);
+    if (rv == 0 && code->state == OL_CODE_FAILED) {
+        snprintf(err, sizeof err, "%s", code->errmsg);
+        rv = code->err ? code->err : OL_EPLUGIN;
+    }
+    if (rv != 0) {
+        ol__agent_fail(a, "%s", err);
+        return rv;
+    }
+    ol__code_ref(code);
+    a->code = code;
+    if (!ol__code_inproc(code)) {
+        struct ol__hostproc *hp = ol__code_host(code);
+
+        if (hp == NULL || ol__hostproc_attach(hp, a) != 0) {
+            /* This node's trouble (fork failed, out of memory), not the
+             * agent's: try again later rather than quarantine it. */
+            ol_log_rl(OL_LOG_ERROR, "agent '%s': no host process for plugin "
+                                    "'%s'; trying again in a second",
+                      a->name, code->kind);
+            ol__agent_retry_later(a, 1000, "no host process");
+            return OL_ENOMEM;
+        }
+        return 0;
+    }
+    ol__inproc_enter(a, OL_MARK_OPEN, 0);
+    rv = code->plugin.vt->open(a, a->row.config, a->row.config_len,
+                               &a->self);
+    ol__inproc_leave(a);
+    if (rv != 0) {
+        a->self = NULL;
+        ol__agent_fail(a, "open() refused its config (returned %d)", rv);
+        return OL_EPLUGIN;
+    }
+    a->ready = 1;
+    return 0;
+}
+
+/* A marked crash (the node died in this agent's code) not yet on record:
+ * the agent waits in CRASHED until it is. */
+static uint64_t marked_crash(struct ol__node *n, const char *name)
+{
+    if (n->mark == NULL)
+        return 0;
+    for (int i = 0; i < OL_MARK_REPORTS; i++) {
+        const struct ol__mark_report *r = &n->mark->reports[i];
+
+        if (r->used && strcmp(r->name, name) == 0)
+            return r->req;
+    }
+    return 0;
+}
+
 void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
 {
+    ol__agent_host_again(n, row, NULL);
+}
+
+void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
+                          struct ol__alog *log)
+{
     struct ol_agent *a = ol__agent_get(n, row->name);
-    struct ol__alog *log = NULL;
     struct ol__ckpt c;
     uint8_t hash[OL_HASH_SIZE];
     char err[OL_ERRMSG_SIZE];
+    uint64_t req;
     int rv;
 
     if (a && a->epoch == row->epoch && a->phase != OL_PHASE_CLOSING) {
         /* Already hosted under this epoch; maybe now asked to stop. */
+        ol__alog_destroy(log);
+        a->row.status = row->status;
+        a->row.crashes = row->crashes;
         if (row->status == OL_AGENT_STOPPING && a->phase == OL_PHASE_ACTIVE)
             push_final_stop(a);
         return;
     }
     if (a) {
         /* The new instance keeps the agent's log lines. */
-        log = a->log;
-        a->log = NULL;
+        if (log == NULL) {
+            log = a->log;
+            a->log = NULL;
+        }
+        if (ol__map_get(&n->agents, a->name) == a)
+            ol__map_del(&n->agents, a->name);
         ol__agent_release(a, "a newer epoch replaces it");
     }
-    a = instance_new(n, row->name, row->epoch);
+    a = instance_new(n, row);
     if (a == NULL) {
         ol__alog_destroy(log);
         ol_log(OL_LOG_ERROR, "agent '%s': out of memory", row->name);
         return;
     }
     a->log = log;
-    rv = ol__plugin_get(&n->plugins, row->kind, &a->plugin, err);
-    if (rv != 0) {
-        ol__agent_fail(a, "%s", err);
+    req = marked_crash(n, a->name);
+    if (req) {
+        a->phase = OL_PHASE_CRASHED;
+        a->crash_req = req;
+        snprintf(a->reason, sizeof a->reason,
+                 "crashed the node; waiting for the crash to be recorded");
         return;
     }
-    rv = a->plugin->vt->open(a, row->config, row->config_len, &a->self);
-    if (rv != 0) {
-        a->self = NULL;
-        ol__agent_fail(a, "open() refused its config (returned %d)", rv);
+    if (bind_code(a) != 0)
         return;
-    }
     rv = ol__verify_load_head_cached(n->reader.db, a->name, n->vcache, &c,
                                      hash, err);
     if (rv == OL_ENOTFOUND) {
+        if (a->hp) {
+            ol__hp_open(a->hp, a, a->row.config, a->row.config_len, NULL, 0,
+                        NULL, 0);
+            a->ready = 1;
+        }
         push_new(a, OL_EVENT_START);
     } else if (rv != 0) {
         a->degraded = 1;
@@ -369,44 +586,56 @@ void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
     ol__agent_note(a, OL_LOG_INFO, 0,
                    "(%s) %s on node %" PRIu64 " at seq %" PRIu64
                    " epoch %" PRIu64,
-                   a->plugin->kind, a->seq ? "resumed" : "started",
+                   a->code->kind, a->seq ? "resumed" : "started",
                    n->self_id, a->seq, a->epoch);
 }
 
 /* ---- teardown ---- */
 
-static void finish(struct ol_agent *a)
+/* Let go of the plugin instance: close() in the node, CLOSE to the host
+ * (which hands back outstanding work itself). */
+static void drop_instance(struct ol_agent *a)
+{
+    if (a->hp) {
+        ol__hostproc_detach(a->hp, a);
+        a->work_pending = 0;
+    } else if (a->self && a->code && a->code->plugin.vt->close) {
+        ol__inproc_enter(a, OL_MARK_CLOSE, 0);
+        a->code->plugin.vt->close(a->self);
+        ol__inproc_leave(a);
+    }
+    a->self = NULL;
+    a->ready = 0;
+    a->busy = 0;
+}
+
+void ol__agent_finish(struct ol_agent *a)
 {
     if (a->handles_open <= 0 || uv_is_closing((uv_handle_t *)&a->timer))
         return;
     /* A committed checkpoint may have queued it to run again just before
      * it was released; it must not be on the run queue once freed. */
     ol__runq_remove(a);
-    if (a->self && a->plugin && a->plugin->vt->close)
-        a->plugin->vt->close(a->self);
-    a->self = NULL;
+    drop_instance(a);
     uv_close((uv_handle_t *)&a->timer, handle_closed);
     uv_close((uv_handle_t *)&a->flush, handle_closed);
 }
 
 /* Called when a closing instance may have settled. */
-void ol__agent_settle(struct ol_agent *a);
 void ol__agent_settle(struct ol_agent *a)
 {
     if (a->phase != OL_PHASE_CLOSING && a->phase != OL_PHASE_FAULT)
         return;
-    if (a->inflight || a->work_pending)
+    if (a->inflight || (a->work_pending && a->hp == NULL))
         return;
     if (a->phase == OL_PHASE_FAULT && ol__map_get(&a->node->agents,
                                                   a->name) == a) {
         /* Degraded and quarantined instances stay listed so the CLI can
          * show why; only their plugin instance goes. */
-        if (a->self && a->plugin && a->plugin->vt->close)
-            a->plugin->vt->close(a->self);
-        a->self = NULL;
+        drop_instance(a);
         return;
     }
-    finish(a);
+    ol__agent_finish(a);
 }
 
 void ol__agent_release(struct ol_agent *a, const char *why)
@@ -415,14 +644,16 @@ void ol__agent_release(struct ol_agent *a, const char *why)
     if (why)
         ol_log(OL_LOG_INFO, "agent '%s' epoch %" PRIu64 " released here: %s",
                a->name, a->epoch, why);
-    if (a->degraded || a->phase == OL_PHASE_FAULT) {
+    if (a->degraded || a->phase == OL_PHASE_FAULT ||
+        a->phase == OL_PHASE_CRASHED) {
         a->phase = OL_PHASE_FAULT;
+        uv_timer_stop(&a->flush);
     } else {
         if (ol__map_get(&a->node->agents, a->name) == a)
             ol__map_del(&a->node->agents, a->name);
         a->phase = OL_PHASE_CLOSING;
     }
-    drop_queue(a);
+    ol__agent_drop_queue(a);
     uv_timer_stop(&a->timer);
     uv_timer_stop(&a->flush);
     ol__agent_settle(a);
@@ -447,6 +678,37 @@ void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)
     ol__agent_release(a, NULL);
 }
 
+/* ---- results from a host ---- */
+
+void ol__agent_opened(struct ol_agent *a, int rv, const char *where)
+{
+    if (rv == 0 || a->phase != OL_PHASE_ACTIVE)
+        return;
+    if (strcmp(where, "restore") == 0)
+        ol__agent_fail(a, "restore() refused checkpoint seq %" PRIu64
+                          " (returned %d)",
+                       a->committed_seq, rv);
+    else
+        ol__agent_fail(a, "open() refused its config (returned %d)", rv);
+}
+
+void ol__agent_work_done(struct ol_agent *a, uint64_t id, uint64_t token)
+{
+    struct ol__ev *ev;
+
+    if (a->work_pending)
+        a->work_pending--;
+    if (a->phase != OL_PHASE_ACTIVE && a->phase != OL_PHASE_DRAINING)
+        return;
+    ev = calloc(1, sizeof *ev);
+    if (ev == NULL)
+        return;
+    ev->type = OL_EVENT_WORK;
+    ev->work_id = id;
+    ev->work_token = token;
+    ol__agent_push(a, ev);
+}
+
 void ol__agents_close_all(struct ol__node *n)
 {
     void *v;
@@ -456,12 +718,12 @@ void ol__agents_close_all(struct ol__node *n)
 
         a->degraded = 0;
         a->phase = OL_PHASE_CLOSING;
-        drop_queue(a);
+        ol__agent_drop_queue(a);
         uv_timer_stop(&a->timer);
         uv_timer_stop(&a->flush);
         a->inflight = 0;
         a->work_pending = 0;
-        finish(a);
+        ol__agent_finish(a);
     }
     ol__map_close(&n->agents);
     ol__map_init(&n->agents);

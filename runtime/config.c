@@ -14,6 +14,7 @@
 
 #include "../replication/ckpt.h"
 #include "err.h"
+#include "json.h"
 #include "log.h"
 
 void ol__config_defaults(struct ol__config *c)
@@ -25,6 +26,7 @@ void ol__config_defaults(struct ol__config *c)
     c->log_level = OL_LOG_INFO;
     c->log_format = OL_LOG_TEXT;
     c->agent_log_lines = 200;
+    c->stop_timeout_ms = 20000;
     c->every_steps = 1;
     c->every_ms = 0;
     c->retain = 1000;
@@ -36,6 +38,49 @@ void ol__config_defaults(struct ol__config *c)
     c->snapshot_trailing = 2048;
     c->segment_mb = 32;
     c->default_agents = 1;
+    c->agent_defaults.isolation = OL_ISO_PROCESS;
+    c->agent_defaults.step_deadline_ms = 5000;
+    c->agent_defaults.memory_mb = 1024;
+    c->agent_defaults.work_threads = 4;
+    c->crash_limit = 3;
+    c->crash_window_ms = 600000;
+    c->mailbox_max = 10000;
+    c->mailbox_max_kb = 16384;
+    snprintf(c->host_user, sizeof c->host_user, "nobody");
+}
+
+void ol__config_plugin(const struct ol__config *c, const char *kind,
+                       struct ol__plugin_cfg *out)
+{
+    *out = c->agent_defaults;
+    snprintf(out->kind, sizeof out->kind, "%s", kind);
+    out->set = 0;
+    for (uint32_t i = 0; i < c->n_plugins; i++) {
+        const struct ol__plugin_cfg *p = &c->plugins[i];
+
+        if (strcmp(p->kind, kind) != 0)
+            continue;
+        if (p->set & 1)
+            out->isolation = p->isolation;
+        if (p->set & 2)
+            out->step_deadline_ms = p->step_deadline_ms;
+        if (p->set & 4)
+            out->memory_mb = p->memory_mb;
+        if (p->set & 8)
+            out->work_threads = p->work_threads;
+        if (p->set & 16)
+            out->allow_network = p->allow_network;
+    }
+}
+
+int ol__config_any_inproc(const struct ol__config *c)
+{
+    if (c->agent_defaults.isolation == OL_ISO_NODE)
+        return 1;
+    for (uint32_t i = 0; i < c->n_plugins; i++)
+        if ((c->plugins[i].set & 1) && c->plugins[i].isolation == OL_ISO_NODE)
+            return 1;
+    return 0;
 }
 
 void ol__config_free(struct ol__config *c)
@@ -45,6 +90,9 @@ void ol__config_free(struct ol__config *c)
     free(c->agents);
     c->agents = NULL;
     c->n_agents = 0;
+    free(c->plugins);
+    c->plugins = NULL;
+    c->n_plugins = 0;
 }
 
 struct parse {
@@ -143,6 +191,7 @@ static int node_key(struct parse *p, const char *name, const char *value)
         return 1;
     }
     U32("agent_log_lines", 0, 100000, agent_log_lines)
+    U32("stop_timeout_ms", 1000, 3600000, stop_timeout_ms)
     if (strcmp(name, "name") == 0)
         p->named = 1;
     STR("name", node_name)
@@ -163,6 +212,19 @@ static int checkpoint_key(struct parse *p, const char *name,
     return fail(p, "unknown key '%s' in section [%s]", name, "checkpoint");
 }
 
+static int parse_bool(const char *v, int *out)
+{
+    if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 ||
+        strcmp(v, "1") == 0)
+        *out = 1;
+    else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 ||
+             strcmp(v, "0") == 0)
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
 static int cluster_key(struct parse *p, const char *name, const char *value)
 {
     struct ol__config *c = p->c;
@@ -176,13 +238,7 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
     U32("segment_mb", 1, 1024, segment_mb)
     if (strcmp(name, "bootstrap") == 0) {
-        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 ||
-            strcmp(value, "1") == 0)
-            c->bootstrap = 1;
-        else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
-                 strcmp(value, "0") == 0)
-            c->bootstrap = 0;
-        else
+        if (parse_bool(value, &c->bootstrap) != 0)
             return fail(p, "'%s' must be true or false, not '%s'", name,
                         value);
         return 1;
@@ -281,11 +337,134 @@ static int agent_key(struct parse *p, const char *aname, const char *name,
         return 1;
     }
     if (strcmp(name, "config") == 0) {
+        struct ol__buf mp;
+        char err[OL_ERRMSG_SIZE];
+        int rv, object;
+
+        /* Checked here, so a bad value is a config error with its line
+         * rather than a failure once the node is running. */
+        ol__buf_init(&mp);
+        rv = ol__json_to_msgpack(value, strlen(value), &mp, err);
+        object = rv == 0 && mp.len &&
+                 ((mp.base[0] & 0xf0) == 0x80 || mp.base[0] == 0xde ||
+                  mp.base[0] == 0xdf);
+        ol__buf_close(&mp);
+        if (rv != 0)
+            return fail(p, "[agent.%s] config is not valid JSON: %.150s",
+                        aname, err);
+        if (!object)
+            return fail(p, "[agent.%s] config must be a JSON object ({...}), "
+                           "not '%.40s'",
+                        aname, value);
         free(a->config_json);
         a->config_json = strdup(value);
         return a->config_json ? 1 : fail(p, "out of memory%s%s", "", "");
     }
     return fail(p, "unknown key '%s' in section [agent.%s]", name, aname);
+}
+
+/* Keys [agents] and [plugin.KIND] share; 1 handled, 0 error, -1 not
+ * one of them. */
+static int plugin_cfg_key(struct parse *p, struct ol__plugin_cfg *pc,
+                          const char *section, const char *name,
+                          const char *value)
+{
+    uint32_t v;
+
+    if (strcmp(name, "isolation") == 0) {
+        if (strcmp(value, "process") == 0)
+            pc->isolation = OL_ISO_PROCESS;
+        else if (strcmp(value, "none") == 0)
+            pc->isolation = OL_ISO_NODE;
+        else
+            return fail(p, "'isolation' must be process or none, not '%s'%s",
+                        value, "");
+        pc->set |= 1;
+        return 1;
+    }
+    if (strcmp(name, "step_deadline_ms") == 0) {
+        if (parse_u32(value, 10, 3600000, &v) != 0)
+            return fail(p, "'%s' must be a whole number from 10 to 3600000, "
+                           "not '%s'",
+                        name, value);
+        pc->step_deadline_ms = v;
+        pc->set |= 2;
+        return 1;
+    }
+    if (strcmp(name, "memory_mb") == 0) {
+        if (parse_u32(value, 0, 1048576, &v) != 0 || (v && v < 16))
+            return fail(p, "'%s' must be 0 (no limit) or a whole number "
+                           "from 16 to 1048576, not '%s'",
+                        name, value);
+        pc->memory_mb = v;
+        pc->set |= 4;
+        return 1;
+    }
+    if (strcmp(name, "work_threads") == 0) {
+        if (parse_u32(value, 1, 64, &v) != 0)
+            return fail(p, "'%s' must be a whole number from 1 to 64, not "
+                           "'%s'",
+                        name, value);
+        pc->work_threads = v;
+        pc->set |= 8;
+        return 1;
+    }
+    if (strcmp(name, "allow_network") == 0) {
+        if (parse_bool(value, &pc->allow_network) != 0)
+            return fail(p, "'%s' must be true or false, not '%s'", name,
+                        value);
+        pc->set |= 16;
+        return 1;
+    }
+    (void)section;
+    return -1;
+}
+
+static int agents_key(struct parse *p, const char *name, const char *value)
+{
+    struct ol__config *c = p->c;
+    int rv = plugin_cfg_key(p, &c->agent_defaults, "agents", name, value);
+
+    if (rv >= 0)
+        return rv;
+    U32("crash_limit", 1, 1000, crash_limit)
+    U32("crash_window_ms", 1000, 604800000, crash_window_ms)
+    U32("mailbox_max", 16, 10000000, mailbox_max)
+    U32("mailbox_max_kb", 64, 16777216, mailbox_max_kb)
+    STR("host", host_exe)
+    STR("host_user", host_user)
+    return fail(p, "unknown key '%s' in section [%s]", name, "agents");
+}
+
+static int plugin_key(struct parse *p, const char *kind, const char *name,
+                      const char *value)
+{
+    struct ol__config *c = p->c;
+    struct ol__plugin_cfg *pc = NULL;
+    int rv;
+
+    if (!ol__name_valid(kind))
+        return fail(p, "section [plugin.%s]: '%s' is not a valid plugin kind",
+                    kind, kind);
+    for (uint32_t i = 0; i < c->n_plugins; i++)
+        if (strcmp(c->plugins[i].kind, kind) == 0)
+            pc = &c->plugins[i];
+    if (pc == NULL) {
+        if (c->n_plugins == OL_CONFIG_MAX_AGENTS)
+            return fail(p, "too many [plugin.*] sections (limit %s)%s",
+                        "1024", "");
+        pc = realloc(c->plugins, (c->n_plugins + 1) * sizeof *pc);
+        if (pc == NULL)
+            return fail(p, "out of memory%s%s", "", "");
+        c->plugins = pc;
+        pc = &c->plugins[c->n_plugins++];
+        memset(pc, 0, sizeof *pc);
+        snprintf(pc->kind, sizeof pc->kind, "%s", kind);
+    }
+    rv = plugin_cfg_key(p, pc, kind, name, value);
+    if (rv >= 0)
+        return rv;
+    return fail(p, "unknown key '%s' in section [plugin.%s]", name, kind);
 }
 
 static int peer_key(struct parse *p, const char *idstr, const char *name,
@@ -353,6 +532,10 @@ static int handler(void *user, const char *section, const char *name,
         return agent_key(p, section + 6, name, value);
     if (strncmp(section, "peer.", 5) == 0)
         return peer_key(p, section + 5, name, value);
+    if (strcmp(section, "agents") == 0)
+        return agents_key(p, name, value);
+    if (strncmp(section, "plugin.", 7) == 0)
+        return plugin_key(p, section + 7, name, value);
     return fail(p, "unknown section [%s]%s", section, "");
 }
 

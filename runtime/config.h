@@ -20,6 +20,23 @@ struct ol__config_agent {
     char *config_json; /* malloc'd; NULL: {} */
 };
 
+/* How a plugin kind runs ([agents] holds the defaults, [plugin.KIND] the
+ * overrides for one kind). */
+enum ol__isolation {
+    OL_ISO_PROCESS = 0, /* in an agent-host process (the default) */
+    OL_ISO_NODE = 1,    /* inside the node: trusted code only */
+};
+
+struct ol__plugin_cfg {
+    char kind[65];             /* "" for the defaults */
+    int isolation;             /* enum ol__isolation */
+    uint32_t step_deadline_ms; /* a step running longer is a crash */
+    uint32_t memory_mb;        /* host process data limit; 0: none */
+    uint32_t work_threads;     /* threads for ol_host.work() */
+    int allow_network;         /* host may open network sockets */
+    unsigned set;              /* which keys this section set (bits) */
+};
+
 struct ol__config_peer {
     uint64_t id;
     char address[OL_ADDR_MAX];
@@ -37,6 +54,7 @@ struct ol__config {
     int log_format;            /* OL_LOG_TEXT or OL_LOG_JSON */
     uint32_t agent_log_lines;  /* lines kept per agent; 0: none */
     char labels[201];
+    uint32_t stop_timeout_ms;  /* a stop signal ends the node within it */
     /* [checkpoint] */
     uint32_t every_steps;
     uint32_t every_ms;
@@ -56,6 +74,17 @@ struct ol__config {
     char http_listen[OL_ADDR_MAX];    /* "" : no HTTP endpoint */
     char http_token_file[PATH_MAX];   /* "" : no token (loopback only) */
     int http_loopback;                /* listen is a loopback address */
+    /* [agents] */
+    struct ol__plugin_cfg agent_defaults;
+    uint32_t crash_limit;      /* crashes that quarantine an agent */
+    uint32_t crash_window_ms;  /* ... when they fall in this window */
+    uint32_t mailbox_max;      /* messages waiting per agent */
+    uint32_t mailbox_max_kb;   /* bytes waiting per agent, KiB */
+    char host_exe[PATH_MAX];   /* outlast-agent-host; "" : next to outlastd */
+    char host_user[64];        /* hosts started as root switch to it */
+    /* [plugin.KIND] */
+    struct ol__plugin_cfg *plugins;
+    uint32_t n_plugins;
     /* [peer.ID] */
     struct ol__config_peer peers[OL_CONFIG_MAX_PEERS];
     uint32_t n_peers;
@@ -73,5 +102,13 @@ void ol__config_defaults(struct ol__config *c);
 int ol__config_load(struct ol__config *c, const char *path, char *errmsg);
 
 void ol__config_free(struct ol__config *c);
+
+/* The settings for plugin `kind`: the [agents] defaults with that kind's
+ * [plugin.KIND] keys over them. */
+void ol__config_plugin(const struct ol__config *c, const char *kind,
+                       struct ol__plugin_cfg *out);
+
+/* Does any kind run inside the node? */
+int ol__config_any_inproc(const struct ol__config *c);
 
 #endif

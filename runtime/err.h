@@ -35,7 +35,8 @@
     X(TIMEOUT, -23, "timed out")                                           \
     X(CONN, -24, "connection failed")                                      \
     X(CANCELED, -25, "canceled")                                           \
-    X(NOTSUP, -26, "not supported by this version")
+    X(NOTSUP, -26, "not supported by this version")                        \
+    X(FULL, -27, "mailbox full")
 
 enum ol_err {
 #define OL_ERR_ENUM(name, val, msg) OL_E##name = (val),

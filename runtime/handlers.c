@@ -18,6 +18,7 @@
 #include "ol_config.h"
 #include "query.h"
 #include "mpr.h"
+#include "upgrade.h"
 #include "../replication/cluster.h"
 
 static const msgpack_object *arg(const msgpack_object *args, const char *key)
@@ -328,17 +329,59 @@ static void propose_and_wait(struct ol__node *n, struct ol__ctl_req *req,
         wait_for(n, req, id, op, name, msg_seq);
 }
 
+/* A spawn waits until its plugin has loaded (in its host process), so a
+ * plugin that does not load is refused before anything is committed. */
+struct spawn_wait {
+    struct ol__node *n;
+    struct ol__ctl_req *req;
+    struct ol__code *code;
+    char name[OL_NAME_MAX + 1];
+    char kind[OL_KIND_MAX + 1];
+    struct ol__buf cfg;
+};
+
+static void spawn_loaded(void *data, int status, const char *errmsg)
+{
+    struct spawn_wait *sw = data;
+    struct ol__node *n = sw->n;
+    struct ol__entry_w w;
+    uint64_t id = ol__node_req_id();
+    int rv;
+
+    if (status != 0) {
+        ol__ctl_reply_error(sw->req, status, "spawn '%s': %s", sw->name,
+                            errmsg);
+    } else if (n->stopping) {
+        ol__ctl_reply_error(sw->req, OL_ESHUTDOWN,
+                            "spawn '%s': the node is shutting down",
+                            sw->name);
+    } else {
+        ol__entry_w_init(&w);
+        /* In a cluster the leader places it (owner 0). */
+        rv = ol__entry_add_spawn(&w, id, sw->name, sw->kind, sw->cfg.base,
+                                 sw->cfg.len, n->cluster ? 0 : n->self_id,
+                                 0);
+        if (rv == 0)
+            propose_and_wait(n, sw->req, &w, id, "spawn", sw->name, 0);
+        else
+            ol__ctl_reply_error(sw->req, rv, "spawn '%s': %s", sw->name,
+                                ol_strerror(rv));
+        ol__entry_w_close(&w);
+    }
+    ol__buf_close(&sw->cfg);
+    ol__code_unref(sw->code);
+    free(sw);
+}
+
 static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
                      const msgpack_object *args)
 {
     char name[OL_NAME_MAX + 2], kind[OL_KIND_MAX + 2];
     char err[OL_ERRMSG_SIZE];
     const msgpack_object *cfg = arg(args, "config");
-    struct ol__plugin *p;
-    struct ol__entry_w w;
-    struct ol__buf cb;
+    struct spawn_wait *sw;
+    struct ol__code *code;
     msgpack_packer pk;
-    uint64_t id = ol__node_req_id();
     int rv;
 
     if (arg_str(args, "name", name, sizeof name) != 0 ||
@@ -359,34 +402,36 @@ static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
                             "spawn '%s': config must be a JSON object", name);
         return;
     }
-    /* Refuse a plugin that will not load before anything is committed. */
-    rv = ol__plugin_get(&n->plugins, kind, &p, err);
+    rv = ol__code_current(&n->codes, kind, 1, &code, err);
     if (rv != 0) {
         ol__ctl_reply_error(req, rv, "spawn '%s': %s", name, err);
         return;
     }
-    ol__buf_init(&cb);
-    msgpack_packer_init(&pk, &cb, ol__buf_write);
+    sw = calloc(1, sizeof *sw);
+    if (sw == NULL) {
+        ol__ctl_reply_error(req, OL_ENOMEM, "out of memory");
+        return;
+    }
+    sw->n = n;
+    sw->req = req;
+    snprintf(sw->name, sizeof sw->name, "%s", name);
+    snprintf(sw->kind, sizeof sw->kind, "%s", kind);
+    ol__buf_init(&sw->cfg);
+    msgpack_packer_init(&pk, &sw->cfg, ol__buf_write);
     if (cfg && cfg->type == MSGPACK_OBJECT_MAP)
         msgpack_pack_object(&pk, *cfg);
     else
         msgpack_pack_map(&pk, 0);
-    if (cb.len > OL_AGENT_MSG_MAX) {
-        ol__buf_close(&cb);
+    if (sw->cfg.len > OL_AGENT_MSG_MAX) {
+        ol__buf_close(&sw->cfg);
+        free(sw);
         ol__ctl_reply_error(req, OL_ETOOBIG, "spawn '%s': config over %u "
                             "bytes", name, OL_AGENT_MSG_MAX);
         return;
     }
-    ol__entry_w_init(&w);
-    /* In a cluster the leader places it (owner 0). */
-    rv = ol__entry_add_spawn(&w, id, name, kind, cb.base, cb.len,
-                             n->cluster ? 0 : n->self_id, 0);
-    ol__buf_close(&cb);
-    if (rv == 0)
-        propose_and_wait(n, req, &w, id, "spawn", name, 0);
-    else
-        ol__ctl_reply_error(req, rv, "spawn '%s': %s", name, ol_strerror(rv));
-    ol__entry_w_close(&w);
+    ol__code_ref(code);
+    sw->code = code;
+    ol__code_wait(code, spawn_loaded, sw);
 }
 
 static void op_simple(struct ol__node *n, struct ol__ctl_req *req,
@@ -453,6 +498,25 @@ static void op_send(struct ol__node *n, struct ol__ctl_req *req,
     else
         ol__ctl_reply_error(req, rv, "send '%s': %s", name, ol_strerror(rv));
     ol__entry_w_close(&w);
+}
+
+static void op_upgrade(struct ol__node *n, struct ol__ctl_req *req,
+                       const msgpack_object *args)
+{
+    char kind[OL_KIND_MAX + 2], file[PATH_MAX];
+    const msgpack_object *f = arg(args, "file");
+
+    if (arg_str(args, "kind", kind, sizeof kind) != 0 ||
+        !ol__name_valid(kind)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "upgrade: missing or bad kind");
+        return;
+    }
+    if (f && arg_str(args, "file", file, sizeof file) != 0) {
+        ol__ctl_reply_error(req, OL_EINVAL, "upgrade '%s': bad file name",
+                            kind);
+        return;
+    }
+    ol__op_upgrade(n, req, kind, f ? file : NULL);
 }
 
 void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e,
@@ -673,6 +737,8 @@ void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
         op_simple(n, req, op, args);
     else if (strcmp(op, "send") == 0)
         op_send(n, req, args);
+    else if (strcmp(op, "upgrade") == 0)
+        op_upgrade(n, req, args);
     else if (strncmp(op, "cluster.", 8) == 0 && !n->cluster)
         ol__ctl_reply_error(req, OL_ESTATE,
                             "%s: this node runs alone (its config has no "

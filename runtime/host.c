@@ -1,9 +1,17 @@
 /*
- * The host services a plugin calls (struct ol_host in outlast/agent.h).
+ * Plugins that run inside the node ([plugin.KIND] isolation = none): the
+ * host services they call (struct ol_host in outlast/agent.h), their work
+ * pool, and the step marks around every call into their code.
+ *
  * Every argument is input: names, sizes and msgpack bytes are checked, and
  * services that change what the next checkpoint holds are refused outside
- * handle(), so nothing a plugin does escapes the record of its step.
+ * handle(), so nothing a plugin does escapes the record of its step.  What
+ * such a plugin can still do is take the node down with it: a crash kills
+ * the node (the restarted node finds the step mark in its data directory
+ * and reports the crash, so it counts towards quarantine like a host's),
+ * and a step past its deadline makes the watchdog end the node.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +20,7 @@
 #include "err.h"
 #include "log.h"
 #include "mpr.h"
+#include "ipc.h"
 #include "node.h"
 
 /* The public codes are the internal ones; keep them that way. */
@@ -21,15 +30,25 @@ _Static_assert(OL_AGENT_EMALFORMED == OL_EMALFORMED, "abi: EMALFORMED");
 _Static_assert(OL_AGENT_ENOTFOUND == OL_ENOTFOUND, "abi: ENOTFOUND");
 _Static_assert(OL_AGENT_ETOOBIG == OL_ETOOBIG, "abi: ETOOBIG");
 _Static_assert(OL_AGENT_ESTATE == OL_ESTATE, "abi: ESTATE");
+_Static_assert(OL_AGENT_EFULL == OL_EFULL, "abi: EFULL");
 _Static_assert(OL_AGENT_LOG_DEBUG == OL_LOG_DEBUG, "abi: log levels");
+
+static pthread_t loop_thread;
+
+/* A handle the plugin passed back that services may use now: a plugin
+ * that calls a service from a work thread gets an error, not a race. */
+static int usable(const struct ol_agent *a)
+{
+    return a != NULL && pthread_equal(pthread_self(), loop_thread);
+}
 
 static void host_log(struct ol_agent *a, int level, const char *fmt, ...)
 {
-    static struct ol_ratelimit rl;
     char line[512];
-    unsigned suppressed;
     va_list ap;
 
+    if (!usable(a))
+        return;
     if (level < OL_AGENT_LOG_ERROR)
         level = OL_AGENT_LOG_ERROR;
     if (level > OL_AGENT_LOG_DEBUG)
@@ -39,57 +58,25 @@ static void host_log(struct ol_agent *a, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    /* A newline or an escape sequence from a plugin would forge log lines
-     * or reach an operator's terminal. */
-    for (char *p = line; *p; p++)
-        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
-            *p = '?';
-    /* Every line goes to the agent's own bounded ring; a chatty plugin
-     * must not drown the node's log, so that copy is rate-limited. */
-    ol__agent_note(a, level, 1, "%s", line);
-    if (!ol__ratelimit_ok(&rl, 5, 10000, &suppressed))
-        return;
-    if (suppressed)
-        ol__log(level, "(%u similar messages suppressed)", suppressed);
-    ol__log_agent(level, a->name, "%s", line);
+    ol__agent_plugin_log(a, level, line, strlen(line));
 }
 
 static const char *host_name(struct ol_agent *a)
 {
-    return a->name;
+    return a ? a->name : "";
 }
 
 static int64_t host_now(struct ol_agent *a)
 {
+    (void)a;
     return ol__wall_ms();
 }
 
 static int arm(struct ol_agent *a, uint64_t id, int64_t due)
 {
-    struct ol__armed *t;
-
-    if (!a->in_handle)
+    if (!usable(a) || !a->in_handle)
         return OL_AGENT_ESTATE;
-    for (uint32_t i = 0; i < a->n_timers; i++) {
-        if (a->timers[i].id == id) {
-            a->timers[i].due_ms = due;
-            a->timers[i].fired = 0;
-            ol__agent_timers_rearm(a);
-            return 0;
-        }
-    }
-    if (a->n_timers >= OL_AGENT_TIMERS_MAX)
-        return OL_AGENT_ETOOBIG;
-    t = realloc(a->timers, (a->n_timers + 1) * sizeof *t);
-    if (t == NULL)
-        return OL_AGENT_ENOMEM;
-    a->timers = t;
-    t[a->n_timers].id = id;
-    t[a->n_timers].due_ms = due;
-    t[a->n_timers].fired = 0;
-    a->n_timers++;
-    ol__agent_timers_rearm(a);
-    return 0;
+    return ol__agent_arm(a, id, due);
 }
 
 static int host_timer_after(struct ol_agent *a, uint64_t id,
@@ -107,132 +94,107 @@ static int host_timer_at(struct ol_agent *a, uint64_t id, int64_t unix_ms)
 
 static int host_timer_cancel(struct ol_agent *a, uint64_t id)
 {
-    if (!a->in_handle)
+    if (!usable(a) || !a->in_handle)
         return OL_AGENT_ESTATE;
-    for (uint32_t i = 0; i < a->n_timers; i++) {
-        if (a->timers[i].id == id) {
-            a->timers[i] = a->timers[--a->n_timers];
-            ol__agent_timers_rearm(a);
-            return 0;
-        }
-    }
-    return OL_AGENT_ENOTFOUND;
+    return ol__agent_cancel(a, id);
 }
 
 static int host_send(struct ol_agent *a, const char *to, const void *msg,
                      size_t len)
 {
-    struct ol__outmsg *o;
+    int rv;
 
-    if (!a->in_handle || a->final_pending)
+    if (!usable(a) || !a->in_handle || a->final_pending)
         return OL_AGENT_ESTATE;
-    if (to == NULL || strnlen(to, OL_NAME_MAX + 1) > OL_NAME_MAX ||
-        !ol__name_valid(to) || (msg == NULL && len))
-        return OL_AGENT_EINVAL;
-    if (len > OL_AGENT_MSG_MAX || a->n_outbox >= OL_AGENT_OUTBOX_MAX)
-        return OL_AGENT_ETOOBIG;
-    if (ol__mp_check(msg, len, NULL) != 0)
-        return OL_AGENT_EMALFORMED;
-    o = realloc(a->outbox, (a->n_outbox + 1) * sizeof *o);
-    if (o == NULL)
-        return OL_AGENT_ENOMEM;
-    a->outbox = o;
-    o = &a->outbox[a->n_outbox];
-    o->to = strdup(to);
-    o->data = malloc(len ? len : 1);
-    if (o->to == NULL || o->data == NULL) {
-        free(o->to);
-        free(o->data);
-        return OL_AGENT_ENOMEM;
-    }
-    memcpy(o->data, msg, len);
-    o->len = (uint32_t)len;
-    a->n_outbox++;
-    return 0;
+    rv = ol__send_check(to, msg, len, a->n_outbox);
+    if (rv != 0)
+        return rv;
+    if (ol__map_get(&a->node->full, to))
+        return OL_AGENT_EFULL;
+    return ol__agent_outbox_add(a, to, msg, (uint32_t)len);
 }
 
 static int host_checkpoint(struct ol_agent *a)
 {
-    if (!a->in_handle)
+    if (!usable(a) || !a->in_handle)
         return OL_AGENT_ESTATE;
     a->ckpt_requested = 1;
     return 0;
 }
 
-struct work {
-    uv_work_t req;
-    struct ol_agent *a;
-    uint64_t id;
-    ol_work_fn fn;
-    void *arg;
-};
+/* ---- work, on the node's own pool ---- */
 
-static void work_run(uv_work_t *req)
+static void wp_notify(void *data)
 {
-    struct work *w = req->data;
-
-    w->fn(w->arg);
+    uv_async_send(data);
 }
 
-void ol__agent_settle(struct ol_agent *a);
-
-static void work_done(uv_work_t *req, int status)
+static void wp_done_cb(uv_async_t *h)
 {
-    struct work *w = req->data;
-    struct ol_agent *a = w->a;
-    struct ol__ev *ev;
+    struct ol__node *n = h->data;
+    struct ol__witem *it = n->wpool ? ol__wpool_take(n->wpool) : NULL, *next;
 
-    a->work_pending--;
-    if (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING) {
-        ev = calloc(1, sizeof *ev);
-        if (ev) {
-            ev->type = OL_EVENT_WORK;
-            ev->work_id = w->id;
-            ev->work_arg = w->arg;
-            ol__agent_push(a, ev);
+    for (; it; it = next) {
+        struct ol_agent *a = it->owner;
+        struct ol__ev *ev;
+
+        next = it->next;
+        a->work_pending--;
+        if (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING) {
+            ev = calloc(1, sizeof *ev);
+            if (ev) {
+                ev->type = OL_EVENT_WORK;
+                ev->work_id = it->id;
+                ev->work_arg = it->arg;
+                ol__agent_push(a, ev);
+            }
+        } else if (a->self) {
+            /* The agent is going away: hand the argument back so the
+             * plugin can free it; nothing it does now is recorded. */
+            struct ol_event e;
+
+            memset(&e, 0, sizeof e);
+            e.type = OL_EVENT_WORK;
+            e.size = sizeof e;
+            e.now_ms = ol__wall_ms();
+            e.work_id = it->id;
+            e.work_arg = it->arg;
+            a->in_handle = 0;
+            ol__inproc_enter(a, OL_MARK_HANDLE, OL_EVENT_WORK);
+            (void)a->code->plugin.vt->handle(a->self, a, &e);
+            ol__inproc_leave(a);
+            ol__agent_settle(a);
         }
-    } else if (a->self) {
-        /* The agent is going away: hand the argument back so the plugin
-         * can free it; nothing it does now is recorded. */
-        struct ol_event e;
-
-        memset(&e, 0, sizeof e);
-        e.type = OL_EVENT_WORK;
-        e.size = sizeof e;
-        e.now_ms = ol__wall_ms();
-        e.work_id = w->id;
-        e.work_arg = w->arg;
-        a->in_handle = 0;
-        (void)a->plugin->vt->handle(a->self, a, &e);
-        ol__agent_settle(a);
+        free(it);
     }
-    free(w);
 }
 
 static int host_work(struct ol_agent *a, uint64_t id, ol_work_fn fn,
                      void *arg)
 {
-    struct work *w;
-    int rv;
+    struct ol__node *n;
+    struct ol__witem *it;
 
-    if (!a->in_handle)
+    if (!usable(a) || !a->in_handle)
         return OL_AGENT_ESTATE;
     if (fn == NULL)
         return OL_AGENT_EINVAL;
-    w = calloc(1, sizeof *w);
-    if (w == NULL)
+    n = a->node;
+    if (n->wpool == NULL &&
+        ol__wpool_create(n->cfg.agent_defaults.work_threads, n->mark,
+                         wp_notify, &n->wp_async, &n->wpool) != 0)
         return OL_AGENT_ENOMEM;
-    w->req.data = w;
-    w->a = a;
-    w->id = id;
-    w->fn = fn;
-    w->arg = arg;
-    rv = uv_queue_work(a->node->loop, &w->req, work_run, work_done);
-    if (rv != 0) {
-        free(w);
+    it = calloc(1, sizeof *it);
+    if (it == NULL)
         return OL_AGENT_ENOMEM;
-    }
+    it->fn = fn;
+    it->arg = arg;
+    it->owner = a;
+    it->id = id;
+    it->epoch = a->epoch;
+    snprintf(it->name, sizeof it->name, "%s", a->name);
     a->work_pending++;
+    ol__wpool_submit(n->wpool, it);
     return 0;
 }
 
@@ -249,3 +211,77 @@ const struct ol_host ol__host_table = {
     .checkpoint = host_checkpoint,
     .work = host_work,
 };
+
+/* ---- binding and marks ---- */
+
+int ol__inproc_bind(struct ol__node *n, struct ol__code *c, char *errmsg)
+{
+    int rv;
+
+    (void)n;
+    ol__inproc_enter(NULL, OL_MARK_LOAD, 0);
+    rv = ol__plugin_bind(c->path, c->src, c->kind, &ol__host_table,
+                         &c->plugin, errmsg);
+    ol__inproc_leave(NULL);
+    if (rv != 0)
+        return rv;
+    memcpy(c->plugin.so_hash, c->hash, OL_HASH_SIZE);
+    snprintf(c->version, sizeof c->version, "%s", c->plugin.version);
+    return 0;
+}
+
+static struct ol__mark *cur_mark;
+
+void ol__inproc_enter(struct ol_agent *a, uint32_t phase, int event)
+{
+    struct ol__mark_slot *s;
+
+    if (cur_mark == NULL)
+        return;
+    s = &cur_mark->main;
+    if (a) {
+        snprintf(s->name, sizeof s->name, "%s", a->name);
+        s->epoch = a->epoch;
+        s->deadline_ms = a->code ? a->code->cfg.step_deadline_ms : 0;
+    } else {
+        s->name[0] = '\0';
+        s->deadline_ms = 0;
+    }
+    ol__mark_begin(s, phase, 0, 0, (uint32_t)event);
+}
+
+void ol__inproc_leave(struct ol_agent *a)
+{
+    (void)a;
+    if (cur_mark)
+        ol__mark_end(&cur_mark->main);
+}
+
+int ol__inproc_start(struct ol__node *n, char *errmsg)
+{
+    loop_thread = pthread_self();
+    cur_mark = n->mark;
+    if (uv_async_init(n->loop, &n->wp_async, wp_done_cb) != 0) {
+        ol__errf(errmsg, "cannot set up the work pool");
+        return OL_EIO;
+    }
+    n->wp_async.data = n;
+    n->inproc_init = 1;
+    /* Crash handlers only where plugin code runs in this process. */
+    if (n->mark && ol__config_any_inproc(&n->cfg) &&
+        (ol__mark_install(n->mark) != 0 || ol__mark_thread(-1) != 0)) {
+        ol__errf(errmsg, "cannot install crash handlers");
+        return OL_EIO;
+    }
+    return 0;
+}
+
+void ol__inproc_stop(struct ol__node *n)
+{
+    ol__wpool_destroy(n->wpool);
+    n->wpool = NULL;
+    if (n->inproc_init) {
+        n->inproc_init = 0;
+        uv_close((uv_handle_t *)&n->wp_async, NULL);
+    }
+}

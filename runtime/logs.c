@@ -60,6 +60,36 @@ void ol__agent_note(struct ol_agent *a, int level, int ring_only,
         ol__log_agent(level, a->name, "%s", line);
 }
 
+void ol__agent_plugin_log(struct ol_agent *a, int level, const char *text,
+                          size_t len)
+{
+    static struct ol_ratelimit rl;
+    char line[512];
+    unsigned suppressed;
+
+    if (level > ol__log_level)
+        return;
+    if (len > sizeof line - 1)
+        len = sizeof line - 1;
+    memcpy(line, text, len);
+    line[len] = '\0';
+    /* A newline or an escape sequence from a plugin would forge log lines
+     * or reach an operator's terminal; a NUL from a host process would cut
+     * the line short. */
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)line[i] < 0x20 && line[i] != '\t') ||
+            line[i] == 0x7f)
+            line[i] = '?';
+    /* Every line goes to the agent's own bounded ring; a chatty plugin
+     * must not drown the node's log, so that copy is rate-limited. */
+    ol__agent_note(a, level, 1, "%s", line);
+    if (!ol__ratelimit_ok(&rl, 5, 10000, &suppressed))
+        return;
+    if (suppressed)
+        ol__log(level, "(%u similar messages suppressed)", suppressed);
+    ol__log_agent(level, a->name, "%s", line);
+}
+
 static void pk_str(msgpack_packer *pk, const char *s)
 {
     msgpack_pack_str_with_body(pk, s, strlen(s));

@@ -14,20 +14,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "err.h"
 #include "fsutil.h"
+#include "hostproc.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
 #include "node.h"
 #include "notify.h"
+#include "ol_config.h"
+#include "watchdog.h"
 #include "../replication/verify.h"
 #include "../replication/cluster.h"
 
-#define DRAIN_LIMIT_MS 15000
+#define CRASH_REPORT_RETRY_MS 2000
 
 uint64_t ol__node_req_id(void)
 {
@@ -169,6 +174,116 @@ static int start_cluster(struct ol__node *n, const char *db_path)
     return rv;
 }
 
+/* outlast-agent-host: [agents] host, $OUTLAST_AGENT_HOST, next to this
+ * program, or where it is installed. */
+static int find_host_exe(struct ol__node *n)
+{
+    char exe[PATH_MAX];
+    ssize_t len;
+
+    if (n->cfg.host_exe[0]) {
+        snprintf(n->host_exe, sizeof n->host_exe, "%s", n->cfg.host_exe);
+    } else if (getenv("OUTLAST_AGENT_HOST")) {
+        snprintf(n->host_exe, sizeof n->host_exe, "%s",
+                 getenv("OUTLAST_AGENT_HOST"));
+    } else {
+        len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (len > 0) {
+            exe[len] = '\0';
+            snprintf(n->host_exe, sizeof n->host_exe,
+                     "%.4000s/outlast-agent-host", dirname(exe));
+        }
+        if (len <= 0 || access(n->host_exe, X_OK) != 0)
+            snprintf(n->host_exe, sizeof n->host_exe, "%s", OL_HOSTEXE);
+    }
+    if (access(n->host_exe, X_OK) != 0) {
+        ol__errf(n->errmsg,
+                 "cannot run the agent host '%s': %s (set [agents] host, "
+                 "or run every plugin with isolation = none)",
+                 n->host_exe, strerror(errno));
+        return OL_ECONFIG;
+    }
+    return 0;
+}
+
+/* Turn what the last run left in a step mark into a crash report. */
+static void report_slot(struct ol__mark *m, const struct ol__mark_slot *s,
+                        const char *how)
+{
+    struct ol__mark_report *r = NULL;
+
+    if (s->phase == OL_MARK_IDLE || s->name[0] == '\0')
+        return;
+    for (int i = 0; i < OL_MARK_REPORTS; i++) {
+        if (m->reports[i].used && strcmp(m->reports[i].name, s->name) == 0)
+            return; /* already waiting to be reported */
+        if (!m->reports[i].used && r == NULL)
+            r = &m->reports[i];
+    }
+    if (r == NULL)
+        return;
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", s->name);
+    r->epoch = s->epoch;
+    r->req = ol__node_req_id();
+    if (s->phase == OL_MARK_HANDLE)
+        snprintf(r->reason, sizeof r->reason,
+                 "the node died (%s) in handle() of a %s event", how,
+                 ol__event_name((int)s->event));
+    else
+        snprintf(r->reason, sizeof r->reason, "the node died (%s) in %s",
+                 how, ol__mark_phase_name(s->phase));
+    r->used = 1;
+}
+
+/* The in-process step marks live in a file, so they outlive a crash. */
+static int open_marks(struct ol__node *n)
+{
+    char path[PATH_MAX];
+    struct ol__mark *m;
+    int fd;
+
+    if (ol__path_join(path, sizeof path, n->cfg.data_dir, "inproc.mark"))
+        return OL_EINVAL;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || ftruncate(fd, OL_MARK_SIZE) != 0) {
+        ol__errf(n->errmsg, "step marks '%s': %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return OL_EIO;
+    }
+    m = mmap(NULL, OL_MARK_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) {
+        ol__errf(n->errmsg, "step marks '%s': %s", path, strerror(errno));
+        return OL_EIO;
+    }
+    if (m->magic == OL_MARK_MAGIC && m->version == OL_MARK_VERSION) {
+        struct ol__mark_report keep[OL_MARK_REPORTS];
+        char how[32];
+
+        if (m->crash_sig > 0)
+            snprintf(how, sizeof how, "%s", ol__signal_name(m->crash_sig));
+        else if (m->exit_thread != -2)
+            snprintf(how, sizeof how, "exit() called");
+        else
+            snprintf(how, sizeof how, "killed");
+        if (m->crash_sig != -1)
+            report_slot(m, &m->main, how);
+        for (int i = 0; i < OL_MARK_WORKERS; i++)
+            report_slot(m, &m->worker[i], how);
+        memcpy(keep, m->reports, sizeof keep);
+        ol__mark_init(m);
+        memcpy(m->reports, keep, sizeof keep);
+    } else {
+        ol__mark_init(m);
+    }
+    n->mark = m;
+    return 0;
+}
+
+static void stop_signal_cb(uv_async_t *h);
+
 int ol__node_init(struct ol__node *n, uv_loop_t *loop,
                   const struct ol__config *cfg)
 {
@@ -183,6 +298,20 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     n->lock_fd = -1;
     n->started_ms = ol__wall_ms();
     ol__map_init(&n->agents);
+    ol__map_init(&n->full);
+    uv_prepare_init(loop, &n->hp_flusher);
+    n->hp_flusher.data = n;
+    uv_async_init(loop, &n->sig_async, stop_signal_cb);
+    n->sig_async.data = n;
+    uv_idle_init(loop, &n->runner);
+    n->runner.data = n;
+    uv_timer_init(loop, &n->drain_timer);
+    n->drain_timer.data = n;
+    uv_timer_init(loop, &n->crash_timer);
+    n->crash_timer.data = n;
+    uv_timer_init(loop, &n->sd_watchdog);
+    n->sd_watchdog.data = n;
+    n->handles_init = 1;
     ol__buf_init(&n->scratch);
     n->vcache = ol__verify_cache_create();
     ol__events_init(&n->events, cfg->cluster);
@@ -193,6 +322,22 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     rv = ol__mkdirs(cfg->data_dir, 0700, n->errmsg);
     if (rv == 0)
         rv = lock_data_dir(n);
+    if (rv == 0)
+        rv = find_host_exe(n);
+    if (rv == 0)
+        rv = open_marks(n);
+    if (rv == 0)
+        rv = ol__inproc_start(n, n->errmsg);
+    if (rv == 0)
+        rv = ol__codes_init(&n->codes, n, cfg->data_dir, cfg->plugin_dir,
+                            n->errmsg);
+    /* After a stop signal the node is gone within stop_timeout_ms,
+     * drained or not; the drain itself gives up at three quarters. */
+    if (rv == 0 && ol__watchdog_start(n->mark, cfg->stop_timeout_ms,
+                                      &n->watchdog) != 0) {
+        ol__errf(n->errmsg, "cannot start the watchdog");
+        rv = OL_EIO;
+    }
     if (rv != 0)
         return rv;
     if (ol__path_join(path, sizeof path, cfg->data_dir, "node.key"))
@@ -218,7 +363,10 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
         ol__errf(n->errmsg, "%s", n->store.errmsg);
         return rv;
     }
+    memset(&smc, 0, sizeof smc);
     smc.retain = cfg->retain;
+    smc.mail_soft_n = cfg->mailbox_max;
+    smc.mail_soft_bytes = (uint64_t)cfg->mailbox_max_kb << 10;
     rv = ol__sm_open(&n->store, &smc, &n->sm, n->errmsg);
     if (rv != 0)
         return rv;
@@ -233,23 +381,11 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
                               ol__node_effects, n, &n->replica);
     if (rv != 0)
         return rv;
-    ol__plugins_init(&n->plugins, cfg->plugin_dir, &ol__host_table);
     if (ol__walck_start(&n->walck, loop, n->store.db, path, n->errmsg) != 0) {
         /* SQLite's own checkpoints still run, inside the commits. */
         ol_log(OL_LOG_WARN, "%s; checkpointing inline", n->errmsg);
         n->errmsg[0] = '\0';
     }
-    uv_idle_init(loop, &n->runner);
-    n->runner.data = n;
-    uv_timer_init(loop, &n->drain_timer);
-    n->drain_timer.data = n;
-    uv_timer_init(loop, &n->watchdog);
-    n->watchdog.data = n;
-    /* Started once the node is up; initialised here so that a start that
-     * fails half way can close them like the rest. */
-    uv_signal_init(loop, &n->sigint);
-    uv_signal_init(loop, &n->sigterm);
-    n->sigint.data = n->sigterm.data = n;
     return 0;
 }
 
@@ -306,7 +442,7 @@ static int spawn_configured(struct ol__node *n)
     return rv;
 }
 
-static void watchdog_cb(uv_timer_t *t)
+static void sd_watchdog_cb(uv_timer_t *t)
 {
     (void)t;
     (void)ol__notify("WATCHDOG=1");
@@ -337,22 +473,79 @@ static void tell_ready(struct ol__node *n, int hosted)
              n->http ? n->cfg.http_listen : "");
     (void)ol__notify(st);
     if (wd >= 2000) {
-        n->watchdog_us = wd;
-        uv_timer_start(&n->watchdog, watchdog_cb, wd / 2000, wd / 2000);
+        n->sd_watchdog_us = wd;
+        uv_timer_start(&n->sd_watchdog, sd_watchdog_cb, wd / 2000,
+                       wd / 2000);
     }
 }
 
-static void signal_cb(uv_signal_t *s, int signum)
-{
-    struct ol__node *n = s->data;
+/* SIGTERM and SIGINT are caught here rather than through the loop, so
+ * the watchdog's clock starts even when the loop is stuck. */
+static struct ol__node *signal_node;
 
-    if (n->stopping) {
-        ol_log(OL_LOG_WARN, "second signal: exiting without draining");
-        exit(1);
+static void on_stop_signal(int sig)
+{
+    struct ol__node *n = signal_node;
+    static const char again[] =
+        "outlastd: second signal: exiting without draining\n";
+
+    if (n == NULL)
+        return;
+    if (__atomic_fetch_add(&n->signals, 1, __ATOMIC_SEQ_CST) > 0) {
+        (void)!write(2, again, sizeof again - 1);
+        _exit(1);
     }
+    n->stop_signal = sig;
+    ol__watchdog_stopping(n->watchdog);
+    uv_async_send(&n->sig_async);
+}
+
+static void stop_signal_cb(uv_async_t *h)
+{
+    struct ol__node *n = h->data;
+
+    if (n->signals == 0 || n->stopping)
+        return;
     ol_log(OL_LOG_INFO, "%s: draining commits and stopping agents",
-           signum == SIGINT ? "SIGINT" : "SIGTERM");
+           n->stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
     ol__node_shutdown(n);
+}
+
+static void report_crashes(struct ol__node *n)
+{
+    struct ol__entry_w w;
+
+    if (n->mark == NULL)
+        return;
+    ol__entry_w_init(&w);
+    for (int i = 0; i < OL_MARK_REPORTS; i++) {
+        const struct ol__mark_report *r = &n->mark->reports[i];
+
+        if (!r->used)
+            continue;
+        ol_log(OL_LOG_WARN, "agent '%s': %s; reporting the crash", r->name,
+               r->reason);
+        (void)ol__entry_add_crash(&w, r->req, r->name, r->epoch,
+                                  ol__wall_ms(), n->cfg.crash_limit,
+                                  n->cfg.crash_window_ms, r->reason);
+    }
+    if (w.n)
+        (void)ol__node_propose(n, &w);
+    ol__entry_w_close(&w);
+}
+
+static void crash_report_cb(uv_timer_t *t)
+{
+    struct ol__node *n = t->data;
+    int left = 0;
+
+    for (int i = 0; n->mark && i < OL_MARK_REPORTS; i++)
+        left |= n->mark->reports[i].used != 0;
+    if (!left || n->stopping) {
+        uv_timer_stop(t);
+        return;
+    }
+    report_crashes(n);
 }
 
 int ol__node_start(struct ol__node *n)
@@ -363,6 +556,9 @@ int ol__node_start(struct ol__node *n)
 
     /* In a cluster nothing is hosted yet: the rows name an older
      * incarnation, and the leader re-grants them to this one. */
+    for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)
+        if (row->mail_full)
+            ol__node_mail_full(n, row->name, 1);
     for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);) {
         if (!ol__node_owns(n, row))
             continue;
@@ -386,14 +582,81 @@ int ol__node_start(struct ol__node *n)
     rv = ol__ctl_start(n->loop, path, ol__ctl_handle, n, &n->ctl, n->errmsg);
     if (rv != 0)
         return rv;
-    uv_signal_start(&n->sigint, signal_cb, SIGINT);
-    uv_signal_start(&n->sigterm, signal_cb, SIGTERM);
+    {
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        signal_node = n;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+    }
+    /* Crashes of plugins inside the node that the last run left behind
+     * are reported until they are on record. */
+    report_crashes(n);
+    uv_timer_start(&n->crash_timer, crash_report_cb, CRASH_REPORT_RETRY_MS,
+                   CRASH_REPORT_RETRY_MS);
     ol_log(OL_LOG_INFO,
            "node %" PRIu64 " up: %d agent(s) hosted, data in %s, control "
            "socket %s",
            n->self_id, hosted, n->cfg.data_dir, path);
     tell_ready(n, hosted);
     return 0;
+}
+
+void ol__node_mail_full(struct ol__node *n, const char *name, int full)
+{
+    char *key = ol__map_get(&n->full, name);
+
+    if (full && key == NULL) {
+        key = strdup(name);
+        if (key == NULL || ol__map_put(&n->full, key, key) != 0) {
+            free(key);
+            return;
+        }
+        ol_log_rl(OL_LOG_WARN, "agent '%s': mailbox full; senders get "
+                               "OL_AGENT_EFULL until it drains",
+                  name);
+    } else if (!full && key) {
+        ol__map_del(&n->full, name);
+        free(key);
+    } else {
+        return;
+    }
+    for (struct ol__hostproc *hp = n->hps; hp; hp = hp->next)
+        ol__hp_full(hp, name, full);
+}
+
+void ol__node_code_current(struct ol__node *n, struct ol__code *c)
+{
+    const struct ol__sm_code *have, *want;
+    struct ol__entry_w w;
+
+    if (!n->cluster || n->sm == NULL || c->state != OL_CODE_READY)
+        return;
+    have = ol__sm_code(n->sm, c->kind, n->self_id);
+    want = ol__sm_code(n->sm, c->kind, 0);
+    if (have && memcmp(have->hash, c->hash, OL_HASH_SIZE) == 0 &&
+        (!c->wanted ||
+         (want && memcmp(want->hash, c->hash, OL_HASH_SIZE) == 0)))
+        return;
+    ol__entry_w_init(&w);
+    if (ol__entry_add_code(&w, ol__node_req_id(), n->self_id, c->kind,
+                           c->hash, c->version, c->wanted) == 0)
+        (void)ol__node_propose(n, &w);
+    ol__entry_w_close(&w);
+}
+
+/* Another node asked for a build of `kind`: say which one runs here, so
+ * placement knows whether this node can take the kind's agents. */
+static void code_wanted(struct ol__node *n, const char *kind)
+{
+    struct ol__code *c;
+    char err[OL_ERRMSG_SIZE];
+
+    if (ol__code_current(&n->codes, kind, 1, &c, err) == 0)
+        ol__node_code_current(n, c);
 }
 
 void ol__node_effects(void *data, struct ol__effects *fx)
@@ -435,6 +698,12 @@ void ol__node_effects(void *data, struct ol__effects *fx)
              * right before the command's outcome. */
             const struct ol__sm_agent *row = NULL;
 
+            if (e->u.cmd.cmd_type == OL_CMD_CRASH)
+                ol__agent_crash_recorded(n, e->u.cmd.name, e->u.cmd.req,
+                                         e->status);
+            if (e->u.cmd.cmd_type == OL_CMD_CODE && e->status == 0 &&
+                e->u.cmd.name[0] && !n->stopping)
+                code_wanted(n, e->u.cmd.name);
             if (n->waiters == NULL)
                 break;
             if (prev && prev->type == OL_FX_AGENT &&
@@ -447,6 +716,9 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             ol__waiters_effect(n, e, row);
             break;
         }
+        case OL_FX_MAILBOX:
+            ol__node_mail_full(n, e->u.box.name, e->u.box.full);
+            break;
         case OL_FX_NODE:
             break;
         }
@@ -491,17 +763,31 @@ static void ctl_closed(void *data)
     ol__http_close(h, http_closed, n);
 }
 
+static void close_node_handles(struct ol__node *n)
+{
+    if (!n->handles_init)
+        return;
+    n->handles_init = 0;
+    signal_node = NULL;
+    uv_close((uv_handle_t *)&n->drain_timer, NULL);
+    uv_close((uv_handle_t *)&n->crash_timer, NULL);
+    uv_timer_stop(&n->sd_watchdog);
+    uv_close((uv_handle_t *)&n->sd_watchdog, NULL);
+    uv_close((uv_handle_t *)&n->runner, NULL);
+    uv_close((uv_handle_t *)&n->sig_async, NULL);
+    uv_close((uv_handle_t *)&n->hp_flusher, NULL);
+    ol__inproc_stop(n);
+}
+
 static void finish_shutdown(struct ol__node *n)
 {
     uv_timer_stop(&n->drain_timer);
-    uv_close((uv_handle_t *)&n->drain_timer, NULL);
-    uv_timer_stop(&n->watchdog);
-    uv_close((uv_handle_t *)&n->watchdog, NULL);
     ol__logs_close(n);
-    uv_close((uv_handle_t *)&n->runner, NULL);
-    uv_close((uv_handle_t *)&n->sigint, NULL);
-    uv_close((uv_handle_t *)&n->sigterm, NULL);
     ol__agents_close_all(n);
+    /* The hosts get their CLOSE items, then EOF, and exit. */
+    for (struct ol__code *c = ol__codes_first(&n->codes); c; c = c->next)
+        ol__hostproc_close(c->hp);
+    close_node_handles(n);
     ol__waiters_drop(n);
     if (n->ctl)
         ol__ctl_close(n->ctl, ctl_closed, n);
@@ -527,10 +813,10 @@ static void drain_cb(uv_timer_t *t)
     struct ol__node *n = t->data;
 
     n->drain_waited_ms += 20;
-    if (drained(n) || n->drain_waited_ms >= DRAIN_LIMIT_MS) {
+    if (drained(n) || n->drain_waited_ms >= n->cfg.stop_timeout_ms / 4 * 3) {
         if (!drained(n)) {
-            ol_log(OL_LOG_WARN, "drain did not finish in %d ms; closing",
-                   DRAIN_LIMIT_MS);
+            ol_log(OL_LOG_WARN, "drain did not finish in %u ms; closing",
+                   n->cfg.stop_timeout_ms / 4 * 3);
             n->exit_code = 1;
         }
         finish_shutdown(n);
@@ -552,7 +838,7 @@ void ol__node_shutdown(struct ol__node *n)
         struct ol_agent *a = v;
         struct ol__ev *ev;
 
-        if (a->phase != OL_PHASE_ACTIVE || a->self == NULL)
+        if (a->phase != OL_PHASE_ACTIVE || !a->ready)
             continue;
         /* Events not yet delivered are still in the mailbox and the
          * timers, so they are delivered after the restart. */
@@ -577,9 +863,28 @@ void ol__node_shutdown(struct ol__node *n)
 
 void ol__node_free(struct ol__node *n)
 {
+    if (n->handles_init) {
+        /* A node that never ran: close what init opened. */
+        close_node_handles(n);
+        uv_run(n->loop, UV_RUN_NOWAIT);
+    }
+    ol__watchdog_destroy(n->watchdog);
+    n->watchdog = NULL;
     ol__verify_cache_destroy(n->vcache);
     n->vcache = NULL;
-    ol__plugins_close(&n->plugins);
+    ol__codes_close(&n->codes);
+    if (n->mark) {
+        ol__mark_uninstall();
+        munmap(n->mark, OL_MARK_SIZE);
+        n->mark = NULL;
+    }
+    {
+        void *v;
+
+        for (size_t i = 0; ol__map_next(&n->full, &i, &v);)
+            free(v);
+        ol__map_close(&n->full);
+    }
     ol__key_close(&n->key);
     ol__buf_close(&n->scratch);
     ol__map_close(&n->agents);

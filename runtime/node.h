@@ -12,19 +12,25 @@
 #include "../replication/ckpt.h"
 #include "../replication/replica.h"
 #include "../replication/sm.h"
+#include "code.h"
 #include "config.h"
 #include "err.h"
 #include "hist.h"
 #include "ctl.h"
 #include "events.h"
+#include "ipc.h"
 #include "keys.h"
 #include "map.h"
+#include "mark.h"
 #include "plugin.h"
 #include "store.h"
 #include "walck.h"
+#include "wpool.h"
 
 struct ol__node;
 struct ol__verify_cache;
+struct ol__hostproc;
+struct ol__watchdog;
 
 /* A queued event. */
 struct ol__ev {
@@ -41,7 +47,8 @@ struct ol__ev {
     uint32_t len;
     /* WORK */
     uint64_t work_id;
-    void *work_arg;
+    void *work_arg;     /* in the node: the plugin's argument */
+    uint64_t work_token; /* in a host: the host's name for it */
     /* STOP */
     int final;
     /* RESUME */
@@ -56,6 +63,15 @@ enum ol__phase {
     OL_PHASE_DRAINING = 2, /* shutting down: final checkpoint, then close */
     OL_PHASE_CLOSING = 3,  /* waiting for work/commit before close() */
     OL_PHASE_FAULT = 4,    /* quarantined or degraded; plugin closed */
+    OL_PHASE_CRASHED = 5,  /* its code crashed: waiting for the crash to
+                            * be recorded, then for its restart */
+};
+
+/* How an agent lost its host process (ol__agent_host_lost). */
+enum ol__lost {
+    OL_LOST_OTHER = 0,   /* another agent's code took the host down */
+    OL_LOST_CRASH = 1,   /* its own code did */
+    OL_LOST_LOAD = 2,    /* the plugin did not load */
 };
 
 struct ol__armed {
@@ -69,8 +85,21 @@ struct ol__armed {
 struct ol_agent {
     struct ol__node *node;
     char name[OL_NAME_MAX + 1];
-    struct ol__plugin *plugin;
-    void *self; /* the plugin's instance; NULL until open() succeeded */
+    struct ol__code *code;    /* the code it runs (holds a reference) */
+    void *self; /* in the node: the plugin's instance, once open() worked */
+    struct ol__hostproc *hp;  /* its host process (hosted code) */
+    uint32_t slot, gen;       /* its place in that host */
+    int ready;                /* an instance exists or its OPEN is queued */
+    int busy;                 /* a STEP or SAVE is at the host */
+    int busy_type;            /* the event type of that STEP (0: SAVE) */
+    struct ol__ev *busy_ev;   /* the event of that STEP */
+    int save_due;             /* a checkpoint is due once busy clears */
+    int rehost;               /* restart from the committed head when the
+                               * checkpoint in flight settles */
+    int upgrade;              /* move to the kind's current code at the
+                               * next checkpoint boundary */
+    uint64_t crash_req;       /* the CRASH proposed for it, if any */
+    struct ol__sm_agent row;  /* the row it was hosted from (own config) */
     uint64_t epoch;
     int phase;
     int degraded; /* a stored checkpoint failed verification */
@@ -89,7 +118,9 @@ struct ol_agent {
     /* Events waiting to be delivered. */
     struct ol__ev *q_head, *q_tail;
     uint32_t q_len;
+    uint32_t q_mail;        /* MESSAGE events among them */
     int64_t mail_watermark; /* mailbox rows up to here are queued */
+    int mail_backlog;       /* more rows wait in the mailbox */
 
     /* Armed timers; part of every checkpoint. */
     struct ol__armed *timers;
@@ -146,7 +177,17 @@ struct ol__node {
     uint64_t inc;  /* this start's incarnation (0 on a single node) */
     int paused;    /* no lease: agents take no steps */
 
-    struct ol__plugins plugins;
+    struct ol__codes codes;
+    char host_exe[PATH_MAX];          /* outlast-agent-host */
+    struct ol__hostproc *hps;         /* live host processes */
+    struct ol__hostproc *hp_dirty;    /* hosts with items to write */
+    uv_prepare_t hp_flusher;          /* writes them before the loop waits */
+    struct ol__wpool *wpool;          /* work of plugins run in the node */
+    uv_async_t wp_async;
+    int inproc_init;
+    struct ol__mark *mark;            /* in-process step marks (a file) */
+    struct ol__watchdog *watchdog;
+    struct ol__map full;              /* name -> name: mailbox is full */
     struct ol__map agents; /* name -> struct ol_agent *, hosted here */
     struct ol_agent *runq_head, *runq_tail;
     uv_idle_t runner;
@@ -154,8 +195,12 @@ struct ol__node {
 
     struct ol__ctl *ctl;
     struct ol__waiter *waiters;
-    uv_signal_t sigint, sigterm;
+    uv_async_t sig_async;  /* a stop signal arrived */
+    int signals;           /* stop signals so far */
+    int stop_signal;
+    int handles_init;
     uv_timer_t drain_timer;
+    uv_timer_t crash_timer; /* re-reports crashes not yet on record */
     uint64_t drain_waited_ms;
     int stopping;
     int exit_code;
@@ -168,14 +213,16 @@ struct ol__node {
         uint64_t checkpoints;
         uint64_t refused;
         uint64_t quarantined;
+        uint64_t crashes;    /* agent code crashed or overran */
+        uint64_t host_deaths;
     } n;
     struct ol__hist commit_lat; /* propose -> committed, us */
     struct ol__phist commit_hist; /* the same, never reset, for /metrics */
     struct ol__events events;     /* recent moves, quarantines, leases */
     struct ol__http *http;        /* [http] endpoint, or NULL */
     struct ol__logfwd *logfwd;    /* log requests waiting on other nodes */
-    uint64_t watchdog_us;         /* systemd watchdog interval, or 0 */
-    uv_timer_t watchdog;
+    uint64_t sd_watchdog_us;      /* systemd watchdog interval, or 0 */
+    uv_timer_t sd_watchdog;       /* answers it from the loop */
     int lock_fd;
 };
 
@@ -189,6 +236,12 @@ void ol__node_effects(void *data, struct ol__effects *fx);
 /* Propose commands; logs and returns the error on failure. */
 int ol__node_propose(struct ol__node *n, const struct ol__entry_w *w);
 uint64_t ol__node_req_id(void);
+/* A mailbox went over its soft limit or back under it: senders here and
+ * in every host process learn of it. */
+void ol__node_mail_full(struct ol__node *n, const char *name, int full);
+/* In a cluster, tell the others which build of a kind this node runs
+ * (CODE), unless the replicated table already says so. */
+void ol__node_code_current(struct ol__node *n, struct ol__code *c);
 
 /* Should this node run the agent `row` describes? */
 int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);
@@ -198,6 +251,10 @@ struct ol_agent *ol__agent_get(struct ol__node *n, const char *name);
 /* Start hosting an agent row that names this node as owner: resume it from
  * its head checkpoint, or start it fresh. */
 void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row);
+/* The same for an instance started again on this node: the new one takes
+ * over `log`, the old instance's log lines (transferred; may be NULL). */
+void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
+                          struct ol__alog *log);
 /* Stop hosting: no more events; close once work and commits settle. */
 void ol__agent_release(struct ol_agent *a, const char *why);
 /* Quarantine after a plugin failure: close and propose QUARANTINE. */
@@ -207,11 +264,39 @@ void ol__agent_push(struct ol_agent *a, struct ol__ev *ev);
 void ol__agent_mail(struct ol_agent *a, const char *from, uint64_t seq,
                     uint32_t idx, const void *data, uint32_t len,
                     int64_t rowid);
+/* Queue the next page of waiting mail once the queued mail is handled. */
+void ol__agent_mail_more(struct ol_agent *a);
 void ol__agent_timers_rearm(struct ol_agent *a);
 void ol__agent_free_ev(struct ol__ev *ev);
 void ol__agents_close_all(struct ol__node *n);
 /* "active", "committing", "draining", "closing", "fault" or "degraded". */
 const char *ol__agent_phase_name(const struct ol_agent *a);
+void ol__agent_settle(struct ol_agent *a);
+/* Drop the queued events; close the instance's handles (it is freed in
+ * their close callbacks). */
+void ol__agent_drop_queue(struct ol_agent *a);
+void ol__agent_finish(struct ol_agent *a);
+/* restart.c: drop the instance and start again from the committed head (same epoch,
+ * the kind's current code), once no checkpoint is in flight. */
+void ol__agent_rehost(struct ol_agent *a);
+/* Start the instance again after `ms`, for a reason that is this node's
+ * trouble rather than the agent's (nothing is counted). */
+void ol__agent_retry_later(struct ol_agent *a, uint64_t ms, const char *why);
+/* Arm a timer from a plugin's record (no phase check); 0 or OL_E*. */
+int ol__agent_arm(struct ol_agent *a, uint64_t id, int64_t due);
+int ol__agent_cancel(struct ol_agent *a, uint64_t id);
+/* Append a checked message to the outbox (copied); 0 or OL_ENOMEM. */
+int ol__agent_outbox_add(struct ol_agent *a, const char *to,
+                         const void *msg, uint32_t len);
+/* From a host process: OPEN's outcome, a finished work item, and the
+ * host's death. */
+void ol__agent_opened(struct ol_agent *a, int rv, const char *where);
+void ol__agent_work_done(struct ol_agent *a, uint64_t id, uint64_t token);
+void ol__agent_host_lost(struct ol_agent *a, int how, const char *why);
+/* A CRASH command's outcome (req matches a->crash_req or a marked
+ * crash). */
+void ol__agent_crash_recorded(struct ol__node *n, const char *name,
+                              uint64_t req, int status);
 
 /* step.c: delivering events and taking checkpoints */
 void ol__runq_add(struct ol_agent *a);
@@ -220,9 +305,19 @@ void ol__runq_remove(struct ol_agent *a);
 void ol__runner_cb(uv_idle_t *h);
 void ol__step_committed(struct ol_agent *a, const struct ol__effect *e);
 int ol__step_checkpoint(struct ol_agent *a);
+/* A host's results: one step, one save. */
+void ol__step_result(struct ol_agent *a, const struct ol__ipc_result *r);
+void ol__step_saved(struct ol_agent *a, const void *state, uint32_t len,
+                    int rv);
 
-/* host.c */
+/* host.c: the host services for plugins run inside the node */
 extern const struct ol_host ol__host_table;
+int ol__inproc_bind(struct ol__node *n, struct ol__code *c, char *errmsg);
+int ol__inproc_start(struct ol__node *n, char *errmsg);
+void ol__inproc_stop(struct ol__node *n);
+/* Enter and leave plugin code on the loop thread. */
+void ol__inproc_enter(struct ol_agent *a, uint32_t phase, int event);
+void ol__inproc_leave(struct ol_agent *a);
 
 /* logs.c: an agent's log lines, from whichever node hosts it */
 struct ol__alog;
@@ -231,6 +326,12 @@ struct ol__alog;
 void ol__agent_note(struct ol_agent *a, int level, int ring_only,
                     const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* A line a plugin logged through ol_host.log, in the node or in its host
+ * process (`text` need not be NUL-terminated; at most 511 bytes are kept):
+ * control characters become '?', the line goes to the agent's ring and,
+ * rate-limited, to the daemon log. */
+void ol__agent_plugin_log(struct ol_agent *a, int level, const char *text,
+                          size_t len);
 /* Fetch lines of `name` numbered above `after` (at most `limit`) from the
  * node hosting it.  `cb` gets 0 and a msgpack map
  *   {name, node, ring, first, next, lines: [{seq, time_ms, level, text}]}

@@ -28,6 +28,8 @@ const char *ol__agent_phase_name(const struct ol_agent *a)
         return "closing";
     case OL_PHASE_FAULT:
         return "fault";
+    case OL_PHASE_CRASHED:
+        return "crashed";
     }
     return "?";
 }

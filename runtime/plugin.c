@@ -1,15 +1,16 @@
 /*
- * Plugin loading.  Everything a plugin returns is input: the entry's return
- * code, the vtable pointer, its abi, size and function pointers are all
- * checked before the host calls into it.  The file is hashed so every
- * checkpoint can name exactly which build of the plugin wrote it.
+ * Binding a plugin: dlopen() it, call its entry and check what comes back.
+ * Everything a plugin returns is input: the entry's return code, the
+ * vtable pointer, its abi, size and function pointers are all checked
+ * before anything calls into it.  Agent hosts bind the plugin they run;
+ * a node binds only plugins configured to run in its own process
+ * (code.c finds, copies and hashes the file first).
  */
 #include "plugin.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,64 +20,11 @@
 #include <unistd.h>
 
 #include "err.h"
-#include "log.h"
-#include "ol_config.h"
 
 /* The size of a version-1 vtable: a plugin must provide at least this. */
 #define VTABLE_V1_SIZE                                                     \
     (offsetof(struct ol_agent_vtable, close) +                             \
      sizeof(((struct ol_agent_vtable *)0)->close))
-
-void ol__plugins_init(struct ol__plugins *ps, const char *dir,
-                      const struct ol_host *host)
-{
-    char exe[PATH_MAX];
-    ssize_t n;
-
-    memset(ps, 0, sizeof *ps);
-    ps->host = host;
-    ol__map_init(&ps->loaded);
-    if (dir && dir[0]) {
-        /* A colon-separated list, searched in order. */
-        const char *p = dir;
-
-        while (*p && ps->n_dirs < (int)(sizeof ps->dirs / sizeof ps->dirs[0])) {
-            size_t len = strcspn(p, ":");
-
-            if (len > 0 && len < PATH_MAX)
-                snprintf(ps->dirs[ps->n_dirs++], PATH_MAX, "%.*s", (int)len,
-                         p);
-            p += len;
-            if (*p == ':')
-                p++;
-        }
-        return;
-    }
-    if (getenv("OUTLAST_PLUGIN_DIR"))
-        snprintf(ps->dirs[ps->n_dirs++], PATH_MAX, "%s",
-                 getenv("OUTLAST_PLUGIN_DIR"));
-    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        snprintf(ps->dirs[ps->n_dirs++], PATH_MAX, "%s/../../agents",
-                 dirname(exe));
-    }
-    snprintf(ps->dirs[ps->n_dirs++], PATH_MAX, "%s", OL_PLUGINDIR);
-}
-
-void ol__plugins_close(struct ol__plugins *ps)
-{
-    void *v;
-
-    for (size_t i = 0; ol__map_next(&ps->loaded, &i, &v);) {
-        struct ol__plugin *p = v;
-
-        /* Plugins stay mapped until exit: an agent's timers or work may
-         * still point into them while the loop winds down. */
-        free(p);
-    }
-    ol__map_close(&ps->loaded);
-}
 
 static int hash_file(const char *path, uint8_t out[OL_HASH_SIZE],
                      char *errmsg)
@@ -111,6 +59,22 @@ int ol__plugin_load_path(const char *path, const char *kind,
                          const struct ol_host *host, struct ol__plugin *p,
                          char *errmsg)
 {
+    uint8_t hash[OL_HASH_SIZE];
+    int rv = hash_file(path, hash, errmsg);
+
+    if (rv != 0)
+        return rv;
+    rv = ol__plugin_bind(path, NULL, kind, host, p, errmsg);
+    memcpy(p->so_hash, hash, OL_HASH_SIZE);
+    return rv;
+}
+
+int ol__plugin_bind(const char *file, const char *shown, const char *kind,
+                    const struct ol_host *host, struct ol__plugin *p,
+                    char *errmsg)
+{
+    const char *path = shown ? shown : file;
+
     int (*entry)(const struct ol_host *, const struct ol_agent_vtable **);
     const struct ol_agent_vtable *vt = NULL;
     const char *missing = NULL;
@@ -119,10 +83,7 @@ int ol__plugin_load_path(const char *path, const char *kind,
     memset(p, 0, sizeof *p);
     snprintf(p->kind, sizeof p->kind, "%s", kind);
     snprintf(p->path, sizeof p->path, "%s", path);
-    rv = hash_file(path, p->so_hash, errmsg);
-    if (rv != 0)
-        return rv;
-    p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    p->dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (p->dl == NULL) {
         ol__errf(errmsg, "plugin '%s': cannot load: %s", path, dlerror());
         return OL_EPLUGIN;
@@ -191,46 +152,4 @@ fail:
     dlclose(p->dl);
     p->dl = NULL;
     return OL_EPLUGIN;
-}
-
-int ol__plugin_get(struct ol__plugins *ps, const char *kind,
-                   struct ol__plugin **out, char *errmsg)
-{
-    struct ol__plugin *p = ol__map_get(&ps->loaded, kind);
-    char path[PATH_MAX + 80];
-    int rv;
-
-    if (p) {
-        *out = p;
-        return 0;
-    }
-    if (!ol__name_valid(kind)) {
-        ol__errf(errmsg, "'%s' is not a valid plugin kind", kind);
-        return OL_EINVAL;
-    }
-    for (int i = 0; i < ps->n_dirs; i++) {
-        struct stat st;
-
-        snprintf(path, sizeof path, "%s/%s.so", ps->dirs[i], kind);
-        if (stat(path, &st) != 0)
-            continue;
-        p = calloc(1, sizeof *p);
-        if (p == NULL)
-            return OL_ENOMEM;
-        rv = ol__plugin_load_path(path, kind, ps->host, p, errmsg);
-        if (rv == 0)
-            rv = ol__map_put(&ps->loaded, p->kind, p);
-        if (rv != 0) {
-            free(p);
-            return rv;
-        }
-        ol_log(OL_LOG_INFO, "plugin '%s' %s loaded from %s", kind,
-               p->version, path);
-        *out = p;
-        return 0;
-    }
-    ol__errf(errmsg, "no plugin '%s.so' in %s%s%s%s%s", kind, ps->dirs[0],
-             ps->n_dirs > 1 ? ", " : "", ps->n_dirs > 1 ? ps->dirs[1] : "",
-             ps->n_dirs > 2 ? ", " : "", ps->n_dirs > 2 ? ps->dirs[2] : "");
-    return OL_ENOTFOUND;
 }

@@ -1,8 +1,10 @@
 /*
- * The plugin loader: finds <kind>.so in the plugin directories, dlopen()s
- * it, calls its entry with the host table and checks what comes back.  A
- * plugin built for another ABI, without the entry symbol, or with an
- * incomplete vtable is refused with a message that says which.
+ * Binding a plugin's shared object: dlopen() it, call its entry with a host
+ * table and check what comes back.  A plugin built for another ABI,
+ * without the entry symbol, or with an incomplete vtable is refused with a
+ * message that says which.  Finding the file and keeping a private copy of
+ * it is code.c's job; running it is an agent host's (agenthost/) or, for
+ * plugins trusted to run inside the node, the node's.
  */
 #ifndef OL_PLUGIN_H
 #define OL_PLUGIN_H
@@ -11,7 +13,6 @@
 #include <stdint.h>
 
 #include "../replication/ckpt.h"
-#include "map.h"
 #include "outlast/agent.h"
 
 struct ol__plugin {
@@ -23,26 +24,15 @@ struct ol__plugin {
     const struct ol_agent_vtable *vt;
 };
 
-struct ol__plugins {
-    char dirs[4][PATH_MAX]; /* searched in order */
-    int n_dirs;
-    const struct ol_host *host;
-    struct ol__map loaded; /* kind -> struct ol__plugin * */
-};
+/* Bind the plugin at `file` and check that it declares `kind`.  Returns 0,
+ * OL_EABI or OL_EPLUGIN with errmsg naming the file (as `shown`, if not
+ * NULL) and the problem.  A bound plugin stays mapped for the life of the
+ * process. */
+int ol__plugin_bind(const char *file, const char *shown, const char *kind,
+                    const struct ol_host *host, struct ol__plugin *out,
+                    char *errmsg);
 
-/* Set up the search path: `dir` (a colon-separated list) if not empty, else $OUTLAST_PLUGIN_DIR,
- * <exe dir>/../agents (the build tree) and the installed plugin dir. */
-void ol__plugins_init(struct ol__plugins *ps, const char *dir,
-                      const struct ol_host *host);
-void ol__plugins_close(struct ol__plugins *ps);
-
-/* Load (once) and return the plugin for `kind`.  Returns 0, OL_ENOTFOUND
- * (no file), OL_EABI or OL_EPLUGIN with errmsg naming the file and the
- * problem. */
-int ol__plugin_get(struct ol__plugins *ps, const char *kind,
-                   struct ol__plugin **out, char *errmsg);
-
-/* Load one file directly (for tests and tools). */
+/* Hash the file, then bind it (for tests and tools). */
 int ol__plugin_load_path(const char *path, const char *kind,
                          const struct ol_host *host, struct ol__plugin *out,
                          char *errmsg);

@@ -7,6 +7,13 @@
  * a checkpoint is in flight the agent takes no further step, so its
  * messages are released (by the state machine) only once that checkpoint
  * has committed, and a refused checkpoint releases nothing.
+ *
+ * For an agent in a host process a step is a STEP item in the host's next
+ * batch: the node asks for the state in the same round trip whenever its
+ * policy will want a checkpoint, and the host's result (the handler's
+ * return, the timers, messages, checkpoint request and work it recorded,
+ * and the state) is checked here as strictly as a plugin's own return
+ * values, because it comes from code the node does not trust.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +21,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "hostproc.h"
 #include "log.h"
 #include "mpr.h"
 #include "node.h"
@@ -23,14 +31,13 @@
 /* Acknowledged messages force a checkpoint before the record gets big. */
 #define ACKS_PER_CKPT 1024
 
-void ol__agent_settle(struct ol_agent *a);
-
 static int runnable(const struct ol_agent *a)
 {
     /* Without a lease (cut off from the majority) nothing steps; draining
      * agents still get their STOP, whose checkpoint cannot commit anyway. */
     return (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING) &&
-           !a->inflight && a->q_len > 0 && a->self != NULL &&
+           !a->inflight && !a->busy && a->q_len > 0 && a->ready &&
+           !a->rehost &&
            (!a->node->paused || a->phase == OL_PHASE_DRAINING);
 }
 
@@ -85,33 +92,16 @@ static struct ol_agent *runq_pop(struct ol__node *n)
     return a;
 }
 
-static const char *event_name(int type)
-{
-    switch (type) {
-    case OL_EVENT_START:
-        return "start";
-    case OL_EVENT_RESUME:
-        return "resume";
-    case OL_EVENT_TIMER:
-        return "timer";
-    case OL_EVENT_MESSAGE:
-        return "message";
-    case OL_EVENT_STOP:
-        return "stop";
-    case OL_EVENT_WORK:
-        return "work";
-    }
-    return "?";
-}
-
-static void disarm(struct ol_agent *a, uint64_t id)
+/* Take a fired timer off the armed list; 1 if it was there. */
+static int disarm(struct ol_agent *a, uint64_t id)
 {
     for (uint32_t i = 0; i < a->n_timers; i++) {
         if (a->timers[i].id == id && a->timers[i].fired) {
             a->timers[i] = a->timers[--a->n_timers];
-            return;
+            return 1;
         }
     }
+    return 0;
 }
 
 static int add_ack(struct ol_agent *a, const struct ol__ev *ev)
@@ -143,21 +133,33 @@ static uint32_t flush_ms(const struct ol__config *cfg)
     return cfg->every_steps > 1 ? 1000 : 0;
 }
 
-static int policy_says_checkpoint(const struct ol_agent *a, int type)
+/* `extra_steps` and `extra_acks` count a step that has not been taken
+ * yet, so the node can ask a host for the state in the step's own round
+ * trip. */
+static int policy(const struct ol_agent *a, int type, uint32_t extra_steps,
+                  uint32_t extra_acks)
 {
     const struct ol__config *cfg = &a->node->cfg;
 
     if (a->ckpt_requested || a->final_pending || type == OL_EVENT_STOP ||
-        type == OL_EVENT_START || a->phase == OL_PHASE_DRAINING)
+        type == OL_EVENT_START || a->phase == OL_PHASE_DRAINING ||
+        a->upgrade || a->save_due)
         return 1;
-    if (a->n_acks >= ACKS_PER_CKPT || a->n_outbox >= OL_AGENT_OUTBOX_MAX / 2)
+    if (a->n_acks + extra_acks >= ACKS_PER_CKPT ||
+        a->n_outbox >= OL_AGENT_OUTBOX_MAX / 2)
         return 1;
-    if (cfg->every_steps && a->steps_since_ckpt >= cfg->every_steps)
+    if (cfg->every_steps &&
+        a->steps_since_ckpt + extra_steps >= cfg->every_steps)
         return 1;
     if (flush_ms(cfg) &&
         ol__wall_ms() - a->last_ckpt_ms >= (int64_t)flush_ms(cfg))
         return 1;
     return 0;
+}
+
+static int policy_says_checkpoint(const struct ol_agent *a, int type)
+{
+    return policy(a, type, 0, 0);
 }
 
 /* Arm the flush timer for the rest of the interval since the last
@@ -182,24 +184,108 @@ static void flush_cb(uv_timer_t *t)
         ol__step_checkpoint(a);
 }
 
+static int propose(struct ol_agent *a, const uint8_t *state, size_t len,
+                   int rv);
+
+/* What every step does once its handler has returned `rv`. */
+static void after_step(struct ol_agent *a, int type, struct ol__ev *ev,
+                       int rv, const uint8_t *state, size_t state_len,
+                       int save_rv, int saved)
+{
+    a->node->n.steps++;
+    a->steps++;
+    if (type == OL_EVENT_MESSAGE) {
+        if (a->q_mail)
+            a->q_mail--;
+        if (rv == 0 && add_ack(a, ev) != 0)
+            rv = OL_ENOMEM;
+    }
+    ol__agent_free_ev(ev);
+    if (rv != 0) {
+        ol__agent_fail(a, "handle() returned %d for a %s event", rv,
+                       ol__event_name(type));
+        return;
+    }
+    a->steps_since_ckpt++;
+    if (type == OL_EVENT_MESSAGE)
+        ol__agent_mail_more(a);
+    if (policy_says_checkpoint(a, type)) {
+        if (saved)
+            propose(a, state, state_len, save_rv);
+        else
+            ol__step_checkpoint(a);
+    } else {
+        arm_flush(a);
+    }
+}
+
 static void step(struct ol_agent *a)
 {
     struct ol__ev *ev = a->q_head;
     struct ol_event e;
-    int rv, type;
+    int rv, type, disarmed = 0;
 
     a->q_head = ev->next;
     if (a->q_head == NULL)
         a->q_tail = NULL;
     a->q_len--;
+    type = ev->type;
+    if (type == OL_EVENT_TIMER)
+        disarmed = disarm(a, ev->timer_id);
+
+    if (a->hp) {
+        struct ol__ipc_step s;
+
+        memset(&s, 0, sizeof s);
+        s.slot = a->slot;
+        s.gen = a->gen;
+        s.type = (uint32_t)type;
+        s.now_ms = ol__wall_ms();
+        s.epoch = a->epoch;
+        s.n_outbox = a->n_outbox;
+        if (policy(a, type, 1, type == OL_EVENT_MESSAGE))
+            s.flags |= OL_IPC_SAVE_AFTER;
+        if (a->final_pending)
+            s.flags |= OL_IPC_FINAL;
+        switch (type) {
+        case OL_EVENT_RESUME:
+            s.a1 = ev->seq;
+            s.a2 = s.now_ms - ev->ckpt_time_ms;
+            s.s = ev->prev_node;
+            break;
+        case OL_EVENT_TIMER:
+            s.a1 = ev->timer_id;
+            s.a2 = ev->due_ms;
+            if (disarmed)
+                s.flags |= OL_IPC_DISARMED;
+            break;
+        case OL_EVENT_MESSAGE:
+            s.s = ev->from;
+            s.b = ev->data ? ev->data : (const void *)"";
+            s.b_len = ev->len;
+            break;
+        case OL_EVENT_WORK:
+            s.a1 = ev->work_id;
+            s.a2 = (int64_t)ev->work_token;
+            break;
+        case OL_EVENT_STOP:
+            s.a1 = (uint64_t)ev->final;
+            break;
+        }
+        ol__hp_step(a->hp, &s);
+        a->busy = 1;
+        a->busy_type = type;
+        a->busy_ev = ev;
+        return;
+    }
 
     memset(&e, 0, sizeof e);
-    e.type = (uint32_t)ev->type;
+    e.type = (uint32_t)type;
     e.size = sizeof e;
     e.now_ms = ol__wall_ms();
     e.node = a->node->cfg.node_name;
     e.epoch = a->epoch;
-    switch (ev->type) {
+    switch (type) {
     case OL_EVENT_RESUME:
         e.prev_node = ev->prev_node;
         e.seq = ev->seq;
@@ -208,7 +294,6 @@ static void step(struct ol_agent *a)
     case OL_EVENT_TIMER:
         e.timer_id = ev->timer_id;
         e.due_ms = ev->due_ms;
-        disarm(a, ev->timer_id);
         break;
     case OL_EVENT_MESSAGE:
         e.from = ev->from;
@@ -223,25 +308,12 @@ static void step(struct ol_agent *a)
         e.final = ev->final;
         break;
     }
-    type = ev->type;
     a->in_handle = 1;
-    rv = a->plugin->vt->handle(a->self, a, &e);
+    ol__inproc_enter(a, OL_MARK_HANDLE, type);
+    rv = a->code->plugin.vt->handle(a->self, a, &e);
+    ol__inproc_leave(a);
     a->in_handle = 0;
-    a->node->n.steps++;
-    a->steps++;
-    if (type == OL_EVENT_MESSAGE && rv == 0 && add_ack(a, ev) != 0)
-        rv = OL_ENOMEM;
-    ol__agent_free_ev(ev);
-    if (rv != 0) {
-        ol__agent_fail(a, "handle() returned %d for a %s event", rv,
-                       event_name(type));
-        return;
-    }
-    a->steps_since_ckpt++;
-    if (policy_says_checkpoint(a, type))
-        ol__step_checkpoint(a);
-    else
-        arm_flush(a);
+    after_step(a, type, ev, rv, NULL, 0, 0, 0);
 }
 
 void ol__runner_cb(uv_idle_t *h)
@@ -262,37 +334,148 @@ void ol__runner_cb(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
+/* ---- a host's results ---- */
+
+/* Apply the timers and messages a host recorded; 0, or why not. */
+static const char *apply_record(struct ol_agent *a,
+                                const struct ol__ipc_result *r, char *why,
+                                size_t cap)
+{
+    struct ol__mpr ops = r->ops, sends = r->sends;
+    uint32_t n;
+
+    if (ol__mpr_array(&ops, &n))
+        return "malformed timer record";
+    for (uint32_t i = 0; i < n; i += 3) {
+        uint64_t op, id;
+        int64_t due;
+
+        if (ol__mpr_uint(&ops, &op) || ol__mpr_uint(&ops, &id) ||
+            ol__mpr_int(&ops, &due))
+            return "malformed timer record";
+        if (op == OL_IPC_ARM) {
+            if (ol__agent_arm(a, id, due) != 0) {
+                snprintf(why, cap, "more than %d timers armed",
+                         OL_AGENT_TIMERS_MAX);
+                return why;
+            }
+        } else if (op == OL_IPC_CANCEL) {
+            (void)ol__agent_cancel(a, id);
+        } else {
+            return "malformed timer record";
+        }
+    }
+    if (ol__mpr_array(&sends, &n))
+        return "malformed message record";
+    for (uint32_t i = 0; i < n; i += 2) {
+        char to[OL_NAME_MAX + 1];
+        const void *msg;
+        uint32_t len;
+
+        if (ol__mpr_strcpy(&sends, to, sizeof to) ||
+            ol__mpr_bin(&sends, &msg, &len) || !ol__name_valid(to) ||
+            len > OL_AGENT_MSG_MAX || ol__mp_check(msg, len, NULL) != 0)
+            return "malformed message record";
+        if (a->n_outbox >= OL_AGENT_OUTBOX_MAX) {
+            snprintf(why, cap, "more than %d messages sent",
+                     OL_AGENT_OUTBOX_MAX);
+            return why;
+        }
+        if (ol__agent_outbox_add(a, to, msg, len) != 0)
+            return "out of memory";
+    }
+    return NULL;
+}
+
+void ol__step_result(struct ol_agent *a, const struct ol__ipc_result *r)
+{
+    struct ol__ev *ev = a->busy_ev;
+    int type = a->busy_type;
+    const char *bad;
+    char why[120];
+
+    if (!a->busy || type == 0)
+        return;
+    a->busy = 0;
+    a->busy_ev = NULL;
+    if (a->phase != OL_PHASE_ACTIVE && a->phase != OL_PHASE_DRAINING) {
+        ol__agent_free_ev(ev);
+        ol__agent_settle(a);
+        return;
+    }
+    if (r->rv != 0) {
+        after_step(a, type, ev, r->rv < INT32_MIN ? INT32_MIN : (int)r->rv,
+                   NULL, 0, 0, 0);
+        return;
+    }
+    bad = apply_record(a, r, why, sizeof why);
+    if (bad) {
+        ol__agent_free_ev(ev);
+        ol__agent_fail(a, "%s in a %s step", bad, ol__event_name(type));
+        return;
+    }
+    if (r->flags & OL_IPC_CKPT_REQ)
+        a->ckpt_requested = 1;
+    a->work_pending += r->works;
+    after_step(a, type, ev, 0, r->state, r->state_len,
+               r->save_rv < INT32_MIN ? INT32_MIN : (int)r->save_rv,
+               r->state != NULL || r->save_rv != 0);
+    if (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING)
+        ol__runq_add(a);
+}
+
+void ol__step_saved(struct ol_agent *a, const void *state, uint32_t len,
+                    int rv)
+{
+    if (!a->busy || a->busy_type != 0)
+        return;
+    a->busy = 0;
+    if (a->phase != OL_PHASE_ACTIVE && a->phase != OL_PHASE_DRAINING) {
+        ol__agent_settle(a);
+        return;
+    }
+    propose(a, state, len, rv);
+    ol__runq_add(a);
+}
+
+/* ---- checkpoints ---- */
+
 /* Why save() output was refused, or NULL. */
-static const char *check_state(struct ol__buf *b, int rv, char *why,
-                               size_t cap)
+static const char *check_state(const uint8_t *p, size_t len, int rv,
+                               char *why, size_t cap)
 {
     size_t off = 0;
 
-    if (rv == OL_ETOOBIG || b->len > OL_AGENT_STATE_MAX) {
+    if (rv == OL_ETOOBIG || len > OL_AGENT_STATE_MAX) {
         snprintf(why, cap, "save() wrote more than %u bytes of state",
                  OL_AGENT_STATE_MAX);
+        return why;
+    }
+    if (rv == OL_EINVAL) {
+        snprintf(why, cap, "save() returned %d (an invalid argument, such as "
+                           "a write from a NULL pointer)", rv);
         return why;
     }
     if (rv != 0) {
         snprintf(why, cap, "save() returned %d", rv);
         return why;
     }
-    if (b->len == 0) {
+    if (len == 0) {
         snprintf(why, cap, "save() wrote no state");
         return why;
     }
-    if (ol__mp_check(b->base, b->len, &off) != 0) {
+    if (ol__mp_check(p, len, &off) != 0) {
         snprintf(why, cap,
                  "save() wrote %zu bytes that are not one msgpack object "
                  "(bad at byte %zu)",
-                 b->len, off);
+                 len, off);
         return why;
     }
     return NULL;
 }
 
 /* The sink handed to save(): remembers an overflow even if the plugin
- * ignores the error write() returned. */
+ * ignores the error write() returned, and refuses a NULL source. */
 struct state_sink {
     struct ol__buf *buf;
     int err;
@@ -301,7 +484,7 @@ struct state_sink {
 static int sink_write(void *data, const char *p, size_t n)
 {
     struct state_sink *s = data;
-    int rv = ol__buf_append(s->buf, p, n);
+    int rv = p == NULL && n ? OL_EINVAL : ol__buf_append(s->buf, p, n);
 
     if (rv != 0 && s->err == 0)
         s->err = rv;
@@ -313,6 +496,35 @@ int ol__step_checkpoint(struct ol_agent *a)
     struct ol__node *n = a->node;
     struct state_sink ss = {&n->scratch, 0};
     struct ol_sink sink = {&ss, sink_write};
+    int rv;
+
+    uv_timer_stop(&a->flush);
+    if (a->rehost)
+        return 0; /* it starts again from its committed head */
+    if (a->hp) {
+        if (a->busy) {
+            a->save_due = 1;
+            return 0;
+        }
+        ol__hp_save(a->hp, a);
+        a->busy = 1;
+        a->busy_type = 0;
+        return 0;
+    }
+    if (a->self == NULL)
+        return OL_ESTATE;
+    ol__buf_reset(&n->scratch);
+    n->scratch.max = OL_AGENT_STATE_MAX;
+    ol__inproc_enter(a, OL_MARK_SAVE, 0);
+    rv = a->code->plugin.vt->save(a->self, a, &sink);
+    ol__inproc_leave(a);
+    return propose(a, n->scratch.base, n->scratch.len, ss.err ? ss.err : rv);
+}
+
+static int propose(struct ol_agent *a, const uint8_t *state, size_t len,
+                   int save_rv)
+{
+    struct ol__node *n = a->node;
     struct ol__ckpt c;
     struct ol__timer *timers = NULL;
     struct ol__buf body;
@@ -320,14 +532,12 @@ int ol__step_checkpoint(struct ol_agent *a)
     char why[160];
     const char *bad;
     uint8_t *p;
-    size_t len;
+    size_t blen;
     int rv;
 
     uv_timer_stop(&a->flush);
-    ol__buf_reset(&n->scratch);
-    n->scratch.max = OL_AGENT_STATE_MAX;
-    rv = a->plugin->vt->save(a->self, a, &sink);
-    bad = check_state(&n->scratch, ss.err ? ss.err : rv, why, sizeof why);
+    a->save_due = 0;
+    bad = check_state(state, len, save_rv, why, sizeof why);
     if (bad) {
         ol__agent_fail(a, "%s", bad);
         return OL_EPLUGIN;
@@ -346,13 +556,13 @@ int ol__step_checkpoint(struct ol_agent *a)
     c.seq = a->seq + 1;
     memcpy(c.prev_hash, a->head_hash, OL_HASH_SIZE);
     c.time_ms = ol__wall_ms();
-    c.plugin.kind = a->plugin->kind;
-    c.plugin.version = a->plugin->version;
-    memcpy(c.plugin.so_hash, a->plugin->so_hash, OL_HASH_SIZE);
+    c.plugin.kind = a->code->kind;
+    c.plugin.version = a->code->version;
+    memcpy(c.plugin.so_hash, a->code->hash, OL_HASH_SIZE);
     memcpy(c.signer, n->key.pk, OL_PK_SIZE);
     c.flags = a->final_pending ? OL_CKPT_FINAL : 0;
-    c.state = n->scratch.base;
-    c.state_len = (uint32_t)n->scratch.len;
+    c.state = (uint8_t *)state;
+    c.state_len = (uint32_t)len;
     c.outbox = a->outbox;
     c.n_outbox = a->n_outbox;
     c.timers = timers;
@@ -370,9 +580,9 @@ int ol__step_checkpoint(struct ol_agent *a)
         return rv;
     }
     ol__ckpt_hash(body.base, body.len, hash);
-    p = ol__buf_steal(&body, &len);
+    p = ol__buf_steal(&body, &blen);
     rv = n->replica->vt->propose_ckpt(n->replica, c.agent, c.epoch, c.seq, p,
-                                      len, hash);
+                                      blen, hash);
     if (rv != 0) {
         free(p);
         ol_log(OL_LOG_ERROR, "agent '%s': propose seq %" PRIu64 ": %s",
@@ -424,14 +634,24 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
                 ol__runq_add(a);
             return;
         }
+        if (a->rehost) {
+            ol__agent_rehost(a);
+            return;
+        }
         if (a->phase != OL_PHASE_ACTIVE) {
             ol__agent_settle(a);
             return;
         }
+        /* A checkpoint boundary: an agent due to move to new code moves
+         * now, from the state that has just committed. */
+        if (a->upgrade && a->steps_since_ckpt == 0 && !a->busy) {
+            ol__agent_rehost(a);
+            return;
+        }
         /* Steps taken since this was proposed get their checkpoint now if
          * their time is up, or a timer for when it will be. */
-        if (a->steps_since_ckpt > 0) {
-            if (policy_says_checkpoint(a, 0))
+        if (a->steps_since_ckpt > 0 || a->save_due) {
+            if (a->save_due || policy_says_checkpoint(a, 0))
                 ol__step_checkpoint(a);
             else
                 arm_flush(a);
@@ -447,6 +667,8 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
     if (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING)
         ol__agent_fail(a, "checkpoint seq %" PRIu64 " refused: %s",
                        e->u.ckpt.seq, e->errmsg);
+    else if (a->rehost)
+        ol__agent_rehost(a);
     else
         ol__agent_settle(a);
 }

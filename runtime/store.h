@@ -13,6 +13,12 @@
  *   evidence(id, agent, seq, time_ms, kind, stored_hash, other_hash,
  *            other_body, note)                 divergence reports
  *   raft_ring(slot, idx, hash)    hashes of recently applied raft entries
+ *   crashes(name, n, since_ms, floor, last_req, reason)
+ *                                 crashes of an agent's code in the current
+ *                                 window (replicated, see sm_crash.c)
+ *   code(kind, node, hash, version)
+ *                                 the plugin build each node runs; node 0:
+ *                                 the build an upgrade asked for
  *
  * The writer connection is used by one thread at a time (the group-commit
  * worker or the raft FSM); readers use their own connections, and WAL

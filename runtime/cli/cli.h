@@ -195,6 +195,7 @@ int ol__cmd_spawn(struct ol__cli *c);
 int ol__cmd_stop(struct ol__cli *c);
 int ol__cmd_start(struct ol__cli *c);
 int ol__cmd_send(struct ol__cli *c);
+int ol__cmd_upgrade(struct ol__cli *c);
 int ol__cmd_verify(struct ol__cli *c);
 int ol__cmd_export(struct ol__cli *c);
 int ol__cmd_keygen(struct ol__cli *c);

@@ -1,8 +1,10 @@
 /*
  * Commands that change an agent through the node: `spawn`, `stop`, `start`
- * and `send`.  JSON arguments are parsed by jansson and sent as msgpack;
+ * and `send`, and `upgrade`, which changes the code agents of a kind run.  JSON arguments are parsed by jansson and sent as msgpack;
  * a parse error names the line and column and is a usage error.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,4 +184,47 @@ int ol__cmd_send(struct ol__cli *c)
     if ((rv = call(c, &b, bad, &r)) != 0)
         return rv;
     return done(c, &r, sent, pos[0]);
+}
+
+/* ---- upgrade ---- */
+
+static void upgraded(const msgpack_object *m, const char *kind)
+{
+    char version[80], hash[80], agents[32];
+
+    printf("plugin '%s' is now %s (%.16s...); %s agent(s) here move to it "
+           "at their next checkpoint\n",
+           kind, ol__mp_gets(m, "version", version, sizeof version),
+           ol__mp_gets(m, "hash", hash, sizeof hash),
+           ol__mp_gets(m, "agents", agents, sizeof agents));
+}
+
+int ol__cmd_upgrade(struct ol__cli *c)
+{
+    struct ol__cli_resp r;
+    struct ol__buf b;
+    msgpack_packer pk;
+    const char *pos[2];
+    char path[PATH_MAX];
+    int n, rv, bad;
+
+    if ((rv = ol__cli_parse(c, NULL, pos, 1, 2, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0)
+        return rv;
+    if (!ol__name_valid(pos[0]))
+        return ol__cli_usage_err(c, "'%s' is not a valid plugin kind",
+                                 pos[0]);
+    /* The node resolves paths from its own directory: send an absolute
+     * one, and say here if the file is not there. */
+    if (n == 2 && realpath(pos[1], path) == NULL)
+        return ol__cli_usage_err(c, "plugin file '%s': %s", pos[1],
+                                 strerror(errno));
+    ol__buf_init(&b);
+    bad = ol__cli_req_begin(&b, &pk, "upgrade", n == 2 ? 2 : 1);
+    bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
+    if (n == 2)
+        bad |= ol__cli_pack_str(&pk, "file") | ol__cli_pack_str(&pk, path);
+    if ((rv = call(c, &b, bad, &r)) != 0)
+        return rv;
+    return done(c, &r, upgraded, pos[0]);
 }

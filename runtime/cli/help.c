@@ -51,11 +51,22 @@ static const struct ol__cli_cmd cmds[] = {
     {"stop", ol__cmd_stop, "stop NAME",
      "stop an agent after a final checkpoint", NULL},
     {"start", ol__cmd_start, "start NAME",
-     "start a stopped agent again (under a new epoch)", NULL},
+     "start a stopped or quarantined agent again (under a new epoch)",
+     "  The agent runs the plugin file as it is now: a build installed\n"
+     "  since it was quarantined is loaded.  Its crash count starts over.\n"},
     {"send", ol__cmd_send, "send NAME JSON",
      "send a message (any JSON value) to an agent",
      "  Use '--' before a message that starts with '-', e.g.\n"
      "  outlast send ticker -- -1\n"},
+    {"upgrade", ol__cmd_upgrade, "upgrade KIND [FILE]",
+     "roll this node's agents of KIND onto new plugin code",
+     "  FILE   the new build (default: KIND.so in the plugin directories)\n"
+     "  The build is loaded first and refused if it does not load (another\n"
+     "  ABI, no entry, another kind); a FILE is installed as\n"
+     "  <data-dir>/plugins/KIND.so so a restart runs it too.  Each agent\n"
+     "  moves to it at its next checkpoint, which records the new code's\n"
+     "  hash.  In a cluster, run it on every node in turn: once asked for,\n"
+     "  the build is the only one agents of KIND are placed with.\n"},
     {"verify", ol__cmd_verify,
      "verify [--db FILE] [--agent NAME] [--trust PUBKEYHEX]... | "
      "verify --cluster FILE FILE...",

@@ -66,6 +66,25 @@ Test(daemon, bad_config_names_file_and_line)
     }
 }
 
+Test(daemon, agent_config_that_is_not_json_is_a_config_error)
+{
+    char path[256], args[300], *out;
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/badjson.ini", d.root);
+    f = fopen(path, "w");
+    fprintf(f, "[node]\ndata_dir = %s/data2\n[agent.t]\nkind = counter\n"
+               "config = {\"interval_ms\": 20,}\n",
+            d.root);
+    fclose(f);
+    snprintf(args, sizeof args, "--config %s", path);
+    cr_expect_eq(run(&out, args), 2);
+    cr_expect(strstr(out, "badjson.ini:5: [agent.t] config is not valid "
+                          "JSON") != NULL,
+              "%s", out);
+    free(out);
+}
+
 Test(daemon, a_second_daemon_on_one_data_dir_is_refused)
 {
     char args[300], *out;

@@ -41,6 +41,12 @@ static void build(void)
                                     "cloud=aws"), 0);
     cr_assert_eq(ol__entry_add_node_del(&w, 17, 3), 0);
     cr_assert_eq(ol__entry_add_start(&w, 18, "ticker"), 0);
+    cr_assert_eq(ol__entry_add_crash(&w, 19, "ticker", 4, -5, 3, 60000,
+                                     "killed by SIGSEGV in handle()"),
+                 0);
+    cr_assert_eq(ol__entry_add_code(&w, 20, 2, "counter", key.pk, "1.2.3",
+                                    1),
+                 0);
     ol__buf_init(&entry);
     cr_assert_eq(ol__entry_w_finish(&w, &entry), 0);
     ol__entry_w_close(&w);
@@ -64,7 +70,7 @@ Test(cmd, round_trips_every_command)
 
     cr_assert_eq(ol__entry_decode(entry.base, entry.len, &e, err), 0, "%s",
                  err);
-    cr_assert_eq(e.n, 9);
+    cr_assert_eq(e.n, 11);
     cr_assert_eq(e.cmds[0].type, OL_CMD_CKPTS);
     cr_assert_eq(e.cmds[0].n_bodies, 1);
     cr_assert_eq(ol__seal_verify(e.cmds[0].seal.p, e.cmds[0].seal.len,
@@ -91,6 +97,20 @@ Test(cmd, round_trips_every_command)
     cr_assert_eq(e.cmds[7].type, OL_CMD_NODE_DEL);
     cr_assert_eq(e.cmds[7].node_id, 3);
     cr_assert_eq(e.cmds[8].type, OL_CMD_START);
+    cr_assert_eq(e.cmds[9].type, OL_CMD_CRASH);
+    cr_assert_eq(e.cmds[9].req, 19);
+    cr_assert_str_eq(e.cmds[9].name, "ticker");
+    cr_assert_eq(e.cmds[9].epoch, 4);
+    cr_assert_eq(e.cmds[9].time_ms, -5);
+    cr_assert_eq(e.cmds[9].limit, 3);
+    cr_assert_eq(e.cmds[9].window_ms, 60000);
+    cr_assert_str_eq(e.cmds[9].reason, "killed by SIGSEGV in handle()");
+    cr_assert_eq(e.cmds[10].type, OL_CMD_CODE);
+    cr_assert_eq(e.cmds[10].node_id, 2);
+    cr_assert_str_eq(e.cmds[10].kind, "counter");
+    cr_assert_eq(memcmp(e.cmds[10].hash, key.pk, OL_HASH_SIZE), 0);
+    cr_assert_str_eq(e.cmds[10].version, "1.2.3");
+    cr_assert_eq(e.cmds[10].wanted, 1);
     ol__entry_free(&e);
 }
 

@@ -132,6 +132,60 @@ Test(config, errors_name_file_line_and_key)
     expect_error("[cluster]\nlisten = a:1\nsegment_mb = 0\n",
                  ":3: 'segment_mb' must be a whole number from 1 to 1024");
     expect_error("this is not ini\n", ":1: syntax error");
+    expect_error("[agent.a]\nkind = counter\nconfig = {\"x\": 1,}\n",
+                 ":3: [agent.a] config is not valid JSON");
+    expect_error("[agent.a]\nkind = counter\nconfig = [1, 2]\n",
+                 ":3: [agent.a] config must be a JSON object");
+    expect_error("[agents]\nisolation = thread\n",
+                 ":2: 'isolation' must be process or none");
+    expect_error("[agents]\ncrash_limit = 0\n", ":2: 'crash_limit'");
+    expect_error("[plugin.x]\nmemory_mb = 4\n", ":2: 'memory_mb'");
+    expect_error("[plugin.x]\nwork_threads = 65\n", ":2: 'work_threads'");
+    expect_error("[plugin.x]\nbogus = 1\n",
+                 ":2: unknown key 'bogus' in section [plugin.x]");
+    expect_error("[plugin.bad/kind]\nisolation = none\n",
+                 "not a valid plugin kind");
+    expect_error("[node]\nstop_timeout_ms = 10\n", ":2: 'stop_timeout_ms'");
+}
+
+Test(config, plugin_sections_override_the_agent_defaults)
+{
+    struct ol__config c;
+    struct ol__plugin_cfg p;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c,
+                      "[plugin.trusted]\n"
+                      "isolation = none\n"
+                      "[agents]\n"
+                      "step_deadline_ms = 250\n"
+                      "memory_mb = 64\n"
+                      "crash_limit = 5\n"
+                      "crash_window_ms = 10000\n"
+                      "mailbox_max = 100\n"
+                      "host_user = daemon\n"
+                      "[plugin.net]\n"
+                      "allow_network = true\n"
+                      "work_threads = 2\n",
+                      err),
+                 0, "%s", err);
+    ol__config_plugin(&c, "trusted", &p);
+    cr_expect_eq(p.isolation, OL_ISO_NODE);
+    cr_expect_eq(p.step_deadline_ms, 250, "the default comes through");
+    ol__config_plugin(&c, "net", &p);
+    cr_expect_eq(p.isolation, OL_ISO_PROCESS);
+    cr_expect_eq(p.allow_network, 1);
+    cr_expect_eq(p.work_threads, 2);
+    cr_expect_eq(p.memory_mb, 64);
+    ol__config_plugin(&c, "other", &p);
+    cr_expect_eq(p.work_threads, 4);
+    cr_expect_eq(p.allow_network, 0);
+    cr_expect(ol__config_any_inproc(&c));
+    cr_expect_eq(c.crash_limit, 5);
+    cr_expect_eq(c.crash_window_ms, 10000);
+    cr_expect_eq(c.mailbox_max, 100);
+    cr_expect_str_eq(c.host_user, "daemon");
+    ol__config_free(&c);
 }
 
 Test(config, missing_file_is_named)

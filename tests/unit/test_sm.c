@@ -1,12 +1,14 @@
 /* Unit tests for the state machine over a real SQLite file: the rules that
  * decide whether a checkpoint commits. */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "replication/cmd.h"
+#include "replication/placement.h"
 #include "replication/sm.h"
 #include "runtime/err.h"
 #include "tests/support/sample.h"
@@ -714,4 +716,222 @@ Test(sm, snapshot_keeps_mailbox_ids_and_reports_mail)
     ol__sm_close(sm2);
     ol__store_close(&st2);
     ol__buf_close(&snap);
+}
+
+/* ---- crashes ---- */
+
+static int crash(const char *name, uint64_t req, uint64_t epoch,
+                 int64_t time_ms, uint32_t limit, uint32_t window)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    int status;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_crash(&w, req, name, epoch, time_ms, limit,
+                                     window, "killed by SIGSEGV"),
+                 0);
+    apply(&w, 0, &fx);
+    status = cmd_status(&fx);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    return status;
+}
+
+static const struct ol__sm_agent *row(const char *name)
+{
+    const struct ol__sm_agent *a = ol__sm_agent(sm, name);
+
+    cr_assert_not_null(a, "no agent '%s'", name);
+    return a;
+}
+
+Test(sm, crashes_are_counted_once_each_and_quarantine_at_the_limit)
+{
+    spawn("bad", 1);
+    cr_assert_eq(crash("bad", 1, 1, 1000, 3, 60000), 0);
+    cr_expect_eq(row("bad")->crashes, 1);
+    /* A retried report counts once. */
+    cr_assert_eq(crash("bad", 1, 1, 1000, 3, 60000), 0);
+    cr_expect_eq(row("bad")->crashes, 1);
+    cr_assert_eq(crash("bad", 2, 1, 2000, 3, 60000), 0);
+    cr_expect_eq(row("bad")->crashes, 2);
+    cr_expect_eq(row("bad")->status, OL_AGENT_RUNNING);
+    cr_assert_eq(crash("bad", 3, 1, 3000, 3, 60000), 0);
+    cr_expect_eq(row("bad")->status, OL_AGENT_QUARANTINED);
+    cr_expect(strstr(row("bad")->reason, "crashed 3 times") != NULL, "%s",
+              row("bad")->reason);
+    cr_expect(strstr(row("bad")->reason, "SIGSEGV") != NULL);
+    /* Not running any more: further reports are not counted. */
+    cr_expect_eq(crash("bad", 4, 1, 4000, 3, 60000), OL_ESTATE);
+    cr_expect_eq(row("bad")->crashes, 3);
+    /* The count is in the store, not only in the cache. */
+    cr_assert_eq(ol__sm_reload(sm), 0);
+    cr_expect_eq(row("bad")->crashes, 3);
+    cr_expect_eq(row("bad")->status, OL_AGENT_QUARANTINED);
+}
+
+Test(sm, crashes_outside_the_window_start_a_new_count)
+{
+    spawn("bad", 1);
+    cr_assert_eq(crash("bad", 1, 1, 10000, 3, 1000), 0);
+    cr_assert_eq(crash("bad", 2, 1, 10500, 3, 1000), 0);
+    cr_expect_eq(row("bad")->crashes, 2);
+    cr_assert_eq(crash("bad", 3, 1, 20000, 3, 1000), 0);
+    cr_expect_eq(row("bad")->crashes, 1);
+    cr_expect_eq(row("bad")->status, OL_AGENT_RUNNING);
+}
+
+Test(sm, start_wipes_the_count_and_older_reports_do_not_count)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+
+    spawn("bad", 1);
+    for (uint64_t r = 1; r <= 3; r++)
+        cr_assert_eq(crash("bad", r, 1, (int64_t)r * 100, 3, 60000), 0);
+    cr_assert_eq(row("bad")->status, OL_AGENT_QUARANTINED);
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_start(&w, 9, "bad"), 0);
+    apply(&w, 0, &fx);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    cr_expect_eq(row("bad")->status, OL_AGENT_RUNNING);
+    cr_expect_eq(row("bad")->crashes, 0);
+    /* A node that was down reports a crash from before the restart. */
+    cr_expect_eq(crash("bad", 10, 1, 500, 3, 60000), OL_ESTALE);
+    cr_expect_eq(row("bad")->crashes, 0);
+    cr_expect_eq(crash("bad", 11, row("bad")->epoch, 600, 3, 60000), 0);
+    cr_expect_eq(row("bad")->crashes, 1);
+    cr_expect_eq(crash("nobody", 12, 1, 600, 3, 60000), OL_ENOTFOUND);
+}
+
+/* ---- plugin builds and placement ---- */
+
+static int code(uint64_t node, const char *kind, uint8_t fill, int wanted)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    uint8_t hash[OL_HASH_SIZE];
+    int status;
+
+    memset(hash, fill, sizeof hash);
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_code(&w, 5, node, kind, hash, "1.0", wanted),
+                 0);
+    apply(&w, 0, &fx);
+    status = cmd_status(&fx);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    return status;
+}
+
+Test(sm, an_upgraded_kind_is_placed_only_with_its_build)
+{
+    struct ol__sm_node n3;
+    struct ol__pl_node nodes[3];
+    struct ol__pl_move moves[4];
+    size_t n;
+
+    memset(&n3, 0, sizeof n3);
+    n3.id = 3;
+    memcpy(n3.pk, k2.pk, OL_PK_SIZE);
+    n3.pk[0] ^= 1;
+    cr_assert_eq(ol__sm_put_node(sm, &n3), 0);
+    spawn("a", 1);
+    memset(nodes, 0, sizeof nodes);
+    for (int i = 0; i < 3; i++) {
+        nodes[i].id = (uint64_t)i + 1;
+        nodes[i].health = OL_PL_LIVE;
+    }
+    nodes[0].health = OL_PL_DEAD;
+
+    /* No build asked for: the least loaded live node, lowest id. */
+    n = ol__placement(sm, nodes, 3, 0, NULL, NULL, moves, 4);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(moves[0].owner, 2);
+
+    cr_expect_eq(code(2, "counter", 0x11, 0), 0);
+    cr_expect_eq(code(3, "counter", 0x22, 1), 0);
+    cr_expect(!ol__sm_code_ok(sm, "counter", 2));
+    cr_expect(ol__sm_code_ok(sm, "counter", 3));
+    cr_expect(ol__sm_code_ok(sm, "ledger", 2), "another kind is free");
+    n = ol__placement(sm, nodes, 3, 0, NULL, NULL, moves, 4);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(moves[0].owner, 3, "placed on node %" PRIu64
+                 ", which runs the old build",
+                 moves[0].owner);
+    /* With no live node running the build, the agent waits. */
+    nodes[2].health = OL_PL_DEAD;
+    n = ol__placement(sm, nodes, 3, 0, NULL, NULL, moves, 4);
+    cr_expect_eq(n, 0);
+    cr_expect_eq(code(9, "counter", 0x22, 0), OL_EINVAL,
+                 "a build for a node that is not in the roster");
+    cr_assert_eq(ol__sm_reload(sm), 0);
+    cr_expect(ol__sm_code_ok(sm, "counter", 3));
+    cr_expect(!ol__sm_code_ok(sm, "counter", 2));
+}
+
+Test(sm, snapshot_carries_crashes_and_builds)
+{
+    struct ol__buf snap;
+    struct ol__store st2;
+    struct ol__sm *sm2;
+    struct ol__sm_config c = {.retain = 0};
+    char path2[160], err[OL_ERRMSG_SIZE];
+
+    spawn("bad", 1);
+    cr_assert_eq(crash("bad", 1, 1, 1000, 3, 60000), 0);
+    cr_assert_eq(crash("bad", 2, 1, 1100, 3, 60000), 0);
+    cr_assert_eq(code(2, "counter", 0x22, 1), 0);
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_set_applied(sm, 10), 0);
+    cr_assert_eq(ol__store_commit(&st), 0);
+    ol__buf_init(&snap);
+    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
+    snprintf(path2, sizeof path2, "%s/snap2.db", dir);
+    cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
+    cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+    /* Every truncation of it is refused, and leaves nothing behind. */
+    for (size_t len = 0; len < snap.len; len += 7)
+        cr_expect_neq(ol__sm_restore(sm2, snap.base, len, 0, NULL, err), 0,
+                      "a %zu-byte prefix was accepted", len);
+    cr_expect_eq(ol__sm_applied(sm2), 0);
+    cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, NULL, err), 0, "%s",
+                 err);
+    cr_expect_eq(ol__sm_agent(sm2, "bad")->crashes, 2);
+    cr_expect(ol__sm_code_ok(sm2, "counter", 2));
+    cr_expect(!ol__sm_code_ok(sm2, "counter", 1));
+    ol__sm_close(sm2);
+    ol__store_close(&st2);
+    ol__buf_close(&snap);
+}
+
+Test(sm, a_mailbox_over_its_soft_limit_is_reported)
+{
+    struct ol__sm_config c = {.retain = 0, .mail_soft_n = 3};
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    char err[OL_ERRMSG_SIZE];
+    int full = -1;
+
+    ol__sm_close(sm);
+    cr_assert_eq(ol__sm_open(&st, &c, &sm, err), 0, "%s", err);
+    spawn("box", 1);
+    ol__entry_w_init(&w);
+    for (uint64_t i = 1; i <= 3; i++)
+        cr_assert_eq(ol__entry_add_send(&w, 20 + i, "box", i, cfg,
+                                        sizeof cfg),
+                     0);
+    apply(&w, 0, &fx);
+    for (struct ol__effect *e = fx.head; e; e = e->next)
+        if (e->type == OL_FX_MAILBOX && strcmp(e->u.box.name, "box") == 0)
+            full = e->u.box.full;
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    cr_expect_eq(full, 1, "no report when the mailbox filled up");
+    cr_expect_eq(row("box")->mail_n, 3);
+    cr_assert_eq(ol__sm_reload(sm), 0);
+    cr_expect_eq(row("box")->mail_n, 3, "counts are rebuilt on reload");
+    cr_expect(row("box")->mail_full);
 }

@@ -12,11 +12,30 @@
  * ever added at the end, marked with the version that added them; a reader
  * ignores members beyond the other side's `size`.
  *
+ * Where a plugin runs.  By default outlastd runs each plugin in an
+ * agent-host process of its own (outlast-agent-host), one per plugin build
+ * on each node, holding that node's agents of the plugin.  A crash, an
+ * abort(), an exit(), a stack overflow, or a step that runs past its
+ * deadline ([agents] step_deadline_ms) ends that process and nothing else:
+ * the agent whose code was running is counted as crashed and restarted
+ * from its last committed checkpoint after a pause; the other agents of
+ * the process resume from theirs at once.  An agent that crashes
+ * crash_limit times within crash_window_ms is quarantined; the count is
+ * kept by the whole cluster, so a failover does not reset it.  The host
+ * process holds no node key, database or network socket, runs with the
+ * memory limit the node sets ([agents] memory_mb) and, when outlastd runs
+ * as root, as an unprivileged user.  So: a plugin's globals are shared by
+ * all its agents on the node and vanish with the process; keep what
+ * matters in the instance and its saved state.  A plugin configured with
+ * isolation = none runs inside outlastd instead, and a crash there takes
+ * the node down (the restarted node still counts it).
+ *
  * Threads.  Every vtable function and every host service is called on the
- * host's event loop thread, one agent step at a time.  Only the function
- * handed to ol_host.work runs on another thread, and it must not call any
- * host service.  A handler must not block: offload slow work with
- * ol_host.work.
+ * host's main thread, one agent step at a time.  Only the function handed
+ * to ol_host.work runs on another thread (of a bounded pool of its own,
+ * never one of the threads that commit), and it must not call any host
+ * service: one that does gets an error.  A handler must not block: offload
+ * slow work with ol_host.work.
  *
  * State.  An agent's state is msgpack.  After a step the host asks the
  * plugin to save() its state, checks that the bytes are exactly one
@@ -35,7 +54,8 @@
  * Errors.  Functions return 0 on success or a negative OL_AGENT_E* code.
  * A plugin function that returns an error quarantines the agent: the host
  * stops delivering events to it, keeps its committed history, and keeps
- * running every other agent.
+ * running every other agent.  Host services check every argument: a NULL,
+ * oversized or malformed one gets an error code, never a crash.
  *
  * Build a plugin with:
  *     cc -shared -fPIC -o myagent.so myagent.c $(pkg-config --cflags --libs outlast-agent)
@@ -74,6 +94,9 @@ extern "C" {
 #define OL_AGENT_ENOTFOUND (-8)  /* no such timer or agent */
 #define OL_AGENT_ETOOBIG (-18)   /* over one of the limits below */
 #define OL_AGENT_ESTATE (-22)    /* not allowed in this phase of the step */
+#define OL_AGENT_EFULL (-27)     /* the recipient's mailbox is full: its
+                                  * messages are not being consumed; try
+                                  * again later (a timer) */
 
 /* Limits the host enforces. */
 #define OL_AGENT_NAME_MAX 64            /* bytes in an agent name */
@@ -155,7 +178,8 @@ struct ol_event {
                              * down and the agent will resume later */
 };
 
-/* Runs on a thread-pool thread.  It may only touch `arg`. */
+/* Runs on a work-pool thread.  It may only touch `arg`; a crash in it is
+ * counted against the agent that handed it over. */
 typedef void (*ol_work_fn)(void *arg);
 
 /*
@@ -199,8 +223,10 @@ struct ol_host {
      * is dropped and the node logs it.  Returns 0, OL_AGENT_EMALFORMED if
      * the bytes are
      * not one msgpack object, OL_AGENT_EINVAL for a bad name,
-     * OL_AGENT_ETOOBIG past OL_AGENT_MSG_MAX or OL_AGENT_OUTBOX_MAX, or
-     * OL_AGENT_ESTATE outside handle(). */
+     * OL_AGENT_ETOOBIG past OL_AGENT_MSG_MAX or OL_AGENT_OUTBOX_MAX,
+     * OL_AGENT_EFULL when `to` already has as many messages waiting as
+     * the node allows ([agents] mailbox_max, mailbox_max_kb: back off and
+     * try again later), or OL_AGENT_ESTATE outside handle(). */
     int (*send)(struct ol_agent *a, const char *to, const void *msg,
                 size_t len);
 
@@ -208,8 +234,9 @@ struct ol_host {
      * checkpoint policy would batch it.  Returns 0 or OL_AGENT_ESTATE. */
     int (*checkpoint)(struct ol_agent *a);
 
-    /* Run fn(arg) on the thread pool; an OL_EVENT_WORK event with the same
-     * work_id and arg follows when it returns.  In-flight work is not part
+    /* Run fn(arg) on the plugin's work pool ([agents] work_threads
+     * threads, in the agent's host process); an OL_EVENT_WORK event with
+     * the same work_id and arg follows when it returns.  In-flight work is not part
      * of a checkpoint: after a resume, start it again.  Every accepted
      * work item gets its OL_EVENT_WORK before close() is called.  Returns
      * 0, OL_AGENT_EINVAL if fn is NULL, or OL_AGENT_ESTATE outside handle();
@@ -251,7 +278,9 @@ struct ol_agent_vtable {
      * Required. */
     int (*handle)(void *self, struct ol_agent *a, const struct ol_event *ev);
 
-    /* Write the whole state as one msgpack object to `out`.  Required. */
+    /* Write the whole state as one msgpack object to `out`.  out->write
+     * refuses a NULL source and anything past OL_AGENT_STATE_MAX, and the
+     * refusal fails the save (the agent is quarantined).  Required. */
     int (*save)(void *self, struct ol_agent *a, const struct ol_sink *out);
 
     /* Free the instance.  Called once, after the last event.  May be

@@ -1,0 +1,208 @@
+/*
+ * bench_isolation: what running agents in an agent-host process costs,
+ * beside the same node running them in its own process (the anchor).
+ *
+ * For each number of agents, a fresh single node hosts that many benchload
+ * agents, each stepping as fast as its checkpoints commit, once with the
+ * plugin in an agent-host process (the default) and once inside the node
+ * (isolation = none); repetitions alternate the two so drift on a shared
+ * machine falls on both.  The figures are the node's own: checkpoints
+ * committed per second over whole group commits, and the commit latency
+ * (propose to durable) from its histogram.  The targets: isolated commit
+ * throughput at least 0.8x in-process with 10,000 agents, and a single
+ * agent's commit p50 at most 50 us above in-process.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_ckpt.h"
+#include "bench_util.h"
+
+struct run_arg {
+    const struct opts *o;
+    uint32_t agents, size;
+};
+
+static void run_cb(void *arg, void *out)
+{
+    const struct run_arg *a = arg;
+    struct result *r = out;
+    char dir[PATH_MAX], data[PATH_MAX];
+
+    if (bu_tmpdir(dir, sizeof dir) != 0) {
+        snprintf(r->err, sizeof r->err, "temp dir: %s", strerror(errno));
+        return;
+    }
+    snprintf(data, sizeof data, "%s/node", dir);
+    if (ckpt_run_node(a->o, a->agents, a->size, data, r) == 0)
+        r->ok = 1;
+    bu_rmrf(dir);
+}
+
+struct figs {
+    double ckpt_s, p50, p99, cpu, batch;
+    uint32_t ok;
+};
+
+static void medians(const struct result *rs, uint32_t n, struct figs *f)
+{
+    double a[MAX_REPS], b[MAX_REPS], c[MAX_REPS], d[MAX_REPS], e[MAX_REPS];
+    uint32_t k = 0;
+
+    for (uint32_t i = 0; i < n; i++) {
+        if (!rs[i].ok)
+            continue;
+        a[k] = rs[i].ckpt_per_s;
+        b[k] = (double)rs[i].p50_us;
+        c[k] = (double)rs[i].p99_us;
+        d[k] = rs[i].cpu;
+        e[k] = rs[i].avg_batch;
+        k++;
+    }
+    f->ok = k;
+    f->ckpt_s = bu_median(a, k);
+    f->p50 = bu_median(b, k);
+    f->p99 = bu_median(c, k);
+    f->cpu = bu_median(d, k);
+    f->batch = bu_median(e, k);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bench_isolation [--agents 1,10000] [--size 1024] "
+               "[--reps 3]\n"
+               "                       [--warmup-ms 1000] [--window-ms "
+               "3000] [--plugin-dir DIR]\n");
+}
+
+int main(int argc, char **argv)
+{
+    static struct result all[MAX_LIST][2][MAX_REPS];
+    static const char *const mode[2] = {"in-process", "isolated"};
+    uint32_t agents[MAX_LIST] = {1, 10000}, n_agents = 2, size = 1024;
+    char verdict[2 * MAX_LIST][160];
+    uint32_t n_verdicts = 0;
+    struct opts o;
+    int failed = 0;
+
+    memset(&o, 0, sizeof o);
+    o.reps = 3;
+    o.warmup_ms = 1000;
+    o.window_ms = 3000;
+    o.fork = 1;
+    o.node_only = 1;
+    bu_exe_dir(o.plugin_dir, sizeof o.plugin_dir);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+        if (strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (v == NULL) {
+            usage(stderr);
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--agents") == 0) {
+            char *end;
+            const char *p = v;
+
+            n_agents = 0;
+            while (*p && n_agents < MAX_LIST) {
+                agents[n_agents++] = (uint32_t)strtoul(p, &end, 10);
+                p = *end == ',' ? end + 1 : end;
+                if (end == p && *p)
+                    break;
+            }
+        } else if (strcmp(a, "--size") == 0) {
+            size = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--reps") == 0) {
+            o.reps = (uint32_t)strtoul(v, NULL, 10);
+            if (o.reps == 0 || o.reps > MAX_REPS)
+                return 2;
+        } else if (strcmp(a, "--warmup-ms") == 0) {
+            o.warmup_ms = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--window-ms") == 0) {
+            o.window_ms = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--plugin-dir") == 0) {
+            snprintf(o.plugin_dir, sizeof o.plugin_dir, "%s", v);
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    printf("# bench_isolation: %u rep(s), warm-up %u ms, window %u ms, "
+           "state %u B; single node, WAL + synchronous=FULL, "
+           "every_steps=1\n",
+           o.reps, o.warmup_ms, o.window_ms, size);
+    printf("# anchor: the same node with the plugin inside it "
+           "(isolation = none)\n");
+    for (uint32_t rep = 0; rep < o.reps; rep++)
+        for (uint32_t ai = 0; ai < n_agents; ai++)
+            for (int m = 0; m < 2; m++) {
+                struct result *r = &all[ai][m][rep];
+                struct run_arg ra = {&o, agents[ai], size};
+
+                o.isolation = m == 0 ? OL_ISO_NODE : OL_ISO_PROCESS;
+                memset(r, 0, sizeof *r);
+                if (bu_fork_call(run_cb, &ra, r, sizeof *r) != 0)
+                    snprintf(r->err, sizeof r->err, "child died");
+                if (!r->ok)
+                    printf("# rep %u %u agents %s FAILED: %s\n", rep + 1,
+                           agents[ai], mode[m], r->err);
+                else
+                    printf("# rep %u: %-6u %-10s %10.0f ckpt/s  p50 %6" PRIu64
+                           " us  p99 %7" PRIu64 " us  batch %7.1f  cpu "
+                           "%.2f\n",
+                           rep + 1, agents[ai], mode[m], r->ckpt_per_s,
+                           r->p50_us, r->p99_us, r->avg_batch, r->cpu);
+                fflush(stdout);
+            }
+
+    printf("\n# medians of %u repetitions; cpu is the node's own process "
+           "(the agent host's is not in it)\n",
+           o.reps);
+    printf("%-7s %-11s %10s %8s %8s %8s %5s\n", "agents", "mode", "ckpt/s",
+           "batch", "p50_us", "p99_us", "cpu");
+    for (uint32_t ai = 0; ai < n_agents; ai++) {
+        struct figs f[2];
+
+        for (int m = 0; m < 2; m++) {
+            medians(all[ai][m], o.reps, &f[m]);
+            if (f[m].ok == 0) {
+                printf("%-7u %-11s all repetitions failed\n", agents[ai],
+                       mode[m]);
+                failed = 1;
+                continue;
+            }
+            printf("%-7u %-11s %10.0f %8.1f %8.0f %8.0f %5.2f\n",
+                   agents[ai], mode[m], f[m].ckpt_s, f[m].batch, f[m].p50,
+                   f[m].p99, f[m].cpu);
+        }
+        if (f[0].ok == 0 || f[1].ok == 0)
+            continue;
+        printf("%-7u %-11s %9.2fx %8s %+7.0f  %+7.0f\n", agents[ai],
+               "isolated/in", f[1].ckpt_s / f[0].ckpt_s, "",
+               f[1].p50 - f[0].p50, f[1].p99 - f[0].p99);
+        if (agents[ai] >= 10000)
+            snprintf(verdict[n_verdicts++], sizeof verdict[0],
+                     "throughput, %u agents: isolated %.2fx in-process "
+                     "(target >= 0.80): %s",
+                     agents[ai], f[1].ckpt_s / f[0].ckpt_s,
+                     f[1].ckpt_s >= 0.8 * f[0].ckpt_s ? "met" : "MISSED");
+        if (agents[ai] == 1)
+            snprintf(verdict[n_verdicts++], sizeof verdict[0],
+                     "latency, 1 agent: isolated p50 %+.0f us over "
+                     "in-process (target <= +50): %s",
+                     f[1].p50 - f[0].p50,
+                     f[1].p50 - f[0].p50 <= 50 ? "met" : "MISSED");
+    }
+    printf("\n");
+    for (uint32_t i = 0; i < n_verdicts; i++)
+        printf("# target: %s\n", verdict[i]);
+    return failed;
+}

@@ -1,0 +1,72 @@
+/*
+ * The agent host's internals shared by svc.c (the host services a plugin
+ * calls) and items.c (the items of a batch from the node).
+ */
+#ifndef OL_AGENTHOST_INT_H
+#define OL_AGENTHOST_INT_H
+
+#include <msgpack.h>
+#include <pthread.h>
+
+#include "agenthost.h"
+
+#define AGENT_MAGIC 0x61676e74u
+#define LOGS_PER_STEP 64
+
+/* An agent instance; `struct ol_agent` is its name in the plugin SDK. */
+struct ol_agent {
+    uint32_t magic;
+    uint32_t slot, gen;
+    uint64_t epoch;
+    char name[OL_NAME_MAX + 1];
+    void *self;
+    int open;          /* open() succeeded */
+    int in_handle;
+    int final_pending;
+    uint32_t n_outbox; /* messages sent since the last checkpoint */
+    uint64_t *timers;  /* armed timer ids (the node keeps the due times) */
+    uint32_t n_timers;
+    uint32_t work_pending;
+    int closing;       /* CLOSE arrived; close() once work is back */
+    struct ol_agent *next_closing;
+};
+
+/* A finished work item waiting for its WORK event. */
+struct done {
+    void *arg;
+    uint32_t slot, gen;
+    uint64_t id;
+    int used;
+};
+
+struct ahost_state {
+    const struct ahost_opts *o;
+    const struct ol_agent_vtable *vt;
+    struct ol__mark *mark;
+    struct ol__wpool *pool;
+    pthread_t main_thread;
+    struct ol_agent **slots;
+    uint32_t n_slots;
+    struct ol_agent *closing;
+    struct done *done;
+    uint32_t n_done;
+    struct ol__map full;  /* recipients whose mailbox is full */
+    /* The record of the step in progress. */
+    struct ol__buf ops, sends;
+    uint32_t n_ops, n_sends, works, logs;
+    int ckpt_requested;
+    struct ol_agent *stepping;
+};
+
+extern struct ahost_state ah;
+
+int64_t ahost_wall_ms(void);
+int ahost_timer_find(const struct ol_agent *a, uint64_t id);
+/* A packer appending to the frame being built, and the item bookkeeping
+ * around it. */
+msgpack_packer *ahost_packer(void);
+void ahost_item_head(msgpack_packer *pk, uint32_t n, uint32_t type,
+                     const struct ol_agent *a);
+void ahost_item_done(void);
+
+#endif

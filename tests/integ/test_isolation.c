@@ -1,0 +1,597 @@
+/*
+ * A bad agent never takes down the node: real outlastd processes run
+ * misbehaving plugins (tests/plugins/misbehave.c) beside well-behaved
+ * agents.  For each way a plugin can go wrong, the bad agent's host dies
+ * (or is killed at the step deadline), the agent is quarantined after
+ * exactly the configured number of crashes, the node keeps running, the
+ * other agents keep committing (their step rate before and during is
+ * printed, not asserted), a sibling of the same kind resumes from its
+ * committed checkpoints, and no committed checkpoint is lost.
+ *
+ * Plugins configured to run inside the node take the node down instead:
+ * the restarted node finds the step mark and reports the crash, so they
+ * are quarantined after as many node deaths.
+ */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/support/chain.h"
+#include "tests/support/daemon.h"
+
+#define LIMIT 3
+
+static struct td d;
+static struct td_seen *seen;
+
+static const char hosted[] =
+    "[agents]\n"
+    "step_deadline_ms = 300\n"
+    "crash_limit = 3\n"
+    "mailbox_max = 400\n"
+    "[plugin.misbehave]\n"
+    "memory_mb = 128\n"
+    "[checkpoint]\n"
+    "retain = 0\n"
+    "[agent.ticker]\n"
+    "kind = counter\n"
+    "config = {\"interval_ms\": 20}\n"
+    "[agent.ledger]\n"
+    "kind = ledger\n";
+
+static const char inproc[] =
+    "stop_timeout_ms = 3000\n"
+    "[agents]\n"
+    "step_deadline_ms = 300\n"
+    "crash_limit = 3\n"
+    "[plugin.misbehave]\n"
+    "isolation = none\n"
+    "[checkpoint]\n"
+    "retain = 0\n"
+    "[agent.ticker]\n"
+    "kind = counter\n"
+    "config = {\"interval_ms\": 20}\n";
+
+static void start_with(const char *tag, const char *config)
+{
+    td_init(&d, tag, config);
+    cr_assert_eq(td_start(&d, 10000), 0, "outlastd did not start; see %s",
+                 d.log);
+    seen = td_seen_new();
+}
+
+static void teardown(void)
+{
+    td_seen_free(seen);
+    seen = NULL;
+    td_cleanup(&d);
+}
+
+TestSuite(isolation, .fini = teardown, .timeout = 240);
+
+/* ---- helpers ---- */
+
+static void observe(void)
+{
+    sqlite3 *db = td_db(&d);
+
+    td_seen_observe(seen, db);
+    sqlite3_close(db);
+}
+
+static int64_t ticks(void)
+{
+    return td_state_int(&d, "ticker", "count", 0);
+}
+
+static int status_is(struct td *t, const char *name, const char *want)
+{
+    char status[32];
+
+    td_agent_status(t, name, status, sizeof status, NULL, NULL, 0);
+    return strcmp(status, want) == 0;
+}
+
+static int quarantined(struct td *t, void *name)
+{
+    observe();
+    return status_is(t, name, "quarantined");
+}
+
+static int64_t crashes(const char *name)
+{
+    sqlite3 *db = td_db(&d);
+    char sql[200];
+    int64_t n;
+
+    snprintf(sql, sizeof sql, "SELECT n FROM crashes WHERE name = '%s'",
+             name);
+    n = td_q1(db, sql);
+    sqlite3_close(db);
+    return n;
+}
+
+static void spawn(const char *name, const char *config)
+{
+    char err[512];
+
+    cr_assert_eq(td_spawn_agent(&d, "misbehave", name, config, err,
+                                sizeof err),
+                 0, "spawn %s: %s", name, err);
+}
+
+struct seq_arg {
+    const char *name;
+    int64_t above;
+};
+
+static int seq_above(struct td *t, void *arg)
+{
+    struct seq_arg *s = arg;
+    sqlite3 *db = td_db(t);
+    char sql[200];
+    int64_t seq;
+
+    snprintf(sql, sizeof sql,
+             "SELECT max(seq) FROM checkpoints WHERE agent = '%s'", s->name);
+    seq = td_q1(db, sql);
+    sqlite3_close(db);
+    return seq > s->above;
+}
+
+static int64_t head_seq(const char *name)
+{
+    sqlite3 *db = td_db(&d);
+    char sql[200];
+    int64_t seq;
+
+    snprintf(sql, sizeof sql,
+             "SELECT max(seq) FROM checkpoints WHERE agent = '%s'", name);
+    seq = td_q1(db, sql);
+    sqlite3_close(db);
+    return seq;
+}
+
+/* Every chain intact and every head seen during the test still there. */
+static void expect_history_intact(const char *const *names, int n)
+{
+    sqlite3 *db = td_db(&d);
+    char *out = NULL;
+    int rc;
+
+    cr_expect_eq(td_seen_check(seen, db), 0, "committed checkpoints lost");
+    for (int i = 0; i < n; i++) {
+        struct td_chain c;
+
+        if (td_chain_read(db, names[i], "ticks", &c) != 0)
+            continue;
+        cr_expect_eq(c.gaps, 0, "'%s': %d seq gaps", names[i], c.gaps);
+        cr_expect_eq(c.broken, 0, "'%s': %d broken links", names[i],
+                     c.broken);
+        cr_expect_eq(c.went_back, 0, "'%s': its ticks went back %d times",
+                     names[i], c.went_back);
+    }
+    sqlite3_close(db);
+    rc = td_sh(&out, "%s --db %s/outlast.db verify", td_bin("outlast"),
+               d.data);
+    cr_expect_eq(rc, 0, "verify failed:\n%s", out ? out : "");
+    free(out);
+}
+
+/*
+ * The common shape: measure the ticker, start a sibling and the bad agent
+ * of the same kind, wait for the quarantine, and check what must hold.
+ */
+static void bad_agent(const char *mode, const char *needle)
+{
+    char cfg[128], reason[512], status[32];
+    int64_t t0, t1, t2, sib_seq;
+    uint64_t m0, m1, m2;
+    static const char *const all[] = {"ticker", "ledger", "sib", "bad"};
+    struct seq_arg sa;
+
+    start_with(mode, hosted);
+    m0 = td_ms();
+    t0 = ticks();
+    td_sleep_ms(1000); /* a second of the ticker's own pace */
+    m1 = td_ms();
+    t1 = ticks();
+    spawn("sib", "{\"mode\": \"none\"}");
+    snprintf(cfg, sizeof cfg, "{\"mode\": \"%s\"}", mode);
+    spawn("bad", cfg);
+    cr_assert(td_until(quarantined, &d, "bad", 60000),
+              "'%s' agent was not quarantined; see %s", mode, d.log);
+    m2 = td_ms();
+    t2 = ticks();
+    fprintf(stderr,
+            "isolation/%s: ticker %.0f steps/s before, %.0f steps/s while "
+            "the bad agent crashed %d times\n",
+            mode, (double)(t1 - t0) * 1000.0 / (double)(m1 - m0),
+            (double)(t2 - t1) * 1000.0 / (double)(m2 - m1), LIMIT);
+
+    td_agent_status(&d, "bad", status, sizeof status, NULL, reason,
+                    sizeof reason);
+    cr_expect(strstr(reason, needle) != NULL, "reason '%s' lacks '%s'",
+              reason, needle);
+    cr_expect_eq(crashes("bad"), LIMIT, "quarantined after %" PRId64
+                 " crashes, not %d", crashes("bad"), LIMIT);
+    cr_expect(t2 > t1, "the ticker stopped while the bad agent crashed");
+    cr_expect_gt(d.pid, 0, "the node exited");
+    /* The sibling was restarted with each crash and goes on. */
+    sib_seq = head_seq("sib");
+    sa.name = "sib";
+    sa.above = sib_seq;
+    cr_expect(td_until(seq_above, &d, &sa, 10000),
+              "the sibling stopped committing");
+    cr_expect(status_is(&d, "sib", "running"));
+    sa.name = "ticker";
+    sa.above = head_seq("ticker");
+    cr_expect(td_until(seq_above, &d, &sa, 10000),
+              "the ticker stopped committing");
+    observe();
+    expect_history_intact(all, 4);
+}
+
+/* ---- a crash of each kind ---- */
+
+Test(isolation, segfault)
+{
+    bad_agent("segv", "killed by SIGSEGV in handle() of a timer event");
+}
+
+Test(isolation, abort)
+{
+    bad_agent("abort", "killed by SIGABRT in handle() of a timer event");
+}
+
+Test(isolation, exit)
+{
+    /* "exit(3) in handle() of a timer event"; a sanitizer build says
+     * "exit() called in ...": its leak check aborts the exiting process. */
+    bad_agent("exit", "exit(");
+}
+
+Test(isolation, stack_overflow)
+{
+    bad_agent("stack", "killed by SIGSEGV in handle()");
+}
+
+Test(isolation, infinite_loop_hits_the_deadline)
+{
+    bad_agent("loop", "step deadline (300 ms) exceeded in handle() of a "
+                      "timer event");
+}
+
+Test(isolation, sleep_hits_the_deadline)
+{
+    bad_agent("sleep", "step deadline (300 ms) exceeded");
+}
+
+Test(isolation, crash_in_a_work_thread)
+{
+    bad_agent("workcrash", "killed by SIGSEGV in a work function");
+}
+
+Test(isolation, memory_hog_meets_its_limit)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("host processes run without a memory limit under "
+                 "AddressSanitizer");
+#else
+    /* 64 MiB a tick against a 128 MiB data limit: malloc fails, and the
+     * plugin writes through the NULL it got. */
+    bad_agent("hog", "killed by SIGSEGV in handle() of a timer event");
+#endif
+}
+
+/* ---- floods and bad arguments ---- */
+
+struct full_arg {
+    int64_t max_rows;
+};
+
+static int flood_refused(struct td *t, void *arg)
+{
+    struct full_arg *f = arg;
+    sqlite3 *db = td_db(t);
+    int64_t rows = td_q1(db, "SELECT count(*) FROM mailbox WHERE "
+                             "to_agent = 'flood'");
+
+    sqlite3_close(db);
+    if (rows > f->max_rows)
+        f->max_rows = rows;
+    return td_state_int(t, "flood", "full", 0) > 0;
+}
+
+struct queued_arg {
+    int64_t max;
+};
+
+static int queued_sample(struct td *t, void *arg)
+{
+    struct queued_arg *q = arg;
+    struct td_resp r;
+    const msgpack_object *live, *fl;
+
+    if (td_call(t, &r, "op", "show", "name", "flood", NULL) == 0) {
+        live = td_get(&r.u.data, "live");
+        fl = live;
+        if (fl && td_int(fl, "queued", -1) > q->max)
+            q->max = td_int(fl, "queued", -1);
+    }
+    td_resp_free(&r);
+    return 0;
+}
+
+Test(isolation, message_flood_is_bounded_and_the_sender_is_told)
+{
+    struct full_arg f = {0};
+    struct queued_arg q = {0};
+    int64_t t0, rows;
+    sqlite3 *db;
+
+    start_with("flood", hosted);
+    t0 = ticks();
+    spawn("flood", "{\"mode\": \"flood\", \"after\": 1}");
+    cr_assert(td_until(flood_refused, &d, &f, 30000),
+              "the flooder never saw OL_AGENT_EFULL");
+    /* Keep flooding for a while; the mailbox stays bounded. */
+    for (int i = 0; i < 20; i++) {
+        (void)flood_refused(&d, &f);
+        td_sleep_ms(100);
+    }
+    fprintf(stderr, "isolation/flood: most mailbox rows seen %" PRId64
+                    " (limit 400); %" PRId64 " sends refused\n",
+            f.max_rows, td_state_int(&d, "flood", "full", 0));
+    /* One step sends at most 1024 before the node hears the mailbox is
+     * full, and one more may be on its way. */
+    cr_expect_leq(f.max_rows, 400 + 2 * 1024, "mailbox grew to %" PRId64,
+                  f.max_rows);
+    cr_expect_gt(ticks(), t0, "the ticker stopped during the flood");
+    cr_expect(status_is(&d, "flood", "running"),
+              "a flood is back-pressure, not a crash");
+
+    /* A restart loads a page of the mailbox, not all of it. */
+    td_kill9(&d);
+    db = td_db(&d);
+    rows = td_q1(db, "SELECT count(*) FROM mailbox WHERE to_agent = "
+                     "'flood'");
+    sqlite3_close(db);
+    cr_assert_eq(td_start(&d, 10000), 0);
+    for (int i = 0; i < 20; i++) {
+        (void)queued_sample(&d, &q);
+        td_sleep_ms(20);
+    }
+    fprintf(stderr, "isolation/flood: %" PRId64 " waiting at restart, at "
+                    "most %" PRId64 " queued in memory\n",
+            rows, q.max);
+    cr_expect_leq(q.max, 300, "%" PRId64 " events queued after a restart",
+                  q.max);
+}
+
+Test(isolation, null_and_oversized_arguments_get_errors)
+{
+    char reason[512], status[32];
+
+    start_with("badargs", hosted);
+    spawn("args", "{\"mode\": \"badargs\", \"after\": 1}");
+    spawn("savenull", "{\"mode\": \"savenull\", \"after\": 1}");
+    cr_assert(td_until(quarantined, &d, "savenull", 20000));
+    td_agent_status(&d, "savenull", status, sizeof status, NULL, reason,
+                    sizeof reason);
+    cr_expect(strstr(reason, "NULL") != NULL, "%s", reason);
+    cr_expect_eq(crashes("savenull"), -1, "a refused save is not a crash");
+    cr_expect_gt(td_state_int(&d, "args", "ticks", 0), 1);
+    cr_expect(status_is(&d, "args", "running"));
+    {
+        /* The last state holds what each call returned. */
+        static const struct {
+            const char *key;
+            int64_t want;
+        } want[] = {
+            {"send_null_to", -2}, {"send_null_msg", -2}, {"send_big", -18},
+            {"send_bad_name", -2}, {"send_not_mp", -4}, {"timer_big", -2},
+            {"cancel_none", -8},   {"work_null", -2},   {"checkpoint", -22},
+        };
+        struct td_resp r;
+        char err[512];
+
+        cr_assert_eq(td_call(&d, &r, "op", "show", "name", "args", NULL), 0,
+                     "%s", td_errmsg(&r, err, sizeof err));
+        {
+            const msgpack_object *a = td_get(&r.u.data, "agent");
+            const msgpack_object *st = a ? td_get(a, "state") : NULL;
+            const msgpack_object *errs = st ? td_get(st, "errs") : NULL;
+
+            cr_assert_not_null(errs, "no errs in the state");
+            for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+                cr_expect_eq(td_int(errs, want[i].key, 99), want[i].want,
+                             "%s returned %" PRId64 ", not %" PRId64,
+                             want[i].key, td_int(errs, want[i].key, 99),
+                             want[i].want);
+        }
+        td_resp_free(&r);
+    }
+}
+
+/* ---- stopping ---- */
+
+Test(isolation, sigterm_stops_the_node_while_a_host_hangs)
+{
+    uint64_t t0;
+    int code;
+    static const char cfg[] =
+        "stop_timeout_ms = 4000\n"
+        "[agents]\n"
+        "step_deadline_ms = 600000\n"
+        "[agent.ticker]\n"
+        "kind = counter\n"
+        "config = {\"interval_ms\": 20}\n";
+
+    start_with("termhost", cfg);
+    spawn("sleeper", "{\"mode\": \"sleep\", \"after\": 1}");
+    td_sleep_ms(500); /* well into its hour-long sleep */
+    t0 = td_ms();
+    code = td_term(&d, 15000);
+    fprintf(stderr, "isolation/termhost: exit %d after %" PRIu64 " ms\n",
+            code, td_ms() - t0);
+    cr_expect_geq(code, 0, "outlastd did not exit on SIGTERM");
+    cr_expect_lt(td_ms() - t0, 15000);
+    cr_assert_eq(td_start(&d, 10000), 0, "restart");
+    cr_expect(status_is(&d, "ticker", "running"));
+}
+
+Test(isolation, hosted_agents_get_their_stop_at_shutdown)
+{
+    start_with("stop", hosted);
+    spawn("calm", "{\"mode\": \"none\"}");
+    td_sleep_ms(300);
+    cr_assert_eq(td_term(&d, 20000), 0, "outlastd did not drain");
+    cr_expect_eq(td_state_int(&d, "calm", "stops", 0), 1,
+                 "the STOP step's checkpoint is not the last one");
+    cr_assert_eq(td_start(&d, 10000), 0, "restart");
+    cr_expect(status_is(&d, "calm", "running"));
+}
+
+/* Host processes whose `--parent` is `pid`, from /proc. */
+static int hosts_of(pid_t pid)
+{
+    char cmd[256], *out = NULL;
+    int n;
+
+    snprintf(cmd, sizeof cmd,
+             "pgrep -f -- '[o]utlast-agent-host .*--parent %ld ' | wc -l",
+             (long)pid);
+    if (td_sh(&out, "%s", cmd) != 0) {
+        free(out);
+        return -1;
+    }
+    n = atoi(out);
+    free(out);
+    return n;
+}
+
+Test(isolation, host_processes_die_with_their_node)
+{
+    static const char cfg[] =
+        "[agents]\n"
+        "step_deadline_ms = 600000\n";
+    pid_t pid;
+    uint64_t end;
+
+    start_with("orphan", cfg);
+    spawn("calm", "{\"mode\": \"none\"}");
+    /* A host stuck in plugin code never reads the socket's EOF. */
+    spawn("sleeper", "{\"mode\": \"sleep\", \"after\": 1}");
+    td_sleep_ms(500);
+    pid = d.pid;
+    cr_assert_geq(hosts_of(pid), 1, "no host process found");
+    td_kill9(&d);
+    end = td_ms() + 10000;
+    while (hosts_of(pid) > 0 && td_ms() < end)
+        td_sleep_ms(50);
+    cr_expect_eq(hosts_of(pid), 0, "host processes outlived their node");
+}
+
+/* ---- plugins inside the node ---- */
+
+/* The node died (and is reaped), or the agent is quarantined. */
+static int node_died_or(struct td *t, void *name)
+{
+    (void)td_wait_exit(t, 1);
+    if (t->pid <= 0)
+        return 1;
+    return status_is(t, name, "quarantined");
+}
+
+/* Run the node until the agent is quarantined, restarting it each time
+ * the plugin takes it down; returns the number of node deaths. */
+static int deaths_until_quarantined(const char *name)
+{
+    int deaths = 0;
+
+    for (int round = 0; round < 2 * LIMIT + 2; round++) {
+        (void)td_until(node_died_or, &d, (void *)name, 20000);
+        if (d.pid > 0 && status_is(&d, name, "quarantined"))
+            return deaths;
+        if (d.pid > 0)
+            td_kill9(&d); /* neither: give up on this round */
+        deaths++;
+        cr_assert_eq(td_start(&d, 10000), 0, "restart %d; see %s", deaths,
+                     d.log);
+    }
+    return deaths;
+}
+
+Test(isolation, in_process_crash_is_counted_across_node_restarts)
+{
+    char reason[512], status[32];
+    int deaths;
+    static const char *const all[] = {"ticker", "bad"};
+
+    start_with("inproc", inproc);
+    spawn("bad", "{\"mode\": \"segv\"}");
+    deaths = deaths_until_quarantined("bad");
+    fprintf(stderr, "isolation/inproc: %d node deaths\n", deaths);
+    cr_expect_eq(deaths, LIMIT, "quarantined after %d node deaths", deaths);
+    td_agent_status(&d, "bad", status, sizeof status, NULL, reason,
+                    sizeof reason);
+    cr_expect(strstr(reason, "the node died") != NULL, "%s", reason);
+    cr_expect_eq(crashes("bad"), LIMIT);
+    observe();
+    expect_history_intact(all, 2);
+}
+
+Test(isolation, in_process_hang_is_ended_by_the_watchdog)
+{
+    char reason[512], status[32];
+    int deaths;
+
+    start_with("inhang", inproc);
+    spawn("bad", "{\"mode\": \"loop\"}");
+    deaths = deaths_until_quarantined("bad");
+    cr_expect_eq(deaths, LIMIT, "quarantined after %d node deaths", deaths);
+    td_agent_status(&d, "bad", status, sizeof status, NULL, reason,
+                    sizeof reason);
+    cr_expect(strstr(reason, "step deadline") != NULL, "%s", reason);
+}
+
+Test(isolation, sigterm_stops_the_node_while_an_in_process_plugin_hangs)
+{
+    uint64_t t0;
+    int code;
+    static const char cfg[] =
+        "stop_timeout_ms = 3000\n"
+        "[agents]\n"
+        "step_deadline_ms = 600000\n"
+        "crash_limit = 1\n"
+        "[plugin.misbehave]\n"
+        "isolation = none\n"
+        "[agent.ticker]\n"
+        "kind = counter\n"
+        "config = {\"interval_ms\": 20}\n";
+
+    start_with("terminproc", cfg);
+    spawn("sleeper", "{\"mode\": \"sleep\", \"after\": 1}");
+    td_sleep_ms(500);
+    t0 = td_ms();
+    code = td_term(&d, 15000);
+    fprintf(stderr, "isolation/terminproc: exit %d after %" PRIu64 " ms\n",
+            code, td_ms() - t0);
+    cr_expect_eq(code, 1, "outlastd did not exit on its own");
+    cr_expect_lt(td_ms() - t0, 15000);
+    /* The hung step is on record once the node is back. */
+    cr_assert_eq(td_start(&d, 10000), 0, "restart");
+    {
+        uint64_t end = td_ms() + 10000;
+
+        while (crashes("sleeper") < 1 && td_ms() < end)
+            td_sleep_ms(50);
+    }
+    cr_expect_eq(crashes("sleeper"), 1);
+    cr_expect(status_is(&d, "sleeper", "quarantined"));
+}
