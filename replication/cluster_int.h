@@ -88,6 +88,7 @@ struct cluster {
     struct raft_tracer tracer;
     int raft_inited;
     struct ol__rfix rfix; /* corrections to libraft's replies */
+    uint8_t cluster_id[OL_CLUSTER_ID_SIZE]; /* zero: not joined yet */
 
     /* role */
     int role;          /* RAFT_* state last seen */
