@@ -53,14 +53,12 @@ int ol__raft_start_check(const char *raft_dir, int has_state,
         return 0;
     ol__errf(errmsg,
              "raft directory '%s' is empty, but this node's database has "
-             "applied the cluster's log up to index %" PRIu64 ": its raft "
-             "state (votes and log) was lost, and starting without it could "
-             "let two leaders win one term or lose committed entries. To "
-             "rebuild this node from the cluster: on the leader run "
-             "`outlast cluster remove %" PRIu64 "`, start this node with "
-             "`outlastd --rejoin` (its old database and raft directory are "
-             "kept aside), then on the leader run `outlast cluster add "
-             "%" PRIu64 " ADDRESS PUBKEY`",
+             "applied up to index %" PRIu64 ": its raft votes and log were "
+             "lost (starting anyway could elect two leaders in one term or "
+             "lose committed entries). To rebuild it from the cluster: "
+             "`outlast cluster remove %" PRIu64 "` on the leader, start "
+             "this node with `outlastd --rejoin`, then `outlast cluster add "
+             "%" PRIu64 " ADDRESS PUBKEY` on the leader",
              raft_dir, applied, node_id, node_id);
     return OL_ESTATE;
 }
