@@ -30,6 +30,7 @@ struct ol__cluster_config {
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
     unsigned segment_mb;          /* raft log segment size; 0: libraft's */
+    unsigned feature_level;       /* run at most this level; 0: the build's */
     int bootstrap;                /* bootstrap all roster nodes as voters */
     struct ol__peer peers[16];    /* the other nodes from the config */
     char peer_labels[16][201];

@@ -451,6 +451,11 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     while (c->inc == 0)
         randombytes_buf(&c->inc, sizeof c->inc);
     c->lease_ms = cfg->failover_ms / 2;
+    /* A node held at an older level decodes only what that level knows,
+     * as an older build would. */
+    ol__cmd_set_level(cfg->feature_level ? cfg->feature_level
+                                         : OL_FEATURE_LEVEL);
+    c->level = ol__cmd_level();
     c->retry_ms = cfg->election_ms > 200 ? cfg->election_ms : 200;
     ol__map_init(&c->pend);
     ol__entry_w_init(&c->fwd);
