@@ -224,8 +224,17 @@ static void on_forward(struct cluster *c, uint64_t from, struct ol__mpr *r)
                                "%u commands already waiting",
                   from, c->fwd.n);
     } else {
-        for (uint32_t i = 0; i < e.n; i++)
+        uint32_t level = ol__cl_level(c);
+
+        for (uint32_t i = 0; i < e.n; i++) {
+            const struct ol__cmd_info *ci = ol__cmd_info(e.cmds[i].type);
+
+            /* Not every voter could apply it yet: the sender keeps it and
+             * tries again. */
+            if (ci == NULL || ci->level > level)
+                continue;
             (void)ol__entry_add_raw(&c->fwd, &e.cmds[i].raw);
+        }
     }
     ol__entry_free(&e);
     ol__cl_kick(c);
@@ -236,7 +245,7 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
     struct cluster *c = data;
     struct ol__mpr r;
     uint32_t n;
-    uint64_t type, v[4];
+    uint64_t type, v[5];
 
     if (c->closing)
         return;
@@ -262,14 +271,18 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
             c->hooks.app(c->hooks.data, from, p, plen);
         return;
     }
-    if ((type != MSG_PING && type != MSG_PONG) || n != 5)
+    if ((type != MSG_PING && type != MSG_PONG) || (n != 5 && n != 6))
         return;
     for (int i = 0; i < 4; i++)
         if (ol__mpr_uint(&r, &v[i]) != 0)
             return;
+    v[4] = 1;
+    if (n == 6 && (ol__mpr_uint(&r, &v[4]) != 0 || v[4] == 0 ||
+                   v[4] > UINT32_MAX))
+        return;
     if (type == MSG_PING) {
         struct peer_state *p;
-        uint64_t reply[5];
+        uint64_t reply[6];
 
         /* v: node, inc, applied, sent_ms */
         if (v[0] != from || c->role != RAFT_LEADER)
@@ -280,13 +293,15 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
         p->last_ms = ol__cl_now(c);
         p->inc = v[1];
         p->applied = v[2];
+        p->level = (uint32_t)v[4];
         p->seen = 1;
         reply[0] = MSG_PONG;
         reply[1] = c->raft.current_term;
         reply[2] = c->cfg.self_id;
         reply[3] = ol__sm_applied(c->sm);
         reply[4] = v[3];
-        send_msg(c, from, reply, 5);
+        reply[5] = ol__cl_level(c);
+        send_msg(c, from, reply, 6);
     } else {
         /* v: term, leader, commit, echo */
         if (v[1] != from || from != c->leader_id)
@@ -302,7 +317,31 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
             v[3] + c->lease_ms > c->lease_until_ms)
             c->lease_until_ms = v[3] + c->lease_ms;
         c->pong_commit = v[2];
+        c->cluster_level = (uint32_t)v[4];
     }
+}
+
+/* The leader: the lowest level any voter reported (a voter not heard from
+ * yet counts as level 1).  A follower: what its leader said last. */
+uint32_t ol__cl_level(struct cluster *c)
+{
+    uint32_t level = c->level;
+
+    if (c->role != RAFT_LEADER)
+        return c->cluster_level ? c->cluster_level : 1;
+    for (unsigned i = 0; i < c->raft.configuration.n; i++) {
+        const struct raft_server *s = &c->raft.configuration.servers[i];
+        struct peer_state *p;
+
+        if (s->role != RAFT_VOTER || s->id == c->cfg.self_id)
+            continue;
+        p = peer(c, s->id, 0);
+        if (p == NULL || p->level == 0)
+            return 1;
+        if (p->level < level)
+            level = p->level;
+    }
+    return level;
 }
 
 /* ---- leases ---- */
@@ -659,11 +698,11 @@ void ol__cl_tick(struct cluster *c)
 
     if (c->role != RAFT_LEADER && c->leader_id &&
         now - c->last_ping_ms >= c->cfg.heartbeat_ms) {
-        uint64_t v[5] = {MSG_PING, c->cfg.self_id, c->inc,
-                         ol__sm_applied(c->sm), now};
+        uint64_t v[6] = {MSG_PING, c->cfg.self_id, c->inc,
+                         ol__sm_applied(c->sm), now, c->level};
 
         c->last_ping_ms = now;
-        send_msg(c, c->leader_id, v, 5);
+        send_msg(c, c->leader_id, v, 6);
     }
     if (c->role == RAFT_LEADER)
         leader_lease(c, now);
@@ -808,7 +847,7 @@ void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
     char inc[24];
 
     snprintf(inc, sizeof inc, "%016" PRIx64, c->inc);
-    msgpack_pack_map(pk, 16);
+    msgpack_pack_map(pk, 18);
     pk_str(pk, "mode");
     pk_str(pk, "cluster");
     pk_str(pk, "cluster");
@@ -823,6 +862,8 @@ void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
     pk_u64(pk, "applied_index", raft_last_applied(&c->raft));
     pk_u64(pk, "store_applied", ol__sm_applied(c->sm));
     pk_u64(pk, "held", ol__fsm_held(&c->fsm));
+    pk_u64(pk, "feature_level", c->level);
+    pk_u64(pk, "cluster_feature_level", ol__cl_level(c));
     pk_bool(pk, "lease", now < c->lease_until_ms);
     pk_str(pk, "incarnation");
     pk_str(pk, inc);

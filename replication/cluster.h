@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "handshake.h"
 #include "replica.h"
 #include "transport.h"
 
@@ -29,6 +30,7 @@ struct ol__cluster_config {
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
     unsigned segment_mb;          /* raft log segment size; 0: libraft's */
+    unsigned feature_level;       /* run at most this level; 0: the build's */
     int bootstrap;                /* bootstrap all roster nodes as voters */
     struct ol__peer peers[16];    /* the other nodes from the config */
     char peer_labels[16][201];
@@ -97,11 +99,13 @@ int ol__cluster_remove(struct ol__replica *r, uint64_t id,
 
 /* Write the initial raft configuration into a fresh raft directory: this
  * node alone as a voter (the leader then adds the roster's other nodes), or
- * every listed node when all are bootstrapped identically.  Returns 0,
- * OL_EEXISTS if the directory already holds raft state, or OL_EIO. */
+ * every listed node when all are bootstrapped identically; and the new
+ * cluster's id (rstart.h).  Returns 0, OL_EEXISTS if the directory already
+ * holds raft state, or OL_EIO. */
 int ol__cluster_bootstrap_dir(const char *raft_dir, uint64_t self_id,
                               const char *address,
                               const struct ol__peer *others, size_t n_others,
+                              const uint8_t cluster_id[OL_CLUSTER_ID_SIZE],
                               char *errmsg);
 
 #endif

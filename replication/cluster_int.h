@@ -17,8 +17,12 @@
 /* Messages on the transport's message channel: a msgpack array whose first
  * element is the type. */
 enum {
-    MSG_PING = 1,    /* [1, node, inc, applied, sent_ms]  follower -> leader */
-    MSG_PONG = 2,    /* [2, term, leader, commit, echo_ms] leader -> node  */
+    MSG_PING = 1,    /* [1, node, inc, applied, sent_ms, level]
+                      *                               follower -> leader
+                      * (level: the feature level it runs; absent: 1) */
+    MSG_PONG = 2,    /* [2, term, leader, applied, echo_ms, level]
+                      *                               leader -> node
+                      * (level: what every voter runs; absent: 1) */
     MSG_FORWARD = 3, /* [3, entry: bin]                  follower -> leader */
     MSG_APPLIED = 4, /* [4, [[agent, epoch, seq, status]...]] leader -> owner:
                       * those checkpoints committed (or were refused) */
@@ -46,6 +50,7 @@ struct peer_state {
     uint64_t last_ms;  /* last ping received (monotonic) */
     uint64_t inc;      /* incarnation it last reported */
     uint64_t applied;
+    uint32_t level;    /* feature level it reported; 0: not heard */
     int seen;          /* pinged this leader at least once */
 };
 
@@ -88,6 +93,7 @@ struct cluster {
     struct raft_tracer tracer;
     int raft_inited;
     struct ol__rfix rfix; /* corrections to libraft's replies */
+    uint8_t cluster_id[OL_CLUSTER_ID_SIZE]; /* zero: not joined yet */
 
     /* role */
     int role;          /* RAFT_* state last seen */
@@ -97,6 +103,8 @@ struct cluster {
                         * machine is current */
     uint64_t leader_since_ms;
     uint64_t last_pong_ms;
+    uint32_t level;         /* the feature level this node runs */
+    uint32_t cluster_level; /* what every voter runs (the leader's view) */
 
     /* lease */
     uint64_t lease_until_ms;
@@ -156,6 +164,8 @@ int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
                        uint64_t req);
 int ol__cl_apply_entry(struct cluster *c, const void *p, size_t len);
 uint64_t ol__cl_req(void);
+/* The feature level every voter runs, as far as this node knows. */
+uint32_t ol__cl_level(struct cluster *c);
 
 /* propose.c */
 void ol__cl_pend_free(struct pend *p);

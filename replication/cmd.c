@@ -505,11 +505,24 @@ static const struct {
 
 #define N_TYPES (sizeof table / sizeof table[0])
 
+static uint32_t max_level = OL_FEATURE_LEVEL;
+
+void ol__cmd_set_level(uint32_t level)
+{
+    max_level = level >= 1 && level <= OL_FEATURE_LEVEL ? level
+                                                        : OL_FEATURE_LEVEL;
+}
+
+uint32_t ol__cmd_level(void)
+{
+    return max_level;
+}
+
 static int row_of(uint64_t type)
 {
     for (size_t i = 0; i < N_TYPES; i++)
         if (table[i].info.type == type)
-            return (int)i;
+            return table[i].info.level <= max_level ? (int)i : -1;
     return -1;
 }
 
@@ -618,8 +631,8 @@ int ol__entry_decode(const void *p, size_t len, struct ol__entry *e,
             if (errmsg)
                 ol__errf(errmsg,
                          "log entry: command %u has type %llu, which this "
-                         "version does not know (it runs feature level %d)",
-                         i, (unsigned long long)unknown, OL_FEATURE_LEVEL);
+                         "version does not know (it runs feature level %u)",
+                         i, (unsigned long long)unknown, max_level);
             ol__entry_free(e);
             return rv;
         }

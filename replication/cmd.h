@@ -85,8 +85,15 @@ struct ol__cmd_info {
     uint32_t level; /* the feature level that introduced it */
 };
 
-/* The entry for `type`, or NULL for a type this build does not know. */
+/* The entry for `type`, or NULL for a type this build does not know (or
+ * one above the level set with ol__cmd_set_level()). */
 const struct ol__cmd_info *ol__cmd_info(uint32_t type);
+
+/* Decode only commands up to `level` (1..OL_FEATURE_LEVEL), as a build of
+ * that level would: a node held at an older level during a rolling
+ * upgrade.  Process-wide; the default is OL_FEATURE_LEVEL. */
+void ol__cmd_set_level(uint32_t level);
+uint32_t ol__cmd_level(void);
 /* Iterate the table: returns NULL past the end. */
 const struct ol__cmd_info *ol__cmd_info_at(size_t i);
 

@@ -27,9 +27,9 @@ enum {
 /* Domain labels keep a server signature from ever passing as a client
  * one, and these signatures from passing as anything else the key signs
  * (checkpoints). */
-static const char label_server[] = "outlast/transport/1 server";
-static const char label_client[] = "outlast/transport/1 client";
-static const char label_keys[] = "outlast/transport/1 keys";
+static const char label_server[] = "outlast/transport/2 server";
+static const char label_client[] = "outlast/transport/2 client";
+static const char label_keys[] = "outlast/transport/2 keys";
 static const char label_cluster[] = "outlast/cluster/1";
 
 struct ol__hs {
@@ -39,6 +39,8 @@ struct ol__hs {
     uint64_t peer_id;
     const struct ol__key *key;
     uint8_t cluster_hash[OL_HASH_SIZE];
+    uint8_t cluster_id[OL_CLUSTER_ID_SIZE];
+    uint8_t peer_cluster_id[OL_CLUSTER_ID_SIZE];
     uint8_t peer_pk[OL_PK_SIZE];
     uint8_t eph_pk[crypto_kx_PUBLICKEYBYTES];
     uint8_t eph_sk[crypto_kx_SECRETKEYBYTES];
@@ -49,8 +51,22 @@ struct ol__hs {
 };
 
 _Static_assert(OL_HS_M2_SIZE == crypto_kx_PUBLICKEYBYTES + HDR_SIZE +
-                                    crypto_sign_BYTES,
+                                    OL_CLUSTER_ID_SIZE + crypto_sign_BYTES,
                "M2 layout");
+
+#define M1_ID 85                        /* client_cluster_id in M1 */
+#define M2_ID (32 + HDR_SIZE)           /* server_cluster_id in M2 */
+#define M2_SIG (M2_ID + OL_CLUSTER_ID_SIZE)
+
+/* Two nodes that both know their cluster's id must agree on it. */
+static int ids_conflict(const uint8_t *a, const uint8_t *b)
+{
+    static const uint8_t zero[OL_CLUSTER_ID_SIZE];
+
+    return sodium_memcmp(a, zero, OL_CLUSTER_ID_SIZE) != 0 &&
+           sodium_memcmp(b, zero, OL_CLUSTER_ID_SIZE) != 0 &&
+           sodium_memcmp(a, b, OL_CLUSTER_ID_SIZE) != 0;
+}
 _Static_assert(OL_HS_M3_SIZE == HDR_SIZE + crypto_sign_BYTES, "M3 layout");
 _Static_assert(OL_SIG_SIZE == crypto_sign_BYTES, "signature size");
 
@@ -95,6 +111,7 @@ static struct ol__hs *hs_alloc(const struct ol__hs_self *self, int state)
     hs->self_id = self->id;
     hs->key = self->key;
     memcpy(hs->cluster_hash, self->cluster_hash, OL_HASH_SIZE);
+    memcpy(hs->cluster_id, self->cluster_id, OL_CLUSTER_ID_SIZE);
     crypto_kx_keypair(hs->eph_pk, hs->eph_sk);
     return hs;
 }
@@ -136,6 +153,7 @@ int ol__hs_client_start(const struct ol__hs_self *self, uint8_t channel,
     put64(p + 13, server_id);
     memcpy(p + 21, hs->cluster_hash, OL_HASH_SIZE);
     memcpy(p + 53, hs->eph_pk, sizeof hs->eph_pk);
+    memcpy(p + M1_ID, hs->cluster_id, OL_CLUSTER_ID_SIZE);
     memcpy(m1, hs->m1, OL_HS_M1_SIZE);
     *out = hs;
     return 0;
@@ -217,8 +235,10 @@ int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
     if (server_id != hs->self_id ||
         memcmp(m1 + 21, hs->cluster_hash, OL_HASH_SIZE) != 0)
         return OL_EUNAUTH;
-    if (client_id == 0 || lookup(data, client_id, hs->peer_pk) != 0)
+    if (client_id == 0 || lookup(data, client_id, hs->peer_pk) != 0 ||
+        ids_conflict(m1 + M1_ID, hs->cluster_id))
         return OL_EUNAUTH;
+    memcpy(hs->peer_cluster_id, m1 + M1_ID, OL_CLUSTER_ID_SIZE);
     hs->channel = m1[4];
     hs->peer_id = client_id;
     memcpy(hs->m1, m1, OL_HS_M1_SIZE);
@@ -232,9 +252,10 @@ int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
     mix_keys(hs, hs->eph_pk, rx, tx);
     memcpy(m2, hs->eph_pk, crypto_kx_PUBLICKEYBYTES);
     crypto_secretstream_xchacha20poly1305_init_push(&hs->ss.tx, m2 + 32, tx);
+    memcpy(m2 + M2_ID, hs->cluster_id, OL_CLUSTER_ID_SIZE);
     n = transcript(tbs, label_server, sizeof label_server, hs->m1,
-                   OL_HS_M1_SIZE, NULL, 0, m2, 32 + HDR_SIZE);
-    crypto_sign_detached(m2 + 32 + HDR_SIZE, NULL, tbs, n, hs->key->sk);
+                   OL_HS_M1_SIZE, NULL, 0, m2, M2_SIG);
+    crypto_sign_detached(m2 + M2_SIG, NULL, tbs, n, hs->key->sk);
     memcpy(hs->m2, m2, OL_HS_M2_SIZE);
     memcpy(hs->rxkey, rx, KEY_SIZE);
     hs->state = HS_S_WAIT_M3;
@@ -263,12 +284,16 @@ int ol__hs_client_m2(struct ol__hs *hs, const uint8_t *m2, size_t len,
      * session, or one from a server other than the one we dialled, fails
      * here before anything in it is used. */
     n = transcript(tbs, label_server, sizeof label_server, hs->m1,
-                   OL_HS_M1_SIZE, NULL, 0, m2, 32 + HDR_SIZE);
-    if (crypto_sign_verify_detached(m2 + 32 + HDR_SIZE, tbs, n,
-                                    hs->peer_pk) != 0) {
+                   OL_HS_M1_SIZE, NULL, 0, m2, M2_SIG);
+    if (crypto_sign_verify_detached(m2 + M2_SIG, tbs, n, hs->peer_pk) != 0) {
         rv = OL_EBADSIG;
         goto out;
     }
+    if (ids_conflict(m2 + M2_ID, hs->cluster_id)) {
+        rv = OL_EUNAUTH;
+        goto out;
+    }
+    memcpy(hs->peer_cluster_id, m2 + M2_ID, OL_CLUSTER_ID_SIZE);
     if (crypto_kx_client_session_keys(rx, tx, hs->eph_pk, hs->eph_sk, m2) !=
         0) {
         rv = OL_EBADSIG;
@@ -325,6 +350,11 @@ out:
 uint64_t ol__hs_peer_id(const struct ol__hs *hs)
 {
     return hs->peer_id;
+}
+
+const uint8_t *ol__hs_peer_cluster_id(const struct ol__hs *hs)
+{
+    return hs->peer_cluster_id;
 }
 
 uint8_t ol__hs_channel(const struct ol__hs *hs)

@@ -4,17 +4,25 @@
  *
  * Handshake (all integers big-endian, every message a fixed size):
  *
- *   M1 client -> server, OL_HS_M1_SIZE (85) bytes:
- *       "OLT1" | channel u8 | client_id u64 | server_id u64 |
- *       cluster_hash[32] | client_eph_pk[32]
- *   M2 server -> client, OL_HS_M2_SIZE (120) bytes:
- *       server_eph_pk[32] | server_stream_header[24] | sig_s[64]
- *       sig_s = Ed25519(server key, "outlast/transport/1 server" NUL |
- *                        M1 | server_eph_pk | server_stream_header)
+ *   M1 client -> server, OL_HS_M1_SIZE (117) bytes:
+ *       "OLT2" | channel u8 | client_id u64 | server_id u64 |
+ *       cluster_hash[32] | client_eph_pk[32] | client_cluster_id[32]
+ *   M2 server -> client, OL_HS_M2_SIZE (152) bytes:
+ *       server_eph_pk[32] | server_stream_header[24] |
+ *       server_cluster_id[32] | sig_s[64]
+ *       sig_s = Ed25519(server key, "outlast/transport/2 server" NUL |
+ *                        M1 | server_eph_pk | server_stream_header |
+ *                        server_cluster_id)
  *   M3 client -> server, OL_HS_M3_SIZE (88) bytes:
  *       client_stream_header[24] | sig_c[64]
- *       sig_c = Ed25519(client key, "outlast/transport/1 client" NUL |
+ *       sig_c = Ed25519(client key, "outlast/transport/2 client" NUL |
  *                        M1 | M2 | client_stream_header)
+ *
+ * cluster_hash binds the cluster's name.  A cluster id identifies one
+ * formed cluster (ol__cluster_id_*): all zero from a node that has not
+ * joined one yet.  Two non-zero ids that differ fail the handshake on
+ * either side, so nodes bootstrapped with different rosters, or with
+ * `cluster init` run on two of them, never form one cluster.
  *
  *   M4 server -> client, OL_HS_M4_SIZE (21) bytes: the server's first
  *       frame (below), with empty plaintext.  It tells the client that M3
@@ -43,9 +51,10 @@
 
 #define OL_HS_WUR __attribute__((warn_unused_result))
 
-#define OL_HS_MAGIC "OLT1"
-#define OL_HS_M1_SIZE (4 + 1 + 8 + 8 + 32 + 32)
-#define OL_HS_M2_SIZE (32 + 24 + 64)
+#define OL_HS_MAGIC "OLT2"
+#define OL_HS_M1_SIZE (4 + 1 + 8 + 8 + 32 + 32 + 32)
+#define OL_HS_M2_SIZE (32 + 24 + 32 + 64)
+#define OL_CLUSTER_ID_SIZE 32
 #define OL_HS_M3_SIZE (24 + 64)
 
 /* The largest handshake message; nothing longer is ever buffered before a
@@ -78,6 +87,7 @@ struct ol__hs_self {
     uint64_t id;
     const struct ol__key *key;
     uint8_t cluster_hash[OL_HASH_SIZE];
+    uint8_t cluster_id[OL_CLUSTER_ID_SIZE]; /* all zero: not known yet */
 };
 
 /* The server's roster lookup: the public key of node `id`, 0 or
@@ -104,7 +114,8 @@ int ol__hs_server_start(const struct ol__hs_self *self, struct ol__hs **out);
 /*
  * Server: check M1 (exactly `len` bytes) and write M2.  Returns 0,
  * OL_EMALFORMED (wrong size, magic or channel), OL_EUNAUTH (another
- * cluster or server id, or a client the lookup does not know), OL_EBADSIG
+ * cluster name or id or server id, or a client the lookup does not know),
+ * OL_EBADSIG
  * (a degenerate ephemeral key) or OL_ESTATE (called out of order).  On
  * success ol__hs_peer_id() names the (not yet proven) client.
  */
@@ -112,8 +123,8 @@ int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
                      ol__hs_lookup_fn lookup, void *data,
                      uint8_t m2[OL_HS_M2_SIZE]) OL_HS_WUR;
 
-/* Client: verify M2 and write M3.  Returns 0, OL_EMALFORMED, OL_EBADSIG
- * or OL_ESTATE.  On success the handshake is complete on this side. */
+/* Client: verify M2 and write M3.  Returns 0, OL_EMALFORMED, OL_EBADSIG,
+ * OL_EUNAUTH (the server belongs to another cluster id) or OL_ESTATE.  On success the handshake is complete on this side. */
 int ol__hs_client_m2(struct ol__hs *hs, const uint8_t *m2, size_t len,
                      uint8_t m3[OL_HS_M3_SIZE]) OL_HS_WUR;
 
@@ -123,6 +134,10 @@ int ol__hs_server_m3(struct ol__hs *hs, const uint8_t *m3,
                      size_t len) OL_HS_WUR;
 
 uint64_t ol__hs_peer_id(const struct ol__hs *hs);
+
+/* The cluster id the peer presented (after M1 on the server, M2 on the
+ * client); all zero when it has none yet. */
+const uint8_t *ol__hs_peer_cluster_id(const struct ol__hs *hs);
 uint8_t ol__hs_channel(const struct ol__hs *hs);
 
 /* The key the peer is being authenticated against (after M1 on the

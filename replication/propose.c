@@ -108,6 +108,10 @@ int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
 
     if (c->closing)
         return OL_ESHUTDOWN;
+    /* A command some voter could not apply would stop that voter: it
+     * waits until every voter runs its level. */
+    if (w->level > ol__cl_level(c))
+        return OL_ENOTSUP;
     ol__buf_init(&e);
     rv = ol__entry_w_finish(w, &e);
     if (rv == 0)

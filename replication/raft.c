@@ -21,6 +21,7 @@
 #include "../runtime/log.h"
 #include "../runtime/mpr.h"
 #include "cluster_int.h"
+#include "rstart.h"
 
 uint64_t ol__cl_now(struct cluster *c)
 {
@@ -53,6 +54,35 @@ static uint64_t wire_result_cap(void *data, uint64_t term, uint64_t last)
     return c->raft_inited ? ol__rfix_result_cap(&c->rfix, &c->raft, term,
                                                 last)
                           : 0;
+}
+
+/* ---- the cluster id ---- */
+
+static void cluster_id_adopted(void *data, const uint8_t *id)
+{
+    struct cluster *c = data;
+    char err[OL_ERRMSG_SIZE];
+
+    memcpy(c->cluster_id, id, OL_CLUSTER_ID_SIZE);
+    if (ol__cluster_id_save(c->cfg.raft_dir, id, err) != 0)
+        ol_log(OL_LOG_ERROR, "cluster id not saved: %s", err);
+}
+
+/* Load this node's cluster id, or make it when this start bootstraps. */
+static int cluster_id_prepare(struct cluster *c, int has_state,
+                              char *errmsg)
+{
+    int rv = ol__cluster_id_load(c->cfg.raft_dir, c->cluster_id, errmsg);
+
+    if (rv == OL_ENOTFOUND) {
+        memset(c->cluster_id, 0, sizeof c->cluster_id);
+        if (c->cfg.bootstrap && !has_state)
+            ol__cluster_id_roster(c->cfg.cluster, c->cfg.self_id, c->key->pk,
+                                  c->cfg.peers, c->cfg.n_peers,
+                                  c->cluster_id);
+        return 0;
+    }
+    return rv;
 }
 
 /* ---- FSM hooks ---- */
@@ -365,14 +395,33 @@ static int raft_setup(struct cluster *c, char *errmsg)
             ol__errf(errmsg, "raft bootstrap: %s", raft_errmsg(&c->raft));
             return OL_EIO;
         }
-        if (rv == 0)
+        if (rv == 0) {
             ol_log(OL_LOG_INFO, "raft: bootstrapped with %zu voters",
                    c->cfg.n_peers + 1);
+            if (ol__cluster_id_save(c->cfg.raft_dir, c->cluster_id,
+                                    errmsg) != 0)
+                return OL_EIO;
+        }
     }
     rv = raft_start(&c->raft);
     if (rv != 0) {
         ol__errf(errmsg, "raft start: %s", raft_errmsg(&c->raft));
         return OL_EIO;
+    }
+    /* The log is loaded: it must reach what the database has applied. */
+    if (ol__raft_last_index(&c->raft) < ol__sm_applied(c->sm)) {
+        /* raft is running now and cannot be closed before the loop runs;
+         * nothing has been applied or sent yet, so stop here. */
+        ol_log(OL_LOG_ERROR,
+               "cannot start: the raft log in '%s' ends at index %" PRIu64
+               " but this node's database has applied up to %" PRIu64
+               ": the raft directory is older than the database (restored "
+               "from an older copy?). Rebuild this node from the cluster: "
+               "on the leader run `outlast cluster remove %" PRIu64 "`, "
+               "start this node with `outlastd --rejoin`, then add it again",
+               c->cfg.raft_dir, ol__raft_last_index(&c->raft),
+               ol__sm_applied(c->sm), c->cfg.self_id);
+        exit(2);
     }
     return 0;
 }
@@ -387,7 +436,7 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     struct ol__fsm_config fc;
     struct ol__fsm_hooks fh;
     struct cluster *c = calloc(1, sizeof *c);
-    int rv;
+    int has_state, rv;
 
     if (c == NULL)
         return OL_ENOMEM;
@@ -402,12 +451,27 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     while (c->inc == 0)
         randombytes_buf(&c->inc, sizeof c->inc);
     c->lease_ms = cfg->failover_ms / 2;
+    /* A node held at an older level decodes only what that level knows,
+     * as an older build would. */
+    ol__cmd_set_level(cfg->feature_level ? cfg->feature_level
+                                         : OL_FEATURE_LEVEL);
+    c->level = ol__cmd_level();
     c->retry_ms = cfg->election_ms > 200 ? cfg->election_ms : 200;
     ol__map_init(&c->pend);
     ol__entry_w_init(&c->fwd);
     *out = &c->base;
 
     rv = ol__mkdirs(cfg->raft_dir, 0700, errmsg);
+    if (rv != 0)
+        return rv;
+    /* A lost raft directory is refused before anything is started. */
+    has_state = ol__raft_dir_state(cfg->raft_dir, errmsg);
+    if (has_state < 0)
+        return has_state;
+    rv = ol__raft_start_check(cfg->raft_dir, has_state, ol__sm_applied(sm),
+                              cfg->self_id, errmsg);
+    if (rv == 0)
+        rv = cluster_id_prepare(c, has_state, errmsg);
     if (rv != 0)
         return rv;
     memset(&fc, 0, sizeof fc);
@@ -433,6 +497,9 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     tc.raft_hooks.append_seen = wire_append_seen;
     tc.raft_hooks.snapshot_seen = wire_snapshot_seen;
     tc.raft_hooks.result_cap = wire_result_cap;
+    tc.cluster_id = c->cluster_id;
+    tc.cluster_id_cb = cluster_id_adopted;
+    tc.cluster_id_data = c;
     rv = ol__transport_create(loop, &tc, &c->tr, errmsg);
     if (rv != 0)
         return rv;
@@ -467,6 +534,7 @@ static void boot_closed(struct raft *r)
 int ol__cluster_bootstrap_dir(const char *raft_dir, uint64_t self_id,
                               const char *address,
                               const struct ol__peer *others, size_t n_others,
+                              const uint8_t cluster_id[OL_CLUSTER_ID_SIZE],
                               char *errmsg)
 {
     struct raft_uv_transport tr;
@@ -517,5 +585,7 @@ int ol__cluster_bootstrap_dir(const char *raft_dir, uint64_t self_id,
     uv_loop_close(&loop);
     if (rv == RAFT_CANTBOOTSTRAP)
         return OL_EEXISTS;
+    if (rv == 0 && ol__cluster_id_save(raft_dir, cluster_id, errmsg) != 0)
+        return OL_EIO;
     return rv == 0 ? 0 : OL_EIO;
 }

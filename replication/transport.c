@@ -103,6 +103,10 @@ int ol__transport_create(uv_loop_t *loop,
     t->recv_cb = cfg->recv_cb;
     t->recv_data = cfg->recv_data;
     t->raft_hooks = cfg->raft_hooks;
+    if (cfg->cluster_id)
+        memcpy(t->hs_self.cluster_id, cfg->cluster_id, OL_CLUSTER_ID_SIZE);
+    t->cluster_id_cb = cfg->cluster_id_cb;
+    t->cluster_id_data = cfg->cluster_id_data;
     ol__buf_init(&t->rw_scratch);
     uv_timer_init(loop, &t->retry_timer);
     uv_timer_init(loop, &t->defer_timer);

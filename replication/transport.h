@@ -57,6 +57,12 @@ struct ol__transport_config {
     void *recv_data;
     /* Corrections to libraft's messages (raftwire.h); zeroed: none. */
     struct ol__rw_hooks raft_hooks;
+    /* The cluster id this node presents (handshake.h); NULL: none yet.  A
+     * node without one takes the first an authenticated peer presents and
+     * tells cluster_id_cb (may be NULL), which must persist it. */
+    const uint8_t *cluster_id;
+    void (*cluster_id_cb)(void *data, const uint8_t *id);
+    void *cluster_id_data;
     /* Tuning; 0 picks the default. */
     size_t pump_high_water;        /* raft pump pauses a side above this
                                       many queued bytes; 0: 4 MiB */

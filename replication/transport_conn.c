@@ -302,6 +302,24 @@ static int hs_failed(struct ol__conn *c, int rv, const char *what)
     return rv;
 }
 
+/* A node that has not joined a cluster yet takes the id of the first
+ * authenticated roster member it meets (its peers refuse any other). */
+static void adopt_cluster_id(struct ol__conn *c)
+{
+    static const uint8_t zero[OL_CLUSTER_ID_SIZE];
+    struct ol__transport *t = c->t;
+    const uint8_t *id = ol__hs_peer_cluster_id(c->hs);
+
+    if (sodium_memcmp(t->hs_self.cluster_id, zero, sizeof zero) != 0 ||
+        sodium_memcmp(id, zero, sizeof zero) == 0)
+        return;
+    memcpy(t->hs_self.cluster_id, id, OL_CLUSTER_ID_SIZE);
+    ol_log(OL_LOG_INFO, "transport: joined the cluster node %" PRIu64
+                        " belongs to", c->peer_id);
+    if (t->cluster_id_cb)
+        t->cluster_id_cb(t->cluster_id_data, id);
+}
+
 /* One handshake message of exactly the size the current step wants. */
 static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
 {
@@ -317,8 +335,13 @@ static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
     }
     if (c->client) {
         rv = ol__hs_client_m2(c->hs, p, n, m3);
+        if (rv == OL_EUNAUTH)
+            return hs_failed(c, rv, "server belongs to another cluster "
+                                    "(its cluster id differs: formed from "
+                                    "another bootstrap roster)");
         if (rv != 0)
             return hs_failed(c, rv, "server did not authenticate");
+        adopt_cluster_id(c);
         if ((rv = ol__conn_write_copy(c, m3, sizeof m3)) != 0)
             return rv;
         return finish(c); /* then wait for M4 */
@@ -327,7 +350,8 @@ static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
         rv = ol__hs_server_m1(c->hs, p, n, roster_lookup, t, m2);
         if (rv != 0)
             return hs_failed(c, rv, "refused hello (bad magic, another "
-                                    "cluster or an unknown node)");
+                                    "cluster name or id, or an unknown "
+                                    "node)");
         c->peer_id = ol__hs_peer_id(c->hs);
         c->channel = ol__hs_channel(c->hs);
         memcpy(c->peer_pk, ol__hs_peer_pk(c->hs), OL_PK_SIZE);
@@ -348,6 +372,7 @@ static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
     rv = ol__hs_server_m3(c->hs, p, n);
     if (rv != 0)
         return hs_failed(c, rv, "client did not authenticate");
+    adopt_cluster_id(c);
     if ((rv = finish(c)) != 0 || (rv = ol__hs_accept_seal(c->ss, m4)) != 0 ||
         (rv = ol__conn_write_copy(c, m4, sizeof m4)) != 0)
         return rv;

@@ -105,6 +105,8 @@ struct ol__transport {
     ol__transport_recv_cb recv_cb;
     void *recv_data;
     struct ol__rw_hooks raft_hooks;
+    void (*cluster_id_cb)(void *data, const uint8_t *id);
+    void *cluster_id_data;
     struct ol__buf rw_scratch; /* what the raft wire parser passes on */
 
     struct ol__peer *roster;

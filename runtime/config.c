@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../replication/ckpt.h"
+#include "../replication/cmd.h"
 #include "err.h"
 #include "json.h"
 #include "log.h"
@@ -237,6 +238,7 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     U32("snapshot_threshold", 16, 100000000, snapshot_threshold)
     U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
     U32("segment_mb", 1, 1024, segment_mb)
+    U32("feature_level", 1, OL_FEATURE_LEVEL, feature_level)
     if (strcmp(name, "bootstrap") == 0) {
         if (parse_bool(value, &c->bootstrap) != 0)
             return fail(p, "'%s' must be true or false, not '%s'", name,

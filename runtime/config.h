@@ -69,6 +69,8 @@ struct ol__config {
     uint32_t snapshot_threshold;
     uint32_t snapshot_trailing;
     uint32_t segment_mb;       /* raft log segment size, MiB */
+    uint32_t feature_level;    /* stay at this level (rolling upgrade);
+                                  0: this build's */
     int bootstrap;             /* bootstrap every listed node as a voter */
     /* [http] */
     char http_listen[OL_ADDR_MAX];    /* "" : no HTTP endpoint */

@@ -44,7 +44,7 @@ enum ol_err {
 #undef OL_ERR_ENUM
 };
 
-#define OL_ERRMSG_SIZE 256
+#define OL_ERRMSG_SIZE 512
 
 /* Human-readable text for an OL_E* code; never NULL. */
 const char *ol_strerror(int err);

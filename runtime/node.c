@@ -155,6 +155,7 @@ static int start_cluster(struct ol__node *n, const char *db_path)
     cc.snapshot_threshold = cfg->snapshot_threshold;
     cc.snapshot_trailing = cfg->snapshot_trailing;
     cc.segment_mb = cfg->segment_mb;
+    cc.feature_level = cfg->feature_level;
     cc.bootstrap = cfg->bootstrap;
     for (uint32_t i = 0; i < cfg->n_peers && i < 16; i++) {
         cc.peers[i].id = cfg->peers[i].id;

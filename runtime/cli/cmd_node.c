@@ -14,6 +14,7 @@
 #include "../../replication/cmd.h"
 #include "../err.h"
 #include "../keys.h"
+#include "../../replication/rstart.h"
 #include "cli.h"
 #include "../../replication/cluster.h"
 #include "../config.h"
@@ -166,7 +167,8 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
 {
     struct ol__config cfg;
     struct ol__peer peers[OL_CONFIG_MAX_PEERS];
-    char err[OL_ERRMSG_SIZE], dir[PATH_MAX + 8];
+    char err[OL_ERRMSG_SIZE], dir[PATH_MAX + 8], keypath[PATH_MAX + 16];
+    uint8_t id[OL_CLUSTER_ID_SIZE];
     size_t n = 0;
     int rv;
 
@@ -188,7 +190,34 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
         peers[n].id = cfg.peers[i].id;
         snprintf(peers[n].address, sizeof peers[n].address, "%s",
                  cfg.peers[i].address);
+        if (ol__pk_parse(cfg.peers[i].pubkey, peers[n].pk) != 0) {
+            ol__config_free(&cfg);
+            return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
+                                "peer %llu has no valid pubkey",
+                                (unsigned long long)cfg.peers[i].id);
+        }
         n++;
+    }
+    /* Every listed node a voter: the id every node bootstrapped the same
+     * way computes too.  This node alone: a new random one, which the
+     * others take when they join. */
+    if (all) {
+        struct ol__key key;
+
+        snprintf(keypath, sizeof keypath, "%s/node.key", cfg.data_dir);
+        if (ol__key_load(&key, keypath, err) != 0) {
+            ol__config_free(&cfg);
+            return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOTFOUND",
+                                "cluster init --all needs this node's key: "
+                                "%s (create it with `outlast keygen "
+                                "--data-dir %s`)",
+                                err, cfg.data_dir);
+        }
+        ol__cluster_id_roster(cfg.cluster_name, cfg.node_id, key.pk, peers,
+                              n, id);
+        ol__key_close(&key);
+    } else {
+        ol__cluster_id_random(id);
     }
     if (ol__mkdirs(cfg.data_dir, 0700, err) != 0) {
         ol__config_free(&cfg);
@@ -196,7 +225,7 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
     }
     snprintf(dir, sizeof dir, "%s/raft", cfg.data_dir);
     rv = ol__cluster_bootstrap_dir(dir, cfg.node_id, cfg.listen, peers, n,
-                                   err);
+                                   id, err);
     if (rv != 0) {
         ol__config_free(&cfg);
         return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv), "cluster init: %s",

@@ -175,7 +175,7 @@ void tc_init(struct tc *c, const struct tc_opts *opts)
     }
 }
 
-static void write_config(struct tc *c, int i)
+void tc_write_config(struct tc *c, int i)
 {
     struct tc_node *nd = &c->nodes[i];
     FILE *f = fopen(nd->d.conf, "w");
@@ -278,7 +278,7 @@ int tc_start_node(struct tc *c, int i, int timeout_ms)
 void tc_start(struct tc *c)
 {
     for (int i = 0; i < c->n; i++)
-        write_config(c, i);
+        tc_write_config(c, i);
     for (int i = 0; i < c->n; i++)
         cr_assert_eq(tc_start_node(c, i, 15000), 0,
                      "node %d did not start; see %s", i + 1,

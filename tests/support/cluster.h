@@ -81,7 +81,11 @@ void tc_init(struct tc *c, const struct tc_opts *opts);
  * control socket.  Fails the test otherwise. */
 void tc_start(struct tc *c);
 
-/* Start (or restart) node i and wait until it answers; 0 or -1. */
+/* Write node i's config (tc_start() does it for every node). */
+void tc_write_config(struct tc *c, int i);
+
+/* Start (or restart) node i and wait until it answers; 0 or -1 (if it
+ * exited, nodes[i].d.status holds its wait status). */
 int tc_start_node(struct tc *c, int i, int timeout_ms);
 
 /* Record the committed rows of every running node, then SIGKILL node i. */
