@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "err.h"
+#include "hostproc.h"
 #include "http.h"
 #include "log.h"
 #include "node.h"
@@ -174,6 +175,25 @@ static uint64_t batches(struct ol__node *n)
     return rc.batches;
 }
 
+/* Agent-host processes and what bad agents did on this node. */
+static void pack_hosts(struct ol__node *n, msgpack_packer *pk)
+{
+    uint64_t running = 0;
+
+    for (const struct ol__hostproc *hp = n->hps; hp; hp = hp->next)
+        running += hp->state != OL_HP_DEAD;
+    pk_str(pk, "hosts");
+    msgpack_pack_map(pk, 5);
+    pk_kv_u64(pk, "running", running);
+    pk_kv_u64(pk, "started", n->n.host_starts);
+    pk_kv_u64(pk, "restarts", n->n.host_deaths);
+    pk_str(pk, "crashes");
+    msgpack_pack_map(pk, OL_CRASH_KINDS);
+    for (int k = 0; k < OL_CRASH_KINDS; k++)
+        pk_kv_u64(pk, ol__crash_kind_name(k), n->n.crash_kind[k]);
+    pk_kv_u64(pk, "crash_loop_quarantines", n->n.quarantined_crash);
+}
+
 static void op_status(struct ol__node *n, struct ol__ctl_req *req,
                       const msgpack_object *args)
 {
@@ -195,7 +215,7 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
     }
     ol__pk_hex(n->key.pk, hex);
     snprintf(dbpath, sizeof dbpath, "%s/outlast.db", n->cfg.data_dir);
-    resp_begin(&r, 5);
+    resp_begin(&r, 6);
     pk_str(&r.pk, "node");
     msgpack_pack_map(&r.pk, 9);
     pk_str(&r.pk, "http");
@@ -241,6 +261,7 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
     pk_kv_u64(&r.pk, "latency_samples", n->commit_lat.count);
     pk_kv_u64(&r.pk, "bytes_db", stat(dbpath, &st) == 0 ? (uint64_t)st.st_size
                                                        : 0);
+    pack_hosts(n, &r.pk);
     pk_str(&r.pk, "stopping");
     if (n->stopping)
         msgpack_pack_true(&r.pk);

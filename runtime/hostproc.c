@@ -148,10 +148,11 @@ void ol__hostproc_kill(struct ol__hostproc *hp, uint32_t slot, uint32_t gen,
 
 /* ---- death ---- */
 
-/* Whose code was running, and how the host died.  Returns the number of
- * culprits written to `who` (slot, gen pairs). */
+/* Whose code was running, and how the host died (`kind`, an enum
+ * ol__crash_kind).  Returns the number of culprits written to `who`
+ * (slot, gen pairs). */
 static int culprits(struct ol__hostproc *hp, uint32_t who[][2], int cap,
-                    char *why, size_t why_cap)
+                    char *why, size_t why_cap, int *kind)
 {
     struct ol__mark *m = hp->mark;
     struct ol__mark_slot s;
@@ -161,17 +162,24 @@ static int culprits(struct ol__hostproc *hp, uint32_t who[][2], int cap,
     /* The first thing that went wrong, which is not always how the
      * process ended: a sanitizer turns a fault (or the leaks it finds
      * after exit()) into an abort. */
-    if (m && m->exit_thread != -2 && hp->term_signal)
+    *kind = OL_CRASH_SIGNAL;
+    if (m && m->exit_thread != -2 && hp->term_signal) {
         snprintf(how, sizeof how, "exit() called");
-    else if (m && m->exit_thread == -2 && m->crash_sig > 0)
+        *kind = OL_CRASH_EXIT;
+    } else if (m && m->exit_thread == -2 && m->crash_sig > 0) {
         snprintf(how, sizeof how, "killed by %s",
                  ol__signal_name(m->crash_sig));
-    else if (hp->term_signal)
+    } else if (hp->term_signal) {
         snprintf(how, sizeof how, "killed by %s",
                  ol__signal_name(hp->term_signal));
-    else
+    } else {
         snprintf(how, sizeof how, "exit(%" PRId64 ")", hp->exit_status);
+        *kind = OL_CRASH_EXIT;
+    }
     if (hp->killed) {
+        /* Killed by the node: only a step past its deadline is blamed on
+         * an agent. */
+        *kind = OL_CRASH_DEADLINE;
         snprintf(why, why_cap, "%s", hp->kill_reason);
         if (hp->kill_slot != UINT32_MAX) {
             who[0][0] = hp->kill_slot;
@@ -229,11 +237,13 @@ static void dead(struct ol__hostproc *hp)
 {
     uint32_t who[OL_MARK_WORKERS][2];
     char why[200];
-    int n_who, expected = hp->closing && !hp->killed;
+    int n_who, kind = OL_CRASH_SIGNAL, expected = hp->closing && !hp->killed;
     struct ol__code *c = hp->code;
 
     n_who = expected ? 0 : culprits(hp, who, OL_MARK_WORKERS, why,
-                                    sizeof why);
+                                    sizeof why, &kind);
+    if (!expected)
+        hp->node->n.host_deaths++;
     if (!expected && hp->state == OL_HP_STARTING && c) {
         char msg[OL_ERRMSG_SIZE];
 
@@ -281,7 +291,7 @@ static void dead(struct ol__hostproc *hp)
         hp->slots[i] = NULL;
         hp->n_agents--;
         a->hp = NULL;
-        ol__agent_host_lost(a, how,
+        ol__agent_host_lost(a, how, kind,
                             how == OL_LOST_LOAD ? c->errmsg : why);
     }
     close_handles(hp);
@@ -426,6 +436,7 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
     }
     hp->spawned = 1;
     hp->handles++;
+    n->n.host_starts++;
     close(sv[1]);
     close(mfd);
     close(cfd);

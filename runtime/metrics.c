@@ -336,6 +336,9 @@ int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
 {
     static const char *const status[] = {"", "running", "stopping",
                                          "stopped", "quarantined"};
+    /* enum ol__crash_kind, in order. */
+    static const char *const crash_kinds[] = {"signal", "exit", "deadline",
+                                              "node"};
     struct out o = {b, 0};
     msgpack_unpacked u;
     const msgpack_object *st = NULL;
@@ -381,10 +384,36 @@ int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
                           "time, or a new leader)."
                         : "Group commits that failed and were retried.",
             ob->rc.failures);
-    one_u64(&o, "outlast_quarantines_total", "counter",
-            "Agents this node quarantined (plugin failure or a refused "
-            "checkpoint).",
-            ob->quarantined);
+    family(&o, "outlast_quarantines_total", "counter",
+           "Agents quarantined on this node's word, by reason: error (a "
+           "plugin failure or a refused checkpoint) or crash_loop (this "
+           "node reported the crash that reached crash_limit).");
+    put(&o, "outlast_quarantines_total{reason=\"error\"} %" PRIu64 "\n",
+        ob->quarantined);
+    put(&o, "outlast_quarantines_total{reason=\"crash_loop\"} %" PRIu64
+            "\n",
+        ob->quarantined_crash);
+    family(&o, "outlast_agent_crashes_total", "counter",
+           "Crashes of agents' code on this node, by reason: signal (a "
+           "fault or abort killed its host process), exit (it called "
+           "exit()), deadline (a step overran step_deadline_ms and its "
+           "host was killed) or node (in-process code took the node down; "
+           "counted when the node starts again).");
+    for (int k = 0; k < 4; k++)
+        put(&o, "outlast_agent_crashes_total{reason=\"%s\"} %" PRIu64 "\n",
+            crash_kinds[k], ob->crashes[k]);
+    one_u64(&o, "outlast_agent_hosts", "gauge",
+            "Agent-host processes running for this node (one per plugin "
+            "build in use).",
+            ob->hosts);
+    one_u64(&o, "outlast_agent_host_starts_total", "counter",
+            "Agent-host processes this node started.", ob->host_starts);
+    one_u64(&o, "outlast_agent_host_restarts_total", "counter",
+            "Agent-host processes that died without being asked to (a "
+            "crash, a step past its deadline, a plugin that would not "
+            "load); their agents resume from their last checkpoints in a "
+            "new one.",
+            ob->host_restarts);
     one_u64(&o, "outlast_lease_held", "gauge",
             "1 if this node may run its agents now (a single node always "
             "may).",

@@ -207,22 +207,23 @@ static int find_host_exe(struct ol__node *n)
     return 0;
 }
 
-/* Turn what the last run left in a step mark into a crash report. */
-static void report_slot(struct ol__mark *m, const struct ol__mark_slot *s,
-                        const char *how)
+/* Turn what the last run left in a step mark into a crash report; 1 if
+ * it is a new one. */
+static int report_slot(struct ol__mark *m, const struct ol__mark_slot *s,
+                       const char *how)
 {
     struct ol__mark_report *r = NULL;
 
     if (s->phase == OL_MARK_IDLE || s->name[0] == '\0')
-        return;
+        return 0;
     for (int i = 0; i < OL_MARK_REPORTS; i++) {
         if (m->reports[i].used && strcmp(m->reports[i].name, s->name) == 0)
-            return; /* already waiting to be reported */
+            return 0; /* already waiting to be reported */
         if (!m->reports[i].used && r == NULL)
             r = &m->reports[i];
     }
     if (r == NULL)
-        return;
+        return 0;
     memset(r, 0, sizeof *r);
     snprintf(r->name, sizeof r->name, "%s", s->name);
     r->epoch = s->epoch;
@@ -235,6 +236,7 @@ static void report_slot(struct ol__mark *m, const struct ol__mark_slot *s,
         snprintf(r->reason, sizeof r->reason, "the node died (%s) in %s",
                  how, ol__mark_phase_name(s->phase));
     r->used = 1;
+    return 1;
 }
 
 /* The in-process step marks live in a file, so they outlive a crash. */
@@ -262,6 +264,7 @@ static int open_marks(struct ol__node *n)
     if (m->magic == OL_MARK_MAGIC && m->version == OL_MARK_VERSION) {
         struct ol__mark_report keep[OL_MARK_REPORTS];
         char how[32];
+        int found = 0;
 
         if (m->crash_sig > 0)
             snprintf(how, sizeof how, "%s", ol__signal_name(m->crash_sig));
@@ -270,9 +273,11 @@ static int open_marks(struct ol__node *n)
         else
             snprintf(how, sizeof how, "killed");
         if (m->crash_sig != -1)
-            report_slot(m, &m->main, how);
+            found += report_slot(m, &m->main, how);
         for (int i = 0; i < OL_MARK_WORKERS; i++)
-            report_slot(m, &m->worker[i], how);
+            found += report_slot(m, &m->worker[i], how);
+        n->n.crashes += (uint64_t)found;
+        n->n.crash_kind[OL_CRASH_NODE] += (uint64_t)found;
         memcpy(keep, m->reports, sizeof keep);
         ol__mark_init(m);
         memcpy(m->reports, keep, sizeof keep);
@@ -699,17 +704,17 @@ void ol__node_effects(void *data, struct ol__effects *fx)
              * right before the command's outcome. */
             const struct ol__sm_agent *row = NULL;
 
+            if (prev && prev->type == OL_FX_AGENT &&
+                strcmp(prev->u.agent.name, e->u.cmd.name) == 0)
+                row = &prev->u.agent;
             if (e->u.cmd.cmd_type == OL_CMD_CRASH)
                 ol__agent_crash_recorded(n, e->u.cmd.name, e->u.cmd.req,
-                                         e->status);
+                                         e->status, row);
             if (e->u.cmd.cmd_type == OL_CMD_CODE && e->status == 0 &&
                 e->u.cmd.name[0] && !n->stopping)
                 code_wanted(n, e->u.cmd.name);
             if (n->waiters == NULL)
                 break;
-            if (prev && prev->type == OL_FX_AGENT &&
-                strcmp(prev->u.agent.name, e->u.cmd.name) == 0)
-                row = &prev->u.agent;
             if (row == NULL && e->status == 0 && n->sm &&
                 (e->u.cmd.cmd_type == OL_CMD_STOP ||
                  e->u.cmd.cmd_type == OL_CMD_START) && n->cluster)

@@ -74,6 +74,18 @@ enum ol__lost {
     OL_LOST_LOAD = 2,    /* the plugin did not load */
 };
 
+/* How an agent's code crashed, for the counters (outlast status, and
+ * outlast_agent_crashes_total{reason} in /metrics). */
+enum ol__crash_kind {
+    OL_CRASH_SIGNAL = 0,   /* a fault or abort killed its host */
+    OL_CRASH_EXIT = 1,     /* its code called exit() */
+    OL_CRASH_DEADLINE = 2, /* a step overran step_deadline_ms */
+    OL_CRASH_NODE = 3,     /* it took the node down (found at restart) */
+    OL_CRASH_KINDS = 4
+};
+/* "signal", "exit", "deadline", "node". */
+const char *ol__crash_kind_name(int kind);
+
 struct ol__armed {
     uint64_t id;
     int64_t due_ms;
@@ -214,7 +226,10 @@ struct ol__node {
         uint64_t refused;
         uint64_t quarantined;
         uint64_t crashes;    /* agent code crashed or overran */
-        uint64_t host_deaths;
+        uint64_t crash_kind[OL_CRASH_KINDS]; /* the same by kind */
+        uint64_t host_starts; /* agent-host processes started */
+        uint64_t host_deaths; /* ... that died without being asked to */
+        uint64_t quarantined_crash; /* crash loops this node reported */
     } n;
     struct ol__hist commit_lat; /* propose -> committed, us */
     struct ol__phist commit_hist; /* the same, never reset, for /metrics */
@@ -292,11 +307,14 @@ int ol__agent_outbox_add(struct ol_agent *a, const char *to,
  * host's death. */
 void ol__agent_opened(struct ol_agent *a, int rv, const char *where);
 void ol__agent_work_done(struct ol_agent *a, uint64_t id, uint64_t token);
-void ol__agent_host_lost(struct ol_agent *a, int how, const char *why);
+/* `kind` (enum ol__crash_kind) says how, when `how` is OL_LOST_CRASH. */
+void ol__agent_host_lost(struct ol_agent *a, int how, int kind,
+                         const char *why);
 /* A CRASH command's outcome (req matches a->crash_req or a marked
- * crash). */
+ * crash); `row` is the agent row it left, or NULL. */
 void ol__agent_crash_recorded(struct ol__node *n, const char *name,
-                              uint64_t req, int status);
+                              uint64_t req, int status,
+                              const struct ol__sm_agent *row);
 
 /* step.c: delivering events and taking checkpoints */
 void ol__runq_add(struct ol_agent *a);

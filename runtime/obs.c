@@ -10,10 +10,13 @@
 #include <string.h>
 
 #include "err.h"
+#include "hostproc.h"
 #include "http.h"
 #include "log.h"
 #include "node.h"
 #include "ol_config.h"
+
+_Static_assert(OL_CRASH_KINDS == 4, "obs: crashes[] has one per kind");
 
 const char *ol__agent_phase_name(const struct ol_agent *a)
 {
@@ -61,6 +64,13 @@ int ol__obs_collect(struct ol__node *n, struct ol__obs *o,
     o->checkpoints = n->n.checkpoints;
     o->refused = n->n.refused;
     o->quarantined = n->n.quarantined;
+    for (int k = 0; k < OL_CRASH_KINDS; k++)
+        o->crashes[k] = n->n.crash_kind[k];
+    o->quarantined_crash = n->n.quarantined_crash;
+    for (const struct ol__hostproc *hp = n->hps; hp; hp = hp->next)
+        o->hosts += hp->state != OL_HP_DEAD;
+    o->host_starts = n->n.host_starts;
+    o->host_restarts = n->n.host_deaths;
     o->commit = n->commit_hist;
     o->p50_us = ol__hist_quantile(&n->commit_lat, 0.50);
     o->p99_us = ol__hist_quantile(&n->commit_lat, 0.99);

@@ -60,6 +60,12 @@ struct ol__obs {
     int64_t started_ms, now_ms;
     /* counters since start */
     uint64_t steps, checkpoints, refused, quarantined;
+    /* bad agents: crashes of agents' code by kind (signal, exit, deadline,
+     * node), crash-loop quarantines this node's reports caused, and the
+     * agent-host processes (running now, started, died unasked) */
+    uint64_t crashes[4];
+    uint64_t quarantined_crash;
+    uint64_t hosts, host_starts, host_restarts;
     struct ol__phist commit;           /* us, over ol__lat_bounds_us */
     uint64_t p50_us, p99_us;           /* of the `status` window */
     struct ol__replica_counters rc;

@@ -114,11 +114,26 @@ static void propose_crash(struct ol_agent *a)
     uv_timer_start(&a->flush, crash_retry_cb, CRASH_RETRY_MS, 0);
 }
 
-static void crashed(struct ol_agent *a, const char *why)
+const char *ol__crash_kind_name(int kind)
+{
+    static const char *const names[OL_CRASH_KINDS] = {"signal", "exit",
+                                                      "deadline", "node"};
+
+    return kind >= 0 && kind < OL_CRASH_KINDS ? names[kind] : "?";
+}
+
+static void count_crash(struct ol__node *n, int kind)
+{
+    n->n.crashes++;
+    if (kind >= 0 && kind < OL_CRASH_KINDS)
+        n->n.crash_kind[kind]++;
+}
+
+static void crashed(struct ol_agent *a, int kind, const char *why)
 {
     struct ol__node *n = a->node;
 
-    n->n.crashes++;
+    count_crash(n, kind);
     a->phase = OL_PHASE_CRASHED;
     snprintf(a->reason, sizeof a->reason, "%s", why);
     ol__agent_note(a, OL_LOG_ERROR, 0, "crashed: %s", why);
@@ -128,7 +143,8 @@ static void crashed(struct ol_agent *a, const char *why)
     propose_crash(a);
 }
 
-void ol__agent_host_lost(struct ol_agent *a, int how, const char *why)
+void ol__agent_host_lost(struct ol_agent *a, int how, int kind,
+                         const char *why)
 {
     a->hp = NULL;
     a->busy = 0;
@@ -150,15 +166,17 @@ void ol__agent_host_lost(struct ol_agent *a, int how, const char *why)
     if (a->phase == OL_PHASE_DRAINING || a->node->stopping) {
         /* Shutting down: its STOP cannot run now; it resumes after the
          * restart from its last committed checkpoint. */
-        if (how == OL_LOST_CRASH)
+        if (how == OL_LOST_CRASH) {
+            count_crash(a->node, kind);
             ol__agent_note(a, OL_LOG_ERROR, 0,
                            "crashed while the node was stopping: %s", why);
+        }
         ol__agent_release(a, NULL);
         return;
     }
     if (how == OL_LOST_CRASH) {
         uv_timer_stop(&a->flush);
-        crashed(a, why);
+        crashed(a, kind, why);
         return;
     }
     uv_timer_stop(&a->flush);
@@ -174,19 +192,36 @@ void ol__agent_host_lost(struct ol_agent *a, int how, const char *why)
 }
 
 void ol__agent_crash_recorded(struct ol__node *n, const char *name,
-                              uint64_t req, int status)
+                              uint64_t req, int status,
+                              const struct ol__sm_agent *row)
 {
     struct ol_agent *a = ol__agent_get(n, name);
     uint32_t crashes;
     uint64_t delay;
+    int ours = 0;
 
     if (n->mark) {
         for (int i = 0; i < OL_MARK_REPORTS; i++) {
             struct ol__mark_report *r = &n->mark->reports[i];
 
-            if (r->used && r->req == req)
+            if (r->used && r->req == req) {
                 r->used = 0;
+                ours = 1;
+            }
         }
+    }
+    /* The instance may be released already (the row's change comes
+     * first), but it still names the req it reported. */
+    if (a && a->crash_req == req)
+        ours = 1;
+    /* This node's report was the one that reached the limit. */
+    if (ours && status == 0 && row && strcmp(row->name, name) == 0 &&
+        row->status == OL_AGENT_QUARANTINED) {
+        n->n.quarantined_crash++;
+        /* The state machine logged it; the agent's ring gets it too. */
+        if (a)
+            ol__agent_note(a, OL_LOG_ERROR, 1, "quarantined: %s",
+                           row->reason);
     }
     if (a == NULL || a->phase != OL_PHASE_CRASHED || a->crash_req != req)
         return;

@@ -5,6 +5,8 @@
  *                   stopping, http},
  *    commits: {checkpoints, steps, refused, quarantined, p50_us, p99_us,
  *              batches},
+ *    hosts: {running, started, restarts, crash_loop_quarantines,
+ *            crashes: {signal, exit, deadline, node}},
  *    replica: <the replica's status map: cluster.status in a cluster>,
  *    agents: {total, running, stopping, stopped, quarantined, shown,
  *             mailbox, list: [{name, kind, status, owner, epoch, seq,
@@ -61,7 +63,7 @@ json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
     json_t *root = json_object(), *node = json_object(),
            *commits = json_object(), *agents = json_object(),
            *list = json_array(), *events = json_array(), *db = json_object(),
-           *replica = NULL;
+           *replica = NULL, *hosts = json_object(), *crashes = json_object();
     char err[256];
 
     if (!root || !node || !commits || !agents || !list || !events || !db) {
@@ -72,6 +74,8 @@ json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
         json_decref(list);
         json_decref(events);
         json_decref(db);
+        json_decref(hosts);
+        json_decref(crashes);
         return NULL;
     }
     set_u(root, "now_ms", (uint64_t)o->now_ms);
@@ -94,6 +98,24 @@ json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
     set_u(commits, "p99_us", o->p99_us);
     set_u(commits, "batches", o->rc.batches);
     json_object_set_new(root, "commits", commits);
+
+    if (hosts && crashes) {
+        static const char *const kinds[] = {"signal", "exit", "deadline",
+                                            "node"};
+
+        set_u(hosts, "running", o->hosts);
+        set_u(hosts, "started", o->host_starts);
+        set_u(hosts, "restarts", o->host_restarts);
+        for (int k = 0; k < 4; k++)
+            set_u(crashes, kinds[k], o->crashes[k]);
+        json_object_set_new(hosts, "crashes", crashes);
+        crashes = NULL;
+        set_u(hosts, "crash_loop_quarantines", o->quarantined_crash);
+        json_object_set_new(root, "hosts", hosts);
+        hosts = NULL;
+    }
+    json_decref(hosts);
+    json_decref(crashes);
 
     if (o->status_mp &&
         ol__json_from_msgpack(o->status_mp, o->status_len, &replica, err) !=

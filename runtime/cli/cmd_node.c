@@ -28,7 +28,7 @@ static void kv(const char *key, const char *value)
 static int known_key(const msgpack_object *k)
 {
     static const char *const keys[] = {"ok", "node", "agents", "commits",
-                                       NULL};
+                                       "hosts", NULL};
 
     if (k->type != MSGPACK_OBJECT_STR)
         return 0;
@@ -44,6 +44,7 @@ static void print_status(const msgpack_object *root)
     const msgpack_object *node = ol__mp_get(root, "node");
     const msgpack_object *ag = ol__mp_get(root, "agents");
     const msgpack_object *cm = ol__mp_get(root, "commits");
+    const msgpack_object *hs = ol__mp_get(root, "hosts");
     char a[160], b[160], d[32], text[512];
 
     if (node) {
@@ -85,6 +86,24 @@ static void print_status(const msgpack_object *root)
                  ol__mp_getu(cm, "checkpoints"), ol__mp_getu(cm, "batches"),
                  ol__mp_getu(cm, "refused"));
         kv("commits", text);
+    }
+    if (hs) {
+        const msgpack_object *cr = ol__mp_get(hs, "crashes");
+
+        snprintf(text, sizeof text,
+                 "%" PRIu64 " running, %" PRIu64 " started, %" PRIu64
+                 " died unasked",
+                 ol__mp_getu(hs, "running"), ol__mp_getu(hs, "started"),
+                 ol__mp_getu(hs, "restarts"));
+        kv("hosts", text);
+        snprintf(text, sizeof text,
+                 "%" PRIu64 " signal, %" PRIu64 " exit, %" PRIu64
+                 " deadline, %" PRIu64 " node; %" PRIu64
+                 " crash-loop quarantines",
+                 ol__mp_getu(cr, "signal"), ol__mp_getu(cr, "exit"),
+                 ol__mp_getu(cr, "deadline"), ol__mp_getu(cr, "node"),
+                 ol__mp_getu(hs, "crash_loop_quarantines"));
+        kv("crashes", text);
     }
     /* Anything else (the cluster section, fields added later). */
     for (uint32_t i = 0; i < root->via.map.size; i++) {

@@ -136,6 +136,14 @@ function draw(s) {
   $("t-ckpts").textContent = c.checkpoints;
   $("t-ckpts-sub").textContent = c.steps + " steps, " + c.batches + " batches";
   $("t-lat").textContent = dur(c.p50_us) + " / " + dur(c.p99_us);
+  if (s.hosts) {
+    const h = s.hosts, k = h.crashes;
+    $("t-crashes").textContent = k.signal + k.exit + k.deadline + k.node;
+    $("t-crashes-sub").textContent = k.signal + " signal, " + k.exit +
+      " exit, " + k.deadline + " deadline, " + k.node + " node; " +
+      h.crash_loop_quarantines + " crash loops; " + h.running +
+      " agent hosts, " + h.restarts + " died";
+  }
   if (n.mode === "cluster") {
     $("t-leader").textContent = r.leader ? "node " + r.leader : "none";
     $("t-leader-sub").textContent = "term " + r.term + ", commit " +

@@ -22,6 +22,7 @@
 
 #include "tests/support/chain.h"
 #include "tests/support/daemon.h"
+#include "tests/support/http.h"
 
 #define LIMIT 3
 
@@ -29,6 +30,8 @@ static struct td d;
 static struct td_seen *seen;
 
 static const char hosted[] =
+    "[http]\n"
+    "listen = 127.0.0.1:0\n"
     "[agents]\n"
     "step_deadline_ms = 300\n"
     "crash_limit = 3\n"
@@ -182,11 +185,99 @@ static void expect_history_intact(const char *const *names, int n)
     free(out);
 }
 
+/* A figure from `status` ("hosts" section; "crashes" is a map in it). */
+static int64_t hosts_u(const char *key, const char *crash_kind)
+{
+    struct td_resp r;
+    int64_t v = -1;
+
+    if (td_call(&d, &r, "op", "status", NULL) == 0) {
+        const msgpack_object *h = td_get(&r.u.data, "hosts");
+
+        v = crash_kind ? td_int(td_get(h, "crashes"), crash_kind, -1)
+                       : td_int(h, key, -1);
+    }
+    td_resp_free(&r);
+    return v;
+}
+
+/* The quarantine is in the database before the node has handled the
+ * CRASH command's outcome: wait for its counter. */
+static int crash_loop_counted(struct td *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    return hosts_u("crash_loop_quarantines", NULL) >= 1;
+}
+
+struct metric_arg {
+    char url[128];
+    const char *line; /* a whole sample line, "name{labels} value" */
+    char *last;       /* the last /metrics body read */
+};
+
+static int metric_is(struct td *t, void *arg)
+{
+    struct metric_arg *m = arg;
+    struct th_resp r;
+    char want[256];
+
+    (void)t;
+    free(m->last);
+    m->last = NULL;
+    if (th_request("GET", m->url, NULL, &r) != 200) {
+        th_resp_free(&r);
+        return 0;
+    }
+    m->last = r.body;
+    r.body = NULL;
+    th_resp_free(&r);
+    snprintf(want, sizeof want, "\n%s\n", m->line);
+    return strstr(m->last, want) != NULL;
+}
+
+/* The node's counters say what happened: `LIMIT` crashes of `kind`, as
+ * many host restarts at least, one crash-loop quarantine, in `status` and
+ * in /metrics alike. */
+static void expect_crash_counters(const char *kind)
+{
+    struct metric_arg m;
+    char addr[64], line[128];
+
+    cr_expect(td_until(crash_loop_counted, &d, NULL, 10000),
+              "status: no crash-loop quarantine counted");
+    cr_expect_eq(hosts_u(NULL, kind), LIMIT, "status: %" PRId64
+                 " crashes of kind %s, not %d", hosts_u(NULL, kind), kind,
+                 LIMIT);
+    cr_expect_geq(hosts_u("restarts", NULL), LIMIT,
+                  "status: %" PRId64 " host restarts",
+                  hosts_u("restarts", NULL));
+    cr_expect_eq(hosts_u("crash_loop_quarantines", NULL), 1);
+    cr_expect_geq(hosts_u("running", NULL), 1, "no host process running");
+
+    cr_assert_eq(th_node_http(&d, addr, sizeof addr), 0);
+    memset(&m, 0, sizeof m);
+    snprintf(m.url, sizeof m.url, "http://%s/metrics", addr);
+    /* The page's figures may be a second old. */
+    m.line = "outlast_quarantines_total{reason=\"crash_loop\"} 1";
+    cr_expect(td_until(metric_is, &d, &m, 10000), "no '%s' in:\n%s", m.line,
+              m.last ? m.last : "(nothing)");
+    snprintf(line, sizeof line, "outlast_agent_crashes_total{reason=\"%s\"} %d",
+             kind, LIMIT);
+    m.line = line;
+    cr_expect(metric_is(&d, &m), "no '%s' in:\n%s", line,
+              m.last ? m.last : "(nothing)");
+    cr_expect(m.last && strstr(m.last, "\noutlast_agent_host_restarts_total "),
+              "no host restarts in /metrics");
+    free(m.last);
+}
+
 /*
  * The common shape: measure the ticker, start a sibling and the bad agent
  * of the same kind, wait for the quarantine, and check what must hold.
  */
-static void bad_agent(const char *mode, const char *needle)
+static void bad_agent(const char *mode, const char *needle,
+                      const char *kind)
 {
     char cfg[128], reason[512], status[32];
     int64_t t0, t1, t2, sib_seq;
@@ -234,46 +325,51 @@ static void bad_agent(const char *mode, const char *needle)
               "the ticker stopped committing");
     observe();
     expect_history_intact(all, 4);
+    expect_crash_counters(kind);
 }
 
 /* ---- a crash of each kind ---- */
 
 Test(isolation, segfault)
 {
-    bad_agent("segv", "killed by SIGSEGV in handle() of a timer event");
+    bad_agent("segv", "killed by SIGSEGV in handle() of a timer event",
+              "signal");
 }
 
 Test(isolation, abort)
 {
-    bad_agent("abort", "killed by SIGABRT in handle() of a timer event");
+    bad_agent("abort", "killed by SIGABRT in handle() of a timer event",
+              "signal");
 }
 
 Test(isolation, exit)
 {
     /* "exit(3) in handle() of a timer event"; a sanitizer build says
      * "exit() called in ...": its leak check aborts the exiting process. */
-    bad_agent("exit", "exit(");
+    bad_agent("exit", "exit(", "exit");
 }
 
 Test(isolation, stack_overflow)
 {
-    bad_agent("stack", "killed by SIGSEGV in handle()");
+    bad_agent("stack", "killed by SIGSEGV in handle()", "signal");
 }
 
 Test(isolation, infinite_loop_hits_the_deadline)
 {
-    bad_agent("loop", "step deadline (300 ms) exceeded in handle() of a "
-                      "timer event");
+    bad_agent("loop",
+              "step deadline (300 ms) exceeded in handle() of a timer event",
+              "deadline");
 }
 
 Test(isolation, sleep_hits_the_deadline)
 {
-    bad_agent("sleep", "step deadline (300 ms) exceeded");
+    bad_agent("sleep", "step deadline (300 ms) exceeded", "deadline");
 }
 
 Test(isolation, crash_in_a_work_thread)
 {
-    bad_agent("workcrash", "killed by SIGSEGV in a work function");
+    bad_agent("workcrash", "killed by SIGSEGV in a work function",
+              "signal");
 }
 
 Test(isolation, memory_hog_meets_its_limit)
@@ -284,7 +380,8 @@ Test(isolation, memory_hog_meets_its_limit)
 #else
     /* 64 MiB a tick against a 128 MiB data limit: malloc fails, and the
      * plugin writes through the NULL it got. */
-    bad_agent("hog", "killed by SIGSEGV in handle() of a timer event");
+    bad_agent("hog", "killed by SIGSEGV in handle() of a timer event",
+              "signal");
 #endif
 }
 
@@ -542,6 +639,12 @@ Test(isolation, in_process_crash_is_counted_across_node_restarts)
                     sizeof reason);
     cr_expect(strstr(reason, "the node died") != NULL, "%s", reason);
     cr_expect_eq(crashes("bad"), LIMIT);
+    /* The node that found the last mark at its start counted that crash,
+     * and its report was the one that reached the limit. */
+    cr_expect(td_until(crash_loop_counted, &d, NULL, 10000),
+              "status: no crash-loop quarantine counted");
+    cr_expect_eq(hosts_u(NULL, "node"), 1);
+    cr_expect_eq(hosts_u("crash_loop_quarantines", NULL), 1);
     observe();
     expect_history_intact(all, 2);
 }
@@ -594,4 +697,92 @@ Test(isolation, sigterm_stops_the_node_while_an_in_process_plugin_hangs)
     }
     cr_expect_eq(crashes("sleeper"), 1);
     cr_expect(status_is(&d, "sleeper", "quarantined"));
+}
+
+/* ---- an agent's own log lines, from either kind of host ---- */
+
+struct ring_arg {
+    const char *needle;
+    char *out; /* the last `outlast logs --json` output */
+};
+
+/* `outlast logs talker` holds a line containing the needle. */
+static int ring_has(struct td *t, void *arg)
+{
+    struct ring_arg *r = arg;
+
+    free(r->out);
+    r->out = NULL;
+    if (td_sh(&r->out, "%s --data-dir '%s' --json logs talker -n 1000",
+              td_bin("outlast"), t->data) != 0)
+        return 0;
+    return strstr(r->out, r->needle) != NULL;
+}
+
+static uint64_t ring_first(const char *out)
+{
+    const char *p = strstr(out, "\"first\":");
+
+    return p ? strtoull(p + 8, NULL, 10) : 0;
+}
+
+static void logs_reach_the_ring(const char *isolation)
+{
+    char cfg[512], cmd[256], *out = NULL;
+    struct ring_arg r = {NULL, NULL};
+    uint64_t first;
+
+    snprintf(cfg, sizeof cfg,
+             "[plugin.chatty]\n"
+             "isolation = %s\n"
+             "[agent.talker]\n"
+             "kind = chatty\n"
+             "config = {\"interval_ms\": 200}\n",
+             isolation);
+    start_with(isolation, cfg);
+    /* The plugin's lines and the node's note, with the plugin's escape
+     * sequence and newline made harmless on the way. */
+    r.needle = "tick 2\"";
+    cr_assert(td_until(ring_has, &d, &r, 20000), "no tick in the ring: %s",
+              r.out ? r.out : "");
+    cr_expect(strstr(r.out, "hello ?[31mred?[0m?second"), "%s", r.out);
+    cr_expect(strstr(r.out, "started on node 1"), "%s", r.out);
+    cr_expect(strchr(r.out, '\033') == NULL, "an escape got through");
+    first = ring_first(r.out);
+    cr_expect_eq(first, 1, "%s", r.out);
+    if (strcmp(isolation, "none") == 0) {
+        cr_expect_eq(hosts_of(d.pid), 0, "an in-node plugin has a host");
+        cr_expect_eq(hosts_u("running", NULL), 0);
+        free(r.out);
+        return;
+    }
+    cr_assert_geq(hosts_of(d.pid), 1, "no host process");
+    /* A host that dies under the agent: the new instance keeps the ring
+     * and adds to it. */
+    snprintf(cmd, sizeof cmd,
+             "pkill -KILL -f -- '[o]utlast-agent-host .*--kind chatty .*"
+             "--parent %ld '",
+             (long)d.pid);
+    cr_assert_eq(td_sh(&out, "%s", cmd), 0, "pkill: %s", out ? out : "");
+    free(out);
+    r.needle = "resumed at tick";
+    cr_expect(td_until(ring_has, &d, &r, 20000),
+              "the agent did not log after its host died: %s",
+              r.out ? r.out : "");
+    cr_expect(r.out && strstr(r.out, "hello ?[31mred?[0m?second"),
+              "the ring lost the lines from before the host died: %s",
+              r.out ? r.out : "");
+    cr_expect_eq(ring_first(r.out ? r.out : ""), 1);
+    cr_expect_geq(hosts_u("restarts", NULL), 1);
+    free(r.out);
+}
+
+Test(isolation, plugin_logs_reach_the_ring_from_a_host_process)
+{
+    logs_reach_the_ring("process");
+}
+
+Test(isolation, plugin_logs_reach_the_ring_from_inside_the_node)
+{
+    logs_reach_the_ring("none");
 }

@@ -151,6 +151,51 @@ Test(metrics, labels_are_escaped_and_agents_counted)
     free(t);
 }
 
+Test(metrics, host_restarts_crashes_and_quarantines_by_reason)
+{
+    struct ol__obs o;
+    struct ol__obs_db d;
+    json_t *j, *h;
+    char *t;
+
+    obs_init(&o, &d);
+    o.quarantined = 2;
+    o.quarantined_crash = 1;
+    o.crashes[0] = 3; /* signal */
+    o.crashes[1] = 4; /* exit */
+    o.crashes[2] = 5; /* deadline */
+    o.crashes[3] = 6; /* node */
+    o.hosts = 2;
+    o.host_starts = 9;
+    o.host_restarts = 7;
+    t = metrics(&o, &d);
+    cr_expect(strstr(t, "outlast_agent_host_restarts_total 7\n"), "%s", t);
+    cr_expect(strstr(t, "outlast_agent_host_starts_total 9\n"));
+    cr_expect(strstr(t, "outlast_agent_hosts 2\n"));
+    cr_expect(strstr(t, "outlast_agent_crashes_total{reason=\"signal\"} 3\n"));
+    cr_expect(strstr(t, "outlast_agent_crashes_total{reason=\"exit\"} 4\n"));
+    cr_expect(strstr(t, "outlast_agent_crashes_total{reason=\"deadline\"} 5\n"));
+    cr_expect(strstr(t, "outlast_agent_crashes_total{reason=\"node\"} 6\n"));
+    cr_expect(strstr(t, "outlast_quarantines_total{reason=\"error\"} 2\n"));
+    cr_expect(strstr(t, "outlast_quarantines_total{reason=\"crash_loop\"} 1\n"));
+    cr_expect(strstr(t, "# TYPE outlast_agent_crashes_total counter\n"));
+    free(t);
+    /* The status page's data carries the same figures. */
+    j = ol__status_json(&o, &d);
+    cr_assert_not_null(j);
+    h = json_object_get(j, "hosts");
+    cr_assert_not_null(h, "no hosts object");
+    cr_expect_eq(json_integer_value(json_object_get(h, "restarts")), 7);
+    cr_expect_eq(json_integer_value(json_object_get(h, "running")), 2);
+    cr_expect_eq(json_integer_value(json_object_get(h,
+                                                    "crash_loop_quarantines")),
+                 1);
+    cr_expect_eq(json_integer_value(json_object_get(
+                     json_object_get(h, "crashes"), "deadline")),
+                 5);
+    json_decref(j);
+}
+
 Test(metrics, peer_health_comes_only_from_a_leader)
 {
     struct ol__obs o;
@@ -201,6 +246,8 @@ Test(metrics, promtool_accepts_the_text)
     o.leader = 1;
     cluster_status(&o, 1);
     ol__phist_add(&o.commit, ol__lat_bounds_us, ol__lat_nbounds, 700);
+    o.crashes[2] = 1;
+    o.host_restarts = 1;
     t = metrics(&o, &d);
     fd = mkstemp(path);
     f = fdopen(fd, "w");
