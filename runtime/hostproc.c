@@ -338,7 +338,8 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
     uv_process_options_t po;
     uv_stdio_container_t io[6];
     char a_workers[16], a_mem[16], a_parent[24], a_net[4];
-    char *args[26];
+    char a_hide[PATH_MAX];
+    char *args[28];
     int sv[2] = {-1, -1}, mfd = -1, cfd = -1, k = 0, rv;
     int one = SOCK_BUF;
 
@@ -404,6 +405,12 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
     args[k++] = n->cfg.host_user;
     args[k++] = "--source";
     args[k++] = c->src;
+    /* What the host is to keep away from: the data directory, by the
+     * path the kernel resolves it to. */
+    if (realpath(n->cfg.data_dir, a_hide) != NULL) {
+        args[k++] = "--hide";
+        args[k++] = a_hide;
+    }
     args[k] = NULL;
 
     memset(io, 0, sizeof io);

@@ -7,14 +7,16 @@
 # tests that skip, saying why, when one cannot be installed: prometheus
 # (promtool and a real scraping server), chromium (the status page in a
 # real browser), groff-base and man-db (the man pages render),
-# bash-completion, systemd (systemd-analyze checks the unit file).
+# bash-completion, systemd (systemd-analyze checks the unit file), strace
+# (the node and its agent hosts stay inside the unit's sandbox).
 set -eu
 
 pkgs="build-essential pkg-config meson ninja-build
 libuv1-dev libsqlite3-dev libsodium-dev libmsgpack-dev libcriterion-dev
 libinih-dev libjansson-dev libraft-dev libmicrohttpd-dev libsystemd-dev
 scdoc sqlite3 iproute2 curl"
-optional="prometheus chromium groff-base man-db bash-completion systemd"
+optional="prometheus chromium groff-base man-db bash-completion systemd
+strace"
 
 if [ "${1:-}" = "--bench" ]; then
     pkgs="$pkgs etcd-server etcd-client"

@@ -30,6 +30,7 @@ struct ahost_opts {
     char user[64];     /* drop to this user when started as root */
     char source[PATH_MAX]; /* the file the node copied, for messages */
     int allow_network;
+    char hide[PATH_MAX];   /* the node's data directory (absolute) */
 };
 
 /* svc.c: agent instances, the host services and the items of a batch. */
@@ -57,5 +58,8 @@ int ahost_close_fds(const int *keep, int n_keep);
 void ahost_limits(const struct ahost_opts *o);
 int ahost_drop_user(const struct ahost_opts *o, char *errmsg);
 int ahost_seccomp(const struct ahost_opts *o, char *errmsg);
+/* With Landlock: no access to anything under o->hide (the node's key,
+ * database and control socket) but the plugin's own file. */
+void ahost_hide(const struct ahost_opts *o);
 
 #endif

@@ -143,6 +143,8 @@ static int parse_args(int argc, char **argv, struct ahost_opts *o)
             snprintf(o->user, sizeof o->user, "%s", v);
         else if (strcmp(k, "--source") == 0)
             snprintf(o->source, sizeof o->source, "%s", v);
+        else if (strcmp(k, "--hide") == 0)
+            snprintf(o->hide, sizeof o->hide, "%s", v);
         else if (parse_uint(v, 1ul << 30, &n) != 0)
             return -1;
         else if (strcmp(k, "--fd") == 0)
@@ -210,6 +212,10 @@ int main(int argc, char **argv)
     if (o.parent && getppid() != o.parent)
         _exit(0);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    /* Before any plugin code runs (its constructors run in dlopen). */
+    ahost_hide(&o);
+    if (chdir("/") != 0)
+        return 3;
 
     /* The plugin comes from a descriptor: the node copied the file it was
      * given into a private place, so nothing can change it under us. */

@@ -7,6 +7,12 @@
 #            completion completes commands, options and (from a real node)
 #            agent names.
 #   systemd  systemd-analyze accepts the unit and rates its exposure low.
+#   sandbox  a node and its agent hosts, traced with strace through starts,
+#            crashes, a step past its deadline, HTTP scrapes and a drain,
+#            make no system call the unit's SystemCallFilter refuses, map
+#            nothing writable and executable (MemoryDenyWriteExecute),
+#            make no namespace (RestrictNamespaces) and open no socket of a
+#            family RestrictAddressFamilies refuses.
 #   man      man renders each page without a warning.
 # Usage: test_dist.sh MODE BUILD_DIR SOURCE_DIR.  Exit 77 means skipped
 # (a tool is missing; the message says which).
@@ -44,7 +50,9 @@ sysusers="$root/lib/sysusers.d/outlast.conf"
 case $mode in
 files)
     for f in "$unit" "$man1" "$man8" "$man5" "$compl" "$sysusers" \
-        "$root/bin/outlastd" "$root/bin/outlast"; do
+        "$root/bin/outlastd" "$root/bin/outlast" \
+        "$root/$(meson introspect "$build" --buildoptions |
+            python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "libexecdir"][0])')/outlast/outlast-agent-host"; do
         [ -f "$f" ] || fail "not installed: ${f#"$work"/stage}"
     done
     for line in Type=notify NotifyAccess=main User=outlast \
@@ -135,6 +143,126 @@ systemd)
         >"$work/security" 2>&1 ||
         fail "the unit's exposure is above 2.0: $(tail -1 "$work/security")"
     echo "systemd: $(tail -1 "$work/security")"
+    ;;
+sandbox)
+    command -v strace >/dev/null || skip "strace is not installed (Debian package strace)"
+    command -v systemd-analyze >/dev/null ||
+        skip "systemd-analyze is not installed (Debian package systemd)"
+    san=$(meson introspect "$build" --buildoptions |
+        python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "b_sanitize"][0])')
+    [ "$san" = none ] || skip "a sanitizer's runtime makes system calls of its own ($san)"
+    mkdir -p "$work/sdata"
+    echo secret >"$work/outside.txt"
+    cat >"$work/sandbox.ini" <<INI
+[node]
+data_dir = $work/sdata
+plugin_dir = $build/agents:$build/tests/plugins
+log_level = info
+[http]
+listen = 127.0.0.1:0
+[agents]
+step_deadline_ms = 300
+crash_limit = 2
+; as under the unit: the hosts run as the daemon's own user
+host_user = $(id -un)
+[agent.ticker]
+kind = counter
+config = {"interval_ms": 20}
+[agent.crasher]
+kind = misbehave
+config = {"mode": "segv", "after": 2}
+[agent.spinner]
+kind = misbehave
+config = {"mode": "loop", "after": 2}
+[agent.peeker]
+kind = misbehave
+config = {"mode": "peek", "after": 0, "interval_ms": 100, "path": "$work/outside.txt"}
+INI
+    strace -f -qq -o "$work/trace" "$build/runtime/bin/outlastd" \
+        --config "$work/sandbox.ini" >"$work/log" 2>&1 &
+    pid=$!
+    cli() { "$build/runtime/bin/outlast" --data-dir "$work/sdata" "$@"; }
+    i=0
+    while [ $i -lt 600 ] &&
+        [ "$(cli agents 2>/dev/null | grep -c quarantined)" -lt 2 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ "$(cli agents 2>/dev/null | grep -c quarantined)" -ge 2 ] ||
+        fail "the bad agents were not quarantined under strace; log: $(tail -5 "$work/log")"
+    http=$(cli --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["node"]["http"])')
+    curl -sf "http://$http/metrics" | grep -q '^outlast_agent_crashes_total{reason="deadline"} 2$' ||
+        fail "/metrics does not count the two deadline crashes"
+    curl -sf "http://$http/api/status" >/dev/null || fail "/api/status"
+    cli logs peeker | grep -q 'peek: ok' || fail "the peeker could not read a file outside the data directory"
+    node=$(pgrep -P "$pid" -x outlastd) || fail "no outlastd under strace"
+    kill -TERM "$node"
+    i=0
+    while [ $i -lt 300 ] && kill -0 "$pid" 2>/dev/null; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill -0 "$pid" 2>/dev/null && fail "outlastd did not stop within 30 s"
+    pid=
+    systemd-analyze syscall-filter >"$work/groups" 2>/dev/null
+    python3 - "$unit" "$work/groups" "$work/trace" <<'PY' || exit 1
+import re, sys
+unit, groups_file, trace = sys.argv[1:]
+groups, cur = {}, None
+for line in open(groups_file):
+    t = line.strip()
+    if line.startswith("@"):
+        cur = t
+        groups[cur] = []
+    elif cur and t and not t.startswith("#"):
+        groups[cur].append(t)
+def expand(name, seen=()):
+    if not name.startswith("@"):
+        return {name}
+    out = set()
+    for x in groups.get(name, []):
+        if x not in seen:
+            out |= expand(x, seen + (x,))
+    return out
+allowed, families = set(), None
+for line in open(unit):
+    if line.startswith("SystemCallFilter="):
+        for tok in line.split("=", 1)[1].split():
+            allowed |= expand(tok)
+    if line.startswith("RestrictAddressFamilies="):
+        families = set(line.split("=", 1)[1].split())
+used, bad = {}, []
+call = re.compile(r"^(\d+)\s+(?:<\.\.\. )?([a-z_0-9]+)(?:\(| resumed>)")
+hosts = set()
+for line in open(trace):
+    m = call.match(line)
+    if not m:
+        continue
+    pid, name = m.groups()
+    used.setdefault(name, pid)
+    if name == "execve" and "outlast-agent-host" in line:
+        hosts.add(pid)
+    if name in ("mmap", "mprotect", "pkey_mprotect") and "PROT_EXEC" in line and (
+            name != "mmap" or "PROT_WRITE" in line):
+        bad.append("MemoryDenyWriteExecute would refuse: " + line.strip())
+    if name in ("unshare", "setns") or (name.startswith("clone") and "CLONE_NEW" in line):
+        bad.append("RestrictNamespaces would refuse: " + line.strip())
+    if name == "socket" and families is not None:
+        fam = re.search(r"socket\((AF_[A-Z0-9]+)", line)
+        if fam and fam.group(1) not in families:
+            bad.append("RestrictAddressFamilies would refuse: " + line.strip())
+if not hosts:
+    bad.append("no outlast-agent-host was traced")
+for name in sorted(set(used) - allowed):
+    bad.append("SystemCallFilter would refuse %s (first by pid %s)" % (name, used[name]))
+if bad:
+    print("FAIL: the unit's sandbox would break the node or its agent hosts:")
+    for b in bad[:40]:
+        print("  " + b)
+    sys.exit(1)
+print("sandbox: %d system calls by the node and %d agent host(s), all within "
+      "the unit's filter" % (len(used), len(hosts)))
+PY
     ;;
 man)
     command -v man >/dev/null || skip "man is not installed (Debian package man-db)"

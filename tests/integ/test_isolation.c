@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "tests/support/chain.h"
@@ -703,18 +704,19 @@ Test(isolation, sigterm_stops_the_node_while_an_in_process_plugin_hangs)
 
 struct ring_arg {
     const char *needle;
-    char *out; /* the last `outlast logs --json` output */
+    char *out;        /* the last `outlast logs --json` output */
+    const char *name; /* the agent; NULL: "talker" */
 };
 
-/* `outlast logs talker` holds a line containing the needle. */
+/* `outlast logs NAME` holds a line containing the needle. */
 static int ring_has(struct td *t, void *arg)
 {
     struct ring_arg *r = arg;
 
     free(r->out);
     r->out = NULL;
-    if (td_sh(&r->out, "%s --data-dir '%s' --json logs talker -n 1000",
-              td_bin("outlast"), t->data) != 0)
+    if (td_sh(&r->out, "%s --data-dir '%s' --json logs %s -n 1000",
+              td_bin("outlast"), t->data, r->name ? r->name : "talker") != 0)
         return 0;
     return strstr(r->out, r->needle) != NULL;
 }
@@ -729,7 +731,7 @@ static uint64_t ring_first(const char *out)
 static void logs_reach_the_ring(const char *isolation)
 {
     char cfg[512], cmd[256], *out = NULL;
-    struct ring_arg r = {NULL, NULL};
+    struct ring_arg r = {NULL, NULL, NULL};
     uint64_t first;
 
     snprintf(cfg, sizeof cfg,
@@ -785,4 +787,47 @@ Test(isolation, plugin_logs_reach_the_ring_from_a_host_process)
 Test(isolation, plugin_logs_reach_the_ring_from_inside_the_node)
 {
     logs_reach_the_ring("none");
+}
+
+/* ---- the node's files ---- */
+
+/* A host whose user could read the node's key (root, as host_user here,
+ * or the node's own user under systemd) still cannot open it, while a
+ * file beside the data directory stays open to it. */
+Test(isolation, a_host_cannot_open_the_data_directory)
+{
+    static const char cfg[] = "[agents]\nhost_user = root\n";
+    struct ring_arg r = {NULL, NULL, NULL};
+    char c[600];
+
+#ifdef __NR_landlock_create_ruleset
+    if (syscall(__NR_landlock_create_ruleset, NULL, 0, 1) < 1)
+        cr_skip_test("Landlock is not available on this kernel");
+#else
+    cr_skip_test("built without Landlock's system call numbers");
+#endif
+    start_with("hide", cfg);
+    snprintf(c, sizeof c,
+             "{\"mode\": \"peek\", \"after\": 0, \"interval_ms\": 100, "
+             "\"path\": \"%s/node.key\"}",
+             d.data);
+    spawn("peekkey", c);
+    snprintf(c, sizeof c,
+             "{\"mode\": \"peek\", \"after\": 0, \"interval_ms\": 100, "
+             "\"path\": \"%s\"}",
+             d.conf);
+    spawn("peekok", c);
+    r.name = "peekkey";
+    r.needle = "peek: ";
+    cr_assert(td_until(ring_has, &d, &r, 20000), "peekkey never peeked: %s",
+              r.out ? r.out : "");
+    cr_expect(strstr(r.out, "peek: errno 13") != NULL,
+              "a host opened the node key (or failed otherwise): %s", r.out);
+    cr_expect(strstr(r.out, "peek: ok") == NULL, "%s", r.out);
+    r.name = "peekok";
+    cr_assert(td_until(ring_has, &d, &r, 20000), "peekok never peeked: %s",
+              r.out ? r.out : "");
+    cr_expect(strstr(r.out, "peek: ok") != NULL,
+              "a file outside the data directory was refused: %s", r.out);
+    free(r.out);
 }

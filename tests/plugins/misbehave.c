@@ -9,7 +9,9 @@
  * to itself per tick, counting the sends the host refuses), "workcrash"
  * (hands ol_host.work a function that writes through NULL), and "badargs"
  * (calls every host service with NULL or oversized arguments and records
- * what each returned), "savenull" (save() writes from a NULL pointer).
+ * what each returned), "savenull" (save() writes from a NULL pointer),
+ * and "peek" (opens the file `path` for reading and logs "peek: ok" or
+ * "peek: errno N").
  *
  * Every tick is checkpointed, so after a crash the agent resumes at the
  * tick that crashed and crashes again: each crash is one more on record.
@@ -19,11 +21,13 @@
  * misbehave_abi7.so, which claims agent ABI 7 (to be refused).
  *
  * Config: {mode: str, after: uint (3), interval_ms: uint (20),
- *          hog_mb: uint (64), flood: uint (1024)}.
+ *          hog_mb: uint (64), flood: uint (1024), path: str}.
  * State:  {ticks, sent, full, got, stops, errs: {service: code, ...}, v},
  * where stops counts STOP events and v is the version of the build that
  * saved it (1 or 2).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -39,6 +43,7 @@ static const struct ol_host *host;
 
 struct mb {
     char mode[16];
+    char path[256];
     uint64_t after, interval_ms, hog_mb, flood;
     uint64_t ticks, sent, full, got, stops;
     int64_t errs[N_ERRS]; /* badargs: what each call returned */
@@ -98,6 +103,12 @@ static int mb_open(struct ol_agent *a, const void *cfg, size_t len,
         mode->via.str.size < sizeof m->mode) {
         memcpy(m->mode, mode->via.str.ptr, mode->via.str.size);
         m->mode[mode->via.str.size] = '\0';
+    }
+    mode = map_get(&u.data, "path");
+    if (mode && mode->type == MSGPACK_OBJECT_STR &&
+        mode->via.str.size < sizeof m->path) {
+        memcpy(m->path, mode->via.str.ptr, mode->via.str.size);
+        m->path[mode->via.str.size] = '\0';
     }
     m->after = get_u(&u.data, "after", 3);
     m->interval_ms = get_u(&u.data, "interval_ms", 20);
@@ -233,6 +244,15 @@ static void misbehave(struct mb *m, struct ol_agent *a)
         badargs(m, a);
     } else if (strcmp(m->mode, "work") == 0) {
         host->work(a, m->ticks, quiet_work, NULL);
+    } else if (strcmp(m->mode, "peek") == 0) {
+        int fd = open(m->path, O_RDONLY | O_CLOEXEC);
+
+        if (fd >= 0) {
+            close(fd);
+            host->log(a, OL_AGENT_LOG_INFO, "peek: ok");
+        } else {
+            host->log(a, OL_AGENT_LOG_INFO, "peek: errno %d", errno);
+        }
     }
 }
 
