@@ -817,6 +817,13 @@ Test(isolation, a_host_cannot_open_the_data_directory)
              "\"path\": \"%s\"}",
              d.conf);
     spawn("peekok", c);
+    /* Nor the node's memory, which holds the key (Landlock keeps a
+     * sandboxed process from tracing one outside its domain). */
+    snprintf(c, sizeof c,
+             "{\"mode\": \"peek\", \"after\": 0, \"interval_ms\": 100, "
+             "\"path\": \"/proc/%ld/mem\"}",
+             (long)d.pid);
+    spawn("peekmem", c);
     r.name = "peekkey";
     r.needle = "peek: ";
     cr_assert(td_until(ring_has, &d, &r, 20000), "peekkey never peeked: %s",
@@ -829,5 +836,10 @@ Test(isolation, a_host_cannot_open_the_data_directory)
               r.out ? r.out : "");
     cr_expect(strstr(r.out, "peek: ok") != NULL,
               "a file outside the data directory was refused: %s", r.out);
+    r.name = "peekmem";
+    cr_assert(td_until(ring_has, &d, &r, 20000), "peekmem never peeked: %s",
+              r.out ? r.out : "");
+    cr_expect(strstr(r.out, "peek: ok") == NULL,
+              "a host opened the node's memory: %s", r.out);
     free(r.out);
 }
