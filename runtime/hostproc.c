@@ -47,6 +47,7 @@ static void handle_closed(uv_handle_t *h)
         munmap(hp->mark, OL_MARK_SIZE);
     ol__buf_close(&hp->out);
     ol__buf_close(&hp->in);
+    ol__buf_close(&hp->out_part);
     free(hp->slots);
     free(hp->gens);
     free(hp);
@@ -82,6 +83,7 @@ static void close_handles(struct ol__hostproc *hp)
         uv_close((uv_handle_t *)&hp->watch, handle_closed);
     if (hp->spawned && !uv_is_closing((uv_handle_t *)&hp->proc))
         uv_close((uv_handle_t *)&hp->proc, handle_closed);
+    ol__hp_out_close(hp, handle_closed);
 }
 
 /* ---- the watchdog ---- */
@@ -305,6 +307,7 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig)
     hp->exit_status = status;
     hp->term_signal = sig;
     uv_read_stop((uv_stream_t *)&hp->pipe);
+    ol__hp_out_drain(hp);
     dead(hp);
 }
 
@@ -340,7 +343,7 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
     char a_workers[16], a_mem[16], a_parent[24], a_net[4];
     char a_hide[PATH_MAX];
     char *args[28];
-    int sv[2] = {-1, -1}, mfd = -1, cfd = -1, k = 0, rv;
+    int sv[2] = {-1, -1}, mfd = -1, cfd = -1, ofd = -1, k = 0, rv;
     int one = SOCK_BUF;
 
     if (hp == NULL)
@@ -415,10 +418,14 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
 
     memset(io, 0, sizeof io);
     io[0].flags = UV_IGNORE;
+    if (ol__hp_out_open(hp, n->loop, &ofd) != 0) {
+        rv = OL_EIO;
+        goto fail;
+    }
     io[1].flags = UV_INHERIT_FD;
-    io[1].data.fd = 2;
+    io[1].data.fd = ofd;
     io[2].flags = UV_INHERIT_FD;
-    io[2].data.fd = 2;
+    io[2].data.fd = ofd;
     io[3].flags = UV_INHERIT_FD;
     io[3].data.fd = sv[1];
     io[4].flags = UV_INHERIT_FD;
@@ -447,6 +454,8 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
     close(sv[1]);
     close(mfd);
     close(cfd);
+    close(ofd);
+    ol__hp_out_start(hp, c->kind, hp->proc.pid);
     ol__hp_read_start(hp);
     uv_timer_start(&hp->watch, watch_cb, WATCH_MS, WATCH_MS);
     {
@@ -471,6 +480,8 @@ fail:
         close(mfd);
     if (cfd >= 0)
         close(cfd);
+    if (ofd >= 0)
+        close(ofd);
     hp->code = NULL;
     hp->state = OL_HP_DEAD;
     /* Not on the node's list yet; close_handles copes. */

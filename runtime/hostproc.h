@@ -72,6 +72,14 @@ struct ol__hostproc {
     uint32_t free_hint;
     /* Counters. */
     uint64_t frames_out, frames_in, items_out, items_in;
+    /* Its stdout and stderr, into the daemon log (hostproc_out.c). */
+    uv_pipe_t outp;
+    int out_init;
+    struct ol__buf out_part;      /* a line not finished yet */
+    char out_kind[OL_KIND_MAX + 1];
+    int out_pid;
+    uint64_t out_window_ms;
+    uint32_t out_lines, out_dropped;
 };
 
 /* Spawn a host for `c`.  Returns 0 or an OL_E* code (logged). */
@@ -109,6 +117,16 @@ void ol__hostprocs_flush(struct ol__node *n);
  * reading frames. */
 void ol__hp_flush_one(struct ol__hostproc *hp);
 void ol__hp_read_start(struct ol__hostproc *hp);
+
+/* hostproc_out.c: the pipe for the host's stdout and stderr.  _open
+ * makes it (the handle counts in hp->handles from here on, whatever the
+ * outcome) and gives the end for the child; _start reads it once the host
+ * runs; _close reads what is left and closes the handle with `cb`. */
+int ol__hp_out_open(struct ol__hostproc *hp, uv_loop_t *loop, int *child_fd);
+void ol__hp_out_start(struct ol__hostproc *hp, const char *kind, int pid);
+/* What the host wrote before it exited, before its death is handled. */
+void ol__hp_out_drain(struct ol__hostproc *hp);
+void ol__hp_out_close(struct ol__hostproc *hp, uv_close_cb cb);
 
 /* Kill a host because of `a`'s step (a deadline, a protocol error). */
 void ol__hostproc_kill(struct ol__hostproc *hp, uint32_t slot, uint32_t gen,

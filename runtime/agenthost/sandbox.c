@@ -180,8 +180,10 @@ static int ll_grant_beside(struct ll *l, const char *dir, const char *skip,
     struct dirent *e;
     int rv = 0;
 
+    /* A directory this user may not list: what lies in it stays out of
+     * reach (the host could only have guessed its names). */
     if (d == NULL)
-        return -1;
+        return errno == EACCES ? 0 : -1;
     while (rv == 0 && (e = readdir(d)) != NULL) {
         char path[PATH_MAX], real[PATH_MAX];
         struct stat st;

@@ -14,6 +14,7 @@
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -842,4 +843,64 @@ Test(isolation, a_host_cannot_open_the_data_directory)
     cr_expect(strstr(r.out, "peek: ok") == NULL,
               "a host opened the node's memory: %s", r.out);
     free(r.out);
+}
+
+/* ---- what a host prints ---- */
+
+struct printed {
+    int lines, objects, stdout_seen, stderr_seen;
+    char bad[300];
+};
+
+static void read_log(struct printed *p)
+{
+    char *log = NULL, *save = NULL;
+
+    memset(p, 0, sizeof *p);
+    td_sh(&log, "cat '%s'", d.log);
+    for (char *l = log ? strtok_r(log, "\n", &save) : NULL; l;
+         l = strtok_r(NULL, "\n", &save)) {
+        json_t *j = json_loads(l, 0, NULL);
+        const char *msg = j ? json_string_value(json_object_get(j, "msg"))
+                            : NULL;
+
+        p->lines++;
+        if (msg) {
+            p->objects++;
+            p->stdout_seen |= strstr(msg, "agent host for 'misbehave'") &&
+                              strstr(msg, "stdout line") != NULL;
+            p->stderr_seen |= strstr(msg, "agent host for 'misbehave'") &&
+                              strstr(msg, "stderr ?[31mline") != NULL;
+        } else if (!p->bad[0]) {
+            snprintf(p->bad, sizeof p->bad, "%s", l);
+        }
+        json_decref(j);
+    }
+    free(log);
+}
+
+static int printed_both(struct td *t, void *arg)
+{
+    (void)t;
+    read_log(arg);
+    return ((struct printed *)arg)->stdout_seen &&
+           ((struct printed *)arg)->stderr_seen;
+}
+
+/* A plugin's printf and fprintf(stderr) in a host process come out as
+ * daemon log lines: JSON objects in a JSON log, tagged with the plugin,
+ * without the plugin's escape sequences. */
+Test(isolation, host_output_joins_the_daemon_log_in_its_format)
+{
+    struct printed p;
+
+    start_with("print", "log_format = json\n");
+    spawn("printer", "{\"mode\": \"print\", \"after\": 0, "
+                     "\"interval_ms\": 100}");
+    cr_expect(td_until(printed_both, &d, &p, 20000),
+              "the plugin's output is not in the log as JSON (stdout %d, "
+              "stderr %d)",
+              p.stdout_seen, p.stderr_seen);
+    cr_expect_eq(p.objects, p.lines, "not a JSON log line: %s", p.bad);
+    cr_expect_gt(p.lines, 3);
 }

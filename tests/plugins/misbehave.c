@@ -10,8 +10,9 @@
  * (hands ol_host.work a function that writes through NULL), and "badargs"
  * (calls every host service with NULL or oversized arguments and records
  * what each returned), "savenull" (save() writes from a NULL pointer),
- * and "peek" (opens the file `path` for reading and logs "peek: ok" or
- * "peek: errno N").
+ * "peek" (opens the file `path` for reading and logs "peek: ok" or
+ * "peek: errno N"), and "print" (writes a line to stdout and one holding
+ * an escape sequence to stderr, as a plugin's debugging printf would).
  *
  * Every tick is checkpointed, so after a crash the agent resumes at the
  * tick that crashed and crashes again: each crash is one more on record.
@@ -30,6 +31,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -244,6 +246,10 @@ static void misbehave(struct mb *m, struct ol_agent *a)
         badargs(m, a);
     } else if (strcmp(m->mode, "work") == 0) {
         host->work(a, m->ticks, quiet_work, NULL);
+    } else if (strcmp(m->mode, "print") == 0) {
+        printf("stdout line %llu\n", (unsigned long long)m->ticks);
+        fflush(stdout);
+        fprintf(stderr, "stderr \033[31mline\n");
     } else if (strcmp(m->mode, "peek") == 0) {
         int fd = open(m->path, O_RDONLY | O_CLOEXEC);
 
