@@ -23,6 +23,7 @@
  *     START      [9, req, name]
  *
  *    NOOP       [10]
+ *     MOVE       [13, req, name, owner, epoch, inc, term]
  *
  * `req` is a random id chosen by the proposer, echoed in the outcome so a
  * waiting client can match it.  An owner is a node id plus that node's
@@ -58,6 +59,7 @@ enum ol__cmd_type {
     OL_CMD_NODE_DEL = 8,
     OL_CMD_START = 9,
     OL_CMD_NOOP = 10,
+    OL_CMD_MOVE = 13, /* PLACE with the deciding leader's term */
 };
 
 /*
@@ -67,13 +69,22 @@ enum ol__cmd_type {
  * leader proposes a command only when every voter runs its level.  A node
  * that meets a command it does not know stops rather than skip it.
  */
-#define OL_FEATURE_LEVEL 1
+#define OL_FEATURE_LEVEL 2
+
+/* Who may ask the leader, through a forward, to propose a command. */
+enum ol__cmd_auth {
+    OL_AUTH_ANY = 0,       /* any member (operators ask any node) */
+    OL_AUTH_LEADER = 1,    /* only the leader decides it: never forwarded */
+    OL_AUTH_SELF = 2,      /* a node about itself (node_id is the sender) */
+    OL_AUTH_OWNER = 3,     /* the agent's owner */
+};
 
 /* What the codec knows about one command type. */
 struct ol__cmd_info {
     uint32_t type;
     const char *name;
     uint32_t level; /* the feature level that introduced it */
+    int auth;       /* enum ol__cmd_auth */
 };
 
 /* The entry for `type`, or NULL for a type this build does not know (or
@@ -109,7 +120,8 @@ struct ol__cmd {
     struct ol__blob config;  /* SPAWN: one msgpack object */
     uint64_t owner;          /* SPAWN, PLACE */
     uint64_t inc;            /* SPAWN, PLACE: the owner's incarnation */
-    uint64_t epoch;          /* PLACE, QUARANTINE */
+    uint64_t epoch;          /* PLACE, MOVE, QUARANTINE */
+    uint64_t term;           /* MOVE: the term of the leader deciding it */
     uint64_t msg_seq;        /* SEND */
     struct ol__blob payload; /* SEND: one msgpack object */
     char reason[OL_REASON_MAX + 1];
@@ -178,6 +190,9 @@ int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
                        const char *labels);
 int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id);
 int ol__entry_add_noop(struct ol__entry_w *w);
+int ol__entry_add_move(struct ol__entry_w *w, uint64_t req, const char *name,
+                       uint64_t owner, uint64_t epoch, uint64_t inc,
+                       uint64_t term);
 /* Add an already encoded command (from a decoded entry). */
 int ol__entry_add_raw(struct ol__entry_w *w, const struct ol__blob *raw);
 

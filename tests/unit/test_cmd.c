@@ -41,6 +41,7 @@ static void build(void)
                                     "cloud=aws"), 0);
     cr_assert_eq(ol__entry_add_node_del(&w, 17, 3), 0);
     cr_assert_eq(ol__entry_add_start(&w, 18, "ticker"), 0);
+    cr_assert_eq(ol__entry_add_move(&w, 19, "ticker", 3, 5, 77, 9), 0);
     ol__buf_init(&entry);
     cr_assert_eq(ol__entry_w_finish(&w, &entry), 0);
     ol__entry_w_close(&w);
@@ -64,7 +65,7 @@ Test(cmd, round_trips_every_command)
 
     cr_assert_eq(ol__entry_decode(entry.base, entry.len, &e, err), 0, "%s",
                  err);
-    cr_assert_eq(e.n, 9);
+    cr_assert_eq(e.n, 10);
     cr_assert_eq(e.cmds[0].type, OL_CMD_CKPTS);
     cr_assert_eq(e.cmds[0].n_bodies, 1);
     cr_assert_eq(ol__seal_verify(e.cmds[0].seal.p, e.cmds[0].seal.len,
@@ -91,6 +92,11 @@ Test(cmd, round_trips_every_command)
     cr_assert_eq(e.cmds[7].type, OL_CMD_NODE_DEL);
     cr_assert_eq(e.cmds[7].node_id, 3);
     cr_assert_eq(e.cmds[8].type, OL_CMD_START);
+    cr_assert_eq(e.cmds[9].type, OL_CMD_MOVE);
+    cr_assert_eq(e.cmds[9].owner, 3);
+    cr_assert_eq(e.cmds[9].epoch, 5);
+    cr_assert_eq(e.cmds[9].inc, 77);
+    cr_assert_eq(e.cmds[9].term, 9);
     ol__entry_free(&e);
 }
 
