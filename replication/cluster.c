@@ -201,6 +201,29 @@ static void on_applied(struct cluster *c, uint64_t from, struct ol__mpr *r)
     ol__effects_free(&fx);
 }
 
+/* May node `from` ask for command `cmd`?  Members forward what operators
+ * ask of them; decisions that only a leader makes (placements, removals)
+ * are never forwarded, and a node speaks only for itself and its own
+ * agents. */
+static int forward_allowed(struct cluster *c, uint64_t from,
+                           const struct ol__cmd_info *ci,
+                           const struct ol__cmd *cmd)
+{
+    const struct ol__sm_agent *a;
+
+    switch (ci->auth) {
+    case OL_AUTH_ANY:
+        return 1;
+    case OL_AUTH_SELF:
+        return cmd->node_id == from;
+    case OL_AUTH_OWNER:
+        a = ol__sm_agent(c->sm, cmd->name);
+        return a != NULL && a->owner == from;
+    default:
+        return 0;
+    }
+}
+
 static void on_forward(struct cluster *c, uint64_t from, struct ol__mpr *r)
 {
     struct ol__entry e;
@@ -233,6 +256,14 @@ static void on_forward(struct cluster *c, uint64_t from, struct ol__mpr *r)
              * tries again. */
             if (ci == NULL || ci->level > level)
                 continue;
+            if (!forward_allowed(c, from, ci, &e.cmds[i])) {
+                c->n.refused_fwd++;
+                ol_log_rl(OL_LOG_WARN,
+                          "forward from node %" PRIu64 ": a %s command is "
+                          "not that node's to propose; refused",
+                          from, ci->name);
+                continue;
+            }
             (void)ol__entry_add_raw(&c->fwd, &e.cmds[i].raw);
         }
     }
@@ -240,12 +271,76 @@ static void on_forward(struct cluster *c, uint64_t from, struct ol__mpr *r)
     ol__cl_kick(c);
 }
 
+static uint64_t fresh_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+/* v: node, inc, applied, sent_ms, level, echo of our last answer's time.
+ * The echo is what proves contact: it is a time on this leader's own
+ * clock that the node had heard from it by, whatever the message's delay
+ * (a ping that sat in a queue echoes an old time). */
+static void on_ping(struct cluster *c, uint64_t from, const uint64_t *v)
+{
+    struct peer_state *p;
+    uint64_t now = fresh_ms(), reply[8];
+
+    if (v[0] != from || c->role != RAFT_LEADER)
+        return;
+    p = peer(c, from, 1);
+    if (p == NULL)
+        return;
+    p->last_ms = ol__cl_now(c);
+    p->inc = v[1];
+    p->applied = v[2];
+    p->level = (uint32_t)v[4];
+    p->seen = 1;
+    if (v[5] && v[5] <= now && v[5] > p->contact_ms)
+        p->contact_ms = v[5];
+    reply[0] = MSG_PONG;
+    reply[1] = c->raft.current_term;
+    reply[2] = c->cfg.self_id;
+    reply[3] = ol__sm_applied(c->sm);
+    reply[4] = v[3];
+    reply[5] = ol__cl_level(c);
+    reply[6] = now;
+    /* Only a leader that a majority can hear grants leases: a leader cut
+     * off with a minority stops renewing its followers' leases within one
+     * lease (cluster.h) instead of until libraft deposes it. */
+    reply[7] = now < c->lead_lease_until_ms;
+    send_msg(c, from, reply, 8);
+}
+
+/* v: term, leader, applied, echo of our ping's time, level, the leader's
+ * time, whether it grants a lease. */
+static void on_pong(struct cluster *c, uint64_t from, const uint64_t *v)
+{
+    uint64_t now = fresh_ms();
+
+    if (v[1] != from || from != c->leader_id)
+        return;
+    c->last_pong_ms = ol__cl_now(c);
+    c->leader_time = v[5];
+    /* A held lease is renewed by any granting answer.  A lost one comes
+     * back only once this node has applied what the leader had committed
+     * one answer ago: a node back from a partition must learn where its
+     * agents went before it steps any of them, but a node that is merely
+     * busy must not lose its lease for lagging a little. */
+    if (v[6] && v[3] <= now &&
+        (now < c->lease_until_ms ||
+         ol__sm_applied(c->sm) >= c->pong_commit) &&
+        v[3] + c->lease_ms > c->lease_until_ms)
+        c->lease_until_ms = v[3] + c->lease_ms;
+    c->pong_commit = v[2];
+    c->cluster_level = (uint32_t)v[4];
+}
+
 void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
 {
     struct cluster *c = data;
     struct ol__mpr r;
     uint32_t n;
-    uint64_t type, v[5];
+    uint64_t type, v[7];
 
     if (c->closing)
         return;
@@ -271,54 +366,24 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
             c->hooks.app(c->hooks.data, from, p, plen);
         return;
     }
-    if ((type != MSG_PING && type != MSG_PONG) || (n != 5 && n != 6))
+    if ((type == MSG_PING && (n < 5 || n > 7)) ||
+        (type == MSG_PONG && (n < 5 || n > 8)) ||
+        (type != MSG_PING && type != MSG_PONG))
         return;
-    for (int i = 0; i < 4; i++)
+    /* Fields after the first four are newer: absent, they take the values
+     * an older node meant (level 1, no echo, a granting answer). */
+    v[4] = 1;
+    v[5] = 0;
+    v[6] = 1;
+    for (uint32_t i = 0; i < n - 1; i++)
         if (ol__mpr_uint(&r, &v[i]) != 0)
             return;
-    v[4] = 1;
-    if (n == 6 && (ol__mpr_uint(&r, &v[4]) != 0 || v[4] == 0 ||
-                   v[4] > UINT32_MAX))
+    if (v[4] == 0 || v[4] > UINT32_MAX)
         return;
-    if (type == MSG_PING) {
-        struct peer_state *p;
-        uint64_t reply[6];
-
-        /* v: node, inc, applied, sent_ms */
-        if (v[0] != from || c->role != RAFT_LEADER)
-            return;
-        p = peer(c, from, 1);
-        if (p == NULL)
-            return;
-        p->last_ms = ol__cl_now(c);
-        p->inc = v[1];
-        p->applied = v[2];
-        p->level = (uint32_t)v[4];
-        p->seen = 1;
-        reply[0] = MSG_PONG;
-        reply[1] = c->raft.current_term;
-        reply[2] = c->cfg.self_id;
-        reply[3] = ol__sm_applied(c->sm);
-        reply[4] = v[3];
-        reply[5] = ol__cl_level(c);
-        send_msg(c, from, reply, 6);
-    } else {
-        /* v: term, leader, commit, echo */
-        if (v[1] != from || from != c->leader_id)
-            return;
-        c->last_pong_ms = ol__cl_now(c);
-        /* A held lease is renewed by any answer.  A lost one comes back
-         * only once this node has applied what the leader had committed
-         * one answer ago: a node back from a partition must learn where
-         * its agents went before it steps any of them, but a node that is
-         * merely busy must not lose its lease for lagging a little. */
-        if ((ol__cl_now(c) < c->lease_until_ms ||
-             ol__sm_applied(c->sm) >= c->pong_commit) &&
-            v[3] + c->lease_ms > c->lease_until_ms)
-            c->lease_until_ms = v[3] + c->lease_ms;
-        c->pong_commit = v[2];
-        c->cluster_level = (uint32_t)v[4];
-    }
+    if (type == MSG_PING)
+        on_ping(c, from, v);
+    else
+        on_pong(c, from, v);
 }
 
 /* The leader: the lowest level any voter reported (a voter not heard from
@@ -361,7 +426,9 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The leader holds a lease while a majority of voters pinged it lately. */
+/* The leader holds a lease while a majority of voters (itself included)
+ * echoed one of its answers sent within the last lease: contact on its own
+ * clock, never seeded. */
 static void leader_lease(struct cluster *c, uint64_t now)
 {
     uint64_t seen[64];
@@ -379,20 +446,66 @@ static void leader_lease(struct cluster *c, uint64_t now)
             continue;
         }
         p = peer(c, s->id, 0);
-        seen[n++] = p ? p->last_ms : 0;
+        seen[n++] = p ? p->contact_ms : 0;
     }
     if (voters == 0)
         return;
     qsort(seen, n, sizeof seen[0], cmp_desc);
-    if (seen[voters / 2] + c->lease_ms > c->lease_until_ms)
-        c->lease_until_ms = seen[voters / 2] + c->lease_ms;
+    c->lead_lease_until_ms = seen[voters / 2] ? seen[voters / 2] + c->lease_ms
+                                              : 0;
+    if (c->lead_lease_until_ms > c->lease_until_ms)
+        c->lease_until_ms = c->lead_lease_until_ms;
 }
 
-int ol__cluster_lease_ok(const struct ol__replica *r)
+/*
+ * CLOCK_MONOTONIC stops while the machine is suspended; CLOCK_BOOTTIME
+ * does not.  A node whose boot clock ran ahead of its monotonic clock was
+ * suspended (a laptop lid, a VM frozen by its host): every time it measured
+ * on the monotonic clock (its lease, the leader's contacts) is older than
+ * it looks.  Returns 1 when a suspend is seen since the last call.
+ */
+static int suspended(struct cluster *c)
 {
-    const struct cluster *c = (const struct cluster *)r;
+    struct timespec ts;
+    uint64_t mono = uv_hrtime() / 1000000, boot;
 
-    return !c->closing && uv_now(c->loop) < c->lease_until_ms;
+    if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
+        return 0;
+    boot = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (c->clock_mono && boot - c->clock_boot > mono - c->clock_mono +
+                                                    OL_SUSPEND_SLACK_MS) {
+        c->clock_mono = mono;
+        c->clock_boot = boot;
+        return 1;
+    }
+    c->clock_mono = mono;
+    c->clock_boot = boot;
+    return 0;
+}
+
+/* Forget every lease and every contact (after a suspend). */
+static void drop_leases(struct cluster *c)
+{
+    c->lease_until_ms = 0;
+    c->lead_lease_until_ms = 0;
+    c->pong_commit = UINT64_MAX;
+    for (size_t i = 0; i < c->n_peers; i++)
+        c->peers[i].contact_ms = 0;
+    c->n.suspends++;
+}
+
+int ol__cluster_lease_ok(struct ol__replica *r)
+{
+    struct cluster *c = (struct cluster *)r;
+
+    if (c->closing)
+        return 0;
+    if (suspended(c)) {
+        ol_log(OL_LOG_WARN, "this machine was suspended: lease dropped");
+        drop_leases(c);
+        return 0;
+    }
+    return fresh_ms() < c->lease_until_ms;
 }
 
 /* ---- leader duties ---- */
@@ -458,6 +571,11 @@ void ol__cl_role_changed(struct cluster *c, int old)
         c->leader_ready = 0;
         c->n_placing = 0;
         c->last_ping_ms = 0;
+        c->lead_lease_until_ms = 0;
+        /* Commands forwarded to this node as leader are not proposed by a
+         * later leadership of its own: their senders retry with whoever
+         * leads now. */
+        ol__entry_w_reset(&c->fwd);
         if (c->member.active && c->member.cb) {
             c->member.cb(c->member.data, OL_ENOTLEADER,
                          "leadership lost during the change");
@@ -606,6 +724,7 @@ static int skip_placing(void *data, const char *agent)
 
 static void place(struct cluster *c, uint64_t now)
 {
+    uint32_t level = ol__cl_level(c);
     const struct ol__sm_node *nodes;
     size_t nn = ol__sm_nodes(c->sm, &nodes), n_pl = 0, n_moves;
     struct ol__pl_node *pl = calloc(nn ? nn : 1, sizeof *pl);
@@ -662,9 +781,15 @@ static void place(struct cluster *c, uint64_t now)
                                           "re-grant", "rebalance"};
         struct placing *np;
 
-        if (ol__entry_add_place(&w, ol__cl_req(), moves[i].agent,
-                                moves[i].owner, moves[i].epoch,
-                                moves[i].inc) != 0)
+        /* A placement carries this leader's term where every voter can
+         * read it, so that a deposed leader's is refused when applied. */
+        if ((level >= 2
+                 ? ol__entry_add_move(&w, ol__cl_req(), moves[i].agent,
+                                      moves[i].owner, moves[i].epoch,
+                                      moves[i].inc, c->raft.current_term)
+                 : ol__entry_add_place(&w, ol__cl_req(), moves[i].agent,
+                                       moves[i].owner, moves[i].epoch,
+                                       moves[i].inc)) != 0)
             break;
         np = realloc(c->placing, (c->n_placing + 1) * sizeof *np);
         if (np == NULL)
@@ -691,22 +816,52 @@ out:
     free(moves);
 }
 
+/* After a stall of the loop (a stopped process, a frozen VM, a slow disk
+ * holding the loop) or a suspend, a leader has not heard anyone for as long
+ * as it was away, through no fault of theirs: it gives every node a full
+ * failover period from now before it moves any agent. */
+static void relearn_liveness(struct cluster *c, uint64_t now,
+                             const char *why)
+{
+    for (size_t i = 0; i < c->n_peers; i++) {
+        c->peers[i].last_ms = now;
+        c->peers[i].seen = 0;
+    }
+    c->n_placing = 0;
+    c->n.stalls++;
+    ol_log(OL_LOG_WARN, "%s: no agent moves until every node has had a "
+                        "failover period to answer",
+           why);
+}
+
 void ol__cl_tick(struct cluster *c)
 {
-    uint64_t now = ol__cl_now(c);
+    uint64_t now = ol__cl_now(c), fresh = fresh_ms();
     int ok;
 
+    if (suspended(c)) {
+        ol_log(OL_LOG_WARN, "this machine was suspended: lease dropped");
+        drop_leases(c);
+        if (c->role == RAFT_LEADER)
+            relearn_liveness(c, now, "resumed from a suspend");
+    } else if (c->last_tick_ms &&
+               fresh - c->last_tick_ms > c->cfg.failover_ms / 4 &&
+               c->role == RAFT_LEADER) {
+        relearn_liveness(c, now, "the loop stalled");
+    }
+    c->last_tick_ms = fresh;
     if (c->role != RAFT_LEADER && c->leader_id &&
         now - c->last_ping_ms >= c->cfg.heartbeat_ms) {
-        uint64_t v[6] = {MSG_PING, c->cfg.self_id, c->inc,
-                         ol__sm_applied(c->sm), now, c->level};
+        uint64_t v[7] = {MSG_PING, c->cfg.self_id, c->inc,
+                         ol__sm_applied(c->sm), fresh, c->level,
+                         c->leader_time};
 
         c->last_ping_ms = now;
-        send_msg(c, c->leader_id, v, 6);
+        send_msg(c, c->leader_id, v, 7);
     }
     if (c->role == RAFT_LEADER)
-        leader_lease(c, now);
-    ok = now < c->lease_until_ms;
+        leader_lease(c, fresh);
+    ok = fresh < c->lease_until_ms;
     if (ok != c->lease_reported) {
         c->lease_reported = ok;
         /* After losing the lease, the first answer only sets the bar. */
@@ -864,7 +1019,7 @@ void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
     pk_u64(pk, "held", ol__fsm_held(&c->fsm));
     pk_u64(pk, "feature_level", c->level);
     pk_u64(pk, "cluster_feature_level", ol__cl_level(c));
-    pk_bool(pk, "lease", now < c->lease_until_ms);
+    pk_bool(pk, "lease", fresh_ms() < c->lease_until_ms);
     pk_str(pk, "incarnation");
     pk_str(pk, inc);
     pk_u64(pk, "pending", c->pend.count);

@@ -60,13 +60,18 @@ void ol__cluster_destroy(struct ol__replica *r);
 uint64_t ol__cluster_incarnation(const struct ol__replica *r);
 
 /* May this node run agents now (it holds a lease from a leader that a
- * majority can still hear)? */
-int ol__cluster_lease_ok(const struct ol__replica *r);
+ * majority can still hear)?  Reads the clocks afresh: call it before every
+ * step and every dispatch of work.  A suspend of the machine seen here
+ * drops the lease. */
+int ol__cluster_lease_ok(struct ol__replica *r);
 
 /* Counters for /metrics beyond what ol__cluster_status() shows. */
 struct ol__cluster_metrics {
     uint64_t leader_changes; /* leaders learned since start */
     uint64_t lease_losses;
+    uint64_t suspends;       /* suspends of the machine seen */
+    uint64_t stalls;         /* leader relearned liveness after a stall */
+    uint64_t refused_fwd;    /* forwarded commands not authorised */
     uint64_t placed[5];      /* placements this node made as leader, by
                               * reason: [1] place, [2] failover,
                               * [3] re-grant, [4] rebalance */

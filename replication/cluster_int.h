@@ -29,6 +29,9 @@ enum {
     MSG_APP = 5,     /* [5, bytes: bin]  any -> any: for hooks.app */
 };
 
+/* A suspend shorter than this is not told apart from clock noise. */
+#define OL_SUSPEND_SLACK_MS 250
+
 /* A proposal this node made and has not yet seen applied. */
 struct pend {
     struct pend *next_unsent;
@@ -51,6 +54,8 @@ struct peer_state {
     uint64_t inc;      /* incarnation it last reported */
     uint64_t applied;
     uint32_t level;    /* feature level it reported; 0: not heard */
+    uint64_t contact_ms; /* newest of our answers it echoed (our clock);
+                          * 0: none.  Never seeded: the leader's lease */
     int seen;          /* pinged this leader at least once */
 };
 
@@ -106,8 +111,13 @@ struct cluster {
     uint32_t level;         /* the feature level this node runs */
     uint32_t cluster_level; /* what every voter runs (the leader's view) */
 
-    /* lease */
-    uint64_t lease_until_ms;
+    /* lease (cluster.c: the rule and why it holds) */
+    uint64_t lease_until_ms;     /* agents here may step until then */
+    uint64_t lead_lease_until_ms; /* leader: a majority hears us until */
+    uint64_t leader_time;        /* the leader's clock in its last answer,
+                                  * echoed in our next ping */
+    uint64_t clock_mono, clock_boot; /* suspend detection */
+    uint64_t last_tick_ms;
     int lease_reported;
     uint64_t pong_commit;  /* the leader's commit index one answer ago */
 
@@ -145,6 +155,9 @@ struct cluster {
         uint64_t placements;
         uint64_t leader_changes;  /* a new leader was learned */
         uint64_t lease_losses;
+        uint64_t suspends;        /* the machine was seen suspended */
+        uint64_t stalls;          /* leader relearned liveness after one */
+        uint64_t refused_fwd;     /* forwarded commands not authorised */
         uint64_t placed[5];       /* by enum ol__pl_reason */
         struct ol__phist batch_sizes; /* checkpoints per applied entry */
     } n;

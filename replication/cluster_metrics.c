@@ -18,6 +18,9 @@ void ol__cluster_metrics(struct ol__replica *r,
     memset(out, 0, sizeof *out);
     out->leader_changes = c->n.leader_changes;
     out->lease_losses = c->n.lease_losses;
+    out->suspends = c->n.suspends;
+    out->stalls = c->n.stalls;
+    out->refused_fwd = c->n.refused_fwd;
     memcpy(out->placed, c->n.placed, sizeof out->placed);
     if (c->tr)
         ol__transport_stats(c->tr, &out->transport);

@@ -261,6 +261,21 @@ int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id)
     return end(w, start);
 }
 
+int ol__entry_add_move(struct ol__entry_w *w, uint64_t req, const char *name,
+                       uint64_t owner, uint64_t epoch, uint64_t inc,
+                       uint64_t term)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_MOVE, 7, req);
+
+    pk_str(&pk, name);
+    msgpack_pack_uint64(&pk, owner);
+    msgpack_pack_uint64(&pk, epoch);
+    msgpack_pack_uint64(&pk, inc);
+    msgpack_pack_uint64(&pk, term);
+    return end(w, start);
+}
+
 int ol__entry_add_noop(struct ol__entry_w *w)
 {
     msgpack_packer pk;
@@ -399,6 +414,18 @@ static int decode_place(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
     return 0;
 }
 
+static int decode_move(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                       const char **whatp)
+{
+    CHECK("move", n != 7 || ol__mpr_uint(r, &c->req));
+    CHECK("move name", get_name(r, c->name));
+    CHECK("move owner", ol__mpr_uint(r, &c->owner));
+    CHECK("move epoch", ol__mpr_uint(r, &c->epoch) || c->epoch == 0);
+    CHECK("move incarnation", ol__mpr_uint(r, &c->inc));
+    CHECK("move term", ol__mpr_uint(r, &c->term) || c->term == 0);
+    return 0;
+}
+
 static int decode_send(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
                        const char **whatp)
 {
@@ -489,18 +516,23 @@ static const struct {
     struct ol__cmd_info info;
     decode_fn decode;
 } table[] = {
-    {{OL_CMD_CKPTS, "ckpts", 1}, decode_ckpts},
-    {{OL_CMD_SPAWN, "spawn", 1}, decode_spawn},
-    {{OL_CMD_STOP, "stop", 1}, decode_name_only},
-    {{OL_CMD_PLACE, "place", 1}, decode_place},
-    {{OL_CMD_SEND, "send", 1}, decode_send},
-    {{OL_CMD_QUARANTINE, "quarantine", 1}, decode_quarantine},
-    {{OL_CMD_NODE, "node", 1}, decode_node},
-    {{OL_CMD_NODE_DEL, "node_del", 1}, decode_node_del},
-    {{OL_CMD_START, "start", 1}, decode_name_only},
-    {{OL_CMD_NOOP, "noop", 1}, decode_noop},
-    {{OL_CMD_CRASH, "crash", 2}, decode_crash},
-    {{OL_CMD_CODE, "code", 2}, decode_code},
+    {{OL_CMD_CKPTS, "ckpts", 1, OL_AUTH_ANY}, decode_ckpts},
+    {{OL_CMD_SPAWN, "spawn", 1, OL_AUTH_ANY}, decode_spawn},
+    {{OL_CMD_STOP, "stop", 1, OL_AUTH_ANY}, decode_name_only},
+    {{OL_CMD_PLACE, "place", 1, OL_AUTH_LEADER}, decode_place},
+    {{OL_CMD_SEND, "send", 1, OL_AUTH_ANY}, decode_send},
+    {{OL_CMD_QUARANTINE, "quarantine", 1, OL_AUTH_OWNER}, decode_quarantine},
+    {{OL_CMD_NODE, "node", 1, OL_AUTH_SELF}, decode_node},
+    {{OL_CMD_NODE_DEL, "node_del", 1, OL_AUTH_LEADER}, decode_node_del},
+    {{OL_CMD_START, "start", 1, OL_AUTH_ANY}, decode_name_only},
+    {{OL_CMD_NOOP, "noop", 1, OL_AUTH_LEADER}, decode_noop},
+    /* A crash report counts from any member: a node reports its own
+     * agent's crash when it restarts, by which time the agent may run
+     * elsewhere; the state machine counts a report once per req, only
+     * for a running agent and never from before the last START. */
+    {{OL_CMD_CRASH, "crash", 2, OL_AUTH_ANY}, decode_crash},
+    {{OL_CMD_CODE, "code", 2, OL_AUTH_SELF}, decode_code},
+    {{OL_CMD_MOVE, "move", 2, OL_AUTH_LEADER}, decode_move},
 };
 
 #define N_TYPES (sizeof table / sizeof table[0])

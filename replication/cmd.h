@@ -21,9 +21,10 @@
  *     NODE       [7, req, id, address, pk: bin32, labels]
  *     NODE_DEL   [8, req, id]
  *     START      [9, req, name]
- *    NOOP       [10]
+ *     NOOP       [10]
  *     CRASH      [11, req, name, epoch, time_ms, limit, window_ms, reason]
  *     CODE       [12, req, node, kind, hash: bin32, version, wanted: bool]
+ *     MOVE       [13, req, name, owner, epoch, inc, term]
  *
  * `req` is a random id chosen by the proposer, echoed in the outcome so a
  * waiting client can match it.  An owner is a node id plus that node's
@@ -67,6 +68,7 @@ enum ol__cmd_type {
     OL_CMD_NOOP = 10,
     OL_CMD_CRASH = 11, /* feature level 2 */
     OL_CMD_CODE = 12,  /* feature level 2 */
+    OL_CMD_MOVE = 13, /* PLACE with the deciding leader's term */
 };
 
 /*
@@ -78,11 +80,20 @@ enum ol__cmd_type {
  */
 #define OL_FEATURE_LEVEL 2
 
+/* Who may ask the leader, through a forward, to propose a command. */
+enum ol__cmd_auth {
+    OL_AUTH_ANY = 0,       /* any member (operators ask any node) */
+    OL_AUTH_LEADER = 1,    /* only the leader decides it: never forwarded */
+    OL_AUTH_SELF = 2,      /* a node about itself (node_id is the sender) */
+    OL_AUTH_OWNER = 3,     /* the agent's owner */
+};
+
 /* What the codec knows about one command type. */
 struct ol__cmd_info {
     uint32_t type;
     const char *name;
     uint32_t level; /* the feature level that introduced it */
+    int auth;       /* enum ol__cmd_auth */
 };
 
 /* The entry for `type`, or NULL for a type this build does not know (or
@@ -118,7 +129,8 @@ struct ol__cmd {
     struct ol__blob config;  /* SPAWN: one msgpack object */
     uint64_t owner;          /* SPAWN, PLACE */
     uint64_t inc;            /* SPAWN, PLACE: the owner's incarnation */
-    uint64_t epoch;          /* PLACE, QUARANTINE, CRASH */
+    uint64_t epoch;          /* PLACE, MOVE, QUARANTINE, CRASH */
+    uint64_t term;           /* MOVE: the term of the leader deciding it */
     int64_t time_ms;         /* CRASH */
     uint32_t limit;          /* CRASH */
     uint32_t window_ms;      /* CRASH */
@@ -200,6 +212,9 @@ int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
                        const char *labels);
 int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id);
 int ol__entry_add_noop(struct ol__entry_w *w);
+int ol__entry_add_move(struct ol__entry_w *w, uint64_t req, const char *name,
+                       uint64_t owner, uint64_t epoch, uint64_t inc,
+                       uint64_t term);
 /* Add an already encoded command (from a decoded entry). */
 int ol__entry_add_raw(struct ol__entry_w *w, const struct ol__blob *raw);
 

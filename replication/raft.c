@@ -450,7 +450,9 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     c->role = RAFT_UNAVAILABLE;
     while (c->inc == 0)
         randombytes_buf(&c->inc, sizeof c->inc);
-    c->lease_ms = cfg->failover_ms / 2;
+    /* Two fifths: a lease and the leader's majority window together stay a
+     * fifth of the failover time short of it (cluster.c). */
+    c->lease_ms = cfg->failover_ms * 2 / 5;
     /* A node held at an older level decodes only what that level knows,
      * as an older build would. */
     ol__cmd_set_level(cfg->feature_level ? cfg->feature_level

@@ -410,6 +410,7 @@ int ol__sm_apply(struct ol__sm *sm, const void *entry, size_t len,
     /* Every clock the apply path writes comes from the entry, so that all
      * nodes write the same rows. */
     sm->now_ms = e.time_ms;
+    sm->entry_term = e.term;
     for (uint32_t i = 0; i < e.n && rv == 0; i++) {
         const struct ol__cmd *c = &e.cmds[i];
 
@@ -489,6 +490,15 @@ static int apply_node(struct ol__sm *sm, const struct ol__cmd *c,
     if (c->type == OL_CMD_NODE_DEL && cur == NULL) {
         ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such node");
         return 0;
+    }
+    if (c->type == OL_CMD_NODE) {
+        for (size_t i = 0; i < sm->n_nodes; i++)
+            if (sm->nodes[i].id != c->node_id && !sm->nodes[i].removed &&
+                memcmp(sm->nodes[i].pk, c->pk, OL_PK_SIZE) == 0) {
+                ol__fx_cmd(fx, c, OL_EEXISTS,
+                           "that key is another node's already");
+                return 0;
+            }
     }
     memset(&n, 0, sizeof n);
     if (c->type == OL_CMD_NODE) {
@@ -609,6 +619,22 @@ static int agent_place(struct ol__sm *sm, const struct ol__cmd *c,
     return 0;
 }
 
+/* A placement decided by the leader of an older term than the entry it
+ * lands in came from a deposed leader (a forward, or a leader back from a
+ * pause): what it saw is stale, so it is refused. */
+static int agent_move(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__sm_agent *a, char *why, size_t cap)
+{
+    if (sm->entry_term && c->term < sm->entry_term) {
+        snprintf(why, cap,
+                 "placement decided in term %" PRIu64 ", applied in term "
+                 "%" PRIu64 ": a deposed leader's",
+                 c->term, sm->entry_term);
+        return OL_ESTALE;
+    }
+    return agent_place(sm, c, a, why, cap);
+}
+
 static int agent_quarantine(struct ol__sm *sm, const struct ol__cmd *c,
                             struct ol__sm_agent *a, char *why, size_t cap)
 {
@@ -644,7 +670,7 @@ static int apply_agent(struct ol__sm *sm, const struct ol__cmd *c,
     if (ol__sm_write_agent(sm, a) != 0)
         return OL_EIO;
     if (a->status != old || c->type == OL_CMD_PLACE ||
-        c->type == OL_CMD_START)
+        c->type == OL_CMD_MOVE || c->type == OL_CMD_START)
         ol__fx_agent(fx, a);
     ol__fx_cmd(fx, c, 0, NULL);
     return 0;
@@ -675,6 +701,12 @@ static int apply_place(struct ol__sm *sm, const struct ol__cmd *c,
     return apply_agent(sm, c, fx, agent_place);
 }
 
+static int apply_move(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__effects *fx)
+{
+    return apply_agent(sm, c, fx, agent_move);
+}
+
 static int apply_quarantine(struct ol__sm *sm, const struct ol__cmd *c,
                             struct ol__effects *fx)
 {
@@ -699,6 +731,7 @@ static const struct {
     {OL_CMD_NOOP, apply_noop},
     {OL_CMD_CRASH, ol__sm_apply_crash},
     {OL_CMD_CODE, ol__sm_apply_code},
+    {OL_CMD_MOVE, apply_move},
 };
 
 int ol__sm_knows(uint32_t type)

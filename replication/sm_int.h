@@ -38,6 +38,7 @@ struct ol__sm {
     size_t n_code;
     uint64_t applied;
     int64_t now_ms; /* the time of the entry being applied */
+    uint64_t entry_term; /* its proposing leader's term; 0: not carried */
     struct ol__sm_stats stats;
     char errmsg[OL_ERRMSG_SIZE]; /* why an apply failed */
 };

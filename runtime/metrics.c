@@ -193,6 +193,15 @@ static void cluster_metrics(struct out *o, const struct ol__obs *ob,
     one_u64(o, "outlast_lease_losses_total", "counter",
             "Times this node lost its lease and paused its agents.",
             ob->cm.lease_losses);
+    one_u64(o, "outlast_suspends_total", "counter",
+            "Suspends of this machine seen (each drops the lease).",
+            ob->cm.suspends);
+    one_u64(o, "outlast_leader_stalls_total", "counter",
+            "Times this node, leading, relearned liveness after a stall.",
+            ob->cm.stalls);
+    one_u64(o, "outlast_forwards_refused_total", "counter",
+            "Forwarded commands refused: not the proposer's to make.",
+            ob->cm.refused_fwd);
     one_u64(o, "outlast_raft_entries_proposed_total", "counter",
             "Raft entries this node appended as leader.",
             get_u(ctr, "entries"));

@@ -149,6 +149,7 @@ struct sim {
     unsigned kill_leader;
     int workload;                  /* owners step and the leader moves */
     int abandoned;                 /* left the fixture's faithful range */
+    int storm;                     /* leader churn around every election */
     struct pend_append {
         struct raft_io_append *req;
         raft_io_append_cb cb;
@@ -217,6 +218,7 @@ static int alive(struct sim *s, unsigned i)
 
 static uint64_t last_index(const struct raft *r);
 static void set_disk(struct sim *s, unsigned i, unsigned ms);
+static void split(struct sim *s, unsigned side, unsigned ms);
 
 /* ---- what the state machines report ---- */
 
@@ -627,7 +629,18 @@ static void leader_duties(struct sim *s)
         /* The moments right after an election are where libraft 0.15
          * commits entries of earlier terms early: crash some fresh
          * leaders there, and slow the disks of others. */
-        if (s->workload && chance(&s->rng, 200)) {
+        if (s->workload && s->storm) {
+            /* Figure 8's shape: the new leader's own disk lags its
+             * followers', and it crashes soon after it leads. */
+            set_disk(s, ld->i, 60 + below(&s->rng, 60));
+            if (s->heal_at == 0 && chance(&s->rng, 400))
+                split(s, (1u << ld->i) | (1u << below(&s->rng, s->n)),
+                      50 + below(&s->rng, 400));
+            if (chance(&s->rng, 600)) {
+                s->kill_leader = ld->i;
+                s->kill_leader_at = now(s) + below(&s->rng, 120);
+            }
+        } else if (s->workload && chance(&s->rng, 200)) {
             s->kill_leader = ld->i;
             s->kill_leader_at = now(s) + below(&s->rng, 80);
         } else if (s->workload && chance(&s->rng, 200)) {
@@ -657,8 +670,9 @@ static void leader_duties(struct sim *s)
             uint64_t to = 1 + below(&s->rng, s->n);
 
             if (to != row->owner &&
-                ol__entry_add_place(&w, rnd(&s->rng) | 1, row->name, to,
-                                    row->epoch + 1, 0) == 0) {
+                ol__entry_add_move(&w, rnd(&s->rng) | 1, row->name, to,
+                                   row->epoch + 1, 0,
+                                   ld->raft->current_term) == 0) {
                 note(s, "node %u moves '%s' to node %" PRIu64
                         " epoch %" PRIu64,
                      ld->i + 1, row->name, to, row->epoch + 1);
@@ -700,6 +714,23 @@ static void heal_partition(struct sim *s)
                 s->cut[i][j] = 0;
             }
     s->heal_at = 0;
+}
+
+/* Cut the nodes in `side` off from the others until `ms` from now. */
+static void split(struct sim *s, unsigned side, unsigned ms)
+{
+    if (side == 0 || side == (1u << s->n) - 1)
+        return;
+    for (unsigned i = 0; i < s->n; i++)
+        for (unsigned j = 0; j < s->n; j++)
+            if (((side >> i) & 1) != ((side >> j) & 1)) {
+                raft_fixture_disconnect(&s->F, i, j);
+                s->cut[i][j] = 1;
+            }
+    s->heal_at = now(s) + ms;
+    s->r->partitions++;
+    note(s, "partition %#x until %llu", side,
+         (unsigned long long)s->heal_at);
 }
 
 static void nemesis(struct sim *s)
@@ -800,7 +831,7 @@ static void nemesis(struct sim *s)
         set_disk(s, i, chance(r, 300) ? 60 + below(r, 60) : 1 + below(r, 30));
     }
     /* Elections: shorten some timeouts for a while. */
-    if (chance(r, 6)) {
+    if (chance(r, s->storm ? 20 : 6)) {
         i = below(r, s->n);
         raft_fixture_set_randomized_election_timeout(&s->F, i,
                                                      150 + below(r, 400));
@@ -875,10 +906,27 @@ static int wire_send(struct raft_io *io, struct raft_io_send *req,
 /*
  * The fixture's in-memory disk truncates at once, even with writes still
  * pending, which libraft's real disk never does (raft_uv queues a truncate
- * behind them); its log is then wrong, and it may read past its buffer.
+ * behind them), and it counts entries from index 1 even when its log
+ * starts after a snapshot; its log is then wrong, and it reads past its
+ * buffer.
  * Such a schedule has left what the fixture models faithfully: it is
  * abandoned (counted, not checked) instead of blamed on the system.
  */
+/* Does the fixture's in-memory disk hold at least n entries?  Its state
+ * is private; it is read here only after checking that the layout is the
+ * one libraft 0.15's fixture.c has (the io it serves, then its index and
+ * the cluster's clock), else the answer is "no" once a snapshot exists. */
+static int stub_holds(struct sim *s, struct raft_io *io, uint64_t n)
+{
+    const uintptr_t *w = io->impl;
+    const struct node *nd = node_of(s, io);
+
+    if (w[0] == (uintptr_t)io && w[1] == nd->i &&
+        w[2] == (uintptr_t)&s->F.time)
+        return (uint64_t)w[8] >= n;
+    return nd->raft->log.snapshot.last_index == 0;
+}
+
 static void disk_done(struct raft_io_append *req, int status)
 {
     struct sim *s = current;
@@ -922,10 +970,13 @@ static int disk_truncate(struct raft_io *io, raft_index index)
     struct sim *s = current;
     struct node *nd = node_of(s, io);
 
-    if (nd->pending) {
+    /* Its truncate also reads index - 1 entries from the start of what it
+     * holds, which is fewer after a snapshot was installed. */
+    if (nd->pending || !stub_holds(s, io, index - 1)) {
         if (!s->abandoned)
-            note(s, "node %u truncates at %llu with %u write(s) pending: "
-                    "past the fixture's model, schedule abandoned",
+            note(s, "node %u truncates at %llu with %u write(s) pending "
+                    "or past what its disk holds: past the fixture's "
+                    "model, schedule abandoned",
                  nd->i + 1, (unsigned long long)index, nd->pending);
         s->abandoned = 1;
         return RAFT_IOERR;
@@ -1369,6 +1420,7 @@ static void choose(struct sim *s)
     if (s->n > MAX_NODES)
         s->n = MAX_NODES;
     s->na = s->o.agents ? s->o.agents : 2 + below(r, MAX_AGENTS - 1);
+    s->storm = chance(r, 300);
     if (s->na > MAX_AGENTS)
         s->na = MAX_AGENTS;
     for (unsigned a = 0; a < s->na; a++)

@@ -47,6 +47,7 @@ static void build(void)
     cr_assert_eq(ol__entry_add_code(&w, 20, 2, "counter", key.pk, "1.2.3",
                                     1),
                  0);
+    cr_assert_eq(ol__entry_add_move(&w, 21, "ticker", 3, 5, 77, 9), 0);
     ol__buf_init(&entry);
     cr_assert_eq(ol__entry_w_finish(&w, &entry), 0);
     ol__entry_w_close(&w);
@@ -70,7 +71,7 @@ Test(cmd, round_trips_every_command)
 
     cr_assert_eq(ol__entry_decode(entry.base, entry.len, &e, err), 0, "%s",
                  err);
-    cr_assert_eq(e.n, 11);
+    cr_assert_eq(e.n, 12);
     cr_assert_eq(e.cmds[0].type, OL_CMD_CKPTS);
     cr_assert_eq(e.cmds[0].n_bodies, 1);
     cr_assert_eq(ol__seal_verify(e.cmds[0].seal.p, e.cmds[0].seal.len,
@@ -111,6 +112,11 @@ Test(cmd, round_trips_every_command)
     cr_assert_eq(memcmp(e.cmds[10].hash, key.pk, OL_HASH_SIZE), 0);
     cr_assert_str_eq(e.cmds[10].version, "1.2.3");
     cr_assert_eq(e.cmds[10].wanted, 1);
+    cr_assert_eq(e.cmds[11].type, OL_CMD_MOVE);
+    cr_assert_eq(e.cmds[11].owner, 3);
+    cr_assert_eq(e.cmds[11].epoch, 5);
+    cr_assert_eq(e.cmds[11].inc, 77);
+    cr_assert_eq(e.cmds[11].term, 9);
     ol__entry_free(&e);
 }
 

@@ -935,3 +935,50 @@ Test(sm, a_mailbox_over_its_soft_limit_is_reported)
     cr_expect_eq(row("box")->mail_n, 3, "counts are rebuilt on reload");
     cr_expect(row("box")->mail_full);
 }
+
+/* A placement decided by a leader of an older term than the entry it
+ * lands in (a deposed leader's, forwarded late) is refused; the current
+ * leader's is applied. */
+Test(sm, a_deposed_leaders_move_is_refused)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+
+    spawn("ticker", 1);
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_move(&w, 7, "ticker", 2, 2, 0, 4), 0);
+    w.term = 5;
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), OL_ESTALE);
+    ol__effects_free(&fx);
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->owner, 1);
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->epoch, 1);
+    cr_assert_eq(ol__entry_add_move(&w, 8, "ticker", 2, 2, 0, 5), 0);
+    w.term = 5;
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), 0);
+    ol__effects_free(&fx);
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->owner, 2);
+    cr_assert_eq(ol__sm_agent(sm, "ticker")->epoch, 2);
+    ol__entry_w_close(&w);
+}
+
+/* Two nodes may not share a key: the roster refuses the second. */
+Test(sm, a_key_already_in_the_roster_is_refused)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_node(&w, 3, 3, "127.0.0.1:9", k1.pk, ""), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), OL_EEXISTS);
+    ol__effects_free(&fx);
+    cr_assert_null(ol__sm_node(sm, 3));
+    /* A node may re-register its own key. */
+    cr_assert_eq(ol__entry_add_node(&w, 4, 1, "127.0.0.1:8", k1.pk, ""), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), 0);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+}
