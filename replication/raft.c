@@ -47,6 +47,14 @@ static void wire_snapshot_seen(void *data, uint64_t term, uint64_t last)
     ol__rfix_snapshot_seen(&c->rfix, term, last);
 }
 
+static void wire_snapshot_of(void *data, uint64_t *index, uint64_t *term)
+{
+    struct cluster *c = data;
+
+    *index = c->raft_inited ? c->raft.log.snapshot.last_index : 0;
+    *term = c->raft_inited ? c->raft.log.snapshot.last_term : 0;
+}
+
 static uint64_t wire_result_cap(void *data, uint64_t term, uint64_t last)
 {
     struct cluster *c = data;
@@ -499,6 +507,7 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     tc.raft_hooks.append_seen = wire_append_seen;
     tc.raft_hooks.snapshot_seen = wire_snapshot_seen;
     tc.raft_hooks.result_cap = wire_result_cap;
+    tc.raft_hooks.snapshot_of = wire_snapshot_of;
     tc.cluster_id = c->cluster_id;
     tc.cluster_id_cb = cluster_id_adopted;
     tc.cluster_id_data = c;

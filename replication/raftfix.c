@@ -76,6 +76,12 @@ uint64_t ol__rfix_result_cap(struct ol__rfix *f, const struct raft *r,
 
     if (term == f->term && f->verified > cap)
         cap = f->verified;
+    /* Its own snapshot holds only what it applied, which was committed:
+     * every later leader's log has it.  Reporting less would make the
+     * leader send entries from before the snapshot, which libraft 0.15's
+     * follower cannot take. */
+    if (r->log.snapshot.last_index > cap)
+        cap = r->log.snapshot.last_index;
     if (cap >= last_log_index)
         return last_log_index;
     f->capped++;

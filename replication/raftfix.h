@@ -15,7 +15,9 @@
  *     (Raft's Log Matching Property);
  *   - the last index of a snapshot the leader of term T sent it.  Counting
  *     the follower up to there before the install completes cannot make
- *     anything commit: a leader's snapshot holds only what it committed.
+ *     anything commit: a leader's snapshot holds only what it committed;
+ *   - the last index of its own snapshot, which holds only what it applied
+ *     (fsm.h), so what was committed.
  * Its answers are capped at the higher of the two.
  */
 #ifndef OL_RAFTFIX_H

@@ -183,6 +183,44 @@ static int check_preamble(struct ol__rwire *w)
                (unsigned long long)t, (unsigned long long)h);
 }
 
+/*
+ * Trim an AppendEntries whose entries start at or before this node's
+ * snapshot (index `si`, term `st`) so that it starts right after it.  What
+ * the snapshot holds was committed, so the leader's entry at `si` has term
+ * `st`; a request that says otherwise is refused.  Returns 0 or
+ * OL_EMALFORMED.
+ */
+static int trim_below_snapshot(struct ol__rwire *w, uint64_t si, uint64_t st)
+{
+    uint8_t *h = w->hdr;
+    uint64_t prev = get64(h + 8), n = get64(h + 32), k;
+
+    if (si == 0 || prev >= si)
+        return 0;
+    k = si - prev; /* entries at or before the snapshot */
+    if (k > n)
+        k = n;
+    if (k && prev + k == si && get64(h + 40 + 16 * (k - 1)) != st)
+        return bad(w, OL_EMALFORMED, "append entries holds term %llu at "
+                                     "index %llu, which this node's "
+                                     "snapshot has committed with term "
+                                     "%llu",
+                   (unsigned long long)get64(h + 40 + 16 * (k - 1)),
+                   (unsigned long long)si, (unsigned long long)st);
+    for (uint64_t i = 0; i < k; i++)
+        w->skip += get32(h + 40 + 16 * i + 12);
+    memmove(h + 40, h + 40 + 16 * k, (size_t)(16 * (n - k) + 8));
+    /* It now starts right after the snapshot; with nothing left past it,
+     * it is a heartbeat that the snapshot matches. */
+    put64(h + 8, si);
+    put64(h + 16, st);
+    put64(h + 32, n - k);
+    w->hlen -= 16 * k;
+    put64(w->pre + 8, w->hlen);
+    w->n.trimmed++;
+    return 0;
+}
+
 static int entry_type_ok(uint8_t t)
 {
     return t == E_COMMAND || t == E_BARRIER || t == E_CHANGE;
@@ -222,6 +260,18 @@ static int check_header(struct ol__rwire *w)
             return bad(w, OL_ETOOBIG, "append entries of %llu bytes",
                        (unsigned long long)total);
         w->left = total;
+        w->skip = 0;
+        if (w->dir == OL_RW_IN && w->hooks.snapshot_of) {
+            uint64_t si = 0, st = 0;
+            int rv;
+
+            w->hooks.snapshot_of(w->hooks.data, &si, &st);
+            rv = trim_below_snapshot(w, si, st);
+            if (rv != 0)
+                return rv;
+            h = w->hdr;
+            n = get64(h + 32);
+        }
         w->n_entries = (uint32_t)n;
         w->entry = 0;
         w->entry_left = n ? get32(h + 40 + 12) : 0;
@@ -282,6 +332,14 @@ static int payload(struct ol__rwire *w, const uint8_t *p, size_t n,
     int rv;
 
     *used = 0;
+    if (w->skip) {
+        /* Entries trimmed off the front: dropped, not passed. */
+        k = n < w->skip ? n : (size_t)w->skip;
+        w->skip -= k;
+        w->left -= k;
+        *used = k;
+        return 0;
+    }
     if (w->type == T_SNAPSHOT) {
         k = n < w->left ? n : (size_t)w->left;
         w->left -= k;

@@ -59,6 +59,12 @@ struct ol__rw_hooks {
     void (*append_seen)(void *data, uint64_t term, uint64_t prev_index,
                         uint64_t prev_term);
     void (*snapshot_seen)(void *data, uint64_t term, uint64_t last_index);
+    /* IN: this node's last snapshot (index and term; 0 0: none).  An
+     * AppendEntries that starts at or before it is trimmed to start after
+     * it: libraft 0.15's follower crashes on entries its log no longer
+     * holds, and its leader sends them when it probes a follower it never
+     * heard from in its term. */
+    void (*snapshot_of)(void *data, uint64_t *index, uint64_t *term);
     /* OUT: what a successful result of `term` may report. */
     uint64_t (*result_cap)(void *data, uint64_t term, uint64_t last);
 };
@@ -80,12 +86,14 @@ struct ol__rwire {
     uint32_t n_entries;     /* AppendEntries: entries in the payload */
     uint32_t entry;         /* the entry being passed */
     uint64_t entry_left;    /* its bytes still to pass */
+    uint64_t skip;          /* bytes of trimmed entries still to drop */
     uint8_t *conf;          /* a configuration entry, held until checked */
     size_t conf_len, conf_have;
     char errmsg[160];
     struct {
         uint64_t messages;
         uint64_t commit_capped;
+        uint64_t trimmed;       /* AppendEntries trimmed past a snapshot */
         uint64_t match_capped;
     } n;
 };

@@ -133,6 +133,15 @@ int ol__transport_set_roster(struct ol__transport *t,
     free(t->roster);
     t->roster = copy;
     t->n_roster = n;
+    for (size_t i = 0; i < n; i++) {
+        char host[OL_HOST_MAX], port[OL_PORT_MAX];
+        struct sockaddr_in6 a6;
+        struct sockaddr_in a4;
+
+        if (ol__addr_split(copy[i].address, host, port) == 0 &&
+            (uv_ip4_addr(host, 0, &a4) == 0 || uv_ip6_addr(host, 0, &a6) == 0))
+            ol__tr_know_ip(t, host);
+    }
 
     /* A connection is only as good as the roster entry it was
      * authenticated against. */

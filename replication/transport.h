@@ -116,6 +116,9 @@ struct ol__transport_stats {
     uint64_t msgs_received;
     uint64_t pump_pauses;       /* a raft pump side paused for backpressure */
     uint64_t pump_queue_peak;   /* most bytes seen queued in a pump side */
+    uint64_t admission_refused; /* connections refused before a handshake:
+                                 * too many from outside or from one
+                                 * address */
     uint64_t raft_refused;      /* raft messages from peers that failed the
                                  * checks in raftwire.h */
     uint64_t raft_commit_capped;

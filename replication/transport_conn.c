@@ -26,7 +26,7 @@ static void handle_closed(uv_handle_t *h);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
-static void timeout_cb(uv_timer_t *h)
+void ol__conn_timeout_cb(uv_timer_t *h)
 {
     struct ol__conn *c = h->data;
 
@@ -67,7 +67,7 @@ struct ol__conn *ol__conn_new(struct ol__transport *t, bool client,
         t->n_raft_conns++;
     }
     /* The deadline covers resolving and connecting too. */
-    uv_timer_start(&c->timer, timeout_cb, t->hs_timeout_ms, 0);
+    uv_timer_start(&c->timer, ol__conn_timeout_cb, t->hs_timeout_ms, 0);
     return c;
 }
 
@@ -76,6 +76,8 @@ static void hs_uncount(struct ol__conn *c)
     if (c->hs_counted) {
         c->hs_counted = false;
         c->t->n_hs_pending--;
+        if (c->outsider)
+            c->t->n_hs_outsiders--;
     }
 }
 
@@ -271,6 +273,9 @@ static int opened(struct ol__conn *c)
     c->state = OL_CONN_OPEN;
     hs_uncount(c);
     t->stats.handshakes_ok++;
+    /* Proven to be a roster node's: its address is trusted from now on. */
+    if (!c->client && c->ip[0])
+        ol__tr_know_ip(t, c->ip);
     /* A peer keeps one connection per channel to us; a new one means the
      * old is dead on its side, so it goes rather than pile up. */
     if (!c->client) {

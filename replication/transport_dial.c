@@ -52,17 +52,64 @@ static void reject(uv_stream_t *listener)
     uv_close((uv_handle_t *)tmp, free_handle);
 }
 
+void ol__tr_know_ip(struct ol__transport *t, const char *ip)
+{
+    for (size_t i = 0; i < t->n_known; i++)
+        if (strcmp(t->known_ips[i], ip) == 0)
+            return;
+    snprintf(t->known_ips[t->known_next], sizeof t->known_ips[0], "%s", ip);
+    t->known_next = (t->known_next + 1) % OL_KNOWN_IPS;
+    if (t->n_known < OL_KNOWN_IPS)
+        t->n_known++;
+}
+
+static int known_ip(const struct ol__transport *t, const char *ip)
+{
+    for (size_t i = 0; i < t->n_known; i++)
+        if (strcmp(t->known_ips[i], ip) == 0)
+            return 1;
+    return 0;
+}
+
+/* The numeric address of a connection's peer, without its port. */
+static void peer_ip(uv_tcp_t *tcp, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+
+    snprintf(out, size, "?");
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, out, size);
+    else
+        uv_ip4_name((struct sockaddr_in *)&ss, out, size);
+}
+
+/* Admission before any handshake work: a few slots for addresses not
+ * known to be a roster node's, and a few per address, so that connections
+ * held open from outside never fill the slots a roster node needs. */
+static const char *admit(struct ol__transport *t, const struct ol__conn *c)
+{
+    size_t same = 0;
+
+    if (t->n_hs_pending >= OL_HS_PENDING_MAX)
+        return "too many handshakes in progress";
+    if (c->outsider && t->n_hs_outsiders >= OL_HS_OUTSIDERS_MAX)
+        return "too many handshakes from unknown addresses";
+    for (const struct ol__conn *o = t->conns; o != NULL; o = o->next)
+        if (o != c && o->hs_counted && strcmp(o->ip, c->ip) == 0)
+            same++;
+    if (same >= (c->outsider ? OL_HS_PER_OUTSIDER : OL_HS_PER_KNOWN))
+        return "too many handshakes from one address";
+    return NULL;
+}
+
 void ol__conn_accept(struct ol__transport *t, uv_stream_t *listener)
 {
     struct ol__conn *c;
+    const char *why;
 
-    if (t->n_hs_pending >= OL_HS_PENDING_MAX) {
-        t->stats.handshakes_failed++;
-        ol_log_rl(OL_LOG_WARN, "transport: %u handshakes already in "
-                  "progress; refusing a connection", OL_HS_PENDING_MAX);
-        reject(listener);
-        return;
-    }
     c = ol__conn_new(t, false, 0);
     if (c == NULL) {
         ol_log_rl(OL_LOG_WARN, "transport: accept: out of memory");
@@ -70,11 +117,30 @@ void ol__conn_accept(struct ol__transport *t, uv_stream_t *listener)
         return;
     }
     c->state = OL_CONN_HANDSHAKE;
-    c->hs_counted = true;
-    t->n_hs_pending++;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         ol__conn_fail(c);
         return;
+    }
+    peer_ip(&c->tcp, c->ip, sizeof c->ip);
+    c->outsider = !known_ip(t, c->ip);
+    why = admit(t, c);
+    if (why != NULL) {
+        t->stats.admission_refused++;
+        ol_log_rl(OL_LOG_WARN, "transport: connection from %s refused: %s",
+                  c->ip, why);
+        ol__conn_fail(c);
+        return;
+    }
+    c->hs_counted = true;
+    t->n_hs_pending++;
+    if (c->outsider) {
+        t->n_hs_outsiders++;
+        /* An unknown address gets a short deadline too. */
+        uv_timer_start(&c->timer, ol__conn_timeout_cb,
+                       t->hs_timeout_ms < OL_HS_OUTSIDER_TIMEOUT_MS
+                           ? t->hs_timeout_ms
+                           : OL_HS_OUTSIDER_TIMEOUT_MS,
+                       0);
     }
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(&c->tcp, c->address, sizeof c->address);

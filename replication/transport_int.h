@@ -25,6 +25,14 @@
 #define OL_BACKOFF_MIN_MS 100u
 #define OL_BACKOFF_MAX_MS 5000u
 #define OL_HS_PENDING_MAX 256u /* incoming handshakes in progress at once */
+/* Of those, addresses not known to be a roster node's may hold only a few,
+ * and each address only a few more, so that a flood from outside never
+ * keeps a roster node from connecting. */
+#define OL_HS_OUTSIDERS_MAX 32u
+#define OL_HS_PER_OUTSIDER 4u
+#define OL_HS_PER_KNOWN 32u
+#define OL_HS_OUTSIDER_TIMEOUT_MS 1000u
+#define OL_KNOWN_IPS 64u
 #define OL_HOST_MAX 256
 #define OL_PORT_MAX 8
 
@@ -54,6 +62,9 @@ struct ol__conn {
     uint64_t peer_id;        /* 0 on the server until M1 */
     uint8_t peer_pk[OL_PK_SIZE];
     char address[OL_ADDR_MAX];
+    char ip[64];             /* server: where the connection came from */
+    bool outsider;           /* server: from an address not known to be a
+                                roster node's */
     int handles;             /* open embedded handles */
     uv_tcp_t tcp;
     uv_timer_t timer;        /* handshake deadline */
@@ -118,6 +129,11 @@ struct ol__transport {
     struct ol__conn *conns;
     size_t n_conns, n_raft_conns;
     size_t n_hs_pending;     /* incoming connections not yet authenticated */
+    size_t n_hs_outsiders;   /* of which from unknown addresses */
+    char known_ips[OL_KNOWN_IPS][64]; /* roster hosts given as numbers, and
+                                         where authenticated peers came
+                                         from (a ring) */
+    size_t n_known, known_next;
     struct ol__mpeer *mpeers;
 
     struct raft_uv_transport raft;
@@ -148,6 +164,8 @@ int ol__addr_split(const char *address, char host[OL_HOST_MAX],
 
 /* transport_dial.c */
 void ol__conn_accept(struct ol__transport *t, uv_stream_t *listener);
+/* Remember `ip` as a roster node's (set_roster, authenticated peers). */
+void ol__tr_know_ip(struct ol__transport *t, const char *ip);
 
 /* Dial `address` on `channel` expecting node `id` with key `pk`.  Returns
  * the connection, or NULL when it failed at once (nothing else happens
@@ -162,6 +180,9 @@ struct ol__conn *ol__conn_dial(struct ol__transport *t, uint8_t channel,
  * linked into t.  NULL when out of memory. */
 struct ol__conn *ol__conn_new(struct ol__transport *t, bool client,
                               uint8_t channel);
+
+/* A connection's handshake deadline passed. */
+void ol__conn_timeout_cb(uv_timer_t *t);
 
 /* Free c once its handles are closed and no resolve is outstanding. */
 void ol__conn_maybe_free(struct ol__conn *c);

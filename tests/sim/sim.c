@@ -859,6 +859,42 @@ static struct node *node_of(struct sim *s, struct raft_io *io)
  * successful result leaving a node is capped at what that node knows
  * matches the leader.
  */
+/* The transport's trim of entries at or before the receiver's snapshot
+ * (raftwire.h), on the fixture's decoded message. */
+static void trim_below_snapshot(struct node *nd, struct raft_append_entries *a)
+{
+    uint64_t si = nd->raft->log.snapshot.last_index;
+    uint64_t st = nd->raft->log.snapshot.last_term, k;
+    struct raft_entry *rest;
+
+    if (si == 0 || a->prev_log_index >= si)
+        return;
+    k = si - a->prev_log_index;
+    if (k > a->n_entries)
+        k = a->n_entries;
+    if (k == a->n_entries) {
+        /* Nothing past the snapshot: a heartbeat the snapshot matches.
+         * The entries go, batch and all, as the fixture would free them. */
+        if (a->n_entries) {
+            raft_free(a->entries[0].batch);
+            raft_free(a->entries);
+        }
+        a->entries = NULL;
+        a->n_entries = 0;
+    } else {
+        rest = raft_malloc((a->n_entries - k) * sizeof *rest);
+        if (rest == NULL)
+            abort();
+        memcpy(rest, a->entries + k, (a->n_entries - k) * sizeof *rest);
+        rest[0].batch = a->entries[0].batch;
+        raft_free(a->entries);
+        a->entries = rest;
+        a->n_entries -= (unsigned)k;
+    }
+    a->prev_log_index = si;
+    a->prev_log_term = st;
+}
+
 static void wire_recv(struct raft_io *io, struct raft_message *m)
 {
     struct node *nd = node_of(current, io);
@@ -866,6 +902,7 @@ static void wire_recv(struct raft_io *io, struct raft_message *m)
     if (!current->o.as_is && m->type == RAFT_IO_APPEND_ENTRIES) {
         struct raft_append_entries *a = &m->append_entries;
 
+        trim_below_snapshot(nd, a);
         a->leader_commit = ol__rw_commit_cap(a->leader_commit,
                                              a->prev_log_index, a->n_entries);
         ol__rfix_append_seen(&nd->fix, nd->raft, a->term, a->prev_log_index,

@@ -247,3 +247,49 @@ Test(raftwire, bit_flips_never_crash)
         ol__rwire_close(&w);
     }
 }
+
+static void snap_at_11(void *data, uint64_t *index, uint64_t *term)
+{
+    (void)data;
+    *index = 11;
+    *term = 3;
+}
+
+/* Entries at or before this node's snapshot are trimmed off the front
+ * (libraft 0.15's follower crashes on entries its log no longer holds);
+ * what is past the snapshot passes, and a request entirely before it
+ * becomes a heartbeat at the snapshot. */
+Test(raftwire, entries_before_the_snapshot_are_trimmed)
+{
+    static uint8_t m[4096];
+    struct ol__rw_hooks h = {.snapshot_of = snap_at_11};
+    struct ol__rwire w;
+    struct ol__buf out;
+    size_t len = append_msg(m, 3, 9, 20, 4, 16); /* entries 10..13 */
+
+    ol__rwire_init(&w, OL_RW_IN, &h);
+    ol__buf_init(&out);
+    cr_assert_eq(feed(&w, m, len, 5, &out), 0, "%s", w.errmsg);
+    cr_assert_eq(w.n.trimmed, 1);
+    cr_assert_eq(get64(out.base + 8), 48 + 16 * 2, "header length");
+    cr_assert_eq(get64(out.base + 16 + 8), 11, "prev index");
+    cr_assert_eq(get64(out.base + 16 + 16), 3, "prev term");
+    cr_assert_eq(get64(out.base + 16 + 32), 2, "entries left");
+    cr_assert_eq(out.len, 16 + 48 + 32 + 2 * 16, "%zu bytes", out.len);
+    /* The entries that passed are the 3rd and 4th of the request. */
+    cr_assert_eq(memcmp(out.base + 16 + 48 + 32,
+                        m + 16 + 48 + 64 + 2 * 16, 32),
+                 0);
+    ol__buf_close(&out);
+    ol__rwire_close(&w);
+
+    len = append_msg(m, 3, 2, 20, 3, 8); /* entries 3..5, all before */
+    ol__rwire_init(&w, OL_RW_IN, &h);
+    ol__buf_init(&out);
+    cr_assert_eq(feed(&w, m, len, len, &out), 0, "%s", w.errmsg);
+    cr_assert_eq(out.len, 16 + 48, "not turned into a heartbeat");
+    cr_assert_eq(get64(out.base + 16 + 8), 11);
+    cr_assert_eq(get64(out.base + 16 + 32), 0);
+    ol__buf_close(&out);
+    ol__rwire_close(&w);
+}

@@ -429,3 +429,60 @@ Test(transport_hostile, oversized_frame_header_drops_the_connection)
     END_TEST();
 }
 
+
+/* --- a flood of silent connections from an address outside the roster */
+
+#define FLOOD 300
+
+static uv_tcp_t flood[FLOOD];
+static uv_connect_t flood_req[FLOOD];
+static int flood_connected, flood_closed;
+
+static void flood_conn_cb(uv_connect_t *req, int status)
+{
+    (void)req;
+    if (status == 0)
+        flood_connected++;
+}
+
+static void flood_close_cb(uv_handle_t *h)
+{
+    (void)h;
+    flood_closed++;
+}
+
+/* Hundreds of connections held open from 127.0.0.9 (another address on
+ * loopback), each sending nothing, re-opened as they are dropped: the node
+ * refuses most of them before any handshake work and still admits the
+ * roster node, whose address is known. */
+Test(transport_hostile, a_flood_from_outside_never_keeps_a_roster_node_out)
+{
+    struct node *a, *b;
+    struct sockaddr_in src, dst;
+    char host[OL_HOST_MAX], port[OL_PORT_MAX];
+
+    pair(&a, &b, (struct opts){0}, (struct opts){0});
+    cr_assert_eq(ol__addr_split(b->addr, host, port), 0);
+    cr_assert_eq(uv_ip4_addr(host, atoi(port), &dst), 0);
+    cr_assert_eq(uv_ip4_addr("127.0.0.9", 0, &src), 0);
+    for (int i = 0; i < FLOOD; i++) {
+        uv_tcp_init(&loop, &flood[i]);
+        cr_assert_eq(uv_tcp_bind(&flood[i], (struct sockaddr *)&src, 0), 0);
+        cr_assert_eq(uv_tcp_connect(&flood_req[i], &flood[i],
+                                    (struct sockaddr *)&dst, flood_conn_cb),
+                     0);
+    }
+    RUN_UNTIL(flood_connected == FLOOD, 5000);
+    RUN_FOR(200);
+    cr_assert_gt(stats(b).admission_refused, FLOOD / 2,
+                 "only %llu of %d refused",
+                 (unsigned long long)stats(b).admission_refused, FLOOD);
+    /* The roster node gets through while the flood holds on. */
+    cr_assert_eq(send_seq(a, 2, 0, 8), 0);
+    RUN_UNTIL(b->n_msgs == 1, 5000);
+    cr_assert_eq(b->n_msgs, 1, "the roster node was kept out");
+    for (int i = 0; i < FLOOD; i++)
+        uv_close((uv_handle_t *)&flood[i], flood_close_cb);
+    RUN_UNTIL(flood_closed == FLOOD, 5000);
+    END_TEST();
+}
