@@ -99,14 +99,18 @@ int ol__read_file(const char *path, size_t max, char **out, size_t *len,
     struct stat st;
     char *buf;
     size_t got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
     if (fd < 0) {
         ol__errf(errmsg, "open '%s': %s", path, strerror(errno));
         return errno == ENOENT ? OL_ENOTFOUND : OL_EIO;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ol__errf(errmsg, "'%s' is not a regular file", path);
+        ol__errf(errmsg, "'%s' is %s", path,
+                 S_ISDIR(st.st_mode) ? "a directory, not a file"
+                                     : "not a regular file (a FIFO, socket "
+                                       "or device)");
         close(fd);
         return OL_EINVAL;
     }
