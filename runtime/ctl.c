@@ -318,7 +318,9 @@ static void dispatch(struct conn *c, const uint8_t *p, size_t n)
     rc = msgpack_unpack_next(&u, (const char *)p, n, &off);
     if (rc != MSGPACK_UNPACK_SUCCESS) {
         msgpack_unpacked_destroy(&u);
-        conn_write_error(c, OL_EMALFORMED, "request nests too deep");
+        conn_write_error(c, OL_ETOOBIG,
+                         "request nests deeper than the 32 levels the node "
+                         "reads");
         return;
     }
     if (u.data.type != MSGPACK_OBJECT_MAP) {

@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "node.h"
 #include "ol_config.h"
@@ -359,6 +360,13 @@ static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
                             "spawn '%s': config must be a JSON object", name);
         return;
     }
+    if (cfg && ol__mp_object_depth(cfg) > OL_JSON_MAX_DEPTH) {
+        ol__ctl_reply_error(req, OL_ETOOBIG,
+                            "spawn '%s': config nests deeper than %d levels "
+                            "of arrays and objects (the limit)",
+                            name, OL_JSON_MAX_DEPTH);
+        return;
+    }
     /* Refuse a plugin that will not load before anything is committed. */
     rv = ol__plugin_get(&n->plugins, kind, &p, err);
     if (rv != 0) {
@@ -433,6 +441,13 @@ static void op_send(struct ol__node *n, struct ol__ctl_req *req,
     if (msg == NULL) {
         ol__ctl_reply_error(req, OL_EINVAL, "send '%s': missing message",
                             name);
+        return;
+    }
+    if (ol__mp_object_depth(msg) > OL_JSON_MAX_DEPTH) {
+        ol__ctl_reply_error(req, OL_ETOOBIG,
+                            "send '%s': message nests deeper than %d levels "
+                            "of arrays and objects (the limit)",
+                            name, OL_JSON_MAX_DEPTH);
         return;
     }
     ol__buf_init(&mb);

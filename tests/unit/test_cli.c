@@ -305,6 +305,15 @@ Test(cli, usage_errors_exit_2)
     cr_assert(strstr(err, "send: message is not valid JSON: line 1 column"),
               "%s", err);
     cr_assert_eq(run("spawn counter c1 --config '[1]'"), 2);
+    /* 17 levels: one more than a node accepts.  Refused here, with the
+     * limit, before any node is asked. */
+    cr_assert_eq(run("send ticker '[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]'"), 2);
+    cr_assert(strstr(err, "message nests deeper than 16 levels"), "%s", err);
+    cr_assert_eq(run("spawn counter c1 --config "
+                     "'{\"a\":[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]}'"),
+                 2);
+    cr_assert(strstr(err, "--config nests deeper than 16 levels"), "%s",
+              err);
     cr_assert_eq(run("show 'bad name'"), 2);
     cr_assert_eq(run("status --db %s", dbpath), 2);
     cr_assert_eq(run("--timeout x status"), 2);
