@@ -576,6 +576,20 @@ void ol__node_shutdown(struct ol__node *n)
     uv_timer_start(&n->drain_timer, drain_cb, 0, 0);
 }
 
+static void aborted(void *data)
+{
+    struct ol__node *n = data;
+
+    n->replica->vt->destroy(n->replica);
+    n->replica = NULL;
+}
+
+void ol__node_abort(struct ol__node *n)
+{
+    if (n->replica)
+        n->replica->vt->close(n->replica, aborted, n);
+}
+
 void ol__node_free(struct ol__node *n)
 {
     ol__verify_cache_destroy(n->vcache);

@@ -184,6 +184,9 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
                   const struct ol__config *cfg);
 int ol__node_start(struct ol__node *n);
 void ol__node_shutdown(struct ol__node *n);
+/* After ol__node_init() failed: close what it opened; run the loop until
+ * it has, then call ol__node_free(). */
+void ol__node_abort(struct ol__node *n);
 void ol__node_free(struct ol__node *n);
 void ol__node_effects(void *data, struct ol__effects *fx);
 /* Propose commands; logs and returns the error on failure. */
