@@ -26,7 +26,7 @@ int ol__path_join(char *out, size_t cap, const char *dir, const char *name)
     return 0;
 }
 
-static int fsync_dir_of(const char *path, char *errmsg)
+int ol__fsync_dir_of(const char *path, char *errmsg)
 {
     char copy[PATH_MAX];
     int fd;
@@ -83,7 +83,7 @@ int ol__write_file_atomic(const char *path, const void *data, size_t len,
     fd = -1;
     if (rename(tmp, path) != 0)
         goto fail;
-    return fsync_dir_of(path, errmsg);
+    return ol__fsync_dir_of(path, errmsg);
 
 fail:
     ol__errf(errmsg, "write '%s': %s", path, strerror(errno));

@@ -211,7 +211,7 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
                         cfg->cluster ? OL_STORE_WRITE_NORMAL
                                      : OL_STORE_WRITE_FULL);
     if (rv == 0) {
-        rv = ol__store_open(&n->reader, path, OL_STORE_READ);
+        rv = ol__store_open(&n->reader, path, OL_STORE_READ_SHARED);
         if (rv != 0)
             memcpy(n->store.errmsg, n->reader.errmsg, sizeof n->store.errmsg);
     }

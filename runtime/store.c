@@ -1,14 +1,24 @@
 /*
  * SQLite connection handling and the schema.  Statements that run per
  * checkpoint are prepared once by their users (the state machine, the
- * queries); this module owns opening, pragmas, schema and transactions.
+ * queries); this module owns opening, pragmas, schema, identity and
+ * transactions.
  */
 #include "store.h"
 
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "err.h"
+#include "fsutil.h"
+#include "log.h"
 
 /*
  * checkpoints is a rowid table: new rows append to its last pages and only
@@ -52,7 +62,28 @@ static const char schema[] =
      * ring's size: an entry that comes back different at an index already
      * applied is caught (replication/fsm.c). */
     "CREATE TABLE IF NOT EXISTS raft_ring("
-    "  slot INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hash BLOB NOT NULL);";
+    "  slot INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hash BLOB NOT NULL);"
+    /* Every stored checkpoint moves its agent's head forward; nothing
+     * moves it back, so deleting the newest rows leaves the head above
+     * the chain.  In the same transaction as the row, whoever inserts it
+     * (state machine, snapshot install, export, recovery). */
+    "CREATE TABLE IF NOT EXISTS heads("
+    "  agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, epoch INTEGER NOT NULL,"
+    "  hash BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TRIGGER IF NOT EXISTS heads_advance AFTER INSERT ON checkpoints"
+    " BEGIN"
+    "  INSERT INTO heads(agent, seq, epoch, hash)"
+    "   VALUES(new.agent, new.seq, new.epoch, new.hash)"
+    "   ON CONFLICT(agent) DO UPDATE SET seq = excluded.seq,"
+    "    epoch = excluded.epoch, hash = excluded.hash"
+    "   WHERE excluded.seq > heads.seq;"
+    " END;";
+
+/* Schema 1 had no heads, identity or commit count. */
+static const char upgrade_1_2[] =
+    "INSERT OR IGNORE INTO heads(agent, seq, epoch, hash)"
+    " SELECT agent, seq, epoch, hash FROM checkpoints c"
+    " WHERE seq = (SELECT max(seq) FROM checkpoints WHERE agent = c.agent);";
 
 const char *ol__status_name(int status)
 {
@@ -122,58 +153,250 @@ int ol__store_prepare(struct ol__store *s, const char *sql,
     return 0;
 }
 
-static int check_schema(struct ol__store *s, int writable)
+void ol__store_files(const char *path, struct ol__store_files *out)
+{
+    char wal[4096 + 8];
+    struct stat st;
+
+    memset(out, 0, sizeof *out);
+    if (stat(path, &st) == 0) {
+        out->db = 1;
+        out->db_size = (long long)st.st_size;
+    }
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    if (stat(wal, &st) == 0) {
+        out->wal = 1;
+        out->wal_size = (long long)st.st_size;
+    }
+}
+
+static int fail(struct ol__store *s, int rv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct ol__store *s, int rv, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+/* Is this an outlast database?  Looks at the tables only, so it is safe on
+ * any SQLite file: nothing is written. */
+static int classify(struct ol__store *s)
+{
+    sqlite3_stmt *st;
+    char names[160] = "";
+    int rc, n = 0, has_meta = 0;
+
+    rc = sqlite3_prepare_v2(s->db,
+                            "SELECT name FROM sqlite_master WHERE type = "
+                            "'table' AND name NOT LIKE 'sqlite_%' ORDER BY "
+                            "name",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sqlite3_errcode(s->db);
+        if (rc == SQLITE_NOTADB)
+            return fail(s, OL_EMALFORMED,
+                        "'%s' is not a SQLite database, so not an outlast "
+                        "database",
+                        s->path);
+        return fail(s, ol__err_from_sqlite(rc) ? ol__err_from_sqlite(rc)
+                                               : OL_EIO,
+                    "database '%s': %s", s->path, sqlite3_errmsg(s->db));
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+
+        if (strcmp(t, "meta") == 0)
+            has_meta = 1;
+        if (n < 4) {
+            size_t len = strlen(names);
+
+            snprintf(names + len, sizeof names - len, "%s'%s'",
+                     n ? ", " : "", t);
+        }
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        if ((rc & 0xff) == SQLITE_NOTADB)
+            return fail(s, OL_EMALFORMED,
+                        "'%s' is not a SQLite database, so not an outlast "
+                        "database",
+                        s->path);
+        return fail(s, OL_EMALFORMED, "database '%s': %s", s->path,
+                    sqlite3_errmsg(s->db));
+    }
+    if (n == 0)
+        return fail(s, OL_EMALFORMED,
+                    "'%s' is a SQLite database with no tables: not a "
+                    "database outlast wrote",
+                    s->path);
+    if (!has_meta ||
+        sqlite3_prepare_v2(s->db,
+                           "SELECT value FROM meta WHERE key = 'schema'", -1,
+                           &st, NULL) != SQLITE_OK)
+        goto foreign;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        s->schema = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        goto foreign;
+    if (s->schema > OL_SCHEMA_VERSION)
+        return fail(s, OL_EMALFORMED,
+                    "database '%s' has schema %d; this build reads up to %d",
+                    s->path, s->schema, OL_SCHEMA_VERSION);
+    if (s->schema < 1)
+        goto foreign;
+    return 0;
+foreign:
+    return fail(s, OL_EMALFORMED,
+                "'%s' is a SQLite database but not outlast's (its tables: "
+                "%s%s); outlast does not add its tables to another "
+                "program's database",
+                s->path, names, n > 4 ? ", ..." : "");
+}
+
+/* Read the identity into s (schema 2; a schema 1 database has none). */
+static int load_identity(struct ol__store *s)
 {
     int64_t v;
-    int rv = ol__store_meta_get_int(s, "schema", &v);
+    int rv;
 
-    if (rv == OL_ENOTFOUND && writable)
-        return ol__store_meta_set_int(s, "schema", OL_SCHEMA_VERSION);
-    if (rv == OL_ENOTFOUND || (rv == OL_EIO && !writable)) {
-        snprintf(s->errmsg, sizeof s->errmsg,
-                 "'%s' is not an outlast database", s->path);
-        return OL_EMALFORMED;
-    }
+    if (s->schema < 2)
+        return 0;
+    rv = ol__store_meta_get_blob(s, "db_id", s->db_id, OL_DBID_SIZE);
+    if (rv == OL_ENOTFOUND)
+        return fail(s, OL_EMALFORMED,
+                    "database '%s' has no identity (meta 'db_id')", s->path);
     if (rv != 0)
         return rv;
-    if (v != OL_SCHEMA_VERSION) {
-        snprintf(s->errmsg, sizeof s->errmsg,
-                 "database '%s' has schema %lld; this build reads %d",
-                 s->path, (long long)v, OL_SCHEMA_VERSION);
-        return OL_EMALFORMED;
-    }
+    if (ol__store_meta_get_int(s, "commits", &v) == 0 && v >= 0)
+        s->commits = (uint64_t)v;
+    if (ol__store_meta_get_int(s, "history", &v) == 0 && v >= 0)
+        s->history = (uint64_t)v;
+    if (ol__store_meta_get_int(s, "epoch_floor", &v) == 0 && v >= 0)
+        s->epoch_floor = (uint64_t)v;
+    if (ol__store_meta_get_int(s, "bundle", &v) == 0)
+        s->bundle = v != 0;
     return 0;
 }
 
-int ol__store_open(struct ol__store *s, const char *path, int mode)
+static int exists(const char *path, const char *suffix)
 {
-    int flags = mode == OL_STORE_READ
-                    ? SQLITE_OPEN_READONLY
-                    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    char p[4096 + 16];
+    struct stat st;
+
+    snprintf(p, sizeof p, "%s%s", path, suffix);
+    return stat(p, &st) == 0;
+}
+
+/* "file:" URI for a path: '%', '?' and '#' are escaped. */
+static int file_uri(const char *path, const char *query, char *out,
+                    size_t cap)
+{
+    size_t n = 0;
+
+    n += (size_t)snprintf(out, cap, "file:");
+    for (const char *p = path; *p && n + 4 < cap; p++) {
+        if (*p == '%' || *p == '?' || *p == '#')
+            n += (size_t)snprintf(out + n, cap - n, "%%%02X",
+                                  (unsigned char)*p);
+        else
+            out[n++] = *p;
+    }
+    if (n + strlen(query) + 1 >= cap)
+        return -1;
+    snprintf(out + n, cap - n, "%s", query);
+    return 0;
+}
+
+/*
+ * Read-only.  SQLite's read-only connection to a WAL database creates -wal
+ * and -shm files beside it when they are missing; on a database whose
+ * writer closed (no -wal, no hot journal) nothing is waiting to be read
+ * from them, so it is opened as immutable and nothing is created.
+ */
+static int open_ro(struct ol__store *s, int shared)
+{
+    char uri[4096 * 3 + 64];
+    int rc, immutable = !shared && !exists(s->path, "-wal") &&
+                        !exists(s->path, "-journal");
+
+    if (file_uri(s->path, immutable ? "?immutable=1" : "?mode=ro", uri,
+                 sizeof uri) != 0)
+        return fail(s, OL_EINVAL, "database path '%s' is too long", s->path);
+    rc = sqlite3_open_v2(uri, &s->db,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+                             SQLITE_OPEN_NOMUTEX,
+                         NULL);
+    if (rc != SQLITE_OK)
+        return fail(s, rc == SQLITE_CANTOPEN ? OL_ENOTFOUND : OL_EIO,
+                    "open database '%s': %s", s->path,
+                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    return 0;
+}
+
+static int random_id(struct ol__store *s)
+{
+    randombytes_buf(s->db_id, OL_DBID_SIZE);
+    return ol__store_meta_set_blob(s, "db_id", s->db_id, OL_DBID_SIZE);
+}
+
+static int upgrade(struct ol__store *s)
+{
+    int rv = ol__store_exec(s, "BEGIN IMMEDIATE;");
+
+    if (rv == 0)
+        rv = ol__store_exec(s, upgrade_1_2);
+    if (rv == 0)
+        rv = random_id(s);
+    if (rv == 0)
+        rv = ol__store_meta_set_int(s, "commits", 0);
+    if (rv == 0)
+        rv = ol__store_meta_set_int(s, "schema", OL_SCHEMA_VERSION);
+    if (rv == 0)
+        rv = ol__store_exec(s, "COMMIT;");
+    if (rv != 0) {
+        ol__store_rollback(s);
+        return rv;
+    }
+    ol_log(OL_LOG_INFO, "database '%s': schema 1 upgraded to %d", s->path,
+           OL_SCHEMA_VERSION);
+    s->schema = OL_SCHEMA_VERSION;
+    return 0;
+}
+
+static int open_rw(struct ol__store *s, int mode)
+{
+    struct ol__store_files f;
     int rc, rv;
 
-    memset(s, 0, sizeof *s);
-    snprintf(s->path, sizeof s->path, "%s", path);
-    rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        snprintf(s->errmsg, sizeof s->errmsg, "open database '%s': %s", path,
-                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-        sqlite3_close(s->db);
-        s->db = NULL;
-        return rc == SQLITE_CANTOPEN ? OL_ENOTFOUND : OL_EIO;
-    }
+    ol__store_files(s->path, &f);
+    if (!f.db)
+        return fail(s, OL_ENOTFOUND, "no database at '%s'", s->path);
+    if (f.db_size == 0)
+        return fail(s, OL_EMALFORMED,
+                    "database '%s' is empty (0 bytes): not a database "
+                    "outlast wrote",
+                    s->path);
+    rc = sqlite3_open_v2(s->path, &s->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK)
+        return fail(s, rc == SQLITE_CANTOPEN ? OL_ENOTFOUND : OL_EIO,
+                    "open database '%s': %s", s->path,
+                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
-    if (mode == OL_STORE_READ) {
-        /* A file that is not SQLite fails here, with a clear message. */
-        rv = ol__store_exec(s, "SELECT count(*) FROM sqlite_master;");
-        if (rv == 0)
-            rv = check_schema(s, 0);
-        if (rv != 0)
-            goto fail;
-        return 0;
-    }
-    rv = ol__store_exec(s, "PRAGMA journal_mode=WAL;");
+    /* Classify before any pragma: journal_mode=WAL would already write to
+     * a file that is not ours. */
+    rv = classify(s);
+    if (rv == 0)
+        rv = ol__store_exec(s, "PRAGMA journal_mode=WAL;");
     if (rv == 0)
         rv = ol__store_exec(s, mode == OL_STORE_WRITE_FULL
                                    ? "PRAGMA synchronous=FULL;"
@@ -182,14 +405,133 @@ int ol__store_open(struct ol__store *s, const char *path, int mode)
         rv = ol__store_exec(s, "PRAGMA cache_size=-32768;");
     if (rv == 0)
         rv = ol__store_exec(s, schema);
+    if (rv == 0 && s->schema < 2)
+        rv = upgrade(s);
     if (rv == 0)
-        rv = check_schema(s, 1);
+        rv = load_identity(s);
+    if (rv == 0)
+        rv = ol__store_prepare(s,
+                               "UPDATE meta SET value = value + 1 WHERE key "
+                               "= 'commits'",
+                               &s->bump);
+    return rv;
+}
+
+/* Build a new database in `tmp`: schema and identity, then WAL mode. */
+static int build_new(struct ol__store *s, const char *tmp)
+{
+    struct ol__store t;
+    int rc, rv;
+
+    memset(&t, 0, sizeof t);
+    snprintf(t.path, sizeof t.path, "%s", tmp);
+    rc = sqlite3_open_v2(tmp, &t.db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc != SQLITE_OK) {
+        rv = fail(s, OL_EIO, "create database '%s': %s", s->path,
+                  t.db ? sqlite3_errmsg(t.db) : sqlite3_errstr(rc));
+        sqlite3_close(t.db);
+        return rv;
+    }
+    rv = ol__store_exec(&t, "PRAGMA journal_mode=DELETE; BEGIN;");
+    if (rv == 0)
+        rv = ol__store_exec(&t, schema);
+    if (rv == 0)
+        rv = ol__store_meta_set_int(&t, "schema", OL_SCHEMA_VERSION);
+    if (rv == 0)
+        rv = random_id(&t);
+    if (rv == 0)
+        rv = ol__store_meta_set_int(&t, "commits", 0);
+    if (rv == 0)
+        rv = ol__store_meta_set_int(&t, "created_ms", ol__wall_ms());
+    if (rv == 0)
+        rv = ol__store_exec(&t, "COMMIT; PRAGMA journal_mode=WAL;");
     if (rv != 0)
-        goto fail;
-    return 0;
-fail:
-    sqlite3_close(s->db);
-    s->db = NULL;
+        fail(s, rv, "create database '%s': %s", s->path, t.errmsg);
+    sqlite3_close(t.db);
+    return rv;
+}
+
+int ol__store_create(struct ol__store *s, const char *path, int mode)
+{
+    char tmp[4096 + 8], err[OL_ERRMSG_SIZE];
+    const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+    int fd, rv;
+
+    memset(s, 0, sizeof *s);
+    snprintf(s->path, sizeof s->path, "%s", path);
+    if (exists(path, ""))
+        return fail(s, OL_EEXISTS, "'%s' already exists", path);
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        char p[4096 + 16];
+
+        snprintf(p, sizeof p, "%s%s", tmp, sfx[i]);
+        unlink(p);
+    }
+    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return fail(s, ol__err_from_errno(errno), "create database '%s': %s",
+                    path, strerror(errno));
+    close(fd);
+    rv = build_new(s, tmp);
+    if (rv == 0 && ((fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0 ||
+                    fsync(fd) != 0))
+        rv = fail(s, OL_EIO, "create database '%s': fsync: %s", path,
+                  strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    /* link() never replaces a file that appeared meanwhile. */
+    if (rv == 0 && link(tmp, path) != 0)
+        rv = fail(s, errno == EEXIST ? OL_EEXISTS : OL_EIO,
+                  "create database '%s': %s", path, strerror(errno));
+    unlink(tmp);
+    if (rv == 0 && ol__fsync_dir_of(path, err) != 0)
+        ol_log(OL_LOG_WARN, "%s", err);
+    if (rv != 0)
+        return rv;
+    return ol__store_open(s, path, mode);
+}
+
+int ol__store_open(struct ol__store *s, const char *path, int mode)
+{
+    int rv;
+
+    memset(s, 0, sizeof *s);
+    snprintf(s->path, sizeof s->path, "%s", path);
+    if (mode != OL_STORE_READ && mode != OL_STORE_READ_SHARED &&
+        !exists(path, ""))
+        return ol__store_create(s, path, mode);
+    if (mode == OL_STORE_READ || mode == OL_STORE_READ_SHARED) {
+        rv = open_ro(s, mode == OL_STORE_READ_SHARED);
+        if (rv == 0) {
+            sqlite3_extended_result_codes(s->db, 1);
+            sqlite3_busy_timeout(s->db, 5000);
+            if (!exists(path, ""))
+                rv = fail(s, OL_ENOTFOUND, "no database at '%s'", path);
+        }
+        if (rv == 0 && exists(path, "") ) {
+            struct ol__store_files f;
+
+            ol__store_files(path, &f);
+            if (f.db_size == 0)
+                rv = fail(s, OL_EMALFORMED,
+                          "database '%s' is empty (0 bytes): not a database "
+                          "outlast wrote",
+                          path);
+        }
+        if (rv == 0)
+            rv = classify(s);
+        if (rv == 0)
+            rv = load_identity(s);
+    } else {
+        rv = open_rw(s, mode);
+    }
+    if (rv != 0) {
+        sqlite3_finalize(s->bump);
+        s->bump = NULL;
+        sqlite3_close(s->db);
+        s->db = NULL;
+    }
     return rv;
 }
 
@@ -197,6 +539,8 @@ void ol__store_close(struct ol__store *s)
 {
     if (s == NULL || s->db == NULL)
         return;
+    sqlite3_finalize(s->bump);
+    s->bump = NULL;
     sqlite3_close(s->db);
     s->db = NULL;
 }
@@ -208,7 +552,36 @@ int ol__store_begin(struct ol__store *s)
 
 int ol__store_commit(struct ol__store *s)
 {
-    return ol__store_exec(s, "COMMIT;");
+    int rc, rv;
+
+    if (s->bump) {
+        rc = sqlite3_step(s->bump);
+        sqlite3_reset(s->bump);
+        if (rc != SQLITE_DONE) {
+            snprintf(s->errmsg, sizeof s->errmsg,
+                     "database '%s': count the commit: %s", s->path,
+                     sqlite3_errmsg(s->db));
+            return ol__err_from_sqlite(rc) ? ol__err_from_sqlite(rc)
+                                           : OL_EIO;
+        }
+    }
+    rv = ol__store_exec(s, "COMMIT;");
+    if (rv == 0)
+        s->commits++;
+    return rv;
+}
+
+int ol__store_meta_put_int(struct ol__store *s, const char *key, int64_t v)
+{
+    int rv = ol__store_begin(s);
+
+    if (rv == 0)
+        rv = ol__store_meta_set_int(s, key, v);
+    if (rv == 0)
+        rv = ol__store_commit(s);
+    if (rv != 0)
+        ol__store_rollback(s);
+    return rv;
 }
 
 void ol__store_rollback(struct ol__store *s)

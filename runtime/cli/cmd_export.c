@@ -162,7 +162,7 @@ static int fill_bundle(struct ol__cli *c, const char *agent, const char *out,
     sqlite3_stmt *st;
     int rv;
 
-    rv = ol__store_open(&dst, out, OL_STORE_WRITE_FULL);
+    rv = ol__store_create(&dst, out, OL_STORE_WRITE_FULL);
     if (rv != 0) {
         ol__errf(err, "%s", dst.errmsg);
         return rv;
@@ -189,6 +189,9 @@ static int fill_bundle(struct ol__cli *c, const char *agent, const char *out,
                      NULL, err);
     if (rv == 0)
         rv = ol__store_meta_set_int(&dst, "exported_ms", ol__wall_ms());
+    /* A bundle holds some agents' chains, not a node's whole database. */
+    if (rv == 0)
+        rv = ol__store_meta_set_int(&dst, "bundle", 1);
     if (rv == 0)
         rv = ol__store_commit(&dst);
     if (rv != 0) {
@@ -216,7 +219,7 @@ static int export_bundle(struct ol__cli *c, const char *agent,
     char err[OL_ERRMSG_SIZE] = "";
     struct ol__store src;
     int64_t n[3];
-    int fd, rv, found;
+    int rv, found;
 
     /* Opening the source first checks that it is an outlast database. */
     if ((rv = ol__cli_open_db(c, &src)) != 0)
@@ -226,19 +229,15 @@ static int export_bundle(struct ol__cli *c, const char *agent,
     if (found != 1)
         return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOTFOUND",
                             "export: no agent '%s' in '%s'", agent, c->db);
-    fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(
-                                ol__err_from_errno(errno)),
-                            "export: cannot create '%s': %s%s", out,
-                            strerror(errno),
-                            errno == EEXIST ? " (remove it or pick another "
-                                              "name)"
-                                            : "");
-    close(fd);
+    if (access(out, F_OK) == 0)
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_EEXISTS",
+                            "export: '%s' already exists (remove it or pick "
+                            "another name)",
+                            out);
     rv = fill_bundle(c, agent, out, n, err);
     if (rv != 0) {
-        remove_bundle(out);
+        if (rv != OL_EEXISTS)
+            remove_bundle(out);
         return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv),
                             "export: writing '%s': %s", out, err);
     }
