@@ -170,12 +170,152 @@ static int start_cluster(struct ol__node *n, const char *db_path)
     return rv;
 }
 
+static void close_store(struct ol__node *n);
+
+/* How to recover, for a refusal to start. */
+static void recovery_hint(const struct ol__node *n, char *out, size_t cap)
+{
+    if (n->cfg.cluster)
+        snprintf(out, cap,
+                 "Nothing was changed. To recover, restore the file from a "
+                 "backup, or rebuild this node from its peers: move the "
+                 "data directory aside (keep node.key) and add the node to "
+                 "the cluster again");
+    else
+        snprintf(out, cap,
+                 "Nothing was changed. To recover, restore the file from a "
+                 "backup; or run `outlast recover --data-dir %s --from FILE` "
+                 "to continue every agent from FILE (an export bundle or a "
+                 "copy of this database) under a new epoch; or `outlast "
+                 "recover --data-dir %s --new-history` to start every agent "
+                 "over under a new epoch",
+                 n->cfg.data_dir, n->cfg.data_dir);
+}
+
+/*
+ * Compare the node record with the database as found, before anything
+ * opens it for writing (an open would create the -wal file whose absence
+ * is part of the verdict).  Refusals say what is wrong and how to recover.
+ */
+static int check_start(struct ol__node *n, const char *db, const char *ns,
+                       struct ol__nstate *rec, int *have_rec)
+{
+    struct ol__nstate_db v;
+    struct ol__store s;
+    char hint[768];
+    int rv, create;
+
+    recovery_hint(n, hint, sizeof hint);
+    rv = ol__nstate_load(ns, n->key.pk, rec, n->errmsg);
+    if (rv != 0 && rv != OL_ENOTFOUND) {
+        size_t len = strlen(n->errmsg);
+
+        snprintf(n->errmsg + len, sizeof n->errmsg - len, ". %s", hint);
+        return OL_ESTATE;
+    }
+    *have_rec = rv == 0;
+    memset(&v, 0, sizeof v);
+    v.path = db;
+    ol__store_files(db, &v.files);
+    if (v.files.db) {
+        v.store_rv = ol__store_open(&s, db, OL_STORE_READ);
+        if (v.store_rv == 0) {
+            v.schema = s.schema;
+            memcpy(v.db_id, s.db_id, OL_DBID_SIZE);
+            v.commits = s.commits;
+            ol__store_close(&s);
+        } else {
+            snprintf(v.store_err, sizeof v.store_err, "%s", s.errmsg);
+        }
+    }
+    rv = ol__nstate_check(*have_rec ? rec : NULL, &v, n->self_id, hint,
+                          &create, n->errmsg);
+    if (rv != 0)
+        return rv;
+    if (create && v.files.db == 0)
+        ol_log(OL_LOG_INFO, "no database yet: creating '%s'", db);
+    else if (!*have_rec)
+        ol_log(OL_LOG_WARN,
+               "no node record beside database '%s': recording it now",
+               db);
+    return 0;
+}
+
+/* The highest epoch of any agent in the state machine. */
+static uint64_t sm_max_epoch(const struct ol__sm *sm)
+{
+    const struct ol__sm_agent *a;
+    uint64_t m = 0;
+
+    for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);)
+        if (a->epoch > m)
+            m = a->epoch;
+    return m;
+}
+
+/* Write node.state as the database is now, marked running. */
+static int record_start(struct ol__node *n, const char *ns,
+                        const struct ol__nstate *rec)
+{
+    struct ol__nstate st;
+
+    memset(&st, 0, sizeof st);
+    if (rec)
+        st = *rec;
+    st.node_id = n->self_id;
+    memcpy(st.db_id, n->store.db_id, OL_DBID_SIZE);
+    st.commits = n->store.commits;
+    st.applied = ol__sm_applied(n->sm);
+    n->max_epoch = sm_max_epoch(n->sm);
+    if (n->store.epoch_floor > n->max_epoch)
+        n->max_epoch = n->store.epoch_floor;
+    if (n->max_epoch > st.max_epoch)
+        st.max_epoch = n->max_epoch;
+    n->max_epoch = st.max_epoch;
+    st.history = n->store.history;
+    if (rec && rec->history != st.history)
+        ol_log(OL_LOG_INFO, "database history %" PRIu64 " (node.state "
+               "said %" PRIu64 ")", st.history, rec->history);
+    if (st.history > 0)
+        ol_log(OL_LOG_INFO,
+               "this database is history %" PRIu64 ": it was made by "
+               "`outlast recover`; agents run above epoch %" PRIu64,
+               st.history, n->store.epoch_floor);
+    return ol__nstate_start(&n->nst, n->loop, ns, &n->key, &st,
+                            !n->cfg.cluster, n->errmsg);
+}
+
+/* The store's final figures into node.state, the database closed between
+ * "closing" and "stopped" (closing the last connection merges and removes
+ * the WAL). */
+static void record_finish(struct ol__node *n)
+{
+    char err[OL_ERRMSG_SIZE];
+
+    if (!n->nst.timer_open) {
+        close_store(n);
+        return;
+    }
+    if (n->store.db)
+        sqlite3_wal_checkpoint_v2(n->store.db, NULL, SQLITE_CHECKPOINT_FULL,
+                                  NULL, NULL);
+    ol__nstate_note(&n->nst, n->store.commits,
+                    n->sm ? ol__sm_applied(n->sm) : 0, n->max_epoch);
+    if (ol__nstate_put(&n->nst, OL_NSTATE_CLOSING, err) != 0)
+        ol_log(OL_LOG_ERROR, "%s", err);
+    close_store(n);
+    if (ol__nstate_put(&n->nst, OL_NSTATE_STOPPED, err) != 0)
+        ol_log(OL_LOG_ERROR, "%s", err);
+    ol__nstate_close(&n->nst);
+}
+
 int ol__node_init(struct ol__node *n, uv_loop_t *loop,
                   const struct ol__config *cfg)
 {
     struct ol__sm_config smc;
-    char path[PATH_MAX], hex[OL_PK_HEX_SIZE];
-    int created, rv;
+    struct ol__nstate rec;
+    char path[PATH_MAX], nspath[PATH_MAX], hex[OL_PK_HEX_SIZE];
+    int created, have_rec = 0, rv;
 
     memset(n, 0, sizeof *n);
     n->loop = loop;
@@ -205,8 +345,13 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     ol_log(OL_LOG_INFO, "node %" PRIu64 " (%s) key %s: public %s",
            n->self_id, cfg->node_name, created ? "created" : "loaded", hex);
 
-    if (ol__path_join(path, sizeof path, cfg->data_dir, "outlast.db"))
+    if (ol__path_join(path, sizeof path, cfg->data_dir, "outlast.db") ||
+        ol__path_join(nspath, sizeof nspath, cfg->data_dir,
+                      OL_NSTATE_FILE))
         return OL_EINVAL;
+    rv = check_start(n, path, nspath, &rec, &have_rec);
+    if (rv != 0)
+        return rv;
     rv = ol__store_open(&n->store, path,
                         cfg->cluster ? OL_STORE_WRITE_NORMAL
                                      : OL_STORE_WRITE_FULL);
@@ -221,6 +366,9 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     }
     smc.retain = cfg->retain;
     rv = ol__sm_open(&n->store, &smc, &n->sm, n->errmsg);
+    if (rv != 0)
+        return rv;
+    rv = record_start(n, nspath, have_rec ? &rec : NULL);
     if (rv != 0)
         return rv;
     n->cluster = cfg->cluster;
@@ -402,6 +550,17 @@ void ol__node_effects(void *data, struct ol__effects *fx)
     struct ol__node *n = data;
     struct ol__effect *prev = NULL;
 
+    for (struct ol__effect *e = fx->head; e; e = e->next) {
+        if (e->type == OL_FX_AGENT && e->u.agent.epoch > n->max_epoch)
+            n->max_epoch = e->u.agent.epoch;
+        else if (e->type == OL_FX_CKPT && e->status == 0 &&
+                 e->u.ckpt.epoch > n->max_epoch)
+            n->max_epoch = e->u.ckpt.epoch;
+    }
+    /* What was just committed is durable: the record may say so. */
+    if (n->sm)
+        ol__nstate_note(&n->nst, n->store.commits, ol__sm_applied(n->sm),
+                        n->max_epoch);
     for (struct ol__effect *e = fx->head; e; prev = e, e = e->next) {
         struct ol_agent *a;
 
@@ -465,14 +624,24 @@ static void close_store(struct ol__node *n)
     ol__store_close(&n->store);
 }
 
+static void record_quiet(void *data)
+{
+    struct ol__node *n = data;
+
+    record_finish(n);
+    ol_log(OL_LOG_INFO, "stopped");
+}
+
 static void replica_closed(void *data)
 {
     struct ol__node *n = data;
 
     n->replica->vt->destroy(n->replica);
     n->replica = NULL;
-    close_store(n);
-    ol_log(OL_LOG_INFO, "stopped");
+    if (n->nst.timer_open)
+        ol__nstate_quiesce(&n->nst, record_quiet, n);
+    else
+        record_quiet(n);
 }
 
 static void http_closed(void *data)
@@ -580,14 +749,19 @@ static void aborted(void *data)
 {
     struct ol__node *n = data;
 
-    n->replica->vt->destroy(n->replica);
-    n->replica = NULL;
+    if (n->replica) {
+        n->replica->vt->destroy(n->replica);
+        n->replica = NULL;
+    }
+    record_finish(n);
 }
 
 void ol__node_abort(struct ol__node *n)
 {
     if (n->replica)
         n->replica->vt->close(n->replica, aborted, n);
+    else
+        aborted(n);
 }
 
 void ol__node_free(struct ol__node *n)

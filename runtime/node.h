@@ -19,6 +19,7 @@
 #include "events.h"
 #include "keys.h"
 #include "map.h"
+#include "nodestate.h"
 #include "plugin.h"
 #include "store.h"
 #include "walck.h"
@@ -135,7 +136,7 @@ struct ol__node {
     struct ol__config cfg;
     struct ol__key key;
     uint64_t self_id;
-    char errmsg[OL_ERRMSG_SIZE];
+    char errmsg[OL_NSTATE_ERR_SIZE];
     int64_t started_ms;
 
     struct ol__store store;  /* writer: owned by the commit path */
@@ -163,6 +164,8 @@ struct ol__node {
     struct ol__buf scratch; /* save() output, reused */
     struct ol__verify_cache *vcache; /* seals verified for resumes */
     struct ol__walck walck;          /* WAL checkpoints off the writer */
+    struct ol__nstate_w nst;         /* node.state: what was committed */
+    uint64_t max_epoch;              /* highest agent epoch seen */
     struct {
         uint64_t steps;
         uint64_t checkpoints;
