@@ -28,14 +28,24 @@ static void on_problem(void *data, const char *agent, uint64_t seq,
 {
     struct verify_ctx *v = data;
 
+    /* Problems of the file rather than of one agent's record come with an
+     * empty agent name. */
     if (v->problems) {
         json_array_append_new(v->problems,
-                              json_pack("{s:s, s:I, s:s}", "agent", agent,
-                                        "seq", (json_int_t)seq, "problem",
-                                        problem));
+                              agent[0] ? json_pack("{s:s, s:I, s:s}", "agent",
+                                                   agent, "seq",
+                                                   (json_int_t)seq, "problem",
+                                                   problem)
+                                       : json_pack("{s:n, s:s}", "agent",
+                                                   "problem", problem));
         return;
     }
-    printf("agent '%s' seq %" PRIu64 ": %s\n", agent, seq, problem);
+    if (agent[0] == '\0')
+        printf("database: %s\n", problem);
+    else if (seq == 0)
+        printf("agent '%s': %s\n", agent, problem);
+    else
+        printf("agent '%s' seq %" PRIu64 ": %s\n", agent, seq, problem);
 }
 
 static int report(struct ol__cli *c, const char *agent,
