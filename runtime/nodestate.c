@@ -160,7 +160,7 @@ static int decode(const uint8_t *slot, const uint8_t pk[OL_PK_SIZE],
     if (crypto_sign_verify_detached(slot + HDR + len, slot, HDR + len,
                                     st->pk) != 0)
         return OL_EMALFORMED;
-    if (sodium_memcmp(st->pk, pk, OL_PK_SIZE) != 0)
+    if (pk && sodium_memcmp(st->pk, pk, OL_PK_SIZE) != 0)
         return OL_EUNAUTH;
     return 0;
 }

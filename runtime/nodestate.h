@@ -72,7 +72,8 @@ const char *ol__nstate_run_name(int run);
 
 /*
  * Read the record at `path`.  Slots signed by a key other than `pk` do not
- * count.  Returns 0, OL_ENOTFOUND (no file), OL_EUNAUTH (signed by another
+ * count (pk NULL: any record whose signature verifies under the key it
+ * names counts; the caller checks that key).  Returns 0, OL_ENOTFOUND (no file), OL_EUNAUTH (signed by another
  * key) or OL_EMALFORMED (no slot is valid: damaged), with errmsg set.
  */
 int ol__nstate_load(const char *path, const uint8_t pk[OL_PK_SIZE],
