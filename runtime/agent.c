@@ -275,6 +275,7 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
         return OL_EPLUGIN;
     }
     a->seq = c->seq;
+    a->head_epoch = c->epoch;
     a->committed_seq = c->seq;
     memcpy(a->head_hash, hash, OL_HASH_SIZE);
     a->timers = calloc(c->n_timers ? c->n_timers : 1, sizeof *a->timers);

@@ -277,10 +277,13 @@ static int record_start(struct ol__node *n, const char *ns,
         ol_log(OL_LOG_INFO, "database history %" PRIu64 " (node.state "
                "said %" PRIu64 ")", st.history, rec->history);
     if (st.history > 0)
-        ol_log(OL_LOG_INFO,
-               "this database is history %" PRIu64 ": it was made by "
-               "`outlast recover`; agents run above epoch %" PRIu64,
-               st.history, n->store.epoch_floor);
+        ol_log(OL_LOG_WARN,
+               "this database is history %" PRIu64 ", made by `outlast %s`: "
+               "its agents run at epoch %" PRIu64 " or above, above every "
+               "epoch this node used before",
+               st.history,
+               n->store.recovered[0] ? n->store.recovered : "recover",
+               n->store.epoch_floor);
     return ol__nstate_start(&n->nst, n->loop, ns, &n->key, &st,
                             !n->cfg.cluster, n->errmsg);
 }

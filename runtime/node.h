@@ -80,6 +80,7 @@ struct ol_agent {
 
     /* The chain as proposed (head may still be in flight). */
     uint64_t seq;
+    uint64_t head_epoch; /* the epoch of the newest committed checkpoint */
     uint8_t head_hash[OL_HASH_SIZE];
     uint64_t committed_seq;
     int64_t last_ckpt_ms;

@@ -384,7 +384,7 @@ static int pack_history_row(msgpack_packer *pk, sqlite3_stmt *st)
     ok = body != NULL && ol__ckpt_decode(body, len, &c, err) == 0;
     if (body == NULL)
         snprintf(err, sizeof err, "no body");
-    bad |= msgpack_pack_map(pk, ok ? 11 : 12);
+    bad |= msgpack_pack_map(pk, ok ? 13 : 14);
     bad |= kv_uint(pk, "seq", (uint64_t)sqlite3_column_int64(st, 0));
     bad |= kv_uint(pk, "epoch", (uint64_t)sqlite3_column_int64(st, 1));
     bad |= kv_hex(pk, "hash", sqlite3_column_blob(st, 3),
@@ -397,6 +397,8 @@ static int pack_history_row(msgpack_packer *pk, sqlite3_stmt *st)
     bad |= kv_uint(pk, "acks", ok ? c.n_acks : 0);
     bad |= kv_bool(pk, "final", ok && (c.flags & OL_CKPT_FINAL));
     bad |= kv_bool(pk, "snapshot", sqlite3_column_int64(st, 5) & 1);
+    bad |= kv_bool(pk, "new_history", ok && (c.flags & OL_CKPT_NEW_HISTORY));
+    bad |= kv_bool(pk, "recovered", ok && (c.flags & OL_CKPT_RECOVERED));
     if (!ok)
         bad |= kv_str(pk, "error", err);
     else

@@ -351,6 +351,11 @@ int ol__step_checkpoint(struct ol_agent *a)
     memcpy(c.plugin.so_hash, a->plugin->so_hash, OL_HASH_SIZE);
     memcpy(c.signer, n->key.pk, OL_PK_SIZE);
     c.flags = a->final_pending ? OL_CKPT_FINAL : 0;
+    /* The first checkpoint under a recovered database's epoch floor says
+     * so in the chain. */
+    if (a->node->store.history > 0 && a->epoch == a->node->store.epoch_floor &&
+        a->head_epoch != a->epoch)
+        c.flags |= a->seq == 0 ? OL_CKPT_NEW_HISTORY : OL_CKPT_RECOVERED;
     c.state = n->scratch.base;
     c.state_len = (uint32_t)n->scratch.len;
     c.outbox = a->outbox;
@@ -415,6 +420,7 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
         ol__phist_add(&a->node->commit_hist, ol__lat_bounds_us,
                       ol__lat_nbounds, a->commit_us);
         a->committed_seq = e->u.ckpt.seq;
+        a->head_epoch = e->u.ckpt.epoch;
         a->node->n.checkpoints++;
         if (a->phase == OL_PHASE_DRAINING) {
             /* Released once the STOP event's own checkpoint is in. */

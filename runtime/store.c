@@ -283,6 +283,20 @@ static int load_identity(struct ol__store *s)
         s->epoch_floor = (uint64_t)v;
     if (ol__store_meta_get_int(s, "bundle", &v) == 0)
         s->bundle = v != 0;
+    if (s->history > 0) {
+        sqlite3_stmt *st;
+
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT value FROM meta WHERE key = "
+                               "'recovered'",
+                               -1, &st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW &&
+                sqlite3_column_text(st, 0))
+                snprintf(s->recovered, sizeof s->recovered, "%s",
+                         sqlite3_column_text(st, 0));
+            sqlite3_finalize(st);
+        }
+    }
     return 0;
 }
 

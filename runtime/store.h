@@ -69,7 +69,8 @@ struct ol__store {
     uint8_t db_id[OL_DBID_SIZE];
     uint64_t commits;     /* transactions committed so far */
     uint64_t history;     /* 0, or the number of recoveries behind it */
-    uint64_t epoch_floor; /* agents it spawns start above this epoch */
+    uint64_t epoch_floor; /* agents it spawns start at this epoch */
+    char recovered[256];  /* how `outlast recover` made it, or "" */
     int bundle;           /* an export bundle, not a node's database */
     sqlite3_stmt *bump;   /* counts a commit, inside its transaction */
 };
