@@ -60,6 +60,7 @@ enum ol__effect_type {
     OL_FX_DIVERGED = 6, /* a snapshot install found this node's row for
                          * (u.ckpt.agent, u.ckpt.seq) differs from the
                          * cluster's: evidence stored, row replaced */
+    OL_FX_STORAGE = 7, /* the database failed (errmsg); not from apply */
 };
 
 struct ol__effect {

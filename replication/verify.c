@@ -320,7 +320,7 @@ int ol__verify_head(sqlite3 *db, const char *agent, uint64_t *seq,
     } else if (rc != SQLITE_DONE) {
         ol__errf(errmsg, "agent '%s': its head record cannot be read: %s",
                  agent, sqlite3_errmsg(db));
-        found = ol__err_from_sqlite(rc) ? ol__err_from_sqlite(rc) : OL_EIO;
+        found = OL_EIO;
     }
     sqlite3_finalize(st);
     return found;
@@ -366,6 +366,13 @@ int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
     }
     sqlite3_bind_text(rows, 1, agent, -1, SQLITE_STATIC);
     rc = sqlite3_step(rows);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        /* Storage, not verification: OL_EIO, whatever SQLite said. */
+        ol__errf(errmsg, "agent '%s': its checkpoints cannot be read: %s",
+                 agent, sqlite3_errmsg(db));
+        rv = OL_EIO;
+        goto out;
+    }
     found = ol__verify_head(db, agent, &head_seq, head_hash, errmsg);
     if (found < 0) {
         rv = found;
@@ -381,12 +388,6 @@ int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
     }
     if (rc == SQLITE_DONE) {
         rv = OL_ENOTFOUND;
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        ol__errf(errmsg, "agent '%s': its checkpoints cannot be read: %s",
-                 agent, sqlite3_errmsg(db));
-        rv = ol__err_from_sqlite(rc) ? ol__err_from_sqlite(rc) : OL_EIO;
         goto out;
     }
     ol__vs_read_row(rows, &r);

@@ -45,8 +45,9 @@ int ol__verify_store(sqlite3 *db, const char *agent,
  * whose newest records were deleted ends below its head).  On success
  * *out holds the decoded checkpoint (free with ol__ckpt_free) and hash its
  * hash.  Returns 0, OL_ENOTFOUND (no checkpoint yet, and no head), or
- * OL_EBADSIG / OL_EBADHASH / OL_EBADCHAIN / OL_EMALFORMED / OL_EIO (the
- * rows cannot be read) with errmsg naming the seq.
+ * OL_EBADSIG / OL_EBADHASH / OL_EBADCHAIN / OL_EMALFORMED with errmsg
+ * naming the seq, or OL_EIO when the database could not be read (a
+ * damaged page, an I/O error).
  */
 int ol__verify_load_head(sqlite3 *db, const char *agent, struct ol__ckpt *out,
                          uint8_t hash[OL_HASH_SIZE], char *errmsg) WUR;

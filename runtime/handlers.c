@@ -195,7 +195,15 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
     }
     ol__pk_hex(n->key.pk, hex);
     snprintf(dbpath, sizeof dbpath, "%s/outlast.db", n->cfg.data_dir);
-    resp_begin(&r, 5);
+    resp_begin(&r, 6);
+    pk_str(&r.pk, "storage");
+    msgpack_pack_map(&r.pk, 4);
+    pk_str(&r.pk, "state");
+    pk_str(&r.pk, n->storage.errors ? "damaged" : "ok");
+    pk_kv_u64(&r.pk, "errors", n->storage.errors);
+    pk_str(&r.pk, "first");
+    pk_str(&r.pk, n->storage.first);
+    pk_kv_u64(&r.pk, "first_ms", (uint64_t)n->storage.first_ms);
     pk_str(&r.pk, "node");
     msgpack_pack_map(&r.pk, 9);
     pk_str(&r.pk, "http");
@@ -288,6 +296,9 @@ static void op_query(struct ol__node *n, struct ol__ctl_req *req,
     }
     if (rv != 0) {
         ol__buf_close(&r.buf);
+        if (ol__sqlite_damaged(n->reader.db))
+            ol__node_storage_fault(n, name[0] ? name : NULL, "%s: %s", op,
+                                   err[0] ? err : ol_strerror(rv));
         ol__ctl_reply_error(req, rv, "%s", err[0] ? err : ol_strerror(rv));
         return;
     }

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,43 @@ static int lock_data_dir(struct ol__node *n)
         ol_log(OL_LOG_WARN, "lock '%s': cannot record pid", path);
     n->lock_fd = fd;
     return 0;
+}
+
+int ol__sqlite_damaged(sqlite3 *db)
+{
+    int code = db ? sqlite3_extended_errcode(db) & 0xff : 0;
+
+    return code == SQLITE_CORRUPT || code == SQLITE_NOTADB;
+}
+
+void ol__node_storage_fault(struct ol__node *n, const char *agent,
+                            const char *fmt, ...)
+{
+    char msg[OL_ERRMSG_SIZE];
+    struct ol_agent *a;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n->storage.errors++ == 0) {
+        n->storage.first_ms = ol__wall_ms();
+        snprintf(n->storage.first, sizeof n->storage.first, "%s", msg);
+        ol_log(OL_LOG_ERROR,
+               "storage: %s (the database is damaged or failing: run "
+               "`outlast verify`)",
+               msg);
+    } else {
+        ol_log_rl(OL_LOG_ERROR, "storage: %s", msg);
+    }
+    snprintf(n->storage.last, sizeof n->storage.last, "%s", msg);
+    if (agent && (a = ol__agent_get(n, agent)) != NULL)
+        ol__agent_degrade(a, "%s", msg);
+}
+
+static void walck_fault(void *data, const char *msg)
+{
+    ol__node_storage_fault(data, NULL, "WAL checkpoint: %s", msg);
 }
 
 int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row)
@@ -386,6 +424,8 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     if (rv != 0)
         return rv;
     ol__plugins_init(&n->plugins, cfg->plugin_dir, &ol__host_table);
+    n->walck.fault_cb = walck_fault;
+    n->walck.fault_data = n;
     if (ol__walck_start(&n->walck, loop, n->store.db, path, n->errmsg) != 0) {
         /* SQLite's own checkpoints still run, inside the commits. */
         ol_log(OL_LOG_WARN, "%s; checkpointing inline", n->errmsg);
@@ -611,6 +651,9 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             break;
         }
         case OL_FX_NODE:
+            break;
+        case OL_FX_STORAGE:
+            ol__node_storage_fault(n, NULL, "commit: %s", e->errmsg);
             break;
         }
     }

@@ -166,6 +166,12 @@ struct ol__node {
     struct ol__verify_cache *vcache; /* seals verified for resumes */
     struct ol__walck walck;          /* WAL checkpoints off the writer */
     struct ol__nstate_w nst;         /* node.state: what was committed */
+    struct {
+        uint64_t errors;  /* damage found while running */
+        int64_t first_ms;
+        char first[OL_ERRMSG_SIZE];
+        char last[OL_ERRMSG_SIZE];
+    } storage;
     uint64_t max_epoch;              /* highest agent epoch seen */
     struct {
         uint64_t steps;
@@ -197,6 +203,15 @@ void ol__node_effects(void *data, struct ol__effects *fx);
 int ol__node_propose(struct ol__node *n, const struct ol__entry_w *w);
 uint64_t ol__node_req_id(void);
 
+/* The database failed while running (a damaged page, a failed write):
+ * log it, show it in status, and, when `agent` names an agent hosted here
+ * whose records it touches, stop that agent (degraded). */
+void ol__node_storage_fault(struct ol__node *n, const char *agent,
+                            const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Is this SQLite error code damage rather than a transient failure? */
+int ol__sqlite_damaged(sqlite3 *db);
+
 /* Should this node run the agent `row` describes? */
 int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);
 
@@ -207,6 +222,10 @@ struct ol_agent *ol__agent_get(struct ol__node *n, const char *name);
 void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row);
 /* Stop hosting: no more events; close once work and commits settle. */
 void ol__agent_release(struct ol_agent *a, const char *why);
+/* Stop an agent whose stored records cannot be used (degraded): nothing is
+ * proposed, nothing deleted; the reason is shown by the CLI. */
+void ol__agent_degrade(struct ol_agent *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Quarantine after a plugin failure: close and propose QUARANTINE. */
 void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -446,6 +446,14 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
         return;
     }
     a->node->n.refused++;
+    if (e->status == OL_EIO) {
+        /* The database could not store it: not the agent's doing. */
+        ol__node_storage_fault(a->node, a->name,
+                               "agent '%s' checkpoint seq %" PRIu64
+                               " could not be stored: %s",
+                               a->name, e->u.ckpt.seq, e->errmsg);
+        return;
+    }
     if (e->status == OL_ESTALE || e->status == OL_ESTATE) {
         ol__agent_release(a, e->errmsg);
         return;
