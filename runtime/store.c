@@ -335,14 +335,22 @@ static int file_uri(const char *path, const char *query, char *out,
  * writer closed (no -wal, no hot journal) nothing is waiting to be read
  * from them, so it is opened as immutable and nothing is created.
  */
+int ol__store_ro_uri(const char *path, char *out, size_t cap)
+{
+    int immutable = !exists(path, "-wal") && !exists(path, "-journal");
+
+    return file_uri(path, immutable ? "?immutable=1" : "?mode=ro", out, cap);
+}
+
 static int open_ro(struct ol__store *s, int shared)
 {
     char uri[4096 * 3 + 64];
-    int rc, immutable = !shared && !exists(s->path, "-wal") &&
-                        !exists(s->path, "-journal");
+    int rc;
 
-    if (file_uri(s->path, immutable ? "?immutable=1" : "?mode=ro", uri,
-                 sizeof uri) != 0)
+    if (!exists(s->path, ""))
+        return fail(s, OL_ENOTFOUND, "no database at '%s'", s->path);
+    if ((shared ? file_uri(s->path, "?mode=ro", uri, sizeof uri)
+                : ol__store_ro_uri(s->path, uri, sizeof uri)) != 0)
         return fail(s, OL_EINVAL, "database path '%s' is too long", s->path);
     rc = sqlite3_open_v2(uri, &s->db,
                          SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
@@ -398,8 +406,12 @@ static int open_rw(struct ol__store *s, int mode)
                     "database '%s' is empty (0 bytes): not a database "
                     "outlast wrote",
                     s->path);
+    /* URI filenames on: ATTACH can then read another database read-only
+     * (a path not starting with "file:" is taken as it is). */
     rc = sqlite3_open_v2(s->path, &s->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                             SQLITE_OPEN_URI,
+                         NULL);
     if (rc != SQLITE_OK)
         return fail(s, rc == SQLITE_CANTOPEN ? OL_ENOTFOUND : OL_EIO,
                     "open database '%s': %s", s->path,

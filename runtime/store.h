@@ -99,6 +99,10 @@ struct ol__store_files {
 };
 void ol__store_files(const char *path, struct ol__store_files *out);
 
+/* A "file:" URI that opens `path` read-only without creating anything
+ * beside it (for ATTACH).  0, or -1 when it does not fit in cap. */
+int ol__store_ro_uri(const char *path, char *out, size_t cap);
+
 /* Set a meta value in its own transaction (counted as a commit). */
 int ol__store_meta_put_int(struct ol__store *s, const char *key, int64_t v);
 

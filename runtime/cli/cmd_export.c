@@ -157,7 +157,7 @@ static void remove_bundle(const char *out)
 static int fill_bundle(struct ol__cli *c, const char *agent, const char *out,
                        int64_t n[3], char *err)
 {
-    char scratch[OL_ERRMSG_SIZE];
+    char scratch[OL_ERRMSG_SIZE], uri[PATH_MAX * 3 + 32];
     struct ol__store dst;
     sqlite3_stmt *st;
     int rv;
@@ -167,9 +167,16 @@ static int fill_bundle(struct ol__cli *c, const char *agent, const char *out,
         ol__errf(err, "%s", dst.errmsg);
         return rv;
     }
+    /* Read-only: a crashed node's WAL must stay where it is (a read-write
+     * attach would merge it into the database and delete it). */
+    if (ol__store_ro_uri(c->db, uri, sizeof uri) != 0) {
+        ol__errf(err, "database path '%s' is too long", c->db);
+        ol__store_close(&dst);
+        return OL_EINVAL;
+    }
     rv = sqlite3_prepare_v2(dst.db, "ATTACH ? AS src", -1, &st, NULL);
     if (rv == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, c->db, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, uri, -1, SQLITE_STATIC);
         rv = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
         sqlite3_finalize(st);
     }
