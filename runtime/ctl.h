@@ -21,7 +21,9 @@
  *                                  latency_p50_us, latency_p99_us, ...};
  *                        with reset: true the latency histogram restarts
  *                        after this answer,
- *                        cluster: {...} (cluster mode only)
+ *                        cluster: {...} (cluster mode only),
+ *                        storage: {state ("ok"|"damaged"), errors, first,
+ *                                  first_ms}: damage found while running
  *   agents            -> agents: [agent row], see ol__query_agents()
  *                        live: {name: {local, degraded, phase, queued,
  *                               committed_seq, reason, steps, commit_us,
