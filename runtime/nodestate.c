@@ -99,10 +99,8 @@ out:
     return rv;
 }
 
-/* Parse a slot.  0, OL_EMALFORMED, or OL_EUNAUTH (well formed, but not
- * signed by pk). */
-static int decode(const uint8_t *slot, const uint8_t pk[OL_PK_SIZE],
-                  struct ol__nstate *st)
+int ol__nstate_decode(const uint8_t *slot, const uint8_t pk[OL_PK_SIZE],
+                      struct ol__nstate *st)
 {
     struct ol__mpr r;
     uint32_t n, len;
@@ -181,9 +179,10 @@ int ol__nstate_load(const char *path, const uint8_t pk[OL_PK_SIZE],
         return rv == OL_ETOOBIG || rv == OL_EINVAL ? OL_EMALFORMED : rv;
     }
     if (len >= OL_NSTATE_SLOT)
-        r0 = decode((uint8_t *)text, pk, &s[0]);
+        r0 = ol__nstate_decode((uint8_t *)text, pk, &s[0]);
     if (len >= 2 * OL_NSTATE_SLOT)
-        r1 = decode((uint8_t *)text + OL_NSTATE_SLOT, pk, &s[1]);
+        r1 = ol__nstate_decode((uint8_t *)text + OL_NSTATE_SLOT, pk,
+                               &s[1]);
     free(text);
     if (r0 == 0 && (r1 != 0 || s[0].serial >= s[1].serial)) {
         *out = s[0];

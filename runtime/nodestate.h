@@ -79,6 +79,12 @@ const char *ol__nstate_run_name(int run);
 int ol__nstate_load(const char *path, const uint8_t pk[OL_PK_SIZE],
                     struct ol__nstate *out, char *errmsg) WUR;
 
+/* Parse and verify one slot of OL_NSTATE_SLOT bytes (untrusted: read from
+ * disk).  Returns 0, OL_EMALFORMED, or OL_EUNAUTH (valid, but not signed
+ * by pk; pk NULL accepts any key). */
+int ol__nstate_decode(const uint8_t *slot, const uint8_t pk[OL_PK_SIZE],
+                      struct ol__nstate *st) WUR;
+
 /* Write `st` (serial and time are set here), durably.  A new file is
  * created whole with both slots.  Returns 0 or OL_EIO with errmsg. */
 int ol__nstate_write(const char *path, const struct ol__key *key,
