@@ -47,7 +47,7 @@
 #define OL_NSTATE_FILE "node.state"
 #define OL_NSTATE_SLOT 512
 #define OL_NSTATE_FORMAT 1
-#define OL_NSTATE_INTERVAL_MS 20
+#define OL_NSTATE_INTERVAL_MS 100
 
 enum ol__nstate_run {
     OL_NSTATE_RUNNING = 1, /* the database is open */
