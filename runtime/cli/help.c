@@ -134,7 +134,7 @@ static const char globals[] =
     "  --version        print the version\n"
     "\n"
     "Exit status: 0 ok, 1 the operation failed, 2 usage error,\n"
-    "3 the node cannot be reached.\n";
+    "3 the node cannot be reached (not running, busy, or no answer in time).\n";
 
 const struct ol__cli_cmd *ol__cli_find(const char *name)
 {
