@@ -214,6 +214,26 @@ static void parse_case(const char *path, struct hcase *c)
                  strcmp(c->setup, "running") == 0 ? "rows" : "files");
 }
 
+static void free_case(struct hcase *c)
+{
+    free(c->what);
+    for (int i = 0; i < c->n_files; i++) {
+        free(c->files[i].name);
+        free(c->files[i].content);
+    }
+    for (int i = 0; i < c->n_pre; i++) {
+        free(c->pre[i].file);
+        free(c->pre[i].text);
+    }
+    for (int i = 0; i < c->n_steps; i++) {
+        free(c->steps[i].text);
+        for (int k = 0; k < c->steps[i].n_expect; k++)
+            free(c->steps[i].expect[k]);
+        for (int k = 0; k < c->steps[i].n_reject; k++)
+            free(c->steps[i].reject[k]);
+    }
+}
+
 /* ---- the place a case runs in ---- */
 
 struct ctx {
@@ -896,6 +916,7 @@ static void run_case(const char *path)
         free(before.hash);
     }
     finish(&x);
+    free_case(&c);
 }
 
 /* ---- one test per case file ---- */
