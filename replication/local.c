@@ -156,6 +156,12 @@ static int one_txn(struct local *l, int (*fn)(struct local *l, void *arg,
 struct one_body {
     const struct ol__blob *body;
     const uint8_t *hash;
+    int64_t now;
+};
+
+struct one_cmd {
+    const struct ol__blob *raw;
+    int64_t now;
 };
 
 static int apply_one_body(struct local *l, void *arg, struct ol__effects *fx)
@@ -166,24 +172,25 @@ static int apply_one_body(struct local *l, void *arg, struct ol__effects *fx)
     int rv;
 
     ol__buf_init(&seal);
-    rv = ol__seal_make(l->key, ol__wall_ms(), ob->hash, 1, &seal, sig);
+    rv = ol__seal_make(l->key, ob->now, ob->hash, 1, &seal, sig);
     if (rv == 0)
-        rv = ol__sm_apply_sealed(l->sm, seal.base, seal.len, sig, ob->body, 1,
-                                 fx);
+        rv = ol__sm_apply_sealed(l->sm, ob->now, seal.base, seal.len, sig,
+                                 ob->body, 1, fx);
     ol__buf_close(&seal);
     return rv;
 }
 
 static int apply_one_cmd(struct local *l, void *arg, struct ol__effects *fx)
 {
-    const struct ol__blob *raw = arg;
+    const struct one_cmd *oc = arg;
     struct ol__entry_w w;
     struct ol__buf e;
     int rv;
 
     ol__entry_w_init(&w);
     ol__buf_init(&e);
-    rv = ol__entry_add_raw(&w, raw);
+    w.time_ms = oc->now;
+    rv = ol__entry_add_raw(&w, oc->raw);
     if (rv == 0)
         rv = ol__entry_w_finish(&w, &e);
     if (rv == 0)
@@ -205,7 +212,8 @@ static void isolate(struct local *l, struct batch *b)
     ol__effects_init(&b->fx);
     for (uint32_t i = 0; i < b->n; i++) {
         struct one_body ob = {&b->bodies[i],
-                              b->hashes + (size_t)i * OL_HASH_SIZE};
+                              b->hashes + (size_t)i * OL_HASH_SIZE,
+                              b->cmds.time_ms};
         struct ol__ckpt c;
 
         if (one_txn(l, apply_one_body, &ob, &b->fx, why) == 0)
@@ -221,8 +229,9 @@ static void isolate(struct local *l, struct batch *b)
     if (b->cmds.n && ol__entry_w_finish(&b->cmds, &b->entry) == 0 &&
         ol__entry_decode(b->entry.base, b->entry.len, &e, err) == 0) {
         for (uint32_t i = 0; i < e.n; i++) {
-            if (one_txn(l, apply_one_cmd, (void *)&e.cmds[i].raw, &b->fx,
-                        why) == 0)
+            struct one_cmd oc = {&e.cmds[i].raw, b->cmds.time_ms};
+
+            if (one_txn(l, apply_one_cmd, &oc, &b->fx, why) == 0)
                 continue;
             failed++;
             ol__fx_cmd(&b->fx, &e.cmds[i], OL_EIO, why);

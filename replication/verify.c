@@ -345,9 +345,13 @@ int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
     uint64_t n_seals = 0, head_seq = 0;
     uint8_t head_hash[OL_HASH_SIZE];
     struct row r;
-    int rv, rc, found;
+    int rv, rc, found, own_txn = 0;
 
     memset(out, 0, sizeof *out);
+    /* The rows and the head record as of one moment. */
+    if (sqlite3_get_autocommit(db) &&
+        sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
+        own_txn = 1;
     snprintf(sql, sizeof sql, "%s WHERE agent = ? ORDER BY seq DESC LIMIT 2",
              OL_VERIFY_ROWS_SQL);
     rv = ol__vs_keyring_load(db, NULL, 0, &kr, errmsg);
@@ -449,5 +453,7 @@ out:
     sqlite3_finalize(seal_st);
     ol__vs_cache_free(&local);
     free(kr.pk);
+    if (own_txn)
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     return rv;
 }

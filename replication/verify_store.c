@@ -13,7 +13,9 @@
  *     refers to them).
  *
  * Every problem is reported through the callback and counted in
- * report->bad; nothing found is left uncounted.
+ * report->bad; nothing found is left uncounted.  The walks share one read
+ * transaction, so a database that a node is writing is seen as of one
+ * moment: rows, heads and seals that belong together.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -520,10 +522,13 @@ int ol__verify_store(sqlite3 *db, const char *agent,
     struct walk w;
     char err[OL_ERRMSG_SIZE];
     char sql[256];
-    int rv;
+    int rv, own_txn = 0;
 
     memset(rep, 0, sizeof *rep);
     memset(&w, 0, sizeof w);
+    if (sqlite3_get_autocommit(db) &&
+        sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
+        own_txn = 1;
     w.db = db;
     w.only = agent;
     w.cb = cb;
@@ -590,5 +595,7 @@ out:
     ol__map_close(&w.seen);
     free(w.kr.pk);
     free(w.done);
+    if (own_txn)
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     return rv;
 }

@@ -329,6 +329,24 @@ static int file_uri(const char *path, const char *query, char *out,
     return 0;
 }
 
+/* Open s->db on `name` (a path or a "file:" URI; URI filenames are on, so
+ * ATTACH can read another database read-only, and a path not starting with
+ * "file:" is taken as it is). */
+static int connect(struct ol__store *s, const char *name, int flags)
+{
+    int rc = sqlite3_open_v2(name, &s->db,
+                             flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+                             NULL);
+
+    if (rc != SQLITE_OK)
+        return fail(s, rc == SQLITE_CANTOPEN ? OL_ENOTFOUND : OL_EIO,
+                    "open database '%s': %s", s->path,
+                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 5000);
+    return 0;
+}
+
 /*
  * Read-only.  SQLite's read-only connection to a WAL database creates -wal
  * and -shm files beside it when they are missing; on a database whose
@@ -345,22 +363,11 @@ int ol__store_ro_uri(const char *path, char *out, size_t cap)
 static int open_ro(struct ol__store *s, int shared)
 {
     char uri[4096 * 3 + 64];
-    int rc;
 
-    if (!exists(s->path, ""))
-        return fail(s, OL_ENOTFOUND, "no database at '%s'", s->path);
     if ((shared ? file_uri(s->path, "?mode=ro", uri, sizeof uri)
                 : ol__store_ro_uri(s->path, uri, sizeof uri)) != 0)
         return fail(s, OL_EINVAL, "database path '%s' is too long", s->path);
-    rc = sqlite3_open_v2(uri, &s->db,
-                         SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
-                             SQLITE_OPEN_NOMUTEX,
-                         NULL);
-    if (rc != SQLITE_OK)
-        return fail(s, rc == SQLITE_CANTOPEN ? OL_ENOTFOUND : OL_EIO,
-                    "open database '%s': %s", s->path,
-                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-    return 0;
+    return connect(s, uri, SQLITE_OPEN_READONLY);
 }
 
 static int random_id(struct ol__store *s)
@@ -393,10 +400,10 @@ static int upgrade(struct ol__store *s)
     return 0;
 }
 
-static int open_rw(struct ol__store *s, int mode)
+/* SQLite takes an empty file for an empty database: it is not ours. */
+static int not_empty(struct ol__store *s)
 {
     struct ol__store_files f;
-    int rc, rv;
 
     ol__store_files(s->path, &f);
     if (!f.db)
@@ -406,18 +413,18 @@ static int open_rw(struct ol__store *s, int mode)
                     "database '%s' is empty (0 bytes): not a database "
                     "outlast wrote",
                     s->path);
-    /* URI filenames on: ATTACH can then read another database read-only
-     * (a path not starting with "file:" is taken as it is). */
-    rc = sqlite3_open_v2(s->path, &s->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-                             SQLITE_OPEN_URI,
-                         NULL);
-    if (rc != SQLITE_OK)
-        return fail(s, rc == SQLITE_CANTOPEN ? OL_ENOTFOUND : OL_EIO,
-                    "open database '%s': %s", s->path,
-                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, 5000);
+    return 0;
+}
+
+static int open_rw(struct ol__store *s, int mode)
+{
+    int rv = not_empty(s);
+
+    if (rv != 0)
+        return rv;
+    rv = connect(s, s->path, SQLITE_OPEN_READWRITE);
+    if (rv != 0)
+        return rv;
     /* Classify before any pragma: journal_mode=WAL would already write to
      * a file that is not ours. */
     rv = classify(s);
@@ -528,23 +535,9 @@ int ol__store_open(struct ol__store *s, const char *path, int mode)
         !exists(path, ""))
         return ol__store_create(s, path, mode);
     if (mode == OL_STORE_READ || mode == OL_STORE_READ_SHARED) {
-        rv = open_ro(s, mode == OL_STORE_READ_SHARED);
-        if (rv == 0) {
-            sqlite3_extended_result_codes(s->db, 1);
-            sqlite3_busy_timeout(s->db, 5000);
-            if (!exists(path, ""))
-                rv = fail(s, OL_ENOTFOUND, "no database at '%s'", path);
-        }
-        if (rv == 0 && exists(path, "") ) {
-            struct ol__store_files f;
-
-            ol__store_files(path, &f);
-            if (f.db_size == 0)
-                rv = fail(s, OL_EMALFORMED,
-                          "database '%s' is empty (0 bytes): not a database "
-                          "outlast wrote",
-                          path);
-        }
+        rv = not_empty(s);
+        if (rv == 0)
+            rv = open_ro(s, mode == OL_STORE_READ_SHARED);
         if (rv == 0)
             rv = classify(s);
         if (rv == 0)

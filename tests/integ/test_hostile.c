@@ -494,37 +494,11 @@ static void smash(const struct ctx *x, const char *spec)
 {
     char table[64], type[16], path[256];
     int nth = 0;
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    int64_t pg = -1;
-    uint8_t junk[4096];
-    FILE *f;
 
     cr_assert_eq(sscanf(spec, "%63s %15s %d", table, type, &nth), 3,
                  "smash: TABLE TYPE NTH, not '%s'", spec);
     snprintf(path, sizeof path, "%s/outlast.db", x->data);
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
-                 SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db,
-                                    "SELECT pageno FROM dbstat WHERE name = ? "
-                                    "AND pagetype = ? ORDER BY pageno LIMIT 1 "
-                                    "OFFSET ?",
-                                    -1, &st, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(db));
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, nth);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        pg = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    cr_assert_gt(pg, 1, "smash: no %s page %d of %s", type, nth, table);
-    memset(junk, 0xee, sizeof junk);
-    f = fopen(path, "r+b");
-    cr_assert_not_null(f);
-    cr_assert_eq(fseek(f, (long)((pg - 1) * 4096), SEEK_SET), 0);
-    cr_assert_eq(fwrite(junk, 1, sizeof junk, f), sizeof junk);
-    fclose(f);
+    td_smash_page(path, td_page(path, table, type, nth));
 }
 
 static void run_sqlite(const struct ctx *x, const char *file,

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "replication/verify.h"
+#include "tests/support/daemon.h"
 #include "tests/unit/db_fixture.h"
 
 static char dir[64], a_path[128], b_path[128];
@@ -388,43 +389,6 @@ static void build_long(const char *path, int n)
     ol__store_close(&st);
 }
 
-/* The number of the `nth` page of `name` of type `type` (dbstat). */
-static int64_t page_of(const char *path, const char *name, const char *type,
-                       int nth)
-{
-    sqlite3 *db = open_ro(path);
-    sqlite3_stmt *st;
-    int64_t pg = -1;
-
-    cr_assert_eq(sqlite3_prepare_v2(db,
-                                    "SELECT pageno FROM dbstat WHERE name = ? "
-                                    "AND pagetype = ? ORDER BY pageno LIMIT 1 "
-                                    "OFFSET ?",
-                                    -1, &st, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(db));
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, nth);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        pg = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    cr_assert(pg > 1, "no %s page %d of %s", type, nth, name);
-    return pg;
-}
-
-static void smash_page(const char *path, int64_t pg)
-{
-    uint8_t junk[4096];
-    FILE *f = fopen(path, "r+b");
-
-    cr_assert_not_null(f);
-    memset(junk, 0xee, sizeof junk);
-    cr_assert_eq(fseek(f, (long)((pg - 1) * 4096), SEEK_SET), 0);
-    cr_assert_eq(fwrite(junk, 1, sizeof junk, f), sizeof junk);
-    fclose(f);
-}
-
 static int count_in(const char *all, const char *needle)
 {
     int n = 0;
@@ -442,7 +406,7 @@ Test(verify, reads_on_past_a_damaged_table_page)
     sqlite3 *db;
 
     build_long(b_path, 200);
-    smash_page(b_path, page_of(b_path, "checkpoints", "leaf", 10));
+    td_smash_page(b_path, td_page(b_path, "checkpoints", "leaf", 10));
     db = open_ro(b_path);
     cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
     cr_expect_eq(r.checkpoints, 200, "the walk stopped early");
@@ -463,8 +427,8 @@ Test(verify, reads_on_past_a_damaged_index_page)
     db = open_ro(b_path);
     cr_assert_eq(sqlite3_exec(db, "VACUUM", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    pg = page_of(b_path, "sqlite_autoindex_checkpoints_1", "leaf", 1);
-    smash_page(b_path, pg);
+    pg = td_page(b_path, "sqlite_autoindex_checkpoints_1", "leaf", 1);
+    td_smash_page(b_path, pg);
     db = open_ro(b_path);
     cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
     cr_expect_geq(r.bad, 1);
