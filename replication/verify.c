@@ -22,8 +22,10 @@
 void ol__vs_cache_free(struct seal_cache *c)
 {
     for (size_t i = 0; i < c->cap; i++)
-        if (c->v[i].id)
+        if (c->v[i].id) {
             free(c->v[i].hashes);
+            free(c->v[i].seen);
+        }
     free(c->v);
     memset(c, 0, sizeof *c);
 }

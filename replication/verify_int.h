@@ -22,6 +22,7 @@ struct seal_entry {
     uint8_t *hashes;    /* copy, n * 32 */
     uint32_t n;
     uint32_t rows;      /* stored rows seen that point at it (walks) */
+    uint8_t *seen;      /* which positions those rows hold, n bits */
     int reported;       /* its refusal was reported with a row */
 };
 

@@ -65,7 +65,8 @@ static const char schema[] =
     "  slot INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hash BLOB NOT NULL);"
     /* Every stored checkpoint moves its agent's head forward; nothing
      * moves it back, so deleting the newest rows leaves the head above
-     * the chain.  In the same transaction as the row, whoever inserts it
+     * the chain (a row that replaces the one at its seq, as a snapshot
+     * install does with a divergent row, is the head at that seq).  In the same transaction as the row, whoever inserts it
      * (state machine, snapshot install, export, recovery). */
     "CREATE TABLE IF NOT EXISTS heads("
     "  agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, epoch INTEGER NOT NULL,"
@@ -76,7 +77,7 @@ static const char schema[] =
     "   VALUES(new.agent, new.seq, new.epoch, new.hash)"
     "   ON CONFLICT(agent) DO UPDATE SET seq = excluded.seq,"
     "    epoch = excluded.epoch, hash = excluded.hash"
-    "   WHERE excluded.seq > heads.seq;"
+    "   WHERE excluded.seq >= heads.seq;"
     " END;";
 
 /* Schema 1 had no heads, identity or commit count. */

@@ -220,6 +220,14 @@ Test(store, heads_only_move_forward)
     /* An older row inserted again does not move it back. */
     put_ckpt(&s, "a", 3, 3);
     cr_expect_eq(q1(&s, "SELECT seq FROM heads WHERE agent = 'a'"), 5);
+    /* A row that replaces the one at the head's seq is the head. */
+    cr_assert_eq(ol__store_exec(&s, "DELETE FROM checkpoints WHERE agent = "
+                                    "'b' AND seq = 1"),
+                 0);
+    put_ckpt(&s, "b", 1, 0x77);
+    cr_expect_eq(q1(&s, "SELECT substr(hex(hash), 1, 2) = '77' FROM heads "
+                        "WHERE agent = 'b'"),
+                 1);
     ol__store_close(&s);
 }
 

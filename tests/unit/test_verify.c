@@ -166,6 +166,27 @@ Test(verify, missing_row_is_a_gap_unless_a_snapshot_explains_it)
     sqlite3_close(db);
 }
 
+/* A snapshot install that meets a divergent row keeps it as evidence and
+ * stores the cluster's: the seal that signed the old row has one row less,
+ * and that is accounted for, not a truncation. */
+Test(verify, a_row_kept_as_evidence_is_not_a_truncation)
+{
+    struct ol__verify_report r;
+    struct seen s = {0};
+    sqlite3 *db;
+
+    exec(a_path, "INSERT INTO evidence(agent, seq, time_ms, kind, "
+                 "stored_hash, other_hash, other_body, note) SELECT agent, "
+                 "seq, 0, 'divergence', zeroblob(32), hash, body, 'test' "
+                 "FROM checkpoints WHERE seq = 2;"
+                 "DELETE FROM checkpoints WHERE seq = 2");
+    db = open_ro(a_path);
+    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    cr_expect_eq(r.bad, 1, "only the gap: %s", s.all);
+    cr_expect(strstr(s.all, "seqs 2..2 are missing") != NULL, "%s", s.all);
+    sqlite3_close(db);
+}
+
 /* Until now deleting the newest checkpoints of a chain went unnoticed. */
 Test(verify, a_chain_cut_short_is_found_by_its_head)
 {
