@@ -212,6 +212,17 @@ void ol__node_storage_fault(struct ol__node *n, const char *agent,
 /* Is this SQLite error code damage rather than a transient failure? */
 int ol__sqlite_damaged(sqlite3 *db);
 
+/* node_store.c: the record (node.state) and the checks at start. */
+int ol__node_check_start(struct ol__node *n, const char *db, const char *ns,
+                         struct ol__nstate *rec, int *have_rec);
+int ol__node_record_start(struct ol__node *n, const char *ns,
+                          const struct ol__nstate *rec);
+/* Final figures into the record, the database closed in between. */
+void ol__node_record_finish(struct ol__node *n);
+void ol__node_walck_fault(void *data, const char *msg);
+/* node.c: close the state machine, checkpointer and connections. */
+void ol__node_close_store(struct ol__node *n);
+
 /* Should this node run the agent `row` describes? */
 int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);
 

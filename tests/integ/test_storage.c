@@ -83,7 +83,7 @@ static char *slurp(const char *path)
     return out;
 }
 
-/* The issue's case: kill -9 with the newest commits only in the WAL, the
+/* Kill -9 with the newest commits only in the WAL, then the
  * WAL deleted.  The node used to start over at seq 0 under epoch 1. */
 Test(storage, a_lost_wal_is_refused_and_recovery_never_resigns,
      .timeout = 180)
