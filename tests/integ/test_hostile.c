@@ -240,6 +240,7 @@ struct ctx {
     struct hcase *c;
     char root[128], data[192], conf[192], sock[224], log[192];
     char bin[512], plugins[1100];
+    char tools[1100]; /* tests/hostile/bin: helpers for the steps */
     int port;    /* busy-port */
     int port_fd; /* holds it */
     pid_t node;  /* setup running */
@@ -531,6 +532,8 @@ static void prepare(struct ctx *x)
     snprintf(x->bin, sizeof x->bin, "%s", td_bin("outlastd"));
     *strrchr(x->bin, '/') = '\0';
     snprintf(x->plugins, sizeof x->plugins, "%s", td_plugin_dirs());
+    snprintf(x->tools, sizeof x->tools, "%s/tests/hostile/bin",
+             getenv("OL_SOURCE_ROOT") ? getenv("OL_SOURCE_ROOT") : ".");
     x->port_fd = -1;
     write_conf(x->conf, x->data, x->plugins);
     if (strcmp(c->setup, "stopped") == 0 || strcmp(c->setup, "running") == 0 ||
@@ -727,12 +730,14 @@ static void expect_rows_kept(const struct ctx *x, const struct rows *before)
 static char *run_cmd(const struct ctx *x, const char *text, int *code)
 {
     char *e = expand(x, text, NULL), *out = NULL, *cmd;
-    size_t n = strlen(e) + 2 * sizeof x->bin + sizeof x->root + 128;
+    size_t n = strlen(e) + sizeof x->bin + sizeof x->tools +
+               sizeof x->root + 128;
 
     cmd = malloc(n);
-    snprintf(cmd, n, "cd '%s' && PATH='%s':\"$PATH\" timeout -s KILL %d sh "
-                     "-c '%s' </dev/null",
-             x->root, x->bin, STEP_TIMEOUT_S, "eval \"$OL_STEP\"");
+    snprintf(cmd, n, "cd '%s' && PATH='%s':'%s':\"$PATH\" timeout -s KILL %d "
+                     "sh -c '%s' </dev/null",
+             x->root, x->bin, x->tools, STEP_TIMEOUT_S,
+             "eval \"$OL_STEP\"");
     setenv("OL_STEP", e, 1);
     *code = td_sh(&out, "%s", cmd);
     unsetenv("OL_STEP");
