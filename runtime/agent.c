@@ -444,8 +444,8 @@ void ol__agent_degrade(struct ol_agent *a, const char *fmt, ...)
     vsnprintf(a->reason, sizeof a->reason, fmt, ap);
     va_end(ap);
     a->degraded = 1;
-    ol_log(OL_LOG_ERROR, "agent '%s' is degraded and stopped: %s", a->name,
-           a->reason);
+    ol__agent_note(a, OL_LOG_ERROR, 0, "degraded and stopped: %s",
+                   a->reason);
     ol__agent_release(a, NULL);
 }
 
