@@ -18,6 +18,8 @@ static void write_ini(const char *text)
     FILE *f;
     int fd;
 
+    if (path[0])
+        unlink(path); /* a test may write several */
     snprintf(path, sizeof path, "/tmp/ol-config-XXXXXX");
     fd = mkstemp(path);
     cr_assert(fd >= 0);
@@ -241,6 +243,8 @@ Test(config, nul_byte_is_named)
     FILE *f;
     int fd;
 
+    if (path[0])
+        unlink(path); /* a test may write several */
     snprintf(path, sizeof path, "/tmp/ol-config-XXXXXX");
     fd = mkstemp(path);
     cr_assert(fd >= 0);
