@@ -28,6 +28,11 @@
 
 /* Flags. */
 #define OL_CKPT_FINAL 1u /* the agent stopped with this checkpoint */
+/* The first checkpoint after `outlast recover` (under the recovered
+ * database's epoch floor): of a chain that starts over (seq 1, after
+ * --new-history), or of one that continues from a bundle (--from). */
+#define OL_CKPT_NEW_HISTORY 2u
+#define OL_CKPT_RECOVERED 4u
 
 /* Decoder limits (beyond those in agent.h). */
 #define OL_NAME_MAX 64

@@ -6,6 +6,13 @@
  * COMMIT returns are the effects handed to the runtime, so nothing is called
  * committed before it is durable.  A failed batch is rolled back and retried
  * with backoff; its proposals are not lost and not reported twice.
+ *
+ * A batch that fails because the database is damaged (SQLITE_CORRUPT) would
+ * fail the same way forever, so it is not retried as a whole: each of its
+ * checkpoints and commands is committed in a transaction of its own (each
+ * checkpoint under a seal of its own), and those that still fail are
+ * reported as refused with OL_EIO and the database's message, so their
+ * agents stop (degraded) while the rest of the node keeps committing.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +23,7 @@
 #include "../runtime/store.h"
 #include "replica.h"
 #include "seal.h"
+#include "sm_int.h"
 
 /* A batch is one transaction and one seal (at most OL_SEAL_MAX_HASHES
  * hashes): proposals that arrive while one is being written fill a queue
@@ -35,6 +43,7 @@ struct batch {
     struct ol__buf entry;
     struct ol__effects fx;
     int rv;
+    int corrupt; /* the database said it is damaged */
     char errmsg[OL_ERRMSG_SIZE];
 };
 
@@ -118,6 +127,127 @@ static void schedule(struct local *l)
         uv_idle_start(&l->kick, kick_cb);
 }
 
+/* One transaction around fn; rolled back (and the cache reloaded) when it
+ * fails.  Returns 0 or the failure, with why set. */
+static int one_txn(struct local *l, int (*fn)(struct local *l, void *arg,
+                                              struct ol__effects *fx),
+                   void *arg, struct ol__effects *fx, char *why)
+{
+    struct ol__effects mine;
+    int rv;
+
+    ol__effects_init(&mine);
+    rv = ol__store_begin(l->st);
+    if (rv == 0)
+        rv = fn(l, arg, &mine);
+    if (rv == 0)
+        rv = ol__store_commit(l->st);
+    if (rv == 0) {
+        ol__effects_splice(fx, &mine);
+        return 0;
+    }
+    ol__errf(why, "store: %s", sqlite3_errmsg(l->st->db));
+    ol__store_rollback(l->st);
+    ol__effects_free(&mine);
+    ol__sm_reload(l->sm);
+    return rv;
+}
+
+struct one_body {
+    const struct ol__blob *body;
+    const uint8_t *hash;
+    int64_t now;
+};
+
+struct one_cmd {
+    const struct ol__blob *raw;
+    int64_t now;
+};
+
+static int apply_one_body(struct local *l, void *arg, struct ol__effects *fx)
+{
+    struct one_body *ob = arg;
+    uint8_t sig[OL_SIG_SIZE];
+    struct ol__buf seal;
+    int rv;
+
+    ol__buf_init(&seal);
+    rv = ol__seal_make(l->key, ob->now, ob->hash, 1, &seal, sig);
+    if (rv == 0)
+        rv = ol__sm_apply_sealed(l->sm, ob->now, seal.base, seal.len, sig,
+                                 ob->body, 1, fx);
+    ol__buf_close(&seal);
+    return rv;
+}
+
+static int apply_one_cmd(struct local *l, void *arg, struct ol__effects *fx)
+{
+    const struct one_cmd *oc = arg;
+    struct ol__entry_w w;
+    struct ol__buf e;
+    int rv;
+
+    ol__entry_w_init(&w);
+    ol__buf_init(&e);
+    w.time_ms = oc->now;
+    rv = ol__entry_add_raw(&w, oc->raw);
+    if (rv == 0)
+        rv = ol__entry_w_finish(&w, &e);
+    if (rv == 0)
+        rv = ol__sm_apply(l->sm, e.base, e.len, 1, fx);
+    ol__buf_close(&e);
+    ol__entry_w_close(&w);
+    return rv;
+}
+
+/* The batch failed on a damaged database: commit what still can be, one
+ * item at a time; what cannot is refused with the database's message. */
+static void isolate(struct local *l, struct batch *b)
+{
+    struct ol__entry e;
+    struct ol__effect *fe;
+    char why[OL_ERRMSG_SIZE], err[OL_ERRMSG_SIZE];
+    uint32_t failed = 0;
+
+    ol__effects_init(&b->fx);
+    for (uint32_t i = 0; i < b->n; i++) {
+        struct one_body ob = {&b->bodies[i],
+                              b->hashes + (size_t)i * OL_HASH_SIZE,
+                              b->cmds.time_ms};
+        struct ol__ckpt c;
+
+        if (one_txn(l, apply_one_body, &ob, &b->fx, why) == 0)
+            continue;
+        failed++;
+        if (ol__ckpt_decode_meta(ob.body->p, ob.body->len, &c, err) == 0) {
+            ol__fx_ckpt(&b->fx, c.agent, c.epoch, c.seq, ob.hash, OL_EIO, 0,
+                        why);
+            ol__ckpt_free(&c);
+        }
+    }
+    ol__buf_reset(&b->entry);
+    if (b->cmds.n && ol__entry_w_finish(&b->cmds, &b->entry) == 0 &&
+        ol__entry_decode(b->entry.base, b->entry.len, &e, err) == 0) {
+        for (uint32_t i = 0; i < e.n; i++) {
+            struct one_cmd oc = {&e.cmds[i].raw, b->cmds.time_ms};
+
+            if (one_txn(l, apply_one_cmd, &oc, &b->fx, why) == 0)
+                continue;
+            failed++;
+            ol__fx_cmd(&b->fx, &e.cmds[i], OL_EIO, why);
+        }
+        ol__entry_free(&e);
+    }
+    ol_log(OL_LOG_ERROR,
+           "database damaged: a batch of %u checkpoints and %u commands "
+           "failed (%s); committed one by one, %u could not be",
+           b->n, b->cmds.n, b->errmsg, failed);
+    fe = ol__fx_add(&b->fx, OL_FX_STORAGE);
+    if (fe)
+        snprintf(fe->errmsg, sizeof fe->errmsg, "%s", b->errmsg);
+    b->rv = 0; /* done: each item has its outcome */
+}
+
 /* Runs on a thread-pool thread: everything here touches only the batch,
  * the store's writer connection and the state machine. */
 static void work_cb(uv_work_t *req)
@@ -156,8 +286,13 @@ static void work_cb(uv_work_t *req)
     if (rv == 0)
         rv = ol__store_commit(l->st);
     if (rv != 0) {
-        ol__errf(b->errmsg, "%s", l->st->errmsg[0] ? l->st->errmsg
-                                                   : ol_strerror(rv));
+        int code = sqlite3_extended_errcode(l->st->db) & 0xff;
+
+        b->corrupt = code == SQLITE_CORRUPT || code == SQLITE_NOTADB;
+        ol__errf(b->errmsg, "%s",
+                 l->st->errmsg[0] ? l->st->errmsg
+                 : b->corrupt     ? sqlite3_errmsg(l->st->db)
+                                  : ol_strerror(rv));
         ol__store_rollback(l->st);
         ol__effects_free(&b->fx);
         if (ol__sm_reload(l->sm) != 0)
@@ -165,6 +300,8 @@ static void work_cb(uv_work_t *req)
     }
     ol__buf_close(&seal);
     b->rv = rv;
+    if (rv != 0 && b->corrupt)
+        isolate(l, b);
 }
 
 static void retry_cb(uv_timer_t *t)

@@ -469,6 +469,14 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     c->retry_ms = cfg->election_ms > 200 ? cfg->election_ms : 200;
     ol__map_init(&c->pend);
     ol__entry_w_init(&c->fwd);
+    /* The handles first: closing a cluster that failed to start (below)
+     * closes them whatever step failed. */
+    uv_idle_init(loop, &c->kick);
+    c->kick.data = c;
+    uv_timer_init(loop, &c->tick);
+    c->tick.data = c;
+    uv_check_init(loop, &c->check);
+    c->check.data = c;
     *out = &c->base;
 
     rv = ol__mkdirs(cfg->raft_dir, 0700, errmsg);
@@ -515,12 +523,12 @@ int ol__cluster_create(uv_loop_t *loop, const struct ol__cluster_config *cfg,
     if (rv != 0)
         return rv;
     ol__cl_roster_sync(c);
-    uv_idle_init(loop, &c->kick);
-    c->kick.data = c;
-    uv_timer_init(loop, &c->tick);
-    c->tick.data = c;
-    uv_check_init(loop, &c->check);
-    c->check.data = c;
+    /* Bind before raft touches its directory, so an address that cannot be
+     * used is reported with its reason and nothing has been bootstrapped
+     * (raft's own listen call finds the listener open). */
+    rv = ol__transport_listen(c->tr, errmsg);
+    if (rv != 0)
+        return rv;
     rv = raft_setup(c, errmsg);
     if (rv != 0)
         return rv;

@@ -80,6 +80,7 @@ enum ol__effect_type {
                          * (u.ckpt.agent, u.ckpt.seq) differs from the
                          * cluster's: evidence stored, row replaced */
     OL_FX_MAILBOX = 7, /* a mailbox crossed its soft limit */
+    OL_FX_STORAGE = 8, /* the database failed (errmsg); not from apply */
 };
 
 struct ol__effect {

@@ -454,10 +454,13 @@ static int apply_spawn(struct ol__sm *sm, const struct ol__cmd *c,
     snprintf(a->kind, sizeof a->kind, "%s", c->kind);
     memcpy(a->config, c->config.p, c->config.len);
     a->config_len = c->config.len;
-    /* An unplaced agent waits at epoch 0 for the leader's first PLACE. */
+    /* An unplaced agent waits at epoch 0 for the leader's first PLACE.  A
+     * database made by `outlast recover` starts agents at its epoch floor,
+     * above every epoch the node used before. */
     a->owner = c->owner;
     a->inc = c->inc;
-    a->epoch = c->owner ? 1 : 0;
+    a->epoch = c->owner ? (sm->st->epoch_floor ? sm->st->epoch_floor : 1)
+                        : 0;
     a->status = OL_AGENT_RUNNING;
     a->req = c->req;
     sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);

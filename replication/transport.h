@@ -31,7 +31,17 @@ struct raft_uv_transport;
 struct ol__transport;
 
 #define OL_ADDR_MAX 128
+#define OL_HOST_MAX 256
+#define OL_PORT_MAX 8
 #define OL_TRANSPORT_MSG_MAX (16u << 20) /* largest message via _send() */
+
+/*
+ * Split "host:port" or "[v6]:port" into its parts.  Returns 0 or
+ * OL_EINVAL (no port, port out of range, an unbracketed IPv6 address or
+ * parts too long).
+ */
+int ol__addr_split(const char *address, char host[OL_HOST_MAX],
+                   char port[OL_PORT_MAX]) __attribute__((warn_unused_result));
 
 /* One member of the roster. */
 struct ol__peer {

@@ -33,8 +33,6 @@
 #define OL_HS_PER_KNOWN 32u
 #define OL_HS_OUTSIDER_TIMEOUT_MS 1000u
 #define OL_KNOWN_IPS 64u
-#define OL_HOST_MAX 256
-#define OL_PORT_MAX 8
 
 enum ol__conn_state {
     OL_CONN_RESOLVING = 1,
@@ -153,14 +151,6 @@ struct ol__transport {
 const struct ol__peer *ol__tr_peer(const struct ol__transport *t,
                                    uint64_t id);
 void ol__tr_maybe_closed(struct ol__transport *t);
-
-/*
- * Split "host:port" or "[v6]:port" into its parts.  Returns 0 or
- * OL_EINVAL (no port, port out of range, an unbracketed IPv6 address or
- * parts too long).
- */
-int ol__addr_split(const char *address, char host[OL_HOST_MAX],
-                   char port[OL_PORT_MAX]) __attribute__((warn_unused_result));
 
 /* transport_dial.c */
 void ol__conn_accept(struct ol__transport *t, uv_stream_t *listener);

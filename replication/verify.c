@@ -15,35 +15,22 @@
 #include <string.h>
 
 #include "../runtime/err.h"
+#include "../runtime/store.h"
 #include "seal.h"
+#include "verify_int.h"
 
-/* A verified (or refused) seal, by row id. */
-struct seal_entry {
-    int64_t id;
-    uint8_t sig[OL_SIG_SIZE]; /* as stored when it was checked */
-    int ok;             /* 1 verified, 0 refused */
-    char why[96];
-    uint8_t signer[OL_PK_SIZE];
-    uint8_t *hashes;    /* copy, n * 32 */
-    uint32_t n;
-};
-
-struct seal_cache {
-    struct seal_entry *v;
-    size_t cap; /* power of two; open addressing on id */
-    size_t n;
-};
-
-static void cache_free(struct seal_cache *c)
+void ol__vs_cache_free(struct seal_cache *c)
 {
     for (size_t i = 0; i < c->cap; i++)
-        if (c->v[i].id)
+        if (c->v[i].id) {
             free(c->v[i].hashes);
+            free(c->v[i].seen);
+        }
     free(c->v);
     memset(c, 0, sizeof *c);
 }
 
-static struct seal_entry *cache_slot(struct seal_cache *c, int64_t id)
+struct seal_entry *ol__vs_cache_slot(struct seal_cache *c, int64_t id)
 {
     size_t mask = c->cap - 1;
     size_t i = (size_t)((uint64_t)id * 11400714819323198485ull) & mask;
@@ -64,7 +51,7 @@ static int cache_grow(struct seal_cache *c)
         return OL_ENOMEM;
     for (size_t i = 0; i < c->cap; i++)
         if (c->v[i].id) {
-            *cache_slot(&bigger, c->v[i].id) = c->v[i];
+            *ol__vs_cache_slot(&bigger, c->v[i].id) = c->v[i];
             bigger.n++;
         }
     free(c->v);
@@ -72,17 +59,12 @@ static int cache_grow(struct seal_cache *c)
     return 0;
 }
 
-/* Keys accepted as signers: the nodes table plus any trusted extras. */
-struct keyring {
-    uint8_t (*pk)[OL_PK_SIZE];
-    size_t n;
-};
-
-static int keyring_load(sqlite3 *db, const uint8_t (*extra)[OL_PK_SIZE],
-                        size_t n_extra, struct keyring *kr)
+int ol__vs_keyring_load(sqlite3 *db, const uint8_t (*extra)[OL_PK_SIZE],
+                        size_t n_extra, struct keyring *kr, char *errmsg)
 {
     sqlite3_stmt *st;
     size_t cap = n_extra + 16;
+    int rc;
 
     kr->n = 0;
     kr->pk = malloc(cap * OL_PK_SIZE);
@@ -91,9 +73,12 @@ static int keyring_load(sqlite3 *db, const uint8_t (*extra)[OL_PK_SIZE],
     for (size_t i = 0; i < n_extra; i++)
         memcpy(kr->pk[kr->n++], extra[i], OL_PK_SIZE);
     if (sqlite3_prepare_v2(db, "SELECT pk FROM nodes", -1, &st, NULL) !=
-        SQLITE_OK)
+        SQLITE_OK) {
+        ol__errf(errmsg, "the nodes table cannot be read: %s",
+                 sqlite3_errmsg(db));
         return OL_EIO;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_bytes(st, 0) != OL_PK_SIZE)
             continue;
         if (kr->n == cap) {
@@ -109,6 +94,11 @@ static int keyring_load(sqlite3 *db, const uint8_t (*extra)[OL_PK_SIZE],
         memcpy(kr->pk[kr->n++], sqlite3_column_blob(st, 0), OL_PK_SIZE);
     }
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        ol__errf(errmsg, "the nodes table cannot be read to the end: %s",
+                 sqlite3_errstr(rc));
+        return OL_EIO;
+    }
     return 0;
 }
 
@@ -121,10 +111,10 @@ static int keyring_has(const struct keyring *kr, const uint8_t *pk)
 }
 
 /* Fetch and verify seal `id`, once. */
-static const struct seal_entry *seal_get(sqlite3 *db, struct seal_cache *c,
-                                         const struct keyring *kr,
-                                         sqlite3_stmt *st, int64_t id,
-                                         uint64_t *n_seals)
+struct seal_entry *ol__vs_seal_get(sqlite3 *db, struct seal_cache *c,
+                                   const struct keyring *kr,
+                                   sqlite3_stmt *st, int64_t id,
+                                   uint64_t *n_seals)
 {
     struct seal_entry *e;
     struct ol__seal s;
@@ -132,7 +122,7 @@ static const struct seal_entry *seal_get(sqlite3 *db, struct seal_cache *c,
 
     if ((c->n + 1) * 2 > c->cap && cache_grow(c) != 0)
         return NULL;
-    e = cache_slot(c, id);
+    e = ol__vs_cache_slot(c, id);
     if (e->id)
         return e;
     memset(e, 0, sizeof *e);
@@ -179,21 +169,8 @@ out:
     return e;
 }
 
-/* One stored row, as read. */
-struct row {
-    const char *agent;
-    uint64_t seq, epoch;
-    int64_t time_ms;
-    const void *hash;
-    int hash_len;
-    int64_t seal;
-    int64_t idx;
-    const void *body;
-    int body_len;
-    int flags;
-};
 
-static void read_row(sqlite3_stmt *st, struct row *r)
+void ol__vs_read_row(sqlite3_stmt *st, struct row *r)
 {
     r->agent = (const char *)sqlite3_column_text(st, 0);
     r->seq = (uint64_t)sqlite3_column_int64(st, 1);
@@ -212,17 +189,17 @@ static void read_row(sqlite3_stmt *st, struct row *r)
  * Check one row against its seal and itself.  On success *c is decoded and
  * hash holds the recomputed hash.  Returns 0 or an OL_E* code with why set.
  */
-static int check_row(sqlite3 *db, struct seal_cache *cache,
+int ol__vs_check_row(sqlite3 *db, struct seal_cache *cache,
                      const struct keyring *kr, sqlite3_stmt *seal_st,
                      const struct row *r, struct ol__ckpt *c,
                      uint8_t hash[OL_HASH_SIZE], uint64_t *n_seals,
                      char *why, size_t whylen)
 {
-    const struct seal_entry *s;
+    struct seal_entry *s;
     char err[OL_ERRMSG_SIZE];
 
     memset(c, 0, sizeof *c);
-    s = seal_get(db, cache, kr, seal_st, r->seal, n_seals);
+    s = ol__vs_seal_get(db, cache, kr, seal_st, r->seal, n_seals);
     if (s == NULL) {
         snprintf(why, whylen, "out of memory");
         return OL_ENOMEM;
@@ -268,115 +245,10 @@ static int check_row(sqlite3 *db, struct seal_cache *cache,
     return 0;
 }
 
-static const char rows_sql[] =
-    "SELECT agent, seq, epoch, time_ms, hash, seal, idx, body, flags "
-    "FROM checkpoints";
-
 static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
     return sqlite3_prepare_v2(db, sql, -1, st, NULL) == SQLITE_OK ? 0
                                                                   : OL_EIO;
-}
-
-int ol__verify_store(sqlite3 *db, const char *agent,
-                     const uint8_t (*trusted)[OL_PK_SIZE], size_t n_trusted,
-                     ol__verify_cb cb, void *data,
-                     struct ol__verify_report *rep)
-{
-    struct seal_cache cache = {0};
-    struct keyring kr = {0};
-    sqlite3_stmt *rows = NULL, *seal_st = NULL, *ag = NULL;
-    char sql[256], why[256], prev_agent[OL_NAME_MAX + 1] = "";
-    uint8_t prev_hash[OL_HASH_SIZE];
-    uint64_t prev_seq = 0;
-    int prev_ok = 0, rv;
-
-    memset(rep, 0, sizeof *rep);
-    rv = keyring_load(db, trusted, n_trusted, &kr);
-    if (rv == 0)
-        rv = prepare(db, "SELECT body, sig FROM seals WHERE id = ?",
-                     &seal_st);
-    snprintf(sql, sizeof sql, "%s%s ORDER BY agent, seq", rows_sql,
-             agent ? " WHERE agent = ?" : "");
-    if (rv == 0)
-        rv = prepare(db, sql, &rows);
-    if (rv == 0)
-        rv = prepare(db, "SELECT 1 FROM agents WHERE name = ?", &ag);
-    if (rv != 0) {
-        if (cb)
-            cb(data, agent ? agent : "", 0, sqlite3_errmsg(db));
-        goto out;
-    }
-    if (agent)
-        sqlite3_bind_text(rows, 1, agent, -1, SQLITE_STATIC);
-
-    while ((rv = sqlite3_step(rows)) == SQLITE_ROW) {
-        struct row r;
-        struct ol__ckpt c;
-        uint8_t hash[OL_HASH_SIZE];
-        int bad;
-
-        read_row(rows, &r);
-        memset(hash, 0, sizeof hash);
-        rep->checkpoints++;
-        if (strcmp(r.agent, prev_agent) != 0) {
-            rep->agents++;
-            snprintf(prev_agent, sizeof prev_agent, "%s", r.agent);
-            prev_ok = 0;
-            prev_seq = 0;
-            sqlite3_bind_text(ag, 1, r.agent, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(ag) != SQLITE_ROW && cb)
-                cb(data, r.agent, r.seq, "no agents row for this agent");
-            sqlite3_reset(ag);
-        }
-        bad = check_row(db, &cache, &kr, seal_st, &r, &c, hash,
-                        &rep->seals, why, sizeof why) != 0;
-        if (!bad) {
-            if (prev_seq && r.seq == prev_seq + 1 && prev_ok &&
-                memcmp(c.prev_hash, prev_hash, OL_HASH_SIZE) != 0) {
-                snprintf(why, sizeof why,
-                         "prev_hash does not link to seq %" PRIu64,
-                         prev_seq);
-                bad = 1;
-            } else if (prev_seq && r.seq != prev_seq + 1) {
-                if (r.flags & 1) {
-                    rep->gaps++;
-                } else {
-                    snprintf(why, sizeof why,
-                             "seqs %" PRIu64 "..%" PRIu64 " are missing",
-                             prev_seq + 1, r.seq - 1);
-                    bad = 1;
-                }
-            } else if (r.seq == 1) {
-                static const uint8_t zero[OL_HASH_SIZE];
-
-                if (memcmp(c.prev_hash, zero, OL_HASH_SIZE) != 0) {
-                    snprintf(why, sizeof why,
-                             "first checkpoint has a prev_hash");
-                    bad = 1;
-                }
-            }
-            ol__ckpt_free(&c);
-        }
-        if (bad) {
-            rep->bad++;
-            if (cb)
-                cb(data, r.agent, r.seq, why);
-        }
-        prev_ok = !bad;
-        prev_seq = r.seq;
-        memcpy(prev_hash, hash, OL_HASH_SIZE);
-    }
-    rv = rv == SQLITE_DONE ? 0 : OL_EIO;
-    if (rv != 0 && cb)
-        cb(data, prev_agent, prev_seq, sqlite3_errmsg(db));
-out:
-    sqlite3_finalize(rows);
-    sqlite3_finalize(seal_st);
-    sqlite3_finalize(ag);
-    cache_free(&cache);
-    free(kr.pk);
-    return rv;
 }
 
 struct ol__verify_cache {
@@ -394,7 +266,7 @@ void ol__verify_cache_destroy(struct ol__verify_cache *vc)
 {
     if (vc == NULL)
         return;
-    cache_free(&vc->sc);
+    ol__vs_cache_free(&vc->sc);
     free(vc);
 }
 
@@ -408,7 +280,7 @@ static int cache_still_valid(sqlite3 *db, struct seal_cache *c, int64_t id)
 
     if (c->cap == 0)
         return 1;
-    e = cache_slot(c, id);
+    e = ol__vs_cache_slot(c, id);
     if (e->id == 0)
         return 1;
     if (e->ok &&
@@ -421,6 +293,39 @@ static int cache_still_valid(sqlite3 *db, struct seal_cache *c, int64_t id)
         sqlite3_finalize(st);
     }
     return same;
+}
+
+int ol__verify_head(sqlite3 *db, const char *agent, uint64_t *seq,
+                    uint8_t hash[OL_HASH_SIZE], char *errmsg)
+{
+    sqlite3_stmt *st;
+    int rc, found = 0;
+
+    if (sqlite3_prepare_v2(db, "SELECT seq, hash FROM heads WHERE agent = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        /* A schema 1 database (read as it is) has no heads. */
+        if (strstr(sqlite3_errmsg(db), "no such table") != NULL)
+            return 0;
+        ol__errf(errmsg, "agent '%s': its head record cannot be read: %s",
+                 agent, sqlite3_errmsg(db));
+        return OL_EIO;
+    }
+    sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 1) == OL_HASH_SIZE) {
+        *seq = (uint64_t)sqlite3_column_int64(st, 0);
+        memcpy(hash, sqlite3_column_blob(st, 1), OL_HASH_SIZE);
+        found = 1;
+    } else if (rc == SQLITE_ROW) {
+        ol__errf(errmsg, "agent '%s': its head record is malformed", agent);
+        found = OL_EMALFORMED;
+    } else if (rc != SQLITE_DONE) {
+        ol__errf(errmsg, "agent '%s': its head record cannot be read: %s",
+                 agent, sqlite3_errmsg(db));
+        found = OL_EIO;
+    }
+    sqlite3_finalize(st);
+    return found;
 }
 
 int ol__verify_load_head(sqlite3 *db, const char *agent, struct ol__ckpt *out,
@@ -439,46 +344,101 @@ int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
     struct keyring kr = {0};
     sqlite3_stmt *rows = NULL, *seal_st = NULL;
     char sql[256], why[256];
-    uint64_t n_seals = 0;
+    uint64_t n_seals = 0, head_seq = 0;
+    uint8_t head_hash[OL_HASH_SIZE];
     struct row r;
-    int rv;
+    int rv, rc, found, own_txn = 0;
 
     memset(out, 0, sizeof *out);
+    /* The rows and the head record as of one moment. */
+    if (sqlite3_get_autocommit(db) &&
+        sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
+        own_txn = 1;
     snprintf(sql, sizeof sql, "%s WHERE agent = ? ORDER BY seq DESC LIMIT 2",
-             rows_sql);
-    rv = keyring_load(db, NULL, 0, &kr);
-    if (rv == 0)
-        rv = prepare(db, "SELECT body, sig FROM seals WHERE id = ?",
-                     &seal_st);
-    if (rv == 0)
-        rv = prepare(db, sql, &rows);
+             OL_VERIFY_ROWS_SQL);
+    rv = ol__vs_keyring_load(db, NULL, 0, &kr, errmsg);
+    if (rv == 0 && (prepare(db, OL_VERIFY_SEAL_SQL, &seal_st) != 0 ||
+                    prepare(db, sql, &rows) != 0)) {
+        ol__errf(errmsg, "%s", sqlite3_errmsg(db));
+        rv = OL_EIO;
+    }
+    if (rv == OL_ENOMEM) {
+        ol__errf(errmsg, "load '%s': out of memory", agent);
+        goto out;
+    }
     if (rv != 0) {
-        ol__errf(errmsg, "load '%s': %s", agent, sqlite3_errmsg(db));
+        ol__errwrap(errmsg, "load '%s'", agent);
         goto out;
     }
     sqlite3_bind_text(rows, 1, agent, -1, SQLITE_STATIC);
-    if (sqlite3_step(rows) != SQLITE_ROW) {
+    rc = sqlite3_step(rows);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        /* Storage, not verification: OL_EIO, whatever SQLite said. */
+        ol__errf(errmsg, "agent '%s': its checkpoints cannot be read: %s",
+                 agent, sqlite3_errmsg(db));
+        rv = OL_EIO;
+        goto out;
+    }
+    found = ol__verify_head(db, agent, &head_seq, head_hash, errmsg);
+    if (found < 0) {
+        rv = found;
+        goto out;
+    }
+    if (rc == SQLITE_DONE && found) {
+        ol__errf(errmsg,
+                 "agent '%s': all its checkpoints are missing (its head is "
+                 "seq %" PRIu64 ")",
+                 agent, head_seq);
+        rv = OL_EBADCHAIN;
+        goto out;
+    }
+    if (rc == SQLITE_DONE) {
         rv = OL_ENOTFOUND;
         goto out;
     }
-    read_row(rows, &r);
+    ol__vs_read_row(rows, &r);
     if (vc && (vc->sc.n > VERIFY_CACHE_MAX ||
                !cache_still_valid(db, &vc->sc, r.seal))) {
-        cache_free(&vc->sc);
+        ol__vs_cache_free(&vc->sc);
         memset(&vc->sc, 0, sizeof vc->sc);
     }
-    rv = check_row(db, cache, &kr, seal_st, &r, out, hash, &n_seals, why,
-                   sizeof why);
+    rv = ol__vs_check_row(db, cache, &kr, seal_st, &r, out, hash, &n_seals,
+                          why, sizeof why);
     if (rv != 0) {
         ol__errf(errmsg, "agent '%s' checkpoint seq %" PRIu64 ": %s", agent,
                  r.seq, why);
+        goto out;
+    }
+    if (found && r.seq != head_seq) {
+        if (r.seq < head_seq)
+            ol__errf(errmsg,
+                     "agent '%s': checkpoints seq %" PRIu64 "..%" PRIu64
+                     " are missing: its chain ends at seq %" PRIu64
+                     ", below its head (seq %" PRIu64 ")",
+                     agent, r.seq + 1, head_seq, r.seq, head_seq);
+        else
+            ol__errf(errmsg,
+                     "agent '%s': checkpoint seq %" PRIu64 " is above its "
+                     "recorded head (seq %" PRIu64 ")",
+                     agent, r.seq, head_seq);
+        ol__ckpt_free(out);
+        rv = OL_EBADCHAIN;
+        goto out;
+    }
+    if (found && memcmp(hash, head_hash, OL_HASH_SIZE) != 0) {
+        ol__errf(errmsg,
+                 "agent '%s' checkpoint seq %" PRIu64 " is not the one its "
+                 "head record names",
+                 agent, r.seq);
+        ol__ckpt_free(out);
+        rv = OL_EBADHASH;
         goto out;
     }
     if (sqlite3_step(rows) == SQLITE_ROW) {
         struct row p;
         uint8_t ph[OL_HASH_SIZE];
 
-        read_row(rows, &p);
+        ol__vs_read_row(rows, &p);
         ol__ckpt_hash(p.body, (size_t)p.body_len, ph);
         if (p.seq + 1 == r.seq &&
             memcmp(ph, out->prev_hash, OL_HASH_SIZE) != 0) {
@@ -493,7 +453,9 @@ int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
 out:
     sqlite3_finalize(rows);
     sqlite3_finalize(seal_st);
-    cache_free(&local);
+    ol__vs_cache_free(&local);
     free(kr.pk);
+    if (own_txn)
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     return rv;
 }

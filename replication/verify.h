@@ -40,14 +40,22 @@ int ol__verify_store(sqlite3 *db, const char *agent,
 
 /*
  * Load and verify the newest checkpoint of `agent` for a resume: the seal
- * signature and signer, the hash, the body, and the link to the previous
- * stored checkpoint.  On success *out holds the decoded checkpoint (free
- * with ol__ckpt_free) and hash its hash.  Returns 0, OL_ENOTFOUND (no
- * checkpoint yet), or OL_EBADSIG / OL_EBADHASH / OL_EBADCHAIN /
- * OL_EMALFORMED with errmsg naming the seq.
+ * signature and signer, the hash, the body, the link to the previous
+ * stored checkpoint, and that it is the agent's recorded head (a chain
+ * whose newest records were deleted ends below its head).  On success
+ * *out holds the decoded checkpoint (free with ol__ckpt_free) and hash its
+ * hash.  Returns 0, OL_ENOTFOUND (no checkpoint yet, and no head), or
+ * OL_EBADSIG / OL_EBADHASH / OL_EBADCHAIN / OL_EMALFORMED with errmsg
+ * naming the seq, or OL_EIO when the database could not be read (a
+ * damaged page, an I/O error).
  */
 int ol__verify_load_head(sqlite3 *db, const char *agent, struct ol__ckpt *out,
                          uint8_t hash[OL_HASH_SIZE], char *errmsg) WUR;
+
+/* The agent's head record: 1 found (seq and hash set), 0 none (or a
+ * schema 1 database), or an OL_E* code with errmsg. */
+int ol__verify_head(sqlite3 *db, const char *agent, uint64_t *seq,
+                    uint8_t hash[OL_HASH_SIZE], char *errmsg) WUR;
 
 /*
  * The same, remembering verified seals in `vc` across calls: a node that

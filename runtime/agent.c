@@ -421,6 +421,7 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
     }
     free(ids);
     a->seq = c->seq;
+    a->head_epoch = c->epoch;
     a->committed_seq = c->seq;
     memcpy(a->head_hash, hash, OL_HASH_SIZE);
     ev = calloc(1, sizeof *ev);
@@ -561,6 +562,8 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
         snprintf(a->reason, sizeof a->reason, "%s", err);
         ol_log(OL_LOG_ERROR, "%s; agent '%s' is degraded and not loaded",
                err, a->name);
+        if (rv == OL_EIO)
+            ol__node_storage_fault(n, NULL, "%s", err);
         ol__agent_release(a, NULL);
         return;
     } else {
@@ -577,9 +580,12 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
             return;
         }
     }
-    if (load_mail(a) != 0)
-        ol_log(OL_LOG_ERROR, "agent '%s': cannot read its mailbox: %s",
-               a->name, sqlite3_errmsg(n->reader.db));
+    if (load_mail(a) != 0) {
+        ol__node_storage_fault(n, a->name,
+                               "agent '%s': its mailbox cannot be read: %s",
+                               a->name, sqlite3_errmsg(n->reader.db));
+        return;
+    }
     ol__agent_timers_rearm(a);
     if (row->status == OL_AGENT_STOPPING)
         push_final_stop(a);
@@ -657,6 +663,21 @@ void ol__agent_release(struct ol_agent *a, const char *why)
     uv_timer_stop(&a->timer);
     uv_timer_stop(&a->flush);
     ol__agent_settle(a);
+}
+
+void ol__agent_degrade(struct ol_agent *a, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (a->degraded)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(a->reason, sizeof a->reason, fmt, ap);
+    va_end(ap);
+    a->degraded = 1;
+    ol__agent_note(a, OL_LOG_ERROR, 0, "degraded and stopped: %s",
+                   a->reason);
+    ol__agent_release(a, NULL);
 }
 
 void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)

@@ -16,6 +16,7 @@
 #include "../replication/cmd.h"
 #include "err.h"
 #include "json.h"
+#include "fsutil.h"
 #include "log.h"
 
 void ol__config_defaults(struct ol__config *c)
@@ -96,10 +97,26 @@ void ol__config_free(struct ol__config *c)
     c->n_plugins = 0;
 }
 
+/* A key or section seen so far, to report repeats with both lines. */
+struct seen {
+    char name[OL_CONFIG_NAME_MAX + 1]; /* "section" or "section\nkey" */
+    int line;
+};
+
 struct parse {
     struct ol__config *c;
     int named; /* [node] name was given */
     char err[200]; /* first problem; inih supplies the line */
+    int err_line;  /* a problem found by the reader, at this line */
+    /* The file, fed to inih one line per call (feed()). */
+    const char *pos, *end;
+    int line;
+    char section[OL_CONFIG_NAME_MAX + 1];
+    struct seen *seen;
+    size_t n_seen, cap_seen;
+    /* Values of lines too long for inih's line buffer, by slot. */
+    char **longv;
+    size_t n_longv;
 };
 
 static int fail(struct parse *p, const char *fmt, const char *a,
@@ -161,6 +178,13 @@ static int copy(char *dst, size_t cap, const char *v)
             return fail(p, "'%s' is too long ('%.40s...')", key, value);   \
         return 1;                                                          \
     }
+
+static int address_ok(const char *v)
+{
+    char host[OL_HOST_MAX], port[OL_PORT_MAX];
+
+    return ol__addr_split(v, host, port) == 0 && strcmp(port, "0") != 0;
+}
 
 static int node_key(struct parse *p, const char *name, const char *value)
 {
@@ -231,6 +255,10 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     struct ol__config *c = p->c;
 
     STR("name", cluster_name)
+    if (strcmp(name, "listen") == 0 && !address_ok(value))
+        return fail(p, "'%s' must be host:port with a port from 1 to 65535 "
+                       "([v6]:port for IPv6), not '%s'",
+                    name, value);
     STR("listen", listen)
     U32("election_timeout_ms", 50, 600000, election_timeout_ms)
     U32("heartbeat_timeout_ms", 10, 60000, heartbeat_timeout_ms)
@@ -491,6 +519,10 @@ static int peer_key(struct parse *p, const char *idstr, const char *name,
         peer->id = id;
     }
     if (strcmp(name, "address") == 0) {
+        if (!address_ok(value))
+            return fail(p, "'address' must be host:port with a port from 1 "
+                           "to 65535, not '%s'%s",
+                        value, "");
         if (copy(peer->address, sizeof peer->address, value) != 0)
             return fail(p, "'%s' is too long%s", name, "");
         return 1;
@@ -513,12 +545,84 @@ static int peer_key(struct parse *p, const char *idstr, const char *name,
     return fail(p, "unknown key '%s' in section [peer.%s]", name, idstr);
 }
 
+/* Record `name` (a section, or "section\nkey"); a repeat is an error. */
+static int note_seen(struct parse *p, const char *name, const char *what)
+{
+    struct seen *v;
+
+    for (size_t i = 0; i < p->n_seen; i++) {
+        if (strcmp(p->seen[i].name, name) != 0)
+            continue;
+        snprintf(p->err, sizeof p->err, "%s is given twice (lines %d and %d)",
+                 what, p->seen[i].line, p->line);
+        return -1;
+    }
+    if (p->n_seen == p->cap_seen) {
+        size_t cap = p->cap_seen ? p->cap_seen * 2 : 32;
+
+        v = realloc(p->seen, cap * sizeof *v);
+        if (v == NULL) {
+            snprintf(p->err, sizeof p->err, "out of memory");
+            return -1;
+        }
+        p->seen = v;
+        p->cap_seen = cap;
+    }
+    v = &p->seen[p->n_seen++];
+    snprintf(v->name, sizeof v->name, "%s", name);
+    v->line = p->line;
+    return 0;
+}
+
+static int section_known(const char *s)
+{
+    return strcmp(s, "node") == 0 || strcmp(s, "checkpoint") == 0 ||
+           strcmp(s, "cluster") == 0 || strcmp(s, "http") == 0 ||
+           strcmp(s, "agents") == 0 || strncmp(s, "agent.", 6) == 0 ||
+           strncmp(s, "plugin.", 7) == 0 || strncmp(s, "peer.", 5) == 0;
+}
+
+/* A value as inih would have it: leading blanks, an inline comment (';'
+ * after a blank) and trailing blanks removed. */
+static char *value_trim(char *v)
+{
+    char *e;
+
+    while (*v == ' ' || *v == '\t')
+        v++;
+    for (e = v; *e; e++)
+        if (*e == ';' && e > v && (e[-1] == ' ' || e[-1] == '\t')) {
+            *e = '\0';
+            break;
+        }
+    e = v + strlen(v);
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+        *--e = '\0';
+    return v;
+}
+
+#define LONG_MARK '\x01' /* "<mark><slot>" stands for a long value */
+
 static int handler(void *user, const char *section, const char *name,
                    const char *value)
 {
     struct parse *p = user;
+    char key[OL_CONFIG_NAME_MAX + 1], what[OL_CONFIG_NAME_MAX + 32];
 
     if (p->err[0])
+        return 0;
+    if (value[0] == LONG_MARK) {
+        size_t slot = strtoul(value + 1, NULL, 10);
+
+        if (slot >= p->n_longv)
+            return fail(p, "internal error reading a long line%s%s", "", "");
+        value = value_trim(p->longv[slot]);
+    }
+    if (section[0] == '\0')
+        return fail(p, "key '%s' is outside any [section]%s", name, "");
+    snprintf(key, sizeof key, "%s\n%s", section, name);
+    snprintf(what, sizeof what, "key '%s' in [%s]", name, section);
+    if (note_seen(p, key, what) != 0)
         return 0;
     if (strcmp(section, "node") == 0)
         return node_key(p, name, value);
@@ -539,6 +643,154 @@ static int handler(void *user, const char *section, const char *name,
     if (strncmp(section, "plugin.", 7) == 0)
         return plugin_key(p, section + 7, name, value);
     return fail(p, "unknown section [%s]%s", section, "");
+}
+
+/* A problem the reader found on the current line: parsing stops there. */
+static char *feed_fail(struct parse *p, const char *fmt, const char *a)
+{
+    snprintf(p->err, sizeof p->err, fmt, a);
+    p->err_line = p->line;
+    return NULL;
+}
+
+/* A section header line (without its leading blanks): check it, note it,
+ * and hand inih the bare "[name]". */
+static char *feed_section(struct parse *p, const char *s, size_t n,
+                          char *out, int cap)
+{
+    const char *close = memchr(s, ']', n), *rest;
+    char name[OL_CONFIG_NAME_MAX + 1], what[OL_CONFIG_NAME_MAX + 16];
+    char text[64];
+    size_t len;
+
+    /* The line as it may be quoted in a message. */
+    snprintf(text, sizeof text, "%.*s%s", n > 48 ? 48 : (int)n, s,
+             n > 48 ? "..." : "");
+    if (close == NULL)
+        return feed_fail(p, "section header '%s' has no closing ']'", text);
+    len = (size_t)(close - s - 1);
+    if (len == 0)
+        return feed_fail(p, "empty section name '[]'%s", "");
+    if (len > OL_CONFIG_NAME_MAX / 2)
+        return feed_fail(p, "section name in '%s' is too long", text);
+    for (rest = close + 1; rest < s + n; rest++) {
+        if (*rest == ';' || *rest == '#')
+            break;
+        if (*rest != ' ' && *rest != '\t' && *rest != '\r')
+            return feed_fail(p, "text after the section header '%s'",
+                             text);
+    }
+    memcpy(name, s + 1, len);
+    name[len] = '\0';
+    if (memchr(name, '\n', len) || memchr(name, '[', len))
+        return feed_fail(p, "malformed section header '%s'", text);
+    if (!section_known(name)) {
+        snprintf(p->err, sizeof p->err,
+                 "unknown section [%s] (expected node, checkpoint, cluster, "
+                 "http, agents, agent.NAME, plugin.KIND or peer.ID)",
+                 name);
+        p->err_line = p->line;
+        return NULL;
+    }
+    snprintf(what, sizeof what, "section [%s]", name);
+    if (note_seen(p, name, what) != 0) {
+        p->err_line = p->line;
+        return NULL;
+    }
+    snprintf(p->section, sizeof p->section, "%s", name);
+    snprintf(out, (size_t)cap, "[%s]\n", name);
+    return out;
+}
+
+/* Keep the value of a line too long for inih's buffer; inih gets
+ * "key = <mark><slot>" and the handler swaps the value back in. */
+static char *feed_long(struct parse *p, const char *s, size_t n, char *out,
+                       int cap)
+{
+    const char *eq = s;
+    char **v;
+    size_t klen;
+
+    while (eq < s + n && *eq != '=' && *eq != ':')
+        eq++;
+    klen = (size_t)(eq - s);
+    while (klen > 0 && (s[klen - 1] == ' ' || s[klen - 1] == '\t'))
+        klen--;
+    if (eq == s + n || klen == 0)
+        return feed_fail(p, "syntax error (expected [section] or key = "
+                            "value)%s", "");
+    if (klen > 64) {
+        char key[48];
+
+        snprintf(key, sizeof key, "%.40s...", s);
+        return feed_fail(p, "key '%s' is too long (at most 64 bytes)", key);
+    }
+    v = realloc(p->longv, (p->n_longv + 1) * sizeof *v);
+    if (v == NULL)
+        return feed_fail(p, "out of memory%s", "");
+    p->longv = v;
+    v[p->n_longv] = strndup(eq + 1, (size_t)(s + n - eq - 1));
+    if (v[p->n_longv] == NULL)
+        return feed_fail(p, "out of memory%s", "");
+    snprintf(out, (size_t)cap, "%.*s = %c%zu\n", (int)klen, s, LONG_MARK,
+             p->n_longv);
+    p->n_longv++;
+    return out;
+}
+
+/* Does the line hold "key = ..." or "key: ..." with a key? */
+static int key_line(const char *s, size_t n)
+{
+    size_t k = 0;
+
+    while (k < n && s[k] != '=' && s[k] != ':')
+        k++;
+    if (k == n)
+        return 0;
+    while (k > 0 && (s[k - 1] == ' ' || s[k - 1] == '\t'))
+        k--;
+    return k > 0;
+}
+
+/* inih's reader: one whole line of the file per call, however long.  Lines
+ * lose their leading blanks (so an indented key is a key, never inih's
+ * continuation of the previous value). */
+static char *feed(char *out, int cap, void *stream)
+{
+    struct parse *p = stream;
+    const char *s, *nl;
+    size_t n;
+
+    if (p->err_line || p->err[0] || p->pos >= p->end)
+        return NULL;
+    nl = memchr(p->pos, '\n', (size_t)(p->end - p->pos));
+    s = p->pos;
+    n = nl ? (size_t)(nl - s) : (size_t)(p->end - s);
+    p->pos = nl ? nl + 1 : p->end;
+    p->line++;
+    if (memchr(s, '\0', n))
+        return feed_fail(p, "the line holds a NUL byte%s", "");
+    while (n > 0 && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
+    }
+    while (n > 0 && s[n - 1] == '\r')
+        n--;
+    if (n == 0 || *s == ';' || *s == '#') {
+        snprintf(out, (size_t)cap, "\n");
+        return out;
+    }
+    if (*s == '[')
+        return feed_section(p, s, n, out, cap);
+    if (!key_line(s, n))
+        return feed_fail(p, "syntax error (expected [section] or key = "
+                            "value)%s", "");
+    if (n + 2 > (size_t)cap)
+        return feed_long(p, s, n, out, cap);
+    memcpy(out, s, n);
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    return out;
 }
 
 static int check(struct ol__config *c, int named, char *err, size_t cap)
@@ -601,23 +853,46 @@ static int check(struct ol__config *c, int named, char *err, size_t cap)
     return 0;
 }
 
+static void parse_free(struct parse *p)
+{
+    for (size_t i = 0; i < p->n_longv; i++)
+        free(p->longv[i]);
+    free(p->longv);
+    free(p->seen);
+}
+
 int ol__config_load(struct ol__config *c, const char *path, char *errmsg)
 {
     struct parse p;
-    char err[200];
-    FILE *f;
-    int line;
+    char err[200], rerr[OL_ERRMSG_SIZE];
+    char *text;
+    size_t len;
+    int line, rv;
 
     c->default_agents = 0;
     memset(&p, 0, sizeof p);
     p.c = c;
-    f = fopen(path, "r");
-    if (f == NULL) {
-        ol__errf(errmsg, "config '%s': %s", path, strerror(errno));
+    rv = ol__read_file(path, OL_CONFIG_FILE_MAX, &text, &len, rerr);
+    if (rv != 0) {
+        if (rv == OL_ETOOBIG)
+            ol__errf(errmsg, "config '%s' is larger than %u bytes", path,
+                     OL_CONFIG_FILE_MAX);
+        else
+            ol__errf(errmsg, "config %s", rerr);
         return OL_ECONFIG;
     }
-    line = ini_parse_file(f, handler, &p);
-    fclose(f);
+    p.pos = text;
+    p.end = text + len;
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        p.pos += 3; /* a UTF-8 byte order mark */
+    line = ini_parse_stream(feed, &p, handler, &p);
+    free(text);
+    if (p.err_line) {
+        ol__errf(errmsg, "%s:%d: %s", path, p.err_line, p.err);
+        parse_free(&p);
+        return OL_ECONFIG;
+    }
+    parse_free(&p);
     if (line != 0) {
         if (line < 0)
             ol__errf(errmsg, "config '%s': cannot be read", path);

@@ -13,6 +13,8 @@
 
 #define OL_CONFIG_MAX_AGENTS 1024
 #define OL_CONFIG_MAX_PEERS 16
+#define OL_CONFIG_FILE_MAX (1u << 20) /* bytes */
+#define OL_CONFIG_NAME_MAX 160        /* a section, or section and key */
 
 struct ol__config_agent {
     char name[65];
@@ -99,8 +101,13 @@ struct ol__config {
 /* Fill in the embedded single-node defaults (with the example agents). */
 void ol__config_defaults(struct ol__config *c);
 
-/* Read `path` over the defaults (without the example agents).  Returns 0 or
- * OL_ECONFIG with errmsg "FILE:LINE: what was wrong". */
+/*
+ * Read `path` over the defaults (without the example agents).  Returns 0 or
+ * OL_ECONFIG with errmsg "FILE:LINE: what was wrong".  The file must be a
+ * regular file of at most OL_CONFIG_FILE_MAX bytes (a directory, FIFO or
+ * device is refused before anything is read); lines may be of any length;
+ * a section or a key given twice is an error that names both lines.
+ */
 int ol__config_load(struct ol__config *c, const char *path, char *errmsg);
 
 void ol__config_free(struct ol__config *c);

@@ -34,15 +34,16 @@
 
 #define READ_CHUNK 65536
 #define WRITE_BACKLOG_MAX (8u << 20) /* unsent reply bytes before we pause */
-#define MAX_CONNS 64
 #define OP_MAX 64
 #define SUN_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 
 struct conn {
     uv_pipe_t pipe;
+    uv_timer_t idle;     /* closes a connection that sends no request */
     struct ol__ctl *ctl;
     struct conn *prev, *next;
-    unsigned refs;       /* the open handle, the request, each write */
+    unsigned refs;       /* the two handles, the request, each write */
+    int handles_open;
     int closing;         /* replies to it are dropped from now on */
     int reading;
     int dispatching;     /* inside the handler: input must not move */
@@ -50,6 +51,8 @@ struct conn {
     struct ol__ctl_req *busy;
     struct ol__buf in;   /* received, not yet consumed */
     size_t in_off;       /* consumed prefix of `in` */
+    size_t in_counted;   /* in.cap as counted in ctl->in_bytes */
+    uint64_t idle_since; /* loop time it last became idle */
     char rbuf[READ_CHUNK];
 };
 
@@ -65,7 +68,10 @@ struct ol__ctl {
     char path[SUN_PATH_MAX];
     struct conn *conns;
     unsigned n_conns;
-    unsigned handles;    /* open libuv handles: the listener plus conns */
+    unsigned handles;    /* open libuv handles: the listener plus conns' */
+    struct ol__ctl_limits lim;
+    size_t in_bytes;     /* request buffers held, all connections */
+    size_t out_bytes;    /* reply bytes queued, all connections */
     int closing;
     void (*close_cb)(void *data);
     void *close_data;
@@ -75,6 +81,7 @@ struct wreq {
     uv_write_t w;
     struct conn *c;
     uint8_t *frame;
+    size_t len;
 };
 
 static void process_input(struct conn *c);
@@ -85,6 +92,29 @@ static int backlogged(struct conn *c)
 {
     return uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) >
            WRITE_BACKLOG_MAX;
+}
+
+/* Keep ctl->in_bytes equal to the request buffers' total capacity. */
+static void in_account(struct conn *c)
+{
+    struct ol__ctl *ctl = c->ctl;
+
+    if (ctl) {
+        ctl->in_bytes -= c->in_counted;
+        ctl->in_bytes += c->in.cap;
+    }
+    c->in_counted = c->in.cap;
+}
+
+static void idle_cb(uv_timer_t *t);
+
+/* Between requests a client has lim.idle_ms to send the next one whole. */
+static void arm_idle(struct conn *c)
+{
+    if (c->closing || c->busy)
+        return;
+    c->idle_since = uv_now(c->ctl->loop);
+    uv_timer_start(&c->idle, idle_cb, c->ctl->lim.idle_ms, 0);
 }
 
 /* ---- connection lifetime ---- */
@@ -109,12 +139,16 @@ static void ctl_handle_closed(struct ol__ctl *ctl)
         cb(data);
 }
 
+/* Each of a connection's two handles holds a reference; the second to
+ * close detaches it from the server. */
 static void conn_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
     struct ol__ctl *ctl = c->ctl;
 
-    c->ctl = NULL;
+    /* Replies that come later find c->ctl NULL and are dropped. */
+    if (--c->handles_open == 0)
+        c->ctl = NULL;
     conn_unref(c);
     ctl_handle_closed(ctl);
 }
@@ -133,7 +167,10 @@ static void conn_close(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     ctl->n_conns--;
+    ol__buf_close(&c->in);
+    in_account(c);
     uv_close((uv_handle_t *)&c->pipe, conn_closed);
+    uv_close((uv_handle_t *)&c->idle, conn_closed);
 }
 
 /* ---- writing ---- */
@@ -143,6 +180,8 @@ static void write_done(uv_write_t *w, int status)
     struct wreq *wr = (struct wreq *)w;
     struct conn *c = wr->c;
 
+    if (c->ctl)
+        c->ctl->out_bytes -= wr->len;
     free(wr->frame);
     free(wr);
     if (!c->closing && (status < 0 || c->close_after_write))
@@ -176,6 +215,7 @@ static void conn_write(struct conn *c, const void *p, size_t len)
     wr->frame[3] = (uint8_t)len;
     memcpy(wr->frame + 4, p, len);
     wr->c = c;
+    wr->len = 4 + len;
     b = uv_buf_init((char *)wr->frame, (unsigned)(4 + len));
     c->refs++;
     if (uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, write_done) != 0) {
@@ -183,10 +223,15 @@ static void conn_write(struct conn *c, const void *p, size_t len)
         free(wr);
         conn_close(c);
         conn_unref(c);
+        return;
     }
+    c->ctl->out_bytes += wr->len;
 }
 
-static void conn_write_error(struct conn *c, int code, const char *msg)
+/* {"ok": false, "error": msg, "code": name}, plus "refused": true when
+ * the request was turned away unread (the client may try again). */
+static void write_error(struct conn *c, int code, const char *msg,
+                        int refused)
 {
     struct ol__buf b;
     msgpack_packer pk;
@@ -195,7 +240,14 @@ static void conn_write_error(struct conn *c, int code, const char *msg)
 
     ol__buf_init(&b);
     msgpack_packer_init(&pk, &b, ol__buf_write);
-    if (msgpack_pack_map(&pk, 3) != 0 ||
+    if (refused && (msgpack_pack_map(&pk, 4) != 0 ||
+                    msgpack_pack_str_with_body(&pk, "refused", 7) != 0 ||
+                    msgpack_pack_true(&pk) != 0)) {
+        ol__buf_close(&b);
+        conn_close(c);
+        return;
+    }
+    if ((!refused && msgpack_pack_map(&pk, 3) != 0) ||
         msgpack_pack_str_with_body(&pk, "ok", 2) != 0 ||
         msgpack_pack_false(&pk) != 0 ||
         msgpack_pack_str_with_body(&pk, "error", 5) != 0 ||
@@ -208,6 +260,38 @@ static void conn_write_error(struct conn *c, int code, const char *msg)
     }
     conn_write(c, b.base, b.len);
     ol__buf_close(&b);
+}
+
+static void conn_write_error(struct conn *c, int code, const char *msg)
+{
+    write_error(c, code, msg, 0);
+}
+
+/* Turn a connection away without reading its request: say why, then
+ * close.  The client may try again later. */
+static void conn_refuse(struct conn *c, const char *msg)
+{
+    ol_log_rl(OL_LOG_WARN, "control: %s", msg);
+    c->close_after_write = 1;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->pipe);
+        c->reading = 0;
+    }
+    uv_timer_stop(&c->idle);
+    write_error(c, OL_EBUSY, msg, 1);
+}
+
+static void idle_cb(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+
+    if (c->busy || c->closing)
+        return;
+    ol_log_rl(OL_LOG_DEBUG,
+              "control: closing a connection that sent no complete request "
+              "in %u ms",
+              c->ctl->lim.idle_ms);
+    conn_close(c);
 }
 
 /* ---- replies ---- */
@@ -318,7 +402,9 @@ static void dispatch(struct conn *c, const uint8_t *p, size_t n)
     rc = msgpack_unpack_next(&u, (const char *)p, n, &off);
     if (rc != MSGPACK_UNPACK_SUCCESS) {
         msgpack_unpacked_destroy(&u);
-        conn_write_error(c, OL_EMALFORMED, "request nests too deep");
+        conn_write_error(c, OL_ETOOBIG,
+                         "request nests deeper than the 32 levels the node "
+                         "reads");
         return;
     }
     if (u.data.type != MSGPACK_OBJECT_MAP) {
@@ -344,6 +430,7 @@ static void dispatch(struct conn *c, const uint8_t *p, size_t n)
     req->conn = c;
     c->refs++;
     c->busy = req;
+    uv_timer_stop(&c->idle);
     c->ctl->handler(c->ctl->data, req, op, &u.data);
     msgpack_unpacked_destroy(&u);
 }
@@ -401,6 +488,9 @@ static void process_input(struct conn *c)
         c->in.len -= c->in_off;
     }
     c->in_off = 0;
+    in_account(c);
+    if (c->busy == NULL && !uv_is_active((uv_handle_t *)&c->idle))
+        arm_idle(c);
     /* While a request is outstanding keep reading (to notice a client that
      * hangs up) until a whole further frame is queued, or its header claims
      * more than the limit (refused once the reply has gone). */
@@ -437,11 +527,22 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
+    if (c->ctl->in_bytes + c->ctl->out_bytes + (size_t)n > c->ctl->lim.budget) {
+        char msg[160];
+
+        snprintf(msg, sizeof msg,
+                 "the node is holding %zu MiB of control requests and "
+                 "replies (the limit); try again",
+                 (c->ctl->in_bytes + c->ctl->out_bytes) >> 20);
+        conn_refuse(c, msg);
+        return;
+    }
     if (ol__buf_append(&c->in, buf->base, (size_t)n) != 0) {
         ol_log_rl(OL_LOG_ERROR, "control: out of memory reading a request");
         conn_close(c);
         return;
     }
+    in_account(c);
     process_input(c);
 }
 
@@ -452,6 +553,25 @@ static void read_start(struct conn *c)
         return;
     }
     c->reading = 1;
+}
+
+/* Make room for a new connection by closing the one that has been idle
+ * (no request outstanding) longest.  0 if every other one is busy. */
+static int evict_idle(struct ol__ctl *ctl, const struct conn *fresh)
+{
+    struct conn *victim = NULL;
+
+    for (struct conn *c = ctl->conns; c; c = c->next)
+        if (c != fresh && !c->busy && !c->closing &&
+            (victim == NULL || c->idle_since < victim->idle_since))
+            victim = c;
+    if (victim == NULL)
+        return 0;
+    ol_log_rl(OL_LOG_WARN,
+              "control: %u connections open; closing the one idle longest",
+              ctl->n_conns);
+    conn_close(victim);
+    return 1;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -469,25 +589,33 @@ static void on_connection(uv_stream_t *server, int status)
         ol_log_rl(OL_LOG_ERROR, "control: out of memory accepting");
         return;
     }
+    uv_timer_init(ctl->loop, &c->idle);
     c->pipe.data = c;
+    c->idle.data = c;
     c->ctl = ctl;
-    c->refs = 1;
+    c->refs = 2;
+    c->handles_open = 2;
     c->next = ctl->conns;
     if (ctl->conns)
         ctl->conns->prev = c;
     ctl->conns = c;
     ctl->n_conns++;
-    ctl->handles++;
+    ctl->handles += 2;
     if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
         conn_close(c);
         return;
     }
-    if (ctl->n_conns > MAX_CONNS) {
-        ol_log_rl(OL_LOG_WARN, "control: over %d connections; refusing one",
-                  MAX_CONNS);
-        conn_close(c);
+    if (ctl->n_conns > ctl->lim.max_conns && !evict_idle(ctl, c)) {
+        char msg[128];
+
+        snprintf(msg, sizeof msg,
+                 "the node is busy: %u control connections are waiting for "
+                 "answers (the limit); try again",
+                 ctl->lim.max_conns);
+        conn_refuse(c, msg);
         return;
     }
+    arm_idle(c);
     read_start(c);
 }
 
@@ -631,6 +759,9 @@ int ol__ctl_start(uv_loop_t *loop, const char *path, ol__ctl_handler h,
     ctl->loop = loop;
     ctl->handler = h;
     ctl->data = data;
+    ctl->lim.idle_ms = OL_CTL_IDLE_MS;
+    ctl->lim.budget = OL_CTL_BUDGET;
+    ctl->lim.max_conns = OL_CTL_MAX_CONNS;
     snprintf(ctl->path, sizeof ctl->path, "%s", path);
     if (uv_pipe_init(loop, &ctl->listener, 0) != 0) {
         close(fd);
@@ -655,6 +786,16 @@ int ol__ctl_start(uv_loop_t *loop, const char *path, ol__ctl_handler h,
     }
     *out = ctl;
     return 0;
+}
+
+void ol__ctl_set_limits(struct ol__ctl *ctl, const struct ol__ctl_limits *l)
+{
+    if (l->idle_ms)
+        ctl->lim.idle_ms = l->idle_ms;
+    if (l->budget)
+        ctl->lim.budget = l->budget;
+    if (l->max_conns)
+        ctl->lim.max_conns = l->max_conns;
 }
 
 void ol__ctl_close(struct ol__ctl *ctl, void (*cb)(void *data), void *data)

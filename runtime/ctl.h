@@ -21,7 +21,9 @@
  *                                  latency_p50_us, latency_p99_us, ...};
  *                        with reset: true the latency histogram restarts
  *                        after this answer,
- *                        cluster: {...} (cluster mode only)
+ *                        cluster: {...} (cluster mode only),
+ *                        storage: {state ("ok"|"damaged"), errors, first,
+ *                                  first_ms}: damage found while running
  *   agents            -> agents: [agent row], see ol__query_agents()
  *                        live: {name: {local, degraded, phase, queued,
  *                               committed_seq, reason, steps, commit_us,
@@ -55,6 +57,30 @@
 #define OL_CTL_FRAME_MAX (64u << 20)
 #define OL_CTL_SOCKET "control.sock"
 
+/*
+ * Limits that keep clients from holding the server's resources:
+ *  - idle_ms: a connection with no request outstanding must deliver its
+ *    next complete request within this time of connecting or of its last
+ *    reply, or it is closed;
+ *  - max_conns: connections open at once; one over it closes the
+ *    connection idle longest, or, when every one is waiting for an answer,
+ *    is refused;
+ *  - budget: bytes of request buffers and unsent replies held for all
+ *    connections together; a read that would pass it is refused.
+ * A refused connection gets {"ok": false, "code": "OL_EBUSY", "refused":
+ * true, "error": ...} before it is closed; its request was not read, so a
+ * client may retry (ol__ctl_call() does, until its deadline).
+ */
+#define OL_CTL_IDLE_MS 10000u
+#define OL_CTL_MAX_CONNS 64u
+#define OL_CTL_BUDGET ((size_t)256 << 20)
+
+struct ol__ctl_limits {
+    unsigned idle_ms;   /* 0: keep the current value */
+    unsigned max_conns;
+    size_t budget;
+};
+
 struct ol__ctl;
 struct ol__ctl_req;
 
@@ -72,6 +98,9 @@ typedef void (*ol__ctl_handler)(void *data, struct ol__ctl_req *req,
 int ol__ctl_start(uv_loop_t *loop, const char *path, ol__ctl_handler h,
                   void *data, struct ol__ctl **out, char *errmsg);
 
+/* Change the limits (zero members keep their value). */
+void ol__ctl_set_limits(struct ol__ctl *c, const struct ol__ctl_limits *l);
+
 /* Reply with a complete response map (msgpack bytes, copied), which must
  * contain "ok": true.  If the client has gone, the reply is dropped. */
 void ol__ctl_reply(struct ol__ctl_req *req, const void *map, size_t len);
@@ -87,9 +116,13 @@ void ol__ctl_close(struct ol__ctl *c, void (*cb)(void *data), void *data);
 
 /*
  * Client side (blocking, for the CLI): send one request and wait for the
- * response, at most timeout_ms.  *resp is malloc'd.  Returns 0, OL_ENOTFOUND
- * (no socket: the node is not running), OL_ECONN, OL_ETIMEOUT or
- * OL_EMALFORMED, with errmsg set.
+ * response, at most timeout_ms.  *resp is malloc'd.  A node that turns the
+ * connection away unread (busy) is asked again, with backoff, until the
+ * deadline.  Returns 0, OL_ENOTFOUND (no socket: the node is not running),
+ * OL_ECONN (nothing listens on the socket), OL_EBUSY (the node is running
+ * but turned the request away until the deadline), OL_ECANCELED (the node
+ * closed the connection before it replied: the request may have taken
+ * effect), OL_ETIMEOUT or OL_EMALFORMED, with errmsg set.
  */
 int ol__ctl_call(const char *path, const void *req, size_t len, void **resp,
                  size_t *resp_len, int timeout_ms, char *errmsg);

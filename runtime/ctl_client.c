@@ -103,7 +103,7 @@ static int recv_all(int fd, uint8_t *p, size_t n, int64_t deadline,
         if (r == 0) {
             ol__errf(errmsg, "the node closed the connection before it "
                              "replied");
-            return OL_ECONN;
+            return OL_ECANCELED;
         }
         if (errno == EAGAIN || errno == EINTR) {
             int rv = wait_fd(fd, POLLIN, deadline, errmsg);
@@ -142,10 +142,10 @@ static int dial(const char *path, int64_t deadline, char *errmsg)
         if (e != EAGAIN && e != EINTR)
             break;
         if (deadline >= 0 && now_ms() >= deadline) {
-            ol__errf(errmsg, "control socket '%s' is busy (backlog full) "
-                             "and did not accept in time",
+            ol__errf(errmsg, "control socket '%s' is busy (its backlog is "
+                             "full) and did not accept in time",
                      path);
-            return OL_ETIMEOUT;
+            return OL_EBUSY;
         }
         usleep(5000);
     }
@@ -164,28 +164,49 @@ static int dial(const char *path, int64_t deadline, char *errmsg)
     return OL_ECONN;
 }
 
-int ol__ctl_call(const char *path, const void *req, size_t len, void **resp,
-                 size_t *resp_len, int timeout_ms, char *errmsg)
+/* Is this response the server turning the request away unread?  Then
+ * `why` gets its message. */
+static int refused(const uint8_t *p, size_t n, char *why, size_t cap)
 {
-    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+    struct ol__mpr r;
+    uint32_t pairs;
+    int yes = 0;
+
+    ol__mpr_init(&r, p, n);
+    if (ol__mpr_map(&r, &pairs) != 0)
+        return 0;
+    for (uint32_t i = 0; i < pairs; i++) {
+        const char *k;
+        uint32_t klen;
+        bool b;
+
+        if (ol__mpr_str(&r, &k, &klen) != 0)
+            return 0;
+        if (klen == 7 && memcmp(k, "refused", 7) == 0) {
+            if (ol__mpr_bool(&r, &b) != 0)
+                return 0;
+            yes = b;
+        } else if (klen == 5 && memcmp(k, "error", 5) == 0) {
+            if (ol__mpr_strcpy(&r, why, cap) != 0)
+                return 0;
+        } else if (ol__mpr_skip(&r) != 0) {
+            return 0;
+        }
+    }
+    return yes;
+}
+
+/* One attempt: connect, send, read one response frame. */
+static int call_once(const char *path, const void *req, size_t len,
+                     int64_t deadline, uint8_t **out, uint32_t *out_len,
+                     char *errmsg)
+{
     uint8_t hdr[4];
     uint8_t *body = NULL;
     uint32_t n;
     size_t bad = 0;
     int fd, rv;
 
-    *resp = NULL;
-    *resp_len = 0;
-    if (strlen(path) >= SUN_PATH_MAX) {
-        ol__errf(errmsg, "control socket path '%s' is longer than %zu bytes",
-                 path, SUN_PATH_MAX - 1);
-        return OL_EINVAL;
-    }
-    if (len > OL_CTL_FRAME_MAX) {
-        ol__errf(errmsg, "request of %zu bytes is over the %u-byte limit",
-                 len, OL_CTL_FRAME_MAX);
-        return OL_ETOOBIG;
-    }
     fd = dial(path, deadline, errmsg);
     if (fd < 0)
         return fd;
@@ -196,6 +217,10 @@ int ol__ctl_call(const char *path, const void *req, size_t len, void **resp,
     rv = send_all(fd, hdr, 4, deadline, errmsg);
     if (rv == 0)
         rv = send_all(fd, req, len, deadline, errmsg);
+    /* A busy node may have closed the connection right after its refusal:
+     * the refusal is still there to read. */
+    if (rv == OL_ECONN)
+        rv = 0;
     if (rv == 0)
         rv = recv_all(fd, hdr, 4, deadline, errmsg);
     if (rv != 0)
@@ -221,11 +246,53 @@ int ol__ctl_call(const char *path, const void *req, size_t len, void **resp,
         rv = OL_EMALFORMED;
         goto out;
     }
-    *resp = body;
-    *resp_len = n;
+    *out = body;
+    *out_len = n;
     body = NULL;
 out:
     free(body);
     close(fd);
     return rv;
+}
+
+int ol__ctl_call(const char *path, const void *req, size_t len, void **resp,
+                 size_t *resp_len, int timeout_ms, char *errmsg)
+{
+    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+    int backoff_ms = 10, rv;
+    char why[OL_ERRMSG_SIZE];
+    uint8_t *body;
+    uint32_t n;
+
+    *resp = NULL;
+    *resp_len = 0;
+    if (strlen(path) >= SUN_PATH_MAX) {
+        ol__errf(errmsg, "control socket path '%s' is longer than %zu bytes",
+                 path, SUN_PATH_MAX - 1);
+        return OL_EINVAL;
+    }
+    if (len > OL_CTL_FRAME_MAX) {
+        ol__errf(errmsg, "request of %zu bytes is over the %u-byte limit",
+                 len, OL_CTL_FRAME_MAX);
+        return OL_ETOOBIG;
+    }
+    for (;;) {
+        rv = call_once(path, req, len, deadline, &body, &n, errmsg);
+        if (rv != 0)
+            return rv;
+        why[0] = '\0';
+        if (!refused(body, n, why, sizeof why))
+            break;
+        free(body);
+        if (deadline >= 0 && now_ms() + backoff_ms >= deadline) {
+            ol__errf(errmsg, "%s", why[0] ? why : "the node is busy");
+            return OL_EBUSY;
+        }
+        usleep((useconds_t)backoff_ms * 1000);
+        if (backoff_ms < 200)
+            backoff_ms *= 2;
+    }
+    *resp = body;
+    *resp_len = n;
+    return 0;
 }

@@ -26,7 +26,7 @@ int ol__path_join(char *out, size_t cap, const char *dir, const char *name)
     return 0;
 }
 
-static int fsync_dir_of(const char *path, char *errmsg)
+int ol__fsync_dir_of(const char *path, char *errmsg)
 {
     char copy[PATH_MAX];
     int fd;
@@ -83,7 +83,7 @@ int ol__write_file_atomic(const char *path, const void *data, size_t len,
     fd = -1;
     if (rename(tmp, path) != 0)
         goto fail;
-    return fsync_dir_of(path, errmsg);
+    return ol__fsync_dir_of(path, errmsg);
 
 fail:
     ol__errf(errmsg, "write '%s': %s", path, strerror(errno));
@@ -99,14 +99,18 @@ int ol__read_file(const char *path, size_t max, char **out, size_t *len,
     struct stat st;
     char *buf;
     size_t got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
     if (fd < 0) {
         ol__errf(errmsg, "open '%s': %s", path, strerror(errno));
         return errno == ENOENT ? OL_ENOTFOUND : OL_EIO;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ol__errf(errmsg, "'%s' is not a regular file", path);
+        ol__errf(errmsg, "'%s' is %s", path,
+                 S_ISDIR(st.st_mode) ? "a directory, not a file"
+                                     : "not a regular file (a FIFO, socket "
+                                       "or device)");
         close(fd);
         return OL_EINVAL;
     }

@@ -17,6 +17,9 @@ int ol__write_file_atomic(const char *path, const void *data, size_t len,
 int ol__read_file(const char *path, size_t max, char **out, size_t *len,
                   char *errmsg);
 
+/* fsync the directory holding `path` (after a rename or link in it). */
+int ol__fsync_dir_of(const char *path, char *errmsg);
+
 /* mkdir -p with the given mode for created directories. */
 int ol__mkdirs(const char *path, mode_t mode, char *errmsg);
 

@@ -14,6 +14,7 @@
 #include "err.h"
 #include "hostproc.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "node.h"
 #include "ol_config.h"
@@ -215,7 +216,15 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
     }
     ol__pk_hex(n->key.pk, hex);
     snprintf(dbpath, sizeof dbpath, "%s/outlast.db", n->cfg.data_dir);
-    resp_begin(&r, 6);
+    resp_begin(&r, 7);
+    pk_str(&r.pk, "storage");
+    msgpack_pack_map(&r.pk, 4);
+    pk_str(&r.pk, "state");
+    pk_str(&r.pk, n->storage.errors ? "damaged" : "ok");
+    pk_kv_u64(&r.pk, "errors", n->storage.errors);
+    pk_str(&r.pk, "first");
+    pk_str(&r.pk, n->storage.first);
+    pk_kv_u64(&r.pk, "first_ms", (uint64_t)n->storage.first_ms);
     pk_str(&r.pk, "node");
     msgpack_pack_map(&r.pk, 9);
     pk_str(&r.pk, "http");
@@ -309,6 +318,9 @@ static void op_query(struct ol__node *n, struct ol__ctl_req *req,
     }
     if (rv != 0) {
         ol__buf_close(&r.buf);
+        if (ol__sqlite_damaged(n->reader.db))
+            ol__node_storage_fault(n, name[0] ? name : NULL, "%s: %s", op,
+                                   err[0] ? err : ol_strerror(rv));
         ol__ctl_reply_error(req, rv, "%s", err[0] ? err : ol_strerror(rv));
         return;
     }
@@ -423,6 +435,13 @@ static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
                             "spawn '%s': config must be a JSON object", name);
         return;
     }
+    if (cfg && ol__mp_object_depth(cfg) > OL_JSON_MAX_DEPTH) {
+        ol__ctl_reply_error(req, OL_ETOOBIG,
+                            "spawn '%s': config nests deeper than %d levels "
+                            "of arrays and objects (the limit)",
+                            name, OL_JSON_MAX_DEPTH);
+        return;
+    }
     rv = ol__code_current(&n->codes, kind, 1, &code, err);
     if (rv != 0) {
         ol__ctl_reply_error(req, rv, "spawn '%s': %s", name, err);
@@ -499,6 +518,13 @@ static void op_send(struct ol__node *n, struct ol__ctl_req *req,
     if (msg == NULL) {
         ol__ctl_reply_error(req, OL_EINVAL, "send '%s': missing message",
                             name);
+        return;
+    }
+    if (ol__mp_object_depth(msg) > OL_JSON_MAX_DEPTH) {
+        ol__ctl_reply_error(req, OL_ETOOBIG,
+                            "send '%s': message nests deeper than %d levels "
+                            "of arrays and objects (the limit)",
+                            name, OL_JSON_MAX_DEPTH);
         return;
     }
     ol__buf_init(&mb);

@@ -285,6 +285,56 @@ int ol__json_pack(const json_t *j, msgpack_packer *pk)
     return rc == 0 ? 0 : OL_ENOMEM;
 }
 
+size_t ol__json_depth(const json_t *j)
+{
+    size_t d = 0, sub;
+
+    if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j) && d <= OL_JSON_MAX_DEPTH;
+             i++)
+            if ((sub = ol__json_depth(json_array_get(j, i))) > d)
+                d = sub;
+        return d + 1;
+    }
+    if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+
+        json_object_foreach((json_t *)j, k, v) {
+            if ((sub = ol__json_depth(v)) > d)
+                d = sub;
+            if (d > OL_JSON_MAX_DEPTH)
+                break;
+        }
+        return d + 1;
+    }
+    return 0;
+}
+
+size_t ol__mp_object_depth(const msgpack_object *o)
+{
+    size_t d = 0, sub;
+
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size && d <= OL_JSON_MAX_DEPTH;
+             i++)
+            if ((sub = ol__mp_object_depth(&o->via.array.ptr[i])) > d)
+                d = sub;
+        return d + 1;
+    }
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < o->via.map.size && d <= OL_JSON_MAX_DEPTH;
+             i++) {
+            if ((sub = ol__mp_object_depth(&o->via.map.ptr[i].key)) > d)
+                d = sub;
+            if ((sub = ol__mp_object_depth(&o->via.map.ptr[i].val)) > d)
+                d = sub;
+        }
+        return d + 1;
+    }
+    return 0;
+}
+
 int ol__json_parse(const char *text, size_t len, json_t **out,
                    char *errmsg)
 {
@@ -294,6 +344,13 @@ int ol__json_parse(const char *text, size_t len, json_t **out,
                       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES |
                           JSON_ALLOW_NUL,
                       &e);
+    if (*out != NULL && ol__json_depth(*out) > OL_JSON_MAX_DEPTH) {
+        json_decref(*out);
+        *out = NULL;
+        ol__errf(errmsg, "nests deeper than %d levels of arrays and objects "
+                         "(the limit)", OL_JSON_MAX_DEPTH);
+        return OL_ETOOBIG;
+    }
     if (*out != NULL)
         return 0;
     if (json_error_code(&e) == json_error_out_of_memory) {

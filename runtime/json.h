@@ -28,6 +28,20 @@
 
 #define WUR __attribute__((warn_unused_result))
 
+/*
+ * Arrays, objects and maps nest at most this deep in a message or an agent
+ * config.  The node reads every request with msgpack-c, whose unpacker
+ * stops at 32 levels, and a value is later carried inside other maps (the
+ * request, an agent's state, a reply to `show`), so the limit leaves room
+ * for those.
+ */
+#define OL_JSON_MAX_DEPTH 16
+
+/* How deep arrays and objects (maps) nest in a value: 0 for a scalar, 1
+ * for [1, 2].  Counting stops just past OL_JSON_MAX_DEPTH. */
+size_t ol__json_depth(const json_t *j);
+size_t ol__mp_object_depth(const msgpack_object *o);
+
 /* Convert a msgpack object.  Returns a new reference, or NULL when out of
  * memory. */
 json_t *ol__json_from_object(const msgpack_object *o);
@@ -47,12 +61,15 @@ int ol__json_pack(const json_t *j, msgpack_packer *pk);
 /*
  * Parse JSON text (any value at the top level; duplicate object keys are
  * refused) and append its msgpack encoding to `out`.  Returns 0,
- * OL_EMALFORMED with errmsg "line L column C: <what>", or OL_ENOMEM.
+ * OL_EMALFORMED with errmsg "line L column C: <what>", OL_ETOOBIG (nested
+ * deeper than OL_JSON_MAX_DEPTH) or OL_ENOMEM.
  */
 int ol__json_to_msgpack(const char *text, size_t len, struct ol__buf *out,
                         char *errmsg) WUR;
 
-/* Parse JSON text into a new reference, errors as ol__json_to_msgpack(). */
+/* Parse JSON text into a new reference, errors as ol__json_to_msgpack(),
+ * plus OL_ETOOBIG (errmsg says so) for a value nested deeper than
+ * OL_JSON_MAX_DEPTH. */
 int ol__json_parse(const char *text, size_t len, json_t **out,
                    char *errmsg) WUR;
 

@@ -160,7 +160,7 @@ const char *ol_log_level_name(int level)
 
 static void vlog(int level, const char *agent, const char *fmt, va_list ap)
 {
-    char line[1024];
+    char line[2048];
 
     if (level < OL_LOG_ERROR)
         level = OL_LOG_ERROR;

@@ -294,8 +294,9 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
                   const struct ol__config *cfg)
 {
     struct ol__sm_config smc;
-    char path[PATH_MAX], hex[OL_PK_HEX_SIZE];
-    int created, rv;
+    struct ol__nstate rec;
+    char path[PATH_MAX], nspath[PATH_MAX], hex[OL_PK_HEX_SIZE];
+    int created, have_rec = 0, rv;
 
     memset(n, 0, sizeof *n);
     n->loop = loop;
@@ -330,8 +331,27 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
         rv = lock_data_dir(n);
     if (rv == 0)
         rv = find_host_exe(n);
-    if (rv == 0)
-        rv = open_marks(n);
+    if (rv != 0)
+        return rv;
+    if (ol__path_join(path, sizeof path, cfg->data_dir, "node.key"))
+        return OL_EINVAL;
+    rv = ol__key_load_or_create(&n->key, path, &created, n->errmsg);
+    if (rv != 0)
+        return rv;
+    ol__pk_hex(n->key.pk, hex);
+    ol_log(OL_LOG_INFO, "node %" PRIu64 " (%s) key %s: public %s",
+           n->self_id, cfg->node_name, created ? "created" : "loaded", hex);
+
+    if (ol__path_join(path, sizeof path, cfg->data_dir, "outlast.db") ||
+        ol__path_join(nspath, sizeof nspath, cfg->data_dir,
+                      OL_NSTATE_FILE))
+        return OL_EINVAL;
+    rv = ol__node_check_start(n, path, nspath, &rec, &have_rec);
+    if (rv != 0)
+        return rv;
+    /* The data directory is this node's and in order: only now may the
+     * step marks, the plugin code store and the watchdog touch it. */
+    rv = open_marks(n);
     if (rv == 0)
         rv = ol__inproc_start(n, n->errmsg);
     if (rv == 0)
@@ -346,22 +366,11 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     }
     if (rv != 0)
         return rv;
-    if (ol__path_join(path, sizeof path, cfg->data_dir, "node.key"))
-        return OL_EINVAL;
-    rv = ol__key_load_or_create(&n->key, path, &created, n->errmsg);
-    if (rv != 0)
-        return rv;
-    ol__pk_hex(n->key.pk, hex);
-    ol_log(OL_LOG_INFO, "node %" PRIu64 " (%s) key %s: public %s",
-           n->self_id, cfg->node_name, created ? "created" : "loaded", hex);
-
-    if (ol__path_join(path, sizeof path, cfg->data_dir, "outlast.db"))
-        return OL_EINVAL;
     rv = ol__store_open(&n->store, path,
                         cfg->cluster ? OL_STORE_WRITE_NORMAL
                                      : OL_STORE_WRITE_FULL);
     if (rv == 0) {
-        rv = ol__store_open(&n->reader, path, OL_STORE_READ);
+        rv = ol__store_open(&n->reader, path, OL_STORE_READ_SHARED);
         if (rv != 0)
             memcpy(n->store.errmsg, n->reader.errmsg, sizeof n->store.errmsg);
     }
@@ -376,6 +385,9 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     rv = ol__sm_open(&n->store, &smc, &n->sm, n->errmsg);
     if (rv != 0)
         return rv;
+    rv = ol__node_record_start(n, nspath, have_rec ? &rec : NULL);
+    if (rv != 0)
+        return rv;
     n->cluster = cfg->cluster;
     rv = register_self(n);
     if (rv != 0)
@@ -387,6 +399,8 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
                               ol__node_effects, n, &n->replica);
     if (rv != 0)
         return rv;
+    n->walck.fault_cb = ol__node_walck_fault;
+    n->walck.fault_data = n;
     if (ol__walck_start(&n->walck, loop, n->store.db, path, n->errmsg) != 0) {
         /* SQLite's own checkpoints still run, inside the commits. */
         ol_log(OL_LOG_WARN, "%s; checkpointing inline", n->errmsg);
@@ -670,6 +684,17 @@ void ol__node_effects(void *data, struct ol__effects *fx)
     struct ol__node *n = data;
     struct ol__effect *prev = NULL;
 
+    for (struct ol__effect *e = fx->head; e; e = e->next) {
+        if (e->type == OL_FX_AGENT && e->u.agent.epoch > n->max_epoch)
+            n->max_epoch = e->u.agent.epoch;
+        else if (e->type == OL_FX_CKPT && e->status == 0 &&
+                 e->u.ckpt.epoch > n->max_epoch)
+            n->max_epoch = e->u.ckpt.epoch;
+    }
+    /* What was just committed is durable: the record may say so. */
+    if (n->sm)
+        ol__nstate_note(&n->nst, n->store.commits, ol__sm_applied(n->sm),
+                        n->max_epoch);
     for (struct ol__effect *e = fx->head; e; prev = e, e = e->next) {
         struct ol_agent *a;
 
@@ -727,13 +752,16 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             break;
         case OL_FX_NODE:
             break;
+        case OL_FX_STORAGE:
+            ol__node_storage_fault(n, NULL, "commit: %s", e->errmsg);
+            break;
         }
     }
 }
 
 /* ---- shutdown ---- */
 
-static void close_store(struct ol__node *n)
+void ol__node_close_store(struct ol__node *n)
 {
     ol__sm_close(n->sm);
     n->sm = NULL;
@@ -742,14 +770,24 @@ static void close_store(struct ol__node *n)
     ol__store_close(&n->store);
 }
 
+static void record_quiet(void *data)
+{
+    struct ol__node *n = data;
+
+    ol__node_record_finish(n);
+    ol_log(OL_LOG_INFO, "stopped");
+}
+
 static void replica_closed(void *data)
 {
     struct ol__node *n = data;
 
     n->replica->vt->destroy(n->replica);
     n->replica = NULL;
-    close_store(n);
-    ol_log(OL_LOG_INFO, "stopped");
+    if (n->nst.timer_open)
+        ol__nstate_quiesce(&n->nst, record_quiet, n);
+    else
+        record_quiet(n);
 }
 
 static void http_closed(void *data)
@@ -867,6 +905,27 @@ void ol__node_shutdown(struct ol__node *n)
     uv_timer_start(&n->drain_timer, drain_cb, 0, 0);
 }
 
+static void aborted(void *data)
+{
+    struct ol__node *n = data;
+
+    if (n->replica) {
+        n->replica->vt->destroy(n->replica);
+        n->replica = NULL;
+    }
+    ol__node_record_finish(n);
+}
+
+void ol__node_abort(struct ol__node *n)
+{
+    /* The loop runs until every handle init opened is closed. */
+    close_node_handles(n);
+    if (n->replica)
+        n->replica->vt->close(n->replica, aborted, n);
+    else
+        aborted(n);
+}
+
 void ol__node_free(struct ol__node *n)
 {
     if (n->handles_init) {
@@ -901,5 +960,5 @@ void ol__node_free(struct ol__node *n)
         n->replica->vt->destroy(n->replica);
         n->replica = NULL;
     }
-    close_store(n);
+    ol__node_close_store(n);
 }

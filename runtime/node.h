@@ -22,6 +22,7 @@
 #include "keys.h"
 #include "map.h"
 #include "mark.h"
+#include "nodestate.h"
 #include "plugin.h"
 #include "store.h"
 #include "walck.h"
@@ -120,6 +121,7 @@ struct ol_agent {
 
     /* The chain as proposed (head may still be in flight). */
     uint64_t seq;
+    uint64_t head_epoch; /* the epoch of the newest committed checkpoint */
     uint8_t head_hash[OL_HASH_SIZE];
     uint64_t committed_seq;
     int64_t last_ckpt_ms;
@@ -178,7 +180,7 @@ struct ol__node {
     struct ol__config cfg;
     struct ol__key key;
     uint64_t self_id;
-    char errmsg[OL_ERRMSG_SIZE];
+    char errmsg[OL_NSTATE_ERR_SIZE];
     int64_t started_ms;
 
     struct ol__store store;  /* writer: owned by the commit path */
@@ -220,6 +222,14 @@ struct ol__node {
     struct ol__buf scratch; /* save() output, reused */
     struct ol__verify_cache *vcache; /* seals verified for resumes */
     struct ol__walck walck;          /* WAL checkpoints off the writer */
+    struct ol__nstate_w nst;         /* node.state: what was committed */
+    struct {
+        uint64_t errors;  /* damage found while running */
+        int64_t first_ms;
+        char first[OL_ERRMSG_SIZE];
+        char last[OL_ERRMSG_SIZE];
+    } storage;
+    uint64_t max_epoch;              /* highest agent epoch seen */
     struct {
         uint64_t steps;
         uint64_t checkpoints;
@@ -246,6 +256,9 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
                   const struct ol__config *cfg);
 int ol__node_start(struct ol__node *n);
 void ol__node_shutdown(struct ol__node *n);
+/* After ol__node_init() failed: close what it opened; run the loop until
+ * it has, then call ol__node_free(). */
+void ol__node_abort(struct ol__node *n);
 void ol__node_free(struct ol__node *n);
 void ol__node_effects(void *data, struct ol__effects *fx);
 /* Propose commands; logs and returns the error on failure. */
@@ -257,6 +270,26 @@ void ol__node_mail_full(struct ol__node *n, const char *name, int full);
 /* In a cluster, tell the others which build of a kind this node runs
  * (CODE), unless the replicated table already says so. */
 void ol__node_code_current(struct ol__node *n, struct ol__code *c);
+
+/* The database failed while running (a damaged page, a failed write):
+ * log it, show it in status, and, when `agent` names an agent hosted here
+ * whose records it touches, stop that agent (degraded). */
+void ol__node_storage_fault(struct ol__node *n, const char *agent,
+                            const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Is this SQLite error code damage rather than a transient failure? */
+int ol__sqlite_damaged(sqlite3 *db);
+
+/* node_store.c: the record (node.state) and the checks at start. */
+int ol__node_check_start(struct ol__node *n, const char *db, const char *ns,
+                         struct ol__nstate *rec, int *have_rec);
+int ol__node_record_start(struct ol__node *n, const char *ns,
+                          const struct ol__nstate *rec);
+/* Final figures into the record, the database closed in between. */
+void ol__node_record_finish(struct ol__node *n);
+void ol__node_walck_fault(void *data, const char *msg);
+/* node.c: close the state machine, checkpointer and connections. */
+void ol__node_close_store(struct ol__node *n);
 
 /* Should this node run the agent `row` describes? */
 int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);
@@ -272,6 +305,10 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
                           struct ol__alog *log);
 /* Stop hosting: no more events; close once work and commits settle. */
 void ol__agent_release(struct ol_agent *a, const char *why);
+/* Stop an agent whose stored records cannot be used (degraded): nothing is
+ * proposed, nothing deleted; the reason is shown by the CLI. */
+void ol__agent_degrade(struct ol_agent *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Quarantine after a plugin failure: close and propose QUARANTINE. */
 void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

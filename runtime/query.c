@@ -140,28 +140,49 @@ static int step_failed(sqlite3 *db, sqlite3_stmt *st, const char *what,
 /* ---- agents ---- */
 
 static const char agents_sql[] =
-    "SELECT a.name, a.kind, a.status, a.owner, a.epoch, a.reason,"
-    "       c.seq, c.time_ms, c.hash,"
-    "       (SELECT count(*) FROM mailbox m WHERE m.to_agent = a.name)"
-    "  FROM agents a"
-    "  LEFT JOIN checkpoints c ON c.agent = a.name AND c.seq ="
-    "       (SELECT max(seq) FROM checkpoints WHERE agent = a.name)"
-    " ORDER BY a.name";
+    "SELECT name, kind, status, owner, epoch, reason FROM agents ORDER BY "
+    "name";
+
+/* Each agent's head and mailbox on their own: a damaged page costs the
+ * agents whose rows are on it (their reason says so), not the listing. */
+static const char agent_head_sql[] =
+    "SELECT seq, time_ms, hash FROM checkpoints WHERE agent = ?1 ORDER BY "
+    "seq DESC LIMIT 1";
+static const char agent_mail_sql[] =
+    "SELECT count(*) FROM mailbox WHERE to_agent = ?1";
 
 int ol__query_agents(sqlite3 *db, msgpack_packer *pk, char *errmsg)
 {
     struct scratch head;
     struct ol__buf rows;
     msgpack_packer rp;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st, *hd = NULL, *mb = NULL;
     uint32_t n = 0;
     int bad = 0, rc, rv;
 
     if ((rv = prepare(db, agents_sql, &st, errmsg)) != 0)
         return rv;
+    if ((rv = prepare(db, agent_head_sql, &hd, errmsg)) != 0 ||
+        (rv = prepare(db, agent_mail_sql, &mb, errmsg)) != 0) {
+        sqlite3_finalize(st);
+        sqlite3_finalize(hd);
+        return rv;
+    }
     ol__buf_init(&rows);
     msgpack_packer_init(&rp, &rows, ol__buf_write);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char reason[OL_ERRMSG_SIZE];
+        int hrc, mrc;
+
+        snprintf(reason, sizeof reason, "%s", col_text(st, 5));
+        sqlite3_bind_text(hd, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(mb, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
+        hrc = sqlite3_step(hd);
+        if (hrc != SQLITE_ROW && hrc != SQLITE_DONE && reason[0] == '\0')
+            snprintf(reason, sizeof reason,
+                     "its newest checkpoint cannot be read: %s",
+                     sqlite3_errmsg(db));
+        mrc = sqlite3_step(mb);
         bad |= msgpack_pack_map(&rp, 10);
         bad |= kv_str(&rp, "name", col_text(st, 0));
         bad |= kv_str(&rp, "kind", col_text(st, 1));
@@ -169,14 +190,27 @@ int ol__query_agents(sqlite3 *db, msgpack_packer *pk, char *errmsg)
                       ol__status_name(sqlite3_column_int(st, 2)));
         bad |= kv_uint(&rp, "owner", (uint64_t)sqlite3_column_int64(st, 3));
         bad |= kv_uint(&rp, "epoch", (uint64_t)sqlite3_column_int64(st, 4));
-        bad |= kv_uint(&rp, "seq", (uint64_t)sqlite3_column_int64(st, 6));
-        bad |= kv_int(&rp, "time_ms", sqlite3_column_int64(st, 7));
-        bad |= kv_hex(&rp, "hash", sqlite3_column_blob(st, 8),
-                      (size_t)sqlite3_column_bytes(st, 8));
-        bad |= kv_str(&rp, "reason", col_text(st, 5));
-        bad |= kv_uint(&rp, "mailbox", (uint64_t)sqlite3_column_int64(st, 9));
+        bad |= kv_uint(&rp, "seq", hrc == SQLITE_ROW
+                                       ? (uint64_t)sqlite3_column_int64(hd, 0)
+                                       : 0);
+        bad |= kv_int(&rp, "time_ms",
+                      hrc == SQLITE_ROW ? sqlite3_column_int64(hd, 1) : 0);
+        bad |= kv_hex(&rp, "hash",
+                      hrc == SQLITE_ROW ? sqlite3_column_blob(hd, 2) : NULL,
+                      hrc == SQLITE_ROW
+                          ? (size_t)sqlite3_column_bytes(hd, 2)
+                          : 0);
+        bad |= kv_str(&rp, "reason", reason);
+        bad |= kv_uint(&rp, "mailbox",
+                       mrc == SQLITE_ROW
+                           ? (uint64_t)sqlite3_column_int64(mb, 0)
+                           : 0);
+        sqlite3_reset(hd);
+        sqlite3_reset(mb);
         n++;
     }
+    sqlite3_finalize(hd);
+    sqlite3_finalize(mb);
     if (rc != SQLITE_DONE) {
         ol__buf_close(&rows);
         return step_failed(db, st, "agents", errmsg);
@@ -384,7 +418,7 @@ static int pack_history_row(msgpack_packer *pk, sqlite3_stmt *st)
     ok = body != NULL && ol__ckpt_decode(body, len, &c, err) == 0;
     if (body == NULL)
         snprintf(err, sizeof err, "no body");
-    bad |= msgpack_pack_map(pk, ok ? 11 : 12);
+    bad |= msgpack_pack_map(pk, ok ? 13 : 14);
     bad |= kv_uint(pk, "seq", (uint64_t)sqlite3_column_int64(st, 0));
     bad |= kv_uint(pk, "epoch", (uint64_t)sqlite3_column_int64(st, 1));
     bad |= kv_hex(pk, "hash", sqlite3_column_blob(st, 3),
@@ -397,6 +431,8 @@ static int pack_history_row(msgpack_packer *pk, sqlite3_stmt *st)
     bad |= kv_uint(pk, "acks", ok ? c.n_acks : 0);
     bad |= kv_bool(pk, "final", ok && (c.flags & OL_CKPT_FINAL));
     bad |= kv_bool(pk, "snapshot", sqlite3_column_int64(st, 5) & 1);
+    bad |= kv_bool(pk, "new_history", ok && (c.flags & OL_CKPT_NEW_HISTORY));
+    bad |= kv_bool(pk, "recovered", ok && (c.flags & OL_CKPT_RECOVERED));
     if (!ok)
         bad |= kv_str(pk, "error", err);
     else

@@ -561,6 +561,11 @@ static int propose(struct ol_agent *a, const uint8_t *state, size_t len,
     memcpy(c.plugin.so_hash, a->code->hash, OL_HASH_SIZE);
     memcpy(c.signer, n->key.pk, OL_PK_SIZE);
     c.flags = a->final_pending ? OL_CKPT_FINAL : 0;
+    /* The first checkpoint under a recovered database's epoch floor says
+     * so in the chain. */
+    if (a->node->store.history > 0 && a->epoch == a->node->store.epoch_floor &&
+        a->head_epoch != a->epoch)
+        c.flags |= a->seq == 0 ? OL_CKPT_NEW_HISTORY : OL_CKPT_RECOVERED;
     c.state = (uint8_t *)state;
     c.state_len = (uint32_t)len;
     c.outbox = a->outbox;
@@ -625,6 +630,7 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
         ol__phist_add(&a->node->commit_hist, ol__lat_bounds_us,
                       ol__lat_nbounds, a->commit_us);
         a->committed_seq = e->u.ckpt.seq;
+        a->head_epoch = e->u.ckpt.epoch;
         a->node->n.checkpoints++;
         if (a->phase == OL_PHASE_DRAINING) {
             /* Released once the STOP event's own checkpoint is in. */
@@ -660,6 +666,14 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
         return;
     }
     a->node->n.refused++;
+    if (e->status == OL_EIO) {
+        /* The database could not store it: not the agent's doing. */
+        ol__node_storage_fault(a->node, a->name,
+                               "agent '%s' checkpoint seq %" PRIu64
+                               " could not be stored: %s",
+                               a->name, e->u.ckpt.seq, e->errmsg);
+        return;
+    }
     if (e->status == OL_ESTALE || e->status == OL_ESTATE) {
         ol__agent_release(a, e->errmsg);
         return;

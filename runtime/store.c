@@ -1,7 +1,7 @@
 /*
- * SQLite connection handling and the schema.  Statements that run per
- * checkpoint are prepared once by their users (the state machine, the
- * queries); this module owns opening, pragmas, schema and transactions.
+ * SQLite statements, transactions and the meta table.  Statements that run
+ * per checkpoint are prepared once by their users (the state machine, the
+ * queries); opening, the schema and the identity are in store_open.c.
  */
 #include "store.h"
 
@@ -9,57 +9,6 @@
 #include <string.h>
 
 #include "err.h"
-
-/*
- * checkpoints is a rowid table: new rows append to its last pages and only
- * the small (agent, seq) index is written at random.  Keyed WITHOUT ROWID,
- * every insert from 10,000 interleaved agents touched a random leaf and a
- * 1 KiB body spilled to an overflow page (about 7x slower, 3x the file).
- * flags precedes body so reading it never walks a body's overflow chain.
- */
-static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS meta("
-    "  key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS nodes("
-    "  id INTEGER PRIMARY KEY, pk BLOB NOT NULL, address TEXT NOT NULL,"
-    "  labels TEXT NOT NULL DEFAULT '', removed INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE IF NOT EXISTS agents("
-    "  name TEXT PRIMARY KEY, kind TEXT NOT NULL, config BLOB NOT NULL,"
-    "  owner INTEGER NOT NULL, inc INTEGER NOT NULL DEFAULT 0,"
-    "  epoch INTEGER NOT NULL,"
-    "  status INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '',"
-    "  req INTEGER NOT NULL DEFAULT 0,"
-    "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL)"
-    "  WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS seals("
-    "  id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, body BLOB NOT NULL,"
-    "  sig BLOB NOT NULL, live INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS checkpoints("
-    "  agent TEXT NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL,"
-    "  time_ms INTEGER NOT NULL, hash BLOB NOT NULL, seal INTEGER NOT NULL,"
-    "  idx INTEGER NOT NULL, flags INTEGER NOT NULL DEFAULT 0,"
-    "  body BLOB NOT NULL, PRIMARY KEY(agent, seq));"
-    "CREATE TABLE IF NOT EXISTS mailbox("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, to_agent TEXT NOT NULL,"
-    "  from_agent TEXT NOT NULL, from_seq INTEGER NOT NULL,"
-    "  idx INTEGER NOT NULL, payload BLOB NOT NULL,"
-    "  UNIQUE(to_agent, from_agent, from_seq, idx));"
-    "CREATE TABLE IF NOT EXISTS crashes("
-    "  name TEXT PRIMARY KEY, n INTEGER NOT NULL, since_ms INTEGER NOT NULL,"
-    "  floor INTEGER NOT NULL DEFAULT 0, last_req INTEGER NOT NULL DEFAULT 0,"
-    "  reason TEXT NOT NULL DEFAULT '') WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS code("
-    "  kind TEXT NOT NULL, node INTEGER NOT NULL, hash BLOB NOT NULL,"
-    "  version TEXT NOT NULL, PRIMARY KEY(kind, node)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS evidence("
-    "  id INTEGER PRIMARY KEY, agent TEXT NOT NULL, seq INTEGER NOT NULL,"
-    "  time_ms INTEGER NOT NULL, kind TEXT NOT NULL, stored_hash BLOB,"
-    "  other_hash BLOB, other_body BLOB, note TEXT NOT NULL DEFAULT '');"
-    /* The hash of each recently applied raft entry, by index modulo the
-     * ring's size: an entry that comes back different at an index already
-     * applied is caught (replication/fsm.c). */
-    "CREATE TABLE IF NOT EXISTS raft_ring("
-    "  slot INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hash BLOB NOT NULL);";
 
 const char *ol__status_name(int status)
 {
@@ -129,85 +78,6 @@ int ol__store_prepare(struct ol__store *s, const char *sql,
     return 0;
 }
 
-static int check_schema(struct ol__store *s, int writable)
-{
-    int64_t v;
-    int rv = ol__store_meta_get_int(s, "schema", &v);
-
-    if (rv == OL_ENOTFOUND && writable)
-        return ol__store_meta_set_int(s, "schema", OL_SCHEMA_VERSION);
-    if (rv == OL_ENOTFOUND || (rv == OL_EIO && !writable)) {
-        snprintf(s->errmsg, sizeof s->errmsg,
-                 "'%s' is not an outlast database", s->path);
-        return OL_EMALFORMED;
-    }
-    if (rv != 0)
-        return rv;
-    if (v != OL_SCHEMA_VERSION) {
-        snprintf(s->errmsg, sizeof s->errmsg,
-                 "database '%s' has schema %lld; this build reads %d",
-                 s->path, (long long)v, OL_SCHEMA_VERSION);
-        return OL_EMALFORMED;
-    }
-    return 0;
-}
-
-int ol__store_open(struct ol__store *s, const char *path, int mode)
-{
-    int flags = mode == OL_STORE_READ
-                    ? SQLITE_OPEN_READONLY
-                    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    int rc, rv;
-
-    memset(s, 0, sizeof *s);
-    snprintf(s->path, sizeof s->path, "%s", path);
-    rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        snprintf(s->errmsg, sizeof s->errmsg, "open database '%s': %s", path,
-                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-        sqlite3_close(s->db);
-        s->db = NULL;
-        return rc == SQLITE_CANTOPEN ? OL_ENOTFOUND : OL_EIO;
-    }
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, 5000);
-    if (mode == OL_STORE_READ) {
-        /* A file that is not SQLite fails here, with a clear message. */
-        rv = ol__store_exec(s, "SELECT count(*) FROM sqlite_master;");
-        if (rv == 0)
-            rv = check_schema(s, 0);
-        if (rv != 0)
-            goto fail;
-        return 0;
-    }
-    rv = ol__store_exec(s, "PRAGMA journal_mode=WAL;");
-    if (rv == 0)
-        rv = ol__store_exec(s, mode == OL_STORE_WRITE_FULL
-                                   ? "PRAGMA synchronous=FULL;"
-                                   : "PRAGMA synchronous=NORMAL;");
-    if (rv == 0)
-        rv = ol__store_exec(s, "PRAGMA cache_size=-32768;");
-    if (rv == 0)
-        rv = ol__store_exec(s, schema);
-    if (rv == 0)
-        rv = check_schema(s, 1);
-    if (rv != 0)
-        goto fail;
-    return 0;
-fail:
-    sqlite3_close(s->db);
-    s->db = NULL;
-    return rv;
-}
-
-void ol__store_close(struct ol__store *s)
-{
-    if (s == NULL || s->db == NULL)
-        return;
-    sqlite3_close(s->db);
-    s->db = NULL;
-}
-
 int ol__store_begin(struct ol__store *s)
 {
     return ol__store_exec(s, "BEGIN IMMEDIATE;");
@@ -215,7 +85,36 @@ int ol__store_begin(struct ol__store *s)
 
 int ol__store_commit(struct ol__store *s)
 {
-    return ol__store_exec(s, "COMMIT;");
+    int rc, rv;
+
+    if (s->bump) {
+        rc = sqlite3_step(s->bump);
+        sqlite3_reset(s->bump);
+        if (rc != SQLITE_DONE) {
+            snprintf(s->errmsg, sizeof s->errmsg,
+                     "database '%s': count the commit: %s", s->path,
+                     sqlite3_errmsg(s->db));
+            return ol__err_from_sqlite(rc) ? ol__err_from_sqlite(rc)
+                                           : OL_EIO;
+        }
+    }
+    rv = ol__store_exec(s, "COMMIT;");
+    if (rv == 0)
+        s->commits++;
+    return rv;
+}
+
+int ol__store_meta_put_int(struct ol__store *s, const char *key, int64_t v)
+{
+    int rv = ol__store_begin(s);
+
+    if (rv == 0)
+        rv = ol__store_meta_set_int(s, key, v);
+    if (rv == 0)
+        rv = ol__store_commit(s);
+    if (rv != 0)
+        ol__store_rollback(s);
+    return rv;
 }
 
 void ol__store_rollback(struct ol__store *s)

@@ -38,6 +38,10 @@ static void ck_after(uv_work_t *req, int status)
         /* Nothing is lost: the frames stay in the WAL for the next run. */
         ol_log_rl(OL_LOG_WARN, "WAL checkpoint: %s",
                   status != 0 ? uv_strerror(status) : sqlite3_errstr(w->rc));
+        if (status == 0 && w->fault_cb &&
+            ((w->rc & 0xff) == SQLITE_CORRUPT ||
+             (w->rc & 0xff) == SQLITE_NOTADB))
+            w->fault_cb(w->fault_data, sqlite3_errstr(w->rc));
     } else {
         w->runs++;
         if (w->done >= 0)
@@ -94,9 +98,13 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 int ol__walck_start(struct ol__walck *w, uv_loop_t *loop, sqlite3 *writer,
                     const char *path, char *errmsg)
 {
+    void (*fault_cb)(void *, const char *) = w->fault_cb;
+    void *fault_data = w->fault_data;
     int rc;
 
     memset(w, 0, sizeof *w);
+    w->fault_cb = fault_cb;
+    w->fault_data = fault_data;
     rc = sqlite3_open_v2(path, &w->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)

@@ -40,6 +40,10 @@ struct ol__walck {
     atomic_int base;    /* pages already backfilled when it was noted */
     atomic_int pending; /* a wake-up is on its way to the loop */
     unsigned long runs;
+    /* Told (on the loop) when a checkpoint finds the database damaged;
+     * set before ol__walck_start(), which keeps it. */
+    void (*fault_cb)(void *data, const char *msg);
+    void *fault_data;
 };
 
 /* Attach to the writer connection of the database at path.  Returns 0, or

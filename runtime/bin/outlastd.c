@@ -98,6 +98,8 @@ int main(int argc, char **argv)
         /* Nothing was started: report, release what was opened, exit. */
         ol_log(OL_LOG_ERROR, "cannot start: %s",
                node.errmsg[0] ? node.errmsg : ol_strerror(rv));
+        ol__node_abort(&node);
+        uv_run(&loop, UV_RUN_DEFAULT);
         ol__node_free(&node);
         uv_loop_close(&loop);
         ol__config_free(&cfg);

@@ -18,7 +18,8 @@
 /* Command options that take a value, so their value is never mistaken for
  * the command name when they come before it. */
 static const char *const cmd_value_opts[] = {
-    "--limit", "--config", "--out", "--agent", "--trust", "--labels", NULL,
+    "--limit", "--config", "--out", "--agent", "--trust", "--labels",
+    "--from", "--epoch-floor", "--node-id", NULL,
 };
 
 static int is_cmd_value_opt(const char *a)

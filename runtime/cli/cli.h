@@ -201,5 +201,6 @@ int ol__cmd_export(struct ol__cli *c);
 int ol__cmd_keygen(struct ol__cli *c);
 int ol__cmd_logs(struct ol__cli *c);
 int ol__cmd_top(struct ol__cli *c);
+int ol__cmd_recover(struct ol__cli *c);
 
 #endif

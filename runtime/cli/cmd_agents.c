@@ -309,6 +309,10 @@ static int print_history(const struct ol__cli_resp *r)
             strcat(flags, "final ");
         if (ol__mp_getb(k, "snapshot"))
             strcat(flags, "snapshot ");
+        if (ol__mp_getb(k, "new_history"))
+            strcat(flags, "new-history ");
+        if (ol__mp_getb(k, "recovered"))
+            strcat(flags, "recovered ");
         if (ol__mp_get(k, "error")) {
             strcat(flags, "undecodable ");
             errors++;

@@ -86,7 +86,10 @@ int ol__cmd_spawn(struct ol__cli *c)
     if ((rv = check_name(c, pos[1])) != 0)
         return rv;
     if (config) {
-        if (ol__json_parse(config, strlen(config), &cfg, err) != 0)
+        rv = ol__json_parse(config, strlen(config), &cfg, err);
+        if (rv == OL_ETOOBIG)
+            return ol__cli_usage_err(c, "--config %s", err);
+        if (rv != 0)
             return ol__cli_usage_err(c, "--config is not valid JSON: %s",
                                      err);
         if (!json_is_object(cfg)) {
@@ -174,7 +177,10 @@ int ol__cmd_send(struct ol__cli *c)
     if ((rv = ol__cli_parse(c, NULL, pos, 2, 2, &n)) != 0 ||
         (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])))
         return rv;
-    if (ol__json_parse(pos[1], strlen(pos[1]), &msg, err) != 0)
+    rv = ol__json_parse(pos[1], strlen(pos[1]), &msg, err);
+    if (rv == OL_ETOOBIG)
+        return ol__cli_usage_err(c, "message %s", err);
+    if (rv != 0)
         return ol__cli_usage_err(c, "message is not valid JSON: %s", err);
     ol__buf_init(&b);
     bad = ol__cli_req_begin(&b, &pk, "send", 2);

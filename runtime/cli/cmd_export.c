@@ -157,19 +157,26 @@ static void remove_bundle(const char *out)
 static int fill_bundle(struct ol__cli *c, const char *agent, const char *out,
                        int64_t n[3], char *err)
 {
-    char scratch[OL_ERRMSG_SIZE];
+    char scratch[OL_ERRMSG_SIZE], uri[PATH_MAX * 3 + 32];
     struct ol__store dst;
     sqlite3_stmt *st;
     int rv;
 
-    rv = ol__store_open(&dst, out, OL_STORE_WRITE_FULL);
+    rv = ol__store_create(&dst, out, OL_STORE_WRITE_FULL);
     if (rv != 0) {
         ol__errf(err, "%s", dst.errmsg);
         return rv;
     }
+    /* Read-only: a crashed node's WAL must stay where it is (a read-write
+     * attach would merge it into the database and delete it). */
+    if (ol__store_ro_uri(c->db, uri, sizeof uri) != 0) {
+        ol__errf(err, "database path '%s' is too long", c->db);
+        ol__store_close(&dst);
+        return OL_EINVAL;
+    }
     rv = sqlite3_prepare_v2(dst.db, "ATTACH ? AS src", -1, &st, NULL);
     if (rv == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, c->db, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, uri, -1, SQLITE_STATIC);
         rv = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
         sqlite3_finalize(st);
     }
@@ -189,6 +196,9 @@ static int fill_bundle(struct ol__cli *c, const char *agent, const char *out,
                      NULL, err);
     if (rv == 0)
         rv = ol__store_meta_set_int(&dst, "exported_ms", ol__wall_ms());
+    /* A bundle holds some agents' chains, not a node's whole database. */
+    if (rv == 0)
+        rv = ol__store_meta_set_int(&dst, "bundle", 1);
     if (rv == 0)
         rv = ol__store_commit(&dst);
     if (rv != 0) {
@@ -216,7 +226,7 @@ static int export_bundle(struct ol__cli *c, const char *agent,
     char err[OL_ERRMSG_SIZE] = "";
     struct ol__store src;
     int64_t n[3];
-    int fd, rv, found;
+    int rv, found;
 
     /* Opening the source first checks that it is an outlast database. */
     if ((rv = ol__cli_open_db(c, &src)) != 0)
@@ -226,19 +236,15 @@ static int export_bundle(struct ol__cli *c, const char *agent,
     if (found != 1)
         return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOTFOUND",
                             "export: no agent '%s' in '%s'", agent, c->db);
-    fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(
-                                ol__err_from_errno(errno)),
-                            "export: cannot create '%s': %s%s", out,
-                            strerror(errno),
-                            errno == EEXIST ? " (remove it or pick another "
-                                              "name)"
-                                            : "");
-    close(fd);
+    if (access(out, F_OK) == 0)
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_EEXISTS",
+                            "export: '%s' already exists (remove it or pick "
+                            "another name)",
+                            out);
     rv = fill_bundle(c, agent, out, n, err);
     if (rv != 0) {
-        remove_bundle(out);
+        if (rv != OL_EEXISTS)
+            remove_bundle(out);
         return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv),
                             "export: writing '%s': %s", out, err);
     }

@@ -28,7 +28,7 @@ static void kv(const char *key, const char *value)
 static int known_key(const msgpack_object *k)
 {
     static const char *const keys[] = {"ok", "node", "agents", "commits",
-                                       "hosts", NULL};
+                                       "hosts", "storage", NULL};
 
     if (k->type != MSGPACK_OBJECT_STR)
         return 0;
@@ -45,7 +45,8 @@ static void print_status(const msgpack_object *root)
     const msgpack_object *ag = ol__mp_get(root, "agents");
     const msgpack_object *cm = ol__mp_get(root, "commits");
     const msgpack_object *hs = ol__mp_get(root, "hosts");
-    char a[160], b[160], d[32], text[512];
+    const msgpack_object *sg = ol__mp_get(root, "storage");
+    char a[160], b[160], d[32], d2[48], text[512];
 
     if (node) {
         snprintf(text, sizeof text, "%s (key %s)",
@@ -78,6 +79,19 @@ static void print_status(const msgpack_object *root)
                  ol__mp_getu(ag, "quarantined"), ol__mp_getu(ag, "degraded"),
                  ol__mp_getu(ag, "local"));
         kv("agents", text);
+    }
+    if (sg) {
+        if (ol__mp_getu(sg, "errors") == 0)
+            snprintf(text, sizeof text, "ok");
+        else
+            snprintf(text, sizeof text,
+                     "DAMAGED: %" PRIu64 " error%s since %s; first: %s "
+                     "(run outlast verify)",
+                     ol__mp_getu(sg, "errors"),
+                     ol__mp_getu(sg, "errors") == 1 ? "" : "s",
+                     ol__cli_iso(ol__mp_geti(sg, "first_ms"), d2, sizeof d2),
+                     ol__mp_gets(sg, "first", a, sizeof a));
+        kv("storage", text);
     }
     if (cm) {
         snprintf(text, sizeof text,

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include "../err.h"
 #include "../fsutil.h"
 #include "../keys.h"
+#include "../nodestate.h"
 #include "cli.h"
 
 #define TRUST_MAX 16
@@ -28,14 +30,24 @@ static void on_problem(void *data, const char *agent, uint64_t seq,
 {
     struct verify_ctx *v = data;
 
+    /* Problems of the file rather than of one agent's record come with an
+     * empty agent name. */
     if (v->problems) {
         json_array_append_new(v->problems,
-                              json_pack("{s:s, s:I, s:s}", "agent", agent,
-                                        "seq", (json_int_t)seq, "problem",
-                                        problem));
+                              agent[0] ? json_pack("{s:s, s:I, s:s}", "agent",
+                                                   agent, "seq",
+                                                   (json_int_t)seq, "problem",
+                                                   problem)
+                                       : json_pack("{s:n, s:s}", "agent",
+                                                   "problem", problem));
         return;
     }
-    printf("agent '%s' seq %" PRIu64 ": %s\n", agent, seq, problem);
+    if (agent[0] == '\0')
+        printf("database: %s\n", problem);
+    else if (seq == 0)
+        printf("agent '%s': %s\n", agent, problem);
+    else
+        printf("agent '%s' seq %" PRIu64 ": %s\n", agent, seq, problem);
 }
 
 static int report(struct ol__cli *c, const char *agent,
@@ -63,7 +75,7 @@ static int report(struct ol__cli *c, const char *agent,
                r->agents == 1 ? "" : "s", r->seals, r->seals == 1 ? "" : "s",
                c->db);
         if (r->bad)
-            printf("%" PRIu64 " bad record%s", r->bad,
+            printf("%" PRIu64 " problem%s", r->bad,
                    r->bad == 1 ? "" : "s");
         else
             printf("all verify");
@@ -150,6 +162,86 @@ out:
     return rv;
 }
 
+static void record_problem(struct verify_ctx *v, struct ol__verify_report *r,
+                           const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void record_problem(struct verify_ctx *v, struct ol__verify_report *r,
+                           const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->bad++;
+    on_problem(v, "", 0, msg);
+}
+
+/*
+ * A node's database beside its node record (node.state): the database must
+ * be the one the record names and hold at least what the record says was
+ * committed.  The truncations a database cannot show by itself (a lost
+ * WAL, an older copy) show here.
+ */
+static void check_record(struct ol__cli *c, struct ol__store *st,
+                         struct verify_ctx *v, struct ol__verify_report *r)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 16], err[OL_ERRMSG_SIZE];
+    struct ol__store_files f;
+    struct ol__nstate rec;
+    uint64_t commits = st->commits;
+    int64_t now;
+    char *slash;
+    int rv;
+
+    if (st->bundle)
+        return;
+    snprintf(dir, sizeof dir, "%s", c->db);
+    slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (ol__path_join(path, sizeof path, dir, OL_NSTATE_FILE) != 0)
+        return;
+    rv = ol__nstate_load(path, NULL, &rec, err);
+    if (rv == OL_ENOTFOUND)
+        return;
+    if (rv != 0) {
+        record_problem(v, r, "%s", err);
+        return;
+    }
+    if (st->schema >= 2 &&
+        memcmp(st->db_id, rec.db_id, OL_DBID_SIZE) != 0) {
+        record_problem(v, r,
+                       "it is not the database its node record ('%s') "
+                       "names: the file was replaced, or the record is "
+                       "another database's",
+                       path);
+        return;
+    }
+    /* The count as of now, read after the record: a node that is running
+     * writes its record after the commits it counts, so a count read
+     * before the record (when the database was opened) can be behind a
+     * record that is not. */
+    if (ol__store_meta_get_int(st, "commits", &now) == 0 && now >= 0)
+        commits = (uint64_t)now;
+    if (commits < rec.commits)
+        record_problem(v, r,
+                       "it holds %" PRIu64 " commits, but its node record "
+                       "('%s') says the node committed %" PRIu64 ": its "
+                       "newest checkpoints are missing",
+                       commits, path, rec.commits);
+    ol__store_files(c->db, &f);
+    if (rec.run == OL_NSTATE_RUNNING && !f.wal && commits <= rec.commits)
+        record_problem(v, r,
+                       "its node stopped without closing it, and '%s-wal', "
+                       "which held the newest commits, is missing",
+                       c->db);
+}
+
 int ol__cmd_verify(struct ol__cli *c)
 {
     const char *agent = NULL, *trust[TRUST_MAX], *pos[CLUSTER_MAX];
@@ -197,6 +289,8 @@ int ol__cmd_verify(struct ol__cli *c)
     }
     rv = ol__verify_store(st.db, agent, (const uint8_t(*)[OL_PK_SIZE])keys,
                           n_trust, on_problem, &v, &r);
+    if (rv == 0 && agent == NULL)
+        check_record(c, &st, &v, &r);
     ol__store_close(&st);
     if (rv != 0) {
         json_decref(v.problems);

@@ -96,6 +96,23 @@ static const struct ol__cli_cmd cmds[] = {
      "create a node key file (mode 0600) and print its public key",
      "  --out FILE   where to write (default: <data-dir>/node.key)\n"
      "  --force      replace an existing file (its key is lost)\n"},
+    {"recover", ol__cmd_recover,
+     "recover --from FILE | recover --new-history",
+     "give a stopped single node that refuses to start a new database",
+     "  A node refuses to start when its database is missing, empty, not\n"
+     "  outlast's, replaced, or behind its node record (node.state).  With\n"
+     "  the node stopped:\n"
+     "  --from FILE      every agent continues from its newest checkpoint\n"
+     "                   in FILE (an export bundle, or a copy of a database,\n"
+     "                   the refused one included); FILE must verify\n"
+     "  --new-history    every agent starts over from seq 1\n"
+     "  Either way agents run under a new epoch, above every epoch the node\n"
+     "  record says was used, and their first checkpoint under it is flagged\n"
+     "  (recovered, new-history).  The old database is kept as\n"
+     "  outlast.db.replaced-TIME.  Works on --data-dir DIR.\n"
+     "  --epoch-floor N  when node.state is lost: N is above every epoch the\n"
+     "                   node's agents have had\n"
+     "  --node-id N      when node.state is lost: this node's id\n"},
     {"cluster", ol__cmd_cluster,
      "cluster status | init --config FILE [--all] | add ID ADDRESS PUBKEY "
      "[--labels k=v,...] | remove ID",
@@ -128,7 +145,7 @@ static const char globals[] =
     "  --version        print the version\n"
     "\n"
     "Exit status: 0 ok, 1 the operation failed, 2 usage error,\n"
-    "3 the node cannot be reached.\n";
+    "3 the node cannot be reached (not running, busy, or no answer in time).\n";
 
 const struct ol__cli_cmd *ol__cli_find(const char *name)
 {

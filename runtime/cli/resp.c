@@ -133,6 +133,18 @@ int ol__cli_need_node(const struct ol__cli *c)
 
 static int unreachable(const struct ol__cli *c, int rv, const char *err)
 {
+    if (rv == OL_EBUSY)
+        return ol__cli_fail(c, OL_EXIT_UNREACHABLE, ol_err_name(rv),
+                            "the node at '%s' is running but busy and did "
+                            "not take the request within %d ms (%s); try "
+                            "again",
+                            c->socket, c->timeout_ms, err);
+    if (rv == OL_ECANCELED)
+        return ol__cli_fail(c, OL_EXIT_UNREACHABLE, ol_err_name(rv),
+                            "the node at '%s' closed the connection before "
+                            "it replied (it may be stopping; the request may "
+                            "still take effect)",
+                            c->socket);
     if (rv == OL_ETIMEOUT)
         return ol__cli_fail(c, OL_EXIT_UNREACHABLE, ol_err_name(rv),
                             "the node did not answer on '%s' within %d ms "
@@ -159,7 +171,8 @@ int ol__cli_call(struct ol__cli *c, const struct ol__buf *req,
     memset(r, 0, sizeof *r);
     rv = ol__ctl_call(c->socket, req->base, req->len, &raw, &len,
                       c->timeout_ms, err);
-    if (rv == OL_ENOTFOUND || rv == OL_ECONN || rv == OL_ETIMEOUT)
+    if (rv == OL_ENOTFOUND || rv == OL_ECONN || rv == OL_ETIMEOUT ||
+        rv == OL_EBUSY || rv == OL_ECANCELED)
         return unreachable(c, rv, err);
     if (rv != 0)
         return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv), "%s: %s",

@@ -30,7 +30,7 @@ _outlast()
     fi
 
     local commands="status agents show history logs top spawn stop start
-        send verify export keygen cluster help"
+        send verify export recover keygen cluster help"
     local globals="--data-dir --socket --db --json --timeout --help --version"
 
     case $prev in
@@ -38,11 +38,12 @@ _outlast()
         COMPREPLY=($(compgen -d -- "$cur"))
         return
         ;;
-    --socket | --db | --out | --config)
+    --socket | --db | --out | --config | --from)
         COMPREPLY=($(compgen -f -- "$cur"))
         return
         ;;
-    --timeout | --limit | --lines | -n | --interval | --count | --duration)
+    --timeout | --limit | --lines | -n | --interval | --count | --duration | \
+        --epoch-floor | --node-id)
         return
         ;;
     esac
@@ -89,6 +90,7 @@ _outlast()
     top) opts="--interval --count --plain" ;;
     verify) opts="--db --agent --trust --cluster" ;;
     keygen) opts="--out --force" ;;
+    recover) opts="--from --new-history --epoch-floor --node-id" ;;
     cluster)
         if [[ -z $sub ]]; then
             COMPREPLY=($(compgen -W "status init add remove" -- "$cur"))

@@ -23,6 +23,8 @@ src=$3
 work=$(mktemp -d /tmp/ol-dist-XXXXXX)
 pid=
 cleanup() {
+    # The daemon (under strace, its child) first: its hosts die with it.
+    [ -n "$pid" ] && pkill -KILL -P "$pid" 2>/dev/null || true
     [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
     rm -rf "$work"
 }

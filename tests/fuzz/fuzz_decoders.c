@@ -8,6 +8,7 @@
  *   3  ol__seal_verify    (a seal and its signature)
  *   4  ol__entry_decode   (a raft log entry or a forwarded proposal)
  *   5  ol__json_from_msgpack (what `outlast show` prints)
+ *   6  ol__nstate_decode  (a slot of node.state, the node record)
  *
  * Nothing here may crash, leak or read out of bounds, whatever the bytes.
  */
@@ -21,6 +22,7 @@
 #include "runtime/err.h"
 #include "runtime/json.h"
 #include "runtime/mpr.h"
+#include "runtime/nodestate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -30,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1)
         return 0;
-    switch (data[0] % 6) {
+    switch (data[0] % 7) {
     case 0: {
         size_t off;
 
@@ -75,6 +77,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (ol__json_from_msgpack(data + 1, size - 1, &j, err) == 0)
             json_decref(j);
+        break;
+    }
+    case 6: {
+        uint8_t slot[OL_NSTATE_SLOT] = {0};
+        struct ol__nstate st;
+
+        memcpy(slot, data + 1,
+               size - 1 < OL_NSTATE_SLOT ? size - 1 : OL_NSTATE_SLOT);
+        (void)ol__nstate_decode(slot, NULL, &st);
         break;
     }
     }

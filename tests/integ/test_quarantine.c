@@ -191,9 +191,8 @@ static int quarantined_anywhere(void)
 
 Test(quarantine, an_agent_that_crashes_its_node_does_not_cascade)
 {
-    struct tc_opts o = {.n = 3, .tag = "qn",
-                        .extra = "[plugin.misbehave]\nisolation = none\n"
-                                 "[cluster]\nfailover_ms = 3000\n"};
+    struct tc_opts o = {.n = 3, .tag = "qn", .failover_ms = 3000,
+                        .extra = "[plugin.misbehave]\nisolation = none\n"};
     int leader, deaths = 0;
     uint64_t end;
 

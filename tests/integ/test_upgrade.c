@@ -106,16 +106,20 @@ Test(upgrade, replacing_the_file_does_not_touch_running_code,
     int rc;
 
     td_init(&d, "cp", "");
-    /* A plugin directory of its own, installed into with cp. */
+    /* A plugin directory of its own, installed into with cp, searched
+     * first (the config is written again: a key may not be given twice). */
     snprintf(extra, sizeof extra,
+             "[node]\n"
+             "data_dir = %s\n"
              "plugin_dir = %s/pd:%s\n"
+             "log_level = debug\n"
              "[agents]\n"
              "step_deadline_ms = 1000\n"
              "[checkpoint]\n"
              "retain = 0\n",
-             d.root, td_plugin_dirs());
+             d.data, d.root, td_plugin_dirs());
     {
-        FILE *f = fopen(d.conf, "a");
+        FILE *f = fopen(d.conf, "w");
 
         cr_assert_not_null(f);
         fputs(extra, f);

@@ -195,11 +195,12 @@ void tc_write_config(struct tc *c, int i)
             "listen = %s\n"
             "election_timeout_ms = 300\n"
             "heartbeat_timeout_ms = 50\n"
-            "failover_ms = 1000\n"
+            "failover_ms = %u\n"
             "segment_mb = %u\n"
             "bootstrap = true\n",
             nd->id, nd->d.data, td_plugin_dirs(), nd->labels, c->name,
-            nd->addr, c->opts.segment_mb ? c->opts.segment_mb : 8);
+            nd->addr, c->opts.failover_ms ? c->opts.failover_ms : 1000,
+            c->opts.segment_mb ? c->opts.segment_mb : 8);
     if (c->opts.snapshot_threshold)
         fprintf(f,
                 "snapshot_threshold = %u\n"

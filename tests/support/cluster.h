@@ -35,7 +35,10 @@ struct tc_opts {
     unsigned snapshot_trailing;  /* used when snapshot_threshold is set */
     unsigned segment_mb;         /* raft segment size; 0: 8 MiB, which
                                     keeps a test's disk use low */
-    const char *extra;           /* appended to every node's config */
+    unsigned failover_ms;        /* 0: 1000 */
+    const char *extra;           /* appended to every node's config (a
+                                    section or key given twice is an
+                                    error) */
 };
 
 struct tc_seen; /* rows observed during the test */

@@ -505,3 +505,42 @@ void td_agent_status(struct td *d, const char *name, char *status,
     }
     td_resp_free(&r);
 }
+
+int64_t td_page(const char *path, const char *name, const char *type,
+                int nth)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t pg = -1;
+
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+                 SQLITE_OK, "open %s", path);
+
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT pageno FROM dbstat WHERE name = ? "
+                                    "AND pagetype = ? ORDER BY pageno LIMIT 1 "
+                                    "OFFSET ?",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, nth);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        pg = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    cr_assert(pg > 1, "no %s page %d of %s", type, nth, name);
+    return pg;
+}
+
+void td_smash_page(const char *path, int64_t pg)
+{
+    uint8_t junk[4096];
+    FILE *f = fopen(path, "r+b");
+
+    cr_assert_not_null(f);
+    memset(junk, 0xee, sizeof junk);
+    cr_assert_eq(fseek(f, (long)((pg - 1) * 4096), SEEK_SET), 0);
+    cr_assert_eq(fwrite(junk, 1, sizeof junk, f), sizeof junk);
+    fclose(f);
+}

@@ -81,6 +81,14 @@ int64_t td_q1(sqlite3 *db, const char *sql);
 int64_t td_state_int(struct td *d, const char *agent, const char *key,
                      int64_t dflt);
 
+/* The page number of the `nth` page (from 0) of type `type` ("leaf",
+ * "internal", "overflow") of table or index `name` in the database at
+ * `path`, found with SQLite's dbstat; fails the test if there is none. */
+int64_t td_page(const char *path, const char *name, const char *type,
+                int nth);
+/* Overwrite page `pg` (4 KiB pages) of the file with junk. */
+void td_smash_page(const char *path, int64_t pg);
+
 /* Poll `cond(d, arg)` every 20 ms until true or timeout; returns 1/0. */
 int td_until(int (*cond)(struct td *d, void *arg), struct td *d, void *arg,
              int timeout_ms);

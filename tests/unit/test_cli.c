@@ -170,9 +170,16 @@ Test(cli, history_with_limit)
 
 Test(cli, verify_a_good_database)
 {
+    char p[160];
+
     cr_assert_eq(run("verify --db %s", dbpath), 0, "%s%s", out, err);
     cr_assert(strstr(out, "3 checkpoints") && strstr(out, "all verify"),
               "%s", out);
+    /* Read only: nothing is created beside a closed database. */
+    snprintf(p, sizeof p, "%s-wal", dbpath);
+    cr_expect_neq(access(p, F_OK), 0, "verify created %s", p);
+    snprintf(p, sizeof p, "%s-shm", dbpath);
+    cr_expect_neq(access(p, F_OK), 0, "verify created %s", p);
 }
 
 Test(cli, verify_reports_a_flipped_body_byte_by_agent_and_seq)
@@ -182,7 +189,7 @@ Test(cli, verify_reports_a_flipped_body_byte_by_agent_and_seq)
     fx_flip_body_byte(dbpath, "ticker", 2, 3);
     cr_assert_eq(run("verify --db %s", dbpath), 1, "%s", out);
     cr_assert(strstr(out, "agent 'ticker' seq 2:") != NULL, "%s", out);
-    cr_assert(strstr(out, "1 bad record"), "%s", out);
+    cr_assert(strstr(out, "1 problem"), "%s", out);
     cr_assert_eq(run("verify --db %s --json", dbpath), 1);
     j = out_json();
     p = json_array_get(json_object_get(j, "problems"), 0);
@@ -305,6 +312,15 @@ Test(cli, usage_errors_exit_2)
     cr_assert(strstr(err, "send: message is not valid JSON: line 1 column"),
               "%s", err);
     cr_assert_eq(run("spawn counter c1 --config '[1]'"), 2);
+    /* 17 levels: one more than a node accepts.  Refused here, with the
+     * limit, before any node is asked. */
+    cr_assert_eq(run("send ticker '[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]'"), 2);
+    cr_assert(strstr(err, "message nests deeper than 16 levels"), "%s", err);
+    cr_assert_eq(run("spawn counter c1 --config "
+                     "'{\"a\":[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]}'"),
+                 2);
+    cr_assert(strstr(err, "--config nests deeper than 16 levels"), "%s",
+              err);
     cr_assert_eq(run("show 'bad name'"), 2);
     cr_assert_eq(run("status --db %s", dbpath), 2);
     cr_assert_eq(run("--timeout x status"), 2);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/config.h"
@@ -17,6 +18,8 @@ static void write_ini(const char *text)
     FILE *f;
     int fd;
 
+    if (path[0])
+        unlink(path); /* a test may write several */
     snprintf(path, sizeof path, "/tmp/ol-config-XXXXXX");
     fd = mkstemp(path);
     cr_assert(fd >= 0);
@@ -110,7 +113,7 @@ Test(config, errors_name_file_line_and_key)
 {
     expect_error("[node]\nid = 1\nbogus = 3\n", ":3: unknown key 'bogus'");
     expect_error("[node]\n\n\nid = -4\n", ":4: 'id' must be a positive");
-    expect_error("[nope]\nx = 1\n", ":2: unknown section [nope]");
+    expect_error("[nope]\nx = 1\n", ":1: unknown section [nope]");
     expect_error("[checkpoint]\nevery_steps = 0\n",
                  ":2: 'every_steps' must be a whole number from 1");
     expect_error("[checkpoint]\nretain = lots\n", ":2: 'retain'");
@@ -259,4 +262,153 @@ Test(config, http_and_log_errors_say_what_is_wrong)
         ol__config_free(&c);
         unlink(path);
     }
+}
+
+/* Each of these used to be accepted silently, reported at the wrong line
+ * or with the wrong message. */
+Test(config, repeated_sections_and_keys_name_both_lines)
+{
+    expect_error("[node]\nname = a\nname = b\n",
+                 ":3: key 'name' in [node] is given twice (lines 2 and 3)");
+    expect_error("[node]\nid = 2\n[checkpoint]\nretain = 3\n[node]\n",
+                 ":5: section [node] is given twice (lines 1 and 5)");
+    expect_error("[agent.a]\nkind = counter\n\n[agent.a]\nkind = ledger\n",
+                 ":4: section [agent.a] is given twice (lines 1 and 4)");
+    expect_error("[peer.2]\naddress = a:1\naddress = b:1\n",
+                 ":3: key 'address' in [peer.2] is given twice");
+}
+
+Test(config, malformed_lines_are_named_at_their_line)
+{
+    expect_error("[node\nname = a\n", ":1: section header '[node' has no "
+                                      "closing ']'");
+    expect_error("[node]\n[]\n", ":2: empty section name");
+    expect_error("[node] id = 3\n", ":1: text after the section header");
+    expect_error("name = a\n", ":1: key 'name' is outside any [section]");
+    expect_error("[node]\nid = 1\njust words\nid = 2\n", ":3: syntax error");
+    expect_error("[node]\n= 3\n", ":2: syntax error");
+}
+
+Test(config, nul_byte_is_named)
+{
+    static const char text[] = "[node]\nid = 1\n[checkpoint]\nretain = 1\0\n";
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+    FILE *f;
+    int fd;
+
+    if (path[0])
+        unlink(path); /* a test may write several */
+    snprintf(path, sizeof path, "/tmp/ol-config-XXXXXX");
+    fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    f = fdopen(fd, "w");
+    fwrite(text, 1, sizeof text - 1, f);
+    fclose(f);
+    ol__config_defaults(&c);
+    cr_assert_eq(ol__config_load(&c, path, err), OL_ECONFIG);
+    cr_expect(strstr(err, ":4: the line holds a NUL byte") != NULL, "%s",
+              err);
+    ol__config_free(&c);
+}
+
+Test(config, indented_keys_are_keys)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    /* inih alone reads an indented line as a continuation of the previous
+     * value ("id" = "1\nname = x"). */
+    cr_assert_eq(load(&c, "[node]\n  id = 4\n  name = x\n", err), 0, "%s",
+                 err);
+    cr_expect_eq(c.node_id, 4);
+    cr_expect_str_eq(c.node_name, "x");
+    ol__config_free(&c);
+}
+
+static char *repeat(char ch, size_t n)
+{
+    char *s = malloc(n + 1);
+
+    memset(s, ch, n);
+    s[n] = '\0';
+    return s;
+}
+
+Test(config, long_lines_are_read_whole)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE], *text, *dir = repeat('d', 3000);
+    char *val = repeat('v', 20000);
+    size_t cap = 30000;
+
+    text = malloc(cap + 200);
+    snprintf(text, cap + 200,
+             "[node]\ndata_dir = /tmp/%s ; a comment\n"
+             "[agent.x]\nkind = counter\nconfig = {\"k\": \"%s\"}\n"
+             "[checkpoint]\nretain = 7\n",
+             dir, val);
+    cr_assert_eq(load(&c, text, err), 0, "%s", err);
+    cr_expect_eq(strlen(c.data_dir), 5 + 3000);
+    cr_expect_eq(strncmp(c.data_dir + 5, dir, 3000), 0);
+    cr_expect_eq(strlen(c.agents[0].config_json), 20000 + 9);
+    cr_expect_eq(c.retain, 7, "the lines after a long one were misread");
+    ol__config_free(&c);
+    /* An error after a long line still names the right line. */
+    snprintf(text, cap + 200,
+             "[agent.x]\nkind = counter\nconfig = {\"k\": \"%s\"}\n"
+             "[node]\nbogus = 1\n",
+             val);
+    expect_error(text, ":5: unknown key 'bogus'");
+    free(text);
+    free(dir);
+    free(val);
+}
+
+Test(config, listen_and_peer_addresses_need_a_port)
+{
+    expect_error("[cluster]\nlisten = 127.0.0.1\n",
+                 ":2: 'listen' must be host:port");
+    expect_error("[cluster]\nlisten = 127.0.0.1:0\n",
+                 ":2: 'listen' must be host:port");
+    expect_error("[cluster]\nlisten = 127.0.0.1:70000\n",
+                 ":2: 'listen' must be host:port");
+    expect_error("[peer.2]\naddress = host\n", ":2: 'address' must be");
+}
+
+static void expect_file_error(const char *file, const char *needle)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    ol__config_defaults(&c);
+    cr_assert_eq(ol__config_load(&c, file, err), OL_ECONFIG, "accepted %s",
+                 file);
+    cr_expect(strstr(err, needle) != NULL, "error '%s' lacks '%s'", err,
+              needle);
+    ol__config_free(&c);
+}
+
+Test(config, only_regular_files_are_read, .timeout = 10)
+{
+    char fifo[64] = "/tmp/ol-config-fifo-XXXXXX";
+
+    expect_file_error("/tmp", "is a directory");
+    expect_file_error("/dev/zero", "not a regular file");
+    cr_assert_not_null(mkdtemp(fifo));
+    strcat(fifo, "/f");
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    /* Opening a FIFO with no writer must not block. */
+    expect_file_error(fifo, "not a regular file");
+    unlink(fifo);
+    *strrchr(fifo, '/') = '\0';
+    rmdir(fifo);
+}
+
+Test(config, oversized_file_is_refused)
+{
+    char *big = repeat(';', OL_CONFIG_FILE_MAX + 1);
+
+    expect_error(big, "is larger than");
+    free(big);
 }

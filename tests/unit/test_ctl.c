@@ -28,6 +28,9 @@ static uv_timer_t later_timer;
 static struct ol__ctl *ctl;
 static pthread_t thread;
 static struct ol__ctl_req *later_req, *held_req;
+static struct ol__ctl_req *parked[8];
+static atomic_int n_parked;
+static struct ol__ctl_limits limits; /* set before the loop starts */
 static atomic_int late_replies, handled, closed;
 
 /* ---- the server side (loop thread) ---- */
@@ -84,6 +87,8 @@ static void handler(void *data, struct ol__ctl_req *req, const char *op,
         uv_timer_start(&later_timer, later_cb, 150, 0);
     } else if (strcmp(op, "hold") == 0) {
         held_req = req; /* answered only after the server has closed */
+    } else if (strcmp(op, "park") == 0 && atomic_load(&n_parked) < 8) {
+        parked[atomic_fetch_add(&n_parked, 1)] = req; /* likewise */
     } else {
         ol__ctl_reply_error(req, OL_EINVAL, "unknown op '%s'", op);
     }
@@ -98,6 +103,9 @@ static void server_closed(void *data)
     if (later_req)
         reply_ok(later_req, "later", 0);
     held_req = later_req = NULL;
+    for (int i = 0; i < atomic_load(&n_parked); i++)
+        reply_ok(parked[i], "park", 0);
+    atomic_store(&n_parked, 0);
     atomic_store(&closed, 1);
 }
 
@@ -128,6 +136,7 @@ static void setup(void)
     cr_assert_eq(uv_timer_init(&loop, &later_timer), 0);
     cr_assert_eq(ol__ctl_start(&loop, sock, handler, NULL, &ctl, err), 0,
                  "%s", err);
+    ol__ctl_set_limits(ctl, &limits);
     cr_assert_eq(pthread_create(&thread, NULL, run_loop, NULL), 0);
 }
 
@@ -531,5 +540,127 @@ Test(ctl, an_oversized_header_behind_a_pending_request_is_refused_later)
     cr_assert(recv_frame(fd, buf, sizeof buf) > 0, "no reply to 'later'");
     expect_error(fd, "OL_ETOOBIG");
     close(fd);
+    expect_echo_works();
+}
+
+/* ---- limits: idle clients, busy servers, buffer budget ---- */
+
+static int64_t ms_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Until now 64 clients that connected and sent nothing locked every other
+ * client out, and the CLI then said no node was running. */
+Test(ctl, idle_connections_do_not_lock_clients_out)
+{
+    int fds[OL_CTL_MAX_CONNS + 4];
+
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        fds[i] = dial();
+    usleep(50000);
+    expect_echo_works();
+    expect_echo_works();
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close(fds[i]);
+}
+
+static void short_idle(void)
+{
+    limits.idle_ms = 200;
+    limits.max_conns = 2;
+    limits.budget = 1u << 20;
+    setup();
+}
+
+static void limits_teardown(void)
+{
+    teardown();
+    memset(&limits, 0, sizeof limits);
+}
+
+TestSuite(ctl_limits, .init = short_idle, .fini = limits_teardown,
+          .timeout = 30);
+
+Test(ctl_limits, a_silent_client_is_closed_after_the_idle_timeout)
+{
+    uint8_t buf[64];
+    int64_t t0 = ms_now();
+    int fd = dial();
+
+    /* Half a header, then nothing. */
+    cr_assert_eq(send(fd, "\x00\x00", 2, MSG_NOSIGNAL), 2);
+    cr_assert_eq(recv_frame(fd, buf, sizeof buf), -1, "not closed");
+    cr_expect_geq(ms_now() - t0, 150);
+    close(fd);
+    expect_echo_works();
+}
+
+Test(ctl_limits, a_waiting_request_is_never_timed_out)
+{
+    struct ol__buf b;
+    uint8_t buf[256];
+    int fd = dial();
+
+    pack_req(&b, "later", 0);
+    usleep(100000);
+    send_frame(fd, b.base, (uint32_t)b.len); /* answered 150 ms later */
+    ol__buf_close(&b);
+    cr_assert(recv_frame(fd, buf, sizeof buf) > 0, "closed while waiting");
+    close(fd);
+}
+
+Test(ctl_limits, busy_is_told_apart_from_not_running)
+{
+    char err[OL_ERRMSG_SIZE];
+    struct ol__buf b;
+    void *raw = NULL;
+    size_t len = 0;
+    int fds[2];
+    int64_t t0;
+
+    /* Both connections wait for answers, so none can be closed to make
+     * room: the next client is refused as busy, not cut off. */
+    pack_req(&b, "park", 0);
+    for (int i = 0; i < 2; i++) {
+        fds[i] = dial();
+        send_frame(fds[i], b.base, (uint32_t)b.len);
+    }
+    while (atomic_load(&n_parked) < 2)
+        usleep(1000);
+    t0 = ms_now();
+    cr_assert_eq(ol__ctl_call(sock, b.base, b.len, &raw, &len, 400, err),
+                 OL_EBUSY, "%s", err);
+    cr_expect(strstr(err, "busy") != NULL, "%s", err);
+    cr_expect_geq(ms_now() - t0, 300, "gave up before its deadline");
+    ol__buf_close(&b);
+    for (int i = 0; i < 2; i++)
+        close(fds[i]);
+}
+
+Test(ctl_limits, the_buffer_budget_is_shared_and_refusals_are_busy)
+{
+    static uint8_t big[(1u << 20) + 1024];
+    char err[OL_ERRMSG_SIZE];
+    struct ol__buf b;
+    msgpack_packer pk;
+    void *raw = NULL;
+    size_t len = 0;
+
+    /* One request larger than the whole budget can never be held. */
+    ol__buf_init(&b);
+    msgpack_packer_init(&pk, &b, ol__buf_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "op", 2);
+    msgpack_pack_str_with_body(&pk, "echo", 4);
+    msgpack_pack_str_with_body(&pk, "pad", 3);
+    msgpack_pack_bin_with_body(&pk, big, sizeof big);
+    cr_assert_eq(ol__ctl_call(sock, b.base, b.len, &raw, &len, 300, err),
+                 OL_EBUSY, "%s", err);
+    cr_expect(strstr(err, "MiB of control requests") != NULL, "%s", err);
+    ol__buf_close(&b);
     expect_echo_works();
 }

@@ -260,3 +260,32 @@ Test(json, object_conversion_round_trips_through_jansson)
     msgpack_unpacked_destroy(&u);
     ol__buf_close(&out);
 }
+
+Test(json, depth_is_limited)
+{
+    char text[128], err[OL_ERRMSG_SIZE];
+    struct ol__buf b;
+    json_t *j;
+
+    /* 16 nested arrays are accepted, 17 are not. */
+    for (int d = 16; d <= 17; d++) {
+        int n = 0;
+
+        for (int i = 0; i < d; i++)
+            text[n++] = '[';
+        text[n++] = '1';
+        for (int i = 0; i < d; i++)
+            text[n++] = ']';
+        text[n] = '\0';
+        ol__buf_init(&b);
+        cr_expect_eq(ol__json_to_msgpack(text, (size_t)n, &b, err),
+                     d <= OL_JSON_MAX_DEPTH ? 0 : OL_ETOOBIG, "depth %d", d);
+        if (d > OL_JSON_MAX_DEPTH)
+            cr_expect(strstr(err, "nests deeper than 16") != NULL, "%s", err);
+        ol__buf_close(&b);
+    }
+    cr_assert_eq(ol__json_parse("{\"a\": {\"b\": [1, [2]]}}", 22, &j, err), 0,
+                 "%s", err);
+    cr_expect_eq(ol__json_depth(j), 4);
+    json_decref(j);
+}

@@ -1,12 +1,14 @@
 /* Unit tests for the verifier: single stores (hash, seal, chain, gaps) and
  * the cross-node comparison. */
 #include <criterion/criterion.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "replication/verify.h"
+#include "tests/support/daemon.h"
 #include "tests/unit/db_fixture.h"
 
 static char dir[64], a_path[128], b_path[128];
@@ -33,7 +35,9 @@ TestSuite(verify, .init = setup, .fini = teardown);
 
 struct seen {
     int n;
+    char first[512];
     char last[512];
+    char all[4096];
     uint64_t seq;
 };
 
@@ -41,11 +45,15 @@ static void collect(void *data, const char *agent, uint64_t seq,
                     const char *problem)
 {
     struct seen *s = data;
+    size_t len = strlen(s->all);
 
     s->n++;
     s->seq = seq;
     snprintf(s->last, sizeof s->last, "'%s' %llu: %s", agent,
              (unsigned long long)seq, problem);
+    if (s->n == 1)
+        snprintf(s->first, sizeof s->first, "%s", s->last);
+    snprintf(s->all + len, sizeof s->all - len, "%s\n", s->last);
 }
 
 static sqlite3 *open_ro(const char *path)
@@ -137,17 +145,114 @@ Test(verify, missing_row_is_a_gap_unless_a_snapshot_explains_it)
     struct seen s = {0};
     sqlite3 *db;
 
+    /* Seq 2's row goes; its seal stays and still counts it. */
     exec(a_path, "DELETE FROM checkpoints WHERE seq = 2");
     db = open_ro(a_path);
     cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
-    cr_expect_eq(r.bad, 1);
-    cr_expect(strstr(s.last, "seqs 2..2 are missing") != NULL, "%s", s.last);
+    cr_expect_eq(r.bad, 2, "%s", s.last);
+    cr_expect(strstr(s.first, "seqs 2..2 are missing") != NULL, "%s",
+              s.first);
+    cr_expect(strstr(s.last, "only 0 are") != NULL, "%s", s.last);
     sqlite3_close(db);
-    exec(a_path, "UPDATE checkpoints SET flags = 1 WHERE seq = 3");
+    /* A snapshot install leaves a gap without the seals of what it
+     * skipped. */
+    exec(a_path, "UPDATE checkpoints SET flags = 1 WHERE seq = 3;"
+                 "DELETE FROM seals WHERE id NOT IN (SELECT seal FROM "
+                 "checkpoints)");
     db = open_ro(a_path);
     cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
     cr_expect_eq(r.bad, 0, "%s", s.last);
     cr_expect_eq(r.gaps, 1);
+    sqlite3_close(db);
+}
+
+/* A snapshot install that meets a divergent row keeps it as evidence and
+ * stores the cluster's: the seal that signed the old row has one row less,
+ * and that is accounted for, not a truncation. */
+Test(verify, a_row_kept_as_evidence_is_not_a_truncation)
+{
+    struct ol__verify_report r;
+    struct seen s = {0};
+    sqlite3 *db;
+
+    exec(a_path, "INSERT INTO evidence(agent, seq, time_ms, kind, "
+                 "stored_hash, other_hash, other_body, note) SELECT agent, "
+                 "seq, 0, 'divergence', zeroblob(32), hash, body, 'test' "
+                 "FROM checkpoints WHERE seq = 2;"
+                 "DELETE FROM checkpoints WHERE seq = 2");
+    db = open_ro(a_path);
+    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    cr_expect_eq(r.bad, 1, "only the gap: %s", s.all);
+    cr_expect(strstr(s.all, "seqs 2..2 are missing") != NULL, "%s", s.all);
+    sqlite3_close(db);
+}
+
+/* Until now deleting the newest checkpoints of a chain went unnoticed. */
+Test(verify, a_chain_cut_short_is_found_by_its_head)
+{
+    struct ol__verify_report r;
+    struct seen s = {0};
+    sqlite3 *db;
+
+    exec(a_path, "DELETE FROM checkpoints WHERE seq = 3");
+    db = open_ro(a_path);
+    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    cr_expect_geq(r.bad, 1);
+    cr_expect(s.n == (int)r.bad, "%d problems printed, %llu counted", s.n,
+              (unsigned long long)r.bad);
+    cr_expect(strstr(s.all, "'ticker' 3: seqs 3..3 are missing: the chain "
+                            "ends at seq 2, below its head") != NULL,
+              "%s", s.all);
+    sqlite3_close(db);
+}
+
+Test(verify, rows_deleted_with_their_head_are_found_by_their_seal)
+{
+    struct ol__verify_report r;
+    struct seen s = {0};
+    sqlite3 *db;
+
+    exec(a_path, "DELETE FROM checkpoints WHERE seq = 3;"
+                 "UPDATE heads SET seq = 2, hash = (SELECT hash FROM "
+                 "checkpoints WHERE seq = 2)");
+    db = open_ro(a_path);
+    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    cr_expect_eq(r.bad, 1, "%s", s.all);
+    cr_expect(strstr(s.last, "should still be stored, but only 0 are") !=
+                  NULL,
+              "%s", s.last);
+    sqlite3_close(db);
+}
+
+Test(verify, an_agent_with_every_row_gone_is_found)
+{
+    struct ol__verify_report r;
+    struct seen s = {0};
+    sqlite3 *db;
+
+    exec(a_path, "DELETE FROM checkpoints");
+    db = open_ro(a_path);
+    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    cr_expect(strstr(s.all, "'ticker' 3: all the agent's checkpoints are "
+                            "missing") != NULL,
+              "%s", s.all);
+    cr_expect_eq(r.bad, 4, "the head and three seals: %s", s.all);
+    sqlite3_close(db);
+}
+
+/* A printed problem that did not count let verify say "all verify". */
+Test(verify, every_problem_printed_is_counted)
+{
+    struct ol__verify_report r;
+    struct seen s = {0};
+    sqlite3 *db;
+
+    exec(a_path, "DELETE FROM agents WHERE name = 'ticker'");
+    db = open_ro(a_path);
+    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    cr_expect_eq(r.bad, 1);
+    cr_expect_eq(s.n, 1);
+    cr_expect(strstr(s.last, "no agents row") != NULL, "%s", s.last);
     sqlite3_close(db);
 }
 
@@ -235,4 +340,150 @@ Test(verify, divergent_nodes_are_reported)
     cr_expect(strstr(s.last, "signed by two nodes") != NULL, "%s", s.last);
     sqlite3_close(dbs[0]);
     sqlite3_close(dbs[1]);
+}
+
+/* ---- damaged pages ---- */
+
+/* ticker with seqs 1..n and ~700-byte states, one seal each. */
+static void build_long(const char *path, int n)
+{
+    static const uint8_t cfg[] = {0x80};
+    struct ol__sm_config smc = {.retain = 0};
+    uint8_t prev[OL_HASH_SIZE] = {0}, pad[700];
+    char err[OL_ERRMSG_SIZE];
+    struct ol__sm_node node;
+    struct ol__entry_w w;
+    struct ol__store st;
+    struct ol__sm *sm;
+
+    cr_assert_eq(ol__store_open(&st, path, OL_STORE_WRITE_FULL), 0);
+    cr_assert_eq(ol__sm_open(&st, &smc, &sm, err), 0, "%s", err);
+    memset(&node, 0, sizeof node);
+    node.id = 1;
+    memcpy(node.pk, fx_key.pk, OL_PK_SIZE);
+    cr_assert_eq(ol__sm_put_node(sm, &node), 0);
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_spawn(&w, 1, "ticker", "counter", cfg, 1, 1,
+                                     0),
+                 0);
+    fx_apply(&st, sm, &w);
+    memset(pad, 0x42, sizeof pad);
+    for (int seq = 1; seq <= n; seq++) {
+        struct ol__buf body, state;
+        msgpack_packer pk;
+        struct ol__ckpt c;
+        struct ol__blob b;
+        uint8_t h[OL_HASH_SIZE];
+
+        sample_ckpt_fill(&c, &fx_key, "ticker", (uint64_t)seq);
+        c.epoch = 1;
+        for (uint32_t i = 0; i < c.n_outbox; i++) {
+            free(c.outbox[i].to);
+            free(c.outbox[i].data);
+        }
+        c.n_outbox = 0;
+        for (uint32_t i = 0; i < c.n_acks; i++)
+            free(c.acks[i].from);
+        c.n_acks = 0;
+        free(c.state);
+        ol__buf_init(&state);
+        msgpack_packer_init(&pk, &state, ol__buf_write);
+        msgpack_pack_bin_with_body(&pk, pad, sizeof pad);
+        c.state = state.base;
+        c.state_len = (uint32_t)state.len;
+        memcpy(c.prev_hash, prev, OL_HASH_SIZE);
+        ol__buf_init(&body);
+        cr_assert_eq(ol__ckpt_encode(&c, &body), 0);
+        ol__ckpt_hash(body.base, body.len, h);
+        ol__ckpt_free(&c);
+        b.p = body.base;
+        b.len = (uint32_t)body.len;
+        cr_assert_eq(ol__entry_add_ckpts(&w, &fx_key, 1700000000000 + seq,
+                                         &b, h, 1),
+                     0);
+        fx_apply(&st, sm, &w);
+        memcpy(prev, h, OL_HASH_SIZE);
+        ol__buf_close(&body);
+    }
+    ol__entry_w_close(&w);
+    ol__sm_close(sm);
+    ol__store_close(&st);
+}
+
+static int count_in(const char *all, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = all; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* Verify used to stop at the first damaged page. */
+Test(verify, reads_on_past_a_damaged_table_page)
+{
+    struct ol__verify_report r;
+    struct seen s = {0};
+    sqlite3 *db;
+
+    build_long(b_path, 200);
+    td_smash_page(b_path, td_page(b_path, "checkpoints", "leaf", 10));
+    db = open_ro(b_path);
+    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    cr_expect_eq(r.checkpoints, 200, "the walk stopped early");
+    cr_expect_geq(count_in(s.all, "the row cannot be read"), 1, "%s", s.all);
+    cr_expect_lt(count_in(s.all, "the row cannot be read"), 20, "%s", s.all);
+    cr_expect_eq(s.n, (int)r.bad);
+    sqlite3_close(db);
+}
+
+Test(verify, reads_on_past_a_damaged_index_page)
+{
+    struct ol__verify_report r;
+    struct seen s = {0};
+    sqlite3 *db;
+    int64_t pg;
+
+    build_long(b_path, 400);
+    db = open_ro(b_path);
+    cr_assert_eq(sqlite3_exec(db, "VACUUM", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    pg = td_page(b_path, "sqlite_autoindex_checkpoints_1", "leaf", 1);
+    td_smash_page(b_path, pg);
+    db = open_ro(b_path);
+    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    cr_expect_geq(r.bad, 1);
+    cr_expect(strstr(s.all, "index cannot be read") != NULL ||
+                  strstr(s.all, "unreadable") != NULL,
+              "%s", s.all);
+    /* The rows themselves are intact: every one is still checked. */
+    cr_expect_geq(r.checkpoints, 400, "only %llu rows checked:\n%s",
+                  (unsigned long long)r.checkpoints, s.all);
+    cr_expect_eq(s.n, (int)r.bad);
+    sqlite3_close(db);
+}
+
+/* A node resumed from a chain whose newest rows were deleted, and signed
+ * new checkpoints for seqs it had signed before. */
+Test(verify, load_head_refuses_a_chain_below_its_head)
+{
+    struct ol__ckpt c;
+    uint8_t h[OL_HASH_SIZE];
+    char err[OL_ERRMSG_SIZE];
+    sqlite3 *db;
+
+    exec(a_path, "DELETE FROM checkpoints WHERE seq = 3");
+    db = open_ro(a_path);
+    cr_expect_eq(ol__verify_load_head(db, "ticker", &c, h, err),
+                 OL_EBADCHAIN, "%s", err);
+    cr_expect(strstr(err, "seq 3..3 are missing") != NULL, "%s", err);
+    sqlite3_close(db);
+    exec(a_path, "DELETE FROM checkpoints");
+    db = open_ro(a_path);
+    cr_expect_eq(ol__verify_load_head(db, "ticker", &c, h, err),
+                 OL_EBADCHAIN, "started over instead: %s", err);
+    cr_expect(strstr(err, "all its checkpoints are missing") != NULL, "%s",
+              err);
+    cr_expect_eq(ol__verify_load_head(db, "sink", &c, h, err), OL_ENOTFOUND);
+    sqlite3_close(db);
 }

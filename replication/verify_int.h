@@ -1,0 +1,81 @@
+/*
+ * Verification internals shared by verify.c (one checkpoint, resumes) and
+ * verify_store.c (a whole database): verified seals cached by row id, the
+ * keys accepted as signers, and the check of one stored row.
+ */
+#ifndef OL_VERIFY_INT_H
+#define OL_VERIFY_INT_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "verify.h"
+
+/* A verified (or refused) seal, by row id. */
+struct seal_entry {
+    int64_t id;
+    uint8_t sig[OL_SIG_SIZE]; /* as stored when it was checked */
+    int ok;             /* 1 verified, 0 refused */
+    char why[96];
+    uint8_t signer[OL_PK_SIZE];
+    uint8_t *hashes;    /* copy, n * 32 */
+    uint32_t n;
+    uint32_t rows;      /* stored rows seen that point at it (walks) */
+    uint8_t *seen;      /* which positions those rows hold, n bits */
+    int reported;       /* its refusal was reported with a row */
+};
+
+struct seal_cache {
+    struct seal_entry *v;
+    size_t cap; /* power of two; open addressing on id */
+    size_t n;
+};
+
+/* Keys accepted as signers: the nodes table plus any trusted extras. */
+struct keyring {
+    uint8_t (*pk)[OL_PK_SIZE];
+    size_t n;
+};
+
+/* One stored row, as read. */
+struct row {
+    const char *agent;
+    uint64_t seq, epoch;
+    int64_t time_ms;
+    const void *hash;
+    int hash_len;
+    int64_t seal;
+    int64_t idx;
+    const void *body;
+    int body_len;
+    int flags;
+};
+
+#define OL_VERIFY_ROWS_SQL                                                 \
+    "SELECT agent, seq, epoch, time_ms, hash, seal, idx, body, flags "     \
+    "FROM checkpoints"
+#define OL_VERIFY_SEAL_SQL "SELECT body, sig FROM seals WHERE id = ?"
+
+void ol__vs_cache_free(struct seal_cache *c);
+struct seal_entry *ol__vs_cache_slot(struct seal_cache *c, int64_t id);
+/* Load the signer keys.  Returns 0, OL_ENOMEM, or OL_EIO when the nodes
+ * table could not be read to the end (kr holds what was read, and
+ * errmsg says why). */
+int ol__vs_keyring_load(sqlite3 *db, const uint8_t (*extra)[OL_PK_SIZE],
+                        size_t n_extra, struct keyring *kr, char *errmsg);
+/* Fetch and verify seal `id`, once (NULL: out of memory). */
+struct seal_entry *ol__vs_seal_get(sqlite3 *db, struct seal_cache *c,
+                                   const struct keyring *kr,
+                                   sqlite3_stmt *st, int64_t id,
+                                   uint64_t *n_seals);
+void ol__vs_read_row(sqlite3_stmt *st, struct row *r);
+/* Check one row against its seal and itself; on success *c is decoded and
+ * hash holds the recomputed hash.  Returns 0 or an OL_E* code with why. */
+int ol__vs_check_row(sqlite3 *db, struct seal_cache *cache,
+                     const struct keyring *kr, sqlite3_stmt *seal_st,
+                     const struct row *r, struct ol__ckpt *c,
+                     uint8_t hash[OL_HASH_SIZE], uint64_t *n_seals,
+                     char *why, size_t whylen);
+
+#endif
