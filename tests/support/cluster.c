@@ -236,12 +236,14 @@ static void spawn_node(struct tc_node *nd)
             dup2(fd, 2);
             close(fd);
         }
+        /* OL_OUTLASTD_ARGS: one more argument for this start (--rejoin). */
         if (nd->ns[0])
             execlp("ip", "ip", "netns", "exec", nd->ns, td_bin("outlastd"),
-                   "--config", nd->d.conf, (char *)NULL);
+                   "--config", nd->d.conf, getenv("OL_OUTLASTD_ARGS"),
+                   (char *)NULL);
         else
             execl(td_bin("outlastd"), "outlastd", "--config", nd->d.conf,
-                  (char *)NULL);
+                  getenv("OL_OUTLASTD_ARGS"), (char *)NULL);
         _exit(127);
     }
     nd->d.pid = pid;
