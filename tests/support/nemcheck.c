@@ -665,6 +665,30 @@ static void read_logs(struct nem *m, struct lead **leads, size_t *n_leads,
     }
 }
 
+/* What committed under (agent, epoch): how many checkpoints, which seqs
+ * and who signed them. */
+static void under_epoch(const struct rows *rs, int agent, uint64_t epoch,
+                        char *out, size_t cap)
+{
+    uint64_t n = 0, lo = 0, hi = 0;
+    int signer = -1;
+
+    for (size_t k = 0; k < rs->n; k++)
+        if (rs->r[k].agent == agent && rs->r[k].epoch == epoch) {
+            if (n++ == 0)
+                lo = rs->r[k].seq;
+            hi = rs->r[k].seq;
+            signer = rs->r[k].signer;
+        }
+    if (n == 0)
+        snprintf(out, cap, "no checkpoint committed under it: the epoch was "
+                           "skipped");
+    else
+        snprintf(out, cap, "%" PRIu64 " checkpoint(s), seqs %" PRIu64
+                           "..%" PRIu64 ", committed under it by node %d",
+                 n, lo, hi, signer + 1);
+}
+
 int nem_check_placements(struct nem *m, int via)
 {
     struct lead *leads;
@@ -672,7 +696,10 @@ int nem_check_placements(struct nem *m, int via)
     size_t n_leads, n_pl, stale = 0;
     struct tc_agent a[NEM_AGENTS_MAX + 2];
     int n_a = tc_agents(&m->c, via, a, NEM_AGENTS_MAX + 2), found = 0;
+    struct rows rs;
+    char what[200];
 
+    load_rows(m, &rs);
     read_logs(m, &leads, &n_leads, &pl, &n_pl);
     for (size_t i = 0; i < n_pl; i++) {
         const struct lead *newer = NULL;
@@ -706,15 +733,16 @@ int nem_check_placements(struct nem *m, int via)
                 newer = &leads[j];
         snprintf(key, sizeof key, "d-%s-%" PRIu64, m->agents[pl[i].agent],
                  pl[i].epoch);
+        under_epoch(&rs, pl[i].agent, pl[i].epoch, what, sizeof what);
         found += nem_violation(
             m, NEM_INV_D, key,
             "node %d, leader of term %" PRIu64 ", placed '%s' on node %" PRIu64
             " under epoch %" PRIu64 " after node %d led term %" PRIu64
             ", and that epoch took effect (the agent is at epoch %" PRIu64
-            " now; no current leader placed it so)\n    node %d: %s\n"
+            " now; no current leader placed it so; %s)\n    node %d: %s\n"
             "    node %d: %s",
             pl[i].node + 1, pl[i].term, m->agents[pl[i].agent], pl[i].owner,
-            pl[i].epoch, newer->node + 1, newer->term, now_epoch,
+            pl[i].epoch, newer->node + 1, newer->term, now_epoch, what,
             newer->node + 1, newer->line, pl[i].node + 1, pl[i].line);
     }
     if (stale)
@@ -723,5 +751,6 @@ int nem_check_placements(struct nem *m, int via)
                     stale, n_pl);
     free(leads);
     free(pl);
+    free(rs.r);
     return found;
 }

@@ -346,12 +346,19 @@ static void apply(struct nem *m, const struct nem_fault *f)
             side |= 1u << pick_in(((1u << m->c.n) - 1) & ~side &
                                       ~(1u << leader),
                                   f->pick);
-        add_what(m, "split {");
-        for (int i = 0; i < m->c.n; i++)
-            if (side & (1u << i))
-                add_what(m, "%d%s", i + 1, i == leader ? "L" : "");
-        add_what(m, "} from the rest (%s node %d) for %d ms",
-                 nem_role_name(f->role), t + 1, f->hold_ms);
+        {
+            char list[64] = "";
+            size_t o = 0;
+
+            for (int i = 0; i < m->c.n && o < sizeof list; i++)
+                if (side & (1u << i))
+                    o += (size_t)snprintf(list + o, sizeof list - o, "%s%d%s",
+                                          o ? "," : "", i + 1,
+                                          i == leader ? "(leader)" : "");
+            add_what(m, "split {%s} from the rest (aimed at the %s, node "
+                        "%d) for %d ms",
+                     list, nem_role_name(f->role), t + 1, f->hold_ms);
+        }
         nf_net_split(&m->net, side);
         hold(m, f->hold_ms);
         nf_net_split(&m->net, 0);
