@@ -72,12 +72,22 @@ byinv=$(awk '{for (i = 1; i <= NF; i++) if ($i ~ /^[abcdr]=/) {split($i, kv, "="
              END {printf "a=%d b=%d c=%d d=%d r=%d", s["a"], s["b"], s["c"], s["d"], s["r"]}' "$sum")
 acked=$(awk '{for (i = 1; i < NF; i++) if ($i == "acked") s += $(i + 1)} END {print s + 0}' "$sum")
 commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
+entry=$(mktemp)
 {
-    echo
     echo "- $(date -u +%Y-%m-%dT%H:%MZ), commit $commit: \`scripts/soak-nemesis.sh $n $scenarios $start\`:"
     echo "  $rounds rounds in $runs runs (seeds $start..$((seed - 1))), $viol violations ($byinv),"
     echo "  $acked sends acknowledged, ${secs} s.${bad_runs:+ Runs with violations:$bad_runs.}"
-} >>"$top/tests/RESULTS.md"
+} >"$entry"
+# The entry goes at the end of the nemesis section, before the next one.
+res="$top/tests/RESULTS.md"
+awk -v entry="$entry" '
+    BEGIN { while ((getline l < entry) > 0) e = e l "\n" }
+    /^## / { if (insec && !done) { printf "%s\n", e; done = 1 }
+             insec = ($0 ~ /^## Process nemesis/) }
+    { print }
+    END { if (!done) printf "\n%s", e }' "$res" >"$res.tmp"
+mv "$res.tmp" "$res"
+rm -f "$entry"
 rm -f "$sum" "$log"
 echo "soak-nemesis: $rounds rounds, $viol violations; recorded in tests/RESULTS.md" >&2
 [ -z "$bad_runs" ]

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -159,6 +160,8 @@ void nf_ctl_create(struct nf_ctl *c, const char *path)
     fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     cr_assert(fd >= 0, "create %s: %s", path, strerror(errno));
     cr_assert_eq(ftruncate(fd, OL_SHIM_CTL_SIZE), 0, "truncate %s", path);
+    /* Agent hosts run as another user and map it too. */
+    (void)fchmod(fd, 0666);
     c->page = mmap(NULL, OL_SHIM_CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
                    fd, 0);
     close(fd);

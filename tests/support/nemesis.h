@@ -88,6 +88,7 @@ struct nem_opts {
     uint64_t seed;      /* default seed */
     int max_faults;     /* faults per round, 1..NEM_MAX_FAULTS */
     int agents;         /* steplog agents besides the ledger */
+    int no_client;      /* 1: send nothing; (c) is not checked */
 };
 
 struct nem_result {
