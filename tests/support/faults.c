@@ -220,9 +220,7 @@ const char *nf_preload_env(void)
 
 /* ---- network namespaces ---- */
 
-static int sh(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int sh(char *out, size_t cap, const char *fmt, ...)
+int nf_sh(char *out, size_t cap, const char *fmt, ...)
 {
     char cmd[512], *o = NULL;
     va_list ap;
@@ -241,16 +239,7 @@ static int sh(char *out, size_t cap, const char *fmt, ...)
     return rv;
 }
 
-#define must(...)                                                       \
-    do {                                                                \
-        char out_[768];                                                 \
-                                                                        \
-        cr_assert_eq(sh(out_, sizeof out_, __VA_ARGS__), 0,             \
-                     "network setup: %s", out_);                        \
-    } while (0)
-
-/* Delete namespaces with our prefix whose creating process is gone. */
-static void remove_leftovers(const char *prefix)
+void nf_remove_leftovers(const char *prefix)
 {
     char *list = NULL, *save = NULL;
     size_t plen = strlen(prefix);
@@ -274,7 +263,7 @@ static void remove_leftovers(const char *prefix)
             !(kill((pid_t)pid, 0) != 0 && errno == ESRCH))
             continue;
         cr_log_info("removing leftover namespace %s", name);
-        (void)sh(NULL, 0, "ip netns del %s", name);
+        (void)nf_sh(NULL, 0, "ip netns del %s", name);
     }
     free(list);
 }
@@ -288,9 +277,9 @@ int nf_net_setup(struct nf_net *net, int n, const char *prefix, char *why,
     cr_assert(n >= 1 && n <= NF_MAX_NODES);
     net->n = n;
     snprintf(net->prefix, sizeof net->prefix, "%s", prefix);
-    remove_leftovers(prefix);
+    nf_remove_leftovers(prefix);
     snprintf(net->ns_br, sizeof net->ns_br, "%s%d-br", prefix, (int)getpid());
-    if (sh(out, sizeof out, "ip netns add %s", net->ns_br) != 0) {
+    if (nf_sh(out, sizeof out, "ip netns add %s", net->ns_br) != 0) {
         snprintf(why, cap, "cannot create a network namespace (needs "
                            "CAP_SYS_ADMIN and CAP_NET_ADMIN, e.g. root): %s",
                  out);
@@ -298,25 +287,25 @@ int nf_net_setup(struct nf_net *net, int n, const char *prefix, char *why,
     }
     net->made_br = 1;
     for (int b = 0; b < 2; b++) {
-        must("ip -n %s link add br%d type bridge", net->ns_br, b);
-        must("ip -n %s link set br%d up", net->ns_br, b);
+        NF_MUST("ip -n %s link add br%d type bridge", net->ns_br, b);
+        NF_MUST("ip -n %s link set br%d up", net->ns_br, b);
     }
     for (int i = 0; i < n; i++) {
         snprintf(net->ns_node[i], sizeof net->ns_node[i], "%s%d-n%d", prefix,
                  (int)getpid(), i + 1);
-        if (sh(out, sizeof out, "ip netns add %s", net->ns_node[i]) != 0) {
+        if (nf_sh(out, sizeof out, "ip netns add %s", net->ns_node[i]) != 0) {
             snprintf(why, cap, "cannot create a network namespace: %s", out);
             nf_net_teardown(net);
             return -1;
         }
         net->made_node[i] = 1;
-        must("ip -n %s link add v%d type veth peer name eth0 netns %s",
+        NF_MUST("ip -n %s link add v%d type veth peer name eth0 netns %s",
              net->ns_br, i + 1, net->ns_node[i]);
-        must("ip -n %s link set v%d master br0 up", net->ns_br, i + 1);
-        must("ip -n %s link set lo up", net->ns_node[i]);
-        must("ip -n %s addr add 10.214.0.%d/24 dev eth0", net->ns_node[i],
+        NF_MUST("ip -n %s link set v%d master br0 up", net->ns_br, i + 1);
+        NF_MUST("ip -n %s link set lo up", net->ns_node[i]);
+        NF_MUST("ip -n %s addr add 10.214.0.%d/24 dev eth0", net->ns_node[i],
              i + 1);
-        must("ip -n %s link set eth0 up", net->ns_node[i]);
+        NF_MUST("ip -n %s link set eth0 up", net->ns_node[i]);
     }
     return 0;
 }
@@ -334,7 +323,7 @@ void nf_net_split(struct nf_net *net, unsigned side)
         int want = (side >> i) & 1, now = (net->side >> i) & 1;
 
         if (want != now)
-            must("ip -n %s link set v%d master br%d", net->ns_br, i + 1, want);
+            NF_MUST("ip -n %s link set v%d master br%d", net->ns_br, i + 1, want);
     }
     net->side = side;
 }
@@ -343,11 +332,11 @@ void nf_net_teardown(struct nf_net *net)
 {
     for (int i = 0; i < net->n; i++)
         if (net->made_node[i]) {
-            (void)sh(NULL, 0, "ip netns del %s", net->ns_node[i]);
+            (void)nf_sh(NULL, 0, "ip netns del %s", net->ns_node[i]);
             net->made_node[i] = 0;
         }
     if (net->made_br) {
-        (void)sh(NULL, 0, "ip netns del %s", net->ns_br);
+        (void)nf_sh(NULL, 0, "ip netns del %s", net->ns_br);
         net->made_br = 0;
     }
 }

@@ -11,6 +11,7 @@
 #ifndef OL_TEST_FAULTS_H
 #define OL_TEST_FAULTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -53,6 +54,26 @@ int64_t nf_suspend(struct nf_ctl *c, pid_t pid, int ms);
 const char *nf_preload_env(void);
 
 /* ---- network namespaces ---- */
+
+/* Run a command line through the shell; its exit code, and the command
+ * with the first line of its output in `out` (if not NULL). */
+int nf_sh(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Run a command line that must succeed; fails the test with its output
+ * otherwise. */
+#define NF_MUST(...)                                                    \
+    do {                                                                \
+        char out_[768];                                                 \
+                                                                        \
+        cr_assert_eq(nf_sh(out_, sizeof out_, __VA_ARGS__), 0,          \
+                     "network setup: %s", out_);                        \
+    } while (0)
+
+/* Delete the network namespaces named <prefix><pid>-... whose creating
+ * process is gone (a run that crashed or timed out before its teardown)
+ * or is this process. */
+void nf_remove_leftovers(const char *prefix);
 
 /*
  * One namespace per node with `eth0` (10.214.0.<i+1>/24) wired by a veth

@@ -391,66 +391,39 @@ struct ledger {
     uint64_t ndups;
 };
 
-static const msgpack_object *get(const msgpack_object *map, const char *k)
-{
-    return td_get(map, k);
-}
-
 /* The ledger's head committed state in node via's database; 0 or -1. */
 static int read_ledger(struct nem *m, int via, struct ledger *out)
 {
-    sqlite3 *db = td_db(&m->c.nodes[via].d);
-    sqlite3_stmt *st;
+    msgpack_unpacked s;
+    void *state;
+    size_t len, off = 0;
     int rv = -1;
 
     memset(out, 0, sizeof *out);
-    cr_assert_eq(sqlite3_prepare_v2(db,
-                                    "SELECT body FROM checkpoints WHERE "
-                                    "agent = ? ORDER BY seq DESC LIMIT 1",
-                                    -1, &st, NULL),
-                 SQLITE_OK);
-    sqlite3_bind_text(st, 1, NEM_LEDGER, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        msgpack_unpacked u, s;
-        size_t off = 0, soff = 0;
+    if (td_head_state(&m->c.nodes[via].d, NEM_LEDGER, &state, &len) != 0)
+        return -1;
+    msgpack_unpacked_init(&s);
+    if (msgpack_unpack_next(&s, state, len, &off) == MSGPACK_UNPACK_SUCCESS) {
+        const msgpack_object *got = td_get(&s.data, "got");
+        const msgpack_object *dups = td_get(&s.data, "dups");
 
-        msgpack_unpacked_init(&u);
-        msgpack_unpacked_init(&s);
-        /* The body is [fmt, agent, epoch, seq, prev, time, plugin, signer,
-         * flags, state (bin), ...]. */
-        if (msgpack_unpack_next(&u, sqlite3_column_blob(st, 0),
-                                (size_t)sqlite3_column_bytes(st, 0),
-                                &off) == MSGPACK_UNPACK_SUCCESS &&
-            u.data.type == MSGPACK_OBJECT_ARRAY &&
-            u.data.via.array.size > 9 &&
-            u.data.via.array.ptr[9].type == MSGPACK_OBJECT_BIN &&
-            msgpack_unpack_next(&s, u.data.via.array.ptr[9].via.bin.ptr,
-                                u.data.via.array.ptr[9].via.bin.size,
-                                &soff) == MSGPACK_UNPACK_SUCCESS) {
-            const msgpack_object *got = get(&s.data, "got");
-            const msgpack_object *dups = get(&s.data, "dups");
-
-            out->ndups = (uint64_t)td_int(&s.data, "ndups", 0);
-            if (got && got->type == MSGPACK_OBJECT_BIN) {
-                out->got_len = got->via.bin.size;
-                out->got = malloc(out->got_len ? out->got_len : 1);
-                cr_assert_not_null(out->got);
-                memcpy(out->got, got->via.bin.ptr, out->got_len);
-                rv = 0;
-            }
-            for (uint32_t i = 0; dups && dups->type == MSGPACK_OBJECT_ARRAY &&
-                                 i < dups->via.array.size && i < 256;
-                 i++)
-                if (dups->via.array.ptr[i].type ==
-                    MSGPACK_OBJECT_POSITIVE_INTEGER)
-                    out->dups[out->n_dups++] =
-                        dups->via.array.ptr[i].via.u64;
+        out->ndups = (uint64_t)td_int(&s.data, "ndups", 0);
+        if (got && got->type == MSGPACK_OBJECT_BIN) {
+            out->got_len = got->via.bin.size;
+            out->got = malloc(out->got_len ? out->got_len : 1);
+            cr_assert_not_null(out->got);
+            memcpy(out->got, got->via.bin.ptr, out->got_len);
+            rv = 0;
         }
-        msgpack_unpacked_destroy(&s);
-        msgpack_unpacked_destroy(&u);
+        for (uint32_t i = 0; dups && dups->type == MSGPACK_OBJECT_ARRAY &&
+                             i < dups->via.array.size && i < 256;
+             i++)
+            if (dups->via.array.ptr[i].type ==
+                MSGPACK_OBJECT_POSITIVE_INTEGER)
+                out->dups[out->n_dups++] = dups->via.array.ptr[i].via.u64;
     }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    msgpack_unpacked_destroy(&s);
+    free(state);
     return rv;
 }
 
