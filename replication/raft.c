@@ -418,18 +418,16 @@ static int raft_setup(struct cluster *c, char *errmsg)
     }
     /* The log is loaded: it must reach what the database has applied. */
     if (ol__raft_last_index(&c->raft) < ol__sm_applied(c->sm)) {
-        /* raft is running now and cannot be closed before the loop runs;
-         * nothing has been applied or sent yet, so stop here. */
-        ol_log(OL_LOG_ERROR,
-               "cannot start: the raft log in '%s' ends at index %" PRIu64
-               " but this node's database has applied up to %" PRIu64
-               ": the raft directory is older than the database (restored "
-               "from an older copy?). Rebuild this node from the cluster: "
-               "on the leader run `outlast cluster remove %" PRIu64 "`, "
-               "start this node with `outlastd --rejoin`, then add it again",
-               c->cfg.raft_dir, ol__raft_last_index(&c->raft),
-               ol__sm_applied(c->sm), c->cfg.self_id);
-        exit(2);
+        ol__errf(errmsg,
+                 "the raft log in '%s' ends at index %" PRIu64 " but this "
+                 "node's database has applied up to %" PRIu64 ": the raft "
+                 "directory is older than the database. To rebuild this "
+                 "node from the cluster: `outlast cluster remove %" PRIu64
+                 "` on the leader, start it with `outlastd --rejoin`, then "
+                 "add it again",
+                 c->cfg.raft_dir, ol__raft_last_index(&c->raft),
+                 ol__sm_applied(c->sm), c->cfg.self_id);
+        return OL_ESTATE;
     }
     return 0;
 }

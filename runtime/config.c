@@ -824,6 +824,16 @@ static int check(struct ol__config *c, int named, char *err, size_t cap)
                  "election_timeout_ms");
         return -1;
     }
+    /* A lease lasts 2/5 of failover_ms and is renewed once a heartbeat: it
+     * must outlast two of them, or a node loses it between two answers. */
+    if (c->cluster && c->failover_ms < 5 * c->heartbeat_timeout_ms) {
+        snprintf(err, cap,
+                 "[cluster] failover_ms (%u) must be at least 5 x "
+                 "heartbeat_timeout_ms (%u): a node's lease, 2/5 of "
+                 "failover_ms, must span two heartbeats",
+                 c->failover_ms, c->heartbeat_timeout_ms);
+        return -1;
+    }
     if (c->http_listen[0]) {
         int syntax;
 

@@ -3,9 +3,12 @@
  * single-node default (data in ./outlast-data, the example agents); with
  * --config it reads an INI file.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "ol_config.h"
@@ -28,8 +31,40 @@ static void usage(FILE *f)
             "examples/single-node.ini)\n"
             "  --data-dir DIR     override [node] data_dir\n"
             "  --log-level LEVEL  error, warn, info, debug or trace\n"
+            "  --rejoin           cluster: keep this node's database and raft\n"
+            "                     directory aside and start empty, to be\n"
+            "                     added to the cluster again as a new member\n"
             "  --version          print the version\n"
             "  --help             this text\n");
+}
+
+/*
+ * --rejoin: the node's database, its node.state and its raft directory are
+ * renamed with a ".before-rejoin-TIME" suffix (kept, never deleted), so
+ * that it starts as a node that holds nothing and catches up from the
+ * cluster, by snapshot, once the leader adds it.  Its key stays.
+ */
+static int set_aside(const char *data_dir, char *err)
+{
+    static const char *const names[] = {"outlast.db", "outlast.db-wal",
+                                        "outlast.db-shm", "node.state",
+                                        "raft"};
+    char from[PATH_MAX], to[PATH_MAX + 64];
+    long now = (long)time(NULL);
+
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(from, sizeof from, "%s/%s", data_dir, names[i]);
+        snprintf(to, sizeof to, "%s.before-rejoin-%ld", from, now);
+        if (rename(from, to) == 0) {
+            fprintf(stderr, "outlastd: --rejoin: kept '%s' as '%s'\n", from,
+                    to);
+        } else if (errno != ENOENT) {
+            snprintf(err, OL_ERRMSG_SIZE, "cannot set '%s' aside: %s", from,
+                     strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -39,7 +74,7 @@ int main(int argc, char **argv)
     const char *config = NULL, *data_dir = NULL, *level = NULL;
     char err[OL_ERRMSG_SIZE];
     uv_loop_t loop;
-    int rv, code;
+    int rv, code, rejoin = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -47,6 +82,10 @@ int main(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(a, "--rejoin") == 0) {
+            rejoin = 1;
+            continue;
         }
         if (strcmp(a, "--version") == 0) {
             printf("outlastd %s\n", OL_VERSION);
@@ -90,6 +129,23 @@ int main(int argc, char **argv)
             return 2;
         }
         cfg.log_level = l;
+    }
+
+    if (rejoin) {
+        if (!cfg.cluster) {
+            fprintf(stderr, "outlastd: --rejoin is for a cluster node (the "
+                            "config has no [cluster] section)\n");
+            ol__config_free(&cfg);
+            return 2;
+        }
+        if (set_aside(cfg.data_dir, err) != 0) {
+            fprintf(stderr, "outlastd: --rejoin: %s\n", err);
+            ol__config_free(&cfg);
+            return 1;
+        }
+        /* A new member joins the cluster that adds it: it never
+         * bootstraps one of its own. */
+        cfg.bootstrap = 0;
     }
 
     uv_loop_init(&loop);

@@ -18,10 +18,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +28,7 @@
 #include "replication/seal.h"
 #include "runtime/keys.h"
 #include "tests/support/cluster.h"
+#include "tests/support/faults.h"
 
 #define N 3
 #define PORT 7100
@@ -56,77 +54,15 @@ static int made_br, made_node[N];
 
 /* ---- namespaces ---- */
 
-/* Run a command line; its exit code, and the command with the first line
- * of its output in `out` (if not NULL). */
-static int sh(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int sh(char *out, size_t cap, const char *fmt, ...)
-{
-    char cmd[512], *o = NULL;
-    va_list ap;
-    int rv;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    rv = td_sh(&o, "%s", cmd);
-    if (out && cap) {
-        size_t len = o ? strcspn(o, "\n") : 0;
-
-        snprintf(out, cap, "%s: %.*s", cmd, (int)len, o ? o : "");
-    }
-    free(o);
-    return rv;
-}
-
-#define must(...)                                                       \
-    do {                                                                \
-        char out_[768];                                                 \
-                                                                        \
-        cr_assert_eq(sh(out_, sizeof out_, __VA_ARGS__), 0,             \
-                     "network setup: %s", out_);                        \
-    } while (0)
-
-/* Delete namespaces with our prefix whose creator is gone (a run that
- * crashed or timed out before its teardown), and any with our own pid. */
-static void remove_leftovers(void)
-{
-    char *list = NULL, *save = NULL;
-
-    if (td_sh(&list, "ip netns list") != 0) {
-        free(list);
-        return;
-    }
-    for (char *line = strtok_r(list, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save)) {
-        char name[64];
-        char *end;
-        long pid;
-
-        if (sscanf(line, "%63s", name) != 1 ||
-            strncmp(name, PREFIX, strlen(PREFIX)) != 0)
-            continue;
-        pid = strtol(name + strlen(PREFIX), &end, 10);
-        if (end == name + strlen(PREFIX) || *end != '-' || pid <= 0)
-            continue;
-        if (pid != (long)getpid() &&
-            !(kill((pid_t)pid, 0) != 0 && errno == ESRCH))
-            continue; /* a live run's namespace */
-        cr_log_info("removing leftover namespace %s", name);
-        (void)sh(NULL, 0, "ip netns del %s", name);
-    }
-    free(list);
-}
-
 static void net_teardown(void)
 {
     for (int i = 0; i < N; i++)
         if (made_node[i]) {
-            (void)sh(NULL, 0, "ip netns del %s", ns_node[i]);
+            (void)nf_sh(NULL, 0, "ip netns del %s", ns_node[i]);
             made_node[i] = 0;
         }
     if (made_br) {
-        (void)sh(NULL, 0, "ip netns del %s", ns_br);
+        (void)nf_sh(NULL, 0, "ip netns del %s", ns_br);
         made_br = 0;
     }
 }
@@ -138,33 +74,33 @@ static void net_setup(void)
 {
     char out[768];
 
-    remove_leftovers();
+    nf_remove_leftovers(PREFIX);
     snprintf(ns_br, sizeof ns_br, PREFIX "%d-br", (int)getpid());
-    if (sh(out, sizeof out, "ip netns add %s", ns_br) != 0)
+    if (nf_sh(out, sizeof out, "ip netns add %s", ns_br) != 0)
         cr_skip_test("cannot create a network namespace (this test needs "
                      "CAP_SYS_ADMIN and CAP_NET_ADMIN, e.g. root): %s",
                      out);
     made_br = 1;
-    must("ip -n %s link add br0 type bridge", ns_br);
-    must("ip -n %s link set br0 up", ns_br);
+    NF_MUST("ip -n %s link add br0 type bridge", ns_br);
+    NF_MUST("ip -n %s link set br0 up", ns_br);
     for (int i = 0; i < N; i++) {
         snprintf(ns_node[i], sizeof ns_node[i], PREFIX "%d-n%d",
                  (int)getpid(), i + 1);
-        if (sh(out, sizeof out, "ip netns add %s", ns_node[i]) != 0)
+        if (nf_sh(out, sizeof out, "ip netns add %s", ns_node[i]) != 0)
             cr_skip_test("cannot create a network namespace: %s", out);
         made_node[i] = 1;
-        must("ip -n %s link add v%d type veth peer name eth0 netns %s",
+        NF_MUST("ip -n %s link add v%d type veth peer name eth0 netns %s",
              ns_br, i + 1, ns_node[i]);
-        must("ip -n %s link set v%d master br0 up", ns_br, i + 1);
-        must("ip -n %s link set lo up", ns_node[i]);
-        must("ip -n %s addr add 10.213.0.%d/24 dev eth0", ns_node[i], i + 1);
-        must("ip -n %s link set eth0 up", ns_node[i]);
+        NF_MUST("ip -n %s link set v%d master br0 up", ns_br, i + 1);
+        NF_MUST("ip -n %s link set lo up", ns_node[i]);
+        NF_MUST("ip -n %s addr add 10.213.0.%d/24 dev eth0", ns_node[i], i + 1);
+        NF_MUST("ip -n %s link set eth0 up", ns_node[i]);
     }
 }
 
 static void link_set(int i, const char *updown)
 {
-    must("ip -n %s link set eth0 %s", ns_node[i], updown);
+    NF_MUST("ip -n %s link set eth0 %s", ns_node[i], updown);
 }
 
 static void teardown(void)

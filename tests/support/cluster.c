@@ -237,12 +237,28 @@ static void spawn_node(struct tc_node *nd)
             dup2(fd, 2);
             close(fd);
         }
+        for (int k = 0; k < 3; k++)
+            if (nd->env[k][0])
+                putenv(nd->env[k]);
+        /* A preloaded library comes before the sanitizer's runtime in an
+         * instrumented daemon; tell the runtime that is intended. */
+        if (getenv("LD_PRELOAD")) {
+            static char asan[1024];
+            const char *o = getenv("ASAN_OPTIONS");
+
+            snprintf(asan, sizeof asan,
+                     "ASAN_OPTIONS=%s%sverify_asan_link_order=0", o ? o : "",
+                     o && o[0] ? ":" : "");
+            putenv(asan);
+        }
+        /* OL_OUTLASTD_ARGS: one more argument for this start (--rejoin). */
         if (nd->ns[0])
             execlp("ip", "ip", "netns", "exec", nd->ns, td_bin("outlastd"),
-                   "--config", nd->d.conf, (char *)NULL);
+                   "--config", nd->d.conf, getenv("OL_OUTLASTD_ARGS"),
+                   (char *)NULL);
         else
             execl(td_bin("outlastd"), "outlastd", "--config", nd->d.conf,
-                  (char *)NULL);
+                  getenv("OL_OUTLASTD_ARGS"), (char *)NULL);
         _exit(127);
     }
     nd->d.pid = pid;

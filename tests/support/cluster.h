@@ -6,7 +6,8 @@
  *
  * Nodes have ids 1..n and index id - 1.  Every wait is bounded by a
  * deadline.  Node i listens on 127.0.0.1:base+i unless the test sets
- * `addr` (and `ns`, a network namespace to run it in) before tc_start().
+ * `addr` (and `ns`, a network namespace to run it in; `env`, variables
+ * for its environment) before tc_start().
  */
 #ifndef OL_TEST_CLUSTER_H
 #define OL_TEST_CLUSTER_H
@@ -25,6 +26,7 @@ struct tc_node {
     char pk[65];       /* public key, hex */
     char labels[64];   /* cloud=c<id> */
     char ns[64];       /* network namespace to run in; "" for none */
+    char env[3][1024]; /* "NAME=value" set in its environment; "" unused */
     int up;            /* started and not killed since */
 };
 

@@ -352,13 +352,14 @@ int64_t td_q1(sqlite3 *db, const char *sql)
     return v;
 }
 
-int64_t td_state_int(struct td *d, const char *agent, const char *key,
-                     int64_t dflt)
+int td_head_state(struct td *d, const char *agent, void **out, size_t *len)
 {
     sqlite3 *db = td_db(d);
     sqlite3_stmt *st;
-    int64_t v = dflt;
+    int rv = -1;
 
+    *out = NULL;
+    *len = 0;
     cr_assert_eq(sqlite3_prepare_v2(db,
                                     "SELECT body FROM checkpoints WHERE "
                                     "agent = ? ORDER BY seq DESC LIMIT 1",
@@ -367,25 +368,45 @@ int64_t td_state_int(struct td *d, const char *agent, const char *key,
     if (sqlite3_step(st) == SQLITE_ROW) {
         /* The body is [fmt, agent, epoch, seq, prev, time, plugin,
          * signer, flags, state(bin), ...]: state is element 9. */
-        msgpack_unpacked u, s;
-        size_t off = 0, soff = 0;
+        msgpack_unpacked u;
+        size_t off = 0;
 
         msgpack_unpacked_init(&u);
-        msgpack_unpacked_init(&s);
         if (msgpack_unpack_next(&u, sqlite3_column_blob(st, 0),
                                 (size_t)sqlite3_column_bytes(st, 0),
                                 &off) == MSGPACK_UNPACK_SUCCESS &&
             u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size > 9 &&
-            u.data.via.array.ptr[9].type == MSGPACK_OBJECT_BIN &&
-            msgpack_unpack_next(&s, u.data.via.array.ptr[9].via.bin.ptr,
-                                u.data.via.array.ptr[9].via.bin.size,
-                                &soff) == MSGPACK_UNPACK_SUCCESS)
-            v = td_int(&s.data, key, dflt);
-        msgpack_unpacked_destroy(&s);
+            u.data.via.array.ptr[9].type == MSGPACK_OBJECT_BIN) {
+            const msgpack_object_bin *b = &u.data.via.array.ptr[9].via.bin;
+
+            *out = malloc(b->size ? b->size : 1);
+            cr_assert_not_null(*out);
+            memcpy(*out, b->ptr, b->size);
+            *len = b->size;
+            rv = 0;
+        }
         msgpack_unpacked_destroy(&u);
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
+    return rv;
+}
+
+int64_t td_state_int(struct td *d, const char *agent, const char *key,
+                     int64_t dflt)
+{
+    void *state;
+    size_t len, off = 0;
+    msgpack_unpacked s;
+    int64_t v = dflt;
+
+    if (td_head_state(d, agent, &state, &len) != 0)
+        return dflt;
+    msgpack_unpacked_init(&s);
+    if (msgpack_unpack_next(&s, state, len, &off) == MSGPACK_UNPACK_SUCCESS)
+        v = td_int(&s.data, key, dflt);
+    msgpack_unpacked_destroy(&s);
+    free(state);
     return v;
 }
 

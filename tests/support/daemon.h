@@ -76,6 +76,11 @@ int td_sh(char **out, const char *fmt, ...)
 sqlite3 *td_db(struct td *d);
 int64_t td_q1(sqlite3 *db, const char *sql);
 
+/* The head state of `agent` (the msgpack bytes its last checkpoint holds)
+ * in the node's database, copied into *out (malloc'd; the caller frees
+ * it).  Returns 0, or -1 if the agent has no readable checkpoint. */
+int td_head_state(struct td *d, const char *agent, void **out, size_t *len);
+
 /* Decode the head state of `agent` (msgpack map) and return integer field
  * `key` (dflt if absent).  Reads the DB directly. */
 int64_t td_state_int(struct td *d, const char *agent, const char *key,

@@ -412,3 +412,12 @@ Test(config, oversized_file_is_refused)
     expect_error(big, "is larger than");
     free(big);
 }
+
+/* The lease (2/5 of failover_ms) must span two heartbeats. */
+Test(config, failover_too_short_for_the_lease_is_refused)
+{
+    expect_error("[cluster]\nlisten = 127.0.0.1:7100\n"
+                 "election_timeout_ms = 300\nheartbeat_timeout_ms = 100\n"
+                 "failover_ms = 400\n",
+                 "must be at least 5 x heartbeat_timeout_ms");
+}

@@ -1,0 +1,64 @@
+/*
+ * suspend - an LD_PRELOAD shim that lets a test suspend a process the way
+ * a laptop lid or a frozen VM does.  Across a system suspend the monotonic
+ * clocks stop while CLOCK_BOOTTIME and CLOCK_REALTIME go on; a SIGSTOP
+ * alone lets every clock run.  The test stops the process, raises
+ * `mono_offset_ns` in the control page (shimctl.h) by the length of the
+ * stop while it is still stopped, and continues it: from then on every
+ * monotonic reading is shifted back by the time it spent stopped, so the
+ * process sees its monotonic clock stand still across the stop and jump
+ * only in CLOCK_BOOTTIME.
+ *
+ * libuv reads time through clock_gettime() in libc (uv_hrtime with
+ * CLOCK_MONOTONIC, the loop's cached uv_now with CLOCK_MONOTONIC_COARSE
+ * when that clock is fine enough, else CLOCK_MONOTONIC), called from
+ * libuv.so through the dynamic linker, so interposing clock_gettime()
+ * reaches it; glibc's vDSO fast path sits behind that symbol and is kept
+ * (the shim calls the next definition, not the system call).  A caller
+ * that issues the system call itself, or reads the vDSO directly, is not
+ * affected: that is how the tests read the true clock beside the one the
+ * node sees.
+ */
+#include <time.h>
+
+#include "shim_map.h"
+
+static struct ol_shim_ctl *ctl;
+static int (*real_clock_gettime)(clockid_t, struct timespec *);
+
+__attribute__((constructor)) static void suspend_init(void)
+{
+    SHIM_NEXT(real_clock_gettime, "clock_gettime");
+    ctl = shim_map();
+}
+
+static int is_monotonic(clockid_t id)
+{
+    return id == CLOCK_MONOTONIC || id == CLOCK_MONOTONIC_COARSE ||
+           id == CLOCK_MONOTONIC_RAW;
+}
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    int64_t off;
+    int rv;
+
+    /* Another library's constructor may read the clock before ours ran. */
+    if (real_clock_gettime == NULL)
+        SHIM_NEXT(real_clock_gettime, "clock_gettime");
+    rv = real_clock_gettime(id, ts);
+
+    if (rv != 0 || ctl == NULL || !is_monotonic(id))
+        return rv;
+    off = shim_get(&ctl->mono_offset_ns);
+    if (off > 0) {
+        int64_t ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec - off;
+
+        if (ns < 0)
+            ns = 0;
+        ts->tv_sec = (time_t)(ns / 1000000000);
+        ts->tv_nsec = (long)(ns % 1000000000);
+        shim_count(&ctl->clock_shifted);
+    }
+    return rv;
+}
