@@ -494,18 +494,58 @@ static void drop_leases(struct cluster *c)
     c->n.suspends++;
 }
 
-int ol__cluster_lease_ok(struct ol__replica *r)
+static void relearn_liveness(struct cluster *c, uint64_t now,
+                             const char *why);
+
+/* After a suspend every lease and contact is forgotten, and a leader
+ * learns again who is alive before it moves anything.  Returns 1 when a
+ * suspend was seen. */
+static int notice_suspend(struct cluster *c, uint64_t now)
+{
+    if (!suspended(c))
+        return 0;
+    ol_log(OL_LOG_WARN, "this machine was suspended: lease dropped");
+    drop_leases(c);
+    if (c->role == RAFT_LEADER)
+        relearn_liveness(c, now, "resumed from a suspend");
+    return 1;
+}
+
+/* Tell the node when its lease comes or goes. */
+static void report_lease(struct cluster *c, int ok)
+{
+    if (ok == c->lease_reported)
+        return;
+    c->lease_reported = ok;
+    /* After losing the lease, the first answer only sets the bar. */
+    if (!ok) {
+        c->pong_commit = UINT64_MAX;
+        c->n.lease_losses++;
+    }
+    ol_log(ok ? OL_LOG_INFO : OL_LOG_WARN,
+           ok ? "lease held: agents may run here"
+              : "lease lost: agents here are paused");
+    if (c->hooks.lease)
+        c->hooks.lease(c->hooks.data, ok);
+}
+
+/* Asked before every step: the lease against a fresh clock, and a suspend
+ * noticed now rather than at the next tick.  A lease found gone is
+ * reported at once, so nothing else steps either. */
+int64_t ol__cluster_lease_left(struct ol__replica *r)
 {
     struct cluster *c = (struct cluster *)r;
+    uint64_t fresh;
 
     if (c->closing)
         return 0;
-    if (suspended(c)) {
-        ol_log(OL_LOG_WARN, "this machine was suspended: lease dropped");
-        drop_leases(c);
+    notice_suspend(c, ol__cl_now(c));
+    fresh = fresh_ms();
+    if (fresh >= c->lease_until_ms) {
+        report_lease(c, 0);
         return 0;
     }
-    return fresh_ms() < c->lease_until_ms;
+    return (int64_t)(c->lease_until_ms - fresh);
 }
 
 /* ---- leader duties ---- */
@@ -837,18 +877,11 @@ static void relearn_liveness(struct cluster *c, uint64_t now,
 void ol__cl_tick(struct cluster *c)
 {
     uint64_t now = ol__cl_now(c), fresh = fresh_ms();
-    int ok;
 
-    if (suspended(c)) {
-        ol_log(OL_LOG_WARN, "this machine was suspended: lease dropped");
-        drop_leases(c);
-        if (c->role == RAFT_LEADER)
-            relearn_liveness(c, now, "resumed from a suspend");
-    } else if (c->last_tick_ms &&
-               fresh - c->last_tick_ms > c->cfg.failover_ms / 4 &&
-               c->role == RAFT_LEADER) {
+    if (!notice_suspend(c, now) && c->last_tick_ms &&
+        fresh - c->last_tick_ms > c->cfg.failover_ms / 4 &&
+        c->role == RAFT_LEADER)
         relearn_liveness(c, now, "the loop stalled");
-    }
     c->last_tick_ms = fresh;
     if (c->role != RAFT_LEADER && c->leader_id &&
         now - c->last_ping_ms >= c->cfg.heartbeat_ms) {
@@ -861,20 +894,7 @@ void ol__cl_tick(struct cluster *c)
     }
     if (c->role == RAFT_LEADER)
         leader_lease(c, fresh);
-    ok = fresh < c->lease_until_ms;
-    if (ok != c->lease_reported) {
-        c->lease_reported = ok;
-        /* After losing the lease, the first answer only sets the bar. */
-        if (!ok) {
-            c->pong_commit = UINT64_MAX;
-            c->n.lease_losses++;
-        }
-        ol_log(ok ? OL_LOG_INFO : OL_LOG_WARN,
-               ok ? "lease held: agents may run here"
-                  : "lease lost: agents here are paused");
-        if (c->hooks.lease)
-            c->hooks.lease(c->hooks.data, ok);
-    }
+    report_lease(c, fresh < c->lease_until_ms);
     if (c->role != RAFT_LEADER || !c->leader_ready)
         return;
     register_roster(c, now);

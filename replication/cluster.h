@@ -59,11 +59,12 @@ void ol__cluster_destroy(struct ol__replica *r);
  * may use them. */
 uint64_t ol__cluster_incarnation(const struct ol__replica *r);
 
-/* May this node run agents now (it holds a lease from a leader that a
- * majority can still hear)?  Reads the clocks afresh: call it before every
- * step and every dispatch of work.  A suspend of the machine seen here
- * drops the lease. */
-int ol__cluster_lease_ok(struct ol__replica *r);
+/* For how many more ms may this node start steps of its agents (it holds
+ * a lease from a leader that a majority can still hear)?  0 when it may
+ * not.  Reads the clocks afresh: ask before every step and every dispatch
+ * of work.  A suspend of the machine seen here drops the lease, and a
+ * lease found gone is reported to the node at once. */
+int64_t ol__cluster_lease_left(struct ol__replica *r);
 
 /* Counters for /metrics beyond what ol__cluster_status() shows. */
 struct ol__cluster_metrics {

@@ -516,11 +516,18 @@ static void local_close(struct ol__replica *r, void (*cb)(void *data),
 
 void ol__local_destroy(struct ol__replica *r);
 
+static int64_t lease_left(struct ol__replica *r)
+{
+    (void)r;
+    return INT64_MAX;
+}
+
 static const struct ol__replica_vt local_vt = {
     .propose_ckpt = propose_ckpt,
     .propose_cmds = propose_cmds,
     .idle = idle,
     .is_leader = is_leader,
+    .lease_left = lease_left,
     .counters = counters,
     .status = status,
     .close = local_close,

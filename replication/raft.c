@@ -260,6 +260,7 @@ static const struct ol__replica_vt cluster_vt = {
     .propose_cmds = ol__cl_propose_cmds,
     .idle = idle,
     .is_leader = is_leader,
+    .lease_left = ol__cluster_lease_left,
     .counters = counters,
     .status = status,
     .close = cluster_close,

@@ -48,6 +48,10 @@ struct ol__replica_vt {
     int (*idle)(struct ol__replica *r);
     /* True when this node may decide placements (always on one node). */
     int (*is_leader)(struct ol__replica *r);
+    /* For how many more ms this node may start steps of its agents: 0 or
+     * less, none; INT64_MAX on one node; in a cluster what is left of its
+     * lease, read on a fresh clock (asked before every step, so cheap). */
+    int64_t (*lease_left)(struct ol__replica *r);
     /* Commit counters (batches = group commits or raft entries). */
     void (*counters)(struct ol__replica *r,
                      struct ol__replica_counters *out);

@@ -182,10 +182,28 @@ void ol__agent_mail_more(struct ol_agent *a)
 
 /* ---- timers ---- */
 
+/* Set a timer's due time, on both clocks. */
+static void armed_set(struct ol__armed *t, int64_t due_ms)
+{
+    int64_t left = due_ms - ol__wall_ms();
+
+    t->due_ms = due_ms;
+    t->mono_due = ol__mono_ms() + (uint64_t)(left > 0 ? left : 0);
+    t->fired = 0;
+}
+
+/* A timer is due when either clock says so: the wall clock (timer_at, and
+ * a clock stepped forward), or the monotonic clock it was armed on. */
+static int armed_due(const struct ol__armed *t, int64_t now, uint64_t mono)
+{
+    return t->due_ms <= now || t->mono_due <= mono;
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     struct ol_agent *a = t->data;
     int64_t now = ol__wall_ms();
+    uint64_t mono = ol__mono_ms();
 
     if (a->phase != OL_PHASE_ACTIVE)
         return;
@@ -193,7 +211,7 @@ static void timer_cb(uv_timer_t *t)
         struct ol__armed *tm = &a->timers[i];
         struct ol__ev *ev;
 
-        if (tm->fired || tm->due_ms > now)
+        if (tm->fired || !armed_due(tm, now, mono))
             continue;
         ev = calloc(1, sizeof *ev);
         if (ev == NULL)
@@ -211,18 +229,27 @@ static void timer_cb(uv_timer_t *t)
 
 void ol__agent_timers_rearm(struct ol_agent *a)
 {
-    int64_t next = INT64_MAX, now;
+    int64_t now = ol__wall_ms();
+    uint64_t mono = ol__mono_ms(), next = UINT64_MAX;
 
-    for (uint32_t i = 0; i < a->n_timers; i++)
-        if (!a->timers[i].fired && a->timers[i].due_ms < next)
-            next = a->timers[i].due_ms;
-    if (next == INT64_MAX || a->phase != OL_PHASE_ACTIVE) {
+    for (uint32_t i = 0; i < a->n_timers; i++) {
+        const struct ol__armed *t = &a->timers[i];
+        uint64_t w, m;
+
+        if (t->fired)
+            continue;
+        w = t->due_ms > now ? (uint64_t)(t->due_ms - now) : 0;
+        m = t->mono_due > mono ? t->mono_due - mono : 0;
+        if (m < w)
+            w = m;
+        if (w < next)
+            next = w;
+    }
+    if (next == UINT64_MAX || a->phase != OL_PHASE_ACTIVE) {
         uv_timer_stop(&a->timer);
         return;
     }
-    now = ol__wall_ms();
-    uv_timer_start(&a->timer, timer_cb,
-                   next > now ? (uint64_t)(next - now) : 0, 0);
+    uv_timer_start(&a->timer, timer_cb, next, 0);
 }
 
 int ol__agent_arm(struct ol_agent *a, uint64_t id, int64_t due)
@@ -231,8 +258,7 @@ int ol__agent_arm(struct ol_agent *a, uint64_t id, int64_t due)
 
     for (uint32_t i = 0; i < a->n_timers; i++) {
         if (a->timers[i].id == id) {
-            a->timers[i].due_ms = due;
-            a->timers[i].fired = 0;
+            armed_set(&a->timers[i], due);
             ol__agent_timers_rearm(a);
             return 0;
         }
@@ -244,8 +270,7 @@ int ol__agent_arm(struct ol_agent *a, uint64_t id, int64_t due)
         return OL_ENOMEM;
     a->timers = t;
     t[a->n_timers].id = id;
-    t[a->n_timers].due_ms = due;
-    t[a->n_timers].fired = 0;
+    armed_set(&t[a->n_timers], due);
     a->n_timers++;
     ol__agent_timers_rearm(a);
     return 0;
@@ -341,6 +366,7 @@ static struct ol_agent *instance_new(struct ol__node *n,
     a->flush.data = a;
     a->handles_open = 2;
     a->last_ckpt_ms = ol__wall_ms();
+    a->last_ckpt_mono = ol__mono_ms();
     if (ol__map_put(&n->agents, a->name, a) != 0) {
         a->phase = OL_PHASE_FAULT;
         uv_close((uv_handle_t *)&a->timer, handle_closed);
@@ -398,7 +424,7 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
     }
     for (uint32_t i = 0; i < c->n_timers; i++) {
         a->timers[i].id = c->timers[i].id;
-        a->timers[i].due_ms = c->timers[i].due_ms;
+        armed_set(&a->timers[i], c->timers[i].due_ms);
         ids[i] = c->timers[i].id;
     }
     a->n_timers = c->n_timers;

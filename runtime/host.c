@@ -146,6 +146,7 @@ static void wp_done_cb(uv_async_t *h)
                 ev->type = OL_EVENT_WORK;
                 ev->work_id = it->id;
                 ev->work_arg = it->arg;
+                ev->work_epoch = it->epoch;
                 ol__agent_push(a, ev);
             }
         } else if (a->self) {
@@ -159,6 +160,9 @@ static void wp_done_cb(uv_async_t *h)
             e.now_ms = ol__wall_ms();
             e.work_id = it->id;
             e.work_arg = it->arg;
+            e.epoch = a->epoch;
+            e.work_epoch = it->epoch;
+            e.fenced = 1;
             a->in_handle = 0;
             ol__inproc_enter(a, OL_MARK_HANDLE, OL_EVENT_WORK);
             (void)a->code->plugin.vt->handle(a->self, a, &e);

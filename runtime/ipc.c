@@ -6,6 +6,7 @@
 #include "ipc.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "../replication/ckpt.h"
 #include "err.h"
@@ -57,9 +58,18 @@ void ol__ipc_bin(msgpack_packer *pk, const void *p, size_t n)
     msgpack_pack_bin_body(pk, p, n);
 }
 
+uint64_t ol__boot_ms(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 void ol__ipc_pack_step(msgpack_packer *pk, const struct ol__ipc_step *s)
 {
-    msgpack_pack_array(pk, 12);
+    msgpack_pack_array(pk, 13);
     msgpack_pack_uint32(pk, OL_IPC_STEP);
     msgpack_pack_uint32(pk, s->slot);
     msgpack_pack_uint32(pk, s->gen);
@@ -70,6 +80,7 @@ void ol__ipc_pack_step(msgpack_packer *pk, const struct ol__ipc_step *s)
     msgpack_pack_uint32(pk, s->n_outbox);
     msgpack_pack_uint64(pk, s->a1);
     msgpack_pack_int64(pk, s->a2);
+    msgpack_pack_uint64(pk, s->run_by);
     ol__ipc_str(pk, s->s);
     if (s->b)
         ol__ipc_bin(pk, s->b, s->b_len);
@@ -93,7 +104,8 @@ int ol__ipc_read_step(struct ol__mpr *r, struct ol__ipc_step *s)
     if (u32(r, &s->slot) || u32(r, &s->gen) || u32(r, &s->type) ||
         ol__mpr_int(r, &s->now_ms) || ol__mpr_uint(r, &s->epoch) ||
         u32(r, &s->flags) || u32(r, &s->n_outbox) ||
-        ol__mpr_uint(r, &s->a1) || ol__mpr_int(r, &s->a2))
+        ol__mpr_uint(r, &s->a1) || ol__mpr_int(r, &s->a2) ||
+        ol__mpr_uint(r, &s->run_by))
         return OL_EMALFORMED;
     if (ol__mpr_is_nil(r)) {
         if (ol__mpr_nil(r))

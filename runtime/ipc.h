@@ -10,7 +10,7 @@
  *
  *     OPEN   [1, slot, gen, name, config: bin, state: bin | nil, timers]
  *     STEP   [2, slot, gen, type, now_ms, epoch, flags, n_outbox,
- *             a1: uint, a2: int, s: str | nil, b: bin | nil]
+ *             a1: uint, a2: int, run_by: uint, s: str | nil, b: bin | nil]
  *     SAVE   [3, slot, gen]
  *     CLOSE  [4, slot, gen]
  *     FULL   [5, name, full: bool]
@@ -34,6 +34,12 @@
  * previous node; TIMER: a1 = timer id, a2 = due_ms; MESSAGE: s = sender,
  * b = the message; WORK: a1 = work id, a2 = the host's token for the
  * argument; STOP: a1 = final.
+ *
+ * `run_by` is the last moment, on CLOCK_BOOTTIME in ms, at which the node's
+ * lease allows the step to start (0: no limit, a single node).  A host
+ * that reads the step later (the machine was suspended, or both processes
+ * were stopped with the step in between) does not run it and answers
+ * R_STEP with OL_IPC_NOT_RUN; the node queues the event again.
  *
  * Everything the host sends is input to the node: the node checks every
  * field as it would check a plugin's own return values.
@@ -82,6 +88,7 @@ enum {
 #define OL_IPC_DISARMED 4u     /* TIMER: the node disarmed the timer */
 /* R_STEP flags. */
 #define OL_IPC_CKPT_REQ 1u     /* the plugin called checkpoint() */
+#define OL_IPC_NOT_RUN 2u      /* past run_by: handle() was not called */
 
 /* Timer ops in R_STEP. */
 #define OL_IPC_ARM 1
@@ -97,6 +104,7 @@ struct ol__ipc_step {
     uint32_t n_outbox;
     uint64_t a1;
     int64_t a2;
+    uint64_t run_by; /* CLOCK_BOOTTIME ms; 0: none */
     const char *s; /* NUL-terminated on the node side only */
     uint32_t s_len;
     const void *b;
@@ -129,6 +137,10 @@ int ol__send_check(const char *to, const void *msg, size_t len,
 void ol__ipc_hdr(uint8_t out[OL_IPC_HDR], uint32_t len);
 /* Read a frame header; returns the body length. */
 uint32_t ol__ipc_hdr_len(const uint8_t in[OL_IPC_HDR]);
+
+/* CLOCK_BOOTTIME in ms: the clock that runs on through a suspend, and is
+ * the same for the node and its hosts. */
+uint64_t ol__boot_ms(void);
 
 /* Pack a STEP item. */
 void ol__ipc_pack_step(msgpack_packer *pk, const struct ol__ipc_step *s);

@@ -371,6 +371,10 @@ int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
           (double)ob->started_ms / 1e3);
     one_u64(&o, "outlast_steps_total", "counter",
             "Events handled by agents hosted on this node.", ob->steps);
+    one_u64(&o, "outlast_steps_late_total", "counter",
+            "Steps an agent host did not start because this node's lease "
+            "had run out by the time it read them (a stop or suspend).",
+            ob->steps_refused);
     one_u64(&o, "outlast_checkpoints_committed_total", "counter",
             "Checkpoints of agents hosted on this node that committed.",
             ob->checkpoints);

@@ -40,6 +40,7 @@ struct ol__ev {
     /* TIMER */
     uint64_t timer_id;
     int64_t due_ms;
+    int disarmed;       /* taken off the armed list when first stepped */
     /* MESSAGE */
     char from[OL_NAME_MAX + 1];
     uint64_t from_seq;
@@ -50,6 +51,7 @@ struct ol__ev {
     uint64_t work_id;
     void *work_arg;     /* in the node: the plugin's argument */
     uint64_t work_token; /* in a host: the host's name for it */
+    uint64_t work_epoch; /* the agent's epoch when the work started */
     /* STOP */
     int final;
     /* RESUME */
@@ -89,8 +91,12 @@ const char *ol__crash_kind_name(int kind);
 
 struct ol__armed {
     uint64_t id;
-    int64_t due_ms;
-    int fired; /* queued as an event, not yet handled */
+    int64_t due_ms;    /* wall clock: what checkpoints carry */
+    uint64_t mono_due; /* the same moment on this node's monotonic clock,
+                        * fixed when armed or restored here, so that a
+                        * step of the wall clock backwards holds no timer
+                        * back */
+    int fired;         /* queued as an event, not yet handled */
 };
 
 /* The host-side state of one agent hosted here (struct ol_agent is the
@@ -124,7 +130,8 @@ struct ol_agent {
     uint64_t head_epoch; /* the epoch of the newest committed checkpoint */
     uint8_t head_hash[OL_HASH_SIZE];
     uint64_t committed_seq;
-    int64_t last_ckpt_ms;
+    int64_t last_ckpt_ms;     /* wall clock, for people */
+    uint64_t last_ckpt_mono;  /* monotonic, for the flush policy */
     uint32_t steps_since_ckpt;
     int ckpt_requested;
     int final_pending; /* the next checkpoint ends the agent */
@@ -232,6 +239,7 @@ struct ol__node {
     uint64_t max_epoch;              /* highest agent epoch seen */
     struct {
         uint64_t steps;
+        uint64_t steps_refused; /* reached a host after the lease ran out */
         uint64_t checkpoints;
         uint64_t refused;
         uint64_t quarantined;

@@ -63,6 +63,7 @@ int ol__obs_collect(struct ol__node *n, struct ol__obs *o,
     o->steps = n->n.steps;
     o->checkpoints = n->n.checkpoints;
     o->refused = n->n.refused;
+    o->steps_refused = n->n.steps_refused;
     o->quarantined = n->n.quarantined;
     for (int k = 0; k < OL_CRASH_KINDS; k++)
         o->crashes[k] = n->n.crash_kind[k];

@@ -60,6 +60,7 @@ struct ol__obs {
     int64_t started_ms, now_ms;
     /* counters since start */
     uint64_t steps, checkpoints, refused, quarantined;
+    uint64_t steps_refused; /* reached a host after the lease ran out */
     /* bad agents: crashes of agents' code by kind (signal, exit, deadline,
      * node), crash-loop quarantines this node's reports caused, and the
      * agent-host processes (running now, started, died unasked) */

@@ -41,6 +41,12 @@ static int runnable(const struct ol_agent *a)
            (!a->node->paused || a->phase == OL_PHASE_DRAINING);
 }
 
+/* For how many more ms may this node start steps (INT64_MAX: no limit)? */
+static int64_t lease_left(struct ol__node *n)
+{
+    return n->replica ? n->replica->vt->lease_left(n->replica) : 0;
+}
+
 void ol__runq_add(struct ol_agent *a)
 {
     struct ol__node *n = a->node;
@@ -152,7 +158,7 @@ static int policy(const struct ol_agent *a, int type, uint32_t extra_steps,
         a->steps_since_ckpt + extra_steps >= cfg->every_steps)
         return 1;
     if (flush_ms(cfg) &&
-        ol__wall_ms() - a->last_ckpt_ms >= (int64_t)flush_ms(cfg))
+        ol__mono_ms() - a->last_ckpt_mono >= flush_ms(cfg))
         return 1;
     return 0;
 }
@@ -171,7 +177,7 @@ static void arm_flush(struct ol_agent *a)
 
     if (ms == 0 || uv_is_active((uv_handle_t *)&a->flush))
         return;
-    left = (int64_t)ms - (ol__wall_ms() - a->last_ckpt_ms);
+    left = (int64_t)ms - (int64_t)(ol__mono_ms() - a->last_ckpt_mono);
     uv_timer_start(&a->flush, flush_cb, left > 0 ? (uint64_t)left : 0, 0);
 }
 
@@ -219,7 +225,9 @@ static void after_step(struct ol_agent *a, int type, struct ol__ev *ev,
     }
 }
 
-static void step(struct ol_agent *a)
+/* Deliver the event at the head of the queue.  `left`: ms the lease has
+ * left for the step to start in (a host that gets it later refuses it). */
+static void step(struct ol_agent *a, int64_t left)
 {
     struct ol__ev *ev = a->q_head;
     struct ol_event e;
@@ -230,8 +238,11 @@ static void step(struct ol_agent *a)
         a->q_tail = NULL;
     a->q_len--;
     type = ev->type;
-    if (type == OL_EVENT_TIMER)
-        disarmed = disarm(a, ev->timer_id);
+    if (type == OL_EVENT_TIMER) {
+        /* A step a host did not run comes back with its timer gone. */
+        disarmed = disarm(a, ev->timer_id) || ev->disarmed;
+        ev->disarmed = disarmed;
+    }
 
     if (a->hp) {
         struct ol__ipc_step s;
@@ -243,6 +254,7 @@ static void step(struct ol_agent *a)
         s.now_ms = ol__wall_ms();
         s.epoch = a->epoch;
         s.n_outbox = a->n_outbox;
+        s.run_by = left == INT64_MAX ? 0 : ol__boot_ms() + (uint64_t)left;
         if (policy(a, type, 1, type == OL_EVENT_MESSAGE))
             s.flags |= OL_IPC_SAVE_AFTER;
         if (a->final_pending)
@@ -303,6 +315,8 @@ static void step(struct ol_agent *a)
     case OL_EVENT_WORK:
         e.work_id = ev->work_id;
         e.work_arg = ev->work_arg;
+        e.work_epoch = ev->work_epoch;
+        e.fenced = ev->work_epoch != a->epoch;
         break;
     case OL_EVENT_STOP:
         e.final = ev->final;
@@ -323,9 +337,16 @@ void ol__runner_cb(uv_idle_t *h)
     struct ol_agent *a;
 
     for (int i = 0; i < STEPS_PER_TURN && (a = runq_pop(n)) != NULL; i++) {
-        if (!runnable(a))
+        /* The lease is asked again, on a fresh clock, before every step:
+         * the tick that renews it runs only every few ms, and a step that
+         * starts after it ran out must not run (a lost lease pauses the
+         * node, and the agents go back on the queue when it returns). */
+        int64_t left = a->phase == OL_PHASE_DRAINING ? INT64_MAX
+                                                     : lease_left(n);
+
+        if (!runnable(a) || left <= 0)
             continue;
-        step(a);
+        step(a, left);
         ol__runq_add(a);
         if (ol__mono_ms() >= deadline)
             break;
@@ -401,6 +422,18 @@ void ol__step_result(struct ol_agent *a, const struct ol__ipc_result *r)
     if (a->phase != OL_PHASE_ACTIVE && a->phase != OL_PHASE_DRAINING) {
         ol__agent_free_ev(ev);
         ol__agent_settle(a);
+        return;
+    }
+    if (r->flags & OL_IPC_NOT_RUN) {
+        /* Too late for the lease: the event waits at the head of the
+         * queue for the next step, here or wherever the agent goes. */
+        a->node->n.steps_refused++;
+        ev->next = a->q_head;
+        a->q_head = ev;
+        if (a->q_tail == NULL)
+            a->q_tail = ev;
+        a->q_len++;
+        ol__runq_add(a);
         return;
     }
     if (r->rv != 0) {
@@ -615,6 +648,7 @@ static int propose(struct ol_agent *a, const uint8_t *state, size_t len,
     a->steps_since_ckpt = 0;
     a->ckpt_requested = 0;
     a->last_ckpt_ms = c.time_ms;
+    a->last_ckpt_mono = ol__mono_ms();
     return 0;
 }
 

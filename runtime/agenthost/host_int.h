@@ -36,6 +36,7 @@ struct done {
     void *arg;
     uint32_t slot, gen;
     uint64_t id;
+    uint64_t epoch; /* the agent's epoch when the work started */
     int used;
 };
 

@@ -206,7 +206,9 @@ bad:
     return OL_EMALFORMED;
 }
 
-static void step_reply_error(uint32_t slot, uint32_t gen, int rv)
+/* An R_STEP that recorded nothing. */
+static void step_reply_empty(uint32_t slot, uint32_t gen, int rv,
+                             uint32_t flags)
 {
     msgpack_packer *pk = ahost_packer();
 
@@ -215,7 +217,7 @@ static void step_reply_error(uint32_t slot, uint32_t gen, int rv)
     msgpack_pack_uint32(pk, slot);
     msgpack_pack_uint32(pk, gen);
     msgpack_pack_int(pk, rv);
-    msgpack_pack_uint32(pk, 0);
+    msgpack_pack_uint32(pk, flags);
     msgpack_pack_array(pk, 0);
     msgpack_pack_array(pk, 0);
     msgpack_pack_uint32(pk, 0);
@@ -247,7 +249,13 @@ static int do_step(struct ol__mpr *r)
         return OL_EMALFORMED;
     a = lookup(s.slot, s.gen);
     if (a == NULL || !a->open || a->closing) {
-        step_reply_error(s.slot, s.gen, OL_AGENT_ESTATE);
+        step_reply_empty(s.slot, s.gen, OL_AGENT_ESTATE, 0);
+        return 0;
+    }
+    /* The node's lease ran out before the step could start here: the
+     * node may no longer own the agent, so the plugin never sees it. */
+    if (s.run_by && ol__boot_ms() > s.run_by) {
+        step_reply_empty(s.slot, s.gen, 0, OL_IPC_NOT_RUN);
         return 0;
     }
     memset(&e, 0, sizeof e);
@@ -294,6 +302,8 @@ static int do_step(struct ol__mpr *r)
             return OL_EMALFORMED;
         e.work_id = d->id;
         e.work_arg = d->arg;
+        e.work_epoch = d->epoch;
+        e.fenced = d->epoch != s.epoch;
         d->used = 0;
         break;
     }
@@ -377,7 +387,8 @@ static void closed(struct ol_agent *a)
 
 /* Deliver a finished work item to an instance that is going away: the
  * plugin gets its argument back, and nothing it does is recorded. */
-static void work_to_closing(struct ol_agent *a, uint64_t id, void *arg)
+static void work_to_closing(struct ol_agent *a, uint64_t id, void *arg,
+                            uint64_t epoch)
 {
     struct ol_event e;
 
@@ -389,6 +400,8 @@ static void work_to_closing(struct ol_agent *a, uint64_t id, void *arg)
     e.epoch = a->epoch;
     e.work_id = id;
     e.work_arg = arg;
+    e.work_epoch = epoch;
+    e.fenced = 1;
     a->in_handle = 0;
     mark_begin(a, OL_MARK_HANDLE, OL_EVENT_WORK);
     (void)ah.vt->handle(a->self, a, &e);
@@ -429,7 +442,7 @@ static int do_close(struct ol__mpr *r)
         if (d->used && d->slot == a->slot && d->gen == a->gen) {
             d->used = 0;
             if (a->open)
-                work_to_closing(a, d->id, d->arg);
+                work_to_closing(a, d->id, d->arg, d->epoch);
         }
     }
     a->next_closing = ah.closing;
@@ -479,7 +492,7 @@ int ahost_svc_batch(const void *p, size_t len)
             rv = m == 7 ? do_open(&r) : OL_EMALFORMED;
             break;
         case OL_IPC_STEP:
-            rv = m == 12 ? do_step(&r) : OL_EMALFORMED;
+            rv = m == 13 ? do_step(&r) : OL_EMALFORMED;
             break;
         case OL_IPC_SAVE:
             rv = m == 3 ? do_save(&r) : OL_EMALFORMED;
@@ -497,7 +510,7 @@ int ahost_svc_batch(const void *p, size_t len)
     return rv;
 }
 
-static int done_put(struct ol_agent *a, uint64_t id, void *arg,
+static int done_put(struct ol_agent *a, const struct ol__witem *it,
                     uint64_t *token)
 {
     uint32_t i;
@@ -515,8 +528,9 @@ static int done_put(struct ol_agent *a, uint64_t id, void *arg,
         ah.n_done = n;
     }
     ah.done[i].used = 1;
-    ah.done[i].arg = arg;
-    ah.done[i].id = id;
+    ah.done[i].arg = it->arg;
+    ah.done[i].id = it->id;
+    ah.done[i].epoch = it->epoch;
     ah.done[i].slot = a->slot;
     ah.done[i].gen = a->gen;
     *token = i;
@@ -540,11 +554,11 @@ void ahost_svc_work_done(void)
             if (a) {
                 a->work_pending--;
                 if (a->open)
-                    work_to_closing(a, it->id, it->arg);
+                    work_to_closing(a, it->id, it->arg, it->epoch);
             }
         } else {
             a->work_pending--;
-            if (done_put(a, it->id, it->arg, &token) == 0) {
+            if (done_put(a, it, &token) == 0) {
                 msgpack_packer *pk = ahost_packer();
 
                 ahost_item_head(pk, 5, OL_IPC_R_WORK, a);

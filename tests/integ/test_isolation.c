@@ -813,6 +813,72 @@ Test(isolation, plugin_logs_reach_the_ring_from_inside_the_node)
     logs_reach_the_ring("none");
 }
 
+/* ---- work that outlives its agent ---- */
+
+/* The daemon's log holds the needle. */
+static int log_has(struct td *t, void *needle)
+{
+    char buf[1 << 16];
+    FILE *f = fopen(t->log, "r");
+    size_t n;
+    int found = 0;
+
+    if (f == NULL)
+        return 0;
+    /* The log is small here; read it in overlapping windows. */
+    while ((n = fread(buf, 1, sizeof buf - 1, f)) > 0 && !found) {
+        buf[n] = '\0';
+        found = strstr(buf, needle) != NULL;
+        if (n == sizeof buf - 1)
+            fseek(f, -256, SEEK_CUR);
+    }
+    fclose(f);
+    return found;
+}
+
+/* Work still running when its agent stops here comes back to the plugin
+ * marked fenced, with the epoch it was started under, and the step records
+ * nothing; work that finishes while the agent runs is not fenced. */
+static void work_comes_back_fenced(const char *isolation)
+{
+    char cfg[512], *out = NULL;
+
+    snprintf(cfg, sizeof cfg,
+             "[plugin.slow_work]\n"
+             "isolation = %s\n"
+             "[agent.quick]\n"
+             "kind = slow_work\n"
+             "config = {\"jobs\": 1, \"sleep_ms\": 20, \"max\": 1}\n"
+             "[agent.held]\n"
+             "kind = slow_work\n"
+             "config = {\"jobs\": 1, \"sleep_ms\": 4000, \"max\": 1}\n",
+             isolation);
+    start_with(isolation, cfg);
+    cr_assert(td_until(log_has, &d, "work 1 (20 ms): epoch 1 fenced 0",
+                       20000),
+              "quick's work never came back unfenced; see %s", d.log);
+    cr_assert_eq(td_sh(&out, "%s --data-dir '%s' stop held", td_bin("outlast"),
+                       d.data),
+                 0, "stop: %s", out ? out : "");
+    free(out);
+    cr_expect(td_until(log_has, &d, "work 1 (4000 ms): epoch 1 fenced 1",
+                       20000),
+              "held's work did not come back fenced after the stop; see %s",
+              d.log);
+    cr_expect(!log_has(&d, "work 1 (4000 ms): epoch 1 fenced 0"),
+              "held's work came back unfenced; see %s", d.log);
+}
+
+Test(isolation, work_after_a_stop_comes_back_fenced_from_a_host_process)
+{
+    work_comes_back_fenced("process");
+}
+
+Test(isolation, work_after_a_stop_comes_back_fenced_inside_the_node)
+{
+    work_comes_back_fenced("none");
+}
+
 /* ---- the node's files ---- */
 
 /* A host whose user could read the node's key (root, as host_user here,

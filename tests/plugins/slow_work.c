@@ -9,7 +9,10 @@
  * Tests use it to check that slow work never blocks the event loop (other
  * agents keep ticking), that every accepted item gets its WORK event before
  * close(), and that work in flight at a crash is simply started again after
- * the resume.
+ * the resume.  Every WORK event is written to stderr (which reaches the
+ * daemon's log from either kind of host, even after the agent closed) with
+ * the epoch the work started under and whether it came back fenced (the
+ * agent no longer runs here): "slow_work: work N (S ms): epoch E fenced F".
  *
  * Config: {jobs: uint, 1..64 (1), sleep_ms: uint, 0..10000 (50),
  *          max: uint (0)}.
@@ -17,6 +20,8 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -181,7 +186,15 @@ static int slow_handle(void *self, struct ol_agent *a,
     case OL_EVENT_RESUME:
         return submit_n(s, a, s->jobs);
     case OL_EVENT_WORK:
+        if (ev->size >= offsetof(struct ol_event, fenced) + sizeof(int))
+            fprintf(stderr, "slow_work: work %llu (%llu ms): epoch %llu "
+                            "fenced %d\n",
+                    (unsigned long long)ev->work_id,
+                    (unsigned long long)s->sleep_ms,
+                    (unsigned long long)ev->work_epoch, ev->fenced);
         free(ev->work_arg);
+        if (ev->fenced)
+            return 0; /* the result is not ours to act on any more */
         if (s->inflight > 0)
             s->inflight--;
         s->completions++;

@@ -22,7 +22,7 @@ static void pack_step(struct ol__buf *b, const struct ol__ipc_step *s)
     cr_assert_not_null(b->base);
     ol__mpr_init(&r, b->base, b->len);
     cr_assert_eq(ol__mpr_array(&r, &n), 0);
-    cr_assert_eq(n, 12);
+    cr_assert_eq(n, 13);
     cr_assert_eq(ol__mpr_uint(&r, &type), 0);
     cr_assert_eq(type, OL_IPC_STEP);
 }
@@ -33,7 +33,7 @@ Test(ipc, a_step_round_trips)
                              .now_ms = 1700000000123, .epoch = 9,
                              .flags = OL_IPC_SAVE_AFTER | OL_IPC_FINAL,
                              .n_outbox = 12, .a1 = UINT64_MAX, .a2 = -42,
-                             .s = "ledger", .b = "\x93\x01\x02\x03",
+                             .run_by = 123456789, .s = "ledger", .b = "\x93\x01\x02\x03",
                              .b_len = 4};
     struct ol__ipc_step out;
     struct ol__buf b;
@@ -42,7 +42,7 @@ Test(ipc, a_step_round_trips)
     pack_step(&b, &s);
     ol__mpr_init(&r, b.base, b.len);
     cr_assert_eq(ol__mpr_skip(&r) == 0 ? 0 : -1, 0);
-    ol__mpr_init(&r, b.base + 2, b.len - 2); /* past [12-array, type] */
+    ol__mpr_init(&r, b.base + 2, b.len - 2); /* past [13-array, type] */
     cr_assert_eq(ol__ipc_read_step(&r, &out), 0);
     cr_expect_eq(out.slot, 7);
     cr_expect_eq(out.gen, 3);
@@ -53,6 +53,7 @@ Test(ipc, a_step_round_trips)
     cr_expect_eq(out.n_outbox, 12);
     cr_expect_eq(out.a1, UINT64_MAX);
     cr_expect_eq(out.a2, -42);
+    cr_expect_eq(out.run_by, 123456789);
     cr_expect_eq(out.s_len, 6);
     cr_expect_eq(memcmp(out.s, "ledger", 6), 0);
     cr_expect_eq(out.b_len, 4);

@@ -51,6 +51,16 @@
  * therefore see the events after its last checkpoint again: handlers should
  * derive their effects from their state and the event only.
  *
+ * Fencing.  The epoch (ol_event.epoch) grows every time the agent changes
+ * hands, and at most one node runs the agent under a given epoch: a node
+ * that loses touch with the cluster's majority stops starting steps before
+ * the cluster may move its agents, and checks so before every step.  Work
+ * (ol_host.work) cannot be stopped once its thread runs, so an outside
+ * system that must never act twice should be given the epoch with each
+ * request as a fencing token, and refuse a request whose epoch is below
+ * the highest it has seen for that agent.  The WORK event says under which
+ * epoch the work was started (work_epoch) and whether it is fenced.
+ *
  * Errors.  Functions return 0 on success or a negative OL_AGENT_E* code.
  * A plugin function that returns an error quarantines the agent: the host
  * stops delivering events to it, keeps its committed history, and keeps
@@ -176,6 +186,16 @@ struct ol_event {
     /* STOP */
     int final;              /* 1: stopped for good; 0: the node is shutting
                              * down and the agent will resume later */
+    /* Version 2 (read them only when size covers them). */
+    /* WORK */
+    uint64_t work_epoch;    /* the epoch the work was started under */
+    int fenced;             /* 1: the agent no longer runs here under
+                             * work_epoch (it moved, stopped or failed
+                             * over, or the node is shutting down).  The
+                             * step records nothing: free work_arg and let
+                             * the result go; the agent's new owner
+                             * starts the work again if it still needs
+                             * it. */
 };
 
 /* Runs on a work-pool thread.  It may only touch `arg`; a crash in it is
@@ -236,9 +256,12 @@ struct ol_host {
 
     /* Run fn(arg) on the plugin's work pool ([agents] work_threads
      * threads, in the agent's host process); an OL_EVENT_WORK event with
-     * the same work_id and arg follows when it returns.  In-flight work is not part
-     * of a checkpoint: after a resume, start it again.  Every accepted
-     * work item gets its OL_EVENT_WORK before close() is called.  Returns
+     * the same work_id and arg follows when it returns.  In-flight work is
+     * not part of a checkpoint: after a resume, start it again.  Every
+     * accepted work item gets its OL_EVENT_WORK before close() is called;
+     * one that finishes after the agent stopped running here under the
+     * epoch it was started in comes with `fenced` set, and nothing that
+     * step does is recorded.  Returns
      * 0, OL_AGENT_EINVAL if fn is NULL, or OL_AGENT_ESTATE outside handle();
      * on error fn never runs and no event follows. */
     int (*work)(struct ol_agent *a, uint64_t work_id, ol_work_fn fn,
