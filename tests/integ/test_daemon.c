@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "tests/support/daemon.h"
+#include "tests/support/faults.h"
 
 static struct td d;
 
@@ -228,4 +229,73 @@ Test(daemon, every_steps_batches_checkpoints)
     /* START, one per 10 steps, and the STOP at shutdown. */
     cr_expect_leq(ckpts, steps / 10 + 3, "%lld checkpoints for %lld steps",
                   (long long)ckpts, (long long)steps);
+}
+
+/* ---- the wall clock stepped back ---- */
+
+static int checkpoints_at_least(struct td *t, void *arg)
+{
+    sqlite3 *db = td_db(t);
+    int64_t n = td_q1(db, "SELECT max(seq) FROM checkpoints "
+                          "WHERE agent='ticker'");
+
+    sqlite3_close(db);
+    return n >= *(int64_t *)arg;
+}
+
+/* A wall clock stepped back an hour (a bad time server, `date -s`) holds
+ * back no timer armed with timer_after() and no checkpoint flush: both run
+ * on the monotonic clock they were armed on.  The node runs with the clock
+ * shim (tests/shim/suspend.c), which shifts CLOCK_REALTIME on request. */
+Test(daemon, a_wall_clock_stepped_back_holds_no_timer_or_flush)
+{
+    char extra[256], path[300], pre[1300], ctl_env[400], asan[600];
+    const char *o = getenv("ASAN_OPTIONS");
+    struct nf_ctl ctl;
+    int64_t want;
+    sqlite3 *db;
+
+    /* A ticker every 100 ms, checkpointed by the 200 ms flush only. */
+    snprintf(extra, sizeof extra,
+             "[checkpoint]\nevery_steps = 1000\nevery_ms = 200\n"
+             "[agent.ticker]\nkind = counter\n"
+             "config = {\"interval_ms\": 100}\n");
+    td_cleanup(&d);
+    td_init(&d, "clock", extra);
+    snprintf(path, sizeof path, "%s/clock.ctl", d.root);
+    nf_ctl_create(&ctl, path);
+    snprintf(pre, sizeof pre, "%s", nf_preload_env());
+    snprintf(ctl_env, sizeof ctl_env, "%s=%s", OL_SHIM_CTL_ENV, path);
+    snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+             o ? o : "", o && o[0] ? ":" : "");
+    putenv(pre);
+    putenv(ctl_env);
+    putenv(asan);
+    cr_assert_eq(td_start(&d, 10000), 0, "outlastd did not start; see %s",
+                 d.log);
+    unsetenv("LD_PRELOAD");
+    unsetenv(OL_SHIM_CTL_ENV);
+    if (o)
+        setenv("ASAN_OPTIONS", o, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    want = 3;
+    cr_assert(td_until(checkpoints_at_least, &d, &want, 10000),
+              "the ticker never checkpointed; see %s", d.log);
+    cr_assert_geq(ctl.page->loaded, 1, "the clock shim is not loaded");
+
+    __atomic_store_n(&ctl.page->wall_offset_ns, (int64_t)3600 * 1000000000,
+                     __ATOMIC_SEQ_CST);
+    db = td_db(&d);
+    want = td_q1(db, "SELECT max(seq) FROM checkpoints WHERE agent='ticker'");
+    sqlite3_close(db);
+    want += 5;
+    cr_expect(td_until(checkpoints_at_least, &d, &want, 10000),
+              "after the wall clock went back an hour the ticker stopped "
+              "checkpointing (timers or the flush wait on the wall clock); "
+              "see %s", d.log);
+    cr_expect_geq(__atomic_load_n(&ctl.page->wall_shifted, __ATOMIC_SEQ_CST),
+                  1, "the node never read the shifted wall clock");
+    cr_expect_eq(td_term(&d, 10000), 0);
+    nf_ctl_close(&ctl);
 }

@@ -38,11 +38,17 @@ struct ol_shim_ctl {
      * have: what a process sees across a system suspend. */
     int64_t mono_offset_ns;
 
+    /* suspend: subtracted from CLOCK_REALTIME and CLOCK_REALTIME_COARSE:
+     * a positive value steps the wall clock back, as a bad NTP server or
+     * an operator's `date -s` does. */
+    int64_t wall_offset_ns;
+
     /* Written by the shims. */
     uint64_t syncs_delayed;   /* fsync/fdatasync/pwritev2 calls delayed */
     uint64_t submits_delayed; /* io_submit() calls delayed */
     uint64_t nowait_refused;  /* RWF_NOWAIT writes refused with EAGAIN */
     uint64_t clock_shifted;   /* monotonic reads shifted by a nonzero offset */
+    uint64_t wall_shifted;    /* wall clock reads shifted likewise */
     uint64_t loaded;          /* processes that mapped the page */
 };
 

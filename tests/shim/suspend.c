@@ -18,6 +18,9 @@
  * that issues the system call itself, or reads the vDSO directly, is not
  * affected: that is how the tests read the true clock beside the one the
  * node sees.
+ *
+ * The same page can also step the wall clock (CLOCK_REALTIME) back, as a
+ * bad time server or `date -s` does, to check that nothing waits on it.
  */
 #include <time.h>
 
@@ -48,7 +51,20 @@ int clock_gettime(clockid_t id, struct timespec *ts)
         SHIM_NEXT(real_clock_gettime, "clock_gettime");
     rv = real_clock_gettime(id, ts);
 
-    if (rv != 0 || ctl == NULL || !is_monotonic(id))
+    if (rv != 0 || ctl == NULL)
+        return rv;
+    if (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE) {
+        off = shim_get(&ctl->wall_offset_ns);
+        if (off != 0) {
+            int64_t ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec - off;
+
+            ts->tv_sec = (time_t)(ns / 1000000000);
+            ts->tv_nsec = (long)(ns % 1000000000);
+            shim_count(&ctl->wall_shifted);
+        }
+        return rv;
+    }
+    if (!is_monotonic(id))
         return rv;
     off = shim_get(&ctl->mono_offset_ns);
     if (off > 0) {
