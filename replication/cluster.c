@@ -280,6 +280,17 @@ static uint64_t fresh_ms(void)
  * The echo is what proves contact: it is a time on this leader's own
  * clock that the node had heard from it by, whatever the message's delay
  * (a ping that sat in a queue echoes an old time). */
+/* May the leader renew this node's lease?  Not before the leader's state
+ * machine is current (an older leader's moves may still be unapplied
+ * here), not while agents are being moved off the node, and not before
+ * the node has applied the moves that did (by what its ping says it had
+ * applied, which is never newer than the truth). */
+static int grants_to(const struct cluster *c, const struct peer_state *p)
+{
+    return c->leader_ready && p->moving_off == 0 &&
+           p->applied >= p->fence_index;
+}
+
 static void on_ping(struct cluster *c, uint64_t from, const uint64_t *v)
 {
     struct peer_state *p;
@@ -307,7 +318,7 @@ static void on_ping(struct cluster *c, uint64_t from, const uint64_t *v)
     /* Only a leader that a majority can hear grants leases: a leader cut
      * off with a minority stops renewing its followers' leases within one
      * lease (cluster.h) instead of until libraft deposes it. */
-    reply[7] = now < c->lead_lease_until_ms;
+    reply[7] = now < c->lead_lease_until_ms && grants_to(c, p);
     send_msg(c, from, reply, 8);
 }
 
@@ -565,6 +576,8 @@ void ol__cl_leader_ready(struct cluster *c)
         c->peers[i].last_ms = now;
         if (c->peers[i].id == c->prev_leader_id && c->last_pong_ms)
             c->peers[i].last_ms = c->last_pong_ms;
+        c->peers[i].moving_off = 0;
+        c->peers[i].fence_index = ol__sm_applied(c->sm);
     }
     ol_log(OL_LOG_INFO, "leader of term %llu: state machine current at "
                         "index %" PRIu64,
@@ -610,6 +623,8 @@ void ol__cl_role_changed(struct cluster *c, int old)
     if (c->role != RAFT_LEADER) {
         c->leader_ready = 0;
         c->n_placing = 0;
+        for (size_t i = 0; i < c->n_peers; i++)
+            c->peers[i].moving_off = 0;
         c->last_ping_ms = 0;
         c->lead_lease_until_ms = 0;
         /* Commands forwarded to this node as leader are not proposed by a
@@ -779,11 +794,21 @@ static void place(struct cluster *c, uint64_t now)
         const struct ol__sm_agent *a = ol__sm_agent(c->sm,
                                                     c->placing[i].agent);
 
-        if (a == NULL || a->epoch >= c->placing[i].epoch ||
-            now - c->placing[i].since_ms > PLACING_TIMEOUT_MS)
-            c->placing[i] = c->placing[--c->n_placing];
-        else
+        struct peer_state *ps;
+
+        if (a != NULL && a->epoch < c->placing[i].epoch &&
+            now - c->placing[i].since_ms <= PLACING_TIMEOUT_MS) {
             i++;
+            continue;
+        }
+        ps = c->placing[i].from ? peer(c, c->placing[i].from, 0) : NULL;
+        if (ps) {
+            if (ps->moving_off)
+                ps->moving_off--;
+            if (ps->fence_index < ol__sm_applied(c->sm))
+                ps->fence_index = ol__sm_applied(c->sm);
+        }
+        c->placing[i] = c->placing[--c->n_placing];
     }
     for (size_t i = 0; i < nn; i++) {
         struct ol__pl_node *p = &pl[n_pl];
@@ -819,6 +844,8 @@ static void place(struct cluster *c, uint64_t now)
     for (size_t i = 0; i < n_moves; i++) {
         static const char *const why[] = {"", "place", "failover",
                                           "re-grant", "rebalance"};
+        const struct ol__sm_agent *cur;
+        struct peer_state *ps;
         struct placing *np;
 
         /* A placement carries this leader's term where every voter can
@@ -839,6 +866,10 @@ static void place(struct cluster *c, uint64_t now)
         snprintf(np->agent, sizeof np->agent, "%s", moves[i].agent);
         np->epoch = moves[i].epoch;
         np->since_ms = now;
+        cur = ol__sm_agent(c->sm, moves[i].agent);
+        np->from = cur && cur->owner != moves[i].owner ? cur->owner : 0;
+        if (np->from && (ps = peer(c, np->from, 0)) != NULL)
+            ps->moving_off++;
         if (moves[i].reason == OL_PL_BALANCE)
             c->last_rebalance_ms = now;
         if ((unsigned)moves[i].reason < 5)

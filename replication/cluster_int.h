@@ -57,6 +57,12 @@ struct peer_state {
     uint64_t contact_ms; /* newest of our answers it echoed (our clock);
                           * 0: none.  Never seeded: the leader's lease */
     int seen;          /* pinged this leader at least once */
+    /* Leader: the node gets no lease while agents are being moved off it
+     * (moving_off), nor until it has applied fence_index, the state the
+     * leader had when the last such move landed: a node must learn that
+     * its agents went elsewhere before it may step anything again. */
+    uint32_t moving_off;
+    uint64_t fence_index;
 };
 
 /* A placement the leader proposed and has not seen applied. */
@@ -64,6 +70,7 @@ struct placing {
     char agent[OL_NAME_MAX + 1];
     uint64_t epoch;
     uint64_t since_ms;
+    uint64_t from; /* the owner it moves off (0: none) */
 };
 
 struct membership_op {
