@@ -420,6 +420,11 @@ uint32_t ol__cl_level(struct cluster *c)
     return level;
 }
 
+uint32_t ol__cluster_level(struct ol__replica *r)
+{
+    return ol__cl_level((struct cluster *)r);
+}
+
 /* ---- leases ---- */
 
 static int voter(struct cluster *c, uint64_t id)

@@ -66,6 +66,10 @@ uint64_t ol__cluster_incarnation(const struct ol__replica *r);
  * lease found gone is reported to the node at once. */
 int64_t ol__cluster_lease_left(struct ol__replica *r);
 
+/* The feature level every voter runs (the least any reported; 1 until all
+ * have reported), as the leader knows it, or as the leader last said. */
+uint32_t ol__cluster_level(struct ol__replica *r);
+
 /* Counters for /metrics beyond what ol__cluster_status() shows. */
 struct ol__cluster_metrics {
     uint64_t leader_changes; /* leaders learned since start */

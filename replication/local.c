@@ -522,12 +522,19 @@ static int64_t lease_left(struct ol__replica *r)
     return INT64_MAX;
 }
 
+static uint32_t level(struct ol__replica *r)
+{
+    (void)r;
+    return ol__cmd_level();
+}
+
 static const struct ol__replica_vt local_vt = {
     .propose_ckpt = propose_ckpt,
     .propose_cmds = propose_cmds,
     .idle = idle,
     .is_leader = is_leader,
     .lease_left = lease_left,
+    .level = level,
     .counters = counters,
     .status = status,
     .close = local_close,

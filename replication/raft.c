@@ -261,6 +261,7 @@ static const struct ol__replica_vt cluster_vt = {
     .idle = idle,
     .is_leader = is_leader,
     .lease_left = ol__cluster_lease_left,
+    .level = ol__cluster_level,
     .counters = counters,
     .status = status,
     .close = cluster_close,

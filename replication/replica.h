@@ -52,6 +52,9 @@ struct ol__replica_vt {
      * less, none; INT64_MAX on one node; in a cluster what is left of its
      * lease, read on a fresh clock (asked before every step, so cheap). */
     int64_t (*lease_left)(struct ol__replica *r);
+    /* The feature level every voter runs, which bounds the commands that
+     * may be proposed (cmd.h); on one node, its own. */
+    uint32_t (*level)(struct ol__replica *r);
     /* Commit counters (batches = group commits or raft entries). */
     void (*counters)(struct ol__replica *r,
                      struct ol__replica_counters *out);

@@ -156,8 +156,22 @@ void ol__op_upgrade(struct ol__node *n, struct ol__ctl_req *req,
     struct upgrade *u;
     struct ol__code *c;
     char err[OL_ERRMSG_SIZE];
+    uint32_t need, have;
     int rv;
 
+    /* A cluster holds it back until every voter can apply CODE. */
+    need = ol__cmd_info(OL_CMD_CODE)->level;
+    have = n->replica->vt->level(n->replica);
+    if (have < need) {
+        ol__ctl_reply_error(req, OL_ENOTSUP,
+                            "upgrade '%s': the cluster runs feature level "
+                            "%" PRIu32 " and upgrades need level %" PRIu32
+                            ": every voter must run a version that has it "
+                            "(and no [cluster] feature_level below it); see "
+                            "`outlast cluster status`",
+                            kind, have, need);
+        return;
+    }
     if (file && file[0] != '/') {
         ol__ctl_reply_error(req, OL_EINVAL,
                             "upgrade '%s': the file must be an absolute path",

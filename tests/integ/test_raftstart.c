@@ -240,3 +240,143 @@ Test(raftstart, a_node_rebuilt_with_rejoin_catches_up, .timeout = 300)
                   f + 1);
     cr_assert_eq(tc_check(&c, 30000), 0);
 }
+
+/* The cluster's feature level as node i's `cluster status --json` shows
+ * it; -1 if it cannot be read. */
+static int cluster_level(int i)
+{
+    char *out = NULL;
+    const char *p;
+    int level = -1;
+
+    if (td_sh(&out, "%s --socket %s --json cluster status", td_bin("outlast"),
+              c.nodes[i].d.sock) == 0 &&
+        (p = strstr(out, "\"cluster_feature_level\"")) != NULL) {
+        p += strlen("\"cluster_feature_level\"");
+        while (*p == ' ' || *p == ':')
+            p++;
+        level = atoi(p);
+    }
+    free(out);
+    return level;
+}
+
+static int wait_level(int i, int want, int timeout_ms)
+{
+    uint64_t end = td_ms() + (uint64_t)timeout_ms;
+
+    while (td_ms() < end) {
+        if (cluster_level(i) == want)
+            return 1;
+        td_sleep_ms(100);
+    }
+    return 0;
+}
+
+/* Node 3 stays at feature level 1 (an older release, or an operator
+ * holding back an upgrade): the cluster keeps working at level 1 (a
+ * failover is placed with the level-1 PLACE command), a level-2 command
+ * (`outlast upgrade`, which proposes CODE) is refused with an error that
+ * names the level, and once node 3 runs level 2 the cluster does too. */
+Test(raftstart, a_node_held_at_feature_level_1_keeps_the_cluster_at_1)
+{
+    struct tc_opts o = {.n = 3, .tag = "rs-level"};
+    struct tc_agent on[8];
+    char err[256], why[256], *out = NULL, conf[8192];
+    int leader, owner = -1, n = 0, rv;
+    FILE *f;
+    size_t len;
+
+    tc_init(&c, &o);
+    for (int i = 0; i < c.n; i++)
+        tc_write_config(&c, i);
+    f = fopen(c.nodes[2].d.conf, "r");
+    cr_assert_not_null(f);
+    len = fread(conf, 1, sizeof conf - 1, f);
+    conf[len] = '\0';
+    fclose(f);
+    {
+        char *at = strstr(conf, "bootstrap = true\n");
+        char patched[8300];
+
+        cr_assert_not_null(at);
+        at += strlen("bootstrap = true\n");
+        snprintf(patched, sizeof patched, "%.*sfeature_level = 1\n%s",
+                 (int)(at - conf), conf, at);
+        f = fopen(c.nodes[2].d.conf, "w");
+        cr_assert_not_null(f);
+        fputs(patched, f);
+        fclose(f);
+    }
+    for (int i = 0; i < c.n; i++)
+        cr_assert_eq(tc_start_node(&c, i, 15000), 0, "see %s",
+                     c.nodes[i].d.log);
+    leader = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(leader, 0, "no leader");
+    cr_assert(wait_level(leader, 1, 10000),
+              "the leader does not report cluster feature level 1");
+
+    for (int k = 0; k < 4; k++) {
+        char name[16];
+
+        snprintf(name, sizeof name, "lv%d", k);
+        cr_assert_eq(td_spawn_agent(&c.nodes[leader].d, "counter", name,
+                                    "{\"interval_ms\": 50}", err, sizeof err),
+                     0, "%s", err);
+    }
+    /* A failover at level 1: kill a follower that owns agents. */
+    for (uint64_t end = td_ms() + 20000; owner < 0 && td_ms() < end;) {
+        for (int i = 0; i < c.n && owner < 0; i++) {
+            if (i == leader)
+                continue;
+            n = tc_agents_on(&c, leader, i, on, 8);
+            if (n > 0 && on[0].seq > 0)
+                owner = i;
+        }
+        if (owner < 0)
+            td_sleep_ms(100);
+    }
+    if (owner >= 0) {
+        tc_kill(&c, owner);
+        cr_assert(tc_wait_moved(&c, leader, on, n, owner, 20000, why,
+                                sizeof why),
+                  "agents of node %d were not failed over at level 1: %s",
+                  owner + 1, why);
+        cr_assert_eq(tc_start_node(&c, owner, 15000), 0);
+    } else {
+        cr_log_warn("no follower owned an agent; failover not exercised");
+    }
+
+    rv = td_sh(&out, "%s --socket %s upgrade counter", td_bin("outlast"),
+               c.nodes[leader].d.sock);
+    cr_expect_neq(rv, 0, "upgrade (a level-2 command) was accepted at level 1");
+    cr_expect(out && strstr(out, "feature level 1"),
+              "the refusal does not name the cluster's level: %s",
+              out ? out : "");
+    free(out);
+
+    /* Node 3 applied everything and still runs: no command it cannot
+     * apply reached it. */
+    {
+        struct tc_status st;
+        uint64_t end = td_ms() + 10000;
+
+        while (td_ms() < end && tc_db_applied(&c, 2) < tc_db_applied(&c, leader))
+            td_sleep_ms(100);
+        cr_expect_geq(tc_db_applied(&c, 2), tc_db_applied(&c, leader) - 5,
+                      "the level-1 node fell behind; see %s",
+                      c.nodes[2].d.log);
+        cr_expect_eq(tc_status(&c, 2, &st), 0,
+                     "the level-1 node stopped answering; see %s",
+                     c.nodes[2].d.log);
+    }
+    /* Node 3 moves up to level 2, and so does the cluster. */
+    tc_kill(&c, 2);
+    tc_write_config(&c, 2);
+    cr_assert_eq(tc_start_node(&c, 2, 15000), 0);
+    leader = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(leader, 0, "no leader");
+    cr_expect(wait_level(leader, 2, 15000),
+              "the cluster stayed below level 2 after node 3 moved up");
+    cr_assert_eq(tc_check(&c, 30000), 0);
+}
