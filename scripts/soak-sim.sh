@@ -49,12 +49,22 @@ done
 rm -f "$log"
 secs=$(( $(date +%s) - t0 ))
 commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
+entry=$(mktemp)
 {
-    echo
     echo "- $(date -u +%Y-%m-%dT%H:%MZ), commit $commit: \`scripts/soak-sim.sh $n $start\`:"
     echo "  $done_ schedules (seeds $start..$((end - 1))), $bad with violations,"
     echo "  $abandoned abandoned (past the fixture's model), $acked checkpoints"
     echo "  acknowledged, ${secs} s."
-} >>"$top/tests/RESULTS.md"
+} >"$entry"
+# The entry goes at the end of the simulation section, before the next one.
+res="$top/tests/RESULTS.md"
+awk -v entry="$entry" '
+    BEGIN { while ((getline l < entry) > 0) e = e l "\n" }
+    /^## / { if (insec && !done) { printf "%s\n", e; done = 1 }
+             insec = ($0 ~ /^## Deterministic cluster simulation/) }
+    { print }
+    END { if (!done) printf "\n%s", e }' "$res" >"$res.tmp"
+mv "$res.tmp" "$res"
+rm -f "$entry"
 echo "soak-sim: $done_ schedules, $bad with violations, $abandoned abandoned; recorded in tests/RESULTS.md" >&2
 [ "$bad" -eq 0 ]
