@@ -276,21 +276,23 @@ static uint64_t fresh_ms(void)
     return uv_hrtime() / 1000000;
 }
 
+/* May the leader renew this node's lease?  Not while agents are being
+ * moved off the node, and not before the node has applied the moves that
+ * were (by what its ping says it had applied, which is never newer than
+ * the truth).  A new leader whose state machine is not current yet may not
+ * know of an older leader's moves: until it is, it grants only to a node
+ * that has applied its whole log, which holds every committed entry. */
+static int grants_to(struct cluster *c, const struct peer_state *p)
+{
+    if (p->moving_off != 0 || p->applied < p->fence_index)
+        return 0;
+    return c->leader_ready || p->applied >= raft_last_index(&c->raft);
+}
+
 /* v: node, inc, applied, sent_ms, level, echo of our last answer's time.
  * The echo is what proves contact: it is a time on this leader's own
  * clock that the node had heard from it by, whatever the message's delay
  * (a ping that sat in a queue echoes an old time). */
-/* May the leader renew this node's lease?  Not before the leader's state
- * machine is current (an older leader's moves may still be unapplied
- * here), not while agents are being moved off the node, and not before
- * the node has applied the moves that did (by what its ping says it had
- * applied, which is never newer than the truth). */
-static int grants_to(const struct cluster *c, const struct peer_state *p)
-{
-    return c->leader_ready && p->moving_off == 0 &&
-           p->applied >= p->fence_index;
-}
-
 static void on_ping(struct cluster *c, uint64_t from, const uint64_t *v)
 {
     struct peer_state *p;
