@@ -276,6 +276,9 @@ static uint64_t fresh_ms(void)
     return uv_hrtime() / 1000000;
 }
 
+static void leader_lease(struct cluster *c, uint64_t now);
+static void report_lease(struct cluster *c, int ok);
+
 /* May the leader renew this node's lease?  Not while agents are being
  * moved off the node, and not before the node has applied the moves that
  * were (by what its ping says it had applied, which is never newer than
@@ -308,8 +311,11 @@ static void on_ping(struct cluster *c, uint64_t from, const uint64_t *v)
     p->applied = v[2];
     p->level = (uint32_t)v[4];
     p->seen = 1;
-    if (v[5] && v[5] <= now && v[5] > p->contact_ms)
+    if (v[5] && v[5] <= now && v[5] > p->contact_ms) {
         p->contact_ms = v[5];
+        /* This echo may be the one that completes a majority. */
+        leader_lease(c, now);
+    }
     reply[0] = MSG_PONG;
     reply[1] = c->raft.current_term;
     reply[2] = c->cfg.self_id;
@@ -326,9 +332,20 @@ static void on_ping(struct cluster *c, uint64_t from, const uint64_t *v)
 
 /* v: term, leader, applied, echo of our ping's time, level, the leader's
  * time, whether it grants a lease. */
+static void ping_leader(struct cluster *c, uint64_t now, uint64_t fresh)
+{
+    uint64_t v[7] = {MSG_PING, c->cfg.self_id, c->inc, ol__sm_applied(c->sm),
+                     fresh, c->level, c->leader_time};
+
+    c->last_ping_ms = now;
+    c->pinged_leader = c->leader_id;
+    send_msg(c, c->leader_id, v, 7);
+}
+
 static void on_pong(struct cluster *c, uint64_t from, const uint64_t *v)
 {
     uint64_t now = fresh_ms();
+    int bar_was_unset = c->pong_commit == UINT64_MAX;
 
     if (v[1] != from || from != c->leader_id)
         return;
@@ -346,6 +363,13 @@ static void on_pong(struct cluster *c, uint64_t from, const uint64_t *v)
         c->lease_until_ms = v[3] + c->lease_ms;
     c->pong_commit = v[2];
     c->cluster_level = (uint32_t)v[4];
+    /* Without a lease, the answer that only set the bar is followed by
+     * another ping at once (its echo may also complete a new leader's
+     * majority), not a heartbeat later: this is on a failover's path. */
+    if (now < c->lease_until_ms)
+        report_lease(c, 1);
+    else if (bar_was_unset)
+        ping_leader(c, ol__cl_now(c), now);
 }
 
 void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
@@ -921,15 +945,12 @@ void ol__cl_tick(struct cluster *c)
         c->role == RAFT_LEADER)
         relearn_liveness(c, now, "the loop stalled");
     c->last_tick_ms = fresh;
+    /* A new leader is pinged at once: until it answers, nothing here
+     * may renew its lease. */
     if (c->role != RAFT_LEADER && c->leader_id &&
-        now - c->last_ping_ms >= c->cfg.heartbeat_ms) {
-        uint64_t v[7] = {MSG_PING, c->cfg.self_id, c->inc,
-                         ol__sm_applied(c->sm), fresh, c->level,
-                         c->leader_time};
-
-        c->last_ping_ms = now;
-        send_msg(c, c->leader_id, v, 7);
-    }
+        (now - c->last_ping_ms >= c->cfg.heartbeat_ms ||
+         c->pinged_leader != c->leader_id))
+        ping_leader(c, now, fresh);
     if (c->role == RAFT_LEADER)
         leader_lease(c, fresh);
     report_lease(c, fresh < c->lease_until_ms);

@@ -148,6 +148,7 @@ struct cluster {
     uv_timer_t tick;
     uv_check_t check;
     uint64_t last_ping_ms;
+    uint64_t pinged_leader;      /* the leader the last ping went to */
 
     int closing;
     void (*close_cb)(void *data);
