@@ -808,6 +808,45 @@ static int skip_placing(void *data, const char *agent)
     return 0;
 }
 
+/* What the leader knows of node `id`'s liveness (enum ol__pl_health), and
+ * the incarnation it last reported. */
+static int health(struct cluster *c, uint64_t id, uint64_t now,
+                  uint64_t *inc)
+{
+    struct peer_state *ps;
+
+    if (id == c->cfg.self_id) {
+        *inc = c->inc;
+        return OL_PL_LIVE;
+    }
+    ps = peer(c, id, 0);
+    if (ps == NULL)
+        return now - c->leader_since_ms > c->cfg.failover_ms
+                   ? OL_PL_DEAD
+                   : OL_PL_UNKNOWN;
+    if (now - ps->last_ms > c->cfg.failover_ms)
+        return OL_PL_DEAD;
+    if (!ps->seen)
+        return OL_PL_UNKNOWN;
+    *inc = ps->inc;
+    return OL_PL_LIVE;
+}
+
+/* The hand-off wait of one move (placement.h): none off a node that has
+ * been silent for the failover time, so a failover is never slowed. */
+static uint32_t handoff_ms(struct cluster *c, const struct ol__pl_move *m,
+                           uint64_t now)
+{
+    const struct ol__sm_agent *a = ol__sm_agent(c->sm, m->agent);
+    uint64_t inc = 0;
+
+    if (a == NULL || a->owner == 0)
+        return 0;
+    return ol__pl_handoff_ms(a->owner, m->owner,
+                             health(c, a->owner, now, &inc), c->lease_ms,
+                             c->cfg.heartbeat_ms);
+}
+
 static void place(struct cluster *c, uint64_t now)
 {
     uint32_t level = ol__cl_level(c);
@@ -843,28 +882,12 @@ static void place(struct cluster *c, uint64_t now)
     }
     for (size_t i = 0; i < nn; i++) {
         struct ol__pl_node *p = &pl[n_pl];
-        struct peer_state *ps;
 
         if (nodes[i].removed)
             continue;
         p->id = nodes[i].id;
         ol__label_get(nodes[i].labels, "cloud", p->cloud, sizeof p->cloud);
-        if (nodes[i].id == c->cfg.self_id) {
-            p->health = OL_PL_LIVE;
-            p->inc = c->inc;
-        } else if ((ps = peer(c, nodes[i].id, 0)) != NULL) {
-            if (now - ps->last_ms > c->cfg.failover_ms)
-                p->health = OL_PL_DEAD;
-            else if (ps->seen) {
-                p->health = OL_PL_LIVE;
-                p->inc = ps->inc;
-            } else
-                p->health = OL_PL_UNKNOWN;
-        } else {
-            p->health = now - c->leader_since_ms > c->cfg.failover_ms
-                            ? OL_PL_DEAD
-                            : OL_PL_UNKNOWN;
-        }
+        p->health = health(c, nodes[i].id, now, &p->inc);
         n_pl++;
     }
     n_moves = ol__placement(c->sm, pl, n_pl, rebalance, skip_placing, c,
@@ -884,7 +907,8 @@ static void place(struct cluster *c, uint64_t now)
         if ((level >= 2
                  ? ol__entry_add_move(&w, ol__cl_req(), moves[i].agent,
                                       moves[i].owner, moves[i].epoch,
-                                      moves[i].inc, c->raft.current_term)
+                                      moves[i].inc, c->raft.current_term,
+                                      handoff_ms(c, &moves[i], now))
                  : ol__entry_add_place(&w, ol__cl_req(), moves[i].agent,
                                        moves[i].owner, moves[i].epoch,
                                        moves[i].inc)) != 0)

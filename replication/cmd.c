@@ -263,16 +263,17 @@ int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id)
 
 int ol__entry_add_move(struct ol__entry_w *w, uint64_t req, const char *name,
                        uint64_t owner, uint64_t epoch, uint64_t inc,
-                       uint64_t term)
+                       uint64_t term, uint32_t hold_ms)
 {
     msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_MOVE, 7, req);
+    size_t start = begin(w, &pk, OL_CMD_MOVE, 8, req);
 
     pk_str(&pk, name);
     msgpack_pack_uint64(&pk, owner);
     msgpack_pack_uint64(&pk, epoch);
     msgpack_pack_uint64(&pk, inc);
     msgpack_pack_uint64(&pk, term);
+    msgpack_pack_uint32(&pk, hold_ms);
     return end(w, start);
 }
 
@@ -417,12 +418,17 @@ static int decode_place(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
 static int decode_move(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
                        const char **whatp)
 {
-    CHECK("move", n != 7 || ol__mpr_uint(r, &c->req));
+    uint64_t hold;
+
+    CHECK("move", n != 8 || ol__mpr_uint(r, &c->req));
     CHECK("move name", get_name(r, c->name));
     CHECK("move owner", ol__mpr_uint(r, &c->owner));
     CHECK("move epoch", ol__mpr_uint(r, &c->epoch) || c->epoch == 0);
     CHECK("move incarnation", ol__mpr_uint(r, &c->inc));
     CHECK("move term", ol__mpr_uint(r, &c->term) || c->term == 0);
+    CHECK("move hand-off wait",
+          ol__mpr_uint(r, &hold) || hold > OL_MOVE_HOLD_MAX_MS);
+    c->hold_ms = (uint32_t)hold;
     return 0;
 }
 

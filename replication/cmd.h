@@ -24,7 +24,7 @@
  *     NOOP       [10]
  *     CRASH      [11, req, name, epoch, time_ms, limit, window_ms, reason]
  *     CODE       [12, req, node, kind, hash: bin32, version, wanted: bool]
- *     MOVE       [13, req, name, owner, epoch, inc, term]
+ *     MOVE       [13, req, name, owner, epoch, inc, term, hold_ms]
  *
  * `req` is a random id chosen by the proposer, echoed in the outcome so a
  * waiting client can match it.  An owner is a node id plus that node's
@@ -37,7 +37,12 @@
  * (the reporter's settings travel with the report, so every node decides
  * the same).  A CODE says which build of plugin `kind` node `node` runs;
  * with `wanted` (an upgrade) it also becomes the build agents of the kind
- * may only be placed with.
+ * may only be placed with.  A MOVE with `hold_ms` > 0 hands the agent over
+ * from a node that may still be running it (a rebalance, a node being
+ * removed): the new owner applies it, then waits `hold_ms` on its own
+ * monotonic clock, or until the old owner says it has let go, before the
+ * agent's first step (cluster.h: the hand-off).  The leader decides the
+ * wait, so every node applies the same command.
  */
 #ifndef OL_CMD_H
 #define OL_CMD_H
@@ -54,6 +59,7 @@
 #define OL_ENTRY_MAX_CMDS 65536
 #define OL_REASON_MAX 200
 #define OL_LABELS_MAX 200
+#define OL_MOVE_HOLD_MAX_MS 600000 /* the longest hand-off wait a MOVE holds */
 
 enum ol__cmd_type {
     OL_CMD_CKPTS = 1,
@@ -131,6 +137,7 @@ struct ol__cmd {
     uint64_t inc;            /* SPAWN, PLACE: the owner's incarnation */
     uint64_t epoch;          /* PLACE, MOVE, QUARANTINE, CRASH */
     uint64_t term;           /* MOVE: the term of the leader deciding it */
+    uint32_t hold_ms;        /* MOVE: the new owner's hand-off wait */
     int64_t time_ms;         /* CRASH */
     uint32_t limit;          /* CRASH */
     uint32_t window_ms;      /* CRASH */
@@ -214,7 +221,7 @@ int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id);
 int ol__entry_add_noop(struct ol__entry_w *w);
 int ol__entry_add_move(struct ol__entry_w *w, uint64_t req, const char *name,
                        uint64_t owner, uint64_t epoch, uint64_t inc,
-                       uint64_t term);
+                       uint64_t term, uint32_t hold_ms);
 /* Add an already encoded command (from a decoded entry). */
 int ol__entry_add_raw(struct ol__entry_w *w, const struct ol__blob *raw);
 

@@ -167,3 +167,14 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
     }
     return n;
 }
+
+uint32_t ol__pl_handoff_ms(uint64_t from, uint64_t to, int from_health,
+                           unsigned lease_ms, unsigned heartbeat_ms)
+{
+    uint64_t ms;
+
+    if (from == 0 || from == to || from_health == OL_PL_DEAD)
+        return 0;
+    ms = (uint64_t)lease_ms * 5 / 4 + heartbeat_ms;
+    return ms > OL_MOVE_HOLD_MAX_MS ? OL_MOVE_HOLD_MAX_MS : (uint32_t)ms;
+}

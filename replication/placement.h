@@ -56,6 +56,24 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
                      size_t n_nodes, int rebalance, ol__pl_skip_fn skip,
                      void *skip_data, struct ol__pl_move *out, size_t cap);
 
+/*
+ * The hand-off wait of a move of an agent from node `from` (0: never
+ * placed) to node `to`, in milliseconds; 0 when the new owner may start at
+ * once.  A move off a node the leader saw die (`from_health` OL_PL_DEAD:
+ * silent for the whole failover time, so its lease ran out long ago), a
+ * first placement and a re-grant to the same node need none.  Any other
+ * move takes the agent from a node that may still run it: the new owner
+ * waits out the longest lease the old owner can still hold.  That lease
+ * was granted before the move committed (the leader grants none to a node
+ * that has not applied it, cluster.c) and lasts `lease_ms` on the old
+ * owner's clock; the wait is measured on the new owner's clock from when
+ * it applies the move.  With clock rates within 10% of each other's,
+ * lease_ms * 5 / 4 covers it; `heartbeat_ms` more covers the tick on which
+ * the old owner notices its lease ran out.
+ */
+uint32_t ol__pl_handoff_ms(uint64_t from, uint64_t to, int from_health,
+                           unsigned lease_ms, unsigned heartbeat_ms);
+
 /* Copy the value of `key=` from a "k=v,k=v" label string. */
 void ol__label_get(const char *labels, const char *key, char *out,
                    size_t cap);

@@ -51,6 +51,11 @@ struct ol__sm_agent {
     uint32_t mail_n;
     uint64_t mail_bytes;
     int mail_full;           /* over the soft limit (reported) */
+    /* Set only in the effect of the MOVE that hands the agent over from a
+     * node that may still run it (never stored): the node it leaves and
+     * how long the new owner waits before its first step (cmd.h). */
+    uint64_t handoff_from;
+    uint32_t handoff_ms;
 };
 
 /* A build of a plugin: the one node `node` runs, or (node 0) the one an

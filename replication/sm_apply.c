@@ -707,7 +707,22 @@ static int apply_place(struct ol__sm *sm, const struct ol__cmd *c,
 static int apply_move(struct ol__sm *sm, const struct ol__cmd *c,
                       struct ol__effects *fx)
 {
-    return apply_agent(sm, c, fx, agent_move);
+    struct ol__sm_agent *a = ol__map_get(&sm->agents, c->name);
+    uint64_t from = a ? a->owner : 0;
+    int rv;
+
+    /* The hand-off rides on this one effect; the stored row never keeps
+     * it, so no later change of the agent waits again. */
+    if (a && c->hold_ms && from && from != c->owner) {
+        a->handoff_from = from;
+        a->handoff_ms = c->hold_ms;
+    }
+    rv = apply_agent(sm, c, fx, agent_move);
+    if (a) {
+        a->handoff_from = 0;
+        a->handoff_ms = 0;
+    }
+    return rv;
 }
 
 static int apply_quarantine(struct ol__sm *sm, const struct ol__cmd *c,

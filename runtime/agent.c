@@ -318,6 +318,15 @@ static void row_free(struct ol__sm_agent *row)
     row->config = NULL;
 }
 
+static void handle_closed(uv_handle_t *h);
+
+static void close_handles(struct ol_agent *a)
+{
+    uv_close((uv_handle_t *)&a->timer, handle_closed);
+    uv_close((uv_handle_t *)&a->flush, handle_closed);
+    uv_close((uv_handle_t *)&a->handoff, handle_closed);
+}
+
 static void handle_closed(uv_handle_t *h)
 {
     struct ol_agent *a = h->data;
@@ -364,16 +373,68 @@ static struct ol_agent *instance_new(struct ol__node *n,
     a->timer.data = a;
     uv_timer_init(n->loop, &a->flush);
     a->flush.data = a;
-    a->handles_open = 2;
+    uv_timer_init(n->loop, &a->handoff);
+    a->handoff.data = a;
+    a->handles_open = 3;
     a->last_ckpt_ms = ol__wall_ms();
     a->last_ckpt_mono = ol__mono_ms();
     if (ol__map_put(&n->agents, a->name, a) != 0) {
         a->phase = OL_PHASE_FAULT;
-        uv_close((uv_handle_t *)&a->timer, handle_closed);
-        uv_close((uv_handle_t *)&a->flush, handle_closed);
+        close_handles(a);
         return NULL;
     }
     return a;
+}
+
+static void handoff_end(struct ol_agent *a, const char *why)
+{
+    if (a->handoff_until == 0)
+        return;
+    uv_timer_stop(&a->handoff);
+    a->handoff_until = 0;
+    a->row.handoff_ms = 0; /* a host restart does not wait again */
+    ol__agent_note(a, OL_LOG_INFO, 0, "handed over: %s", why);
+    ol__runq_add(a);
+}
+
+static void handoff_cb(uv_timer_t *t)
+{
+    handoff_end(t->data, "the previous owner's lease has run out");
+}
+
+void ol__agent_handed_over(struct ol__node *n, uint64_t from,
+                           const char *name, uint64_t epoch)
+{
+    struct ol_agent *a = ol__agent_get(n, name);
+
+    if (a && a->epoch == epoch && a->row.handoff_from == from)
+        handoff_end(a, "the previous owner let it go");
+}
+
+void ol__agent_hand_over(struct ol__node *n, const struct ol__sm_agent *row)
+{
+    struct ol_agent *a = ol__agent_get(n, row->name);
+    int busy = a && a->busy;
+
+    if (a && a->phase != OL_PHASE_CLOSING)
+        ol__agent_release(a, "handed over to another node");
+    /* A step still running at the agent's host ends on its own time: the
+     * new owner then waits out this node's lease instead. */
+    if (!busy)
+        ol__logs_send_handed_over(n, row->owner, row->name, row->epoch);
+}
+
+/* Handed over from a node that may still run it (a rebalance, a node
+ * being removed): the instance is made and restored now, but takes no
+ * step until that node has certainly stopped (cmd.h, MOVE). */
+static void handoff_begin(struct ol_agent *a, uint32_t ms)
+{
+    a->handoff_until = ol__mono_ms() + ms;
+    uv_timer_start(&a->handoff, handoff_cb, ms, 0);
+    ol__agent_note(a, OL_LOG_INFO, 0,
+                   "handing over from node %" PRIu64 ": no step for up to "
+                   "%" PRIu32 " ms, until it has certainly stopped",
+                   a->row.handoff_from, ms);
 }
 
 /* "node-<id>" for the node whose key signed a checkpoint. */
@@ -564,6 +625,8 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
         return;
     }
     a->log = log;
+    if (row->handoff_ms)
+        handoff_begin(a, row->handoff_ms);
     req = marked_crash(n, a->name);
     if (req) {
         a->phase = OL_PHASE_CRASHED;
@@ -649,8 +712,7 @@ void ol__agent_finish(struct ol_agent *a)
      * it was released; it must not be on the run queue once freed. */
     ol__runq_remove(a);
     drop_instance(a);
-    uv_close((uv_handle_t *)&a->timer, handle_closed);
-    uv_close((uv_handle_t *)&a->flush, handle_closed);
+    close_handles(a);
 }
 
 /* Called when a closing instance may have settled. */

@@ -10,6 +10,11 @@
  * Messages (msgpack arrays inside MSG_APP):
  *   [1, id, name, after, limit]           ask the host for lines
  *   [2, id, status, map: bin | err: str]  its answer (status 0: the map)
+ *
+ * The same channel carries one message that is not about logs:
+ *   [3, name, epoch]   the sender, which owned agent `name` before, has
+ *                      let it go: the new owner under `epoch` may end its
+ *                      hand-off wait (agent.c)
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -27,7 +32,7 @@
 #define LOGS_TIMEOUT_MS 3000
 #define LOGS_LIMIT_MAX 1000
 
-enum { APP_LOGS_REQ = 1, APP_LOGS_RESP = 2 };
+enum { APP_LOGS_REQ = 1, APP_LOGS_RESP = 2, APP_HANDED_OVER = 3 };
 
 /* A request waiting for another node's answer. */
 struct ol__logfwd {
@@ -384,6 +389,36 @@ static void on_resp(struct ol__node *n, uint64_t from, struct ol__mpr *r)
     fwd_answer(f, (int)status, msg, NULL, 0);
 }
 
+void ol__logs_send_handed_over(struct ol__node *n, uint64_t to,
+                               const char *name, uint64_t epoch)
+{
+    struct ol__buf b;
+    msgpack_packer pk;
+
+    if (n->replica == NULL || n->cluster == 0)
+        return;
+    ol__buf_init(&b);
+    msgpack_packer_init(&pk, &b, ol__buf_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint64(&pk, APP_HANDED_OVER);
+    pk_str(&pk, name);
+    msgpack_pack_uint64(&pk, epoch);
+    if (b.base)
+        (void)ol__cluster_send_app(n->replica, to, b.base, b.len);
+    ol__buf_close(&b);
+}
+
+static void on_handed_over(struct ol__node *n, uint64_t from,
+                           struct ol__mpr *r)
+{
+    char name[OL_NAME_MAX + 1];
+    uint64_t epoch;
+
+    if (ol__mpr_strcpy(r, name, sizeof name) == 0 &&
+        ol__mpr_uint(r, &epoch) == 0)
+        ol__agent_handed_over(n, from, name, epoch);
+}
+
 void ol__logs_app(void *data, uint64_t from, const void *p, size_t len)
 {
     struct ol__node *n = data;
@@ -398,4 +433,6 @@ void ol__logs_app(void *data, uint64_t from, const void *p, size_t len)
         on_req(n, from, &r);
     else if (type == APP_LOGS_RESP && count == 4)
         on_resp(n, from, &r);
+    else if (type == APP_HANDED_OVER && count == 3)
+        on_handed_over(n, from, &r);
 }

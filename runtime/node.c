@@ -713,6 +713,8 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             a = ol__agent_get(n, row->name);
             if (mine && !n->stopping)
                 ol__agent_host(n, row);
+            else if (row->handoff_ms && row->handoff_from == n->self_id)
+                ol__agent_hand_over(n, row);
             else if (a && a->phase != OL_PHASE_CLOSING)
                 ol__agent_release(a, ol__status_name(row->status));
             break;

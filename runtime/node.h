@@ -148,6 +148,10 @@ struct ol_agent {
     uint32_t n_timers;
     uv_timer_t timer; /* fires at the earliest due time */
     uv_timer_t flush; /* checkpoint policy by time */
+    uv_timer_t handoff;     /* ends the hand-off wait */
+    uint64_t handoff_until; /* handed over from a node that may still run
+                             * it: no step before then (monotonic ms);
+                             * 0: none */
 
     /* Effects of steps not yet checkpointed. */
     struct ol__outmsg *outbox;
@@ -307,6 +311,14 @@ struct ol_agent *ol__agent_get(struct ol__node *n, const char *name);
 /* Start hosting an agent row that names this node as owner: resume it from
  * its head checkpoint, or start it fresh. */
 void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row);
+/* Node `from`, the previous owner of agent `name`, let it go: an instance
+ * here under `epoch` waiting for that hand-off may step now. */
+void ol__agent_handed_over(struct ol__node *n, uint64_t from,
+                           const char *name, uint64_t epoch);
+/* This node applied the MOVE `row` that hands an agent it owned to
+ * another node: let the agent go and, unless a step of it is still at its
+ * host, tell the new owner so (a runtime message, logs.c). */
+void ol__agent_hand_over(struct ol__node *n, const struct ol__sm_agent *row);
 /* The same for an instance started again on this node: the new one takes
  * over `log`, the old instance's log lines (transferred; may be NULL). */
 void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
@@ -406,6 +418,10 @@ void ol__logs_fetch(struct ol__node *n, const char *name, uint64_t after,
                     uint32_t limit, ol__logs_cb cb, void *data);
 /* A runtime message from another node (cluster hooks.app). */
 void ol__logs_app(void *data, uint64_t from, const void *p, size_t len);
+/* Tell node `to` that this node let agent `name` go (its new owner holds
+ * it under `epoch`): best effort. */
+void ol__logs_send_handed_over(struct ol__node *n, uint64_t to,
+                               const char *name, uint64_t epoch);
 /* Answer every fetch still waiting with OL_ESHUTDOWN. */
 void ol__logs_close(struct ol__node *n);
 

@@ -24,6 +24,8 @@ const char *ol__agent_phase_name(const struct ol_agent *a)
         return "degraded";
     switch (a->phase) {
     case OL_PHASE_ACTIVE:
+        if (a->handoff_until)
+            return "handing over";
         return a->inflight ? "committing" : "active";
     case OL_PHASE_DRAINING:
         return "draining";

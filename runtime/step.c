@@ -37,7 +37,7 @@ static int runnable(const struct ol_agent *a)
      * agents still get their STOP, whose checkpoint cannot commit anyway. */
     return (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING) &&
            !a->inflight && !a->busy && a->q_len > 0 && a->ready &&
-           !a->rehost &&
+           !a->rehost && !a->handoff_until &&
            (!a->node->paused || a->phase == OL_PHASE_DRAINING);
 }
 

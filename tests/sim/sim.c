@@ -672,7 +672,7 @@ static void leader_duties(struct sim *s)
             if (to != row->owner &&
                 ol__entry_add_move(&w, rnd(&s->rng) | 1, row->name, to,
                                    row->epoch + 1, 0,
-                                   ld->raft->current_term) == 0) {
+                                   ld->raft->current_term, 0) == 0) {
                 note(s, "node %u moves '%s' to node %" PRIu64
                         " epoch %" PRIu64,
                      ld->i + 1, row->name, to, row->epoch + 1);

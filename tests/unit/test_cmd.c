@@ -47,7 +47,7 @@ static void build(void)
     cr_assert_eq(ol__entry_add_code(&w, 20, 2, "counter", key.pk, "1.2.3",
                                     1),
                  0);
-    cr_assert_eq(ol__entry_add_move(&w, 21, "ticker", 3, 5, 77, 9), 0);
+    cr_assert_eq(ol__entry_add_move(&w, 21, "ticker", 3, 5, 77, 9, 450), 0);
     ol__buf_init(&entry);
     cr_assert_eq(ol__entry_w_finish(&w, &entry), 0);
     ol__entry_w_close(&w);
@@ -117,6 +117,7 @@ Test(cmd, round_trips_every_command)
     cr_assert_eq(e.cmds[11].epoch, 5);
     cr_assert_eq(e.cmds[11].inc, 77);
     cr_assert_eq(e.cmds[11].term, 9);
+    cr_assert_eq(e.cmds[11].hold_ms, 450);
     ol__entry_free(&e);
 }
 
@@ -270,6 +271,35 @@ Test(cmd, spawn_config_must_be_msgpack)
     cr_assert_eq(ol__entry_w_finish(&w, &out), 0);
     cr_assert_eq(ol__entry_decode(out.base, out.len, &e, err), OL_EMALFORMED);
     cr_assert(strstr(err, "spawn config") != NULL, "%s", err);
+    ol__entry_w_close(&w);
+    ol__buf_close(&out);
+}
+
+/* A hand-off wait past the limit is refused with a message naming it, so
+ * no node holds an agent for an absurd time on a peer's word. */
+Test(cmd, move_hand_off_wait_is_bounded)
+{
+    struct ol__entry_w w;
+    struct ol__buf out;
+    struct ol__entry e;
+    char err[OL_ERRMSG_SIZE];
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_move(&w, 1, "a", 2, 3, 0, 4,
+                                    OL_MOVE_HOLD_MAX_MS + 1), 0);
+    ol__buf_init(&out);
+    cr_assert_eq(ol__entry_w_finish(&w, &out), 0);
+    cr_assert_eq(ol__entry_decode(out.base, out.len, &e, err), OL_EMALFORMED);
+    cr_assert(strstr(err, "move hand-off wait") != NULL, "%s", err);
+    ol__entry_w_reset(&w);
+    ol__buf_close(&out);
+    cr_assert_eq(ol__entry_add_move(&w, 1, "a", 2, 3, 0, 4,
+                                    OL_MOVE_HOLD_MAX_MS), 0);
+    ol__buf_init(&out);
+    cr_assert_eq(ol__entry_w_finish(&w, &out), 0);
+    cr_assert_eq(ol__entry_decode(out.base, out.len, &e, err), 0, "%s", err);
+    cr_expect_eq(e.cmds[0].hold_ms, OL_MOVE_HOLD_MAX_MS);
+    ol__entry_free(&e);
     ol__entry_w_close(&w);
     ol__buf_close(&out);
 }

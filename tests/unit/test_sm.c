@@ -946,14 +946,14 @@ Test(sm, a_deposed_leaders_move_is_refused)
 
     spawn("ticker", 1);
     ol__entry_w_init(&w);
-    cr_assert_eq(ol__entry_add_move(&w, 7, "ticker", 2, 2, 0, 4), 0);
+    cr_assert_eq(ol__entry_add_move(&w, 7, "ticker", 2, 2, 0, 4, 0), 0);
     w.term = 5;
     apply(&w, 0, &fx);
     cr_assert_eq(cmd_status(&fx), OL_ESTALE);
     ol__effects_free(&fx);
     cr_assert_eq(ol__sm_agent(sm, "ticker")->owner, 1);
     cr_assert_eq(ol__sm_agent(sm, "ticker")->epoch, 1);
-    cr_assert_eq(ol__entry_add_move(&w, 8, "ticker", 2, 2, 0, 5), 0);
+    cr_assert_eq(ol__entry_add_move(&w, 8, "ticker", 2, 2, 0, 5, 0), 0);
     w.term = 5;
     apply(&w, 0, &fx);
     cr_assert_eq(cmd_status(&fx), 0);
@@ -961,6 +961,85 @@ Test(sm, a_deposed_leaders_move_is_refused)
     cr_assert_eq(ol__sm_agent(sm, "ticker")->owner, 2);
     cr_assert_eq(ol__sm_agent(sm, "ticker")->epoch, 2);
     ol__entry_w_close(&w);
+}
+
+static const struct ol__sm_agent *agent_effect(struct ol__effects *fx)
+{
+    for (struct ol__effect *e = fx->head; e; e = e->next)
+        if (e->type == OL_FX_AGENT)
+            return &e->u.agent;
+    return NULL;
+}
+
+/* A MOVE with a hand-off wait tells the new owner, in that one effect,
+ * which node the agent leaves and how long to wait; the stored row never
+ * keeps it, so no later change of the agent waits again.  A move to the
+ * node that owns it already (a re-grant) hands nothing over. */
+Test(sm, a_hand_off_rides_on_its_moves_effect_only)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    const struct ol__sm_agent *row;
+
+    spawn("ticker", 1);
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_move(&w, 7, "ticker", 2, 2, 0, 1, 550), 0);
+    apply(&w, 0, &fx);
+    cr_assert_eq(cmd_status(&fx), 0);
+    row = agent_effect(&fx);
+    cr_assert_not_null(row);
+    cr_expect_eq(row->owner, 2);
+    cr_expect_eq(row->handoff_from, 1);
+    cr_expect_eq(row->handoff_ms, 550);
+    ol__effects_free(&fx);
+    cr_expect_eq(ol__sm_agent(sm, "ticker")->handoff_ms, 0);
+    cr_expect_eq(ol__sm_agent(sm, "ticker")->handoff_from, 0);
+
+    /* The next change of the agent carries no wait. */
+    cr_assert_eq(ol__entry_add_stop(&w, 8, "ticker"), 0);
+    apply(&w, 0, &fx);
+    row = agent_effect(&fx);
+    cr_assert_not_null(row);
+    cr_expect_eq(row->handoff_ms, 0);
+    ol__effects_free(&fx);
+
+    /* A re-grant to the same node, even with a wait asked for. */
+    spawn("other", 1);
+    cr_assert_eq(ol__entry_add_move(&w, 9, "other", 1, 2, 5, 1, 550), 0);
+    apply(&w, 0, &fx);
+    row = agent_effect(&fx);
+    cr_assert_not_null(row);
+    cr_expect_eq(row->handoff_ms, 0);
+    ol__effects_free(&fx);
+
+    /* A refused move hands nothing over either. */
+    cr_assert_eq(ol__entry_add_move(&w, 10, "other", 2, 9, 0, 1, 550), 0);
+    apply(&w, 0, &fx);
+    cr_expect_eq(cmd_status(&fx), OL_ESTALE);
+    cr_expect_null(agent_effect(&fx));
+    ol__effects_free(&fx);
+    cr_expect_eq(ol__sm_agent(sm, "other")->handoff_ms, 0);
+    ol__entry_w_close(&w);
+}
+
+/* The hand-off wait the leader puts in a move: none when nothing may
+ * still run the agent, else the old owner's longest lease with room for
+ * clock rates 10% apart and the tick that notices the lease ran out. */
+Test(sm, hand_off_wait_only_off_a_node_that_may_still_run_it)
+{
+    cr_expect_eq(ol__pl_handoff_ms(0, 2, OL_PL_LIVE, 400, 50), 0,
+                 "a first placement");
+    cr_expect_eq(ol__pl_handoff_ms(2, 2, OL_PL_LIVE, 400, 50), 0,
+                 "a re-grant to the same node");
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_DEAD, 400, 50), 0,
+                 "a failover: the owner was silent for the failover time");
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 400, 50), 550);
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_UNKNOWN, 400, 50), 550,
+                 "not known to be dead is live");
+    cr_expect_geq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 400, 0) * 9,
+                  400u * 11, "shorter than a lease on a clock 10%% slow");
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 4000000, 50),
+                 OL_MOVE_HOLD_MAX_MS);
 }
 
 /* Two nodes may not share a key: the roster refuses the second. */
