@@ -41,8 +41,8 @@
  * from a node that may still be running it (a rebalance, a node being
  * removed): the new owner applies it, then waits `hold_ms` on its own
  * monotonic clock, or until the old owner says it has let go, before the
- * agent's first step (cluster.h: the hand-off).  The leader decides the
- * wait, so every node applies the same command.
+ * agent's first step (placement.h, ol__pl_handoff_ms).  The leader
+ * decides the wait, so every node applies the same command.
  */
 #ifndef OL_CMD_H
 #define OL_CMD_H
