@@ -406,9 +406,34 @@ void ol__agent_handed_over(struct ol__node *n, uint64_t from,
                            const char *name, uint64_t epoch)
 {
     struct ol_agent *a = ol__agent_get(n, name);
+    unsigned i;
 
-    if (a && a->epoch == epoch && a->row.handoff_from == from)
-        handoff_end(a, "the previous owner let it go");
+    if (a && a->epoch == epoch) {
+        if (a->row.handoff_from == from)
+            handoff_end(a, "the previous owner let it go");
+        return;
+    }
+    if (a && a->epoch > epoch)
+        return;
+    /* The old owner applied the move first (it may be the leader): keep
+     * its word for when this node applies it. */
+    i = n->let_go_next++ % OL_LET_GO_MAX;
+    n->let_go[i].from = from;
+    n->let_go[i].epoch = epoch;
+    snprintf(n->let_go[i].name, sizeof n->let_go[i].name, "%s", name);
+}
+
+/* Did node `from` say it let `name` go for `epoch` already? */
+static int let_go_before(struct ol__node *n, uint64_t from, const char *name,
+                         uint64_t epoch)
+{
+    for (unsigned i = 0; i < OL_LET_GO_MAX; i++)
+        if (n->let_go[i].from == from && n->let_go[i].epoch == epoch &&
+            strcmp(n->let_go[i].name, name) == 0) {
+            n->let_go[i].from = 0;
+            return 1;
+        }
+    return 0;
 }
 
 void ol__agent_hand_over(struct ol__node *n, const struct ol__sm_agent *row)
@@ -429,6 +454,12 @@ void ol__agent_hand_over(struct ol__node *n, const struct ol__sm_agent *row)
  * step until that node has certainly stopped (cmd.h, MOVE). */
 static void handoff_begin(struct ol_agent *a, uint32_t ms)
 {
+    if (let_go_before(a->node, a->row.handoff_from, a->name, a->epoch)) {
+        a->row.handoff_ms = 0;
+        ol__agent_note(a, OL_LOG_INFO, 0, "handed over: the previous owner "
+                                          "let it go");
+        return;
+    }
     a->handoff_until = ol__mono_ms() + ms;
     uv_timer_start(&a->handoff, handoff_cb, ms, 0);
     ol__agent_note(a, OL_LOG_INFO, 0,

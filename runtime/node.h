@@ -186,6 +186,8 @@ struct ol__waiter {
     uint64_t msg_seq;
 };
 
+#define OL_LET_GO_MAX 16
+
 struct ol__node {
     uv_loop_t *loop;
     struct ol__config cfg;
@@ -201,6 +203,13 @@ struct ol__node {
     int cluster;
     uint64_t inc;  /* this start's incarnation (0 on a single node) */
     int paused;    /* no lease: agents take no steps */
+    /* Old owners that said they let an agent go before this node applied
+     * the move that hands it here (agent.c). */
+    struct {
+        uint64_t from, epoch;
+        char name[OL_NAME_MAX + 1];
+    } let_go[OL_LET_GO_MAX];
+    unsigned let_go_next;
 
     struct ol__codes codes;
     char host_exe[PATH_MAX];          /* outlast-agent-host */
