@@ -255,6 +255,34 @@ static int all_moved(int via, const struct tc_agent *moved, int n, int from)
     return gone == n;
 }
 
+/* 1 if `outlast show NAME` on the agent's new owner (as node `via` sees
+ * it) says it is handing over, 0 if not, -1 if the answer came too late
+ * to tell (the wait may have ended). */
+static int shows_handing_over(int via, const char *name)
+{
+    struct tc_agent a[CAP];
+    char args[128];
+    char *out = NULL;
+    uint64_t t0 = td_ms();
+    int na = tc_agents(&c, via, a, CAP), owner = -1, rv;
+
+    for (int i = 0; i < na; i++)
+        if (strcmp(a[i].name, name) == 0)
+            owner = tc_index(&c, a[i].owner);
+    cr_assert_geq(owner, 0, "'%s' has no owner", name);
+    snprintf(args, sizeof args, "show %s", name);
+    rv = td_sh(&out, "%s --socket %s %s", td_bin("outlast"),
+               c.nodes[owner].d.sock, args);
+    cr_assert_eq(rv, 0, "outlast %s: %s", args, out ? out : "");
+    rv = strstr(out, "phase handing over") != NULL;
+    if (!rv && td_ms() - t0 > 500)
+        rv = -1;
+    if (rv <= 0)
+        cr_log_info("outlast show %s:\n%s", name, out);
+    free(out);
+    return rv;
+}
+
 /* A node being removed is frozen before the move commits and continued
  * while its lease still runs: it steps its agents once more, and the new
  * owners, which never hear from it, wait out that lease. */
@@ -264,7 +292,7 @@ Test(handoff, a_frozen_node_being_removed_steps_before_the_new_owner)
     struct steps ss;
     char args[64], why[256];
     uint64_t stop_ns, thaw_ns, end;
-    int leader, x, n, overlaps, checked, late = 0, waited = 0;
+    int leader, x, n, overlaps, checked, late = 0, waited = 0, shown;
 
     leader = start("ho-remove");
     x = tc_pick_follower(&c, leader, 0);
@@ -283,8 +311,13 @@ Test(handoff, a_frozen_node_being_removed_steps_before_the_new_owner)
         td_sleep_ms(5);
     cr_assert(all_moved(leader, moved, n, x),
               "the agents did not move off node %d in time", x + 1);
+    shown = shows_handing_over(leader, moved[0].name);
     thaw_ns = tmono_ns();
     cr_assert_gt(nf_thaw(c.nodes[x].d.pid), 0);
+    /* The wait lasts 1050 ms from the move; -1: asked too late to tell. */
+    cr_expect_neq(shown, 0, "'outlast show %s' on its new owner did not "
+                            "say it is handing over",
+                  moved[0].name);
     cr_log_info("node %d frozen %.0f ms; %d agents moved", x + 1,
                 (double)(thaw_ns - stop_ns) / 1e6, n);
 
