@@ -160,25 +160,38 @@ static void fwd_timeout(uv_timer_t *t)
     fwd_answer(f, OL_ETIMEOUT, msg, NULL, 0);
 }
 
+/* Start message `type` of `n` elements (the type included) in `b`. */
+static void app_begin(struct ol__buf *b, msgpack_packer *pk, uint32_t n,
+                      uint64_t type)
+{
+    ol__buf_init(b);
+    msgpack_packer_init(pk, b, ol__buf_write);
+    msgpack_pack_array(pk, n);
+    msgpack_pack_uint64(pk, type);
+}
+
+/* Send what app_begin() started to node `to`, and free it. */
+static int app_send(struct ol__node *n, uint64_t to, struct ol__buf *b)
+{
+    int rv = b->base ? ol__cluster_send_app(n->replica, to, b->base, b->len)
+                     : OL_ENOMEM;
+
+    ol__buf_close(b);
+    return rv;
+}
+
 static int send_req(struct ol__node *n, struct ol__logfwd *f, uint64_t after,
                     uint32_t limit)
 {
     struct ol__buf b;
     msgpack_packer pk;
-    int rv;
 
-    ol__buf_init(&b);
-    msgpack_packer_init(&pk, &b, ol__buf_write);
-    msgpack_pack_array(&pk, 5);
-    msgpack_pack_uint64(&pk, APP_LOGS_REQ);
+    app_begin(&b, &pk, 5, APP_LOGS_REQ);
     msgpack_pack_uint64(&pk, f->id);
     pk_str(&pk, f->name);
     msgpack_pack_uint64(&pk, after);
     msgpack_pack_uint64(&pk, limit);
-    rv = b.base ? ol__cluster_send_app(n->replica, f->to, b.base, b.len)
-                : OL_ENOMEM;
-    ol__buf_close(&b);
-    return rv;
+    return app_send(n, f->to, &b);
 }
 
 static void forward(struct ol__node *n, const char *name, uint64_t owner,
@@ -305,10 +318,7 @@ static void send_resp(struct ol__node *n, uint64_t to, uint64_t id,
     struct ol__buf b;
     msgpack_packer pk;
 
-    ol__buf_init(&b);
-    msgpack_packer_init(&pk, &b, ol__buf_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_uint64(&pk, APP_LOGS_RESP);
+    app_begin(&b, &pk, 4, APP_LOGS_RESP);
     msgpack_pack_uint64(&pk, id);
     msgpack_pack_int(&pk, status);
     if (status == 0) {
@@ -317,9 +327,7 @@ static void send_resp(struct ol__node *n, uint64_t to, uint64_t id,
     } else {
         pk_str(&pk, errmsg ? errmsg : ol_strerror(status));
     }
-    if (b.base)
-        (void)ol__cluster_send_app(n->replica, to, b.base, b.len);
-    ol__buf_close(&b);
+    (void)app_send(n, to, &b);
 }
 
 static void on_req(struct ol__node *n, uint64_t from, struct ol__mpr *r)
@@ -397,15 +405,10 @@ void ol__logs_send_handed_over(struct ol__node *n, uint64_t to,
 
     if (n->replica == NULL || n->cluster == 0)
         return;
-    ol__buf_init(&b);
-    msgpack_packer_init(&pk, &b, ol__buf_write);
-    msgpack_pack_array(&pk, 3);
-    msgpack_pack_uint64(&pk, APP_HANDED_OVER);
+    app_begin(&b, &pk, 3, APP_HANDED_OVER);
     pk_str(&pk, name);
     msgpack_pack_uint64(&pk, epoch);
-    if (b.base)
-        (void)ol__cluster_send_app(n->replica, to, b.base, b.len);
-    ol__buf_close(&b);
+    (void)app_send(n, to, &b);
 }
 
 static void on_handed_over(struct ol__node *n, uint64_t from,
