@@ -247,7 +247,7 @@ Test(store, schema_1_is_upgraded_with_heads_from_its_rows)
             "('b', 7, 1, 0, x'07', 1, 2, 0, x'00');");
     cr_assert_eq(ol__store_open(&s, db, OL_STORE_WRITE_FULL), 0, "%s",
                  s.errmsg);
-    cr_expect_eq(s.schema, 2);
+    cr_expect_eq(s.schema, OL_SCHEMA_VERSION);
     cr_expect_eq(q1(&s, "SELECT seq FROM heads WHERE agent = 'a'"), 2);
     cr_expect_eq(q1(&s, "SELECT epoch FROM heads WHERE agent = 'a'"), 2);
     cr_expect_eq(q1(&s, "SELECT seq FROM heads WHERE agent = 'b'"), 7);
