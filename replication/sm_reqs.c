@@ -233,6 +233,7 @@ int ol__sm_apply_once(struct ol__sm *sm, const struct ol__cmd *c,
                       struct ol__effects *fx)
 {
     const struct ol__sm_req *r;
+    const struct ol__sm_agent *a;
     char why[sizeof fx->last_why];
     int rv;
 
@@ -255,6 +256,15 @@ int ol__sm_apply_once(struct ol__sm *sm, const struct ol__cmd *c,
         why[0] = '\0';
         if (r->status != 0)
             stored_why(sm, c->req, why, sizeof why);
+        /* A waiting client is answered as the first time: with the agent's
+         * row (as it is now) before the outcome. */
+        a = r->status == 0 && (c->type == OL_CMD_SPAWN ||
+                               c->type == OL_CMD_STOP ||
+                               c->type == OL_CMD_START)
+                ? ol__map_get(&sm->agents, c->name)
+                : NULL;
+        if (a)
+            ol__fx_agent(fx, a);
         ol__fx_cmd(fx, c, r->status, why[0] ? why : NULL);
         return 0;
     }
