@@ -255,6 +255,27 @@ Test(store, schema_1_is_upgraded_with_heads_from_its_rows)
     ol__store_close(&s);
 }
 
+/* Schema 2 had no table of applied request ids: the first writable open
+ * adds it, empty, and moves the database to the current schema. */
+Test(store, schema_2_gains_the_request_id_table)
+{
+    struct ol__store s;
+
+    cr_assert_eq(ol__store_open(&s, db, OL_STORE_WRITE_FULL), 0, "%s",
+                 s.errmsg);
+    cr_assert_eq(ol__store_exec(&s, "DROP TABLE reqs; UPDATE meta SET "
+                                    "value = 2 WHERE key = 'schema'"),
+                 0);
+    ol__store_close(&s);
+    cr_assert_eq(ol__store_open(&s, db, OL_STORE_WRITE_FULL), 0, "%s",
+                 s.errmsg);
+    cr_expect_eq(s.schema, OL_SCHEMA_VERSION);
+    cr_expect_eq(q1(&s, "SELECT value FROM meta WHERE key = 'schema'"),
+                 OL_SCHEMA_VERSION);
+    cr_expect_eq(q1(&s, "SELECT count(*) FROM reqs"), 0);
+    ol__store_close(&s);
+}
+
 Test(store, reading_a_closed_database_creates_no_files)
 {
     struct ol__store s, r;
