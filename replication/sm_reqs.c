@@ -149,9 +149,6 @@ int ol__sm_reqs_load(struct ol__sm *sm)
 
     ol__sm_reqs_clear(t);
     t->next_n = 1;
-    rv = reqs_alloc(sm);
-    if (rv != 0)
-        return rv;
     rv = ol__store_prepare(sm->st,
                            "SELECT req, n, type, status FROM reqs "
                            "ORDER BY n",
@@ -169,10 +166,14 @@ int ol__sm_reqs_load(struct ol__sm *sm)
          * row is kept out of memory rather than indexed twice. */
         if (r.req == 0 || lookup(t, r.req) != NULL)
             continue;
+        /* Memory is taken at the first id, not for every store opened. */
+        rv = reqs_alloc(sm);
+        if (rv != 0)
+            break;
         cache_add(t, &r);
     }
     sqlite3_finalize(st);
-    return 0;
+    return rv;
 }
 
 size_t ol__sm_reqs_count(const struct ol__sm *sm)

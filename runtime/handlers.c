@@ -643,6 +643,17 @@ static void op_upgrade(struct ol__node *n, struct ol__ctl_req *req,
     ol__op_upgrade(n, req, kind, f ? file : NULL);
 }
 
+/* The agent's row in an answer: four entries. */
+static void pack_row(struct resp *r, const struct ol__sm_agent *row)
+{
+    pk_str(&r->pk, "kind");
+    pk_str(&r->pk, row->kind);
+    pk_kv_u64(&r->pk, "owner", row->owner);
+    pk_kv_u64(&r->pk, "epoch", row->epoch);
+    pk_str(&r->pk, "status");
+    pk_str(&r->pk, ol__status_name(row->status));
+}
+
 static void answer(struct ol__waiter *w, const struct ol__effect *e,
                    const struct ol__sm_agent *row)
 {
@@ -659,14 +670,8 @@ static void answer(struct ol__waiter *w, const struct ol__effect *e,
     pk_str(&r.pk, w->name);
     if (w->msg_seq)
         pk_kv_u64(&r.pk, "msg_seq", w->msg_seq);
-    if (row) {
-        pk_str(&r.pk, "kind");
-        pk_str(&r.pk, row->kind);
-        pk_kv_u64(&r.pk, "owner", row->owner);
-        pk_kv_u64(&r.pk, "epoch", row->epoch);
-        pk_str(&r.pk, "status");
-        pk_str(&r.pk, ol__status_name(row->status));
-    }
+    if (row)
+        pack_row(&r, row);
     resp_send(&r, w->ctl);
 }
 
@@ -713,12 +718,7 @@ void ol__waiters_agent(struct ol__node *n, const struct ol__sm_agent *row)
         resp_begin(&r, 5);
         pk_str(&r.pk, "name");
         pk_str(&r.pk, w->name);
-        pk_str(&r.pk, "kind");
-        pk_str(&r.pk, row->kind);
-        pk_kv_u64(&r.pk, "owner", row->owner);
-        pk_kv_u64(&r.pk, "epoch", row->epoch);
-        pk_str(&r.pk, "status");
-        pk_str(&r.pk, ol__status_name(row->status));
+        pack_row(&r, row);
         resp_send(&r, w->ctl);
         free(w);
     }

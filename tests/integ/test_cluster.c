@@ -530,6 +530,27 @@ static int cli_send(int i, const char *to, const char *json,
     return rc;
 }
 
+static void wait_ledger(int via, int64_t want)
+{
+    uint64_t end = td_ms() + 20000;
+
+    while (!ledger_full(via, want) && td_ms() < end)
+        td_sleep_ms(50);
+    cr_assert(ledger_full(via, want), "the ledger never recorded message %"
+                                      PRId64, want);
+}
+
+/* Messages from the CLI waiting in node i's mailbox table. */
+static int64_t cli_rows(int i)
+{
+    sqlite3 *db = td_db(&c.nodes[i].d);
+    int64_t n = td_q1(db, "SELECT count(*) FROM mailbox WHERE from_agent = "
+                          "'@cli'");
+
+    sqlite3_close(db);
+    return n;
+}
+
 /* A client sends a message with a request id through one node; once the
  * agent has consumed it (and its ack removed the mailbox row) the client,
  * not having heard back, sends the same request id through another node.
@@ -554,16 +575,12 @@ Test(cluster, a_send_retried_with_its_request_id_on_another_node_lands_once)
     cr_assert_eq(cli_send(a, "ledger", "{\"n\": 1}", "order-7", out1,
                           sizeof out1),
                  0, "send via node %d: %s", a + 1, out1);
+    wait_ledger(leader, 1);
+    /* Consumed and acknowledged: the row is gone on the retry's node. */
     end = td_ms() + 20000;
-    while (!ledger_full(leader, 1) && td_ms() < end)
+    while (cli_rows(b) != 0 && td_ms() < end)
         td_sleep_ms(50);
-    cr_assert(ledger_full(leader, 1), "the ledger never recorded message 1");
-    /* Consumed and acknowledged: no @cli row is left anywhere. */
-    end = td_ms() + 20000;
-    while (td_ms() < end &&
-           td_q1(td_db(&c.nodes[b].d), "SELECT count(*) FROM mailbox WHERE "
-                                       "from_agent = '@cli'") != 0)
-        td_sleep_ms(50);
+    cr_assert_eq(cli_rows(b), 0, "message 1 was never acknowledged");
 
     cr_assert_eq(cli_send(b, "ledger", "{\"n\": 1}", "order-7", out2,
                           sizeof out2),
@@ -580,10 +597,7 @@ Test(cluster, a_send_retried_with_its_request_id_on_another_node_lands_once)
     cr_assert_eq(cli_send(b, "ledger", "{\"n\": 2}", "order-8", out3,
                           sizeof out3),
                  0, "send via node %d: %s", b + 1, out3);
-    end = td_ms() + 20000;
-    while (!ledger_full(leader, 2) && td_ms() < end)
-        td_sleep_ms(50);
-    cr_assert(ledger_full(leader, 2), "the ledger never recorded message 2");
+    wait_ledger(leader, 2);
     cr_expect_eq(tc_state_int(&c, leader, "ledger", "dups", -1), 0,
                  "the retried message was delivered again");
     cr_expect_eq(tc_state_int(&c, leader, "ledger", "entries", -1), 2);
