@@ -4,10 +4,14 @@
  * leader hands it to raft_apply(); a follower forwards it to the leader,
  * which merges forwarded commands into its own next entry.  Each node keeps
  * what it proposed until it sees the outcome in its own state machine, and
- * sends it again if nothing came back in time or the leader changed: the
- * state machine makes every command idempotent, so a retry never
- * duplicates, and RAFT_LEADERSHIPLOST (outcome unknown) is never reported
- * as either committed or lost.
+ * sends it again if nothing came back in time or the leader changed.  A
+ * retry carries the same request id: checkpoints are idempotent by (agent,
+ * seq) and hash, and the state machine remembers the request ids of the
+ * newest OL_SM_REQS_MAX commands it applied (sm_reqs.c) and applies a
+ * repeat of one as nothing, reporting the first outcome.  So a retry never
+ * duplicates unless it lands after that many other commands, and
+ * RAFT_LEADERSHIPLOST (outcome unknown) is never reported as either
+ * committed or lost.
  */
 #include <inttypes.h>
 #include <stdio.h>

@@ -109,6 +109,9 @@ void ol__fx_cmd(struct ol__effects *fx, const struct ol__cmd *c,
 {
     struct ol__effect *e = ol__fx_add(fx, OL_FX_CMD);
 
+    fx->last_req = c->req;
+    fx->last_status = status;
+    snprintf(fx->last_why, sizeof fx->last_why, "%s", why ? why : "");
     if (e == NULL)
         return;
     e->status = status;
@@ -174,6 +177,10 @@ static const char *const sql[SM_N_STMTS] = {
                      "floor, last_req, reason) VALUES(?, ?, ?, ?, ?, ?)",
     [ST_CODE_PUT] = "INSERT OR REPLACE INTO code(kind, node, hash, version) "
                     "VALUES(?, ?, ?, ?)",
+    [ST_REQ_INS] = "INSERT INTO reqs(req, n, type, status, why) "
+                   "VALUES(?, ?, ?, ?, ?)",
+    [ST_REQ_EVICT] = "DELETE FROM reqs WHERE n < ?",
+    [ST_REQ_WHY] = "SELECT why FROM reqs WHERE req = ?",
 };
 
 /* Step a statement that returns no row we need, then reset it. */
@@ -354,6 +361,8 @@ int ol__sm_reload(struct ol__sm *sm)
         rv = load_nodes(sm);
     if (rv == 0)
         rv = ol__sm_load_code(sm);
+    if (rv == 0)
+        rv = ol__sm_reqs_load(sm);
     return rv;
 }
 
@@ -386,6 +395,7 @@ void ol__sm_close(struct ol__sm *sm)
     if (sm == NULL)
         return;
     cache_clear(sm);
+    ol__sm_reqs_clear(&sm->reqs);
     for (int i = 0; i < SM_N_STMTS; i++)
         sqlite3_finalize(sm->stmt[i]);
     free(sm);

@@ -128,6 +128,11 @@ struct ol__effects {
     struct ol__effect *head;
     struct ol__effect *tail;
     uint32_t n;
+    /* The last command outcome added (kept even when its effect could not
+     * be allocated), which the table of applied request ids records. */
+    uint64_t last_req;
+    int last_status;
+    char last_why[160];
 };
 
 void ol__effects_init(struct ol__effects *fx);
@@ -141,7 +146,18 @@ struct ol__sm_config {
      * refused before the hard cap below drops anything; 0: no report. */
     uint32_t mail_soft_n;
     uint64_t mail_soft_bytes;
+    /* How many request ids the table of applied commands keeps; 0:
+     * OL_SM_REQS_MAX.  Every node of a cluster must use the same value
+     * (only tests set it). */
+    uint32_t reqs_max;
 };
+
+/* The table of applied request ids (sm_reqs.c) keeps the ids of the
+ * newest this many commands (checkpoints excluded): a proposer's retry or
+ * a client's repeat of a request id later than this many commands after
+ * the first is applied again.  About 2.4 MiB of memory at most, and a few
+ * MiB in the store and in each snapshot. */
+#define OL_SM_REQS_MAX 100000u
 
 /* No mailbox ever holds more: a message past this is dropped (and
  * counted) when its checkpoint commits, and a SEND is refused. */
@@ -219,6 +235,11 @@ int ol__sm_code_ok(const struct ol__sm *sm, const char *kind, uint64_t node);
 /* Put a node directly (outside the log): a single node registering its
  * own key on first start.  Runs its own transaction. */
 int ol__sm_put_node(struct ol__sm *sm, const struct ol__sm_node *n);
+
+/* The table of applied request ids: how many it holds, and whether it
+ * holds `req` (1, with its first outcome in *status) or not (0). */
+size_t ol__sm_reqs_count(const struct ol__sm *sm);
+int ol__sm_reqs_get(const struct ol__sm *sm, uint64_t req, int *status);
 
 /* Counters. */
 struct ol__sm_stats {

@@ -414,8 +414,12 @@ int ol__sm_apply(struct ol__sm *sm, const void *entry, size_t len,
     for (uint32_t i = 0; i < e.n && rv == 0; i++) {
         const struct ol__cmd *c = &e.cmds[i];
 
+        /* Format 1 entries predate the table of applied request ids:
+         * they are applied as they were then. */
         if (c->type == OL_CMD_CKPTS)
             rv = apply_ckpts(sm, c, trusted, fx);
+        else if (e.format >= 2)
+            rv = ol__sm_apply_once(sm, c, fx);
         else
             rv = ol__sm_apply_cmd(sm, c, fx);
     }

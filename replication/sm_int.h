@@ -24,7 +24,19 @@ enum {
     ST_APPLIED,
     ST_CRASH_PUT,
     ST_CODE_PUT,
+    ST_REQ_INS,
+    ST_REQ_EVICT,
+    ST_REQ_WHY,
     SM_N_STMTS
+};
+
+/* Applied request ids in memory (sm_reqs.c). */
+struct ol__sm_req;
+struct ol__sm_reqs {
+    struct ol__sm_req *ring; /* cap rows, oldest at head */
+    uint32_t *index;         /* ring position + 1; 0: empty */
+    size_t cap, mask, head, count;
+    int64_t next_n;          /* the apply counter of the next row */
 };
 
 struct ol__sm {
@@ -39,6 +51,7 @@ struct ol__sm {
     uint64_t applied;
     int64_t now_ms; /* the time of the entry being applied */
     uint64_t entry_term; /* its proposing leader's term; 0: not carried */
+    struct ol__sm_reqs reqs;
     struct ol__sm_stats stats;
     char errmsg[OL_ERRMSG_SIZE]; /* why an apply failed */
 };
@@ -67,6 +80,14 @@ int ol__sm_stored_hash(struct ol__sm *sm, const char *agent, uint64_t seq,
                        uint8_t out[OL_HASH_SIZE]);
 int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
                      struct ol__effects *fx);
+
+/* Applied request ids (sm_reqs.c).  ol__sm_apply_once() applies a
+ * command of a format 2 entry unless its request id was applied before, in
+ * which case it reports the first outcome again. */
+int ol__sm_apply_once(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__effects *fx);
+int ol__sm_reqs_load(struct ol__sm *sm);
+void ol__sm_reqs_clear(struct ol__sm_reqs *t);
 
 /* Plugin builds (sm_code.c). */
 int ol__sm_apply_code(struct ol__sm *sm, const struct ol__cmd *c,

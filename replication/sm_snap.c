@@ -1,8 +1,8 @@
 /*
  * State machine snapshots for raft.  A snapshot holds what a node needs to
  * serve after missing part of the log: the nodes, agents, mailbox, crashes
- * and code tables and each agent's newest checkpoint with the seal that
- * signed it.
+ * and code tables, each agent's newest checkpoint with the seal that
+ * signed it, and the request ids of the newest applied commands.
  *
  * Taking one reads through a connection whose read transaction was opened
  * when raft asked (so it shows exactly the applied state) and may run on a
@@ -24,8 +24,9 @@
 #include "seal.h"
 #include "sm_int.h"
 
-/* 3 added the crashes and code tables. */
-#define SNAP_FORMAT 3
+/* 3 added the crashes and code tables, 4 the table of applied request
+ * ids (an older snapshot restores an empty one). */
+#define SNAP_FORMAT 4
 
 static void pk_str(msgpack_packer *pk, const char *s)
 {
@@ -102,7 +103,7 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
     int rv;
 
     msgpack_packer_init(&pk, out, ol__buf_write);
-    msgpack_pack_array(&pk, 10);
+    msgpack_pack_array(&pk, 11);
     msgpack_pack_uint32(&pk, SNAP_FORMAT);
     msgpack_pack_uint64(&pk, index);
     rv = rows(db, &pk, "SELECT count(*) FROM nodes",
@@ -146,6 +147,11 @@ int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out)
     if (rv == 0)
         rv = rows(db, &pk, "SELECT count(*) FROM code",
                   "SELECT kind, node, hash, version FROM code", "subs");
+    /* In apply-counter order, which is the order of eviction. */
+    if (rv == 0)
+        rv = rows(db, &pk, "SELECT count(*) FROM reqs",
+                  "SELECT req, n, type, status, why FROM reqs ORDER BY n",
+                  "uiiis");
     if (rv == 0 && out->base == NULL)
         rv = OL_ENOMEM;
     return rv;
@@ -581,6 +587,41 @@ static int restore_code(struct restore *rs)
     return rv;
 }
 
+static int restore_reqs(struct restore *rs)
+{
+    sqlite3_stmt *st = rs->sm->stmt[ST_REQ_INS];
+    uint32_t n, m;
+
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, "request ids");
+    for (uint32_t i = 0; i < n; i++) {
+        char why[160];
+        uint64_t req;
+        int64_t cnt, type, status;
+        int rc;
+
+        if (ol__mpr_array(&rs->r, &m) || m != 5 ||
+            ol__mpr_uint(&rs->r, &req) || req == 0 ||
+            ol__mpr_int(&rs->r, &cnt) || ol__mpr_int(&rs->r, &type) ||
+            ol__mpr_int(&rs->r, &status) || status > 0 ||
+            ol__mpr_strcpy(&rs->r, why, sizeof why))
+            BAD(rs, "request id row");
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)req);
+        sqlite3_bind_int64(st, 2, cnt);
+        sqlite3_bind_int64(st, 3, type);
+        sqlite3_bind_int64(st, 4, status);
+        sqlite3_bind_text(st, 5, why, -1, SQLITE_TRANSIENT);
+        /* A repeated id or counter is a malformed snapshot. */
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if ((rc & 0xff) == SQLITE_CONSTRAINT)
+            BAD(rs, "request id row (repeated)");
+        if (rc != SQLITE_DONE)
+            return OL_EIO;
+    }
+    return 0;
+}
+
 int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
                    uint64_t index_hint, struct ol__effects *fx, char *errmsg)
 {
@@ -600,7 +641,7 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
     ol__mpr_init(&rs.r, p, len);
     if (ol__mpr_array(&rs.r, &n) || ol__mpr_uint(&rs.r, &rs.format) ||
         (rs.format == 1 && n != 7) || (rs.format == 2 && n != 8) ||
-        (rs.format == 3 && n != 10) ||
+        (rs.format == 3 && n != 10) || (rs.format == 4 && n != 11) ||
         rs.format < 1 || rs.format > SNAP_FORMAT ||
         ol__mpr_uint(&rs.r, &index)) {
         ol__errf(errmsg, "snapshot: header is malformed (byte %zu)",
@@ -618,7 +659,7 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
     if (rv == 0)
         rv = ol__store_exec(sm->st, "DELETE FROM nodes; DELETE FROM agents; "
                                     "DELETE FROM mailbox; DELETE FROM crashes; "
-                                    "DELETE FROM code;");
+                                    "DELETE FROM code; DELETE FROM reqs;");
     if (rv == 0)
         rv = restore_nodes(&rs);
     if (rv == 0)
@@ -633,6 +674,8 @@ int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
         rv = restore_crashes(&rs);
     if (rv == 0 && rs.format >= 3)
         rv = restore_code(&rs);
+    if (rv == 0 && rs.format >= 4)
+        rv = restore_reqs(&rs);
     if (rv == 0 && !ol__mpr_done(&rs.r)) {
         rs.what = "trailing bytes";
         rv = OL_EMALFORMED;

@@ -36,12 +36,20 @@
  *   show {name}       -> agent: see ol__query_show(), live: {...}
  *   history {name, limit?}
  *                     -> see ol__query_history()
- *   spawn {kind, name, config?: map}
+ *   spawn {kind, name, config?: map, request_id?}
  *                     -> name, owner, epoch
- *   stop {name}       -> name, status
- *   start {name}      -> name, status, epoch
- *   send {name, message: any}
+ *   stop {name, request_id?}
+ *                     -> name, status
+ *   start {name, request_id?}
+ *                     -> name, status, epoch
+ *   send {name, message: any, request_id?}
  *                     -> name, msg_seq
+ *   request_id (1-128 printable ASCII characters) names the request: the
+ *   command's id is derived from it (BLAKE2b over a domain string, the op
+ *   and the id), so the same request sent again, to any node, is applied
+ *   once and answered with the first outcome (the same msg_seq for a
+ *   send).  Without it the id is random.  A bad one is refused with
+ *   OL_EINVAL naming "request_id".
  *   cluster.status    -> see replication/cluster docs
  *   cluster.init / cluster.add {id, address, pk, labels?} /
  *   cluster.remove {id}

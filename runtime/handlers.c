@@ -54,6 +54,74 @@ static int arg_str(const msgpack_object *args, const char *key, char *out,
     return 0;
 }
 
+/* The longest request id a client may give. */
+#define REQUEST_ID_MAX 128
+
+static uint64_t le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v ? v : 1;
+}
+
+/*
+ * The command id for a mutating request.  With "request_id" (1-128
+ * printable ASCII characters) it is derived from it: the first 8 bytes of
+ * BLAKE2b over a domain prefix, the operation and the id, so that the same
+ * request sent again, through any node, is the same command and the state
+ * machine applies it once; the next 8 bytes give a send its message
+ * sequence, so the mailbox row is the same too.  Without one both are
+ * random.  Returns 0, or -1 after replying with an error that names the
+ * field.
+ */
+static int request_ids(struct ol__ctl_req *req, const char *op,
+                       const msgpack_object *args, uint64_t *id,
+                       uint64_t *seq)
+{
+    static const char domain[] = "outlast request id v1";
+    const msgpack_object *o = arg(args, "request_id");
+    crypto_generichash_state h;
+    uint8_t out[16];
+
+    if (o == NULL) {
+        *id = ol__node_req_id();
+        if (seq)
+            *seq = ol__node_req_id();
+        return 0;
+    }
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size == 0 ||
+        o->via.str.size > REQUEST_ID_MAX) {
+        ol__ctl_reply_error(req, OL_EINVAL,
+                            "%s: request_id must be a string of 1-%d "
+                            "printable characters",
+                            op, REQUEST_ID_MAX);
+        return -1;
+    }
+    for (uint32_t i = 0; i < o->via.str.size; i++) {
+        unsigned char ch = (unsigned char)o->via.str.ptr[i];
+
+        if (ch < 0x20 || ch > 0x7e) {
+            ol__ctl_reply_error(req, OL_EINVAL,
+                                "%s: request_id has a byte that is not "
+                                "printable ASCII (0x%02x at %u)",
+                                op, ch, i);
+            return -1;
+        }
+    }
+    crypto_generichash_init(&h, NULL, 0, sizeof out);
+    crypto_generichash_update(&h, (const uint8_t *)domain, sizeof domain);
+    crypto_generichash_update(&h, (const uint8_t *)op, strlen(op) + 1);
+    crypto_generichash_update(&h, (const uint8_t *)o->via.str.ptr,
+                              o->via.str.size);
+    crypto_generichash_final(&h, out, sizeof out);
+    *id = le64(out);
+    if (seq)
+        *seq = le64(out + 8);
+    return 0;
+}
+
 static void pk_str(msgpack_packer *pk, const char *s)
 {
     size_t n = strlen(s);
@@ -371,6 +439,7 @@ struct spawn_wait {
     char name[OL_NAME_MAX + 1];
     char kind[OL_KIND_MAX + 1];
     struct ol__buf cfg;
+    uint64_t id; /* the command id (request_ids()) */
 };
 
 static void spawn_loaded(void *data, int status, const char *errmsg)
@@ -378,7 +447,7 @@ static void spawn_loaded(void *data, int status, const char *errmsg)
     struct spawn_wait *sw = data;
     struct ol__node *n = sw->n;
     struct ol__entry_w w;
-    uint64_t id = ol__node_req_id();
+    uint64_t id = sw->id;
     int rv;
 
     if (status != 0) {
@@ -415,6 +484,7 @@ static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
     struct spawn_wait *sw;
     struct ol__code *code;
     msgpack_packer pk;
+    uint64_t id;
     int rv;
 
     if (arg_str(args, "name", name, sizeof name) != 0 ||
@@ -442,6 +512,8 @@ static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
                             name, OL_JSON_MAX_DEPTH);
         return;
     }
+    if (request_ids(req, "spawn", args, &id, NULL) != 0)
+        return;
     rv = ol__code_current(&n->codes, kind, 1, &code, err);
     if (rv != 0) {
         ol__ctl_reply_error(req, rv, "spawn '%s': %s", name, err);
@@ -454,6 +526,7 @@ static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
     }
     sw->n = n;
     sw->req = req;
+    sw->id = id;
     snprintf(sw->name, sizeof sw->name, "%s", name);
     snprintf(sw->kind, sizeof sw->kind, "%s", kind);
     ol__buf_init(&sw->cfg);
@@ -479,7 +552,7 @@ static void op_simple(struct ol__node *n, struct ol__ctl_req *req,
 {
     char name[OL_NAME_MAX + 2];
     struct ol__entry_w w;
-    uint64_t id = ol__node_req_id();
+    uint64_t id;
     int rv;
 
     if (arg_str(args, "name", name, sizeof name) != 0 ||
@@ -488,6 +561,8 @@ static void op_simple(struct ol__node *n, struct ol__ctl_req *req,
                             op);
         return;
     }
+    if (request_ids(req, op, args, &id, NULL) != 0)
+        return;
     ol__entry_w_init(&w);
     rv = strcmp(op, "stop") == 0 ? ol__entry_add_stop(&w, id, name)
                                  : ol__entry_add_start(&w, id, name);
@@ -507,7 +582,7 @@ static void op_send(struct ol__node *n, struct ol__ctl_req *req,
     struct ol__entry_w w;
     struct ol__buf mb;
     msgpack_packer pk;
-    uint64_t id = ol__node_req_id(), seq = ol__node_req_id();
+    uint64_t id, seq;
     int rv;
 
     if (arg_str(args, "name", name, sizeof name) != 0 ||
@@ -520,6 +595,8 @@ static void op_send(struct ol__node *n, struct ol__ctl_req *req,
                             name);
         return;
     }
+    if (request_ids(req, "send", args, &id, &seq) != 0)
+        return;
     if (ol__mp_object_depth(msg) > OL_JSON_MAX_DEPTH) {
         ol__ctl_reply_error(req, OL_ETOOBIG,
                             "send '%s': message nests deeper than %d levels "
@@ -566,44 +643,63 @@ static void op_upgrade(struct ol__node *n, struct ol__ctl_req *req,
     ol__op_upgrade(n, req, kind, f ? file : NULL);
 }
 
-void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e,
-                        const struct ol__sm_agent *row)
+/* The agent's row in an answer: four entries. */
+static void pack_row(struct resp *r, const struct ol__sm_agent *row)
 {
-    struct ol__waiter **pp = &n->waiters, *w;
+    pk_str(&r->pk, "kind");
+    pk_str(&r->pk, row->kind);
+    pk_kv_u64(&r->pk, "owner", row->owner);
+    pk_kv_u64(&r->pk, "epoch", row->epoch);
+    pk_str(&r->pk, "status");
+    pk_str(&r->pk, ol__status_name(row->status));
+}
+
+static void answer(struct ol__waiter *w, const struct ol__effect *e,
+                   const struct ol__sm_agent *row)
+{
     struct resp r;
 
-    while ((w = *pp) != NULL && w->req != e->u.cmd.req)
-        pp = &w->next;
-    if (w == NULL)
-        return;
-    /* `stop` answers once the final checkpoint has committed. */
-    if (e->status == 0 && strcmp(w->op, "stop") == 0 && row &&
-        row->status == OL_AGENT_STOPPING) {
-        w->req = 0;
-        return;
-    }
-    *pp = w->next;
     if (e->status != 0) {
         ol__ctl_reply_error(w->ctl, e->status, "%s '%s': %s", w->op,
                             w->name, e->errmsg[0] ? e->errmsg
                                                   : ol_strerror(e->status));
-    } else {
-        resp_begin(&r, 1 + (w->msg_seq != 0) + (row ? 4 : 0));
-        pk_str(&r.pk, "name");
-        pk_str(&r.pk, w->name);
-        if (w->msg_seq)
-            pk_kv_u64(&r.pk, "msg_seq", w->msg_seq);
-        if (row) {
-            pk_str(&r.pk, "kind");
-            pk_str(&r.pk, row->kind);
-            pk_kv_u64(&r.pk, "owner", row->owner);
-            pk_kv_u64(&r.pk, "epoch", row->epoch);
-            pk_str(&r.pk, "status");
-            pk_str(&r.pk, ol__status_name(row->status));
-        }
-        resp_send(&r, w->ctl);
+        return;
     }
-    free(w);
+    resp_begin(&r, 1 + (w->msg_seq != 0) + (row ? 4 : 0));
+    pk_str(&r.pk, "name");
+    pk_str(&r.pk, w->name);
+    if (w->msg_seq)
+        pk_kv_u64(&r.pk, "msg_seq", w->msg_seq);
+    if (row)
+        pack_row(&r, row);
+    resp_send(&r, w->ctl);
+}
+
+void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e,
+                        const struct ol__sm_agent *row)
+{
+    struct ol__waiter **pp = &n->waiters, *w;
+
+    if (e->u.cmd.req == 0)
+        return;
+    /* Every waiter for the command: a client that sent the same request
+     * id twice to this node waits twice for one command. */
+    while ((w = *pp) != NULL) {
+        if (w->req != e->u.cmd.req) {
+            pp = &w->next;
+            continue;
+        }
+        /* `stop` answers once the final checkpoint has committed. */
+        if (e->status == 0 && strcmp(w->op, "stop") == 0 && row &&
+            row->status == OL_AGENT_STOPPING) {
+            w->req = 0;
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        answer(w, e, row);
+        free(w);
+    }
 }
 
 void ol__waiters_agent(struct ol__node *n, const struct ol__sm_agent *row)
@@ -622,12 +718,7 @@ void ol__waiters_agent(struct ol__node *n, const struct ol__sm_agent *row)
         resp_begin(&r, 5);
         pk_str(&r.pk, "name");
         pk_str(&r.pk, w->name);
-        pk_str(&r.pk, "kind");
-        pk_str(&r.pk, row->kind);
-        pk_kv_u64(&r.pk, "owner", row->owner);
-        pk_kv_u64(&r.pk, "epoch", row->epoch);
-        pk_str(&r.pk, "status");
-        pk_str(&r.pk, ol__status_name(row->status));
+        pack_row(&r, row);
         resp_send(&r, w->ctl);
         free(w);
     }

@@ -1,7 +1,7 @@
 /*
  * The SQLite store: one database file per node, in WAL mode.
  *
- * Tables (schema 2):
+ * Tables (schema 3):
  *   meta(key, value)              schema version, identity (db_id), the
  *                                 count of committed transactions
  *                                 (commits), applied index, and after a
@@ -27,13 +27,16 @@
  *                                 checkpoint, kept by a trigger on
  *                                 checkpoints: a chain that ends below its
  *                                 head has lost its newest records
+ *   reqs(req, n, type, status, why)            request ids of the newest
+ *                                 applied commands and their outcomes
+ *                                 (replicated, schema 3, see sm_reqs.c)
  *
  * A database is created whole (schema and identity in a temp file that is
  * then linked into place), so an empty or half-made outlast.db is never
  * one outlast wrote.  A file that is not outlast's is never adopted: a
  * writable open refuses an empty file, a file that is not SQLite, and a
  * SQLite database without outlast's schema, before changing anything.
- * Schema 1 databases are upgraded on their first writable open.
+ * Schema 1 and 2 databases are upgraded on their first writable open.
  *
  * The writer connection is used by one thread at a time (the group-commit
  * worker or the raft FSM); readers use their own connections, and WAL
@@ -46,7 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OL_SCHEMA_VERSION 2
+#define OL_SCHEMA_VERSION 3 /* 3 added the reqs table */
 #define OL_DBID_SIZE 16
 
 enum ol__agent_status {

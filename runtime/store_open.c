@@ -60,6 +60,13 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS code("
     "  kind TEXT NOT NULL, node INTEGER NOT NULL, hash BLOB NOT NULL,"
     "  version TEXT NOT NULL, PRIMARY KEY(kind, node)) WITHOUT ROWID;"
+    /* Request ids of recently applied commands, for exactly-once
+     * commands (replication/sm_reqs.c): n is the apply counter that orders
+     * eviction, oldest first. */
+    "CREATE TABLE IF NOT EXISTS reqs("
+    "  req INTEGER PRIMARY KEY, n INTEGER NOT NULL UNIQUE,"
+    "  type INTEGER NOT NULL, status INTEGER NOT NULL,"
+    "  why TEXT NOT NULL DEFAULT '');"
     "CREATE TABLE IF NOT EXISTS evidence("
     "  id INTEGER PRIMARY KEY, agent TEXT NOT NULL, seq INTEGER NOT NULL,"
     "  time_ms INTEGER NOT NULL, kind TEXT NOT NULL, stored_hash BLOB,"
@@ -315,15 +322,20 @@ static int random_id(struct ol__store *s)
     return ol__store_meta_set_blob(s, "db_id", s->db_id, OL_DBID_SIZE);
 }
 
+/* Schema 1 to 2: heads from the rows, an identity and a commit count.
+ * Schema 2 to 3: the reqs table, which the schema above creates (a schema
+ * 2 database applied commands without recording them, so it starts
+ * empty). */
 static int upgrade(struct ol__store *s)
 {
+    int from = s->schema;
     int rv = ol__store_exec(s, "BEGIN IMMEDIATE;");
 
-    if (rv == 0)
+    if (rv == 0 && from < 2)
         rv = ol__store_exec(s, upgrade_1_2);
-    if (rv == 0)
+    if (rv == 0 && from < 2)
         rv = random_id(s);
-    if (rv == 0)
+    if (rv == 0 && from < 2)
         rv = ol__store_meta_set_int(s, "commits", 0);
     if (rv == 0)
         rv = ol__store_meta_set_int(s, "schema", OL_SCHEMA_VERSION);
@@ -333,8 +345,8 @@ static int upgrade(struct ol__store *s)
         ol__store_rollback(s);
         return rv;
     }
-    ol_log(OL_LOG_INFO, "database '%s': schema 1 upgraded to %d", s->path,
-           OL_SCHEMA_VERSION);
+    ol_log(OL_LOG_INFO, "database '%s': schema %d upgraded to %d", s->path,
+           from, OL_SCHEMA_VERSION);
     s->schema = OL_SCHEMA_VERSION;
     return 0;
 }
@@ -377,7 +389,7 @@ static int open_rw(struct ol__store *s, int mode)
         rv = ol__store_exec(s, "PRAGMA cache_size=-32768;");
     if (rv == 0)
         rv = ol__store_exec(s, schema);
-    if (rv == 0 && s->schema < 2)
+    if (rv == 0 && s->schema < OL_SCHEMA_VERSION)
         rv = upgrade(s);
     if (rv == 0)
         rv = load_identity(s);

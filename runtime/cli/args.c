@@ -19,7 +19,7 @@
  * the command name when they come before it. */
 static const char *const cmd_value_opts[] = {
     "--limit", "--config", "--out", "--agent", "--trust", "--labels",
-    "--from", "--epoch-floor", "--node-id", NULL,
+    "--from", "--epoch-floor", "--node-id", "--request-id", NULL,
 };
 
 static int is_cmd_value_opt(const char *a)

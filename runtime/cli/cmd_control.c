@@ -24,6 +24,36 @@ static int check_name(const struct ol__cli *c, const char *name)
     return 0;
 }
 
+/* --request-id ID: 1-128 printable ASCII characters.  The node derives
+ * the command's id from it, so running the same command again with the
+ * same ID (after a timeout, through any node) applies it once. */
+#define REQUEST_ID_MAX 128
+
+static int check_request_id(const struct ol__cli *c, const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+
+    if (id == NULL)
+        return 0;
+    if (n == 0 || n > REQUEST_ID_MAX)
+        return ol__cli_usage_err(c, "--request-id must be 1-%d characters",
+                                 REQUEST_ID_MAX);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)id[i] < 0x20 || (unsigned char)id[i] > 0x7e)
+            return ol__cli_usage_err(c,
+                                     "--request-id must be printable ASCII "
+                                     "(byte %zu is not)",
+                                     i);
+    return 0;
+}
+
+static int pack_request_id(msgpack_packer *pk, const char *id)
+{
+    if (id == NULL)
+        return 0;
+    return ol__cli_pack_str(pk, "request_id") | ol__cli_pack_str(pk, id);
+}
+
 /* Print a finished response: JSON, or one line built by `human`. */
 static int done(struct ol__cli *c, struct ol__cli_resp *r,
                 void (*human)(const msgpack_object *root, const char *arg),
@@ -66,9 +96,10 @@ static void spawned(const msgpack_object *m, const char *kind)
 
 int ol__cmd_spawn(struct ol__cli *c)
 {
-    const char *config = NULL, *pos[2];
+    const char *config = NULL, *rid = NULL, *pos[2];
     const struct ol__cli_opt opts[] = {
         {.name = "--config", .takes_value = 1, .value = &config},
+        {.name = "--request-id", .takes_value = 1, .value = &rid},
         {0},
     };
     char err[OL_ERRMSG_SIZE];
@@ -83,7 +114,8 @@ int ol__cmd_spawn(struct ol__cli *c)
         return rv;
     if (strlen(pos[0]) == 0 || strlen(pos[0]) > OL_KIND_MAX)
         return ol__cli_usage_err(c, "kind must be 1-%d bytes", OL_KIND_MAX);
-    if ((rv = check_name(c, pos[1])) != 0)
+    if ((rv = check_name(c, pos[1])) != 0 ||
+        (rv = check_request_id(c, rid)) != 0)
         return rv;
     if (config) {
         rv = ol__json_parse(config, strlen(config), &cfg, err);
@@ -99,7 +131,9 @@ int ol__cmd_spawn(struct ol__cli *c)
         }
     }
     ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, "spawn", cfg ? 3 : 2);
+    bad = ol__cli_req_begin(&b, &pk, "spawn", 2 + (cfg != NULL) +
+                                                  (rid != NULL));
+    bad |= pack_request_id(&pk, rid);
     bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
     bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[1]);
     if (cfg)
@@ -132,14 +166,25 @@ static void started(const msgpack_object *m, const char *name)
 static int name_op(struct ol__cli *c, const char *op,
                    void (*human)(const msgpack_object *, const char *))
 {
+    const char *rid = NULL, *pos[1];
+    const struct ol__cli_opt opts[] = {
+        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {0},
+    };
     struct ol__cli_resp r;
-    const char *pos[1];
-    int n, rv;
+    struct ol__buf b;
+    msgpack_packer pk;
+    int n, rv, bad;
 
-    if ((rv = ol__cli_parse(c, NULL, pos, 1, 1, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])))
+    if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
+        (rv = check_request_id(c, rid)) != 0)
         return rv;
-    if ((rv = ol__cli_call_simple(c, op, pos[0], &r)) != 0)
+    ol__buf_init(&b);
+    bad = ol__cli_req_begin(&b, &pk, op, 1 + (rid != NULL));
+    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
+    bad |= pack_request_id(&pk, rid);
+    if ((rv = call(c, &b, bad, &r)) != 0)
         return rv;
     return done(c, &r, human, pos[0]);
 }
@@ -170,12 +215,17 @@ int ol__cmd_send(struct ol__cli *c)
     struct ol__cli_resp r;
     struct ol__buf b;
     msgpack_packer pk;
-    const char *pos[2];
+    const char *rid = NULL, *pos[2];
+    const struct ol__cli_opt opts[] = {
+        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {0},
+    };
     json_t *msg;
     int n, rv, bad;
 
-    if ((rv = ol__cli_parse(c, NULL, pos, 2, 2, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])))
+    if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
+        (rv = check_request_id(c, rid)) != 0)
         return rv;
     rv = ol__json_parse(pos[1], strlen(pos[1]), &msg, err);
     if (rv == OL_ETOOBIG)
@@ -183,7 +233,8 @@ int ol__cmd_send(struct ol__cli *c)
     if (rv != 0)
         return ol__cli_usage_err(c, "message is not valid JSON: %s", err);
     ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, "send", 2);
+    bad = ol__cli_req_begin(&b, &pk, "send", 2 + (rid != NULL));
+    bad |= pack_request_id(&pk, rid);
     bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
     bad |= ol__cli_pack_str(&pk, "message") | ol__json_pack(msg, &pk);
     json_decref(msg);

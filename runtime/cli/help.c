@@ -23,9 +23,13 @@ static const struct ol__cli_cmd cmds[] = {
      "  --limit N   only the newest N checkpoints (default: all)\n"
      "  Rows are listed as stored; 'outlast verify' checks them.\n"
      "  With --db FILE the database is read directly.\n"},
-    {"spawn", ol__cmd_spawn, "spawn KIND NAME [--config JSON]",
+    {"spawn", ol__cmd_spawn,
+     "spawn KIND NAME [--config JSON] [--request-id ID]",
      "create an agent of plugin KIND named NAME",
-     "  --config JSON   the agent's configuration, a JSON object\n"},
+     "  --config JSON     the agent's configuration, a JSON object\n"
+     "  --request-id ID   name this request (1-128 printable characters):\n"
+     "                    run again with the same ID, on any node, it is\n"
+     "                    applied once and answers as the first time\n"},
     {"logs", ol__cmd_logs,
      "logs NAME [-f] [--lines N] [--interval MS] [--duration MS]",
      "show an agent's own log lines, from whichever node hosts it",
@@ -48,14 +52,23 @@ static const struct ol__cli_cmd cmds[] = {
      "  Rates come from the difference between two frames: CKPT/S for\n"
      "  every agent, STEPS/S, COMMIT (its last commit latency) and QUEUED\n"
      "  for the agents hosted on the node asked.  Press q to quit.\n"},
-    {"stop", ol__cmd_stop, "stop NAME",
-     "stop an agent after a final checkpoint", NULL},
-    {"start", ol__cmd_start, "start NAME",
+    {"stop", ol__cmd_stop, "stop NAME [--request-id ID]",
+     "stop an agent after a final checkpoint",
+     "  --request-id ID   name this request (1-128 printable characters):\n"
+     "                    run again with the same ID, on any node, it is\n"
+     "                    applied once and answers as the first time\n"},
+    {"start", ol__cmd_start, "start NAME [--request-id ID]",
      "start a stopped or quarantined agent again (under a new epoch)",
+     "  --request-id ID   name this request (1-128 printable characters):\n"
+     "                    run again with the same ID, on any node, it is\n"
+     "                    applied once and answers as the first time\n"
      "  The agent runs the plugin file as it is now: a build installed\n"
      "  since it was quarantined is loaded.  Its crash count starts over.\n"},
-    {"send", ol__cmd_send, "send NAME JSON",
+    {"send", ol__cmd_send, "send NAME JSON [--request-id ID]",
      "send a message (any JSON value) to an agent",
+     "  --request-id ID   name this request (1-128 printable characters):\n"
+     "                    run again with the same ID, on any node, it is\n"
+     "                    applied once and answers as the first time\n"
      "  Use '--' before a message that starts with '-', e.g.\n"
      "  outlast send ticker -- -1\n"},
     {"upgrade", ol__cmd_upgrade, "upgrade KIND [FILE]",

@@ -43,7 +43,7 @@ _outlast()
         return
         ;;
     --timeout | --limit | --lines | -n | --interval | --count | --duration | \
-        --epoch-floor | --node-id)
+        --epoch-floor | --node-id | --request-id)
         return
         ;;
     esac
@@ -80,13 +80,14 @@ _outlast()
         history) opts="--limit" ;;
         logs) opts="-f --follow --lines --interval --duration" ;;
         export) opts="--all --out --json" ;;
+        stop | start | send) opts="--request-id" ;;
         esac
         if [[ $cur != -* && -z $sub ]]; then
             COMPREPLY=($(compgen -W "$(_outlast_agents)" -- "$cur"))
             return
         fi
         ;;
-    spawn) opts="--config" ;;
+    spawn) opts="--config --request-id" ;;
     top) opts="--interval --count --plain" ;;
     verify) opts="--db --agent --trust --cluster" ;;
     keygen) opts="--out --force" ;;

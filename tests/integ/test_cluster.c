@@ -512,3 +512,111 @@ Test(cluster, rebalancing_busy_agents_keeps_every_node_up)
     }
     cr_expect_eq(tc_check(&c, 30000), 0, "the invariant checker failed");
 }
+
+/* ---- exactly-once sends with a client request id ---- */
+
+/* `outlast send` through node i's control socket; returns the exit code
+ * and the output in out. */
+static int cli_send(int i, const char *to, const char *json,
+                    const char *request_id, char *out, size_t cap)
+{
+    char *o = NULL;
+    int rc;
+
+    rc = td_sh(&o, "%s --socket %s --json send %s '%s' --request-id '%s'",
+               td_bin("outlast"), c.nodes[i].d.sock, to, json, request_id);
+    snprintf(out, cap, "%s", o ? o : "");
+    free(o);
+    return rc;
+}
+
+static void wait_ledger(int via, int64_t want)
+{
+    uint64_t end = td_ms() + 20000;
+
+    while (!ledger_full(via, want) && td_ms() < end)
+        td_sleep_ms(50);
+    cr_assert(ledger_full(via, want), "the ledger never recorded message %"
+                                      PRId64, want);
+}
+
+/* Messages from the CLI waiting in node i's mailbox table. */
+static int64_t cli_rows(int i)
+{
+    sqlite3 *db = td_db(&c.nodes[i].d);
+    int64_t n = td_q1(db, "SELECT count(*) FROM mailbox WHERE from_agent = "
+                          "'@cli'");
+
+    sqlite3_close(db);
+    return n;
+}
+
+/* A client sends a message with a request id through one node; once the
+ * agent has consumed it (and its ack removed the mailbox row) the client,
+ * not having heard back, sends the same request id through another node.
+ * The agent sees the message once, and the retry answers as the first
+ * send did (same msg_seq).  A bad request id is refused by name. */
+Test(cluster, a_send_retried_with_its_request_id_on_another_node_lands_once)
+{
+    struct tc_opts o = {.n = 3, .tag = "once-"};
+    char out1[1024], out2[1024], out3[1024];
+    const char *seq1, *seq2;
+    uint64_t end;
+    int leader, a, b;
+
+    tc_init(&c, &o);
+    tc_start(&c);
+    leader = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(leader, 0);
+    spawn(leader, "ledger", "ledger", NULL);
+    wait_started(leader, 1);
+    a = (leader + 1) % c.n;
+    b = (leader + 2) % c.n;
+    cr_assert_eq(cli_send(a, "ledger", "{\"n\": 1}", "order-7", out1,
+                          sizeof out1),
+                 0, "send via node %d: %s", a + 1, out1);
+    wait_ledger(leader, 1);
+    /* Consumed and acknowledged: the row is gone on the retry's node. */
+    end = td_ms() + 20000;
+    while (cli_rows(b) != 0 && td_ms() < end)
+        td_sleep_ms(50);
+    cr_assert_eq(cli_rows(b), 0, "message 1 was never acknowledged");
+
+    cr_assert_eq(cli_send(b, "ledger", "{\"n\": 1}", "order-7", out2,
+                          sizeof out2),
+                 0, "retry via node %d: %s", b + 1, out2);
+    seq1 = strstr(out1, "\"msg_seq\"");
+    seq2 = strstr(out2, "\"msg_seq\"");
+    cr_assert(seq1 && seq2, "no msg_seq in %s / %s", out1, out2);
+    cr_expect_eq(strtoull(strchr(seq1, ':') + 1, NULL, 10),
+                 strtoull(strchr(seq2, ':') + 1, NULL, 10),
+                 "the retry was answered as another message: %s / %s", out1,
+                 out2);
+    /* A new request behind it: once it is recorded, a duplicate (queued
+     * before it) would have been seen. */
+    cr_assert_eq(cli_send(b, "ledger", "{\"n\": 2}", "order-8", out3,
+                          sizeof out3),
+                 0, "send via node %d: %s", b + 1, out3);
+    wait_ledger(leader, 2);
+    cr_expect_eq(tc_state_int(&c, leader, "ledger", "dups", -1), 0,
+                 "the retried message was delivered again");
+    cr_expect_eq(tc_state_int(&c, leader, "ledger", "entries", -1), 2);
+
+    /* Bad request ids: refused by the CLI, and by the node. */
+    cr_expect_neq(cli_send(a, "ledger", "{\"n\": 3}", "", out3, sizeof out3),
+                  0);
+    cr_expect(strstr(out3, "--request-id") != NULL, "%s", out3);
+    {
+        struct td_resp r;
+        char err[512];
+
+        cr_expect_neq(td_call(&c.nodes[a].d, &r, "op", "stop", "name",
+                              "ledger", "request_id", "bad\tid", NULL),
+                      0);
+        cr_expect(strstr(td_errmsg(&r, err, sizeof err), "request_id") !=
+                      NULL,
+                  "%s", err);
+        td_resp_free(&r);
+    }
+    cr_expect_eq(tc_check(&c, 30000), 0, "the invariant checker failed");
+}

@@ -76,9 +76,10 @@ static void entry(uint64_t term, const char *name, struct ol__buf *out)
     struct ol__entry_w w;
 
     ol__entry_w_init(&w);
+    /* A spawn's request id is its name's first byte: one per agent. */
     if (name)
-        cr_assert_eq(ol__entry_add_spawn(&w, 1, name, "counter", "\x80", 1,
-                                         0, 0), 0);
+        cr_assert_eq(ol__entry_add_spawn(&w, (uint8_t)name[0], name,
+                                         "counter", "\x80", 1, 0, 0), 0);
     else
         cr_assert_eq(ol__entry_add_noop(&w), 0);
     w.term = term;

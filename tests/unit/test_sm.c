@@ -86,13 +86,16 @@ static int ckpt_status(struct ol__effects *fx, uint64_t seq)
     return 999;
 }
 
+/* Each spawn has a request id of its own (42 for a test's first): the
+ * state machine applies a repeated id once. */
 static void spawn(const char *name, uint64_t owner)
 {
+    static uint64_t req = 42;
     struct ol__entry_w w;
     struct ol__effects fx;
 
     ol__entry_w_init(&w);
-    cr_assert_eq(ol__entry_add_spawn(&w, 42, name, "counter", cfg,
+    cr_assert_eq(ol__entry_add_spawn(&w, req++, name, "counter", cfg,
                                      sizeof cfg, owner, 0), 0);
     apply(&w, 0, &fx);
     cr_assert_eq(cmd_status(&fx), 0);
@@ -810,6 +813,7 @@ Test(sm, start_wipes_the_count_and_older_reports_do_not_count)
 
 static int code(uint64_t node, const char *kind, uint8_t fill, int wanted)
 {
+    static uint64_t req = 5;
     struct ol__entry_w w;
     struct ol__effects fx;
     uint8_t hash[OL_HASH_SIZE];
@@ -817,7 +821,8 @@ static int code(uint64_t node, const char *kind, uint8_t fill, int wanted)
 
     memset(hash, fill, sizeof hash);
     ol__entry_w_init(&w);
-    cr_assert_eq(ol__entry_add_code(&w, 5, node, kind, hash, "1.0", wanted),
+    cr_assert_eq(ol__entry_add_code(&w, req++, node, kind, hash, "1.0",
+                                    wanted),
                  0);
     apply(&w, 0, &fx);
     status = cmd_status(&fx);

@@ -247,11 +247,32 @@ Test(store, schema_1_is_upgraded_with_heads_from_its_rows)
             "('b', 7, 1, 0, x'07', 1, 2, 0, x'00');");
     cr_assert_eq(ol__store_open(&s, db, OL_STORE_WRITE_FULL), 0, "%s",
                  s.errmsg);
-    cr_expect_eq(s.schema, 2);
+    cr_expect_eq(s.schema, OL_SCHEMA_VERSION);
     cr_expect_eq(q1(&s, "SELECT seq FROM heads WHERE agent = 'a'"), 2);
     cr_expect_eq(q1(&s, "SELECT epoch FROM heads WHERE agent = 'a'"), 2);
     cr_expect_eq(q1(&s, "SELECT seq FROM heads WHERE agent = 'b'"), 7);
     cr_expect_eq(q1(&s, "SELECT count(*) FROM meta WHERE key = 'db_id'"), 1);
+    ol__store_close(&s);
+}
+
+/* Schema 2 had no table of applied request ids: the first writable open
+ * adds it, empty, and moves the database to the current schema. */
+Test(store, schema_2_gains_the_request_id_table)
+{
+    struct ol__store s;
+
+    cr_assert_eq(ol__store_open(&s, db, OL_STORE_WRITE_FULL), 0, "%s",
+                 s.errmsg);
+    cr_assert_eq(ol__store_exec(&s, "DROP TABLE reqs; UPDATE meta SET "
+                                    "value = 2 WHERE key = 'schema'"),
+                 0);
+    ol__store_close(&s);
+    cr_assert_eq(ol__store_open(&s, db, OL_STORE_WRITE_FULL), 0, "%s",
+                 s.errmsg);
+    cr_expect_eq(s.schema, OL_SCHEMA_VERSION);
+    cr_expect_eq(q1(&s, "SELECT value FROM meta WHERE key = 'schema'"),
+                 OL_SCHEMA_VERSION);
+    cr_expect_eq(q1(&s, "SELECT count(*) FROM reqs"), 0);
     ol__store_close(&s);
 }
 
