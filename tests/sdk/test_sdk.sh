@@ -38,8 +38,12 @@ INI
 pid=$!
 i=0
 while [ $i -lt 100 ]; do
-    n=$(sqlite3 "$work/data/outlast.db" \
-        "SELECT count(*) FROM checkpoints WHERE agent = 'greeter'" 2>/dev/null || echo 0)
+    # Read-only, and only once the node made the file: a probe that got
+    # there first would create an empty outlast.db, which the node refuses.
+    n=0
+    [ -s "$work/data/outlast.db" ] &&
+        n=$(sqlite3 -readonly "$work/data/outlast.db" \
+            "SELECT count(*) FROM checkpoints WHERE agent = 'greeter'" 2>/dev/null || echo 0)
     [ "${n:-0}" -ge 3 ] && break
     sleep 0.1
     i=$((i + 1))
