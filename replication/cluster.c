@@ -277,6 +277,7 @@ static uint64_t fresh_ms(void)
 }
 
 static void leader_lease(struct cluster *c, uint64_t now);
+static int notice_suspend(struct cluster *c, uint64_t now);
 static void report_lease(struct cluster *c, int ok);
 
 /* May the leader renew this node's lease?  Not while agents are being
@@ -299,10 +300,12 @@ static int grants_to(struct cluster *c, const struct peer_state *p)
 static void on_ping(struct cluster *c, uint64_t from, const uint64_t *v)
 {
     struct peer_state *p;
-    uint64_t now = fresh_ms(), reply[8];
+    uint64_t now, reply[8];
 
     if (v[0] != from || c->role != RAFT_LEADER)
         return;
+    notice_suspend(c, ol__cl_now(c));
+    now = fresh_ms();
     p = peer(c, from, 1);
     if (p == NULL)
         return;
@@ -311,7 +314,8 @@ static void on_ping(struct cluster *c, uint64_t from, const uint64_t *v)
     p->applied = v[2];
     p->level = (uint32_t)v[4];
     p->seen = 1;
-    if (v[5] && v[5] <= now && v[5] > p->contact_ms) {
+    if (v[5] && v[5] >= c->resumed_ms && v[5] <= now &&
+        v[5] > p->contact_ms) {
         p->contact_ms = v[5];
         /* This echo may be the one that completes a majority. */
         leader_lease(c, now);
@@ -344,11 +348,14 @@ static void ping_leader(struct cluster *c, uint64_t now, uint64_t fresh)
 
 static void on_pong(struct cluster *c, uint64_t from, const uint64_t *v)
 {
-    uint64_t now = fresh_ms();
-    int bar_was_unset = c->pong_commit == UINT64_MAX;
+    uint64_t now;
+    int bar_was_unset;
 
     if (v[1] != from || from != c->leader_id)
         return;
+    notice_suspend(c, ol__cl_now(c));
+    now = fresh_ms();
+    bar_was_unset = c->pong_commit == UINT64_MAX;
     c->last_pong_ms = ol__cl_now(c);
     c->leader_time = v[5];
     /* A held lease is renewed by any granting answer.  A lost one comes
@@ -356,7 +363,7 @@ static void on_pong(struct cluster *c, uint64_t from, const uint64_t *v)
      * one answer ago: a node back from a partition must learn where its
      * agents went before it steps any of them, but a node that is merely
      * busy must not lose its lease for lagging a little. */
-    if (v[6] && v[3] <= now &&
+    if (v[6] && v[3] >= c->resumed_ms && v[3] <= now &&
         (now < c->lease_until_ms ||
          ol__sm_applied(c->sm) >= c->pong_commit) &&
         v[3] + c->lease_ms > c->lease_until_ms)
@@ -548,6 +555,9 @@ static int notice_suspend(struct cluster *c, uint64_t now)
         return 0;
     ol_log(OL_LOG_WARN, "this machine was suspended: lease dropped");
     drop_leases(c);
+    /* The monotonic clock stood still: an echo of a time from before
+     * now looks recent but is not.  Only echoes from here on count. */
+    c->resumed_ms = fresh_ms();
     if (c->role == RAFT_LEADER)
         relearn_liveness(c, now, "resumed from a suspend");
     return 1;

@@ -124,6 +124,7 @@ struct cluster {
     uint64_t leader_time;        /* the leader's clock in its last answer,
                                   * echoed in our next ping */
     uint64_t clock_mono, clock_boot; /* suspend detection */
+    uint64_t resumed_ms; /* fresh clock when a suspend was last seen */
     uint64_t last_tick_ms;
     int lease_reported;
     uint64_t pong_commit;  /* the leader's commit index one answer ago */
