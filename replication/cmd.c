@@ -81,7 +81,7 @@ static uint32_t type_of(const struct ol__entry_w *w, size_t start)
  * feature level to the command's. */
 static int end(struct ol__entry_w *w, size_t start)
 {
-    const struct ol__cmd_info *ci;
+    uint32_t need;
 
     if (w->cmds.base == NULL || w->cmds.len == start)
         return OL_ENOMEM;
@@ -89,9 +89,9 @@ static int end(struct ol__entry_w *w, size_t start)
         w->cmds.len = start;
         return OL_ETOOBIG;
     }
-    ci = ol__cmd_info(type_of(w, start));
-    if (ci && ci->level > w->level)
-        w->level = ci->level;
+    need = ol__cmd_need(type_of(w, start));
+    if (need > w->level)
+        w->level = need;
     w->n++;
     return 0;
 }
@@ -569,6 +569,14 @@ const struct ol__cmd_info *ol__cmd_info(uint32_t type)
     int i = row_of(type);
 
     return i < 0 ? NULL : &table[i].info;
+}
+
+uint32_t ol__cmd_need(uint32_t type)
+{
+    for (size_t i = 0; i < N_TYPES; i++)
+        if (table[i].info.type == type)
+            return table[i].info.level;
+    return 0;
 }
 
 const struct ol__cmd_info *ol__cmd_info_at(size_t i)

@@ -111,6 +111,9 @@ const struct ol__cmd_info *ol__cmd_info(uint32_t type);
  * upgrade.  Process-wide; the default is OL_FEATURE_LEVEL. */
 void ol__cmd_set_level(uint32_t level);
 uint32_t ol__cmd_level(void);
+/* The feature level that introduced `type`, whatever level this node is
+ * held at; 0 for a type this build does not know. */
+uint32_t ol__cmd_need(uint32_t type);
 /* Iterate the table: returns NULL past the end. */
 const struct ol__cmd_info *ol__cmd_info_at(size_t i);
 

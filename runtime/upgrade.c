@@ -159,8 +159,10 @@ void ol__op_upgrade(struct ol__node *n, struct ol__ctl_req *req,
     uint32_t need, have;
     int rv;
 
-    /* A cluster holds it back until every voter can apply CODE. */
-    need = ol__cmd_info(OL_CMD_CODE)->level;
+    /* A cluster holds it back until every voter can apply CODE.  A node
+     * held at an older level does not know CODE at all: ol__cmd_info()
+     * is NULL there, so ask for the level that introduced it. */
+    need = ol__cmd_need(OL_CMD_CODE);
     have = n->replica->vt->level(n->replica);
     if (have < need) {
         ol__ctl_reply_error(req, OL_ENOTSUP,

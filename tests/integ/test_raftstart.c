@@ -354,6 +354,14 @@ Test(raftstart, a_node_held_at_feature_level_1_keeps_the_cluster_at_1)
               "the refusal does not name the cluster's level: %s",
               out ? out : "");
     free(out);
+    /* Asked on the held node itself, which does not know CODE at all. */
+    rv = td_sh(&out, "%s --socket %s upgrade counter", td_bin("outlast"),
+               c.nodes[2].d.sock);
+    cr_expect_neq(rv, 0, "upgrade was accepted by the node held at level 1");
+    cr_expect(out && strstr(out, "feature level 1"),
+              "the held node's refusal does not name its level: %s",
+              out ? out : "");
+    free(out);
 
     /* Node 3 applied everything and still runs: no command it cannot
      * apply reached it. */
