@@ -159,6 +159,24 @@ int ol__entry_add_start(struct ol__entry_w *w, uint64_t req,
     return add_name_only(w, OL_CMD_START, req, name);
 }
 
+int ol__entry_add_rm(struct ol__entry_w *w, uint64_t req, const char *name)
+{
+    return add_name_only(w, OL_CMD_RM, req, name);
+}
+
+int ol__entry_add_config(struct ol__entry_w *w, uint64_t req,
+                         const char *name, uint64_t msg_seq,
+                         const void *config, size_t config_len)
+{
+    msgpack_packer pk;
+    size_t start = begin(w, &pk, OL_CMD_CONFIG, 5, req);
+
+    pk_str(&pk, name);
+    msgpack_pack_uint64(&pk, msg_seq);
+    pk_bin(&pk, config, config_len);
+    return end(w, start);
+}
+
 int ol__entry_add_place(struct ol__entry_w *w, uint64_t req,
                         const char *name, uint64_t owner, uint64_t epoch,
                         uint64_t inc)
@@ -395,11 +413,11 @@ static int decode_spawn(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
     return 0;
 }
 
-/* STOP and START: [type, req, name]. */
+/* STOP, START and RM: [type, req, name]. */
 static int decode_name_only(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
                             const char **whatp)
 {
-    CHECK("stop/start", n != 3 || ol__mpr_uint(r, &c->req));
+    CHECK("stop/start/rm", n != 3 || ol__mpr_uint(r, &c->req));
     CHECK("agent name", get_name(r, c->name));
     return 0;
 }
@@ -439,6 +457,16 @@ static int decode_send(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
     CHECK("send recipient", get_name(r, c->name));
     CHECK("send seq", ol__mpr_uint(r, &c->msg_seq));
     CHECK("send payload", get_blob(r, &c->payload, OL_AGENT_MSG_MAX, 1));
+    return 0;
+}
+
+static int decode_config(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                         const char **whatp)
+{
+    CHECK("config", n != 5 || ol__mpr_uint(r, &c->req));
+    CHECK("config name", get_name(r, c->name));
+    CHECK("config seq", ol__mpr_uint(r, &c->msg_seq));
+    CHECK("config body", get_blob(r, &c->config, OL_AGENT_MSG_MAX, 1));
     return 0;
 }
 
@@ -539,6 +567,8 @@ static const struct {
     {{OL_CMD_CRASH, "crash", 2, OL_AUTH_ANY}, decode_crash},
     {{OL_CMD_CODE, "code", 2, OL_AUTH_SELF}, decode_code},
     {{OL_CMD_MOVE, "move", 2, OL_AUTH_LEADER}, decode_move},
+    {{OL_CMD_RM, "rm", 3, OL_AUTH_ANY}, decode_name_only},
+    {{OL_CMD_CONFIG, "config", 3, OL_AUTH_ANY}, decode_config},
 };
 
 #define N_TYPES (sizeof table / sizeof table[0])

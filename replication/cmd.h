@@ -25,6 +25,8 @@
  *     CRASH      [11, req, name, epoch, time_ms, limit, window_ms, reason]
  *     CODE       [12, req, node, kind, hash: bin32, version, wanted: bool]
  *     MOVE       [13, req, name, owner, epoch, inc, term, hold_ms]
+ *     RM         [14, req, name]
+ *     CONFIG     [15, req, name, msg_seq, config: bin]
  *
  * `req` is a random id chosen by the proposer, echoed in the outcome so a
  * waiting client can match it.  An owner is a node id plus that node's
@@ -42,7 +44,12 @@
  * removed): the new owner applies it, then waits `hold_ms` on its own
  * monotonic clock, or until the old owner says it has let go, before the
  * agent's first step (placement.h, ol__pl_handoff_ms).  The leader
- * decides the wait, so every node applies the same command.
+ * decides the wait, so every node applies the same command.  An RM removes
+ * a stopped agent for good: its row stays as a tombstone (status removed)
+ * with its checkpoints, so its history still verifies and its name is
+ * never used again.  A CONFIG replaces an agent's config and queues it to
+ * the agent as a message from "@config" (OL_EVENT_CONFIG), numbered
+ * `msg_seq` like a SEND.
  */
 #ifndef OL_CMD_H
 #define OL_CMD_H
@@ -75,6 +82,8 @@ enum ol__cmd_type {
     OL_CMD_CRASH = 11, /* feature level 2 */
     OL_CMD_CODE = 12,  /* feature level 2 */
     OL_CMD_MOVE = 13, /* PLACE with the deciding leader's term */
+    OL_CMD_RM = 14,     /* feature level 3 */
+    OL_CMD_CONFIG = 15, /* feature level 3 */
 };
 
 /*
@@ -84,7 +93,7 @@ enum ol__cmd_type {
  * leader proposes a command only when every voter runs its level.  A node
  * that meets a command it does not know stops rather than skip it.
  */
-#define OL_FEATURE_LEVEL 2
+#define OL_FEATURE_LEVEL 3
 
 /* Who may ask the leader, through a forward, to propose a command. */
 enum ol__cmd_auth {
@@ -200,6 +209,11 @@ int ol__entry_add_spawn(struct ol__entry_w *w, uint64_t req,
                         uint64_t owner, uint64_t inc);
 int ol__entry_add_stop(struct ol__entry_w *w, uint64_t req,
                        const char *name);
+int ol__entry_add_rm(struct ol__entry_w *w, uint64_t req,
+                     const char *name) WUR;
+int ol__entry_add_config(struct ol__entry_w *w, uint64_t req,
+                         const char *name, uint64_t msg_seq,
+                         const void *config, size_t config_len) WUR;
 int ol__entry_add_start(struct ol__entry_w *w, uint64_t req,
                         const char *name);
 int ol__entry_add_place(struct ol__entry_w *w, uint64_t req,

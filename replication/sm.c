@@ -181,6 +181,9 @@ static const char *const sql[SM_N_STMTS] = {
                    "VALUES(?, ?, ?, ?, ?)",
     [ST_REQ_EVICT] = "DELETE FROM reqs WHERE n < ?",
     [ST_REQ_WHY] = "SELECT why FROM reqs WHERE req = ?",
+    [ST_AGENT_CFG] = "UPDATE agents SET config = ?, updated_ms = ? "
+                     "WHERE name = ?",
+    [ST_MAIL_CLEAR] = "DELETE FROM mailbox WHERE to_agent = ?",
 };
 
 /* Step a statement that returns no row we need, then reset it. */

@@ -149,12 +149,17 @@ static int deliver_outbox(struct ol__sm *sm, const struct ol__ckpt *c,
         const struct ol__outmsg *m = &c->outbox[i];
         struct ol__sm_agent *to = ol__map_get(&sm->agents, m->to);
 
-        if (to == NULL || ol__sm_mail_full(to, m->len)) {
+        if (to == NULL || to->status == OL_AGENT_REMOVED ||
+            ol__sm_mail_full(to, m->len)) {
             sm->stats.mail_dropped++;
             ol_log_rl(OL_LOG_WARN,
                       "agent '%s' seq %" PRIu64 ": message %u to %s "
                       "agent '%s' dropped",
-                      c->agent, c->seq, i, to ? "full" : "unknown", m->to);
+                      c->agent, c->seq, i,
+                      to == NULL                         ? "unknown"
+                      : to->status == OL_AGENT_REMOVED ? "removed"
+                                                         : "full",
+                      m->to);
             continue;
         }
         sqlite3_bind_text(st, 1, m->to, -1, SQLITE_STATIC);
@@ -440,6 +445,10 @@ static int apply_spawn(struct ol__sm *sm, const struct ol__cmd *c,
         /* A retried spawn is not a conflict. */
         if (a->req == c->req && c->req != 0)
             ol__fx_cmd(fx, c, 0, NULL);
+        else if (a->status == OL_AGENT_REMOVED)
+            ol__fx_cmd(fx, c, OL_EEXISTS,
+                       "an agent of that name was removed; its history is "
+                       "kept under the name, so choose another");
         else
             ol__fx_cmd(fx, c, OL_EEXISTS, "an agent with that name exists");
         return 0;
@@ -532,8 +541,9 @@ static int apply_send(struct ol__sm *sm, const struct ol__cmd *c,
     sqlite3_stmt *st = sm->stmt[ST_MAIL_INS];
     struct ol__sm_agent *a = ol__map_get(&sm->agents, c->name);
 
-    if (a == NULL) {
-        ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such agent");
+    if (a == NULL || a->status == OL_AGENT_REMOVED) {
+        ol__fx_cmd(fx, c, OL_ENOTFOUND,
+                   a ? "the agent was removed" : "no such agent");
         return 0;
     }
     if (ol__sm_mail_full(a, c->payload.len)) {
@@ -607,6 +617,29 @@ static int agent_start(struct ol__sm *sm, const struct ol__cmd *c,
     return 0;
 }
 
+/* Only a stopped (or quarantined) agent is removed: its final checkpoint
+ * is its last record.  The row stays as the tombstone. */
+static int agent_rm(struct ol__sm *sm, const struct ol__cmd *c,
+                    struct ol__sm_agent *a, char *why, size_t cap)
+{
+    (void)c;
+    if (a->status != OL_AGENT_STOPPED && a->status != OL_AGENT_QUARANTINED) {
+        snprintf(why, cap, "the agent is %s: stop it first (`outlast rm` "
+                           "does)", ol__status_name(a->status));
+        return OL_ESTATE;
+    }
+    /* Its undelivered messages go with it. */
+    sqlite3_bind_text(sm->stmt[ST_MAIL_CLEAR], 1, a->name, -1,
+                      SQLITE_STATIC);
+    if (ol__sm_done(sm, sm->stmt[ST_MAIL_CLEAR]) != 0)
+        return OL_EIO;
+    a->mail_n = 0;
+    a->mail_bytes = 0;
+    a->status = OL_AGENT_REMOVED;
+    snprintf(a->reason, sizeof a->reason, "removed");
+    return 0;
+}
+
 static int agent_place(struct ol__sm *sm, const struct ol__cmd *c,
                        struct ol__sm_agent *a, char *why, size_t cap)
 {
@@ -667,6 +700,10 @@ static int apply_agent(struct ol__sm *sm, const struct ol__cmd *c,
         ol__fx_cmd(fx, c, OL_ENOTFOUND, "no such agent");
         return 0;
     }
+    if (a->status == OL_AGENT_REMOVED) {
+        ol__fx_cmd(fx, c, OL_ENOTFOUND, "the agent was removed");
+        return 0;
+    }
     old = a->status;
     why[0] = '\0';
     rv = fn(sm, c, a, why, sizeof why);
@@ -700,6 +737,65 @@ static int apply_start(struct ol__sm *sm, const struct ol__cmd *c,
     if (rv == 0 && a && a->epoch != epoch)
         rv = ol__sm_crash_write(sm, a);
     return rv;
+}
+
+static int apply_rm(struct ol__sm *sm, const struct ol__cmd *c,
+                    struct ol__effects *fx)
+{
+    return apply_agent(sm, c, fx, agent_rm);
+}
+
+/* A new config: the row (what open() sees from now on) and a message from
+ * "@config" that the agent sees as OL_EVENT_CONFIG, in its checkpointed
+ * mailbox like any other. */
+static int apply_config(struct ol__sm *sm, const struct ol__cmd *c,
+                        struct ol__effects *fx)
+{
+    struct ol__sm_agent *a = ol__map_get(&sm->agents, c->name);
+    sqlite3_stmt *st;
+    uint8_t *cfg;
+
+    if (a == NULL || a->status == OL_AGENT_REMOVED) {
+        ol__fx_cmd(fx, c, OL_ENOTFOUND,
+                   a ? "the agent was removed" : "no such agent");
+        return 0;
+    }
+    if (ol__sm_mail_full(a, c->config.len)) {
+        ol__fx_cmd(fx, c, OL_EFULL, "its mailbox is full");
+        return 0;
+    }
+    cfg = malloc(c->config.len ? c->config.len : 1);
+    if (cfg == NULL)
+        return OL_EIO;
+    memcpy(cfg, c->config.p, c->config.len);
+    st = sm->stmt[ST_AGENT_CFG];
+    sqlite3_bind_blob(st, 1, cfg, (int)c->config.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, sm->now_ms);
+    sqlite3_bind_text(st, 3, a->name, -1, SQLITE_STATIC);
+    if (ol__sm_done(sm, st) != 0) {
+        free(cfg);
+        return OL_EIO;
+    }
+    free(a->config);
+    a->config = cfg;
+    a->config_len = c->config.len;
+    st = sm->stmt[ST_MAIL_INS];
+    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, "@config", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)c->msg_seq);
+    sqlite3_bind_int64(st, 4, 0);
+    sqlite3_bind_blob(st, 5, c->config.p, (int)c->config.len,
+                      SQLITE_STATIC);
+    if (ol__sm_done(sm, st) != 0)
+        return OL_EIO;
+    if (sqlite3_changes(sm->st->db) > 0) {
+        ol__sm_mail_count(sm, a, 1, c->config.len, fx);
+        ol__fx_mail(fx, a->name, "@config", c->msg_seq, 0, c->config.p,
+                    c->config.len, sqlite3_last_insert_rowid(sm->st->db));
+    }
+    ol__fx_agent(fx, a);
+    ol__fx_cmd(fx, c, 0, NULL);
+    return 0;
 }
 
 static int apply_place(struct ol__sm *sm, const struct ol__cmd *c,
@@ -754,6 +850,8 @@ static const struct {
     {OL_CMD_CRASH, ol__sm_apply_crash},
     {OL_CMD_CODE, ol__sm_apply_code},
     {OL_CMD_MOVE, apply_move},
+    {OL_CMD_RM, apply_rm},
+    {OL_CMD_CONFIG, apply_config},
 };
 
 int ol__sm_knows(uint32_t type)

@@ -27,6 +27,8 @@ enum {
     ST_REQ_INS,
     ST_REQ_EVICT,
     ST_REQ_WHY,
+    ST_AGENT_CFG,
+    ST_MAIL_CLEAR,
     SM_N_STMTS
 };
 

@@ -241,7 +241,7 @@ static int restore_agents(struct restore *rs)
             ol__mp_check(cfg, cfg_len, NULL) ||
             ol__mpr_uint(&rs->r, &owner) || ol__mpr_uint(&rs->r, &inc) ||
             ol__mpr_uint(&rs->r, &epoch) || ol__mpr_uint(&rs->r, &status) ||
-            status < OL_AGENT_RUNNING || status > OL_AGENT_QUARANTINED ||
+            status < OL_AGENT_RUNNING || status > OL_AGENT_STATUS_MAX ||
             ol__mpr_strcpy(&rs->r, reason, sizeof reason) ||
             ol__mpr_uint(&rs->r, &req) ||
             (cols == 11 && (ol__mpr_int(&rs->r, &created) ||

@@ -526,14 +526,16 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
         a->ready = 1;
     } else {
         a->in_handle = 0;
+        a->plugin_err[0] = '\0';
         ol__inproc_enter(a, OL_MARK_RESTORE, 0);
         rv = code->plugin.vt->restore(a->self, a, c->state, c->state_len);
         ol__inproc_leave(a);
         if (rv != 0) {
             free(ids);
             ol__agent_fail(a, "restore() refused checkpoint seq %" PRIu64
-                              " (returned %d)",
-                           c->seq, rv);
+                              " (returned %d)%s%s",
+                           c->seq, rv, a->plugin_err[0] ? ": " : "",
+                           a->plugin_err);
             return OL_EPLUGIN;
         }
     }
@@ -587,13 +589,14 @@ static int bind_code(struct ol_agent *a)
         }
         return 0;
     }
+    a->plugin_err[0] = '\0';
     ol__inproc_enter(a, OL_MARK_OPEN, 0);
     rv = code->plugin.vt->open(a, a->row.config, a->row.config_len,
                                &a->self);
     ol__inproc_leave(a);
     if (rv != 0) {
         a->self = NULL;
-        ol__agent_fail(a, "open() refused its config (returned %d)", rv);
+        ol__agent_opened(a, rv, "open", a->plugin_err);
         return OL_EPLUGIN;
     }
     a->ready = 1;
@@ -820,16 +823,22 @@ void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)
 
 /* ---- results from a host ---- */
 
-void ol__agent_opened(struct ol_agent *a, int rv, const char *where)
+void ol__agent_opened(struct ol_agent *a, int rv, const char *where,
+                      const char *msg)
 {
+    const char *sep = msg && msg[0] ? ": " : "";
+
     if (rv == 0 || a->phase != OL_PHASE_ACTIVE)
         return;
+    if (msg == NULL)
+        msg = "";
     if (strcmp(where, "restore") == 0)
         ol__agent_fail(a, "restore() refused checkpoint seq %" PRIu64
-                          " (returned %d)",
-                       a->committed_seq, rv);
+                          " (returned %d)%s%s",
+                       a->committed_seq, rv, sep, msg);
     else
-        ol__agent_fail(a, "open() refused its config (returned %d)", rv);
+        ol__agent_fail(a, "open() refused its config (returned %d)%s%s",
+                       rv, sep, msg);
 }
 
 void ol__agent_work_done(struct ol_agent *a, uint64_t id, uint64_t token)

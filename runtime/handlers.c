@@ -216,7 +216,7 @@ static void pack_live(struct ol__node *n, msgpack_packer *pk,
     }
 }
 
-/* Agents in the store with `status` (0: all). */
+/* Agents in the store with `status` (0: all but the removed). */
 static uint64_t count_status(struct ol__node *n, int status)
 {
     sqlite3_stmt *st;
@@ -225,7 +225,8 @@ static uint64_t count_status(struct ol__node *n, int status)
     if (sqlite3_prepare_v2(n->reader.db,
                            status ? "SELECT count(*) FROM agents WHERE "
                                     "status = ?"
-                                  : "SELECT count(*) FROM agents",
+                                  : "SELECT count(*) FROM agents WHERE "
+                                    "status != 5",
                            -1, &st, NULL) != SQLITE_OK)
         return 0;
     if (status)
@@ -315,8 +316,9 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
     pk_str(&r.pk, n->cfg.data_dir);
     pk_kv_u64(&r.pk, "uptime_ms", (uint64_t)(ol__wall_ms() - n->started_ms));
     pk_str(&r.pk, "agents");
-    msgpack_pack_map(&r.pk, 7);
+    msgpack_pack_map(&r.pk, 8);
     pk_kv_u64(&r.pk, "total", count_status(n, 0));
+    pk_kv_u64(&r.pk, "removed", count_status(n, OL_AGENT_REMOVED));
     pk_kv_u64(&r.pk, "running", count_status(n, OL_AGENT_RUNNING));
     pk_kv_u64(&r.pk, "stopping", count_status(n, OL_AGENT_STOPPING));
     pk_kv_u64(&r.pk, "stopped", count_status(n, OL_AGENT_STOPPED));
@@ -324,7 +326,7 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
     pk_kv_u64(&r.pk, "degraded", degraded);
     pk_kv_u64(&r.pk, "local", local);
     pk_str(&r.pk, "commits");
-    msgpack_pack_map(&r.pk, 10);
+    msgpack_pack_map(&r.pk, 11);
     pk_kv_u64(&r.pk, "checkpoints", n->n.checkpoints);
     pk_kv_u64(&r.pk, "batches", batches(n));
     pk_kv_u64(&r.pk, "refused", n->n.refused);
@@ -336,8 +338,17 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
               ol__hist_quantile(&n->commit_lat, 0.99));
     pk_kv_u64(&r.pk, "latency_max_us", n->commit_lat.max_us);
     pk_kv_u64(&r.pk, "latency_samples", n->commit_lat.count);
-    pk_kv_u64(&r.pk, "bytes_db", stat(dbpath, &st) == 0 ? (uint64_t)st.st_size
-                                                       : 0);
+    /* The database is the main file and its WAL: recent commits live in
+     * the WAL until a checkpoint copies them over. */
+    {
+        uint64_t main_b = stat(dbpath, &st) == 0 ? (uint64_t)st.st_size : 0;
+        uint64_t wal_b;
+
+        strcat(dbpath, "-wal");
+        wal_b = stat(dbpath, &st) == 0 ? (uint64_t)st.st_size : 0;
+        pk_kv_u64(&r.pk, "bytes_db", main_b + wal_b);
+        pk_kv_u64(&r.pk, "bytes_wal", wal_b);
+    }
     pack_hosts(n, &r.pk);
     pk_str(&r.pk, "stopping");
     if (n->stopping)
@@ -373,7 +384,12 @@ static void op_query(struct ol__node *n, struct ol__ctl_req *req,
     resp_begin(&r, 2);
     if (strcmp(op, "agents") == 0) {
         pk_str(&r.pk, "agents");
-        rv = ol__query_agents(n->reader.db, &r.pk, err);
+        const msgpack_object *all = arg(args, "all");
+
+        rv = ol__query_agents(n->reader.db, &r.pk,
+                              all && all->type == MSGPACK_OBJECT_BOOLEAN &&
+                                  all->via.boolean,
+                              err);
     } else if (strcmp(op, "show") == 0) {
         pk_str(&r.pk, "agent");
         rv = ol__query_show(n->reader.db, name, &r.pk, err);
@@ -430,6 +446,13 @@ static void propose_and_wait(struct ol__node *n, struct ol__ctl_req *req,
         wait_for(n, req, id, op, name, msg_seq);
 }
 
+/* The waiter just added for `req` (the list's head). */
+static void waiter_first(struct ol__node *n, struct ol__ctl_req *req)
+{
+    if (n->waiters && n->waiters->ctl == req)
+        n->waiters->first = 1;
+}
+
 /* A spawn waits until its plugin has loaded (in its host process), so a
  * plugin that does not load is refused before anything is committed. */
 struct spawn_wait {
@@ -440,6 +463,7 @@ struct spawn_wait {
     char kind[OL_KIND_MAX + 1];
     struct ol__buf cfg;
     uint64_t id; /* the command id (request_ids()) */
+    int wait;    /* answer after the first checkpoint, not the spawn */
 };
 
 static void spawn_loaded(void *data, int status, const char *errmsg)
@@ -463,9 +487,11 @@ static void spawn_loaded(void *data, int status, const char *errmsg)
         rv = ol__entry_add_spawn(&w, id, sw->name, sw->kind, sw->cfg.base,
                                  sw->cfg.len, n->cluster ? 0 : n->self_id,
                                  0);
-        if (rv == 0)
+        if (rv == 0) {
             propose_and_wait(n, sw->req, &w, id, "spawn", sw->name, 0);
-        else
+            if (sw->wait)
+                waiter_first(n, sw->req);
+        } else
             ol__ctl_reply_error(sw->req, rv, "spawn '%s': %s", sw->name,
                                 ol_strerror(rv));
         ol__entry_w_close(&w);
@@ -527,6 +553,12 @@ static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
     sw->n = n;
     sw->req = req;
     sw->id = id;
+    {
+        const msgpack_object *nw = arg(args, "no_wait");
+
+        sw->wait = !(nw && nw->type == MSGPACK_OBJECT_BOOLEAN &&
+                     nw->via.boolean);
+    }
     snprintf(sw->name, sizeof sw->name, "%s", name);
     snprintf(sw->kind, sizeof sw->kind, "%s", kind);
     ol__buf_init(&sw->cfg);
@@ -547,6 +579,26 @@ static void op_spawn(struct ol__node *n, struct ol__ctl_req *req,
     ol__code_wait(code, spawn_loaded, sw);
 }
 
+/* A command that a voter at an older feature level could not apply is
+ * refused here, with the levels, rather than by the proposer. */
+static int level_ok(struct ol__node *n, struct ol__ctl_req *req,
+                    const char *op, uint32_t type)
+{
+    uint32_t need = ol__cmd_need(type);
+    uint32_t have = n->replica->vt->level(n->replica);
+
+    if (have >= need)
+        return 1;
+    ol__ctl_reply_error(req, OL_ENOTSUP,
+                        "%s: the cluster runs feature level %" PRIu32
+                        " and `%s` needs level %" PRIu32 ": every voter must "
+                        "run a version that has it (and no [cluster] "
+                        "feature_level below it); see `outlast cluster "
+                        "status`",
+                        op, have, op, need);
+    return 0;
+}
+
 static void op_simple(struct ol__node *n, struct ol__ctl_req *req,
                       const char *op, const msgpack_object *args)
 {
@@ -564,8 +616,10 @@ static void op_simple(struct ol__node *n, struct ol__ctl_req *req,
     if (request_ids(req, op, args, &id, NULL) != 0)
         return;
     ol__entry_w_init(&w);
-    rv = strcmp(op, "stop") == 0 ? ol__entry_add_stop(&w, id, name)
-                                 : ol__entry_add_start(&w, id, name);
+    if (strcmp(op, "stop") == 0)
+        rv = ol__entry_add_stop(&w, id, name);
+    else
+        rv = ol__entry_add_start(&w, id, name);
     if (rv == 0)
         propose_and_wait(n, req, &w, id, op, name, 0);
     else
@@ -621,6 +675,122 @@ static void op_send(struct ol__node *n, struct ol__ctl_req *req,
         propose_and_wait(n, req, &w, id, "send", name, seq);
     else
         ol__ctl_reply_error(req, rv, "send '%s': %s", name, ol_strerror(rv));
+    ol__entry_w_close(&w);
+}
+
+/* Propose the RM a waiting `rm` was waiting to send.  Returns 0, or -1
+ * after answering the waiter (which the caller then frees). */
+static int rm_now(struct ol__node *n, struct ol__waiter *wt)
+{
+    struct ol__entry_w w;
+    int rv;
+
+    ol__entry_w_init(&w);
+    rv = ol__entry_add_rm(&w, wt->rm_id, wt->name);
+    if (rv == 0)
+        rv = ol__node_propose(n, &w);
+    ol__entry_w_close(&w);
+    if (rv != 0) {
+        ol__ctl_reply_error(wt->ctl, rv, "rm '%s': %s", wt->name,
+                            ol_strerror(rv));
+        return -1;
+    }
+    wt->req = wt->rm_id;
+    wt->first = 0;
+    return 0;
+}
+
+/* `rm`: a final stop (the agent's last checkpoint), then RM, which leaves
+ * the row as a tombstone.  With a request id both commands' ids derive
+ * from it, so a retried rm applies each once. */
+static void op_rm(struct ol__node *n, struct ol__ctl_req *req,
+                  const msgpack_object *args)
+{
+    char name[OL_NAME_MAX + 2];
+    const struct ol__sm_agent *row;
+    struct ol__entry_w w;
+    uint64_t rm_id, stop_id;
+    int rv, live;
+
+    if (arg_str(args, "name", name, sizeof name) != 0 ||
+        !ol__name_valid(name)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "rm: missing or bad agent name");
+        return;
+    }
+    if (!level_ok(n, req, "rm", OL_CMD_RM) ||
+        request_ids(req, "rm", args, &rm_id, &stop_id) != 0)
+        return;
+    row = n->sm ? ol__sm_agent(n->sm, name) : NULL;
+    live = row && (row->status == OL_AGENT_RUNNING ||
+                   row->status == OL_AGENT_STOPPING);
+    ol__entry_w_init(&w);
+    rv = live ? ol__entry_add_stop(&w, stop_id, name)
+              : ol__entry_add_rm(&w, rm_id, name);
+    if (rv == 0) {
+        propose_and_wait(n, req, &w, live ? stop_id : rm_id, "rm", name, 0);
+        if (live && n->waiters && n->waiters->ctl == req) {
+            n->waiters->first = 2;
+            n->waiters->rm_id = rm_id;
+        }
+    } else {
+        ol__ctl_reply_error(req, rv, "rm '%s': %s", name, ol_strerror(rv));
+    }
+    ol__entry_w_close(&w);
+}
+
+/* A new config for an agent: a CONFIG command, so the row and the
+ * agent's mailbox change together. */
+static void op_config(struct ol__node *n, struct ol__ctl_req *req,
+                      const msgpack_object *args)
+{
+    char name[OL_NAME_MAX + 2];
+    const msgpack_object *cfg = arg(args, "config");
+    struct ol__entry_w w;
+    struct ol__buf b;
+    msgpack_packer pk;
+    uint64_t id, seq;
+    int rv;
+
+    if (arg_str(args, "name", name, sizeof name) != 0 ||
+        !ol__name_valid(name)) {
+        ol__ctl_reply_error(req, OL_EINVAL,
+                            "config: missing or bad agent name");
+        return;
+    }
+    if (cfg == NULL || cfg->type != MSGPACK_OBJECT_MAP) {
+        ol__ctl_reply_error(req, OL_EINVAL,
+                            "config '%s': the config must be a JSON object",
+                            name);
+        return;
+    }
+    if (ol__mp_object_depth(cfg) > OL_JSON_MAX_DEPTH) {
+        ol__ctl_reply_error(req, OL_ETOOBIG,
+                            "config '%s': config nests deeper than %d "
+                            "levels of arrays and objects (the limit)",
+                            name, OL_JSON_MAX_DEPTH);
+        return;
+    }
+    if (!level_ok(n, req, "config", OL_CMD_CONFIG) ||
+        request_ids(req, "config", args, &id, &seq) != 0)
+        return;
+    ol__buf_init(&b);
+    msgpack_packer_init(&pk, &b, ol__buf_write);
+    msgpack_pack_object(&pk, *cfg);
+    if (b.base == NULL || b.len > OL_AGENT_MSG_MAX) {
+        ol__buf_close(&b);
+        ol__ctl_reply_error(req, OL_ETOOBIG,
+                            "config '%s': config over %u bytes", name,
+                            OL_AGENT_MSG_MAX);
+        return;
+    }
+    ol__entry_w_init(&w);
+    rv = ol__entry_add_config(&w, id, name, seq, b.base, b.len);
+    ol__buf_close(&b);
+    if (rv == 0)
+        propose_and_wait(n, req, &w, id, "config", name, 0);
+    else
+        ol__ctl_reply_error(req, rv, "config '%s': %s", name,
+                            ol_strerror(rv));
     ol__entry_w_close(&w);
 }
 
@@ -696,6 +866,30 @@ void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e,
             pp = &w->next;
             continue;
         }
+        /* An rm whose stop committed: remove once the final checkpoint
+         * has (the agent is STOPPING until then), or now. */
+        if (e->status == 0 && w->first == 2) {
+            if (row && row->status == OL_AGENT_STOPPING) {
+                w->req = 0;
+                pp = &w->next;
+                continue;
+            }
+            if (rm_now(n, w) == 0) {
+                pp = &w->next;
+                continue;
+            }
+            *pp = w->next;
+            free(w);
+            continue;
+        }
+        /* A new agent's spawn answers after its first checkpoint (or its
+         * quarantine), so a plugin that refuses its config fails the
+         * spawn.  A retried spawn (no row) answers now. */
+        if (e->status == 0 && w->first && row) {
+            w->req = 0;
+            pp = &w->next;
+            continue;
+        }
         *pp = w->next;
         answer(w, e, row);
         free(w);
@@ -714,11 +908,54 @@ void ol__waiters_agent(struct ol__node *n, const struct ol__sm_agent *row)
             pp = &w->next;
             continue;
         }
+        if (w->first == 2) {
+            /* The rm's stop is done: now the tombstone. */
+            if (rm_now(n, w) == 0) {
+                pp = &w->next;
+                continue;
+            }
+            *pp = w->next;
+            free(w);
+            continue;
+        }
         *pp = w->next;
+        if (w->first && row->status == OL_AGENT_QUARANTINED) {
+            ol__ctl_reply_error(w->ctl, OL_EPLUGIN,
+                                "spawn '%s': the agent was quarantined "
+                                "before its first checkpoint: %s; it is "
+                                "kept (fix it, then `outlast start`, or "
+                                "`outlast rm` it)",
+                                w->name, row->reason);
+            free(w);
+            continue;
+        }
         resp_begin(&r, 5);
         pk_str(&r.pk, "name");
         pk_str(&r.pk, w->name);
         pack_row(&r, row);
+        resp_send(&r, w->ctl);
+        free(w);
+    }
+}
+
+void ol__waiters_ckpt(struct ol__node *n, const char *name)
+{
+    struct ol__waiter **pp = &n->waiters, *w;
+    const struct ol__sm_agent *row;
+    struct resp r;
+
+    while ((w = *pp) != NULL) {
+        if (w->req != 0 || w->first != 1 || strcmp(w->name, name) != 0) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        row = n->sm ? ol__sm_agent(n->sm, name) : NULL;
+        resp_begin(&r, 1 + (row ? 4 : 0));
+        pk_str(&r.pk, "name");
+        pk_str(&r.pk, w->name);
+        if (row)
+            pack_row(&r, row);
         resp_send(&r, w->ctl);
         free(w);
     }
@@ -873,6 +1110,10 @@ void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
         op_spawn(n, req, args);
     else if (strcmp(op, "stop") == 0 || strcmp(op, "start") == 0)
         op_simple(n, req, op, args);
+    else if (strcmp(op, "rm") == 0)
+        op_rm(n, req, args);
+    else if (strcmp(op, "config") == 0)
+        op_config(n, req, args);
     else if (strcmp(op, "send") == 0)
         op_send(n, req, args);
     else if (strcmp(op, "upgrade") == 0)

@@ -61,6 +61,20 @@ static void host_log(struct ol_agent *a, int level, const char *fmt, ...)
     ol__agent_plugin_log(a, level, line, strlen(line));
 }
 
+static int host_error(struct ol_agent *a, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!usable(a))
+        return OL_AGENT_ESTATE;
+    if (fmt == NULL)
+        return OL_AGENT_EINVAL;
+    va_start(ap, fmt);
+    vsnprintf(a->plugin_err, sizeof a->plugin_err, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
 static const char *host_name(struct ol_agent *a)
 {
     return a ? a->name : "";
@@ -214,6 +228,7 @@ const struct ol_host ol__host_table = {
     .send = host_send,
     .checkpoint = host_checkpoint,
     .work = host_work,
+    .error = host_error,
 };
 
 /* ---- binding and marks ---- */

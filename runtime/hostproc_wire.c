@@ -297,6 +297,16 @@ static void hello(struct ol__hostproc *hp, struct ol__mpr *r)
         mark_dirty(hp);
 }
 
+/* A string or nil (read as ""). */
+static int opt_str(struct ol__mpr *r, char *out, size_t cap)
+{
+    if (ol__mpr_is_nil(r)) {
+        out[0] = '\0';
+        return ol__mpr_nil(r);
+    }
+    return ol__mpr_strcpy(r, out, cap);
+}
+
 static int batch(struct ol__hostproc *hp, struct ol__mpr *r)
 {
     uint32_t n, m;
@@ -326,19 +336,14 @@ static int batch(struct ol__hostproc *hp, struct ol__mpr *r)
         switch (type) {
         case OL_IPC_R_OPEN: {
             int64_t rv;
-            char where[16];
+            char where[16], msg[OL_AGENT_ERROR_MAX + 1] = "";
 
-            if (m != 5 || ol__mpr_int(r, &rv))
+            if ((m != 5 && m != 6) || ol__mpr_int(r, &rv) ||
+                opt_str(r, where, sizeof where) ||
+                (m == 6 && opt_str(r, msg, sizeof msg)))
                 return OL_EMALFORMED;
-            if (ol__mpr_is_nil(r)) {
-                where[0] = '\0';
-                if (ol__mpr_nil(r))
-                    return OL_EMALFORMED;
-            } else if (ol__mpr_strcpy(r, where, sizeof where)) {
-                return OL_EMALFORMED;
-            }
             if (a)
-                ol__agent_opened(a, (int)rv, where);
+                ol__agent_opened(a, (int)rv, where, msg);
             break;
         }
         case OL_IPC_R_SAVE: {

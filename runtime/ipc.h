@@ -18,7 +18,7 @@
  * Host to node (HELLO is a frame of its own, the host's first):
  *
  *     HELLO  [0, status, kind, version, message]
- *     R_OPEN [1, slot, gen, rv, where: str]
+ *     R_OPEN [1, slot, gen, rv, where: str, message: str | nil]
  *     R_STEP [2, slot, gen, rv, flags, ops, sends, works, state | nil,
  *             save_rv]
  *     R_SAVE [3, slot, gen, state | nil, rv]

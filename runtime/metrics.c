@@ -344,7 +344,7 @@ int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
                      struct ol__buf *b)
 {
     static const char *const status[] = {"", "running", "stopping",
-                                         "stopped", "quarantined"};
+                                         "stopped", "quarantined", "removed"};
     /* enum ol__crash_kind, in order. */
     static const char *const crash_kinds[] = {"signal", "exit", "deadline",
                                               "node"};
@@ -436,7 +436,7 @@ int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
         family(&o, "outlast_agents", "gauge",
                "Agents in the cluster by status (from the replicated "
                "database).");
-        for (int s = 1; s <= 4; s++)
+        for (int s = 1; s <= OL_AGENT_STATUS_MAX; s++)
             put(&o, "outlast_agents{status=\"%s\"} %" PRIu64 "\n", status[s],
                 d->by_status[s]);
         one_u64(&o, "outlast_mailbox_messages", "gauge",

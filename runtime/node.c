@@ -409,6 +409,36 @@ int ol__node_init(struct ol__node *n, uv_loop_t *loop,
     return 0;
 }
 
+/* A configured agent that exists already: say so when the file and the
+ * committed agent disagree (the committed one wins: `outlast config`
+ * changes it), and when it was removed (it stays removed). */
+static void configured_exists(struct ol__node *n,
+                              const struct ol__config_agent *ca,
+                              const struct ol__sm_agent *row,
+                              const struct ol__buf *cfg)
+{
+    if (row->status == OL_AGENT_REMOVED) {
+        ol_log(OL_LOG_INFO,
+               "[agent.%s] was removed with `outlast rm`: not spawned again "
+               "(drop the section from the config to silence this)",
+               ca->name);
+        return;
+    }
+    if (strcmp(row->kind, ca->kind) != 0)
+        ol_log(OL_LOG_WARN,
+               "[agent.%s] says kind '%s' but the agent is a '%s': the "
+               "agent is kept as it is; `outlast rm` it and choose a new "
+               "name to change its kind",
+               ca->name, ca->kind, row->kind);
+    else if (cfg->base && (cfg->len != row->config_len ||
+                           memcmp(cfg->base, row->config, cfg->len) != 0))
+        ol_log(OL_LOG_WARN,
+               "[agent.%s] config differs from the agent's committed "
+               "config, which it keeps; to apply the file's, run "
+               "`outlast config %s '<json>'`",
+               ca->name, ca->name);
+}
+
 /* Propose SPAWN for configured agents that do not exist yet. */
 static int spawn_configured(struct ol__node *n)
 {
@@ -425,15 +455,18 @@ static int spawn_configured(struct ol__node *n)
     if (n->cfg.default_agents) {
         list = examples;
         count = sizeof examples / sizeof examples[0];
+        ol_log(OL_LOG_INFO,
+               "no config file: running the embedded default with the "
+               "example agents (counter, ledger, pricewatch); remove one "
+               "for good with `outlast rm NAME`");
     }
     ol__entry_w_init(&w);
     for (uint32_t i = 0; i < count && rv == 0; i++) {
         const struct ol__config_agent *ca = &list[i];
+        const struct ol__sm_agent *row = ol__sm_agent(n->sm, ca->name);
         struct ol__buf cfg;
         char err[OL_ERRMSG_SIZE];
 
-        if (ol__sm_agent(n->sm, ca->name))
-            continue;
         ol__buf_init(&cfg);
         if (ca->config_json) {
             rv = ol__json_to_msgpack(ca->config_json,
@@ -448,6 +481,11 @@ static int spawn_configured(struct ol__node *n)
         } else {
             rv = ol__buf_append(&cfg, "\x80", 1);
         }
+        if (rv == 0 && row) {
+            configured_exists(n, ca, row, &cfg);
+            ol__buf_close(&cfg);
+            continue;
+        }
         if (rv == 0)
             rv = ol__entry_add_spawn(&w, ol__node_req_id(), ca->name,
                                      ca->kind, cfg.base, cfg.len,
@@ -458,6 +496,39 @@ static int spawn_configured(struct ol__node *n)
         ol_log(OL_LOG_INFO, "spawning %u configured agent(s)", w.n);
         rv = ol__node_propose(n, &w);
     }
+    ol__entry_w_close(&w);
+    return rv;
+}
+
+/* Agents of this node quarantined because their plugin was not installed:
+ * if it is now, start them again (once, at start; a plugin that still
+ * fails quarantines them again with the new reason). */
+#define NO_PLUGIN "no plugin '"
+
+static int retry_missing_plugins(struct ol__node *n)
+{
+    const struct ol__sm_agent *row;
+    struct ol__entry_w w;
+    int rv = 0;
+
+    ol__entry_w_init(&w);
+    for (size_t i = 0; rv == 0 && ol__sm_agent_next(n->sm, &i, &row);) {
+        struct ol__code *code;
+        char err[OL_ERRMSG_SIZE];
+
+        if (row->status != OL_AGENT_QUARANTINED ||
+            (n->cluster && row->owner != n->self_id) ||
+            strncmp(row->reason, NO_PLUGIN, strlen(NO_PLUGIN)) != 0 ||
+            ol__code_current(&n->codes, row->kind, 1, &code, err) != 0)
+            continue;
+        ol_log(OL_LOG_INFO,
+               "agent '%s': its plugin '%s' is installed now; starting it "
+               "again",
+               row->name, row->kind);
+        rv = ol__entry_add_start(&w, ol__node_req_id(), row->name);
+    }
+    if (rv == 0 && w.n)
+        rv = ol__node_propose(n, &w);
     ol__entry_w_close(&w);
     return rv;
 }
@@ -590,6 +661,8 @@ int ol__node_start(struct ol__node *n)
         for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)
             ol__events_agent(&n->events, row, 1);
     rv = spawn_configured(n);
+    if (rv == 0)
+        rv = retry_missing_plugins(n);
     if (rv != 0)
         return rv;
     if (ol__path_join(path, sizeof path, n->cfg.data_dir, "outlast.db"))
@@ -703,6 +776,8 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             a = ol__agent_get(n, e->u.ckpt.agent);
             if (a)
                 ol__step_committed(a, e);
+            if (n->waiters && e->status == 0)
+                ol__waiters_ckpt(n, e->u.ckpt.agent);
             break;
         case OL_FX_AGENT: {
             const struct ol__sm_agent *row = &e->u.agent;

@@ -123,6 +123,7 @@ struct ol_agent {
     int phase;
     int degraded; /* a stored checkpoint failed verification */
     char reason[OL_ERRMSG_SIZE];
+    char plugin_err[OL_AGENT_ERROR_MAX + 1]; /* ol_host.error's text */
     int in_handle; /* host services that change state are allowed */
 
     /* The chain as proposed (head may still be in flight). */
@@ -184,6 +185,9 @@ struct ol__waiter {
     char op[24];
     char name[OL_NAME_MAX + 1];
     uint64_t msg_seq;
+    int first; /* a spawn waiting for the agent's first checkpoint; an rm
+                * waiting for its stop (then it proposes RM with rm_id) */
+    uint64_t rm_id;
 };
 
 #define OL_LET_GO_MAX 16
@@ -371,7 +375,8 @@ int ol__agent_outbox_add(struct ol_agent *a, const char *to,
                          const void *msg, uint32_t len);
 /* From a host process: OPEN's outcome, a finished work item, and the
  * host's death. */
-void ol__agent_opened(struct ol_agent *a, int rv, const char *where);
+void ol__agent_opened(struct ol_agent *a, int rv, const char *where,
+                      const char *msg);
 void ol__agent_work_done(struct ol_agent *a, uint64_t id, uint64_t token);
 /* `kind` (enum ol__crash_kind) says how, when `how` is OL_LOST_CRASH. */
 void ol__agent_host_lost(struct ol_agent *a, int how, int kind,
@@ -440,6 +445,8 @@ void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
 void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e,
                         const struct ol__sm_agent *row);
 void ol__waiters_agent(struct ol__node *n, const struct ol__sm_agent *row);
+/* A spawn that waits for the agent's first checkpoint: it committed. */
+void ol__waiters_ckpt(struct ol__node *n, const char *name);
 void ol__waiters_drop(struct ol__node *n);
 
 #endif

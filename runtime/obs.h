@@ -28,6 +28,7 @@
 #include "buf.h"
 #include "events.h"
 #include "hist.h"
+#include "store.h"
 
 struct ol__node;
 
@@ -104,7 +105,7 @@ void ol__obs_free(struct ol__obs *o);
 struct ol__obs_db {
     int ok;
     char errmsg[256];
-    uint64_t by_status[5];      /* indexed by enum ol__agent_status */
+    uint64_t by_status[OL_AGENT_STATUS_MAX + 1];      /* indexed by enum ol__agent_status */
     uint64_t total;
     uint64_t mailbox_total, mailbox_max;
     int64_t db_bytes, wal_bytes; /* -1: cannot stat */

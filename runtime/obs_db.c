@@ -46,7 +46,7 @@ static int counts(sqlite3 *db, struct ol__obs_db *d)
         int s = sqlite3_column_int(st, 0);
         uint64_t c = (uint64_t)sqlite3_column_int64(st, 1);
 
-        if (s >= 1 && s <= 4)
+        if (s >= 1 && s <= OL_AGENT_STATUS_MAX)
             d->by_status[s] = c;
         d->total += c;
     }

@@ -139,9 +139,10 @@ static int step_failed(sqlite3 *db, sqlite3_stmt *st, const char *what,
 
 /* ---- agents ---- */
 
+/* Removed agents (tombstones, status 5) only when asked for. */
 static const char agents_sql[] =
-    "SELECT name, kind, status, owner, epoch, reason FROM agents ORDER BY "
-    "name";
+    "SELECT name, kind, status, owner, epoch, reason FROM agents "
+    "WHERE status != 5 OR ?1 ORDER BY name";
 
 /* Each agent's head and mailbox on their own: a damaged page costs the
  * agents whose rows are on it (their reason says so), not the listing. */
@@ -151,7 +152,8 @@ static const char agent_head_sql[] =
 static const char agent_mail_sql[] =
     "SELECT count(*) FROM mailbox WHERE to_agent = ?1";
 
-int ol__query_agents(sqlite3 *db, msgpack_packer *pk, char *errmsg)
+int ol__query_agents(sqlite3 *db, msgpack_packer *pk, int all,
+                     char *errmsg)
 {
     struct scratch head;
     struct ol__buf rows;
@@ -162,6 +164,7 @@ int ol__query_agents(sqlite3 *db, msgpack_packer *pk, char *errmsg)
 
     if ((rv = prepare(db, agents_sql, &st, errmsg)) != 0)
         return rv;
+    sqlite3_bind_int(st, 1, all != 0);
     if ((rv = prepare(db, agent_head_sql, &hd, errmsg)) != 0 ||
         (rv = prepare(db, agent_mail_sql, &mb, errmsg)) != 0) {
         sqlite3_finalize(st);

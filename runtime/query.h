@@ -16,7 +16,8 @@
  *    time_ms (head checkpoint time, 0 if none), hash (hex, "" if none),
  *    reason (str), mailbox (uint: messages waiting)}
  */
-int ol__query_agents(sqlite3 *db, msgpack_packer *pk, char *errmsg);
+int ol__query_agents(sqlite3 *db, msgpack_packer *pk, int all,
+                     char *errmsg);
 
 /*
  * One map for the agent `name`:

@@ -59,7 +59,7 @@ static json_t *live_json(const struct ol__obs_agent *l)
 json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
 {
     static const char *const status[] = {"?", "running", "stopping",
-                                         "stopped", "quarantined"};
+                                         "stopped", "quarantined", "removed"};
     json_t *root = json_object(), *node = json_object(),
            *commits = json_object(), *agents = json_object(),
            *list = json_array(), *events = json_array(), *db = json_object(),
@@ -124,7 +124,7 @@ json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
     json_object_set_new(root, "replica", replica ? replica : json_null());
 
     set_u(agents, "total", d->total);
-    for (int s = 1; s <= 4; s++)
+    for (int s = 1; s <= OL_AGENT_STATUS_MAX; s++)
         set_u(agents, status[s], d->by_status[s]);
     set_u(agents, "mailbox", d->mailbox_total);
     set_u(agents, "hosted_here", o->hosted);

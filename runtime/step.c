@@ -308,6 +308,10 @@ static void step(struct ol_agent *a, int64_t left)
         e.due_ms = ev->due_ms;
         break;
     case OL_EVENT_MESSAGE:
+        /* A new config waits in the mailbox like a message and is acked
+         * like one; the plugin sees it as a CONFIG event. */
+        if (strcmp(ev->from, OL_AGENT_CONFIG_SENDER) == 0)
+            e.type = OL_EVENT_CONFIG;
         e.from = ev->from;
         e.data = ev->data;
         e.len = ev->len;

@@ -21,6 +21,8 @@ const char *ol__status_name(int status)
         return "stopped";
     case OL_AGENT_QUARANTINED:
         return "quarantined";
+    case OL_AGENT_REMOVED:
+        return "removed";
     }
     return "unknown";
 }

@@ -57,7 +57,9 @@ enum ol__agent_status {
     OL_AGENT_STOPPING = 2,
     OL_AGENT_STOPPED = 3,
     OL_AGENT_QUARANTINED = 4,
+    OL_AGENT_REMOVED = 5, /* a tombstone: `outlast rm`; history kept */
 };
+#define OL_AGENT_STATUS_MAX OL_AGENT_REMOVED
 
 const char *ol__status_name(int status);
 

@@ -20,6 +20,7 @@ struct ol_agent {
     uint64_t epoch;
     char name[OL_NAME_MAX + 1];
     void *self;
+    char err[OL_AGENT_ERROR_MAX + 1]; /* ol_host.error's text */
     int open;          /* open() succeeded */
     int in_handle;
     int final_pending;

@@ -108,12 +108,13 @@ static void reply_open(struct ol_agent *a, uint32_t slot, uint32_t gen,
 {
     msgpack_packer *pk = ahost_packer();
 
-    msgpack_pack_array(pk, 5);
+    msgpack_pack_array(pk, 6);
     msgpack_pack_uint32(pk, OL_IPC_R_OPEN);
     msgpack_pack_uint32(pk, a ? a->slot : slot);
     msgpack_pack_uint32(pk, a ? a->gen : gen);
     msgpack_pack_int(pk, rv);
     ol__ipc_str(pk, where);
+    ol__ipc_str(pk, rv != 0 && a ? a->err : NULL);
     ahost_item_done();
 }
 
@@ -182,6 +183,7 @@ static int do_open(struct ol__mpr *r)
     }
     ah.slots[a->slot] = a;
     ah.logs = 0;
+    a->err[0] = '\0';
     mark_begin(a, OL_MARK_OPEN, 0);
     rv = ah.vt->open(a, cfg, cfg_len, &a->self);
     mark_end();
@@ -191,6 +193,7 @@ static int do_open(struct ol__mpr *r)
     }
     a->open = 1;
     if (state) {
+        a->err[0] = '\0';
         mark_begin(a, OL_MARK_RESTORE, 0);
         rv = ah.vt->restore(a->self, a, state, state_len);
         mark_end();
@@ -294,6 +297,8 @@ static int do_step(struct ol__mpr *r)
         e.from = s.s ? from : "";
         e.data = s.b;
         e.len = s.b_len;
+        if (strcmp(e.from, OL_AGENT_CONFIG_SENDER) == 0)
+            e.type = OL_EVENT_CONFIG;
         break;
     case OL_EVENT_WORK: {
         struct done *d = done_get(s.a2, a);

@@ -112,6 +112,20 @@ static void host_log(struct ol_agent *a, int level, const char *fmt, ...)
     ahost_item_done();
 }
 
+static int host_error(struct ol_agent *a, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!valid(a))
+        return OL_AGENT_ESTATE;
+    if (fmt == NULL)
+        return OL_AGENT_EINVAL;
+    va_start(ap, fmt);
+    vsnprintf(a->err, sizeof a->err, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
 static const char *host_name(struct ol_agent *a)
 {
     return a && a->magic == AGENT_MAGIC ? a->name : "";
@@ -256,4 +270,5 @@ const struct ol_host ahost_table = {
     .send = host_send,
     .checkpoint = host_checkpoint,
     .work = host_work,
+    .error = host_error,
 };

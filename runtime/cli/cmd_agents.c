@@ -17,7 +17,7 @@ enum { Q_AGENTS, Q_SHOW, Q_HISTORY };
 
 /* Run a query on the database file and wrap it as a response. */
 static int offline(struct ol__cli *c, int which, const char *name,
-                   uint32_t limit, struct ol__cli_resp *r)
+                   uint32_t limit, int all, struct ol__cli_resp *r)
 {
     char err[OL_ERRMSG_SIZE] = "";
     struct ol__store st;
@@ -31,7 +31,7 @@ static int offline(struct ol__cli *c, int which, const char *name,
     ol__buf_init(&b);
     msgpack_packer_init(&pk, &b, ol__buf_write);
     if (which == Q_AGENTS)
-        rv = ol__query_agents(st.db, &pk, err);
+        rv = ol__query_agents(st.db, &pk, all, err);
     else if (which == Q_SHOW)
         rv = ol__query_show(st.db, name, &pk, err);
     else
@@ -143,12 +143,31 @@ int ol__cmd_agents(struct ol__cli *c)
 {
     struct ol__cli_resp r;
     const char *pos[1];
+    int all = 0;
+    const struct ol__cli_opt opts[] = {
+        {.name = "--all", .flag = &all},
+        {0},
+    };
     int n, rv;
 
-    if ((rv = ol__cli_parse(c, NULL, pos, 0, 0, &n)) != 0)
+    if ((rv = ol__cli_parse(c, opts, pos, 0, 0, &n)) != 0)
         return rv;
-    rv = c->db_set ? offline(c, Q_AGENTS, NULL, 0, &r)
-                   : ol__cli_call_simple(c, "agents", NULL, &r);
+    if (c->db_set) {
+        rv = offline(c, Q_AGENTS, NULL, 0, all, &r);
+    } else if (all) {
+        struct ol__buf b;
+        msgpack_packer pk;
+        int bad;
+
+        ol__buf_init(&b);
+        bad = ol__cli_req_begin(&b, &pk, "agents", 1);
+        bad |= ol__cli_pack_str(&pk, "all") | msgpack_pack_true(&pk);
+        rv = bad ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
+                 : ol__cli_call(c, &b, &r);
+        ol__buf_close(&b);
+    } else {
+        rv = ol__cli_call_simple(c, "agents", NULL, &r);
+    }
     if (rv != 0)
         return rv;
     rv = c->json ? ol__cli_print_json(r.root) : print_agents(&r);
@@ -264,7 +283,7 @@ int ol__cmd_show(struct ol__cli *c)
         return rv;
     if ((rv = check_name(c, pos[0])) != 0)
         return rv;
-    rv = c->db_set ? offline(c, Q_SHOW, pos[0], 0, &r)
+    rv = c->db_set ? offline(c, Q_SHOW, pos[0], 0, 0, &r)
                    : ol__cli_call_simple(c, "show", pos[0], &r);
     if (rv != 0)
         return rv;
@@ -362,7 +381,7 @@ int ol__cmd_history(struct ol__cli *c)
         return ol__cli_usage_err(c, "--limit must be a whole number, not "
                                     "'%s'", limit_s);
     if (c->db_set) {
-        rv = offline(c, Q_HISTORY, pos[0], (uint32_t)limit, &r);
+        rv = offline(c, Q_HISTORY, pos[0], (uint32_t)limit, 0, &r);
     } else {
         ol__buf_init(&b);
         bad = ol__cli_req_begin(&b, &pk, "history", limit_s ? 2 : 1);

@@ -1,7 +1,9 @@
 /*
- * Commands that change an agent through the node: `spawn`, `stop`, `start`
- * and `send`, and `upgrade`, which changes the code agents of a kind run.  JSON arguments are parsed by jansson and sent as msgpack;
- * a parse error names the line and column and is a usage error.
+ * Commands that change an agent through the node: `spawn`, `stop`, `start`,
+ * `restart`, `rm`, `config` and `send`, and `upgrade`, which changes the
+ * code agents of a kind run.  JSON arguments are parsed by jansson and
+ * sent as msgpack; a parse error names the line and column and is a usage
+ * error.
  */
 #include <errno.h>
 #include <limits.h>
@@ -97,9 +99,11 @@ static void spawned(const msgpack_object *m, const char *kind)
 int ol__cmd_spawn(struct ol__cli *c)
 {
     const char *config = NULL, *rid = NULL, *pos[2];
+    int no_wait = 0;
     const struct ol__cli_opt opts[] = {
         {.name = "--config", .takes_value = 1, .value = &config},
         {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {.name = "--no-wait", .flag = &no_wait},
         {0},
     };
     char err[OL_ERRMSG_SIZE];
@@ -132,8 +136,10 @@ int ol__cmd_spawn(struct ol__cli *c)
     }
     ol__buf_init(&b);
     bad = ol__cli_req_begin(&b, &pk, "spawn", 2 + (cfg != NULL) +
-                                                  (rid != NULL));
+                                                  (rid != NULL) + no_wait);
     bad |= pack_request_id(&pk, rid);
+    if (no_wait)
+        bad |= ol__cli_pack_str(&pk, "no_wait") | msgpack_pack_true(&pk);
     bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
     bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[1]);
     if (cfg)
@@ -197,6 +203,86 @@ int ol__cmd_stop(struct ol__cli *c)
 int ol__cmd_start(struct ol__cli *c)
 {
     return name_op(c, "start", started);
+}
+
+static void removed(const msgpack_object *m, const char *name)
+{
+    (void)m;
+    printf("agent '%s' is removed; its history is kept and verifies "
+           "(outlast history %s)\n",
+           name, name);
+}
+
+int ol__cmd_rm(struct ol__cli *c)
+{
+    return name_op(c, "rm", removed);
+}
+
+/* `restart`: stop (a final checkpoint), then start under a new epoch, so
+ * the agent is opened again with its current config and plugin build. */
+int ol__cmd_restart(struct ol__cli *c)
+{
+    const char *pos[1];
+    const struct ol__cli_opt opts[] = {{0}};
+    struct ol__cli_resp r;
+    int n, rv;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])))
+        return rv;
+    if ((rv = ol__cli_call_simple(c, "stop", pos[0], &r)) != 0)
+        return rv;
+    ol__cli_resp_free(&r);
+    if ((rv = ol__cli_call_simple(c, "start", pos[0], &r)) != 0)
+        return rv;
+    return done(c, &r, started, pos[0]);
+}
+
+/* ---- config ---- */
+
+static void configured(const msgpack_object *m, const char *name)
+{
+    (void)m;
+    printf("agent '%s' has a new config; it sees it as a CONFIG event\n",
+           name);
+}
+
+int ol__cmd_config(struct ol__cli *c)
+{
+    char err[OL_ERRMSG_SIZE];
+    struct ol__cli_resp r;
+    struct ol__buf b;
+    msgpack_packer pk;
+    const char *rid = NULL, *pos[2];
+    const struct ol__cli_opt opts[] = {
+        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {0},
+    };
+    json_t *cfg;
+    int n, rv, bad;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
+        (rv = check_request_id(c, rid)) != 0)
+        return rv;
+    rv = ol__json_parse(pos[1], strlen(pos[1]), &cfg, err);
+    if (rv == OL_ETOOBIG)
+        return ol__cli_usage_err(c, "config %s", err);
+    if (rv != 0)
+        return ol__cli_usage_err(c, "config is not valid JSON: %s", err);
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        return ol__cli_usage_err(c, "config must be a JSON object ({...})");
+    }
+    ol__buf_init(&b);
+    bad = ol__cli_req_begin(&b, &pk, "config", 2 + (rid != NULL));
+    bad |= pack_request_id(&pk, rid);
+    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
+    bad |= ol__cli_pack_str(&pk, "config") | ol__json_pack(cfg, &pk);
+    json_decref(cfg);
+    if ((rv = call(c, &b, bad, &r)) != 0)
+        return rv;
+    return done(c, &r, configured, pos[0]);
 }
 
 /* ---- send ---- */

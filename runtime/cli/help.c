@@ -24,12 +24,17 @@ static const struct ol__cli_cmd cmds[] = {
      "  Rows are listed as stored; 'outlast verify' checks them.\n"
      "  With --db FILE the database is read directly.\n"},
     {"spawn", ol__cmd_spawn,
-     "spawn KIND NAME [--config JSON] [--request-id ID]",
+     "spawn KIND NAME [--config JSON] [--request-id ID] [--no-wait]",
      "create an agent of plugin KIND named NAME",
      "  --config JSON     the agent's configuration, a JSON object\n"
      "  --request-id ID   name this request (1-128 printable characters):\n"
      "                    run again with the same ID, on any node, it is\n"
-     "                    applied once and answers as the first time\n"},
+     "                    applied once and answers as the first time\n"
+     "  --no-wait         answer once the spawn is committed, before the\n"
+     "                    agent's first checkpoint\n"
+     "  Without --no-wait, spawn answers after the agent's first step has\n"
+     "  committed, and fails with the plugin's reason (ol_host.error) if\n"
+     "  open() refused the config; the refused agent is kept, quarantined.\n"},
     {"logs", ol__cmd_logs,
      "logs NAME [-f] [--lines N] [--interval MS] [--duration MS]",
      "show an agent's own log lines, from whichever node hosts it",
@@ -64,6 +69,30 @@ static const struct ol__cli_cmd cmds[] = {
      "                    applied once and answers as the first time\n"
      "  The agent runs the plugin file as it is now: a build installed\n"
      "  since it was quarantined is loaded.  Its crash count starts over.\n"},
+    {"restart", ol__cmd_restart, "restart NAME",
+     "stop an agent (final checkpoint) and start it again",
+     "  The agent is opened again under a new epoch, with its current\n"
+     "  config and the plugin build installed now, and resumes from its\n"
+     "  final checkpoint.\n"},
+    {"rm", ol__cmd_rm, "rm NAME [--request-id ID]",
+     "remove an agent for good: final stop, then a tombstone",
+     "  --request-id ID   name this request (1-128 printable characters):\n"
+     "                    run again with the same ID, on any node, it is\n"
+     "                    applied once and answers as the first time\n"
+     "  A running agent is stopped first (its final checkpoint commits).\n"
+     "  Its checkpoints stay, so history, export and verify still work;\n"
+     "  its mailbox is dropped; 'agents' lists it only with --all.  The\n"
+     "  name cannot be used again, and a config file that still declares\n"
+     "  it does not bring it back (the node logs that it skips it).\n"},
+    {"config", ol__cmd_config, "config NAME JSON [--request-id ID]",
+     "replace an agent's config; the agent sees it as an event",
+     "  --request-id ID   name this request (1-128 printable characters):\n"
+     "                    run again with the same ID, on any node, it is\n"
+     "                    applied once and answers as the first time\n"
+     "  The new config (a JSON object) is committed and delivered to the\n"
+     "  agent once, as an OL_EVENT_CONFIG event, in order with its\n"
+     "  messages; open() sees it from then on (after a restart or a\n"
+     "  failover too).\n"},
     {"send", ol__cmd_send, "send NAME JSON [--request-id ID]",
      "send a message (any JSON value) to an agent",
      "  --request-id ID   name this request (1-128 printable characters):\n"

@@ -100,7 +100,7 @@ Test(query, agents_lists_every_agent_with_its_head)
 
     ol__buf_init(&r.b);
     msgpack_packer_init(&pk, &r.b, ol__buf_write);
-    cr_assert_eq(ol__query_agents(ro.db, &pk, err), 0, "%s", err);
+    cr_assert_eq(ol__query_agents(ro.db, &pk, 0, err), 0, "%s", err);
     unpack(&r);
     cr_assert_eq(r.u.data.type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq(r.u.data.via.array.size, 2);

@@ -114,6 +114,7 @@ extern "C" {
 #define OL_AGENT_MSG_MAX (64u << 10)    /* bytes in one message */
 #define OL_AGENT_OUTBOX_MAX 1024        /* messages sent in one step */
 #define OL_AGENT_TIMERS_MAX 256         /* timers armed at once */
+#define OL_AGENT_ERROR_MAX 150          /* bytes kept of ol_host.error */
 
 /* Log levels for ol_host.log. */
 #define OL_AGENT_LOG_ERROR 0
@@ -154,7 +155,20 @@ enum ol_event_type {
     OL_EVENT_STOP = 5,
     /* Work handed to ol_host.work() has finished. */
     OL_EVENT_WORK = 6,
+    /* The operator changed the agent's config (`outlast config`).  `data`
+     * and `len` hold the new config, one msgpack map, and `from` is
+     * OL_AGENT_CONFIG_SENDER.  The change is committed before the event is
+     * delivered, and the event is delivered exactly once, like a message:
+     * after a resume, open() already sees the new config and the event
+     * may follow it.  A plugin that returns 0 without acting on it keeps
+     * its old settings until its next open(); one that returns an error
+     * is quarantined like any failing handler.  Plugins built before this
+     * event existed get it too: ignore event types you do not know. */
+    OL_EVENT_CONFIG = 7,
 };
+
+/* The sender name of an OL_EVENT_CONFIG event. */
+#define OL_AGENT_CONFIG_SENDER "@config"
 
 /*
  * One event.  Every pointer in it is borrowed: it is valid until the handler
@@ -266,6 +280,18 @@ struct ol_host {
      * on error fn never runs and no event follows. */
     int (*work)(struct ol_agent *a, uint64_t work_id, ol_work_fn fn,
                 void *arg);
+
+    /* Version 3 (check with OL_HOST_HAS(host, error)). */
+
+    /* Say why the open() or restore() that is running is about to fail.
+     * The text (up to OL_AGENT_ERROR_MAX bytes; the rest is cut) becomes
+     * part of the agent's quarantine reason, so `outlast spawn` fails
+     * with it and `outlast agents` shows it.  Call it just before
+     * returning the error; a later call replaces an earlier one.  Outside
+     * open() and restore() the text is kept only until the next of them.
+     * Returns 0, or OL_AGENT_EINVAL if fmt is NULL. */
+    int (*error)(struct ol_agent *a, const char *fmt, ...)
+        OL_AGENT_PRINTF(2, 3);
 };
 
 /*
