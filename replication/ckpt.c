@@ -203,13 +203,14 @@ static int read_name(struct ol__mpr *r, char **out)
     return 0;
 }
 
-/* A sender is an agent name, "@cli" or "@config". */
+/* A sender is an agent name, "@cli", "@config" or "@bounce". */
 static int read_sender(struct ol__mpr *r, char **out)
 {
     if (ol__mpr_strdup(r, OL_NAME_MAX, out))
         return OL_EMALFORMED;
     if (!ol__name_valid(*out) && strcmp(*out, "@cli") != 0 &&
-        strcmp(*out, OL_AGENT_CONFIG_SENDER) != 0)
+        strcmp(*out, OL_AGENT_CONFIG_SENDER) != 0 &&
+        strcmp(*out, OL_AGENT_BOUNCE_SENDER) != 0)
         return OL_EMALFORMED;
     return 0;
 }

@@ -33,6 +33,11 @@
  * --new-history), or of one that continues from a bundle (--from). */
 #define OL_CKPT_NEW_HISTORY 2u
 #define OL_CKPT_RECOVERED 4u
+/* Messages of this checkpoint that cannot be delivered when it commits
+ * come back to the agent (OL_EVENT_BOUNCE) instead of being dropped.  Set
+ * by nodes whose cluster runs feature level 3 or later; older nodes never
+ * see a checkpoint with it, since they hold the cluster below 3. */
+#define OL_CKPT_BOUNCE 8u
 
 /* Decoder limits (beyond those in agent.h). */
 #define OL_NAME_MAX 64

@@ -247,6 +247,7 @@ struct ol__sm_stats {
     uint64_t ckpts_refused;
     uint64_t entries_malformed;
     uint64_t mail_dropped; /* recipient does not exist, or is full */
+    uint64_t mail_bounced; /* of those, returned to their sender */
 };
 void ol__sm_stats(const struct ol__sm *sm, struct ol__sm_stats *out);
 

@@ -5,6 +5,7 @@
  * checkpoint must not stop the rest of its batch from applying.
  */
 #include <inttypes.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,68 @@ static int store_evidence(struct ol__sm *sm, const char *agent, uint64_t seq,
     return ol__sm_done(sm, st);
 }
 
+/* Message `i` of checkpoint `c` could not be delivered: it comes back to
+ * its sender, from "@bounce", as [to, reason, message] (OL_EVENT_BOUNCE),
+ * keyed by the checkpoint's seq and the index like any message.  Only for
+ * a checkpoint that asks for it (OL_CKPT_BOUNCE, set by nodes of feature
+ * level 3): what every node applies follows from the signed body alone.
+ * A bounce that finds its sender gone or full is dropped and logged. */
+static int bounce(struct ol__sm *sm, const struct ol__ckpt *c, uint32_t i,
+                  const char *why, struct ol__effects *fx)
+{
+    const struct ol__outmsg *m = &c->outbox[i];
+    struct ol__sm_agent *from = ol__map_get(&sm->agents, c->agent);
+    sqlite3_stmt *st = sm->stmt[ST_MAIL_INS];
+    struct ol__buf b;
+    msgpack_packer pk;
+    int rv = 0;
+
+    if (!(c->flags & OL_CKPT_BOUNCE) || from == NULL ||
+        from->status == OL_AGENT_REMOVED) {
+        sm->stats.mail_dropped++;
+        ol_log_rl(OL_LOG_WARN,
+                  "agent '%s' seq %" PRIu64 ": message %u to '%s' dropped: "
+                  "%s",
+                  c->agent, c->seq, i, m->to, why);
+        return 0;
+    }
+    ol__buf_init(&b);
+    msgpack_packer_init(&pk, &b, ol__buf_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_str_with_body(&pk, m->to, strlen(m->to));
+    msgpack_pack_str_with_body(&pk, why, strlen(why));
+    if (b.base)
+        (void)ol__buf_append(&b, m->data, m->len);
+    if (b.base == NULL) {
+        ol__buf_close(&b);
+        return OL_EIO;
+    }
+    if (ol__sm_mail_full(from, (uint32_t)b.len)) {
+        ol_log_rl(OL_LOG_WARN,
+                  "agent '%s' seq %" PRIu64 ": message %u to '%s' (%s) "
+                  "dropped: the bounce finds the sender's mailbox full",
+                  c->agent, c->seq, i, m->to, why);
+        sm->stats.mail_dropped++;
+        ol__buf_close(&b);
+        return 0;
+    }
+    sqlite3_bind_text(st, 1, c->agent, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, OL_AGENT_BOUNCE_SENDER, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)c->seq);
+    sqlite3_bind_int64(st, 4, i);
+    sqlite3_bind_blob(st, 5, b.base, (int)b.len, SQLITE_STATIC);
+    if (ol__sm_done(sm, st) != 0)
+        rv = OL_EIO;
+    else if (sqlite3_changes(sm->st->db) > 0) {
+        sm->stats.mail_bounced++;
+        ol__sm_mail_count(sm, from, 1, b.len, fx);
+        ol__fx_mail(fx, c->agent, OL_AGENT_BOUNCE_SENDER, c->seq, i, b.base,
+                    (uint32_t)b.len, sqlite3_last_insert_rowid(sm->st->db));
+    }
+    ol__buf_close(&b);
+    return rv;
+}
+
 static int deliver_outbox(struct ol__sm *sm, const struct ol__ckpt *c,
                           struct ol__effects *fx)
 {
@@ -151,15 +214,12 @@ static int deliver_outbox(struct ol__sm *sm, const struct ol__ckpt *c,
 
         if (to == NULL || to->status == OL_AGENT_REMOVED ||
             ol__sm_mail_full(to, m->len)) {
-            sm->stats.mail_dropped++;
-            ol_log_rl(OL_LOG_WARN,
-                      "agent '%s' seq %" PRIu64 ": message %u to %s "
-                      "agent '%s' dropped",
-                      c->agent, c->seq, i,
-                      to == NULL                         ? "unknown"
-                      : to->status == OL_AGENT_REMOVED ? "removed"
-                                                         : "full",
-                      m->to);
+            if (bounce(sm, c, i,
+                       to == NULL                       ? "no such agent"
+                       : to->status == OL_AGENT_REMOVED ? "the agent was removed"
+                                                        : "its mailbox is full",
+                       fx) != 0)
+                return OL_EIO;
             continue;
         }
         sqlite3_bind_text(st, 1, m->to, -1, SQLITE_STATIC);

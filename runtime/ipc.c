@@ -157,3 +157,23 @@ int ol__ipc_read_result(struct ol__mpr *r, struct ol__ipc_result *res)
     }
     return ol__mpr_int(r, &res->save_rv) ? OL_EMALFORMED : 0;
 }
+
+int ol__bounce_parse(const void *p, size_t len, char *to, char *why,
+                     const void **msg, size_t *msg_len)
+{
+    struct ol__mpr r;
+    uint32_t n;
+    size_t start;
+
+    ol__mpr_init(&r, p, len);
+    if (ol__mpr_array(&r, &n) || n != 3 ||
+        ol__mpr_strcpy(&r, to, OL_NAME_MAX + 1) ||
+        ol__mpr_strcpy(&r, why, 160))
+        return OL_EMALFORMED;
+    start = r.off;
+    if (ol__mpr_skip(&r) || r.off != len)
+        return OL_EMALFORMED;
+    *msg = (const uint8_t *)p + start;
+    *msg_len = len - start;
+    return 0;
+}

@@ -929,11 +929,34 @@ static int drained(struct ol__node *n)
     return n->replica->vt->idle(n->replica);
 }
 
+/* A cluster node without a lease cannot commit: it has had no answer from
+ * a majority for a lease's length, as the last node of a cluster being
+ * stopped one node at a time has not.  Waiting would change nothing, and
+ * nothing is lost by not waiting: its agents resume from their last
+ * committed checkpoints wherever they run next.  It waits two election
+ * timeouts first, for a lease lost only while the others elect a leader
+ * (the node stopped before it led). */
+static int alone(struct ol__node *n)
+{
+    return n->cluster &&
+           n->drain_waited_ms >= 2 * n->cfg.election_timeout_ms &&
+           n->replica->vt->lease_left(n->replica) <= 0;
+}
+
 static void drain_cb(uv_timer_t *t)
 {
     struct ol__node *n = t->data;
 
     n->drain_waited_ms += 20;
+    if (!drained(n) && alone(n)) {
+        ol_log(OL_LOG_INFO,
+               "no majority of the cluster answers (the last node of a "
+               "cluster being stopped, or a partition): not waiting for "
+               "commits; this node's agents resume from their last "
+               "committed checkpoints");
+        finish_shutdown(n);
+        return;
+    }
     if (drained(n) || n->drain_waited_ms >= n->cfg.stop_timeout_ms / 4 * 3) {
         if (!drained(n)) {
             ol_log(OL_LOG_WARN, "drain did not finish in %u ms; closing",

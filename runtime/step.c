@@ -231,6 +231,7 @@ static void step(struct ol_agent *a, int64_t left)
 {
     struct ol__ev *ev = a->q_head;
     struct ol_event e;
+    char bto[OL_NAME_MAX + 1], bwhy[160];
     int rv, type, disarmed = 0;
 
     a->q_head = ev->next;
@@ -315,6 +316,13 @@ static void step(struct ol_agent *a, int64_t left)
         e.from = ev->from;
         e.data = ev->data;
         e.len = ev->len;
+        if (strcmp(ev->from, OL_AGENT_BOUNCE_SENDER) == 0 &&
+            ol__bounce_parse(ev->data, ev->len, bto, bwhy, &e.data,
+                             &e.len) == 0) {
+            e.type = OL_EVENT_BOUNCE;
+            e.to = bto;
+            e.reason = bwhy;
+        }
         break;
     case OL_EVENT_WORK:
         e.work_id = ev->work_id;
@@ -598,6 +606,9 @@ static int propose(struct ol_agent *a, const uint8_t *state, size_t len,
     memcpy(c.plugin.so_hash, a->code->hash, OL_HASH_SIZE);
     memcpy(c.signer, n->key.pk, OL_PK_SIZE);
     c.flags = a->final_pending ? OL_CKPT_FINAL : 0;
+    /* Undeliverable messages come back once every voter can apply it. */
+    if (a->node->replica->vt->level(a->node->replica) >= 3)
+        c.flags |= OL_CKPT_BOUNCE;
     /* The first checkpoint under a recovered database's epoch floor says
      * so in the chain. */
     if (a->node->store.history > 0 && a->epoch == a->node->store.epoch_floor &&

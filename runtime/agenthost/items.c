@@ -246,6 +246,7 @@ static int do_step(struct ol__mpr *r)
     struct ol_event e;
     msgpack_packer *pk;
     char from[OL_NAME_MAX + 2], prev[OL_NAME_MAX + 2];
+    char bto[OL_NAME_MAX + 1], bwhy[160];
     int rv, save;
 
     if (ol__ipc_read_step(r, &s) != 0)
@@ -299,6 +300,12 @@ static int do_step(struct ol__mpr *r)
         e.len = s.b_len;
         if (strcmp(e.from, OL_AGENT_CONFIG_SENDER) == 0)
             e.type = OL_EVENT_CONFIG;
+        if (strcmp(e.from, OL_AGENT_BOUNCE_SENDER) == 0 &&
+            ol__bounce_parse(s.b, s.b_len, bto, bwhy, &e.data, &e.len) == 0) {
+            e.type = OL_EVENT_BOUNCE;
+            e.to = bto;
+            e.reason = bwhy;
+        }
         break;
     case OL_EVENT_WORK: {
         struct done *d = done_get(s.a2, a);

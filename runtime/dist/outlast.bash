@@ -30,7 +30,8 @@ _outlast()
     fi
 
     local commands="status agents show history logs top spawn stop start
-        send verify export recover keygen cluster help"
+        restart rm config send upgrade verify export recover keygen cluster
+        help"
     local globals="--data-dir --socket --db --json --timeout --help --version"
 
     case $prev in
@@ -75,19 +76,20 @@ _outlast()
 
     local opts=""
     case $cmd in
-    show | stop | start | send | logs | history | export)
+    show | stop | start | restart | rm | config | send | logs | history | export)
         case $cmd in
         history) opts="--limit" ;;
         logs) opts="-f --follow --lines --interval --duration" ;;
         export) opts="--all --out --json" ;;
-        stop | start | send) opts="--request-id" ;;
+        stop | start | rm | config | send) opts="--request-id" ;;
         esac
         if [[ $cur != -* && -z $sub ]]; then
             COMPREPLY=($(compgen -W "$(_outlast_agents)" -- "$cur"))
             return
         fi
         ;;
-    spawn) opts="--config --request-id" ;;
+    spawn) opts="--config --request-id --no-wait" ;;
+    agents) opts="--all" ;;
     top) opts="--interval --count --plain" ;;
     verify) opts="--db --agent --trust --cluster" ;;
     keygen) opts="--out --force" ;;

@@ -149,9 +149,12 @@ Test(badplugin, oversized_state_quarantines)
 {
     char err[512], reason[512], status[32];
 
-    cr_assert_eq(td_spawn_agent(&d, "huge_state", "hs", NULL, err,
-                                sizeof err),
-                 0, "%s", err);
+    /* Its first save fails, so the spawn fails with the reason, and the
+     * agent is kept, quarantined. */
+    cr_assert_neq(td_spawn_agent(&d, "huge_state", "hs", NULL, err,
+                                 sizeof err),
+                  0, "a spawn whose first checkpoint failed succeeded");
+    cr_expect(strstr(err, "more than") != NULL, "%s", err);
     cr_assert(td_until(quarantined, &d, "hs", 10000), "not quarantined");
     td_agent_status(&d, "hs", status, sizeof status, NULL, reason,
                     sizeof reason);

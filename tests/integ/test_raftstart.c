@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "replication/cmd.h"
 #include "tests/support/cluster.h"
 
 #define LEADER_MS 15000
@@ -378,13 +379,22 @@ Test(raftstart, a_node_held_at_feature_level_1_keeps_the_cluster_at_1)
                      "the level-1 node stopped answering; see %s",
                      c.nodes[2].d.log);
     }
-    /* Node 3 moves up to level 2, and so does the cluster. */
+    rv = td_sh(&out, "%s --socket %s rm lv0", td_bin("outlast"),
+               c.nodes[leader].d.sock);
+    cr_expect_neq(rv, 0, "rm (a level-3 command) was accepted at level 1");
+    cr_expect(out && strstr(out, "feature level 1"),
+              "the rm refusal does not name the cluster's level: %s",
+              out ? out : "");
+    free(out);
+
+    /* Node 3 moves up to this build's level, and so does the cluster. */
     tc_kill(&c, 2);
     tc_write_config(&c, 2);
     cr_assert_eq(tc_start_node(&c, 2, 15000), 0);
     leader = tc_wait_leader(&c, 0, LEADER_MS);
     cr_assert_geq(leader, 0, "no leader");
-    cr_expect(wait_level(leader, 2, 15000),
-              "the cluster stayed below level 2 after node 3 moved up");
+    cr_expect(wait_level(leader, OL_FEATURE_LEVEL, 15000),
+              "the cluster stayed below level %d after node 3 moved up",
+              OL_FEATURE_LEVEL);
     cr_assert_eq(tc_check(&c, 30000), 0);
 }

@@ -165,10 +165,22 @@ enum ol_event_type {
      * is quarantined like any failing handler.  Plugins built before this
      * event existed get it too: ignore event types you do not know. */
     OL_EVENT_CONFIG = 7,
+    /* A message this agent sent could not be delivered: when the step's
+     * checkpoint committed, the recipient did not exist (never did, or was
+     * removed with `outlast rm`) or its mailbox was full.  `to` names the
+     * recipient, `reason` says why, and `data`/`len` hold the message as
+     * sent; `from` is OL_AGENT_BOUNCE_SENDER.  Delivered exactly once, in
+     * the agent's mailbox order, like a message.  A bounce that finds this
+     * agent's own mailbox full is dropped and logged.  Needs a cluster at
+     * feature level 3: before that, undeliverable messages are dropped and
+     * logged. */
+    OL_EVENT_BOUNCE = 8,
 };
 
 /* The sender name of an OL_EVENT_CONFIG event. */
 #define OL_AGENT_CONFIG_SENDER "@config"
+/* The sender name of an OL_EVENT_BOUNCE event. */
+#define OL_AGENT_BOUNCE_SENDER "@bounce"
 
 /*
  * One event.  Every pointer in it is borrowed: it is valid until the handler
@@ -210,6 +222,10 @@ struct ol_event {
                              * the result go; the agent's new owner
                              * starts the work again if it still needs
                              * it. */
+    /* Version 3. */
+    /* BOUNCE */
+    const char *to;         /* the recipient the message was sent to */
+    const char *reason;     /* why it could not be delivered */
 };
 
 /* Runs on a work-pool thread.  It may only touch `arg`; a crash in it is
@@ -253,8 +269,9 @@ struct ol_host {
     /* Send `len` bytes of msgpack to the agent named `to`.  The bytes are
      * copied and checked; they are delivered exactly once, after this step's
      * checkpoint commits.  Whether `to` exists is decided when that
-     * checkpoint commits: a message to an agent that does not exist then
-     * is dropped and the node logs it.  Returns 0, OL_AGENT_EMALFORMED if
+     * checkpoint commits: a message to an agent that does not exist then,
+     * or whose mailbox is full then, comes back as an OL_EVENT_BOUNCE
+     * (dropped and logged on a cluster below feature level 3).  Returns 0, OL_AGENT_EMALFORMED if
      * the bytes are
      * not one msgpack object, OL_AGENT_EINVAL for a bad name,
      * OL_AGENT_ETOOBIG past OL_AGENT_MSG_MAX or OL_AGENT_OUTBOX_MAX,
