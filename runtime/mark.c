@@ -193,6 +193,10 @@ const char *ol__event_name(int type)
         return "stop";
     case OL_EVENT_WORK:
         return "work";
+    case OL_EVENT_CONFIG:
+        return "config";
+    case OL_EVENT_BOUNCE:
+        return "bounce";
     }
     return "?";
 }
