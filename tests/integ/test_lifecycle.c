@@ -473,3 +473,25 @@ Test(lifecycle, an_undeliverable_message_bounces_once)
     cr_expect(out && strstr(out, "no such agent"), "%s", out);
     free(out);
 }
+
+/* The embedded default (no config file) spawns the example agents; one
+ * removed with rm stays removed across restarts, and the log says how. */
+Test(lifecycle, an_example_agent_of_the_embedded_default_can_be_removed)
+{
+    char st[32], reason[256];
+
+    td_init(&d, "lc-embedded", NULL);
+    d.conf[0] = '\0';
+    cr_assert_eq(td_start(&d, WAIT_MS), 0, "see %s", d.log);
+    cr_expect(log_has(&d, "outlast rm NAME"),
+              "the log does not say how to remove an example agent; see %s",
+              d.log);
+    wait_int(&d, "counter", "count", 0);
+    cli_ok(d.sock, "rm counter");
+    cr_assert_eq(td_term(&d, WAIT_MS), 0, "see %s", d.log);
+    cr_assert_eq(td_start(&d, WAIT_MS), 0, "see %s", d.log);
+    status_of(&d, "counter", st, sizeof st, reason, sizeof reason);
+    cr_expect_str_eq(st, "", "the removed example came back as '%s'", st);
+    status_of(&d, "ledger", st, sizeof st, reason, sizeof reason);
+    cr_expect_str_eq(st, "running", "the other examples: '%s'", st);
+}

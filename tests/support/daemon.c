@@ -95,8 +95,12 @@ void td_spawn(struct td *d)
             dup2(fd, 2);
             close(fd);
         }
-        execl(td_bin("outlastd"), "outlastd", "--config", d->conf,
-              (char *)NULL);
+        if (d->conf[0])
+            execl(td_bin("outlastd"), "outlastd", "--config", d->conf,
+                  (char *)NULL);
+        else /* the embedded single-node default */
+            execl(td_bin("outlastd"), "outlastd", "--data-dir", d->data,
+                  (char *)NULL);
         _exit(127);
     }
     d->pid = pid;

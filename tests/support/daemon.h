@@ -30,7 +30,8 @@ const char *td_plugin_dirs(void);     /* agents:tests/plugins */
  * `extra` is appended verbatim (more sections). */
 void td_init(struct td *d, const char *tag, const char *extra);
 
-/* Start outlastd and wait (up to timeout_ms) until it answers status.
+/* Start outlastd and wait (with d->conf set to "", it runs the embedded
+ * default: no config file, the example agents, data in d->data) (up to timeout_ms) until it answers status.
  * Returns 0, or -1 if it exited or never answered. */
 int td_start(struct td *d, int timeout_ms);
 
