@@ -520,9 +520,12 @@ static void *spawn_worker(void *arg)
         snprintf(name, sizeof name, "%s%06u", s->prefix, i);
         msgpack_sbuffer_init(&sb);
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 4);
+        msgpack_pack_map(&pk, 5);
         pk_str(&pk, "op");
         pk_str(&pk, "spawn");
+        /* Setup, not measured: answer at commit, not first checkpoint. */
+        pk_str(&pk, "no_wait");
+        msgpack_pack_true(&pk);
         pk_str(&pk, "kind");
         pk_str(&pk, "benchload");
         pk_str(&pk, "name");

@@ -48,7 +48,8 @@ static int counts(sqlite3 *db, struct ol__obs_db *d)
 
         if (s >= 1 && s <= OL_AGENT_STATUS_MAX)
             d->by_status[s] = c;
-        d->total += c;
+        if (s != OL_AGENT_REMOVED)
+            d->total += c;
     }
     if (rc != SQLITE_DONE)
         return fail(db, st, d, "agent counts");
@@ -72,7 +73,8 @@ static int counts(sqlite3 *db, struct ol__obs_db *d)
 
 /* Quarantined agents first (?1 = 1), then the others (?1 = 0), each by
  * name: the primary key's order, so the second pass reads only as many
- * rows as it keeps. */
+ * rows as it keeps.  Removed agents (status 5, tombstones) are counted,
+ * not listed. */
 static const char rows_sql[] =
     "SELECT a.name, a.kind, a.status, a.owner, a.epoch, a.reason,"
     "       c.seq, c.time_ms,"
@@ -80,7 +82,8 @@ static const char rows_sql[] =
     "  FROM agents a"
     "  LEFT JOIN checkpoints c ON c.agent = a.name AND c.seq ="
     "       (SELECT max(seq) FROM checkpoints WHERE agent = a.name)"
-    " WHERE (a.status = 4) = ?1 ORDER BY a.name LIMIT ?2";
+    " WHERE (a.status = 4) = ?1 AND a.status != 5 ORDER BY a.name"
+    " LIMIT ?2";
 
 static int rows(sqlite3 *db, uint32_t max, struct ol__obs_db *d)
 {
