@@ -11,6 +11,8 @@
 #include "replication/placement.h"
 #include "replication/sm.h"
 #include "runtime/err.h"
+#include "runtime/ipc.h"
+#include "runtime/store.h"
 #include "tests/support/sample.h"
 
 static char dir[64], dbpath[128];
@@ -103,6 +105,9 @@ static void spawn(const char *name, uint64_t owner)
     ol__entry_w_close(&w);
 }
 
+/* Flags of the bodies body_for() builds (0 unless a test sets them). */
+static uint32_t body_flags;
+
 /* Build a checkpoint body chained onto prev (NULL for seq 1). */
 static void body_for(const struct ol__key *k, const char *agent,
                      uint64_t epoch, uint64_t seq, const uint8_t *prev,
@@ -112,6 +117,7 @@ static void body_for(const struct ol__key *k, const char *agent,
     struct ol__ckpt c;
 
     sample_ckpt_fill(&c, k, agent, seq);
+    c.flags = body_flags;
     c.epoch = epoch;
     c.time_ms += variant;
     free(c.acks[0].from);
@@ -1065,4 +1071,176 @@ Test(sm, a_key_already_in_the_roster_is_refused)
     cr_assert_eq(cmd_status(&fx), 0);
     ol__effects_free(&fx);
     ol__entry_w_close(&w);
+}
+
+/* One command with request id `req`; returns its outcome. */
+static int one(int (*add)(struct ol__entry_w *, uint64_t, const char *),
+               uint64_t req, const char *name)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    int rv;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(add(&w, req, name), 0);
+    apply(&w, 0, &fx);
+    rv = cmd_status(&fx);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    return rv;
+}
+
+static int add_quarantine(struct ol__entry_w *w, uint64_t req,
+                          const char *name)
+{
+    return ol__entry_add_quarantine(w, req, name, 1, "test");
+}
+
+static int add_config(struct ol__entry_w *w, uint64_t req, const char *name)
+{
+    static const uint8_t c2[] = {0x81, 0xa1, 'x', 0x02}; /* {"x": 2} */
+
+    return ol__entry_add_config(w, req, name, req, c2, sizeof c2);
+}
+
+static int64_t count(const char *sql)
+{
+    sqlite3_stmt *q;
+    int64_t v = -1;
+
+    cr_assert_eq(sqlite3_prepare_v2(st.db, sql, -1, &q, NULL), SQLITE_OK);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+/* RM only takes a stopped or quarantined agent, and leaves a tombstone:
+ * the row and its checkpoints stay, its mail goes, and nothing can use
+ * the name again; the tombstone survives a reload and a snapshot. */
+Test(sm, rm_leaves_a_tombstone_nothing_can_revive)
+{
+    uint8_t h1[32];
+    struct ol__buf snap;
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(count("SELECT count(*) FROM mailbox WHERE to_agent = "
+                       "'sink'"),
+                 1);
+    cr_assert_eq(one(ol__entry_add_rm, 500, "sink"), OL_ESTATE,
+                 "a running agent was removed");
+    cr_assert_eq(one(add_quarantine, 501, "sink"), 0);
+    cr_assert_eq(one(ol__entry_add_rm, 502, "sink"), 0);
+    cr_assert_eq(ol__sm_agent(sm, "sink")->status, OL_AGENT_REMOVED);
+    cr_assert_eq(count("SELECT count(*) FROM mailbox WHERE to_agent = "
+                       "'sink'"),
+                 0, "the removed agent's mail was kept");
+    cr_assert_eq(one(ol__entry_add_start, 503, "sink"), OL_ENOTFOUND);
+    cr_assert_eq(one(ol__entry_add_stop, 504, "sink"), OL_ENOTFOUND);
+    cr_assert_eq(one(add_config, 505, "sink"), OL_ENOTFOUND);
+    cr_assert_eq(one(ol__entry_add_rm, 502, "sink"), 0,
+                 "a repeated rm is not answered as the first");
+    {
+        struct ol__entry_w w;
+        struct ol__effects fx;
+
+        ol__entry_w_init(&w);
+        cr_assert_eq(ol__entry_add_spawn(&w, 506, "sink", "counter", cfg,
+                                         sizeof cfg, 1, 0), 0);
+        apply(&w, 0, &fx);
+        cr_assert_eq(cmd_status(&fx), OL_EEXISTS);
+        ol__effects_free(&fx);
+        ol__entry_w_close(&w);
+    }
+    /* ticker's next message to the tombstone is not delivered. */
+    cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, h1, 0), 0);
+    cr_assert_eq(count("SELECT count(*) FROM mailbox"), 0);
+
+    cr_assert_eq(ol__sm_reload(sm), 0);
+    cr_assert_eq(ol__sm_agent(sm, "sink")->status, OL_AGENT_REMOVED);
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_set_applied(sm, 40), 0);
+    cr_assert_eq(ol__store_commit(&st), 0);
+    ol__buf_init(&snap);
+    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
+    {
+        struct ol__sm_config c = {0};
+        struct ol__store st2;
+        struct ol__sm *sm2;
+        char path2[160], err[OL_ERRMSG_SIZE];
+
+        snprintf(path2, sizeof path2, "%s/other.db", dir);
+        cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
+        cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+        cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, NULL, err),
+                     0, "%s", err);
+        cr_assert_not_null(ol__sm_agent(sm2, "sink"),
+                           "the snapshot lost the tombstone");
+        cr_expect_eq(ol__sm_agent(sm2, "sink")->status, OL_AGENT_REMOVED,
+                     "the snapshot changed the tombstone");
+        ol__sm_close(sm2);
+        ol__store_close(&st2);
+    }
+    ol__buf_close(&snap);
+}
+
+/* CONFIG replaces the row's config and queues one message from "@config";
+ * the same request again queues nothing more. */
+Test(sm, config_replaces_the_row_and_queues_one_event)
+{
+    const struct ol__sm_agent *a;
+
+    spawn("ticker", 1);
+    cr_assert_eq(one(add_config, 600, "ticker"), 0);
+    a = ol__sm_agent(sm, "ticker");
+    cr_assert_eq(a->config_len, 4);
+    cr_assert_eq(((const uint8_t *)a->config)[3], 0x02);
+    cr_assert_eq(count("SELECT count(*) FROM agents WHERE name = 'ticker' "
+                       "AND hex(config) = '81A17802'"),
+                 1, "the stored row was not changed");
+    cr_assert_eq(one(add_config, 600, "ticker"), 0);
+    cr_assert_eq(count("SELECT count(*) FROM mailbox WHERE to_agent = "
+                       "'ticker' AND from_agent = '@config'"),
+                 1, "a repeated config queued a second event");
+    cr_assert_eq(one(add_config, 601, "nobody"), OL_ENOTFOUND);
+}
+
+/* A message to an unknown agent comes back to its sender from "@bounce"
+ * as [to, reason, message] when the checkpoint asks for it, and is
+ * dropped when it does not (a checkpoint from before level 3). */
+Test(sm, undeliverable_messages_bounce_only_when_the_checkpoint_asks)
+{
+    uint8_t h1[32], h2[32];
+    sqlite3_stmt *q;
+    char to[OL_NAME_MAX + 1], why[160];
+    const void *msg;
+    size_t len;
+
+    spawn("sink", 1);
+    spawn("ticker", 1);
+    cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(count("SELECT count(*) FROM mailbox WHERE "
+                       "from_agent = '@bounce'"),
+                 0, "a checkpoint without OL_CKPT_BOUNCE bounced");
+    body_flags = OL_CKPT_BOUNCE;
+    cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, h2, 0), 0);
+    body_flags = 0;
+    cr_assert_eq(sqlite3_prepare_v2(st.db,
+                                    "SELECT from_seq, idx, payload FROM "
+                                    "mailbox WHERE to_agent = 'ticker' AND "
+                                    "from_agent = '@bounce'",
+                                    -1, &q, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW, "no bounce");
+    cr_expect_eq(sqlite3_column_int(q, 0), 2);
+    cr_expect_eq(sqlite3_column_int(q, 1), 1);
+    cr_assert_eq(ol__bounce_parse(sqlite3_column_blob(q, 2),
+                                  (size_t)sqlite3_column_bytes(q, 2), to, why,
+                                  &msg, &len), 0);
+    cr_expect_str_eq(to, "other-agent");
+    cr_expect_str_eq(why, "no such agent");
+    cr_expect_gt(len, 0);
+    cr_assert_eq(sqlite3_step(q), SQLITE_DONE, "more than one bounce");
+    sqlite3_finalize(q);
 }
