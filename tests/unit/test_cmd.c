@@ -48,6 +48,9 @@ static void build(void)
                                     1),
                  0);
     cr_assert_eq(ol__entry_add_move(&w, 21, "ticker", 3, 5, 77, 9, 450), 0);
+    cr_assert_eq(ol__entry_add_rm(&w, 22, "ticker"), 0);
+    cr_assert_eq(ol__entry_add_config(&w, 23, "ticker", 88, cfg, sizeof cfg),
+                 0);
     ol__buf_init(&entry);
     cr_assert_eq(ol__entry_w_finish(&w, &entry), 0);
     ol__entry_w_close(&w);
@@ -71,7 +74,7 @@ Test(cmd, round_trips_every_command)
 
     cr_assert_eq(ol__entry_decode(entry.base, entry.len, &e, err), 0, "%s",
                  err);
-    cr_assert_eq(e.n, 12);
+    cr_assert_eq(e.n, 14);
     cr_assert_eq(e.cmds[0].type, OL_CMD_CKPTS);
     cr_assert_eq(e.cmds[0].n_bodies, 1);
     cr_assert_eq(ol__seal_verify(e.cmds[0].seal.p, e.cmds[0].seal.len,
@@ -118,6 +121,14 @@ Test(cmd, round_trips_every_command)
     cr_assert_eq(e.cmds[11].inc, 77);
     cr_assert_eq(e.cmds[11].term, 9);
     cr_assert_eq(e.cmds[11].hold_ms, 450);
+    cr_assert_eq(e.cmds[12].type, OL_CMD_RM);
+    cr_assert_eq(e.cmds[12].req, 22);
+    cr_assert_str_eq(e.cmds[12].name, "ticker");
+    cr_assert_eq(e.cmds[13].type, OL_CMD_CONFIG);
+    cr_assert_eq(e.cmds[13].req, 23);
+    cr_assert_eq(e.cmds[13].msg_seq, 88);
+    cr_assert_eq(e.cmds[13].config.len, sizeof cfg);
+    cr_assert_eq(memcmp(e.cmds[13].config.p, cfg, sizeof cfg), 0);
     ol__entry_free(&e);
 }
 
