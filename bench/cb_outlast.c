@@ -468,6 +468,17 @@ int cb_ol_wait_leader(struct cb_ol *c, int timeout_ms)
     return -1;
 }
 
+int cb_ol_request(struct cb_ol *c, int via, const void *req, size_t len,
+                  char *err)
+{
+    msgpack_sbuffer sb = {.size = len, .data = (char *)req, .alloc = len};
+    struct reply u;
+    int rv = call(c->nodes[via].sock, &sb, &u, err);
+
+    reply_free(&u);
+    return rv;
+}
+
 int cb_ol_stop(struct cb_ol *c, int via, const char *name)
 {
     char err[OL_ERRMSG_SIZE];

@@ -73,6 +73,12 @@ struct cb_ol_agent {
     int running;
 };
 
+/* Send one packed control request (a msgpack map with "op") to node
+ * `via` and wait for its answer: 0 when it says ok, else -1 with its
+ * error in err (OL_ERRMSG_SIZE bytes). */
+int cb_ol_request(struct cb_ol *c, int via, const void *req, size_t len,
+                  char *err);
+
 /* Fill in the defaults: 3 nodes, election 300 ms, heartbeat 50 ms,
  * failover 600 ms, binaries found from this executable's build tree. */
 void cb_ol_defaults(struct cb_ol_opts *o);

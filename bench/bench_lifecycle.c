@@ -1,0 +1,221 @@
+/*
+ * bench_lifecycle: what the agent lifecycle commands cost an operator, as
+ * the time from sending a control request to its answer, beside a raw
+ * SQLite commit (one fsync'd row, the anchor) in the same run.
+ *
+ * On a cluster of --nodes outlastd processes on loopback (3 by default;
+ * election 300 ms, heartbeat 50 ms), through a follower's control socket
+ * (the usual case: an operator's CLI talks to its own node), --reps times
+ * each, one request at a time:
+ *
+ *   spawn --no-wait   answered when the SPAWN command has committed
+ *   spawn             answered after the agent's first checkpoint (the
+ *                     default: a refused config fails it)
+ *   config            a CONFIG command committed
+ *   send              a SEND committed (the oldest replicated command, as
+ *                     a reference inside the product)
+ *   rm                a final STOP, its final checkpoint, then RM
+ *
+ * Reported: p50 and p99 (nearest rank) per command in ms, and each p50 as
+ * a multiple of the anchor's p50.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "anchor.h"
+#include "bench_util.h"
+#include "cb_outlast.h"
+#include "cb_proc.h"
+#include "runtime/err.h"
+#include "runtime/hist.h"
+
+enum { OP_SPAWN_NW, OP_SPAWN, OP_CONFIG, OP_SEND, OP_RM, N_OPS };
+
+static const char *const op_names[N_OPS] = {
+    "spawn --no-wait", "spawn", "config", "send", "rm",
+};
+
+static void pk_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+/* The request for `op` on agent `name`. */
+static void build(msgpack_sbuffer *sb, int op, const char *name)
+{
+    msgpack_packer pk;
+
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    switch (op) {
+    case OP_SPAWN_NW:
+    case OP_SPAWN:
+        msgpack_pack_map(&pk, op == OP_SPAWN_NW ? 5 : 4);
+        pk_str(&pk, "op");
+        pk_str(&pk, "spawn");
+        pk_str(&pk, "kind");
+        pk_str(&pk, "benchload");
+        pk_str(&pk, "config");
+        msgpack_pack_map(&pk, 1); /* {"idle": true}: one checkpoint */
+        pk_str(&pk, "idle");
+        msgpack_pack_true(&pk);
+        if (op == OP_SPAWN_NW) {
+            pk_str(&pk, "no_wait");
+            msgpack_pack_true(&pk);
+        }
+        break;
+    case OP_CONFIG:
+        msgpack_pack_map(&pk, 3);
+        pk_str(&pk, "op");
+        pk_str(&pk, "config");
+        pk_str(&pk, "config");
+        msgpack_pack_map(&pk, 2);
+        pk_str(&pk, "idle");
+        msgpack_pack_true(&pk);
+        pk_str(&pk, "size");
+        msgpack_pack_uint32(&pk, 512);
+        break;
+    case OP_SEND:
+        msgpack_pack_map(&pk, 3);
+        pk_str(&pk, "op");
+        pk_str(&pk, "send");
+        pk_str(&pk, "message");
+        msgpack_pack_uint32(&pk, 1);
+        break;
+    default:
+        msgpack_pack_map(&pk, 2);
+        pk_str(&pk, "op");
+        pk_str(&pk, "rm");
+        break;
+    }
+    pk_str(&pk, "name");
+    pk_str(&pk, name);
+}
+
+static int timed(struct cb_ol *c, int via, int op, const char *name,
+                 struct ol__hist *h)
+{
+    char err[OL_ERRMSG_SIZE];
+    msgpack_sbuffer sb;
+    uint64_t t0;
+    int rv;
+
+    build(&sb, op, name);
+    t0 = ol__now_us();
+    rv = cb_ol_request(c, via, sb.data, sb.size, err);
+    if (rv == 0)
+        ol__hist_add(h, ol__now_us() - t0);
+    else
+        fprintf(stderr, "bench: %s '%s': %s\n", op_names[op], name, err);
+    msgpack_sbuffer_destroy(&sb);
+    return rv;
+}
+
+static int run(struct cb_ol *c, int via, uint32_t reps,
+               struct ol__hist h[N_OPS])
+{
+    char name[32];
+
+    for (uint32_t i = 0; i < reps; i++) {
+        /* Agents spawned without waiting are removed at the end; each
+         * round's other agent goes through config, send and rm. */
+        snprintf(name, sizeof name, "nw%05u", i);
+        if (timed(c, via, OP_SPAWN_NW, name, &h[OP_SPAWN_NW]) != 0)
+            return -1;
+        snprintf(name, sizeof name, "lc%05u", i);
+        if (timed(c, via, OP_SPAWN, name, &h[OP_SPAWN]) != 0 ||
+            timed(c, via, OP_CONFIG, name, &h[OP_CONFIG]) != 0 ||
+            timed(c, via, OP_SEND, name, &h[OP_SEND]) != 0 ||
+            timed(c, via, OP_RM, name, &h[OP_RM]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The anchor: one row per fsync'd transaction in raw SQLite, for as many
+ * transactions as the benchmark sends requests. */
+static int raw(const char *dir, uint32_t txns, struct ol__hist *h)
+{
+    struct anchor a;
+    struct anchor_run r;
+    char path[4200];
+    int rv;
+
+    snprintf(path, sizeof path, "%s/anchor.db", dir);
+    rv = anchor_open(&a, path, 1, 1024);
+    if (rv == 0)
+        rv = anchor_insert(&a, 1, 0, txns, h, &r);
+    if (rv != 0)
+        fprintf(stderr, "bench: anchor: %s\n", a.errmsg);
+    anchor_close(&a);
+    return rv;
+}
+
+static double ms(uint64_t us)
+{
+    return (double)us / 1000.0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cb_ol_opts o;
+    struct cb_ol c;
+    struct ol__hist h[N_OPS], anchor;
+    uint32_t reps = 50;
+    int nodes = 3, leader, via, rv;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            reps = (uint32_t)strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--nodes") == 0 && i + 1 < argc) {
+            nodes = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: bench_lifecycle [--reps N] "
+                            "[--nodes 1..3]\n");
+            return 2;
+        }
+    }
+    if (reps == 0 || reps > 100000 || nodes < 1 || nodes > CB_OL_MAX) {
+        fprintf(stderr, "bench_lifecycle: --reps 1..100000, --nodes "
+                        "1..%d\n",
+                CB_OL_MAX);
+        return 2;
+    }
+    memset(h, 0, sizeof h);
+    memset(&anchor, 0, sizeof anchor);
+    cb_ol_defaults(&o);
+    o.n = nodes;
+    o.log_level = "warn";
+    if (cb_ol_init(&c, &o) != 0 || cb_ol_start(&c, 15000) != 0 ||
+        (leader = cb_ol_wait_leader(&c, 15000)) < 0) {
+        cb_ol_destroy(&c);
+        return 1;
+    }
+    via = nodes > 1 ? (leader + 1) % nodes : 0;
+    rv = run(&c, via, reps, h);
+    if (rv == 0)
+        rv = raw(c.root, reps * N_OPS, &anchor);
+    cb_ol_destroy(&c);
+    if (rv != 0)
+        return 1;
+
+    printf("# bench_lifecycle --reps %" PRIu32 " --nodes %d (via %s)\n",
+           reps, nodes, nodes > 1 ? "a follower" : "the node");
+    printf("%-18s %10s %10s %12s\n", "command", "p50 ms", "p99 ms",
+           "p50/anchor");
+    printf("%-18s %10.2f %10.2f %12s\n", "raw SQLite commit",
+           ms(ol__hist_quantile(&anchor, 0.50)),
+           ms(ol__hist_quantile(&anchor, 0.99)), "1.00");
+    for (int op = 0; op < N_OPS; op++)
+        printf("%-18s %10.2f %10.2f %12.2f\n", op_names[op],
+               ms(ol__hist_quantile(&h[op], 0.50)),
+               ms(ol__hist_quantile(&h[op], 0.99)),
+               (double)ol__hist_quantile(&h[op], 0.50) /
+                   (double)(ol__hist_quantile(&anchor, 0.50)
+                                ? ol__hist_quantile(&anchor, 0.50)
+                                : 1));
+    return 0;
+}
