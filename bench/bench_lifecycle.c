@@ -32,6 +32,38 @@
 #include "runtime/err.h"
 #include "runtime/hist.h"
 
+/* Every request's time, for exact nearest-rank quantiles. */
+struct series {
+    uint64_t *us;
+    uint32_t n, cap;
+};
+
+static void add(struct series *s, uint64_t us)
+{
+    if (s->n < s->cap)
+        s->us[s->n++] = us;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest rank: the smallest value with at least q of the samples at or
+ * below it. */
+static uint64_t rank(struct series *s, double q)
+{
+    uint32_t i;
+
+    if (s->n == 0)
+        return 0;
+    qsort(s->us, s->n, sizeof *s->us, cmp_u64);
+    i = (uint32_t)(q * s->n + 0.999999);
+    return s->us[i ? i - 1 : 0];
+}
+
 enum { OP_SPAWN_NW, OP_SPAWN, OP_CONFIG, OP_SEND, OP_RM, N_OPS };
 
 static const char *const op_names[N_OPS] = {
@@ -96,7 +128,7 @@ static void build(msgpack_sbuffer *sb, int op, const char *name)
 }
 
 static int timed(struct cb_ol *c, int via, int op, const char *name,
-                 struct ol__hist *h)
+                 struct series *h)
 {
     char err[OL_ERRMSG_SIZE];
     msgpack_sbuffer sb;
@@ -107,29 +139,28 @@ static int timed(struct cb_ol *c, int via, int op, const char *name,
     t0 = ol__now_us();
     rv = cb_ol_request(c, via, sb.data, sb.size, err);
     if (rv == 0)
-        ol__hist_add(h, ol__now_us() - t0);
+        add(h, ol__now_us() - t0);
     else
         fprintf(stderr, "bench: %s '%s': %s\n", op_names[op], name, err);
     msgpack_sbuffer_destroy(&sb);
     return rv;
 }
 
-static int run(struct cb_ol *c, int via, uint32_t reps,
-               struct ol__hist h[N_OPS])
+static int run(struct cb_ol *c, int via, const char *tag, uint32_t reps,
+               struct series *h[N_OPS])
 {
     char name[32];
 
     for (uint32_t i = 0; i < reps; i++) {
-        /* Agents spawned without waiting are removed at the end; each
-         * round's other agent goes through config, send and rm. */
-        snprintf(name, sizeof name, "nw%05u", i);
-        if (timed(c, via, OP_SPAWN_NW, name, &h[OP_SPAWN_NW]) != 0)
+        /* Each round's second agent goes through config, send and rm. */
+        snprintf(name, sizeof name, "%snw%05u", tag, i);
+        if (timed(c, via, OP_SPAWN_NW, name, h[OP_SPAWN_NW]) != 0)
             return -1;
-        snprintf(name, sizeof name, "lc%05u", i);
-        if (timed(c, via, OP_SPAWN, name, &h[OP_SPAWN]) != 0 ||
-            timed(c, via, OP_CONFIG, name, &h[OP_CONFIG]) != 0 ||
-            timed(c, via, OP_SEND, name, &h[OP_SEND]) != 0 ||
-            timed(c, via, OP_RM, name, &h[OP_RM]) != 0)
+        snprintf(name, sizeof name, "%slc%05u", tag, i);
+        if (timed(c, via, OP_SPAWN, name, h[OP_SPAWN]) != 0 ||
+            timed(c, via, OP_CONFIG, name, h[OP_CONFIG]) != 0 ||
+            timed(c, via, OP_SEND, name, h[OP_SEND]) != 0 ||
+            timed(c, via, OP_RM, name, h[OP_RM]) != 0)
             return -1;
     }
     return 0;
@@ -137,17 +168,21 @@ static int run(struct cb_ol *c, int via, uint32_t reps,
 
 /* The anchor: one row per fsync'd transaction in raw SQLite, for as many
  * transactions as the benchmark sends requests. */
-static int raw(const char *dir, uint32_t txns, struct ol__hist *h)
+static int raw(const char *dir, uint32_t txns, struct series *s)
 {
     struct anchor a;
     struct anchor_run r;
     char path[4200];
-    int rv;
+    int rv = 0;
 
     snprintf(path, sizeof path, "%s/anchor.db", dir);
     rv = anchor_open(&a, path, 1, 1024);
-    if (rv == 0)
-        rv = anchor_insert(&a, 1, 0, txns, h, &r);
+    for (uint32_t i = 0; rv == 0 && i < txns; i++) {
+        uint64_t t0 = ol__now_us();
+
+        rv = anchor_insert(&a, 1, 0, 1, NULL, &r);
+        add(s, ol__now_us() - t0);
+    }
     if (rv != 0)
         fprintf(stderr, "bench: anchor: %s\n", a.errmsg);
     anchor_close(&a);
@@ -159,13 +194,35 @@ static double ms(uint64_t us)
     return (double)us / 1000.0;
 }
 
+static struct series *series_new(uint32_t cap)
+{
+    struct series *s = calloc(1, sizeof *s);
+
+    if (s && (s->us = calloc(cap, sizeof *s->us)) == NULL) {
+        free(s);
+        return NULL;
+    }
+    if (s)
+        s->cap = cap;
+    return s;
+}
+
+static void print_row(const char *what, struct series *s, uint64_t anchor)
+{
+    uint64_t p50 = rank(s, 0.50);
+
+    printf("%-28s %9.2f %9.2f %11.1f\n", what, ms(p50), ms(rank(s, 0.99)),
+           (double)p50 / (double)(anchor ? anchor : 1));
+}
+
 int main(int argc, char **argv)
 {
     struct cb_ol_opts o;
     struct cb_ol c;
-    struct ol__hist h[N_OPS], anchor;
+    struct series *h[2][N_OPS], *anchor;
     uint32_t reps = 50;
-    int nodes = 3, leader, via, rv;
+    int nodes = 3, leader, rv = 0;
+    uint64_t a50;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
@@ -184,8 +241,14 @@ int main(int argc, char **argv)
                 CB_OL_MAX);
         return 2;
     }
-    memset(h, 0, sizeof h);
-    memset(&anchor, 0, sizeof anchor);
+    anchor = series_new(reps);
+    for (int v = 0; v < 2; v++)
+        for (int op = 0; op < N_OPS; op++)
+            if ((h[v][op] = series_new(reps)) == NULL)
+                return 1;
+    if (anchor == NULL)
+        return 1;
+    cb_cleanup_install();
     cb_ol_defaults(&o);
     o.n = nodes;
     o.log_level = "warn";
@@ -194,28 +257,30 @@ int main(int argc, char **argv)
         cb_ol_destroy(&c);
         return 1;
     }
-    via = nodes > 1 ? (leader + 1) % nodes : 0;
-    rv = run(&c, via, reps, h);
+    /* Through the leader and, in a cluster, through a follower, which
+     * learns of a commit from the leader's next message. */
+    rv = run(&c, leader, "l", reps, h[0]);
+    if (rv == 0 && nodes > 1)
+        rv = run(&c, (leader + 1) % nodes, "f", reps, h[1]);
     if (rv == 0)
-        rv = raw(c.root, reps * N_OPS, &anchor);
+        rv = raw(c.root, reps, anchor);
     cb_ol_destroy(&c);
     if (rv != 0)
         return 1;
 
-    printf("# bench_lifecycle --reps %" PRIu32 " --nodes %d (via %s)\n",
-           reps, nodes, nodes > 1 ? "a follower" : "the node");
-    printf("%-18s %10s %10s %12s\n", "command", "p50 ms", "p99 ms",
-           "p50/anchor");
-    printf("%-18s %10.2f %10.2f %12s\n", "raw SQLite commit",
-           ms(ol__hist_quantile(&anchor, 0.50)),
-           ms(ol__hist_quantile(&anchor, 0.99)), "1.00");
-    for (int op = 0; op < N_OPS; op++)
-        printf("%-18s %10.2f %10.2f %12.2f\n", op_names[op],
-               ms(ol__hist_quantile(&h[op], 0.50)),
-               ms(ol__hist_quantile(&h[op], 0.99)),
-               (double)ol__hist_quantile(&h[op], 0.50) /
-                   (double)(ol__hist_quantile(&anchor, 0.50)
-                                ? ol__hist_quantile(&anchor, 0.50)
-                                : 1));
+    a50 = rank(anchor, 0.50);
+    printf("# bench_lifecycle --reps %" PRIu32 " --nodes %d: one request at "
+           "a time, election 300 ms, heartbeat 50 ms\n",
+           reps, nodes);
+    printf("%-28s %9s %9s %11s\n", "", "p50 ms", "p99 ms", "p50/anchor");
+    print_row("raw SQLite commit (anchor)", anchor, a50);
+    for (int v = 0; v < (nodes > 1 ? 2 : 1); v++)
+        for (int op = 0; op < N_OPS; op++) {
+            char what[64];
+
+            snprintf(what, sizeof what, "%s via %s", op_names[op],
+                     v ? "follower" : "leader");
+            print_row(what, h[v][op], a50);
+        }
     return 0;
 }
