@@ -363,6 +363,72 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
         ol__hist_reset(&n->commit_lat);
 }
 
+/* The filter of an `agents` request: all, status, kind, owner, prefix,
+ * after, limit.  Strings point into `args`, copied into `buf`.  Returns 0,
+ * or -1 after replying with an error that names the field. */
+struct filter_buf {
+    char kind[OL_KIND_MAX + 2], prefix[OL_NAME_MAX + 2];
+    char after[OL_NAME_MAX + 2], status[24];
+};
+
+static int agent_filter(struct ol__ctl_req *req, const msgpack_object *args,
+                        struct ol__agent_filter *f, struct filter_buf *b)
+{
+    const msgpack_object *o;
+
+    memset(f, 0, sizeof *f);
+    o = arg(args, "all");
+    f->all = o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+    if (arg(args, "status")) {
+        if (arg_str(args, "status", b->status, sizeof b->status) != 0 ||
+            (f->status = ol__status_parse(b->status)) == 0) {
+            ol__ctl_reply_error(req, OL_EINVAL,
+                                "agents: status must be running, stopping, "
+                                "stopped, quarantined or removed");
+            return -1;
+        }
+    }
+    if (arg(args, "kind")) {
+        if (arg_str(args, "kind", b->kind, sizeof b->kind) != 0 ||
+            !ol__name_valid(b->kind)) {
+            ol__ctl_reply_error(req, OL_EINVAL, "agents: bad kind");
+            return -1;
+        }
+        f->kind = b->kind;
+    }
+    if (arg(args, "prefix")) {
+        if (arg_str(args, "prefix", b->prefix, sizeof b->prefix) != 0 ||
+            strlen(b->prefix) > OL_NAME_MAX) {
+            ol__ctl_reply_error(req, OL_EINVAL, "agents: bad name prefix");
+            return -1;
+        }
+        f->prefix = b->prefix;
+    }
+    if (arg(args, "after")) {
+        if (arg_str(args, "after", b->after, sizeof b->after) != 0 ||
+            strlen(b->after) > OL_NAME_MAX) {
+            ol__ctl_reply_error(req, OL_EINVAL, "agents: bad 'after' name");
+            return -1;
+        }
+        f->after = b->after;
+    }
+    o = arg(args, "owner");
+    if (o && (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0)) {
+        ol__ctl_reply_error(req, OL_EINVAL,
+                            "agents: owner must be a node id (1 or more)");
+        return -1;
+    }
+    f->owner = o ? o->via.u64 : 0;
+    o = arg(args, "limit");
+    if (o && (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+              o->via.u64 > UINT32_MAX)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "agents: bad limit");
+        return -1;
+    }
+    f->limit = o ? (uint32_t)o->via.u64 : 0;
+    return 0;
+}
+
 static void op_query(struct ol__node *n, struct ol__ctl_req *req,
                      const char *op, const msgpack_object *args)
 {
@@ -370,6 +436,8 @@ static void op_query(struct ol__node *n, struct ol__ctl_req *req,
     char err[OL_ERRMSG_SIZE] = "";
     const msgpack_object *lim;
     uint64_t limit = 50;
+    struct ol__agent_filter f;
+    struct filter_buf fb;
     struct resp r;
     int rv;
 
@@ -381,15 +449,12 @@ static void op_query(struct ol__node *n, struct ol__ctl_req *req,
     lim = arg(args, "limit");
     if (lim && lim->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         limit = lim->via.u64;
+    if (strcmp(op, "agents") == 0 && agent_filter(req, args, &f, &fb) != 0)
+        return;
     resp_begin(&r, 2);
     if (strcmp(op, "agents") == 0) {
         pk_str(&r.pk, "agents");
-        const msgpack_object *all = arg(args, "all");
-
-        rv = ol__query_agents(n->reader.db, &r.pk,
-                              all && all->type == MSGPACK_OBJECT_BOOLEAN &&
-                                  all->via.boolean,
-                              err);
+        rv = ol__query_agents(n->reader.db, &r.pk, &f, err);
     } else if (strcmp(op, "show") == 0) {
         pk_str(&r.pk, "agent");
         rv = ol__query_show(n->reader.db, name, &r.pk, err);

@@ -139,10 +139,16 @@ static int step_failed(sqlite3 *db, sqlite3_stmt *st, const char *what,
 
 /* ---- agents ---- */
 
-/* Removed agents (tombstones, status 5) only when asked for. */
+/* Removed agents (tombstones, status 5) only when asked for.  Names are
+ * [A-Za-z0-9._-], all below '~', so a prefix is a range of the primary
+ * key. */
 static const char agents_sql[] =
-    "SELECT name, kind, status, owner, epoch, reason FROM agents "
-    "WHERE status != 5 OR ?1 ORDER BY name";
+    "SELECT name, kind, status, owner, epoch, reason FROM agents"
+    " WHERE (status != 5 OR ?1 OR ?2 = 5) AND (?2 = 0 OR status = ?2)"
+    "   AND (?3 IS NULL OR kind = ?3) AND (?4 = 0 OR owner = ?4)"
+    "   AND (?5 IS NULL OR (name >= ?5 AND name < ?5 || '~'))"
+    "   AND (?6 IS NULL OR name > ?6)"
+    " ORDER BY name LIMIT ?7";
 
 /* Each agent's head and mailbox on their own: a damaged page costs the
  * agents whose rows are on it (their reason says so), not the listing. */
@@ -152,9 +158,10 @@ static const char agent_head_sql[] =
 static const char agent_mail_sql[] =
     "SELECT count(*) FROM mailbox WHERE to_agent = ?1";
 
-int ol__query_agents(sqlite3 *db, msgpack_packer *pk, int all,
-                     char *errmsg)
+int ol__query_agents(sqlite3 *db, msgpack_packer *pk,
+                     const struct ol__agent_filter *f, char *errmsg)
 {
+    static const struct ol__agent_filter none;
     struct scratch head;
     struct ol__buf rows;
     msgpack_packer rp;
@@ -162,9 +169,20 @@ int ol__query_agents(sqlite3 *db, msgpack_packer *pk, int all,
     uint32_t n = 0;
     int bad = 0, rc, rv;
 
+    if (f == NULL)
+        f = &none;
     if ((rv = prepare(db, agents_sql, &st, errmsg)) != 0)
         return rv;
-    sqlite3_bind_int(st, 1, all != 0);
+    sqlite3_bind_int(st, 1, f->all != 0);
+    sqlite3_bind_int(st, 2, f->status);
+    if (f->kind)
+        sqlite3_bind_text(st, 3, f->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)f->owner);
+    if (f->prefix)
+        sqlite3_bind_text(st, 5, f->prefix, -1, SQLITE_STATIC);
+    if (f->after)
+        sqlite3_bind_text(st, 6, f->after, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, f->limit ? (sqlite3_int64)f->limit : -1);
     if ((rv = prepare(db, agent_head_sql, &hd, errmsg)) != 0 ||
         (rv = prepare(db, agent_mail_sql, &mb, errmsg)) != 0) {
         sqlite3_finalize(st);

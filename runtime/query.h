@@ -10,14 +10,28 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
+/* Which agents a listing shows; zero (or NULL) fields do not filter.
+ * Removed agents (tombstones) only with `all`, or when `status` asks for
+ * them.  Paging: names after `after`, at most `limit` (0: all). */
+struct ol__agent_filter {
+    int all;
+    int status;          /* enum ol__agent_status */
+    const char *kind;
+    uint64_t owner;
+    const char *prefix;  /* names that start with it */
+    const char *after;
+    uint32_t limit;
+};
+
 /*
- * An array of maps, one per agent, ordered by name:
+ * An array of maps, one per agent the filter keeps (NULL: every agent but
+ * the removed), ordered by name:
  *   {name, kind, status (str), owner (uint), epoch, seq (head, 0 if none),
  *    time_ms (head checkpoint time, 0 if none), hash (hex, "" if none),
  *    reason (str), mailbox (uint: messages waiting)}
  */
-int ol__query_agents(sqlite3 *db, msgpack_packer *pk, int all,
-                     char *errmsg);
+int ol__query_agents(sqlite3 *db, msgpack_packer *pk,
+                     const struct ol__agent_filter *f, char *errmsg);
 
 /*
  * One map for the agent `name`:

@@ -27,6 +27,14 @@ const char *ol__status_name(int status)
     return "unknown";
 }
 
+int ol__status_parse(const char *name)
+{
+    for (int s = OL_AGENT_RUNNING; s <= OL_AGENT_STATUS_MAX; s++)
+        if (strcmp(name, ol__status_name(s)) == 0)
+            return s;
+    return 0;
+}
+
 int ol__err_from_sqlite(int rc)
 {
     switch (rc & 0xff) {

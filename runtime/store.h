@@ -62,6 +62,8 @@ enum ol__agent_status {
 #define OL_AGENT_STATUS_MAX OL_AGENT_REMOVED
 
 const char *ol__status_name(int status);
+/* The status named `name` ("running", ...), or 0. */
+int ol__status_parse(const char *name);
 
 enum ol__store_mode {
     OL_STORE_WRITE_FULL,   /* every commit fsyncs (single node) */

@@ -19,6 +19,7 @@
  * the command name when they come before it. */
 static const char *const cmd_value_opts[] = {
     "--limit", "--config", "--out", "--agent", "--trust", "--labels",
+    "--status", "--kind", "--owner", "--prefix", "--after",
     "--from", "--epoch-floor", "--node-id", "--request-id", NULL,
 };
 

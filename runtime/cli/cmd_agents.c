@@ -11,13 +11,15 @@
 #include "../../replication/ckpt.h"
 #include "../err.h"
 #include "../query.h"
+#include "../store.h"
 #include "cli.h"
 
 enum { Q_AGENTS, Q_SHOW, Q_HISTORY };
 
 /* Run a query on the database file and wrap it as a response. */
 static int offline(struct ol__cli *c, int which, const char *name,
-                   uint32_t limit, int all, struct ol__cli_resp *r)
+                   uint32_t limit, const struct ol__agent_filter *f,
+                   struct ol__cli_resp *r)
 {
     char err[OL_ERRMSG_SIZE] = "";
     struct ol__store st;
@@ -31,7 +33,7 @@ static int offline(struct ol__cli *c, int which, const char *name,
     ol__buf_init(&b);
     msgpack_packer_init(&pk, &b, ol__buf_write);
     if (which == Q_AGENTS)
-        rv = ol__query_agents(st.db, &pk, all, err);
+        rv = ol__query_agents(st.db, &pk, f, err);
     else if (which == Q_SHOW)
         rv = ol__query_show(st.db, name, &pk, err);
     else
@@ -139,38 +141,108 @@ static int print_agents(const struct ol__cli_resp *r)
     return 0;
 }
 
+/* A page asked for `keep` rows and got up to one more, which says there
+ * is a next page: drop it, and name the last row kept. */
+static int trim_page(struct ol__cli_resp *r, uint32_t keep, char *last,
+                     size_t cap)
+{
+    msgpack_object *rows = (msgpack_object *)ol__mp_get(r->root, "agents");
+
+    if (rows == NULL || rows->type != MSGPACK_OBJECT_ARRAY ||
+        rows->via.array.size <= keep)
+        return 0;
+    rows->via.array.size = keep;
+    ol__mp_gets(&rows->via.array.ptr[keep - 1], "name", last, cap);
+    return 1;
+}
+
 int ol__cmd_agents(struct ol__cli *c)
 {
     struct ol__cli_resp r;
-    const char *pos[1];
+    struct ol__agent_filter f;
+    const char *pos[1], *status = NULL, *owner = NULL, *limit = NULL;
     int all = 0;
     const struct ol__cli_opt opts[] = {
         {.name = "--all", .flag = &all},
+        {.name = "--status", .takes_value = 1, .value = &status},
+        {.name = "--kind", .takes_value = 1, .value = &f.kind},
+        {.name = "--owner", .takes_value = 1, .value = &owner},
+        {.name = "--prefix", .takes_value = 1, .value = &f.prefix},
+        {.name = "--after", .takes_value = 1, .value = &f.after},
+        {.name = "--limit", .takes_value = 1, .value = &limit},
         {0},
     };
-    int n, rv;
+    char next[OL_NAME_MAX + 1] = "";
+    uint64_t v;
+    int n, rv, more = 0;
 
+    memset(&f, 0, sizeof f);
     if ((rv = ol__cli_parse(c, opts, pos, 0, 0, &n)) != 0)
         return rv;
+    f.all = all;
+    if (status && (f.status = ol__status_parse(status)) == 0)
+        return ol__cli_usage_err(c, "--status must be running, stopping, "
+                                    "stopped, quarantined or removed");
+    if (owner) {
+        if (ol__cli_parse_u64(owner, UINT64_MAX, &v) != 0 || v == 0)
+            return ol__cli_usage_err(c, "--owner must be a node id");
+        f.owner = v;
+    }
+    if (limit) {
+        if (ol__cli_parse_u64(limit, UINT32_MAX - 1, &v) != 0 || v == 0)
+            return ol__cli_usage_err(c, "--limit must be 1 or more");
+        /* One more than asked: whether there is a next page. */
+        f.limit = (uint32_t)v + 1;
+    }
+    if ((f.kind && strlen(f.kind) > OL_KIND_MAX) ||
+        (f.prefix && strlen(f.prefix) > OL_NAME_MAX) ||
+        (f.after && strlen(f.after) > OL_NAME_MAX))
+        return ol__cli_usage_err(c, "--kind, --prefix and --after take at "
+                                    "most %d bytes",
+                                 OL_NAME_MAX);
     if (c->db_set) {
-        rv = offline(c, Q_AGENTS, NULL, 0, all, &r);
-    } else if (all) {
+        rv = offline(c, Q_AGENTS, NULL, 0, &f, &r);
+    } else {
         struct ol__buf b;
         msgpack_packer pk;
         int bad;
 
         ol__buf_init(&b);
-        bad = ol__cli_req_begin(&b, &pk, "agents", 1);
-        bad |= ol__cli_pack_str(&pk, "all") | msgpack_pack_true(&pk);
+        bad = ol__cli_req_begin(&b, &pk, "agents",
+                                all + !!f.status + !!f.kind + !!f.owner +
+                                    !!f.prefix + !!f.after + !!f.limit);
+        if (all)
+            bad |= ol__cli_pack_str(&pk, "all") | msgpack_pack_true(&pk);
+        if (f.status)
+            bad |= ol__cli_pack_str(&pk, "status") |
+                   ol__cli_pack_str(&pk, status);
+        if (f.kind)
+            bad |= ol__cli_pack_str(&pk, "kind") |
+                   ol__cli_pack_str(&pk, f.kind);
+        if (f.owner)
+            bad |= ol__cli_pack_str(&pk, "owner") |
+                   msgpack_pack_uint64(&pk, f.owner);
+        if (f.prefix)
+            bad |= ol__cli_pack_str(&pk, "prefix") |
+                   ol__cli_pack_str(&pk, f.prefix);
+        if (f.after)
+            bad |= ol__cli_pack_str(&pk, "after") |
+                   ol__cli_pack_str(&pk, f.after);
+        if (f.limit)
+            bad |= ol__cli_pack_str(&pk, "limit") |
+                   msgpack_pack_uint32(&pk, f.limit);
         rv = bad ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
                  : ol__cli_call(c, &b, &r);
         ol__buf_close(&b);
-    } else {
-        rv = ol__cli_call_simple(c, "agents", NULL, &r);
     }
     if (rv != 0)
         return rv;
+    if (f.limit)
+        more = trim_page(&r, f.limit - 1, next, sizeof next);
     rv = c->json ? ol__cli_print_json(r.root) : print_agents(&r);
+    if (rv == 0 && more && !c->json)
+        printf("(more: outlast agents --after %s, with the same filters)\n",
+               next);
     ol__cli_resp_free(&r);
     return rv;
 }
@@ -283,7 +355,7 @@ int ol__cmd_show(struct ol__cli *c)
         return rv;
     if ((rv = check_name(c, pos[0])) != 0)
         return rv;
-    rv = c->db_set ? offline(c, Q_SHOW, pos[0], 0, 0, &r)
+    rv = c->db_set ? offline(c, Q_SHOW, pos[0], 0, NULL, &r)
                    : ol__cli_call_simple(c, "show", pos[0], &r);
     if (rv != 0)
         return rv;
@@ -381,7 +453,7 @@ int ol__cmd_history(struct ol__cli *c)
         return ol__cli_usage_err(c, "--limit must be a whole number, not "
                                     "'%s'", limit_s);
     if (c->db_set) {
-        rv = offline(c, Q_HISTORY, pos[0], (uint32_t)limit, 0, &r);
+        rv = offline(c, Q_HISTORY, pos[0], (uint32_t)limit, NULL, &r);
     } else {
         ol__buf_init(&b);
         bad = ol__cli_req_begin(&b, &pk, "history", limit_s ? 2 : 1);

@@ -9,10 +9,22 @@
 static const struct ol__cli_cmd cmds[] = {
     {"status", ol__cmd_status, "status",
      "show the node: identity, role, agent counts, commit counters", NULL},
-    {"agents", ol__cmd_agents, "agents",
+    {"agents", ol__cmd_agents,
+     "agents [--status S] [--kind K] [--owner ID] [--prefix P] [--after NAME]"
+     " [--limit N] [--all]",
      "list agents with status, owner, epoch and last checkpoint",
-     "  With --db FILE the database is read directly (no node needed).\n"
-     "  STATUS says 'degraded' when the node reports the agent degraded.\n"},
+     "  --status S     only agents in status S (running, stopping, stopped,\n"
+     "                 quarantined, removed)\n"
+     "  --kind K       only agents of plugin K\n"
+     "  --owner ID     only agents placed on node ID\n"
+     "  --prefix P     only names that start with P\n"
+     "  --after NAME   names after NAME (the next page)\n"
+     "  --limit N      at most N; says how to ask for the next page\n"
+     "  --all          removed agents too\n"
+     "  The node filters and pages in SQL, so a page of a large cluster\n"
+     "  costs it what the page holds.  With --db FILE the database is read\n"
+     "  directly (no node needed).  STATUS says 'degraded' when the node\n"
+     "  reports the agent degraded.\n"},
     {"show", ol__cmd_show, "show NAME",
      "show one agent, with its state as JSON",
      "  The head checkpoint is verified (seal signature, hash, chain link)\n"

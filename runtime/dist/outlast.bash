@@ -89,7 +89,7 @@ _outlast()
         fi
         ;;
     spawn) opts="--config --request-id --no-wait" ;;
-    agents) opts="--all" ;;
+    agents) opts="--all --status --kind --owner --prefix --after --limit" ;;
     top) opts="--interval --count --plain" ;;
     verify) opts="--db --agent --trust --cluster" ;;
     keygen) opts="--out --force" ;;

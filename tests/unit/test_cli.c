@@ -430,7 +430,7 @@ static void reply_query(struct ol__ctl_req *req, const msgpack_object *args,
         pack_s(&pk, "ok");
         msgpack_pack_true(&pk);
         pack_s(&pk, which == 0 ? "agents" : "agent");
-        rv = which == 0 ? ol__query_agents(node_db.db, &pk, 0, e)
+        rv = which == 0 ? ol__query_agents(node_db.db, &pk, NULL, e)
                         : ol__query_show(node_db.db, name, &pk, e);
         pack_s(&pk, "live");
         if (which == 0) {

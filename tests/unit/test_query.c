@@ -9,6 +9,7 @@
 #include "db_fixture.h"
 #include "runtime/mpr.h"
 #include "runtime/query.h"
+#include "runtime/store.h"
 
 static char dir[64], dbpath[128];
 static struct ol__store ro;
@@ -100,7 +101,7 @@ Test(query, agents_lists_every_agent_with_its_head)
 
     ol__buf_init(&r.b);
     msgpack_packer_init(&pk, &r.b, ol__buf_write);
-    cr_assert_eq(ol__query_agents(ro.db, &pk, 0, err), 0, "%s", err);
+    cr_assert_eq(ol__query_agents(ro.db, &pk, NULL, err), 0, "%s", err);
     unpack(&r);
     cr_assert_eq(r.u.data.type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq(r.u.data.via.array.size, 2);
@@ -297,4 +298,79 @@ Test(query, bad_stored_config_is_refused_not_embedded)
     cr_assert_eq(ol__query_show(ro.db, "ticker", &pk, err), OL_EMALFORMED);
     cr_assert(strstr(err, "config") != NULL, "%s", err);
     ol__buf_close(&b);
+}
+
+/* How many agents a filter keeps, and the first one's name. */
+static uint32_t listed(const struct ol__agent_filter *f, char *first,
+                       size_t cap)
+{
+    struct result r;
+    msgpack_packer pk;
+    char err[OL_ERRMSG_SIZE];
+    uint32_t n;
+
+    ol__buf_init(&r.b);
+    msgpack_packer_init(&pk, &r.b, ol__buf_write);
+    cr_assert_eq(ol__query_agents(ro.db, &pk, f, err), 0, "%s", err);
+    unpack(&r);
+    cr_assert_eq(r.u.data.type, MSGPACK_OBJECT_ARRAY);
+    n = r.u.data.via.array.size;
+    first[0] = '\0';
+    if (n) {
+        const msgpack_object *o = get(&r.u.data.via.array.ptr[0], "name");
+
+        snprintf(first, cap, "%.*s", (int)o->via.str.size, o->via.str.ptr);
+    }
+    result_free(&r);
+    return n;
+}
+
+Test(query, agents_filters_and_pages)
+{
+    struct ol__agent_filter f;
+    char first[80];
+    sqlite3 *db;
+
+    memset(&f, 0, sizeof f);
+    f.prefix = "ti";
+    cr_expect_eq(listed(&f, first, sizeof first), 1);
+    cr_expect_str_eq(first, "ticker");
+    memset(&f, 0, sizeof f);
+    f.after = "sink";
+    cr_expect_eq(listed(&f, first, sizeof first), 1);
+    cr_expect_str_eq(first, "ticker");
+    memset(&f, 0, sizeof f);
+    f.limit = 1;
+    cr_expect_eq(listed(&f, first, sizeof first), 1);
+    cr_expect_str_eq(first, "sink");
+    memset(&f, 0, sizeof f);
+    f.kind = "other";
+    cr_expect_eq(listed(&f, first, sizeof first), 0);
+    f.kind = "counter";
+    f.owner = 1;
+    f.status = OL_AGENT_RUNNING;
+    cr_expect_eq(listed(&f, first, sizeof first), 2);
+    f.owner = 2;
+    cr_expect_eq(listed(&f, first, sizeof first), 0);
+
+    /* A tombstone is listed only when asked for. */
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "UPDATE agents SET status = 5 WHERE "
+                                  "name = 'sink'",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    /* A read-only store reads the file as it was: open it again. */
+    ol__store_close(&ro);
+    cr_assert_eq(ol__store_open(&ro, dbpath, OL_STORE_READ), 0, "%s",
+                 ro.errmsg);
+    memset(&f, 0, sizeof f);
+    cr_expect_eq(listed(&f, first, sizeof first), 1);
+    cr_expect_str_eq(first, "ticker");
+    f.all = 1;
+    cr_expect_eq(listed(&f, first, sizeof first), 2);
+    f.all = 0;
+    f.status = OL_AGENT_REMOVED;
+    cr_expect_eq(listed(&f, first, sizeof first), 1);
+    cr_expect_str_eq(first, "sink");
 }
