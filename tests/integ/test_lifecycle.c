@@ -495,3 +495,30 @@ Test(lifecycle, an_example_agent_of_the_embedded_default_can_be_removed)
     status_of(&d, "ledger", st, sizeof st, reason, sizeof reason);
     cr_expect_str_eq(st, "running", "the other examples: '%s'", st);
 }
+
+/* The same paths for a plugin run inside the node (isolation = none):
+ * ol_host.error reaches the spawn's refusal, and CONFIG and BOUNCE events
+ * are delivered. */
+Test(lifecycle, in_process_plugins_get_the_same_lifecycle)
+{
+    char *out = NULL, tag[80], to[80];
+    int rv;
+
+    td_init(&d, "lc-inproc", "[plugin.lifecycle]\nisolation = none\n");
+    cr_assert_eq(td_start(&d, WAIT_MS), 0, "see %s", d.log);
+    rv = cli(&out, d.sock,
+             "spawn lifecycle bad --config '{\"fail\": \"no such market\"}'");
+    cr_expect_neq(rv, 0, "spawn of a refused config succeeded: %s", out);
+    cr_expect(out && strstr(out, "no such market"),
+              "spawn does not give the plugin's reason: %s", out);
+    free(out);
+    cli_ok(d.sock, "spawn lifecycle ip");
+    cli_ok(d.sock, "config ip '{\"tag\": \"new\"}'");
+    wait_int(&d, "ip", "configs", 1);
+    state_str(&d, "ip", "last", tag, sizeof tag);
+    cr_expect_str_eq(tag, "new");
+    cli_ok(d.sock, "send ip '{\"to\": \"ghost\"}'");
+    wait_int(&d, "ip", "bounces", 1);
+    state_str(&d, "ip", "bto", to, sizeof to);
+    cr_expect_str_eq(to, "ghost");
+}
