@@ -247,7 +247,11 @@ static void configured(const msgpack_object *m, const char *name)
            name);
 }
 
-int ol__cmd_config(struct ol__cli *c)
+/* `config NAME JSON` and `send NAME JSON`: a JSON argument under `key`
+ * (`object`: it must be a JSON object), with an optional request id. */
+static int name_json_op(struct ol__cli *c, const char *op, const char *key,
+                        int object,
+                        void (*human)(const msgpack_object *, const char *))
 {
     char err[OL_ERRMSG_SIZE];
     struct ol__cli_resp r;
@@ -258,31 +262,36 @@ int ol__cmd_config(struct ol__cli *c)
         {.name = "--request-id", .takes_value = 1, .value = &rid},
         {0},
     };
-    json_t *cfg;
+    json_t *v;
     int n, rv, bad;
 
     if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
         (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
         (rv = check_request_id(c, rid)) != 0)
         return rv;
-    rv = ol__json_parse(pos[1], strlen(pos[1]), &cfg, err);
+    rv = ol__json_parse(pos[1], strlen(pos[1]), &v, err);
     if (rv == OL_ETOOBIG)
-        return ol__cli_usage_err(c, "config %s", err);
+        return ol__cli_usage_err(c, "%s %s", key, err);
     if (rv != 0)
-        return ol__cli_usage_err(c, "config is not valid JSON: %s", err);
-    if (!json_is_object(cfg)) {
-        json_decref(cfg);
-        return ol__cli_usage_err(c, "config must be a JSON object ({...})");
+        return ol__cli_usage_err(c, "%s is not valid JSON: %s", key, err);
+    if (object && !json_is_object(v)) {
+        json_decref(v);
+        return ol__cli_usage_err(c, "%s must be a JSON object ({...})", key);
     }
     ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, "config", 2 + (rid != NULL));
+    bad = ol__cli_req_begin(&b, &pk, op, 2 + (rid != NULL));
     bad |= pack_request_id(&pk, rid);
     bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
-    bad |= ol__cli_pack_str(&pk, "config") | ol__json_pack(cfg, &pk);
-    json_decref(cfg);
+    bad |= ol__cli_pack_str(&pk, key) | ol__json_pack(v, &pk);
+    json_decref(v);
     if ((rv = call(c, &b, bad, &r)) != 0)
         return rv;
-    return done(c, &r, configured, pos[0]);
+    return done(c, &r, human, pos[0]);
+}
+
+int ol__cmd_config(struct ol__cli *c)
+{
+    return name_json_op(c, "config", "config", 1, configured);
 }
 
 /* ---- send ---- */
@@ -297,36 +306,7 @@ static void sent(const msgpack_object *m, const char *name)
 
 int ol__cmd_send(struct ol__cli *c)
 {
-    char err[OL_ERRMSG_SIZE];
-    struct ol__cli_resp r;
-    struct ol__buf b;
-    msgpack_packer pk;
-    const char *rid = NULL, *pos[2];
-    const struct ol__cli_opt opts[] = {
-        {.name = "--request-id", .takes_value = 1, .value = &rid},
-        {0},
-    };
-    json_t *msg;
-    int n, rv, bad;
-
-    if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
-        (rv = check_request_id(c, rid)) != 0)
-        return rv;
-    rv = ol__json_parse(pos[1], strlen(pos[1]), &msg, err);
-    if (rv == OL_ETOOBIG)
-        return ol__cli_usage_err(c, "message %s", err);
-    if (rv != 0)
-        return ol__cli_usage_err(c, "message is not valid JSON: %s", err);
-    ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, "send", 2 + (rid != NULL));
-    bad |= pack_request_id(&pk, rid);
-    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
-    bad |= ol__cli_pack_str(&pk, "message") | ol__json_pack(msg, &pk);
-    json_decref(msg);
-    if ((rv = call(c, &b, bad, &r)) != 0)
-        return rv;
-    return done(c, &r, sent, pos[0]);
+    return name_json_op(c, "send", "message", 0, sent);
 }
 
 /* ---- upgrade ---- */
