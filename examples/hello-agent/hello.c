@@ -19,6 +19,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h> /* ol_mp_unpack, ol_mp_get, ol_mp_str... */
 
 #define BEAT_TIMER 1
 #define GREETING_MAX 63
@@ -38,53 +39,6 @@ struct hello {
     int64_t started_ms;
 };
 
-/* ---- reading msgpack ------------------------------------------------- */
-
-/* Unpacks p..p+len, which must hold exactly one object.  The objects in
- * *u point into u's zone: copy what you keep, then destroy u. */
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
-
-/* The value under the string key `key` in map m, or NULL. */
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-/* Copies a msgpack str into out (cap bytes with the NUL).  False when o is
- * not a str or does not fit: config and messages are input, so their types
- * are checked before use. */
-static bool copy_str(const msgpack_object *o, char *out, size_t cap)
-{
-    if (o == NULL || o->type != MSGPACK_OBJECT_STR ||
-        o->via.str.size >= cap ||
-        memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
-        return false;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = '\0';
-    return true;
-}
-
 /* ---- the vtable functions ------------------------------------------- */
 
 static int hello_open(struct ol_agent *a, const void *config, size_t len,
@@ -95,7 +49,7 @@ static int hello_open(struct ol_agent *a, const void *config, size_t len,
     msgpack_unpacked u;
     bool ok;
 
-    if (unpack_one(&u, config, len) != 0)
+    if (ol_mp_unpack(&u, config, len) != 0)
         return OL_AGENT_EINVAL;
     h = calloc(1, sizeof(*h));
     if (h == NULL) {
@@ -105,10 +59,10 @@ static int hello_open(struct ol_agent *a, const void *config, size_t len,
     strcpy(h->greeting, "hello");
     h->interval_ms = 5000;
 
-    g = map_get(&u.data, "greeting");
-    iv = map_get(&u.data, "interval_ms");
+    g = ol_mp_get(&u.data, "greeting");
+    iv = ol_mp_get(&u.data, "interval_ms");
     ok = u.data.type == MSGPACK_OBJECT_MAP &&
-         (g == NULL || copy_str(g, h->greeting, sizeof(h->greeting))) &&
+         (g == NULL || ol_mp_str(g, h->greeting, sizeof(h->greeting))) &&
          (iv == NULL || (iv->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
                          iv->via.u64 > 0));
     if (ok && iv != NULL)
@@ -133,17 +87,17 @@ static int hello_restore(void *self, struct ol_agent *a, const void *state,
     msgpack_unpacked u;
     bool ok;
 
-    if (unpack_one(&u, state, len) != 0)
+    if (ol_mp_unpack(&u, state, len) != 0)
         return OL_AGENT_EMALFORMED;
-    beats = map_get(&u.data, "beats");
-    msgs = map_get(&u.data, "messages");
-    from = map_get(&u.data, "last_from");
-    started = map_get(&u.data, "started_ms");
+    beats = ol_mp_get(&u.data, "beats");
+    msgs = ol_mp_get(&u.data, "messages");
+    from = ol_mp_get(&u.data, "last_from");
+    started = ol_mp_get(&u.data, "started_ms");
     /* started_ms is written with msgpack_pack_int64, which picks the
      * smallest encoding: a time after 1970 comes back as a positive int. */
     ok = beats != NULL && beats->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
          msgs != NULL && msgs->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-         copy_str(from, h->last_from, sizeof(h->last_from)) &&
+         ol_mp_str(from, h->last_from, sizeof(h->last_from)) &&
          started != NULL &&
          started->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
          started->via.u64 <= INT64_MAX;
