@@ -286,7 +286,8 @@ Test(plugins, only_the_entry_symbol_is_exported)
 {
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         void *dl;
-        const char *hidden[] = {"host", "vtable", "ol_mp_unpack", "ol_mp_get"};
+        const char *hidden[] = {"host", "vtable", "ol_mp_unpack",
+                                "ol_mp_get"};
 
         load(kinds[i], &dl);
         for (size_t j = 0; j < sizeof(hidden) / sizeof(hidden[0]); j++)
