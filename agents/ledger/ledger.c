@@ -298,9 +298,11 @@ static int pack_entry(msgpack_packer *pk, const struct entry *e)
            (e->has_tick ? msgpack_pack_uint64(pk, e->tick)
                         : msgpack_pack_nil(pk)) ||
            ol_mp_pack_str(pk, "symbol") ||
-           (e->symbol[0] ? ol_mp_pack_str(pk, e->symbol) : msgpack_pack_nil(pk)) ||
+           (e->symbol[0] ? ol_mp_pack_str(pk, e->symbol)
+                         : msgpack_pack_nil(pk)) ||
            ol_mp_pack_str(pk, "action") ||
-           (e->action[0] ? ol_mp_pack_str(pk, e->action) : msgpack_pack_nil(pk)) ||
+           (e->action[0] ? ol_mp_pack_str(pk, e->action)
+                         : msgpack_pack_nil(pk)) ||
            ol_mp_pack_str(pk, "price") ||
            (e->has_price ? msgpack_pack_double(pk, e->price)
                          : msgpack_pack_nil(pk));
@@ -325,7 +327,8 @@ static int ledger_save(void *self, struct ol_agent *a,
         ol_mp_pack_str(&pk, "gaps") || msgpack_pack_uint64(&pk, l->gaps) ||
         ol_mp_pack_str(&pk, "other") || msgpack_pack_uint64(&pk, l->other) ||
         ol_mp_pack_str(&pk, "bad") || msgpack_pack_uint64(&pk, l->bad) ||
-        ol_mp_pack_str(&pk, "position") || msgpack_pack_int64(&pk, l->position) ||
+        ol_mp_pack_str(&pk, "position") ||
+        msgpack_pack_int64(&pk, l->position) ||
         ol_mp_pack_str(&pk, "cash") || msgpack_pack_double(&pk, l->cash) ||
         ol_mp_pack_str(&pk, "recent") || msgpack_pack_array(&pk, l->recent_len))
         return OL_AGENT_ETOOBIG;

@@ -294,7 +294,8 @@ static void send_decision(struct pricewatch *pw, struct ol_agent *a,
     if (msgpack_pack_map(&pk, 7) != 0 || ol_mp_pack_str(&pk, "n") != 0 ||
         msgpack_pack_uint64(&pk, n) != 0 || ol_mp_pack_str(&pk, "tick") != 0 ||
         msgpack_pack_uint64(&pk, pw->tick) != 0 ||
-        ol_mp_pack_str(&pk, "symbol") != 0 || ol_mp_pack_str(&pk, pw->symbol) != 0 ||
+        ol_mp_pack_str(&pk, "symbol") != 0 ||
+        ol_mp_pack_str(&pk, pw->symbol) != 0 ||
         ol_mp_pack_str(&pk, "price") != 0 ||
         msgpack_pack_double(&pk, (double)pw->price / 100.0) != 0 ||
         ol_mp_pack_str(&pk, "action") != 0 || ol_mp_pack_str(&pk, action) != 0 ||

@@ -145,7 +145,8 @@ static inline void *ol_test__grow(void *p, size_t n, size_t size)
     return p;
 }
 
-static inline void ol_test__log(struct ol_agent *a, int level, const char *fmt, ...)
+static inline void ol_test__log(struct ol_agent *a, int level,
+                                const char *fmt, ...)
 {
     struct ol_test *t = ol_test__of(a);
     struct ol_test_log *l;
@@ -172,7 +173,8 @@ static inline int64_t ol_test__now_ms(struct ol_agent *a)
     return ol_test__of(a)->now_ms;
 }
 
-static inline int ol_test__timer_at(struct ol_agent *a, uint64_t id, int64_t ms)
+static inline int ol_test__timer_at(struct ol_agent *a, uint64_t id,
+                                    int64_t ms)
 {
     struct ol_test *t = ol_test__of(a);
 
@@ -193,7 +195,7 @@ static inline int ol_test__timer_at(struct ol_agent *a, uint64_t id, int64_t ms)
 }
 
 static inline int ol_test__timer_after(struct ol_agent *a, uint64_t id,
-                                uint64_t delay_ms)
+                                       uint64_t delay_ms)
 {
     return ol_test__timer_at(a, id, ol_test__of(a)->now_ms +
                                         (int64_t)delay_ms);
@@ -214,8 +216,8 @@ static inline int ol_test__timer_cancel(struct ol_agent *a, uint64_t id)
     return OL_AGENT_ENOTFOUND;
 }
 
-static inline int ol_test__send(struct ol_agent *a, const char *to, const void *msg,
-                         size_t len)
+static inline int ol_test__send(struct ol_agent *a, const char *to,
+                                const void *msg, size_t len)
 {
     struct ol_test *t = ol_test__of(a);
     struct ol_test_send *s;
@@ -255,7 +257,7 @@ static inline int ol_test__checkpoint(struct ol_agent *a)
 }
 
 static inline int ol_test__work(struct ol_agent *a, uint64_t id, ol_work_fn fn,
-                         void *arg)
+                                void *arg)
 {
     struct ol_test *t = ol_test__of(a);
 
@@ -402,7 +404,7 @@ static inline int ol_test_save(struct ol_test *t)
  * open() fails the instance is not open and close() is never called for
  * it, as in the real host. */
 static inline int ol_test_open(struct ol_test *t, const char *name,
-                        const void *config, size_t len)
+                               const void *config, size_t len)
 {
     static const char empty_map = (char)0x80;
     int rv;
@@ -430,7 +432,8 @@ static inline int ol_test_open(struct ol_test *t, const char *name,
 }
 
 /* Calls restore() with state bytes (t->state to restore what was saved). */
-static inline int ol_test_restore(struct ol_test *t, const void *state, size_t len)
+static inline int ol_test_restore(struct ol_test *t, const void *state,
+                                  size_t len)
 {
     int rv;
 
@@ -501,7 +504,7 @@ static inline int ol_test_start(struct ol_test *t)
 
 /* A MESSAGE from `from` (an agent name, or "@cli"). */
 static inline int ol_test_message(struct ol_test *t, const char *from,
-                           const void *data, size_t len)
+                                  const void *data, size_t len)
 {
     struct ol_event ev;
 
@@ -525,7 +528,7 @@ static inline int ol_test_stop(struct ol_test *t, int final)
 
 /* The armed timer `id`, or NULL. */
 static inline struct ol_test_timer *ol_test_timer_find(struct ol_test *t,
-                                                uint64_t id)
+                                                       uint64_t id)
 {
     for (size_t i = 0; i < t->ntimers; i++)
         if (t->timers[i].id == id)
@@ -554,8 +557,8 @@ static inline int ol_test_timer(struct ol_test *t, uint64_t id)
  * the way at its due time, earliest first (a handler may arm more).  At
  * most `max` timers fire; *fired (may be NULL) says how many did.  Stops
  * at the first failing step. */
-static inline int ol_test_advance_n(struct ol_test *t, int64_t ms, unsigned max,
-                             unsigned *fired)
+static inline int ol_test_advance_n(struct ol_test *t, int64_t ms,
+                                    unsigned max, unsigned *fired)
 {
     int64_t end = t->now_ms + ms;
     unsigned n = 0;
@@ -639,8 +642,8 @@ static inline int ol_test_reopen(struct ol_test *t)
 }
 
 /* The last message sent to `to` (NULL: to anyone), or NULL. */
-static inline const struct ol_test_send *ol_test_last_send(const struct ol_test *t,
-                                                    const char *to)
+static inline const struct ol_test_send *
+ol_test_last_send(const struct ol_test *t, const char *to)
 {
     for (size_t i = t->nsends; i > 0; i--)
         if (to == NULL || strcmp(t->sends[i - 1].to, to) == 0)
