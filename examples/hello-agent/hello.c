@@ -41,10 +41,22 @@ struct hello {
 
 /* ---- the vtable functions ------------------------------------------- */
 
+/* Reads the config into h.  Config is input: every type is checked, and a
+ * key that is missing keeps its default. */
+static bool read_config(struct hello *h, const msgpack_object *cfg)
+{
+    const msgpack_object *g = ol_mp_get(cfg, "greeting");
+    const msgpack_object *iv = ol_mp_get(cfg, "interval_ms");
+
+    return cfg->type == MSGPACK_OBJECT_MAP &&
+           (g == NULL || ol_mp_str(g, h->greeting, sizeof(h->greeting))) &&
+           (iv == NULL ||
+            (ol_mp_uint(iv, &h->interval_ms) && h->interval_ms > 0));
+}
+
 static int hello_open(struct ol_agent *a, const void *config, size_t len,
                       void **self)
 {
-    const msgpack_object *g, *iv;
     struct hello *h;
     msgpack_unpacked u;
     bool ok;
@@ -58,21 +70,17 @@ static int hello_open(struct ol_agent *a, const void *config, size_t len,
     }
     strcpy(h->greeting, "hello");
     h->interval_ms = 5000;
-
-    g = ol_mp_get(&u.data, "greeting");
-    iv = ol_mp_get(&u.data, "interval_ms");
-    ok = u.data.type == MSGPACK_OBJECT_MAP &&
-         (g == NULL || ol_mp_str(g, h->greeting, sizeof(h->greeting))) &&
-         (iv == NULL || (iv->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-                         iv->via.u64 > 0));
-    if (ok && iv != NULL)
-        h->interval_ms = iv->via.u64;
+    ok = read_config(h, &u.data);
     msgpack_unpacked_destroy(&u);
     if (!ok) {
+        /* open() failed, so close() will not be called: free h here. */
+        free(h);
         host->log(a, OL_AGENT_LOG_ERROR,
                   "config: want {greeting: str of at most %d bytes, "
                   "interval_ms: positive int}", GREETING_MAX);
-        free(h);
+        if (OL_HOST_HAS(host, error))
+            host->error(a, "want {greeting: str of at most %d bytes, "
+                           "interval_ms: positive int}", GREETING_MAX);
         return OL_AGENT_EINVAL;
     }
     *self = h;
@@ -83,32 +91,20 @@ static int hello_restore(void *self, struct ol_agent *a, const void *state,
                          size_t len)
 {
     struct hello *h = self;
-    const msgpack_object *beats, *msgs, *from, *started;
     msgpack_unpacked u;
     bool ok;
 
     if (ol_mp_unpack(&u, state, len) != 0)
         return OL_AGENT_EMALFORMED;
-    beats = ol_mp_get(&u.data, "beats");
-    msgs = ol_mp_get(&u.data, "messages");
-    from = ol_mp_get(&u.data, "last_from");
-    started = ol_mp_get(&u.data, "started_ms");
-    /* started_ms is written with msgpack_pack_int64, which picks the
-     * smallest encoding: a time after 1970 comes back as a positive int. */
-    ok = beats != NULL && beats->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-         msgs != NULL && msgs->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-         ol_mp_str(from, h->last_from, sizeof(h->last_from)) &&
-         started != NULL &&
-         started->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-         started->via.u64 <= INT64_MAX;
-    if (ok) {
-        h->beats = beats->via.u64;
-        h->messages = msgs->via.u64;
-        h->started_ms = (int64_t)started->via.u64;
-    }
+    ok = ol_mp_uint(ol_mp_get(&u.data, "beats"), &h->beats) &&
+         ol_mp_uint(ol_mp_get(&u.data, "messages"), &h->messages) &&
+         ol_mp_str(ol_mp_get(&u.data, "last_from"), h->last_from,
+                   sizeof(h->last_from)) &&
+         ol_mp_int(ol_mp_get(&u.data, "started_ms"), &h->started_ms);
     msgpack_unpacked_destroy(&u);
     if (!ok)
         host->log(a, OL_AGENT_LOG_ERROR, "restore: unexpected state");
+    /* On failure close() still follows: h stays valid to free. */
     return ok ? 0 : OL_AGENT_EMALFORMED;
 }
 
@@ -123,9 +119,9 @@ static int reply(struct hello *h, struct ol_agent *a, const char *to)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 2);
-    msgpack_pack_str_with_body(&pk, "greeting", 8);
-    msgpack_pack_str_with_body(&pk, h->greeting, strlen(h->greeting));
-    msgpack_pack_str_with_body(&pk, "n", 1);
+    ol_mp_pack_str(&pk, "greeting");
+    ol_mp_pack_str(&pk, h->greeting);
+    ol_mp_pack_str(&pk, "n");
     msgpack_pack_uint64(&pk, h->messages);
     rv = host->send(a, to, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
@@ -181,16 +177,15 @@ static int hello_save(void *self, struct ol_agent *a,
     msgpack_packer pk;
 
     (void)a; /* save() needs no host service */
-    msgpack_packer_init(&pk, out->data, out->write);
+    ol_mp_packer_init(&pk, out);
     if (msgpack_pack_map(&pk, 4) != 0 ||
-        msgpack_pack_str_with_body(&pk, "beats", 5) != 0 ||
+        ol_mp_pack_str(&pk, "beats") != 0 ||
         msgpack_pack_uint64(&pk, h->beats) != 0 ||
-        msgpack_pack_str_with_body(&pk, "messages", 8) != 0 ||
+        ol_mp_pack_str(&pk, "messages") != 0 ||
         msgpack_pack_uint64(&pk, h->messages) != 0 ||
-        msgpack_pack_str_with_body(&pk, "last_from", 9) != 0 ||
-        msgpack_pack_str_with_body(&pk, h->last_from,
-                                   strlen(h->last_from)) != 0 ||
-        msgpack_pack_str_with_body(&pk, "started_ms", 10) != 0 ||
+        ol_mp_pack_str(&pk, "last_from") != 0 ||
+        ol_mp_pack_str(&pk, h->last_from) != 0 ||
+        ol_mp_pack_str(&pk, "started_ms") != 0 ||
         msgpack_pack_int64(&pk, h->started_ms) != 0)
         return OL_AGENT_ETOOBIG;
     return 0;
