@@ -297,19 +297,19 @@ static inline const char *ol_test__version(void)
 static inline const struct ol_host *ol_test_host(void)
 {
     static const struct ol_host host = {
-        OL_AGENT_ABI,
-        sizeof(struct ol_host),
-        ol_test__log,
-        ol_test__name,
-        ol_test__now_ms,
-        ol_test__timer_after,
-        ol_test__timer_at,
-        ol_test__timer_cancel,
-        ol_test__send,
-        ol_test__checkpoint,
-        ol_test__work,
-        ol_test__error,
-        ol_test__version,
+        .abi = OL_AGENT_ABI,
+        .size = sizeof(struct ol_host),
+        .log = ol_test__log,
+        .name = ol_test__name,
+        .now_ms = ol_test__now_ms,
+        .timer_after = ol_test__timer_after,
+        .timer_at = ol_test__timer_at,
+        .timer_cancel = ol_test__timer_cancel,
+        .send = ol_test__send,
+        .checkpoint = ol_test__checkpoint,
+        .work = ol_test__work,
+        .error = ol_test__error,
+        .version = ol_test__version,
     };
     return &host;
 }
@@ -320,6 +320,14 @@ static inline int ol_test__fail(struct ol_test *t, int rv, const char *what)
 {
     snprintf(t->errmsg, sizeof(t->errmsg), "%s", what);
     return rv;
+}
+
+static inline int ol_test__state_err(struct ol_test *t)
+{
+    return ol_test__fail(t, OL_AGENT_ESTATE,
+                         t->vt == NULL ? "no plugin loaded"
+                         : t->opened   ? "an instance is already open"
+                                       : "no open instance");
 }
 
 /* Sets up t and calls the plugin's entry point with the fake host's
@@ -376,6 +384,8 @@ static inline int ol_test_save(struct ol_test *t)
     msgpack_unpacked u;
     int rv;
 
+    if (!t->opened)
+        return ol_test__state_err(t);
     msgpack_sbuffer_init(&sb);
     sink.data = &sb;
     sink.write = msgpack_sbuffer_write;
@@ -409,6 +419,8 @@ static inline int ol_test_open(struct ol_test *t, const char *name,
     static const char empty_map = (char)0x80;
     int rv;
 
+    if (t->vt == NULL || t->opened)
+        return ol_test__state_err(t);
     if (config == NULL) {
         config = &empty_map;
         len = 1;
@@ -437,6 +449,8 @@ static inline int ol_test_restore(struct ol_test *t, const void *state,
 {
     int rv;
 
+    if (!t->opened)
+        return ol_test__state_err(t);
     t->error[0] = '\0';
     rv = t->vt->restore(t->self, (struct ol_agent *)(void *)t, state, len);
     return rv != 0 ? ol_test__fail(t, rv, "restore() failed") : 0;
@@ -470,13 +484,15 @@ static inline void ol_test_close(struct ol_test *t)
 /* ---- events ------------------------------------------------------------ */
 
 /* Delivers one event: fills ev->size and, when zero, ev->now_ms, node and
- * epoch; calls handle(), then save().  Any event type may be passed. */
+ * epoch; calls handle(), then save().  Any event type may be passed.  When
+ * handle() fails the sends of the step are taken back from t->sends (the
+ * real host would never deliver them) and save() is not called. */
 static inline int ol_test_event(struct ol_test *t, struct ol_event *ev)
 {
     int rv;
 
     if (!t->opened)
-        return ol_test__fail(t, OL_AGENT_ESTATE, "no open instance");
+        return ol_test__state_err(t);
     ev->size = sizeof(*ev);
     if (ev->now_ms == 0)
         ev->now_ms = t->now_ms;
@@ -488,8 +504,14 @@ static inline int ol_test_event(struct ol_test *t, struct ol_event *ev)
     t->step_sends = 0;
     rv = t->vt->handle(t->self, (struct ol_agent *)(void *)t, ev);
     t->in_handle = 0;
-    if (rv != 0)
+    if (rv != 0) {
+        /* The step records nothing: its sends would never leave. */
+        while (t->step_sends > 0) {
+            free(t->sends[--t->nsends].data);
+            t->step_sends--;
+        }
         return ol_test__fail(t, rv, "handle() failed");
+    }
     return ol_test_save(t);
 }
 
