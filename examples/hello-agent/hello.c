@@ -136,8 +136,11 @@ static int hello_handle(void *self, struct ol_agent *a,
     switch (ev->type) {
     case OL_EVENT_START:
         h->started_ms = ev->now_ms;
-        host->log(a, OL_AGENT_LOG_INFO, "%s! beating every %" PRIu64 " ms",
-                  h->greeting, h->interval_ms);
+        host->log(a, OL_AGENT_LOG_INFO,
+                  "%s! beating every %" PRIu64 " ms (built with outlast %s, "
+                  "running in %s)",
+                  h->greeting, h->interval_ms, OL_VERSION_STRING,
+                  OL_HOST_HAS(host, version) ? host->version() : "older");
         return host->timer_after(a, BEAT_TIMER, h->interval_ms);
 
     case OL_EVENT_RESUME:

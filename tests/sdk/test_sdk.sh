@@ -103,6 +103,10 @@ env -u OUTLAST_PLUGIN_DIR -u OUTLAST_AGENT_HOST \
 pid=$!
 wait_ckpts "$work/data" greeter
 wait_ckpts "$work/data" c1
+# hello logs ol_host.version() at START: the agent host filled it in.
+ver=$(PKG_CONFIG_PATH=$upc pkg-config --modversion outlast-agent)
+grep -q "running in $ver)" "$work/log" ||
+    { cat "$work/log"; fail "no 'running in $ver' from the agent host"; }
 "$build/runtime/bin/outlast" --data-dir "$work/data" verify >/dev/null
 kill "$pid"
 wait "$pid" || { cat "$work/log"; fail "outlastd did not exit 0"; }

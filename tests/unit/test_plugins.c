@@ -21,6 +21,9 @@
 #include <outlast/agent_test.h>
 #include <outlast/agent_util.h>
 
+#include "ol_config.h"
+#include "runtime/node.h"
+
 /* A byte-string test vector: its bytes and its length. */
 #define B(lit) {lit, sizeof(lit) - 1}
 
@@ -295,6 +298,14 @@ Test(plugins, only_the_entry_symbol_is_exported)
                            kinds[i], hidden[j]);
         dlclose(dl);
     }
+}
+
+Test(plugins, the_in_process_host_says_its_version)
+{
+    cr_assert(OL_HOST_HAS(&ol__host_table, version));
+    cr_expect_str_eq(ol__host_table.version(), OL_VERSION_STRING);
+    cr_expect_str_eq(OL_VERSION_STRING, OL_VERSION, "version.h and "
+                     "ol_config.h disagree");
 }
 
 /* ---- counter ---------------------------------------------------------- */
