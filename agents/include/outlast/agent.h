@@ -75,7 +75,10 @@
  * called exactly once for every open() that returned 0, even when
  * restore(), handle() or save() failed after it, and never for an open()
  * that failed.  (A crash is the exception: the host process dies with all
- * it holds and nothing is closed.)
+ * it holds and nothing is closed.)  Host services copy what they keep
+ * (send()'s bytes, error()'s text) and take nothing over, but for
+ * work()'s `arg`, which comes back with its OL_EVENT_WORK; a service that
+ * returns an error has kept nothing, `arg` included.
  *
  * Versions.  OL_VERSION_* (outlast/version.h, included below) say which
  * SDK a plugin was built against; ol_host.version() says which host runs
