@@ -60,6 +60,21 @@ static void empty_store(const char *store)
     closedir(d);
 }
 
+/* The plugins that go with the running executable, in directory `bin`:
+ * the build tree's agents/ when it runs from a build tree (bin is
+ * <build>/runtime/bin), else the install's plugin dir found relative to
+ * bin, so that a staged or moved install loads its own plugins. */
+static void add_exe_dir(struct ol__codes *cs, const char *bin)
+{
+    char probe[PATH_MAX + 32];
+
+    snprintf(probe, sizeof probe, "%s/../../build.ninja", bin);
+    if (access(probe, F_OK) == 0)
+        add_dir(cs, "%.*s/../../agents", bin, strlen(bin));
+    else if (OL_PLUGINDIR_REL[0])
+        add_dir(cs, "%.*s/" OL_PLUGINDIR_REL, bin, strlen(bin));
+}
+
 int ol__codes_init(struct ol__codes *cs, struct ol__node *n,
                    const char *data_dir, const char *dir, char *errmsg)
 {
@@ -101,9 +116,7 @@ int ol__codes_init(struct ol__codes *cs, struct ol__node *n,
     len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (len > 0) {
         exe[len] = '\0';
-        snprintf(cs->dirs[cs->n_dirs], PATH_MAX, "%.4000s/../../agents",
-                 dirname(exe));
-        cs->n_dirs++;
+        add_exe_dir(cs, dirname(exe));
     }
     add_dir(cs, "%.*s", OL_PLUGINDIR, strlen(OL_PLUGINDIR));
     return 0;

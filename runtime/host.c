@@ -216,6 +216,11 @@ static int host_work(struct ol_agent *a, uint64_t id, ol_work_fn fn,
     return 0;
 }
 
+static const char *host_version(void)
+{
+    return OL_VERSION_STRING;
+}
+
 const struct ol_host ol__host_table = {
     .abi = OL_AGENT_ABI,
     .size = sizeof(struct ol_host),
@@ -229,6 +234,7 @@ const struct ol_host ol__host_table = {
     .checkpoint = host_checkpoint,
     .work = host_work,
     .error = host_error,
+    .version = host_version,
 };
 
 /* ---- binding and marks ---- */

@@ -180,6 +180,7 @@ static int start_cluster(struct ol__node *n, const char *db_path)
 static int find_host_exe(struct ol__node *n)
 {
     char exe[PATH_MAX];
+    const char *bin = NULL;
     ssize_t len;
 
     if (n->cfg.host_exe[0]) {
@@ -191,9 +192,15 @@ static int find_host_exe(struct ol__node *n)
         len = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (len > 0) {
             exe[len] = '\0';
+            bin = dirname(exe);
             snprintf(n->host_exe, sizeof n->host_exe,
-                     "%.4000s/outlast-agent-host", dirname(exe));
+                     "%.4000s/outlast-agent-host", bin);
         }
+        /* An install keeps it in libexecdir: look there relative to
+         * bindir first, so that a staged install runs its own. */
+        if (len > 0 && access(n->host_exe, X_OK) != 0 && OL_HOSTEXE_REL[0])
+            snprintf(n->host_exe, sizeof n->host_exe, "%.4000s/%s", bin,
+                     OL_HOSTEXE_REL);
         if (len <= 0 || access(n->host_exe, X_OK) != 0)
             snprintf(n->host_exe, sizeof n->host_exe, "%s", OL_HOSTEXE);
     }

@@ -19,6 +19,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h>
 
 #define TICK_TIMER 1
 #define INTERVAL_DEFAULT 1000
@@ -34,58 +35,6 @@ struct counter {
     int64_t last_tick_ms;
 };
 
-/* Unpacks exactly one object from p..p+len into u. */
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
-
-/* The value under the str key `key` in map m, or NULL. */
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-static bool as_u64(const msgpack_object *o, uint64_t *v)
-{
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return false;
-    *v = o->via.u64;
-    return true;
-}
-
-static bool as_i64(const msgpack_object *o, int64_t *v)
-{
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *v = o->via.i64;
-        return true;
-    }
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-        o->via.u64 <= (uint64_t)INT64_MAX) {
-        *v = (int64_t)o->via.u64;
-        return true;
-    }
-    return false;
-}
-
 static int parse_config(struct counter *c, struct ol_agent *a,
                         const msgpack_object *cfg)
 {
@@ -97,8 +46,8 @@ static int parse_config(struct counter *c, struct ol_agent *a,
         host->log(a, OL_AGENT_LOG_ERROR, "config: not a map");
         return OL_AGENT_EINVAL;
     }
-    if ((v = map_get(cfg, "interval_ms")) != NULL &&
-        (!as_u64(v, &c->interval_ms) || c->interval_ms == 0 ||
+    if ((v = ol_mp_get(cfg, "interval_ms")) != NULL &&
+        (!ol_mp_uint(v, &c->interval_ms) || c->interval_ms == 0 ||
          c->interval_ms > INTERVAL_MAX)) {
         host->log(a, OL_AGENT_LOG_ERROR,
                   "config: 'interval_ms' must be an integer in 1..%u",
@@ -115,7 +64,7 @@ static int counter_open(struct ol_agent *a, const void *config,
     msgpack_unpacked u;
     int rv;
 
-    if (unpack_one(&u, config, config_len) != 0) {
+    if (ol_mp_unpack(&u, config, config_len) != 0) {
         host->log(a, OL_AGENT_LOG_ERROR, "config: not one msgpack object");
         return OL_AGENT_EINVAL;
     }
@@ -143,18 +92,18 @@ static int counter_restore(void *self, struct ol_agent *a, const void *state,
     msgpack_unpacked u;
     int rv = 0;
 
-    if (unpack_one(&u, state, len) != 0) {
+    if (ol_mp_unpack(&u, state, len) != 0) {
         host->log(a, OL_AGENT_LOG_ERROR, "restore: state is not msgpack");
         return OL_AGENT_EMALFORMED;
     }
-    count = map_get(&u.data, "count");
-    ticks = map_get(&u.data, "ticks");
-    started = map_get(&u.data, "started_ms");
-    last = map_get(&u.data, "last_tick_ms");
+    count = ol_mp_get(&u.data, "count");
+    ticks = ol_mp_get(&u.data, "ticks");
+    started = ol_mp_get(&u.data, "started_ms");
+    last = ol_mp_get(&u.data, "last_tick_ms");
     if (count == NULL || ticks == NULL || started == NULL || last == NULL ||
-        !as_i64(count, &c->count) || !as_u64(ticks, &c->ticks) ||
-        !as_i64(started, &c->started_ms) ||
-        !as_i64(last, &c->last_tick_ms)) {
+        !ol_mp_int(count, &c->count) || !ol_mp_uint(ticks, &c->ticks) ||
+        !ol_mp_int(started, &c->started_ms) ||
+        !ol_mp_int(last, &c->last_tick_ms)) {
         host->log(a, OL_AGENT_LOG_ERROR,
                   "restore: state is not {count, ticks, started_ms, "
                   "last_tick_ms} with integer values");
@@ -184,15 +133,15 @@ static void on_message(struct counter *c, struct ol_agent *a,
     int64_t n = 0;
     bool ok;
 
-    if (unpack_one(&u, ev->data, ev->len) != 0) {
+    if (ol_mp_unpack(&u, ev->data, ev->len) != 0) {
         host->log(a, OL_AGENT_LOG_WARN,
                   "message from '%s': not msgpack; ignored", ev->from);
         return;
     }
-    add = map_get(&u.data, "add");
-    reset = map_get(&u.data, "reset");
+    add = ol_mp_get(&u.data, "add");
+    reset = ol_mp_get(&u.data, "reset");
     ok = u.data.type == MSGPACK_OBJECT_MAP && (add != NULL || reset != NULL) &&
-         (add == NULL || as_i64(add, &n)) &&
+         (add == NULL || ol_mp_int(add, &n)) &&
          (reset == NULL || reset->type == MSGPACK_OBJECT_BOOLEAN);
     if (!ok) {
         host->log(a, OL_AGENT_LOG_WARN,

@@ -36,6 +36,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h>
 
 #define RECENT_MAX 16
 #define SENDERS_MAX 4096
@@ -68,92 +69,6 @@ struct ledger {
     unsigned recent_len, recent_pos;
 };
 
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
-
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-static bool as_u64(const msgpack_object *o, uint64_t *v)
-{
-    if (o == NULL || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return false;
-    *v = o->via.u64;
-    return true;
-}
-
-static bool as_i64(const msgpack_object *o, int64_t *v)
-{
-    if (o == NULL)
-        return false;
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *v = o->via.i64;
-        return true;
-    }
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-        o->via.u64 <= (uint64_t)INT64_MAX) {
-        *v = (int64_t)o->via.u64;
-        return true;
-    }
-    return false;
-}
-
-/* A finite number of any msgpack numeric type. */
-static bool as_f64(const msgpack_object *o, double *v)
-{
-    if (o == NULL)
-        return false;
-    switch (o->type) {
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        *v = o->via.f64;
-        break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        *v = (double)o->via.u64;
-        break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        *v = (double)o->via.i64;
-        break;
-    default:
-        return false;
-    }
-    return isfinite(*v);
-}
-
-/* Copies a str of at most cap-1 bytes without NULs into out. */
-static bool as_str(const msgpack_object *o, char *out, size_t cap)
-{
-    if (o == NULL || o->type != MSGPACK_OBJECT_STR ||
-        o->via.str.size >= cap ||
-        memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
-        return false;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = '\0';
-    return true;
-}
-
 static int ledger_open(struct ol_agent *a, const void *config,
                        size_t config_len, void **self)
 {
@@ -161,7 +76,7 @@ static int ledger_open(struct ol_agent *a, const void *config,
     msgpack_unpacked u;
     bool is_map;
 
-    if (unpack_one(&u, config, config_len) != 0) {
+    if (ol_mp_unpack(&u, config, config_len) != 0) {
         host->log(a, OL_AGENT_LOG_ERROR, "config: not one msgpack object");
         return OL_AGENT_EINVAL;
     }
@@ -258,25 +173,25 @@ static void read_fields(struct ol_agent *a, const char *from,
 {
     const msgpack_object *v;
 
-    if ((v = map_get(m, "tick")) != NULL &&
-        !(e->has_tick = as_u64(v, &e->tick)))
+    if ((v = ol_mp_get(m, "tick")) != NULL &&
+        !(e->has_tick = ol_mp_uint(v, &e->tick)))
         host->log(a, OL_AGENT_LOG_DEBUG,
                   "message %" PRIu64 " from '%s': 'tick' is not a uint",
                   e->n, from);
-    if ((v = map_get(m, "price")) != NULL &&
-        !(e->has_price = as_f64(v, &e->price)))
+    if ((v = ol_mp_get(m, "price")) != NULL &&
+        !(e->has_price = ol_mp_double(v, &e->price)))
         host->log(a, OL_AGENT_LOG_DEBUG,
                   "message %" PRIu64 " from '%s': 'price' is not a number",
                   e->n, from);
-    if ((v = map_get(m, "symbol")) != NULL &&
-        !as_str(v, e->symbol, sizeof(e->symbol))) {
+    if ((v = ol_mp_get(m, "symbol")) != NULL &&
+        !ol_mp_str(v, e->symbol, sizeof(e->symbol))) {
         e->symbol[0] = '\0';
         host->log(a, OL_AGENT_LOG_DEBUG,
                   "message %" PRIu64 " from '%s': 'symbol' is not a short str",
                   e->n, from);
     }
-    if ((v = map_get(m, "action")) != NULL &&
-        !as_str(v, e->action, sizeof(e->action))) {
+    if ((v = ol_mp_get(m, "action")) != NULL &&
+        !ol_mp_str(v, e->action, sizeof(e->action))) {
         e->action[0] = '\0';
         host->log(a, OL_AGENT_LOG_DEBUG,
                   "message %" PRIu64 " from '%s': 'action' is not a short str",
@@ -299,19 +214,19 @@ static void on_message(struct ledger *l, struct ol_agent *a,
     struct entry e;
     msgpack_unpacked u;
 
-    if (unpack_one(&u, ev->data, ev->len) != 0) {
+    if (ol_mp_unpack(&u, ev->data, ev->len) != 0) {
         host->log(a, OL_AGENT_LOG_WARN, "message from '%s': not msgpack",
                   from);
         l->bad++;
         return;
     }
     memset(&e, 0, sizeof(e));
-    nv = map_get(&u.data, "n");
+    nv = ol_mp_get(&u.data, "n");
     if (nv == NULL) {
         l->other++;
         goto out;
     }
-    if (!as_u64(nv, &e.n) || e.n == 0) {
+    if (!ol_mp_uint(nv, &e.n) || e.n == 0) {
         l->bad++;
         if (power_of_two(l->bad))
             host->log(a, OL_AGENT_LOG_WARN,
@@ -375,23 +290,20 @@ static int ledger_handle(void *self, struct ol_agent *a,
     }
 }
 
-static int pack_str(msgpack_packer *pk, const char *s)
-{
-    return msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 static int pack_entry(msgpack_packer *pk, const struct entry *e)
 {
-    return msgpack_pack_map(pk, 6) || pack_str(pk, "from") ||
-           pack_str(pk, e->from) || pack_str(pk, "n") ||
-           msgpack_pack_uint64(pk, e->n) || pack_str(pk, "tick") ||
+    return msgpack_pack_map(pk, 6) || ol_mp_pack_str(pk, "from") ||
+           ol_mp_pack_str(pk, e->from) || ol_mp_pack_str(pk, "n") ||
+           msgpack_pack_uint64(pk, e->n) || ol_mp_pack_str(pk, "tick") ||
            (e->has_tick ? msgpack_pack_uint64(pk, e->tick)
                         : msgpack_pack_nil(pk)) ||
-           pack_str(pk, "symbol") ||
-           (e->symbol[0] ? pack_str(pk, e->symbol) : msgpack_pack_nil(pk)) ||
-           pack_str(pk, "action") ||
-           (e->action[0] ? pack_str(pk, e->action) : msgpack_pack_nil(pk)) ||
-           pack_str(pk, "price") ||
+           ol_mp_pack_str(pk, "symbol") ||
+           (e->symbol[0] ? ol_mp_pack_str(pk, e->symbol)
+                         : msgpack_pack_nil(pk)) ||
+           ol_mp_pack_str(pk, "action") ||
+           (e->action[0] ? ol_mp_pack_str(pk, e->action)
+                         : msgpack_pack_nil(pk)) ||
+           ol_mp_pack_str(pk, "price") ||
            (e->has_price ? msgpack_pack_double(pk, e->price)
                          : msgpack_pack_nil(pk));
 }
@@ -403,21 +315,22 @@ static int ledger_save(void *self, struct ol_agent *a,
     msgpack_packer pk;
 
     msgpack_packer_init(&pk, out->data, out->write);
-    if (msgpack_pack_map(&pk, 9) || pack_str(&pk, "entries") ||
-        msgpack_pack_uint64(&pk, l->entries) || pack_str(&pk, "expect") ||
+    if (msgpack_pack_map(&pk, 9) || ol_mp_pack_str(&pk, "entries") ||
+        msgpack_pack_uint64(&pk, l->entries) || ol_mp_pack_str(&pk, "expect") ||
         msgpack_pack_map(&pk, (uint32_t)l->nsenders))
         return OL_AGENT_ETOOBIG;
     for (size_t i = 0; i < l->nsenders; i++)
-        if (pack_str(&pk, l->senders[i].name) ||
+        if (ol_mp_pack_str(&pk, l->senders[i].name) ||
             msgpack_pack_uint64(&pk, l->senders[i].next))
             return OL_AGENT_ETOOBIG;
-    if (pack_str(&pk, "dups") || msgpack_pack_uint64(&pk, l->dups) ||
-        pack_str(&pk, "gaps") || msgpack_pack_uint64(&pk, l->gaps) ||
-        pack_str(&pk, "other") || msgpack_pack_uint64(&pk, l->other) ||
-        pack_str(&pk, "bad") || msgpack_pack_uint64(&pk, l->bad) ||
-        pack_str(&pk, "position") || msgpack_pack_int64(&pk, l->position) ||
-        pack_str(&pk, "cash") || msgpack_pack_double(&pk, l->cash) ||
-        pack_str(&pk, "recent") || msgpack_pack_array(&pk, l->recent_len))
+    if (ol_mp_pack_str(&pk, "dups") || msgpack_pack_uint64(&pk, l->dups) ||
+        ol_mp_pack_str(&pk, "gaps") || msgpack_pack_uint64(&pk, l->gaps) ||
+        ol_mp_pack_str(&pk, "other") || msgpack_pack_uint64(&pk, l->other) ||
+        ol_mp_pack_str(&pk, "bad") || msgpack_pack_uint64(&pk, l->bad) ||
+        ol_mp_pack_str(&pk, "position") ||
+        msgpack_pack_int64(&pk, l->position) ||
+        ol_mp_pack_str(&pk, "cash") || msgpack_pack_double(&pk, l->cash) ||
+        ol_mp_pack_str(&pk, "recent") || msgpack_pack_array(&pk, l->recent_len))
         return OL_AGENT_ETOOBIG;
     for (unsigned i = 0; i < l->recent_len; i++)
         if (pack_entry(&pk, recent_at(l, i)))
@@ -431,24 +344,24 @@ static bool restore_entry(const msgpack_object *m, struct entry *e)
     const msgpack_object *v;
 
     memset(e, 0, sizeof(*e));
-    if (!as_str(map_get(m, "from"), e->from, sizeof(e->from)) ||
-        !as_u64(map_get(m, "n"), &e->n))
+    if (!ol_mp_str(ol_mp_get(m, "from"), e->from, sizeof(e->from)) ||
+        !ol_mp_uint(ol_mp_get(m, "n"), &e->n))
         return false;
-    v = map_get(m, "tick");
+    v = ol_mp_get(m, "tick");
     if (v != NULL && v->type != MSGPACK_OBJECT_NIL &&
-        !(e->has_tick = as_u64(v, &e->tick)))
+        !(e->has_tick = ol_mp_uint(v, &e->tick)))
         return false;
-    v = map_get(m, "price");
+    v = ol_mp_get(m, "price");
     if (v != NULL && v->type != MSGPACK_OBJECT_NIL &&
-        !(e->has_price = as_f64(v, &e->price)))
+        !(e->has_price = ol_mp_double(v, &e->price)))
         return false;
-    v = map_get(m, "symbol");
+    v = ol_mp_get(m, "symbol");
     if (v != NULL && v->type != MSGPACK_OBJECT_NIL &&
-        !as_str(v, e->symbol, sizeof(e->symbol)))
+        !ol_mp_str(v, e->symbol, sizeof(e->symbol)))
         return false;
-    v = map_get(m, "action");
+    v = ol_mp_get(m, "action");
     if (v != NULL && v->type != MSGPACK_OBJECT_NIL &&
-        !as_str(v, e->action, sizeof(e->action)))
+        !ol_mp_str(v, e->action, sizeof(e->action)))
         return false;
     return true;
 }
@@ -458,15 +371,15 @@ static int restore_from(struct ledger *l, const msgpack_object *st)
     const msgpack_object *expect, *recent;
     uint32_t first;
 
-    expect = map_get(st, "expect");
-    recent = map_get(st, "recent");
-    if (!as_u64(map_get(st, "entries"), &l->entries) ||
-        !as_u64(map_get(st, "dups"), &l->dups) ||
-        !as_u64(map_get(st, "gaps"), &l->gaps) ||
-        !as_u64(map_get(st, "other"), &l->other) ||
-        !as_u64(map_get(st, "bad"), &l->bad) ||
-        !as_i64(map_get(st, "position"), &l->position) ||
-        !as_f64(map_get(st, "cash"), &l->cash) || expect == NULL ||
+    expect = ol_mp_get(st, "expect");
+    recent = ol_mp_get(st, "recent");
+    if (!ol_mp_uint(ol_mp_get(st, "entries"), &l->entries) ||
+        !ol_mp_uint(ol_mp_get(st, "dups"), &l->dups) ||
+        !ol_mp_uint(ol_mp_get(st, "gaps"), &l->gaps) ||
+        !ol_mp_uint(ol_mp_get(st, "other"), &l->other) ||
+        !ol_mp_uint(ol_mp_get(st, "bad"), &l->bad) ||
+        !ol_mp_int(ol_mp_get(st, "position"), &l->position) ||
+        !ol_mp_double(ol_mp_get(st, "cash"), &l->cash) || expect == NULL ||
         expect->type != MSGPACK_OBJECT_MAP || recent == NULL ||
         recent->type != MSGPACK_OBJECT_ARRAY)
         return OL_AGENT_EMALFORMED;
@@ -476,8 +389,8 @@ static int restore_from(struct ledger *l, const msgpack_object *st)
         char name[OL_AGENT_NAME_MAX + 1];
         uint64_t next;
         struct sender *s;
-        if (!as_str(&expect->via.map.ptr[i].key, name, sizeof(name)) ||
-            !as_u64(&expect->via.map.ptr[i].val, &next) || next == 0)
+        if (!ol_mp_str(&expect->via.map.ptr[i].key, name, sizeof(name)) ||
+            !ol_mp_uint(&expect->via.map.ptr[i].val, &next) || next == 0)
             return OL_AGENT_EMALFORMED;
         s = sender_get(l, name);
         if (s == NULL)
@@ -506,7 +419,7 @@ static int ledger_restore(void *self, struct ol_agent *a, const void *state,
     msgpack_unpacked u;
     int rv;
 
-    if (unpack_one(&u, state, len) != 0) {
+    if (ol_mp_unpack(&u, state, len) != 0) {
         host->log(a, OL_AGENT_LOG_ERROR, "restore: state is not msgpack");
         return OL_AGENT_EMALFORMED;
     }

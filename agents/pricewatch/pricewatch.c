@@ -35,6 +35,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h>
 
 #define TICK_TIMER 1
 #define INTERVAL_MAX (24u * 3600u * 1000u)
@@ -90,66 +91,11 @@ static int64_t next_price(uint64_t seed, uint64_t k, int64_t prev)
     return p;
 }
 
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
-
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-static bool as_u64(const msgpack_object *o, uint64_t *v)
-{
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return false;
-    *v = o->via.u64;
-    return true;
-}
-
-static bool as_i64(const msgpack_object *o, int64_t *v)
-{
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *v = o->via.i64;
-        return true;
-    }
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-        o->via.u64 <= (uint64_t)INT64_MAX) {
-        *v = (int64_t)o->via.u64;
-        return true;
-    }
-    return false;
-}
-
 /* Copies a str of 1..cap-1 bytes without NULs into out. */
 static bool as_name(const msgpack_object *o, char *out, size_t cap)
 {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size == 0 ||
-        o->via.str.size >= cap ||
-        memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
-        return false;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = '\0';
-    return true;
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size > 0 &&
+           ol_mp_str(o, out, cap);
 }
 
 static int parse_config(struct pricewatch *pw, struct ol_agent *a,
@@ -162,21 +108,21 @@ static int parse_config(struct pricewatch *pw, struct ol_agent *a,
         host->log(a, OL_AGENT_LOG_ERROR, "config: not a map");
         return OL_AGENT_EINVAL;
     }
-    if ((v = map_get(cfg, "interval_ms")) != NULL &&
-        (!as_u64(v, &pw->interval_ms) || pw->interval_ms == 0 ||
+    if ((v = ol_mp_get(cfg, "interval_ms")) != NULL &&
+        (!ol_mp_uint(v, &pw->interval_ms) || pw->interval_ms == 0 ||
          pw->interval_ms > INTERVAL_MAX)) {
         host->log(a, OL_AGENT_LOG_ERROR,
                   "config: 'interval_ms' must be an integer in 1..%u",
                   INTERVAL_MAX);
         return OL_AGENT_EINVAL;
     }
-    if ((v = map_get(cfg, "seed")) != NULL && !as_u64(v, &pw->seed)) {
+    if ((v = ol_mp_get(cfg, "seed")) != NULL && !ol_mp_uint(v, &pw->seed)) {
         host->log(a, OL_AGENT_LOG_ERROR,
                   "config: 'seed' must be a non-negative integer");
         return OL_AGENT_EINVAL;
     }
-    if (((v = map_get(cfg, "short")) != NULL && !as_u64(v, &nshort)) ||
-        ((v = map_get(cfg, "long")) != NULL && !as_u64(v, &nlong)) ||
+    if (((v = ol_mp_get(cfg, "short")) != NULL && !ol_mp_uint(v, &nshort)) ||
+        ((v = ol_mp_get(cfg, "long")) != NULL && !ol_mp_uint(v, &nlong)) ||
         nshort < 1 || nlong <= nshort || nlong > WINDOW_MAX) {
         host->log(a, OL_AGENT_LOG_ERROR,
                   "config: 'short' and 'long' must be integers with "
@@ -185,14 +131,14 @@ static int parse_config(struct pricewatch *pw, struct ol_agent *a,
     }
     pw->nshort = (uint32_t)nshort;
     pw->nlong = (uint32_t)nlong;
-    if ((v = map_get(cfg, "ledger")) != NULL &&
+    if ((v = ol_mp_get(cfg, "ledger")) != NULL &&
         !as_name(v, pw->ledger, sizeof(pw->ledger))) {
         host->log(a, OL_AGENT_LOG_ERROR,
                   "config: 'ledger' must be an agent name of 1..%d bytes",
                   OL_AGENT_NAME_MAX);
         return OL_AGENT_EINVAL;
     }
-    if ((v = map_get(cfg, "symbol")) != NULL &&
+    if ((v = ol_mp_get(cfg, "symbol")) != NULL &&
         !as_name(v, pw->symbol, sizeof(pw->symbol))) {
         host->log(a, OL_AGENT_LOG_ERROR,
                   "config: 'symbol' must be a string of 1..%d bytes",
@@ -219,7 +165,7 @@ static int pw_open(struct ol_agent *a, const void *config, size_t config_len,
     msgpack_unpacked u;
     int rv;
 
-    if (unpack_one(&u, config, config_len) != 0) {
+    if (ol_mp_unpack(&u, config, config_len) != 0) {
         host->log(a, OL_AGENT_LOG_ERROR, "config: not one msgpack object");
         return OL_AGENT_EINVAL;
     }
@@ -282,24 +228,24 @@ static int pw_restore(void *self, struct ol_agent *a, const void *state,
     int64_t r = 0;
     int rv = OL_AGENT_EMALFORMED;
 
-    if (unpack_one(&u, state, len) != 0) {
+    if (ol_mp_unpack(&u, state, len) != 0) {
         host->log(a, OL_AGENT_LOG_ERROR, "restore: state is not msgpack");
         return OL_AGENT_EMALFORMED;
     }
-    tick = map_get(&u.data, "tick");
-    price = map_get(&u.data, "price_cents");
-    win = map_get(&u.data, "window_cents");
-    rel = map_get(&u.data, "rel");
-    pos = map_get(&u.data, "position");
-    sent = map_get(&u.data, "decisions_sent");
-    last = map_get(&u.data, "last_action");
+    tick = ol_mp_get(&u.data, "tick");
+    price = ol_mp_get(&u.data, "price_cents");
+    win = ol_mp_get(&u.data, "window_cents");
+    rel = ol_mp_get(&u.data, "rel");
+    pos = ol_mp_get(&u.data, "position");
+    sent = ol_mp_get(&u.data, "decisions_sent");
+    last = ol_mp_get(&u.data, "last_action");
     if (tick == NULL || price == NULL || win == NULL || rel == NULL ||
         pos == NULL || sent == NULL || last == NULL ||
-        !as_u64(tick, &pw->tick) || !as_i64(price, &pw->price) ||
+        !ol_mp_uint(tick, &pw->tick) || !ol_mp_int(price, &pw->price) ||
         pw->price < 1 || pw->price > PRICE_MAX_CENTS ||
-        win->type != MSGPACK_OBJECT_ARRAY || !as_i64(rel, &r) || r < -1 ||
-        r > 1 || !as_i64(pos, &pw->position) ||
-        !as_u64(sent, &pw->decisions_sent) ||
+        win->type != MSGPACK_OBJECT_ARRAY || !ol_mp_int(rel, &r) || r < -1 ||
+        r > 1 || !ol_mp_int(pos, &pw->position) ||
+        !ol_mp_uint(sent, &pw->decisions_sent) ||
         last->type != MSGPACK_OBJECT_STR ||
         last->via.str.size >= sizeof(pw->last_action)) {
         host->log(a, OL_AGENT_LOG_ERROR,
@@ -317,7 +263,7 @@ static int pw_restore(void *self, struct ol_agent *a, const void *state,
     first = n > pw->nlong ? n - pw->nlong : 0;
     for (uint32_t i = first; i < n; i++) {
         int64_t p;
-        if (!as_i64(&win->via.array.ptr[i], &p) || p < 1 ||
+        if (!ol_mp_int(&win->via.array.ptr[i], &p) || p < 1 ||
             p > PRICE_MAX_CENTS) {
             host->log(a, OL_AGENT_LOG_ERROR,
                       "restore: window_cents[%" PRIu32 "] is not a price", i);
@@ -329,11 +275,6 @@ static int pw_restore(void *self, struct ol_agent *a, const void *state,
 out:
     msgpack_unpacked_destroy(&u);
     return rv;
-}
-
-static int pack_str(msgpack_packer *pk, const char *s)
-{
-    return msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
 /* Sends decision n = decisions_sent + 1 to the ledger.  A send the host
@@ -350,17 +291,18 @@ static void send_decision(struct pricewatch *pw, struct ol_agent *a,
 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (msgpack_pack_map(&pk, 7) != 0 || pack_str(&pk, "n") != 0 ||
-        msgpack_pack_uint64(&pk, n) != 0 || pack_str(&pk, "tick") != 0 ||
+    if (msgpack_pack_map(&pk, 7) != 0 || ol_mp_pack_str(&pk, "n") != 0 ||
+        msgpack_pack_uint64(&pk, n) != 0 || ol_mp_pack_str(&pk, "tick") != 0 ||
         msgpack_pack_uint64(&pk, pw->tick) != 0 ||
-        pack_str(&pk, "symbol") != 0 || pack_str(&pk, pw->symbol) != 0 ||
-        pack_str(&pk, "price") != 0 ||
+        ol_mp_pack_str(&pk, "symbol") != 0 ||
+        ol_mp_pack_str(&pk, pw->symbol) != 0 ||
+        ol_mp_pack_str(&pk, "price") != 0 ||
         msgpack_pack_double(&pk, (double)pw->price / 100.0) != 0 ||
-        pack_str(&pk, "action") != 0 || pack_str(&pk, action) != 0 ||
-        pack_str(&pk, "short_ma") != 0 ||
+        ol_mp_pack_str(&pk, "action") != 0 || ol_mp_pack_str(&pk, action) != 0 ||
+        ol_mp_pack_str(&pk, "short_ma") != 0 ||
         msgpack_pack_double(&pk,
                             (double)short_sum / pw->nshort / 100.0) != 0 ||
-        pack_str(&pk, "long_ma") != 0 ||
+        ol_mp_pack_str(&pk, "long_ma") != 0 ||
         msgpack_pack_double(&pk, (double)long_sum / pw->nlong / 100.0) != 0) {
         host->log(a, OL_AGENT_LOG_ERROR, "decision %" PRIu64 ": out of memory",
                   n);
@@ -462,23 +404,23 @@ static int pw_save(void *self, struct ol_agent *a, const struct ol_sink *out)
     msgpack_packer pk;
 
     msgpack_packer_init(&pk, out->data, out->write);
-    if (msgpack_pack_map(&pk, 7) != 0 || pack_str(&pk, "tick") != 0 ||
+    if (msgpack_pack_map(&pk, 7) != 0 || ol_mp_pack_str(&pk, "tick") != 0 ||
         msgpack_pack_uint64(&pk, pw->tick) != 0 ||
-        pack_str(&pk, "price_cents") != 0 ||
+        ol_mp_pack_str(&pk, "price_cents") != 0 ||
         msgpack_pack_int64(&pk, pw->price) != 0 ||
-        pack_str(&pk, "window_cents") != 0 ||
+        ol_mp_pack_str(&pk, "window_cents") != 0 ||
         msgpack_pack_array(&pk, pw->win_len) != 0)
         return OL_AGENT_ETOOBIG;
     for (uint32_t i = 0; i < pw->win_len; i++)
         if (msgpack_pack_int64(&pk, window_at(pw, i)) != 0)
             return OL_AGENT_ETOOBIG;
-    if (pack_str(&pk, "rel") != 0 || msgpack_pack_int(&pk, pw->rel) != 0 ||
-        pack_str(&pk, "position") != 0 ||
+    if (ol_mp_pack_str(&pk, "rel") != 0 || msgpack_pack_int(&pk, pw->rel) != 0 ||
+        ol_mp_pack_str(&pk, "position") != 0 ||
         msgpack_pack_int64(&pk, pw->position) != 0 ||
-        pack_str(&pk, "decisions_sent") != 0 ||
+        ol_mp_pack_str(&pk, "decisions_sent") != 0 ||
         msgpack_pack_uint64(&pk, pw->decisions_sent) != 0 ||
-        pack_str(&pk, "last_action") != 0 ||
-        pack_str(&pk, pw->last_action) != 0)
+        ol_mp_pack_str(&pk, "last_action") != 0 ||
+        ol_mp_pack_str(&pk, pw->last_action) != 0)
         return OL_AGENT_ETOOBIG;
     return 0;
 }

@@ -19,6 +19,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h> /* ol_mp_unpack, ol_mp_get, ol_mp_str... */
 
 #define BEAT_TIMER 1
 #define GREETING_MAX 63
@@ -38,64 +39,29 @@ struct hello {
     int64_t started_ms;
 };
 
-/* ---- reading msgpack ------------------------------------------------- */
-
-/* Unpacks p..p+len, which must hold exactly one object.  The objects in
- * *u point into u's zone: copy what you keep, then destroy u. */
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
-
-/* The value under the string key `key` in map m, or NULL. */
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-/* Copies a msgpack str into out (cap bytes with the NUL).  False when o is
- * not a str or does not fit: config and messages are input, so their types
- * are checked before use. */
-static bool copy_str(const msgpack_object *o, char *out, size_t cap)
-{
-    if (o == NULL || o->type != MSGPACK_OBJECT_STR ||
-        o->via.str.size >= cap ||
-        memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
-        return false;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = '\0';
-    return true;
-}
-
 /* ---- the vtable functions ------------------------------------------- */
+
+/* Reads the config into h.  Config is input: every type is checked, and a
+ * key that is missing keeps its default. */
+static bool read_config(struct hello *h, const msgpack_object *cfg)
+{
+    const msgpack_object *g = ol_mp_get(cfg, "greeting");
+    const msgpack_object *iv = ol_mp_get(cfg, "interval_ms");
+
+    return cfg->type == MSGPACK_OBJECT_MAP &&
+           (g == NULL || ol_mp_str(g, h->greeting, sizeof(h->greeting))) &&
+           (iv == NULL ||
+            (ol_mp_uint(iv, &h->interval_ms) && h->interval_ms > 0));
+}
 
 static int hello_open(struct ol_agent *a, const void *config, size_t len,
                       void **self)
 {
-    const msgpack_object *g, *iv;
     struct hello *h;
     msgpack_unpacked u;
     bool ok;
 
-    if (unpack_one(&u, config, len) != 0)
+    if (ol_mp_unpack(&u, config, len) != 0)
         return OL_AGENT_EINVAL;
     h = calloc(1, sizeof(*h));
     if (h == NULL) {
@@ -104,21 +70,17 @@ static int hello_open(struct ol_agent *a, const void *config, size_t len,
     }
     strcpy(h->greeting, "hello");
     h->interval_ms = 5000;
-
-    g = map_get(&u.data, "greeting");
-    iv = map_get(&u.data, "interval_ms");
-    ok = u.data.type == MSGPACK_OBJECT_MAP &&
-         (g == NULL || copy_str(g, h->greeting, sizeof(h->greeting))) &&
-         (iv == NULL || (iv->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-                         iv->via.u64 > 0));
-    if (ok && iv != NULL)
-        h->interval_ms = iv->via.u64;
+    ok = read_config(h, &u.data);
     msgpack_unpacked_destroy(&u);
     if (!ok) {
+        /* open() failed, so close() will not be called: free h here. */
+        free(h);
         host->log(a, OL_AGENT_LOG_ERROR,
                   "config: want {greeting: str of at most %d bytes, "
                   "interval_ms: positive int}", GREETING_MAX);
-        free(h);
+        if (OL_HOST_HAS(host, error))
+            host->error(a, "want {greeting: str of at most %d bytes, "
+                           "interval_ms: positive int}", GREETING_MAX);
         return OL_AGENT_EINVAL;
     }
     *self = h;
@@ -129,32 +91,20 @@ static int hello_restore(void *self, struct ol_agent *a, const void *state,
                          size_t len)
 {
     struct hello *h = self;
-    const msgpack_object *beats, *msgs, *from, *started;
     msgpack_unpacked u;
     bool ok;
 
-    if (unpack_one(&u, state, len) != 0)
+    if (ol_mp_unpack(&u, state, len) != 0)
         return OL_AGENT_EMALFORMED;
-    beats = map_get(&u.data, "beats");
-    msgs = map_get(&u.data, "messages");
-    from = map_get(&u.data, "last_from");
-    started = map_get(&u.data, "started_ms");
-    /* started_ms is written with msgpack_pack_int64, which picks the
-     * smallest encoding: a time after 1970 comes back as a positive int. */
-    ok = beats != NULL && beats->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-         msgs != NULL && msgs->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-         copy_str(from, h->last_from, sizeof(h->last_from)) &&
-         started != NULL &&
-         started->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-         started->via.u64 <= INT64_MAX;
-    if (ok) {
-        h->beats = beats->via.u64;
-        h->messages = msgs->via.u64;
-        h->started_ms = (int64_t)started->via.u64;
-    }
+    ok = ol_mp_uint(ol_mp_get(&u.data, "beats"), &h->beats) &&
+         ol_mp_uint(ol_mp_get(&u.data, "messages"), &h->messages) &&
+         ol_mp_str(ol_mp_get(&u.data, "last_from"), h->last_from,
+                   sizeof(h->last_from)) &&
+         ol_mp_int(ol_mp_get(&u.data, "started_ms"), &h->started_ms);
     msgpack_unpacked_destroy(&u);
     if (!ok)
         host->log(a, OL_AGENT_LOG_ERROR, "restore: unexpected state");
+    /* On failure close() still follows: h stays valid to free. */
     return ok ? 0 : OL_AGENT_EMALFORMED;
 }
 
@@ -169,9 +119,9 @@ static int reply(struct hello *h, struct ol_agent *a, const char *to)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 2);
-    msgpack_pack_str_with_body(&pk, "greeting", 8);
-    msgpack_pack_str_with_body(&pk, h->greeting, strlen(h->greeting));
-    msgpack_pack_str_with_body(&pk, "n", 1);
+    ol_mp_pack_str(&pk, "greeting");
+    ol_mp_pack_str(&pk, h->greeting);
+    ol_mp_pack_str(&pk, "n");
     msgpack_pack_uint64(&pk, h->messages);
     rv = host->send(a, to, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
@@ -186,8 +136,11 @@ static int hello_handle(void *self, struct ol_agent *a,
     switch (ev->type) {
     case OL_EVENT_START:
         h->started_ms = ev->now_ms;
-        host->log(a, OL_AGENT_LOG_INFO, "%s! beating every %" PRIu64 " ms",
-                  h->greeting, h->interval_ms);
+        host->log(a, OL_AGENT_LOG_INFO,
+                  "%s! beating every %" PRIu64 " ms (built with outlast %s, "
+                  "running in %s)",
+                  h->greeting, h->interval_ms, OL_VERSION_STRING,
+                  OL_HOST_HAS(host, version) ? host->version() : "older");
         return host->timer_after(a, BEAT_TIMER, h->interval_ms);
 
     case OL_EVENT_RESUME:
@@ -227,16 +180,15 @@ static int hello_save(void *self, struct ol_agent *a,
     msgpack_packer pk;
 
     (void)a; /* save() needs no host service */
-    msgpack_packer_init(&pk, out->data, out->write);
+    ol_mp_packer_init(&pk, out);
     if (msgpack_pack_map(&pk, 4) != 0 ||
-        msgpack_pack_str_with_body(&pk, "beats", 5) != 0 ||
+        ol_mp_pack_str(&pk, "beats") != 0 ||
         msgpack_pack_uint64(&pk, h->beats) != 0 ||
-        msgpack_pack_str_with_body(&pk, "messages", 8) != 0 ||
+        ol_mp_pack_str(&pk, "messages") != 0 ||
         msgpack_pack_uint64(&pk, h->messages) != 0 ||
-        msgpack_pack_str_with_body(&pk, "last_from", 9) != 0 ||
-        msgpack_pack_str_with_body(&pk, h->last_from,
-                                   strlen(h->last_from)) != 0 ||
-        msgpack_pack_str_with_body(&pk, "started_ms", 10) != 0 ||
+        ol_mp_pack_str(&pk, "last_from") != 0 ||
+        ol_mp_pack_str(&pk, h->last_from) != 0 ||
+        ol_mp_pack_str(&pk, "started_ms") != 0 ||
         msgpack_pack_int64(&pk, h->started_ms) != 0)
         return OL_AGENT_ETOOBIG;
     return 0;

@@ -19,6 +19,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h>
 
 static const struct ol_host *host;
 
@@ -28,19 +29,6 @@ struct self {
     uint64_t after;
     uint64_t events;
 };
-
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
 
 /* Reads the uint under `key` of map m into *v if present; false if it is
  * there with another type or m is not a map. */
@@ -117,7 +105,7 @@ static int bs_open(struct ol_agent *a, const void *config, size_t len,
         return OL_AGENT_ENOMEM;
     s->interval_ms = 100;
     s->after = 0;
-    if (unpack_one(&u, config, len) != 0) {
+    if (ol_mp_unpack(&u, config, len) != 0) {
         free(s);
         return OL_AGENT_EINVAL;
     }
@@ -143,7 +131,7 @@ static int bs_restore(void *self, struct ol_agent *a, const void *state,
     msgpack_unpacked u;
     bool ok;
 
-    if (unpack_one(&u, state, len) != 0)
+    if (ol_mp_unpack(&u, state, len) != 0)
         return OL_AGENT_EMALFORMED;
     ok = u.data.type == MSGPACK_OBJECT_MAP &&
          get_uint(&u.data, "events", &s->events);

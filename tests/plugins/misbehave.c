@@ -38,6 +38,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h>
 
 static const struct ol_host *host;
 
@@ -59,25 +60,9 @@ static const char *const err_names[N_ERRS] = {
     "name_null",     "log_null",      "unused",        "checkpoint",
 };
 
-static const msgpack_object *map_get(const msgpack_object *m, const char *k)
-{
-    size_t n = strlen(k);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *key = &m->via.map.ptr[i].key;
-
-        if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == n &&
-            memcmp(key->via.str.ptr, k, n) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 static uint64_t get_u(const msgpack_object *m, const char *k, uint64_t dflt)
 {
-    const msgpack_object *o = map_get(m, k);
+    const msgpack_object *o = ol_mp_get(m, k);
 
     return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64
                                                            : dflt;
@@ -100,13 +85,13 @@ static int mb_open(struct ol_agent *a, const void *cfg, size_t len,
         return OL_AGENT_EMALFORMED;
     }
     strcpy(m->mode, "none");
-    mode = map_get(&u.data, "mode");
+    mode = ol_mp_get(&u.data, "mode");
     if (mode && mode->type == MSGPACK_OBJECT_STR &&
         mode->via.str.size < sizeof m->mode) {
         memcpy(m->mode, mode->via.str.ptr, mode->via.str.size);
         m->mode[mode->via.str.size] = '\0';
     }
-    mode = map_get(&u.data, "path");
+    mode = ol_mp_get(&u.data, "path");
     if (mode && mode->type == MSGPACK_OBJECT_STR &&
         mode->via.str.size < sizeof m->path) {
         memcpy(m->path, mode->via.str.ptr, mode->via.str.size);

@@ -26,6 +26,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h>
 
 #define PUMP_TIMER 1
 #define DESTS_MAX 64
@@ -51,42 +52,6 @@ struct sender {
     size_t njobs;
     uint64_t echoed, ignored;
 };
-
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
-
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-static bool as_u64(const msgpack_object *o, uint64_t *v)
-{
-    if (o == NULL || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return false;
-    *v = o->via.u64;
-    return true;
-}
 
 static bool as_name(const msgpack_object *o, char *out)
 {
@@ -119,7 +84,7 @@ static int sender_open(struct ol_agent *a, const void *config, size_t len,
     msgpack_unpacked u;
     bool ok;
 
-    if (unpack_one(&u, config, len) != 0)
+    if (ol_mp_unpack(&u, config, len) != 0)
         return OL_AGENT_EINVAL;
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -127,10 +92,10 @@ static int sender_open(struct ol_agent *a, const void *config, size_t len,
         return OL_AGENT_ENOMEM;
     }
     s->batch = 100;
-    v = map_get(&u.data, "batch");
+    v = ol_mp_get(&u.data, "batch");
     ok = (u.data.type == MSGPACK_OBJECT_MAP ||
           u.data.type == MSGPACK_OBJECT_NIL) &&
-         (v == NULL || (as_u64(v, &s->batch) && s->batch >= 1 &&
+         (v == NULL || (ol_mp_uint(v, &s->batch) && s->batch >= 1 &&
                         s->batch <= OL_AGENT_OUTBOX_MAX));
     msgpack_unpacked_destroy(&u);
     if (!ok) {
@@ -226,14 +191,14 @@ static void on_message(struct sender *s, struct ol_agent *a,
     msgpack_unpacked u;
     struct job j;
 
-    if (unpack_one(&u, ev->data, ev->len) != 0) {
+    if (ol_mp_unpack(&u, ev->data, ev->len) != 0) {
         s->ignored++;
         return;
     }
-    to = map_get(&u.data, "to");
-    n = map_get(&u.data, "n");
-    x = map_get(&u.data, "echo");
-    if (to != NULL && as_name(to, j.to) && as_u64(n, &j.left)) {
+    to = ol_mp_get(&u.data, "to");
+    n = ol_mp_get(&u.data, "n");
+    x = ol_mp_get(&u.data, "echo");
+    if (to != NULL && as_name(to, j.to) && ol_mp_uint(n, &j.left)) {
         if (s->njobs == JOBS_MAX) {
             host->log(a, OL_AGENT_LOG_WARN, "queue full; command ignored");
             s->ignored++;
@@ -269,11 +234,6 @@ static int sender_handle(void *self, struct ol_agent *a,
     }
 }
 
-static int pack_str(msgpack_packer *pk, const char *str)
-{
-    return msgpack_pack_str_with_body(pk, str, strlen(str));
-}
-
 static int sender_save(void *self, struct ol_agent *a,
                        const struct ol_sink *out)
 {
@@ -281,51 +241,51 @@ static int sender_save(void *self, struct ol_agent *a,
     msgpack_packer pk;
 
     msgpack_packer_init(&pk, out->data, out->write);
-    if (msgpack_pack_map(&pk, 4) || pack_str(&pk, "next") ||
+    if (msgpack_pack_map(&pk, 4) || ol_mp_pack_str(&pk, "next") ||
         msgpack_pack_map(&pk, (uint32_t)s->ndests))
         return OL_AGENT_ETOOBIG;
     for (size_t i = 0; i < s->ndests; i++)
-        if (pack_str(&pk, s->dests[i].name) ||
+        if (ol_mp_pack_str(&pk, s->dests[i].name) ||
             msgpack_pack_uint64(&pk, s->dests[i].next))
             return OL_AGENT_ETOOBIG;
-    if (pack_str(&pk, "jobs") || msgpack_pack_array(&pk, (uint32_t)s->njobs))
+    if (ol_mp_pack_str(&pk, "jobs") || msgpack_pack_array(&pk, (uint32_t)s->njobs))
         return OL_AGENT_ETOOBIG;
     for (size_t i = 0; i < s->njobs; i++)
-        if (msgpack_pack_map(&pk, 2) || pack_str(&pk, "to") ||
-            pack_str(&pk, s->jobs[i].to) || pack_str(&pk, "left") ||
+        if (msgpack_pack_map(&pk, 2) || ol_mp_pack_str(&pk, "to") ||
+            ol_mp_pack_str(&pk, s->jobs[i].to) || ol_mp_pack_str(&pk, "left") ||
             msgpack_pack_uint64(&pk, s->jobs[i].left))
             return OL_AGENT_ETOOBIG;
-    if (pack_str(&pk, "echoed") || msgpack_pack_uint64(&pk, s->echoed) ||
-        pack_str(&pk, "ignored") || msgpack_pack_uint64(&pk, s->ignored))
+    if (ol_mp_pack_str(&pk, "echoed") || msgpack_pack_uint64(&pk, s->echoed) ||
+        ol_mp_pack_str(&pk, "ignored") || msgpack_pack_uint64(&pk, s->ignored))
         return OL_AGENT_ETOOBIG;
     return 0;
 }
 
 static int restore_from(struct sender *s, const msgpack_object *st)
 {
-    const msgpack_object *next = map_get(st, "next");
-    const msgpack_object *jobs = map_get(st, "jobs");
+    const msgpack_object *next = ol_mp_get(st, "next");
+    const msgpack_object *jobs = ol_mp_get(st, "jobs");
 
     if (next == NULL || next->type != MSGPACK_OBJECT_MAP ||
         next->via.map.size > DESTS_MAX || jobs == NULL ||
         jobs->type != MSGPACK_OBJECT_ARRAY ||
         jobs->via.array.size > JOBS_MAX ||
-        !as_u64(map_get(st, "echoed"), &s->echoed) ||
-        !as_u64(map_get(st, "ignored"), &s->ignored))
+        !ol_mp_uint(ol_mp_get(st, "echoed"), &s->echoed) ||
+        !ol_mp_uint(ol_mp_get(st, "ignored"), &s->ignored))
         return OL_AGENT_EMALFORMED;
     s->ndests = 0;
     for (uint32_t i = 0; i < next->via.map.size; i++) {
         struct dest *d = &s->dests[s->ndests++];
         if (!as_name(&next->via.map.ptr[i].key, d->name) ||
-            !as_u64(&next->via.map.ptr[i].val, &d->next))
+            !ol_mp_uint(&next->via.map.ptr[i].val, &d->next))
             return OL_AGENT_EMALFORMED;
     }
     s->njobs = 0;
     for (uint32_t i = 0; i < jobs->via.array.size; i++) {
         struct job *j = &s->jobs[s->njobs++];
         const msgpack_object *o = &jobs->via.array.ptr[i];
-        if (!as_name(map_get(o, "to"), j->to) ||
-            !as_u64(map_get(o, "left"), &j->left))
+        if (!as_name(ol_mp_get(o, "to"), j->to) ||
+            !ol_mp_uint(ol_mp_get(o, "left"), &j->left))
             return OL_AGENT_EMALFORMED;
     }
     return 0;
@@ -337,7 +297,7 @@ static int sender_restore(void *self, struct ol_agent *a, const void *state,
     msgpack_unpacked u;
     int rv;
 
-    if (unpack_one(&u, state, len) != 0)
+    if (ol_mp_unpack(&u, state, len) != 0)
         return OL_AGENT_EMALFORMED;
     rv = restore_from(self, &u.data);
     msgpack_unpacked_destroy(&u);

@@ -28,6 +28,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h>
 
 #define JOBS_MAX 64
 #define SLEEP_MAX 10000
@@ -47,39 +48,11 @@ struct item {
     uint64_t sleep_ms;
 };
 
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
-
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 /* Reads an optional uint in lo..hi under `key`; false if mistyped. */
 static bool opt_u64(const msgpack_object *m, const char *key, uint64_t lo,
                     uint64_t hi, uint64_t *v)
 {
-    const msgpack_object *o = map_get(m, key);
+    const msgpack_object *o = ol_mp_get(m, key);
 
     if (o == NULL)
         return true;
@@ -109,7 +82,7 @@ static int slow_open(struct ol_agent *a, const void *config, size_t len,
     msgpack_unpacked u;
     bool ok;
 
-    if (unpack_one(&u, config, len) != 0)
+    if (ol_mp_unpack(&u, config, len) != 0)
         return OL_AGENT_EINVAL;
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -200,9 +173,9 @@ static int slow_handle(void *self, struct ol_agent *a,
         s->completions++;
         return submit(s, a);
     case OL_EVENT_MESSAGE:
-        if (unpack_one(&u, ev->data, ev->len) != 0)
+        if (ol_mp_unpack(&u, ev->data, ev->len) != 0)
             return 0;
-        k = map_get(&u.data, "work");
+        k = ol_mp_get(&u.data, "work");
         if (k != NULL && k->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
             k->via.u64 <= JOBS_MAX)
             n = k->via.u64;
@@ -243,10 +216,10 @@ static int slow_restore(void *self, struct ol_agent *a, const void *state,
     msgpack_unpacked u;
     bool ok;
 
-    if (unpack_one(&u, state, len) != 0)
+    if (ol_mp_unpack(&u, state, len) != 0)
         return OL_AGENT_EMALFORMED;
-    c = map_get(&u.data, "completions");
-    st = map_get(&u.data, "started");
+    c = ol_mp_get(&u.data, "completions");
+    st = ol_mp_get(&u.data, "started");
     ok = c != NULL && c->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
          st != NULL && st->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
     if (ok) {

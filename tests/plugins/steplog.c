@@ -51,6 +51,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h>
 
 #define TICK_TIMER 1
 #define INTERVAL_DEFAULT 25
@@ -74,43 +75,6 @@ struct steplog {
     size_t n_dups;
 };
 
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
-
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m == NULL || m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-static bool as_u64(const msgpack_object *o, uint64_t *v)
-{
-    if (o == NULL || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return false;
-    *v = o->via.u64;
-    return true;
-}
-
 static int64_t clock_ns(clockid_t id, int raw)
 {
     struct timespec ts = {0, 0};
@@ -131,7 +95,7 @@ static int steplog_open(struct ol_agent *a, const void *config, size_t len,
     msgpack_unpacked u;
     bool ok = true;
 
-    if (unpack_one(&u, config, len) != 0)
+    if (ol_mp_unpack(&u, config, len) != 0)
         return OL_AGENT_EINVAL;
     s = calloc(1, sizeof *s);
     if (s == NULL) {
@@ -141,9 +105,9 @@ static int steplog_open(struct ol_agent *a, const void *config, size_t len,
     s->fd = -1;
     s->interval_ms = INTERVAL_DEFAULT;
     s->next_seq = 1;
-    dir = map_get(&u.data, "dir");
-    iv = map_get(&u.data, "interval_ms");
-    if (iv && (!as_u64(iv, &s->interval_ms) || s->interval_ms < 1 ||
+    dir = ol_mp_get(&u.data, "dir");
+    iv = ol_mp_get(&u.data, "interval_ms");
+    if (iv && (!ol_mp_uint(iv, &s->interval_ms) || s->interval_ms < 1 ||
                s->interval_ms > INTERVAL_MAX))
         ok = false;
     if (dir && dir->type == MSGPACK_OBJECT_STR && dir->via.str.size > 0 &&
@@ -261,9 +225,9 @@ static uint64_t message_n(const struct ol_event *ev)
     msgpack_unpacked u;
     uint64_t n = 0;
 
-    if (ev->data == NULL || unpack_one(&u, ev->data, ev->len) != 0)
+    if (ev->data == NULL || ol_mp_unpack(&u, ev->data, ev->len) != 0)
         return 0;
-    if (!as_u64(map_get(&u.data, "n"), &n) || n > N_MAX)
+    if (!ol_mp_uint(ol_mp_get(&u.data, "n"), &n) || n > N_MAX)
         n = 0;
     msgpack_unpacked_destroy(&u);
     return n;
@@ -317,14 +281,9 @@ static int steplog_handle(void *self, struct ol_agent *a,
     return host->checkpoint(a);
 }
 
-static int pack_str(msgpack_packer *pk, const char *str)
-{
-    return msgpack_pack_str_with_body(pk, str, strlen(str));
-}
-
 static int pack_u64(msgpack_packer *pk, const char *key, uint64_t v)
 {
-    return pack_str(pk, key) || msgpack_pack_uint64(pk, v);
+    return ol_mp_pack_str(pk, key) || msgpack_pack_uint64(pk, v);
 }
 
 static int steplog_save(void *self, struct ol_agent *a,
@@ -338,9 +297,9 @@ static int steplog_save(void *self, struct ol_agent *a,
     if (msgpack_pack_map(&pk, 8) || pack_u64(&pk, "k", s->k) ||
         pack_u64(&pk, "seq", s->seq) || pack_u64(&pk, "ticks", s->ticks) ||
         pack_u64(&pk, "msgs", s->msgs) || pack_u64(&pk, "other", s->other) ||
-        pack_u64(&pk, "ndups", s->ndups) || pack_str(&pk, "got") ||
+        pack_u64(&pk, "ndups", s->ndups) || ol_mp_pack_str(&pk, "got") ||
         msgpack_pack_bin_with_body(&pk, s->got, s->got_len) ||
-        pack_str(&pk, "dups") ||
+        ol_mp_pack_str(&pk, "dups") ||
         msgpack_pack_array(&pk, (uint32_t)s->n_dups))
         return OL_AGENT_ETOOBIG;
     for (size_t i = 0; i < s->n_dups; i++)
@@ -351,14 +310,14 @@ static int steplog_save(void *self, struct ol_agent *a,
 
 static int restore_from(struct steplog *s, const msgpack_object *st)
 {
-    const msgpack_object *got = map_get(st, "got"), *dups = map_get(st, "dups");
+    const msgpack_object *got = ol_mp_get(st, "got"), *dups = ol_mp_get(st, "dups");
 
-    if (!as_u64(map_get(st, "k"), &s->k) ||
-        !as_u64(map_get(st, "seq"), &s->seq) ||
-        !as_u64(map_get(st, "ticks"), &s->ticks) ||
-        !as_u64(map_get(st, "msgs"), &s->msgs) ||
-        !as_u64(map_get(st, "other"), &s->other) ||
-        !as_u64(map_get(st, "ndups"), &s->ndups) || got == NULL ||
+    if (!ol_mp_uint(ol_mp_get(st, "k"), &s->k) ||
+        !ol_mp_uint(ol_mp_get(st, "seq"), &s->seq) ||
+        !ol_mp_uint(ol_mp_get(st, "ticks"), &s->ticks) ||
+        !ol_mp_uint(ol_mp_get(st, "msgs"), &s->msgs) ||
+        !ol_mp_uint(ol_mp_get(st, "other"), &s->other) ||
+        !ol_mp_uint(ol_mp_get(st, "ndups"), &s->ndups) || got == NULL ||
         got->type != MSGPACK_OBJECT_BIN || got->via.bin.size > N_MAX / 8 ||
         dups == NULL || dups->type != MSGPACK_OBJECT_ARRAY ||
         dups->via.array.size > DUPS_MAX)
@@ -374,7 +333,7 @@ static int restore_from(struct steplog *s, const msgpack_object *st)
     }
     s->n_dups = 0;
     for (uint32_t i = 0; i < dups->via.array.size; i++)
-        if (!as_u64(&dups->via.array.ptr[i], &s->dups[s->n_dups++]))
+        if (!ol_mp_uint(&dups->via.array.ptr[i], &s->dups[s->n_dups++]))
             return OL_AGENT_EMALFORMED;
     return 0;
 }
@@ -385,7 +344,7 @@ static int steplog_restore(void *self, struct ol_agent *a, const void *state,
     msgpack_unpacked u;
     int rv;
 
-    if (unpack_one(&u, state, len) != 0)
+    if (ol_mp_unpack(&u, state, len) != 0)
         return OL_AGENT_EMALFORMED;
     rv = restore_from(self, &u.data);
     msgpack_unpacked_destroy(&u);

@@ -67,6 +67,27 @@
  * running every other agent.  Host services check every argument: a NULL,
  * oversized or malformed one gets an error code, never a crash.
  *
+ * Who owns what.  The host owns every pointer it passes in (config,
+ * state, events, the agent handle): borrowed for the call, copy what you
+ * keep.  The plugin owns its instance (`self`) and everything hanging
+ * from it, and frees them in close().  The rule for failures, as in
+ * sqlite3.h, is said at each function below.  In short: close() is
+ * called exactly once for every open() that returned 0, even when
+ * restore(), handle() or save() failed after it, and never for an open()
+ * that failed.  (A crash is the exception: the host process dies with all
+ * it holds and nothing is closed.)  Host services copy what they keep
+ * (send()'s bytes, error()'s text) and take nothing over, but for
+ * work()'s `arg`, which comes back with its OL_EVENT_WORK; a service that
+ * returns an error has kept nothing, `arg` included.
+ *
+ * Versions.  OL_VERSION_* (outlast/version.h, included below) say which
+ * SDK a plugin was built against; ol_host.version() says which host runs
+ * it.  Both follow the meson project version.
+ *
+ * Helpers.  outlast/agent_util.h reads and writes msgpack (unpack one
+ * object, get a map key, read a number or a string); outlast/agent_test.h
+ * is a fake host for unit-testing a plugin without a daemon.
+ *
  * Build a plugin with:
  *     cc -shared -fPIC -o myagent.so myagent.c $(pkg-config --cflags --libs outlast-agent)
  */
@@ -75,6 +96,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <outlast/version.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -309,6 +332,13 @@ struct ol_host {
      * Returns 0, or OL_AGENT_EINVAL if fmt is NULL. */
     int (*error)(struct ol_agent *a, const char *fmt, ...)
         OL_AGENT_PRINTF(2, 3);
+
+    /* Version 4 (check with OL_HOST_HAS(host, version)). */
+
+    /* The running host's version, "MAJOR.MINOR.PATCH", static (never
+     * freed).  May differ from the OL_VERSION_STRING the plugin was built
+     * with.  Callable from any thread, and from ol_agent_entry(). */
+    const char *(*version)(void);
 };
 
 /*
@@ -328,6 +358,10 @@ struct ol_agent_vtable {
      * Create an instance.  `config` is the agent's configuration as one
      * msgpack object (a map; an empty map if none was given), borrowed for
      * the call.  Store the instance in *self.  Required.
+     *
+     * On error, free whatever you allocated before returning: the host
+     * forgets *self and never calls close() for this open().  Say why with
+     * ol_host.error (Version 3).  The agent is quarantined.
      */
     int (*open)(struct ol_agent *a, const void *config, size_t config_len,
                 void **self);
@@ -336,28 +370,49 @@ struct ol_agent_vtable {
      * Load state saved by save().  Called after open() and before the
      * OL_EVENT_RESUME event.  `state` is borrowed.  Return
      * OL_AGENT_EMALFORMED if it is not what you expect.  Required.
+     *
+     * On error the instance stays open: the host quarantines the agent
+     * and then calls close() on it, so leave `self` in a state close()
+     * can free (a restore that failed half-way included).  The committed
+     * checkpoint is kept; no event follows.
      */
     int (*restore)(void *self, struct ol_agent *a, const void *state,
                    size_t len);
 
     /* Handle one event; may arm timers, send messages, start work.
-     * Required. */
+     * Required.
+     *
+     * On error the step records nothing: no checkpoint, so its sends are
+     * never delivered and the timers and state it changed are not
+     * committed.  The agent is quarantined and close() is called once its
+     * accepted work has come back (as WORK events with `fenced` set: free
+     * work_arg then).  save() is not called after a failed handle(). */
     int (*handle)(void *self, struct ol_agent *a, const struct ol_event *ev);
 
     /* Write the whole state as one msgpack object to `out`.  out->write
      * refuses a NULL source and anything past OL_AGENT_STATE_MAX, and the
-     * refusal fails the save (the agent is quarantined).  Required. */
+     * refusal fails the save (the agent is quarantined).  Required.
+     *
+     * The host owns the sink and what was written to it.  On error (or
+     * bytes that are not one msgpack object) nothing is committed, the
+     * agent is quarantined, and close() is called as after handle(). */
     int (*save)(void *self, struct ol_agent *a, const struct ol_sink *out);
 
-    /* Free the instance.  Called once, after the last event.  May be
-     * NULL. */
+    /* Free the instance.  Called once for every open() that returned 0,
+     * after the last event and after every accepted work item's WORK
+     * event; also after a failed restore(), handle() or save().  Never
+     * called after a failed open().  Not called when the plugin's host
+     * process dies (a crash): the process and its memory go with it.  May
+     * be NULL. */
     void (*close)(void *self);
 };
 
 /*
  * The entry point.  Check host->abi, keep `host` (it outlives the plugin),
  * and point *out at your static vtable.  Return 0, or a negative code to
- * refuse the host (for example when host->abi differs).
+ * refuse the host (for example when host->abi differs).  On error, or when
+ * *out is NULL or incomplete, the host calls nothing else in the plugin,
+ * dlclose()s it and quarantines the agents of its kind.
  */
 OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *host,
                                    const struct ol_agent_vtable **out);
