@@ -9,7 +9,9 @@
  * that is killed and resumed elsewhere carries on from its last committed
  * value, which makes it the agent the continuity tests lean on first.
  *
- * Config: {interval_ms: uint, 1..86400000, default 1000}.
+ * Config: {interval_ms: uint, 1..86400000, default 1000}.  A new config
+ * (`outlast config`) takes effect at the next tick; a bad one is refused
+ * with a log line and the old interval kept.
  * State:  {count: int, ticks: uint, started_ms: int, last_tick_ms: int}.
  */
 #include <inttypes.h>
@@ -35,6 +37,12 @@ struct counter {
     int64_t last_tick_ms;
 };
 
+/* Why a config is refused: the spawn (or the quarantine reason) shows it
+ * when open() fails; a host older than ol_host.error gets a log line. */
+#define refuse(a, ...)                                                       \
+    (OL_HOST_HAS(host, error) ? (void)host->error(a, __VA_ARGS__)           \
+                              : host->log(a, OL_AGENT_LOG_ERROR, __VA_ARGS__))
+
 static int parse_config(struct counter *c, struct ol_agent *a,
                         const msgpack_object *cfg)
 {
@@ -43,15 +51,14 @@ static int parse_config(struct counter *c, struct ol_agent *a,
     if (cfg->type == MSGPACK_OBJECT_NIL)
         return 0;
     if (cfg->type != MSGPACK_OBJECT_MAP) {
-        host->log(a, OL_AGENT_LOG_ERROR, "config: not a map");
+        refuse(a, "config: not a map");
         return OL_AGENT_EINVAL;
     }
     if ((v = ol_mp_get(cfg, "interval_ms")) != NULL &&
         (!ol_mp_uint(v, &c->interval_ms) || c->interval_ms == 0 ||
          c->interval_ms > INTERVAL_MAX)) {
-        host->log(a, OL_AGENT_LOG_ERROR,
-                  "config: 'interval_ms' must be an integer in 1..%u",
-                  INTERVAL_MAX);
+        refuse(a, "config: 'interval_ms' must be an integer in 1..%u",
+                    INTERVAL_MAX);
         return OL_AGENT_EINVAL;
     }
     return 0;
@@ -65,7 +72,7 @@ static int counter_open(struct ol_agent *a, const void *config,
     int rv;
 
     if (ol_mp_unpack(&u, config, config_len) != 0) {
-        host->log(a, OL_AGENT_LOG_ERROR, "config: not one msgpack object");
+        refuse(a, "config: not one msgpack object");
         return OL_AGENT_EINVAL;
     }
     c = calloc(1, sizeof(*c));
@@ -161,6 +168,31 @@ static void on_message(struct counter *c, struct ol_agent *a,
     msgpack_unpacked_destroy(&u);
 }
 
+/* A new config: the new interval counts from the next tick.  A config it
+ * cannot use is logged and ignored; the agent keeps running. */
+static void on_config(struct counter *c, struct ol_agent *a,
+                      const struct ol_event *ev)
+{
+    struct counter next = *c;
+    msgpack_unpacked u;
+
+    if (ol_mp_unpack(&u, ev->data, ev->len) != 0) {
+        host->log(a, OL_AGENT_LOG_WARN, "config: not one msgpack object");
+        return;
+    }
+    if (parse_config(&next, a, &u.data) != 0) {
+        host->log(a, OL_AGENT_LOG_WARN,
+                  "config refused; the interval stays %" PRIu64 " ms",
+                  c->interval_ms);
+    } else if (next.interval_ms != c->interval_ms) {
+        host->log(a, OL_AGENT_LOG_INFO,
+                  "config: interval %" PRIu64 " ms from the next tick",
+                  next.interval_ms);
+        c->interval_ms = next.interval_ms;
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
 static int counter_handle(void *self, struct ol_agent *a,
                           const struct ol_event *ev)
 {
@@ -189,6 +221,9 @@ static int counter_handle(void *self, struct ol_agent *a,
         return arm(a, c);
     case OL_EVENT_MESSAGE:
         on_message(c, a, ev);
+        return 0;
+    case OL_EVENT_CONFIG:
+        on_config(c, a, ev);
         return 0;
     default:
         return 0;

@@ -387,7 +387,7 @@ Test(counter, ticks_survive_a_reopen)
     mb_end(&cfg);
 }
 
-Test(counter, bad_config_is_refused_with_a_log_line)
+Test(counter, bad_config_is_refused_with_its_reason)
 {
     const char *root = getenv("OL_BUILD_ROOT");
     struct ol_test t;
@@ -400,9 +400,36 @@ Test(counter, bad_config_is_refused_with_a_log_line)
     mb_kv_uint(&cfg, "interval_ms", 0);
     cr_expect_eq(ol_test_open(&t, "c", cfg.sb.data, cfg.sb.size),
                  OL_AGENT_EINVAL);
-    cr_expect(ol_test_logged(&t, "interval_ms"), "refused without saying why");
+    cr_expect(strstr(t.error, "interval_ms") != NULL,
+              "refused without saying why: '%s'", t.error);
     ol_test_close(&t);
     mb_end(&cfg);
+}
+
+/* A new config changes the interval from the next tick; one it cannot use
+ * is logged and the old interval kept. */
+Test(counter, a_config_event_changes_the_interval)
+{
+    struct ol_test t;
+    struct mb cfg, next, bad;
+
+    mb_kv_uint(&cfg, "interval_ms", 100);
+    load(&t, "counter", cfg.sb.data, cfg.sb.size);
+    cr_assert_eq(ol_test_advance(&t, 1000), 0, "%s", t.errmsg);
+    cr_expect_eq(state_int(&t, "count"), 10);
+    mb_kv_uint(&next, "interval_ms", 50);
+    cr_assert_eq(ol_test_config(&t, next.sb.data, next.sb.size), 0, "%s",
+                 t.errmsg);
+    cr_assert_eq(ol_test_advance(&t, 1000), 0, "%s", t.errmsg);
+    cr_expect_geq(state_int(&t, "count"), 28, "the new interval is not used");
+    mb_kv_uint(&bad, "interval_ms", 0);
+    cr_assert_eq(ol_test_config(&t, bad.sb.data, bad.sb.size), 0,
+                 "a bad config quarantined the counter");
+    cr_expect(ol_test_logged(&t, "config refused"), "no log line");
+    ol_test_close(&t);
+    mb_end(&cfg);
+    mb_end(&next);
+    mb_end(&bad);
 }
 
 Test(agent_test, load_names_what_is_missing)

@@ -538,6 +538,39 @@ static inline int ol_test_message(struct ol_test *t, const char *from,
     return ol_test_event(t, &ev);
 }
 
+/* A CONFIG event: the operator gave the agent a new config (one msgpack
+ * map), as `outlast config` does. */
+static inline int ol_test_config(struct ol_test *t, const void *config,
+                                 size_t len)
+{
+    struct ol_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = OL_EVENT_CONFIG;
+    ev.from = OL_AGENT_CONFIG_SENDER;
+    ev.data = config;
+    ev.len = len;
+    return ol_test_event(t, &ev);
+}
+
+/* A BOUNCE event: message `data` that the agent sent to `to` could not be
+ * delivered, for `reason` ("no such agent", ...). */
+static inline int ol_test_bounce(struct ol_test *t, const char *to,
+                                 const char *reason, const void *data,
+                                 size_t len)
+{
+    struct ol_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = OL_EVENT_BOUNCE;
+    ev.from = OL_AGENT_BOUNCE_SENDER;
+    ev.to = to;
+    ev.reason = reason;
+    ev.data = data;
+    ev.len = len;
+    return ol_test_event(t, &ev);
+}
+
 static inline int ol_test_stop(struct ol_test *t, int final)
 {
     struct ol_event ev;
