@@ -341,11 +341,12 @@ static void op_status(struct ol__node *n, struct ol__ctl_req *req,
     /* The database is the main file and its WAL: recent commits live in
      * the WAL until a checkpoint copies them over. */
     {
+        char wal[sizeof dbpath + 4];
         uint64_t main_b = stat(dbpath, &st) == 0 ? (uint64_t)st.st_size : 0;
         uint64_t wal_b;
 
-        strcat(dbpath, "-wal");
-        wal_b = stat(dbpath, &st) == 0 ? (uint64_t)st.st_size : 0;
+        snprintf(wal, sizeof wal, "%s-wal", dbpath);
+        wal_b = stat(wal, &st) == 0 ? (uint64_t)st.st_size : 0;
         pk_kv_u64(&r.pk, "bytes_db", main_b + wal_b);
         pk_kv_u64(&r.pk, "bytes_wal", wal_b);
     }
