@@ -430,25 +430,32 @@ void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len)
         on_pong(c, from, v);
 }
 
-/* The leader: the lowest level any voter reported (a voter not heard from
- * yet counts as level 1).  A follower: what its leader said last. */
+/* The leader: the lowest level any voter reported.  A voter not heard from
+ * since this node leads counts at the level the previous leader last
+ * announced (it had heard every voter then; a node does not move down a
+ * level without restarting, and one that comes back older stops on the
+ * first command it cannot apply rather than apply it differently), or at
+ * level 1 when there was none: so a leader elected while a voter is down
+ * keeps the cluster's level instead of falling back to 1.  A follower:
+ * what its leader said last. */
 uint32_t ol__cl_level(struct cluster *c)
 {
-    uint32_t level = c->level;
+    uint32_t level = c->level, unknown = c->cluster_level ? c->cluster_level
+                                                          : 1;
 
     if (c->role != RAFT_LEADER)
-        return c->cluster_level ? c->cluster_level : 1;
+        return unknown;
     for (unsigned i = 0; i < c->raft.configuration.n; i++) {
         const struct raft_server *s = &c->raft.configuration.servers[i];
         struct peer_state *p;
+        uint32_t l;
 
         if (s->role != RAFT_VOTER || s->id == c->cfg.self_id)
             continue;
         p = peer(c, s->id, 0);
-        if (p == NULL || p->level == 0)
-            return 1;
-        if (p->level < level)
-            level = p->level;
+        l = p == NULL || p->level == 0 ? unknown : p->level;
+        if (l < level)
+            level = l;
     }
     return level;
 }

@@ -17,6 +17,7 @@
 
 #include "tests/support/cluster.h"
 #include "tests/support/daemon.h"
+#include "tests/support/faults.h"
 
 #define WAIT_MS 15000
 
@@ -521,4 +522,50 @@ Test(lifecycle, in_process_plugins_get_the_same_lifecycle)
     wait_int(&d, "ip", "bounces", 1);
     state_str(&d, "ip", "bto", to, sizeof to);
     cr_expect_str_eq(to, "ghost");
+}
+
+/* rm asked while the agent's owner is frozen (SIGSTOP, as a paused VM):
+ * the STOP commits, the cluster fails the agent over to a live node, which
+ * takes the final step, and the tombstone follows.  When the frozen node
+ * wakes it runs nothing of the agent: no checkpoint of it is signed after
+ * the tombstone. */
+Test(lifecycle, rm_of_an_agent_whose_owner_is_frozen)
+{
+    struct tc_opts o = {.n = 3, .tag = "lc-frozen"};
+    struct tc_agent ag[8];
+    int leader, owner = -1, via;
+    int64_t after;
+
+    tc_init(&c, &o);
+    tc_start(&c);
+    leader = tc_wait_leader(&c, 0, WAIT_MS);
+    cr_assert_geq(leader, 0, "no leader");
+    cli_ok(c.nodes[leader].d.sock, "spawn lifecycle fz");
+    for (uint64_t end = td_ms() + WAIT_MS; owner < 0 && td_ms() < end;) {
+        for (int i = 0, n = tc_agents(&c, leader, ag, 8); i < n; i++)
+            if (strcmp(ag[i].name, "fz") == 0 && ag[i].owner)
+                owner = tc_index(&c, ag[i].owner);
+        if (owner < 0)
+            td_sleep_ms(50);
+    }
+    cr_assert_geq(owner, 0, "fz was never placed");
+    /* The owner may be the leader: then the rm also waits out an
+     * election, and the new leader has not heard the frozen voter. */
+    via = (owner + 1) % c.n;
+    cr_assert_gt(nf_freeze(c.nodes[owner].d.pid), 0);
+    cli_ok(c.nodes[via].d.sock, "rm fz");
+    after = q1(&c.nodes[via].d, "SELECT max(seq) FROM checkpoints WHERE "
+                                "agent = 'fz'");
+    cr_expect_eq(q1(&c.nodes[via].d, "SELECT status FROM agents WHERE "
+                                     "name = 'fz'"),
+                 5, "no tombstone");
+    nf_thaw(c.nodes[owner].d.pid);
+    /* Give the woken node time to act on its stale view, then check that
+     * nothing of fz was committed after the tombstone, on any node. */
+    td_sleep_ms(1500);
+    for (int i = 0; i < c.n; i++)
+        cr_expect_eq(q1(&c.nodes[i].d, "SELECT coalesce(max(seq), 0) FROM "
+                                       "checkpoints WHERE agent = 'fz'"),
+                     after, "node %d holds a checkpoint of fz after its rm",
+                     i + 1);
 }

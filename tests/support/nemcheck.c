@@ -324,13 +324,13 @@ int nem_check_steps(struct nem *m, int via)
         const struct row *r = &rs.r[k];
 
         if (step_of(&ss, r) == NULL && unmatched++ < SHOW)
-            cr_log_warn("step log: no step of '%s' epoch %" PRIu64
+            cr_log_info("step log: no step of '%s' epoch %" PRIu64
                         " seq %" PRIu64 " on node %d, which signed it",
                         m->agents[r->agent], r->epoch, r->seq,
                         r->signer + 1);
     }
     if (unmatched)
-        cr_log_warn("step log: %zu of %zu committed checkpoints have no "
+        cr_log_info("step log: %zu of %zu committed checkpoints have no "
                     "matching step line",
                     unmatched, rs.n);
 

@@ -450,7 +450,7 @@ static int run_round(struct nem *m, int r)
                           "%d problem(s) (listed above)", bad);
     }
     if (!m->o.no_client && !nem_wait_ledger(m, leader, LEDGER_MS))
-        cr_log_warn("round %d: the ledger's committed state still lacks "
+        cr_log_info("round %d: the ledger's committed state still lacks "
                     "acknowledged messages after %d ms",
                     r, LEDGER_MS);
     nem_check_steps(m, leader);
@@ -499,7 +499,7 @@ static void setup(struct nem *m, const struct nem_opts *o)
                      "%s",
                      o->name, why);
     else
-        cr_log_warn("nemesis %s runs on loopback: %s", o->name, why);
+        cr_log_info("nemesis %s runs on loopback: %s", o->name, why);
 
     tc_init(&m->c, &to);
     for (int i = 0; i < o->n; i++) {
