@@ -569,3 +569,31 @@ Test(lifecycle, rm_of_an_agent_whose_owner_is_frozen)
                      after, "node %d holds a checkpoint of fz after its rm",
                      i + 1);
 }
+
+/* A leader elected while a voter is frozen still runs the cluster's
+ * feature level: config and rm (level 3) work while one node of three is
+ * down, as every command of level 1 does. */
+Test(lifecycle, level_3_commands_work_while_a_voter_is_down)
+{
+    struct tc_opts o = {.n = 3, .tag = "lc-down"};
+    int leader, next;
+    unsigned others;
+
+    tc_init(&c, &o);
+    tc_start(&c);
+    leader = tc_wait_leader(&c, 0, WAIT_MS);
+    cr_assert_geq(leader, 0, "no leader");
+    cli_ok(c.nodes[leader].d.sock, "spawn lifecycle dn");
+    cr_assert_gt(nf_freeze(c.nodes[leader].d.pid), 0);
+    others = 7u & ~(1u << leader);
+    next = -1;
+    for (uint64_t end = td_ms() + WAIT_MS; td_ms() < end;) {
+        next = tc_wait_leader(&c, others, 2000);
+        if (next >= 0 && next != leader)
+            break;
+    }
+    cr_assert(next >= 0 && next != leader, "no new leader");
+    cli_ok(c.nodes[next].d.sock, "config dn '{\"tag\": \"down\"}'");
+    cli_ok(c.nodes[next].d.sock, "rm dn");
+    nf_thaw(c.nodes[leader].d.pid);
+}
