@@ -3,8 +3,10 @@
 # Safe to run repeatedly: it only calls apt-get when something is missing.
 #
 # libmicrohttpd serves /metrics and the status page, libsystemd gives
-# sd_notify, scdoc builds the man pages.  The optional packages are for
-# tests that skip, saying why, when one cannot be installed: prometheus
+# sd_notify, scdoc builds the man pages, python3-jsonschema checks the
+# CLI's --json output against docs/schema/ in the tests.  The optional
+# packages are for tests that skip, saying why, when one cannot be
+# installed: prometheus
 # (promtool and a real scraping server), chromium (the status page in a
 # real browser), groff-base and man-db (the man pages render),
 # bash-completion, systemd (systemd-analyze checks the unit file), strace
@@ -14,7 +16,7 @@ set -eu
 pkgs="build-essential pkg-config meson ninja-build
 libuv1-dev libsqlite3-dev libsodium-dev libmsgpack-dev libcriterion-dev
 libinih-dev libjansson-dev libraft-dev libmicrohttpd-dev libsystemd-dev
-scdoc sqlite3 iproute2 curl"
+scdoc sqlite3 iproute2 curl python3-jsonschema"
 optional="prometheus chromium groff-base man-db bash-completion systemd
 strace"
 

@@ -44,9 +44,10 @@ static int offline(struct ol__cli *c, int which, const char *name,
         return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv), "%s: %s (%s)",
                             c->cmd, err, ol_err_name(rv));
     }
+    /* The same shape as the node's answer, so --json prints the same. */
     rv = ol__cli_resp_wrap(r, which == Q_AGENTS ? "agents"
                               : which == Q_SHOW ? "agent"
-                                                : NULL,
+                                                : "history",
                            b.base, b.len, err);
     ol__buf_close(&b);
     if (rv != 0)

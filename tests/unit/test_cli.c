@@ -157,7 +157,8 @@ Test(cli, history_with_limit)
     cr_assert_eq(run("history ticker --limit 2 --db %s --json", dbpath), 0,
                  "%s", err);
     j = out_json();
-    rows = json_object_get(j, "checkpoints");
+    /* {ok, history: {agent, checkpoints}}, as the node answers. */
+    rows = json_object_get(json_object_get(j, "history"), "checkpoints");
     cr_assert_eq(json_array_size(rows), 2);
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(rows, 0),
                                                     "seq")),
