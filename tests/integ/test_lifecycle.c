@@ -312,6 +312,27 @@ Test(lifecycle, a_removed_configured_agent_stays_removed)
               d.log);
 
     cli_ok(d.sock, "rm cfgd");
+    /* Nothing runs now, so the files stand still: status counts the WAL
+     * in bytes_db. */
+    td_sleep_ms(300);
+    {
+        struct stat m, w;
+        char *out = NULL, want[64];
+        int64_t wal;
+
+        snprintf(path, sizeof path, "%s/outlast.db", d.data);
+        cr_assert_eq(stat(path, &m), 0);
+        snprintf(path, sizeof path, "%s/outlast.db-wal", d.data);
+        wal = stat(path, &w) == 0 ? (int64_t)w.st_size : 0;
+        cr_assert_eq(cli(&out, d.sock, "status --json"), 0, "%s", out);
+        snprintf(want, sizeof want, "\"bytes_db\": %" PRId64,
+                 (int64_t)m.st_size + wal);
+        cr_expect(strstr(out, want) != NULL,
+                  "status does not count the WAL (want %s): %s", want, out);
+        snprintf(want, sizeof want, "\"bytes_wal\": %" PRId64, wal);
+        cr_expect(strstr(out, want) != NULL, "want %s: %s", want, out);
+        free(out);
+    }
     cr_assert_eq(td_term(&d, WAIT_MS), 0, "see %s", d.log);
     cr_assert_eq(td_start(&d, WAIT_MS), 0, "see %s", d.log);
     status_of(&d, "cfgd", st, sizeof st, reason, sizeof reason);
