@@ -216,8 +216,13 @@ static int build_snapshot(struct ol__http *h)
         return -1;
     }
     ol__buf_init(&b);
-    if (ol__metrics_text(&j->obs, &d, &b) == 0)
+    /* NUL-terminated like the status JSON: ol__http_snapshot() copies
+     * either answer with its terminator. */
+    if (ol__metrics_text(&j->obs, &d, &b) == 0 &&
+        ol__buf_append(&b, "", 1) == 0) {
         metrics = ol__buf_steal(&b, &mlen);
+        mlen--;
+    }
     ol__buf_close(&b);
     js = ol__status_json(&j->obs, &d);
     if (js)
