@@ -42,7 +42,7 @@ int anchor_open(struct anchor *a, const char *path, uint32_t agents,
         bu_agent_name("b", i, a->names[i], sizeof a->names[i]);
     for (uint32_t i = 0; i < body_len; i++)
         a->body[i] = (uint8_t)(i * 2654435761u >> 13);
-    /* The same pragmas as the node's writer connection (runtime/store.c). */
+    /* The same pragmas as the node's writer connection (state/store.c). */
     if (sqlite3_open_v2(path, &a->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                             SQLITE_OPEN_NOMUTEX,

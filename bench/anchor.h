@@ -11,7 +11,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#include "runtime/hist.h"
+#include "base/hist.h"
 
 struct anchor {
     sqlite3 *db;

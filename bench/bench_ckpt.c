@@ -31,7 +31,7 @@
 #include "anchor.h"
 #include "bench_ckpt.h"
 #include "bench_util.h"
-#include "runtime/hist.h"
+#include "base/hist.h"
 
 /* ---- the anchor: raw SQLite at the same durability ---- */
 

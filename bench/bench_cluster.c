@@ -43,7 +43,7 @@
 #include "cb_etcd.h"
 #include "cb_outlast.h"
 #include "cb_proc.h"
-#include "runtime/log.h"
+#include "base/log.h"
 #include "scraper.h"
 
 #define MAX_CELLS 12

@@ -39,7 +39,7 @@
 #include "cb_etcd.h"
 #include "cb_outlast.h"
 #include "cb_proc.h"
-#include "runtime/store.h"
+#include "state/store.h"
 
 #define MAX_TRIALS 200
 #define TRIAL_LIMIT_MS 15000

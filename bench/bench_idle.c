@@ -17,8 +17,8 @@
 #include <uv.h>
 
 #include "bench_util.h"
-#include "runtime/err.h"
-#include "runtime/hist.h"
+#include "base/err.h"
+#include "base/hist.h"
 #include "runtime/node.h"
 
 #define SETUP_LIMIT_MS (600 * 1000)

@@ -29,8 +29,8 @@
 #include "bench_util.h"
 #include "cb_outlast.h"
 #include "cb_proc.h"
-#include "runtime/err.h"
-#include "runtime/hist.h"
+#include "base/err.h"
+#include "base/hist.h"
 
 /* Every request's time, for exact nearest-rank quantiles. */
 struct series {

@@ -30,12 +30,12 @@
 
 #include "anchor.h"
 #include "bench_util.h"
-#include "replication/cmd.h"
-#include "replication/sm.h"
-#include "runtime/err.h"
-#include "runtime/hist.h"
-#include "runtime/log.h"
-#include "runtime/store.h"
+#include "record/cmd.h"
+#include "state/sm.h"
+#include "base/err.h"
+#include "base/hist.h"
+#include "base/log.h"
+#include "state/store.h"
 
 #define MAX_LIST 8
 

@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 
 int bu_tmpdir(char *out, size_t cap)
 {

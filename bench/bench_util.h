@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 /* node.h uses OL_ERRMSG_SIZE without including err.h. */
-#include "runtime/err.h"
+#include "base/err.h"
 #include "runtime/node.h"
 
 /* A fresh directory under $TMPDIR (or /tmp).  0 or -1 with errno. */

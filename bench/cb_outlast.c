@@ -22,9 +22,9 @@
 #include "bench_util.h"
 #include "cb_proc.h"
 #include "runtime/ctl.h"
-#include "runtime/err.h"
-#include "runtime/hist.h"
-#include "runtime/keys.h"
+#include "base/err.h"
+#include "base/hist.h"
+#include "base/keys.h"
 
 #define CALL_TIMEOUT_MS 30000
 

@@ -15,8 +15,8 @@
 #include "bench_util.h"
 #include "runtime/http.h"
 #include "scraper.h"
-#include "runtime/err.h"
-#include "runtime/hist.h"
+#include "base/err.h"
+#include "base/hist.h"
 #include "runtime/node.h"
 
 #define SETUP_LIMIT_MS (300 * 1000)

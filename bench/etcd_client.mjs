@@ -56,7 +56,7 @@ function post(agent, ep, path, body, timeoutMs) {
   });
 }
 
-// outlast's histogram (runtime/hist.c): 8 buckets per power of two, a
+// outlast's histogram (base/hist.c): 8 buckets per power of two, a
 // quantile is reported as its bucket's lower bound.
 function bucketLower(v) {
   v = Math.floor(v);

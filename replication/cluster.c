@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/err.h"
-#include "../runtime/log.h"
-#include "../runtime/mpr.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mpr.h"
 #include "cluster_int.h"
 #include "placement.h"
 

@@ -9,7 +9,7 @@
 #include <raft/uv.h>
 #include <sqlite3.h>
 
-#include "../runtime/map.h"
+#include "base/map.h"
 #include "cluster.h"
 #include "fsm.h"
 #include "raftfix.h"

@@ -6,8 +6,8 @@
  */
 #include <string.h>
 
-#include "../runtime/buf.h"
-#include "../runtime/err.h"
+#include "base/buf.h"
+#include "base/err.h"
 #include "cluster_int.h"
 
 void ol__cluster_metrics(struct ol__replica *r,

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/err.h"
-#include "../runtime/log.h"
-#include "../runtime/mpr.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mpr.h"
 
 #define RING_DEFAULT 65536
 

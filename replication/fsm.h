@@ -33,8 +33,8 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#include "../runtime/buf.h"
-#include "sm.h"
+#include "base/buf.h"
+#include "state/sm.h"
 
 struct ol__fsm_hooks {
     void *data;

@@ -10,7 +10,7 @@
 
 #include <string.h>
 
-#include "../runtime/err.h"
+#include "base/err.h"
 
 enum {
     HS_C_WAIT_M2 = 1,

@@ -47,7 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../runtime/keys.h"
+#include "base/keys.h"
 
 #define OL_HS_WUR __attribute__((warn_unused_result))
 

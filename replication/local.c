@@ -18,12 +18,12 @@
 #include <string.h>
 #include <uv.h>
 
-#include "../runtime/err.h"
-#include "../runtime/log.h"
-#include "../runtime/store.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "state/store.h"
 #include "replica.h"
-#include "seal.h"
-#include "sm_int.h"
+#include "record/seal.h"
+#include "state/sm_int.h"
 
 /* A batch is one transaction and one seal (at most OL_SEAL_MAX_HASHES
  * hashes): proposals that arrive while one is being written fill a queue

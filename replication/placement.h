@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sm.h"
+#include "state/sm.h"
 
 enum ol__pl_health {
     OL_PL_UNKNOWN = 0, /* not heard from yet; within the grace period */

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/err.h"
-#include "../runtime/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "cluster_int.h"
 
 /* One entry holds at most this many of our own proposals, so that with

@@ -16,10 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../runtime/err.h"
-#include "../runtime/fsutil.h"
-#include "../runtime/log.h"
-#include "../runtime/mpr.h"
+#include "base/err.h"
+#include "base/fsutil.h"
+#include "base/log.h"
+#include "base/mpr.h"
 #include "cluster_int.h"
 #include "rstart.h"
 

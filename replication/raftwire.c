@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/err.h"
+#include "base/err.h"
 
 enum { PH_PRE, PH_HDR, PH_PAYLOAD };
 

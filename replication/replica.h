@@ -14,9 +14,9 @@
 #include <msgpack.h>
 #include <stdint.h>
 
-#include "../runtime/hist.h"
-#include "cmd.h"
-#include "sm.h"
+#include "base/hist.h"
+#include "record/cmd.h"
+#include "state/sm.h"
 
 struct ol__replica;
 

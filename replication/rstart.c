@@ -13,8 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../runtime/err.h"
-#include "../runtime/fsutil.h"
+#include "base/err.h"
+#include "base/fsutil.h"
 
 static const char label_id[] = "outlast/cluster-id/1";
 

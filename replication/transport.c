@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/err.h"
-#include "../runtime/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 int ol__addr_split(const char *address, char host[OL_HOST_MAX],
                    char port[OL_PORT_MAX])

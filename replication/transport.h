@@ -24,7 +24,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../runtime/keys.h"
+#include "base/keys.h"
 #include "raftwire.h"
 
 struct raft_uv_transport;

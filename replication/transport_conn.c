@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/err.h"
-#include "../runtime/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 #define READ_CHUNK 65536
 #define READ_MIN_FREE 4096

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/err.h"
-#include "../runtime/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 static void peer_name(uv_tcp_t *tcp, char *out, size_t size)
 {

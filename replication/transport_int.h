@@ -12,7 +12,7 @@
 #include <raft/uv.h>
 #include <stdbool.h>
 
-#include "../runtime/buf.h"
+#include "base/buf.h"
 #include "handshake.h"
 #include "raftwire.h"
 #include "transport.h"

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/err.h"
-#include "../runtime/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 static struct ol__mpeer *mpeer_get(struct ol__transport *t, uint64_t id)
 {

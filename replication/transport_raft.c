@@ -21,8 +21,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../runtime/err.h"
-#include "../runtime/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 static void raft_handle_free(uv_handle_t *h)
 {

@@ -17,11 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../replication/verify.h"
+#include "state/verify.h"
 #include "alog.h"
-#include "err.h"
+#include "base/err.h"
 #include "hostproc.h"
-#include "log.h"
+#include "base/log.h"
 #include "node.h"
 
 /* Messages loaded from the mailbox into an agent's queue at a time. */

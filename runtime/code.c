@@ -19,10 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "fsutil.h"
+#include "base/err.h"
+#include "base/fsutil.h"
 #include "hostproc.h"
-#include "log.h"
+#include "base/log.h"
 #include "node.h"
 #include "ol_config.h"
 

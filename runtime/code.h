@@ -23,8 +23,8 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "err.h"
-#include "map.h"
+#include "base/err.h"
+#include "base/map.h"
 #include "plugin.h"
 
 struct ol__node;

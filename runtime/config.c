@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../replication/ckpt.h"
-#include "../replication/cmd.h"
-#include "err.h"
-#include "json.h"
-#include "fsutil.h"
-#include "log.h"
+#include "record/ckpt.h"
+#include "record/cmd.h"
+#include "base/err.h"
+#include "base/json.h"
+#include "base/fsutil.h"
+#include "base/log.h"
 
 void ol__config_defaults(struct ol__config *c)
 {

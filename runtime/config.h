@@ -9,7 +9,7 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "../replication/transport.h"
+#include "replication/transport.h"
 
 #define OL_CONFIG_MAX_AGENTS 1024
 #define OL_CONFIG_MAX_PEERS 16

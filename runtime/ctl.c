@@ -27,10 +27,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "err.h"
-#include "log.h"
-#include "mpr.h"
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mpr.h"
 
 #define READ_CHUNK 65536
 #define WRITE_BACKLOG_MAX (8u << 20) /* unsent reply bytes before we pause */

@@ -16,8 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "mpr.h"
+#include "base/err.h"
+#include "base/mpr.h"
 
 #define SUN_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "store.h"
+#include "base/log.h"
+#include "state/store.h"
 
 struct owner_ent {
     uint64_t owner;

@@ -15,8 +15,8 @@
 
 #include <stdint.h>
 
-#include "../replication/sm.h"
-#include "map.h"
+#include "state/sm.h"
+#include "base/map.h"
 
 #define OL_EVENTS_MAX 64
 

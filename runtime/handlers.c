@@ -11,17 +11,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "hostproc.h"
 #include "http.h"
-#include "json.h"
-#include "log.h"
+#include "base/json.h"
+#include "base/log.h"
 #include "node.h"
 #include "ol_config.h"
-#include "query.h"
-#include "mpr.h"
+#include "state/query.h"
+#include "base/mpr.h"
 #include "upgrade.h"
-#include "../replication/cluster.h"
+#include "replication/cluster.h"
 
 static const msgpack_object *arg(const msgpack_object *args, const char *key)
 {

@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "log.h"
-#include "mpr.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mpr.h"
 #include "ipc.h"
 #include "node.h"
 

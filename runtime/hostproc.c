@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include "code.h"
-#include "err.h"
-#include "log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "node.h"
 
 #define WATCH_MS 50

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "ipc.h"
 #include "mark.h"
 

@@ -13,9 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "hostproc.h"
-#include "log.h"
+#include "base/log.h"
 
 #define OUT_LINE_MAX 1000
 #define OUT_WINDOW_MS 10000

@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "code.h"
-#include "err.h"
+#include "base/err.h"
 #include "hostproc.h"
-#include "log.h"
+#include "base/log.h"
 #include "node.h"
 
 #define FRAME_PREFIX 11 /* header: length, [BATCH, array32 count] */

@@ -22,10 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "err.h"
-#include "json.h"
-#include "log.h"
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/json.h"
+#include "base/log.h"
 #include "node.h"
 #include "obs.h"
 

@@ -10,7 +10,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "http.h"
 #include "obs.h"
 

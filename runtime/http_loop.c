@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "http_int.h"
 #include "node.h"
 

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../replication/ckpt.h"
-#include "err.h"
+#include "record/ckpt.h"
+#include "base/err.h"
 #include "outlast/agent.h"
 
 int ol__send_check(const char *to, const void *msg, size_t len,

@@ -51,8 +51,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "mpr.h"
+#include "base/buf.h"
+#include "base/mpr.h"
 
 #define OL_IPC_FRAME_MAX (64u << 20)
 #define OL_IPC_HDR 4

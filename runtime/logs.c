@@ -22,11 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../replication/cluster.h"
+#include "replication/cluster.h"
 #include "alog.h"
-#include "err.h"
-#include "log.h"
-#include "mpr.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mpr.h"
 #include "node.h"
 
 #define LOGS_TIMEOUT_MS 3000

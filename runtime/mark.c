@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "outlast/agent.h"
-#include "err.h"
+#include "base/err.h"
 
 static struct ol__mark *the_mark;
 static __thread int thread_index = -3; /* not a thread that runs plugins */

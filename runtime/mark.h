@@ -19,7 +19,7 @@
 
 #include <stdint.h>
 
-#include "../replication/ckpt.h"
+#include "record/ckpt.h"
 
 #define OL_MARK_MAGIC 0x6f6c6d6bu /* "olmk" */
 #define OL_MARK_VERSION 1

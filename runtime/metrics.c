@@ -13,9 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "obs.h"
-#include "store.h"
+#include "state/store.h"
 
 struct out {
     struct ol__buf *b;

@@ -19,18 +19,18 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "fsutil.h"
+#include "base/err.h"
+#include "base/fsutil.h"
 #include "hostproc.h"
 #include "http.h"
-#include "json.h"
-#include "log.h"
+#include "base/json.h"
+#include "base/log.h"
 #include "node.h"
 #include "notify.h"
 #include "ol_config.h"
 #include "watchdog.h"
-#include "../replication/verify.h"
-#include "../replication/cluster.h"
+#include "state/verify.h"
+#include "replication/cluster.h"
 
 #define CRASH_REPORT_RETRY_MS 2000
 

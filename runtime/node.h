@@ -9,23 +9,23 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../replication/ckpt.h"
-#include "../replication/replica.h"
-#include "../replication/sm.h"
+#include "record/ckpt.h"
+#include "replication/replica.h"
+#include "state/sm.h"
 #include "code.h"
 #include "config.h"
-#include "err.h"
-#include "hist.h"
+#include "base/err.h"
+#include "base/hist.h"
 #include "ctl.h"
 #include "events.h"
 #include "ipc.h"
-#include "keys.h"
-#include "map.h"
+#include "base/keys.h"
+#include "base/map.h"
 #include "mark.h"
-#include "nodestate.h"
+#include "state/nodestate.h"
 #include "plugin.h"
-#include "store.h"
-#include "walck.h"
+#include "state/store.h"
+#include "state/walck.h"
 #include "wpool.h"
 
 struct ol__node;

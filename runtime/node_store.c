@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
-#include "log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "node.h"
 
 int ol__sqlite_damaged(sqlite3 *db)

@@ -4,7 +4,7 @@
  */
 #include "notify.h"
 
-#include "err.h"
+#include "base/err.h"
 #include "ol_config.h"
 
 #ifdef OL_HAVE_SYSTEMD

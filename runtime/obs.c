@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "hostproc.h"
 #include "http.h"
-#include "log.h"
+#include "base/log.h"
 #include "node.h"
 #include "ol_config.h"
 

@@ -23,12 +23,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../replication/cluster.h"
-#include "../replication/replica.h"
-#include "buf.h"
+#include "replication/cluster.h"
+#include "replication/replica.h"
+#include "base/buf.h"
 #include "events.h"
-#include "hist.h"
-#include "store.h"
+#include "base/hist.h"
+#include "state/store.h"
 
 struct ol__node;
 

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "obs.h"
-#include "store.h"
+#include "state/store.h"
 
 static int64_t file_size(const char *path, const char *suffix)
 {

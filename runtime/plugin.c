@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "err.h"
+#include "base/err.h"
 
 /* The size of a version-1 vtable: a plugin must provide at least this. */
 #define VTABLE_V1_SIZE                                                     \

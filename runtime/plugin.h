@@ -12,7 +12,7 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "../replication/ckpt.h"
+#include "record/ckpt.h"
 #include "outlast/agent.h"
 
 struct ol__plugin {

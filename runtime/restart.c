@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "alog.h"
-#include "err.h"
-#include "log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "node.h"
 
 /* A CRASH whose outcome has not arrived is proposed again after this. */

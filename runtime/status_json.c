@@ -19,9 +19,9 @@
  */
 #include <string.h>
 
-#include "json.h"
+#include "base/json.h"
 #include "obs.h"
-#include "store.h"
+#include "state/store.h"
 
 static void set_u(json_t *o, const char *k, uint64_t v)
 {

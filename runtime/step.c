@@ -20,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "hostproc.h"
-#include "log.h"
-#include "mpr.h"
+#include "base/log.h"
+#include "base/mpr.h"
 #include "node.h"
 
 #define STEPS_PER_TURN 512

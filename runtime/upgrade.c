@@ -23,9 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "fsutil.h"
-#include "log.h"
+#include "base/err.h"
+#include "base/fsutil.h"
+#include "base/log.h"
 #include "node.h"
 #include "upgrade.h"
 

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "err.h"
+#include "base/err.h"
 
 #define POLL_MS 100
 

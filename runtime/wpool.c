@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "err.h"
+#include "base/err.h"
 
 struct worker {
     struct ol__wpool *pool;

@@ -11,12 +11,12 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "../buf.h"
-#include "../map.h"
-#include "../mark.h"
-#include "../mpr.h"
-#include "../plugin.h"
-#include "../wpool.h"
+#include "base/buf.h"
+#include "base/map.h"
+#include "runtime/mark.h"
+#include "base/mpr.h"
+#include "runtime/plugin.h"
+#include "runtime/wpool.h"
 
 struct ahost_opts {
     int fd;            /* the socket to the node */

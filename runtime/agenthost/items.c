@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../err.h"
-#include "../ipc.h"
+#include "base/err.h"
+#include "runtime/ipc.h"
 #include "host_int.h"
 
 /* ---- calling the plugin under a step mark ---- */

@@ -20,8 +20,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "../err.h"
-#include "../ipc.h"
+#include "base/err.h"
+#include "runtime/ipc.h"
 #include "agenthost.h"
 
 /* The frame being built: header room first, then items. */

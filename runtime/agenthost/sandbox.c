@@ -44,7 +44,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../err.h"
+#include "base/err.h"
 #include "agenthost.h"
 
 int ahost_close_fds(const int *keep, int n_keep)

@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../err.h"
-#include "../ipc.h"
+#include "base/err.h"
+#include "runtime/ipc.h"
 #include "host_int.h"
 
 struct ahost_state ah;

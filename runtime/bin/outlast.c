@@ -1,13 +1,13 @@
 /*
  * outlast: the command-line tool.  It talks to a node over the node's
  * control socket, or reads a database file offline (--db).  Commands live
- * in runtime/cli/, one file per group; this file only dispatches.
+ * in cli/, one file per group; this file only dispatches.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ol_config.h"
-#include "runtime/cli/cli.h"
+#include "cli/cli.h"
 
 int main(int argc, char **argv)
 {

@@ -13,8 +13,8 @@
 
 #include "ol_config.h"
 #include "runtime/config.h"
-#include "runtime/err.h"
-#include "runtime/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "runtime/node.h"
 
 static void usage(FILE *f)

@@ -16,13 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/ckpt.h"
-#include "replication/cmd.h"
-#include "replication/seal.h"
-#include "runtime/err.h"
-#include "runtime/json.h"
-#include "runtime/mpr.h"
-#include "runtime/nodestate.h"
+#include "record/ckpt.h"
+#include "record/cmd.h"
+#include "record/seal.h"
+#include "base/err.h"
+#include "base/json.h"
+#include "base/mpr.h"
+#include "state/nodestate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

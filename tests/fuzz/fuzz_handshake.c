@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "replication/handshake.h"
-#include "runtime/keys.h"
+#include "base/keys.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

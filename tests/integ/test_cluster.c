@@ -19,8 +19,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/err.h"
-#include "runtime/keys.h"
+#include "base/err.h"
+#include "base/keys.h"
 #include "tests/support/cluster.h"
 
 #define FIRST_BURST 100

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "replication/verify.h"
-#include "runtime/buf.h"
+#include "state/verify.h"
+#include "base/buf.h"
 #include "tests/support/daemon.h"
 
 #define KILLS 12

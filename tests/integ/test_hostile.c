@@ -28,9 +28,9 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include "runtime/buf.h"
+#include "base/buf.h"
 #include "runtime/ctl.h"
-#include "runtime/err.h"
+#include "base/err.h"
 #include "tests/support/daemon.h"
 
 #define MAX_STEPS 16

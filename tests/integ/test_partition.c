@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "replication/seal.h"
-#include "runtime/keys.h"
+#include "record/seal.h"
+#include "base/keys.h"
 #include "tests/support/cluster.h"
 #include "tests/support/faults.h"
 

@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "replication/cmd.h"
+#include "record/cmd.h"
 #include "tests/support/cluster.h"
 
 #define LEADER_MS 15000

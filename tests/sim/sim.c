@@ -22,16 +22,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replication/cmd.h"
+#include "record/cmd.h"
 #include "replication/fsm.h"
 #include "replication/raftfix.h"
 #include "replication/raftwire.h"
-#include "replication/sm.h"
-#include "replication/sm_int.h"
-#include "replication/verify.h"
-#include "runtime/err.h"
-#include "runtime/log.h"
-#include "runtime/mpr.h"
+#include "state/sm.h"
+#include "state/sm_int.h"
+#include "state/verify.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mpr.h"
 
 #define MAX_NODES 5
 #define MAX_AGENTS 8

@@ -1,6 +1,6 @@
 /*
  * A deterministic simulation of an outlast cluster: the real state machine
- * and raft FSM (replication/sm.c, fsm.c) over real SQLite files, driven by
+ * and raft FSM (state/sm.c, fsm.c) over real SQLite files, driven by
  * libraft 0.15's own simulated cluster (raft_fixture: in-memory log and
  * network, simulated time).  A seeded nemesis kills and revives nodes,
  * partitions and heals, drops and delays messages, slows disks and forces

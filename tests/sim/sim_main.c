@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 #include "sim.h"
 
 static int usage(void)

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 #include "sim.h"
 
 static void quiet(void)

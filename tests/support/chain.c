@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/ckpt.h"
-#include "runtime/err.h"
+#include "record/ckpt.h"
+#include "base/err.h"
 
 static int64_t state_int(const struct ol__ckpt *c, const char *key,
                          int *found)

@@ -23,10 +23,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "replication/seal.h"
-#include "replication/verify.h"
-#include "runtime/err.h"
-#include "runtime/keys.h"
+#include "record/seal.h"
+#include "state/verify.h"
+#include "base/err.h"
+#include "base/keys.h"
 
 /* ---- a map from (agent, number) to 32 bytes ---- */
 

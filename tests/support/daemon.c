@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/buf.h"
+#include "base/buf.h"
 #include "runtime/ctl.h"
-#include "runtime/err.h"
-#include "runtime/json.h"
+#include "base/err.h"
+#include "base/json.h"
 
 uint64_t td_ms(void)
 {

@@ -42,8 +42,8 @@
 #include <time.h>
 
 #include "nemesis_int.h"
-#include "replication/seal.h"
-#include "runtime/keys.h"
+#include "record/seal.h"
+#include "base/keys.h"
 
 #define SHOW 3 /* evidence lines per violation */
 

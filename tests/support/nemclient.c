@@ -20,9 +20,9 @@
 #include <time.h>
 
 #include "nemesis_int.h"
-#include "runtime/buf.h"
+#include "base/buf.h"
 #include "runtime/ctl.h"
-#include "runtime/err.h"
+#include "base/err.h"
 
 int64_t nem_wall_ms(void)
 {

@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/cmd.h"
-#include "replication/sm.h"
-#include "runtime/err.h"
-#include "runtime/log.h"
+#include "record/cmd.h"
+#include "state/sm.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "tests/support/sample.h"
 
 static struct ol__key fx_key;

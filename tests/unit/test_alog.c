@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "runtime/alog.h"
-#include "runtime/buf.h"
-#include "runtime/log.h"
+#include "base/buf.h"
+#include "base/log.h"
 
 /* Pack and unpack lines after `after`; returns how many, seqs into out. */
 static uint32_t read_lines(const struct ol__alog *l, uint64_t after,

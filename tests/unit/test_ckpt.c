@@ -4,8 +4,8 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "replication/ckpt.h"
-#include "runtime/err.h"
+#include "record/ckpt.h"
+#include "base/err.h"
 #include "tests/support/sample.h"
 
 static struct ol__key key;

@@ -15,7 +15,7 @@
 
 #include "db_fixture.h"
 #include "runtime/ctl.h"
-#include "runtime/query.h"
+#include "state/query.h"
 
 static char dir[64], dbpath[128], bin[1024];
 static char out[1 << 16], err[1 << 14];

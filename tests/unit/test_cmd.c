@@ -3,9 +3,9 @@
 #include <msgpack.h>
 #include <string.h>
 
-#include "replication/cmd.h"
-#include "replication/seal.h"
-#include "runtime/err.h"
+#include "record/cmd.h"
+#include "record/seal.h"
+#include "base/err.h"
 #include "tests/support/sample.h"
 
 static struct ol__key key;

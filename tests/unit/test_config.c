@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "runtime/config.h"
-#include "runtime/err.h"
-#include "runtime/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 static char path[64];
 

@@ -15,11 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/buf.h"
+#include "base/buf.h"
 #include "runtime/ctl.h"
-#include "runtime/err.h"
-#include "runtime/log.h"
-#include "runtime/mpr.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mpr.h"
 
 static char dir[64], sock[128];
 static uv_loop_t loop;

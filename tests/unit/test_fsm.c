@@ -7,10 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replication/cmd.h"
+#include "record/cmd.h"
 #include "replication/fsm.h"
-#include "runtime/err.h"
-#include "runtime/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 static char dir[64], dbpath[128];
 static struct ol__store st;

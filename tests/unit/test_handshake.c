@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "replication/handshake.h"
-#include "runtime/err.h"
-#include "runtime/keys.h"
+#include "base/err.h"
+#include "base/keys.h"
 
 static struct ol__key k1, k2, k3;
 static struct ol__hs_self self1, self2;

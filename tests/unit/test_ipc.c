@@ -5,8 +5,8 @@
 #include <msgpack.h>
 #include <string.h>
 
-#include "runtime/buf.h"
-#include "runtime/err.h"
+#include "base/buf.h"
+#include "base/err.h"
 #include "runtime/ipc.h"
 
 static void pack_step(struct ol__buf *b, const struct ol__ipc_step *s)

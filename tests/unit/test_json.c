@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/err.h"
-#include "runtime/json.h"
+#include "base/err.h"
+#include "base/json.h"
 
 /* Convert packed bytes to compact JSON text (malloc'd). */
 static char *to_json(const struct ol__buf *b)

@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/err.h"
-#include "runtime/keys.h"
+#include "base/err.h"
+#include "base/keys.h"
 
 static char dir[64];
 static char path[128];

@@ -10,11 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runtime/buf.h"
+#include "base/buf.h"
 #include "runtime/events.h"
-#include "runtime/hist.h"
+#include "base/hist.h"
 #include "runtime/obs.h"
-#include "runtime/store.h"
+#include "state/store.h"
 
 static void pk_s(msgpack_packer *pk, const char *s)
 {

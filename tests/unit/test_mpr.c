@@ -3,9 +3,9 @@
 #include <msgpack.h>
 #include <string.h>
 
-#include "runtime/buf.h"
-#include "runtime/err.h"
-#include "runtime/mpr.h"
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/mpr.h"
 
 static struct ol__buf sample(void)
 {

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runtime/err.h"
-#include "runtime/log.h"
-#include "runtime/nodestate.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "state/nodestate.h"
 
 static char dir[64], path[128];
 static struct ol__key key;

@@ -7,9 +7,9 @@
 #include <unistd.h>
 
 #include "db_fixture.h"
-#include "runtime/mpr.h"
-#include "runtime/query.h"
-#include "runtime/store.h"
+#include "base/mpr.h"
+#include "state/query.h"
+#include "state/store.h"
 
 static char dir[64], dbpath[128];
 static struct ol__store ro;

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "replication/raftwire.h"
-#include "runtime/buf.h"
-#include "runtime/err.h"
+#include "base/buf.h"
+#include "base/err.h"
 
 static void put64(uint8_t *p, uint64_t v)
 {

@@ -2,8 +2,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "replication/seal.h"
-#include "runtime/err.h"
+#include "record/seal.h"
+#include "base/err.h"
 
 static struct ol__key key;
 static uint8_t hashes[3 * OL_HASH_SIZE];

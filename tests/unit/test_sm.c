@@ -7,12 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replication/cmd.h"
+#include "record/cmd.h"
 #include "replication/placement.h"
-#include "replication/sm.h"
-#include "runtime/err.h"
+#include "state/sm.h"
+#include "base/err.h"
 #include "runtime/ipc.h"
-#include "runtime/store.h"
+#include "state/store.h"
 #include "tests/support/sample.h"
 
 static char dir[64], dbpath[128];

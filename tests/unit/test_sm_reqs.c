@@ -1,4 +1,4 @@
-/* Unit tests for the table of applied request ids (replication/sm_reqs.c)
+/* Unit tests for the table of applied request ids (state/sm_reqs.c)
  * over real SQLite files: a command is applied once however often its
  * request id comes back, the first outcome is reported again, the table
  * stays bounded with the same ids on every replica, and snapshots carry
@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replication/cmd.h"
-#include "replication/sm.h"
-#include "runtime/err.h"
+#include "record/cmd.h"
+#include "state/sm.h"
+#include "base/err.h"
 #include "tests/support/sample.h"
 
 static char dir[64];

@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/err.h"
-#include "runtime/log.h"
-#include "runtime/store.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "state/store.h"
 
 static char dir[64], db[128];
 

@@ -19,9 +19,9 @@
 #include "replication/handshake.h"
 #include "replication/transport.h"
 #include "replication/transport_int.h"
-#include "runtime/err.h"
-#include "runtime/keys.h"
-#include "runtime/log.h"
+#include "base/err.h"
+#include "base/keys.h"
+#include "base/log.h"
 #include "tests/support/leak.h"
 
 

@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "replication/transport.h"
-#include "runtime/err.h"
-#include "runtime/keys.h"
-#include "runtime/log.h"
+#include "base/err.h"
+#include "base/keys.h"
+#include "base/log.h"
 #include "tests/support/leak.h"
 
 

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replication/verify.h"
+#include "state/verify.h"
 #include "tests/support/daemon.h"
-#include "tests/unit/db_fixture.h"
+#include "db_fixture.h"
 
 static char dir[64], a_path[128], b_path[128];
 

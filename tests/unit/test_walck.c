@@ -7,9 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/err.h"
-#include "runtime/store.h"
-#include "runtime/walck.h"
+#include "base/err.h"
+#include "state/store.h"
+#include "state/walck.h"
 
 #define ROW 3000 /* about one 4 KiB page per row */
 

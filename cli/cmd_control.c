@@ -1,0 +1,353 @@
+/*
+ * Commands that change an agent through the node: `spawn`, `stop`, `start`,
+ * `restart`, `rm`, `config` and `send`, and `upgrade`, which changes the
+ * code agents of a kind run.  JSON arguments are parsed by jansson and
+ * sent as msgpack; a parse error names the line and column and is a usage
+ * error.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "record/ckpt.h"
+#include "base/err.h"
+#include "base/json.h"
+#include "cli.h"
+
+static int check_name(const struct ol__cli *c, const char *name)
+{
+    if (!ol__name_valid(name))
+        return ol__cli_usage_err(c,
+                                 "'%s' is not a valid agent name (1-64 of "
+                                 "A-Z a-z 0-9 . _ -, not starting with . "
+                                 "or -)",
+                                 name);
+    return 0;
+}
+
+/* --request-id ID: 1-128 printable ASCII characters.  The node derives
+ * the command's id from it, so running the same command again with the
+ * same ID (after a timeout, through any node) applies it once. */
+#define REQUEST_ID_MAX 128
+
+static int check_request_id(const struct ol__cli *c, const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+
+    if (id == NULL)
+        return 0;
+    if (n == 0 || n > REQUEST_ID_MAX)
+        return ol__cli_usage_err(c, "--request-id must be 1-%d characters",
+                                 REQUEST_ID_MAX);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)id[i] < 0x20 || (unsigned char)id[i] > 0x7e)
+            return ol__cli_usage_err(c,
+                                     "--request-id must be printable ASCII "
+                                     "(byte %zu is not)",
+                                     i);
+    return 0;
+}
+
+static int pack_request_id(msgpack_packer *pk, const char *id)
+{
+    if (id == NULL)
+        return 0;
+    return ol__cli_pack_str(pk, "request_id") | ol__cli_pack_str(pk, id);
+}
+
+/* Print a finished response: JSON, or one line built by `human`. */
+static int done(struct ol__cli *c, struct ol__cli_resp *r,
+                void (*human)(const msgpack_object *root, const char *arg),
+                const char *arg)
+{
+    int rv = 0;
+
+    if (c->json)
+        rv = ol__cli_print_json(r->root);
+    else
+        human(r->root, arg);
+    ol__cli_resp_free(r);
+    return rv;
+}
+
+static int call(struct ol__cli *c, struct ol__buf *b, int bad,
+                struct ol__cli_resp *r)
+{
+    int rv;
+
+    if (bad)
+        rv = ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
+    else
+        rv = ol__cli_call(c, b, r);
+    ol__buf_close(b);
+    return rv;
+}
+
+/* ---- spawn ---- */
+
+static void spawned(const msgpack_object *m, const char *kind)
+{
+    char name[128], owner[32], epoch[32];
+
+    printf("spawned '%s' (kind %s) on node %s, epoch %s\n",
+           ol__mp_gets(m, "name", name, sizeof name), kind,
+           ol__mp_gets(m, "owner", owner, sizeof owner),
+           ol__mp_gets(m, "epoch", epoch, sizeof epoch));
+}
+
+int ol__cmd_spawn(struct ol__cli *c)
+{
+    const char *config = NULL, *rid = NULL, *pos[2];
+    int no_wait = 0;
+    const struct ol__cli_opt opts[] = {
+        {.name = "--config", .takes_value = 1, .value = &config},
+        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {.name = "--no-wait", .flag = &no_wait},
+        {0},
+    };
+    char err[OL_ERRMSG_SIZE];
+    struct ol__cli_resp r;
+    struct ol__buf b;
+    msgpack_packer pk;
+    json_t *cfg = NULL;
+    int n, rv, bad;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0)
+        return rv;
+    if (strlen(pos[0]) == 0 || strlen(pos[0]) > OL_KIND_MAX)
+        return ol__cli_usage_err(c, "kind must be 1-%d bytes", OL_KIND_MAX);
+    if ((rv = check_name(c, pos[1])) != 0 ||
+        (rv = check_request_id(c, rid)) != 0)
+        return rv;
+    if (config) {
+        rv = ol__json_parse(config, strlen(config), &cfg, err);
+        if (rv == OL_ETOOBIG)
+            return ol__cli_usage_err(c, "--config %s", err);
+        if (rv != 0)
+            return ol__cli_usage_err(c, "--config is not valid JSON: %s",
+                                     err);
+        if (!json_is_object(cfg)) {
+            json_decref(cfg);
+            return ol__cli_usage_err(c, "--config must be a JSON object "
+                                        "({...})");
+        }
+    }
+    ol__buf_init(&b);
+    bad = ol__cli_req_begin(&b, &pk, "spawn", 2 + (cfg != NULL) +
+                                                  (rid != NULL) + no_wait);
+    bad |= pack_request_id(&pk, rid);
+    if (no_wait)
+        bad |= ol__cli_pack_str(&pk, "no_wait") | msgpack_pack_true(&pk);
+    bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
+    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[1]);
+    if (cfg)
+        bad |= ol__cli_pack_str(&pk, "config") | ol__json_pack(cfg, &pk);
+    json_decref(cfg);
+    if ((rv = call(c, &b, bad, &r)) != 0)
+        return rv;
+    return done(c, &r, spawned, pos[0]);
+}
+
+/* ---- stop / start ---- */
+
+static void stopped(const msgpack_object *m, const char *name)
+{
+    char st[64];
+
+    printf("agent '%s' is %s\n", name,
+           ol__mp_gets(m, "status", st, sizeof st));
+}
+
+static void started(const msgpack_object *m, const char *name)
+{
+    char st[64], epoch[32];
+
+    printf("agent '%s' is %s (epoch %s)\n", name,
+           ol__mp_gets(m, "status", st, sizeof st),
+           ol__mp_gets(m, "epoch", epoch, sizeof epoch));
+}
+
+static int name_op(struct ol__cli *c, const char *op,
+                   void (*human)(const msgpack_object *, const char *))
+{
+    const char *rid = NULL, *pos[1];
+    const struct ol__cli_opt opts[] = {
+        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {0},
+    };
+    struct ol__cli_resp r;
+    struct ol__buf b;
+    msgpack_packer pk;
+    int n, rv, bad;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
+        (rv = check_request_id(c, rid)) != 0)
+        return rv;
+    ol__buf_init(&b);
+    bad = ol__cli_req_begin(&b, &pk, op, 1 + (rid != NULL));
+    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
+    bad |= pack_request_id(&pk, rid);
+    if ((rv = call(c, &b, bad, &r)) != 0)
+        return rv;
+    return done(c, &r, human, pos[0]);
+}
+
+int ol__cmd_stop(struct ol__cli *c)
+{
+    return name_op(c, "stop", stopped);
+}
+
+int ol__cmd_start(struct ol__cli *c)
+{
+    return name_op(c, "start", started);
+}
+
+static void removed(const msgpack_object *m, const char *name)
+{
+    (void)m;
+    printf("agent '%s' is removed; its history is kept and verifies "
+           "(outlast history %s)\n",
+           name, name);
+}
+
+int ol__cmd_rm(struct ol__cli *c)
+{
+    return name_op(c, "rm", removed);
+}
+
+/* `restart`: stop (a final checkpoint), then start under a new epoch, so
+ * the agent is opened again with its current config and plugin build. */
+int ol__cmd_restart(struct ol__cli *c)
+{
+    const char *pos[1];
+    const struct ol__cli_opt opts[] = {{0}};
+    struct ol__cli_resp r;
+    int n, rv;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])))
+        return rv;
+    if ((rv = ol__cli_call_simple(c, "stop", pos[0], &r)) != 0)
+        return rv;
+    ol__cli_resp_free(&r);
+    if ((rv = ol__cli_call_simple(c, "start", pos[0], &r)) != 0)
+        return rv;
+    return done(c, &r, started, pos[0]);
+}
+
+/* ---- config ---- */
+
+static void configured(const msgpack_object *m, const char *name)
+{
+    (void)m;
+    printf("agent '%s' has a new config; it sees it as a CONFIG event\n",
+           name);
+}
+
+/* `config NAME JSON` and `send NAME JSON`: a JSON argument under `key`
+ * (`object`: it must be a JSON object), with an optional request id. */
+static int name_json_op(struct ol__cli *c, const char *op, const char *key,
+                        int object,
+                        void (*human)(const msgpack_object *, const char *))
+{
+    char err[OL_ERRMSG_SIZE];
+    struct ol__cli_resp r;
+    struct ol__buf b;
+    msgpack_packer pk;
+    const char *rid = NULL, *pos[2];
+    const struct ol__cli_opt opts[] = {
+        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {0},
+    };
+    json_t *v;
+    int n, rv, bad;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
+        (rv = check_request_id(c, rid)) != 0)
+        return rv;
+    rv = ol__json_parse(pos[1], strlen(pos[1]), &v, err);
+    if (rv == OL_ETOOBIG)
+        return ol__cli_usage_err(c, "%s %s", key, err);
+    if (rv != 0)
+        return ol__cli_usage_err(c, "%s is not valid JSON: %s", key, err);
+    if (object && !json_is_object(v)) {
+        json_decref(v);
+        return ol__cli_usage_err(c, "%s must be a JSON object ({...})", key);
+    }
+    ol__buf_init(&b);
+    bad = ol__cli_req_begin(&b, &pk, op, 2 + (rid != NULL));
+    bad |= pack_request_id(&pk, rid);
+    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
+    bad |= ol__cli_pack_str(&pk, key) | ol__json_pack(v, &pk);
+    json_decref(v);
+    if ((rv = call(c, &b, bad, &r)) != 0)
+        return rv;
+    return done(c, &r, human, pos[0]);
+}
+
+int ol__cmd_config(struct ol__cli *c)
+{
+    return name_json_op(c, "config", "config", 1, configured);
+}
+
+/* ---- send ---- */
+
+static void sent(const msgpack_object *m, const char *name)
+{
+    char seq[32];
+
+    printf("sent to '%s' (msg_seq %s)\n", name,
+           ol__mp_gets(m, "msg_seq", seq, sizeof seq));
+}
+
+int ol__cmd_send(struct ol__cli *c)
+{
+    return name_json_op(c, "send", "message", 0, sent);
+}
+
+/* ---- upgrade ---- */
+
+static void upgraded(const msgpack_object *m, const char *kind)
+{
+    char version[80], hash[80], agents[32];
+
+    printf("plugin '%s' is now %s (%.16s...); %s agent(s) here move to it "
+           "at their next checkpoint\n",
+           kind, ol__mp_gets(m, "version", version, sizeof version),
+           ol__mp_gets(m, "hash", hash, sizeof hash),
+           ol__mp_gets(m, "agents", agents, sizeof agents));
+}
+
+int ol__cmd_upgrade(struct ol__cli *c)
+{
+    struct ol__cli_resp r;
+    struct ol__buf b;
+    msgpack_packer pk;
+    const char *pos[2];
+    char path[PATH_MAX];
+    int n, rv, bad;
+
+    if ((rv = ol__cli_parse(c, NULL, pos, 1, 2, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0)
+        return rv;
+    if (!ol__name_valid(pos[0]))
+        return ol__cli_usage_err(c, "'%s' is not a valid plugin kind",
+                                 pos[0]);
+    /* The node resolves paths from its own directory: send an absolute
+     * one, and say here if the file is not there. */
+    if (n == 2 && realpath(pos[1], path) == NULL)
+        return ol__cli_usage_err(c, "plugin file '%s': %s", pos[1],
+                                 strerror(errno));
+    ol__buf_init(&b);
+    bad = ol__cli_req_begin(&b, &pk, "upgrade", n == 2 ? 2 : 1);
+    bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
+    if (n == 2)
+        bad |= ol__cli_pack_str(&pk, "file") | ol__cli_pack_str(&pk, path);
+    if ((rv = call(c, &b, bad, &r)) != 0)
+        return rv;
+    return done(c, &r, upgraded, pos[0]);
+}

@@ -1,0 +1,433 @@
+/*
+ * `outlast status` and `outlast cluster ...`: node-wide questions and
+ * roster changes.  Cluster operations are passed through as control ops
+ * (cluster.status, cluster.init, cluster.add, cluster.remove) and whatever
+ * comes back is printed generically, so the CLI does not need to follow
+ * every field the replication layer reports.
+ */
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "record/cmd.h"
+#include "base/err.h"
+#include "base/keys.h"
+#include "replication/rstart.h"
+#include "cli.h"
+#include "replication/cluster.h"
+#include "runtime/config.h"
+#include "base/fsutil.h"
+
+static void kv(const char *key, const char *value)
+{
+    printf("%-9s %s\n", key, value);
+}
+
+static int known_key(const msgpack_object *k)
+{
+    static const char *const keys[] = {"ok", "node", "agents", "commits",
+                                       "hosts", "storage", NULL};
+
+    if (k->type != MSGPACK_OBJECT_STR)
+        return 0;
+    for (size_t i = 0; keys[i]; i++)
+        if (k->via.str.size == strlen(keys[i]) &&
+            memcmp(k->via.str.ptr, keys[i], k->via.str.size) == 0)
+            return 1;
+    return 0;
+}
+
+static void print_status(const msgpack_object *root)
+{
+    const msgpack_object *node = ol__mp_get(root, "node");
+    const msgpack_object *ag = ol__mp_get(root, "agents");
+    const msgpack_object *cm = ol__mp_get(root, "commits");
+    const msgpack_object *hs = ol__mp_get(root, "hosts");
+    const msgpack_object *sg = ol__mp_get(root, "storage");
+    char a[160], b[160], d[32], d2[48], text[512];
+
+    if (node) {
+        snprintf(text, sizeof text, "%s (key %s)",
+                 ol__mp_gets(node, "id", a, sizeof a),
+                 ol__mp_gets(node, "pk", b, sizeof b));
+        kv("node", text);
+        kv("version", ol__mp_gets(node, "version", a, sizeof a));
+        snprintf(text, sizeof text, "%s, %s",
+                 ol__mp_gets(node, "mode", a, sizeof a),
+                 ol__mp_gets(node, "role", b, sizeof b));
+        kv("mode", text);
+        kv("data dir", ol__mp_gets(node, "data_dir", a, sizeof a));
+        if (ol__mp_gets(node, "http", a, sizeof a)[0] &&
+            strcmp(a, "-") != 0) {
+            snprintf(text, sizeof text, "http://%s/ (metrics at /metrics)",
+                     a);
+            kv("http", text);
+        }
+        kv("uptime", ol__cli_duration(ol__mp_getu(node, "uptime_ms"), d,
+                                      sizeof d));
+    }
+    if (ag) {
+        snprintf(text, sizeof text,
+                 "%" PRIu64 " total: %" PRIu64 " running, %" PRIu64
+                 " stopping, %" PRIu64 " stopped, %" PRIu64
+                 " quarantined, %" PRIu64 " degraded; %" PRIu64
+                 " run here",
+                 ol__mp_getu(ag, "total"), ol__mp_getu(ag, "running"),
+                 ol__mp_getu(ag, "stopping"), ol__mp_getu(ag, "stopped"),
+                 ol__mp_getu(ag, "quarantined"), ol__mp_getu(ag, "degraded"),
+                 ol__mp_getu(ag, "local"));
+        kv("agents", text);
+    }
+    if (sg) {
+        if (ol__mp_getu(sg, "errors") == 0)
+            snprintf(text, sizeof text, "ok");
+        else
+            snprintf(text, sizeof text,
+                     "DAMAGED: %" PRIu64 " error%s since %s; first: %s "
+                     "(run outlast verify)",
+                     ol__mp_getu(sg, "errors"),
+                     ol__mp_getu(sg, "errors") == 1 ? "" : "s",
+                     ol__cli_iso(ol__mp_geti(sg, "first_ms"), d2, sizeof d2),
+                     ol__mp_gets(sg, "first", a, sizeof a));
+        kv("storage", text);
+    }
+    if (cm) {
+        snprintf(text, sizeof text,
+                 "%" PRIu64 " checkpoints in %" PRIu64 " batches, %" PRIu64
+                 " refused",
+                 ol__mp_getu(cm, "checkpoints"), ol__mp_getu(cm, "batches"),
+                 ol__mp_getu(cm, "refused"));
+        kv("commits", text);
+    }
+    if (hs) {
+        const msgpack_object *cr = ol__mp_get(hs, "crashes");
+
+        snprintf(text, sizeof text,
+                 "%" PRIu64 " running, %" PRIu64 " started, %" PRIu64
+                 " died unasked",
+                 ol__mp_getu(hs, "running"), ol__mp_getu(hs, "started"),
+                 ol__mp_getu(hs, "restarts"));
+        kv("hosts", text);
+        snprintf(text, sizeof text,
+                 "%" PRIu64 " signal, %" PRIu64 " exit, %" PRIu64
+                 " deadline, %" PRIu64 " node; %" PRIu64
+                 " crash-loop quarantines",
+                 ol__mp_getu(cr, "signal"), ol__mp_getu(cr, "exit"),
+                 ol__mp_getu(cr, "deadline"), ol__mp_getu(cr, "node"),
+                 ol__mp_getu(hs, "crash_loop_quarantines"));
+        kv("crashes", text);
+    }
+    /* Anything else (the cluster section, fields added later). */
+    for (uint32_t i = 0; i < root->via.map.size; i++) {
+        const msgpack_object *k = &root->via.map.ptr[i].key;
+        const msgpack_object *v = &root->via.map.ptr[i].val;
+
+        if (known_key(k))
+            continue;
+        ol__mp_text(k, a, sizeof a);
+        if (v->type == MSGPACK_OBJECT_MAP || v->type == MSGPACK_OBJECT_ARRAY) {
+            printf("%s:\n", a);
+            ol__cli_print_generic(v, 2);
+        } else {
+            kv(a, ol__mp_text(v, b, sizeof b));
+        }
+    }
+}
+
+int ol__cmd_status(struct ol__cli *c)
+{
+    struct ol__cli_resp r;
+    const char *pos[1];
+    int n, rv;
+
+    if ((rv = ol__cli_parse(c, NULL, pos, 0, 0, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0)
+        return rv;
+    if ((rv = ol__cli_call_simple(c, "status", NULL, &r)) != 0)
+        return rv;
+    if (c->json)
+        rv = ol__cli_print_json(r.root);
+    else
+        print_status(r.root);
+    ol__cli_resp_free(&r);
+    return rv;
+}
+
+/* ---- cluster ---- */
+
+/* Labels are "k=v,k=v": keys and values of [A-Za-z0-9_.-], keys not
+ * empty. */
+static int labels_valid(const char *s)
+{
+    int in_key = 1, key_len = 0;
+
+    if (strlen(s) > OL_LABELS_MAX)
+        return 0;
+    for (; *s; s++) {
+        char ch = *s;
+
+        if (ch == '=' && in_key && key_len > 0) {
+            in_key = 0;
+        } else if (ch == ',' && !in_key) {
+            in_key = 1;
+            key_len = 0;
+        } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                   (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+                   ch == '-') {
+            key_len += in_key;
+        } else {
+            return 0;
+        }
+    }
+    return !in_key;
+}
+
+static int parse_id(const struct ol__cli *c, const char *s, uint64_t *id)
+{
+    if (ol__cli_parse_u64(s, INT64_MAX, id) != 0 || *id == 0)
+        return ol__cli_usage_err(c, "node id must be a positive whole number, "
+                                    "not '%s'",
+                                 s);
+    return 0;
+}
+
+/* `cluster init --config FILE [--all]`: write the first raft
+ * configuration into the node's data dir, before its first start.  Raft
+ * can only be bootstrapped while it is not running, so this is offline. */
+static int cluster_init(struct ol__cli *c, const char *config, int all)
+{
+    struct ol__config cfg;
+    struct ol__peer peers[OL_CONFIG_MAX_PEERS];
+    char err[OL_ERRMSG_SIZE], dir[PATH_MAX + 8], keypath[PATH_MAX + 16];
+    uint8_t id[OL_CLUSTER_ID_SIZE];
+    size_t n = 0;
+    int rv;
+
+    if (config == NULL)
+        return ol__cli_usage_err(c, "cluster init needs --config FILE (the "
+                                    "node's config, with [cluster] and its "
+                                    "[peer.ID] sections)");
+    ol__config_defaults(&cfg);
+    if (ol__config_load(&cfg, config, err) != 0) {
+        ol__config_free(&cfg);
+        return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG", "%s", err);
+    }
+    if (!cfg.cluster) {
+        ol__config_free(&cfg);
+        return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
+                            "%s has no [cluster] section", config);
+    }
+    for (uint32_t i = 0; all && i < cfg.n_peers; i++) {
+        peers[n].id = cfg.peers[i].id;
+        snprintf(peers[n].address, sizeof peers[n].address, "%s",
+                 cfg.peers[i].address);
+        if (ol__pk_parse(cfg.peers[i].pubkey, peers[n].pk) != 0) {
+            ol__config_free(&cfg);
+            return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
+                                "peer %llu has no valid pubkey",
+                                (unsigned long long)cfg.peers[i].id);
+        }
+        n++;
+    }
+    /* Every listed node a voter: the id every node bootstrapped the same
+     * way computes too.  This node alone: a new random one, which the
+     * others take when they join. */
+    if (all) {
+        struct ol__key key;
+
+        snprintf(keypath, sizeof keypath, "%s/node.key", cfg.data_dir);
+        if (ol__key_load(&key, keypath, err) != 0) {
+            ol__config_free(&cfg);
+            return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOTFOUND",
+                                "cluster init --all needs this node's key: "
+                                "%s (create it with `outlast keygen "
+                                "--data-dir %s`)",
+                                err, cfg.data_dir);
+        }
+        ol__cluster_id_roster(cfg.cluster_name, cfg.node_id, key.pk, peers,
+                              n, id);
+        ol__key_close(&key);
+    } else {
+        ol__cluster_id_random(id);
+    }
+    if (ol__mkdirs(cfg.data_dir, 0700, err) != 0) {
+        ol__config_free(&cfg);
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_EIO", "%s", err);
+    }
+    snprintf(dir, sizeof dir, "%s/raft", cfg.data_dir);
+    rv = ol__cluster_bootstrap_dir(dir, cfg.node_id, cfg.listen, peers, n,
+                                   id, err);
+    if (rv != 0) {
+        ol__config_free(&cfg);
+        return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv), "cluster init: %s",
+                            err);
+    }
+    if (c->json)
+        printf("{\"ok\": true, \"node\": %llu, \"voters\": %zu}\n",
+               (unsigned long long)cfg.node_id, n + 1);
+    else
+        printf("cluster initialized in %s: node %llu%s; start it, then the "
+               "others\n",
+               dir, (unsigned long long)cfg.node_id,
+               all ? " and every listed peer are voters"
+                   : " is the only voter (the leader adds the peers)");
+    ol__config_free(&cfg);
+    return 0;
+}
+
+static void print_cluster(const msgpack_object *root)
+{
+    const msgpack_object *cl = ol__mp_get(root, "cluster");
+    const msgpack_object *nodes = ol__mp_get(cl, "nodes");
+    static const char *const head[] = {"ID", "ADDRESS", "LABELS", "ROLE",
+                                       "HEALTH", "LAST CONTACT", "APPLIED",
+                                       "AGENTS"};
+    struct ol__table t;
+    char a[64], b[64], d[64];
+
+    printf("cluster    %s (node %s answering as %s%s)\n",
+           ol__mp_gets(cl, "cluster", a, sizeof a),
+           ol__mp_gets(cl, "self", b, sizeof b),
+           ol__mp_gets(cl, "role", d, sizeof d),
+           ol__mp_getb(cl, "from_follower")
+               ? "; a follower's view: health is the leader's to know"
+               : "");
+    printf("leader     node %s, term %s\n",
+           ol__mp_gets(cl, "leader", a, sizeof a),
+           ol__mp_gets(cl, "term", b, sizeof b));
+    printf("log        commit %s, applied %s (store %s)\n",
+           ol__mp_gets(cl, "commit_index", a, sizeof a),
+           ol__mp_gets(cl, "applied_index", b, sizeof b),
+           ol__mp_gets(cl, "store_applied", d, sizeof d));
+    printf("lease      %s\n", ol__mp_getb(cl, "lease")
+                                  ? "held: agents may run here"
+                                  : "not held: agents here are paused");
+    if (ol__table_init(&t, 8, head) != 0)
+        return;
+    for (uint32_t i = 0; nodes && nodes->type == MSGPACK_OBJECT_ARRAY &&
+                         i < nodes->via.array.size;
+         i++) {
+        const msgpack_object *n = &nodes->via.array.ptr[i];
+        const msgpack_object *lc = ol__mp_get(n, "last_contact_ms");
+        char id[24], addr[130], labels[210], health[24], applied[24],
+            agents[24], last[32];
+        const char *cells[8];
+
+        if (lc && lc->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            snprintf(last, sizeof last, "%llu ms ago",
+                     (unsigned long long)lc->via.u64);
+        else
+            snprintf(last, sizeof last, "-");
+        cells[0] = ol__mp_gets(n, "id", id, sizeof id);
+        cells[1] = ol__mp_gets(n, "address", addr, sizeof addr);
+        cells[2] = ol__mp_gets(n, "labels", labels, sizeof labels);
+        cells[3] = ol__mp_getb(n, "leader")  ? "leader"
+                   : ol__mp_getb(n, "voter") ? "voter"
+                                             : "spare";
+        cells[4] = ol__mp_gets(n, "health", health, sizeof health);
+        cells[5] = last;
+        cells[6] = ol__mp_gets(n, "applied", applied, sizeof applied);
+        cells[7] = ol__mp_gets(n, "agents", agents, sizeof agents);
+        ol__table_add(&t, cells);
+    }
+    ol__table_print(&t, stdout);
+    ol__table_free(&t);
+}
+
+int ol__cmd_cluster(struct ol__cli *c)
+{
+    const char *labels = NULL, *config = NULL, *pos[4], *sub;
+    int all = 0;
+    const struct ol__cli_opt opts[] = {
+        {.name = "--labels", .takes_value = 1, .value = &labels},
+        {.name = "--config", .takes_value = 1, .value = &config},
+        {.name = "--all", .flag = &all},
+        {0},
+    };
+    struct ol__cli_resp r;
+    struct ol__buf b;
+    msgpack_packer pk;
+    uint8_t pkey[OL_PK_SIZE];
+    uint64_t id = 0;
+    int n, rv, bad = 0, want;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 1, 4, &n)) != 0)
+        return rv;
+    sub = pos[0];
+    if (strcmp(sub, "init") == 0) {
+        if (n != 1)
+            return ol__cli_usage_err(c, "'cluster init' takes no arguments "
+                                        "(use --config FILE)");
+        return cluster_init(c, config, all);
+    }
+    if (config || all)
+        return ol__cli_usage_err(c, "--config and --all only go with "
+                                    "'cluster init'");
+    if ((rv = ol__cli_need_node(c)) != 0)
+        return rv;
+    want = strcmp(sub, "add") == 0      ? 4
+           : strcmp(sub, "remove") == 0 ? 2
+           : strcmp(sub, "status") == 0 || strcmp(sub, "init") == 0 ? 1
+                                                                     : -1;
+    if (want < 0)
+        return ol__cli_usage_err(c, "unknown subcommand '%s' (status, init, "
+                                    "add, remove)",
+                                 sub);
+    if (n != want)
+        return ol__cli_usage_err(c, "'cluster %s' takes %d argument%s", sub,
+                                 want - 1, want == 2 ? "" : "s");
+    if (labels && want != 4)
+        return ol__cli_usage_err(c, "--labels only goes with 'cluster add'");
+    if (want >= 2 && (rv = parse_id(c, pos[1], &id)) != 0)
+        return rv;
+    if (want == 4) {
+        if (pos[2][0] == '\0' || strlen(pos[2]) >= 128)
+            return ol__cli_usage_err(c, "address must be 1-127 bytes "
+                                        "(host:port)");
+        if (ol__pk_parse(pos[3], pkey) != 0)
+            return ol__cli_usage_err(c, "public key must be 64 hex digits "
+                                        "(from 'outlast keygen'), not '%s'",
+                                     pos[3]);
+        if (labels && !labels_valid(labels))
+            return ol__cli_usage_err(c, "--labels must look like "
+                                        "'k=v,k=v' (letters, digits, "
+                                        "_ . -), not '%s'",
+                                     labels);
+    }
+    ol__buf_init(&b);
+    if (want == 1) {
+        char op[32];
+
+        snprintf(op, sizeof op, "cluster.%s", sub);
+        bad = ol__cli_req_begin(&b, &pk, op, 0);
+    } else if (want == 2) {
+        bad = ol__cli_req_begin(&b, &pk, "cluster.remove", 1);
+        bad |= ol__cli_pack_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
+    } else {
+        bad = ol__cli_req_begin(&b, &pk, "cluster.add", labels ? 4 : 3);
+        bad |= ol__cli_pack_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
+        bad |= ol__cli_pack_str(&pk, "address") |
+               ol__cli_pack_str(&pk, pos[2]);
+        bad |= ol__cli_pack_str(&pk, "pk") | ol__cli_pack_str(&pk, pos[3]);
+        if (labels)
+            bad |= ol__cli_pack_str(&pk, "labels") |
+                   ol__cli_pack_str(&pk, labels);
+    }
+    rv = bad ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
+             : ol__cli_call(c, &b, &r);
+    ol__buf_close(&b);
+    if (rv != 0)
+        return rv;
+    if (c->json)
+        rv = ol__cli_print_json(r.root);
+    else if (strcmp(sub, "status") == 0)
+        print_cluster(r.root);
+    else if (ol__mp_get(r.root, "message"))
+        printf("%s\n", ol__mp_gets(r.root, "message", (char[256]){0}, 256));
+    else
+        printf("ok\n");
+    ol__cli_resp_free(&r);
+    return rv;
+}

@@ -1,0 +1,145 @@
+/*
+ * Checkpoints: the signed, hash-chained record of one agent step.
+ *
+ * On disk and on the wire a checkpoint is an envelope, a msgpack array
+ *
+ *     [1, body: bin, signer: bin32, sig: bin64]
+ *
+ * where `body` is the canonical msgpack encoding of struct ol__ckpt, `sig`
+ * is the Ed25519 signature of `body` by `signer`, and the checkpoint's hash
+ * is BLAKE2b-256(body).  The body repeats the signer, so every stored byte
+ * is covered by the hash and the signature.  Each body carries the hash of
+ * the agent's previous checkpoint (zeroes for seq 1), which chains every
+ * agent's history.
+ */
+#ifndef OL_CKPT_H
+#define OL_CKPT_H
+
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/keys.h"
+#include "outlast/agent.h"
+
+#define WUR __attribute__((warn_unused_result))
+
+#define OL_CKPT_FORMAT 1
+#define OL_ENVELOPE_FORMAT 1
+
+/* Flags. */
+#define OL_CKPT_FINAL 1u /* the agent stopped with this checkpoint */
+/* The first checkpoint after `outlast recover` (under the recovered
+ * database's epoch floor): of a chain that starts over (seq 1, after
+ * --new-history), or of one that continues from a bundle (--from). */
+#define OL_CKPT_NEW_HISTORY 2u
+#define OL_CKPT_RECOVERED 4u
+/* Messages of this checkpoint that cannot be delivered when it commits
+ * come back to the agent (OL_EVENT_BOUNCE) instead of being dropped.  Set
+ * by nodes whose cluster runs feature level 3 or later; older nodes never
+ * see a checkpoint with it, since they hold the cluster below 3. */
+#define OL_CKPT_BOUNCE 8u
+
+/* Decoder limits (beyond those in agent.h). */
+#define OL_NAME_MAX 64
+#define OL_KIND_MAX 64
+#define OL_VERSION_MAX 64
+#define OL_ACKS_MAX 4096
+#define OL_CKPT_MAX (OL_AGENT_STATE_MAX + (8u << 20))
+
+/* One message in an outbox: sent by the checkpoint's agent. */
+struct ol__outmsg {
+    char *to;
+    uint8_t *data; /* one msgpack object */
+    uint32_t len;
+};
+
+struct ol__timer {
+    uint64_t id;
+    int64_t due_ms;
+};
+
+/* A message's identity: sender, the seq of the sender's checkpoint that
+ * released it, and its index in that outbox.  "@cli" messages use a random
+ * seq and index 0. */
+struct ol__msgid {
+    char *from;
+    uint64_t seq;
+    uint32_t idx;
+};
+
+struct ol__plugin_id {
+    char *kind;
+    char *version;
+    uint8_t so_hash[OL_HASH_SIZE];
+};
+
+struct ol__ckpt {
+    char *agent;
+    uint64_t epoch;
+    uint64_t seq;
+    uint8_t prev_hash[OL_HASH_SIZE];
+    int64_t time_ms;
+    struct ol__plugin_id plugin;
+    uint8_t signer[OL_PK_SIZE];
+    uint32_t flags;
+    uint8_t *state; /* one msgpack object */
+    uint32_t state_len;
+    struct ol__outmsg *outbox;
+    uint32_t n_outbox;
+    struct ol__timer *timers;
+    uint32_t n_timers;
+    struct ol__msgid *acks; /* messages this checkpoint consumed */
+    uint32_t n_acks;
+};
+
+/* Free the members of a checkpoint (not the struct).  NULL-safe. */
+void ol__ckpt_free(struct ol__ckpt *c);
+
+/* A parsed envelope; `body` points into the envelope bytes. */
+struct ol__envelope {
+    const uint8_t *body;
+    uint32_t body_len;
+    uint8_t signer[OL_PK_SIZE];
+    uint8_t sig[OL_SIG_SIZE];
+};
+
+/* Canonical body encoding. */
+int ol__ckpt_encode(const struct ol__ckpt *c, struct ol__buf *out);
+
+/* Encode, sign with `key` and wrap in an envelope appended to `env`; the
+ * checkpoint's hash goes to `hash`.  c->signer must equal key->pk. */
+int ol__ckpt_seal(const struct ol__ckpt *c, const struct ol__key *key,
+                  struct ol__buf *env, uint8_t hash[OL_HASH_SIZE]);
+
+void ol__ckpt_hash(const void *body, size_t len, uint8_t hash[OL_HASH_SIZE]);
+
+/* Split an envelope.  OL_EMALFORMED, nothing verified yet. */
+int ol__envelope_parse(const void *env, size_t len, struct ol__envelope *e) WUR;
+
+/* Check the envelope's signature.  0 or OL_EBADSIG. */
+int ol__envelope_verify(const struct ol__envelope *e) WUR;
+
+/* Decode a body.  Returns 0 or OL_EMALFORMED with errmsg naming the field;
+ * on error `out` holds nothing to free. */
+int ol__ckpt_decode(const void *body, size_t len, struct ol__ckpt *out,
+                    char *errmsg) WUR;
+
+/* Decode everything but the state: out->state is NULL and out->state_len
+ * its size; the state is only bounds-checked.  For the state machine,
+ * which never looks at states (resumes decode in full, through verify). */
+int ol__ckpt_decode_meta(const void *body, size_t len, struct ol__ckpt *out,
+                         char *errmsg) WUR;
+
+/*
+ * Parse, verify the signature, then decode, and check that the signer in
+ * the body is the one that signed.  `hash` (may be NULL) gets the hash.
+ * Returns 0, OL_EMALFORMED or OL_EBADSIG, with errmsg set.
+ */
+int ol__ckpt_open(const void *env, size_t len, struct ol__ckpt *out,
+                  uint8_t hash[OL_HASH_SIZE], char *errmsg) WUR;
+
+/* True for a valid agent name: 1..OL_NAME_MAX bytes of [A-Za-z0-9._-],
+ * not starting with '.' or '-'. */
+int ol__name_valid(const char *name);
+
+#endif

@@ -1,0 +1,633 @@
+/*
+ * Verifying a whole database, as `outlast verify` does.  Three walks:
+ *
+ *   - the checkpoints in chain order (agent, seq), found through the
+ *     (agent, seq) index and each fetched on its own by rowid, so a damaged
+ *     table page costs the rows on it, not the rest of the file; if the
+ *     index itself is damaged the walk resumes past it, and, when it
+ *     cannot, the table is scanned by rowid for the rows not yet checked;
+ *   - the head records: every agent's chain must end exactly at its head;
+ *   - the seals: each is checked against the rows that point at it (the
+ *     state machine counts the stored checkpoints each seal signed, so a
+ *     seal whose rows were deleted shows up, even when nothing else
+ *     refers to them).
+ *
+ * Every problem is reported through the callback and counted in
+ * report->bad; nothing found is left uncounted.  The walks share one read
+ * transaction, so a database that a node is writing is seen as of one
+ * moment: rows, heads and seals that belong together.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/map.h"
+#include "verify_int.h"
+
+#define RESUMES_MAX 1000
+#define PROBES_MAX 4096
+
+/* What the walks found of one agent's rows, for its head check. */
+struct agent_info {
+    char name[OL_NAME_MAX + 1];
+    uint64_t max_seq; /* the newest row found */
+    uint8_t hash[OL_HASH_SIZE];
+    int ok; /* that row was read and its hash is known */
+};
+
+struct walk {
+    sqlite3 *db;
+    const char *only; /* one agent, or NULL */
+    ol__verify_cb cb;
+    void *data;
+    struct ol__verify_report *rep;
+    struct seal_cache cache;
+    struct keyring kr;
+    sqlite3_stmt *fetch, *seal_st, *agent_st, *head_st;
+    /* The agent being walked in chain order. */
+    char agent[OL_NAME_MAX + 1];
+    int in_agent;
+    uint64_t prev_seq;
+    uint8_t prev_hash[OL_HASH_SIZE];
+    int prev_ok;
+    struct ol__map seen; /* name -> struct agent_info, agents with rows */
+    uint64_t unreadable; /* rows found but not readable */
+    /* Rowids checked, for the fallback scan. */
+    uint8_t *done;
+    size_t done_bytes;
+};
+
+static void problem(struct walk *w, const char *agent, uint64_t seq,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void problem(struct walk *w, const char *agent, uint64_t seq,
+                    const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    w->rep->bad++;
+    if (w->cb)
+        w->cb(w->data, agent, seq, msg);
+}
+
+#define DONE_LIMIT ((int64_t)1 << 34) /* rowids tracked: 2 GiB of bits */
+
+static void mark_done(struct walk *w, int64_t rowid)
+{
+    size_t byte;
+
+    if (rowid < 0 || rowid >= DONE_LIMIT)
+        return;
+    byte = (size_t)(rowid >> 3);
+    if (byte >= w->done_bytes) {
+        size_t n = w->done_bytes ? w->done_bytes : 4096;
+        uint8_t *p;
+
+        while (n <= byte)
+            n *= 2;
+        p = realloc(w->done, n);
+        if (p == NULL)
+            return;
+        memset(p + w->done_bytes, 0, n - w->done_bytes);
+        w->done = p;
+        w->done_bytes = n;
+    }
+    w->done[byte] |= (uint8_t)(1u << (rowid & 7));
+}
+
+static int is_done(const struct walk *w, int64_t rowid)
+{
+    size_t byte = (size_t)(rowid >> 3);
+
+    return rowid >= 0 && byte < w->done_bytes &&
+           (w->done[byte] & (1u << (rowid & 7)));
+}
+
+/* An agent's newest row must be its head record. */
+static void check_head(struct walk *w, const struct agent_info *ai)
+{
+    uint64_t head;
+    const uint8_t *hh;
+    int rc;
+
+    if (w->head_st == NULL)
+        return;
+    sqlite3_bind_text(w->head_st, 1, ai->name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(w->head_st);
+    if (rc == SQLITE_ROW) {
+        head = (uint64_t)sqlite3_column_int64(w->head_st, 0);
+        hh = sqlite3_column_blob(w->head_st, 1);
+        if (ai->max_seq < head)
+            problem(w, ai->name, head,
+                    "seqs %" PRIu64 "..%" PRIu64 " are missing: the chain "
+                    "ends at seq %" PRIu64 ", below its head (seq %" PRIu64
+                    ")",
+                    ai->max_seq + 1, head, ai->max_seq, head);
+        else if (ai->max_seq > head)
+            problem(w, ai->name, ai->max_seq,
+                    "is above the agent's recorded head (seq %" PRIu64 ")",
+                    head);
+        else if (ai->ok &&
+                 (sqlite3_column_bytes(w->head_st, 1) != OL_HASH_SIZE ||
+                  memcmp(hh, ai->hash, OL_HASH_SIZE) != 0))
+            problem(w, ai->name, head,
+                    "is not the checkpoint its head record names");
+    } else if (rc == SQLITE_DONE) {
+        problem(w, ai->name, ai->max_seq,
+                "the agent has no head record (its chain may have been "
+                "altered)");
+    } else {
+        problem(w, ai->name, 0, "its head record cannot be read: %s",
+                sqlite3_errmsg(w->db));
+    }
+    sqlite3_reset(w->head_st);
+}
+
+/* The record of an agent's rows, made (and its agents row checked) when
+ * the agent is first met. */
+static struct agent_info *agent_info(struct walk *w, const char *agent)
+{
+    struct agent_info *ai = ol__map_get(&w->seen, agent);
+    int rc;
+
+    if (ai)
+        return ai;
+    ai = calloc(1, sizeof *ai);
+    if (ai == NULL)
+        return NULL;
+    snprintf(ai->name, sizeof ai->name, "%s", agent);
+    if (ol__map_put(&w->seen, ai->name, ai) != 0) {
+        free(ai);
+        return NULL;
+    }
+    w->rep->agents++;
+    sqlite3_bind_text(w->agent_st, 1, agent, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(w->agent_st);
+    if (rc == SQLITE_DONE)
+        problem(w, agent, 0, "its checkpoints are stored but the agent has "
+                             "no agents row");
+    else if (rc != SQLITE_ROW)
+        problem(w, agent, 0, "its agents row cannot be read: %s",
+                sqlite3_errmsg(w->db));
+    sqlite3_reset(w->agent_st);
+    return ai;
+}
+
+static void note_row(struct agent_info *ai, uint64_t seq, const void *hash,
+                     int hash_len)
+{
+    if (ai == NULL || seq < ai->max_seq)
+        return;
+    ai->max_seq = seq;
+    ai->ok = hash && hash_len == OL_HASH_SIZE;
+    if (ai->ok)
+        memcpy(ai->hash, hash, OL_HASH_SIZE);
+}
+
+static void start_agent(struct walk *w, const char *agent)
+{
+    snprintf(w->agent, sizeof w->agent, "%s", agent);
+    w->in_agent = 1;
+    w->prev_ok = 0;
+    w->prev_seq = 0;
+}
+
+/* Check one row found as (agent, seq, rowid); chain: link to the row
+ * before it in the same walk. */
+static void check_one(struct walk *w, const char *agent, uint64_t seq,
+                      int64_t rowid, int chain)
+{
+    static const uint8_t zero[OL_HASH_SIZE];
+    struct seal_entry *se;
+    struct ol__ckpt c;
+    struct row r;
+    uint8_t hash[OL_HASH_SIZE];
+    char why[256];
+    int rc, bad;
+
+    struct agent_info *ai = agent_info(w, agent);
+
+    if (chain && (!w->in_agent || strcmp(agent, w->agent) != 0))
+        start_agent(w, agent);
+    mark_done(w, rowid);
+    w->rep->checkpoints++;
+    sqlite3_bind_int64(w->fetch, 1, rowid);
+    rc = sqlite3_step(w->fetch);
+    if (rc != SQLITE_ROW) {
+        problem(w, agent, seq, "the row cannot be read: %s",
+                rc == SQLITE_DONE ? "it vanished" : sqlite3_errmsg(w->db));
+        sqlite3_reset(w->fetch);
+        w->unreadable++;
+        note_row(ai, seq, NULL, 0);
+        if (chain) {
+            w->prev_ok = 0;
+            w->prev_seq = seq;
+        }
+        return;
+    }
+    ol__vs_read_row(w->fetch, &r);
+    memset(hash, 0, sizeof hash);
+    bad = ol__vs_check_row(w->db, &w->cache, &w->kr, w->seal_st, &r, &c,
+                           hash, &w->rep->seals, why, sizeof why) != 0;
+    se = ol__vs_cache_slot(&w->cache, r.seal);
+    if (se && se->id == r.seal) {
+        se->rows++;
+        if (se->ok && r.idx >= 0 && (uint64_t)r.idx < se->n) {
+            if (se->seen == NULL)
+                se->seen = calloc((se->n + 7) / 8, 1);
+            if (se->seen)
+                se->seen[r.idx / 8] |= (uint8_t)(1u << (r.idx % 8));
+        }
+        if (bad && !se->ok)
+            se->reported = 1;
+    }
+    if (!bad && chain) {
+        if (w->prev_seq && r.seq == w->prev_seq + 1 && w->prev_ok &&
+            memcmp(c.prev_hash, w->prev_hash, OL_HASH_SIZE) != 0) {
+            snprintf(why, sizeof why,
+                     "prev_hash does not link to seq %" PRIu64, w->prev_seq);
+            bad = 1;
+        } else if (w->prev_seq && r.seq != w->prev_seq + 1) {
+            if (r.flags & 1) {
+                w->rep->gaps++;
+            } else {
+                snprintf(why, sizeof why,
+                         "seqs %" PRIu64 "..%" PRIu64 " are missing",
+                         w->prev_seq + 1, r.seq - 1);
+                bad = 1;
+            }
+        } else if (r.seq == 1 &&
+                   memcmp(c.prev_hash, zero, OL_HASH_SIZE) != 0) {
+            snprintf(why, sizeof why, "first checkpoint has a prev_hash");
+            bad = 1;
+        }
+    }
+    ol__ckpt_free(&c); /* decoded, or already empty */
+    if (bad)
+        problem(w, agent, r.seq, "%s", why);
+    note_row(ai, r.seq, r.hash, r.hash_len);
+    if (chain) {
+        w->prev_ok = !bad;
+        w->prev_seq = r.seq;
+        memcpy(w->prev_hash, hash, OL_HASH_SIZE);
+    }
+    sqlite3_reset(w->fetch);
+}
+
+/*
+ * The chains, through the (agent, seq) index.  Returns 0 when the index
+ * was read to its end (perhaps resuming past damage), 1 when it could not
+ * be and the rows must be found another way.
+ */
+static int walk_index(struct walk *w)
+{
+    static const char from_start[] =
+        "SELECT agent, seq, rowid FROM checkpoints WHERE ?1 IS NULL OR "
+        "agent = ?1 ORDER BY agent, seq";
+    static const char after_row[] =
+        "SELECT agent, seq, rowid FROM checkpoints WHERE (?1 IS NULL OR "
+        "agent = ?1) AND (agent > ?2 OR (agent = ?2 AND seq > ?3)) ORDER BY "
+        "agent, seq";
+    static const char after_agent[] =
+        "SELECT agent, seq, rowid FROM checkpoints WHERE (?1 IS NULL OR "
+        "agent = ?1) AND agent > ?2 ORDER BY agent, seq";
+    char last_agent[OL_NAME_MAX + 1] = "";
+    uint64_t last_seq = 0;
+    int resumes = 0, mode = 0, progress, rc;
+    sqlite3_stmt *st = NULL;
+
+    for (;;) {
+        const char *sql = mode == 0 ? from_start
+                          : mode == 1 ? after_row
+                                      : after_agent;
+
+        if (sqlite3_prepare_v2(w->db, sql, -1, &st, NULL) != SQLITE_OK) {
+            problem(w, "", 0, "the checkpoints cannot be listed: %s",
+                    sqlite3_errmsg(w->db));
+            return 1;
+        }
+        if (w->only)
+            sqlite3_bind_text(st, 1, w->only, -1, SQLITE_STATIC);
+        if (mode > 0)
+            sqlite3_bind_text(st, 2, last_agent, -1, SQLITE_STATIC);
+        if (mode == 1)
+            sqlite3_bind_int64(st, 3, (sqlite3_int64)last_seq);
+        progress = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *a = (const char *)sqlite3_column_text(st, 0);
+
+            progress = 1;
+            snprintf(last_agent, sizeof last_agent, "%s", a ? a : "");
+            last_seq = (uint64_t)sqlite3_column_int64(st, 1);
+            check_one(w, last_agent, last_seq, sqlite3_column_int64(st, 2),
+                      1);
+        }
+        if (rc == SQLITE_DONE) {
+            sqlite3_finalize(st);
+            return 0;
+        }
+        if (progress || mode == 0)
+            problem(w, last_agent, last_seq,
+                    "the checkpoints index cannot be read past this row: %s",
+                    sqlite3_errmsg(w->db));
+        sqlite3_finalize(st);
+        st = NULL;
+        /* Past the damage: the next row, else the next agent, else give
+         * up on the index. */
+        if (mode == 0 && !progress)
+            return 1;
+        if (progress)
+            mode = 1;
+        else if (mode == 1)
+            mode = 2;
+        else
+            return 1;
+        if (++resumes > RESUMES_MAX)
+            return 1;
+    }
+}
+
+/* Rows the index walk did not reach, found by scanning the table by rowid
+ * and probing past unreadable stretches.  Checked one by one. */
+static void walk_rowids(struct walk *w)
+{
+    sqlite3_stmt *st;
+    int64_t at = 0, jump = 1, failed_from = -1;
+    int probes = 0, rc;
+
+    if (sqlite3_prepare_v2(w->db,
+                           "SELECT rowid, agent, seq FROM checkpoints WHERE "
+                           "rowid > ? ORDER BY rowid LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        problem(w, "", 0, "the checkpoints table cannot be scanned: %s",
+                sqlite3_errmsg(w->db));
+        return;
+    }
+    w->in_agent = 0;
+    while (probes < PROBES_MAX) {
+        sqlite3_bind_int64(st, 1, at);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            int64_t rowid = sqlite3_column_int64(st, 0);
+            const char *a = (const char *)sqlite3_column_text(st, 1);
+            char agent[OL_NAME_MAX + 1];
+            uint64_t seq = (uint64_t)sqlite3_column_int64(st, 2);
+
+            snprintf(agent, sizeof agent, "%s", a ? a : "");
+            sqlite3_reset(st);
+            if (failed_from >= 0) {
+                problem(w, "", 0,
+                        "the checkpoints table is unreadable from rowid "
+                        "%" PRId64 " to %" PRId64,
+                        failed_from, rowid - 1);
+                failed_from = -1;
+            }
+            jump = 1;
+            at = rowid;
+            if ((w->only == NULL || strcmp(agent, w->only) == 0) &&
+                !is_done(w, rowid))
+                check_one(w, agent, seq, rowid, 0);
+            continue;
+        }
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE)
+            break;
+        if (failed_from < 0)
+            failed_from = at + 1;
+        probes++;
+        at += jump;
+        if (jump < ((int64_t)1 << 40))
+            jump *= 2;
+    }
+    if (failed_from >= 0)
+        problem(w, "", 0,
+                "the checkpoints table is unreadable from rowid %" PRId64
+                " on",
+                failed_from);
+    sqlite3_finalize(st);
+}
+
+/* Head records of agents that have no rows at all. */
+static void walk_heads(struct walk *w)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(w->db,
+                           "SELECT agent, seq FROM heads WHERE ?1 IS NULL OR "
+                           "agent = ?1 ORDER BY agent",
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    if (w->only)
+        sqlite3_bind_text(st, 1, w->only, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *a = (const char *)sqlite3_column_text(st, 0);
+
+        if (a && ol__map_get(&w->seen, a) == NULL)
+            problem(w, a, (uint64_t)sqlite3_column_int64(st, 1),
+                    "all the agent's checkpoints are missing (its head is "
+                    "this seq)");
+    }
+    if (rc != SQLITE_DONE)
+        problem(w, "", 0, "the head records cannot be read to the end: %s",
+                sqlite3_errmsg(w->db));
+    sqlite3_finalize(st);
+}
+
+/* Positions of seal e with no stored row whose checkpoint is kept as
+ * divergence evidence (a snapshot install replaced the row with the
+ * cluster's): those rows are accounted for. */
+static uint32_t kept_as_evidence(struct walk *w, const struct seal_entry *e)
+{
+    sqlite3_stmt *st;
+    uint32_t n = 0;
+
+    if (sqlite3_prepare_v2(w->db,
+                           "SELECT 1 FROM evidence WHERE other_hash = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return 0;
+    for (uint32_t i = 0; i < e->n; i++) {
+        if (e->seen && (e->seen[i / 8] & (1u << (i % 8))))
+            continue;
+        sqlite3_bind_blob(st, 1, e->hashes + (size_t)i * OL_HASH_SIZE,
+                          OL_HASH_SIZE, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n++;
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* Every seal against the rows that point at it. */
+static void walk_seals(struct walk *w)
+{
+    sqlite3_stmt *st;
+    int64_t last = 0;
+    int resumes = 0, rc;
+
+    for (;;) {
+        if (sqlite3_prepare_v2(w->db,
+                               "SELECT id, live FROM seals WHERE id > ? "
+                               "ORDER BY id",
+                               -1, &st, NULL) != SQLITE_OK) {
+            problem(w, "", 0, "the seals cannot be listed: %s",
+                    sqlite3_errmsg(w->db));
+            return;
+        }
+        sqlite3_bind_int64(st, 1, last);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(st, 0);
+            int64_t live = sqlite3_column_int64(st, 1);
+            struct seal_entry *e;
+
+            last = id;
+            e = ol__vs_seal_get(w->db, &w->cache, &w->kr, w->seal_st, id,
+                                &w->rep->seals);
+            if (e == NULL) {
+                problem(w, "", 0, "out of memory checking seals");
+                break;
+            }
+            if (!e->ok) {
+                if (!e->reported && e->rows == 0)
+                    problem(w, "", 0, "%s", e->why);
+                continue;
+            }
+            if ((int64_t)e->rows < live &&
+                (int64_t)(e->rows + kept_as_evidence(w, e)) < live)
+                problem(w, "", 0,
+                        "seal %" PRId64 " signed %u checkpoints, of which "
+                        "%" PRId64 " should still be stored, but only %u "
+                        "%s",
+                        id, e->n, live, e->rows,
+                        w->unreadable ? "can be read (the others were "
+                                        "deleted or are on damaged pages)"
+                                      : "are: the others were deleted");
+            else if ((int64_t)e->rows > live)
+                problem(w, "", 0,
+                        "seal %" PRId64 " counts %" PRId64 " stored "
+                        "checkpoints, but %u point at it",
+                        id, live, e->rows);
+        }
+        if (rc == SQLITE_DONE) {
+            sqlite3_finalize(st);
+            return;
+        }
+        problem(w, "", 0, "the seals table cannot be read past seal %" PRId64
+                          ": %s",
+                last, sqlite3_errmsg(w->db));
+        sqlite3_finalize(st);
+        if (++resumes > RESUMES_MAX)
+            return;
+        last++; /* past the unreadable one */
+    }
+}
+
+static int has_table(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st;
+    int yes = 0;
+
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                           "AND name = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    yes = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return yes;
+}
+
+int ol__verify_store(sqlite3 *db, const char *agent,
+                     const uint8_t (*trusted)[OL_PK_SIZE], size_t n_trusted,
+                     ol__verify_cb cb, void *data,
+                     struct ol__verify_report *rep)
+{
+    struct walk w;
+    char err[OL_ERRMSG_SIZE];
+    char sql[256];
+    int rv, own_txn = 0;
+
+    memset(rep, 0, sizeof *rep);
+    memset(&w, 0, sizeof w);
+    if (sqlite3_get_autocommit(db) &&
+        sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
+        own_txn = 1;
+    w.db = db;
+    w.only = agent;
+    w.cb = cb;
+    w.data = data;
+    w.rep = rep;
+    ol__map_init(&w.seen);
+    /* Nothing can be checked in a file that cannot be read at all. */
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1,
+                           &w.fetch, NULL) != SQLITE_OK ||
+        sqlite3_step(w.fetch) != SQLITE_ROW) {
+        if (cb)
+            cb(data, "", 0, sqlite3_errmsg(db));
+        rv = OL_EIO;
+        goto out;
+    }
+    sqlite3_finalize(w.fetch);
+    w.fetch = NULL;
+    rv = ol__vs_keyring_load(db, trusted, n_trusted, &w.kr, err);
+    if (rv == OL_ENOMEM)
+        goto out;
+    if (rv != 0)
+        problem(&w, "", 0, "%s (signers not read are not trusted)", err);
+    snprintf(sql, sizeof sql, "%s WHERE rowid = ?", OL_VERIFY_ROWS_SQL);
+    if (sqlite3_prepare_v2(db, sql, -1, &w.fetch, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, OL_VERIFY_SEAL_SQL, -1, &w.seal_st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT 1 FROM agents WHERE name = ?", -1,
+                           &w.agent_st, NULL) != SQLITE_OK) {
+        if (cb)
+            cb(data, "", 0, sqlite3_errmsg(db));
+        rv = OL_EIO;
+        goto out;
+    }
+    if (has_table(db, "heads") &&
+        sqlite3_prepare_v2(db, "SELECT seq, hash FROM heads WHERE agent = ?",
+                           -1, &w.head_st, NULL) != SQLITE_OK)
+        problem(&w, "", 0, "the head records cannot be read: %s",
+                sqlite3_errmsg(db));
+    if (walk_index(&w) != 0)
+        walk_rowids(&w);
+    if (w.head_st) {
+        void *v;
+
+        for (size_t i = 0; ol__map_next(&w.seen, &i, &v);)
+            check_head(&w, v);
+        walk_heads(&w);
+    }
+    /* Seals span agents: they are checked against a whole database. */
+    if (agent == NULL)
+        walk_seals(&w);
+    rv = 0;
+out:
+    sqlite3_finalize(w.fetch);
+    sqlite3_finalize(w.seal_st);
+    sqlite3_finalize(w.agent_st);
+    sqlite3_finalize(w.head_st);
+    ol__vs_cache_free(&w.cache);
+    {
+        void *v;
+
+        for (size_t i = 0; ol__map_next(&w.seen, &i, &v);)
+            free(v);
+    }
+    ol__map_close(&w.seen);
+    free(w.kr.pk);
+    free(w.done);
+    if (own_txn)
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    return rv;
+}
