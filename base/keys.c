@@ -56,7 +56,7 @@ int ol__pk_parse(const char *hex, uint8_t pk[OL_PK_SIZE])
 }
 
 /* Find "name = value" in text and copy the value (64 hex digits). */
-static int field(const char *text, const char *name, char out[65])
+static int field(const char *text, const char *name, char out[OL_PK_HEX_SIZE])
 {
     size_t nlen = strlen(name);
 
@@ -88,7 +88,7 @@ int ol__key_load(struct ol__key *k, const char *path, char *errmsg)
     struct stat st;
     char *text = NULL;
     size_t len;
-    char hex[65];
+    char hex[OL_PK_HEX_SIZE];
     uint8_t seed[32], pk[OL_PK_SIZE];
     int rv;
 
@@ -142,7 +142,7 @@ out:
 int ol__key_save(const struct ol__key *k, const char *path, char *errmsg)
 {
     char text[256];
-    char seed_hex[65], pk_hex[OL_PK_HEX_SIZE];
+    char seed_hex[OL_PK_HEX_SIZE], pk_hex[OL_PK_HEX_SIZE];
     uint8_t seed[32];
     int n, rv;
 

@@ -35,6 +35,7 @@
 #include "base/err.h"
 #include "base/hist.h"
 #include "base/log.h"
+#include "base/pack.h"
 #include "state/store.h"
 
 #define MAX_LIST 8
@@ -118,7 +119,7 @@ static int setup_open(struct setup *s, const char *dir, uint32_t agents,
         ol__entry_w_init(&w);
         for (uint32_t j = i; j < agents && j < i + 4096 && rv == 0; j++) {
             bu_agent_name("b", j, ch[j].name, sizeof ch[j].name);
-            rv = ol__entry_add_spawn(&w, ol__node_req_id(), ch[j].name,
+            rv = ol__entry_add_spawn(&w, ol__random_id(), ch[j].name,
                                      "benchload", "\x80", 1, 1, 0);
         }
         if (rv == 0)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/pack.h"
 
 int bu_tmpdir(char *out, size_t cap)
 {
@@ -267,7 +268,7 @@ int bu_spawner_step(struct bu_spawner *s)
         char name[OL_NAME_MAX + 1];
 
         bu_agent_name(s->prefix, i, name, sizeof name);
-        rv = ol__entry_add_spawn(&w, ol__node_req_id(), name, "benchload",
+        rv = ol__entry_add_spawn(&w, ol__random_id(), name, "benchload",
                                  s->config, s->config_len,
                                  s->node->self_id, 0);
     }

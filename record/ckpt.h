@@ -19,6 +19,7 @@
 
 #include "base/buf.h"
 #include "base/keys.h"
+#include "base/sizes.h"
 #include "outlast/agent.h"
 
 #define WUR __attribute__((warn_unused_result))
@@ -40,9 +41,6 @@
 #define OL_CKPT_BOUNCE 8u
 
 /* Decoder limits (beyond those in agent.h). */
-#define OL_NAME_MAX 64
-#define OL_KIND_MAX 64
-#define OL_VERSION_MAX 64
 #define OL_ACKS_MAX 4096
 #define OL_CKPT_MAX (OL_AGENT_STATE_MAX + (8u << 20))
 

@@ -58,14 +58,13 @@
 
 #include "base/buf.h"
 #include "base/keys.h"
+#include "base/sizes.h"
 #include "ckpt.h"
 
 #define WUR __attribute__((warn_unused_result))
 
 #define OL_ENTRY_FORMAT 2
 #define OL_ENTRY_MAX_CMDS 65536
-#define OL_REASON_MAX 200
-#define OL_LABELS_MAX 200
 #define OL_MOVE_HOLD_MAX_MS 600000 /* the longest hand-off wait a MOVE holds */
 
 enum ol__cmd_type {
@@ -160,7 +159,7 @@ struct ol__cmd {
     struct ol__blob payload; /* SEND: one msgpack object */
     char reason[OL_REASON_MAX + 1];
     uint64_t node_id;        /* NODE, NODE_DEL */
-    char address[128];
+    char address[OL_ADDR_MAX];
     uint8_t pk[OL_PK_SIZE];
     char labels[OL_LABELS_MAX + 1];
 };

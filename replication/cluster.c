@@ -24,6 +24,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mpr.h"
+#include "base/pack.h"
 #include "cluster_int.h"
 #include "placement.h"
 
@@ -712,13 +713,13 @@ static void register_roster(struct cluster *c, uint64_t now)
     ol__entry_w_init(&w);
     if (me == NULL || strcmp(me->address, c->cfg.listen) != 0 ||
         strcmp(me->labels, c->cfg.labels) != 0 || me->removed)
-        (void)ol__entry_add_node(&w, ol__cl_req(), c->cfg.self_id,
+        (void)ol__entry_add_node(&w, ol__random_id(), c->cfg.self_id,
                                  c->cfg.listen, c->key->pk, c->cfg.labels);
     for (size_t i = 0; i < c->cfg.n_peers; i++) {
         const struct ol__peer *p = &c->cfg.peers[i];
 
         if (ol__sm_node(c->sm, p->id) == NULL)
-            (void)ol__entry_add_node(&w, ol__cl_req(), p->id, p->address,
+            (void)ol__entry_add_node(&w, ol__random_id(), p->id, p->address,
                                      p->pk, c->cfg.peer_labels[i]);
     }
     if (w.n)
@@ -922,11 +923,11 @@ static void place(struct cluster *c, uint64_t now)
         /* A placement carries this leader's term where every voter can
          * read it, so that a deposed leader's is refused when applied. */
         if ((level >= 2
-                 ? ol__entry_add_move(&w, ol__cl_req(), moves[i].agent,
+                 ? ol__entry_add_move(&w, ol__random_id(), moves[i].agent,
                                       moves[i].owner, moves[i].epoch,
                                       moves[i].inc, c->raft.current_term,
                                       handoff_ms(c, &moves[i], now))
-                 : ol__entry_add_place(&w, ol__cl_req(), moves[i].agent,
+                 : ol__entry_add_place(&w, ol__random_id(), moves[i].agent,
                                        moves[i].owner, moves[i].epoch,
                                        moves[i].inc)) != 0)
             break;
@@ -1002,14 +1003,6 @@ void ol__cl_tick(struct cluster *c)
     place(c, now);
 }
 
-uint64_t ol__cl_req(void)
-{
-    uint64_t r = 0;
-
-    while (r == 0)
-        randombytes_buf(&r, sizeof r);
-    return r;
-}
 
 /* ---- membership requests ---- */
 
@@ -1038,7 +1031,7 @@ int ol__cluster_add(struct ol__replica *r, uint64_t id, const char *address,
      * the new node once every member has applied it, and the tick adds it
      * to the raft configuration and promotes it to voter. */
     ol__entry_w_init(&w);
-    rv = ol__entry_add_node(&w, ol__cl_req(), id, address, pk,
+    rv = ol__entry_add_node(&w, ol__random_id(), id, address, pk,
                             labels ? labels : "");
     if (rv == 0)
         rv = ol__cl_propose_raw(c, &w, 0);
@@ -1074,7 +1067,7 @@ int ol__cluster_remove(struct ol__replica *r, uint64_t id,
         return OL_ENOTFOUND;
     }
     ol__entry_w_init(&w);
-    rv = ol__entry_add_node_del(&w, ol__cl_req(), id);
+    rv = ol__entry_add_node_del(&w, ol__random_id(), id);
     if (rv == 0)
         rv = ol__cl_propose_raw(c, &w, 0);
     ol__entry_w_close(&w);

@@ -12,16 +12,17 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/sizes.h"
 #include "handshake.h"
 #include "replica.h"
 #include "transport.h"
 
 struct ol__cluster_config {
     uint64_t self_id;
-    char node_name[65];
+    char node_name[OL_NODE_NAME_MAX + 1];
     char listen[OL_ADDR_MAX];     /* this node's raft/transport address */
-    char labels[201];
-    char cluster[65];             /* name, bound into every handshake */
+    char labels[OL_LABELS_MAX + 1];
+    char cluster[OL_CLUSTER_NAME_MAX + 1];             /* name, bound into every handshake */
     char raft_dir[4096];
     char db_path[4096];           /* for the snapshot reader */
     unsigned election_ms;
@@ -33,7 +34,7 @@ struct ol__cluster_config {
     unsigned feature_level;       /* run at most this level; 0: the build's */
     int bootstrap;                /* bootstrap all roster nodes as voters */
     struct ol__peer peers[16];    /* the other nodes from the config */
-    char peer_labels[16][201];
+    char peer_labels[16][OL_LABELS_MAX + 1];
     size_t n_peers;
 };
 

@@ -9,6 +9,7 @@
 #include <raft/uv.h>
 #include <sqlite3.h>
 
+#include "base/sizes.h"
 #include "base/map.h"
 #include "cluster.h"
 #include "fsm.h"
@@ -80,7 +81,7 @@ struct membership_op {
     uint64_t req;
     char address[OL_ADDR_MAX];
     uint8_t pk[OL_PK_SIZE];
-    char labels[201];
+    char labels[OL_LABELS_MAX + 1];
     struct raft_change change;
     ol__cluster_done_cb cb;
     void *data;
@@ -185,7 +186,6 @@ void ol__cl_on_effects(struct cluster *c, const struct ol__effects *fx);
 int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
                        uint64_t req);
 int ol__cl_apply_entry(struct cluster *c, const void *p, size_t len);
-uint64_t ol__cl_req(void);
 /* The feature level every voter runs, as far as this node knows. */
 uint32_t ol__cl_level(struct cluster *c);
 

@@ -20,6 +20,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/pack.h"
 #include "cluster_int.h"
 
 /* One entry holds at most this many of our own proposals, so that with
@@ -391,7 +392,7 @@ static void quarantine_diverged(struct cluster *c, const struct ol__effect *e)
                       a->status != OL_AGENT_STOPPING))
         return;
     ol__entry_w_init(&w);
-    if (ol__entry_add_quarantine(&w, ol__cl_req(), a->name, a->epoch,
+    if (ol__entry_add_quarantine(&w, ol__random_id(), a->name, a->epoch,
                                  e->errmsg) == 0)
         (void)ol__cl_propose_raw(c, &w, 0);
     ol__entry_w_close(&w);

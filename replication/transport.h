@@ -25,14 +25,12 @@
 #include <uv.h>
 
 #include "base/keys.h"
+#include "base/sizes.h"
 #include "raftwire.h"
 
 struct raft_uv_transport;
 struct ol__transport;
 
-#define OL_ADDR_MAX 128
-#define OL_HOST_MAX 256
-#define OL_PORT_MAX 8
 #define OL_TRANSPORT_MSG_MAX (16u << 20) /* largest message via _send() */
 
 /*

@@ -22,6 +22,7 @@
 #include "base/err.h"
 #include "hostproc.h"
 #include "base/log.h"
+#include "base/pack.h"
 #include "node.h"
 
 /* Messages loaded from the mailbox into an agent's queue at a time. */
@@ -814,7 +815,7 @@ void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)
     a->node->n.quarantined++;
     a->phase = OL_PHASE_FAULT;
     ol__entry_w_init(&w);
-    if (ol__entry_add_quarantine(&w, ol__node_req_id(), a->name, a->epoch,
+    if (ol__entry_add_quarantine(&w, ol__random_id(), a->name, a->epoch,
                                  a->reason) == 0)
         ol__node_propose(a->node, &w);
     ol__entry_w_close(&w);

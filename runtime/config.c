@@ -14,6 +14,7 @@
 
 #include "record/ckpt.h"
 #include "record/cmd.h"
+#include "replication/transport.h"
 #include "base/err.h"
 #include "base/json.h"
 #include "base/fsutil.h"

@@ -9,7 +9,8 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "replication/transport.h"
+#include "base/keys.h"
+#include "base/sizes.h"
 
 #define OL_CONFIG_MAX_AGENTS 1024
 #define OL_CONFIG_MAX_PEERS 16
@@ -17,8 +18,8 @@
 #define OL_CONFIG_NAME_MAX 160        /* a section, or section and key */
 
 struct ol__config_agent {
-    char name[65];
-    char kind[65];
+    char name[OL_NAME_MAX + 1];
+    char kind[OL_KIND_MAX + 1];
     char *config_json; /* malloc'd; NULL: {} */
 };
 
@@ -30,7 +31,7 @@ enum ol__isolation {
 };
 
 struct ol__plugin_cfg {
-    char kind[65];             /* "" for the defaults */
+    char kind[OL_KIND_MAX + 1];             /* "" for the defaults */
     int isolation;             /* enum ol__isolation */
     uint32_t step_deadline_ms; /* a step running longer is a crash */
     uint32_t memory_mb;        /* host process data limit; 0: none */
@@ -42,20 +43,20 @@ struct ol__plugin_cfg {
 struct ol__config_peer {
     uint64_t id;
     char address[OL_ADDR_MAX];
-    char pubkey[65]; /* hex */
-    char labels[201];
+    char pubkey[OL_PK_HEX_SIZE]; /* hex */
+    char labels[OL_LABELS_MAX + 1];
 };
 
 struct ol__config {
     /* [node] */
     uint64_t node_id;
-    char node_name[65];
+    char node_name[OL_NODE_NAME_MAX + 1];
     char data_dir[PATH_MAX];
     char plugin_dir[PATH_MAX]; /* "" : search the defaults */
     int log_level;
     int log_format;            /* OL_LOG_TEXT or OL_LOG_JSON */
     uint32_t agent_log_lines;  /* lines kept per agent; 0: none */
-    char labels[201];
+    char labels[OL_LABELS_MAX + 1];
     uint32_t stop_timeout_ms;  /* a stop signal ends the node within it */
     /* [checkpoint] */
     uint32_t every_steps;
@@ -63,7 +64,7 @@ struct ol__config {
     uint32_t retain;
     /* [cluster] */
     int cluster;               /* a [cluster] section is present */
-    char cluster_name[65];
+    char cluster_name[OL_CLUSTER_NAME_MAX + 1];
     char listen[OL_ADDR_MAX];
     uint32_t election_timeout_ms;
     uint32_t heartbeat_timeout_ms;

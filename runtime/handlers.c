@@ -20,6 +20,7 @@
 #include "ol_config.h"
 #include "state/query.h"
 #include "base/mpr.h"
+#include "base/pack.h"
 #include "upgrade.h"
 #include "replication/cluster.h"
 
@@ -86,9 +87,9 @@ static int request_ids(struct ol__ctl_req *req, const char *op,
     uint8_t out[16];
 
     if (o == NULL) {
-        *id = ol__node_req_id();
+        *id = ol__random_id();
         if (seq)
-            *seq = ol__node_req_id();
+            *seq = ol__random_id();
         return 0;
     }
     if (o->type != MSGPACK_OBJECT_STR || o->via.str.size == 0 ||
@@ -1060,7 +1061,7 @@ static void member_done(void *data, int status, const char *msg)
 static void op_cluster(struct ol__node *n, struct ol__ctl_req *req,
                        const char *op, const msgpack_object *args)
 {
-    char err[OL_ERRMSG_SIZE], addr[128], pkhex[80], labels[201] = "";
+    char err[OL_ERRMSG_SIZE], addr[OL_ADDR_MAX], pkhex[80], labels[OL_LABELS_MAX + 1] = "";
     const msgpack_object *id = arg(args, "id");
     uint8_t pk[OL_PK_SIZE];
     struct resp r;

@@ -27,6 +27,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mpr.h"
+#include "base/pack.h"
 #include "node.h"
 
 #define LOGS_TIMEOUT_MS 3000
@@ -207,7 +208,7 @@ static void forward(struct ol__node *n, const char *name, uint64_t owner,
         return;
     }
     f->node = n;
-    f->id = ol__node_req_id();
+    f->id = ol__random_id();
     f->to = owner;
     snprintf(f->name, sizeof f->name, "%s", name);
     f->cb = cb;

@@ -25,6 +25,7 @@
 #include "http.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/pack.h"
 #include "node.h"
 #include "notify.h"
 #include "ol_config.h"
@@ -34,14 +35,6 @@
 
 #define CRASH_REPORT_RETRY_MS 2000
 
-uint64_t ol__node_req_id(void)
-{
-    uint64_t r = 0;
-
-    while (r == 0)
-        randombytes_buf(&r, sizeof r);
-    return r;
-}
 
 int ol__node_propose(struct ol__node *n, const struct ol__entry_w *w)
 {
@@ -234,7 +227,7 @@ static int report_slot(struct ol__mark *m, const struct ol__mark_slot *s,
     memset(r, 0, sizeof *r);
     snprintf(r->name, sizeof r->name, "%s", s->name);
     r->epoch = s->epoch;
-    r->req = ol__node_req_id();
+    r->req = ol__random_id();
     if (s->phase == OL_MARK_HANDLE)
         snprintf(r->reason, sizeof r->reason,
                  "the node died (%s) in handle() of a %s event", how,
@@ -494,7 +487,7 @@ static int spawn_configured(struct ol__node *n)
             continue;
         }
         if (rv == 0)
-            rv = ol__entry_add_spawn(&w, ol__node_req_id(), ca->name,
+            rv = ol__entry_add_spawn(&w, ol__random_id(), ca->name,
                                      ca->kind, cfg.base, cfg.len,
                                      n->cluster ? 0 : n->self_id, 0);
         ol__buf_close(&cfg);
@@ -532,7 +525,7 @@ static int retry_missing_plugins(struct ol__node *n)
                "agent '%s': its plugin '%s' is installed now; starting it "
                "again",
                row->name, row->kind);
-        rv = ol__entry_add_start(&w, ol__node_req_id(), row->name);
+        rv = ol__entry_add_start(&w, ol__random_id(), row->name);
     }
     if (rv == 0 && w.n)
         rv = ol__node_propose(n, &w);
@@ -742,7 +735,7 @@ void ol__node_code_current(struct ol__node *n, struct ol__code *c)
          (want && memcmp(want->hash, c->hash, OL_HASH_SIZE) == 0)))
         return;
     ol__entry_w_init(&w);
-    if (ol__entry_add_code(&w, ol__node_req_id(), n->self_id, c->kind,
+    if (ol__entry_add_code(&w, ol__random_id(), n->self_id, c->kind,
                            c->hash, c->version, c->wanted) == 0)
         (void)ol__node_propose(n, &w);
     ol__entry_w_close(&w);

@@ -288,7 +288,6 @@ void ol__node_free(struct ol__node *n);
 void ol__node_effects(void *data, struct ol__effects *fx);
 /* Propose commands; logs and returns the error on failure. */
 int ol__node_propose(struct ol__node *n, const struct ol__entry_w *w);
-uint64_t ol__node_req_id(void);
 /* A mailbox went over its soft limit or back under it: senders here and
  * in every host process learn of it. */
 void ol__node_mail_full(struct ol__node *n, const char *name, int full);

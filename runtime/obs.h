@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/sizes.h"
 #include "replication/cluster.h"
 #include "replication/replica.h"
 #include "base/buf.h"
@@ -49,7 +50,7 @@ struct ol__obs_agent {
 struct ol__obs {
     /* the node */
     uint64_t node_id;
-    char node_name[65];
+    char node_name[OL_NODE_NAME_MAX + 1];
     char version[32];
     char data_dir[PATH_MAX];
     char http_addr[64];

@@ -12,7 +12,8 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "record/ckpt.h"
+#include "base/keys.h"
+#include "base/sizes.h"
 #include "outlast/agent.h"
 
 struct ol__plugin {

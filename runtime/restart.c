@@ -15,6 +15,7 @@
 #include "alog.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/pack.h"
 #include "node.h"
 
 /* A CRASH whose outcome has not arrived is proposed again after this. */
@@ -137,7 +138,7 @@ static void crashed(struct ol_agent *a, int kind, const char *why)
     a->phase = OL_PHASE_CRASHED;
     snprintf(a->reason, sizeof a->reason, "%s", why);
     ol__agent_note(a, OL_LOG_ERROR, 0, "crashed: %s", why);
-    a->crash_req = ol__node_req_id();
+    a->crash_req = ol__random_id();
     if (n->stopping)
         return;
     propose_crash(a);

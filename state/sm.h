@@ -22,6 +22,7 @@
 
 #include <stdint.h>
 
+#include "base/sizes.h"
 #include "base/map.h"
 #include "store.h"
 #include "record/ckpt.h"
@@ -70,7 +71,7 @@ struct ol__sm_code {
 struct ol__sm_node {
     uint64_t id;
     uint8_t pk[OL_PK_SIZE];
-    char address[128];
+    char address[OL_ADDR_MAX];
     char labels[OL_LABELS_MAX + 1];
     int removed;
 };
