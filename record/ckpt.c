@@ -116,60 +116,6 @@ void ol__ckpt_hash(const void *body, size_t len, uint8_t hash[OL_HASH_SIZE])
     crypto_generichash(hash, OL_HASH_SIZE, body, len, NULL, 0);
 }
 
-int ol__ckpt_seal(const struct ol__ckpt *c, const struct ol__key *key,
-                  struct ol__buf *env, uint8_t hash[OL_HASH_SIZE])
-{
-    struct ol__buf body;
-    uint8_t sig[OL_SIG_SIZE];
-    msgpack_packer pk;
-    int rv;
-
-    if (memcmp(c->signer, key->pk, OL_PK_SIZE) != 0)
-        return OL_EINVAL;
-    ol__buf_init(&body);
-    rv = ol__ckpt_encode(c, &body);
-    if (rv != 0)
-        goto out;
-    crypto_sign_detached(sig, NULL, body.base, body.len, key->sk);
-    ol__ckpt_hash(body.base, body.len, hash);
-    msgpack_packer_init(&pk, env, ol__buf_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_uint32(&pk, OL_ENVELOPE_FORMAT);
-    pack_bin(&pk, body.base, body.len);
-    pack_bin(&pk, key->pk, OL_PK_SIZE);
-    pack_bin(&pk, sig, OL_SIG_SIZE);
-    if (env->base == NULL)
-        rv = OL_ENOMEM;
-out:
-    ol__buf_close(&body);
-    return rv;
-}
-
-int ol__envelope_parse(const void *env, size_t len, struct ol__envelope *e)
-{
-    struct ol__mpr r;
-    uint32_t n;
-    uint64_t format;
-    const void *body;
-
-    ol__mpr_init(&r, env, len);
-    if (ol__mpr_array(&r, &n) || n != 4 || ol__mpr_uint(&r, &format) ||
-        format != OL_ENVELOPE_FORMAT || ol__mpr_bin(&r, &body, &e->body_len) ||
-        ol__mpr_bin_fixed(&r, e->signer, OL_PK_SIZE) ||
-        ol__mpr_bin_fixed(&r, e->sig, OL_SIG_SIZE) || !ol__mpr_done(&r))
-        return OL_EMALFORMED;
-    e->body = body;
-    return 0;
-}
-
-int ol__envelope_verify(const struct ol__envelope *e)
-{
-    if (crypto_sign_verify_detached(e->sig, e->body, e->body_len,
-                                    e->signer) != 0)
-        return OL_EBADSIG;
-    return 0;
-}
-
 /* Decode helpers: each sets `what` for the error message. */
 #define FIELD(name, expr)                                                  \
     do {                                                                   \
@@ -308,32 +254,4 @@ int ol__ckpt_decode_meta(const void *body, size_t len, struct ol__ckpt *c,
                          char *errmsg)
 {
     return decode(body, len, c, errmsg, 0);
-}
-
-int ol__ckpt_open(const void *env, size_t len, struct ol__ckpt *out,
-                  uint8_t hash[OL_HASH_SIZE], char *errmsg)
-{
-    struct ol__envelope e;
-    int rv;
-
-    memset(out, 0, sizeof *out);
-    if (ol__envelope_parse(env, len, &e) != 0) {
-        ol__errf(errmsg, "checkpoint envelope is malformed");
-        return OL_EMALFORMED;
-    }
-    if (ol__envelope_verify(&e) != 0) {
-        ol__errf(errmsg, "checkpoint signature does not verify");
-        return OL_EBADSIG;
-    }
-    rv = ol__ckpt_decode(e.body, e.body_len, out, errmsg);
-    if (rv != 0)
-        return rv;
-    if (memcmp(out->signer, e.signer, OL_PK_SIZE) != 0) {
-        ol__errf(errmsg, "checkpoint body names another signer");
-        ol__ckpt_free(out);
-        return OL_EBADSIG;
-    }
-    if (hash)
-        ol__ckpt_hash(e.body, e.body_len, hash);
-    return 0;
 }

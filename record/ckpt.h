@@ -1,16 +1,18 @@
 /*
  * Checkpoints: the signed, hash-chained record of one agent step.
  *
- * On disk and on the wire a checkpoint is an envelope, a msgpack array
+ * A checkpoint is its body: the canonical msgpack encoding of struct
+ * ol__ckpt.  Its hash is BLAKE2b-256(body).  A checkpoint is not signed on
+ * its own: the node that commits it signs a seal over a batch of hashes
+ * (seal.h), and the state machine stores each body beside the seal that
+ * covers it (`agents`, `checkpoints` and `seals` in state/store.c).  The
+ * body names its signer, so the seal that covers it must be that node's.
+ * Each body carries the hash of the agent's previous checkpoint (zeroes
+ * for seq 1), which chains every agent's history.
  *
- *     [1, body: bin, signer: bin32, sig: bin64]
- *
- * where `body` is the canonical msgpack encoding of struct ol__ckpt, `sig`
- * is the Ed25519 signature of `body` by `signer`, and the checkpoint's hash
- * is BLAKE2b-256(body).  The body repeats the signer, so every stored byte
- * is covered by the hash and the signature.  Each body carries the hash of
- * the agent's previous checkpoint (zeroes for seq 1), which chains every
- * agent's history.
+ * Verification happens before decoding: a stored or received body is
+ * decoded only after its hash is found in a seal whose signature verifies
+ * (state/verify.h).
  */
 #ifndef OL_CKPT_H
 #define OL_CKPT_H
@@ -25,7 +27,6 @@
 #define WUR __attribute__((warn_unused_result))
 
 #define OL_CKPT_FORMAT 1
-#define OL_ENVELOPE_FORMAT 1
 
 /* Flags. */
 #define OL_CKPT_FINAL 1u /* the agent stopped with this checkpoint */
@@ -93,29 +94,10 @@ struct ol__ckpt {
 /* Free the members of a checkpoint (not the struct).  NULL-safe. */
 void ol__ckpt_free(struct ol__ckpt *c);
 
-/* A parsed envelope; `body` points into the envelope bytes. */
-struct ol__envelope {
-    const uint8_t *body;
-    uint32_t body_len;
-    uint8_t signer[OL_PK_SIZE];
-    uint8_t sig[OL_SIG_SIZE];
-};
-
 /* Canonical body encoding. */
 int ol__ckpt_encode(const struct ol__ckpt *c, struct ol__buf *out);
 
-/* Encode, sign with `key` and wrap in an envelope appended to `env`; the
- * checkpoint's hash goes to `hash`.  c->signer must equal key->pk. */
-int ol__ckpt_seal(const struct ol__ckpt *c, const struct ol__key *key,
-                  struct ol__buf *env, uint8_t hash[OL_HASH_SIZE]);
-
 void ol__ckpt_hash(const void *body, size_t len, uint8_t hash[OL_HASH_SIZE]);
-
-/* Split an envelope.  OL_EMALFORMED, nothing verified yet. */
-int ol__envelope_parse(const void *env, size_t len, struct ol__envelope *e) WUR;
-
-/* Check the envelope's signature.  0 or OL_EBADSIG. */
-int ol__envelope_verify(const struct ol__envelope *e) WUR;
 
 /* Decode a body.  Returns 0 or OL_EMALFORMED with errmsg naming the field;
  * on error `out` holds nothing to free. */
@@ -127,14 +109,6 @@ int ol__ckpt_decode(const void *body, size_t len, struct ol__ckpt *out,
  * which never looks at states (resumes decode in full, through verify). */
 int ol__ckpt_decode_meta(const void *body, size_t len, struct ol__ckpt *out,
                          char *errmsg) WUR;
-
-/*
- * Parse, verify the signature, then decode, and check that the signer in
- * the body is the one that signed.  `hash` (may be NULL) gets the hash.
- * Returns 0, OL_EMALFORMED or OL_EBADSIG, with errmsg set.
- */
-int ol__ckpt_open(const void *env, size_t len, struct ol__ckpt *out,
-                  uint8_t hash[OL_HASH_SIZE], char *errmsg) WUR;
 
 /* True for a valid agent name: 1..OL_NAME_MAX bytes of [A-Za-z0-9._-],
  * not starting with '.' or '-'. */
