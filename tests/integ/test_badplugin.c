@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tests/support/daemon.h"
+#include "tests/support/wait.h"
 
 static struct td d;
 
@@ -109,7 +110,8 @@ Test(badplugin, invalid_state_quarantines_and_releases_nothing)
     /* Steps 1 and 2 committed and released their messages; step 3 did
      * not commit, so its message must not exist anywhere. */
     cr_expect(td_until(ledger_has, &d, &two, 5000), "released messages lost");
-    td_sleep_ms(200);
+    /* Observation window: no third message turns up later. */
+    tw_window_ms(200);
     cr_expect_eq(td_state_int(&d, "ledger", "entries", -1), 2);
     cr_expect_eq(td_state_int(&d, "ledger", "gaps", -1), 0);
     {
@@ -140,7 +142,8 @@ Test(badplugin, handle_error_quarantines_after_committed_steps)
                     sizeof reason);
     cr_expect(strstr(reason, "handle() returned") != NULL, "%s", reason);
     cr_expect(td_until(ledger_has, &d, &two, 5000), "released messages lost");
-    td_sleep_ms(200);
+    /* Observation window: no third message turns up later. */
+    tw_window_ms(200);
     cr_expect_eq(td_state_int(&d, "ledger", "entries", -1), 2);
     expect_alive();
 }
@@ -170,7 +173,7 @@ Test(badplugin, restore_failure_on_resume_quarantines)
     cr_assert_eq(td_spawn_agent(&d, "restore_fails", "rf", NULL, err,
                                 sizeof err),
                  0, "%s", err);
-    td_sleep_ms(300);
+    td_wait_reached(&d, "rf", NULL, 1, 10000);
     cr_assert_eq(td_term(&d, 10000), 0);
     {
         sqlite3 *db = td_db(&d);

@@ -143,6 +143,8 @@ Test(crash, kill9_loses_no_committed_checkpoint_and_no_message,
     for (int k = 0; k < KILLS; k++) {
         size_t n;
 
+        /* Not a wait for a condition: the kill lands at a random point
+         * of the node's work (seeded), which is the point of the test. */
         td_sleep_ms(40 + rand() % 260);
         n = committed_rows(&d, &rows);
         td_kill9(&d);

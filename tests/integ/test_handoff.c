@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/wait.h"
 #include "tests/support/cluster.h"
 #include "tests/support/faults.h"
 
@@ -324,9 +325,10 @@ Test(handoff, a_frozen_node_being_removed_steps_before_the_new_owner)
     cr_assert(tc_wait_moved(&c, leader, moved, n, x, MOVE_MS, why,
                             sizeof why),
               "%s", why);
-    /* Whatever the removed node still does, its lease has run out by
-     * now: every step it could take is in the logs. */
-    td_sleep_ms(2 * FAILOVER_MS);
+    /* Observation window: whatever the removed node still does, its lease
+     * has run out by the end of it, so every step it could take is in the
+     * logs checked below. */
+    tw_window_ms(2 * FAILOVER_MS);
     load_steps(&ss);
     for (int i = 0; i < n; i++)
         late += steps_after(&ss, moved[i].name, moved[i].epoch, thaw_ns);

@@ -24,6 +24,7 @@
 
 #include "tests/support/chain.h"
 #include "tests/support/daemon.h"
+#include "tests/support/wait.h"
 #include "tests/support/http.h"
 
 #define LIMIT 3
@@ -135,6 +136,19 @@ static void spawn(const char *name, const char *config)
     cr_assert_eq(td_spawn_agent(&d, "misbehave", name, config, err,
                                 sizeof err),
                  0, "spawn %s: %s", name, err);
+}
+
+/* A misbehave agent in mode "sleep" with after = 1 commits its first tick
+ * and hangs in the second, due interval_ms (20) later.  Wait for the
+ * first tick's checkpoint, then for `pacer` (an agent on the same 20 ms
+ * interval) to commit five more steps of `key`: by then the second tick
+ * has been started. */
+static void wait_hanging(const char *name, const char *pacer,
+                         const char *key)
+{
+    td_wait_reached(&d, name, "ticks", 1, 10000);
+    td_wait_reached(&d, pacer, key, td_state_int(&d, pacer, key, 0) + 5,
+                    10000);
 }
 
 struct seq_arg {
@@ -304,7 +318,9 @@ static void bad_agent(const char *mode, const char *needle,
     start_with(mode, hosted);
     m0 = td_ms();
     t0 = ticks();
-    td_sleep_ms(1000); /* a second of the ticker's own pace */
+    /* Measurement window (not an assertion): a second of the ticker's
+     * own pace, for the report below. */
+    tw_window_ms(1000);
     m1 = td_ms();
     t1 = ticks();
     spawn("sib", "{\"mode\": \"none\"}");
@@ -461,10 +477,11 @@ Test(isolation, message_flood_is_bounded_and_the_sender_is_told)
     spawn("flood", "{\"mode\": \"flood\", \"after\": 1}");
     cr_assert(td_until(flood_refused, &d, &f, 30000),
               "the flooder never saw OL_AGENT_EFULL");
-    /* Keep flooding for a while; the mailbox stays bounded. */
+    /* Observation window (2 s, sampled): the mailbox never grows past
+     * its bound while the flood goes on. */
     for (int i = 0; i < 20; i++) {
         (void)flood_refused(&d, &f);
-        td_sleep_ms(100);
+        tw_window_ms(100);
     }
     fprintf(stderr, "isolation/flood: most mailbox rows seen %" PRId64
                     " (limit 400); %" PRId64 " sends refused\n",
@@ -484,9 +501,11 @@ Test(isolation, message_flood_is_bounded_and_the_sender_is_told)
                      "'flood'");
     sqlite3_close(db);
     cr_assert_eq(td_start(&d, 10000), 0);
+    /* Observation window (sampled): what the restarted node queues in
+     * memory stays bounded. */
     for (int i = 0; i < 20; i++) {
         (void)queued_sample(&d, &q);
-        td_sleep_ms(20);
+        tw_window_ms(20);
     }
     fprintf(stderr, "isolation/flood: %" PRId64 " waiting at restart, at "
                     "most %" PRId64 " queued in memory\n",
@@ -556,7 +575,7 @@ Test(isolation, sigterm_stops_the_node_while_a_host_hangs)
 
     start_with("termhost", cfg);
     spawn("sleeper", "{\"mode\": \"sleep\", \"after\": 1}");
-    td_sleep_ms(500); /* well into its hour-long sleep */
+    wait_hanging("sleeper", "ticker", "count");
     t0 = td_ms();
     code = td_term(&d, 15000);
     fprintf(stderr, "isolation/termhost: exit %d after %" PRIu64 " ms\n",
@@ -571,7 +590,7 @@ Test(isolation, hosted_agents_get_their_stop_at_shutdown)
 {
     start_with("stop", hosted);
     spawn("calm", "{\"mode\": \"none\"}");
-    td_sleep_ms(300);
+    td_wait_reached(&d, "calm", "ticks", 1, 10000);
     cr_assert_eq(td_term(&d, 20000), 0, "outlastd did not drain");
     cr_expect_eq(td_state_int(&d, "calm", "stops", 0), 1,
                  "the STOP step's checkpoint is not the last one");
@@ -609,7 +628,7 @@ Test(isolation, host_processes_die_with_their_node)
     spawn("calm", "{\"mode\": \"none\"}");
     /* A host stuck in plugin code never reads the socket's EOF. */
     spawn("sleeper", "{\"mode\": \"sleep\", \"after\": 1}");
-    td_sleep_ms(500);
+    wait_hanging("sleeper", "calm", "ticks");
     pid = d.pid;
     cr_assert_geq(hosts_of(pid), 1, "no host process found");
     td_kill9(&d);
@@ -705,7 +724,7 @@ Test(isolation, sigterm_stops_the_node_while_an_in_process_plugin_hangs)
 
     start_with("terminproc", cfg);
     spawn("sleeper", "{\"mode\": \"sleep\", \"after\": 1}");
-    td_sleep_ms(500);
+    wait_hanging("sleeper", "ticker", "count");
     t0 = td_ms();
     code = td_term(&d, 15000);
     fprintf(stderr, "isolation/terminproc: exit %d after %" PRIu64 " ms\n",

@@ -17,6 +17,7 @@
 
 #include "tests/support/cluster.h"
 #include "tests/support/daemon.h"
+#include "tests/support/wait.h"
 #include "tests/support/faults.h"
 
 #define WAIT_MS 15000
@@ -78,6 +79,36 @@ static void state_str(struct td *n, const char *agent, const char *key,
     }
     msgpack_unpacked_destroy(&u);
     free(p);
+}
+
+/* Does `status --json` show the database and WAL sizes on disk? */
+struct sizes_arg {
+    struct td *d;
+    char want_db[64], want_wal[64];
+    char *out;
+};
+
+static int sizes_shown(void *arg)
+{
+    struct sizes_arg *a = arg;
+    struct stat m, w;
+    char path[300];
+    int64_t wal;
+
+    snprintf(path, sizeof path, "%s/outlast.db", a->d->data);
+    cr_assert_eq(stat(path, &m), 0);
+    snprintf(path, sizeof path, "%s/outlast.db-wal", a->d->data);
+    wal = stat(path, &w) == 0 ? (int64_t)w.st_size : 0;
+    free(a->out);
+    a->out = NULL;
+    cr_assert_eq(cli(&a->out, a->d->sock, "status --json"), 0, "%s",
+                 a->out);
+    snprintf(a->want_db, sizeof a->want_db, "\"bytes_db\": %" PRId64,
+             (int64_t)m.st_size + wal);
+    snprintf(a->want_wal, sizeof a->want_wal, "\"bytes_wal\": %" PRId64,
+             wal);
+    return strstr(a->out, a->want_db) != NULL &&
+           strstr(a->out, a->want_wal) != NULL;
 }
 
 struct want_int {
@@ -312,26 +343,15 @@ Test(lifecycle, a_removed_configured_agent_stays_removed)
               d.log);
 
     cli_ok(d.sock, "rm cfgd");
-    /* Nothing runs now, so the files stand still: status counts the WAL
-     * in bytes_db. */
-    td_sleep_ms(300);
+    /* Nothing runs now, so the files come to stand still: status counts
+     * the WAL in bytes_db (polled until the files stop moving). */
     {
-        struct stat m, w;
-        char *out = NULL, want[64];
-        int64_t wal;
+        struct sizes_arg sz = {.d = &d};
 
-        snprintf(path, sizeof path, "%s/outlast.db", d.data);
-        cr_assert_eq(stat(path, &m), 0);
-        snprintf(path, sizeof path, "%s/outlast.db-wal", d.data);
-        wal = stat(path, &w) == 0 ? (int64_t)w.st_size : 0;
-        cr_assert_eq(cli(&out, d.sock, "status --json"), 0, "%s", out);
-        snprintf(want, sizeof want, "\"bytes_db\": %" PRId64,
-                 (int64_t)m.st_size + wal);
-        cr_expect(strstr(out, want) != NULL,
-                  "status does not count the WAL (want %s): %s", want, out);
-        snprintf(want, sizeof want, "\"bytes_wal\": %" PRId64, wal);
-        cr_expect(strstr(out, want) != NULL, "want %s: %s", want, out);
-        free(out);
+        cr_expect(tw_until(sizes_shown, &sz, WAIT_MS),
+                  "status does not count the WAL (want %s and %s): %s",
+                  sz.want_db, sz.want_wal, sz.out);
+        free(sz.out);
     }
     cr_assert_eq(td_term(&d, WAIT_MS), 0, "see %s", d.log);
     cr_assert_eq(td_start(&d, WAIT_MS), 0, "see %s", d.log);
@@ -484,7 +504,8 @@ Test(lifecycle, an_undeliverable_message_bounces_once)
     td_kill9(&d);
     cr_assert_eq(td_start(&d, WAIT_MS), 0, "see %s", d.log);
     wait_int(&d, "snd", "resumes", 1);
-    td_sleep_ms(300);
+    /* Observation window: no bounce is delivered again after the resume. */
+    tw_window_ms(300);
     cr_expect_eq(td_state_int(&d, "snd", "bounces", -1), 2,
                  "a bounce was delivered twice");
     cr_expect_eq(q1(&d, "SELECT count(*) FROM mailbox"), 0,
@@ -581,9 +602,10 @@ Test(lifecycle, rm_of_an_agent_whose_owner_is_frozen)
                                      "name = 'fz'"),
                  5, "no tombstone");
     nf_thaw(c.nodes[owner].d.pid);
-    /* Give the woken node time to act on its stale view, then check that
-     * nothing of fz was committed after the tombstone, on any node. */
-    td_sleep_ms(1500);
+    /* Observation window: give the woken node time to act on its stale
+     * view, then check that nothing of fz was committed after the
+     * tombstone, on any node. */
+    tw_window_ms(1500);
     for (int i = 0; i < c.n; i++)
         cr_expect_eq(q1(&c.nodes[i].d, "SELECT coalesce(max(seq), 0) FROM "
                                        "checkpoints WHERE agent = 'fz'"),

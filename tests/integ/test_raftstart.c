@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "record/cmd.h"
+#include "tests/support/wait.h"
 #include "tests/support/cluster.h"
 
 #define LEADER_MS 15000
@@ -163,8 +164,9 @@ Test(raftstart, different_bootstrap_rosters_never_form_one_cluster)
     cr_assert(wait_log(2, "another cluster", 10000),
               "node 3 never saw the other cluster refused; see %s",
               c.nodes[2].d.log);
-    /* Give it every chance to join, then check it did not. */
-    td_sleep_ms(1500);
+    /* Observation window: give it every chance to join, then check it
+     * did not. */
+    tw_window_ms(1500);
     cr_assert_eq(tc_status(&c, 2, &st), 0);
     cr_assert_neq(st.leader, c.nodes[leader].id,
                   "node 3 follows the other cluster's leader");

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/support/wait.h"
 #include "tests/support/cdp.h"
 #include "tests/support/cluster.h"
 #include "tests/support/http.h"
@@ -303,6 +304,14 @@ static int count_in(const char *path, const char *needle)
     return n;
 }
 
+/* Has anything been written to the file at `path`? */
+static int file_filled(void *path)
+{
+    struct stat sb;
+
+    return stat(path, &sb) == 0 && sb.st_size > 0;
+}
+
 /* `outlast logs` asked of a node that does not host the agent reads it
  * from the host; following it survives the host's death; and the leader's
  * metrics show the failover. */
@@ -363,7 +372,9 @@ Test(statuspage, logs_and_metrics_follow_a_failover)
         _exit(127);
     }
     follower_pid = pid;
-    td_sleep_ms(600);
+    /* The follower runs once it has printed the agent's lines. */
+    cr_assert(tw_until(file_filled, follow_log, 10000),
+              "`outlast logs -f` printed nothing; see %s", follow_log);
     tc_kill(&c, v);
 
     /* The follower notices the agent on its new node, and goes on. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tests/support/daemon.h"
+#include "tests/support/wait.h"
 
 static const char agents[] =
     "[agent.victim]\n"
@@ -73,7 +74,7 @@ Test(tamper, flipped_byte_is_named_refused_and_kept, .timeout = 120)
 
     td_init(&d, "tamper", agents);
     cr_assert_eq(td_start(&d, 10000), 0, "see %s", d.log);
-    td_sleep_ms(300);
+    td_wait_reached(&d, "victim", NULL, 2, 10000);
     cr_assert_eq(td_term(&d, 10000), 0);
 
     code = td_sh(&out, "%s verify --db %s/outlast.db", td_bin("outlast"),

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/support/wait.h"
 #include "tests/support/chain.h"
 #include "tests/support/cluster.h"
 
@@ -139,7 +140,9 @@ Test(upgrade, replacing_the_file_does_not_touch_running_code,
                d.root);
     cr_assert_eq(rc, 0, "%s", out);
     free(out);
-    td_sleep_ms(300);
+    /* It goes on stepping (a timer every 20 ms) over the new file. */
+    td_wait_reached(&d, "good", "ticks",
+                    td_state_int(&d, "good", "ticks", 0) + 5, 10000);
     cr_expect(status_is(&d, "good", "running"),
               "overwriting the plugin file hurt a running agent");
     cr_expect_eq(td_state_int(&d, "good", "v", 0), 1,
@@ -152,7 +155,9 @@ Test(upgrade, replacing_the_file_does_not_touch_running_code,
     free(out);
     cr_assert(td_until(head_is, &d, &va, 10000),
               "the restarted agent does not run the new build");
-    td_sleep_ms(500);
+    /* The old build crashed at its fourth tick; the new one steps past
+     * it. */
+    td_wait_reached(&d, "bad", "ticks", 6, 10000);
     cr_expect(status_is(&d, "bad", "running"), "quarantined again");
     db = td_db(&d);
     expect_rolled(db, "bad");
@@ -174,7 +179,7 @@ Test(upgrade, upgrade_rolls_every_agent_and_survives_a_restart,
         snprintf(name, sizeof name, "a%d", i);
         spawn_on(&d, name, "{\"mode\": \"none\", \"interval_ms\": 10}");
     }
-    td_sleep_ms(300);
+    td_wait_reached(&d, "a4", "ticks", 1, 10000);
 
     /* Another ABI is refused and changes nothing. */
     rc = td_sh(&out, "%s --data-dir %s upgrade misbehave %s",
@@ -182,7 +187,9 @@ Test(upgrade, upgrade_rolls_every_agent_and_survives_a_restart,
     cr_expect_eq(rc, 1, "upgrade to ABI 7 exited %d: %s", rc, out);
     cr_expect(out && strstr(out, "ABI 7") != NULL, "%s", out);
     free(out);
-    td_sleep_ms(200);
+    /* a0 steps on (every 10 ms), on the build it had. */
+    td_wait_reached(&d, "a0", "ticks",
+                    td_state_int(&d, "a0", "ticks", 0) + 5, 10000);
     cr_expect_eq(td_state_int(&d, "a0", "v", 0), 1);
 
     rc = td_sh(&out, "%s --data-dir %s upgrade misbehave %s",
@@ -198,8 +205,20 @@ Test(upgrade, upgrade_rolls_every_agent_and_survives_a_restart,
     }
     /* A restart keeps the new build (it was installed in the data dir). */
     cr_assert_eq(td_term(&d, 20000), 0);
-    cr_assert_eq(td_start(&d, 10000), 0);
-    td_sleep_ms(500);
+    {
+        int64_t head[5];
+
+        for (int i = 0; i < 5; i++) {
+            snprintf(name, sizeof name, "a%d", i);
+            head[i] = td_head_seq(&d, name);
+        }
+        cr_assert_eq(td_start(&d, 10000), 0);
+        /* Each commits steps taken after the restart. */
+        for (int i = 0; i < 5; i++) {
+            snprintf(name, sizeof name, "a%d", i);
+            td_wait_reached(&d, name, NULL, head[i] + 3, 10000);
+        }
+    }
     {
         sqlite3 *db = td_db(&d);
 
@@ -319,7 +338,9 @@ Test(upgrade, rolling_upgrade_of_a_cluster_under_load,
     tc_kill(&c, a_node);
     leader = tc_wait_leader(&c, (1u << b_node) | (1u << c_node), 15000);
     cr_assert_geq(leader, 0, "no leader after the kill");
-    td_sleep_ms(3000); /* three failover periods */
+    /* Observation window: three failover periods, in which no agent of
+     * A's may move to a node that runs the old build. */
+    tw_window_ms(3000);
     n = tc_agents(&c, leader, now, 32);
     for (int i = 0; i < n; i++)
         for (int k = 0; k < n_moved; k++)
