@@ -74,6 +74,22 @@ static void expect_alive(void)
               "the counter stopped counting");
 }
 
+/* Spawn `name` of `kind` with `cfg`; it must end quarantined with a
+ * reason that contains `why`. */
+static void quarantine(const char *kind, const char *name, const char *cfg,
+                       const char *why)
+{
+    char err[512], status[32], reason[512];
+
+    cr_assert_eq(td_spawn_agent(&d, kind, name, cfg, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert(td_until(quarantined, &d, (void *)name, 10000),
+              "'%s' not quarantined", name);
+    td_agent_status(&d, name, status, sizeof status, NULL, reason,
+                    sizeof reason);
+    cr_expect(strstr(reason, why) != NULL, "%s", reason);
+}
+
 Test(badplugin, wrong_abi_is_refused_with_the_abi_named)
 {
     expect_refused("bad_abi", "ABI 99");
@@ -92,20 +108,13 @@ Test(badplugin, missing_entry_symbol_is_refused)
 
 Test(badplugin, invalid_state_quarantines_and_releases_nothing)
 {
-    char err[512], status[32], reason[512];
     int64_t two = 2;
 
     /* Two good steps (each sends {n}), then save() writes garbage. */
-    cr_assert_eq(td_spawn_agent(&d, "bad_state", "bs",
-                                "{\"after\": 2, \"notify\": \"ledger\", "
-                                "\"interval_ms\": 10}",
-                                err, sizeof err),
-                 0, "%s", err);
-    cr_assert(td_until(quarantined, &d, "bs", 10000), "not quarantined");
-    td_agent_status(&d, "bs", status, sizeof status, NULL, reason,
-                    sizeof reason);
-    cr_expect(strstr(reason, "not one msgpack object") != NULL, "%s",
-              reason);
+    quarantine("bad_state", "bs",
+               "{\"after\": 2, \"notify\": \"ledger\", "
+               "\"interval_ms\": 10}",
+               "not one msgpack object");
     expect_alive();
     /* Steps 1 and 2 committed and released their messages; step 3 did
      * not commit, so its message must not exist anywhere. */
@@ -129,18 +138,12 @@ Test(badplugin, invalid_state_quarantines_and_releases_nothing)
 
 Test(badplugin, handle_error_quarantines_after_committed_steps)
 {
-    char err[512], reason[512], status[32];
     int64_t two = 2;
 
-    cr_assert_eq(td_spawn_agent(&d, "handle_fails", "hf",
-                                "{\"fail_on\": 3, \"notify\": \"ledger\", "
-                                "\"interval_ms\": 10}",
-                                err, sizeof err),
-                 0, "%s", err);
-    cr_assert(td_until(quarantined, &d, "hf", 10000), "not quarantined");
-    td_agent_status(&d, "hf", status, sizeof status, NULL, reason,
-                    sizeof reason);
-    cr_expect(strstr(reason, "handle() returned") != NULL, "%s", reason);
+    quarantine("handle_fails", "hf",
+               "{\"fail_on\": 3, \"notify\": \"ledger\", "
+               "\"interval_ms\": 10}",
+               "handle() returned");
     cr_expect(td_until(ledger_has, &d, &two, 5000), "released messages lost");
     /* Observation window: no third message turns up later. */
     tw_window_ms(200);

@@ -13,191 +13,43 @@
  * Config: {interval_ms: uint (100), fail_on: uint (3), notify: str (none)}.
  * State:  {events: uint}.
  */
-#include <stdbool.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <msgpack.h>
-#include <outlast/agent.h>
-#include <outlast/agent_util.h>
-
-static const struct ol_host *host;
+#include "skeleton.h"
 
 struct self {
-    char notify[OL_AGENT_NAME_MAX + 1]; /* "": none */
-    uint64_t interval_ms;
+    struct sk sk;
     uint64_t fail_on;
-    uint64_t events;
 };
 
-/* Reads the uint under `key` of map m into *v if present; false if it is
- * there with another type or m is not a map. */
-static bool get_uint(const msgpack_object *m, const char *key, uint64_t *v)
+static bool hf_config(const msgpack_object *cfg, void *self)
 {
-    size_t klen = strlen(key);
+    struct self *s = self;
 
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return m->type == MSGPACK_OBJECT_NIL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        const msgpack_object *o = &m->via.map.ptr[i].val;
-        if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != klen ||
-            memcmp(k->via.str.ptr, key, klen) != 0)
-            continue;
-        if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return false;
-        *v = o->via.u64;
-    }
-    return true;
-}
-
-/* Copies the str under `key` of map m into out (cap bytes) if present;
- * false if it is there with another type or does not fit. */
-static bool get_name(const msgpack_object *m, const char *key, char *out,
-                     size_t cap)
-{
-    size_t klen = strlen(key);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return m->type == MSGPACK_OBJECT_NIL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        const msgpack_object *o = &m->via.map.ptr[i].val;
-        if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != klen ||
-            memcmp(k->via.str.ptr, key, klen) != 0)
-            continue;
-        if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
-            memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
-            return false;
-        memcpy(out, o->via.str.ptr, o->via.str.size);
-        out[o->via.str.size] = '\0';
-    }
-    return true;
-}
-
-/* Sends {n: n} to the `notify` agent, if one is configured.  Tests use it
- * to see which steps released their messages. */
-static int notify(struct ol_agent *a, const char *to, uint64_t n)
-{
-    unsigned char buf[16];
-    size_t len = 0;
-
-    if (to[0] == '\0')
-        return 0;
-    buf[len++] = 0x81;             /* map of 1 */
-    buf[len++] = 0xa1;             /* str of 1 */
-    buf[len++] = 'n';
-    buf[len++] = 0xcf;             /* uint64, big-endian */
-    for (int i = 7; i >= 0; i--)
-        buf[len++] = (unsigned char)(n >> (8 * i));
-    return host->send(a, to, buf, len);
+    s->fail_on = 3;
+    return sk_get_uint(cfg, "fail_on", &s->fail_on);
 }
 
 static int hf_open(struct ol_agent *a, const void *config, size_t len,
                    void **self)
 {
-    struct self *s;
-    msgpack_unpacked u;
-    bool ok;
-
-    s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return OL_AGENT_ENOMEM;
-    s->interval_ms = 100;
-    s->fail_on = 3;
-    if (ol_mp_unpack(&u, config, len) != 0) {
-        free(s);
-        return OL_AGENT_EINVAL;
-    }
-    ok = get_uint(&u.data, "interval_ms", &s->interval_ms) &&
-         get_name(&u.data, "notify", s->notify, sizeof(s->notify)) &&
-         get_uint(&u.data, "fail_on", &s->fail_on);
-    msgpack_unpacked_destroy(&u);
-    if (!ok) {
-        host->log(a, OL_AGENT_LOG_ERROR,
-                  "config: 'interval_ms' and 'fail_on' must be uints, "
-                  "'notify' an agent name");
-        free(s);
-        return OL_AGENT_EINVAL;
-    }
-    *self = s;
-    return 0;
-}
-
-static int hf_restore(void *self, struct ol_agent *a, const void *state,
-                      size_t len)
-{
-    struct self *s = self;
-    msgpack_unpacked u;
-    bool ok;
-
-    if (ol_mp_unpack(&u, state, len) != 0)
-        return OL_AGENT_EMALFORMED;
-    ok = u.data.type == MSGPACK_OBJECT_MAP &&
-         get_uint(&u.data, "events", &s->events);
-    msgpack_unpacked_destroy(&u);
-    return ok ? 0 : OL_AGENT_EMALFORMED;
+    return sk_open(a, config, len, sizeof(struct self), hf_config,
+                   "'interval_ms' and 'fail_on' must be uints, 'notify' an "
+                   "agent name",
+                   self);
 }
 
 static int hf_handle(void *self, struct ol_agent *a,
                      const struct ol_event *ev)
 {
     struct self *s = self;
-    int rv;
 
-    if (s->events + 1 == s->fail_on) {
+    if (s->sk.events + 1 == s->fail_on) {
         /* The notice sent here must never be released: the step fails. */
-        (void)notify(a, s->notify, s->fail_on);
+        (void)sk_notify(a, &s->sk, s->fail_on);
         host->log(a, OL_AGENT_LOG_ERROR, "event %llu: failing on purpose",
                   (unsigned long long)s->fail_on);
         return OL_AGENT_EINVAL;
     }
-    s->events++;
-    rv = notify(a, s->notify, s->events);
-    if (rv != 0)
-        return rv;
-    if (ev->type == OL_EVENT_START || ev->type == OL_EVENT_RESUME ||
-        (ev->type == OL_EVENT_TIMER && ev->timer_id == 1))
-        return host->timer_after(a, 1, s->interval_ms);
-    return 0;
+    return sk_handle(self, a, ev);
 }
 
-static int hf_save(void *self, struct ol_agent *a, const struct ol_sink *out)
-{
-    const struct self *s = self;
-    msgpack_packer pk;
-
-    msgpack_packer_init(&pk, out->data, out->write);
-    if (msgpack_pack_map(&pk, 1) != 0 ||
-        msgpack_pack_str_with_body(&pk, "events", 6) != 0 ||
-        msgpack_pack_uint64(&pk, s->events) != 0)
-        return OL_AGENT_ETOOBIG;
-    return 0;
-}
-
-static void hf_close(void *self)
-{
-    free(self);
-}
-
-static const struct ol_agent_vtable vtable = {
-    .abi = OL_AGENT_ABI,
-    .size = sizeof(struct ol_agent_vtable),
-    .kind = "handle_fails",
-    .version = "0",
-    .open = hf_open,
-    .restore = hf_restore,
-    .handle = hf_handle,
-    .save = hf_save,
-    .close = hf_close,
-};
-
-OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *h,
-                                   const struct ol_agent_vtable **out)
-{
-    if (h->abi != OL_AGENT_ABI)
-        return OL_AGENT_EINVAL;
-    host = h;
-    *out = &vtable;
-    return 0;
-}
+SK_PLUGIN("handle_fails", hf_open, sk_restore, hf_handle, sk_save)

@@ -28,6 +28,8 @@
 #include <outlast/agent.h>
 #include <outlast/agent_util.h>
 
+#include "entry.h"
+
 #define PUMP_TIMER 1
 #define DESTS_MAX 64
 #define JOBS_MAX 64
@@ -261,8 +263,9 @@ static int sender_save(void *self, struct ol_agent *a,
     return 0;
 }
 
-static int restore_from(struct sender *s, const msgpack_object *st)
+static int restore_from(void *self, const msgpack_object *st)
 {
+    struct sender *s = self;
     const msgpack_object *next = ol_mp_get(st, "next");
     const msgpack_object *jobs = ol_mp_get(st, "jobs");
 
@@ -294,36 +297,7 @@ static int restore_from(struct sender *s, const msgpack_object *st)
 static int sender_restore(void *self, struct ol_agent *a, const void *state,
                           size_t len)
 {
-    msgpack_unpacked u;
-    int rv;
-
-    if (ol_mp_unpack(&u, state, len) != 0)
-        return OL_AGENT_EMALFORMED;
-    rv = restore_from(self, &u.data);
-    msgpack_unpacked_destroy(&u);
-    if (rv != 0)
-        host->log(a, OL_AGENT_LOG_ERROR, "restore: state is malformed");
-    return rv;
+    return tp_restore(host, a, self, state, len, restore_from);
 }
 
-static const struct ol_agent_vtable vtable = {
-    .abi = OL_AGENT_ABI,
-    .size = sizeof(struct ol_agent_vtable),
-    .kind = "sender",
-    .version = "0",
-    .open = sender_open,
-    .restore = sender_restore,
-    .handle = sender_handle,
-    .save = sender_save,
-    .close = sender_close,
-};
-
-OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *h,
-                                   const struct ol_agent_vtable **out)
-{
-    if (h->abi != OL_AGENT_ABI)
-        return OL_AGENT_EINVAL;
-    host = h;
-    *out = &vtable;
-    return 0;
-}
+TP_PLUGIN("sender", "0", sender)

@@ -53,6 +53,8 @@
 #include <outlast/agent.h>
 #include <outlast/agent_util.h>
 
+#include "entry.h"
+
 #define TICK_TIMER 1
 #define INTERVAL_DEFAULT 25
 #define INTERVAL_MAX 60000
@@ -308,8 +310,9 @@ static int steplog_save(void *self, struct ol_agent *a,
     return 0;
 }
 
-static int restore_from(struct steplog *s, const msgpack_object *st)
+static int restore_from(void *self, const msgpack_object *st)
 {
+    struct steplog *s = self;
     const msgpack_object *got = ol_mp_get(st, "got"), *dups = ol_mp_get(st, "dups");
 
     if (!ol_mp_uint(ol_mp_get(st, "k"), &s->k) ||
@@ -341,36 +344,7 @@ static int restore_from(struct steplog *s, const msgpack_object *st)
 static int steplog_restore(void *self, struct ol_agent *a, const void *state,
                            size_t len)
 {
-    msgpack_unpacked u;
-    int rv;
-
-    if (ol_mp_unpack(&u, state, len) != 0)
-        return OL_AGENT_EMALFORMED;
-    rv = restore_from(self, &u.data);
-    msgpack_unpacked_destroy(&u);
-    if (rv != 0)
-        host->log(a, OL_AGENT_LOG_ERROR, "restore: state is malformed");
-    return rv;
+    return tp_restore(host, a, self, state, len, restore_from);
 }
 
-static const struct ol_agent_vtable vtable = {
-    .abi = OL_AGENT_ABI,
-    .size = sizeof(struct ol_agent_vtable),
-    .kind = "steplog",
-    .version = "1",
-    .open = steplog_open,
-    .restore = steplog_restore,
-    .handle = steplog_handle,
-    .save = steplog_save,
-    .close = steplog_close,
-};
-
-OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *h,
-                                   const struct ol_agent_vtable **out)
-{
-    if (h->abi != OL_AGENT_ABI)
-        return OL_AGENT_EINVAL;
-    host = h;
-    *out = &vtable;
-    return 0;
-}
+TP_PLUGIN("steplog", "1", steplog)

@@ -95,6 +95,19 @@ static int exchange(struct ol__sstream *a, struct ol__sstream *b)
  * changed in transit.  Returns 0 only if both sides complete and a frame
  * opens in each direction.
  */
+/* Start a client as `cl` dialling node `id` (key `pk`) on channel `chan`
+ * and a server as `sv`, and hand the client's M1 to the server; returns
+ * what the server said.  The caller destroys *c and *s. */
+static int hello(const struct ol__hs_self *cl, uint8_t chan, uint64_t id,
+                 const uint8_t *pk, const struct ol__hs_self *sv,
+                 struct ol__hs **c, struct ol__hs **s,
+                 uint8_t m1[OL_HS_M1_SIZE], uint8_t m2[OL_HS_M2_SIZE])
+{
+    cr_assert_eq(ol__hs_client_start(cl, chan, id, pk, c, m1), 0);
+    cr_assert_eq(ol__hs_server_start(sv, s), 0);
+    return ol__hs_server_m1(*s, m1, OL_HS_M1_SIZE, lookup, NULL, m2);
+}
+
 static int run(int which, int mode, size_t arg)
 {
     uint8_t m1[OL_HS_M1_SIZE + 1], m2[OL_HS_M2_SIZE + 1],
@@ -141,10 +154,8 @@ static void pair(struct ol__sstream **cs, struct ol__sstream **ss)
     uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE];
     struct ol__hs *c, *s;
 
-    cr_assert_eq(ol__hs_client_start(&self1, OL_CHAN_RAFT, 2, k2.pk, &c, m1),
+    cr_assert_eq(hello(&self1, OL_CHAN_RAFT, 2, k2.pk, &self2, &c, &s, m1, m2),
                  0);
-    cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2), 0);
     cr_assert_eq(ol__hs_client_m2(c, m2, sizeof m2, m3), 0);
     cr_assert_eq(ol__hs_server_m3(s, m3, sizeof m3), 0);
     cr_assert_eq(ol__hs_peer_id(s), 1);
@@ -209,10 +220,7 @@ Test(handshake, unknown_id_is_rejected)
 
     self3.id = 3;
     self3.key = &k3;
-    cr_assert_eq(ol__hs_client_start(&self3, OL_CHAN_MSG, 2, k2.pk, &c, m1),
-                 0);
-    cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2),
+    cr_assert_eq(hello(&self3, OL_CHAN_MSG, 2, k2.pk, &self2, &c, &s, m1, m2),
                  OL_EUNAUTH);
     ol__hs_destroy(c);
     ol__hs_destroy(s);
@@ -226,10 +234,8 @@ Test(handshake, wrong_key_is_rejected_both_ways)
 
     /* A client claiming node 1 with another key. */
     impostor.key = &k3;
-    cr_assert_eq(ol__hs_client_start(&impostor, OL_CHAN_MSG, 2, k2.pk, &c,
-                                     m1), 0);
-    cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2), 0);
+    cr_assert_eq(
+        hello(&impostor, OL_CHAN_MSG, 2, k2.pk, &self2, &c, &s, m1, m2), 0);
     cr_assert_eq(ol__hs_client_m2(c, m2, sizeof m2, m3), 0);
     cr_assert_eq(ol__hs_server_m3(s, m3, sizeof m3), OL_EBADSIG);
     ol__hs_destroy(c);
@@ -238,10 +244,8 @@ Test(handshake, wrong_key_is_rejected_both_ways)
     /* A server answering for node 2 with another key. */
     impostor = self2;
     impostor.key = &k3;
-    cr_assert_eq(ol__hs_client_start(&self1, OL_CHAN_MSG, 2, k2.pk, &c, m1),
-                 0);
-    cr_assert_eq(ol__hs_server_start(&impostor, &s), 0);
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2), 0);
+    cr_assert_eq(
+        hello(&self1, OL_CHAN_MSG, 2, k2.pk, &impostor, &c, &s, m1, m2), 0);
     cr_assert_eq(ol__hs_client_m2(c, m2, sizeof m2, m3), OL_EBADSIG);
     ol__hs_destroy(c);
     ol__hs_destroy(s);
@@ -254,19 +258,13 @@ Test(handshake, other_cluster_or_server_is_rejected)
     struct ol__hs *c, *s;
 
     ol__hs_cluster_hash("prod", other.cluster_hash);
-    cr_assert_eq(ol__hs_client_start(&other, OL_CHAN_MSG, 2, k2.pk, &c, m1),
-                 0);
-    cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2),
+    cr_assert_eq(hello(&other, OL_CHAN_MSG, 2, k2.pk, &self2, &c, &s, m1, m2),
                  OL_EUNAUTH);
     ol__hs_destroy(c);
     ol__hs_destroy(s);
 
     /* Dialled node 1, reached node 2. */
-    cr_assert_eq(ol__hs_client_start(&self1, OL_CHAN_MSG, 1, k1.pk, &c, m1),
-                 0);
-    cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2),
+    cr_assert_eq(hello(&self1, OL_CHAN_MSG, 1, k1.pk, &self2, &c, &s, m1, m2),
                  OL_EUNAUTH);
     ol__hs_destroy(c);
     ol__hs_destroy(s);
@@ -278,10 +276,8 @@ Test(handshake, replayed_client_messages_fail)
     uint8_t m2b[OL_HS_M2_SIZE];
     struct ol__hs *c, *s;
 
-    cr_assert_eq(ol__hs_client_start(&self1, OL_CHAN_MSG, 2, k2.pk, &c, m1),
+    cr_assert_eq(hello(&self1, OL_CHAN_MSG, 2, k2.pk, &self2, &c, &s, m1, m2),
                  0);
-    cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2), 0);
     cr_assert_eq(ol__hs_client_m2(c, m2, sizeof m2, m3), 0);
     cr_assert_eq(ol__hs_server_m3(s, m3, sizeof m3), 0);
     ol__hs_destroy(c);
@@ -300,10 +296,8 @@ Test(handshake, replayed_server_message_fails)
     uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE];
     struct ol__hs *c, *s;
 
-    cr_assert_eq(ol__hs_client_start(&self1, OL_CHAN_MSG, 2, k2.pk, &c, m1),
+    cr_assert_eq(hello(&self1, OL_CHAN_MSG, 2, k2.pk, &self2, &c, &s, m1, m2),
                  0);
-    cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2), 0);
     ol__hs_destroy(c);
     ol__hs_destroy(s);
 

@@ -74,49 +74,50 @@ static void exec(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
+/* Verify a.db, collecting its problems in s; the verifier must run. */
+static void verify_a(struct seen *s, struct ol__verify_report *r)
+{
+    sqlite3 *db = open_ro(a_path);
+
+    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, s, r), 0);
+    sqlite3_close(db);
+}
+
 Test(verify, clean_store_verifies)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db = open_ro(a_path);
 
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_eq(r.bad, 0, "%s", s.last);
     cr_expect_eq(r.checkpoints, 3);
     cr_expect_eq(r.agents, 1);
     cr_expect_eq(r.seals, 3);
-    sqlite3_close(db);
 }
 
 Test(verify, flipped_body_byte_is_named)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db;
 
     fx_flip_body_byte(a_path, "ticker", 2, 10);
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_eq(r.bad, 1);
     cr_expect_eq(s.seq, 2, "%s", s.last);
     cr_expect(strstr(s.last, "tampered") != NULL, "%s", s.last);
-    sqlite3_close(db);
 }
 
 Test(verify, forged_seal_signature_is_refused)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db;
 
     exec(a_path, "UPDATE seals SET sig = zeroblob(64) WHERE id = "
                  "(SELECT seal FROM checkpoints WHERE seq = 3)");
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_eq(r.bad, 1);
     cr_expect(strstr(s.last, "signature does not verify") != NULL, "%s",
               s.last);
-    sqlite3_close(db);
 }
 
 Test(verify, unknown_signer_is_refused_unless_trusted)
@@ -143,27 +144,22 @@ Test(verify, missing_row_is_a_gap_unless_a_snapshot_explains_it)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db;
 
     /* Seq 2's row goes; its seal stays and still counts it. */
     exec(a_path, "DELETE FROM checkpoints WHERE seq = 2");
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_eq(r.bad, 2, "%s", s.last);
     cr_expect(strstr(s.first, "seqs 2..2 are missing") != NULL, "%s",
               s.first);
     cr_expect(strstr(s.last, "only 0 are") != NULL, "%s", s.last);
-    sqlite3_close(db);
     /* A snapshot install leaves a gap without the seals of what it
      * skipped. */
     exec(a_path, "UPDATE checkpoints SET flags = 1 WHERE seq = 3;"
                  "DELETE FROM seals WHERE id NOT IN (SELECT seal FROM "
                  "checkpoints)");
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_eq(r.bad, 0, "%s", s.last);
     cr_expect_eq(r.gaps, 1);
-    sqlite3_close(db);
 }
 
 /* A snapshot install that meets a divergent row keeps it as evidence and
@@ -173,18 +169,15 @@ Test(verify, a_row_kept_as_evidence_is_not_a_truncation)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db;
 
     exec(a_path, "INSERT INTO evidence(agent, seq, time_ms, kind, "
                  "stored_hash, other_hash, other_body, note) SELECT agent, "
                  "seq, 0, 'divergence', zeroblob(32), hash, body, 'test' "
                  "FROM checkpoints WHERE seq = 2;"
                  "DELETE FROM checkpoints WHERE seq = 2");
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_eq(r.bad, 1, "only the gap: %s", s.all);
     cr_expect(strstr(s.all, "seqs 2..2 are missing") != NULL, "%s", s.all);
-    sqlite3_close(db);
 }
 
 /* Until now deleting the newest checkpoints of a chain went unnoticed. */
@@ -192,52 +185,43 @@ Test(verify, a_chain_cut_short_is_found_by_its_head)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db;
 
     exec(a_path, "DELETE FROM checkpoints WHERE seq = 3");
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_geq(r.bad, 1);
     cr_expect(s.n == (int)r.bad, "%d problems printed, %llu counted", s.n,
               (unsigned long long)r.bad);
     cr_expect(strstr(s.all, "'ticker' 3: seqs 3..3 are missing: the chain "
                             "ends at seq 2, below its head") != NULL,
               "%s", s.all);
-    sqlite3_close(db);
 }
 
 Test(verify, rows_deleted_with_their_head_are_found_by_their_seal)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db;
 
     exec(a_path, "DELETE FROM checkpoints WHERE seq = 3;"
                  "UPDATE heads SET seq = 2, hash = (SELECT hash FROM "
                  "checkpoints WHERE seq = 2)");
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_eq(r.bad, 1, "%s", s.all);
     cr_expect(strstr(s.last, "should still be stored, but only 0 are") !=
                   NULL,
               "%s", s.last);
-    sqlite3_close(db);
 }
 
 Test(verify, an_agent_with_every_row_gone_is_found)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db;
 
     exec(a_path, "DELETE FROM checkpoints");
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect(strstr(s.all, "'ticker' 3: all the agent's checkpoints are "
                             "missing") != NULL,
               "%s", s.all);
     cr_expect_eq(r.bad, 4, "the head and three seals: %s", s.all);
-    sqlite3_close(db);
 }
 
 /* A printed problem that did not count let verify say "all verify". */
@@ -245,30 +229,24 @@ Test(verify, every_problem_printed_is_counted)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db;
 
     exec(a_path, "DELETE FROM agents WHERE name = 'ticker'");
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_eq(r.bad, 1);
     cr_expect_eq(s.n, 1);
     cr_expect(strstr(s.last, "no agents row") != NULL, "%s", s.last);
-    sqlite3_close(db);
 }
 
 Test(verify, column_that_disagrees_with_the_body_is_named)
 {
     struct ol__verify_report r;
     struct seen s = {0};
-    sqlite3 *db;
 
     exec(a_path, "UPDATE checkpoints SET epoch = 9 WHERE seq = 1");
-    db = open_ro(a_path);
-    cr_assert_eq(ol__verify_store(db, NULL, NULL, 0, collect, &s, &r), 0);
+    verify_a(&s, &r);
     cr_expect_eq(r.bad, 1);
     cr_expect(strstr(s.last, "differ from the signed body") != NULL, "%s",
               s.last);
-    sqlite3_close(db);
 }
 
 Test(verify, load_head_refuses_a_bad_head_and_a_broken_link)
