@@ -14,6 +14,7 @@
 
 #include "state/verify.h"
 #include "base/buf.h"
+#include "tests/support/chain.h"
 #include "tests/support/daemon.h"
 
 #define KILLS 12
@@ -30,38 +31,7 @@ static const char agents[] =
     "[agent.sender]\n"
     "kind = sender\n";
 
-struct row {
-    char agent[65];
-    int64_t seq;
-    uint8_t hash[32];
-};
-
-static size_t committed_rows(struct td *d, struct row **out)
-{
-    sqlite3 *db = td_db(d);
-    sqlite3_stmt *st;
-    size_t n = 0, cap = 256;
-    struct row *rows = malloc(cap * sizeof *rows);
-
-    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT agent, seq, hash FROM "
-                                        "checkpoints",
-                                    -1, &st, NULL), SQLITE_OK);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (n == cap)
-            rows = realloc(rows, (cap *= 2) * sizeof *rows);
-        snprintf(rows[n].agent, sizeof rows[n].agent, "%s",
-                 sqlite3_column_text(st, 0));
-        rows[n].seq = sqlite3_column_int64(st, 1);
-        memcpy(rows[n].hash, sqlite3_column_blob(st, 2), 32);
-        n++;
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    *out = rows;
-    return n;
-}
-
-static void expect_rows_kept(struct td *d, const struct row *rows, size_t n,
+static void expect_rows_kept(struct td *d, const struct td_row *rows, size_t n,
                              int kill_no)
 {
     sqlite3 *db = td_db(d);
@@ -127,7 +97,7 @@ Test(crash, kill9_loses_no_committed_checkpoint_and_no_message,
      .timeout = 240)
 {
     struct td d;
-    struct row *rows;
+    struct td_row *rows;
     unsigned seed = (unsigned)time(NULL);
     int want = MESSAGES;
     struct ol__verify_report rep;
@@ -146,7 +116,7 @@ Test(crash, kill9_loses_no_committed_checkpoint_and_no_message,
         /* Not a wait for a condition: the kill lands at a random point
          * of the node's work (seeded), which is the point of the test. */
         td_sleep_ms(40 + rand() % 260);
-        n = committed_rows(&d, &rows);
+        n = td_rows(&d, &rows);
         td_kill9(&d);
         expect_rows_kept(&d, rows, n, k);
         free(rows);

@@ -662,6 +662,22 @@ Test(ops, top_shows_rates_in_a_pipe_and_redraws_on_a_terminal)
 }
 
 #ifdef OL_HAVE_SYSTEMD
+/* Wait up to 200 ms for one datagram on fd, into buf (cap bytes, ends in
+ * NUL); 1 if one came. */
+static int next_notice(int fd, char *buf, size_t cap)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    ssize_t n;
+
+    if (poll(&p, 1, 200) <= 0)
+        return 0;
+    n = recv(fd, buf, cap - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return 1;
+}
+
 /* Listen where systemd would, start the node with NOTIFY_SOCKET and
  * WATCHDOG_USEC, and read what it says. */
 Test(ops, sd_notify_ready_watchdog_and_stopping)
@@ -686,15 +702,8 @@ Test(ops, sd_notify_ready_watchdog_and_stopping)
 
     end = td_ms() + 20000;
     while (td_ms() < end && (!ready || watchdog < 3)) {
-        struct pollfd p = {fd, POLLIN, 0};
-        ssize_t n;
-
-        if (poll(&p, 1, 200) <= 0)
+        if (!next_notice(fd, buf, sizeof buf))
             continue;
-        n = recv(fd, buf, sizeof buf - 1, 0);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
         if (strstr(buf, "READY=1")) {
             struct td_resp r;
 
@@ -715,15 +724,8 @@ Test(ops, sd_notify_ready_watchdog_and_stopping)
     kill(d.pid, SIGTERM);
     end = td_ms() + 20000;
     while (td_ms() < end && !stopping) {
-        struct pollfd p = {fd, POLLIN, 0};
-        ssize_t n;
-
-        if (poll(&p, 1, 200) <= 0)
+        if (!next_notice(fd, buf, sizeof buf))
             continue;
-        n = recv(fd, buf, sizeof buf - 1, 0);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
         stopping += strstr(buf, "STOPPING=1") != NULL;
     }
     cr_expect(stopping, "no STOPPING=1 after SIGTERM");

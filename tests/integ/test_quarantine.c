@@ -48,6 +48,20 @@ static void spawn(int via, const char *kind, const char *name,
                  0, "spawn '%s': %s", name, err);
 }
 
+/* Start the cluster `o` describes and a ticker through its leader;
+ * returns the leader. */
+static int start_with_ticker(const struct tc_opts *o)
+{
+    int leader;
+
+    tc_init(&c, o);
+    tc_start(&c);
+    leader = tc_wait_leader(&c, 0, 15000);
+    cr_assert_geq(leader, 0);
+    spawn(leader, "counter", "ticker", "{\"interval_ms\": 20}");
+    return leader;
+}
+
 static int64_t crashes_on(int i, const char *name)
 {
     sqlite3 *db = td_db(&c.nodes[i].d);
@@ -112,11 +126,7 @@ Test(quarantine, a_crashing_agent_is_quarantined_cluster_wide)
     int64_t seq0, seq1;
     uint64_t t0, t1, end;
 
-    tc_init(&c, &o);
-    tc_start(&c);
-    leader = tc_wait_leader(&c, 0, 15000);
-    cr_assert_geq(leader, 0);
-    spawn(leader, "counter", "ticker", "{\"interval_ms\": 20}");
+    leader = start_with_ticker(&o);
     spawn(leader, "misbehave", "sib", "{\"mode\": \"none\"}");
     wait_placed(leader, 2);
     t0 = td_ms();
@@ -196,11 +206,7 @@ Test(quarantine, an_agent_that_crashes_its_node_does_not_cascade)
     int leader, deaths = 0;
     uint64_t end;
 
-    tc_init(&c, &o);
-    tc_start(&c);
-    leader = tc_wait_leader(&c, 0, 15000);
-    cr_assert_geq(leader, 0);
-    spawn(leader, "counter", "ticker", "{\"interval_ms\": 20}");
+    leader = start_with_ticker(&o);
     wait_placed(leader, 1);
     spawn(leader, "misbehave", "bad", "{\"mode\": \"segv\"}");
     end = td_ms() + 120000;
@@ -254,11 +260,7 @@ Test(quarantine, every_kind_of_bad_agent_at_once)
     int64_t seq0, rows, most_rows = 0;
     uint64_t end;
 
-    tc_init(&c, &o);
-    tc_start(&c);
-    leader = tc_wait_leader(&c, 0, 15000);
-    cr_assert_geq(leader, 0);
-    spawn(leader, "counter", "ticker", "{\"interval_ms\": 20}");
+    leader = start_with_ticker(&o);
     spawn(leader, "misbehave", "sib", "{\"mode\": \"none\"}");
     spawn(leader, "misbehave", "flood", "{\"mode\": \"flood\", "
                                          "\"after\": 1}");

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/support/chain.h"
 #include "tests/support/daemon.h"
 #include "tests/support/wait.h"
 
@@ -24,42 +25,9 @@ static const char agents[] =
     "kind = counter\n"
     "config = {\"interval_ms\": 1000000}\n";
 
-struct row {
-    char agent[72];
-    int64_t seq, epoch;
-    uint8_t hash[32];
-};
-
-static size_t rows_of(struct td *d, struct row **out)
-{
-    sqlite3 *db = td_db(d);
-    sqlite3_stmt *st;
-    size_t n = 0, cap = 1024;
-    struct row *r = malloc(cap * sizeof *r);
-
-    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT agent, seq, epoch, hash FROM "
-                                        "checkpoints",
-                                    -1, &st, NULL),
-                 SQLITE_OK);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (n == cap)
-            r = realloc(r, (cap *= 2) * sizeof *r);
-        snprintf(r[n].agent, sizeof r[n].agent, "%s",
-                 sqlite3_column_text(st, 0));
-        r[n].seq = sqlite3_column_int64(st, 1);
-        r[n].epoch = sqlite3_column_int64(st, 2);
-        memcpy(r[n].hash, sqlite3_column_blob(st, 3), 32);
-        n++;
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    *out = r;
-    return n;
-}
-
 /* No (agent, epoch, seq) signed twice with different contents. */
-static void expect_no_resigned(const struct row *a, size_t na,
-                               const struct row *b, size_t nb)
+static void expect_no_resigned(const struct td_row *a, size_t na,
+                               const struct td_row *b, size_t nb)
 {
     for (size_t i = 0; i < na; i++)
         for (size_t j = 0; j < nb; j++)
@@ -90,7 +58,7 @@ Test(storage, a_lost_wal_is_refused_and_recovery_never_resigns,
      .timeout = 180)
 {
     struct td d;
-    struct row *before, *after;
+    struct td_row *before, *after;
     size_t nb, na;
     int64_t want = 30;
     char *out, path[300];
@@ -100,7 +68,7 @@ Test(storage, a_lost_wal_is_refused_and_recovery_never_resigns,
     cr_assert_eq(td_start(&d, 20000), 0, "see %s", d.log);
     cr_assert(td_until(fast_at_least, &d, &want, 30000), "no progress");
     td_kill9(&d);
-    nb = rows_of(&d, &before);
+    nb = td_rows(&d, &before);
     snprintf(path, sizeof path, "%s/outlast.db-wal", d.data);
     cr_assert_eq(unlink(path), 0);
 
@@ -121,7 +89,7 @@ Test(storage, a_lost_wal_is_refused_and_recovery_never_resigns,
     cr_assert_eq(td_start(&d, 20000), 0, "see %s", d.log);
     cr_assert(td_until(fast_at_least, &d, &want, 30000), "no progress");
     cr_assert_eq(td_term(&d, 20000), 0);
-    na = rows_of(&d, &after);
+    na = td_rows(&d, &after);
     expect_no_resigned(before, nb, after, na);
     for (size_t i = 0; i < na; i++)
         cr_expect_gt(after[i].epoch, 1, "seq %" PRId64 " of '%s' reuses "
@@ -150,7 +118,7 @@ static int fast_degraded(struct td *d, void *arg)
 Test(storage, a_chain_cut_short_is_not_resumed, .timeout = 180)
 {
     struct td d;
-    struct row *before, *after;
+    struct td_row *before, *after;
     size_t nb, na;
     int64_t want = 20, top;
     sqlite3 *db;
@@ -161,7 +129,7 @@ Test(storage, a_chain_cut_short_is_not_resumed, .timeout = 180)
     cr_assert_eq(td_start(&d, 20000), 0, "see %s", d.log);
     cr_assert(td_until(fast_at_least, &d, &want, 30000), "no progress");
     cr_assert_eq(td_term(&d, 20000), 0);
-    nb = rows_of(&d, &before);
+    nb = td_rows(&d, &before);
     snprintf(path, sizeof path, "%s/outlast.db", d.data);
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db,
@@ -189,7 +157,7 @@ Test(storage, a_chain_cut_short_is_not_resumed, .timeout = 180)
                            "'fast'"),
                  top, "the deleted seqs were committed again");
     sqlite3_close(db);
-    na = rows_of(&d, &after);
+    na = td_rows(&d, &after);
     expect_no_resigned(before, nb, after, na);
     free(before);
     free(after);

@@ -5,9 +5,11 @@
 
 #include <criterion/criterion.h>
 #include <msgpack.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon.h"
 #include "record/ckpt.h"
 #include "base/err.h"
 
@@ -189,4 +191,35 @@ int td_seen_check(const struct td_seen *s, sqlite3 *db)
     }
     sqlite3_finalize(st);
     return bad;
+}
+
+size_t td_rows(struct td *d, struct td_row **out)
+{
+    sqlite3 *db = td_db(d);
+    sqlite3_stmt *st;
+    size_t n = 0, cap = 1024;
+    struct td_row *r = malloc(cap * sizeof *r);
+
+    cr_assert_not_null(r);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT agent, seq, epoch, hash FROM "
+                                        "checkpoints",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            r = realloc(r, (cap *= 2) * sizeof *r);
+            cr_assert_not_null(r);
+        }
+        snprintf(r[n].agent, sizeof r[n].agent, "%s",
+                 sqlite3_column_text(st, 0));
+        r[n].seq = sqlite3_column_int64(st, 1);
+        r[n].epoch = sqlite3_column_int64(st, 2);
+        cr_assert_eq(sqlite3_column_bytes(st, 3), 32);
+        memcpy(r[n].hash, sqlite3_column_blob(st, 3), 32);
+        n++;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    *out = r;
+    return n;
 }

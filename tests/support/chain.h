@@ -10,6 +10,7 @@
 #define OL_TEST_CHAIN_H
 
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define TD_CHAIN_BUILDS 8
@@ -33,6 +34,18 @@ struct td_chain {
  * (NULL: none).  Returns 0, or -1 if the agent has no rows. */
 int td_chain_read(sqlite3 *db, const char *agent, const char *counter,
                   struct td_chain *out);
+
+/* One stored checkpoint row, as a test compares them across a crash. */
+struct td_row {
+    char agent[72];
+    int64_t seq, epoch;
+    uint8_t hash[32];
+};
+
+/* Every checkpoint row in d's database (in no particular order), in a
+ * malloc'd array at *out; returns how many. */
+struct td;
+size_t td_rows(struct td *d, struct td_row **out);
 
 /* Committed heads seen while a test runs. */
 struct td_seen;

@@ -268,7 +268,8 @@ Test(local, commits_in_order_and_applies)
 
 Test(local, proposals_together_share_one_commit)
 {
-    uint8_t h[5][OL_HASH_SIZE] = {{0}}, hb[OL_HASH_SIZE], zero[OL_HASH_SIZE] = {0};
+    uint8_t h[5][OL_HASH_SIZE] = {{0}}, hb[OL_HASH_SIZE];
+    uint8_t zero[OL_HASH_SIZE] = {0};
     struct ol__replica_counters before, after;
 
     spawn_ok("a", 1);
@@ -323,7 +324,8 @@ Test(local, refused_proposals_do_not_hold_back_the_rest)
     cr_assert_eq(propose("a", 2, h1, h2), 0);
     run_idle();
     cr_assert_eq(n_seen, from + 4);
-    cr_expect_eq(seen[from].status, OL_ESEQ, "%s", ol_err_name(seen[from].status));
+    cr_expect_eq(seen[from].status, OL_ESEQ, "%s",
+                 ol_err_name(seen[from].status));
     cr_expect(strstr(seen[from].why, "skips ahead"), "%s", seen[from].why);
     cr_expect_eq(seen[from + 1].status, OL_EBADCHAIN, "%s",
                  ol_err_name(seen[from + 1].status));
