@@ -9,6 +9,7 @@
  */
 #include "cluster.h"
 #include "cluster_int.h"
+#include "wait.h"
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -328,80 +329,92 @@ static void verify_cb(void *data, const char *agent, uint64_t seq,
 /* Report at most this many rows per kind of problem. */
 #define SHOW 10
 
-int tc_check(struct tc *c, int timeout_ms)
-{
-    struct ndb dbs[TC_MAX_NODES];
-    struct tc_seen pairs = {0}, epochs = {0};
-    uint64_t target = 0, end = td_ms() + (uint64_t)timeout_ms;
-    int bad = 0, caught_up = 0;
+struct applied_arg {
+    struct tc *c;
+    uint64_t target;
+};
 
-    for (int i = 0; i < c->n; i++)
-        cr_assert(c->nodes[i].up, "tc_check: node %d is not running", i + 1);
-    tc_observe(c);
-    /* Every row just observed was committed at or below this index. */
+static int all_applied(void *arg)
+{
+    struct applied_arg *a = arg;
+
+    for (int i = 0; i < a->c->n; i++)
+        if ((uint64_t)tc_db_applied(a->c, i) < a->target)
+            return 0;
+    return 1;
+}
+
+/* The highest commit index any node reports, once every node has applied
+ * it (waits up to timeout_ms; a node that does not is a failure). */
+static uint64_t wait_applied(struct tc *c, int timeout_ms)
+{
+    struct applied_arg a = {c, 0};
+
     for (int i = 0; i < c->n; i++) {
         struct tc_status st;
 
         cr_assert_eq(tc_status(c, i, &st), 0, "node %d: cluster.status",
                      i + 1);
-        if (st.commit_index > target)
-            target = st.commit_index;
+        if (st.commit_index > a.target)
+            a.target = st.commit_index;
     }
-    while (!caught_up) {
-        caught_up = 1;
-        for (int i = 0; i < c->n && caught_up; i++)
-            caught_up = (uint64_t)tc_db_applied(c, i) >= target;
-        if (caught_up || td_ms() > end)
-            break;
-        td_sleep_ms(50);
-    }
+    (void)tw_until(all_applied, &a, timeout_ms);
     for (int i = 0; i < c->n; i++)
-        cr_expect_geq(tc_db_applied(c, i), (int64_t)target,
+        cr_expect_geq(tc_db_applied(c, i), (int64_t)a.target,
                       "node %d applied only up to index %" PRId64
                       " of %" PRIu64 " within %d ms",
-                      i + 1, tc_db_applied(c, i), target, timeout_ms);
+                      i + 1, tc_db_applied(c, i), a.target, timeout_ms);
+    return a.target;
+}
 
-    for (int i = 0; i < c->n; i++) {
-        struct ol__verify_report rep;
-        sqlite3 *db = open_db(c, i);
-        int64_t ev;
-        int shown = 0;
+/* Node i's own store: it verifies, holds no divergence evidence, and each
+ * agent's seqs run 1, 2, 3... except onto a row a snapshot installed.
+ * Loads its rows into *out.  Returns the problems found. */
+static int check_node(struct tc *c, int i, struct ndb *out)
+{
+    struct ol__verify_report rep;
+    sqlite3 *db = open_db(c, i);
+    int64_t ev;
+    int bad = 0, shown = 0;
 
-        cr_expect_eq(ol__verify_store(db, NULL, NULL, 0, verify_cb, &i,
-                                      &rep),
-                     0, "node %d: verify could not read the store", i + 1);
-        cr_expect_eq(rep.bad, 0, "node %d: %" PRIu64 " of %" PRIu64
-                                 " checkpoints fail verification",
-                     i + 1, rep.bad, rep.checkpoints);
-        bad += rep.bad != 0;
-        ev = td_q1(db, "SELECT count(*) FROM evidence");
-        cr_expect_eq(ev, 0, "node %d holds %" PRId64 " divergence reports",
-                     i + 1, ev);
-        bad += ev != 0;
-        sqlite3_close(db);
+    cr_expect_eq(ol__verify_store(db, NULL, NULL, 0, verify_cb, &i, &rep),
+                 0, "node %d: verify could not read the store", i + 1);
+    cr_expect_eq(rep.bad, 0, "node %d: %" PRIu64 " of %" PRIu64
+                             " checkpoints fail verification",
+                 i + 1, rep.bad, rep.checkpoints);
+    bad += rep.bad != 0;
+    ev = td_q1(db, "SELECT count(*) FROM evidence");
+    cr_expect_eq(ev, 0, "node %d holds %" PRId64 " divergence reports",
+                 i + 1, ev);
+    bad += ev != 0;
+    sqlite3_close(db);
 
-        load_rows(c, i, &dbs[i]);
-        /* Gaps: each agent's seqs run 1, 2, 3...; a jump is allowed only
-         * onto a row that a snapshot installed. */
-        for (size_t k = 0; k < dbs[i].n; k++) {
-            const struct nrow *r = &dbs[i].rows[k];
-            int64_t prev = k > 0 && strcmp(dbs[i].rows[k - 1].agent,
-                                           r->agent) == 0
-                               ? dbs[i].rows[k - 1].seq
-                               : 0;
+    load_rows(c, i, out);
+    for (size_t k = 0; k < out->n; k++) {
+        const struct nrow *r = &out->rows[k];
+        int64_t prev =
+            k > 0 && strcmp(out->rows[k - 1].agent, r->agent) == 0
+                ? out->rows[k - 1].seq
+                : 0;
 
-            if (r->seq != prev + 1 && !(r->flags & 1)) {
-                if (shown++ < SHOW)
-                    cr_expect_fail("node %d: '%s' seqs %" PRId64 "..%" PRId64
-                                   " are missing (not a snapshot gap)",
-                                   i + 1, r->agent, prev + 1, r->seq - 1);
-                bad++;
-            }
+        if (r->seq != prev + 1 && !(r->flags & 1)) {
+            if (shown++ < SHOW)
+                cr_expect_fail("node %d: '%s' seqs %" PRId64 "..%" PRId64
+                               " are missing (not a snapshot gap)",
+                               i + 1, r->agent, prev + 1, r->seq - 1);
+            bad++;
         }
     }
+    return bad;
+}
 
-    /* Agreement: one checkpoint per (agent, seq) across all nodes, and one
-     * signer per (agent, epoch). */
+/* Agreement: one checkpoint per (agent, seq) across all nodes (in
+ * *pairs), and one signer per (agent, epoch) (in *epochs). */
+static int check_agreement(struct tc *c, const struct ndb *dbs,
+                           struct tc_seen *pairs, struct tc_seen *epochs)
+{
+    int bad = 0;
+
     for (int i = 0; i < c->n; i++) {
         int shown_h = 0, shown_s = 0;
 
@@ -410,7 +423,7 @@ int tc_check(struct tc *c, int timeout_ms)
             struct mrow *m;
             int fresh;
 
-            m = map_put(&pairs, r->agent, r->seq, &fresh);
+            m = map_put(pairs, r->agent, r->seq, &fresh);
             if (fresh) {
                 memcpy(m->v, r->hash, 32);
                 m->node = i;
@@ -429,7 +442,7 @@ int tc_check(struct tc *c, int timeout_ms)
                 bad++;
                 continue;
             }
-            m = map_put(&epochs, r->agent, r->epoch, &fresh);
+            m = map_put(epochs, r->agent, r->epoch, &fresh);
             if (fresh) {
                 memcpy(m->v, r->signer, 32);
                 m->node = i;
@@ -447,43 +460,65 @@ int tc_check(struct tc *c, int timeout_ms)
             }
         }
     }
+    return bad;
+}
 
-    /* Nothing committed is lost: every row observed at any time is on
-     * every node, unless that node skipped it by installing a snapshot. */
-    for (int i = 0; i < c->n; i++) {
-        size_t shown = 0, skipped = 0;
+/* Nothing committed is lost: every row observed at any time is on node
+ * i (db), unless it skipped the row by installing a snapshot. */
+static int check_observed(struct tc *c, int i, const struct ndb *db)
+{
+    size_t shown = 0, skipped = 0;
+    int bad = 0;
 
-        for (size_t s = 0; s < c->seen->cap; s++) {
-            const struct mrow *m = &c->seen->t[s];
-            size_t k;
+    for (size_t s = 0; s < c->seen->cap; s++) {
+        const struct mrow *m = &c->seen->t[s];
+        size_t k;
 
-            if (!m->used)
-                continue;
-            k = lower_bound(&dbs[i], m->agent, m->k);
-            if (k < dbs[i].n && row_cmp(&dbs[i].rows[k], m->agent, m->k) ==
-                                    0) {
-                if (memcmp(dbs[i].rows[k].hash, m->v, 32) != 0) {
-                    if (shown++ < SHOW)
-                        cr_expect_fail("'%s' seq %" PRId64 ": node %d now "
-                                       "holds another checkpoint than the "
-                                       "one observed on node %d",
-                                       m->agent, m->k, i + 1, m->node + 1);
-                    bad++;
-                }
-            } else if (in_snapshot_gap(&dbs[i], m->agent, m->k)) {
-                skipped++;
-            } else {
+        if (!m->used)
+            continue;
+        k = lower_bound(db, m->agent, m->k);
+        if (k < db->n && row_cmp(&db->rows[k], m->agent, m->k) == 0) {
+            if (memcmp(db->rows[k].hash, m->v, 32) != 0) {
                 if (shown++ < SHOW)
-                    cr_expect_fail("'%s' seq %" PRId64 " (observed on node "
-                                   "%d) is missing on node %d",
-                                   m->agent, m->k, m->node + 1, i + 1);
+                    cr_expect_fail("'%s' seq %" PRId64 ": node %d now "
+                                   "holds another checkpoint than the "
+                                   "one observed on node %d",
+                                   m->agent, m->k, i + 1, m->node + 1);
                 bad++;
             }
+        } else if (in_snapshot_gap(db, m->agent, m->k)) {
+            skipped++;
+        } else {
+            if (shown++ < SHOW)
+                cr_expect_fail("'%s' seq %" PRId64 " (observed on node "
+                               "%d) is missing on node %d",
+                               m->agent, m->k, m->node + 1, i + 1);
+            bad++;
         }
-        cr_log_info("node %d: %zu checkpoint rows, %zu observed rows inside "
-                    "snapshot gaps",
-                    i + 1, dbs[i].n, skipped);
     }
+    cr_log_info("node %d: %zu checkpoint rows, %zu observed rows inside "
+                "snapshot gaps",
+                i + 1, db->n, skipped);
+    return bad;
+}
+
+int tc_check(struct tc *c, int timeout_ms)
+{
+    struct ndb dbs[TC_MAX_NODES];
+    struct tc_seen pairs = {0}, epochs = {0};
+    uint64_t target;
+    int bad = 0;
+
+    for (int i = 0; i < c->n; i++)
+        cr_assert(c->nodes[i].up, "tc_check: node %d is not running", i + 1);
+    tc_observe(c);
+    /* Every row just observed was committed at or below this index. */
+    target = wait_applied(c, timeout_ms);
+    for (int i = 0; i < c->n; i++)
+        bad += check_node(c, i, &dbs[i]);
+    bad += check_agreement(c, dbs, &pairs, &epochs);
+    for (int i = 0; i < c->n; i++)
+        bad += check_observed(c, i, &dbs[i]);
     cr_log_info("checker: %zu distinct (agent, seq), %zu (agent, epoch), "
                 "%zu observed, applied target %" PRIu64 ", %d problem(s)",
                 pairs.n, epochs.n, c->seen->n, target, bad);
