@@ -33,24 +33,24 @@
  * waiting client can match it.  An owner is a node id plus that node's
  * incarnation (a random id drawn at each start), so a grant made to a node
  * before it restarted does not let the restarted node run the agent.  A
- * SPAWN with owner 0 leaves the agent for the leader to place.  A CKPTS command carries a seal and the
- * checkpoint bodies whose hashes it lists, in order.  A CRASH reports that
- * the agent's code crashed or overran its deadline under `epoch`, at the
- * reporter's `time_ms`; `limit` crashes within `window_ms` quarantine it
- * (the reporter's settings travel with the report, so every node decides
- * the same).  A CODE says which build of plugin `kind` node `node` runs;
- * with `wanted` (an upgrade) it also becomes the build agents of the kind
- * may only be placed with.  A MOVE with `hold_ms` > 0 hands the agent over
- * from a node that may still be running it (a rebalance, a node being
- * removed): the new owner applies it, then waits `hold_ms` on its own
- * monotonic clock, or until the old owner says it has let go, before the
- * agent's first step (placement.h, ol__pl_handoff_ms).  The leader
- * decides the wait, so every node applies the same command.  An RM removes
- * a stopped agent for good: its row stays as a tombstone (status removed)
- * with its checkpoints, so its history still verifies and its name is
- * never used again.  A CONFIG replaces an agent's config and queues it to
- * the agent as a message from "@config" (OL_EVENT_CONFIG), numbered
- * `msg_seq` like a SEND.
+ * SPAWN with owner 0 leaves the agent for the leader to place.  A CKPTS
+ * command carries a seal and the checkpoint bodies whose hashes it lists,
+ * in order.  A CRASH reports that the agent's code crashed or overran its
+ * deadline under `epoch`, at the reporter's `time_ms`; `limit` crashes
+ * within `window_ms` quarantine it (the reporter's settings travel with the
+ * report, so every node decides the same).  A CODE says which build of
+ * plugin `kind` node `node` runs; with `wanted` (an upgrade) it also becomes
+ * the build agents of the kind may only be placed with.  A MOVE with
+ * `hold_ms` > 0 hands the agent over from a node that may still be running
+ * it (a rebalance, a node being removed): the new owner applies it, then
+ * waits `hold_ms` on its own monotonic clock, or until the old owner says it
+ * has let go, before the agent's first step (placement.h,
+ * ol__pl_handoff_ms).  The leader decides the wait, so every node applies
+ * the same command.  An RM removes a stopped agent for good: its row stays
+ * as a tombstone (status removed) with its checkpoints, so its history still
+ * verifies and its name is never used again.  A CONFIG replaces an agent's
+ * config and queues it to the agent as a message from "@config"
+ * (OL_EVENT_CONFIG), numbered `msg_seq` like a SEND.
  */
 #ifndef OL_CMD_H
 #define OL_CMD_H

@@ -103,8 +103,8 @@ static int agent_start(struct ol__sm *sm, const struct ol__cmd *c,
     a->status = OL_AGENT_RUNNING;
     a->epoch++;
     a->reason[0] = '\0';
-    /* A fresh start: crashes before it do not count (apply_start writes
-     * the crashes row). */
+    /* A fresh start: crashes before it do not count (ol__sm_apply_start()
+     * writes the crashes row). */
     a->crashes = 0;
     a->crash_since_ms = 0;
     a->crash_floor = a->epoch;

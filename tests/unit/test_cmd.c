@@ -464,7 +464,8 @@ static const char *const golden[] = {
     "970c1901a16bc4200102030405060708090a0000000000000000000000000000"
     "0000000000000000a0c3",
 };
-static const char golden_header[] = "940207ffdc0010"; /* [2, 7, -1, [16 commands]] */
+/* [2, 7, -1, [16 commands]] */
+static const char golden_header[] = "940207ffdc0010";
 
 #define N_GOLDEN (sizeof golden / sizeof golden[0])
 
