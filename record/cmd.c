@@ -6,7 +6,7 @@
 #include "cmd.h"
 
 #include <msgpack.h>
-#include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,52 +34,246 @@ void ol__entry_w_reset(struct ol__entry_w *w)
     w->level = 0;
 }
 
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
+/*
+ * The command table.  Each command is [type, req, fields...] (NOOP has no
+ * req), and a row lists its fields in wire order: how each travels, where
+ * it lives in struct ol__cmd, and what the decoder accepts.  One encoder
+ * and one decoder walk the rows; only CKPTS, whose bodies are a list, has
+ * its own.
+ */
+enum field_kind {
+    F_UINT,    /* uint64_t or uint32_t member, within [lo, hi] */
+    F_INT,     /* int64_t member */
+    F_NAME,    /* char[] member: an agent name or plugin kind */
+    F_STR,     /* char[] member: any string that fits */
+    F_BIN,     /* struct ol__blob member of at most `hi` bytes */
+    F_MSGPACK, /* the same, holding one msgpack object */
+    F_FIXED,   /* uint8_t[] member: a bin of exactly its size */
+    F_BOOL,    /* int member, a msgpack bool on the wire */
+};
 
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
+struct field {
+    uint8_t kind;      /* enum field_kind */
+    uint16_t off;      /* of the member in struct ol__cmd */
+    uint16_t size;     /* of the member */
+    uint64_t lo, hi;
+    const char *what;  /* names the field in errors: "move epoch" */
+};
+
+#define MEMBER(m) offsetof(struct ol__cmd, m), sizeof(((struct ol__cmd *)0)->m)
+#define UINT_IN(m, lo, hi, what) {F_UINT, MEMBER(m), lo, hi, what}
+#define UINT(m, what) UINT_IN(m, 0, UINT64_MAX, what)
+#define NONZERO(m, what) UINT_IN(m, 1, UINT64_MAX, what)
+#define INT(m, what) {F_INT, MEMBER(m), 0, 0, what}
+#define NAME(m, what) {F_NAME, MEMBER(m), 0, 0, what}
+#define STR(m, what) {F_STR, MEMBER(m), 0, 0, what}
+#define BIN(m, max, what) {F_BIN, MEMBER(m), 0, max, what}
+#define MSGPACK(m, max, what) {F_MSGPACK, MEMBER(m), 0, max, what}
+#define FIXED(m, what) {F_FIXED, MEMBER(m), 0, 0, what}
+#define BOOL(m, what) {F_BOOL, MEMBER(m), 0, 0, what}
+
+static const struct field spawn_fields[] = {
+    NAME(name, "spawn name"),
+    NAME(kind, "spawn kind"),
+    MSGPACK(config, OL_AGENT_MSG_MAX, "spawn config"),
+    UINT(owner, "spawn owner"),
+    UINT(inc, "spawn incarnation"),
+};
+/* STOP, START and RM. */
+static const struct field name_fields[] = {NAME(name, "agent name")};
+static const struct field place_fields[] = {
+    NAME(name, "place name"),
+    UINT(owner, "place owner"),
+    NONZERO(epoch, "place epoch"),
+    UINT(inc, "place incarnation"),
+};
+static const struct field send_fields[] = {
+    NAME(name, "send recipient"),
+    UINT(msg_seq, "send seq"),
+    MSGPACK(payload, OL_AGENT_MSG_MAX, "send payload"),
+};
+static const struct field quarantine_fields[] = {
+    NAME(name, "quarantine name"),
+    UINT(epoch, "quarantine epoch"),
+    STR(reason, "quarantine reason"),
+};
+static const struct field node_fields[] = {
+    NONZERO(node_id, "node id"),
+    STR(address, "node address"),
+    FIXED(pk, "node key"),
+    STR(labels, "node labels"),
+};
+static const struct field node_del_fields[] = {NONZERO(node_id, "node id")};
+static const struct field crash_fields[] = {
+    NAME(name, "crash name"),
+    UINT(epoch, "crash epoch"),
+    INT(time_ms, "crash time"),
+    UINT_IN(limit, 1, 1000, "crash limit"),
+    UINT(window_ms, "crash window"),
+    STR(reason, "crash reason"),
+};
+static const struct field code_fields[] = {
+    NONZERO(node_id, "code node"),
+    NAME(kind, "code kind"),
+    FIXED(hash, "code hash"),
+    STR(version, "code version"),
+    BOOL(wanted, "code wanted"),
+};
+static const struct field move_fields[] = {
+    NAME(name, "move name"),
+    UINT(owner, "move owner"),
+    NONZERO(epoch, "move epoch"),
+    UINT(inc, "move incarnation"),
+    NONZERO(term, "move term"),
+    UINT_IN(hold_ms, 0, OL_MOVE_HOLD_MAX_MS, "move hand-off wait"),
+};
+static const struct field config_fields[] = {
+    NAME(name, "config name"),
+    UINT(msg_seq, "config seq"),
+    MSGPACK(config, OL_AGENT_MSG_MAX, "config body"),
+};
+
+static int get_blob(struct ol__mpr *r, struct ol__blob *b, uint32_t max,
+                    int msgpack)
+{
+    const void *p;
+
+    if (ol__mpr_bin(r, &p, &b->len) || b->len > max)
+        return OL_EMALFORMED;
+    b->p = p;
+    if (msgpack && ol__mp_check(b->p, b->len, NULL) != 0)
+        return OL_EMALFORMED;
+    return 0;
 }
 
-static void pk_bin(msgpack_packer *pk, const void *p, size_t n)
+#define CHECK(what_, expr)                                                 \
+    do {                                                                   \
+        *whatp = (what_);                                                  \
+        if ((expr) != 0)                                                   \
+            return OL_EMALFORMED;                                          \
+    } while (0)
+
+static int decode_ckpts(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                        const char **whatp)
 {
-    msgpack_pack_bin(pk, n);
-    msgpack_pack_bin_body(pk, p, n);
+    const void *sig;
+    uint32_t siglen, nb;
+
+    CHECK("ckpts", n != 4);
+    CHECK("seal", get_blob(r, &c->seal, 16u << 20, 0));
+    CHECK("seal signature",
+          ol__mpr_bin(r, &sig, &siglen) || siglen != OL_SIG_SIZE);
+    c->sig = sig;
+    CHECK("bodies",
+          ol__mpr_array(r, &nb) || nb == 0 || nb > OL_SEAL_MAX_HASHES);
+    c->bodies = calloc(nb, sizeof *c->bodies);
+    CHECK("bodies", c->bodies == NULL);
+    c->n_bodies = nb;
+    for (uint32_t i = 0; i < nb; i++)
+        CHECK("body", get_blob(r, &c->bodies[i], OL_CKPT_MAX, 0));
+    return 0;
 }
 
-/* Start a command: the packer writes into w->cmds. */
-static size_t begin(struct ol__entry_w *w, msgpack_packer *pk, uint32_t type,
-                    uint32_t fields, uint64_t req)
-{
-    size_t start = w->cmds.len;
+struct row {
+    struct ol__cmd_info info;
+    const struct field *fields;
+    uint32_t n_fields;
+    int bare; /* no request id: [type] alone */
+    /* A command the field list cannot say (CKPTS): decodes what follows
+     * the type; ol__entry_add() refuses it. */
+    int (*decode)(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
+                  const char **whatp);
+};
 
-    msgpack_packer_init(pk, &w->cmds, ol__buf_write);
-    msgpack_pack_array(pk, fields);
-    msgpack_pack_uint32(pk, type);
-    if (type != OL_CMD_CKPTS)
-        msgpack_pack_uint64(pk, req);
-    return start;
+#define FIELDS(f) .fields = f, .n_fields = sizeof f / sizeof f[0]
+
+/*
+ * A new command type is its enum value and any new members of struct
+ * ol__cmd (cmd.h), a row here with the feature level that introduces it,
+ * and its apply function with its row in the state machine's table
+ * (state/sm_apply.c).  Proposers fill a struct ol__cmd and call
+ * ol__entry_add().
+ */
+static const struct row table[] = {
+    {{OL_CMD_CKPTS, "ckpts", 1, OL_AUTH_ANY}, .decode = decode_ckpts},
+    {{OL_CMD_SPAWN, "spawn", 1, OL_AUTH_ANY}, FIELDS(spawn_fields)},
+    {{OL_CMD_STOP, "stop", 1, OL_AUTH_ANY}, FIELDS(name_fields)},
+    {{OL_CMD_PLACE, "place", 1, OL_AUTH_LEADER}, FIELDS(place_fields)},
+    {{OL_CMD_SEND, "send", 1, OL_AUTH_ANY}, FIELDS(send_fields)},
+    {{OL_CMD_QUARANTINE, "quarantine", 1, OL_AUTH_OWNER},
+     FIELDS(quarantine_fields)},
+    {{OL_CMD_NODE, "node", 1, OL_AUTH_SELF}, FIELDS(node_fields)},
+    {{OL_CMD_NODE_DEL, "node_del", 1, OL_AUTH_LEADER},
+     FIELDS(node_del_fields)},
+    {{OL_CMD_START, "start", 1, OL_AUTH_ANY}, FIELDS(name_fields)},
+    {{OL_CMD_NOOP, "noop", 1, OL_AUTH_LEADER}, .bare = 1},
+    /* A crash report counts from any member: a node reports its own
+     * agent's crash when it restarts, by which time the agent may run
+     * elsewhere; the state machine counts a report once per req, only
+     * for a running agent and never from before the last START. */
+    {{OL_CMD_CRASH, "crash", 2, OL_AUTH_ANY}, FIELDS(crash_fields)},
+    {{OL_CMD_CODE, "code", 2, OL_AUTH_SELF}, FIELDS(code_fields)},
+    {{OL_CMD_MOVE, "move", 2, OL_AUTH_LEADER}, FIELDS(move_fields)},
+    {{OL_CMD_RM, "rm", 3, OL_AUTH_ANY}, FIELDS(name_fields)},
+    {{OL_CMD_CONFIG, "config", 3, OL_AUTH_ANY}, FIELDS(config_fields)},
+};
+
+#define N_TYPES (sizeof table / sizeof table[0])
+
+static uint32_t max_level = OL_FEATURE_LEVEL;
+
+/* The row of `type` whatever the level this node is held at. */
+static const struct row *row_any(uint64_t type)
+{
+    for (size_t i = 0; i < N_TYPES; i++)
+        if (table[i].info.type == type)
+            return &table[i];
+    return NULL;
 }
 
-/* The type of the command that starts at `start` in w->cmds (it was just
- * packed or copied there from a decoded entry, so it is well formed). */
-static uint32_t type_of(const struct ol__entry_w *w, size_t start)
+/* The row of `type` if this node decodes it. */
+static const struct row *row_of(uint64_t type)
 {
-    struct ol__mpr r;
-    uint32_t n;
-    uint64_t type = 0;
+    const struct row *t = row_any(type);
 
-    ol__mpr_init(&r, (const uint8_t *)w->cmds.base + start,
-                 w->cmds.len - start);
-    if (ol__mpr_array(&r, &n) || ol__mpr_uint(&r, &type))
-        return 0;
-    return (uint32_t)type;
+    return t && t->info.level <= max_level ? t : NULL;
 }
 
-/* Finish a command that begins at `start`: count it and raise the entry's
- * feature level to the command's. */
-static int end(struct ol__entry_w *w, size_t start)
+void ol__cmd_set_level(uint32_t level)
+{
+    max_level = level >= 1 && level <= OL_FEATURE_LEVEL ? level
+                                                        : OL_FEATURE_LEVEL;
+}
+
+uint32_t ol__cmd_level(void)
+{
+    return max_level;
+}
+
+const struct ol__cmd_info *ol__cmd_info(uint32_t type)
+{
+    const struct row *t = row_of(type);
+
+    return t ? &t->info : NULL;
+}
+
+uint32_t ol__cmd_need(uint32_t type)
+{
+    const struct row *t = row_any(type);
+
+    return t ? t->info.level : 0;
+}
+
+const struct ol__cmd_info *ol__cmd_info_at(size_t i)
+{
+    return i < N_TYPES ? &table[i].info : NULL;
+}
+
+/* ---- encoding ---- */
+
+/* Finish a command of `type` that begins at `start`: count it and raise
+ * the entry's feature level to the command's. */
+static int end(struct ol__entry_w *w, size_t start, uint32_t type)
 {
     uint32_t need;
 
@@ -89,11 +283,65 @@ static int end(struct ol__entry_w *w, size_t start)
         w->cmds.len = start;
         return OL_ETOOBIG;
     }
-    need = ol__cmd_need(type_of(w, start));
+    need = ol__cmd_need(type);
     if (need > w->level)
         w->level = need;
     w->n++;
     return 0;
+}
+
+static void put_field(msgpack_packer *pk, const struct field *f,
+                      const struct ol__cmd *c)
+{
+    const void *m = (const char *)c + f->off;
+    const struct ol__blob *b = m;
+
+    switch (f->kind) {
+    case F_UINT:
+        if (f->size == sizeof(uint32_t))
+            msgpack_pack_uint32(pk, *(const uint32_t *)m);
+        else
+            msgpack_pack_uint64(pk, *(const uint64_t *)m);
+        break;
+    case F_INT:
+        msgpack_pack_int64(pk, *(const int64_t *)m);
+        break;
+    case F_NAME:
+    case F_STR:
+        msgpack_pack_str_with_body(pk, m, strnlen(m, f->size));
+        break;
+    case F_BIN:
+    case F_MSGPACK:
+        msgpack_pack_bin_with_body(pk, b->p, b->len);
+        break;
+    case F_FIXED:
+        msgpack_pack_bin_with_body(pk, m, f->size);
+        break;
+    case F_BOOL:
+        if (*(const int *)m)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        break;
+    }
+}
+
+int ol__entry_add(struct ol__entry_w *w, const struct ol__cmd *c)
+{
+    const struct row *t = row_any(c->type);
+    msgpack_packer pk;
+    size_t start = w->cmds.len;
+
+    if (t == NULL || t->decode != NULL)
+        return OL_EINVAL;
+    msgpack_packer_init(&pk, &w->cmds, ol__buf_write);
+    msgpack_pack_array(&pk, 1 + !t->bare + t->n_fields);
+    msgpack_pack_uint32(&pk, c->type);
+    if (!t->bare)
+        msgpack_pack_uint64(&pk, c->req);
+    for (uint32_t i = 0; i < t->n_fields; i++)
+        put_field(&pk, &t->fields[i], c);
+    return end(w, start, c->type);
 }
 
 int ol__entry_add_ckpts(struct ol__entry_w *w, const struct ol__key *key,
@@ -103,207 +351,38 @@ int ol__entry_add_ckpts(struct ol__entry_w *w, const struct ol__key *key,
     struct ol__buf seal;
     uint8_t sig[OL_SIG_SIZE];
     msgpack_packer pk;
-    size_t start;
+    size_t start = w->cmds.len;
     int rv;
 
     ol__buf_init(&seal);
     rv = ol__seal_make(key, time_ms, hashes, n, &seal, sig);
     if (rv != 0)
         goto out;
-    start = begin(w, &pk, OL_CMD_CKPTS, 4, 0);
-    pk_bin(&pk, seal.base, seal.len);
-    pk_bin(&pk, sig, OL_SIG_SIZE);
+    msgpack_packer_init(&pk, &w->cmds, ol__buf_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint32(&pk, OL_CMD_CKPTS);
+    msgpack_pack_bin_with_body(&pk, seal.base, seal.len);
+    msgpack_pack_bin_with_body(&pk, sig, OL_SIG_SIZE);
     msgpack_pack_array(&pk, n);
     for (uint32_t i = 0; i < n; i++)
-        pk_bin(&pk, bodies[i].p, bodies[i].len);
-    rv = end(w, start);
+        msgpack_pack_bin_with_body(&pk, bodies[i].p, bodies[i].len);
+    rv = end(w, start, OL_CMD_CKPTS);
 out:
     ol__buf_close(&seal);
     return rv;
 }
 
-int ol__entry_add_spawn(struct ol__entry_w *w, uint64_t req,
-                        const char *name, const char *kind,
-                        const void *config, size_t config_len,
-                        uint64_t owner, uint64_t inc)
+/* The type of a command from a decoded entry (so well formed). */
+static uint32_t type_of(const struct ol__blob *raw)
 {
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_SPAWN, 7, req);
+    struct ol__mpr r;
+    uint32_t n;
+    uint64_t type = 0;
 
-    pk_str(&pk, name);
-    pk_str(&pk, kind);
-    pk_bin(&pk, config, config_len);
-    msgpack_pack_uint64(&pk, owner);
-    msgpack_pack_uint64(&pk, inc);
-    return end(w, start);
-}
-
-static int add_name_only(struct ol__entry_w *w, uint32_t type, uint64_t req,
-                         const char *name)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, type, 3, req);
-
-    pk_str(&pk, name);
-    return end(w, start);
-}
-
-int ol__entry_add_stop(struct ol__entry_w *w, uint64_t req, const char *name)
-{
-    return add_name_only(w, OL_CMD_STOP, req, name);
-}
-
-int ol__entry_add_start(struct ol__entry_w *w, uint64_t req,
-                        const char *name)
-{
-    return add_name_only(w, OL_CMD_START, req, name);
-}
-
-int ol__entry_add_rm(struct ol__entry_w *w, uint64_t req, const char *name)
-{
-    return add_name_only(w, OL_CMD_RM, req, name);
-}
-
-int ol__entry_add_config(struct ol__entry_w *w, uint64_t req,
-                         const char *name, uint64_t msg_seq,
-                         const void *config, size_t config_len)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_CONFIG, 5, req);
-
-    pk_str(&pk, name);
-    msgpack_pack_uint64(&pk, msg_seq);
-    pk_bin(&pk, config, config_len);
-    return end(w, start);
-}
-
-int ol__entry_add_place(struct ol__entry_w *w, uint64_t req,
-                        const char *name, uint64_t owner, uint64_t epoch,
-                        uint64_t inc)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_PLACE, 6, req);
-
-    pk_str(&pk, name);
-    msgpack_pack_uint64(&pk, owner);
-    msgpack_pack_uint64(&pk, epoch);
-    msgpack_pack_uint64(&pk, inc);
-    return end(w, start);
-}
-
-int ol__entry_add_send(struct ol__entry_w *w, uint64_t req, const char *to,
-                       uint64_t msg_seq, const void *payload, size_t len)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_SEND, 5, req);
-
-    pk_str(&pk, to);
-    msgpack_pack_uint64(&pk, msg_seq);
-    pk_bin(&pk, payload, len);
-    return end(w, start);
-}
-
-int ol__entry_add_quarantine(struct ol__entry_w *w, uint64_t req,
-                             const char *name, uint64_t epoch,
-                             const char *reason)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_QUARANTINE, 5, req);
-    char r[OL_REASON_MAX + 1];
-
-    /* Reasons come from error messages; clip rather than fail. */
-    snprintf(r, sizeof r, "%s", reason);
-    pk_str(&pk, name);
-    msgpack_pack_uint64(&pk, epoch);
-    pk_str(&pk, r);
-    return end(w, start);
-}
-
-int ol__entry_add_crash(struct ol__entry_w *w, uint64_t req,
-                        const char *name, uint64_t epoch, int64_t time_ms,
-                        uint32_t limit, uint32_t window_ms,
-                        const char *reason)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_CRASH, 8, req);
-    char r[OL_REASON_MAX + 1];
-
-    snprintf(r, sizeof r, "%s", reason);
-    pk_str(&pk, name);
-    msgpack_pack_uint64(&pk, epoch);
-    msgpack_pack_int64(&pk, time_ms);
-    msgpack_pack_uint32(&pk, limit);
-    msgpack_pack_uint32(&pk, window_ms);
-    pk_str(&pk, r);
-    return end(w, start);
-}
-
-int ol__entry_add_code(struct ol__entry_w *w, uint64_t req, uint64_t node,
-                       const char *kind, const uint8_t hash[OL_HASH_SIZE],
-                       const char *version, int wanted)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_CODE, 7, req);
-
-    msgpack_pack_uint64(&pk, node);
-    pk_str(&pk, kind);
-    pk_bin(&pk, hash, OL_HASH_SIZE);
-    pk_str(&pk, version);
-    if (wanted)
-        msgpack_pack_true(&pk);
-    else
-        msgpack_pack_false(&pk);
-    return end(w, start);
-}
-
-int ol__entry_add_node(struct ol__entry_w *w, uint64_t req, uint64_t id,
-                       const char *address, const uint8_t pk_[OL_PK_SIZE],
-                       const char *labels)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_NODE, 6, req);
-
-    msgpack_pack_uint64(&pk, id);
-    pk_str(&pk, address);
-    pk_bin(&pk, pk_, OL_PK_SIZE);
-    pk_str(&pk, labels);
-    return end(w, start);
-}
-
-int ol__entry_add_node_del(struct ol__entry_w *w, uint64_t req, uint64_t id)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_NODE_DEL, 3, req);
-
-    msgpack_pack_uint64(&pk, id);
-    return end(w, start);
-}
-
-int ol__entry_add_move(struct ol__entry_w *w, uint64_t req, const char *name,
-                       uint64_t owner, uint64_t epoch, uint64_t inc,
-                       uint64_t term, uint32_t hold_ms)
-{
-    msgpack_packer pk;
-    size_t start = begin(w, &pk, OL_CMD_MOVE, 8, req);
-
-    pk_str(&pk, name);
-    msgpack_pack_uint64(&pk, owner);
-    msgpack_pack_uint64(&pk, epoch);
-    msgpack_pack_uint64(&pk, inc);
-    msgpack_pack_uint64(&pk, term);
-    msgpack_pack_uint32(&pk, hold_ms);
-    return end(w, start);
-}
-
-int ol__entry_add_noop(struct ol__entry_w *w)
-{
-    msgpack_packer pk;
-    size_t start = w->cmds.len;
-
-    msgpack_packer_init(&pk, &w->cmds, ol__buf_write);
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_uint32(&pk, OL_CMD_NOOP);
-    return end(w, start);
+    ol__mpr_init(&r, raw->p, raw->len);
+    if (ol__mpr_array(&r, &n) || ol__mpr_uint(&r, &type))
+        return 0;
+    return (uint32_t)type;
 }
 
 int ol__entry_add_raw(struct ol__entry_w *w, const struct ol__blob *raw)
@@ -313,7 +392,7 @@ int ol__entry_add_raw(struct ol__entry_w *w, const struct ol__blob *raw)
 
     if (rv != 0)
         return rv;
-    return end(w, start);
+    return end(w, start, type_of(raw));
 }
 
 int ol__entry_w_finish(const struct ol__entry_w *w, struct ol__buf *out)
@@ -343,297 +422,89 @@ void ol__entry_free(struct ol__entry *e)
     e->n = 0;
 }
 
-static int get_blob(struct ol__mpr *r, struct ol__blob *b, uint32_t max,
-                    int msgpack)
-{
-    const void *p;
-
-    if (ol__mpr_bin(r, &p, &b->len) || b->len > max)
-        return OL_EMALFORMED;
-    b->p = p;
-    if (msgpack && ol__mp_check(b->p, b->len, NULL) != 0)
-        return OL_EMALFORMED;
-    return 0;
-}
-
-static int get_name(struct ol__mpr *r, char *out)
-{
-    if (ol__mpr_strcpy(r, out, OL_NAME_MAX + 1) || !ol__name_valid(out))
-        return OL_EMALFORMED;
-    return 0;
-}
-
-static int get_kind(struct ol__mpr *r, char *out)
-{
-    /* A kind names a plugin file: the same rules as an agent name. */
-    return get_name(r, out);
-}
-
-#define CHECK(what_, expr)                                                 \
-    do {                                                                   \
-        *whatp = (what_);                                                  \
-        if ((expr) != 0)                                                   \
-            return OL_EMALFORMED;                                          \
-    } while (0)
-
-/* Each decoder reads the fields after the type; `n` is the array length. */
-typedef int (*decode_fn)(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                         const char **whatp);
-
-static int decode_ckpts(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                        const char **whatp)
-{
-    const void *sig;
-    uint32_t siglen, nb;
-
-    CHECK("ckpts", n != 4);
-    CHECK("seal", get_blob(r, &c->seal, 16u << 20, 0));
-    CHECK("seal signature",
-          ol__mpr_bin(r, &sig, &siglen) || siglen != OL_SIG_SIZE);
-    c->sig = sig;
-    CHECK("bodies",
-          ol__mpr_array(r, &nb) || nb == 0 || nb > OL_SEAL_MAX_HASHES);
-    c->bodies = calloc(nb, sizeof *c->bodies);
-    CHECK("bodies", c->bodies == NULL);
-    c->n_bodies = nb;
-    for (uint32_t i = 0; i < nb; i++)
-        CHECK("body", get_blob(r, &c->bodies[i], OL_CKPT_MAX, 0));
-    return 0;
-}
-
-static int decode_spawn(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                        const char **whatp)
-{
-    CHECK("spawn", n != 7 || ol__mpr_uint(r, &c->req));
-    CHECK("spawn name", get_name(r, c->name));
-    CHECK("spawn kind", get_kind(r, c->kind));
-    CHECK("spawn config", get_blob(r, &c->config, OL_AGENT_MSG_MAX, 1));
-    CHECK("spawn owner", ol__mpr_uint(r, &c->owner));
-    CHECK("spawn incarnation", ol__mpr_uint(r, &c->inc));
-    return 0;
-}
-
-/* STOP, START and RM: [type, req, name]. */
-static int decode_name_only(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                            const char **whatp)
-{
-    CHECK("stop/start/rm", n != 3 || ol__mpr_uint(r, &c->req));
-    CHECK("agent name", get_name(r, c->name));
-    return 0;
-}
-
-static int decode_place(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                        const char **whatp)
-{
-    CHECK("place", n != 6 || ol__mpr_uint(r, &c->req));
-    CHECK("place name", get_name(r, c->name));
-    CHECK("place owner", ol__mpr_uint(r, &c->owner));
-    CHECK("place epoch", ol__mpr_uint(r, &c->epoch) || c->epoch == 0);
-    CHECK("place incarnation", ol__mpr_uint(r, &c->inc));
-    return 0;
-}
-
-static int decode_move(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                       const char **whatp)
-{
-    uint64_t hold;
-
-    CHECK("move", n != 8 || ol__mpr_uint(r, &c->req));
-    CHECK("move name", get_name(r, c->name));
-    CHECK("move owner", ol__mpr_uint(r, &c->owner));
-    CHECK("move epoch", ol__mpr_uint(r, &c->epoch) || c->epoch == 0);
-    CHECK("move incarnation", ol__mpr_uint(r, &c->inc));
-    CHECK("move term", ol__mpr_uint(r, &c->term) || c->term == 0);
-    CHECK("move hand-off wait",
-          ol__mpr_uint(r, &hold) || hold > OL_MOVE_HOLD_MAX_MS);
-    c->hold_ms = (uint32_t)hold;
-    return 0;
-}
-
-static int decode_send(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                       const char **whatp)
-{
-    CHECK("send", n != 5 || ol__mpr_uint(r, &c->req));
-    CHECK("send recipient", get_name(r, c->name));
-    CHECK("send seq", ol__mpr_uint(r, &c->msg_seq));
-    CHECK("send payload", get_blob(r, &c->payload, OL_AGENT_MSG_MAX, 1));
-    return 0;
-}
-
-static int decode_config(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                         const char **whatp)
-{
-    CHECK("config", n != 5 || ol__mpr_uint(r, &c->req));
-    CHECK("config name", get_name(r, c->name));
-    CHECK("config seq", ol__mpr_uint(r, &c->msg_seq));
-    CHECK("config body", get_blob(r, &c->config, OL_AGENT_MSG_MAX, 1));
-    return 0;
-}
-
-static int decode_quarantine(struct ol__mpr *r, uint32_t n,
-                             struct ol__cmd *c, const char **whatp)
-{
-    CHECK("quarantine", n != 5 || ol__mpr_uint(r, &c->req));
-    CHECK("quarantine name", get_name(r, c->name));
-    CHECK("quarantine epoch", ol__mpr_uint(r, &c->epoch));
-    CHECK("quarantine reason",
-          ol__mpr_strcpy(r, c->reason, sizeof c->reason));
-    return 0;
-}
-
-static int decode_node(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                       const char **whatp)
-{
-    CHECK("node", n != 6 || ol__mpr_uint(r, &c->req));
-    CHECK("node id", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
-    CHECK("node address", ol__mpr_strcpy(r, c->address, sizeof c->address));
-    CHECK("node key", ol__mpr_bin_fixed(r, c->pk, OL_PK_SIZE));
-    CHECK("node labels", ol__mpr_strcpy(r, c->labels, sizeof c->labels));
-    return 0;
-}
-
-static int decode_node_del(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                           const char **whatp)
-{
-    CHECK("node_del", n != 3 || ol__mpr_uint(r, &c->req));
-    CHECK("node id", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
-    return 0;
-}
-
-static int decode_noop(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                       const char **whatp)
-{
-    (void)r;
-    (void)c;
-    CHECK("noop", n != 1);
-    return 0;
-}
-
-static int decode_crash(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                        const char **whatp)
+static int get_uint(struct ol__mpr *r, const struct field *f, void *m)
 {
     uint64_t v;
+    uint32_t v32;
 
-    CHECK("crash", n != 8 || ol__mpr_uint(r, &c->req));
-    CHECK("crash name", get_name(r, c->name));
-    CHECK("crash epoch", ol__mpr_uint(r, &c->epoch));
-    CHECK("crash time", ol__mpr_int(r, &c->time_ms));
-    CHECK("crash limit", ol__mpr_uint(r, &v) || v == 0 || v > 1000);
-    c->limit = (uint32_t)v;
-    CHECK("crash window", ol__mpr_uint(r, &v) || v > UINT32_MAX);
-    c->window_ms = (uint32_t)v;
-    CHECK("crash reason", ol__mpr_strcpy(r, c->reason, sizeof c->reason));
+    if (ol__mpr_uint(r, &v) || v < f->lo || v > f->hi)
+        return OL_EMALFORMED;
+    if (f->size == sizeof(uint64_t)) {
+        memcpy(m, &v, sizeof v);
+        return 0;
+    }
+    if (v > UINT32_MAX)
+        return OL_EMALFORMED;
+    v32 = (uint32_t)v;
+    memcpy(m, &v32, sizeof v32);
     return 0;
 }
 
-static int decode_code(struct ol__mpr *r, uint32_t n, struct ol__cmd *c,
-                       const char **whatp)
+/* Read one field into its member, checked. */
+static int get_field(struct ol__mpr *r, const struct field *f,
+                     struct ol__cmd *c)
 {
-    bool wanted;
+    void *m = (char *)c + f->off;
+    bool b;
 
-    CHECK("code", n != 7 || ol__mpr_uint(r, &c->req));
-    CHECK("code node", ol__mpr_uint(r, &c->node_id) || c->node_id == 0);
-    CHECK("code kind", get_kind(r, c->kind));
-    CHECK("code hash", ol__mpr_bin_fixed(r, c->hash, OL_HASH_SIZE));
-    CHECK("code version", ol__mpr_strcpy(r, c->version, sizeof c->version));
-    CHECK("code wanted", ol__mpr_bool(r, &wanted));
-    c->wanted = wanted;
+    switch (f->kind) {
+    case F_UINT:
+        return get_uint(r, f, m);
+    case F_INT:
+        return ol__mpr_int(r, m);
+    case F_NAME:
+        /* A kind names a plugin file: the same rules as an agent name. */
+        return ol__mpr_strcpy(r, m, f->size) || !ol__name_valid(m);
+    case F_STR:
+        return ol__mpr_strcpy(r, m, f->size);
+    case F_BIN:
+    case F_MSGPACK:
+        return get_blob(r, m, (uint32_t)f->hi, f->kind == F_MSGPACK);
+    case F_FIXED:
+        return ol__mpr_bin_fixed(r, m, f->size);
+    case F_BOOL:
+        if (ol__mpr_bool(r, &b))
+            return OL_EMALFORMED;
+        *(int *)m = b;
+        return 0;
+    }
+    return OL_EMALFORMED;
+}
+
+/* The elements after the type of a command of row `t`, `n` in all. */
+static int decode_fields(struct ol__mpr *r, uint32_t n, const struct row *t,
+                         struct ol__cmd *c, const char **whatp)
+{
+    CHECK(t->info.name, n != 1 + !t->bare + t->n_fields);
+    if (!t->bare)
+        CHECK(t->info.name, ol__mpr_uint(r, &c->req));
+    for (uint32_t i = 0; i < t->n_fields; i++)
+        CHECK(t->fields[i].what, get_field(r, &t->fields[i], c));
     return 0;
-}
-
-/*
- * The command table.  A new command type is a row here (with the feature
- * level that introduces it), its fields in struct ol__cmd, an encoder, and
- * its apply function in the state machine's table (sm_apply.c).
- */
-static const struct {
-    struct ol__cmd_info info;
-    decode_fn decode;
-} table[] = {
-    {{OL_CMD_CKPTS, "ckpts", 1, OL_AUTH_ANY}, decode_ckpts},
-    {{OL_CMD_SPAWN, "spawn", 1, OL_AUTH_ANY}, decode_spawn},
-    {{OL_CMD_STOP, "stop", 1, OL_AUTH_ANY}, decode_name_only},
-    {{OL_CMD_PLACE, "place", 1, OL_AUTH_LEADER}, decode_place},
-    {{OL_CMD_SEND, "send", 1, OL_AUTH_ANY}, decode_send},
-    {{OL_CMD_QUARANTINE, "quarantine", 1, OL_AUTH_OWNER}, decode_quarantine},
-    {{OL_CMD_NODE, "node", 1, OL_AUTH_SELF}, decode_node},
-    {{OL_CMD_NODE_DEL, "node_del", 1, OL_AUTH_LEADER}, decode_node_del},
-    {{OL_CMD_START, "start", 1, OL_AUTH_ANY}, decode_name_only},
-    {{OL_CMD_NOOP, "noop", 1, OL_AUTH_LEADER}, decode_noop},
-    /* A crash report counts from any member: a node reports its own
-     * agent's crash when it restarts, by which time the agent may run
-     * elsewhere; the state machine counts a report once per req, only
-     * for a running agent and never from before the last START. */
-    {{OL_CMD_CRASH, "crash", 2, OL_AUTH_ANY}, decode_crash},
-    {{OL_CMD_CODE, "code", 2, OL_AUTH_SELF}, decode_code},
-    {{OL_CMD_MOVE, "move", 2, OL_AUTH_LEADER}, decode_move},
-    {{OL_CMD_RM, "rm", 3, OL_AUTH_ANY}, decode_name_only},
-    {{OL_CMD_CONFIG, "config", 3, OL_AUTH_ANY}, decode_config},
-};
-
-#define N_TYPES (sizeof table / sizeof table[0])
-
-static uint32_t max_level = OL_FEATURE_LEVEL;
-
-void ol__cmd_set_level(uint32_t level)
-{
-    max_level = level >= 1 && level <= OL_FEATURE_LEVEL ? level
-                                                        : OL_FEATURE_LEVEL;
-}
-
-uint32_t ol__cmd_level(void)
-{
-    return max_level;
-}
-
-static int row_of(uint64_t type)
-{
-    for (size_t i = 0; i < N_TYPES; i++)
-        if (table[i].info.type == type)
-            return table[i].info.level <= max_level ? (int)i : -1;
-    return -1;
-}
-
-const struct ol__cmd_info *ol__cmd_info(uint32_t type)
-{
-    int i = row_of(type);
-
-    return i < 0 ? NULL : &table[i].info;
-}
-
-uint32_t ol__cmd_need(uint32_t type)
-{
-    for (size_t i = 0; i < N_TYPES; i++)
-        if (table[i].info.type == type)
-            return table[i].info.level;
-    return 0;
-}
-
-const struct ol__cmd_info *ol__cmd_info_at(size_t i)
-{
-    return i < N_TYPES ? &table[i].info : NULL;
 }
 
 static int decode_cmd(struct ol__mpr *r, struct ol__cmd *c,
                       const char **whatp, uint64_t *unknown)
 {
+    const struct row *t;
     uint32_t n;
     uint64_t type;
     size_t start = r->off;
-    int row, rv;
+    int rv;
 
     *whatp = "command";
     rv = ol__mpr_array(r, &n) || n < 1 || ol__mpr_uint(r, &type);
     if (rv)
         return OL_EMALFORMED;
-    row = row_of(type);
-    if (row < 0) {
+    t = row_of(type);
+    if (t == NULL) {
         *whatp = "command type";
         *unknown = type;
         return OL_ENOTSUP;
     }
     c->type = (uint32_t)type;
-    rv = table[row].decode(r, n, c, whatp);
+    rv = t->decode ? t->decode(r, n, c, whatp)
+                   : decode_fields(r, n, t, c, whatp);
     if (rv != 0)
         return rv;
     c->raw.p = r->base + start;

@@ -10,7 +10,8 @@
  * the same rows.  Format 1 entries, [1, [cmd, ...]], from before the term
  * was carried, still decode, with term and time 0.
  *
- * Each command is a msgpack array whose first element is its type:
+ * Each command is a msgpack array whose first element is its type (the
+ * command table in cmd.c writes and checks them):
  *
  *     CKPTS      [1, seal: bin, sig: bin64, [body: bin, ...]]
  *     SPAWN      [2, req, name, kind, config: bin, owner, inc]
@@ -32,24 +33,24 @@
  * waiting client can match it.  An owner is a node id plus that node's
  * incarnation (a random id drawn at each start), so a grant made to a node
  * before it restarted does not let the restarted node run the agent.  A
- * SPAWN with owner 0 leaves the agent for the leader to place.  A CKPTS command carries a seal and the
- * checkpoint bodies whose hashes it lists, in order.  A CRASH reports that
- * the agent's code crashed or overran its deadline under `epoch`, at the
- * reporter's `time_ms`; `limit` crashes within `window_ms` quarantine it
- * (the reporter's settings travel with the report, so every node decides
- * the same).  A CODE says which build of plugin `kind` node `node` runs;
- * with `wanted` (an upgrade) it also becomes the build agents of the kind
- * may only be placed with.  A MOVE with `hold_ms` > 0 hands the agent over
- * from a node that may still be running it (a rebalance, a node being
- * removed): the new owner applies it, then waits `hold_ms` on its own
- * monotonic clock, or until the old owner says it has let go, before the
- * agent's first step (placement.h, ol__pl_handoff_ms).  The leader
- * decides the wait, so every node applies the same command.  An RM removes
- * a stopped agent for good: its row stays as a tombstone (status removed)
- * with its checkpoints, so its history still verifies and its name is
- * never used again.  A CONFIG replaces an agent's config and queues it to
- * the agent as a message from "@config" (OL_EVENT_CONFIG), numbered
- * `msg_seq` like a SEND.
+ * SPAWN with owner 0 leaves the agent for the leader to place.  A CKPTS
+ * command carries a seal and the checkpoint bodies whose hashes it lists,
+ * in order.  A CRASH reports that the agent's code crashed or overran its
+ * deadline under `epoch`, at the reporter's `time_ms`; `limit` crashes
+ * within `window_ms` quarantine it (the reporter's settings travel with the
+ * report, so every node decides the same).  A CODE says which build of
+ * plugin `kind` node `node` runs; with `wanted` (an upgrade) it also becomes
+ * the build agents of the kind may only be placed with.  A MOVE with
+ * `hold_ms` > 0 hands the agent over from a node that may still be running
+ * it (a rebalance, a node being removed): the new owner applies it, then
+ * waits `hold_ms` on its own monotonic clock, or until the old owner says it
+ * has let go, before the agent's first step (placement.h,
+ * ol__pl_handoff_ms).  The leader decides the wait, so every node applies
+ * the same command.  An RM removes a stopped agent for good: its row stays
+ * as a tombstone (status removed) with its checkpoints, so its history still
+ * verifies and its name is never used again.  A CONFIG replaces an agent's
+ * config and queues it to the agent as a message from "@config"
+ * (OL_EVENT_CONFIG), numbered `msg_seq` like a SEND.
  */
 #ifndef OL_CMD_H
 #define OL_CMD_H
@@ -130,7 +131,9 @@ struct ol__blob {
     uint32_t len;
 };
 
-/* A decoded command.  Pointers point into the entry bytes. */
+/* A command, decoded or to encode.  Which members a type carries, in
+ * which order, is its row in the command table (cmd.c).  Decoded
+ * pointers point into the entry bytes. */
 struct ol__cmd {
     uint32_t type;
     uint64_t req;
@@ -140,12 +143,12 @@ struct ol__cmd {
     const uint8_t *sig;
     struct ol__blob *bodies; /* malloc'd array */
     uint32_t n_bodies;
-    /* SPAWN, STOP, PLACE, QUARANTINE, START: agent; SEND: recipient */
+    /* The agent (SEND: the recipient) of every agent command */
     char name[OL_NAME_MAX + 1];
-    char kind[OL_KIND_MAX + 1];
-    struct ol__blob config;  /* SPAWN: one msgpack object */
-    uint64_t owner;          /* SPAWN, PLACE */
-    uint64_t inc;            /* SPAWN, PLACE: the owner's incarnation */
+    char kind[OL_KIND_MAX + 1];          /* SPAWN, CODE */
+    struct ol__blob config;  /* SPAWN, CONFIG: one msgpack object */
+    uint64_t owner;          /* SPAWN, PLACE, MOVE */
+    uint64_t inc;            /* SPAWN, PLACE, MOVE: the owner's incarnation */
     uint64_t epoch;          /* PLACE, MOVE, QUARANTINE, CRASH */
     uint64_t term;           /* MOVE: the term of the leader deciding it */
     uint32_t hold_ms;        /* MOVE: the new owner's hand-off wait */
@@ -155,13 +158,13 @@ struct ol__cmd {
     uint8_t hash[OL_HASH_SIZE];          /* CODE */
     char version[OL_VERSION_MAX + 1];    /* CODE */
     int wanted;                          /* CODE */
-    uint64_t msg_seq;        /* SEND */
+    uint64_t msg_seq;        /* SEND, CONFIG */
     struct ol__blob payload; /* SEND: one msgpack object */
-    char reason[OL_REASON_MAX + 1];
-    uint64_t node_id;        /* NODE, NODE_DEL */
-    char address[OL_ADDR_MAX];
-    uint8_t pk[OL_PK_SIZE];
-    char labels[OL_LABELS_MAX + 1];
+    char reason[OL_REASON_MAX + 1];      /* QUARANTINE, CRASH */
+    uint64_t node_id;        /* NODE, NODE_DEL, CODE */
+    char address[OL_ADDR_MAX];           /* NODE */
+    uint8_t pk[OL_PK_SIZE];              /* NODE */
+    char labels[OL_LABELS_MAX + 1];      /* NODE */
 };
 
 struct ol__entry {
@@ -198,10 +201,20 @@ void ol__entry_w_init(struct ol__entry_w *w);
 void ol__entry_w_close(struct ol__entry_w *w);
 void ol__entry_w_reset(struct ol__entry_w *w);
 
+/* Add command `c` (any type but CKPTS): the command table in cmd.c says
+ * which members of `c` go on the wire, in which order.  Returns 0,
+ * OL_EINVAL (CKPTS, or a type this build does not know), OL_ETOOBIG (the
+ * entry is full) or OL_ENOMEM.  Values are not checked here: every node's
+ * decoder checks them. */
+int ol__entry_add(struct ol__entry_w *w, const struct ol__cmd *c) WUR;
+
 /* Seal n bodies with `key` and add them as one CKPTS command. */
 int ol__entry_add_ckpts(struct ol__entry_w *w, const struct ol__key *key,
                         int64_t time_ms, const struct ol__blob *bodies,
                         const uint8_t *hashes, uint32_t n);
+/* The typed adders fill a struct ol__cmd for ol__entry_add().  A string
+ * too long for its member is refused (OL_EINVAL), except a reason, which
+ * comes from an error message and is clipped to OL_REASON_MAX. */
 int ol__entry_add_spawn(struct ol__entry_w *w, uint64_t req,
                         const char *name, const char *kind,
                         const void *config, size_t config_len,

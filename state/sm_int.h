@@ -1,5 +1,7 @@
 /*
- * State machine internals shared by sm.c and sm_snap.c.
+ * State machine internals shared by its files: sm.c (open, caches, rows,
+ * effects), sm_apply.c (entries and the apply table), sm_ckpts.c,
+ * sm_mail.c, sm_agents.c, sm_crash.c, sm_code.c, sm_reqs.c, sm_snap.c.
  */
 #ifndef OL_SM_INT_H
 #define OL_SM_INT_H
@@ -82,6 +84,53 @@ int ol__sm_stored_hash(struct ol__sm *sm, const char *agent, uint64_t seq,
                        uint8_t out[OL_HASH_SIZE]);
 int ol__sm_apply_cmd(struct ol__sm *sm, const struct ol__cmd *c,
                      struct ol__effects *fx);
+
+/* Checkpoints (sm_ckpts.c): a CKPTS command; `trusted` when this process
+ * sealed it (the hashes it lists are not computed again). */
+int ol__sm_apply_ckpts(struct ol__sm *sm, const struct ol__cmd *cmd,
+                       int trusted, struct ol__effects *fx);
+
+/* Messages (sm_mail.c).  Store a message for agent `to`: 1 stored, 0 it
+ * was stored before (a replay), OL_EIO. */
+int ol__sm_mail_put(struct ol__sm *sm, struct ol__sm_agent *to,
+                    const char *from, uint64_t seq, uint32_t idx,
+                    const void *p, uint32_t len, struct ol__effects *fx);
+/* The recipient of a SEND or CONFIG carrying `len` bytes, or NULL with
+ * the refusal reported (no such agent, removed, mailbox full). */
+struct ol__sm_agent *ol__sm_mail_target(struct ol__sm *sm,
+                                        const struct ol__cmd *c,
+                                        uint32_t len, struct ol__effects *fx);
+/* Deliver checkpoint `c`'s outbox (bouncing what cannot be delivered) and
+ * remove the messages it acknowledges.  0 or OL_EIO. */
+int ol__sm_deliver(struct ol__sm *sm, const struct ol__ckpt *c,
+                   struct ol__effects *fx);
+
+/* The agent lifecycle (sm_agents.c).  A command that changes one agent's
+ * row is an ol__sm_agent_fn run by ol__sm_apply_agent(), which finds the
+ * agent, writes the row and reports the outcome: the function returns 0
+ * with the row changed in place, 1 for success with nothing to write, or
+ * an outcome code with `why` set (nothing changed). */
+typedef int (*ol__sm_agent_fn)(struct ol__sm *sm, const struct ol__cmd *c,
+                               struct ol__sm_agent *a, char *why,
+                               size_t cap);
+int ol__sm_apply_agent(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__effects *fx, ol__sm_agent_fn fn);
+int ol__sm_apply_spawn(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__effects *fx);
+int ol__sm_apply_start(struct ol__sm *sm, const struct ol__cmd *c,
+                       struct ol__effects *fx);
+int ol__sm_apply_move(struct ol__sm *sm, const struct ol__cmd *c,
+                      struct ol__effects *fx);
+int ol__sm_apply_config(struct ol__sm *sm, const struct ol__cmd *c,
+                        struct ol__effects *fx);
+int ol__sm_row_stop(struct ol__sm *sm, const struct ol__cmd *c,
+                    struct ol__sm_agent *a, char *why, size_t cap);
+int ol__sm_row_rm(struct ol__sm *sm, const struct ol__cmd *c,
+                  struct ol__sm_agent *a, char *why, size_t cap);
+int ol__sm_row_place(struct ol__sm *sm, const struct ol__cmd *c,
+                     struct ol__sm_agent *a, char *why, size_t cap);
+int ol__sm_row_quarantine(struct ol__sm *sm, const struct ol__cmd *c,
+                          struct ol__sm_agent *a, char *why, size_t cap);
 
 /* Applied request ids (sm_reqs.c).  ol__sm_apply_once() applies a
  * command of a format 2 entry unless its request id was applied before, in
