@@ -158,6 +158,61 @@ static const char agent_head_sql[] =
 static const char agent_mail_sql[] =
     "SELECT count(*) FROM mailbox WHERE to_agent = ?1";
 
+static void bind_filter(sqlite3_stmt *st, const struct ol__agent_filter *f)
+{
+    sqlite3_bind_int(st, 1, f->all != 0);
+    sqlite3_bind_int(st, 2, f->status);
+    if (f->kind)
+        sqlite3_bind_text(st, 3, f->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)f->owner);
+    if (f->prefix)
+        sqlite3_bind_text(st, 5, f->prefix, -1, SQLITE_STATIC);
+    if (f->after)
+        sqlite3_bind_text(st, 6, f->after, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, f->limit ? (sqlite3_int64)f->limit : -1);
+}
+
+/* One agent of the listing: its agents row `st`, with its head from `hd`
+ * and its mailbox count from `mb`.  Returns nonzero if packing failed. */
+static int pack_agent(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *hd,
+                      sqlite3_stmt *mb, msgpack_packer *rp)
+{
+    char reason[OL_ERRMSG_SIZE];
+    int hrc, mrc, bad = 0;
+
+    snprintf(reason, sizeof reason, "%s", col_text(st, 5));
+    sqlite3_bind_text(hd, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(mb, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
+    hrc = sqlite3_step(hd);
+    if (hrc != SQLITE_ROW && hrc != SQLITE_DONE && reason[0] == '\0')
+        snprintf(reason, sizeof reason,
+                 "its newest checkpoint cannot be read: %s",
+                 sqlite3_errmsg(db));
+    mrc = sqlite3_step(mb);
+    bad |= msgpack_pack_map(rp, 10);
+    bad |= kv_str(rp, "name", col_text(st, 0));
+    bad |= kv_str(rp, "kind", col_text(st, 1));
+    bad |= kv_str(rp, "status", ol__status_name(sqlite3_column_int(st, 2)));
+    bad |= kv_uint(rp, "owner", (uint64_t)sqlite3_column_int64(st, 3));
+    bad |= kv_uint(rp, "epoch", (uint64_t)sqlite3_column_int64(st, 4));
+    bad |= kv_uint(rp, "seq", hrc == SQLITE_ROW
+                                  ? (uint64_t)sqlite3_column_int64(hd, 0)
+                                  : 0);
+    bad |= kv_int(rp, "time_ms",
+                  hrc == SQLITE_ROW ? sqlite3_column_int64(hd, 1) : 0);
+    bad |= kv_hex(rp, "hash",
+                  hrc == SQLITE_ROW ? sqlite3_column_blob(hd, 2) : NULL,
+                  hrc == SQLITE_ROW ? (size_t)sqlite3_column_bytes(hd, 2)
+                                    : 0);
+    bad |= kv_str(rp, "reason", reason);
+    bad |= kv_uint(rp, "mailbox",
+                   mrc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(mb, 0)
+                                     : 0);
+    sqlite3_reset(hd);
+    sqlite3_reset(mb);
+    return bad;
+}
+
 int ol__query_agents(sqlite3 *db, msgpack_packer *pk,
                      const struct ol__agent_filter *f, char *errmsg)
 {
@@ -169,20 +224,9 @@ int ol__query_agents(sqlite3 *db, msgpack_packer *pk,
     uint32_t n = 0;
     int bad = 0, rc, rv;
 
-    if (f == NULL)
-        f = &none;
     if ((rv = prepare(db, agents_sql, &st, errmsg)) != 0)
         return rv;
-    sqlite3_bind_int(st, 1, f->all != 0);
-    sqlite3_bind_int(st, 2, f->status);
-    if (f->kind)
-        sqlite3_bind_text(st, 3, f->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)f->owner);
-    if (f->prefix)
-        sqlite3_bind_text(st, 5, f->prefix, -1, SQLITE_STATIC);
-    if (f->after)
-        sqlite3_bind_text(st, 6, f->after, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 7, f->limit ? (sqlite3_int64)f->limit : -1);
+    bind_filter(st, f ? f : &none);
     if ((rv = prepare(db, agent_head_sql, &hd, errmsg)) != 0 ||
         (rv = prepare(db, agent_mail_sql, &mb, errmsg)) != 0) {
         sqlite3_finalize(st);
@@ -192,42 +236,7 @@ int ol__query_agents(sqlite3 *db, msgpack_packer *pk,
     ol__buf_init(&rows);
     msgpack_packer_init(&rp, &rows, ol__buf_write);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        char reason[OL_ERRMSG_SIZE];
-        int hrc, mrc;
-
-        snprintf(reason, sizeof reason, "%s", col_text(st, 5));
-        sqlite3_bind_text(hd, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(mb, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
-        hrc = sqlite3_step(hd);
-        if (hrc != SQLITE_ROW && hrc != SQLITE_DONE && reason[0] == '\0')
-            snprintf(reason, sizeof reason,
-                     "its newest checkpoint cannot be read: %s",
-                     sqlite3_errmsg(db));
-        mrc = sqlite3_step(mb);
-        bad |= msgpack_pack_map(&rp, 10);
-        bad |= kv_str(&rp, "name", col_text(st, 0));
-        bad |= kv_str(&rp, "kind", col_text(st, 1));
-        bad |= kv_str(&rp, "status",
-                      ol__status_name(sqlite3_column_int(st, 2)));
-        bad |= kv_uint(&rp, "owner", (uint64_t)sqlite3_column_int64(st, 3));
-        bad |= kv_uint(&rp, "epoch", (uint64_t)sqlite3_column_int64(st, 4));
-        bad |= kv_uint(&rp, "seq", hrc == SQLITE_ROW
-                                       ? (uint64_t)sqlite3_column_int64(hd, 0)
-                                       : 0);
-        bad |= kv_int(&rp, "time_ms",
-                      hrc == SQLITE_ROW ? sqlite3_column_int64(hd, 1) : 0);
-        bad |= kv_hex(&rp, "hash",
-                      hrc == SQLITE_ROW ? sqlite3_column_blob(hd, 2) : NULL,
-                      hrc == SQLITE_ROW
-                          ? (size_t)sqlite3_column_bytes(hd, 2)
-                          : 0);
-        bad |= kv_str(&rp, "reason", reason);
-        bad |= kv_uint(&rp, "mailbox",
-                       mrc == SQLITE_ROW
-                           ? (uint64_t)sqlite3_column_int64(mb, 0)
-                           : 0);
-        sqlite3_reset(hd);
-        sqlite3_reset(mb);
+        bad |= pack_agent(db, st, hd, mb, &rp);
         n++;
     }
     sqlite3_finalize(hd);
