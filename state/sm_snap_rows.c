@@ -34,6 +34,26 @@ static int run(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? 0 : OL_EIO;
 }
 
+/* Install one row; `st` is the table's statement. */
+typedef int (*row_fn)(struct restore *rs, sqlite3_stmt *st);
+
+/* Read a table's array header (`what` names it if malformed), prepare
+ * `sql` into *st if given, and install each row with `row`. */
+static int each_row(struct restore *rs, const char *what, sqlite3_stmt **st,
+                    const char *sql, row_fn row)
+{
+    uint32_t n;
+    int rv = 0;
+
+    if (ol__mpr_array(&rs->r, &n))
+        BAD(rs, what);
+    if (sql != NULL && stmt(rs, st, sql) != 0)
+        return OL_EIO;
+    for (uint32_t i = 0; i < n && rv == 0; i++)
+        rv = row(rs, st ? *st : NULL);
+    return rv;
+}
+
 void ol__snap_restore_close(struct restore *rs)
 {
     sqlite3_finalize(rs->evidence);
@@ -46,29 +66,28 @@ void ol__snap_restore_close(struct restore *rs)
     rs->seals = NULL;
 }
 
+static int node_row(struct restore *rs, sqlite3_stmt *unused)
+{
+    struct ol__sm_node nd;
+    uint64_t id, removed;
+    uint32_t m;
+
+    (void)unused;
+    memset(&nd, 0, sizeof nd);
+    if (ol__mpr_array(&rs->r, &m) || m != 5 || ol__mpr_uint(&rs->r, &id) ||
+        id == 0 || ol__mpr_bin_fixed(&rs->r, nd.pk, OL_PK_SIZE) ||
+        ol__mpr_strcpy(&rs->r, nd.address, sizeof nd.address) ||
+        ol__mpr_strcpy(&rs->r, nd.labels, sizeof nd.labels) ||
+        ol__mpr_uint(&rs->r, &removed))
+        BAD(rs, "node row");
+    nd.id = id;
+    nd.removed = removed != 0;
+    return ol__sm_write_node(rs->sm, &nd) != 0 ? OL_EIO : 0;
+}
+
 int ol__snap_restore_nodes(struct restore *rs)
 {
-    uint32_t n, m;
-
-    if (ol__mpr_array(&rs->r, &n))
-        BAD(rs, "nodes");
-    for (uint32_t i = 0; i < n; i++) {
-        struct ol__sm_node nd;
-        uint64_t id, removed;
-
-        memset(&nd, 0, sizeof nd);
-        if (ol__mpr_array(&rs->r, &m) || m != 5 || ol__mpr_uint(&rs->r, &id) ||
-            id == 0 || ol__mpr_bin_fixed(&rs->r, nd.pk, OL_PK_SIZE) ||
-            ol__mpr_strcpy(&rs->r, nd.address, sizeof nd.address) ||
-            ol__mpr_strcpy(&rs->r, nd.labels, sizeof nd.labels) ||
-            ol__mpr_uint(&rs->r, &removed))
-            BAD(rs, "node row");
-        nd.id = id;
-        nd.removed = removed != 0;
-        if (ol__sm_write_node(rs->sm, &nd) != 0)
-            return OL_EIO;
-    }
-    return 0;
+    return each_row(rs, "nodes", NULL, NULL, node_row);
 }
 
 struct agent_row {
@@ -102,34 +121,32 @@ static int read_agent(struct restore *rs, struct agent_row *a)
                            ol__mpr_int(&rs->r, &a->updated)));
 }
 
+static int agent_row(struct restore *rs, sqlite3_stmt *st)
+{
+    struct agent_row a;
+
+    if (read_agent(rs, &a))
+        BAD(rs, "agent row");
+    /* ST_AGENT_INS: name, kind, config, owner, epoch, status, reason,
+     * req, created_ms, updated_ms, inc */
+    sqlite3_bind_text(st, 1, a.name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, a.kind, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 3, a.cfg, (int)a.cfg_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)a.owner);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)a.epoch);
+    sqlite3_bind_int(st, 6, (int)a.status);
+    sqlite3_bind_text(st, 7, a.reason, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)a.req);
+    sqlite3_bind_int64(st, 9, a.created);
+    sqlite3_bind_int64(st, 10, a.updated);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)a.inc);
+    return ol__sm_done(rs->sm, st);
+}
+
 int ol__snap_restore_agents(struct restore *rs)
 {
-    sqlite3_stmt *st = rs->sm->stmt[ST_AGENT_INS];
-    struct agent_row a;
-    uint32_t n;
-
-    if (ol__mpr_array(&rs->r, &n))
-        BAD(rs, "agents");
-    for (uint32_t i = 0; i < n; i++) {
-        if (read_agent(rs, &a))
-            BAD(rs, "agent row");
-        /* ST_AGENT_INS: name, kind, config, owner, epoch, status, reason,
-         * req, created_ms, updated_ms, inc */
-        sqlite3_bind_text(st, 1, a.name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, a.kind, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_blob(st, 3, a.cfg, (int)a.cfg_len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)a.owner);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)a.epoch);
-        sqlite3_bind_int(st, 6, (int)a.status);
-        sqlite3_bind_text(st, 7, a.reason, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 8, (sqlite3_int64)a.req);
-        sqlite3_bind_int64(st, 9, a.created);
-        sqlite3_bind_int64(st, 10, a.updated);
-        sqlite3_bind_int64(st, 11, (sqlite3_int64)a.inc);
-        if (ol__sm_done(rs->sm, st) != 0)
-            return OL_EIO;
-    }
-    return 0;
+    return each_row(rs, "agents", &rs->sm->stmt[ST_AGENT_INS], NULL,
+                    agent_row);
 }
 
 static int cmp_seal(const void *a, const void *b)
@@ -314,29 +331,27 @@ static int store_head(struct restore *rs, struct head_row *h,
     return 0;
 }
 
+static int head_row(struct restore *rs, sqlite3_stmt *unused)
+{
+    struct head_row h;
+    const struct seal_map *s;
+    uint32_t m;
+
+    (void)unused;
+    if (ol__mpr_array(&rs->r, &m) || m != 7 ||
+        ol__mpr_strcpy(&rs->r, h.agent, sizeof h.agent) ||
+        ol__mpr_uint(&rs->r, &h.seq) || ol__mpr_uint(&rs->r, &h.epoch) ||
+        ol__mpr_int(&rs->r, &h.time_ms) || ol__mpr_int(&rs->r, &h.seal_id) ||
+        ol__mpr_int(&rs->r, &h.idx) || ol__mpr_bin(&rs->r, &h.body, &h.blen))
+        BAD(rs, "checkpoint row");
+    s = head_seal(rs, &h);
+    return s != NULL && store_head(rs, &h, s) != 0 ? OL_EIO : 0;
+}
+
 /* Each agent's head checkpoint. */
 int ol__snap_restore_heads(struct restore *rs)
 {
-    uint32_t n, m;
-
-    if (ol__mpr_array(&rs->r, &n))
-        BAD(rs, "checkpoints");
-    for (uint32_t i = 0; i < n; i++) {
-        struct head_row h;
-        const struct seal_map *s;
-
-        if (ol__mpr_array(&rs->r, &m) || m != 7 ||
-            ol__mpr_strcpy(&rs->r, h.agent, sizeof h.agent) ||
-            ol__mpr_uint(&rs->r, &h.seq) || ol__mpr_uint(&rs->r, &h.epoch) ||
-            ol__mpr_int(&rs->r, &h.time_ms) ||
-            ol__mpr_int(&rs->r, &h.seal_id) || ol__mpr_int(&rs->r, &h.idx) ||
-            ol__mpr_bin(&rs->r, &h.body, &h.blen))
-            BAD(rs, "checkpoint row");
-        s = head_seal(rs, &h);
-        if (s != NULL && store_head(rs, &h, s) != 0)
-            return OL_EIO;
-    }
-    return 0;
+    return each_row(rs, "checkpoints", NULL, NULL, head_row);
 }
 
 /* New mailbox ids continue from the cluster's sequence, as on the node
@@ -357,136 +372,125 @@ static int restore_mail_seq(struct restore *rs)
     return ol__sm_done(rs->sm, rs->mail_seq);
 }
 
+static int mail_row(struct restore *rs, sqlite3_stmt *st)
+{
+    char to[OL_NAME_MAX + 1], from[OL_NAME_MAX + 1];
+    const void *pl;
+    uint32_t plen, m;
+    int64_t id;
+    uint64_t fseq, idx;
+
+    if (ol__mpr_array(&rs->r, &m) || m != 6 || ol__mpr_int(&rs->r, &id) ||
+        ol__mpr_strcpy(&rs->r, to, sizeof to) ||
+        ol__mpr_strcpy(&rs->r, from, sizeof from) ||
+        ol__mpr_uint(&rs->r, &fseq) || ol__mpr_uint(&rs->r, &idx) ||
+        ol__mpr_bin(&rs->r, &pl, &plen) || ol__mp_check(pl, plen, NULL))
+        BAD(rs, "mailbox row");
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, to, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, from, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)fseq);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)idx);
+    sqlite3_bind_blob(st, 6, pl, (int)plen, SQLITE_STATIC);
+    return ol__sm_done(rs->sm, st);
+}
+
 int ol__snap_restore_mailbox(struct restore *rs)
 {
-    uint32_t n, m;
+    int rv = each_row(rs, "mailbox", &rs->mail,
+                      "INSERT INTO mailbox(id, to_agent, from_agent, "
+                      "from_seq, idx, payload) VALUES(?, ?, ?, ?, ?, ?)",
+                      mail_row);
 
-    if (ol__mpr_array(&rs->r, &n))
-        BAD(rs, "mailbox");
-    if (stmt(rs, &rs->mail,
-             "INSERT INTO mailbox(id, to_agent, from_agent, from_seq, idx, "
-             "payload) VALUES(?, ?, ?, ?, ?, ?)") != 0)
-        return OL_EIO;
-    for (uint32_t i = 0; i < n; i++) {
-        char to[OL_NAME_MAX + 1], from[OL_NAME_MAX + 1];
-        const void *pl;
-        uint32_t plen;
-        int64_t id;
-        uint64_t fseq, idx;
+    return rv != 0 ? rv : restore_mail_seq(rs);
+}
 
-        if (ol__mpr_array(&rs->r, &m) || m != 6 || ol__mpr_int(&rs->r, &id) ||
-            ol__mpr_strcpy(&rs->r, to, sizeof to) ||
-            ol__mpr_strcpy(&rs->r, from, sizeof from) ||
-            ol__mpr_uint(&rs->r, &fseq) || ol__mpr_uint(&rs->r, &idx) ||
-            ol__mpr_bin(&rs->r, &pl, &plen) || ol__mp_check(pl, plen, NULL))
-            BAD(rs, "mailbox row");
-        sqlite3_bind_int64(rs->mail, 1, id);
-        sqlite3_bind_text(rs->mail, 2, to, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(rs->mail, 3, from, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(rs->mail, 4, (sqlite3_int64)fseq);
-        sqlite3_bind_int64(rs->mail, 5, (sqlite3_int64)idx);
-        sqlite3_bind_blob(rs->mail, 6, pl, (int)plen, SQLITE_STATIC);
-        if (ol__sm_done(rs->sm, rs->mail) != 0)
-            return OL_EIO;
-    }
-    return restore_mail_seq(rs);
+static int crash_row(struct restore *rs, sqlite3_stmt *st)
+{
+    char name[OL_NAME_MAX + 1], reason[OL_REASON_MAX + 1];
+    int64_t count, since;
+    uint64_t floor, req;
+    uint32_t m;
+
+    if (ol__mpr_array(&rs->r, &m) || m != 6 ||
+        ol__mpr_strcpy(&rs->r, name, sizeof name) ||
+        ol__mpr_int(&rs->r, &count) || ol__mpr_int(&rs->r, &since) ||
+        ol__mpr_uint(&rs->r, &floor) || ol__mpr_uint(&rs->r, &req) ||
+        ol__mpr_strcpy(&rs->r, reason, sizeof reason))
+        BAD(rs, "crash row");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, count);
+    sqlite3_bind_int64(st, 3, since);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)floor);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)req);
+    sqlite3_bind_text(st, 6, reason, -1, SQLITE_TRANSIENT);
+    return ol__sm_done(rs->sm, st);
 }
 
 int ol__snap_restore_crashes(struct restore *rs)
 {
-    uint32_t n, m;
+    return each_row(rs, "crashes", &rs->crash,
+                    "INSERT INTO crashes(name, n, since_ms, floor, last_req, "
+                    "reason) VALUES(?, ?, ?, ?, ?, ?)",
+                    crash_row);
+}
 
-    if (ol__mpr_array(&rs->r, &n))
-        BAD(rs, "crashes");
-    if (stmt(rs, &rs->crash,
-             "INSERT INTO crashes(name, n, since_ms, floor, last_req, "
-             "reason) VALUES(?, ?, ?, ?, ?, ?)") != 0)
-        return OL_EIO;
-    for (uint32_t i = 0; i < n; i++) {
-        char name[OL_NAME_MAX + 1], reason[OL_REASON_MAX + 1];
-        int64_t count, since;
-        uint64_t floor, req;
+static int code_row(struct restore *rs, sqlite3_stmt *st)
+{
+    char kind[OL_KIND_MAX + 1], version[OL_VERSION_MAX + 1];
+    uint8_t hash[OL_HASH_SIZE];
+    uint64_t node;
+    uint32_t m;
 
-        if (ol__mpr_array(&rs->r, &m) || m != 6 ||
-            ol__mpr_strcpy(&rs->r, name, sizeof name) ||
-            ol__mpr_int(&rs->r, &count) || ol__mpr_int(&rs->r, &since) ||
-            ol__mpr_uint(&rs->r, &floor) || ol__mpr_uint(&rs->r, &req) ||
-            ol__mpr_strcpy(&rs->r, reason, sizeof reason))
-            BAD(rs, "crash row");
-        sqlite3_bind_text(rs->crash, 1, name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(rs->crash, 2, count);
-        sqlite3_bind_int64(rs->crash, 3, since);
-        sqlite3_bind_int64(rs->crash, 4, (sqlite3_int64)floor);
-        sqlite3_bind_int64(rs->crash, 5, (sqlite3_int64)req);
-        sqlite3_bind_text(rs->crash, 6, reason, -1, SQLITE_TRANSIENT);
-        if (ol__sm_done(rs->sm, rs->crash) != 0)
-            return OL_EIO;
-    }
-    return 0;
+    if (ol__mpr_array(&rs->r, &m) || m != 4 ||
+        ol__mpr_strcpy(&rs->r, kind, sizeof kind) ||
+        ol__mpr_uint(&rs->r, &node) ||
+        ol__mpr_bin_fixed(&rs->r, hash, OL_HASH_SIZE) ||
+        ol__mpr_strcpy(&rs->r, version, sizeof version))
+        BAD(rs, "code row");
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)node);
+    sqlite3_bind_blob(st, 3, hash, OL_HASH_SIZE, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, version, -1, SQLITE_TRANSIENT);
+    return ol__sm_done(rs->sm, st);
 }
 
 int ol__snap_restore_code(struct restore *rs)
 {
-    uint32_t n, m;
+    return each_row(rs, "code", &rs->code,
+                    "INSERT INTO code(kind, node, hash, version) "
+                    "VALUES(?, ?, ?, ?)",
+                    code_row);
+}
 
-    if (ol__mpr_array(&rs->r, &n))
-        BAD(rs, "code");
-    if (stmt(rs, &rs->code,
-             "INSERT INTO code(kind, node, hash, version) "
-             "VALUES(?, ?, ?, ?)") != 0)
-        return OL_EIO;
-    for (uint32_t i = 0; i < n; i++) {
-        char kind[OL_KIND_MAX + 1], version[OL_VERSION_MAX + 1];
-        uint8_t hash[OL_HASH_SIZE];
-        uint64_t node;
+static int req_row(struct restore *rs, sqlite3_stmt *st)
+{
+    char why[160];
+    uint64_t req;
+    int64_t cnt, type, status;
+    uint32_t m;
+    int rc;
 
-        if (ol__mpr_array(&rs->r, &m) || m != 4 ||
-            ol__mpr_strcpy(&rs->r, kind, sizeof kind) ||
-            ol__mpr_uint(&rs->r, &node) ||
-            ol__mpr_bin_fixed(&rs->r, hash, OL_HASH_SIZE) ||
-            ol__mpr_strcpy(&rs->r, version, sizeof version))
-            BAD(rs, "code row");
-        sqlite3_bind_text(rs->code, 1, kind, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(rs->code, 2, (sqlite3_int64)node);
-        sqlite3_bind_blob(rs->code, 3, hash, OL_HASH_SIZE, SQLITE_TRANSIENT);
-        sqlite3_bind_text(rs->code, 4, version, -1, SQLITE_TRANSIENT);
-        if (ol__sm_done(rs->sm, rs->code) != 0)
-            return OL_EIO;
-    }
-    return 0;
+    if (ol__mpr_array(&rs->r, &m) || m != 5 || ol__mpr_uint(&rs->r, &req) ||
+        req == 0 || ol__mpr_int(&rs->r, &cnt) ||
+        ol__mpr_int(&rs->r, &type) || ol__mpr_int(&rs->r, &status) ||
+        status > 0 || ol__mpr_strcpy(&rs->r, why, sizeof why))
+        BAD(rs, "request id row");
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)req);
+    sqlite3_bind_int64(st, 2, cnt);
+    sqlite3_bind_int64(st, 3, type);
+    sqlite3_bind_int64(st, 4, status);
+    sqlite3_bind_text(st, 5, why, -1, SQLITE_TRANSIENT);
+    /* A repeated id or counter is a malformed snapshot. */
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        BAD(rs, "request id row (repeated)");
+    return rc == SQLITE_DONE ? 0 : OL_EIO;
 }
 
 int ol__snap_restore_reqs(struct restore *rs)
 {
-    sqlite3_stmt *st = rs->sm->stmt[ST_REQ_INS];
-    uint32_t n, m;
-
-    if (ol__mpr_array(&rs->r, &n))
-        BAD(rs, "request ids");
-    for (uint32_t i = 0; i < n; i++) {
-        char why[160];
-        uint64_t req;
-        int64_t cnt, type, status;
-        int rc;
-
-        if (ol__mpr_array(&rs->r, &m) || m != 5 ||
-            ol__mpr_uint(&rs->r, &req) || req == 0 ||
-            ol__mpr_int(&rs->r, &cnt) || ol__mpr_int(&rs->r, &type) ||
-            ol__mpr_int(&rs->r, &status) || status > 0 ||
-            ol__mpr_strcpy(&rs->r, why, sizeof why))
-            BAD(rs, "request id row");
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)req);
-        sqlite3_bind_int64(st, 2, cnt);
-        sqlite3_bind_int64(st, 3, type);
-        sqlite3_bind_int64(st, 4, status);
-        sqlite3_bind_text(st, 5, why, -1, SQLITE_TRANSIENT);
-        /* A repeated id or counter is a malformed snapshot. */
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if ((rc & 0xff) == SQLITE_CONSTRAINT)
-            BAD(rs, "request id row (repeated)");
-        if (rc != SQLITE_DONE)
-            return OL_EIO;
-    }
-    return 0;
+    return each_row(rs, "request ids", &rs->sm->stmt[ST_REQ_INS], NULL,
+                    req_row);
 }

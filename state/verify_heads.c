@@ -27,26 +27,27 @@ void ol__vw_check_head(struct walk *w, const struct agent_info *ai)
         hh = sqlite3_column_blob(w->head_st, 1);
         if (ai->max_seq < head)
             ol__vw_problem(w, ai->name, head,
-                    "seqs %" PRIu64 "..%" PRIu64 " are missing: the chain "
-                    "ends at seq %" PRIu64 ", below its head (seq %" PRIu64
-                    ")",
-                    ai->max_seq + 1, head, ai->max_seq, head);
+                           "seqs %" PRIu64 "..%" PRIu64 " are missing: the "
+                           "chain ends at seq %" PRIu64 ", below its head "
+                           "(seq %" PRIu64 ")",
+                           ai->max_seq + 1, head, ai->max_seq, head);
         else if (ai->max_seq > head)
             ol__vw_problem(w, ai->name, ai->max_seq,
-                    "is above the agent's recorded head (seq %" PRIu64 ")",
-                    head);
+                           "is above the agent's recorded head (seq %" PRIu64
+                           ")",
+                           head);
         else if (ai->ok &&
                  (sqlite3_column_bytes(w->head_st, 1) != OL_HASH_SIZE ||
                   memcmp(hh, ai->hash, OL_HASH_SIZE) != 0))
             ol__vw_problem(w, ai->name, head,
-                    "is not the checkpoint its head record names");
+                           "is not the checkpoint its head record names");
     } else if (rc == SQLITE_DONE) {
         ol__vw_problem(w, ai->name, ai->max_seq,
-                "the agent has no head record (its chain may have been "
-                "altered)");
+                       "the agent has no head record (its chain may have been "
+                       "altered)");
     } else {
         ol__vw_problem(w, ai->name, 0, "its head record cannot be read: %s",
-                sqlite3_errmsg(w->db));
+                       sqlite3_errmsg(w->db));
     }
     sqlite3_reset(w->head_st);
 }
@@ -69,12 +70,13 @@ void ol__vw_walk_heads(struct walk *w)
 
         if (a && ol__map_get(&w->seen, a) == NULL)
             ol__vw_problem(w, a, (uint64_t)sqlite3_column_int64(st, 1),
-                    "all the agent's checkpoints are missing (its head is "
-                    "this seq)");
+                           "all the agent's checkpoints are missing (its head "
+                           "is this seq)");
     }
     if (rc != SQLITE_DONE)
-        ol__vw_problem(w, "", 0, "the head records cannot be read to the end: %s",
-                sqlite3_errmsg(w->db));
+        ol__vw_problem(w, "", 0,
+                       "the head records cannot be read to the end: %s",
+                       sqlite3_errmsg(w->db));
     sqlite3_finalize(st);
 }
 
@@ -116,7 +118,7 @@ void ol__vw_walk_seals(struct walk *w)
                                "ORDER BY id",
                                -1, &st, NULL) != SQLITE_OK) {
             ol__vw_problem(w, "", 0, "the seals cannot be listed: %s",
-                    sqlite3_errmsg(w->db));
+                           sqlite3_errmsg(w->db));
             return;
         }
         sqlite3_bind_int64(st, 1, last);
@@ -140,26 +142,28 @@ void ol__vw_walk_seals(struct walk *w)
             if ((int64_t)e->rows < live &&
                 (int64_t)(e->rows + kept_as_evidence(w, e)) < live)
                 ol__vw_problem(w, "", 0,
-                        "seal %" PRId64 " signed %u checkpoints, of which "
-                        "%" PRId64 " should still be stored, but only %u "
-                        "%s",
-                        id, e->n, live, e->rows,
-                        w->unreadable ? "can be read (the others were "
-                                        "deleted or are on damaged pages)"
-                                      : "are: the others were deleted");
+                               "seal %" PRId64 " signed %u checkpoints, of "
+                               "which %" PRId64 " should still be stored, but "
+                               "only %u %s",
+                               id, e->n, live, e->rows,
+                               w->unreadable
+                                   ? "can be read (the others were deleted "
+                                     "or are on damaged pages)"
+                                   : "are: the others were deleted");
             else if ((int64_t)e->rows > live)
                 ol__vw_problem(w, "", 0,
-                        "seal %" PRId64 " counts %" PRId64 " stored "
-                        "checkpoints, but %u point at it",
-                        id, live, e->rows);
+                               "seal %" PRId64 " counts %" PRId64 " stored "
+                               "checkpoints, but %u point at it",
+                               id, live, e->rows);
         }
         if (rc == SQLITE_DONE) {
             sqlite3_finalize(st);
             return;
         }
-        ol__vw_problem(w, "", 0, "the seals table cannot be read past seal %" PRId64
-                          ": %s",
-                last, sqlite3_errmsg(w->db));
+        ol__vw_problem(w, "", 0,
+                       "the seals table cannot be read past seal %" PRId64
+                       ": %s",
+                       last, sqlite3_errmsg(w->db));
         sqlite3_finalize(st);
         if (++resumes > RESUMES_MAX)
             return;

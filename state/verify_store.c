@@ -98,11 +98,12 @@ static struct agent_info *agent_info(struct walk *w, const char *agent)
     sqlite3_bind_text(w->agent_st, 1, agent, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(w->agent_st);
     if (rc == SQLITE_DONE)
-        ol__vw_problem(w, agent, 0, "its checkpoints are stored but the agent has "
-                             "no agents row");
+        ol__vw_problem(w, agent, 0,
+                       "its checkpoints are stored but the agent has no "
+                       "agents row");
     else if (rc != SQLITE_ROW)
         ol__vw_problem(w, agent, 0, "its agents row cannot be read: %s",
-                sqlite3_errmsg(w->db));
+                       sqlite3_errmsg(w->db));
     sqlite3_reset(w->agent_st);
     return ai;
 }
@@ -149,7 +150,8 @@ static void check_one(struct walk *w, const char *agent, uint64_t seq,
     rc = sqlite3_step(w->fetch);
     if (rc != SQLITE_ROW) {
         ol__vw_problem(w, agent, seq, "the row cannot be read: %s",
-                rc == SQLITE_DONE ? "it vanished" : sqlite3_errmsg(w->db));
+                       rc == SQLITE_DONE ? "it vanished"
+                                         : sqlite3_errmsg(w->db));
         sqlite3_reset(w->fetch);
         w->unreadable++;
         note_row(ai, seq, NULL, 0);
@@ -237,7 +239,7 @@ static int walk_index(struct walk *w)
 
         if (sqlite3_prepare_v2(w->db, sql, -1, &st, NULL) != SQLITE_OK) {
             ol__vw_problem(w, "", 0, "the checkpoints cannot be listed: %s",
-                    sqlite3_errmsg(w->db));
+                           sqlite3_errmsg(w->db));
             return 1;
         }
         if (w->only)
@@ -262,8 +264,9 @@ static int walk_index(struct walk *w)
         }
         if (progress || mode == 0)
             ol__vw_problem(w, last_agent, last_seq,
-                    "the checkpoints index cannot be read past this row: %s",
-                    sqlite3_errmsg(w->db));
+                           "the checkpoints index cannot be read past this "
+                           "row: %s",
+                           sqlite3_errmsg(w->db));
         sqlite3_finalize(st);
         st = NULL;
         /* Past the damage: the next row, else the next agent, else give
@@ -294,7 +297,7 @@ static void walk_rowids(struct walk *w)
                            "rowid > ? ORDER BY rowid LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK) {
         ol__vw_problem(w, "", 0, "the checkpoints table cannot be scanned: %s",
-                sqlite3_errmsg(w->db));
+                       sqlite3_errmsg(w->db));
         return;
     }
     w->in_agent = 0;
@@ -311,9 +314,9 @@ static void walk_rowids(struct walk *w)
             sqlite3_reset(st);
             if (failed_from >= 0) {
                 ol__vw_problem(w, "", 0,
-                        "the checkpoints table is unreadable from rowid "
-                        "%" PRId64 " to %" PRId64,
-                        failed_from, rowid - 1);
+                               "the checkpoints table is unreadable from "
+                               "rowid %" PRId64 " to %" PRId64,
+                               failed_from, rowid - 1);
                 failed_from = -1;
             }
             jump = 1;
@@ -335,9 +338,9 @@ static void walk_rowids(struct walk *w)
     }
     if (failed_from >= 0)
         ol__vw_problem(w, "", 0,
-                "the checkpoints table is unreadable from rowid %" PRId64
-                " on",
-                failed_from);
+                       "the checkpoints table is unreadable from rowid "
+                       "%" PRId64 " on",
+                       failed_from);
     sqlite3_finalize(st);
 }
 
