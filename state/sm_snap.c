@@ -191,21 +191,7 @@ static int restore_parts(struct restore *rs)
                             "DELETE FROM code; DELETE FROM reqs;");
 
     if (rv == 0)
-        rv = ol__snap_restore_nodes(rs);
-    if (rv == 0)
-        rv = ol__snap_restore_agents(rs);
-    if (rv == 0)
-        rv = ol__snap_restore_seals(rs);
-    if (rv == 0)
-        rv = ol__snap_restore_heads(rs);
-    if (rv == 0)
-        rv = ol__snap_restore_mailbox(rs);
-    if (rv == 0 && rs->format >= 3)
-        rv = ol__snap_restore_crashes(rs);
-    if (rv == 0 && rs->format >= 3)
-        rv = ol__snap_restore_code(rs);
-    if (rv == 0 && rs->format >= 4)
-        rv = ol__snap_restore_reqs(rs);
+        rv = ol__snap_restore_rows(rs);
     if (rv == 0 && !ol__mpr_done(&rs->r)) {
         rs->what = "trailing bytes";
         rv = OL_EMALFORMED;

@@ -46,15 +46,8 @@ struct restore {
         return OL_EMALFORMED;                                              \
     } while (0)
 
-int ol__snap_restore_nodes(struct restore *rs);
-int ol__snap_restore_agents(struct restore *rs);
-/* Seals are verified before any checkpoint that names them is kept. */
-int ol__snap_restore_seals(struct restore *rs);
-int ol__snap_restore_heads(struct restore *rs);
-int ol__snap_restore_mailbox(struct restore *rs);
-int ol__snap_restore_crashes(struct restore *rs);
-int ol__snap_restore_code(struct restore *rs);
-int ol__snap_restore_reqs(struct restore *rs);
+/* Install every table after the header. */
+int ol__snap_restore_rows(struct restore *rs);
 /* Free what the parts allocated and prepared. */
 void ol__snap_restore_close(struct restore *rs);
 

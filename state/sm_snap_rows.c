@@ -85,10 +85,6 @@ static int node_row(struct restore *rs, sqlite3_stmt *unused)
     return ol__sm_write_node(rs->sm, &nd) != 0 ? OL_EIO : 0;
 }
 
-int ol__snap_restore_nodes(struct restore *rs)
-{
-    return each_row(rs, "nodes", NULL, NULL, node_row);
-}
 
 struct agent_row {
     char name[OL_NAME_MAX + 1], kind[OL_KIND_MAX + 1];
@@ -143,11 +139,6 @@ static int agent_row(struct restore *rs, sqlite3_stmt *st)
     return ol__sm_done(rs->sm, st);
 }
 
-int ol__snap_restore_agents(struct restore *rs)
-{
-    return each_row(rs, "agents", &rs->sm->stmt[ST_AGENT_INS], NULL,
-                    agent_row);
-}
 
 static int cmp_seal(const void *a, const void *b)
 {
@@ -188,7 +179,8 @@ static int store_seal(struct ol__sm *sm, const void *body, uint32_t blen,
     return s->local_id == 0 ? OL_EIO : 0;
 }
 
-int ol__snap_restore_seals(struct restore *rs)
+/* Seals are verified before any checkpoint that names them is kept. */
+static int restore_seals(struct restore *rs)
 {
     uint32_t n, m;
 
@@ -348,11 +340,6 @@ static int head_row(struct restore *rs, sqlite3_stmt *unused)
     return s != NULL && store_head(rs, &h, s) != 0 ? OL_EIO : 0;
 }
 
-/* Each agent's head checkpoint. */
-int ol__snap_restore_heads(struct restore *rs)
-{
-    return each_row(rs, "checkpoints", NULL, NULL, head_row);
-}
 
 /* New mailbox ids continue from the cluster's sequence, as on the node
  * the snapshot came from (format 1 has none). */
@@ -395,7 +382,7 @@ static int mail_row(struct restore *rs, sqlite3_stmt *st)
     return ol__sm_done(rs->sm, st);
 }
 
-int ol__snap_restore_mailbox(struct restore *rs)
+static int restore_mailbox(struct restore *rs)
 {
     int rv = each_row(rs, "mailbox", &rs->mail,
                       "INSERT INTO mailbox(id, to_agent, from_agent, "
@@ -427,13 +414,6 @@ static int crash_row(struct restore *rs, sqlite3_stmt *st)
     return ol__sm_done(rs->sm, st);
 }
 
-int ol__snap_restore_crashes(struct restore *rs)
-{
-    return each_row(rs, "crashes", &rs->crash,
-                    "INSERT INTO crashes(name, n, since_ms, floor, last_req, "
-                    "reason) VALUES(?, ?, ?, ?, ?, ?)",
-                    crash_row);
-}
 
 static int code_row(struct restore *rs, sqlite3_stmt *st)
 {
@@ -455,13 +435,6 @@ static int code_row(struct restore *rs, sqlite3_stmt *st)
     return ol__sm_done(rs->sm, st);
 }
 
-int ol__snap_restore_code(struct restore *rs)
-{
-    return each_row(rs, "code", &rs->code,
-                    "INSERT INTO code(kind, node, hash, version) "
-                    "VALUES(?, ?, ?, ?)",
-                    code_row);
-}
 
 static int req_row(struct restore *rs, sqlite3_stmt *st)
 {
@@ -489,8 +462,34 @@ static int req_row(struct restore *rs, sqlite3_stmt *st)
     return rc == SQLITE_DONE ? 0 : OL_EIO;
 }
 
-int ol__snap_restore_reqs(struct restore *rs)
+/* Every table after the header, in the snapshot's order; the crashes and
+ * code tables came with format 3, the request ids with 4. */
+int ol__snap_restore_rows(struct restore *rs)
 {
-    return each_row(rs, "request ids", &rs->sm->stmt[ST_REQ_INS], NULL,
-                    req_row);
+    struct ol__sm *sm = rs->sm;
+    int rv = each_row(rs, "nodes", NULL, NULL, node_row);
+
+    if (rv == 0)
+        rv = each_row(rs, "agents", &sm->stmt[ST_AGENT_INS], NULL,
+                      agent_row);
+    if (rv == 0)
+        rv = restore_seals(rs);
+    if (rv == 0)
+        rv = each_row(rs, "checkpoints", NULL, NULL, head_row);
+    if (rv == 0)
+        rv = restore_mailbox(rs);
+    if (rv == 0 && rs->format >= 3)
+        rv = each_row(rs, "crashes", &rs->crash,
+                      "INSERT INTO crashes(name, n, since_ms, floor, "
+                      "last_req, reason) VALUES(?, ?, ?, ?, ?, ?)",
+                      crash_row);
+    if (rv == 0 && rs->format >= 3)
+        rv = each_row(rs, "code", &rs->code,
+                      "INSERT INTO code(kind, node, hash, version) "
+                      "VALUES(?, ?, ?, ?)",
+                      code_row);
+    if (rv == 0 && rs->format >= 4)
+        rv = each_row(rs, "request ids", &sm->stmt[ST_REQ_INS], NULL,
+                      req_row);
+    return rv;
 }

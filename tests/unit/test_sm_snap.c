@@ -32,14 +32,18 @@ static void setup(void)
     open_sm("b.db", &st_b, &sm_b);
 }
 
+static void close_sm(struct ol__store *st, struct ol__sm *sm)
+{
+    ol__sm_close(sm);
+    ol__store_close(st);
+}
+
 static void teardown(void)
 {
     char cmd[128];
 
-    ol__sm_close(sm_a);
-    ol__store_close(&st_a);
-    ol__sm_close(sm_b);
-    ol__store_close(&st_b);
+    close_sm(&st_a, sm_a);
+    close_sm(&st_b, sm_b);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
 }
