@@ -1,7 +1,8 @@
 /*
- * Verification internals shared by verify.c (one checkpoint, resumes) and
- * verify_store.c (a whole database): verified seals cached by row id, the
- * keys accepted as signers, and the check of one stored row.
+ * Verification internals shared by verify.c (one checkpoint, resumes),
+ * verify_store.c and verify_heads.c (a whole database): verified seals
+ * cached by row id, the keys accepted as signers, the check of one stored
+ * row, and the state of a whole-database walk.
  */
 #ifndef OL_VERIFY_INT_H
 #define OL_VERIFY_INT_H
