@@ -30,6 +30,7 @@
 #include "base/fsutil.h"
 #include "base/log.h"
 #include "base/mpr.h"
+#include "base/pack.h"
 
 #define HDR 7
 #define SIG 64
@@ -49,15 +50,17 @@ const char *ol__nstate_run_name(int run)
 
 /* ---- one slot ---- */
 
+/* The record is signed, so its map keeps msgpack-c's shortest header
+ * (counted by hand below) rather than base/pack.h's map writer. */
 static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
 {
-    msgpack_pack_str_with_body(pk, k, strlen(k));
+    ol__pk_str(pk, k);
     msgpack_pack_uint64(pk, v);
 }
 
 static void kv_bin(msgpack_packer *pk, const char *k, const void *p, size_t n)
 {
-    msgpack_pack_str_with_body(pk, k, strlen(k));
+    ol__pk_str(pk, k);
     msgpack_pack_bin_with_body(pk, p, n);
 }
 

@@ -20,60 +20,35 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/mpr.h"
+#include "base/pack.h"
 #include "store.h"
 
-/* The packing helpers return nonzero when the scratch buffer could not
- * grow; callers OR the results together and check once. */
-
-static int pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-
-    return msgpack_pack_str_with_body(pk, s ? s : "", n);
-}
-
-static int pack_key(msgpack_packer *pk, const char *k)
-{
-    return pack_str(pk, k);
-}
-
-static int kv_str(msgpack_packer *pk, const char *k, const char *v)
-{
-    return pack_key(pk, k) | pack_str(pk, v);
-}
-
-static int kv_uint(msgpack_packer *pk, const char *k, uint64_t v)
-{
-    return pack_key(pk, k) | msgpack_pack_uint64(pk, v);
-}
-
-static int kv_int(msgpack_packer *pk, const char *k, int64_t v)
-{
-    return pack_key(pk, k) | msgpack_pack_int64(pk, v);
-}
-
-static int kv_bool(msgpack_packer *pk, const char *k, int v)
-{
-    return pack_key(pk, k) |
-           (v ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
-}
+/* Maps are written with base/pack.h's map writer, which counts its own
+ * pairs; a buffer that could not grow shows in ol__pk_map_end, and the
+ * other packing calls return nonzero.  Callers OR the results together
+ * and check once. */
 
 /* A blob as lowercase hex ("" for NULL or empty). */
-static int kv_hex(msgpack_packer *pk, const char *k, const void *p, size_t n)
+static int kv_hex(struct ol__pk_map *m, const char *k, const void *p,
+                  size_t n)
 {
     char small[2 * 64 + 1];
     char *hex = n <= 64 ? small : malloc(2 * n + 1);
-    int rc;
 
     if (hex == NULL)
         return -1;
     if (p == NULL)
         n = 0;
     ol__hex(p, n, hex);
-    rc = kv_str(pk, k, hex);
+    ol__pk_kv_str(m, k, hex);
     if (hex != small)
         free(hex);
-    return rc;
+    return 0;
+}
+
+static int map_end(struct ol__pk_map *m)
+{
+    return ol__pk_map_end(m) != 0;
 }
 
 static int pack_raw(msgpack_packer *pk, const void *p, size_t n)
@@ -158,6 +133,64 @@ static const char agent_head_sql[] =
 static const char agent_mail_sql[] =
     "SELECT count(*) FROM mailbox WHERE to_agent = ?1";
 
+static void bind_filter(sqlite3_stmt *st, const struct ol__agent_filter *f)
+{
+    sqlite3_bind_int(st, 1, f->all != 0);
+    sqlite3_bind_int(st, 2, f->status);
+    if (f->kind)
+        sqlite3_bind_text(st, 3, f->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)f->owner);
+    if (f->prefix)
+        sqlite3_bind_text(st, 5, f->prefix, -1, SQLITE_STATIC);
+    if (f->after)
+        sqlite3_bind_text(st, 6, f->after, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, f->limit ? (sqlite3_int64)f->limit : -1);
+}
+
+/* One agent of the listing, into `rows`: its agents row `st`, with its
+ * head from `hd` and its mailbox count from `mb`.  Returns nonzero if
+ * packing failed. */
+static int pack_agent(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *hd,
+                      sqlite3_stmt *mb, msgpack_packer *rp,
+                      struct ol__buf *rows)
+{
+    struct ol__pk_map m;
+    char reason[OL_ERRMSG_SIZE];
+    int hrc, mrc, bad = 0;
+
+    snprintf(reason, sizeof reason, "%s", col_text(st, 5));
+    sqlite3_bind_text(hd, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(mb, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
+    hrc = sqlite3_step(hd);
+    if (hrc != SQLITE_ROW && hrc != SQLITE_DONE && reason[0] == '\0')
+        snprintf(reason, sizeof reason,
+                 "its newest checkpoint cannot be read: %s",
+                 sqlite3_errmsg(db));
+    mrc = sqlite3_step(mb);
+    ol__pk_map_begin(&m, rp, rows);
+    ol__pk_kv_str(&m, "name", col_text(st, 0));
+    ol__pk_kv_str(&m, "kind", col_text(st, 1));
+    ol__pk_kv_str(&m, "status", ol__status_name(sqlite3_column_int(st, 2)));
+    ol__pk_kv_uint(&m, "owner", (uint64_t)sqlite3_column_int64(st, 3));
+    ol__pk_kv_uint(&m, "epoch", (uint64_t)sqlite3_column_int64(st, 4));
+    ol__pk_kv_uint(&m, "seq", hrc == SQLITE_ROW
+                                  ? (uint64_t)sqlite3_column_int64(hd, 0)
+                                  : 0);
+    ol__pk_kv_int(&m, "time_ms",
+                  hrc == SQLITE_ROW ? sqlite3_column_int64(hd, 1) : 0);
+    bad |= kv_hex(&m, "hash",
+                  hrc == SQLITE_ROW ? sqlite3_column_blob(hd, 2) : NULL,
+                  hrc == SQLITE_ROW ? (size_t)sqlite3_column_bytes(hd, 2)
+                                    : 0);
+    ol__pk_kv_str(&m, "reason", reason);
+    ol__pk_kv_uint(&m, "mailbox",
+                   mrc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(mb, 0)
+                                     : 0);
+    sqlite3_reset(hd);
+    sqlite3_reset(mb);
+    return bad | map_end(&m);
+}
+
 int ol__query_agents(sqlite3 *db, msgpack_packer *pk,
                      const struct ol__agent_filter *f, char *errmsg)
 {
@@ -169,20 +202,9 @@ int ol__query_agents(sqlite3 *db, msgpack_packer *pk,
     uint32_t n = 0;
     int bad = 0, rc, rv;
 
-    if (f == NULL)
-        f = &none;
     if ((rv = prepare(db, agents_sql, &st, errmsg)) != 0)
         return rv;
-    sqlite3_bind_int(st, 1, f->all != 0);
-    sqlite3_bind_int(st, 2, f->status);
-    if (f->kind)
-        sqlite3_bind_text(st, 3, f->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)f->owner);
-    if (f->prefix)
-        sqlite3_bind_text(st, 5, f->prefix, -1, SQLITE_STATIC);
-    if (f->after)
-        sqlite3_bind_text(st, 6, f->after, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 7, f->limit ? (sqlite3_int64)f->limit : -1);
+    bind_filter(st, f ? f : &none);
     if ((rv = prepare(db, agent_head_sql, &hd, errmsg)) != 0 ||
         (rv = prepare(db, agent_mail_sql, &mb, errmsg)) != 0) {
         sqlite3_finalize(st);
@@ -192,42 +214,7 @@ int ol__query_agents(sqlite3 *db, msgpack_packer *pk,
     ol__buf_init(&rows);
     msgpack_packer_init(&rp, &rows, ol__buf_write);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        char reason[OL_ERRMSG_SIZE];
-        int hrc, mrc;
-
-        snprintf(reason, sizeof reason, "%s", col_text(st, 5));
-        sqlite3_bind_text(hd, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(mb, 1, col_text(st, 0), -1, SQLITE_TRANSIENT);
-        hrc = sqlite3_step(hd);
-        if (hrc != SQLITE_ROW && hrc != SQLITE_DONE && reason[0] == '\0')
-            snprintf(reason, sizeof reason,
-                     "its newest checkpoint cannot be read: %s",
-                     sqlite3_errmsg(db));
-        mrc = sqlite3_step(mb);
-        bad |= msgpack_pack_map(&rp, 10);
-        bad |= kv_str(&rp, "name", col_text(st, 0));
-        bad |= kv_str(&rp, "kind", col_text(st, 1));
-        bad |= kv_str(&rp, "status",
-                      ol__status_name(sqlite3_column_int(st, 2)));
-        bad |= kv_uint(&rp, "owner", (uint64_t)sqlite3_column_int64(st, 3));
-        bad |= kv_uint(&rp, "epoch", (uint64_t)sqlite3_column_int64(st, 4));
-        bad |= kv_uint(&rp, "seq", hrc == SQLITE_ROW
-                                       ? (uint64_t)sqlite3_column_int64(hd, 0)
-                                       : 0);
-        bad |= kv_int(&rp, "time_ms",
-                      hrc == SQLITE_ROW ? sqlite3_column_int64(hd, 1) : 0);
-        bad |= kv_hex(&rp, "hash",
-                      hrc == SQLITE_ROW ? sqlite3_column_blob(hd, 2) : NULL,
-                      hrc == SQLITE_ROW
-                          ? (size_t)sqlite3_column_bytes(hd, 2)
-                          : 0);
-        bad |= kv_str(&rp, "reason", reason);
-        bad |= kv_uint(&rp, "mailbox",
-                       mrc == SQLITE_ROW
-                           ? (uint64_t)sqlite3_column_int64(mb, 0)
-                           : 0);
-        sqlite3_reset(hd);
-        sqlite3_reset(mb);
+        bad |= pack_agent(db, st, hd, mb, &rp, &rows);
         n++;
     }
     sqlite3_finalize(hd);
@@ -312,43 +299,49 @@ static int load_agent(sqlite3 *db, const char *name, struct agent_row *a,
     return 0;
 }
 
-static int pack_head(msgpack_packer *pk, const struct ol__ckpt *c,
+static int pack_head(struct ol__pk_map *m, const struct ol__ckpt *c,
                      const uint8_t hash[OL_HASH_SIZE])
 {
+    struct ol__pk_map plugin;
+    msgpack_packer *pk = m->pk;
     int bad = 0;
 
-    bad |= kv_uint(pk, "seq", c->seq);
-    bad |= kv_int(pk, "time_ms", c->time_ms);
-    bad |= kv_hex(pk, "hash", hash, OL_HASH_SIZE);
-    bad |= pack_key(pk, "state");
+    ol__pk_kv_uint(m, "seq", c->seq);
+    ol__pk_kv_int(m, "time_ms", c->time_ms);
+    bad |= kv_hex(m, "hash", hash, OL_HASH_SIZE);
+    ol__pk_key(m, "state");
     bad |= pack_raw(pk, c->state, c->state_len);
-    bad |= pack_key(pk, "timers");
+    ol__pk_key(m, "timers");
     bad |= msgpack_pack_array(pk, c->n_timers);
     for (uint32_t i = 0; i < c->n_timers; i++) {
         bad |= msgpack_pack_array(pk, 2);
         bad |= msgpack_pack_uint64(pk, c->timers[i].id);
         bad |= msgpack_pack_int64(pk, c->timers[i].due_ms);
     }
-    bad |= pack_key(pk, "plugin");
-    bad |= msgpack_pack_map(pk, 3);
-    bad |= kv_str(pk, "kind", c->plugin.kind);
-    bad |= kv_str(pk, "version", c->plugin.version);
-    bad |= kv_hex(pk, "so_hash", c->plugin.so_hash, OL_HASH_SIZE);
-    bad |= kv_hex(pk, "signer", c->signer, OL_PK_SIZE);
+    ol__pk_key(m, "plugin");
+    ol__pk_map_begin(&plugin, pk, m->buf);
+    ol__pk_kv_str(&plugin, "kind", c->plugin.kind);
+    ol__pk_kv_str(&plugin, "version", c->plugin.version);
+    bad |= kv_hex(&plugin, "so_hash", c->plugin.so_hash, OL_HASH_SIZE);
+    bad |= map_end(&plugin);
+    bad |= kv_hex(m, "signer", c->signer, OL_PK_SIZE);
     return bad;
 }
 
-static int pack_no_head(msgpack_packer *pk)
+static int pack_no_head(struct ol__pk_map *m)
 {
     int bad = 0;
 
-    bad |= kv_uint(pk, "seq", 0);
-    bad |= kv_int(pk, "time_ms", 0);
-    bad |= kv_str(pk, "hash", "");
-    bad |= pack_key(pk, "state") | msgpack_pack_nil(pk);
-    bad |= pack_key(pk, "timers") | msgpack_pack_array(pk, 0);
-    bad |= pack_key(pk, "plugin") | msgpack_pack_nil(pk);
-    bad |= kv_str(pk, "signer", "");
+    ol__pk_kv_uint(m, "seq", 0);
+    ol__pk_kv_int(m, "time_ms", 0);
+    ol__pk_kv_str(m, "hash", "");
+    ol__pk_key(m, "state");
+    bad |= msgpack_pack_nil(m->pk);
+    ol__pk_key(m, "timers");
+    bad |= msgpack_pack_array(m->pk, 0);
+    ol__pk_key(m, "plugin");
+    bad |= msgpack_pack_nil(m->pk);
+    ol__pk_kv_str(m, "signer", "");
     return bad;
 }
 
@@ -361,6 +354,7 @@ int ol__query_show(sqlite3 *db, const char *name, msgpack_packer *pk,
     char err[OL_ERRMSG_SIZE] = "";
     struct ol__buf b;
     msgpack_packer bp;
+    struct ol__pk_map m;
     int bad = 0, have_head, rv;
 
     rv = load_agent(db, name, &a, errmsg);
@@ -383,16 +377,18 @@ int ol__query_show(sqlite3 *db, const char *name, msgpack_packer *pk,
     }
     ol__buf_init(&b);
     msgpack_packer_init(&bp, &b, ol__buf_write);
-    bad |= msgpack_pack_map(&bp, 15);
-    bad |= kv_str(&bp, "name", name);
-    bad |= kv_str(&bp, "kind", a.kind);
-    bad |= kv_str(&bp, "status", ol__status_name(a.status));
-    bad |= kv_uint(&bp, "owner", a.owner);
-    bad |= kv_uint(&bp, "epoch", a.epoch);
-    bad |= kv_str(&bp, "reason", a.reason);
-    bad |= pack_key(&bp, "config") | pack_raw(&bp, a.config, a.config_len);
-    bad |= kv_uint(&bp, "mailbox", a.mailbox);
-    bad |= have_head ? pack_head(&bp, &head, hash) : pack_no_head(&bp);
+    ol__pk_map_begin(&m, &bp, &b);
+    ol__pk_kv_str(&m, "name", name);
+    ol__pk_kv_str(&m, "kind", a.kind);
+    ol__pk_kv_str(&m, "status", ol__status_name(a.status));
+    ol__pk_kv_uint(&m, "owner", a.owner);
+    ol__pk_kv_uint(&m, "epoch", a.epoch);
+    ol__pk_kv_str(&m, "reason", a.reason);
+    ol__pk_key(&m, "config");
+    bad |= pack_raw(&bp, a.config, a.config_len);
+    ol__pk_kv_uint(&m, "mailbox", a.mailbox);
+    bad |= have_head ? pack_head(&m, &head, hash) : pack_no_head(&m);
+    bad |= map_end(&m);
     rv = finish(NULL, &b, bad, pk, errmsg);
     ol__buf_close(&b);
     if (have_head)
@@ -428,37 +424,39 @@ static int agent_known(sqlite3 *db, const char *name, char *errmsg)
 
 /* One history row.  The body is decoded for the fields the row does not
  * repeat; a body that does not decode is listed with an "error". */
-static int pack_history_row(msgpack_packer *pk, sqlite3_stmt *st)
+static int pack_history_row(msgpack_packer *pk, struct ol__buf *b,
+                            sqlite3_stmt *st)
 {
     const void *body = sqlite3_column_blob(st, 4);
     size_t len = (size_t)sqlite3_column_bytes(st, 4);
     char err[OL_ERRMSG_SIZE];
     struct ol__ckpt c;
+    struct ol__pk_map m;
     int ok, bad = 0;
 
     ok = body != NULL && ol__ckpt_decode(body, len, &c, err) == 0;
     if (body == NULL)
         snprintf(err, sizeof err, "no body");
-    bad |= msgpack_pack_map(pk, ok ? 13 : 14);
-    bad |= kv_uint(pk, "seq", (uint64_t)sqlite3_column_int64(st, 0));
-    bad |= kv_uint(pk, "epoch", (uint64_t)sqlite3_column_int64(st, 1));
-    bad |= kv_hex(pk, "hash", sqlite3_column_blob(st, 3),
+    ol__pk_map_begin(&m, pk, b);
+    ol__pk_kv_uint(&m, "seq", (uint64_t)sqlite3_column_int64(st, 0));
+    ol__pk_kv_uint(&m, "epoch", (uint64_t)sqlite3_column_int64(st, 1));
+    bad |= kv_hex(&m, "hash", sqlite3_column_blob(st, 3),
                   (size_t)sqlite3_column_bytes(st, 3));
-    bad |= kv_hex(pk, "prev_hash", ok ? c.prev_hash : NULL, OL_HASH_SIZE);
-    bad |= kv_hex(pk, "signer", ok ? c.signer : NULL, OL_PK_SIZE);
-    bad |= kv_uint(pk, "size", len);
-    bad |= kv_int(pk, "time_ms", sqlite3_column_int64(st, 2));
-    bad |= kv_uint(pk, "outbox", ok ? c.n_outbox : 0);
-    bad |= kv_uint(pk, "acks", ok ? c.n_acks : 0);
-    bad |= kv_bool(pk, "final", ok && (c.flags & OL_CKPT_FINAL));
-    bad |= kv_bool(pk, "snapshot", sqlite3_column_int64(st, 5) & 1);
-    bad |= kv_bool(pk, "new_history", ok && (c.flags & OL_CKPT_NEW_HISTORY));
-    bad |= kv_bool(pk, "recovered", ok && (c.flags & OL_CKPT_RECOVERED));
+    bad |= kv_hex(&m, "prev_hash", ok ? c.prev_hash : NULL, OL_HASH_SIZE);
+    bad |= kv_hex(&m, "signer", ok ? c.signer : NULL, OL_PK_SIZE);
+    ol__pk_kv_uint(&m, "size", len);
+    ol__pk_kv_int(&m, "time_ms", sqlite3_column_int64(st, 2));
+    ol__pk_kv_uint(&m, "outbox", ok ? c.n_outbox : 0);
+    ol__pk_kv_uint(&m, "acks", ok ? c.n_acks : 0);
+    ol__pk_kv_bool(&m, "final", ok && (c.flags & OL_CKPT_FINAL));
+    ol__pk_kv_bool(&m, "snapshot", sqlite3_column_int64(st, 5) & 1);
+    ol__pk_kv_bool(&m, "new_history", ok && (c.flags & OL_CKPT_NEW_HISTORY));
+    ol__pk_kv_bool(&m, "recovered", ok && (c.flags & OL_CKPT_RECOVERED));
     if (!ok)
-        bad |= kv_str(pk, "error", err);
+        ol__pk_kv_str(&m, "error", err);
     else
         ol__ckpt_free(&c);
-    return bad;
+    return bad | map_end(&m);
 }
 
 int ol__query_history(sqlite3 *db, const char *name, uint32_t limit,
@@ -469,6 +467,7 @@ int ol__query_history(sqlite3 *db, const char *name, uint32_t limit,
     msgpack_packer rp;
     sqlite3_stmt *st;
     uint32_t n = 0;
+    struct ol__pk_map m;
     int bad = 0, rc, rv;
 
     if ((rv = agent_known(db, name, errmsg)) != 0)
@@ -485,7 +484,7 @@ int ol__query_history(sqlite3 *db, const char *name, uint32_t limit,
     ol__buf_init(&rows);
     msgpack_packer_init(&rp, &rows, ol__buf_write);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        bad |= pack_history_row(&rp, st);
+        bad |= pack_history_row(&rp, &rows, st);
         n++;
     }
     if (rc != SQLITE_DONE) {
@@ -494,10 +493,11 @@ int ol__query_history(sqlite3 *db, const char *name, uint32_t limit,
     }
     sqlite3_finalize(st);
     scratch_init(&head);
-    bad |= msgpack_pack_map(&head.pk, 2);
-    bad |= kv_str(&head.pk, "agent", name);
-    bad |= pack_key(&head.pk, "checkpoints");
+    ol__pk_map_begin(&m, &head.pk, &head.b);
+    ol__pk_kv_str(&m, "agent", name);
+    ol__pk_key(&m, "checkpoints");
     bad |= msgpack_pack_array(&head.pk, n);
+    bad |= map_end(&m);
     rv = finish(&head.b, &rows, bad, pk, errmsg);
     ol__buf_close(&head.b);
     ol__buf_close(&rows);

@@ -258,10 +258,13 @@ int ol__sm_snapshot(struct ol__sm *sm, struct ol__buf *out);
 /* The same from any connection whose read transaction pins the state at
  * raft index `index` (safe on a worker thread). */
 int ol__sm_snapshot_db(sqlite3 *db, uint64_t index, struct ol__buf *out);
-/* Install a snapshot taken at `index`.  If the store has already applied
- * past it, nothing changes.  Runs its own transaction.  A head checkpoint
- * that differs from the one stored here replaces it; the old row goes into
- * the evidence table and an OL_FX_DIVERGED effect into `fx` (may be NULL).
+/* Install a snapshot.  `index`, when not 0, is the raft index it was taken
+ * at, and the snapshot's own header must agree (raft 0.15 does not tell
+ * its fsm, so the replica passes 0).  If the store has already applied
+ * past the snapshot, nothing changes.  Runs its own transaction.  A head
+ * checkpoint that differs from the one stored here replaces it; the old
+ * row goes into the evidence table and an OL_FX_DIVERGED effect into `fx`
+ * (may be NULL).
  * Returns 0 or OL_EMALFORMED / OL_EIO with errmsg set (nothing changed). */
 int ol__sm_restore(struct ol__sm *sm, const void *p, size_t len,
                    uint64_t index, struct ol__effects *fx, char *errmsg);

@@ -38,6 +38,17 @@
  * SQLite database without outlast's schema, before changing anything.
  * Schema 1 and 2 databases are upgraded on their first writable open.
  *
+ * Ownership.  The state layer (state/) owns this schema: store.c and
+ * store_open.c create and upgrade it, and the state machine (sm*.c) is
+ * the only writer of its tables while a node runs, so every node that
+ * applies the same log holds the same rows.  Reads belong here too:
+ * query.c answers `agents`, `show` and `history`, verify*.c checks the
+ * history, walck.c checkpoints the WAL.  Code above this layer should
+ * ask through those interfaces rather than run its own SQL; the places
+ * that still do (reads in runtime/ and replication/fsm.c, and the offline
+ * `outlast recover` and `outlast export`, which write a new file) are to
+ * move behind them.
+ *
  * The writer connection is used by one thread at a time (the group-commit
  * worker or the raft FSM); readers use their own connections, and WAL
  * checkpoints run on the thread pool from one more (walck.h).

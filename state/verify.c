@@ -334,6 +334,125 @@ int ol__verify_load_head(sqlite3 *db, const char *agent, struct ol__ckpt *out,
     return ol__verify_load_head_cached(db, agent, NULL, out, hash, errmsg);
 }
 
+/* What loading one agent's head works with. */
+struct head_load {
+    sqlite3 *db;
+    const char *agent;
+    struct keyring kr;
+    sqlite3_stmt *rows, *seal_st;
+    int found;          /* the agent has a head record */
+    uint64_t head_seq;  /* and these are its seq and hash */
+    uint8_t head_hash[OL_HASH_SIZE];
+};
+
+/* Load the signers and prepare the statements: the agent's newest two
+ * rows, and seals by id. */
+static int head_load_open(struct head_load *hl, char *errmsg)
+{
+    char sql[256];
+    int rv;
+
+    snprintf(sql, sizeof sql, "%s WHERE agent = ? ORDER BY seq DESC LIMIT 2",
+             OL_VERIFY_ROWS_SQL);
+    rv = ol__vs_keyring_load(hl->db, NULL, 0, &hl->kr, errmsg);
+    if (rv == 0 && (prepare(hl->db, OL_VERIFY_SEAL_SQL, &hl->seal_st) != 0 ||
+                    prepare(hl->db, sql, &hl->rows) != 0)) {
+        ol__errf(errmsg, "%s", sqlite3_errmsg(hl->db));
+        rv = OL_EIO;
+    }
+    if (rv == OL_ENOMEM)
+        ol__errf(errmsg, "load '%s': out of memory", hl->agent);
+    else if (rv != 0)
+        ol__errwrap(errmsg, "load '%s'", hl->agent);
+    if (rv == 0)
+        sqlite3_bind_text(hl->rows, 1, hl->agent, -1, SQLITE_STATIC);
+    return rv;
+}
+
+/* Step to the newest row and read the head record.  Returns 0 with the
+ * row in `r`, OL_ENOTFOUND when the agent has neither, or an error. */
+static int head_load_newest(struct head_load *hl, struct row *r,
+                            char *errmsg)
+{
+    int rc = sqlite3_step(hl->rows);
+
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        /* Storage, not verification: OL_EIO, whatever SQLite said. */
+        ol__errf(errmsg, "agent '%s': its checkpoints cannot be read: %s",
+                 hl->agent, sqlite3_errmsg(hl->db));
+        return OL_EIO;
+    }
+    hl->found = ol__verify_head(hl->db, hl->agent, &hl->head_seq,
+                                hl->head_hash, errmsg);
+    if (hl->found < 0)
+        return hl->found;
+    if (rc == SQLITE_DONE && hl->found) {
+        ol__errf(errmsg,
+                 "agent '%s': all its checkpoints are missing (its head is "
+                 "seq %" PRIu64 ")",
+                 hl->agent, hl->head_seq);
+        return OL_EBADCHAIN;
+    }
+    if (rc == SQLITE_DONE)
+        return OL_ENOTFOUND;
+    ol__vs_read_row(hl->rows, r);
+    return 0;
+}
+
+/* The newest row must be the one the head record names. */
+static int head_load_matches(const struct head_load *hl, const struct row *r,
+                             const uint8_t hash[OL_HASH_SIZE], char *errmsg)
+{
+    if (!hl->found)
+        return 0;
+    if (r->seq < hl->head_seq) {
+        ol__errf(errmsg,
+                 "agent '%s': checkpoints seq %" PRIu64 "..%" PRIu64
+                 " are missing: its chain ends at seq %" PRIu64
+                 ", below its head (seq %" PRIu64 ")",
+                 hl->agent, r->seq + 1, hl->head_seq, r->seq, hl->head_seq);
+        return OL_EBADCHAIN;
+    }
+    if (r->seq > hl->head_seq) {
+        ol__errf(errmsg,
+                 "agent '%s': checkpoint seq %" PRIu64 " is above its "
+                 "recorded head (seq %" PRIu64 ")",
+                 hl->agent, r->seq, hl->head_seq);
+        return OL_EBADCHAIN;
+    }
+    if (memcmp(hash, hl->head_hash, OL_HASH_SIZE) != 0) {
+        ol__errf(errmsg,
+                 "agent '%s' checkpoint seq %" PRIu64 " is not the one its "
+                 "head record names",
+                 hl->agent, r->seq);
+        return OL_EBADHASH;
+    }
+    return 0;
+}
+
+/* The row before the newest, when it is the one just before, must be the
+ * one the newest's prev_hash names. */
+static int head_load_linked(struct head_load *hl, const struct row *r,
+                            const struct ol__ckpt *out, char *errmsg)
+{
+    struct row p;
+    uint8_t ph[OL_HASH_SIZE];
+
+    if (sqlite3_step(hl->rows) != SQLITE_ROW)
+        return 0;
+    ol__vs_read_row(hl->rows, &p);
+    ol__ckpt_hash(p.body, (size_t)p.body_len, ph);
+    if (p.seq + 1 == r->seq &&
+        memcmp(ph, out->prev_hash, OL_HASH_SIZE) != 0) {
+        ol__errf(errmsg,
+                 "agent '%s' checkpoint seq %" PRIu64
+                 ": prev_hash does not link to seq %" PRIu64,
+                 hl->agent, r->seq, p.seq);
+        return OL_EBADCHAIN;
+    }
+    return 0;
+}
+
 int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
                                 struct ol__verify_cache *vc,
                                 struct ol__ckpt *out,
@@ -341,120 +460,39 @@ int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
 {
     struct seal_cache local = {0};
     struct seal_cache *cache = vc ? &vc->sc : &local;
-    struct keyring kr = {0};
-    sqlite3_stmt *rows = NULL, *seal_st = NULL;
-    char sql[256], why[256];
-    uint64_t n_seals = 0, head_seq = 0;
-    uint8_t head_hash[OL_HASH_SIZE];
+    struct head_load hl = {.db = db, .agent = agent};
+    uint64_t n_seals = 0;
+    char why[256];
     struct row r;
-    int rv, rc, found, own_txn = 0;
+    int rv, own_txn = 0;
 
     memset(out, 0, sizeof *out);
     /* The rows and the head record as of one moment. */
     if (sqlite3_get_autocommit(db) &&
         sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
         own_txn = 1;
-    snprintf(sql, sizeof sql, "%s WHERE agent = ? ORDER BY seq DESC LIMIT 2",
-             OL_VERIFY_ROWS_SQL);
-    rv = ol__vs_keyring_load(db, NULL, 0, &kr, errmsg);
-    if (rv == 0 && (prepare(db, OL_VERIFY_SEAL_SQL, &seal_st) != 0 ||
-                    prepare(db, sql, &rows) != 0)) {
-        ol__errf(errmsg, "%s", sqlite3_errmsg(db));
-        rv = OL_EIO;
-    }
-    if (rv == OL_ENOMEM) {
-        ol__errf(errmsg, "load '%s': out of memory", agent);
-        goto out;
-    }
-    if (rv != 0) {
-        ol__errwrap(errmsg, "load '%s'", agent);
-        goto out;
-    }
-    sqlite3_bind_text(rows, 1, agent, -1, SQLITE_STATIC);
-    rc = sqlite3_step(rows);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        /* Storage, not verification: OL_EIO, whatever SQLite said. */
-        ol__errf(errmsg, "agent '%s': its checkpoints cannot be read: %s",
-                 agent, sqlite3_errmsg(db));
-        rv = OL_EIO;
-        goto out;
-    }
-    found = ol__verify_head(db, agent, &head_seq, head_hash, errmsg);
-    if (found < 0) {
-        rv = found;
-        goto out;
-    }
-    if (rc == SQLITE_DONE && found) {
-        ol__errf(errmsg,
-                 "agent '%s': all its checkpoints are missing (its head is "
-                 "seq %" PRIu64 ")",
-                 agent, head_seq);
-        rv = OL_EBADCHAIN;
-        goto out;
-    }
-    if (rc == SQLITE_DONE) {
-        rv = OL_ENOTFOUND;
-        goto out;
-    }
-    ol__vs_read_row(rows, &r);
-    if (vc && (vc->sc.n > VERIFY_CACHE_MAX ||
-               !cache_still_valid(db, &vc->sc, r.seal))) {
+    rv = head_load_open(&hl, errmsg);
+    if (rv == 0)
+        rv = head_load_newest(&hl, &r, errmsg);
+    if (rv == 0 && vc && (vc->sc.n > VERIFY_CACHE_MAX ||
+                          !cache_still_valid(db, &vc->sc, r.seal))) {
         ol__vs_cache_free(&vc->sc);
         memset(&vc->sc, 0, sizeof vc->sc);
     }
-    rv = ol__vs_check_row(db, cache, &kr, seal_st, &r, out, hash, &n_seals,
-                          why, sizeof why);
-    if (rv != 0) {
-        ol__errf(errmsg, "agent '%s' checkpoint seq %" PRIu64 ": %s", agent,
-                 r.seq, why);
-        goto out;
-    }
-    if (found && r.seq != head_seq) {
-        if (r.seq < head_seq)
-            ol__errf(errmsg,
-                     "agent '%s': checkpoints seq %" PRIu64 "..%" PRIu64
-                     " are missing: its chain ends at seq %" PRIu64
-                     ", below its head (seq %" PRIu64 ")",
-                     agent, r.seq + 1, head_seq, r.seq, head_seq);
-        else
-            ol__errf(errmsg,
-                     "agent '%s': checkpoint seq %" PRIu64 " is above its "
-                     "recorded head (seq %" PRIu64 ")",
-                     agent, r.seq, head_seq);
-        ol__ckpt_free(out);
-        rv = OL_EBADCHAIN;
-        goto out;
-    }
-    if (found && memcmp(hash, head_hash, OL_HASH_SIZE) != 0) {
-        ol__errf(errmsg,
-                 "agent '%s' checkpoint seq %" PRIu64 " is not the one its "
-                 "head record names",
-                 agent, r.seq);
-        ol__ckpt_free(out);
-        rv = OL_EBADHASH;
-        goto out;
-    }
-    if (sqlite3_step(rows) == SQLITE_ROW) {
-        struct row p;
-        uint8_t ph[OL_HASH_SIZE];
-
-        ol__vs_read_row(rows, &p);
-        ol__ckpt_hash(p.body, (size_t)p.body_len, ph);
-        if (p.seq + 1 == r.seq &&
-            memcmp(ph, out->prev_hash, OL_HASH_SIZE) != 0) {
-            ol__errf(errmsg,
-                     "agent '%s' checkpoint seq %" PRIu64
-                     ": prev_hash does not link to seq %" PRIu64,
-                     agent, r.seq, p.seq);
+    if (rv == 0) {
+        rv = ol__vs_check_row(db, cache, &hl.kr, hl.seal_st, &r, out, hash,
+                              &n_seals, why, sizeof why);
+        if (rv != 0)
+            ol__errf(errmsg, "agent '%s' checkpoint seq %" PRIu64 ": %s",
+                     agent, r.seq, why);
+        else if ((rv = head_load_matches(&hl, &r, hash, errmsg)) != 0 ||
+                 (rv = head_load_linked(&hl, &r, out, errmsg)) != 0)
             ol__ckpt_free(out);
-            rv = OL_EBADCHAIN;
-        }
     }
-out:
-    sqlite3_finalize(rows);
-    sqlite3_finalize(seal_st);
+    sqlite3_finalize(hl.rows);
+    sqlite3_finalize(hl.seal_st);
     ol__vs_cache_free(&local);
-    free(kr.pk);
+    free(hl.kr.pk);
     if (own_txn)
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     return rv;

@@ -1,7 +1,8 @@
 /*
- * Verification internals shared by verify.c (one checkpoint, resumes) and
- * verify_store.c (a whole database): verified seals cached by row id, the
- * keys accepted as signers, and the check of one stored row.
+ * Verification internals shared by verify.c (one checkpoint, resumes),
+ * verify_store.c and verify_heads.c (a whole database): verified seals
+ * cached by row id, the keys accepted as signers, the check of one stored
+ * row, and the state of a whole-database walk.
  */
 #ifndef OL_VERIFY_INT_H
 #define OL_VERIFY_INT_H
@@ -10,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/map.h"
 #include "verify.h"
 
 /* A verified (or refused) seal, by row id. */
@@ -56,6 +58,51 @@ struct row {
     "SELECT agent, seq, epoch, time_ms, hash, seal, idx, body, flags "     \
     "FROM checkpoints"
 #define OL_VERIFY_SEAL_SQL "SELECT body, sig FROM seals WHERE id = ?"
+
+/* ---- a whole database (verify_store.c, verify_heads.c) ---- */
+
+#define RESUMES_MAX 1000
+
+/* What the walks found of one agent's rows, for its head check. */
+struct agent_info {
+    char name[OL_NAME_MAX + 1];
+    uint64_t max_seq; /* the newest row found */
+    uint8_t hash[OL_HASH_SIZE];
+    int ok; /* that row was read and its hash is known */
+};
+
+struct walk {
+    sqlite3 *db;
+    const char *only; /* one agent, or NULL */
+    ol__verify_cb cb;
+    void *data;
+    struct ol__verify_report *rep;
+    struct seal_cache cache;
+    struct keyring kr;
+    sqlite3_stmt *fetch, *seal_st, *agent_st, *head_st;
+    /* The agent being walked in chain order. */
+    char agent[OL_NAME_MAX + 1];
+    int in_agent;
+    uint64_t prev_seq;
+    uint8_t prev_hash[OL_HASH_SIZE];
+    int prev_ok;
+    struct ol__map seen; /* name -> struct agent_info, agents with rows */
+    uint64_t unreadable; /* rows found but not readable */
+    /* Rowids checked, for the fallback scan. */
+    uint8_t *done;
+    size_t done_bytes;
+};
+
+/* Report one problem and count it in rep->bad. */
+void ol__vw_problem(struct walk *w, const char *agent, uint64_t seq,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* An agent's newest row must be its head record. */
+void ol__vw_check_head(struct walk *w, const struct agent_info *ai);
+/* Head records of agents that have no rows at all. */
+void ol__vw_walk_heads(struct walk *w);
+/* Every seal against the rows that point at it. */
+void ol__vw_walk_seals(struct walk *w);
 
 void ol__vs_cache_free(struct seal_cache *c);
 struct seal_entry *ol__vs_cache_slot(struct seal_cache *c, int64_t id);

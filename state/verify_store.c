@@ -15,7 +15,8 @@
  * Every problem is reported through the callback and counted in
  * report->bad; nothing found is left uncounted.  The walks share one read
  * transaction, so a database that a node is writing is seen as of one
- * moment: rows, heads and seals that belong together.
+ * moment: rows, heads and seals that belong together.  The row walks are
+ * here; the head and seal checks are in verify_heads.c.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -27,43 +28,9 @@
 #include "base/map.h"
 #include "verify_int.h"
 
-#define RESUMES_MAX 1000
 #define PROBES_MAX 4096
 
-/* What the walks found of one agent's rows, for its head check. */
-struct agent_info {
-    char name[OL_NAME_MAX + 1];
-    uint64_t max_seq; /* the newest row found */
-    uint8_t hash[OL_HASH_SIZE];
-    int ok; /* that row was read and its hash is known */
-};
-
-struct walk {
-    sqlite3 *db;
-    const char *only; /* one agent, or NULL */
-    ol__verify_cb cb;
-    void *data;
-    struct ol__verify_report *rep;
-    struct seal_cache cache;
-    struct keyring kr;
-    sqlite3_stmt *fetch, *seal_st, *agent_st, *head_st;
-    /* The agent being walked in chain order. */
-    char agent[OL_NAME_MAX + 1];
-    int in_agent;
-    uint64_t prev_seq;
-    uint8_t prev_hash[OL_HASH_SIZE];
-    int prev_ok;
-    struct ol__map seen; /* name -> struct agent_info, agents with rows */
-    uint64_t unreadable; /* rows found but not readable */
-    /* Rowids checked, for the fallback scan. */
-    uint8_t *done;
-    size_t done_bytes;
-};
-
-static void problem(struct walk *w, const char *agent, uint64_t seq,
-                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void problem(struct walk *w, const char *agent, uint64_t seq,
+void ol__vw_problem(struct walk *w, const char *agent, uint64_t seq,
                     const char *fmt, ...)
 {
     char msg[512];
@@ -110,46 +77,6 @@ static int is_done(const struct walk *w, int64_t rowid)
            (w->done[byte] & (1u << (rowid & 7)));
 }
 
-/* An agent's newest row must be its head record. */
-static void check_head(struct walk *w, const struct agent_info *ai)
-{
-    uint64_t head;
-    const uint8_t *hh;
-    int rc;
-
-    if (w->head_st == NULL)
-        return;
-    sqlite3_bind_text(w->head_st, 1, ai->name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(w->head_st);
-    if (rc == SQLITE_ROW) {
-        head = (uint64_t)sqlite3_column_int64(w->head_st, 0);
-        hh = sqlite3_column_blob(w->head_st, 1);
-        if (ai->max_seq < head)
-            problem(w, ai->name, head,
-                    "seqs %" PRIu64 "..%" PRIu64 " are missing: the chain "
-                    "ends at seq %" PRIu64 ", below its head (seq %" PRIu64
-                    ")",
-                    ai->max_seq + 1, head, ai->max_seq, head);
-        else if (ai->max_seq > head)
-            problem(w, ai->name, ai->max_seq,
-                    "is above the agent's recorded head (seq %" PRIu64 ")",
-                    head);
-        else if (ai->ok &&
-                 (sqlite3_column_bytes(w->head_st, 1) != OL_HASH_SIZE ||
-                  memcmp(hh, ai->hash, OL_HASH_SIZE) != 0))
-            problem(w, ai->name, head,
-                    "is not the checkpoint its head record names");
-    } else if (rc == SQLITE_DONE) {
-        problem(w, ai->name, ai->max_seq,
-                "the agent has no head record (its chain may have been "
-                "altered)");
-    } else {
-        problem(w, ai->name, 0, "its head record cannot be read: %s",
-                sqlite3_errmsg(w->db));
-    }
-    sqlite3_reset(w->head_st);
-}
-
 /* The record of an agent's rows, made (and its agents row checked) when
  * the agent is first met. */
 static struct agent_info *agent_info(struct walk *w, const char *agent)
@@ -171,11 +98,12 @@ static struct agent_info *agent_info(struct walk *w, const char *agent)
     sqlite3_bind_text(w->agent_st, 1, agent, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(w->agent_st);
     if (rc == SQLITE_DONE)
-        problem(w, agent, 0, "its checkpoints are stored but the agent has "
-                             "no agents row");
+        ol__vw_problem(w, agent, 0,
+                       "its checkpoints are stored but the agent has no "
+                       "agents row");
     else if (rc != SQLITE_ROW)
-        problem(w, agent, 0, "its agents row cannot be read: %s",
-                sqlite3_errmsg(w->db));
+        ol__vw_problem(w, agent, 0, "its agents row cannot be read: %s",
+                       sqlite3_errmsg(w->db));
     sqlite3_reset(w->agent_st);
     return ai;
 }
@@ -221,8 +149,9 @@ static void check_one(struct walk *w, const char *agent, uint64_t seq,
     sqlite3_bind_int64(w->fetch, 1, rowid);
     rc = sqlite3_step(w->fetch);
     if (rc != SQLITE_ROW) {
-        problem(w, agent, seq, "the row cannot be read: %s",
-                rc == SQLITE_DONE ? "it vanished" : sqlite3_errmsg(w->db));
+        ol__vw_problem(w, agent, seq, "the row cannot be read: %s",
+                       rc == SQLITE_DONE ? "it vanished"
+                                         : sqlite3_errmsg(w->db));
         sqlite3_reset(w->fetch);
         w->unreadable++;
         note_row(ai, seq, NULL, 0);
@@ -271,7 +200,7 @@ static void check_one(struct walk *w, const char *agent, uint64_t seq,
     }
     ol__ckpt_free(&c); /* decoded, or already empty */
     if (bad)
-        problem(w, agent, r.seq, "%s", why);
+        ol__vw_problem(w, agent, r.seq, "%s", why);
     note_row(ai, r.seq, r.hash, r.hash_len);
     if (chain) {
         w->prev_ok = !bad;
@@ -309,8 +238,8 @@ static int walk_index(struct walk *w)
                                       : after_agent;
 
         if (sqlite3_prepare_v2(w->db, sql, -1, &st, NULL) != SQLITE_OK) {
-            problem(w, "", 0, "the checkpoints cannot be listed: %s",
-                    sqlite3_errmsg(w->db));
+            ol__vw_problem(w, "", 0, "the checkpoints cannot be listed: %s",
+                           sqlite3_errmsg(w->db));
             return 1;
         }
         if (w->only)
@@ -334,9 +263,10 @@ static int walk_index(struct walk *w)
             return 0;
         }
         if (progress || mode == 0)
-            problem(w, last_agent, last_seq,
-                    "the checkpoints index cannot be read past this row: %s",
-                    sqlite3_errmsg(w->db));
+            ol__vw_problem(w, last_agent, last_seq,
+                           "the checkpoints index cannot be read past this "
+                           "row: %s",
+                           sqlite3_errmsg(w->db));
         sqlite3_finalize(st);
         st = NULL;
         /* Past the damage: the next row, else the next agent, else give
@@ -366,8 +296,8 @@ static void walk_rowids(struct walk *w)
                            "SELECT rowid, agent, seq FROM checkpoints WHERE "
                            "rowid > ? ORDER BY rowid LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK) {
-        problem(w, "", 0, "the checkpoints table cannot be scanned: %s",
-                sqlite3_errmsg(w->db));
+        ol__vw_problem(w, "", 0, "the checkpoints table cannot be scanned: %s",
+                       sqlite3_errmsg(w->db));
         return;
     }
     w->in_agent = 0;
@@ -383,10 +313,10 @@ static void walk_rowids(struct walk *w)
             snprintf(agent, sizeof agent, "%s", a ? a : "");
             sqlite3_reset(st);
             if (failed_from >= 0) {
-                problem(w, "", 0,
-                        "the checkpoints table is unreadable from rowid "
-                        "%" PRId64 " to %" PRId64,
-                        failed_from, rowid - 1);
+                ol__vw_problem(w, "", 0,
+                               "the checkpoints table is unreadable from "
+                               "rowid %" PRId64 " to %" PRId64,
+                               failed_from, rowid - 1);
                 failed_from = -1;
             }
             jump = 1;
@@ -407,127 +337,11 @@ static void walk_rowids(struct walk *w)
             jump *= 2;
     }
     if (failed_from >= 0)
-        problem(w, "", 0,
-                "the checkpoints table is unreadable from rowid %" PRId64
-                " on",
-                failed_from);
+        ol__vw_problem(w, "", 0,
+                       "the checkpoints table is unreadable from rowid "
+                       "%" PRId64 " on",
+                       failed_from);
     sqlite3_finalize(st);
-}
-
-/* Head records of agents that have no rows at all. */
-static void walk_heads(struct walk *w)
-{
-    sqlite3_stmt *st;
-    int rc;
-
-    if (sqlite3_prepare_v2(w->db,
-                           "SELECT agent, seq FROM heads WHERE ?1 IS NULL OR "
-                           "agent = ?1 ORDER BY agent",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
-    if (w->only)
-        sqlite3_bind_text(st, 1, w->only, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *a = (const char *)sqlite3_column_text(st, 0);
-
-        if (a && ol__map_get(&w->seen, a) == NULL)
-            problem(w, a, (uint64_t)sqlite3_column_int64(st, 1),
-                    "all the agent's checkpoints are missing (its head is "
-                    "this seq)");
-    }
-    if (rc != SQLITE_DONE)
-        problem(w, "", 0, "the head records cannot be read to the end: %s",
-                sqlite3_errmsg(w->db));
-    sqlite3_finalize(st);
-}
-
-/* Positions of seal e with no stored row whose checkpoint is kept as
- * divergence evidence (a snapshot install replaced the row with the
- * cluster's): those rows are accounted for. */
-static uint32_t kept_as_evidence(struct walk *w, const struct seal_entry *e)
-{
-    sqlite3_stmt *st;
-    uint32_t n = 0;
-
-    if (sqlite3_prepare_v2(w->db,
-                           "SELECT 1 FROM evidence WHERE other_hash = ?", -1,
-                           &st, NULL) != SQLITE_OK)
-        return 0;
-    for (uint32_t i = 0; i < e->n; i++) {
-        if (e->seen && (e->seen[i / 8] & (1u << (i % 8))))
-            continue;
-        sqlite3_bind_blob(st, 1, e->hashes + (size_t)i * OL_HASH_SIZE,
-                          OL_HASH_SIZE, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            n++;
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    return n;
-}
-
-/* Every seal against the rows that point at it. */
-static void walk_seals(struct walk *w)
-{
-    sqlite3_stmt *st;
-    int64_t last = 0;
-    int resumes = 0, rc;
-
-    for (;;) {
-        if (sqlite3_prepare_v2(w->db,
-                               "SELECT id, live FROM seals WHERE id > ? "
-                               "ORDER BY id",
-                               -1, &st, NULL) != SQLITE_OK) {
-            problem(w, "", 0, "the seals cannot be listed: %s",
-                    sqlite3_errmsg(w->db));
-            return;
-        }
-        sqlite3_bind_int64(st, 1, last);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(st, 0);
-            int64_t live = sqlite3_column_int64(st, 1);
-            struct seal_entry *e;
-
-            last = id;
-            e = ol__vs_seal_get(w->db, &w->cache, &w->kr, w->seal_st, id,
-                                &w->rep->seals);
-            if (e == NULL) {
-                problem(w, "", 0, "out of memory checking seals");
-                break;
-            }
-            if (!e->ok) {
-                if (!e->reported && e->rows == 0)
-                    problem(w, "", 0, "%s", e->why);
-                continue;
-            }
-            if ((int64_t)e->rows < live &&
-                (int64_t)(e->rows + kept_as_evidence(w, e)) < live)
-                problem(w, "", 0,
-                        "seal %" PRId64 " signed %u checkpoints, of which "
-                        "%" PRId64 " should still be stored, but only %u "
-                        "%s",
-                        id, e->n, live, e->rows,
-                        w->unreadable ? "can be read (the others were "
-                                        "deleted or are on damaged pages)"
-                                      : "are: the others were deleted");
-            else if ((int64_t)e->rows > live)
-                problem(w, "", 0,
-                        "seal %" PRId64 " counts %" PRId64 " stored "
-                        "checkpoints, but %u point at it",
-                        id, live, e->rows);
-        }
-        if (rc == SQLITE_DONE) {
-            sqlite3_finalize(st);
-            return;
-        }
-        problem(w, "", 0, "the seals table cannot be read past seal %" PRId64
-                          ": %s",
-                last, sqlite3_errmsg(w->db));
-        sqlite3_finalize(st);
-        if (++resumes > RESUMES_MAX)
-            return;
-        last++; /* past the unreadable one */
-    }
 }
 
 static int has_table(sqlite3 *db, const char *name)
@@ -546,14 +360,65 @@ static int has_table(sqlite3 *db, const char *name)
     return yes;
 }
 
+/* Prepare what the walks use.  Returns 0, or OL_EIO / OL_ENOMEM when
+ * nothing can be checked. */
+static int walk_open(struct walk *w, const uint8_t (*trusted)[OL_PK_SIZE],
+                     size_t n_trusted)
+{
+    char err[OL_ERRMSG_SIZE], sql[256];
+    sqlite3 *db = w->db;
+    int rv;
+
+    /* Nothing can be checked in a file that cannot be read at all. */
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1,
+                           &w->fetch, NULL) != SQLITE_OK ||
+        sqlite3_step(w->fetch) != SQLITE_ROW)
+        return OL_EIO;
+    sqlite3_finalize(w->fetch);
+    w->fetch = NULL;
+    rv = ol__vs_keyring_load(db, trusted, n_trusted, &w->kr, err);
+    if (rv == OL_ENOMEM)
+        return rv;
+    if (rv != 0)
+        ol__vw_problem(w, "", 0, "%s (signers not read are not trusted)",
+                       err);
+    snprintf(sql, sizeof sql, "%s WHERE rowid = ?", OL_VERIFY_ROWS_SQL);
+    if (sqlite3_prepare_v2(db, sql, -1, &w->fetch, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, OL_VERIFY_SEAL_SQL, -1, &w->seal_st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT 1 FROM agents WHERE name = ?", -1,
+                           &w->agent_st, NULL) != SQLITE_OK)
+        return OL_EIO;
+    if (has_table(db, "heads") &&
+        sqlite3_prepare_v2(db, "SELECT seq, hash FROM heads WHERE agent = ?",
+                           -1, &w->head_st, NULL) != SQLITE_OK)
+        ol__vw_problem(w, "", 0, "the head records cannot be read: %s",
+                       sqlite3_errmsg(db));
+    return 0;
+}
+
+static void walk_close(struct walk *w)
+{
+    void *v;
+
+    sqlite3_finalize(w->fetch);
+    sqlite3_finalize(w->seal_st);
+    sqlite3_finalize(w->agent_st);
+    sqlite3_finalize(w->head_st);
+    ol__vs_cache_free(&w->cache);
+    for (size_t i = 0; ol__map_next(&w->seen, &i, &v);)
+        free(v);
+    ol__map_close(&w->seen);
+    free(w->kr.pk);
+    free(w->done);
+}
+
 int ol__verify_store(sqlite3 *db, const char *agent,
                      const uint8_t (*trusted)[OL_PK_SIZE], size_t n_trusted,
                      ol__verify_cb cb, void *data,
                      struct ol__verify_report *rep)
 {
     struct walk w;
-    char err[OL_ERRMSG_SIZE];
-    char sql[256];
     int rv, own_txn = 0;
 
     memset(rep, 0, sizeof *rep);
@@ -567,66 +432,24 @@ int ol__verify_store(sqlite3 *db, const char *agent,
     w.data = data;
     w.rep = rep;
     ol__map_init(&w.seen);
-    /* Nothing can be checked in a file that cannot be read at all. */
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1,
-                           &w.fetch, NULL) != SQLITE_OK ||
-        sqlite3_step(w.fetch) != SQLITE_ROW) {
-        if (cb)
-            cb(data, "", 0, sqlite3_errmsg(db));
-        rv = OL_EIO;
-        goto out;
-    }
-    sqlite3_finalize(w.fetch);
-    w.fetch = NULL;
-    rv = ol__vs_keyring_load(db, trusted, n_trusted, &w.kr, err);
-    if (rv == OL_ENOMEM)
-        goto out;
-    if (rv != 0)
-        problem(&w, "", 0, "%s (signers not read are not trusted)", err);
-    snprintf(sql, sizeof sql, "%s WHERE rowid = ?", OL_VERIFY_ROWS_SQL);
-    if (sqlite3_prepare_v2(db, sql, -1, &w.fetch, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, OL_VERIFY_SEAL_SQL, -1, &w.seal_st, NULL) !=
-            SQLITE_OK ||
-        sqlite3_prepare_v2(db, "SELECT 1 FROM agents WHERE name = ?", -1,
-                           &w.agent_st, NULL) != SQLITE_OK) {
-        if (cb)
-            cb(data, "", 0, sqlite3_errmsg(db));
-        rv = OL_EIO;
-        goto out;
-    }
-    if (has_table(db, "heads") &&
-        sqlite3_prepare_v2(db, "SELECT seq, hash FROM heads WHERE agent = ?",
-                           -1, &w.head_st, NULL) != SQLITE_OK)
-        problem(&w, "", 0, "the head records cannot be read: %s",
-                sqlite3_errmsg(db));
-    if (walk_index(&w) != 0)
-        walk_rowids(&w);
-    if (w.head_st) {
-        void *v;
+    rv = walk_open(&w, trusted, n_trusted);
+    if (rv == OL_EIO && cb)
+        cb(data, "", 0, sqlite3_errmsg(db));
+    if (rv == 0) {
+        if (walk_index(&w) != 0)
+            walk_rowids(&w);
+        if (w.head_st) {
+            void *v;
 
-        for (size_t i = 0; ol__map_next(&w.seen, &i, &v);)
-            check_head(&w, v);
-        walk_heads(&w);
+            for (size_t i = 0; ol__map_next(&w.seen, &i, &v);)
+                ol__vw_check_head(&w, v);
+            ol__vw_walk_heads(&w);
+        }
+        /* Seals span agents: they are checked against a whole database. */
+        if (agent == NULL)
+            ol__vw_walk_seals(&w);
     }
-    /* Seals span agents: they are checked against a whole database. */
-    if (agent == NULL)
-        walk_seals(&w);
-    rv = 0;
-out:
-    sqlite3_finalize(w.fetch);
-    sqlite3_finalize(w.seal_st);
-    sqlite3_finalize(w.agent_st);
-    sqlite3_finalize(w.head_st);
-    ol__vs_cache_free(&w.cache);
-    {
-        void *v;
-
-        for (size_t i = 0; ol__map_next(&w.seen, &i, &v);)
-            free(v);
-    }
-    ol__map_close(&w.seen);
-    free(w.kr.pk);
-    free(w.done);
+    walk_close(&w);
     if (own_txn)
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     return rv;

@@ -660,6 +660,66 @@ Test(sm, snapshot_over_a_divergent_row_keeps_evidence)
     ol__buf_close(&snap);
 }
 
+/* Two agents diverged in one install: the statements the install keeps
+ * for its divergence path are used again for the second row. */
+Test(sm, snapshot_over_two_divergent_rows)
+{
+    static const char *const names[] = {"ticker", "tocker"};
+    struct ol__sm_config c = {.retain = 0};
+    struct ol__effects fx;
+    struct ol__buf snap;
+    struct ol__store keep, two;
+    struct ol__sm *sm_one = sm, *sm_two;
+    struct ol__sm_node n = {.id = 1};
+    char path[160], err[OL_ERRMSG_SIZE];
+    uint8_t h1[32], want[2][32], mine[32];
+    int diverged = 0;
+
+    snprintf(path, sizeof path, "%s/two.db", dir);
+    cr_assert_eq(ol__store_open(&two, path, OL_STORE_WRITE_NORMAL), 0);
+    cr_assert_eq(ol__sm_open(&two, &c, &sm_two, err), 0, "%s", err);
+    memcpy(n.pk, k1.pk, OL_PK_SIZE);
+    cr_assert_eq(ol__sm_put_node(sm_two, &n), 0);
+    /* Each store applies seq 1 alike and its own seq 2 (variants 0, 1). */
+    for (int v = 0; v < 2; v++) {
+        if (v) {
+            keep = st;
+            sm = sm_two;
+            st = two;
+        }
+        spawn("sink", 1);
+        for (int i = 0; i < 2; i++) {
+            spawn(names[i], 1);
+            cr_assert_eq(propose(&k1, names[i], 1, 1, NULL, h1, 0), 0);
+            cr_assert_eq(propose(&k1, names[i], 1, 2, h1,
+                                 v ? mine : want[i], v), 0);
+        }
+    }
+    sm = sm_one;
+    st = keep;
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_set_applied(sm, 50), 0);
+    cr_assert_eq(ol__store_commit(&st), 0);
+    ol__buf_init(&snap);
+    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
+    ol__effects_init(&fx);
+    cr_assert_eq(ol__sm_restore(sm_two, snap.base, snap.len, 0, &fx, err), 0,
+                 "%s", err);
+    for (const struct ol__effect *e = fx.head; e; e = e->next)
+        diverged += e->type == OL_FX_DIVERGED;
+    cr_expect_eq(diverged, 2);
+    for (int i = 0; i < 2; i++)
+        cr_expect_eq(memcmp(ol__sm_agent(sm_two, names[i])->head_hash,
+                            want[i], 32), 0, "%s kept its own row", names[i]);
+    cr_expect_eq(count_rows(two.db, "SELECT count(*) FROM evidence WHERE "
+                                    "seq = 2 AND kind = 'divergence'"),
+                 2);
+    ol__effects_free(&fx);
+    ol__sm_close(sm_two);
+    ol__store_close(&two);
+    ol__buf_close(&snap);
+}
+
 /* Mailbox ids continue from the cluster's sequence after an install, and
  * every waiting message is reported so that a hosted agent gets the ones
  * it missed. */
