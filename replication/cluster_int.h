@@ -19,7 +19,6 @@
 #include <sqlite3.h>
 
 #include "base/sizes.h"
-#include "base/map.h"
 #include "cluster.h"
 #include "fsm.h"
 #include "propose.h"
@@ -109,7 +108,7 @@ struct cluster {
     uint32_t level;         /* the feature level this node runs */
     uint32_t cluster_level; /* what every voter runs (the leader's view) */
 
-    /* lease (cluster.c: the rule and why it holds) */
+    /* lease (cluster_lease.c: the rule and why it holds) */
     uint64_t lease_until_ms;     /* agents here may step until then */
     uint64_t lead_lease_until_ms; /* leader: a majority hears us until */
     uint64_t leader_time;        /* the leader's clock in its last answer,

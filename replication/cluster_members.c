@@ -159,27 +159,55 @@ void ol__cl_reconcile_members(struct cluster *c)
     }
 }
 
-/* Membership requests go to a leader whose state machine is current. */
-static int leader_only(struct cluster *c, char *errmsg)
+/* May node `id` be added (or removed) now?  Requests go to a leader
+ * whose state machine is current.  Returns 0 or the error, with a
+ * message. */
+static int check_request(struct cluster *c, uint64_t id, int adding,
+                         char *errmsg)
 {
+    const struct ol__sm_node *nd = ol__sm_node(c->sm, id);
+
     if (c->role != RAFT_LEADER || !c->leader_ready) {
         ol__errf(errmsg, "this node is not the leader; ask node %" PRIu64,
                  c->leader_id);
         return OL_ENOTLEADER;
     }
+    if (adding && c->member.active) {
+        ol__errf(errmsg, "another membership change is in progress");
+        return OL_EBUSY;
+    }
+    if (adding && nd && !nd->removed) {
+        ol__errf(errmsg, "node %" PRIu64 " is already a member", id);
+        return OL_EEXISTS;
+    }
+    if (!adding && id == c->cfg.self_id) {
+        ol__errf(errmsg, "the leader cannot remove itself; remove it from "
+                         "another node after a new leader is elected");
+        return OL_EINVAL;
+    }
+    if (!adding && nd == NULL) {
+        ol__errf(errmsg, "no node %" PRIu64 " in the roster", id);
+        return OL_ENOTFOUND;
+    }
     return 0;
 }
 
-/* Propose the roster change in `w` (closed here). */
+/* Propose the roster change in `w` (closed here) that `rv` says was
+ * written; on success tell `cb`, if any, what follows. */
 static int propose_roster(struct cluster *c, struct ol__entry_w *w, int rv,
-                          char *errmsg)
+                          ol__cluster_done_cb cb, void *data,
+                          const char *next, char *errmsg)
 {
     if (rv == 0)
         rv = ol__proposer_cmds(c->prop, w, 0);
     ol__entry_w_close(w);
-    if (rv != 0)
+    if (rv != 0) {
         ol__errf(errmsg, "propose: %s", ol_strerror(rv));
-    return rv;
+        return rv;
+    }
+    if (cb)
+        cb(data, 0, next);
+    return 0;
 }
 
 int ol__cluster_add(struct ol__replica *r, uint64_t id, const char *address,
@@ -188,30 +216,19 @@ int ol__cluster_add(struct ol__replica *r, uint64_t id, const char *address,
 {
     struct cluster *c = (struct cluster *)r;
     struct ol__entry_w w;
-    int rv = leader_only(c, errmsg);
+    int rv = check_request(c, id, 1, errmsg);
 
     if (rv != 0)
         return rv;
-    if (c->member.active) {
-        ol__errf(errmsg, "another membership change is in progress");
-        return OL_EBUSY;
-    }
-    if (ol__sm_node(c->sm, id) && !ol__sm_node(c->sm, id)->removed) {
-        ol__errf(errmsg, "node %" PRIu64 " is already a member", id);
-        return OL_EEXISTS;
-    }
     /* The key goes into the replicated roster first: the transport admits
      * the new node once every member has applied it, and the tick adds it
      * to the raft configuration and promotes it to voter. */
     ol__entry_w_init(&w);
     rv = ol__entry_add_node(&w, ol__random_id(), id, address, pk,
                             labels ? labels : "");
-    rv = propose_roster(c, &w, rv, errmsg);
-    if (rv != 0)
-        return rv;
-    if (cb)
-        cb(data, 0, "roster entry proposed; raft membership follows");
-    return 0;
+    return propose_roster(c, &w, rv, cb, data,
+                          "roster entry proposed; raft membership follows",
+                          errmsg);
 }
 
 int ol__cluster_remove(struct ol__replica *r, uint64_t id,
@@ -219,25 +236,15 @@ int ol__cluster_remove(struct ol__replica *r, uint64_t id,
 {
     struct cluster *c = (struct cluster *)r;
     struct ol__entry_w w;
-    int rv = leader_only(c, errmsg);
+    int rv = check_request(c, id, 0, errmsg);
 
-    if (rv != 0)
-        return rv;
-    if (id == c->cfg.self_id) {
-        ol__errf(errmsg, "the leader cannot remove itself; remove it from "
-                         "another node after a new leader is elected");
-        return OL_EINVAL;
+    if (rv == 0) {
+        ol__entry_w_init(&w);
+        rv = ol__entry_add_node_del(&w, ol__random_id(), id);
+        rv = propose_roster(c, &w, rv, cb, data,
+                            "removal proposed; its agents move once it is "
+                            "gone",
+                            errmsg);
     }
-    if (ol__sm_node(c->sm, id) == NULL) {
-        ol__errf(errmsg, "no node %" PRIu64 " in the roster", id);
-        return OL_ENOTFOUND;
-    }
-    ol__entry_w_init(&w);
-    rv = ol__entry_add_node_del(&w, ol__random_id(), id);
-    rv = propose_roster(c, &w, rv, errmsg);
-    if (rv != 0)
-        return rv;
-    if (cb)
-        cb(data, 0, "removal proposed; its agents move once it is gone");
-    return 0;
+    return rv;
 }

@@ -11,7 +11,8 @@
 #include "cluster_int.h"
 
 /* What this node knows of node `nd`'s health. */
-static const char *node_health(struct cluster *c, const struct ol__sm_node *nd,
+static const char *node_health(struct cluster *c,
+                               const struct ol__sm_node *nd,
                                const struct peer_state *ps, uint64_t now)
 {
     if (nd->removed)
@@ -28,7 +29,7 @@ static const char *node_health(struct cluster *c, const struct ol__sm_node *nd,
 }
 
 static void pack_node(struct cluster *c, const struct ol__sm_node *nd,
-                      uint64_t now, msgpack_packer *pk, struct ol__buf *b)
+                      uint64_t now, struct ol__pk_map *parent)
 {
     struct peer_state *ps = ol__cl_peer(c, nd->id, 0);
     const struct ol__sm_agent *a;
@@ -41,7 +42,7 @@ static void pack_node(struct cluster *c, const struct ol__sm_node *nd,
                                    a->status == OL_AGENT_STOPPING))
             agents++;
     ol__pk_hex(nd->pk, hex);
-    ol__pk_map_begin(&m, pk, b);
+    ol__pk_map_begin(&m, parent->pk, parent->buf);
     ol__pk_kv_uint(&m, "id", nd->id);
     ol__pk_kv_str(&m, "address", nd->address);
     ol__pk_kv_str(&m, "labels", nd->labels);
@@ -51,22 +52,21 @@ static void pack_node(struct cluster *c, const struct ol__sm_node *nd,
     ol__pk_kv_str(&m, "health", node_health(c, nd, ps, now));
     ol__pk_key(&m, "last_contact_ms");
     if (c->role == RAFT_LEADER && ps && ps->seen)
-        msgpack_pack_uint64(pk, now - ps->last_ms);
+        msgpack_pack_uint64(m.pk, now - ps->last_ms);
     else
-        msgpack_pack_nil(pk);
+        msgpack_pack_nil(m.pk);
     ol__pk_kv_uint(&m, "applied", ps ? ps->applied : 0);
     ol__pk_kv_uint(&m, "agents", agents);
     (void)ol__pk_map_end(&m);
 }
 
-static void pack_counters(struct cluster *c, msgpack_packer *pk,
-                          struct ol__buf *b)
+static void pack_counters(struct cluster *c, struct ol__pk_map *parent)
 {
     struct ol__proposer_counters pc;
     struct ol__pk_map m;
 
     ol__proposer_counters(c->prop, &pc);
-    ol__pk_map_begin(&m, pk, b);
+    ol__pk_map_begin(&m, parent->pk, parent->buf);
     ol__pk_kv_uint(&m, "entries", pc.entries);
     ol__pk_kv_uint(&m, "checkpoints_proposed", pc.ckpts_proposed);
     ol__pk_kv_uint(&m, "forwarded", pc.forwarded);
@@ -77,59 +77,44 @@ static void pack_counters(struct cluster *c, msgpack_packer *pk,
     (void)ol__pk_map_end(&m);
 }
 
-static void pack_status(struct cluster *c, msgpack_packer *pk,
-                        struct ol__buf *b)
+static void fill_status(struct ol__pk_map *m, void *data)
 {
     static const char *const names[] = {"unavailable", "follower",
                                         "candidate", "leader"};
+    struct cluster *c = data;
     const struct ol__sm_node *nodes;
     size_t nn = ol__sm_nodes(c->sm, &nodes);
     uint64_t now = ol__cl_now(c);
-    struct ol__pk_map m;
     char inc[24];
 
     snprintf(inc, sizeof inc, "%016" PRIx64, c->inc);
-    ol__pk_map_begin(&m, pk, b);
-    ol__pk_kv_str(&m, "mode", "cluster");
-    ol__pk_kv_str(&m, "cluster", c->cfg.cluster);
-    ol__pk_kv_uint(&m, "self", c->cfg.self_id);
-    ol__pk_kv_str(&m, "role", names[c->role & 3]);
-    ol__pk_kv_bool(&m, "from_follower", c->role != RAFT_LEADER);
-    ol__pk_kv_uint(&m, "leader", c->leader_id);
-    ol__pk_kv_uint(&m, "term", c->raft.current_term);
-    ol__pk_kv_uint(&m, "commit_index", c->raft.commit_index);
-    ol__pk_kv_uint(&m, "applied_index", raft_last_applied(&c->raft));
-    ol__pk_kv_uint(&m, "store_applied", ol__sm_applied(c->sm));
-    ol__pk_kv_uint(&m, "held", ol__fsm_held(&c->fsm));
-    ol__pk_kv_uint(&m, "feature_level", c->level);
-    ol__pk_kv_uint(&m, "cluster_feature_level", ol__cl_level(c));
-    ol__pk_kv_bool(&m, "lease", ol__cl_fresh_ms() < c->lease_until_ms);
-    ol__pk_kv_str(&m, "incarnation", inc);
-    ol__pk_kv_uint(&m, "pending", ol__proposer_pending(c->prop));
-    ol__pk_key(&m, "counters");
-    pack_counters(c, pk, b);
-    ol__pk_key(&m, "nodes");
-    msgpack_pack_array(pk, nn);
+    ol__pk_kv_str(m, "mode", "cluster");
+    ol__pk_kv_str(m, "cluster", c->cfg.cluster);
+    ol__pk_kv_uint(m, "self", c->cfg.self_id);
+    ol__pk_kv_str(m, "role", names[c->role & 3]);
+    ol__pk_kv_bool(m, "from_follower", c->role != RAFT_LEADER);
+    ol__pk_kv_uint(m, "leader", c->leader_id);
+    ol__pk_kv_uint(m, "term", c->raft.current_term);
+    ol__pk_kv_uint(m, "commit_index", c->raft.commit_index);
+    ol__pk_kv_uint(m, "applied_index", raft_last_applied(&c->raft));
+    ol__pk_kv_uint(m, "store_applied", ol__sm_applied(c->sm));
+    ol__pk_kv_uint(m, "held", ol__fsm_held(&c->fsm));
+    ol__pk_kv_uint(m, "feature_level", c->level);
+    ol__pk_kv_uint(m, "cluster_feature_level", ol__cl_level(c));
+    ol__pk_kv_bool(m, "lease", ol__cl_fresh_ms() < c->lease_until_ms);
+    ol__pk_kv_str(m, "incarnation", inc);
+    ol__pk_kv_uint(m, "pending", ol__proposer_pending(c->prop));
+    ol__pk_key(m, "counters");
+    pack_counters(c, m);
+    ol__pk_key(m, "nodes");
+    msgpack_pack_array(m->pk, nn);
     for (size_t i = 0; i < nn; i++)
-        pack_node(c, &nodes[i], now, pk, b);
-    (void)ol__pk_map_end(&m);
+        pack_node(c, &nodes[i], now, m);
 }
 
-/* The map writer counts its own pairs into an ol__buf; the caller's
- * packer may write anywhere, so the finished map goes to it as bytes. */
-void ol__cluster_status(struct ol__replica *r, msgpack_packer *out)
+void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
 {
-    struct ol__buf b;
-    msgpack_packer pk;
-
-    ol__buf_init(&b);
-    msgpack_packer_init(&pk, &b, ol__buf_write);
-    pack_status((struct cluster *)r, &pk, &b);
-    if (b.base)
-        (void)out->callback(out->data, (const char *)b.base, b.len);
-    else
-        msgpack_pack_nil(out);
-    ol__buf_close(&b);
+    (void)ol__replica_pack_map(pk, fill_status, r);
 }
 
 void ol__cluster_metrics(struct ol__replica *r,

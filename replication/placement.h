@@ -65,7 +65,7 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
  * move takes the agent from a node that may still run it: the new owner
  * waits out the longest lease the old owner can still hold.  That lease
  * was granted before the move committed (the leader grants none to a node
- * that has not applied it, cluster.c) and lasts `lease_ms` on the old
+ * that has not applied it, cluster_lease.c) and lasts `lease_ms` on the old
  * owner's clock; the wait is measured on the new owner's clock from when
  * it applies the move.  With clock rates within 10% of each other's,
  * lease_ms * 5 / 4 covers it; `heartbeat_ms` more covers the tick on which

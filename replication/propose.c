@@ -23,6 +23,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/map.h"
+#include "bodies.h"
 
 /* A proposal this node made and has not yet seen applied. */
 struct pend {
@@ -52,9 +53,7 @@ struct ol__proposer {
 /* One entry in the making: what flush_once() gathers. */
 struct draft {
     struct ol__entry_w w;
-    struct ol__blob *bodies;
-    uint8_t *hashes;
-    uint32_t nb, cap;
+    struct ol__bodies ck; /* bodies borrowed from the proposals */
     size_t bytes;
 };
 
@@ -249,25 +248,7 @@ static int draft_add(struct draft *d, const struct pend *x)
 
         return ol__entry_add_raw(&d->w, &raw);
     }
-    if (d->nb == d->cap) {
-        uint32_t cap = d->cap ? d->cap * 2 : 64;
-        struct ol__blob *nb = realloc(d->bodies, cap * sizeof *nb);
-        uint8_t *nh;
-
-        if (nb == NULL)
-            return OL_ENOMEM;
-        d->bodies = nb;
-        nh = realloc(d->hashes, (size_t)cap * OL_HASH_SIZE);
-        if (nh == NULL)
-            return OL_ENOMEM;
-        d->hashes = nh;
-        d->cap = cap;
-    }
-    d->bodies[d->nb].p = x->bytes;
-    d->bodies[d->nb].len = (uint32_t)x->len;
-    memcpy(d->hashes + (size_t)d->nb * OL_HASH_SIZE, x->hash, OL_HASH_SIZE);
-    d->nb++;
-    return 0;
+    return ol__bodies_add(&d->ck, x->bytes, x->len, x->hash);
 }
 
 /* Move unsent proposals into the draft, up to an entry's limits. */
@@ -277,7 +258,7 @@ static int draft_fill(struct ol__proposer *p, struct draft *d, uint64_t now)
     int rv = 0;
 
     while (rv == 0 && (x = p->unsent_head) != NULL &&
-           d->nb < OL_PROP_ENTRY_MAX_CKPTS &&
+           d->ck.n < OL_PROP_ENTRY_MAX_CKPTS &&
            d->w.n < OL_PROP_ENTRY_MAX_OWN_CMDS &&
            d->bytes < OL_PROP_ENTRY_MAX_BYTES) {
         p->unsent_head = x->next_unsent;
@@ -292,9 +273,9 @@ static int draft_fill(struct ol__proposer *p, struct draft *d, uint64_t now)
         d->bytes += x->len;
         rv = draft_add(d, x);
     }
-    if (rv == 0 && d->nb)
-        rv = ol__entry_add_ckpts(&d->w, p->cfg.key, ol__wall_ms(), d->bodies,
-                                 d->hashes, d->nb);
+    if (rv == 0 && d->ck.n)
+        rv = ol__entry_add_ckpts(&d->w, p->cfg.key, ol__wall_ms(),
+                                 d->ck.bodies, d->ck.hashes, d->ck.n);
     return rv;
 }
 
@@ -351,8 +332,7 @@ static int flush_once(struct ol__proposer *p)
                                     "%s; retrying",
                       d.w.n, ol_strerror(rv));
     }
-    free(d.bodies);
-    free(d.hashes);
+    ol__bodies_close(&d.ck);
     ol__entry_w_close(&d.w);
     ol__buf_close(&entry);
     return sent;
