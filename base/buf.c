@@ -3,6 +3,7 @@
  */
 #include "buf.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,36 +66,17 @@ uint8_t *ol__buf_steal(struct ol__buf *b, size_t *len)
 
 void ol__hex(const uint8_t *p, size_t n, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    sodium_bin2hex(out, 2 * n + 1, p, n);
 }
 
 int ol__unhex(const char *s, uint8_t *out, size_t n)
 {
-    if (strlen(s) != 2 * n)
-        return OL_EMALFORMED;
-    for (size_t i = 0; i < n; i++) {
-        int hi = nibble(s[2 * i]), lo = nibble(s[2 * i + 1]);
+    size_t len = strlen(s), got = 0;
+    const char *end = NULL;
 
-        if (hi < 0 || lo < 0)
-            return OL_EMALFORMED;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
+    if (len != 2 * n ||
+        sodium_hex2bin(out, n, s, len, NULL, &got, &end) != 0 || got != n ||
+        end != s + len)
+        return OL_EMALFORMED;
     return 0;
 }
