@@ -1,7 +1,10 @@
 /*
  * Placement: which node should own each agent.  Pure logic over the state
- * machine's view and what the leader knows about each node; the leader
- * proposes the PLACE commands it returns.
+ * machine's view and what the leader knows about each node: no clock, no
+ * I/O, no cluster state.  The leader (cluster_place.c) fills one
+ * struct ol__pl_node per roster member from its liveness records, calls
+ * ol__placement(), and proposes the PLACE or MOVE commands for the moves
+ * it returns; tests/unit/test_placement.c calls it the same way.
  */
 #ifndef OL_PLACEMENT_H
 #define OL_PLACEMENT_H
