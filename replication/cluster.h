@@ -3,7 +3,8 @@
  * behind the replica interface, plus what a cluster needs around it:
  * liveness pings, leases that stop a cut-off node's agents before the
  * leader moves them, placement by the leader, and membership changes.
- * Every raft call in outlast lives in replication/raft.c and cluster.c.
+ * Every raft call in outlast lives in replication/raft.c and cluster*.c
+ * (cluster_int.h lists the files).
  */
 #ifndef OL_CLUSTER_H
 #define OL_CLUSTER_H
@@ -99,8 +100,13 @@ int ol__cluster_send_app(struct ol__replica *r, uint64_t to, const void *p,
 void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk);
 
 /* Membership, on the leader only: add a node (its key goes into the
- * replicated roster before raft adds it) or remove one.  The callback gets 0
- * or an OL_E* code with a message. */
+ * replicated roster; the leader's tick then adds it to raft as a spare and
+ * promotes it to voter) or remove one (its agents move once it is gone).
+ * The call returns once the roster change is proposed: 0, or
+ * OL_ENOTLEADER, OL_EBUSY, OL_EEXISTS, OL_EINVAL, OL_ENOTFOUND or the
+ * proposer's error, with a message in errmsg.  On 0 only, `cb` (may be
+ * NULL) runs once before the call returns, with status 0 and a message
+ * saying what follows; the raft change itself is not reported to it. */
 typedef void (*ol__cluster_done_cb)(void *data, int status, const char *msg);
 int ol__cluster_add(struct ol__replica *r, uint64_t id, const char *address,
                     const uint8_t pk[OL_PK_SIZE], const char *labels,

@@ -1,6 +1,15 @@
 /*
- * Internals shared by raft.c (consensus, FSM, proposals) and cluster.c
- * (liveness, leases, placement, membership).
+ * Internals of the cluster replica, shared by its files:
+ *   cluster.c          the replica's life: create, close, tick, role changes
+ *   raft.c             the raft glue: setup, FSM hooks, role tracking,
+ *                      submitting entries, offline bootstrap
+ *   cluster_lease.c    liveness pings, leases, suspends, the feature level
+ *   cluster_msg.c      the message channel and what the FSM's effects cause
+ *   cluster_members.c  the roster and raft membership
+ *   cluster_place.c    driving placement (placement.h decides)
+ *   cluster_status.c   status, metrics
+ * Proposals are not here: they sit behind propose.h, and placement's
+ * decisions behind placement.h; neither includes this file.
  */
 #ifndef OL_CLUSTER_INT_H
 #define OL_CLUSTER_INT_H
@@ -10,9 +19,9 @@
 #include <sqlite3.h>
 
 #include "base/sizes.h"
-#include "base/map.h"
 #include "cluster.h"
 #include "fsm.h"
+#include "propose.h"
 #include "raftfix.h"
 
 /* Messages on the transport's message channel: a msgpack array whose first
@@ -32,21 +41,6 @@ enum {
 
 /* A suspend shorter than this is not told apart from clock noise. */
 #define OL_SUSPEND_SLACK_MS 250
-
-/* A proposal this node made and has not yet seen applied. */
-struct pend {
-    struct pend *next_unsent;
-    int is_ckpt;
-    char agent[OL_NAME_MAX + 1];
-    uint64_t epoch, seq;
-    uint64_t req;
-    uint8_t *bytes; /* ckpt body, or one encoded command */
-    size_t len;
-    uint8_t hash[OL_HASH_SIZE];
-    uint64_t sent_ms; /* 0: never sent */
-    int queued;       /* on the unsent list */
-    char key[OL_NAME_MAX + 24]; /* map key */
-};
 
 /* What the leader knows about a node. */
 struct peer_state {
@@ -74,17 +68,13 @@ struct placing {
     uint64_t from; /* the owner it moves off (0: none) */
 };
 
+/* The one raft membership change in flight (the leader makes them one at
+ * a time, from the tick: cluster_members.c). */
 struct membership_op {
     int active;
-    int phase; /* 0 node cmd, 1 raft_add, 2 raft_assign, 3 raft_remove */
+    int phase; /* 1 raft_add, 2 raft_assign, 3 raft_remove */
     uint64_t id;
-    uint64_t req;
-    char address[OL_ADDR_MAX];
-    uint8_t pk[OL_PK_SIZE];
-    char labels[OL_LABELS_MAX + 1];
     struct raft_change change;
-    ol__cluster_done_cb cb;
-    void *data;
 };
 
 struct cluster {
@@ -97,7 +87,6 @@ struct cluster {
     const struct ol__key *key;
     uint64_t inc;
     unsigned lease_ms;
-    unsigned retry_ms;
 
     struct ol__transport *tr;
     struct raft_io io;
@@ -119,7 +108,7 @@ struct cluster {
     uint32_t level;         /* the feature level this node runs */
     uint32_t cluster_level; /* what every voter runs (the leader's view) */
 
-    /* lease (cluster.c: the rule and why it holds) */
+    /* lease (cluster_lease.c: the rule and why it holds) */
     uint64_t lease_until_ms;     /* agents here may step until then */
     uint64_t lead_lease_until_ms; /* leader: a majority hears us until */
     uint64_t leader_time;        /* the leader's clock in its last answer,
@@ -130,12 +119,7 @@ struct cluster {
     int lease_reported;
     uint64_t pong_commit;  /* the leader's commit index one answer ago */
 
-    /* proposals */
-    struct ol__map pend;  /* key -> struct pend * */
-    struct pend *unsent_head, *unsent_tail;
-    struct ol__entry_w fwd; /* commands forwarded to this leader */
-    unsigned applies_inflight;
-    uint64_t last_retry_scan_ms;
+    struct ol__proposer *prop; /* proposals (propose.h) */
 
     /* leader state */
     struct peer_state *peers;
@@ -158,10 +142,6 @@ struct cluster {
     int handles;
 
     struct {
-        uint64_t entries;
-        uint64_t ckpts_proposed;
-        uint64_t forwarded;
-        uint64_t retries;
         uint64_t placements;
         uint64_t leader_changes;  /* a new leader was learned */
         uint64_t lease_losses;
@@ -173,28 +153,52 @@ struct cluster {
     } n;
 };
 
+/* raft.c */
 uint64_t ol__cl_now(struct cluster *c);
-void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx);
-void ol__cl_notify_owners(struct cluster *c, const struct ol__effects *fx);
+/* Hand finished entry bytes to raft (leader only); the proposer's submit
+ * callback (propose.h).  Returns 0, OL_ENOTLEADER, OL_ENOMEM or OL_EIO. */
+int ol__cl_raft_submit(void *data, const void *p, size_t len);
+int ol__cl_raft_setup(struct cluster *c, char *errmsg);
+int ol__cl_cluster_id_prepare(struct cluster *c, int has_state,
+                              char *errmsg);
+void ol__cl_check_cb(uv_check_t *h);
+void ol__cl_fsm_effects(void *data, struct ol__effects *fx, uint64_t term);
+void ol__cl_fsm_fatal(void *data, const char *msg);
+void ol__cl_transport_hooks(struct cluster *c,
+                            struct ol__transport_config *tc);
+
+/* cluster.c */
 void ol__cl_kick(struct cluster *c);
-void ol__cl_roster_sync(struct cluster *c);
-void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len);
-void ol__cl_tick(struct cluster *c);
 void ol__cl_role_changed(struct cluster *c, int old_role);
 void ol__cl_leader_ready(struct cluster *c);
-void ol__cl_on_effects(struct cluster *c, const struct ol__effects *fx);
-int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
-                       uint64_t req);
-int ol__cl_apply_entry(struct cluster *c, const void *p, size_t len);
+void ol__cl_tick(struct cluster *c);
+
+/* cluster_lease.c */
+uint64_t ol__cl_fresh_ms(void);
+struct peer_state *ol__cl_peer(struct cluster *c, uint64_t id, int create);
+int ol__cl_voter(struct cluster *c, uint64_t id);
 /* The feature level every voter runs, as far as this node knows. */
 uint32_t ol__cl_level(struct cluster *c);
+void ol__cl_on_ping(struct cluster *c, uint64_t from, const uint64_t *v);
+void ol__cl_on_pong(struct cluster *c, uint64_t from, const uint64_t *v);
+void ol__cl_ping_leader(struct cluster *c, uint64_t now, uint64_t fresh);
+void ol__cl_leader_lease(struct cluster *c, uint64_t now);
+int ol__cl_notice_suspend(struct cluster *c, uint64_t now);
+void ol__cl_report_lease(struct cluster *c, int ok);
+void ol__cl_relearn_liveness(struct cluster *c, uint64_t now,
+                             const char *why);
 
-/* propose.c */
-void ol__cl_pend_free(struct pend *p);
-int ol__cl_propose_ckpt(struct ol__replica *r, const char *agent,
-                        uint64_t epoch, uint64_t seq, uint8_t *body,
-                        size_t len, const uint8_t hash[OL_HASH_SIZE]);
-int ol__cl_propose_cmds(struct ol__replica *r, const struct ol__entry_w *w);
-void ol__cl_retry_stale(struct cluster *c, int all);
+/* cluster_msg.c */
+void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len);
+void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx);
+int ol__cl_forward(void *data, const void *entry, size_t len);
+
+/* cluster_members.c */
+void ol__cl_roster_sync(struct cluster *c);
+void ol__cl_register_roster(struct cluster *c, uint64_t now);
+void ol__cl_reconcile_members(struct cluster *c);
+
+/* cluster_place.c */
+void ol__cl_place(struct cluster *c, uint64_t now);
 
 #endif

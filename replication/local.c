@@ -21,6 +21,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "state/store.h"
+#include "bodies.h"
 #include "replica.h"
 #include "record/seal.h"
 #include "state/sm_int.h"
@@ -34,9 +35,7 @@
 
 struct batch {
     struct batch *next;      /* queued after this one */
-    struct ol__blob *bodies; /* malloc'd bodies */
-    uint8_t *hashes;
-    uint32_t n, cap;
+    struct ol__bodies ck;    /* bodies malloc'd, owned here */
     size_t bytes;
     struct ol__entry_w cmds;
     /* filled by the worker */
@@ -83,10 +82,9 @@ static void batch_free(struct batch *b)
 {
     if (b == NULL)
         return;
-    for (uint32_t i = 0; i < b->n; i++)
-        free((void *)b->bodies[i].p);
-    free(b->bodies);
-    free(b->hashes);
+    for (uint32_t i = 0; i < b->ck.n; i++)
+        free((void *)b->ck.bodies[i].p);
+    ol__bodies_close(&b->ck);
     ol__entry_w_close(&b->cmds);
     ol__buf_close(&b->entry);
     ol__effects_free(&b->fx);
@@ -95,7 +93,7 @@ static void batch_free(struct batch *b)
 
 static int batch_full(const struct batch *b)
 {
-    return b->n >= BATCH_MAX_CKPTS || b->cmds.n >= BATCH_MAX_CMDS ||
+    return b->ck.n >= BATCH_MAX_CKPTS || b->cmds.n >= BATCH_MAX_CMDS ||
            b->bytes >= BATCH_MAX_BYTES;
 }
 
@@ -210,9 +208,9 @@ static void isolate(struct local *l, struct batch *b)
     uint32_t failed = 0;
 
     ol__effects_init(&b->fx);
-    for (uint32_t i = 0; i < b->n; i++) {
-        struct one_body ob = {&b->bodies[i],
-                              b->hashes + (size_t)i * OL_HASH_SIZE,
+    for (uint32_t i = 0; i < b->ck.n; i++) {
+        struct one_body ob = {&b->ck.bodies[i],
+                              b->ck.hashes + (size_t)i * OL_HASH_SIZE,
                               b->cmds.time_ms};
         struct ol__ckpt c;
 
@@ -241,7 +239,7 @@ static void isolate(struct local *l, struct batch *b)
     ol_log(OL_LOG_ERROR,
            "database damaged: a batch of %u checkpoints and %u commands "
            "failed (%s); committed one by one, %u could not be",
-           b->n, b->cmds.n, b->errmsg, failed);
+           b->ck.n, b->cmds.n, b->errmsg, failed);
     fe = ol__fx_add(&b->fx, OL_FX_STORAGE);
     if (fe)
         snprintf(fe->errmsg, sizeof fe->errmsg, "%s", b->errmsg);
@@ -264,8 +262,8 @@ static void work_cb(uv_work_t *req)
     ol__buf_init(&seal);
     /* One signature over the batch's hashes; the bodies go to the state
      * machine as they are, without being copied into an entry. */
-    if (b->n)
-        rv = ol__seal_make(l->key, now, b->hashes, b->n, &seal, sig);
+    if (b->ck.n)
+        rv = ol__seal_make(l->key, now, b->ck.hashes, b->ck.n, &seal, sig);
     b->cmds.time_ms = now;
     if (rv == 0 && b->cmds.n)
         rv = ol__entry_w_finish(&b->cmds, &b->entry);
@@ -276,9 +274,9 @@ static void work_cb(uv_work_t *req)
         return;
     }
     rv = ol__store_begin(l->st);
-    if (rv == 0 && b->n)
+    if (rv == 0 && b->ck.n)
         rv = ol__sm_apply_sealed(l->sm, now, seal.base, seal.len, sig,
-                                 b->bodies, b->n, &b->fx);
+                                 b->ck.bodies, b->ck.n, &b->fx);
     /* The entry was built here, so a decode failure is a bug, not input;
      * it is reported the same way as an I/O failure. */
     if (rv == 0 && b->cmds.n)
@@ -319,10 +317,10 @@ static void after_cb(uv_work_t *req, int status)
     l->inflight = NULL;
     if (b->rv == 0 && status == 0) {
         l->n.batches++;
-        l->n.ckpts += b->n;
-        if (b->n)
+        l->n.ckpts += b->ck.n;
+        if (b->ck.n)
             ol__phist_add(&l->n.batch_sizes, ol__batch_bounds,
-                          ol__batch_nbounds, b->n);
+                          ol__batch_nbounds, b->ck.n);
         l->n.cmds += b->cmds.n;
         l->backoff_ms = 0;
         if (!l->closing)
@@ -335,7 +333,7 @@ static void after_cb(uv_work_t *req, int status)
         ol_log_rl(OL_LOG_ERROR,
                   "commit of %u checkpoints and %u commands failed: %s; "
                   "retrying",
-                  b->n, b->cmds.n, b->errmsg);
+                  b->ck.n, b->cmds.n, b->errmsg);
         ol__buf_reset(&b->entry);
         b->rv = 0;
         l->retry_batch = b;
@@ -368,7 +366,7 @@ static void start(struct local *l)
     if (l->retry_batch) {
         l->inflight = l->retry_batch;
         l->retry_batch = NULL;
-    } else if (l->pending && (l->pending->n || l->pending->cmds.n)) {
+    } else if (l->pending && (l->pending->ck.n || l->pending->cmds.n)) {
         l->inflight = l->pending;
         l->pending = l->pending->next;
         if (l->pending == NULL)
@@ -407,24 +405,8 @@ static int propose_ckpt(struct ol__replica *r, const char *agent,
     b = pending(l);
     if (b == NULL)
         return OL_ENOMEM;
-    if (b->n == b->cap) {
-        uint32_t cap = b->cap ? b->cap * 2 : 64;
-        struct ol__blob *nb = realloc(b->bodies, cap * sizeof *nb);
-        uint8_t *nh;
-
-        if (nb == NULL)
-            return OL_ENOMEM;
-        b->bodies = nb;
-        nh = realloc(b->hashes, (size_t)cap * OL_HASH_SIZE);
-        if (nh == NULL)
-            return OL_ENOMEM;
-        b->hashes = nh;
-        b->cap = cap;
-    }
-    b->bodies[b->n].p = body;
-    b->bodies[b->n].len = (uint32_t)len;
-    memcpy(b->hashes + (size_t)b->n * OL_HASH_SIZE, hash, OL_HASH_SIZE);
-    b->n++;
+    if (ol__bodies_add(&b->ck, body, len, hash) != 0)
+        return OL_ENOMEM;
     b->bytes += len;
     schedule(l);
     return 0;
@@ -457,7 +439,7 @@ static int idle(struct ol__replica *r)
 
     return l->inflight == NULL && l->retry_batch == NULL &&
            (l->pending == NULL ||
-            (l->pending->n == 0 && l->pending->cmds.n == 0 &&
+            (l->pending->ck.n == 0 && l->pending->cmds.n == 0 &&
              l->pending->next == NULL));
 }
 
@@ -471,21 +453,20 @@ static void counters(struct ol__replica *r, struct ol__replica_counters *out)
     *out = ((struct local *)r)->n;
 }
 
+static void fill_status(struct ol__pk_map *m, void *data)
+{
+    struct local *l = data;
+
+    ol__pk_kv_str(m, "mode", "single");
+    ol__pk_kv_uint(m, "batches", l->n.batches);
+    ol__pk_kv_uint(m, "checkpoints", l->n.ckpts);
+    ol__pk_kv_uint(m, "commands", l->n.cmds);
+    ol__pk_kv_uint(m, "failures", l->n.failures);
+}
+
 static void status(struct ol__replica *r, msgpack_packer *pk)
 {
-    struct local *l = (struct local *)r;
-
-    msgpack_pack_map(pk, 5);
-    msgpack_pack_str_with_body(pk, "mode", 4);
-    msgpack_pack_str_with_body(pk, "single", 6);
-    msgpack_pack_str_with_body(pk, "batches", 7);
-    msgpack_pack_uint64(pk, l->n.batches);
-    msgpack_pack_str_with_body(pk, "checkpoints", 11);
-    msgpack_pack_uint64(pk, l->n.ckpts);
-    msgpack_pack_str_with_body(pk, "commands", 8);
-    msgpack_pack_uint64(pk, l->n.cmds);
-    msgpack_pack_str_with_body(pk, "failures", 8);
-    msgpack_pack_uint64(pk, l->n.failures);
+    (void)ol__replica_pack_map(pk, fill_status, r);
 }
 
 static void handle_closed(uv_handle_t *h)

@@ -77,12 +77,12 @@ static int active(const struct ol__sm_agent *a)
     return a->status == OL_AGENT_RUNNING || a->status == OL_AGENT_STOPPING;
 }
 
-size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
-                     size_t n_nodes, int rebalance, ol__pl_skip_fn skip,
-                     void *skip_data, struct ol__pl_move *out, size_t cap)
+/* Count each node's active agents; returns whether any node's health is
+ * unknown. */
+static int count_loads(const struct ol__sm *sm, struct ol__pl_node *nodes,
+                       size_t n_nodes)
 {
     const struct ol__sm_agent *a;
-    size_t n = 0;
     int unknown = 0;
 
     for (size_t i = 0; i < n_nodes; i++) {
@@ -95,35 +95,102 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
         if (active(a) && o)
             o->load++;
     }
+    return unknown;
+}
+
+/* Where agent `a` must go now (NULL: it stays), and why. */
+static struct ol__pl_node *decide(const struct ol__sm *sm,
+                                  const struct ol__sm_agent *a,
+                                  struct ol__pl_node *nodes, size_t n_nodes,
+                                  int unknown, int *reason)
+{
+    struct ol__pl_node *o = a->owner ? find(nodes, n_nodes, a->owner)
+                                     : NULL;
+
+    if (a->owner == 0) {
+        /* Spread new agents once every node has checked in (or been
+         * declared dead), not onto whoever answered first. */
+        if (unknown)
+            return NULL;
+        *reason = OL_PL_PLACE;
+        return best(sm, a->kind, nodes, n_nodes, NULL);
+    }
+    if (o == NULL || o->health == OL_PL_DEAD) {
+        *reason = OL_PL_FAILOVER;
+        return best(sm, a->kind, nodes, n_nodes, o ? o->cloud : NULL);
+    }
+    if (o->health == OL_PL_LIVE && o->inc != a->inc) {
+        *reason = OL_PL_REGRANT;
+        return o;
+    }
+    return NULL;
+}
+
+static void move_to(struct ol__pl_move *m, const struct ol__sm_agent *a,
+                    const struct ol__pl_node *t, int reason)
+{
+    snprintf(m->agent, sizeof m->agent, "%s", a->name);
+    m->owner = t->id;
+    m->inc = t->inc;
+    m->epoch = a->epoch + 1;
+    m->reason = reason;
+}
+
+/* At most one move from the busiest live node to the idlest, when they
+ * differ by enough.  Returns 1 when `out` holds it. */
+static size_t rebalance_one(const struct ol__sm *sm,
+                            struct ol__pl_node *nodes, size_t n_nodes,
+                            ol__pl_skip_fn skip, void *skip_data,
+                            struct ol__pl_move *out)
+{
+    const struct ol__sm_agent *a;
+    struct ol__pl_node *hi = NULL, *lo = NULL;
+    uint32_t total = 0, live = 0;
+
+    for (size_t i = 0; i < n_nodes; i++) {
+        struct ol__pl_node *c = &nodes[i];
+
+        if (c->health != OL_PL_LIVE)
+            continue;
+        total += c->load;
+        live++;
+        if (hi == NULL || c->load > hi->load)
+            hi = c;
+        if (lo == NULL || c->load < lo->load)
+            lo = c;
+    }
+    if (live < 2 || hi->load < lo->load + 2 + total / live / 4)
+        return 0;
+    for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
+        if (a->owner != hi->id || a->status != OL_AGENT_RUNNING ||
+            a->inc != hi->inc || !ol__sm_code_ok(sm, a->kind, lo->id) ||
+            (skip && skip(skip_data, a->name)))
+            continue;
+        move_to(out, a, lo, OL_PL_BALANCE);
+        return 1;
+    }
+    return 0;
+}
+
+size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
+                     size_t n_nodes, int rebalance, ol__pl_skip_fn skip,
+                     void *skip_data, struct ol__pl_move *out, size_t cap)
+{
+    const struct ol__sm_agent *a;
+    size_t n = 0;
+    int unknown = count_loads(sm, nodes, n_nodes);
 
     for (size_t i = 0; n < cap && ol__sm_agent_next(sm, &i, &a);) {
-        struct ol__pl_node *o, *t = NULL;
+        struct ol__pl_node *o, *t;
         int reason = 0;
 
         if (!active(a) || (skip && skip(skip_data, a->name)))
             continue;
-        o = a->owner ? find(nodes, n_nodes, a->owner) : NULL;
-        if (a->owner == 0) {
-            /* Spread new agents once every node has checked in (or been
-             * declared dead), not onto whoever answered first. */
-            if (unknown)
-                continue;
-            t = best(sm, a->kind, nodes, n_nodes, NULL);
-            reason = OL_PL_PLACE;
-        } else if (o == NULL || o->health == OL_PL_DEAD) {
-            t = best(sm, a->kind, nodes, n_nodes, o ? o->cloud : NULL);
-            reason = OL_PL_FAILOVER;
-        } else if (o->health == OL_PL_LIVE && o->inc != a->inc) {
-            t = o;
-            reason = OL_PL_REGRANT;
-        }
+        t = decide(sm, a, nodes, n_nodes, unknown, &reason);
         if (t == NULL)
             continue;
-        snprintf(out[n].agent, sizeof out[n].agent, "%s", a->name);
-        out[n].owner = t->id;
-        out[n].inc = t->inc;
-        out[n].epoch = a->epoch + 1;
-        out[n].reason = reason;
+        move_to(&out[n], a, t, reason);
+        o = a->owner ? find(nodes, n_nodes, a->owner) : NULL;
         if (t != o) {
             if (o && o->load)
                 o->load--;
@@ -131,40 +198,8 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
         }
         n++;
     }
-
-    if (rebalance && n == 0 && n < cap) {
-        struct ol__pl_node *hi = NULL, *lo = NULL;
-        uint32_t total = 0, live = 0;
-
-        for (size_t i = 0; i < n_nodes; i++) {
-            struct ol__pl_node *c = &nodes[i];
-
-            if (c->health != OL_PL_LIVE)
-                continue;
-            total += c->load;
-            live++;
-            if (hi == NULL || c->load > hi->load)
-                hi = c;
-            if (lo == NULL || c->load < lo->load)
-                lo = c;
-        }
-        if (live >= 2 && hi->load >= lo->load + 2 + total / live / 4) {
-            for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
-                if (a->owner != hi->id || a->status != OL_AGENT_RUNNING ||
-                    a->inc != hi->inc ||
-                    !ol__sm_code_ok(sm, a->kind, lo->id) ||
-                    (skip && skip(skip_data, a->name)))
-                    continue;
-                snprintf(out[0].agent, sizeof out[0].agent, "%s", a->name);
-                out[0].owner = lo->id;
-                out[0].inc = lo->inc;
-                out[0].epoch = a->epoch + 1;
-                out[0].reason = OL_PL_BALANCE;
-                n = 1;
-                break;
-            }
-        }
-    }
+    if (rebalance && n == 0 && n < cap)
+        n = rebalance_one(sm, nodes, n_nodes, skip, skip_data, out);
     return n;
 }
 

@@ -1,7 +1,10 @@
 /*
  * Placement: which node should own each agent.  Pure logic over the state
- * machine's view and what the leader knows about each node; the leader
- * proposes the PLACE commands it returns.
+ * machine's view and what the leader knows about each node: no clock, no
+ * I/O, no cluster state.  The leader (cluster_place.c) fills one
+ * struct ol__pl_node per roster member from its liveness records, calls
+ * ol__placement(), and proposes the PLACE or MOVE commands for the moves
+ * it returns; tests/unit/test_placement.c calls it the same way.
  */
 #ifndef OL_PLACEMENT_H
 #define OL_PLACEMENT_H
@@ -65,7 +68,7 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
  * move takes the agent from a node that may still run it: the new owner
  * waits out the longest lease the old owner can still hold.  That lease
  * was granted before the move committed (the leader grants none to a node
- * that has not applied it, cluster.c) and lasts `lease_ms` on the old
+ * that has not applied it, cluster_lease.c) and lasts `lease_ms` on the old
  * owner's clock; the wait is measured on the new owner's clock from when
  * it applies the move.  With clock rates within 10% of each other's,
  * lease_ms * 5 / 4 covers it; `heartbeat_ms` more covers the tick on which

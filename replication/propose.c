@@ -1,18 +1,20 @@
 /*
- * Proposals in a cluster.  Checkpoint bodies and commands collect until the
- * loop is idle, then go out as one entry (one seal, one signature).  The
- * leader hands it to raft_apply(); a follower forwards it to the leader,
- * which merges forwarded commands into its own next entry.  Each node keeps
- * what it proposed until it sees the outcome in its own state machine, and
- * sends it again if nothing came back in time or the leader changed.  A
- * retry carries the same request id: checkpoints are idempotent by (agent,
- * seq) and hash, and the state machine remembers the request ids of the
- * newest OL_SM_REQS_MAX commands it applied (sm_reqs.c) and applies a
- * repeat of one as nothing, reporting the first outcome.  So a retry never
- * duplicates unless it lands after that many other commands, and
- * RAFT_LEADERSHIPLOST (outcome unknown) is never reported as either
- * committed or lost.
+ * Proposals in a cluster (propose.h).  Checkpoint bodies and commands
+ * collect until the loop is idle, then go out as one entry (one seal, one
+ * signature).  The leader hands it to consensus (ops.submit); a follower
+ * forwards it to the leader (ops.forward), which merges forwarded commands
+ * into its own next entry.  Each node keeps what it proposed until it sees
+ * the outcome in its own state machine, and sends it again if nothing came
+ * back in time or the leader changed.  A retry carries the same request
+ * id: checkpoints are idempotent by (agent, seq) and hash, and the state
+ * machine remembers the request ids of the newest OL_SM_REQS_MAX commands
+ * it applied (sm_reqs.c) and applies a repeat of one as nothing, reporting
+ * the first outcome.  So a retry never duplicates unless it lands after
+ * that many other commands, and RAFT_LEADERSHIPLOST (outcome unknown) is
+ * never reported as either committed or lost.
  */
+#include "propose.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,19 +22,42 @@
 
 #include "base/err.h"
 #include "base/log.h"
-#include "base/pack.h"
-#include "cluster_int.h"
+#include "base/map.h"
+#include "bodies.h"
 
-/* One entry holds at most this many of our own proposals, so that with
- * the forwarded commands merged in it stays under OL_ENTRY_MAX_CMDS. */
-#define ENTRY_MAX_CKPTS 1024
-#define ENTRY_MAX_OWN_CMDS 8192
-#define ENTRY_MAX_BYTES (1u << 20)
-#define APPLIES_MAX 64
+/* A proposal this node made and has not yet seen applied. */
+struct pend {
+    struct pend *next_unsent;
+    int is_ckpt;
+    uint64_t epoch, seq;
+    uint8_t *bytes; /* ckpt body, or one encoded command; NULL: superseded */
+    size_t len;
+    uint8_t hash[OL_HASH_SIZE];
+    uint64_t sent_ms; /* 0: never sent */
+    int queued;       /* on the unsent list */
+    char key[OL_NAME_MAX + 24]; /* map key: "c/<agent>" or "r/<req>" */
+};
 
-/* ---- proposals ---- */
+struct ol__proposer {
+    struct ol__proposer_config cfg;
+    struct ol__proposer_ops ops;
+    int closing;
+    struct ol__map pend; /* key -> struct pend * */
+    struct pend *unsent_head, *unsent_tail;
+    struct ol__entry_w fwd; /* commands forwarded to this leader */
+    unsigned inflight;      /* entries submitted and not yet done */
+    uint64_t last_retry_scan_ms;
+    struct ol__proposer_counters n;
+};
 
-void ol__cl_pend_free(struct pend *p)
+/* One entry in the making: what flush_once() gathers. */
+struct draft {
+    struct ol__entry_w w;
+    struct ol__bodies ck; /* bodies borrowed from the proposals */
+    size_t bytes;
+};
+
+static void pend_free(struct pend *p)
 {
     if (p == NULL)
         return;
@@ -40,82 +65,132 @@ void ol__cl_pend_free(struct pend *p)
     free(p);
 }
 
-static void unsent_push(struct cluster *c, struct pend *p)
+/* Done with `p` (decided, or replaced): a queued one is unlinked lazily,
+ * skipped when flushed. */
+static void pend_retire(struct pend *p)
 {
-    if (p->queued)
-        return;
-    p->queued = 1;
-    p->next_unsent = NULL;
-    if (c->unsent_tail)
-        c->unsent_tail->next_unsent = p;
-    else
-        c->unsent_head = p;
-    c->unsent_tail = p;
-}
-
-static int pend_add(struct cluster *c, struct pend *p)
-{
-    struct pend *old = ol__map_del(&c->pend, p->key);
-
-    /* A newer proposal under the same key replaces a stale one. */
-    if (old) {
-        if (old->queued) {
-            /* Unlink lazily: it is skipped when flushed. */
-            free(old->bytes);
-            old->bytes = NULL;
-        } else {
-            ol__cl_pend_free(old);
-        }
+    if (p->queued) {
+        free(p->bytes);
+        p->bytes = NULL;
+    } else {
+        pend_free(p);
     }
-    if (ol__map_put(&c->pend, p->key, p) != 0)
-        return OL_ENOMEM;
-    unsent_push(c, p);
-    ol__cl_kick(c);
-    return 0;
 }
 
-int ol__cl_propose_ckpt(struct ol__replica *r, const char *agent,
-                        uint64_t epoch, uint64_t seq, uint8_t *body,
-                        size_t len, const uint8_t hash[OL_HASH_SIZE])
+int ol__proposer_create(const struct ol__proposer_config *cfg,
+                        const struct ol__proposer_ops *ops,
+                        struct ol__proposer **out)
 {
-    struct cluster *c = (struct cluster *)r;
-    struct pend *p;
+    struct ol__proposer *p = calloc(1, sizeof *p);
 
-    if (c->closing)
-        return OL_ESHUTDOWN;
-    p = calloc(1, sizeof *p);
     if (p == NULL)
         return OL_ENOMEM;
-    p->is_ckpt = 1;
-    snprintf(p->agent, sizeof p->agent, "%s", agent);
-    p->epoch = epoch;
-    p->seq = seq;
-    snprintf(p->key, sizeof p->key, "c/%s", agent);
-    p->bytes = body;
-    p->len = len;
-    memcpy(p->hash, hash, OL_HASH_SIZE);
-    c->n.ckpts_proposed++;
-    if (pend_add(c, p) != 0) {
-        p->bytes = NULL;
-        ol__cl_pend_free(p);
+    p->cfg = *cfg;
+    p->ops = *ops;
+    ol__map_init(&p->pend);
+    ol__entry_w_init(&p->fwd);
+    *out = p;
+    return 0;
+}
+
+void ol__proposer_destroy(struct ol__proposer *p)
+{
+    void *v;
+
+    if (p == NULL)
+        return;
+    while (p->unsent_head) {
+        struct pend *x = p->unsent_head;
+
+        p->unsent_head = x->next_unsent;
+        if (ol__map_get(&p->pend, x->key) != x)
+            pend_free(x);
+    }
+    for (size_t i = 0; ol__map_next(&p->pend, &i, &v);)
+        pend_free(v);
+    ol__map_close(&p->pend);
+    ol__entry_w_close(&p->fwd);
+    free(p);
+}
+
+void ol__proposer_shutdown(struct ol__proposer *p)
+{
+    p->closing = 1;
+}
+
+static void wake(struct ol__proposer *p)
+{
+    if (!p->closing)
+        p->ops.wake(p->ops.data);
+}
+
+static void unsent_push(struct ol__proposer *p, struct pend *x)
+{
+    if (x->queued)
+        return;
+    x->queued = 1;
+    x->next_unsent = NULL;
+    if (p->unsent_tail)
+        p->unsent_tail->next_unsent = x;
+    else
+        p->unsent_head = x;
+    p->unsent_tail = x;
+}
+
+static int pend_add(struct ol__proposer *p, struct pend *x)
+{
+    struct pend *old = ol__map_del(&p->pend, x->key);
+
+    /* A newer proposal under the same key replaces a stale one. */
+    if (old)
+        pend_retire(old);
+    if (ol__map_put(&p->pend, x->key, x) != 0)
+        return OL_ENOMEM;
+    unsent_push(p, x);
+    wake(p);
+    return 0;
+}
+
+int ol__proposer_ckpt(struct ol__proposer *p, const char *agent,
+                      uint64_t epoch, uint64_t seq, uint8_t *body,
+                      size_t len, const uint8_t hash[OL_HASH_SIZE])
+{
+    struct pend *x;
+
+    if (p->closing)
+        return OL_ESHUTDOWN;
+    x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return OL_ENOMEM;
+    x->is_ckpt = 1;
+    x->epoch = epoch;
+    x->seq = seq;
+    snprintf(x->key, sizeof x->key, "c/%s", agent);
+    x->bytes = body;
+    x->len = len;
+    memcpy(x->hash, hash, OL_HASH_SIZE);
+    p->n.ckpts_proposed++;
+    if (pend_add(p, x) != 0) {
+        x->bytes = NULL;
+        pend_free(x);
         return OL_ENOMEM;
     }
     return 0;
 }
 
-int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
-                       uint64_t req)
+int ol__proposer_cmds(struct ol__proposer *p, const struct ol__entry_w *w,
+                      uint64_t req)
 {
     struct ol__buf e;
     struct ol__entry dec;
     char err[OL_ERRMSG_SIZE];
     int rv;
 
-    if (c->closing)
+    if (p->closing)
         return OL_ESHUTDOWN;
     /* A command some voter could not apply would stop that voter: it
      * waits until every voter runs its level. */
-    if (w->level > ol__cl_level(c))
+    if (w->level > p->ops.level(p->ops.data))
         return OL_ENOTSUP;
     ol__buf_init(&e);
     rv = ol__entry_w_finish(w, &e);
@@ -126,299 +201,225 @@ int ol__cl_propose_raw(struct cluster *c, const struct ol__entry_w *w,
         return rv;
     }
     for (uint32_t i = 0; i < dec.n && rv == 0; i++) {
-        struct pend *p = calloc(1, sizeof *p);
+        struct pend *x = calloc(1, sizeof *x);
+        uint64_t r = dec.cmds[i].req ? dec.cmds[i].req : req;
 
-        if (p == NULL || (p->bytes = malloc(dec.cmds[i].raw.len)) == NULL) {
-            free(p);
+        if (x == NULL || (x->bytes = malloc(dec.cmds[i].raw.len)) == NULL) {
+            free(x);
             rv = OL_ENOMEM;
             break;
         }
-        memcpy(p->bytes, dec.cmds[i].raw.p, dec.cmds[i].raw.len);
-        p->len = dec.cmds[i].raw.len;
-        p->req = dec.cmds[i].req ? dec.cmds[i].req : req;
-        snprintf(p->key, sizeof p->key, "r/%016" PRIx64, p->req);
-        rv = pend_add(c, p);
+        memcpy(x->bytes, dec.cmds[i].raw.p, dec.cmds[i].raw.len);
+        x->len = dec.cmds[i].raw.len;
+        snprintf(x->key, sizeof x->key, "r/%016" PRIx64, r);
+        rv = pend_add(p, x);
         if (rv != 0)
-            ol__cl_pend_free(p);
+            pend_free(x);
     }
     ol__entry_free(&dec);
     ol__buf_close(&e);
     return rv;
 }
 
-int ol__cl_propose_cmds(struct ol__replica *r, const struct ol__entry_w *w)
+int ol__proposer_submit_raw(struct ol__proposer *p, const void *entry,
+                            size_t len)
 {
-    return ol__cl_propose_raw((struct cluster *)r, w, 0);
+    int rv = p->ops.submit(p->ops.data, entry, len);
+
+    if (rv == 0) {
+        p->inflight++;
+        p->n.entries++;
+    }
+    return rv;
 }
 
-static void apply_cb(struct raft_apply *req, int status, void *result)
+void ol__proposer_submitted(struct ol__proposer *p)
 {
-    struct cluster *c = req->data;
-
-    (void)result;
-    c->applies_inflight--;
-    if (status != 0)
-        ol_log(OL_LOG_DEBUG, "raft entry not applied here: %s; proposals "
-                             "are retried",
-               raft_strerror(status));
-    raft_free(req);
-    ol__cl_kick(c);
+    p->inflight--;
+    wake(p);
 }
 
-/* Hand finished entry bytes to raft (leader only). */
-int ol__cl_apply_entry(struct cluster *c, const void *p, size_t len)
+/* Add one proposal to the draft: a command as it is, a checkpoint body to
+ * the seal made at the end. */
+static int draft_add(struct draft *d, const struct pend *x)
 {
-    struct raft_buffer buf;
-    struct raft_apply *req;
+    if (!x->is_ckpt) {
+        struct ol__blob raw = {x->bytes, (uint32_t)x->len};
+
+        return ol__entry_add_raw(&d->w, &raw);
+    }
+    return ol__bodies_add(&d->ck, x->bytes, x->len, x->hash);
+}
+
+/* Move unsent proposals into the draft, up to an entry's limits. */
+static int draft_fill(struct ol__proposer *p, struct draft *d, uint64_t now)
+{
+    struct pend *x;
+    int rv = 0;
+
+    while (rv == 0 && (x = p->unsent_head) != NULL &&
+           d->ck.n < OL_PROP_ENTRY_MAX_CKPTS &&
+           d->w.n < OL_PROP_ENTRY_MAX_OWN_CMDS &&
+           d->bytes < OL_PROP_ENTRY_MAX_BYTES) {
+        p->unsent_head = x->next_unsent;
+        if (p->unsent_head == NULL)
+            p->unsent_tail = NULL;
+        x->queued = 0;
+        if (x->bytes == NULL) { /* superseded */
+            pend_free(x);
+            continue;
+        }
+        x->sent_ms = now;
+        d->bytes += x->len;
+        rv = draft_add(d, x);
+    }
+    if (rv == 0 && d->ck.n)
+        rv = ol__entry_add_ckpts(&d->w, p->cfg.key, ol__wall_ms(),
+                                 d->ck.bodies, d->ck.hashes, d->ck.n);
+    return rv;
+}
+
+/* The leader merges the commands forwarded to it, when they fit. */
+static int draft_merge_forwarded(struct ol__proposer *p, struct draft *d)
+{
     int rv;
 
-    /* libraft 0.15 lays entries out on disk assuming their length is a
-     * multiple of 8 (an assertion its release build drops): anything else
-     * corrupts the segment and is read back as garbage after a restart.
-     * Pad with zeros; fsm_apply() reads one msgpack object and ignores
-     * the padding. */
-    buf.len = (len + 7) & ~(size_t)7;
-    buf.base = raft_calloc(1, buf.len);
-    req = raft_malloc(sizeof *req);
-    if (buf.base == NULL || req == NULL) {
-        raft_free(buf.base);
-        raft_free(req);
-        return OL_ENOMEM;
-    }
-    memcpy(buf.base, p, len);
-    req->data = c;
-    rv = raft_apply(&c->raft, req, &buf, 1, apply_cb);
-    if (rv != 0) {
-        raft_free(buf.base);
-        raft_free(req);
-        return rv == RAFT_NOTLEADER ? OL_ENOTLEADER : OL_EIO;
-    }
-    c->applies_inflight++;
-    c->n.entries++;
-    return 0;
+    if (p->fwd.n == 0 || d->w.n + 1 + p->fwd.n > OL_ENTRY_MAX_CMDS)
+        return 0;
+    rv = ol__buf_append(&d->w.cmds, p->fwd.cmds.base, p->fwd.cmds.len);
+    d->w.n += p->fwd.n;
+    if (p->fwd.level > d->w.level)
+        d->w.level = p->fwd.level;
+    ol__entry_w_reset(&p->fwd);
+    return rv;
 }
 
 /* Build one entry from unsent proposals (and forwarded commands on the
  * leader) and send it where it must go.  Returns 1 if something was sent. */
-static int flush_once(struct cluster *c)
+static int flush_once(struct ol__proposer *p)
 {
-    struct ol__entry_w w;
-    struct ol__blob *bodies = NULL;
-    uint8_t *hashes = NULL;
+    struct draft d;
     struct ol__buf entry;
-    uint32_t nb = 0, cap = 0;
-    size_t bytes = 0;
-    struct pend *p;
-    uint64_t now = ol__cl_now(c);
-    int leader = c->role == RAFT_LEADER, rv = 0, sent = 0;
+    int leader = p->ops.is_leader(p->ops.data), rv, sent = 0;
 
-    if (!leader && c->leader_id == 0)
+    if (!leader && !p->ops.has_leader(p->ops.data))
         return 0;
-    if (leader && c->applies_inflight >= APPLIES_MAX)
+    if (leader && p->inflight >= OL_PROP_APPLIES_MAX)
         return 0;
-    ol__entry_w_init(&w);
+    memset(&d, 0, sizeof d);
+    ol__entry_w_init(&d.w);
     ol__buf_init(&entry);
-    while ((p = c->unsent_head) != NULL && nb < ENTRY_MAX_CKPTS &&
-           w.n < ENTRY_MAX_OWN_CMDS && bytes < ENTRY_MAX_BYTES) {
-        c->unsent_head = p->next_unsent;
-        if (c->unsent_head == NULL)
-            c->unsent_tail = NULL;
-        p->queued = 0;
-        if (p->bytes == NULL) { /* superseded */
-            ol__cl_pend_free(p);
-            continue;
-        }
-        p->sent_ms = now;
-        bytes += p->len;
-        if (!p->is_ckpt) {
-            struct ol__blob raw = {p->bytes, (uint32_t)p->len};
-
-            rv = ol__entry_add_raw(&w, &raw);
-        } else {
-            if (nb == cap) {
-                cap = cap ? cap * 2 : 64;
-                bodies = realloc(bodies, cap * sizeof *bodies);
-                hashes = realloc(hashes, (size_t)cap * OL_HASH_SIZE);
-                if (bodies == NULL || hashes == NULL) {
-                    rv = OL_ENOMEM;
-                    break;
-                }
-            }
-            bodies[nb].p = p->bytes;
-            bodies[nb].len = (uint32_t)p->len;
-            memcpy(hashes + (size_t)nb * OL_HASH_SIZE, p->hash, OL_HASH_SIZE);
-            nb++;
-        }
-        if (rv != 0)
-            break;
-    }
-    if (rv == 0 && nb)
-        rv = ol__entry_add_ckpts(&w, c->key, ol__wall_ms(), bodies, hashes,
-                                 nb);
-    if (rv == 0 && leader && c->fwd.n &&
-        w.n + 1 + c->fwd.n <= OL_ENTRY_MAX_CMDS) {
-        rv = ol__buf_append(&w.cmds, c->fwd.cmds.base, c->fwd.cmds.len);
-        w.n += c->fwd.n;
-        if (c->fwd.level > w.level)
-            w.level = c->fwd.level;
-        ol__entry_w_reset(&c->fwd);
-    }
+    rv = draft_fill(p, &d, p->ops.now(p->ops.data));
+    if (rv == 0 && leader)
+        rv = draft_merge_forwarded(p, &d);
     /* The term tag is what the FSM waits for (fsm.h): the leader's term
-     * now, which raft_apply() gives the entry. */
-    w.term = leader ? c->raft.current_term : 0;
-    w.time_ms = ol__wall_ms();
-    if (rv == 0 && w.n)
-        rv = ol__entry_w_finish(&w, &entry);
-    if (rv == 0 && w.n) {
+     * now, which consensus gives the entry. */
+    d.w.term = leader ? p->ops.term(p->ops.data) : 0;
+    d.w.time_ms = ol__wall_ms();
+    if (rv == 0 && d.w.n)
+        rv = ol__entry_w_finish(&d.w, &entry);
+    if (rv == 0 && d.w.n) {
         if (leader) {
-            rv = ol__cl_apply_entry(c, entry.base, entry.len);
+            rv = ol__proposer_submit_raw(p, entry.base, entry.len);
         } else {
-            struct ol__buf msg;
-            msgpack_packer pk;
-
-            ol__buf_init(&msg);
-            msgpack_packer_init(&pk, &msg, ol__buf_write);
-            msgpack_pack_array(&pk, 2);
-            msgpack_pack_uint32(&pk, MSG_FORWARD);
-            msgpack_pack_bin(&pk, entry.len);
-            msgpack_pack_bin_body(&pk, entry.base, entry.len);
-            rv = msg.base ? ol__transport_send(c->tr, c->leader_id, msg.base,
-                                               msg.len)
-                          : OL_ENOMEM;
-            ol__buf_close(&msg);
+            rv = p->ops.forward(p->ops.data, entry.base, entry.len);
             if (rv == 0)
-                c->n.forwarded++;
+                p->n.forwarded++;
         }
         sent = rv == 0;
         if (rv != 0)
-            ol_log_rl(OL_LOG_DEBUG, "proposal of %u command(s) not sent: %s; "
-                                    "retrying",
-                      w.n, ol_strerror(rv));
+            ol_log_rl(OL_LOG_DEBUG, "proposal of %u command(s) not sent: "
+                                    "%s; retrying",
+                      d.w.n, ol_strerror(rv));
     }
-    free(bodies);
-    free(hashes);
-    ol__entry_w_close(&w);
+    ol__bodies_close(&d.ck);
+    ol__entry_w_close(&d.w);
     ol__buf_close(&entry);
     return sent;
 }
 
-static void kick_cb(uv_idle_t *h)
+void ol__proposer_flush(struct ol__proposer *p)
 {
-    struct cluster *c = h->data;
-
-    uv_idle_stop(h);
-    while (c->unsent_head || (c->role == RAFT_LEADER && c->fwd.n)) {
-        if (!flush_once(c))
+    while (p->unsent_head ||
+           (p->fwd.n && p->ops.is_leader(p->ops.data))) {
+        if (!flush_once(p))
             break;
     }
 }
 
-void ol__cl_kick(struct cluster *c)
+void ol__proposer_retry(struct ol__proposer *p, int all)
 {
-    if (!c->closing && !uv_is_active((uv_handle_t *)&c->kick))
-        uv_idle_start(&c->kick, kick_cb);
-}
-
-/* Requeue proposals whose outcome has not shown up in time. */
-void ol__cl_retry_stale(struct cluster *c, int all)
-{
-    uint64_t now = ol__cl_now(c);
+    uint64_t now = p->ops.now(p->ops.data);
     void *v;
 
     /* A full scan per tick costs real CPU with thousands pending; twice
      * per retry interval is enough to keep the bound. */
-    if (!all && now - c->last_retry_scan_ms < c->retry_ms / 2)
+    if (!all && now - p->last_retry_scan_ms < p->cfg.retry_ms / 2)
         return;
-    c->last_retry_scan_ms = now;
+    p->last_retry_scan_ms = now;
 
-    for (size_t i = 0; ol__map_next(&c->pend, &i, &v);) {
-        struct pend *p = v;
+    for (size_t i = 0; ol__map_next(&p->pend, &i, &v);) {
+        struct pend *x = v;
 
-        if (p->queued || p->sent_ms == 0)
+        if (x->queued || x->sent_ms == 0)
             continue;
-        if (all || now - p->sent_ms >= c->retry_ms) {
-            c->n.retries++;
-            unsent_push(c, p);
+        if (all || now - x->sent_ms >= p->cfg.retry_ms) {
+            p->n.retries++;
+            unsent_push(p, x);
         }
     }
-    if (c->unsent_head)
-        ol__cl_kick(c);
+    if (p->unsent_head)
+        wake(p);
 }
 
-/* Drop what the state machine has decided on. */
-void ol__cl_on_effects(struct cluster *c, const struct ol__effects *fx)
+void ol__proposer_on_effects(struct ol__proposer *p,
+                             const struct ol__effects *fx)
 {
     char key[OL_NAME_MAX + 24];
 
     for (const struct ol__effect *e = fx->head; e; e = e->next) {
-        struct pend *p;
+        struct pend *x;
 
         if (e->type == OL_FX_CKPT) {
             snprintf(key, sizeof key, "c/%s", e->u.ckpt.agent);
-            p = ol__map_get(&c->pend, key);
-            if (p && p->seq == e->u.ckpt.seq && p->epoch == e->u.ckpt.epoch) {
-                ol__map_del(&c->pend, key);
-                if (p->queued) {
-                    free(p->bytes);
-                    p->bytes = NULL;
-                } else {
-                    ol__cl_pend_free(p);
-                }
+            x = ol__map_get(&p->pend, key);
+            if (x && x->seq == e->u.ckpt.seq &&
+                x->epoch == e->u.ckpt.epoch) {
+                ol__map_del(&p->pend, key);
+                pend_retire(x);
             }
         } else if (e->type == OL_FX_CMD) {
             snprintf(key, sizeof key, "r/%016" PRIx64, e->u.cmd.req);
-            p = ol__map_del(&c->pend, key);
-            if (p) {
-                if (p->queued) {
-                    free(p->bytes);
-                    p->bytes = NULL;
-                } else {
-                    ol__cl_pend_free(p);
-                }
-            }
+            x = ol__map_del(&p->pend, key);
+            if (x)
+                pend_retire(x);
         }
     }
 }
 
-/* A snapshot install found this node's row for an agent differs from the
- * cluster's: the whole cluster quarantines the agent, so that an operator
- * looks at the evidence before it runs again. */
-static void quarantine_diverged(struct cluster *c, const struct ol__effect *e)
+int ol__proposer_add_forwarded(struct ol__proposer *p,
+                               const struct ol__blob *raw)
 {
-    const struct ol__sm_agent *a = ol__sm_agent(c->sm, e->u.ckpt.agent);
-    struct ol__entry_w w;
-
-    if (a == NULL || (a->status != OL_AGENT_RUNNING &&
-                      a->status != OL_AGENT_STOPPING))
-        return;
-    ol__entry_w_init(&w);
-    if (ol__entry_add_quarantine(&w, ol__random_id(), a->name, a->epoch,
-                                 e->errmsg) == 0)
-        (void)ol__cl_propose_raw(c, &w, 0);
-    ol__entry_w_close(&w);
+    return ol__entry_add_raw(&p->fwd, raw);
 }
 
-void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
+uint32_t ol__proposer_n_forwarded(const struct ol__proposer *p)
 {
-    uint64_t ckpts = 0;
-
-    for (const struct ol__effect *e = fx->head; e; e = e->next)
-        ckpts += e->type == OL_FX_CKPT;
-    if (ckpts)
-        ol__phist_add(&c->n.batch_sizes, ol__batch_bounds, ol__batch_nbounds,
-                      ckpts);
-    if (c->role == RAFT_LEADER)
-        ol__cl_notify_owners(c, fx);
-    ol__cl_on_effects(c, fx);
-    for (const struct ol__effect *e = fx->head; e; e = e->next)
-        if (e->type == OL_FX_DIVERGED)
-            quarantine_diverged(c, e);
-    for (const struct ol__effect *e = fx->head; e; e = e->next)
-        if (e->type == OL_FX_NODE) {
-            ol__cl_roster_sync(c);
-            break;
-        }
-    if (!c->closing && c->hooks.effects)
-        c->hooks.effects(c->hooks.data, fx);
+    return p->fwd.n;
 }
 
+void ol__proposer_drop_forwarded(struct ol__proposer *p)
+{
+    ol__entry_w_reset(&p->fwd);
+}
+
+size_t ol__proposer_pending(const struct ol__proposer *p)
+{
+    return p->pend.count;
+}
+
+void ol__proposer_counters(const struct ol__proposer *p,
+                           struct ol__proposer_counters *out)
+{
+    *out = p->n;
+}

@@ -226,6 +226,95 @@ static int entry_type_ok(uint8_t t)
     return t == E_COMMAND || t == E_BARRIER || t == E_CHANGE;
 }
 
+/* Append entries: every entry descriptor is sane, the batch is within
+ * bounds; incoming, entries the snapshot covers are trimmed and the
+ * commit index capped. */
+static int check_append(struct ol__rwire *w)
+{
+    uint8_t *h = w->hdr;
+    uint64_t n = get64(h + 32), total = 0;
+
+    if (n != (w->hlen - APPEND_FIXED) / 16)
+        return bad(w, OL_EMALFORMED, "append entries claims %llu "
+                                     "entries in a %llu-byte header",
+                   (unsigned long long)n, (unsigned long long)w->hlen);
+    for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *e = h + 40 + 16 * i;
+        uint32_t len = get32(e + 12);
+
+        if (!entry_type_ok(e[8]))
+            return bad(w, OL_EMALFORMED, "entry %llu has type %u",
+                       (unsigned long long)i, e[8]);
+        if (len == 0 || len % 8 != 0 || len > OL_RW_ENTRY_MAX ||
+            (e[8] == E_CHANGE && len > OL_RW_CONF_MAX))
+            return bad(w, len > OL_RW_ENTRY_MAX ? OL_ETOOBIG
+                                                : OL_EMALFORMED,
+                       "entry %llu is %u bytes", (unsigned long long)i,
+                       len);
+        total += len;
+    }
+    if (total > OL_RW_BATCH_MAX)
+        return bad(w, OL_ETOOBIG, "append entries of %llu bytes",
+                   (unsigned long long)total);
+    w->left = total;
+    w->skip = 0;
+    if (w->dir == OL_RW_IN && w->hooks.snapshot_of) {
+        uint64_t si = 0, st = 0;
+        int rv;
+
+        w->hooks.snapshot_of(w->hooks.data, &si, &st);
+        rv = trim_below_snapshot(w, si, st);
+        if (rv != 0)
+            return rv;
+        h = w->hdr;
+        n = get64(h + 32);
+    }
+    w->n_entries = (uint32_t)n;
+    w->entry = 0;
+    w->entry_left = n ? get32(h + 40 + 12) : 0;
+    if (w->dir == OL_RW_IN) {
+        uint64_t commit = get64(h + 24);
+        uint64_t cap = ol__rw_commit_cap(commit, get64(h + 8), n);
+
+        if (cap < commit) {
+            put64(h + 24, cap);
+            w->n.commit_capped++;
+        }
+        if (w->hooks.append_seen)
+            w->hooks.append_seen(w->hooks.data, get64(h), get64(h + 8),
+                                 get64(h + 16));
+    }
+    return 0;
+}
+
+/* Install snapshot: a sane configuration and data size. */
+static int check_snapshot(struct ol__rwire *w)
+{
+    const uint8_t *h = w->hdr;
+    uint64_t conf_len = get64(h + 32), data;
+    int rv;
+
+    if (conf_len > OL_RW_CONF_MAX || w->hlen < 48 + conf_len ||
+        w->hlen > 56 + conf_len)
+        return bad(w, OL_EMALFORMED, "install snapshot with a %llu-byte "
+                                     "configuration in a %llu-byte "
+                                     "header",
+                   (unsigned long long)conf_len,
+                   (unsigned long long)w->hlen);
+    rv = check_conf(w, h + 40, conf_len);
+    if (rv != 0)
+        return rv;
+    data = get64(h + 40 + conf_len);
+    if (data == 0 || data > OL_RW_SNAPSHOT_MAX)
+        return bad(w, data ? OL_ETOOBIG : OL_EMALFORMED,
+                   "install snapshot of %llu bytes",
+                   (unsigned long long)data);
+    w->left = data;
+    if (w->dir == OL_RW_IN && w->hooks.snapshot_seen)
+        w->hooks.snapshot_seen(w->hooks.data, get64(h), get64(h + 8));
+    return 0;
+}
+
 /* The whole header is buffered: check it, rewrite it, and work out the
  * payload. */
 static int check_header(struct ol__rwire *w)
@@ -234,83 +323,12 @@ static int check_header(struct ol__rwire *w)
 
     w->left = 0;
     w->n_entries = 0;
-    if (w->type == T_APPEND) {
-        uint64_t n = get64(h + 32), total = 0;
-
-        if (n != (w->hlen - APPEND_FIXED) / 16)
-            return bad(w, OL_EMALFORMED, "append entries claims %llu "
-                                         "entries in a %llu-byte header",
-                       (unsigned long long)n, (unsigned long long)w->hlen);
-        for (uint64_t i = 0; i < n; i++) {
-            const uint8_t *e = h + 40 + 16 * i;
-            uint32_t len = get32(e + 12);
-
-            if (!entry_type_ok(e[8]))
-                return bad(w, OL_EMALFORMED, "entry %llu has type %u",
-                           (unsigned long long)i, e[8]);
-            if (len == 0 || len % 8 != 0 || len > OL_RW_ENTRY_MAX ||
-                (e[8] == E_CHANGE && len > OL_RW_CONF_MAX))
-                return bad(w, len > OL_RW_ENTRY_MAX ? OL_ETOOBIG
-                                                    : OL_EMALFORMED,
-                           "entry %llu is %u bytes", (unsigned long long)i,
-                           len);
-            total += len;
-        }
-        if (total > OL_RW_BATCH_MAX)
-            return bad(w, OL_ETOOBIG, "append entries of %llu bytes",
-                       (unsigned long long)total);
-        w->left = total;
-        w->skip = 0;
-        if (w->dir == OL_RW_IN && w->hooks.snapshot_of) {
-            uint64_t si = 0, st = 0;
-            int rv;
-
-            w->hooks.snapshot_of(w->hooks.data, &si, &st);
-            rv = trim_below_snapshot(w, si, st);
-            if (rv != 0)
-                return rv;
-            h = w->hdr;
-            n = get64(h + 32);
-        }
-        w->n_entries = (uint32_t)n;
-        w->entry = 0;
-        w->entry_left = n ? get32(h + 40 + 12) : 0;
-        if (w->dir == OL_RW_IN) {
-            uint64_t commit = get64(h + 24);
-            uint64_t cap = ol__rw_commit_cap(commit, get64(h + 8), n);
-
-            if (cap < commit) {
-                put64(h + 24, cap);
-                w->n.commit_capped++;
-            }
-            if (w->hooks.append_seen)
-                w->hooks.append_seen(w->hooks.data, get64(h), get64(h + 8),
-                                     get64(h + 16));
-        }
-    } else if (w->type == T_SNAPSHOT) {
-        uint64_t conf_len = get64(h + 32), data;
-        int rv;
-
-        if (conf_len > OL_RW_CONF_MAX || w->hlen < 48 + conf_len ||
-            w->hlen > 56 + conf_len)
-            return bad(w, OL_EMALFORMED, "install snapshot with a %llu-byte "
-                                         "configuration in a %llu-byte "
-                                         "header",
-                       (unsigned long long)conf_len,
-                       (unsigned long long)w->hlen);
-        rv = check_conf(w, h + 40, conf_len);
-        if (rv != 0)
-            return rv;
-        data = get64(h + 40 + conf_len);
-        if (data == 0 || data > OL_RW_SNAPSHOT_MAX)
-            return bad(w, data ? OL_ETOOBIG : OL_EMALFORMED,
-                       "install snapshot of %llu bytes",
-                       (unsigned long long)data);
-        w->left = data;
-        if (w->dir == OL_RW_IN && w->hooks.snapshot_seen)
-            w->hooks.snapshot_seen(w->hooks.data, get64(h), get64(h + 8));
-    } else if (w->type == T_APPEND_RESULT && w->dir == OL_RW_OUT &&
-               w->hooks.result_cap && get64(h + 8) == 0) {
+    if (w->type == T_APPEND)
+        return check_append(w);
+    if (w->type == T_SNAPSHOT)
+        return check_snapshot(w);
+    if (w->type == T_APPEND_RESULT && w->dir == OL_RW_OUT &&
+        w->hooks.result_cap && get64(h + 8) == 0) {
         uint64_t last = get64(h + 16);
         uint64_t cap = w->hooks.result_cap(w->hooks.data, get64(h), last);
 

@@ -6,15 +6,18 @@
  * proposal eventually yields an effect unless the replica shuts down.
  *
  * Two implementations: local.c (one node: group commit into SQLite on the
- * thread pool) and raft.c (the cluster).
+ * thread pool) and cluster.c with the files cluster_int.h lists (the
+ * cluster).
  */
 #ifndef OL_REPLICA_H
 #define OL_REPLICA_H
 
 #include <msgpack.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "base/hist.h"
+#include "base/pack.h"
 #include "record/cmd.h"
 #include "state/sm.h"
 
@@ -80,5 +83,13 @@ int ol__local_create(uv_loop_t *loop, struct ol__store *st, struct ol__sm *sm,
                      void *data, struct ol__replica **out);
 /* Free a closed single-node replica (after its close callback). */
 void ol__local_destroy(struct ol__replica *r);
+
+/* Write one msgpack map to `out` (a packer writing anywhere): `fill` adds
+ * its pairs with the map writer of base/pack.h (nested maps: begin them
+ * on m->pk and m->buf).  For status output, never for replicated bytes.
+ * Returns 0 or OL_ENOMEM. */
+int ol__replica_pack_map(msgpack_packer *out,
+                         void (*fill)(struct ol__pk_map *m, void *data),
+                         void *data);
 
 #endif

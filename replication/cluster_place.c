@@ -1,0 +1,197 @@
+/*
+ * Driving placement on the leader: what it knows of each node's liveness
+ * goes into ol__placement() (placement.h, pure logic), and the moves it
+ * returns are proposed as PLACE or MOVE commands.  Moves in flight are
+ * remembered so they are not decided twice, and so the node an agent
+ * leaves gets no lease until it has applied the move (cluster_lease.c).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/pack.h"
+#include "cluster_int.h"
+#include "placement.h"
+
+#define PLACE_BATCH 256
+#define PLACING_TIMEOUT_MS 3000
+#define REBALANCE_EVERY_MS 2000
+
+static int skip_placing(void *data, const char *agent)
+{
+    struct cluster *c = data;
+
+    for (size_t i = 0; i < c->n_placing; i++)
+        if (strcmp(c->placing[i].agent, agent) == 0)
+            return 1;
+    return 0;
+}
+
+/* What the leader knows of node `id`'s liveness (enum ol__pl_health), and
+ * the incarnation it last reported. */
+static int health(struct cluster *c, uint64_t id, uint64_t now,
+                  uint64_t *inc)
+{
+    struct peer_state *ps;
+
+    if (id == c->cfg.self_id) {
+        *inc = c->inc;
+        return OL_PL_LIVE;
+    }
+    ps = ol__cl_peer(c, id, 0);
+    if (ps == NULL)
+        return now - c->leader_since_ms > c->cfg.failover_ms
+                   ? OL_PL_DEAD
+                   : OL_PL_UNKNOWN;
+    if (now - ps->last_ms > c->cfg.failover_ms)
+        return OL_PL_DEAD;
+    if (!ps->seen)
+        return OL_PL_UNKNOWN;
+    *inc = ps->inc;
+    return OL_PL_LIVE;
+}
+
+/* The hand-off wait of one move (placement.h): none off a node that has
+ * been silent for the failover time, so a failover is never slowed. */
+static uint32_t handoff_ms(struct cluster *c, const struct ol__pl_move *m,
+                           uint64_t now)
+{
+    const struct ol__sm_agent *a = ol__sm_agent(c->sm, m->agent);
+    uint64_t inc = 0;
+
+    if (a == NULL || a->owner == 0)
+        return 0;
+    return ol__pl_handoff_ms(a->owner, m->owner,
+                             health(c, a->owner, now, &inc), c->lease_ms,
+                             c->cfg.heartbeat_ms);
+}
+
+/* Forget placements that landed or did not land in time (those may be
+ * decided again); the node each moved off may get a lease again once it
+ * has applied what is applied now. */
+static void forget_landed(struct cluster *c, uint64_t now)
+{
+    for (size_t i = 0; i < c->n_placing;) {
+        const struct ol__sm_agent *a = ol__sm_agent(c->sm,
+                                                    c->placing[i].agent);
+        struct peer_state *ps;
+
+        if (a != NULL && a->epoch < c->placing[i].epoch &&
+            now - c->placing[i].since_ms <= PLACING_TIMEOUT_MS) {
+            i++;
+            continue;
+        }
+        ps = c->placing[i].from ? ol__cl_peer(c, c->placing[i].from, 0)
+                                : NULL;
+        if (ps) {
+            if (ps->moving_off)
+                ps->moving_off--;
+            if (ps->fence_index < ol__sm_applied(c->sm))
+                ps->fence_index = ol__sm_applied(c->sm);
+        }
+        c->placing[i] = c->placing[--c->n_placing];
+    }
+}
+
+/* The roster's members as placement sees them; returns how many. */
+static size_t fill_nodes(struct cluster *c, uint64_t now,
+                         const struct ol__sm_node *nodes, size_t nn,
+                         struct ol__pl_node *pl)
+{
+    size_t n_pl = 0;
+
+    for (size_t i = 0; i < nn; i++) {
+        struct ol__pl_node *p = &pl[n_pl];
+
+        if (nodes[i].removed)
+            continue;
+        p->id = nodes[i].id;
+        ol__label_get(nodes[i].labels, "cloud", p->cloud, sizeof p->cloud);
+        p->health = health(c, nodes[i].id, now, &p->inc);
+        n_pl++;
+    }
+    return n_pl;
+}
+
+/* Add move `m` to `w`.  A placement carries this leader's term where
+ * every voter can read it, so that a deposed leader's is refused when
+ * applied (level 2); level 1 has only PLACE. */
+static int propose_move(struct cluster *c, struct ol__entry_w *w,
+                        const struct ol__pl_move *m, uint32_t level,
+                        uint64_t now)
+{
+    if (level >= 2)
+        return ol__entry_add_move(w, ol__random_id(), m->agent, m->owner,
+                                  m->epoch, m->inc, c->raft.current_term,
+                                  handoff_ms(c, m, now));
+    return ol__entry_add_place(w, ol__random_id(), m->agent, m->owner,
+                               m->epoch, m->inc);
+}
+
+/* Remember move `m` as in flight.  Returns 0 or OL_ENOMEM. */
+static int record_move(struct cluster *c, const struct ol__pl_move *m,
+                       uint64_t now)
+{
+    static const char *const why[] = {"", "place", "failover", "re-grant",
+                                      "rebalance"};
+    const struct ol__sm_agent *cur;
+    struct peer_state *ps;
+    struct placing *np = realloc(c->placing,
+                                 (c->n_placing + 1) * sizeof *np);
+
+    if (np == NULL)
+        return OL_ENOMEM;
+    c->placing = np;
+    np = &c->placing[c->n_placing++];
+    snprintf(np->agent, sizeof np->agent, "%s", m->agent);
+    np->epoch = m->epoch;
+    np->since_ms = now;
+    cur = ol__sm_agent(c->sm, m->agent);
+    np->from = cur && cur->owner != m->owner ? cur->owner : 0;
+    if (np->from && (ps = ol__cl_peer(c, np->from, 0)) != NULL)
+        ps->moving_off++;
+    if (m->reason == OL_PL_BALANCE)
+        c->last_rebalance_ms = now;
+    if ((unsigned)m->reason < 5)
+        c->n.placed[m->reason]++;
+    ol_log(m->reason == OL_PL_REGRANT ? OL_LOG_DEBUG : OL_LOG_INFO,
+           "placement: '%s' -> node %" PRIu64 " epoch %" PRIu64 " (%s)",
+           m->agent, m->owner, m->epoch, why[m->reason]);
+    return 0;
+}
+
+/* Decide and propose the moves placement asks for now. */
+void ol__cl_place(struct cluster *c, uint64_t now)
+{
+    uint32_t level = ol__cl_level(c);
+    const struct ol__sm_node *nodes;
+    size_t nn = ol__sm_nodes(c->sm, &nodes), n_pl, n_moves;
+    struct ol__pl_node *pl = calloc(nn ? nn : 1, sizeof *pl);
+    struct ol__pl_move *moves = calloc(PLACE_BATCH, sizeof *moves);
+    struct ol__entry_w w;
+    int rebalance = now - c->last_rebalance_ms >= REBALANCE_EVERY_MS;
+
+    if (pl == NULL || moves == NULL)
+        goto out;
+    forget_landed(c, now);
+    n_pl = fill_nodes(c, now, nodes, nn, pl);
+    n_moves = ol__placement(c->sm, pl, n_pl, rebalance, skip_placing, c,
+                            moves, PLACE_BATCH);
+    if (n_moves == 0)
+        goto out;
+    ol__entry_w_init(&w);
+    for (size_t i = 0; i < n_moves; i++) {
+        if (propose_move(c, &w, &moves[i], level, now) != 0 ||
+            record_move(c, &moves[i], now) != 0)
+            break;
+    }
+    c->n.placements += w.n;
+    (void)ol__proposer_cmds(c->prop, &w, 0);
+    ol__entry_w_close(&w);
+out:
+    free(pl);
+    free(moves);
+}

@@ -1,0 +1,134 @@
+/*
+ * What the cluster shows of itself: cluster.status (one msgpack map, for
+ * `outlast cluster status`, the status page and /status) and the counters
+ * /metrics adds beyond it.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/pack.h"
+#include "cluster_int.h"
+
+/* What this node knows of node `nd`'s health. */
+static const char *node_health(struct cluster *c,
+                               const struct ol__sm_node *nd,
+                               const struct peer_state *ps, uint64_t now)
+{
+    if (nd->removed)
+        return "removed";
+    if (nd->id == c->cfg.self_id)
+        return "self";
+    if (c->role != RAFT_LEADER)
+        return nd->id == c->leader_id ? "leader" : "unknown";
+    if (ps == NULL || !ps->seen)
+        return "unknown";
+    if (now - ps->last_ms > c->cfg.failover_ms)
+        return "down";
+    return "alive";
+}
+
+static void pack_node(struct cluster *c, const struct ol__sm_node *nd,
+                      uint64_t now, struct ol__pk_map *parent)
+{
+    struct peer_state *ps = ol__cl_peer(c, nd->id, 0);
+    const struct ol__sm_agent *a;
+    struct ol__pk_map m;
+    uint32_t agents = 0;
+    char hex[OL_PK_HEX_SIZE];
+
+    for (size_t k = 0; ol__sm_agent_next(c->sm, &k, &a);)
+        if (a->owner == nd->id && (a->status == OL_AGENT_RUNNING ||
+                                   a->status == OL_AGENT_STOPPING))
+            agents++;
+    ol__pk_hex(nd->pk, hex);
+    ol__pk_map_begin(&m, parent->pk, parent->buf);
+    ol__pk_kv_uint(&m, "id", nd->id);
+    ol__pk_kv_str(&m, "address", nd->address);
+    ol__pk_kv_str(&m, "labels", nd->labels);
+    ol__pk_kv_str(&m, "pk", hex);
+    ol__pk_kv_bool(&m, "leader", nd->id == c->leader_id);
+    ol__pk_kv_bool(&m, "voter", ol__cl_voter(c, nd->id));
+    ol__pk_kv_str(&m, "health", node_health(c, nd, ps, now));
+    ol__pk_key(&m, "last_contact_ms");
+    if (c->role == RAFT_LEADER && ps && ps->seen)
+        msgpack_pack_uint64(m.pk, now - ps->last_ms);
+    else
+        msgpack_pack_nil(m.pk);
+    ol__pk_kv_uint(&m, "applied", ps ? ps->applied : 0);
+    ol__pk_kv_uint(&m, "agents", agents);
+    (void)ol__pk_map_end(&m);
+}
+
+static void pack_counters(struct cluster *c, struct ol__pk_map *parent)
+{
+    struct ol__proposer_counters pc;
+    struct ol__pk_map m;
+
+    ol__proposer_counters(c->prop, &pc);
+    ol__pk_map_begin(&m, parent->pk, parent->buf);
+    ol__pk_kv_uint(&m, "entries", pc.entries);
+    ol__pk_kv_uint(&m, "checkpoints_proposed", pc.ckpts_proposed);
+    ol__pk_kv_uint(&m, "forwarded", pc.forwarded);
+    ol__pk_kv_uint(&m, "retries", pc.retries);
+    ol__pk_kv_uint(&m, "placements", c->n.placements);
+    ol__pk_kv_uint(&m, "snapshots_taken", c->fsm.n.snapshots_taken);
+    ol__pk_kv_uint(&m, "snapshots_installed", c->fsm.n.snapshots_installed);
+    (void)ol__pk_map_end(&m);
+}
+
+static void fill_status(struct ol__pk_map *m, void *data)
+{
+    static const char *const names[] = {"unavailable", "follower",
+                                        "candidate", "leader"};
+    struct cluster *c = data;
+    const struct ol__sm_node *nodes;
+    size_t nn = ol__sm_nodes(c->sm, &nodes);
+    uint64_t now = ol__cl_now(c);
+    char inc[24];
+
+    snprintf(inc, sizeof inc, "%016" PRIx64, c->inc);
+    ol__pk_kv_str(m, "mode", "cluster");
+    ol__pk_kv_str(m, "cluster", c->cfg.cluster);
+    ol__pk_kv_uint(m, "self", c->cfg.self_id);
+    ol__pk_kv_str(m, "role", names[c->role & 3]);
+    ol__pk_kv_bool(m, "from_follower", c->role != RAFT_LEADER);
+    ol__pk_kv_uint(m, "leader", c->leader_id);
+    ol__pk_kv_uint(m, "term", c->raft.current_term);
+    ol__pk_kv_uint(m, "commit_index", c->raft.commit_index);
+    ol__pk_kv_uint(m, "applied_index", raft_last_applied(&c->raft));
+    ol__pk_kv_uint(m, "store_applied", ol__sm_applied(c->sm));
+    ol__pk_kv_uint(m, "held", ol__fsm_held(&c->fsm));
+    ol__pk_kv_uint(m, "feature_level", c->level);
+    ol__pk_kv_uint(m, "cluster_feature_level", ol__cl_level(c));
+    ol__pk_kv_bool(m, "lease", ol__cl_fresh_ms() < c->lease_until_ms);
+    ol__pk_kv_str(m, "incarnation", inc);
+    ol__pk_kv_uint(m, "pending", ol__proposer_pending(c->prop));
+    ol__pk_key(m, "counters");
+    pack_counters(c, m);
+    ol__pk_key(m, "nodes");
+    msgpack_pack_array(m->pk, nn);
+    for (size_t i = 0; i < nn; i++)
+        pack_node(c, &nodes[i], now, m);
+}
+
+void ol__cluster_status(struct ol__replica *r, msgpack_packer *pk)
+{
+    (void)ol__replica_pack_map(pk, fill_status, r);
+}
+
+void ol__cluster_metrics(struct ol__replica *r,
+                         struct ol__cluster_metrics *out)
+{
+    struct cluster *c = (struct cluster *)r;
+
+    memset(out, 0, sizeof *out);
+    out->leader_changes = c->n.leader_changes;
+    out->lease_losses = c->n.lease_losses;
+    out->suspends = c->n.suspends;
+    out->stalls = c->n.stalls;
+    out->refused_fwd = c->n.refused_fwd;
+    memcpy(out->placed, c->n.placed, sizeof out->placed);
+    if (c->tr)
+        ol__transport_stats(c->tr, &out->transport);
+}

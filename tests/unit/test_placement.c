@@ -1,0 +1,318 @@
+/* Unit tests for placement (replication/placement.h): table-driven cases
+ * over a real state machine built from the database fixture
+ * (db_fixture.h: node 1, agents "sink" and "ticker" of kind "counter"
+ * owned by node 1 at incarnation 0), plus nodes 2 and 3 and the agents
+ * each case spawns.  Each case names the nodes' health as the leader sees
+ * it and the moves ol__placement() must decide: no more, no fewer. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db_fixture.h"
+#include "replication/placement.h"
+
+#define MAX_ROWS 8
+
+struct spawn {
+    const char *name, *kind;
+    uint64_t owner, inc;
+};
+
+struct want {
+    const char *agent;
+    uint64_t owner;
+    int reason;
+};
+
+struct pcase {
+    const char *what;
+    struct spawn spawns[MAX_ROWS];
+    struct ol__pl_node nodes[MAX_ROWS]; /* id, inc, health, cloud */
+    size_t n_nodes;
+    int rebalance;
+    /* An upgrade wants a new build of `upgraded` that only node
+     * `upgraded_on` runs (0: no upgrade). */
+    const char *upgraded;
+    uint64_t upgraded_on;
+    const char *skip; /* an agent the caller is already moving */
+    size_t cap;       /* 0: MAX_ROWS */
+    struct want want[MAX_ROWS];
+};
+
+#define LIVE(id, inc, cloud) {id, inc, OL_PL_LIVE, cloud, 0}
+#define DEAD(id, cloud) {id, 0, OL_PL_DEAD, cloud, 0}
+#define UNKNOWN(id) {id, 0, OL_PL_UNKNOWN, "", 0}
+
+static const struct pcase cases[] = {
+    {"every agent in place: nothing moves",
+     {{0}},
+     {LIVE(1, 0, "a"), LIVE(2, 2, "a"), LIVE(3, 3, "b")}, 3, 0, NULL, 0,
+     NULL, 0, {{0}}},
+    {"new agents spread to the least loaded nodes, ties to the lowest id",
+     {{"n1", "counter", 0, 0}, {"n2", "counter", 0, 0},
+      {"n3", "counter", 0, 0}},
+     {LIVE(1, 0, "a"), LIVE(2, 2, "a"), LIVE(3, 3, "b")}, 3, 0, NULL, 0,
+     NULL, 0,
+     /* loads 2/0/0: the three go to 2, 3 and then 2 (2 and 3 tied at 1),
+      * in whatever order they are met; checked as counts below */
+     {{"n1", 0, OL_PL_PLACE}, {"n2", 0, OL_PL_PLACE},
+      {"n3", 0, OL_PL_PLACE}}},
+    {"new agents wait while any node's health is unknown",
+     {{"n1", "counter", 0, 0}},
+     {LIVE(1, 0, "a"), UNKNOWN(2), LIVE(3, 3, "b")}, 3, 0, NULL, 0, NULL,
+     0, {{0}}},
+    {"a dead node's agents fail over to another cloud first",
+     {{"w2", "counter", 2, 2}, {"w2b", "counter", 2, 2}},
+     {DEAD(1, "a"), LIVE(2, 2, "a"), LIVE(3, 3, "b")}, 3, 0, NULL, 0,
+     NULL, 0,
+     {{"sink", 3, OL_PL_FAILOVER}, {"ticker", 3, OL_PL_FAILOVER}}},
+    {"failover without another cloud goes to the least loaded node",
+     {{"w3", "counter", 3, 3}},
+     {DEAD(1, "a"), LIVE(2, 2, "a"), LIVE(3, 3, "a")}, 3, 0, NULL, 0,
+     NULL, 0,
+     /* loads 0 and 1: the first to 2, the second to 2 or 3 (tie at 1,
+      * lowest id: 2) */
+     {{"sink", 2, OL_PL_FAILOVER}, {"ticker", 2, OL_PL_FAILOVER}}},
+    {"an owner placement is not told of (a removed node) counts as dead",
+     {{"lost", "counter", 3, 3}},
+     {LIVE(1, 0, "a"), LIVE(2, 2, "a")}, 2, 0, NULL, 0, NULL, 0,
+     {{"lost", 2, OL_PL_FAILOVER}}},
+    {"a restarted owner gets its agents again under a new epoch",
+     {{0}},
+     {LIVE(1, 11, "a"), LIVE(2, 2, "a")}, 2, 0, NULL, 0, NULL, 0,
+     {{"sink", 1, OL_PL_REGRANT}, {"ticker", 1, OL_PL_REGRANT}}},
+    {"an owner whose health is unknown keeps its agents",
+     {{0}},
+     {UNKNOWN(1), LIVE(2, 2, "a")}, 2, 0, NULL, 0, NULL, 0, {{0}}},
+    {"no live node: nothing to fail over to",
+     {{0}},
+     {DEAD(1, "a"), DEAD(2, "a")}, 2, 0, NULL, 0, NULL, 0, {{0}}},
+    {"after an upgrade, agents of that kind go only where the build runs",
+     {{"n1", "counter", 0, 0}, {"e1", "echo", 0, 0}},
+     {LIVE(1, 0, "a"), LIVE(2, 2, "a"), LIVE(3, 3, "b")}, 3, 0, "counter",
+     3, NULL, 0,
+     {{"n1", 3, OL_PL_PLACE}, {"e1", 2, OL_PL_PLACE}}},
+    {"after an upgrade, failover waits for a node with the build",
+     {{0}},
+     {DEAD(1, "a"), LIVE(2, 2, "a"), LIVE(3, 3, "b")}, 3, 0, "counter", 1,
+     NULL, 0, {{0}}},
+    {"agents the caller is already moving are left alone",
+     {{0}},
+     {DEAD(1, "a"), LIVE(2, 2, "a")}, 2, 0, NULL, 0, "sink", 0,
+     {{"ticker", 2, OL_PL_FAILOVER}}},
+    {"at most `cap` moves",
+     {{0}},
+     {DEAD(1, "a"), LIVE(2, 2, "a")}, 2, 0, NULL, 0, NULL, 1,
+     {{"*", 2, OL_PL_FAILOVER}}},
+    {"rebalance moves one agent from the busiest node to the idlest",
+     {{"w1", "counter", 1, 0}, {"w1b", "counter", 1, 0}},
+     {LIVE(1, 0, "a"), LIVE(2, 2, "a")}, 2, 1, NULL, 0, NULL, 0,
+     {{"*", 2, OL_PL_BALANCE}}},
+    {"no rebalance without asking for it",
+     {{"w1", "counter", 1, 0}, {"w1b", "counter", 1, 0}},
+     {LIVE(1, 0, "a"), LIVE(2, 2, "a")}, 2, 0, NULL, 0, NULL, 0, {{0}}},
+    {"no rebalance for a difference of one",
+     {{"w2", "counter", 2, 2}},
+     {LIVE(1, 0, "a"), LIVE(2, 2, "a")}, 2, 1, NULL, 0, NULL, 0, {{0}}},
+    {"no rebalance while other moves are decided",
+     {{"w1", "counter", 1, 0}, {"w1b", "counter", 1, 0},
+      {"n1", "counter", 0, 0}},
+     {LIVE(1, 0, "a"), LIVE(2, 2, "a")}, 2, 1, NULL, 0, NULL, 0,
+     {{"n1", 2, OL_PL_PLACE}}},
+    {"rebalance skips agents of a kind the idlest node cannot run",
+     {{"w1", "counter", 1, 0}, {"w1b", "counter", 1, 0}},
+     {LIVE(1, 0, "a"), LIVE(2, 2, "a")}, 2, 1, "counter", 1, NULL, 0,
+     {{0}}},
+};
+
+static char dir[64], path[128];
+static struct ol__store st;
+static struct ol__sm *sm;
+
+static void put_node(uint64_t id)
+{
+    struct ol__entry_w w;
+    struct ol__key k;
+    char addr[32];
+
+    cr_assert_eq(ol__key_generate(&k), 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:74%02u", (unsigned)id);
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_node(&w, 100 + id, id, addr, k.pk, ""), 0);
+    fx_apply(&st, sm, &w);
+    ol__entry_w_close(&w);
+}
+
+/* The fixture database, nodes 2 and 3, and the case's agents and code. */
+static void build(const struct pcase *c)
+{
+    static const uint8_t cfg[] = {0x80};
+    struct ol__sm_config smc = {.retain = 0};
+    char err[OL_ERRMSG_SIZE];
+    struct ol__entry_w w;
+
+    snprintf(dir, sizeof dir, "/tmp/ol-place-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/node.db", dir);
+    fx_build_db(path);
+    cr_assert_eq(ol__store_open(&st, path, OL_STORE_WRITE_FULL), 0, "%s",
+                 st.errmsg);
+    cr_assert_eq(ol__sm_open(&st, &smc, &sm, err), 0, "%s", err);
+    put_node(2);
+    put_node(3);
+    ol__entry_w_init(&w);
+    for (size_t i = 0; i < MAX_ROWS && c->spawns[i].name; i++)
+        cr_assert_eq(ol__entry_add_spawn(&w, 200 + i, c->spawns[i].name,
+                                         c->spawns[i].kind, cfg, sizeof cfg,
+                                         c->spawns[i].owner,
+                                         c->spawns[i].inc),
+                     0);
+    if (c->upgraded) {
+        uint8_t hash[OL_HASH_SIZE];
+
+        memset(hash, 0x5a, sizeof hash);
+        cr_assert_eq(ol__entry_add_code(&w, 300, c->upgraded_on,
+                                        c->upgraded, hash, "2.0", 1),
+                     0);
+    }
+    if (w.n)
+        fx_apply(&st, sm, &w);
+    ol__entry_w_close(&w);
+}
+
+static void unbuild(void)
+{
+    char cmd[96];
+
+    ol__sm_close(sm);
+    ol__store_close(&st);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    (void)fx_flip_body_byte; /* the fixture's; not needed here */
+}
+
+static int skip_one(void *data, const char *agent)
+{
+    return strcmp((const char *)data, agent) == 0;
+}
+
+/* Every move decided is one the case wants, for the agent it names ("*":
+ * any one agent) and each wanted agent moves exactly once. */
+static void check(const struct pcase *c, const struct ol__pl_move *out,
+                  size_t n)
+{
+    size_t n_want = 0;
+
+    while (n_want < MAX_ROWS && c->want[n_want].agent)
+        n_want++;
+    cr_expect_eq(n, n_want, "%s: %zu moves, wanted %zu", c->what, n,
+                 n_want);
+    for (size_t i = 0; i < n; i++) {
+        const struct ol__sm_agent *a = ol__sm_agent(sm, out[i].agent);
+        const struct want *w = NULL;
+
+        for (size_t k = 0; k < n_want; k++)
+            if (strcmp(c->want[k].agent, out[i].agent) == 0 ||
+                strcmp(c->want[k].agent, "*") == 0)
+                w = &c->want[k];
+        cr_assert_not_null(w, "%s: unexpected move of '%s'", c->what,
+                           out[i].agent);
+        cr_assert_not_null(a);
+        cr_expect_eq(out[i].reason, w->reason, "%s: '%s' reason %d",
+                     c->what, out[i].agent, out[i].reason);
+        if (w->owner)
+            cr_expect_eq(out[i].owner, w->owner, "%s: '%s' to node %llu",
+                         c->what, out[i].agent,
+                         (unsigned long long)out[i].owner);
+        cr_expect_eq(out[i].epoch, a->epoch + 1, "%s: a new epoch",
+                     c->what);
+        for (size_t k = 0; k < c->n_nodes; k++)
+            if (c->nodes[k].id == out[i].owner)
+                cr_expect_eq(out[i].inc, c->nodes[k].inc,
+                             "%s: the grant names the target's "
+                             "incarnation",
+                             c->what);
+    }
+}
+
+Test(placement, table)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct pcase *c = &cases[i];
+        struct ol__pl_node nodes[MAX_ROWS];
+        struct ol__pl_move out[MAX_ROWS];
+        size_t n;
+
+        build(c);
+        memcpy(nodes, c->nodes, sizeof nodes);
+        n = ol__placement(sm, nodes, c->n_nodes, c->rebalance,
+                          c->skip ? skip_one : NULL, (void *)c->skip, out,
+                          c->cap ? c->cap : MAX_ROWS);
+        check(c, out, n);
+        unbuild();
+    }
+}
+
+/* The spread case in detail: its outcome depends on the order agents are
+ * met only in which agent goes where, never in how many each node gets. */
+Test(placement, new_agents_even_out_the_load)
+{
+    const struct pcase *c = &cases[1];
+    struct ol__pl_node nodes[MAX_ROWS];
+    struct ol__pl_move out[MAX_ROWS];
+    size_t n, to2 = 0, to3 = 0;
+
+    build(c);
+    memcpy(nodes, c->nodes, sizeof nodes);
+    n = ol__placement(sm, nodes, c->n_nodes, 0, NULL, NULL, out, MAX_ROWS);
+    cr_assert_eq(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        to2 += out[i].owner == 2;
+        to3 += out[i].owner == 3;
+    }
+    cr_expect_eq(to2, 2);
+    cr_expect_eq(to3, 1);
+    cr_expect_eq(nodes[0].load, 2, "loads are left filled in");
+    cr_expect_eq(nodes[1].load, 2);
+    cr_expect_eq(nodes[2].load, 1);
+    unbuild();
+}
+
+Test(placement, handoff_wait)
+{
+    static const struct {
+        uint64_t from, to;
+        int health;
+        uint32_t want;
+    } rows[] = {
+        {0, 2, OL_PL_LIVE, 0},      /* first placement */
+        {2, 2, OL_PL_LIVE, 0},      /* re-grant */
+        {1, 2, OL_PL_DEAD, 0},      /* off a dead node */
+        {1, 2, OL_PL_LIVE, 1100},   /* 800 * 5 / 4 + 100 */
+        {1, 2, OL_PL_UNKNOWN, 1100},
+    };
+
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        cr_expect_eq(ol__pl_handoff_ms(rows[i].from, rows[i].to,
+                                       rows[i].health, 800, 100),
+                     rows[i].want, "row %zu", i);
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 4000000000u, 100),
+                 OL_MOVE_HOLD_MAX_MS, "capped");
+}
+
+Test(placement, labels)
+{
+    char v[16];
+
+    ol__label_get("zone=z1, cloud=aws,rack=7", "cloud", v, sizeof v);
+    cr_expect_str_eq(v, "aws");
+    ol__label_get("cloudy=x,cloud=gcp", "cloud", v, sizeof v);
+    cr_expect_str_eq(v, "gcp", "a key that only starts the same is not it");
+    ol__label_get("rack=7", "cloud", v, sizeof v);
+    cr_expect_str_eq(v, "");
+    ol__label_get("", "cloud", v, sizeof v);
+    cr_expect_str_eq(v, "");
+    ol__label_get("cloud=averyveryverylongname", "cloud", v, 8);
+    cr_expect_str_eq(v, "averyve", "truncated to the buffer");
+}

@@ -1,0 +1,379 @@
+/* Unit tests for proposals (replication/propose.h) through their narrow
+ * interface: a fake owner stands in for raft and the transport, records
+ * every entry submitted or forwarded, and decodes it to check what the
+ * proposer decided to put in it. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "record/ckpt.h"
+#include "record/cmd.h"
+#include "replication/propose.h"
+
+#define SENT_MAX 80
+
+/* What the proposer sees of the cluster, and what it handed over. */
+struct fake {
+    int leader, has_leader;
+    uint64_t term, now;
+    uint32_t level;
+    int submit_rv, forward_rv;
+    int wakes;
+    struct ol__entry sent[SENT_MAX];
+    int sent_leader[SENT_MAX]; /* 1: submitted, 0: forwarded */
+    uint8_t *sent_bytes[SENT_MAX];
+    size_t n_sent;
+};
+
+static struct fake f;
+static struct ol__key key;
+static struct ol__proposer *p;
+
+static int fk_is_leader(void *d) { return ((struct fake *)d)->leader; }
+static int fk_has_leader(void *d) { return ((struct fake *)d)->has_leader; }
+static uint64_t fk_term(void *d) { return ((struct fake *)d)->term; }
+static uint32_t fk_level(void *d) { return ((struct fake *)d)->level; }
+static uint64_t fk_now(void *d) { return ((struct fake *)d)->now; }
+static void fk_wake(void *d) { ((struct fake *)d)->wakes++; }
+
+static int record(struct fake *x, int leader, const void *e, size_t len)
+{
+    char err[OL_ERRMSG_SIZE];
+    size_t i = x->n_sent;
+
+    cr_assert_lt(i, SENT_MAX);
+    /* The entry points into its bytes: keep a copy. */
+    x->sent_bytes[i] = malloc(len);
+    memcpy(x->sent_bytes[i], e, len);
+    cr_assert_eq(ol__entry_decode(x->sent_bytes[i], len, &x->sent[i], err),
+                 0, "entry %zu does not decode: %s", i, err);
+    x->sent_leader[i] = leader;
+    x->n_sent++;
+    return 0;
+}
+
+static int fk_submit(void *d, const void *e, size_t len)
+{
+    struct fake *x = d;
+
+    if (x->submit_rv != 0)
+        return x->submit_rv;
+    return record(x, 1, e, len);
+}
+
+static int fk_forward(void *d, const void *e, size_t len)
+{
+    struct fake *x = d;
+
+    if (x->forward_rv != 0)
+        return x->forward_rv;
+    return record(x, 0, e, len);
+}
+
+static void setup(void)
+{
+    struct ol__proposer_config cfg = {.key = &key, .retry_ms = 500};
+    struct ol__proposer_ops ops = {
+        .data = &f,
+        .is_leader = fk_is_leader,
+        .has_leader = fk_has_leader,
+        .term = fk_term,
+        .level = fk_level,
+        .now = fk_now,
+        .submit = fk_submit,
+        .forward = fk_forward,
+        .wake = fk_wake,
+    };
+
+    ol_log_set_level(OL_LOG_ERROR);
+    memset(&f, 0, sizeof f);
+    f.leader = 1;
+    f.has_leader = 1;
+    f.term = 7;
+    f.now = 1000;
+    f.level = OL_FEATURE_LEVEL;
+    cr_assert_eq(ol__key_generate(&key), 0);
+    cr_assert_eq(ol__proposer_create(&cfg, &ops, &p), 0);
+}
+
+static void teardown(void)
+{
+    ol__proposer_destroy(p);
+    for (size_t i = 0; i < f.n_sent; i++) {
+        ol__entry_free(&f.sent[i]);
+        free(f.sent_bytes[i]);
+    }
+}
+
+TestSuite(propose, .init = setup, .fini = teardown);
+
+/* Propose checkpoint `seq` of `agent` with a body naming both. */
+static int ckpt(const char *agent, uint64_t epoch, uint64_t seq)
+{
+    uint8_t hash[OL_HASH_SIZE];
+    char text[96];
+    size_t len = (size_t)snprintf(text, sizeof text, "%s/%llu", agent,
+                                  (unsigned long long)seq);
+    uint8_t *body = malloc(len);
+    int rv;
+
+    memcpy(body, text, len);
+    ol__ckpt_hash(body, len, hash);
+    rv = ol__proposer_ckpt(p, agent, epoch, seq, body, len, hash);
+    if (rv != 0)
+        free(body);
+    return rv;
+}
+
+static int stop_cmd(uint64_t req, const char *agent)
+{
+    struct ol__entry_w w;
+    int rv;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_stop(&w, req, agent), 0);
+    rv = ol__proposer_cmds(p, &w, 0);
+    ol__entry_w_close(&w);
+    return rv;
+}
+
+/* How many checkpoint bodies entry `i` carries in its CKPTS command. */
+static uint32_t bodies_in(size_t i)
+{
+    uint32_t n = 0;
+
+    for (uint32_t k = 0; k < f.sent[i].n; k++)
+        if (f.sent[i].cmds[k].type == OL_CMD_CKPTS)
+            n += f.sent[i].cmds[k].n_bodies;
+    return n;
+}
+
+static void applied_ckpt(const char *agent, uint64_t epoch, uint64_t seq)
+{
+    struct ol__effects fx;
+    struct ol__effect *e = calloc(1, sizeof *e);
+
+    ol__effects_init(&fx);
+    e->type = OL_FX_CKPT;
+    snprintf(e->u.ckpt.agent, sizeof e->u.ckpt.agent, "%s", agent);
+    e->u.ckpt.epoch = epoch;
+    e->u.ckpt.seq = seq;
+    fx.head = fx.tail = e;
+    fx.n = 1;
+    ol__proposer_on_effects(p, &fx);
+    ol__effects_free(&fx);
+}
+
+static void applied_cmd(uint64_t req)
+{
+    struct ol__effects fx;
+    struct ol__effect *e = calloc(1, sizeof *e);
+
+    ol__effects_init(&fx);
+    e->type = OL_FX_CMD;
+    e->u.cmd.req = req;
+    fx.head = fx.tail = e;
+    fx.n = 1;
+    ol__proposer_on_effects(p, &fx);
+    ol__effects_free(&fx);
+}
+
+Test(propose, proposals_wait_for_a_flush_then_go_out_as_one_sealed_entry)
+{
+    cr_assert_eq(ckpt("a", 1, 1), 0);
+    cr_assert_eq(ckpt("b", 1, 1), 0);
+    cr_assert_eq(stop_cmd(42, "c"), 0);
+    cr_assert_eq(f.n_sent, 0, "nothing goes out before the flush");
+    cr_assert_gt(f.wakes, 0, "a proposal asks its owner for a flush");
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1, "one entry for all three");
+    cr_assert_eq(f.sent_leader[0], 1, "the leader submits to raft");
+    cr_assert_eq(f.sent[0].term, 7, "tagged with the leader's term");
+    cr_assert_eq(f.sent[0].n, 2, "one STOP and one CKPTS command");
+    cr_assert_eq(f.sent[0].cmds[0].type, OL_CMD_STOP);
+    cr_assert_eq(f.sent[0].cmds[0].req, 42);
+    cr_assert_eq(bodies_in(0), 2);
+    cr_assert_eq(ol__proposer_pending(p), 3, "kept until applied");
+}
+
+Test(propose, outcomes_forget_what_they_decide_and_nothing_else)
+{
+    struct ol__proposer_counters n;
+
+    cr_assert_eq(ckpt("a", 1, 1), 0);
+    cr_assert_eq(ckpt("b", 1, 1), 0);
+    cr_assert_eq(stop_cmd(42, "c"), 0);
+    ol__proposer_flush(p);
+    applied_ckpt("a", 1, 1);
+    applied_ckpt("b", 1, 9); /* another seq: not ours */
+    applied_cmd(43);         /* another request */
+    cr_assert_eq(ol__proposer_pending(p), 2);
+    applied_cmd(42);
+    applied_ckpt("b", 1, 1);
+    cr_assert_eq(ol__proposer_pending(p), 0);
+    /* Nothing is left to retry. */
+    f.now += 10000;
+    ol__proposer_retry(p, 1);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1);
+    ol__proposer_counters(p, &n);
+    cr_assert_eq(n.entries, 1);
+    cr_assert_eq(n.ckpts_proposed, 2);
+    cr_assert_eq(n.retries, 0);
+}
+
+Test(propose, a_newer_checkpoint_of_an_agent_replaces_an_unsent_one)
+{
+    cr_assert_eq(ckpt("a", 1, 1), 0);
+    cr_assert_eq(ckpt("a", 1, 2), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1);
+    cr_assert_eq(bodies_in(0), 1, "only the newer one is sent");
+    cr_assert_eq(f.sent[0].cmds[0].bodies[0].len, 3);
+    cr_assert_eq(memcmp(f.sent[0].cmds[0].bodies[0].p, "a/2", 3), 0);
+    cr_assert_eq(ol__proposer_pending(p), 1);
+}
+
+Test(propose, an_entry_holds_at_most_the_checkpoint_limit)
+{
+    char name[32];
+
+    for (int i = 0; i < OL_PROP_ENTRY_MAX_CKPTS + 10; i++) {
+        snprintf(name, sizeof name, "agent-%d", i);
+        cr_assert_eq(ckpt(name, 1, 1), 0);
+    }
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 2);
+    cr_assert_eq(bodies_in(0), OL_PROP_ENTRY_MAX_CKPTS);
+    cr_assert_eq(bodies_in(1), 10);
+}
+
+Test(propose, the_leader_stops_at_the_limit_of_entries_in_flight)
+{
+    char name[32];
+
+    /* One entry per flush round: each round is a separate agent set. */
+    for (int i = 0; i < OL_PROP_APPLIES_MAX; i++) {
+        snprintf(name, sizeof name, "agent-%d", i);
+        cr_assert_eq(ckpt(name, 1, 1), 0);
+        ol__proposer_flush(p);
+    }
+    cr_assert_eq(f.n_sent, OL_PROP_APPLIES_MAX);
+    cr_assert_eq(ckpt("one-more", 1, 1), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, OL_PROP_APPLIES_MAX, "held while all in flight");
+    f.wakes = 0;
+    ol__proposer_submitted(p);
+    cr_assert_eq(f.wakes, 1, "a finished entry asks for a flush");
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, OL_PROP_APPLIES_MAX + 1);
+}
+
+Test(propose, a_follower_forwards_and_waits_without_a_leader)
+{
+    f.leader = 0;
+    f.has_leader = 0;
+    cr_assert_eq(stop_cmd(5, "a"), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 0, "no leader: nowhere to send");
+    f.has_leader = 1;
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1);
+    cr_assert_eq(f.sent_leader[0], 0, "forwarded, not submitted");
+    cr_assert_eq(f.sent[0].term, 0, "a follower's entry carries no term");
+}
+
+Test(propose, a_failed_submit_is_retried_after_the_retry_time)
+{
+    struct ol__proposer_counters n;
+
+    f.submit_rv = OL_ENOTLEADER;
+    cr_assert_eq(ckpt("a", 1, 1), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 0);
+    f.submit_rv = 0;
+    f.now += 100; /* less than the retry time */
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 0, "not retried early");
+    f.now += 500;
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1, "retried once the retry time passed");
+    cr_assert_eq(bodies_in(0), 1);
+    ol__proposer_counters(p, &n);
+    cr_assert_eq(n.retries, 1);
+}
+
+Test(propose, a_new_leader_gets_everything_again_with_the_same_request_ids)
+{
+    cr_assert_eq(stop_cmd(77, "a"), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1);
+    ol__proposer_retry(p, 1); /* the leader changed */
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 2);
+    cr_assert_eq(f.sent[1].n, 1);
+    cr_assert_eq(f.sent[1].cmds[0].req, 77, "a retry keeps its request id");
+}
+
+Test(propose, commands_above_the_cluster_level_are_refused)
+{
+    struct ol__entry_w w;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_move(&w, 1, "a", 2, 3, 4, 5, 0), 0);
+    cr_assert_geq(w.level, 2);
+    f.level = 1;
+    cr_assert_eq(ol__proposer_cmds(p, &w, 0), OL_ENOTSUP);
+    cr_assert_eq(ol__proposer_pending(p), 0);
+    f.level = w.level;
+    cr_assert_eq(ol__proposer_cmds(p, &w, 0), 0);
+    cr_assert_eq(ol__proposer_pending(p), 1);
+    ol__entry_w_close(&w);
+}
+
+Test(propose, forwarded_commands_ride_in_the_leaders_next_entry)
+{
+    struct ol__entry_w w;
+    struct ol__buf e;
+    struct ol__entry dec;
+    char err[OL_ERRMSG_SIZE];
+
+    /* A command as a follower's entry carries it. */
+    ol__entry_w_init(&w);
+    ol__buf_init(&e);
+    cr_assert_eq(ol__entry_add_stop(&w, 9, "remote"), 0);
+    cr_assert_eq(ol__entry_w_finish(&w, &e), 0);
+    cr_assert_eq(ol__entry_decode(e.base, e.len, &dec, err), 0);
+    cr_assert_eq(ol__proposer_add_forwarded(p, &dec.cmds[0].raw), 0);
+    cr_assert_eq(ol__proposer_n_forwarded(p), 1);
+    cr_assert_eq(ckpt("a", 1, 1), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1);
+    cr_assert_eq(f.sent[0].n, 2, "own CKPTS plus the forwarded STOP");
+    cr_assert_eq(f.sent[0].cmds[1].req, 9);
+    cr_assert_eq(ol__proposer_n_forwarded(p), 0);
+    cr_assert_eq(ol__proposer_pending(p), 1,
+                 "forwarded commands are the sender's to retry");
+    /* Leadership lost: what was forwarded is dropped. */
+    cr_assert_eq(ol__proposer_add_forwarded(p, &dec.cmds[0].raw), 0);
+    ol__proposer_drop_forwarded(p);
+    cr_assert_eq(ol__proposer_n_forwarded(p), 0);
+    ol__entry_free(&dec);
+    ol__buf_close(&e);
+    ol__entry_w_close(&w);
+}
+
+Test(propose, after_shutdown_proposals_are_refused)
+{
+    ol__proposer_shutdown(p);
+    f.wakes = 0;
+    cr_assert_eq(ckpt("a", 1, 1), OL_ESHUTDOWN);
+    cr_assert_eq(stop_cmd(1, "a"), OL_ESHUTDOWN);
+    cr_assert_eq(f.wakes, 0);
+    cr_assert_eq(ol__proposer_pending(p), 0);
+}
