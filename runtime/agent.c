@@ -24,6 +24,11 @@
 #include "base/log.h"
 #include "base/pack.h"
 #include "node.h"
+#include "agent.h"
+#include "host.h"
+#include "logs.h"
+#include "restart.h"
+#include "step.h"
 
 /* Messages loaded from the mailbox into an agent's queue at a time. */
 #define MAIL_PAGE 256

@@ -29,6 +29,8 @@
 #include "base/mpr.h"
 #include "base/pack.h"
 #include "node.h"
+#include "agent.h"
+#include "logs.h"
 
 #define LOGS_TIMEOUT_MS 3000
 #define LOGS_LIMIT_MAX 1000

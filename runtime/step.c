@@ -25,6 +25,10 @@
 #include "base/log.h"
 #include "base/mpr.h"
 #include "node.h"
+#include "agent.h"
+#include "host.h"
+#include "restart.h"
+#include "step.h"
 
 #define STEPS_PER_TURN 512
 #define TURN_BUDGET_MS 4

@@ -27,6 +27,9 @@
 #include "base/fsutil.h"
 #include "base/log.h"
 #include "node.h"
+#include "agent.h"
+#include "restart.h"
+#include "step.h"
 #include "upgrade.h"
 
 struct upgrade {
