@@ -20,5 +20,8 @@ void ol__agent_push_final_stop(struct ol_agent *a);
 int ol__agent_load_mail(struct ol_agent *a);
 /* Set a timer's due time, on both clocks. */
 void ol__armed_set(struct ol__armed *t, int64_t due_ms);
+/* agent_handoff.c: handed over from a node that may still run it: no
+ * step for up to `ms` unless that node says it let the agent go. */
+void ol__agent_handoff_begin(struct ol_agent *a, uint32_t ms);
 
 #endif
