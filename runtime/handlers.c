@@ -54,6 +54,16 @@ int ol__arg_str(const msgpack_object *args, const char *key, char *out,
     return 0;
 }
 
+int ol__arg_name(struct ol__ctl_req *req, const char *op,
+                 const msgpack_object *args, char name[OL_NAME_MAX + 2])
+{
+    if (ol__arg_str(args, "name", name, OL_NAME_MAX + 2) == 0 &&
+        ol__name_valid(name))
+        return 0;
+    ol__ctl_reply_error(req, OL_EINVAL, "%s: missing or bad agent name", op);
+    return -1;
+}
+
 /* The longest request id a client may give. */
 #define REQUEST_ID_MAX 128
 
@@ -272,11 +282,8 @@ static void op_logs(struct ol__node *n, struct ol__ctl_req *req,
     const msgpack_object *after = ol__arg(args, "after");
     const msgpack_object *lim = ol__arg(args, "limit");
 
-    if (ol__arg_str(args, "name", name, sizeof name) != 0 ||
-        !ol__name_valid(name)) {
-        ol__ctl_reply_error(req, OL_EINVAL, "logs: missing or bad agent name");
+    if (ol__arg_name(req, "logs", args, name) != 0)
         return;
-    }
     if ((after && after->type != MSGPACK_OBJECT_POSITIVE_INTEGER) ||
         (lim && (lim->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
                  lim->via.u64 == 0 || lim->via.u64 > 1000))) {

@@ -52,6 +52,20 @@ static int pack_value(struct ol__ctl_req *req, const char *op,
     return -1;
 }
 
+/* A command was added to `w` (`rv`, the outcome): propose it and wait
+ * for command `id`, or reply with the error.  Closes `w`. */
+static void submit(struct ol__node *n, struct ol__ctl_req *req,
+                   struct ol__entry_w *w, int rv, uint64_t id,
+                   const char *op, const char *name, uint64_t msg_seq)
+{
+    if (rv == 0)
+        ol__propose_and_wait(n, req, w, id, op, name, msg_seq);
+    else
+        ol__ctl_reply_error(req, rv, "%s '%s': %s", op, name,
+                            ol_strerror(rv));
+    ol__entry_w_close(w);
+}
+
 /* A spawn waits until its plugin has loaded (in its host process), so a
  * plugin that does not load is refused before anything is committed. */
 struct spawn_wait {
@@ -203,12 +217,8 @@ void ol__op_simple(struct ol__node *n, struct ol__ctl_req *req,
     uint64_t id;
     int rv;
 
-    if (ol__arg_str(args, "name", name, sizeof name) != 0 ||
-        !ol__name_valid(name)) {
-        ol__ctl_reply_error(req, OL_EINVAL, "%s: missing or bad agent name",
-                            op);
+    if (ol__arg_name(req, op, args, name) != 0)
         return;
-    }
     if (ol__request_ids(req, op, args, &id, NULL) != 0)
         return;
     ol__entry_w_init(&w);
@@ -216,12 +226,7 @@ void ol__op_simple(struct ol__node *n, struct ol__ctl_req *req,
         rv = ol__entry_add_stop(&w, id, name);
     else
         rv = ol__entry_add_start(&w, id, name);
-    if (rv == 0)
-        ol__propose_and_wait(n, req, &w, id, op, name, 0);
-    else
-        ol__ctl_reply_error(req, rv, "%s '%s': %s", op, name,
-                            ol_strerror(rv));
-    ol__entry_w_close(&w);
+    submit(n, req, &w, rv, id, op, name, 0);
 }
 
 void ol__op_send(struct ol__node *n, struct ol__ctl_req *req,
@@ -234,11 +239,8 @@ void ol__op_send(struct ol__node *n, struct ol__ctl_req *req,
     uint64_t id, seq;
     int rv;
 
-    if (ol__arg_str(args, "name", name, sizeof name) != 0 ||
-        !ol__name_valid(name)) {
-        ol__ctl_reply_error(req, OL_EINVAL, "send: missing or bad agent name");
+    if (ol__arg_name(req, "send", args, name) != 0)
         return;
-    }
     if (msg == NULL) {
         ol__ctl_reply_error(req, OL_EINVAL, "send '%s': missing message",
                             name);
@@ -252,11 +254,7 @@ void ol__op_send(struct ol__node *n, struct ol__ctl_req *req,
     ol__entry_w_init(&w);
     rv = ol__entry_add_send(&w, id, name, seq, mb.base, mb.len);
     ol__buf_close(&mb);
-    if (rv == 0)
-        ol__propose_and_wait(n, req, &w, id, "send", name, seq);
-    else
-        ol__ctl_reply_error(req, rv, "send '%s': %s", name, ol_strerror(rv));
-    ol__entry_w_close(&w);
+    submit(n, req, &w, rv, id, "send", name, seq);
 }
 
 /* `rm`: a final stop (the agent's last checkpoint), then RM, which leaves
@@ -272,11 +270,8 @@ void ol__op_rm(struct ol__node *n, struct ol__ctl_req *req,
     struct ol__waiter *wt;
     int rv, live;
 
-    if (ol__arg_str(args, "name", name, sizeof name) != 0 ||
-        !ol__name_valid(name)) {
-        ol__ctl_reply_error(req, OL_EINVAL, "rm: missing or bad agent name");
+    if (ol__arg_name(req, "rm", args, name) != 0)
         return;
-    }
     if (!level_ok(n, req, "rm", OL_CMD_RM) ||
         ol__request_ids(req, "rm", args, &rm_id, &stop_id) != 0)
         return;
@@ -312,12 +307,8 @@ void ol__op_config(struct ol__node *n, struct ol__ctl_req *req,
     uint64_t id, seq;
     int rv;
 
-    if (ol__arg_str(args, "name", name, sizeof name) != 0 ||
-        !ol__name_valid(name)) {
-        ol__ctl_reply_error(req, OL_EINVAL,
-                            "config: missing or bad agent name");
+    if (ol__arg_name(req, "config", args, name) != 0)
         return;
-    }
     if (cfg == NULL || cfg->type != MSGPACK_OBJECT_MAP) {
         ol__ctl_reply_error(req, OL_EINVAL,
                             "config '%s': the config must be a JSON object",
@@ -332,10 +323,5 @@ void ol__op_config(struct ol__node *n, struct ol__ctl_req *req,
     ol__entry_w_init(&w);
     rv = ol__entry_add_config(&w, id, name, seq, b.base, b.len);
     ol__buf_close(&b);
-    if (rv == 0)
-        ol__propose_and_wait(n, req, &w, id, "config", name, 0);
-    else
-        ol__ctl_reply_error(req, rv, "config '%s': %s", name,
-                            ol_strerror(rv));
-    ol__entry_w_close(&w);
+    submit(n, req, &w, rv, id, "config", name, 0);
 }

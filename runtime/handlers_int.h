@@ -36,6 +36,10 @@ const msgpack_object *ol__arg(const msgpack_object *args, const char *key);
 /* Copy a string argument; 0, or -1 if missing, not a string or too long. */
 int ol__arg_str(const msgpack_object *args, const char *key, char *out,
                 size_t cap);
+/* The agent name argument ("name") into `name`; 0, or -1 after
+ * replying "OP: missing or bad agent name". */
+int ol__arg_name(struct ol__ctl_req *req, const char *op,
+                 const msgpack_object *args, char name[OL_NAME_MAX + 2]);
 /* The command id for a mutating request `op` (and, when `seq` is not
  * NULL, a send's message sequence), derived from its "request_id" if it
  * has one.  Returns 0, or -1 after replying with an error. */
