@@ -35,6 +35,24 @@ struct filter_buf {
     char after[OL_NAME_MAX + 2], status[24];
 };
 
+/* An optional string of the filter, `key`, copied into `buf`: a kind
+ * (`kind`) or a name or its prefix.  0 (*out set if given), or -1 after
+ * replying "agents: MSG". */
+static int filter_str(struct ol__ctl_req *req, const msgpack_object *args,
+                      const char *key, char *buf, size_t cap, int kind,
+                      const char *msg, const char **out)
+{
+    if (ol__arg(args, key) == NULL)
+        return 0;
+    if (ol__arg_str(args, key, buf, cap) != 0 ||
+        (kind ? !ol__name_valid(buf) : strlen(buf) > OL_NAME_MAX)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "agents: %s", msg);
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
 static int agent_filter(struct ol__ctl_req *req, const msgpack_object *args,
                         struct ol__agent_filter *f, struct filter_buf *b)
 {
@@ -52,30 +70,13 @@ static int agent_filter(struct ol__ctl_req *req, const msgpack_object *args,
             return -1;
         }
     }
-    if (ol__arg(args, "kind")) {
-        if (ol__arg_str(args, "kind", b->kind, sizeof b->kind) != 0 ||
-            !ol__name_valid(b->kind)) {
-            ol__ctl_reply_error(req, OL_EINVAL, "agents: bad kind");
-            return -1;
-        }
-        f->kind = b->kind;
-    }
-    if (ol__arg(args, "prefix")) {
-        if (ol__arg_str(args, "prefix", b->prefix, sizeof b->prefix) != 0 ||
-            strlen(b->prefix) > OL_NAME_MAX) {
-            ol__ctl_reply_error(req, OL_EINVAL, "agents: bad name prefix");
-            return -1;
-        }
-        f->prefix = b->prefix;
-    }
-    if (ol__arg(args, "after")) {
-        if (ol__arg_str(args, "after", b->after, sizeof b->after) != 0 ||
-            strlen(b->after) > OL_NAME_MAX) {
-            ol__ctl_reply_error(req, OL_EINVAL, "agents: bad 'after' name");
-            return -1;
-        }
-        f->after = b->after;
-    }
+    if (filter_str(req, args, "kind", b->kind, sizeof b->kind, 1,
+                   "bad kind", &f->kind) != 0 ||
+        filter_str(req, args, "prefix", b->prefix, sizeof b->prefix, 0,
+                   "bad name prefix", &f->prefix) != 0 ||
+        filter_str(req, args, "after", b->after, sizeof b->after, 0,
+                   "bad 'after' name", &f->after) != 0)
+        return -1;
     o = ol__arg(args, "owner");
     if (o && (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0)) {
         ol__ctl_reply_error(req, OL_EINVAL,
