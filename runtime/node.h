@@ -1,33 +1,34 @@
 /*
  * A running node: the loop, the store, the commit path, and the agents this
- * node hosts.  Internal to the daemon; plugins see only struct ol_agent as
- * an opaque handle.
+ * node hosts (struct ol_agent is in agent.h).  Internal to the daemon; the
+ * control handlers see the node only through node_view.h.
  */
 #ifndef OL_NODE_H
 #define OL_NODE_H
 
+#include <limits.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "record/ckpt.h"
-#include "replication/replica.h"
-#include "state/sm.h"
-#include "code.h"
-#include "config.h"
 #include "base/err.h"
 #include "base/hist.h"
+#include "base/keys.h"
+#include "base/map.h"
+#include "record/ckpt.h"
+#include "replication/replica.h"
+#include "state/nodestate.h"
+#include "state/sm.h"
+#include "state/store.h"
+#include "state/walck.h"
+#include "code.h"
+#include "config.h"
 #include "ctl.h"
 #include "events.h"
 #include "ipc.h"
-#include "base/keys.h"
-#include "base/map.h"
 #include "mark.h"
-#include "state/nodestate.h"
-#include "plugin.h"
 #include "node_view.h"
+#include "plugin.h"
 #include "restart.h"
-#include "state/store.h"
-#include "state/walck.h"
 #include "wpool.h"
 
 struct ol__node;
@@ -123,7 +124,7 @@ struct ol__node {
     int lock_fd;
 };
 
-/* node.c */
+/* node_init.c, node_start.c, node_stop.c: the node's life. */
 int ol__node_init(struct ol__node *n, uv_loop_t *loop,
                   const struct ol__config *cfg);
 int ol__node_start(struct ol__node *n);
@@ -132,6 +133,8 @@ void ol__node_shutdown(struct ol__node *n);
  * it has, then call ol__node_free(). */
 void ol__node_abort(struct ol__node *n);
 void ol__node_free(struct ol__node *n);
+
+/* node.c: the state machine's effects, and what they lead to. */
 void ol__node_effects(void *data, struct ol__effects *fx);
 /* A mailbox went over its soft limit or back under it: senders here and
  * in every host process learn of it. */
@@ -139,7 +142,8 @@ void ol__node_mail_full(struct ol__node *n, const char *name, int full);
 /* In a cluster, tell the others which build of a kind this node runs
  * (CODE), unless the replicated table already says so. */
 void ol__node_code_current(struct ol__node *n, struct ol__code *c);
-
+/* Should this node run the agent `row` describes? */
+int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);
 
 /* node_store.c: the record (node.state) and the checks at start. */
 int ol__node_check_start(struct ol__node *n, const char *db, const char *ns,
@@ -149,10 +153,7 @@ int ol__node_record_start(struct ol__node *n, const char *ns,
 /* Final figures into the record, the database closed in between. */
 void ol__node_record_finish(struct ol__node *n);
 void ol__node_walck_fault(void *data, const char *msg);
-/* node.c: close the state machine, checkpointer and connections. */
+/* node_stop.c: close the state machine, checkpointer and connections. */
 void ol__node_close_store(struct ol__node *n);
-
-/* Should this node run the agent `row` describes? */
-int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);
 
 #endif
