@@ -14,7 +14,7 @@
  * The same channel carries one message that is not about logs:
  *   [3, name, epoch]   the sender, which owned agent `name` before, has
  *                      let it go: the new owner under `epoch` may end its
- *                      hand-off wait (agent.c)
+ *                      hand-off wait (agent_handoff.c)
  */
 #include <inttypes.h>
 #include <stdarg.h>
