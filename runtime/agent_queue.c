@@ -9,17 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "state/verify.h"
-#include "alog.h"
-#include "base/err.h"
-#include "hostproc.h"
 #include "base/log.h"
-#include "base/pack.h"
 #include "node.h"
 #include "agent.h"
-#include "host.h"
-#include "logs.h"
-#include "restart.h"
 #include "step.h"
 
 #include "agent_int.h"

@@ -16,11 +16,7 @@
 
 #include "base/err.h"
 #include "base/fsutil.h"
-#include "base/json.h"
 #include "base/log.h"
-#include "record/ckpt.h"
-#include "record/cmd.h"
-#include "replication/transport.h"
 
 void ol__config_defaults(struct ol__config *c)
 {

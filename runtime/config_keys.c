@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "base/fsutil.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "record/ckpt.h"

@@ -16,10 +16,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "base/buf.h"
 #include "base/err.h"
 #include "base/log.h"
-#include "base/mpr.h"
 
 
 /* Make room for a new connection by closing the one that has been idle

@@ -17,12 +17,12 @@
 #include "base/mpr.h"
 #include "base/pack.h"
 #include "base/sizes.h"
+#include "replication/cluster.h"
 #include "handlers.h"
-#include "handlers_int.h"
 #include "logs.h"
 #include "node_view.h"
-#include "replication/cluster.h"
 #include "upgrade.h"
+#include "handlers_int.h"
 
 const msgpack_object *ol__arg(const msgpack_object *args, const char *key)
 {

@@ -7,16 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h> /* replication/replica.h needs it first */
 
 #include "base/err.h"
 #include "base/json.h"
-#include "base/mpr.h"
 #include "base/sizes.h"
 #include "code.h"
-#include "handlers_int.h"
-#include "node_view.h"
 #include "replication/replica.h"
-#include "state/query.h"
+#include "node_view.h"
+#include "handlers_int.h"
 
 /* Does `o` nest no deeper than JSON may?  Otherwise reply
  * "OP 'NAME': WHAT nests deeper ..." and return 0. */

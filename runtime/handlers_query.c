@@ -8,10 +8,10 @@
 
 #include "base/err.h"
 #include "base/sizes.h"
-#include "handlers_int.h"
-#include "node_view.h"
 #include "state/query.h"
 #include "state/store.h"
+#include "node_view.h"
+#include "handlers_int.h"
 
 void ol__op_status(struct ol__node *n, struct ol__ctl_req *req,
                    const msgpack_object *args)

@@ -13,7 +13,6 @@
 #include "handlers.h"
 #include "handlers_int.h"
 #include "node_view.h"
-#include "state/query.h"
 
 static void wait_for(struct ol__node *n, struct ol__ctl_req *req,
                      uint64_t id, const char *op, const char *name,

@@ -19,24 +19,14 @@
 #include <unistd.h>
 
 #include "base/err.h"
-#include "base/fsutil.h"
-#include "hostproc.h"
-#include "http.h"
-#include "base/json.h"
 #include "base/log.h"
 #include "base/pack.h"
-#include "node.h"
 #include "agent.h"
 #include "handlers.h"
-#include "host.h"
-#include "logs.h"
+#include "hostproc.h"
+#include "node.h"
 #include "restart.h"
 #include "step.h"
-#include "notify.h"
-#include "ol_config.h"
-#include "watchdog.h"
-#include "state/verify.h"
-#include "replication/cluster.h"
 #include "node_int.h"
 
 

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "agent.h"
 #include "base/keys.h"
 #include "base/log.h"
+#include "agent.h"
 #include "hostproc.h"
 #include "http.h"
 #include "node.h"

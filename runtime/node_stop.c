@@ -16,25 +16,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "base/err.h"
-#include "base/fsutil.h"
-#include "hostproc.h"
-#include "http.h"
-#include "base/json.h"
 #include "base/log.h"
-#include "base/pack.h"
-#include "node.h"
+#include "state/verify.h"
 #include "agent.h"
 #include "handlers.h"
 #include "host.h"
+#include "hostproc.h"
+#include "http.h"
 #include "logs.h"
-#include "restart.h"
-#include "step.h"
+#include "node.h"
 #include "notify.h"
-#include "ol_config.h"
 #include "watchdog.h"
-#include "state/verify.h"
-#include "replication/cluster.h"
 #include "node_int.h"
 
 void ol__node_close_store(struct ol__node *n)

@@ -20,14 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/err.h"
-#include "hostproc.h"
 #include "base/log.h"
 #include "base/mpr.h"
-#include "node.h"
 #include "agent.h"
 #include "host.h"
-#include "restart.h"
+#include "hostproc.h"
+#include "node.h"
 #include "step.h"
 #include "step_int.h"
 

@@ -10,16 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/err.h"
 #include "hostproc.h"
 #include "base/log.h"
-#include "base/mpr.h"
 #include "node.h"
 #include "agent.h"
 #include "host.h"
-#include "restart.h"
 #include "step.h"
 
+#include "base/err.h"
+#include "base/mpr.h"
+#include "restart.h"
 #include "step_int.h"
 
 /* Why save() output was refused, or NULL. */
