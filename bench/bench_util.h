@@ -12,6 +12,7 @@
 /* node.h uses OL_ERRMSG_SIZE without including err.h. */
 #include "base/err.h"
 #include "runtime/node.h"
+#include "runtime/agent.h"
 
 /* A fresh directory under $TMPDIR (or /tmp).  0 or -1 with errno. */
 int bu_tmpdir(char *out, size_t cap);

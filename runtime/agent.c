@@ -17,298 +17,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "state/verify.h"
-#include "alog.h"
 #include "base/err.h"
-#include "hostproc.h"
 #include "base/log.h"
 #include "base/pack.h"
+#include "state/verify.h"
+#include "agent.h"
+#include "alog.h"
+#include "host.h"
+#include "hostproc.h"
+#include "logs.h"
 #include "node.h"
-
-/* Messages loaded from the mailbox into an agent's queue at a time. */
-#define MAIL_PAGE 256
-#define MAIL_PAGE_BYTES (1u << 20)
+#include "restart.h"
+#include "step.h"
+#include "agent_int.h"
 
 struct ol_agent *ol__agent_get(struct ol__node *n, const char *name)
 {
     return ol__map_get(&n->agents, name);
-}
-
-void ol__agent_free_ev(struct ol__ev *ev)
-{
-    if (ev == NULL)
-        return;
-    free(ev->data);
-    free(ev);
-}
-
-void ol__agent_push(struct ol_agent *a, struct ol__ev *ev)
-{
-    ev->next = NULL;
-    if (a->q_tail)
-        a->q_tail->next = ev;
-    else
-        a->q_head = ev;
-    a->q_tail = ev;
-    a->q_len++;
-    if (ev->type == OL_EVENT_MESSAGE)
-        a->q_mail++;
-    ol__runq_add(a);
-}
-
-static void push_new(struct ol_agent *a, int type)
-{
-    struct ol__ev *ev = calloc(1, sizeof *ev);
-
-    if (ev == NULL) {
-        ol_log(OL_LOG_ERROR, "agent '%s': out of memory queueing an event",
-               a->name);
-        return;
-    }
-    ev->type = type;
-    ol__agent_push(a, ev);
-}
-
-/* The agent is being stopped for good: one STOP event, then its final
- * checkpoint. */
-static void push_final_stop(struct ol_agent *a)
-{
-    struct ol__ev *ev;
-
-    if (a->final_pending)
-        return;
-    ev = calloc(1, sizeof *ev);
-    if (ev == NULL)
-        return;
-    ev->type = OL_EVENT_STOP;
-    ev->final = 1;
-    a->final_pending = 1;
-    ol__agent_push(a, ev);
-}
-
-void ol__agent_drop_queue(struct ol_agent *a)
-{
-    struct ol__ev *ev = a->q_head, *next;
-
-    for (; ev; ev = next) {
-        next = ev->next;
-        ol__agent_free_ev(ev);
-    }
-    a->q_head = a->q_tail = NULL;
-    a->q_len = 0;
-    a->q_mail = 0;
-}
-
-/* ---- the mailbox, a page at a time ---- */
-
-static int load_mail(struct ol_agent *a);
-
-void ol__agent_mail(struct ol_agent *a, const char *from, uint64_t seq,
-                    uint32_t idx, const void *data, uint32_t len,
-                    int64_t rowid)
-{
-    struct ol__ev *ev;
-
-    /* Rows already loaded from the mailbox arrive again as effects of the
-     * same commit; the watermark skips them.  While rows wait in the
-     * mailbox beyond what is queued, new mail waits behind them. */
-    if (rowid <= a->mail_watermark || a->phase != OL_PHASE_ACTIVE)
-        return;
-    if (a->mail_backlog || a->q_mail >= MAIL_PAGE) {
-        a->mail_backlog = 1;
-        return;
-    }
-    ev = calloc(1, sizeof *ev);
-    if (ev == NULL || (ev->data = malloc(len ? len : 1)) == NULL) {
-        free(ev);
-        a->mail_backlog = 1;
-        return;
-    }
-    a->mail_watermark = rowid;
-    ev->type = OL_EVENT_MESSAGE;
-    snprintf(ev->from, sizeof ev->from, "%s", from);
-    ev->from_seq = seq;
-    ev->idx = idx;
-    memcpy(ev->data, data, len);
-    ev->len = len;
-    ol__agent_push(a, ev);
-}
-
-/* Queue the next page of mailbox rows past the watermark. */
-static int load_mail(struct ol_agent *a)
-{
-    sqlite3 *db = a->node->reader.db;
-    sqlite3_stmt *st;
-    uint32_t rows = 0;
-    size_t bytes = 0;
-    int rc;
-
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, from_agent, from_seq, idx, payload "
-                           "FROM mailbox WHERE to_agent = ? AND id > ? "
-                           "ORDER BY id LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return OL_EIO;
-    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, a->mail_watermark);
-    sqlite3_bind_int(st, 3, MAIL_PAGE);
-    a->mail_backlog = 0;
-    while (bytes < MAIL_PAGE_BYTES && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint32_t len = (uint32_t)sqlite3_column_bytes(st, 4);
-
-        ol__agent_mail(a, (const char *)sqlite3_column_text(st, 1),
-                       (uint64_t)sqlite3_column_int64(st, 2),
-                       (uint32_t)sqlite3_column_int64(st, 3),
-                       sqlite3_column_blob(st, 4), len,
-                       sqlite3_column_int64(st, 0));
-        rows++;
-        bytes += len;
-    }
-    if (bytes >= MAIL_PAGE_BYTES)
-        rc = SQLITE_ROW;
-    sqlite3_finalize(st);
-    /* A full page means there may be more. */
-    if (rows == MAIL_PAGE || rc == SQLITE_ROW)
-        a->mail_backlog = 1;
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : OL_EIO;
-}
-
-void ol__agent_mail_more(struct ol_agent *a)
-{
-    if (a->mail_backlog && a->q_mail == 0 && a->phase == OL_PHASE_ACTIVE &&
-        load_mail(a) != 0)
-        ol_log_rl(OL_LOG_ERROR, "agent '%s': cannot read its mailbox: %s",
-                  a->name, sqlite3_errmsg(a->node->reader.db));
-}
-
-/* ---- timers ---- */
-
-/* Set a timer's due time, on both clocks. */
-static void armed_set(struct ol__armed *t, int64_t due_ms)
-{
-    int64_t left = due_ms - ol__wall_ms();
-
-    t->due_ms = due_ms;
-    t->mono_due = ol__mono_ms() + (uint64_t)(left > 0 ? left : 0);
-    t->fired = 0;
-}
-
-/* A timer is due when either clock says so: the wall clock (timer_at, and
- * a clock stepped forward), or the monotonic clock it was armed on. */
-static int armed_due(const struct ol__armed *t, int64_t now, uint64_t mono)
-{
-    return t->due_ms <= now || t->mono_due <= mono;
-}
-
-static void timer_cb(uv_timer_t *t)
-{
-    struct ol_agent *a = t->data;
-    int64_t now = ol__wall_ms();
-    uint64_t mono = ol__mono_ms();
-
-    if (a->phase != OL_PHASE_ACTIVE)
-        return;
-    for (uint32_t i = 0; i < a->n_timers; i++) {
-        struct ol__armed *tm = &a->timers[i];
-        struct ol__ev *ev;
-
-        if (tm->fired || !armed_due(tm, now, mono))
-            continue;
-        ev = calloc(1, sizeof *ev);
-        if (ev == NULL)
-            break;
-        /* The timer stays armed (and in checkpoints) until its event is
-         * handled, so a crash in between fires it again on resume. */
-        tm->fired = 1;
-        ev->type = OL_EVENT_TIMER;
-        ev->timer_id = tm->id;
-        ev->due_ms = tm->due_ms;
-        ol__agent_push(a, ev);
-    }
-    ol__agent_timers_rearm(a);
-}
-
-void ol__agent_timers_rearm(struct ol_agent *a)
-{
-    int64_t now = ol__wall_ms();
-    uint64_t mono = ol__mono_ms(), next = UINT64_MAX;
-
-    for (uint32_t i = 0; i < a->n_timers; i++) {
-        const struct ol__armed *t = &a->timers[i];
-        uint64_t w, m;
-
-        if (t->fired)
-            continue;
-        w = t->due_ms > now ? (uint64_t)(t->due_ms - now) : 0;
-        m = t->mono_due > mono ? t->mono_due - mono : 0;
-        if (m < w)
-            w = m;
-        if (w < next)
-            next = w;
-    }
-    if (next == UINT64_MAX || a->phase != OL_PHASE_ACTIVE) {
-        uv_timer_stop(&a->timer);
-        return;
-    }
-    uv_timer_start(&a->timer, timer_cb, next, 0);
-}
-
-int ol__agent_arm(struct ol_agent *a, uint64_t id, int64_t due)
-{
-    struct ol__armed *t;
-
-    for (uint32_t i = 0; i < a->n_timers; i++) {
-        if (a->timers[i].id == id) {
-            armed_set(&a->timers[i], due);
-            ol__agent_timers_rearm(a);
-            return 0;
-        }
-    }
-    if (a->n_timers >= OL_AGENT_TIMERS_MAX)
-        return OL_ETOOBIG;
-    t = realloc(a->timers, (a->n_timers + 1) * sizeof *t);
-    if (t == NULL)
-        return OL_ENOMEM;
-    a->timers = t;
-    t[a->n_timers].id = id;
-    armed_set(&t[a->n_timers], due);
-    a->n_timers++;
-    ol__agent_timers_rearm(a);
-    return 0;
-}
-
-int ol__agent_cancel(struct ol_agent *a, uint64_t id)
-{
-    for (uint32_t i = 0; i < a->n_timers; i++) {
-        if (a->timers[i].id == id) {
-            a->timers[i] = a->timers[--a->n_timers];
-            ol__agent_timers_rearm(a);
-            return 0;
-        }
-    }
-    return OL_ENOTFOUND;
-}
-
-int ol__agent_outbox_add(struct ol_agent *a, const char *to,
-                         const void *msg, uint32_t len)
-{
-    struct ol__outmsg *o = realloc(a->outbox, (a->n_outbox + 1) * sizeof *o);
-
-    if (o == NULL)
-        return OL_ENOMEM;
-    a->outbox = o;
-    o = &a->outbox[a->n_outbox];
-    o->to = strdup(to);
-    o->data = malloc(len ? len : 1);
-    if (o->to == NULL || o->data == NULL) {
-        free(o->to);
-        free(o->data);
-        return OL_ENOMEM;
-    }
-    memcpy(o->data, msg, len);
-    o->len = len;
-    a->n_outbox++;
-    return 0;
 }
 
 /* ---- creation ---- */
@@ -387,88 +112,6 @@ static struct ol_agent *instance_new(struct ol__node *n,
     return a;
 }
 
-static void handoff_end(struct ol_agent *a, const char *why)
-{
-    if (a->handoff_until == 0)
-        return;
-    uv_timer_stop(&a->handoff);
-    a->handoff_until = 0;
-    a->row.handoff_ms = 0; /* a host restart does not wait again */
-    ol__agent_note(a, OL_LOG_INFO, 0, "handed over: %s", why);
-    ol__runq_add(a);
-}
-
-static void handoff_cb(uv_timer_t *t)
-{
-    handoff_end(t->data, "the previous owner's lease has run out");
-}
-
-void ol__agent_handed_over(struct ol__node *n, uint64_t from,
-                           const char *name, uint64_t epoch)
-{
-    struct ol_agent *a = ol__agent_get(n, name);
-    unsigned i;
-
-    if (a && a->epoch == epoch) {
-        if (a->row.handoff_from == from)
-            handoff_end(a, "the previous owner let it go");
-        return;
-    }
-    if (a && a->epoch > epoch)
-        return;
-    /* The old owner applied the move first (it may be the leader): keep
-     * its word for when this node applies it. */
-    i = n->let_go_next++ % OL_LET_GO_MAX;
-    n->let_go[i].from = from;
-    n->let_go[i].epoch = epoch;
-    snprintf(n->let_go[i].name, sizeof n->let_go[i].name, "%s", name);
-}
-
-/* Did node `from` say it let `name` go for `epoch` already? */
-static int let_go_before(struct ol__node *n, uint64_t from, const char *name,
-                         uint64_t epoch)
-{
-    for (unsigned i = 0; i < OL_LET_GO_MAX; i++)
-        if (n->let_go[i].from == from && n->let_go[i].epoch == epoch &&
-            strcmp(n->let_go[i].name, name) == 0) {
-            n->let_go[i].from = 0;
-            return 1;
-        }
-    return 0;
-}
-
-void ol__agent_hand_over(struct ol__node *n, const struct ol__sm_agent *row)
-{
-    struct ol_agent *a = ol__agent_get(n, row->name);
-    int busy = a && a->busy;
-
-    if (a && a->phase != OL_PHASE_CLOSING)
-        ol__agent_release(a, "handed over to another node");
-    /* A step still running at the agent's host ends on its own time: the
-     * new owner then waits out this node's lease instead. */
-    if (!busy)
-        ol__logs_send_handed_over(n, row->owner, row->name, row->epoch);
-}
-
-/* Handed over from a node that may still run it (a rebalance, a node
- * being removed): the instance is made and restored now, but takes no
- * step until that node has certainly stopped (cmd.h, MOVE). */
-static void handoff_begin(struct ol_agent *a, uint32_t ms)
-{
-    if (let_go_before(a->node, a->row.handoff_from, a->name, a->epoch)) {
-        a->row.handoff_ms = 0;
-        ol__agent_note(a, OL_LOG_INFO, 0, "handed over: the previous owner "
-                                          "let it go");
-        return;
-    }
-    a->handoff_until = ol__mono_ms() + ms;
-    uv_timer_start(&a->handoff, handoff_cb, ms, 0);
-    ol__agent_note(a, OL_LOG_INFO, 0,
-                   "handing over from node %" PRIu64 ": no step for up to "
-                   "%" PRIu32 " ms, until it has certainly stopped",
-                   a->row.handoff_from, ms);
-}
-
 /* "node-<id>" for the node whose key signed a checkpoint. */
 static void signer_name(struct ol__node *n, const uint8_t *pk, char *out,
                         size_t cap)
@@ -517,7 +160,7 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
     }
     for (uint32_t i = 0; i < c->n_timers; i++) {
         a->timers[i].id = c->timers[i].id;
-        armed_set(&a->timers[i], c->timers[i].due_ms);
+        ol__armed_set(&a->timers[i], c->timers[i].due_ms);
         ids[i] = c->timers[i].id;
     }
     a->n_timers = c->n_timers;
@@ -624,23 +267,72 @@ void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
     ol__agent_host_again(n, row, NULL);
 }
 
+/* Start the new instance `a` from its head checkpoint, or fresh when it
+ * has none.  Returns 0, or -1 when it did not start (degraded, failed or
+ * released; nothing more to do). */
+static int start_from_head(struct ol_agent *a, const struct ol__sm_agent *row)
+{
+    struct ol__node *n = a->node;
+    uint8_t hash[OL_HASH_SIZE];
+    char err[OL_ERRMSG_SIZE];
+    struct ol__ckpt c;
+    int rv;
+
+    rv = ol__verify_load_head_cached(n->reader.db, a->name, n->vcache, &c,
+                                     hash, err);
+    if (rv == OL_ENOTFOUND) {
+        if (a->hp) {
+            ol__hp_open(a->hp, a, a->row.config, a->row.config_len, NULL, 0,
+                        NULL, 0);
+            a->ready = 1;
+        }
+        ol__agent_push_new(a, OL_EVENT_START);
+        return 0;
+    }
+    if (rv != 0) {
+        a->degraded = 1;
+        snprintf(a->reason, sizeof a->reason, "%s", err);
+        ol_log(OL_LOG_ERROR, "%s; agent '%s' is degraded and not loaded",
+               err, a->name);
+        if (rv == OL_EIO)
+            ol__node_storage_fault(n, NULL, "%s", err);
+        ol__agent_release(a, NULL);
+        return -1;
+    }
+    if (c.seq != row->head_seq)
+        ol_log(OL_LOG_WARN,
+               "agent '%s': stored head is seq %" PRIu64
+               ", state machine says %" PRIu64,
+               a->name, c.seq, row->head_seq);
+    rv = restore(a, &c, hash);
+    ol__ckpt_free(&c);
+    if (rv != 0) {
+        if (a->phase == OL_PHASE_ACTIVE)
+            ol__agent_fail(a, "resume failed: %s", ol_strerror(rv));
+        return -1;
+    }
+    return 0;
+}
+
+/* The agent is hosted here already under this epoch: take the row's
+ * news (maybe a stop). */
+static void host_same(struct ol_agent *a, const struct ol__sm_agent *row)
+{
+    a->row.status = row->status;
+    a->row.crashes = row->crashes;
+    if (row->status == OL_AGENT_STOPPING && a->phase == OL_PHASE_ACTIVE)
+        ol__agent_push_final_stop(a);
+}
+
 void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
                           struct ol__alog *log)
 {
     struct ol_agent *a = ol__agent_get(n, row->name);
-    struct ol__ckpt c;
-    uint8_t hash[OL_HASH_SIZE];
-    char err[OL_ERRMSG_SIZE];
     uint64_t req;
-    int rv;
 
     if (a && a->epoch == row->epoch && a->phase != OL_PHASE_CLOSING) {
-        /* Already hosted under this epoch; maybe now asked to stop. */
         ol__alog_destroy(log);
-        a->row.status = row->status;
-        a->row.crashes = row->crashes;
-        if (row->status == OL_AGENT_STOPPING && a->phase == OL_PHASE_ACTIVE)
-            push_final_stop(a);
+        host_same(a, row);
         return;
     }
     if (a) {
@@ -661,7 +353,7 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
     }
     a->log = log;
     if (row->handoff_ms)
-        handoff_begin(a, row->handoff_ms);
+        ol__agent_handoff_begin(a, row->handoff_ms);
     req = marked_crash(n, a->name);
     if (req) {
         a->phase = OL_PHASE_CRASHED;
@@ -670,41 +362,9 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
                  "crashed the node; waiting for the crash to be recorded");
         return;
     }
-    if (bind_code(a) != 0)
+    if (bind_code(a) != 0 || start_from_head(a, row) != 0)
         return;
-    rv = ol__verify_load_head_cached(n->reader.db, a->name, n->vcache, &c,
-                                     hash, err);
-    if (rv == OL_ENOTFOUND) {
-        if (a->hp) {
-            ol__hp_open(a->hp, a, a->row.config, a->row.config_len, NULL, 0,
-                        NULL, 0);
-            a->ready = 1;
-        }
-        push_new(a, OL_EVENT_START);
-    } else if (rv != 0) {
-        a->degraded = 1;
-        snprintf(a->reason, sizeof a->reason, "%s", err);
-        ol_log(OL_LOG_ERROR, "%s; agent '%s' is degraded and not loaded",
-               err, a->name);
-        if (rv == OL_EIO)
-            ol__node_storage_fault(n, NULL, "%s", err);
-        ol__agent_release(a, NULL);
-        return;
-    } else {
-        if (c.seq != row->head_seq)
-            ol_log(OL_LOG_WARN,
-                   "agent '%s': stored head is seq %" PRIu64
-                   ", state machine says %" PRIu64,
-                   a->name, c.seq, row->head_seq);
-        rv = restore(a, &c, hash);
-        ol__ckpt_free(&c);
-        if (rv != 0) {
-            if (a->phase == OL_PHASE_ACTIVE)
-                ol__agent_fail(a, "resume failed: %s", ol_strerror(rv));
-            return;
-        }
-    }
-    if (load_mail(a) != 0) {
+    if (ol__agent_load_mail(a) != 0) {
         ol__node_storage_fault(n, a->name,
                                "agent '%s': its mailbox cannot be read: %s",
                                a->name, sqlite3_errmsg(n->reader.db));
@@ -712,7 +372,7 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
     }
     ol__agent_timers_rearm(a);
     if (row->status == OL_AGENT_STOPPING)
-        push_final_stop(a);
+        ol__agent_push_final_stop(a);
     ol__agent_note(a, OL_LOG_INFO, 0,
                    "(%s) %s on node %" PRIu64 " at seq %" PRIu64
                    " epoch %" PRIu64,

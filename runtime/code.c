@@ -24,6 +24,7 @@
 #include "hostproc.h"
 #include "base/log.h"
 #include "node.h"
+#include "host.h"
 #include "ol_config.h"
 
 /* The file a kind's current code came from, as stat() saw it. */

@@ -1,7 +1,7 @@
 /*
- * The control socket's server: a libuv unix-socket listener that cuts
- * length-prefixed frames into requests for the daemon's handler (the
- * blocking client is in ctl_client.c).
+ * The control socket's connections: they cut length-prefixed frames into
+ * requests for the daemon's handler and write the replies (the listener
+ * is in ctl_server.c, the blocking client in ctl_client.c).
  *
  * Everything a client sends is input.  A frame's claimed length is checked
  * against OL_CTL_FRAME_MAX as soon as its 4-byte header arrives, and the
@@ -14,7 +14,7 @@
  * long after the client went away (or after the server closed): the reply
  * then finds the connection marked closed and is dropped.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -31,58 +31,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mpr.h"
-
-#define READ_CHUNK 65536
-#define WRITE_BACKLOG_MAX (8u << 20) /* unsent reply bytes before we pause */
-#define OP_MAX 64
-#define SUN_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
-
-struct conn {
-    uv_pipe_t pipe;
-    uv_timer_t idle;     /* closes a connection that sends no request */
-    struct ol__ctl *ctl;
-    struct conn *prev, *next;
-    unsigned refs;       /* the two handles, the request, each write */
-    int handles_open;
-    int closing;         /* replies to it are dropped from now on */
-    int reading;
-    int dispatching;     /* inside the handler: input must not move */
-    int close_after_write;
-    struct ol__ctl_req *busy;
-    struct ol__buf in;   /* received, not yet consumed */
-    size_t in_off;       /* consumed prefix of `in` */
-    size_t in_counted;   /* in.cap as counted in ctl->in_bytes */
-    uint64_t idle_since; /* loop time it last became idle */
-    char rbuf[READ_CHUNK];
-};
-
-struct ol__ctl_req {
-    struct conn *conn;
-};
-
-struct ol__ctl {
-    uv_loop_t *loop;
-    uv_pipe_t listener;
-    ol__ctl_handler handler;
-    void *data;
-    char path[SUN_PATH_MAX];
-    struct conn *conns;
-    unsigned n_conns;
-    unsigned handles;    /* open libuv handles: the listener plus conns' */
-    struct ol__ctl_limits lim;
-    size_t in_bytes;     /* request buffers held, all connections */
-    size_t out_bytes;    /* reply bytes queued, all connections */
-    int closing;
-    void (*close_cb)(void *data);
-    void *close_data;
-};
-
-struct wreq {
-    uv_write_t w;
-    struct conn *c;
-    uint8_t *frame;
-    size_t len;
-};
+#include "base/pack.h"
 
 static void process_input(struct conn *c);
 
@@ -109,7 +58,7 @@ static void in_account(struct conn *c)
 static void idle_cb(uv_timer_t *t);
 
 /* Between requests a client has lim.idle_ms to send the next one whole. */
-static void arm_idle(struct conn *c)
+void ol__ctl_arm_idle(struct conn *c)
 {
     if (c->closing || c->busy)
         return;
@@ -127,7 +76,7 @@ static void conn_unref(struct conn *c)
     free(c);
 }
 
-static void ctl_handle_closed(struct ol__ctl *ctl)
+void ol__ctl_handle_closed(struct ol__ctl *ctl)
 {
     void (*cb)(void *) = ctl->close_cb;
     void *data = ctl->close_data;
@@ -150,10 +99,10 @@ static void conn_closed(uv_handle_t *h)
     if (--c->handles_open == 0)
         c->ctl = NULL;
     conn_unref(c);
-    ctl_handle_closed(ctl);
+    ol__ctl_handle_closed(ctl);
 }
 
-static void conn_close(struct conn *c)
+void ol__ctl_conn_close(struct conn *c)
 {
     struct ol__ctl *ctl = c->ctl;
 
@@ -185,7 +134,7 @@ static void write_done(uv_write_t *w, int status)
     free(wr->frame);
     free(wr);
     if (!c->closing && (status < 0 || c->close_after_write))
-        conn_close(c);
+        ol__ctl_conn_close(c);
     else if (!c->closing && !c->busy && !c->dispatching && !c->reading)
         process_input(c); /* resume a client paused for its backlog */
     conn_unref(c);
@@ -206,7 +155,7 @@ static void conn_write(struct conn *c, const void *p, size_t len)
         if (wr)
             free(wr);
         ol_log_rl(OL_LOG_ERROR, "control: out of memory for a reply");
-        conn_close(c);
+        ol__ctl_conn_close(c);
         return;
     }
     wr->frame[0] = (uint8_t)(len >> 24);
@@ -221,7 +170,7 @@ static void conn_write(struct conn *c, const void *p, size_t len)
     if (uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, write_done) != 0) {
         free(wr->frame);
         free(wr);
-        conn_close(c);
+        ol__ctl_conn_close(c);
         conn_unref(c);
         return;
     }
@@ -233,29 +182,21 @@ static void conn_write(struct conn *c, const void *p, size_t len)
 static void write_error(struct conn *c, int code, const char *msg,
                         int refused)
 {
+    struct ol__pk_map m;
     struct ol__buf b;
     msgpack_packer pk;
-    size_t n = strlen(msg);
-    const char *name = ol_err_name(code);
 
     ol__buf_init(&b);
     msgpack_packer_init(&pk, &b, ol__buf_write);
-    if (refused && (msgpack_pack_map(&pk, 4) != 0 ||
-                    msgpack_pack_str_with_body(&pk, "refused", 7) != 0 ||
-                    msgpack_pack_true(&pk) != 0)) {
+    ol__pk_map_begin(&m, &pk, &b);
+    if (refused)
+        ol__pk_kv_bool(&m, "refused", 1);
+    ol__pk_kv_bool(&m, "ok", 0);
+    ol__pk_kv_str(&m, "error", msg);
+    ol__pk_kv_str(&m, "code", ol_err_name(code));
+    if (ol__pk_map_end(&m) != 0) {
         ol__buf_close(&b);
-        conn_close(c);
-        return;
-    }
-    if ((!refused && msgpack_pack_map(&pk, 3) != 0) ||
-        msgpack_pack_str_with_body(&pk, "ok", 2) != 0 ||
-        msgpack_pack_false(&pk) != 0 ||
-        msgpack_pack_str_with_body(&pk, "error", 5) != 0 ||
-        msgpack_pack_str_with_body(&pk, msg, n) != 0 ||
-        msgpack_pack_str_with_body(&pk, "code", 4) != 0 ||
-        msgpack_pack_str_with_body(&pk, name, strlen(name)) != 0) {
-        ol__buf_close(&b);
-        conn_close(c);
+        ol__ctl_conn_close(c);
         return;
     }
     conn_write(c, b.base, b.len);
@@ -269,7 +210,7 @@ static void conn_write_error(struct conn *c, int code, const char *msg)
 
 /* Turn a connection away without reading its request: say why, then
  * close.  The client may try again later. */
-static void conn_refuse(struct conn *c, const char *msg)
+void ol__ctl_conn_refuse(struct conn *c, const char *msg)
 {
     ol_log_rl(OL_LOG_WARN, "control: %s", msg);
     c->close_after_write = 1;
@@ -291,7 +232,7 @@ static void idle_cb(uv_timer_t *t)
               "control: closing a connection that sent no complete request "
               "in %u ms",
               c->ctl->lim.idle_ms);
-    conn_close(c);
+    ol__ctl_conn_close(c);
 }
 
 /* ---- replies ---- */
@@ -441,8 +382,6 @@ static uint32_t be32(const uint8_t *p)
            p[3];
 }
 
-static void read_start(struct conn *c);
-
 /* Serve complete frames from the input while no request is outstanding. */
 static void process_input(struct conn *c)
 {
@@ -490,7 +429,7 @@ static void process_input(struct conn *c)
     c->in_off = 0;
     in_account(c);
     if (c->busy == NULL && !uv_is_active((uv_handle_t *)&c->idle))
-        arm_idle(c);
+        ol__ctl_arm_idle(c);
     /* While a request is outstanding keep reading (to notice a client that
      * hangs up) until a whole further frame is queued, or its header claims
      * more than the limit (refused once the reply has gone). */
@@ -503,7 +442,7 @@ static void process_input(struct conn *c)
             c->reading = 0;
         }
     } else if (!c->reading) {
-        read_start(c);
+        ol__ctl_read_start(c);
     }
 }
 
@@ -524,7 +463,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n < 0) {
         if (n != UV_EOF)
             ol_log_rl(OL_LOG_DEBUG, "control: read: %s", uv_strerror((int)n));
-        conn_close(c);
+        ol__ctl_conn_close(c);
         return;
     }
     if (c->ctl->in_bytes + c->ctl->out_bytes + (size_t)n > c->ctl->lim.budget) {
@@ -534,279 +473,23 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                  "the node is holding %zu MiB of control requests and "
                  "replies (the limit); try again",
                  (c->ctl->in_bytes + c->ctl->out_bytes) >> 20);
-        conn_refuse(c, msg);
+        ol__ctl_conn_refuse(c, msg);
         return;
     }
     if (ol__buf_append(&c->in, buf->base, (size_t)n) != 0) {
         ol_log_rl(OL_LOG_ERROR, "control: out of memory reading a request");
-        conn_close(c);
+        ol__ctl_conn_close(c);
         return;
     }
     in_account(c);
     process_input(c);
 }
 
-static void read_start(struct conn *c)
+void ol__ctl_read_start(struct conn *c)
 {
     if (uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb) != 0) {
-        conn_close(c);
+        ol__ctl_conn_close(c);
         return;
     }
     c->reading = 1;
-}
-
-/* Make room for a new connection by closing the one that has been idle
- * (no request outstanding) longest.  0 if every other one is busy. */
-static int evict_idle(struct ol__ctl *ctl, const struct conn *fresh)
-{
-    struct conn *victim = NULL;
-
-    for (struct conn *c = ctl->conns; c; c = c->next)
-        if (c != fresh && !c->busy && !c->closing &&
-            (victim == NULL || c->idle_since < victim->idle_since))
-            victim = c;
-    if (victim == NULL)
-        return 0;
-    ol_log_rl(OL_LOG_WARN,
-              "control: %u connections open; closing the one idle longest",
-              ctl->n_conns);
-    conn_close(victim);
-    return 1;
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    struct ol__ctl *ctl = server->data;
-    struct conn *c;
-
-    if (status < 0) {
-        ol_log_rl(OL_LOG_WARN, "control: accept: %s", uv_strerror(status));
-        return;
-    }
-    c = calloc(1, sizeof *c);
-    if (c == NULL || uv_pipe_init(ctl->loop, &c->pipe, 0) != 0) {
-        free(c);
-        ol_log_rl(OL_LOG_ERROR, "control: out of memory accepting");
-        return;
-    }
-    uv_timer_init(ctl->loop, &c->idle);
-    c->pipe.data = c;
-    c->idle.data = c;
-    c->ctl = ctl;
-    c->refs = 2;
-    c->handles_open = 2;
-    c->next = ctl->conns;
-    if (ctl->conns)
-        ctl->conns->prev = c;
-    ctl->conns = c;
-    ctl->n_conns++;
-    ctl->handles += 2;
-    if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
-        conn_close(c);
-        return;
-    }
-    if (ctl->n_conns > ctl->lim.max_conns && !evict_idle(ctl, c)) {
-        char msg[128];
-
-        snprintf(msg, sizeof msg,
-                 "the node is busy: %u control connections are waiting for "
-                 "answers (the limit); try again",
-                 ctl->lim.max_conns);
-        conn_refuse(c, msg);
-        return;
-    }
-    arm_idle(c);
-    read_start(c);
-}
-
-/* ---- server lifetime ---- */
-
-/* Is a live server answering on `path`?  1 yes, 0 no (stale or absent), or
- * an OL_E* code with errmsg set. */
-static int probe_live(const char *path, char *errmsg)
-{
-    struct sockaddr_un sa;
-    struct stat st;
-    int fd, rc, e;
-
-    if (lstat(path, &st) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        ol__errf(errmsg, "control socket '%s': %s", path, strerror(errno));
-        return OL_EIO;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        ol__errf(errmsg,
-                 "control socket '%s' exists and is not a socket; "
-                 "refusing to replace it",
-                 path);
-        return OL_EEXISTS;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        ol__errf(errmsg, "control socket: socket(): %s", strerror(errno));
-        return OL_EIO;
-    }
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path));
-    rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    e = errno;
-    close(fd);
-    if (rc == 0) {
-        ol__errf(errmsg,
-                 "another node is already running on control socket '%s'",
-                 path);
-        return 1;
-    }
-    if (e == ECONNREFUSED || e == ENOENT)
-        return 0;
-    ol__errf(errmsg, "control socket '%s': connect: %s", path, strerror(e));
-    return OL_EIO;
-}
-
-/* Create, bind (mode 0600) and listen on a unix socket; returns the fd or
- * an OL_E* code. */
-static int bind_socket(const char *path, char *errmsg)
-{
-    struct sockaddr_un sa;
-    const char *what;
-    mode_t old;
-    int fd, rc, e;
-
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        ol__errf(errmsg, "control socket: socket(): %s", strerror(errno));
-        return OL_EIO;
-    }
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path));
-    /* The umask closes the window between bind() and chmod() in which the
-     * socket file would carry the default permissions. */
-    old = umask(077);
-    rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    e = errno;
-    umask(old);
-    if (rc != 0) {
-        ol__errf(errmsg, "control socket '%s': bind: %s", path, strerror(e));
-        close(fd);
-        return ol__err_from_errno(e);
-    }
-    rc = chmod(path, 0600);
-    what = "chmod";
-    if (rc == 0) {
-        rc = listen(fd, 16);
-        what = "listen";
-    }
-    if (rc != 0) {
-        e = errno;
-        ol__errf(errmsg, "control socket '%s': %s: %s", path, what,
-                 strerror(e));
-        close(fd);
-        unlink(path);
-        return OL_EIO;
-    }
-    return fd;
-}
-
-static void listener_closed(uv_handle_t *h)
-{
-    ctl_handle_closed(h->data);
-}
-
-int ol__ctl_start(uv_loop_t *loop, const char *path, ol__ctl_handler h,
-                  void *data, struct ol__ctl **out, char *errmsg)
-{
-    struct ol__ctl *ctl;
-    struct sigaction sa;
-    int fd, rv;
-
-    *out = NULL;
-    if (path == NULL || path[0] == '\0') {
-        ol__errf(errmsg, "control socket: no path given");
-        return OL_EINVAL;
-    }
-    if (strlen(path) >= SUN_PATH_MAX) {
-        ol__errf(errmsg, "control socket path '%s' is longer than %zu bytes",
-                 path, SUN_PATH_MAX - 1);
-        return OL_EINVAL;
-    }
-    rv = probe_live(path, errmsg);
-    if (rv == 1)
-        return OL_EEXISTS;
-    if (rv < 0)
-        return rv;
-    if (unlink(path) != 0 && errno != ENOENT) {
-        ol__errf(errmsg, "remove stale control socket '%s': %s", path,
-                 strerror(errno));
-        return OL_EIO;
-    }
-    /* A reply written to a client that has hung up must not kill the
-     * process; libuv writes with plain write(2). */
-    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-        signal(SIGPIPE, SIG_IGN);
-    fd = bind_socket(path, errmsg);
-    if (fd < 0)
-        return fd;
-    ctl = calloc(1, sizeof *ctl);
-    if (ctl == NULL) {
-        close(fd);
-        unlink(path);
-        ol__errf(errmsg, "control socket: out of memory");
-        return OL_ENOMEM;
-    }
-    ctl->loop = loop;
-    ctl->handler = h;
-    ctl->data = data;
-    ctl->lim.idle_ms = OL_CTL_IDLE_MS;
-    ctl->lim.budget = OL_CTL_BUDGET;
-    ctl->lim.max_conns = OL_CTL_MAX_CONNS;
-    snprintf(ctl->path, sizeof ctl->path, "%s", path);
-    if (uv_pipe_init(loop, &ctl->listener, 0) != 0) {
-        close(fd);
-        unlink(path);
-        free(ctl);
-        ol__errf(errmsg, "control socket: uv_pipe_init failed");
-        return OL_EIO;
-    }
-    ctl->listener.data = ctl;
-    ctl->handles = 1;
-    rv = uv_pipe_open(&ctl->listener, fd);
-    if (rv == 0)
-        rv = uv_listen((uv_stream_t *)&ctl->listener, 128, on_connection);
-    if (rv != 0) {
-        ol__errf(errmsg, "control socket '%s': listen: %s", path,
-                 uv_strerror(rv));
-        /* The handle is in the loop now; it is freed when it has closed. */
-        ctl->closing = 1;
-        uv_close((uv_handle_t *)&ctl->listener, listener_closed);
-        unlink(path);
-        return OL_EIO;
-    }
-    *out = ctl;
-    return 0;
-}
-
-void ol__ctl_set_limits(struct ol__ctl *ctl, const struct ol__ctl_limits *l)
-{
-    if (l->idle_ms)
-        ctl->lim.idle_ms = l->idle_ms;
-    if (l->budget)
-        ctl->lim.budget = l->budget;
-    if (l->max_conns)
-        ctl->lim.max_conns = l->max_conns;
-}
-
-void ol__ctl_close(struct ol__ctl *ctl, void (*cb)(void *data), void *data)
-{
-    if (ctl == NULL || ctl->closing)
-        return;
-    ctl->closing = 1;
-    ctl->close_cb = cb;
-    ctl->close_data = data;
-    unlink(ctl->path);
-    while (ctl->conns)
-        conn_close(ctl->conns);
-    uv_close((uv_handle_t *)&ctl->listener, listener_closed);
 }

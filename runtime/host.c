@@ -22,6 +22,9 @@
 #include "base/mpr.h"
 #include "ipc.h"
 #include "node.h"
+#include "agent.h"
+#include "host.h"
+#include "logs.h"
 
 /* The public codes are the internal ones; keep them that way. */
 _Static_assert(OL_AGENT_ENOMEM == OL_ENOMEM, "abi: ENOMEM");

@@ -27,6 +27,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "node.h"
+#include "agent.h"
 
 #define WATCH_MS 50
 #define LOAD_LIMIT_MS 30000

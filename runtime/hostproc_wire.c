@@ -16,6 +16,9 @@
 #include "hostproc.h"
 #include "base/log.h"
 #include "node.h"
+#include "agent.h"
+#include "logs.h"
+#include "step.h"
 
 #define FRAME_PREFIX 11 /* header: length, [BATCH, array32 count] */
 

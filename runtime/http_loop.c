@@ -21,6 +21,7 @@
 #include "base/err.h"
 #include "http_int.h"
 #include "node.h"
+#include "logs.h"
 
 /* ---- jobs ---- */
 

@@ -14,7 +14,7 @@
  * The same channel carries one message that is not about logs:
  *   [3, name, epoch]   the sender, which owned agent `name` before, has
  *                      let it go: the new owner under `epoch` may end its
- *                      hand-off wait (agent.c)
+ *                      hand-off wait (agent_handoff.c)
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -29,6 +29,8 @@
 #include "base/mpr.h"
 #include "base/pack.h"
 #include "node.h"
+#include "agent.h"
+#include "logs.h"
 
 #define LOGS_TIMEOUT_MS 3000
 #define LOGS_LIMIT_MAX 1000
@@ -96,35 +98,24 @@ void ol__agent_plugin_log(struct ol_agent *a, int level, const char *text,
     ol__log_agent(level, a->name, "%s", line);
 }
 
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
-static void pk_u64(msgpack_packer *pk, const char *k, uint64_t v)
-{
-    pk_str(pk, k);
-    msgpack_pack_uint64(pk, v);
-}
-
 /* The answer for an agent hosted here, into `b`. */
 static int pack_local(struct ol__node *n, const struct ol_agent *a,
                       uint64_t after, uint32_t limit, struct ol__buf *b)
 {
+    struct ol__pk_map m;
     msgpack_packer pk;
 
     msgpack_packer_init(&pk, b, ol__buf_write);
-    msgpack_pack_map(&pk, 7);
-    pk_str(&pk, "name");
-    pk_str(&pk, a->name);
-    pk_u64(&pk, "node", n->self_id);
-    pk_u64(&pk, "epoch", a->epoch);
-    pk_u64(&pk, "ring", ol__alog_id(a->log));
-    pk_u64(&pk, "first", ol__alog_first(a->log));
-    pk_u64(&pk, "next", ol__alog_next(a->log));
-    pk_str(&pk, "lines");
+    ol__pk_map_begin(&m, &pk, b);
+    ol__pk_kv_str(&m, "name", a->name);
+    ol__pk_kv_uint(&m, "node", n->self_id);
+    ol__pk_kv_uint(&m, "epoch", a->epoch);
+    ol__pk_kv_uint(&m, "ring", ol__alog_id(a->log));
+    ol__pk_kv_uint(&m, "first", ol__alog_first(a->log));
+    ol__pk_kv_uint(&m, "next", ol__alog_next(a->log));
+    ol__pk_key(&m, "lines");
     ol__alog_pack(a->log, after, limit, &pk);
-    return b->base ? 0 : OL_ENOMEM;
+    return ol__pk_map_end(&m);
 }
 
 /* ---- forwarding ---- */
@@ -189,7 +180,7 @@ static int send_req(struct ol__node *n, struct ol__logfwd *f, uint64_t after,
 
     app_begin(&b, &pk, 5, APP_LOGS_REQ);
     msgpack_pack_uint64(&pk, f->id);
-    pk_str(&pk, f->name);
+    ol__pk_str(&pk, f->name);
     msgpack_pack_uint64(&pk, after);
     msgpack_pack_uint64(&pk, limit);
     return app_send(n, f->to, &b);
@@ -326,7 +317,7 @@ static void send_resp(struct ol__node *n, uint64_t to, uint64_t id,
         msgpack_pack_bin(&pk, len);
         msgpack_pack_bin_body(&pk, map, len);
     } else {
-        pk_str(&pk, errmsg ? errmsg : ol_strerror(status));
+        ol__pk_str(&pk, errmsg ? errmsg : ol_strerror(status));
     }
     (void)app_send(n, to, &b);
 }
@@ -407,7 +398,7 @@ void ol__logs_send_handed_over(struct ol__node *n, uint64_t to,
     if (n->replica == NULL || n->cluster == 0)
         return;
     app_begin(&b, &pk, 3, APP_HANDED_OVER);
-    pk_str(&pk, name);
+    ol__pk_str(&pk, name);
     msgpack_pack_uint64(&pk, epoch);
     (void)app_send(n, to, &b);
 }

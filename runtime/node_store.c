@@ -12,6 +12,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "node.h"
+#include "agent.h"
 
 int ol__sqlite_damaged(sqlite3 *db)
 {

@@ -14,6 +14,7 @@
 #include "http.h"
 #include "base/log.h"
 #include "node.h"
+#include "agent.h"
 #include "ol_config.h"
 
 _Static_assert(OL_CRASH_KINDS == 4, "obs: crashes[] has one per kind");

@@ -17,6 +17,10 @@
 #include "base/log.h"
 #include "base/pack.h"
 #include "node.h"
+#include "agent.h"
+#include "logs.h"
+#include "restart.h"
+#include "step.h"
 
 /* A CRASH whose outcome has not arrived is proposed again after this. */
 #define CRASH_RETRY_MS 2000

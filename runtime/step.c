@@ -20,11 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/err.h"
-#include "hostproc.h"
 #include "base/log.h"
 #include "base/mpr.h"
+#include "agent.h"
+#include "host.h"
+#include "hostproc.h"
 #include "node.h"
+#include "step.h"
+#include "step_int.h"
 
 #define STEPS_PER_TURN 512
 #define TURN_BUDGET_MS 4
@@ -163,14 +166,14 @@ static int policy(const struct ol_agent *a, int type, uint32_t extra_steps,
     return 0;
 }
 
-static int policy_says_checkpoint(const struct ol_agent *a, int type)
+int ol__step_policy_due(const struct ol_agent *a, int type)
 {
     return policy(a, type, 0, 0);
 }
 
 /* Arm the flush timer for the rest of the interval since the last
  * checkpoint. */
-static void arm_flush(struct ol_agent *a)
+void ol__step_arm_flush(struct ol_agent *a)
 {
     uint32_t ms = flush_ms(&a->node->cfg);
     int64_t left;
@@ -189,9 +192,6 @@ static void flush_cb(uv_timer_t *t)
         a->steps_since_ckpt > 0)
         ol__step_checkpoint(a);
 }
-
-static int propose(struct ol_agent *a, const uint8_t *state, size_t len,
-                   int rv);
 
 /* What every step does once its handler has returned `rv`. */
 static void after_step(struct ol_agent *a, int type, struct ol__ev *ev,
@@ -215,13 +215,113 @@ static void after_step(struct ol_agent *a, int type, struct ol__ev *ev,
     a->steps_since_ckpt++;
     if (type == OL_EVENT_MESSAGE)
         ol__agent_mail_more(a);
-    if (policy_says_checkpoint(a, type)) {
+    if (ol__step_policy_due(a, type)) {
         if (saved)
-            propose(a, state, state_len, save_rv);
+            ol__step_propose(a, state, state_len, save_rv);
         else
             ol__step_checkpoint(a);
     } else {
-        arm_flush(a);
+        ol__step_arm_flush(a);
+    }
+}
+
+/* Send a step to the agent's host process; the result comes back in
+ * ol__step_result(). */
+static void host_step(struct ol_agent *a, struct ol__ev *ev, int type,
+                      int disarmed, int64_t left)
+{
+    struct ol__ipc_step s;
+
+    memset(&s, 0, sizeof s);
+    s.slot = a->slot;
+    s.gen = a->gen;
+    s.type = (uint32_t)type;
+    s.now_ms = ol__wall_ms();
+    s.epoch = a->epoch;
+    s.n_outbox = a->n_outbox;
+    s.run_by = left == INT64_MAX ? 0 : ol__boot_ms() + (uint64_t)left;
+    if (policy(a, type, 1, type == OL_EVENT_MESSAGE))
+        s.flags |= OL_IPC_SAVE_AFTER;
+    if (a->final_pending)
+        s.flags |= OL_IPC_FINAL;
+    switch (type) {
+    case OL_EVENT_RESUME:
+        s.a1 = ev->seq;
+        s.a2 = s.now_ms - ev->ckpt_time_ms;
+        s.s = ev->prev_node;
+        break;
+    case OL_EVENT_TIMER:
+        s.a1 = ev->timer_id;
+        s.a2 = ev->due_ms;
+        if (disarmed)
+            s.flags |= OL_IPC_DISARMED;
+        break;
+    case OL_EVENT_MESSAGE:
+        s.s = ev->from;
+        s.b = ev->data ? ev->data : (const void *)"";
+        s.b_len = ev->len;
+        break;
+    case OL_EVENT_WORK:
+        s.a1 = ev->work_id;
+        s.a2 = (int64_t)ev->work_token;
+        break;
+    case OL_EVENT_STOP:
+        s.a1 = (uint64_t)ev->final;
+        break;
+    }
+    ol__hp_step(a->hp, &s);
+    a->busy = 1;
+    a->busy_type = type;
+    a->busy_ev = ev;
+}
+
+/* The event as a plugin in the node sees it; `bto` and `bwhy` hold a
+ * bounce's recipient and reason. */
+static void event_of(const struct ol_agent *a, const struct ol__ev *ev,
+                     int type, struct ol_event *e,
+                     char bto[OL_NAME_MAX + 1], char bwhy[160])
+{
+    memset(e, 0, sizeof *e);
+    e->type = (uint32_t)type;
+    e->size = sizeof *e;
+    e->now_ms = ol__wall_ms();
+    e->node = a->node->cfg.node_name;
+    e->epoch = a->epoch;
+    switch (type) {
+    case OL_EVENT_RESUME:
+        e->prev_node = ev->prev_node;
+        e->seq = ev->seq;
+        e->downtime_ms = e->now_ms - ev->ckpt_time_ms;
+        break;
+    case OL_EVENT_TIMER:
+        e->timer_id = ev->timer_id;
+        e->due_ms = ev->due_ms;
+        break;
+    case OL_EVENT_MESSAGE:
+        /* A new config waits in the mailbox like a message and is acked
+         * like one; the plugin sees it as a CONFIG event. */
+        if (strcmp(ev->from, OL_AGENT_CONFIG_SENDER) == 0)
+            e->type = OL_EVENT_CONFIG;
+        e->from = ev->from;
+        e->data = ev->data;
+        e->len = ev->len;
+        if (strcmp(ev->from, OL_AGENT_BOUNCE_SENDER) == 0 &&
+            ol__bounce_parse(ev->data, ev->len, bto, bwhy, &e->data,
+                             &e->len) == 0) {
+            e->type = OL_EVENT_BOUNCE;
+            e->to = bto;
+            e->reason = bwhy;
+        }
+        break;
+    case OL_EVENT_WORK:
+        e->work_id = ev->work_id;
+        e->work_arg = ev->work_arg;
+        e->work_epoch = ev->work_epoch;
+        e->fenced = ev->work_epoch != a->epoch;
+        break;
+    case OL_EVENT_STOP:
+        e->final = ev->final;
+        break;
     }
 }
 
@@ -244,96 +344,11 @@ static void step(struct ol_agent *a, int64_t left)
         disarmed = disarm(a, ev->timer_id) || ev->disarmed;
         ev->disarmed = disarmed;
     }
-
     if (a->hp) {
-        struct ol__ipc_step s;
-
-        memset(&s, 0, sizeof s);
-        s.slot = a->slot;
-        s.gen = a->gen;
-        s.type = (uint32_t)type;
-        s.now_ms = ol__wall_ms();
-        s.epoch = a->epoch;
-        s.n_outbox = a->n_outbox;
-        s.run_by = left == INT64_MAX ? 0 : ol__boot_ms() + (uint64_t)left;
-        if (policy(a, type, 1, type == OL_EVENT_MESSAGE))
-            s.flags |= OL_IPC_SAVE_AFTER;
-        if (a->final_pending)
-            s.flags |= OL_IPC_FINAL;
-        switch (type) {
-        case OL_EVENT_RESUME:
-            s.a1 = ev->seq;
-            s.a2 = s.now_ms - ev->ckpt_time_ms;
-            s.s = ev->prev_node;
-            break;
-        case OL_EVENT_TIMER:
-            s.a1 = ev->timer_id;
-            s.a2 = ev->due_ms;
-            if (disarmed)
-                s.flags |= OL_IPC_DISARMED;
-            break;
-        case OL_EVENT_MESSAGE:
-            s.s = ev->from;
-            s.b = ev->data ? ev->data : (const void *)"";
-            s.b_len = ev->len;
-            break;
-        case OL_EVENT_WORK:
-            s.a1 = ev->work_id;
-            s.a2 = (int64_t)ev->work_token;
-            break;
-        case OL_EVENT_STOP:
-            s.a1 = (uint64_t)ev->final;
-            break;
-        }
-        ol__hp_step(a->hp, &s);
-        a->busy = 1;
-        a->busy_type = type;
-        a->busy_ev = ev;
+        host_step(a, ev, type, disarmed, left);
         return;
     }
-
-    memset(&e, 0, sizeof e);
-    e.type = (uint32_t)type;
-    e.size = sizeof e;
-    e.now_ms = ol__wall_ms();
-    e.node = a->node->cfg.node_name;
-    e.epoch = a->epoch;
-    switch (type) {
-    case OL_EVENT_RESUME:
-        e.prev_node = ev->prev_node;
-        e.seq = ev->seq;
-        e.downtime_ms = e.now_ms - ev->ckpt_time_ms;
-        break;
-    case OL_EVENT_TIMER:
-        e.timer_id = ev->timer_id;
-        e.due_ms = ev->due_ms;
-        break;
-    case OL_EVENT_MESSAGE:
-        /* A new config waits in the mailbox like a message and is acked
-         * like one; the plugin sees it as a CONFIG event. */
-        if (strcmp(ev->from, OL_AGENT_CONFIG_SENDER) == 0)
-            e.type = OL_EVENT_CONFIG;
-        e.from = ev->from;
-        e.data = ev->data;
-        e.len = ev->len;
-        if (strcmp(ev->from, OL_AGENT_BOUNCE_SENDER) == 0 &&
-            ol__bounce_parse(ev->data, ev->len, bto, bwhy, &e.data,
-                             &e.len) == 0) {
-            e.type = OL_EVENT_BOUNCE;
-            e.to = bto;
-            e.reason = bwhy;
-        }
-        break;
-    case OL_EVENT_WORK:
-        e.work_id = ev->work_id;
-        e.work_arg = ev->work_arg;
-        e.work_epoch = ev->work_epoch;
-        e.fenced = ev->work_epoch != a->epoch;
-        break;
-    case OL_EVENT_STOP:
-        e.final = ev->final;
-        break;
-    }
+    event_of(a, ev, type, &e, bto, bwhy);
     a->in_handle = 1;
     ol__inproc_enter(a, OL_MARK_HANDLE, type);
     rv = a->code->plugin.vt->handle(a->self, a, &e);
@@ -479,259 +494,6 @@ void ol__step_saved(struct ol_agent *a, const void *state, uint32_t len,
         ol__agent_settle(a);
         return;
     }
-    propose(a, state, len, rv);
+    ol__step_propose(a, state, len, rv);
     ol__runq_add(a);
-}
-
-/* ---- checkpoints ---- */
-
-/* Why save() output was refused, or NULL. */
-static const char *check_state(const uint8_t *p, size_t len, int rv,
-                               char *why, size_t cap)
-{
-    size_t off = 0;
-
-    if (rv == OL_ETOOBIG || len > OL_AGENT_STATE_MAX) {
-        snprintf(why, cap, "save() wrote more than %u bytes of state",
-                 OL_AGENT_STATE_MAX);
-        return why;
-    }
-    if (rv == OL_EINVAL) {
-        snprintf(why, cap, "save() returned %d (an invalid argument, such as "
-                           "a write from a NULL pointer)", rv);
-        return why;
-    }
-    if (rv != 0) {
-        snprintf(why, cap, "save() returned %d", rv);
-        return why;
-    }
-    if (len == 0) {
-        snprintf(why, cap, "save() wrote no state");
-        return why;
-    }
-    if (ol__mp_check(p, len, &off) != 0) {
-        snprintf(why, cap,
-                 "save() wrote %zu bytes that are not one msgpack object "
-                 "(bad at byte %zu)",
-                 len, off);
-        return why;
-    }
-    return NULL;
-}
-
-/* The sink handed to save(): remembers an overflow even if the plugin
- * ignores the error write() returned, and refuses a NULL source. */
-struct state_sink {
-    struct ol__buf *buf;
-    int err;
-};
-
-static int sink_write(void *data, const char *p, size_t n)
-{
-    struct state_sink *s = data;
-    int rv = p == NULL && n ? OL_EINVAL : ol__buf_append(s->buf, p, n);
-
-    if (rv != 0 && s->err == 0)
-        s->err = rv;
-    return rv;
-}
-
-int ol__step_checkpoint(struct ol_agent *a)
-{
-    struct ol__node *n = a->node;
-    struct state_sink ss = {&n->scratch, 0};
-    struct ol_sink sink = {&ss, sink_write};
-    int rv;
-
-    uv_timer_stop(&a->flush);
-    if (a->rehost)
-        return 0; /* it starts again from its committed head */
-    if (a->hp) {
-        if (a->busy) {
-            a->save_due = 1;
-            return 0;
-        }
-        ol__hp_save(a->hp, a);
-        a->busy = 1;
-        a->busy_type = 0;
-        return 0;
-    }
-    if (a->self == NULL)
-        return OL_ESTATE;
-    ol__buf_reset(&n->scratch);
-    n->scratch.max = OL_AGENT_STATE_MAX;
-    ol__inproc_enter(a, OL_MARK_SAVE, 0);
-    rv = a->code->plugin.vt->save(a->self, a, &sink);
-    ol__inproc_leave(a);
-    return propose(a, n->scratch.base, n->scratch.len, ss.err ? ss.err : rv);
-}
-
-static int propose(struct ol_agent *a, const uint8_t *state, size_t len,
-                   int save_rv)
-{
-    struct ol__node *n = a->node;
-    struct ol__ckpt c;
-    struct ol__timer *timers = NULL;
-    struct ol__buf body;
-    uint8_t hash[OL_HASH_SIZE];
-    char why[160];
-    const char *bad;
-    uint8_t *p;
-    size_t blen;
-    int rv;
-
-    uv_timer_stop(&a->flush);
-    a->save_due = 0;
-    bad = check_state(state, len, save_rv, why, sizeof why);
-    if (bad) {
-        ol__agent_fail(a, "%s", bad);
-        return OL_EPLUGIN;
-    }
-
-    timers = calloc(a->n_timers ? a->n_timers : 1, sizeof *timers);
-    if (timers == NULL)
-        return OL_ENOMEM;
-    for (uint32_t i = 0; i < a->n_timers; i++) {
-        timers[i].id = a->timers[i].id;
-        timers[i].due_ms = a->timers[i].due_ms;
-    }
-    memset(&c, 0, sizeof c);
-    c.agent = a->name;
-    c.epoch = a->epoch;
-    c.seq = a->seq + 1;
-    memcpy(c.prev_hash, a->head_hash, OL_HASH_SIZE);
-    c.time_ms = ol__wall_ms();
-    c.plugin.kind = a->code->kind;
-    c.plugin.version = a->code->version;
-    memcpy(c.plugin.so_hash, a->code->hash, OL_HASH_SIZE);
-    memcpy(c.signer, n->key.pk, OL_PK_SIZE);
-    c.flags = a->final_pending ? OL_CKPT_FINAL : 0;
-    /* Undeliverable messages come back once every voter can apply it. */
-    if (a->node->replica->vt->level(a->node->replica) >= 3)
-        c.flags |= OL_CKPT_BOUNCE;
-    /* The first checkpoint under a recovered database's epoch floor says
-     * so in the chain. */
-    if (a->node->store.history > 0 && a->epoch == a->node->store.epoch_floor &&
-        a->head_epoch != a->epoch)
-        c.flags |= a->seq == 0 ? OL_CKPT_NEW_HISTORY : OL_CKPT_RECOVERED;
-    c.state = (uint8_t *)state;
-    c.state_len = (uint32_t)len;
-    c.outbox = a->outbox;
-    c.n_outbox = a->n_outbox;
-    c.timers = timers;
-    c.n_timers = a->n_timers;
-    c.acks = a->acks;
-    c.n_acks = a->n_acks;
-
-    ol__buf_init(&body);
-    rv = ol__ckpt_encode(&c, &body);
-    free(timers);
-    if (rv != 0) {
-        ol__buf_close(&body);
-        ol_log(OL_LOG_ERROR, "agent '%s': encode checkpoint: %s", a->name,
-               ol_strerror(rv));
-        return rv;
-    }
-    ol__ckpt_hash(body.base, body.len, hash);
-    p = ol__buf_steal(&body, &blen);
-    rv = n->replica->vt->propose_ckpt(n->replica, c.agent, c.epoch, c.seq, p,
-                                      blen, hash);
-    if (rv != 0) {
-        free(p);
-        ol_log(OL_LOG_ERROR, "agent '%s': propose seq %" PRIu64 ": %s",
-               a->name, c.seq, ol_strerror(rv));
-        return rv;
-    }
-    a->seq = c.seq;
-    memcpy(a->head_hash, hash, OL_HASH_SIZE);
-    a->inflight = 1;
-    a->inflight_seq = c.seq;
-    a->inflight_us = ol__now_us();
-    /* The outbox and acks now live in the proposed record. */
-    for (uint32_t i = 0; i < a->n_outbox; i++) {
-        free(a->outbox[i].to);
-        free(a->outbox[i].data);
-    }
-    free(a->outbox);
-    a->outbox = NULL;
-    a->n_outbox = 0;
-    for (uint32_t i = 0; i < a->n_acks; i++)
-        free(a->acks[i].from);
-    free(a->acks);
-    a->acks = NULL;
-    a->n_acks = 0;
-    a->steps_since_ckpt = 0;
-    a->ckpt_requested = 0;
-    a->last_ckpt_ms = c.time_ms;
-    a->last_ckpt_mono = ol__mono_ms();
-    return 0;
-}
-
-void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
-{
-    if (!a->inflight || e->u.ckpt.seq != a->inflight_seq ||
-        e->u.ckpt.epoch != a->epoch)
-        return;
-    a->inflight = 0;
-    if (e->status == 0) {
-        a->commit_us = ol__now_us() - a->inflight_us;
-        ol__hist_add(&a->node->commit_lat, a->commit_us);
-        ol__phist_add(&a->node->commit_hist, ol__lat_bounds_us,
-                      ol__lat_nbounds, a->commit_us);
-        a->committed_seq = e->u.ckpt.seq;
-        a->head_epoch = e->u.ckpt.epoch;
-        a->node->n.checkpoints++;
-        if (a->phase == OL_PHASE_DRAINING) {
-            /* Released once the STOP event's own checkpoint is in. */
-            if (a->q_len == 0)
-                ol__agent_release(a, NULL);
-            else
-                ol__runq_add(a);
-            return;
-        }
-        if (a->rehost) {
-            ol__agent_rehost(a);
-            return;
-        }
-        if (a->phase != OL_PHASE_ACTIVE) {
-            ol__agent_settle(a);
-            return;
-        }
-        /* A checkpoint boundary: an agent due to move to new code moves
-         * now, from the state that has just committed. */
-        if (a->upgrade && a->steps_since_ckpt == 0 && !a->busy) {
-            ol__agent_rehost(a);
-            return;
-        }
-        /* Steps taken since this was proposed get their checkpoint now if
-         * their time is up, or a timer for when it will be. */
-        if (a->steps_since_ckpt > 0 || a->save_due) {
-            if (a->save_due || policy_says_checkpoint(a, 0))
-                ol__step_checkpoint(a);
-            else
-                arm_flush(a);
-        }
-        ol__runq_add(a);
-        return;
-    }
-    a->node->n.refused++;
-    if (e->status == OL_EIO) {
-        /* The database could not store it: not the agent's doing. */
-        ol__node_storage_fault(a->node, a->name,
-                               "agent '%s' checkpoint seq %" PRIu64
-                               " could not be stored: %s",
-                               a->name, e->u.ckpt.seq, e->errmsg);
-        return;
-    }
-    if (e->status == OL_ESTALE || e->status == OL_ESTATE) {
-        ol__agent_release(a, e->errmsg);
-        return;
-    }
-    if (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING)
-        ol__agent_fail(a, "checkpoint seq %" PRIu64 " refused: %s",
-                       e->u.ckpt.seq, e->errmsg);
-    else if (a->rehost)
-        ol__agent_rehost(a);
-    else
-        ol__agent_settle(a);
 }

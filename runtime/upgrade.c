@@ -26,7 +26,11 @@
 #include "base/err.h"
 #include "base/fsutil.h"
 #include "base/log.h"
+#include "base/pack.h"
 #include "node.h"
+#include "agent.h"
+#include "restart.h"
+#include "step.h"
 #include "upgrade.h"
 
 struct upgrade {
@@ -100,6 +104,7 @@ static void loaded(void *data, int status, const char *errmsg)
     struct ol__code *c = u->code;
     char err[OL_ERRMSG_SIZE];
     struct ol__buf b;
+    struct ol__pk_map m;
     msgpack_packer pk;
     uint32_t rolling;
 
@@ -129,18 +134,13 @@ static void loaded(void *data, int status, const char *errmsg)
            c->kind, c->version, c->hash_hex, rolling);
     ol__buf_init(&b);
     msgpack_packer_init(&pk, &b, ol__buf_write);
-    msgpack_pack_map(&pk, 5);
-    msgpack_pack_str_with_body(&pk, "ok", 2);
-    msgpack_pack_true(&pk);
-    msgpack_pack_str_with_body(&pk, "kind", 4);
-    msgpack_pack_str_with_body(&pk, c->kind, strlen(c->kind));
-    msgpack_pack_str_with_body(&pk, "version", 7);
-    msgpack_pack_str_with_body(&pk, c->version, strlen(c->version));
-    msgpack_pack_str_with_body(&pk, "hash", 4);
-    msgpack_pack_str_with_body(&pk, c->hash_hex, strlen(c->hash_hex));
-    msgpack_pack_str_with_body(&pk, "agents", 6);
-    msgpack_pack_uint32(&pk, rolling);
-    if (b.base)
+    ol__pk_map_begin(&m, &pk, &b);
+    ol__pk_kv_bool(&m, "ok", 1);
+    ol__pk_kv_str(&m, "kind", c->kind);
+    ol__pk_kv_str(&m, "version", c->version);
+    ol__pk_kv_str(&m, "hash", c->hash_hex);
+    ol__pk_kv_uint(&m, "agents", rolling);
+    if (ol__pk_map_end(&m) == 0)
         ol__ctl_reply(u->req, b.base, b.len);
     else
         ol__ctl_reply_error(u->req, OL_ENOMEM, "out of memory");

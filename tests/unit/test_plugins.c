@@ -23,6 +23,7 @@
 
 #include "ol_config.h"
 #include "runtime/node.h"
+#include "runtime/host.h"
 
 /* A byte-string test vector: its bytes and its length. */
 #define B(lit) {lit, sizeof(lit) - 1}

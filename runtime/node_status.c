@@ -1,0 +1,257 @@
+/*
+ * The node's side of `outlast status` and of the live figures in
+ * `outlast agents` and `outlast show`: what the control handlers ask
+ * through node_view.h, answered from struct ol__node's fields.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "base/keys.h"
+#include "base/log.h"
+#include "agent.h"
+#include "hostproc.h"
+#include "http.h"
+#include "node.h"
+#include "ol_config.h"
+
+int ol__node_stopping(const struct ol__node *n)
+{
+    return n->stopping;
+}
+
+int ol__node_clustered(const struct ol__node *n)
+{
+    return n->cluster;
+}
+
+uint64_t ol__node_self(const struct ol__node *n)
+{
+    return n->self_id;
+}
+
+sqlite3 *ol__node_reader(struct ol__node *n)
+{
+    return n->reader.db;
+}
+
+struct ol__replica *ol__node_replica(struct ol__node *n)
+{
+    return n->replica;
+}
+
+struct ol__codes *ol__node_codes(struct ol__node *n)
+{
+    return &n->codes;
+}
+
+const struct ol__sm_agent *ol__node_row(struct ol__node *n, const char *name)
+{
+    return n->sm ? ol__sm_agent(n->sm, name) : NULL;
+}
+
+struct ol__waiter **ol__node_waiters(struct ol__node *n)
+{
+    return &n->waiters;
+}
+
+static void live_one(msgpack_packer *pk, struct ol__buf *buf,
+                     const struct ol_agent *a)
+{
+    struct ol__pk_map m;
+
+    ol__pk_map_begin(&m, pk, buf);
+    ol__pk_kv_uint(&m, "steps", a->steps);
+    ol__pk_kv_uint(&m, "commit_us", a->commit_us);
+    ol__pk_kv_uint(&m, "held", a->n_outbox);
+    ol__pk_kv_bool(&m, "local", 1);
+    ol__pk_kv_bool(&m, "degraded", a->degraded);
+    ol__pk_kv_str(&m, "phase", ol__agent_phase_name(a));
+    ol__pk_kv_uint(&m, "queued", a->q_len);
+    ol__pk_kv_uint(&m, "committed_seq", a->committed_seq);
+    ol__pk_kv_str(&m, "reason", a->reason);
+    (void)ol__pk_map_end(&m);
+}
+
+void ol__node_pack_live(struct ol__node *n, msgpack_packer *pk,
+                        struct ol__buf *buf, const char *only)
+{
+    struct ol__pk_map m;
+    struct ol_agent *a;
+    void *v;
+
+    if (only) {
+        a = ol__agent_get(n, only);
+        if (a)
+            live_one(pk, buf, a);
+        else
+            msgpack_pack_map(pk, 0);
+        return;
+    }
+    ol__pk_map_begin(&m, pk, buf);
+    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
+        a = v;
+        ol__pk_key(&m, a->name);
+        live_one(pk, buf, a);
+    }
+    (void)ol__pk_map_end(&m);
+}
+
+/* Agents in the store with `status` (0: all but the removed). */
+static uint64_t count_status(struct ol__node *n, int status)
+{
+    sqlite3_stmt *st;
+    uint64_t v = 0;
+
+    if (sqlite3_prepare_v2(n->reader.db,
+                           status ? "SELECT count(*) FROM agents WHERE "
+                                    "status = ?"
+                                  : "SELECT count(*) FROM agents WHERE "
+                                    "status != 5",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    if (status)
+        sqlite3_bind_int(st, 1, status);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void pack_storage(struct ol__node *n, struct ol__pk_map *top)
+{
+    struct ol__pk_map m;
+
+    ol__pk_key(top, "storage");
+    ol__pk_map_begin(&m, top->pk, top->buf);
+    ol__pk_kv_str(&m, "state", n->storage.errors ? "damaged" : "ok");
+    ol__pk_kv_uint(&m, "errors", n->storage.errors);
+    ol__pk_kv_str(&m, "first", n->storage.first);
+    ol__pk_kv_uint(&m, "first_ms", (uint64_t)n->storage.first_ms);
+    (void)ol__pk_map_end(&m);
+}
+
+static void pack_node(struct ol__node *n, struct ol__pk_map *top)
+{
+    char hex[OL_PK_HEX_SIZE], http[64];
+    struct ol__pk_map m;
+
+    ol__pk_hex(n->key.pk, hex);
+    ol__http_address(n->http, http, sizeof http);
+    ol__pk_key(top, "node");
+    ol__pk_map_begin(&m, top->pk, top->buf);
+    ol__pk_kv_str(&m, "http", http);
+    ol__pk_kv_uint(&m, "id", n->self_id);
+    ol__pk_kv_str(&m, "name", n->cfg.node_name);
+    ol__pk_kv_str(&m, "pk", hex);
+    ol__pk_kv_str(&m, "version", OL_VERSION);
+    ol__pk_kv_str(&m, "mode", n->cluster ? "cluster" : "single");
+    /* A single node is a cluster of one, and leads it. */
+    ol__pk_kv_str(&m, "role",
+                  n->replica->vt->is_leader(n->replica) ? "leader"
+                                                        : "follower");
+    ol__pk_kv_str(&m, "data_dir", n->cfg.data_dir);
+    ol__pk_kv_uint(&m, "uptime_ms",
+                   (uint64_t)(ol__wall_ms() - n->started_ms));
+    (void)ol__pk_map_end(&m);
+}
+
+static void pack_agents(struct ol__node *n, struct ol__pk_map *top)
+{
+    uint32_t local = 0, degraded = 0;
+    struct ol__pk_map m;
+    void *v;
+
+    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
+        struct ol_agent *a = v;
+
+        if (a->degraded)
+            degraded++;
+        else if (a->phase == OL_PHASE_ACTIVE)
+            local++;
+    }
+    ol__pk_key(top, "agents");
+    ol__pk_map_begin(&m, top->pk, top->buf);
+    ol__pk_kv_uint(&m, "total", count_status(n, 0));
+    ol__pk_kv_uint(&m, "removed", count_status(n, OL_AGENT_REMOVED));
+    ol__pk_kv_uint(&m, "running", count_status(n, OL_AGENT_RUNNING));
+    ol__pk_kv_uint(&m, "stopping", count_status(n, OL_AGENT_STOPPING));
+    ol__pk_kv_uint(&m, "stopped", count_status(n, OL_AGENT_STOPPED));
+    ol__pk_kv_uint(&m, "quarantined",
+                   count_status(n, OL_AGENT_QUARANTINED));
+    ol__pk_kv_uint(&m, "degraded", degraded);
+    ol__pk_kv_uint(&m, "local", local);
+    (void)ol__pk_map_end(&m);
+}
+
+static void pack_commits(struct ol__node *n, struct ol__pk_map *top)
+{
+    char dbpath[PATH_MAX + 16], wal[PATH_MAX + 20];
+    struct ol__replica_counters rc;
+    uint64_t main_b, wal_b;
+    struct ol__pk_map m;
+    struct stat st;
+
+    n->replica->vt->counters(n->replica, &rc);
+    ol__pk_key(top, "commits");
+    ol__pk_map_begin(&m, top->pk, top->buf);
+    ol__pk_kv_uint(&m, "checkpoints", n->n.checkpoints);
+    ol__pk_kv_uint(&m, "batches", rc.batches);
+    ol__pk_kv_uint(&m, "refused", n->n.refused);
+    ol__pk_kv_uint(&m, "steps", n->n.steps);
+    ol__pk_kv_uint(&m, "quarantined", n->n.quarantined);
+    ol__pk_kv_uint(&m, "latency_p50_us",
+                   ol__hist_quantile(&n->commit_lat, 0.50));
+    ol__pk_kv_uint(&m, "latency_p99_us",
+                   ol__hist_quantile(&n->commit_lat, 0.99));
+    ol__pk_kv_uint(&m, "latency_max_us", n->commit_lat.max_us);
+    ol__pk_kv_uint(&m, "latency_samples", n->commit_lat.count);
+    /* The database is the main file and its WAL: recent commits live in
+     * the WAL until a checkpoint copies them over. */
+    snprintf(dbpath, sizeof dbpath, "%s/outlast.db", n->cfg.data_dir);
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    main_b = stat(dbpath, &st) == 0 ? (uint64_t)st.st_size : 0;
+    wal_b = stat(wal, &st) == 0 ? (uint64_t)st.st_size : 0;
+    ol__pk_kv_uint(&m, "bytes_db", main_b + wal_b);
+    ol__pk_kv_uint(&m, "bytes_wal", wal_b);
+    (void)ol__pk_map_end(&m);
+}
+
+/* Agent-host processes and what bad agents did on this node. */
+static void pack_hosts(struct ol__node *n, struct ol__pk_map *top)
+{
+    struct ol__pk_map m, c;
+    uint64_t running = 0;
+
+    for (const struct ol__hostproc *hp = n->hps; hp; hp = hp->next)
+        running += hp->state != OL_HP_DEAD;
+    ol__pk_key(top, "hosts");
+    ol__pk_map_begin(&m, top->pk, top->buf);
+    ol__pk_kv_uint(&m, "running", running);
+    ol__pk_kv_uint(&m, "started", n->n.host_starts);
+    ol__pk_kv_uint(&m, "restarts", n->n.host_deaths);
+    ol__pk_key(&m, "crashes");
+    ol__pk_map_begin(&c, top->pk, top->buf);
+    for (int k = 0; k < OL_CRASH_KINDS; k++)
+        ol__pk_kv_uint(&c, ol__crash_kind_name(k), n->n.crash_kind[k]);
+    (void)ol__pk_map_end(&c);
+    ol__pk_kv_uint(&m, "crash_loop_quarantines", n->n.quarantined_crash);
+    (void)ol__pk_map_end(&m);
+}
+
+void ol__node_pack_status(struct ol__node *n, struct ol__pk_map *m)
+{
+    pack_storage(n, m);
+    pack_node(n, m);
+    pack_agents(n, m);
+    pack_commits(n, m);
+    pack_hosts(n, m);
+    ol__pk_kv_bool(m, "stopping", n->stopping);
+    ol__pk_key(m, "replica");
+    n->replica->vt->status(n->replica, m->pk);
+}
+
+void ol__node_status_reset(struct ol__node *n)
+{
+    ol__hist_reset(&n->commit_lat);
+}
