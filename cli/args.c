@@ -5,6 +5,7 @@
  * "--" ends option parsing so a message such as "-1" or "--x" can still be
  * passed as a positional argument.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -15,18 +16,41 @@
 #include "base/json.h"
 #include "cli.h"
 
-/* Command options that take a value, so their value is never mistaken for
- * the command name when they come before it. */
-static const char *const cmd_value_opts[] = {
-    "--limit", "--config", "--out", "--agent", "--trust", "--labels",
-    "--status", "--kind", "--owner", "--prefix", "--after",
-    "--from", "--epoch-floor", "--node-id", "--request-id", NULL,
-};
-
-static int is_cmd_value_opt(const char *a)
+/* Match "--name" or "--name=value"; *inline_value gets the part after '='. */
+static int match(const char *arg, const char *name, const char **inline_value)
 {
-    for (size_t i = 0; cmd_value_opts[i]; i++)
-        if (strcmp(a, cmd_value_opts[i]) == 0)
+    size_t n = strlen(name);
+
+    *inline_value = NULL;
+    if (strncmp(arg, name, n) != 0)
+        return 0;
+    if (arg[n] == '\0')
+        return 1;
+    if (arg[n] == '=') {
+        *inline_value = arg + n + 1;
+        return 1;
+    }
+    return 0;
+}
+
+const struct ol__cli_optdef *ol__cli_cmd_opt(const struct ol__cli_cmd *cmd,
+                                             const char *arg)
+{
+    const char *iv;
+
+    for (const struct ol__cli_optdef *d = cmd->opts; d && d->name; d++)
+        if (match(arg, d->name, &iv))
+            return d;
+    return NULL;
+}
+
+int ol__cli_value_opt(const char *arg)
+{
+    const struct ol__cli_cmd *cmd;
+    const struct ol__cli_optdef *d;
+
+    for (size_t i = 0; (cmd = ol__cli_cmd_at(i)) != NULL; i++)
+        if ((d = ol__cli_cmd_opt(cmd, arg)) != NULL && d->takes_value)
             return 1;
     return 0;
 }
@@ -84,23 +108,6 @@ int ol__cli_fail(const struct ol__cli *c, int code, const char *err_name,
         }
     }
     return code;
-}
-
-/* Match "--name" or "--name=value"; *inline_value gets the part after '='. */
-static int match(const char *arg, const char *name, const char **inline_value)
-{
-    size_t n = strlen(name);
-
-    *inline_value = NULL;
-    if (strncmp(arg, name, n) != 0)
-        return 0;
-    if (arg[n] == '\0')
-        return 1;
-    if (arg[n] == '=') {
-        *inline_value = arg + n + 1;
-        return 1;
-    }
-    return 0;
 }
 
 /* Take an option's value: inline, or the next argument. */
@@ -182,7 +189,7 @@ int ol__cli_globals(struct ol__cli *c, int argc, char **argv)
         } else {
             /* A command option: keep it, and its value if it takes one. */
             rest[n++] = argv[i];
-            if (is_cmd_value_opt(a) && i + 1 < argc)
+            if (ol__cli_value_opt(a) && i + 1 < argc)
                 rest[n++] = argv[++i];
         }
     }
@@ -270,7 +277,11 @@ int ol__cli_parse(const struct ol__cli *c, const struct ol__cli_opt *opts,
             return ol__cli_usage_err(c, "unknown option '%.*s'",
                                      eq ? (int)(eq - a) : (int)strlen(a), a);
         }
-        if (!o->takes_value) {
+        /* What the command binds agrees with its table row (cli.h). */
+        assert(cmd == NULL || (ol__cli_cmd_opt(cmd, o->name) != NULL &&
+                               ol__cli_cmd_opt(cmd, o->name)->takes_value ==
+                                   (o->value != NULL || o->list != NULL)));
+        if (o->value == NULL && o->list == NULL) {
             if (iv)
                 return ol__cli_usage_err(c, "option '%s' takes no value",
                                          o->name);

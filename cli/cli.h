@@ -43,30 +43,54 @@ struct ol__cli {
     char **argv;
 };
 
+/* One option a command accepts, as its table row declares it. */
+struct ol__cli_optdef {
+    const char *name;      /* "--limit", or a short "-n" */
+    int takes_value;       /* "--limit N" rather than a flag */
+};
+
+/* One row of the command table.  Adding a command: write its run function
+ * in a cmd_*.c file (binding its options with struct ol__cli_opt), declare
+ * it below under "commands", and add its row, options included, to the
+ * table in help.c.  Nothing else lists commands or options: the global
+ * parser learns from the rows which options take a value. */
 struct ol__cli_cmd {
     const char *name;
     int (*run)(struct ol__cli *c);
     const char *synopsis;  /* "show NAME" */
     const char *summary;   /* one line */
     const char *details;   /* options and notes, may be NULL */
+    const struct ol__cli_optdef *opts; /* ends with a NULL name; may be NULL */
 };
 
-/* The command table (outlast.c) and per-command help (help.c). */
+/* The command table with per-command help (help.c). */
 const struct ol__cli_cmd *ol__cli_find(const char *name);
+/* The i-th row, or NULL past the end. */
+const struct ol__cli_cmd *ol__cli_cmd_at(size_t i);
 void ol__cli_usage(FILE *f);
 int ol__cli_help_cmd(const struct ol__cli_cmd *cmd, FILE *f);
 
 /* ---- arguments (args.c) ---- */
 
+/* Where a command's parse puts one option: a value option (declared with
+ * takes_value in the command's table row) fills `value` or `list`, a flag
+ * sets `flag`. */
 struct ol__cli_opt {
     const char *name;      /* "--limit" */
-    int takes_value;
     const char **value;    /* receives the (last) value */
     int *flag;             /* set to 1 when present */
     const char **list;     /* repeated values collect here */
     size_t *n_list;
     size_t max_list;
 };
+
+/* The row's declaration of option `arg` ("--x" or "--x=v"), or NULL. */
+const struct ol__cli_optdef *ol__cli_cmd_opt(const struct ol__cli_cmd *cmd,
+                                             const char *arg);
+/* Whether some command's row declares `arg` as an option that takes a
+ * value (so that, before the command, its value is not taken for the
+ * command's name). */
+int ol__cli_value_opt(const char *arg);
 
 /* Split argv into global options (anywhere on the line) and the command
  * with its own arguments.  Returns 0 or an exit code (message printed). */

@@ -165,12 +165,12 @@ int ol__cmd_agents(struct ol__cli *c)
     int all = 0;
     const struct ol__cli_opt opts[] = {
         {.name = "--all", .flag = &all},
-        {.name = "--status", .takes_value = 1, .value = &status},
-        {.name = "--kind", .takes_value = 1, .value = &f.kind},
-        {.name = "--owner", .takes_value = 1, .value = &owner},
-        {.name = "--prefix", .takes_value = 1, .value = &f.prefix},
-        {.name = "--after", .takes_value = 1, .value = &f.after},
-        {.name = "--limit", .takes_value = 1, .value = &limit},
+        {.name = "--status", .value = &status},
+        {.name = "--kind", .value = &f.kind},
+        {.name = "--owner", .value = &owner},
+        {.name = "--prefix", .value = &f.prefix},
+        {.name = "--after", .value = &f.after},
+        {.name = "--limit", .value = &limit},
         {0},
     };
     char next[OL_NAME_MAX + 1] = "";
@@ -437,7 +437,7 @@ int ol__cmd_history(struct ol__cli *c)
 {
     const char *limit_s = NULL, *pos[1];
     const struct ol__cli_opt opts[] = {
-        {.name = "--limit", .takes_value = 1, .value = &limit_s},
+        {.name = "--limit", .value = &limit_s},
         {0},
     };
     struct ol__cli_resp r;

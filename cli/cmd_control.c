@@ -101,8 +101,8 @@ int ol__cmd_spawn(struct ol__cli *c)
     const char *config = NULL, *rid = NULL, *pos[2];
     int no_wait = 0;
     const struct ol__cli_opt opts[] = {
-        {.name = "--config", .takes_value = 1, .value = &config},
-        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {.name = "--config", .value = &config},
+        {.name = "--request-id", .value = &rid},
         {.name = "--no-wait", .flag = &no_wait},
         {0},
     };
@@ -174,7 +174,7 @@ static int name_op(struct ol__cli *c, const char *op,
 {
     const char *rid = NULL, *pos[1];
     const struct ol__cli_opt opts[] = {
-        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {.name = "--request-id", .value = &rid},
         {0},
     };
     struct ol__cli_resp r;
@@ -259,7 +259,7 @@ static int name_json_op(struct ol__cli *c, const char *op, const char *key,
     msgpack_packer pk;
     const char *rid = NULL, *pos[2];
     const struct ol__cli_opt opts[] = {
-        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {.name = "--request-id", .value = &rid},
         {0},
     };
     json_t *v;

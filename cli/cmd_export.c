@@ -431,7 +431,7 @@ int ol__cmd_export(struct ol__cli *c)
     const char *out = NULL, *pos[1];
     int all = 0, n, rv;
     const struct ol__cli_opt opts[] = {
-        {.name = "--out", .takes_value = 1, .value = &out},
+        {.name = "--out", .value = &out},
         {.name = "--all", .flag = &all},
         {0},
     };

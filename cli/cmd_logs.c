@@ -125,10 +125,10 @@ int ol__cmd_logs(struct ol__cli *c)
     const struct ol__cli_opt opts[] = {
         {.name = "--follow", .flag = &follow},
         {.name = "-f", .flag = &follow},
-        {.name = "--lines", .takes_value = 1, .value = &s_lines},
-        {.name = "-n", .takes_value = 1, .value = &s_lines},
-        {.name = "--interval", .takes_value = 1, .value = &s_interval},
-        {.name = "--duration", .takes_value = 1, .value = &s_duration},
+        {.name = "--lines", .value = &s_lines},
+        {.name = "-n", .value = &s_lines},
+        {.name = "--interval", .value = &s_interval},
+        {.name = "--duration", .value = &s_duration},
         {0},
     };
     uint64_t lines = 50, interval = 500, duration = 0, ring, after, next,

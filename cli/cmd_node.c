@@ -341,8 +341,8 @@ int ol__cmd_cluster(struct ol__cli *c)
     const char *labels = NULL, *config = NULL, *pos[4], *sub;
     int all = 0;
     const struct ol__cli_opt opts[] = {
-        {.name = "--labels", .takes_value = 1, .value = &labels},
-        {.name = "--config", .takes_value = 1, .value = &config},
+        {.name = "--labels", .value = &labels},
+        {.name = "--config", .value = &config},
         {.name = "--all", .flag = &all},
         {0},
     };

@@ -536,10 +536,10 @@ int ol__cmd_recover(struct ol__cli *c)
     const char *from = NULL, *floor = NULL, *node = NULL, *pos[1];
     int new_history = 0, n, rv;
     const struct ol__cli_opt opts[] = {
-        {.name = "--from", .takes_value = 1, .value = &from},
+        {.name = "--from", .value = &from},
         {.name = "--new-history", .flag = &new_history},
-        {.name = "--epoch-floor", .takes_value = 1, .value = &floor},
-        {.name = "--node-id", .takes_value = 1, .value = &node},
+        {.name = "--epoch-floor", .value = &floor},
+        {.name = "--node-id", .value = &node},
         {0},
     };
     struct recover r;

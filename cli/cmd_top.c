@@ -409,8 +409,8 @@ int ol__cmd_top(struct ol__cli *c)
     const char *pos[1], *s_interval = NULL, *s_count = NULL;
     int plain = 0, n, rv;
     const struct ol__cli_opt opts[] = {
-        {.name = "--interval", .takes_value = 1, .value = &s_interval},
-        {.name = "--count", .takes_value = 1, .value = &s_count},
+        {.name = "--interval", .value = &s_interval},
+        {.name = "--count", .value = &s_count},
         {.name = "--plain", .flag = &plain},
         {0},
     };

@@ -248,8 +248,8 @@ int ol__cmd_verify(struct ol__cli *c)
     size_t n_trust = 0;
     int cluster = 0;
     const struct ol__cli_opt opts[] = {
-        {.name = "--agent", .takes_value = 1, .value = &agent},
-        {.name = "--trust", .takes_value = 1, .list = trust,
+        {.name = "--agent", .value = &agent},
+        {.name = "--trust", .list = trust,
          .n_list = &n_trust, .max_list = TRUST_MAX},
         {.name = "--cluster", .flag = &cluster},
         {0},
@@ -308,7 +308,7 @@ int ol__cmd_keygen(struct ol__cli *c)
     const char *out = NULL, *pos[1];
     int force = 0;
     const struct ol__cli_opt opts[] = {
-        {.name = "--out", .takes_value = 1, .value = &out},
+        {.name = "--out", .value = &out},
         {.name = "--force", .flag = &force},
         {0},
     };
