@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "record/ckpt.h"
 #include "base/fsutil.h"
 #include "base/json.h"
 #include "cli.h"
@@ -52,6 +53,17 @@ int ol__cli_value_opt(const char *arg)
     for (size_t i = 0; (cmd = ol__cli_cmd_at(i)) != NULL; i++)
         if ((d = ol__cli_cmd_opt(cmd, arg)) != NULL && d->takes_value)
             return 1;
+    return 0;
+}
+
+int ol__cli_check_name(const struct ol__cli *c, const char *name)
+{
+    if (!ol__name_valid(name))
+        return ol__cli_usage_err(c,
+                                 "'%s' is not a valid agent name (1-64 of "
+                                 "A-Z a-z 0-9 . _ -, not starting with . "
+                                 "or -)",
+                                 name);
     return 0;
 }
 

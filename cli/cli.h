@@ -112,6 +112,9 @@ int ol__cli_usage_err(const struct ol__cli *c, const char *fmt, ...)
 int ol__cli_fail(const struct ol__cli *c, int code, const char *err_name,
                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* An agent name the node would take, or a usage error naming it. */
+int ol__cli_check_name(const struct ol__cli *c, const char *name);
+
 /* Parse a non-negative decimal integer no larger than max. */
 int ol__cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
 

@@ -10,6 +10,7 @@
 
 #include "record/ckpt.h"
 #include "base/err.h"
+#include "base/pack.h"
 #include "state/query.h"
 #include "state/store.h"
 #include "cli.h"
@@ -53,17 +54,6 @@ static int offline(struct ol__cli *c, int which, const char *name,
     if (rv != 0)
         return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv), "%s: %s",
                             c->cmd, err);
-    return 0;
-}
-
-static int check_name(const struct ol__cli *c, const char *name)
-{
-    if (!ol__name_valid(name))
-        return ol__cli_usage_err(c,
-                                 "'%s' is not a valid agent name (1-64 of "
-                                 "A-Z a-z 0-9 . _ -, not starting with . "
-                                 "or -)",
-                                 name);
     return 0;
 }
 
@@ -157,6 +147,40 @@ static int trim_page(struct ol__cli_resp *r, uint32_t keep, char *last,
     return 1;
 }
 
+/* Ask the node for a page of agents through filter `f`. */
+static int ask_agents(struct ol__cli *c, const struct ol__agent_filter *f,
+                      const char *status, struct ol__cli_resp *r)
+{
+    struct ol__buf b;
+    msgpack_packer pk;
+    struct ol__pk_map m;
+    int rv;
+
+    ol__buf_init(&b);
+    msgpack_packer_init(&pk, &b, ol__buf_write);
+    ol__pk_map_begin(&m, &pk, &b);
+    ol__pk_kv_str(&m, "op", "agents");
+    if (f->all)
+        ol__pk_kv_bool(&m, "all", 1);
+    if (f->status)
+        ol__pk_kv_str(&m, "status", status);
+    if (f->kind)
+        ol__pk_kv_str(&m, "kind", f->kind);
+    if (f->owner)
+        ol__pk_kv_uint(&m, "owner", f->owner);
+    if (f->prefix)
+        ol__pk_kv_str(&m, "prefix", f->prefix);
+    if (f->after)
+        ol__pk_kv_str(&m, "after", f->after);
+    if (f->limit)
+        ol__pk_kv_uint(&m, "limit", f->limit);
+    rv = ol__pk_map_end(&m) != 0
+             ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
+             : ol__cli_call(c, &b, r);
+    ol__buf_close(&b);
+    return rv;
+}
+
 int ol__cmd_agents(struct ol__cli *c)
 {
     struct ol__cli_resp r;
@@ -201,41 +225,10 @@ int ol__cmd_agents(struct ol__cli *c)
         return ol__cli_usage_err(c, "--kind, --prefix and --after take at "
                                     "most %d bytes",
                                  OL_NAME_MAX);
-    if (c->db_set) {
+    if (c->db_set)
         rv = offline(c, Q_AGENTS, NULL, 0, &f, &r);
-    } else {
-        struct ol__buf b;
-        msgpack_packer pk;
-        int bad;
-
-        ol__buf_init(&b);
-        bad = ol__cli_req_begin(&b, &pk, "agents",
-                                all + !!f.status + !!f.kind + !!f.owner +
-                                    !!f.prefix + !!f.after + !!f.limit);
-        if (all)
-            bad |= ol__cli_pack_str(&pk, "all") | msgpack_pack_true(&pk);
-        if (f.status)
-            bad |= ol__cli_pack_str(&pk, "status") |
-                   ol__cli_pack_str(&pk, status);
-        if (f.kind)
-            bad |= ol__cli_pack_str(&pk, "kind") |
-                   ol__cli_pack_str(&pk, f.kind);
-        if (f.owner)
-            bad |= ol__cli_pack_str(&pk, "owner") |
-                   msgpack_pack_uint64(&pk, f.owner);
-        if (f.prefix)
-            bad |= ol__cli_pack_str(&pk, "prefix") |
-                   ol__cli_pack_str(&pk, f.prefix);
-        if (f.after)
-            bad |= ol__cli_pack_str(&pk, "after") |
-                   ol__cli_pack_str(&pk, f.after);
-        if (f.limit)
-            bad |= ol__cli_pack_str(&pk, "limit") |
-                   msgpack_pack_uint32(&pk, f.limit);
-        rv = bad ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
-                 : ol__cli_call(c, &b, &r);
-        ol__buf_close(&b);
-    }
+    else
+        rv = ask_agents(c, &f, status, &r);
     if (rv != 0)
         return rv;
     if (f.limit)
@@ -354,7 +347,7 @@ int ol__cmd_show(struct ol__cli *c)
 
     if ((rv = ol__cli_parse(c, NULL, pos, 1, 1, &n)) != 0)
         return rv;
-    if ((rv = check_name(c, pos[0])) != 0)
+    if ((rv = ol__cli_check_name(c, pos[0])) != 0)
         return rv;
     rv = c->db_set ? offline(c, Q_SHOW, pos[0], 0, NULL, &r)
                    : ol__cli_call_simple(c, "show", pos[0], &r);
@@ -448,7 +441,7 @@ int ol__cmd_history(struct ol__cli *c)
 
     if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0)
         return rv;
-    if ((rv = check_name(c, pos[0])) != 0)
+    if ((rv = ol__cli_check_name(c, pos[0])) != 0)
         return rv;
     if (limit_s && ol__cli_parse_u64(limit_s, UINT32_MAX, &limit) != 0)
         return ol__cli_usage_err(c, "--limit must be a whole number, not "

@@ -15,17 +15,6 @@
 #include "base/json.h"
 #include "cli.h"
 
-static int check_name(const struct ol__cli *c, const char *name)
-{
-    if (!ol__name_valid(name))
-        return ol__cli_usage_err(c,
-                                 "'%s' is not a valid agent name (1-64 of "
-                                 "A-Z a-z 0-9 . _ -, not starting with . "
-                                 "or -)",
-                                 name);
-    return 0;
-}
-
 /* --request-id ID: 1-128 printable ASCII characters.  The node derives
  * the command's id from it, so running the same command again with the
  * same ID (after a timeout, through any node) applies it once. */
@@ -118,7 +107,7 @@ int ol__cmd_spawn(struct ol__cli *c)
         return rv;
     if (strlen(pos[0]) == 0 || strlen(pos[0]) > OL_KIND_MAX)
         return ol__cli_usage_err(c, "kind must be 1-%d bytes", OL_KIND_MAX);
-    if ((rv = check_name(c, pos[1])) != 0 ||
+    if ((rv = ol__cli_check_name(c, pos[1])) != 0 ||
         (rv = check_request_id(c, rid)) != 0)
         return rv;
     if (config) {
@@ -183,7 +172,7 @@ static int name_op(struct ol__cli *c, const char *op,
     int n, rv, bad;
 
     if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = ol__cli_check_name(c, pos[0])) ||
         (rv = check_request_id(c, rid)) != 0)
         return rv;
     ol__buf_init(&b);
@@ -228,7 +217,7 @@ int ol__cmd_restart(struct ol__cli *c)
     int n, rv;
 
     if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])))
+        (rv = ol__cli_need_node(c)) != 0 || (rv = ol__cli_check_name(c, pos[0])))
         return rv;
     if ((rv = ol__cli_call_simple(c, "stop", pos[0], &r)) != 0)
         return rv;
@@ -266,7 +255,7 @@ static int name_json_op(struct ol__cli *c, const char *op, const char *key,
     int n, rv, bad;
 
     if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
+        (rv = ol__cli_need_node(c)) != 0 || (rv = ol__cli_check_name(c, pos[0])) ||
         (rv = check_request_id(c, rid)) != 0)
         return rv;
     rv = ol__json_parse(pos[1], strlen(pos[1]), &v, err);
