@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "base/buf.h"
+#include "base/pack.h"
 #include "state/store.h"
 
 #define OL_EXIT_OK 0
@@ -145,7 +146,6 @@ int ol__cli_call(struct ol__cli *c, const struct ol__buf *req,
  * `b` must be initialised.  Returns 0 or nonzero when out of memory. */
 int ol__cli_req_begin(struct ol__buf *b, msgpack_packer *pk, const char *op,
                       uint32_t nargs);
-int ol__cli_pack_str(msgpack_packer *pk, const char *s);
 
 /* Send {"op": op} (or {"op": op, "name": name}) and unpack the response;
  * as ol__cli_call. */

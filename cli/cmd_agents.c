@@ -451,9 +451,9 @@ int ol__cmd_history(struct ol__cli *c)
     } else {
         ol__buf_init(&b);
         bad = ol__cli_req_begin(&b, &pk, "history", limit_s ? 2 : 1);
-        bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
+        bad |= ol__pk_str(&pk, "name") | ol__pk_str(&pk, pos[0]);
         if (limit_s)
-            bad |= ol__cli_pack_str(&pk, "limit") |
+            bad |= ol__pk_str(&pk, "limit") |
                    msgpack_pack_uint32(&pk, (uint32_t)limit);
         rv = bad ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
                  : ol__cli_call(c, &b, &r);

@@ -42,7 +42,7 @@ static int pack_request_id(msgpack_packer *pk, const char *id)
 {
     if (id == NULL)
         return 0;
-    return ol__cli_pack_str(pk, "request_id") | ol__cli_pack_str(pk, id);
+    return ol__pk_str(pk, "request_id") | ol__pk_str(pk, id);
 }
 
 /* Print a finished response: JSON, or one line built by `human`. */
@@ -128,11 +128,11 @@ int ol__cmd_spawn(struct ol__cli *c)
                                                   (rid != NULL) + no_wait);
     bad |= pack_request_id(&pk, rid);
     if (no_wait)
-        bad |= ol__cli_pack_str(&pk, "no_wait") | msgpack_pack_true(&pk);
-    bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
-    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[1]);
+        bad |= ol__pk_str(&pk, "no_wait") | msgpack_pack_true(&pk);
+    bad |= ol__pk_str(&pk, "kind") | ol__pk_str(&pk, pos[0]);
+    bad |= ol__pk_str(&pk, "name") | ol__pk_str(&pk, pos[1]);
     if (cfg)
-        bad |= ol__cli_pack_str(&pk, "config") | ol__json_pack(cfg, &pk);
+        bad |= ol__pk_str(&pk, "config") | ol__json_pack(cfg, &pk);
     json_decref(cfg);
     if ((rv = call(c, &b, bad, &r)) != 0)
         return rv;
@@ -177,7 +177,7 @@ static int name_op(struct ol__cli *c, const char *op,
         return rv;
     ol__buf_init(&b);
     bad = ol__cli_req_begin(&b, &pk, op, 1 + (rid != NULL));
-    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
+    bad |= ol__pk_str(&pk, "name") | ol__pk_str(&pk, pos[0]);
     bad |= pack_request_id(&pk, rid);
     if ((rv = call(c, &b, bad, &r)) != 0)
         return rv;
@@ -270,8 +270,8 @@ static int name_json_op(struct ol__cli *c, const char *op, const char *key,
     ol__buf_init(&b);
     bad = ol__cli_req_begin(&b, &pk, op, 2 + (rid != NULL));
     bad |= pack_request_id(&pk, rid);
-    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
-    bad |= ol__cli_pack_str(&pk, key) | ol__json_pack(v, &pk);
+    bad |= ol__pk_str(&pk, "name") | ol__pk_str(&pk, pos[0]);
+    bad |= ol__pk_str(&pk, key) | ol__json_pack(v, &pk);
     json_decref(v);
     if ((rv = call(c, &b, bad, &r)) != 0)
         return rv;
@@ -333,9 +333,9 @@ int ol__cmd_upgrade(struct ol__cli *c)
                                  strerror(errno));
     ol__buf_init(&b);
     bad = ol__cli_req_begin(&b, &pk, "upgrade", n == 2 ? 2 : 1);
-    bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
+    bad |= ol__pk_str(&pk, "kind") | ol__pk_str(&pk, pos[0]);
     if (n == 2)
-        bad |= ol__cli_pack_str(&pk, "file") | ol__cli_pack_str(&pk, path);
+        bad |= ol__pk_str(&pk, "file") | ol__pk_str(&pk, path);
     if ((rv = call(c, &b, bad, &r)) != 0)
         return rv;
     return done(c, &r, upgraded, pos[0]);

@@ -395,16 +395,16 @@ static int cluster_req(struct ol__buf *b, const char *sub, int want,
     }
     if (want == 2) {
         bad = ol__cli_req_begin(b, &pk, "cluster.remove", 1);
-        return bad | ol__cli_pack_str(&pk, "id") |
+        return bad | ol__pk_str(&pk, "id") |
                msgpack_pack_uint64(&pk, id);
     }
     bad = ol__cli_req_begin(b, &pk, "cluster.add", labels ? 4 : 3);
-    bad |= ol__cli_pack_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
-    bad |= ol__cli_pack_str(&pk, "address") | ol__cli_pack_str(&pk, pos[2]);
-    bad |= ol__cli_pack_str(&pk, "pk") | ol__cli_pack_str(&pk, pos[3]);
+    bad |= ol__pk_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
+    bad |= ol__pk_str(&pk, "address") | ol__pk_str(&pk, pos[2]);
+    bad |= ol__pk_str(&pk, "pk") | ol__pk_str(&pk, pos[3]);
     if (labels)
-        bad |= ol__cli_pack_str(&pk, "labels") |
-               ol__cli_pack_str(&pk, labels);
+        bad |= ol__pk_str(&pk, "labels") |
+               ol__pk_str(&pk, labels);
     return bad;
 }
 

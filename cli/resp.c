@@ -88,17 +88,12 @@ int ol__cli_resp_wrap(struct ol__cli_resp *r, const char *key, const void *p,
     return ol__cli_resp_take(r, out, out_len, errmsg);
 }
 
-int ol__cli_pack_str(msgpack_packer *pk, const char *s)
-{
-    return msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 int ol__cli_req_begin(struct ol__buf *b, msgpack_packer *pk, const char *op,
                       uint32_t nargs)
 {
     msgpack_packer_init(pk, b, ol__buf_write);
-    return msgpack_pack_map(pk, 1 + nargs) | ol__cli_pack_str(pk, "op") |
-           ol__cli_pack_str(pk, op);
+    return msgpack_pack_map(pk, 1 + nargs) | ol__pk_str(pk, "op") |
+           ol__pk_str(pk, op);
 }
 
 int ol__cli_call_simple(struct ol__cli *c, const char *op, const char *name,
@@ -112,7 +107,7 @@ int ol__cli_call_simple(struct ol__cli *c, const char *op, const char *name,
     ol__buf_init(&b);
     bad = ol__cli_req_begin(&b, &pk, op, name ? 1 : 0);
     if (name)
-        bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, name);
+        bad |= ol__pk_str(&pk, "name") | ol__pk_str(&pk, name);
     if (bad) {
         ol__buf_close(&b);
         return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
