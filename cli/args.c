@@ -113,11 +113,7 @@ int ol__cli_fail(const struct ol__cli *c, int code, const char *err_name,
         json_t *j = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", msg,
                               "code", err_name ? err_name : "OL_EIO");
 
-        if (j) {
-            json_dumpf(j, stdout, JSON_INDENT(2));
-            fputc('\n', stdout);
-            json_decref(j);
-        }
+        (void)ol__cli_put_json(j);
     }
     return code;
 }

@@ -188,6 +188,10 @@ const char *ol__cli_short(const char *hex, char *out, size_t cap);
 
 /* Print an object as indented JSON on stdout.  Returns 0 or an exit code. */
 int ol__cli_print_json(const msgpack_object *o);
+/* Print a jansson value as indented JSON on stdout and release it
+ * (NULL: nothing printed).  Returns 0, or OL_EXIT_FAIL for NULL. */
+struct json_t;
+int ol__cli_put_json(struct json_t *j);
 /* Print any object for humans: maps as aligned "key  value" lines. */
 void ol__cli_print_generic(const msgpack_object *o, int indent);
 /* One value as compact JSON text (malloc'd; NULL on failure). */

@@ -441,11 +441,7 @@ static int report(struct recover *r, const char *kept, int64_t agents,
                               (json_int_t)ckpts, "kept",
                               kept[0] ? kept : NULL);
 
-        if (j) {
-            json_dumpf(j, stdout, JSON_INDENT(2));
-            fputc('\n', stdout);
-            json_decref(j);
-        }
+        (void)ol__cli_put_json(j);
         return 0;
     }
     if (r->from)
