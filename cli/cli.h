@@ -142,10 +142,18 @@ int ol__cli_resp_take(struct ol__cli_resp *r, void *raw, size_t len,
 int ol__cli_call(struct ol__cli *c, const struct ol__buf *req,
                  struct ol__cli_resp *r);
 
-/* Start a request map {"op": op, ...} with room for `nargs` more pairs;
- * `b` must be initialised.  Returns 0 or nonzero when out of memory. */
-int ol__cli_req_begin(struct ol__buf *b, msgpack_packer *pk, const char *op,
-                      uint32_t nargs);
+/* A request being written: ol__cli_req_open() starts {"op": op}, pairs
+ * go in through q->m (ol__pk_kv_*), ol__cli_req_send() sends it. */
+struct ol__cli_req {
+    struct ol__buf b;
+    msgpack_packer pk;
+    struct ol__pk_map m;
+};
+
+void ol__cli_req_open(struct ol__cli_req *q, const char *op);
+/* End the map, send it and release the request; as ol__cli_call. */
+int ol__cli_req_send(struct ol__cli *c, struct ol__cli_req *q,
+                     struct ol__cli_resp *r);
 
 /* Send {"op": op} (or {"op": op, "name": name}) and unpack the response;
  * as ol__cli_call. */

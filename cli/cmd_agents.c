@@ -10,7 +10,6 @@
 
 #include "record/ckpt.h"
 #include "base/err.h"
-#include "base/pack.h"
 #include "state/query.h"
 #include "state/store.h"
 #include "cli.h"
@@ -151,34 +150,24 @@ static int trim_page(struct ol__cli_resp *r, uint32_t keep, char *last,
 static int ask_agents(struct ol__cli *c, const struct ol__agent_filter *f,
                       const char *status, struct ol__cli_resp *r)
 {
-    struct ol__buf b;
-    msgpack_packer pk;
-    struct ol__pk_map m;
-    int rv;
+    struct ol__cli_req q;
 
-    ol__buf_init(&b);
-    msgpack_packer_init(&pk, &b, ol__buf_write);
-    ol__pk_map_begin(&m, &pk, &b);
-    ol__pk_kv_str(&m, "op", "agents");
+    ol__cli_req_open(&q, "agents");
     if (f->all)
-        ol__pk_kv_bool(&m, "all", 1);
+        ol__pk_kv_bool(&q.m, "all", 1);
     if (f->status)
-        ol__pk_kv_str(&m, "status", status);
+        ol__pk_kv_str(&q.m, "status", status);
     if (f->kind)
-        ol__pk_kv_str(&m, "kind", f->kind);
+        ol__pk_kv_str(&q.m, "kind", f->kind);
     if (f->owner)
-        ol__pk_kv_uint(&m, "owner", f->owner);
+        ol__pk_kv_uint(&q.m, "owner", f->owner);
     if (f->prefix)
-        ol__pk_kv_str(&m, "prefix", f->prefix);
+        ol__pk_kv_str(&q.m, "prefix", f->prefix);
     if (f->after)
-        ol__pk_kv_str(&m, "after", f->after);
+        ol__pk_kv_str(&q.m, "after", f->after);
     if (f->limit)
-        ol__pk_kv_uint(&m, "limit", f->limit);
-    rv = ol__pk_map_end(&m) != 0
-             ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
-             : ol__cli_call(c, &b, r);
-    ol__buf_close(&b);
-    return rv;
+        ol__pk_kv_uint(&q.m, "limit", f->limit);
+    return ol__cli_req_send(c, &q, r);
 }
 
 int ol__cmd_agents(struct ol__cli *c)
@@ -434,10 +423,9 @@ int ol__cmd_history(struct ol__cli *c)
         {0},
     };
     struct ol__cli_resp r;
-    struct ol__buf b;
-    msgpack_packer pk;
+    struct ol__cli_req q;
     uint64_t limit = 0;
-    int n, rv, bad;
+    int n, rv;
 
     if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0)
         return rv;
@@ -449,15 +437,11 @@ int ol__cmd_history(struct ol__cli *c)
     if (c->db_set) {
         rv = offline(c, Q_HISTORY, pos[0], (uint32_t)limit, NULL, &r);
     } else {
-        ol__buf_init(&b);
-        bad = ol__cli_req_begin(&b, &pk, "history", limit_s ? 2 : 1);
-        bad |= ol__pk_str(&pk, "name") | ol__pk_str(&pk, pos[0]);
+        ol__cli_req_open(&q, "history");
+        ol__pk_kv_str(&q.m, "name", pos[0]);
         if (limit_s)
-            bad |= ol__pk_str(&pk, "limit") |
-                   msgpack_pack_uint32(&pk, (uint32_t)limit);
-        rv = bad ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
-                 : ol__cli_call(c, &b, &r);
-        ol__buf_close(&b);
+            ol__pk_kv_uint(&q.m, "limit", (uint32_t)limit);
+        rv = ol__cli_req_send(c, &q, &r);
     }
     if (rv != 0)
         return rv;

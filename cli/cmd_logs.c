@@ -16,7 +16,6 @@
 #include "record/ckpt.h"
 #include "base/err.h"
 #include "base/log.h"
-#include "base/pack.h"
 #include "cli.h"
 
 #define FETCH_MAX 1000
@@ -34,24 +33,14 @@ static int fetch(struct ol__cli *c, const char *name, uint64_t after,
                  uint32_t limit, struct ol__cli_resp *r,
                  const msgpack_object **logs)
 {
-    struct ol__buf b;
-    msgpack_packer pk;
-    struct ol__pk_map m;
+    struct ol__cli_req q;
     int rv;
 
-    ol__buf_init(&b);
-    msgpack_packer_init(&pk, &b, ol__buf_write);
-    ol__pk_map_begin(&m, &pk, &b);
-    ol__pk_kv_str(&m, "op", "logs");
-    ol__pk_kv_str(&m, "name", name);
-    ol__pk_kv_uint(&m, "after", after);
-    ol__pk_kv_uint(&m, "limit", limit);
-    if (ol__pk_map_end(&m) != 0) {
-        ol__buf_close(&b);
-        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
-    }
-    rv = ol__cli_call(c, &b, r);
-    ol__buf_close(&b);
+    ol__cli_req_open(&q, "logs");
+    ol__pk_kv_str(&q.m, "name", name);
+    ol__pk_kv_uint(&q.m, "after", after);
+    ol__pk_kv_uint(&q.m, "limit", limit);
+    rv = ol__cli_req_send(c, &q, r);
     if (rv != 0)
         return rv;
     *logs = ol__mp_get(r->root, "logs");

@@ -380,32 +380,24 @@ static int check_add(struct ol__cli *c, const char *const *pos,
 }
 
 /* The request for a subcommand with `want` words (1 status, 2 remove,
- * 4 add).  Returns nonzero when out of memory. */
-static int cluster_req(struct ol__buf *b, const char *sub, int want,
-                       uint64_t id, const char *const *pos,
-                       const char *labels)
+ * 4 add). */
+static void cluster_req(struct ol__cli_req *q, const char *sub, int want,
+                        uint64_t id, const char *const *pos,
+                        const char *labels)
 {
-    msgpack_packer pk;
     char op[32];
-    int bad;
 
-    if (want == 1) {
-        snprintf(op, sizeof op, "cluster.%s", sub);
-        return ol__cli_req_begin(b, &pk, op, 0);
-    }
-    if (want == 2) {
-        bad = ol__cli_req_begin(b, &pk, "cluster.remove", 1);
-        return bad | ol__pk_str(&pk, "id") |
-               msgpack_pack_uint64(&pk, id);
-    }
-    bad = ol__cli_req_begin(b, &pk, "cluster.add", labels ? 4 : 3);
-    bad |= ol__pk_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
-    bad |= ol__pk_str(&pk, "address") | ol__pk_str(&pk, pos[2]);
-    bad |= ol__pk_str(&pk, "pk") | ol__pk_str(&pk, pos[3]);
+    snprintf(op, sizeof op, "cluster.%s", sub);
+    ol__cli_req_open(q, op);
+    if (want == 1)
+        return;
+    ol__pk_kv_uint(&q->m, "id", id);
+    if (want == 2)
+        return;
+    ol__pk_kv_str(&q->m, "address", pos[2]);
+    ol__pk_kv_str(&q->m, "pk", pos[3]);
     if (labels)
-        bad |= ol__pk_str(&pk, "labels") |
-               ol__pk_str(&pk, labels);
-    return bad;
+        ol__pk_kv_str(&q->m, "labels", labels);
 }
 
 /* How many words a node's subcommand takes, or -1 for none known. */
@@ -426,15 +418,11 @@ static int cluster_call(struct ol__cli *c, const char *sub, int want,
                         const char *labels)
 {
     struct ol__cli_resp r;
-    struct ol__buf b;
+    struct ol__cli_req q;
     int rv;
 
-    ol__buf_init(&b);
-    rv = cluster_req(&b, sub, want, id, pos, labels)
-             ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
-             : ol__cli_call(c, &b, &r);
-    ol__buf_close(&b);
-    if (rv != 0)
+    cluster_req(&q, sub, want, id, pos, labels);
+    if ((rv = ol__cli_req_send(c, &q, &r)) != 0)
         return rv;
     if (c->json)
         rv = ol__cli_print_json(r.root);
