@@ -60,6 +60,13 @@ static void one_f(struct out *o, const char *name, const char *type,
     put(o, "%s %.6f\n", name, v);
 }
 
+/* One sample of a family with one label: name{label="value"} v. */
+static void labelled(struct out *o, const char *name, const char *label,
+                     const char *value, uint64_t v)
+{
+    put(o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, value, v);
+}
+
 /* A run of single-value families read from one struct: each row names
  * the family and where its uint64_t sits. */
 struct u64_row {
@@ -255,8 +262,8 @@ static void raft_metrics(struct out *o, const struct ol__obs *ob,
            "Agents this node placed as leader, by reason (failover: moved "
            "off a node silent for failover_ms).");
     for (int r = 1; r <= 4; r++)
-        put(o, "outlast_placements_total{reason=\"%s\"} %" PRIu64 "\n",
-            reasons[r], ob->cm.placed[r]);
+        labelled(o, "outlast_placements_total", "reason", reasons[r],
+                 ob->cm.placed[r]);
 }
 
 /* A peer the leader has a view of: alive or down (not self, not spare). */
@@ -319,23 +326,20 @@ static void transport_metrics(struct out *o,
     family(o, "outlast_transport_handshakes_total", "counter",
            "Node-to-node handshakes, by result (refused: unknown key, bad "
            "signature, garbage or timeout).");
-    put(o, "outlast_transport_handshakes_total{result=\"ok\"} %" PRIu64 "\n",
-        t->handshakes_ok);
-    put(o, "outlast_transport_handshakes_total{result=\"refused\"} %" PRIu64
-           "\n",
-        t->handshakes_failed);
+    labelled(o, "outlast_transport_handshakes_total", "result", "ok",
+             t->handshakes_ok);
+    labelled(o, "outlast_transport_handshakes_total", "result", "refused",
+             t->handshakes_failed);
     one_u64(o, "outlast_transport_frames_rejected_total", "counter",
             "Frames dropped for failing authentication or exceeding the "
             "size cap.",
             t->frames_rejected);
     family(o, "outlast_transport_messages_total", "counter",
            "Messages on the node-to-node message channel.");
-    put(o, "outlast_transport_messages_total{direction=\"sent\"} %" PRIu64
-           "\n",
-        t->msgs_sent);
-    put(o, "outlast_transport_messages_total{direction=\"received\"} %" PRIu64
-           "\n",
-        t->msgs_received);
+    labelled(o, "outlast_transport_messages_total", "direction", "sent",
+             t->msgs_sent);
+    labelled(o, "outlast_transport_messages_total", "direction", "received",
+             t->msgs_received);
 }
 
 static void cluster_metrics(struct out *o, const struct ol__obs *ob,
@@ -503,11 +507,10 @@ static void node_metrics(struct out *o, const struct ol__obs *ob)
            "Agents quarantined on this node's word, by reason: error (a "
            "plugin failure or a refused checkpoint) or crash_loop (this "
            "node reported the crash that reached crash_limit).");
-    put(o, "outlast_quarantines_total{reason=\"error\"} %" PRIu64 "\n",
-        ob->quarantined);
-    put(o, "outlast_quarantines_total{reason=\"crash_loop\"} %" PRIu64
-           "\n",
-        ob->quarantined_crash);
+    labelled(o, "outlast_quarantines_total", "reason", "error",
+             ob->quarantined);
+    labelled(o, "outlast_quarantines_total", "reason", "crash_loop",
+             ob->quarantined_crash);
     family(o, "outlast_agent_crashes_total", "counter",
            "Crashes of agents' code on this node, by reason: signal (a "
            "fault or abort killed its host process), exit (it called "
@@ -515,8 +518,8 @@ static void node_metrics(struct out *o, const struct ol__obs *ob)
            "host was killed) or node (in-process code took the node down; "
            "counted when the node starts again).");
     for (int k = 0; k < 4; k++)
-        put(o, "outlast_agent_crashes_total{reason=\"%s\"} %" PRIu64 "\n",
-            crash_kinds[k], ob->crashes[k]);
+        labelled(o, "outlast_agent_crashes_total", "reason", crash_kinds[k],
+                 ob->crashes[k]);
     u64_rows(o, ob, host_rows, N(host_rows));
     one_u64(o, "outlast_lease_held", "gauge",
             "1 if this node may run its agents now (a single node always "
@@ -537,8 +540,8 @@ static void agent_metrics(struct out *o, const struct ol__obs *ob,
                "Agents in the cluster by status (from the replicated "
                "database).");
         for (int s = 1; s <= OL_AGENT_STATUS_MAX; s++)
-            put(o, "outlast_agents{status=\"%s\"} %" PRIu64 "\n", status[s],
-                d->by_status[s]);
+            labelled(o, "outlast_agents", "status", status[s],
+                     d->by_status[s]);
         one_u64(o, "outlast_mailbox_messages", "gauge",
                 "Messages delivered to mailboxes and not yet consumed.",
                 d->mailbox_total);
