@@ -75,16 +75,9 @@ static void poll_cb(uv_timer_t *t)
     struct drv *d = t->data;
     char err[200];
     uint32_t ready;
-    int rv;
 
-    rv = bu_spawner_step(&d->sp);
-    if (rv != 0) {
-        snprintf(err, sizeof err, "propose spawn: %s", ol_strerror(rv));
+    if (bu_setup_tick(&d->sp, err, sizeof err) != 0) {
         stop_driving(d, err);
-        return;
-    }
-    if (d->node.n.quarantined) {
-        stop_driving(d, "an agent was quarantined (see the log)");
         return;
     }
     if (bu_hosted(&d->node) == d->o->agents &&

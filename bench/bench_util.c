@@ -252,6 +252,21 @@ int bu_spawner_init(struct bu_spawner *s, struct ol__node *n,
     return 0;
 }
 
+int bu_setup_tick(struct bu_spawner *s, char *err, size_t cap)
+{
+    int rv = bu_spawner_step(s);
+
+    if (rv != 0) {
+        snprintf(err, cap, "propose spawn: %s", ol_strerror(rv));
+        return -1;
+    }
+    if (s->node->n.quarantined) {
+        snprintf(err, cap, "an agent was quarantined (see the log)");
+        return -1;
+    }
+    return 0;
+}
+
 int bu_spawner_step(struct bu_spawner *s)
 {
     struct ol__entry_w w;

@@ -77,6 +77,9 @@ int bu_spawner_init(struct bu_spawner *s, struct ol__node *n,
  * propose error. */
 int bu_spawner_step(struct bu_spawner *s);
 void bu_spawner_close(struct bu_spawner *s);
+/* One tick of a benchmark's setup: bu_spawner_step(), then a check that no
+ * agent was quarantined.  Returns 0, or -1 with the reason in err. */
+int bu_setup_tick(struct bu_spawner *s, char *err, size_t cap);
 
 /* Agent i's name, as the spawner chose it. */
 void bu_agent_name(const char *prefix, uint32_t i, char *out, size_t cap);

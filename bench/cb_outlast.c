@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "outlast/agent_util.h"
 #include "cb_proc.h"
 #include "runtime/ctl.h"
 #include "base/err.h"
@@ -218,52 +219,25 @@ int cb_ol_index(const struct cb_ol *c, uint64_t id)
 
 /* ---- msgpack ---- */
 
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-    size_t len = strlen(s);
-
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, s, len);
-}
-
-static const msgpack_object *get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m == NULL || m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 static uint64_t get_u64(const msgpack_object *m, const char *key)
 {
-    const msgpack_object *v = get(m, key);
+    uint64_t v = 0;
 
-    return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+    return ol_mp_uint(ol_mp_get(m, key), &v) ? v : 0;
 }
 
 static void get_str(const msgpack_object *m, const char *key, char *out,
                     size_t cap)
 {
-    const msgpack_object *v = get(m, key);
-
-    out[0] = '\0';
-    if (v && v->type == MSGPACK_OBJECT_STR)
-        snprintf(out, cap, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+    if (!ol_mp_str(ol_mp_get(m, key), out, cap))
+        out[0] = '\0';
 }
 
 static int get_bool(const msgpack_object *m, const char *key)
 {
-    const msgpack_object *v = get(m, key);
+    bool v = false;
 
-    return v && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
+    return ol_mp_bool(ol_mp_get(m, key), &v) && v;
 }
 
 /* A response: the unpacked map points into buf (msgpack_unpack_next does
@@ -317,10 +291,10 @@ int cb_ol_status(struct cb_ol *c, int i, int reset, struct cb_ol_status *out)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, reset ? 2 : 1);
-    pk_str(&pk, "op");
-    pk_str(&pk, "status");
+    ol_mp_pack_str(&pk, "op");
+    ol_mp_pack_str(&pk, "status");
     if (reset) {
-        pk_str(&pk, "reset");
+        ol_mp_pack_str(&pk, "reset");
         msgpack_pack_true(&pk);
     }
     rv = call(c->nodes[i].sock, &sb, &u, err);
@@ -328,9 +302,9 @@ int cb_ol_status(struct cb_ol *c, int i, int reset, struct cb_ol_status *out)
     out->cpu_s = cb_proc_cpu_s(c->nodes[i].pid);
     msgpack_sbuffer_destroy(&sb);
     if (rv == 0) {
-        cm = get(&u.u.data, "commits");
-        ag = get(&u.u.data, "agents");
-        nd = get(&u.u.data, "node");
+        cm = ol_mp_get(&u.u.data, "commits");
+        ag = ol_mp_get(&u.u.data, "agents");
+        nd = ol_mp_get(&u.u.data, "node");
         out->checkpoints = get_u64(cm, "checkpoints");
         out->batches = get_u64(cm, "batches");
         out->p50_us = get_u64(cm, "latency_p50_us");
@@ -362,19 +336,19 @@ int cb_ol_view(struct cb_ol *c, int i, struct cb_ol_view *out)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 1);
-    pk_str(&pk, "op");
-    pk_str(&pk, "cluster.status");
+    ol_mp_pack_str(&pk, "op");
+    ol_mp_pack_str(&pk, "cluster.status");
     rv = call(c->nodes[i].sock, &sb, &u, err);
     msgpack_sbuffer_destroy(&sb);
-    if (rv == 0 && (cl = get(&u.u.data, "cluster")) != NULL) {
+    if (rv == 0 && (cl = ol_mp_get(&u.u.data, "cluster")) != NULL) {
         out->leader = get_u64(cl, "leader");
         out->term = get_u64(cl, "term");
         out->commit_index = get_u64(cl, "commit_index");
         out->snapshots_taken =
-            get_u64(get(cl, "counters"), "snapshots_taken");
+            get_u64(ol_mp_get(cl, "counters"), "snapshots_taken");
         get_str(cl, "role", role, sizeof role);
         out->role_leader = strcmp(role, "leader") == 0;
-        nodes = get(cl, "nodes");
+        nodes = ol_mp_get(cl, "nodes");
         for (uint32_t k = 0; nodes && nodes->type == MSGPACK_OBJECT_ARRAY &&
                              k < nodes->via.array.size && k < CB_OL_MAX;
              k++) {
@@ -410,10 +384,10 @@ int cb_ol_agents(struct cb_ol *c, int i, struct cb_ol_agent **out,
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 1);
-    pk_str(&pk, "op");
-    pk_str(&pk, "agents");
+    ol_mp_pack_str(&pk, "op");
+    ol_mp_pack_str(&pk, "agents");
     if (call(c->nodes[i].sock, &sb, &u, err) == 0 &&
-        (list = get(&u.u.data, "agents")) != NULL &&
+        (list = ol_mp_get(&u.u.data, "agents")) != NULL &&
         list->type == MSGPACK_OBJECT_ARRAY) {
         n = (int)list->via.array.size;
         *out = calloc((size_t)n + 1, sizeof **out);
@@ -428,7 +402,7 @@ int cb_ol_agents(struct cb_ol *c, int i, struct cb_ol_agent **out,
             o->epoch = get_u64(a, "epoch");
             o->seq = get_u64(a, "seq");
         }
-        live = get(&u.u.data, "live");
+        live = ol_mp_get(&u.u.data, "live");
         for (uint32_t k = 0; ready && live &&
                              live->type == MSGPACK_OBJECT_MAP &&
                              k < live->via.map.size;
@@ -490,10 +464,10 @@ int cb_ol_stop(struct cb_ol *c, int via, const char *name)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 2);
-    pk_str(&pk, "op");
-    pk_str(&pk, "stop");
-    pk_str(&pk, "name");
-    pk_str(&pk, name);
+    ol_mp_pack_str(&pk, "op");
+    ol_mp_pack_str(&pk, "stop");
+    ol_mp_pack_str(&pk, "name");
+    ol_mp_pack_str(&pk, name);
     rv = call(c->nodes[via].sock, &sb, &u, err);
     if (rv != 0)
         fprintf(stderr, "bench: stop '%s': %s\n", name, err);
@@ -532,16 +506,16 @@ static void *spawn_worker(void *arg)
         msgpack_sbuffer_init(&sb);
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 5);
-        pk_str(&pk, "op");
-        pk_str(&pk, "spawn");
+        ol_mp_pack_str(&pk, "op");
+        ol_mp_pack_str(&pk, "spawn");
         /* Setup, not measured: answer at commit, not first checkpoint. */
-        pk_str(&pk, "no_wait");
+        ol_mp_pack_str(&pk, "no_wait");
         msgpack_pack_true(&pk);
-        pk_str(&pk, "kind");
-        pk_str(&pk, "benchload");
-        pk_str(&pk, "name");
-        pk_str(&pk, name);
-        pk_str(&pk, "config");
+        ol_mp_pack_str(&pk, "kind");
+        ol_mp_pack_str(&pk, "benchload");
+        ol_mp_pack_str(&pk, "name");
+        ol_mp_pack_str(&pk, name);
+        ol_mp_pack_str(&pk, "config");
         msgpack_sbuffer_write(&sb, s->config, s->config_len);
         /* ol__ctl_call treats a full listen backlog (EAGAIN from a
          * non-blocking AF_UNIX connect) as a connect in progress and then
@@ -620,14 +594,14 @@ void *cb_benchload_config(uint32_t size, uint32_t interval_ms,
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 1 + (interval_ms != 0) + (start_at_ms != 0));
-    pk_str(&pk, "size");
+    ol_mp_pack_str(&pk, "size");
     msgpack_pack_uint32(&pk, size);
     if (interval_ms) {
-        pk_str(&pk, "interval_ms");
+        ol_mp_pack_str(&pk, "interval_ms");
         msgpack_pack_uint32(&pk, interval_ms);
     }
     if (start_at_ms) {
-        pk_str(&pk, "start_at_ms");
+        ol_mp_pack_str(&pk, "start_at_ms");
         msgpack_pack_uint64(&pk, start_at_ms);
     }
     *len = sb.size;

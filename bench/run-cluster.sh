@@ -18,6 +18,7 @@ reps=${REPS:-3}
 runs=${FAILOVER_RUNS:-3}
 trials=${TRIALS:-20}
 jobs=${JOBS:-2}
+. "$src/bench/lib.sh"
 
 # etcd-server (3.4) and etcd-client come from Debian; Node.js drives etcd.
 if [ ! -x /usr/bin/etcd ]; then
@@ -30,27 +31,13 @@ if [ -z "$NODE" ]; then
 fi
 export NODE
 
-if [ -f "$build/build.ninja" ]; then
-    meson configure "$build" -Dbuildtype=release -Dbench=true >/dev/null
-else
-    meson setup "$build" "$src" -Dbuildtype=release -Dbench=true >/dev/null
-fi
-ninja -C "$build" -j"$jobs" runtime/bin/outlastd bench/benchload.so \
-    bench/bench_cluster bench/bench_failover >/dev/null
+bench_build runtime/bin/outlastd bench/benchload.so \
+    bench/bench_cluster bench/bench_failover
 
 # Everything the benchmarks write goes under one private directory.
-base=${TMPDIR:-/tmp}
-work=$(mktemp -d "$base/olbench-cluster.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-trap 'rm -rf "$work"; exit 130' INT TERM
-export TMPDIR="$work"
+bench_workdir cluster
 
-echo "# date:    $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-echo "# commit:  $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-     "(plus uncommitted changes: $(git -C "$src" status --porcelain 2>/dev/null | wc -l) files)"
-echo "# machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
-     "$(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# cpu:     $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+bench_header
 echo "# disk:    $base is on $(df -T "$base" | awk 'NR == 2 {print $1 " (" $2 ")"}')"
 echo "# etcd:    $(/usr/bin/etcd --version 2>/dev/null | head -1), node $("$NODE" --version)," \
      "libraft $(pkg-config --modversion raft 2>/dev/null || echo '?')"

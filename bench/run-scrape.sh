@@ -18,27 +18,15 @@ creps=${CLUSTER_REPS:-5}
 agents=${AGENTS:-1,100,10000}
 cagents=${CLUSTER_AGENTS:-1,100,10000}
 jobs=${JOBS:-2}
+. "$src/bench/lib.sh"
 
-if [ -f "$build/build.ninja" ]; then
-    meson configure "$build" -Dbuildtype=release -Dbench=true >/dev/null
-else
-    meson setup "$build" "$src" -Dbuildtype=release -Dbench=true >/dev/null
-fi
-ninja -C "$build" -j"$jobs" runtime/bin/outlastd bench/benchload.so \
-    bench/bench_ckpt bench/bench_cluster >/dev/null
+bench_build runtime/bin/outlastd bench/benchload.so \
+    bench/bench_ckpt bench/bench_cluster
 
-base=${TMPDIR:-/tmp}
-work=$(mktemp -d "$base/olbench-scrape.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-trap 'rm -rf "$work"; exit 130' INT TERM
-export TMPDIR="$work"
+# Everything the benchmarks write goes under one private directory.
+bench_workdir scrape
 
-echo "# date:    $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-echo "# commit:  $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-     "(plus uncommitted changes: $(git -C "$src" status --porcelain 2>/dev/null | wc -l) files)"
-echo "# machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
-     "$(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# cpu:     $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+bench_header
 echo
 echo "## bench_ckpt --scrape-compare: one node, 1 KiB states"
 "$build/bench/bench_ckpt" --scrape-compare --agents "$agents" --sizes 1024 \

@@ -15,23 +15,14 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$src/build-bench}
 reps=${REPS:-3}
 jobs=${JOBS:-2}
+. "$src/bench/lib.sh"
 
-if [ -f "$build/build.ninja" ]; then
-    meson configure "$build" -Dbuildtype=release -Dbench=true >/dev/null
-else
-    meson setup "$build" "$src" -Dbuildtype=release -Dbench=true >/dev/null
-fi
-ninja -C "$build" -j"$jobs" bench/benchload.so bench/bench_ckpt \
+bench_build bench/benchload.so bench/bench_ckpt \
     bench/bench_parts bench/bench_idle bench/bench_isolation \
-    runtime/bin/outlast-agent-host >/dev/null
+    runtime/bin/outlast-agent-host
 
 tmp=${TMPDIR:-/tmp}
-echo "# date:    $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-echo "# commit:  $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-     "(plus uncommitted changes: $(git -C "$src" status --porcelain 2>/dev/null | wc -l) files)"
-echo "# machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
-     "$(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# cpu:     $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+bench_header
 echo "# disk:    $tmp is on $(df -T "$tmp" | awk 'NR == 2 {print $1 " (" $2 ")"}')"
 echo "# sqlite:  $(pkg-config --modversion sqlite3), libuv $(pkg-config --modversion libuv)," \
      "libsodium $(pkg-config --modversion libsodium)"

@@ -13,6 +13,7 @@
 # violations is printed with the command that reruns it exactly.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/results-lib.sh"
 n=${1:?usage: scripts/soak-nemesis.sh N [SCENARIOS] [START] [BUILD_DIR]}
 scenarios=${2:-mixed_3,mixed_5}
 start=${3:-1}
@@ -79,15 +80,7 @@ entry=$(mktemp)
     echo "  $acked sends acknowledged, ${secs} s.${bad_runs:+ Runs with violations:$bad_runs.}"
 } >"$entry"
 # The entry goes at the end of the nemesis section, before the next one.
-res="$top/tests/RESULTS.md"
-awk -v entry="$entry" '
-    BEGIN { while ((getline l < entry) > 0) e = e l "\n" }
-    /^## / { if (insec && !done) { printf "%s\n", e; done = 1 }
-             insec = ($0 ~ /^## Process nemesis/) }
-    { print }
-    END { if (!done) printf "\n%s", e }' "$res" >"$res.tmp"
-mv "$res.tmp" "$res"
-rm -f "$entry"
+record_result "$entry" "Process nemesis"
 rm -f "$sum" "$log"
 echo "soak-nemesis: $rounds rounds, $viol violations; recorded in tests/RESULTS.md" >&2
 [ -z "$bad_runs" ]

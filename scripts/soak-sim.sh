@@ -9,6 +9,7 @@
 # is printed with the command that reruns it exactly.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/results-lib.sh"
 n=${1:?usage: scripts/soak-sim.sh N [START] [BUILD_DIR]}
 start=${2:-1}
 build=${3:-$top/build-sim}
@@ -57,14 +58,6 @@ entry=$(mktemp)
     echo "  acknowledged, ${secs} s."
 } >"$entry"
 # The entry goes at the end of the simulation section, before the next one.
-res="$top/tests/RESULTS.md"
-awk -v entry="$entry" '
-    BEGIN { while ((getline l < entry) > 0) e = e l "\n" }
-    /^## / { if (insec && !done) { printf "%s\n", e; done = 1 }
-             insec = ($0 ~ /^## Deterministic cluster simulation/) }
-    { print }
-    END { if (!done) printf "\n%s", e }' "$res" >"$res.tmp"
-mv "$res.tmp" "$res"
-rm -f "$entry"
+record_result "$entry" "Deterministic cluster simulation"
 echo "soak-sim: $done_ schedules, $bad with violations, $abandoned abandoned; recorded in tests/RESULTS.md" >&2
 [ "$bad" -eq 0 ]

@@ -27,6 +27,7 @@
 
 #include <msgpack.h>
 #include <outlast/agent.h>
+#include <outlast/agent_util.h>
 
 #define STEP_TIMER 1
 #define SIZE_DEFAULT 1024
@@ -44,35 +45,6 @@ struct benchload {
     uint64_t start_at_ms;
 };
 
-static int unpack_one(msgpack_unpacked *u, const void *p, size_t len)
-{
-    size_t off = 0;
-
-    msgpack_unpacked_init(u);
-    if (msgpack_unpack_next(u, p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_unpacked_destroy(u);
-        return OL_AGENT_EMALFORMED;
-    }
-    return 0;
-}
-
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 static int parse_config(struct benchload *b, struct ol_agent *a,
                         const msgpack_object *cfg)
 {
@@ -82,7 +54,7 @@ static int parse_config(struct benchload *b, struct ol_agent *a,
         host->log(a, OL_AGENT_LOG_ERROR, "config: not a map");
         return OL_AGENT_EINVAL;
     }
-    if ((v = map_get(cfg, "size")) != NULL) {
+    if ((v = ol_mp_get(cfg, "size")) != NULL) {
         if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
             v->via.u64 > SIZE_MAX_BYTES) {
             host->log(a, OL_AGENT_LOG_ERROR,
@@ -92,14 +64,14 @@ static int parse_config(struct benchload *b, struct ol_agent *a,
         }
         b->size = (uint32_t)v->via.u64;
     }
-    if ((v = map_get(cfg, "idle")) != NULL) {
+    if ((v = ol_mp_get(cfg, "idle")) != NULL) {
         if (v->type != MSGPACK_OBJECT_BOOLEAN) {
             host->log(a, OL_AGENT_LOG_ERROR, "config: 'idle' must be a bool");
             return OL_AGENT_EINVAL;
         }
         b->idle = v->via.boolean;
     }
-    if ((v = map_get(cfg, "interval_ms")) != NULL) {
+    if ((v = ol_mp_get(cfg, "interval_ms")) != NULL) {
         if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
             v->via.u64 > INTERVAL_MAX_MS) {
             host->log(a, OL_AGENT_LOG_ERROR,
@@ -109,7 +81,7 @@ static int parse_config(struct benchload *b, struct ol_agent *a,
         }
         b->interval_ms = (uint32_t)v->via.u64;
     }
-    if ((v = map_get(cfg, "start_at_ms")) != NULL) {
+    if ((v = ol_mp_get(cfg, "start_at_ms")) != NULL) {
         if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
             v->via.u64 > INT64_MAX) {
             host->log(a, OL_AGENT_LOG_ERROR,
@@ -142,7 +114,7 @@ static int bl_open(struct ol_agent *a, const void *config, size_t config_len,
     msgpack_unpacked u;
     int rv;
 
-    if (unpack_one(&u, config, config_len) != 0) {
+    if (ol_mp_unpack(&u, config, config_len) != 0) {
         host->log(a, OL_AGENT_LOG_ERROR, "config: not one msgpack object");
         return OL_AGENT_EINVAL;
     }
@@ -174,12 +146,12 @@ static int bl_restore(void *self, struct ol_agent *a, const void *state,
     uint8_t *p;
     int rv = OL_AGENT_EMALFORMED;
 
-    if (unpack_one(&u, state, len) != 0) {
+    if (ol_mp_unpack(&u, state, len) != 0) {
         host->log(a, OL_AGENT_LOG_ERROR, "restore: state is not msgpack");
         return OL_AGENT_EMALFORMED;
     }
-    n = map_get(&u.data, "n");
-    blob = map_get(&u.data, "blob");
+    n = ol_mp_get(&u.data, "n");
+    blob = ol_mp_get(&u.data, "blob");
     if (n == NULL || blob == NULL ||
         n->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         blob->type != MSGPACK_OBJECT_BIN ||
