@@ -6,6 +6,7 @@
  * every field the replication layer reports.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,20 @@ static void kv(const char *key, const char *value)
     printf("%-9s %s\n", key, value);
 }
 
+static void kvf(const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void kvf(const char *key, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    kv(key, text);
+}
+
 static int known_key(const msgpack_object *k)
 {
     static const char *const keys[] = {"ok", "node", "agents", "commits",
@@ -41,89 +56,71 @@ static int known_key(const msgpack_object *k)
 
 static void print_node(const msgpack_object *node)
 {
-    char a[160], b[160], d[32], text[512];
+    char a[160], b[160], d[32];
 
-    snprintf(text, sizeof text, "%s (key %s)",
-             ol__mp_gets(node, "id", a, sizeof a),
-             ol__mp_gets(node, "pk", b, sizeof b));
-    kv("node", text);
+    kvf("node", "%s (key %s)", ol__mp_gets(node, "id", a, sizeof a),
+        ol__mp_gets(node, "pk", b, sizeof b));
     kv("version", ol__mp_gets(node, "version", a, sizeof a));
-    snprintf(text, sizeof text, "%s, %s",
-             ol__mp_gets(node, "mode", a, sizeof a),
-             ol__mp_gets(node, "role", b, sizeof b));
-    kv("mode", text);
+    kvf("mode", "%s, %s", ol__mp_gets(node, "mode", a, sizeof a),
+        ol__mp_gets(node, "role", b, sizeof b));
     kv("data dir", ol__mp_gets(node, "data_dir", a, sizeof a));
-    if (ol__mp_gets(node, "http", a, sizeof a)[0] && strcmp(a, "-") != 0) {
-        snprintf(text, sizeof text, "http://%s/ (metrics at /metrics)", a);
-        kv("http", text);
-    }
+    if (ol__mp_gets(node, "http", a, sizeof a)[0] && strcmp(a, "-") != 0)
+        kvf("http", "http://%s/ (metrics at /metrics)", a);
     kv("uptime",
        ol__cli_duration(ol__mp_getu(node, "uptime_ms"), d, sizeof d));
 }
 
 static void print_agents(const msgpack_object *ag)
 {
-    char text[512];
-
-    snprintf(text, sizeof text,
-             "%" PRIu64 " total: %" PRIu64 " running, %" PRIu64
-             " stopping, %" PRIu64 " stopped, %" PRIu64
-             " quarantined, %" PRIu64 " degraded; %" PRIu64 " run here",
-             ol__mp_getu(ag, "total"), ol__mp_getu(ag, "running"),
-             ol__mp_getu(ag, "stopping"), ol__mp_getu(ag, "stopped"),
-             ol__mp_getu(ag, "quarantined"), ol__mp_getu(ag, "degraded"),
-             ol__mp_getu(ag, "local"));
-    kv("agents", text);
+    kvf("agents",
+        "%" PRIu64 " total: %" PRIu64 " running, %" PRIu64
+        " stopping, %" PRIu64 " stopped, %" PRIu64 " quarantined, %" PRIu64
+        " degraded; %" PRIu64 " run here",
+        ol__mp_getu(ag, "total"), ol__mp_getu(ag, "running"),
+        ol__mp_getu(ag, "stopping"), ol__mp_getu(ag, "stopped"),
+        ol__mp_getu(ag, "quarantined"), ol__mp_getu(ag, "degraded"),
+        ol__mp_getu(ag, "local"));
 }
 
 static void print_storage(const msgpack_object *sg)
 {
-    char a[160], d2[48], text[512];
+    char a[160], d2[48];
     uint64_t errors = ol__mp_getu(sg, "errors");
 
     if (errors == 0)
-        snprintf(text, sizeof text, "ok");
+        kv("storage", "ok");
     else
-        snprintf(text, sizeof text,
-                 "DAMAGED: %" PRIu64 " error%s since %s; first: %s "
-                 "(run outlast verify)",
-                 errors, errors == 1 ? "" : "s",
-                 ol__cli_iso(ol__mp_geti(sg, "first_ms"), d2, sizeof d2),
-                 ol__mp_gets(sg, "first", a, sizeof a));
-    kv("storage", text);
+        kvf("storage",
+            "DAMAGED: %" PRIu64 " error%s since %s; first: %s "
+            "(run outlast verify)",
+            errors, errors == 1 ? "" : "s",
+            ol__cli_iso(ol__mp_geti(sg, "first_ms"), d2, sizeof d2),
+            ol__mp_gets(sg, "first", a, sizeof a));
 }
 
 static void print_commits(const msgpack_object *cm)
 {
-    char text[512];
-
-    snprintf(text, sizeof text,
-             "%" PRIu64 " checkpoints in %" PRIu64 " batches, %" PRIu64
-             " refused",
-             ol__mp_getu(cm, "checkpoints"), ol__mp_getu(cm, "batches"),
-             ol__mp_getu(cm, "refused"));
-    kv("commits", text);
+    kvf("commits",
+        "%" PRIu64 " checkpoints in %" PRIu64 " batches, %" PRIu64
+        " refused",
+        ol__mp_getu(cm, "checkpoints"), ol__mp_getu(cm, "batches"),
+        ol__mp_getu(cm, "refused"));
 }
 
 static void print_hosts(const msgpack_object *hs)
 {
     const msgpack_object *cr = ol__mp_get(hs, "crashes");
-    char text[512];
 
-    snprintf(text, sizeof text,
-             "%" PRIu64 " running, %" PRIu64 " started, %" PRIu64
-             " died unasked",
-             ol__mp_getu(hs, "running"), ol__mp_getu(hs, "started"),
-             ol__mp_getu(hs, "restarts"));
-    kv("hosts", text);
-    snprintf(text, sizeof text,
-             "%" PRIu64 " signal, %" PRIu64 " exit, %" PRIu64
-             " deadline, %" PRIu64 " node; %" PRIu64
-             " crash-loop quarantines",
-             ol__mp_getu(cr, "signal"), ol__mp_getu(cr, "exit"),
-             ol__mp_getu(cr, "deadline"), ol__mp_getu(cr, "node"),
-             ol__mp_getu(hs, "crash_loop_quarantines"));
-    kv("crashes", text);
+    kvf("hosts", "%" PRIu64 " running, %" PRIu64 " started, %" PRIu64
+        " died unasked",
+        ol__mp_getu(hs, "running"), ol__mp_getu(hs, "started"),
+        ol__mp_getu(hs, "restarts"));
+    kvf("crashes",
+        "%" PRIu64 " signal, %" PRIu64 " exit, %" PRIu64 " deadline, %" PRIu64
+        " node; %" PRIu64 " crash-loop quarantines",
+        ol__mp_getu(cr, "signal"), ol__mp_getu(cr, "exit"),
+        ol__mp_getu(cr, "deadline"), ol__mp_getu(cr, "node"),
+        ol__mp_getu(hs, "crash_loop_quarantines"));
 }
 
 static void print_status(const msgpack_object *root)
