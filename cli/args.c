@@ -5,29 +5,65 @@
  * "--" ends option parsing so a message such as "-1" or "--x" can still be
  * passed as a positional argument.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "record/ckpt.h"
 #include "base/fsutil.h"
 #include "base/json.h"
 #include "cli.h"
 
-/* Command options that take a value, so their value is never mistaken for
- * the command name when they come before it. */
-static const char *const cmd_value_opts[] = {
-    "--limit", "--config", "--out", "--agent", "--trust", "--labels",
-    "--status", "--kind", "--owner", "--prefix", "--after",
-    "--from", "--epoch-floor", "--node-id", "--request-id", NULL,
-};
-
-static int is_cmd_value_opt(const char *a)
+/* Match "--name" or "--name=value"; *inline_value gets the part after '='. */
+static int match(const char *arg, const char *name, const char **inline_value)
 {
-    for (size_t i = 0; cmd_value_opts[i]; i++)
-        if (strcmp(a, cmd_value_opts[i]) == 0)
+    size_t n = strlen(name);
+
+    *inline_value = NULL;
+    if (strncmp(arg, name, n) != 0)
+        return 0;
+    if (arg[n] == '\0')
+        return 1;
+    if (arg[n] == '=') {
+        *inline_value = arg + n + 1;
+        return 1;
+    }
+    return 0;
+}
+
+const struct ol__cli_optdef *ol__cli_cmd_opt(const struct ol__cli_cmd *cmd,
+                                             const char *arg)
+{
+    const char *iv;
+
+    for (const struct ol__cli_optdef *d = cmd->opts; d && d->name; d++)
+        if (match(arg, d->name, &iv))
+            return d;
+    return NULL;
+}
+
+int ol__cli_value_opt(const char *arg)
+{
+    const struct ol__cli_cmd *cmd;
+    const struct ol__cli_optdef *d;
+
+    for (size_t i = 0; (cmd = ol__cli_cmd_at(i)) != NULL; i++)
+        if ((d = ol__cli_cmd_opt(cmd, arg)) != NULL && d->takes_value)
             return 1;
+    return 0;
+}
+
+int ol__cli_check_name(const struct ol__cli *c, const char *name)
+{
+    if (!ol__name_valid(name))
+        return ol__cli_usage_err(c,
+                                 "'%s' is not a valid agent name (1-64 of "
+                                 "A-Z a-z 0-9 . _ -, not starting with . "
+                                 "or -)",
+                                 name);
     return 0;
 }
 
@@ -77,30 +113,9 @@ int ol__cli_fail(const struct ol__cli *c, int code, const char *err_name,
         json_t *j = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", msg,
                               "code", err_name ? err_name : "OL_EIO");
 
-        if (j) {
-            json_dumpf(j, stdout, JSON_INDENT(2));
-            fputc('\n', stdout);
-            json_decref(j);
-        }
+        (void)ol__cli_put_json(j);
     }
     return code;
-}
-
-/* Match "--name" or "--name=value"; *inline_value gets the part after '='. */
-static int match(const char *arg, const char *name, const char **inline_value)
-{
-    size_t n = strlen(name);
-
-    *inline_value = NULL;
-    if (strncmp(arg, name, n) != 0)
-        return 0;
-    if (arg[n] == '\0')
-        return 1;
-    if (arg[n] == '=') {
-        *inline_value = arg + n + 1;
-        return 1;
-    }
-    return 0;
 }
 
 /* Take an option's value: inline, or the next argument. */
@@ -130,22 +145,38 @@ static int set_path(const struct ol__cli *c, char *dst, const char *v,
     return 0;
 }
 
-int ol__cli_globals(struct ol__cli *c, int argc, char **argv)
-{
-    const char *data_dir = NULL, *sock = NULL, *db = NULL, *timeout = NULL;
-    const char *env = getenv("OUTLAST_DATA");
-    char **rest;
-    int n = 0, dashdash = 0, cmd_at = -1, version = 0, rv;
+/* The global options' raw values, as given. */
+struct raw_globals {
+    const char *data_dir, *sock, *db, *timeout;
+    int version;
+};
 
-    memset(c, 0, sizeof *c);
-    c->timeout_ms = OL_CLI_TIMEOUT_MS;
-    rest = calloc((size_t)argc + 1, sizeof *rest);
-    if (rest == NULL)
-        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
-    c->argv = rest;
+/* The slot of a global option that takes a value, or NULL. */
+static const char **global_slot(struct raw_globals *g, const char *a,
+                                const char **iv)
+{
+    if (match(a, "--data-dir", iv))
+        return &g->data_dir;
+    if (match(a, "--socket", iv))
+        return &g->sock;
+    if (match(a, "--db", iv))
+        return &g->db;
+    if (match(a, "--timeout", iv))
+        return &g->timeout;
+    return NULL;
+}
+
+/* Take the global options out of argv into g; the rest (the command, its
+ * arguments and options) into c->argv, the command then moved to c->cmd. */
+static int scan(struct ol__cli *c, int argc, char **argv,
+                struct raw_globals *g)
+{
+    char **rest = c->argv;
+    int n = 0, dashdash = 0, cmd_at = -1, rv;
+
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *iv;
-        const char **slot = NULL;
+        const char **slot;
 
         if (dashdash || a[0] != '-' || a[1] == '\0') {
             if (cmd_at < 0 && !dashdash)
@@ -158,15 +189,7 @@ int ol__cli_globals(struct ol__cli *c, int argc, char **argv)
             rest[n++] = argv[i];
             continue;
         }
-        if (match(a, "--data-dir", &iv))
-            slot = &data_dir;
-        else if (match(a, "--socket", &iv))
-            slot = &sock;
-        else if (match(a, "--db", &iv))
-            slot = &db;
-        else if (match(a, "--timeout", &iv))
-            slot = &timeout;
-        if (slot) {
+        if ((slot = global_slot(g, a, &iv)) != NULL) {
             c->cmd = cmd_at >= 0 ? rest[cmd_at] : NULL;
             rv = take_value(c, a, iv, argc, argv, &i, slot);
             if (rv != 0)
@@ -178,11 +201,11 @@ int ol__cli_globals(struct ol__cli *c, int argc, char **argv)
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             c->help = 1;
         } else if (strcmp(a, "--version") == 0) {
-            version = 1;
+            g->version = 1;
         } else {
             /* A command option: keep it, and its value if it takes one. */
             rest[n++] = argv[i];
-            if (is_cmd_value_opt(a) && i + 1 < argc)
+            if (ol__cli_value_opt(a) && i + 1 < argc)
                 rest[n++] = argv[++i];
         }
     }
@@ -193,38 +216,56 @@ int ol__cli_globals(struct ol__cli *c, int argc, char **argv)
         n--;
     }
     c->argc = n;
-    if (version) {
+    return 0;
+}
+
+/* A path option, or the data dir's file `name` when it was not given. */
+static int path_or_default(const struct ol__cli *c, char *dst,
+                           const char *v, const char *opt, const char *name,
+                           int *set)
+{
+    if (v) {
+        *set = 1;
+        return set_path(c, dst, v, opt);
+    }
+    if (ol__path_join(dst, PATH_MAX, c->data_dir, name) != 0)
+        return ol__cli_usage_err(c, "data dir path is too long");
+    return 0;
+}
+
+int ol__cli_globals(struct ol__cli *c, int argc, char **argv)
+{
+    const char *env = getenv("OUTLAST_DATA");
+    struct raw_globals g = {0};
+    int rv;
+
+    memset(c, 0, sizeof *c);
+    c->timeout_ms = OL_CLI_TIMEOUT_MS;
+    c->argv = calloc((size_t)argc + 1, sizeof *c->argv);
+    if (c->argv == NULL)
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
+    if ((rv = scan(c, argc, argv, &g)) != 0)
+        return rv;
+    if (g.version) {
         c->version = 1;
         return 0;
     }
-    if (data_dir == NULL)
-        data_dir = env && env[0] ? env : OL_CLI_DEFAULT_DIR;
-    if ((rv = set_path(c, c->data_dir, data_dir, "--data-dir")) != 0)
+    if (g.data_dir == NULL)
+        g.data_dir = env && env[0] ? env : OL_CLI_DEFAULT_DIR;
+    if ((rv = set_path(c, c->data_dir, g.data_dir, "--data-dir")) != 0 ||
+        (rv = path_or_default(c, c->socket, g.sock, "--socket",
+                              "control.sock", &c->socket_set)) != 0 ||
+        (rv = path_or_default(c, c->db, g.db, "--db", OL_CLI_DB_NAME,
+                              &c->db_set)) != 0)
         return rv;
-    if (sock) {
-        if ((rv = set_path(c, c->socket, sock, "--socket")) != 0)
-            return rv;
-        c->socket_set = 1;
-    } else if (ol__path_join(c->socket, sizeof c->socket, c->data_dir,
-                             "control.sock") != 0) {
-        return ol__cli_usage_err(c, "data dir path is too long");
-    }
-    if (db) {
-        if ((rv = set_path(c, c->db, db, "--db")) != 0)
-            return rv;
-        c->db_set = 1;
-    } else if (ol__path_join(c->db, sizeof c->db, c->data_dir,
-                             OL_CLI_DB_NAME) != 0) {
-        return ol__cli_usage_err(c, "data dir path is too long");
-    }
-    if (timeout) {
+    if (g.timeout) {
         uint64_t v;
 
-        if (ol__cli_parse_u64(timeout, 86400000, &v) != 0 || v == 0)
+        if (ol__cli_parse_u64(g.timeout, 86400000, &v) != 0 || v == 0)
             return ol__cli_usage_err(c,
                                      "--timeout must be a positive number "
                                      "of milliseconds, not '%s'",
-                                     timeout);
+                                     g.timeout);
         c->timeout_ms = (int)v;
     }
     return 0;
@@ -270,7 +311,11 @@ int ol__cli_parse(const struct ol__cli *c, const struct ol__cli_opt *opts,
             return ol__cli_usage_err(c, "unknown option '%.*s'",
                                      eq ? (int)(eq - a) : (int)strlen(a), a);
         }
-        if (!o->takes_value) {
+        /* What the command binds agrees with its table row (cli.h). */
+        assert(cmd == NULL || (ol__cli_cmd_opt(cmd, o->name) != NULL &&
+                               ol__cli_cmd_opt(cmd, o->name)->takes_value ==
+                                   (o->value != NULL || o->list != NULL)));
+        if (o->value == NULL && o->list == NULL) {
             if (iv)
                 return ol__cli_usage_err(c, "option '%s' takes no value",
                                          o->name);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "base/buf.h"
+#include "base/pack.h"
 #include "state/store.h"
 
 #define OL_EXIT_OK 0
@@ -43,30 +44,54 @@ struct ol__cli {
     char **argv;
 };
 
+/* One option a command accepts, as its table row declares it. */
+struct ol__cli_optdef {
+    const char *name;      /* "--limit", or a short "-n" */
+    int takes_value;       /* "--limit N" rather than a flag */
+};
+
+/* One row of the command table.  Adding a command: write its run function
+ * in a cmd_*.c file (binding its options with struct ol__cli_opt), declare
+ * it below under "commands", and add its row, options included, to the
+ * table in help.c.  Nothing else lists commands or options: the global
+ * parser learns from the rows which options take a value. */
 struct ol__cli_cmd {
     const char *name;
     int (*run)(struct ol__cli *c);
     const char *synopsis;  /* "show NAME" */
     const char *summary;   /* one line */
     const char *details;   /* options and notes, may be NULL */
+    const struct ol__cli_optdef *opts; /* ends with a NULL name; may be NULL */
 };
 
-/* The command table (outlast.c) and per-command help (help.c). */
+/* The command table with per-command help (help.c). */
 const struct ol__cli_cmd *ol__cli_find(const char *name);
+/* The i-th row, or NULL past the end. */
+const struct ol__cli_cmd *ol__cli_cmd_at(size_t i);
 void ol__cli_usage(FILE *f);
 int ol__cli_help_cmd(const struct ol__cli_cmd *cmd, FILE *f);
 
 /* ---- arguments (args.c) ---- */
 
+/* Where a command's parse puts one option: a value option (declared with
+ * takes_value in the command's table row) fills `value` or `list`, a flag
+ * sets `flag`. */
 struct ol__cli_opt {
     const char *name;      /* "--limit" */
-    int takes_value;
     const char **value;    /* receives the (last) value */
     int *flag;             /* set to 1 when present */
     const char **list;     /* repeated values collect here */
     size_t *n_list;
     size_t max_list;
 };
+
+/* The row's declaration of option `arg` ("--x" or "--x=v"), or NULL. */
+const struct ol__cli_optdef *ol__cli_cmd_opt(const struct ol__cli_cmd *cmd,
+                                             const char *arg);
+/* Whether some command's row declares `arg` as an option that takes a
+ * value (so that, before the command, its value is not taken for the
+ * command's name). */
+int ol__cli_value_opt(const char *arg);
 
 /* Split argv into global options (anywhere on the line) and the command
  * with its own arguments.  Returns 0 or an exit code (message printed). */
@@ -87,6 +112,9 @@ int ol__cli_usage_err(const struct ol__cli *c, const char *fmt, ...)
  * stdout); returns `code`. */
 int ol__cli_fail(const struct ol__cli *c, int code, const char *err_name,
                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* An agent name the node would take, or a usage error naming it. */
+int ol__cli_check_name(const struct ol__cli *c, const char *name);
 
 /* Parse a non-negative decimal integer no larger than max. */
 int ol__cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
@@ -114,11 +142,18 @@ int ol__cli_resp_take(struct ol__cli_resp *r, void *raw, size_t len,
 int ol__cli_call(struct ol__cli *c, const struct ol__buf *req,
                  struct ol__cli_resp *r);
 
-/* Start a request map {"op": op, ...} with room for `nargs` more pairs;
- * `b` must be initialised.  Returns 0 or nonzero when out of memory. */
-int ol__cli_req_begin(struct ol__buf *b, msgpack_packer *pk, const char *op,
-                      uint32_t nargs);
-int ol__cli_pack_str(msgpack_packer *pk, const char *s);
+/* A request being written: ol__cli_req_open() starts {"op": op}, pairs
+ * go in through q->m (ol__pk_kv_*), ol__cli_req_send() sends it. */
+struct ol__cli_req {
+    struct ol__buf b;
+    msgpack_packer pk;
+    struct ol__pk_map m;
+};
+
+void ol__cli_req_open(struct ol__cli_req *q, const char *op);
+/* End the map, send it and release the request; as ol__cli_call. */
+int ol__cli_req_send(struct ol__cli *c, struct ol__cli_req *q,
+                     struct ol__cli_resp *r);
 
 /* Send {"op": op} (or {"op": op, "name": name}) and unpack the response;
  * as ol__cli_call. */
@@ -161,6 +196,10 @@ const char *ol__cli_short(const char *hex, char *out, size_t cap);
 
 /* Print an object as indented JSON on stdout.  Returns 0 or an exit code. */
 int ol__cli_print_json(const msgpack_object *o);
+/* Print a jansson value as indented JSON on stdout and release it
+ * (NULL: nothing printed).  Returns 0, or OL_EXIT_FAIL for NULL. */
+struct json_t;
+int ol__cli_put_json(struct json_t *j);
 /* Print any object for humans: maps as aligned "key  value" lines. */
 void ol__cli_print_generic(const msgpack_object *o, int indent);
 /* One value as compact JSON text (malloc'd; NULL on failure). */

@@ -56,17 +56,6 @@ static int offline(struct ol__cli *c, int which, const char *name,
     return 0;
 }
 
-static int check_name(const struct ol__cli *c, const char *name)
-{
-    if (!ol__name_valid(name))
-        return ol__cli_usage_err(c,
-                                 "'%s' is not a valid agent name (1-64 of "
-                                 "A-Z a-z 0-9 . _ -, not starting with . "
-                                 "or -)",
-                                 name);
-    return 0;
-}
-
 /* ---- agents ---- */
 
 static void status_cell(const msgpack_object *row, const msgpack_object *lv,
@@ -157,6 +146,30 @@ static int trim_page(struct ol__cli_resp *r, uint32_t keep, char *last,
     return 1;
 }
 
+/* Ask the node for a page of agents through filter `f`. */
+static int ask_agents(struct ol__cli *c, const struct ol__agent_filter *f,
+                      const char *status, struct ol__cli_resp *r)
+{
+    struct ol__cli_req q;
+
+    ol__cli_req_open(&q, "agents");
+    if (f->all)
+        ol__pk_kv_bool(&q.m, "all", 1);
+    if (f->status)
+        ol__pk_kv_str(&q.m, "status", status);
+    if (f->kind)
+        ol__pk_kv_str(&q.m, "kind", f->kind);
+    if (f->owner)
+        ol__pk_kv_uint(&q.m, "owner", f->owner);
+    if (f->prefix)
+        ol__pk_kv_str(&q.m, "prefix", f->prefix);
+    if (f->after)
+        ol__pk_kv_str(&q.m, "after", f->after);
+    if (f->limit)
+        ol__pk_kv_uint(&q.m, "limit", f->limit);
+    return ol__cli_req_send(c, &q, r);
+}
+
 int ol__cmd_agents(struct ol__cli *c)
 {
     struct ol__cli_resp r;
@@ -165,12 +178,12 @@ int ol__cmd_agents(struct ol__cli *c)
     int all = 0;
     const struct ol__cli_opt opts[] = {
         {.name = "--all", .flag = &all},
-        {.name = "--status", .takes_value = 1, .value = &status},
-        {.name = "--kind", .takes_value = 1, .value = &f.kind},
-        {.name = "--owner", .takes_value = 1, .value = &owner},
-        {.name = "--prefix", .takes_value = 1, .value = &f.prefix},
-        {.name = "--after", .takes_value = 1, .value = &f.after},
-        {.name = "--limit", .takes_value = 1, .value = &limit},
+        {.name = "--status", .value = &status},
+        {.name = "--kind", .value = &f.kind},
+        {.name = "--owner", .value = &owner},
+        {.name = "--prefix", .value = &f.prefix},
+        {.name = "--after", .value = &f.after},
+        {.name = "--limit", .value = &limit},
         {0},
     };
     char next[OL_NAME_MAX + 1] = "";
@@ -201,41 +214,10 @@ int ol__cmd_agents(struct ol__cli *c)
         return ol__cli_usage_err(c, "--kind, --prefix and --after take at "
                                     "most %d bytes",
                                  OL_NAME_MAX);
-    if (c->db_set) {
+    if (c->db_set)
         rv = offline(c, Q_AGENTS, NULL, 0, &f, &r);
-    } else {
-        struct ol__buf b;
-        msgpack_packer pk;
-        int bad;
-
-        ol__buf_init(&b);
-        bad = ol__cli_req_begin(&b, &pk, "agents",
-                                all + !!f.status + !!f.kind + !!f.owner +
-                                    !!f.prefix + !!f.after + !!f.limit);
-        if (all)
-            bad |= ol__cli_pack_str(&pk, "all") | msgpack_pack_true(&pk);
-        if (f.status)
-            bad |= ol__cli_pack_str(&pk, "status") |
-                   ol__cli_pack_str(&pk, status);
-        if (f.kind)
-            bad |= ol__cli_pack_str(&pk, "kind") |
-                   ol__cli_pack_str(&pk, f.kind);
-        if (f.owner)
-            bad |= ol__cli_pack_str(&pk, "owner") |
-                   msgpack_pack_uint64(&pk, f.owner);
-        if (f.prefix)
-            bad |= ol__cli_pack_str(&pk, "prefix") |
-                   ol__cli_pack_str(&pk, f.prefix);
-        if (f.after)
-            bad |= ol__cli_pack_str(&pk, "after") |
-                   ol__cli_pack_str(&pk, f.after);
-        if (f.limit)
-            bad |= ol__cli_pack_str(&pk, "limit") |
-                   msgpack_pack_uint32(&pk, f.limit);
-        rv = bad ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
-                 : ol__cli_call(c, &b, &r);
-        ol__buf_close(&b);
-    }
+    else
+        rv = ask_agents(c, &f, status, &r);
     if (rv != 0)
         return rv;
     if (f.limit)
@@ -354,7 +336,7 @@ int ol__cmd_show(struct ol__cli *c)
 
     if ((rv = ol__cli_parse(c, NULL, pos, 1, 1, &n)) != 0)
         return rv;
-    if ((rv = check_name(c, pos[0])) != 0)
+    if ((rv = ol__cli_check_name(c, pos[0])) != 0)
         return rv;
     rv = c->db_set ? offline(c, Q_SHOW, pos[0], 0, NULL, &r)
                    : ol__cli_call_simple(c, "show", pos[0], &r);
@@ -437,18 +419,17 @@ int ol__cmd_history(struct ol__cli *c)
 {
     const char *limit_s = NULL, *pos[1];
     const struct ol__cli_opt opts[] = {
-        {.name = "--limit", .takes_value = 1, .value = &limit_s},
+        {.name = "--limit", .value = &limit_s},
         {0},
     };
     struct ol__cli_resp r;
-    struct ol__buf b;
-    msgpack_packer pk;
+    struct ol__cli_req q;
     uint64_t limit = 0;
-    int n, rv, bad;
+    int n, rv;
 
     if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0)
         return rv;
-    if ((rv = check_name(c, pos[0])) != 0)
+    if ((rv = ol__cli_check_name(c, pos[0])) != 0)
         return rv;
     if (limit_s && ol__cli_parse_u64(limit_s, UINT32_MAX, &limit) != 0)
         return ol__cli_usage_err(c, "--limit must be a whole number, not "
@@ -456,15 +437,11 @@ int ol__cmd_history(struct ol__cli *c)
     if (c->db_set) {
         rv = offline(c, Q_HISTORY, pos[0], (uint32_t)limit, NULL, &r);
     } else {
-        ol__buf_init(&b);
-        bad = ol__cli_req_begin(&b, &pk, "history", limit_s ? 2 : 1);
-        bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
+        ol__cli_req_open(&q, "history");
+        ol__pk_kv_str(&q.m, "name", pos[0]);
         if (limit_s)
-            bad |= ol__cli_pack_str(&pk, "limit") |
-                   msgpack_pack_uint32(&pk, (uint32_t)limit);
-        rv = bad ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
-                 : ol__cli_call(c, &b, &r);
-        ol__buf_close(&b);
+            ol__pk_kv_uint(&q.m, "limit", (uint32_t)limit);
+        rv = ol__cli_req_send(c, &q, &r);
     }
     if (rv != 0)
         return rv;

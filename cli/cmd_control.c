@@ -15,17 +15,6 @@
 #include "base/json.h"
 #include "cli.h"
 
-static int check_name(const struct ol__cli *c, const char *name)
-{
-    if (!ol__name_valid(name))
-        return ol__cli_usage_err(c,
-                                 "'%s' is not a valid agent name (1-64 of "
-                                 "A-Z a-z 0-9 . _ -, not starting with . "
-                                 "or -)",
-                                 name);
-    return 0;
-}
-
 /* --request-id ID: 1-128 printable ASCII characters.  The node derives
  * the command's id from it, so running the same command again with the
  * same ID (after a timeout, through any node) applies it once. */
@@ -49,11 +38,10 @@ static int check_request_id(const struct ol__cli *c, const char *id)
     return 0;
 }
 
-static int pack_request_id(msgpack_packer *pk, const char *id)
+static void pack_request_id(struct ol__pk_map *m, const char *id)
 {
-    if (id == NULL)
-        return 0;
-    return ol__cli_pack_str(pk, "request_id") | ol__cli_pack_str(pk, id);
+    if (id != NULL)
+        ol__pk_kv_str(m, "request_id", id);
 }
 
 /* Print a finished response: JSON, or one line built by `human`. */
@@ -71,17 +59,15 @@ static int done(struct ol__cli *c, struct ol__cli_resp *r,
     return rv;
 }
 
-static int call(struct ol__cli *c, struct ol__buf *b, int bad,
+/* Send the request unless packing it failed (`bad`). */
+static int call(struct ol__cli *c, struct ol__cli_req *q, int bad,
                 struct ol__cli_resp *r)
 {
-    int rv;
-
-    if (bad)
-        rv = ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
-    else
-        rv = ol__cli_call(c, b, r);
-    ol__buf_close(b);
-    return rv;
+    if (bad) {
+        ol__buf_close(&q->b);
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
+    }
+    return ol__cli_req_send(c, q, r);
 }
 
 /* ---- spawn ---- */
@@ -101,24 +87,23 @@ int ol__cmd_spawn(struct ol__cli *c)
     const char *config = NULL, *rid = NULL, *pos[2];
     int no_wait = 0;
     const struct ol__cli_opt opts[] = {
-        {.name = "--config", .takes_value = 1, .value = &config},
-        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {.name = "--config", .value = &config},
+        {.name = "--request-id", .value = &rid},
         {.name = "--no-wait", .flag = &no_wait},
         {0},
     };
     char err[OL_ERRMSG_SIZE];
     struct ol__cli_resp r;
-    struct ol__buf b;
-    msgpack_packer pk;
+    struct ol__cli_req q;
     json_t *cfg = NULL;
-    int n, rv, bad;
+    int n, rv, bad = 0;
 
     if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
         (rv = ol__cli_need_node(c)) != 0)
         return rv;
     if (strlen(pos[0]) == 0 || strlen(pos[0]) > OL_KIND_MAX)
         return ol__cli_usage_err(c, "kind must be 1-%d bytes", OL_KIND_MAX);
-    if ((rv = check_name(c, pos[1])) != 0 ||
+    if ((rv = ol__cli_check_name(c, pos[1])) != 0 ||
         (rv = check_request_id(c, rid)) != 0)
         return rv;
     if (config) {
@@ -134,18 +119,18 @@ int ol__cmd_spawn(struct ol__cli *c)
                                         "({...})");
         }
     }
-    ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, "spawn", 2 + (cfg != NULL) +
-                                                  (rid != NULL) + no_wait);
-    bad |= pack_request_id(&pk, rid);
+    ol__cli_req_open(&q, "spawn");
+    pack_request_id(&q.m, rid);
     if (no_wait)
-        bad |= ol__cli_pack_str(&pk, "no_wait") | msgpack_pack_true(&pk);
-    bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
-    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[1]);
-    if (cfg)
-        bad |= ol__cli_pack_str(&pk, "config") | ol__json_pack(cfg, &pk);
+        ol__pk_kv_bool(&q.m, "no_wait", 1);
+    ol__pk_kv_str(&q.m, "kind", pos[0]);
+    ol__pk_kv_str(&q.m, "name", pos[1]);
+    if (cfg) {
+        ol__pk_key(&q.m, "config");
+        bad = ol__json_pack(cfg, &q.pk);
+    }
     json_decref(cfg);
-    if ((rv = call(c, &b, bad, &r)) != 0)
+    if ((rv = call(c, &q, bad, &r)) != 0)
         return rv;
     return done(c, &r, spawned, pos[0]);
 }
@@ -174,23 +159,22 @@ static int name_op(struct ol__cli *c, const char *op,
 {
     const char *rid = NULL, *pos[1];
     const struct ol__cli_opt opts[] = {
-        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {.name = "--request-id", .value = &rid},
         {0},
     };
     struct ol__cli_resp r;
-    struct ol__buf b;
-    msgpack_packer pk;
-    int n, rv, bad;
+    struct ol__cli_req q;
+    int n, rv;
 
     if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
+        (rv = ol__cli_need_node(c)) != 0 ||
+        (rv = ol__cli_check_name(c, pos[0])) != 0 ||
         (rv = check_request_id(c, rid)) != 0)
         return rv;
-    ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, op, 1 + (rid != NULL));
-    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
-    bad |= pack_request_id(&pk, rid);
-    if ((rv = call(c, &b, bad, &r)) != 0)
+    ol__cli_req_open(&q, op);
+    ol__pk_kv_str(&q.m, "name", pos[0]);
+    pack_request_id(&q.m, rid);
+    if ((rv = ol__cli_req_send(c, &q, &r)) != 0)
         return rv;
     return done(c, &r, human, pos[0]);
 }
@@ -228,7 +212,8 @@ int ol__cmd_restart(struct ol__cli *c)
     int n, rv;
 
     if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])))
+        (rv = ol__cli_need_node(c)) != 0 ||
+        (rv = ol__cli_check_name(c, pos[0])) != 0)
         return rv;
     if ((rv = ol__cli_call_simple(c, "stop", pos[0], &r)) != 0)
         return rv;
@@ -255,18 +240,18 @@ static int name_json_op(struct ol__cli *c, const char *op, const char *key,
 {
     char err[OL_ERRMSG_SIZE];
     struct ol__cli_resp r;
-    struct ol__buf b;
-    msgpack_packer pk;
+    struct ol__cli_req q;
     const char *rid = NULL, *pos[2];
     const struct ol__cli_opt opts[] = {
-        {.name = "--request-id", .takes_value = 1, .value = &rid},
+        {.name = "--request-id", .value = &rid},
         {0},
     };
     json_t *v;
     int n, rv, bad;
 
     if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0 || (rv = check_name(c, pos[0])) ||
+        (rv = ol__cli_need_node(c)) != 0 ||
+        (rv = ol__cli_check_name(c, pos[0])) != 0 ||
         (rv = check_request_id(c, rid)) != 0)
         return rv;
     rv = ol__json_parse(pos[1], strlen(pos[1]), &v, err);
@@ -278,13 +263,13 @@ static int name_json_op(struct ol__cli *c, const char *op, const char *key,
         json_decref(v);
         return ol__cli_usage_err(c, "%s must be a JSON object ({...})", key);
     }
-    ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, op, 2 + (rid != NULL));
-    bad |= pack_request_id(&pk, rid);
-    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, pos[0]);
-    bad |= ol__cli_pack_str(&pk, key) | ol__json_pack(v, &pk);
+    ol__cli_req_open(&q, op);
+    pack_request_id(&q.m, rid);
+    ol__pk_kv_str(&q.m, "name", pos[0]);
+    ol__pk_key(&q.m, key);
+    bad = ol__json_pack(v, &q.pk);
     json_decref(v);
-    if ((rv = call(c, &b, bad, &r)) != 0)
+    if ((rv = call(c, &q, bad, &r)) != 0)
         return rv;
     return done(c, &r, human, pos[0]);
 }
@@ -325,11 +310,10 @@ static void upgraded(const msgpack_object *m, const char *kind)
 int ol__cmd_upgrade(struct ol__cli *c)
 {
     struct ol__cli_resp r;
-    struct ol__buf b;
-    msgpack_packer pk;
+    struct ol__cli_req q;
     const char *pos[2];
     char path[PATH_MAX];
-    int n, rv, bad;
+    int n, rv;
 
     if ((rv = ol__cli_parse(c, NULL, pos, 1, 2, &n)) != 0 ||
         (rv = ol__cli_need_node(c)) != 0)
@@ -342,12 +326,11 @@ int ol__cmd_upgrade(struct ol__cli *c)
     if (n == 2 && realpath(pos[1], path) == NULL)
         return ol__cli_usage_err(c, "plugin file '%s': %s", pos[1],
                                  strerror(errno));
-    ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, "upgrade", n == 2 ? 2 : 1);
-    bad |= ol__cli_pack_str(&pk, "kind") | ol__cli_pack_str(&pk, pos[0]);
+    ol__cli_req_open(&q, "upgrade");
+    ol__pk_kv_str(&q.m, "kind", pos[0]);
     if (n == 2)
-        bad |= ol__cli_pack_str(&pk, "file") | ol__cli_pack_str(&pk, path);
-    if ((rv = call(c, &b, bad, &r)) != 0)
+        ol__pk_kv_str(&q.m, "file", path);
+    if ((rv = ol__cli_req_send(c, &q, &r)) != 0)
         return rv;
     return done(c, &r, upgraded, pos[0]);
 }

@@ -253,11 +253,7 @@ static int export_bundle(struct ol__cli *c, const char *agent,
                               out, "agents", (json_int_t)n[0], "checkpoints",
                               (json_int_t)n[1], "seals", (json_int_t)n[2]);
 
-        if (j) {
-            json_dumpf(j, stdout, JSON_INDENT(2));
-            fputc('\n', stdout);
-            json_decref(j);
-        }
+        (void)ol__cli_put_json(j);
     } else {
         printf("exported %" PRId64 " checkpoint%s of %" PRId64 " agent%s "
                "(%" PRId64 " seal%s) to '%s'\n",
@@ -431,7 +427,7 @@ int ol__cmd_export(struct ol__cli *c)
     const char *out = NULL, *pos[1];
     int all = 0, n, rv;
     const struct ol__cli_opt opts[] = {
-        {.name = "--out", .takes_value = 1, .value = &out},
+        {.name = "--out", .value = &out},
         {.name = "--all", .flag = &all},
         {0},
     };

@@ -33,21 +33,14 @@ static int fetch(struct ol__cli *c, const char *name, uint64_t after,
                  uint32_t limit, struct ol__cli_resp *r,
                  const msgpack_object **logs)
 {
-    struct ol__buf b;
-    msgpack_packer pk;
-    int bad, rv;
+    struct ol__cli_req q;
+    int rv;
 
-    ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, "logs", 3);
-    bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, name);
-    bad |= ol__cli_pack_str(&pk, "after") | msgpack_pack_uint64(&pk, after);
-    bad |= ol__cli_pack_str(&pk, "limit") | msgpack_pack_uint64(&pk, limit);
-    if (bad) {
-        ol__buf_close(&b);
-        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
-    }
-    rv = ol__cli_call(c, &b, r);
-    ol__buf_close(&b);
+    ol__cli_req_open(&q, "logs");
+    ol__pk_kv_str(&q.m, "name", name);
+    ol__pk_kv_uint(&q.m, "after", after);
+    ol__pk_kv_uint(&q.m, "limit", limit);
+    rv = ol__cli_req_send(c, &q, r);
     if (rv != 0)
         return rv;
     *logs = ol__mp_get(r->root, "logs");
@@ -117,68 +110,17 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-int ol__cmd_logs(struct ol__cli *c)
+/* Keep printing new lines until interrupted or past t_end (0: never);
+ * `ring` and `after` say where the first lines left off. */
+static void follow_lines(struct ol__cli *c, const char *name, uint64_t ring,
+                         uint64_t after, uint64_t interval, uint64_t t_end)
 {
-    const char *pos[1], *s_lines = NULL, *s_interval = NULL,
-                                *s_duration = NULL;
-    int follow = 0, n, rv;
-    const struct ol__cli_opt opts[] = {
-        {.name = "--follow", .flag = &follow},
-        {.name = "-f", .flag = &follow},
-        {.name = "--lines", .takes_value = 1, .value = &s_lines},
-        {.name = "-n", .takes_value = 1, .value = &s_lines},
-        {.name = "--interval", .takes_value = 1, .value = &s_interval},
-        {.name = "--duration", .takes_value = 1, .value = &s_duration},
-        {0},
-    };
-    uint64_t lines = 50, interval = 500, duration = 0, ring, after, next,
-             first, t_end = 0;
     const msgpack_object *l;
     struct ol__cli_resp r;
-    const char *name;
-
-    if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
-        (rv = ol__cli_need_node(c)) != 0)
-        return rv;
-    name = pos[0];
-    if (!ol__name_valid(name))
-        return ol__cli_usage_err(c, "'%s' is not a valid agent name", name);
-    if ((s_lines && ol__cli_parse_u64(s_lines, 100000, &lines) != 0) ||
-        (s_interval && (ol__cli_parse_u64(s_interval, 60000, &interval) != 0 ||
-                        interval < 50)) ||
-        (s_duration && ol__cli_parse_u64(s_duration, UINT32_MAX,
-                                         &duration) != 0))
-        return ol__cli_usage_err(c,
-                                 "--lines takes 0-100000, --interval 50-60000 "
-                                 "(ms), --duration a number of ms");
-
-    /* Where the ring stands, then its last `lines` lines. */
-    if ((rv = fetch(c, name, UINT64_MAX - 1, 1, &r, &l)) != 0)
-        return rv;
-    ring = ol__mp_getu(l, "ring");
-    next = ol__mp_getu(l, "next");
-    first = ol__mp_getu(l, "first");
-    ol__cli_resp_free(&r);
-    after = next > lines + 1 ? next - 1 - lines : 0;
-    if (after + 1 < first)
-        after = first ? first - 1 : 0;
-    if ((rv = fetch(c, name, after, FETCH_MAX, &r, &l)) != 0)
-        return rv;
-    if (c->json && !follow) {
-        rv = ol__cli_print_json(l);
-        ol__cli_resp_free(&r);
-        return rv;
-    }
-    ring = ol__mp_getu(l, "ring");
-    after = print_lines(c, l, after);
-    ol__cli_resp_free(&r);
-    if (!follow)
-        return 0;
+    uint64_t first;
 
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
-    if (duration)
-        t_end = (uint64_t)ol__wall_ms() + duration;
     while (!interrupted && (!t_end || (uint64_t)ol__wall_ms() < t_end)) {
         sleep_ms((unsigned)interval);
         if (interrupted)
@@ -202,5 +144,75 @@ int ol__cmd_logs(struct ol__cli *c)
         after = print_lines(c, l, after);
         ol__cli_resp_free(&r);
     }
+}
+
+/* The seq after which the ring's last `lines` lines start. */
+static int start_after(struct ol__cli *c, const char *name, uint64_t lines,
+                       uint64_t *after)
+{
+    const msgpack_object *l;
+    struct ol__cli_resp r;
+    uint64_t next, first;
+    int rv;
+
+    if ((rv = fetch(c, name, UINT64_MAX - 1, 1, &r, &l)) != 0)
+        return rv;
+    next = ol__mp_getu(l, "next");
+    first = ol__mp_getu(l, "first");
+    ol__cli_resp_free(&r);
+    *after = next > lines + 1 ? next - 1 - lines : 0;
+    if (*after + 1 < first)
+        *after = first ? first - 1 : 0;
+    return 0;
+}
+
+int ol__cmd_logs(struct ol__cli *c)
+{
+    const char *pos[1], *s_lines = NULL, *s_interval = NULL,
+                                *s_duration = NULL;
+    int follow = 0, n, rv;
+    const struct ol__cli_opt opts[] = {
+        {.name = "--follow", .flag = &follow},
+        {.name = "-f", .flag = &follow},
+        {.name = "--lines", .value = &s_lines},
+        {.name = "-n", .value = &s_lines},
+        {.name = "--interval", .value = &s_interval},
+        {.name = "--duration", .value = &s_duration},
+        {0},
+    };
+    uint64_t lines = 50, interval = 500, duration = 0, ring, after;
+    const msgpack_object *l;
+    struct ol__cli_resp r;
+    const char *name;
+
+    if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
+        (rv = ol__cli_need_node(c)) != 0)
+        return rv;
+    name = pos[0];
+    if (!ol__name_valid(name))
+        return ol__cli_usage_err(c, "'%s' is not a valid agent name", name);
+    if ((s_lines && ol__cli_parse_u64(s_lines, 100000, &lines) != 0) ||
+        (s_interval && (ol__cli_parse_u64(s_interval, 60000, &interval) != 0 ||
+                        interval < 50)) ||
+        (s_duration && ol__cli_parse_u64(s_duration, UINT32_MAX,
+                                         &duration) != 0))
+        return ol__cli_usage_err(c,
+                                 "--lines takes 0-100000, --interval 50-60000 "
+                                 "(ms), --duration a number of ms");
+    /* Where the ring stands, then its last `lines` lines. */
+    if ((rv = start_after(c, name, lines, &after)) != 0 ||
+        (rv = fetch(c, name, after, FETCH_MAX, &r, &l)) != 0)
+        return rv;
+    if (c->json && !follow) {
+        rv = ol__cli_print_json(l);
+        ol__cli_resp_free(&r);
+        return rv;
+    }
+    ring = ol__mp_getu(l, "ring");
+    after = print_lines(c, l, after);
+    ol__cli_resp_free(&r);
+    if (follow)
+        follow_lines(c, name, ring, after, interval,
+                     duration ? (uint64_t)ol__wall_ms() + duration : 0);
     return 0;
 }

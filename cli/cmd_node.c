@@ -6,6 +6,7 @@
  * every field the replication layer reports.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,20 @@ static void kv(const char *key, const char *value)
     printf("%-9s %s\n", key, value);
 }
 
+static void kvf(const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void kvf(const char *key, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    kv(key, text);
+}
+
 static int known_key(const msgpack_object *k)
 {
     static const char *const keys[] = {"ok", "node", "agents", "commits",
@@ -39,86 +54,90 @@ static int known_key(const msgpack_object *k)
     return 0;
 }
 
+static void print_node(const msgpack_object *node)
+{
+    char a[160], b[160], d[32];
+
+    kvf("node", "%s (key %s)", ol__mp_gets(node, "id", a, sizeof a),
+        ol__mp_gets(node, "pk", b, sizeof b));
+    kv("version", ol__mp_gets(node, "version", a, sizeof a));
+    kvf("mode", "%s, %s", ol__mp_gets(node, "mode", a, sizeof a),
+        ol__mp_gets(node, "role", b, sizeof b));
+    kv("data dir", ol__mp_gets(node, "data_dir", a, sizeof a));
+    if (ol__mp_gets(node, "http", a, sizeof a)[0] && strcmp(a, "-") != 0)
+        kvf("http", "http://%s/ (metrics at /metrics)", a);
+    kv("uptime",
+       ol__cli_duration(ol__mp_getu(node, "uptime_ms"), d, sizeof d));
+}
+
+static void print_agents(const msgpack_object *ag)
+{
+    kvf("agents",
+        "%" PRIu64 " total: %" PRIu64 " running, %" PRIu64
+        " stopping, %" PRIu64 " stopped, %" PRIu64 " quarantined, %" PRIu64
+        " degraded; %" PRIu64 " run here",
+        ol__mp_getu(ag, "total"), ol__mp_getu(ag, "running"),
+        ol__mp_getu(ag, "stopping"), ol__mp_getu(ag, "stopped"),
+        ol__mp_getu(ag, "quarantined"), ol__mp_getu(ag, "degraded"),
+        ol__mp_getu(ag, "local"));
+}
+
+static void print_storage(const msgpack_object *sg)
+{
+    char a[160], d2[48];
+    uint64_t errors = ol__mp_getu(sg, "errors");
+
+    if (errors == 0)
+        kv("storage", "ok");
+    else
+        kvf("storage",
+            "DAMAGED: %" PRIu64 " error%s since %s; first: %s "
+            "(run outlast verify)",
+            errors, errors == 1 ? "" : "s",
+            ol__cli_iso(ol__mp_geti(sg, "first_ms"), d2, sizeof d2),
+            ol__mp_gets(sg, "first", a, sizeof a));
+}
+
+static void print_commits(const msgpack_object *cm)
+{
+    kvf("commits",
+        "%" PRIu64 " checkpoints in %" PRIu64 " batches, %" PRIu64
+        " refused",
+        ol__mp_getu(cm, "checkpoints"), ol__mp_getu(cm, "batches"),
+        ol__mp_getu(cm, "refused"));
+}
+
+static void print_hosts(const msgpack_object *hs)
+{
+    const msgpack_object *cr = ol__mp_get(hs, "crashes");
+
+    kvf("hosts", "%" PRIu64 " running, %" PRIu64 " started, %" PRIu64
+        " died unasked",
+        ol__mp_getu(hs, "running"), ol__mp_getu(hs, "started"),
+        ol__mp_getu(hs, "restarts"));
+    kvf("crashes",
+        "%" PRIu64 " signal, %" PRIu64 " exit, %" PRIu64 " deadline, %" PRIu64
+        " node; %" PRIu64 " crash-loop quarantines",
+        ol__mp_getu(cr, "signal"), ol__mp_getu(cr, "exit"),
+        ol__mp_getu(cr, "deadline"), ol__mp_getu(cr, "node"),
+        ol__mp_getu(hs, "crash_loop_quarantines"));
+}
+
 static void print_status(const msgpack_object *root)
 {
-    const msgpack_object *node = ol__mp_get(root, "node");
-    const msgpack_object *ag = ol__mp_get(root, "agents");
-    const msgpack_object *cm = ol__mp_get(root, "commits");
-    const msgpack_object *hs = ol__mp_get(root, "hosts");
-    const msgpack_object *sg = ol__mp_get(root, "storage");
-    char a[160], b[160], d[32], d2[48], text[512];
+    const msgpack_object *sect;
+    char a[160], b[160];
 
-    if (node) {
-        snprintf(text, sizeof text, "%s (key %s)",
-                 ol__mp_gets(node, "id", a, sizeof a),
-                 ol__mp_gets(node, "pk", b, sizeof b));
-        kv("node", text);
-        kv("version", ol__mp_gets(node, "version", a, sizeof a));
-        snprintf(text, sizeof text, "%s, %s",
-                 ol__mp_gets(node, "mode", a, sizeof a),
-                 ol__mp_gets(node, "role", b, sizeof b));
-        kv("mode", text);
-        kv("data dir", ol__mp_gets(node, "data_dir", a, sizeof a));
-        if (ol__mp_gets(node, "http", a, sizeof a)[0] &&
-            strcmp(a, "-") != 0) {
-            snprintf(text, sizeof text, "http://%s/ (metrics at /metrics)",
-                     a);
-            kv("http", text);
-        }
-        kv("uptime", ol__cli_duration(ol__mp_getu(node, "uptime_ms"), d,
-                                      sizeof d));
-    }
-    if (ag) {
-        snprintf(text, sizeof text,
-                 "%" PRIu64 " total: %" PRIu64 " running, %" PRIu64
-                 " stopping, %" PRIu64 " stopped, %" PRIu64
-                 " quarantined, %" PRIu64 " degraded; %" PRIu64
-                 " run here",
-                 ol__mp_getu(ag, "total"), ol__mp_getu(ag, "running"),
-                 ol__mp_getu(ag, "stopping"), ol__mp_getu(ag, "stopped"),
-                 ol__mp_getu(ag, "quarantined"), ol__mp_getu(ag, "degraded"),
-                 ol__mp_getu(ag, "local"));
-        kv("agents", text);
-    }
-    if (sg) {
-        if (ol__mp_getu(sg, "errors") == 0)
-            snprintf(text, sizeof text, "ok");
-        else
-            snprintf(text, sizeof text,
-                     "DAMAGED: %" PRIu64 " error%s since %s; first: %s "
-                     "(run outlast verify)",
-                     ol__mp_getu(sg, "errors"),
-                     ol__mp_getu(sg, "errors") == 1 ? "" : "s",
-                     ol__cli_iso(ol__mp_geti(sg, "first_ms"), d2, sizeof d2),
-                     ol__mp_gets(sg, "first", a, sizeof a));
-        kv("storage", text);
-    }
-    if (cm) {
-        snprintf(text, sizeof text,
-                 "%" PRIu64 " checkpoints in %" PRIu64 " batches, %" PRIu64
-                 " refused",
-                 ol__mp_getu(cm, "checkpoints"), ol__mp_getu(cm, "batches"),
-                 ol__mp_getu(cm, "refused"));
-        kv("commits", text);
-    }
-    if (hs) {
-        const msgpack_object *cr = ol__mp_get(hs, "crashes");
-
-        snprintf(text, sizeof text,
-                 "%" PRIu64 " running, %" PRIu64 " started, %" PRIu64
-                 " died unasked",
-                 ol__mp_getu(hs, "running"), ol__mp_getu(hs, "started"),
-                 ol__mp_getu(hs, "restarts"));
-        kv("hosts", text);
-        snprintf(text, sizeof text,
-                 "%" PRIu64 " signal, %" PRIu64 " exit, %" PRIu64
-                 " deadline, %" PRIu64 " node; %" PRIu64
-                 " crash-loop quarantines",
-                 ol__mp_getu(cr, "signal"), ol__mp_getu(cr, "exit"),
-                 ol__mp_getu(cr, "deadline"), ol__mp_getu(cr, "node"),
-                 ol__mp_getu(hs, "crash_loop_quarantines"));
-        kv("crashes", text);
-    }
+    if ((sect = ol__mp_get(root, "node")) != NULL)
+        print_node(sect);
+    if ((sect = ol__mp_get(root, "agents")) != NULL)
+        print_agents(sect);
+    if ((sect = ol__mp_get(root, "storage")) != NULL)
+        print_storage(sect);
+    if ((sect = ol__mp_get(root, "commits")) != NULL)
+        print_commits(sect);
+    if ((sect = ol__mp_get(root, "hosts")) != NULL)
+        print_hosts(sect);
     /* Anything else (the cluster section, fields added later). */
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         const msgpack_object *k = &root->via.map.ptr[i].key;
@@ -336,22 +355,96 @@ static void print_cluster(const msgpack_object *root)
     ol__table_free(&t);
 }
 
+/* The arguments of `cluster add ID ADDRESS PUBKEY [--labels ...]`. */
+static int check_add(struct ol__cli *c, const char *const *pos,
+                     const char *labels)
+{
+    uint8_t pkey[OL_PK_SIZE];
+
+    if (pos[2][0] == '\0' || strlen(pos[2]) >= 128)
+        return ol__cli_usage_err(c, "address must be 1-127 bytes "
+                                    "(host:port)");
+    if (ol__pk_parse(pos[3], pkey) != 0)
+        return ol__cli_usage_err(c, "public key must be 64 hex digits "
+                                    "(from 'outlast keygen'), not '%s'",
+                                 pos[3]);
+    if (labels && !labels_valid(labels))
+        return ol__cli_usage_err(c, "--labels must look like "
+                                    "'k=v,k=v' (letters, digits, "
+                                    "_ . -), not '%s'",
+                                 labels);
+    return 0;
+}
+
+/* The request for a subcommand with `want` words (1 status, 2 remove,
+ * 4 add). */
+static void cluster_req(struct ol__cli_req *q, const char *sub, int want,
+                        uint64_t id, const char *const *pos,
+                        const char *labels)
+{
+    char op[32];
+
+    snprintf(op, sizeof op, "cluster.%s", sub);
+    ol__cli_req_open(q, op);
+    if (want == 1)
+        return;
+    ol__pk_kv_uint(&q->m, "id", id);
+    if (want == 2)
+        return;
+    ol__pk_kv_str(&q->m, "address", pos[2]);
+    ol__pk_kv_str(&q->m, "pk", pos[3]);
+    if (labels)
+        ol__pk_kv_str(&q->m, "labels", labels);
+}
+
+/* How many words a node's subcommand takes, or -1 for none known. */
+static int sub_words(const char *sub)
+{
+    if (strcmp(sub, "add") == 0)
+        return 4;
+    if (strcmp(sub, "remove") == 0)
+        return 2;
+    if (strcmp(sub, "status") == 0 || strcmp(sub, "init") == 0)
+        return 1;
+    return -1;
+}
+
+/* Ask the node and print its answer. */
+static int cluster_call(struct ol__cli *c, const char *sub, int want,
+                        uint64_t id, const char *const *pos,
+                        const char *labels)
+{
+    struct ol__cli_resp r;
+    struct ol__cli_req q;
+    int rv;
+
+    cluster_req(&q, sub, want, id, pos, labels);
+    if ((rv = ol__cli_req_send(c, &q, &r)) != 0)
+        return rv;
+    if (c->json)
+        rv = ol__cli_print_json(r.root);
+    else if (strcmp(sub, "status") == 0)
+        print_cluster(r.root);
+    else if (ol__mp_get(r.root, "message"))
+        printf("%s\n", ol__mp_gets(r.root, "message", (char[256]){0}, 256));
+    else
+        printf("ok\n");
+    ol__cli_resp_free(&r);
+    return rv;
+}
+
 int ol__cmd_cluster(struct ol__cli *c)
 {
     const char *labels = NULL, *config = NULL, *pos[4], *sub;
     int all = 0;
     const struct ol__cli_opt opts[] = {
-        {.name = "--labels", .takes_value = 1, .value = &labels},
-        {.name = "--config", .takes_value = 1, .value = &config},
+        {.name = "--labels", .value = &labels},
+        {.name = "--config", .value = &config},
         {.name = "--all", .flag = &all},
         {0},
     };
-    struct ol__cli_resp r;
-    struct ol__buf b;
-    msgpack_packer pk;
-    uint8_t pkey[OL_PK_SIZE];
     uint64_t id = 0;
-    int n, rv, bad = 0, want;
+    int n, rv, want;
 
     if ((rv = ol__cli_parse(c, opts, pos, 1, 4, &n)) != 0)
         return rv;
@@ -367,11 +460,7 @@ int ol__cmd_cluster(struct ol__cli *c)
                                     "'cluster init'");
     if ((rv = ol__cli_need_node(c)) != 0)
         return rv;
-    want = strcmp(sub, "add") == 0      ? 4
-           : strcmp(sub, "remove") == 0 ? 2
-           : strcmp(sub, "status") == 0 || strcmp(sub, "init") == 0 ? 1
-                                                                     : -1;
-    if (want < 0)
+    if ((want = sub_words(sub)) < 0)
         return ol__cli_usage_err(c, "unknown subcommand '%s' (status, init, "
                                     "add, remove)",
                                  sub);
@@ -382,52 +471,7 @@ int ol__cmd_cluster(struct ol__cli *c)
         return ol__cli_usage_err(c, "--labels only goes with 'cluster add'");
     if (want >= 2 && (rv = parse_id(c, pos[1], &id)) != 0)
         return rv;
-    if (want == 4) {
-        if (pos[2][0] == '\0' || strlen(pos[2]) >= 128)
-            return ol__cli_usage_err(c, "address must be 1-127 bytes "
-                                        "(host:port)");
-        if (ol__pk_parse(pos[3], pkey) != 0)
-            return ol__cli_usage_err(c, "public key must be 64 hex digits "
-                                        "(from 'outlast keygen'), not '%s'",
-                                     pos[3]);
-        if (labels && !labels_valid(labels))
-            return ol__cli_usage_err(c, "--labels must look like "
-                                        "'k=v,k=v' (letters, digits, "
-                                        "_ . -), not '%s'",
-                                     labels);
-    }
-    ol__buf_init(&b);
-    if (want == 1) {
-        char op[32];
-
-        snprintf(op, sizeof op, "cluster.%s", sub);
-        bad = ol__cli_req_begin(&b, &pk, op, 0);
-    } else if (want == 2) {
-        bad = ol__cli_req_begin(&b, &pk, "cluster.remove", 1);
-        bad |= ol__cli_pack_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
-    } else {
-        bad = ol__cli_req_begin(&b, &pk, "cluster.add", labels ? 4 : 3);
-        bad |= ol__cli_pack_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
-        bad |= ol__cli_pack_str(&pk, "address") |
-               ol__cli_pack_str(&pk, pos[2]);
-        bad |= ol__cli_pack_str(&pk, "pk") | ol__cli_pack_str(&pk, pos[3]);
-        if (labels)
-            bad |= ol__cli_pack_str(&pk, "labels") |
-                   ol__cli_pack_str(&pk, labels);
-    }
-    rv = bad ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
-             : ol__cli_call(c, &b, &r);
-    ol__buf_close(&b);
-    if (rv != 0)
+    if (want == 4 && (rv = check_add(c, pos, labels)) != 0)
         return rv;
-    if (c->json)
-        rv = ol__cli_print_json(r.root);
-    else if (strcmp(sub, "status") == 0)
-        print_cluster(r.root);
-    else if (ol__mp_get(r.root, "message"))
-        printf("%s\n", ol__mp_gets(r.root, "message", (char[256]){0}, 256));
-    else
-        printf("ok\n");
-    ol__cli_resp_free(&r);
-    return rv;
+    return cluster_call(c, sub, want, id, pos, labels);
 }

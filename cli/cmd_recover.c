@@ -441,11 +441,7 @@ static int report(struct recover *r, const char *kept, int64_t agents,
                               (json_int_t)ckpts, "kept",
                               kept[0] ? kept : NULL);
 
-        if (j) {
-            json_dumpf(j, stdout, JSON_INDENT(2));
-            fputc('\n', stdout);
-            json_decref(j);
-        }
+        (void)ol__cli_put_json(j);
         return 0;
     }
     if (r->from)
@@ -536,10 +532,10 @@ int ol__cmd_recover(struct ol__cli *c)
     const char *from = NULL, *floor = NULL, *node = NULL, *pos[1];
     int new_history = 0, n, rv;
     const struct ol__cli_opt opts[] = {
-        {.name = "--from", .takes_value = 1, .value = &from},
+        {.name = "--from", .value = &from},
         {.name = "--new-history", .flag = &new_history},
-        {.name = "--epoch-floor", .takes_value = 1, .value = &floor},
-        {.name = "--node-id", .takes_value = 1, .value = &node},
+        {.name = "--epoch-floor", .value = &floor},
+        {.name = "--node-id", .value = &node},
         {0},
     };
     struct recover r;

@@ -171,40 +171,21 @@ static int print_cut(const struct ol__table *tb, FILE *f, int max_lines,
     return lines;
 }
 
-static void frame(struct top *t, FILE *f, int rows, int cols)
+/* The two header lines (three with a cluster): node, agents and rates. */
+static int print_header(const struct top *t, FILE *f, int cols,
+                        const msgpack_object *st,
+                        const msgpack_object *cluster, uint64_t now,
+                        double dt)
 {
-    struct ol__cli_resp st, cl, ag;
-    const msgpack_object *node, *agents, *commits, *list, *live, *cluster;
+    const msgpack_object *node = ol__mp_get(st, "node");
+    const msgpack_object *agents = ol__mp_get(st, "agents");
+    const msgpack_object *commits = ol__mp_get(st, "commits");
+    uint64_t ckpts = ol__mp_getu(commits, "checkpoints");
+    uint64_t steps = ol__mp_getu(commits, "steps");
     char a[160], b[160], d[32], line[512], r1[24], r2[24], r3[24];
-    int have_cl = 0, used = 0;
-    uint64_t now = (uint64_t)ol__wall_ms(), ckpts, steps;
-    double dt;
-    struct row *rowv = NULL;
-    size_t n_rows = 0;
-    struct prev_agent *np = NULL;
+    int width = cols > 0 ? cols : (int)sizeof line;
 
-    memset(&st, 0, sizeof st);
-    memset(&ag, 0, sizeof ag);
-    if (call(t, "status", &st) != 0 || call(t, "agents", &ag) != 0) {
-        fprintf(f, "outlast top: the node did not answer; retrying every "
-                   "%" PRIu64 " ms\n",
-                t->interval_ms);
-        ol__cli_resp_free(&st);
-        ol__cli_resp_free(&ag);
-        return;
-    }
-    node = ol__mp_get(st.root, "node");
-    agents = ol__mp_get(st.root, "agents");
-    commits = ol__mp_get(st.root, "commits");
     ol__mp_gets(node, "mode", a, sizeof a);
-    if (strcmp(a, "cluster") == 0 && call(t, "cluster.status", &cl) == 0)
-        have_cl = 1;
-    cluster = have_cl ? ol__mp_get(cl.root, "cluster") : NULL;
-    dt = t->have_prev ? (double)(now - t->prev_ms) / 1e3 : 0;
-    ckpts = ol__mp_getu(commits, "checkpoints");
-    steps = ol__mp_getu(commits, "steps");
-
-    /* Header. */
     ol__cli_iso((int64_t)now, b, sizeof b);
     snprintf(line, sizeof line,
              "outlast top - node %" PRIu64 " (%s) - %s - %s - up %s - %s",
@@ -212,8 +193,7 @@ static void frame(struct top *t, FILE *f, int rows, int cols)
              a, ol__mp_gets(node, "role", r2, sizeof r2),
              ol__cli_duration(ol__mp_getu(node, "uptime_ms"), d, sizeof d),
              b);
-    fprintf(f, "%s%.*s%s\n", t->plain ? "" : "\033[1m",
-            cols > 0 ? cols : (int)sizeof line, line,
+    fprintf(f, "%s%.*s%s\n", t->plain ? "" : "\033[1m", width, line,
             t->plain ? "" : "\033[0m");
     snprintf(line, sizeof line,
              "agents %" PRIu64 ": %" PRIu64 " running, %" PRIu64
@@ -228,180 +208,283 @@ static void frame(struct top *t, FILE *f, int rows, int cols)
                   sizeof r2),
              lat(ol__mp_getu(commits, "latency_p50_us"), r3, sizeof r3),
              lat(ol__mp_getu(commits, "latency_p99_us"), a, sizeof a));
-    fprintf(f, "%.*s\n", cols > 0 ? cols : (int)sizeof line, line);
-    used = 2;
-    if (cluster) {
-        snprintf(line, sizeof line,
-                 "cluster '%s': leader node %" PRIu64 ", term %" PRIu64
-                 ", commit %" PRIu64 ", applied %" PRIu64 ", lease %s%s",
-                 ol__mp_gets(cluster, "cluster", a, sizeof a),
-                 ol__mp_getu(cluster, "leader"), ol__mp_getu(cluster, "term"),
-                 ol__mp_getu(cluster, "commit_index"),
-                 ol__mp_getu(cluster, "store_applied"),
-                 ol__mp_getb(cluster, "lease") ? "held" : "NOT HELD",
-                 ol__mp_getb(cluster, "from_follower")
-                     ? " (a follower's view: health is the leader's to know)"
-                     : "");
-        fprintf(f, "%.*s\n", cols > 0 ? cols : (int)sizeof line, line);
-        used++;
+    fprintf(f, "%.*s\n", width, line);
+    if (cluster == NULL)
+        return 2;
+    snprintf(line, sizeof line,
+             "cluster '%s': leader node %" PRIu64 ", term %" PRIu64
+             ", commit %" PRIu64 ", applied %" PRIu64 ", lease %s%s",
+             ol__mp_gets(cluster, "cluster", a, sizeof a),
+             ol__mp_getu(cluster, "leader"), ol__mp_getu(cluster, "term"),
+             ol__mp_getu(cluster, "commit_index"),
+             ol__mp_getu(cluster, "store_applied"),
+             ol__mp_getb(cluster, "lease") ? "held" : "NOT HELD",
+             ol__mp_getb(cluster, "from_follower")
+                 ? " (a follower's view: health is the leader's to know)"
+                 : "");
+    fprintf(f, "%.*s\n", width, line);
+    return 3;
+}
+
+/* One row of the nodes table. */
+static void add_node(struct ol__table *tb, const msgpack_object *nd,
+                     uint64_t commit, int leader_view)
+{
+    const msgpack_object *lc = ol__mp_get(nd, "last_contact_ms");
+    char id[24], addr[130], labels[210], role[16], health[16], contact[32],
+        applied[24], lag[24], nag[24];
+    const char *cells[9] = {id,      addr,    labels, role, health,
+                            contact, applied, lag,    nag};
+    uint64_t ap = ol__mp_getu(nd, "applied");
+
+    snprintf(id, sizeof id, "%" PRIu64, ol__mp_getu(nd, "id"));
+    ol__mp_gets(nd, "address", addr, sizeof addr);
+    ol__mp_gets(nd, "labels", labels, sizeof labels);
+    snprintf(role, sizeof role, "%s",
+             ol__mp_getb(nd, "leader")  ? "leader"
+             : ol__mp_getb(nd, "voter") ? "voter"
+                                        : "spare");
+    ol__mp_gets(nd, "health", health, sizeof health);
+    if (lc && lc->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        snprintf(contact, sizeof contact, "%.1fs ago",
+                 (double)lc->via.u64 / 1e3);
+    else
+        snprintf(contact, sizeof contact, "-");
+    if (leader_view && strcmp(health, "self") != 0) {
+        snprintf(applied, sizeof applied, "%" PRIu64, ap);
+        snprintf(lag, sizeof lag, "%" PRIu64, commit > ap ? commit - ap : 0);
+    } else {
+        snprintf(applied, sizeof applied, "-");
+        snprintf(lag, sizeof lag, "-");
     }
+    snprintf(nag, sizeof nag, "%" PRIu64, ol__mp_getu(nd, "agents"));
+    (void)ol__table_add(tb, cells);
+}
+
+/* The cluster's nodes, then a blank line.  Returns lines printed. */
+static int print_nodes(const struct top *t, FILE *f, int cols,
+                       const msgpack_object *cluster)
+{
+    static const char *const hdr[] = {"NODE",    "ADDRESS", "LABELS",
+                                      "ROLE",    "HEALTH",  "CONTACT",
+                                      "APPLIED", "LAG",     "AGENTS"};
+    const msgpack_object *list = ol__mp_get(cluster, "nodes");
+    uint64_t commit = ol__mp_getu(cluster, "commit_index");
+    int leader_view = !ol__mp_getb(cluster, "from_follower"), used;
+    struct ol__table tb;
+
+    if (list == NULL || list->type != MSGPACK_OBJECT_ARRAY ||
+        ol__table_init(&tb, 9, hdr) != 0)
+        return 0;
+    for (uint32_t i = 0; i < list->via.array.size; i++)
+        add_node(&tb, &list->via.array.ptr[i], commit, leader_view);
+    used = print_cut(&tb, f, 0, cols, t->plain);
+    ol__table_free(&tb);
     fprintf(f, "\n");
-    used++;
+    return used + 1;
+}
 
-    /* Nodes. */
-    list = cluster ? ol__mp_get(cluster, "nodes") : NULL;
-    if (list && list->type == MSGPACK_OBJECT_ARRAY) {
-        static const char *const hdr[] = {"NODE",    "ADDRESS", "LABELS",
-                                          "ROLE",    "HEALTH",  "CONTACT",
-                                          "APPLIED", "LAG",     "AGENTS"};
-        struct ol__table tb;
-        uint64_t commit = ol__mp_getu(cluster, "commit_index");
-        int leader_view = !ol__mp_getb(cluster, "from_follower");
+/* Agent `g` as a row, with its rates against the previous frame. */
+static void read_row(const struct top *t, const msgpack_object *g,
+                     const msgpack_object *live, double dt, struct row *r)
+{
+    const msgpack_object *lv;
+    const struct prev_agent *p;
 
-        if (ol__table_init(&tb, 9, hdr) == 0) {
-            for (uint32_t i = 0; i < list->via.array.size; i++) {
-                const msgpack_object *nd = &list->via.array.ptr[i];
-                const msgpack_object *lc = ol__mp_get(nd, "last_contact_ms");
-                char id[24], addr[130], labels[210], role[16], health[16],
-                    contact[32], applied[24], lag[24], nag[24];
-                const char *cells[9] = {id, addr, labels, role, health,
-                                        contact, applied, lag, nag};
-                uint64_t ap = ol__mp_getu(nd, "applied");
-
-                snprintf(id, sizeof id, "%" PRIu64, ol__mp_getu(nd, "id"));
-                ol__mp_gets(nd, "address", addr, sizeof addr);
-                ol__mp_gets(nd, "labels", labels, sizeof labels);
-                snprintf(role, sizeof role, "%s",
-                         ol__mp_getb(nd, "leader")  ? "leader"
-                         : ol__mp_getb(nd, "voter") ? "voter"
-                                                    : "spare");
-                ol__mp_gets(nd, "health", health, sizeof health);
-                if (lc && lc->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-                    snprintf(contact, sizeof contact, "%.1fs ago",
-                             (double)lc->via.u64 / 1e3);
-                else
-                    snprintf(contact, sizeof contact, "-");
-                if (leader_view && strcmp(health, "self") != 0) {
-                    snprintf(applied, sizeof applied, "%" PRIu64, ap);
-                    snprintf(lag, sizeof lag, "%" PRIu64,
-                             commit > ap ? commit - ap : 0);
-                } else {
-                    snprintf(applied, sizeof applied, "-");
-                    snprintf(lag, sizeof lag, "-");
-                }
-                snprintf(nag, sizeof nag, "%" PRIu64,
-                         ol__mp_getu(nd, "agents"));
-                (void)ol__table_add(&tb, cells);
-            }
-            used += print_cut(&tb, f, 0, cols, t->plain);
-            ol__table_free(&tb);
-            fprintf(f, "\n");
-            used++;
-        }
+    ol__mp_gets(g, "name", r->name, sizeof r->name);
+    ol__mp_gets(g, "kind", r->kind, sizeof r->kind);
+    ol__mp_gets(g, "status", r->status, sizeof r->status);
+    ol__mp_gets(g, "reason", r->reason, sizeof r->reason);
+    r->owner = ol__mp_getu(g, "owner");
+    r->epoch = ol__mp_getu(g, "epoch");
+    r->seq = ol__mp_getu(g, "seq");
+    r->mailbox = ol__mp_getu(g, "mailbox");
+    r->time_ms = ol__mp_geti(g, "time_ms");
+    lv = ol__mp_get(live, r->name);
+    r->local = lv && lv->type == MSGPACK_OBJECT_MAP && lv->via.map.size > 0;
+    if (r->local) {
+        r->queued = ol__mp_getu(lv, "queued");
+        r->commit_us = ol__mp_getu(lv, "commit_us");
+        r->steps = ol__mp_getu(lv, "steps");
     }
+    p = prev_of(t, r->name);
+    r->ckpt_rate = p && dt > 0 && r->seq >= p->seq
+                       ? (double)(r->seq - p->seq) / dt
+                       : -1;
+    r->step_rate = p && dt > 0 && r->local && r->steps >= p->steps
+                       ? (double)(r->steps - p->steps) / dt
+                       : -1;
+}
 
-    /* Agents: rates from the previous frame. */
-    list = ol__mp_get(ag.root, "agents");
-    live = ol__mp_get(ag.root, "live");
-    if (list && list->type == MSGPACK_OBJECT_ARRAY) {
-        n_rows = list->via.array.size;
-        if (n_rows > TOP_AGENTS_MAX)
-            n_rows = TOP_AGENTS_MAX;
-        rowv = calloc(n_rows ? n_rows : 1, sizeof *rowv);
-        np = calloc(n_rows ? n_rows : 1, sizeof *np);
+/* One row of the agents table. */
+static void add_agent(struct ol__table *tb, const struct row *r,
+                      uint64_t now)
+{
+    char owner[24], epoch[24], seq[24], cr[24], sr[24], cm[24], mb[24],
+        q[24], last[32];
+    const char *cells[12] = {r->name, r->kind, r->status, owner,
+                             epoch,   seq,     cr,        sr,
+                             cm,      mb,      q,         last};
+
+    snprintf(owner, sizeof owner, "%" PRIu64, r->owner);
+    snprintf(epoch, sizeof epoch, "%" PRIu64, r->epoch);
+    snprintf(seq, sizeof seq, "%" PRIu64, r->seq);
+    rate(r->ckpt_rate, cr, sizeof cr);
+    rate(r->step_rate, sr, sizeof sr);
+    lat(r->local ? r->commit_us : 0, cm, sizeof cm);
+    snprintf(mb, sizeof mb, "%" PRIu64, r->mailbox);
+    if (r->local)
+        snprintf(q, sizeof q, "%" PRIu64, r->queued);
+    else
+        snprintf(q, sizeof q, "-");
+    if (r->time_ms > 0)
+        ol__cli_duration(now > (uint64_t)r->time_ms
+                             ? now - (uint64_t)r->time_ms
+                             : 0,
+                         last, sizeof last);
+    else
+        snprintf(last, sizeof last, "-");
+    (void)ol__table_add(tb, cells);
+}
+
+/* The agents, busiest first, in at most `room` lines (0: all); their
+ * figures become the previous frame's. */
+static void print_agents(struct top *t, FILE *f, int cols, int room,
+                         const msgpack_object *ag, uint64_t now, double dt)
+{
+    static const char *const hdr[] = {
+        "AGENT", "KIND",    "STATUS", "OWNER", "EPOCH", "SEQ",
+        "CKPT/S", "STEPS/S", "COMMIT", "MAILBOX", "QUEUED", "LAST"};
+    const msgpack_object *list = ol__mp_get(ag, "agents");
+    const msgpack_object *live = ol__mp_get(ag, "live");
+    struct prev_agent *np = NULL;
+    struct row *rowv = NULL;
+    struct ol__table tb;
+    size_t n_rows;
+
+    if (list == NULL || list->type != MSGPACK_OBJECT_ARRAY)
+        return;
+    n_rows = list->via.array.size;
+    if (n_rows > TOP_AGENTS_MAX)
+        n_rows = TOP_AGENTS_MAX;
+    rowv = calloc(n_rows ? n_rows : 1, sizeof *rowv);
+    np = calloc(n_rows ? n_rows : 1, sizeof *np);
+    if (rowv == NULL || np == NULL)
+        goto out;
+    for (size_t i = 0; i < n_rows; i++) {
+        read_row(t, &list->via.array.ptr[i], live, dt, &rowv[i]);
+        snprintf(np[i].name, sizeof np[i].name, "%s", rowv[i].name);
+        np[i].seq = rowv[i].seq;
+        np[i].steps = rowv[i].steps;
     }
-    if (rowv && np) {
-        static const char *const hdr[] = {
-            "AGENT", "KIND",    "STATUS", "OWNER", "EPOCH", "SEQ",
-            "CKPT/S", "STEPS/S", "COMMIT", "MAILBOX", "QUEUED", "LAST"};
-        struct ol__table tb;
-
-        for (size_t i = 0; i < n_rows; i++) {
-            const msgpack_object *g = &list->via.array.ptr[i];
-            const msgpack_object *lv;
-            const struct prev_agent *p;
-            struct row *r = &rowv[i];
-
-            ol__mp_gets(g, "name", r->name, sizeof r->name);
-            ol__mp_gets(g, "kind", r->kind, sizeof r->kind);
-            ol__mp_gets(g, "status", r->status, sizeof r->status);
-            ol__mp_gets(g, "reason", r->reason, sizeof r->reason);
-            r->owner = ol__mp_getu(g, "owner");
-            r->epoch = ol__mp_getu(g, "epoch");
-            r->seq = ol__mp_getu(g, "seq");
-            r->mailbox = ol__mp_getu(g, "mailbox");
-            r->time_ms = ol__mp_geti(g, "time_ms");
-            lv = ol__mp_get(live, r->name);
-            r->local = lv && lv->type == MSGPACK_OBJECT_MAP &&
-                       lv->via.map.size > 0;
-            if (r->local) {
-                r->queued = ol__mp_getu(lv, "queued");
-                r->commit_us = ol__mp_getu(lv, "commit_us");
-                r->steps = ol__mp_getu(lv, "steps");
-            }
-            p = prev_of(t, r->name);
-            r->ckpt_rate = p && dt > 0 && r->seq >= p->seq
-                               ? (double)(r->seq - p->seq) / dt
-                               : -1;
-            r->step_rate = p && dt > 0 && r->local && r->steps >= p->steps
-                               ? (double)(r->steps - p->steps) / dt
-                               : -1;
-            snprintf(np[i].name, sizeof np[i].name, "%s", r->name);
-            np[i].seq = r->seq;
-            np[i].steps = r->steps;
-        }
-        qsort(rowv, n_rows, sizeof *rowv, row_cmp);
-        qsort(np, n_rows, sizeof *np, prev_cmp);
-        if (ol__table_init(&tb, 12, hdr) == 0) {
-            int room = rows > 0 ? rows - used - 1 : 0;
-
-            for (size_t i = 0; i < n_rows; i++) {
-                struct row *r = &rowv[i];
-                char owner[24], epoch[24], seq[24], cr[24], sr[24], cm[24],
-                    mb[24], q[24], last[32];
-                const char *cells[12] = {r->name, r->kind, r->status, owner,
-                                         epoch,   seq,     cr,        sr,
-                                         cm,      mb,      q,         last};
-
-                snprintf(owner, sizeof owner, "%" PRIu64, r->owner);
-                snprintf(epoch, sizeof epoch, "%" PRIu64, r->epoch);
-                snprintf(seq, sizeof seq, "%" PRIu64, r->seq);
-                rate(r->ckpt_rate, cr, sizeof cr);
-                rate(r->step_rate, sr, sizeof sr);
-                lat(r->local ? r->commit_us : 0, cm, sizeof cm);
-                snprintf(mb, sizeof mb, "%" PRIu64, r->mailbox);
-                if (r->local)
-                    snprintf(q, sizeof q, "%" PRIu64, r->queued);
-                else
-                    snprintf(q, sizeof q, "-");
-                if (r->time_ms > 0)
-                    ol__cli_duration(now > (uint64_t)r->time_ms
-                                         ? now - (uint64_t)r->time_ms
-                                         : 0,
-                                     last, sizeof last);
-                else
-                    snprintf(last, sizeof last, "-");
-                (void)ol__table_add(&tb, cells);
-            }
-            used += print_cut(&tb, f, room > 0 ? room : 0, cols, t->plain);
-            ol__table_free(&tb);
-        }
-        free(t->prev);
-        t->prev = np;
-        t->n_prev = n_rows;
-        np = NULL;
+    qsort(rowv, n_rows, sizeof *rowv, row_cmp);
+    qsort(np, n_rows, sizeof *np, prev_cmp);
+    if (ol__table_init(&tb, 12, hdr) == 0) {
+        for (size_t i = 0; i < n_rows; i++)
+            add_agent(&tb, &rowv[i], now);
+        (void)print_cut(&tb, f, room > 0 ? room : 0, cols, t->plain);
+        ol__table_free(&tb);
     }
+    free(t->prev);
+    t->prev = np;
+    t->n_prev = n_rows;
+    np = NULL;
+out:
     free(np);
     free(rowv);
-    (void)used;
+}
+
+static void frame(struct top *t, FILE *f, int rows, int cols)
+{
+    struct ol__cli_resp st, cl, ag;
+    const msgpack_object *cluster = NULL, *commits;
+    char mode[160];
+    int have_cl = 0, used;
+    uint64_t now = (uint64_t)ol__wall_ms();
+    double dt;
+
+    memset(&st, 0, sizeof st);
+    memset(&ag, 0, sizeof ag);
+    if (call(t, "status", &st) != 0 || call(t, "agents", &ag) != 0) {
+        fprintf(f, "outlast top: the node did not answer; retrying every "
+                   "%" PRIu64 " ms\n",
+                t->interval_ms);
+        ol__cli_resp_free(&st);
+        ol__cli_resp_free(&ag);
+        return;
+    }
+    ol__mp_gets(ol__mp_get(st.root, "node"), "mode", mode, sizeof mode);
+    if (strcmp(mode, "cluster") == 0 && call(t, "cluster.status", &cl) == 0) {
+        have_cl = 1;
+        cluster = ol__mp_get(cl.root, "cluster");
+    }
+    dt = t->have_prev ? (double)(now - t->prev_ms) / 1e3 : 0;
+    used = print_header(t, f, cols, st.root, cluster, now, dt);
+    fprintf(f, "\n");
+    used++;
+    if (cluster)
+        used += print_nodes(t, f, cols, cluster);
+    print_agents(t, f, cols, rows > 0 ? rows - used - 1 : 0, ag.root, now,
+                 dt);
+    commits = ol__mp_get(st.root, "commits");
     t->have_prev = 1;
     t->prev_ms = now;
-    t->prev_ckpts = ckpts;
-    t->prev_steps = steps;
+    t->prev_ckpts = ol__mp_getu(commits, "checkpoints");
+    t->prev_steps = ol__mp_getu(commits, "steps");
     ol__cli_resp_free(&st);
     ol__cli_resp_free(&ag);
     if (have_cl)
         ol__cli_resp_free(&cl);
+}
+
+/* Draw one frame with one write: no flicker over slow links.  Returns -1
+ * when out of memory. */
+static int draw(struct top *t, uint64_t i)
+{
+    struct winsize ws;
+    int rows = 0, cols = 0;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+
+    if (m == NULL)
+        return -1;
+    if (t->tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0) {
+        rows = ws.ws_row;
+        cols = ws.ws_col;
+    }
+    frame(t, m, t->plain ? 0 : rows, t->plain ? 0 : cols);
+    fclose(m);
+    if (!t->plain)
+        fputs("\033[H\033[2J", stdout);
+    else if (i > 0)
+        fputs("\n", stdout);
+    fwrite(buf, 1, len, stdout);
+    if (!t->plain)
+        fputs("\033[0m", stdout);
+    fflush(stdout);
+    free(buf);
+    return 0;
+}
+
+/* Wait for the interval, or a 'q'. */
+static void wait_interval(uint64_t interval)
+{
+    for (uint64_t waited = 0; waited < interval && !stop_now;) {
+        struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+        uint64_t step = interval - waited > 100 ? 100 : interval - waited;
+        char ch;
+
+        if (tio_saved && poll(&p, 1, (int)step) > 0 &&
+            read(STDIN_FILENO, &ch, 1) == 1 && (ch == 'q' || ch == 'Q'))
+            stop_now = 1;
+        else if (!tio_saved) {
+            struct timespec ts = {0, (long)step * 1000000L};
+
+            nanosleep(&ts, NULL);
+        }
+        waited += step;
+    }
 }
 
 int ol__cmd_top(struct ol__cli *c)
@@ -409,8 +492,8 @@ int ol__cmd_top(struct ol__cli *c)
     const char *pos[1], *s_interval = NULL, *s_count = NULL;
     int plain = 0, n, rv;
     const struct ol__cli_opt opts[] = {
-        {.name = "--interval", .takes_value = 1, .value = &s_interval},
-        {.name = "--count", .takes_value = 1, .value = &s_count},
+        {.name = "--interval", .value = &s_interval},
+        {.name = "--count", .value = &s_count},
         {.name = "--plain", .flag = &plain},
         {0},
     };
@@ -443,48 +526,9 @@ int ol__cmd_top(struct ol__cli *c)
         printf("\033[?25l"); /* hide the cursor */
     }
     for (uint64_t i = 0; !stop_now && (!count || i < count); i++) {
-        struct winsize ws;
-        int rows = 0, cols = 0;
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&buf, &len);
-
-        if (m == NULL)
+        if (draw(&t, i) != 0 || (count && i + 1 >= count))
             break;
-        if (t.tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0) {
-            rows = ws.ws_row;
-            cols = ws.ws_col;
-        }
-        frame(&t, m, t.plain ? 0 : rows, t.plain ? 0 : cols);
-        fclose(m);
-        /* One write per frame: no flicker over slow links. */
-        if (!t.plain)
-            fputs("\033[H\033[2J", stdout);
-        else if (i > 0)
-            fputs("\n", stdout);
-        fwrite(buf, 1, len, stdout);
-        if (!t.plain)
-            fputs("\033[0m", stdout);
-        fflush(stdout);
-        free(buf);
-        if (count && i + 1 >= count)
-            break;
-        /* Wait for the interval, or a 'q'. */
-        for (uint64_t waited = 0; waited < interval && !stop_now;) {
-            struct pollfd p = {STDIN_FILENO, POLLIN, 0};
-            uint64_t step = interval - waited > 100 ? 100 : interval - waited;
-            char ch;
-
-            if (tio_saved && poll(&p, 1, (int)step) > 0 &&
-                read(STDIN_FILENO, &ch, 1) == 1 && (ch == 'q' || ch == 'Q'))
-                stop_now = 1;
-            else if (!tio_saved) {
-                struct timespec ts = {0, (long)step * 1000000L};
-
-                nanosleep(&ts, NULL);
-            }
-            waited += step;
-        }
+        wait_interval(interval);
     }
     if (!t.plain) {
         printf("\033[?25h\n");

@@ -63,11 +63,8 @@ static int report(struct ol__cli *c, const char *agent,
                               (json_int_t)r->bad, "gaps",
                               (json_int_t)r->gaps, "problems", problems);
 
-        if (j == NULL)
+        if (ol__cli_put_json(j) != 0)
             return OL_EXIT_FAIL;
-        json_dumpf(j, stdout, JSON_INDENT(2));
-        fputc('\n', stdout);
-        json_decref(j);
     } else {
         printf("checked %" PRIu64 " checkpoint%s of %" PRIu64 " agent%s "
                "(%" PRIu64 " seal%s) in '%s': ",
@@ -144,11 +141,7 @@ static int verify_cluster(struct ol__cli *c, const char **files, int n,
                               (json_int_t)total.gaps, "problems", v.problems);
 
         v.problems = NULL;
-        if (j) {
-            json_dumpf(j, stdout, JSON_INDENT(2));
-            fputc('\n', stdout);
-            json_decref(j);
-        }
+        (void)ol__cli_put_json(j);
     } else {
         printf("checked %" PRIu64 " checkpoints on %d nodes: %s\n",
                total.checkpoints, n,
@@ -248,8 +241,8 @@ int ol__cmd_verify(struct ol__cli *c)
     size_t n_trust = 0;
     int cluster = 0;
     const struct ol__cli_opt opts[] = {
-        {.name = "--agent", .takes_value = 1, .value = &agent},
-        {.name = "--trust", .takes_value = 1, .list = trust,
+        {.name = "--agent", .value = &agent},
+        {.name = "--trust", .list = trust,
          .n_list = &n_trust, .max_list = TRUST_MAX},
         {.name = "--cluster", .flag = &cluster},
         {0},
@@ -308,7 +301,7 @@ int ol__cmd_keygen(struct ol__cli *c)
     const char *out = NULL, *pos[1];
     int force = 0;
     const struct ol__cli_opt opts[] = {
-        {.name = "--out", .takes_value = 1, .value = &out},
+        {.name = "--out", .value = &out},
         {.name = "--force", .flag = &force},
         {0},
     };
@@ -347,11 +340,7 @@ int ol__cmd_keygen(struct ol__cli *c)
         json_t *j = json_pack("{s:b, s:s, s:s}", "ok", 1, "path", path, "pk",
                               hex);
 
-        if (j) {
-            json_dumpf(j, stdout, JSON_INDENT(2));
-            fputc('\n', stdout);
-            json_decref(j);
-        }
+        (void)ol__cli_put_json(j);
     } else {
         printf("%s\n", hex);
         fprintf(stderr, "wrote node key '%s' (mode 0600)\n", path);

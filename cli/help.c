@@ -6,9 +6,13 @@
 
 #include "cli.h"
 
+/* A row's options: name and whether it takes a value. */
+#define OPTS(...) ((const struct ol__cli_optdef[]){__VA_ARGS__})
+
 static const struct ol__cli_cmd cmds[] = {
     {"status", ol__cmd_status, "status",
-     "show the node: identity, role, agent counts, commit counters", NULL},
+     "show the node: identity, role, agent counts, commit counters", NULL,
+     NULL},
     {"agents", ol__cmd_agents,
      "agents [--status S] [--kind K] [--owner ID] [--prefix P] [--after NAME]"
      " [--limit N] [--all]",
@@ -24,17 +28,20 @@ static const struct ol__cli_cmd cmds[] = {
      "  The node filters and pages in SQL, so a page of a large cluster\n"
      "  costs it what the page holds.  With --db FILE the database is read\n"
      "  directly (no node needed).  STATUS says 'degraded' when the node\n"
-     "  reports the agent degraded.\n"},
+     "  reports the agent degraded.\n",
+     OPTS({"--all", 0}, {"--status", 1}, {"--kind", 1}, {"--owner", 1},
+          {"--prefix", 1}, {"--after", 1}, {"--limit", 1}, {NULL, 0})},
     {"show", ol__cmd_show, "show NAME",
      "show one agent, with its state as JSON",
      "  The head checkpoint is verified (seal signature, hash, chain link)\n"
      "  before its state is shown; a bad head is reported, not shown.\n"
-     "  With --db FILE the database is read directly.\n"},
+     "  With --db FILE the database is read directly.\n", NULL},
     {"history", ol__cmd_history, "history NAME [--limit N]",
      "list an agent's checkpoints, newest first",
      "  --limit N   only the newest N checkpoints (default: all)\n"
      "  Rows are listed as stored; 'outlast verify' checks them.\n"
-     "  With --db FILE the database is read directly.\n"},
+     "  With --db FILE the database is read directly.\n",
+     OPTS({"--limit", 1}, {NULL, 0})},
     {"spawn", ol__cmd_spawn,
      "spawn KIND NAME [--config JSON] [--request-id ID] [--no-wait]",
      "create an agent of plugin KIND named NAME",
@@ -46,7 +53,8 @@ static const struct ol__cli_cmd cmds[] = {
      "                    agent's first checkpoint\n"
      "  Without --no-wait, spawn answers after the agent's first step has\n"
      "  committed, and fails with the plugin's reason (ol_host.error) if\n"
-     "  open() refused the config; the refused agent is kept, quarantined.\n"},
+     "  open() refused the config; the refused agent is kept, quarantined.\n",
+     OPTS({"--config", 1}, {"--request-id", 1}, {"--no-wait", 0}, {NULL, 0})},
     {"logs", ol__cmd_logs,
      "logs NAME [-f] [--lines N] [--interval MS] [--duration MS]",
      "show an agent's own log lines, from whichever node hosts it",
@@ -59,7 +67,9 @@ static const struct ol__cli_cmd cmds[] = {
      "  Each node keeps the last [node] agent_log_lines lines (default\n"
      "  200, at most 64 KiB) of each agent it hosts; every line is also in\n"
      "  the daemon log.  With --json: the lines as JSON (one object per\n"
-     "  line with --follow).\n"},
+     "  line with --follow).\n",
+     OPTS({"--follow", 0}, {"-f", 0}, {"--lines", 1}, {"-n", 1},
+          {"--interval", 1}, {"--duration", 1}, {NULL, 0})},
     {"top", ol__cmd_top, "top [--interval MS] [--count N] [--plain]",
      "a live view of the node, its cluster and its agents",
      "  --interval MS   redraw every MS milliseconds (default 1000)\n"
@@ -68,24 +78,27 @@ static const struct ol__cli_cmd cmds[] = {
      "                  (the default when stdout is not a terminal)\n"
      "  Rates come from the difference between two frames: CKPT/S for\n"
      "  every agent, STEPS/S, COMMIT (its last commit latency) and QUEUED\n"
-     "  for the agents hosted on the node asked.  Press q to quit.\n"},
+     "  for the agents hosted on the node asked.  Press q to quit.\n",
+     OPTS({"--interval", 1}, {"--count", 1}, {"--plain", 0}, {NULL, 0})},
     {"stop", ol__cmd_stop, "stop NAME [--request-id ID]",
      "stop an agent after a final checkpoint",
      "  --request-id ID   name this request (1-128 printable characters):\n"
      "                    run again with the same ID, on any node, it is\n"
-     "                    applied once and answers as the first time\n"},
+     "                    applied once and answers as the first time\n",
+     OPTS({"--request-id", 1}, {NULL, 0})},
     {"start", ol__cmd_start, "start NAME [--request-id ID]",
      "start a stopped or quarantined agent again (under a new epoch)",
      "  --request-id ID   name this request (1-128 printable characters):\n"
      "                    run again with the same ID, on any node, it is\n"
      "                    applied once and answers as the first time\n"
      "  The agent runs the plugin file as it is now: a build installed\n"
-     "  since it was quarantined is loaded.  Its crash count starts over.\n"},
+     "  since it was quarantined is loaded.  Its crash count starts over.\n",
+     OPTS({"--request-id", 1}, {NULL, 0})},
     {"restart", ol__cmd_restart, "restart NAME",
      "stop an agent (final checkpoint) and start it again",
      "  The agent is opened again under a new epoch, with its current\n"
      "  config and the plugin build installed now, and resumes from its\n"
-     "  final checkpoint.\n"},
+     "  final checkpoint.\n", NULL},
     {"rm", ol__cmd_rm, "rm NAME [--request-id ID]",
      "remove an agent for good: final stop, then a tombstone",
      "  --request-id ID   name this request (1-128 printable characters):\n"
@@ -95,7 +108,8 @@ static const struct ol__cli_cmd cmds[] = {
      "  Its checkpoints stay, so history, export and verify still work;\n"
      "  its mailbox is dropped; 'agents' lists it only with --all.  The\n"
      "  name cannot be used again, and a config file that still declares\n"
-     "  it does not bring it back (the node logs that it skips it).\n"},
+     "  it does not bring it back (the node logs that it skips it).\n",
+     OPTS({"--request-id", 1}, {NULL, 0})},
     {"config", ol__cmd_config, "config NAME JSON [--request-id ID]",
      "replace an agent's config; the agent sees it as an event",
      "  --request-id ID   name this request (1-128 printable characters):\n"
@@ -104,14 +118,16 @@ static const struct ol__cli_cmd cmds[] = {
      "  The new config (a JSON object) is committed and delivered to the\n"
      "  agent once, as an OL_EVENT_CONFIG event, in order with its\n"
      "  messages; open() sees it from then on (after a restart or a\n"
-     "  failover too).\n"},
+     "  failover too).\n",
+     OPTS({"--request-id", 1}, {NULL, 0})},
     {"send", ol__cmd_send, "send NAME JSON [--request-id ID]",
      "send a message (any JSON value) to an agent",
      "  --request-id ID   name this request (1-128 printable characters):\n"
      "                    run again with the same ID, on any node, it is\n"
      "                    applied once and answers as the first time\n"
      "  Use '--' before a message that starts with '-', e.g.\n"
-     "  outlast send ticker -- -1\n"},
+     "  outlast send ticker -- -1\n",
+     OPTS({"--request-id", 1}, {NULL, 0})},
     {"upgrade", ol__cmd_upgrade, "upgrade KIND [FILE]",
      "roll this node's agents of KIND onto new plugin code",
      "  FILE   the new build (default: KIND.so in the plugin directories)\n"
@@ -120,7 +136,7 @@ static const struct ol__cli_cmd cmds[] = {
      "  <data-dir>/plugins/KIND.so so a restart runs it too.  Each agent\n"
      "  moves to it at its next checkpoint, which records the new code's\n"
      "  hash.  In a cluster, run it on every node in turn: once asked for,\n"
-     "  the build is the only one agents of KIND are placed with.\n"},
+     "  the build is the only one agents of KIND are placed with.\n", NULL},
     {"verify", ol__cmd_verify,
      "verify [--db FILE] [--agent NAME] [--trust PUBKEYHEX]... | "
      "verify --cluster FILE FILE...",
@@ -135,7 +151,8 @@ static const struct ol__cli_cmd cmds[] = {
      "                    between nodes and no (agent, epoch) may have two\n"
      "                    signers; divergence evidence is reported\n"
      "  Each problem is printed as \"agent 'NAME' seq N: problem\".\n"
-     "  Exit status 1 if any record is bad.\n"},
+     "  Exit status 1 if any record is bad.\n",
+     OPTS({"--agent", 1}, {"--trust", 1}, {"--cluster", 0}, {NULL, 0})},
     {"export", ol__cmd_export, "export NAME|--all --out FILE | "
                                "export NAME|--all --json",
      "write an agent's history to a verifiable SQLite bundle, or as JSON",
@@ -145,11 +162,13 @@ static const struct ol__cli_cmd cmds[] = {
      "  --json       without --out: print the history oldest first with\n"
      "               every state, outbox message and timer decoded\n"
      "  --all        every agent instead of NAME\n"
-     "  Reads --db FILE or <data-dir>/outlast.db.\n"},
+     "  Reads --db FILE or <data-dir>/outlast.db.\n",
+     OPTS({"--out", 1}, {"--all", 0}, {NULL, 0})},
     {"keygen", ol__cmd_keygen, "keygen [--out FILE] [--force]",
      "create a node key file (mode 0600) and print its public key",
      "  --out FILE   where to write (default: <data-dir>/node.key)\n"
-     "  --force      replace an existing file (its key is lost)\n"},
+     "  --force      replace an existing file (its key is lost)\n",
+     OPTS({"--out", 1}, {"--force", 0}, {NULL, 0})},
     {"recover", ol__cmd_recover,
      "recover --from FILE | recover --new-history",
      "give a stopped single node that refuses to start a new database",
@@ -166,7 +185,9 @@ static const struct ol__cli_cmd cmds[] = {
      "  outlast.db.replaced-TIME.  Works on --data-dir DIR.\n"
      "  --epoch-floor N  when node.state is lost: N is above every epoch the\n"
      "                   node's agents have had\n"
-     "  --node-id N      when node.state is lost: this node's id\n"},
+     "  --node-id N      when node.state is lost: this node's id\n",
+     OPTS({"--from", 1}, {"--new-history", 0}, {"--epoch-floor", 1},
+          {"--node-id", 1}, {NULL, 0})},
     {"cluster", ol__cmd_cluster,
      "cluster status | init --config FILE [--all] | add ID ADDRESS PUBKEY "
      "[--labels k=v,...] | remove ID",
@@ -182,8 +203,9 @@ static const struct ol__cli_cmd cmds[] = {
      "  add ID ADDRESS PUBKEY      add node ID at host:port with its public\n"
      "                             key (from 'outlast keygen')\n"
      "    --labels k=v,...         placement labels for the node\n"
-     "  remove ID                  remove node ID from the roster\n"},
-    {NULL, NULL, NULL, NULL, NULL},
+     "  remove ID                  remove node ID from the roster\n",
+     OPTS({"--labels", 1}, {"--config", 1}, {"--all", 0}, {NULL, 0})},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
 static const char globals[] =
@@ -209,6 +231,11 @@ const struct ol__cli_cmd *ol__cli_find(const char *name)
         if (strcmp(c->name, name) == 0)
             return c;
     return NULL;
+}
+
+const struct ol__cli_cmd *ol__cli_cmd_at(size_t i)
+{
+    return i < sizeof cmds / sizeof cmds[0] - 1 ? &cmds[i] : NULL;
 }
 
 void ol__cli_usage(FILE *f)

@@ -182,3 +182,13 @@ void ol__cli_print_generic(const msgpack_object *o, int indent)
         print_entry(k, width, &o->via.map.ptr[i].val, indent);
     }
 }
+
+int ol__cli_put_json(json_t *j)
+{
+    if (j == NULL)
+        return OL_EXIT_FAIL;
+    json_dumpf(j, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+    json_decref(j);
+    return 0;
+}

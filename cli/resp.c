@@ -88,38 +88,36 @@ int ol__cli_resp_wrap(struct ol__cli_resp *r, const char *key, const void *p,
     return ol__cli_resp_take(r, out, out_len, errmsg);
 }
 
-int ol__cli_pack_str(msgpack_packer *pk, const char *s)
+void ol__cli_req_open(struct ol__cli_req *q, const char *op)
 {
-    return msgpack_pack_str_with_body(pk, s, strlen(s));
+    ol__buf_init(&q->b);
+    msgpack_packer_init(&q->pk, &q->b, ol__buf_write);
+    ol__pk_map_begin(&q->m, &q->pk, &q->b);
+    ol__pk_kv_str(&q->m, "op", op);
 }
 
-int ol__cli_req_begin(struct ol__buf *b, msgpack_packer *pk, const char *op,
-                      uint32_t nargs)
+int ol__cli_req_send(struct ol__cli *c, struct ol__cli_req *q,
+                     struct ol__cli_resp *r)
 {
-    msgpack_packer_init(pk, b, ol__buf_write);
-    return msgpack_pack_map(pk, 1 + nargs) | ol__cli_pack_str(pk, "op") |
-           ol__cli_pack_str(pk, op);
+    int rv;
+
+    rv = ol__pk_map_end(&q->m) != 0
+             ? ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory")
+             : ol__cli_call(c, &q->b, r);
+    ol__buf_close(&q->b);
+    return rv;
 }
 
 int ol__cli_call_simple(struct ol__cli *c, const char *op, const char *name,
                         struct ol__cli_resp *r)
 {
-    struct ol__buf b;
-    msgpack_packer pk;
-    int bad, rv;
+    struct ol__cli_req q;
 
     memset(r, 0, sizeof *r);
-    ol__buf_init(&b);
-    bad = ol__cli_req_begin(&b, &pk, op, name ? 1 : 0);
+    ol__cli_req_open(&q, op);
     if (name)
-        bad |= ol__cli_pack_str(&pk, "name") | ol__cli_pack_str(&pk, name);
-    if (bad) {
-        ol__buf_close(&b);
-        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
-    }
-    rv = ol__cli_call(c, &b, r);
-    ol__buf_close(&b);
-    return rv;
+        ol__pk_kv_str(&q.m, "name", name);
+    return ol__cli_req_send(c, &q, r);
 }
 
 int ol__cli_need_node(const struct ol__cli *c)

@@ -20,6 +20,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mpr.h"
+#include "hostapi.h"
 #include "ipc.h"
 #include "node.h"
 #include "agent.h"
@@ -205,40 +206,16 @@ static int host_work(struct ol_agent *a, uint64_t id, ol_work_fn fn,
         ol__wpool_create(n->cfg.agent_defaults.work_threads, n->mark,
                          wp_notify, &n->wp_async, &n->wpool) != 0)
         return OL_AGENT_ENOMEM;
-    it = calloc(1, sizeof *it);
+    it = ol__witem_new(fn, arg, id, a->epoch, a->name);
     if (it == NULL)
         return OL_AGENT_ENOMEM;
-    it->fn = fn;
-    it->arg = arg;
     it->owner = a;
-    it->id = id;
-    it->epoch = a->epoch;
-    snprintf(it->name, sizeof it->name, "%s", a->name);
     a->work_pending++;
     ol__wpool_submit(n->wpool, it);
     return 0;
 }
 
-static const char *host_version(void)
-{
-    return OL_VERSION_STRING;
-}
-
-const struct ol_host ol__host_table = {
-    .abi = OL_AGENT_ABI,
-    .size = sizeof(struct ol_host),
-    .log = host_log,
-    .name = host_name,
-    .now_ms = host_now,
-    .timer_after = host_timer_after,
-    .timer_at = host_timer_at,
-    .timer_cancel = host_timer_cancel,
-    .send = host_send,
-    .checkpoint = host_checkpoint,
-    .work = host_work,
-    .error = host_error,
-    .version = host_version,
-};
+const struct ol_host ol__host_table = OL__HOST_TABLE;
 
 /* ---- binding and marks ---- */
 

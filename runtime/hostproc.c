@@ -335,57 +335,39 @@ static int mark_page(struct ol__hostproc *hp)
     return fd;
 }
 
-int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
-                        struct ol__hostproc **out)
+/* The descriptors a new host inherits: its end of the channel (3), the
+ * mark page (4), the plugin file (5) and its log pipe (1 and 2). */
+struct host_fds {
+    int sv[2], mfd, cfd, ofd;
+};
+
+static void close_fds(struct host_fds *f)
 {
-    struct ol__hostproc *hp = calloc(1, sizeof *hp);
-    uv_process_options_t po;
-    uv_stdio_container_t io[6];
-    char a_workers[16], a_mem[16], a_parent[24], a_net[4];
-    char a_hide[PATH_MAX];
+    int *all[] = {&f->sv[0], &f->sv[1], &f->mfd, &f->cfd, &f->ofd};
+
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (*all[i] >= 0) {
+            close(*all[i]);
+            *all[i] = -1;
+        }
+}
+
+/* The host's command line; the strings it points into live in `a`. */
+struct host_argv {
+    char workers[16], mem[16], parent[24], net[4], hide[PATH_MAX];
     char *args[28];
-    int sv[2] = {-1, -1}, mfd = -1, cfd = -1, ofd = -1, k = 0, rv;
-    int one = SOCK_BUF;
+};
 
-    if (hp == NULL)
-        return OL_ENOMEM;
-    hp->node = n;
-    hp->code = c;
-    hp->state = OL_HP_STARTING;
-    hp->started_ms = ol__mono_ms();
-    ol__buf_init(&hp->out);
-    ol__buf_init(&hp->in);
-    uv_timer_init(n->loop, &hp->watch);
-    hp->watch.data = hp;
-    hp->handles = 1;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
-        (mfd = mark_page(hp)) < 0 ||
-        (cfd = open(c->path, O_RDONLY | O_CLOEXEC)) < 0) {
-        ol_log(OL_LOG_ERROR, "plugin '%s': cannot set up its host: %s",
-               c->kind, strerror(errno));
-        rv = OL_EIO;
-        goto fail;
-    }
-    for (int i = 0; i < 2; i++) {
-        setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
-        setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &one, sizeof one);
-    }
-    uv_pipe_init(n->loop, &hp->pipe, 0);
-    hp->pipe.data = hp;
-    hp->pipe_init = 1;
-    hp->handles++;
-    if (uv_pipe_open(&hp->pipe, sv[0]) != 0) {
-        close(sv[0]);
-        sv[0] = -1;
-        rv = OL_EIO;
-        goto fail;
-    }
-    sv[0] = -1;
+static void host_args(struct ol__node *n, struct ol__code *c,
+                      struct host_argv *a)
+{
+    char **args = a->args;
+    int k = 0;
 
-    snprintf(a_workers, sizeof a_workers, "%u", c->cfg.work_threads);
-    snprintf(a_mem, sizeof a_mem, "%u", c->cfg.memory_mb);
-    snprintf(a_parent, sizeof a_parent, "%ld", (long)getpid());
-    snprintf(a_net, sizeof a_net, "%d", c->cfg.allow_network ? 1 : 0);
+    snprintf(a->workers, sizeof a->workers, "%u", c->cfg.work_threads);
+    snprintf(a->mem, sizeof a->mem, "%u", c->cfg.memory_mb);
+    snprintf(a->parent, sizeof a->parent, "%ld", (long)getpid());
+    snprintf(a->net, sizeof a->net, "%d", c->cfg.allow_network ? 1 : 0);
     args[k++] = n->host_exe;
     args[k++] = "--fd";
     args[k++] = "3";
@@ -398,44 +380,72 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
     args[k++] = "--node";
     args[k++] = n->cfg.node_name;
     args[k++] = "--parent";
-    args[k++] = a_parent;
+    args[k++] = a->parent;
     args[k++] = "--workers";
-    args[k++] = a_workers;
+    args[k++] = a->workers;
     args[k++] = "--memory-mb";
-    args[k++] = a_mem;
+    args[k++] = a->mem;
     args[k++] = "--network";
-    args[k++] = a_net;
+    args[k++] = a->net;
     args[k++] = "--user";
     args[k++] = n->cfg.host_user;
     args[k++] = "--source";
     args[k++] = c->src;
     /* What the host is to keep away from: the data directory, by the
      * path the kernel resolves it to. */
-    if (realpath(n->cfg.data_dir, a_hide) != NULL) {
+    if (realpath(n->cfg.data_dir, a->hide) != NULL) {
         args[k++] = "--hide";
-        args[k++] = a_hide;
+        args[k++] = a->hide;
     }
     args[k] = NULL;
+}
 
+/* The channel (our end on hp->pipe), the mark page and the plugin file. */
+static int open_channel(struct ol__hostproc *hp, struct ol__node *n,
+                        struct ol__code *c, struct host_fds *f)
+{
+    int one = SOCK_BUF;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f->sv) != 0 ||
+        (f->mfd = mark_page(hp)) < 0 ||
+        (f->cfd = open(c->path, O_RDONLY | O_CLOEXEC)) < 0) {
+        ol_log(OL_LOG_ERROR, "plugin '%s': cannot set up its host: %s",
+               c->kind, strerror(errno));
+        return OL_EIO;
+    }
+    for (int i = 0; i < 2; i++) {
+        setsockopt(f->sv[i], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
+        setsockopt(f->sv[i], SOL_SOCKET, SO_RCVBUF, &one, sizeof one);
+    }
+    uv_pipe_init(n->loop, &hp->pipe, 0);
+    hp->pipe.data = hp;
+    hp->pipe_init = 1;
+    hp->handles++;
+    if (uv_pipe_open(&hp->pipe, f->sv[0]) != 0)
+        return OL_EIO;
+    f->sv[0] = -1;
+    return 0;
+}
+
+static int spawn_host(struct ol__hostproc *hp, struct ol__node *n,
+                      struct ol__code *c, struct host_fds *f)
+{
+    const int child_fd[6] = {-1, f->ofd, f->ofd, f->sv[1], f->mfd, f->cfd};
+    uv_process_options_t po;
+    uv_stdio_container_t io[6];
+    struct host_argv a;
+    int rv;
+
+    host_args(n, c, &a);
     memset(io, 0, sizeof io);
     io[0].flags = UV_IGNORE;
-    if (ol__hp_out_open(hp, n->loop, &ofd) != 0) {
-        rv = OL_EIO;
-        goto fail;
+    for (int i = 1; i < 6; i++) {
+        io[i].flags = UV_INHERIT_FD;
+        io[i].data.fd = child_fd[i];
     }
-    io[1].flags = UV_INHERIT_FD;
-    io[1].data.fd = ofd;
-    io[2].flags = UV_INHERIT_FD;
-    io[2].data.fd = ofd;
-    io[3].flags = UV_INHERIT_FD;
-    io[3].data.fd = sv[1];
-    io[4].flags = UV_INHERIT_FD;
-    io[4].data.fd = mfd;
-    io[5].flags = UV_INHERIT_FD;
-    io[5].data.fd = cfd;
     memset(&po, 0, sizeof po);
     po.file = n->host_exe;
-    po.args = args;
+    po.args = a.args;
     po.exit_cb = exit_cb;
     po.stdio = io;
     po.stdio_count = 6;
@@ -446,43 +456,64 @@ int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
     if (rv != 0) {
         ol_log(OL_LOG_ERROR, "plugin '%s': cannot start %s: %s", c->kind,
                n->host_exe, uv_strerror(rv));
-        rv = OL_EIO;
-        goto fail;
+        return OL_EIO;
     }
+    return 0;
+}
+
+/* A host is running: start reading it and put it on the node's list. */
+static void host_started(struct ol__hostproc *hp, struct ol__node *n,
+                         struct ol__code *c)
+{
+    void *v;
+
     hp->spawned = 1;
     hp->handles++;
     n->n.host_starts++;
-    close(sv[1]);
-    close(mfd);
-    close(cfd);
-    close(ofd);
     ol__hp_out_start(hp, c->kind, hp->proc.pid);
     ol__hp_read_start(hp);
     uv_timer_start(&hp->watch, watch_cb, WATCH_MS, WATCH_MS);
-    {
-        void *v;
-
-        /* The host starts out knowing which mailboxes are full. */
-        for (size_t i = 0; ol__map_next(&n->full, &i, &v);)
-            ol__hp_full(hp, v, 1);
-    }
+    /* The host starts out knowing which mailboxes are full. */
+    for (size_t i = 0; ol__map_next(&n->full, &i, &v);)
+        ol__hp_full(hp, v, 1);
     hp->next = n->hps;
     if (n->hps)
         n->hps->prev = hp;
     n->hps = hp;
+}
+
+int ol__hostproc_create(struct ol__node *n, struct ol__code *c,
+                        struct ol__hostproc **out)
+{
+    struct ol__hostproc *hp = calloc(1, sizeof *hp);
+    struct host_fds f = {{-1, -1}, -1, -1, -1};
+    int rv;
+
+    if (hp == NULL)
+        return OL_ENOMEM;
+    hp->node = n;
+    hp->code = c;
+    hp->state = OL_HP_STARTING;
+    hp->started_ms = ol__mono_ms();
+    ol__buf_init(&hp->out);
+    ol__buf_init(&hp->in);
+    uv_timer_init(n->loop, &hp->watch);
+    hp->watch.data = hp;
+    hp->handles = 1;
+    if ((rv = open_channel(hp, n, c, &f)) != 0)
+        goto fail;
+    if (ol__hp_out_open(hp, n->loop, &f.ofd) != 0) {
+        rv = OL_EIO;
+        goto fail;
+    }
+    if ((rv = spawn_host(hp, n, c, &f)) != 0)
+        goto fail;
+    close_fds(&f);
+    host_started(hp, n, c);
     *out = hp;
     return 0;
 fail:
-    if (sv[0] >= 0)
-        close(sv[0]);
-    if (sv[1] >= 0)
-        close(sv[1]);
-    if (mfd >= 0)
-        close(mfd);
-    if (cfd >= 0)
-        close(cfd);
-    if (ofd >= 0)
-        close(ofd);
+    close_fds(&f);
     hp->code = NULL;
     hp->state = OL_HP_DEAD;
     /* Not on the node's list yet; close_handles copes. */

@@ -310,92 +310,116 @@ static int opt_str(struct ol__mpr *r, char *out, size_t cap)
     return ol__mpr_strcpy(r, out, cap);
 }
 
+/* The rest of an OPEN reply (m items in all) for agent `a` (NULL: gone). */
+static int r_open(struct ol__mpr *r, uint32_t m, struct ol_agent *a)
+{
+    int64_t rv;
+    char where[16], msg[OL_AGENT_ERROR_MAX + 1] = "";
+
+    if ((m != 5 && m != 6) || ol__mpr_int(r, &rv) ||
+        opt_str(r, where, sizeof where) ||
+        (m == 6 && opt_str(r, msg, sizeof msg)))
+        return OL_EMALFORMED;
+    if (a)
+        ol__agent_opened(a, (int)rv, where, msg);
+    return 0;
+}
+
+static int r_save(struct ol__mpr *r, uint32_t m, struct ol_agent *a)
+{
+    const void *state = NULL;
+    uint32_t len = 0;
+    int64_t rv;
+
+    if (m != 5)
+        return OL_EMALFORMED;
+    if (ol__mpr_is_nil(r)) {
+        if (ol__mpr_nil(r))
+            return OL_EMALFORMED;
+    } else if (ol__mpr_bin(r, &state, &len)) {
+        return OL_EMALFORMED;
+    }
+    if (ol__mpr_int(r, &rv))
+        return OL_EMALFORMED;
+    if (a)
+        ol__step_saved(a, state, len, (int)rv);
+    return 0;
+}
+
+static int r_work(struct ol__mpr *r, uint32_t m, struct ol_agent *a)
+{
+    uint64_t id, token;
+
+    if (m != 5 || ol__mpr_uint(r, &id) || ol__mpr_uint(r, &token))
+        return OL_EMALFORMED;
+    if (a)
+        ol__agent_work_done(a, id, token);
+    return 0;
+}
+
+static int r_log(struct ol__mpr *r, uint32_t m, struct ol_agent *a)
+{
+    int64_t level;
+    const char *text;
+    uint32_t len;
+
+    if (m != 5 || ol__mpr_int(r, &level) || ol__mpr_str(r, &text, &len))
+        return OL_EMALFORMED;
+    if (level < OL_LOG_ERROR)
+        level = OL_LOG_ERROR;
+    if (level > OL_LOG_DEBUG)
+        level = OL_LOG_DEBUG;
+    if (a)
+        ol__agent_plugin_log(a, (int)level, text, len);
+    return 0;
+}
+
+/* One reply of `m` items whose type has been read. */
+static int reply(struct ol__hostproc *hp, struct ol__mpr *r, uint32_t m,
+                 uint64_t type)
+{
+    uint64_t slot, gen;
+    struct ol_agent *a;
+
+    if (type == OL_IPC_R_STEP) {
+        struct ol__ipc_result res;
+
+        if (m != 10 || ol__ipc_read_result(r, &res) != 0)
+            return OL_EMALFORMED;
+        a = slot_agent(hp, res.slot, res.gen);
+        if (a)
+            ol__step_result(a, &res);
+        return 0;
+    }
+    if (ol__mpr_uint(r, &slot) || ol__mpr_uint(r, &gen))
+        return OL_EMALFORMED;
+    a = slot_agent(hp, slot, gen);
+    switch (type) {
+    case OL_IPC_R_OPEN:
+        return r_open(r, m, a);
+    case OL_IPC_R_SAVE:
+        return r_save(r, m, a);
+    case OL_IPC_R_WORK:
+        return r_work(r, m, a);
+    case OL_IPC_R_LOG:
+        return r_log(r, m, a);
+    default:
+        return OL_EMALFORMED;
+    }
+}
+
 static int batch(struct ol__hostproc *hp, struct ol__mpr *r)
 {
     uint32_t n, m;
-    uint64_t type, slot, gen;
+    uint64_t type;
 
     if (ol__mpr_array(r, &n))
         return OL_EMALFORMED;
     for (uint32_t i = 0; i < n && hp->state == OL_HP_READY; i++) {
-        struct ol_agent *a;
-
         hp->items_in++;
-        if (ol__mpr_array(r, &m) || m < 3 || ol__mpr_uint(r, &type))
+        if (ol__mpr_array(r, &m) || m < 3 || ol__mpr_uint(r, &type) ||
+            reply(hp, r, m, type) != 0)
             return OL_EMALFORMED;
-        if (type == OL_IPC_R_STEP) {
-            struct ol__ipc_result res;
-
-            if (m != 10 || ol__ipc_read_result(r, &res) != 0)
-                return OL_EMALFORMED;
-            a = slot_agent(hp, res.slot, res.gen);
-            if (a)
-                ol__step_result(a, &res);
-            continue;
-        }
-        if (ol__mpr_uint(r, &slot) || ol__mpr_uint(r, &gen))
-            return OL_EMALFORMED;
-        a = slot_agent(hp, slot, gen);
-        switch (type) {
-        case OL_IPC_R_OPEN: {
-            int64_t rv;
-            char where[16], msg[OL_AGENT_ERROR_MAX + 1] = "";
-
-            if ((m != 5 && m != 6) || ol__mpr_int(r, &rv) ||
-                opt_str(r, where, sizeof where) ||
-                (m == 6 && opt_str(r, msg, sizeof msg)))
-                return OL_EMALFORMED;
-            if (a)
-                ol__agent_opened(a, (int)rv, where, msg);
-            break;
-        }
-        case OL_IPC_R_SAVE: {
-            const void *state = NULL;
-            uint32_t len = 0;
-            int64_t rv;
-
-            if (m != 5)
-                return OL_EMALFORMED;
-            if (ol__mpr_is_nil(r)) {
-                if (ol__mpr_nil(r))
-                    return OL_EMALFORMED;
-            } else if (ol__mpr_bin(r, &state, &len)) {
-                return OL_EMALFORMED;
-            }
-            if (ol__mpr_int(r, &rv))
-                return OL_EMALFORMED;
-            if (a)
-                ol__step_saved(a, state, len, (int)rv);
-            break;
-        }
-        case OL_IPC_R_WORK: {
-            uint64_t id, token;
-
-            if (m != 5 || ol__mpr_uint(r, &id) || ol__mpr_uint(r, &token))
-                return OL_EMALFORMED;
-            if (a)
-                ol__agent_work_done(a, id, token);
-            break;
-        }
-        case OL_IPC_R_LOG: {
-            int64_t level;
-            const char *text;
-            uint32_t len;
-
-            if (m != 5 || ol__mpr_int(r, &level) ||
-                ol__mpr_str(r, &text, &len))
-                return OL_EMALFORMED;
-            if (level < OL_LOG_ERROR)
-                level = OL_LOG_ERROR;
-            if (level > OL_LOG_DEBUG)
-                level = OL_LOG_DEBUG;
-            if (a)
-                ol__agent_plugin_log(a, (int)level, text, len);
-            break;
-        }
-        default:
-            return OL_EMALFORMED;
-        }
     }
     return 0;
 }

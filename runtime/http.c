@@ -124,28 +124,20 @@ static enum MHD_Result unavailable(struct MHD_Connection *c)
 
 /* ---- routes ---- */
 
-static enum MHD_Result route_metrics(struct ol__http *h,
-                                     struct MHD_Connection *c)
+/* /metrics (Prometheus text) or /api/status (JSON), from the latest
+ * observation. */
+static enum MHD_Result route_snapshot(struct ol__http *h,
+                                      struct MHD_Connection *c, int metrics)
 {
     size_t len = 0;
-    char *body = ol__http_snapshot(h, 1, &len);
+    char *body = ol__http_snapshot(h, metrics, &len);
 
     if (body == NULL)
         return unavailable(c);
-    return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+    return reply(c, MHD_HTTP_OK,
+                 metrics ? "text/plain; version=0.0.4; charset=utf-8"
+                         : "application/json",
                  body, len, MHD_RESPMEM_MUST_FREE);
-}
-
-static enum MHD_Result route_status(struct ol__http *h,
-                                    struct MHD_Connection *c)
-{
-    size_t len = 0;
-    char *body = ol__http_snapshot(h, 0, &len);
-
-    if (body == NULL)
-        return unavailable(c);
-    return reply(c, MHD_HTTP_OK, "application/json", body, len,
-                 MHD_RESPMEM_MUST_FREE);
 }
 
 static enum MHD_Result route_healthz(struct ol__http *h,
@@ -296,9 +288,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                           "this endpoint needs 'Authorization: Bearer "
                           "TOKEN' (the token in [http] token_file)\n");
     if (strcmp(url, "/metrics") == 0)
-        return route_metrics(h, c);
+        return route_snapshot(h, c, 1);
     if (strcmp(url, "/api/status") == 0)
-        return route_status(h, c);
+        return route_snapshot(h, c, 0);
     if (strcmp(url, "/api/logs") == 0)
         return route_logs(h, c);
     return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: %.100s\n", url);

@@ -6,6 +6,7 @@
  * database, so every node of a cluster reports the same ones.
  */
 #include <dirent.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,6 +59,36 @@ static void one_f(struct out *o, const char *name, const char *type,
     family(o, name, type, help);
     put(o, "%s %.6f\n", name, v);
 }
+
+/* One sample of a family with one label: name{label="value"} v. */
+static void labelled(struct out *o, const char *name, const char *label,
+                     const char *value, uint64_t v)
+{
+    put(o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, value, v);
+}
+
+/* A run of single-value families read from one struct: each row names
+ * the family and where its uint64_t sits. */
+struct u64_row {
+    const char *name, *type, *help;
+    size_t off;
+};
+
+static void u64_rows(struct out *o, const void *base,
+                     const struct u64_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v;
+
+        memcpy(&v, (const char *)base + rows[i].off, sizeof v);
+        one_u64(o, rows[i].name, rows[i].type, rows[i].help, v);
+    }
+}
+
+/* The same from keys of a status map (absent: 0). */
+struct key_row {
+    const char *name, *type, *help, *key;
+};
 
 /* A label value with \, " and newlines escaped. */
 static void label_esc(const char *in, char *out, size_t cap)
@@ -163,103 +194,131 @@ static int get_s(const msgpack_object *m, const char *key, char *out,
     return 0;
 }
 
-static void cluster_metrics(struct out *o, const struct ol__obs *ob,
-                            const msgpack_object *st)
+static void key_rows(struct out *o, const msgpack_object *m,
+                     const struct key_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        one_u64(o, rows[i].name, rows[i].type, rows[i].help,
+                get_u(m, rows[i].key));
+}
+
+#define CM(f) offsetof(struct ol__cluster_metrics, f)
+
+static const struct u64_row cm_rows[] = {
+    {"outlast_raft_leader_changes_total", "counter",
+     "Times this node learned of a new leader.", CM(leader_changes)},
+    {"outlast_lease_losses_total", "counter",
+     "Times this node lost its lease and paused its agents.",
+     CM(lease_losses)},
+    {"outlast_suspends_total", "counter",
+     "Suspends of this machine seen (each drops the lease).", CM(suspends)},
+    {"outlast_leader_stalls_total", "counter",
+     "Times this node, leading, relearned liveness after a stall.",
+     CM(stalls)},
+    {"outlast_forwards_refused_total", "counter",
+     "Forwarded commands refused: not the proposer's to make.",
+     CM(refused_fwd)},
+};
+
+static const struct key_row index_rows[] = {
+    {"outlast_raft_term", "gauge", "The current raft term.", "term"},
+    {"outlast_raft_commit_index", "gauge",
+     "The highest raft log index this node knows to be committed.",
+     "commit_index"},
+    {"outlast_raft_applied_index", "gauge",
+     "The highest raft log index this node has applied to its database.",
+     "store_applied"},
+};
+
+static const struct key_row counter_rows[] = {
+    {"outlast_raft_entries_proposed_total", "counter",
+     "Raft entries this node appended as leader.", "entries"},
+    {"outlast_proposals_forwarded_total", "counter",
+     "Proposals this node forwarded to the leader.", "forwarded"},
+    {"outlast_raft_snapshots_taken_total", "counter",
+     "Raft snapshots this node took.", "snapshots_taken"},
+    {"outlast_raft_snapshots_installed_total", "counter",
+     "Raft snapshots this node installed from the leader.",
+     "snapshots_installed"},
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static void raft_metrics(struct out *o, const struct ol__obs *ob,
+                         const msgpack_object *st, int leader)
 {
     static const char *const reasons[] = {"", "place", "failover", "regrant",
                                           "rebalance"};
-    const msgpack_object *ctr = get(st, "counters");
-    const msgpack_object *nodes = get(st, "nodes");
-    const struct ol__transport_stats *t = &ob->cm.transport;
-    int leader = get_b(st, "from_follower") == 0;
 
-    one_u64(o, "outlast_raft_term", "gauge", "The current raft term.",
-            get_u(st, "term"));
-    one_u64(o, "outlast_raft_commit_index", "gauge",
-            "The highest raft log index this node knows to be committed.",
-            get_u(st, "commit_index"));
-    one_u64(o, "outlast_raft_applied_index", "gauge",
-            "The highest raft log index this node has applied to its "
-            "database.",
-            get_u(st, "store_applied"));
+    key_rows(o, st, index_rows, N(index_rows));
     one_u64(o, "outlast_raft_leader", "gauge",
             "1 if this node is the raft leader.", (uint64_t)leader);
     one_u64(o, "outlast_raft_leader_id", "gauge",
             "The id of the node this node believes leads (0: none known).",
             get_u(st, "leader"));
-    one_u64(o, "outlast_raft_leader_changes_total", "counter",
-            "Times this node learned of a new leader.",
-            ob->cm.leader_changes);
-    one_u64(o, "outlast_lease_losses_total", "counter",
-            "Times this node lost its lease and paused its agents.",
-            ob->cm.lease_losses);
-    one_u64(o, "outlast_suspends_total", "counter",
-            "Suspends of this machine seen (each drops the lease).",
-            ob->cm.suspends);
-    one_u64(o, "outlast_leader_stalls_total", "counter",
-            "Times this node, leading, relearned liveness after a stall.",
-            ob->cm.stalls);
-    one_u64(o, "outlast_forwards_refused_total", "counter",
-            "Forwarded commands refused: not the proposer's to make.",
-            ob->cm.refused_fwd);
-    one_u64(o, "outlast_raft_entries_proposed_total", "counter",
-            "Raft entries this node appended as leader.",
-            get_u(ctr, "entries"));
-    one_u64(o, "outlast_proposals_forwarded_total", "counter",
-            "Proposals this node forwarded to the leader.",
-            get_u(ctr, "forwarded"));
-    one_u64(o, "outlast_raft_snapshots_taken_total", "counter",
-            "Raft snapshots this node took.", get_u(ctr, "snapshots_taken"));
-    one_u64(o, "outlast_raft_snapshots_installed_total", "counter",
-            "Raft snapshots this node installed from the leader.",
-            get_u(ctr, "snapshots_installed"));
+    u64_rows(o, &ob->cm, cm_rows, N(cm_rows));
+    key_rows(o, get(st, "counters"), counter_rows, N(counter_rows));
     family(o, "outlast_placements_total", "counter",
            "Agents this node placed as leader, by reason (failover: moved "
            "off a node silent for failover_ms).");
     for (int r = 1; r <= 4; r++)
-        put(o, "outlast_placements_total{reason=\"%s\"} %" PRIu64 "\n",
-            reasons[r], ob->cm.placed[r]);
+        labelled(o, "outlast_placements_total", "reason", reasons[r],
+                 ob->cm.placed[r]);
+}
 
-    /* Peer health is the leader's to know; a follower reports none. */
-    if (leader && nodes && nodes->type == MSGPACK_OBJECT_ARRAY) {
-        family(o, "outlast_peer_up", "gauge",
-               "1 if the peer pinged this leader within failover_ms, 0 if "
-               "not (the leader's view).");
-        for (uint32_t i = 0; i < nodes->via.array.size; i++) {
-            const msgpack_object *nd = &nodes->via.array.ptr[i];
-            char h[16];
+/* A peer the leader has a view of: alive or down (not self, not spare). */
+static int peer_known(const msgpack_object *nd)
+{
+    char h[16];
 
-            get_s(nd, "health", h, sizeof h);
-            if (strcmp(h, "alive") == 0 || strcmp(h, "down") == 0)
-                put(o, "outlast_peer_up{peer=\"%" PRIu64 "\"} %d\n",
-                    get_u(nd, "id"), strcmp(h, "alive") == 0);
-        }
-        family(o, "outlast_peer_applied_index", "gauge",
-               "The raft index each peer last reported applied (the "
-               "leader's view); the lag is the commit index minus this.");
-        for (uint32_t i = 0; i < nodes->via.array.size; i++) {
-            const msgpack_object *nd = &nodes->via.array.ptr[i];
-            char h[16];
+    get_s(nd, "health", h, sizeof h);
+    return strcmp(h, "alive") == 0 || strcmp(h, "down") == 0;
+}
 
-            get_s(nd, "health", h, sizeof h);
-            if (strcmp(h, "alive") == 0 || strcmp(h, "down") == 0)
-                put(o, "outlast_peer_applied_index{peer=\"%" PRIu64
-                       "\"} %" PRIu64 "\n",
-                    get_u(nd, "id"), get_u(nd, "applied"));
-        }
-        family(o, "outlast_peer_last_contact_seconds", "gauge",
-               "Seconds since each peer last pinged this leader.");
-        for (uint32_t i = 0; i < nodes->via.array.size; i++) {
-            const msgpack_object *nd = &nodes->via.array.ptr[i];
-            const msgpack_object *lc = get(nd, "last_contact_ms");
+static int peer_alive(const msgpack_object *nd)
+{
+    char h[16];
 
-            if (lc && lc->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-                put(o, "outlast_peer_last_contact_seconds{peer=\"%" PRIu64
-                       "\"} %.3f\n",
-                    get_u(nd, "id"), (double)lc->via.u64 / 1e3);
-        }
+    get_s(nd, "health", h, sizeof h);
+    return strcmp(h, "alive") == 0;
+}
+
+/* Peer health is the leader's to know; a follower reports none. */
+static void peer_metrics(struct out *o, const msgpack_object *nodes)
+{
+    const msgpack_object *nd, *end = nodes->via.array.ptr +
+                                      nodes->via.array.size;
+
+    family(o, "outlast_peer_up", "gauge",
+           "1 if the peer pinged this leader within failover_ms, 0 if "
+           "not (the leader's view).");
+    for (nd = nodes->via.array.ptr; nd < end; nd++)
+        if (peer_known(nd))
+            put(o, "outlast_peer_up{peer=\"%" PRIu64 "\"} %d\n",
+                get_u(nd, "id"), peer_alive(nd));
+    family(o, "outlast_peer_applied_index", "gauge",
+           "The raft index each peer last reported applied (the "
+           "leader's view); the lag is the commit index minus this.");
+    for (nd = nodes->via.array.ptr; nd < end; nd++)
+        if (peer_known(nd))
+            put(o, "outlast_peer_applied_index{peer=\"%" PRIu64
+                   "\"} %" PRIu64 "\n",
+                get_u(nd, "id"), get_u(nd, "applied"));
+    family(o, "outlast_peer_last_contact_seconds", "gauge",
+           "Seconds since each peer last pinged this leader.");
+    for (nd = nodes->via.array.ptr; nd < end; nd++) {
+        const msgpack_object *lc = get(nd, "last_contact_ms");
+
+        if (lc && lc->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            put(o, "outlast_peer_last_contact_seconds{peer=\"%" PRIu64
+                   "\"} %.3f\n",
+                get_u(nd, "id"), (double)lc->via.u64 / 1e3);
     }
+}
 
+static void transport_metrics(struct out *o,
+                              const struct ol__transport_stats *t)
+{
     one_u64(o, "outlast_transport_connections", "gauge",
             "Open node-to-node connections (raft and messages, "
             "authenticated or still in their handshake).",
@@ -267,23 +326,32 @@ static void cluster_metrics(struct out *o, const struct ol__obs *ob,
     family(o, "outlast_transport_handshakes_total", "counter",
            "Node-to-node handshakes, by result (refused: unknown key, bad "
            "signature, garbage or timeout).");
-    put(o, "outlast_transport_handshakes_total{result=\"ok\"} %" PRIu64 "\n",
-        t->handshakes_ok);
-    put(o, "outlast_transport_handshakes_total{result=\"refused\"} %" PRIu64
-           "\n",
-        t->handshakes_failed);
+    labelled(o, "outlast_transport_handshakes_total", "result", "ok",
+             t->handshakes_ok);
+    labelled(o, "outlast_transport_handshakes_total", "result", "refused",
+             t->handshakes_failed);
     one_u64(o, "outlast_transport_frames_rejected_total", "counter",
             "Frames dropped for failing authentication or exceeding the "
             "size cap.",
             t->frames_rejected);
     family(o, "outlast_transport_messages_total", "counter",
            "Messages on the node-to-node message channel.");
-    put(o, "outlast_transport_messages_total{direction=\"sent\"} %" PRIu64
-           "\n",
-        t->msgs_sent);
-    put(o, "outlast_transport_messages_total{direction=\"received\"} %" PRIu64
-           "\n",
-        t->msgs_received);
+    labelled(o, "outlast_transport_messages_total", "direction", "sent",
+             t->msgs_sent);
+    labelled(o, "outlast_transport_messages_total", "direction", "received",
+             t->msgs_received);
+}
+
+static void cluster_metrics(struct out *o, const struct ol__obs *ob,
+                            const msgpack_object *st)
+{
+    const msgpack_object *nodes = get(st, "nodes");
+    int leader = get_b(st, "from_follower") == 0;
+
+    raft_metrics(o, ob, st, leader);
+    if (leader && nodes && nodes->type == MSGPACK_OBJECT_ARRAY)
+        peer_metrics(o, nodes);
+    transport_metrics(o, &ob->cm.transport);
 }
 
 /* ---- the process ---- */
@@ -340,143 +408,171 @@ static void process_metrics(struct out *o)
               boot + (double)start / (double)tick);
 }
 
-int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
-                     struct ol__buf *b)
+#define OB(f) offsetof(struct ol__obs, f)
+
+static const struct u64_row step_rows[] = {
+    {"outlast_steps_total", "counter",
+     "Events handled by agents hosted on this node.", OB(steps)},
+    {"outlast_steps_late_total", "counter",
+     "Steps an agent host did not start because this node's lease had run "
+     "out by the time it read them (a stop or suspend).",
+     OB(steps_refused)},
+    {"outlast_checkpoints_committed_total", "counter",
+     "Checkpoints of agents hosted on this node that committed.",
+     OB(checkpoints)},
+    {"outlast_checkpoints_refused_total", "counter",
+     "Checkpoints of agents hosted on this node that the state machine "
+     "refused (stale epoch, divergence).",
+     OB(refused)},
+};
+
+static const struct u64_row host_rows[] = {
+    {"outlast_agent_hosts", "gauge",
+     "Agent-host processes running for this node (one per plugin build in "
+     "use).",
+     OB(hosts)},
+    {"outlast_agent_host_starts_total", "counter",
+     "Agent-host processes this node started.", OB(host_starts)},
+    {"outlast_agent_host_restarts_total", "counter",
+     "Agent-host processes that died without being asked to (a crash, a "
+     "step past its deadline, a plugin that would not load); their agents "
+     "resume from their last checkpoints in a new one.",
+     OB(host_restarts)},
+};
+
+static const struct u64_row hosted_rows[] = {
+    {"outlast_agents_hosted", "gauge",
+     "Agent instances on this node (active, committing, faulted or "
+     "degraded).",
+     OB(hosted)},
+    {"outlast_agents_degraded", "gauge",
+     "Agents here whose stored checkpoint failed verification.",
+     OB(degraded)},
+    {"outlast_agent_events_queued", "gauge",
+     "Events waiting to be handled, summed over the agents hosted here.",
+     OB(queued_sum)},
+    {"outlast_agent_events_queued_max", "gauge",
+     "Events waiting at the busiest agent hosted here.", OB(queued_max)},
+    {"outlast_messages_held", "gauge",
+     "Messages sent in steps whose checkpoint has not committed yet "
+     "(released only once it does).",
+     OB(held_sum)},
+};
+
+static const struct u64_row http_rows[] = {
+    {"outlast_http_requests_total", "counter",
+     "HTTP requests this endpoint answered.", OB(http_requests)},
+    {"outlast_http_loop_jobs_total", "counter",
+     "Times the event loop was asked for something by the HTTP endpoint: "
+     "one observation per interval however many clients ask, and each log "
+     "fetch.",
+     OB(http_jobs)},
+};
+
+/* The node itself: build, steps, commits, quarantines, crashes, hosts. */
+static void node_metrics(struct out *o, const struct ol__obs *ob)
 {
-    static const char *const status[] = {"", "running", "stopping",
-                                         "stopped", "quarantined", "removed"};
     /* enum ol__crash_kind, in order. */
     static const char *const crash_kinds[] = {"signal", "exit", "deadline",
                                               "node"};
-    struct out o = {b, 0};
-    msgpack_unpacked u;
-    const msgpack_object *st = NULL;
     char name[200];
 
-    msgpack_unpacked_init(&u);
-    if (ob->status_mp &&
-        msgpack_unpack_next(&u, (const char *)ob->status_mp, ob->status_len,
-                            NULL) == MSGPACK_UNPACK_SUCCESS)
-        st = &u.data;
-
     label_esc(ob->node_name, name, sizeof name);
-    family(&o, "outlast_build_info", "gauge",
+    family(o, "outlast_build_info", "gauge",
            "Always 1; the labels say which outlast this is.");
-    put(&o,
+    put(o,
         "outlast_build_info{version=\"%s\",node_id=\"%" PRIu64
         "\",node_name=\"%s\",mode=\"%s\"} 1\n",
         ob->version, ob->node_id, name, ob->cluster ? "cluster" : "single");
-    one_f(&o, "outlast_start_time_seconds", "gauge",
+    one_f(o, "outlast_start_time_seconds", "gauge",
           "When this node started, in seconds since the Unix epoch.",
           (double)ob->started_ms / 1e3);
-    one_u64(&o, "outlast_steps_total", "counter",
-            "Events handled by agents hosted on this node.", ob->steps);
-    one_u64(&o, "outlast_steps_late_total", "counter",
-            "Steps an agent host did not start because this node's lease "
-            "had run out by the time it read them (a stop or suspend).",
-            ob->steps_refused);
-    one_u64(&o, "outlast_checkpoints_committed_total", "counter",
-            "Checkpoints of agents hosted on this node that committed.",
-            ob->checkpoints);
-    one_u64(&o, "outlast_checkpoints_refused_total", "counter",
-            "Checkpoints of agents hosted on this node that the state "
-            "machine refused (stale epoch, divergence).",
-            ob->refused);
-    histogram(&o, "outlast_commit_latency_seconds",
+    u64_rows(o, ob, step_rows, N(step_rows));
+    histogram(o, "outlast_commit_latency_seconds",
               "Time from proposing a checkpoint to its commit (fsync on a "
               "single node, a majority in a cluster), for agents hosted "
               "here.",
               &ob->commit, ol__lat_bounds_us, ol__lat_nbounds, 6);
-    histogram(&o, "outlast_commit_batch_checkpoints",
+    histogram(o, "outlast_commit_batch_checkpoints",
               "Checkpoints per commit batch: one group commit on a single "
               "node; in a cluster one raft entry (or the entries a new "
               "term's first commit released together).",
               &ob->rc.batch_sizes, ol__batch_bounds, ol__batch_nbounds, 0);
-    one_u64(&o, "outlast_commit_retries_total", "counter",
+    one_u64(o, "outlast_commit_retries_total", "counter",
             ob->cluster ? "Proposals this node sent again (no outcome in "
                           "time, or a new leader)."
                         : "Group commits that failed and were retried.",
             ob->rc.failures);
-    family(&o, "outlast_quarantines_total", "counter",
+    family(o, "outlast_quarantines_total", "counter",
            "Agents quarantined on this node's word, by reason: error (a "
            "plugin failure or a refused checkpoint) or crash_loop (this "
            "node reported the crash that reached crash_limit).");
-    put(&o, "outlast_quarantines_total{reason=\"error\"} %" PRIu64 "\n",
-        ob->quarantined);
-    put(&o, "outlast_quarantines_total{reason=\"crash_loop\"} %" PRIu64
-            "\n",
-        ob->quarantined_crash);
-    family(&o, "outlast_agent_crashes_total", "counter",
+    labelled(o, "outlast_quarantines_total", "reason", "error",
+             ob->quarantined);
+    labelled(o, "outlast_quarantines_total", "reason", "crash_loop",
+             ob->quarantined_crash);
+    family(o, "outlast_agent_crashes_total", "counter",
            "Crashes of agents' code on this node, by reason: signal (a "
            "fault or abort killed its host process), exit (it called "
            "exit()), deadline (a step overran step_deadline_ms and its "
            "host was killed) or node (in-process code took the node down; "
            "counted when the node starts again).");
     for (int k = 0; k < 4; k++)
-        put(&o, "outlast_agent_crashes_total{reason=\"%s\"} %" PRIu64 "\n",
-            crash_kinds[k], ob->crashes[k]);
-    one_u64(&o, "outlast_agent_hosts", "gauge",
-            "Agent-host processes running for this node (one per plugin "
-            "build in use).",
-            ob->hosts);
-    one_u64(&o, "outlast_agent_host_starts_total", "counter",
-            "Agent-host processes this node started.", ob->host_starts);
-    one_u64(&o, "outlast_agent_host_restarts_total", "counter",
-            "Agent-host processes that died without being asked to (a "
-            "crash, a step past its deadline, a plugin that would not "
-            "load); their agents resume from their last checkpoints in a "
-            "new one.",
-            ob->host_restarts);
-    one_u64(&o, "outlast_lease_held", "gauge",
+        labelled(o, "outlast_agent_crashes_total", "reason", crash_kinds[k],
+                 ob->crashes[k]);
+    u64_rows(o, ob, host_rows, N(host_rows));
+    one_u64(o, "outlast_lease_held", "gauge",
             "1 if this node may run its agents now (a single node always "
             "may).",
             (uint64_t)!ob->paused);
+}
+
+/* The agents: the cluster's from the database, this node's from the
+ * loop; then the database's size. */
+static void agent_metrics(struct out *o, const struct ol__obs *ob,
+                          const struct ol__obs_db *d)
+{
+    static const char *const status[] = {"", "running", "stopping",
+                                         "stopped", "quarantined", "removed"};
 
     if (d->ok) {
-        family(&o, "outlast_agents", "gauge",
+        family(o, "outlast_agents", "gauge",
                "Agents in the cluster by status (from the replicated "
                "database).");
         for (int s = 1; s <= OL_AGENT_STATUS_MAX; s++)
-            put(&o, "outlast_agents{status=\"%s\"} %" PRIu64 "\n", status[s],
-                d->by_status[s]);
-        one_u64(&o, "outlast_mailbox_messages", "gauge",
+            labelled(o, "outlast_agents", "status", status[s],
+                     d->by_status[s]);
+        one_u64(o, "outlast_mailbox_messages", "gauge",
                 "Messages delivered to mailboxes and not yet consumed.",
                 d->mailbox_total);
-        one_u64(&o, "outlast_mailbox_messages_max", "gauge",
+        one_u64(o, "outlast_mailbox_messages_max", "gauge",
                 "The deepest mailbox, in messages.", d->mailbox_max);
     }
-    one_u64(&o, "outlast_agents_hosted", "gauge",
-            "Agent instances on this node (active, committing, faulted or "
-            "degraded).",
-            ob->hosted);
-    one_u64(&o, "outlast_agents_degraded", "gauge",
-            "Agents here whose stored checkpoint failed verification.",
-            ob->degraded);
-    one_u64(&o, "outlast_agent_events_queued", "gauge",
-            "Events waiting to be handled, summed over the agents hosted "
-            "here.",
-            ob->queued_sum);
-    one_u64(&o, "outlast_agent_events_queued_max", "gauge",
-            "Events waiting at the busiest agent hosted here.",
-            ob->queued_max);
-    one_u64(&o, "outlast_messages_held", "gauge",
-            "Messages sent in steps whose checkpoint has not committed yet "
-            "(released only once it does).",
-            ob->held_sum);
+    u64_rows(o, ob, hosted_rows, N(hosted_rows));
     if (d->db_bytes >= 0)
-        one_u64(&o, "outlast_db_size_bytes", "gauge",
+        one_u64(o, "outlast_db_size_bytes", "gauge",
                 "Size of the node's database file.", (uint64_t)d->db_bytes);
     if (d->wal_bytes >= 0)
-        one_u64(&o, "outlast_db_wal_size_bytes", "gauge",
+        one_u64(o, "outlast_db_wal_size_bytes", "gauge",
                 "Size of the database's write-ahead log.",
                 (uint64_t)d->wal_bytes);
-    one_u64(&o, "outlast_http_requests_total", "counter",
-            "HTTP requests this endpoint answered.", ob->http_requests);
-    one_u64(&o, "outlast_http_loop_jobs_total", "counter",
-            "Times the event loop was asked for something by the HTTP "
-            "endpoint: one observation per interval however many clients "
-            "ask, and each log fetch.",
-            ob->http_jobs);
+}
+
+int ol__metrics_text(const struct ol__obs *ob, const struct ol__obs_db *d,
+                     struct ol__buf *b)
+{
+    struct out o = {b, 0};
+    msgpack_unpacked u;
+    const msgpack_object *st = NULL;
+
+    msgpack_unpacked_init(&u);
+    if (ob->status_mp &&
+        msgpack_unpack_next(&u, (const char *)ob->status_mp, ob->status_len,
+                            NULL) == MSGPACK_UNPACK_SUCCESS)
+        st = &u.data;
+    node_metrics(&o, ob);
+    agent_metrics(&o, ob, d);
+    u64_rows(&o, ob, http_rows, N(http_rows));
     one_f(&o, "outlast_http_loop_seconds_total", "counter",
           "CPU time the node's event loop spent answering HTTP requests "
           "(it only copies counters; database reads run on the request "

@@ -40,15 +40,9 @@ const char *ol__agent_phase_name(const struct ol_agent *a)
     return "?";
 }
 
-int ol__obs_collect(struct ol__node *n, struct ol__obs *o,
-                    const struct ol__obs_row *rows, uint32_t n_rows)
+/* The node's identity and counters. */
+static void collect_node(struct ol__node *n, struct ol__obs *o)
 {
-    struct ol__buf sb;
-    msgpack_packer pk;
-    int rv = 0;
-    void *v;
-
-    memset(o, 0, sizeof *o);
     o->node_id = n->self_id;
     snprintf(o->node_name, sizeof o->node_name, "%s", n->cfg.node_name);
     snprintf(o->version, sizeof o->version, "%s", OL_VERSION);
@@ -78,18 +72,30 @@ int ol__obs_collect(struct ol__node *n, struct ol__obs *o,
     o->commit = n->commit_hist;
     o->p50_us = ol__hist_quantile(&n->commit_lat, 0.50);
     o->p99_us = ol__hist_quantile(&n->commit_lat, 0.99);
-    if (n->replica) {
-        o->leader = n->replica->vt->is_leader(n->replica);
-        n->replica->vt->counters(n->replica, &o->rc);
-        if (n->cluster)
-            ol__cluster_metrics(n->replica, &o->cm);
-        ol__buf_init(&sb);
-        msgpack_packer_init(&pk, &sb, ol__buf_write);
-        n->replica->vt->status(n->replica, &pk);
-        o->status_mp = ol__buf_steal(&sb, &o->status_len);
-        if (o->status_mp == NULL)
-            rv = OL_ENOMEM;
-    }
+}
+
+/* The replica's counters and its status map as msgpack. */
+static int collect_replica(struct ol__node *n, struct ol__obs *o)
+{
+    struct ol__buf sb;
+    msgpack_packer pk;
+
+    o->leader = n->replica->vt->is_leader(n->replica);
+    n->replica->vt->counters(n->replica, &o->rc);
+    if (n->cluster)
+        ol__cluster_metrics(n->replica, &o->cm);
+    ol__buf_init(&sb);
+    msgpack_packer_init(&pk, &sb, ol__buf_write);
+    n->replica->vt->status(n->replica, &pk);
+    o->status_mp = ol__buf_steal(&sb, &o->status_len);
+    return o->status_mp == NULL ? OL_ENOMEM : 0;
+}
+
+/* Aggregates over the hosted agents. */
+static void collect_agents(struct ol__node *n, struct ol__obs *o)
+{
+    void *v;
+
     for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
         const struct ol_agent *a = v;
 
@@ -106,6 +112,12 @@ int ol__obs_collect(struct ol__node *n, struct ol__obs *o,
             o->queued_max = a->q_len;
         o->held_sum += a->n_outbox;
     }
+}
+
+/* live[i] for each row whose agent is hosted here. */
+static int collect_live(struct ol__node *n, struct ol__obs *o,
+                        const struct ol__obs_row *rows, uint32_t n_rows)
+{
     if (n_rows)
         o->live = calloc(n_rows, sizeof *o->live);
     if (n_rows && o->live == NULL)
@@ -128,6 +140,21 @@ int ol__obs_collect(struct ol__node *n, struct ol__obs *o,
         l->last_ckpt_ms = a->last_ckpt_ms;
         snprintf(l->reason, sizeof l->reason, "%s", a->reason);
     }
+    return 0;
+}
+
+int ol__obs_collect(struct ol__node *n, struct ol__obs *o,
+                    const struct ol__obs_row *rows, uint32_t n_rows)
+{
+    int rv = 0;
+
+    memset(o, 0, sizeof *o);
+    collect_node(n, o);
+    if (n->replica)
+        rv = collect_replica(n, o);
+    collect_agents(n, o);
+    if (collect_live(n, o, rows, n_rows) != 0)
+        return OL_ENOMEM;
     o->n_events = ol__events_copy(&n->events, o->events);
     return rv;
 }

@@ -69,49 +69,18 @@ int ol__plugin_load_path(const char *path, const char *kind,
     return rv;
 }
 
-int ol__plugin_bind(const char *file, const char *shown, const char *kind,
-                    const struct ol_host *host, struct ol__plugin *p,
-                    char *errmsg)
+/* What a plugin's vtable must hold for kind `kind`: OL_EABI for another
+ * ABI, OL_EPLUGIN for a missing or wrong member. */
+static int check_vtable(const struct ol_agent_vtable *vt, const char *path,
+                        const char *kind, char *errmsg)
 {
-    const char *path = shown ? shown : file;
-
-    int (*entry)(const struct ol_host *, const struct ol_agent_vtable **);
-    const struct ol_agent_vtable *vt = NULL;
     const char *missing = NULL;
-    int rv;
 
-    memset(p, 0, sizeof *p);
-    snprintf(p->kind, sizeof p->kind, "%s", kind);
-    snprintf(p->path, sizeof p->path, "%s", path);
-    p->dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
-    if (p->dl == NULL) {
-        ol__errf(errmsg, "plugin '%s': cannot load: %s", path, dlerror());
-        return OL_EPLUGIN;
-    }
-    *(void **)&entry = dlsym(p->dl, OL_AGENT_ENTRY_SYMBOL);
-    if (entry == NULL) {
-        ol__errf(errmsg, "plugin '%s': missing symbol '%s'", path,
-                 OL_AGENT_ENTRY_SYMBOL);
-        goto fail;
-    }
-    rv = entry(host, &vt);
-    if (rv != 0) {
-        ol__errf(errmsg, "plugin '%s': %s() refused the host (returned %d)",
-                 path, OL_AGENT_ENTRY_SYMBOL, rv);
-        goto fail;
-    }
-    if (vt == NULL) {
-        ol__errf(errmsg, "plugin '%s': %s() returned no vtable", path,
-                 OL_AGENT_ENTRY_SYMBOL);
-        goto fail;
-    }
     if (vt->abi != OL_AGENT_ABI) {
         ol__errf(errmsg,
                  "plugin '%s' is built for agent ABI %u; this host speaks "
                  "ABI %d (rebuild it against this outlast/agent.h)",
                  path, vt->abi, OL_AGENT_ABI);
-        dlclose(p->dl);
-        p->dl = NULL;
         return OL_EABI;
     }
     if (vt->size < VTABLE_V1_SIZE) {
@@ -119,8 +88,6 @@ int ol__plugin_bind(const char *file, const char *shown, const char *kind,
                  "plugin '%s': vtable is %u bytes, ABI %d needs at least "
                  "%zu",
                  path, vt->size, OL_AGENT_ABI, (size_t)VTABLE_V1_SIZE);
-        dlclose(p->dl);
-        p->dl = NULL;
         return OL_EABI;
     }
     if (!bounded_str(vt->kind, OL_KIND_MAX))
@@ -138,18 +105,67 @@ int ol__plugin_bind(const char *file, const char *shown, const char *kind,
     if (missing) {
         ol__errf(errmsg, "plugin '%s': vtable has no valid '%s'", path,
                  missing);
-        goto fail;
+        return OL_EPLUGIN;
     }
     if (strcmp(vt->kind, kind) != 0) {
         ol__errf(errmsg, "plugin '%s' declares kind '%.64s', expected '%s'",
                  path, vt->kind, kind);
-        goto fail;
+        return OL_EPLUGIN;
+    }
+    return 0;
+}
+
+/* The vtable the plugin's entry hands back, or OL_EPLUGIN. */
+static int entry_vtable(void *dl, const char *path,
+                        const struct ol_host *host,
+                        const struct ol_agent_vtable **vt, char *errmsg)
+{
+    int (*entry)(const struct ol_host *, const struct ol_agent_vtable **);
+    int rv;
+
+    *(void **)&entry = dlsym(dl, OL_AGENT_ENTRY_SYMBOL);
+    if (entry == NULL) {
+        ol__errf(errmsg, "plugin '%s': missing symbol '%s'", path,
+                 OL_AGENT_ENTRY_SYMBOL);
+        return OL_EPLUGIN;
+    }
+    rv = entry(host, vt);
+    if (rv != 0) {
+        ol__errf(errmsg, "plugin '%s': %s() refused the host (returned %d)",
+                 path, OL_AGENT_ENTRY_SYMBOL, rv);
+        return OL_EPLUGIN;
+    }
+    if (*vt == NULL) {
+        ol__errf(errmsg, "plugin '%s': %s() returned no vtable", path,
+                 OL_AGENT_ENTRY_SYMBOL);
+        return OL_EPLUGIN;
+    }
+    return 0;
+}
+
+int ol__plugin_bind(const char *file, const char *shown, const char *kind,
+                    const struct ol_host *host, struct ol__plugin *p,
+                    char *errmsg)
+{
+    const char *path = shown ? shown : file;
+    const struct ol_agent_vtable *vt = NULL;
+    int rv;
+
+    memset(p, 0, sizeof *p);
+    snprintf(p->kind, sizeof p->kind, "%s", kind);
+    snprintf(p->path, sizeof p->path, "%s", path);
+    p->dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    if (p->dl == NULL) {
+        ol__errf(errmsg, "plugin '%s': cannot load: %s", path, dlerror());
+        return OL_EPLUGIN;
+    }
+    if ((rv = entry_vtable(p->dl, path, host, &vt, errmsg)) != 0 ||
+        (rv = check_vtable(vt, path, kind, errmsg)) != 0) {
+        dlclose(p->dl);
+        p->dl = NULL;
+        return rv;
     }
     snprintf(p->version, sizeof p->version, "%s", vt->version);
     p->vt = vt;
     return 0;
-fail:
-    dlclose(p->dl);
-    p->dl = NULL;
-    return OL_EPLUGIN;
 }

@@ -56,29 +56,16 @@ static json_t *live_json(const struct ol__obs_agent *l)
     return j;
 }
 
-json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
-{
-    static const char *const status[] = {"?", "running", "stopping",
-                                         "stopped", "quarantined", "removed"};
-    json_t *root = json_object(), *node = json_object(),
-           *commits = json_object(), *agents = json_object(),
-           *list = json_array(), *events = json_array(), *db = json_object(),
-           *replica = NULL, *hosts = json_object(), *crashes = json_object();
-    char err[256];
+static const char *const status_names[] = {"?", "running", "stopping",
+                                           "stopped", "quarantined",
+                                           "removed"};
 
-    if (!root || !node || !commits || !agents || !list || !events || !db) {
-        json_decref(root);
-        json_decref(node);
-        json_decref(commits);
-        json_decref(agents);
-        json_decref(list);
-        json_decref(events);
-        json_decref(db);
-        json_decref(hosts);
-        json_decref(crashes);
+static json_t *node_json(const struct ol__obs *o)
+{
+    json_t *node = json_object();
+
+    if (node == NULL)
         return NULL;
-    }
-    set_u(root, "now_ms", (uint64_t)o->now_ms);
     set_u(node, "id", o->node_id);
     set_s(node, "name", o->node_name);
     set_s(node, "version", o->version);
@@ -88,8 +75,15 @@ json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
     json_object_set_new(node, "lease", json_boolean(!o->paused));
     json_object_set_new(node, "stopping", json_boolean(o->stopping));
     set_s(node, "http", o->http_addr);
-    json_object_set_new(root, "node", node);
+    return node;
+}
 
+static json_t *commits_json(const struct ol__obs *o)
+{
+    json_t *commits = json_object();
+
+    if (commits == NULL)
+        return NULL;
     set_u(commits, "checkpoints", o->checkpoints);
     set_u(commits, "steps", o->steps);
     set_u(commits, "refused", o->refused);
@@ -97,63 +91,84 @@ json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
     set_u(commits, "p50_us", o->p50_us);
     set_u(commits, "p99_us", o->p99_us);
     set_u(commits, "batches", o->rc.batches);
-    json_object_set_new(root, "commits", commits);
+    return commits;
+}
 
-    if (hosts && crashes) {
-        static const char *const kinds[] = {"signal", "exit", "deadline",
-                                            "node"};
+/* NULL when out of memory: the section is then left out. */
+static json_t *hosts_json(const struct ol__obs *o)
+{
+    static const char *const kinds[] = {"signal", "exit", "deadline",
+                                        "node"};
+    json_t *hosts = json_object(), *crashes = json_object();
 
-        set_u(hosts, "running", o->hosts);
-        set_u(hosts, "started", o->host_starts);
-        set_u(hosts, "restarts", o->host_restarts);
-        for (int k = 0; k < 4; k++)
-            set_u(crashes, kinds[k], o->crashes[k]);
-        json_object_set_new(hosts, "crashes", crashes);
-        crashes = NULL;
-        set_u(hosts, "crash_loop_quarantines", o->quarantined_crash);
-        json_object_set_new(root, "hosts", hosts);
-        hosts = NULL;
+    if (hosts == NULL || crashes == NULL) {
+        json_decref(hosts);
+        json_decref(crashes);
+        return NULL;
     }
-    json_decref(hosts);
-    json_decref(crashes);
+    set_u(hosts, "running", o->hosts);
+    set_u(hosts, "started", o->host_starts);
+    set_u(hosts, "restarts", o->host_restarts);
+    for (int k = 0; k < 4; k++)
+        set_u(crashes, kinds[k], o->crashes[k]);
+    json_object_set_new(hosts, "crashes", crashes);
+    set_u(hosts, "crash_loop_quarantines", o->quarantined_crash);
+    return hosts;
+}
 
-    if (o->status_mp &&
-        ol__json_from_msgpack(o->status_mp, o->status_len, &replica, err) !=
-            0)
-        replica = NULL;
-    json_object_set_new(root, "replica", replica ? replica : json_null());
+static json_t *row_json(const struct ol__obs_row *r,
+                        const struct ol__obs_agent *l)
+{
+    json_t *a = json_object(), *live;
 
+    if (a == NULL)
+        return NULL;
+    set_s(a, "name", r->name);
+    set_s(a, "kind", r->kind);
+    set_s(a, "status",
+          r->status >= 1 && r->status <= 4 ? status_names[r->status] : "?");
+    set_u(a, "owner", r->owner);
+    set_u(a, "epoch", r->epoch);
+    set_u(a, "seq", r->seq);
+    set_u(a, "time_ms", (uint64_t)(r->time_ms > 0 ? r->time_ms : 0));
+    set_u(a, "mailbox", r->mailbox);
+    set_s(a, "reason", r->reason);
+    if (l && l->hosted && (live = live_json(l)) != NULL)
+        json_object_set_new(a, "live", live);
+    return a;
+}
+
+static json_t *agents_json(const struct ol__obs *o,
+                           const struct ol__obs_db *d)
+{
+    json_t *agents = json_object(), *list = json_array(), *a;
+
+    if (agents == NULL || list == NULL) {
+        json_decref(agents);
+        json_decref(list);
+        return NULL;
+    }
     set_u(agents, "total", d->total);
     for (int s = 1; s <= OL_AGENT_STATUS_MAX; s++)
-        set_u(agents, status[s], d->by_status[s]);
+        set_u(agents, status_names[s], d->by_status[s]);
     set_u(agents, "mailbox", d->mailbox_total);
     set_u(agents, "hosted_here", o->hosted);
     set_u(agents, "shown", d->n_rows);
     for (uint32_t i = 0; i < d->n_rows; i++) {
-        const struct ol__obs_row *r = &d->rows[i];
-        json_t *a = json_object(), *live;
-
+        a = row_json(&d->rows[i], i < o->n_live ? &o->live[i] : NULL);
         if (a == NULL)
             break;
-        set_s(a, "name", r->name);
-        set_s(a, "kind", r->kind);
-        set_s(a, "status",
-              r->status >= 1 && r->status <= 4 ? status[r->status] : "?");
-        set_u(a, "owner", r->owner);
-        set_u(a, "epoch", r->epoch);
-        set_u(a, "seq", r->seq);
-        set_u(a, "time_ms", (uint64_t)(r->time_ms > 0 ? r->time_ms : 0));
-        set_u(a, "mailbox", r->mailbox);
-        set_s(a, "reason", r->reason);
-        if (i < o->n_live && o->live[i].hosted &&
-            (live = live_json(&o->live[i])) != NULL)
-            json_object_set_new(a, "live", live);
         json_array_append_new(list, a);
     }
     json_object_set_new(agents, "list", list);
-    json_object_set_new(root, "agents", agents);
+    return agents;
+}
 
-    for (uint32_t i = 0; i < o->n_events; i++) {
+static json_t *events_json(const struct ol__obs *o)
+{
+    json_t *events = json_array();
+
+    for (uint32_t i = 0; events && i < o->n_events; i++) {
         const struct ol__event *e = &o->events[i];
         json_t *j = json_object();
 
@@ -168,12 +183,51 @@ json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
         set_s(j, "text", e->text);
         json_array_append_new(events, j);
     }
-    json_object_set_new(root, "events", events);
+    return events;
+}
 
+static json_t *db_json(const struct ol__obs_db *d)
+{
+    json_t *db = json_object();
+
+    if (db == NULL)
+        return NULL;
     json_object_set_new(db, "ok", json_boolean(d->ok));
     set_s(db, "error", d->errmsg);
     json_object_set_new(db, "bytes", json_integer(d->db_bytes));
     json_object_set_new(db, "wal_bytes", json_integer(d->wal_bytes));
+    return db;
+}
+
+json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d)
+{
+    json_t *root = json_object(), *node = node_json(o),
+           *commits = commits_json(o), *agents = agents_json(o, d),
+           *events = events_json(o), *db = db_json(d), *hosts,
+           *replica = NULL;
+    char err[256];
+
+    if (!root || !node || !commits || !agents || !events || !db) {
+        json_decref(root);
+        json_decref(node);
+        json_decref(commits);
+        json_decref(agents);
+        json_decref(events);
+        json_decref(db);
+        return NULL;
+    }
+    set_u(root, "now_ms", (uint64_t)o->now_ms);
+    json_object_set_new(root, "node", node);
+    json_object_set_new(root, "commits", commits);
+    if ((hosts = hosts_json(o)) != NULL)
+        json_object_set_new(root, "hosts", hosts);
+    if (o->status_mp &&
+        ol__json_from_msgpack(o->status_mp, o->status_len, &replica, err) !=
+            0)
+        replica = NULL;
+    json_object_set_new(root, "replica", replica ? replica : json_null());
+    json_object_set_new(root, "agents", agents);
+    json_object_set_new(root, "events", events);
     json_object_set_new(root, "db", db);
     return root;
 }

@@ -11,7 +11,7 @@ import sys
 
 RANK = {'base': 1, 'record': 2, 'state': 3, 'replication': 4,
         'hosting': 5, 'daemon': 6, 'agenthost': 6, 'cli': 7, 'bin': 8}
-HOSTING = {'ipc', 'mark', 'plugin', 'wpool'}
+HOSTING = {'hostapi', 'ipc', 'mark', 'plugin', 'wpool'}
 # What each layer may include besides its own files and lower layers.
 ALLOWED = {'hosting': {'hosting'}, 'agenthost': {'hosting', 'agenthost'},
            'daemon': {'hosting', 'daemon'}}

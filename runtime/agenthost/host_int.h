@@ -71,4 +71,16 @@ void ahost_item_head(msgpack_packer *pk, uint32_t n, uint32_t type,
                      const struct ol_agent *a);
 void ahost_item_done(void);
 
+/* Where a step's event keeps its strings while it is handled. */
+struct ahost_step_text {
+    char from[OL_NAME_MAX + 2], prev[OL_NAME_MAX + 2];
+    char bto[OL_NAME_MAX + 1], bwhy[160];
+};
+
+struct ol__ipc_step;
+/* The event step `s` delivers to `a` (items_event.c).  Returns 0 or
+ * OL_EMALFORMED. */
+int ahost_step_event(struct ol_agent *a, const struct ol__ipc_step *s,
+                     struct ol_event *e, struct ahost_step_text *t);
+
 #endif

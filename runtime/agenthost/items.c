@@ -5,7 +5,7 @@
  * (svc.c) and, when the node asked for it or the plugin wants a
  * checkpoint, the saved state, written straight into the frame it leaves
  * in.  An instance that is closing gets its outstanding work back before
- * close() runs.
+ * close() runs.  The event a STEP delivers is built in items_event.c.
  */
 #include <msgpack.h>
 #include <stdio.h>
@@ -125,12 +125,93 @@ static void free_agent(struct ol_agent *a)
     free(a);
 }
 
+/* The rest of an OPEN item into `a`: its name, config, state and armed
+ * timers.  Returns 0, OL_EMALFORMED or OL_ENOMEM. */
+static int read_open(struct ol__mpr *r, struct ol_agent *a,
+                     const void **cfg, uint32_t *cfg_len,
+                     const void **state, uint32_t *state_len)
+{
+    uint64_t id;
+    uint32_t nt;
+
+    if (ol__mpr_strcpy(r, a->name, sizeof a->name) ||
+        ol__mpr_bin(r, cfg, cfg_len))
+        return OL_EMALFORMED;
+    if (ol__mpr_is_nil(r)) {
+        if (ol__mpr_nil(r))
+            return OL_EMALFORMED;
+    } else if (ol__mpr_bin(r, state, state_len)) {
+        return OL_EMALFORMED;
+    }
+    if (ol__mpr_array(r, &nt) || nt > OL_AGENT_TIMERS_MAX)
+        return OL_EMALFORMED;
+    if (nt) {
+        a->timers = malloc(OL_AGENT_TIMERS_MAX * sizeof *a->timers);
+        if (a->timers == NULL)
+            return OL_ENOMEM;
+    }
+    for (uint32_t i = 0; i < nt; i++) {
+        if (ol__mpr_uint(r, &id))
+            return OL_EMALFORMED;
+        a->timers[a->n_timers++] = id;
+    }
+    return 0;
+}
+
+/* Put `a` in its slot; the node reuses a slot only after closing it. */
+static int take_slot(struct ol_agent *a)
+{
+    if (a->slot >= ah.n_slots) {
+        uint32_t n = a->slot + 64;
+        struct ol_agent **s = realloc(ah.slots, n * sizeof *s);
+
+        if (s == NULL)
+            return OL_ENOMEM;
+        memset(s + ah.n_slots, 0, (n - ah.n_slots) * sizeof *s);
+        ah.slots = s;
+        ah.n_slots = n;
+    }
+    if (ah.slots[a->slot])
+        return OL_EMALFORMED;
+    ah.slots[a->slot] = a;
+    return 0;
+}
+
+/* Open the plugin's instance, restore its state, and reply. */
+static void open_agent(struct ol_agent *a, const void *cfg, uint32_t cfg_len,
+                       const void *state, uint32_t state_len)
+{
+    int rv;
+
+    ah.logs = 0;
+    a->err[0] = '\0';
+    mark_begin(a, OL_MARK_OPEN, 0);
+    rv = ah.vt->open(a, cfg, cfg_len, &a->self);
+    mark_end();
+    if (rv != 0) {
+        reply_open(a, 0, 0, rv, "open");
+        return;
+    }
+    a->open = 1;
+    if (state) {
+        a->err[0] = '\0';
+        mark_begin(a, OL_MARK_RESTORE, 0);
+        rv = ah.vt->restore(a->self, a, state, state_len);
+        mark_end();
+        if (rv != 0) {
+            reply_open(a, 0, 0, rv, "restore");
+            return;
+        }
+    }
+    reply_open(a, 0, 0, 0, NULL);
+}
+
 static int do_open(struct ol__mpr *r)
 {
     struct ol_agent *a;
-    uint64_t slot, gen, id;
+    uint64_t slot, gen;
     const void *cfg = NULL, *state = NULL;
-    uint32_t cfg_len, state_len = 0, nt;
+    uint32_t cfg_len, state_len = 0;
     int rv;
 
     if (ol__mpr_uint(r, &slot) || slot > 1u << 24 || ol__mpr_uint(r, &gen))
@@ -141,72 +222,13 @@ static int do_open(struct ol__mpr *r)
     a->magic = AGENT_MAGIC;
     a->slot = (uint32_t)slot;
     a->gen = (uint32_t)gen;
-    if (ol__mpr_strcpy(r, a->name, sizeof a->name) ||
-        ol__mpr_bin(r, &cfg, &cfg_len))
-        goto bad;
-    if (ol__mpr_is_nil(r)) {
-        if (ol__mpr_nil(r))
-            goto bad;
-    } else if (ol__mpr_bin(r, &state, &state_len)) {
-        goto bad;
-    }
-    if (ol__mpr_array(r, &nt) || nt > OL_AGENT_TIMERS_MAX)
-        goto bad;
-    if (nt) {
-        a->timers = malloc(OL_AGENT_TIMERS_MAX * sizeof *a->timers);
-        if (a->timers == NULL) {
-            free_agent(a);
-            return OL_ENOMEM;
-        }
-    }
-    for (uint32_t i = 0; i < nt; i++) {
-        if (ol__mpr_uint(r, &id))
-            goto bad;
-        a->timers[a->n_timers++] = id;
-    }
-    if (a->slot >= ah.n_slots) {
-        uint32_t n = a->slot + 64;
-        struct ol_agent **s = realloc(ah.slots, n * sizeof *s);
-
-        if (s == NULL) {
-            free_agent(a);
-            return OL_ENOMEM;
-        }
-        memset(s + ah.n_slots, 0, (n - ah.n_slots) * sizeof *s);
-        ah.slots = s;
-        ah.n_slots = n;
-    }
-    if (ah.slots[a->slot]) {
-        /* The node reuses a slot only after closing it. */
+    if ((rv = read_open(r, a, &cfg, &cfg_len, &state, &state_len)) != 0 ||
+        (rv = take_slot(a)) != 0) {
         free_agent(a);
-        return OL_EMALFORMED;
+        return rv;
     }
-    ah.slots[a->slot] = a;
-    ah.logs = 0;
-    a->err[0] = '\0';
-    mark_begin(a, OL_MARK_OPEN, 0);
-    rv = ah.vt->open(a, cfg, cfg_len, &a->self);
-    mark_end();
-    if (rv != 0) {
-        reply_open(a, 0, 0, rv, "open");
-        return 0;
-    }
-    a->open = 1;
-    if (state) {
-        a->err[0] = '\0';
-        mark_begin(a, OL_MARK_RESTORE, 0);
-        rv = ah.vt->restore(a->self, a, state, state_len);
-        mark_end();
-        if (rv != 0) {
-            reply_open(a, 0, 0, rv, "restore");
-            return 0;
-        }
-    }
-    reply_open(a, 0, 0, 0, NULL);
+    open_agent(a, cfg, cfg_len, state, state_len);
     return 0;
-bad:
-    free_agent(a);
-    return OL_EMALFORMED;
 }
 
 /* An R_STEP that recorded nothing. */
@@ -229,25 +251,45 @@ static void step_reply_empty(uint32_t slot, uint32_t gen, int rv,
     ahost_item_done();
 }
 
-static struct done *done_get(int64_t token, const struct ol_agent *a)
+/* The R_STEP of a handled event: what it recorded, and its state when
+ * the node asked for a save or the step calls for one. */
+static void reply_step(struct ol_agent *a, const struct ol__ipc_step *s,
+                       int rv)
 {
-    if (token < 0 || (uint64_t)token >= ah.n_done)
-        return NULL;
-    if (!ah.done[token].used || ah.done[token].slot != a->slot ||
-        ah.done[token].gen != a->gen)
-        return NULL;
-    return &ah.done[token];
+    msgpack_packer *pk = ahost_packer();
+    int save;
+
+    msgpack_pack_array(pk, 10);
+    msgpack_pack_uint32(pk, OL_IPC_R_STEP);
+    msgpack_pack_uint32(pk, a->slot);
+    msgpack_pack_uint32(pk, a->gen);
+    msgpack_pack_int(pk, rv);
+    msgpack_pack_uint32(pk, ah.ckpt_requested ? OL_IPC_CKPT_REQ : 0);
+    msgpack_pack_array(pk, ah.n_ops);
+    ol__buf_append(ahost_out(), ah.ops.base, ah.ops.len);
+    msgpack_pack_array(pk, ah.n_sends);
+    ol__buf_append(ahost_out(), ah.sends.base, ah.sends.len);
+    msgpack_pack_uint32(pk, ah.works);
+    save = rv == 0 && ((s->flags & OL_IPC_SAVE_AFTER) || ah.ckpt_requested ||
+                       a->n_outbox >= OL_AGENT_OUTBOX_MAX / 2 ||
+                       s->type == OL_EVENT_STOP);
+    if (save) {
+        pack_save(a, pk);
+        a->n_outbox = 0;
+    } else {
+        msgpack_pack_nil(pk);
+        msgpack_pack_int(pk, 0);
+    }
+    ahost_item_done();
 }
 
 static int do_step(struct ol__mpr *r)
 {
     struct ol__ipc_step s;
+    struct ahost_step_text t;
     struct ol_agent *a;
     struct ol_event e;
-    msgpack_packer *pk;
-    char from[OL_NAME_MAX + 2], prev[OL_NAME_MAX + 2];
-    char bto[OL_NAME_MAX + 1], bwhy[160];
-    int rv, save;
+    int rv;
 
     if (ol__ipc_read_step(r, &s) != 0)
         return OL_EMALFORMED;
@@ -262,68 +304,11 @@ static int do_step(struct ol__mpr *r)
         step_reply_empty(s.slot, s.gen, 0, OL_IPC_NOT_RUN);
         return 0;
     }
-    memset(&e, 0, sizeof e);
-    e.type = s.type;
-    e.size = sizeof e;
-    e.now_ms = s.now_ms;
-    e.node = ah.o->node;
-    e.epoch = s.epoch;
     a->epoch = s.epoch;
     a->n_outbox = s.n_outbox;
     a->final_pending = (s.flags & OL_IPC_FINAL) != 0;
-    if (s.s) {
-        char *dst = s.type == OL_EVENT_MESSAGE ? from : prev;
-
-        if (s.s_len > OL_NAME_MAX + 1)
-            return OL_EMALFORMED;
-        memcpy(dst, s.s, s.s_len);
-        dst[s.s_len] = '\0';
-    }
-    switch (s.type) {
-    case OL_EVENT_RESUME:
-        e.seq = s.a1;
-        e.downtime_ms = s.a2;
-        e.prev_node = s.s ? prev : "unknown";
-        break;
-    case OL_EVENT_TIMER: {
-        int i = ahost_timer_find(a, s.a1);
-
-        e.timer_id = s.a1;
-        e.due_ms = s.a2;
-        if ((s.flags & OL_IPC_DISARMED) && i >= 0)
-            a->timers[i] = a->timers[--a->n_timers];
-        break;
-    }
-    case OL_EVENT_MESSAGE:
-        e.from = s.s ? from : "";
-        e.data = s.b;
-        e.len = s.b_len;
-        if (strcmp(e.from, OL_AGENT_CONFIG_SENDER) == 0)
-            e.type = OL_EVENT_CONFIG;
-        if (strcmp(e.from, OL_AGENT_BOUNCE_SENDER) == 0 &&
-            ol__bounce_parse(s.b, s.b_len, bto, bwhy, &e.data, &e.len) == 0) {
-            e.type = OL_EVENT_BOUNCE;
-            e.to = bto;
-            e.reason = bwhy;
-        }
-        break;
-    case OL_EVENT_WORK: {
-        struct done *d = done_get(s.a2, a);
-
-        if (d == NULL)
-            return OL_EMALFORMED;
-        e.work_id = d->id;
-        e.work_arg = d->arg;
-        e.work_epoch = d->epoch;
-        e.fenced = d->epoch != s.epoch;
-        d->used = 0;
-        break;
-    }
-    case OL_EVENT_STOP:
-        e.final = (int)s.a1;
-        break;
-    }
-
+    if (ahost_step_event(a, &s, &e, &t) != 0)
+        return OL_EMALFORMED;
     ol__buf_reset(&ah.ops);
     ol__buf_reset(&ah.sends);
     ah.n_ops = ah.n_sends = ah.works = ah.logs = 0;
@@ -333,30 +318,7 @@ static int do_step(struct ol__mpr *r)
     rv = ah.vt->handle(a->self, a, &e);
     mark_end();
     a->in_handle = 0;
-
-    pk = ahost_packer();
-    msgpack_pack_array(pk, 10);
-    msgpack_pack_uint32(pk, OL_IPC_R_STEP);
-    msgpack_pack_uint32(pk, a->slot);
-    msgpack_pack_uint32(pk, a->gen);
-    msgpack_pack_int(pk, rv);
-    msgpack_pack_uint32(pk, ah.ckpt_requested ? OL_IPC_CKPT_REQ : 0);
-    msgpack_pack_array(pk, ah.n_ops);
-    ol__buf_append(ahost_out(), ah.ops.base, ah.ops.len);
-    msgpack_pack_array(pk, ah.n_sends);
-    ol__buf_append(ahost_out(), ah.sends.base, ah.sends.len);
-    msgpack_pack_uint32(pk, ah.works);
-    save = rv == 0 && ((s.flags & OL_IPC_SAVE_AFTER) || ah.ckpt_requested ||
-                       a->n_outbox >= OL_AGENT_OUTBOX_MAX / 2 ||
-                       s.type == OL_EVENT_STOP);
-    if (save) {
-        pack_save(a, pk);
-        a->n_outbox = 0;
-    } else {
-        msgpack_pack_nil(pk);
-        msgpack_pack_int(pk, 0);
-    }
-    ahost_item_done();
+    reply_step(a, &s, rv);
     return 0;
 }
 

@@ -169,84 +169,129 @@ static int parse_args(int argc, char **argv, struct ahost_opts *o)
                : -1;
 }
 
-int main(int argc, char **argv)
-{
-    struct ahost_opts o;
-    struct ol__plugin plugin;
-    struct ol__mark *mark;
-    struct ol__buf in;
-    char err[OL_ERRMSG_SIZE], path[64];
-    int wake[2], rv;
+/* What the steps of starting return to go on; anything else is the
+ * status to exit with. */
+#define GO_ON (-1)
 
-    if (parse_args(argc, argv, &o) != 0) {
-        fprintf(stderr, "outlast-agent-host: started by outlastd only\n");
-        return 2;
-    }
+/* Tie the host to the node, keep only the descriptors it was given, and
+ * map the mark page. */
+static int attach(const struct ahost_opts *o, struct ol__mark **mark)
+{
+    const int keep[] = {0, 1, 2, o->fd, o->mark_fd, o->code_fd};
+
     /* Die with the node, even if it is killed with SIGKILL. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (o.parent && getppid() != o.parent)
+    if (o->parent && getppid() != o->parent)
         return 0;
-    {
-        const int keep[] = {0, 1, 2, o.fd, o.mark_fd, o.code_fd};
-
-        if (ahost_close_fds(keep, 6) != 0)
-            return 3;
-    }
+    if (ahost_close_fds(keep, 6) != 0)
+        return 3;
     signal(SIGPIPE, SIG_IGN);
-    sock = o.fd;
-    mark = mmap(NULL, OL_MARK_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-                o.mark_fd, 0);
-    if (mark == MAP_FAILED)
+    sock = o->fd;
+    *mark = mmap(NULL, OL_MARK_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+                 o->mark_fd, 0);
+    if (*mark == MAP_FAILED)
         return 3;
-    close(o.mark_fd);
-    if (ol__mark_install(mark) != 0 || ol__mark_thread(-1) != 0)
+    close(o->mark_fd);
+    if (ol__mark_install(*mark) != 0 || ol__mark_thread(-1) != 0)
         return 3;
-    ahost_limits(&o);
-    if (ahost_drop_user(&o, err) != 0) {
-        hello(OL_EPLUGIN, o.kind, "", err);
+    return GO_ON;
+}
+
+/* Limits, another user, no new privileges, the data dir hidden: all
+ * before any plugin code runs (its constructors run in dlopen). */
+static int confine(const struct ahost_opts *o)
+{
+    char err[OL_ERRMSG_SIZE];
+
+    ahost_limits(o);
+    if (ahost_drop_user(o, err) != 0) {
+        hello(OL_EPLUGIN, o->kind, "", err);
         return 0;
     }
     /* A change of user clears the parent-death signal: set it again, and
      * make sure the node did not die in between. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (o.parent && getppid() != o.parent)
+    if (o->parent && getppid() != o->parent)
         _exit(0);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    /* Before any plugin code runs (its constructors run in dlopen). */
-    ahost_hide(&o);
+    ahost_hide(o);
     if (chdir("/") != 0)
         return 3;
+    return GO_ON;
+}
+
+/* Load the plugin, shut the system calls it may not make, start the work
+ * pool and say HELLO (with the failure, if any). */
+static int load(const struct ahost_opts *o, struct ol__mark *mark,
+                int wake[2])
+{
+    static struct ol__plugin plugin; /* for as long as the host runs */
+    char err[OL_ERRMSG_SIZE], path[64];
+    int rv;
 
     /* The plugin comes from a descriptor: the node copied the file it was
      * given into a private place, so nothing can change it under us. */
-    snprintf(path, sizeof path, "/proc/self/fd/%d", o.code_fd);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", o->code_fd);
     ol__mark_begin(&mark->main, OL_MARK_LOAD, 0, 0, 0);
-    rv = ol__plugin_bind(path, o.source[0] ? o.source : NULL, o.kind,
+    rv = ol__plugin_bind(path, o->source[0] ? o->source : NULL, o->kind,
                          &ahost_table, &plugin, err);
     ol__mark_end(&mark->main);
-    close(o.code_fd);
+    close(o->code_fd);
     if (rv != 0) {
-        hello(rv, o.kind, "", err);
+        hello(rv, o->kind, "", err);
         return 0;
     }
-    if (ahost_seccomp(&o, err) != 0) {
-        hello(OL_EPLUGIN, o.kind, plugin.version, err);
+    if (ahost_seccomp(o, err) != 0) {
+        hello(OL_EPLUGIN, o->kind, plugin.version, err);
         return 0;
     }
     if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0 ||
-        ahost_svc_init(&o, mark, plugin.vt, wake[1]) != 0) {
-        hello(OL_ENOMEM, o.kind, plugin.version, "cannot start workers");
+        ahost_svc_init(o, mark, plugin.vt, wake[1]) != 0) {
+        hello(OL_ENOMEM, o->kind, plugin.version, "cannot start workers");
         return 0;
     }
-    hello(0, o.kind, plugin.version, "");
+    hello(0, o->kind, plugin.version, "");
+    return GO_ON;
+}
+
+/* Run every whole frame in `in` and keep the rest. */
+static void run_frames(struct ol__buf *in)
+{
+    size_t off = 0;
+
+    while (in->len - off >= OL_IPC_HDR) {
+        uint32_t len = ol__ipc_hdr_len(in->base + off);
+
+        if (len > OL_IPC_FRAME_MAX)
+            _exit(3);
+        if (in->len - off - OL_IPC_HDR < len)
+            break;
+        if (ahost_svc_batch(in->base + off + OL_IPC_HDR, len) != 0) {
+            fprintf(stderr, "outlast-agent-host: malformed batch "
+                            "from the node\n");
+            _exit(3);
+        }
+        off += OL_IPC_HDR + len;
+    }
+    if (off) {
+        memmove(in->base, in->base + off, in->len - off);
+        in->len -= off;
+    }
+}
+
+/* Serve the node until it closes the socket. */
+static void serve(int wake_fd) __attribute__((noreturn));
+
+static void serve(int wake_fd)
+{
+    struct ol__buf in;
 
     ol__buf_init(&in);
     ol__buf_init(&out);
     for (;;) {
-        struct pollfd pf[2] = {{sock, POLLIN, 0}, {wake[0], POLLIN, 0}};
+        struct pollfd pf[2] = {{sock, POLLIN, 0}, {wake_fd, POLLIN, 0}};
         uint8_t chunk[65536];
         ssize_t n;
-        size_t off = 0;
 
         if (poll(pf, 2, -1) < 0) {
             if (errno == EINTR)
@@ -254,7 +299,7 @@ int main(int argc, char **argv)
             _exit(3);
         }
         if (pf[1].revents) {
-            while (read(wake[0], chunk, sizeof chunk) > 0)
+            while (read(wake_fd, chunk, sizeof chunk) > 0)
                 ;
             ahost_svc_work_done();
         }
@@ -266,25 +311,24 @@ int main(int argc, char **argv)
                 _exit(0); /* the node closed: nothing is owed to it */
             if (ol__buf_append(&in, chunk, (size_t)n) != 0)
                 _exit(3);
-            while (in.len - off >= OL_IPC_HDR) {
-                uint32_t len = ol__ipc_hdr_len(in.base + off);
-
-                if (len > OL_IPC_FRAME_MAX)
-                    _exit(3);
-                if (in.len - off - OL_IPC_HDR < len)
-                    break;
-                if (ahost_svc_batch(in.base + off + OL_IPC_HDR, len) != 0) {
-                    fprintf(stderr, "outlast-agent-host: malformed batch "
-                                    "from the node\n");
-                    _exit(3);
-                }
-                off += OL_IPC_HDR + len;
-            }
-            if (off) {
-                memmove(in.base, in.base + off, in.len - off);
-                in.len -= off;
-            }
+            run_frames(&in);
         }
         ahost_flush();
     }
+}
+
+int main(int argc, char **argv)
+{
+    struct ahost_opts o;
+    struct ol__mark *mark;
+    int wake[2], rv;
+
+    if (parse_args(argc, argv, &o) != 0) {
+        fprintf(stderr, "outlast-agent-host: started by outlastd only\n");
+        return 2;
+    }
+    if ((rv = attach(&o, &mark)) != GO_ON || (rv = confine(&o)) != GO_ON ||
+        (rv = load(&o, mark, wake)) != GO_ON)
+        return rv;
+    serve(wake[0]);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "runtime/hostapi.h"
 #include "runtime/ipc.h"
 #include "host_int.h"
 
@@ -242,39 +243,15 @@ static int host_work(struct ol_agent *a, uint64_t id, ol_work_fn fn,
         return OL_AGENT_ESTATE;
     if (fn == NULL)
         return OL_AGENT_EINVAL;
-    it = calloc(1, sizeof *it);
+    it = ol__witem_new(fn, arg, id, a->epoch, a->name);
     if (it == NULL)
         return OL_AGENT_ENOMEM;
-    it->fn = fn;
-    it->arg = arg;
     it->slot = a->slot;
     it->gen = a->gen;
-    it->id = id;
-    it->epoch = a->epoch;
-    snprintf(it->name, sizeof it->name, "%s", a->name);
     a->work_pending++;
     ah.works++;
     ol__wpool_submit(ah.pool, it);
     return 0;
 }
 
-static const char *host_version(void)
-{
-    return OL_VERSION_STRING;
-}
-
-const struct ol_host ahost_table = {
-    .abi = OL_AGENT_ABI,
-    .size = sizeof(struct ol_host),
-    .log = host_log,
-    .name = host_name,
-    .now_ms = host_now,
-    .timer_after = host_timer_after,
-    .timer_at = host_timer_at,
-    .timer_cancel = host_timer_cancel,
-    .send = host_send,
-    .checkpoint = host_checkpoint,
-    .work = host_work,
-    .error = host_error,
-    .version = host_version,
-};
+const struct ol_host ahost_table = OL__HOST_TABLE;

@@ -67,15 +67,15 @@ static int set_aside(const char *data_dir, char *err)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
-    struct ol__config cfg;
-    struct ol__node node;
-    const char *config = NULL, *data_dir = NULL, *level = NULL;
-    char err[OL_ERRMSG_SIZE];
-    uv_loop_t loop;
-    int rv, code, rejoin = 0;
+struct args {
+    const char *config, *data_dir, *level;
+    int rejoin;
+};
 
+/* Returns -1 to go on, or the status to exit with. */
+static int parse_args(int argc, char **argv, struct args *g)
+{
+    memset(g, 0, sizeof *g);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 
@@ -84,7 +84,7 @@ int main(int argc, char **argv)
             return 0;
         }
         if (strcmp(a, "--rejoin") == 0) {
-            rejoin = 1;
+            g->rejoin = 1;
             continue;
         }
         if (strcmp(a, "--version") == 0) {
@@ -98,58 +98,71 @@ int main(int argc, char **argv)
             return 2;
         }
         if (strcmp(a, "--config") == 0)
-            config = argv[++i];
+            g->config = argv[++i];
         else if (strcmp(a, "--data-dir") == 0)
-            data_dir = argv[++i];
+            g->data_dir = argv[++i];
         else if (strcmp(a, "--log-level") == 0)
-            level = argv[++i];
+            g->level = argv[++i];
         else {
             fprintf(stderr, "outlastd: unknown argument '%s' (try --help)\n",
                     a);
             return 2;
         }
     }
+    return -1;
+}
 
-    ol__config_defaults(&cfg);
-    if (config && ol__config_load(&cfg, config, err) != 0) {
+/* The configuration the arguments ask for (freed by the caller either
+ * way).  Returns -1 to go on, or the status to exit with. */
+static int configure(struct ol__config *cfg, const struct args *g)
+{
+    char err[OL_ERRMSG_SIZE];
+
+    ol__config_defaults(cfg);
+    if (g->config && ol__config_load(cfg, g->config, err) != 0) {
         fprintf(stderr, "outlastd: %s\n", err);
-        ol__config_free(&cfg);
         return 2;
     }
-    if (data_dir)
-        snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", data_dir);
-    if (level) {
-        int l = ol_log_level_parse(level);
+    if (g->data_dir)
+        snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", g->data_dir);
+    if (g->level) {
+        int l = ol_log_level_parse(g->level);
 
         if (l < 0) {
             fprintf(stderr,
                     "outlastd: --log-level must be error, warn, info, debug "
                     "or trace, not '%s'\n",
-                    level);
+                    g->level);
             return 2;
         }
-        cfg.log_level = l;
+        cfg->log_level = l;
     }
+    if (!g->rejoin)
+        return -1;
+    if (!cfg->cluster) {
+        fprintf(stderr, "outlastd: --rejoin is for a cluster node (the "
+                        "config has no [cluster] section)\n");
+        return 2;
+    }
+    if (set_aside(cfg->data_dir, err) != 0) {
+        fprintf(stderr, "outlastd: --rejoin: %s\n", err);
+        return 1;
+    }
+    /* A new member joins the cluster that adds it: it never bootstraps
+     * one of its own. */
+    cfg->bootstrap = 0;
+    return -1;
+}
 
-    if (rejoin) {
-        if (!cfg.cluster) {
-            fprintf(stderr, "outlastd: --rejoin is for a cluster node (the "
-                            "config has no [cluster] section)\n");
-            ol__config_free(&cfg);
-            return 2;
-        }
-        if (set_aside(cfg.data_dir, err) != 0) {
-            fprintf(stderr, "outlastd: --rejoin: %s\n", err);
-            ol__config_free(&cfg);
-            return 1;
-        }
-        /* A new member joins the cluster that adds it: it never
-         * bootstraps one of its own. */
-        cfg.bootstrap = 0;
-    }
+/* Run a node until it stops; returns its exit status. */
+static int run(struct ol__config *cfg)
+{
+    struct ol__node node;
+    uv_loop_t loop;
+    int rv, code;
 
     uv_loop_init(&loop);
-    rv = ol__node_init(&node, &loop, &cfg);
+    rv = ol__node_init(&node, &loop, cfg);
     if (rv != 0) {
         /* Nothing was started: report, release what was opened, exit. */
         ol_log(OL_LOG_ERROR, "cannot start: %s",
@@ -158,7 +171,6 @@ int main(int argc, char **argv)
         uv_run(&loop, UV_RUN_DEFAULT);
         ol__node_free(&node);
         uv_loop_close(&loop);
-        ol__config_free(&cfg);
         return 1;
     }
     rv = ol__node_start(&node);
@@ -172,6 +184,19 @@ int main(int argc, char **argv)
     ol__node_free(&node);
     if (uv_loop_close(&loop) != 0)
         ol_log(OL_LOG_DEBUG, "loop closed with handles open");
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct ol__config cfg;
+    struct args g;
+    int code;
+
+    if ((code = parse_args(argc, argv, &g)) >= 0)
+        return code;
+    if ((code = configure(&cfg, &g)) < 0)
+        code = run(&cfg);
     ol__config_free(&cfg);
     return code;
 }
