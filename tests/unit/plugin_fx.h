@@ -23,6 +23,7 @@
 #include <outlast/agent_util.h>
 
 #include "ol_config.h"
+#include "runtime/host.h"
 #include "runtime/node.h"
 
 /* A byte-string test vector: its bytes and its length. */
