@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "base/sizes.h"
 #include "outlast/agent.h"
 #include "wpool.h"
 
@@ -35,5 +36,29 @@ const char *ol__host_version(void);
  * out of memory. */
 struct ol__witem *ol__witem_new(ol_work_fn fn, void *arg, uint64_t id,
                                 uint64_t epoch, const char *name);
+
+/*
+ * Event types.  One table in hostapi.c names each type and, for the types
+ * that reach an agent through its mailbox from a system sender (a config
+ * from OL_AGENT_CONFIG_SENDER, a bounce from OL_AGENT_BOUNCE_SENDER),
+ * says which sender and how its payload reads.  A new event type is its
+ * constant in agent.h, its row there, and the code that queues it.
+ */
+
+/* Where a mail event's strings live while the plugin handles it. */
+struct ol__mail_text {
+    char to[OL_NAME_MAX + 1]; /* a bounce's recipient */
+    char why[160];            /* a bounce's reason */
+};
+
+/* Fill `e` (of type OL_EVENT_MESSAGE) from one mailbox row: the message
+ * itself, or, from a system sender, that sender's event.  A payload that
+ * does not read as its sender's stays a plain message. */
+void ol__mail_event(struct ol_event *e, const char *from, const void *data,
+                    size_t len, struct ol__mail_text *t);
+
+/* "start", "timer", ... for logs; "?" for a type this build does not
+ * know. */
+const char *ol__event_name(int type);
 
 #endif

@@ -28,6 +28,7 @@
 #include "base/log.h"
 #include "node.h"
 #include "agent.h"
+#include "hostapi.h"
 
 #define WATCH_MS 50
 #define LOAD_LIMIT_MS 30000

@@ -178,29 +178,6 @@ const char *ol__mark_phase_name(uint32_t phase)
     return "host code";
 }
 
-const char *ol__event_name(int type)
-{
-    switch (type) {
-    case OL_EVENT_START:
-        return "start";
-    case OL_EVENT_RESUME:
-        return "resume";
-    case OL_EVENT_TIMER:
-        return "timer";
-    case OL_EVENT_MESSAGE:
-        return "message";
-    case OL_EVENT_STOP:
-        return "stop";
-    case OL_EVENT_WORK:
-        return "work";
-    case OL_EVENT_CONFIG:
-        return "config";
-    case OL_EVENT_BOUNCE:
-        return "bounce";
-    }
-    return "?";
-}
-
 const char *ol__signal_name(int sig)
 {
     switch (sig) {

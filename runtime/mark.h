@@ -108,7 +108,6 @@ void ol__mark_thread_done(void);
 /* Human-readable phase ("handle()") and a description of a crash:
  * "SIGSEGV in handle() of a timer event". */
 const char *ol__mark_phase_name(uint32_t phase);
-const char *ol__event_name(int type);
 /* "SIGSEGV" for SIGSEGV, and so on for the signals that end processes. */
 const char *ol__signal_name(int sig);
 

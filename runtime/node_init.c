@@ -30,6 +30,7 @@
 #include "step.h"
 #include "watchdog.h"
 #include "node_int.h"
+#include "hostapi.h"
 
 static int lock_data_dir(struct ol__node *n)
 {

@@ -28,6 +28,7 @@
 #include "node.h"
 #include "step.h"
 #include "step_int.h"
+#include "hostapi.h"
 
 #define STEPS_PER_TURN 512
 #define TURN_BUDGET_MS 4
@@ -275,11 +276,10 @@ static void host_step(struct ol_agent *a, struct ol__ev *ev, int type,
     a->busy_ev = ev;
 }
 
-/* The event as a plugin in the node sees it; `bto` and `bwhy` hold a
- * bounce's recipient and reason. */
+/* The event as a plugin in the node sees it; `t` holds the strings of a
+ * mail event. */
 static void event_of(const struct ol_agent *a, const struct ol__ev *ev,
-                     int type, struct ol_event *e,
-                     char bto[OL_NAME_MAX + 1], char bwhy[160])
+                     int type, struct ol_event *e, struct ol__mail_text *t)
 {
     memset(e, 0, sizeof *e);
     e->type = (uint32_t)type;
@@ -298,20 +298,7 @@ static void event_of(const struct ol_agent *a, const struct ol__ev *ev,
         e->due_ms = ev->due_ms;
         break;
     case OL_EVENT_MESSAGE:
-        /* A new config waits in the mailbox like a message and is acked
-         * like one; the plugin sees it as a CONFIG event. */
-        if (strcmp(ev->from, OL_AGENT_CONFIG_SENDER) == 0)
-            e->type = OL_EVENT_CONFIG;
-        e->from = ev->from;
-        e->data = ev->data;
-        e->len = ev->len;
-        if (strcmp(ev->from, OL_AGENT_BOUNCE_SENDER) == 0 &&
-            ol__bounce_parse(ev->data, ev->len, bto, bwhy, &e->data,
-                             &e->len) == 0) {
-            e->type = OL_EVENT_BOUNCE;
-            e->to = bto;
-            e->reason = bwhy;
-        }
+        ol__mail_event(e, ev->from, ev->data, ev->len, t);
         break;
     case OL_EVENT_WORK:
         e->work_id = ev->work_id;
@@ -331,7 +318,7 @@ static void step(struct ol_agent *a, int64_t left)
 {
     struct ol__ev *ev = a->q_head;
     struct ol_event e;
-    char bto[OL_NAME_MAX + 1], bwhy[160];
+    struct ol__mail_text mt;
     int rv, type, disarmed = 0;
 
     a->q_head = ev->next;
@@ -348,7 +335,7 @@ static void step(struct ol_agent *a, int64_t left)
         host_step(a, ev, type, disarmed, left);
         return;
     }
-    event_of(a, ev, type, &e, bto, bwhy);
+    event_of(a, ev, type, &e, &mt);
     a->in_handle = 1;
     ol__inproc_enter(a, OL_MARK_HANDLE, type);
     rv = a->code->plugin.vt->handle(a->self, a, &e);

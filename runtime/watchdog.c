@@ -5,6 +5,7 @@
  * stuck anywhere.
  */
 #include "watchdog.h"
+#include "hostapi.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -94,13 +94,34 @@ int ol__sm_crash_write(struct ol__sm *sm, const struct ol__sm_agent *a)
     return write_crashes(sm, a, "");
 }
 
-int ol__sm_load_crashes(struct ol__sm *sm)
+static void load_crashes_row(struct ol__sm *sm, struct ol__sm_agent *a,
+                             sqlite3_stmt *st)
+{
+    a->crashes = (uint32_t)sqlite3_column_int64(st, 1);
+    a->crash_since_ms = sqlite3_column_int64(st, 2);
+    a->crash_floor = (uint64_t)sqlite3_column_int64(st, 3);
+    a->crash_req = (uint64_t)sqlite3_column_int64(st, 4);
+}
+
+static void load_mail_row(struct ol__sm *sm, struct ol__sm_agent *a,
+                          sqlite3_stmt *st)
+{
+    a->mail_n = (uint32_t)sqlite3_column_int64(st, 1);
+    a->mail_bytes = (uint64_t)sqlite3_column_int64(st, 2);
+    a->mail_full =
+        (sm->cfg.mail_soft_n && a->mail_n >= sm->cfg.mail_soft_n) ||
+        (sm->cfg.mail_soft_bytes && a->mail_bytes >= sm->cfg.mail_soft_bytes);
+}
+
+/* Run `sql`, whose first column names an agent, and hand each row of a
+ * known agent to `row`. */
+static int each_agent_row(struct ol__sm *sm, const char *sql,
+                          void (*row)(struct ol__sm *sm,
+                                      struct ol__sm_agent *a,
+                                      sqlite3_stmt *st))
 {
     sqlite3_stmt *st;
-    int rv = ol__store_prepare(sm->st,
-                               "SELECT name, n, since_ms, floor, last_req "
-                               "FROM crashes",
-                               &st);
+    int rv = ol__store_prepare(sm->st, sql, &st);
 
     if (rv != 0)
         return rv;
@@ -108,35 +129,26 @@ int ol__sm_load_crashes(struct ol__sm *sm)
         struct ol__sm_agent *a =
             ol__map_get(&sm->agents, (const char *)sqlite3_column_text(st, 0));
 
-        if (a == NULL)
-            continue;
-        a->crashes = (uint32_t)sqlite3_column_int64(st, 1);
-        a->crash_since_ms = sqlite3_column_int64(st, 2);
-        a->crash_floor = (uint64_t)sqlite3_column_int64(st, 3);
-        a->crash_req = (uint64_t)sqlite3_column_int64(st, 4);
-    }
-    sqlite3_finalize(st);
-    rv = ol__store_prepare(sm->st,
-                           "SELECT to_agent, count(*), sum(length(payload)) "
-                           "FROM mailbox GROUP BY to_agent",
-                           &st);
-    if (rv != 0)
-        return rv;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        struct ol__sm_agent *a =
-            ol__map_get(&sm->agents, (const char *)sqlite3_column_text(st, 0));
-
-        if (a == NULL)
-            continue;
-        a->mail_n = (uint32_t)sqlite3_column_int64(st, 1);
-        a->mail_bytes = (uint64_t)sqlite3_column_int64(st, 2);
-        a->mail_full = (sm->cfg.mail_soft_n &&
-                        a->mail_n >= sm->cfg.mail_soft_n) ||
-                       (sm->cfg.mail_soft_bytes &&
-                        a->mail_bytes >= sm->cfg.mail_soft_bytes);
+        if (a != NULL)
+            row(sm, a, st);
     }
     sqlite3_finalize(st);
     return 0;
+}
+
+int ol__sm_load_crashes(struct ol__sm *sm)
+{
+    int rv = each_agent_row(sm,
+                            "SELECT name, n, since_ms, floor, last_req "
+                            "FROM crashes",
+                            load_crashes_row);
+
+    if (rv != 0)
+        return rv;
+    return each_agent_row(sm,
+                          "SELECT to_agent, count(*), sum(length(payload)) "
+                          "FROM mailbox GROUP BY to_agent",
+                          load_mail_row);
 }
 
 void ol__sm_mail_count(struct ol__sm *sm, struct ol__sm_agent *a, int delta,

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "agenthost.h"
+#include "runtime/hostapi.h"
 
 #define AGENT_MAGIC 0x61676e74u
 #define LOGS_PER_STEP 64
@@ -74,7 +75,7 @@ void ahost_item_done(void);
 /* Where a step's event keeps its strings while it is handled. */
 struct ahost_step_text {
     char from[OL_NAME_MAX + 2], prev[OL_NAME_MAX + 2];
-    char bto[OL_NAME_MAX + 1], bwhy[160];
+    struct ol__mail_text mail;
 };
 
 struct ol__ipc_step;

@@ -23,18 +23,7 @@ static struct done *done_get(int64_t token, const struct ol_agent *a)
 static void message_event(const struct ol__ipc_step *s, struct ol_event *e,
                           struct ahost_step_text *t)
 {
-    e->from = s->s ? t->from : "";
-    e->data = s->b;
-    e->len = s->b_len;
-    if (strcmp(e->from, OL_AGENT_CONFIG_SENDER) == 0)
-        e->type = OL_EVENT_CONFIG;
-    if (strcmp(e->from, OL_AGENT_BOUNCE_SENDER) == 0 &&
-        ol__bounce_parse(s->b, s->b_len, t->bto, t->bwhy, &e->data,
-                         &e->len) == 0) {
-        e->type = OL_EVENT_BOUNCE;
-        e->to = t->bto;
-        e->reason = t->bwhy;
-    }
+    ol__mail_event(e, s->s ? t->from : "", s->b, s->b_len, &t->mail);
 }
 
 int ahost_step_event(struct ol_agent *a, const struct ol__ipc_step *s,
