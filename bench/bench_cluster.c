@@ -40,6 +40,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "cb_etcd.h"
 #include "cb_outlast.h"
 #include "cb_proc.h"
@@ -169,25 +170,14 @@ static int count_lines(const char *path, const char *needle)
     return n;
 }
 
-static void run_outlast(const struct opts *o, const struct row *w, int rep,
-                        int scraped, struct cell *out)
+/* Start the cluster (every node serving HTTP and scraped from the start
+ * when `scraped`, as Prometheus would).  The leader's index, or -1. */
+static int ol_start(const struct opts *o, int scraped, struct cb_ol *c,
+                    struct scraper *scr)
 {
-    struct scraper scr;
-    struct cb_ol_status s0[CB_OL_MAX], s1[CB_OL_MAX];
-    struct cb_ol_view v0[CB_OL_MAX], v1[CB_OL_MAX];
-    uint64_t ckpts = 0;
     struct cb_ol_opts oo;
-    struct cb_ol c;
-    uint32_t spawn_n = w->place == SPREAD ? w->n : 3;
-    double spawn_s, ready_s;
-    uint64_t t, start_at;
-    int64_t wait_ms;
-    int lost0 = 0, lost1 = 0, li, on = -1;
-    void *cfg;
-    size_t cfg_len;
+    int li;
 
-    memset(out, 0, sizeof *out);
-    memset(&scr, 0, sizeof scr);
     cb_ol_defaults(&oo);
     oo.log_level = o->log_level;
     if (scraped)
@@ -198,35 +188,49 @@ static void run_outlast(const struct opts *o, const struct row *w, int rep,
         oo.election_ms = o->election_ms;
         oo.failover_ms = o->failover_ms;
     }
-    if (cb_ol_init(&c, &oo) != 0 || cb_ol_start(&c, 15000) != 0 ||
-        (li = cb_ol_wait_leader(&c, 15000)) < 0)
-        goto out;
-    /* Every node scraped from the start, as Prometheus would. */
-    for (int i = 0; scraped && i < c.o.n; i++) {
+    if (cb_ol_init(c, &oo) != 0 || cb_ol_start(c, 15000) != 0 ||
+        (li = cb_ol_wait_leader(c, 15000)) < 0)
+        return -1;
+    for (int i = 0; scraped && i < c->o.n; i++) {
         struct cb_ol_status st;
 
-        if (cb_ol_status(&c, i, 0, &st) != 0 || st.http[0] == '\0')
-            goto out;
-        snprintf(scr.targets[scr.n_targets++], sizeof scr.targets[0], "%s",
-                 st.http);
+        if (cb_ol_status(c, i, 0, &st) != 0 || st.http[0] == '\0')
+            return -1;
+        snprintf(scr->targets[scr->n_targets++], sizeof scr->targets[0],
+                 "%s", st.http);
     }
-    if (scraped && scraper_start(&scr, o->scrape_ms) != 0)
-        goto out;
+    if (scraped && scraper_start(scr, o->scrape_ms) != 0)
+        return -1;
+    return li;
+}
+
+/* Spawn the row's agents through the leader and wait until every one has
+ * committed, keep only one if the row says where it runs, then wait until
+ * they start stepping.  0 or -1. */
+static int ol_spawn(const struct opts *o, const struct row *w,
+                    struct cb_ol *c, int li, double *spawn_s, double *ready_s)
+{
+    uint32_t spawn_n = w->place == SPREAD ? w->n : 3;
+    uint64_t t, start_at;
+    int64_t wait_ms;
+    void *cfg;
+    size_t cfg_len;
+    int rv;
+
     /* The agents take their START checkpoint at once but only start
      * stepping at start_at, so the spawns run in a quiet cluster. */
     start_at = (uint64_t)ol__wall_ms() + spawn_budget_ms(o, spawn_n);
     cfg = cb_benchload_config(o->size, 0, start_at, &cfg_len);
     t = cb_now_ms();
-    if (cb_ol_spawn(&c, li, "b", spawn_n, o->inflight, cfg, cfg_len) != 0) {
-        free(cfg);
-        goto out;
-    }
+    rv = cb_ol_spawn(c, li, "b", spawn_n, o->inflight, cfg, cfg_len);
     free(cfg);
-    spawn_s = (double)(cb_now_ms() - t) / 1e3;
-    if (wait_ready(&c, spawn_n, &ready_s) != 0)
-        goto out;
-    if (w->place != SPREAD && (on = keep_one(&c, li, w->place)) < 0)
-        goto out;
+    if (rv != 0)
+        return -1;
+    *spawn_s = (double)(cb_now_ms() - t) / 1e3;
+    if (wait_ready(c, spawn_n, ready_s) != 0)
+        return -1;
+    if (w->place != SPREAD && keep_one(c, li, w->place) < 0)
+        return -1;
     wait_ms = (int64_t)start_at - ol__wall_ms();
     if (wait_ms < 0)
         printf("# note: spawning took %.1f s longer than the %u ms "
@@ -234,42 +238,63 @@ static void run_outlast(const struct opts *o, const struct row *w, int rep,
                (double)-wait_ms / 1e3, spawn_budget_ms(o, spawn_n));
     else
         cb_sleep_ms((unsigned)wait_ms);
+    return 0;
+}
+
+/* Every node's counters at the start and the end of the window. */
+struct window {
+    struct cb_ol_status s0[CB_OL_MAX], s1[CB_OL_MAX];
+    struct cb_ol_view v0[CB_OL_MAX], v1[CB_OL_MAX];
+    int lost0, lost1;  /* "lease lost" log lines */
+    uint64_t ckpts;    /* checkpoints committed in it, all nodes */
+};
+
+/* Warm up, then read every node's counters around the window (status
+ * resets the histograms at its start).  0 or -1. */
+static int ol_window(const struct opts *o, struct cb_ol *c, struct window *x,
+                     struct cell *out)
+{
     cb_sleep_ms(o->warmup_ms);
-    for (int i = 0; i < c.o.n; i++) {
-        lost0 += count_lines(c.nodes[i].log, "lease lost");
-        if (cb_ol_status(&c, i, 1, &s0[i]) != 0 ||
-            cb_ol_view(&c, i, &v0[i]) != 0)
-            goto out;
+    for (int i = 0; i < c->o.n; i++) {
+        x->lost0 += count_lines(c->nodes[i].log, "lease lost");
+        if (cb_ol_status(c, i, 1, &x->s0[i]) != 0 ||
+            cb_ol_view(c, i, &x->v0[i]) != 0)
+            return -1;
     }
     cb_sleep_ms(o->window_ms);
-    for (int i = 0; i < c.o.n; i++)
-        if (cb_ol_status(&c, i, 0, &s1[i]) != 0)
-            goto out;
-    for (int i = 0; i < c.o.n; i++) {
-        lost1 += count_lines(c.nodes[i].log, "lease lost");
-        if (cb_ol_view(&c, i, &v1[i]) != 0)
-            goto out;
-        out->snapshots += v1[i].snapshots_taken - v0[i].snapshots_taken;
-        ckpts += s1[i].checkpoints - s0[i].checkpoints;
+    for (int i = 0; i < c->o.n; i++)
+        if (cb_ol_status(c, i, 0, &x->s1[i]) != 0)
+            return -1;
+    for (int i = 0; i < c->o.n; i++) {
+        x->lost1 += count_lines(c->nodes[i].log, "lease lost");
+        if (cb_ol_view(c, i, &x->v1[i]) != 0)
+            return -1;
+        out->snapshots += x->v1[i].snapshots_taken - x->v0[i].snapshots_taken;
+        x->ckpts += x->s1[i].checkpoints - x->s0[i].checkpoints;
     }
-    if (cb_ol_dead(&c) >= 0)
-        goto out;
-    scraper_stop(&scr);
-    out->scrapes = scr.ok;
-    out->scrape_failed = scr.failed;
-    out->scrape_ms = scr.ok ? (double)scr.total_us / 1e3 / (double)scr.ok
-                            : 0;
-    /* What serving cost each node's loop, from its own counters. */
-    for (int i = 0; i < scr.n_targets; i++) {
+    return 0;
+}
+
+/* Stop scraping; then what serving cost each node's loop, from its own
+ * counters. */
+static void ol_scrape_report(int rep, struct scraper *scr, struct cell *out)
+{
+    static const char k_loop[] = "\noutlast_http_loop_seconds_total ",
+                      k_reqs[] = "\noutlast_http_requests_total ";
+
+    scraper_stop(scr);
+    out->scrapes = scr->ok;
+    out->scrape_failed = scr->failed;
+    out->scrape_ms = scr->ok ? (double)scr->total_us / 1e3 / (double)scr->ok
+                             : 0;
+    for (int i = 0; i < scr->n_targets; i++) {
         static char body[1 << 20];
         const char *p;
         double loop_s = 0, reqs = 0;
 
-        if (scraper_fetch(scr.targets[i], "/metrics", body, sizeof body) < 0)
+        if (scraper_fetch(scr->targets[i], "/metrics", body, sizeof body) <
+            0)
             continue;
-        static const char k_loop[] = "\noutlast_http_loop_seconds_total ",
-                          k_reqs[] = "\noutlast_http_requests_total ";
-
         if ((p = strstr(body, k_loop)) != NULL)
             loop_s = atof(p + sizeof k_loop - 1);
         if ((p = strstr(body, k_reqs)) != NULL)
@@ -278,9 +303,56 @@ static void run_outlast(const struct opts *o, const struct row *w, int rep,
                "requests)\n",
                rep + 1, i + 1, reqs > 0 ? loop_s * 1e6 / reqs : 0.0, reqs);
     }
-    out->elections = v1[li].term - v0[li].term;
-    out->entries = v1[li].commit_index - v0[li].commit_index;
-    out->lease_lost = (uint64_t)(lost1 - lost0);
+}
+
+/* Each node's line, and the cell's rate, cpu and latency from them. */
+static void ol_node_lines(const struct cb_ol *c, const struct window *x,
+                          struct cell *out)
+{
+    for (int i = 0; i < c->o.n; i++) {
+        const struct cb_ol_status *s0 = &x->s0[i], *s1 = &x->s1[i];
+        double dt = (double)(s1->t_us - s0->t_us) / 1e6;
+        double r = (double)(s1->checkpoints - s0->checkpoints) / dt;
+        double ncpu = (s1->cpu_s - s0->cpu_s) / dt;
+
+        out->rate += r;
+        out->cpu += ncpu;
+        /* Only nodes whose agents committed in the window have a
+         * latency; the largest of the nodes' quantiles bounds the pooled
+         * quantile from above. */
+        if (s1->samples > 0) {
+            if ((double)s1->p50_us > out->p50)
+                out->p50 = (double)s1->p50_us;
+            if ((double)s1->p99_us > out->p99)
+                out->p99 = (double)s1->p99_us;
+        }
+        printf("         n%d %-10s %9.0f %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+               " %8" PRIu64 " %6" PRIu64 " %5.2f\n",
+               i + 1, s1->leader ? "(leader)" : "", r, s1->p50_us,
+               s1->p99_us, s1->max_us, s1->samples, s1->agents_local, ncpu);
+    }
+}
+
+static void run_outlast(const struct opts *o, const struct row *w, int rep,
+                        int scraped, struct cell *out)
+{
+    struct scraper scr;
+    struct window x;
+    struct cb_ol c;
+    double spawn_s, ready_s;
+    int li;
+
+    memset(out, 0, sizeof *out);
+    memset(&scr, 0, sizeof scr);
+    memset(&x, 0, sizeof x);
+    if ((li = ol_start(o, scraped, &c, &scr)) < 0 ||
+        ol_spawn(o, w, &c, li, &spawn_s, &ready_s) != 0 ||
+        ol_window(o, &c, &x, out) != 0 || cb_ol_dead(&c) >= 0)
+        goto out;
+    ol_scrape_report(rep, &scr, out);
+    out->elections = x.v1[li].term - x.v0[li].term;
+    out->entries = x.v1[li].commit_index - x.v0[li].commit_index;
+    out->lease_lost = (uint64_t)(x.lost1 - x.lost0);
     if (scraped)
         printf("rep %d: outlast scraped: %" PRIu64 " scrapes of /metrics "
                "and /api/status on %d nodes (%" PRIu64 " failed), mean %.2f "
@@ -294,30 +366,9 @@ static void run_outlast(const struct opts *o, const struct row *w, int rep,
            "max_us samples agents cpu):\n",
            rep + 1, w->label, spawn_s, ready_s, out->elections,
            out->lease_lost, out->entries,
-           out->entries ? (double)ckpts / (double)out->entries : 0.0,
+           out->entries ? (double)x.ckpts / (double)out->entries : 0.0,
            out->snapshots);
-    for (int i = 0; i < c.o.n; i++) {
-        double dt = (double)(s1[i].t_us - s0[i].t_us) / 1e6;
-        double r = (double)(s1[i].checkpoints - s0[i].checkpoints) / dt;
-        double ncpu = (s1[i].cpu_s - s0[i].cpu_s) / dt;
-
-        out->rate += r;
-        out->cpu += ncpu;
-        /* Only nodes whose agents committed in the window have a
-         * latency; the largest of the nodes' quantiles bounds the pooled
-         * quantile from above. */
-        if (s1[i].samples > 0) {
-            if ((double)s1[i].p50_us > out->p50)
-                out->p50 = (double)s1[i].p50_us;
-            if ((double)s1[i].p99_us > out->p99)
-                out->p99 = (double)s1[i].p99_us;
-        }
-        printf("         n%d %-10s %9.0f %8" PRIu64 " %8" PRIu64 " %8" PRIu64
-               " %8" PRIu64 " %6" PRIu64 " %5.2f\n",
-               i + 1, s1[i].leader ? "(leader)" : "", r, s1[i].p50_us,
-               s1[i].p99_us, s1[i].max_us, s1[i].samples, s1[i].agents_local,
-               ncpu);
-    }
+    ol_node_lines(&c, &x, out);
     out->ok = 1;
 out:
     scraper_stop(&scr);
@@ -543,6 +594,16 @@ static int parse_list(const char *s, uint32_t *out, int cap)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+    const struct bu_num_opt nums[] = {
+        {"--size", &o->size},
+        {"--warmup-ms", &o->warmup_ms},
+        {"--window-ms", &o->window_ms},
+        {"--spawn-inflight", &o->inflight},
+        {"--spawn-budget-ms", &o->spawn_budget_ms},
+        {"--etcd-max-clients", &o->etcd_max_clients},
+        {NULL, NULL},
+    };
+
     memset(o, 0, sizeof *o);
     o->agents[0] = 1;
     o->agents[1] = 100;
@@ -564,18 +625,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->n_agents = parse_list(v, o->agents, MAX_CELLS / 2);
         else if (strcmp(a, "--reps") == 0)
             o->reps = atoi(v);
-        else if (strcmp(a, "--size") == 0)
-            o->size = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--warmup-ms") == 0)
-            o->warmup_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--window-ms") == 0)
-            o->window_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--spawn-inflight") == 0)
-            o->inflight = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--spawn-budget-ms") == 0)
-            o->spawn_budget_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--etcd-max-clients") == 0)
-            o->etcd_max_clients = (uint32_t)strtoul(v, NULL, 10);
+        else if (bu_num_opt(nums, a, v))
+            continue;
         else if (strcmp(a, "--log-level") == 0)
             o->log_level = v;
         else if (strcmp(a, "--cluster-extra") == 0)
