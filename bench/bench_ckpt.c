@@ -274,6 +274,15 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+    const struct bu_num_opt nums[] = {
+        {"--reps", &o->reps},
+        {"--warmup-ms", &o->warmup_ms},
+        {"--window-ms", &o->window_ms},
+        {"--singles", &o->singles},
+        {"--scrape-ms", &o->scrape_ms},
+        {NULL, NULL},
+    };
+
     memset(o, 0, sizeof *o);
     o->agents[0] = 1, o->agents[1] = 100, o->agents[2] = 10000;
     o->n_agents = 3;
@@ -287,7 +296,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->scrape_ms = 1000;
     bu_exe_dir(o->plugin_dir, sizeof o->plugin_dir);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i], *v;
+        int rv;
 
         if (strcmp(a, "--no-fork") == 0) {
             o->fork = 0;
@@ -303,14 +313,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->node_only = 1;
             continue;
         }
-        if (strcmp(a, "--help") == 0) {
-            usage(stdout);
+        if ((rv = bu_arg_value(argc, argv, i, usage, &v)) > 0)
             exit(0);
-        }
-        if (v == NULL) {
-            usage(stderr);
+        if (rv < 0)
             return -1;
-        }
         i++;
         if (strcmp(a, "--agents") == 0) {
             if (parse_list(v, o->agents, &o->n_agents))
@@ -318,23 +324,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
         } else if (strcmp(a, "--sizes") == 0) {
             if (parse_list(v, o->sizes, &o->n_sizes))
                 return -1;
-        } else if (strcmp(a, "--reps") == 0) {
-            o->reps = (uint32_t)strtoul(v, NULL, 10);
-            if (o->reps == 0 || o->reps > MAX_REPS)
-                return -1;
-        } else if (strcmp(a, "--warmup-ms") == 0) {
-            o->warmup_ms = (uint32_t)strtoul(v, NULL, 10);
-        } else if (strcmp(a, "--window-ms") == 0) {
-            o->window_ms = (uint32_t)strtoul(v, NULL, 10);
-            if (o->window_ms == 0)
-                return -1;
-        } else if (strcmp(a, "--singles") == 0) {
-            o->singles = (uint32_t)strtoul(v, NULL, 10);
-            if (o->singles == 0)
-                return -1;
-        } else if (strcmp(a, "--scrape-ms") == 0) {
-            o->scrape_ms = (uint32_t)strtoul(v, NULL, 10);
-            if (o->scrape_ms == 0)
+        } else if (bu_num_opt(nums, a, v)) {
+            /* Each was valid before this option: check them all. */
+            if (o->reps == 0 || o->reps > MAX_REPS || o->window_ms == 0 ||
+                o->singles == 0 || o->scrape_ms == 0)
                 return -1;
         } else if (strcmp(a, "--plugin-dir") == 0) {
             snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", v);
@@ -528,8 +521,7 @@ static void median_figs(const struct result *rs, uint32_t n, struct figs *f)
  * every repetition. */
 static int matrix_table(const struct opts *o, matrix all)
 {
-    char verdict[2 * MAX_LIST * MAX_LIST][120];
-    uint32_t n_verdicts = 0;
+    struct bu_targets tg = {.n = 0};
     struct figs f;
     int failed = 0;
 
@@ -553,20 +545,18 @@ static int matrix_table(const struct opts *o, matrix all)
             median_figs(rs, o->reps, &f);
             print_row("", o->agents[ai], o->sizes[si], &f);
             if (o->agents[ai] >= 10000)
-                snprintf(verdict[n_verdicts++], sizeof verdict[0],
-                         "throughput, %u agents, %u B: %.2fx raw batched "
-                         "(target >= 0.80): %s",
-                         o->agents[ai], o->sizes[si], f.ratio,
-                         f.ratio >= 0.8 ? "met" : "MISSED");
+                bu_target(&tg,
+                          "throughput, %u agents, %u B: %.2fx raw batched "
+                          "(target >= 0.80): %s",
+                          o->agents[ai], o->sizes[si], f.ratio,
+                          f.ratio >= 0.8 ? "met" : "MISSED");
             if (o->agents[ai] == 1)
-                snprintf(verdict[n_verdicts++], sizeof verdict[0],
-                         "latency, 1 agent, %u B: p50 %.2fx raw single-row "
-                         "(target <= 1.50): %s",
-                         o->sizes[si], f.lat, f.lat <= 1.5 ? "met" : "MISSED");
+                bu_target(&tg,
+                          "latency, 1 agent, %u B: p50 %.2fx raw single-row "
+                          "(target <= 1.50): %s",
+                          o->sizes[si], f.lat, f.lat <= 1.5 ? "met" : "MISSED");
         }
-    printf("\n");
-    for (uint32_t i = 0; i < n_verdicts; i++)
-        printf("# target: %s\n", verdict[i]);
+    bu_targets_print(&tg);
     return failed;
 }
 

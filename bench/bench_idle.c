@@ -98,6 +98,14 @@ static void poll_cb(uv_timer_t *t)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+    const struct bu_num_opt nums[] = {
+        {"--agents", &o->agents},
+        {"--size", &o->size},
+        {"--chunk", &o->chunk},
+        {"--settle-ms", &o->settle_ms},
+        {NULL, NULL},
+    };
+
     memset(o, 0, sizeof *o);
     o->agents = 100000;
     o->size = 256;
@@ -110,15 +118,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
         if (v == NULL)
             return -1;
-        if (strcmp(a, "--agents") == 0)
-            o->agents = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--size") == 0)
-            o->size = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--chunk") == 0)
-            o->chunk = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--settle-ms") == 0)
-            o->settle_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--plugin-dir") == 0)
+        if (bu_num_opt(nums, a, v))
+            continue;
+        if (strcmp(a, "--plugin-dir") == 0)
             snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", v);
         else
             return -1;

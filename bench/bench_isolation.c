@@ -108,6 +108,13 @@ static void parse_agents(const char *v, struct iso_opts *io)
 static int parse_args(int argc, char **argv, struct iso_opts *io, int *run)
 {
     struct opts *o = &io->o;
+    const struct bu_num_opt nums[] = {
+        {"--size", &io->size},
+        {"--reps", &o->reps},
+        {"--warmup-ms", &o->warmup_ms},
+        {"--window-ms", &o->window_ms},
+        {NULL, NULL},
+    };
 
     memset(io, 0, sizeof *io);
     io->agents[0] = 1, io->agents[1] = 10000;
@@ -121,29 +128,17 @@ static int parse_args(int argc, char **argv, struct iso_opts *io, int *run)
     bu_exe_dir(o->plugin_dir, sizeof o->plugin_dir);
     *run = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i], *v;
+        int rv = bu_arg_value(argc, argv, i, usage, &v);
 
-        if (strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        if (v == NULL) {
-            usage(stderr);
-            return 2;
-        }
+        if (rv != 0)
+            return rv > 0 ? 0 : 2;
         i++;
         if (strcmp(a, "--agents") == 0) {
             parse_agents(v, io);
-        } else if (strcmp(a, "--size") == 0) {
-            io->size = (uint32_t)strtoul(v, NULL, 10);
-        } else if (strcmp(a, "--reps") == 0) {
-            o->reps = (uint32_t)strtoul(v, NULL, 10);
+        } else if (bu_num_opt(nums, a, v)) {
             if (o->reps == 0 || o->reps > MAX_REPS)
                 return 2;
-        } else if (strcmp(a, "--warmup-ms") == 0) {
-            o->warmup_ms = (uint32_t)strtoul(v, NULL, 10);
-        } else if (strcmp(a, "--window-ms") == 0) {
-            o->window_ms = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--plugin-dir") == 0) {
             snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", v);
         } else {
@@ -215,8 +210,7 @@ static int table_rows(uint32_t agents, const struct result *in_process,
  * repetition. */
 static int table(const struct iso_opts *io, matrix all)
 {
-    char verdict[2 * MAX_LIST][160];
-    uint32_t n_verdicts = 0;
+    struct bu_targets tg = {.n = 0};
     int failed = 0;
 
     printf("\n# medians of %u repetitions; cpu is the node's own process "
@@ -233,21 +227,19 @@ static int table(const struct iso_opts *io, matrix all)
             continue;
         }
         if (n >= 10000)
-            snprintf(verdict[n_verdicts++], sizeof verdict[0],
-                     "throughput, %u agents: isolated %.2fx in-process "
-                     "(target >= 0.80): %s",
-                     n, f[1].ckpt_s / f[0].ckpt_s,
-                     f[1].ckpt_s >= 0.8 * f[0].ckpt_s ? "met" : "MISSED");
+            bu_target(&tg,
+                      "throughput, %u agents: isolated %.2fx in-process "
+                      "(target >= 0.80): %s",
+                      n, f[1].ckpt_s / f[0].ckpt_s,
+                      f[1].ckpt_s >= 0.8 * f[0].ckpt_s ? "met" : "MISSED");
         if (n == 1)
-            snprintf(verdict[n_verdicts++], sizeof verdict[0],
-                     "latency, 1 agent: isolated p50 %+.0f us over "
-                     "in-process (target <= +50): %s",
-                     f[1].p50 - f[0].p50,
-                     f[1].p50 - f[0].p50 <= 50 ? "met" : "MISSED");
+            bu_target(&tg,
+                      "latency, 1 agent: isolated p50 %+.0f us over "
+                      "in-process (target <= +50): %s",
+                      f[1].p50 - f[0].p50,
+                      f[1].p50 - f[0].p50 <= 50 ? "met" : "MISSED");
     }
-    printf("\n");
-    for (uint32_t i = 0; i < n_verdicts; i++)
-        printf("# target: %s\n", verdict[i]);
+    bu_targets_print(&tg);
     return failed;
 }
 
