@@ -274,6 +274,15 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+    const struct bu_num_opt nums[] = {
+        {"--reps", &o->reps},
+        {"--warmup-ms", &o->warmup_ms},
+        {"--window-ms", &o->window_ms},
+        {"--singles", &o->singles},
+        {"--scrape-ms", &o->scrape_ms},
+        {NULL, NULL},
+    };
+
     memset(o, 0, sizeof *o);
     o->agents[0] = 1, o->agents[1] = 100, o->agents[2] = 10000;
     o->n_agents = 3;
@@ -287,7 +296,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->scrape_ms = 1000;
     bu_exe_dir(o->plugin_dir, sizeof o->plugin_dir);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i], *v;
+        int rv;
 
         if (strcmp(a, "--no-fork") == 0) {
             o->fork = 0;
@@ -303,14 +313,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->node_only = 1;
             continue;
         }
-        if (strcmp(a, "--help") == 0) {
-            usage(stdout);
+        if ((rv = bu_arg_value(argc, argv, i, usage, &v)) > 0)
             exit(0);
-        }
-        if (v == NULL) {
-            usage(stderr);
+        if (rv < 0)
             return -1;
-        }
         i++;
         if (strcmp(a, "--agents") == 0) {
             if (parse_list(v, o->agents, &o->n_agents))
@@ -318,23 +324,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
         } else if (strcmp(a, "--sizes") == 0) {
             if (parse_list(v, o->sizes, &o->n_sizes))
                 return -1;
-        } else if (strcmp(a, "--reps") == 0) {
-            o->reps = (uint32_t)strtoul(v, NULL, 10);
-            if (o->reps == 0 || o->reps > MAX_REPS)
-                return -1;
-        } else if (strcmp(a, "--warmup-ms") == 0) {
-            o->warmup_ms = (uint32_t)strtoul(v, NULL, 10);
-        } else if (strcmp(a, "--window-ms") == 0) {
-            o->window_ms = (uint32_t)strtoul(v, NULL, 10);
-            if (o->window_ms == 0)
-                return -1;
-        } else if (strcmp(a, "--singles") == 0) {
-            o->singles = (uint32_t)strtoul(v, NULL, 10);
-            if (o->singles == 0)
-                return -1;
-        } else if (strcmp(a, "--scrape-ms") == 0) {
-            o->scrape_ms = (uint32_t)strtoul(v, NULL, 10);
-            if (o->scrape_ms == 0)
+        } else if (bu_num_opt(nums, a, v)) {
+            /* Each was valid before this option: check them all. */
+            if (o->reps == 0 || o->reps > MAX_REPS || o->window_ms == 0 ||
+                o->singles == 0 || o->scrape_ms == 0)
                 return -1;
         } else if (strcmp(a, "--plugin-dir") == 0) {
             snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", v);
@@ -379,16 +372,41 @@ static double ratio_of(const struct result *on, const struct result *off,
     return bu_median(v, k);
 }
 
-static int scrape_compare(struct opts *o)
-{
-    static struct result off[MAX_LIST][MAX_LIST][MAX_REPS],
-        on[MAX_LIST][MAX_LIST][MAX_REPS];
-    int failed = 0;
+/* The results of one matrix: [agents][size][repetition]. */
+typedef struct result matrix[MAX_LIST][MAX_LIST][MAX_REPS];
 
-    printf("# bench_ckpt --scrape-compare: each repetition runs the node "
-           "twice, alone (the anchor) and with its HTTP endpoint serving "
-           "/metrics and /api/status every %u ms; %u rep(s), window %u ms\n",
-           o->scrape_ms, o->reps, o->window_ms);
+/* One repetition's line of --scrape-compare. */
+static void print_scrape_rep(uint32_t rep, uint32_t agents, uint32_t size,
+                             int scraped, const struct result *r)
+{
+    if (!r->ok) {
+        printf("# rep %u agents %u state %u %s FAILED: %s\n", rep, agents,
+               size, scraped ? "scraped" : "alone", r->err);
+        return;
+    }
+    printf("# rep %u: %-7u %-6u %-8s %10.0f ckpt/s  p50 %6" PRIu64
+           " us  p99 %7" PRIu64 " us  cpu %.2f",
+           rep, agents, size, scraped ? "scraped" : "alone", r->ckpt_per_s,
+           r->p50_us, r->p99_us, r->cpu);
+    if (scraped)
+        printf("  (%" PRIu64 " scrapes, %" PRIu64
+               " failed, mean %.2f ms, max %.2f ms, %.0f KiB "
+               "each; the loop spent %.1f us per request)",
+               r->scrapes, r->scrape_failed, r->scrape_mean_ms,
+               r->scrape_max_ms,
+               r->scrapes ? (double)r->scrape_bytes / 1024 /
+                                (double)r->scrapes
+                          : 0.0,
+               r->http_jobs ? (double)r->http_loop_us / (double)r->http_jobs
+                            : 0.0);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* Every configuration twice per repetition, alone into `off` and scraped
+ * into `on`. */
+static void scrape_runs(struct opts *o, matrix off, matrix on)
+{
     for (uint32_t rep = 0; rep < o->reps; rep++)
         for (uint32_t ai = 0; ai < o->n_agents; ai++)
             for (uint32_t si = 0; si < o->n_sizes; si++)
@@ -403,32 +421,17 @@ static int scrape_compare(struct opts *o)
                     if (run_forked(o, o->agents[ai], o->sizes[si], r) != 0)
                         snprintf(r->err, sizeof r->err, "fork: %s",
                                  strerror(errno));
-                    if (!r->ok) {
-                        printf("# rep %u agents %u state %u %s FAILED: %s\n",
-                               rep + 1, o->agents[ai], o->sizes[si],
-                               scraped ? "scraped" : "alone", r->err);
-                        continue;
-                    }
-                    printf("# rep %u: %-7u %-6u %-8s %10.0f ckpt/s  p50 %6" PRIu64
-                           " us  p99 %7" PRIu64 " us  cpu %.2f",
-                           rep + 1, o->agents[ai], o->sizes[si],
-                           scraped ? "scraped" : "alone", r->ckpt_per_s,
-                           r->p50_us, r->p99_us, r->cpu);
-                    if (scraped)
-                        printf("  (%" PRIu64 " scrapes, %" PRIu64
-                               " failed, mean %.2f ms, max %.2f ms, %.0f KiB "
-                               "each; the loop spent %.1f us per request)",
-                               r->scrapes, r->scrape_failed,
-                               r->scrape_mean_ms, r->scrape_max_ms,
-                               r->scrapes ? (double)r->scrape_bytes / 1024 /
-                                                (double)r->scrapes
-                                          : 0.0,
-                               r->http_jobs ? (double)r->http_loop_us /
-                                                  (double)r->http_jobs
-                                            : 0.0);
-                    printf("\n");
-                    fflush(stdout);
+                    print_scrape_rep(rep + 1, o->agents[ai], o->sizes[si],
+                                     scraped, r);
                 }
+}
+
+/* The medians table of --scrape-compare; 1 if a configuration has no
+ * throughput ratio. */
+static int scrape_table(const struct opts *o, matrix off, matrix on)
+{
+    int failed = 0;
+
     printf("\n# medians; *_x = scraped / alone, the median of the "
            "per-repetition ratios\n");
     printf("%-7s %-6s %11s %11s %6s %8s %8s %6s %8s %8s %6s\n", "agents",
@@ -467,14 +470,100 @@ static int scrape_compare(struct opts *o)
     return failed;
 }
 
+static int scrape_compare(struct opts *o)
+{
+    static matrix off, on;
+
+    printf("# bench_ckpt --scrape-compare: each repetition runs the node "
+           "twice, alone (the anchor) and with its HTTP endpoint serving "
+           "/metrics and /api/status every %u ms; %u rep(s), window %u ms\n",
+           o->scrape_ms, o->reps, o->window_ms);
+    scrape_runs(o, off, on);
+    return scrape_table(o, off, on);
+}
+
+/* ---- the main matrix: the node beside raw SQLite ---- */
+
+/* Repetitions go round the whole matrix, so slow drift on a shared
+ * machine spreads over every configuration instead of one. */
+static void matrix_runs(const struct opts *o, matrix all)
+{
+    for (uint32_t rep = 0; rep < o->reps; rep++)
+        for (uint32_t ai = 0; ai < o->n_agents; ai++)
+            for (uint32_t si = 0; si < o->n_sizes; si++) {
+                struct result *r = &all[ai][si][rep];
+
+                if (run_forked(o, o->agents[ai], o->sizes[si], r) != 0)
+                    snprintf(r->err, sizeof r->err, "fork: %s",
+                             strerror(errno));
+                print_rep(o->agents[ai], o->sizes[si], rep + 1, r);
+            }
+}
+
+/* A table line: the medians of n repetitions of one configuration. */
+static void median_figs(const struct result *rs, uint32_t n, struct figs *f)
+{
+    f->body = MED_D(body_avg);
+    f->ckpt_s = MED_D(ckpt_per_s);
+    f->batch = MED_D(avg_batch);
+    f->raw_s = MED_D(raw_rows_per_s);
+    f->ratio = ratio_med(rs, n, 0);
+    f->p50 = MED_U(p50_us);
+    f->p99 = MED_U(p99_us);
+    f->raw_p50 = MED_U(raw_p50_us);
+    f->raw_p99 = MED_U(raw_p99_us);
+    f->lat = ratio_med(rs, n, 1);
+    f->cpu = MED_D(cpu);
+    f->raw_cpu = MED_D(raw_cpu);
+}
+
+/* The medians table, then the targets; 1 if a configuration failed in
+ * every repetition. */
+static int matrix_table(const struct opts *o, matrix all)
+{
+    struct bu_targets tg = {.n = 0};
+    struct figs f;
+    int failed = 0;
+
+    printf("\n# medians of %u repetitions; ratio = ckpt/s / raw_rows/s, "
+           "lat_rt = p50_us / raw_p50_us (median of per-rep ratios)\n",
+           o->reps);
+    print_header("");
+    for (uint32_t ai = 0; ai < o->n_agents; ai++)
+        for (uint32_t si = 0; si < o->n_sizes; si++) {
+            const struct result *rs = all[ai][si];
+            uint32_t ok = 0;
+
+            for (uint32_t i = 0; i < o->reps; i++)
+                ok += rs[i].ok;
+            if (ok == 0) {
+                printf("%-7u %-6u all repetitions failed\n", o->agents[ai],
+                       o->sizes[si]);
+                failed = 1;
+                continue;
+            }
+            median_figs(rs, o->reps, &f);
+            print_row("", o->agents[ai], o->sizes[si], &f);
+            if (o->agents[ai] >= 10000)
+                bu_target(&tg,
+                          "throughput, %u agents, %u B: %.2fx raw batched "
+                          "(target >= 0.80): %s",
+                          o->agents[ai], o->sizes[si], f.ratio,
+                          f.ratio >= 0.8 ? "met" : "MISSED");
+            if (o->agents[ai] == 1)
+                bu_target(&tg,
+                          "latency, 1 agent, %u B: p50 %.2fx raw single-row "
+                          "(target <= 1.50): %s",
+                          o->sizes[si], f.lat, f.lat <= 1.5 ? "met" : "MISSED");
+        }
+    bu_targets_print(&tg);
+    return failed;
+}
+
 int main(int argc, char **argv)
 {
-    static struct result all[MAX_LIST][MAX_LIST][MAX_REPS];
-    char verdict[2 * MAX_LIST * MAX_LIST][120];
-    uint32_t n_verdicts = 0;
-    struct figs f;
+    static matrix all;
     struct opts o;
-    int failed = 0;
 
     if (parse_args(argc, argv, &o) != 0) {
         fprintf(stderr, "bench_ckpt: bad arguments\n");
@@ -491,63 +580,6 @@ int main(int argc, char **argv)
            o.isolation == OL_ISO_NODE ? "in the node (isolation = none)"
                                       : "in an agent-host process");
     print_header("# rep N: ");
-    /* Repetitions go round the whole matrix, so slow drift on a shared
-     * machine spreads over every configuration instead of one. */
-    for (uint32_t rep = 0; rep < o.reps; rep++)
-        for (uint32_t ai = 0; ai < o.n_agents; ai++)
-            for (uint32_t si = 0; si < o.n_sizes; si++) {
-                struct result *r = &all[ai][si][rep];
-
-                if (run_forked(&o, o.agents[ai], o.sizes[si], r) != 0)
-                    snprintf(r->err, sizeof r->err, "fork: %s",
-                             strerror(errno));
-                print_rep(o.agents[ai], o.sizes[si], rep + 1, r);
-            }
-
-    printf("\n# medians of %u repetitions; ratio = ckpt/s / raw_rows/s, "
-           "lat_rt = p50_us / raw_p50_us (median of per-rep ratios)\n",
-           o.reps);
-    print_header("");
-    for (uint32_t ai = 0; ai < o.n_agents; ai++)
-        for (uint32_t si = 0; si < o.n_sizes; si++) {
-            const struct result *rs = all[ai][si];
-            uint32_t n = o.reps, ok = 0;
-
-            for (uint32_t i = 0; i < n; i++)
-                ok += rs[i].ok;
-            if (ok == 0) {
-                printf("%-7u %-6u all repetitions failed\n", o.agents[ai],
-                       o.sizes[si]);
-                failed = 1;
-                continue;
-            }
-            f.body = MED_D(body_avg);
-            f.ckpt_s = MED_D(ckpt_per_s);
-            f.batch = MED_D(avg_batch);
-            f.raw_s = MED_D(raw_rows_per_s);
-            f.ratio = ratio_med(rs, n, 0);
-            f.p50 = MED_U(p50_us);
-            f.p99 = MED_U(p99_us);
-            f.raw_p50 = MED_U(raw_p50_us);
-            f.raw_p99 = MED_U(raw_p99_us);
-            f.lat = ratio_med(rs, n, 1);
-            f.cpu = MED_D(cpu);
-            f.raw_cpu = MED_D(raw_cpu);
-            print_row("", o.agents[ai], o.sizes[si], &f);
-            if (o.agents[ai] >= 10000)
-                snprintf(verdict[n_verdicts++], sizeof verdict[0],
-                         "throughput, %u agents, %u B: %.2fx raw batched "
-                         "(target >= 0.80): %s",
-                         o.agents[ai], o.sizes[si], f.ratio,
-                         f.ratio >= 0.8 ? "met" : "MISSED");
-            if (o.agents[ai] == 1)
-                snprintf(verdict[n_verdicts++], sizeof verdict[0],
-                         "latency, 1 agent, %u B: p50 %.2fx raw single-row "
-                         "(target <= 1.50): %s",
-                         o.sizes[si], f.lat, f.lat <= 1.5 ? "met" : "MISSED");
-        }
-    printf("\n");
-    for (uint32_t i = 0; i < n_verdicts; i++)
-        printf("# target: %s\n", verdict[i]);
-    return failed;
+    matrix_runs(&o, all);
+    return matrix_table(&o, all);
 }

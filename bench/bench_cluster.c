@@ -40,293 +40,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_cluster.h"
+#include "bench_util.h"
 #include "cb_etcd.h"
-#include "cb_outlast.h"
 #include "cb_proc.h"
-#include "base/log.h"
-#include "scraper.h"
-
-#define MAX_CELLS 12
-#define MAX_REPS 15
-#define READY_LIMIT_MS (600 * 1000)
-
-enum place { SPREAD, ON_LEADER, ON_FOLLOWER };
-
-struct opts {
-    uint32_t agents[MAX_CELLS];
-    int n_agents;
-    int reps;
-    uint32_t size, warmup_ms, window_ms, inflight;
-    uint32_t etcd_max_clients;
-    uint32_t spawn_budget_ms;
-    const char *log_level;
-    const char *cluster_extra; /* diagnostics: more [cluster] lines */
-    /* raft timing for both outlast and etcd (0: the loopback defaults) */
-    uint32_t election_ms, heartbeat_ms, failover_ms;
-    int do_outlast, do_etcd;
-    int scrape_compare; /* outlast alone (the anchor) vs scraped */
-    uint32_t scrape_ms;
-};
-
-/* What one table row measures. */
-struct row {
-    uint32_t n;
-    enum place place;
-    char label[24];
-};
-
-struct cell {
-    int ok;
-    double rate;       /* ckpt/s or puts/s */
-    double p50, p99;   /* us */
-    double cpu;        /* CPU seconds per wall second of the servers */
-    double client_cpu; /* etcd: of the load generator */
-    uint64_t elections;   /* outlast: raft terms started in the window */
-    uint64_t lease_lost;  /* outlast: "lease lost" log lines in it */
-    uint64_t entries;     /* outlast: raft entries committed in it */
-    uint64_t snapshots;   /* outlast: raft snapshots taken in it */
-    uint64_t scrapes, scrape_failed; /* outlast scraped */
-    double scrape_ms;     /* mean time of one scrape */
-};
 
 static struct row rows[MAX_CELLS];
 static int n_rows;
 static struct cell ol_cells[MAX_CELLS][MAX_REPS], et_cells[MAX_CELLS][MAX_REPS];
-
-/* ---- outlast ---- */
-
-/* How long spawning n agents may take: they start stepping after it.
- * Spawning 10,000 into a quiet cluster took about 4 s here. */
-static uint32_t spawn_budget_ms(const struct opts *o, uint32_t n)
-{
-    return o->spawn_budget_ms ? o->spawn_budget_ms : 2000 + n;
-}
-
-static int wait_ready(struct cb_ol *c, uint32_t n, double *secs)
-{
-    uint64_t t0 = cb_now_ms(), end = t0 + READY_LIMIT_MS;
-
-    while (cb_now_ms() < end) {
-        uint32_t total = 0;
-
-        for (int i = 0; i < c->o.n; i++) {
-            struct cb_ol_agent *list;
-            uint32_t ready;
-
-            if (cb_ol_agents(c, i, &list, &ready) >= 0)
-                total += ready;
-            free(list);
-        }
-        if (cb_ol_dead(c) >= 0)
-            return -1;
-        if (total >= n) {
-            *secs = (double)(cb_now_ms() - t0) / 1e3;
-            return 0;
-        }
-        cb_sleep_ms(n > 1000 ? 500 : 50);
-    }
-    fprintf(stderr, "bench: not every agent committed within %d s\n",
-            READY_LIMIT_MS / 1000);
-    return -1;
-}
-
-/* Keep only the agent on the leader (or on a follower): stop the others.
- * Returns the node index it runs on, or -1. */
-static int keep_one(struct cb_ol *c, int li, enum place place)
-{
-    struct cb_ol_agent *list;
-    int n = cb_ol_agents(c, li, &list, NULL), keep = -1, on = -1;
-
-    for (int k = 0; k < n && keep < 0; k++) {
-        int i = cb_ol_index(c, list[k].owner);
-
-        if (i >= 0 && (place == ON_LEADER) == (i == li)) {
-            keep = k;
-            on = i;
-        }
-    }
-    for (int k = 0; k < n && keep >= 0; k++)
-        if (k != keep && cb_ol_stop(c, li, list[k].name) != 0)
-            on = -1;
-    free(list);
-    if (keep < 0)
-        fprintf(stderr, "bench: no agent on the %s\n",
-                place == ON_LEADER ? "leader" : "followers");
-    return on;
-}
-
-static int count_lines(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    char line[1024];
-    int n = 0;
-
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
-static void run_outlast(const struct opts *o, const struct row *w, int rep,
-                        int scraped, struct cell *out)
-{
-    struct scraper scr;
-    struct cb_ol_status s0[CB_OL_MAX], s1[CB_OL_MAX];
-    struct cb_ol_view v0[CB_OL_MAX], v1[CB_OL_MAX];
-    uint64_t ckpts = 0;
-    struct cb_ol_opts oo;
-    struct cb_ol c;
-    uint32_t spawn_n = w->place == SPREAD ? w->n : 3;
-    double spawn_s, ready_s;
-    uint64_t t, start_at;
-    int64_t wait_ms;
-    int lost0 = 0, lost1 = 0, li, on = -1;
-    void *cfg;
-    size_t cfg_len;
-
-    memset(out, 0, sizeof *out);
-    memset(&scr, 0, sizeof scr);
-    cb_ol_defaults(&oo);
-    oo.log_level = o->log_level;
-    if (scraped)
-        oo.extra = "[http]\nlisten = 127.0.0.1:0\n";
-    oo.cluster_extra = o->cluster_extra;
-    if (o->heartbeat_ms) {
-        oo.heartbeat_ms = o->heartbeat_ms;
-        oo.election_ms = o->election_ms;
-        oo.failover_ms = o->failover_ms;
-    }
-    if (cb_ol_init(&c, &oo) != 0 || cb_ol_start(&c, 15000) != 0 ||
-        (li = cb_ol_wait_leader(&c, 15000)) < 0)
-        goto out;
-    /* Every node scraped from the start, as Prometheus would. */
-    for (int i = 0; scraped && i < c.o.n; i++) {
-        struct cb_ol_status st;
-
-        if (cb_ol_status(&c, i, 0, &st) != 0 || st.http[0] == '\0')
-            goto out;
-        snprintf(scr.targets[scr.n_targets++], sizeof scr.targets[0], "%s",
-                 st.http);
-    }
-    if (scraped && scraper_start(&scr, o->scrape_ms) != 0)
-        goto out;
-    /* The agents take their START checkpoint at once but only start
-     * stepping at start_at, so the spawns run in a quiet cluster. */
-    start_at = (uint64_t)ol__wall_ms() + spawn_budget_ms(o, spawn_n);
-    cfg = cb_benchload_config(o->size, 0, start_at, &cfg_len);
-    t = cb_now_ms();
-    if (cb_ol_spawn(&c, li, "b", spawn_n, o->inflight, cfg, cfg_len) != 0) {
-        free(cfg);
-        goto out;
-    }
-    free(cfg);
-    spawn_s = (double)(cb_now_ms() - t) / 1e3;
-    if (wait_ready(&c, spawn_n, &ready_s) != 0)
-        goto out;
-    if (w->place != SPREAD && (on = keep_one(&c, li, w->place)) < 0)
-        goto out;
-    wait_ms = (int64_t)start_at - ol__wall_ms();
-    if (wait_ms < 0)
-        printf("# note: spawning took %.1f s longer than the %u ms "
-               "budget: the first agents stepped early\n",
-               (double)-wait_ms / 1e3, spawn_budget_ms(o, spawn_n));
-    else
-        cb_sleep_ms((unsigned)wait_ms);
-    cb_sleep_ms(o->warmup_ms);
-    for (int i = 0; i < c.o.n; i++) {
-        lost0 += count_lines(c.nodes[i].log, "lease lost");
-        if (cb_ol_status(&c, i, 1, &s0[i]) != 0 ||
-            cb_ol_view(&c, i, &v0[i]) != 0)
-            goto out;
-    }
-    cb_sleep_ms(o->window_ms);
-    for (int i = 0; i < c.o.n; i++)
-        if (cb_ol_status(&c, i, 0, &s1[i]) != 0)
-            goto out;
-    for (int i = 0; i < c.o.n; i++) {
-        lost1 += count_lines(c.nodes[i].log, "lease lost");
-        if (cb_ol_view(&c, i, &v1[i]) != 0)
-            goto out;
-        out->snapshots += v1[i].snapshots_taken - v0[i].snapshots_taken;
-        ckpts += s1[i].checkpoints - s0[i].checkpoints;
-    }
-    if (cb_ol_dead(&c) >= 0)
-        goto out;
-    scraper_stop(&scr);
-    out->scrapes = scr.ok;
-    out->scrape_failed = scr.failed;
-    out->scrape_ms = scr.ok ? (double)scr.total_us / 1e3 / (double)scr.ok
-                            : 0;
-    /* What serving cost each node's loop, from its own counters. */
-    for (int i = 0; i < scr.n_targets; i++) {
-        static char body[1 << 20];
-        const char *p;
-        double loop_s = 0, reqs = 0;
-
-        if (scraper_fetch(scr.targets[i], "/metrics", body, sizeof body) < 0)
-            continue;
-        static const char k_loop[] = "\noutlast_http_loop_seconds_total ",
-                          k_reqs[] = "\noutlast_http_requests_total ";
-
-        if ((p = strstr(body, k_loop)) != NULL)
-            loop_s = atof(p + sizeof k_loop - 1);
-        if ((p = strstr(body, k_reqs)) != NULL)
-            reqs = atof(p + sizeof k_reqs - 1);
-        printf("rep %d: node %d's loop spent %.1f us per HTTP request (%.0f "
-               "requests)\n",
-               rep + 1, i + 1, reqs > 0 ? loop_s * 1e6 / reqs : 0.0, reqs);
-    }
-    out->elections = v1[li].term - v0[li].term;
-    out->entries = v1[li].commit_index - v0[li].commit_index;
-    out->lease_lost = (uint64_t)(lost1 - lost0);
-    if (scraped)
-        printf("rep %d: outlast scraped: %" PRIu64 " scrapes of /metrics "
-               "and /api/status on %d nodes (%" PRIu64 " failed), mean %.2f "
-               "ms\n",
-               rep + 1, out->scrapes, scr.n_targets, out->scrape_failed,
-               out->scrape_ms);
-    printf("rep %d: outlast %-13s spawn %.1f s, all committed %.1f s "
-           "later; in the window: %" PRIu64 " election(s), %" PRIu64
-           " lease loss(es), %" PRIu64 " raft entries (%.1f checkpoints "
-           "each), %" PRIu64 " snapshot(s); per node (ckpt/s p50_us p99_us "
-           "max_us samples agents cpu):\n",
-           rep + 1, w->label, spawn_s, ready_s, out->elections,
-           out->lease_lost, out->entries,
-           out->entries ? (double)ckpts / (double)out->entries : 0.0,
-           out->snapshots);
-    for (int i = 0; i < c.o.n; i++) {
-        double dt = (double)(s1[i].t_us - s0[i].t_us) / 1e6;
-        double r = (double)(s1[i].checkpoints - s0[i].checkpoints) / dt;
-        double ncpu = (s1[i].cpu_s - s0[i].cpu_s) / dt;
-
-        out->rate += r;
-        out->cpu += ncpu;
-        /* Only nodes whose agents committed in the window have a
-         * latency; the largest of the nodes' quantiles bounds the pooled
-         * quantile from above. */
-        if (s1[i].samples > 0) {
-            if ((double)s1[i].p50_us > out->p50)
-                out->p50 = (double)s1[i].p50_us;
-            if ((double)s1[i].p99_us > out->p99)
-                out->p99 = (double)s1[i].p99_us;
-        }
-        printf("         n%d %-10s %9.0f %8" PRIu64 " %8" PRIu64 " %8" PRIu64
-               " %8" PRIu64 " %6" PRIu64 " %5.2f\n",
-               i + 1, s1[i].leader ? "(leader)" : "", r, s1[i].p50_us,
-               s1[i].p99_us, s1[i].max_us, s1[i].samples, s1[i].agents_local,
-               ncpu);
-    }
-    out->ok = 1;
-out:
-    scraper_stop(&scr);
-    if (!out->ok)
-        fprintf(stderr, "bench: outlast %s rep %d failed (OL_KEEP_TMP=1 "
-                        "keeps the logs)\n",
-                w->label, rep + 1);
-    cb_ol_destroy(&c);
-}
 
 /* ---- etcd ---- */
 
@@ -543,6 +264,16 @@ static int parse_list(const char *s, uint32_t *out, int cap)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+    const struct bu_num_opt nums[] = {
+        {"--size", &o->size},
+        {"--warmup-ms", &o->warmup_ms},
+        {"--window-ms", &o->window_ms},
+        {"--spawn-inflight", &o->inflight},
+        {"--spawn-budget-ms", &o->spawn_budget_ms},
+        {"--etcd-max-clients", &o->etcd_max_clients},
+        {NULL, NULL},
+    };
+
     memset(o, 0, sizeof *o);
     o->agents[0] = 1;
     o->agents[1] = 100;
@@ -564,18 +295,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->n_agents = parse_list(v, o->agents, MAX_CELLS / 2);
         else if (strcmp(a, "--reps") == 0)
             o->reps = atoi(v);
-        else if (strcmp(a, "--size") == 0)
-            o->size = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--warmup-ms") == 0)
-            o->warmup_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--window-ms") == 0)
-            o->window_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--spawn-inflight") == 0)
-            o->inflight = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--spawn-budget-ms") == 0)
-            o->spawn_budget_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--etcd-max-clients") == 0)
-            o->etcd_max_clients = (uint32_t)strtoul(v, NULL, 10);
+        else if (bu_num_opt(nums, a, v))
+            continue;
         else if (strcmp(a, "--log-level") == 0)
             o->log_level = v;
         else if (strcmp(a, "--cluster-extra") == 0)
@@ -654,7 +375,7 @@ int main(int argc, char **argv)
                     struct cell *cl = scraped ? &ol_cells[a][r]
                                               : &et_cells[a][r];
 
-                    run_outlast(&o, &rows[a], r, scraped, cl);
+                    cluster_run_outlast(&o, &rows[a], r, scraped, cl);
                     bad |= !cl->ok;
                 }
         return table_scrape(&o) | bad;
@@ -662,7 +383,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < o.reps; r++)
         for (int a = 0; a < n_rows; a++) {
             if (o.do_outlast) {
-                run_outlast(&o, &rows[a], r, 0, &ol_cells[a][r]);
+                cluster_run_outlast(&o, &rows[a], r, 0, &ol_cells[a][r]);
                 bad |= !ol_cells[a][r].ok;
             }
             if (o.do_etcd) {

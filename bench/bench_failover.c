@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "cb_etcd.h"
 #include "cb_outlast.h"
 #include "cb_proc.h"
@@ -212,6 +213,85 @@ out:
     return ms;
 }
 
+/* The node to kill in this trial: the leader, or the follower not killed
+ * last time if it hosts a running agent (else the other one).  -1 if
+ * none hosts one. */
+static int pick_victim(const struct cb_ol *c, int li, int kill_leader,
+                       const struct cb_ol_agent *rows, int n,
+                       int last_follower)
+{
+    int victim = -1;
+
+    if (kill_leader)
+        return li;
+    for (int pass = 0; pass < 2 && victim < 0; pass++)
+        for (int i = 0; i < c->o.n && victim < 0; i++) {
+            if (i == li || (pass == 0 && i == last_follower))
+                continue;
+            for (int k = 0; k < n; k++)
+                if (rows[k].running && rows[k].owner == c->nodes[i].id) {
+                    victim = i;
+                    break;
+                }
+        }
+    return victim;
+}
+
+/* One trial on a settled cluster: kill a node (the leader when
+ * kill_leader), time one of its agents' move, restart the node.  0, or -1
+ * if the cluster can no longer run trials. */
+static int ol_one_trial(struct cb_ol *c, const struct opts *o, int t,
+                        int *last_follower, struct series *fol,
+                        struct series *lead)
+{
+    int kill_leader = t % 2, victim, to, li, n;
+    struct cb_ol_agent *rows = NULL;
+    char agent[72] = "";
+    uint64_t epoch = 0;
+    double ms;
+
+    if ((li = ol_settle(c, o)) < 0)
+        return -1;
+    n = cb_ol_agents(c, li, &rows, NULL);
+    victim = pick_victim(c, li, kill_leader, rows, n, *last_follower);
+    if (!kill_leader)
+        *last_follower = victim;
+    for (int k = 0; k < n && victim >= 0; k++)
+        if (rows[k].running && rows[k].owner == c->nodes[victim].id) {
+            snprintf(agent, sizeof agent, "%s", rows[k].name);
+            epoch = rows[k].epoch;
+            break;
+        }
+    free(rows);
+    if (agent[0] == '\0') {
+        fprintf(stderr, "bench: no agent on the %s\n",
+                kill_leader ? "leader" : "followers");
+        return -1;
+    }
+    ms = ol_trial(c, victim, agent, epoch, o, &to);
+    add(kill_leader ? lead : fol, ms);
+    if (o->verbose)
+        printf("# outlast trial %d: kill -9 node %d (%s) hosting '%s' "
+               "epoch %" PRIu64 ": resumed on node %d in %.1f ms\n",
+               t + 1, victim + 1, kill_leader ? "leader" : "follower",
+               agent, epoch, to + 1, ms);
+    fflush(stdout);
+    if (ms < 0)
+        fprintf(stderr, "bench: '%s' did not resume within %d ms; see "
+                        "%s\n",
+                agent, TRIAL_LIMIT_MS, c->root);
+    return cb_ol_start_node(c, victim, 15000) != 0 ? -1 : 0;
+}
+
+/* After a run: the note that says where its logs are, on failure. */
+static void run_done(const char *system, int rv)
+{
+    if (rv != 0)
+        fprintf(stderr, "bench: %s failover run failed (OL_KEEP_TMP=1 "
+                        "keeps the logs)\n",
+                system);
+}
+
 static int run_outlast(const struct opts *o, struct series *fol,
                        struct series *lead)
 {
@@ -230,73 +310,16 @@ static int run_outlast(const struct opts *o, struct series *fol,
     free(cfg);
     if (rv != 0)
         goto out;
-    rv = -1;
     printf("# outlast: %d nodes in %s, %u benchload agents (%u B state, a "
            "step every %u ms), election %u ms, heartbeat %u ms, failover %u "
            "ms\n",
            c.o.n, c.root, o->agents, o->size, o->interval_ms, oo.election_ms,
            oo.heartbeat_ms, oo.failover_ms);
     fflush(stdout);
-    for (int t = 0; t < 2 * o->trials; t++) {
-        int kill_leader = t % 2, victim = -1, to;
-        struct cb_ol_agent *rows = NULL;
-        char agent[72] = "";
-        uint64_t epoch = 0;
-        int n;
-        double ms;
-
-        if ((li = ol_settle(&c, o)) < 0)
-            goto out;
-        n = cb_ol_agents(&c, li, &rows, NULL);
-        if (kill_leader) {
-            victim = li;
-        } else {
-            /* The follower not killed last time, if it hosts an agent. */
-            for (int pass = 0; pass < 2 && victim < 0; pass++)
-                for (int i = 0; i < c.o.n && victim < 0; i++) {
-                    if (i == li || (pass == 0 && i == last_follower))
-                        continue;
-                    for (int k = 0; k < n; k++)
-                        if (rows[k].running &&
-                            rows[k].owner == c.nodes[i].id) {
-                            victim = i;
-                            break;
-                        }
-                }
-            last_follower = victim;
-        }
-        for (int k = 0; k < n && victim >= 0; k++)
-            if (rows[k].running && rows[k].owner == c.nodes[victim].id) {
-                snprintf(agent, sizeof agent, "%s", rows[k].name);
-                epoch = rows[k].epoch;
-                break;
-            }
-        free(rows);
-        if (agent[0] == '\0') {
-            fprintf(stderr, "bench: no agent on the %s\n",
-                    kill_leader ? "leader" : "followers");
-            goto out;
-        }
-        ms = ol_trial(&c, victim, agent, epoch, o, &to);
-        add(kill_leader ? lead : fol, ms);
-        if (o->verbose)
-            printf("# outlast trial %d: kill -9 node %d (%s) hosting '%s' "
-                   "epoch %" PRIu64 ": resumed on node %d in %.1f ms\n",
-                   t + 1, victim + 1, kill_leader ? "leader" : "follower",
-                   agent, epoch, to + 1, ms);
-        fflush(stdout);
-        if (ms < 0)
-            fprintf(stderr, "bench: '%s' did not resume within %d ms; see "
-                            "%s\n",
-                    agent, TRIAL_LIMIT_MS, c.root);
-        if (cb_ol_start_node(&c, victim, 15000) != 0)
-            goto out;
-    }
-    rv = 0;
+    for (int t = 0; t < 2 * o->trials && rv == 0; t++)
+        rv = ol_one_trial(&c, o, t, &last_follower, fol, lead);
 out:
-    if (rv != 0)
-        fprintf(stderr, "bench: outlast failover run failed (OL_KEEP_TMP=1 "
-                        "keeps the logs)\n");
+    run_done("outlast", rv);
     cb_ol_destroy(&c);
     return rv;
 }
@@ -378,15 +401,22 @@ static int run_etcd(const struct opts *o, struct series *s)
     }
     rv = 0;
 out:
-    if (rv != 0)
-        fprintf(stderr, "bench: etcd failover run failed (OL_KEEP_TMP=1 "
-                        "keeps the logs)\n");
+    run_done("etcd", rv);
     cb_etcd_destroy(&e);
     return rv;
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+    const struct bu_num_opt nums[] = {
+        {"--agents", &o->agents},
+        {"--size", &o->size},
+        {"--interval-ms", &o->interval_ms},
+        {"--settle-ms", &o->settle_ms},
+        {"--poll-ms", &o->poll_ms},
+        {NULL, NULL},
+    };
+
     memset(o, 0, sizeof *o);
     o->trials = 20;
     o->agents = 6;
@@ -409,17 +439,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             return -1;
         else if (strcmp(a, "--trials") == 0)
             o->trials = atoi(v);
-        else if (strcmp(a, "--agents") == 0)
-            o->agents = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--size") == 0)
-            o->size = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--interval-ms") == 0)
-            o->interval_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--settle-ms") == 0)
-            o->settle_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--poll-ms") == 0)
-            o->poll_ms = (uint32_t)strtoul(v, NULL, 10);
-        else
+        else if (!bu_num_opt(nums, a, v))
             return -1;
         i++;
     }

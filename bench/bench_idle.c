@@ -98,6 +98,14 @@ static void poll_cb(uv_timer_t *t)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+    const struct bu_num_opt nums[] = {
+        {"--agents", &o->agents},
+        {"--size", &o->size},
+        {"--chunk", &o->chunk},
+        {"--settle-ms", &o->settle_ms},
+        {NULL, NULL},
+    };
+
     memset(o, 0, sizeof *o);
     o->agents = 100000;
     o->size = 256;
@@ -110,15 +118,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
         if (v == NULL)
             return -1;
-        if (strcmp(a, "--agents") == 0)
-            o->agents = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--size") == 0)
-            o->size = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--chunk") == 0)
-            o->chunk = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--settle-ms") == 0)
-            o->settle_ms = (uint32_t)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--plugin-dir") == 0)
+        if (bu_num_opt(nums, a, v))
+            continue;
+        if (strcmp(a, "--plugin-dir") == 0)
             snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", v);
         else
             return -1;
@@ -126,15 +128,76 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return o->agents && o->chunk ? 0 : -1;
 }
 
-int main(int argc, char **argv)
+/* Start a node in `data` and drive it until every agent has committed and
+ * the RSS settled (or setup failed, with d->err set), then until it has
+ * drained.  *rss_base is the RSS with the node started, no agent spawned. */
+static void drive(struct drv *d, const char *data, long *rss_base)
 {
     struct ol__config cfg;
+    int rv;
+
+    bu_config(&cfg, data, d->o->plugin_dir);
+    uv_loop_init(&d->loop);
+    rv = ol__node_init(&d->node, &d->loop, &cfg);
+    if (rv == 0)
+        rv = ol__node_start(&d->node);
+    if (rv == 0)
+        rv = bu_spawner_init(&d->sp, &d->node, "idle", d->o->agents,
+                             d->o->chunk, d->o->size, 1);
+    *rss_base = bu_status_kib("VmRSS");
+    if (rv != 0) {
+        snprintf(d->err, sizeof d->err, "start node: %s",
+                 d->node.errmsg[0] ? d->node.errmsg : ol_strerror(rv));
+        ol__node_shutdown(&d->node);
+    } else {
+        uv_timer_init(&d->loop, &d->poll);
+        d->poll.data = d;
+        d->t_start_us = ol__now_us();
+        uv_timer_start(&d->poll, poll_cb, 0, 20);
+    }
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+}
+
+/* The figures of a run that got every agent ready. */
+static void report(const struct drv *d, long rss0, long rss_base, long hwm,
+                   double drain_s)
+{
+    const struct opts *o = d->o;
+    double ready_s = (double)(d->t_ready_us - d->t_start_us) / 1e6;
+    double per_agent =
+        (double)(d->rss_settled_kib - rss_base) * 1024.0 / o->agents;
+    double total_mib = (double)d->rss_settled_kib / 1024.0;
+    int met = total_mib <= o->limit_mib;
+
+    printf("%-34s %10.1f MiB\n", "RSS at process start", rss0 / 1024.0);
+    printf("%-34s %10.1f MiB   (anchor)\n", "RSS, node started, no agents",
+           rss_base / 1024.0);
+    printf("%-34s %10.1f MiB\n", "RSS, all agents committed",
+           d->rss_ready_kib / 1024.0);
+    printf("%-34s %10.1f MiB\n", "RSS, after settling", total_mib);
+    if (d->rss_trimmed_kib)
+        printf("%-34s %10.1f MiB   (diagnostic, not the figure)\n",
+               "RSS after malloc_trim(0)", d->rss_trimmed_kib / 1024.0);
+    printf("%-34s %10.1f MiB\n", "peak RSS (VmHWM), incl. shutdown",
+           hwm / 1024.0);
+    printf("%-34s %10.0f bytes\n", "RSS per agent over the anchor",
+           per_agent);
+    printf("%-34s %10.2f s (%.0f agents/s)\n", "spawn until all committed",
+           ready_s, o->agents / ready_s);
+    printf("%-34s %10.2f s\n", "shutdown (drain) time", drain_s);
+    printf("%-34s %10s (%.1f MiB of %u MiB)\n", "target: RSS <= 512 MiB",
+           met ? "MET" : "MISSED", total_mib, o->limit_mib);
+    if (d->node.exit_code != 0)
+        printf("warning: node shutdown did not drain in time\n");
+}
+
+int main(int argc, char **argv)
+{
     struct opts o;
     struct drv *d;
     char dir[PATH_MAX], data[PATH_MAX];
     long rss0, rss_base, hwm;
-    double ready_s, drain_s, per_agent, total_mib;
-    int rv, met;
+    double drain_s;
 
     if (parse_args(argc, argv, &o) != 0) {
         fprintf(stderr,
@@ -152,26 +215,7 @@ int main(int argc, char **argv)
     if (d == NULL)
         return 1;
     d->o = &o;
-    bu_config(&cfg, data, o.plugin_dir);
-    uv_loop_init(&d->loop);
-    rv = ol__node_init(&d->node, &d->loop, &cfg);
-    if (rv == 0)
-        rv = ol__node_start(&d->node);
-    if (rv == 0)
-        rv = bu_spawner_init(&d->sp, &d->node, "idle", o.agents, o.chunk,
-                             o.size, 1);
-    rss_base = bu_status_kib("VmRSS");
-    if (rv != 0) {
-        snprintf(d->err, sizeof d->err, "start node: %s",
-                 d->node.errmsg[0] ? d->node.errmsg : ol_strerror(rv));
-        ol__node_shutdown(&d->node);
-    } else {
-        uv_timer_init(&d->loop, &d->poll);
-        d->poll.data = d;
-        d->t_start_us = ol__now_us();
-        uv_timer_start(&d->poll, poll_cb, 0, 20);
-    }
-    uv_run(&d->loop, UV_RUN_DEFAULT);
+    drive(d, data, &rss_base);
     drain_s = d->t_drain_us ? (double)(ol__now_us() - d->t_drain_us) / 1e6
                             : 0;
     hwm = bu_status_kib("VmHWM");
@@ -184,30 +228,7 @@ int main(int argc, char **argv)
         bu_rmrf(dir);
         return 1;
     }
-    ready_s = (double)(d->t_ready_us - d->t_start_us) / 1e6;
-    per_agent = (double)(d->rss_settled_kib - rss_base) * 1024.0 / o.agents;
-    total_mib = (double)d->rss_settled_kib / 1024.0;
-    met = total_mib <= o.limit_mib;
-    printf("%-34s %10.1f MiB\n", "RSS at process start", rss0 / 1024.0);
-    printf("%-34s %10.1f MiB   (anchor)\n", "RSS, node started, no agents",
-           rss_base / 1024.0);
-    printf("%-34s %10.1f MiB\n", "RSS, all agents committed",
-           d->rss_ready_kib / 1024.0);
-    printf("%-34s %10.1f MiB\n", "RSS, after settling", total_mib);
-    if (d->rss_trimmed_kib)
-        printf("%-34s %10.1f MiB   (diagnostic, not the figure)\n",
-               "RSS after malloc_trim(0)", d->rss_trimmed_kib / 1024.0);
-    printf("%-34s %10.1f MiB\n", "peak RSS (VmHWM), incl. shutdown",
-           hwm / 1024.0);
-    printf("%-34s %10.0f bytes\n", "RSS per agent over the anchor",
-           per_agent);
-    printf("%-34s %10.2f s (%.0f agents/s)\n", "spawn until all committed",
-           ready_s, o.agents / ready_s);
-    printf("%-34s %10.2f s\n", "shutdown (drain) time", drain_s);
-    printf("%-34s %10s (%.1f MiB of %u MiB)\n", "target: RSS <= 512 MiB",
-           met ? "MET" : "MISSED", total_mib, o.limit_mib);
-    if (d->node.exit_code != 0)
-        printf("warning: node shutdown did not drain in time\n");
+    report(d, rss0, rss_base, hwm, drain_s);
     ol__node_free(&d->node);
     uv_loop_close(&d->loop);
     bu_spawner_close(&d->sp);

@@ -223,88 +223,114 @@ struct result {
     double raw_rows_per_s;
 };
 
+/* What run_path keeps between group commits. */
+struct path {
+    struct setup s;
+    struct chain *ch;
+    struct batch_io b;
+    uint8_t *blob;
+    struct ol__buf e;
+    uint32_t batch, size;
+};
+
+/* One group commit as the node makes it, with the time at the start of
+ * each part in t[0..3] and the end in t[4]. */
+static int commit_batch(struct path *p, uint64_t t[5])
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    int rv;
+
+    t[0] = ol__now_us();
+    rv = build(&p->s, p->ch, p->batch, p->blob, p->size, &p->b);
+    t[1] = ol__now_us();
+    ol__entry_w_init(&w);
+    ol__buf_reset(&p->e);
+    ol__effects_init(&fx);
+    if (rv == 0)
+        rv = ol__entry_add_ckpts(&w, &p->s.key, ol__wall_ms(), p->b.bodies,
+                                 p->b.hashes, p->b.n);
+    if (rv == 0)
+        rv = ol__entry_w_finish(&w, &p->e);
+    t[2] = ol__now_us();
+    if (rv == 0)
+        rv = ol__store_begin(&p->s.store);
+    if (rv == 0)
+        rv = ol__sm_apply(p->s.sm, p->e.base, p->e.len, 1, &fx);
+    t[3] = ol__now_us();
+    if (rv == 0)
+        rv = ol__store_commit(&p->s.store);
+    t[4] = ol__now_us();
+    if (rv != 0)
+        fprintf(stderr, "bench_parts: commit: %s %s\n", ol_strerror(rv),
+                p->s.store.errmsg);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    free_bodies(&p->b);
+    return rv;
+}
+
+static void path_free(struct path *p)
+{
+    free(p->ch);
+    free(p->blob);
+    free(p->b.bodies);
+    free(p->b.hashes);
+}
+
 static int run_path(const char *dir, uint32_t batch, uint32_t size,
                     uint32_t warm, uint32_t iters, struct result *r)
 {
     struct ol__hist h[N_PARTS];
-    struct setup s;
-    struct chain *ch = calloc(batch, sizeof *ch);
-    struct batch_io b = {0};
-    uint8_t *blob = calloc(1, size ? size : 1);
+    struct path p = {.batch = batch, .size = size};
     uint64_t sum[N_PARTS] = {0};
-    struct ol__entry_w w;
-    struct ol__effects fx;
-    struct ol__buf e;
     int rv;
 
-    b.bodies = calloc(batch, sizeof *b.bodies);
-    b.hashes = calloc(batch, OL_HASH_SIZE);
-    if (ch == NULL || blob == NULL || b.bodies == NULL || b.hashes == NULL)
+    p.ch = calloc(batch, sizeof *p.ch);
+    p.blob = calloc(1, size ? size : 1);
+    p.b.bodies = calloc(batch, sizeof *p.b.bodies);
+    p.b.hashes = calloc(batch, OL_HASH_SIZE);
+    if (p.ch == NULL || p.blob == NULL || p.b.bodies == NULL ||
+        p.b.hashes == NULL) {
+        path_free(&p);
         return OL_ENOMEM;
+    }
     for (int i = 0; i < N_PARTS; i++)
         ol__hist_reset(&h[i]);
-    rv = setup_open(&s, dir, batch, ch);
+    rv = setup_open(&p.s, dir, batch, p.ch);
     if (rv != 0)
         fprintf(stderr, "bench_parts: setup: %s %s\n", ol_strerror(rv),
-                s.errmsg);
-    ol__buf_init(&e);
+                p.s.errmsg);
+    ol__buf_init(&p.e);
     for (uint32_t it = 0; it < warm + iters && rv == 0; it++) {
         uint64_t t[5];
 
         if (it == warm)
-            r->pages = wal_pages(s.store.db);
-        t[0] = ol__now_us();
-        rv = build(&s, ch, batch, blob, size, &b);
-        t[1] = ol__now_us();
-        ol__entry_w_init(&w);
-        ol__buf_reset(&e);
-        ol__effects_init(&fx);
-        if (rv == 0)
-            rv = ol__entry_add_ckpts(&w, &s.key, ol__wall_ms(), b.bodies,
-                                     b.hashes, b.n);
-        if (rv == 0)
-            rv = ol__entry_w_finish(&w, &e);
-        t[2] = ol__now_us();
-        if (rv == 0)
-            rv = ol__store_begin(&s.store);
-        if (rv == 0)
-            rv = ol__sm_apply(s.sm, e.base, e.len, 1, &fx);
-        t[3] = ol__now_us();
-        if (rv == 0)
-            rv = ol__store_commit(&s.store);
-        t[4] = ol__now_us();
-        if (rv != 0)
-            fprintf(stderr, "bench_parts: commit: %s %s\n", ol_strerror(rv),
-                    s.store.errmsg);
-        ol__effects_free(&fx);
-        ol__entry_w_close(&w);
-        free_bodies(&b);
+            r->pages = wal_pages(p.s.store.db);
+        rv = commit_batch(&p, t);
         if (it < warm) {
-            b.body_sum = 0;
+            p.b.body_sum = 0;
             continue;
         }
-        for (int p = P_ENCODE; p <= P_COMMIT; p++) {
-            ol__hist_add(&h[p], t[p + 1] - t[p]);
-            sum[p] += t[p + 1] - t[p];
+        for (int k = P_ENCODE; k <= P_COMMIT; k++) {
+            ol__hist_add(&h[k], t[k + 1] - t[k]);
+            sum[k] += t[k + 1] - t[k];
         }
         ol__hist_add(&h[P_TOTAL], t[4] - t[0]);
         sum[P_TOTAL] += t[4] - t[0];
     }
-    r->pages = (wal_pages(s.store.db) - r->pages) / iters;
-    for (int p = P_ENCODE; p <= P_TOTAL; p++) {
-        r->p50[p] = ol__hist_quantile(&h[p], 0.5);
-        r->mean[p] = iters ? (double)sum[p] / iters : 0;
+    r->pages = (wal_pages(p.s.store.db) - r->pages) / iters;
+    for (int k = P_ENCODE; k <= P_TOTAL; k++) {
+        r->p50[k] = ol__hist_quantile(&h[k], 0.5);
+        r->mean[k] = iters ? (double)sum[k] / iters : 0;
     }
-    r->body_avg = b.body_sum / ((double)iters * batch);
+    r->body_avg = p.b.body_sum / ((double)iters * batch);
     r->node_rows_per_s =
         sum[P_TOTAL] ? (double)batch * iters / ((double)sum[P_TOTAL] / 1e6)
                      : 0;
-    ol__buf_close(&e);
-    setup_close(&s);
-    free(ch);
-    free(blob);
-    free(b.bodies);
-    free(b.hashes);
+    ol__buf_close(&p.e);
+    setup_close(&p.s);
+    path_free(&p);
     return rv;
 }
 

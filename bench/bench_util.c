@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,6 +300,49 @@ void bu_spawner_close(struct bu_spawner *s)
 {
     free(s->config);
     s->config = NULL;
+}
+
+void bu_target(struct bu_targets *t, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (t->n >= sizeof t->line / sizeof t->line[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(t->line[t->n++], sizeof t->line[0], fmt, ap);
+    va_end(ap);
+}
+
+void bu_targets_print(const struct bu_targets *t)
+{
+    printf("\n");
+    for (uint32_t i = 0; i < t->n; i++)
+        printf("# target: %s\n", t->line[i]);
+}
+
+int bu_arg_value(int argc, char **argv, int i, void (*usage)(FILE *),
+                 const char **v)
+{
+    if (strcmp(argv[i], "--help") == 0) {
+        usage(stdout);
+        return 1;
+    }
+    if (i + 1 >= argc) {
+        usage(stderr);
+        return -1;
+    }
+    *v = argv[i + 1];
+    return 0;
+}
+
+int bu_num_opt(const struct bu_num_opt *opts, const char *a, const char *v)
+{
+    for (; opts->name != NULL; opts++)
+        if (strcmp(a, opts->name) == 0) {
+            *opts->val = (uint32_t)strtoul(v, NULL, 10);
+            return 1;
+        }
+    return 0;
 }
 
 static int cmp_double(const void *a, const void *b)

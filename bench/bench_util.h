@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* node.h uses OL_ERRMSG_SIZE without including err.h. */
 #include "base/err.h"
@@ -81,6 +82,35 @@ void bu_spawner_close(struct bu_spawner *s);
 /* One tick of a benchmark's setup: bu_spawner_step(), then a check that no
  * agent was quarantined.  Returns 0, or -1 with the reason in err. */
 int bu_setup_tick(struct bu_spawner *s, char *err, size_t cap);
+
+/* The targets a benchmark met or missed, printed after its table. */
+struct bu_targets {
+    char line[128][160];
+    uint32_t n;
+};
+
+/* Add a line (printf-style); lines past the 128th are dropped. */
+void bu_target(struct bu_targets *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* An empty line, then "# target: LINE" for each. */
+void bu_targets_print(const struct bu_targets *t);
+
+/* The start of a turn of a "--name VALUE" argument loop, at argv[i]: for
+ * --help, usage(stdout) and 1; for a last argument with no value,
+ * usage(stderr) and -1; otherwise 0 with the value in *v. */
+int bu_arg_value(int argc, char **argv, int i, void (*usage)(FILE *),
+                 const char **v);
+
+/* One numeric "--name VALUE" option of a benchmark's argument loop. */
+struct bu_num_opt {
+    const char *name;
+    uint32_t *val;
+};
+
+/* If `a` names one of `opts` (ended by a NULL name), store
+ * strtoul(v, NULL, 10) in its value and return 1; otherwise 0. */
+int bu_num_opt(const struct bu_num_opt *opts, const char *a, const char *v);
 
 /* Agent i's name, as the spawner chose it. */
 void bu_agent_name(const char *prefix, uint32_t i, char *out, size_t cap);

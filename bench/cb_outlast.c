@@ -278,6 +278,17 @@ static int call(const char *sock, const msgpack_sbuffer *sb, struct reply *r,
     return 0;
 }
 
+/* Start a control request {op: OP, ...} of `pairs` pairs in all. */
+static void req_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t pairs,
+                      const char *op)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(pk, pairs);
+    ol_mp_pack_str(pk, "op");
+    ol_mp_pack_str(pk, op);
+}
+
 int cb_ol_status(struct cb_ol *c, int i, int reset, struct cb_ol_status *out)
 {
     const msgpack_object *cm, *ag, *nd;
@@ -288,11 +299,7 @@ int cb_ol_status(struct cb_ol *c, int i, int reset, struct cb_ol_status *out)
     int rv;
 
     memset(out, 0, sizeof *out);
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, reset ? 2 : 1);
-    ol_mp_pack_str(&pk, "op");
-    ol_mp_pack_str(&pk, "status");
+    req_begin(&sb, &pk, reset ? 2 : 1, "status");
     if (reset) {
         ol_mp_pack_str(&pk, "reset");
         msgpack_pack_true(&pk);
@@ -333,11 +340,7 @@ int cb_ol_view(struct cb_ol *c, int i, struct cb_ol_view *out)
     memset(out, 0, sizeof *out);
     if (c->nodes[i].pid <= 0)
         return -1;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    ol_mp_pack_str(&pk, "op");
-    ol_mp_pack_str(&pk, "cluster.status");
+    req_begin(&sb, &pk, 1, "cluster.status");
     rv = call(c->nodes[i].sock, &sb, &u, err);
     msgpack_sbuffer_destroy(&sb);
     if (rv == 0 && (cl = ol_mp_get(&u.u.data, "cluster")) != NULL) {
@@ -381,11 +384,7 @@ int cb_ol_agents(struct cb_ol *c, int i, struct cb_ol_agent **out,
         *ready = 0;
     if (c->nodes[i].pid <= 0)
         return -1;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    ol_mp_pack_str(&pk, "op");
-    ol_mp_pack_str(&pk, "agents");
+    req_begin(&sb, &pk, 1, "agents");
     if (call(c->nodes[i].sock, &sb, &u, err) == 0 &&
         (list = ol_mp_get(&u.u.data, "agents")) != NULL &&
         list->type == MSGPACK_OBJECT_ARRAY) {
@@ -461,11 +460,7 @@ int cb_ol_stop(struct cb_ol *c, int via, const char *name)
     struct reply u;
     int rv;
 
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    ol_mp_pack_str(&pk, "op");
-    ol_mp_pack_str(&pk, "stop");
+    req_begin(&sb, &pk, 2, "stop");
     ol_mp_pack_str(&pk, "name");
     ol_mp_pack_str(&pk, name);
     rv = call(c->nodes[via].sock, &sb, &u, err);
@@ -503,11 +498,7 @@ static void *spawn_worker(void *arg)
     while (!atomic_load(&s->failed) &&
            (i = atomic_fetch_add(&s->next, 1)) < s->n) {
         snprintf(name, sizeof name, "%s%06u", s->prefix, i);
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 5);
-        ol_mp_pack_str(&pk, "op");
-        ol_mp_pack_str(&pk, "spawn");
+        req_begin(&sb, &pk, 5, "spawn");
         /* Setup, not measured: answer at commit, not first checkpoint. */
         ol_mp_pack_str(&pk, "no_wait");
         msgpack_pack_true(&pk);
