@@ -31,6 +31,7 @@
 #include "cb_proc.h"
 #include "base/err.h"
 #include "base/hist.h"
+#include "base/pack.h"
 
 /* Every request's time, for exact nearest-rank quantiles. */
 struct series {
@@ -70,11 +71,6 @@ static const char *const op_names[N_OPS] = {
     "spawn --no-wait", "spawn", "config", "send", "rm",
 };
 
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 /* The request for `op` on agent `name`. */
 static void build(msgpack_sbuffer *sb, int op, const char *name)
 {
@@ -86,45 +82,45 @@ static void build(msgpack_sbuffer *sb, int op, const char *name)
     case OP_SPAWN_NW:
     case OP_SPAWN:
         msgpack_pack_map(&pk, op == OP_SPAWN_NW ? 5 : 4);
-        pk_str(&pk, "op");
-        pk_str(&pk, "spawn");
-        pk_str(&pk, "kind");
-        pk_str(&pk, "benchload");
-        pk_str(&pk, "config");
+        ol__pk_str(&pk, "op");
+        ol__pk_str(&pk, "spawn");
+        ol__pk_str(&pk, "kind");
+        ol__pk_str(&pk, "benchload");
+        ol__pk_str(&pk, "config");
         msgpack_pack_map(&pk, 1); /* {"idle": true}: one checkpoint */
-        pk_str(&pk, "idle");
+        ol__pk_str(&pk, "idle");
         msgpack_pack_true(&pk);
         if (op == OP_SPAWN_NW) {
-            pk_str(&pk, "no_wait");
+            ol__pk_str(&pk, "no_wait");
             msgpack_pack_true(&pk);
         }
         break;
     case OP_CONFIG:
         msgpack_pack_map(&pk, 3);
-        pk_str(&pk, "op");
-        pk_str(&pk, "config");
-        pk_str(&pk, "config");
+        ol__pk_str(&pk, "op");
+        ol__pk_str(&pk, "config");
+        ol__pk_str(&pk, "config");
         msgpack_pack_map(&pk, 2);
-        pk_str(&pk, "idle");
+        ol__pk_str(&pk, "idle");
         msgpack_pack_true(&pk);
-        pk_str(&pk, "size");
+        ol__pk_str(&pk, "size");
         msgpack_pack_uint32(&pk, 512);
         break;
     case OP_SEND:
         msgpack_pack_map(&pk, 3);
-        pk_str(&pk, "op");
-        pk_str(&pk, "send");
-        pk_str(&pk, "message");
+        ol__pk_str(&pk, "op");
+        ol__pk_str(&pk, "send");
+        ol__pk_str(&pk, "message");
         msgpack_pack_uint32(&pk, 1);
         break;
     default:
         msgpack_pack_map(&pk, 2);
-        pk_str(&pk, "op");
-        pk_str(&pk, "rm");
+        ol__pk_str(&pk, "op");
+        ol__pk_str(&pk, "rm");
         break;
     }
-    pk_str(&pk, "name");
-    pk_str(&pk, name);
+    ol__pk_str(&pk, "name");
+    ol__pk_str(&pk, name);
 }
 
 static int timed(struct cb_ol *c, int via, int op, const char *name,
