@@ -14,6 +14,7 @@
 
 #include "base/err.h"
 #include "base/mpr.h"
+#include "base/pack.h"
 
 void ol__ckpt_free(struct ol__ckpt *c)
 {
@@ -52,20 +53,6 @@ int ol__name_valid(const char *name)
     return 1;
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
-static void pack_bin(msgpack_packer *pk, const void *p, size_t n)
-{
-    msgpack_pack_bin(pk, n);
-    msgpack_pack_bin_body(pk, p, n);
-}
-
 int ol__ckpt_encode(const struct ol__ckpt *c, struct ol__buf *out)
 {
     msgpack_packer pk;
@@ -74,23 +61,23 @@ int ol__ckpt_encode(const struct ol__ckpt *c, struct ol__buf *out)
     msgpack_packer_init(&pk, out, ol__buf_write);
     msgpack_pack_array(&pk, 13);
     msgpack_pack_uint32(&pk, OL_CKPT_FORMAT);
-    pack_str(&pk, c->agent);
+    ol__pk_str(&pk, c->agent);
     msgpack_pack_uint64(&pk, c->epoch);
     msgpack_pack_uint64(&pk, c->seq);
-    pack_bin(&pk, c->prev_hash, OL_HASH_SIZE);
+    msgpack_pack_bin_with_body(&pk, c->prev_hash, OL_HASH_SIZE);
     msgpack_pack_int64(&pk, c->time_ms);
     msgpack_pack_array(&pk, 3);
-    pack_str(&pk, c->plugin.kind);
-    pack_str(&pk, c->plugin.version);
-    pack_bin(&pk, c->plugin.so_hash, OL_HASH_SIZE);
-    pack_bin(&pk, c->signer, OL_PK_SIZE);
+    ol__pk_str(&pk, c->plugin.kind);
+    ol__pk_str(&pk, c->plugin.version);
+    msgpack_pack_bin_with_body(&pk, c->plugin.so_hash, OL_HASH_SIZE);
+    msgpack_pack_bin_with_body(&pk, c->signer, OL_PK_SIZE);
     msgpack_pack_uint32(&pk, c->flags);
-    pack_bin(&pk, c->state, c->state_len);
+    msgpack_pack_bin_with_body(&pk, c->state, c->state_len);
     msgpack_pack_array(&pk, c->n_outbox);
     for (uint32_t i = 0; i < c->n_outbox; i++) {
         msgpack_pack_array(&pk, 2);
-        pack_str(&pk, c->outbox[i].to);
-        pack_bin(&pk, c->outbox[i].data, c->outbox[i].len);
+        ol__pk_str(&pk, c->outbox[i].to);
+        msgpack_pack_bin_with_body(&pk, c->outbox[i].data, c->outbox[i].len);
     }
     msgpack_pack_array(&pk, c->n_timers);
     for (uint32_t i = 0; i < c->n_timers; i++) {
@@ -101,7 +88,7 @@ int ol__ckpt_encode(const struct ol__ckpt *c, struct ol__buf *out)
     msgpack_pack_array(&pk, c->n_acks);
     for (uint32_t i = 0; i < c->n_acks; i++) {
         msgpack_pack_array(&pk, 3);
-        pack_str(&pk, c->acks[i].from);
+        ol__pk_str(&pk, c->acks[i].from);
         msgpack_pack_uint64(&pk, c->acks[i].seq);
         msgpack_pack_uint32(&pk, c->acks[i].idx);
     }

@@ -123,12 +123,6 @@ uint64_t ol__alog_next(const struct ol__alog *l)
     return l ? l->next_seq : 1;
 }
 
-static void pk_str(msgpack_packer *pk, const char *s, size_t n)
-{
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 uint32_t ol__alog_pack(const struct ol__alog *l, uint64_t after,
                        uint32_t limit, msgpack_packer *pk)
 {
@@ -152,14 +146,14 @@ uint32_t ol__alog_pack(const struct ol__alog *l, uint64_t after,
         const char *lv = ol_log_level_name(s->level);
 
         msgpack_pack_map(pk, 4);
-        pk_str(pk, "seq", 3);
+        msgpack_pack_str_with_body(pk, "seq", 3);
         msgpack_pack_uint64(pk, s->seq);
-        pk_str(pk, "time_ms", 7);
+        msgpack_pack_str_with_body(pk, "time_ms", 7);
         msgpack_pack_int64(pk, s->time_ms);
-        pk_str(pk, "level", 5);
-        pk_str(pk, lv, strlen(lv));
-        pk_str(pk, "text", 4);
-        pk_str(pk, s->text, s->len);
+        msgpack_pack_str_with_body(pk, "level", 5);
+        msgpack_pack_str_with_body(pk, lv, strlen(lv));
+        msgpack_pack_str_with_body(pk, "text", 4);
+        msgpack_pack_str_with_body(pk, s->text, s->len);
     }
     return n;
 }
