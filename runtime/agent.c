@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "base/pack.h"
 #include "state/verify.h"
+#include "state/reads.h"
 #include "agent.h"
 #include "alog.h"
 #include "host.h"
@@ -116,16 +117,12 @@ static struct ol_agent *instance_new(struct ol__node *n,
 static void signer_name(struct ol__node *n, const uint8_t *pk, char *out,
                         size_t cap)
 {
-    sqlite3_stmt *st;
+    int64_t id;
 
-    snprintf(out, cap, "unknown");
-    if (sqlite3_prepare_v2(n->reader.db, "SELECT id FROM nodes WHERE pk = ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_blob(st, 1, pk, OL_PK_SIZE, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        snprintf(out, cap, "node-%lld", (long long)sqlite3_column_int64(st, 0));
-    sqlite3_finalize(st);
+    if (ol__read_node_id(n->reader.db, pk, &id) == 0)
+        snprintf(out, cap, "node-%lld", (long long)id);
+    else
+        snprintf(out, cap, "unknown");
 }
 
 /* Restore the plugin state and the timers from a verified checkpoint. */

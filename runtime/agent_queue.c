@@ -15,6 +15,7 @@
 #include "step.h"
 
 #include "agent_int.h"
+#include "state/reads.h"
 
 /* Messages loaded from the mailbox into an agent's queue at a time. */
 #define MAIL_PAGE 256
@@ -118,42 +119,20 @@ void ol__agent_mail(struct ol_agent *a, const char *from, uint64_t seq,
     ol__agent_push(a, ev);
 }
 
+static void mail_row(void *arg, const struct ol__mail_row *m)
+{
+    ol__agent_mail(arg, m->from, m->from_seq, m->idx, m->payload, m->len,
+                   m->id);
+}
+
 int ol__agent_load_mail(struct ol_agent *a)
 {
-    sqlite3 *db = a->node->reader.db;
-    sqlite3_stmt *st;
-    uint32_t rows = 0;
-    size_t bytes = 0;
-    int rc;
+    int more;
+    int rv = ol__read_mail(a->node->reader.db, a->name, a->mail_watermark,
+                           MAIL_PAGE, MAIL_PAGE_BYTES, mail_row, a, &more);
 
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, from_agent, from_seq, idx, payload "
-                           "FROM mailbox WHERE to_agent = ? AND id > ? "
-                           "ORDER BY id LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return OL_EIO;
-    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, a->mail_watermark);
-    sqlite3_bind_int(st, 3, MAIL_PAGE);
-    a->mail_backlog = 0;
-    while (bytes < MAIL_PAGE_BYTES && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint32_t len = (uint32_t)sqlite3_column_bytes(st, 4);
-
-        ol__agent_mail(a, (const char *)sqlite3_column_text(st, 1),
-                       (uint64_t)sqlite3_column_int64(st, 2),
-                       (uint32_t)sqlite3_column_int64(st, 3),
-                       sqlite3_column_blob(st, 4), len,
-                       sqlite3_column_int64(st, 0));
-        rows++;
-        bytes += len;
-    }
-    if (bytes >= MAIL_PAGE_BYTES)
-        rc = SQLITE_ROW;
-    sqlite3_finalize(st);
-    /* A full page means there may be more. */
-    if (rows == MAIL_PAGE || rc == SQLITE_ROW)
-        a->mail_backlog = 1;
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : OL_EIO;
+    a->mail_backlog = rv == 0 && more;
+    return rv;
 }
 
 void ol__agent_mail_more(struct ol_agent *a)

@@ -31,6 +31,7 @@
 #include "node.h"
 #include "agent.h"
 #include "logs.h"
+#include "state/reads.h"
 
 #define LOGS_TIMEOUT_MS 3000
 #define LOGS_LIMIT_MAX 1000
@@ -223,18 +224,10 @@ static void forward(struct ol__node *n, const char *name, uint64_t owner,
 /* A single node's agent status from its read connection (0: none). */
 static int single_status(struct ol__node *n, const char *name)
 {
-    sqlite3_stmt *st;
     int status = 0;
+    int rv = ol__read_agent_status(n->reader.db, name, &status);
 
-    if (sqlite3_prepare_v2(n->reader.db,
-                           "SELECT status FROM agents WHERE name = ?", -1, &st,
-                           NULL) != SQLITE_OK)
-        return OL_AGENT_STOPPED;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        status = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return status;
+    return rv == 0 ? status : rv == OL_ENOTFOUND ? 0 : OL_AGENT_STOPPED;
 }
 
 void ol__logs_fetch(struct ol__node *n, const char *name, uint64_t after,

@@ -14,6 +14,7 @@
 #include "http.h"
 #include "node.h"
 #include "ol_config.h"
+#include "state/reads.h"
 
 int ol__node_stopping(const struct ol__node *n)
 {
@@ -100,21 +101,9 @@ void ol__node_pack_live(struct ol__node *n, msgpack_packer *pk,
 /* Agents in the store with `status` (0: all but the removed). */
 static uint64_t count_status(struct ol__node *n, int status)
 {
-    sqlite3_stmt *st;
     uint64_t v = 0;
 
-    if (sqlite3_prepare_v2(n->reader.db,
-                           status ? "SELECT count(*) FROM agents WHERE "
-                                    "status = ?"
-                                  : "SELECT count(*) FROM agents WHERE "
-                                    "status != 5",
-                           -1, &st, NULL) != SQLITE_OK)
-        return 0;
-    if (status)
-        sqlite3_bind_int(st, 1, status);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = (uint64_t)sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    (void)ol__read_count_agents(n->reader.db, status, &v);
     return v;
 }
 
