@@ -165,7 +165,7 @@ void ol__ipc_bin(msgpack_packer *pk, const void *p, size_t n);
 int ol__ipc_raw(struct ol__mpr *r, const void **p, size_t *len)
     __attribute__((warn_unused_result));
 
-/* A bounce's mailbox payload, [to, reason, message] (sm_apply.c): the
+/* A bounce's mailbox payload, [to, reason, message] (sm_mail.c): the
  * names copied out (to: OL_NAME_MAX + 1 bytes, why: 160), the message
  * pointed at.  Returns 0 or OL_EMALFORMED. */
 int ol__bounce_parse(const void *p, size_t len, char *to, char *why,
