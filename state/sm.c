@@ -1,9 +1,9 @@
 /*
  * The state machine's cache and statements.  An in-memory copy of the
  * agents and nodes tables answers every check the apply path makes
- * (sm_apply.c and its table), so a checkpoint costs one INSERT (plus a DELETE once
- * retention kicks in); the tables are written alongside, so a restart
- * rebuilds the same cache.  Effects are built here too.
+ * (sm_apply.c and its table), so a checkpoint costs one INSERT (plus a
+ * DELETE once retention kicks in); the tables are written alongside, so a
+ * restart rebuilds the same cache.  Effects are built here too.
  */
 #include "sm.h"
 
