@@ -406,6 +406,50 @@ Test(sm, stop_then_final_checkpoint_stops)
     ol__entry_w_close(&w);
 }
 
+/* Marks the store applied up to `applied` and takes a snapshot of it. */
+static void snapshot_at(uint64_t applied, struct ol__buf *snap)
+{
+    cr_assert_eq(ol__store_begin(&st), 0);
+    cr_assert_eq(ol__sm_set_applied(sm, applied), 0);
+    cr_assert_eq(ol__store_commit(&st), 0);
+    ol__buf_init(snap);
+    cr_assert_eq(ol__sm_snapshot(sm, snap), 0);
+}
+
+/* Opens a second, empty store `name` in the test folder. */
+static void open_other(const char *name, struct ol__store *st2,
+                       struct ol__sm **sm2)
+{
+    struct ol__sm_config c = {.retain = 0};
+    char path2[160], err[OL_ERRMSG_SIZE];
+
+    snprintf(path2, sizeof path2, "%s/%s", dir, name);
+    cr_assert_eq(ol__store_open(st2, path2, OL_STORE_WRITE_NORMAL), 0);
+    cr_assert_eq(ol__sm_open(st2, &c, sm2, err), 0, "%s", err);
+}
+
+/* The store and state machine the helpers above work on, while a test
+ * points them at its second store for a while. */
+struct kept {
+    struct ol__sm *sm;
+    struct ol__store st;
+};
+
+static void use_other(struct kept *k, struct ol__sm *sm2,
+                      const struct ol__store *st2)
+{
+    k->sm = sm;
+    k->st = st;
+    sm = sm2;
+    st = *st2;
+}
+
+static void use_own(const struct kept *k)
+{
+    sm = k->sm;
+    st = k->st;
+}
+
 /* A snapshot carries every row; a fresh store installs it, and a store
  * that has applied past it ignores it.  Random 64-bit ids (incarnations,
  * request ids, CLI message ids) above 2^63 survive the trip. */
@@ -417,7 +461,7 @@ Test(sm, snapshot_round_trips_big_ids_and_never_rolls_back)
     struct ol__store st2;
     struct ol__sm *sm2;
     struct ol__sm_config c = {.retain = 0};
-    char path2[160], err[OL_ERRMSG_SIZE];
+    char err[OL_ERRMSG_SIZE];
     uint8_t h1[32], h2[32];
     const uint64_t big = 0xf1dffd5b5eefd7e5ull;
     const struct ol__sm_agent *a;
@@ -435,16 +479,9 @@ Test(sm, snapshot_round_trips_big_ids_and_never_rolls_back)
     apply(&w, 0, &fx);
     ol__effects_free(&fx);
     ol__entry_w_close(&w);
-    cr_assert_eq(ol__store_begin(&st), 0);
-    cr_assert_eq(ol__sm_set_applied(sm, 40), 0);
-    cr_assert_eq(ol__store_commit(&st), 0);
+    snapshot_at(40, &snap);
 
-    ol__buf_init(&snap);
-    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
-
-    snprintf(path2, sizeof path2, "%s/other.db", dir);
-    cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
-    cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+    open_other("other.db", &st2, &sm2);
     cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, NULL, err), 0, "%s",
                  err);
     cr_expect_eq(ol__sm_applied(sm2), 40);
@@ -471,14 +508,11 @@ Test(sm, snapshot_round_trips_big_ids_and_never_rolls_back)
     /* The new store continues the chain the snapshot ended with. */
     {
         uint8_t h3[32];
-        struct ol__sm *keep = sm;
-        struct ol__store keep_st = st;
+        struct kept keep;
 
-        sm = sm2;
-        st = st2;
+        use_other(&keep, sm2, &st2);
         cr_expect_eq(propose(&k1, "ticker", 1, 3, h2, h3, 0), 0);
-        sm = keep;
-        st = keep_st;
+        use_own(&keep);
     }
     /* An older snapshot changes nothing. */
     cr_assert_eq(ol__store_begin(&st2), 0);
@@ -586,8 +620,7 @@ Test(sm, snapshot_over_a_divergent_row_keeps_evidence)
     struct ol__buf snap;
     struct ol__store st2;
     struct ol__sm *sm2;
-    struct ol__sm_config c = {.retain = 0};
-    char path2[160], err[OL_ERRMSG_SIZE];
+    char err[OL_ERRMSG_SIZE];
     uint8_t h1[32], h2[32], mine[32];
     const struct ol__effect *d = NULL;
 
@@ -595,23 +628,15 @@ Test(sm, snapshot_over_a_divergent_row_keeps_evidence)
     spawn("ticker", 1);
     cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
     cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, h2, 0), 0);
-    cr_assert_eq(ol__store_begin(&st), 0);
-    cr_assert_eq(ol__sm_set_applied(sm, 50), 0);
-    cr_assert_eq(ol__store_commit(&st), 0);
-    ol__buf_init(&snap);
-    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
+    snapshot_at(50, &snap);
 
     /* Another store applied a different seq 2 (variant 1). */
-    snprintf(path2, sizeof path2, "%s/other.db", dir);
-    cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
-    cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+    open_other("other.db", &st2, &sm2);
     {
-        struct ol__sm *keep = sm;
-        struct ol__store keep_st = st;
+        struct kept keep;
         struct ol__sm_node n;
 
-        sm = sm2;
-        st = st2;
+        use_other(&keep, sm2, &st2);
         memset(&n, 0, sizeof n);
         n.id = 1;
         memcpy(n.pk, k1.pk, OL_PK_SIZE);
@@ -620,8 +645,7 @@ Test(sm, snapshot_over_a_divergent_row_keeps_evidence)
         spawn("ticker", 1);
         cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
         cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, mine, 1), 0);
-        sm = keep;
-        st = keep_st;
+        use_own(&keep);
     }
     cr_assert_neq(memcmp(mine, h2, 32), 0);
     ol__effects_init(&fx);
@@ -697,11 +721,7 @@ Test(sm, snapshot_over_two_divergent_rows)
     }
     sm = sm_one;
     st = keep;
-    cr_assert_eq(ol__store_begin(&st), 0);
-    cr_assert_eq(ol__sm_set_applied(sm, 50), 0);
-    cr_assert_eq(ol__store_commit(&st), 0);
-    ol__buf_init(&snap);
-    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
+    snapshot_at(50, &snap);
     ol__effects_init(&fx);
     cr_assert_eq(ol__sm_restore(sm_two, snap.base, snap.len, 0, &fx, err), 0,
                  "%s", err);
@@ -730,8 +750,7 @@ Test(sm, snapshot_keeps_mailbox_ids_and_reports_mail)
     struct ol__buf snap;
     struct ol__store st2;
     struct ol__sm *sm2;
-    struct ol__sm_config c = {.retain = 0};
-    char path2[160], err[OL_ERRMSG_SIZE];
+    char err[OL_ERRMSG_SIZE];
     int mails = 0;
 
     spawn("sink", 1);
@@ -744,14 +763,8 @@ Test(sm, snapshot_keeps_mailbox_ids_and_reports_mail)
     /* Drop the newest rows so that the sequence is ahead of max(id). */
     cr_assert_eq(sqlite3_exec(st.db, "DELETE FROM mailbox WHERE id > 3",
                               NULL, NULL, NULL), SQLITE_OK);
-    cr_assert_eq(ol__store_begin(&st), 0);
-    cr_assert_eq(ol__sm_set_applied(sm, 9), 0);
-    cr_assert_eq(ol__store_commit(&st), 0);
-    ol__buf_init(&snap);
-    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
-    snprintf(path2, sizeof path2, "%s/other.db", dir);
-    cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
-    cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+    snapshot_at(9, &snap);
+    open_other("other.db", &st2, &sm2);
     cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, NULL, err), 0,
                  "%s", err);
     ol__effects_init(&fx);
@@ -767,17 +780,14 @@ Test(sm, snapshot_keeps_mailbox_ids_and_reports_mail)
     apply(&w, 0, &fx);
     ol__effects_free(&fx);
     {
-        struct ol__sm *keep = sm;
-        struct ol__store keep_st = st;
+        struct kept keep;
 
-        sm = sm2;
-        st = st2;
+        use_other(&keep, sm2, &st2);
         cr_assert_eq(ol__entry_add_send(&w, 200, "sink", 9, cfg, sizeof cfg),
                      0);
         apply(&w, 0, &fx);
         ol__effects_free(&fx);
-        sm = keep;
-        st = keep_st;
+        use_own(&keep);
     }
     cr_expect_eq(count_rows(st.db, "SELECT max(id) FROM mailbox"), 6);
     cr_expect_eq(count_rows(st2.db, "SELECT max(id) FROM mailbox"), 6);
@@ -948,21 +958,14 @@ Test(sm, snapshot_carries_crashes_and_builds)
     struct ol__buf snap;
     struct ol__store st2;
     struct ol__sm *sm2;
-    struct ol__sm_config c = {.retain = 0};
-    char path2[160], err[OL_ERRMSG_SIZE];
+    char err[OL_ERRMSG_SIZE];
 
     spawn("bad", 1);
     cr_assert_eq(crash("bad", 1, 1, 1000, 3, 60000), 0);
     cr_assert_eq(crash("bad", 2, 1, 1100, 3, 60000), 0);
     cr_assert_eq(code(2, "counter", 0x22, 1), 0);
-    cr_assert_eq(ol__store_begin(&st), 0);
-    cr_assert_eq(ol__sm_set_applied(sm, 10), 0);
-    cr_assert_eq(ol__store_commit(&st), 0);
-    ol__buf_init(&snap);
-    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
-    snprintf(path2, sizeof path2, "%s/snap2.db", dir);
-    cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
-    cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+    snapshot_at(10, &snap);
+    open_other("snap2.db", &st2, &sm2);
     /* Every truncation of it is refused, and leaves nothing behind. */
     for (size_t len = 0; len < snap.len; len += 7)
         cr_expect_neq(ol__sm_restore(sm2, snap.base, len, 0, NULL, err), 0,
@@ -1220,20 +1223,13 @@ Test(sm, rm_leaves_a_tombstone_nothing_can_revive)
 
     cr_assert_eq(ol__sm_reload(sm), 0);
     cr_assert_eq(ol__sm_agent(sm, "sink")->status, OL_AGENT_REMOVED);
-    cr_assert_eq(ol__store_begin(&st), 0);
-    cr_assert_eq(ol__sm_set_applied(sm, 40), 0);
-    cr_assert_eq(ol__store_commit(&st), 0);
-    ol__buf_init(&snap);
-    cr_assert_eq(ol__sm_snapshot(sm, &snap), 0);
+    snapshot_at(40, &snap);
     {
-        struct ol__sm_config c = {0};
         struct ol__store st2;
         struct ol__sm *sm2;
-        char path2[160], err[OL_ERRMSG_SIZE];
+        char err[OL_ERRMSG_SIZE];
 
-        snprintf(path2, sizeof path2, "%s/other.db", dir);
-        cr_assert_eq(ol__store_open(&st2, path2, OL_STORE_WRITE_NORMAL), 0);
-        cr_assert_eq(ol__sm_open(&st2, &c, &sm2, err), 0, "%s", err);
+        open_other("other.db", &st2, &sm2);
         cr_assert_eq(ol__sm_restore(sm2, snap.base, snap.len, 0, NULL, err),
                      0, "%s", err);
         cr_assert_not_null(ol__sm_agent(sm2, "sink"),

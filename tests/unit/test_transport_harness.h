@@ -23,22 +23,11 @@
 #include "base/keys.h"
 #include "base/log.h"
 #include "tests/support/leak.h"
+#include "uv_loop_fx.h"
 
 
 /* Closes the includer's own handles at the end of a test. */
 static void close_extras(void);
-
-static uv_loop_t loop;
-static uv_timer_t tick;
-
-/* Run the loop until `cond` holds or `ms` pass; the tick timer makes each
- * turn of the loop return within 10 ms. */
-#define RUN_UNTIL(cond, ms)                                                \
-    do {                                                                   \
-        uint64_t end_ = ol__mono_ms() + (ms);                              \
-        while (!(cond) && ol__mono_ms() < end_)                            \
-            uv_run(&loop, UV_RUN_ONCE);                                    \
-    } while (0)
 
 #define RUN_FOR(ms) RUN_UNTIL(0, ms)
 
@@ -180,26 +169,8 @@ static void tick_cb(uv_timer_t *h)
 
 static void setup(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    ol_log_set_level(OL_LOG_WARN);
     memset(nodes, 0, sizeof nodes);
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    uv_timer_init(&loop, &tick);
-    uv_timer_start(&tick, tick_cb, 10, 10);
-}
-
-static void count_handle(uv_handle_t *h, void *arg)
-{
-    if (h != (uv_handle_t *)&tick)
-        (*(int *)arg)++;
-}
-
-static int open_handles(void)
-{
-    int n = 0;
-
-    uv_walk(&loop, count_handle, &n);
-    return n;
+    loop_fx_start(tick_cb);
 }
 
 static bool finished;
