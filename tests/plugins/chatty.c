@@ -15,6 +15,8 @@
 #include <msgpack.h>
 #include <outlast/agent.h>
 
+#include "entry.h"
+
 static const struct ol_host *host;
 
 struct chatty {
@@ -104,24 +106,4 @@ static void c_close(void *self)
     free(self);
 }
 
-static const struct ol_agent_vtable vt = {
-    .abi = OL_AGENT_ABI,
-    .size = sizeof vt,
-    .kind = "chatty",
-    .version = "1.0.0",
-    .open = c_open,
-    .restore = c_restore,
-    .handle = c_handle,
-    .save = c_save,
-    .close = c_close,
-};
-
-OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *h,
-                                   const struct ol_agent_vtable **out)
-{
-    if (h->abi != OL_AGENT_ABI)
-        return -1;
-    host = h;
-    *out = &vt;
-    return 0;
-}
+TP_PLUGIN("chatty", "1.0.0", c)

@@ -11,13 +11,25 @@
 #ifndef OL_TEST_PLUGIN_ENTRY_H
 #define OL_TEST_PLUGIN_ENTRY_H
 
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 #include <msgpack.h>
 #include <outlast/agent.h>
 #include <outlast/agent_util.h>
 
 #define TP_VTABLE(kind_, version_, open_, restore_, handle_, save_, close_) \
+    TP_VTABLE_ABI(OL_AGENT_ABI, kind_, version_, open_, restore_, handle_,  \
+                  save_, close_)
+
+/* TP_VTABLE() with the ABI the vtable claims given, for a plugin that
+ * tests a wrong one. */
+#define TP_VTABLE_ABI(abi_, kind_, version_, open_, restore_, handle_,      \
+                      save_, close_)                                        \
     static const struct ol_agent_vtable vtable = {                          \
-        .abi = OL_AGENT_ABI,                                                \
+        .abi = abi_,                                                        \
         .size = sizeof(struct ol_agent_vtable),                             \
         .kind = kind_,                                                      \
         .version = version_,                                                \
@@ -40,6 +52,29 @@
 #define TP_PLUGIN(kind_, version_, p)                                       \
     TP_VTABLE(kind_, version_, p##_open, p##_restore, p##_handle, p##_save, \
               p##_close)
+
+/* The end of an open(): with the config's unpacked object `u` read and
+ * `ok` saying whether it was right, frees u and either hands `s` out in
+ * *self or logs "config: " and the `fmt` message, frees s and refuses. */
+static inline int tp_open_end(const struct ol_host *h, struct ol_agent *a,
+                              msgpack_unpacked *u, bool ok, void *s,
+                              void **self, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    msgpack_unpacked_destroy(u);
+    if (!ok) {
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        h->log(a, OL_AGENT_LOG_ERROR, "config: %s", msg);
+        free(s);
+        return OL_AGENT_EINVAL;
+    }
+    *self = s;
+    return 0;
+}
 
 /* Unpack `state` and restore `self` from it with `from`; 0 or the error
  * (OL_AGENT_EMALFORMED if it does not unpack). */

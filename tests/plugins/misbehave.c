@@ -40,6 +40,8 @@
 #include <outlast/agent.h>
 #include <outlast/agent_util.h>
 
+#include "entry.h"
+
 static const struct ol_host *host;
 
 #define N_ERRS 12
@@ -313,24 +315,5 @@ static void mb_close(void *self)
     free(m);
 }
 
-static const struct ol_agent_vtable vt = {
-    .abi = MISBEHAVE_ABI,
-    .size = sizeof(struct ol_agent_vtable),
-    .kind = "misbehave",
-    .version = VERSION,
-    .open = mb_open,
-    .restore = mb_restore,
-    .handle = mb_handle,
-    .save = mb_save,
-    .close = mb_close,
-};
-
-OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *h,
-                                   const struct ol_agent_vtable **out)
-{
-    if (h->abi != OL_AGENT_ABI)
-        return -1;
-    host = h;
-    *out = &vt;
-    return 0;
-}
+TP_VTABLE_ABI(MISBEHAVE_ABI, "misbehave", VERSION, mb_open, mb_restore,
+              mb_handle, mb_save, mb_close)

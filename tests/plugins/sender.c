@@ -99,16 +99,9 @@ static int sender_open(struct ol_agent *a, const void *config, size_t len,
           u.data.type == MSGPACK_OBJECT_NIL) &&
          (v == NULL || (ol_mp_uint(v, &s->batch) && s->batch >= 1 &&
                         s->batch <= OL_AGENT_OUTBOX_MAX));
-    msgpack_unpacked_destroy(&u);
-    if (!ok) {
-        host->log(a, OL_AGENT_LOG_ERROR,
-                  "config: 'batch' must be an integer in 1..%d",
-                  OL_AGENT_OUTBOX_MAX);
-        free(s);
-        return OL_AGENT_EINVAL;
-    }
-    *self = s;
-    return 0;
+    return tp_open_end(host, a, &u, ok, s, self,
+                       "'batch' must be an integer in 1..%d",
+                       OL_AGENT_OUTBOX_MAX);
 }
 
 static void sender_close(void *self)

@@ -47,18 +47,27 @@ static inline const msgpack_object *sk_find(const msgpack_object *m,
     return found;
 }
 
+/* The value under `key` of map m in *o: 1 if there, 0 if not (or m is
+ * nil), -1 if m is neither a map nor nil. */
+static inline int sk_field(const msgpack_object *m, const char *key,
+                           const msgpack_object **o)
+{
+    if (m->type != MSGPACK_OBJECT_MAP)
+        return m->type == MSGPACK_OBJECT_NIL ? 0 : -1;
+    *o = sk_find(m, key);
+    return *o != NULL;
+}
+
 /* Reads the uint under `key` of map m into *v if present; false if it is
  * there with another type or m is neither a map nor nil. */
 static inline bool sk_get_uint(const msgpack_object *m, const char *key,
                                uint64_t *v)
 {
     const msgpack_object *o;
+    int r = sk_field(m, key, &o);
 
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return m->type == MSGPACK_OBJECT_NIL;
-    o = sk_find(m, key);
-    if (o == NULL)
-        return true;
+    if (r <= 0)
+        return r == 0;
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return false;
     *v = o->via.u64;
@@ -71,12 +80,10 @@ static inline bool sk_get_name(const msgpack_object *m, const char *key,
                                char *out, size_t cap)
 {
     const msgpack_object *o;
+    int r = sk_field(m, key, &o);
 
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return m->type == MSGPACK_OBJECT_NIL;
-    o = sk_find(m, key);
-    if (o == NULL)
-        return true;
+    if (r <= 0)
+        return r == 0;
     if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
         memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
         return false;
@@ -128,14 +135,7 @@ static inline int sk_open(struct ol_agent *a, const void *config, size_t len,
     ok = sk_get_uint(&u.data, "interval_ms", &s->interval_ms) &&
          sk_get_name(&u.data, "notify", s->notify, sizeof(s->notify)) &&
          (own == NULL || own(&u.data, s));
-    msgpack_unpacked_destroy(&u);
-    if (!ok) {
-        host->log(a, OL_AGENT_LOG_ERROR, "config: %s", usage);
-        free(s);
-        return OL_AGENT_EINVAL;
-    }
-    *self = s;
-    return 0;
+    return tp_open_end(host, a, &u, ok, s, self, "%s", usage);
 }
 
 /* restore(): {events: N}. */

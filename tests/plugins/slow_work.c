@@ -30,6 +30,8 @@
 #include <outlast/agent.h>
 #include <outlast/agent_util.h>
 
+#include "entry.h"
+
 #define JOBS_MAX 64
 #define SLEEP_MAX 10000
 
@@ -96,16 +98,9 @@ static int slow_open(struct ol_agent *a, const void *config, size_t len,
          opt_u64(&u.data, "jobs", 1, JOBS_MAX, &s->jobs) &&
          opt_u64(&u.data, "sleep_ms", 0, SLEEP_MAX, &s->sleep_ms) &&
          opt_u64(&u.data, "max", 0, UINT64_MAX, &s->max);
-    msgpack_unpacked_destroy(&u);
-    if (!ok) {
-        host->log(a, OL_AGENT_LOG_ERROR,
-                  "config: want {jobs: 1..%d, sleep_ms: 0..%d, max: uint}",
-                  JOBS_MAX, SLEEP_MAX);
-        free(s);
-        return OL_AGENT_EINVAL;
-    }
-    *self = s;
-    return 0;
+    return tp_open_end(host, a, &u, ok, s, self,
+                       "want {jobs: 1..%d, sleep_ms: 0..%d, max: uint}",
+                       JOBS_MAX, SLEEP_MAX);
 }
 
 static void slow_close(void *self)
