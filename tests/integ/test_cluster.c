@@ -272,32 +272,8 @@ static void impostor_start(struct impostor *im, uint64_t id,
     ol__key_close(&k);
     f = fopen(im->d.conf, "w");
     cr_assert_not_null(f);
-    fprintf(f,
-            "[node]\n"
-            "id = %" PRIu64 "\n"
-            "data_dir = %s\n"
-            "plugin_dir = %s\n"
-            "log_level = debug\n"
-            "labels = cloud=evil\n"
-            "[checkpoint]\n"
-            "retain = 0\n"
-            "[cluster]\n"
-            "name = %s\n"
-            "listen = %s\n"
-            "election_timeout_ms = 300\n"
-            "heartbeat_timeout_ms = 50\n"
-            "failover_ms = 1000\n"
-            "bootstrap = true\n",
-            id, im->d.data, td_plugin_dirs(), c.name, addr);
-    for (int j = 0; j < c.n; j++)
-        if (c.nodes[j].id != id)
-            fprintf(f,
-                    "[peer.%" PRIu64 "]\n"
-                    "address = %s\n"
-                    "pubkey = %s\n"
-                    "labels = %s\n",
-                    c.nodes[j].id, c.nodes[j].addr, c.nodes[j].pk,
-                    c.nodes[j].labels);
+    tc_write_head(f, &c, id, im->d.data, "cloud=evil", addr, 1000);
+    tc_write_peers(f, &c, id);
     /* It asks for an agent of its own, which must never be committed. */
     fprintf(f, "[agent.evil]\nkind = counter\nconfig = {\"interval_ms\": "
                "20}\n");

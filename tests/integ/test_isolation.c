@@ -118,15 +118,7 @@ static int quarantined(struct td *t, void *name)
 
 static int64_t crashes(const char *name)
 {
-    sqlite3 *db = td_db(&d);
-    char sql[200];
-    int64_t n;
-
-    snprintf(sql, sizeof sql, "SELECT n FROM crashes WHERE name = '%s'",
-             name);
-    n = td_q1(db, sql);
-    sqlite3_close(db);
-    return n;
+    return td_crashes(&d, name);
 }
 
 static void spawn(const char *name, const char *config)

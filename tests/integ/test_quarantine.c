@@ -64,15 +64,7 @@ static int start_with_ticker(const struct tc_opts *o)
 
 static int64_t crashes_on(int i, const char *name)
 {
-    sqlite3 *db = td_db(&c.nodes[i].d);
-    char sql[160];
-    int64_t n;
-
-    snprintf(sql, sizeof sql, "SELECT n FROM crashes WHERE name = '%s'",
-             name);
-    n = td_q1(db, sql);
-    sqlite3_close(db);
-    return n;
+    return td_crashes(&c.nodes[i].d, name);
 }
 
 static const char *status_on(int via, const char *name, char *out,

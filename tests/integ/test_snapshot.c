@@ -89,6 +89,21 @@ static void wait_started(int via, const char *prefix, int want)
                   want, prefix);
 }
 
+/* Starts the cluster o describes, with its N_FAST "fast" agents running;
+ * returns the leader. */
+static int start_with_fast(const struct tc_opts *o)
+{
+    int leader;
+
+    tc_init(&c, o);
+    tc_start(&c);
+    leader = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(leader, 0, "no leader elected");
+    spawn_fast(leader);
+    wait_started(leader, "fast", N_FAST);
+    return leader;
+}
+
 static struct tc_status status_of(int i)
 {
     struct tc_status st;
@@ -277,12 +292,7 @@ Test(snapshot, a_node_down_for_long_catches_up_from_a_snapshot)
     int leader, victim, mine = -1, n_fresh = 3;
     int64_t own;
 
-    tc_init(&c, &o);
-    tc_start(&c);
-    leader = tc_wait_leader(&c, 0, LEADER_MS);
-    cr_assert_geq(leader, 0, "no leader elected");
-    spawn_fast(leader);
-    wait_started(leader, "fast", N_FAST);
+    leader = start_with_fast(&o);
 
     victim = (leader + 1) % c.n;
     from = status_of(leader).commit_index;
@@ -502,12 +512,7 @@ Test(snapshot, a_node_restarted_over_its_own_snapshot_loses_nothing)
     uint64_t end;
     int leader, taken = 0;
 
-    tc_init(&c, &o);
-    tc_start(&c);
-    leader = tc_wait_leader(&c, 0, LEADER_MS);
-    cr_assert_geq(leader, 0, "no leader elected");
-    spawn_fast(leader);
-    wait_started(leader, "fast", N_FAST);
+    leader = start_with_fast(&o);
 
     /* Every node takes snapshots of its own. */
     end = td_ms() + LOAD_MS;

@@ -96,12 +96,10 @@ void tc_init(struct tc *c, const struct tc_opts *opts)
     }
 }
 
-void tc_write_config(struct tc *c, int i)
+void tc_write_head(FILE *f, const struct tc *c, uint64_t id,
+                   const char *data, const char *labels, const char *addr,
+                   unsigned failover_ms)
 {
-    struct tc_node *nd = &c->nodes[i];
-    FILE *f = fopen(nd->d.conf, "w");
-
-    cr_assert_not_null(f, "write %s", nd->d.conf);
     fprintf(f,
             "[node]\n"
             "id = %" PRIu64 "\n"
@@ -117,27 +115,39 @@ void tc_write_config(struct tc *c, int i)
             "election_timeout_ms = 300\n"
             "heartbeat_timeout_ms = 50\n"
             "failover_ms = %u\n"
-            "segment_mb = %u\n"
             "bootstrap = true\n",
-            nd->id, nd->d.data, td_plugin_dirs(), nd->labels, c->name,
-            nd->addr, c->opts.failover_ms ? c->opts.failover_ms : 1000,
+            id, data, td_plugin_dirs(), labels, c->name, addr, failover_ms);
+}
+
+void tc_write_peers(FILE *f, const struct tc *c, uint64_t self)
+{
+    for (int j = 0; j < c->n; j++)
+        if (c->nodes[j].id != self)
+            fprintf(f,
+                    "[peer.%" PRIu64 "]\n"
+                    "address = %s\n"
+                    "pubkey = %s\n"
+                    "labels = %s\n",
+                    c->nodes[j].id, c->nodes[j].addr, c->nodes[j].pk,
+                    c->nodes[j].labels);
+}
+
+void tc_write_config(struct tc *c, int i)
+{
+    struct tc_node *nd = &c->nodes[i];
+    FILE *f = fopen(nd->d.conf, "w");
+
+    cr_assert_not_null(f, "write %s", nd->d.conf);
+    tc_write_head(f, c, nd->id, nd->d.data, nd->labels, nd->addr,
+                  c->opts.failover_ms ? c->opts.failover_ms : 1000);
+    fprintf(f, "segment_mb = %u\n",
             c->opts.segment_mb ? c->opts.segment_mb : 8);
     if (c->opts.snapshot_threshold)
         fprintf(f,
                 "snapshot_threshold = %u\n"
                 "snapshot_trailing = %u\n",
                 c->opts.snapshot_threshold, c->opts.snapshot_trailing);
-    for (int j = 0; j < c->n; j++) {
-        if (j == i)
-            continue;
-        fprintf(f,
-                "[peer.%" PRIu64 "]\n"
-                "address = %s\n"
-                "pubkey = %s\n"
-                "labels = %s\n",
-                c->nodes[j].id, c->nodes[j].addr, c->nodes[j].pk,
-                c->nodes[j].labels);
-    }
+    tc_write_peers(f, c, nd->id);
     if (c->opts.extra)
         fprintf(f, "%s\n", c->opts.extra);
     fclose(f);

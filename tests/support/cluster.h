@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "daemon.h"
 
@@ -88,6 +89,16 @@ void tc_start(struct tc *c);
 
 /* Write node i's config (tc_start() does it for every node). */
 void tc_write_config(struct tc *c, int i);
+
+/* The start of a config for node `id` of cluster c listening at `addr`:
+ * its [node], [checkpoint] and [cluster] keys, [cluster] left open for
+ * more; tc_write_config() begins with it. */
+void tc_write_head(FILE *f, const struct tc *c, uint64_t id,
+                   const char *data, const char *labels, const char *addr,
+                   unsigned failover_ms);
+
+/* A [peer] section for every node of c but the one numbered `self`. */
+void tc_write_peers(FILE *f, const struct tc *c, uint64_t self);
 
 /* Start (or restart) node i and wait until it answers; 0 or -1 (if it
  * exited, nodes[i].d.status holds its wait status). */

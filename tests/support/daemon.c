@@ -356,6 +356,19 @@ int64_t td_q1(sqlite3 *db, const char *sql)
     return v;
 }
 
+int64_t td_crashes(struct td *d, const char *name)
+{
+    sqlite3 *db = td_db(d);
+    char sql[200];
+    int64_t n;
+
+    snprintf(sql, sizeof sql, "SELECT n FROM crashes WHERE name = '%s'",
+             name);
+    n = td_q1(db, sql);
+    sqlite3_close(db);
+    return n;
+}
+
 int td_head_state(struct td *d, const char *agent, void **out, size_t *len)
 {
     sqlite3 *db = td_db(d);

@@ -76,6 +76,8 @@ int td_sh(char **out, const char *fmt, ...)
 /* Open the node's database read-only (fails the test if it cannot). */
 sqlite3 *td_db(struct td *d);
 int64_t td_q1(sqlite3 *db, const char *sql);
+/* The crash count d's store holds for agent `name`, or -1 for none. */
+int64_t td_crashes(struct td *d, const char *name);
 
 /* The head state of `agent` (the msgpack bytes its last checkpoint holds)
  * in the node's database, copied into *out (malloc'd; the caller frees

@@ -13,7 +13,8 @@
 
 static char path[64];
 
-static void write_ini(const char *text)
+/* Writes the `len` bytes of text to a new file at `path`. */
+static void write_ini_n(const char *text, size_t len)
 {
     FILE *f;
     int fd;
@@ -24,8 +25,13 @@ static void write_ini(const char *text)
     fd = mkstemp(path);
     cr_assert(fd >= 0);
     f = fdopen(fd, "w");
-    fputs(text, f);
+    fwrite(text, 1, len, f);
     fclose(f);
+}
+
+static void write_ini(const char *text)
+{
+    write_ini_n(text, strlen(text));
 }
 
 static void teardown(void)
@@ -294,17 +300,8 @@ Test(config, nul_byte_is_named)
     static const char text[] = "[node]\nid = 1\n[checkpoint]\nretain = 1\0\n";
     struct ol__config c;
     char err[OL_ERRMSG_SIZE];
-    FILE *f;
-    int fd;
 
-    if (path[0])
-        unlink(path); /* a test may write several */
-    snprintf(path, sizeof path, "/tmp/ol-config-XXXXXX");
-    fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    f = fdopen(fd, "w");
-    fwrite(text, 1, sizeof text - 1, f);
-    fclose(f);
+    write_ini_n(text, sizeof text - 1);
     ol__config_defaults(&c);
     cr_assert_eq(ol__config_load(&c, path, err), OL_ECONFIG);
     cr_expect(strstr(err, ":4: the line holds a NUL byte") != NULL, "%s",
