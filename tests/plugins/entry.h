@@ -53,6 +53,25 @@
     TP_VTABLE(kind_, version_, p##_open, p##_restore, p##_handle, p##_save, \
               p##_close)
 
+/* The start of an open(): unpacks `config` into u and returns a zeroed
+ * `size`-byte self, or NULL with the error in *rv and nothing to free. */
+static inline void *tp_open_begin(const void *config, size_t len,
+                                  size_t size, msgpack_unpacked *u, int *rv)
+{
+    void *s;
+
+    if (ol_mp_unpack(u, config, len) != 0) {
+        *rv = OL_AGENT_EINVAL;
+        return NULL;
+    }
+    s = calloc(1, size);
+    if (s == NULL) {
+        msgpack_unpacked_destroy(u);
+        *rv = OL_AGENT_ENOMEM;
+    }
+    return s;
+}
+
 /* The end of an open(): with the config's unpacked object `u` read and
  * `ok` saying whether it was right, frees u and either hands `s` out in
  * *self or logs "config: " and the `fmt` message, frees s and refuses. */

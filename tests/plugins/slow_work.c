@@ -83,14 +83,10 @@ static int slow_open(struct ol_agent *a, const void *config, size_t len,
     struct slow *s;
     msgpack_unpacked u;
     bool ok;
+    int rv;
 
-    if (ol_mp_unpack(&u, config, len) != 0)
-        return OL_AGENT_EINVAL;
-    s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        msgpack_unpacked_destroy(&u);
-        return OL_AGENT_ENOMEM;
-    }
+    if ((s = tp_open_begin(config, len, sizeof(*s), &u, &rv)) == NULL)
+        return rv;
     s->jobs = 1;
     s->sleep_ms = 50;
     ok = (u.data.type == MSGPACK_OBJECT_MAP ||

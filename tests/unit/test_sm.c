@@ -88,21 +88,42 @@ static int ckpt_status(struct ol__effects *fx, uint64_t seq)
     return 999;
 }
 
+/* The statement `sql` on db, stepped to its first row (there must be one). */
+static sqlite3_stmt *first_row(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *q;
+
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s",
+                 sql);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    return q;
+}
+
+/* Applies one SPAWN of a counter `name` owned by node `owner` with
+ * request id `req`; returns the command's status. */
+static int spawn_req(uint64_t req, const char *name, uint64_t owner)
+{
+    struct ol__entry_w w;
+    struct ol__effects fx;
+    int rv;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_spawn(&w, req, name, "counter", cfg,
+                                     sizeof cfg, owner, 0), 0);
+    apply(&w, 0, &fx);
+    rv = cmd_status(&fx);
+    ol__effects_free(&fx);
+    ol__entry_w_close(&w);
+    return rv;
+}
+
 /* Each spawn has a request id of its own (42 for a test's first): the
  * state machine applies a repeated id once. */
 static void spawn(const char *name, uint64_t owner)
 {
     static uint64_t req = 42;
-    struct ol__entry_w w;
-    struct ol__effects fx;
 
-    ol__entry_w_init(&w);
-    cr_assert_eq(ol__entry_add_spawn(&w, req++, name, "counter", cfg,
-                                     sizeof cfg, owner, 0), 0);
-    apply(&w, 0, &fx);
-    cr_assert_eq(cmd_status(&fx), 0);
-    ol__effects_free(&fx);
-    ol__entry_w_close(&w);
+    cr_assert_eq(spawn_req(req++, name, owner), 0);
 }
 
 /* Flags of the bodies body_for() builds (0 unless a test sets them). */
@@ -237,11 +258,8 @@ Test(sm, divergence_quarantines_and_keeps_evidence)
     cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, other, 1), OL_EDIVERGED);
     cr_assert_eq(ol__sm_agent(sm, "ticker")->status, OL_AGENT_QUARANTINED);
     cr_assert_eq(memcmp(ol__sm_agent(sm, "ticker")->head_hash, h2, 32), 0);
-    cr_assert_eq(sqlite3_prepare_v2(st.db,
-                                    "SELECT count(*) FROM evidence WHERE "
-                                    "agent='ticker' AND seq=2",
-                                    -1, &q, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    q = first_row(st.db, "SELECT count(*) FROM evidence WHERE "
+                         "agent='ticker' AND seq=2");
     cr_assert_eq(sqlite3_column_int(q, 0), 1);
     sqlite3_finalize(q);
 }
@@ -302,11 +320,8 @@ Test(sm, outbox_lands_in_the_mailbox_and_acks_remove_it)
     spawn("ticker", 1);
     cr_assert_eq(propose(&k1, "ticker", 1, 1, NULL, h1, 0), 0);
     /* outbox[0] goes to "sink"; outbox[1] to an unknown agent: dropped */
-    cr_assert_eq(sqlite3_prepare_v2(st.db,
-                                    "SELECT to_agent, from_agent, from_seq, "
-                                    "idx FROM mailbox",
-                                    -1, &q, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    q = first_row(st.db, "SELECT to_agent, from_agent, from_seq, "
+                         "idx FROM mailbox");
     cr_assert_str_eq((const char *)sqlite3_column_text(q, 0), "sink");
     cr_assert_str_eq((const char *)sqlite3_column_text(q, 1), "ticker");
     cr_assert_eq(sqlite3_column_int(q, 2), 1);
@@ -331,12 +346,9 @@ Test(sm, retention_prunes_rows_and_seals)
     for (int s = 2; s <= 66; s++)
         cr_assert_eq(propose(&k1, "ticker", 1, (uint64_t)s, h[s - 1], h[s], 0),
                      0);
-    cr_assert_eq(sqlite3_prepare_v2(st.db,
-                                    "SELECT min(seq), count(*), "
-                                    "(SELECT count(*) FROM seals) "
-                                    "FROM checkpoints",
-                                    -1, &q, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    q = first_row(st.db, "SELECT min(seq), count(*), "
+                         "(SELECT count(*) FROM seals) "
+                         "FROM checkpoints");
     cr_assert_eq(sqlite3_column_int(q, 0), 63);
     cr_assert_eq(sqlite3_column_int(q, 1), 4);
     cr_assert_eq(sqlite3_column_int(q, 2), 4, "seals of pruned rows remain");
@@ -362,27 +374,11 @@ Test(sm, reload_rebuilds_the_same_cache)
 
 Test(sm, spawn_conflicts_and_retries)
 {
-    struct ol__entry_w w;
-    struct ol__effects fx;
-
     spawn("ticker", 1);
-    ol__entry_w_init(&w);
-    cr_assert_eq(ol__entry_add_spawn(&w, 42, "ticker", "counter", cfg,
-                                     sizeof cfg, 1, 0), 0);
-    apply(&w, 0, &fx);
-    cr_assert_eq(cmd_status(&fx), 0, "a retried spawn is not a conflict");
-    ol__effects_free(&fx);
-    cr_assert_eq(ol__entry_add_spawn(&w, 43, "ticker", "counter", cfg,
-                                     sizeof cfg, 1, 0), 0);
-    apply(&w, 0, &fx);
-    cr_assert_eq(cmd_status(&fx), OL_EEXISTS);
-    ol__effects_free(&fx);
-    cr_assert_eq(ol__entry_add_spawn(&w, 44, "x", "counter", cfg,
-                                     sizeof cfg, 9, 0), 0);
-    apply(&w, 0, &fx);
-    cr_assert_eq(cmd_status(&fx), OL_EINVAL, "unknown owner accepted");
-    ol__effects_free(&fx);
-    ol__entry_w_close(&w);
+    cr_assert_eq(spawn_req(42, "ticker", 1), 0,
+                 "a retried spawn is not a conflict");
+    cr_assert_eq(spawn_req(43, "ticker", 1), OL_EEXISTS);
+    cr_assert_eq(spawn_req(44, "x", 9), OL_EINVAL, "unknown owner accepted");
 }
 
 Test(sm, stop_then_final_checkpoint_stops)
@@ -494,12 +490,9 @@ Test(sm, snapshot_round_trips_big_ids_and_never_rolls_back)
     {
         sqlite3_stmt *q;
 
-        cr_assert_eq(sqlite3_prepare_v2(st2.db,
-                                        "SELECT from_seq, (SELECT flags FROM "
-                                        "checkpoints WHERE seq = 2) FROM "
-                                        "mailbox WHERE from_agent = '@cli'",
-                                        -1, &q, NULL), SQLITE_OK);
-        cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+        q = first_row(st2.db, "SELECT from_seq, (SELECT flags FROM "
+                              "checkpoints WHERE seq = 2) FROM "
+                              "mailbox WHERE from_agent = '@cli'");
         cr_expect_eq((uint64_t)sqlite3_column_int64(q, 0), big);
         cr_expect_eq(sqlite3_column_int(q, 1), 1, "not marked as from a "
                                                   "snapshot");
@@ -544,12 +537,9 @@ Test(sm, snapshot_round_trips_big_ids_and_never_rolls_back)
 
 static int64_t count_rows(sqlite3 *db, const char *sql)
 {
-    sqlite3_stmt *q;
+    sqlite3_stmt *q = first_row(db, sql);
     int64_t n;
 
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s",
-                 sql);
-    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
     n = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
     return n;
@@ -665,10 +655,7 @@ Test(sm, snapshot_over_a_divergent_row_keeps_evidence)
     {
         sqlite3_stmt *q;
 
-        cr_assert_eq(sqlite3_prepare_v2(st2.db,
-                                        "SELECT other_hash FROM evidence",
-                                        -1, &q, NULL), SQLITE_OK);
-        cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+        q = first_row(st2.db, "SELECT other_hash FROM evidence");
         cr_expect_eq(memcmp(sqlite3_column_blob(q, 0), mine, 32), 0,
                      "the evidence does not hold this node's own row");
         sqlite3_finalize(q);
@@ -1205,18 +1192,7 @@ Test(sm, rm_leaves_a_tombstone_nothing_can_revive)
     cr_assert_eq(one(add_config, 505, "sink"), OL_ENOTFOUND);
     cr_assert_eq(one(ol__entry_add_rm, 502, "sink"), 0,
                  "a repeated rm is not answered as the first");
-    {
-        struct ol__entry_w w;
-        struct ol__effects fx;
-
-        ol__entry_w_init(&w);
-        cr_assert_eq(ol__entry_add_spawn(&w, 506, "sink", "counter", cfg,
-                                         sizeof cfg, 1, 0), 0);
-        apply(&w, 0, &fx);
-        cr_assert_eq(cmd_status(&fx), OL_EEXISTS);
-        ol__effects_free(&fx);
-        ol__entry_w_close(&w);
-    }
+    cr_assert_eq(spawn_req(506, "sink", 1), OL_EEXISTS);
     /* ticker's next message to the tombstone is not delivered. */
     cr_assert_eq(propose(&k1, "ticker", 1, 2, h1, h1, 0), 0);
     cr_assert_eq(count("SELECT count(*) FROM mailbox"), 0);

@@ -194,12 +194,7 @@ static void finish(void)
         ol__key_close(&nodes[i].key);
     }
     cr_expect_eq(open_handles(), 0, "handles left open after close");
-    uv_close((uv_handle_t *)&tick, NULL);
-    /* Only the tick is left to close, so this returns at once; with
-     * anything else still open it could wait forever. */
-    if (open_handles() == 0)
-        uv_run(&loop, UV_RUN_DEFAULT);
-    cr_expect_eq(uv_loop_close(&loop), 0, "handles left open");
+    loop_fx_close();
 }
 
 static void teardown(void)

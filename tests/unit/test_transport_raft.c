@@ -192,20 +192,10 @@ static void finish(void)
             cr_expect_eq(system(cmd), 0);
         }
     }
-    uv_close((uv_handle_t *)&tick, NULL);
-    /* Only the tick is left to close, so this returns at once; with
-     * anything else still open it could wait forever. */
-    if (open_handles() == 0)
-        uv_run(&loop, UV_RUN_DEFAULT);
-    cr_expect_eq(uv_loop_close(&loop), 0, "handles left open");
+    loop_fx_close();
 }
 
-static void teardown(void)
-{
-    finish();
-}
-
-TestSuite(transport_raft, .init = setup, .fini = teardown, .timeout = 110);
+TestSuite(transport_raft, .init = setup, .fini = finish, .timeout = 110);
 
 static void transport_closed(struct ol__transport *t, void *data)
 {
