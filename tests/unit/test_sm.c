@@ -80,6 +80,19 @@ static int cmd_status(struct ol__effects *fx)
     return 999;
 }
 
+/* Applies the entry w holds, closes w, and returns the command's status. */
+static int apply_closing(struct ol__entry_w *w)
+{
+    struct ol__effects fx;
+    int status;
+
+    apply(w, 0, &fx);
+    status = cmd_status(&fx);
+    ol__effects_free(&fx);
+    ol__entry_w_close(w);
+    return status;
+}
+
 static int ckpt_status(struct ol__effects *fx, uint64_t seq)
 {
     for (struct ol__effect *e = fx->head; e; e = e->next)
@@ -104,17 +117,11 @@ static sqlite3_stmt *first_row(sqlite3 *db, const char *sql)
 static int spawn_req(uint64_t req, const char *name, uint64_t owner)
 {
     struct ol__entry_w w;
-    struct ol__effects fx;
-    int rv;
 
     ol__entry_w_init(&w);
     cr_assert_eq(ol__entry_add_spawn(&w, req, name, "counter", cfg,
                                      sizeof cfg, owner, 0), 0);
-    apply(&w, 0, &fx);
-    rv = cmd_status(&fx);
-    ol__effects_free(&fx);
-    ol__entry_w_close(&w);
-    return rv;
+    return apply_closing(&w);
 }
 
 /* Each spawn has a request id of its own (42 for a test's first): the
@@ -790,18 +797,12 @@ static int crash(const char *name, uint64_t req, uint64_t epoch,
                  int64_t time_ms, uint32_t limit, uint32_t window)
 {
     struct ol__entry_w w;
-    struct ol__effects fx;
-    int status;
 
     ol__entry_w_init(&w);
     cr_assert_eq(ol__entry_add_crash(&w, req, name, epoch, time_ms, limit,
                                      window, "killed by SIGSEGV"),
                  0);
-    apply(&w, 0, &fx);
-    status = cmd_status(&fx);
-    ol__effects_free(&fx);
-    ol__entry_w_close(&w);
-    return status;
+    return apply_closing(&w);
 }
 
 static const struct ol__sm_agent *row(const char *name)
@@ -878,20 +879,14 @@ static int code(uint64_t node, const char *kind, uint8_t fill, int wanted)
 {
     static uint64_t req = 5;
     struct ol__entry_w w;
-    struct ol__effects fx;
     uint8_t hash[OL_HASH_SIZE];
-    int status;
 
     memset(hash, fill, sizeof hash);
     ol__entry_w_init(&w);
     cr_assert_eq(ol__entry_add_code(&w, req++, node, kind, hash, "1.0",
                                     wanted),
                  0);
-    apply(&w, 0, &fx);
-    status = cmd_status(&fx);
-    ol__effects_free(&fx);
-    ol__entry_w_close(&w);
-    return status;
+    return apply_closing(&w);
 }
 
 Test(sm, an_upgraded_kind_is_placed_only_with_its_build)
@@ -1128,16 +1123,10 @@ static int one(int (*add)(struct ol__entry_w *, uint64_t, const char *),
                uint64_t req, const char *name)
 {
     struct ol__entry_w w;
-    struct ol__effects fx;
-    int rv;
 
     ol__entry_w_init(&w);
     cr_assert_eq(add(&w, req, name), 0);
-    apply(&w, 0, &fx);
-    rv = cmd_status(&fx);
-    ol__effects_free(&fx);
-    ol__entry_w_close(&w);
-    return rv;
+    return apply_closing(&w);
 }
 
 static int add_quarantine(struct ol__entry_w *w, uint64_t req,
