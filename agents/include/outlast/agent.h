@@ -49,7 +49,12 @@
  * checkpoint is committed (durable on a majority of the cluster); a step
  * whose checkpoint does not commit releases nothing.  A resumed agent may
  * therefore see the events after its last checkpoint again: handlers should
- * derive their effects from their state and the event only.
+ * derive their effects from their state and the event only.  An effect on
+ * the outside world (an order, an API call) is declared with
+ * ol_host.effect: it is journaled in the checkpoint, performed by the
+ * runtime only after that checkpoint commits, with an idempotency key
+ * and the epoch as a fencing token, and its outcome is journaled in a
+ * later checkpoint (see ol_host.effect and ol_agent_vtable.perform).
  *
  * Fencing.  The epoch (ol_event.epoch) grows every time the agent changes
  * hands, and at most one node runs the agent under a given epoch: a node
@@ -127,6 +132,10 @@ extern "C" {
 #define OL_AGENT_ENOTFOUND (-8)  /* no such timer or agent */
 #define OL_AGENT_ETOOBIG (-18)   /* over one of the limits below */
 #define OL_AGENT_ESTATE (-22)    /* not allowed in this phase of the step */
+#define OL_AGENT_ENOTSUP (-26)   /* the cluster does not run this yet
+                                  * (ol_host.effect below feature level
+                                  * 4), or the plugin lacks what it needs
+                                  * (effect() without perform()) */
 #define OL_AGENT_EFULL (-27)     /* the recipient's mailbox is full: its
                                   * messages are not being consumed; try
                                   * again later (a timer) */
@@ -138,6 +147,12 @@ extern "C" {
 #define OL_AGENT_OUTBOX_MAX 1024        /* messages sent in one step */
 #define OL_AGENT_TIMERS_MAX 256         /* timers armed at once */
 #define OL_AGENT_ERROR_MAX 150          /* bytes kept of ol_host.error */
+#define OL_AGENT_EFFECTS_MAX 256        /* effects declared and not yet
+                                         * answered, per agent */
+#define OL_AGENT_EFFECT_MAX (64u << 10) /* bytes in an effect's payload,
+                                         * and in its result */
+#define OL_AGENT_KIND_MAX 32            /* bytes in an effect kind */
+#define OL_AGENT_KEY_LEN 32             /* hex digits in an effect key */
 
 /* Log levels for ol_host.log. */
 #define OL_AGENT_LOG_ERROR 0
@@ -198,6 +213,31 @@ enum ol_event_type {
      * feature level 3: before that, undeliverable messages are dropped and
      * logged. */
     OL_EVENT_BOUNCE = 8,
+    /* An effect declared with ol_host.effect has its outcome: perform()
+     * (or reconcile()) said it is done, or it failed for good (perform()
+     * said so, or the retry policy of its kind ran out).  effect_id,
+     * effect_key, effect_status and effect_attempts say which and how;
+     * `data`/`len` hold the result perform() wrote (may be empty) and,
+     * for a failure the runtime decided, `reason` says why.  The outcome
+     * is recorded in this step's checkpoint, in the signed chain beside
+     * the intent.  Like a message, the event may be seen again after a
+     * resume if that checkpoint did not commit (the effect is then
+     * performed again under the same key).  Needs a cluster at feature
+     * level 4. */
+    OL_EVENT_EFFECT = 9,
+};
+
+/* What perform() and reconcile() return, and an EFFECT event's
+ * effect_status. */
+enum ol_effect_status {
+    OL_EFFECT_DONE = 0,    /* done; the result says what the world answered */
+    OL_EFFECT_RETRY = 1,   /* not done, worth another try (a timeout, a 5xx):
+                            * the runtime tries again, with the same key,
+                            * after the backoff of the kind's policy */
+    OL_EFFECT_FAILED = 2,  /* will never be done (refused, invalid): the
+                            * agent gets the failure now */
+    OL_EFFECT_UNKNOWN = 3, /* reconcile() only: the outside system has no
+                            * record of the key; perform() follows */
 };
 
 /* The sender name of an OL_EVENT_CONFIG event. */
@@ -248,7 +288,49 @@ struct ol_event {
     /* Version 3. */
     /* BOUNCE */
     const char *to;         /* the recipient the message was sent to */
-    const char *reason;     /* why it could not be delivered */
+    const char *reason;     /* why it could not be delivered; for an
+                             * EFFECT that failed, why (may be NULL) */
+    /* Version 4. */
+    /* EFFECT */
+    uint64_t effect_id;      /* as passed to ol_host.effect() */
+    const char *effect_key;  /* its idempotency key */
+    int effect_status;       /* OL_EFFECT_DONE or OL_EFFECT_FAILED */
+    uint32_t effect_attempts; /* perform() and reconcile() calls it took
+                              * on the node that finished it */
+};
+
+/*
+ * One effect, as perform() and reconcile() see it.  Every pointer is
+ * borrowed for the call.
+ *
+ * The key is the effect's identity in the outside world: 32 hex digits
+ * derived from the agent's name, the seq of the checkpoint that declared
+ * the effect, its index there and the hash of the checkpoint before it.
+ * It is the same on every attempt and on every node, and differs between
+ * two histories of one name (after `outlast recover --new-history`).
+ * Pass it to the outside system as an idempotency key and let that
+ * system do each key once.
+ *
+ * The epoch is the fencing token: it grows each time the agent changes
+ * hands.  An outside system that remembers the highest epoch it has seen
+ * per agent and refuses lower ones turns away a paused former owner (a
+ * zombie) that wakes up and tries again.
+ */
+struct ol_effect {
+    uint32_t size;          /* sizeof(struct ol_effect) as the host knows it */
+    const char *agent;      /* the agent's name */
+    const char *node;       /* the node performing it */
+    uint64_t effect_id;     /* as passed to ol_host.effect() */
+    const char *key;        /* OL_AGENT_KEY_LEN hex digits, NUL-terminated */
+    const char *kind;
+    const void *payload;    /* one msgpack object, as declared */
+    size_t len;
+    uint64_t epoch;         /* the fencing token */
+    int64_t deadline_ms;    /* wall clock: give up on this attempt by then
+                             * and return OL_EFFECT_RETRY */
+    uint32_t attempt;       /* 1 for the first call on this node */
+    int in_doubt;           /* 1: an earlier owner may have performed it
+                             * (its outcome was never checkpointed) */
 };
 
 /* Runs on a work-pool thread.  It may only touch `arg`; a crash in it is
@@ -339,6 +421,28 @@ struct ol_host {
      * freed).  May differ from the OL_VERSION_STRING the plugin was built
      * with.  Callable from any thread, and from ol_agent_entry(). */
     const char *(*version)(void);
+
+    /* Version 5 (check with OL_HOST_HAS(host, effect)). */
+
+    /* Declare an effect on the outside world: `kind` names its retry
+     * policy ([effects] in the node's config; 1..OL_AGENT_KIND_MAX bytes
+     * of [a-z0-9._-]) and `payload` (one msgpack object, copied) says
+     * what to do.  Nothing happens yet: the effect is recorded in this
+     * step's checkpoint (the step always gets one), and once that
+     * checkpoint has committed the runtime calls the plugin's perform()
+     * off the loop, with a key that stays the same on every retry and
+     * every node, and the epoch as a fencing token.  The outcome comes
+     * back as an OL_EVENT_EFFECT with the same effect_id.  After a
+     * failover the new owner finds the effects that have no outcome yet
+     * and calls reconcile() (or perform() again, with the same key).  So
+     * an effect whose outside system does each key once happens exactly
+     * once.  Returns 0, OL_AGENT_EINVAL for a bad kind,
+     * OL_AGENT_EMALFORMED if the payload is not one msgpack object,
+     * OL_AGENT_ETOOBIG past OL_AGENT_EFFECT_MAX or OL_AGENT_EFFECTS_MAX,
+     * OL_AGENT_ENOTSUP if the plugin has no perform() or the cluster runs
+     * below feature level 4, or OL_AGENT_ESTATE outside handle(). */
+    int (*effect)(struct ol_agent *a, uint64_t effect_id, const char *kind,
+                  const void *payload, size_t len);
 };
 
 /*
@@ -405,6 +509,32 @@ struct ol_agent_vtable {
      * process dies (a crash): the process and its memory go with it.  May
      * be NULL. */
     void (*close)(void *self);
+
+    /* Version 2 (the host reads them only when size covers them). */
+
+    /*
+     * Perform an effect declared with ol_host.effect.  Runs on a work-pool
+     * thread of the agent's host process, never on the main thread, and
+     * sees only `e` and `result`: not the instance, which handle() may be
+     * using at the same time, and no host service.  Write what the world
+     * answered (an order id, a receipt) to `result`, at most
+     * OL_AGENT_EFFECT_MAX bytes; the agent gets it in its EFFECT event.
+     * Return an enum ol_effect_status: OL_EFFECT_DONE, OL_EFFECT_RETRY or
+     * OL_EFFECT_FAILED (any other value counts as OL_EFFECT_RETRY).  Stop
+     * by e->deadline_ms.  Required for a plugin that declares effects.
+     */
+    int (*perform)(const struct ol_effect *e, const struct ol_sink *result);
+
+    /*
+     * Ask the outside system what became of an effect that is in doubt
+     * (e->in_doubt: a former owner may have performed it).  Return
+     * OL_EFFECT_DONE with the result it reports, OL_EFFECT_FAILED,
+     * OL_EFFECT_RETRY (could not ask: try again later), or
+     * OL_EFFECT_UNKNOWN when it has no record of the key, and perform()
+     * is called next.  Runs like perform().  May be NULL: an effect in
+     * doubt is then performed again with the same key.
+     */
+    int (*reconcile)(const struct ol_effect *e, const struct ol_sink *result);
 };
 
 /*
@@ -420,6 +550,10 @@ OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *host,
 /* True when the host offers the member `m` of struct ol_host. */
 #define OL_HOST_HAS(host, m)                                               \
     ((host)->size >= offsetof(struct ol_host, m) + sizeof((host)->m))
+
+/* True when the plugin's vtable `vt` has member `m` (for hosts). */
+#define OL_VTABLE_HAS(vt, m)                                               \
+    ((vt)->size >= offsetof(struct ol_agent_vtable, m) + sizeof((vt)->m))
 
 /* True when the host filled in member `m` of struct ol_event. */
 #define OL_EVENT_HAS(ev, m)                                                \
