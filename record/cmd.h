@@ -93,7 +93,7 @@ enum ol__cmd_type {
  * leader proposes a command only when every voter runs its level.  A node
  * that meets a command it does not know stops rather than skip it.
  */
-#define OL_FEATURE_LEVEL 3
+#define OL_FEATURE_LEVEL 4
 
 /* Who may ask the leader, through a forward, to propose a command. */
 enum ol__cmd_auth {
