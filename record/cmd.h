@@ -92,6 +92,8 @@ enum ol__cmd_type {
  * older level during a rolling upgrade) and reports it to the leader; the
  * leader proposes a command only when every voter runs its level.  A node
  * that meets a command it does not know stops rather than skip it.
+ * Level 4 added no command: it lets checkpoints carry effects
+ * (record/ckpt.h), which a node below it refuses to decode.
  */
 #define OL_FEATURE_LEVEL 4
 

@@ -22,13 +22,16 @@
 #ifndef OL_FX_H
 #define OL_FX_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "record/ckpt.h"
 
 struct ol_agent;
 struct ol__ev;
 struct ol__node;
+struct ol__witem;
 
 /* Where an open effect is, on the node that hosts its agent. */
 enum ol__fx_state {
@@ -54,12 +57,11 @@ struct ol__fx {
 /* "declared", "pending", "in flight", "backoff", "answered". */
 const char *ol__fx_state_name(int state);
 
-/* ol_host.effect's checks and record.  0 or an OL_AGENT_E* code. */
+/* ol_host.effect's checks and record (`has_perform`: the plugin can
+ * perform effects; a host process checked that itself).  0 or an
+ * OL_AGENT_E* code. */
 int ol__fx_declare(struct ol_agent *a, uint64_t id, const char *kind,
-                   const void *payload, size_t len);
-/* The checks alone, shared with the agent host: 0 or OL_AGENT_E*. */
-int ol__fx_check(const char *kind, const void *payload, size_t len,
-                 uint32_t n_open);
+                   const void *payload, size_t len, int has_perform);
 
 /* Fill the effect fields of the checkpoint `c` being built (seq set):
  * new effects get their place and key.  `buf` gets an array the record
@@ -88,7 +90,12 @@ void ol__fx_result(struct ol__node *n, struct ol_agent *a, uint64_t token,
 /* The open effect at (seq, idx) of an agent hosted here, or NULL. */
 const struct ol__fx *ol__fx_find(const struct ol_agent *a, uint64_t seq,
                                  uint32_t idx);
-/* Free an instance's effects and stop its retry timer's use. */
+/* The agent's retry timer fired. */
+void ol__fx_timer_cb(uv_timer_t *t);
+/* A finished attempt of an agent in the node (a work-pool item whose fn
+ * is ol__fxjob_run): hand its answer over and free it. */
+void ol__fx_inproc_done(struct ol__node *n, struct ol__witem *it);
+/* Free an instance's effects. */
 void ol__fx_free(struct ol_agent *a);
 
 #endif
