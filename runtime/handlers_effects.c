@@ -17,16 +17,12 @@
 #include "node_view.h"
 #include "handlers_int.h"
 
-/* The live lookup is runtime/fx.c's; referenced weakly so that this file
- * builds and answers (store states only) in a tree without it. */
-#pragma weak ol__fx_find
-
 /* What the hosting node knows of effect `r`, if it hosts the agent. */
 static void live_row(const struct ol_agent *a, struct ol__fxrow *r)
 {
     const struct ol__fx *f;
 
-    if (r->closed_seq || ol__fx_find == NULL)
+    if (r->closed_seq)
         return;
     f = ol__fx_find(a, r->seq, r->idx);
     if (f == NULL)
