@@ -290,6 +290,15 @@ Test(verify_fx, a_pruned_chain_is_checked_from_its_first_stored_row)
     expect_one(&p, 5, 1, 1, "not open in seq 4");
 }
 
+/* Check seqs 1 and 2, which have no problem. */
+static void first_two(struct ol__vfx_chain *fc, struct problems *p)
+{
+    memset(fc, 0, sizeof *fc);
+    memset(p, 0, sizeof *p);
+    cr_assert_eq(ol__vfx_step(fc, &ck[1], collect, p), 0);
+    cr_assert_eq(ol__vfx_step(fc, &ck[2], collect, p), 0);
+}
+
 Test(verify_fx, a_gap_in_the_chain_starts_the_check_again)
 {
     struct ol__vfx_chain fc;
@@ -297,10 +306,7 @@ Test(verify_fx, a_gap_in_the_chain_starts_the_check_again)
 
     /* 1, 2, then 4 (seq 3 missing: a snapshot install): 4's outcomes are
      * for effects 2 held open, but 3 is not at hand, so not compared. */
-    memset(&fc, 0, sizeof fc);
-    memset(&p, 0, sizeof p);
-    cr_assert_eq(ol__vfx_step(&fc, &ck[1], collect, &p), 0);
-    cr_assert_eq(ol__vfx_step(&fc, &ck[2], collect, &p), 0);
+    first_two(&fc, &p);
     free(ck[4].outcomes[1].result);
     ck[4].outcomes[1].seq = 3; /* (3,0) was never declared */
     ck[4].outcomes[1].result = NULL;
@@ -315,10 +321,7 @@ Test(verify_fx, another_agents_row_is_not_linked)
     struct ol__vfx_chain fc;
     struct problems p;
 
-    memset(&fc, 0, sizeof fc);
-    memset(&p, 0, sizeof p);
-    cr_assert_eq(ol__vfx_step(&fc, &ck[1], collect, &p), 0);
-    cr_assert_eq(ol__vfx_step(&fc, &ck[2], collect, &p), 0);
+    first_two(&fc, &p);
     /* "other" seq 3, with nothing open: keeper's effects are not its. */
     ol__ckpt_free(&ck[3]);
     ck[3].agent = strdup("other");
