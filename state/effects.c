@@ -244,7 +244,8 @@ static void settle(struct ol__fxlist *l)
         r->in_doubt = (r->epoch ? r->epoch : r->seen_epoch) < l->epoch;
         r->state = r->in_doubt ? OL_FXROW_IN_DOUBT : OL_FXROW_PENDING;
     }
-    qsort(l->v, l->n, sizeof *l->v, by_seq_idx);
+    if (l->n > 1) /* v is NULL when there is none */
+        qsort(l->v, l->n, sizeof *l->v, by_seq_idx);
 }
 
 int ol__fxlist_load(sqlite3 *db, const char *agent, struct ol__fxlist *l,

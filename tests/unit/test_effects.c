@@ -349,6 +349,35 @@ Test(effects, a_tampered_row_is_refused_naming_its_seq)
     cr_expect_not_null(strstr(err, "seq 5 does not verify"), "%s", err);
 }
 
+Test(effects, agents_without_effects_list_none)
+{
+    char err[OL_ERRMSG_SIZE] = "";
+    struct ol__fxlist l;
+    uint32_t n;
+    uint64_t total;
+    char st[32];
+    sqlite3 *db;
+
+    build();
+    db = open_db();
+    /* sink has no checkpoint; before seq 4 ticker had no effect. */
+    cr_assert_eq(ol__fxlist_load(db, "sink", &l, err), 0, "%s", err);
+    cr_expect_eq(l.n, 0);
+    cr_expect_eq(l.first_seq, 0);
+    packed(&l, 0, 0, &n, &total, st, sizeof st);
+    cr_expect(n == 0 && total == 0);
+    ol__fxlist_free(&l);
+    cr_assert_eq(sqlite3_exec(db, "DELETE FROM checkpoints WHERE agent = "
+                                  "'ticker' AND seq > 3",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(ol__fxlist_load(db, "ticker", &l, err), 0, "%s", err);
+    cr_expect_eq(l.n, 0);
+    cr_expect_eq(l.head_seq, 3);
+    ol__fxlist_free(&l);
+    sqlite3_close(db);
+}
+
 Test(effects, an_unknown_agent_is_not_found)
 {
     struct ol__fxlist l;
