@@ -368,3 +368,27 @@ Test(effects, below_feature_level_4_an_effect_is_refused)
     read_journal(&l);
     cr_expect_eq(l.n, 0);
 }
+
+/* A perform() that runs past its deadline (it sleeps 3 s; the kind's
+ * timeout is 100 ms) counts as a retryable failure 1 s after the
+ * deadline: the node tries again and, when the policy runs out, the
+ * agent gets the failure.  The late answers are dropped. */
+Test(effects, an_attempt_past_its_deadline_is_given_up_on)
+{
+    int64_t want = 1;
+    char *out = NULL;
+
+    start("fxslow", "\"before\": 3000",
+          "[effects.note]\ntimeout_ms = 100\nbackoff_ms = 10\n"
+          "attempts = 2\n");
+    td_wait_reached(&d, "e1", NULL, 1, WAIT_MS);
+    send_do(1);
+    cr_assert(td_until(failed_at_least, &d, &want, WAIT_MS),
+              "no failure event after two attempts that never answered");
+    cr_expect_eq(td_state_int(&d, "e1", "done", -1), 0,
+                 "a late answer was recorded");
+    td_sh(&out, "%s --socket %s logs e1 2>&1", td_bin("outlast"), d.sock);
+    cr_expect(out && strstr(out, "no answer by the attempt's deadline"),
+              "the agent's log says why: %s", out ? out : "");
+    free(out);
+}
