@@ -203,7 +203,7 @@ void ol__cluster_destroy(struct ol__replica *r)
     ol__proposer_destroy(c->prop);
     ol__fsm_close(&c->fsm);
     free(c->peers);
-    free(c->placing);
+    ol__cl_placing_clear(c, 1);
     free(c);
 }
 
@@ -419,7 +419,7 @@ void ol__cl_role_changed(struct cluster *c, int old)
            (unsigned long long)c->raft.current_term, c->leader_id);
     if (c->role != RAFT_LEADER) {
         c->leader_ready = 0;
-        c->n_placing = 0;
+        ol__cl_placing_clear(c, 0);
         for (size_t i = 0; i < c->n_peers; i++)
             c->peers[i].moving_off = 0;
         c->last_ping_ms = 0;

@@ -18,6 +18,7 @@
 #include <raft/uv.h>
 #include <sqlite3.h>
 
+#include "base/map.h"
 #include "base/sizes.h"
 #include "cluster.h"
 #include "fsm.h"
@@ -124,8 +125,9 @@ struct cluster {
     /* leader state */
     struct peer_state *peers;
     size_t n_peers;
-    struct placing *placing;
-    size_t n_placing;
+    struct placing **placing; /* each malloc'd; placing_by keys them */
+    size_t n_placing, placing_cap;
+    struct ol__map placing_by; /* agent name -> struct placing * */
     uint64_t last_rebalance_ms;
     struct membership_op member;
     uint64_t roster_checked_ms;
@@ -200,5 +202,8 @@ void ol__cl_reconcile_members(struct cluster *c);
 
 /* cluster_place.c */
 void ol__cl_place(struct cluster *c, uint64_t now);
+/* Forget every placement in flight (leadership lost, liveness relearnt);
+ * with `all`, also free what holds them (the cluster is going). */
+void ol__cl_placing_clear(struct cluster *c, int all);
 
 #endif

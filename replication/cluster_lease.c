@@ -342,7 +342,7 @@ void ol__cl_relearn_liveness(struct cluster *c, uint64_t now,
         c->peers[i].last_ms = now;
         c->peers[i].seen = 0;
     }
-    c->n_placing = 0;
+    ol__cl_placing_clear(c, 0);
     c->n.stalls++;
     ol_log(OL_LOG_WARN, "%s: no agent moves until every node has had a "
                         "failover period to answer",

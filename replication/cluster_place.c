@@ -16,7 +16,7 @@
 #include "cluster_int.h"
 #include "placement.h"
 
-#define PLACE_BATCH 256
+#define PLACE_BATCH 8192
 #define PLACING_TIMEOUT_MS 3000
 #define REBALANCE_EVERY_MS 2000
 
@@ -24,10 +24,20 @@ static int skip_placing(void *data, const char *agent)
 {
     struct cluster *c = data;
 
+    return ol__map_get(&c->placing_by, agent) != NULL;
+}
+
+void ol__cl_placing_clear(struct cluster *c, int all)
+{
     for (size_t i = 0; i < c->n_placing; i++)
-        if (strcmp(c->placing[i].agent, agent) == 0)
-            return 1;
-    return 0;
+        free(c->placing[i]);
+    c->n_placing = 0;
+    ol__map_close(&c->placing_by);
+    if (all) {
+        free(c->placing);
+        c->placing = NULL;
+        c->placing_cap = 0;
+    }
 }
 
 /* What the leader knows of node `id`'s liveness (enum ol__pl_health), and
@@ -75,23 +85,24 @@ static uint32_t handoff_ms(struct cluster *c, const struct ol__pl_move *m,
 static void forget_landed(struct cluster *c, uint64_t now)
 {
     for (size_t i = 0; i < c->n_placing;) {
-        const struct ol__sm_agent *a = ol__sm_agent(c->sm,
-                                                    c->placing[i].agent);
+        struct placing *p = c->placing[i];
+        const struct ol__sm_agent *a = ol__sm_agent(c->sm, p->agent);
         struct peer_state *ps;
 
-        if (a != NULL && a->epoch < c->placing[i].epoch &&
-            now - c->placing[i].since_ms <= PLACING_TIMEOUT_MS) {
+        if (a != NULL && a->epoch < p->epoch &&
+            now - p->since_ms <= PLACING_TIMEOUT_MS) {
             i++;
             continue;
         }
-        ps = c->placing[i].from ? ol__cl_peer(c, c->placing[i].from, 0)
-                                : NULL;
+        ps = p->from ? ol__cl_peer(c, p->from, 0) : NULL;
         if (ps) {
             if (ps->moving_off)
                 ps->moving_off--;
             if (ps->fence_index < ol__sm_applied(c->sm))
                 ps->fence_index = ol__sm_applied(c->sm);
         }
+        ol__map_del(&c->placing_by, p->agent);
+        free(p);
         c->placing[i] = c->placing[--c->n_placing];
     }
 }
@@ -139,14 +150,28 @@ static int record_move(struct cluster *c, const struct ol__pl_move *m,
                                       "rebalance"};
     const struct ol__sm_agent *cur;
     struct peer_state *ps;
-    struct placing *np = realloc(c->placing,
-                                 (c->n_placing + 1) * sizeof *np);
+    struct placing **arr, *np = calloc(1, sizeof *np);
 
     if (np == NULL)
         return OL_ENOMEM;
-    c->placing = np;
-    np = &c->placing[c->n_placing++];
+    if (c->n_placing == c->placing_cap) {
+        size_t cap = c->placing_cap ? c->placing_cap * 2 : 256;
+
+        arr = realloc(c->placing, cap * sizeof *arr);
+        if (arr == NULL) {
+            free(np);
+            return OL_ENOMEM;
+        }
+        c->placing = arr;
+        c->placing_cap = cap;
+    }
+    arr = c->placing;
     snprintf(np->agent, sizeof np->agent, "%s", m->agent);
+    if (ol__map_put(&c->placing_by, np->agent, np) != 0) {
+        free(np);
+        return OL_ENOMEM;
+    }
+    arr[c->n_placing++] = np;
     np->epoch = m->epoch;
     np->since_ms = now;
     cur = ol__sm_agent(c->sm, m->agent);
