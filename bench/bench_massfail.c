@@ -275,6 +275,12 @@ static double one_trial(const struct opts *o, int k)
         printf("# trial %d: %u agents spawned and running in %.1f s (%s)\n",
                k + 1, o->agents, (double)(cb_now_ms() - s0) / 1e3, c.root);
     cb_sleep_ms(2 * o->interval_ms);
+    /* Leadership may have moved while thousands of agents started. */
+    if ((li = cb_ol_wait_leader(&c, 15000)) < 0 ||
+        (rv = wait_settled(&c, li, o->agents)) != 0) {
+        rv = -1;
+        goto out;
+    }
     victim = (li + 1) % c.o.n;
     if ((rv = read_victim(&c, li, victim, &t)) == 0)
         rv = run_kill(&c, li, victim, o, &t);

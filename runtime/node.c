@@ -26,6 +26,7 @@
 #include "hostproc.h"
 #include "node.h"
 #include "restart.h"
+#include "resume.h"
 #include "step.h"
 #include "node_int.h"
 
@@ -111,7 +112,9 @@ static void fx_agent(struct ol__node *n, const struct ol__sm_agent *row)
     ol__events_agent(&n->events, row, 0);
     ol__waiters_agent(n, row);
     a = ol__agent_get(n, row->name);
-    if (mine && !n->stopping)
+    if (mine && !n->stopping && a == NULL)
+        ol__resume_host(n, row);
+    else if (mine && !n->stopping)
         ol__agent_host(n, row);
     else if (row->handoff_ms && row->handoff_from == n->self_id)
         ol__agent_hand_over(n, row);

@@ -78,6 +78,13 @@ struct ol__node {
     struct ol_agent *runq_head, *runq_tail;
     uv_idle_t runner;
     uv_check_t checker;
+    struct {                   /* agents to host, in slices (resume.h) */
+        char **names;          /* FIFO: [head, n) wait */
+        size_t head, n, cap;
+        struct ol__map queued; /* name -> its entry in names */
+        uv_idle_t idle;
+        uint64_t iter_ms, spent_us;
+    } resume;
 
     struct ol__ctl *ctl;
     struct ol__waiter *waiters;

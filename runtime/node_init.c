@@ -27,6 +27,7 @@
 #include "node.h"
 #include "ol_config.h"
 #include "restart.h"
+#include "resume.h"
 #include "step.h"
 #include "watchdog.h"
 #include "node_int.h"
@@ -285,6 +286,7 @@ static void init_handles(struct ol__node *n, uv_loop_t *loop,
     n->sig_async.data = n;
     uv_idle_init(loop, &n->runner);
     n->runner.data = n;
+    ol__resume_init(n);
     uv_timer_init(loop, &n->drain_timer);
     n->drain_timer.data = n;
     uv_timer_init(loop, &n->crash_timer);

@@ -26,6 +26,7 @@
 #include "logs.h"
 #include "node.h"
 #include "notify.h"
+#include "resume.h"
 #include "watchdog.h"
 #include "node_int.h"
 
@@ -34,6 +35,7 @@ void ol__node_close_store(struct ol__node *n)
     ol__sm_close(n->sm);
     n->sm = NULL;
     ol__walck_close(&n->walck);
+    ol__verify_cache_detach(n->vcache);
     ol__store_close(&n->reader);
     ol__store_close(&n->store);
 }
@@ -86,6 +88,7 @@ static void close_node_handles(struct ol__node *n)
     uv_timer_stop(&n->sd_watchdog);
     uv_close((uv_handle_t *)&n->sd_watchdog, NULL);
     uv_close((uv_handle_t *)&n->runner, NULL);
+    ol__resume_close(n);
     uv_close((uv_handle_t *)&n->sig_async, NULL);
     uv_close((uv_handle_t *)&n->hp_flusher, NULL);
     ol__inproc_stop(n);

@@ -67,6 +67,9 @@ int ol__verify_head(sqlite3 *db, const char *agent, uint64_t *seq,
 struct ol__verify_cache;
 struct ol__verify_cache *ol__verify_cache_create(void);
 void ol__verify_cache_destroy(struct ol__verify_cache *vc);
+/* Let go of the statements the cache keeps on its database: before that
+ * database is closed. */
+void ol__verify_cache_detach(struct ol__verify_cache *vc);
 int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
                                 struct ol__verify_cache *vc,
                                 struct ol__ckpt *out,

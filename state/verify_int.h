@@ -113,6 +113,10 @@ struct seal_entry *ol__vs_cache_slot(struct seal_cache *c, int64_t id);
  * errmsg says why). */
 int ol__vs_keyring_load(sqlite3 *db, const uint8_t (*extra)[OL_PK_SIZE],
                         size_t n_extra, struct keyring *kr, char *errmsg);
+/* Read the signers' keys `st` yields into `kr` (which has room for `cap`
+ * and holds kr->n already).  0, OL_ENOMEM or OL_EIO. */
+int ol__vs_keyring_read(sqlite3_stmt *st, struct keyring *kr, size_t cap,
+                        char *errmsg);
 /* Fetch and verify seal `id`, once (NULL: out of memory). */
 struct seal_entry *ol__vs_seal_get(sqlite3 *db, struct seal_cache *c,
                                    const struct keyring *kr,
