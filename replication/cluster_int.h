@@ -128,6 +128,10 @@ struct cluster {
     struct placing **placing; /* each malloc'd; placing_by keys them */
     size_t n_placing, placing_cap;
     struct ol__map placing_by; /* agent name -> struct placing * */
+    uint64_t pl_gen;     /* changes applied that placement depends on */
+    uint64_t pl_key;     /* the last pass's inputs (cluster_place.c) */
+    uint64_t pl_full_ms; /* when a pass last ran */
+    int pl_idle;         /* and it found nothing to do */
     uint64_t last_rebalance_ms;
     struct membership_op member;
     uint64_t roster_checked_ms;

@@ -297,8 +297,11 @@ void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
 {
     uint64_t ckpts = 0;
 
-    for (const struct ol__effect *e = fx->head; e; e = e->next)
+    for (const struct ol__effect *e = fx->head; e; e = e->next) {
         ckpts += e->type == OL_FX_CKPT;
+        /* Anything but a checkpoint may change what placement decides. */
+        c->pl_gen += e->type != OL_FX_CKPT;
+    }
     if (ckpts)
         ol__phist_add(&c->n.batch_sizes, ol__batch_bounds, ol__batch_nbounds,
                       ckpts);

@@ -19,6 +19,10 @@
 #define PLACE_BATCH 8192
 #define PLACING_TIMEOUT_MS 3000
 #define REBALANCE_EVERY_MS 2000
+/* A pass whose inputs have not changed since the last one found nothing
+ * is skipped (it would find nothing again: with 30,000 agents a pass is
+ * a noticeable part of each tick); once a second one runs regardless. */
+#define FULL_PASS_EVERY_MS 1000
 
 static int skip_placing(void *data, const char *agent)
 {
@@ -32,6 +36,7 @@ void ol__cl_placing_clear(struct cluster *c, int all)
     for (size_t i = 0; i < c->n_placing; i++)
         free(c->placing[i]);
     c->n_placing = 0;
+    c->pl_idle = 0;
     ol__map_close(&c->placing_by);
     if (all) {
         free(c->placing);
@@ -188,23 +193,63 @@ static int record_move(struct cluster *c, const struct ol__pl_move *m,
     return 0;
 }
 
+/* What a placement pass depends on besides the state machine's agents
+ * and code (c->pl_gen counts their changes) and the moves in flight: the
+ * nodes' liveness, and whether a rebalance is due. */
+static uint64_t pass_key(const struct cluster *c, const struct ol__pl_node *pl,
+                         size_t n, int rebalance)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t v[3];
+
+    h = (h ^ c->pl_gen) * 0x100000001b3ull;
+    h = (h ^ (uint64_t)rebalance) * 0x100000001b3ull;
+    for (size_t i = 0; i < n; i++) {
+        v[0] = pl[i].id;
+        v[1] = (uint64_t)pl[i].health;
+        v[2] = pl[i].inc;
+        for (int k = 0; k < 3; k++)
+            h = (h ^ v[k]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Whether this pass would find what the last one found: nothing. */
+static int pass_unchanged(struct cluster *c, uint64_t key, size_t forgot,
+                          uint64_t now)
+{
+    int same = c->pl_idle && key == c->pl_key && forgot == 0 &&
+               now - c->pl_full_ms < FULL_PASS_EVERY_MS;
+
+    c->pl_key = key;
+    if (!same)
+        c->pl_full_ms = now;
+    return same;
+}
+
 /* Decide and propose the moves placement asks for now. */
 void ol__cl_place(struct cluster *c, uint64_t now)
 {
     uint32_t level = ol__cl_level(c);
     const struct ol__sm_node *nodes;
-    size_t nn = ol__sm_nodes(c->sm, &nodes), n_pl, n_moves;
+    size_t nn = ol__sm_nodes(c->sm, &nodes), n_pl, n_moves, forgot;
     struct ol__pl_node *pl = calloc(nn ? nn : 1, sizeof *pl);
-    struct ol__pl_move *moves = calloc(PLACE_BATCH, sizeof *moves);
+    struct ol__pl_move *moves = NULL;
     struct ol__entry_w w;
     int rebalance = now - c->last_rebalance_ms >= REBALANCE_EVERY_MS;
 
-    if (pl == NULL || moves == NULL)
+    if (pl == NULL)
         goto out;
+    forgot = c->n_placing;
     forget_landed(c, now);
+    forgot -= c->n_placing;
     n_pl = fill_nodes(c, now, nodes, nn, pl);
+    if (pass_unchanged(c, pass_key(c, pl, n_pl, rebalance), forgot, now) ||
+        (moves = calloc(PLACE_BATCH, sizeof *moves)) == NULL)
+        goto out;
     n_moves = ol__placement(c->sm, pl, n_pl, rebalance, skip_placing, c,
                             moves, PLACE_BATCH);
+    c->pl_idle = n_moves == 0;
     if (n_moves == 0)
         goto out;
     ol__entry_w_init(&w);
