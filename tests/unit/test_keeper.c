@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -478,6 +479,21 @@ Test(keeper, bad_config_is_refused)
     ol_test_close(&t);
 }
 
+Test(keeper, the_built_module_loads)
+{
+    const char *root = getenv("OL_BUILD_ROOT");
+    char so[PATH_MAX];
+    struct ol_test t;
+
+    cr_assert_not_null(root, "OL_BUILD_ROOT is not set (run with meson test)");
+    snprintf(so, sizeof(so), "%s/examples/keeper/keeper.so", root);
+    cr_assert_eq(ol_test_load(&t, so), 0, "%s", t.errmsg);
+    cr_assert_str_eq(t.vt->kind, "keeper");
+    cr_assert(OL_VTABLE_HAS(t.vt, reconcile));
+    cr_assert(t.vt->perform != NULL && t.vt->reconcile != NULL);
+    ol_test_close(&t);
+}
+
 /* ---- the fake host's effect service -------------------------------------- */
 
 static struct ol_agent_vtable no_perform;
@@ -652,4 +668,66 @@ Test(keeper, exchange_keeps_keys_and_epochs_across_a_restart)
     cr_assert_str_eq(str_of(json_array_get(j, 1), "key"), KEY_C);
     json_decref(j);
     cr_assert(file_has(x.log, "2 orders, 1 rejects loaded"));
+}
+
+static void *post_a(void *arg)
+{
+    json_t *j;
+    long code = post(KEY_A, "k1", 1, &j);
+
+    *(long *)arg = code * 1000 + int_of(j, "id");
+    json_decref(j);
+    return NULL;
+}
+
+Test(keeper, exchange_executes_a_key_once_under_concurrency)
+{
+    pthread_t th[2];
+    long got[2] = {0, 0};
+
+    start_exchange("--delay-ms", "300");
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, post_a, &got[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    /* One executed it (201), the other found it done (200); both id 1. */
+    cr_assert_eq(got[0] + got[1], 201001 + 200001, "answers %ld, %ld",
+                 got[0], got[1]);
+    cr_assert_eq(lines(x.ledger), 1);
+}
+
+Test(keeper, exchange_refuses_a_ledger_damaged_before_its_end)
+{
+    const char *root = getenv("OL_BUILD_ROOT");
+    char exe[PATH_MAX];
+    FILE *f = fopen(x.ledger, "w");
+    int status = -1;
+    pid_t pid;
+
+    cr_assert_not_null(root);
+    cr_assert_not_null(f);
+    fputs("{\"id\":1,\"key\":\"" KEY_A "\"}\n"
+          "{\"id\":1,\"key\":\"" KEY_A "\",\"agent\":\"a\",\"epoch\":1,"
+          "\"side\":\"buy\",\"qty\":1,\"price\":1}\n", f);
+    fclose(f);
+    snprintf(exe, sizeof(exe), "%s/examples/exchange/outlast-exchange", root);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int log = open(x.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(log, 1);
+        dup2(log, 2);
+        execl(exe, exe, "--port", "0", "--ledger", x.ledger, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && waitpid(pid, &status, WNOHANG) == 0; i++)
+        usleep(100 * 1000);
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+              "the exchange started on a damaged ledger");
+    cr_assert(file_has(x.log, "line 1: missing field 'agent'"),
+              "the error does not say where");
 }
