@@ -289,6 +289,24 @@ static int result_dup(const struct ol_test *t, size_t i)
     return dup;
 }
 
+/* Runs perform() (reconcile() with `rec`) for effect i and checks what it
+ * said; perform_ok() also delivers the outcome as ol_test_perform() does. */
+static void call_ok(struct ol_test *t, size_t i, int rec, int want)
+{
+    int st = -1;
+
+    cr_assert_eq(ol_test_effect_call(t, i, rec, &st), 0, "%s", t->errmsg);
+    cr_assert_eq(st, want, "effect %zu: status %d, not %d", i, st, want);
+}
+
+static void perform_ok(struct ol_test *t, size_t i, int rec, int want)
+{
+    int st = -1;
+
+    cr_assert_eq(ol_test_perform(t, i, rec, &st), 0, "%s", t->errmsg);
+    cr_assert_eq(st, want, "effect %zu: status %d, not %d", i, st, want);
+}
+
 Test(keeper, declares_orders_at_crossings)
 {
     struct ol_test t;
@@ -323,14 +341,12 @@ Test(keeper, declares_orders_at_crossings)
 Test(keeper, perform_executes_once_by_key)
 {
     struct ol_test t;
-    int st = -1;
     json_t *j;
 
     start_exchange(NULL, NULL);
     keeper_open(&t, 7, 0);
     tick_until(&t, 1);
-    cr_assert_eq(ol_test_perform(&t, 0, 0, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_DONE);
+    perform_ok(&t, 0, 0, OL_EFFECT_DONE);
     cr_assert_eq(result_num(&t, 0, "id"), 1);
     cr_assert_not(result_dup(&t, 0));
     cr_assert_eq(state_num(&t, "done"), 1);
@@ -338,8 +354,7 @@ Test(keeper, perform_executes_once_by_key)
     cr_assert_eq(llabs(state_num(&t, "position")), 2);
 
     /* The same key again: the exchange answers with the stored order. */
-    cr_assert_eq(ol_test_effect_call(&t, 0, 0, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_DONE);
+    call_ok(&t, 0, 0, OL_EFFECT_DONE);
     cr_assert_eq(result_num(&t, 0, "id"), 1);
     cr_assert(result_dup(&t, 0));
     cr_assert_eq(lines(x.ledger), 1);
@@ -355,17 +370,14 @@ Test(keeper, stale_epoch_fails_and_is_logged)
 {
     struct ol_test t;
     char want[128], rej[PATH_MAX + 32];
-    int st = -1;
 
     start_exchange(NULL, NULL);
     keeper_open(&t, 7, 0);
     tick_until(&t, 2);
     t.epoch = 5;
-    cr_assert_eq(ol_test_perform(&t, 0, 0, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_DONE);
+    perform_ok(&t, 0, 0, OL_EFFECT_DONE);
     t.epoch = 3; /* a zombie: an older owner */
-    cr_assert_eq(ol_test_perform(&t, 1, 0, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_FAILED);
+    perform_ok(&t, 1, 0, OL_EFFECT_FAILED);
     cr_assert_eq(t.effects[1].status, OL_EFFECT_FAILED);
     cr_assert_eq(state_num(&t, "failed"), 1);
     cr_assert_eq(state_num(&t, "done"), 1);
@@ -382,20 +394,16 @@ Test(keeper, stale_epoch_fails_and_is_logged)
 Test(keeper, reconcile_finds_done_and_missing_keys)
 {
     struct ol_test t;
-    int st = -1;
 
     start_exchange(NULL, NULL);
     keeper_open(&t, 7, 0);
     tick_until(&t, 2);
-    cr_assert_eq(ol_test_effect_call(&t, 0, 0, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_DONE);
+    call_ok(&t, 0, 0, OL_EFFECT_DONE);
     /* A new owner asks about both: one was executed, one never was. */
-    cr_assert_eq(ol_test_perform(&t, 0, 1, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_DONE);
+    perform_ok(&t, 0, 1, OL_EFFECT_DONE);
     cr_assert_eq(result_num(&t, 0, "id"), 1);
     cr_assert_eq(state_num(&t, "last_id"), 1);
-    cr_assert_eq(ol_test_perform(&t, 1, 1, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_UNKNOWN);
+    perform_ok(&t, 1, 1, OL_EFFECT_UNKNOWN);
     cr_assert_eq(t.effects[1].status, -1, "UNKNOWN delivers no event");
     cr_assert_eq(t.effects[1].result_len, 0);
     cr_assert_eq(state_num(&t, "done"), 1);
@@ -406,13 +414,12 @@ Test(keeper, reconcile_finds_done_and_missing_keys)
 Test(keeper, unavailable_or_unreachable_exchange_is_retry)
 {
     struct ol_test t;
-    int st = -1, port;
+    int port;
 
     start_exchange("--fail-every", "1");
     keeper_open(&t, 7, 0);
     tick_until(&t, 1);
-    cr_assert_eq(ol_test_perform(&t, 0, 0, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_RETRY, "a 503 is worth another try");
+    perform_ok(&t, 0, 0, OL_EFFECT_RETRY);
     cr_assert_eq(t.effects[0].status, -1, "RETRY delivers no event");
     cr_assert_eq(state_num(&t, "done") + state_num(&t, "failed"), 0);
     cr_assert_eq(lines(x.ledger), 0);
@@ -421,10 +428,8 @@ Test(keeper, unavailable_or_unreachable_exchange_is_retry)
     port = x.port;
     stop_exchange(SIGKILL);
     x.port = port;
-    cr_assert_eq(ol_test_perform(&t, 0, 0, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_RETRY, "no connection is worth another try");
-    cr_assert_eq(ol_test_perform(&t, 0, 1, &st), 0, "%s", t.errmsg);
-    cr_assert_eq(st, OL_EFFECT_RETRY, "reconcile cannot ask either");
+    perform_ok(&t, 0, 0, OL_EFFECT_RETRY);
+    perform_ok(&t, 0, 1, OL_EFFECT_RETRY);
     ol_test_close(&t);
 }
 
@@ -433,13 +438,11 @@ Test(keeper, state_survives_save_and_restore)
     struct ol_test a, b;
     const char *keys[] = {"tick", "price", "rng", "zone", "declared", "done",
                           "failed", "last_id", "position"};
-    int st = -1;
 
     start_exchange(NULL, NULL);
     keeper_open(&a, 11, 0);
     tick_until(&a, 1);
-    cr_assert_eq(ol_test_perform(&a, 0, 0, &st), 0, "%s", a.errmsg);
-    cr_assert_eq(st, OL_EFFECT_DONE);
+    perform_ok(&a, 0, 0, OL_EFFECT_DONE);
     for (int i = 0; i < 300; i++)
         cr_assert_eq(ol_test_timer(&a, 1), 0);
     cr_assert_eq(ol_test_reopen(&a), 0, "%s", a.errmsg);
@@ -452,7 +455,7 @@ Test(keeper, state_survives_save_and_restore)
     /* The same seed without the restart: the same market and orders. */
     keeper_open(&b, 11, 0);
     tick_until(&b, 1);
-    cr_assert_eq(ol_test_perform(&b, 0, 0, &st), 0, "%s", b.errmsg);
+    perform_ok(&b, 0, 0, OL_EFFECT_DONE);
     for (int i = 0; i < 600; i++)
         cr_assert_eq(ol_test_timer(&b, 1), 0);
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
