@@ -367,7 +367,9 @@ OL_AGENT_EXPORT int ol_agent_entry(const struct ol_host *h,
 {
     static int curl_ready;
 
-    if (h == NULL || h->abi != OL_AGENT_ABI || !OL_HOST_HAS(h, effect))
+    /* A host without effects cannot run a keeper at all. */
+    if (h == NULL || h->abi != OL_AGENT_ABI || !OL_HOST_HAS(h, effect) ||
+        h->effect == NULL)
         return OL_AGENT_EINVAL;
     if (!curl_ready) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
