@@ -257,7 +257,11 @@ static int load_order(struct book *b, const json_t *j, char *err, size_t cap)
         snprintf(err, cap, "key %s executed twice", o.key);
         return -1;
     }
-    return add_order(b, &o) == 0 ? 0 : (snprintf(err, cap, "out of memory"), -1);
+    if (add_order(b, &o) != 0) {
+        snprintf(err, cap, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 /* A .rejects or .epochs line: the agent and the epoch it raised to. */
@@ -273,8 +277,11 @@ static int load_seen(struct book *b, const json_t *j, const char *field,
         snprintf(err, cap, "bad 'agent'");
         return -1;
     }
-    return book_see(b, agent, epoch, 0) == 0 ? 0
-                                             : (snprintf(err, cap, "no memory"), -1);
+    if (book_see(b, agent, epoch, 0) != 0) {
+        snprintf(err, cap, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 static int load_reject(struct book *b, const json_t *j, char *err, size_t cap)

@@ -238,7 +238,9 @@ static void tick(struct keeper *k, struct ol_agent *a)
         k->price = 1;
     if (k->price > PRICE_MAX_CENTS)
         k->price = PRICE_MAX_CENTS;
-    zone = k->price < (int64_t)k->low ? -1 : k->price > (int64_t)k->high ? 1 : 0;
+    zone = k->price < (int64_t)k->low    ? -1
+           : k->price > (int64_t)k->high ? 1
+                                         : 0;
     if (zone == k->zone)
         return;
     k->zone = zone;

@@ -134,6 +134,11 @@ static int http(const char *url, const char *post, int64_t deadline_ms,
     return rv;
 }
 
+static int64_t int_field(const json_t *j, const char *name)
+{
+    return json_integer_value(json_object_get(j, name));
+}
+
 /* Writes {id, duplicate, side, qty, price} from the exchange's order. */
 static int done(const struct ol_sink *result, const json_t *j)
 {
@@ -152,10 +157,9 @@ static int done(const struct ol_sink *result, const json_t *j)
              : msgpack_pack_false(&pk)) != 0 ||
         ol_mp_pack_str(&pk, "side") != 0 || ol_mp_pack_str(&pk, side) != 0 ||
         ol_mp_pack_str(&pk, "qty") != 0 ||
-        msgpack_pack_int64(&pk, json_integer_value(json_object_get(j, "qty"))) ||
+        msgpack_pack_int64(&pk, int_field(j, "qty")) != 0 ||
         ol_mp_pack_str(&pk, "price") != 0 ||
-        msgpack_pack_int64(&pk,
-                           json_integer_value(json_object_get(j, "price"))))
+        msgpack_pack_int64(&pk, int_field(j, "price")) != 0)
         return OL_EFFECT_RETRY;
     return OL_EFFECT_DONE;
 }

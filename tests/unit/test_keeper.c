@@ -332,7 +332,8 @@ Test(keeper, declares_orders_at_crossings)
         cr_assert(ol_mp_int(ol_mp_get(&u.data, "price"), &price));
         /* A sell falls through low (9900), a buy rises through high. */
         cr_assert(sell ? price < 9900 : price > 10100, "price %" PRId64, price);
-        cr_assert(ol_mp_str_eq(ol_mp_get(&u.data, "url"), "http://127.0.0.1:1"));
+        cr_assert(ol_mp_str_eq(ol_mp_get(&u.data, "url"),
+                               "http://127.0.0.1:1"));
         msgpack_unpacked_destroy(&u);
     }
     ol_test_close(&t);
@@ -539,7 +540,8 @@ Test(keeper, fake_host_checks_effects)
     for (int i = 0; i < OL_AGENT_EFFECTS_MAX; i++)
         cr_assert_eq(h->effect(a, (uint64_t)i, "order.v1", "\xc0", 1), 0);
     rv = h->effect(a, 999, "order", "\xc0", 1);
-    cr_assert_eq(rv, OL_AGENT_ETOOBIG, "%d effects waiting", OL_AGENT_EFFECTS_MAX + 1);
+    cr_assert_eq(rv, OL_AGENT_ETOOBIG, "%d effects waiting",
+                 OL_AGENT_EFFECTS_MAX + 1);
     cr_assert_eq(t.neffects, OL_AGENT_EFFECTS_MAX);
     cr_assert_str_neq(t.effects[0].key, t.effects[1].key);
     t.in_handle = 0;
@@ -564,6 +566,73 @@ Test(keeper, fake_host_checks_effects)
     t.in_handle = 1;
     cr_assert_eq(h->effect(a, 1, "order", "\xc0", 1), OL_AGENT_ENOTSUP);
     t.in_handle = 0;
+    ol_test_close(&t);
+}
+
+/* A plugin that declares an effect on every message and fails the step
+ * when the message is `true`; its perform() writes a bad result. */
+static const struct ol_host *fx_host;
+
+static int fx_open(struct ol_agent *a, const void *c, size_t len, void **self)
+{
+    *self = NULL;
+    return 0;
+}
+
+static int fx_restore(void *self, struct ol_agent *a, const void *s, size_t n)
+{
+    return 0;
+}
+
+static int fx_handle(void *self, struct ol_agent *a, const struct ol_event *ev)
+{
+    if (ev->type != OL_EVENT_MESSAGE)
+        return 0;
+    if (fx_host->effect(a, 7, "fx", "\xc0", 1) != 0)
+        return OL_AGENT_EINVAL;
+    return ev->len == 1 && *(const char *)ev->data == (char)0xc3
+               ? OL_AGENT_EINVAL
+               : 0;
+}
+
+static int fx_save(void *self, struct ol_agent *a, const struct ol_sink *out)
+{
+    return out->write(out->data, "\xc0", 1);
+}
+
+static int fx_perform(const struct ol_effect *e, const struct ol_sink *r)
+{
+    r->write(r->data, "\xc1", 1); /* a byte msgpack never uses */
+    return OL_EFFECT_DONE;
+}
+
+static const struct ol_agent_vtable fx_vt = {
+    .abi = OL_AGENT_ABI, .size = sizeof(fx_vt), .kind = "fx", .version = "0",
+    .open = fx_open, .restore = fx_restore, .handle = fx_handle,
+    .save = fx_save, .perform = fx_perform,
+};
+
+static int fx_entry(const struct ol_host *h, const struct ol_agent_vtable **out)
+{
+    fx_host = h;
+    *out = &fx_vt;
+    return 0;
+}
+
+Test(keeper, fake_host_takes_back_a_failed_steps_effects)
+{
+    struct ol_test t;
+    int st = -1;
+
+    cr_assert_eq(ol_test_init(&t, fx_entry), 0);
+    cr_assert_eq(ol_test_open(&t, "fx", NULL, 0), 0);
+    cr_assert_eq(ol_test_message(&t, "@cli", "\xc0", 1), 0, "%s", t.errmsg);
+    cr_assert_eq(t.neffects, 1);
+    cr_assert_eq(ol_test_message(&t, "@cli", "\xc3", 1), OL_AGENT_EINVAL);
+    cr_assert_eq(t.neffects, 1, "a failed step's effect was kept");
+    cr_assert_eq(ol_test_effect_call(&t, 0, 0, &st), OL_AGENT_EMALFORMED);
+    cr_assert_eq(st, OL_EFFECT_DONE);
+    cr_assert_eq(t.effects[0].attempts, 1);
     ol_test_close(&t);
 }
 

@@ -5,9 +5,11 @@
  * The fake host hands the plugin a struct ol_host of its own, delivers the
  * events a test asks for, and records what the plugin did: messages sent,
  * timers armed, lines logged, work handed over, effects declared, and the
- * state save() wrote after every step.  Like the real host it checks that each saved state is
- * exactly one msgpack object within OL_AGENT_STATE_MAX, refuses sends and
- * timers outside handle(), and checks sent bytes.  Nothing is committed or
+ * state save() wrote after every step.  Like the real host it checks that
+ * each saved state is exactly one msgpack object within
+ * OL_AGENT_STATE_MAX, refuses sends, timers and effects outside handle(),
+ * and checks sent bytes and effect payloads.  Effects are performed only
+ * when a test says so (ol_test_perform()).  Nothing is committed or
  * delivered for real: a test reads the records and decides what happens
  * next.
  *
@@ -853,8 +855,9 @@ static inline int ol_test_perform(struct ol_test *t, size_t i, int reconcile,
  * What a restart does: close() the instance, open() it again with the
  * same config, restore() the last saved state, and deliver RESUME with
  * the epoch bumped.  Armed timers and declared effects survive (they are
- * in the checkpoint); work waiting is dropped, as in-flight work is.  If restore() fails, the
- * instance stays open and ol_test_close() closes it, as the real host
+ * in the checkpoint); work waiting is dropped, as in-flight work is.  If
+ * restore() fails, the instance stays open and ol_test_close() closes it,
+ * as the real host
  * calls close() after a failed restore().  t->state is kept until the
  * RESUME step saves anew.
  */
