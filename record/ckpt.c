@@ -6,6 +6,8 @@
  * exact bytes received, before any of them are decoded.
  */
 #include "ckpt.h"
+#include "ckpt_int.h"
+#include "cmd.h"
 
 #include <msgpack.h>
 #include <sodium.h>
@@ -33,6 +35,7 @@ void ol__ckpt_free(struct ol__ckpt *c)
     for (uint32_t i = 0; i < c->n_acks; i++)
         free(c->acks[i].from);
     free(c->acks);
+    ol__ckpt_fx_free(c);
     memset(c, 0, sizeof *c);
 }
 
@@ -59,7 +62,9 @@ int ol__ckpt_encode(const struct ol__ckpt *c, struct ol__buf *out)
     size_t start = out->len;
 
     msgpack_packer_init(&pk, out, ol__buf_write);
-    msgpack_pack_array(&pk, 13);
+    msgpack_pack_array(&pk, c->n_effects || c->n_outcomes
+                                ? OL_CKPT_FIELDS_FX
+                                : OL_CKPT_FIELDS);
     msgpack_pack_uint32(&pk, OL_CKPT_FORMAT);
     ol__pk_str(&pk, c->agent);
     msgpack_pack_uint64(&pk, c->epoch);
@@ -92,6 +97,8 @@ int ol__ckpt_encode(const struct ol__ckpt *c, struct ol__buf *out)
         msgpack_pack_uint64(&pk, c->acks[i].seq);
         msgpack_pack_uint32(&pk, c->acks[i].idx);
     }
+    if (c->n_effects || c->n_outcomes)
+        ol__ckpt_fx_pack(&pk, c);
     /* The packer ignores write errors; a short buffer means one failed. */
     if (out->base == NULL || out->len == start)
         return OL_ENOMEM;
@@ -111,8 +118,8 @@ void ol__ckpt_hash(const void *body, size_t len, uint8_t hash[OL_HASH_SIZE])
             goto bad;                                                      \
     } while (0)
 
-static int dup_bin(struct ol__mpr *r, uint32_t max, uint8_t **out,
-                   uint32_t *len, int must_be_msgpack)
+int ol__ckpt_dup_bin(struct ol__mpr *r, uint32_t max, uint8_t **out,
+                     uint32_t *len, int must_be_msgpack)
 {
     const void *p;
 
@@ -152,13 +159,18 @@ static int decode(const void *body, size_t len, struct ol__ckpt *c,
                   char *errmsg, int with_state)
 {
     struct ol__mpr r;
-    uint32_t n, m;
+    uint32_t n, m, fields;
     uint64_t u;
     const char *what = "record";
 
     memset(c, 0, sizeof *c);
     ol__mpr_init(&r, body, len);
-    FIELD("record", ol__mpr_array(&r, &n) || n != 13);
+    /* Effects came with feature level 4: a node held below it reads
+     * only what an older build would. */
+    FIELD("record", ol__mpr_array(&r, &fields) ||
+                        (fields != OL_CKPT_FIELDS &&
+                         (fields != OL_CKPT_FIELDS_FX ||
+                          ol__cmd_level() < OL_CKPT_FX_LEVEL)));
     FIELD("format", ol__mpr_uint(&r, &u) || u != OL_CKPT_FORMAT);
     FIELD("agent", read_name(&r, &c->agent));
     FIELD("epoch", ol__mpr_uint(&r, &c->epoch) || c->epoch == 0);
@@ -175,7 +187,7 @@ static int decode(const void *body, size_t len, struct ol__ckpt *c,
     FIELD("flags", ol__mpr_uint(&r, &u) || u > UINT32_MAX);
     c->flags = (uint32_t)u;
     if (with_state) {
-        FIELD("state", dup_bin(&r, OL_AGENT_STATE_MAX, &c->state,
+        FIELD("state", ol__ckpt_dup_bin(&r, OL_AGENT_STATE_MAX, &c->state,
                                &c->state_len, 1));
     } else {
         const void *st;
@@ -194,7 +206,7 @@ static int decode(const void *body, size_t len, struct ol__ckpt *c,
         FIELD("outbox entry", ol__mpr_array(&r, &m) || m != 2);
         FIELD("outbox recipient", read_name(&r, &o->to));
         FIELD("outbox message",
-              dup_bin(&r, OL_AGENT_MSG_MAX, &o->data, &o->len, 1));
+              ol__ckpt_dup_bin(&r, OL_AGENT_MSG_MAX, &o->data, &o->len, 1));
     }
 
     FIELD("timers", ol__mpr_array(&r, &n) || n > OL_AGENT_TIMERS_MAX);
@@ -219,6 +231,11 @@ static int decode(const void *body, size_t len, struct ol__ckpt *c,
         FIELD("ack seq", ol__mpr_uint(&r, &a->seq));
         FIELD("ack index", ol__mpr_uint(&r, &u) || u > UINT32_MAX);
         a->idx = (uint32_t)u;
+    }
+    if (fields == OL_CKPT_FIELDS_FX) {
+        FIELD(what, ol__ckpt_fx_read(&r, c, &what));
+        /* One struct, one encoding: no effects means 13 fields. */
+        FIELD("effects", c->n_effects == 0 && c->n_outcomes == 0);
     }
     FIELD("trailing bytes", !ol__mpr_done(&r));
     return 0;

@@ -27,6 +27,14 @@
 #define WUR __attribute__((warn_unused_result))
 
 #define OL_CKPT_FORMAT 1
+/* A checkpoint is 13 fields, or 15 when it carries effects or outcomes
+ * (feature level 4): bodies without effects keep their old bytes. */
+#define OL_CKPT_FIELDS 13
+#define OL_CKPT_FIELDS_FX 15
+#define OL_CKPT_FX_LEVEL 4
+
+/* Bytes in an effect key (hex: OL_AGENT_KEY_LEN digits). */
+#define OL_EFFECT_KEY_SIZE 16
 
 /* Flags. */
 #define OL_CKPT_FINAL 1u /* the agent stopped with this checkpoint */
@@ -66,6 +74,31 @@ struct ol__msgid {
     uint32_t idx;
 };
 
+/* An effect the agent declared (ol_host.effect) and has no outcome for
+ * yet.  Every checkpoint carries the agent's open effects, from the one
+ * that declared an effect (seq) until the one that records its outcome,
+ * so the head alone tells a new owner what is in doubt. */
+struct ol__intent {
+    uint64_t id;   /* the plugin's effect_id */
+    char *kind;
+    uint8_t *payload; /* one msgpack object */
+    uint32_t len;
+    uint64_t seq;  /* the checkpoint that declared it */
+    uint32_t idx;  /* its index among that checkpoint's new effects */
+    uint8_t key[OL_EFFECT_KEY_SIZE]; /* ol__effect_key() */
+};
+
+/* The outcome of an effect, recorded by the checkpoint of the step that
+ * consumed its EFFECT event; the effect leaves the open list there. */
+struct ol__outcome {
+    uint64_t seq;
+    uint32_t idx;
+    uint32_t status;   /* OL_EFFECT_DONE or OL_EFFECT_FAILED */
+    uint32_t attempts;
+    uint8_t *result;   /* what perform() wrote, or why it failed */
+    uint32_t len;
+};
+
 struct ol__plugin_id {
     char *kind;
     char *version;
@@ -89,6 +122,10 @@ struct ol__ckpt {
     uint32_t n_timers;
     struct ol__msgid *acks; /* messages this checkpoint consumed */
     uint32_t n_acks;
+    struct ol__intent *effects; /* open after this checkpoint */
+    uint32_t n_effects;
+    struct ol__outcome *outcomes; /* recorded by this checkpoint */
+    uint32_t n_outcomes;
 };
 
 /* Free the members of a checkpoint (not the struct).  NULL-safe. */
@@ -109,6 +146,18 @@ int ol__ckpt_decode(const void *body, size_t len, struct ol__ckpt *out,
  * which never looks at states (resumes decode in full, through verify). */
 int ol__ckpt_decode_meta(const void *body, size_t len, struct ol__ckpt *out,
                          char *errmsg) WUR;
+
+/* An effect's idempotency key: BLAKE2b-128 over the agent's name, the
+ * declaring checkpoint's seq, the effect's index there and that
+ * checkpoint's prev_hash.  The same on every node and every retry; two
+ * histories of one name (a recovered --new-history) differ. */
+void ol__effect_key(const char *agent, uint64_t seq, uint32_t idx,
+                    const uint8_t prev_hash[OL_HASH_SIZE],
+                    uint8_t key[OL_EFFECT_KEY_SIZE]);
+
+/* True for a valid effect kind: 1..OL_AGENT_KIND_MAX bytes of
+ * [a-z0-9._-]. */
+int ol__kind_valid(const char *kind);
 
 /* True for a valid agent name: 1..OL_NAME_MAX bytes of [A-Za-z0-9._-],
  * not starting with '.' or '-'. */

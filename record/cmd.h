@@ -92,8 +92,10 @@ enum ol__cmd_type {
  * older level during a rolling upgrade) and reports it to the leader; the
  * leader proposes a command only when every voter runs its level.  A node
  * that meets a command it does not know stops rather than skip it.
+ * Level 4 added no command: it lets checkpoints carry effects
+ * (record/ckpt.h), which a node below it refuses to decode.
  */
-#define OL_FEATURE_LEVEL 3
+#define OL_FEATURE_LEVEL 4
 
 /* Who may ask the leader, through a forward, to propose a command. */
 enum ol__cmd_auth {

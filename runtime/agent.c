@@ -31,6 +31,7 @@
 #include "restart.h"
 #include "step.h"
 #include "agent_int.h"
+#include "fx.h"
 
 struct ol_agent *ol__agent_get(struct ol__node *n, const char *name)
 {
@@ -52,6 +53,7 @@ static void close_handles(struct ol_agent *a)
     uv_close((uv_handle_t *)&a->timer, handle_closed);
     uv_close((uv_handle_t *)&a->flush, handle_closed);
     uv_close((uv_handle_t *)&a->handoff, handle_closed);
+    uv_close((uv_handle_t *)&a->fxt, handle_closed);
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -71,6 +73,7 @@ static void handle_closed(uv_handle_t *h)
         free(a->acks[i].from);
     free(a->acks);
     free(a->timers);
+    ol__fx_free(a);
     row_free(&a->row);
     ol__code_unref(a->code);
     ol__alog_destroy(a->log);
@@ -102,7 +105,9 @@ static struct ol_agent *instance_new(struct ol__node *n,
     a->flush.data = a;
     uv_timer_init(n->loop, &a->handoff);
     a->handoff.data = a;
-    a->handles_open = 3;
+    uv_timer_init(n->loop, &a->fxt);
+    a->fxt.data = a;
+    a->handles_open = 4;
     a->last_ckpt_ms = ol__wall_ms();
     a->last_ckpt_mono = ol__mono_ms();
     if (ol__map_put(&n->agents, a->name, a) != 0) {
@@ -161,6 +166,10 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
         ids[i] = c->timers[i].id;
     }
     a->n_timers = c->n_timers;
+    if (ol__fx_restore(a, c) != 0) {
+        free(ids);
+        return OL_ENOMEM;
+    }
     if (a->hp) {
         ol__hp_open(a->hp, a, a->row.config, a->row.config_len, c->state,
                     c->state_len, ids, c->n_timers);
@@ -368,6 +377,9 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
         return;
     }
     ol__agent_timers_rearm(a);
+    /* Effects open in the head are in doubt: ask about them once the
+     * agent may act. */
+    ol__fx_kick(a);
     if (row->status == OL_AGENT_STOPPING)
         ol__agent_push_final_stop(a);
     ol__agent_note(a, OL_LOG_INFO, 0,

@@ -47,6 +47,13 @@ struct ol__ev {
     uint64_t seq;
     int64_t ckpt_time_ms;
     char prev_node[OL_NAME_MAX + 1];
+    /* EFFECT (work_id: the effect id; data, len: the result) */
+    uint64_t fx_seq;
+    uint32_t fx_idx;
+    int fx_status;
+    uint32_t fx_attempts;
+    char fx_key[OL_AGENT_KEY_LEN + 1];
+    char fx_why[160]; /* a failure the node decided: why */
 };
 
 /* Where an agent instance is in its life. */
@@ -138,6 +145,14 @@ struct ol_agent {
 
     uint32_t work_pending;
     int handles_open; /* uv handles not yet closed */
+
+    /* Effects (fx.c): the open ones, in the order declared, and the
+     * outcomes the next checkpoint records. */
+    struct ol__fx *fx;
+    uint32_t n_fx;
+    struct ol__outcome *outcomes;
+    uint32_t n_outcomes;
+    uv_timer_t fxt; /* the next retry, or a look when it could not act */
 
     /* For operators: its log lines (created on the first), events handled
      * by this instance, and its last checkpoint's commit latency. */

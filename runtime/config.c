@@ -44,6 +44,11 @@ void ol__config_defaults(struct ol__config *c)
     c->agent_defaults.memory_mb = 1024;
     c->agent_defaults.work_threads = 4;
     c->crash_limit = 3;
+    c->fx_defaults.attempts = 10;
+    c->fx_defaults.backoff_ms = 200;
+    c->fx_defaults.backoff_max_ms = 10000;
+    c->fx_defaults.timeout_ms = 10000;
+    c->fx_defaults.deadline_ms = 0;
     c->crash_window_ms = 600000;
     c->mailbox_max = 10000;
     c->mailbox_max_kb = 16384;
@@ -74,6 +79,30 @@ void ol__config_plugin(const struct ol__config *c, const char *kind,
     }
 }
 
+void ol__config_fx(const struct ol__config *c, const char *kind,
+                   struct ol__fx_policy *out)
+{
+    *out = c->fx_defaults;
+    snprintf(out->kind, sizeof out->kind, "%s", kind);
+    out->set = 0;
+    for (uint32_t i = 0; i < c->n_fx_kinds; i++) {
+        const struct ol__fx_policy *p = &c->fx_kinds[i];
+
+        if (strcmp(p->kind, kind) != 0)
+            continue;
+        if (p->set & 1)
+            out->attempts = p->attempts;
+        if (p->set & 2)
+            out->backoff_ms = p->backoff_ms;
+        if (p->set & 4)
+            out->backoff_max_ms = p->backoff_max_ms;
+        if (p->set & 8)
+            out->timeout_ms = p->timeout_ms;
+        if (p->set & 16)
+            out->deadline_ms = p->deadline_ms;
+    }
+}
+
 int ol__config_any_inproc(const struct ol__config *c)
 {
     if (c->agent_defaults.isolation == OL_ISO_NODE)
@@ -94,6 +123,9 @@ void ol__config_free(struct ol__config *c)
     free(c->plugins);
     c->plugins = NULL;
     c->n_plugins = 0;
+    free(c->fx_kinds);
+    c->fx_kinds = NULL;
+    c->n_fx_kinds = 0;
 }
 
 /* Is the host part of "host:port" a loopback address?  Names other than

@@ -11,6 +11,7 @@
 
 #include "base/keys.h"
 #include "base/sizes.h"
+#include "outlast/agent.h"
 
 #define OL_CONFIG_MAX_AGENTS 1024
 #define OL_CONFIG_MAX_PEERS 16
@@ -38,6 +39,21 @@ struct ol__plugin_cfg {
     uint32_t work_threads;     /* threads for ol_host.work() */
     int allow_network;         /* host may open network sockets */
     unsigned set;              /* which keys this section set (bits) */
+};
+
+/* The retry policy of an effect kind ([effects] holds the defaults,
+ * [effects.KIND] the overrides for one kind). */
+struct ol__fx_policy {
+    char kind[OL_AGENT_KIND_MAX + 1]; /* "" for the defaults */
+    uint32_t attempts;       /* perform()/reconcile() calls before the
+                              * effect fails */
+    uint32_t backoff_ms;     /* the wait before the first retry; it
+                              * doubles after each one ... */
+    uint32_t backoff_max_ms; /* ... up to this */
+    uint32_t timeout_ms;     /* one attempt: its deadline_ms */
+    uint32_t deadline_ms;    /* all attempts on one node: past it the
+                              * effect fails; 0: no limit */
+    unsigned set;            /* which keys this section set (bits) */
 };
 
 struct ol__config_peer {
@@ -90,6 +106,10 @@ struct ol__config {
     /* [plugin.KIND] */
     struct ol__plugin_cfg *plugins;
     uint32_t n_plugins;
+    /* [effects], [effects.KIND] */
+    struct ol__fx_policy fx_defaults;
+    struct ol__fx_policy *fx_kinds;
+    uint32_t n_fx_kinds;
     /* [peer.ID] */
     struct ol__config_peer peers[OL_CONFIG_MAX_PEERS];
     uint32_t n_peers;
@@ -117,6 +137,11 @@ void ol__config_free(struct ol__config *c);
  * [plugin.KIND] keys over them. */
 void ol__config_plugin(const struct ol__config *c, const char *kind,
                        struct ol__plugin_cfg *out);
+
+/* The retry policy of effect kind `kind`: the [effects] defaults with
+ * that kind's [effects.KIND] keys over them. */
+void ol__config_fx(const struct ol__config *c, const char *kind,
+                   struct ol__fx_policy *out);
 
 /* Does any kind run inside the node? */
 int ol__config_any_inproc(const struct ol__config *c);

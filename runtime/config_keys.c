@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,6 +360,74 @@ static int plugin_key(struct parse *p, const char *kind, const char *name,
     return fail(p, "unknown key '%s' in section [plugin.%s]", name, kind);
 }
 
+/* A key of [effects] or [effects.KIND]. */
+static int fx_policy_key(struct parse *p, struct ol__fx_policy *fp,
+                         const char *name, const char *value)
+{
+    static const struct {
+        const char *name;
+        uint32_t lo, hi;
+        size_t off;
+    } keys[] = {
+        {"attempts", 1, 1000, offsetof(struct ol__fx_policy, attempts)},
+        {"backoff_ms", 1, 3600000, offsetof(struct ol__fx_policy, backoff_ms)},
+        {"backoff_max_ms", 1, 3600000,
+         offsetof(struct ol__fx_policy, backoff_max_ms)},
+        {"timeout_ms", 10, 3600000, offsetof(struct ol__fx_policy, timeout_ms)},
+        {"deadline_ms", 0, 604800000,
+         offsetof(struct ol__fx_policy, deadline_ms)},
+    };
+    char fmt[96];
+
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (strcmp(name, keys[i].name) != 0)
+            continue;
+        if (parse_u32(value, keys[i].lo, keys[i].hi,
+                      (uint32_t *)((char *)fp + keys[i].off)) != 0) {
+            snprintf(fmt, sizeof fmt,
+                     "'%%s' must be a whole number from %u to %u, not '%%s'",
+                     keys[i].lo, keys[i].hi);
+            return fail(p, fmt, name, value);
+        }
+        fp->set |= 1u << i;
+        return 1;
+    }
+    return fail(p, "unknown key '%s' in an effects section (expected "
+                   "attempts, backoff_ms, backoff_max_ms, timeout_ms or "
+                   "deadline_ms)%s",
+                name, "");
+}
+
+static int fx_key(struct parse *p, const char *kind, const char *name,
+                  const char *value)
+{
+    struct ol__config *c = p->c;
+    struct ol__fx_policy *fp = NULL;
+
+    if (kind == NULL)
+        return fx_policy_key(p, &c->fx_defaults, name, value);
+    if (!ol__kind_valid(kind))
+        return fail(p, "section [effects.%s]: '%s' is not a valid effect "
+                       "kind (1 to 32 of a-z, 0-9, '.', '_', '-')",
+                    kind, kind);
+    for (uint32_t i = 0; i < c->n_fx_kinds; i++)
+        if (strcmp(c->fx_kinds[i].kind, kind) == 0)
+            fp = &c->fx_kinds[i];
+    if (fp == NULL) {
+        if (c->n_fx_kinds == 256)
+            return fail(p, "too many [effects.*] sections (limit %s)%s",
+                        "256", "");
+        fp = realloc(c->fx_kinds, (c->n_fx_kinds + 1) * sizeof *fp);
+        if (fp == NULL)
+            return fail(p, "out of memory%s%s", "", "");
+        c->fx_kinds = fp;
+        fp = &c->fx_kinds[c->n_fx_kinds++];
+        memset(fp, 0, sizeof *fp);
+        snprintf(fp->kind, sizeof fp->kind, "%s", kind);
+    }
+    return fx_policy_key(p, fp, name, value);
+}
+
 static int peer_key(struct parse *p, const char *idstr, const char *name,
                     const char *value)
 {
@@ -446,5 +515,9 @@ int ol__config_key(void *user, const char *section, const char *name,
         return agents_key(p, name, value);
     if (strncmp(section, "plugin.", 7) == 0)
         return plugin_key(p, section + 7, name, value);
+    if (strcmp(section, "effects") == 0)
+        return fx_key(p, NULL, name, value);
+    if (strncmp(section, "effects.", 8) == 0)
+        return fx_key(p, section + 8, name, value);
     return fail(p, "unknown section [%s]%s", section, "");
 }

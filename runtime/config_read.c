@@ -42,7 +42,8 @@ static int section_known(const char *s)
     return strcmp(s, "node") == 0 || strcmp(s, "checkpoint") == 0 ||
            strcmp(s, "cluster") == 0 || strcmp(s, "http") == 0 ||
            strcmp(s, "agents") == 0 || strncmp(s, "agent.", 6) == 0 ||
-           strncmp(s, "plugin.", 7) == 0 || strncmp(s, "peer.", 5) == 0;
+           strncmp(s, "plugin.", 7) == 0 || strncmp(s, "peer.", 5) == 0 ||
+           strcmp(s, "effects") == 0 || strncmp(s, "effects.", 8) == 0;
 }
 
 char *ol__config_value_trim(char *v)
@@ -104,7 +105,8 @@ static char *feed_section(struct parse *p, const char *s, size_t n,
     if (!section_known(name)) {
         snprintf(p->err, sizeof p->err,
                  "unknown section [%s] (expected node, checkpoint, cluster, "
-                 "http, agents, agent.NAME, plugin.KIND or peer.ID)",
+                 "http, agents, agent.NAME, plugin.KIND, effects, "
+                 "effects.KIND or peer.ID)",
                  name);
         p->err_line = p->line;
         return NULL;

@@ -26,6 +26,7 @@
 #include "agent.h"
 #include "host.h"
 #include "logs.h"
+#include "fx.h"
 
 /* The public codes are the internal ones; keep them that way. */
 _Static_assert(OL_AGENT_ENOMEM == OL_ENOMEM, "abi: ENOMEM");
@@ -140,6 +141,18 @@ static int host_checkpoint(struct ol_agent *a)
     return 0;
 }
 
+static int host_effect(struct ol_agent *a, uint64_t id, const char *kind,
+                       const void *payload, size_t len)
+{
+    const struct ol_agent_vtable *vt;
+
+    if (!usable(a) || !a->in_handle || a->final_pending)
+        return OL_AGENT_ESTATE;
+    vt = a->code->plugin.vt;
+    return ol__fx_declare(a, id, kind, payload, len,
+                          OL_VTABLE_HAS(vt, perform) && vt->perform != NULL);
+}
+
 /* ---- work, on the node's own pool ---- */
 
 static void wp_notify(void *data)
@@ -157,6 +170,10 @@ static void wp_done_cb(uv_async_t *h)
         struct ol__ev *ev;
 
         next = it->next;
+        if (it->fn == ol__fxjob_run) {
+            ol__fx_inproc_done(n, it);
+            continue;
+        }
         a->work_pending--;
         if (a->phase == OL_PHASE_ACTIVE || a->phase == OL_PHASE_DRAINING) {
             ev = calloc(1, sizeof *ev);
@@ -191,6 +208,36 @@ static void wp_done_cb(uv_async_t *h)
     }
 }
 
+static int pool_ready(struct ol__node *n)
+{
+    if (n->wpool == NULL &&
+        ol__wpool_create(n->cfg.agent_defaults.work_threads, n->mark,
+                         wp_notify, &n->wp_async, &n->wpool) != 0)
+        return OL_AGENT_ENOMEM;
+    return 0;
+}
+
+int ol__inproc_perform(struct ol_agent *a, const struct ol__ipc_perform *p)
+{
+    struct ol__fxjob *j;
+    struct ol__witem *it;
+
+    if (pool_ready(a->node) != 0)
+        return OL_ENOMEM;
+    j = ol__fxjob_new(a->code->plugin.vt, &p->e);
+    it = j ? ol__witem_new(ol__fxjob_run, j, p->e.effect_id, p->e.epoch,
+                           a->name)
+           : NULL;
+    if (it == NULL) {
+        ol__fxjob_free(j);
+        return OL_ENOMEM;
+    }
+    j->token = p->token;
+    j->run_by = p->run_by;
+    ol__wpool_submit(a->node->wpool, it);
+    return 0;
+}
+
 static int host_work(struct ol_agent *a, uint64_t id, ol_work_fn fn,
                      void *arg)
 {
@@ -202,9 +249,7 @@ static int host_work(struct ol_agent *a, uint64_t id, ol_work_fn fn,
     if (fn == NULL)
         return OL_AGENT_EINVAL;
     n = a->node;
-    if (n->wpool == NULL &&
-        ol__wpool_create(n->cfg.agent_defaults.work_threads, n->mark,
-                         wp_notify, &n->wp_async, &n->wpool) != 0)
+    if (pool_ready(n) != 0)
         return OL_AGENT_ENOMEM;
     it = ol__witem_new(fn, arg, id, a->epoch, a->name);
     if (it == NULL)

@@ -20,5 +20,9 @@ void ol__inproc_stop(struct ol__node *n);
 /* Enter and leave plugin code on the loop thread. */
 void ol__inproc_enter(struct ol_agent *a, uint32_t phase, int event);
 void ol__inproc_leave(struct ol_agent *a);
+struct ol__ipc_perform;
+/* Start an attempt at an effect of an agent in the node, on the node's
+ * work pool.  0 or OL_ENOMEM. */
+int ol__inproc_perform(struct ol_agent *a, const struct ol__ipc_perform *p);
 
 #endif

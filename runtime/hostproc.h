@@ -108,6 +108,8 @@ void ol__hp_open(struct ol__hostproc *hp, struct ol_agent *a,
                  size_t state_len, const uint64_t *timers, uint32_t n_timers);
 void ol__hp_step(struct ol__hostproc *hp, const struct ol__ipc_step *s);
 void ol__hp_save(struct ol__hostproc *hp, struct ol_agent *a);
+struct ol__ipc_perform;
+void ol__hp_perform(struct ol__hostproc *hp, const struct ol__ipc_perform *p);
 void ol__hp_full(struct ol__hostproc *hp, const char *name, int full);
 
 /* Write every host's queued items (called before the loop blocks). */

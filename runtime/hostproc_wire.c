@@ -19,6 +19,7 @@
 #include "agent.h"
 #include "logs.h"
 #include "step.h"
+#include "fx.h"
 
 #define FRAME_PREFIX 11 /* header: length, [BATCH, array32 count] */
 
@@ -175,6 +176,13 @@ void ol__hp_save(struct ol__hostproc *hp, struct ol_agent *a)
     msgpack_pack_uint32(&pk, OL_IPC_SAVE);
     msgpack_pack_uint32(&pk, a->slot);
     msgpack_pack_uint32(&pk, a->gen);
+}
+
+void ol__hp_perform(struct ol__hostproc *hp, const struct ol__ipc_perform *p)
+{
+    msgpack_packer pk;
+
+    ol__ipc_pack_perform(item(hp, &pk), p);
 }
 
 void ol__hp_full(struct ol__hostproc *hp, const char *name, int full)
@@ -357,6 +365,37 @@ static int r_work(struct ol__mpr *r, uint32_t m, struct ol_agent *a)
     return 0;
 }
 
+/* An attempt's answer; an agent gone (NULL) or moved drops it. */
+static int r_perform(struct ol__hostproc *hp, struct ol__mpr *r, uint32_t m,
+                     struct ol_agent *a)
+{
+    uint64_t token;
+    int64_t status;
+    const void *res = NULL;
+    const char *detail = NULL;
+    char why[120];
+    uint32_t len = 0, dlen;
+
+    if (m != 7 || ol__mpr_uint(r, &token) || ol__mpr_int(r, &status) ||
+        status < OL_IPC_FX_NOT_RUN || status > OL_EFFECT_FAILED)
+        return OL_EMALFORMED;
+    if (ol__mpr_is_nil(r) ? ol__mpr_nil(r)
+                          : ol__mpr_bin(r, &res, &len) ||
+                                len > OL_AGENT_EFFECT_MAX)
+        return OL_EMALFORMED;
+    if (ol__mpr_is_nil(r)) {
+        if (ol__mpr_nil(r))
+            return OL_EMALFORMED;
+    } else if (ol__mpr_str(r, &detail, &dlen)) {
+        return OL_EMALFORMED;
+    } else {
+        snprintf(why, sizeof why, "%.*s", (int)dlen, detail);
+        detail = why;
+    }
+    ol__fx_result(hp->node, a, token, (int)status, res, len, detail);
+    return 0;
+}
+
 static int r_log(struct ol__mpr *r, uint32_t m, struct ol_agent *a)
 {
     int64_t level;
@@ -384,7 +423,7 @@ static int reply(struct ol__hostproc *hp, struct ol__mpr *r, uint32_t m,
     if (type == OL_IPC_R_STEP) {
         struct ol__ipc_result res;
 
-        if (m != 10 || ol__ipc_read_result(r, &res) != 0)
+        if (m != 11 || ol__ipc_read_result(r, &res) != 0)
             return OL_EMALFORMED;
         a = slot_agent(hp, res.slot, res.gen);
         if (a)
@@ -403,6 +442,8 @@ static int reply(struct ol__hostproc *hp, struct ol__mpr *r, uint32_t m,
         return r_work(r, m, a);
     case OL_IPC_R_LOG:
         return r_log(r, m, a);
+    case OL_IPC_R_PERFORM:
+        return r_perform(hp, r, m, a);
     default:
         return OL_EMALFORMED;
     }

@@ -155,7 +155,59 @@ int ol__ipc_read_result(struct ol__mpr *r, struct ol__ipc_result *res)
     } else if (ol__mpr_bin(r, &res->state, &res->state_len)) {
         return OL_EMALFORMED;
     }
-    return ol__mpr_int(r, &res->save_rv) ? OL_EMALFORMED : 0;
+    if (ol__mpr_int(r, &res->save_rv))
+        return OL_EMALFORMED;
+    res->effects = *r;
+    if (ol__mpr_array(r, &res->n_effects) || res->n_effects % 3 != 0)
+        return OL_EMALFORMED;
+    for (uint32_t i = 0; i < res->n_effects; i++)
+        if (ol__mpr_skip(r))
+            return OL_EMALFORMED;
+    return 0;
+}
+
+void ol__ipc_pack_perform(msgpack_packer *pk, const struct ol__ipc_perform *p)
+{
+    msgpack_pack_array(pk, 14);
+    msgpack_pack_uint32(pk, OL_IPC_PERFORM);
+    msgpack_pack_uint32(pk, p->slot);
+    msgpack_pack_uint32(pk, p->gen);
+    msgpack_pack_uint64(pk, p->token);
+    msgpack_pack_uint64(pk, p->e.epoch);
+    msgpack_pack_uint64(pk, p->run_by);
+    msgpack_pack_int64(pk, p->e.deadline_ms);
+    msgpack_pack_uint32(pk, p->e.attempt);
+    msgpack_pack_uint32(pk, p->e.in_doubt ? 1 : 0);
+    msgpack_pack_uint64(pk, p->e.effect_id);
+    ol__ipc_str(pk, p->e.node);
+    ol__ipc_str(pk, p->e.key);
+    ol__ipc_str(pk, p->e.kind);
+    ol__ipc_bin(pk, p->e.payload, p->e.len);
+}
+
+int ol__ipc_read_perform(struct ol__mpr *r, struct ol__ipc_perform *p)
+{
+    uint64_t doubt;
+    uint32_t len;
+
+    memset(p, 0, sizeof *p);
+    p->e.size = sizeof p->e;
+    if (u32(r, &p->slot) || u32(r, &p->gen) ||
+        ol__mpr_uint(r, &p->token) || ol__mpr_uint(r, &p->e.epoch) ||
+        ol__mpr_uint(r, &p->run_by) || ol__mpr_int(r, &p->e.deadline_ms) ||
+        u32(r, &p->e.attempt) || ol__mpr_uint(r, &doubt) ||
+        ol__mpr_uint(r, &p->e.effect_id) ||
+        ol__mpr_strcpy(r, p->node, sizeof p->node) ||
+        ol__mpr_strcpy(r, p->key, sizeof p->key) ||
+        ol__mpr_strcpy(r, p->kind, sizeof p->kind) ||
+        ol__mpr_bin(r, &p->e.payload, &len) || len > OL_AGENT_EFFECT_MAX)
+        return OL_EMALFORMED;
+    p->e.len = len;
+    p->e.in_doubt = doubt != 0;
+    p->e.node = p->node;
+    p->e.key = p->key;
+    p->e.kind = p->kind;
+    return 0;
 }
 
 int ol__bounce_parse(const void *p, size_t len, char *to, char *why,

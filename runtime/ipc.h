@@ -14,26 +14,38 @@
  *     SAVE   [3, slot, gen]
  *     CLOSE  [4, slot, gen]
  *     FULL   [5, name, full: bool]
+ *     PERFORM [6, slot, gen, token, epoch, run_by, deadline_ms, attempt,
+ *             in_doubt, effect_id, node, key, kind, payload: bin]
  *
  * Host to node (HELLO is a frame of its own, the host's first):
  *
  *     HELLO  [0, status, kind, version, message]
  *     R_OPEN [1, slot, gen, rv, where: str, message: str | nil]
  *     R_STEP [2, slot, gen, rv, flags, ops, sends, works, state | nil,
- *             save_rv]
+ *             save_rv, effects]
  *     R_SAVE [3, slot, gen, state | nil, rv]
  *     R_WORK [6, slot, gen, work_id, token]
  *     R_LOG  [7, slot, gen, level, text]
+ *     R_PERFORM [8, slot, gen, token, status, result: bin | nil,
+ *             detail: str]
  *
  * `slot` names an agent instance inside one host and `gen` tells apart
  * the instances that have used the slot, so a late result for a closed
  * instance is recognised and dropped.  `timers` and `ops` are flat arrays
- * ([id, ...] and [op, id, due_ms, ...]); `sends` is [to, msg: bin, ...].
+ * ([id, ...] and [op, id, due_ms, ...]); `sends` is [to, msg: bin, ...];
+ * `effects` is [effect_id, kind, payload: bin, ...].
  *
  * STEP carries the event: RESUME: a1 = seq, a2 = downtime_ms, s = the
  * previous node; TIMER: a1 = timer id, a2 = due_ms; MESSAGE: s = sender,
  * b = the message; WORK: a1 = work id, a2 = the host's token for the
- * argument; STOP: a1 = final.
+ * argument; STOP: a1 = final; EFFECT: a1 = effect id, a2 = status |
+ * attempts << 8, s = the key (OL_AGENT_KEY_LEN digits) then, for a
+ * failure the node decided, its reason, b = the result.
+ *
+ * PERFORM asks the host to run one attempt at an effect on its work pool
+ * (ol__fxjob_run); R_PERFORM answers with the token.  A host that reads
+ * it past run_by does not start it and answers with status
+ * OL_IPC_FX_NOT_RUN.
  *
  * `run_by` is the last moment, on CLOCK_BOOTTIME in ms, at which the node's
  * lease allows the step to start (0: no limit, a single node).  A host
@@ -53,6 +65,8 @@
 
 #include "base/buf.h"
 #include "base/mpr.h"
+#include "base/sizes.h"
+#include "outlast/agent.h"
 
 #define OL_IPC_FRAME_MAX (64u << 20)
 #define OL_IPC_HDR 4
@@ -71,6 +85,7 @@ enum {
     OL_IPC_SAVE = 3,
     OL_IPC_CLOSE = 4,
     OL_IPC_FULL = 5,
+    OL_IPC_PERFORM = 6,
 };
 
 /* Item types (host -> node). */
@@ -80,12 +95,19 @@ enum {
     OL_IPC_R_SAVE = 3,
     OL_IPC_R_WORK = 6,
     OL_IPC_R_LOG = 7,
+    OL_IPC_R_PERFORM = 8,
 };
+
+/* R_PERFORM status of an attempt a host did not start (past run_by). */
+#define OL_IPC_FX_NOT_RUN (-1)
 
 /* STEP flags. */
 #define OL_IPC_SAVE_AFTER 1u   /* save() after handle() succeeds */
 #define OL_IPC_FINAL 2u        /* the next checkpoint ends the agent */
 #define OL_IPC_DISARMED 4u     /* TIMER: the node disarmed the timer */
+#define OL_IPC_FX_OK 8u        /* ol_host.effect is allowed (level 4) */
+/* The agent's open effects, in the bits of the flags from here up. */
+#define OL_IPC_FX_OPEN_SHIFT 16
 /* R_STEP flags. */
 #define OL_IPC_CKPT_REQ 1u     /* the plugin called checkpoint() */
 #define OL_IPC_NOT_RUN 2u      /* past run_by: handle() was not called */
@@ -125,6 +147,19 @@ struct ol__ipc_result {
     const void *state;    /* NULL: not saved */
     uint32_t state_len;
     int64_t save_rv;
+    struct ol__mpr effects; /* positioned at the effects array */
+    uint32_t n_effects;     /* elements (3 per effect) */
+};
+
+/* One PERFORM as both sides see it.  Strings and bytes are borrowed. */
+struct ol__ipc_perform {
+    uint32_t slot, gen;
+    uint64_t token;
+    uint64_t run_by;
+    struct ol_effect e;
+    char node[OL_NAME_MAX + 1];
+    char key[OL_AGENT_KEY_LEN + 1];
+    char kind[OL_AGENT_KIND_MAX + 1];
 };
 
 /* The checks ol_host.send() makes of its arguments, the same in the node
@@ -154,6 +189,12 @@ int ol__ipc_read_step(struct ol__mpr *r, struct ol__ipc_step *s)
  * skipped over and left for the caller to walk.  Returns 0 or
  * OL_EMALFORMED. */
 int ol__ipc_read_result(struct ol__mpr *r, struct ol__ipc_result *res)
+    __attribute__((warn_unused_result));
+
+/* Pack a PERFORM item; decode its fields after the type (the strings
+ * are copied into `p`, the payload borrowed).  0 or OL_EMALFORMED. */
+void ol__ipc_pack_perform(msgpack_packer *pk, const struct ol__ipc_perform *p);
+int ol__ipc_read_perform(struct ol__mpr *r, struct ol__ipc_perform *p)
     __attribute__((warn_unused_result));
 
 /* Pack a str (NULL packs nil) or a bin. */

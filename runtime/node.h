@@ -105,6 +105,9 @@ struct ol__node {
     struct {
         uint64_t steps;
         uint64_t steps_refused; /* reached a host after the lease ran out */
+        uint64_t fx_attempts; /* effect attempts answered */
+        uint64_t fx_done;     /* effect outcomes recorded */
+        uint64_t fx_dropped;  /* answers that came after the agent left */
         uint64_t checkpoints;
         uint64_t refused;
         uint64_t quarantined;

@@ -29,6 +29,7 @@
 #include "step.h"
 #include "step_int.h"
 #include "hostapi.h"
+#include "fx.h"
 
 #define STEPS_PER_TURN 512
 #define TURN_BUDGET_MS 4
@@ -152,8 +153,9 @@ static int policy(const struct ol_agent *a, int type, uint32_t extra_steps,
     const struct ol__config *cfg = &a->node->cfg;
 
     if (a->ckpt_requested || a->final_pending || type == OL_EVENT_STOP ||
-        type == OL_EVENT_START || a->phase == OL_PHASE_DRAINING ||
-        a->upgrade || a->save_due)
+        type == OL_EVENT_START || type == OL_EVENT_EFFECT ||
+        a->phase == OL_PHASE_DRAINING || a->upgrade || a->save_due ||
+        ol__fx_pending_ckpt(a))
         return 1;
     if (a->n_acks + extra_acks >= ACKS_PER_CKPT ||
         a->n_outbox >= OL_AGENT_OUTBOX_MAX / 2)
@@ -207,6 +209,8 @@ static void after_step(struct ol_agent *a, int type, struct ol__ev *ev,
         if (rv == 0 && add_ack(a, ev) != 0)
             rv = OL_ENOMEM;
     }
+    if (type == OL_EVENT_EFFECT && rv == 0 && ol__fx_consumed(a, ev) != 0)
+        rv = OL_ENOMEM;
     ol__agent_free_ev(ev);
     if (rv != 0) {
         ol__agent_fail(a, "handle() returned %d for a %s event", rv,
@@ -232,6 +236,7 @@ static void host_step(struct ol_agent *a, struct ol__ev *ev, int type,
                       int disarmed, int64_t left)
 {
     struct ol__ipc_step s;
+    char kw[OL_AGENT_KEY_LEN + sizeof ev->fx_why];
 
     memset(&s, 0, sizeof s);
     s.slot = a->slot;
@@ -245,6 +250,9 @@ static void host_step(struct ol_agent *a, struct ol__ev *ev, int type,
         s.flags |= OL_IPC_SAVE_AFTER;
     if (a->final_pending)
         s.flags |= OL_IPC_FINAL;
+    if (a->node->replica->vt->level(a->node->replica) >= OL_CKPT_FX_LEVEL)
+        s.flags |= OL_IPC_FX_OK;
+    s.flags |= a->n_fx << OL_IPC_FX_OPEN_SHIFT;
     switch (type) {
     case OL_EVENT_RESUME:
         s.a1 = ev->seq;
@@ -268,6 +276,14 @@ static void host_step(struct ol_agent *a, struct ol__ev *ev, int type,
         break;
     case OL_EVENT_STOP:
         s.a1 = (uint64_t)ev->final;
+        break;
+    case OL_EVENT_EFFECT:
+        s.a1 = ev->work_id;
+        s.a2 = ev->fx_status | (int64_t)ev->fx_attempts << 8;
+        snprintf(kw, sizeof kw, "%s%s", ev->fx_key, ev->fx_why);
+        s.s = kw;
+        s.b = ev->data ? ev->data : (const void *)"";
+        s.b_len = ev->len;
         break;
     }
     ol__hp_step(a->hp, &s);
@@ -308,6 +324,15 @@ static void event_of(const struct ol_agent *a, const struct ol__ev *ev,
         break;
     case OL_EVENT_STOP:
         e->final = ev->final;
+        break;
+    case OL_EVENT_EFFECT:
+        e->effect_id = ev->work_id;
+        e->effect_key = ev->fx_key;
+        e->effect_status = ev->fx_status;
+        e->effect_attempts = ev->fx_attempts;
+        e->reason = ev->fx_why[0] ? ev->fx_why : NULL;
+        e->data = ev->len ? ev->data : NULL;
+        e->len = ev->len;
         break;
     }
 }
@@ -371,6 +396,37 @@ void ol__runner_cb(uv_idle_t *h)
 
 /* ---- a host's results ---- */
 
+/* Record the effects a host's step declared; NULL, or why not. */
+static const char *apply_effects(struct ol_agent *a,
+                                 const struct ol__ipc_result *r, char *why,
+                                 size_t cap)
+{
+    struct ol__mpr fx = r->effects;
+    uint32_t n;
+
+    if (ol__mpr_array(&fx, &n))
+        return "malformed effect record";
+    for (uint32_t i = 0; i < n; i += 3) {
+        char kind[OL_AGENT_KIND_MAX + 1];
+        const void *payload;
+        uint64_t id;
+        uint32_t len;
+        int rv;
+
+        if (ol__mpr_uint(&fx, &id) ||
+            ol__mpr_strcpy(&fx, kind, sizeof kind) ||
+            ol__mpr_bin(&fx, &payload, &len))
+            return "malformed effect record";
+        rv = ol__fx_declare(a, id, kind, payload, len, 1);
+        if (rv != 0) {
+            snprintf(why, cap, "an effect it declared was refused (%s)",
+                     ol_strerror(rv));
+            return why;
+        }
+    }
+    return NULL;
+}
+
 /* Apply the timers and messages a host recorded; 0, or why not. */
 static const char *apply_record(struct ol_agent *a,
                                 const struct ol__ipc_result *r, char *why,
@@ -419,7 +475,7 @@ static const char *apply_record(struct ol_agent *a,
         if (ol__agent_outbox_add(a, to, msg, len) != 0)
             return "out of memory";
     }
-    return NULL;
+    return apply_effects(a, r, why, cap);
 }
 
 void ol__step_result(struct ol_agent *a, const struct ol__ipc_result *r)

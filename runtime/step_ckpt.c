@@ -21,6 +21,7 @@
 #include "base/mpr.h"
 #include "restart.h"
 #include "step_int.h"
+#include "fx.h"
 
 /* Why save() output was refused, or NULL. */
 static const char *check_state(const uint8_t *p, size_t len, int rv,
@@ -165,6 +166,7 @@ static void proposed(struct ol_agent *a, const struct ol__ckpt *c,
     free(a->acks);
     a->acks = NULL;
     a->n_acks = 0;
+    ol__fx_proposed(a);
     a->steps_since_ckpt = 0;
     a->ckpt_requested = 0;
     a->last_ckpt_ms = c->time_ms;
@@ -177,6 +179,7 @@ int ol__step_propose(struct ol_agent *a, const uint8_t *state, size_t len,
     struct ol__node *n = a->node;
     struct ol__ckpt c;
     struct ol__timer *timers = NULL;
+    struct ol__intent *intents = NULL;
     struct ol__buf body;
     uint8_t hash[OL_HASH_SIZE];
     char why[160];
@@ -197,10 +200,15 @@ int ol__step_propose(struct ol_agent *a, const uint8_t *state, size_t len,
     if (timers == NULL)
         return OL_ENOMEM;
     ckpt_of(a, state, len, timers, &c);
+    if (ol__fx_fill(a, &c, &intents) != 0) {
+        free(timers);
+        return OL_ENOMEM;
+    }
 
     ol__buf_init(&body);
     rv = ol__ckpt_encode(&c, &body);
     free(timers);
+    free(intents);
     if (rv != 0) {
         ol__buf_close(&body);
         ol_log(OL_LOG_ERROR, "agent '%s': encode checkpoint: %s", a->name,
@@ -235,6 +243,7 @@ void ol__step_committed(struct ol_agent *a, const struct ol__effect *e)
         a->committed_seq = e->u.ckpt.seq;
         a->head_epoch = e->u.ckpt.epoch;
         a->node->n.checkpoints++;
+        ol__fx_committed(a, e->u.ckpt.seq);
         if (a->phase == OL_PHASE_DRAINING) {
             /* Released once the STOP event's own checkpoint is in. */
             if (a->q_len == 0)

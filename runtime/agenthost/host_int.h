@@ -29,6 +29,8 @@ struct ol_agent {
     uint64_t *timers;  /* armed timer ids (the node keeps the due times) */
     uint32_t n_timers;
     uint32_t work_pending;
+    uint32_t fx_open;  /* the node's count of its open effects */
+    int fx_ok;         /* the cluster allows effects */
     int closing;       /* CLOSE arrived; close() once work is back */
     struct ol_agent *next_closing;
 };
@@ -55,8 +57,8 @@ struct ahost_state {
     uint32_t n_done;
     struct ol__map full;  /* recipients whose mailbox is full */
     /* The record of the step in progress. */
-    struct ol__buf ops, sends;
-    uint32_t n_ops, n_sends, works, logs;
+    struct ol__buf ops, sends, effects;
+    uint32_t n_ops, n_sends, works, logs, n_effects;
     int ckpt_requested;
     struct ol_agent *stepping;
 };
@@ -76,7 +78,15 @@ void ahost_item_done(void);
 struct ahost_step_text {
     char from[OL_NAME_MAX + 2], prev[OL_NAME_MAX + 2];
     struct ol__mail_text mail;
+    char fx_key[OL_AGENT_KEY_LEN + 1], fx_why[160];
 };
+
+/* Effects (items_fx.c): run a PERFORM item; answer a finished attempt
+ * (a work item whose fn is ol__fxjob_run). */
+int ahost_do_perform(struct ol__mpr *r);
+void ahost_fx_done(struct ol__witem *it);
+/* The instance in `slot` if it is generation `gen`, else NULL. */
+struct ol_agent *ahost_lookup(uint32_t slot, uint32_t gen);
 
 struct ol__ipc_step;
 /* The event step `s` delivers to `a` (items_event.c).  Returns 0 or

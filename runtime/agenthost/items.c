@@ -93,7 +93,7 @@ static void pack_save(struct ol_agent *a, msgpack_packer *pk)
 
 /* ---- items ---- */
 
-static struct ol_agent *lookup(uint32_t slot, uint32_t gen)
+struct ol_agent *ahost_lookup(uint32_t slot, uint32_t gen)
 {
     struct ol_agent *a;
 
@@ -237,7 +237,7 @@ static void step_reply_empty(uint32_t slot, uint32_t gen, int rv,
 {
     msgpack_packer *pk = ahost_packer();
 
-    msgpack_pack_array(pk, 10);
+    msgpack_pack_array(pk, 11);
     msgpack_pack_uint32(pk, OL_IPC_R_STEP);
     msgpack_pack_uint32(pk, slot);
     msgpack_pack_uint32(pk, gen);
@@ -248,6 +248,7 @@ static void step_reply_empty(uint32_t slot, uint32_t gen, int rv,
     msgpack_pack_uint32(pk, 0);
     msgpack_pack_nil(pk);
     msgpack_pack_int(pk, 0);
+    msgpack_pack_array(pk, 0);
     ahost_item_done();
 }
 
@@ -259,7 +260,7 @@ static void reply_step(struct ol_agent *a, const struct ol__ipc_step *s,
     msgpack_packer *pk = ahost_packer();
     int save;
 
-    msgpack_pack_array(pk, 10);
+    msgpack_pack_array(pk, 11);
     msgpack_pack_uint32(pk, OL_IPC_R_STEP);
     msgpack_pack_uint32(pk, a->slot);
     msgpack_pack_uint32(pk, a->gen);
@@ -280,6 +281,8 @@ static void reply_step(struct ol_agent *a, const struct ol__ipc_step *s,
         msgpack_pack_nil(pk);
         msgpack_pack_int(pk, 0);
     }
+    msgpack_pack_array(pk, ah.n_effects);
+    ol__buf_append(ahost_out(), ah.effects.base, ah.effects.len);
     ahost_item_done();
 }
 
@@ -293,7 +296,7 @@ static int do_step(struct ol__mpr *r)
 
     if (ol__ipc_read_step(r, &s) != 0)
         return OL_EMALFORMED;
-    a = lookup(s.slot, s.gen);
+    a = ahost_lookup(s.slot, s.gen);
     if (a == NULL || !a->open || a->closing) {
         step_reply_empty(s.slot, s.gen, OL_AGENT_ESTATE, 0);
         return 0;
@@ -307,11 +310,14 @@ static int do_step(struct ol__mpr *r)
     a->epoch = s.epoch;
     a->n_outbox = s.n_outbox;
     a->final_pending = (s.flags & OL_IPC_FINAL) != 0;
+    a->fx_ok = (s.flags & OL_IPC_FX_OK) != 0;
+    a->fx_open = s.flags >> OL_IPC_FX_OPEN_SHIFT;
     if (ahost_step_event(a, &s, &e, &t) != 0)
         return OL_EMALFORMED;
     ol__buf_reset(&ah.ops);
     ol__buf_reset(&ah.sends);
-    ah.n_ops = ah.n_sends = ah.works = ah.logs = 0;
+    ol__buf_reset(&ah.effects);
+    ah.n_ops = ah.n_sends = ah.works = ah.logs = ah.n_effects = 0;
     ah.ckpt_requested = 0;
     a->in_handle = 1;
     mark_begin(a, OL_MARK_HANDLE, s.type);
@@ -332,7 +338,7 @@ static int do_save(struct ol__mpr *r)
         slot > UINT32_MAX || gen > UINT32_MAX)
         return OL_EMALFORMED;
     pk = ahost_packer();
-    a = lookup((uint32_t)slot, (uint32_t)gen);
+    a = ahost_lookup((uint32_t)slot, (uint32_t)gen);
     msgpack_pack_array(pk, 5);
     msgpack_pack_uint32(pk, OL_IPC_R_SAVE);
     msgpack_pack_uint64(pk, slot);
@@ -404,7 +410,7 @@ static int do_close(struct ol__mpr *r)
     if (ol__mpr_uint(r, &slot) || ol__mpr_uint(r, &gen) ||
         slot > UINT32_MAX || gen > UINT32_MAX)
         return OL_EMALFORMED;
-    a = lookup((uint32_t)slot, (uint32_t)gen);
+    a = ahost_lookup((uint32_t)slot, (uint32_t)gen);
     if (a == NULL)
         return 0;
     ah.slots[a->slot] = NULL;
@@ -477,6 +483,9 @@ int ahost_svc_batch(const void *p, size_t len)
         case OL_IPC_FULL:
             rv = m == 3 ? do_full(&r) : OL_EMALFORMED;
             break;
+        case OL_IPC_PERFORM:
+            rv = m == 14 ? ahost_do_perform(&r) : OL_EMALFORMED;
+            break;
         default:
             rv = OL_EMALFORMED;
         }
@@ -516,10 +525,14 @@ void ahost_svc_work_done(void)
     struct ol__witem *it = ol__wpool_take(ah.pool), *next;
 
     for (; it; it = next) {
-        struct ol_agent *a = lookup(it->slot, it->gen);
+        struct ol_agent *a = ahost_lookup(it->slot, it->gen);
         uint64_t token;
 
         next = it->next;
+        if (it->fn == ol__fxjob_run) {
+            ahost_fx_done(it);
+            continue;
+        }
         if (a == NULL) {
             /* Its instance is closing: hand the argument back there. */
             for (a = ah.closing; a; a = a->next_closing)

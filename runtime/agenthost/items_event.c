@@ -26,6 +26,27 @@ static void message_event(const struct ol__ipc_step *s, struct ol_event *e,
     ol__mail_event(e, s->s ? t->from : "", s->b, s->b_len, &t->mail);
 }
 
+/* EFFECT: s is the key, then the reason of a failure the node decided. */
+static int effect_event(const struct ol__ipc_step *s, struct ol_event *e,
+                        struct ahost_step_text *t)
+{
+    if (s->s == NULL || s->s_len < OL_AGENT_KEY_LEN ||
+        s->s_len >= OL_AGENT_KEY_LEN + sizeof t->fx_why)
+        return OL_EMALFORMED;
+    memcpy(t->fx_key, s->s, OL_AGENT_KEY_LEN);
+    t->fx_key[OL_AGENT_KEY_LEN] = '\0';
+    memcpy(t->fx_why, s->s + OL_AGENT_KEY_LEN, s->s_len - OL_AGENT_KEY_LEN);
+    t->fx_why[s->s_len - OL_AGENT_KEY_LEN] = '\0';
+    e->effect_id = s->a1;
+    e->effect_key = t->fx_key;
+    e->effect_status = (int)(s->a2 & 0xff);
+    e->effect_attempts = (uint32_t)((uint64_t)s->a2 >> 8);
+    e->reason = t->fx_why[0] ? t->fx_why : NULL;
+    e->data = s->b;
+    e->len = s->b_len;
+    return 0;
+}
+
 int ahost_step_event(struct ol_agent *a, const struct ol__ipc_step *s,
                      struct ol_event *e, struct ahost_step_text *t)
 {
@@ -35,6 +56,8 @@ int ahost_step_event(struct ol_agent *a, const struct ol__ipc_step *s,
     e->now_ms = s->now_ms;
     e->node = ah.o->node;
     e->epoch = s->epoch;
+    if (s->type == OL_EVENT_EFFECT)
+        return effect_event(s, e, t);
     if (s->s) {
         char *dst = s->type == OL_EVENT_MESSAGE ? t->from : t->prev;
 

@@ -62,6 +62,7 @@ int ahost_svc_init(const struct ahost_opts *o, struct ol__mark *mark,
     ol__map_init(&ah.full);
     ol__buf_init(&ah.ops);
     ol__buf_init(&ah.sends);
+    ol__buf_init(&ah.effects);
     return ol__wpool_create(o->workers, mark, notify,
                             (void *)(intptr_t)notify_fd, &ah.pool);
 }
@@ -223,6 +224,33 @@ static int host_send(struct ol_agent *a, const char *to, const void *msg,
         return OL_AGENT_ENOMEM;
     ah.n_sends += 2;
     a->n_outbox++;
+    return 0;
+}
+
+static int host_effect(struct ol_agent *a, uint64_t id, const char *kind,
+                       const void *payload, size_t len)
+{
+    msgpack_packer pk;
+    int rv;
+
+    if (!valid(a) || !a->in_handle || a->final_pending)
+        return OL_AGENT_ESTATE;
+    if (!a->fx_ok)
+        return OL_AGENT_ENOTSUP;
+    rv = ol__effect_check(kind, payload, len, a->fx_open + ah.n_effects / 3,
+                          OL_VTABLE_HAS(ah.vt, perform) &&
+                              ah.vt->perform != NULL);
+    if (rv != 0)
+        return rv;
+    msgpack_packer_init(&pk, &ah.effects, ol__buf_write);
+    msgpack_pack_uint64(&pk, id);
+    ol__ipc_str(&pk, kind);
+    ol__ipc_bin(&pk, payload, len);
+    if (ah.effects.base == NULL)
+        return OL_AGENT_ENOMEM;
+    ah.n_effects += 3;
+    /* The step's checkpoint holds the intent. */
+    ah.ckpt_requested = 1;
     return 0;
 }
 
