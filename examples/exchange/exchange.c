@@ -121,6 +121,9 @@ static json_t *known(struct exchange *x, const struct order *o,
         return json_pack("{ss}", "error", "cannot write the epochs file");
     }
     *status = 200;
+    fprintf(stderr, "outlast-exchange: order %" PRIu64 " again: %s from %s "
+            "epoch %" PRIu64 " (a duplicate)\n", old->id, o->key, o->agent,
+            o->epoch);
     j = order_json(old);
     if (j != NULL)
         json_object_set_new(j, "duplicate", json_true());

@@ -271,7 +271,7 @@ static void outcome(struct keeper *k, struct ol_agent *a,
         k->position += sell ? -(int64_t)qty : (int64_t)qty;
         host->log(a, OL_AGENT_LOG_INFO,
                   "order %" PRIu64 " (key %s): exchange id %" PRIu64
-                  " after %" PRIu32 " attempts", ev->effect_id,
+                  ", attempts %" PRIu32, ev->effect_id,
                   ev->effect_key ? ev->effect_key : "?", id,
                   ev->effect_attempts);
         return;
