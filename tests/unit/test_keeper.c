@@ -10,15 +10,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -28,92 +25,29 @@
 #include <outlast/agent_test.h>
 #include <outlast/agent_util.h>
 
+#include "tests/support/exchange.h"
+
 /* ---- an outlast-exchange process ---------------------------------------- */
 
-static struct {
-    char dir[PATH_MAX];
-    char ledger[PATH_MAX + 16];
-    char log[PATH_MAX + 16];
-    pid_t pid;
-    int port;
-} x;
+static struct xch x;
 
 static void setup(void)
 {
-    const char *tmp = getenv("TMPDIR");
-
-    snprintf(x.dir, sizeof(x.dir), "%s/ol-keeper-XXXXXX",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    cr_assert_not_null(mkdtemp(x.dir), "mkdtemp: %s", strerror(errno));
-    snprintf(x.ledger, sizeof(x.ledger), "%s/ledger", x.dir);
-    snprintf(x.log, sizeof(x.log), "%s/exchange.log", x.dir);
-    x.pid = 0;
-}
-
-static void stop_exchange(int sig)
-{
-    if (x.pid > 0) {
-        kill(x.pid, sig);
-        waitpid(x.pid, NULL, 0);
-    }
-    x.pid = 0;
+    cr_assert_eq(xch_init(&x), 0, "mkdtemp: %s", strerror(errno));
 }
 
 static void teardown(void)
 {
-    static const char *files[] = {"ledger", "ledger.rejects", "ledger.epochs",
-                                  "exchange.log"};
-    char p[PATH_MAX + 32];
-
-    stop_exchange(SIGKILL);
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(p, sizeof(p), "%s/%s", x.dir, files[i]);
-        unlink(p);
-    }
-    rmdir(x.dir);
+    xch_cleanup(&x);
 }
 
 TestSuite(keeper, .init = setup, .fini = teardown);
 
-/* Starts the exchange on a free port with up to two more arguments and
- * waits (at most 10 s) for its "listening on" line. */
 static void start_exchange(const char *a1, const char *a2)
 {
-    const char *root = getenv("OL_BUILD_ROOT");
-    char exe[PATH_MAX], line[128] = "";
-    size_t len = 0;
-    int fds[2];
+    char err[PATH_MAX + 128];
 
-    cr_assert_not_null(root, "OL_BUILD_ROOT is not set (run with meson test)");
-    snprintf(exe, sizeof(exe), "%s/examples/exchange/outlast-exchange", root);
-    cr_assert_eq(pipe(fds), 0);
-    x.pid = fork();
-    cr_assert_geq(x.pid, 0);
-    if (x.pid == 0) {
-        int log = open(x.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fds[1], 1);
-        dup2(log, 2);
-        close(fds[0]);
-        execl(exe, exe, "--port", "0", "--ledger", x.ledger, a1, a2,
-              (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    for (int i = 0; i < 100 && strchr(line, '\n') == NULL; i++) {
-        struct pollfd p = {fds[0], POLLIN, 0};
-        ssize_t r;
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        r = read(fds[0], line + len, sizeof(line) - 1 - len);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        line[len] = '\0';
-    }
-    close(fds[0]);
-    cr_assert_eq(sscanf(line, "listening on 127.0.0.1:%d", &x.port), 1,
-                 "the exchange did not say where it listens: '%s'", line);
+    cr_assert_eq(xch_start(&x, a1, a2, err, sizeof(err)), 0, "%s", err);
 }
 
 /* ---- HTTP and files -------------------------------------------------- */
@@ -173,34 +107,6 @@ static long post(const char *key, const char *agent, long epoch,
              "{\"key\":\"%s\",\"agent\":\"%s\",\"epoch\":%ld,"
              "\"side\":\"buy\",\"qty\":3,\"price\":10150}", key, agent, epoch);
     return http("/orders", body, out);
-}
-
-/* Lines in a file (0 if it does not exist). */
-static int lines(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    int n = 0, ch;
-
-    if (f == NULL)
-        return 0;
-    while ((ch = fgetc(f)) != EOF)
-        n += ch == '\n';
-    fclose(f);
-    return n;
-}
-
-static int file_has(const char *path, const char *needle)
-{
-    char buf[16384];
-    FILE *f = fopen(path, "r");
-    size_t n;
-
-    if (f == NULL)
-        return 0;
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return strstr(buf, needle) != NULL;
 }
 
 static const char *str_of(const json_t *j, const char *k)
@@ -358,8 +264,8 @@ Test(keeper, perform_executes_once_by_key)
     call_ok(&t, 0, 0, OL_EFFECT_DONE);
     cr_assert_eq(result_num(&t, 0, "id"), 1);
     cr_assert(result_dup(&t, 0));
-    cr_assert_eq(lines(x.ledger), 1);
-    cr_assert(file_has(x.ledger, t.effects[0].key));
+    cr_assert_eq(xch_lines(x.ledger), 1);
+    cr_assert(xch_file_has(x.ledger, t.effects[0].key));
     cr_assert_eq(http("/ledger", NULL, &j), 200);
     cr_assert_eq(json_array_size(j), 1);
     cr_assert_str_eq(str_of(json_array_get(j, 0), "agent"), "keeper-1");
@@ -370,7 +276,7 @@ Test(keeper, perform_executes_once_by_key)
 Test(keeper, stale_epoch_fails_and_is_logged)
 {
     struct ol_test t;
-    char want[128], rej[PATH_MAX + 32];
+    char want[128];
 
     start_exchange(NULL, NULL);
     keeper_open(&t, 7, 0);
@@ -383,12 +289,11 @@ Test(keeper, stale_epoch_fails_and_is_logged)
     cr_assert_eq(state_num(&t, "failed"), 1);
     cr_assert_eq(state_num(&t, "done"), 1);
     cr_assert(ol_test_logged(&t, "stale epoch"), "the failure is not logged");
-    cr_assert_eq(lines(x.ledger), 1);
-    snprintf(rej, sizeof(rej), "%s.rejects", x.ledger);
+    cr_assert_eq(xch_lines(x.ledger), 1);
     snprintf(want, sizeof(want), "\"key\":\"%s\"", t.effects[1].key);
-    cr_assert_eq(lines(rej), 1);
-    cr_assert(file_has(rej, want));
-    cr_assert(file_has(rej, "\"epoch\":3,\"seen\":5"));
+    cr_assert_eq(xch_lines(x.rejects), 1);
+    cr_assert(xch_file_has(x.rejects, want));
+    cr_assert(xch_file_has(x.rejects, "\"epoch\":3,\"seen\":5"));
     ol_test_close(&t);
 }
 
@@ -408,14 +313,13 @@ Test(keeper, reconcile_finds_done_and_missing_keys)
     cr_assert_eq(t.effects[1].status, -1, "UNKNOWN delivers no event");
     cr_assert_eq(t.effects[1].result_len, 0);
     cr_assert_eq(state_num(&t, "done"), 1);
-    cr_assert_eq(lines(x.ledger), 1);
+    cr_assert_eq(xch_lines(x.ledger), 1);
     ol_test_close(&t);
 }
 
 Test(keeper, unavailable_or_unreachable_exchange_is_retry)
 {
     struct ol_test t;
-    int port;
 
     start_exchange("--fail-every", "1");
     keeper_open(&t, 7, 0);
@@ -423,12 +327,10 @@ Test(keeper, unavailable_or_unreachable_exchange_is_retry)
     perform_ok(&t, 0, 0, OL_EFFECT_RETRY);
     cr_assert_eq(t.effects[0].status, -1, "RETRY delivers no event");
     cr_assert_eq(state_num(&t, "done") + state_num(&t, "failed"), 0);
-    cr_assert_eq(lines(x.ledger), 0);
+    cr_assert_eq(xch_lines(x.ledger), 0);
 
     /* Nobody listens on the port any more. */
-    port = x.port;
-    stop_exchange(SIGKILL);
-    x.port = port;
+    xch_stop(&x, SIGKILL);
     perform_ok(&t, 0, 0, OL_EFFECT_RETRY);
     perform_ok(&t, 0, 1, OL_EFFECT_RETRY);
     ol_test_close(&t);
@@ -690,7 +592,7 @@ Test(keeper, exchange_refuses_bad_input)
     cr_assert_eq(http("/ledger", NULL, &j), 200);
     cr_assert_eq(json_array_size(j), 0, "bad input executed nothing");
     json_decref(j);
-    cr_assert_eq(lines(x.ledger), 0);
+    cr_assert_eq(xch_lines(x.ledger), 0);
 }
 
 Test(keeper, exchange_keeps_keys_and_epochs_across_a_restart)
@@ -706,7 +608,7 @@ Test(keeper, exchange_keeps_keys_and_epochs_across_a_restart)
     cr_assert_eq(post(KEY_A, "k1", 9, &j), 200);
     cr_assert(json_is_true(json_object_get(j, "duplicate")));
     json_decref(j);
-    stop_exchange(SIGKILL);
+    xch_stop(&x, SIGKILL);
 
     /* A write the crash cut short. */
     f = fopen(x.ledger, "a");
@@ -715,7 +617,7 @@ Test(keeper, exchange_keeps_keys_and_epochs_across_a_restart)
     fclose(f);
 
     start_exchange(NULL, NULL);
-    cr_assert(file_has(x.log, "line 2 is damaged"), "not reported");
+    cr_assert(xch_file_has(x.log, "line 2 is damaged"), "not reported");
     cr_assert_eq(post(KEY_A, "k1", 9, &j), 200, "the key was forgotten");
     cr_assert_eq(int_of(j, "id"), 1);
     cr_assert(json_is_true(json_object_get(j, "duplicate")));
@@ -730,16 +632,16 @@ Test(keeper, exchange_keeps_keys_and_epochs_across_a_restart)
     cr_assert_eq(http("/orders/" KEY_C, NULL, &j), 200);
     cr_assert_str_eq(str_of(j, "agent"), "k2");
     json_decref(j);
-    cr_assert_eq(lines(x.ledger), 2);
+    cr_assert_eq(xch_lines(x.ledger), 2);
 
     /* Once more, with the rejects file to load as well. */
-    stop_exchange(SIGKILL);
+    xch_stop(&x, SIGKILL);
     start_exchange(NULL, NULL);
     cr_assert_eq(http("/ledger", NULL, &j), 200);
     cr_assert_eq(json_array_size(j), 2);
     cr_assert_str_eq(str_of(json_array_get(j, 1), "key"), KEY_C);
     json_decref(j);
-    cr_assert(file_has(x.log, "2 orders, 1 rejects loaded"));
+    cr_assert(xch_file_has(x.log, "2 orders, 1 rejects loaded"));
 }
 
 static void *post_a(void *arg)
@@ -765,7 +667,7 @@ Test(keeper, exchange_executes_a_key_once_under_concurrency)
     /* One executed it (201), the other found it done (200); both id 1. */
     cr_assert_eq(got[0] + got[1], 201001 + 200001, "answers %ld, %ld",
                  got[0], got[1]);
-    cr_assert_eq(lines(x.ledger), 1);
+    cr_assert_eq(xch_lines(x.ledger), 1);
 }
 
 Test(keeper, exchange_refuses_a_ledger_damaged_before_its_end)
@@ -800,6 +702,6 @@ Test(keeper, exchange_refuses_a_ledger_damaged_before_its_end)
     }
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1,
               "the exchange started on a damaged ledger");
-    cr_assert(file_has(x.log, "line 1: missing field 'agent'"),
+    cr_assert(xch_file_has(x.log, "line 1: missing field 'agent'"),
               "the error does not say where");
 }
