@@ -19,12 +19,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tests/support/cluster.h"
 #include "tests/support/daemon.h"
+#include "tests/support/faults.h"
 #include "tests/support/wait.h"
 
 #define WAIT_MS 15000
 
 static struct td d;
+static struct tc c;
 static char world[64], journal[96];
 
 static void setup(void)
@@ -41,6 +44,7 @@ static void teardown(void)
     char *out = NULL;
 
     td_cleanup(&d);
+    tc_cleanup(&c);
     td_sh(&out, "rm -rf %s", world);
     free(out);
 }
@@ -246,4 +250,82 @@ Test(effects, after_a_crash_without_reconcile_it_is_performed_again)
     cr_expect_eq(l.n, 2, "in doubt and no reconcile(): performed again "
                  "with the same key (%d lines)", l.n);
     cr_expect(l.doubt[0], "the second attempt was told it is in doubt");
+}
+
+/* ---- a cluster ---- */
+
+/* Node index owning agent `name` in node `via`'s view (-1: none yet). */
+static int owner_of(int via, const char *name, struct tc_agent *row)
+{
+    struct tc_agent ag[8];
+
+    for (int i = 0, n = tc_agents(&c, via, ag, 8); i < n; i++)
+        if (strcmp(ag[i].name, name) == 0 && ag[i].owner) {
+            *row = ag[i];
+            return tc_index(&c, ag[i].owner);
+        }
+    return -1;
+}
+
+struct done_on {
+    int node;
+    int64_t want;
+};
+
+static int cluster_done(struct td *n, void *arg)
+{
+    struct done_on *w = arg;
+
+    (void)n;
+    return tc_state_int(&c, w->node, "e1", "done", 0) >= w->want;
+}
+
+/* The owner is frozen (SIGSTOP of it and its agent host, as a paused VM)
+ * after the world acted on an effect and before the answer came back.
+ * The agent fails over; the new owner finds the effect in doubt, asks
+ * (reconcile) and records it done.  When the frozen node wakes, its late
+ * answer is not recorded: the world acted once, the agent saw the outcome
+ * once, and every node's chains agree. */
+Test(effects, a_frozen_owner_loses_its_effect_to_the_new_owner)
+{
+    struct tc_opts o = {.n = 3, .tag = "fx-frozen"};
+    struct tc_agent row;
+    struct done_on w = {0, 1};
+    struct lines l;
+    char cfg[256], err[256];
+    int leader, owner = -1, via, one = 1;
+
+    tc_init(&c, &o);
+    tc_start(&c);
+    leader = tc_wait_leader(&c, 0, WAIT_MS);
+    cr_assert_geq(leader, 0, "no leader");
+    snprintf(cfg, sizeof cfg, "{\"journal\": \"%s\", \"after\": 4000, "
+             "\"reconcile\": true}", journal);
+    cr_assert_eq(td_spawn_agent(&c.nodes[leader].d, "effector", "e1", cfg,
+                                err, sizeof err), 0, "spawn: %s", err);
+    for (uint64_t end = td_ms() + WAIT_MS; owner < 0 && td_ms() < end;)
+        if ((owner = owner_of(leader, "e1", &row)) < 0)
+            td_sleep_ms(50);
+    cr_assert_geq(owner, 0, "e1 was never placed");
+    td_wait_reached(&c.nodes[owner].d, "e1", NULL, 1, WAIT_MS);
+    cr_assert_eq(td_send_json(&c.nodes[owner].d, "e1", "{\"do\": 1}", err,
+                              sizeof err), 0, "send: %s", err);
+    cr_assert(td_until(journal_lines, &d, &one, WAIT_MS),
+              "perform() never acted");
+    cr_assert_gt(nf_freeze(c.nodes[owner].d.pid), 0);
+    via = (owner + 1) % c.n;
+    w.node = via;
+    cr_assert(tc_wait_moved(&c, via, &row, 1, owner, 20000, err, sizeof err),
+              "e1 did not fail over: %s", err);
+    cr_assert(td_until(cluster_done, &c.nodes[via].d, &w, WAIT_MS),
+              "the new owner never recorded the effect done");
+    nf_thaw(c.nodes[owner].d.pid);
+    /* Observation window: the woken node's perform() returns and its
+     * answer arrives; nothing of it may be recorded. */
+    tw_window_ms(5000);
+    read_journal(&l);
+    cr_expect_eq(l.n, 1, "the world acted %d times", l.n);
+    cr_expect_eq(tc_state_int(&c, via, "e1", "done", 0), 1,
+                 "the outcome was recorded more than once");
+    cr_expect_eq(tc_check(&c, WAIT_MS), 0);
 }
