@@ -56,9 +56,11 @@ static int bulk(struct cb_ol *c, int via, const char *prefix, uint32_t n,
 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
+    msgpack_pack_map(&pk, 5);
     ol_mp_pack_str(&pk, "op");
     ol_mp_pack_str(&pk, "spawn_many");
+    ol_mp_pack_str(&pk, "no_wait");
+    msgpack_pack_true(&pk);
     ol_mp_pack_str(&pk, "kind");
     ol_mp_pack_str(&pk, "benchload");
     ol_mp_pack_str(&pk, "config");

@@ -244,6 +244,7 @@ struct ol__cli_bulk {
     const char *count;     /* spawn */
     int all;               /* stop/start: every agent */
     const char *rid;       /* --request-id, or NULL */
+    int no_wait;           /* spawn --no-wait */
 };
 int ol__cli_bulk(struct ol__cli *c, const struct ol__cli_bulk *a);
 int ol__cmd_stop(struct ol__cli *c);

@@ -7,7 +7,7 @@
  * Each name gets the checks a single request gets, on the node: a bad
  * name, an agent that exists, is an error for that name only.  The answer
  * is one line per agent and a summary; the exit status is 1 when any
- * agent failed.
+ * agent failed.  Without --timeout, the wait grows by 20 ms per agent.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +130,13 @@ int ol__cli_bulk(struct ol__cli *c, const struct ol__cli_bulk *a)
         ol__pk_kv_str(&q.m, "prefix", a->prefix);
     if (a->all)
         ol__pk_kv_bool(&q.m, "all", 1);
+    if (a->no_wait)
+        ol__pk_kv_bool(&q.m, "no_wait", 1);
+    /* Every agent's first (or final) checkpoint takes its time: the
+     * default timeout grows by 20 ms per agent named. */
+    if (c->timeout_ms == OL_CLI_TIMEOUT_MS)
+        c->timeout_ms += 20 * (a->count ? (int)strtol(a->count, NULL, 10)
+                                        : a->n_names);
     if (rv != 0 || bad) {
         ol__buf_close(&q.b);
         return rv ? rv : ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM",

@@ -108,11 +108,12 @@ static int parse_config(struct ol__cli *c, const char *config, json_t **cfg)
 /* More than one name, or --prefix/--count: the bulk form. */
 static int spawn_many(struct ol__cli *c, const char **pos, int n,
                       const char *prefix, const char *count,
-                      const char *rid, json_t *cfg)
+                      const char *rid, json_t *cfg, int no_wait)
 {
     struct ol__cli_bulk a = {
         .op = "spawn", .kind = pos[0], .config = cfg, .names = pos + 1,
         .n_names = n - 1, .prefix = prefix, .count = count, .rid = rid,
+        .no_wait = no_wait,
     };
     int rv = ol__cli_bulk(c, &a);
 
@@ -152,7 +153,7 @@ int ol__cmd_spawn(struct ol__cli *c)
         (rv = parse_config(c, config, &cfg)) != 0)
         goto out;
     if (n != 2 || prefix || count) {
-        rv = spawn_many(c, pos, n, prefix, count, rid, cfg);
+        rv = spawn_many(c, pos, n, prefix, count, rid, cfg, no_wait);
         goto out;
     }
     if ((rv = ol__cli_check_name(c, pos[1])) != 0) {

@@ -77,10 +77,10 @@ static const struct ol__cli_cmd cmds[] = {
      "  committed, and fails with the plugin's reason (ol_host.error) if\n"
      "  open() refused the config; the refused agent is kept, quarantined.\n"
      "  With several names (or --prefix/--count) it is one bulk request,\n"
-     "  committed in few log entries; each name is checked as a single\n"
-     "  spawn would be, the answer is a line per agent and a summary, and\n"
-     "  it answers once the spawns are committed (no first-step wait).\n"
-     "  Exit status 1 if any agent failed.\n",
+     "  committed in few log entries; each name is checked and waited for\n"
+     "  as a single spawn would be, and the answer is a line per agent and\n"
+     "  a summary.  Exit status 1 if any agent failed.  Without --timeout\n"
+     "  it waits 15 s plus 20 ms per agent.\n",
      OPTS({"--config", 1}, {"--request-id", 1}, {"--no-wait", 0},
           {"--prefix", 1}, {"--count", 1}, {NULL, 0})},
     {"logs", ol__cmd_logs,
@@ -118,8 +118,7 @@ static const struct ol__cli_cmd cmds[] = {
      "                    P only with --all)\n"
      "  --all             every agent\n"
      "  With several names, --prefix or --all it is one bulk request: a\n"
-     "  line per agent and a summary, answered once the stops are\n"
-     "  committed (each agent's final checkpoint follows).\n",
+     "  line per agent (after its final checkpoint) and a summary.\n",
      OPTS({"--request-id", 1}, {"--prefix", 1}, {"--all", 0}, {NULL, 0})},
     {"start", ol__cmd_start,
      "start NAME [NAME...] [--prefix P] [--all] [--request-id ID]",

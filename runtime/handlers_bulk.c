@@ -7,9 +7,9 @@
  * is proposed at once).  The request is answered once every command's
  * outcome is known, with one result per agent and the counts.
  *
- * Unlike a single spawn or stop, a bulk request answers when its commands
- * have committed: it does not wait for each agent's first or final
- * checkpoint (`outlast agents --status` shows where they are).
+ * Like a single request, a bulk spawn answers for an agent after its first
+ * checkpoint (or its quarantine, an error), and a bulk stop after its final
+ * one; with "no_wait", each answers once its command has committed.
  *
  * With a request id, each agent's command id derives from it and the
  * agent's name, so the same bulk request sent again applies each command
@@ -39,6 +39,8 @@ struct bulk_item {
     char key[20]; /* the command id in hex: by_req's key */
     uint64_t id;
     int done;
+    int waiting; /* committed; waits for its first (spawn) or final
+                  * (stop) checkpoint */
     int status; /* 0 or OL_E* */
     char msg[200];
     int has_row;
@@ -54,6 +56,7 @@ struct ol__bulk {
     struct ol__buf cfg;
     struct ol__code *code;
     uint64_t base_id; /* from the request id; 0: none */
+    int wait;         /* answer after first/final checkpoints */
     struct bulk_item *items;
     uint32_t n_items, left;
     struct ol__map by_req;  /* key -> item */
@@ -309,6 +312,29 @@ static void bulk_submit(struct ol__bulk *b)
     *ol__node_waiters(b->n) = w;
 }
 
+static void item_row(struct bulk_item *it, const struct ol__sm_agent *row)
+{
+    if (row == NULL)
+        return;
+    it->has_row = 1;
+    it->owner = row->owner;
+    it->epoch = row->epoch;
+    it->row_status = row->status;
+}
+
+/* Item `it` succeeded: 1 if it was the last, and `b` is answered and
+ * freed. */
+static int item_ok(struct ol__bulk *b, struct bulk_item *it)
+{
+    it->done = 1;
+    it->waiting = 0;
+    if (--b->left)
+        return 0;
+    bulk_answer(b);
+    bulk_free(b);
+    return 1;
+}
+
 int ol__bulk_effect(struct ol__bulk *b, const struct ol__effect *e,
                     const struct ol__sm_agent *row)
 {
@@ -317,26 +343,64 @@ int ol__bulk_effect(struct ol__bulk *b, const struct ol__effect *e,
 
     snprintf(key, sizeof key, "%016" PRIx64, e->u.cmd.req);
     it = ol__map_get(&b->by_req, key);
-    if (it == NULL || it->done)
+    if (it == NULL || it->done || it->waiting)
         return 0;
     if (e->status != 0) {
         item_fail(b, it, e->status, "%s '%s': %s", b->op, it->name,
                   e->errmsg[0] ? e->errmsg : ol_strerror(e->status));
-    } else {
-        if (row) {
-            it->has_row = 1;
-            it->owner = row->owner;
-            it->epoch = row->epoch;
-            it->row_status = row->status;
-        }
-        it->done = 1;
-        b->left--;
+        if (b->left)
+            return 0;
+        bulk_answer(b);
+        bulk_free(b);
+        return 1;
     }
-    if (b->left)
+    item_row(it, row);
+    /* As a single spawn or stop (handlers_wait.c): a new agent's first
+     * checkpoint, a stopping one's final; a retried spawn (no row)
+     * answers now. */
+    if (b->wait && row &&
+        ((strcmp(b->op, "spawn") == 0 && row->head_seq == 0 &&
+          row->status == OL_AGENT_RUNNING) ||
+         (strcmp(b->op, "stop") == 0 &&
+          row->status == OL_AGENT_STOPPING))) {
+        it->waiting = 1;
         return 0;
-    bulk_answer(b);
-    bulk_free(b);
-    return 1;
+    }
+    return item_ok(b, it);
+}
+
+int ol__bulk_ckpt(struct ol__bulk *b, const char *name)
+{
+    struct bulk_item *it = ol__map_get(&b->by_name, name);
+
+    if (it == NULL || !it->waiting || strcmp(b->op, "spawn") != 0)
+        return 0;
+    item_row(it, ol__node_row(b->n, name));
+    return item_ok(b, it);
+}
+
+int ol__bulk_agent(struct ol__bulk *b, const struct ol__sm_agent *row)
+{
+    struct bulk_item *it = ol__map_get(&b->by_name, row->name);
+
+    if (it == NULL || !it->waiting)
+        return 0;
+    item_row(it, row);
+    if (strcmp(b->op, "spawn") == 0 &&
+        row->status == OL_AGENT_QUARANTINED) {
+        it->waiting = 0;
+        item_fail(b, it, OL_EPLUGIN,
+                  "spawn '%s': the agent was quarantined before its first "
+                  "checkpoint: %s; it is kept (fix it, then `outlast "
+                  "start`, or `outlast rm` it)",
+                  it->name, row->reason);
+        if (b->left)
+            return 0;
+        bulk_answer(b);
+        bulk_free(b);
+        return 1;
+    }
+    return item_ok(b, it);
 }
 
 void ol__bulk_drop(struct ol__bulk *b)
@@ -481,6 +545,12 @@ void ol__op_bulk(struct ol__node *n, struct ol__ctl_req *req,
     snprintf(b->op, sizeof b->op, "%.*s", (int)strcspn(op, "_"), op);
     ol__map_init(&b->by_req);
     ol__map_init(&b->by_name);
+    {
+        const msgpack_object *nw = ol__arg(args, "no_wait");
+
+        b->wait = !(nw && nw->type == MSGPACK_OBJECT_BOOLEAN &&
+                    nw->via.boolean);
+    }
     ol__buf_init(&b->cfg);
     if ((ol__arg(args, "request_id") &&
          ol__request_ids(req, op, args, &b->base_id, NULL) != 0) ||

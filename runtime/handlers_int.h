@@ -100,6 +100,11 @@ void ol__op_bulk(struct ol__node *n, struct ol__ctl_req *req,
  * answered and freed (its waiter is the caller's to free). */
 int ol__bulk_effect(struct ol__bulk *b, const struct ol__effect *e,
                     const struct ol__sm_agent *row);
+/* An agent's first checkpoint committed, or its row changed to a status
+ * other than running or stopping: the same, 1 if it answered the request
+ * (ol__waiters_ckpt/_agent call these). */
+int ol__bulk_ckpt(struct ol__bulk *b, const char *name);
+int ol__bulk_agent(struct ol__bulk *b, const struct ol__sm_agent *row);
 /* The node is shutting down: answer so and free it. */
 void ol__bulk_drop(struct ol__bulk *b);
 

@@ -161,6 +161,11 @@ void ol__waiters_agent(struct ol__node *n, const struct ol__sm_agent *row)
     if (row->status == OL_AGENT_RUNNING || row->status == OL_AGENT_STOPPING)
         return;
     while ((w = *pp) != NULL) {
+        if (w->bulk && ol__bulk_agent(w->bulk, row)) {
+            *pp = w->next;
+            free(w);
+            continue;
+        }
         if (w->req != 0 || strcmp(w->name, row->name) != 0) {
             pp = &w->next;
             continue;
@@ -201,6 +206,11 @@ void ol__waiters_ckpt(struct ol__node *n, const char *name)
     struct ol__resp r;
 
     while ((w = *pp) != NULL) {
+        if (w->bulk && ol__bulk_ckpt(w->bulk, name)) {
+            *pp = w->next;
+            free(w);
+            continue;
+        }
         if (w->req != 0 || w->first != 1 || strcmp(w->name, name) != 0) {
             pp = &w->next;
             continue;

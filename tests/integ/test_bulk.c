@@ -266,6 +266,40 @@ Test(bulk, a_retried_bulk_request_applies_once)
     wait_count(d.sock, "running", 50);
 }
 
+/* As a single spawn: each answers after its first checkpoint, and one
+ * whose plugin refuses the config fails with the plugin's reason (the
+ * agent is kept, quarantined); with --no-wait they answer at commit. */
+Test(bulk, a_bulk_spawn_waits_for_first_checkpoints_unless_no_wait)
+{
+    json_t *j, *r;
+    size_t i;
+
+    start_single("bulk4");
+    j = cli_json(d.sock, "spawn lifecycle --prefix lf- --count 3 --config "
+                         "'{\"fail\": \"no thanks\"}'",
+                 1);
+    cr_assert_eq(jint(j, "failed", NULL), 3);
+    json_array_foreach(json_object_get(j, "results"), i, r)
+    {
+        cr_assert_str_eq(json_string_value(json_object_get(r, "code")),
+                         "OL_EPLUGIN");
+        cr_assert(strstr(json_string_value(json_object_get(r, "error")),
+                         "no thanks"));
+    }
+    json_decref(j);
+    cr_assert_eq(status_int(d.sock, "agents", "quarantined"), 3);
+
+    /* Each answered after its first checkpoint: a head seq. */
+    j = cli_json(d.sock, "spawn counter w-1 w-2", 0);
+    json_decref(j);
+    j = cli_json(d.sock, "show w-2", 0);
+    cr_assert_geq(jint(j, "agent", "seq"), 1);
+    json_decref(j);
+    j = cli_json(d.sock, "spawn counter --no-wait nw-1 nw-2", 0);
+    cr_assert_eq(jint(j, "succeeded", NULL), 2);
+    json_decref(j);
+}
+
 static int64_t cluster_applied(void)
 {
     struct tc_status st;
