@@ -68,8 +68,29 @@ int fxd_start(struct fxd *d, int nodes)
     return 0;
 }
 
+/* A node logs warnings and errors only: show the first few, since an
+ * outlier in the figures may have its cause there. */
+static void show_log(const struct cb_ol_node *nd, int i)
+{
+    char line[512];
+    FILE *f = fopen(nd->log, "r");
+    uint32_t n = 0;
+
+    while (f && fgets(line, sizeof line, f))
+        if (n++ < 5)
+            fprintf(stderr, "bench: node %d logged: %s", i + 1, line);
+    if (n > 5)
+        fprintf(stderr, "bench: node %d logged %" PRIu32 " lines in all\n",
+                i + 1, n);
+    if (f)
+        fclose(f);
+}
+
 void fxd_stop(struct fxd *d)
 {
+    if (d->c.root[0])
+        for (int i = 0; i < d->c.o.n; i++)
+            show_log(&d->c.nodes[i], i);
     cb_ol_destroy(&d->c);
 }
 
