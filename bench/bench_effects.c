@@ -75,6 +75,8 @@ static const char *const fig_names[N_FIGS] = {
 struct rep {
     double p50[N_FIGS], p99[N_FIGS];
     uint64_t failed;
+    char where[2]; /* the plain and effect agents' nodes: 'L' the
+                    * leader, 'F' a follower */
     int ok;
 };
 
@@ -230,6 +232,8 @@ static int one_rep(const struct opts *o, struct rep *r)
         rv = fxd_spawn(&d, "plain", "plain", &owner[0]);
     if (rv == 0)
         rv = fxd_spawn(&d, "effect", "effect", &owner[1]);
+    for (int k = 0; rv == 0 && k < 2; k++)
+        r->where[k] = owner[k] == d.via ? 'L' : 'F';
     if (rv == 0)
         rv = chunks(&d, owner, o, &p, r);
     if (rv == 0 && cb_ol_dead(&d.c) >= 0) {
@@ -334,6 +338,14 @@ static void report(const struct opts *o, const struct rep *rs, uint32_t ok)
            med(rs, o->reps, F_FX_RT, 0) / med(rs, o->reps, F_PLAIN_STEP, 0));
     printf("# commits: the node's propose-to-durable histogram, median "
            "over the chunks; the rest: each cycle timed by the agent\n");
+    if (o->nodes > 1) {
+        printf("# nodes of the plain, effect agents per repetition (L "
+               "leader, F follower):");
+        for (uint32_t i = 0; i < o->reps; i++)
+            printf(" %c%c", rs[i].ok ? rs[i].where[0] : '-',
+                   rs[i].ok ? rs[i].where[1] : '-');
+        printf("\n");
+    }
     printf("# effects that failed: %" PRIu64 "\n", failed);
 }
 
