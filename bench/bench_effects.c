@@ -72,6 +72,9 @@ static const char *const fig_names[N_FIGS] = {
     "  EFFECT step -> committed",
 };
 
+/* The agents' names, which are also their modes. */
+static const char *const agent_names[2] = {"plain", "effect"};
+
 struct rep {
     double p50[N_FIGS], p99[N_FIGS];
     uint64_t failed;
@@ -187,7 +190,6 @@ static void figures(struct pool *p, struct rep *r)
 static int chunks(struct fxd *d, const int owner[2], const struct opts *o,
                   struct pool *p, struct rep *r)
 {
-    static const char *const names[2] = {"plain", "effect"};
     uint32_t per = o->count / o->chunks;
     struct anchor a;
     char path[4200];
@@ -198,7 +200,7 @@ static int chunks(struct fxd *d, const int owner[2], const struct opts *o,
     if (rv != 0)
         fprintf(stderr, "bench: anchor: %s\n", a.errmsg);
     for (int k = 0; rv == 0 && k < 2; k++)
-        rv = fxd_run(d, names[k], 1, o->warmup, NULL);
+        rv = fxd_run(d, agent_names[k], 1, o->warmup, NULL);
     for (uint32_t c = 0; rv == 0 && c < o->chunks; c++) {
         uint32_t n = c + 1 < o->chunks ? per : o->count - per * c;
 
@@ -208,7 +210,7 @@ static int chunks(struct fxd *d, const int owner[2], const struct opts *o,
             if (k == 2)
                 rv = anchor(&a, n, p);
             else
-                rv = chunk(d, names[k], owner[k], k == 0, c + 2, n, p,
+                rv = chunk(d, agent_names[k], owner[k], k == 0, c + 2, n, p,
                            &r->failed);
         }
     }
@@ -216,7 +218,9 @@ static int chunks(struct fxd *d, const int owner[2], const struct opts *o,
     return rv;
 }
 
-static int one_rep(const struct opts *o, struct rep *r)
+/* Repetition i.  In a cluster the agents go to the nodes with the fewest
+ * agents, so the order they are spawned in alternates too. */
+static int one_rep(const struct opts *o, uint32_t i, struct rep *r)
 {
     struct pool p;
     struct fxd d;
@@ -228,10 +232,11 @@ static int one_rep(const struct opts *o, struct rep *r)
         return -1;
     }
     rv = fxd_start(&d, (int)o->nodes);
-    if (rv == 0)
-        rv = fxd_spawn(&d, "plain", "plain", &owner[0]);
-    if (rv == 0)
-        rv = fxd_spawn(&d, "effect", "effect", &owner[1]);
+    for (uint32_t j = 0; rv == 0 && j < 2; j++) {
+        int k = (int)((i + j) % 2);
+
+        rv = fxd_spawn(&d, agent_names[k], agent_names[k], &owner[k]);
+    }
     for (int k = 0; rv == 0 && k < 2; k++)
         r->where[k] = owner[k] == d.via ? 'L' : 'F';
     if (rv == 0)
@@ -360,7 +365,7 @@ int main(int argc, char **argv)
         return rv;
     cb_cleanup_install();
     for (uint32_t i = 0; i < o.reps; i++) {
-        if (one_rep(&o, &rs[i]) == 0)
+        if (one_rep(&o, i, &rs[i]) == 0)
             ok++;
         else
             fprintf(stderr, "bench: repetition %" PRIu32 " failed\n", i + 1);
