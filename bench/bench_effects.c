@@ -85,6 +85,7 @@ struct rep {
 
 struct opts {
     uint32_t count, warmup, reps, nodes, chunks;
+    int in_node; /* --isolation none */
 };
 
 /* A repetition's samples: pooled per figure (us), and the node's commit
@@ -231,7 +232,7 @@ static int one_rep(const struct opts *o, uint32_t i, struct rep *r)
         pool_free(&p);
         return -1;
     }
-    rv = fxd_start(&d, (int)o->nodes);
+    rv = fxd_start(&d, (int)o->nodes, o->in_node);
     for (uint32_t j = 0; rv == 0 && j < 2; j++) {
         int k = (int)((i + j) % 2);
 
@@ -257,6 +258,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: bench_effects [--count 600] [--chunks 6] "
                "[--warmup 50] [--reps 3] [--nodes 1|3]\n"
+               "                     [--isolation process|none]\n"
                "  --count   measured cycles per agent and repetition "
                "(1..%d)\n"
                "  --chunks  pieces the count is run in, the agents and "
@@ -265,7 +267,10 @@ static void usage(FILE *f)
                "(1..%d)\n"
                "  --reps    repetitions, each on a fresh node (1..%d)\n"
                "  --nodes   1: the embedded single-node replica; 3: a "
-               "cluster on loopback\n",
+               "cluster on loopback\n"
+               "  --isolation  where the agents run: in agent-host "
+               "processes (the default)\n"
+               "               or inside the node\n",
                FXD_RUN_MAX, MAX_CHUNKS, FXD_RUN_MAX, MAX_REPS);
 }
 
@@ -285,8 +290,12 @@ static int parse(int argc, char **argv, struct opts *o)
 
         if (rv != 0)
             return rv > 0 ? 0 : 2;
-        if (!bu_num_opt(nums, argv[i], v)) {
-            fprintf(stderr, "bench_effects: unknown option '%s'\n", argv[i]);
+        if (strcmp(argv[i], "--isolation") == 0 &&
+            (strcmp(v, "process") == 0 || strcmp(v, "none") == 0)) {
+            o->in_node = strcmp(v, "none") == 0;
+        } else if (!bu_num_opt(nums, argv[i], v)) {
+            fprintf(stderr, "bench_effects: unknown option '%s' or bad "
+                            "value '%s'\n", argv[i], v);
             usage(stderr);
             return 2;
         }
@@ -326,9 +335,10 @@ static void report(const struct opts *o, const struct rep *rs, uint32_t ok)
         failed += rs[i].failed;
     printf("# bench_effects --count %" PRIu32 " --chunks %" PRIu32
            " --warmup %" PRIu32 " --reps %" PRIu32 " --nodes %" PRIu32
-           ": one agent at a time, no-op perform(), medians of %" PRIu32
-           " repetitions\n",
-           o->count, o->chunks, o->warmup, o->reps, o->nodes, ok);
+           " --isolation %s: one agent at a time, no-op perform(), medians "
+           "of %" PRIu32 " repetitions\n",
+           o->count, o->chunks, o->warmup, o->reps, o->nodes,
+           o->in_node ? "none" : "process", ok);
     printf("%-30s %9s %9s %13s\n", "", "p50 ms", "p99 ms", "p50/commit");
     for (int f = 0; f < N_FIGS; f++) {
         double p50 = med(rs, o->reps, f, 0);

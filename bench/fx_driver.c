@@ -45,12 +45,13 @@ static int single_init(struct cb_ol *c, const struct cb_ol_opts *o)
         perror("bench: node directory");
         return -1;
     }
-    fprintf(f, "[node]\ndata_dir = %s\nplugin_dir = %s\nlog_level = %s\n",
-            nd->dir, c->o.plugin_dir, c->o.log_level);
+    fprintf(f, "[node]\ndata_dir = %s\nplugin_dir = %s\nlog_level = %s\n%s",
+            nd->dir, c->o.plugin_dir, c->o.log_level,
+            c->o.extra ? c->o.extra : "");
     return fclose(f) == 0 ? 0 : -1;
 }
 
-int fxd_start(struct fxd *d, int nodes)
+int fxd_start(struct fxd *d, int nodes, int in_node)
 {
     struct cb_ol_opts o;
 
@@ -58,6 +59,7 @@ int fxd_start(struct fxd *d, int nodes)
     cb_ol_defaults(&o);
     o.n = nodes;
     o.log_level = "warn";
+    o.extra = in_node ? "[agents]\nisolation = none\n" : NULL;
     if ((nodes == 1 ? single_init(&d->c, &o) : cb_ol_init(&d->c, &o)) != 0 ||
         cb_ol_start(&d->c, START_MS) != 0)
         return -1;

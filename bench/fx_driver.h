@@ -29,9 +29,10 @@ struct fxd_samples {
 };
 
 /* Start one node (single-node replica) or a cluster of `nodes` and wait
- * until it can take requests.  0 or -1 (message on stderr); call
- * fxd_stop() either way. */
-int fxd_start(struct fxd *d, int nodes);
+ * until it can take requests; with `in_node`, plugins run inside the
+ * node ([agents] isolation = none) instead of in agent-host processes.
+ * 0 or -1 (message on stderr); call fxd_stop() either way. */
+int fxd_start(struct fxd *d, int nodes, int in_node);
 void fxd_stop(struct fxd *d);
 
 /* Spawn fxbench agent `name` in `mode` ("plain" or "effect") and wait

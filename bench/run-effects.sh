@@ -1,8 +1,10 @@
 #!/bin/sh
 # Build a release tree and run the effects benchmark: an effect's round
 # trip (declare, commit, perform, outcome committed) beside a plain
-# checkpoint's commit and a raw SQLite commit in the same run, on a single
-# node and on a 3-node cluster on loopback.  bench/run.sh calls this after
+# checkpoint's commit and a raw SQLite commit in the same run: on a single
+# node with the agents in agent-host processes (the default) and inside
+# the node (isolation = none, which leaves out the hops between the
+# processes), and on a 3-node cluster on loopback.  bench/run.sh calls this after
 # the single-node benchmarks; the figures and their analysis are in
 # bench/RESULTS.md ("Effects: round trip").
 #
@@ -34,6 +36,9 @@ echo
 
 echo "## bench_effects: effect round trip vs plain checkpoint commit, single node"
 "$build/bench/bench_effects" --reps "$reps" --count "$count"
+echo
+echo "## bench_effects: the same with the agents inside the node (isolation = none)"
+"$build/bench/bench_effects" --reps "$reps" --count "$count" --isolation none
 if [ "${CLUSTER:-1}" != 0 ]; then
     echo
     echo "## bench_effects: effect round trip vs plain checkpoint commit, 3 nodes on loopback"
