@@ -377,6 +377,9 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
         return;
     }
     ol__agent_timers_rearm(a);
+    /* Effects open in the head are in doubt: ask about them once the
+     * agent may act. */
+    ol__fx_kick(a);
     if (row->status == OL_AGENT_STOPPING)
         ol__agent_push_final_stop(a);
     ol__agent_note(a, OL_LOG_INFO, 0,

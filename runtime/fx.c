@@ -363,9 +363,14 @@ void ol__fx_result(struct ol__node *n, struct ol_agent *a, uint64_t token,
     if (f == NULL || a->phase != OL_PHASE_ACTIVE) {
         /* Fenced: whoever owns the agent now has the effect open. */
         n->n.fx_dropped++;
-        ol_log(OL_LOG_INFO, "agent '%s': an effect's answer (attempt %"
-               PRIu64 ") came after the agent left or moved; dropped",
-               a ? a->name : "?", token);
+        if (a)
+            ol_log(OL_LOG_INFO, "agent '%s': an effect's answer (attempt %"
+                   PRIu64 ") came after the agent left or moved; dropped",
+                   a->name, token);
+        else
+            ol_log(OL_LOG_INFO, "an effect's answer (attempt %" PRIu64
+                   ") came for an agent instance that is gone; dropped",
+                   token);
         return;
     }
     if (status == OL_IPC_FX_NOT_RUN) {

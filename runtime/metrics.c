@@ -424,6 +424,16 @@ static const struct u64_row step_rows[] = {
      "Checkpoints of agents hosted on this node that the state machine "
      "refused (stale epoch, divergence).",
      OB(refused)},
+    {"outlast_effect_attempts_total", "counter",
+     "Attempts at effects (perform() or reconcile() calls) that answered.",
+     OB(fx_attempts)},
+    {"outlast_effects_done_total", "counter",
+     "Effect outcomes (done or failed) consumed by agents hosted here.",
+     OB(fx_done)},
+    {"outlast_effect_answers_dropped_total", "counter",
+     "Effect answers that came after their agent left this node or moved "
+     "to a newer epoch; the new owner has the effect in doubt.",
+     OB(fx_dropped)},
 };
 
 static const struct u64_row host_rows[] = {

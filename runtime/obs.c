@@ -61,6 +61,9 @@ static void collect_node(struct ol__node *n, struct ol__obs *o)
     o->checkpoints = n->n.checkpoints;
     o->refused = n->n.refused;
     o->steps_refused = n->n.steps_refused;
+    o->fx_attempts = n->n.fx_attempts;
+    o->fx_done = n->n.fx_done;
+    o->fx_dropped = n->n.fx_dropped;
     o->quarantined = n->n.quarantined;
     for (int k = 0; k < OL_CRASH_KINDS; k++)
         o->crashes[k] = n->n.crash_kind[k];

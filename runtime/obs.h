@@ -63,6 +63,7 @@ struct ol__obs {
     /* counters since start */
     uint64_t steps, checkpoints, refused, quarantined;
     uint64_t steps_refused; /* reached a host after the lease ran out */
+    uint64_t fx_attempts, fx_done, fx_dropped; /* effects */
     /* bad agents: crashes of agents' code by kind (signal, exit, deadline,
      * node), crash-loop quarantines this node's reports caused, and the
      * agent-host processes (running now, started, died unasked) */

@@ -5,7 +5,8 @@
  * A message {"do": N} declares N effects of kind "note" (effect ids run on
  * from 1 over the agent's life).  Each payload is
  *
- *   {n: id, journal: PATH, retry: R, fail: bool, reconcile: bool}
+ *   {n: id, journal: PATH, retry: R, fail: bool, reconcile: bool,
+ *    before: MS, after: MS}
  *
  * from the config, since perform() sees only the effect.  perform()
  * appends one line to the journal, the outside world of the tests:
@@ -14,6 +15,8 @@
  *
  * with one write() on a file opened O_APPEND, and returns DONE with the
  * result {n: id} (RETRY for the first R attempts, FAILED when `fail`).
+ * It sleeps `before` ms before it writes and `after` ms after, so a test
+ * can kill the node while the world has, or has not yet, acted.
  * reconcile() (only when `reconcile` is set) looks for the key in the
  * journal: DONE if a line has it, else UNKNOWN.  So a test counts, per
  * key, how often the world was asked to act.
@@ -23,7 +26,7 @@
  * was consumed once.
  *
  * Config: {journal: str, retry: uint (0), fail: bool (false),
- *          reconcile: bool (false)}.
+ *          reconcile: bool (false), before: uint (0), after: uint (0)}.
  * State:  {next: uint, done: uint, failed: uint, ids: [uint]}.
  */
 #include <fcntl.h>
@@ -46,7 +49,7 @@ static const struct ol_host *host;
 
 struct effector {
     char journal[256];
-    uint64_t retry;
+    uint64_t retry, before, after;
     bool fail, reconcile;
     uint64_t next, done, failed;
     uint64_t ids[IDS_MAX];
@@ -74,9 +77,13 @@ static int eff_open(struct ol_agent *a, const void *config, size_t len,
         ok = ok && ol_mp_bool(o, &s->fail);
     if ((o = ol_mp_get(&u.data, "reconcile")) != NULL)
         ok = ok && ol_mp_bool(o, &s->reconcile);
+    if ((o = ol_mp_get(&u.data, "before")) != NULL)
+        ok = ok && ol_mp_uint(o, &s->before);
+    if ((o = ol_mp_get(&u.data, "after")) != NULL)
+        ok = ok && ol_mp_uint(o, &s->after);
     return tp_open_end(host, a, &u, ok && s->journal[0], s, self,
                        "want {journal: str, retry: uint, fail: bool, "
-                       "reconcile: bool}");
+                       "reconcile: bool, before: uint, after: uint}");
 }
 
 static int eff_restore(void *self, struct ol_agent *a, const void *state,
@@ -115,7 +122,7 @@ static int declare(struct effector *s, struct ol_agent *a, uint64_t n)
 
         msgpack_sbuffer_init(&sb);
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 5);
+        msgpack_pack_map(&pk, 7);
         ol_mp_pack_str(&pk, "n");
         msgpack_pack_uint64(&pk, s->next);
         ol_mp_pack_str(&pk, "journal");
@@ -126,6 +133,10 @@ static int declare(struct effector *s, struct ol_agent *a, uint64_t n)
         s->fail ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
         ol_mp_pack_str(&pk, "reconcile");
         s->reconcile ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        ol_mp_pack_str(&pk, "before");
+        msgpack_pack_uint64(&pk, s->before);
+        ol_mp_pack_str(&pk, "after");
+        msgpack_pack_uint64(&pk, s->after);
         rv = host->effect(a, s->next, "note", sb.data, sb.size);
         msgpack_sbuffer_destroy(&sb);
         if (rv != 0) {
@@ -197,7 +208,7 @@ static void eff_close(void *self)
 /* ---- the outside world: a journal file ---- */
 
 struct order {
-    uint64_t n, retry;
+    uint64_t n, retry, before, after;
     bool fail, reconcile;
     char journal[256];
 };
@@ -215,7 +226,9 @@ static bool read_order(const struct ol_effect *e, struct order *o)
                    sizeof o->journal) &&
          ol_mp_uint(ol_mp_get(&u.data, "retry"), &o->retry) &&
          ol_mp_bool(ol_mp_get(&u.data, "fail"), &o->fail) &&
-         ol_mp_bool(ol_mp_get(&u.data, "reconcile"), &o->reconcile);
+         ol_mp_bool(ol_mp_get(&u.data, "reconcile"), &o->reconcile) &&
+         ol_mp_uint(ol_mp_get(&u.data, "before"), &o->before) &&
+         ol_mp_uint(ol_mp_get(&u.data, "after"), &o->after);
     msgpack_unpacked_destroy(&u);
     return ok;
 }
@@ -243,6 +256,7 @@ static int eff_perform(const struct ol_effect *e, const struct ol_sink *out)
         return OL_EFFECT_RETRY;
     if (o.fail)
         return OL_EFFECT_FAILED;
+    usleep((useconds_t)(o.before * 1000));
     len = snprintf(line, sizeof line,
                    "key=%s id=%" PRIu64 " epoch=%" PRIu64
                    " attempt=%u doubt=%d node=%s\n",
@@ -255,6 +269,7 @@ static int eff_perform(const struct ol_effect *e, const struct ol_sink *out)
     close(fd);
     if (!wrote)
         return OL_EFFECT_RETRY;
+    usleep((useconds_t)(o.after * 1000));
     result(out, o.n);
     return OL_EFFECT_DONE;
 }

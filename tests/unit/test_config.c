@@ -418,3 +418,41 @@ Test(config, failover_too_short_for_the_lease_is_refused)
                  "failover_ms = 400\n",
                  "must be at least 5 x heartbeat_timeout_ms");
 }
+
+Test(config, effects_sections_set_the_retry_policy_per_kind)
+{
+    struct ol__config c;
+    struct ol__fx_policy p;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c,
+                      "[effects]\n"
+                      "attempts = 3\n"
+                      "backoff_ms = 50\n"
+                      "[effects.order]\n"
+                      "attempts = 30\n"
+                      "deadline_ms = 60000\n",
+                      err),
+                 0, "%s", err);
+    ol__config_fx(&c, "order", &p);
+    cr_expect_eq(p.attempts, 30);
+    cr_expect_eq(p.deadline_ms, 60000);
+    cr_expect_eq(p.backoff_ms, 50, "the [effects] value comes through");
+    cr_expect_eq(p.backoff_max_ms, 10000, "the built-in default");
+    ol__config_fx(&c, "note", &p);
+    cr_expect_eq(p.attempts, 3);
+    cr_expect_eq(p.deadline_ms, 0);
+    ol__config_free(&c);
+}
+
+Test(config, effects_sections_refuse_bad_values_by_name)
+{
+    expect_error("[effects]\nattempts = 0\n",
+                 ":2: 'attempts' must be a whole number from 1 to 1000");
+    expect_error("[effects]\nbackoff_ms = soon\n", ":2: 'backoff_ms'");
+    expect_error("[effects.order]\nretries = 3\n",
+                 ":2: unknown key 'retries' in an effects section");
+    expect_error("[effects.Bad Kind]\nattempts = 3\n",
+                 "not a valid effect kind");
+    expect_error("[effects.x]\ntimeout_ms = 1\n", ":2: 'timeout_ms'");
+}

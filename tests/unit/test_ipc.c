@@ -66,7 +66,8 @@ Test(ipc, a_step_round_trips)
     ol__buf_close(&b);
 }
 
-/* An R_STEP as the host writes it: two timer ops, one send, a state. */
+/* An R_STEP as the host writes it: two timer ops, one send, a state,
+ * one effect. */
 static void pack_result(struct ol__buf *b)
 {
     msgpack_packer pk;
@@ -90,6 +91,10 @@ static void pack_result(struct ol__buf *b)
     msgpack_pack_uint32(&pk, 1);  /* works */
     ol__ipc_bin(&pk, "\x81\xa1n\x05", 4);
     msgpack_pack_int(&pk, 0);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint64(&pk, 9);
+    ol__ipc_str(&pk, "order");
+    ol__ipc_bin(&pk, "\xc0", 1);
 }
 
 Test(ipc, a_result_round_trips_and_truncations_are_refused)
@@ -111,6 +116,7 @@ Test(ipc, a_result_round_trips_and_truncations_are_refused)
     cr_expect_eq(res.n_sends, 2);
     cr_expect_eq(res.works, 1);
     cr_expect_eq(res.state_len, 4);
+    cr_expect_eq(res.n_effects, 3);
     cr_assert_eq(ol__mpr_array(&res.ops, &n), 0);
     cr_assert_eq(n, 6);
     cr_assert_eq(ol__mpr_uint(&res.ops, &op), 0);
@@ -165,4 +171,57 @@ Test(ipc, frame_headers)
     cr_expect_eq(h[0], 4);
     cr_expect_eq(h[3], 1);
     cr_expect_eq(ol__ipc_hdr_len(h), 0x01020304u);
+}
+
+Test(ipc, a_perform_round_trips_and_truncations_are_refused)
+{
+    struct ol__ipc_perform p, out;
+    struct ol__buf b;
+    struct ol__mpr r;
+    msgpack_packer pk;
+    uint32_t n;
+    uint64_t type;
+
+    memset(&p, 0, sizeof p);
+    p.slot = 3;
+    p.gen = 4;
+    p.token = 77;
+    p.run_by = 123456;
+    p.e.epoch = 5;
+    p.e.deadline_ms = 1700000000000;
+    p.e.attempt = 2;
+    p.e.in_doubt = 1;
+    p.e.effect_id = 11;
+    p.e.node = "node-1";
+    p.e.key = "00112233445566778899aabbccddeeff";
+    p.e.kind = "order";
+    p.e.payload = "\x81\xa1n\x05";
+    p.e.len = 4;
+    ol__buf_init(&b);
+    msgpack_packer_init(&pk, &b, ol__buf_write);
+    ol__ipc_pack_perform(&pk, &p);
+    ol__mpr_init(&r, b.base, b.len);
+    cr_assert_eq(ol__mpr_array(&r, &n), 0);
+    cr_assert_eq(n, 14);
+    cr_assert_eq(ol__mpr_uint(&r, &type), 0);
+    cr_assert_eq(type, OL_IPC_PERFORM);
+    cr_assert_eq(ol__ipc_read_perform(&r, &out), 0);
+    cr_expect(ol__mpr_done(&r));
+    cr_expect_eq(out.slot, 3);
+    cr_expect_eq(out.token, 77);
+    cr_expect_eq(out.run_by, 123456);
+    cr_expect_eq(out.e.epoch, 5);
+    cr_expect_eq(out.e.attempt, 2);
+    cr_expect_eq(out.e.in_doubt, 1);
+    cr_expect_eq(out.e.effect_id, 11);
+    cr_expect_str_eq(out.e.key, p.e.key);
+    cr_expect_str_eq(out.e.kind, "order");
+    cr_expect_str_eq(out.e.node, "node-1");
+    cr_expect_eq(out.e.len, 4);
+    for (size_t len = 2; len < b.len; len++) {
+        ol__mpr_init(&r, b.base + 2, len - 2);
+        cr_expect_eq(ol__ipc_read_perform(&r, &out), OL_EMALFORMED,
+                     "accepted a %zu-byte prefix", len);
+    }
+    ol__buf_close(&b);
 }

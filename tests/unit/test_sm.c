@@ -135,6 +135,8 @@ static void spawn(const char *name, uint64_t owner)
 
 /* Flags of the bodies body_for() builds (0 unless a test sets them). */
 static uint32_t body_flags;
+/* Called on each body before it is encoded, when a test sets it. */
+static void (*body_edit)(struct ol__ckpt *c);
 
 /* Build a checkpoint body chained onto prev (NULL for seq 1). */
 static void body_for(const struct ol__key *k, const char *agent,
@@ -156,6 +158,8 @@ static void body_for(const struct ol__key *k, const char *agent,
         memcpy(c.prev_hash, prev, OL_HASH_SIZE);
     else
         memset(c.prev_hash, 0, OL_HASH_SIZE);
+    if (body_edit)
+        body_edit(&c);
     ol__buf_init(body);
     cr_assert_eq(ol__ckpt_encode(&c, body), 0);
     ol__ckpt_hash(body->base, body->len, hash);
@@ -1264,4 +1268,80 @@ Test(sm, undeliverable_messages_bounce_only_when_the_checkpoint_asks)
     cr_expect_gt(len, 0);
     cr_assert_eq(sqlite3_step(q), SQLITE_DONE, "more than one bounce");
     sqlite3_finalize(q);
+}
+
+/* ---- effects in checkpoints ---- */
+
+/* Seq 1 declares effect 7; seq 2 carries it open; seq 3 records its
+ * outcome.  `bad_seq`: the intent claims a later checkpoint declared it. */
+static uint64_t bad_seq;
+
+static void with_effect(struct ol__ckpt *c)
+{
+    static const uint8_t payload[] = {0x81, 0xa1, 'n', 0x07};
+
+    if (c->seq < 3) {
+        c->effects = calloc(1, sizeof *c->effects);
+        c->n_effects = 1;
+        c->effects[0].id = 7;
+        c->effects[0].kind = strdup("order");
+        c->effects[0].payload = malloc(sizeof payload);
+        memcpy(c->effects[0].payload, payload, sizeof payload);
+        c->effects[0].len = sizeof payload;
+        c->effects[0].seq = bad_seq ? bad_seq : 1;
+        ol__effect_key(c->agent, 1, 0, c->prev_hash, c->effects[0].key);
+        return;
+    }
+    c->outcomes = calloc(1, sizeof *c->outcomes);
+    c->n_outcomes = 1;
+    c->outcomes[0].seq = 1;
+    c->outcomes[0].status = OL_EFFECT_DONE;
+    c->outcomes[0].attempts = 2;
+    c->outcomes[0].result = malloc(1);
+    c->outcomes[0].result[0] = 0xc0;
+    c->outcomes[0].len = 1;
+}
+
+Test(sm, effects_and_outcomes_ride_in_the_chain)
+{
+    uint8_t h1[32], h2[32], h3[32];
+
+    spawn("sink", 1);
+    spawn("keeper", 1);
+    body_edit = with_effect;
+    cr_assert_eq(propose(&k1, "keeper", 1, 1, NULL, h1, 0), 0);
+    cr_assert_eq(propose(&k1, "keeper", 1, 2, h1, h2, 0), 0);
+    cr_assert_eq(propose(&k1, "keeper", 1, 3, h2, h3, 0), 0);
+    body_edit = NULL;
+    cr_expect_eq(ol__sm_agent(sm, "keeper")->head_seq, 3);
+}
+
+Test(sm, a_node_held_at_level_3_refuses_checkpoints_with_effects)
+{
+    uint8_t h1[32];
+
+    spawn("sink", 1);
+    spawn("keeper", 1);
+    body_edit = with_effect;
+    ol__cmd_set_level(3);
+    cr_expect_neq(propose(&k1, "keeper", 1, 1, NULL, h1, 0), 0,
+                  "a level-3 node decoded a checkpoint with effects");
+    ol__cmd_set_level(OL_FEATURE_LEVEL);
+    body_edit = NULL;
+    cr_expect_eq(ol__sm_agent(sm, "keeper")->head_seq, 0);
+}
+
+Test(sm, a_hostile_effect_record_is_refused_and_stores_nothing)
+{
+    uint8_t h1[32];
+
+    spawn("sink", 1);
+    spawn("keeper", 1);
+    body_edit = with_effect;
+    bad_seq = 5;
+    cr_expect_neq(propose(&k1, "keeper", 1, 1, NULL, h1, 0), 0,
+                  "an intent declared by a later checkpoint was stored");
+    bad_seq = 0;
+    body_edit = NULL;
+    cr_expect_eq(ol__sm_agent(sm, "keeper")->head_seq, 0);
 }
