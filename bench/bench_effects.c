@@ -77,7 +77,7 @@ static const char *const agent_names[2] = {"plain", "effect"};
 
 struct rep {
     double p50[N_FIGS], p99[N_FIGS];
-    uint64_t failed;
+    uint64_t failed, retried;
     char where[2]; /* the plain and effect agents' nodes: 'L' the
                     * leader, 'F' a follower */
     int ok;
@@ -120,7 +120,7 @@ static void pool_add(struct pool *p, int f, double us)
 /* One chunk of `n` cycles of an agent (its run number `run`): its
  * samples into the pool, and the node's commit figures for the chunk. */
 static int chunk(struct fxd *d, const char *name, int owner, int plain,
-                 uint64_t run, uint32_t n, struct pool *p, uint64_t *failed)
+                 uint64_t run, uint32_t n, struct pool *p, struct rep *r)
 {
     struct cb_ol_status st;
     struct fxd_samples s;
@@ -137,8 +137,10 @@ static int chunk(struct fxd *d, const char *name, int owner, int plain,
     }
     p->c50[k][p->chunks[k]] = (double)st.p50_us;
     p->c99[k][p->chunks[k]++] = (double)st.p99_us;
-    if (!plain)
-        *failed = s.failed; /* over the agent's life */
+    if (!plain) { /* over the agent's life */
+        r->failed = s.failed;
+        r->retried = s.retried;
+    }
     for (uint32_t i = 0; i < s.n; i++) {
         if (plain) {
             pool_add(p, F_PLAIN_STEP, s.us[i][0]);
@@ -212,7 +214,7 @@ static int chunks(struct fxd *d, const int owner[2], const struct opts *o,
                 rv = anchor(&a, n, p);
             else
                 rv = chunk(d, agent_names[k], owner[k], k == 0, c + 2, n, p,
-                           &r->failed);
+                           r);
         }
     }
     anchor_close(&a);
@@ -329,10 +331,12 @@ static double med(const struct rep *rs, uint32_t n, int f, int p99)
 static void report(const struct opts *o, const struct rep *rs, uint32_t ok)
 {
     double plain = med(rs, o->reps, F_PLAIN_COMMIT, 0);
-    uint64_t failed = 0;
+    uint64_t failed = 0, retried = 0;
 
-    for (uint32_t i = 0; i < o->reps; i++)
+    for (uint32_t i = 0; i < o->reps; i++) {
         failed += rs[i].failed;
+        retried += rs[i].retried;
+    }
     printf("# bench_effects --count %" PRIu32 " --chunks %" PRIu32
            " --warmup %" PRIu32 " --reps %" PRIu32 " --nodes %" PRIu32
            " --isolation %s: one agent at a time, no-op perform(), medians "
@@ -361,7 +365,8 @@ static void report(const struct opts *o, const struct rep *rs, uint32_t ok)
                    rs[i].ok ? rs[i].where[1] : '-');
         printf("\n");
     }
-    printf("# effects that failed: %" PRIu64 "\n", failed);
+    printf("# effects that failed: %" PRIu64 ", that took more than one "
+           "attempt: %" PRIu64 "\n", failed, retried);
 }
 
 int main(int argc, char **argv)

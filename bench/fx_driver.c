@@ -198,7 +198,7 @@ static int poll_state(struct fxd *d, const char *name, uint64_t run,
     msgpack_unpacked u;
     void *buf = NULL;
     size_t len = 0;
-    uint64_t runs = 0, left = 1, failed = 0;
+    uint64_t runs = 0, left = 1, failed = 0, retried = 0;
     int rv = -1;
 
     req(&sb, &pk, 2, "show", name);
@@ -215,14 +215,17 @@ static int poll_state(struct fxd *d, const char *name, uint64_t run,
         smp = ol_mp_get(st, "samples");
         rv = ol_mp_uint(ol_mp_get(st, "runs"), &runs) &&
                      ol_mp_uint(ol_mp_get(st, "left"), &left) &&
-                     ol_mp_uint(ol_mp_get(st, "failed"), &failed)
+                     ol_mp_uint(ol_mp_get(st, "failed"), &failed) &&
+                     ol_mp_uint(ol_mp_get(st, "retried"), &retried)
                  ? 0
                  : -1;
         if (rv == 0 && runs == run && left == 0 && smp &&
             smp->type == MSGPACK_OBJECT_ARRAY && smp->via.array.size == n) {
             rv = s == NULL ? 1 : take_samples(smp, s) == 0 ? 1 : -1;
-            if (s)
+            if (s) {
                 s->failed = failed;
+                s->retried = retried;
+            }
         }
         msgpack_unpacked_destroy(&u);
     }

@@ -25,7 +25,8 @@ struct fxd {
 struct fxd_samples {
     uint32_t (*us)[5];
     uint32_t n;
-    uint64_t failed; /* effects that failed, in the agent's whole life */
+    uint64_t failed;  /* effects that failed, in the agent's whole life */
+    uint64_t retried; /* and that took more than one attempt */
 };
 
 /* Start one node (single-node replica) or a cluster of `nodes` and wait

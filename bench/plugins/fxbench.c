@@ -31,7 +31,8 @@
  * progress: its clock readings mean nothing in another process.
  *
  * Config: {mode: "effect" | "plain" (default "effect")}.
- * State:  {runs: uint, left: uint, failed: uint, next: uint,
+ * State:  {runs: uint, left: uint, failed: uint, retried: uint (effects
+ *          that took more than one attempt), next: uint,
  *          samples: [[uint x 5]] (only once a run has ended)}.
  */
 #include <inttypes.h>
@@ -57,7 +58,7 @@ enum { PH_IDLE, PH_OUTCOME, PH_COMMIT };
 struct fxbench {
     bool plain;
     int phase;
-    uint64_t runs, left, failed, next;
+    uint64_t runs, left, failed, retried, next;
     uint64_t t0, t1, t2, t3; /* this cycle's readings, ns */
     uint32_t (*smp)[FX_COLS];
     uint32_t n, cap;
@@ -121,10 +122,11 @@ static int fx_restore(void *self, struct ol_agent *a, const void *state,
         return OL_AGENT_EMALFORMED;
     ok = ol_mp_uint(ol_mp_get(&u.data, "runs"), &s->runs) &&
          ol_mp_uint(ol_mp_get(&u.data, "failed"), &s->failed) &&
+         ol_mp_uint(ol_mp_get(&u.data, "retried"), &s->retried) &&
          ol_mp_uint(ol_mp_get(&u.data, "next"), &s->next);
     msgpack_unpacked_destroy(&u);
     if (!ok) {
-        host->error(a, "state: want {runs, left, failed, next}");
+        host->error(a, "state: want {runs, left, failed, retried, next}");
         return OL_AGENT_EMALFORMED;
     }
     /* A run in progress is lost (see above). */
@@ -203,6 +205,8 @@ static int on_effect(struct fxbench *s, struct ol_agent *a,
     if (s->phase != PH_OUTCOME || ev->effect_id + 1 != s->next)
         return 0;
     s->t1 = s->t2 = 0;
+    if (ev->effect_attempts > 1)
+        s->retried++;
     if (ev->effect_status != OL_EFFECT_DONE) {
         s->failed++;
         host->log(a, OL_AGENT_LOG_WARN, "effect %" PRIu64 " failed: %s",
@@ -266,13 +270,15 @@ static int fx_save(void *self, struct ol_agent *a, const struct ol_sink *out)
 
     (void)a;
     msgpack_packer_init(&pk, out->data, out->write);
-    msgpack_pack_map(&pk, ended ? 5 : 4);
+    msgpack_pack_map(&pk, ended ? 6 : 5);
     ol_mp_pack_str(&pk, "runs");
     msgpack_pack_uint64(&pk, s->runs);
     ol_mp_pack_str(&pk, "left");
     msgpack_pack_uint64(&pk, s->left);
     ol_mp_pack_str(&pk, "failed");
     msgpack_pack_uint64(&pk, s->failed);
+    ol_mp_pack_str(&pk, "retried");
+    msgpack_pack_uint64(&pk, s->retried);
     ol_mp_pack_str(&pk, "next");
     if (msgpack_pack_uint64(&pk, s->next) != 0)
         return OL_AGENT_ETOOBIG;
