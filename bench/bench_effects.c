@@ -30,7 +30,6 @@
  * of the plain commit's.
  */
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +39,6 @@
 #include "cb_outlast.h"
 #include "cb_proc.h"
 #include "fx_driver.h"
-#include "base/err.h"
 #include "base/hist.h"
 
 #define MAX_REPS 20
@@ -92,7 +90,7 @@ struct opts {
  * p50 and p99 per chunk for the two commit figures. */
 struct pool {
     double *v[N_FIGS];
-    uint32_t n[N_FIGS];
+    uint32_t n[N_FIGS], cap;
     double c50[2][MAX_CHUNKS], c99[2][MAX_CHUNKS];
     uint32_t chunks[2];
 };
@@ -100,6 +98,7 @@ struct pool {
 static int pool_init(struct pool *p, uint32_t count)
 {
     memset(p, 0, sizeof *p);
+    p->cap = count;
     for (int f = 0; f < N_FIGS; f++)
         if ((p->v[f] = calloc(count, sizeof *p->v[f])) == NULL)
             return -1;
@@ -114,7 +113,8 @@ static void pool_free(struct pool *p)
 
 static void pool_add(struct pool *p, int f, double us)
 {
-    p->v[f][p->n[f]++] = us;
+    if (p->n[f] < p->cap)
+        p->v[f][p->n[f]++] = us;
 }
 
 /* One chunk of `n` cycles of an agent (its run number `run`): its
@@ -221,8 +221,8 @@ static int chunks(struct fxd *d, const int owner[2], const struct opts *o,
     return rv;
 }
 
-/* Repetition i.  In a cluster the agents go to the nodes with the fewest
- * agents, so the order they are spawned in alternates too. */
+/* Repetition i.  The order the agents are spawned in alternates too: in
+ * a cluster it may change which node each lands on (the report says). */
 static int one_rep(const struct opts *o, uint32_t i, struct rep *r)
 {
     struct pool p;
