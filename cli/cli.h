@@ -230,6 +230,7 @@ int ol__cmd_cluster(struct ol__cli *c);
 int ol__cmd_agents(struct ol__cli *c);
 int ol__cmd_show(struct ol__cli *c);
 int ol__cmd_history(struct ol__cli *c);
+int ol__cmd_effects(struct ol__cli *c);
 int ol__cmd_spawn(struct ol__cli *c);
 int ol__cmd_stop(struct ol__cli *c);
 int ol__cmd_start(struct ol__cli *c);

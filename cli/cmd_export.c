@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "base/err.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/mpr.h"
 #include "cli.h"
 
 static int run_sql(sqlite3 *db, const char *sql, const char *agent,
@@ -285,6 +287,66 @@ static json_t *msgpack_json(const void *p, size_t n)
     return j;
 }
 
+/* The result of an outcome: as JSON when it is msgpack, else its bytes in
+ * hex beside a null result. */
+static void result_json(json_t *o, const uint8_t *p, uint32_t n)
+{
+    char *hex;
+
+    if (n && ol__mp_check(p, n, NULL) == 0) {
+        json_object_set_new(o, "result", msgpack_json(p, n));
+        json_object_set_new(o, "result_hex", json_null());
+        return;
+    }
+    hex = malloc(2 * (size_t)n + 1);
+    json_object_set_new(o, "result", json_null());
+    if (hex)
+        sodium_bin2hex(hex, 2 * (size_t)n + 1, p, n);
+    json_object_set_new(o, "result_hex",
+                        hex && n ? json_string(hex) : json_null());
+    free(hex);
+}
+
+/* A checkpoint's open effects and the outcomes it records, added to `j`. */
+static json_t *with_effects(json_t *j, const struct ol__ckpt *k)
+{
+    json_t *fx = json_array(), *out = json_array();
+    char key[2 * OL_EFFECT_KEY_SIZE + 1];
+
+    for (uint32_t i = 0; i < k->n_effects; i++) {
+        const struct ol__intent *e = &k->effects[i];
+
+        sodium_bin2hex(key, sizeof key, e->key, OL_EFFECT_KEY_SIZE);
+        json_array_append_new(
+            fx, json_pack("{s:I, s:s, s:s, s:I, s:I, s:o}", "id",
+                          (json_int_t)e->id, "kind", e->kind, "key", key,
+                          "seq", (json_int_t)e->seq, "idx",
+                          (json_int_t)e->idx, "payload",
+                          msgpack_json(e->payload, e->len)));
+    }
+    for (uint32_t i = 0; i < k->n_outcomes; i++) {
+        const struct ol__outcome *o = &k->outcomes[i];
+        json_t *r = json_pack("{s:I, s:I, s:s, s:I}", "seq",
+                              (json_int_t)o->seq, "idx", (json_int_t)o->idx,
+                              "status",
+                              o->status == OL_EFFECT_DONE ? "done"
+                                                          : "failed",
+                              "attempts", (json_int_t)o->attempts);
+
+        if (r)
+            result_json(r, o->result, o->len);
+        json_array_append_new(out, r);
+    }
+    if (j == NULL) {
+        json_decref(fx);
+        json_decref(out);
+        return NULL;
+    }
+    json_object_set_new(j, "effects", fx);
+    json_object_set_new(j, "outcomes", out);
+    return j;
+}
+
 static json_t *ckpt_json(const struct ol__ckpt *k, sqlite3_stmt *st)
 {
     char iso[40];
@@ -349,7 +411,8 @@ static json_t *agent_json(sqlite3 *db, const char *name, const char *kind)
         size_t len = (size_t)sqlite3_column_bytes(st, 4);
 
         if (body && ol__ckpt_decode(body, len, &k, err) == 0) {
-            json_array_append_new(rows, ckpt_json(&k, st));
+            json_array_append_new(rows,
+                                  with_effects(ckpt_json(&k, st), &k));
             ol__ckpt_free(&k);
         } else {
             json_array_append_new(

@@ -42,6 +42,25 @@ static const struct ol__cli_cmd cmds[] = {
      "  Rows are listed as stored; 'outlast verify' checks them.\n"
      "  With --db FILE the database is read directly.\n",
      OPTS({"--limit", 1}, {NULL, 0})},
+    {"effects", ol__cmd_effects, "effects NAME [--state S] [--limit N]",
+     "list an agent's effects: key, kind, state, attempts and outcome",
+     "  --state S   only effects in state S: pending, in-flight, retrying,\n"
+     "              done, failed, in-doubt, or open (all but done and\n"
+     "              failed)\n"
+     "  --limit N   only the newest N (default: all)\n"
+     "  States: pending (committed, not yet performed), in flight (being\n"
+     "  performed on the node that hosts the agent), retrying (failed,\n"
+     "  to be tried again), done and failed (the outcome is checkpointed),\n"
+     "  in doubt (declared under an older epoch: an earlier owner may have\n"
+     "  performed it).  KEY is the idempotency key perform() passes on;\n"
+     "  EPOCH that of the checkpoint that declared it.  Read from the\n"
+     "  agent's stored checkpoints, each verified first: a node keeps the\n"
+     "  newest [node] retain of them (default 1000), so effects that\n"
+     "  closed before the oldest kept are not listed; open ones always\n"
+     "  are.  In flight and retrying come from the node that hosts the\n"
+     "  agent: ask that one.  With --db FILE the database is read\n"
+     "  directly (stored states only).\n",
+     OPTS({"--state", 1}, {"--limit", 1}, {NULL, 0})},
     {"spawn", ol__cmd_spawn,
      "spawn KIND NAME [--config JSON] [--request-id ID] [--no-wait]",
      "create an agent of plugin KIND named NAME",
@@ -214,7 +233,8 @@ static const char globals[] =
     "                   else ./outlast-data)\n"
     "  --socket PATH    control socket (default: <data-dir>/control.sock)\n"
     "  --db FILE        read a database file directly instead of asking\n"
-    "                   the node (agents, show, history, verify, export)\n"
+    "                   the node (agents, show, history, effects, verify,\n"
+    "                   export)\n"
     "  --json           print the result as JSON\n"
     "  --timeout MS     how long to wait for the node (default 15000)\n"
     "  --help           help (also: outlast help CMD, outlast CMD --help)\n"

@@ -155,6 +155,36 @@ static int read_sender(struct ol__mpr *r, char **out)
     return 0;
 }
 
+/* The acknowledged messages; on error *what names the field. */
+static int read_acks(struct ol__mpr *r, struct ol__ckpt *c,
+                     const char **what)
+{
+    uint32_t n, m;
+    uint64_t u;
+
+#define AFIELD(name, expr)                                                 \
+    do {                                                                   \
+        *what = (name);                                                    \
+        if ((expr) != 0)                                                   \
+            return OL_EMALFORMED;                                          \
+    } while (0)
+    AFIELD("acks", ol__mpr_array(r, &n) || n > OL_ACKS_MAX);
+    c->acks = calloc(n ? n : 1, sizeof *c->acks);
+    AFIELD("acks", c->acks == NULL);
+    for (uint32_t i = 0; i < n; i++) {
+        struct ol__msgid *a = &c->acks[i];
+
+        c->n_acks = i + 1;
+        AFIELD("ack", ol__mpr_array(r, &m) || m != 3);
+        AFIELD("ack sender", read_sender(r, &a->from));
+        AFIELD("ack seq", ol__mpr_uint(r, &a->seq));
+        AFIELD("ack index", ol__mpr_uint(r, &u) || u > UINT32_MAX);
+        a->idx = (uint32_t)u;
+    }
+#undef AFIELD
+    return 0;
+}
+
 static int decode(const void *body, size_t len, struct ol__ckpt *c,
                   char *errmsg, int with_state)
 {
@@ -219,19 +249,7 @@ static int decode(const void *body, size_t len, struct ol__ckpt *c,
         FIELD("timer due", ol__mpr_int(&r, &c->timers[i].due_ms));
     }
 
-    FIELD("acks", ol__mpr_array(&r, &n) || n > OL_ACKS_MAX);
-    c->acks = calloc(n ? n : 1, sizeof *c->acks);
-    FIELD("acks", c->acks == NULL);
-    for (uint32_t i = 0; i < n; i++) {
-        struct ol__msgid *a = &c->acks[i];
-
-        c->n_acks = i + 1;
-        FIELD("ack", ol__mpr_array(&r, &m) || m != 3);
-        FIELD("ack sender", read_sender(&r, &a->from));
-        FIELD("ack seq", ol__mpr_uint(&r, &a->seq));
-        FIELD("ack index", ol__mpr_uint(&r, &u) || u > UINT32_MAX);
-        a->idx = (uint32_t)u;
-    }
+    FIELD(what, read_acks(&r, c, &what));
     if (fields == OL_CKPT_FIELDS_FX) {
         FIELD(what, ol__ckpt_fx_read(&r, c, &what));
         /* One struct, one encoding: no effects means 13 fields. */

@@ -23,6 +23,9 @@
 
 /* How soon to look again when the agent may not act now. */
 #define FX_WAIT_MS 100
+/* An attempt without an answer this long past its deadline counts as a
+ * retryable failure; its answer, if it ever comes, is dropped. */
+#define FX_GRACE_MS 1000
 
 static uint64_t last_token;
 
@@ -266,8 +269,12 @@ static int start(struct ol_agent *a, struct ol__fx *f, int64_t left)
         f->first_mono = ol__mono_ms();
     f->token = p.token;
     f->state = OL_FX_RUNNING;
+    f->due_mono = ol__mono_ms() + pol.timeout_ms + FX_GRACE_MS;
+    arm(a, pol.timeout_ms + FX_GRACE_MS);
     return 0;
 }
+
+static void retry(struct ol_agent *a, struct ol__fx *f, const char *detail);
 
 void ol__fx_kick(struct ol_agent *a)
 {
@@ -278,7 +285,15 @@ void ol__fx_kick(struct ol_agent *a)
     for (uint32_t i = 0; i < a->n_fx; i++) {
         struct ol__fx *f = &a->fx[i];
 
-        if (f->state == OL_FX_BACKOFF && f->due_mono > now) {
+        if (f->state == OL_FX_RUNNING && f->due_mono <= now &&
+            a->phase == OL_PHASE_ACTIVE) {
+            /* A perform() that ignores its deadline, or a host that
+             * stopped answering: try again under the same key. */
+            f->token = 0;
+            retry(a, f, "no answer by the attempt's deadline");
+        }
+        if ((f->state == OL_FX_BACKOFF || f->state == OL_FX_RUNNING) &&
+            f->due_mono > now) {
             if (f->due_mono - now < wake)
                 wake = f->due_mono - now;
             continue;

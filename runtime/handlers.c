@@ -308,6 +308,8 @@ void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
     else if (strcmp(op, "agents") == 0 || strcmp(op, "show") == 0 ||
              strcmp(op, "history") == 0)
         ol__op_query(n, req, op, args);
+    else if (strcmp(op, "effects") == 0)
+        ol__op_effects(n, req, args);
     else if (ol__node_stopping(n))
         ol__ctl_reply_error(req, OL_ESHUTDOWN, "%s: the node is shutting "
                                                 "down", op);

@@ -75,6 +75,8 @@ void ol__op_status(struct ol__node *n, struct ol__ctl_req *req,
                    const msgpack_object *args);
 void ol__op_query(struct ol__node *n, struct ol__ctl_req *req,
                   const char *op, const msgpack_object *args);
+void ol__op_effects(struct ol__node *n, struct ol__ctl_req *req,
+                    const msgpack_object *args);
 void ol__op_spawn(struct ol__node *n, struct ol__ctl_req *req,
                   const msgpack_object *args);
 void ol__op_simple(struct ol__node *n, struct ol__ctl_req *req,

@@ -209,6 +209,11 @@ void ol__fxjob_run(void *arg)
         j->status = OL_IPC_FX_NOT_RUN;
         return;
     }
+    if (!OL_VTABLE_HAS(j->vt, perform) || j->vt->perform == NULL) {
+        j->status = OL_EFFECT_FAILED;
+        snprintf(j->detail, sizeof j->detail, "the plugin has no perform()");
+        return;
+    }
     ol__buf_init(&s.buf);
     if (j->e.in_doubt && OL_VTABLE_HAS(j->vt, reconcile) &&
         j->vt->reconcile != NULL)

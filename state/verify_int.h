@@ -13,6 +13,7 @@
 
 #include "base/map.h"
 #include "verify.h"
+#include "verify_fx.h"
 
 /* A verified (or refused) seal, by row id. */
 struct seal_entry {
@@ -86,6 +87,7 @@ struct walk {
     uint64_t prev_seq;
     uint8_t prev_hash[OL_HASH_SIZE];
     int prev_ok;
+    struct ol__vfx_chain fx; /* its effects, checked in chain order */
     struct ol__map seen; /* name -> struct agent_info, agents with rows */
     uint64_t unreadable; /* rows found but not readable */
     /* Rowids checked, for the fallback scan. */

@@ -127,12 +127,63 @@ static void start_agent(struct walk *w, const char *agent)
     w->prev_seq = 0;
 }
 
+struct fx_report {
+    struct walk *w;
+    const struct ol__ckpt *c;
+};
+
+static void fx_problem(void *data, uint64_t seq, uint32_t idx,
+                       const char *problem)
+{
+    struct fx_report *fr = data;
+
+    ol__vw_problem(fr->w, fr->c->agent, fr->c->seq,
+                   "effect (seq %" PRIu64 ", index %" PRIu32 "): %s", seq,
+                   idx, problem);
+}
+
+/* The effects of a verified row, against the row before it. */
+static void check_effects(struct walk *w, struct ol__ckpt *c)
+{
+    struct fx_report fr = {w, c};
+
+    (void)ol__vfx_step(&w->fx, c, fx_problem, &fr);
+}
+
+/* Does the verified row `r` (decoded as `c`) fail to link to the row
+ * before it in the walk?  1 with why set, or 0. */
+static int link_bad(struct walk *w, const struct row *r,
+                    const struct ol__ckpt *c, char *why, size_t whylen)
+{
+    static const uint8_t zero[OL_HASH_SIZE];
+
+    if (w->prev_seq && r->seq == w->prev_seq + 1 && w->prev_ok &&
+        memcmp(c->prev_hash, w->prev_hash, OL_HASH_SIZE) != 0) {
+        snprintf(why, whylen, "prev_hash does not link to seq %" PRIu64,
+                 w->prev_seq);
+        return 1;
+    }
+    if (w->prev_seq && r->seq != w->prev_seq + 1) {
+        if (r->flags & 1) {
+            w->rep->gaps++;
+            return 0;
+        }
+        snprintf(why, whylen, "seqs %" PRIu64 "..%" PRIu64 " are missing",
+                 w->prev_seq + 1, r->seq - 1);
+        return 1;
+    }
+    if (r->seq == 1 && memcmp(c->prev_hash, zero, OL_HASH_SIZE) != 0) {
+        snprintf(why, whylen, "first checkpoint has a prev_hash");
+        return 1;
+    }
+    return 0;
+}
+
 /* Check one row found as (agent, seq, rowid); chain: link to the row
  * before it in the same walk. */
 static void check_one(struct walk *w, const char *agent, uint64_t seq,
                       int64_t rowid, int chain)
 {
-    static const uint8_t zero[OL_HASH_SIZE];
     struct seal_entry *se;
     struct ol__ckpt c;
     struct row r;
@@ -177,30 +228,15 @@ static void check_one(struct walk *w, const char *agent, uint64_t seq,
         if (bad && !se->ok)
             se->reported = 1;
     }
-    if (!bad && chain) {
-        if (w->prev_seq && r.seq == w->prev_seq + 1 && w->prev_ok &&
-            memcmp(c.prev_hash, w->prev_hash, OL_HASH_SIZE) != 0) {
-            snprintf(why, sizeof why,
-                     "prev_hash does not link to seq %" PRIu64, w->prev_seq);
-            bad = 1;
-        } else if (w->prev_seq && r.seq != w->prev_seq + 1) {
-            if (r.flags & 1) {
-                w->rep->gaps++;
-            } else {
-                snprintf(why, sizeof why,
-                         "seqs %" PRIu64 "..%" PRIu64 " are missing",
-                         w->prev_seq + 1, r.seq - 1);
-                bad = 1;
-            }
-        } else if (r.seq == 1 &&
-                   memcmp(c.prev_hash, zero, OL_HASH_SIZE) != 0) {
-            snprintf(why, sizeof why, "first checkpoint has a prev_hash");
-            bad = 1;
-        }
-    }
-    ol__ckpt_free(&c); /* decoded, or already empty */
+    if (!bad && chain)
+        bad = link_bad(w, &r, &c, why, sizeof why);
     if (bad)
         ol__vw_problem(w, agent, r.seq, "%s", why);
+    if (chain && !bad)
+        check_effects(w, &c);
+    else if (chain)
+        ol__vfx_reset(&w->fx);
+    ol__ckpt_free(&c); /* decoded, or already empty */
     note_row(ai, r.seq, r.hash, r.hash_len);
     if (chain) {
         w->prev_ok = !bad;
@@ -406,6 +442,7 @@ static void walk_close(struct walk *w)
     sqlite3_finalize(w->agent_st);
     sqlite3_finalize(w->head_st);
     ol__vs_cache_free(&w->cache);
+    ol__vfx_reset(&w->fx);
     for (size_t i = 0; ol__map_next(&w->seen, &i, &v);)
         free(v);
     ol__map_close(&w->seen);

@@ -29,7 +29,7 @@ _outlast()
         cword=$COMP_CWORD
     fi
 
-    local commands="status agents show history logs top spawn stop start
+    local commands="status agents show history effects logs top spawn stop start
         restart rm config send upgrade verify export recover keygen cluster
         help"
     local globals="--data-dir --socket --db --json --timeout --help --version"
@@ -41,6 +41,11 @@ _outlast()
         ;;
     --socket | --db | --out | --config | --from)
         COMPREPLY=($(compgen -f -- "$cur"))
+        return
+        ;;
+    --state)
+        COMPREPLY=($(compgen -W "pending in-flight retrying done failed
+            in-doubt open" -- "$cur"))
         return
         ;;
     --timeout | --limit | --lines | -n | --interval | --count | --duration | \
@@ -76,9 +81,11 @@ _outlast()
 
     local opts=""
     case $cmd in
-    show | stop | start | restart | rm | config | send | logs | history | export)
+    show | stop | start | restart | rm | config | send | logs | history | \
+        effects | export)
         case $cmd in
         history) opts="--limit" ;;
+        effects) opts="--state --limit" ;;
         logs) opts="-f --follow --lines --interval --duration" ;;
         export) opts="--all --out --json" ;;
         stop | start | rm | config | send) opts="--request-id" ;;

@@ -329,3 +329,66 @@ Test(effects, a_frozen_owner_loses_its_effect_to_the_new_owner)
                  "the outcome was recorded more than once");
     cr_expect_eq(tc_check(&c, WAIT_MS), 0);
 }
+
+static int quarantined(struct td *n, void *arg)
+{
+    char st[32], reason[256];
+    int degraded;
+
+    (void)arg;
+    td_agent_status(n, "e1", st, sizeof st, &degraded, reason,
+                    sizeof reason);
+    return strcmp(st, "quarantined") == 0;
+}
+
+/* A cluster held at feature level 3 (a rolling upgrade not finished)
+ * cannot carry effects in its checkpoints: host->effect() says
+ * OL_AGENT_ENOTSUP, and the effector, which returns that error from
+ * handle(), is quarantined; nothing reached the world. */
+Test(effects, below_feature_level_4_an_effect_is_refused)
+{
+    struct tc_opts o = {.n = 1, .tag = "fx-level",
+                        .extra = "feature_level = 3\n"};
+    struct lines l;
+    char cfg[128], err[256];
+
+    tc_init(&c, &o);
+    tc_start(&c);
+    cr_assert_eq(tc_wait_leader(&c, 0, WAIT_MS), 0, "no leader");
+    snprintf(cfg, sizeof cfg, "{\"journal\": \"%s\"}", journal);
+    cr_assert_eq(td_spawn_agent(&c.nodes[0].d, "effector", "e1", cfg, err,
+                                sizeof err), 0, "spawn: %s", err);
+    td_wait_reached(&c.nodes[0].d, "e1", NULL, 1, WAIT_MS);
+    cr_assert_eq(td_send_json(&c.nodes[0].d, "e1", "{\"do\": 1}", err,
+                              sizeof err), 0, "send: %s", err);
+    cr_assert(td_until(quarantined, &c.nodes[0].d, NULL, WAIT_MS),
+              "e1 was not quarantined");
+    cr_expect_geq(tc_log_count(&c, 0, "effect 1: -26"), 1,
+                  "effect() did not return OL_AGENT_ENOTSUP");
+    read_journal(&l);
+    cr_expect_eq(l.n, 0);
+}
+
+/* A perform() that runs past its deadline (it sleeps 3 s; the kind's
+ * timeout is 100 ms) counts as a retryable failure 1 s after the
+ * deadline: the node tries again and, when the policy runs out, the
+ * agent gets the failure.  The late answers are dropped. */
+Test(effects, an_attempt_past_its_deadline_is_given_up_on)
+{
+    int64_t want = 1;
+    char *out = NULL;
+
+    start("fxslow", "\"before\": 3000",
+          "[effects.note]\ntimeout_ms = 100\nbackoff_ms = 10\n"
+          "attempts = 2\n");
+    td_wait_reached(&d, "e1", NULL, 1, WAIT_MS);
+    send_do(1);
+    cr_assert(td_until(failed_at_least, &d, &want, WAIT_MS),
+              "no failure event after two attempts that never answered");
+    cr_expect_eq(td_state_int(&d, "e1", "done", -1), 0,
+                 "a late answer was recorded");
+    td_sh(&out, "%s --socket %s logs e1 2>&1", td_bin("outlast"), d.sock);
+    cr_expect(out && strstr(out, "no answer by the attempt's deadline"),
+              "the agent's log says why: %s", out ? out : "");
+    free(out);
+}

@@ -24,7 +24,8 @@
 
 static const char *const schemas[] = {
     /* single node */
-    "status", "agents", "show", "history", "spawn", "logs", "logs-follow",
+    "status", "agents", "show", "history", "effects", "spawn", "logs",
+    "logs-follow",
     "stop", "start",
     "restart", "rm", "config", "send", "upgrade", "verify", "export",
     "keygen", "recover", "cluster-init", "error", "http-status",
@@ -214,6 +215,8 @@ Test(schema, single_node)
     check_cmd(&d, "show", 0, "show c1");
     check_cmd(&d, "history", 0, "history c1");
     check_cmd(&d, "history", 0, "history c1 --limit 1");
+    check_cmd(&d, "effects", 0, "effects c1");
+    check_cmd(&d, "effects", 0, "effects c1 --state open --limit 5");
     check_cmd(&d, "logs", 0, "logs c1 --lines 5");
     snprintf(conf, sizeof conf, "%s/follow.json", d.root);
     cr_assert_eq(td_sh(&out, "{ '%s' --data-dir '%s' --json logs c1 -f "
@@ -254,6 +257,7 @@ Test(schema, single_node)
     check_cmd(&d, "agents", 0, "agents --db '%s/bundle.db'", d.root);
     check_cmd(&d, "show", 0, "show c1 --db '%s/bundle.db'", d.root);
     check_cmd(&d, "history", 0, "history c1 --db '%s/bundle.db'", d.root);
+    check_cmd(&d, "effects", 0, "effects c1 --db '%s/bundle.db'", d.root);
     check_cmd(&d, "export", 0, "export --all --db '%s/bundle.db'", d.root);
     check_cmd(&d, "keygen", 0, "keygen --out '%s/k.key'", d.root);
     /* verify of a damaged copy: ok false, the problems listed, exit 1. */

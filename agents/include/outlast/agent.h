@@ -149,7 +149,7 @@ extern "C" {
 #define OL_AGENT_ERROR_MAX 150          /* bytes kept of ol_host.error */
 #define OL_AGENT_EFFECTS_MAX 256        /* effects declared and not yet
                                          * answered, per agent */
-#define OL_AGENT_EFFECT_MAX (64u << 10) /* bytes in an effect's payload,
+#define OL_AGENT_EFFECT_MAX (16u << 10) /* bytes in an effect's payload,
                                          * and in its result */
 #define OL_AGENT_KIND_MAX 32            /* bytes in an effect kind */
 #define OL_AGENT_KEY_LEN 32             /* hex digits in an effect key */
@@ -440,7 +440,10 @@ struct ol_host {
      * OL_AGENT_EMALFORMED if the payload is not one msgpack object,
      * OL_AGENT_ETOOBIG past OL_AGENT_EFFECT_MAX or OL_AGENT_EFFECTS_MAX,
      * OL_AGENT_ENOTSUP if the plugin has no perform() or the cluster runs
-     * below feature level 4, or OL_AGENT_ESTATE outside handle(). */
+     * below feature level 4, or OL_AGENT_ESTATE outside handle() and in
+     * the step of a final STOP.  An agent stopped with effects still open
+     * keeps them in its checkpoint; they are performed (in doubt) when it
+     * starts again. */
     int (*effect)(struct ol_agent *a, uint64_t effect_id, const char *kind,
                   const void *payload, size_t len);
 };
