@@ -37,6 +37,7 @@ struct exchange {
     pthread_mutex_t mu;
     struct book book;
     uint64_t delay_ms;
+    uint64_t reply_delay_ms;
     uint64_t fail_every;
     uint64_t new_posts; /* new orders asked for, for --fail-every */
 };
@@ -167,6 +168,9 @@ static enum MHD_Result execute(struct exchange *x, struct MHD_Connection *c,
         }
     }
     pthread_mutex_unlock(&x->mu);
+    /* Executed and in the ledger, but the client does not know yet. */
+    if (status == 201 && x->reply_delay_ms != 0)
+        sleep_ms(x->reply_delay_ms);
     return reply(c, status, j);
 }
 
@@ -287,11 +291,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static void usage(void)
 {
     fprintf(stderr, "usage: outlast-exchange --port N --ledger FILE "
-            "[--delay-ms N] [--fail-every N]\n"
+            "[--delay-ms N] [--reply-delay-ms N] [--fail-every N]\n"
             "  --port N        listen on 127.0.0.1:N (0: pick a free port)\n"
             "  --ledger FILE   the order ledger (FILE.rejects and "
             "FILE.epochs beside it)\n"
             "  --delay-ms N    wait N ms before executing each new order\n"
+            "  --reply-delay-ms N  wait N ms after executing a new order "
+            "before answering\n"
             "  --fail-every N  answer every Nth new order with 503\n");
 }
 
@@ -320,6 +326,7 @@ static int parse_args(int argc, char **argv, struct exchange *x,
         {"ledger", required_argument, NULL, 'l'},
         {"delay-ms", required_argument, NULL, 'd'},
         {"fail-every", required_argument, NULL, 'f'},
+        {"reply-delay-ms", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -335,6 +342,9 @@ static int parse_args(int argc, char **argv, struct exchange *x,
             rv = parse_num("--delay-ms", optarg, 600000, &x->delay_ms);
         else if (ch == 'f')
             rv = parse_num("--fail-every", optarg, UINT32_MAX, &x->fail_every);
+        else if (ch == 'r')
+            rv = parse_num("--reply-delay-ms", optarg, 600000,
+                           &x->reply_delay_ms);
         else
             rv = -1;
     }

@@ -12,9 +12,20 @@
  * (SIGSTOP) with an order in flight: the same, across a failover, and the
  * exchange never executes an order under an epoch below one it already
  * executed.
+ *
+ * The `faults` tests do the same under a seeded schedule of kill -9 and
+ * SIGSTOP of the keeper's owner at random moments, while the exchange
+ * waits before executing each order and again before answering: faults
+ * land between the commit of an intent and its perform(), during it, and
+ * after the world acted but before the outcome is checkpointed.  At the
+ * end every effect the committed chain declared is done, in the ledger
+ * exactly once by key, and nothing else is in the ledger.  The seed is
+ * logged; OL_FX_SEED=S reruns a schedule.
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +42,9 @@
 static struct td d;
 static struct tc c;
 static struct xch x;
+/* Orders k1 places (more under the fault schedules, so faults land
+ * throughout). */
+static int n_orders = ORDERS;
 
 static void setup(void)
 {
@@ -61,7 +75,8 @@ static void find_keeper(const char *conf)
 static void keeper_config(char *buf, size_t cap)
 {
     snprintf(buf, cap, "{\"exchange\": \"http://127.0.0.1:%d\", "
-             "\"interval_ms\": 20, \"max_orders\": %d}", x.port, ORDERS);
+             "\"interval_ms\": 20, \"max_orders\": %d%s}", x.port, n_orders,
+             n_orders > ORDERS ? ", \"low\": 9995, \"high\": 10005" : "");
 }
 
 /* A node with agent k1 of kind keeper, allowed to open sockets. */
@@ -70,7 +85,9 @@ static void start_node(void)
     char extra[512], cfg[256];
 
     keeper_config(cfg, sizeof cfg);
+    /* Every checkpoint kept, so the chain lists every effect. */
     snprintf(extra, sizeof extra, "[plugin.keeper]\nallow_network = true\n"
+             "[checkpoint]\nretain = 0\n"
              "[agent.k1]\nkind = keeper\nconfig = %s\n", cfg);
     td_init(&d, "keeper", extra);
     find_keeper(d.conf);
@@ -97,7 +114,7 @@ static int in_flight(struct td *n, void *arg)
 static int settled(struct td *n, void *arg)
 {
     return td_state_int(n, "k1", "done", 0) +
-               td_state_int(n, "k1", "failed", 0) >= ORDERS;
+               td_state_int(n, "k1", "failed", 0) >= n_orders;
 }
 
 static int ledger_has(void *arg)
@@ -129,13 +146,13 @@ static void kill_in_flight(int64_t order, int settle)
  * be a zombie's); returns how many lines. */
 static int distinct_keys(void)
 {
-    char keys[64][33], line[512];
+    char keys[128][33], line[512];
     FILE *f = fopen(x.ledger, "r");
     long long epoch, top = 0;
     int n = 0;
 
     cr_assert_not_null(f, "no ledger");
-    while (n < 64 && fgets(line, sizeof line, f) != NULL) {
+    while (n < 128 && fgets(line, sizeof line, f) != NULL) {
         const char *k = strstr(line, "\"key\":\"");
         const char *e = strstr(line, "\"epoch\":");
         cr_assert(k != NULL && e != NULL && sscanf(e + 8, "%lld", &epoch) == 1,
@@ -219,7 +236,7 @@ static int cluster_settled(struct td *n, void *arg)
     const struct on_node *w = arg;
 
     return tc_state_int(&c, w->node, "k1", "done", 0) +
-               tc_state_int(&c, w->node, "k1", "failed", 0) >= ORDERS;
+               tc_state_int(&c, w->node, "k1", "failed", 0) >= n_orders;
 }
 
 static int start_cluster(void)
@@ -284,6 +301,178 @@ Test(keeper, a_frozen_owner_is_fenced_off)
     cr_expect_eq(tc_state_int(&c, via, "k1", "done", 0), ORDERS);
     cr_expect_eq(tc_state_int(&c, via, "k1", "failed", 0), 0);
     cr_expect_eq(distinct_keys(), ORDERS, "the ledger holds each order once");
+    cr_log_info("stale-epoch requests the exchange refused: %d",
+                xch_lines(x.rejects));
+    cr_expect_eq(tc_check(&c, WAIT_MS), 0);
+}
+
+/* ---- seeded faults ---- */
+
+static uint64_t rng;
+
+static void seed_from_env(uint64_t dflt)
+{
+    const char *s = getenv("OL_FX_SEED");
+
+    rng = s ? strtoull(s, NULL, 10) : dflt;
+    cr_log_info("seed %" PRIu64 " (rerun with OL_FX_SEED=%" PRIu64 ")", rng,
+                rng);
+    rng = rng * 2654435761u + 1;
+}
+
+/* xorshift64*: the same schedule for the same seed. */
+static uint64_t rnd(uint64_t below)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return (rng * 2685821657736338717ull) % below;
+}
+
+/* The agent's effects as `outlast effects k1 --json` on `sock` lists
+ * them, checked against the ledger: every effect done, each key in the
+ * ledger once, and no key in the ledger that the chain did not declare.
+ * Returns how many effects. */
+static int check_world(const char *sock)
+{
+    char *out = NULL;
+    json_error_t je;
+    json_t *root, *list, *e;
+    size_t i;
+    int lines, found;
+
+    cr_assert_eq(td_sh(&out, "%s --socket %s --json effects k1 --limit 1000 "
+                       "2>&1", td_bin("outlast"), sock), 0, "effects: %s",
+                 out);
+    root = json_loads(out, 0, &je);
+    cr_assert_not_null(root, "effects --json: %s: %s", je.text, out);
+    list = json_object_get(json_object_get(root, "effects"), "effects");
+    cr_assert(json_is_array(list), "no effects list: %s", out);
+    json_array_foreach(list, i, e) {
+        const char *key = json_string_value(json_object_get(e, "key"));
+        const char *st = json_string_value(json_object_get(e, "state"));
+        char needle[64];
+
+        cr_assert(key && st, "an effect without key or state");
+        cr_expect_str_eq(st, "done", "effect %s ended %s", key, st);
+        snprintf(needle, sizeof needle, "\"key\":\"%s\"", key);
+        found = xch_file_has(x.ledger, needle);
+        cr_expect(found, "effect %s is done but not in the ledger", key);
+    }
+    lines = distinct_keys();
+    cr_expect_eq((size_t)lines, json_array_size(list),
+                 "the ledger has %d orders, the chain declared %zu", lines,
+                 json_array_size(list));
+    found = (int)json_array_size(list);
+    json_decref(root);
+    free(out);
+    return found;
+}
+
+static void freeze_for(pid_t pid, int ms)
+{
+    cr_assert_gt(nf_freeze(pid), 0);
+    td_sleep_ms(ms);
+    nf_thaw(pid);
+}
+
+static int settled_or_flight(struct td *n, void *arg)
+{
+    int64_t one = 1;
+
+    return settled(n, arg) || in_flight(n, &one);
+}
+
+Test(keeper, faults_on_one_node)
+{
+    char err[PATH_MAX + 128], *out = NULL;
+
+    seed_from_env(11);
+    n_orders = 16;
+    cr_assert_eq(xch_start4(&x, "--delay-ms", "250", "--reply-delay-ms",
+                            "250", err, sizeof err), 0, "%s", err);
+    start_node();
+    for (int round = 0; round < 8 && !settled(&d, NULL); round++) {
+        int wait = (int)rnd(600), what = (int)rnd(2);
+
+        td_until(settled_or_flight, &d, NULL, WAIT_MS);
+        td_sleep_ms(wait);
+        cr_log_info("round %d: after %d ms, %s", round, wait,
+                    what ? "SIGSTOP" : "kill -9");
+        if (what) {
+            freeze_for(d.pid, 100 + (int)rnd(700));
+        } else {
+            td_kill9(&d);
+            td_sleep_ms((int)rnd(300));
+            cr_assert_eq(td_start(&d, 15000), 0, "no restart; see %s",
+                         d.log);
+        }
+    }
+    cr_assert(td_until(settled, &d, NULL, WAIT_MS),
+              "%" PRId64 " done and %" PRId64 " failed of %d orders; see %s",
+              st("done"), st("failed"), n_orders, d.log);
+    cr_expect_eq(st("done"), n_orders);
+    cr_expect_eq(check_world(d.sock), n_orders);
+    cr_assert_eq(td_term(&d, 20000), 0);
+    cr_expect_eq(td_sh(&out, "%s --data-dir %s verify", td_bin("outlast"),
+                       d.data), 0, "verify: %s", out);
+    free(out);
+}
+
+/* A fault on k1's current owner: kill -9 (started again after a while) or
+ * a freeze of 0.5-2.5 failover times; returns the node it hit. */
+static int fault_owner(int leader)
+{
+    struct tc_agent row;
+    int owner = owner_of(leader, &row), what = (int)rnd(2);
+
+    if (owner < 0)
+        return -1;
+    cr_log_info("%s node %d (owns k1, epoch %" PRIu64 ")",
+                what ? "freeze" : "kill -9", owner + 1, row.epoch);
+    if (what) {
+        freeze_for(c.nodes[owner].d.pid, 500 + (int)rnd(2000));
+    } else {
+        tc_kill(&c, owner);
+        td_sleep_ms(1500 + (int)rnd(1500));
+        cr_assert_eq(tc_start_node(&c, owner, 15000), 0,
+                     "node %d did not restart", owner + 1);
+    }
+    return owner;
+}
+
+Test(keeper, faults_on_the_owner_in_a_cluster)
+{
+    struct on_node w;
+    char err[PATH_MAX + 128];
+    int leader;
+
+    seed_from_env(23);
+    n_orders = 30;
+    cr_assert_eq(xch_start4(&x, "--delay-ms", "250", "--reply-delay-ms",
+                            "250", err, sizeof err), 0, "%s", err);
+    leader = start_cluster();
+    for (int round = 0; round < 6; round++) {
+        int wait = (int)rnd(800);
+
+        td_sleep_ms(wait);
+        leader = tc_wait_leader(&c, 0, 20000);
+        cr_assert_geq(leader, 0, "no leader after round %d", round);
+        w.node = leader;
+        if (cluster_settled(NULL, &w))
+            break;
+        cr_log_info("round %d: after %d ms", round, wait);
+        fault_owner(leader);
+    }
+    leader = tc_wait_leader(&c, 0, 20000);
+    cr_assert_geq(leader, 0, "no leader at the end");
+    w.node = leader;
+    cr_assert(td_until(cluster_settled, &c.nodes[leader].d, &w, WAIT_MS),
+              "%" PRId64 " orders done",
+              tc_state_int(&c, leader, "k1", "done", 0));
+    tw_window_ms(1500);
+    cr_expect_eq(tc_state_int(&c, leader, "k1", "done", 0), n_orders);
+    cr_expect_eq(check_world(c.nodes[leader].d.sock), n_orders);
     cr_log_info("stale-epoch requests the exchange refused: %d",
                 xch_lines(x.rejects));
     cr_expect_eq(tc_check(&c, WAIT_MS), 0);

@@ -32,7 +32,7 @@ int xch_init(struct xch *x)
 }
 
 static void child(const struct xch *x, int out, const char *exe,
-                  const char *a1, const char *a2)
+                  const char *const a[4])
 {
     int log = open(x->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 
@@ -40,8 +40,8 @@ static void child(const struct xch *x, int out, const char *exe,
     dup2(out, 1);
     if (log >= 0)
         dup2(log, 2);
-    execl(exe, exe, "--port", "0", "--ledger", x->ledger, a1, a2,
-          (char *)NULL);
+    execl(exe, exe, "--port", "0", "--ledger", x->ledger, a[0], a[1], a[2],
+          a[3], (char *)NULL);
     _exit(127);
 }
 
@@ -68,6 +68,13 @@ static int read_port(int fd, int *port)
 int xch_start(struct xch *x, const char *a1, const char *a2, char *err,
               size_t cap)
 {
+    return xch_start4(x, a1, a2, NULL, NULL, err, cap);
+}
+
+int xch_start4(struct xch *x, const char *a1, const char *a2, const char *a3,
+               const char *a4, char *err, size_t cap)
+{
+    const char *const a[4] = {a1, a2, a3, a4};
     const char *root = getenv("OL_BUILD_ROOT");
     char exe[PATH_MAX];
     int fds[2], rv;
@@ -82,7 +89,7 @@ int xch_start(struct xch *x, const char *a1, const char *a2, char *err,
         return -1;
     }
     if (x->pid == 0)
-        child(x, fds[1], exe, a1, a2);
+        child(x, fds[1], exe, a);
     close(fds[1]);
     rv = read_port(fds[0], &x->port);
     close(fds[0]);

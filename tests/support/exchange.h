@@ -27,6 +27,10 @@ int xch_init(struct xch *x);
 int xch_start(struct xch *x, const char *a1, const char *a2, char *err,
               size_t cap);
 
+/* The same with up to four more arguments (NULL ends them). */
+int xch_start4(struct xch *x, const char *a1, const char *a2, const char *a3,
+               const char *a4, char *err, size_t cap);
+
 /* Sends `sig` and reaps the process; nothing if it is not running. */
 void xch_stop(struct xch *x, int sig);
 
