@@ -12,7 +12,10 @@
  * node, raft entries on the cluster's leader; checkpoints of agents that
  * already run may share them).  Each repetition runs on a fresh node or
  * cluster, single first then bulk, with --agents idle benchload agents
- * (64-byte state, a step a minute) each.
+ * (64-byte state, a step a minute) each; then one more bulk request
+ * without no_wait, answered once every agent's first checkpoint has
+ * committed ("bulk+steps/s": spawned and running, on the cluster placed
+ * too).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,7 +50,7 @@ static uint64_t entries(struct cb_ol *c, int leader)
 
 /* One spawn_many request for PREFIX0 .. PREFIX<n-1>. */
 static int bulk(struct cb_ol *c, int via, const char *prefix, uint32_t n,
-                const void *cfg, size_t cfg_len)
+                const void *cfg, size_t cfg_len, int no_wait)
 {
     char err[OL_ERRMSG_SIZE], name[64];
     msgpack_sbuffer sb;
@@ -60,7 +63,10 @@ static int bulk(struct cb_ol *c, int via, const char *prefix, uint32_t n,
     ol_mp_pack_str(&pk, "op");
     ol_mp_pack_str(&pk, "spawn_many");
     ol_mp_pack_str(&pk, "no_wait");
-    msgpack_pack_true(&pk);
+    if (no_wait)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
     ol_mp_pack_str(&pk, "kind");
     ol_mp_pack_str(&pk, "benchload");
     ol_mp_pack_str(&pk, "config");
@@ -78,8 +84,9 @@ static int bulk(struct cb_ol *c, int via, const char *prefix, uint32_t n,
     return rv;
 }
 
-/* Time `n` spawns one way (bulk or 8 clients) and count the entries. */
-static int measure(struct cb_ol *c, int via, int leader, int is_bulk,
+/* Time `n` spawns one way (0: 8 clients, 1: bulk, 2: bulk answered
+ * after every first checkpoint) and count the entries. */
+static int measure(struct cb_ol *c, int via, int leader, int how,
                    uint32_t n, struct figures *out)
 {
     size_t len;
@@ -89,8 +96,9 @@ static int measure(struct cb_ol *c, int via, int leader, int is_bulk,
 
     if (cfg == NULL)
         return -1;
-    rv = is_bulk ? bulk(c, via, "bulk-", n, cfg, len)
-                 : cb_ol_spawn(c, via, "one-", n, 8, cfg, len);
+    rv = how ? bulk(c, via, how == 1 ? "bulk-" : "wait-", n, cfg, len,
+                    how == 1)
+             : cb_ol_spawn(c, via, "one-", n, 8, cfg, len);
     dt = cb_now_ns() - t0;
     free(cfg);
     out->rate = (double)n / ((double)dt / 1e9);
@@ -117,8 +125,9 @@ static int start_single(struct cb_ol *c, struct cb_ol_opts *o)
     return cb_ol_start_node(c, 0, 15000);
 }
 
-/* One repetition: fresh node(s), n single spawns, then one bulk of n. */
-static int rep(int cluster, uint32_t n, struct figures out[2])
+/* One repetition: fresh node(s), n single spawns, one bulk of n, then
+ * one bulk of n that waits for first checkpoints. */
+static int rep(int cluster, uint32_t n, struct figures out[3])
 {
     struct cb_ol_opts o;
     struct cb_ol c;
@@ -137,6 +146,8 @@ static int rep(int cluster, uint32_t n, struct figures out[2])
         rv = measure(&c, via, leader, 0, n, &out[0]);
     if (rv == 0)
         rv = measure(&c, via, leader, 1, n, &out[1]);
+    if (rv == 0)
+        rv = measure(&c, via, leader, 2, n, &out[2]);
     cb_ol_destroy(&c);
     return rv;
 }
@@ -148,22 +159,25 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void print_row(const char *what, struct figures f[][2], int reps)
+static void print_row(const char *what, struct figures f[][3], int reps)
 {
-    double single[MAX_REPS], many[MAX_REPS];
+    double single[MAX_REPS], many[MAX_REPS], waited[MAX_REPS];
     uint64_t e1 = 0, e2 = 0;
 
     for (int i = 0; i < reps; i++) {
         single[i] = f[i][0].rate;
         many[i] = f[i][1].rate;
+        waited[i] = f[i][2].rate;
         e1 = f[i][0].entries > e1 ? f[i][0].entries : e1;
         e2 = f[i][1].entries > e2 ? f[i][1].entries : e2;
     }
     qsort(single, (size_t)reps, sizeof *single, cmp_d);
     qsort(many, (size_t)reps, sizeof *many, cmp_d);
-    printf("%-12s %12.0f %12.0f %8.1fx %12" PRIu64 " %12" PRIu64 "\n",
+    qsort(waited, (size_t)reps, sizeof *waited, cmp_d);
+    printf("%-12s %12.0f %12.0f %8.1fx %12" PRIu64 " %12" PRIu64
+           " %14.0f\n",
            what, single[reps / 2], many[reps / 2],
-           many[reps / 2] / single[reps / 2], e1, e2);
+           many[reps / 2] / single[reps / 2], e1, e2, waited[reps / 2]);
 }
 
 static int parse_args(int argc, char **argv, uint32_t *n, int *reps)
@@ -188,7 +202,7 @@ static int parse_args(int argc, char **argv, uint32_t *n, int *reps)
 
 int main(int argc, char **argv)
 {
-    static struct figures f[2][MAX_REPS][2];
+    static struct figures f[2][MAX_REPS][3];
     uint32_t n = 2000;
     int reps = 3;
 
@@ -205,8 +219,9 @@ int main(int argc, char **argv)
     printf("spawn of %" PRIu32 " agents: median of %d repetitions; entries: "
            "the most any repetition used\n",
            n, reps);
-    printf("%-12s %12s %12s %9s %12s %12s\n", "", "8 clients/s", "bulk/s",
-           "ratio", "entries(8c)", "entries(bulk)");
+    printf("%-12s %12s %12s %9s %12s %12s %14s\n", "", "8 clients/s",
+           "bulk/s", "ratio", "entries(8c)", "entries(bulk)",
+           "bulk+steps/s");
     print_row("single node", f[0], reps);
     print_row("3 nodes", f[1], reps);
     return 0;
