@@ -344,3 +344,65 @@ Test(bulk, a_config_may_declare_twenty_thousand_agents)
     wait_count(d.sock, "running", N);
     cr_assert_eq(status_int(d.sock, "agents", "total"), N);
 }
+
+/* The names `outlast agents ARGS --json` lists, in order, into names[]
+ * (at most cap); returns how many. */
+static int list_names(const char *args, char names[][16], int cap)
+{
+    json_t *j = cli_json(d.sock, args, 0), *a;
+    size_t i;
+    int n = 0;
+
+    json_array_foreach(json_object_get(j, "agents"), i, a)
+    {
+        cr_assert_lt(n, cap, "more than %d agents for '%s'", cap, args);
+        snprintf(names[n++], 16, "%s",
+                 json_string_value(json_object_get(a, "name")));
+    }
+    json_decref(j);
+    return n;
+}
+
+/* `agents` filters by kind, name prefix, status and owner, and pages with
+ * --limit/--after through every agent exactly once, in name order. */
+Test(bulk, agents_filters_and_pages)
+{
+    char names[64][16], all[64][16], args[96];
+    int n, total = 0;
+
+    start_single("bulk-list");
+    json_decref(cli_json(d.sock, "spawn counter --prefix p- --count 25", 0));
+    json_decref(cli_json(d.sock, "spawn ledger --prefix q- --count 7", 0));
+    json_decref(cli_json(d.sock, "stop q-3", 0));
+
+    n = list_names("agents --kind ledger", names, 64);
+    cr_expect_eq(n, 7, "%d ledger agents", n);
+    for (int i = 0; i < n; i++)
+        cr_expect_eq(strncmp(names[i], "q-", 2), 0, "%s is no ledger",
+                     names[i]);
+    n = list_names("agents --prefix p-1", names, 64);
+    cr_expect_eq(n, 11, "p-1 and p-10..p-19: %d", n);
+    n = list_names("agents --status stopped", names, 64);
+    cr_expect(n == 1 && strcmp(names[0], "q-3") == 0, "stopped: %d", n);
+    cr_expect_eq(list_names("agents --owner 1", names, 64), 32);
+    cr_expect_eq(list_names("agents --owner 2", names, 64), 0);
+
+    snprintf(args, sizeof args, "agents --limit 10");
+    for (int page = 0; page < 10; page++) {
+        n = list_names(args, names, 64);
+        cr_assert_leq(n, 10, "a page of %d", n);
+        for (int i = 0; i < n; i++, total++) {
+            cr_assert_lt(total, 32, "more than 32 agents over the pages");
+            snprintf(all[total], 16, "%s", names[i]);
+            if (total > 0)
+                cr_expect_gt(strcmp(all[total], all[total - 1]), 0,
+                             "%s after %s: not in order, or twice",
+                             all[total], all[total - 1]);
+        }
+        if (n < 10)
+            break;
+        snprintf(args, sizeof args, "agents --limit 10 --after %s",
+                 names[n - 1]);
+    }
+    cr_expect_eq(total, 32, "the pages held %d agents", total);
+}
