@@ -6,6 +6,7 @@
 #   REPS=5 bench/run.sh          # more repetitions of bench_ckpt
 #   BUILD_DIR=/tmp/b bench/run.sh
 #   CLUSTER=0 bench/run.sh       # skip the cluster benchmarks (run-cluster.sh)
+#   EFFECTS=0 bench/run.sh       # skip the effects benchmark (run-effects.sh)
 #
 # The benchmarks write their databases under $TMPDIR (default /tmp), so
 # that is the filesystem being measured.
@@ -39,6 +40,14 @@ echo "## bench_idle: 100,000 idle agents"
 echo
 echo "## bench_isolation: agents in an agent-host process vs in the node"
 "$build/bench/bench_isolation" --reps "$reps"
+
+# The effects benchmark (outlastd processes; its cluster cell follows
+# CLUSTER).
+if [ "${EFFECTS:-1}" != 0 ]; then
+    echo
+    BUILD_DIR=$build JOBS=$jobs REPS=$reps CLUSTER=${CLUSTER:-1} \
+        "$src/bench/run-effects.sh"
+fi
 
 # The cluster benchmarks (3 outlastd processes beside 3 etcd members).
 if [ "${CLUSTER:-1}" != 0 ]; then

@@ -232,6 +232,21 @@ int ol__cmd_show(struct ol__cli *c);
 int ol__cmd_history(struct ol__cli *c);
 int ol__cmd_effects(struct ol__cli *c);
 int ol__cmd_spawn(struct ol__cli *c);
+/* The bulk forms of spawn, stop and start (cmd_bulk.c). */
+struct json_t;
+struct ol__cli_bulk {
+    const char *op;        /* "spawn", "stop" or "start" */
+    const char *kind;      /* spawn */
+    struct json_t *config; /* spawn; may be NULL; borrowed */
+    const char **names;
+    int n_names;
+    const char *prefix;    /* spawn: with count; stop/start: match */
+    const char *count;     /* spawn */
+    int all;               /* stop/start: every agent */
+    const char *rid;       /* --request-id, or NULL */
+    int no_wait;           /* spawn --no-wait */
+};
+int ol__cli_bulk(struct ol__cli *c, const struct ol__cli_bulk *a);
 int ol__cmd_stop(struct ol__cli *c);
 int ol__cmd_start(struct ol__cli *c);
 int ol__cmd_send(struct ol__cli *c);

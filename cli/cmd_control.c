@@ -82,42 +82,83 @@ static void spawned(const msgpack_object *m, const char *kind)
            ol__mp_gets(m, "epoch", epoch, sizeof epoch));
 }
 
+/* --config JSON: a JSON object, into *cfg.  Returns 0 or a usage error. */
+static int parse_config(struct ol__cli *c, const char *config, json_t **cfg)
+{
+    char err[OL_ERRMSG_SIZE];
+    int rv;
+
+    *cfg = NULL;
+    if (config == NULL)
+        return 0;
+    rv = ol__json_parse(config, strlen(config), cfg, err);
+    if (rv == OL_ETOOBIG)
+        return ol__cli_usage_err(c, "--config %s", err);
+    if (rv != 0)
+        return ol__cli_usage_err(c, "--config is not valid JSON: %s", err);
+    if (!json_is_object(*cfg)) {
+        json_decref(*cfg);
+        *cfg = NULL;
+        return ol__cli_usage_err(c, "--config must be a JSON object "
+                                    "({...})");
+    }
+    return 0;
+}
+
+/* More than one name, or --prefix/--count: the bulk form. */
+static int spawn_many(struct ol__cli *c, const char **pos, int n,
+                      const char *prefix, const char *count,
+                      const char *rid, json_t *cfg, int no_wait)
+{
+    struct ol__cli_bulk a = {
+        .op = "spawn", .kind = pos[0], .config = cfg, .names = pos + 1,
+        .n_names = n - 1, .prefix = prefix, .count = count, .rid = rid,
+        .no_wait = no_wait,
+    };
+    int rv = ol__cli_bulk(c, &a);
+
+    json_decref(cfg);
+    return rv;
+}
+
 int ol__cmd_spawn(struct ol__cli *c)
 {
-    const char *config = NULL, *rid = NULL, *pos[2];
+    const char *config = NULL, *rid = NULL, *prefix = NULL, *count = NULL;
+    const char **pos = calloc((size_t)c->argc + 1, sizeof *pos);
     int no_wait = 0;
     const struct ol__cli_opt opts[] = {
         {.name = "--config", .value = &config},
         {.name = "--request-id", .value = &rid},
         {.name = "--no-wait", .flag = &no_wait},
+        {.name = "--prefix", .value = &prefix},
+        {.name = "--count", .value = &count},
         {0},
     };
-    char err[OL_ERRMSG_SIZE];
     struct ol__cli_resp r;
     struct ol__cli_req q;
     json_t *cfg = NULL;
     int n, rv, bad = 0;
 
-    if ((rv = ol__cli_parse(c, opts, pos, 2, 2, &n)) != 0 ||
+    if (pos == NULL)
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
+    if ((rv = ol__cli_parse(c, opts, pos, 1, c->argc, &n)) != 0 ||
         (rv = ol__cli_need_node(c)) != 0)
-        return rv;
-    if (strlen(pos[0]) == 0 || strlen(pos[0]) > OL_KIND_MAX)
-        return ol__cli_usage_err(c, "kind must be 1-%d bytes", OL_KIND_MAX);
-    if ((rv = ol__cli_check_name(c, pos[1])) != 0 ||
-        (rv = check_request_id(c, rid)) != 0)
-        return rv;
-    if (config) {
-        rv = ol__json_parse(config, strlen(config), &cfg, err);
-        if (rv == OL_ETOOBIG)
-            return ol__cli_usage_err(c, "--config %s", err);
-        if (rv != 0)
-            return ol__cli_usage_err(c, "--config is not valid JSON: %s",
-                                     err);
-        if (!json_is_object(cfg)) {
-            json_decref(cfg);
-            return ol__cli_usage_err(c, "--config must be a JSON object "
-                                        "({...})");
-        }
+        goto out;
+    rv = OL_EXIT_USAGE;
+    if (strlen(pos[0]) == 0 || strlen(pos[0]) > OL_KIND_MAX) {
+        ol__cli_usage_err(c, "kind must be 1-%d bytes", OL_KIND_MAX);
+        goto out;
+    }
+    if ((rv = check_request_id(c, rid)) != 0 ||
+        (rv = parse_config(c, config, &cfg)) != 0)
+        goto out;
+    if (n != 2 || prefix || count) {
+        rv = spawn_many(c, pos, n, prefix, count, rid, cfg, no_wait);
+        goto out;
+    }
+    if ((rv = ol__cli_check_name(c, pos[1])) != 0) {
+        json_decref(cfg);
+        goto out;
     }
     ol__cli_req_open(&q, "spawn");
     pack_request_id(&q.m, rid);
@@ -130,9 +171,11 @@ int ol__cmd_spawn(struct ol__cli *c)
         bad = ol__json_pack(cfg, &q.pk);
     }
     json_decref(cfg);
-    if ((rv = call(c, &q, bad, &r)) != 0)
-        return rv;
-    return done(c, &r, spawned, pos[0]);
+    if ((rv = call(c, &q, bad, &r)) == 0)
+        rv = done(c, &r, spawned, pos[0]);
+out:
+    free(pos);
+    return rv;
 }
 
 /* ---- stop / start ---- */
@@ -154,6 +197,25 @@ static void started(const msgpack_object *m, const char *name)
            ol__mp_gets(m, "epoch", epoch, sizeof epoch));
 }
 
+/* Send {op, name, request_id} and print the answer. */
+static int name_req(struct ol__cli *c, const char *op, const char *name,
+                    const char *rid,
+                    void (*human)(const msgpack_object *, const char *))
+{
+    struct ol__cli_resp r;
+    struct ol__cli_req q;
+    int rv;
+
+    if ((rv = ol__cli_check_name(c, name)) != 0)
+        return rv;
+    ol__cli_req_open(&q, op);
+    ol__pk_kv_str(&q.m, "name", name);
+    pack_request_id(&q.m, rid);
+    if ((rv = ol__cli_req_send(c, &q, &r)) != 0)
+        return rv;
+    return done(c, &r, human, name);
+}
+
 static int name_op(struct ol__cli *c, const char *op,
                    void (*human)(const msgpack_object *, const char *))
 {
@@ -162,31 +224,54 @@ static int name_op(struct ol__cli *c, const char *op,
         {.name = "--request-id", .value = &rid},
         {0},
     };
-    struct ol__cli_resp r;
-    struct ol__cli_req q;
     int n, rv;
 
     if ((rv = ol__cli_parse(c, opts, pos, 1, 1, &n)) != 0 ||
         (rv = ol__cli_need_node(c)) != 0 ||
-        (rv = ol__cli_check_name(c, pos[0])) != 0 ||
         (rv = check_request_id(c, rid)) != 0)
         return rv;
-    ol__cli_req_open(&q, op);
-    ol__pk_kv_str(&q.m, "name", pos[0]);
-    pack_request_id(&q.m, rid);
-    if ((rv = ol__cli_req_send(c, &q, &r)) != 0)
-        return rv;
-    return done(c, &r, human, pos[0]);
+    return name_req(c, op, pos[0], rid, human);
+}
+
+/* stop/start NAME, or the bulk forms: NAME NAME..., --prefix P, --all. */
+static int names_op(struct ol__cli *c, const char *op,
+                    void (*human)(const msgpack_object *, const char *))
+{
+    const char *rid = NULL, *prefix = NULL;
+    const char **pos = calloc((size_t)c->argc + 1, sizeof *pos);
+    int all = 0, n, rv;
+    const struct ol__cli_opt opts[] = {
+        {.name = "--request-id", .value = &rid},
+        {.name = "--prefix", .value = &prefix},
+        {.name = "--all", .flag = &all},
+        {0},
+    };
+
+    if (pos == NULL)
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
+    if ((rv = ol__cli_parse(c, opts, pos, 0, c->argc, &n)) == 0 &&
+        (rv = ol__cli_need_node(c)) == 0 &&
+        (rv = check_request_id(c, rid)) == 0) {
+        struct ol__cli_bulk a = {.op = op, .names = pos, .n_names = n,
+                                 .prefix = prefix, .all = all, .rid = rid};
+
+        if (n == 1 && !prefix && !all)
+            rv = name_req(c, op, pos[0], rid, human);
+        else
+            rv = ol__cli_bulk(c, &a);
+    }
+    free(pos);
+    return rv;
 }
 
 int ol__cmd_stop(struct ol__cli *c)
 {
-    return name_op(c, "stop", stopped);
+    return names_op(c, "stop", stopped);
 }
 
 int ol__cmd_start(struct ol__cli *c)
 {
-    return name_op(c, "start", started);
+    return names_op(c, "start", started);
 }
 
 static void removed(const msgpack_object *m, const char *name)

@@ -62,18 +62,27 @@ static const struct ol__cli_cmd cmds[] = {
      "  directly (stored states only).\n",
      OPTS({"--state", 1}, {"--limit", 1}, {NULL, 0})},
     {"spawn", ol__cmd_spawn,
-     "spawn KIND NAME [--config JSON] [--request-id ID] [--no-wait]",
-     "create an agent of plugin KIND named NAME",
+     "spawn KIND NAME [NAME...] [--prefix P --count N] [--config JSON] "
+     "[--request-id ID] [--no-wait]",
+     "create an agent (or many) of plugin KIND named NAME",
      "  --config JSON     the agent's configuration, a JSON object\n"
      "  --request-id ID   name this request (1-128 printable characters):\n"
      "                    run again with the same ID, on any node, it is\n"
      "                    applied once and answers as the first time\n"
      "  --no-wait         answer once the spawn is committed, before the\n"
      "                    agent's first checkpoint\n"
+     "  --prefix P        with --count N: spawn P0, P1 .. P<N-1> (no zero\n"
+     "  --count N         padding; N at most 100000)\n"
      "  Without --no-wait, spawn answers after the agent's first step has\n"
      "  committed, and fails with the plugin's reason (ol_host.error) if\n"
-     "  open() refused the config; the refused agent is kept, quarantined.\n",
-     OPTS({"--config", 1}, {"--request-id", 1}, {"--no-wait", 0}, {NULL, 0})},
+     "  open() refused the config; the refused agent is kept, quarantined.\n"
+     "  With several names (or --prefix/--count) it is one bulk request,\n"
+     "  committed in few log entries; each name is checked and waited for\n"
+     "  as a single spawn would be, and the answer is a line per agent and\n"
+     "  a summary.  Exit status 1 if any agent failed.  Without --timeout\n"
+     "  it waits 15 s plus 20 ms per agent.\n",
+     OPTS({"--config", 1}, {"--request-id", 1}, {"--no-wait", 0},
+          {"--prefix", 1}, {"--count", 1}, {NULL, 0})},
     {"logs", ol__cmd_logs,
      "logs NAME [-f] [--lines N] [--interval MS] [--duration MS]",
      "show an agent's own log lines, from whichever node hosts it",
@@ -99,20 +108,32 @@ static const struct ol__cli_cmd cmds[] = {
      "  every agent, STEPS/S, COMMIT (its last commit latency) and QUEUED\n"
      "  for the agents hosted on the node asked.  Press q to quit.\n",
      OPTS({"--interval", 1}, {"--count", 1}, {"--plain", 0}, {NULL, 0})},
-    {"stop", ol__cmd_stop, "stop NAME [--request-id ID]",
-     "stop an agent after a final checkpoint",
-     "  --request-id ID   name this request (1-128 printable characters):\n"
-     "                    run again with the same ID, on any node, it is\n"
-     "                    applied once and answers as the first time\n",
-     OPTS({"--request-id", 1}, {NULL, 0})},
-    {"start", ol__cmd_start, "start NAME [--request-id ID]",
-     "start a stopped or quarantined agent again (under a new epoch)",
+    {"stop", ol__cmd_stop,
+     "stop NAME [NAME...] [--prefix P] [--all] [--request-id ID]",
+     "stop an agent (or many) after a final checkpoint",
      "  --request-id ID   name this request (1-128 printable characters):\n"
      "                    run again with the same ID, on any node, it is\n"
      "                    applied once and answers as the first time\n"
+     "  --prefix P        every agent whose name starts with P (an empty\n"
+     "                    P only with --all)\n"
+     "  --all             every agent\n"
+     "  With several names, --prefix or --all it is one bulk request: a\n"
+     "  line per agent (after its final checkpoint) and a summary.\n",
+     OPTS({"--request-id", 1}, {"--prefix", 1}, {"--all", 0}, {NULL, 0})},
+    {"start", ol__cmd_start,
+     "start NAME [NAME...] [--prefix P] [--all] [--request-id ID]",
+     "start a stopped or quarantined agent (or many) again (new epoch)",
+     "  --request-id ID   name this request (1-128 printable characters):\n"
+     "                    run again with the same ID, on any node, it is\n"
+     "                    applied once and answers as the first time\n"
+     "  --prefix P        every agent whose name starts with P (an empty\n"
+     "                    P only with --all)\n"
+     "  --all             every agent\n"
      "  The agent runs the plugin file as it is now: a build installed\n"
-     "  since it was quarantined is loaded.  Its crash count starts over.\n",
-     OPTS({"--request-id", 1}, {NULL, 0})},
+     "  since it was quarantined is loaded.  Its crash count starts over.\n"
+     "  With several names, --prefix or --all it is one bulk request, as\n"
+     "  for stop.\n",
+     OPTS({"--request-id", 1}, {"--prefix", 1}, {"--all", 0}, {NULL, 0})},
     {"restart", ol__cmd_restart, "restart NAME",
      "stop an agent (final checkpoint) and start it again",
      "  The agent is opened again under a new epoch, with its current\n"

@@ -246,6 +246,8 @@ static void parse_free(struct parse *p)
         free(p->longv[i]);
     free(p->longv);
     free(p->seen);
+    ol__map_close(&p->seen_by_name);
+    ol__map_close(&p->agent_by_name);
 }
 
 int ol__config_load(struct ol__config *c, const char *path, char *errmsg)
@@ -258,6 +260,8 @@ int ol__config_load(struct ol__config *c, const char *path, char *errmsg)
 
     c->default_agents = 0;
     memset(&p, 0, sizeof p);
+    ol__map_init(&p.seen_by_name);
+    ol__map_init(&p.agent_by_name);
     p.c = c;
     rv = ol__read_file(path, OL_CONFIG_FILE_MAX, &text, &len, rerr);
     if (rv != 0) {

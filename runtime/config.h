@@ -13,9 +13,11 @@
 #include "base/sizes.h"
 #include "outlast/agent.h"
 
-#define OL_CONFIG_MAX_AGENTS 1024
+/* [agent.NAME] sections have no limit of their own: the file's size
+ * bounds them (about 400,000 short ones fit). */
+#define OL_CONFIG_MAX_PLUGINS 1024 /* [plugin.KIND] sections */
 #define OL_CONFIG_MAX_PEERS 16
-#define OL_CONFIG_FILE_MAX (1u << 20) /* bytes */
+#define OL_CONFIG_FILE_MAX (16u << 20) /* bytes */
 #define OL_CONFIG_NAME_MAX 160        /* a section, or section and key */
 
 struct ol__config_agent {

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "base/map.h"
 #include "config.h"
 
 /* A key or section seen so far, to report repeats with both lines. */
@@ -27,6 +28,12 @@ struct parse {
     char section[OL_CONFIG_NAME_MAX + 1];
     struct seen *seen;
     size_t n_seen, cap_seen;
+    /* Lookups by name, so a config of many thousands of sections reads
+     * in linear time: seen[] and c->agents[] indexes plus one, rebuilt
+     * when the arrays move. */
+    struct ol__map seen_by_name;
+    struct ol__map agent_by_name;
+    uint32_t cap_agents;
     /* Values of lines too long for inih's line buffer, by slot. */
     char **longv;
     size_t n_longv;
@@ -38,6 +45,10 @@ struct parse {
 char *ol__config_feed(char *out, int cap, void *stream);
 /* Record `name` (a section, or "section\nkey"); a repeat is an error. */
 int ol__config_seen(struct parse *p, const char *name, const char *what);
+/* Rebuild `m` over `n` elements of `size` bytes at `base`, each keyed by
+ * the string at its start, values index + 1.  Returns 0 or -1. */
+int ol__config_index(struct ol__map *m, const void *base, size_t size,
+                     size_t n);
 /* A value as inih would have it: leading blanks, an inline comment (';'
  * after a blank) and trailing blanks removed. */
 char *ol__config_value_trim(char *v);

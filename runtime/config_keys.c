@@ -190,19 +190,35 @@ static struct ol__config_agent *agent_for(struct parse *p, const char *aname)
 {
     struct ol__config *c = p->c;
     struct ol__config_agent *a;
+    uintptr_t at;
+    uint32_t cap;
 
-    for (uint32_t i = 0; i < c->n_agents; i++)
-        if (strcmp(c->agents[i].name, aname) == 0)
-            return &c->agents[i];
-    if (c->n_agents == OL_CONFIG_MAX_AGENTS)
-        return NULL;
-    a = realloc(c->agents, (c->n_agents + 1) * sizeof *a);
-    if (a == NULL)
-        return NULL;
-    c->agents = a;
+    if (p->cap_agents < c->n_agents) { /* agents from before this file */
+        p->cap_agents = c->n_agents;
+        if (ol__config_index(&p->agent_by_name, c->agents, sizeof *a,
+                             c->n_agents) != 0)
+            return NULL;
+    }
+    at = (uintptr_t)ol__map_get(&p->agent_by_name, aname);
+    if (at)
+        return &c->agents[at - 1];
+    if (c->n_agents == p->cap_agents) {
+        cap = p->cap_agents ? p->cap_agents * 2 : 64;
+        a = realloc(c->agents, cap * sizeof *a);
+        if (a == NULL)
+            return NULL;
+        c->agents = a;
+        p->cap_agents = cap;
+        if (ol__config_index(&p->agent_by_name, c->agents, sizeof *a,
+                             c->n_agents) != 0)
+            return NULL;
+    }
     a = &c->agents[c->n_agents++];
     memset(a, 0, sizeof *a);
     snprintf(a->name, sizeof a->name, "%s", aname);
+    if (ol__map_put(&p->agent_by_name, a->name,
+                    (void *)(uintptr_t)c->n_agents) != 0)
+        return NULL;
     return a;
 }
 
@@ -217,7 +233,7 @@ static int agent_key(struct parse *p, const char *aname, const char *name,
                     aname, aname);
     a = agent_for(p, aname);
     if (a == NULL)
-        return fail(p, "too many agents (limit %s)%s", "1024", "");
+        return fail(p, "out of memory reading [agent.%s]%s", aname, "");
     if (strcmp(name, "kind") == 0) {
         if (!ol__name_valid(value))
             return fail(p, "'kind' must name a plugin, not '%s'%s", value,
@@ -343,7 +359,7 @@ static int plugin_key(struct parse *p, const char *kind, const char *name,
         if (strcmp(c->plugins[i].kind, kind) == 0)
             pc = &c->plugins[i];
     if (pc == NULL) {
-        if (c->n_plugins == OL_CONFIG_MAX_AGENTS)
+        if (c->n_plugins == OL_CONFIG_MAX_PLUGINS)
             return fail(p, "too many [plugin.*] sections (limit %s)%s",
                         "1024", "");
         pc = realloc(c->plugins, (c->n_plugins + 1) * sizeof *pc);

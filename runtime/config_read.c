@@ -5,26 +5,43 @@
  */
 #include "config_int.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Index `n` entries of `name`-keyed elements of size `size` at `base`
+ * (the key at offset 0) in `m`, values index + 1.  Returns 0 or -1. */
+int ol__config_index(struct ol__map *m, const void *base, size_t size,
+                     size_t n)
+{
+    ol__map_close(m);
+    ol__map_init(m);
+    for (size_t i = 0; i < n; i++)
+        if (ol__map_put(m, (const char *)base + i * size,
+                        (void *)(uintptr_t)(i + 1)) != 0)
+            return -1;
+    return 0;
+}
+
 int ol__config_seen(struct parse *p, const char *name, const char *what)
 {
+    uintptr_t at = (uintptr_t)ol__map_get(&p->seen_by_name, name);
     struct seen *v;
 
-    for (size_t i = 0; i < p->n_seen; i++) {
-        if (strcmp(p->seen[i].name, name) != 0)
-            continue;
+    if (at) {
         snprintf(p->err, sizeof p->err, "%s is given twice (lines %d and %d)",
-                 what, p->seen[i].line, p->line);
+                 what, p->seen[at - 1].line, p->line);
         return -1;
     }
     if (p->n_seen == p->cap_seen) {
         size_t cap = p->cap_seen ? p->cap_seen * 2 : 32;
 
         v = realloc(p->seen, cap * sizeof *v);
-        if (v == NULL) {
+        if (v == NULL ||
+            ol__config_index(&p->seen_by_name, v, sizeof *v, p->n_seen)) {
+            if (v)
+                p->seen = v;
             snprintf(p->err, sizeof p->err, "out of memory");
             return -1;
         }
@@ -34,6 +51,11 @@ int ol__config_seen(struct parse *p, const char *name, const char *what)
     v = &p->seen[p->n_seen++];
     snprintf(v->name, sizeof v->name, "%s", name);
     v->line = p->line;
+    if (ol__map_put(&p->seen_by_name, v->name,
+                    (void *)(uintptr_t)p->n_seen) != 0) {
+        snprintf(p->err, sizeof p->err, "out of memory");
+        return -1;
+    }
     return 0;
 }
 

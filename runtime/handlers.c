@@ -317,6 +317,9 @@ void ol__ctl_handle(void *data, struct ol__ctl_req *req, const char *op,
         ol__op_spawn(n, req, args);
     else if (strcmp(op, "stop") == 0 || strcmp(op, "start") == 0)
         ol__op_simple(n, req, op, args);
+    else if (strcmp(op, "spawn_many") == 0 ||
+             strcmp(op, "stop_many") == 0 || strcmp(op, "start_many") == 0)
+        ol__op_bulk(n, req, op, args);
     else if (strcmp(op, "rm") == 0)
         ol__op_rm(n, req, args);
     else if (strcmp(op, "config") == 0)

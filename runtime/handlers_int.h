@@ -17,6 +17,7 @@
 #include "state/sm.h"
 
 struct ol__node;
+struct ol__bulk;
 
 /* A control request waiting for a command to commit. */
 struct ol__waiter {
@@ -29,6 +30,8 @@ struct ol__waiter {
     int first; /* a spawn waiting for the agent's first checkpoint; an rm
                 * waiting for its stop (then it proposes RM with rm_id) */
     uint64_t rm_id;
+    struct ol__bulk *bulk; /* a bulk request (handlers_bulk.c): it matches
+                            * its own commands */
 };
 
 /* The value of `key` in the request's argument map, or NULL. */
@@ -87,5 +90,22 @@ void ol__op_rm(struct ol__node *n, struct ol__ctl_req *req,
                const msgpack_object *args);
 void ol__op_config(struct ol__node *n, struct ol__ctl_req *req,
                    const msgpack_object *args);
+
+/* Bulk requests (handlers_bulk.c): "spawn_many", "stop_many" and
+ * "start_many", at most OL_BULK_MAX agents each. */
+#define OL_BULK_MAX 100000u
+void ol__op_bulk(struct ol__node *n, struct ol__ctl_req *req,
+                 const char *op, const msgpack_object *args);
+/* A command's outcome: 1 if it was the bulk request's last, which is then
+ * answered and freed (its waiter is the caller's to free). */
+int ol__bulk_effect(struct ol__bulk *b, const struct ol__effect *e,
+                    const struct ol__sm_agent *row);
+/* An agent's first checkpoint committed, or its row changed to a status
+ * other than running or stopping: the same, 1 if it answered the request
+ * (ol__waiters_ckpt/_agent call these). */
+int ol__bulk_ckpt(struct ol__bulk *b, const char *name);
+int ol__bulk_agent(struct ol__bulk *b, const struct ol__sm_agent *row);
+/* The node is shutting down: answer so and free it. */
+void ol__bulk_drop(struct ol__bulk *b);
 
 #endif

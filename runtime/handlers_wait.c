@@ -107,7 +107,12 @@ void ol__waiters_effect(struct ol__node *n, const struct ol__effect *e,
     /* Every waiter for the command: a client that sent the same request
      * id twice to this node waits twice for one command. */
     while ((w = *pp) != NULL) {
-        if (w->req != e->u.cmd.req) {
+        if (w->bulk && ol__bulk_effect(w->bulk, e, row)) {
+            *pp = w->next;
+            free(w);
+            continue;
+        }
+        if (w->bulk || w->req != e->u.cmd.req) {
             pp = &w->next;
             continue;
         }
@@ -156,6 +161,11 @@ void ol__waiters_agent(struct ol__node *n, const struct ol__sm_agent *row)
     if (row->status == OL_AGENT_RUNNING || row->status == OL_AGENT_STOPPING)
         return;
     while ((w = *pp) != NULL) {
+        if (w->bulk && ol__bulk_agent(w->bulk, row)) {
+            *pp = w->next;
+            free(w);
+            continue;
+        }
         if (w->req != 0 || strcmp(w->name, row->name) != 0) {
             pp = &w->next;
             continue;
@@ -196,6 +206,11 @@ void ol__waiters_ckpt(struct ol__node *n, const char *name)
     struct ol__resp r;
 
     while ((w = *pp) != NULL) {
+        if (w->bulk && ol__bulk_ckpt(w->bulk, name)) {
+            *pp = w->next;
+            free(w);
+            continue;
+        }
         if (w->req != 0 || w->first != 1 || strcmp(w->name, name) != 0) {
             pp = &w->next;
             continue;
@@ -217,6 +232,11 @@ void ol__waiters_drop(struct ol__node *n)
 
     for (; w; w = next) {
         next = w->next;
+        if (w->bulk) {
+            ol__bulk_drop(w->bulk);
+            free(w);
+            continue;
+        }
         ol__ctl_reply_error(w->ctl, OL_ESHUTDOWN,
                             "%s '%s': the node is shutting down; the outcome "
                             "is unknown",

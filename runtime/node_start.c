@@ -61,6 +61,8 @@ static void configured_exists(struct ol__node *n,
                ca->name, ca->name);
 }
 
+#define SPAWN_CHUNK 4096
+
 /* Propose SPAWN for configured agents that do not exist yet. */
 static int spawn_configured(struct ol__node *n)
 {
@@ -113,6 +115,12 @@ static int spawn_configured(struct ol__node *n)
                                      ca->kind, cfg.base, cfg.len,
                                      n->cluster ? 0 : n->self_id, 0);
         ol__buf_close(&cfg);
+        /* Proposed in chunks a batch takes (thousands of agents). */
+        if (rv == 0 && w.n == SPAWN_CHUNK) {
+            ol_log(OL_LOG_INFO, "spawning %u configured agent(s)", w.n);
+            rv = ol__node_propose(n, &w);
+            ol__entry_w_reset(&w);
+        }
     }
     if (rv == 0 && w.n) {
         ol_log(OL_LOG_INFO, "spawning %u configured agent(s)", w.n);

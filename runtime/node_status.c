@@ -51,6 +51,12 @@ const struct ol__sm_agent *ol__node_row(struct ol__node *n, const char *name)
     return n->sm ? ol__sm_agent(n->sm, name) : NULL;
 }
 
+int ol__node_row_next(struct ol__node *n, size_t *iter,
+                      const struct ol__sm_agent **row)
+{
+    return n->sm ? ol__sm_agent_next(n->sm, iter, row) : 0;
+}
+
 struct ol__waiter **ol__node_waiters(struct ol__node *n)
 {
     return &n->waiters;

@@ -44,6 +44,10 @@ struct ol__codes *ol__node_codes(struct ol__node *n);
 /* The replicated row of agent `name` (borrowed), or NULL. */
 const struct ol__sm_agent *ol__node_row(struct ol__node *n,
                                         const char *name);
+/* Iterate the replicated rows (start with *iter = 0): 1 and *row, or 0
+ * past the end.  Valid until the next apply. */
+int ol__node_row_next(struct ol__node *n, size_t *iter,
+                      const struct ol__sm_agent **row);
 /* The list of control requests waiting for commands (handlers_wait.c). */
 struct ol__waiter **ol__node_waiters(struct ol__node *n);
 

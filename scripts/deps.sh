@@ -2,7 +2,9 @@
 # Install the Debian packages outlast needs to build, test and benchmark.
 # Safe to run repeatedly: it only calls apt-get when something is missing.
 #
-# libmicrohttpd serves /metrics and the status page, libsystemd gives
+# libmicrohttpd serves /metrics and the status page (and the example
+# exchange, examples/exchange), libcurl is how the example keeper agent
+# places its orders (examples/keeper), libsystemd gives
 # sd_notify, scdoc builds the man pages, python3-jsonschema checks the
 # CLI's --json output against docs/schema/ in the tests.  The optional
 # packages are for tests that skip, saying why, when one cannot be
@@ -16,6 +18,7 @@ set -eu
 pkgs="build-essential pkg-config meson ninja-build
 libuv1-dev libsqlite3-dev libsodium-dev libmsgpack-dev libcriterion-dev
 libinih-dev libjansson-dev libraft-dev libmicrohttpd-dev libsystemd-dev
+libcurl4-openssl-dev
 scdoc sqlite3 iproute2 curl python3-jsonschema"
 optional="prometheus chromium groff-base man-db bash-completion systemd
 strace"

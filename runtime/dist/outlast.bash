@@ -49,7 +49,7 @@ _outlast()
         return
         ;;
     --timeout | --limit | --lines | -n | --interval | --count | --duration | \
-        --epoch-floor | --node-id | --request-id)
+        --epoch-floor | --node-id | --request-id | --prefix)
         return
         ;;
     esac
@@ -88,14 +88,16 @@ _outlast()
         effects) opts="--state --limit" ;;
         logs) opts="-f --follow --lines --interval --duration" ;;
         export) opts="--all --out --json" ;;
-        stop | start | rm | config | send) opts="--request-id" ;;
+        stop | start) opts="--request-id --prefix --all" ;;
+        rm | config | send) opts="--request-id" ;;
         esac
-        if [[ $cur != -* && -z $sub ]]; then
+        # stop and start take many names (a bulk request).
+        if [[ $cur != -* && ( -z $sub || $cmd == stop || $cmd == start ) ]]; then
             COMPREPLY=($(compgen -W "$(_outlast_agents)" -- "$cur"))
             return
         fi
         ;;
-    spawn) opts="--config --request-id --no-wait" ;;
+    spawn) opts="--config --request-id --no-wait --prefix --count" ;;
     agents) opts="--all --status --kind --owner --prefix --after --limit" ;;
     top) opts="--interval --count --plain" ;;
     verify) opts="--db --agent --trust --cluster" ;;

@@ -176,23 +176,31 @@ static int failed_at_least(struct td *n, void *arg)
     return td_state_int(n, "e1", "failed", 0) >= *(int64_t *)arg;
 }
 
-Test(effects, the_policy_gives_up_with_a_failure_event)
+/* Send e1 one order that fails in the end (`why`: after what), check
+ * that nothing was recorded done and that e1's log says `logged`. */
+static void expect_failure(const char *why, const char *logged)
 {
     int64_t want = 1;
     char *out = NULL;
 
-    start("fxgiveup", "\"retry\": 1000",
-          "[effects.note]\nbackoff_ms = 10\nbackoff_max_ms = 20\n"
-          "attempts = 4\n");
     td_wait_reached(&d, "e1", NULL, 1, WAIT_MS);
     send_do(1);
     cr_assert(td_until(failed_at_least, &d, &want, WAIT_MS),
-              "no failure event after the policy's 4 attempts");
-    cr_expect_eq(td_state_int(&d, "e1", "done", -1), 0);
+              "no failure event after %s", why);
+    cr_expect_eq(td_state_int(&d, "e1", "done", -1), 0,
+                 "an effect was recorded done");
     td_sh(&out, "%s --socket %s logs e1 2>&1", td_bin("outlast"), d.sock);
-    cr_expect(out && strstr(out, "gave up after 4 attempts"),
-              "the agent's log says why: %s", out ? out : "");
+    cr_expect(out && strstr(out, logged), "the agent's log says why: %s",
+              out ? out : "");
     free(out);
+}
+
+Test(effects, the_policy_gives_up_with_a_failure_event)
+{
+    start("fxgiveup", "\"retry\": 1000",
+          "[effects.note]\nbackoff_ms = 10\nbackoff_max_ms = 20\n"
+          "attempts = 4\n");
+    expect_failure("the policy's 4 attempts", "gave up after 4 attempts");
 }
 
 Test(effects, a_failure_perform_reports_reaches_the_agent)
@@ -375,20 +383,9 @@ Test(effects, below_feature_level_4_an_effect_is_refused)
  * agent gets the failure.  The late answers are dropped. */
 Test(effects, an_attempt_past_its_deadline_is_given_up_on)
 {
-    int64_t want = 1;
-    char *out = NULL;
-
     start("fxslow", "\"before\": 3000",
           "[effects.note]\ntimeout_ms = 100\nbackoff_ms = 10\n"
           "attempts = 2\n");
-    td_wait_reached(&d, "e1", NULL, 1, WAIT_MS);
-    send_do(1);
-    cr_assert(td_until(failed_at_least, &d, &want, WAIT_MS),
-              "no failure event after two attempts that never answered");
-    cr_expect_eq(td_state_int(&d, "e1", "done", -1), 0,
-                 "a late answer was recorded");
-    td_sh(&out, "%s --socket %s logs e1 2>&1", td_bin("outlast"), d.sock);
-    cr_expect(out && strstr(out, "no answer by the attempt's deadline"),
-              "the agent's log says why: %s", out ? out : "");
-    free(out);
+    expect_failure("two attempts that never answered",
+                   "no answer by the attempt's deadline");
 }

@@ -26,7 +26,7 @@ static const char *const schemas[] = {
     /* single node */
     "status", "agents", "show", "history", "effects", "spawn", "logs",
     "logs-follow",
-    "stop", "start",
+    "stop", "start", "bulk",
     "restart", "rm", "config", "send", "upgrade", "verify", "export",
     "keygen", "recover", "cluster-init", "error", "http-status",
     /* cluster */
@@ -227,6 +227,9 @@ Test(schema, single_node)
     check_doc("logs-follow", conf, "logs -f", 1);
     check_cmd(&d, "send", 0, "send c1 '{\"add\": 1}'");
     check_cmd(&d, "config", 0, "config c1 '{\"interval_ms\": 300}'");
+    check_cmd(&d, "bulk", 0, "spawn counter --prefix b- --count 3");
+    check_cmd(&d, "bulk", 1, "spawn counter b-0 .bad b-3");
+    check_cmd(&d, "bulk", 0, "stop --prefix b-");
     check_cmd(&d, "stop", 0, "stop c2");
     check_cmd(&d, "start", 0, "start c2");
     check_cmd(&d, "restart", 0, "restart c2");

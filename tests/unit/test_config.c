@@ -456,3 +456,36 @@ Test(config, effects_sections_refuse_bad_values_by_name)
                  "not a valid effect kind");
     expect_error("[effects.x]\ntimeout_ms = 1\n", ":2: 'timeout_ms'");
 }
+
+/* [agent.NAME] sections have no count limit: 50,000 read (in well under
+ * the test's timeout: lookups are hashed), each with its own keys, and a
+ * repeat among them is still named with both lines. */
+Test(config, many_thousands_of_agents_are_read)
+{
+    enum { N = 50000 };
+    size_t cap = (size_t)N * 80 + 64, len = 0;
+    char *text = malloc(cap), err[OL_ERRMSG_SIZE];
+    struct ol__config c;
+
+    cr_assert_not_null(text);
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "[agent.a%d]\nkind = k%d\nconfig = {}\n", i,
+                                i % 7);
+    cr_assert_eq(load(&c, text, err), 0, "%s", err);
+    cr_assert_eq(c.n_agents, N);
+    cr_assert_str_eq(c.agents[12345].name, "a12345");
+    cr_assert_str_eq(c.agents[12345].kind, "k4");
+    cr_assert_str_eq(c.agents[N - 1].name, "a49999");
+    ol__config_free(&c);
+
+    /* Line 3 * 40000 + 1 repeats [agent.a7] (line 22). */
+    len = 0;
+    for (int i = 0; i < 40000; i++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "[agent.a%d]\nkind = k\nconfig = {}\n", i);
+    snprintf(text + len, cap - len, "[agent.a7]\nkind = k\n");
+    expect_error(text, "section [agent.a7] is given twice (lines 22 and "
+                       "120001)");
+    free(text);
+}

@@ -440,7 +440,9 @@ struct ol_host {
      * OL_AGENT_EMALFORMED if the payload is not one msgpack object,
      * OL_AGENT_ETOOBIG past OL_AGENT_EFFECT_MAX or OL_AGENT_EFFECTS_MAX,
      * OL_AGENT_ENOTSUP if the plugin has no perform() or the cluster runs
-     * below feature level 4, or OL_AGENT_ESTATE outside handle() and in
+     * below feature level 4 (a new cluster whose leader has not yet heard
+     * every voter counts as below it for a moment: try again later, on a
+     * timer), or OL_AGENT_ESTATE outside handle() and in
      * the step of a final STOP.  An agent stopped with effects still open
      * keeps them in its checkpoint; they are performed (in doubt) when it
      * starts again. */

@@ -4,10 +4,12 @@
  *
  * The fake host hands the plugin a struct ol_host of its own, delivers the
  * events a test asks for, and records what the plugin did: messages sent,
- * timers armed, lines logged, work handed over, and the state save() wrote
- * after every step.  Like the real host it checks that each saved state is
- * exactly one msgpack object within OL_AGENT_STATE_MAX, refuses sends and
- * timers outside handle(), and checks sent bytes.  Nothing is committed or
+ * timers armed, lines logged, work handed over, effects declared, and the
+ * state save() wrote after every step.  Like the real host it checks that
+ * each saved state is exactly one msgpack object within
+ * OL_AGENT_STATE_MAX, refuses sends, timers and effects outside handle(),
+ * and checks sent bytes and effect payloads.  Effects are performed only
+ * when a test says so (ol_test_perform()).  Nothing is committed or
  * delivered for real: a test reads the records and decides what happens
  * next.
  *
@@ -29,6 +31,7 @@
  *     ol_test_start(&t);
  *     ol_test_advance(&t, 5000);              // fires due timers
  *     ol_test_message(&t, "@cli", msg, len);
+ *     ol_test_perform(&t, 0, 0, &status);    // effect 0: perform, EFFECT
  *     ... inspect t.sends[i], t.timers[i], t.logs[i], t.state ...
  *     ol_test_reopen(&t);                     // close, open, restore, RESUME
  *     ol_test_close(&t);
@@ -53,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <msgpack.h>
 #include <outlast/agent.h>
@@ -64,6 +68,7 @@ extern "C" {
 
 #define OL_TEST_LOG_MAX 256  /* bytes kept of one log line */
 #define OL_TEST_WORK_MAX 256 /* work items waiting at once */
+#define OL_TEST_EFFECT_MS 10000 /* perform()'s deadline, ms from now */
 
 typedef int (*ol_test_entry_fn)(const struct ol_host *host,
                                 const struct ol_agent_vtable **out);
@@ -89,6 +94,21 @@ struct ol_test_work {
     uint64_t id;
     ol_work_fn fn;
     void *arg;
+};
+
+/* An effect the plugin declared, in declaration order.  The key is
+ * derived from the agent's name and the effect's index, so it is the same
+ * in every run of a test and after ol_test_reopen(). */
+struct ol_test_effect {
+    uint64_t id;
+    char kind[OL_AGENT_KIND_MAX + 1];
+    char key[OL_AGENT_KEY_LEN + 1];
+    char *payload; /* a copy, owned by the fake host */
+    size_t len;
+    int status;        /* of its last EFFECT event; -1 before one */
+    uint32_t attempts; /* perform() and reconcile() calls */
+    char *result;      /* what the last of them wrote (NULL: nothing) */
+    size_t result_len;
 };
 
 /* One fake host running one agent.  Read its members freely; change only
@@ -122,6 +142,9 @@ struct ol_test {
     size_t state_len;
     char error[OL_AGENT_ERROR_MAX + 1]; /* the plugin's ol_host.error */
     char errmsg[256]; /* why the fake host failed a call */
+    struct ol_test_effect *effects; /* every effect since init */
+    size_t neffects;
+    size_t step_effects;
 };
 
 /* ---- the host services ------------------------------------------------ */
@@ -287,6 +310,60 @@ static inline int ol_test__error(struct ol_agent *a, const char *fmt, ...)
     return 0;
 }
 
+/* A 32-hex-digit key from the name and index: two FNV-1a hashes. */
+static inline void ol_test__key(const char *name, size_t i, char *out)
+{
+    uint64_t h[2] = {0xcbf29ce484222325u, 0x84222325cbf29ce4u};
+    char buf[OL_AGENT_NAME_MAX + 24];
+
+    snprintf(buf, sizeof(buf), "%s/%zu", name, i);
+    for (int k = 0; k < 2; k++)
+        for (const char *p = buf; *p; p++)
+            h[k] = (h[k] ^ (unsigned char)*p) * 0x100000001b3u;
+    snprintf(out, OL_AGENT_KEY_LEN + 1, "%016llx%016llx",
+             (unsigned long long)h[0], (unsigned long long)h[1]);
+}
+
+static inline int ol_test__effect(struct ol_agent *a, uint64_t id,
+                                  const char *kind, const void *payload,
+                                  size_t len)
+{
+    struct ol_test *t = ol_test__of(a);
+    struct ol_test_effect *e;
+    size_t klen = kind != NULL ? strlen(kind) : 0, waiting = 0;
+    msgpack_unpacked u;
+
+    if (!t->in_handle)
+        return OL_AGENT_ESTATE;
+    if (!OL_VTABLE_HAS(t->vt, perform) || t->vt->perform == NULL)
+        return OL_AGENT_ENOTSUP;
+    if (klen == 0 || klen > OL_AGENT_KIND_MAX ||
+        strspn(kind, "abcdefghijklmnopqrstuvwxyz0123456789._-") != klen)
+        return OL_AGENT_EINVAL;
+    for (size_t i = 0; i < t->neffects; i++)
+        waiting += t->effects[i].status < 0;
+    if (len > OL_AGENT_EFFECT_MAX || waiting == OL_AGENT_EFFECTS_MAX)
+        return OL_AGENT_ETOOBIG;
+    if (ol_mp_unpack(&u, payload, len) != 0)
+        return OL_AGENT_EMALFORMED;
+    msgpack_unpacked_destroy(&u);
+    t->effects = (struct ol_test_effect *)ol_test__grow(
+        t->effects, t->neffects, sizeof(*t->effects));
+    e = &t->effects[t->neffects];
+    memset(e, 0, sizeof(*e));
+    if ((e->payload = (char *)malloc(len)) == NULL)
+        return OL_AGENT_ENOMEM;
+    memcpy(e->payload, payload, len);
+    e->len = len;
+    e->id = id;
+    e->status = -1;
+    strcpy(e->kind, kind);
+    ol_test__key(t->name, t->neffects, e->key);
+    t->neffects++;
+    t->step_effects++;
+    return 0;
+}
+
 static inline const char *ol_test__version(void)
 {
     return OL_VERSION_STRING;
@@ -310,6 +387,7 @@ static inline const struct ol_host *ol_test_host(void)
         .work = ol_test__work,
         .error = ol_test__error,
         .version = ol_test__version,
+        .effect = ol_test__effect,
     };
     return &host;
 }
@@ -473,6 +551,11 @@ static inline void ol_test_close(struct ol_test *t)
     for (size_t i = 0; i < t->nsends; i++)
         free(t->sends[i].data);
     free(t->sends);
+    for (size_t i = 0; i < t->neffects; i++) {
+        free(t->effects[i].payload);
+        free(t->effects[i].result);
+    }
+    free(t->effects);
     free(t->logs);
     free(t->state);
     free(t->config);
@@ -502,6 +585,7 @@ static inline int ol_test_event(struct ol_test *t, struct ol_event *ev)
         ev->epoch = t->epoch;
     t->in_handle = 1;
     t->step_sends = 0;
+    t->step_effects = 0;
     rv = t->vt->handle(t->self, (struct ol_agent *)(void *)t, ev);
     t->in_handle = 0;
     if (rv != 0) {
@@ -510,6 +594,8 @@ static inline int ol_test_event(struct ol_test *t, struct ol_event *ev)
             free(t->sends[--t->nsends].data);
             t->step_sends--;
         }
+        for (; t->step_effects > 0; t->step_effects--)
+            free(t->effects[--t->neffects].payload);
         return ol_test__fail(t, rv, "handle() failed");
     }
     return ol_test_save(t);
@@ -666,12 +752,112 @@ static inline int ol_test_work(struct ol_test *t, int fenced)
     return ol_test_event(t, &ev);
 }
 
+/* Delivers the EFFECT event of effect i (an index in t->effects) with
+ * `status` (OL_EFFECT_DONE or OL_EFFECT_FAILED), `reason` (may be NULL)
+ * and `result` (len bytes, copied first; may be NULL), as the runtime
+ * does once the effect has its outcome.  OL_AGENT_ENOTFOUND: no effect i. */
+static inline int ol_test_effect_event(struct ol_test *t, size_t i,
+                                       int status, const char *reason,
+                                       const void *result, size_t len)
+{
+    char key[OL_AGENT_KEY_LEN + 1], *copy = NULL;
+    struct ol_event ev;
+    int rv;
+
+    if (i >= t->neffects)
+        return ol_test__fail(t, OL_AGENT_ENOTFOUND, "no such effect");
+    if (len > 0 && (copy = (char *)malloc(len)) == NULL)
+        return OL_AGENT_ENOMEM;
+    if (len > 0)
+        memcpy(copy, result, len); /* handle() may move t->effects */
+    strcpy(key, t->effects[i].key);
+    t->effects[i].status = status;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = OL_EVENT_EFFECT;
+    ev.effect_id = t->effects[i].id;
+    ev.effect_key = key;
+    ev.effect_status = status;
+    ev.effect_attempts = t->effects[i].attempts;
+    ev.reason = reason;
+    ev.data = copy;
+    ev.len = len;
+    rv = ol_test_event(t, &ev);
+    free(copy);
+    return rv;
+}
+
+/* Calls perform() for effect i on this thread (reconcile() instead when
+ * `reconcile` is set and the plugin has one), as the runtime does once
+ * the declaring step committed: under t->epoch, with a deadline
+ * OL_TEST_EFFECT_MS of real wall clock ahead, in_doubt set for
+ * reconcile().  Its return goes to *status and what it wrote to the
+ * effect's result; no event follows.  Returns 0, OL_AGENT_ENOTFOUND (no
+ * effect i), OL_AGENT_ETOOBIG (result over OL_AGENT_EFFECT_MAX) or
+ * OL_AGENT_EMALFORMED (a result that is not one msgpack object). */
+static inline int ol_test_effect_call(struct ol_test *t, size_t i,
+                                      int reconcile, int *status)
+{
+    struct ol_test_effect *e = i < t->neffects ? &t->effects[i] : NULL;
+    int (*fn)(const struct ol_effect *, const struct ol_sink *);
+    struct ol_effect oe;
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+    struct ol_sink sink = {&sb, msgpack_sbuffer_write};
+
+    if (e == NULL)
+        return ol_test__fail(t, OL_AGENT_ENOTFOUND, "no such effect");
+    fn = reconcile && t->vt->reconcile != NULL ? t->vt->reconcile
+                                               : t->vt->perform;
+    memset(&oe, 0, sizeof(oe));
+    oe.size = sizeof(oe);
+    oe.agent = t->name;
+    oe.node = t->node;
+    oe.effect_id = e->id;
+    oe.key = e->key;
+    oe.kind = e->kind;
+    oe.payload = e->payload;
+    oe.len = e->len;
+    oe.epoch = t->epoch;
+    oe.deadline_ms = (int64_t)time(NULL) * 1000 + OL_TEST_EFFECT_MS;
+    oe.attempt = ++e->attempts;
+    oe.in_doubt = reconcile != 0;
+    msgpack_sbuffer_init(&sb);
+    *status = fn(&oe, &sink);
+    free(e->result);
+    e->result_len = sb.size;
+    e->result = msgpack_sbuffer_release(&sb);
+    if (e->result_len > OL_AGENT_EFFECT_MAX)
+        return ol_test__fail(t, OL_AGENT_ETOOBIG, "effect result too big");
+    if (e->result_len > 0 && ol_mp_unpack(&u, e->result, e->result_len) != 0)
+        return ol_test__fail(t, OL_AGENT_EMALFORMED,
+                             "effect result: not one msgpack object");
+    if (e->result_len > 0)
+        msgpack_unpacked_destroy(&u);
+    return 0;
+}
+
+/* ol_test_effect_call(), then, when it says OL_EFFECT_DONE or
+ * OL_EFFECT_FAILED, the EFFECT event with that outcome and result (any
+ * other status than RETRY and UNKNOWN counts as RETRY: no event).
+ * Returns the first failure of the two. */
+static inline int ol_test_perform(struct ol_test *t, size_t i, int reconcile,
+                                  int *status)
+{
+    int rv = ol_test_effect_call(t, i, reconcile, status);
+
+    if (rv != 0 || (*status != OL_EFFECT_DONE && *status != OL_EFFECT_FAILED))
+        return rv;
+    return ol_test_effect_event(t, i, *status, NULL, t->effects[i].result,
+                                t->effects[i].result_len);
+}
+
 /*
  * What a restart does: close() the instance, open() it again with the
  * same config, restore() the last saved state, and deliver RESUME with
- * the epoch bumped.  Armed timers survive (they are in the checkpoint);
- * work waiting is dropped, as in-flight work is.  If restore() fails, the
- * instance stays open and ol_test_close() closes it, as the real host
+ * the epoch bumped.  Armed timers and declared effects survive (they are
+ * in the checkpoint); work waiting is dropped, as in-flight work is.  If
+ * restore() fails, the instance stays open and ol_test_close() closes it,
+ * as the real host
  * calls close() after a failed restore().  t->state is kept until the
  * RESUME step saves anew.
  */
