@@ -118,16 +118,27 @@ static struct ol_agent *instance_new(struct ol__node *n,
     return a;
 }
 
-/* "node-<id>" for the node whose key signed a checkpoint. */
+/* "node-<id>" for the node whose key signed a checkpoint.  The last
+ * answer is kept: a node resuming many agents finds most of them signed
+ * by one node, and a key's id never changes. */
 static void signer_name(struct ol__node *n, const uint8_t *pk, char *out,
                         size_t cap)
 {
+    static uint8_t last_pk[OL_PK_SIZE];
+    static int64_t last_id;
     int64_t id;
 
-    if (ol__read_node_id(n->reader.db, pk, &id) == 0)
+    if (last_id > 0 && memcmp(pk, last_pk, OL_PK_SIZE) == 0) {
+        snprintf(out, cap, "node-%lld", (long long)last_id);
+        return;
+    }
+    if (ol__read_node_id(n->reader.db, pk, &id) == 0) {
+        memcpy(last_pk, pk, OL_PK_SIZE);
+        last_id = id;
         snprintf(out, cap, "node-%lld", (long long)id);
-    else
+    } else {
         snprintf(out, cap, "unknown");
+    }
 }
 
 /* Restore the plugin state and the timers from a verified checkpoint. */

@@ -16,6 +16,7 @@
 
 #include "agent_int.h"
 #include "state/reads.h"
+#include "state/verify.h"
 
 /* Messages loaded from the mailbox into an agent's queue at a time. */
 #define MAIL_PAGE 256
@@ -127,9 +128,14 @@ static void mail_row(void *arg, const struct ol__mail_row *m)
 
 int ol__agent_load_mail(struct ol_agent *a)
 {
+    struct ol__node *n = a->node;
+    sqlite3_stmt *st = ol__verify_cache_mail(n->vcache, n->reader.db);
     int more;
-    int rv = ol__read_mail(a->node->reader.db, a->name, a->mail_watermark,
-                           MAIL_PAGE, MAIL_PAGE_BYTES, mail_row, a, &more);
+    int rv = st ? ol__read_mail_st(st, a->name, a->mail_watermark, MAIL_PAGE,
+                                   MAIL_PAGE_BYTES, mail_row, a, &more)
+                : ol__read_mail(n->reader.db, a->name, a->mail_watermark,
+                                MAIL_PAGE, MAIL_PAGE_BYTES, mail_row, a,
+                                &more);
 
     a->mail_backlog = rv == 0 && more;
     return rv;

@@ -287,19 +287,25 @@ int ol__node_start(struct ol__node *n)
 {
     const struct ol__sm_agent *row;
     char path[PATH_MAX];
-    int rv, hosted = 0;
+    int rv, hosted = 0, own_txn;
 
     /* In a cluster nothing is hosted yet: the rows name an older
      * incarnation, and the leader re-grants them to this one. */
     for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)
         if (row->mail_full)
             ol__node_mail_full(n, row->name, 1);
+    /* One read transaction over every head load: a node restarted over
+     * many agents would otherwise begin and end one per agent. */
+    own_txn = sqlite3_exec(n->reader.db, "BEGIN", NULL, NULL, NULL) ==
+              SQLITE_OK;
     for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);) {
         if (!ol__node_owns(n, row))
             continue;
         ol__agent_host(n, row);
         hosted++;
     }
+    if (own_txn)
+        sqlite3_exec(n->reader.db, "COMMIT", NULL, NULL, NULL);
     /* What each agent's owner was at start: a later change is a move. */
     if (n->cluster)
         for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)

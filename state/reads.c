@@ -67,23 +67,21 @@ int ol__read_count_agents(sqlite3 *db, int status, uint64_t *n)
     return rv;
 }
 
-int ol__read_mail(sqlite3 *db, const char *agent, int64_t after,
-                  uint32_t rows, size_t bytes,
-                  void (*fn)(void *arg, const struct ol__mail_row *m),
-                  void *arg, int *more)
+/* The mailbox query, for callers that keep it prepared. */
+const char ol__read_mail_sql[] = "SELECT id, from_agent, from_seq, idx, payload "
+                                 "FROM mailbox WHERE to_agent = ? AND id > ? "
+                                 "ORDER BY id LIMIT ?";
+
+int ol__read_mail_st(sqlite3_stmt *st, const char *agent, int64_t after,
+                     uint32_t rows, size_t bytes,
+                     void (*fn)(void *arg, const struct ol__mail_row *m),
+                     void *arg, int *more)
 {
-    sqlite3_stmt *st;
     uint32_t n = 0;
     size_t got = 0;
     int rc = SQLITE_DONE;
 
     *more = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, from_agent, from_seq, idx, payload "
-                           "FROM mailbox WHERE to_agent = ? AND id > ? "
-                           "ORDER BY id LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return OL_EIO;
     sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, after);
     sqlite3_bind_int64(st, 3, rows);
@@ -101,8 +99,25 @@ int ol__read_mail(sqlite3 *db, const char *agent, int64_t after,
         n++;
         got += m.len;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     /* A full page means there may be more. */
     *more = n == rows || got >= bytes;
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : OL_EIO;
+}
+
+int ol__read_mail(sqlite3 *db, const char *agent, int64_t after,
+                  uint32_t rows, size_t bytes,
+                  void (*fn)(void *arg, const struct ol__mail_row *m),
+                  void *arg, int *more)
+{
+    sqlite3_stmt *st;
+    int rv;
+
+    *more = 0;
+    if (sqlite3_prepare_v2(db, ol__read_mail_sql, -1, &st, NULL) !=
+        SQLITE_OK)
+        return OL_EIO;
+    rv = ol__read_mail_st(st, agent, after, rows, bytes, fn, arg, more);
+    sqlite3_finalize(st);
+    return rv;
 }

@@ -42,5 +42,13 @@ int ol__read_mail(sqlite3 *db, const char *agent, int64_t after,
                   uint32_t rows, size_t bytes,
                   void (*fn)(void *arg, const struct ol__mail_row *m),
                   void *arg, int *more);
+/* The same on a statement prepared from ol__read_mail_sql (reset after,
+ * bindings replaced): a node loading thousands of mailboxes prepares it
+ * once. */
+extern const char ol__read_mail_sql[];
+int ol__read_mail_st(sqlite3_stmt *st, const char *agent, int64_t after,
+                     uint32_t rows, size_t bytes,
+                     void (*fn)(void *arg, const struct ol__mail_row *m),
+                     void *arg, int *more);
 
 #endif

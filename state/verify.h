@@ -70,6 +70,11 @@ void ol__verify_cache_destroy(struct ol__verify_cache *vc);
 /* Let go of the statements the cache keeps on its database: before that
  * database is closed. */
 void ol__verify_cache_detach(struct ol__verify_cache *vc);
+/* The mailbox query (reads.h, ol__read_mail_sql) kept prepared on `db`
+ * with the cache's other statements; NULL if it cannot be (or vc is
+ * NULL). */
+sqlite3_stmt *ol__verify_cache_mail(struct ol__verify_cache *vc,
+                                    sqlite3 *db);
 int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
                                 struct ol__verify_cache *vc,
                                 struct ol__ckpt *out,

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "reads.h"
 #include "verify_int.h"
 
 static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
@@ -25,7 +26,7 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 /* The statements loading a head prepares, kept between loads: a node
  * resuming thousands of agents would otherwise parse five of them per
  * agent. */
-enum { VC_PK, VC_SEAL, VC_ROWS, VC_HEAD, VC_SIG, VC_N };
+enum { VC_PK, VC_SEAL, VC_ROWS, VC_HEAD, VC_SIG, VC_MAIL, VC_N };
 
 static const char *const vc_sql[VC_N] = {
     "SELECT pk FROM nodes",
@@ -33,6 +34,7 @@ static const char *const vc_sql[VC_N] = {
     OL_VERIFY_ROWS_SQL " WHERE agent = ? ORDER BY seq DESC LIMIT 2",
     "SELECT seq, hash FROM heads WHERE agent = ?",
     "SELECT sig FROM seals WHERE id = ?",
+    ol__read_mail_sql,
 };
 
 struct ol__verify_cache {
@@ -84,6 +86,12 @@ static sqlite3_stmt *vc_stmt(struct ol__verify_cache *vc, sqlite3 *db,
     sqlite3_reset(vc->st[which]);
     sqlite3_clear_bindings(vc->st[which]);
     return vc->st[which];
+}
+
+sqlite3_stmt *ol__verify_cache_mail(struct ol__verify_cache *vc,
+                                    sqlite3 *db)
+{
+    return vc ? vc_stmt(vc, db, VC_MAIL) : NULL;
 }
 
 /* Drop a cached seal whose stored signature changed since it was checked
