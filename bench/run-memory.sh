@@ -4,7 +4,9 @@
 # each node: the resident set of outlastd and of its agent-host processes
 # (VmRSS from /proc), before the agents (the anchor: the same process
 # with no agent) and once every agent runs; per agent = the difference
-# over the agents that node hosts.
+# over the agents that node hosts.  outlastd_kib is the node process
+# alone (without its agent hosts); every node of a cluster also keeps the
+# state machine's row of every agent, hosted there or not.
 #
 #   bench/run-memory.sh [N]          (default: 100000)
 #   BUILD=build-bench bench/run-memory.sh 30000
@@ -21,6 +23,9 @@ d="$build/runtime/bin/outlastd"
 o="$build/runtime/bin/outlast"
 n=${1:-100000}
 base=$((17000 + $$ % 1000 * 10))
+
+# KiB resident of the process $1 alone.
+rss_one() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # KiB resident: the process $1 and every child of it (its agent hosts).
 rss_tree() {
@@ -47,8 +52,8 @@ wait_local() {
     return 1
 }
 
-printf '%-8s %-6s %8s %12s %12s %12s %10s\n' setup node agents anchor_kib \
-    rss_kib delta_kib b_per_agent
+printf '%-8s %-6s %8s %12s %12s %12s %10s %12s\n' setup node agents \
+    anchor_kib rss_kib delta_kib b_per_agent outlastd_kib
 
 # One node.
 w="$work/one"
@@ -64,8 +69,8 @@ a=$(rss_tree $pid)
 wait_local "$w/data" "$n" "$n"
 sleep 2
 r=$(rss_tree $pid)
-printf '%-8s %-6s %8s %12s %12s %12s %10s\n' single 1 "$n" "$a" "$r" \
-    $((r - a)) $(( (r - a) * 1024 / n ))
+printf '%-8s %-6s %8s %12s %12s %12s %10s %12s\n' single 1 "$n" "$a" "$r" \
+    $((r - a)) $(( (r - a) * 1024 / n )) "$(rss_one $pid)"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
 # Three nodes.
@@ -115,8 +120,9 @@ for j in 1 2 3; do
     eval "aa=\$a$j"
     r=$(rss_tree "$(cat "$work/n$j.pid")")
     h=$(field "$work/s$j" local)
-    printf '%-8s %-6s %8s %12s %12s %12s %10s\n' cluster "$j" "$h" "$aa" "$r" \
-        $((r - aa)) $(( h > 0 ? (r - aa) * 1024 / h : 0 ))
+    printf '%-8s %-6s %8s %12s %12s %12s %10s %12s\n' cluster "$j" "$h" \
+        "$aa" "$r" $((r - aa)) $(( h > 0 ? (r - aa) * 1024 / h : 0 )) \
+        "$(rss_one "$(cat "$work/n$j.pid")")"
 done
 for j in 1 2 3; do kill "$(cat "$work/n$j.pid")" 2>/dev/null || true; done
 sleep 1
