@@ -8,6 +8,7 @@
  */
 #include "handshake.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "base/err.h"
@@ -44,8 +45,11 @@ struct ol__hs {
     uint8_t peer_pk[OL_PK_SIZE];
     uint8_t eph_pk[crypto_kx_PUBLICKEYBYTES];
     uint8_t eph_sk[crypto_kx_SECRETKEYBYTES];
-    uint8_t m1[OL_HS_M1_SIZE];
-    uint8_t m2[OL_HS_M2_SIZE];
+    uint8_t m1[OL_HS_M1_MAX];
+    uint8_t m2[OL_HS_M2_MAX];
+    size_t m1_len, m2_len;
+    bool ext;                /* "OLT3": feature words in M1 and M2 */
+    uint32_t features;       /* self's offer, then what both offered */
     uint8_t rxkey[KEY_SIZE]; /* server: kept from M1 until M3 */
     struct ol__sstream ss;
 };
@@ -56,7 +60,13 @@ _Static_assert(OL_HS_M2_SIZE == crypto_kx_PUBLICKEYBYTES + HDR_SIZE +
 
 #define M1_ID 85                        /* client_cluster_id in M1 */
 #define M2_ID (32 + HDR_SIZE)           /* server_cluster_id in M2 */
-#define M2_SIG (M2_ID + OL_CLUSTER_ID_SIZE)
+#define M2_FEAT (M2_ID + OL_CLUSTER_ID_SIZE) /* "OLT3" only */
+
+/* Where the server's signature sits in this handshake's M2. */
+static size_t m2_sig(const struct ol__hs *hs)
+{
+    return M2_FEAT + (hs->ext ? 4 : 0);
+}
 
 /* Two nodes that both know their cluster's id must agree on it. */
 static int ids_conflict(const uint8_t *a, const uint8_t *b)
@@ -74,6 +84,20 @@ static void put64(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--, v >>= 8)
         p[i] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+           (uint32_t)p[2] << 8 | p[3];
 }
 
 static uint64_t get64(const uint8_t *p)
@@ -112,6 +136,7 @@ static struct ol__hs *hs_alloc(const struct ol__hs_self *self, int state)
     hs->key = self->key;
     memcpy(hs->cluster_hash, self->cluster_hash, OL_HASH_SIZE);
     memcpy(hs->cluster_id, self->cluster_id, OL_CLUSTER_ID_SIZE);
+    hs->features = self->features;
     crypto_kx_keypair(hs->eph_pk, hs->eph_sk);
     return hs;
 }
@@ -131,13 +156,14 @@ void ol__sstream_free(struct ol__sstream *ss)
 int ol__hs_client_start(const struct ol__hs_self *self, uint8_t channel,
                         uint64_t server_id,
                         const uint8_t server_pk[OL_PK_SIZE],
-                        struct ol__hs **out, uint8_t m1[OL_HS_M1_SIZE])
+                        struct ol__hs **out, uint8_t m1[OL_HS_M1_MAX])
 {
     struct ol__hs *hs;
     uint8_t *p;
 
     if ((channel != OL_CHAN_RAFT && channel != OL_CHAN_MSG) ||
-        server_id == 0 || self->id == 0)
+        server_id == 0 || self->id == 0 ||
+        (self->features & ~OL_HS_FEAT_KNOWN) != 0)
         return OL_EINVAL;
     hs = hs_alloc(self, HS_C_WAIT_M2);
     if (hs == NULL)
@@ -146,17 +172,38 @@ int ol__hs_client_start(const struct ol__hs_self *self, uint8_t channel,
     hs->peer_id = server_id;
     memcpy(hs->peer_pk, server_pk, OL_PK_SIZE);
 
+    hs->ext = self->features != 0;
+    hs->m1_len = ol__hs_m1_len(self);
+    hs->m2_len = hs->ext ? OL_HS_M2X_SIZE : OL_HS_M2_SIZE;
     p = hs->m1;
-    memcpy(p, OL_HS_MAGIC, 4);
+    memcpy(p, hs->ext ? OL_HS_MAGIC_X : OL_HS_MAGIC, 4);
     p[4] = channel;
     put64(p + 5, self->id);
     put64(p + 13, server_id);
     memcpy(p + 21, hs->cluster_hash, OL_HASH_SIZE);
     memcpy(p + 53, hs->eph_pk, sizeof hs->eph_pk);
     memcpy(p + M1_ID, hs->cluster_id, OL_CLUSTER_ID_SIZE);
-    memcpy(m1, hs->m1, OL_HS_M1_SIZE);
+    if (hs->ext)
+        put32(p + OL_HS_M1_SIZE, self->features);
+    memcpy(m1, hs->m1, hs->m1_len);
     *out = hs;
     return 0;
+}
+
+size_t ol__hs_m1_len(const struct ol__hs_self *self)
+{
+    return self->features != 0 ? OL_HS_M1X_SIZE : OL_HS_M1_SIZE;
+}
+
+size_t ol__hs_m1_len_peek(const uint8_t *p, size_t n)
+{
+    return n >= 4 && memcmp(p, OL_HS_MAGIC_X, 4) == 0 ? OL_HS_M1X_SIZE
+                                                      : OL_HS_M1_SIZE;
+}
+
+size_t ol__hs_m2_len(const struct ol__hs *hs)
+{
+    return hs->m2_len;
 }
 
 int ol__hs_server_start(const struct ol__hs_self *self, struct ol__hs **out)
@@ -181,7 +228,7 @@ static void mix_keys(const struct ol__hs *hs, const uint8_t *server_eph,
     crypto_generichash_init(&st, NULL, 0, sizeof th);
     crypto_generichash_update(&st, (const uint8_t *)label_keys,
                               sizeof label_keys);
-    crypto_generichash_update(&st, hs->m1, OL_HS_M1_SIZE);
+    crypto_generichash_update(&st, hs->m1, hs->m1_len);
     crypto_generichash_update(&st, server_eph, crypto_kx_PUBLICKEYBYTES);
     crypto_generichash_final(&st, th, sizeof th);
 
@@ -212,11 +259,11 @@ static size_t transcript(uint8_t *buf, const char *label, size_t label_len,
     return n + clen;
 }
 
-#define TBS_MAX (sizeof label_client + OL_HS_M1_SIZE + OL_HS_M2_SIZE + HDR_SIZE)
+#define TBS_MAX (sizeof label_client + OL_HS_M1_MAX + OL_HS_M2_MAX + HDR_SIZE)
 
 int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
                      ol__hs_lookup_fn lookup, void *data,
-                     uint8_t m2[OL_HS_M2_SIZE])
+                     uint8_t m2[OL_HS_M2_MAX])
 {
     uint8_t rx[KEY_SIZE], tx[KEY_SIZE];
     uint8_t tbs[TBS_MAX];
@@ -227,7 +274,9 @@ int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
     if (hs->state != HS_S_WAIT_M1)
         return OL_ESTATE;
     hs->state = HS_FAILED;
-    if (len != OL_HS_M1_SIZE || memcmp(m1, OL_HS_MAGIC, 4) != 0 ||
+    hs->ext = len >= 4 && memcmp(m1, OL_HS_MAGIC_X, 4) == 0;
+    if (len != (hs->ext ? OL_HS_M1X_SIZE : OL_HS_M1_SIZE) ||
+        (!hs->ext && memcmp(m1, OL_HS_MAGIC, 4) != 0) ||
         (m1[4] != OL_CHAN_RAFT && m1[4] != OL_CHAN_MSG))
         return OL_EMALFORMED;
     client_id = get64(m1 + 5);
@@ -241,7 +290,11 @@ int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
     memcpy(hs->peer_cluster_id, m1 + M1_ID, OL_CLUSTER_ID_SIZE);
     hs->channel = m1[4];
     hs->peer_id = client_id;
-    memcpy(hs->m1, m1, OL_HS_M1_SIZE);
+    memcpy(hs->m1, m1, len);
+    hs->m1_len = len;
+    hs->m2_len = hs->ext ? OL_HS_M2X_SIZE : OL_HS_M2_SIZE;
+    /* Unknown bits from a newer peer are offers we do not take up. */
+    hs->features = hs->ext ? hs->features & get32(m1 + OL_HS_M1_SIZE) : 0;
 
     /* crypto_kx refuses a low-order client key (all-zero shared secret). */
     if (crypto_kx_server_session_keys(rx, tx, hs->eph_pk, hs->eph_sk,
@@ -253,10 +306,12 @@ int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
     memcpy(m2, hs->eph_pk, crypto_kx_PUBLICKEYBYTES);
     crypto_secretstream_xchacha20poly1305_init_push(&hs->ss.tx, m2 + 32, tx);
     memcpy(m2 + M2_ID, hs->cluster_id, OL_CLUSTER_ID_SIZE);
+    if (hs->ext)
+        put32(m2 + M2_FEAT, hs->features);
     n = transcript(tbs, label_server, sizeof label_server, hs->m1,
-                   OL_HS_M1_SIZE, NULL, 0, m2, M2_SIG);
-    crypto_sign_detached(m2 + M2_SIG, NULL, tbs, n, hs->key->sk);
-    memcpy(hs->m2, m2, OL_HS_M2_SIZE);
+                   hs->m1_len, NULL, 0, m2, m2_sig(hs));
+    crypto_sign_detached(m2 + m2_sig(hs), NULL, tbs, n, hs->key->sk);
+    memcpy(hs->m2, m2, hs->m2_len);
     memcpy(hs->rxkey, rx, KEY_SIZE);
     hs->state = HS_S_WAIT_M3;
     rv = 0;
@@ -277,15 +332,16 @@ int ol__hs_client_m2(struct ol__hs *hs, const uint8_t *m2, size_t len,
     if (hs->state != HS_C_WAIT_M2)
         return OL_ESTATE;
     hs->state = HS_FAILED;
-    if (len != OL_HS_M2_SIZE)
+    if (len != hs->m2_len)
         return OL_EMALFORMED;
 
     /* The signature covers our own fresh M1, so a recorded M2 from another
      * session, or one from a server other than the one we dialled, fails
      * here before anything in it is used. */
     n = transcript(tbs, label_server, sizeof label_server, hs->m1,
-                   OL_HS_M1_SIZE, NULL, 0, m2, M2_SIG);
-    if (crypto_sign_verify_detached(m2 + M2_SIG, tbs, n, hs->peer_pk) != 0) {
+                   hs->m1_len, NULL, 0, m2, m2_sig(hs));
+    if (crypto_sign_verify_detached(m2 + m2_sig(hs), tbs, n, hs->peer_pk) !=
+        0) {
         rv = OL_EBADSIG;
         goto out;
     }
@@ -299,7 +355,9 @@ int ol__hs_client_m2(struct ol__hs *hs, const uint8_t *m2, size_t len,
         rv = OL_EBADSIG;
         goto out;
     }
-    memcpy(hs->m2, m2, OL_HS_M2_SIZE);
+    memcpy(hs->m2, m2, hs->m2_len);
+    /* The server answers with what both offered; it may not add any. */
+    hs->features = hs->ext ? hs->features & get32(m2 + M2_FEAT) : 0;
     mix_keys(hs, m2, rx, tx);
     if (crypto_secretstream_xchacha20poly1305_init_pull(&hs->ss.rx, m2 + 32,
                                                         rx) != 0) {
@@ -308,7 +366,7 @@ int ol__hs_client_m2(struct ol__hs *hs, const uint8_t *m2, size_t len,
     }
     crypto_secretstream_xchacha20poly1305_init_push(&hs->ss.tx, m3, tx);
     n = transcript(tbs, label_client, sizeof label_client, hs->m1,
-                   OL_HS_M1_SIZE, hs->m2, OL_HS_M2_SIZE, m3, HDR_SIZE);
+                   hs->m1_len, hs->m2, hs->m2_len, m3, HDR_SIZE);
     crypto_sign_detached(m3 + HDR_SIZE, NULL, tbs, n, hs->key->sk);
     hs->state = HS_DONE;
     rv = 0;
@@ -333,7 +391,7 @@ int ol__hs_server_m3(struct ol__hs *hs, const uint8_t *m3, size_t len)
         goto out;
     }
     n = transcript(tbs, label_client, sizeof label_client, hs->m1,
-                   OL_HS_M1_SIZE, hs->m2, OL_HS_M2_SIZE, m3, HDR_SIZE);
+                   hs->m1_len, hs->m2, hs->m2_len, m3, HDR_SIZE);
     if (crypto_sign_verify_detached(m3 + HDR_SIZE, tbs, n, hs->peer_pk) != 0)
         goto out;
     if (crypto_secretstream_xchacha20poly1305_init_pull(&hs->ss.rx, m3,
@@ -350,6 +408,16 @@ out:
 uint64_t ol__hs_peer_id(const struct ol__hs *hs)
 {
     return hs->peer_id;
+}
+
+uint32_t ol__hs_features(const struct ol__hs *hs)
+{
+    return hs->ext ? hs->features : 0;
+}
+
+int ol__hs_extended(const struct ol__hs *hs)
+{
+    return hs->ext;
 }
 
 const uint8_t *ol__hs_peer_cluster_id(const struct ol__hs *hs)
@@ -383,14 +451,6 @@ int ol__hs_finish(struct ol__hs *hs, struct ol__sstream **out)
     return 0;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 int ol__frame_seal(struct ol__sstream *ss, const void *p, size_t n,
                    uint8_t *out)
 {
@@ -406,8 +466,7 @@ int ol__frame_seal(struct ol__sstream *ss, const void *p, size_t n,
 int ol__frame_len(const uint8_t hdr[OL_FRAME_HDR], size_t max_plain,
                   size_t *plain_len)
 {
-    uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-                   (uint32_t)hdr[2] << 8 | hdr[3];
+    uint32_t len = get32(hdr);
 
     if (len < OL_FRAME_ABYTES)
         return OL_EMALFORMED;

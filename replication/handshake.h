@@ -7,9 +7,14 @@
  *   M1 client -> server, OL_HS_M1_SIZE (117) bytes:
  *       "OLT2" | channel u8 | client_id u64 | server_id u64 |
  *       cluster_hash[32] | client_eph_pk[32] | client_cluster_id[32]
+ *     or, from a node that offers features, OL_HS_M1X_SIZE (121) bytes:
+ *       "OLT3" | the same fields | client_features u32
  *   M2 server -> client, OL_HS_M2_SIZE (152) bytes:
  *       server_eph_pk[32] | server_stream_header[24] |
  *       server_cluster_id[32] | sig_s[64]
+ *     or, answering an "OLT3" M1, OL_HS_M2X_SIZE (156) bytes:
+ *       server_eph_pk[32] | server_stream_header[24] |
+ *       server_cluster_id[32] | server_features u32 | sig_s[64]
  *       sig_s = Ed25519(server key, "outlast/transport/2 server" NUL |
  *                        M1 | server_eph_pk | server_stream_header |
  *                        server_cluster_id)
@@ -39,6 +44,16 @@
  *
  * where ciphertext is one crypto_secretstream_xchacha20poly1305 message
  * (len = plaintext + OL_FRAME_ABYTES).
+ *
+ * Features.  The "OLT2" handshake has no room for an offer, and a node
+ * of that version refuses any other magic, so a node that offers
+ * features says so with "OLT3" and falls back to "OLT2" for a peer that
+ * closed an "OLT3" handshake before answering (transport_dial.c).  Both
+ * feature words are covered by the signatures, so nobody in between can
+ * change them; they can only make a dialler fall back, which costs the
+ * features and never the authentication.  A connection uses the features
+ * both sides offered (ol__hs_features()); with OL_HS_FEAT_FRAMES every
+ * frame's plaintext starts with a type byte (wireframe.h).
  */
 #ifndef OL_HANDSHAKE_H
 #define OL_HANDSHAKE_H
@@ -56,10 +71,20 @@
 #define OL_HS_M2_SIZE (32 + 24 + 32 + 64)
 #define OL_CLUSTER_ID_SIZE 32
 #define OL_HS_M3_SIZE (24 + 64)
+#define OL_HS_MAGIC_X "OLT3"
+#define OL_HS_M1X_SIZE (OL_HS_M1_SIZE + 4)
+#define OL_HS_M2X_SIZE (OL_HS_M2_SIZE + 4)
+#define OL_HS_M1_MAX OL_HS_M1X_SIZE
+#define OL_HS_M2_MAX OL_HS_M2X_SIZE
 
 /* The largest handshake message; nothing longer is ever buffered before a
  * handshake completes. */
-#define OL_HS_MSG_MAX OL_HS_M2_SIZE
+#define OL_HS_MSG_MAX OL_HS_M2X_SIZE
+
+/* Features a node offers in an "OLT3" handshake. */
+#define OL_HS_FEAT_FRAMES 0x1u /* typed frames: pings, compression flag */
+#define OL_HS_FEAT_ZSTD 0x2u   /* zstd-compressed frames may be sent */
+#define OL_HS_FEAT_KNOWN (OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD)
 
 /* Channels: which kind of traffic a connection carries. */
 enum {
@@ -88,6 +113,8 @@ struct ol__hs_self {
     const struct ol__key *key;
     uint8_t cluster_hash[OL_HASH_SIZE];
     uint8_t cluster_id[OL_CLUSTER_ID_SIZE]; /* all zero: not known yet */
+    uint32_t features; /* OL_HS_FEAT_*: offered; 0 speaks "OLT2" only as a
+                          client (a server always accepts both) */
 };
 
 /* The server's roster lookup: the public key of node `id`, 0 or
@@ -100,19 +127,33 @@ void ol__hs_cluster_hash(const char *cluster, uint8_t out[OL_HASH_SIZE]);
 
 /*
  * Start a client handshake to `server_id`, whose key must be `server_pk`,
- * on `channel`, and write M1 into `m1`.  Returns 0, OL_EINVAL (bad channel
- * or id) or OL_ENOMEM.  Free *out with ol__hs_destroy().
+ * on `channel`, and write M1 into `m1`: ol__hs_m1_len(self) bytes, "OLT3"
+ * with self->features when they are not 0, else "OLT2".  Returns 0,
+ * OL_EINVAL (bad channel, id or feature bits) or OL_ENOMEM.  Free *out
+ * with ol__hs_destroy().
  */
 int ol__hs_client_start(const struct ol__hs_self *self, uint8_t channel,
                         uint64_t server_id,
                         const uint8_t server_pk[OL_PK_SIZE],
-                        struct ol__hs **out, uint8_t m1[OL_HS_M1_SIZE]);
+                        struct ol__hs **out, uint8_t m1[OL_HS_M1_MAX]);
+
+/* How long the M1 a client with `self` sends is. */
+size_t ol__hs_m1_len(const struct ol__hs_self *self);
+
+/* Server: how long the M1 starting with these `n` bytes is (n >= 4), so
+ * that the reader knows how much to wait for. */
+size_t ol__hs_m1_len_peek(const uint8_t *p, size_t n);
+
+/* How long the M2 of this handshake is: the server's after its M1 step,
+ * the one the client waits for. */
+size_t ol__hs_m2_len(const struct ol__hs *hs);
 
 /* Start a server handshake.  Returns 0 or OL_ENOMEM. */
 int ol__hs_server_start(const struct ol__hs_self *self, struct ol__hs **out);
 
 /*
- * Server: check M1 (exactly `len` bytes) and write M2.  Returns 0,
+ * Server: check M1 (exactly `len` bytes) and write M2 (ol__hs_m2_len()
+ * bytes; `m2` holds OL_HS_M2_MAX).  Returns 0,
  * OL_EMALFORMED (wrong size, magic or channel), OL_EUNAUTH (another
  * cluster name or id or server id, or a client the lookup does not know),
  * OL_EBADSIG
@@ -121,7 +162,7 @@ int ol__hs_server_start(const struct ol__hs_self *self, struct ol__hs **out);
  */
 int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
                      ol__hs_lookup_fn lookup, void *data,
-                     uint8_t m2[OL_HS_M2_SIZE]) OL_HS_WUR;
+                     uint8_t m2[OL_HS_M2_MAX]) OL_HS_WUR;
 
 /* Client: verify M2 and write M3.  Returns 0, OL_EMALFORMED, OL_EBADSIG,
  * OL_EUNAUTH (the server belongs to another cluster id) or OL_ESTATE.  On success the handshake is complete on this side. */
@@ -134,6 +175,13 @@ int ol__hs_server_m3(struct ol__hs *hs, const uint8_t *m3,
                      size_t len) OL_HS_WUR;
 
 uint64_t ol__hs_peer_id(const struct ol__hs *hs);
+
+/* The features both sides offered (0 for an "OLT2" handshake); final once
+ * M2 is verified (client) or written (server). */
+uint32_t ol__hs_features(const struct ol__hs *hs);
+
+/* Whether the peer spoke "OLT3" (server side, after M1). */
+int ol__hs_extended(const struct ol__hs *hs);
 
 /* The cluster id the peer presented (after M1 on the server, M2 on the
  * client); all zero when it has none yet. */

@@ -108,6 +108,15 @@ int ol__transport_create(uv_loop_t *loop,
     t->cluster_id_cb = cfg->cluster_id_cb;
     t->cluster_id_data = cfg->cluster_id_data;
     ol__buf_init(&t->rw_scratch);
+    ol__wf_init(&t->wf);
+    t->legacy = cfg->legacy_handshake != 0;
+    t->features = t->legacy ? 0
+                            : OL_HS_FEAT_FRAMES |
+                                  (cfg->compress_off ? 0 : OL_HS_FEAT_ZSTD);
+    t->hs_self.features = t->features;
+    uv_timer_init(loop, &t->ping_timer);
+    t->ping_timer.data = t;
+    ol__ping_start(t);
     uv_timer_init(loop, &t->retry_timer);
     uv_timer_init(loop, &t->defer_timer);
     t->retry_timer.data = t;
@@ -278,6 +287,8 @@ void ol__transport_stats(const struct ol__transport *t,
     *out = t->stats;
     out->conns_open = t->n_conns;
     out->conns_handshaking = t->n_hs_pending;
+    out->n_peers = ol__transport_peer_stats(t, out->peers,
+                                            OL_TRANSPORT_PEERS_MAX);
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -322,6 +333,8 @@ void ol__tr_maybe_closed(struct ol__transport *t)
         cb(t, t->close_data);
     free(t->roster);
     ol__buf_close(&t->rw_scratch);
+    ol__wf_close(&t->wf);
+    ol__tpeer_free_all(t);
     free(t);
 }
 
@@ -345,7 +358,8 @@ void ol__transport_close(struct ol__transport *t,
         uv_close((uv_handle_t *)t->listener, listener_closed);
         t->listener = NULL;
     }
-    t->pending_handles += 2;
+    t->pending_handles += 3;
+    uv_close((uv_handle_t *)&t->ping_timer, timer_closed);
     uv_close((uv_handle_t *)&t->retry_timer, timer_closed);
     uv_close((uv_handle_t *)&t->defer_timer, timer_closed);
 }

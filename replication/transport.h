@@ -76,6 +76,11 @@ struct ol__transport_config {
                                       many queued bytes; 0: 4 MiB */
     unsigned msg_queue_max;        /* messages queued per peer; 0: 1024 */
     size_t msg_queue_bytes;        /* bytes queued per peer; 0: 64 MiB */
+    /* Wire features (handshake.h).  Zeroed: offer them all. */
+    int compress_off;              /* never offer compression */
+    int legacy_handshake;          /* act as a node from before features:
+                                      dial with "OLT2" only and refuse
+                                      "OLT3" (tests of mixed versions) */
 };
 
 /*
@@ -115,6 +120,27 @@ struct raft_uv_transport *ol__transport_raft(struct ol__transport *t);
 int ol__transport_send(struct ol__transport *t, uint64_t to, const void *msg,
                        size_t len);
 
+/* What the transport knows about one peer, all its connections together.
+ * Wire bytes are whole frames as they go on the socket (length, tag and
+ * any compression included; handshakes and TCP/IP headers not); data
+ * bytes are the payloads before compression (raft's messages and the
+ * message channel's, not pings). */
+struct ol__transport_peer_stats {
+    uint64_t id;
+    uint64_t wire_out, wire_in;
+    uint64_t data_out, data_in;
+    uint64_t zipped_out, zipped_in; /* frames sent/received compressed */
+    /* Round trips of a ping each open connection sends every second (at
+     * most one outstanding), in microseconds; 0: no sample yet (a peer
+     * that does not speak pings never has one). */
+    uint64_t rtt_last_us, rtt_min_us, rtt_avg_us; /* avg: EWMA, 1/8 */
+    uint64_t rtt_samples;
+    uint32_t features;  /* agreed on its newest connection (OL_HS_FEAT_*) */
+    int legacy;         /* dialled with "OLT2": it refused "OLT3" */
+};
+
+#define OL_TRANSPORT_PEERS_MAX 32
+
 /* Counters for status output and tests. */
 struct ol__transport_stats {
     uint64_t handshakes_ok;
@@ -133,9 +159,23 @@ struct ol__transport_stats {
     uint64_t raft_match_capped;
     uint64_t conns_open;        /* connections now, authenticated or not */
     uint64_t conns_handshaking; /* incoming ones not yet authenticated */
+    /* Wire totals over all peers (see struct ol__transport_peer_stats). */
+    uint64_t wire_out, wire_in, data_out, data_in;
+    uint64_t frames_undecodable; /* authenticated, then refused by the
+                                    frame codec (bad type, bad zstd data,
+                                    a claimed size over the cap) */
+    /* The roster's peers (up to OL_TRANSPORT_PEERS_MAX), by id. */
+    size_t n_peers;
+    struct ol__transport_peer_stats peers[OL_TRANSPORT_PEERS_MAX];
 };
 void ol__transport_stats(const struct ol__transport *t,
                          struct ol__transport_stats *out);
+
+/* Per-peer figures for the roster's peers, at most `max` of them, in
+ * roster order; returns how many were written. */
+size_t ol__transport_peer_stats(const struct ol__transport *t,
+                                struct ol__transport_peer_stats *out,
+                                size_t max);
 
 /*
  * Close every connection and the listener.  Call after raft_uv_close() has

@@ -213,19 +213,6 @@ int ol__conn_write(struct ol__conn *c, struct ol__wreq *w, bool to_pipe)
     return 0;
 }
 
-int ol__conn_send_frame(struct ol__conn *c, const void *p, size_t n)
-{
-    struct ol__wreq *w = ol__wreq_new(c, OL_FRAME_SIZE(n));
-
-    if (w == NULL)
-        return OL_ENOMEM;
-    if (ol__frame_seal(c->ss, p, n, w->data) != 0) {
-        free(w);
-        return OL_ETOOBIG;
-    }
-    return ol__conn_write(c, w, false);
-}
-
 int ol__conn_write_copy(struct ol__conn *c, const uint8_t *p, size_t n)
 {
     struct ol__wreq *w = ol__wreq_new(c, n);
@@ -273,6 +260,7 @@ static int opened(struct ol__conn *c)
     c->state = OL_CONN_OPEN;
     hs_uncount(c);
     t->stats.handshakes_ok++;
+    ol__tpeer_learn(c);
     /* Proven to be a roster node's: its address is trusted from now on. */
     if (!c->client && c->ip[0])
         ol__tr_know_ip(t, c->ip);
@@ -325,11 +313,43 @@ static void adopt_cluster_id(struct ol__conn *c)
         t->cluster_id_cb(t->cluster_id_data, id);
 }
 
+/* Server: the client's hello (M1); answer with M2. */
+static int server_hello(struct ol__conn *c, const uint8_t *p, size_t n)
+{
+    struct ol__transport *t = c->t;
+    uint8_t m2[OL_HS_M2_MAX];
+    int rv;
+
+    rv = ol__hs_server_m1(c->hs, p, n, roster_lookup, t, m2);
+    if (rv != 0)
+        return hs_failed(c, rv, "refused hello (bad magic, another "
+                                "cluster name or id, or an unknown "
+                                "node)");
+    c->peer_id = ol__hs_peer_id(c->hs);
+    c->channel = ol__hs_channel(c->hs);
+    c->ext = ol__hs_extended(c->hs);
+    c->feat = ol__hs_features(c->hs);
+    memcpy(c->peer_pk, ol__hs_peer_pk(c->hs), OL_PK_SIZE);
+    if (c->channel == OL_CHAN_RAFT) {
+        /* Raft dials again; there is nothing to hand the stream to. */
+        if (t->raft_accept_cb == NULL) {
+            ol_log(OL_LOG_DEBUG,
+                   "transport: raft connection from node %" PRIu64
+                   " before raft listens",
+                   c->peer_id);
+            return OL_ESTATE;
+        }
+        c->raft_counted = true;
+        t->n_raft_conns++;
+    }
+    return ol__conn_write_copy(c, m2, ol__hs_m2_len(c->hs));
+}
+
 /* One handshake message of exactly the size the current step wants. */
 static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
 {
     struct ol__transport *t = c->t;
-    uint8_t m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE], m4[OL_HS_M4_SIZE];
+    uint8_t m3[OL_HS_M3_SIZE], m4[OL_HS_M4_SIZE];
     int rv;
 
     if (c->client && c->ss != NULL) {
@@ -339,7 +359,10 @@ static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
         return opened(c);
     }
     if (c->client) {
+        c->got_m2 = true;
         rv = ol__hs_client_m2(c->hs, p, n, m3);
+        if (rv == 0)
+            c->feat = ol__hs_features(c->hs);
         if (rv == OL_EUNAUTH)
             return hs_failed(c, rv, "server belongs to another cluster "
                                     "(its cluster id differs: formed from "
@@ -352,27 +375,17 @@ static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
         return finish(c); /* then wait for M4 */
     }
     if (c->peer_id == 0) {
-        rv = ol__hs_server_m1(c->hs, p, n, roster_lookup, t, m2);
-        if (rv != 0)
-            return hs_failed(c, rv, "refused hello (bad magic, another "
-                                    "cluster name or id, or an unknown "
-                                    "node)");
-        c->peer_id = ol__hs_peer_id(c->hs);
-        c->channel = ol__hs_channel(c->hs);
-        memcpy(c->peer_pk, ol__hs_peer_pk(c->hs), OL_PK_SIZE);
-        if (c->channel == OL_CHAN_RAFT) {
-            /* Raft dials again; there is nothing to hand the stream to. */
-            if (t->raft_accept_cb == NULL) {
-                ol_log(OL_LOG_DEBUG,
-                       "transport: raft connection from node %" PRIu64
-                       " before raft listens",
-                       c->peer_id);
-                return OL_ESTATE;
-            }
-            c->raft_counted = true;
-            t->n_raft_conns++;
+        rv = server_hello(c, p, n);
+        /* Refusing an "OLT3" hello, say so first: the dialler then knows
+         * it met a node with features and not one from before them,
+         * which closes without a word, and does not fall back. */
+        if (rv != 0 && !t->legacy && n >= 4 &&
+            memcmp(p, OL_HS_MAGIC_X, 4) == 0) {
+            uv_buf_t b = uv_buf_init((char *)OL_HS_MAGIC_X, 4);
+
+            (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         }
-        return ol__conn_write_copy(c, m2, sizeof m2);
+        return rv;
     }
     rv = ol__hs_server_m3(c->hs, p, n);
     if (rv != 0)
@@ -384,11 +397,17 @@ static int hs_step(struct ol__conn *c, const uint8_t *p, size_t n)
     return opened(c);
 }
 
-static size_t hs_need(const struct ol__conn *c)
+/* How many bytes the current step wants; the server tells an "OLT3" M1
+ * by its magic (a node acting as an old one reads the old size, so it
+ * refuses "OLT3" as old nodes do). */
+static size_t hs_need(const struct ol__conn *c, const uint8_t *p,
+                      size_t avail)
 {
     if (c->client)
-        return c->ss == NULL ? OL_HS_M2_SIZE : OL_HS_M4_SIZE;
-    return c->peer_id == 0 ? OL_HS_M1_SIZE : OL_HS_M3_SIZE;
+        return c->ss == NULL ? ol__hs_m2_len(c->hs) : OL_HS_M4_SIZE;
+    if (c->peer_id != 0)
+        return OL_HS_M3_SIZE;
+    return c->t->legacy ? OL_HS_M1_SIZE : ol__hs_m1_len_peek(p, avail);
 }
 
 /* Consume whole handshake messages and frames from the input buffer. */
@@ -403,7 +422,7 @@ static void process(struct ol__conn *c)
         int rv;
 
         if (c->state == OL_CONN_HANDSHAKE) {
-            size_t need = hs_need(c);
+            size_t need = hs_need(c, p, avail);
 
             if (avail < need)
                 return;
@@ -415,8 +434,7 @@ static void process(struct ol__conn *c)
         c->in_want = OL_FRAME_HDR;
         if (avail < OL_FRAME_HDR)
             return;
-        max = c->channel == OL_CHAN_RAFT ? OL_RAFT_FRAME_MAX
-                                         : OL_TRANSPORT_MSG_MAX;
+        max = ol__conn_plain_max(c);
         rv = ol__frame_len(p, max, &plain);
         if (rv != 0) {
             t->stats.frames_rejected++;
@@ -431,11 +449,7 @@ static void process(struct ol__conn *c)
         if (avail < total)
             return;
         c->in_pos += total;
-        if (c->channel == OL_CHAN_RAFT)
-            rv = ol__pump_from_net(c, p + OL_FRAME_HDR, total - OL_FRAME_HDR,
-                                   plain);
-        else
-            rv = ol__msg_deliver(c, p + OL_FRAME_HDR, total - OL_FRAME_HDR,
+        rv = ol__conn_recv_frame(c, p + OL_FRAME_HDR, total - OL_FRAME_HDR,
                                  plain);
         if (rv == OL_EBADSIG || rv == OL_EMALFORMED) {
             t->stats.frames_rejected++;
@@ -486,6 +500,14 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     if (n < 0) {
         if (c->state == OL_CONN_HANDSHAKE) {
+            struct ol__tpeer *tp;
+
+            /* Closed before answering an "OLT3" hello: perhaps a node
+             * from before features; the next dial tries "OLT2". */
+            if (c->client && c->ext && !c->got_m2 &&
+                c->in_len == c->in_pos &&
+                (tp = ol__tpeer_get(c->t, c->peer_id)) != NULL)
+                tp->try_plain = true;
             c->t->stats.handshakes_failed++;
             ol_log_rl(OL_LOG_WARN,
                       "transport: '%s' closed the connection during the "

@@ -152,7 +152,8 @@ void ol__conn_accept(struct ol__transport *t, uv_stream_t *listener)
 static void connect_cb(uv_connect_t *req, int status)
 {
     struct ol__conn *c = req->data;
-    uint8_t m1[OL_HS_M1_SIZE];
+    struct ol__hs_self self = c->t->hs_self;
+    uint8_t m1[OL_HS_M1_MAX];
 
     if (status == UV_ECANCELED || c->state == OL_CONN_DEAD)
         return;
@@ -165,9 +166,13 @@ static void connect_cb(uv_connect_t *req, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     c->state = OL_CONN_HANDSHAKE;
-    if (ol__hs_client_start(&c->t->hs_self, c->channel, c->peer_id,
-                            c->peer_pk, &c->hs, m1) != 0 ||
-        ol__conn_write_copy(c, m1, sizeof m1) != 0 ||
+    /* Features are offered unless this peer recently refused them. */
+    if (!ol__tpeer_dial_ext(c->t, c->peer_id))
+        self.features = 0;
+    c->ext = self.features != 0;
+    if (ol__hs_client_start(&self, c->channel, c->peer_id, c->peer_pk,
+                            &c->hs, m1) != 0 ||
+        ol__conn_write_copy(c, m1, ol__hs_m1_len(&self)) != 0 ||
         ol__conn_read_start(c) != 0)
         ol__conn_fail(c);
 }

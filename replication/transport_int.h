@@ -16,6 +16,7 @@
 #include "handshake.h"
 #include "raftwire.h"
 #include "transport.h"
+#include "wireframe.h"
 
 #define OL_RAFT_FRAME_MAX (64u << 10)        /* plaintext per raft frame */
 #define OL_PUMP_HIGH_DEFAULT (4u << 20)
@@ -33,6 +34,10 @@
 #define OL_HS_PER_KNOWN 32u
 #define OL_HS_OUTSIDER_TIMEOUT_MS 1000u
 #define OL_KNOWN_IPS 64u
+#define OL_PING_MS 1000u
+/* A peer that closed an "OLT3" handshake unanswered is dialled with
+ * "OLT2" for this long before it is offered features again. */
+#define OL_LEGACY_RETRY_MS (10u * 60u * 1000u)
 
 enum ol__conn_state {
     OL_CONN_RESOLVING = 1,
@@ -82,6 +87,19 @@ struct ol__conn {
                                     over */
     int req_status;          /* what req->cb gets if we never connect */
     struct ol__mpeer *mp;    /* message client: the peer it serves */
+    uint32_t feat;           /* agreed features, once open */
+    bool ext;                /* the handshake was "OLT3" */
+    bool got_m2;             /* client: the server answered M1 */
+    bool ping_out;           /* a ping is waiting for its pong */
+    uint64_t ping_id, ping_at; /* its id and uv_hrtime() when sent */
+};
+
+/* Per-peer figures and the dialler's memory of old peers. */
+struct ol__tpeer {
+    struct ol__tpeer *next;
+    struct ol__transport_peer_stats s;
+    bool try_plain;          /* the last "OLT3" dial was closed unanswered */
+    uint64_t plain_until;    /* loop time until which we dial with "OLT2" */
 };
 
 /* A queued outgoing message. */
@@ -133,6 +151,12 @@ struct ol__transport {
                                          from (a ring) */
     size_t n_known, known_next;
     struct ol__mpeer *mpeers;
+    struct ol__tpeer *tpeers;
+    struct ol__wf wf;        /* frame codec's contexts and buffers */
+    uint32_t features;       /* offered in handshakes */
+    bool legacy;             /* config legacy_handshake */
+    uv_timer_t ping_timer;
+    uint64_t ping_seq;
 
     struct raft_uv_transport raft;
     raft_uv_accept_cb raft_accept_cb;
@@ -204,23 +228,50 @@ int ol__conn_write(struct ol__conn *c, struct ol__wreq *w, bool to_pipe);
 /* (Re)start reading tcp.  Returns 0 or OL_EIO. */
 int ol__conn_read_start(struct ol__conn *c);
 
-/* Seal n bytes as one frame and write it to tcp.  Returns 0, OL_ENOMEM or
- * OL_EIO; on failure the connection is dropped. */
+/* Send n payload bytes as one frame (encoded for the connection's
+ * features, compressed when that pays) to tcp.  Returns 0, OL_ENOMEM,
+ * OL_ETOOBIG or OL_EIO; on OL_EIO the connection is dropped. */
 int ol__conn_send_frame(struct ol__conn *c, const void *p, size_t n);
+
+/* Seal n bytes of plaintext as they are and write the frame. */
+int ol__conn_send_plain(struct ol__conn *c, const void *p, size_t n);
+
+/* transport_wire.c */
+
+/* The peer's record, made on first use (NULL when out of memory). */
+struct ol__tpeer *ol__tpeer_get(struct ol__transport *t, uint64_t id);
+void ol__tpeer_free_all(struct ol__transport *t);
+
+/* Should a dial to `id` offer features? */
+bool ol__tpeer_dial_ext(struct ol__transport *t, uint64_t id);
+
+/* What a finished handshake teaches about the peer's version. */
+void ol__tpeer_learn(struct ol__conn *c);
+
+/* Start the ping timer. */
+void ol__ping_start(struct ol__transport *t);
+
+/* Open, decode and hand on one frame whose ciphertext (clen bytes after
+ * the header) holds plain_len bytes.  Returns 0 or an error; the caller
+ * drops the connection on any error. */
+int ol__conn_recv_frame(struct ol__conn *c, const uint8_t *cipher,
+                        size_t clen, size_t plain_len);
+
+/* The largest plaintext a frame on c may carry. */
+size_t ol__conn_plain_max(const struct ol__conn *c);
 
 /* transport_raft.c */
 void ol__raft_setup(struct ol__transport *t);
 int ol__pump_open(struct ol__conn *c);
-int ol__pump_from_net(struct ol__conn *c, const uint8_t *cipher,
-                      size_t clen, size_t plain_len);
+/* A decoded payload from the peer for raft. */
+int ol__pump_from_net(struct ol__conn *c, const uint8_t *p, size_t n);
 void ol__pump_drained(struct ol__conn *c, bool pipe_side);
 void ol__pump_note_queue(struct ol__transport *t, size_t queued);
 
 /* transport_msg.c */
 void ol__msg_open(struct ol__conn *c);
 void ol__msg_conn_lost(struct ol__conn *c, bool was_open);
-int ol__msg_deliver(struct ol__conn *c, const uint8_t *cipher, size_t clen,
-                    size_t plain_len);
+void ol__msg_deliver(struct ol__conn *c, const uint8_t *p, size_t n);
 void ol__msg_roster_changed(struct ol__transport *t);
 void ol__msg_close(struct ol__transport *t);
 

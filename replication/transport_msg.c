@@ -206,23 +206,13 @@ void ol__msg_conn_lost(struct ol__conn *c, bool was_open)
         backoff(t, mp);
 }
 
-int ol__msg_deliver(struct ol__conn *c, const uint8_t *cipher, size_t clen,
-                    size_t plain_len)
+void ol__msg_deliver(struct ol__conn *c, const uint8_t *p, size_t n)
 {
     struct ol__transport *t = c->t;
-    uint8_t *buf = malloc(plain_len ? plain_len : 1);
-    int rv;
 
-    if (buf == NULL)
-        return OL_ENOMEM;
-    rv = ol__frame_open(c->ss, cipher, clen, buf);
-    if (rv == 0) {
-        t->stats.msgs_received++;
-        if (t->recv_cb != NULL)
-            t->recv_cb(t->recv_data, c->peer_id, buf, plain_len);
-    }
-    free(buf);
-    return rv;
+    t->stats.msgs_received++;
+    if (t->recv_cb != NULL)
+        t->recv_cb(t->recv_data, c->peer_id, p, n);
 }
 
 void ol__msg_roster_changed(struct ol__transport *t)

@@ -57,7 +57,7 @@ static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     struct ol__conn *c = s->data;
     struct ol__transport *t = c->t;
     struct ol__buf *out = &t->rw_scratch;
-    size_t queued;
+    size_t queued, chunk;
 
     if (n == 0)
         return;
@@ -84,21 +84,18 @@ static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         ol__conn_fail(c);
         return;
     }
+    /* Typed frames spend a few bytes of the frame on their header. */
+    chunk = OL_RAFT_FRAME_MAX -
+            ((c->feat & OL_HS_FEAT_FRAMES) ? OL_WF_HDR_MAX : 0);
     for (size_t off = 0; off < out->len;) {
         size_t k = out->len - off;
-        struct ol__wreq *w;
 
-        if (k > OL_RAFT_FRAME_MAX)
-            k = OL_RAFT_FRAME_MAX;
-        w = ol__wreq_new(c, OL_FRAME_SIZE(k));
-        if (w == NULL ||
-            ol__frame_seal(c->ss, out->base + off, k, w->data) != 0) {
-            free(w);
+        if (k > chunk)
+            k = chunk;
+        if (ol__conn_send_frame(c, out->base + off, k) != 0) {
             ol__conn_fail(c);
             return;
         }
-        if (ol__conn_write(c, w, false) != 0)
-            return;
         off += k;
     }
     queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
@@ -110,8 +107,7 @@ static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
-int ol__pump_from_net(struct ol__conn *c, const uint8_t *cipher,
-                      size_t clen, size_t plain_len)
+int ol__pump_from_net(struct ol__conn *c, const uint8_t *p, size_t n)
 {
     struct ol__transport *t = c->t;
     struct ol__buf *out = &t->rw_scratch;
@@ -119,14 +115,9 @@ int ol__pump_from_net(struct ol__conn *c, const uint8_t *cipher,
     size_t queued;
     int rv;
 
-    if (plain_len > OL_RAFT_FRAME_MAX)
-        return OL_EMALFORMED;
-    rv = ol__frame_open(c->ss, cipher, clen, c->pbuf_in);
-    if (rv != 0 || plain_len == 0)
-        return rv;
     /* Nothing reaches libraft before it is checked. */
     ol__buf_reset(out);
-    rv = ol__rwire_feed(c->rw_in, c->pbuf_in, plain_len, collect, out);
+    rv = ol__rwire_feed(c->rw_in, p, n, collect, out);
     if (rv != 0) {
         t->stats.raft_refused++;
         ol_log_rl(OL_LOG_WARN, "transport: raft message from node %" PRIu64

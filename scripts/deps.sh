@@ -18,7 +18,7 @@ set -eu
 pkgs="build-essential pkg-config meson ninja-build
 libuv1-dev libsqlite3-dev libsodium-dev libmsgpack-dev libcriterion-dev
 libinih-dev libjansson-dev libraft-dev libmicrohttpd-dev libsystemd-dev
-libcurl4-openssl-dev
+libcurl4-openssl-dev libzstd-dev
 scdoc sqlite3 iproute2 curl python3-jsonschema"
 optional="prometheus chromium groff-base man-db bash-completion systemd
 strace"

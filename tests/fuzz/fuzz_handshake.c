@@ -70,7 +70,7 @@ static int lookup(void *arg, uint64_t id, uint8_t pk[OL_PK_SIZE])
  * 1 = client sent M1; 2 = server answered M2; 3 = both complete. */
 struct session {
     struct ol__hs *c, *s;
-    uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE];
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX], m3[OL_HS_M3_SIZE];
 };
 
 static bool session(struct session *x, int upto)
@@ -81,9 +81,9 @@ static bool session(struct session *x, int upto)
     if (ol__hs_server_start(&self2, &x->s) != 0)
         return false;
     if (upto >= 2 &&
-        ol__hs_server_m1(x->s, x->m1, sizeof x->m1, lookup, NULL, x->m2) != 0)
+        ol__hs_server_m1(x->s, x->m1, OL_HS_M1_SIZE, lookup, NULL, x->m2) != 0)
         return false;
-    if (upto >= 3 && (ol__hs_client_m2(x->c, x->m2, sizeof x->m2, x->m3) != 0 ||
+    if (upto >= 3 && (ol__hs_client_m2(x->c, x->m2, OL_HS_M2_SIZE, x->m3) != 0 ||
                       ol__hs_server_m3(x->s, x->m3, sizeof x->m3) != 0))
         return false;
     return true;
@@ -125,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct session x;
     struct ol__sstream *cs = NULL, *ss = NULL;
-    uint8_t m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE], m1[OL_HS_M1_SIZE];
+    uint8_t m2[OL_HS_M2_MAX], m3[OL_HS_M3_SIZE], m1[OL_HS_M1_MAX];
     uint8_t mode;
 
     init();
@@ -152,10 +152,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1:
         if (!session(&x, 1))
             break;
-        memcpy(m1, x.m1, sizeof m1);
-        for (size_t i = 0; i < size && i < sizeof m1; i++)
+        memcpy(m1, x.m1, OL_HS_M1_SIZE);
+        for (size_t i = 0; i < size && i < OL_HS_M1_SIZE; i++)
             m1[i] ^= data[i];
-        (void)ol__hs_server_m1(x.s, m1, sizeof m1, lookup, NULL, m2);
+        (void)ol__hs_server_m1(x.s, m1, OL_HS_M1_SIZE, lookup, NULL, m2);
         break;
     case 2:
         if (!session(&x, 1))

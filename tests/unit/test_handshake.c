@@ -101,19 +101,20 @@ static int exchange(struct ol__sstream *a, struct ol__sstream *b)
 static int hello(const struct ol__hs_self *cl, uint8_t chan, uint64_t id,
                  const uint8_t *pk, const struct ol__hs_self *sv,
                  struct ol__hs **c, struct ol__hs **s,
-                 uint8_t m1[OL_HS_M1_SIZE], uint8_t m2[OL_HS_M2_SIZE])
+                 uint8_t m1[OL_HS_M1_MAX], uint8_t m2[OL_HS_M2_MAX])
 {
     cr_assert_eq(ol__hs_client_start(cl, chan, id, pk, c, m1), 0);
     cr_assert_eq(ol__hs_server_start(sv, s), 0);
-    return ol__hs_server_m1(*s, m1, OL_HS_M1_SIZE, lookup, NULL, m2);
+    return ol__hs_server_m1(*s, m1, ol__hs_m1_len(cl), lookup, NULL, m2);
 }
 
 static int run(int which, int mode, size_t arg)
 {
-    uint8_t m1[OL_HS_M1_SIZE + 1], m2[OL_HS_M2_SIZE + 1],
+    uint8_t m1[OL_HS_M1_MAX + 1], m2[OL_HS_M2_MAX + 1],
         m3[OL_HS_M3_SIZE + 1], m4[OL_HS_M4_SIZE + 1];
-    size_t l1 = OL_HS_M1_SIZE, l2 = OL_HS_M2_SIZE, l3 = OL_HS_M3_SIZE,
-           l4 = OL_HS_M4_SIZE;
+    size_t l1 = ol__hs_m1_len(&self1),
+           l2 = self1.features ? OL_HS_M2X_SIZE : OL_HS_M2_SIZE,
+           l3 = OL_HS_M3_SIZE, l4 = OL_HS_M4_SIZE;
     struct ol__hs *c = NULL, *s = NULL;
     struct ol__sstream *cs = NULL, *ss = NULL;
     int rv;
@@ -151,12 +152,12 @@ out:
 
 static void pair(struct ol__sstream **cs, struct ol__sstream **ss)
 {
-    uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE];
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX], m3[OL_HS_M3_SIZE];
     struct ol__hs *c, *s;
 
     cr_assert_eq(hello(&self1, OL_CHAN_RAFT, 2, k2.pk, &self2, &c, &s, m1, m2),
                  0);
-    cr_assert_eq(ol__hs_client_m2(c, m2, sizeof m2, m3), 0);
+    cr_assert_eq(ol__hs_client_m2(c, m2, OL_HS_M2_SIZE, m3), 0);
     cr_assert_eq(ol__hs_server_m3(s, m3, sizeof m3), 0);
     cr_assert_eq(ol__hs_peer_id(s), 1);
     cr_assert_eq(ol__hs_peer_id(c), 2);
@@ -215,7 +216,7 @@ Test(handshake, every_truncation_and_extension_is_rejected)
 Test(handshake, unknown_id_is_rejected)
 {
     struct ol__hs_self self3 = self1;
-    uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE];
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX];
     struct ol__hs *c, *s;
 
     self3.id = 3;
@@ -229,14 +230,14 @@ Test(handshake, unknown_id_is_rejected)
 Test(handshake, wrong_key_is_rejected_both_ways)
 {
     struct ol__hs_self impostor = self1;
-    uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE];
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX], m3[OL_HS_M3_SIZE];
     struct ol__hs *c, *s;
 
     /* A client claiming node 1 with another key. */
     impostor.key = &k3;
     cr_assert_eq(
         hello(&impostor, OL_CHAN_MSG, 2, k2.pk, &self2, &c, &s, m1, m2), 0);
-    cr_assert_eq(ol__hs_client_m2(c, m2, sizeof m2, m3), 0);
+    cr_assert_eq(ol__hs_client_m2(c, m2, OL_HS_M2_SIZE, m3), 0);
     cr_assert_eq(ol__hs_server_m3(s, m3, sizeof m3), OL_EBADSIG);
     ol__hs_destroy(c);
     ol__hs_destroy(s);
@@ -246,7 +247,7 @@ Test(handshake, wrong_key_is_rejected_both_ways)
     impostor.key = &k3;
     cr_assert_eq(
         hello(&self1, OL_CHAN_MSG, 2, k2.pk, &impostor, &c, &s, m1, m2), 0);
-    cr_assert_eq(ol__hs_client_m2(c, m2, sizeof m2, m3), OL_EBADSIG);
+    cr_assert_eq(ol__hs_client_m2(c, m2, OL_HS_M2_SIZE, m3), OL_EBADSIG);
     ol__hs_destroy(c);
     ol__hs_destroy(s);
 }
@@ -254,7 +255,7 @@ Test(handshake, wrong_key_is_rejected_both_ways)
 Test(handshake, other_cluster_or_server_is_rejected)
 {
     struct ol__hs_self other = self1;
-    uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE];
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX];
     struct ol__hs *c, *s;
 
     ol__hs_cluster_hash("prod", other.cluster_hash);
@@ -272,28 +273,28 @@ Test(handshake, other_cluster_or_server_is_rejected)
 
 Test(handshake, replayed_client_messages_fail)
 {
-    uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE];
-    uint8_t m2b[OL_HS_M2_SIZE];
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX], m3[OL_HS_M3_SIZE];
+    uint8_t m2b[OL_HS_M2_MAX];
     struct ol__hs *c, *s;
 
     cr_assert_eq(hello(&self1, OL_CHAN_MSG, 2, k2.pk, &self2, &c, &s, m1, m2),
                  0);
-    cr_assert_eq(ol__hs_client_m2(c, m2, sizeof m2, m3), 0);
+    cr_assert_eq(ol__hs_client_m2(c, m2, OL_HS_M2_SIZE, m3), 0);
     cr_assert_eq(ol__hs_server_m3(s, m3, sizeof m3), 0);
     ol__hs_destroy(c);
     ol__hs_destroy(s);
 
     /* An attacker replays the recorded M1 and M3 to a fresh server. */
     cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2b), 0);
-    cr_assert_neq(memcmp(m2, m2b, sizeof m2), 0, "server reused an ephemeral");
+    cr_assert_eq(ol__hs_server_m1(s, m1, OL_HS_M1_SIZE, lookup, NULL, m2b), 0);
+    cr_assert_neq(memcmp(m2, m2b, OL_HS_M2_SIZE), 0, "server reused an ephemeral");
     cr_assert_eq(ol__hs_server_m3(s, m3, sizeof m3), OL_EBADSIG);
     ol__hs_destroy(s);
 }
 
 Test(handshake, replayed_server_message_fails)
 {
-    uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE];
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX], m3[OL_HS_M3_SIZE];
     struct ol__hs *c, *s;
 
     cr_assert_eq(hello(&self1, OL_CHAN_MSG, 2, k2.pk, &self2, &c, &s, m1, m2),
@@ -303,13 +304,13 @@ Test(handshake, replayed_server_message_fails)
 
     cr_assert_eq(ol__hs_client_start(&self1, OL_CHAN_MSG, 2, k2.pk, &c, m1),
                  0);
-    cr_assert_eq(ol__hs_client_m2(c, m2, sizeof m2, m3), OL_EBADSIG);
+    cr_assert_eq(ol__hs_client_m2(c, m2, OL_HS_M2_SIZE, m3), OL_EBADSIG);
     ol__hs_destroy(c);
 }
 
 Test(handshake, steps_out_of_order_or_after_failure_are_refused)
 {
-    uint8_t m1[OL_HS_M1_SIZE], m2[OL_HS_M2_SIZE], m3[OL_HS_M3_SIZE];
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX], m3[OL_HS_M3_SIZE];
     struct ol__hs *c, *s;
     struct ol__sstream *ss;
 
@@ -318,17 +319,17 @@ Test(handshake, steps_out_of_order_or_after_failure_are_refused)
     cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
     cr_assert_eq(ol__hs_server_m3(s, m3, sizeof m3), OL_ESTATE);
     cr_assert_eq(ol__hs_finish(c, &ss), OL_ESTATE);
-    cr_assert_eq(ol__hs_server_m1(c, m1, sizeof m1, lookup, NULL, m2),
+    cr_assert_eq(ol__hs_server_m1(c, m1, OL_HS_M1_SIZE, lookup, NULL, m2),
                  OL_ESTATE);
     ol__hs_destroy(s);
 
     /* Once a step fails the handshake stays failed. */
     cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
     m1[0] ^= 1;
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2),
+    cr_assert_eq(ol__hs_server_m1(s, m1, OL_HS_M1_SIZE, lookup, NULL, m2),
                  OL_EMALFORMED);
     m1[0] ^= 1;
-    cr_assert_eq(ol__hs_server_m1(s, m1, sizeof m1, lookup, NULL, m2),
+    cr_assert_eq(ol__hs_server_m1(s, m1, OL_HS_M1_SIZE, lookup, NULL, m2),
                  OL_ESTATE);
     cr_assert_eq(ol__hs_finish(s, &ss), OL_ESTATE);
     ol__hs_destroy(s);
@@ -430,4 +431,129 @@ Test(frame, short_ciphertext_and_huge_plaintext_are_refused)
     cr_assert_eq(ol__frame_seal(cs, buf, SIZE_MAX, buf), OL_ETOOBIG);
     ol__sstream_free(cs);
     ol__sstream_free(ss);
+}
+
+/* --- features: "OLT3" hellos, and old and new nodes meeting */
+
+TestSuite(handshake_ext, .init = setup, .fini = teardown);
+
+/* A whole handshake with the selves as they are; the features each side
+ * ends with go to *fc and *fs. */
+static void agree(uint32_t *fc, uint32_t *fs, size_t *m1_len,
+                  size_t *m2_len)
+{
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX], m3[OL_HS_M3_SIZE];
+    struct ol__hs *c, *s;
+    struct ol__sstream *cs, *ss;
+
+    cr_assert_eq(hello(&self1, OL_CHAN_MSG, 2, k2.pk, &self2, &c, &s, m1, m2),
+                 0);
+    *m1_len = ol__hs_m1_len(&self1);
+    *m2_len = ol__hs_m2_len(s);
+    cr_assert_eq(ol__hs_m2_len(c), *m2_len, "client waits for another M2");
+    cr_assert_eq(ol__hs_client_m2(c, m2, ol__hs_m2_len(c), m3), 0);
+    cr_assert_eq(ol__hs_server_m3(s, m3, sizeof m3), 0);
+    *fc = ol__hs_features(c);
+    *fs = ol__hs_features(s);
+    cr_assert_eq(ol__hs_finish(c, &cs), 0);
+    cr_assert_eq(ol__hs_finish(s, &ss), 0);
+    cr_assert_eq(exchange(cs, ss), 0);
+    ol__hs_destroy(c);
+    ol__hs_destroy(s);
+    ol__sstream_free(cs);
+    ol__sstream_free(ss);
+}
+
+Test(handshake_ext, both_offering_agree_on_what_both_offered)
+{
+    uint32_t fc, fs;
+    size_t l1, l2;
+
+    self1.features = OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD;
+    self2.features = OL_HS_FEAT_FRAMES;
+    agree(&fc, &fs, &l1, &l2);
+    cr_assert_eq(l1, OL_HS_M1X_SIZE);
+    cr_assert_eq(l2, OL_HS_M2X_SIZE);
+    cr_assert_eq(fc, OL_HS_FEAT_FRAMES, "client: %#x", fc);
+    cr_assert_eq(fs, OL_HS_FEAT_FRAMES, "server: %#x", fs);
+
+    self2.features = OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD;
+    agree(&fc, &fs, &l1, &l2);
+    cr_assert_eq(fc, OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD);
+    cr_assert_eq(fs, fc);
+}
+
+Test(handshake_ext, an_old_client_gets_the_old_handshake)
+{
+    uint32_t fc, fs;
+    size_t l1, l2;
+
+    self1.features = 0; /* what a node from before features sends */
+    self2.features = OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD;
+    agree(&fc, &fs, &l1, &l2);
+    cr_assert_eq(l1, OL_HS_M1_SIZE);
+    cr_assert_eq(l2, OL_HS_M2_SIZE, "an old client cannot read a longer M2");
+    cr_assert_eq(fc, 0);
+    cr_assert_eq(fs, 0);
+}
+
+Test(handshake_ext, a_server_offering_nothing_agrees_to_nothing)
+{
+    uint32_t fc, fs;
+    size_t l1, l2;
+
+    self1.features = OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD;
+    self2.features = 0;
+    agree(&fc, &fs, &l1, &l2);
+    cr_assert_eq(l2, OL_HS_M2X_SIZE);
+    cr_assert_eq(fc, 0);
+    cr_assert_eq(fs, 0);
+}
+
+Test(handshake_ext, unknown_feature_bits_are_refused_at_home)
+{
+    uint8_t m1[OL_HS_M1_MAX];
+    struct ol__hs *c = NULL;
+
+    self1.features = 0x80;
+    cr_assert_eq(ol__hs_client_start(&self1, OL_CHAN_MSG, 2, k2.pk, &c, m1),
+                 OL_EINVAL);
+}
+
+Test(handshake_ext, every_bit_flip_and_truncation_is_rejected)
+{
+    static const size_t sizes[] = {OL_HS_M1X_SIZE, OL_HS_M2X_SIZE,
+                                   OL_HS_M3_SIZE, OL_HS_M4_SIZE};
+
+    self1.features = OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD;
+    self2.features = OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD;
+    cr_assert_eq(run(0, NONE, 0), 0);
+    for (int which = 1; which <= 4; which++) {
+        for (size_t bit = 0; bit < sizes[which - 1] * 8; bit++)
+            cr_assert_neq(run(which, FLIP, bit), 0,
+                          "accepted M%d with bit %zu flipped", which, bit);
+        for (size_t n = 0; n < sizes[which - 1]; n++)
+            cr_assert_eq(run(which, TRUNC, n), OL_EMALFORMED,
+                         "accepted a %zu-byte M%d", n, which);
+        cr_assert_eq(run(which, EXTEND, 0), OL_EMALFORMED,
+                     "accepted an over-long M%d", which);
+    }
+}
+
+Test(handshake_ext, an_extended_hello_cut_to_the_old_size_is_refused)
+{
+    uint8_t m1[OL_HS_M1_MAX], m2[OL_HS_M2_MAX];
+    struct ol__hs *c, *s;
+
+    self1.features = OL_HS_FEAT_FRAMES;
+    cr_assert_eq(ol__hs_client_start(&self1, OL_CHAN_MSG, 2, k2.pk, &c, m1),
+                 0);
+    cr_assert_eq(memcmp(m1, OL_HS_MAGIC_X, 4), 0);
+    cr_assert_eq(ol__hs_m1_len_peek(m1, 4), OL_HS_M1X_SIZE);
+    cr_assert_eq(ol__hs_server_start(&self2, &s), 0);
+    /* What an old server reads of it: the old size, a magic it refuses. */
+    cr_assert_eq(ol__hs_server_m1(s, m1, OL_HS_M1_SIZE, lookup, NULL, m2),
+                 OL_EMALFORMED);
+    ol__hs_destroy(c);
+    ol__hs_destroy(s);
 }

@@ -361,7 +361,7 @@ static void via_proxy(struct node *a, struct node *b, int mode,
 }
 
 /* The first byte a client sends after its handshake. */
-#define FIRST_FRAME (OL_HS_M1_SIZE + OL_HS_M3_SIZE)
+#define FIRST_FRAME (OL_HS_M1X_SIZE + OL_HS_M3_SIZE)
 
 Test(transport_hostile, proxy_passes_clean_traffic)
 {
