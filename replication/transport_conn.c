@@ -449,14 +449,9 @@ static void process(struct ol__conn *c)
         if (avail < total)
             return;
         c->in_pos += total;
+        /* It logs and counts what it refuses. */
         rv = ol__conn_recv_frame(c, p + OL_FRAME_HDR, total - OL_FRAME_HDR,
                                  plain);
-        if (rv == OL_EBADSIG || rv == OL_EMALFORMED) {
-            t->stats.frames_rejected++;
-            ol_log_rl(OL_LOG_WARN,
-                      "transport: frame from node %" PRIu64 ": %s",
-                      c->peer_id, ol_strerror(rv));
-        }
         if (rv != 0)
             ol__conn_fail(c);
     }

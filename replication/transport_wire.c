@@ -156,6 +156,16 @@ static int on_ping(struct ol__conn *c, const struct ol__wf_msg *m)
     return 0;
 }
 
+/* A frame that failed authentication, or a raft message the checks in
+ * raftwire.h refused (the pump logged which). */
+static int rejected(struct ol__conn *c, int rv)
+{
+    c->t->stats.frames_rejected++;
+    ol_log_rl(OL_LOG_WARN, "transport: frame from node %" PRIu64 ": %s",
+              c->peer_id, ol_strerror(rv));
+    return rv;
+}
+
 /* The frame's plaintext: the raft channel's buffer, or one of its own. */
 static uint8_t *plain_buf(struct ol__conn *c, size_t n)
 {
@@ -177,12 +187,14 @@ int ol__conn_recv_frame(struct ol__conn *c, const uint8_t *cipher,
     int rv;
 
     if (plain_len > ol__conn_plain_max(c))
-        return OL_EMALFORMED;
+        return rejected(c, OL_EMALFORMED);
     if ((buf = plain_buf(c, plain_len)) == NULL)
         return OL_ENOMEM;
     rv = ol__frame_open(c->ss, cipher, clen, buf);
-    if (rv != 0)
+    if (rv != 0) {
+        rejected(c, rv);
         goto out;
+    }
     tp = ol__tpeer_get(t, c->peer_id);
     if (tp != NULL)
         tp->s.wire_in += OL_FRAME_HDR + clen;
@@ -204,9 +216,11 @@ int ol__conn_recv_frame(struct ol__conn *c, const uint8_t *cipher,
         tp->s.zipped_in += m.type == OL_WF_ZSTD;
     }
     t->stats.data_in += m.len;
-    if (c->channel == OL_CHAN_RAFT)
+    if (c->channel == OL_CHAN_RAFT) {
         rv = m.len == 0 ? 0 : ol__pump_from_net(c, m.p, m.len);
-    else
+        if (rv == OL_EMALFORMED)
+            rejected(c, rv);
+    } else
         ol__msg_deliver(c, m.p, m.len);
 out:
     if (buf != c->pbuf_in)

@@ -3,7 +3,8 @@
  * (a key and a transport each) that record the messages they receive, and
  * a fixture that closes everything, checks that no handle is left and,
  * under AddressSanitizer, that nothing leaked.  Included by
- * test_transport.c and test_transport_hostile.c, each its own binary; the
+ * test_transport.c, test_transport_hostile.c and test_transport_wire.c,
+ * each its own binary; the
  * includer defines close_extras() for handles of its own.
  */
 #ifndef OL_TEST_TRANSPORT_HARNESS_H
@@ -89,6 +90,8 @@ struct opts {
     unsigned queue_max;
     size_t pump_high;
     bool no_listen;
+    bool compress_off;
+    bool legacy;            /* act as a node from before features */
 };
 
 static struct node *node_new(int i, uint64_t id, struct opts o)
@@ -110,6 +113,8 @@ static struct node *node_new(int i, uint64_t id, struct opts o)
     cfg.recv_data = n;
     cfg.msg_queue_max = o.queue_max;
     cfg.pump_high_water = o.pump_high;
+    cfg.compress_off = o.compress_off;
+    cfg.legacy_handshake = o.legacy;
     cr_assert_eq(ol__transport_create(&loop, &cfg, &n->t, err), 0, "%s", err);
     if (!o.no_listen) {
         int port;

@@ -3,6 +3,8 @@
  * clients, and a proxy in the test that flips bits or rewrites a frame
  * length in transit.  Each must cost the attacker the connection and leave
  * the node working. */
+#include <zstd.h>
+
 #include "test_transport_harness.h"
 
 /* --- a raw TCP client: sends some bytes and notices when it is dropped */
@@ -485,4 +487,86 @@ Test(transport_hostile, a_flood_from_outside_never_keeps_a_roster_node_out)
         uv_close((uv_handle_t *)&flood[i], flood_close_cb);
     RUN_UNTIL(flood_closed == FLOOD, 5000);
     END_TEST();
+}
+
+
+/* --- an authenticated peer that sends frames the codec must refuse */
+
+/* a's open message connection to b. */
+static struct ol__conn *msg_conn(struct node *a)
+{
+    for (struct ol__conn *c = a->t->conns; c != NULL; c = c->next)
+        if (c->client && c->state == OL_CONN_OPEN &&
+            c->channel == OL_CHAN_MSG)
+            return c;
+    return NULL;
+}
+
+/* a sends b the plaintext p (n bytes) in a properly sealed frame; b must
+ * drop the connection with one undecodable frame counted, deliver
+ * nothing, and take a clean message afterwards. */
+static void refused_after_auth(const uint8_t *p, size_t n)
+{
+    struct node *a, *b;
+    struct ol__conn *c;
+
+    pair(&a, &b, (struct opts){0}, (struct opts){0});
+    cr_assert_eq(send_seq(a, 2, 0, 100), 0);
+    RUN_UNTIL(b->n_msgs == 1, 5000);
+    cr_assert_eq(b->n_msgs, 1);
+    c = msg_conn(a);
+    cr_assert_not_null(c);
+    cr_assert_eq(c->feat, OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD);
+    cr_assert_eq(ol__conn_send_plain(c, p, n), 0);
+    RUN_UNTIL(stats(b).frames_undecodable >= 1 && msg_conn(a) == NULL,
+              5000);
+    cr_assert_eq(stats(b).frames_undecodable, 1);
+    cr_assert_eq(stats(b).frames_rejected, 0, "it did authenticate");
+    cr_assert_null(msg_conn(a), "the connection was not dropped");
+    cr_assert_eq(b->n_msgs, 1);
+
+    RUN_FOR(200); /* past the reconnect backoff */
+    cr_assert_eq(send_seq(a, 2, 1, 100), 0);
+    RUN_UNTIL(b->n_msgs == 2, 5000);
+    cr_assert_eq(b->n_msgs, 2, "b stopped working");
+    cr_assert_eq(b->bad, 0);
+    END_TEST();
+}
+
+Test(transport_hostile, compressed_frame_claiming_4_gib_is_refused)
+{
+    uint8_t f[64] = {OL_WF_ZSTD, 0xff, 0xff, 0xff, 0xff};
+
+    /* zstd's magic and then rubbish: the claim is refused first. */
+    memcpy(f + 5, "\x28\xb5\x2f\xfd", 4);
+    refused_after_auth(f, sizeof f);
+}
+
+Test(transport_hostile, corrupt_compressed_frame_is_refused)
+{
+    uint8_t f[64] = {OL_WF_ZSTD, 0, 0, 0x10, 0};
+
+    for (size_t i = 5; i < sizeof f; i++)
+        f[i] = (uint8_t)(i * 37);
+    refused_after_auth(f, sizeof f);
+}
+
+Test(transport_hostile, truncated_compressed_frame_is_refused)
+{
+    static uint8_t raw[4096], f[4096 + 64];
+    size_t n;
+
+    memset(raw, 'x', sizeof raw);
+    n = ZSTD_compress(f + 5, sizeof f - 5, raw, sizeof raw, 1);
+    cr_assert(!ZSTD_isError(n));
+    f[0] = OL_WF_ZSTD;
+    f[3] = 0x10; /* 4096 */
+    refused_after_auth(f, 5 + n - 3);
+}
+
+Test(transport_hostile, frame_of_unknown_type_is_refused)
+{
+    static const uint8_t f[] = {0x7f, 1, 2, 3};
+
+    refused_after_auth(f, sizeof f);
 }
