@@ -307,6 +307,7 @@ static int start_transport(struct cluster *c, char *errmsg)
     tc.cluster = c->cfg.cluster;
     tc.recv_cb = ol__cl_recv;
     tc.recv_data = c;
+    tc.compress_off = c->cfg.compress_off;
     ol__cl_transport_hooks(c, &tc);
     rv = ol__transport_create(c->loop, &tc, &c->tr, errmsg);
     if (rv != 0)

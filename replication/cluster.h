@@ -34,6 +34,7 @@ struct ol__cluster_config {
     unsigned segment_mb;          /* raft log segment size; 0: libraft's */
     unsigned feature_level;       /* run at most this level; 0: the build's */
     int bootstrap;                /* bootstrap all roster nodes as voters */
+    int compress_off;             /* never offer compression (transport.h) */
     struct ol__peer peers[16];    /* the other nodes from the config */
     char peer_labels[16][OL_LABELS_MAX + 1];
     size_t n_peers;

@@ -93,6 +93,7 @@ struct ol__config {
     uint32_t feature_level;    /* stay at this level (rolling upgrade);
                                   0: this build's */
     int bootstrap;             /* bootstrap every listed node as a voter */
+    int compress_off;          /* compress = off: never offer compression */
     /* [http] */
     char http_listen[OL_ADDR_MAX];    /* "" : no HTTP endpoint */
     char http_token_file[PATH_MAX];   /* "" : no token (loopback only) */

@@ -168,6 +168,13 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
     U32("segment_mb", 1, 1024, segment_mb)
     U32("feature_level", 1, OL_FEATURE_LEVEL, feature_level)
+    if (strcmp(name, "compress") == 0) {
+        if (strcmp(value, "auto") != 0 && strcmp(value, "off") != 0)
+            return fail(p, "'%s' must be auto or off, not '%s'", name,
+                        value);
+        c->compress_off = strcmp(value, "off") == 0;
+        return 1;
+    }
     if (strcmp(name, "bootstrap") == 0) {
         if (parse_bool(value, &c->bootstrap) != 0)
             return fail(p, "'%s' must be true or false, not '%s'", name,

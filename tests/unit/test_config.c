@@ -489,3 +489,20 @@ Test(config, many_thousands_of_agents_are_read)
                        "120001)");
     free(text);
 }
+
+Test(config, cluster_compress_is_auto_or_off)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c, "[cluster]\nlisten = a:1\n", err), 0, "%s", err);
+    cr_assert_eq(c.compress_off, 0, "compression is on by default");
+    cr_assert_eq(load(&c, "[cluster]\nlisten = a:1\ncompress = off\n", err),
+                 0, "%s", err);
+    cr_assert_eq(c.compress_off, 1);
+    cr_assert_eq(load(&c, "[cluster]\nlisten = a:1\ncompress = auto\n", err),
+                 0, "%s", err);
+    cr_assert_eq(c.compress_off, 0);
+    expect_error("[cluster]\nlisten = a:1\ncompress = zstd\n",
+                 ":3: 'compress' must be auto or off, not 'zstd'");
+}
