@@ -212,6 +212,7 @@ static void op_cluster(struct ol__node *n, struct ol__ctl_req *req,
         ol__resp_begin(&r);
         ol__pk_key(&r.m, "cluster");
         ol__cluster_status(ol__node_replica(n), &r.pk);
+        ol__node_pack_wire(n, &r.m);
         ol__resp_send(&r, req);
         return;
     }

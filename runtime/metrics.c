@@ -352,6 +352,8 @@ static void cluster_metrics(struct out *o, const struct ol__obs *ob,
     if (leader && nodes && nodes->type == MSGPACK_OBJECT_ARRAY)
         peer_metrics(o, nodes);
     transport_metrics(o, &ob->cm.transport);
+    if (ol__metrics_wire(o->b, &ob->cm.transport) != 0)
+        o->bad = 1;
 }
 
 /* ---- the process ---- */

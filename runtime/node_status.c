@@ -5,10 +5,13 @@
  */
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include "base/keys.h"
 #include "base/log.h"
+#include "replication/cluster.h"
+#include "replication/handshake.h"
 #include "agent.h"
 #include "hostproc.h"
 #include "http.h"
@@ -249,4 +252,69 @@ void ol__node_pack_status(struct ol__node *n, struct ol__pk_map *m)
 void ol__node_status_reset(struct ol__node *n)
 {
     ol__hist_reset(&n->commit_lat);
+}
+
+/* One peer of the "wire" entry: its round trip in ms (last, min and
+ * smoothed), bytes each way and what compression does on its links. */
+static void pack_wire_peer(const struct ol__transport_peer_stats *p,
+                           struct ol__pk_map *list_owner)
+{
+    struct ol__pk_map m;
+
+    ol__pk_map_begin(&m, list_owner->pk, list_owner->buf);
+    ol__pk_kv_uint(&m, "id", p->id);
+    ol__pk_kv_double(&m, "rtt_ms", (double)p->rtt_last_us / 1e3);
+    ol__pk_kv_double(&m, "rtt_min_ms", (double)p->rtt_min_us / 1e3);
+    ol__pk_kv_double(&m, "rtt_avg_ms", (double)p->rtt_avg_us / 1e3);
+    ol__pk_kv_uint(&m, "rtt_samples", p->rtt_samples);
+    ol__pk_kv_uint(&m, "bytes_out", p->wire_out);
+    ol__pk_kv_uint(&m, "bytes_in", p->wire_in);
+    ol__pk_kv_uint(&m, "data_out", p->data_out);
+    ol__pk_kv_uint(&m, "data_in", p->data_in);
+    ol__pk_kv_str(&m, "compression",
+                  p->legacy                              ? "old peer"
+                  : (p->features & OL_HS_FEAT_ZSTD)      ? "zstd"
+                  : (p->features & OL_HS_FEAT_FRAMES)    ? "off"
+                                                         : "none");
+    ol__pk_kv_double(&m, "compression_ratio",
+                     p->wire_out ? (double)p->data_out / (double)p->wire_out
+                                 : 0.0);
+    (void)ol__pk_map_end(&m);
+}
+
+void ol__node_pack_wire(struct ol__node *n, struct ol__pk_map *top)
+{
+    struct ol__cluster_metrics *cm;
+    struct ol__transport_stats *t;
+    struct ol__pk_map m;
+    uint64_t ck = n->n.checkpoints;
+
+    ol__pk_key(top, "wire");
+    ol__pk_map_begin(&m, top->pk, top->buf);
+    cm = n->cluster ? calloc(1, sizeof *cm) : NULL;
+    if (cm == NULL) {
+        (void)ol__pk_map_end(&m);
+        return;
+    }
+    ol__cluster_metrics(n->replica, cm);
+    t = &cm->transport;
+    ol__pk_kv_str(&m, "compress", n->cfg.compress_off ? "off" : "auto");
+    ol__pk_kv_uint(&m, "bytes_out", t->wire_out);
+    ol__pk_kv_uint(&m, "bytes_in", t->wire_in);
+    ol__pk_kv_uint(&m, "data_out", t->data_out);
+    ol__pk_kv_uint(&m, "data_in", t->data_in);
+    ol__pk_kv_double(&m, "compression_ratio",
+                     t->wire_out ? (double)t->data_out / (double)t->wire_out
+                                 : 0.0);
+    /* This node's egress for each checkpoint its agents committed; on a
+     * leader it also carries the others' checkpoints to the followers. */
+    ol__pk_kv_uint(&m, "checkpoints", ck);
+    ol__pk_kv_uint(&m, "bytes_out_per_checkpoint",
+                   ck ? t->wire_out / ck : 0);
+    ol__pk_key(&m, "peers");
+    msgpack_pack_array(m.pk, (uint32_t)t->n_peers);
+    for (size_t i = 0; i < t->n_peers; i++)
+        pack_wire_peer(&t->peers[i], &m);
+    (void)ol__pk_map_end(&m);
+    free(cm);
 }

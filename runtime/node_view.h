@@ -55,6 +55,10 @@ struct ol__waiter **ol__node_waiters(struct ol__node *n);
  * the answer map `m` (storage, node, agents, commits, hosts, stopping,
  * replica). */
 void ol__node_pack_status(struct ol__node *n, struct ol__pk_map *m);
+/* node_status.c: the "wire" entry of cluster.status: bytes on the wire
+ * to and from each peer, compression and round trips (an empty map on a
+ * node without a cluster). */
+void ol__node_pack_wire(struct ol__node *n, struct ol__pk_map *top);
 /* Start a new window for the commit latency figures. */
 void ol__node_status_reset(struct ol__node *n);
 /* {name: {steps, commit_us, ...}} for the agents hosted here, or with

@@ -127,6 +127,10 @@ void ol__obs_db_free(struct ol__obs_db *d);
 int ol__metrics_text(const struct ol__obs *o, const struct ol__obs_db *d,
                      struct ol__buf *out);
 
+/* metrics_wire.c: the per-peer wire families (round trips, bytes each
+ * way), appended to `out`.  0 or OL_ENOMEM. */
+int ol__metrics_wire(struct ol__buf *out, const struct ol__transport_stats *t);
+
 /* The status page's data as one JSON object (new reference, NULL when out
  * of memory).  `rows_max` is what the list was capped at. */
 json_t *ol__status_json(const struct ol__obs *o, const struct ol__obs_db *d);
