@@ -273,6 +273,9 @@ void ol__msg_open(struct ol__conn *c);
 void ol__msg_conn_lost(struct ol__conn *c, bool was_open);
 void ol__msg_deliver(struct ol__conn *c, const uint8_t *p, size_t n);
 void ol__msg_roster_changed(struct ol__transport *t);
+/* Dial a message connection to roster peer `id` if there is none and it
+ * is not waiting out a backoff (pings then measure its round trip). */
+void ol__msg_keep(struct ol__transport *t, uint64_t id);
 void ol__msg_close(struct ol__transport *t);
 
 #endif

@@ -164,6 +164,17 @@ int ol__transport_send(struct ol__transport *t, uint64_t to, const void *msg,
     return 0;
 }
 
+void ol__msg_keep(struct ol__transport *t, uint64_t id)
+{
+    struct ol__mpeer *mp;
+
+    if (t->closing || ol__tr_peer(t, id) == NULL)
+        return;
+    mp = mpeer_get(t, id);
+    if (mp != NULL && mp->conn == NULL && uv_now(t->loop) >= mp->retry_at)
+        dial(t, mp);
+}
+
 void ol__msg_open(struct ol__conn *c)
 {
     struct ol__mpeer *mp = c->mp;

@@ -228,10 +228,42 @@ out:
     return rv;
 }
 
+/* Is there an open connection with peer `id` that carries pings? */
+static bool pinged(const struct ol__transport *t, uint64_t id)
+{
+    for (const struct ol__conn *c = t->conns; c != NULL; c = c->next)
+        if (c->peer_id == id && c->state == OL_CONN_OPEN &&
+            (c->feat & OL_HS_FEAT_FRAMES))
+            return true;
+    return false;
+}
+
+/* Followers exchange nothing with each other while a leader holds, so a
+ * peer with no connection gets a message connection of its own: every
+ * node then knows its round trip to every other.  Not for peers that
+ * speak no pings. */
+static void keep_all(struct ol__transport *t)
+{
+    for (size_t i = 0; i < t->n_roster; i++) {
+        uint64_t id = t->roster[i].id;
+        struct ol__tpeer *tp;
+
+        if (id == t->self_id || pinged(t, id))
+            continue;
+        tp = ol__tpeer_get(t, id);
+        if (tp != NULL && tp->s.legacy)
+            continue;
+        ol__msg_keep(t, id);
+    }
+}
+
 static void ping_cb(uv_timer_t *h)
 {
     struct ol__transport *t = h->data;
     uint8_t ping[9];
+
+    if (t->features != 0)
+        keep_all(t);
 
     for (struct ol__conn *c = t->conns; c != NULL; c = c->next) {
         if (c->state != OL_CONN_OPEN || !(c->feat & OL_HS_FEAT_FRAMES) ||
