@@ -396,7 +396,7 @@ static void print_wire(const msgpack_object *root)
     if (peers == NULL || peers->type != MSGPACK_OBJECT_ARRAY)
         return;
     printf("wire       %s out, %s in, compress %s, %.2fx; %s out per "
-           "checkpoint committed here\n",
+           "checkpoint committed\n",
            human_bytes(ol__mp_getu(w, "bytes_out"), a, sizeof a),
            human_bytes(ol__mp_getu(w, "bytes_in"), b, sizeof b),
            ol__mp_gets(w, "compress", c, sizeof c),

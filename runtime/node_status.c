@@ -286,8 +286,9 @@ void ol__node_pack_wire(struct ol__node *n, struct ol__pk_map *top)
 {
     struct ol__cluster_metrics *cm;
     struct ol__transport_stats *t;
+    struct ol__sm_stats ss;
     struct ol__pk_map m;
-    uint64_t ck = n->n.checkpoints;
+    uint64_t ck;
 
     ol__pk_key(top, "wire");
     ol__pk_map_begin(&m, top->pk, top->buf);
@@ -306,9 +307,12 @@ void ol__node_pack_wire(struct ol__node *n, struct ol__pk_map *top)
     ol__pk_kv_double(&m, "compression_ratio",
                      t->wire_out ? (double)t->data_out / (double)t->wire_out
                                  : 0.0);
-    /* This node's egress for each checkpoint its agents committed; on a
-     * leader it also carries the others' checkpoints to the followers. */
-    ol__pk_kv_uint(&m, "checkpoints", ck);
+    /* Egress for each checkpoint the cluster committed (as applied here
+     * since this node started): on the leader, what replicating one
+     * costs; summed over the nodes, the cluster's traffic for one. */
+    ol__sm_stats(n->sm, &ss);
+    ck = ss.ckpts_applied;
+    ol__pk_kv_uint(&m, "checkpoints_applied", ck);
     ol__pk_kv_uint(&m, "bytes_out_per_checkpoint",
                    ck ? t->wire_out / ck : 0);
     ol__pk_key(&m, "peers");
