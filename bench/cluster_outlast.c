@@ -226,6 +226,26 @@ static void ol_scrape_report(int rep, struct scraper *scr, struct cell *out)
     }
 }
 
+/* What the window cost on the wire: every node's egress (the leader's
+ * replication, followers' answers and pings) per checkpoint committed. */
+static void ol_wire_line(int rep, const struct cb_ol *c,
+                         const struct window *x, int li)
+{
+    uint64_t wire = 0, data = 0;
+    double ck = x->ckpts ? (double)x->ckpts : 1;
+
+    for (int i = 0; i < c->o.n; i++) {
+        wire += x->v1[i].wire_out - x->v0[i].wire_out;
+        data += x->v1[i].data_out - x->v0[i].data_out;
+    }
+    printf("rep %d: outlast wire: %.0f B on the wire per checkpoint "
+           "committed (all nodes' egress; the leader's %.0f B), %.0f B "
+           "before compression (%.2fx)\n",
+           rep + 1, (double)wire / ck,
+           (double)(x->v1[li].wire_out - x->v0[li].wire_out) / ck,
+           (double)data / ck, wire ? (double)data / (double)wire : 0.0);
+}
+
 /* Each node's line, and the cell's rate, cpu and latency from them. */
 static void ol_node_lines(const struct cb_ol *c, const struct window *x,
                           struct cell *out)
@@ -290,6 +310,7 @@ void cluster_run_outlast(const struct opts *o, const struct row *w, int rep,
            out->entries ? (double)x.ckpts / (double)out->entries : 0.0,
            out->snapshots);
     ol_node_lines(&c, &x, out);
+    ol_wire_line(rep, &c, &x, li);
     out->ok = 1;
 out:
     scraper_stop(&scr);
