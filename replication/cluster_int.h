@@ -89,6 +89,7 @@ struct cluster {
     const struct ol__key *key;
     uint64_t inc;
     unsigned lease_ms;
+    unsigned drift_pct;
 
     struct ol__transport *tr;
     struct raft_io io;
