@@ -86,20 +86,6 @@ static void put64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-           (uint32_t)p[2] << 8 | p[3];
-}
-
 static uint64_t get64(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -184,7 +170,7 @@ int ol__hs_client_start(const struct ol__hs_self *self, uint8_t channel,
     memcpy(p + 53, hs->eph_pk, sizeof hs->eph_pk);
     memcpy(p + M1_ID, hs->cluster_id, OL_CLUSTER_ID_SIZE);
     if (hs->ext)
-        put32(p + OL_HS_M1_SIZE, self->features);
+        ol__be32_put(p + OL_HS_M1_SIZE, self->features);
     memcpy(m1, hs->m1, hs->m1_len);
     *out = hs;
     return 0;
@@ -294,7 +280,7 @@ int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
     hs->m1_len = len;
     hs->m2_len = hs->ext ? OL_HS_M2X_SIZE : OL_HS_M2_SIZE;
     /* Unknown bits from a newer peer are offers we do not take up. */
-    hs->features = hs->ext ? hs->features & get32(m1 + OL_HS_M1_SIZE) : 0;
+    hs->features = hs->ext ? hs->features & ol__be32_get(m1 + OL_HS_M1_SIZE) : 0;
 
     /* crypto_kx refuses a low-order client key (all-zero shared secret). */
     if (crypto_kx_server_session_keys(rx, tx, hs->eph_pk, hs->eph_sk,
@@ -307,7 +293,7 @@ int ol__hs_server_m1(struct ol__hs *hs, const uint8_t *m1, size_t len,
     crypto_secretstream_xchacha20poly1305_init_push(&hs->ss.tx, m2 + 32, tx);
     memcpy(m2 + M2_ID, hs->cluster_id, OL_CLUSTER_ID_SIZE);
     if (hs->ext)
-        put32(m2 + M2_FEAT, hs->features);
+        ol__be32_put(m2 + M2_FEAT, hs->features);
     n = transcript(tbs, label_server, sizeof label_server, hs->m1,
                    hs->m1_len, NULL, 0, m2, m2_sig(hs));
     crypto_sign_detached(m2 + m2_sig(hs), NULL, tbs, n, hs->key->sk);
@@ -357,7 +343,7 @@ int ol__hs_client_m2(struct ol__hs *hs, const uint8_t *m2, size_t len,
     }
     memcpy(hs->m2, m2, hs->m2_len);
     /* The server answers with what both offered; it may not add any. */
-    hs->features = hs->ext ? hs->features & get32(m2 + M2_FEAT) : 0;
+    hs->features = hs->ext ? hs->features & ol__be32_get(m2 + M2_FEAT) : 0;
     mix_keys(hs, m2, rx, tx);
     if (crypto_secretstream_xchacha20poly1305_init_pull(&hs->ss.rx, m2 + 32,
                                                         rx) != 0) {
@@ -456,7 +442,7 @@ int ol__frame_seal(struct ol__sstream *ss, const void *p, size_t n,
 {
     if (n > UINT32_MAX - OL_FRAME_ABYTES)
         return OL_ETOOBIG;
-    put32(out, (uint32_t)(n + OL_FRAME_ABYTES));
+    ol__be32_put(out, (uint32_t)(n + OL_FRAME_ABYTES));
     crypto_secretstream_xchacha20poly1305_push(
         &ss->tx, out + OL_FRAME_HDR, NULL, p, n, NULL, 0,
         crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
@@ -466,7 +452,7 @@ int ol__frame_seal(struct ol__sstream *ss, const void *p, size_t n,
 int ol__frame_len(const uint8_t hdr[OL_FRAME_HDR], size_t max_plain,
                   size_t *plain_len)
 {
-    uint32_t len = get32(hdr);
+    uint32_t len = ol__be32_get(hdr);
 
     if (len < OL_FRAME_ABYTES)
         return OL_EMALFORMED;

@@ -86,6 +86,21 @@
 #define OL_HS_FEAT_ZSTD 0x2u   /* zstd-compressed frames may be sent */
 #define OL_HS_FEAT_KNOWN (OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD)
 
+/* Big-endian u32, as every length and feature word on the wire. */
+static inline void ol__be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline uint32_t ol__be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+           (uint32_t)p[2] << 8 | p[3];
+}
+
 /* Channels: which kind of traffic a connection carries. */
 enum {
     OL_CHAN_RAFT = 1,

@@ -31,20 +31,6 @@ void ol__wf_close(struct ol__wf *w)
     memset(w, 0, sizeof *w);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-           (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Make room for n bytes in b, emptied. */
 static int reserve(struct ol__buf *b, size_t n)
 {
@@ -77,7 +63,7 @@ static int try_zip(struct ol__wf *w, const void *p, size_t n)
     if (ZSTD_isError(z) || 5 + z >= 1 + n)
         return 0;
     w->enc.base[0] = OL_WF_ZSTD;
-    put32(w->enc.base + 1, (uint32_t)n);
+    ol__be32_put(w->enc.base + 1, (uint32_t)n);
     w->enc.len = 5 + z;
     return 1;
 }
@@ -125,7 +111,7 @@ static int unzip(struct ol__wf *w, const uint8_t *p, size_t n, size_t max,
         ol__errf(errmsg, "compressed frame of %zu bytes has no length", n);
         return OL_EMALFORMED;
     }
-    raw = get32(p + 1);
+    raw = ol__be32_get(p + 1);
     if (raw > max) {
         ol__errf(errmsg, "compressed frame claims %" PRIu32 " bytes, over "
                  "the cap of %zu", raw, max);

@@ -64,32 +64,39 @@ static int rtt(struct ol__buf *b, const struct ol__transport_stats *t)
     return rv;
 }
 
+/* A counter family with one sample per peer and direction, read from
+ * the peer's figures at offsets `out` and `in`. */
+static int bytes(struct ol__buf *b, const struct ol__transport_stats *t,
+                 const char *name, const char *help, size_t out, size_t in)
+{
+    int rv = put(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+
+    for (size_t i = 0; i < t->n_peers; i++) {
+        const char *p = (const char *)&t->peers[i];
+
+        rv |= put(b, "%s{peer=\"%" PRIu64 "\",direction=\"out\"} %" PRIu64
+                     "\n%s{peer=\"%" PRIu64 "\",direction=\"in\"} %" PRIu64
+                     "\n",
+                  name, t->peers[i].id, *(const uint64_t *)(p + out), name,
+                  t->peers[i].id, *(const uint64_t *)(p + in));
+    }
+    return rv;
+}
+
 int ol__metrics_wire(struct ol__buf *b, const struct ol__transport_stats *t)
 {
-    static const char *const fam[] = {"outlast_peer_wire_bytes_total",
-                                      "outlast_peer_data_bytes_total"};
     int rv = rtt(b, t);
 
-    rv |= put(b, "# HELP %s %s\n# TYPE %s counter\n", fam[0],
-              "Bytes of node-to-node frames sent to and received from each "
-              "peer, as they go on the socket (after compression; "
-              "handshakes and TCP/IP headers not counted).",
-              fam[0]);
-    for (size_t i = 0; i < t->n_peers; i++)
-        rv |= put(b, "%s{peer=\"%" PRIu64 "\",direction=\"out\"} %" PRIu64
-                     "\n%s{peer=\"%" PRIu64 "\",direction=\"in\"} %" PRIu64
-                     "\n",
-                  fam[0], t->peers[i].id, t->peers[i].wire_out, fam[0],
-                  t->peers[i].id, t->peers[i].wire_in);
-    rv |= put(b, "# HELP %s %s\n# TYPE %s counter\n", fam[1],
-              "Payload bytes (raft's messages and node-to-node messages) "
-              "sent to and received from each peer, before compression.",
-              fam[1]);
-    for (size_t i = 0; i < t->n_peers; i++)
-        rv |= put(b, "%s{peer=\"%" PRIu64 "\",direction=\"out\"} %" PRIu64
-                     "\n%s{peer=\"%" PRIu64 "\",direction=\"in\"} %" PRIu64
-                     "\n",
-                  fam[1], t->peers[i].id, t->peers[i].data_out, fam[1],
-                  t->peers[i].id, t->peers[i].data_in);
+    rv |= bytes(b, t, "outlast_peer_wire_bytes_total",
+                "Bytes of node-to-node frames sent to and received from "
+                "each peer, as they go on the socket (after compression; "
+                "handshakes and TCP/IP headers not counted).",
+                offsetof(struct ol__transport_peer_stats, wire_out),
+                offsetof(struct ol__transport_peer_stats, wire_in));
+    rv |= bytes(b, t, "outlast_peer_data_bytes_total",
+                "Payload bytes (raft's messages and node-to-node messages) "
+                "sent to and received from each peer, before compression.",
+                offsetof(struct ol__transport_peer_stats, data_out),
+                offsetof(struct ol__transport_peer_stats, data_in));
     return rv == 0 ? 0 : OL_ENOMEM;
 }

@@ -95,24 +95,18 @@ static int all_rtts(void)
     return ok;
 }
 
-static void spawn(int via, const char *kind, const char *name,
-                  const char *config)
-{
-    char err[512];
-
-    cr_assert_eq(td_spawn_agent(&c.nodes[via].d, kind, name, config, err,
-                                sizeof err),
-                 0, "spawn '%s' via node %d: %s", name, via + 1, err);
-}
-
 /* Ledgers whose states grow with every message: they compress well. */
 static void spawn_ledgers(int via)
 {
+    struct td *d = &c.nodes[via].d;
     char err[512];
 
-    spawn(via, "ledger", "ledger", NULL);
-    spawn(via, "sender", "sender", "{\"batch\": 4}");
-    cr_assert_eq(td_send_json(&c.nodes[via].d, "sender",
+    cr_assert_eq(td_spawn_agent(d, "ledger", "ledger", NULL, err, sizeof err),
+                 0, "spawn the ledger: %s", err);
+    cr_assert_eq(td_spawn_agent(d, "sender", "sender", "{\"batch\": 4}", err,
+                                sizeof err),
+                 0, "spawn the sender: %s", err);
+    cr_assert_eq(td_send_json(d, "sender",
                               "{\"to\": \"ledger\", \"n\": 1000000}", err,
                               sizeof err),
                  0, "send to the sender: %s", err);
