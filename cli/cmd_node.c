@@ -391,7 +391,7 @@ static void print_wire(const msgpack_object *root)
     static const char *const head[] = {"PEER", "RTT", "RTT MIN", "RTT AVG",
                                        "OUT", "IN", "COMPRESSION", "RATIO"};
     struct ol__table t;
-    char a[32], b[32], c[32];
+    char a[32], b[32], c[32], d[32];
 
     if (peers == NULL || peers->type != MSGPACK_OBJECT_ARRAY)
         return;
@@ -401,8 +401,8 @@ static void print_wire(const msgpack_object *root)
            human_bytes(ol__mp_getu(w, "bytes_in"), b, sizeof b),
            ol__mp_gets(w, "compress", c, sizeof c),
            mp_getf(w, "compression_ratio"),
-           human_bytes(ol__mp_getu(w, "bytes_out_per_checkpoint"), a,
-                       sizeof a));
+           human_bytes(ol__mp_getu(w, "bytes_out_per_checkpoint"), d,
+                       sizeof d));
     if (peers->via.array.size == 0 || ol__table_init(&t, 8, head) != 0)
         return;
     for (uint32_t i = 0; i < peers->via.array.size; i++) {

@@ -145,6 +145,34 @@ static void totals(int64_t *wire, int64_t *data)
     }
 }
 
+/* The text of `cluster status` on node i has the wire line and a row per
+ * peer with its round trip and compression. */
+static void text_lists_peers(int i)
+{
+    char *out = NULL, *table, row[32];
+    int rv = td_sh(&out, "%s --socket %s cluster status 2>&1",
+                   td_bin("outlast"), c.nodes[i].d.sock);
+
+    cr_assert_eq(rv, 0, "cluster status: %s", out ? out : "");
+    cr_assert(strstr(out, "\nwire ") != NULL, "no wire line:\n%s", out);
+    cr_assert(strstr(out, "out per checkpoint committed") != NULL, "%s", out);
+    table = strstr(out, "\nPEER");
+    cr_assert_not_null(table, "no peer table:\n%s", out);
+    for (int j = 0; j < c.n; j++) {
+        char *p;
+
+        if (j == i)
+            continue;
+        snprintf(row, sizeof row, "\n%" PRIu64 " ", c.nodes[j].id);
+        p = strstr(table, row);
+        cr_assert_not_null(p, "no row for peer %d:\n%s", j + 1, out);
+        cr_assert(strstr(p, " ms ") != NULL && strstr(p, "zstd") != NULL,
+                  "peer %d's row lacks its RTT or compression:\n%s", j + 1,
+                  out);
+    }
+    free(out);
+}
+
 Test(wire, status_shows_rtt_per_peer_and_growing_compressed_bytes)
 {
     struct tc_opts o = {.n = 3, .tag = "wire-"};
@@ -186,6 +214,7 @@ Test(wire, status_shows_rtt_per_peer_and_growing_compressed_bytes)
         json_string_value(json_object_get(wire_of(st, leader), "compress")),
         "auto");
     json_decref(st);
+    text_lists_peers(leader);
     cr_assert_eq(tc_check(&c, 30000), 0);
 }
 
