@@ -262,6 +262,7 @@ static void ping_cb(uv_timer_t *h)
     struct ol__transport *t = h->data;
     uint8_t ping[9];
 
+    ol__wf_trim(&t->wf);
     if (t->features != 0)
         keep_all(t);
 

@@ -22,6 +22,14 @@ void ol__wf_init(struct ol__wf *w)
     ol__buf_init(&w->dec);
 }
 
+void ol__wf_trim(struct ol__wf *w)
+{
+    if (w->enc.cap > (1u << 20))
+        ol__buf_close(&w->enc);
+    if (w->dec.cap > (1u << 20))
+        ol__buf_close(&w->dec);
+}
+
 void ol__wf_close(struct ol__wf *w)
 {
     ZSTD_freeCCtx(w->cctx);

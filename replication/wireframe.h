@@ -47,6 +47,10 @@ struct ol__wf {
 void ol__wf_init(struct ol__wf *w);
 void ol__wf_close(struct ol__wf *w);
 
+/* Give back buffers grown past 1 MiB by a large message (between
+ * frames only: what encode and decode returned is then gone). */
+void ol__wf_trim(struct ol__wf *w);
+
 /*
  * The plaintext to seal for n payload bytes on a connection with features
  * `feat`: the payload itself without OL_HS_FEAT_FRAMES, else a DATA frame,

@@ -71,7 +71,7 @@ static int round_trip(uint32_t feat, const uint8_t *p, size_t n,
      * would hand it over. */
     copy = malloc(plen ? plen : 1);
     memcpy(copy, plain, plen);
-    cr_assert_eq(ol__wf_decode(&w, feat, copy, plen, 1 << 20, &m, err), 0,
+    cr_assert_eq(ol__wf_decode(&w, feat, copy, plen, 4 << 20, &m, err), 0,
                  "%s", err);
     cr_assert_eq(m.len, n);
     cr_assert(n == 0 || memcmp(m.p, p, n) == 0, "payload changed");
@@ -281,4 +281,19 @@ Test(wireframe, plain_payloads_over_the_cap_are_refused)
     cr_assert_eq(decode(ALL, f, 101, 100, err), 0);
     cr_assert_eq(decode(ALL, f, 101, 99, err), OL_ETOOBIG);
     cr_assert_eq(decode(0, f, 101, 100, err), OL_ETOOBIG);
+}
+
+Test(wireframe, buffers_grown_by_a_large_message_are_given_back)
+{
+    uint8_t *p = noise(2u << 20);
+    size_t plen;
+
+    cr_assert_eq(round_trip(ALL, p, 2u << 20, &plen), OL_WF_DATA);
+    cr_assert_gt(w.enc.cap, 1u << 20);
+    ol__wf_trim(&w);
+    cr_assert_eq(w.enc.cap, 0);
+    cr_assert_eq(round_trip(ALL, p, 4096, &plen), OL_WF_DATA);
+    ol__wf_trim(&w);
+    cr_assert_gt(w.enc.cap, 0, "small buffers are kept");
+    free(p);
 }
