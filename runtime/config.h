@@ -93,6 +93,8 @@ struct ol__config {
     uint32_t feature_level;    /* stay at this level (rolling upgrade);
                                   0: this build's */
     int bootstrap;             /* bootstrap every listed node as a voter */
+    char leader_preference[OL_LABELS_MAX + 1]; /* "k=v,k=v": the labels
+                                  a leader should have, best first */
     /* [http] */
     char http_listen[OL_ADDR_MAX];    /* "" : no HTTP endpoint */
     char http_token_file[PATH_MAX];   /* "" : no token (loopback only) */
