@@ -168,7 +168,8 @@ typedef void (*ol__cluster_transfer_cb)(
  * is brought up to date, then told to start an election at once.
  * Returns 0 once the transfer has begun, or OL_ENOTLEADER (this node does
  * not lead: errmsg names the leader and its address), OL_EBUSY (a
- * transfer is in progress), OL_EINVAL (`id` is this node, or not a voter),
+ * transfer is in progress, or this leader's state machine is not current
+ * yet), OL_EINVAL (`id` is this node, or not a voter),
  * OL_ENOTFOUND (no such node, or no other voter), OL_ESTATE (the target
  * has been silent for failover_ms) or OL_EIO, with errmsg set; `cb` then
  * never runs.  On 0, `cb` runs exactly once, later: status 0 when the

@@ -154,24 +154,22 @@ static const char *labels_of(struct cluster *c, uint64_t id)
     return "";
 }
 
-static const char *address_of(struct cluster *c, uint64_t id)
-{
-    const struct ol__sm_node *nd = ol__sm_node(c->sm, id);
-
-    if (nd && nd->address[0])
-        return nd->address;
-    for (unsigned i = 0; i < c->raft.configuration.n; i++)
-        if (c->raft.configuration.servers[i].id == id)
-            return c->raft.configuration.servers[i].address;
-    return "";
-}
-
 static const struct raft_server *server_of(struct cluster *c, uint64_t id)
 {
     for (unsigned i = 0; i < c->raft.configuration.n; i++)
         if (c->raft.configuration.servers[i].id == id)
             return &c->raft.configuration.servers[i];
     return NULL;
+}
+
+static const char *address_of(struct cluster *c, uint64_t id)
+{
+    const struct ol__sm_node *nd = ol__sm_node(c->sm, id);
+    const struct raft_server *s = server_of(c, id);
+
+    if (nd && nd->address[0])
+        return nd->address;
+    return s ? s->address : "";
 }
 
 /* Heard from lately, and applied close to the commit index. */
@@ -342,7 +340,7 @@ static int not_leader(struct cluster *c, char *errmsg)
     const char *laddr = NULL;
 
     raft_leader(&c->raft, &lid, &laddr);
-    if (lid == 0 || lid == c->cfg.self_id)
+    if (lid == 0)
         ol__errf(errmsg, "this node is not the leader, and no leader is "
                          "known yet (an election is under way); try again "
                          "shortly");
@@ -361,8 +359,13 @@ static int check_transfer(struct cluster *c, uint64_t id, char *errmsg)
     struct peer_state *ps = ol__cl_peer(c, id, 0);
     uint64_t now = ol__cl_now(c);
 
-    if (c->role != RAFT_LEADER || !c->leader_ready)
+    if (c->role != RAFT_LEADER)
         return not_leader(c, errmsg);
+    if (!c->leader_ready) {
+        ol__errf(errmsg, "this node was elected moments ago and its state "
+                         "machine is not current yet; try again shortly");
+        return OL_EBUSY;
+    }
     if (c->lead.busy) {
         ol__errf(errmsg, "a leadership transfer (%s) to node %" PRIu64
                          " is already in progress, begun %" PRIu64
