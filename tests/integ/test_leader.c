@@ -239,8 +239,30 @@ Test(leader, bad_requests_get_clear_errors)
     cr_expect(out != NULL, "the transfer to a frozen node never timed out");
     free(out);
     nf_thaw(c.nodes[follower].d.pid);
-    cr_assert_geq(tc_wait_leader(&c, 0, LEADER_MS), 0, "no leader");
+    cr_assert_geq(leader = tc_wait_leader(&c, 0, LEADER_MS), 0, "no leader");
     cr_expect_eq(tc_check(&c, CHECK_MS), 0);
+
+    /* A roster node raft has not made a voter (it never answers) cannot
+     * lead.  The add waits for a leader whose state is current. */
+    for (int k = 0; (rc = cli(leader, &out, "cluster add 9 127.0.0.1:1 "
+                                            "%064d", 9)) != 0;
+         k++) {
+        cr_assert_lt(k, 50, "cluster add: %s", out);
+        free(out);
+        td_sleep_ms(100);
+    }
+    free(out);
+    /* Until the roster entry is applied, node 9 is unknown. */
+    for (int k = 0; k < 50; k++) {
+        cr_expect_eq(cli(leader, &out, "cluster transfer 9"), 1);
+        if (strstr(out, "there is no node 9") == NULL)
+            break;
+        free(out);
+        out = NULL;
+        td_sleep_ms(100);
+    }
+    cr_expect(out && strstr(out, "node 9 is not a voter"), "%s", out);
+    free(out);
 }
 
 /* Lines in every node's log saying a preference transfer succeeded. */
