@@ -218,6 +218,22 @@ static uint64_t better_voter(struct cluster *c, uint64_t now)
     return pick;
 }
 
+/* Does the leader rank best among the voters? */
+static int leader_preferred(struct cluster *c, uint64_t leader)
+{
+    const struct ol__lead_pref *p = pref(c);
+    unsigned lr = ol__lead_pref_rank(p, labels_of(c, leader));
+
+    for (unsigned i = 0; i < c->raft.configuration.n; i++) {
+        const struct raft_server *s = &c->raft.configuration.servers[i];
+
+        if (s->role == RAFT_VOTER &&
+            ol__lead_pref_rank(p, labels_of(c, s->id)) < lr)
+            return 0;
+    }
+    return 1;
+}
+
 /* ---- transfers ---- */
 
 static void fill_result(struct cluster *c,
@@ -280,8 +296,13 @@ static void transfer_cb(struct raft_transfer *req)
     if (res.leader == res.target) {
         snprintf(res.message, sizeof res.message,
                  "node %" PRIu64 " (%s) leads now, term %" PRIu64
-                 ", after %" PRIu64 " ms",
-                 res.leader, res.address, res.term, res.elapsed_ms);
+                 ", after %" PRIu64 " ms%s",
+                 res.leader, res.address, res.term, res.elapsed_ms,
+                 pref(c)->n && !leader_preferred(c, res.leader)
+                     ? "; leader_preference ranks another voter higher: "
+                       "leadership goes there once it has been healthy "
+                       "for two election timeouts"
+                     : "");
         ol_log(OL_LOG_INFO, "leadership transfer (%s): %s",
                reasons[l->reason], res.message);
     } else {
@@ -462,22 +483,6 @@ void ol__cl_lead_close(struct cluster *c)
 }
 
 /* ---- what status and metrics show ---- */
-
-/* Does the leader rank best among the voters? */
-static int leader_preferred(struct cluster *c, uint64_t leader)
-{
-    const struct ol__lead_pref *p = pref(c);
-    unsigned lr = ol__lead_pref_rank(p, labels_of(c, leader));
-
-    for (unsigned i = 0; i < c->raft.configuration.n; i++) {
-        const struct raft_server *s = &c->raft.configuration.servers[i];
-
-        if (s->role == RAFT_VOTER &&
-            ol__lead_pref_rank(p, labels_of(c, s->id)) < lr)
-            return 0;
-    }
-    return 1;
-}
 
 void ol__cl_lead_status(struct cluster *c, struct ol__pk_map *parent)
 {

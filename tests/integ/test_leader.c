@@ -8,8 +8,9 @@
  *    the leader itself, a follower asked (it names the leader), a transfer
  *    while one is in flight, a target that does not take over in time;
  *  - with leader_preference = cloud=c2,cloud=c3, node 2 leads; frozen
- *    (SIGSTOP), node 3 takes over (node 1 ranks last); thawed, and later
- *    killed and restarted, node 2 leads again within a bounded time;
+ *    (SIGSTOP), node 3 takes over (node 1 ranks last); thawed, handed
+ *    away by hand, and killed and restarted, node 2 leads again within a
+ *    bounded time;
  *  - a malformed leader_preference keeps outlastd from starting, with an
  *    error naming the key and the value.
  * Waits are bounded; nothing is timed beyond them.
@@ -308,6 +309,15 @@ Test(leader, preference_brings_leadership_back, .timeout = 400)
     cr_expect_gt(preference_transfers(), moved,
                  "node 2 leads again, but not by a transfer");
     cr_assert(commits_grow(pref, 30, COMMIT_MS), "agents stopped");
+
+    /* Handed by hand to node 1, which ranks last: the answer says so,
+     * and the preference takes leadership back. */
+    cr_assert_eq(cli(pref, &out, "cluster transfer 1"), 0, "%s", out);
+    cr_expect(strstr(out, "leader_preference ranks another voter higher"),
+              "%s", out);
+    free(out);
+    cr_assert(wait_leads(pref, 0, STEER_MS),
+              "leadership did not return to node 2 after a transfer away");
 
     /* Killed and restarted: the same. */
     tc_kill(&c, pref);
