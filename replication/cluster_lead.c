@@ -458,7 +458,6 @@ void ol__cl_lead_tick(struct cluster *c, uint64_t now)
         now < l->backoff_until_ms || c->member.active)
         return;
     if (start(c, best, OL_LEAD_PREFERENCE, err) != 0) {
-        l->failed[OL_LEAD_PREFERENCE]++;
         l->backoff_until_ms = now + 4 * hold;
         ol_log_rl(OL_LOG_WARN, "leadership transfer to node %" PRIu64
                                " (leader_preference) not begun: %s",
