@@ -1,6 +1,7 @@
 /*
  * A real outlast cluster for the benchmarks: N `outlastd` processes on
- * loopback in a fresh scratch directory, each with a generated key, a
+ * loopback (or, with OL_WAN_SITES set, one per site of the WAN test bed:
+ * see cb_wan_site() in cb_proc.h) in a fresh scratch directory, each with a generated key, a
  * config with [cluster] and one [peer.ID] per other node and
  * `bootstrap = true`, and the control calls the benchmarks need.
  */
@@ -35,6 +36,8 @@ struct cb_ol_node {
     char log[PATH_MAX];
     char sock[PATH_MAX];
     char db[PATH_MAX];
+    char host[64]; /* its listen address: 127.0.0.1, or its WAN site's */
+    char ns[64];   /* the WAN site's network namespace, "" on loopback */
 };
 
 struct cb_ol {
