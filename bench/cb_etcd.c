@@ -60,12 +60,10 @@ int cb_etcd_init(struct cb_etcd *e, const struct cb_etcd_opts *o)
         snprintf(m->name, sizeof m->name, "m%d", i + 1);
         snprintf(m->dir, sizeof m->dir, "%s/%s", e->root, m->name);
         snprintf(m->log, sizeof m->log, "%s/%s.log", e->root, m->name);
-        switch (cb_wan_site(i, m->ns, sizeof m->ns, m->host,
-                            sizeof m->host)) {
+        switch (cb_wan_site(i, m->ns, m->host)) {
         case -1:
             return -1;
         case 0:
-            snprintf(m->host, sizeof m->host, "127.0.0.1");
             snprintf(m->url, sizeof m->url, "http://127.0.0.1:%d",
                      m->client_port);
             break;

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cb_proc.h"
+
 #define CB_ETCD_MAX 3
 
 struct cb_etcd_opts {
@@ -39,8 +41,8 @@ struct cb_etcd_member {
     char log[PATH_MAX];
     char url[PATH_MAX + 16]; /* http://127.0.0.1:PORT, or on the WAN bed
                                 "unix:" and its client socket's path */
-    char host[64]; /* its peer (and client) address */
-    char ns[64];   /* the WAN site's network namespace, "" on loopback */
+    char host[CB_WAN_NAME]; /* its peer (and client) address */
+    char ns[CB_WAN_NAME];   /* its WAN site's network namespace, or "" */
 };
 
 struct cb_etcd {

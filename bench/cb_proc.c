@@ -215,7 +215,7 @@ pid_t cb_spawn_pipes(char *const argv[], const char *log, int *in_fd,
     return spawn(argv, log, in_fd, out_fd, NULL, NULL);
 }
 
-int cb_wan_site(int i, char *ns, size_t ns_cap, char *addr, size_t addr_cap)
+int cb_wan_site(int i, char *ns, char *addr)
 {
     const char *sites = getenv("OL_WAN_SITES"), *p;
     const char *prefix = getenv("OL_WAN_PREFIX");
@@ -224,6 +224,8 @@ int cb_wan_site(int i, char *ns, size_t ns_cap, char *addr, size_t addr_cap)
     FILE *f;
     int k = 0;
 
+    ns[0] = '\0';
+    snprintf(addr, CB_WAN_NAME, "127.0.0.1");
     if (sites == NULL || sites[0] == '\0')
         return 0;
     for (p = sites; p && k < i; k++)
@@ -234,7 +236,8 @@ int cb_wan_site(int i, char *ns, size_t ns_cap, char *addr, size_t addr_cap)
                 sites, i + 1);
         return -1;
     }
-    snprintf(ns, ns_cap, "%s%.*s", prefix ? prefix : "olwan-", (int)len, p);
+    snprintf(ns, CB_WAN_NAME, "%s%.*s", prefix ? prefix : "olwan-",
+             (int)len, p);
     /* The bed gave the site its address; ask its namespace. */
     snprintf(cmd, sizeof cmd, "ip -n '%s' -o -4 addr show dev wan0 2>&1",
              ns);
@@ -244,7 +247,7 @@ int cb_wan_site(int i, char *ns, size_t ns_cap, char *addr, size_t addr_cap)
             char *a = strstr(line, " inet ");
 
             if (a && sscanf(a, " inet %63[0-9.]", ip) == 1) {
-                snprintf(addr, addr_cap, "%s", ip);
+                snprintf(addr, CB_WAN_NAME, "%s", ip);
                 break;
             }
         }

@@ -27,7 +27,7 @@
 # Environment (defaults): OL_WAN_PREFIX (olwan-), OL_WAN_NET (10.77.0),
 # OL_WAN_STATE (/run/olwan: the forwarder's pid, log and links file),
 # OL_WAN_DEV (olwan: the devices' names before they move, DEV1..DEVn),
-# OLWAN_BIN (the forwarder; default: built from bench/wan/olwan.c into
+# OLWAN_BIN (the forwarder; default: built from bench/wan/*.c into
 # the state directory with cc).  Two beds can run at once with different
 # prefixes, networks, state directories and device names.
 set -eu
@@ -74,9 +74,13 @@ forwarder() {
         return
     fi
     bin=$state/olwan
-    if [ ! -x "$bin" ] || [ "$src/bench/wan/olwan.c" -nt "$bin" ]; then
-        ${CC:-cc} -O2 -std=gnu11 -Wall -o "$bin" "$src/bench/wan/olwan.c" ||
-            die "cannot build the forwarder from bench/wan/olwan.c"
+    stale=
+    for f in "$src"/bench/wan/*.[ch]; do
+        [ "$f" -nt "$bin" ] && stale=1
+    done
+    if [ ! -x "$bin" ] || [ -n "$stale" ]; then
+        ${CC:-cc} -O2 -std=gnu11 -Wall -o "$bin" "$src"/bench/wan/*.c ||
+            die "cannot build the forwarder from bench/wan/*.c"
     fi
     echo "$bin"
 }
@@ -138,20 +142,25 @@ cmd_up() {
     echo "wan.sh: up: $(sites | tr '\n' ' ')on $net.0/24 (namespaces $prefix*)"
 }
 
+# Is process $1 alive (not gone, not a zombie) and our forwarder?
+forwarder_alive() {
+    [ -r "/proc/$1/status" ] && ! grep -q '^State:.*Z' "/proc/$1/status" &&
+        grep -q olwan "/proc/$1/cmdline" 2>/dev/null
+}
+
 cmd_down() {
     if [ -f "$state/pid" ]; then
         pid=$(cat "$state/pid")
         # Only our forwarder: the pid file names it, and it must still be
         # the process we started.
-        if kill -0 "$pid" 2>/dev/null &&
-            grep -q olwan "/proc/$pid/cmdline" 2>/dev/null; then
+        if forwarder_alive "$pid"; then
             kill -TERM "$pid"
             i=0
-            while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
+            while forwarder_alive "$pid" && [ $i -lt 50 ]; do
                 sleep 0.1
                 i=$((i + 1))
             done
-            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+            if forwarder_alive "$pid"; then kill -KILL "$pid"; fi
         fi
         rm -f "$state/pid"
     fi
@@ -183,7 +192,7 @@ set_link() {
 cmd_status() {
     sites >/dev/null
     pid=$(cat "$state/pid" 2>/dev/null || echo '')
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    if [ -n "$pid" ] && forwarder_alive "$pid"; then
         echo "forwarder: pid $pid ($state/olwan.log)"
     else
         echo "forwarder: NOT RUNNING"

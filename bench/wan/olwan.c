@@ -12,8 +12,8 @@
  * so a run's draws repeat), dropped when its queue is full, and dropped
  * when the link is cut, including packets already in flight.
  *
- * Links can change while it runs: the links file (--links) is read at
- * start and again on SIGUSR1 or SIGHUP.  Its lines are
+ * Links can change while it runs (olwan_conf.c): the links file, --links,
+ * is read at start and again on SIGUSR1 or SIGHUP.  Its lines are
  *     SITE SITE [rtt=MS] [jitter=MS] [loss=PCT] [cut]
  * and override the command line's values for that link; a link the file
  * no longer names goes back to them.  A file that does not parse leaves
@@ -23,7 +23,7 @@
  * Only libc: one thread, ppoll() on the devices with the earliest release
  * as its timeout, signals unblocked only inside ppoll().
  *
- * `olwan --probe ADDR [--count N]` measures a round trip without ping:
+ * `olwan --probe ADDR` measures a round trip without ping (olwan_probe.c);
  * a TCP SYN to a closed port on ADDR comes back as a RST one round trip
  * later, so connect() fails after exactly that.  wan.sh's `rtt` runs it
  * in a site's namespace.
@@ -36,8 +36,6 @@
 #include <inttypes.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,48 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_SITES 8
-#define NAME_MAX_LEN 24
-#define READ_BURST 64 /* packets read from one device per round */
-
-/* A packet waiting on a link. */
-struct pkt {
-    struct pkt *next;
-    uint64_t due_ns;
-    uint32_t len;
-    unsigned char data[];
-};
-
-/* What a link does: one per unordered pair of sites. */
-struct link_cfg {
-    double rtt_ms, jitter_ms, loss_pct;
-    int cut;
-};
-
-/* One direction of a link: its queue and counters. */
-struct dir {
-    struct pkt *head, *tail;
-    uint32_t depth, max_depth;
-    uint64_t last_due_ns;
-    uint64_t rng;
-    uint64_t fwd, bytes, lost, cut, full;
-};
-
-struct wan {
-    int n;
-    char site[MAX_SITES][NAME_MAX_LEN];
-    char dev[MAX_SITES][IFNAMSIZ];
-    int fd[MAX_SITES];
-    uint32_t net;   /* host order, the /24 */
-    uint32_t mtu, queue_cap;
-    uint64_t seed;
-    const char *links_path;
-    struct link_cfg base[MAX_SITES][MAX_SITES]; /* from the command line */
-    struct link_cfg cfg[MAX_SITES][MAX_SITES];  /* in force */
-    struct dir d[MAX_SITES][MAX_SITES];         /* [from][to] */
-    struct pkt *free_list;
-    uint64_t not_ipv4, unroutable, write_err, short_pkt;
-};
+#include "olwan.h"
 
 static volatile sig_atomic_t got_stop, got_reload, got_dump;
 
@@ -104,7 +61,7 @@ static void on_signal(int sig)
         got_stop = 1;
 }
 
-static uint64_t now_ns(void)
+uint64_t olwan__now_ns(void)
 {
     struct timespec ts;
 
@@ -126,320 +83,6 @@ static uint64_t rng_next(uint64_t *s)
 static double rng_unit(uint64_t *s)
 {
     return (double)(rng_next(s) >> 11) / 9007199254740992.0;
-}
-
-/* ---- arguments and the links file ---- */
-
-static int site_index(const struct wan *w, const char *name, size_t len)
-{
-    for (int i = 0; i < w->n; i++)
-        if (strlen(w->site[i]) == len && strncmp(w->site[i], name, len) == 0)
-            return i;
-    return -1;
-}
-
-/* A non-negative number, all of s.  0 or -1. */
-static int parse_num(const char *s, double max, double *out)
-{
-    char *end;
-
-    errno = 0;
-    *out = strtod(s, &end);
-    return errno == 0 && end != s && *end == '\0' && *out >= 0 &&
-                   *out <= max
-               ? 0
-               : -1;
-}
-
-static int parse_sites(struct wan *w, const char *list)
-{
-    const char *p = list;
-
-    w->n = 0;
-    while (*p) {
-        size_t len = strcspn(p, ",");
-
-        if (w->n == MAX_SITES) {
-            fprintf(stderr, "olwan: --sites: more than %d sites\n",
-                    MAX_SITES);
-            return -1;
-        }
-        if (len == 0 || len >= NAME_MAX_LEN ||
-            strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_") < len) {
-            fprintf(stderr, "olwan: --sites: bad site name '%.*s' (1-%d of "
-                            "a-z 0-9 _)\n",
-                    (int)len, p, NAME_MAX_LEN - 1);
-            return -1;
-        }
-        if (site_index(w, p, len) >= 0) {
-            fprintf(stderr, "olwan: --sites: '%.*s' given twice\n", (int)len,
-                    p);
-            return -1;
-        }
-        snprintf(w->site[w->n++], NAME_MAX_LEN, "%.*s", (int)len, p);
-        p += len;
-        p += *p == ',';
-    }
-    if (w->n < 2) {
-        fprintf(stderr, "olwan: --sites: need at least 2 sites, got %d\n",
-                w->n);
-        return -1;
-    }
-    return 0;
-}
-
-/* "A-B=MS,..." into w->base.  0 or -1. */
-static int parse_rtt(struct wan *w, const char *list)
-{
-    char buf[512];
-    char *save = NULL, *tok;
-
-    if (snprintf(buf, sizeof buf, "%s", list) >= (int)sizeof buf) {
-        fprintf(stderr, "olwan: --rtt: too long\n");
-        return -1;
-    }
-    for (tok = strtok_r(buf, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        char *dash = strchr(tok, '-'), *eq = strchr(tok, '=');
-        int a, b;
-        double ms;
-
-        if (dash == NULL || eq == NULL || eq < dash) {
-            fprintf(stderr, "olwan: --rtt: '%s' is not SITE-SITE=MS\n", tok);
-            return -1;
-        }
-        a = site_index(w, tok, (size_t)(dash - tok));
-        b = site_index(w, dash + 1, (size_t)(eq - dash - 1));
-        if (a < 0 || b < 0 || a == b) {
-            fprintf(stderr, "olwan: --rtt: '%s' does not name two of the "
-                            "sites\n",
-                    tok);
-            return -1;
-        }
-        if (parse_num(eq + 1, 60000, &ms) != 0) {
-            fprintf(stderr, "olwan: --rtt: '%s': the round trip must be "
-                            "0-60000 ms\n",
-                    tok);
-            return -1;
-        }
-        w->base[a][b].rtt_ms = w->base[b][a].rtt_ms = ms;
-    }
-    return 0;
-}
-
-/* One line of the links file into cfg.  0, or -1 with why in err. */
-static int parse_link_line(const struct wan *w, char *line,
-                           struct link_cfg cfg[][MAX_SITES], char *err,
-                           size_t cap)
-{
-    char *save = NULL, *tok, *sa, *sb;
-    struct link_cfg c;
-    int a, b;
-
-    sa = strtok_r(line, " \t", &save);
-    if (sa == NULL || sa[0] == '#')
-        return 0;
-    sb = strtok_r(NULL, " \t", &save);
-    a = site_index(w, sa, strlen(sa));
-    b = sb ? site_index(w, sb, strlen(sb)) : -1;
-    if (a < 0 || b < 0 || a == b) {
-        snprintf(err, cap, "'%s %s' does not name two of the sites", sa,
-                 sb ? sb : "");
-        return -1;
-    }
-    c = w->base[a][b];
-    while ((tok = strtok_r(NULL, " \t", &save)) != NULL) {
-        if (strcmp(tok, "cut") == 0)
-            c.cut = 1;
-        else if (strncmp(tok, "rtt=", 4) == 0 &&
-                 parse_num(tok + 4, 60000, &c.rtt_ms) == 0)
-            continue;
-        else if (strncmp(tok, "jitter=", 7) == 0 &&
-                 parse_num(tok + 7, 60000, &c.jitter_ms) == 0)
-            continue;
-        else if (strncmp(tok, "loss=", 5) == 0 &&
-                 parse_num(tok + 5, 100, &c.loss_pct) == 0)
-            continue;
-        else {
-            snprintf(err, cap, "'%s': expected rtt=MS, jitter=MS, "
-                               "loss=PCT (0-100) or cut",
-                     tok);
-            return -1;
-        }
-    }
-    cfg[a][b] = cfg[b][a] = c;
-    return 0;
-}
-
-/* Read the links file over the command line's table; on any error the
- * table in force stays as it was.  0 or -1. */
-static int load_links(struct wan *w)
-{
-    static struct link_cfg cfg[MAX_SITES][MAX_SITES];
-    char line[512], err[256];
-    FILE *f;
-    int no = 0, rv = 0;
-
-    memcpy(cfg, w->base, sizeof cfg);
-    if (w->links_path && (f = fopen(w->links_path, "r")) == NULL &&
-        errno != ENOENT) {
-        fprintf(stderr, "olwan: links file '%s': %s\n", w->links_path,
-                strerror(errno));
-        return -1;
-    }
-    if (w->links_path && f) {
-        while (rv == 0 && fgets(line, sizeof line, f)) {
-            no++;
-            line[strcspn(line, "\r\n")] = '\0';
-            if (parse_link_line(w, line, cfg, err, sizeof err) != 0) {
-                fprintf(stderr, "olwan: links file '%s' line %d: %s; table "
-                                "unchanged\n",
-                        w->links_path, no, err);
-                rv = -1;
-            }
-        }
-        fclose(f);
-    }
-    if (rv == 0)
-        memcpy(w->cfg, cfg, sizeof cfg);
-    return rv;
-}
-
-static const char usage[] =
-    "usage: olwan --sites A,B[,C...] [--rtt A-B=MS,...] [--jitter MS] "
-    "[--loss PCT]\n"
-    "             [--links FILE] [--seed N] [--queue PACKETS] [--mtu "
-    "BYTES]\n"
-    "             [--net 10.77.0.0] [--dev-prefix olwan] [--ready FILE]\n"
-    "       olwan --probe ADDR [--count 5] [--timeout-ms 2000]\n"
-    "Creates TUN devices <dev-prefix>1..N (site k is <net>.k) and forwards "
-    "IPv4\n"
-    "between them with half of each link's round trip as its one-way "
-    "delay.\n";
-
-/* The value after option `a`, or NULL with a message. */
-static const char *opt_value(int argc, char **argv, int *i)
-{
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "olwan: %s needs a value\n%s", argv[*i], usage);
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static int parse_net(struct wan *w, const char *s)
-{
-    unsigned a, b, c, d;
-    char tail;
-
-    if (sscanf(s, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 ||
-        b > 255 || c > 255 || d != 0) {
-        fprintf(stderr, "olwan: --net: '%s' is not an IPv4 /24 network "
-                        "(a.b.c.0)\n",
-                s);
-        return -1;
-    }
-    w->net = a << 24 | b << 16 | c << 8;
-    return 0;
-}
-
-/* Options besides --sites and --rtt; 1 if `a` was one, 0 if not, -1 on a
- * bad value. */
-static int parse_opt(struct wan *w, const char *a, const char *v,
-                     double *jitter, double *loss, const char **dev_prefix)
-{
-    double x;
-
-    if (strcmp(a, "--jitter") == 0)
-        return parse_num(v, 60000, jitter) == 0 ? 1 : -1;
-    if (strcmp(a, "--loss") == 0)
-        return parse_num(v, 100, loss) == 0 ? 1 : -1;
-    if (strcmp(a, "--seed") == 0) {
-        if (parse_num(v, 1e18, &x) != 0)
-            return -1;
-        w->seed = (uint64_t)x;
-        return 1;
-    }
-    if (strcmp(a, "--queue") == 0) {
-        if (parse_num(v, 1000000, &x) != 0 || x < 1)
-            return -1;
-        w->queue_cap = (uint32_t)x;
-        return 1;
-    }
-    if (strcmp(a, "--mtu") == 0) {
-        if (parse_num(v, 65535, &x) != 0 || x < 576)
-            return -1;
-        w->mtu = (uint32_t)x;
-        return 1;
-    }
-    if (strcmp(a, "--net") == 0)
-        return parse_net(w, v) == 0 ? 1 : -2;
-    if (strcmp(a, "--links") == 0) {
-        w->links_path = v;
-        return 1;
-    }
-    if (strcmp(a, "--dev-prefix") == 0) {
-        *dev_prefix = v;
-        return 1;
-    }
-    return 0;
-}
-
-static int parse_args(int argc, char **argv, struct wan *w,
-                      const char **ready)
-{
-    const char *sites = NULL, *rtt = NULL, *dev_prefix = "olwan";
-    double jitter = 0, loss = 0;
-
-    w->mtu = 1500;
-    w->queue_cap = 10000;
-    w->seed = 1;
-    w->net = 10u << 24 | 77u << 16;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int r;
-
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage, stdout);
-            exit(0);
-        }
-        if ((v = opt_value(argc, argv, &i)) == NULL)
-            return -1;
-        if (strcmp(a, "--sites") == 0)
-            sites = v;
-        else if (strcmp(a, "--rtt") == 0)
-            rtt = v;
-        else if (strcmp(a, "--ready") == 0)
-            *ready = v;
-        else if ((r = parse_opt(w, a, v, &jitter, &loss, &dev_prefix)) < 0) {
-            if (r == -1)
-                fprintf(stderr, "olwan: %s: bad value '%s'\n", a, v);
-            return -1;
-        } else if (r == 0) {
-            fprintf(stderr, "olwan: unknown option '%s'\n%s", a, usage);
-            return -1;
-        }
-    }
-    if (sites == NULL) {
-        fprintf(stderr, "olwan: --sites is required\n%s", usage);
-        return -1;
-    }
-    if (parse_sites(w, sites) != 0)
-        return -1;
-    if (strlen(dev_prefix) + 1 >= IFNAMSIZ || dev_prefix[0] == '\0') {
-        fprintf(stderr, "olwan: --dev-prefix '%s': 1-%d characters\n",
-                dev_prefix, IFNAMSIZ - 2);
-        return -1;
-    }
-    for (int i = 0; i < w->n; i++) {
-        snprintf(w->dev[i], IFNAMSIZ, "%s%d", dev_prefix, i + 1);
-        for (int j = 0; j < w->n; j++)
-            w->base[i][j] = (struct link_cfg){.jitter_ms = jitter,
-                                              .loss_pct = loss};
-    }
-    if (rtt && parse_rtt(w, rtt) != 0)
-        return -1;
-    return load_links(w);
 }
 
 /* ---- devices and packets ---- */
@@ -588,7 +231,7 @@ static int read_site(struct wan *w, int i)
             return gone ? -1 : 0;
         }
         p->len = (uint32_t)r;
-        enqueue(w, i, p, now_ns());
+        enqueue(w, i, p, olwan__now_ns());
     }
     return 0;
 }
@@ -597,7 +240,7 @@ static int read_site(struct wan *w, int i)
  * or UINT64_MAX. */
 static uint64_t release_due(struct wan *w)
 {
-    uint64_t now = now_ns(), next = UINT64_MAX;
+    uint64_t now = olwan__now_ns(), next = UINT64_MAX;
 
     for (int i = 0; i < w->n; i++)
         for (int j = 0; j < w->n; j++) {
@@ -676,7 +319,7 @@ static void run(struct wan *w, const sigset_t *unblocked)
 
         if (got_reload) {
             got_reload = 0;
-            if (load_links(w) == 0)
+            if (olwan__load_links(w) == 0)
                 printf("olwan: links file '%s' read\n",
                        w->links_path ? w->links_path : "(none)");
             fflush(stdout);
@@ -686,7 +329,7 @@ static void run(struct wan *w, const sigset_t *unblocked)
             print_counters(w);
         }
         if (next != UINT64_MAX) {
-            now = now_ns();
+            now = olwan__now_ns();
             next = next > now ? next - now : 0;
             ts.tv_sec = (time_t)(next / 1000000000u);
             ts.tv_nsec = (long)(next % 1000000000u);
@@ -704,77 +347,6 @@ static void run(struct wan *w, const sigset_t *unblocked)
     }
 }
 
-/* ---- the round-trip probe ---- */
-
-/* One TCP connect to a closed port: its round trip in ms, or -1 when
- * nothing came back within timeout_ms (a cut link). */
-static double probe_once(const struct sockaddr_in *sa, int timeout_ms)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    uint64_t t0 = now_ns();
-    double ms = -1;
-
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0 ||
-        errno == ECONNREFUSED)
-        ms = (double)(now_ns() - t0) / 1e6;
-    else if (errno == EINPROGRESS && poll(&p, 1, timeout_ms) == 1)
-        ms = (double)(now_ns() - t0) / 1e6;
-    close(fd);
-    return ms;
-}
-
-static int probe(int argc, char **argv)
-{
-    struct sockaddr_in sa;
-    double x, min = 1e18, max = 0, sum = 0;
-    int count = 5, got = 0, timeout_ms = 2000;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(9); /* discard: closed in a site's namespace */
-    if (argc < 3 || inet_pton(AF_INET, argv[2], &sa.sin_addr) != 1) {
-        fprintf(stderr, "olwan: --probe needs an IPv4 address, got '%s'\n",
-                argc < 3 ? "" : argv[2]);
-        return 2;
-    }
-    for (int i = 3; i < argc; i += 2) {
-        if (i + 1 < argc && strcmp(argv[i], "--count") == 0 &&
-            parse_num(argv[i + 1], 1000, &x) == 0 && x >= 1)
-            count = (int)x;
-        else if (i + 1 < argc && strcmp(argv[i], "--timeout-ms") == 0 &&
-                 parse_num(argv[i + 1], 60000, &x) == 0 && x >= 1)
-            timeout_ms = (int)x;
-        else {
-            fprintf(stderr, "olwan: --probe: bad option '%s' (--count "
-                            "1-1000, --timeout-ms 1-60000)\n",
-                    argv[i]);
-            return 2;
-        }
-    }
-    for (int i = 0; i < count; i++) {
-        double ms = probe_once(&sa, timeout_ms);
-
-        if (ms < 0)
-            continue;
-        got++;
-        sum += ms;
-        min = ms < min ? ms : min;
-        max = ms > max ? ms : max;
-        if (i + 1 < count)
-            usleep(100000);
-    }
-    if (got == 0) {
-        printf("rtt %s: %d sent, 0 answered\n", argv[2], count);
-        return 1;
-    }
-    printf("rtt %s: %d sent, %d answered, min/avg/max %.2f/%.2f/%.2f ms\n",
-           argv[2], count, got, min, sum / got, max);
-    return got == count ? 0 : 1;
-}
-
 int main(int argc, char **argv)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
@@ -784,8 +356,8 @@ int main(int argc, char **argv)
     sigset_t block, unblocked;
 
     if (argc >= 2 && strcmp(argv[1], "--probe") == 0)
-        return probe(argc, argv);
-    if (parse_args(argc, argv, &w, &ready) != 0)
+        return olwan__probe(argc, argv);
+    if (olwan__parse_args(argc, argv, &w, &ready) != 0)
         return 2;
     /* Signals arrive only inside ppoll(). */
     sigemptyset(&block);
