@@ -295,6 +295,26 @@ static void print_counters(const struct wan *w)
     fflush(stdout);
 }
 
+/* Close the devices (they vanish with the last descriptor) and free
+ * every packet, queued or spare. */
+static void free_all(struct wan *w)
+{
+    struct pkt *p;
+
+    for (int i = 0; i < w->n; i++) {
+        for (int j = 0; j < w->n; j++)
+            while ((p = w->d[i][j].head) != NULL) {
+                w->d[i][j].head = p->next;
+                free(p);
+            }
+        close(w->fd[i]);
+    }
+    while ((p = w->free_list) != NULL) {
+        w->free_list = p->next;
+        free(p);
+    }
+}
+
 static int write_ready(const char *path)
 {
     FILE *f = fopen(path, "w");
@@ -385,5 +405,6 @@ int main(int argc, char **argv)
     fflush(stdout);
     run(&w, &unblocked);
     print_counters(&w);
+    free_all(&w);
     return 0;
 }
