@@ -30,7 +30,10 @@ agents=${AGENTS:-1,3,300}
 timing=${TIMING:-1000/100/3000}
 . "$src/bench/lib.sh"
 
-[ "$(id -u)" = 0 ] || { echo "run-wan.sh: needs root (network namespaces)" >&2; exit 1; }
+if [ "$(id -u)" != 0 ]; then
+    echo "run-wan.sh: needs root (network namespaces)" >&2
+    exit 1
+fi
 if [ ! -x /usr/bin/etcd ]; then
     "$src/scripts/deps.sh" --bench
 fi
@@ -60,7 +63,8 @@ bench_header
 echo "# disk:    $base is on $(df -T "$base" | awk 'NR == 2 {print $1 " (" $2 ")"}')"
 echo "# etcd:    $(/usr/bin/etcd --version 2>/dev/null | head -1), node $("$NODE" --version)," \
      "libraft $(pkg-config --modversion raft 2>/dev/null || echo '?')"
-echo "# wan bed: sites $sites, configured rtt $rtt ms, jitter $jitter ms, loss $loss %"
+echo "# wan bed: sites $sites, configured rtt $rtt ms, jitter $jitter ms," \
+     "loss $loss %"
 echo "# measured round trips (TCP SYN to a closed port -> RST, 5 each):"
 for a in $(echo "$sites" | tr ',' ' '); do
     for b in $(echo "$sites" | tr ',' ' '); do
@@ -73,11 +77,14 @@ done
 echo
 
 status=0
-echo "## bench_cluster: replicated checkpoints vs etcd puts (1 KiB) over the WAN bed, timing $timing"
+echo "## bench_cluster: replicated checkpoints vs etcd puts (1 KiB)" \
+     "over the WAN bed, timing $timing"
 "$build/bench/bench_cluster" --reps "$reps" --timing "$timing" \
-    --agents "$agents" || { status=$?; echo "# bench_cluster exited with status $status"; }
+    --agents "$agents" ||
+    { status=$?; echo "# bench_cluster exited with status $status"; }
 echo
-echo "## bench_failover over the WAN bed: kill -9 to the agent's first checkpoint on its new node vs etcd leader kill, timing $timing"
+echo "## bench_failover over the WAN bed: kill -9 to the agent's first" \
+     "checkpoint on its new node vs etcd leader kill, timing $timing"
 "$build/bench/bench_failover" --trials "$trials" --timing "$timing" ||
     { status=$?; echo "# bench_failover exited with status $status"; }
 echo
