@@ -230,8 +230,8 @@ static const struct ol__cli_cmd cmds[] = {
           {"--node-id", 1}, {NULL, 0})},
     {"cluster", ol__cmd_cluster,
      "cluster status | init --config FILE [--all] | add ID ADDRESS PUBKEY "
-     "[--labels k=v,...] | remove ID",
-     "show or change the cluster roster",
+     "[--labels k=v,...] | remove ID | transfer [ID]",
+     "show or change the cluster roster and its leader",
      "  status                     the node's view of the cluster: nodes,\n"
      "                             leader, term, log indexes, health\n"
      "  init --config FILE         before a node's first start, write the\n"
@@ -243,7 +243,10 @@ static const struct ol__cli_cmd cmds[] = {
      "  add ID ADDRESS PUBKEY      add node ID at host:port with its public\n"
      "                             key (from 'outlast keygen')\n"
      "    --labels k=v,...         placement labels for the node\n"
-     "  remove ID                  remove node ID from the roster\n",
+     "  remove ID                  remove node ID from the roster\n"
+     "  transfer [ID]              on the leader: hand leadership to voter\n"
+     "                             ID (none: the most up-to-date voter);\n"
+     "                             answers once it leads\n",
      OPTS({"--labels", 1}, {"--config", 1}, {"--all", 0}, {NULL, 0})},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -108,6 +108,8 @@ struct ol__config {
                                   0: this build's */
     int bootstrap;             /* bootstrap every listed node as a voter */
     int compress_off;          /* compress = off: never offer compression */
+    char leader_preference[OL_LABELS_MAX + 1]; /* "k=v,k=v": the labels
+                                  a leader should have, best first */
     /* [http] */
     char http_listen[OL_ADDR_MAX];    /* "" : no HTTP endpoint */
     char http_token_file[PATH_MAX];   /* "" : no token (loopback only) */

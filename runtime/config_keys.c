@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "record/ckpt.h"
 #include "record/cmd.h"
+#include "replication/cluster.h"
 #include "replication/transport.h"
 
 static int fail(struct parse *p, const char *fmt, const char *a,
@@ -151,6 +152,22 @@ static int parse_bool(const char *v, int *out)
     return 0;
 }
 
+/* [cluster] leader_preference: checked as the cluster will read it. */
+static int leader_pref_key(struct parse *p, const char *value)
+{
+    struct ol__lead_pref lp;
+    char why[OL_ERRMSG_SIZE];
+
+    if (ol__lead_pref_parse(value, &lp, why) != 0)
+        return fail(p, "'leader_preference' must be label matches in order "
+                       "of preference, like 'cloud=aws,cloud=gcp', not "
+                       "'%s': %s",
+                    value, why);
+    snprintf(p->c->leader_preference, sizeof p->c->leader_preference, "%s",
+             value);
+    return 1;
+}
+
 /* `timing`, and which of the times it sets were given explicitly.
  * Returns -1 for any other key, else what a key handler returns. */
 static int timing_key(struct parse *p, const char *name, const char *value)
@@ -180,6 +197,8 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     struct ol__config *c = p->c;
     int rv;
 
+    if (strcmp(name, "leader_preference") == 0)
+        return leader_pref_key(p, value);
     STR("name", cluster_name)
     if (strcmp(name, "listen") == 0 && !address_ok(value))
         return fail(p, "'%s' must be host:port with a port from 1 to 65535 "

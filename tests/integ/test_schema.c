@@ -30,7 +30,8 @@ static const char *const schemas[] = {
     "restart", "rm", "config", "send", "upgrade", "verify", "export",
     "keygen", "recover", "cluster-init", "error", "http-status",
     /* cluster */
-    "cluster-status", "cluster-add", "cluster-remove", NULL};
+    "cluster-status", "cluster-add", "cluster-remove", "cluster-transfer",
+    NULL};
 
 /* Commands whose --json is refused with a usage error: top is a live
  * view; its data is in status, cluster status and agents. */
@@ -363,4 +364,10 @@ Test(schema, cluster, .timeout = 400)
         cr_assert_lt(i, 100, "cluster add kept failing");
         td_sleep_ms(100);
     }
+    /* Leadership handed to the third node; the old leader then refuses. */
+    follower = (leader + 2) % c.n;
+    check_cmd(&c.nodes[leader].d, "cluster-transfer", 0,
+              "cluster transfer %llu",
+              (unsigned long long)c.nodes[follower].id);
+    check_cmd(&c.nodes[leader].d, "error", 1, "cluster transfer");
 }
