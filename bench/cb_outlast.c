@@ -344,7 +344,6 @@ int cb_ol_view(struct cb_ol *c, int i, struct cb_ol_view *out)
     msgpack_sbuffer_destroy(&sb);
     if (rv == 0 && (cl = ol_mp_get(&u.u.data, "cluster")) != NULL) {
         out->wire_out = get_u64(ol_mp_get(&u.u.data, "wire"), "bytes_out");
-        out->data_out = get_u64(ol_mp_get(&u.u.data, "wire"), "data_out");
         out->leader = get_u64(cl, "leader");
         out->term = get_u64(cl, "term");
         out->commit_index = get_u64(cl, "commit_index");

@@ -65,8 +65,7 @@ struct cb_ol_status {
 struct cb_ol_view {
     uint64_t leader, term, commit_index;
     uint64_t snapshots_taken; /* by this node since it started */
-    uint64_t wire_out, data_out; /* node-to-node bytes sent: on the socket
-                                    and before compression */
+    uint64_t wire_out;        /* node-to-node bytes sent, on the socket */
     int role_leader;
     int n_nodes;
     struct {

@@ -227,23 +227,21 @@ static void ol_scrape_report(int rep, struct scraper *scr, struct cell *out)
 }
 
 /* What the window cost on the wire: every node's egress (the leader's
- * replication, followers' answers and pings) per checkpoint committed. */
+ * replication, followers' answers and pings) per checkpoint committed.
+ * Run once more with --cluster-extra 'compress = off' for the figure
+ * without compression. */
 static void ol_wire_line(int rep, const struct cb_ol *c,
                          const struct window *x, int li)
 {
-    uint64_t wire = 0, data = 0;
+    uint64_t wire = 0;
     double ck = x->ckpts ? (double)x->ckpts : 1;
 
-    for (int i = 0; i < c->o.n; i++) {
+    for (int i = 0; i < c->o.n; i++)
         wire += x->v1[i].wire_out - x->v0[i].wire_out;
-        data += x->v1[i].data_out - x->v0[i].data_out;
-    }
     printf("rep %d: outlast wire: %.0f B on the wire per checkpoint "
-           "committed (all nodes' egress; the leader's %.0f B), %.0f B "
-           "before compression (%.2fx)\n",
+           "committed (all nodes' egress; the leader's %.0f B)\n",
            rep + 1, (double)wire / ck,
-           (double)(x->v1[li].wire_out - x->v0[li].wire_out) / ck,
-           (double)data / ck, wire ? (double)data / (double)wire : 0.0);
+           (double)(x->v1[li].wire_out - x->v0[li].wire_out) / ck);
 }
 
 /* Each node's line, and the cell's rate, cpu and latency from them. */
