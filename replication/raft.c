@@ -175,6 +175,9 @@ void ol__cl_check_cb(uv_check_t *h)
             if (c->leader_id)
                 c->prev_leader_id = c->leader_id;
             c->leader_id = lid;
+            /* A ping echoes only a time of the leader it goes to: another
+             * node's clock is not comparable (cluster_lease.c). */
+            c->leader_time = 0;
             if (lid)
                 c->n.leader_changes++;
             /* A new leader has not seen anything we sent: resend it all. */
