@@ -296,6 +296,22 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
     return 0;
 }
 
+/* A node's ROLE cell: its role (voter, witness, standby; a voter raft
+ * has not made one yet shows as spare), marked when it leads. */
+static const char *node_role(const msgpack_object *n, char *out, size_t cap)
+{
+    char role[24];
+
+    ol__mp_gets(n, "role", role, sizeof role);
+    if (!role[0] || strcmp(role, "-") == 0)
+        snprintf(role, sizeof role, "voter");
+    if (strcmp(role, "voter") == 0 && !ol__mp_getb(n, "voter"))
+        snprintf(role, sizeof role, "spare");
+    snprintf(out, cap, "%s%s", ol__mp_getb(n, "leader") ? "leader, " : "",
+             role);
+    return out;
+}
+
 static void print_cluster(const msgpack_object *root)
 {
     const msgpack_object *cl = ol__mp_get(root, "cluster");
@@ -331,7 +347,7 @@ static void print_cluster(const msgpack_object *root)
         const msgpack_object *n = &nodes->via.array.ptr[i];
         const msgpack_object *lc = ol__mp_get(n, "last_contact_ms");
         char id[24], addr[130], labels[210], health[24], applied[24],
-            agents[24], last[32];
+            agents[24], last[32], role[48];
         const char *cells[8];
 
         if (lc && lc->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -342,9 +358,7 @@ static void print_cluster(const msgpack_object *root)
         cells[0] = ol__mp_gets(n, "id", id, sizeof id);
         cells[1] = ol__mp_gets(n, "address", addr, sizeof addr);
         cells[2] = ol__mp_gets(n, "labels", labels, sizeof labels);
-        cells[3] = ol__mp_getb(n, "leader")  ? "leader"
-                   : ol__mp_getb(n, "voter") ? "voter"
-                                             : "spare";
+        cells[3] = node_role(n, role, sizeof role);
         cells[4] = ol__mp_gets(n, "health", health, sizeof health);
         cells[5] = last;
         cells[6] = ol__mp_gets(n, "applied", applied, sizeof applied);
@@ -397,12 +411,19 @@ static void cluster_req(struct ol__cli_req *q, const char *sub, int want,
         ol__pk_kv_str(&q->m, "labels", labels);
 }
 
+/* `cluster promote ID` (to voter) and `cluster demote ID` (to standby):
+ * one node id, like remove. */
+static int role_sub(const char *sub)
+{
+    return strcmp(sub, "promote") == 0 || strcmp(sub, "demote") == 0;
+}
+
 /* How many words a node's subcommand takes, or -1 for none known. */
 static int sub_words(const char *sub)
 {
     if (strcmp(sub, "add") == 0)
         return 4;
-    if (strcmp(sub, "remove") == 0)
+    if (strcmp(sub, "remove") == 0 || role_sub(sub))
         return 2;
     if (strcmp(sub, "status") == 0 || strcmp(sub, "init") == 0)
         return 1;
@@ -462,7 +483,7 @@ int ol__cmd_cluster(struct ol__cli *c)
         return rv;
     if ((want = sub_words(sub)) < 0)
         return ol__cli_usage_err(c, "unknown subcommand '%s' (status, init, "
-                                    "add, remove)",
+                                    "add, remove, promote, demote)",
                                  sub);
     if (n != want)
         return ol__cli_usage_err(c, "'cluster %s' takes %d argument%s", sub,

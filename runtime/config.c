@@ -17,6 +17,7 @@
 #include "base/err.h"
 #include "base/fsutil.h"
 #include "base/log.h"
+#include "replication/placement.h"
 
 void ol__config_defaults(struct ol__config *c)
 {
@@ -170,8 +171,53 @@ static int loopback_host(const char *listen, int *ok_syntax)
     return 0;
 }
 
+/* Fold `role` into `labels` as its role= item (the replicated roster
+ * carries it there: placement.h).  A role= label written by hand is
+ * refused: the role key says it. */
+static int fold_role(char *labels, size_t lcap, int role, const char *where,
+                     char *err, size_t cap)
+{
+    char tmp[OL_LABELS_MAX + 1];
+    char v[32];
+
+    ol__label_get(labels, "role", v, sizeof v);
+    if (v[0]) {
+        snprintf(err, cap,
+                 "%s labels hold 'role=%s': set the role with the 'role' key "
+                 "(voter, witness or standby), not as a label",
+                 where, v);
+        return -1;
+    }
+    if (ol__labels_with_role(labels, role, tmp, sizeof tmp) != 0 ||
+        strlen(tmp) >= lcap) {
+        snprintf(err, cap, "%s labels are too long to add role=%s", where,
+                 ol__role_name(role));
+        return -1;
+    }
+    memcpy(labels, tmp, strlen(tmp) + 1);
+    return 0;
+}
+
+static int check_roles(struct ol__config *c, char *err, size_t cap)
+{
+    char where[48];
+
+    if (fold_role(c->labels, sizeof c->labels, c->role, "[node]", err, cap))
+        return -1;
+    for (uint32_t i = 0; i < c->n_peers; i++) {
+        snprintf(where, sizeof where, "[peer.%llu]",
+                 (unsigned long long)c->peers[i].id);
+        if (fold_role(c->peers[i].labels, sizeof c->peers[i].labels,
+                      c->peers[i].role, where, err, cap))
+            return -1;
+    }
+    return 0;
+}
+
 static int check(struct ol__config *c, int named, char *err, size_t cap)
 {
+    if (check_roles(c, err, cap) != 0)
+        return -1;
     for (uint32_t i = 0; i < c->n_agents; i++)
         if (c->agents[i].kind[0] == '\0') {
             snprintf(err, cap, "[agent.%s] has no 'kind'", c->agents[i].name);

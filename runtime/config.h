@@ -63,6 +63,8 @@ struct ol__config_peer {
     char address[OL_ADDR_MAX];
     char pubkey[OL_PK_HEX_SIZE]; /* hex */
     char labels[OL_LABELS_MAX + 1];
+    int role;                    /* enum ol__node_role: voter, witness,
+                                    standby; folded into labels as role= */
 };
 
 struct ol__config {
@@ -93,6 +95,9 @@ struct ol__config {
     uint32_t feature_level;    /* stay at this level (rolling upgrade);
                                   0: this build's */
     int bootstrap;             /* bootstrap every listed node as a voter */
+    int role;                  /* enum ol__node_role (replication/
+                                  placement.h); folded into labels as
+                                  role= once the file is read */
     /* [http] */
     char http_listen[OL_ADDR_MAX];    /* "" : no HTTP endpoint */
     char http_token_file[PATH_MAX];   /* "" : no token (loopback only) */

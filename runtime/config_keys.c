@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "replication/placement.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "record/ckpt.h"
@@ -151,6 +152,19 @@ static int parse_bool(const char *v, int *out)
     return 0;
 }
 
+/* `role = voter | witness | standby`. */
+static int role_key(struct parse *p, int *out, const char *where,
+                    const char *value)
+{
+    int r = ol__role_parse(value);
+
+    if (r < 0)
+        return fail(p, "%s role must be voter, witness or standby, not '%s'",
+                    where, value);
+    *out = r;
+    return 1;
+}
+
 static int cluster_key(struct parse *p, const char *name, const char *value)
 {
     struct ol__config *c = p->c;
@@ -168,6 +182,8 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
     U32("segment_mb", 1, 1024, segment_mb)
     U32("feature_level", 1, OL_FEATURE_LEVEL, feature_level)
+    if (strcmp(name, "role") == 0)
+        return role_key(p, &c->role, "[cluster]", value);
     if (strcmp(name, "bootstrap") == 0) {
         if (parse_bool(value, &c->bootstrap) != 0)
             return fail(p, "'%s' must be true or false, not '%s'", name,
@@ -489,6 +505,8 @@ static int peer_key(struct parse *p, const char *idstr, const char *name,
             return fail(p, "'%s' is too long%s", name, "");
         return 1;
     }
+    if (strcmp(name, "role") == 0)
+        return role_key(p, &peer->role, "[peer]", value);
     return fail(p, "unknown key '%s' in section [peer.%s]", name, idstr);
 }
 
