@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,10 +215,50 @@ static int check_roles(struct ol__config *c, char *err, size_t cap)
     return 0;
 }
 
+/* An [agent.NAME]'s prefer and avoid go into its config object, where
+ * the leader's placement reads them (they travel in the SPAWN's config). */
+static int fold_affinity(struct ol__config_agent *a, char *err, size_t cap)
+{
+    json_error_t je;
+    json_t *o;
+    char *s;
+
+    if (!a->prefer[0] && !a->avoid[0])
+        return 0;
+    o = json_loads(a->config_json ? a->config_json : "{}", 0, &je);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        snprintf(err, cap, "[agent.%s] config must be a JSON object",
+                 a->name);
+        return -1;
+    }
+    if (a->prefer[0])
+        json_object_set_new(o, "prefer", json_string(a->prefer));
+    if (a->avoid[0])
+        json_object_set_new(o, "avoid", json_string(a->avoid));
+    s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (s == NULL) {
+        snprintf(err, cap, "out of memory");
+        return -1;
+    }
+    free(a->config_json);
+    a->config_json = strdup(s);
+    free(s);
+    if (a->config_json == NULL) {
+        snprintf(err, cap, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int check(struct ol__config *c, int named, char *err, size_t cap)
 {
     if (check_roles(c, err, cap) != 0)
         return -1;
+    for (uint32_t i = 0; i < c->n_agents; i++)
+        if (fold_affinity(&c->agents[i], err, cap) != 0)
+            return -1;
     for (uint32_t i = 0; i < c->n_agents; i++)
         if (c->agents[i].kind[0] == '\0') {
             snprintf(err, cap, "[agent.%s] has no 'kind'", c->agents[i].name);

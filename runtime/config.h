@@ -24,6 +24,10 @@ struct ol__config_agent {
     char name[OL_NAME_MAX + 1];
     char kind[OL_KIND_MAX + 1];
     char *config_json; /* malloc'd; NULL: {} */
+    /* Placement affinity: label lists, "" for none; folded into the config
+     * as its "prefer" and "avoid" keys once the file is read. */
+    char prefer[OL_LABELS_MAX + 1];
+    char avoid[OL_LABELS_MAX + 1];
 };
 
 /* How a plugin kind runs ([agents] holds the defaults, [plugin.KIND] the

@@ -159,7 +159,8 @@ static int role_key(struct parse *p, int *out, const char *where,
     int r = ol__role_parse(value);
 
     if (r < 0)
-        return fail(p, "%s role must be voter, witness or standby, not '%s'",
+        return fail(p, "%s role must be voter, witness or standby, not "
+                       "'%.40s'",
                     where, value);
     *out = r;
     return 1;
@@ -280,6 +281,18 @@ static int agent_key(struct parse *p, const char *aname, const char *name,
         free(a->config_json);
         a->config_json = strdup(value);
         return a->config_json ? 1 : fail(p, "out of memory%s%s", "", "");
+    }
+    if (strcmp(name, "prefer") == 0 || strcmp(name, "avoid") == 0) {
+        if (strlen(value) > OL_LABELS_MAX || !ol__label_list_valid(value))
+            return fail(p, name[0] == 'p'
+                               ? "[agent.%s] prefer must be labels k=v,k=v "
+                                 "(letters, digits, _ . -), not '%.60s'"
+                               : "[agent.%s] avoid must be labels k=v,k=v "
+                                 "(letters, digits, _ . -), not '%.60s'",
+                        aname, value);
+        snprintf(name[0] == 'p' ? a->prefer : a->avoid, sizeof a->prefer,
+                 "%s", value);
+        return 1;
     }
     return fail(p, "unknown key '%s' in section [agent.%s]", name, aname);
 }
