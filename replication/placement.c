@@ -102,50 +102,50 @@ static struct ol__pl_node *find(struct ol__pl_node *nodes, size_t n,
     return NULL;
 }
 
+/* The next item of a comma-separated list at *pp, spaces around it
+ * trimmed, its length in *len; NULL past the end. */
+static const char *next_item(const char **pp, size_t *len)
+{
+    const char *p = *pp, *end;
+    size_t l;
+
+    if (p == NULL || *p == '\0')
+        return NULL;
+    end = strchr(p, ',');
+    l = end ? (size_t)(end - p) : strlen(p);
+    while (l && *p == ' ') {
+        p++;
+        l--;
+    }
+    while (l && p[l - 1] == ' ')
+        l--;
+    *pp = end ? end + 1 : NULL;
+    *len = l;
+    return p;
+}
+
 /* Whether item "k=v" of length `len` is one of `labels`' items. */
 static int has_item(const char *labels, const char *item, size_t len)
 {
-    const char *p = labels;
+    const char *p = labels, *it;
+    size_t l;
 
-    while (p && *p) {
-        const char *end = strchr(p, ',');
-        size_t l = end ? (size_t)(end - p) : strlen(p);
-
-        while (l && *p == ' ') {
-            p++;
-            l--;
-        }
-        while (l && p[l - 1] == ' ')
-            l--;
-        if (l == len && strncmp(p, item, len) == 0)
+    while ((it = next_item(&p, &l)) != NULL)
+        if (l == len && strncmp(it, item, len) == 0)
             return 1;
-        p = end ? end + 1 : NULL;
-    }
     return 0;
 }
 
 int ol__label_match(const char *labels, const char *list)
 {
-    const char *p = list;
+    const char *p = list, *it;
+    size_t l;
 
-    if (labels == NULL || list == NULL)
+    if (labels == NULL)
         return 0;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t l = end ? (size_t)(end - p) : strlen(p);
-
-        while (l && *p == ' ') {
-            p++;
-            l--;
-        }
-        while (l && p[l - 1] == ' ')
-            l--;
-        if (l && has_item(labels, p, l))
+    while ((it = next_item(&p, &l)) != NULL)
+        if (l && has_item(labels, it, l))
             return 1;
-        if (end == NULL)
-            break;
-        p = end + 1;
-    }
     return 0;
 }
 
