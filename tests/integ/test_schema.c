@@ -30,7 +30,8 @@ static const char *const schemas[] = {
     "restart", "rm", "config", "send", "upgrade", "verify", "export",
     "keygen", "recover", "cluster-init", "error", "http-status",
     /* cluster */
-    "cluster-status", "cluster-add", "cluster-remove", NULL};
+    "cluster-status", "cluster-add", "cluster-remove", "cluster-demote",
+    "cluster-promote", NULL};
 
 /* Commands whose --json is refused with a usage error: top is a live
  * view; its data is in status, cluster status and agents. */
@@ -334,6 +335,27 @@ Test(schema, cluster, .timeout = 400)
               c.nodes[0].d.data, c.nodes[1].d.data, c.nodes[2].d.data);
     check_cmd(&c.nodes[follower].d, "error", 1,
               "cluster remove %llu", (unsigned long long)c.nodes[leader].id);
+
+    /* Demote the follower, promote it back once that landed. */
+    check_cmd(&c.nodes[leader].d, "cluster-demote", 0, "cluster demote %llu",
+              (unsigned long long)c.nodes[follower].id);
+    for (int i = 0;; i++) {
+        char file[256];
+
+        snprintf(file, sizeof file, "%s/promote.json", c.nodes[leader].d.root);
+        if (td_sh(&out, "{ '%s' --data-dir '%s' --json cluster promote %llu "
+                        "> '%s'; }",
+                  td_bin("outlast"), c.nodes[leader].d.data,
+                  (unsigned long long)c.nodes[follower].id, file) == 0) {
+            free(out);
+            check_file("cluster-promote", file, "cluster promote");
+            break;
+        }
+        free(out);
+        check_file("error", file, "cluster promote (not yet a standby)");
+        cr_assert_lt(i, 100, "cluster promote kept failing");
+        td_sleep_ms(100);
+    }
 
     /* Remove the follower, then add a new member in its place. */
     check_cmd(&c.nodes[leader].d, "cluster-remove", 0, "cluster remove %llu",
