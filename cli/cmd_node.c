@@ -20,6 +20,7 @@
 #include "replication/cluster.h"
 #include "runtime/config.h"
 #include "base/fsutil.h"
+#include "replication/placement.h"
 
 static void kv(const char *key, const char *value)
 {
@@ -212,6 +213,26 @@ static int parse_id(const struct ol__cli *c, const char *s, uint64_t *id)
     return 0;
 }
 
+/* Whether `cfg` may start a cluster: it has a [cluster] section, and is
+ * not a standby (raft needs a voter to lead).  Frees `cfg` and returns
+ * the usage error, or returns 0. */
+static int init_config_ok(struct ol__cli *c, struct ol__config *cfg,
+                          const char *config)
+{
+    if (!cfg->cluster) {
+        ol__config_free(cfg);
+        return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
+                            "%s has no [cluster] section", config);
+    }
+    if (cfg->role != OL_ROLE_STANDBY)
+        return 0;
+    ol__config_free(cfg);
+    return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
+                        "%s gives this node role standby: a standby does not "
+                        "vote, so run cluster init on a voter",
+                        config);
+}
+
 /* `cluster init --config FILE [--all]`: write the first raft
  * configuration into the node's data dir, before its first start.  Raft
  * can only be bootstrapped while it is not running, so this is offline. */
@@ -233,11 +254,8 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
         ol__config_free(&cfg);
         return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG", "%s", err);
     }
-    if (!cfg.cluster) {
-        ol__config_free(&cfg);
-        return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
-                            "%s has no [cluster] section", config);
-    }
+    if ((rv = init_config_ok(c, &cfg, config)) != 0)
+        return rv;
     for (uint32_t i = 0; all && i < cfg.n_peers; i++) {
         peers[n].id = cfg.peers[i].id;
         snprintf(peers[n].address, sizeof peers[n].address, "%s",

@@ -63,7 +63,8 @@ static void check_own_role(struct cluster *c)
                  "roster has %s",
                  ol__role_name(cfg_role) ? ol__role_name(cfg_role) : "?",
                  ol__role_name(roster) ? ol__role_name(roster) : "?");
-    else if (raft >= 0 && raft != wanted_raft_role(c, c->cfg.self_id))
+    else if (raft >= 0 && raft != RAFT_SPARE &&
+             raft != wanted_raft_role(c, c->cfg.self_id))
         snprintf(msg, sizeof msg, "role %s but the raft configuration has "
                  "this node as a %s",
                  ol__role_name(roster) ? ol__role_name(roster) : "?",

@@ -178,6 +178,14 @@ Test(roles, witness_hosts_no_agents, .timeout = 300)
     cr_assert_geq(leader, 0, "no leader");
     cr_assert(wait_role(leader, 4, "witness", 1),
               "the witness is a raft voter with role witness");
+    {
+        char out[4096];
+
+        cr_assert_eq(cli(leader, out, sizeof out, "cluster status"), 0, "%s",
+                     out);
+        cr_expect(strstr(out, "witness") != NULL,
+                  "cluster status shows no witness:\n%s", out);
+    }
     for (int i = 0; i < 9; i++) {
         snprintf(name, sizeof name, "w%d", i);
         spawn(leader, name, "{\"interval_ms\": 50}");
@@ -269,6 +277,15 @@ Test(roles, standby_replicates_without_voting, .timeout = 300)
         cr_assert_geq(leader, 0);
     }
     cr_assert(wait_role(leader, 4, "voter", 1), "promotion did not land");
+    /* Node 4's config still says standby: it says the roster differs. */
+    end = td_ms() + WAIT_MS;
+    while (tc_log_count(&c, 3, "configured role standby but the cluster's "
+                               "roster has voter") == 0 &&
+           td_ms() < end)
+        td_sleep_ms(100);
+    cr_expect_gt(tc_log_count(&c, 3, "configured role standby but the "
+                                     "cluster's roster has voter"),
+                 0, "node 4 did not report its role mismatch");
     /* Four voters with one down: a majority (3) needs the promoted
      * standby's vote. Kill nothing more; a spawn must commit. */
     spawn(leader, "after", "{\"interval_ms\": 50}");
