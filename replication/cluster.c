@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "base/pack.h"
 #include "cluster_int.h"
+#include "lease.h"
 #include "rstart.h"
 
 /* ---- the proposer's view of the cluster (propose.h) ---- */
@@ -239,9 +240,10 @@ static int init_parts(struct cluster *c, uv_loop_t *loop,
     c->role = RAFT_UNAVAILABLE;
     while (c->inc == 0)
         randombytes_buf(&c->inc, sizeof c->inc);
-    /* Two fifths: a lease and the leader's majority window together stay a
-     * fifth of the failover time short of it (cluster_lease.c). */
-    c->lease_ms = cfg->failover_ms * 2 / 5;
+    /* Two leases back to back stay inside the failover time however the
+     * clocks' rates differ within the bound (lease.h). */
+    c->drift_pct = cfg->drift_pct ? cfg->drift_pct : 10;
+    c->lease_ms = ol__cluster_lease_ms(cfg->failover_ms, c->drift_pct);
     /* A node held at an older level decodes only what that level knows,
      * as an older build would. */
     ol__cmd_set_level(cfg->feature_level ? cfg->feature_level

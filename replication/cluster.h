@@ -29,6 +29,8 @@ struct ol__cluster_config {
     unsigned election_ms;
     unsigned heartbeat_ms;
     unsigned failover_ms;         /* silence before a node's agents move */
+    unsigned drift_pct;           /* clock rates differ by less (lease.h);
+                                     0: 10 */
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
     unsigned segment_mb;          /* raft log segment size; 0: libraft's */

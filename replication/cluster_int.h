@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "base/map.h"
+#include "ackpace.h"
 #include "base/sizes.h"
 #include "cluster.h"
 #include "fsm.h"
@@ -88,6 +89,7 @@ struct cluster {
     const struct ol__key *key;
     uint64_t inc;
     unsigned lease_ms;
+    unsigned drift_pct;
 
     struct ol__transport *tr;
     struct raft_io io;
@@ -96,6 +98,7 @@ struct cluster {
     struct raft_tracer tracer;
     int raft_inited;
     struct ol__rfix rfix; /* corrections to libraft's replies */
+    struct ol__ackpace pace; /* the leader's append completions */
     uint8_t cluster_id[OL_CLUSTER_ID_SIZE]; /* zero: not joined yet */
 
     /* role */

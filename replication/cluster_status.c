@@ -78,6 +78,13 @@ static void pack_counters(struct cluster *c, struct ol__pk_map *parent)
     ol__pk_kv_uint(&m, "placements", c->n.placements);
     ol__pk_kv_uint(&m, "snapshots_taken", c->fsm.n.snapshots_taken);
     ol__pk_kv_uint(&m, "snapshots_installed", c->fsm.n.snapshots_installed);
+    /* The leader's append completions (ackpace.h): passed on at once, held
+     * until an answer made a majority, held until the guard let them go,
+     * and the time they were held in all. */
+    ol__pk_kv_uint(&m, "appends_passed", c->pace.n.passed);
+    ol__pk_kv_uint(&m, "appends_held_to_majority", c->pace.n.by_ack);
+    ol__pk_kv_uint(&m, "appends_held_to_guard", c->pace.n.by_guard);
+    ol__pk_kv_uint(&m, "appends_held_ms", c->pace.n.held_ms);
     (void)ol__pk_map_end(&m);
 }
 

@@ -54,6 +54,15 @@ static void wire_snapshot_of(void *data, uint64_t *index, uint64_t *term)
     *term = c->raft_inited ? c->raft.log.snapshot.last_term : 0;
 }
 
+static void wire_result_seen(void *data, uint64_t peer, uint64_t term,
+                             uint64_t last)
+{
+    struct cluster *c = data;
+
+    if (c->raft_inited)
+        ol__ackpace_answer(&c->pace, peer, term, last);
+}
+
 static uint64_t wire_result_cap(void *data, uint64_t term, uint64_t last)
 {
     struct cluster *c = data;
@@ -101,6 +110,7 @@ void ol__cl_transport_hooks(struct cluster *c,
     tc->raft_hooks.append_seen = wire_append_seen;
     tc->raft_hooks.snapshot_seen = wire_snapshot_seen;
     tc->raft_hooks.result_cap = wire_result_cap;
+    tc->raft_hooks.result_seen = wire_result_seen;
     tc->raft_hooks.snapshot_of = wire_snapshot_of;
     tc->cluster_id = c->cluster_id;
     tc->cluster_id_cb = cluster_id_adopted;
@@ -146,6 +156,8 @@ void ol__cl_check_cb(uv_check_t *h)
     const char *laddr = NULL;
 
     raft_leader(&c->raft, &lid, &laddr);
+    if (c->raft_inited)
+        ol__ackpace_pump(&c->pace);
     if (state == RAFT_UNAVAILABLE && c->role != RAFT_UNAVAILABLE &&
         !c->closing) {
         /* libraft 0.15 gives up this way when the leader sends entries
@@ -273,6 +285,30 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
     return 0;
 }
 
+/* raft_uv's append and close, through the pacer (ackpace.h). */
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n,
+                     raft_io_append_cb cb)
+{
+    struct raft *r = io->data;
+    struct cluster *c = r->data;
+
+    return ol__ackpace_append(&c->pace, io, req, entries, n, cb);
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct raft *r = io->data;
+    struct cluster *c = r->data;
+
+    ol__ackpace_close(&c->pace, io, cb);
+}
+
+static uint64_t pace_now(void *data)
+{
+    return ol__cl_now(data);
+}
+
 /* A configuration of `self` and `others`, all voters.  Returns 0 or a
  * RAFT_* code; the caller closes `conf` either way. */
 /* The raft role of a node with `labels`: a standby (placement.h) is
@@ -320,6 +356,12 @@ static int io_setup(struct cluster *c, char *errmsg)
      * commit p99 there from about 40 to 25 ms (bench_cluster). */
     if (c->cfg.segment_mb)
         raft_uv_set_segment_size(&c->io, (size_t)c->cfg.segment_mb << 20);
+    /* An answer the pacer missed holds a completion for at most one
+     * election timeout: long past any round trip a healthy cluster has. */
+    ol__ackpace_init(&c->pace, &c->raft, c->io.append, c->io.close,
+                     c->cfg.election_ms, pace_now, c);
+    c->io.append = io_append;
+    c->io.close = io_close;
     if (c->io.version < 2 || c->io.async_work == NULL) {
         c->io.version = 2;
         c->io.async_work = io_async_work;

@@ -327,6 +327,10 @@ static int check_header(struct ol__rwire *w)
         return check_append(w);
     if (w->type == T_SNAPSHOT)
         return check_snapshot(w);
+    if (w->type == T_APPEND_RESULT && w->dir == OL_RW_IN &&
+        w->hooks.result_seen && w->peer && get64(h + 8) == 0)
+        w->hooks.result_seen(w->hooks.data, w->peer, get64(h),
+                             get64(h + 16));
     if (w->type == T_APPEND_RESULT && w->dir == OL_RW_OUT &&
         w->hooks.result_cap && get64(h + 8) == 0) {
         uint64_t last = get64(h + 16);

@@ -67,6 +67,10 @@ struct ol__rw_hooks {
     void (*snapshot_of)(void *data, uint64_t *index, uint64_t *term);
     /* OUT: what a successful result of `term` may report. */
     uint64_t (*result_cap)(void *data, uint64_t term, uint64_t last);
+    /* IN: a successful result of `term` from `peer` (the stream's
+     * ol__rwire.peer) reports its log up to `last` (ackpace.h). */
+    void (*result_seen)(void *data, uint64_t peer, uint64_t term,
+                        uint64_t last);
 };
 
 /* Bytes to pass on, in order; returns 0 or an OL_E* code to stop. */
@@ -74,6 +78,7 @@ typedef int (*ol__rw_emit_fn)(void *ctx, const uint8_t *p, size_t n);
 
 struct ol__rwire {
     int dir;
+    uint64_t peer;             /* the node at the other end; 0: unknown */
     struct ol__rw_hooks hooks; /* NULL members: no report, no cap */
     int phase;
     uint8_t pre[16];

@@ -187,6 +187,7 @@ int ol__pump_open(struct ol__conn *c)
     c->pbuf_in = c->pbuf + OL_RAFT_FRAME_MAX;
     ol__rwire_init(c->rw_in, OL_RW_IN, &t->raft_hooks);
     ol__rwire_init(c->rw_out, OL_RW_OUT, &t->raft_hooks);
+    c->rw_in->peer = c->peer_id;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
         ol_log_rl(OL_LOG_WARN, "transport: socketpair: %s",
                   uv_strerror(uv_translate_sys_error(errno)));

@@ -18,6 +18,7 @@
 #include "base/err.h"
 #include "base/fsutil.h"
 #include "base/log.h"
+#include "replication/lease.h"
 #include "replication/placement.h"
 
 void ol__config_defaults(struct ol__config *c)
@@ -37,6 +38,7 @@ void ol__config_defaults(struct ol__config *c)
     c->election_timeout_ms = 1000;
     c->heartbeat_timeout_ms = 100;
     c->failover_ms = 3000;
+    c->clock_drift_pct = 10;
     c->snapshot_threshold = 8192;
     c->snapshot_trailing = 2048;
     c->segment_mb = 32;
@@ -252,6 +254,25 @@ static int fold_affinity(struct ol__config_agent *a, char *err, size_t cap)
     return 0;
 }
 
+/* A named timing profile sets the times not given explicitly.  The
+ * figures behind each are in bench/RESULTS.md ("Over a WAN"). */
+static void apply_timing(struct ol__config *c)
+{
+    static const uint32_t t[3][3] = {
+        {1000, 100, 3000}, /* default */
+        {300, 50, 600},    /* lan */
+        {500, 100, 800},   /* wan */
+    };
+    const uint32_t *v = t[c->timing];
+
+    if (!(c->timing_set & OL_TIMING_SET_ELECTION))
+        c->election_timeout_ms = v[0];
+    if (!(c->timing_set & OL_TIMING_SET_HEARTBEAT))
+        c->heartbeat_timeout_ms = v[1];
+    if (!(c->timing_set & OL_TIMING_SET_FAILOVER))
+        c->failover_ms = v[2];
+}
+
 static int check(struct ol__config *c, int named, char *err, size_t cap)
 {
     if (check_roles(c, err, cap) != 0)
@@ -278,6 +299,7 @@ static int check(struct ol__config *c, int named, char *err, size_t cap)
             return -1;
         }
     }
+    apply_timing(c);
     if (c->cluster && c->listen[0] == '\0') {
         snprintf(err, cap, "[cluster] needs 'listen' (host:port)");
         return -1;
@@ -288,14 +310,17 @@ static int check(struct ol__config *c, int named, char *err, size_t cap)
                  "election_timeout_ms");
         return -1;
     }
-    /* A lease lasts 2/5 of failover_ms and is renewed once a heartbeat: it
-     * must outlast two of them, or a node loses it between two answers. */
-    if (c->cluster && c->failover_ms < 5 * c->heartbeat_timeout_ms) {
+    /* A lease is renewed once a heartbeat: it must outlast two of them, or
+     * a node loses it between two answers. */
+    if (c->cluster && ol__cluster_lease_ms(c->failover_ms, c->clock_drift_pct) <
+                          2 * c->heartbeat_timeout_ms) {
         snprintf(err, cap,
-                 "[cluster] failover_ms (%u) must be at least 5 x "
-                 "heartbeat_timeout_ms (%u): a node's lease, 2/5 of "
-                 "failover_ms, must span two heartbeats",
-                 c->failover_ms, c->heartbeat_timeout_ms);
+                 "[cluster] failover_ms (%u) is too short for "
+                 "heartbeat_timeout_ms (%u): a node's lease (%u ms: "
+                 "failover_ms x (100 - clock_drift_pct) / (2 x (100 + "
+                 "clock_drift_pct))) must span two heartbeats",
+                 c->failover_ms, c->heartbeat_timeout_ms,
+                 ol__cluster_lease_ms(c->failover_ms, c->clock_drift_pct));
         return -1;
     }
     if (c->http_listen[0]) {

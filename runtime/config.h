@@ -71,6 +71,17 @@ struct ol__config_peer {
                                     standby; folded into labels as role= */
 };
 
+/* [cluster] timing: a named set of election, heartbeat and failover
+ * times (keys set explicitly win). */
+enum ol_timing {
+    OL_TIMING_DEFAULT = 0, /* 1000 / 100 / 3000 ms */
+    OL_TIMING_LAN,         /* one site: 300 / 50 / 600 ms */
+    OL_TIMING_WAN,         /* sites up to ~100 ms apart: 500 / 100 / 800 ms */
+};
+#define OL_TIMING_SET_ELECTION 1u
+#define OL_TIMING_SET_HEARTBEAT 2u
+#define OL_TIMING_SET_FAILOVER 4u
+
 struct ol__config {
     /* [node] */
     uint64_t node_id;
@@ -93,6 +104,9 @@ struct ol__config {
     uint32_t election_timeout_ms;
     uint32_t heartbeat_timeout_ms;
     uint32_t failover_ms;
+    uint32_t clock_drift_pct;  /* clock rates differ by less than this */
+    int timing;                /* enum ol_timing: a named profile */
+    unsigned timing_set;       /* OL_TIMING_SET_*: keys given explicitly */
     uint32_t snapshot_threshold;
     uint32_t snapshot_trailing;
     uint32_t segment_mb;       /* raft log segment size, MiB */

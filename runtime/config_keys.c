@@ -166,9 +166,34 @@ static int role_key(struct parse *p, int *out, const char *where,
     return 1;
 }
 
+/* `timing`, and which of the times it sets were given explicitly.
+ * Returns -1 for any other key, else what a key handler returns. */
+static int timing_key(struct parse *p, const char *name, const char *value)
+{
+    static const char *const names[] = {"default", "lan", "wan"};
+    struct ol__config *c = p->c;
+
+    if (strcmp(name, "election_timeout_ms") == 0)
+        c->timing_set |= OL_TIMING_SET_ELECTION;
+    else if (strcmp(name, "heartbeat_timeout_ms") == 0)
+        c->timing_set |= OL_TIMING_SET_HEARTBEAT;
+    else if (strcmp(name, "failover_ms") == 0)
+        c->timing_set |= OL_TIMING_SET_FAILOVER;
+    if (strcmp(name, "timing") != 0)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(value, names[i]) == 0) {
+            c->timing = i;
+            return 1;
+        }
+    return fail(p, "'%s' must be lan, wan or default, not '%s'", name,
+                value);
+}
+
 static int cluster_key(struct parse *p, const char *name, const char *value)
 {
     struct ol__config *c = p->c;
+    int rv;
 
     STR("name", cluster_name)
     if (strcmp(name, "listen") == 0 && !address_ok(value))
@@ -176,9 +201,12 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
                        "([v6]:port for IPv6), not '%s'",
                     name, value);
     STR("listen", listen)
+    if ((rv = timing_key(p, name, value)) >= 0)
+        return rv;
     U32("election_timeout_ms", 50, 600000, election_timeout_ms)
     U32("heartbeat_timeout_ms", 10, 60000, heartbeat_timeout_ms)
     U32("failover_ms", 100, 3600000, failover_ms)
+    U32("clock_drift_pct", 1, 20, clock_drift_pct)
     U32("snapshot_threshold", 16, 100000000, snapshot_threshold)
     U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
     U32("segment_mb", 1, 1024, segment_mb)

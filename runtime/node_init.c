@@ -125,6 +125,7 @@ static int start_cluster(struct ol__node *n, const char *db_path)
     cc.election_ms = cfg->election_timeout_ms;
     cc.heartbeat_ms = cfg->heartbeat_timeout_ms;
     cc.failover_ms = cfg->failover_ms;
+    cc.drift_pct = cfg->clock_drift_pct;
     cc.snapshot_threshold = cfg->snapshot_threshold;
     cc.snapshot_trailing = cfg->snapshot_trailing;
     cc.segment_mb = cfg->segment_mb;

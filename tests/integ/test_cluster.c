@@ -436,6 +436,46 @@ Test(cluster, a_node_outside_the_roster_is_refused)
 }
 
 
+/* ---- commits under load ---- */
+
+/* libraft 0.15's leader looks for a commit only at its newest stored
+ * entry; the pacer (replication/ackpace.h) holds the leader's own append
+ * completions until followers' answers make them a majority, so that the
+ * answer itself commits.  Under steady load from agents on every node the
+ * leader must see those answers on the wire: its completions are released
+ * by answers, not by the guard. */
+Test(cluster, the_leader_commits_on_the_answer_that_makes_a_majority)
+{
+    struct tc_opts o = {.n = 3, .tag = "pace-"};
+    struct tc_status st;
+    char name[32];
+    int leader;
+
+    tc_init(&c, &o);
+    tc_start(&c);
+    leader = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(leader, 0);
+    for (int i = 0; i < 9; i++) {
+        snprintf(name, sizeof name, "p%d", i + 1);
+        spawn(leader, "counter", name, "{\"interval_ms\": 20}");
+    }
+    wait_started(leader, 9);
+    td_sleep_ms(3000);
+    leader = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(leader, 0);
+    cr_assert_eq(tc_status(&c, leader, &st), 0);
+    cr_log_info("leader %d: appends passed %" PRIu64 ", held to a majority "
+                "%" PRIu64 ", held to the guard %" PRIu64,
+                leader + 1, st.appends_passed, st.appends_held_to_majority,
+                st.appends_held_to_guard);
+    cr_assert_gt(st.appends_held_to_majority, 0,
+                 "no completion was released by a follower's answer");
+    cr_assert_leq(st.appends_held_to_guard * 10,
+                  st.appends_held_to_majority,
+                  "the guard, not the answers, released the completions");
+    cr_expect_eq(tc_check(&c, 30000), 0, "the invariant checker failed");
+}
+
 /* ---- rebalancing ---- */
 
 /* A restarted node gets agents back: the leader moves busy agents off

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "record/cmd.h"
+#include "replication/ackpace.h"
 #include "replication/fsm.h"
 #include "replication/raftfix.h"
 #include "replication/raftwire.h"
@@ -98,6 +99,7 @@ struct node {
     int (*truncate)(struct raft_io *io, raft_index index);
     unsigned pending; /* disk writes not yet completed */
     struct ol__rfix fix;
+    struct ol__ackpace pace; /* as the daemon paces its leader's appends */
     struct sim *s;
     unsigned i;
     uint64_t id;
@@ -907,6 +909,12 @@ static void wire_recv(struct raft_io *io, struct raft_message *m)
                                              a->prev_log_index, a->n_entries);
         ol__rfix_append_seen(&nd->fix, nd->raft, a->term, a->prev_log_index,
                              a->prev_log_term);
+    } else if (!current->o.as_is &&
+               m->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
+               m->append_entries_result.rejected == 0) {
+        ol__ackpace_answer(&nd->pace, m->server_id,
+                           m->append_entries_result.term,
+                           m->append_entries_result.last_log_index);
     } else if (!current->o.as_is && m->type == RAFT_IO_INSTALL_SNAPSHOT) {
         ol__rfix_snapshot_seen(&nd->fix, m->install_snapshot.term,
                                m->install_snapshot.last_index);
@@ -1021,10 +1029,55 @@ static int disk_truncate(struct raft_io *io, raft_index index)
     return nd->truncate(io, index);
 }
 
+/* The leader's append completions go through the pacer, as in the daemon
+ * (replication/raft.c); the disk below it is disk_append(). */
+static int paced_append(struct raft_io *io, struct raft_io_append *req,
+                        const struct raft_entry entries[], unsigned n,
+                        raft_io_append_cb cb)
+{
+    struct node *nd = node_of(current, io);
+
+    if (current->o.as_is)
+        return disk_append(io, req, entries, n, cb);
+    return ol__ackpace_append(&nd->pace, io, req, entries, n, cb);
+}
+
+static void (*fixture_close)(struct raft_io *io, raft_io_close_cb cb);
+
+static void paced_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    ol__ackpace_close(&node_of(current, io)->pace, io, cb);
+}
+
+static uint64_t pace_now(void *data)
+{
+    return now(data);
+}
+
+/* Pass on what the pacers of the live nodes allow now. */
+static void pace_pump(struct sim *s)
+{
+    for (unsigned i = 0; i < s->n; i++)
+        if (raft_fixture_alive(&s->F, i))
+            ol__ackpace_pump(&s->nodes[i].pace);
+}
+
+static void sim_step(struct sim *s)
+{
+    raft_fixture_step(&s->F);
+    pace_pump(s);
+}
+
 static void wire_wrap(struct node *nd)
 {
+    fixture_close = nd->raft->io->close;
+    /* A held completion is let go after an election timeout (1000 ms in
+     * these schedules), as the daemon's guard does. */
+    ol__ackpace_init(&nd->pace, nd->raft, disk_append, fixture_close, 1000,
+                     pace_now, nd->s);
     nd->append = nd->raft->io->append;
-    nd->raft->io->append = disk_append;
+    nd->raft->io->append = paced_append;
+    nd->raft->io->close = paced_close;
     nd->truncate = nd->raft->io->truncate;
     nd->raft->io->truncate = disk_truncate;
     nd->send = nd->raft->io->send;
@@ -1217,7 +1270,7 @@ static void step_for(struct sim *s, uint64_t ms)
     /* Bounded in events as well as in simulated time. */
     for (unsigned k = 0; k < 4000000 && now(s) < end && !s->abandoned;
          k++) {
-        raft_fixture_step(&s->F);
+        sim_step(s);
         if (now(s) < next_tick)
             continue;
         next_tick = now(s) + TICK_MS;
@@ -1525,6 +1578,7 @@ int sim_run(const struct sim_opts *o, struct sim_result *r)
     }
     r->sim_ms = now(s);
     for (unsigned i = 0; i < s->n; i++) {
+        r->paced += s->nodes[i].pace.n.by_ack;
         if (!o->naive) {
             r->installs += s->nodes[i].fsm.n.snapshots_installed;
             if (s->nodes[i].fsm.n.held_max > r->held_max)
@@ -1747,7 +1801,7 @@ int sim_figure8_as(int naive, int as_is, int verbose, struct sim_result *r)
                                                      i == 0 ? 1000 : 100000);
     s1 = s->nodes[0].raft;
     for (int k = 0; k < 100000 && s1->commit_index < 2; k++)
-        raft_fixture_step(&s->F);
+        sim_step(s);
     note(s, "S1: term %llu commit %llu applied %llu, store applied %llu",
          (unsigned long long)s1->current_term,
          (unsigned long long)s1->commit_index,
@@ -1755,7 +1809,7 @@ int sim_figure8_as(int naive, int as_is, int verbose, struct sim_result *r)
          (unsigned long long)ol__sm_applied(s->nodes[0].sm));
     /* Let S1 apply what it committed, as it would before crashing. */
     for (int k = 0; k < 1000 && raft_last_applied(s1) < 2; k++)
-        raft_fixture_step(&s->F);
+        sim_step(s);
     if (!naive)
         r->held_max = s->nodes[0].fsm.n.held_max;
     raft_fixture_kill(&s->F, 0);
@@ -1767,7 +1821,7 @@ int sim_figure8_as(int naive, int as_is, int verbose, struct sim_result *r)
     for (int k = 0; k < 400000; k++) {
         unsigned done = 0;
 
-        raft_fixture_step(&s->F);
+        sim_step(s);
         for (unsigned i = 1; i < 5; i++)
             done += ol__sm_applied(s->nodes[i].sm) >= 3;
         if (done == 4)

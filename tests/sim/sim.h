@@ -45,6 +45,8 @@ struct sim_result {
     uint64_t entries;     /* raft entries proposed */
     uint64_t leaders;     /* leaderships seen */
     uint64_t kills, partitions, installs, held_max, refusals;
+    uint64_t paced;       /* leader appends held until answers made a
+                           * majority (replication/ackpace.h) */
     uint64_t sim_ms;
     int abandoned;        /* the schedule left what the fixture models
                            * faithfully (a truncate with writes pending):

@@ -107,6 +107,7 @@ int main(int argc, char **argv)
         tot.partitions += r.partitions;
         tot.installs += r.installs;
         tot.refusals += r.refusals;
+        tot.paced += r.paced;
         tot.sim_ms += r.sim_ms;
         if (r.held_max > tot.held_max)
             tot.held_max = r.held_max;
@@ -118,13 +119,15 @@ int main(int argc, char **argv)
            "%" PRIu64 " checkpoints acknowledged, %" PRIu64 " entries, "
            "%" PRIu64 " leaderships, %" PRIu64 " kills, %" PRIu64
            " partitions, %" PRIu64 " snapshot installs, %" PRIu64
-           " refusals, most entries held at once %" PRIu64 "; %.1f s "
+           " refusals, %" PRIu64 " leader appends paced by answers, most "
+           "entries held at once %" PRIu64 "; %.1f s "
            "simulated in %.1f s\n",
            count, start, o.naive ? " (naive apply, libraft as is)"
                    : o.as_is ? " (hold only, libraft as is)" : "",
            failed, broken, abandoned,
            tot.acked, tot.entries, tot.leaders, tot.kills, tot.partitions,
-           tot.installs, tot.refusals, tot.held_max, tot.sim_ms / 1000.0,
+           tot.installs, tot.refusals, tot.paced, tot.held_max,
+           tot.sim_ms / 1000.0,
            (double)(t1.tv_sec - t0.tv_sec) +
                (t1.tv_nsec - t0.tv_nsec) / 1e9);
     if (broken)

@@ -327,6 +327,11 @@ int tc_status(struct tc *c, int i, struct tc_status *out)
     out->snapshots_installed =
         (uint64_t)td_int(ctr, "snapshots_installed", 0);
     out->snapshots_taken = (uint64_t)td_int(ctr, "snapshots_taken", 0);
+    out->appends_passed = (uint64_t)td_int(ctr, "appends_passed", 0);
+    out->appends_held_to_majority =
+        (uint64_t)td_int(ctr, "appends_held_to_majority", 0);
+    out->appends_held_to_guard =
+        (uint64_t)td_int(ctr, "appends_held_to_guard", 0);
     nodes = td_get(cl, "nodes");
     for (uint32_t k = 0; nodes && nodes->type == MSGPACK_OBJECT_ARRAY &&
                          k < nodes->via.array.size && k < 16;

@@ -61,6 +61,8 @@ struct tc_status {
     uint64_t leader, term, commit_index, applied_index, store_applied;
     int lease;
     uint64_t snapshots_installed, snapshots_taken;
+    /* the leader's append completions (replication/ackpace.h) */
+    uint64_t appends_passed, appends_held_to_majority, appends_held_to_guard;
     int n_nodes;
     struct {
         uint64_t id;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "replication/lease.h"
 #include "runtime/config.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -410,13 +411,71 @@ Test(config, oversized_file_is_refused)
     free(big);
 }
 
-/* The lease (2/5 of failover_ms) must span two heartbeats. */
+/* The lease (replication/lease.h) must span two heartbeats. */
 Test(config, failover_too_short_for_the_lease_is_refused)
 {
     expect_error("[cluster]\nlisten = 127.0.0.1:7100\n"
                  "election_timeout_ms = 300\nheartbeat_timeout_ms = 100\n"
                  "failover_ms = 400\n",
-                 "must be at least 5 x heartbeat_timeout_ms");
+                 "failover_ms (400) is too short for heartbeat_timeout_ms "
+                 "(100): a node's lease (163 ms");
+    /* A tighter clock bound gives a longer lease from the same time. */
+    expect_error("[cluster]\nlisten = 127.0.0.1:7100\n"
+                 "election_timeout_ms = 300\nheartbeat_timeout_ms = 100\n"
+                 "failover_ms = 400\nclock_drift_pct = 1\n",
+                 "lease (196 ms");
+    expect_error("[cluster]\nlisten = 127.0.0.1:7100\nclock_drift_pct = 0\n",
+                 "'clock_drift_pct' must be a whole number from 1 to 20");
+    expect_error("[cluster]\nlisten = 127.0.0.1:7100\nclock_drift_pct = 25\n",
+                 "'clock_drift_pct' must be a whole number from 1 to 20");
+}
+
+Test(config, lease_follows_the_failover_time_and_the_clock_bound)
+{
+    cr_assert_eq(ol__cluster_lease_ms(3000, 10), 1227);
+    cr_assert_eq(ol__cluster_lease_ms(1000, 1), 490);
+    /* Two leases, each measured on a clock up to d% fast, fit in the
+     * failover time measured on a clock up to d% slow. */
+    for (unsigned d = 1; d <= 20; d++)
+        for (unsigned f = 100; f <= 10000; f += 37) {
+            unsigned l = ol__cluster_lease_ms(f, d);
+
+            cr_assert_leq(2ull * l * (100 + d), (unsigned long long)f *
+                                                    (100 - d),
+                          "f %u d %u lease %u", f, d, l);
+            /* the live move's wait covers a lease on a slow clock */
+            cr_assert_geq((unsigned long long)
+                              ol__cluster_lease_stretch_ms(l, d) *
+                              (100 - d),
+                          (unsigned long long)l * (100 + d));
+        }
+}
+
+Test(config, timing_profiles_set_what_is_not_given)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c, "[cluster]\nlisten = 127.0.0.1:7100\n", err), 0,
+                 "%s", err);
+    cr_assert_eq(c.election_timeout_ms, 1000);
+    cr_assert_eq(c.heartbeat_timeout_ms, 100);
+    cr_assert_eq(c.failover_ms, 3000);
+    cr_assert_eq(c.clock_drift_pct, 10);
+    cr_assert_eq(load(&c, "[cluster]\nlisten = 127.0.0.1:7100\n"
+                          "timing = lan\n", err), 0, "%s", err);
+    cr_assert_eq(c.election_timeout_ms, 300);
+    cr_assert_eq(c.heartbeat_timeout_ms, 50);
+    cr_assert_eq(c.failover_ms, 600);
+    /* An explicit key wins, before or after the profile. */
+    cr_assert_eq(load(&c, "[cluster]\nlisten = 127.0.0.1:7100\n"
+                          "failover_ms = 900\ntiming = wan\n", err), 0,
+                 "%s", err);
+    cr_assert_eq(c.election_timeout_ms, 500);
+    cr_assert_eq(c.heartbeat_timeout_ms, 100);
+    cr_assert_eq(c.failover_ms, 900);
+    expect_error("[cluster]\nlisten = 127.0.0.1:7100\ntiming = fast\n",
+                 "'timing' must be lan, wan or default, not 'fast'");
 }
 
 Test(config, effects_sections_set_the_retry_policy_per_kind)
