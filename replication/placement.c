@@ -252,11 +252,32 @@ static int count_loads(const struct ol__sm *sm, struct ol__pl_node *nodes,
     return unknown;
 }
 
+/* Where agent affinities come from. */
+struct aff_src {
+    ol__pl_affinity_fn fn;
+    void *data;
+};
+
+/* The best node for agent `a`, its affinity read only now: most agents
+ * stay where they are and need none. */
+static struct ol__pl_node *pick(const struct ol__sm *sm,
+                                const struct ol__sm_agent *a,
+                                struct ol__pl_node *nodes, size_t n_nodes,
+                                const struct aff_src *src,
+                                const char *avoid_cloud, int *avoided)
+{
+    struct ol__pl_affinity af = {NULL, NULL};
+
+    if (src->fn)
+        src->fn(src->data, a, &af);
+    return best(sm, a->kind, nodes, n_nodes, &af, avoid_cloud, avoided);
+}
+
 /* Where agent `a` must go now (NULL: it stays), and why. */
 static struct ol__pl_node *decide(const struct ol__sm *sm,
                                   const struct ol__sm_agent *a,
                                   struct ol__pl_node *nodes, size_t n_nodes,
-                                  int unknown, const struct ol__pl_affinity *af,
+                                  int unknown, const struct aff_src *src,
                                   int *reason, int *avoided)
 {
     struct ol__pl_node *o = a->owner ? find(nodes, n_nodes, a->owner)
@@ -268,17 +289,17 @@ static struct ol__pl_node *decide(const struct ol__sm *sm,
         if (unknown)
             return NULL;
         *reason = OL_PL_PLACE;
-        return best(sm, a->kind, nodes, n_nodes, af, NULL, avoided);
+        return pick(sm, a, nodes, n_nodes, src, NULL, avoided);
     }
     if (o == NULL || o->health == OL_PL_DEAD) {
         *reason = OL_PL_FAILOVER;
-        return best(sm, a->kind, nodes, n_nodes, af, o ? o->cloud : NULL,
+        return pick(sm, a, nodes, n_nodes, src, o ? o->cloud : NULL,
                     avoided);
     }
     if (o->nohost && o->health == OL_PL_LIVE) {
         /* Its node became a witness or a standby: hand it over. */
         *reason = OL_PL_BALANCE;
-        return best(sm, a->kind, nodes, n_nodes, af, NULL, avoided);
+        return pick(sm, a, nodes, n_nodes, src, NULL, avoided);
     }
     if (o->health == OL_PL_LIVE && o->inc != a->inc) {
         *reason = OL_PL_REGRANT;
@@ -365,20 +386,18 @@ size_t ol__placement_aff(const struct ol__sm *sm, struct ol__pl_node *nodes,
                          void *skip_data, ol__pl_affinity_fn aff,
                          void *aff_data, struct ol__pl_move *out, size_t cap)
 {
+    const struct aff_src src = {aff, aff_data};
     const struct ol__sm_agent *a;
     size_t n = 0;
     int unknown = count_loads(sm, nodes, n_nodes);
 
     for (size_t i = 0; n < cap && ol__sm_agent_next(sm, &i, &a);) {
-        struct ol__pl_affinity af = {NULL, NULL};
         struct ol__pl_node *o, *t;
         int reason = 0, avoided = 0;
 
         if (!active(a) || (skip && skip(skip_data, a->name)))
             continue;
-        if (aff)
-            aff(aff_data, a, &af);
-        t = decide(sm, a, nodes, n_nodes, unknown, &af, &reason, &avoided);
+        t = decide(sm, a, nodes, n_nodes, unknown, &src, &reason, &avoided);
         if (t == NULL)
             continue;
         move_to(&out[n], a, t, reason);
