@@ -82,7 +82,7 @@ static uint32_t handoff_ms(struct cluster *c, const struct ol__pl_move *m,
         return 0;
     return ol__pl_handoff_ms(a->owner, m->owner,
                              health(c, a->owner, now, &inc), c->lease_ms,
-                             c->cfg.heartbeat_ms);
+                             c->drift_pct, c->cfg.heartbeat_ms);
 }
 
 /* Forget placements that landed or did not land in time (those may be

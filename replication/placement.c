@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lease.h"
+
 void ol__label_get(const char *labels, const char *key, char *out,
                    size_t cap)
 {
@@ -417,12 +419,14 @@ size_t ol__placement_aff(const struct ol__sm *sm, struct ol__pl_node *nodes,
 }
 
 uint32_t ol__pl_handoff_ms(uint64_t from, uint64_t to, int from_health,
-                           unsigned lease_ms, unsigned heartbeat_ms)
+                           unsigned lease_ms, unsigned drift_pct,
+                           unsigned heartbeat_ms)
 {
     uint64_t ms;
 
     if (from == 0 || from == to || from_health == OL_PL_DEAD)
         return 0;
-    ms = (uint64_t)lease_ms * 5 / 4 + heartbeat_ms;
+    ms = (uint64_t)ol__cluster_lease_stretch_ms(lease_ms, drift_pct) +
+         heartbeat_ms;
     return ms > OL_MOVE_HOLD_MAX_MS ? OL_MOVE_HOLD_MAX_MS : (uint32_t)ms;
 }

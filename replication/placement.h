@@ -110,12 +110,14 @@ int ol__label_list_valid(const char *list);
  * was granted before the move committed (the leader grants none to a node
  * that has not applied it, cluster_lease.c) and lasts `lease_ms` on the old
  * owner's clock; the wait is measured on the new owner's clock from when
- * it applies the move.  With clock rates within 10% of each other's,
- * lease_ms * 5 / 4 covers it; `heartbeat_ms` more covers the tick on which
- * the old owner notices its lease ran out.
+ * it applies the move.  With clock rates within drift_pct of each other's,
+ * lease_ms * (100 + drift_pct) / (100 - drift_pct) covers it (lease.h);
+ * `heartbeat_ms` more covers the tick on which the old owner notices its
+ * lease ran out.
  */
 uint32_t ol__pl_handoff_ms(uint64_t from, uint64_t to, int from_health,
-                           unsigned lease_ms, unsigned heartbeat_ms);
+                           unsigned lease_ms, unsigned drift_pct,
+                           unsigned heartbeat_ms);
 
 /* A node's role, carried in the replicated roster as its label `role=`
  * (none: a voter).  A witness votes but hosts no agents; a standby is a

@@ -448,15 +448,17 @@ Test(placement, handoff_wait)
         {0, 2, OL_PL_LIVE, 0},      /* first placement */
         {2, 2, OL_PL_LIVE, 0},      /* re-grant */
         {1, 2, OL_PL_DEAD, 0},      /* off a dead node */
-        {1, 2, OL_PL_LIVE, 1100},   /* 800 * 5 / 4 + 100 */
-        {1, 2, OL_PL_UNKNOWN, 1100},
+        {1, 2, OL_PL_LIVE, 1078},   /* ceil(800 * 110 / 90) + 100 */
+        {1, 2, OL_PL_UNKNOWN, 1078},
     };
 
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         cr_expect_eq(ol__pl_handoff_ms(rows[i].from, rows[i].to,
-                                       rows[i].health, 800, 100),
+                                       rows[i].health, 800, 10, 100),
                      rows[i].want, "row %zu", i);
-    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 4000000000u, 100),
+    /* at 1%: ceil(800 * 101 / 99) + 100 */
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 800, 1, 100), 917);
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 4000000000u, 10, 100),
                  OL_MOVE_HOLD_MAX_MS, "capped");
 }
 

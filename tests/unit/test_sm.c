@@ -1087,18 +1087,19 @@ Test(sm, a_hand_off_rides_on_its_moves_effect_only)
  * clock rates 10% apart and the tick that notices the lease ran out. */
 Test(sm, hand_off_wait_only_off_a_node_that_may_still_run_it)
 {
-    cr_expect_eq(ol__pl_handoff_ms(0, 2, OL_PL_LIVE, 400, 50), 0,
+    cr_expect_eq(ol__pl_handoff_ms(0, 2, OL_PL_LIVE, 400, 10, 50), 0,
                  "a first placement");
-    cr_expect_eq(ol__pl_handoff_ms(2, 2, OL_PL_LIVE, 400, 50), 0,
+    cr_expect_eq(ol__pl_handoff_ms(2, 2, OL_PL_LIVE, 400, 10, 50), 0,
                  "a re-grant to the same node");
-    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_DEAD, 400, 50), 0,
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_DEAD, 400, 10, 50), 0,
                  "a failover: the owner was silent for the failover time");
-    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 400, 50), 550);
-    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_UNKNOWN, 400, 50), 550,
+    /* ceil(400 * 110 / 90) + 50 */
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 400, 10, 50), 539);
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_UNKNOWN, 400, 10, 50), 539,
                  "not known to be dead is live");
-    cr_expect_geq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 400, 0) * 9,
+    cr_expect_geq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 400, 10, 0) * 9,
                   400u * 11, "shorter than a lease on a clock 10%% slow");
-    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 4000000, 50),
+    cr_expect_eq(ol__pl_handoff_ms(1, 2, OL_PL_LIVE, 4000000, 10, 50),
                  OL_MOVE_HOLD_MAX_MS);
 }
 
