@@ -338,6 +338,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 int main(int argc, char **argv)
 {
+    const char *wan = getenv("OL_WAN_SITES");
     struct opts o;
     int bad = 0;
 
@@ -354,9 +355,10 @@ int main(int argc, char **argv)
     }
     cb_cleanup_install();
     setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("# bench_cluster: 3 outlast nodes vs 3 etcd members on loopback; "
+    printf("# bench_cluster: 3 outlast nodes vs 3 etcd members %s%s; "
            "%u B states/values; warm-up %u ms, window %u ms; %d rep(s)\n",
-           o.size, o.warmup_ms, o.window_ms, o.reps);
+           wan ? "across the WAN bed's sites " : "on loopback",
+           wan ? wan : "", o.size, o.warmup_ms, o.window_ms, o.reps);
     if (o.cluster_extra)
         printf("# outlast [cluster] for diagnostics: %s\n", o.cluster_extra);
     if (o.heartbeat_ms)

@@ -51,6 +51,8 @@ struct opts {
     uint32_t agents, size, interval_ms, settle_ms, poll_ms;
     int do_outlast, do_etcd;
     int verbose;
+    /* --timing for both systems (0: the loopback defaults) */
+    uint32_t election_ms, heartbeat_ms, failover_ms;
 };
 
 struct series {
@@ -302,6 +304,11 @@ static int run_outlast(const struct opts *o, struct series *fol,
     int li, last_follower = -1, rv = -1;
 
     cb_ol_defaults(&oo);
+    if (o->heartbeat_ms) {
+        oo.election_ms = o->election_ms;
+        oo.heartbeat_ms = o->heartbeat_ms;
+        oo.failover_ms = o->failover_ms;
+    }
     if (cb_ol_init(&c, &oo) != 0 || cb_ol_start(&c, 15000) != 0 ||
         (li = cb_ol_wait_leader(&c, 15000)) < 0)
         goto out;
@@ -351,6 +358,10 @@ static int run_etcd(const struct opts *o, struct series *s)
     int rv = -1;
 
     cb_etcd_defaults(&eo);
+    if (o->heartbeat_ms) {
+        eo.election_ms = o->election_ms;
+        eo.heartbeat_ms = o->heartbeat_ms;
+    }
     if (cb_etcd_init(&e, &eo) != 0 || cb_etcd_start(&e, 20000) != 0)
         goto out;
     printf("# etcd: %d members in %s (%s), election %u ms, heartbeat %u "
@@ -439,6 +450,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
             return -1;
         else if (strcmp(a, "--trials") == 0)
             o->trials = atoi(v);
+        else if (strcmp(a, "--timing") == 0) {
+            if (sscanf(v, "%u/%u/%u", &o->election_ms, &o->heartbeat_ms,
+                       &o->failover_ms) != 3 ||
+                o->heartbeat_ms == 0) {
+                fprintf(stderr, "bench_failover: --timing '%s' is not "
+                                "ELECTION/HEARTBEAT/FAILOVER in ms\n",
+                        v);
+                return -1;
+            }
+        }
         else if (!bu_num_opt(nums, a, v))
             return -1;
         i++;
@@ -461,7 +482,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_failover [--trials 20] [--agents 6] "
                         "[--size 1024] [--interval-ms 100] [--settle-ms "
                         "1000] [--poll-ms 5] [--only outlast|etcd] "
-                        "[--verbose]\n");
+                        "[--verbose]\n"
+                        "       [--timing ELECTION/HEARTBEAT/FAILOVER] "
+                        "(default 300/50/600, etcd takes the first two)\n");
         return 2;
     }
     cb_cleanup_install();
@@ -469,6 +492,9 @@ int main(int argc, char **argv)
     printf("# bench_failover: %d trials per kind; poll every %u ms; "
            "CLOCK_MONOTONIC from just before kill -9\n",
            o.trials, o.poll_ms);
+    if (getenv("OL_WAN_SITES"))
+        printf("# across the WAN bed's sites %s (node/member i in site i)\n",
+               getenv("OL_WAN_SITES"));
     if (o.do_outlast && run_outlast(&o, &fol, &lead) != 0)
         rv = 1;
     if (o.do_etcd && run_etcd(&o, &et) != 0)

@@ -60,8 +60,18 @@ int cb_etcd_init(struct cb_etcd *e, const struct cb_etcd_opts *o)
         snprintf(m->name, sizeof m->name, "m%d", i + 1);
         snprintf(m->dir, sizeof m->dir, "%s/%s", e->root, m->name);
         snprintf(m->log, sizeof m->log, "%s/%s.log", e->root, m->name);
-        snprintf(m->url, sizeof m->url, "http://127.0.0.1:%d",
-                 m->client_port);
+        switch (cb_wan_site(i, m->ns, m->host)) {
+        case -1:
+            return -1;
+        case 0:
+            snprintf(m->url, sizeof m->url, "http://127.0.0.1:%d",
+                     m->client_port);
+            break;
+        default:
+            /* etcd takes unix://HOST:PORT, a socket file of that name in
+             * its working directory (the scratch directory). */
+            snprintf(m->url, sizeof m->url, "unix:%s/c%d:1", e->root, i + 1);
+        }
     }
     snprintf(log, sizeof log, "%s/helper.log", e->root);
     {
@@ -82,21 +92,31 @@ int cb_etcd_init(struct cb_etcd *e, const struct cb_etcd_opts *o)
 int cb_etcd_start_member(struct cb_etcd *e, int i)
 {
     struct cb_etcd_member *m = &e->m[i];
-    char cluster[512] = "", peer[64], el[16], hb[16], *p = cluster;
+    char cluster[512] = "", peer[96], el[16], hb[16], *p = cluster;
+    char lurls[PATH_MAX + 96], advertise[96];
 
     for (int k = 0; k < e->o.n; k++)
         p += snprintf(p, sizeof cluster - (size_t)(p - cluster),
-                      "%sm%d=http://127.0.0.1:%d", k ? "," : "", k + 1,
-                      e->m[k].peer_port);
-    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", m->peer_port);
+                      "%sm%d=http://%s:%d", k ? "," : "", k + 1,
+                      e->m[k].host, e->m[k].peer_port);
+    snprintf(peer, sizeof peer, "http://%s:%d", m->host, m->peer_port);
+    snprintf(advertise, sizeof advertise, "http://%s:%d", m->host,
+             m->client_port);
+    if (m->ns[0]) {
+        snprintf(lurls, sizeof lurls, "unix://c%d:1,%s", i + 1, advertise);
+        /* A member killed with -9 leaves its socket file behind, and etcd
+         * does not listen over it. */
+        unlink(m->url + 5);
+    } else
+        snprintf(lurls, sizeof lurls, "%s", m->url);
     snprintf(el, sizeof el, "%u", e->o.election_ms);
     snprintf(hb, sizeof hb, "%u", e->o.heartbeat_ms);
     {
         char *argv[] = {e->o.etcd,
                         "--name", m->name,
                         "--data-dir", m->dir,
-                        "--listen-client-urls", m->url,
-                        "--advertise-client-urls", m->url,
+                        "--listen-client-urls", lurls,
+                        "--advertise-client-urls", advertise,
                         "--listen-peer-urls", peer,
                         "--initial-advertise-peer-urls", peer,
                         "--initial-cluster", cluster,
@@ -112,7 +132,7 @@ int cb_etcd_start_member(struct cb_etcd *e, int i)
                         "--log-level", "warn",
                         NULL};
 
-        m->pid = cb_spawn(argv, m->log);
+        m->pid = cb_spawn_in(m->ns, m->ns[0] ? e->root : NULL, argv, m->log);
     }
     return m->pid > 0 ? 0 : -1;
 }

@@ -5,6 +5,11 @@
  * a long-lived Node.js helper (bench/etcd_client.mjs) that talks to etcd's
  * v3 JSON gateway with Node's own `http` module and answers one JSON line
  * per request.
+ *
+ * With OL_WAN_SITES set, member i runs in the WAN test bed's site i (see
+ * cb_wan_site() in cb_proc.h): its peers talk over the bed, and the
+ * helper, in the root namespace, reaches it on a unix socket, as the
+ * outlast benchmarks reach each node's control socket.
  */
 #ifndef OL_BENCH_CB_ETCD_H
 #define OL_BENCH_CB_ETCD_H
@@ -13,6 +18,8 @@
 #include <limits.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "cb_proc.h"
 
 #define CB_ETCD_MAX 3
 
@@ -32,7 +39,10 @@ struct cb_etcd_member {
     char name[16];
     char dir[PATH_MAX];
     char log[PATH_MAX];
-    char url[64]; /* http://127.0.0.1:PORT */
+    char url[PATH_MAX + 16]; /* http://127.0.0.1:PORT, or on the WAN bed
+                                "unix:" and its client socket's path */
+    char host[CB_WAN_NAME]; /* its peer (and client) address */
+    char ns[CB_WAN_NAME];   /* its WAN site's network namespace, or "" */
 };
 
 struct cb_etcd {

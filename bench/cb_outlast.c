@@ -1,10 +1,6 @@
 /*
- * An outlast cluster of real daemons on loopback (see cb_outlast.h).  It
- * is set up the way tests/support/cluster.c sets up its clusters: keys
- * from ol__key_generate saved as <data_dir>/node.key (mode 0600), one
- * config per node naming the others as peers, and `bootstrap = true`
- * everywhere.  Control calls go over each node's control socket with the
- * runtime's own client, ol__ctl_call.
+ * An outlast cluster of real daemons (see cb_outlast.h), set up as
+ * tests/support/cluster.c sets up its own; control calls via ol__ctl_call.
  */
 #include "cb_outlast.h"
 
@@ -63,13 +59,13 @@ static int write_config(struct cb_ol *c, int i, char pks[][OL_PK_HEX_SIZE])
             "labels = cloud=c%d\n"
             "[cluster]\n"
             "name = olbench\n"
-            "listen = 127.0.0.1:%d\n"
+            "listen = %s\n"
             "election_timeout_ms = %u\n"
             "heartbeat_timeout_ms = %u\n"
             "failover_ms = %u\n"
             "bootstrap = true\n",
             nd->id, nd->dir, c->o.plugin_dir, c->o.log_level, i + 1,
-            nd->port, c->o.election_ms, c->o.heartbeat_ms, c->o.failover_ms);
+            nd->addr, c->o.election_ms, c->o.heartbeat_ms, c->o.failover_ms);
     if (c->o.cluster_extra)
         fprintf(f, "%s\n", c->o.cluster_extra);
     for (int j = 0; j < c->o.n; j++) {
@@ -77,10 +73,10 @@ static int write_config(struct cb_ol *c, int i, char pks[][OL_PK_HEX_SIZE])
             continue;
         fprintf(f,
                 "[peer.%" PRIu64 "]\n"
-                "address = 127.0.0.1:%d\n"
+                "address = %s\n"
                 "pubkey = %s\n"
                 "labels = cloud=c%d\n",
-                c->nodes[j].id, c->nodes[j].port, pks[j], j + 1);
+                c->nodes[j].id, c->nodes[j].addr, pks[j], j + 1);
     }
     if (c->o.extra)
         fprintf(f, "%s\n", c->o.extra);
@@ -115,6 +111,9 @@ int cb_ol_init(struct cb_ol *c, const struct cb_ol_opts *o)
 
         nd->id = (uint64_t)i + 1;
         nd->port = base + i;
+        if (cb_wan_site(i, nd->ns, nd->addr) < 0)
+            return -1;
+        snprintf(nd->addr + strlen(nd->addr), 8, ":%d", nd->port);
         snprintf(nd->dir, sizeof nd->dir, "%s/n%d", c->root, i + 1);
         snprintf(nd->conf, sizeof nd->conf, "%s/n%d.ini", c->root, i + 1);
         snprintf(nd->log, sizeof nd->log, "%s/n%d.log", c->root, i + 1);
@@ -144,7 +143,7 @@ int cb_ol_start_node(struct cb_ol *c, int i, int timeout_ms)
     uint64_t end = cb_now_ms() + (uint64_t)timeout_ms;
     struct cb_ol_status st;
 
-    nd->pid = cb_spawn(argv, nd->log);
+    nd->pid = cb_spawn_in(nd->ns, NULL, argv, nd->log);
     if (nd->pid < 0)
         return -1;
     while (cb_now_ms() < end) {

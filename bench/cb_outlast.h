@@ -1,8 +1,9 @@
 /*
  * A real outlast cluster for the benchmarks: N `outlastd` processes on
- * loopback in a fresh scratch directory, each with a generated key, a
- * config with [cluster] and one [peer.ID] per other node and
- * `bootstrap = true`, and the control calls the benchmarks need.
+ * loopback (or, with OL_WAN_SITES set, one per site of the WAN test bed:
+ * see cb_wan_site() in cb_proc.h) in a fresh scratch directory, each with
+ * a generated key, a config with [cluster] and one [peer.ID] per other
+ * node and `bootstrap = true`, and the control calls the benchmarks need.
  */
 #ifndef OL_BENCH_CB_OUTLAST_H
 #define OL_BENCH_CB_OUTLAST_H
@@ -11,6 +12,8 @@
 #include <msgpack.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "cb_proc.h"
 
 #define CB_OL_MAX 3
 
@@ -35,6 +38,9 @@ struct cb_ol_node {
     char log[PATH_MAX];
     char sock[PATH_MAX];
     char db[PATH_MAX];
+    char addr[CB_WAN_NAME + 8]; /* it listens on: 127.0.0.1:port, or its
+                                   WAN site's address:port */
+    char ns[CB_WAN_NAME];       /* its WAN site's network namespace, or "" */
 };
 
 struct cb_ol {

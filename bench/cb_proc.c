@@ -137,10 +137,22 @@ void cb_tmpdir_remove(const char *path)
 }
 
 static pid_t spawn(char *const argv[], const char *log, int *in_fd,
-                   int *out_fd)
+                   int *out_fd, const char *ns, const char *cwd)
 {
     int pin[2] = {-1, -1}, pout[2] = {-1, -1};
+    char *nsargv[64] = {"ip", "netns", "exec", (char *)ns};
     pid_t pid;
+
+    if (ns && ns[0]) {
+        int k = 0;
+
+        while (argv[k] && k + 5 < 64) {
+            nsargv[4 + k] = argv[k];
+            k++;
+        }
+        nsargv[4 + k] = NULL;
+        argv = nsargv;
+    }
 
     if (in_fd && (pipe2(pin, O_CLOEXEC) != 0 || pipe2(pout, O_CLOEXEC) != 0))
         goto fail;
@@ -159,7 +171,12 @@ static pid_t spawn(char *const argv[], const char *log, int *in_fd,
         dup2(in_fd ? pin[0] : nul, 0);
         dup2(in_fd ? pout[1] : fd, 1);
         dup2(fd, 2);
-        execv(argv[0], argv);
+        if (cwd && chdir(cwd) != 0)
+            dprintf(2, "bench: chdir %s: %s\n", cwd, strerror(errno));
+        else if (argv == nsargv)
+            execvp(argv[0], argv);
+        else
+            execv(argv[0], argv);
         dprintf(2, "bench: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
@@ -183,13 +200,66 @@ fail:
 
 pid_t cb_spawn(char *const argv[], const char *log)
 {
-    return spawn(argv, log, NULL, NULL);
+    return spawn(argv, log, NULL, NULL, NULL, NULL);
+}
+
+pid_t cb_spawn_in(const char *ns, const char *cwd, char *const argv[],
+                  const char *log)
+{
+    return spawn(argv, log, NULL, NULL, ns, cwd);
 }
 
 pid_t cb_spawn_pipes(char *const argv[], const char *log, int *in_fd,
                      int *out_fd)
 {
-    return spawn(argv, log, in_fd, out_fd);
+    return spawn(argv, log, in_fd, out_fd, NULL, NULL);
+}
+
+int cb_wan_site(int i, char *ns, char *addr)
+{
+    const char *sites = getenv("OL_WAN_SITES"), *p;
+    const char *prefix = getenv("OL_WAN_PREFIX");
+    char cmd[256], line[256], ip[64];
+    size_t len;
+    FILE *f;
+    int k = 0;
+
+    ns[0] = '\0';
+    snprintf(addr, CB_WAN_NAME, "127.0.0.1");
+    if (sites == NULL || sites[0] == '\0')
+        return 0;
+    for (p = sites; p && k < i; k++)
+        if ((p = strchr(p, ',')) != NULL)
+            p++;
+    if (p == NULL || (len = strcspn(p, ",")) == 0) {
+        fprintf(stderr, "bench: OL_WAN_SITES='%s' names no site %d\n",
+                sites, i + 1);
+        return -1;
+    }
+    snprintf(ns, CB_WAN_NAME, "%s%.*s", prefix ? prefix : "olwan-",
+             (int)len, p);
+    /* The bed gave the site its address; ask its namespace. */
+    snprintf(cmd, sizeof cmd, "ip -n '%s' -o -4 addr show dev wan0 2>&1",
+             ns);
+    addr[0] = '\0';
+    if ((f = popen(cmd, "r")) != NULL) {
+        while (fgets(line, sizeof line, f)) {
+            char *a = strstr(line, " inet ");
+
+            if (a && sscanf(a, " inet %63[0-9.]", ip) == 1) {
+                snprintf(addr, CB_WAN_NAME, "%s", ip);
+                break;
+            }
+        }
+        pclose(f);
+    }
+    if (addr[0] == '\0') {
+        fprintf(stderr, "bench: OL_WAN_SITES: namespace '%s' has no wan0 "
+                        "address (is the bed up? scripts/wan.sh up)\n",
+                ns);
+        return -1;
+    }
+    return 1;
 }
 
 int cb_kill(pid_t pid, int sig)

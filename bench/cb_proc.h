@@ -36,6 +36,24 @@ void cb_tmpdir_remove(const char *path);
  */
 pid_t cb_spawn(char *const argv[], const char *log);
 
+/* Like cb_spawn, in network namespace `ns` (`ip netns exec NS`, which
+ * execs in place: the pid is the program's) when ns is not NULL or "", and
+ * in directory `cwd` when that is not NULL. */
+pid_t cb_spawn_in(const char *ns, const char *cwd, char *const argv[],
+                  const char *log);
+
+/*
+ * The WAN test bed (scripts/wan.sh), opt-in: with OL_WAN_SITES=a,b,c in
+ * the environment, node/member i runs in namespace
+ * ${OL_WAN_PREFIX:-olwan-}<site i> at the address the bed gave that site
+ * (its wan0's IPv4 address).  Returns 1 with ns and addr filled in, 0
+ * when OL_WAN_SITES is unset (ns "", addr "127.0.0.1"), -1 with a
+ * message on stderr when it names fewer than i + 1 sites or the site's
+ * namespace is not up.  Both buffers hold CB_WAN_NAME bytes.
+ */
+#define CB_WAN_NAME 64
+int cb_wan_site(int i, char *ns, char *addr);
+
 /* Like cb_spawn, with pipes: *in_fd writes to the child's stdin and
  * *out_fd reads its stdout (both close-on-exec in the parent).  stderr goes
  * to `log`. */

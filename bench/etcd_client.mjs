@@ -31,7 +31,11 @@ import { randomBytes } from 'node:crypto';
 
 const b64 = (s) => Buffer.from(s).toString('base64');
 
+// "http://host:port", or "unix:/path" for a member that listens on a unix
+// socket (the WAN bed, bench/cb_etcd.c): either way what http.request
+// takes to reach it.
 function parseUrl(u) {
+  if (u.startsWith('unix:')) return { socketPath: u.slice(5) };
   const x = new URL(u);
   return { host: x.hostname, port: Number(x.port) };
 }
@@ -40,7 +44,7 @@ function parseUrl(u) {
 function post(agent, ep, path, body, timeoutMs) {
   return new Promise((resolve, reject) => {
     const req = http.request({
-      host: ep.host, port: ep.port, path, method: 'POST', agent,
+      ...ep, path, method: 'POST', agent,
       headers: { 'content-type': 'application/json',
                  'content-length': Buffer.byteLength(body) },
     }, (res) => {
@@ -116,7 +120,7 @@ async function load(req) {
       if (!running) return;
       const t0 = process.hrtime.bigint();
       inflight++;
-      const r = http.request({ host: ep.host, port: ep.port, path: '/v3/kv/put',
+      const r = http.request({ ...ep, path: '/v3/kv/put',
                                method: 'POST', agent, headers }, (res) => {
         let text = '';
         res.on('data', (c) => { if (res.statusCode !== 200 && text.length < 200) text += c; });

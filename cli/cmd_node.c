@@ -1,7 +1,8 @@
 /*
  * `outlast status` and `outlast cluster ...`: node-wide questions and
  * roster changes.  Cluster operations are passed through as control ops
- * (cluster.status, cluster.init, cluster.add, cluster.remove) and whatever
+ * (cluster.status, cluster.init, cluster.add, cluster.remove,
+ * cluster.transfer) and whatever
  * comes back is printed generically, so the CLI does not need to follow
  * every field the replication layer reports.
  */
@@ -330,6 +331,33 @@ static const char *node_role(const msgpack_object *n, char *out, size_t cap)
     return out;
 }
 
+/* Where the leader is, and whether leader_preference is met. */
+static void print_leader(const msgpack_object *cl)
+{
+    const msgpack_object *ld = ol__mp_get(cl, "leadership");
+    const msgpack_object *pref = ol__mp_get(ld, "preferred");
+    const msgpack_object *tr = ol__mp_get(ld, "transfer");
+    char a[64], b[32], addr[130], labels[210];
+
+    ol__mp_gets(ld, "address", addr, sizeof addr);
+    ol__mp_gets(ld, "labels", labels, sizeof labels);
+    printf("leader     node %s%s%s%s%s%s, term %s\n",
+           ol__mp_gets(cl, "leader", a, sizeof a), addr[0] ? " at " : "",
+           addr, labels[0] ? " (" : "", labels, labels[0] ? ")" : "",
+           ol__mp_gets(cl, "term", b, sizeof b));
+    if (pref && pref->type == MSGPACK_OBJECT_BOOLEAN)
+        printf("preferred  %s (leader_preference = %s)\n",
+               pref->via.boolean ? "yes: no voter ranks better"
+                                 : "no: a voter ranks better; it takes over "
+                                   "once healthy",
+               ol__mp_gets(ld, "preference", labels, sizeof labels));
+    if (tr && tr->type == MSGPACK_OBJECT_MAP)
+        printf("transfer   to node %s (%s), %s ms so far\n",
+               ol__mp_gets(tr, "target", a, sizeof a),
+               ol__mp_gets(tr, "reason", addr, sizeof addr),
+               ol__mp_gets(tr, "elapsed_ms", b, sizeof b));
+}
+
 static void print_cluster(const msgpack_object *root)
 {
     const msgpack_object *cl = ol__mp_get(root, "cluster");
@@ -347,9 +375,7 @@ static void print_cluster(const msgpack_object *root)
            ol__mp_getb(cl, "from_follower")
                ? "; a follower's view: health is the leader's to know"
                : "");
-    printf("leader     node %s, term %s\n",
-           ol__mp_gets(cl, "leader", a, sizeof a),
-           ol__mp_gets(cl, "term", b, sizeof b));
+    print_leader(cl);
     printf("log        commit %s, applied %s (store %s)\n",
            ol__mp_gets(cl, "commit_index", a, sizeof a),
            ol__mp_gets(cl, "applied_index", b, sizeof b),
@@ -418,7 +444,7 @@ static void cluster_req(struct ol__cli_req *q, const char *sub, int want,
 
     snprintf(op, sizeof op, "cluster.%s", sub);
     ol__cli_req_open(q, op);
-    if (want == 1)
+    if (want == 1 || id == 0)
         return;
     ol__pk_kv_uint(&q->m, "id", id);
     if (want == 2)
@@ -441,7 +467,8 @@ static int sub_words(const char *sub)
 {
     if (strcmp(sub, "add") == 0)
         return 4;
-    if (strcmp(sub, "remove") == 0 || role_sub(sub))
+    if (strcmp(sub, "remove") == 0 || strcmp(sub, "transfer") == 0 ||
+        role_sub(sub))
         return 2;
     if (strcmp(sub, "status") == 0 || strcmp(sub, "init") == 0)
         return 1;
@@ -501,8 +528,13 @@ int ol__cmd_cluster(struct ol__cli *c)
         return rv;
     if ((want = sub_words(sub)) < 0)
         return ol__cli_usage_err(c, "unknown subcommand '%s' (status, init, "
-                                    "add, remove, promote, demote)",
+                                    "add, remove, transfer, promote, demote)",
                                  sub);
+    if (strcmp(sub, "transfer") == 0 && n > 2)
+        return ol__cli_usage_err(c, "'cluster transfer' takes at most one "
+                                    "node id");
+    if (strcmp(sub, "transfer") == 0 && n == 1)
+        want = 1; /* no ID: the most up-to-date voter */
     if (n != want)
         return ol__cli_usage_err(c, "'cluster %s' takes %d argument%s", sub,
                                  want - 1, want == 2 ? "" : "s");

@@ -235,8 +235,9 @@ static const struct ol__cli_cmd cmds[] = {
           {"--node-id", 1}, {NULL, 0})},
     {"cluster", ol__cmd_cluster,
      "cluster status | init --config FILE [--all] | add ID ADDRESS PUBKEY "
-     "[--labels k=v,...] | remove ID | promote ID | demote ID",
-     "show or change the cluster roster",
+     "[--labels k=v,...] | remove ID | transfer [ID] | promote ID | "
+     "demote ID",
+     "show or change the cluster roster, its roles and its leader",
      "  status                     the node's view of the cluster: nodes,\n"
      "                             leader, term, log indexes, health\n"
      "  init --config FILE         before a node's first start, write the\n"
@@ -249,6 +250,9 @@ static const struct ol__cli_cmd cmds[] = {
      "                             key (from 'outlast keygen')\n"
      "    --labels k=v,...         placement labels for the node\n"
      "  remove ID                  remove node ID from the roster\n"
+     "  transfer [ID]              on the leader: hand leadership to voter\n"
+     "                             ID (none: the most up-to-date voter);\n"
+     "                             answers once it leads\n"
      "  promote ID                 make node ID a voter (from standby or\n"
      "                             witness)\n"
      "  demote ID                  make node ID a standby: a non-voting\n"

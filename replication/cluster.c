@@ -164,6 +164,7 @@ static void cluster_close(struct ol__replica *r, void (*cb)(void *data),
     struct cluster *c = (struct cluster *)r;
 
     c->closing = 1;
+    ol__cl_lead_close(c);
     if (c->prop)
         ol__proposer_shutdown(c->prop);
     c->close_cb = cb;
@@ -469,4 +470,5 @@ void ol__cl_tick(struct cluster *c)
     ol__cl_register_roster(c, now);
     ol__cl_reconcile_members(c);
     ol__cl_place(c, now);
+    ol__cl_lead_tick(c, now);
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/err.h"
 #include "base/sizes.h"
 #include "handshake.h"
 #include "replica.h"
@@ -36,6 +37,7 @@ struct ol__cluster_config {
     unsigned segment_mb;          /* raft log segment size; 0: libraft's */
     unsigned feature_level;       /* run at most this level; 0: the build's */
     int bootstrap;                /* bootstrap all roster nodes as voters */
+    char leader_preference[OL_LABELS_MAX + 1]; /* see ol__lead_pref_parse */
     struct ol__peer peers[16];    /* the other nodes from the config */
     char peer_labels[16][OL_LABELS_MAX + 1];
     size_t n_peers;
@@ -85,6 +87,11 @@ struct ol__cluster_metrics {
                               * reason: [1] place, [2] failover,
                               * [3] re-grant, [4] rebalance */
     struct ol__transport_stats transport;
+    uint64_t transfers[3];        /* leadership transfers this node began
+                                   * as leader: [1] asked by an operator,
+                                   * [2] by leader_preference */
+    uint64_t transfers_failed[3]; /* ... that did not make the target
+                                   * lead */
 };
 void ol__cluster_metrics(struct ol__replica *r,
                          struct ol__cluster_metrics *out);
@@ -123,6 +130,66 @@ int ol__cluster_remove(struct ol__replica *r, uint64_t id,
  * that role), OL_EINVAL (the leader itself to standby). */
 int ol__cluster_set_role(struct ol__replica *r, uint64_t id, int role,
                          ol__cluster_done_cb cb, void *data, char *errmsg);
+
+/* ---- leadership (cluster_lead.c) ---- */
+
+/*
+ * [cluster] leader_preference: an ordered list of label matches,
+ * "key=value,key=value" (keys and values of letters, digits, _ . -; at
+ * most OL_LEAD_PREF_MAX entries; spaces around entries are ignored; ""
+ * means no preference).  A node's rank is the position of the first entry
+ * its labels contain (0 is best); a node that matches none ranks last,
+ * with rank n.  The leader hands leadership to a voter that ranks better
+ * than itself once that voter has been healthy for a hold-down period.
+ */
+#define OL_LEAD_PREF_MAX 16
+struct ol__lead_pref {
+    char text[OL_LABELS_MAX + 1];  /* the entries, each ending in NUL */
+    uint16_t at[OL_LEAD_PREF_MAX]; /* entry i starts at text + at[i] */
+    unsigned n;                    /* 0: no preference */
+};
+
+/* Parse `s` into `out`.  Returns 0, or OL_EINVAL with errmsg saying which
+ * entry is wrong and why. */
+__attribute__((warn_unused_result)) int
+ol__lead_pref_parse(const char *s, struct ol__lead_pref *out, char *errmsg);
+
+/* The rank of a node with labels `labels` ("k=v,k=v"): the first entry of
+ * `p` among them, or p->n when none is. */
+unsigned ol__lead_pref_rank(const struct ol__lead_pref *p,
+                            const char *labels);
+
+/* The outcome of a leadership transfer. */
+struct ol__cluster_transfer_result {
+    uint64_t target;             /* the node asked to lead */
+    uint64_t leader;             /* who leads now, as this node knows (0:
+                                  * none known) */
+    char address[OL_ADDR_MAX];   /* the leader's address ("" unknown) */
+    uint64_t term;
+    uint64_t elapsed_ms;
+    char message[OL_ERRMSG_SIZE];
+};
+typedef void (*ol__cluster_transfer_cb)(
+    void *data, int status, const struct ol__cluster_transfer_result *res);
+
+/*
+ * Hand leadership to voter `id` (0: libraft picks the most up-to-date
+ * voter), on the leader only, with libraft's raft_transfer(): the target
+ * is brought up to date, then told to start an election at once.
+ * Returns 0 once the transfer has begun, or OL_ENOTLEADER (this node does
+ * not lead: errmsg names the leader and its address), OL_EBUSY (a
+ * transfer is in progress, or this leader's state machine is not current
+ * yet), OL_EINVAL (`id` is this node, or not a voter),
+ * OL_ENOTFOUND (no such node, or no other voter), OL_ESTATE (the target
+ * has been silent for failover_ms) or OL_EIO, with errmsg set; `cb` then
+ * never runs.  On 0, `cb` runs exactly once, later: status 0 when the
+ * target leads, OL_ETIMEOUT when it did not take over within the election
+ * timeout (or another node leads), OL_ESHUTDOWN when the cluster closes
+ * first.
+ */
+int ol__cluster_transfer(struct ol__replica *r, uint64_t id,
+                         ol__cluster_transfer_cb cb, void *data,
+                         char *errmsg);
 
 /* Write the initial raft configuration into a fresh raft directory: this
  * node alone as a voter (the leader then adds the roster's other nodes), or

@@ -8,6 +8,8 @@
  *   cluster_members.c  the roster and raft membership
  *   cluster_place.c    driving placement (placement.h decides)
  *   cluster_status.c   status, metrics
+ *   cluster_lead.c     leadership transfers: the operator's and
+ *                      leader_preference's
  * Proposals are not here: they sit behind propose.h, and placement's
  * decisions behind placement.h; neither includes this file.
  */
@@ -79,6 +81,26 @@ struct membership_op {
     struct raft_change change;
 };
 
+/* Leadership transfers (cluster_lead.c).  One at a time: libraft holds
+ * `req` from raft_transfer() until its callback. */
+enum { OL_LEAD_OPERATOR = 1, OL_LEAD_PREFERENCE = 2 };
+struct lead_state {
+    struct ol__lead_pref pref; /* [cluster] leader_preference */
+    int parsed;                /* pref read from the config */
+    struct raft_transfer req;
+    int busy;                  /* req is libraft's */
+    int reason;                /* OL_LEAD_* of the transfer in flight */
+    uint64_t target, started_ms;
+    ol__cluster_transfer_cb cb; /* the operator's, until answered */
+    void *cb_data;
+    /* leader_preference: the better-ranked voter being watched, since
+     * when it has been healthy without a break, in which term */
+    uint64_t cand, cand_since_ms, cand_term;
+    uint64_t next_check_ms;
+    uint64_t backoff_until_ms; /* after a transfer that failed */
+    uint64_t started[3], failed[3]; /* by OL_LEAD_* */
+};
+
 struct cluster {
     struct ol__replica base;
     uv_loop_t *loop;
@@ -138,6 +160,7 @@ struct cluster {
     uint64_t last_rebalance_ms;
     struct membership_op member;
     uint64_t roster_checked_ms;
+    struct lead_state lead;
 
     uv_idle_t kick;
     uv_timer_t tick;
@@ -212,5 +235,16 @@ void ol__cl_place(struct cluster *c, uint64_t now);
 /* Forget every placement in flight (leadership lost, liveness relearnt);
  * with `all`, also free what holds them (the cluster is going). */
 void ol__cl_placing_clear(struct cluster *c, int all);
+
+/* cluster_lead.c */
+struct ol__pk_map;
+/* Leader, every tick: hand leadership to a better-ranked voter that has
+ * been healthy for the hold-down period. */
+void ol__cl_lead_tick(struct cluster *c, uint64_t now);
+/* The cluster closes: answer an operator's transfer still waiting. */
+void ol__cl_lead_close(struct cluster *c);
+/* cluster.status's "leadership" map (after its key). */
+void ol__cl_lead_status(struct cluster *c, struct ol__pk_map *parent);
+void ol__cl_lead_metrics(struct cluster *c, struct ol__cluster_metrics *out);
 
 #endif

@@ -117,6 +117,8 @@ static void fill_status(struct ol__pk_map *m, void *data)
     ol__pk_kv_uint(m, "pending", ol__proposer_pending(c->prop));
     ol__pk_key(m, "counters");
     pack_counters(c, m);
+    ol__pk_key(m, "leadership");
+    ol__cl_lead_status(c, m);
     ol__pk_key(m, "nodes");
     msgpack_pack_array(m->pk, nn);
     for (size_t i = 0; i < nn; i++)
@@ -140,6 +142,7 @@ void ol__cluster_metrics(struct ol__replica *r,
     out->stalls = c->n.stalls;
     out->refused_fwd = c->n.refused_fwd;
     memcpy(out->placed, c->n.placed, sizeof out->placed);
+    ol__cl_lead_metrics(c, out);
     if (c->tr)
         ol__transport_stats(c->tr, &out->transport);
 }

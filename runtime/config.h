@@ -116,6 +116,8 @@ struct ol__config {
     int role;                  /* enum ol__node_role (replication/
                                   placement.h); folded into labels as
                                   role= once the file is read */
+    char leader_preference[OL_LABELS_MAX + 1]; /* "k=v,k=v": the labels
+                                  a leader should have, best first */
     /* [http] */
     char http_listen[OL_ADDR_MAX];    /* "" : no HTTP endpoint */
     char http_token_file[PATH_MAX];   /* "" : no token (loopback only) */

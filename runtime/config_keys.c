@@ -14,11 +14,11 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "replication/placement.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "record/ckpt.h"
 #include "record/cmd.h"
+#include "replication/cluster.h"
 #include "replication/transport.h"
 
 static int fail(struct parse *p, const char *fmt, const char *a,
@@ -152,17 +152,19 @@ static int parse_bool(const char *v, int *out)
     return 0;
 }
 
-/* `role = voter | witness | standby`. */
-static int role_key(struct parse *p, int *out, const char *where,
-                    const char *value)
+/* [cluster] leader_preference: checked as the cluster will read it. */
+static int leader_pref_key(struct parse *p, const char *value)
 {
-    int r = ol__role_parse(value);
+    struct ol__lead_pref lp;
+    char why[OL_ERRMSG_SIZE];
 
-    if (r < 0)
-        return fail(p, "%s role must be voter, witness or standby, not "
-                       "'%.40s'",
-                    where, value);
-    *out = r;
+    if (ol__lead_pref_parse(value, &lp, why) != 0)
+        return fail(p, "'leader_preference' must be label matches in order "
+                       "of preference, like 'cloud=aws,cloud=gcp', not "
+                       "'%s': %s",
+                    value, why);
+    snprintf(p->c->leader_preference, sizeof p->c->leader_preference, "%s",
+             value);
     return 1;
 }
 
@@ -195,6 +197,8 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     struct ol__config *c = p->c;
     int rv;
 
+    if (strcmp(name, "leader_preference") == 0)
+        return leader_pref_key(p, value);
     STR("name", cluster_name)
     if (strcmp(name, "listen") == 0 && !address_ok(value))
         return fail(p, "'%s' must be host:port with a port from 1 to 65535 "
@@ -212,7 +216,7 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     U32("segment_mb", 1, 1024, segment_mb)
     U32("feature_level", 1, OL_FEATURE_LEVEL, feature_level)
     if (strcmp(name, "role") == 0)
-        return role_key(p, &c->role, "[cluster]", value);
+        return ol__config_role_key(p, &c->role, "[cluster]", value);
     if (strcmp(name, "bootstrap") == 0) {
         if (parse_bool(value, &c->bootstrap) != 0)
             return fail(p, "'%s' must be true or false, not '%s'", name,
@@ -271,6 +275,7 @@ static int agent_key(struct parse *p, const char *aname, const char *name,
                      const char *value)
 {
     struct ol__config_agent *a;
+    int handled;
 
     if (!ol__name_valid(aname))
         return fail(p, "section [agent.%s]: '%s' is not a valid agent name "
@@ -310,18 +315,8 @@ static int agent_key(struct parse *p, const char *aname, const char *name,
         a->config_json = strdup(value);
         return a->config_json ? 1 : fail(p, "out of memory%s%s", "", "");
     }
-    if (strcmp(name, "prefer") == 0 || strcmp(name, "avoid") == 0) {
-        if (strlen(value) > OL_LABELS_MAX || !ol__label_list_valid(value))
-            return fail(p, name[0] == 'p'
-                               ? "[agent.%s] prefer must be labels k=v,k=v "
-                                 "(letters, digits, _ . -), not '%.60s'"
-                               : "[agent.%s] avoid must be labels k=v,k=v "
-                                 "(letters, digits, _ . -), not '%.60s'",
-                        aname, value);
-        snprintf(name[0] == 'p' ? a->prefer : a->avoid, sizeof a->prefer,
-                 "%s", value);
-        return 1;
-    }
+    if ((handled = ol__config_affinity_key(p, a, name, value)) >= 0)
+        return handled;
     return fail(p, "unknown key '%s' in section [agent.%s]", name, aname);
 }
 
@@ -547,7 +542,7 @@ static int peer_key(struct parse *p, const char *idstr, const char *name,
         return 1;
     }
     if (strcmp(name, "role") == 0)
-        return role_key(p, &peer->role, "[peer]", value);
+        return ol__config_role_key(p, &peer->role, "[peer]", value);
     return fail(p, "unknown key '%s' in section [peer.%s]", name, idstr);
 }
 

@@ -53,6 +53,11 @@
  *   cluster.status    -> see replication/cluster docs
  *   cluster.init / cluster.add {id, address, pk, labels?} /
  *   cluster.remove {id}
+ *   cluster.transfer {id?}
+ *                     -> leader, address, term, elapsed_ms, message:
+ *                        answered once the node asked to lead does (no
+ *                        id: the most up-to-date voter), or with an
+ *                        error (see ol__cluster_transfer)
  */
 #ifndef OL_CTL_H
 #define OL_CTL_H

@@ -215,6 +215,46 @@ static void op_cluster_role(struct ol__node *n, struct ol__ctl_req *req,
                             promote ? "promote" : "demote", err);
 }
 
+static void transfer_done(void *data, int status,
+                          const struct ol__cluster_transfer_result *res)
+{
+    struct ol__ctl_req *req = data;
+    struct ol__resp r;
+
+    if (status != 0) {
+        ol__ctl_reply_error(req, status, "cluster transfer: %s",
+                            res->message);
+        return;
+    }
+    ol__resp_begin(&r);
+    ol__pk_kv_uint(&r.m, "leader", res->leader);
+    ol__pk_kv_str(&r.m, "address", res->address);
+    ol__pk_kv_uint(&r.m, "term", res->term);
+    ol__pk_kv_uint(&r.m, "elapsed_ms", res->elapsed_ms);
+    ol__pk_kv_str(&r.m, "message", res->message);
+    ol__resp_send(&r, req);
+}
+
+/* cluster.transfer {id?}: answered when the transfer ends. */
+static void op_transfer(struct ol__node *n, struct ol__ctl_req *req,
+                        const msgpack_object *id)
+{
+    char err[OL_ERRMSG_SIZE];
+    int rv;
+
+    if (id && (id->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+               id->via.u64 == 0)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "cluster transfer: the node id "
+                                            "must be a positive whole "
+                                            "number");
+        return;
+    }
+    rv = ol__cluster_transfer(ol__node_replica(n), id ? id->via.u64 : 0,
+                              transfer_done, req, err);
+    if (rv != 0)
+        ol__ctl_reply_error(req, rv, "cluster transfer: %s", err);
+}
+
 static void op_cluster(struct ol__node *n, struct ol__ctl_req *req,
                        const char *op, const msgpack_object *args)
 {
@@ -238,6 +278,10 @@ static void op_cluster(struct ol__node *n, struct ol__ctl_req *req,
                             "with `outlast cluster init --config FILE` "
                             "before its first start, or set bootstrap = "
                             "true in [cluster]");
+        return;
+    }
+    if (strcmp(op, "cluster.transfer") == 0) {
+        op_transfer(n, req, id);
         return;
     }
     if (id == NULL || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||

@@ -244,6 +244,26 @@ static const struct key_row counter_rows[] = {
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Leadership transfers this node began as leader, by who asked. */
+static void transfer_metrics(struct out *o,
+                             const struct ol__cluster_metrics *cm)
+{
+    static const char *const why[] = {"", "operator", "preference"};
+
+    family(o, "outlast_leader_transfers_total", "counter",
+           "Leadership transfers this node began as leader, by who asked "
+           "(operator: cluster transfer; preference: leader_preference).");
+    for (int r = 1; r <= 2; r++)
+        labelled(o, "outlast_leader_transfers_total", "reason", why[r],
+                 cm->transfers[r]);
+    family(o, "outlast_leader_transfers_failed_total", "counter",
+           "Leadership transfers this node began that did not make their "
+           "target lead.");
+    for (int r = 1; r <= 2; r++)
+        labelled(o, "outlast_leader_transfers_failed_total", "reason",
+                 why[r], cm->transfers_failed[r]);
+}
+
 static void raft_metrics(struct out *o, const struct ol__obs *ob,
                          const msgpack_object *st, int leader)
 {
@@ -264,6 +284,7 @@ static void raft_metrics(struct out *o, const struct ol__obs *ob,
     for (int r = 1; r <= 4; r++)
         labelled(o, "outlast_placements_total", "reason", reasons[r],
                  ob->cm.placed[r]);
+    transfer_metrics(o, &ob->cm);
 }
 
 /* A peer the leader has a view of: alive or down (not self, not spare). */

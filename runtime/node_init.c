@@ -131,6 +131,8 @@ static int start_cluster(struct ol__node *n, const char *db_path)
     cc.segment_mb = cfg->segment_mb;
     cc.feature_level = cfg->feature_level;
     cc.bootstrap = cfg->bootstrap;
+    snprintf(cc.leader_preference, sizeof cc.leader_preference, "%s",
+             cfg->leader_preference);
     for (uint32_t i = 0; i < cfg->n_peers && i < 16; i++) {
         cc.peers[i].id = cfg->peers[i].id;
         snprintf(cc.peers[i].address, sizeof cc.peers[i].address, "%s",

@@ -31,7 +31,7 @@ static const char *const schemas[] = {
     "keygen", "recover", "cluster-init", "error", "http-status",
     /* cluster */
     "cluster-status", "cluster-add", "cluster-remove", "cluster-demote",
-    "cluster-promote", NULL};
+    "cluster-promote", "cluster-transfer", NULL};
 
 /* Commands whose --json is refused with a usage error: top is a live
  * view; its data is in status, cluster status and agents. */
@@ -379,4 +379,10 @@ Test(schema, cluster, .timeout = 400)
     /* The removal is still in progress for a while: retry (bounded). */
     snprintf(args, sizeof args, "cluster add 9 127.0.0.1:1 %s", pk);
     check_retried(&c.nodes[leader].d, "cluster-add", args);
+    /* Leadership handed to the third node; the old leader then refuses. */
+    follower = (leader + 2) % c.n;
+    check_cmd(&c.nodes[leader].d, "cluster-transfer", 0,
+              "cluster transfer %llu",
+              (unsigned long long)c.nodes[follower].id);
+    check_cmd(&c.nodes[leader].d, "error", 1, "cluster transfer");
 }

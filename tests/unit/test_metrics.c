@@ -206,6 +206,9 @@ Test(metrics, peer_health_comes_only_from_a_leader)
     o.cluster = 1;
     o.leader = 1;
     o.cm.placed[2] = 4;
+    o.cm.transfers[1] = 2;
+    o.cm.transfers[2] = 5;
+    o.cm.transfers_failed[2] = 1;
     o.cm.transport.handshakes_failed = 9;
     cluster_status(&o, 1);
     t = metrics(&o, &d);
@@ -217,6 +220,12 @@ Test(metrics, peer_health_comes_only_from_a_leader)
               "the leader reports itself as a peer");
     cr_expect(strstr(t, "outlast_peer_last_contact_seconds{peer=\"3\"} 3.000\n"));
     cr_expect(strstr(t, "outlast_placements_total{reason=\"failover\"} 4\n"));
+    cr_expect(strstr(t, "outlast_leader_transfers_total{reason=\"operator\"} "
+                        "2\n"));
+    cr_expect(strstr(t, "outlast_leader_transfers_total{reason="
+                        "\"preference\"} 5\n"));
+    cr_expect(strstr(t, "outlast_leader_transfers_failed_total{reason="
+                        "\"preference\"} 1\n"));
     cr_expect(strstr(t, "outlast_transport_handshakes_total{result=\"refused\"} 9\n"));
     free(t);
     free(o.status_mp);
