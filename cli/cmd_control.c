@@ -13,6 +13,7 @@
 #include "record/ckpt.h"
 #include "base/err.h"
 #include "base/json.h"
+#include "replication/placement.h"
 #include "cli.h"
 
 /* --request-id ID: 1-128 printable ASCII characters.  The node derives
@@ -105,6 +106,23 @@ static int parse_config(struct ol__cli *c, const char *config, json_t **cfg)
     return 0;
 }
 
+/* --prefer / --avoid LABELS: into the config object as its "prefer" and
+ * "avoid" keys, where placement reads them.  Returns 0 or a usage error. */
+static int add_affinity(struct ol__cli *c, json_t **cfg, const char *key,
+                        const char *labels)
+{
+    if (labels == NULL)
+        return 0;
+    if (strlen(labels) > OL_LABELS_MAX || !ol__label_list_valid(labels))
+        return ol__cli_usage_err(c, "--%s must be labels k=v,k=v (letters, "
+                                    "digits, _ . -), not '%s'",
+                                 key, labels);
+    if (*cfg == NULL && (*cfg = json_object()) == NULL)
+        return ol__cli_fail(c, OL_EXIT_FAIL, "OL_ENOMEM", "out of memory");
+    json_object_set_new(*cfg, key, json_string(labels));
+    return 0;
+}
+
 /* More than one name, or --prefix/--count: the bulk form. */
 static int spawn_many(struct ol__cli *c, const char **pos, int n,
                       const char *prefix, const char *count,
@@ -124,10 +142,13 @@ static int spawn_many(struct ol__cli *c, const char **pos, int n,
 int ol__cmd_spawn(struct ol__cli *c)
 {
     const char *config = NULL, *rid = NULL, *prefix = NULL, *count = NULL;
+    const char *prefer = NULL, *avoid = NULL;
     const char **pos = calloc((size_t)c->argc + 1, sizeof *pos);
     int no_wait = 0;
     const struct ol__cli_opt opts[] = {
         {.name = "--config", .value = &config},
+        {.name = "--prefer", .value = &prefer},
+        {.name = "--avoid", .value = &avoid},
         {.name = "--request-id", .value = &rid},
         {.name = "--no-wait", .flag = &no_wait},
         {.name = "--prefix", .value = &prefix},
@@ -152,6 +173,11 @@ int ol__cmd_spawn(struct ol__cli *c)
     if ((rv = check_request_id(c, rid)) != 0 ||
         (rv = parse_config(c, config, &cfg)) != 0)
         goto out;
+    if ((rv = add_affinity(c, &cfg, "prefer", prefer)) != 0 ||
+        (rv = add_affinity(c, &cfg, "avoid", avoid)) != 0) {
+        json_decref(cfg);
+        goto out;
+    }
     if (n != 2 || prefix || count) {
         rv = spawn_many(c, pos, n, prefix, count, rid, cfg, no_wait);
         goto out;

@@ -21,6 +21,7 @@
 #include "replication/cluster.h"
 #include "runtime/config.h"
 #include "base/fsutil.h"
+#include "replication/placement.h"
 
 static void kv(const char *key, const char *value)
 {
@@ -213,6 +214,26 @@ static int parse_id(const struct ol__cli *c, const char *s, uint64_t *id)
     return 0;
 }
 
+/* Whether `cfg` may start a cluster: it has a [cluster] section, and is
+ * not a standby (raft needs a voter to lead).  Frees `cfg` and returns
+ * the usage error, or returns 0. */
+static int init_config_ok(struct ol__cli *c, struct ol__config *cfg,
+                          const char *config)
+{
+    if (!cfg->cluster) {
+        ol__config_free(cfg);
+        return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
+                            "%s has no [cluster] section", config);
+    }
+    if (cfg->role != OL_ROLE_STANDBY)
+        return 0;
+    ol__config_free(cfg);
+    return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
+                        "%s gives this node role standby: a standby does not "
+                        "vote, so run cluster init on a voter",
+                        config);
+}
+
 /* `cluster init --config FILE [--all]`: write the first raft
  * configuration into the node's data dir, before its first start.  Raft
  * can only be bootstrapped while it is not running, so this is offline. */
@@ -234,11 +255,8 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
         ol__config_free(&cfg);
         return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG", "%s", err);
     }
-    if (!cfg.cluster) {
-        ol__config_free(&cfg);
-        return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
-                            "%s has no [cluster] section", config);
-    }
+    if ((rv = init_config_ok(c, &cfg, config)) != 0)
+        return rv;
     for (uint32_t i = 0; all && i < cfg.n_peers; i++) {
         peers[n].id = cfg.peers[i].id;
         snprintf(peers[n].address, sizeof peers[n].address, "%s",
@@ -295,6 +313,22 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
                    : " is the only voter (the leader adds the peers)");
     ol__config_free(&cfg);
     return 0;
+}
+
+/* A node's ROLE cell: its role (voter, witness, standby; a voter raft
+ * has not made one yet shows as spare), marked when it leads. */
+static const char *node_role(const msgpack_object *n, char *out, size_t cap)
+{
+    char role[24];
+
+    ol__mp_gets(n, "role", role, sizeof role);
+    if (!role[0] || strcmp(role, "-") == 0)
+        snprintf(role, sizeof role, "voter");
+    if (strcmp(role, "voter") == 0 && !ol__mp_getb(n, "voter"))
+        snprintf(role, sizeof role, "spare");
+    snprintf(out, cap, "%s%s", ol__mp_getb(n, "leader") ? "leader, " : "",
+             role);
+    return out;
 }
 
 /* Where the leader is, and whether leader_preference is met. */
@@ -357,7 +391,7 @@ static void print_cluster(const msgpack_object *root)
         const msgpack_object *n = &nodes->via.array.ptr[i];
         const msgpack_object *lc = ol__mp_get(n, "last_contact_ms");
         char id[24], addr[130], labels[210], health[24], applied[24],
-            agents[24], last[32];
+            agents[24], last[32], role[48];
         const char *cells[8];
 
         if (lc && lc->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -368,9 +402,7 @@ static void print_cluster(const msgpack_object *root)
         cells[0] = ol__mp_gets(n, "id", id, sizeof id);
         cells[1] = ol__mp_gets(n, "address", addr, sizeof addr);
         cells[2] = ol__mp_gets(n, "labels", labels, sizeof labels);
-        cells[3] = ol__mp_getb(n, "leader")  ? "leader"
-                   : ol__mp_getb(n, "voter") ? "voter"
-                                             : "spare";
+        cells[3] = node_role(n, role, sizeof role);
         cells[4] = ol__mp_gets(n, "health", health, sizeof health);
         cells[5] = last;
         cells[6] = ol__mp_gets(n, "applied", applied, sizeof applied);
@@ -503,12 +535,20 @@ static void cluster_req(struct ol__cli_req *q, const char *sub, int want,
         ol__pk_kv_str(&q->m, "labels", labels);
 }
 
+/* `cluster promote ID` (to voter) and `cluster demote ID` (to standby):
+ * one node id, like remove. */
+static int role_sub(const char *sub)
+{
+    return strcmp(sub, "promote") == 0 || strcmp(sub, "demote") == 0;
+}
+
 /* How many words a node's subcommand takes, or -1 for none known. */
 static int sub_words(const char *sub)
 {
     if (strcmp(sub, "add") == 0)
         return 4;
-    if (strcmp(sub, "remove") == 0 || strcmp(sub, "transfer") == 0)
+    if (strcmp(sub, "remove") == 0 || strcmp(sub, "transfer") == 0 ||
+        role_sub(sub))
         return 2;
     if (strcmp(sub, "status") == 0 || strcmp(sub, "init") == 0)
         return 1;
@@ -569,7 +609,7 @@ int ol__cmd_cluster(struct ol__cli *c)
         return rv;
     if ((want = sub_words(sub)) < 0)
         return ol__cli_usage_err(c, "unknown subcommand '%s' (status, init, "
-                                    "add, remove, transfer)",
+                                    "add, remove, transfer, promote, demote)",
                                  sub);
     if (strcmp(sub, "transfer") == 0 && n > 2)
         return ol__cli_usage_err(c, "'cluster transfer' takes at most one "

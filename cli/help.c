@@ -63,9 +63,13 @@ static const struct ol__cli_cmd cmds[] = {
      OPTS({"--state", 1}, {"--limit", 1}, {NULL, 0})},
     {"spawn", ol__cmd_spawn,
      "spawn KIND NAME [NAME...] [--prefix P --count N] [--config JSON] "
-     "[--request-id ID] [--no-wait]",
+     "[--prefer k=v,...] [--avoid k=v,...] [--request-id ID] [--no-wait]",
      "create an agent (or many) of plugin KIND named NAME",
      "  --config JSON     the agent's configuration, a JSON object\n"
+     "  --prefer k=v,...  in a cluster, place it on a node with one of these\n"
+     "                    labels when one is up (its config's \"prefer\")\n"
+     "  --avoid k=v,...   never on a node with one of these labels unless\n"
+     "                    no other is up (its config's \"avoid\")\n"
      "  --request-id ID   name this request (1-128 printable characters):\n"
      "                    run again with the same ID, on any node, it is\n"
      "                    applied once and answers as the first time\n"
@@ -82,7 +86,8 @@ static const struct ol__cli_cmd cmds[] = {
      "  a summary.  Exit status 1 if any agent failed.  Without --timeout\n"
      "  it waits 15 s plus 20 ms per agent.\n",
      OPTS({"--config", 1}, {"--request-id", 1}, {"--no-wait", 0},
-          {"--prefix", 1}, {"--count", 1}, {NULL, 0})},
+          {"--prefix", 1}, {"--count", 1}, {"--prefer", 1}, {"--avoid", 1},
+          {NULL, 0})},
     {"logs", ol__cmd_logs,
      "logs NAME [-f] [--lines N] [--interval MS] [--duration MS]",
      "show an agent's own log lines, from whichever node hosts it",
@@ -230,8 +235,9 @@ static const struct ol__cli_cmd cmds[] = {
           {"--node-id", 1}, {NULL, 0})},
     {"cluster", ol__cmd_cluster,
      "cluster status | init --config FILE [--all] | add ID ADDRESS PUBKEY "
-     "[--labels k=v,...] | remove ID | transfer [ID]",
-     "show or change the cluster roster and its leader",
+     "[--labels k=v,...] | remove ID | transfer [ID] | promote ID | "
+     "demote ID",
+     "show or change the cluster roster, its roles and its leader",
      "  status                     the node's view of the cluster: nodes,\n"
      "                             leader, term, log indexes, health\n"
      "  init --config FILE         before a node's first start, write the\n"
@@ -246,7 +252,11 @@ static const struct ol__cli_cmd cmds[] = {
      "  remove ID                  remove node ID from the roster\n"
      "  transfer [ID]              on the leader: hand leadership to voter\n"
      "                             ID (none: the most up-to-date voter);\n"
-     "                             answers once it leads\n",
+     "                             answers once it leads\n"
+     "  promote ID                 make node ID a voter (from standby or\n"
+     "                             witness)\n"
+     "  demote ID                  make node ID a standby: a non-voting\n"
+     "                             replica; its agents move elsewhere\n",
      OPTS({"--labels", 1}, {"--config", 1}, {"--all", 0}, {NULL, 0})},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

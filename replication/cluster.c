@@ -383,12 +383,16 @@ void ol__cl_leader_ready(struct cluster *c)
     ol_log(OL_LOG_INFO, "leader of term %llu: state machine current at "
                         "index %" PRIu64,
            (unsigned long long)c->raft.current_term, ol__sm_applied(c->sm));
+    /* Followers may grant themselves no lease until they have applied
+     * what this leader committed (cluster_lease.c): tell them now. */
+    ol__cl_beacon(c);
     ol__cl_kick(c);
 }
 
-/* An entry of the new term, ahead of anything else this leader proposes:
- * once it commits, so has everything before it (fsm.h). */
-static void propose_noop(struct cluster *c)
+/* An entry that carries nothing: the first of a new term, ahead of
+ * anything else this leader proposes (once it commits, so has everything
+ * before it, fsm.h), and a beacon (ol__cl_beacon). */
+void ol__cl_propose_noop(struct cluster *c)
 {
     struct ol__entry_w w;
     struct ol__buf e;
@@ -445,7 +449,24 @@ void ol__cl_role_changed(struct cluster *c, int old)
         (void)ol__cl_peer(c, c->cfg.peers[i].id, 1);
     for (size_t i = 0; i < c->n_peers; i++)
         c->peers[i].last_ms = ol__cl_now(c);
-    propose_noop(c);
+    ol__cl_propose_noop(c);
+}
+
+/* libraft 0.15 tells followers the commit index only with its next
+ * AppendEntries: after an idle moment, up to a heartbeat after the
+ * commit.  Where a follower waits on a commit (an agent moved to it, the
+ * entry its lease is barred on), the leader proposes an empty entry at
+ * once, which carries the news.  At most one in a quarter heartbeat. */
+void ol__cl_beacon(struct cluster *c)
+{
+    uint64_t now = ol__cl_now(c);
+
+    if (c->role != RAFT_LEADER || c->closing ||
+        (c->beacon_ms && now - c->beacon_ms < c->cfg.heartbeat_ms / 4))
+        return;
+    c->beacon_ms = now;
+    c->n.beacons++;
+    ol__cl_propose_noop(c);
 }
 
 void ol__cl_tick(struct cluster *c)

@@ -123,6 +123,14 @@ int ol__cluster_add(struct ol__replica *r, uint64_t id, const char *address,
                     ol__cluster_done_cb cb, void *data, char *errmsg);
 int ol__cluster_remove(struct ol__replica *r, uint64_t id,
                        ol__cluster_done_cb cb, void *data, char *errmsg);
+/* Promote node `id` to a voter (OL_ROLE_VOTER) or demote it to a standby
+ * (OL_ROLE_STANDBY), on the leader: its roster entry's role= label
+ * changes, and the leader's tick then brings raft in line (raft_assign).
+ * A demoted node's agents move off it.  Returns like ol__cluster_add:
+ * OL_ENOTLEADER, OL_ENOTFOUND (no such member), OL_EEXISTS (already in
+ * that role), OL_EINVAL (the leader itself to standby). */
+int ol__cluster_set_role(struct ol__replica *r, uint64_t id, int role,
+                         ol__cluster_done_cb cb, void *data, char *errmsg);
 
 /* ---- leadership (cluster_lead.c) ---- */
 

@@ -167,6 +167,7 @@ struct cluster {
     uv_check_t check;
     uint64_t last_ping_ms;
     uint64_t pinged_leader;      /* the leader the last ping went to */
+    uint64_t beacon_ms;          /* the last beacon (ol__cl_beacon) */
 
     int closing;
     void (*close_cb)(void *data);
@@ -180,6 +181,8 @@ struct cluster {
         uint64_t suspends;        /* the machine was seen suspended */
         uint64_t stalls;          /* leader relearned liveness after one */
         uint64_t refused_fwd;     /* forwarded commands not authorised */
+        uint64_t beacons;         /* empty entries proposed to carry the
+                                   * commit index (ol__cl_beacon) */
         uint64_t placed[5];       /* by enum ol__pl_reason */
         struct ol__phist batch_sizes; /* checkpoints per applied entry */
     } n;
@@ -204,6 +207,8 @@ void ol__cl_kick(struct cluster *c);
 void ol__cl_role_changed(struct cluster *c, int old_role);
 void ol__cl_leader_ready(struct cluster *c);
 void ol__cl_tick(struct cluster *c);
+void ol__cl_propose_noop(struct cluster *c);
+void ol__cl_beacon(struct cluster *c);
 
 /* cluster_lease.c */
 uint64_t ol__cl_fresh_ms(void);

@@ -19,6 +19,7 @@
 
 #include "base/log.h"
 #include "cluster_int.h"
+#include "placement.h"
 
 uint64_t ol__cl_fresh_ms(void)
 {
@@ -66,9 +67,20 @@ struct peer_state *ol__cl_peer(struct cluster *c, uint64_t id, int create)
  * the truth).  A new leader whose state machine is not current yet may not
  * know of an older leader's moves: until it is, it grants only to a node
  * that has applied its whole log, which holds every committed entry. */
+/* Whether node `id` may host agents: a voter by the roster and by raft.
+ * A witness or a standby never needs an agent lease. */
+static int hosts_agents(struct cluster *c, uint64_t id)
+{
+    const struct ol__sm_node *nd = ol__sm_node(c->sm, id);
+
+    return (nd == NULL || ol__label_role(nd->labels) == OL_ROLE_VOTER) &&
+           ol__cl_voter(c, id);
+}
+
 static int grants_to(struct cluster *c, const struct peer_state *p)
 {
-    if (p->moving_off != 0 || p->applied < p->fence_index)
+    if (p->moving_off != 0 || p->applied < p->fence_index ||
+        !hosts_agents(c, p->id))
         return 0;
     return c->leader_ready || p->applied >= raft_last_index(&c->raft);
 }
@@ -211,7 +223,10 @@ static int cmp_desc(const void *a, const void *b)
 
 /* The leader holds a lease while a majority of voters (itself included)
  * echoed one of its answers sent within the last lease: contact on its own
- * clock, never seeded. */
+ * clock, never seeded.  Voters are raft's RAFT_VOTER servers: witnesses
+ * count, standbys (RAFT_STANDBY) do not.  A leader that hosts no agents
+ * (a witness) keeps the lead lease to grant others theirs, but takes no
+ * agent lease for itself. */
 void ol__cl_leader_lease(struct cluster *c, uint64_t now)
 {
     uint64_t seen[64];
@@ -236,7 +251,8 @@ void ol__cl_leader_lease(struct cluster *c, uint64_t now)
     qsort(seen, n, sizeof seen[0], cmp_desc);
     c->lead_lease_until_ms = seen[voters / 2] ? seen[voters / 2] + c->lease_ms
                                               : 0;
-    if (c->lead_lease_until_ms > c->lease_until_ms)
+    if (c->lead_lease_until_ms > c->lease_until_ms &&
+        hosts_agents(c, c->cfg.self_id))
         c->lease_until_ms = c->lead_lease_until_ms;
 }
 

@@ -297,11 +297,18 @@ void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
 {
     uint64_t ckpts = 0;
 
+    int moved = 0;
+
     for (const struct ol__effect *e = fx->head; e; e = e->next) {
         ckpts += e->type == OL_FX_CKPT;
         /* Anything but a checkpoint may change what placement decides. */
         c->pl_gen += e->type != OL_FX_CKPT;
+        moved |= e->type == OL_FX_AGENT && e->u.agent.owner != 0 &&
+                 e->u.agent.owner != c->cfg.self_id;
     }
+    /* An agent's new owner learns of it when it applies the entry. */
+    if (moved && c->role == RAFT_LEADER)
+        ol__cl_beacon(c);
     if (ckpts)
         ol__phist_add(&c->n.batch_sizes, ol__batch_bounds, ol__batch_nbounds,
                       ckpts);

@@ -13,6 +13,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/pack.h"
+#include <msgpack.h>
 #include "cluster_int.h"
 #include "placement.h"
 
@@ -126,10 +127,63 @@ static size_t fill_nodes(struct cluster *c, uint64_t now,
             continue;
         p->id = nodes[i].id;
         ol__label_get(nodes[i].labels, "cloud", p->cloud, sizeof p->cloud);
+        p->labels = nodes[i].labels;
+        /* A witness or standby by the roster, or a node raft holds as a
+         * non-voter (a standby not yet promoted), hosts nothing. */
+        p->nohost = ol__label_role(nodes[i].labels) != OL_ROLE_VOTER ||
+                    !ol__cl_voter(c, nodes[i].id);
         p->health = health(c, nodes[i].id, now, &p->inc);
         n_pl++;
     }
     return n_pl;
+}
+
+/* An agent's affinity: the string values of "prefer" and "avoid" in its
+ * config map (README: placement).  Borrowed into `bufs` until the next
+ * call. */
+struct aff_bufs {
+    char prefer[OL_LABELS_MAX + 1];
+    char avoid[OL_LABELS_MAX + 1];
+};
+
+static void copy_key(const msgpack_object *map, const char *key, char *out,
+                     size_t cap)
+{
+    size_t klen = strlen(key);
+
+    out[0] = '\0';
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        const msgpack_object *v = &map->via.map.ptr[i].val;
+
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+            memcmp(k->via.str.ptr, key, klen) == 0 &&
+            v->type == MSGPACK_OBJECT_STR && v->via.str.size < cap) {
+            memcpy(out, v->via.str.ptr, v->via.str.size);
+            out[v->via.str.size] = '\0';
+            return;
+        }
+    }
+}
+
+static void agent_affinity(void *data, const struct ol__sm_agent *a,
+                           struct ol__pl_affinity *out)
+{
+    struct aff_bufs *b = data;
+    msgpack_unpacked u;
+
+    if (a->config == NULL || a->config_len == 0)
+        return;
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, (const char *)a->config, a->config_len,
+                            NULL) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_MAP) {
+        copy_key(&u.data, "prefer", b->prefer, sizeof b->prefer);
+        copy_key(&u.data, "avoid", b->avoid, sizeof b->avoid);
+        out->prefer = b->prefer[0] ? b->prefer : NULL;
+        out->avoid = b->avoid[0] ? b->avoid : NULL;
+    }
+    msgpack_unpacked_destroy(&u);
 }
 
 /* Add move `m` to `w`.  A placement carries this leader's term where
@@ -190,6 +244,11 @@ static int record_move(struct cluster *c, const struct ol__pl_move *m,
     ol_log(m->reason == OL_PL_REGRANT ? OL_LOG_DEBUG : OL_LOG_INFO,
            "placement: '%s' -> node %" PRIu64 " epoch %" PRIu64 " (%s)",
            m->agent, m->owner, m->epoch, why[m->reason]);
+    if (m->avoided)
+        ol_log(OL_LOG_WARN,
+               "placement: '%s' avoids node %" PRIu64 " but no other node "
+               "that may host it is up: placed there anyway",
+               m->agent, m->owner);
     return 0;
 }
 
@@ -236,6 +295,7 @@ void ol__cl_place(struct cluster *c, uint64_t now)
     struct ol__pl_node *pl = calloc(nn ? nn : 1, sizeof *pl);
     struct ol__pl_move *moves = NULL;
     struct ol__entry_w w;
+    struct aff_bufs aff;
     int rebalance = now - c->last_rebalance_ms >= REBALANCE_EVERY_MS;
 
     if (pl == NULL)
@@ -247,8 +307,8 @@ void ol__cl_place(struct cluster *c, uint64_t now)
     if (pass_unchanged(c, pass_key(c, pl, n_pl, rebalance), forgot, now) ||
         (moves = calloc(PLACE_BATCH, sizeof *moves)) == NULL)
         goto out;
-    n_moves = ol__placement(c->sm, pl, n_pl, rebalance, skip_placing, c,
-                            moves, PLACE_BATCH);
+    n_moves = ol__placement_aff(c->sm, pl, n_pl, rebalance, skip_placing, c,
+                                agent_affinity, &aff, moves, PLACE_BATCH);
     c->pl_idle = n_moves == 0;
     if (n_moves == 0)
         goto out;

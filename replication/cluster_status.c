@@ -9,6 +9,7 @@
 
 #include "base/pack.h"
 #include "cluster_int.h"
+#include "placement.h"
 
 /* What this node knows of node `nd`'s health. */
 static const char *node_health(struct cluster *c,
@@ -49,6 +50,9 @@ static void pack_node(struct cluster *c, const struct ol__sm_node *nd,
     ol__pk_kv_str(&m, "pk", hex);
     ol__pk_kv_bool(&m, "leader", nd->id == c->leader_id);
     ol__pk_kv_bool(&m, "voter", ol__cl_voter(c, nd->id));
+    ol__pk_kv_str(&m, "role", ol__role_name(ol__label_role(nd->labels))
+                                  ? ol__role_name(ol__label_role(nd->labels))
+                                  : "unknown");
     ol__pk_kv_str(&m, "health", node_health(c, nd, ps, now));
     ol__pk_key(&m, "last_contact_ms");
     if (c->role == RAFT_LEADER && ps && ps->seen)
@@ -81,6 +85,7 @@ static void pack_counters(struct cluster *c, struct ol__pk_map *parent)
     ol__pk_kv_uint(&m, "appends_held_to_majority", c->pace.n.by_ack);
     ol__pk_kv_uint(&m, "appends_held_to_guard", c->pace.n.by_guard);
     ol__pk_kv_uint(&m, "appends_held_ms", c->pace.n.held_ms);
+    ol__pk_kv_uint(&m, "beacons", c->n.beacons);
     (void)ol__pk_map_end(&m);
 }
 

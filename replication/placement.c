@@ -6,7 +6,8 @@
  * loaded first, and a failover avoids the dead node's cloud when it can.
  * Rebalancing moves one agent at a time so a returning node fills up
  * without thrashing.  After an upgrade asked for a build of a plugin,
- * agents of that kind only go to nodes that run it.
+ * agents of that kind only go to nodes that run it.  Witnesses and
+ * standbys host nothing; an agent's prefer/avoid labels come before load.
  */
 #include "placement.h"
 
@@ -39,6 +40,61 @@ void ol__label_get(const char *labels, const char *key, char *out,
     }
 }
 
+static const char *const role_names[] = {"voter", "witness", "standby"};
+
+const char *ol__role_name(int role)
+{
+    return role >= 0 && role <= OL_ROLE_STANDBY ? role_names[role] : NULL;
+}
+
+int ol__role_parse(const char *name)
+{
+    for (int i = 0; i <= OL_ROLE_STANDBY; i++)
+        if (strcmp(name, role_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int ol__label_role(const char *labels)
+{
+    char v[32];
+
+    ol__label_get(labels, "role", v, sizeof v);
+    return v[0] ? ol__role_parse(v) : OL_ROLE_VOTER;
+}
+
+int ol__labels_with_role(const char *labels, int role, char *out,
+                         size_t cap)
+{
+    const char *p = labels;
+    size_t n = 0;
+    int w;
+
+    if (cap == 0)
+        return -1;
+    out[0] = '\0';
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        if (len && strncmp(p, "role=", 5) != 0) {
+            w = snprintf(out + n, cap - n, "%s%.*s", n ? "," : "", (int)len,
+                         p);
+            if (w < 0 || (size_t)w >= cap - n)
+                return -1;
+            n += (size_t)w;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    if (role != OL_ROLE_VOTER && ol__role_name(role)) {
+        w = snprintf(out + n, cap - n, "%srole=%s", n ? "," : "",
+                     ol__role_name(role));
+        if (w < 0 || (size_t)w >= cap - n)
+            return -1;
+    }
+    return 0;
+}
+
 static struct ol__pl_node *find(struct ol__pl_node *nodes, size_t n,
                                 uint64_t id)
 {
@@ -48,29 +104,127 @@ static struct ol__pl_node *find(struct ol__pl_node *nodes, size_t n,
     return NULL;
 }
 
+/* The next item of a comma-separated list at *pp, spaces around it
+ * trimmed, its length in *len; NULL past the end. */
+static const char *next_item(const char **pp, size_t *len)
+{
+    const char *p = *pp, *end;
+    size_t l;
+
+    if (p == NULL || *p == '\0')
+        return NULL;
+    end = strchr(p, ',');
+    l = end ? (size_t)(end - p) : strlen(p);
+    while (l && *p == ' ') {
+        p++;
+        l--;
+    }
+    while (l && p[l - 1] == ' ')
+        l--;
+    *pp = end ? end + 1 : NULL;
+    *len = l;
+    return p;
+}
+
+/* Whether item "k=v" of length `len` is one of `labels`' items. */
+static int has_item(const char *labels, const char *item, size_t len)
+{
+    const char *p = labels, *it;
+    size_t l;
+
+    while ((it = next_item(&p, &l)) != NULL)
+        if (l == len && strncmp(it, item, len) == 0)
+            return 1;
+    return 0;
+}
+
+int ol__label_match(const char *labels, const char *list)
+{
+    const char *p = list, *it;
+    size_t l;
+
+    if (labels == NULL)
+        return 0;
+    while ((it = next_item(&p, &l)) != NULL)
+        if (l && has_item(labels, it, l))
+            return 1;
+    return 0;
+}
+
+static int label_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
+}
+
+int ol__label_list_valid(const char *list)
+{
+    const char *p = list;
+
+    if (list == NULL || *list == '\0')
+        return 0;
+    for (;;) {
+        size_t k = 0, v = 0;
+
+        while (label_char(p[k]))
+            k++;
+        if (k == 0 || p[k] != '=')
+            return 0;
+        p += k + 1;
+        while (label_char(p[v]))
+            v++;
+        if (v == 0)
+            return 0;
+        p += v;
+        if (*p == '\0')
+            return 1;
+        if (*p != ',')
+            return 0;
+        p++;
+    }
+}
+
+/* How well node `c` suits an agent, highest first: not avoided, then
+ * preferred, then (a failover) outside the dead owner's cloud. */
+static int rank(const struct ol__pl_node *c, const struct ol__pl_affinity *af,
+                const char *avoid_cloud)
+{
+    int r = 0;
+
+    if (!ol__label_match(c->labels, af->avoid))
+        r += 4;
+    if (ol__label_match(c->labels, af->prefer))
+        r += 2;
+    if (!avoid_cloud || !avoid_cloud[0] || strcmp(c->cloud, avoid_cloud) != 0)
+        r += 1;
+    return r;
+}
+
 static struct ol__pl_node *best(const struct ol__sm *sm, const char *kind,
                                 struct ol__pl_node *nodes, size_t n,
-                                const char *avoid_cloud)
+                                const struct ol__pl_affinity *af,
+                                const char *avoid_cloud, int *avoided)
 {
     struct ol__pl_node *b = NULL;
-    int b_other = 0;
+    int b_rank = 0;
 
     for (size_t i = 0; i < n; i++) {
         struct ol__pl_node *c = &nodes[i];
-        int other;
+        int r;
 
         /* After an upgrade, only nodes that run the wanted build. */
-        if (c->health != OL_PL_LIVE || !ol__sm_code_ok(sm, kind, c->id))
+        if (c->health != OL_PL_LIVE || c->nohost ||
+            !ol__sm_code_ok(sm, kind, c->id))
             continue;
-        other = !avoid_cloud || !avoid_cloud[0] ||
-                strcmp(c->cloud, avoid_cloud) != 0;
-        if (b == NULL || other > b_other ||
-            (other == b_other &&
+        r = rank(c, af, avoid_cloud);
+        if (b == NULL || r > b_rank ||
+            (r == b_rank &&
              (c->load < b->load || (c->load == b->load && c->id < b->id)))) {
             b = c;
-            b_other = other;
+            b_rank = r;
         }
     }
+    *avoided = b != NULL && b_rank < 4;
     return b;
 }
 
@@ -100,11 +254,33 @@ static int count_loads(const struct ol__sm *sm, struct ol__pl_node *nodes,
     return unknown;
 }
 
+/* Where agent affinities come from. */
+struct aff_src {
+    ol__pl_affinity_fn fn;
+    void *data;
+};
+
+/* The best node for agent `a`, its affinity read only now: most agents
+ * stay where they are and need none. */
+static struct ol__pl_node *pick(const struct ol__sm *sm,
+                                const struct ol__sm_agent *a,
+                                struct ol__pl_node *nodes, size_t n_nodes,
+                                const struct aff_src *src,
+                                const char *avoid_cloud, int *avoided)
+{
+    struct ol__pl_affinity af = {NULL, NULL};
+
+    if (src->fn)
+        src->fn(src->data, a, &af);
+    return best(sm, a->kind, nodes, n_nodes, &af, avoid_cloud, avoided);
+}
+
 /* Where agent `a` must go now (NULL: it stays), and why. */
 static struct ol__pl_node *decide(const struct ol__sm *sm,
                                   const struct ol__sm_agent *a,
                                   struct ol__pl_node *nodes, size_t n_nodes,
-                                  int unknown, int *reason)
+                                  int unknown, const struct aff_src *src,
+                                  int *reason, int *avoided)
 {
     struct ol__pl_node *o = a->owner ? find(nodes, n_nodes, a->owner)
                                      : NULL;
@@ -115,11 +291,17 @@ static struct ol__pl_node *decide(const struct ol__sm *sm,
         if (unknown)
             return NULL;
         *reason = OL_PL_PLACE;
-        return best(sm, a->kind, nodes, n_nodes, NULL);
+        return pick(sm, a, nodes, n_nodes, src, NULL, avoided);
     }
     if (o == NULL || o->health == OL_PL_DEAD) {
         *reason = OL_PL_FAILOVER;
-        return best(sm, a->kind, nodes, n_nodes, o ? o->cloud : NULL);
+        return pick(sm, a, nodes, n_nodes, src, o ? o->cloud : NULL,
+                    avoided);
+    }
+    if (o->nohost && o->health == OL_PL_LIVE) {
+        /* Its node became a witness or a standby: hand it over. */
+        *reason = OL_PL_BALANCE;
+        return pick(sm, a, nodes, n_nodes, src, NULL, avoided);
     }
     if (o->health == OL_PL_LIVE && o->inc != a->inc) {
         *reason = OL_PL_REGRANT;
@@ -136,6 +318,23 @@ static void move_to(struct ol__pl_move *m, const struct ol__sm_agent *a,
     m->inc = t->inc;
     m->epoch = a->epoch + 1;
     m->reason = reason;
+    m->avoided = 0;
+}
+
+/* Whether moving agent `a` from `hi` to `lo` keeps to its affinity. */
+static int may_rebalance(const struct ol__sm_agent *a,
+                         const struct ol__pl_node *hi,
+                         const struct ol__pl_node *lo,
+                         ol__pl_affinity_fn aff, void *aff_data)
+{
+    struct ol__pl_affinity af = {NULL, NULL};
+
+    if (aff)
+        aff(aff_data, a, &af);
+    if (ol__label_match(lo->labels, af.avoid))
+        return 0;
+    return !ol__label_match(hi->labels, af.prefer) ||
+           ol__label_match(lo->labels, af.prefer);
 }
 
 /* At most one move from the busiest live node to the idlest, when they
@@ -143,6 +342,7 @@ static void move_to(struct ol__pl_move *m, const struct ol__sm_agent *a,
 static size_t rebalance_one(const struct ol__sm *sm,
                             struct ol__pl_node *nodes, size_t n_nodes,
                             ol__pl_skip_fn skip, void *skip_data,
+                            ol__pl_affinity_fn aff, void *aff_data,
                             struct ol__pl_move *out)
 {
     const struct ol__sm_agent *a;
@@ -152,7 +352,7 @@ static size_t rebalance_one(const struct ol__sm *sm,
     for (size_t i = 0; i < n_nodes; i++) {
         struct ol__pl_node *c = &nodes[i];
 
-        if (c->health != OL_PL_LIVE)
+        if (c->health != OL_PL_LIVE || c->nohost)
             continue;
         total += c->load;
         live++;
@@ -166,7 +366,8 @@ static size_t rebalance_one(const struct ol__sm *sm,
     for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
         if (a->owner != hi->id || a->status != OL_AGENT_RUNNING ||
             a->inc != hi->inc || !ol__sm_code_ok(sm, a->kind, lo->id) ||
-            (skip && skip(skip_data, a->name)))
+            (skip && skip(skip_data, a->name)) ||
+            !may_rebalance(a, hi, lo, aff, aff_data))
             continue;
         move_to(out, a, lo, OL_PL_BALANCE);
         return 1;
@@ -178,20 +379,31 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
                      size_t n_nodes, int rebalance, ol__pl_skip_fn skip,
                      void *skip_data, struct ol__pl_move *out, size_t cap)
 {
+    return ol__placement_aff(sm, nodes, n_nodes, rebalance, skip, skip_data,
+                             NULL, NULL, out, cap);
+}
+
+size_t ol__placement_aff(const struct ol__sm *sm, struct ol__pl_node *nodes,
+                         size_t n_nodes, int rebalance, ol__pl_skip_fn skip,
+                         void *skip_data, ol__pl_affinity_fn aff,
+                         void *aff_data, struct ol__pl_move *out, size_t cap)
+{
+    const struct aff_src src = {aff, aff_data};
     const struct ol__sm_agent *a;
     size_t n = 0;
     int unknown = count_loads(sm, nodes, n_nodes);
 
     for (size_t i = 0; n < cap && ol__sm_agent_next(sm, &i, &a);) {
         struct ol__pl_node *o, *t;
-        int reason = 0;
+        int reason = 0, avoided = 0;
 
         if (!active(a) || (skip && skip(skip_data, a->name)))
             continue;
-        t = decide(sm, a, nodes, n_nodes, unknown, &reason);
+        t = decide(sm, a, nodes, n_nodes, unknown, &src, &reason, &avoided);
         if (t == NULL)
             continue;
         move_to(&out[n], a, t, reason);
+        out[n].avoided = avoided;
         o = a->owner ? find(nodes, n_nodes, a->owner) : NULL;
         if (t != o) {
             if (o && o->load)
@@ -201,7 +413,8 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
         n++;
     }
     if (rebalance && n == 0 && n < cap)
-        n = rebalance_one(sm, nodes, n_nodes, skip, skip_data, out);
+        n = rebalance_one(sm, nodes, n_nodes, skip, skip_data, aff, aff_data,
+                          out);
     return n;
 }
 

@@ -26,7 +26,21 @@ struct ol__pl_node {
     int health;
     char cloud[64]; /* the `cloud=` label, "" if none */
     uint32_t load;  /* filled in by ol__placement() */
+    int nohost;     /* a witness or standby: never hosts an agent */
+    const char *labels; /* all its labels (borrowed), for affinity; may
+                         * be NULL */
 };
+
+/* An agent's affinity: label lists "k=v,k=v" (NULL or "": none).  A node
+ * matches a list when any of its items is one of the node's labels. */
+struct ol__pl_affinity {
+    const char *prefer;
+    const char *avoid;
+};
+
+/* Fill `out` with agent `a`'s affinity; may leave it empty. */
+typedef void (*ol__pl_affinity_fn)(void *data, const struct ol__sm_agent *a,
+                                   struct ol__pl_affinity *out);
 
 struct ol__pl_move {
     char agent[OL_NAME_MAX + 1];
@@ -34,6 +48,7 @@ struct ol__pl_move {
     uint64_t inc;
     uint64_t epoch;
     int reason; /* OL_PL_PLACE, OL_PL_FAILOVER, OL_PL_REGRANT, OL_PL_BALANCE */
+    int avoided; /* it goes to a node it avoids: no other node was up */
 };
 
 enum {
@@ -60,6 +75,31 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
                      void *skip_data, struct ol__pl_move *out, size_t cap);
 
 /*
+ * The same with roles and affinity.  A node with `nohost` set (a witness
+ * or a standby) never receives an agent, and agents on one move off it.
+ * Among the other live nodes (running the wanted build) a target is chosen
+ * by, in order: not avoided by the agent (an avoided node is taken only
+ * when no other node is up: the move says so in `avoided`), preferred by
+ * it, for a failover outside the dead owner's cloud, least loaded, lowest
+ * id.  Rebalancing never moves an agent onto a node it avoids, nor from a
+ * node it prefers onto one it does not.  `aff` may be NULL (no agent has
+ * an affinity).
+ */
+size_t ol__placement_aff(const struct ol__sm *sm, struct ol__pl_node *nodes,
+                         size_t n_nodes, int rebalance, ol__pl_skip_fn skip,
+                         void *skip_data, ol__pl_affinity_fn aff,
+                         void *aff_data, struct ol__pl_move *out,
+                         size_t cap);
+
+/* Whether label string `labels` holds any "k=v" item of `list`; 0 when
+ * either is NULL or empty. */
+int ol__label_match(const char *labels, const char *list);
+
+/* Whether `list` is a well-formed affinity list: "k=v" items, comma
+ * separated, each key and value of letters, digits, _ . - */
+int ol__label_list_valid(const char *list);
+
+/*
  * The hand-off wait of a move of an agent from node `from` (0: never
  * placed) to node `to`, in milliseconds; 0 when the new owner may start at
  * once.  A move off a node the leader saw die (`from_health` OL_PL_DEAD:
@@ -78,6 +118,26 @@ size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
 uint32_t ol__pl_handoff_ms(uint64_t from, uint64_t to, int from_health,
                            unsigned lease_ms, unsigned drift_pct,
                            unsigned heartbeat_ms);
+
+/* A node's role, carried in the replicated roster as its label `role=`
+ * (none: a voter).  A witness votes but hosts no agents; a standby is a
+ * non-voting replica (libraft's RAFT_STANDBY) and hosts no agents. */
+enum ol__node_role {
+    OL_ROLE_VOTER = 0,
+    OL_ROLE_WITNESS = 1,
+    OL_ROLE_STANDBY = 2,
+};
+
+/* The role `labels` name; -1 for a `role=` value that is no role. */
+int ol__label_role(const char *labels);
+/* "voter", "witness" or "standby"; NULL for anything else. */
+const char *ol__role_name(int role);
+/* The role named `name`, or -1. */
+int ol__role_parse(const char *name);
+/* `labels` with its `role=` item replaced by `role` (dropped for a voter)
+ * into `out`.  Returns 0, or -1 when it does not fit. */
+int ol__labels_with_role(const char *labels, int role, char *out,
+                         size_t cap);
 
 /* Copy the value of `key=` from a "k=v,k=v" label string. */
 void ol__label_get(const char *labels, const char *key, char *out,

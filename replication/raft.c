@@ -19,6 +19,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "cluster_int.h"
+#include "placement.h"
 #include "rstart.h"
 
 uint64_t ol__cl_now(struct cluster *c)
@@ -175,6 +176,9 @@ void ol__cl_check_cb(uv_check_t *h)
             if (c->leader_id)
                 c->prev_leader_id = c->leader_id;
             c->leader_id = lid;
+            /* A ping echoes only a time of the leader it goes to: another
+             * node's clock is not comparable (cluster_lease.c). */
+            c->leader_time = 0;
             if (lid)
                 c->n.leader_changes++;
             /* A new leader has not seen anything we sent: resend it all. */
@@ -310,17 +314,32 @@ static uint64_t pace_now(void *data)
 
 /* A configuration of `self` and `others`, all voters.  Returns 0 or a
  * RAFT_* code; the caller closes `conf` either way. */
+/* The raft role of a node with `labels`: a standby (placement.h) is
+ * RAFT_STANDBY, a voter or a witness RAFT_VOTER. */
+static int raft_role(const char *labels)
+{
+    return labels && ol__label_role(labels) == OL_ROLE_STANDBY
+               ? RAFT_STANDBY
+               : RAFT_VOTER;
+}
+
+/* The bootstrap configuration: this node and `others`, each in the raft
+ * role its labels name (`self_labels`/`other_labels` may be NULL: every
+ * node a voter). */
 static int roster_conf(struct raft_configuration *conf, uint64_t self_id,
                        const char *address, const struct ol__peer *others,
-                       size_t n_others)
+                       size_t n_others, const char *self_labels,
+                       char (*other_labels)[OL_LABELS_MAX + 1])
 {
     int rv;
 
     raft_configuration_init(conf);
-    rv = raft_configuration_add(conf, self_id, address, RAFT_VOTER);
+    rv = raft_configuration_add(conf, self_id, address,
+                                raft_role(self_labels));
     for (size_t i = 0; i < n_others && rv == 0; i++)
-        rv = raft_configuration_add(conf, others[i].id, others[i].address,
-                                    RAFT_VOTER);
+        rv = raft_configuration_add(
+            conf, others[i].id, others[i].address,
+            raft_role(other_labels ? other_labels[i] : NULL));
     return rv;
 }
 
@@ -378,7 +397,7 @@ static int bootstrap(struct cluster *c, char *errmsg)
 {
     struct raft_configuration conf;
     int rv = roster_conf(&conf, c->cfg.self_id, c->cfg.listen, c->cfg.peers,
-                         c->cfg.n_peers);
+                         c->cfg.n_peers, c->cfg.labels, c->cfg.peer_labels);
 
     if (rv == 0)
         rv = raft_bootstrap(&c->raft, &conf);
@@ -388,7 +407,8 @@ static int bootstrap(struct cluster *c, char *errmsg)
         return OL_EIO;
     }
     if (rv == 0) {
-        ol_log(OL_LOG_INFO, "raft: bootstrapped with %zu voters",
+        ol_log(OL_LOG_INFO, "raft: bootstrapped with %zu nodes (standbys "
+                            "as non-voters)",
                c->cfg.n_peers + 1);
         if (ol__cluster_id_save(c->cfg.raft_dir, c->cluster_id, errmsg) != 0)
             return OL_EIO;
@@ -474,7 +494,8 @@ int ol__cluster_bootstrap_dir(const char *raft_dir, uint64_t self_id,
     }
     rv = raft_init(&r, &io, &fsm, self_id, address);
     if (rv == 0) {
-        rv = roster_conf(&conf, self_id, address, others, n_others);
+        rv = roster_conf(&conf, self_id, address, others, n_others, NULL,
+                         NULL);
         if (rv == 0)
             rv = raft_bootstrap(&r, &conf);
         raft_configuration_close(&conf);

@@ -193,6 +193,8 @@ static void apply_timing(struct ol__config *c)
 
 static int check(struct ol__config *c, int named, char *err, size_t cap)
 {
+    if (ol__config_fold_placement(c, err, cap) != 0)
+        return -1;
     for (uint32_t i = 0; i < c->n_agents; i++)
         if (c->agents[i].kind[0] == '\0') {
             snprintf(err, cap, "[agent.%s] has no 'kind'", c->agents[i].name);

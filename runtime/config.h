@@ -24,6 +24,10 @@ struct ol__config_agent {
     char name[OL_NAME_MAX + 1];
     char kind[OL_KIND_MAX + 1];
     char *config_json; /* malloc'd; NULL: {} */
+    /* Placement affinity: label lists, "" for none; folded into the config
+     * as its "prefer" and "avoid" keys once the file is read. */
+    char prefer[OL_LABELS_MAX + 1];
+    char avoid[OL_LABELS_MAX + 1];
 };
 
 /* How a plugin kind runs ([agents] holds the defaults, [plugin.KIND] the
@@ -63,6 +67,8 @@ struct ol__config_peer {
     char address[OL_ADDR_MAX];
     char pubkey[OL_PK_HEX_SIZE]; /* hex */
     char labels[OL_LABELS_MAX + 1];
+    int role;                    /* enum ol__node_role: voter, witness,
+                                    standby; folded into labels as role= */
 };
 
 /* [cluster] timing: a named set of election, heartbeat and failover
@@ -108,6 +114,9 @@ struct ol__config {
                                   0: this build's */
     int bootstrap;             /* bootstrap every listed node as a voter */
     int compress_off;          /* compress = off: never offer compression */
+    int role;                  /* enum ol__node_role (replication/
+                                  placement.h); folded into labels as
+                                  role= once the file is read */
     char leader_preference[OL_LABELS_MAX + 1]; /* "k=v,k=v": the labels
                                   a leader should have, best first */
     /* [http] */

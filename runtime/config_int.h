@@ -53,6 +53,18 @@ int ol__config_index(struct ol__map *m, const void *base, size_t size,
  * after a blank) and trailing blanks removed. */
 char *ol__config_value_trim(char *v);
 
+/* config_place.c: where nodes and agents may run.  `role = voter |
+ * witness | standby` into *out (`where` names the section in errors);
+ * an agent's `prefer`/`avoid` (-1: not one of those).  Both return 1, or
+ * 0 with p->err set. */
+int ol__config_role_key(struct parse *p, int *out, const char *where,
+                        const char *value);
+int ol__config_affinity_key(struct parse *p, struct ol__config_agent *a,
+                            const char *name, const char *value);
+/* Once the file is read: fold roles into labels, and affinities into the
+ * agents' configs.  Returns 0, or -1 with err set. */
+int ol__config_fold_placement(struct ol__config *c, char *err, size_t cap);
+
 /* config_keys.c: inih's handler, one key at a time. */
 int ol__config_key(void *user, const char *section, const char *name,
                    const char *value);

@@ -222,6 +222,8 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
         c->compress_off = strcmp(value, "off") == 0;
         return 1;
     }
+    if (strcmp(name, "role") == 0)
+        return ol__config_role_key(p, &c->role, "[cluster]", value);
     if (strcmp(name, "bootstrap") == 0) {
         if (parse_bool(value, &c->bootstrap) != 0)
             return fail(p, "'%s' must be true or false, not '%s'", name,
@@ -280,6 +282,7 @@ static int agent_key(struct parse *p, const char *aname, const char *name,
                      const char *value)
 {
     struct ol__config_agent *a;
+    int handled;
 
     if (!ol__name_valid(aname))
         return fail(p, "section [agent.%s]: '%s' is not a valid agent name "
@@ -319,6 +322,8 @@ static int agent_key(struct parse *p, const char *aname, const char *name,
         a->config_json = strdup(value);
         return a->config_json ? 1 : fail(p, "out of memory%s%s", "", "");
     }
+    if ((handled = ol__config_affinity_key(p, a, name, value)) >= 0)
+        return handled;
     return fail(p, "unknown key '%s' in section [agent.%s]", name, aname);
 }
 
@@ -543,6 +548,8 @@ static int peer_key(struct parse *p, const char *idstr, const char *name,
             return fail(p, "'%s' is too long%s", name, "");
         return 1;
     }
+    if (strcmp(name, "role") == 0)
+        return ol__config_role_key(p, &peer->role, "[peer]", value);
     return fail(p, "unknown key '%s' in section [peer.%s]", name, idstr);
 }
 

@@ -18,6 +18,7 @@
 #include "base/pack.h"
 #include "base/sizes.h"
 #include "replication/cluster.h"
+#include "replication/placement.h"
 #include "handlers.h"
 #include "logs.h"
 #include "node_view.h"
@@ -198,6 +199,22 @@ static void member_done(void *data, int status, const char *msg)
     ol__resp_send(&r, req);
 }
 
+/* cluster.promote / cluster.demote: node `id` becomes a voter or a
+ * standby. */
+static void op_cluster_role(struct ol__node *n, struct ol__ctl_req *req,
+                            const char *op, uint64_t id)
+{
+    char err[OL_ERRMSG_SIZE];
+    int promote = strcmp(op, "cluster.promote") == 0;
+    int rv = ol__cluster_set_role(ol__node_replica(n), id,
+                                  promote ? OL_ROLE_VOTER : OL_ROLE_STANDBY,
+                                  member_done, req, err);
+
+    if (rv != 0)
+        ol__ctl_reply_error(req, rv, "cluster %s: %s",
+                            promote ? "promote" : "demote", err);
+}
+
 static void transfer_done(void *data, int status,
                           const struct ol__cluster_transfer_result *res)
 {
@@ -278,6 +295,11 @@ static void op_cluster(struct ol__node *n, struct ol__ctl_req *req,
                                 member_done, req, err);
         if (rv != 0)
             ol__ctl_reply_error(req, rv, "cluster remove: %s", err);
+        return;
+    }
+    if (strcmp(op, "cluster.promote") == 0 ||
+        strcmp(op, "cluster.demote") == 0) {
+        op_cluster_role(n, req, op, id->via.u64);
         return;
     }
     if (strcmp(op, "cluster.add") != 0) {

@@ -12,6 +12,7 @@
 #include "base/err.h"
 #include "base/json.h"
 #include "base/sizes.h"
+#include "replication/placement.h"
 #include "code.h"
 #include "replication/replica.h"
 #include "node_view.h"
@@ -115,6 +116,36 @@ static void spawn_loaded(void *data, int status, const char *errmsg)
     free(sw);
 }
 
+int ol__affinity_ok(const msgpack_object *cfg, char *err, size_t cap)
+{
+    static const char *const keys[] = {"prefer", "avoid"};
+    char v[OL_LABELS_MAX + 1];
+
+    if (cfg == NULL || cfg->type != MSGPACK_OBJECT_MAP)
+        return 1;
+    for (size_t k = 0; k < 2; k++) {
+        const msgpack_object *o = ol__arg(cfg, keys[k]);
+
+        if (o == NULL)
+            continue;
+        if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= sizeof v) {
+            snprintf(err, cap, "config key '%s' must be a string of labels "
+                               "(k=v,k=v) up to %d bytes",
+                     keys[k], OL_LABELS_MAX);
+            return 0;
+        }
+        memcpy(v, o->via.str.ptr, o->via.str.size);
+        v[o->via.str.size] = '\0';
+        if (!ol__label_list_valid(v)) {
+            snprintf(err, cap, "config key '%s' must be labels k=v,k=v "
+                               "(letters, digits, _ . -), not '%.60s'",
+                     keys[k], v);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 void ol__op_spawn(struct ol__node *n, struct ol__ctl_req *req,
                   const msgpack_object *args)
 {
@@ -147,6 +178,10 @@ void ol__op_spawn(struct ol__node *n, struct ol__ctl_req *req,
     }
     if (cfg && !depth_ok(req, "spawn", name, "config", cfg))
         return;
+    if (!ol__affinity_ok(cfg, err, sizeof err)) {
+        ol__ctl_reply_error(req, OL_EINVAL, "spawn '%s': %s", name, err);
+        return;
+    }
     if (ol__request_ids(req, "spawn", args, &id, NULL) != 0)
         return;
     rv = ol__code_current(ol__node_codes(n), kind, 1, &code, err);

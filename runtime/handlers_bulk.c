@@ -454,6 +454,14 @@ static int spawn_args(struct ol__bulk *b, const msgpack_object *args)
                             OL_JSON_MAX_DEPTH);
         return -1;
     }
+    {
+        char err[OL_ERRMSG_SIZE];
+
+        if (!ol__affinity_ok(cfg, err, sizeof err)) {
+            ol__ctl_reply_error(b->req, OL_EINVAL, "spawn: %s", err);
+            return -1;
+        }
+    }
     msgpack_packer_init(&pk, &b->cfg, ol__buf_write);
     if (cfg && cfg->type == MSGPACK_OBJECT_MAP)
         msgpack_pack_object(&pk, *cfg);

@@ -80,6 +80,10 @@ void ol__op_query(struct ol__node *n, struct ol__ctl_req *req,
                   const char *op, const msgpack_object *args);
 void ol__op_effects(struct ol__node *n, struct ol__ctl_req *req,
                     const msgpack_object *args);
+/* Whether a spawn's config map `cfg` (may be NULL) holds well-formed
+ * placement affinity: "prefer" and "avoid", when present, must be label
+ * lists "k=v,k=v" (placement.h).  Writes what is wrong into err. */
+int ol__affinity_ok(const msgpack_object *cfg, char *err, size_t cap);
 void ol__op_spawn(struct ol__node *n, struct ol__ctl_req *req,
                   const msgpack_object *args);
 void ol__op_simple(struct ol__node *n, struct ol__ctl_req *req,

@@ -67,9 +67,9 @@ static void configured_exists(struct ol__node *n,
 static int spawn_configured(struct ol__node *n)
 {
     static const struct ol__config_agent examples[] = {
-        {"counter", "counter", NULL},
-        {"ledger", "ledger", NULL},
-        {"pricewatch", "pricewatch", NULL},
+        {"counter", "counter", NULL, "", ""},
+        {"ledger", "ledger", NULL, "", ""},
+        {"pricewatch", "pricewatch", NULL, "", ""},
     };
     const struct ol__config_agent *list = n->cfg.agents;
     uint32_t count = n->cfg.n_agents;

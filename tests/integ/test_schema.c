@@ -30,8 +30,8 @@ static const char *const schemas[] = {
     "restart", "rm", "config", "send", "upgrade", "verify", "export",
     "keygen", "recover", "cluster-init", "error", "http-status",
     /* cluster */
-    "cluster-status", "cluster-add", "cluster-remove", "cluster-transfer",
-    NULL};
+    "cluster-status", "cluster-add", "cluster-remove", "cluster-demote",
+    "cluster-promote", "cluster-transfer", NULL};
 
 /* Commands whose --json is refused with a usage error: top is a live
  * view; its data is in status, cluster status and agents. */
@@ -78,6 +78,28 @@ static void check_doc(const char *schema, const char *file, const char *what,
 static void check_file(const char *schema, const char *file, const char *what)
 {
     check_doc(schema, file, what, 0);
+}
+
+/* `outlast --json ARGS` on `node`, retried (bounded) while it fails: a
+ * membership change still in progress.  Each failure prints the error
+ * object; the success must match `schema`. */
+static void check_retried(struct td *node, const char *schema, const char *args)
+{
+    char file[256], *out = NULL;
+
+    snprintf(file, sizeof file, "%s/%s.json", node->root, schema);
+    for (int i = 0;; i++) {
+        if (td_sh(&out, "{ '%s' --data-dir '%s' --json %s > '%s'; }",
+                  td_bin("outlast"), node->data, args, file) == 0) {
+            free(out);
+            check_file(schema, file, args);
+            return;
+        }
+        free(out);
+        check_file("error", file, args);
+        cr_assert_lt(i, 100, "%s kept failing", args);
+        td_sleep_ms(100);
+    }
 }
 
 /* Run `outlast --json ARGS` against node `n`, expecting exit code
@@ -307,7 +329,7 @@ Test(schema, cluster, .timeout = 400)
 {
     struct tc_opts o = {.n = 3, .tag = "schema",
                         .extra = "[http]\nlisten = 127.0.0.1:0\n"};
-    char err[512], *out = NULL, key[256], pk[80];
+    char err[512], *out = NULL, key[256], pk[80], args[160];
     int leader, follower;
 
     tc_init(&c, &o);
@@ -336,6 +358,13 @@ Test(schema, cluster, .timeout = 400)
     check_cmd(&c.nodes[follower].d, "error", 1,
               "cluster remove %llu", (unsigned long long)c.nodes[leader].id);
 
+    /* Demote the follower, promote it back once that landed. */
+    check_cmd(&c.nodes[leader].d, "cluster-demote", 0, "cluster demote %llu",
+              (unsigned long long)c.nodes[follower].id);
+    snprintf(args, sizeof args, "cluster promote %llu",
+             (unsigned long long)c.nodes[follower].id);
+    check_retried(&c.nodes[leader].d, "cluster-promote", args);
+
     /* Remove the follower, then add a new member in its place. */
     check_cmd(&c.nodes[leader].d, "cluster-remove", 0, "cluster remove %llu",
               (unsigned long long)c.nodes[follower].id);
@@ -348,22 +377,8 @@ Test(schema, cluster, .timeout = 400)
     free(out);
     cr_assert_eq(strlen(pk), 64, "no key from keygen");
     /* The removal is still in progress for a while: retry (bounded). */
-    for (int i = 0;; i++) {
-        char file[256];
-
-        snprintf(file, sizeof file, "%s/add.json", c.nodes[leader].d.root);
-        if (td_sh(&out, "{ '%s' --data-dir '%s' --json cluster add 9 "
-                        "127.0.0.1:1 %s > '%s'; }",
-                  td_bin("outlast"), c.nodes[leader].d.data, pk, file) == 0) {
-            free(out);
-            check_file("cluster-add", file, "cluster add");
-            break;
-        }
-        free(out);
-        check_file("error", file, "cluster add (busy)");
-        cr_assert_lt(i, 100, "cluster add kept failing");
-        td_sleep_ms(100);
-    }
+    snprintf(args, sizeof args, "cluster add 9 127.0.0.1:1 %s", pk);
+    check_retried(&c.nodes[leader].d, "cluster-add", args);
     /* Leadership handed to the third node; the old leader then refuses. */
     follower = (leader + 2) % c.n;
     check_cmd(&c.nodes[leader].d, "cluster-transfer", 0,

@@ -549,6 +549,66 @@ Test(config, many_thousands_of_agents_are_read)
     free(text);
 }
 
+#define PK64 "0000000000000000000000000000000000000000000000000000000000000001"
+
+Test(config, roles_fold_into_the_labels)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c,
+                      "[node]\nid = 1\nlabels = cloud=aws\n"
+                      "[cluster]\nlisten = 127.0.0.1:7100\nrole = witness\n"
+                      "[peer.2]\naddress = 127.0.0.1:7101\npubkey = " PK64
+                      "\nrole = standby\n"
+                      "[peer.3]\naddress = 127.0.0.1:7102\npubkey = " PK64
+                      "\nlabels = cloud=gcp\nrole = voter\n",
+                      err),
+                 0, "%s", err);
+    cr_expect_str_eq(c.labels, "cloud=aws,role=witness");
+    cr_expect_str_eq(c.peers[0].labels, "role=standby");
+    cr_expect_str_eq(c.peers[1].labels, "cloud=gcp");
+    ol__config_free(&c);
+}
+
+Test(config, bad_roles_and_affinity_are_named)
+{
+    expect_error("[cluster]\nlisten = a:1\nrole = boss\n",
+                 ":3: [cluster] role must be voter, witness or standby, not "
+                 "'boss'");
+    expect_error("[peer.2]\nrole = leader\n",
+                 ":2: [peer] role must be voter, witness or standby, not "
+                 "'leader'");
+    expect_error("[node]\nlabels = role=witness\n",
+                 "[node] labels hold 'role=witness': set the role with the "
+                 "'role' key");
+    expect_error("[agent.a]\nkind = counter\nprefer = cloud\n",
+                 ":3: [agent.a] prefer must be labels k=v,k=v");
+    expect_error("[agent.a]\nkind = counter\navoid = cloud=aws,\n",
+                 ":3: [agent.a] avoid must be labels k=v,k=v");
+}
+
+Test(config, agent_affinity_goes_into_its_config)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c,
+                      "[agent.a]\nkind = counter\nprefer = cloud=aws\n"
+                      "avoid = cloud=home,zone=x\n"
+                      "[agent.b]\nkind = counter\n"
+                      "config = {\"interval_ms\": 5}\nprefer = cloud=gcp\n",
+                      err),
+                 0, "%s", err);
+    cr_assert_eq(c.n_agents, 2);
+    cr_expect_str_eq(c.agents[0].config_json,
+                     "{\"prefer\":\"cloud=aws\",\"avoid\":\"cloud=home,"
+                     "zone=x\"}");
+    cr_expect_str_eq(c.agents[1].config_json,
+                     "{\"interval_ms\":5,\"prefer\":\"cloud=gcp\"}");
+    ol__config_free(&c);
+}
+
 Test(config, cluster_compress_is_auto_or_off)
 {
     struct ol__config c;
@@ -556,12 +616,15 @@ Test(config, cluster_compress_is_auto_or_off)
 
     cr_assert_eq(load(&c, "[cluster]\nlisten = a:1\n", err), 0, "%s", err);
     cr_assert_eq(c.compress_off, 0, "compression is on by default");
+    ol__config_free(&c);
     cr_assert_eq(load(&c, "[cluster]\nlisten = a:1\ncompress = off\n", err),
                  0, "%s", err);
     cr_assert_eq(c.compress_off, 1);
+    ol__config_free(&c);
     cr_assert_eq(load(&c, "[cluster]\nlisten = a:1\ncompress = auto\n", err),
                  0, "%s", err);
     cr_assert_eq(c.compress_off, 0);
+    ol__config_free(&c);
     expect_error("[cluster]\nlisten = a:1\ncompress = zstd\n",
                  ":3: 'compress' must be auto or off, not 'zstd'");
 }

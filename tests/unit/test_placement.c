@@ -40,9 +40,11 @@ struct pcase {
     struct want want[MAX_ROWS];
 };
 
-#define LIVE(id, inc, cloud) {id, inc, OL_PL_LIVE, cloud, 0}
-#define DEAD(id, cloud) {id, 0, OL_PL_DEAD, cloud, 0}
-#define UNKNOWN(id) {id, 0, OL_PL_UNKNOWN, "", 0}
+#define LIVE(id, inc, cloud) {id, inc, OL_PL_LIVE, cloud, 0, 0, NULL}
+#define DEAD(id, cloud) {id, 0, OL_PL_DEAD, cloud, 0, 0, NULL}
+#define UNKNOWN(id) {id, 0, OL_PL_UNKNOWN, "", 0, 0, NULL}
+/* A live witness or standby: it hosts nothing. */
+#define NOHOST(id, inc, cloud) {id, inc, OL_PL_LIVE, cloud, 0, 1, NULL}
 
 static const struct pcase cases[] = {
     {"every agent in place: nothing moves",
@@ -120,6 +122,27 @@ static const struct pcase cases[] = {
       {"n1", "counter", 0, 0}},
      {LIVE(1, 0, "a"), LIVE(2, 2, "a")}, 2, 1, NULL, 0, NULL, 0,
      {{"n1", 2, OL_PL_PLACE}}},
+    {"a witness gets no new agents",
+     {{"n1", "counter", 0, 0}, {"n2", "counter", 0, 0}},
+     {LIVE(1, 0, "a"), NOHOST(2, 2, "a"), LIVE(3, 3, "b")}, 3, 0, NULL, 0,
+     NULL, 0, {{"n1", 3, OL_PL_PLACE}, {"n2", 3, OL_PL_PLACE}}},
+    {"agents on a node that became a witness or standby move off",
+     {{"w1", "counter", 2, 2}},
+     {LIVE(1, 0, "a"), NOHOST(2, 2, "a"), LIVE(3, 3, "b")}, 3, 0, NULL, 0,
+     NULL, 0, {{"w1", 3, OL_PL_BALANCE}}},
+    {"failover never lands on a witness, even in another cloud",
+     {{"w1", "counter", 2, 2}},
+     {LIVE(1, 0, "a"), DEAD(2, "a"), NOHOST(3, 3, "b")}, 3, 0, NULL, 0,
+     NULL, 0, {{"w1", 1, OL_PL_FAILOVER}}},
+    {"only witnesses up: nothing is placed",
+     {{"n1", "counter", 0, 0}},
+     {NOHOST(1, 0, "a"), NOHOST(2, 2, "a"), DEAD(3, "b")}, 3, 0, NULL, 0,
+     NULL, 0, {{0}}},
+    {"rebalance never fills a witness",
+     {{"w1", "counter", 1, 0}, {"w1b", "counter", 1, 0},
+      {"w1c", "counter", 1, 0}},
+     {LIVE(1, 0, "a"), NOHOST(2, 2, "a")}, 2, 1, NULL, 0, NULL, 0,
+     {{0}}},
     {"rebalance skips agents of a kind the idlest node cannot run",
      {{"w1", "counter", 1, 0}, {"w1b", "counter", 1, 0}},
      {LIVE(1, 0, "a"), LIVE(2, 2, "a")}, 2, 1, "counter", 1, NULL, 0,
@@ -277,6 +300,142 @@ Test(placement, new_agents_even_out_the_load)
     cr_expect_eq(nodes[1].load, 2);
     cr_expect_eq(nodes[2].load, 1);
     unbuild();
+}
+
+/* Affinity: node 1 cloud=home (load 2: the fixture's agents), node 2
+ * cloud=aws (load 3), node 3 cloud=gcp (dead unless a case says). */
+static const char *const node_labels[] = {"", "cloud=home,disk=ssd",
+                                          "cloud=aws", "cloud=gcp"};
+
+struct aff_row {
+    const char *agent, *prefer, *avoid;
+};
+
+static const struct aff_row aff_rows[] = {
+    {"pa", "cloud=aws", NULL},
+    {"ah", NULL, "cloud=home"},
+    {"all", NULL, "cloud=home, cloud=aws"},
+    {"fo", "cloud=aws", NULL},
+    {"x1", NULL, "disk=ssd"},
+    {"x2", NULL, "disk=ssd"},
+    {"x3", NULL, "disk=ssd"},
+};
+
+static void aff_of(void *data, const struct ol__sm_agent *a,
+                   struct ol__pl_affinity *out)
+{
+    (void)data;
+    for (size_t i = 0; i < sizeof aff_rows / sizeof aff_rows[0]; i++)
+        if (strcmp(aff_rows[i].agent, a->name) == 0) {
+            out->prefer = aff_rows[i].prefer;
+            out->avoid = aff_rows[i].avoid;
+        }
+}
+
+/* Run placement with affinity over `c`; returns the move of `agent` (its
+ * owner 0 when it did not move) and how many moves there were. */
+static size_t run_aff(const struct pcase *c, int rebalance,
+                      const char *agent, struct ol__pl_move *m)
+{
+    struct ol__pl_node nodes[MAX_ROWS];
+    struct ol__pl_move out[MAX_ROWS];
+    size_t n;
+
+    build(c);
+    memcpy(nodes, c->nodes, sizeof nodes);
+    for (size_t i = 0; i < c->n_nodes; i++)
+        nodes[i].labels = node_labels[nodes[i].id];
+    n = ol__placement_aff(sm, nodes, c->n_nodes, rebalance, NULL, NULL,
+                          aff_of, NULL, out, MAX_ROWS);
+    memset(m, 0, sizeof *m);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(out[i].agent, agent) == 0)
+            *m = out[i];
+    unbuild();
+    return n;
+}
+
+#define X_ON_2 {"x1", "counter", 2, 2}, {"x2", "counter", 2, 2}, \
+               {"x3", "counter", 2, 2}
+
+Test(placement, affinity)
+{
+    struct ol__pl_move m;
+    const struct pcase prefer = {
+        .what = "prefer", .spawns = {X_ON_2, {"pa", "counter", 0, 0}},
+        .nodes = {LIVE(1, 0, "home"), LIVE(2, 2, "aws"), DEAD(3, "gcp")}, .n_nodes = 3};
+    const struct pcase plain = {
+        .what = "no affinity", .spawns = {X_ON_2, {"none", "counter", 0, 0}},
+        .nodes = {LIVE(1, 0, "home"), LIVE(2, 2, "aws"), DEAD(3, "gcp")}, .n_nodes = 3};
+    const struct pcase avoid = {
+        .what = "avoid", .spawns = {X_ON_2, {"ah", "counter", 0, 0}},
+        .nodes = {LIVE(1, 0, "home"), LIVE(2, 2, "aws"), DEAD(3, "gcp")}, .n_nodes = 3};
+    const struct pcase all = {
+        .what = "all avoided", .spawns = {X_ON_2, {"all", "counter", 0, 0}},
+        .nodes = {LIVE(1, 0, "home"), LIVE(2, 2, "aws"), DEAD(3, "gcp")}, .n_nodes = 3};
+    const struct pcase fo = {
+        .what = "failover keeps the preference", .spawns = {X_ON_2, {"fo", "counter", 3, 3}},
+        .nodes = {LIVE(1, 0, "home"), LIVE(2, 2, "aws"), DEAD(3, "gcp")}, .n_nodes = 3};
+    const struct pcase reb = {
+        .what = "rebalance keeps off avoided nodes",
+        .spawns = {X_ON_2, {"x4", "counter", 2, 2}, {"x5", "counter", 2, 2}},
+        .nodes = {LIVE(1, 0, "home"), LIVE(2, 2, "aws")}, .n_nodes = 2};
+
+    run_aff(&plain, 0, "none", &m);
+    cr_expect_eq(m.owner, 1, "without affinity the idlest node (1) wins");
+    run_aff(&prefer, 0, "pa", &m);
+    cr_expect_eq(m.owner, 2, "prefer cloud=aws beats load");
+    cr_expect_eq(m.avoided, 0);
+    run_aff(&avoid, 0, "ah", &m);
+    cr_expect_eq(m.owner, 2, "avoid cloud=home beats load");
+    cr_expect_eq(m.avoided, 0);
+    run_aff(&all, 0, "all", &m);
+    cr_expect_eq(m.owner, 1, "every node avoided: the idlest, said so");
+    cr_expect_eq(m.avoided, 1);
+    run_aff(&fo, 0, "fo", &m);
+    cr_expect_eq(m.owner, 2, "failover goes to the preferred node");
+    cr_expect_eq(m.reason, OL_PL_FAILOVER);
+    /* x1..x3 avoid disk=ssd (node 1); x4, x5 do not: only they may go. */
+    cr_expect_eq(run_aff(&reb, 1, "x4", &m) +
+                     run_aff(&reb, 1, "x5", &m),
+                 2, "one rebalance move each run");
+    run_aff(&reb, 1, "x1", &m);
+    cr_expect_eq(m.owner, 0, "x1 avoids node 1: never rebalanced there");
+}
+
+Test(placement, labels_and_roles)
+{
+    char out[OL_LABELS_MAX + 1];
+
+    cr_expect(ol__label_match("cloud=aws,zone=a", "cloud=gcp, zone=a"));
+    cr_expect(!ol__label_match("cloud=aws", "cloud=aw"));
+    cr_expect(!ol__label_match("cloud=aws", NULL));
+    cr_expect(!ol__label_match(NULL, "cloud=aws"));
+    cr_expect(ol__label_list_valid("cloud=aws"));
+    cr_expect(ol__label_list_valid("cloud=aws,zone=a-1"));
+    cr_expect(!ol__label_list_valid(""));
+    cr_expect(!ol__label_list_valid("cloud"));
+    cr_expect(!ol__label_list_valid("cloud="));
+    cr_expect(!ol__label_list_valid("=aws"));
+    cr_expect(!ol__label_list_valid("cloud=aws,"));
+    cr_expect(!ol__label_list_valid("cloud=a ws"));
+    cr_expect_eq(ol__label_role(""), OL_ROLE_VOTER);
+    cr_expect_eq(ol__label_role("cloud=a,role=witness"), OL_ROLE_WITNESS);
+    cr_expect_eq(ol__label_role("role=standby"), OL_ROLE_STANDBY);
+    cr_expect_eq(ol__label_role("role=boss"), -1);
+    cr_expect_eq(ol__role_parse("voter"), OL_ROLE_VOTER);
+    cr_expect_eq(ol__role_parse("leader"), -1);
+    cr_assert_eq(ol__labels_with_role("cloud=a,role=standby", OL_ROLE_VOTER,
+                                      out, sizeof out), 0);
+    cr_expect_str_eq(out, "cloud=a");
+    cr_assert_eq(ol__labels_with_role("role=standby,cloud=a",
+                                      OL_ROLE_WITNESS, out, sizeof out), 0);
+    cr_expect_str_eq(out, "cloud=a,role=witness");
+    cr_assert_eq(ol__labels_with_role("", OL_ROLE_STANDBY, out, sizeof out),
+                 0);
+    cr_expect_str_eq(out, "role=standby");
+    cr_expect_eq(ol__labels_with_role("cloud=aws", OL_ROLE_STANDBY, out, 8),
+                 -1);
 }
 
 Test(placement, handoff_wait)
