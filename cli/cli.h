@@ -183,6 +183,9 @@ uint64_t ol__mp_getu(const msgpack_object *map, const char *key);
 int64_t ol__mp_geti(const msgpack_object *map, const char *key);
 int ol__mp_getb(const msgpack_object *map, const char *key);
 
+/* cmd_wire.c: the wire lines of `cluster status` from its answer. */
+void ol__cli_print_wire(const msgpack_object *root);
+
 /* ---- output (out.c) ---- */
 
 /* "2024-05-01T12:00:03Z (3s ago)", or "-" for 0. */
