@@ -157,6 +157,7 @@ struct cluster {
     uint64_t pl_key;     /* the last pass's inputs (cluster_place.c) */
     uint64_t pl_full_ms; /* when a pass last ran */
     int pl_idle;         /* and it found nothing to do */
+    struct ol__steprate *rates; /* agents' step rates (steprate.h) */
     uint64_t last_rebalance_ms;
     struct membership_op member;
     uint64_t roster_checked_ms;
@@ -240,6 +241,9 @@ void ol__cl_place(struct cluster *c, uint64_t now);
 /* Forget every placement in flight (leadership lost, liveness relearnt);
  * with `all`, also free what holds them (the cluster is going). */
 void ol__cl_placing_clear(struct cluster *c, int all);
+/* Leader: count the committed checkpoints in `fx` into each agent's step
+ * rate (steprate.h); a no-op on other nodes. */
+void ol__cl_note_steps(struct cluster *c, const struct ol__effects *fx);
 
 /* cluster_lead.c */
 struct ol__pk_map;

@@ -314,6 +314,7 @@ void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
                       ckpts);
     if (c->role == RAFT_LEADER)
         notify_owners(c, fx);
+    ol__cl_note_steps(c, fx);
     ol__proposer_on_effects(c->prop, fx);
     for (const struct ol__effect *e = fx->head; e; e = e->next)
         if (e->type == OL_FX_DIVERGED)

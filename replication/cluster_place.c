@@ -16,6 +16,7 @@
 #include <msgpack.h>
 #include "cluster_int.h"
 #include "placement.h"
+#include "steprate.h"
 
 #define PLACE_BATCH 8192
 #define PLACING_TIMEOUT_MS 3000
@@ -39,10 +40,58 @@ void ol__cl_placing_clear(struct cluster *c, int all)
     c->n_placing = 0;
     c->pl_idle = 0;
     ol__map_close(&c->placing_by);
+    /* Step rates are the leader's: forgotten with its placements. */
+    ol__steprate_destroy(c->rates);
+    c->rates = NULL;
     if (all) {
         free(c->placing);
         c->placing = NULL;
         c->placing_cap = 0;
+    }
+}
+
+void ol__cl_note_steps(struct cluster *c, const struct ol__effects *fx)
+{
+    uint64_t now;
+
+    if (c->role != RAFT_LEADER)
+        return;
+    if (c->rates == NULL && (c->rates = ol__steprate_create()) == NULL)
+        return;
+    now = ol__cl_now(c);
+    for (const struct ol__effect *e = fx->head; e; e = e->next)
+        if (e->type == OL_FX_CKPT && !e->u.ckpt.dup && e->status == 0)
+            ol__steprate_note(c->rates, e->u.ckpt.agent, now);
+}
+
+struct busy_src {
+    const struct ol__steprate *rates;
+    uint64_t now;
+};
+
+static int agent_busy(void *data, const struct ol__sm_agent *a)
+{
+    const struct busy_src *b = data;
+
+    return ol__steprate_get(b->rates, a->name, b->now) >= OL_PL_BUSY_CPS;
+}
+
+/* Each node's round trip to this leader (placement.h), from the
+ * transport's pings: 0 for itself, OL_PL_RTT_UNKNOWN without a sample. */
+static void fill_rtts(struct cluster *c, struct ol__pl_node *pl, size_t n)
+{
+    struct ol__transport_peer_stats ps[OL_TRANSPORT_PEERS_MAX];
+    size_t np = c->tr ? ol__transport_peer_stats(c->tr, ps,
+                                                  OL_TRANSPORT_PEERS_MAX)
+                      : 0;
+
+    for (size_t i = 0; i < n; i++) {
+        pl[i].rtt_us = pl[i].id == c->cfg.self_id ? 0 : OL_PL_RTT_UNKNOWN;
+        for (size_t k = 0; k < np; k++)
+            if (ps[k].id == pl[i].id && ps[k].rtt_avg_us)
+                pl[i].rtt_us = ps[k].rtt_avg_us < OL_PL_RTT_UNKNOWN
+                                   ? (uint32_t)ps[k].rtt_avg_us
+                                   : OL_PL_RTT_UNKNOWN - 1;
     }
 }
 
@@ -244,6 +293,14 @@ static int record_move(struct cluster *c, const struct ol__pl_move *m,
     ol_log(m->reason == OL_PL_REGRANT ? OL_LOG_DEBUG : OL_LOG_INFO,
            "placement: '%s' -> node %" PRIu64 " epoch %" PRIu64 " (%s)",
            m->agent, m->owner, m->epoch, why[m->reason]);
+    if (m->closer)
+        ol_log(OL_LOG_INFO,
+               "placement: busy agent '%s' moves nearer the leader: node "
+               "%" PRIu64 " (rtt %.1f ms) -> node %" PRIu64 " (rtt %.1f ms)",
+               m->agent, cur ? cur->owner : 0,
+               m->rtt_from_us == OL_PL_RTT_UNKNOWN ? -1.0
+                                                   : m->rtt_from_us / 1000.0,
+               m->owner, m->rtt_to_us / 1000.0);
     if (m->avoided)
         ol_log(OL_LOG_WARN,
                "placement: '%s' avoids node %" PRIu64 " but no other node "
@@ -296,7 +353,12 @@ void ol__cl_place(struct cluster *c, uint64_t now)
     struct ol__pl_move *moves = NULL;
     struct ol__entry_w w;
     struct aff_bufs aff;
-    int rebalance = now - c->last_rebalance_ms >= REBALANCE_EVERY_MS;
+    struct busy_src busy = {c->rates, now};
+    struct ol__pl_opts opt = {
+        .rebalance = now - c->last_rebalance_ms >= REBALANCE_EVERY_MS,
+        .skip = skip_placing, .skip_data = c,
+        .aff = agent_affinity, .aff_data = &aff,
+        .busy = c->rates ? agent_busy : NULL, .busy_data = &busy};
 
     if (pl == NULL)
         goto out;
@@ -304,11 +366,12 @@ void ol__cl_place(struct cluster *c, uint64_t now)
     forget_landed(c, now);
     forgot -= c->n_placing;
     n_pl = fill_nodes(c, now, nodes, nn, pl);
-    if (pass_unchanged(c, pass_key(c, pl, n_pl, rebalance), forgot, now) ||
+    if (pass_unchanged(c, pass_key(c, pl, n_pl, opt.rebalance), forgot,
+                       now) ||
         (moves = calloc(PLACE_BATCH, sizeof *moves)) == NULL)
         goto out;
-    n_moves = ol__placement_aff(c->sm, pl, n_pl, rebalance, skip_placing, c,
-                                agent_affinity, &aff, moves, PLACE_BATCH);
+    fill_rtts(c, pl, n_pl);
+    n_moves = ol__placement_run(c->sm, pl, n_pl, &opt, moves, PLACE_BATCH);
     c->pl_idle = n_moves == 0;
     if (n_moves == 0)
         goto out;

@@ -8,6 +8,8 @@
  * without thrashing.  After an upgrade asked for a build of a plugin,
  * agents of that kind only go to nodes that run it.  Witnesses and
  * standbys host nothing; an agent's prefer/avoid labels come before load.
+ * Busy agents (placement.h) go to the nearest node to the leader below a
+ * fair-share cap, and rebalancing may bring one nearer per pass.
  */
 #include "placement.h"
 
@@ -16,85 +18,6 @@
 
 #include "lease.h"
 
-void ol__label_get(const char *labels, const char *key, char *out,
-                   size_t cap)
-{
-    size_t klen = strlen(key);
-    const char *p = labels;
-
-    if (cap)
-        out[0] = '\0';
-    while (p && *p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-
-        while (len && *p == ' ') {
-            p++;
-            len--;
-        }
-        if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
-            snprintf(out, cap, "%.*s", (int)(len - klen - 1), p + klen + 1);
-            return;
-        }
-        p = end ? end + 1 : NULL;
-    }
-}
-
-static const char *const role_names[] = {"voter", "witness", "standby"};
-
-const char *ol__role_name(int role)
-{
-    return role >= 0 && role <= OL_ROLE_STANDBY ? role_names[role] : NULL;
-}
-
-int ol__role_parse(const char *name)
-{
-    for (int i = 0; i <= OL_ROLE_STANDBY; i++)
-        if (strcmp(name, role_names[i]) == 0)
-            return i;
-    return -1;
-}
-
-int ol__label_role(const char *labels)
-{
-    char v[32];
-
-    ol__label_get(labels, "role", v, sizeof v);
-    return v[0] ? ol__role_parse(v) : OL_ROLE_VOTER;
-}
-
-int ol__labels_with_role(const char *labels, int role, char *out,
-                         size_t cap)
-{
-    const char *p = labels;
-    size_t n = 0;
-    int w;
-
-    if (cap == 0)
-        return -1;
-    out[0] = '\0';
-    while (p && *p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-
-        if (len && strncmp(p, "role=", 5) != 0) {
-            w = snprintf(out + n, cap - n, "%s%.*s", n ? "," : "", (int)len,
-                         p);
-            if (w < 0 || (size_t)w >= cap - n)
-                return -1;
-            n += (size_t)w;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    if (role != OL_ROLE_VOTER && ol__role_name(role)) {
-        w = snprintf(out + n, cap - n, "%srole=%s", n ? "," : "",
-                     ol__role_name(role));
-        if (w < 0 || (size_t)w >= cap - n)
-            return -1;
-    }
-    return 0;
-}
-
 static struct ol__pl_node *find(struct ol__pl_node *nodes, size_t n,
                                 uint64_t id)
 {
@@ -102,86 +25,6 @@ static struct ol__pl_node *find(struct ol__pl_node *nodes, size_t n,
         if (nodes[i].id == id)
             return &nodes[i];
     return NULL;
-}
-
-/* The next item of a comma-separated list at *pp, spaces around it
- * trimmed, its length in *len; NULL past the end. */
-static const char *next_item(const char **pp, size_t *len)
-{
-    const char *p = *pp, *end;
-    size_t l;
-
-    if (p == NULL || *p == '\0')
-        return NULL;
-    end = strchr(p, ',');
-    l = end ? (size_t)(end - p) : strlen(p);
-    while (l && *p == ' ') {
-        p++;
-        l--;
-    }
-    while (l && p[l - 1] == ' ')
-        l--;
-    *pp = end ? end + 1 : NULL;
-    *len = l;
-    return p;
-}
-
-/* Whether item "k=v" of length `len` is one of `labels`' items. */
-static int has_item(const char *labels, const char *item, size_t len)
-{
-    const char *p = labels, *it;
-    size_t l;
-
-    while ((it = next_item(&p, &l)) != NULL)
-        if (l == len && strncmp(it, item, len) == 0)
-            return 1;
-    return 0;
-}
-
-int ol__label_match(const char *labels, const char *list)
-{
-    const char *p = list, *it;
-    size_t l;
-
-    if (labels == NULL)
-        return 0;
-    while ((it = next_item(&p, &l)) != NULL)
-        if (l && has_item(labels, it, l))
-            return 1;
-    return 0;
-}
-
-static int label_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-           (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
-}
-
-int ol__label_list_valid(const char *list)
-{
-    const char *p = list;
-
-    if (list == NULL || *list == '\0')
-        return 0;
-    for (;;) {
-        size_t k = 0, v = 0;
-
-        while (label_char(p[k]))
-            k++;
-        if (k == 0 || p[k] != '=')
-            return 0;
-        p += k + 1;
-        while (label_char(p[v]))
-            v++;
-        if (v == 0)
-            return 0;
-        p += v;
-        if (*p == '\0')
-            return 1;
-        if (*p != ',')
-            return 0;
-        p++;
-    }
 }
 
 /* How well node `c` suits an agent, highest first: not avoided, then
@@ -200,31 +43,92 @@ static int rank(const struct ol__pl_node *c, const struct ol__pl_affinity *af,
     return r;
 }
 
+uint32_t ol__pl_busy_cap(uint32_t busy_total, uint32_t n_nodes)
+{
+    uint32_t fair = n_nodes ? (busy_total + n_nodes - 1) / n_nodes
+                            : busy_total;
+
+    return fair + (fair / 4 > 1 ? fair / 4 : 1);
+}
+
+/* Whether node `c` may host an agent of `kind` now: live, not a witness
+ * or standby and, after an upgrade, running the wanted build. */
+static int can_host(const struct ol__sm *sm, const char *kind,
+                    const struct ol__pl_node *c)
+{
+    return c->health == OL_PL_LIVE && !c->nohost &&
+           ol__sm_code_ok(sm, kind, c->id);
+}
+
+static int less_loaded(const struct ol__pl_node *c,
+                       const struct ol__pl_node *b)
+{
+    return c->load < b->load || (c->load == b->load && c->id < b->id);
+}
+
+/* Whether `c` is nearer the leader than `b`; ties to the less loaded. */
+static int nearer(const struct ol__pl_node *c, const struct ol__pl_node *b)
+{
+    return c->rtt_us < b->rtt_us ||
+           (c->rtt_us == b->rtt_us && less_loaded(c, b));
+}
+
+/* Among the nodes of rank `top` with fewer than `cap` busy agents, the
+ * nearest the leader; NULL if none. */
+static struct ol__pl_node *nearest(const struct ol__sm *sm, const char *kind,
+                                   struct ol__pl_node *nodes, size_t n,
+                                   const struct ol__pl_affinity *af,
+                                   const char *avoid_cloud, int top,
+                                   uint32_t cap)
+{
+    struct ol__pl_node *b = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        struct ol__pl_node *c = &nodes[i];
+
+        if (can_host(sm, kind, c) && c->busy < cap &&
+            rank(c, af, avoid_cloud) == top && (b == NULL || nearer(c, b)))
+            b = c;
+    }
+    return b;
+}
+
+/* The node for an agent of `kind`; `busy_total` is 0 for an idle agent,
+ * else how many busy agents there are. */
 static struct ol__pl_node *best(const struct ol__sm *sm, const char *kind,
                                 struct ol__pl_node *nodes, size_t n,
                                 const struct ol__pl_affinity *af,
-                                const char *avoid_cloud, int *avoided)
+                                const char *avoid_cloud, uint32_t busy_total,
+                                int *avoided)
 {
-    struct ol__pl_node *b = NULL;
+    struct ol__pl_node *b = NULL, *near;
     int b_rank = 0;
+    uint32_t n_top = 0;
 
     for (size_t i = 0; i < n; i++) {
         struct ol__pl_node *c = &nodes[i];
         int r;
 
-        /* After an upgrade, only nodes that run the wanted build. */
-        if (c->health != OL_PL_LIVE || c->nohost ||
-            !ol__sm_code_ok(sm, kind, c->id))
+        if (!can_host(sm, kind, c))
             continue;
         r = rank(c, af, avoid_cloud);
-        if (b == NULL || r > b_rank ||
-            (r == b_rank &&
-             (c->load < b->load || (c->load == b->load && c->id < b->id)))) {
+        if (b == NULL || r > b_rank) {
             b = c;
             b_rank = r;
+            n_top = 1;
+        } else if (r == b_rank) {
+            n_top++;
+            if (less_loaded(c, b))
+                b = c;
         }
     }
     *avoided = b != NULL && b_rank < 4;
+    if (b != NULL && busy_total) {
+        near = nearest(sm, kind, nodes, n, af, avoid_cloud, b_rank,
+                       ol__pl_busy_cap(busy_total, n_top));
+        if (near)
+            b = near;
+    }
     return b;
 }
 
@@ -233,32 +137,50 @@ static int active(const struct ol__sm_agent *a)
     return a->status == OL_AGENT_RUNNING || a->status == OL_AGENT_STOPPING;
 }
 
-/* Count each node's active agents; returns whether any node's health is
- * unknown. */
+/* Where agent affinities and step rates come from. */
+struct aff_src {
+    ol__pl_affinity_fn fn;
+    void *data;
+    ol__pl_busy_fn busy;
+    void *busy_data;
+    uint32_t busy_total; /* active busy agents */
+};
+
+static int is_busy(const struct aff_src *src, const struct ol__sm_agent *a)
+{
+    return src->busy && src->busy(src->busy_data, a);
+}
+
+/* Count each node's active agents, and the busy ones; returns whether any
+ * node's health is unknown. */
 static int count_loads(const struct ol__sm *sm, struct ol__pl_node *nodes,
-                       size_t n_nodes)
+                       size_t n_nodes, struct aff_src *src)
 {
     const struct ol__sm_agent *a;
     int unknown = 0;
 
+    src->busy_total = 0;
     for (size_t i = 0; i < n_nodes; i++) {
         nodes[i].load = 0;
+        nodes[i].busy = 0;
         unknown |= nodes[i].health == OL_PL_UNKNOWN;
     }
     for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
-        struct ol__pl_node *o = find(nodes, n_nodes, a->owner);
+        struct ol__pl_node *o;
+        int b;
 
-        if (active(a) && o)
+        if (!active(a))
+            continue;
+        o = find(nodes, n_nodes, a->owner);
+        b = is_busy(src, a);
+        src->busy_total += (uint32_t)b;
+        if (o) {
             o->load++;
+            o->busy += (uint32_t)b;
+        }
     }
     return unknown;
 }
-
-/* Where agent affinities come from. */
-struct aff_src {
-    ol__pl_affinity_fn fn;
-    void *data;
-};
 
 /* The best node for agent `a`, its affinity read only now: most agents
  * stay where they are and need none. */
@@ -269,10 +191,14 @@ static struct ol__pl_node *pick(const struct ol__sm *sm,
                                 const char *avoid_cloud, int *avoided)
 {
     struct ol__pl_affinity af = {NULL, NULL};
+    uint32_t busy_total = 0;
 
     if (src->fn)
         src->fn(src->data, a, &af);
-    return best(sm, a->kind, nodes, n_nodes, &af, avoid_cloud, avoided);
+    if (is_busy(src, a))
+        busy_total = src->busy_total ? src->busy_total : 1;
+    return best(sm, a->kind, nodes, n_nodes, &af, avoid_cloud, busy_total,
+                avoided);
 }
 
 /* Where agent `a` must go now (NULL: it stays), and why. */
@@ -319,6 +245,8 @@ static void move_to(struct ol__pl_move *m, const struct ol__sm_agent *a,
     m->epoch = a->epoch + 1;
     m->reason = reason;
     m->avoided = 0;
+    m->closer = 0;
+    m->rtt_from_us = m->rtt_to_us = 0;
 }
 
 /* Whether moving agent `a` from `hi` to `lo` keeps to its affinity. */
@@ -342,7 +270,7 @@ static int may_rebalance(const struct ol__sm_agent *a,
 static size_t rebalance_one(const struct ol__sm *sm,
                             struct ol__pl_node *nodes, size_t n_nodes,
                             ol__pl_skip_fn skip, void *skip_data,
-                            ol__pl_affinity_fn aff, void *aff_data,
+                            const struct aff_src *src,
                             struct ol__pl_move *out)
 {
     const struct ol__sm_agent *a;
@@ -367,12 +295,82 @@ static size_t rebalance_one(const struct ol__sm *sm,
         if (a->owner != hi->id || a->status != OL_AGENT_RUNNING ||
             a->inc != hi->inc || !ol__sm_code_ok(sm, a->kind, lo->id) ||
             (skip && skip(skip_data, a->name)) ||
-            !may_rebalance(a, hi, lo, aff, aff_data))
+            !may_rebalance(a, hi, lo, src->fn, src->data) ||
+            /* a busy agent never goes farther from the leader */
+            (lo->rtt_us > hi->rtt_us && is_busy(src, a)))
             continue;
         move_to(out, a, lo, OL_PL_BALANCE);
         return 1;
     }
     return 0;
+}
+
+/* The node busy agent `a` on `h` may move to: at least the hysteresis
+ * nearer the leader, below `cap`, allowed by its affinity, the nearest of
+ * those; NULL if none. */
+static struct ol__pl_node *closer_node(const struct ol__sm *sm,
+                                       const struct ol__sm_agent *a,
+                                       const struct ol__pl_node *h,
+                                       struct ol__pl_node *nodes, size_t n,
+                                       const struct aff_src *src,
+                                       uint32_t cap)
+{
+    struct ol__pl_node *b = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        struct ol__pl_node *c = &nodes[i];
+
+        if (c == h || !can_host(sm, a->kind, c) || c->busy >= cap ||
+            c->rtt_us == OL_PL_RTT_UNKNOWN ||
+            (uint64_t)c->rtt_us + OL_PL_NEAR_HYST_US > h->rtt_us ||
+            (b != NULL && !nearer(c, b)) ||
+            !may_rebalance(a, h, c, src->fn, src->data))
+            continue;
+        b = c;
+    }
+    return b;
+}
+
+/* At most one busy agent moved nearer the leader: the one that gains the
+ * most.  Returns 1 when `out` holds it. */
+static size_t closer_one(const struct ol__sm *sm, struct ol__pl_node *nodes,
+                         size_t n_nodes, ol__pl_skip_fn skip,
+                         void *skip_data, const struct aff_src *src,
+                         struct ol__pl_move *out)
+{
+    const struct ol__sm_agent *a, *best_a = NULL;
+    struct ol__pl_node *best_h = NULL, *best_t = NULL;
+    uint64_t best_gain = 0;
+    uint32_t hosts = 0, cap;
+
+    for (size_t i = 0; i < n_nodes; i++)
+        hosts += nodes[i].health == OL_PL_LIVE && !nodes[i].nohost;
+    if (src->busy == NULL || hosts < 2)
+        return 0;
+    cap = ol__pl_busy_cap(src->busy_total, hosts);
+    for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
+        struct ol__pl_node *h, *t;
+
+        if (a->status != OL_AGENT_RUNNING ||
+            (h = find(nodes, n_nodes, a->owner)) == NULL ||
+            h->health != OL_PL_LIVE || h->nohost || a->inc != h->inc ||
+            h->rtt_us <= best_gain || (skip && skip(skip_data, a->name)) ||
+            !is_busy(src, a) ||
+            (t = closer_node(sm, a, h, nodes, n_nodes, src, cap)) == NULL ||
+            (uint64_t)h->rtt_us - t->rtt_us <= best_gain)
+            continue;
+        best_a = a;
+        best_h = h;
+        best_t = t;
+        best_gain = (uint64_t)h->rtt_us - t->rtt_us;
+    }
+    if (best_a == NULL)
+        return 0;
+    move_to(out, best_a, best_t, OL_PL_BALANCE);
+    out->closer = 1;
+    out->rtt_from_us = best_h->rtt_us;
+    out->rtt_to_us = best_t->rtt_us;
+    return 1;
 }
 
 size_t ol__placement(const struct ol__sm *sm, struct ol__pl_node *nodes,
@@ -388,10 +386,23 @@ size_t ol__placement_aff(const struct ol__sm *sm, struct ol__pl_node *nodes,
                          void *skip_data, ol__pl_affinity_fn aff,
                          void *aff_data, struct ol__pl_move *out, size_t cap)
 {
-    const struct aff_src src = {aff, aff_data};
+    const struct ol__pl_opts o = {rebalance, skip, skip_data, aff, aff_data,
+                                  NULL, NULL};
+
+    return ol__placement_run(sm, nodes, n_nodes, &o, out, cap);
+}
+
+size_t ol__placement_run(const struct ol__sm *sm, struct ol__pl_node *nodes,
+                         size_t n_nodes, const struct ol__pl_opts *opt,
+                         struct ol__pl_move *out, size_t cap)
+{
+    struct aff_src src = {opt->aff, opt->aff_data, opt->busy, opt->busy_data,
+                          0};
+    ol__pl_skip_fn skip = opt->skip;
+    void *skip_data = opt->skip_data;
     const struct ol__sm_agent *a;
     size_t n = 0;
-    int unknown = count_loads(sm, nodes, n_nodes);
+    int unknown = count_loads(sm, nodes, n_nodes, &src);
 
     for (size_t i = 0; n < cap && ol__sm_agent_next(sm, &i, &a);) {
         struct ol__pl_node *o, *t;
@@ -406,15 +417,21 @@ size_t ol__placement_aff(const struct ol__sm *sm, struct ol__pl_node *nodes,
         out[n].avoided = avoided;
         o = a->owner ? find(nodes, n_nodes, a->owner) : NULL;
         if (t != o) {
+            uint32_t b = (uint32_t)is_busy(&src, a);
+
             if (o && o->load)
                 o->load--;
+            if (o && o->busy >= b)
+                o->busy -= b;
             t->load++;
+            t->busy += b;
         }
         n++;
     }
-    if (rebalance && n == 0 && n < cap)
-        n = rebalance_one(sm, nodes, n_nodes, skip, skip_data, aff, aff_data,
-                          out);
+    if (opt->rebalance && n == 0 && n < cap)
+        n = rebalance_one(sm, nodes, n_nodes, skip, skip_data, &src, out);
+    if (opt->rebalance && n == 0 && n < cap)
+        n = closer_one(sm, nodes, n_nodes, skip, skip_data, &src, out);
     return n;
 }
 

@@ -29,7 +29,39 @@ struct ol__pl_node {
     int nohost;     /* a witness or standby: never hosts an agent */
     const char *labels; /* all its labels (borrowed), for affinity; may
                          * be NULL */
+    uint32_t rtt_us; /* round trip to the leader (0: the leader itself;
+                      * OL_PL_RTT_UNKNOWN: no sample yet) */
+    uint32_t busy;   /* busy agents on it; filled in by placement */
 };
+
+/*
+ * Busy agents stay near the leader.  Every step of an agent is a commit,
+ * and a commit costs its owner one round trip to the leader more than it
+ * costs the leader itself; an agent that steps often gains most from an
+ * owner near the leader.  The leader estimates each agent's rate of
+ * committed checkpoints (steprate.h); at OL_PL_BUSY_CPS or more per
+ * second the agent is busy.  For a busy agent, among the nodes that rank
+ * best for it by the rules below (roles, avoid, prefer, a failover's other
+ * cloud: unchanged), placement takes the one with the lowest RTT to the
+ * leader whose busy count is below the fair-share cap
+ *     fair = ceil(busy agents / those nodes),  cap = fair + max(1, fair / 4)
+ * (ties: least loaded, lowest id), so the near nodes fill first but no
+ * node holds much more than its share: losing one node, or one cloud of
+ * one node, never takes most busy agents at once.  Idle agents keep the
+ * least-loaded rule.  Rebalancing moves at most one busy agent per pass
+ * onto a node at least OL_PL_NEAR_HYST_US nearer the leader, below the
+ * cap, that its prefer/avoid allow (never onto an avoided node, never off
+ * a preferred one onto one that is not); and load rebalancing never moves
+ * a busy agent farther from the leader.  RTTs come from the transport's
+ * pings (transport.h); a node without a sample counts as the farthest.
+ */
+#define OL_PL_BUSY_CPS 2.0        /* checkpoints per second */
+#define OL_PL_NEAR_HYST_US 10000  /* 10 ms */
+#define OL_PL_RTT_UNKNOWN UINT32_MAX
+
+/* The fair-share cap on busy agents per node: `busy_total` busy agents
+ * over `n_nodes` candidate nodes (see above). */
+uint32_t ol__pl_busy_cap(uint32_t busy_total, uint32_t n_nodes);
 
 /* An agent's affinity: label lists "k=v,k=v" (NULL or "": none).  A node
  * matches a list when any of its items is one of the node's labels. */
@@ -49,6 +81,8 @@ struct ol__pl_move {
     uint64_t epoch;
     int reason; /* OL_PL_PLACE, OL_PL_FAILOVER, OL_PL_REGRANT, OL_PL_BALANCE */
     int avoided; /* it goes to a node it avoids: no other node was up */
+    int closer;  /* a rebalance of a busy agent nearer the leader */
+    uint32_t rtt_from_us, rtt_to_us; /* closer: the two nodes' RTTs */
 };
 
 enum {
@@ -90,6 +124,26 @@ size_t ol__placement_aff(const struct ol__sm *sm, struct ol__pl_node *nodes,
                          void *skip_data, ol__pl_affinity_fn aff,
                          void *aff_data, struct ol__pl_move *out,
                          size_t cap);
+
+/* Whether agent `a` steps often enough to count as busy. */
+typedef int (*ol__pl_busy_fn)(void *data, const struct ol__sm_agent *a);
+
+/* Everything a placement pass takes besides the state and the nodes. */
+struct ol__pl_opts {
+    int rebalance;
+    ol__pl_skip_fn skip;  /* may be NULL */
+    void *skip_data;
+    ol__pl_affinity_fn aff; /* may be NULL: no agent has an affinity */
+    void *aff_data;
+    ol__pl_busy_fn busy; /* may be NULL: every agent is idle */
+    void *busy_data;
+};
+
+/* ol__placement_aff() with busy agents kept near the leader (above); the
+ * nodes' rtt_us must be filled in. */
+size_t ol__placement_run(const struct ol__sm *sm, struct ol__pl_node *nodes,
+                         size_t n_nodes, const struct ol__pl_opts *o,
+                         struct ol__pl_move *out, size_t cap);
 
 /* Whether label string `labels` holds any "k=v" item of `list`; 0 when
  * either is NULL or empty. */

@@ -40,11 +40,11 @@ struct pcase {
     struct want want[MAX_ROWS];
 };
 
-#define LIVE(id, inc, cloud) {id, inc, OL_PL_LIVE, cloud, 0, 0, NULL}
-#define DEAD(id, cloud) {id, 0, OL_PL_DEAD, cloud, 0, 0, NULL}
-#define UNKNOWN(id) {id, 0, OL_PL_UNKNOWN, "", 0, 0, NULL}
+#define LIVE(id, inc, cloud) {id, inc, OL_PL_LIVE, cloud, 0, 0, NULL, 0, 0}
+#define DEAD(id, cloud) {id, 0, OL_PL_DEAD, cloud, 0, 0, NULL, 0, 0}
+#define UNKNOWN(id) {id, 0, OL_PL_UNKNOWN, "", 0, 0, NULL, 0, 0}
 /* A live witness or standby: it hosts nothing. */
-#define NOHOST(id, inc, cloud) {id, inc, OL_PL_LIVE, cloud, 0, 1, NULL}
+#define NOHOST(id, inc, cloud) {id, inc, OL_PL_LIVE, cloud, 0, 1, NULL, 0, 0}
 
 static const struct pcase cases[] = {
     {"every agent in place: nothing moves",

@@ -1,0 +1,46 @@
+/*
+ * How often each agent steps, as the leader sees it: an estimate of
+ * committed checkpoints per second per agent, updated in O(1) for each
+ * checkpoint the leader applies.  Placement (placement.h) calls an agent
+ * busy when its rate is at least OL_PL_BUSY_CPS.  Pure logic: the caller
+ * passes the time.
+ */
+#ifndef OL_STEPRATE_H
+#define OL_STEPRATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The estimate's time constant: a steady rate is learned (and forgotten)
+ * over about this long. */
+#define OL_STEPRATE_TAU_MS 5000
+/* At most this many agents are tracked; checkpoints of agents past it are
+ * not counted (those agents look idle).  About 100 bytes each. */
+#define OL_STEPRATE_MAX 200000
+
+struct ol__steprate;
+
+/* NULL when out of memory. */
+struct ol__steprate *ol__steprate_create(void);
+/* NULL-safe. */
+void ol__steprate_destroy(struct ol__steprate *r);
+
+/*
+ * One committed checkpoint of `agent` at `now_ms` (a monotonic clock).
+ * The rate is an EWMA of the instantaneous rate 1/dt with weight
+ * dt / (tau + dt), which for a steady stream converges to the true rate
+ * whatever the spacing, and for a burst (dt = 0) adds 1/tau per event.
+ */
+void ol__steprate_note(struct ol__steprate *r, const char *agent,
+                       uint64_t now_ms);
+
+/* `agent`'s rate in checkpoints per second at `now_ms`: its last estimate
+ * decayed by tau / (tau + time since its last checkpoint), so an agent
+ * that stopped stepping goes idle.  0 for an agent never seen.  NULL-safe. */
+double ol__steprate_get(const struct ol__steprate *r, const char *agent,
+                        uint64_t now_ms);
+
+/* How many agents are tracked. */
+size_t ol__steprate_count(const struct ol__steprate *r);
+
+#endif
