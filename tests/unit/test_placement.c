@@ -477,3 +477,214 @@ Test(placement, labels)
     ol__label_get("cloud=averyveryverylongname", "cloud", v, 8);
     cr_expect_str_eq(v, "averyve", "truncated to the buffer");
 }
+
+/* Busy agents near the leader (placement.h).  Node 1 is the leader (RTT
+ * 0); the RTTs of nodes 2 and 3 are each case's.  Agents whose names start
+ * with 'b' are busy, and so are those `busy_also` names. */
+struct near {
+    const struct pcase *c;
+    uint32_t rtt2_us, rtt3_us;
+    const char *busy_also;
+    int rebalance;
+    int labels; /* node_labels and aff_of as in the affinity test */
+};
+
+static int busy_of(void *data, const struct ol__sm_agent *a)
+{
+    const char *also = data;
+
+    return a->name[0] == 'b' || (also && strstr(also, a->name) != NULL);
+}
+
+static size_t run_near(const struct near *t, struct ol__pl_move *out)
+{
+    struct ol__pl_node nodes[MAX_ROWS];
+    struct ol__pl_opts o = {.rebalance = t->rebalance,
+                            .busy = busy_of,
+                            .busy_data = (void *)t->busy_also};
+    size_t n;
+
+    build(t->c);
+    memcpy(nodes, t->c->nodes, sizeof nodes);
+    for (size_t i = 0; i < t->c->n_nodes; i++) {
+        nodes[i].rtt_us = nodes[i].id == 2   ? t->rtt2_us
+                          : nodes[i].id == 3 ? t->rtt3_us
+                                             : 0;
+        if (t->labels)
+            nodes[i].labels = node_labels[nodes[i].id];
+    }
+    if (t->labels)
+        o.aff = aff_of;
+    n = ol__placement_run(sm, nodes, t->c->n_nodes, &o, out, MAX_ROWS);
+    unbuild();
+    return n;
+}
+
+static uint64_t owner_of(const struct ol__pl_move *out, size_t n,
+                         const char *agent)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(out[i].agent, agent) == 0)
+            return out[i].owner;
+    return 0;
+}
+
+Test(placement, busy_agents_fail_over_near_the_leader)
+{
+    /* Node 1 (the leader, cloud a) holds the fixture's two idle agents;
+     * node 2 (cloud b) is empty and 30 ms away; node 3 died. */
+    const struct pcase c = {
+        .what = "busy and idle fail over",
+        .spawns = {{"b1", "counter", 3, 3}, {"i1", "counter", 3, 3}},
+        .nodes = {LIVE(1, 0, "a"), LIVE(2, 2, "b"), DEAD(3, "c")},
+        .n_nodes = 3};
+    const struct near t = {&c, 30000, 80000, NULL, 0, 0};
+    struct ol__pl_move out[MAX_ROWS];
+    size_t n = run_near(&t, out);
+
+    cr_assert_eq(n, 2);
+    cr_expect_eq(owner_of(out, n, "b1"), 1,
+                 "the busy agent goes to the leader (RTT 0), not the "
+                 "idlest node");
+    cr_expect_eq(owner_of(out, n, "i1"), 2,
+                 "the idle agent keeps the least-loaded rule");
+    for (size_t i = 0; i < n; i++)
+        cr_expect_eq(out[i].reason, OL_PL_FAILOVER);
+}
+
+Test(placement, busy_agents_spread_by_fair_share)
+{
+    /* Six busy agents lose node 3; nodes 1 and 2 may host them: fair
+     * share ceil(6 / 2) = 3, cap 3 + 1 = 4.  The near node fills to the
+     * cap, the rest go to node 2. */
+    const struct pcase c = {
+        .what = "six busy agents fail over",
+        .spawns = {{"b1", "counter", 3, 3}, {"b2", "counter", 3, 3},
+                   {"b3", "counter", 3, 3}, {"b4", "counter", 3, 3},
+                   {"b5", "counter", 3, 3}, {"b6", "counter", 3, 3}},
+        .nodes = {LIVE(1, 0, "a"), LIVE(2, 2, "b"), DEAD(3, "c")},
+        .n_nodes = 3};
+    const struct near t = {&c, 30000, 80000, NULL, 0, 0};
+    struct ol__pl_move out[MAX_ROWS];
+    size_t n = run_near(&t, out), to1 = 0, to2 = 0;
+
+    cr_expect_eq(ol__pl_busy_cap(6, 2), 4);
+    cr_expect_eq(ol__pl_busy_cap(300, 3), 125, "fair 100 + a quarter");
+    cr_expect_eq(ol__pl_busy_cap(1, 3), 2);
+    cr_assert_eq(n, 6);
+    for (size_t i = 0; i < n; i++) {
+        to1 += out[i].owner == 1;
+        to2 += out[i].owner == 2;
+    }
+    cr_expect_eq(to1, 4, "the leader takes up to the cap (%zu)", to1);
+    cr_expect_eq(to2, 2, "the rest spread to node 2 (%zu)", to2);
+}
+
+Test(placement, affinity_beats_nearness)
+{
+    /* Node 1 is cloud=home (the leader), node 2 cloud=aws (30 ms), node 3
+     * cloud=gcp, dead.  "pa" prefers aws, "ah" avoids home: both busy. */
+    const struct pcase c = {
+        .what = "busy agents with affinity",
+        .spawns = {{"pa", "counter", 3, 3}, {"ah", "counter", 3, 3}},
+        .nodes = {LIVE(1, 0, "home"), LIVE(2, 2, "aws"), DEAD(3, "gcp")},
+        .n_nodes = 3};
+    const struct near t = {&c, 30000, 80000, "pa,ah", 0, 1};
+    struct ol__pl_move out[MAX_ROWS];
+    size_t n = run_near(&t, out);
+
+    cr_assert_eq(n, 2);
+    cr_expect_eq(owner_of(out, n, "pa"), 2, "prefer beats nearness");
+    cr_expect_eq(owner_of(out, n, "ah"), 2, "avoid beats nearness");
+}
+
+Test(placement, rebalance_brings_one_busy_agent_nearer)
+{
+    /* Loads 2 / 1 / 2: even enough that the load rule moves nothing.
+     * Two busy agents sit on node 3, 80 ms from the leader. */
+    const struct pcase c = {
+        .what = "nearer",
+        .spawns = {{"b1", "counter", 3, 3}, {"b2", "counter", 3, 3},
+                   {"i1", "counter", 2, 2}},
+        .nodes = {LIVE(1, 0, "a"), LIVE(2, 2, "b"), LIVE(3, 3, "c")},
+        .n_nodes = 3};
+    struct near t = {&c, 30000, 80000, NULL, 1, 0};
+    struct ol__pl_move out[MAX_ROWS];
+    size_t n = run_near(&t, out);
+
+    cr_assert_eq(n, 1, "one move per pass");
+    cr_expect(out[0].agent[0] == 'b', "a busy agent moves ('%s')",
+              out[0].agent);
+    cr_expect_eq(out[0].owner, 1, "to the leader, the nearest");
+    cr_expect_eq(out[0].reason, OL_PL_BALANCE);
+    cr_expect(out[0].closer);
+    cr_expect_eq(out[0].rtt_from_us, 80000);
+    cr_expect_eq(out[0].rtt_to_us, 0);
+    t.rebalance = 0;
+    cr_expect_eq(run_near(&t, out), 0, "only when rebalancing");
+    t.rebalance = 1;
+    t.busy_also = NULL;
+    {
+        /* The same agents idle: nothing moves. */
+        const struct pcase idle = {
+            .what = "idle",
+            .spawns = {{"i2", "counter", 3, 3}, {"i3", "counter", 3, 3},
+                       {"i1", "counter", 2, 2}},
+            .nodes = {LIVE(1, 0, "a"), LIVE(2, 2, "b"), LIVE(3, 3, "c")},
+            .n_nodes = 3};
+        const struct near ti = {&idle, 30000, 80000, NULL, 1, 0};
+
+        cr_expect_eq(run_near(&ti, out), 0, "idle agents stay");
+    }
+}
+
+Test(placement, nearer_only_past_the_hysteresis_and_affinity)
+{
+    /* Node 1 (cloud=home, the leader) holds two idle agents; "ah" (busy,
+     * avoids home) on node 3 (gcp, 80 ms) may only go to node 2 (aws);
+     * "i1" keeps the loads even (2 / 1 / 1). */
+    const struct pcase c = {
+        .what = "hysteresis",
+        .spawns = {{"ah", "counter", 3, 3}, {"i1", "counter", 2, 2}},
+        .nodes = {LIVE(1, 0, "home"), LIVE(2, 2, "aws"), LIVE(3, 3, "gcp")},
+        .n_nodes = 3};
+    const struct pcase pref = {
+        .what = "prefer holds",
+        .spawns = {{"fo", "counter", 2, 2}, {"i1", "counter", 3, 3}},
+        .nodes = {LIVE(1, 0, "home"), LIVE(2, 2, "aws"), LIVE(3, 3, "gcp")},
+        .n_nodes = 3};
+    struct near t = {&c, 75000, 80000, "ah,fo", 1, 1};
+    struct ol__pl_move out[MAX_ROWS];
+    size_t n;
+
+    cr_expect_eq(run_near(&t, out), 0, "5 ms nearer: it stays");
+    t.rtt2_us = 80000 - OL_PL_NEAR_HYST_US + 1;
+    cr_expect_eq(run_near(&t, out), 0, "just short of the hysteresis");
+    t.rtt2_us = 80000 - OL_PL_NEAR_HYST_US;
+    n = run_near(&t, out);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(owner_of(out, n, "ah"), 2,
+                 "nearer by the hysteresis, never onto the avoided leader");
+    t.c = &pref;
+    t.rtt2_us = 30000;
+    cr_expect_eq(run_near(&t, out), 0,
+                 "a busy agent on a node it prefers stays there");
+}
+
+Test(placement, load_rebalance_keeps_busy_agents_near)
+{
+    /* The fixture's two agents on the leader, node 2 empty (30 ms): the
+     * load rule would move one.  Busy, they stay: the leader is within
+     * the fair-share cap (2 of 2). */
+    const struct pcase c = {
+        .what = "busy on the leader",
+        .spawns = {{0}},
+        .nodes = {LIVE(1, 0, "a"), LIVE(2, 2, "b"), DEAD(3, "c")},
+        .n_nodes = 3};
+    struct near t = {&c, 30000, 80000, "sink,ticker", 1, 0};
+    struct ol__pl_move out[MAX_ROWS];
+
+    cr_expect_eq(run_near(&t, out), 0, "busy agents stay near the leader");
+    t.busy_also = NULL;
+    cr_expect_eq(run_near(&t, out), 1, "idle ones are balanced as before");
+}
