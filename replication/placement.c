@@ -275,7 +275,7 @@ static size_t rebalance_one(const struct ol__sm *sm,
 {
     const struct ol__sm_agent *a;
     struct ol__pl_node *hi = NULL, *lo = NULL;
-    uint32_t total = 0, live = 0;
+    uint32_t total = 0, live = 0, cap;
 
     for (size_t i = 0; i < n_nodes; i++) {
         struct ol__pl_node *c = &nodes[i];
@@ -291,13 +291,16 @@ static size_t rebalance_one(const struct ol__sm *sm,
     }
     if (live < 2 || hi->load < lo->load + 2 + total / live / 4)
         return 0;
+    cap = ol__pl_busy_cap(src->busy_total, live);
     for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
         if (a->owner != hi->id || a->status != OL_AGENT_RUNNING ||
             a->inc != hi->inc || !ol__sm_code_ok(sm, a->kind, lo->id) ||
             (skip && skip(skip_data, a->name)) ||
             !may_rebalance(a, hi, lo, src->fn, src->data) ||
-            /* a busy agent never goes farther from the leader */
-            (lo->rtt_us > hi->rtt_us && is_busy(src, a)))
+            /* a busy agent goes farther from the leader only off a
+             * node over the fair-share cap */
+            (lo->rtt_us > hi->rtt_us && hi->busy <= cap &&
+             is_busy(src, a)))
             continue;
         move_to(out, a, lo, OL_PL_BALANCE);
         return 1;

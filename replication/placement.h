@@ -51,8 +51,8 @@ struct ol__pl_node {
  * least-loaded rule.  Rebalancing moves at most one busy agent per pass
  * onto a node at least OL_PL_NEAR_HYST_US nearer the leader, below the
  * cap, that its prefer/avoid allow (never onto an avoided node, never off
- * a preferred one onto one that is not); and load rebalancing never moves
- * a busy agent farther from the leader.  RTTs come from the transport's
+ * a preferred one onto one that is not); and load rebalancing moves a
+ * busy agent farther from the leader only off a node over the cap.  RTTs come from the transport's
  * pings (transport.h); a node without a sample counts as the farthest.
  */
 #define OL_PL_BUSY_CPS 2.0        /* checkpoints per second */

@@ -684,7 +684,18 @@ Test(placement, load_rebalance_keeps_busy_agents_near)
     struct near t = {&c, 30000, 80000, "sink,ticker", 1, 0};
     struct ol__pl_move out[MAX_ROWS];
 
+    struct ol__pl_move m[MAX_ROWS];
+    const struct pcase over = {
+        .what = "over the cap",
+        .spawns = {{"b1", "counter", 1, 0}, {"b2", "counter", 1, 0}},
+        .nodes = {LIVE(1, 0, "a"), LIVE(2, 2, "b"), DEAD(3, "c")},
+        .n_nodes = 3};
+    const struct near t4 = {&over, 30000, 80000, "sink,ticker", 1, 0};
+
     cr_expect_eq(run_near(&t, out), 0, "busy agents stay near the leader");
     t.busy_also = NULL;
     cr_expect_eq(run_near(&t, out), 1, "idle ones are balanced as before");
+    /* Four busy agents on the leader, cap ceil(4 / 2) + 1 = 3: one goes. */
+    cr_expect_eq(run_near(&t4, m), 1, "over the cap, one is moved off");
+    cr_expect_eq(m[0].owner, 2);
 }
