@@ -10,6 +10,9 @@
  *    still answer; `heal A B` brings it back.
  *  - A 3-node outlast cluster with one node per site elects a leader and
  *    an agent commits checkpoints across the bed.
+ *  - That agent steps often (busy, placement.h) and starts on the node
+ *    farthest from the leader (idle agents placed first fill the others):
+ *    rebalancing brings it to the leader.
  *
  * It skips unless it runs as root with network namespaces and
  * /dev/net/tun, and takes the bed down (`wan.sh down`) even when it fails.
@@ -32,6 +35,7 @@
 #define MARGIN_MS 40.0 /* generous: the forwarder shares the CPUs */
 #define LEADER_MS 20000
 #define COMMIT_MS 20000
+#define NEAR_MS 30000
 
 static const char *const site[3] = {"aws", "gcp", "home"};
 static const double rtt_ms[3][3] = {{0, 20, 40}, {20, 0, 60}, {40, 60, 0}};
@@ -64,6 +68,20 @@ static void teardown(void)
 }
 
 TestSuite(wan, .fini = teardown, .timeout = 120);
+
+/* Agent `name` as node index `i` sees it; returns 1 when found. */
+static int find_agent(int i, const char *name, struct tc_agent *out)
+{
+    struct tc_agent a[8];
+    int n = tc_agents(&c, i, a, 8);
+
+    for (int k = 0; k < n; k++)
+        if (strcmp(a[k].name, name) == 0) {
+            *out = a[k];
+            return 1;
+        }
+    return 0;
+}
 
 /* Skip unless this process may make namespaces and TUN devices. */
 static void need_privileges(void)
@@ -174,18 +192,28 @@ Test(wan, links_delay_cut_and_heal_and_a_cluster_commits_across_them)
     cr_assert_geq(li, 0, "no leader across the bed within %d ms",
                   LEADER_MS);
     {
-        char err[512];
+        char err[512], name[16];
         uint64_t end = td_ms() + COMMIT_MS;
         struct tc_agent a[4];
-        int n = 0;
+        int n = 0, far = li == 0 ? 2 : li == 1 ? 2 : 1;
 
+        /* New agents go to the least loaded node, ties to the lowest id:
+         * `far` idle ones first put "w1" on node index `far`, the farthest
+         * from the leader (rtt_ms). */
+        for (int i = 0; i < far; i++) {
+            snprintf(name, sizeof name, "idle%d", i);
+            cr_assert_eq(td_spawn_agent(&c.nodes[li].d, "counter", name,
+                                        "{\"interval_ms\": 600000}", err,
+                                        sizeof err),
+                         0, "spawn '%s': %s", name, err);
+        }
         cr_assert_eq(td_spawn_agent(&c.nodes[li].d, "counter", "w1",
                                     "{\"interval_ms\": 20}", err,
                                     sizeof err),
                      0, "spawn 'w1': %s", err);
         /* Several steps committed, each one replicated over the bed. */
         do {
-            n = tc_agents(&c, li, a, 4);
+            n = find_agent(li, "w1", &a[0]);
             if (n == 1 && a[0].seq >= 5)
                 break;
             td_sleep_ms(50);
@@ -194,5 +222,20 @@ Test(wan, links_delay_cut_and_heal_and_a_cluster_commits_across_them)
                   "agent 'w1' did not commit 5 checkpoints within %d ms "
                   "(%d row(s), seq %lu)",
                   COMMIT_MS, n, n > 0 ? (unsigned long)a[0].seq : 0ul);
+        cr_expect_eq(a[0].owner, c.nodes[far].id,
+                     "'w1' starts on node %llu, the farthest from the "
+                     "leader (it is on %llu)",
+                     (unsigned long long)c.nodes[far].id,
+                     (unsigned long long)a[0].owner);
+        /* Busy: it moves to the leader (RTT 0) within a few passes. */
+        end = td_ms() + NEAR_MS;
+        while (find_agent(li, "w1", &a[0]) == 1 &&
+               a[0].owner != c.nodes[li].id && td_ms() < end)
+            td_sleep_ms(200);
+        cr_assert_eq(a[0].owner, c.nodes[li].id,
+                     "busy 'w1' is on node %llu, not near the leader "
+                     "(node %llu) after %d ms",
+                     (unsigned long long)a[0].owner,
+                     (unsigned long long)c.nodes[li].id, NEAR_MS);
     }
 }
