@@ -40,7 +40,8 @@ void ol__cl_placing_clear(struct cluster *c, int all)
     c->n_placing = 0;
     c->pl_idle = 0;
     ol__map_close(&c->placing_by);
-    /* Step rates are the leader's: forgotten with its placements. */
+    /* Step rates are the leader's: forgotten with its placements (after
+     * a stall too: what came before it says little of what comes next). */
     ol__steprate_destroy(c->rates);
     c->rates = NULL;
     if (all) {

@@ -53,7 +53,8 @@ struct ol__pl_node {
  * cap, that its prefer/avoid allow (never onto an avoided node, never off
  * a preferred one onto one that is not); and load rebalancing moves a
  * busy agent farther from the leader only off a node over the cap.  RTTs come from the transport's
- * pings (transport.h); a node without a sample counts as the farthest.
+ * pings (transport.h, their moving average); a node without a sample
+ * counts as the farthest.
  */
 #define OL_PL_BUSY_CPS 2.0        /* checkpoints per second */
 #define OL_PL_NEAR_HYST_US 10000  /* 10 ms */

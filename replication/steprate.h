@@ -15,7 +15,9 @@
  * over about this long. */
 #define OL_STEPRATE_TAU_MS 5000
 /* At most this many agents are tracked; checkpoints of agents past it are
- * not counted (those agents look idle).  About 100 bytes each. */
+ * not counted (those agents look idle).  About 150 bytes each with the
+ * map's slot; a deleted agent's record stays until the table is dropped
+ * (the leader drops it with its placements: leadership lost, a stall). */
 #define OL_STEPRATE_MAX 200000
 
 struct ol__steprate;
