@@ -73,21 +73,71 @@ static int nearer(const struct ol__pl_node *c, const struct ol__pl_node *b)
            (c->rtt_us == b->rtt_us && less_loaded(c, b));
 }
 
-/* Among the nodes of rank `top` with fewer than `cap` busy agents, the
- * nearest the leader; NULL if none. */
+static int hosting(const struct ol__pl_node *c)
+{
+    return c->health == OL_PL_LIVE && !c->nohost;
+}
+
+/* The fair-share caps on busy agents: per node over the nodes that may
+ * host agents, per cloud over their clouds (a node without a `cloud=`
+ * label is a cloud of its own). */
+struct caps {
+    uint32_t node, cloud;
+};
+
+static struct caps busy_caps(const struct ol__pl_node *nodes, size_t n,
+                             uint32_t busy_total, uint32_t n_nodes)
+{
+    struct caps k;
+    uint32_t clouds = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+
+        if (!hosting(&nodes[i]))
+            continue;
+        while (nodes[i].cloud[0] && j < i &&
+               !(hosting(&nodes[j]) &&
+                 strcmp(nodes[j].cloud, nodes[i].cloud) == 0))
+            j++;
+        clouds += !nodes[i].cloud[0] || j == i;
+    }
+    k.node = ol__pl_busy_cap(busy_total, n_nodes);
+    k.cloud = ol__pl_busy_cap(busy_total, clouds);
+    return k;
+}
+
+/* Whether node `c` is below both caps. */
+static int under_caps(const struct ol__pl_node *nodes, size_t n,
+                      const struct ol__pl_node *c, struct caps k)
+{
+    uint32_t in_cloud = 0;
+
+    if (c->busy >= k.node)
+        return 0;
+    if (c->cloud[0] == '\0')
+        return c->busy < k.cloud;
+    for (size_t i = 0; i < n; i++)
+        if (hosting(&nodes[i]) && strcmp(nodes[i].cloud, c->cloud) == 0)
+            in_cloud += nodes[i].busy;
+    return in_cloud < k.cloud;
+}
+
+/* Among the nodes of rank `top` below the caps, the nearest the leader;
+ * NULL if none. */
 static struct ol__pl_node *nearest(const struct ol__sm *sm, const char *kind,
                                    struct ol__pl_node *nodes, size_t n,
                                    const struct ol__pl_affinity *af,
                                    const char *avoid_cloud, int top,
-                                   uint32_t cap)
+                                   struct caps k)
 {
     struct ol__pl_node *b = NULL;
 
     for (size_t i = 0; i < n; i++) {
         struct ol__pl_node *c = &nodes[i];
 
-        if (can_host(sm, kind, c) && c->busy < cap &&
-            rank(c, af, avoid_cloud) == top && (b == NULL || nearer(c, b)))
+        if (can_host(sm, kind, c) && rank(c, af, avoid_cloud) == top &&
+            (b == NULL || nearer(c, b)) && under_caps(nodes, n, c, k))
             b = c;
     }
     return b;
@@ -125,7 +175,7 @@ static struct ol__pl_node *best(const struct ol__sm *sm, const char *kind,
     *avoided = b != NULL && b_rank < 4;
     if (b != NULL && busy_total) {
         near = nearest(sm, kind, nodes, n, af, avoid_cloud, b_rank,
-                       ol__pl_busy_cap(busy_total, n_top));
+                       busy_caps(nodes, n, busy_total, n_top));
         if (near)
             b = near;
     }
@@ -316,17 +366,22 @@ static struct ol__pl_node *closer_node(const struct ol__sm *sm,
                                        const struct ol__pl_node *h,
                                        struct ol__pl_node *nodes, size_t n,
                                        const struct aff_src *src,
-                                       uint32_t cap)
+                                       struct caps k)
 {
     struct ol__pl_node *b = NULL;
 
     for (size_t i = 0; i < n; i++) {
         struct ol__pl_node *c = &nodes[i];
 
-        if (c == h || !can_host(sm, a->kind, c) || c->busy >= cap ||
+        if (c == h || !can_host(sm, a->kind, c) ||
             c->rtt_us == OL_PL_RTT_UNKNOWN ||
             (uint64_t)c->rtt_us + OL_PL_NEAR_HYST_US > h->rtt_us ||
             (b != NULL && !nearer(c, b)) ||
+            /* leaving h lowers h's cloud's count: moving within one
+             * cloud is not held back by the cloud's cap */
+            (strcmp(c->cloud, h->cloud) == 0 && c->cloud[0]
+                 ? c->busy >= k.node
+                 : !under_caps(nodes, n, c, k)) ||
             !may_rebalance(a, h, c, src->fn, src->data))
             continue;
         b = c;
@@ -344,13 +399,14 @@ static size_t closer_one(const struct ol__sm *sm, struct ol__pl_node *nodes,
     const struct ol__sm_agent *a, *best_a = NULL;
     struct ol__pl_node *best_h = NULL, *best_t = NULL;
     uint64_t best_gain = 0;
-    uint32_t hosts = 0, cap;
+    uint32_t hosts = 0;
+    struct caps k;
 
     for (size_t i = 0; i < n_nodes; i++)
-        hosts += nodes[i].health == OL_PL_LIVE && !nodes[i].nohost;
+        hosts += (uint32_t)hosting(&nodes[i]);
     if (src->busy == NULL || hosts < 2)
         return 0;
-    cap = ol__pl_busy_cap(src->busy_total, hosts);
+    k = busy_caps(nodes, n_nodes, src->busy_total, hosts);
     for (size_t i = 0; ol__sm_agent_next(sm, &i, &a);) {
         struct ol__pl_node *h, *t;
 
@@ -359,7 +415,7 @@ static size_t closer_one(const struct ol__sm *sm, struct ol__pl_node *nodes,
             h->health != OL_PL_LIVE || h->nohost || a->inc != h->inc ||
             h->rtt_us <= best_gain || (skip && skip(skip_data, a->name)) ||
             !is_busy(src, a) ||
-            (t = closer_node(sm, a, h, nodes, n_nodes, src, cap)) == NULL ||
+            (t = closer_node(sm, a, h, nodes, n_nodes, src, k)) == NULL ||
             (uint64_t)h->rtt_us - t->rtt_us <= best_gain)
             continue;
         best_a = a;

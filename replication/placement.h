@@ -43,25 +43,30 @@ struct ol__pl_node {
  * second the agent is busy.  For a busy agent, among the nodes that rank
  * best for it by the rules below (roles, avoid, prefer, a failover's other
  * cloud: unchanged), placement takes the one with the lowest RTT to the
- * leader whose busy count is below the fair-share cap
- *     fair = ceil(busy agents / those nodes),  cap = fair + max(1, fair / 4)
- * (ties: least loaded, lowest id), so the near nodes fill first but no
- * node holds much more than its share: losing one node, or one cloud of
- * one node, never takes most busy agents at once.  Idle agents keep the
+ * leader that is below the fair-share caps (ties: least loaded, lowest
+ * id): its busy agents below ceil(B / N) + slack, and those of all the
+ * nodes of its cloud below ceil(B / C) + slack, for B busy agents, N
+ * candidate nodes and C clouds among the nodes that may host agents (a
+ * node without a `cloud=` label is a cloud of its own); slack is a
+ * quarter of the share, at least 1 (ol__pl_busy_cap).  So the near nodes
+ * fill first, but no node and no cloud holds much more than its share: a
+ * node or a cloud that fails takes about its share of busy agents, not
+ * most of them.  With no node below the caps, and for idle agents, the
  * least-loaded rule.  Rebalancing moves at most one busy agent per pass
  * onto a node at least OL_PL_NEAR_HYST_US nearer the leader, below the
- * cap, that its prefer/avoid allow (never onto an avoided node, never off
+ * caps, that its prefer/avoid allow (never onto an avoided node, never off
  * a preferred one onto one that is not); and load rebalancing moves a
- * busy agent farther from the leader only off a node over the cap.  RTTs come from the transport's
- * pings (transport.h, their moving average); a node without a sample
- * counts as the farthest.
+ * busy agent farther from the leader only off a node over the node cap.
+ * RTTs come from the transport's pings (transport.h, their moving
+ * average); a node without a sample counts as the farthest.
  */
 #define OL_PL_BUSY_CPS 2.0        /* checkpoints per second */
 #define OL_PL_NEAR_HYST_US 10000  /* 10 ms */
 #define OL_PL_RTT_UNKNOWN UINT32_MAX
 
-/* The fair-share cap on busy agents per node: `busy_total` busy agents
- * over `n_nodes` candidate nodes (see above). */
+/* A fair-share cap on busy agents: `busy_total` of them shared by `n`
+ * nodes (or clouds): ceil(busy_total / n) plus a quarter of that, at
+ * least 1 (see above). */
 uint32_t ol__pl_busy_cap(uint32_t busy_total, uint32_t n_nodes);
 
 /* An agent's affinity: label lists "k=v,k=v" (NULL or "": none).  A node

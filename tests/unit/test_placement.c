@@ -699,3 +699,31 @@ Test(placement, load_rebalance_keeps_busy_agents_near)
     cr_expect_eq(run_near(&t4, m), 1, "over the cap, one is moved off");
     cr_expect_eq(m[0].owner, 2);
 }
+
+Test(placement, busy_agents_spread_over_clouds)
+{
+    /* Nodes 1 (the leader) and 2 share cloud a, node 3 (30 ms) is cloud
+     * b.  Six new busy agents: node cap ceil(6 / 3) + 1 = 3, cloud cap
+     * ceil(6 / 2) + 1 = 4.  Node 1 fills to 3, node 2 takes one more,
+     * then cloud a is full and the last two go to cloud b. */
+    const struct pcase c = {
+        .what = "six busy agents placed",
+        .spawns = {{"b1", "counter", 0, 0}, {"b2", "counter", 0, 0},
+                   {"b3", "counter", 0, 0}, {"b4", "counter", 0, 0},
+                   {"b5", "counter", 0, 0}, {"b6", "counter", 0, 0}},
+        .nodes = {LIVE(1, 0, "a"), LIVE(2, 2, "a"), LIVE(3, 3, "b")},
+        .n_nodes = 3};
+    const struct near t = {&c, 1000, 30000, NULL, 0, 0};
+    struct ol__pl_move out[MAX_ROWS];
+    size_t n = run_near(&t, out), to[4] = {0};
+
+    cr_assert_eq(n, 6);
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_eq(out[i].reason, OL_PL_PLACE);
+        if (out[i].owner <= 3)
+            to[out[i].owner]++;
+    }
+    cr_expect_eq(to[1], 3, "the leader fills to the node cap (%zu)", to[1]);
+    cr_expect_eq(to[2], 1, "its cloud to the cloud cap (%zu)", to[2]);
+    cr_expect_eq(to[3], 2, "the rest to the other cloud (%zu)", to[3]);
+}
