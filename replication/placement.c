@@ -66,11 +66,24 @@ static int less_loaded(const struct ol__pl_node *c,
     return c->load < b->load || (c->load == b->load && c->id < b->id);
 }
 
-/* Whether `c` is nearer the leader than `b`; ties to the less loaded. */
+/* Whether `c` is nearer the leader than `b`, in steps of the hysteresis
+ * (nodes on one LAN, or loopback, are all as near); ties to the less
+ * loaded. */
 static int nearer(const struct ol__pl_node *c, const struct ol__pl_node *b)
 {
-    return c->rtt_us < b->rtt_us ||
-           (c->rtt_us == b->rtt_us && less_loaded(c, b));
+    uint32_t cs = c->rtt_us / OL_PL_NEAR_HYST_US;
+    uint32_t bs = b->rtt_us / OL_PL_NEAR_HYST_US;
+
+    return cs < bs || (cs == bs && less_loaded(c, b));
+}
+
+/* Whether `lo` is known to be farther from the leader than `hi` by at
+ * least the hysteresis. */
+static int farther(const struct ol__pl_node *lo, const struct ol__pl_node *hi)
+{
+    return lo->rtt_us != OL_PL_RTT_UNKNOWN &&
+           hi->rtt_us != OL_PL_RTT_UNKNOWN &&
+           (uint64_t)hi->rtt_us + OL_PL_NEAR_HYST_US <= lo->rtt_us;
 }
 
 static int hosting(const struct ol__pl_node *c)
@@ -349,8 +362,7 @@ static size_t rebalance_one(const struct ol__sm *sm,
             !may_rebalance(a, hi, lo, src->fn, src->data) ||
             /* a busy agent goes farther from the leader only off a
              * node over the fair-share cap */
-            (lo->rtt_us > hi->rtt_us && hi->busy <= cap &&
-             is_busy(src, a)))
+            (farther(lo, hi) && hi->busy <= cap && is_busy(src, a)))
             continue;
         move_to(out, a, lo, OL_PL_BALANCE);
         return 1;

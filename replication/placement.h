@@ -43,7 +43,8 @@ struct ol__pl_node {
  * second the agent is busy.  For a busy agent, among the nodes that rank
  * best for it by the rules below (roles, avoid, prefer, a failover's other
  * cloud: unchanged), placement takes the one with the lowest RTT to the
- * leader that is below the fair-share caps (ties: least loaded, lowest
+ * leader (in steps of OL_PL_NEAR_HYST_US: nodes on one LAN are all as
+ * near, and the least loaded of them wins) that is below the fair-share caps (ties: least loaded, lowest
  * id): its busy agents below ceil(B / N) + slack, and those of all the
  * nodes of its cloud below ceil(B / C) + slack, for B busy agents, N
  * candidate nodes and C clouds among the nodes that may host agents (a
@@ -56,7 +57,8 @@ struct ol__pl_node {
  * onto a node at least OL_PL_NEAR_HYST_US nearer the leader, below the
  * caps, that its prefer/avoid allow (never onto an avoided node, never off
  * a preferred one onto one that is not); and load rebalancing moves a
- * busy agent farther from the leader only off a node over the node cap.
+ * busy agent to a node farther from the leader (by the hysteresis, both
+ * RTTs known) only off a node over the node cap.
  * RTTs come from the transport's pings (transport.h, their moving
  * average); a node without a sample counts as the farthest.
  */
