@@ -12,29 +12,12 @@ static void close_extras(void)
 
 TestSuite(transport_nat, .init = setup, .fini = teardown, .timeout = 60);
 
-/* An address nothing listens on: a port bound and closed again. */
-static void dead_addr(char *out, size_t size)
-{
-    static uv_tcp_t probe;
-    struct sockaddr_in sa;
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_init(&loop, &probe);
-    cr_assert_eq(uv_tcp_bind(&probe, (struct sockaddr *)&sa, 0), 0);
-    uv_tcp_getsockname(&probe, (struct sockaddr *)&ss, &len);
-    uv_close((uv_handle_t *)&probe, NULL);
-    snprintf(out, size, "127.0.0.1:%d",
-             ntohs(((struct sockaddr_in *)&ss)->sin_port));
-}
-
 /* A listening, B dial-only at an address nobody can reach. */
 static void nat_pair(struct node **a, struct node **b)
 {
     *a = node_new(0, 1, (struct opts){0});
     *b = node_new(1, 2, (struct opts){.no_listen = true, .dial_only = true});
-    dead_addr((*b)->addr, sizeof (*b)->addr);
+    loop_fx_dead_addr((*b)->addr, sizeof (*b)->addr);
     set_roster2(*a, peer_of(*a), peer_of(*b));
     set_roster2(*b, peer_of(*a), peer_of(*b));
 }
