@@ -488,6 +488,7 @@ void ol__cl_tick(struct cluster *c)
     if (c->role == RAFT_LEADER)
         ol__cl_leader_lease(c, fresh);
     ol__cl_report_lease(c, fresh < c->lease_until_ms);
+    ol__cl_check_margin(c, now);
     if (c->role != RAFT_LEADER || !c->leader_ready)
         return;
     ol__cl_register_roster(c, now);

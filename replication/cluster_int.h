@@ -143,6 +143,10 @@ struct cluster {
     uint64_t resumed_ms; /* fresh clock when a suspend was last seen */
     uint64_t last_tick_ms;
     int lease_reported;
+    /* Does the lease outlast a heartbeat and a round trip?  (lease.h) */
+    uint64_t rtt_leader_us;   /* smoothed, to the leader; 0: unknown */
+    uint64_t margin_checked_ms;
+    uint64_t margin_warned_ms;
     uint64_t pong_commit;  /* the leader's commit index one answer ago */
 
     struct ol__proposer *prop; /* proposals (propose.h) */
@@ -222,6 +226,10 @@ void ol__cl_ping_leader(struct cluster *c, uint64_t now, uint64_t fresh);
 void ol__cl_leader_lease(struct cluster *c, uint64_t now);
 int ol__cl_notice_suspend(struct cluster *c, uint64_t now);
 void ol__cl_report_lease(struct cluster *c, int ok);
+/* The lease left after two heartbeats and the round trip to the leader,
+ * in ms (negative: leases lapse between answers); INT64_MIN: unknown. */
+int64_t ol__cl_lease_margin(const struct cluster *c);
+void ol__cl_check_margin(struct cluster *c, uint64_t now);
 void ol__cl_relearn_liveness(struct cluster *c, uint64_t now,
                              const char *why);
 

@@ -364,3 +364,47 @@ void ol__cl_relearn_liveness(struct cluster *c, uint64_t now,
                         "failover period to answer",
            why);
 }
+
+int64_t ol__cl_lease_margin(const struct cluster *c)
+{
+    if (c->role == RAFT_LEADER)
+        return (int64_t)c->lease_ms - 2 * (int64_t)c->cfg.heartbeat_ms;
+    if (c->rtt_leader_us == 0)
+        return INT64_MIN;
+    return (int64_t)c->lease_ms - 2 * (int64_t)c->cfg.heartbeat_ms -
+           (int64_t)((c->rtt_leader_us + 999) / 1000);
+}
+
+/* A follower renews its lease with a ping each heartbeat, answered a round
+ * trip later; a lease shorter than two heartbeats and that round trip
+ * lapses whenever one answer is late, and the node's agents pause until
+ * the next.  The transport measures the round trip (its pings): once a
+ * second this node compares, and says so at most once a minute. */
+void ol__cl_check_margin(struct cluster *c, uint64_t now)
+{
+    struct ol__transport_peer_stats ps[OL_TRANSPORT_PEERS_MAX];
+    size_t n;
+    int64_t margin;
+
+    if (c->tr == NULL || now - c->margin_checked_ms < 1000)
+        return;
+    c->margin_checked_ms = now;
+    c->rtt_leader_us = 0;
+    n = ol__transport_peer_stats(c->tr, ps, OL_TRANSPORT_PEERS_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (ps[i].id == c->leader_id)
+            c->rtt_leader_us = ps[i].rtt_avg_us;
+    margin = ol__cl_lease_margin(c);
+    if (c->role == RAFT_LEADER || margin == INT64_MIN || margin >= 0 ||
+        (c->margin_warned_ms && now - c->margin_warned_ms < 60000))
+        return;
+    c->margin_warned_ms = now;
+    ol_log(OL_LOG_WARN,
+           "lease of %u ms is shorter than two heartbeats (%u ms) and the "
+           "round trip to the leader (%" PRIu64 " ms): leases will lapse "
+           "and agents here pause between answers. Raise failover_ms, "
+           "lower heartbeat_timeout_ms, or lower clock_drift_pct "
+           "(replication/lease.h)",
+           c->lease_ms, c->cfg.heartbeat_ms,
+           (c->rtt_leader_us + 999) / 1000);
+}

@@ -114,6 +114,12 @@ static void fill_status(struct ol__pk_map *m, void *data)
     ol__pk_kv_uint(m, "feature_level", c->level);
     ol__pk_kv_uint(m, "cluster_feature_level", ol__cl_level(c));
     ol__pk_kv_bool(m, "lease", ol__cl_fresh_ms() < c->lease_until_ms);
+    ol__pk_kv_uint(m, "lease_ms", c->lease_ms);
+    ol__pk_key(m, "lease_margin_ms");
+    if (ol__cl_lease_margin(c) == INT64_MIN)
+        msgpack_pack_nil(m->pk);
+    else
+        msgpack_pack_int64(m->pk, ol__cl_lease_margin(c));
     ol__pk_kv_str(m, "incarnation", inc);
     ol__pk_kv_uint(m, "pending", ol__proposer_pending(c->prop));
     ol__pk_key(m, "counters");

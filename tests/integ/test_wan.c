@@ -19,6 +19,7 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,41 @@ static int measure(int a, int b, int count, double *min, double *max)
     return rv;
 }
 
+/* Each follower's lease margin (cluster status) is its lease less two
+ * heartbeats (50 ms each here) and the round trip to the leader the
+ * transport measured: within the bed's band of the configured one. */
+static void lease_margins_follow_the_round_trip(int li)
+{
+    for (int i = 0; i < 3; i++) {
+        struct tc_status st;
+        uint64_t end = td_ms() + 10000;
+        int64_t want;
+
+        if (i == li)
+            continue;
+        do {
+            cr_assert_eq(tc_status(&c, i, &st), 0);
+            if (st.lease_margin_ms != INT64_MIN)
+                break;
+            td_sleep_ms(100);
+        } while (td_ms() < end);
+        cr_assert_neq(st.lease_margin_ms, INT64_MIN,
+                      "node %d measured no round trip to the leader", i + 1);
+        want = st.lease_ms - 100 - (int64_t)rtt_ms[i][li];
+        cr_log_info("node %d: lease %" PRId64 " ms, margin %" PRId64
+                    " ms (configured round trip %.0f ms)",
+                    i + 1, st.lease_ms, st.lease_margin_ms, rtt_ms[i][li]);
+        cr_expect_leq(st.lease_margin_ms, want,
+                      "node %d: margin %" PRId64 " ms, above lease - 2 "
+                      "heartbeats - the configured round trip (%" PRId64
+                      ")",
+                      i + 1, st.lease_margin_ms, want);
+        cr_expect_gt(st.lease_margin_ms, want - MARGIN_MS,
+                     "node %d: margin %" PRId64 " ms, far below %" PRId64,
+                     i + 1, st.lease_margin_ms, want);
+    }
+}
+
 Test(wan, links_delay_cut_and_heal_and_a_cluster_commits_across_them)
 {
     double min, max;
@@ -195,4 +231,5 @@ Test(wan, links_delay_cut_and_heal_and_a_cluster_commits_across_them)
                   "(%d row(s), seq %lu)",
                   COMMIT_MS, n, n > 0 ? (unsigned long)a[0].seq : 0ul);
     }
+    lease_margins_follow_the_round_trip(li);
 }

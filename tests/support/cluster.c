@@ -323,6 +323,8 @@ int tc_status(struct tc *c, int i, struct tc_status *out)
     out->applied_index = (uint64_t)td_int(cl, "applied_index", 0);
     out->store_applied = (uint64_t)td_int(cl, "store_applied", 0);
     out->lease = obj_bool(td_get(cl, "lease"));
+    out->lease_ms = td_int(cl, "lease_ms", -1);
+    out->lease_margin_ms = td_int(cl, "lease_margin_ms", INT64_MIN);
     ctr = td_get(cl, "counters");
     out->snapshots_installed =
         (uint64_t)td_int(ctr, "snapshots_installed", 0);

@@ -60,6 +60,7 @@ struct tc_status {
     char role[16];
     uint64_t leader, term, commit_index, applied_index, store_applied;
     int lease;
+    int64_t lease_ms, lease_margin_ms; /* margin: INT64_MIN when unknown */
     uint64_t snapshots_installed, snapshots_taken;
     /* the leader's append completions (replication/ackpace.h) */
     uint64_t appends_passed, appends_held_to_majority, appends_held_to_guard;
