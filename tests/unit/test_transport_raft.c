@@ -13,43 +13,11 @@ TestSuite(transport_raft, .init = setup, .fini = finish, .timeout = 110);
 Test(transport_raft, three_nodes_elect_and_commit_then_close_cleanly)
 {
     struct ol__peer roster[N];
-    struct raft_configuration conf;
-    char err[OL_ERRMSG_SIZE];
     struct rnode *l;
 
-    for (int i = 0; i < N; i++) {
-        struct rnode *n = &nodes[i];
-        struct ol__transport_config cfg;
-
-        n->id = (uint64_t)i + 1;
-        snprintf(n->dir, sizeof n->dir, "/tmp/ol-raft-XXXXXX");
-        cr_assert_not_null(mkdtemp(n->dir));
-        cr_assert_eq(ol__key_generate(&n->key), 0);
-        memset(&cfg, 0, sizeof cfg);
-        cfg.self_id = n->id;
-        cfg.listen = "127.0.0.1:0";
-        cfg.key = &n->key;
-        cfg.cluster = "raft-test";
-        cr_assert_eq(ol__transport_create(&loop, &cfg, &n->t, err), 0, "%s",
-                     err);
-        /* Bind first so that the configuration can name the real port. */
-        cr_assert_eq(ol__transport_listen(n->t, err), 0, "%s", err);
-        snprintf(n->addr, sizeof n->addr, "127.0.0.1:%d",
-                 ol__transport_port(n->t));
-        memset(&roster[i], 0, sizeof roster[i]);
-        roster[i].id = n->id;
-        snprintf(roster[i].address, sizeof roster[i].address, "%s", n->addr);
-        memcpy(roster[i].pk, n->key.pk, OL_PK_SIZE);
-    }
-    raft_configuration_init(&conf);
-    for (int i = 0; i < N; i++) {
-        cr_assert_eq(ol__transport_set_roster(nodes[i].t, roster, N), 0);
-        cr_assert_eq(raft_configuration_add(&conf, nodes[i].id,
-                                            nodes[i].addr, RAFT_VOTER), 0);
-    }
     for (int i = 0; i < N; i++)
-        node_start(&nodes[i], &conf);
-    raft_configuration_close(&conf);
+        node_make(i, false, &roster[i]);
+    start_all(roster);
 
     RUN_UNTIL(leader() != NULL, 20000);
     l = leader();

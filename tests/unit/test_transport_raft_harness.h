@@ -1,6 +1,6 @@
 /*
  * What the raft-over-transport tests share: N raft instances (the
- * includer defines N) in one process and one uv loop, each on raft_uv with
+ * includer defines TR_NODES) in one process and one uv loop, each on raft_uv with
  * its own data directory and an outlast transport; an fsm that checks
  * every entry, a tick that keeps a few applies in flight on the leader up
  * to `target` entries while `submitting`, the daemon's close order
@@ -242,6 +242,57 @@ static void node_start(struct rnode *n, struct raft_configuration *conf)
     rv = raft_start(&n->raft);
     cr_assert_eq(rv, 0, "start: %s", raft_errmsg(&n->raft));
     n->started = true;
+}
+
+
+/* Make node i with a transport bound to a free port (a dial-only node
+ * binds nothing and gets an address that reaches nothing), and fill its
+ * roster entry. */
+static void node_make(int i, bool dial_only, struct ol__peer *roster)
+{
+    struct rnode *n = &nodes[i];
+    struct ol__transport_config cfg;
+    char err[OL_ERRMSG_SIZE];
+
+    n->id = (uint64_t)i + 1;
+    snprintf(n->dir, sizeof n->dir, "/tmp/ol-raft-XXXXXX");
+    cr_assert_not_null(mkdtemp(n->dir));
+    cr_assert_eq(ol__key_generate(&n->key), 0);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.self_id = n->id;
+    cfg.listen = "127.0.0.1:0";
+    cfg.key = &n->key;
+    cfg.cluster = "raft-test";
+    cfg.dial_only = dial_only;
+    cr_assert_eq(ol__transport_create(&loop, &cfg, &n->t, err), 0, "%s", err);
+    /* Bind first so that the configuration can name the real port. */
+    cr_assert_eq(ol__transport_listen(n->t, err), 0, "%s", err);
+    if (dial_only)
+        loop_fx_dead_addr(n->addr, sizeof n->addr);
+    else
+        snprintf(n->addr, sizeof n->addr, "127.0.0.1:%d",
+                 ol__transport_port(n->t));
+    memset(roster, 0, sizeof *roster);
+    roster->id = n->id;
+    snprintf(roster->address, sizeof roster->address, "%s", n->addr);
+    memcpy(roster->pk, n->key.pk, OL_PK_SIZE);
+}
+
+/* Give every node the roster and start raft on all of them, bootstrapped
+ * with all as voters. */
+static void start_all(const struct ol__peer *roster)
+{
+    struct raft_configuration conf;
+
+    raft_configuration_init(&conf);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(ol__transport_set_roster(nodes[i].t, roster, N), 0);
+        cr_assert_eq(raft_configuration_add(&conf, nodes[i].id,
+                                            nodes[i].addr, RAFT_VOTER), 0);
+    }
+    for (int i = 0; i < N; i++)
+        node_start(&nodes[i], &conf);
+    raft_configuration_close(&conf);
 }
 
 #endif
