@@ -114,6 +114,7 @@ struct ol__config {
                                   0: this build's */
     int bootstrap;             /* bootstrap every listed node as a voter */
     int compress_off;          /* compress = off: never offer compression */
+    int dial_only;             /* dial_only = true: peers cannot dial it */
     int role;                  /* enum ol__node_role (replication/
                                   placement.h); folded into labels as
                                   role= once the file is read */
