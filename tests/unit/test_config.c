@@ -471,7 +471,7 @@ Test(config, timing_profiles_set_what_is_not_given)
     cr_assert_eq(load(&c, "[cluster]\nlisten = 127.0.0.1:7100\n"
                           "failover_ms = 900\ntiming = wan\n", err), 0,
                  "%s", err);
-    cr_assert_eq(c.election_timeout_ms, 500);
+    cr_assert_eq(c.election_timeout_ms, 400);
     cr_assert_eq(c.heartbeat_timeout_ms, 100);
     cr_assert_eq(c.failover_ms, 900);
     expect_error("[cluster]\nlisten = 127.0.0.1:7100\ntiming = fast\n",
