@@ -53,6 +53,8 @@ struct opts {
     int verbose;
     /* --timing for both systems (0: the loopback defaults) */
     uint32_t election_ms, heartbeat_ms, failover_ms;
+    /* --etcd-timing: etcd's own instead (0: as --timing) */
+    uint32_t etcd_election_ms, etcd_heartbeat_ms;
 };
 
 struct series {
@@ -358,7 +360,10 @@ static int run_etcd(const struct opts *o, struct series *s)
     int rv = -1;
 
     cb_etcd_defaults(&eo);
-    if (o->heartbeat_ms) {
+    if (o->etcd_heartbeat_ms) {
+        eo.election_ms = o->etcd_election_ms;
+        eo.heartbeat_ms = o->etcd_heartbeat_ms;
+    } else if (o->heartbeat_ms) {
         eo.election_ms = o->election_ms;
         eo.heartbeat_ms = o->heartbeat_ms;
     }
@@ -460,6 +465,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 return -1;
             }
         }
+        else if (strcmp(a, "--etcd-timing") == 0) {
+            if (sscanf(v, "%u/%u", &o->etcd_election_ms,
+                       &o->etcd_heartbeat_ms) != 2 ||
+                o->etcd_heartbeat_ms == 0) {
+                fprintf(stderr, "bench_failover: --etcd-timing '%s' is not "
+                                "ELECTION/HEARTBEAT in ms\n",
+                        v);
+                return -1;
+            }
+        }
         else if (!bu_num_opt(nums, a, v))
             return -1;
         i++;
@@ -484,6 +499,7 @@ int main(int argc, char **argv)
                         "1000] [--poll-ms 5] [--only outlast|etcd] "
                         "[--verbose]\n"
                         "       [--timing ELECTION/HEARTBEAT/FAILOVER] "
+                        "[--etcd-timing ELECTION/HEARTBEAT] "
                         "(default 300/50/600, etcd takes the first two)\n");
         return 2;
     }

@@ -11,9 +11,11 @@
 #
 # It prints the round trips it measured between the sites first, then
 # bench_cluster (commit p50/p99 per node with AGENTS agents, beside etcd)
-# and bench_failover (TRIALS follower and leader kills, beside etcd's
-# leader kills), both with the raft timing TIMING (election/heartbeat/
-# failover ms; the product's defaults).  The bed (namespaces olwan-*,
+# with the raft timing TIMING (election/heartbeat/failover ms; the
+# product's defaults), and bench_failover (TRIALS follower and leader
+# kills, beside etcd's leader kills) with outlast at FAILOVER_TIMING
+# (`timing = wan`: 400/100/750) and etcd at ETCD_TIMING (its defaults,
+# 1000/100).  The bed (namespaces olwan-*,
 # 10.77.0.0/24) is torn down on exit, on failure and on SIGINT too.
 set -eu
 
@@ -28,6 +30,9 @@ jitter=${JITTER:-0}
 loss=${LOSS:-0}
 agents=${AGENTS:-1,3,300}
 timing=${TIMING:-1000/100/3000}
+# Failover runs outlast with `timing = wan` and etcd with its defaults.
+fo_timing=${FAILOVER_TIMING:-400/100/750}
+etcd_timing=${ETCD_TIMING:-1000/100}
 . "$src/bench/lib.sh"
 
 if [ "$(id -u)" != 0 ]; then
@@ -84,8 +89,10 @@ echo "## bench_cluster: replicated checkpoints vs etcd puts (1 KiB)" \
     { status=$?; echo "# bench_cluster exited with status $status"; }
 echo
 echo "## bench_failover over the WAN bed: kill -9 to the agent's first" \
-     "checkpoint on its new node vs etcd leader kill, timing $timing"
-"$build/bench/bench_failover" --trials "$trials" --timing "$timing" ||
+     "checkpoint on its new node vs etcd leader kill; outlast timing" \
+     "$fo_timing, etcd $etcd_timing"
+"$build/bench/bench_failover" --trials "$trials" --timing "$fo_timing" \
+    --etcd-timing "$etcd_timing" ||
     { status=$?; echo "# bench_failover exited with status $status"; }
 echo
 echo "## the forwarder's counters"

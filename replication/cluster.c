@@ -311,6 +311,7 @@ static int start_transport(struct cluster *c, char *errmsg)
     tc.recv_cb = ol__cl_recv;
     tc.recv_data = c;
     tc.compress_off = c->cfg.compress_off;
+    tc.dial_only = c->cfg.dial_only;
     ol__cl_transport_hooks(c, &tc);
     rv = ol__transport_create(c->loop, &tc, &c->tr, errmsg);
     if (rv != 0)

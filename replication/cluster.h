@@ -38,6 +38,7 @@ struct ol__cluster_config {
     unsigned feature_level;       /* run at most this level; 0: the build's */
     int bootstrap;                /* bootstrap all roster nodes as voters */
     int compress_off;             /* never offer compression (transport.h) */
+    int dial_only;                /* cannot be dialled (transport.h) */
     char leader_preference[OL_LABELS_MAX + 1]; /* see ol__lead_pref_parse */
     struct ol__peer peers[16];    /* the other nodes from the config */
     char peer_labels[16][OL_LABELS_MAX + 1];

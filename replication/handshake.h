@@ -84,7 +84,16 @@
 /* Features a node offers in an "OLT3" handshake. */
 #define OL_HS_FEAT_FRAMES 0x1u /* typed frames: pings, compression flag */
 #define OL_HS_FEAT_ZSTD 0x2u   /* zstd-compressed frames may be sent */
-#define OL_HS_FEAT_KNOWN (OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD)
+/* Reachability (transport_rev.c).  A client sets these to say something
+ * of itself or of the connection; a server offers them to say it
+ * understands, so an agreed bit means "the client said so and the server
+ * heard it", and a server from before them agrees to neither. */
+#define OL_HS_FEAT_DIAL_ONLY 0x4u /* the client cannot be dialled */
+#define OL_HS_FEAT_REVERSE 0x8u   /* the server is to use this connection
+                                     as its own outbound one to the client */
+#define OL_HS_FEAT_KNOWN                                                   \
+    (OL_HS_FEAT_FRAMES | OL_HS_FEAT_ZSTD | OL_HS_FEAT_DIAL_ONLY |          \
+     OL_HS_FEAT_REVERSE)
 
 /* Big-endian u32, as every length and feature word on the wire. */
 static inline void ol__be32_put(uint8_t *p, uint32_t v)

@@ -113,15 +113,23 @@ int ol__transport_create(uv_loop_t *loop,
     t->features = t->legacy ? 0
                             : OL_HS_FEAT_FRAMES |
                                   (cfg->compress_off ? 0 : OL_HS_FEAT_ZSTD);
-    t->hs_self.features = t->features;
+    t->dial_only = cfg->dial_only != 0;
+    /* As a server it offers the reachability bits too: it understands
+     * them (handshake.h).  As a client it claims them per dial. */
+    t->hs_self.features = t->legacy ? 0
+                                    : t->features | OL_HS_FEAT_DIAL_ONLY |
+                                          OL_HS_FEAT_REVERSE;
     uv_timer_init(loop, &t->ping_timer);
     t->ping_timer.data = t;
     ol__ping_start(t);
     uv_timer_init(loop, &t->retry_timer);
     uv_timer_init(loop, &t->defer_timer);
+    uv_timer_init(loop, &t->rev_timer);
+    t->rev_timer.data = t;
     t->retry_timer.data = t;
     t->defer_timer.data = t;
     ol__raft_setup(t);
+    ol__rev_start(t);
     *out = t;
     return 0;
 }
@@ -237,6 +245,12 @@ int ol__transport_listen(struct ol__transport *t, char *errmsg)
     if (t->closing) {
         ol__errf(errmsg, "listen: transport is closing");
         return OL_EIO;
+    }
+    if (t->dial_only) {
+        /* Peers use the reverse connections this node dials. */
+        ol_log(OL_LOG_INFO, "transport: node %" PRIu64 " is dial-only: "
+               "listening on nothing", t->self_id);
+        return 0;
     }
     if (t->listen_addr[0] == '\0') {
         ol__errf(errmsg, "listen: no address configured");
@@ -358,7 +372,8 @@ void ol__transport_close(struct ol__transport *t,
         uv_close((uv_handle_t *)t->listener, listener_closed);
         t->listener = NULL;
     }
-    t->pending_handles += 3;
+    t->pending_handles += 4;
+    uv_close((uv_handle_t *)&t->rev_timer, timer_closed);
     uv_close((uv_handle_t *)&t->ping_timer, timer_closed);
     uv_close((uv_handle_t *)&t->retry_timer, timer_closed);
     uv_close((uv_handle_t *)&t->defer_timer, timer_closed);

@@ -78,6 +78,11 @@ struct ol__transport_config {
     size_t msg_queue_bytes;        /* bytes queued per peer; 0: 64 MiB */
     /* Wire features (handshake.h).  Zeroed: offer them all. */
     int compress_off;              /* never offer compression */
+    /* Reachability: this node cannot be dialled (behind NAT).  It binds
+     * nothing, tells peers so in its handshakes, and keeps a reverse
+     * connection per channel dialled to every peer, which the peer uses
+     * as its own outbound connection to this node (transport_rev.c). */
+    int dial_only;
     int legacy_handshake;          /* act as a node from before features:
                                       dial with "OLT2" only and refuse
                                       "OLT3" (tests of mixed versions) */

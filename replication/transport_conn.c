@@ -30,6 +30,10 @@ void ol__conn_timeout_cb(uv_timer_t *h)
 {
     struct ol__conn *c = h->data;
 
+    if (c->state == OL_CONN_WAITING) {
+        ol__rev_wait_cb(h);
+        return;
+    }
     c->t->stats.handshakes_failed++;
     ol_log_rl(OL_LOG_WARN,
               "transport: handshake %s '%s' (node %" PRIu64
@@ -151,6 +155,8 @@ void ol__conn_fail(struct ol__conn *c)
     hs_uncount(c);
     if (c->mp != NULL)
         ol__msg_conn_lost(c, was_open);
+    if (c->reverse && c->client)
+        ol__rev_lost(c, was_open);
     close_handle((uv_handle_t *)&c->tcp);
     close_handle((uv_handle_t *)&c->timer);
     if (c->has_pipe)
@@ -269,7 +275,8 @@ static int opened(struct ol__conn *c)
     if (!c->client) {
         for (struct ol__conn *o = t->conns; o != NULL; o = o->next) {
             if (o != c && !o->client && o->state == OL_CONN_OPEN &&
-                o->peer_id == c->peer_id && o->channel == c->channel) {
+                o->peer_id == c->peer_id && o->channel == c->channel &&
+                o->reverse == c->reverse) {
                 ol_log(OL_LOG_DEBUG,
                        "transport: node %" PRIu64 " reconnected; dropping "
                        "its older connection", c->peer_id);
@@ -280,6 +287,8 @@ static int opened(struct ol__conn *c)
     ol_log(OL_LOG_DEBUG, "transport: %s channel %s node %" PRIu64 " open",
            c->channel == OL_CHAN_RAFT ? "raft" : "message",
            c->client ? "to" : "from", c->peer_id);
+    if (c->reverse)
+        return ol__rev_opened(c);
     if (c->channel == OL_CHAN_RAFT)
         return ol__pump_open(c);
     ol__msg_open(c);
@@ -329,6 +338,7 @@ static int server_hello(struct ol__conn *c, const uint8_t *p, size_t n)
     c->channel = ol__hs_channel(c->hs);
     c->ext = ol__hs_extended(c->hs);
     c->feat = ol__hs_features(c->hs);
+    c->reverse = (c->feat & OL_HS_FEAT_REVERSE) != 0;
     memcpy(c->peer_pk, ol__hs_peer_pk(c->hs), OL_PK_SIZE);
     if (c->channel == OL_CHAN_RAFT) {
         /* Raft dials again; there is nothing to hand the stream to. */

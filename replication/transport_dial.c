@@ -167,6 +167,10 @@ static void connect_cb(uv_connect_t *req, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     c->state = OL_CONN_HANDSHAKE;
     /* Features are offered unless this peer recently refused them. */
+    self.features = c->t->features;
+    if (c->t->dial_only && self.features != 0)
+        self.features |= OL_HS_FEAT_DIAL_ONLY |
+                         (c->reverse ? OL_HS_FEAT_REVERSE : 0);
     if (!ol__tpeer_dial_ext(c->t, c->peer_id))
         self.features = 0;
     c->ext = self.features != 0;

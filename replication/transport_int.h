@@ -45,6 +45,8 @@ enum ol__conn_state {
     OL_CONN_HANDSHAKE,
     OL_CONN_OPEN,
     OL_CONN_DEAD,
+    OL_CONN_WAITING,         /* a raft connect to a dial-only peer waiting
+                                for its reverse connection (no socket) */
 };
 
 struct ol__mpeer;
@@ -90,6 +92,8 @@ struct ol__conn {
     uint32_t feat;           /* agreed features, once open */
     bool ext;                /* the handshake was "OLT3" */
     bool got_m2;             /* client: the server answered M1 */
+    bool reverse;            /* a reverse connection (transport_rev.c) */
+    uint64_t wait_until;     /* OL_CONN_WAITING: loop time it gives up */
     bool ping_out;           /* a ping is waiting for its pong */
     uint64_t ping_id, ping_at; /* its id and uv_hrtime() when sent */
 };
@@ -100,6 +104,12 @@ struct ol__tpeer {
     struct ol__transport_peer_stats s;
     bool try_plain;          /* the last "OLT3" dial was closed unanswered */
     uint64_t plain_until;    /* loop time until which we dial with "OLT2" */
+    bool dial_only;          /* it said so in its last handshake with us */
+    /* On a dial-only node: its reverse connections to this peer (raft,
+     * messages) and their redial backoff. */
+    struct ol__conn *rev[2];
+    unsigned rev_backoff_ms[2];
+    uint64_t rev_retry_at[2];
 };
 
 /* A queued outgoing message. */
@@ -155,6 +165,8 @@ struct ol__transport {
     struct ol__wf wf;        /* frame codec's contexts and buffers */
     uint32_t features;       /* offered in handshakes */
     bool legacy;             /* config legacy_handshake */
+    bool dial_only;          /* config dial_only */
+    uv_timer_t rev_timer;    /* dial-only: (re)dials reverse connections */
     uv_timer_t ping_timer;
     uint64_t ping_seq;
 
@@ -268,7 +280,33 @@ int ol__pump_from_net(struct ol__conn *c, const uint8_t *p, size_t n);
 void ol__pump_drained(struct ol__conn *c, bool pipe_side);
 void ol__pump_note_queue(struct ol__transport *t, size_t queued);
 
+/* transport_rev.c */
+#define OL_REV_TICK_MS 50u
+/* Does c serve as our outbound connection (a client we dialled, or a
+ * reverse connection a dial-only peer dialled for us)? */
+static inline bool ol__conn_ours(const struct ol__conn *c)
+{
+    return c->client != c->reverse;
+}
+void ol__rev_start(struct ol__transport *t);
+/* The timer of an OL_CONN_WAITING connection. */
+void ol__rev_wait_cb(uv_timer_t *h);
+/* An authenticated reverse connection opened (either side).  Returns 0
+ * or an error (the caller drops it). */
+int ol__rev_opened(struct ol__conn *c);
+/* A reverse connection this node dialled is gone. */
+void ol__rev_lost(struct ol__conn *c, bool was_open);
+/* An open reverse connection from dial-only peer `id` on `channel` that
+ * nothing uses yet, or NULL. */
+struct ol__conn *ol__rev_idle(struct ol__transport *t, uint8_t channel,
+                              uint64_t id);
+/* raft connect to a dial-only peer.  Returns 0 or a RAFT_* code. */
+int ol__rev_connect(struct ol__transport *t, struct raft_uv_connect *req,
+                    uint64_t id);
+
 /* transport_msg.c */
+/* Take reverse connection c as the message connection to its peer. */
+void ol__msg_take(struct ol__conn *c);
 void ol__msg_open(struct ol__conn *c);
 void ol__msg_conn_lost(struct ol__conn *c, bool was_open);
 void ol__msg_deliver(struct ol__conn *c, const uint8_t *p, size_t n);

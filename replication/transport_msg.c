@@ -83,10 +83,22 @@ static void backoff(struct ol__transport *t, struct ol__mpeer *mp)
 static void dial(struct ol__transport *t, struct ol__mpeer *mp)
 {
     const struct ol__peer *p = ol__tr_peer(t, mp->id);
+    struct ol__tpeer *tp;
     struct ol__conn *c;
 
     if (p == NULL)
         return;
+    tp = ol__tpeer_get(t, mp->id);
+    if (tp != NULL && tp->dial_only) {
+        /* It cannot be dialled: wait for its reverse connection. */
+        c = ol__rev_idle(t, OL_CHAN_MSG, mp->id);
+        if (c == NULL) {
+            backoff(t, mp);
+            return;
+        }
+        ol__msg_take(c);
+        return;
+    }
     c = ol__conn_dial(t, OL_CHAN_MSG, mp->id, p->pk, p->address);
     if (c == NULL) {
         backoff(t, mp);
@@ -198,6 +210,26 @@ void ol__msg_open(struct ol__conn *c)
         free(q);
         c->t->stats.msgs_sent++;
     }
+}
+
+void ol__msg_take(struct ol__conn *c)
+{
+    struct ol__mpeer *mp = mpeer_get(c->t, c->peer_id);
+    struct ol__conn *o;
+
+    if (mp == NULL || c->mp != NULL)
+        return;
+    o = mp->conn;
+    if (o != NULL && o->state == OL_CONN_OPEN)
+        return; /* it has a working one */
+    if (o != NULL) {
+        /* A dial still in progress: the reverse connection is surer. */
+        o->mp = NULL;
+        ol__conn_fail(o);
+    }
+    c->mp = mp;
+    mp->conn = c;
+    ol__msg_open(c);
 }
 
 void ol__msg_conn_lost(struct ol__conn *c, bool was_open)

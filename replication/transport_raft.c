@@ -115,6 +115,8 @@ int ol__pump_from_net(struct ol__conn *c, const uint8_t *p, size_t n)
     size_t queued;
     int rv;
 
+    if (!c->has_pipe)
+        return OL_ESTATE; /* raft data on an unused reverse connection */
     /* Nothing reaches libraft before it is checked. */
     ol__buf_reset(out);
     rv = ol__rwire_feed(c->rw_in, p, n, collect, out);
@@ -210,7 +212,7 @@ int ol__pump_open(struct ol__conn *c)
         uv_close((uv_handle_t *)theirs, raft_handle_free);
         return OL_EIO;
     }
-    if (c->client) {
+    if (ol__conn_ours(c)) {
         struct raft_uv_connect *req = c->req;
 
         if (req == NULL) {
@@ -268,6 +270,7 @@ static int tr_connect(struct raft_uv_transport *rt,
 {
     struct ol__transport *t = rt->impl;
     const struct ol__peer *p;
+    struct ol__tpeer *tp;
     struct ol__conn *c;
 
     if (t->closing || t->raft_closing)
@@ -280,6 +283,10 @@ static int tr_connect(struct raft_uv_transport *rt,
         return RAFT_NOCONNECTION;
     }
     req->cb = cb;
+    /* A peer that cannot be dialled: take its reverse connection. */
+    tp = ol__tpeer_get(t, id);
+    if (tp != NULL && tp->dial_only)
+        return ol__rev_connect(t, req, id);
     c = ol__conn_dial(t, OL_CHAN_RAFT, id, p->pk, address);
     if (c == NULL)
         return RAFT_NOCONNECTION;

@@ -61,6 +61,8 @@ void ol__tpeer_learn(struct ol__conn *c)
     if (tp == NULL)
         return;
     tp->s.features = c->feat;
+    if (!c->client)
+        tp->dial_only = (c->feat & OL_HS_FEAT_DIAL_ONLY) != 0;
     if (c->ext) {
         /* It speaks "OLT3" (again): offer it features from now on. */
         tp->try_plain = false;
@@ -169,7 +171,8 @@ static int rejected(struct ol__conn *c, int rv)
 /* The frame's plaintext: the raft channel's buffer, or one of its own. */
 static uint8_t *plain_buf(struct ol__conn *c, size_t n)
 {
-    if (c->channel == OL_CHAN_RAFT)
+    /* A reverse connection nothing uses yet has no pump (pings only). */
+    if (c->channel == OL_CHAN_RAFT && c->pbuf_in != NULL)
         return c->pbuf_in;
     return malloc(n ? n : 1);
 }

@@ -179,7 +179,7 @@ static void apply_timing(struct ol__config *c)
     static const uint32_t t[3][3] = {
         {1000, 100, 3000}, /* default */
         {300, 50, 600},    /* lan */
-        {500, 100, 800},   /* wan */
+        {400, 100, 750},   /* wan */
     };
     const uint32_t *v = t[c->timing];
 

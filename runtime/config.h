@@ -76,7 +76,7 @@ struct ol__config_peer {
 enum ol_timing {
     OL_TIMING_DEFAULT = 0, /* 1000 / 100 / 3000 ms */
     OL_TIMING_LAN,         /* one site: 300 / 50 / 600 ms */
-    OL_TIMING_WAN,         /* sites up to ~100 ms apart: 500 / 100 / 800 ms */
+    OL_TIMING_WAN,         /* sites up to ~100 ms apart: 400 / 100 / 750 ms */
 };
 #define OL_TIMING_SET_ELECTION 1u
 #define OL_TIMING_SET_HEARTBEAT 2u
@@ -114,6 +114,7 @@ struct ol__config {
                                   0: this build's */
     int bootstrap;             /* bootstrap every listed node as a voter */
     int compress_off;          /* compress = off: never offer compression */
+    int dial_only;             /* dial_only = true: peers cannot dial it */
     int role;                  /* enum ol__node_role (replication/
                                   placement.h); folded into labels as
                                   role= once the file is read */

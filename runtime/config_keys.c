@@ -224,8 +224,8 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     }
     if (strcmp(name, "role") == 0)
         return ol__config_role_key(p, &c->role, "[cluster]", value);
-    if (strcmp(name, "bootstrap") == 0) {
-        if (parse_bool(value, &c->bootstrap) != 0)
+    if (strcmp(name, "bootstrap") == 0 || strcmp(name, "dial_only") == 0) {
+        if (parse_bool(value, name[0] == 'b' ? &c->bootstrap : &c->dial_only))
             return fail(p, "'%s' must be true or false, not '%s'", name,
                         value);
         return 1;

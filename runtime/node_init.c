@@ -132,6 +132,7 @@ static int start_cluster(struct ol__node *n, const char *db_path)
     cc.feature_level = cfg->feature_level;
     cc.bootstrap = cfg->bootstrap;
     cc.compress_off = cfg->compress_off;
+    cc.dial_only = cfg->dial_only;
     snprintf(cc.leader_preference, sizeof cc.leader_preference, "%s",
              cfg->leader_preference);
     for (uint32_t i = 0; i < cfg->n_peers && i < 16; i++) {

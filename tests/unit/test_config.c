@@ -471,7 +471,7 @@ Test(config, timing_profiles_set_what_is_not_given)
     cr_assert_eq(load(&c, "[cluster]\nlisten = 127.0.0.1:7100\n"
                           "failover_ms = 900\ntiming = wan\n", err), 0,
                  "%s", err);
-    cr_assert_eq(c.election_timeout_ms, 500);
+    cr_assert_eq(c.election_timeout_ms, 400);
     cr_assert_eq(c.heartbeat_timeout_ms, 100);
     cr_assert_eq(c.failover_ms, 900);
     expect_error("[cluster]\nlisten = 127.0.0.1:7100\ntiming = fast\n",
@@ -627,4 +627,20 @@ Test(config, cluster_compress_is_auto_or_off)
     ol__config_free(&c);
     expect_error("[cluster]\nlisten = a:1\ncompress = zstd\n",
                  ":3: 'compress' must be auto or off, not 'zstd'");
+}
+
+Test(config, cluster_dial_only_is_a_boolean)
+{
+    struct ol__config c;
+    char err[OL_ERRMSG_SIZE];
+
+    cr_assert_eq(load(&c, "[cluster]\nlisten = a:1\n", err), 0, "%s", err);
+    cr_assert_eq(c.dial_only, 0, "nodes can be dialled by default");
+    ol__config_free(&c);
+    cr_assert_eq(load(&c, "[cluster]\nlisten = a:1\ndial_only = true\n", err),
+                 0, "%s", err);
+    cr_assert_eq(c.dial_only, 1);
+    ol__config_free(&c);
+    expect_error("[cluster]\nlisten = a:1\ndial_only = maybe\n",
+                 ":3: 'dial_only' must be true or false, not 'maybe'");
 }

@@ -94,17 +94,10 @@ Test(transport, send_reports_errors)
 /* A port nothing listens on right now. */
 static int free_port(void)
 {
-    static uv_tcp_t probe;
-    struct sockaddr_in sa;
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
+    char a[OL_ADDR_MAX];
 
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_init(&loop, &probe);
-    cr_assert_eq(uv_tcp_bind(&probe, (struct sockaddr *)&sa, 0), 0);
-    uv_tcp_getsockname(&probe, (struct sockaddr *)&ss, &len);
-    uv_close((uv_handle_t *)&probe, NULL);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    loop_fx_dead_addr(a, sizeof a);
+    return atoi(strchr(a, ':') + 1);
 }
 
 Test(transport, reconnects_with_backoff)

@@ -92,6 +92,7 @@ struct opts {
     bool no_listen;
     bool compress_off;
     bool legacy;            /* act as a node from before features */
+    bool dial_only;         /* cannot be dialled (reverse connections) */
 };
 
 static struct node *node_new(int i, uint64_t id, struct opts o)
@@ -115,6 +116,7 @@ static struct node *node_new(int i, uint64_t id, struct opts o)
     cfg.pump_high_water = o.pump_high;
     cfg.compress_off = o.compress_off;
     cfg.legacy_handshake = o.legacy;
+    cfg.dial_only = o.dial_only;
     cr_assert_eq(ol__transport_create(&loop, &cfg, &n->t, err), 0, "%s", err);
     if (!o.no_listen) {
         int port;

@@ -3,13 +3,15 @@
  * so that each turn of the loop returns soon: RUN_UNTIL to wait on a
  * condition with a bound, and open_handles() to count what is still open
  * besides the tick.  Included by test_transport_harness.h and
- * test_transport_raft.c; the includer's setup calls loop_fx_start().
+ * test_transport_raft_harness.h; the includer's setup calls loop_fx_start().
  */
 #ifndef OL_TEST_UV_LOOP_FX_H
 #define OL_TEST_UV_LOOP_FX_H
 
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <signal.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include "base/err.h"
@@ -51,6 +53,24 @@ static int open_handles(void)
 
     uv_walk(&loop, count_handle, &n);
     return n;
+}
+
+/* "127.0.0.1:port" where nothing listens: a port bound and closed again.
+ * (Inline: not every includer uses it.) */
+static inline void loop_fx_dead_addr(char *out, size_t size)
+{
+    static uv_tcp_t probe;
+    struct sockaddr_in sa;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(&loop, &probe);
+    cr_assert_eq(uv_tcp_bind(&probe, (struct sockaddr *)&sa, 0), 0);
+    uv_tcp_getsockname(&probe, (struct sockaddr *)&ss, &len);
+    uv_close((uv_handle_t *)&probe, NULL);
+    snprintf(out, size, "127.0.0.1:%d",
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
 }
 
 /* Closes the tick and the loop, which must have nothing else open. */
