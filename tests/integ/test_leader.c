@@ -57,18 +57,6 @@ static int cli(int i, char **out, const char *fmt, ...)
                  c.nodes[i].d.data, args);
 }
 
-/* Wait until node `want` leads and every running node in `mask` agrees. */
-static int wait_leads(int want, unsigned mask, int timeout_ms)
-{
-    uint64_t end = td_ms() + (uint64_t)timeout_ms;
-
-    do {
-        if (tc_wait_leader(&c, mask, 1000) == want)
-            return 1;
-        td_sleep_ms(100);
-    } while (td_ms() < end);
-    return 0;
-}
 
 static void spawn_agents(int via)
 {
@@ -80,20 +68,6 @@ static void spawn_agents(int via)
                                     "{\"interval_ms\": 20}", err, sizeof err),
                      0, "spawn %s: %s", name, err);
     }
-}
-
-/* Wait until node i's database holds `more` checkpoints than now. */
-static int commits_grow(int i, int64_t more, int timeout_ms)
-{
-    int64_t want = tc_ckpt_count(&c, i) + more;
-    uint64_t end = td_ms() + (uint64_t)timeout_ms;
-
-    do {
-        if (tc_ckpt_count(&c, i) >= want)
-            return 1;
-        td_sleep_ms(100);
-    } while (td_ms() < end);
-    return 0;
 }
 
 static void start_cluster(const char *tag, const char *pref)
@@ -128,16 +102,17 @@ Test(leader, transfer_moves_leadership_while_agents_commit)
     leader = tc_wait_leader(&c, 0, LEADER_MS);
     cr_assert_geq(leader, 0, "no leader");
     spawn_agents(leader);
-    cr_assert(commits_grow(leader, 30, COMMIT_MS), "agents never commit");
+    cr_assert(tc_wait_commits(&c, leader, 30, COMMIT_MS),
+              "agents never commit");
 
     target = (leader + 1) % c.n;
     rc = cli(leader, &out, "cluster transfer %" PRIu64, c.nodes[target].id);
     cr_assert_eq(rc, 0, "cluster transfer: exit %d: %s", rc, out);
     cr_expect(strstr(out, "leads now"), "%s", out);
     free(out);
-    cr_assert(wait_leads(target, 0, LEADER_MS),
+    cr_assert(tc_wait_leads(&c, target, 0, LEADER_MS),
               "node %d does not lead after the transfer", target + 1);
-    cr_assert(commits_grow(target, 50, COMMIT_MS),
+    cr_assert(tc_wait_commits(&c, target, 50, COMMIT_MS),
               "agents stopped committing after the transfer");
 
     /* No id: libraft picks another voter. */
@@ -148,7 +123,7 @@ Test(leader, transfer_moves_leadership_while_agents_commit)
     cr_assert_geq(next, 0, "no leader after the second transfer");
     cr_expect_neq(next, target, "leadership stayed with node %d",
                   target + 1);
-    cr_assert(commits_grow(next, 50, COMMIT_MS),
+    cr_assert(tc_wait_commits(&c, next, 50, COMMIT_MS),
               "agents stopped committing after the second transfer");
     cr_expect_eq(tc_check(&c, CHECK_MS), 0);
 }
@@ -284,31 +259,31 @@ Test(leader, preference_brings_leadership_back, .timeout = 400)
     int moved;
 
     start_cluster("lead-pref", "cloud=c2,cloud=c3");
-    cr_assert(wait_leads(pref, 0, STEER_MS), "node 2 never leads");
+    cr_assert(tc_wait_leads(&c, pref, 0, STEER_MS), "node 2 never leads");
     cr_assert_eq(cli(pref, &out, "cluster status"), 0);
     cr_expect(strstr(out, "preferred  yes"), "%s", out);
     free(out);
     spawn_agents(pref);
-    cr_assert(commits_grow(pref, 30, COMMIT_MS), "agents never commit");
+    cr_assert(tc_wait_commits(&c, pref, 30, COMMIT_MS), "agents never commit");
 
     /* Frozen: of the others node 3 ranks better, so it ends up leading. */
     cr_assert_gt(nf_freeze(c.nodes[pref].d.pid), 0);
-    cr_assert(wait_leads(second, others, STEER_MS),
+    cr_assert(tc_wait_leads(&c, second, others, STEER_MS),
               "node 3 does not lead while node 2 is frozen");
     cr_assert_eq(cli(second, &out, "cluster status"), 0);
     cr_expect(strstr(out, "preferred  no"), "%s", out);
     free(out);
-    cr_assert(commits_grow(second, 30, COMMIT_MS),
+    cr_assert(tc_wait_commits(&c, second, 30, COMMIT_MS),
               "nothing commits while node 2 is frozen");
     moved = preference_transfers();
 
     /* Thawed: back to node 2. */
     nf_thaw(c.nodes[pref].d.pid);
-    cr_assert(wait_leads(pref, 0, STEER_MS),
+    cr_assert(tc_wait_leads(&c, pref, 0, STEER_MS),
               "leadership did not return to node 2 after it woke");
     cr_expect_gt(preference_transfers(), moved,
                  "node 2 leads again, but not by a transfer");
-    cr_assert(commits_grow(pref, 30, COMMIT_MS), "agents stopped");
+    cr_assert(tc_wait_commits(&c, pref, 30, COMMIT_MS), "agents stopped");
 
     /* Handed by hand to node 1, which ranks last: the answer says so,
      * and the preference takes leadership back. */
@@ -316,20 +291,20 @@ Test(leader, preference_brings_leadership_back, .timeout = 400)
     cr_expect(strstr(out, "leader_preference ranks another voter higher"),
               "%s", out);
     free(out);
-    cr_assert(wait_leads(pref, 0, STEER_MS),
+    cr_assert(tc_wait_leads(&c, pref, 0, STEER_MS),
               "leadership did not return to node 2 after a transfer away");
 
     /* Killed and restarted: the same. */
     tc_kill(&c, pref);
-    cr_assert(wait_leads(second, others, STEER_MS),
+    cr_assert(tc_wait_leads(&c, second, others, STEER_MS),
               "node 3 does not lead while node 2 is down");
     moved = preference_transfers();
     cr_assert_eq(tc_start_node(&c, pref, 15000), 0, "node 2 did not start");
-    cr_assert(wait_leads(pref, 0, STEER_MS + 10000),
+    cr_assert(tc_wait_leads(&c, pref, 0, STEER_MS + 10000),
               "leadership did not return to node 2 after its restart");
     cr_expect_gt(preference_transfers(), moved,
                  "node 2 leads again, but not by a transfer");
-    cr_assert(commits_grow(pref, 30, COMMIT_MS), "agents stopped");
+    cr_assert(tc_wait_commits(&c, pref, 30, COMMIT_MS), "agents stopped");
     cr_expect_eq(tc_check(&c, CHECK_MS), 0);
 }
 

@@ -36,33 +36,6 @@ static void teardown(void)
 
 TestSuite(nat, .fini = teardown, .timeout = 300);
 
-/* Wait until node `want` leads and every running node agrees. */
-static int wait_leads(int want, int timeout_ms)
-{
-    uint64_t end = td_ms() + (uint64_t)timeout_ms;
-
-    do {
-        if (tc_wait_leader(&c, 0, 1000) == want)
-            return 1;
-        td_sleep_ms(100);
-    } while (td_ms() < end);
-    return 0;
-}
-
-/* Wait until node i's database holds `more` checkpoints than now. */
-static int commits_grow(int i, int64_t more, int timeout_ms)
-{
-    int64_t want = tc_ckpt_count(&c, i) + more;
-    uint64_t end = td_ms() + (uint64_t)timeout_ms;
-
-    do {
-        if (tc_ckpt_count(&c, i) >= want)
-            return 1;
-        td_sleep_ms(100);
-    } while (td_ms() < end);
-    return 0;
-}
-
 /* Wait until an agent node `owner` runs commits a newer seq than in
  * `before`, as node `via` shows. */
 static int owner_commits(int via, int owner, int timeout_ms)
@@ -124,7 +97,7 @@ Test(nat, a_dial_only_node_commits_leads_and_survives_a_failover)
                                     "{\"interval_ms\": 20}", err, sizeof err),
                      0, "spawn %s: %s", name, err);
     }
-    cr_assert(commits_grow(2, 30, COMMIT_MS),
+    cr_assert(tc_wait_commits(&c, 2, 30, COMMIT_MS),
               "node 3 does not apply commits");
     cr_assert(owner_commits(leader, 2, COMMIT_MS),
               "no agent on node 3 commits");
@@ -136,8 +109,9 @@ Test(nat, a_dial_only_node_commits_leads_and_survives_a_failover)
         cr_assert_eq(rc, 0, "cluster transfer 3: exit %d: %s", rc, out);
         free(out);
     }
-    cr_assert(wait_leads(2, LEADER_MS), "node 3 does not lead");
-    cr_assert(commits_grow(0, 30, COMMIT_MS) && commits_grow(2, 30, COMMIT_MS),
+    cr_assert(tc_wait_leads(&c, 2, 0, LEADER_MS), "node 3 does not lead");
+    cr_assert(tc_wait_commits(&c, 0, 30, COMMIT_MS) &&
+                  tc_wait_commits(&c, 2, 30, COMMIT_MS),
               "no commits with node 3 leading");
     cr_assert(owner_commits(2, 0, COMMIT_MS),
               "node 1's agents stopped committing under node 3");
@@ -151,7 +125,7 @@ Test(nat, a_dial_only_node_commits_leads_and_survives_a_failover)
     cr_assert(tc_wait_moved(&c, leader, moved, n_moved, 0, MOVE_MS, why,
                             sizeof why),
               "node 1's agents did not resume elsewhere: %s", why);
-    cr_assert(commits_grow(2, 30, COMMIT_MS),
+    cr_assert(tc_wait_commits(&c, 2, 30, COMMIT_MS),
               "no commits after node 1 was killed");
 
     cr_assert_eq(tc_start_node(&c, 0, 15000), 0, "node 1 did not restart");

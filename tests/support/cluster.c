@@ -528,3 +528,28 @@ int tc_wait_alive(struct tc *c, int via, int i, int timeout_ms)
     } while (td_ms() < end);
     return 0;
 }
+
+int tc_wait_leads(struct tc *c, int want, unsigned mask, int timeout_ms)
+{
+    uint64_t end = td_ms() + (uint64_t)timeout_ms;
+
+    do {
+        if (tc_wait_leader(c, mask, 1000) == want)
+            return 1;
+        td_sleep_ms(100);
+    } while (td_ms() < end);
+    return 0;
+}
+
+int tc_wait_commits(struct tc *c, int i, int64_t more, int timeout_ms)
+{
+    int64_t want = tc_ckpt_count(c, i) + more;
+    uint64_t end = td_ms() + (uint64_t)timeout_ms;
+
+    do {
+        if (tc_ckpt_count(c, i) >= want)
+            return 1;
+        td_sleep_ms(100);
+    } while (td_ms() < end);
+    return 0;
+}

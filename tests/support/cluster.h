@@ -124,6 +124,12 @@ int tc_status(struct tc *c, int i, struct tc_status *out);
  * node i; 0 for all running nodes) names it as leader.  Returns its index,
  * or -1 on timeout. */
 int tc_wait_leader(struct tc *c, unsigned mask, int timeout_ms);
+/* Wait until node index `want` leads and every running node in `mask`
+ * (0: all) agrees.  Returns 1, or 0 after timeout_ms. */
+int tc_wait_leads(struct tc *c, int want, unsigned mask, int timeout_ms);
+/* Wait until node i's database holds `more` checkpoints than now.
+ * Returns 1, or 0 after timeout_ms. */
+int tc_wait_commits(struct tc *c, int i, int64_t more, int timeout_ms);
 
 /* The agents table as node i's `agents` op shows it; returns how many
  * (at most cap), or -1 if the node did not answer. */
