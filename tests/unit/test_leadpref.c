@@ -4,6 +4,7 @@
  * The config parser refuses a bad value naming the key and the value. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -92,8 +93,13 @@ Test(leadpref, no_preference_ranks_every_node_alike)
 /* Load `text` as a config file; 0 or the error in err. */
 static int load(const char *text, struct ol__config *c, char *err)
 {
-    char path[] = "/tmp/ol-leadpref-XXXXXX";
-    int fd = mkstemp(path), rv;
+    const char *tmp = getenv("TMPDIR");
+    char path[4096];
+    int fd, rv;
+
+    snprintf(path, sizeof path, "%s/ol-leadpref-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    fd = mkstemp(path);
 
     cr_assert_geq(fd, 0);
     cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));

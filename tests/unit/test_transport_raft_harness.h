@@ -33,7 +33,7 @@
 
 struct rnode {
     uint64_t id;
-    char dir[64];
+    char dir[512];
     char addr[OL_ADDR_MAX];
     struct ol__key key;
     struct ol__transport *t;
@@ -255,7 +255,10 @@ static void node_make(int i, bool dial_only, struct ol__peer *roster)
     char err[OL_ERRMSG_SIZE];
 
     n->id = (uint64_t)i + 1;
-    snprintf(n->dir, sizeof n->dir, "/tmp/ol-raft-XXXXXX");
+    snprintf(n->dir, sizeof n->dir, "%s/ol-raft-XXXXXX",
+             getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] != '\0'
+                 ? getenv("TMPDIR")
+                 : "/tmp");
     cr_assert_not_null(mkdtemp(n->dir));
     cr_assert_eq(ol__key_generate(&n->key), 0);
     memset(&cfg, 0, sizeof cfg);
