@@ -296,7 +296,6 @@ static void quarantine_diverged(struct cluster *c, const struct ol__effect *e)
 void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
 {
     uint64_t ckpts = 0;
-
     int moved = 0;
 
     for (const struct ol__effect *e = fx->head; e; e = e->next) {
