@@ -134,21 +134,28 @@ static int settled_agents(struct cb_ol *c, int i)
 static int ol_settle(struct cb_ol *c, const struct opts *o)
 {
     uint64_t end = cb_now_ms() + SETTLE_LIMIT_MS;
-    uint32_t share = o->agents / (uint32_t)c->o.n;
 
     while (cb_now_ms() < end) {
         struct cb_ol_view v;
-        int li = cb_ol_wait_leader(c, 5000), ok;
+        int li = cb_ol_wait_leader(c, 5000), ok, on_leader = 0,
+            on_follower = 0;
 
         if (cb_ol_dead(c) >= 0)
             return -1;
         if (li < 0 || cb_ol_view(c, li, &v) != 0)
             continue;
+        /* Every node up, and agents on the leader and on a follower (a
+         * trial of each kind needs one).  Not an even spread: over a WAN,
+         * placement keeps busy agents near the leader (placement.h). */
         ok = v.n_nodes == c->o.n;
-        for (int k = 0; k < v.n_nodes && ok; k++)
-            ok = (strcmp(v.nodes[k].health, "alive") == 0 ||
-                  strcmp(v.nodes[k].health, "self") == 0) &&
-                 v.nodes[k].agents >= share;
+        for (int k = 0; k < v.n_nodes && ok; k++) {
+            int self = strcmp(v.nodes[k].health, "self") == 0;
+
+            ok = self || strcmp(v.nodes[k].health, "alive") == 0;
+            on_leader |= self && v.nodes[k].agents > 0;
+            on_follower |= !self && v.nodes[k].agents > 0;
+        }
+        ok = ok && on_leader && on_follower;
         if (ok && settled_agents(c, li) == (int)o->agents) {
             cb_sleep_ms(o->settle_ms);
             return li;

@@ -310,6 +310,7 @@ static int start_transport(struct cluster *c, char *errmsg)
     tc.cluster = c->cfg.cluster;
     tc.recv_cb = ol__cl_recv;
     tc.recv_data = c;
+    tc.refused_cb = ol__cl_peer_refused;
     tc.compress_off = c->cfg.compress_off;
     tc.dial_only = c->cfg.dial_only;
     ol__cl_transport_hooks(c, &tc);

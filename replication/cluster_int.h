@@ -173,6 +173,8 @@ struct cluster {
     uint64_t last_ping_ms;
     uint64_t pinged_leader;      /* the leader the last ping went to */
     uint64_t beacon_ms;          /* the last beacon (ol__cl_beacon) */
+    uint64_t fast_term;          /* election timeout shortened in this
+                                  * term (ol__cl_peer_refused); 0: not */
 
     int closing;
     void (*close_cb)(void *data);
@@ -188,6 +190,7 @@ struct cluster {
         uint64_t refused_fwd;     /* forwarded commands not authorised */
         uint64_t beacons;         /* empty entries proposed to carry the
                                    * commit index (ol__cl_beacon) */
+        uint64_t fast_elections;  /* the leader's address refused us */
         uint64_t placed[5];       /* by enum ol__pl_reason */
         struct ol__phist batch_sizes; /* checkpoints per applied entry */
     } n;
@@ -202,6 +205,8 @@ int ol__cl_raft_setup(struct cluster *c, char *errmsg);
 int ol__cl_cluster_id_prepare(struct cluster *c, int has_state,
                               char *errmsg);
 void ol__cl_check_cb(uv_check_t *h);
+/* A dial to `peer` was refused (the transport's refused_cb). */
+void ol__cl_peer_refused(void *data, uint64_t peer);
 void ol__cl_fsm_effects(void *data, struct ol__effects *fx, uint64_t term);
 void ol__cl_fsm_fatal(void *data, const char *msg);
 void ol__cl_transport_hooks(struct cluster *c,

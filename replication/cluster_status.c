@@ -86,6 +86,7 @@ static void pack_counters(struct cluster *c, struct ol__pk_map *parent)
     ol__pk_kv_uint(&m, "appends_held_to_guard", c->pace.n.by_guard);
     ol__pk_kv_uint(&m, "appends_held_ms", c->pace.n.held_ms);
     ol__pk_kv_uint(&m, "beacons", c->n.beacons);
+    ol__pk_kv_uint(&m, "fast_elections", c->n.fast_elections);
     (void)ol__pk_map_end(&m);
 }
 

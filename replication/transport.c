@@ -102,6 +102,7 @@ int ol__transport_create(uv_loop_t *loop,
                                       : OL_MSG_QUEUE_BYTES_DEFAULT;
     t->recv_cb = cfg->recv_cb;
     t->recv_data = cfg->recv_data;
+    t->refused_cb = cfg->refused_cb;
     t->raft_hooks = cfg->raft_hooks;
     if (cfg->cluster_id)
         memcpy(t->hs_self.cluster_id, cfg->cluster_id, OL_CLUSTER_ID_SIZE);

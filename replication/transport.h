@@ -63,6 +63,11 @@ struct ol__transport_config {
     unsigned handshake_timeout_ms; /* 0: 5000 */
     ol__transport_recv_cb recv_cb; /* may be NULL */
     void *recv_data;
+    /* A dial to a peer was refused: nothing listens at its address, so
+     * its process is gone or restarting (a crashed machine or a cut
+     * network refuses nothing; its dials time out).  Gets recv_data; may
+     * be NULL. */
+    void (*refused_cb)(void *data, uint64_t peer_id);
     /* Corrections to libraft's messages (raftwire.h); zeroed: none. */
     struct ol__rw_hooks raft_hooks;
     /* The cluster id this node presents (handshake.h); NULL: none yet.  A

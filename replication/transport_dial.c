@@ -158,10 +158,15 @@ static void connect_cb(uv_connect_t *req, int status)
     if (status == UV_ECANCELED || c->state == OL_CONN_DEAD)
         return;
     if (status < 0) {
+        struct ol__transport *t = c->t;
+        uint64_t peer = c->peer_id;
+
         ol_log_rl(OL_LOG_INFO, "transport: connect to node %" PRIu64
                   " at '%s': %s", c->peer_id, c->address,
                   uv_strerror(status));
         ol__conn_fail(c);
+        if (status == UV_ECONNREFUSED && t->refused_cb)
+            t->refused_cb(t->recv_data, peer);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);

@@ -141,6 +141,7 @@ struct ol__transport {
     size_t q_max, q_bytes;
     ol__transport_recv_cb recv_cb;
     void *recv_data;
+    void (*refused_cb)(void *data, uint64_t peer_id);
     struct ol__rw_hooks raft_hooks;
     void (*cluster_id_cb)(void *data, const uint8_t *id);
     void *cluster_id_data;

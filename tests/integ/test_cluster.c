@@ -476,6 +476,32 @@ Test(cluster, the_leader_commits_on_the_answer_that_makes_a_majority)
     cr_expect_eq(tc_check(&c, 30000), 0, "the invariant checker failed");
 }
 
+/* A killed leader's address refuses connections: its followers shorten
+ * their election timeout (replication/raft.c) and one of them leads. */
+Test(cluster, followers_of_a_killed_leader_stand_sooner)
+{
+    struct tc_opts o = {.n = 3, .tag = "fast-"};
+    int leader, next, seen = 0;
+
+    tc_init(&c, &o);
+    tc_start(&c);
+    leader = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(leader, 0);
+    spawn(leader, "counter", "f1", "{\"interval_ms\": 50}");
+    wait_started(leader, 1);
+    tc_kill(&c, leader);
+    next = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(next, 0, "no new leader after the leader was killed");
+    cr_assert_neq(next, leader);
+    for (int i = 0; i < 3; i++)
+        if (i != leader)
+            seen += tc_log_count(&c, i, "refuses connections: election "
+                                        "timeout") > 0;
+    cr_assert_geq(seen, 1, "no follower saw the leader refuse connections");
+    cr_assert_eq(tc_start_node(&c, leader, START_MS), 0);
+    cr_expect_eq(tc_check(&c, 30000), 0, "the invariant checker failed");
+}
+
 /* ---- rebalancing ---- */
 
 /* A restarted node gets agents back: the leader moves busy agents off
