@@ -78,7 +78,9 @@ static int agent_busy(void *data, const struct ol__sm_agent *a)
 }
 
 /* Each node's round trip to this leader (placement.h), from the
- * transport's pings: 0 for itself, OL_PL_RTT_UNKNOWN without a sample. */
+ * transport's pings: 0 for itself, OL_PL_RTT_UNKNOWN without a sample.
+ * The lowest seen, not the average: it is the distance, which a busy
+ * host's queueing does not change. */
 static void fill_rtts(struct cluster *c, struct ol__pl_node *pl, size_t n)
 {
     struct ol__transport_peer_stats ps[OL_TRANSPORT_PEERS_MAX];
@@ -89,9 +91,9 @@ static void fill_rtts(struct cluster *c, struct ol__pl_node *pl, size_t n)
     for (size_t i = 0; i < n; i++) {
         pl[i].rtt_us = pl[i].id == c->cfg.self_id ? 0 : OL_PL_RTT_UNKNOWN;
         for (size_t k = 0; k < np; k++)
-            if (ps[k].id == pl[i].id && ps[k].rtt_avg_us)
-                pl[i].rtt_us = ps[k].rtt_avg_us < OL_PL_RTT_UNKNOWN
-                                   ? (uint32_t)ps[k].rtt_avg_us
+            if (ps[k].id == pl[i].id && ps[k].rtt_min_us)
+                pl[i].rtt_us = ps[k].rtt_min_us < OL_PL_RTT_UNKNOWN
+                                   ? (uint32_t)ps[k].rtt_min_us
                                    : OL_PL_RTT_UNKNOWN - 1;
     }
 }
