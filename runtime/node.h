@@ -32,6 +32,7 @@
 #include "wpool.h"
 
 struct ol__node;
+struct ol__rbatch;
 struct ol__verify_cache;
 struct ol__hostproc;
 struct ol__watchdog;
@@ -84,7 +85,18 @@ struct ol__node {
         struct ol__map queued; /* name -> its entry in names */
         uv_idle_t idle;
         uint64_t iter_ms, spent_us;
+        /* Heads loaded off the loop (resume_load.c): one batch on the
+         * thread pool, one being hosted, on a connection of their own. */
+        struct ol__rbatch *loading, *ready;
+        struct ol__store db;
+        int db_open, db_failed, closing;
+        struct ol__verify_cache *vc;
     } resume;
+    struct {                   /* the plugin file last looked at (agent.c) */
+        char kind[OL_KIND_MAX + 1];
+        uint64_t ms;           /* in the loop iteration of this time */
+        int set;
+    } code_seen;
 
     struct ol__ctl *ctl;
     struct ol__waiter *waiters;
