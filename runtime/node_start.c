@@ -296,6 +296,8 @@ static int host_owned(struct ol__node *n)
     for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)
         owned += ol__node_owns(n, row);
     if (owned >= OL_RESUME_BATCH) {
+        ol_log(OL_LOG_INFO,
+               "resuming %d agent(s) in batches off the loop", owned);
         for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)
             if (ol__node_owns(n, row))
                 ol__resume_queue(n, row);
