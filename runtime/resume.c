@@ -50,29 +50,31 @@ static void host_name(struct ol__node *n, const char *name,
         host_timed(n, row, pre);
 }
 
-/* A loaded batch becomes the one hosted, and the next names go to the
- * pool while it is. */
+/* The names waiting go to the loaders, a batch each, while one is free. */
 static void advance(struct ol__node *n)
 {
-    size_t waiting = n->resume.n - n->resume.head, k;
+    while (!n->stopping) {
+        size_t waiting = n->resume.n - n->resume.head;
+        size_t k = waiting < OL_RESUME_BATCH ? waiting : OL_RESUME_BATCH;
 
-    if (n->resume.ready == NULL && n->resume.loading &&
-        n->resume.loading->done) {
-        n->resume.ready = n->resume.loading;
-        n->resume.loading = NULL;
-    }
-    if (n->resume.loading || waiting < OL_RESUME_BATCH_MIN || n->stopping)
-        return;
-    k = waiting < OL_RESUME_BATCH ? waiting : OL_RESUME_BATCH;
-    if (ol__rload_submit(n, n->resume.names + n->resume.head, k) == 0)
+        if (waiting < OL_RESUME_BATCH_MIN ||
+            ol__rload_submit(n, n->resume.names + n->resume.head, k) != 0)
+            return;
         n->resume.head += k;
+    }
+}
+
+/* The oldest batch, when it is back from the pool. */
+static struct ol__rbatch *ready(const struct ol__node *n)
+{
+    struct ol__rbatch *b = n->resume.first;
+
+    return b && b->done ? b : NULL;
 }
 
 /* Host the ready batch's agents until the slice is used up. */
-static void host_ready(struct ol__node *n)
+static void host_ready(struct ol__node *n, struct ol__rbatch *b)
 {
-    struct ol__rbatch *b = n->resume.ready;
-
     while (b->next < b->n && *spent(n) < OL_RESUME_SLICE_US) {
         struct ol__rhead *h = &b->v[b->next++];
 
@@ -81,24 +83,27 @@ static void host_ready(struct ol__node *n)
         h->name = NULL;
     }
     if (b->next == b->n) {
-        n->resume.ready = NULL;
+        n->resume.first = b->after;
+        if (n->resume.first == NULL)
+            n->resume.last = NULL;
         ol__rbatch_free(b);
     }
 }
 
 /* Host queued agents until this iteration's slice is used up: from the
- * batch loaded off the loop, or, with none out, the few left one by one
- * as before. */
+ * oldest batch loaded off the loop, or, with none out, the few left one
+ * by one as before. */
 static void resume_cb(uv_idle_t *h)
 {
     struct ol__node *n = h->data;
+    struct ol__rbatch *b;
 
     advance(n);
     while (*spent(n) < OL_RESUME_SLICE_US) {
-        if (n->resume.ready) {
-            host_ready(n);
+        if ((b = ready(n)) != NULL) {
+            host_ready(n, b);
             advance(n);
-        } else if (n->resume.loading == NULL &&
+        } else if (n->resume.first == NULL &&
                    n->resume.head < n->resume.n) {
             char *name = n->resume.names[n->resume.head++];
 
@@ -111,8 +116,8 @@ static void resume_cb(uv_idle_t *h)
     if (n->resume.head == n->resume.n)
         n->resume.head = n->resume.n = 0;
     /* Nothing to do here until a batch comes back (ol__resume_kick). */
-    if (n->resume.ready == NULL &&
-        (n->resume.loading || n->resume.head == n->resume.n))
+    if (ready(n) == NULL &&
+        (n->resume.first || n->resume.head == n->resume.n))
         uv_idle_stop(&n->resume.idle);
     if (ol__resume_pending(n) == 0)
         ol__rload_release(n);
@@ -181,10 +186,8 @@ size_t ol__resume_pending(const struct ol__node *n)
 {
     size_t k = n->resume.n - n->resume.head;
 
-    if (n->resume.ready)
-        k += n->resume.ready->n - n->resume.ready->next;
-    if (n->resume.loading)
-        k += n->resume.loading->n;
+    for (const struct ol__rbatch *b = n->resume.first; b; b = b->after)
+        k += b->n - b->next;
     return k;
 }
 

@@ -2,10 +2,11 @@
  * Heads of agents waiting to be hosted, loaded and verified off the loop
  * (resume.h).  A batch of names goes to libuv's thread pool, where each
  * agent's head checkpoint is loaded and verified exactly as the loop would
- * (ol__verify_load_head_cached) on a read-only connection and a verify
- * cache of the batches' own, in one read transaction.  One batch is on the
- * pool at a time, so that connection is used by one thread at a time, and
- * the loop never touches it while a batch is out.
+ * (ol__verify_load_head_cached), in one read transaction.  Up to
+ * OL_RESUME_LOADERS batches are out at once, each with a loader of its
+ * own: a read-only connection and a verify cache that only that batch's
+ * thread uses while it is out (the loop never touches them), so a
+ * connection is used by one thread at a time.
  */
 #include "resume_int.h"
 
@@ -16,39 +17,64 @@
 #include "state/verify.h"
 #include "node.h"
 
-/* The connection and cache the batches use, opened on first need. */
-static int pool_ready(struct ol__node *n)
+/* A free loader, its connection opened on first need; NULL if none. */
+static struct ol__rloader *free_loader(struct ol__node *n)
 {
-    struct ol__store *s = &n->resume.db;
+    struct ol__rloader *ld = n->resume.loaders;
 
-    if (n->resume.db_open)
-        return 1;
     if (n->resume.db_failed || n->reader.db == NULL)
-        return 0;
-    if (ol__store_open(s, n->reader.path, OL_STORE_READ_SHARED) != 0) {
-        ol_log(OL_LOG_WARN, "resume: no connection of its own (%s); heads "
-                            "are loaded on the loop", s->errmsg);
-        n->resume.db_failed = 1;
-        return 0;
+        return NULL;
+    if (ld == NULL &&
+        (ld = n->resume.loaders = calloc(OL_RESUME_LOADERS, sizeof *ld)) ==
+            NULL)
+        return NULL;
+    for (int i = 0; i < OL_RESUME_LOADERS; i++, ld++) {
+        if (ld->busy)
+            continue;
+        if (ld->open)
+            return ld;
+        if (ol__store_open(&ld->db, n->reader.path, OL_STORE_READ_SHARED) !=
+            0) {
+            ol_log(OL_LOG_WARN, "resume: no connection of its own (%s); "
+                                "heads are loaded on the loop",
+                   ld->db.errmsg);
+            n->resume.db_failed = 1;
+            return NULL;
+        }
+        if ((ld->vc = ol__verify_cache_create()) == NULL) {
+            ol__store_close(&ld->db);
+            return NULL;
+        }
+        ld->open = 1;
+        return ld;
     }
-    n->resume.vc = ol__verify_cache_create();
-    if (n->resume.vc == NULL) {
-        ol__store_close(s);
-        n->resume.db_failed = 1;
-        return 0;
-    }
-    n->resume.db_open = 1;
-    return 1;
+    return NULL;
+}
+
+static void loader_close(struct ol__rloader *ld)
+{
+    if (!ld->open || ld->busy)
+        return;
+    ol__verify_cache_destroy(ld->vc);
+    ld->vc = NULL;
+    ol__store_close(&ld->db);
+    ld->open = 0;
 }
 
 void ol__rload_release(struct ol__node *n)
 {
-    if (!n->resume.db_open || n->resume.loading)
+    int busy = 0;
+
+    if (n->resume.loaders == NULL)
         return;
-    ol__verify_cache_destroy(n->resume.vc);
-    n->resume.vc = NULL;
-    ol__store_close(&n->resume.db);
-    n->resume.db_open = 0;
+    for (int i = 0; i < OL_RESUME_LOADERS; i++) {
+        loader_close(&n->resume.loaders[i]);
+        busy |= n->resume.loaders[i].busy != NULL;
+    }
+    if (!busy) {
+        free(n->resume.loaders);
+        n->resume.loaders = NULL;
+    }
 }
 
 void ol__rbatch_free(struct ol__rbatch *b)
@@ -68,16 +94,15 @@ void ol__rbatch_free(struct ol__rbatch *b)
 static void load_work(uv_work_t *req)
 {
     struct ol__rbatch *b = req->data;
-    sqlite3 *db = b->node->resume.db.db;
-    struct ol__verify_cache *vc = b->node->resume.vc;
+    sqlite3 *db = b->ld->db.db;
     char err[OL_ERRMSG_SIZE];
     int txn = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
 
     for (size_t i = 0; i < b->n; i++) {
         struct ol__head_pre *p = &b->v[i].pre;
 
-        p->rv = ol__verify_load_head_cached(db, b->v[i].name, vc, &p->c,
-                                            p->hash, err);
+        p->rv = ol__verify_load_head_cached(db, b->v[i].name, b->ld->vc,
+                                            &p->c, p->hash, err);
     }
     if (txn)
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
@@ -94,8 +119,8 @@ static void load_done(uv_work_t *req, int status)
         for (size_t i = 0; i < b->n; i++)
             b->v[i].pre.rv = OL_ECANCELED;
     b->done = 1;
+    b->ld->busy = NULL;
     if (n->resume.closing) {
-        n->resume.loading = NULL;
         ol__rbatch_free(b);
         ol__rload_release(n);
         return;
@@ -105,9 +130,10 @@ static void load_done(uv_work_t *req, int status)
 
 int ol__rload_submit(struct ol__node *n, char **names, size_t count)
 {
+    struct ol__rloader *ld = free_loader(n);
     struct ol__rbatch *b;
 
-    if (n->resume.loading || !pool_ready(n))
+    if (ld == NULL)
         return -1;
     b = calloc(1, sizeof *b);
     if (b == NULL || (b->v = calloc(count, sizeof *b->v)) == NULL) {
@@ -115,6 +141,7 @@ int ol__rload_submit(struct ol__node *n, char **names, size_t count)
         return -1;
     }
     b->node = n;
+    b->ld = ld;
     b->n = count;
     for (size_t i = 0; i < count; i++) {
         b->v[i].name = names[i];
@@ -127,17 +154,29 @@ int ol__rload_submit(struct ol__node *n, char **names, size_t count)
         ol__rbatch_free(b);
         return -1;
     }
-    n->resume.loading = b;
+    ld->busy = b;
+    if (n->resume.last)
+        n->resume.last->after = b;
+    else
+        n->resume.first = b;
+    n->resume.last = b;
     return 0;
 }
 
 void ol__rload_close(struct ol__node *n)
 {
+    struct ol__rbatch *b = n->resume.first, *after;
+
     n->resume.closing = 1;
-    ol__rbatch_free(n->resume.ready);
-    n->resume.ready = NULL;
-    /* A batch on the pool is dropped when it comes back (load_done). */
-    if (n->resume.loading)
-        (void)uv_cancel((uv_req_t *)&n->resume.loading->req);
+    n->resume.first = n->resume.last = NULL;
+    /* A batch still on the pool is dropped when it comes back
+     * (load_done). */
+    for (; b; b = after) {
+        after = b->after;
+        if (b->done)
+            ol__rbatch_free(b);
+        else
+            (void)uv_cancel((uv_req_t *)&b->req);
+    }
     ol__rload_release(n);
 }
