@@ -217,8 +217,9 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
 }
 
 /* Whether the plugin file of the agent's kind must be looked at again:
- * once per kind and loop iteration (a node hosting thousands of agents in
- * one slice would otherwise stat the same file for each). */
+ * once per kind while the loop's clock reads the same millisecond (it is
+ * read once per iteration), since a node hosting thousands of agents in
+ * one slice would otherwise look the same file up for each. */
 static int code_recheck(struct ol__node *n, const struct ol_agent *a)
 {
     uint64_t now = uv_now(n->loop);

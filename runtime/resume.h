@@ -14,10 +14,10 @@
  * Most of starting an agent is loading and verifying its head checkpoint
  * (hash and decode the body, check it against its seal and its head
  * record).  When many agents wait, that is done off the loop: batches of
- * up to OL_RESUME_BATCH agents go to libuv's thread pool
- * (resume_load.c), which loads and verifies their heads with the same
- * checks on a read-only connection of its own, while the loop hosts the
- * batch before.  The loop hosts an agent from its preloaded head only
+ * up to OL_RESUME_BATCH agents go to libuv's thread pool, two at a time
+ * (resume_load.c), where their heads are loaded and verified with the
+ * same checks, each batch on a read-only connection of its own, while the
+ * loop hosts the batches before them, in order.  The loop hosts an agent from its preloaded head only
  * when its row still names that head's seq; otherwise, and for any head
  * that failed to load or verify, it loads the head itself as it always
  * did, so a bad head gives the same error and the same outcome (degraded,
