@@ -98,14 +98,20 @@ static void load_work(uv_work_t *req)
     char err[OL_ERRMSG_SIZE];
     int txn = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
 
+    /* One snapshot for the whole batch: the signers and seals are read
+     * once in it. */
+    if (txn)
+        ol__verify_cache_pin(b->ld->vc, 1);
     for (size_t i = 0; i < b->n; i++) {
         struct ol__head_pre *p = &b->v[i].pre;
 
         p->rv = ol__verify_load_head_cached(db, b->v[i].name, b->ld->vc,
                                             &p->c, p->hash, err);
     }
-    if (txn)
+    if (txn) {
+        ol__verify_cache_pin(b->ld->vc, 0);
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    }
 }
 
 /* Back on the loop: the batch may be hosted (or, at shutdown, dropped). */
