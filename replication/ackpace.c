@@ -99,6 +99,20 @@ void ol__ackpace_answer(struct ol__ackpace *p, uint64_t peer, uint64_t term,
     }
 }
 
+/* libraft 0.15 answers a follower's finished append (a failed one too)
+ * to the leader it follows, with no check that it knows one: after a term
+ * change cleared it (a candidate turned follower again), the answer goes
+ * to a NULL address and libraft crashes copying it.  So a follower's
+ * completion waits while this node follows nobody; it goes once a leader
+ * is known, this node stands or leads (libraft then answers no one), or
+ * the disk closes. */
+static int no_leader_known(const struct raft *r)
+{
+    return raft_state((struct raft *)r) == RAFT_FOLLOWER &&
+           (r->follower_state.current_leader.id == 0 ||
+            r->follower_state.current_leader.address == NULL);
+}
+
 /* May the oldest completion go now?  Sets *guard when only the time it
  * has been held lets it. */
 static int may_pass(struct ol__ackpace *p, const struct ol__ackpace_op *op,
@@ -107,6 +121,8 @@ static int may_pass(struct ol__ackpace *p, const struct ol__ackpace_op *op,
     struct raft *r = p->r;
 
     *guard = 0;
+    if (!op->leader && !p->closing && no_leader_known(r))
+        return 0;
     if (!op->leader || op->status != 0 || p->closing ||
         raft_state(r) != RAFT_LEADER || r->current_term != op->term)
         return 1;

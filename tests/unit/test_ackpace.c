@@ -205,11 +205,59 @@ Test(ackpace, answers_of_an_earlier_term_do_not_count)
     cr_assert_eq(n_told, 1);
 }
 
+/* A follower that knows its leader. */
+static void follow(uint64_t leader)
+{
+    static char address[] = "127.0.0.1:7102";
+
+    r.state = RAFT_FOLLOWER;
+    r.follower_state.current_leader.id = leader;
+    r.follower_state.current_leader.address = leader ? address : NULL;
+}
+
 Test(ackpace, a_follower_is_told_at_once)
 {
-    r.state = RAFT_FOLLOWER;
+    follow(2);
     append(0, 10);
     disk_done(0, 0);
+    cr_assert_eq(n_told, 1);
+}
+
+/* libraft 0.15 would send the answer to a NULL leader address. */
+Test(ackpace, a_follower_that_knows_no_leader_is_told_once_it_does)
+{
+    follow(0);
+    append(0, 10);
+    append(1, 11);
+    disk_done(0, 0);
+    disk_done(1, -5);
+    now += 5000; /* no guard for these */
+    ol__ackpace_pump(&pace);
+    cr_assert_eq(n_told, 0, "told libraft with no leader known");
+    follow(3);
+    ol__ackpace_pump(&pace);
+    cr_assert_eq(n_told, 2);
+    cr_assert_eq(told_status[1], -5);
+}
+
+Test(ackpace, a_follower_that_stands_is_told)
+{
+    follow(0);
+    append(0, 10);
+    disk_done(0, 0);
+    cr_assert_eq(n_told, 0);
+    r.state = RAFT_CANDIDATE;
+    ol__ackpace_pump(&pace);
+    cr_assert_eq(n_told, 1);
+}
+
+Test(ackpace, closing_tells_a_leaderless_follower_too)
+{
+    follow(0);
+    append(0, 10);
+    disk_done(0, 0);
+    cr_assert_eq(n_told, 0);
+    ol__ackpace_close(&pace, NULL, NULL);
     cr_assert_eq(n_told, 1);
 }
 
