@@ -385,7 +385,7 @@ void ol__cl_place(struct cluster *c, uint64_t now)
             break;
     }
     c->n.placements += w.n;
-    (void)ol__proposer_cmds(c->prop, &w, 0);
+    (void)ol__proposer_lead_cmds(c->prop, &w);
     ol__entry_w_close(&w);
 out:
     free(pl);
