@@ -265,9 +265,12 @@ void ol__cl_reconcile_members(struct cluster *c);
 
 /* cluster_place.c */
 void ol__cl_place(struct cluster *c, uint64_t now);
-/* Forget every placement in flight (leadership lost, liveness relearnt);
+/* Forget every placement in flight (leadership lost);
  * with `all`, also free what holds them (the cluster is going). */
 void ol__cl_placing_clear(struct cluster *c, int all);
+/* Forget the agents' step rates (after a stall: what came before it says
+ * little of what comes next). */
+void ol__cl_rates_forget(struct cluster *c);
 /* Leader: count the committed checkpoints in `fx` into each agent's step
  * rate (steprate.h); a no-op on other nodes. */
 void ol__cl_note_steps(struct cluster *c, const struct ol__effects *fx);
