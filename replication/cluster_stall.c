@@ -23,8 +23,7 @@
  * anything up to minutes, a new leader may have been elected meanwhile,
  * and incarnations may have changed.  Everything it knew of the nodes is
  * forgotten: every node gets a full failover period from now and counts
- * as unheard until its next ping (ol__cl_relearn_liveness); moves in
- * flight are forgotten.
+ * as unheard until its next ping (ol__cl_relearn_liveness).
  *
  * Busy (the loop spent at least a quarter of the gap on the CPU): the
  * leader was here all along and knows what it knew; only the gap's
