@@ -31,7 +31,7 @@ if [ -z "$NODE" ]; then
 fi
 export NODE
 
-bench_build runtime/bin/outlastd bench/benchload.so \
+bench_build runtime/bin/outlastd runtime/bin/outlast-agent-host bench/benchload.so \
     bench/bench_cluster bench/bench_failover
 
 # Everything the benchmarks write goes under one private directory.

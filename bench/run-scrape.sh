@@ -20,7 +20,7 @@ cagents=${CLUSTER_AGENTS:-1,100,10000}
 jobs=${JOBS:-2}
 . "$src/bench/lib.sh"
 
-bench_build runtime/bin/outlastd bench/benchload.so \
+bench_build runtime/bin/outlastd runtime/bin/outlast-agent-host bench/benchload.so \
     bench/bench_ckpt bench/bench_cluster
 
 # Everything the benchmarks write goes under one private directory.

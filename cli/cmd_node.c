@@ -218,19 +218,23 @@ static int parse_id(const struct ol__cli *c, const char *s, uint64_t *id)
  * not a standby (raft needs a voter to lead).  Frees `cfg` and returns
  * the usage error, or returns 0. */
 static int init_config_ok(struct ol__cli *c, struct ol__config *cfg,
-                          const char *config)
+                          const char *config, int all)
 {
     if (!cfg->cluster) {
         ol__config_free(cfg);
         return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
                             "%s has no [cluster] section", config);
     }
-    if (cfg->role != OL_ROLE_STANDBY)
+    /* With --all every node holds the same first configuration, a
+     * standby as a non-voter; alone, a standby would be a cluster that
+     * cannot elect. */
+    if (cfg->role != OL_ROLE_STANDBY || all)
         return 0;
     ol__config_free(cfg);
     return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
                         "%s gives this node role standby: a standby does not "
-                        "vote, so run cluster init on a voter",
+                        "vote, so run cluster init on a voter (or on every "
+                        "node with --all)",
                         config);
 }
 
@@ -241,9 +245,10 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
 {
     struct ol__config cfg;
     struct ol__peer peers[OL_CONFIG_MAX_PEERS];
+    char labels[OL_CONFIG_MAX_PEERS][OL_LABELS_MAX + 1];
     char err[OL_ERRMSG_SIZE], dir[PATH_MAX + 8], keypath[PATH_MAX + 16];
     uint8_t id[OL_CLUSTER_ID_SIZE];
-    size_t n = 0;
+    size_t n = 0, voters;
     int rv;
 
     if (config == NULL)
@@ -255,12 +260,13 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
         ol__config_free(&cfg);
         return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG", "%s", err);
     }
-    if ((rv = init_config_ok(c, &cfg, config)) != 0)
+    if ((rv = init_config_ok(c, &cfg, config, all)) != 0)
         return rv;
     for (uint32_t i = 0; all && i < cfg.n_peers; i++) {
         peers[n].id = cfg.peers[i].id;
         snprintf(peers[n].address, sizeof peers[n].address, "%s",
                  cfg.peers[i].address);
+        snprintf(labels[n], sizeof labels[n], "%s", cfg.peers[i].labels);
         if (ol__pk_parse(cfg.peers[i].pubkey, peers[n].pk) != 0) {
             ol__config_free(&cfg);
             return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
@@ -295,8 +301,13 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
         return ol__cli_fail(c, OL_EXIT_FAIL, "OL_EIO", "%s", err);
     }
     snprintf(dir, sizeof dir, "%s/raft", cfg.data_dir);
-    rv = ol__cluster_bootstrap_dir(dir, cfg.node_id, cfg.listen, peers, n,
-                                   id, err);
+    /* Standbys are bootstrapped as non-voters, as `bootstrap = true`
+     * does in the daemon. */
+    rv = ol__cluster_bootstrap_dir(dir, cfg.node_id, cfg.listen, cfg.labels,
+                                   peers, labels, n, id, err);
+    voters = cfg.role != OL_ROLE_STANDBY;
+    for (size_t i = 0; i < n; i++)
+        voters += cfg.peers[i].role != OL_ROLE_STANDBY;
     if (rv != 0) {
         ol__config_free(&cfg);
         return ol__cli_fail(c, OL_EXIT_FAIL, ol_err_name(rv), "cluster init: %s",
@@ -304,12 +315,12 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
     }
     if (c->json)
         printf("{\"ok\": true, \"node\": %llu, \"voters\": %zu}\n",
-               (unsigned long long)cfg.node_id, n + 1);
+               (unsigned long long)cfg.node_id, voters);
     else
         printf("cluster initialized in %s: node %llu%s; start it, then the "
                "others\n",
                dir, (unsigned long long)cfg.node_id,
-               all ? " and every listed peer are voters"
+               all ? " and every listed peer (standbys as non-voters)"
                    : " is the only voter (the leader adds the peers)");
     ol__config_free(&cfg);
     return 0;

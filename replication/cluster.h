@@ -197,12 +197,16 @@ int ol__cluster_transfer(struct ol__replica *r, uint64_t id,
 
 /* Write the initial raft configuration into a fresh raft directory: this
  * node alone as a voter (the leader then adds the roster's other nodes), or
- * every listed node when all are bootstrapped identically; and the new
+ * every listed node when all are bootstrapped identically, each in the raft
+ * role its labels name (a `role=standby` node is a non-voter; `self_labels`
+ * and `other_labels` may be NULL: every node a voter); and the new
  * cluster's id (rstart.h).  Returns 0, OL_EEXISTS if the directory already
  * holds raft state, or OL_EIO. */
 int ol__cluster_bootstrap_dir(const char *raft_dir, uint64_t self_id,
-                              const char *address,
-                              const struct ol__peer *others, size_t n_others,
+                              const char *address, const char *self_labels,
+                              const struct ol__peer *others,
+                              char (*other_labels)[OL_LABELS_MAX + 1],
+                              size_t n_others,
                               const uint8_t cluster_id[OL_CLUSTER_ID_SIZE],
                               char *errmsg);
 

@@ -512,8 +512,10 @@ static void boot_closed(struct raft *r)
 }
 
 int ol__cluster_bootstrap_dir(const char *raft_dir, uint64_t self_id,
-                              const char *address,
-                              const struct ol__peer *others, size_t n_others,
+                              const char *address, const char *self_labels,
+                              const struct ol__peer *others,
+                              char (*other_labels)[OL_LABELS_MAX + 1],
+                              size_t n_others,
                               const uint8_t cluster_id[OL_CLUSTER_ID_SIZE],
                               char *errmsg)
 {
@@ -543,8 +545,8 @@ int ol__cluster_bootstrap_dir(const char *raft_dir, uint64_t self_id,
     }
     rv = raft_init(&r, &io, &fsm, self_id, address);
     if (rv == 0) {
-        rv = roster_conf(&conf, self_id, address, others, n_others, NULL,
-                         NULL);
+        rv = roster_conf(&conf, self_id, address, others, n_others,
+                         self_labels, other_labels);
         if (rv == 0)
             rv = raft_bootstrap(&r, &conf);
         raft_configuration_close(&conf);

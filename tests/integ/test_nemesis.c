@@ -5,6 +5,9 @@
  * failover_ms, simulated suspend, splits, a slow disk on the leader),
  * checked after every round for lost checkpoints, an agent running in two
  * places, sends delivered other than once and placements from old terms.
+ * The wan_* scenarios run the same over the WAN test bed (scripts/wan.sh:
+ * links with 20-90 ms round trips), where they skip without root or
+ * /dev/net/tun.
  *
  * Each scenario is one test with a fixed seed; OL_NEMESIS_SEED and
  * OL_NEMESIS_ROUNDS change them.  Scenarios that this build is known to
@@ -163,6 +166,39 @@ Test(nemesis, mixed_3)
 Test(nemesis, mixed_5)
 {
     scenario("mixed_5", 5, NEM_ALL_KINDS, ROLES_ALL, 4, 92, 2, CLIENT);
+}
+
+/* Over the WAN test bed (scripts/wan.sh), every kind of fault: three
+ * sites whose links have round trips of 20, 40 and 60 ms, and five with
+ * 20-90 ms. */
+static void wan_scenario(const char *name, int n, int rounds, uint64_t seed,
+                         const char *rtt)
+{
+    struct nem_opts o = {
+        .name = name,
+        .n = n,
+        .kinds = NEM_ALL_KINDS,
+        .roles = ROLES_ALL,
+        .rounds = rounds,
+        .seed = seed,
+        .max_faults = 2,
+        .agents = n == 5 ? 8 : 5,
+        .wan_rtt = rtt,
+    };
+
+    nem_run(&o, NULL);
+}
+
+Test(nemesis, wan_mixed_3)
+{
+    wan_scenario("wan_mixed_3", 3, 4, 93, "s1-s2=20,s1-s3=40,s2-s3=60");
+}
+
+Test(nemesis, wan_mixed_5)
+{
+    wan_scenario("wan_mixed_5", 5, 3, 94,
+                 "s1-s2=20,s1-s3=40,s1-s4=30,s1-s5=80,s2-s3=60,s2-s4=30,"
+                 "s2-s5=80,s3-s4=50,s3-s5=90,s4-s5=70");
 }
 
 /* ---- the plan ---- */

@@ -34,15 +34,24 @@ TestSuite(roles, .fini = teardown, .timeout = 300);
 
 /* Write every node's config with roles[i] ("voter", "witness",
  * "standby") for node i, in its own [cluster] section and in the others'
- * [peer] sections, then start them all. */
-static void start_with_roles(const char *const *roles)
+ * [peer] sections; `bootstrap` as given. */
+static void write_with_roles(const char *const *roles, int bootstrap)
 {
     for (int i = 0; i < c.n; i++) {
         struct tc_node *nd = &c.nodes[i];
-        FILE *f = fopen(nd->d.conf, "w");
+        FILE *f = fopen(nd->d.conf, "w"), *h;
+        char *head = NULL, *b;
+        size_t len = 0;
 
         cr_assert_not_null(f);
-        tc_write_head(f, &c, nd->id, nd->d.data, nd->labels, nd->addr, 1000);
+        h = open_memstream(&head, &len);
+        cr_assert_not_null(h);
+        tc_write_head(h, &c, nd->id, nd->d.data, nd->labels, nd->addr, 1000);
+        fclose(h);
+        if (!bootstrap && (b = strstr(head, "bootstrap = true")) != NULL)
+            memcpy(b, "bootstrap = no  ", 16);
+        fputs(head, f);
+        free(head);
         fprintf(f, "segment_mb = 8\nrole = %s\n", roles[i]);
         for (int j = 0; j < c.n; j++)
             if (j != i)
@@ -53,10 +62,20 @@ static void start_with_roles(const char *const *roles)
                         c.nodes[j].labels, roles[j]);
         fclose(f);
     }
+}
+
+static void start_all(void)
+{
     for (int i = 0; i < c.n; i++)
         cr_assert_eq(tc_start_node(&c, i, 15000), 0,
                      "node %d did not start; see %s", i + 1,
                      c.nodes[i].d.log);
+}
+
+static void start_with_roles(const char *const *roles)
+{
+    write_with_roles(roles, 1);
+    start_all();
 }
 
 static void spawn(int via, const char *name, const char *config)
@@ -382,4 +401,48 @@ Test(roles, bad_affinity_at_spawn_is_refused, .timeout = 120)
     cr_expect_eq(cli(0, out, sizeof out,
                      "spawn counter b3 --prefer cloud=c1 --avoid zone=z"),
                  0, "answer: %s", out);
+}
+
+/* `outlast cluster init --all` bootstraps every node offline the way
+ * `bootstrap = true` does: a node whose role is standby is a raft
+ * non-voter from the first configuration on, so two of the three voters
+ * elect a leader before the standby or the third voter ever started (were
+ * the standby a voter, two of four would not). */
+Test(roles, cluster_init_all_makes_a_standby_a_non_voter, .timeout = 300)
+{
+    static const char *const roles[] = {"voter", "voter", "voter",
+                                        "standby"};
+    struct tc_opts o = {.n = 4, .tag = "initall"};
+    int leader;
+
+    tc_init(&c, &o);
+    write_with_roles(roles, 0);
+    for (int i = 0; i < c.n; i++) {
+        char *out = NULL;
+        int rv = td_sh(&out, "'%s' --json cluster init --config '%s' --all "
+                             "2>&1",
+                       td_bin("outlast"), c.nodes[i].d.conf);
+
+        cr_assert_eq(rv, 0, "cluster init of node %d: %s", i + 1,
+                     out ? out : "");
+        cr_expect(strstr(out, "\"voters\": 3") != NULL,
+                  "node %d: init counts the standby as a voter: %s", i + 1,
+                  out);
+        free(out);
+    }
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(tc_start_node(&c, i, 15000), 0,
+                     "node %d did not start; see %s", i + 1,
+                     c.nodes[i].d.log);
+    leader = tc_wait_leader(&c, 3, 15000);
+    cr_assert(leader == 0 || leader == 1,
+              "two of three voters elected no leader: the first "
+              "configuration has more voters");
+    for (int i = 2; i < c.n; i++)
+        cr_assert_eq(tc_start_node(&c, i, 15000), 0,
+                     "node %d did not start; see %s", i + 1,
+                     c.nodes[i].d.log);
+    cr_assert(wait_role(leader, 4, "standby", 0),
+              "node 4 is not a raft standby after cluster init --all");
+    cr_expect(wait_role(leader, 1, "voter", 1), "node 1 is no voter");
 }

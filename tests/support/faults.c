@@ -227,6 +227,10 @@ const char *nf_preload_env(void)
     return env;
 }
 
+/* The WAN bed's /24 in faults.c: apart from bench/run-wan.sh's and
+ * integ_wan's, so a bed made by hand never meets this one. */
+#define WAN_NET "10.79.0"
+
 /* ---- network namespaces ---- */
 
 int nf_sh(char *out, size_t cap, const char *fmt, ...)
@@ -322,12 +326,31 @@ int nf_net_setup(struct nf_net *net, int n, const char *prefix, char *why,
 void nf_net_addr(const struct nf_net *net, int i, int port, char *out,
                  size_t cap)
 {
-    (void)net;
-    snprintf(out, cap, "10.214.0.%d:%d", i + 1, port);
+    snprintf(out, cap, "%s.%d:%d", net->wan ? WAN_NET : "10.214.0", i + 1,
+             port);
+}
+
+/* Cut the WAN bed's links between the sides, heal the others. */
+static void wan_split(struct nf_net *net, unsigned side)
+{
+    for (int i = 0; i < net->n; i++)
+        for (int j = i + 1; j < net->n; j++) {
+            int cut = ((side >> i) & 1) != ((side >> j) & 1),
+                was = ((net->side >> i) & 1) != ((net->side >> j) & 1);
+
+            if (cut != was)
+                NF_MUST("%s %s s%d s%d", net->wan_cmd, cut ? "cut" : "heal",
+                        i + 1, j + 1);
+        }
+    net->side = side;
 }
 
 void nf_net_split(struct nf_net *net, unsigned side)
 {
+    if (net->wan) {
+        wan_split(net, side);
+        return;
+    }
     for (int i = 0; i < net->n; i++) {
         int want = (side >> i) & 1, now = (net->side >> i) & 1;
 
@@ -337,8 +360,22 @@ void nf_net_split(struct nf_net *net, unsigned side)
     net->side = side;
 }
 
+static void wan_teardown(struct nf_net *net)
+{
+    char out[768];
+
+    if (nf_sh(out, sizeof out, "%s down", net->wan_cmd) != 0)
+        cr_log_error("WAN bed teardown: %s", out);
+    (void)nf_sh(NULL, 0, "rm -rf '%s'", net->wan_state);
+    net->wan = 0;
+}
+
 void nf_net_teardown(struct nf_net *net)
 {
+    if (net->wan) {
+        wan_teardown(net);
+        return;
+    }
     for (int i = 0; i < net->n; i++)
         if (net->made_node[i]) {
             (void)nf_sh(NULL, 0, "ip netns del %s", net->ns_node[i]);
@@ -348,4 +385,57 @@ void nf_net_teardown(struct nf_net *net)
         (void)nf_sh(NULL, 0, "ip netns del %s", net->ns_br);
         net->made_br = 0;
     }
+}
+
+/* ---- the WAN test bed ---- */
+
+int nf_wan_setup(struct nf_net *net, int n, const char *prefix,
+                 const char *rtt, char *why, size_t cap)
+{
+    const char *src = getenv("OL_SOURCE_ROOT"),
+               *build = getenv("OL_BUILD_ROOT"), *tmp = getenv("TMPDIR");
+    char sites[96] = "", out[768];
+    size_t o = 0;
+    int fd;
+
+    memset(net, 0, sizeof *net);
+    cr_assert(n >= 1 && n <= NF_MAX_NODES);
+    net->n = n;
+    snprintf(net->prefix, sizeof net->prefix, "%s", prefix);
+    if (src == NULL || build == NULL) {
+        snprintf(why, cap, "the WAN bed needs OL_SOURCE_ROOT and "
+                           "OL_BUILD_ROOT (run under meson test)");
+        return -1;
+    }
+    if (geteuid() != 0 || (fd = open("/dev/net/tun", O_RDWR)) < 0) {
+        snprintf(why, cap, "the WAN bed needs root and /dev/net/tun");
+        return -1;
+    }
+    close(fd);
+    nf_remove_leftovers(prefix);
+    snprintf(net->wan_state, sizeof net->wan_state, "%s/%s%d-bed",
+             tmp ? tmp : "/tmp", prefix, (int)getpid());
+    snprintf(net->wan_cmd, sizeof net->wan_cmd,
+             "OL_WAN_PREFIX=%s%d- OL_WAN_DEV=%s%d OL_WAN_NET=%s "
+             "OL_WAN_STATE='%s' OLWAN_BIN='%s/tests/olwan' sh "
+             "'%s/scripts/wan.sh'",
+             prefix, (int)getpid(), prefix, (int)getpid(), WAN_NET,
+             net->wan_state, build, src);
+    for (int i = 0; i < n; i++) {
+        o += (size_t)snprintf(sites + o, sizeof sites - o, "%ss%d",
+                              i ? "," : "", i + 1);
+        snprintf(net->ns_node[i], sizeof net->ns_node[i], "%s%d-s%d", prefix,
+                 (int)getpid(), i + 1);
+    }
+    net->wan = 1;
+    if (nf_sh(out, sizeof out, "%s up --sites %s --rtt %s", net->wan_cmd,
+              sites, rtt) != 0) {
+        snprintf(why, cap, "the WAN bed did not come up: %s", out);
+        wan_teardown(net);
+        return -1;
+    }
+    (void)nf_sh(out, sizeof out, "%s rtt s1 s%d 3 | tail -1", net->wan_cmd,
+                n);
+    cr_log_info("WAN bed up: %s", out);
+    return 0;
 }

@@ -94,7 +94,11 @@ struct nf_net {
     char ns_br[64];
     char ns_node[NF_MAX_NODES][64];
     int made_br, made_node[NF_MAX_NODES];
-    unsigned side; /* nodes on bridge 1 */
+    unsigned side; /* nodes on bridge 1 (or beyond the cut links) */
+    /* The WAN bed instead of the bridges (nf_wan_setup). */
+    int wan;
+    char wan_cmd[1024]; /* wan.sh with its environment */
+    char wan_state[256];
 };
 
 /* Make the namespaces for n nodes (names start with `prefix` and the
@@ -113,5 +117,18 @@ void nf_net_addr(const struct nf_net *net, int i, int port, char *out,
 void nf_net_split(struct nf_net *net, unsigned side);
 
 void nf_net_teardown(struct nf_net *net);
+
+/*
+ * The same, over the WAN test bed (scripts/wan.sh and its delaying
+ * forwarder, built as tests/olwan): node i sits in site "s<i+1>" at
+ * 10.79.0.<i+1>, and `rtt` gives the links' round trips in wan.sh's form
+ * ("s1-s2=20,s1-s3=40,s2-s3=60").  A split cuts every link between the
+ * two sides (packets dropped both ways, nothing refused) and heals them.
+ * nf_net_addr, nf_net_split and nf_net_teardown work on it as on the
+ * bridges.  Returns 0, or -1 with the reason in `why` (not root, no
+ * /dev/net/tun, not run under meson): the caller skips.
+ */
+int nf_wan_setup(struct nf_net *net, int n, const char *prefix,
+                 const char *rtt, char *why, size_t cap);
 
 #endif

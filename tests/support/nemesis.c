@@ -492,7 +492,13 @@ static void setup(struct nem *m, const struct nem_opts *o)
     cr_log_info("nemesis %s: seed %" PRIu64 ", %d rounds, %d nodes",
                 o->name, m->seed, m->rounds, o->n);
 
-    if (nf_net_setup(&m->net, o->n, "olnm", why, sizeof why) == 0)
+    if (o->wan_rtt) {
+        if (nf_wan_setup(&m->net, o->n, "olnw", o->wan_rtt, why,
+                         sizeof why) != 0)
+            cr_skip_test("nemesis %s runs over the WAN bed: %s", o->name,
+                         why);
+        m->use_net = 1;
+    } else if (nf_net_setup(&m->net, o->n, "olnm", why, sizeof why) == 0)
         m->use_net = 1;
     else if (needs_net)
         cr_skip_test("nemesis %s needs network namespaces for its splits: "

@@ -89,6 +89,9 @@ struct nem_opts {
     int max_faults;     /* faults per round, 1..NEM_MAX_FAULTS */
     int agents;         /* steplog agents besides the ledger */
     int no_client;      /* 1: send nothing; (c) is not checked */
+    const char *wan_rtt; /* not NULL: run over the WAN test bed with
+                            these round trips (nf_wan_setup); the test
+                            skips where the bed cannot be made */
 };
 
 struct nem_result {
