@@ -483,7 +483,7 @@ void ol__cl_tick(struct cluster *c)
 
     if (ol__cl_notice_suspend(c, now)) {
         c->last_tick_ms = fresh;
-        c->last_tick_cpu_us = ol__cl_thread_cpu_us();
+        c->last_tick_ran_us = ol__cl_thread_ran_us();
     } else {
         ol__cl_check_gap(c, now, fresh); /* cluster_stall.c */
     }

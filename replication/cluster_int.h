@@ -143,7 +143,8 @@ struct cluster {
     uint64_t clock_mono, clock_boot; /* suspend detection */
     uint64_t resumed_ms; /* fresh clock when a suspend was last seen */
     uint64_t last_tick_ms;       /* fresh clock at the last tick */
-    uint64_t last_tick_cpu_us;   /* the loop thread's CPU time then */
+    uint64_t last_tick_ran_us;   /* the loop thread's time on a CPU or
+                                  * waiting for one, then */
     int lease_reported;
     /* Does the lease outlast a heartbeat and a round trip?  (lease.h) */
     uint64_t rtt_leader_us;   /* smoothed, to the leader; 0: unknown */
@@ -243,10 +244,12 @@ void ol__cl_relearn_liveness(struct cluster *c, uint64_t now,
                              const char *why);
 
 /* cluster_stall.c: the leader's loop away for long, stalled or busy */
-uint64_t ol__cl_thread_cpu_us(void);
-/* Whether a gap of gap_ms in which the loop's thread used cpu_us of CPU
- * was the loop busy (1) rather than a stall (0). */
-int ol__cl_gap_busy(uint64_t gap_ms, uint64_t cpu_us);
+/* The calling thread's time on a CPU or waiting in the run queue, in us
+ * since it started. */
+uint64_t ol__cl_thread_ran_us(void);
+/* Whether a gap of gap_ms in which the loop's thread ran (or was ready
+ * to) for ran_us was the loop busy (1) rather than a stall (0). */
+int ol__cl_gap_busy(uint64_t gap_ms, uint64_t ran_us);
 /* A node's last ping time `last_ms` after a busy gap of gap_ms, at `now`. */
 uint64_t ol__cl_gap_discount(uint64_t last_ms, uint64_t now,
                              uint64_t gap_ms, uint64_t failover_ms);

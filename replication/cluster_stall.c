@@ -1,10 +1,12 @@
 /*
  * The leader's loop was away: between two ticks more time went by than a
  * quarter of failover_ms.  Either the process did not run (stopped, a
- * frozen VM, descheduled, blocked in a system call) or the loop was busy
+ * frozen VM, blocked in a system call) or the loop was busy
  * with this node's own work (applying a large entry, a placement pass,
- * starting many agents).  The thread's CPU time over the gap tells them
- * apart: a process that did not run used none of it.
+ * starting many agents).  What the loop's thread did over the gap tells
+ * them apart: a busy loop was on a CPU, or waiting in the run queue for
+ * one on a crowded machine, for all of it; a stopped process, or a loop
+ * blocked in a system call, was neither.
  *
  * What the gap costs either way: nodes' pings that arrived during it sit
  * unread, and the tick that runs after it comes before the loop reads
@@ -19,13 +21,14 @@
  * moves it later: either way no agent is moved while its node may still
  * step it.  What is at stake is needless moves off live nodes.
  *
- * Stalled (little CPU over the gap): the leader may have been away for
+ * Stalled (neither on a CPU nor ready for one for most of the gap): the
+ * leader may have been away for
  * anything up to minutes, a new leader may have been elected meanwhile,
  * and incarnations may have changed.  Everything it knew of the nodes is
  * forgotten: every node gets a full failover period from now and counts
  * as unheard until its next ping (ol__cl_relearn_liveness).
  *
- * Busy (the loop spent at least a quarter of the gap on the CPU): the
+ * Busy (on a CPU or in the run queue for at least half the gap): the
  * leader was here all along and knows what it knew; only the gap's
  * unread pings are missing.  So the gap does not count as silence: each
  * node's last ping is taken to be the gap's length later than it was
@@ -45,29 +48,46 @@
  * the moves this leader decides next still spread over every live node
  * instead of onto the only node it knows is up, itself.
  */
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "cluster_int.h"
 
-/* Busy when the loop's thread ran for at least 1/OL_GAP_BUSY_DIV of the
- * gap: a stopped process ran for none of it; a busy loop on a crowded
- * machine still gets a good share of a CPU. */
-#define OL_GAP_BUSY_DIV 4
+/* Busy when the loop's thread ran, or was ready to, for at least
+ * 1/OL_GAP_BUSY_DIV of the gap. */
+#define OL_GAP_BUSY_DIV 2
 
-uint64_t ol__cl_thread_cpu_us(void)
+uint64_t ol__cl_thread_ran_us(void)
 {
+    char buf[96];
+    unsigned long long run = 0, wait = 0;
     struct timespec ts;
+    ssize_t n = -1;
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 
+    /* "<ns on a CPU> <ns waiting in the run queue> <time slices>" */
+    if (fd >= 0) {
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+    }
+    if (n > 0) {
+        buf[n] = '\0';
+        if (sscanf(buf, "%llu %llu", &run, &wait) == 2)
+            return (uint64_t)(run + wait) / 1000;
+    }
+    /* Without schedstat: the CPU time alone. */
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
         return 0;
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-int ol__cl_gap_busy(uint64_t gap_ms, uint64_t cpu_us)
+int ol__cl_gap_busy(uint64_t gap_ms, uint64_t ran_us)
 {
-    return cpu_us * OL_GAP_BUSY_DIV >= gap_ms * 1000;
+    return ran_us * OL_GAP_BUSY_DIV >= gap_ms * 1000;
 }
 
 uint64_t ol__cl_gap_discount(uint64_t last_ms, uint64_t now,
@@ -82,26 +102,27 @@ uint64_t ol__cl_gap_discount(uint64_t last_ms, uint64_t now,
 
 /* The busy case (above): the gap does not count as any node's silence. */
 static void discount_gap(struct cluster *c, uint64_t now, uint64_t gap_ms,
-                         uint64_t cpu_us)
+                         uint64_t ran_us)
 {
     for (size_t i = 0; i < c->n_peers; i++)
         c->peers[i].last_ms = ol__cl_gap_discount(
             c->peers[i].last_ms, now, gap_ms, c->cfg.failover_ms);
     c->n.busy_gaps++;
     ol_log_rl(OL_LOG_INFO,
-              "the loop was busy for %" PRIu64 " ms (%" PRIu64 " ms on the "
-              "CPU): that time does not count as any node's silence",
-              gap_ms, cpu_us / 1000);
+              "the loop was busy for %" PRIu64 " ms (%" PRIu64 " ms on a CPU "
+              "or waiting for one): that time does not count as any node's "
+              "silence",
+              gap_ms, ran_us / 1000);
 }
 
 void ol__cl_check_gap(struct cluster *c, uint64_t now, uint64_t fresh)
 {
-    uint64_t cpu = ol__cl_thread_cpu_us(), gap, used;
+    uint64_t ran = ol__cl_thread_ran_us(), gap, used;
 
     gap = c->last_tick_ms ? fresh - c->last_tick_ms : 0;
-    used = cpu - c->last_tick_cpu_us;
+    used = ran - c->last_tick_ran_us;
     c->last_tick_ms = fresh;
-    c->last_tick_cpu_us = cpu;
+    c->last_tick_ran_us = ran;
     if (gap <= c->cfg.failover_ms / 4 || c->role != RAFT_LEADER)
         return;
     if (ol__cl_gap_busy(gap, used))
