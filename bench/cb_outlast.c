@@ -34,7 +34,8 @@ void cb_ol_defaults(struct cb_ol_opts *o)
     o->election_ms = 300;
     o->heartbeat_ms = 50;
     o->failover_ms = 600;
-    o->log_level = "info";
+    /* OL_BENCH_LOG=debug (or trace) to read what the nodes did. */
+    o->log_level = getenv("OL_BENCH_LOG") ? getenv("OL_BENCH_LOG") : "info";
     /* The bench programs live in <build>/bench/, next to benchload.so;
      * the daemon in <build>/runtime/bin/. */
     bu_exe_dir(exe, sizeof exe);

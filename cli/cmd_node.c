@@ -238,6 +238,30 @@ static int init_config_ok(struct ol__cli *c, struct ol__config *cfg,
                         config);
 }
 
+/* Every [peer.ID] of `cfg` as the bootstrap roster: `peers` and their
+ * labels; `*n` of them.  0, or the CLI's failure (cfg freed). */
+static int roster_of(struct ol__cli *c, struct ol__config *cfg,
+                     struct ol__peer *peers,
+                     char (*labels)[OL_LABELS_MAX + 1], size_t *n)
+{
+    for (uint32_t i = 0; i < cfg->n_peers; i++) {
+        peers[i].id = cfg->peers[i].id;
+        snprintf(peers[i].address, sizeof peers[i].address, "%s",
+                 cfg->peers[i].address);
+        snprintf(labels[i], sizeof labels[i], "%s", cfg->peers[i].labels);
+        if (ol__pk_parse(cfg->peers[i].pubkey, peers[i].pk) != 0) {
+            uint64_t id = cfg->peers[i].id;
+
+            ol__config_free(cfg);
+            return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
+                                "peer %llu has no valid pubkey",
+                                (unsigned long long)id);
+        }
+    }
+    *n = cfg->n_peers;
+    return 0;
+}
+
 /* `cluster init --config FILE [--all]`: write the first raft
  * configuration into the node's data dir, before its first start.  Raft
  * can only be bootstrapped while it is not running, so this is offline. */
@@ -262,19 +286,8 @@ static int cluster_init(struct ol__cli *c, const char *config, int all)
     }
     if ((rv = init_config_ok(c, &cfg, config, all)) != 0)
         return rv;
-    for (uint32_t i = 0; all && i < cfg.n_peers; i++) {
-        peers[n].id = cfg.peers[i].id;
-        snprintf(peers[n].address, sizeof peers[n].address, "%s",
-                 cfg.peers[i].address);
-        snprintf(labels[n], sizeof labels[n], "%s", cfg.peers[i].labels);
-        if (ol__pk_parse(cfg.peers[i].pubkey, peers[n].pk) != 0) {
-            ol__config_free(&cfg);
-            return ol__cli_fail(c, OL_EXIT_USAGE, "OL_ECONFIG",
-                                "peer %llu has no valid pubkey",
-                                (unsigned long long)cfg.peers[i].id);
-        }
-        n++;
-    }
+    if (all && (rv = roster_of(c, &cfg, peers, labels, &n)) != 0)
+        return rv;
     /* Every listed node a voter: the id every node bootstrapped the same
      * way computes too.  This node alone: a new random one, which the
      * others take when they join. */

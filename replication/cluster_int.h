@@ -11,6 +11,7 @@
  *   cluster_status.c   status, metrics
  *   cluster_lead.c     leadership transfers: the operator's and
  *                      leader_preference's
+ *   succession.c       a gone leader: shorter elections, its successor
  * Proposals are not here: they sit behind propose.h, and placement's
  * decisions behind placement.h; neither includes this file.
  */
@@ -195,6 +196,8 @@ struct cluster {
         uint64_t beacons;         /* empty entries proposed to carry the
                                    * commit index (ol__cl_beacon) */
         uint64_t fast_elections;  /* the leader's address refused us */
+        uint64_t stood;           /* ... and this node, its successor,
+                                   * stood at once (raft.c) */
         uint64_t placed[5];       /* by enum ol__pl_reason */
         struct ol__phist batch_sizes; /* checkpoints per applied entry */
     } n;
@@ -209,8 +212,14 @@ int ol__cl_raft_setup(struct cluster *c, char *errmsg);
 int ol__cl_cluster_id_prepare(struct cluster *c, int has_state,
                               char *errmsg);
 void ol__cl_check_cb(uv_check_t *h);
+/* succession.c */
 /* A dial to `peer` was refused (the transport's refused_cb). */
 void ol__cl_peer_refused(void *data, uint64_t peer);
+/* Every check: back to the configured election timeout once a leader of a
+ * later term is known, or this node leads. */
+void ol__cl_election_restore(struct cluster *c, int state, uint64_t lid);
+
+/* raft.c, again */
 void ol__cl_fsm_effects(void *data, struct ol__effects *fx, uint64_t term);
 void ol__cl_fsm_fatal(void *data, const char *msg);
 void ol__cl_transport_hooks(struct cluster *c,
@@ -285,6 +294,11 @@ struct ol__pk_map;
 void ol__cl_lead_tick(struct cluster *c, uint64_t now);
 /* The cluster closes: answer an operator's transfer still waiting. */
 void ol__cl_lead_close(struct cluster *c);
+/* The voter that stands first once leader `gone` is known to be gone:
+ * the best ranked by leader_preference (a witness last), then the lowest
+ * id.  Every survivor computes the same from the same configuration, so
+ * one stands and the others vote for it.  0: no voter but `gone`. */
+uint64_t ol__cl_successor(struct cluster *c, uint64_t gone);
 /* cluster.status's "leadership" map (after its key). */
 void ol__cl_lead_status(struct cluster *c, struct ol__pk_map *parent);
 void ol__cl_lead_metrics(struct cluster *c, struct ol__cluster_metrics *out);

@@ -31,6 +31,7 @@
 #include "base/log.h"
 #include "base/pack.h"
 #include "cluster_int.h"
+#include "placement.h"
 
 /* How far behind the commit index a voter may be and still be preferred:
  * about a second's entries under heavy load.  libraft brings the target
@@ -152,6 +153,31 @@ static const char *labels_of(struct cluster *c, uint64_t id)
         if (c->cfg.peers[i].id == id)
             return c->cfg.peer_labels[i];
     return "";
+}
+
+uint64_t ol__cl_successor(struct cluster *c, uint64_t gone)
+{
+    const struct ol__lead_pref *p = pref(c);
+    uint64_t best = 0;
+    unsigned best_rank = 0;
+
+    for (unsigned i = 0; i < c->raft.configuration.n; i++) {
+        const struct raft_server *s = &c->raft.configuration.servers[i];
+        const char *labels = labels_of(c, s->id);
+        unsigned rank;
+
+        if (s->role != RAFT_VOTER || s->id == gone)
+            continue;
+        /* A witness leads only when no other voter is there to. */
+        rank = ol__lead_pref_rank(p, labels) +
+               (ol__label_role(labels) == OL_ROLE_WITNESS ? 1000 : 0);
+        if (best == 0 || rank < best_rank ||
+            (rank == best_rank && s->id < best)) {
+            best = s->id;
+            best_rank = rank;
+        }
+    }
+    return best;
 }
 
 static const struct raft_server *server_of(struct cluster *c, uint64_t id)

@@ -87,6 +87,7 @@ static void pack_counters(struct cluster *c, struct ol__pk_map *parent)
     ol__pk_kv_uint(&m, "appends_held_ms", c->pace.n.held_ms);
     ol__pk_kv_uint(&m, "beacons", c->n.beacons);
     ol__pk_kv_uint(&m, "fast_elections", c->n.fast_elections);
+    ol__pk_kv_uint(&m, "stood_at_once", c->n.stood);
     (void)ol__pk_map_end(&m);
 }
 

@@ -148,53 +148,6 @@ static void trace_emit(struct raft_tracer *t, const char *file, int line,
 
 /* ---- role tracking ---- */
 
-/* The shortened election timeout: a third, and never under two
- * heartbeats (which the operator sizes to the round trips), so a
- * candidate's two rounds (pre-vote, vote) fit in it over a WAN. */
-static unsigned fast_election_ms(const struct cluster *c)
-{
-    unsigned ms = c->cfg.election_ms / 3, floor = 2 * c->cfg.heartbeat_ms;
-
-    return ms < floor ? floor : ms;
-}
-
-/* The leader's address refuses connections: its process is gone (a
- * machine that crashed or a network that was cut refuses nothing).
- * libraft 0.15 would wait out a whole election timeout, and its pre-vote
- * is refused by any follower that still has a leader, so an election
- * waits for the slower follower's timeout.  A follower that sees the
- * refusal stands sooner: its election timeout is shortened until a leader
- * of a later term is known.  Elections are safe at any timing; pre-vote
- * keeps a follower that is wrong about this from disturbing a live
- * leader, since the others still hear it and refuse. */
-void ol__cl_peer_refused(void *data, uint64_t peer)
-{
-    struct cluster *c = data;
-
-    if (!c->raft_inited || c->closing || c->role != RAFT_FOLLOWER ||
-        peer == 0 || peer != c->leader_id || c->fast_term != 0)
-        return;
-    c->fast_term = c->raft.current_term;
-    c->n.fast_elections++;
-    raft_set_election_timeout(&c->raft, fast_election_ms(c));
-    ol_log(OL_LOG_INFO, "the leader (node %" PRIu64 ") refuses "
-                        "connections: election timeout %u ms until a new "
-                        "leader is known",
-           peer, fast_election_ms(c));
-}
-
-/* A leader of a later term is known, or this node leads: back to the
- * configured election timeout. */
-static void election_restore(struct cluster *c, int state, raft_id lid)
-{
-    if (c->fast_term == 0 ||
-        (state != RAFT_LEADER &&
-         (lid == 0 || c->raft.current_term == c->fast_term)))
-        return;
-    c->fast_term = 0;
-    raft_set_election_timeout(&c->raft, c->cfg.election_ms);
-}
-
 void ol__cl_check_cb(uv_check_t *h)
 {
     struct cluster *c = h->data;
@@ -205,7 +158,7 @@ void ol__cl_check_cb(uv_check_t *h)
     raft_leader(&c->raft, &lid, &laddr);
     if (c->raft_inited) {
         ol__ackpace_pump(&c->pace);
-        election_restore(c, state, lid);
+        ol__cl_election_restore(c, state, lid);
     }
     if (state == RAFT_UNAVAILABLE && c->role != RAFT_UNAVAILABLE &&
         !c->closing) {
@@ -408,6 +361,12 @@ static int io_setup(struct cluster *c, char *errmsg)
      * commit p99 there from about 40 to 25 ms (bench_cluster). */
     if (c->cfg.segment_mb)
         raft_uv_set_segment_size(&c->io, (size_t)c->cfg.segment_mb << 20);
+    /* raft_uv dials a peer it lost again after a second by default, and
+     * holds what it sends that peer meanwhile: a node back from a restart
+     * would miss an election's votes for that long.  A heartbeat apart
+     * instead; a dial that finds a spare connection (transport_raft.c)
+     * costs nothing, one to a peer that is down is refused at once. */
+    raft_uv_set_connect_retry_delay(&c->io, c->cfg.heartbeat_ms);
     /* An answer the pacer missed holds a completion for at most one
      * election timeout: long past any round trip a healthy cluster has. */
     ol__ackpace_init(&c->pace, &c->raft, c->io.append, c->io.close,

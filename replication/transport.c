@@ -248,9 +248,12 @@ int ol__transport_listen(struct ol__transport *t, char *errmsg)
         return OL_EIO;
     }
     if (t->dial_only) {
-        /* Peers use the reverse connections this node dials. */
-        ol_log(OL_LOG_INFO, "transport: node %" PRIu64 " is dial-only: "
-               "listening on nothing", t->self_id);
+        /* Peers use the reverse connections this node dials.  Both the
+         * cluster and raft's transport ask to listen: say it once. */
+        if (!t->said_dial_only)
+            ol_log(OL_LOG_INFO, "transport: node %" PRIu64 " is dial-only: "
+                   "listening on nothing", t->self_id);
+        t->said_dial_only = true;
         return 0;
     }
     if (t->listen_addr[0] == '\0') {

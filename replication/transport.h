@@ -118,6 +118,14 @@ int ol__transport_port(const struct ol__transport *t);
 /* The raft_uv_transport for raft_uv_init().  Owned by `t`. */
 struct raft_uv_transport *ol__transport_raft(struct ol__transport *t);
 
+/* Hand raft the encoded raft message `msg` as though peer `from` had sent
+ * it: a connection raft accepts from `from` that carries just these bytes.
+ * For a message this node makes for itself on a peer's behalf (raft.c),
+ * never for bytes from the network.  Returns 0, OL_ENOTFOUND (not in the
+ * roster), OL_ESTATE (raft is not listening, or closing) or OL_EIO. */
+int ol__transport_raft_inject(struct ol__transport *t, uint64_t from,
+                              const void *msg, size_t len);
+
 /*
  * Queue a message to peer `to`, connecting if needed.  The bytes are
  * copied.  Delivery is best effort (a lost connection drops what was
@@ -174,6 +182,8 @@ struct ol__transport_stats {
     uint64_t frames_undecodable; /* authenticated, then refused by the
                                     frame codec (bad type, bad zstd data,
                                     a claimed size over the cap) */
+    uint64_t raft_spares;       /* raft connections dialled ahead of need */
+    uint64_t raft_spares_taken; /* ... that raft then took at once */
     /* The roster's peers (up to OL_TRANSPORT_PEERS_MAX), by id. */
     size_t n_peers;
     struct ol__transport_peer_stats peers[OL_TRANSPORT_PEERS_MAX];

@@ -34,6 +34,10 @@ void ol__conn_timeout_cb(uv_timer_t *h)
         ol__rev_wait_cb(h);
         return;
     }
+    if (c->state == OL_CONN_OPEN && c->req != NULL && !c->has_pipe) {
+        ol__raft_spare_taken_cb(h);
+        return;
+    }
     c->t->stats.handshakes_failed++;
     ol_log_rl(OL_LOG_WARN,
               "transport: handshake %s '%s' (node %" PRIu64
@@ -289,9 +293,15 @@ static int opened(struct ol__conn *c)
            c->client ? "to" : "from", c->peer_id);
     if (c->reverse)
         return ol__rev_opened(c);
+    /* A spare waits, open and pinged, for raft to ask for it. */
+    if (c->channel == OL_CHAN_RAFT && c->spare)
+        return 0;
     if (c->channel == OL_CHAN_RAFT)
         return ol__pump_open(c);
     ol__msg_open(c);
+    /* The peer is reachable: have a raft connection ready to it now
+     * rather than at the next round of pings. */
+    ol__raft_spares(c->t);
     return 0;
 }
 

@@ -93,6 +93,8 @@ struct ol__conn {
     bool ext;                /* the handshake was "OLT3" */
     bool got_m2;             /* client: the server answered M1 */
     bool reverse;            /* a reverse connection (transport_rev.c) */
+    bool spare;              /* raft client dialled ahead of raft's need
+                                (ol__raft_spares); idle until taken */
     uint64_t wait_until;     /* OL_CONN_WAITING: loop time it gives up */
     bool ping_out;           /* a ping is waiting for its pong */
     uint64_t ping_id, ping_at; /* its id and uv_hrtime() when sent */
@@ -167,6 +169,7 @@ struct ol__transport {
     uint32_t features;       /* offered in handshakes */
     bool legacy;             /* config legacy_handshake */
     bool dial_only;          /* config dial_only */
+    bool said_dial_only;     /* "listening on nothing" logged */
     uv_timer_t rev_timer;    /* dial-only: (re)dials reverse connections */
     uv_timer_t ping_timer;
     uint64_t ping_seq;
@@ -197,6 +200,12 @@ void ol__tr_know_ip(struct ol__transport *t, const char *ip);
 /* Dial `address` on `channel` expecting node `id` with key `pk`.  Returns
  * the connection, or NULL when it failed at once (nothing else happens
  * then: no callback, no retry). */
+/* transport_raft.c: keep one raft connection ready to every reachable
+ * peer raft has none to (called with the pings). */
+void ol__raft_spares(struct ol__transport *t);
+/* A spare that raft's connect took: hand raft its stream (timer). */
+void ol__raft_spare_taken_cb(uv_timer_t *h);
+
 struct ol__conn *ol__conn_dial(struct ol__transport *t, uint8_t channel,
                                uint64_t id, const uint8_t pk[OL_PK_SIZE],
                                const char *address);

@@ -264,6 +264,79 @@ static int tr_listen(struct raft_uv_transport *rt, raft_uv_accept_cb cb)
     return 0;
 }
 
+/* ---- spare raft connections ----
+ *
+ * raft_uv dials a peer only when it first has something to send it, and
+ * followers send each other nothing while a leader holds.  So the first
+ * RequestVote of an election would wait for a TCP connection and an
+ * encrypted handshake: two or three round trips, which over a WAN is most
+ * of an election.  Each node therefore keeps one raft connection ready to
+ * every peer it can reach (its message connection is open) and raft has
+ * none to; raft's next connect to that peer takes it at once.  A spare
+ * is a client connection like any other, pinged with the rest; the peer
+ * hands it to its raft as an accepted stream that carries nothing yet.
+ * Only when no raft connection to the peer exists: the peer drops an
+ * older connection of the same channel when a new one arrives. */
+
+/* A spare to `id`, open or still in its handshake. */
+static struct ol__conn *spare_of(struct ol__transport *t, uint64_t id)
+{
+    for (struct ol__conn *c = t->conns; c != NULL; c = c->next)
+        if (c->spare && c->peer_id == id && c->state != OL_CONN_DEAD &&
+            c->req == NULL && !c->has_pipe)
+            return c;
+    return NULL;
+}
+
+static bool raft_conn_to(const struct ol__transport *t, uint64_t id)
+{
+    for (const struct ol__conn *c = t->conns; c != NULL; c = c->next)
+        if (c->client && !c->reverse && c->channel == OL_CHAN_RAFT &&
+            c->peer_id == id && c->state != OL_CONN_DEAD)
+            return true;
+    return false;
+}
+
+static bool msg_open_to(const struct ol__transport *t, uint64_t id)
+{
+    for (const struct ol__conn *c = t->conns; c != NULL; c = c->next)
+        if (c->channel == OL_CHAN_MSG && c->peer_id == id &&
+            c->state == OL_CONN_OPEN)
+            return true;
+    return false;
+}
+
+void ol__raft_spares(struct ol__transport *t)
+{
+    if (t->raft_accept_cb == NULL || t->closing || t->raft_closing)
+        return;
+    for (size_t i = 0; i < t->n_roster; i++) {
+        const struct ol__peer *p = &t->roster[i];
+        struct ol__tpeer *tp = ol__tpeer_get(t, p->id);
+        struct ol__conn *c;
+
+        if (p->id == t->self_id || (tp != NULL && tp->dial_only) ||
+            (tp != NULL && tp->s.legacy) || !msg_open_to(t, p->id) ||
+            raft_conn_to(t, p->id))
+            continue;
+        c = ol__conn_dial(t, OL_CHAN_RAFT, p->id, p->pk, p->address);
+        if (c != NULL) {
+            c->spare = true;
+            t->stats.raft_spares++;
+            ol_log(OL_LOG_DEBUG, "transport: dialling a spare raft "
+                                 "connection to node %" PRIu64, p->id);
+        }
+    }
+}
+
+void ol__raft_spare_taken_cb(uv_timer_t *h)
+{
+    struct ol__conn *c = h->data;
+
+    if (ol__pump_open(c) != 0)
+        ol__conn_fail(c); /* raft's request fails once c is freed */
+}
+
 static int tr_connect(struct raft_uv_transport *rt,
                       struct raft_uv_connect *req, raft_id id,
                       const char *address, raft_uv_connect_cb cb)
@@ -287,6 +360,21 @@ static int tr_connect(struct raft_uv_transport *rt,
     tp = ol__tpeer_get(t, id);
     if (tp != NULL && tp->dial_only)
         return ol__rev_connect(t, req, id);
+    if ((c = spare_of(t, id)) != NULL) {
+        /* Still in its handshake, it completes as any dial does; open,
+         * its stream goes to raft from the timer, never inside raft's own
+         * call to connect. */
+        c->spare = false;
+        c->req = req;
+        c->req_status = RAFT_NOCONNECTION;
+        t->stats.raft_spares_taken++;
+        ol_log(OL_LOG_DEBUG, "transport: raft takes the spare connection "
+                             "to node %llu (%s)",
+               id, c->state == OL_CONN_OPEN ? "open" : "in its handshake");
+        if (c->state == OL_CONN_OPEN)
+            uv_timer_start(&c->timer, ol__conn_timeout_cb, 0, 0);
+        return 0;
+    }
     c = ol__conn_dial(t, OL_CHAN_RAFT, id, p->pk, address);
     if (c == NULL)
         return RAFT_NOCONNECTION;
@@ -331,4 +419,40 @@ void ol__raft_setup(struct ol__transport *t)
 struct raft_uv_transport *ol__transport_raft(struct ol__transport *t)
 {
     return &t->raft;
+}
+
+int ol__transport_raft_inject(struct ol__transport *t, uint64_t from,
+                              const void *msg, size_t len)
+{
+    const struct ol__peer *p = ol__tr_peer(t, from);
+    uv_pipe_t *theirs;
+    int fds[2];
+
+    if (p == NULL)
+        return OL_ENOTFOUND;
+    if (t->raft_accept_cb == NULL || t->closing || t->raft_closing)
+        return OL_ESTATE;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+        return OL_EIO;
+    /* A few dozen bytes fit any socket buffer; closing our end right
+     * after gives raft the message, then the end of the stream. */
+    if (write(fds[1], msg, len) != (ssize_t)len) {
+        close(fds[0]);
+        close(fds[1]);
+        return OL_EIO;
+    }
+    close(fds[1]);
+    theirs = raft_malloc(sizeof *theirs);
+    if (theirs == NULL) {
+        close(fds[0]);
+        return OL_EIO;
+    }
+    uv_pipe_init(t->loop, theirs, 0);
+    if (uv_pipe_open(theirs, fds[0]) != 0) {
+        close(fds[0]);
+        uv_close((uv_handle_t *)theirs, raft_handle_free);
+        return OL_EIO;
+    }
+    t->raft_accept_cb(&t->raft, from, p->address, (uv_stream_t *)theirs);
+    return 0;
 }

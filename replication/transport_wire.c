@@ -268,6 +268,7 @@ static void ping_cb(uv_timer_t *h)
     ol__wf_trim(&t->wf);
     if (t->features != 0)
         keep_all(t);
+    ol__raft_spares(t);
 
     for (struct ol__conn *c = t->conns; c != NULL; c = c->next) {
         if (c->state != OL_CONN_OPEN || !(c->feat & OL_HS_FEAT_FRAMES) ||

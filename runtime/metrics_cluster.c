@@ -229,6 +229,13 @@ static void transport_metrics(struct out *o,
              t->msgs_sent);
     labelled(o, "outlast_transport_messages_total", "direction", "received",
              t->msgs_received);
+    family(o, "outlast_transport_raft_spares_total", "counter",
+           "Raft connections dialled to peers ahead of need, and how many "
+           "raft then took at once (an election's first vote, say).");
+    labelled(o, "outlast_transport_raft_spares_total", "use", "dialled",
+             t->raft_spares);
+    labelled(o, "outlast_transport_raft_spares_total", "use", "taken",
+             t->raft_spares_taken);
 }
 
 void ol__metrics_cluster(struct out *o, const struct ol__obs *ob,

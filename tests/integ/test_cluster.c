@@ -477,11 +477,13 @@ Test(cluster, the_leader_commits_on_the_answer_that_makes_a_majority)
 }
 
 /* A killed leader's address refuses connections: its followers shorten
- * their election timeout (replication/raft.c) and one of them leads. */
+ * their election timeout (replication/raft.c), and its successor (with no
+ * leader_preference, the survivor with the lowest id) stands at once, as
+ * the target of a leadership transfer would; one of them leads. */
 Test(cluster, followers_of_a_killed_leader_stand_sooner)
 {
     struct tc_opts o = {.n = 3, .tag = "fast-"};
-    int leader, next, seen = 0;
+    int leader, next, seen = 0, successor = -1;
 
     tc_init(&c, &o);
     tc_start(&c);
@@ -498,6 +500,24 @@ Test(cluster, followers_of_a_killed_leader_stand_sooner)
             seen += tc_log_count(&c, i, "refuses connections: election "
                                         "timeout") > 0;
     cr_assert_geq(seen, 1, "no follower saw the leader refuse connections");
+    for (int i = 0; i < 3 && successor < 0; i++)
+        if (i != leader)
+            successor = i;
+    for (int i = 0; i < 3; i++) {
+        int stood;
+
+        if (i == leader)
+            continue;
+        stood = tc_log_count(&c, i, "successor: it stands for election at "
+                                    "once");
+        if (i == successor)
+            cr_expect_eq(stood, 1, "node %d, the lowest survivor, stood %d "
+                                   "times",
+                         i + 1, stood);
+        else
+            cr_expect_eq(stood, 0, "node %d is not the successor but stood",
+                         i + 1);
+    }
     cr_assert_eq(tc_start_node(&c, leader, START_MS), 0);
     cr_expect_eq(tc_check(&c, 30000), 0, "the invariant checker failed");
 }

@@ -145,6 +145,20 @@ static int transfer_shown(struct td *d, void *arg)
     return shown;
 }
 
+/* Wait until node i leads with its state machine current (its term's
+ * first entry committed): before that a transfer is refused as busy. */
+static void wait_ready(int i)
+{
+    uint64_t end = td_ms() + LEADER_MS;
+
+    while (tc_log_count(&c, i, "state machine current at index") < 1 &&
+           td_ms() < end)
+        td_sleep_ms(50);
+    cr_assert_geq(tc_log_count(&c, i, "state machine current at index"), 1,
+                  "node %d leads but its state machine never became current",
+                  i + 1);
+}
+
 Test(leader, bad_requests_get_clear_errors)
 {
     char *out = NULL, want[256], file[256];
@@ -153,6 +167,7 @@ Test(leader, bad_requests_get_clear_errors)
     start_cluster("lead-bad", NULL);
     leader = tc_wait_leader(&c, 0, LEADER_MS);
     cr_assert_geq(leader, 0, "no leader");
+    wait_ready(leader);
     follower = (leader + 1) % c.n;
 
     cr_expect_eq(rc = cli(leader, &out, "cluster transfer 99"), 1, "%d", rc);

@@ -46,8 +46,9 @@ static const char *const KNOWN_FAILING[] = {
     NULL,
 };
 
-static void scenario(const char *name, int n, unsigned kinds, unsigned roles,
-                     int rounds, uint64_t seed, int max_faults, int client)
+static struct nem_opts opts(const char *name, int n, unsigned kinds,
+                            unsigned roles, int rounds, uint64_t seed,
+                            int max_faults, int client)
 {
     struct nem_opts o = {
         .name = name,
@@ -60,14 +61,30 @@ static void scenario(const char *name, int n, unsigned kinds, unsigned roles,
         .agents = n == 5 ? 8 : 5,
         .no_client = !client,
     };
+
+    return o;
+}
+
+static void run(const struct nem_opts *o)
+{
     const char *all = getenv("OL_NEMESIS_ALL");
 
     for (size_t i = 0; KNOWN_FAILING[i]; i++)
-        if (strcmp(KNOWN_FAILING[i], name) == 0 && !(all && all[0] == '1'))
+        if (strcmp(KNOWN_FAILING[i], o->name) == 0 &&
+            !(all && all[0] == '1'))
             cr_skip_test("nemesis %s finds violations on this build (see "
                          "tests/RESULTS.md); run it with OL_NEMESIS_ALL=1",
-                         name);
-    nem_run(&o, NULL);
+                         o->name);
+    nem_run(o, NULL);
+}
+
+static void scenario(const char *name, int n, unsigned kinds, unsigned roles,
+                     int rounds, uint64_t seed, int max_faults, int client)
+{
+    struct nem_opts o = opts(name, n, kinds, roles, rounds, seed, max_faults,
+                             client);
+
+    run(&o);
 }
 
 TestSuite(nemesis, .fini = nem_teardown, .timeout = 900);
@@ -174,19 +191,11 @@ Test(nemesis, mixed_5)
 static void wan_scenario(const char *name, int n, int rounds, uint64_t seed,
                          const char *rtt)
 {
-    struct nem_opts o = {
-        .name = name,
-        .n = n,
-        .kinds = NEM_ALL_KINDS,
-        .roles = ROLES_ALL,
-        .rounds = rounds,
-        .seed = seed,
-        .max_faults = 2,
-        .agents = n == 5 ? 8 : 5,
-        .wan_rtt = rtt,
-    };
+    struct nem_opts o = opts(name, n, NEM_ALL_KINDS, ROLES_ALL, rounds, seed,
+                             2, CLIENT);
 
-    nem_run(&o, NULL);
+    o.wan_rtt = rtt;
+    run(&o);
 }
 
 Test(nemesis, wan_mixed_3)
