@@ -4,8 +4,9 @@
  *
  * Each trial starts a fresh 3-node cluster on loopback (election 300 ms,
  * heartbeat 50 ms, failover_ms 600), spawns --agents benchload agents
- * (--size B of state, a step every --interval-ms) through the leader with
- * many spawn requests in flight, and waits until every agent runs with a
+ * (--size B of state, a step every --interval-ms, also spelt --step-ms)
+ * through the leader with many spawn requests in flight, and waits until
+ * every agent runs with a
  * checkpoint under its current epoch (the leader's SQLite file, read-only).
  * It reads which agents a follower hosts and their epochs, and then, on
  * CLOCK_MONOTONIC:
@@ -301,7 +302,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
     const struct bu_num_opt nums[] = {
         {"--agents", &o->agents},     {"--size", &o->size},
         {"--interval-ms", &o->interval_ms}, {"--poll-ms", &o->poll_ms},
-        {"--inflight", &o->inflight}, {NULL, NULL},
+        {"--inflight", &o->inflight},
+        /* the same as --interval-ms: each agent's step interval */
+        {"--step-ms", &o->interval_ms}, {NULL, NULL},
     };
 
     memset(o, 0, sizeof *o);
@@ -340,8 +343,8 @@ int main(int argc, char **argv)
 
     if (parse_args(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: bench_massfail [--agents 3000] [--trials 3] "
-                        "[--size 64] [--interval-ms 1500] [--poll-ms 20] "
-                        "[--inflight 32] [--verbose]\n");
+                        "[--size 64] [--interval-ms|--step-ms 1500] "
+                        "[--poll-ms 20] [--inflight 32] [--verbose]\n");
         return 2;
     }
     cb_cleanup_install();

@@ -438,6 +438,12 @@ void ol__cl_role_changed(struct cluster *c, int old)
          * later leadership of its own: their senders retry with whoever
          * leads now. */
         ol__proposer_drop_forwarded(c->prop);
+        /* Nor are this node's own placements: the next leader decides
+         * its own, and would refuse these one by one (propose.h). */
+        if ((nn = ol__proposer_drop_lead(c->prop)) != 0)
+            ol_log(OL_LOG_INFO, "no longer leader: %zu placement "
+                                "command(s) not yet applied dropped",
+                   nn);
         return;
     }
     if (old == RAFT_LEADER)
@@ -475,11 +481,12 @@ void ol__cl_tick(struct cluster *c)
 {
     uint64_t now = ol__cl_now(c), fresh = ol__cl_fresh_ms();
 
-    if (!ol__cl_notice_suspend(c, now) && c->last_tick_ms &&
-        fresh - c->last_tick_ms > c->cfg.failover_ms / 4 &&
-        c->role == RAFT_LEADER)
-        ol__cl_relearn_liveness(c, now, "the loop stalled");
-    c->last_tick_ms = fresh;
+    if (ol__cl_notice_suspend(c, now)) {
+        c->last_tick_ms = fresh;
+        c->last_tick_ran_us = ol__cl_thread_ran_us();
+    } else {
+        ol__cl_check_gap(c, now, fresh); /* cluster_stall.c */
+    }
     /* A new leader is pinged at once: until it answers, nothing here
      * may renew its lease. */
     if (c->role != RAFT_LEADER && c->leader_id &&

@@ -84,6 +84,8 @@ struct ol__cluster_metrics {
     uint64_t lease_losses;
     uint64_t suspends;       /* suspends of the machine seen */
     uint64_t stalls;         /* leader relearned liveness after a stall */
+    uint64_t busy_gaps;      /* leader's loop busy (not stalled) for over
+                              * failover_ms/4: no relearning */
     uint64_t refused_fwd;    /* forwarded commands not authorised */
     uint64_t placed[5];      /* placements this node made as leader, by
                               * reason: [1] place, [2] failover,

@@ -4,6 +4,7 @@
  *   raft.c             the raft glue: setup, FSM hooks, role tracking,
  *                      submitting entries, offline bootstrap
  *   cluster_lease.c    liveness pings, leases, suspends, the feature level
+ *   cluster_stall.c    the leader's loop away: stalled or busy
  *   cluster_msg.c      the message channel and what the FSM's effects cause
  *   cluster_members.c  the roster and raft membership
  *   cluster_place.c    driving placement (placement.h decides)
@@ -142,7 +143,9 @@ struct cluster {
                                   * echoed in our next ping */
     uint64_t clock_mono, clock_boot; /* suspend detection */
     uint64_t resumed_ms; /* fresh clock when a suspend was last seen */
-    uint64_t last_tick_ms;
+    uint64_t last_tick_ms;       /* fresh clock at the last tick */
+    uint64_t last_tick_ran_us;   /* the loop thread's time on a CPU or
+                                  * waiting for one, then */
     int lease_reported;
     /* Does the lease outlast a heartbeat and a round trip?  (lease.h) */
     uint64_t rtt_leader_us;   /* smoothed, to the leader; 0: unknown */
@@ -188,6 +191,7 @@ struct cluster {
         uint64_t lease_losses;
         uint64_t suspends;        /* the machine was seen suspended */
         uint64_t stalls;          /* leader relearned liveness after one */
+        uint64_t busy_gaps;       /* leader's loop busy, not stalled */
         uint64_t refused_fwd;     /* forwarded commands not authorised */
         uint64_t beacons;         /* empty entries proposed to carry the
                                    * commit index (ol__cl_beacon) */
@@ -248,6 +252,19 @@ void ol__cl_check_margin(struct cluster *c, uint64_t now);
 void ol__cl_relearn_liveness(struct cluster *c, uint64_t now,
                              const char *why);
 
+/* cluster_stall.c: the leader's loop away for long, stalled or busy */
+/* The calling thread's time on a CPU or waiting in the run queue, in us
+ * since it started. */
+uint64_t ol__cl_thread_ran_us(void);
+/* Whether a gap of gap_ms in which the loop's thread ran (or was ready
+ * to) for ran_us was the loop busy (1) rather than a stall (0). */
+int ol__cl_gap_busy(uint64_t gap_ms, uint64_t ran_us);
+/* A node's last ping time `last_ms` after a busy gap of gap_ms, at `now`. */
+uint64_t ol__cl_gap_discount(uint64_t last_ms, uint64_t now,
+                             uint64_t gap_ms, uint64_t failover_ms);
+/* At each tick: the gap since the last, handled as cluster_stall.c says. */
+void ol__cl_check_gap(struct cluster *c, uint64_t now, uint64_t fresh);
+
 /* cluster_msg.c */
 void ol__cl_recv(void *data, uint64_t from, const void *msg, size_t len);
 void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx);
@@ -260,9 +277,12 @@ void ol__cl_reconcile_members(struct cluster *c);
 
 /* cluster_place.c */
 void ol__cl_place(struct cluster *c, uint64_t now);
-/* Forget every placement in flight (leadership lost, liveness relearnt);
+/* Forget every placement in flight (leadership lost);
  * with `all`, also free what holds them (the cluster is going). */
 void ol__cl_placing_clear(struct cluster *c, int all);
+/* Forget the agents' step rates (after a stall: what came before it says
+ * little of what comes next). */
+void ol__cl_rates_forget(struct cluster *c);
 /* Leader: count the committed checkpoints in `fx` into each agent's step
  * rate (steprate.h); a no-op on other nodes. */
 void ol__cl_note_steps(struct cluster *c, const struct ol__effects *fx);

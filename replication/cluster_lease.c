@@ -350,7 +350,12 @@ int64_t ol__cluster_lease_left(struct ol__replica *r)
 /* After a stall of the loop (a stopped process, a frozen VM, a slow disk
  * holding the loop) or a suspend, a leader has not heard anyone for as long
  * as it was away, through no fault of theirs: it gives every node a full
- * failover period from now before it moves any agent. */
+ * failover period from now before it moves any agent.  The moves already
+ * in flight stay remembered: the node each moves off must get no lease
+ * until it has applied it (moving_off, fence_index), and forgetting them
+ * here would leave that node's count of moves off it above zero for the
+ * rest of this leadership.  They are forgotten as usual once they land
+ * or time out (cluster_place.c). */
 void ol__cl_relearn_liveness(struct cluster *c, uint64_t now,
                              const char *why)
 {
@@ -358,7 +363,7 @@ void ol__cl_relearn_liveness(struct cluster *c, uint64_t now,
         c->peers[i].last_ms = now;
         c->peers[i].seen = 0;
     }
-    ol__cl_placing_clear(c, 0);
+    ol__cl_rates_forget(c);
     c->n.stalls++;
     ol_log(OL_LOG_WARN, "%s: no agent moves until every node has had a "
                         "failover period to answer",

@@ -40,15 +40,19 @@ void ol__cl_placing_clear(struct cluster *c, int all)
     c->n_placing = 0;
     c->pl_idle = 0;
     ol__map_close(&c->placing_by);
-    /* Step rates are the leader's: forgotten with its placements (after
-     * a stall too: what came before it says little of what comes next). */
-    ol__steprate_destroy(c->rates);
-    c->rates = NULL;
+    /* Step rates are the leader's: forgotten with its placements. */
+    ol__cl_rates_forget(c);
     if (all) {
         free(c->placing);
         c->placing = NULL;
         c->placing_cap = 0;
     }
+}
+
+void ol__cl_rates_forget(struct cluster *c)
+{
+    ol__steprate_destroy(c->rates);
+    c->rates = NULL;
 }
 
 void ol__cl_note_steps(struct cluster *c, const struct ol__effects *fx)
@@ -385,7 +389,7 @@ void ol__cl_place(struct cluster *c, uint64_t now)
             break;
     }
     c->n.placements += w.n;
-    (void)ol__proposer_cmds(c->prop, &w, 0);
+    (void)ol__proposer_lead_cmds(c->prop, &w);
     ol__entry_w_close(&w);
 out:
     free(pl);

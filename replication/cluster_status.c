@@ -149,6 +149,7 @@ void ol__cluster_metrics(struct ol__replica *r,
     out->lease_losses = c->n.lease_losses;
     out->suspends = c->n.suspends;
     out->stalls = c->n.stalls;
+    out->busy_gaps = c->n.busy_gaps;
     out->refused_fwd = c->n.refused_fwd;
     memcpy(out->placed, c->n.placed, sizeof out->placed);
     ol__cl_lead_metrics(c, out);

@@ -35,6 +35,8 @@ struct pend {
     uint8_t hash[OL_HASH_SIZE];
     uint64_t sent_ms; /* 0: never sent */
     int queued;       /* on the unsent list */
+    int lead_only;    /* the leader's own decision (a placement): dropped,
+                       * never forwarded, once this node no longer leads */
     char key[OL_NAME_MAX + 24]; /* map key: "c/<agent>" or "r/<req>" */
 };
 
@@ -178,8 +180,8 @@ int ol__proposer_ckpt(struct ol__proposer *p, const char *agent,
     return 0;
 }
 
-int ol__proposer_cmds(struct ol__proposer *p, const struct ol__entry_w *w,
-                      uint64_t req)
+static int cmds_add(struct ol__proposer *p, const struct ol__entry_w *w,
+                    uint64_t req, int lead_only)
 {
     struct ol__buf e;
     struct ol__entry dec;
@@ -211,6 +213,7 @@ int ol__proposer_cmds(struct ol__proposer *p, const struct ol__entry_w *w,
         }
         memcpy(x->bytes, dec.cmds[i].raw.p, dec.cmds[i].raw.len);
         x->len = dec.cmds[i].raw.len;
+        x->lead_only = lead_only;
         snprintf(x->key, sizeof x->key, "r/%016" PRIx64, r);
         rv = pend_add(p, x);
         if (rv != 0)
@@ -219,6 +222,43 @@ int ol__proposer_cmds(struct ol__proposer *p, const struct ol__entry_w *w,
     ol__entry_free(&dec);
     ol__buf_close(&e);
     return rv;
+}
+
+int ol__proposer_cmds(struct ol__proposer *p, const struct ol__entry_w *w,
+                      uint64_t req)
+{
+    return cmds_add(p, w, req, 0);
+}
+
+int ol__proposer_lead_cmds(struct ol__proposer *p,
+                           const struct ol__entry_w *w)
+{
+    if (!p->ops.is_leader(p->ops.data))
+        return OL_ENOTLEADER;
+    return cmds_add(p, w, 0, 1);
+}
+
+/* A leader's placements were decided on its own view of the nodes and
+ * are checked against its term when applied (a deposed leader's are
+ * refused); the new leader decides its own.  Forwarding them to it only
+ * makes it refuse them one by one, so they are forgotten.  One submitted
+ * before leadership was lost may still commit: that changes nothing, the
+ * state machine applies it or refuses it on its own. */
+size_t ol__proposer_drop_lead(struct ol__proposer *p)
+{
+    size_t n = 0;
+    void *v;
+
+    for (size_t i = 0; ol__map_next(&p->pend, &i, &v);) {
+        struct pend *x = v;
+
+        if (!x->lead_only)
+            continue;
+        ol__map_del(&p->pend, x->key);
+        pend_retire(x);
+        n++;
+    }
+    return n;
 }
 
 int ol__proposer_submit_raw(struct ol__proposer *p, const void *entry,

@@ -100,6 +100,16 @@ int ol__proposer_ckpt(struct ol__proposer *p, const char *agent,
  * above the cluster's level), OL_ENOMEM or an encoding error. */
 int ol__proposer_cmds(struct ol__proposer *p, const struct ol__entry_w *w,
                       uint64_t req);
+/* Leader: propose the commands in `w` (copied) as this leader's own
+ * decisions (placements): as ol__proposer_cmds(), but once this node no
+ * longer leads, ol__proposer_drop_lead() forgets them instead of their
+ * being forwarded to the next leader.  Returns what ol__proposer_cmds()
+ * does, or OL_ENOTLEADER. */
+int ol__proposer_lead_cmds(struct ol__proposer *p,
+                           const struct ol__entry_w *w);
+/* Leadership lost: forget the commands proposed with
+ * ol__proposer_lead_cmds() that have no outcome yet.  Returns how many. */
+size_t ol__proposer_drop_lead(struct ol__proposer *p);
 /* Submit already finished entry bytes as they are (leader only), counted
  * as one entry in flight.  Returns what ops.submit returns. */
 int ol__proposer_submit_raw(struct ol__proposer *p, const void *entry,

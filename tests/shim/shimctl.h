@@ -50,6 +50,14 @@ struct ol_shim_ctl {
     uint64_t clock_shifted;   /* monotonic reads shifted by a nonzero offset */
     uint64_t wall_shifted;    /* wall clock reads shifted likewise */
     uint64_t loaded;          /* processes that mapped the page */
+
+    /* suspend: the next monotonic clock read on the main thread of
+     * process `busy_pid` first spins the CPU for `busy_us` (a loop busy
+     * with its own work, not a stopped process), then clears busy_us.
+     * The test sets busy_pid before busy_us. */
+    int64_t busy_pid;
+    int64_t busy_us;
+    uint64_t busy_spins;      /* spins done */
 };
 
 #endif

@@ -20,9 +20,16 @@
  * node sees.
  *
  * The same page can also step the wall clock (CLOCK_REALTIME) back, as a
- * bad time server or `date -s` does, to check that nothing waits on it.
+ * bad time server or `date -s` does, to check that nothing waits on it;
+ * and make the node's loop busy: the next monotonic read on its main
+ * thread (libuv's, at the top of each loop iteration) spins the CPU for a
+ * while, as a loop applying a large entry does.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <time.h>
+#include <unistd.h>
 
 #include "shim_map.h"
 
@@ -41,6 +48,27 @@ static int is_monotonic(clockid_t id)
            id == CLOCK_MONOTONIC_RAW;
 }
 
+/* Spin on the CPU (the thread's own CPU clock) for busy_us, once, when
+ * asked for this process's main thread. */
+static void busy_spin(void)
+{
+    int64_t us = shim_get(&ctl->busy_us), start, t;
+    struct timespec cpu;
+
+    if (us <= 0 || shim_get(&ctl->busy_pid) != (int64_t)getpid() ||
+        gettid() != getpid() ||
+        !__atomic_compare_exchange_n(&ctl->busy_us, &us, 0, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;
+    real_clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+    start = (int64_t)cpu.tv_sec * 1000000 + cpu.tv_nsec / 1000;
+    do {
+        real_clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+        t = (int64_t)cpu.tv_sec * 1000000 + cpu.tv_nsec / 1000;
+    } while (t - start < us);
+    shim_count(&ctl->busy_spins);
+}
+
 int clock_gettime(clockid_t id, struct timespec *ts)
 {
     int64_t off;
@@ -49,6 +77,8 @@ int clock_gettime(clockid_t id, struct timespec *ts)
     /* Another library's constructor may read the clock before ours ran. */
     if (real_clock_gettime == NULL)
         SHIM_NEXT(real_clock_gettime, "clock_gettime");
+    if (ctl != NULL && is_monotonic(id))
+        busy_spin();
     rv = real_clock_gettime(id, ts);
 
     if (rv != 0 || ctl == NULL)

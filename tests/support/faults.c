@@ -181,6 +181,15 @@ void nf_ctl_slow_disk(struct nf_ctl *c, int64_t us)
     __atomic_store_n(&c->page->sync_delay_us, us, __ATOMIC_RELEASE);
 }
 
+uint64_t nf_ctl_busy(struct nf_ctl *c, pid_t pid, int64_t us)
+{
+    uint64_t before = __atomic_load_n(&c->page->busy_spins, __ATOMIC_ACQUIRE);
+
+    __atomic_store_n(&c->page->busy_pid, (int64_t)pid, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->page->busy_us, us, __ATOMIC_RELEASE);
+    return before;
+}
+
 static int64_t mono_ns(void)
 {
     struct timespec ts;

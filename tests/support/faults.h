@@ -44,6 +44,12 @@ void nf_ctl_close(struct nf_ctl *c);
 /* Every durable write of the node waits `us` microseconds; 0 ends it. */
 void nf_ctl_slow_disk(struct nf_ctl *c, int64_t us);
 
+/* The main thread of process `pid` (a node) spins the CPU for `us`
+ * microseconds at the top of its next loop iteration: a loop busy with its
+ * own work.  Returns the spins done before this one (compare with
+ * c->page->busy_spins to see it happen). */
+uint64_t nf_ctl_busy(struct nf_ctl *c, pid_t pid, int64_t us);
+
 /* Suspend: stop the tree at `pid`, wait `ms`, move the node's monotonic
  * clocks back by the time it really was stopped, and continue it.  The
  * node sees its monotonic clock stand still across the stop while

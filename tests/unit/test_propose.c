@@ -377,3 +377,50 @@ Test(propose, after_shutdown_proposals_are_refused)
     cr_assert_eq(f.wakes, 0);
     cr_assert_eq(ol__proposer_pending(p), 0);
 }
+
+/* A leader's placements, proposed as its own (ol__proposer_lead_cmds),
+ * are forgotten when it is deposed: the next leader would refuse every
+ * one of them ("not that node's to propose").  Its other commands, and
+ * its checkpoints, still go to the new leader. */
+Test(propose, a_deposed_leader_drops_its_pending_placements_only)
+{
+    struct ol__entry_w w;
+
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_move(&w, 501, "m1", 2, 1, 1, 7, 0), 0);
+    cr_assert_eq(ol__entry_add_move(&w, 502, "m2", 3, 1, 1, 7, 0), 0);
+    cr_assert_eq(ol__proposer_lead_cmds(p, &w), 0);
+    ol__entry_w_close(&w);
+    cr_assert_eq(stop_cmd(77, "a"), 0);
+    cr_assert_eq(ckpt("b", 1, 1), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1, "the leader submitted all of it");
+    cr_assert_eq(ol__proposer_pending(p), 4);
+
+    /* Deposed: everything is offered again to the new leader... */
+    f.leader = 0;
+    ol__proposer_retry(p, 1);
+    cr_assert_eq(ol__proposer_drop_lead(p), 2, "the two moves dropped");
+    cr_assert_eq(ol__proposer_pending(p), 2);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 2);
+    cr_assert_eq(f.sent_leader[1], 0, "forwarded to the new leader");
+    /* ...but the moves: a STOP and a CKPTS command, no MOVE. */
+    cr_assert_eq(f.sent[1].n, 2);
+    for (uint32_t i = 0; i < f.sent[1].n; i++)
+        cr_assert_neq(f.sent[1].cmds[i].type, OL_CMD_MOVE,
+                      "a dropped placement was forwarded");
+    cr_assert_eq(ol__proposer_drop_lead(p), 0, "nothing more to drop");
+}
+
+Test(propose, only_a_leader_proposes_placements_as_its_own)
+{
+    struct ol__entry_w w;
+
+    f.leader = 0;
+    ol__entry_w_init(&w);
+    cr_assert_eq(ol__entry_add_move(&w, 503, "m", 2, 1, 1, 7, 0), 0);
+    cr_assert_eq(ol__proposer_lead_cmds(p, &w), OL_ENOTLEADER);
+    ol__entry_w_close(&w);
+    cr_assert_eq(ol__proposer_pending(p), 0);
+}
