@@ -32,8 +32,6 @@
 #include "wpool.h"
 
 struct ol__node;
-struct ol__rbatch;
-struct ol__rloader;
 struct ol__verify_cache;
 struct ol__hostproc;
 struct ol__watchdog;
@@ -86,18 +84,7 @@ struct ol__node {
         struct ol__map queued; /* name -> its entry in names */
         uv_idle_t idle;
         uint64_t iter_ms, spent_us;
-        /* Heads loaded off the loop (resume_load.c): batches in the
-         * order they were queued, each loaded by one of the loaders (a
-         * connection and a verify cache of its own). */
-        struct ol__rbatch *first, *last;
-        struct ol__rloader *loaders; /* OL_RESUME_LOADERS, or NULL */
-        int db_failed, closing;
     } resume;
-    struct {                   /* the plugin file last looked at (agent.c) */
-        char kind[OL_KIND_MAX + 1];
-        uint64_t ms;           /* in the loop iteration of this time */
-        int set;
-    } code_seen;
 
     struct ol__ctl *ctl;
     struct ol__waiter *waiters;

@@ -1,6 +1,5 @@
 /*
- * Hosting newly owned agents in slices of loop time (resume.h), their
- * heads loaded in batches on the thread pool (resume_load.c).
+ * Hosting newly owned agents in slices of loop time (resume.h).
  */
 #include "resume.h"
 
@@ -10,7 +9,6 @@
 #include "agent.h"
 #include "base/log.h"
 #include "node.h"
-#include "resume_int.h"
 
 /* The time spent hosting in the current loop iteration, in us; the
  * iteration is told by the loop's cached time. */
@@ -25,107 +23,34 @@ static uint64_t *spent(struct ol__node *n)
     return &n->resume.spent_us;
 }
 
-static void host_timed(struct ol__node *n, const struct ol__sm_agent *row,
-                       struct ol__head_pre *pre)
+static void host_timed(struct ol__node *n, const struct ol__sm_agent *row)
 {
     uint64_t t0 = uv_hrtime();
 
-    if (pre)
-        ol__agent_host_pre(n, row, pre);
-    else
-        ol__agent_host(n, row);
+    ol__agent_host(n, row);
     *spent(n) += (uv_hrtime() - t0) / 1000;
 }
 
-/* Host the queued agent `name` if it is still this node's, under its row
- * as it is now. */
-static void host_name(struct ol__node *n, const char *name,
-                      struct ol__head_pre *pre)
-{
-    const struct ol__sm_agent *row;
-
-    ol__map_del(&n->resume.queued, name);
-    row = n->sm ? ol__sm_agent(n->sm, name) : NULL;
-    if (row && !n->stopping && ol__node_owns(n, row))
-        host_timed(n, row, pre);
-}
-
-/* The names waiting go to the loaders, a batch each, while one is free. */
-static void advance(struct ol__node *n)
-{
-    while (!n->stopping) {
-        size_t waiting = n->resume.n - n->resume.head;
-        size_t k = waiting < OL_RESUME_BATCH ? waiting : OL_RESUME_BATCH;
-
-        if (waiting < OL_RESUME_BATCH_MIN ||
-            ol__rload_submit(n, n->resume.names + n->resume.head, k) != 0)
-            return;
-        n->resume.head += k;
-    }
-}
-
-/* The oldest batch, when it is back from the pool. */
-static struct ol__rbatch *ready(const struct ol__node *n)
-{
-    struct ol__rbatch *b = n->resume.first;
-
-    return b && b->done ? b : NULL;
-}
-
-/* Host the ready batch's agents until the slice is used up. */
-static void host_ready(struct ol__node *n, struct ol__rbatch *b)
-{
-    while (b->next < b->n && *spent(n) < OL_RESUME_SLICE_US) {
-        struct ol__rhead *h = &b->v[b->next++];
-
-        host_name(n, h->name, &h->pre);
-        free(h->name);
-        h->name = NULL;
-    }
-    if (b->next == b->n) {
-        n->resume.first = b->after;
-        if (n->resume.first == NULL)
-            n->resume.last = NULL;
-        ol__rbatch_free(b);
-    }
-}
-
-/* Host queued agents until this iteration's slice is used up: from the
- * oldest batch loaded off the loop, or, with none out, the few left one
- * by one as before. */
+/* Host queued agents until this iteration's slice is used up. */
 static void resume_cb(uv_idle_t *h)
 {
     struct ol__node *n = h->data;
-    struct ol__rbatch *b;
 
-    advance(n);
-    while (*spent(n) < OL_RESUME_SLICE_US) {
-        if ((b = ready(n)) != NULL) {
-            host_ready(n, b);
-            advance(n);
-        } else if (n->resume.first == NULL &&
-                   n->resume.head < n->resume.n) {
-            char *name = n->resume.names[n->resume.head++];
+    while (n->resume.head < n->resume.n &&
+           *spent(n) < OL_RESUME_SLICE_US) {
+        char *name = n->resume.names[n->resume.head++];
+        const struct ol__sm_agent *row;
 
-            host_name(n, name, NULL);
-            free(name);
-        } else {
-            break;
-        }
+        ol__map_del(&n->resume.queued, name);
+        row = n->sm ? ol__sm_agent(n->sm, name) : NULL;
+        if (row && !n->stopping && ol__node_owns(n, row))
+            host_timed(n, row);
+        free(name);
     }
-    if (n->resume.head == n->resume.n)
+    if (n->resume.head == n->resume.n) {
         n->resume.head = n->resume.n = 0;
-    /* Nothing to do here until a batch comes back (ol__resume_kick). */
-    if (ready(n) == NULL &&
-        (n->resume.first || n->resume.head == n->resume.n))
         uv_idle_stop(&n->resume.idle);
-    if (ol__resume_pending(n) == 0)
-        ol__rload_release(n);
-}
-
-void ol__resume_kick(struct ol__node *n)
-{
-    uv_idle_start(&n->resume.idle, resume_cb);
+    }
 }
 
 void ol__resume_init(struct ol__node *n)
@@ -160,35 +85,25 @@ static int enqueue(struct ol__node *n, const char *name)
     return 0;
 }
 
-void ol__resume_queue(struct ol__node *n, const struct ol__sm_agent *row)
-{
-    if (n->sm == NULL || enqueue(n, row->name) != 0) {
-        if (n->sm)
-            ol_log(OL_LOG_WARN, "agent '%s': out of memory queueing its "
-                                "start; starting it now", row->name);
-        host_timed(n, row, NULL);
-    }
-}
-
 void ol__resume_host(struct ol__node *n, const struct ol__sm_agent *row)
 {
     /* Small batches start at once, as they always did; only what is
      * left over when a slice is used up waits for the next one. */
     if (n->sm == NULL ||
         (ol__resume_pending(n) == 0 && *spent(n) < OL_RESUME_SLICE_US)) {
-        host_timed(n, row, NULL);
+        host_timed(n, row);
         return;
     }
-    ol__resume_queue(n, row);
+    if (enqueue(n, row->name) != 0) {
+        ol_log(OL_LOG_WARN, "agent '%s': out of memory queueing its "
+                            "start; starting it now", row->name);
+        host_timed(n, row);
+    }
 }
 
 size_t ol__resume_pending(const struct ol__node *n)
 {
-    size_t k = n->resume.n - n->resume.head;
-
-    for (const struct ol__rbatch *b = n->resume.first; b; b = b->after)
-        k += b->n - b->next;
-    return k;
+    return n->resume.n - n->resume.head;
 }
 
 void ol__resume_close(struct ol__node *n)
@@ -198,7 +113,6 @@ void ol__resume_close(struct ol__node *n)
     free(n->resume.names);
     n->resume.names = NULL;
     n->resume.head = n->resume.n = n->resume.cap = 0;
-    ol__rload_close(n);
     ol__map_close(&n->resume.queued);
     uv_close((uv_handle_t *)&n->resume.idle, NULL);
 }
