@@ -194,10 +194,9 @@ int main(int argc, char **argv)
     int code;
 
     /* libuv's thread pool (4 threads by default) serves WAL checkpoints,
-     * raft snapshots, group commits and the batches that load heads for
-     * agents being resumed (two at a time): more threads, so that a node
-     * taking over thousands of agents never queues raft's disk work
-     * behind them.  The operator's own setting wins. */
+     * raft snapshots and their writes, and group commits: more threads,
+     * so that none of them queues behind another on a busy node.  The
+     * operator's own setting wins. */
     setenv("UV_THREADPOOL_SIZE", "8", 0);
     if ((code = parse_args(argc, argv, &g)) >= 0)
         return code;
