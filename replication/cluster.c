@@ -102,6 +102,12 @@ static int idle(struct ol__replica *r)
     return ol__proposer_pending(((struct cluster *)r)->prop) == 0;
 }
 
+static int sm_busy(struct ol__replica *r)
+{
+    (void)r;
+    return 0;
+}
+
 static int is_leader(struct ol__replica *r)
 {
     struct cluster *c = (struct cluster *)r;
@@ -187,6 +193,7 @@ static const struct ol__replica_vt cluster_vt = {
     .propose_ckpt = propose_ckpt,
     .propose_cmds = propose_cmds,
     .idle = idle,
+    .sm_busy = sm_busy,
     .is_leader = is_leader,
     .lease_left = ol__cluster_lease_left,
     .level = ol__cluster_level,

@@ -433,6 +433,11 @@ static int propose_cmds(struct ol__replica *r, const struct ol__entry_w *w)
     return 0;
 }
 
+static int sm_busy(struct ol__replica *r)
+{
+    return ((struct local *)r)->inflight != NULL;
+}
+
 static int idle(struct ol__replica *r)
 {
     struct local *l = (struct local *)r;
@@ -513,6 +518,7 @@ static const struct ol__replica_vt local_vt = {
     .propose_ckpt = propose_ckpt,
     .propose_cmds = propose_cmds,
     .idle = idle,
+    .sm_busy = sm_busy,
     .is_leader = is_leader,
     .lease_left = lease_left,
     .level = level,

@@ -49,6 +49,11 @@ struct ol__replica_vt {
     int (*propose_cmds)(struct ol__replica *r, const struct ol__entry_w *w);
     /* Nothing queued or in flight. */
     int (*idle)(struct ol__replica *r);
+    /* The state machine is being changed off the loop right now (one
+     * node's group commit applies a batch on the thread pool): the loop may
+     * read it only while this is 0, or from the effects callback.  Always
+     * 0 in a cluster, whose state machine changes on the loop. */
+    int (*sm_busy)(struct ol__replica *r);
     /* True when this node may decide placements (always on one node). */
     int (*is_leader)(struct ol__replica *r);
     /* For how many more ms this node may start steps of its agents: 0 or

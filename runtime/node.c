@@ -198,5 +198,8 @@ void ol__node_effects(void *data, struct ol__effects *fx)
             break;
         }
     }
+    /* Agents waiting to be hosted read the state machine, which on one
+     * node is still only between batches (resume.c). */
+    ol__resume_kick(n);
 }
 

@@ -31,12 +31,26 @@ static void host_timed(struct ol__node *n, const struct ol__sm_agent *row)
     *spent(n) += (uv_hrtime() - t0) / 1000;
 }
 
+/* On one node the group commit applies batches to the state machine on
+ * the thread pool: its rows may be read here only while none is out.  A
+ * batch that goes out meanwhile (an agent just hosted proposes) stops the
+ * slice; the batch's effects kick it again (ol__resume_kick). */
+static int sm_busy(struct ol__node *n)
+{
+    return n->replica && n->replica->vt->sm_busy &&
+           n->replica->vt->sm_busy(n->replica);
+}
+
 /* Host queued agents until this iteration's slice is used up. */
 static void resume_cb(uv_idle_t *h)
 {
     struct ol__node *n = h->data;
 
-    while (n->resume.head < n->resume.n &&
+    if (sm_busy(n)) {
+        uv_idle_stop(&n->resume.idle);
+        return;
+    }
+    while (n->resume.head < n->resume.n && !sm_busy(n) &&
            *spent(n) < OL_RESUME_SLICE_US) {
         char *name = n->resume.names[n->resume.head++];
         const struct ol__sm_agent *row;
@@ -50,7 +64,15 @@ static void resume_cb(uv_idle_t *h)
     if (n->resume.head == n->resume.n) {
         n->resume.head = n->resume.n = 0;
         uv_idle_stop(&n->resume.idle);
+    } else if (sm_busy(n)) {
+        uv_idle_stop(&n->resume.idle);
     }
+}
+
+void ol__resume_kick(struct ol__node *n)
+{
+    if (ol__resume_pending(n) > 0)
+        uv_idle_start(&n->resume.idle, resume_cb);
 }
 
 void ol__resume_init(struct ol__node *n)

@@ -30,6 +30,10 @@ void ol__resume_host(struct ol__node *n, const struct ol__sm_agent *row);
 /* Agents waiting for their slice. */
 size_t ol__resume_pending(const struct ol__node *n);
 
+/* A batch's effects were delivered (the state machine is still): go on
+ * with the agents waiting, if any. */
+void ol__resume_kick(struct ol__node *n);
+
 /* Drop the queue and close the handle (node shutdown). */
 void ol__resume_close(struct ol__node *n);
 
