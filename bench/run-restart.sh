@@ -10,6 +10,7 @@
 #
 #   bench/run-restart.sh [N...]        (default: 10000 100000)
 #   REPS=3 BUILD=build-bench bench/run-restart.sh 100000
+#   OL_KEEP_TMP=1 ...                  (keep the work dir afterwards)
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build-bench}
@@ -19,6 +20,12 @@ reps=${REPS:-3}
 [ "${SKIP_BUILD:-0}" = 1 ] || bench_build runtime/bin/outlastd runtime/bin/outlast \
     runtime/bin/outlast-agent-host agents/counter.so
 bench_workdir restart
+# OL_KEEP_TMP=1 keeps the work dir (its databases, logs) for a look or a
+# profile afterwards.
+if [ "${OL_KEEP_TMP:-0}" = 1 ]; then
+    trap - EXIT INT TERM
+    echo "# work dir kept: $work"
+fi
 bench_header
 d="$build/runtime/bin/outlastd"
 o="$build/runtime/bin/outlast"

@@ -216,6 +216,23 @@ static int restore(struct ol_agent *a, const struct ol__ckpt *c,
     return 0;
 }
 
+/* Whether the plugin file of the agent's kind must be looked at again:
+ * once per kind while the loop's clock reads the same millisecond (it is
+ * read once per iteration), since a node hosting thousands of agents in
+ * one slice would otherwise look the same file up for each. */
+static int code_recheck(struct ol__node *n, const struct ol_agent *a)
+{
+    uint64_t now = uv_now(n->loop);
+
+    if (n->code_seen.set && n->code_seen.ms == now &&
+        strcmp(n->code_seen.kind, a->row.kind) == 0)
+        return 0;
+    n->code_seen.set = 1;
+    n->code_seen.ms = now;
+    snprintf(n->code_seen.kind, sizeof n->code_seen.kind, "%s", a->row.kind);
+    return 1;
+}
+
 /* Give the instance its code: a host process slot, or open() in the
  * node.  0, or the agent has failed. */
 static int bind_code(struct ol_agent *a)
@@ -225,7 +242,8 @@ static int bind_code(struct ol_agent *a)
     char err[OL_ERRMSG_SIZE];
     int rv;
 
-    rv = ol__code_current(&n->codes, a->row.kind, 1, &code, err);
+    rv = ol__code_current(&n->codes, a->row.kind, code_recheck(n, a),
+                          &code, err);
     if (rv == 0 && code->state == OL_CODE_FAILED) {
         snprintf(err, sizeof err, "%s", code->errmsg);
         rv = code->err ? code->err : OL_EPLUGIN;
@@ -287,7 +305,8 @@ void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row)
 /* Start the new instance `a` from its head checkpoint, or fresh when it
  * has none.  Returns 0, or -1 when it did not start (degraded, failed or
  * released; nothing more to do). */
-static int start_from_head(struct ol_agent *a, const struct ol__sm_agent *row)
+static int start_from_head(struct ol_agent *a, const struct ol__sm_agent *row,
+                           struct ol__head_pre *pre)
 {
     struct ol__node *n = a->node;
     uint8_t hash[OL_HASH_SIZE];
@@ -295,8 +314,19 @@ static int start_from_head(struct ol_agent *a, const struct ol__sm_agent *row)
     struct ol__ckpt c;
     int rv;
 
-    rv = ol__verify_load_head_cached(n->reader.db, a->name, n->vcache, &c,
-                                     hash, err);
+    if (pre && pre->rv == 0 && pre->c.seq == row->head_seq) {
+        /* Verified off the loop, and still the row's head. */
+        c = pre->c;
+        memcpy(hash, pre->hash, OL_HASH_SIZE);
+        memset(&pre->c, 0, sizeof pre->c);
+        pre->rv = OL_ECANCELED; /* taken */
+        rv = 0;
+    } else if (pre && pre->rv == OL_ENOTFOUND && row->head_seq == 0) {
+        rv = OL_ENOTFOUND;
+    } else {
+        rv = ol__verify_load_head_cached(n->reader.db, a->name, n->vcache,
+                                         &c, hash, err);
+    }
     if (rv == OL_ENOTFOUND) {
         if (a->hp) {
             ol__hp_open(a->hp, a, a->row.config, a->row.config_len, NULL, 0,
@@ -341,8 +371,36 @@ static void host_same(struct ol_agent *a, const struct ol__sm_agent *row)
         ol__agent_push_final_stop(a);
 }
 
+/* Messages may wait in the agent's mailbox: the state machine counts
+ * them, so an agent it counts none for needs no query. */
+static int mail_waiting(struct ol__node *n, const char *name)
+{
+    const struct ol__sm_agent *now;
+
+    /* Rows being changed off the loop are not read: the query decides. */
+    if (n->sm == NULL || ol__node_sm_busy(n))
+        return 1;
+    now = ol__sm_agent(n->sm, name);
+    return now == NULL || now->mail_n > 0;
+}
+
+static void host_instance(struct ol__node *n, const struct ol__sm_agent *row,
+                          struct ol__alog *log, struct ol__head_pre *pre);
+
 void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
                           struct ol__alog *log)
+{
+    host_instance(n, row, log, NULL);
+}
+
+void ol__agent_host_pre(struct ol__node *n, const struct ol__sm_agent *row,
+                        struct ol__head_pre *pre)
+{
+    host_instance(n, row, NULL, pre);
+}
+
+static void host_instance(struct ol__node *n, const struct ol__sm_agent *row,
+                          struct ol__alog *log, struct ol__head_pre *pre)
 {
     struct ol_agent *a = ol__agent_get(n, row->name);
     uint64_t req;
@@ -379,9 +437,9 @@ void ol__agent_host_again(struct ol__node *n, const struct ol__sm_agent *row,
                  "crashed the node; waiting for the crash to be recorded");
         return;
     }
-    if (bind_code(a) != 0 || start_from_head(a, row) != 0)
+    if (bind_code(a) != 0 || start_from_head(a, row, pre) != 0)
         return;
-    if (ol__agent_load_mail(a) != 0) {
+    if (mail_waiting(n, a->name) && ol__agent_load_mail(a) != 0) {
         ol__node_storage_fault(n, a->name,
                                "agent '%s': its mailbox cannot be read: %s",
                                a->name, sqlite3_errmsg(n->reader.db));
@@ -500,61 +558,4 @@ void ol__agent_fail(struct ol_agent *a, const char *fmt, ...)
         ol__node_propose(a->node, &w);
     ol__entry_w_close(&w);
     ol__agent_release(a, NULL);
-}
-
-/* ---- results from a host ---- */
-
-void ol__agent_opened(struct ol_agent *a, int rv, const char *where,
-                      const char *msg)
-{
-    const char *sep = msg && msg[0] ? ": " : "";
-
-    if (rv == 0 || a->phase != OL_PHASE_ACTIVE)
-        return;
-    if (msg == NULL)
-        msg = "";
-    if (strcmp(where, "restore") == 0)
-        ol__agent_fail(a, "restore() refused checkpoint seq %" PRIu64
-                          " (returned %d)%s%s",
-                       a->committed_seq, rv, sep, msg);
-    else
-        ol__agent_fail(a, "open() refused its config (returned %d)%s%s",
-                       rv, sep, msg);
-}
-
-void ol__agent_work_done(struct ol_agent *a, uint64_t id, uint64_t token)
-{
-    struct ol__ev *ev;
-
-    if (a->work_pending)
-        a->work_pending--;
-    if (a->phase != OL_PHASE_ACTIVE && a->phase != OL_PHASE_DRAINING)
-        return;
-    ev = calloc(1, sizeof *ev);
-    if (ev == NULL)
-        return;
-    ev->type = OL_EVENT_WORK;
-    ev->work_id = id;
-    ev->work_token = token;
-    ol__agent_push(a, ev);
-}
-
-void ol__agents_close_all(struct ol__node *n)
-{
-    void *v;
-
-    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
-        struct ol_agent *a = v;
-
-        a->degraded = 0;
-        a->phase = OL_PHASE_CLOSING;
-        ol__agent_drop_queue(a);
-        uv_timer_stop(&a->timer);
-        uv_timer_stop(&a->flush);
-        a->inflight = 0;
-        a->work_pending = 0;
-        ol__agent_finish(a);
-    }
-    ol__map_close(&n->agents);
-    ol__map_init(&n->agents);
 }

@@ -167,6 +167,20 @@ struct ol_agent *ol__agent_get(struct ol__node *n, const char *name);
 /* Start hosting an agent row that names this node as owner: resume it from
  * its head checkpoint, or start it fresh. */
 void ol__agent_host(struct ol__node *n, const struct ol__sm_agent *row);
+/* An agent's head checkpoint loaded and verified before its turn to be
+ * hosted (off the loop, resume.h): what ol__verify_load_head_cached()
+ * answered, and on success the checkpoint and its hash. */
+struct ol__head_pre {
+    int rv;
+    struct ol__ckpt c;
+    uint8_t hash[OL_HASH_SIZE];
+};
+/* ol__agent_host() with its head loaded already: `pre` is used when it
+ * still is the head the row names (the checkpoint is taken from it), and
+ * otherwise the head is loaded here as ol__agent_host() does (so is any
+ * head that failed: the same checks again give the same error). */
+void ol__agent_host_pre(struct ol__node *n, const struct ol__sm_agent *row,
+                        struct ol__head_pre *pre);
 /* Node `from`, the previous owner of agent `name`, let it go: an instance
  * here under `epoch` waiting for that hand-off may step now. */
 void ol__agent_handed_over(struct ol__node *n, uint64_t from,

@@ -49,6 +49,12 @@ int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row)
             row->status == OL_AGENT_STOPPING);
 }
 
+int ol__node_sm_busy(const struct ol__node *n)
+{
+    return n->replica && n->replica->vt->sm_busy &&
+           n->replica->vt->sm_busy(n->replica);
+}
+
 void ol__node_mail_full(struct ol__node *n, const char *name, int full)
 {
     char *key = ol__map_get(&n->full, name);

@@ -32,6 +32,8 @@
 #include "wpool.h"
 
 struct ol__node;
+struct ol__rbatch;
+struct ol__rloader;
 struct ol__verify_cache;
 struct ol__hostproc;
 struct ol__watchdog;
@@ -84,7 +86,18 @@ struct ol__node {
         struct ol__map queued; /* name -> its entry in names */
         uv_idle_t idle;
         uint64_t iter_ms, spent_us;
+        /* Heads loaded off the loop (resume_load.c): batches in the
+         * order they were queued, each loaded by one of the loaders (a
+         * connection and a verify cache of its own). */
+        struct ol__rbatch *first, *last;
+        struct ol__rloader *loaders; /* OL_RESUME_LOADERS, or NULL */
+        int db_failed, closing;
     } resume;
+    struct {                   /* the plugin file last looked at (agent.c) */
+        char kind[OL_KIND_MAX + 1];
+        uint64_t ms;           /* in the loop iteration of this time */
+        int set;
+    } code_seen;
 
     struct ol__ctl *ctl;
     struct ol__waiter *waiters;
@@ -154,6 +167,10 @@ void ol__node_mail_full(struct ol__node *n, const char *name, int full);
 void ol__node_code_current(struct ol__node *n, struct ol__code *c);
 /* Should this node run the agent `row` describes? */
 int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);
+/* Is the state machine being changed off the loop right now (one node's
+ * group commit, replica.h)?  Outside the effects callback the loop reads
+ * its rows only while this is 0. */
+int ol__node_sm_busy(const struct ol__node *n);
 
 /* node_store.c: the record (node.state) and the checks at start. */
 int ol__node_check_start(struct ol__node *n, const char *db, const char *ns,

@@ -26,6 +26,7 @@
 #include "http.h"
 #include "node.h"
 #include "notify.h"
+#include "resume.h"
 #include "watchdog.h"
 #include "node_int.h"
 
@@ -283,29 +284,72 @@ static void crash_report_cb(uv_timer_t *t)
     report_crashes(n);
 }
 
+static int by_name(const void *a, const void *b)
+{
+    const struct ol__sm_agent *const *x = a, *const *y = b;
+
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* Queue the `owned` agents this node owns for the resume queue, in name
+ * order: the batches then read neighbouring rows of the store's indexes
+ * (agent, seq) rather than pages scattered over all of it.  0, or -1 when
+ * there is no memory for the list (nothing was queued). */
+static int queue_owned(struct ol__node *n, size_t owned)
+{
+    const struct ol__sm_agent **rows = malloc(owned * sizeof *rows), *row;
+    size_t k = 0;
+
+    if (rows == NULL)
+        return -1;
+    for (size_t i = 0; k < owned && ol__sm_agent_next(n->sm, &i, &row);)
+        if (ol__node_owns(n, row))
+            rows[k++] = row;
+    qsort(rows, k, sizeof *rows, by_name);
+    ol_log(OL_LOG_INFO, "resuming %zu agent(s) in batches off the loop", k);
+    for (size_t i = 0; i < k; i++)
+        ol__resume_queue(n, rows[i]);
+    free(rows);
+    return 0;
+}
+
+/* Host the agents this node owns.  A few are started here and now; many
+ * (a node restarted over thousands) go to the resume queue, which loads
+ * and verifies their heads in batches off the loop and starts them in
+ * slices, so the node answers while they resume. */
+static int host_owned(struct ol__node *n)
+{
+    const struct ol__sm_agent *row;
+    int owned = 0, own_txn;
+
+    for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)
+        owned += ol__node_owns(n, row);
+    if (owned >= OL_RESUME_BATCH && queue_owned(n, (size_t)owned) == 0)
+        return owned;
+    /* One read transaction over every head load: a node restarted over
+     * many agents would otherwise begin and end one per agent. */
+    own_txn = sqlite3_exec(n->reader.db, "BEGIN", NULL, NULL, NULL) ==
+              SQLITE_OK;
+    for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)
+        if (ol__node_owns(n, row))
+            ol__agent_host(n, row);
+    if (own_txn)
+        sqlite3_exec(n->reader.db, "COMMIT", NULL, NULL, NULL);
+    return owned;
+}
+
 int ol__node_start(struct ol__node *n)
 {
     const struct ol__sm_agent *row;
     char path[PATH_MAX];
-    int rv, hosted = 0, own_txn;
+    int rv, hosted;
 
     /* In a cluster nothing is hosted yet: the rows name an older
      * incarnation, and the leader re-grants them to this one. */
     for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)
         if (row->mail_full)
             ol__node_mail_full(n, row->name, 1);
-    /* One read transaction over every head load: a node restarted over
-     * many agents would otherwise begin and end one per agent. */
-    own_txn = sqlite3_exec(n->reader.db, "BEGIN", NULL, NULL, NULL) ==
-              SQLITE_OK;
-    for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);) {
-        if (!ol__node_owns(n, row))
-            continue;
-        ol__agent_host(n, row);
-        hosted++;
-    }
-    if (own_txn)
-        sqlite3_exec(n->reader.db, "COMMIT", NULL, NULL, NULL);
+    hosted = host_owned(n);
     /* What each agent's owner was at start: a later change is a move. */
     if (n->cluster)
         for (size_t i = 0; ol__sm_agent_next(n->sm, &i, &row);)

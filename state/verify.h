@@ -70,6 +70,13 @@ void ol__verify_cache_destroy(struct ol__verify_cache *vc);
 /* Let go of the statements the cache keeps on its database: before that
  * database is closed. */
 void ol__verify_cache_detach(struct ol__verify_cache *vc);
+/* Say that the caller holds one read transaction on the cache's database
+ * from now (on = 1) until it calls this again with 0: in one snapshot the
+ * signers' keys and the stored signatures cannot change, so while pinned
+ * the keys are read once and a seal checked in it is not looked at again
+ * (pinning forgets the seals checked before, so each is checked once in
+ * the snapshot). */
+void ol__verify_cache_pin(struct ol__verify_cache *vc, int on);
 /* The mailbox query (reads.h, ol__read_mail_sql) kept prepared on `db`
  * with the cache's other statements; NULL if it cannot be (or vc is
  * NULL). */

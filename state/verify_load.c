@@ -41,6 +41,8 @@ struct ol__verify_cache {
     struct seal_cache sc;
     sqlite3 *db; /* st[] are prepared on it */
     sqlite3_stmt *st[VC_N];
+    int pinned;         /* in one read transaction (ol__verify_cache_pin) */
+    struct keyring kr;  /* the signers, read once in it */
 };
 
 #define VERIFY_CACHE_MAX 65536
@@ -61,10 +63,24 @@ void ol__verify_cache_detach(struct ol__verify_cache *vc)
     vc->db = NULL;
 }
 
+void ol__verify_cache_pin(struct ol__verify_cache *vc, int on)
+{
+    free(vc->kr.pk);
+    vc->kr.pk = NULL;
+    vc->kr.n = 0;
+    /* Seals checked before are checked again, in this snapshot. */
+    if (on) {
+        ol__vs_cache_free(&vc->sc);
+        memset(&vc->sc, 0, sizeof vc->sc);
+    }
+    vc->pinned = on;
+}
+
 void ol__verify_cache_destroy(struct ol__verify_cache *vc)
 {
     if (vc == NULL)
         return;
+    free(vc->kr.pk);
     ol__verify_cache_detach(vc);
     ol__vs_cache_free(&vc->sc);
     free(vc);
@@ -104,7 +120,8 @@ static int cache_still_valid(sqlite3 *db, struct ol__verify_cache *vc,
     sqlite3_stmt *st;
     int same = 0;
 
-    if (c->cap == 0)
+    /* Pinned: every seal cached was checked in this snapshot. */
+    if (c->cap == 0 || vc->pinned)
         return 1;
     e = ol__vs_cache_slot(c, id);
     if (e->id == 0)
@@ -174,6 +191,7 @@ struct head_load {
     struct ol__verify_cache *vc; /* its statements, or NULL: our own */
     const char *agent;
     struct keyring kr;
+    int kr_cached;      /* kr is the pinned cache's: not ours to free */
     sqlite3_stmt *rows, *seal_st;
     int found;          /* the agent has a head record */
     uint64_t head_seq;  /* and these are its seq and hash */
@@ -185,20 +203,28 @@ struct head_load {
 /* head_load_open() with the cache's statements. */
 static int head_load_cached(struct head_load *hl, char *errmsg)
 {
-    sqlite3_stmt *pk = vc_stmt(hl->vc, hl->db, VC_PK);
-    int rv;
+    struct ol__verify_cache *vc = hl->vc;
+    sqlite3_stmt *pk;
+    int rv = 0;
 
-    hl->kr.n = 0;
-    hl->kr.pk = malloc(16 * OL_PK_SIZE);
-    if (hl->kr.pk == NULL)
+    if (vc->pinned && vc->kr.pk) {
+        hl->kr = vc->kr;
+        hl->kr_cached = 1;
+    } else if ((hl->kr.pk = malloc(16 * OL_PK_SIZE)) == NULL) {
         return OL_ENOMEM;
-    if (pk == NULL) {
+    } else if ((pk = vc_stmt(vc, hl->db, VC_PK)) == NULL) {
         ol__errf(errmsg, "the nodes table cannot be read: %s",
                  sqlite3_errmsg(hl->db));
         return OL_EIO;
+    } else {
+        hl->kr.n = 0;
+        rv = ol__vs_keyring_read(pk, &hl->kr, 16, errmsg);
+        sqlite3_reset(pk);
+        if (rv == 0 && vc->pinned) {
+            vc->kr = hl->kr;
+            hl->kr_cached = 1;
+        }
     }
-    rv = ol__vs_keyring_read(pk, &hl->kr, 16, errmsg);
-    sqlite3_reset(pk);
     if (rv == 0 &&
         ((hl->seal_st = vc_stmt(hl->vc, hl->db, VC_SEAL)) == NULL ||
          (hl->rows = vc_stmt(hl->vc, hl->db, VC_ROWS)) == NULL)) {
@@ -349,6 +375,10 @@ int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
     int rv, own_txn = 0;
 
     memset(out, 0, sizeof *out);
+    /* A transaction SQLite rolled back after an error ends the snapshot
+     * a pin stood for. */
+    if (vc && vc->pinned && sqlite3_get_autocommit(db))
+        ol__verify_cache_pin(vc, 0);
     /* The rows and the head record as of one moment. */
     if (sqlite3_get_autocommit(db) &&
         sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
@@ -380,7 +410,8 @@ int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
         sqlite3_finalize(hl.seal_st);
     }
     ol__vs_cache_free(&local);
-    free(hl.kr.pk);
+    if (!hl.kr_cached)
+        free(hl.kr.pk);
     if (own_txn)
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     return rv;

@@ -194,7 +194,8 @@ int main(int argc, char **argv)
     int code;
 
     /* libuv's thread pool (4 threads by default) serves WAL checkpoints,
-     * raft snapshots and their writes, and group commits: more threads,
+     * raft snapshots and their writes, group commits and the batches that
+     * load heads for agents being resumed (two at a time): more threads,
      * so that none of them queues behind another on a busy node.  The
      * operator's own setting wins. */
     setenv("UV_THREADPOOL_SIZE", "8", 0);

@@ -280,6 +280,39 @@ Test(verify, load_head_refuses_a_bad_head_and_a_broken_link)
     sqlite3_close(db);
 }
 
+/* A pinned cache (one read transaction, as a batch of resumes holds)
+ * reads the signers once and trusts a seal it checked in the pin; a seal
+ * checked before the pin is checked again, so a signature forged since is
+ * caught, on the first load and on the next. */
+Test(verify, a_pinned_cache_checks_again_the_seals_it_knew_before)
+{
+    struct ol__verify_cache *vc = ol__verify_cache_create();
+    struct ol__ckpt c;
+    uint8_t h[OL_HASH_SIZE];
+    char err[OL_ERRMSG_SIZE];
+    sqlite3 *db = open_ro(a_path);
+
+    cr_assert_not_null(vc);
+    cr_assert_eq(ol__verify_load_head_cached(db, "ticker", vc, &c, h, err),
+                 0, "%s", err);
+    ol__ckpt_free(&c);
+    exec(a_path, "UPDATE seals SET sig = zeroblob(64) WHERE id = "
+                 "(SELECT seal FROM checkpoints WHERE seq = 3)");
+    cr_assert_eq(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    ol__verify_cache_pin(vc, 1);
+    for (int i = 0; i < 2; i++) {
+        cr_expect_eq(ol__verify_load_head_cached(db, "ticker", vc, &c, h,
+                                                 err),
+                     OL_EBADSIG, "load %d: %s", i, err);
+        cr_expect(strstr(err, "signature does not verify") != NULL, "%s",
+                  err);
+    }
+    ol__verify_cache_pin(vc, 0);
+    cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    ol__verify_cache_destroy(vc);
+    sqlite3_close(db);
+}
+
 Test(verify, identical_nodes_agree)
 {
     struct ol__verify_report r;
