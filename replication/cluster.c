@@ -299,6 +299,9 @@ static int start_fsm(struct cluster *c, char *errmsg)
      * its last snapshot, which it takes every `threshold` entries. */
     fc.ring = 2 * (c->cfg.snapshot_threshold + c->cfg.snapshot_trailing) +
               1024;
+    fc.snapshot_threshold = c->cfg.snapshot_threshold;
+    fc.snapshot_trailing = c->cfg.snapshot_trailing;
+    fc.log_bytes = (uint64_t)c->cfg.snapshot_mb << 20;
     fh.data = c;
     fh.effects = ol__cl_fsm_effects;
     fh.fatal = ol__cl_fsm_fatal;

@@ -34,6 +34,8 @@ struct ol__cluster_config {
                                      0: 10 */
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
+    unsigned snapshot_mb;         /* log bytes between snapshots, MiB;
+                                     0: entries only (fsm.h) */
     unsigned segment_mb;          /* raft log segment size; 0: libraft's */
     unsigned feature_level;       /* run at most this level; 0: the build's */
     int bootstrap;                /* bootstrap all roster nodes as voters */

@@ -78,6 +78,9 @@ static void pack_counters(struct cluster *c, struct ol__pk_map *parent)
     ol__pk_kv_uint(&m, "placements", c->n.placements);
     ol__pk_kv_uint(&m, "snapshots_taken", c->fsm.n.snapshots_taken);
     ol__pk_kv_uint(&m, "snapshots_installed", c->fsm.n.snapshots_installed);
+    /* Snapshots taken before the threshold in entries because the log
+     * reached snapshot_mb (fsm.h). */
+    ol__pk_kv_uint(&m, "snapshots_by_bytes", c->fsm.n.snapshots_by_bytes);
     /* The leader's append completions (ackpace.h): passed on at once, held
      * until an answer made a majority, held until the guard let them go,
      * and the time they were held in all. */

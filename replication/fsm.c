@@ -112,6 +112,58 @@ static void ring_check(struct ol__fsm *f, uint64_t index, const void *p,
               index);
 }
 
+/* ---- the log's size in bytes ---- */
+
+/* Remember the size of the entry at `index`, and once the entries since
+ * the last snapshot hold log_bytes, have libraft take one after this
+ * apply: it does when last_applied - the snapshot's index reaches its
+ * threshold. */
+static void note_size(struct ol__fsm *f, uint64_t index, size_t len)
+{
+    struct ol__fsm_size *s;
+    uint64_t since;
+
+    if (f->sizes == NULL)
+        return;
+    s = &f->sizes[index % f->sizes_cap];
+    s->index = index;
+    s->len = len;
+    f->since_snap += len;
+    if (f->raft == NULL || f->since_snap < f->cfg.log_bytes ||
+        index <= f->raft->log.snapshot.last_index)
+        return;
+    since = index - f->raft->log.snapshot.last_index;
+    if (since < f->raft->snapshot.threshold) {
+        raft_set_snapshot_threshold(f->raft, (unsigned)since);
+        f->n.snapshots_by_bytes++;
+    }
+}
+
+/* A snapshot is being taken at `index`: keep behind it only the newest
+ * entries that fit in half of log_bytes (never more than configured), and
+ * go back to the configured threshold. */
+static void bound_trailing(struct ol__fsm *f, uint64_t index)
+{
+    uint64_t bytes = 0, budget = f->cfg.log_bytes / 2;
+    uint32_t n = 0;
+
+    if (f->sizes == NULL || f->raft == NULL)
+        return;
+    while (n < f->cfg.snapshot_trailing && n < index) {
+        const struct ol__fsm_size *s = &f->sizes[(index - n) % f->sizes_cap];
+
+        /* An entry whose size is not known (applied before a restart)
+         * ends the window: what is kept is never more than the bound. */
+        if (s->index != index - n || bytes + s->len > budget)
+            break;
+        bytes += s->len;
+        n++;
+    }
+    raft_set_snapshot_trailing(f->raft, n);
+    raft_set_snapshot_threshold(f->raft, f->cfg.snapshot_threshold);
+    f->since_snap = 0;
+}
+
 /* ---- holding and releasing entries ---- */
 
 static void held_free_all(struct ol__fsm *f)
@@ -230,6 +282,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
     *result = NULL;
     if (f->stopped)
         return 0;
+    note_size(f, index, buf->len);
     if (index <= ol__sm_applied(f->sm)) {
         ring_check(f, index, buf->base, len);
         return 0;
@@ -293,6 +346,7 @@ static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
     *n_bufs = 1;
     f->snap_index = ol__sm_applied(f->sm);
     f->snap_busy = 1;
+    bound_trailing(f, f->snap_index);
     if (f->cfg.async_snapshots)
         return 0;
     /* Without async work the snapshot is built here, on the loop. */
@@ -352,6 +406,7 @@ static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
     /* Whatever was held is older than the snapshot, which holds it if it
      * committed. */
     held_free_all(f);
+    f->since_snap = 0;
     ol__effects_init(&fx);
     rv = ol__sm_restore(f->sm, buf->base, buf->len, 0, &fx, err);
     if (rv != 0) {
@@ -391,6 +446,15 @@ int ol__fsm_init(struct ol__fsm *f, struct ol__store *st, struct ol__sm *sm,
         f->cfg.ring = RING_DEFAULT;
     f->hooks = *hooks;
     ol__buf_init(&f->snap_buf);
+    if (f->cfg.log_bytes && f->cfg.snapshot_threshold) {
+        f->sizes_cap = (size_t)f->cfg.snapshot_threshold +
+                       f->cfg.snapshot_trailing + 1;
+        f->sizes = calloc(f->sizes_cap, sizeof *f->sizes);
+        if (f->sizes == NULL) {
+            ol__errf(errmsg, "out of memory");
+            return OL_ENOMEM;
+        }
+    }
     if (ol__store_prepare(st,
                           "INSERT OR REPLACE INTO raft_ring(slot, idx, hash) "
                           "VALUES(?, ?, ?)",
@@ -434,6 +498,8 @@ void ol__fsm_close(struct ol__fsm *f)
     if (f == NULL)
         return;
     held_free_all(f);
+    free(f->sizes);
+    f->sizes = NULL;
     sqlite3_finalize(f->ring_put);
     sqlite3_finalize(f->ring_get);
     f->ring_put = f->ring_get = NULL;

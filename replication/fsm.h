@@ -25,6 +25,18 @@
  * pins the applied state, asynchronously when libraft offers it (FSM
  * version 3).  None is taken while entries are held: libraft would record
  * it at an index the store has not reached.
+ *
+ * libraft 0.15 counts its snapshot threshold and trailing in entries, and
+ * sends a follower every entry after its next index in one AppendEntries
+ * (its own TODO: "implement a limit to the total size of the entries
+ * being sent").  Entries are group commits of any size, so under load a
+ * follower that lost its place was sent gigabytes at once, more than the
+ * transport accepts (OL_RW_BATCH_MAX), over and over, and never caught
+ * up.  So the FSM also bounds the log in bytes (`log_bytes`): once the
+ * entries applied since the last snapshot hold that many, it lowers
+ * libraft's threshold so a snapshot is taken at once, and when one is
+ * taken it keeps only as many trailing entries as fit in half of it.  A
+ * follower further behind than that is sent the snapshot.
  */
 #ifndef OL_FSM_H
 #define OL_FSM_H
@@ -53,6 +65,17 @@ struct ol__fsm_config {
     const char *db_path; /* for the snapshot reader; NULL: no snapshots */
     uint32_t ring;       /* entry hashes remembered; 0: 65536 */
     int async_snapshots; /* build snapshots on libraft's async_work */
+    /* The log's bound in bytes (see above); 0: entries only.  The two
+     * counts are the ones given to libraft, restored after a snapshot. */
+    uint64_t log_bytes;
+    uint32_t snapshot_threshold;
+    uint32_t snapshot_trailing;
+};
+
+/* The size of an applied entry, by index (a ring). */
+struct ol__fsm_size {
+    uint64_t index;
+    uint64_t len;
 };
 
 struct ol__fsm {
@@ -77,6 +100,11 @@ struct ol__fsm {
     uint64_t snap_index;
     int snap_busy;
 
+    /* the log's size in bytes (log_bytes) */
+    struct ol__fsm_size *sizes;
+    size_t sizes_cap;
+    uint64_t since_snap;    /* bytes applied since the last snapshot */
+
     struct {
         uint64_t applied;       /* entries made durable */
         uint64_t held_max;      /* most entries held at once */
@@ -84,6 +112,7 @@ struct ol__fsm {
         uint64_t snapshots_installed;
         uint64_t snapshots_refused; /* asked while entries were held */
         uint64_t ring_checked;  /* re-applied entries compared */
+        uint64_t snapshots_by_bytes; /* taken early for log_bytes */
     } n;
 };
 

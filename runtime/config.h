@@ -109,6 +109,7 @@ struct ol__config {
     unsigned timing_set;       /* OL_TIMING_SET_*: keys given explicitly */
     uint32_t snapshot_threshold;
     uint32_t snapshot_trailing;
+    uint32_t snapshot_mb;      /* raft log bytes between snapshots, MiB */
     uint32_t segment_mb;       /* raft log segment size, MiB */
     uint32_t feature_level;    /* stay at this level (rolling upgrade);
                                   0: this build's */

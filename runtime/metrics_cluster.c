@@ -109,6 +109,9 @@ static const struct key_row counter_rows[] = {
     {"outlast_raft_snapshots_installed_total", "counter",
      "Raft snapshots this node installed from the leader.",
      "snapshots_installed"},
+    {"outlast_raft_snapshots_by_bytes_total", "counter",
+     "Raft snapshots taken early because the log reached snapshot_mb.",
+     "snapshots_by_bytes"},
 };
 
 

@@ -128,6 +128,7 @@ static int start_cluster(struct ol__node *n, const char *db_path)
     cc.drift_pct = cfg->clock_drift_pct;
     cc.snapshot_threshold = cfg->snapshot_threshold;
     cc.snapshot_trailing = cfg->snapshot_trailing;
+    cc.snapshot_mb = cfg->snapshot_mb;
     cc.segment_mb = cfg->segment_mb;
     cc.feature_level = cfg->feature_level;
     cc.bootstrap = cfg->bootstrap;

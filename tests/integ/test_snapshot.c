@@ -8,6 +8,12 @@
  * allowed), and the node must serve again: an agent placed on it commits
  * checkpoints signed with its own key.
  *
+ * A follower down while the others write more than the log's bound in
+ * bytes (snapshot_mb), though far fewer entries than the threshold, is
+ * sent a snapshot when it comes back: the leader snapshots by bytes, and
+ * keeps no more trailing entries than fit the bound.  libraft 0.15 would
+ * otherwise send it every entry it missed in one message, however large.
+ *
  * A node that took snapshots itself is killed and restarted: libraft 0.15
  * restores that node's own, older snapshot at start while its SQLite is
  * already ahead.  The store must skip it, and nothing the node held may be
@@ -421,6 +427,95 @@ Test(snapshot, a_node_down_for_long_catches_up_from_a_snapshot)
     cr_log_info("'%s' on node %d: %" PRId64 " committed checkpoints signed "
                 "by it",
                 name, victim + 1, own);
+    cr_expect_eq(tc_check(&c, 30000), 0, "the invariant checker failed");
+}
+
+/* ---- the log bounded in bytes ---- */
+
+/* Checkpoint bodies written while the follower is down: more than the
+ * log keeps (1 MiB since the snapshot and half as much behind it), though
+ * the log holds more than the bodies (seals, hashes, framing). */
+#define DOWN_BYTES (3u << 20)
+#define DOWN_MS 30000 /* ... within this time */
+
+/* The bytes of checkpoint bodies committed in node i's database. */
+static int64_t body_bytes(int i)
+{
+    sqlite3 *db = td_db(&c.nodes[i].d);
+    int64_t n = td_q1(db, "SELECT coalesce(sum(length(body)), 0) FROM "
+                          "checkpoints");
+
+    sqlite3_close(db);
+    return n;
+}
+
+Test(snapshot, a_follower_behind_by_more_than_the_log_bytes_gets_a_snapshot)
+{
+    /* Thresholds in entries far above what the test writes: only the
+     * bound in bytes (1 MiB) can make a snapshot. */
+    struct tc_opts o = {.n = 3, .tag = "snapmb-", .snapshot_threshold =
+                            1000000, .snapshot_trailing = 1000000,
+                        .snapshot_mb = 1};
+    struct tc_status st, lst;
+    uint64_t end, from;
+    int64_t bytes0;
+    int leader, victim;
+    char name[16];
+
+    leader = start_with_fast(&o);
+    /* Twice the load. */
+    for (int i = 0; i < N_FAST; i++) {
+        snprintf(name, sizeof name, "more%d", i + 1);
+        spawn(leader, name, "{\"interval_ms\": 1}");
+    }
+    wait_started(leader, "more", N_FAST);
+    victim = (leader + 1) % c.n;
+    st = status_of(victim);
+    cr_assert_eq(st.snapshots_installed, 0);
+    from = status_of(leader).commit_index;
+    bytes0 = body_bytes(leader);
+    tc_kill(&c, victim);
+    end = td_ms() + DOWN_MS;
+    while (body_bytes(leader) - bytes0 < DOWN_BYTES && td_ms() < end)
+        td_sleep_ms(200);
+    leader = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(leader, 0, "no leader while node %d is down", victim + 1);
+    lst = status_of(leader);
+    cr_assert_geq(body_bytes(leader) - bytes0, DOWN_BYTES,
+                  "only %" PRId64 " bytes of checkpoints committed in %d ms",
+                  body_bytes(leader) - bytes0, DOWN_MS);
+    cr_assert_lt(lst.commit_index - from, 1000000u);
+    cr_assert_gt(lst.snapshots_taken, 0,
+                 "the leader took no snapshot over %" PRIu64 " entries "
+                 "holding more than 3 MiB (snapshot_mb = 1)",
+                 lst.commit_index - from);
+
+    /* The follower comes back and catches up, from a snapshot. */
+    cr_assert_eq(tc_start_node(&c, victim, START_MS), 0,
+                 "node %d did not restart; see %s", victim + 1,
+                 c.nodes[victim].d.log);
+    end = td_ms() + CATCHUP_MS;
+    do {
+        st = status_of(victim);
+        if (st.snapshots_installed > 0 &&
+            st.applied_index >= lst.commit_index)
+            break;
+        td_sleep_ms(100);
+    } while (td_ms() < end);
+    cr_assert_gt(st.snapshots_installed, 0,
+                 "node %d, down while %" PRIu64 " entries (over 3 MiB) "
+                 "committed, installed no snapshot within %d ms (applied "
+                 "%" PRIu64 ")",
+                 victim + 1, lst.commit_index - from, CATCHUP_MS,
+                 st.applied_index);
+    cr_assert_geq(st.applied_index, lst.commit_index,
+                  "node %d did not catch up within %d ms",
+                  victim + 1, CATCHUP_MS);
+    cr_log_info("%" PRIu64 " entries committed while node %d was down; "
+                "the leader took %" PRIu64 " snapshot(s); node %d installed "
+                "%" PRIu64,
+                lst.commit_index - from, victim + 1, lst.snapshots_taken,
+                victim + 1, st.snapshots_installed);
     cr_expect_eq(tc_check(&c, 30000), 0, "the invariant checker failed");
 }
 

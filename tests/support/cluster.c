@@ -147,6 +147,8 @@ void tc_write_config(struct tc *c, int i)
                 "snapshot_threshold = %u\n"
                 "snapshot_trailing = %u\n",
                 c->opts.snapshot_threshold, c->opts.snapshot_trailing);
+    if (c->opts.snapshot_mb)
+        fprintf(f, "snapshot_mb = %u\n", c->opts.snapshot_mb);
     tc_write_peers(f, c, nd->id);
     if (c->opts.extra)
         fprintf(f, "%s\n", c->opts.extra);

@@ -36,6 +36,7 @@ struct tc_opts {
     const char *tag;             /* temp dir tag */
     unsigned snapshot_threshold; /* 0: the product default */
     unsigned snapshot_trailing;  /* used when snapshot_threshold is set */
+    unsigned snapshot_mb;        /* 0: the product default */
     unsigned segment_mb;         /* raft segment size; 0: 8 MiB, which
                                     keeps a test's disk use low */
     unsigned failover_ms;        /* 0: 1000 */
