@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/map.h"
 #include "bench_util.h"
@@ -259,6 +260,17 @@ static int run_kill(struct cb_ol *c, int li, int victim,
     sqlite3_busy_timeout(db, 5);
     t0 = cb_now_ns();
     cb_ol_kill(c, victim);
+    if (o->verbose) {
+        struct timespec ts;
+        struct tm tm;
+
+        /* To line the nodes' logs up with the kill. */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        printf("# kill -9 node %d at %02d:%02d:%02d.%03ldZ\n", victim + 1,
+               tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+        fflush(stdout);
+    }
     end = cb_now_ms() + TRIAL_LIMIT_MS;
     while (t->done < t->n && cb_now_ms() < end) {
         cb_sleep_ms(o->poll_ms);
