@@ -93,9 +93,33 @@ void ol__node_code_current(struct ol__node *n, struct ol__code *c)
         return;
     ol__entry_w_init(&w);
     if (ol__entry_add_code(&w, ol__random_id(), n->self_id, c->kind,
-                           c->hash, c->version, c->wanted) == 0)
-        (void)ol__node_propose(n, &w);
+                           c->hash, c->version, c->wanted) == 0) {
+        /* Right after a start this node does not know the cluster's
+         * feature level yet; it learns it with its first lease, and
+         * announces its plugins again then (ol__node_code_later). */
+        int rv = n->replica->vt->propose_cmds(n->replica, &w);
+
+        if (rv == OL_ENOTSUP) {
+            n->code_later = 1;
+            ol_log(OL_LOG_DEBUG,
+                   "plugin '%s': announced once this node holds a lease",
+                   c->kind);
+        } else if (rv != 0) {
+            ol_log(OL_LOG_ERROR, "plugin '%s': announce it: %s", c->kind,
+                   ol_strerror(rv));
+        }
+    }
     ol__entry_w_close(&w);
+}
+
+void ol__node_code_later(struct ol__node *n)
+{
+    if (!n->code_later)
+        return;
+    n->code_later = 0;
+    for (struct ol__code *c = ol__codes_first(&n->codes); c; c = c->next)
+        if (ol__map_get(&n->codes.current, c->kind) == c)
+            ol__node_code_current(n, c);
 }
 
 /* Another node asked for a build of `kind`: say which one runs here, so

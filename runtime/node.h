@@ -57,6 +57,8 @@ struct ol__node {
     int cluster;
     uint64_t inc;  /* this start's incarnation (0 on a single node) */
     int paused;    /* no lease: agents take no steps */
+    int code_later; /* a plugin's announcement waits for the cluster's
+                       feature level (ol__node_code_current) */
     /* Old owners that said they let an agent go before this node applied
      * the move that hands it here (agent.c). */
     struct {
@@ -165,6 +167,9 @@ void ol__node_mail_full(struct ol__node *n, const char *name, int full);
 /* In a cluster, tell the others which build of a kind this node runs
  * (CODE), unless the replicated table already says so. */
 void ol__node_code_current(struct ol__node *n, struct ol__code *c);
+/* Announce again the plugins whose announcement had to wait for the
+ * cluster's feature level (called when a lease is first held). */
+void ol__node_code_later(struct ol__node *n);
 /* Should this node run the agent `row` describes? */
 int ol__node_owns(const struct ol__node *n, const struct ol__sm_agent *row);
 /* Is the state machine being changed off the loop right now (one node's

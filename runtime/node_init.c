@@ -101,6 +101,7 @@ static void lease_cb(void *data, int ok)
                    ok ? "agents here may run" : "agents here are paused");
     if (!ok)
         return;
+    ol__node_code_later(n);
     for (size_t i = 0; ol__map_next(&n->agents, &i, &v);)
         ol__runq_add(v);
 }
