@@ -185,6 +185,20 @@ Test(nemesis, mixed_5)
     scenario("mixed_5", 5, NEM_ALL_KINDS, ROLES_ALL, 4, 92, 2, CLIENT);
 }
 
+/* Every kind of fault while snapshots come often and the log keeps little
+ * behind them: by entries (every 128, 32 kept) and by bytes (1 MiB, half
+ * of it kept), so a node that was away catches up from a snapshot. */
+Test(nemesis, mixed_3_short_log)
+{
+    struct nem_opts o = opts("mixed_3_short_log", 3, NEM_ALL_KINDS,
+                             ROLES_ALL, 4, 95, 2, CLIENT);
+
+    o.snapshot_threshold = 128;
+    o.snapshot_trailing = 32;
+    o.snapshot_mb = 1;
+    run(&o);
+}
+
 /* Over the WAN test bed (scripts/wan.sh), every kind of fault: three
  * sites whose links have round trips of 20, 40 and 60 ms, and five with
  * 20-90 ms. */

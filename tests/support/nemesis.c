@@ -466,7 +466,10 @@ static int run_round(struct nem *m, int r)
 
 static void setup(struct nem *m, const struct nem_opts *o)
 {
-    struct tc_opts to = {.n = o->n, .tag = "nem"};
+    struct tc_opts to = {.n = o->n, .tag = "nem",
+                         .snapshot_threshold = o->snapshot_threshold,
+                         .snapshot_trailing = o->snapshot_trailing,
+                         .snapshot_mb = o->snapshot_mb};
     char why[600], name[32];
     int needs_net = (o->kinds & (NEM_K(NEM_SPLIT) | NEM_K(NEM_SPLIT_PAIR))) ||
                     o->kinds == 0;

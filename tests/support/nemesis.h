@@ -92,6 +92,8 @@ struct nem_opts {
     const char *wan_rtt; /* not NULL: run over the WAN test bed with
                             these round trips (nf_wan_setup); the test
                             skips where the bed cannot be made */
+    /* Snapshot settings (tc_opts); 0: the product's defaults. */
+    unsigned snapshot_threshold, snapshot_trailing, snapshot_mb;
 };
 
 struct nem_result {
