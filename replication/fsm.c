@@ -140,11 +140,11 @@ static void note_size(struct ol__fsm *f, uint64_t index, size_t len)
 }
 
 /* A snapshot is being taken at `index`: keep behind it only the newest
- * entries that fit in half of log_bytes (never more than configured), and
- * go back to the configured threshold. */
+ * entries that fit in a quarter of log_bytes (never more than configured),
+ * and go back to the configured threshold. */
 static void bound_trailing(struct ol__fsm *f, uint64_t index)
 {
-    uint64_t bytes = 0, budget = f->cfg.log_bytes / 2;
+    uint64_t bytes = 0, budget = f->cfg.log_bytes / 4;
     uint32_t n = 0;
 
     if (f->sizes == NULL || f->raft == NULL)
@@ -159,6 +159,10 @@ static void bound_trailing(struct ol__fsm *f, uint64_t index)
         bytes += s->len;
         n++;
     }
+    /* raft_uv takes a trailing of 0 for a snapshot being installed (it
+     * moves its next append index back to the snapshot's): keep one. */
+    if (n == 0 && f->cfg.snapshot_trailing > 0)
+        n = 1;
     raft_set_snapshot_trailing(f->raft, n);
     raft_set_snapshot_threshold(f->raft, f->cfg.snapshot_threshold);
     f->since_snap = 0;
@@ -470,6 +474,11 @@ int ol__fsm_init(struct ol__fsm *f, struct ol__store *st, struct ol__sm *sm,
         rc = sqlite3_open_v2(cfg->db_path, &f->snap_db,
                              SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
                              NULL);
+        /* A snapshot's temporary tables (sm_snap.c) stay in memory:
+         * the service's sandbox may leave no directory for temp files. */
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(f->snap_db, "PRAGMA temp_store=MEMORY", NULL,
+                              NULL, NULL);
         if (rc != SQLITE_OK) {
             ol__errf(errmsg, "snapshot reader '%s': %s", cfg->db_path,
                      sqlite3_errstr(rc));

@@ -35,8 +35,13 @@
  * up.  So the FSM also bounds the log in bytes (`log_bytes`): once the
  * entries applied since the last snapshot hold that many, it lowers
  * libraft's threshold so a snapshot is taken at once, and when one is
- * taken it keeps only as many trailing entries as fit in half of it.  A
- * follower further behind than that is sent the snapshot.
+ * taken it keeps only as many trailing entries as fit in a quarter of it.
+ * A follower further behind than that is sent the snapshot.  So the
+ * largest catch-up message is about 1.25 x log_bytes, which must stay
+ * under OL_RW_BATCH_MAX (the config allows at most 200 MiB).  Each
+ * snapshot costs the commit path (raft_uv closes its open segments and
+ * writes and syncs the snapshot beside the appends), which is why the
+ * bound is not smaller.
  */
 #ifndef OL_FSM_H
 #define OL_FSM_H

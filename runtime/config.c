@@ -39,7 +39,7 @@ void ol__config_defaults(struct ol__config *c)
     c->clock_drift_pct = 10;
     c->snapshot_threshold = 8192;
     c->snapshot_trailing = 2048;
-    c->snapshot_mb = 64;
+    c->snapshot_mb = 192;
     c->segment_mb = 32;
     c->default_agents = 1;
     c->agent_defaults.isolation = OL_ISO_PROCESS;

@@ -213,7 +213,7 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     U32("clock_drift_pct", 1, 20, clock_drift_pct)
     U32("snapshot_threshold", 16, 100000000, snapshot_threshold)
     U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
-    U32("snapshot_mb", 1, 1024, snapshot_mb)
+    U32("snapshot_mb", 1, 200, snapshot_mb)
     U32("segment_mb", 1, 1024, segment_mb)
     U32("feature_level", 1, OL_FEATURE_LEVEL, feature_level)
     if (strcmp(name, "compress") == 0) {

@@ -386,7 +386,8 @@ static int open_rw(struct ol__store *s, int mode)
                                    ? "PRAGMA synchronous=FULL;"
                                    : "PRAGMA synchronous=NORMAL;");
     if (rv == 0)
-        rv = ol__store_exec(s, "PRAGMA cache_size=-32768;");
+        rv = ol__store_exec(s, "PRAGMA cache_size=-32768; "
+                               "PRAGMA temp_store=MEMORY;");
     if (rv == 0)
         rv = ol__store_exec(s, schema);
     if (rv == 0 && s->schema < OL_SCHEMA_VERSION)

@@ -433,7 +433,7 @@ Test(snapshot, a_node_down_for_long_catches_up_from_a_snapshot)
 /* ---- the log bounded in bytes ---- */
 
 /* Checkpoint bodies written while the follower is down: more than the
- * log keeps (1 MiB since the snapshot and half as much behind it), though
+ * log keeps (1 MiB since the snapshot and a quarter as much behind it), though
  * the log holds more than the bodies (seals, hashes, framing). */
 #define DOWN_BYTES (3u << 20)
 #define DOWN_MS 30000 /* ... within this time */

@@ -61,6 +61,7 @@ Test(config, defaults_are_the_embedded_single_node)
     cr_assert_eq(c.cluster, 0);
     cr_assert_eq(c.default_agents, 1);
     cr_assert_eq(c.segment_mb, 32);
+    cr_assert_eq(c.snapshot_mb, 192);
     cr_assert_str_eq(c.node_name, "node-1");
 }
 
@@ -141,6 +142,10 @@ Test(config, errors_name_file_line_and_key)
                  "at most half");
     expect_error("[cluster]\nlisten = a:1\nsegment_mb = 0\n",
                  ":3: 'segment_mb' must be a whole number from 1 to 1024");
+    /* Above 200 MiB a lagging follower's catch-up would not fit one
+     * message (replication/fsm.h). */
+    expect_error("[cluster]\nlisten = a:1\nsnapshot_mb = 201\n",
+                 ":3: 'snapshot_mb' must be a whole number from 1 to 200");
     expect_error("this is not ini\n", ":1: syntax error");
     expect_error("[agent.a]\nkind = counter\nconfig = {\"x\": 1,}\n",
                  ":3: [agent.a] config is not valid JSON");
