@@ -257,12 +257,18 @@ static int propose_move(struct cluster *c, struct ol__entry_w *w,
                                m->epoch, m->inc);
 }
 
+static const char *const why[] = {"", "place", "failover", "re-grant",
+                                  "rebalance"};
+
+/* A pass that moves more agents than this logs each at debug and sums
+ * them up at info (a failed node's thousands of agents would otherwise
+ * be thousands of lines, written on the loop). */
+#define PLACE_LOG_EACH 16
+
 /* Remember move `m` as in flight.  Returns 0 or OL_ENOMEM. */
 static int record_move(struct cluster *c, const struct ol__pl_move *m,
-                       uint64_t now)
+                       uint64_t now, int bulk)
 {
-    static const char *const why[] = {"", "place", "failover", "re-grant",
-                                      "rebalance"};
     const struct ol__sm_agent *cur;
     struct peer_state *ps;
     struct placing **arr, *np = calloc(1, sizeof *np);
@@ -297,7 +303,7 @@ static int record_move(struct cluster *c, const struct ol__pl_move *m,
         c->last_rebalance_ms = now;
     if ((unsigned)m->reason < 5)
         c->n.placed[m->reason]++;
-    ol_log(m->reason == OL_PL_REGRANT ? OL_LOG_DEBUG : OL_LOG_INFO,
+    ol_log(m->reason == OL_PL_REGRANT || bulk ? OL_LOG_DEBUG : OL_LOG_INFO,
            "placement: '%s' -> node %" PRIu64 " epoch %" PRIu64 " (%s)",
            m->agent, m->owner, m->epoch, why[m->reason]);
     if (m->closer)
@@ -314,6 +320,45 @@ static int record_move(struct cluster *c, const struct ol__pl_move *m,
                "that may host it is up: placed there anyway",
                m->agent, m->owner);
     return 0;
+}
+
+/* One line per reason and target for a pass of many moves (there are few
+ * targets; more than 64 pairs are summed up as "other"). */
+static void log_summary(const struct ol__pl_move *moves, size_t n)
+{
+    struct {
+        int reason;
+        uint64_t owner;
+        size_t k;
+    } sum[64];
+    size_t n_sum = 0, other = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+
+        if (moves[i].reason == OL_PL_REGRANT)
+            continue;
+        while (j < n_sum && (sum[j].reason != moves[i].reason ||
+                             sum[j].owner != moves[i].owner))
+            j++;
+        if (j == n_sum && n_sum == 64) {
+            other++;
+            continue;
+        }
+        if (j == n_sum) {
+            sum[j].reason = moves[i].reason;
+            sum[j].owner = moves[i].owner;
+            sum[j].k = 0;
+            n_sum++;
+        }
+        sum[j].k++;
+    }
+    for (size_t j = 0; j < n_sum; j++)
+        ol_log(OL_LOG_INFO, "placement: %zu agent(s) -> node %" PRIu64
+                            " (%s)",
+               sum[j].k, sum[j].owner, why[sum[j].reason]);
+    if (other)
+        ol_log(OL_LOG_INFO, "placement: %zu agent(s) to other nodes", other);
 }
 
 /* What a placement pass depends on besides the state machine's agents
@@ -385,9 +430,11 @@ void ol__cl_place(struct cluster *c, uint64_t now)
     ol__entry_w_init(&w);
     for (size_t i = 0; i < n_moves; i++) {
         if (propose_move(c, &w, &moves[i], level, now) != 0 ||
-            record_move(c, &moves[i], now) != 0)
+            record_move(c, &moves[i], now, n_moves > PLACE_LOG_EACH) != 0)
             break;
     }
+    if (n_moves > PLACE_LOG_EACH)
+        log_summary(moves, w.n);
     c->n.placements += w.n;
     (void)ol__proposer_lead_cmds(c->prop, &w);
     ol__entry_w_close(&w);
