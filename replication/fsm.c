@@ -149,7 +149,8 @@ static void bound_trailing(struct ol__fsm *f, uint64_t index)
 
     if (f->sizes == NULL || f->raft == NULL)
         return;
-    while (n < f->cfg.snapshot_trailing && n < index) {
+    while (n < f->cfg.snapshot_trailing && n + 1 < f->sizes_cap &&
+           n < index) {
         const struct ol__fsm_size *s = &f->sizes[(index - n) % f->sizes_cap];
 
         /* An entry whose size is not known (applied before a restart)
@@ -450,9 +451,13 @@ int ol__fsm_init(struct ol__fsm *f, struct ol__store *st, struct ol__sm *sm,
         f->cfg.ring = RING_DEFAULT;
     f->hooks = *hooks;
     ol__buf_init(&f->snap_buf);
-    if (f->cfg.log_bytes && f->cfg.snapshot_threshold) {
-        f->sizes_cap = (size_t)f->cfg.snapshot_threshold +
-                       f->cfg.snapshot_trailing + 1;
+    /* Only the trailing window is ever walked (bound_trailing), and it
+     * is kept to at most 2^20 entries whatever snapshot_trailing says. */
+    if (f->cfg.log_bytes) {
+        f->sizes_cap = (f->cfg.snapshot_trailing < (1u << 20)
+                            ? (size_t)f->cfg.snapshot_trailing
+                            : (size_t)1 << 20) +
+                       1;
         f->sizes = calloc(f->sizes_cap, sizeof *f->sizes);
         if (f->sizes == NULL) {
             ol__errf(errmsg, "out of memory");
