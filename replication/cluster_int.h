@@ -277,6 +277,10 @@ void ol__cl_reconcile_members(struct cluster *c);
 
 /* cluster_place.c */
 void ol__cl_place(struct cluster *c, uint64_t now);
+/* Whether applied effect `e` may change what a placement pass decides
+ * (cluster_place.c): counted in pl_gen, which lets an unchanged pass be
+ * skipped. */
+int ol__cl_place_wanted(struct cluster *c, const struct ol__effect *e);
 /* Forget every placement in flight (leadership lost);
  * with `all`, also free what holds them (the cluster is going). */
 void ol__cl_placing_clear(struct cluster *c, int all);

@@ -300,8 +300,7 @@ void ol__cl_dispatch(struct cluster *c, struct ol__effects *fx)
 
     for (const struct ol__effect *e = fx->head; e; e = e->next) {
         ckpts += e->type == OL_FX_CKPT;
-        /* Anything but a checkpoint may change what placement decides. */
-        c->pl_gen += e->type != OL_FX_CKPT;
+        c->pl_gen += (uint64_t)ol__cl_place_wanted(c, e);
         moved |= e->type == OL_FX_AGENT && e->u.agent.owner != 0 &&
                  e->u.agent.owner != c->cfg.self_id;
     }

@@ -78,7 +78,7 @@ static int agent_busy(void *data, const struct ol__sm_agent *a)
 {
     const struct busy_src *b = data;
 
-    return ol__steprate_get(b->rates, a->name, b->now) >= OL_PL_BUSY_CPS;
+    return ol__steprate_busy(b->rates, a->name, b->now, OL_PL_BUSY_CPS);
 }
 
 /* Each node's round trip to this leader (placement.h), from the
@@ -143,9 +143,11 @@ static uint32_t handoff_ms(struct cluster *c, const struct ol__pl_move *m,
 
 /* Forget placements that landed or did not land in time (those may be
  * decided again); the node each moved off may get a lease again once it
- * has applied what is applied now. */
-static void forget_landed(struct cluster *c, uint64_t now)
+ * has applied what is applied now.  Returns how many did not land. */
+static size_t forget_landed(struct cluster *c, uint64_t now)
 {
+    size_t lost = 0;
+
     for (size_t i = 0; i < c->n_placing;) {
         struct placing *p = c->placing[i];
         const struct ol__sm_agent *a = ol__sm_agent(c->sm, p->agent);
@@ -156,6 +158,7 @@ static void forget_landed(struct cluster *c, uint64_t now)
             i++;
             continue;
         }
+        lost += a != NULL && a->epoch < p->epoch;
         ps = p->from ? ol__cl_peer(c, p->from, 0) : NULL;
         if (ps) {
             if (ps->moving_off)
@@ -167,6 +170,40 @@ static void forget_landed(struct cluster *c, uint64_t now)
         free(p);
         c->placing[i] = c->placing[--c->n_placing];
     }
+    return lost;
+}
+
+int ol__cl_place_wanted(struct cluster *c, const struct ol__effect *e)
+{
+    const struct ol__sm_agent *a;
+    uint64_t inc = 0;
+
+    switch (e->type) {
+    case OL_FX_CKPT:
+    case OL_FX_MAIL:
+    case OL_FX_MAILBOX:
+        return 0;
+    case OL_FX_CMD:
+        /* A placement's outcome: its agent's row says what changed. */
+        return e->u.cmd.cmd_type != OL_CMD_PLACE &&
+               e->u.cmd.cmd_type != OL_CMD_MOVE;
+    case OL_FX_AGENT:
+        break;
+    default:
+        return 1;
+    }
+    /* An agent row that changed where nothing is left to decide: a move
+     * that landed on a live node, a stop.  A failed node's thousands of
+     * landing moves would otherwise each start a full pass over every
+     * agent.  Loads change too, but a rebalance waits for its turn. */
+    a = &e->u.agent;
+    if (c->role != RAFT_LEADER)
+        return 1;
+    if (a->status != OL_AGENT_RUNNING && a->status != OL_AGENT_STOPPING)
+        return 0;
+    return a->owner == 0 ||
+           health(c, a->owner, ol__cl_now(c), &inc) != OL_PL_LIVE ||
+           inc != a->inc;
 }
 
 /* The roster's members as placement sees them; returns how many. */
@@ -410,13 +447,12 @@ void ol__cl_place(struct cluster *c, uint64_t now)
         .rebalance = now - c->last_rebalance_ms >= REBALANCE_EVERY_MS,
         .skip = skip_placing, .skip_data = c,
         .aff = agent_affinity, .aff_data = &aff,
-        .busy = c->rates ? agent_busy : NULL, .busy_data = &busy};
+        .busy = ol__steprate_hot(c->rates) ? agent_busy : NULL,
+        .busy_data = &busy};
 
     if (pl == NULL)
         goto out;
-    forgot = c->n_placing;
-    forget_landed(c, now);
-    forgot -= c->n_placing;
+    forgot = forget_landed(c, now);
     n_pl = fill_nodes(c, now, nodes, nn, pl);
     if (pass_unchanged(c, pass_key(c, pl, n_pl, opt.rebalance), forgot,
                        now) ||

@@ -19,6 +19,9 @@
  * map's slot; a deleted agent's record stays until the table is dropped
  * (the leader drops it with its placements: leadership lost, a stall). */
 #define OL_STEPRATE_MAX 200000
+/* Agents at this rate or more are also kept in a small table of their
+ * own, which ol__steprate_busy() asks first. */
+#define OL_STEPRATE_HOT_CPS 1.0
 
 struct ol__steprate;
 
@@ -41,6 +44,17 @@ void ol__steprate_note(struct ol__steprate *r, const char *agent,
  * that stopped stepping goes idle.  0 for an agent never seen.  NULL-safe. */
 double ol__steprate_get(const struct ol__steprate *r, const char *agent,
                         uint64_t now_ms);
+
+/* Whether `agent`'s rate at `now_ms` is at least `cps`: the same answer
+ * as ol__steprate_get() >= cps.  For cps at or above OL_STEPRATE_HOT_CPS
+ * an agent that never stepped that often is answered without a lookup in
+ * the table of all agents.  0 for a NULL table. */
+int ol__steprate_busy(const struct ol__steprate *r, const char *agent,
+                      uint64_t now_ms, double cps);
+
+/* How many agents reached OL_STEPRATE_HOT_CPS at their last checkpoint
+ * (an upper bound on how many are that busy now). */
+size_t ol__steprate_hot(const struct ol__steprate *r);
 
 /* How many agents are tracked. */
 size_t ol__steprate_count(const struct ol__steprate *r);
