@@ -143,6 +143,11 @@ struct cluster {
                                   * echoed in our next ping */
     uint64_t clock_mono, clock_boot; /* suspend detection */
     uint64_t resumed_ms; /* fresh clock when a suspend was last seen */
+    /* libraft's clock (cluster_stall.c): the loop thread's CPU time at
+     * the last check, and the busy time taken out of the clock so far. */
+    uint64_t rc_cpu_us;
+    uint64_t rc_discount_us;
+    uint64_t rc_last_ms;
     uint64_t last_tick_ms;       /* fresh clock at the last tick */
     uint64_t last_tick_ran_us;   /* the loop thread's time on a CPU or
                                   * waiting for one, then */
@@ -256,6 +261,12 @@ void ol__cl_relearn_liveness(struct cluster *c, uint64_t now,
 /* The calling thread's time on a CPU or waiting in the run queue, in us
  * since it started. */
 uint64_t ol__cl_thread_ran_us(void);
+/* The clock libraft runs on (raft_io's time): the monotonic clock in ms,
+ * less what the loop's own long turns kept it busy on a CPU. */
+uint64_t ol__cl_raft_time(struct cluster *c);
+/* A loop turn ended (the check phase): what it spent on a CPU past the
+ * allowance leaves libraft's clock for good. */
+void ol__cl_raft_time_mark(struct cluster *c);
 /* Whether a gap of gap_ms in which the loop's thread ran (or was ready
  * to) for ran_us was the loop busy (1) rather than a stall (0). */
 int ol__cl_gap_busy(uint64_t gap_ms, uint64_t ran_us);

@@ -130,3 +130,67 @@ void ol__cl_check_gap(struct cluster *c, uint64_t now, uint64_t fresh)
     else
         ol__cl_relearn_liveness(c, now, "the loop stalled");
 }
+
+/*
+ * libraft's clock.  libraft judges time on the clock raft_io gives it, in
+ * timers that the loop runs before it reads what arrived meanwhile.  After
+ * a loop turn that kept the thread busy for longer than the election
+ * timeout (applying a failed node's thousands of moves, starting the
+ * agents they bring), the next tick would find the leader's followers, or
+ * a follower's leader, silent, though their messages are waiting to be
+ * read:
+ *   - a leader steps down (no contact with a majority in the last
+ *     election timeout), and every placement it had in flight is dropped;
+ *   - a follower stands for election and deposes a healthy leader.
+ * Either costs an election, about a second, in the middle of a failover.
+ *
+ * So libraft's clock leaves out what a loop turn spent on a CPU past an
+ * allowance of a heartbeat: the monotonic clock less that busy time.
+ *   - Only CPU time is left out.  A process that was stopped, a frozen
+ *     VM, or a loop blocked in a system call used none: that time counts
+ *     in full, and a paused leader is replaced as before.
+ *   - The clock never runs backwards: the busy time taken out grows no
+ *     faster than the monotonic clock does.
+ *   - Raft's safety does not rest on time; the agents' leases rest on
+ *     this node's own clock and its pings (cluster_lease.c), not on
+ *     libraft's.  What changes is when libraft starts an election or
+ *     steps down after its own loop was busy: later, by that busy time.
+ */
+static uint64_t thread_cpu_us(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* The busy time of the current turn to take out, so far. */
+static uint64_t turn_excess_us(const struct cluster *c, uint64_t cpu)
+{
+    uint64_t allow = (uint64_t)c->cfg.heartbeat_ms * 1000;
+    uint64_t busy = cpu > c->rc_cpu_us ? cpu - c->rc_cpu_us : 0;
+
+    return busy > allow ? busy - allow : 0;
+}
+
+uint64_t ol__cl_raft_time(struct cluster *c)
+{
+    uint64_t mono = uv_hrtime() / 1000;
+    uint64_t out = c->rc_discount_us + turn_excess_us(c, thread_cpu_us());
+    uint64_t ms = (mono > out ? mono - out : 0) / 1000;
+
+    if (ms < c->rc_last_ms)
+        ms = c->rc_last_ms;
+    c->rc_last_ms = ms;
+    return ms;
+}
+
+void ol__cl_raft_time_mark(struct cluster *c)
+{
+    uint64_t cpu = thread_cpu_us();
+
+    if (c->rc_cpu_us) /* not the first turn: the start is no turn */
+        c->rc_discount_us += turn_excess_us(c, cpu);
+    c->rc_cpu_us = cpu;
+}

@@ -155,6 +155,7 @@ void ol__cl_check_cb(uv_check_t *h)
     raft_id lid = 0;
     const char *laddr = NULL;
 
+    ol__cl_raft_time_mark(c);
     raft_leader(&c->raft, &lid, &laddr);
     if (c->raft_inited) {
         ol__ackpace_pump(&c->pace);
@@ -309,6 +310,13 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
     ol__ackpace_close(&c->pace, io, cb);
 }
 
+static raft_time io_time(struct raft_io *io)
+{
+    struct raft *r = io->data;
+
+    return ol__cl_raft_time(r->data);
+}
+
 static uint64_t pace_now(void *data)
 {
     return ol__cl_now(data);
@@ -373,6 +381,8 @@ static int io_setup(struct cluster *c, char *errmsg)
                      c->cfg.election_ms, pace_now, c);
     c->io.append = io_append;
     c->io.close = io_close;
+    c->io.time = io_time; /* cluster_stall.c */
+    ol__cl_raft_time_mark(c);
     if (c->io.version < 2 || c->io.async_work == NULL) {
         c->io.version = 2;
         c->io.async_work = io_async_work;

@@ -9,6 +9,12 @@
  * Both gaps are kept under the election timeout so that the node most
  * likely still leads when its loop comes back; an attempt in which it did
  * not is not counted, and a few are made.
+ *
+ * And a follower whose loop was busy for longer than the longest election
+ * timeout stands for no election when it comes back: the leader's
+ * heartbeats wait unread, and libraft's clock leaves out the loop's own
+ * busy time (cluster_stall.c).  Paused as long, it does stand: a stopped
+ * process used no CPU, and that time counts.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -25,6 +31,8 @@
 #define LEADER_MS 20000
 #define RUN_MS 30000
 #define STALLED "the loop stalled"
+#define LONG_GAP_MS 1000 /* past the longest election timeout, 600 */
+#define STANDS "follower -> candidate"
 #define BUSY "the loop was busy"
 
 static struct tc c;
@@ -157,5 +165,37 @@ Test(stall, a_busy_leader_loop_keeps_liveness_and_a_paused_one_relearns)
         relearned = tc_log_count(&c, leader, STALLED) > stalls;
     }
     cr_assert(relearned, "a paused leader never relearned liveness");
+    cr_expect_eq(tc_check(&c, 30000), 0);
+}
+
+/* A follower's loop busy past the election timeout, then the same follower
+ * paused as long: only the pause makes it stand for election. */
+Test(stall, a_busy_follower_stands_for_no_election_and_a_paused_one_does)
+{
+    int leader = start(), f = (leader + 1) % 3, stood;
+    uint64_t term = 0;
+
+    cr_assert(leads(leader, &term));
+    stood = tc_log_count(&c, f, STANDS);
+    cr_assert(spun(f, nf_ctl_busy(&ctl[f], c.nodes[f].d.pid,
+                                  LONG_GAP_MS * 1000)),
+              "the shim never spun node %d's loop", f + 1);
+    td_sleep_ms(500);
+    cr_expect_eq(tc_log_count(&c, f, STANDS), stood,
+                 "node %d stood for election after its loop was busy for "
+                 "%d ms",
+                 f + 1, LONG_GAP_MS);
+    cr_expect(leads(leader, &term), "node %d no longer leads term %llu",
+              leader + 1, (unsigned long long)term);
+
+    /* The same gap paused: the follower's clock ran on. */
+    cr_assert_gt(nf_freeze(c.nodes[f].d.pid), 0);
+    td_sleep_ms(LONG_GAP_MS);
+    nf_thaw(c.nodes[f].d.pid);
+    for (int t = 0; t < 50 && tc_log_count(&c, f, STANDS) == stood; t++)
+        td_sleep_ms(20);
+    cr_expect_gt(tc_log_count(&c, f, STANDS), stood,
+                 "node %d, paused for %d ms, never stood for election",
+                 f + 1, LONG_GAP_MS);
     cr_expect_eq(tc_check(&c, 30000), 0);
 }
