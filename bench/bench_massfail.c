@@ -26,6 +26,10 @@
  * Reported per trial: agents on the killed node, ms to the first, p50 and
  * last agent resumed, and how many went to each survivor; then over the
  * trials the p50 and max of the "last" figure.
+ *
+ * Environment: MASSFAIL_LOG=info gives the nodes' logs that level (with
+ * OL_KEEP_TMP=1 they are kept); MASSFAIL_CLUSTER="key = value" adds lines
+ * to every node's [cluster] section, e.g. "moves_in_flight = 65536".
  */
 #include <inttypes.h>
 #include <sqlite3.h>
@@ -309,6 +313,8 @@ static double one_trial(const struct opts *o, int k)
     ol__map_init(&t.map);
     cb_ol_defaults(&oo);
     oo.log_level = getenv("MASSFAIL_LOG") ? getenv("MASSFAIL_LOG") : "warn";
+    /* More [cluster] lines for every node, to try other settings. */
+    oo.cluster_extra = getenv("MASSFAIL_CLUSTER");
     if (cb_ol_init(&c, &oo) != 0 || cb_ol_start(&c, 15000) != 0 ||
         (li = cb_ol_wait_leader(&c, 15000)) < 0)
         goto out;

@@ -175,11 +175,12 @@ static void cluster_close(struct ol__replica *r, void (*cb)(void *data),
         ol__proposer_shutdown(c->prop);
     c->close_cb = cb;
     c->close_data = data;
-    /* kick, tick, check, and the raft+transport teardown. */
-    c->handles = 4;
+    /* kick, tick, check, drain, and the raft+transport teardown. */
+    c->handles = 5;
     uv_close((uv_handle_t *)&c->kick, handle_closed);
     uv_close((uv_handle_t *)&c->tick, handle_closed);
     uv_close((uv_handle_t *)&c->check, handle_closed);
+    uv_close((uv_handle_t *)&c->drain, handle_closed);
     if (c->raft_inited) {
         raft_close(&c->raft, raft_closed);
     } else if (c->tr) {
@@ -263,6 +264,8 @@ static int init_parts(struct cluster *c, uv_loop_t *loop,
     c->tick.data = c;
     uv_check_init(loop, &c->check);
     c->check.data = c;
+    uv_idle_init(loop, &c->drain);
+    c->drain.data = c;
     pcfg.key = c->key;
     pcfg.retry_ms = cfg->election_ms > 200 ? cfg->election_ms : 200;
     return ol__proposer_create(&pcfg, &ops, &c->prop);
@@ -287,6 +290,38 @@ static int check_raft_dir(struct cluster *c, char *errmsg)
     return rv;
 }
 
+/*
+ * How long one loop turn may spend applying entries.  A failed node's
+ * thousands of agents commit as thousands of moves and then as thousands
+ * of first checkpoints, and libraft hands over everything a commit covers
+ * at once: applied in one turn, that is a second of a busy loop, past the
+ * election timeout, in which this node answers nobody and its own agents
+ * do not step.  Half a heartbeat per turn keeps the node
+ * answering; what is left waits for the next turns, which follow at once.
+ */
+static uint32_t apply_slice_us(const struct ol__cluster_config *cfg)
+{
+    uint32_t us = cfg->heartbeat_ms * 500;
+
+    return us < 5000 ? 5000 : us;
+}
+
+static void drain_cb(uv_idle_t *h)
+{
+    struct cluster *c = h->data;
+
+    if (!ol__fsm_drain(&c->fsm))
+        uv_idle_stop(h);
+}
+
+static void fsm_deferred(void *data)
+{
+    struct cluster *c = data;
+
+    if (!c->closing)
+        uv_idle_start(&c->drain, drain_cb);
+}
+
 static int start_fsm(struct cluster *c, char *errmsg)
 {
     struct ol__fsm_config fc;
@@ -302,9 +337,11 @@ static int start_fsm(struct cluster *c, char *errmsg)
     fc.snapshot_threshold = c->cfg.snapshot_threshold;
     fc.snapshot_trailing = c->cfg.snapshot_trailing;
     fc.log_bytes = (uint64_t)c->cfg.snapshot_mb << 20;
+    fc.apply_slice_us = apply_slice_us(&c->cfg);
     fh.data = c;
     fh.effects = ol__cl_fsm_effects;
     fh.fatal = ol__cl_fsm_fatal;
+    fh.deferred = fsm_deferred;
     return ol__fsm_init(&c->fsm, c->st, c->sm, &fc, &fh, errmsg);
 }
 

@@ -37,6 +37,8 @@ struct ol__cluster_config {
     unsigned snapshot_mb;         /* log bytes between snapshots, MiB;
                                      0: entries only (fsm.h) */
     unsigned segment_mb;          /* raft log segment size; 0: libraft's */
+    unsigned moves_in_flight;     /* placements proposed and not yet
+                                     applied, at most; 0: 16384 */
     unsigned feature_level;       /* run at most this level; 0: the build's */
     int bootstrap;                /* bootstrap all roster nodes as voters */
     int compress_off;             /* never offer compression (transport.h) */

@@ -179,6 +179,7 @@ struct cluster {
     uv_idle_t kick;
     uv_timer_t tick;
     uv_check_t check;
+    uv_idle_t drain; /* committed entries left for later turns (fsm.h) */
     uint64_t last_ping_ms;
     uint64_t pinged_leader;      /* the leader the last ping went to */
     uint64_t beacon_ms;          /* the last beacon (ol__cl_beacon) */

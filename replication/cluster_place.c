@@ -18,7 +18,21 @@
 #include "placement.h"
 #include "steprate.h"
 
+/* Moves in flight at once ([cluster] moves_in_flight).  A failed node's
+ * 30,000 agents decided in one pass commit together, and every node
+ * applies them in one go, seconds of work queued at once behind which
+ * the first agent waits as long as the last.  Paced, they land in steps,
+ * and the next pass is taken once half of those in flight have landed (a
+ * pass walks every agent: not on every tick). */
+#define PLACE_INFLIGHT_DEFAULT 16384
+/* A pass decides at most this many: its turn is not sliced. */
 #define PLACE_BATCH 8192
+
+static size_t inflight_max(const struct cluster *c)
+{
+    return c->cfg.moves_in_flight ? c->cfg.moves_in_flight
+                                  : PLACE_INFLIGHT_DEFAULT;
+}
 #define PLACING_TIMEOUT_MS 3000
 #define REBALANCE_EVERY_MS 2000
 /* A pass whose inputs have not changed since the last one found nothing
@@ -437,7 +451,7 @@ void ol__cl_place(struct cluster *c, uint64_t now)
 {
     uint32_t level = ol__cl_level(c);
     const struct ol__sm_node *nodes;
-    size_t nn = ol__sm_nodes(c->sm, &nodes), n_pl, n_moves, forgot;
+    size_t nn = ol__sm_nodes(c->sm, &nodes), n_pl, n_moves, forgot, room;
     struct ol__pl_node *pl = calloc(nn ? nn : 1, sizeof *pl);
     struct ol__pl_move *moves = NULL;
     struct ol__entry_w w;
@@ -453,13 +467,18 @@ void ol__cl_place(struct cluster *c, uint64_t now)
     if (pl == NULL)
         goto out;
     forgot = forget_landed(c, now);
+    if (c->n_placing > inflight_max(c) / 2)
+        goto out;
+    room = inflight_max(c) - c->n_placing;
+    if (room > PLACE_BATCH)
+        room = PLACE_BATCH;
     n_pl = fill_nodes(c, now, nodes, nn, pl);
     if (pass_unchanged(c, pass_key(c, pl, n_pl, opt.rebalance), forgot,
                        now) ||
-        (moves = calloc(PLACE_BATCH, sizeof *moves)) == NULL)
+        (moves = calloc(room, sizeof *moves)) == NULL)
         goto out;
     fill_rtts(c, pl, n_pl);
-    n_moves = ol__placement_run(c->sm, pl, n_pl, &opt, moves, PLACE_BATCH);
+    n_moves = ol__placement_run(c->sm, pl, n_pl, &opt, moves, room);
     c->pl_idle = n_moves == 0;
     if (n_moves == 0)
         goto out;

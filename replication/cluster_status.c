@@ -81,6 +81,9 @@ static void pack_counters(struct cluster *c, struct ol__pk_map *parent)
     /* Snapshots taken before the threshold in entries because the log
      * reached snapshot_mb (fsm.h). */
     ol__pk_kv_uint(&m, "snapshots_by_bytes", c->fsm.n.snapshots_by_bytes);
+    /* Committed entries left for a later loop turn, the turn's apply
+     * slice used up (fsm.h). */
+    ol__pk_kv_uint(&m, "applies_deferred", c->fsm.n.deferred);
     /* The leader's append completions (ackpace.h): passed on at once, held
      * until an answer made a majority, held until the guard let them go,
      * and the time they were held in all. */

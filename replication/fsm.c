@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/err.h"
 #include "base/log.h"
@@ -234,44 +235,101 @@ static int apply_one(struct ol__fsm *f, uint64_t index, const void *p,
     return rv;
 }
 
-/* Make the held entries, then `p` (index `index`; NULL: none), durable in
- * one transaction and report their effects. */
-static void release(struct ol__fsm *f, uint64_t index, const void *p,
-                    size_t len, uint64_t term)
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* A backlog this large is applied at once, as without a slice: the loop
+ * then takes nothing more in until it is, which is the back-pressure a
+ * node that cannot keep up needs. */
+#define HELD_BYTES_MAX (64u << 20)
+
+/* Whether this turn's slice has time left `t0` (mono_us()) into a call. */
+static int slice_left(const struct ol__fsm *f, uint64_t t0)
+{
+    return f->cfg.apply_slice_us == 0 || f->held_bytes > HELD_BYTES_MAX ||
+           f->spent_us + (mono_us() - t0) < f->cfg.apply_slice_us;
+}
+
+/* Drop the first `k` held entries. */
+static void held_pop(struct ol__fsm *f, uint32_t k)
+{
+    while (k-- > 0 && f->held_head) {
+        struct ol__fsm_held *h = f->held_head;
+
+        f->held_head = h->next;
+        if (f->held_head == NULL)
+            f->held_tail = NULL;
+        f->n_held--;
+        f->held_bytes -= h->len;
+        free(h);
+    }
+}
+
+/*
+ * Make held entries known to be committed durable in one transaction, as
+ * many as the slice allows (at least one), then `p` (index `index`; NULL:
+ * none; it commits with ready_index) if every held entry went and the
+ * slice still allows; report their effects.  Returns whether `p` was
+ * applied.
+ */
+static int release(struct ol__fsm *f, uint64_t index, const void *p,
+                   size_t len)
 {
     struct ol__effects fx;
-    int rv;
+    struct ol__fsm_held *h;
+    uint64_t t0 = mono_us(), last = 0;
+    uint32_t done = 0;
+    int rv, took = 0;
 
     ol__effects_init(&fx);
     rv = ol__store_begin(f->st);
     if (rv != 0) {
         fatal(f, "store failed opening a transaction for raft index %" PRIu64
                  ": %s; stopping",
-              index, f->st->errmsg);
-        return;
+              p ? index : f->ready_index, f->st->errmsg);
+        return 0;
     }
-    for (struct ol__fsm_held *h = f->held_head; h && rv == 0; h = h->next)
+    for (h = f->held_head; h && h->index <= f->ready_index && rv == 0;
+         h = h->next) {
+        if (done > 0 && !slice_left(f, t0))
+            break;
         rv = apply_one(f, h->index, h->bytes, h->len, &fx);
-    if (rv == 0 && p)
+        last = h->index;
+        done++;
+    }
+    if (rv == 0 && p && h == NULL && (done == 0 || slice_left(f, t0))) {
         rv = apply_one(f, index, p, len, &fx);
+        last = index;
+        took = 1;
+    }
     if (rv == 0) {
         rv = ol__store_commit(f->st);
         if (rv != 0)
             fatal(f, "store failed committing raft index %" PRIu64
                      ": %s; stopping",
-                  index, f->st->errmsg);
+                  last, f->st->errmsg);
     }
+    f->spent_us += mono_us() - t0;
     if (rv != 0) {
         ol__store_rollback(f->st);
         (void)ol__sm_reload(f->sm);
         ol__effects_free(&fx);
-        return;
+        return 0;
     }
-    f->n.applied += f->n_held + (p != NULL);
-    held_free_all(f);
+    f->n.applied += done + (uint64_t)took;
+    held_pop(f, done);
+    /* The term only once the entry of that term is in: a leader is
+     * current when its own first entry is (cluster.c). */
     if (f->hooks.effects)
-        f->hooks.effects(f->hooks.data, &fx, term);
+        f->hooks.effects(f->hooks.data, &fx,
+                         last == f->ready_index ? f->ready_term : 0);
     ol__effects_free(&fx);
+    return took;
 }
 
 static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
@@ -313,8 +371,36 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
                   index);
         return 0;
     }
-    release(f, index, buf->base, len, term);
+    f->ready_index = index;
+    f->ready_term = term;
+    if (slice_left(f, mono_us()) && release(f, index, buf->base, len))
+        return 0;
+    /* This turn has applied all it may: the entry waits for the next. */
+    if (!f->stopped && hold(f, index, buf->base, len) != 0)
+        fatal(f, "out of memory holding raft index %" PRIu64 "; stopping",
+              index);
+    f->n.deferred++;
+    if (!f->stopped && f->hooks.deferred)
+        f->hooks.deferred(f->hooks.data);
     return 0;
+}
+
+void ol__fsm_turn(struct ol__fsm *f)
+{
+    f->spent_us = 0;
+}
+
+static int ready_left(const struct ol__fsm *f)
+{
+    return !f->stopped && f->held_head &&
+           f->held_head->index <= f->ready_index;
+}
+
+int ol__fsm_drain(struct ol__fsm *f)
+{
+    if (ready_left(f) && slice_left(f, mono_us()))
+        (void)release(f, 0, NULL, 0);
+    return ready_left(f);
 }
 
 /* ---- snapshots ---- */

@@ -21,6 +21,17 @@
  * being skipped.  An entry it cannot decode stops the node too: a
  * committed command is never skipped.
  *
+ * libraft hands over everything a commit covers in one call, and when a
+ * failed node's thousands of agents move, that is thousands of moves and
+ * then thousands of first checkpoints: a second or more of applying, in
+ * which the loop answers nobody, so the node looks dead to its peers and
+ * an election follows.  With an apply slice (`apply_slice_us`) the entries
+ * known to be committed are applied while the loop turn has time left;
+ * the rest stay held, in order, and ol__fsm_drain() applies them on the
+ * following turns.  They are not visible or reported before that, and a
+ * node's leases and a leader's readiness wait for the store (cluster.c),
+ * so a node that is behind acts as one that is behind.
+ *
  * Snapshots are taken from a separate read connection whose transaction
  * pins the applied state, asynchronously when libraft offers it (FSM
  * version 3).  None is taken while entries are held: libraft would record
@@ -64,6 +75,10 @@ struct ol__fsm_hooks {
      * or the log diverged from what was applied.  `msg` says what and how
      * to recover.  No entry is applied after this is called. */
     void (*fatal)(void *data, const char *msg);
+    /* Entries known to be committed were left for a later loop turn (the
+     * turn's apply slice was used up): the owner calls ol__fsm_drain()
+     * once per turn until it returns 0.  May be NULL with no slice. */
+    void (*deferred)(void *data);
 };
 
 struct ol__fsm_config {
@@ -75,6 +90,11 @@ struct ol__fsm_config {
     uint64_t log_bytes;
     uint32_t snapshot_threshold;
     uint32_t snapshot_trailing;
+    /* At most about this much time per loop turn goes to applying
+     * entries (a turn ends at each ol__fsm_turn()); what commits beyond
+     * it waits for ol__fsm_drain().  At least one entry is applied per
+     * call.  0: every entry is applied as libraft hands it over. */
+    uint32_t apply_slice_us;
 };
 
 /* The size of an applied entry, by index (a ring). */
@@ -94,10 +114,15 @@ struct ol__fsm {
     sqlite3_stmt *ring_get;
     int stopped;
 
-    /* entries applied by libraft, not yet known to be committed */
+    /* Entries applied by libraft and not yet by the state machine: the
+     * ones up to ready_index are known to be committed (an entry of the
+     * then current term, ready_term, was applied there) and wait for a
+     * loop turn with time left; the rest wait for such an entry. */
     struct ol__fsm_held *held_head, *held_tail;
     uint32_t n_held;
     size_t held_bytes;
+    uint64_t ready_index, ready_term;
+    uint64_t spent_us; /* applying, in this loop turn */
 
     /* snapshots */
     sqlite3 *snap_db;
@@ -118,6 +143,7 @@ struct ol__fsm {
         uint64_t snapshots_refused; /* asked while entries were held */
         uint64_t ring_checked;  /* re-applied entries compared */
         uint64_t snapshots_by_bytes; /* taken early for log_bytes */
+        uint64_t deferred;      /* entries left for a later loop turn */
     } n;
 };
 
@@ -132,6 +158,13 @@ void ol__fsm_close(struct ol__fsm *f);
 
 /* Entries applied by libraft but not yet durable. */
 uint32_t ol__fsm_held(const struct ol__fsm *f);
+
+/* A new loop turn: the apply slice starts again. */
+void ol__fsm_turn(struct ol__fsm *f);
+
+/* Apply committed entries left from earlier turns while the slice lasts.
+ * Returns 1 while some are left, else 0. */
+int ol__fsm_drain(struct ol__fsm *f);
 
 
 #endif

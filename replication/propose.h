@@ -33,9 +33,11 @@ struct ol__proposer;
 
 /* One entry holds at most this many of the proposer's own checkpoints and
  * commands and about this many bytes, so that with the forwarded commands
- * merged in it stays under OL_ENTRY_MAX_CMDS. */
+ * merged in it stays under OL_ENTRY_MAX_CMDS, and so that applying one
+ * takes a few ms: the FSM's apply slice cannot split an entry (fsm.h), and
+ * 8,192 moves took 100-150 ms. */
 #define OL_PROP_ENTRY_MAX_CKPTS 1024
-#define OL_PROP_ENTRY_MAX_OWN_CMDS 8192
+#define OL_PROP_ENTRY_MAX_OWN_CMDS 1024
 #define OL_PROP_ENTRY_MAX_BYTES (1u << 20)
 /* The leader stops submitting while this many entries are in flight. */
 #define OL_PROP_APPLIES_MAX 64

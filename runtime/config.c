@@ -41,6 +41,7 @@ void ol__config_defaults(struct ol__config *c)
     c->snapshot_trailing = 2048;
     c->snapshot_mb = 192;
     c->segment_mb = 32;
+    c->moves_in_flight = 16384;
     c->default_agents = 1;
     c->agent_defaults.isolation = OL_ISO_PROCESS;
     c->agent_defaults.step_deadline_ms = 5000;

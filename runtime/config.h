@@ -111,6 +111,7 @@ struct ol__config {
     uint32_t snapshot_trailing;
     uint32_t snapshot_mb;      /* raft log bytes between snapshots, MiB */
     uint32_t segment_mb;       /* raft log segment size, MiB */
+    uint32_t moves_in_flight;  /* placements the leader has uncommitted */
     uint32_t feature_level;    /* stay at this level (rolling upgrade);
                                   0: this build's */
     int bootstrap;             /* bootstrap every listed node as a voter */

@@ -215,6 +215,7 @@ static int cluster_key(struct parse *p, const char *name, const char *value)
     U32("snapshot_trailing", 0, 100000000, snapshot_trailing)
     U32("snapshot_mb", 1, 200, snapshot_mb)
     U32("segment_mb", 1, 1024, segment_mb)
+    U32("moves_in_flight", 16, 65536, moves_in_flight)
     U32("feature_level", 1, OL_FEATURE_LEVEL, feature_level)
     if (strcmp(name, "compress") == 0) {
         if (strcmp(value, "auto") != 0 && strcmp(value, "off") != 0)

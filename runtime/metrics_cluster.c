@@ -112,6 +112,10 @@ static const struct key_row counter_rows[] = {
     {"outlast_raft_snapshots_by_bytes_total", "counter",
      "Raft snapshots taken early because the log reached snapshot_mb.",
      "snapshots_by_bytes"},
+    {"outlast_raft_applies_deferred_total", "counter",
+     "Committed entries left for a later loop turn: the turn's time for "
+     "applying was used up.",
+     "applies_deferred"},
 };
 
 

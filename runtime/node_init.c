@@ -131,6 +131,7 @@ static int start_cluster(struct ol__node *n, const char *db_path)
     cc.snapshot_trailing = cfg->snapshot_trailing;
     cc.snapshot_mb = cfg->snapshot_mb;
     cc.segment_mb = cfg->segment_mb;
+    cc.moves_in_flight = cfg->moves_in_flight;
     cc.feature_level = cfg->feature_level;
     cc.bootstrap = cfg->bootstrap;
     cc.compress_off = cfg->compress_off;

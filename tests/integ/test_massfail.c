@@ -3,8 +3,9 @@
  * resume on the survivors under a new epoch, spread over both (not all
  * onto one), with the invariant checker passing afterwards.  Enough agents
  * move that the new owners start them in several slices of loop time
- * (runtime/resume.h) and the leader decides them in one pass
- * (replication/cluster_place.c).
+ * (runtime/resume.h).  The leader may have only MOVES_IN_FLIGHT moves
+ * proposed and not yet applied (replication/cluster_place.c): the failed
+ * node's agents must move in several passes, none larger.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -18,6 +19,7 @@
 #define AGENTS 600
 #define LEADER_MS 15000
 #define MOVE_MS 60000
+#define MOVES_IN_FLIGHT 64
 
 static struct tc c;
 static struct tc_agent rows[AGENTS + 16];
@@ -54,6 +56,58 @@ static int on(int via, int owner, struct tc_agent *out)
     return k;
 }
 
+/* The leader's failover passes, from its log.  A pass logs its moves one
+ * line each, "placement: 'NAME' -> node N epoch E (failover)", at info
+ * for up to 16 moves and at debug for more, which it then sums up at info
+ * in consecutive lines "placement: K agent(s) -> node N (failover)", one
+ * per target.  Passes run on ticks tens of ms apart, so lines more than
+ * 10 ms apart, or with another line between, are of different passes.
+ * Returns how many passes; the largest goes to *largest, the moves in all
+ * to *total. */
+static int failover_passes(int leader, int *largest, int *total)
+{
+    FILE *f = fopen(c.nodes[leader].d.log, "r");
+    char line[2048];
+    int passes = 0, run = 0, in_run = 0;
+    long run_ms = 0;
+
+    *largest = *total = 0;
+    cr_assert_not_null(f, "open %s", c.nodes[leader].d.log);
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "placement: ");
+        int k, hh, mm, ss, ms;
+        long at;
+
+        if (p == NULL || strstr(p, "(failover)") == NULL) {
+            in_run = 0;
+            run = 0;
+            continue;
+        }
+        if (strstr(line, " debug "))
+            continue; /* one of a pass summed up after it */
+        if (sscanf(p, "placement: %d agent(s)", &k) != 1)
+            k = 1; /* one move's own line */
+        /* "2026-11-27T21:44:14.943Z info  placement: ..." */
+        cr_assert_eq(sscanf(line, "%*10sT%d:%d:%d.%dZ", &hh, &mm, &ss, &ms),
+                     4, "a log line without its time: %s", line);
+        at = ((hh * 60L + mm) * 60 + ss) * 1000 + ms;
+        if (in_run && labs(at - run_ms) > 10)
+            in_run = 0;
+        if (!in_run) {
+            passes++;
+            run = 0;
+            run_ms = at;
+        }
+        in_run = 1;
+        run += k;
+        *total += k;
+        if (run > *largest)
+            *largest = run;
+    }
+    fclose(f);
+    return passes;
+}
+
 static void spawn_all(int via)
 {
     char name[32], err[512];
@@ -69,9 +123,10 @@ static void spawn_all(int via)
 
 Test(massfail, a_dead_nodes_agents_all_resume_spread_over_the_survivors)
 {
-    struct tc_opts o = {.n = 3, .tag = "mf-"};
+    struct tc_opts o = {.n = 3, .tag = "mf-",
+                        .cluster_extra = "moves_in_flight = 64"};
     static struct tc_agent moved[AGENTS];
-    int leader, victim, n_moved, per[3] = {0}, n;
+    int leader, victim, n_moved, per[3] = {0}, n, passes, largest, total;
     uint64_t end;
     char why[512];
 
@@ -116,6 +171,19 @@ Test(massfail, a_dead_nodes_agents_all_resume_spread_over_the_survivors)
     cr_log_info("%d agents moved off node %d: %d and %d to the survivors",
                 n_moved, victim + 1, per[(victim + 1) % 3],
                 per[(victim + 2) % 3]);
+    /* Paced: each pass at most MOVES_IN_FLIGHT, so at least this many. */
+    passes = failover_passes(leader, &largest, &total);
+    cr_expect_leq(largest, MOVES_IN_FLIGHT, "one pass moved %d agents, "
+                                            "past moves_in_flight",
+                  largest);
+    cr_expect_geq(passes, (n_moved + MOVES_IN_FLIGHT - 1) / MOVES_IN_FLIGHT,
+                  "%d agents moved in %d pass(es) of up to %d", n_moved,
+                  passes, MOVES_IN_FLIGHT);
+    cr_expect_geq(total, n_moved, "the leader's log sums up %d moves of "
+                                  "%d agents",
+                  total, n_moved);
+    cr_log_info("%d moves in %d passes, the largest %d", total, passes,
+                largest);
     cr_assert_eq(tc_start_node(&c, victim, 15000), 0,
                  "node %d did not restart", victim + 1);
     cr_expect_eq(tc_check(&c, 30000), 0, "the invariant checker failed");

@@ -149,6 +149,8 @@ void tc_write_config(struct tc *c, int i)
                 c->opts.snapshot_threshold, c->opts.snapshot_trailing);
     if (c->opts.snapshot_mb)
         fprintf(f, "snapshot_mb = %u\n", c->opts.snapshot_mb);
+    if (c->opts.cluster_extra)
+        fprintf(f, "%s\n", c->opts.cluster_extra);
     tc_write_peers(f, c, nd->id);
     if (c->opts.extra)
         fprintf(f, "%s\n", c->opts.extra);

@@ -43,6 +43,7 @@ struct tc_opts {
     const char *extra;           /* appended to every node's config (a
                                     section or key given twice is an
                                     error) */
+    const char *cluster_extra;   /* more lines for every node's [cluster] */
 };
 
 struct tc_seen; /* rows observed during the test */

@@ -61,6 +61,7 @@ Test(config, defaults_are_the_embedded_single_node)
     cr_assert_eq(c.cluster, 0);
     cr_assert_eq(c.default_agents, 1);
     cr_assert_eq(c.segment_mb, 32);
+    cr_assert_eq(c.moves_in_flight, 16384);
     cr_assert_eq(c.snapshot_mb, 192);
     cr_assert_str_eq(c.node_name, "node-1");
 }
@@ -78,7 +79,7 @@ Test(config, reads_every_section)
                       "retain = 50\n"
                       "[cluster]\nlisten = 127.0.0.1:7107\n"
                       "election_timeout_ms = 300\nheartbeat_timeout_ms = 50\n"
-                      "segment_mb = 64\n"
+                      "segment_mb = 64\nmoves_in_flight = 64\n"
                       "[peer.2]\naddress = 127.0.0.1:7102\npubkey = "
                       "0000000000000000000000000000000000000000000000000000"
                       "000000000000\nlabels = cloud=gcp\n"
@@ -95,6 +96,7 @@ Test(config, reads_every_section)
     cr_assert_eq(c.cluster, 1);
     cr_assert_eq(c.election_timeout_ms, 300);
     cr_assert_eq(c.segment_mb, 64);
+    cr_assert_eq(c.moves_in_flight, 64);
     cr_assert_eq(c.n_peers, 1);
     cr_assert_eq(c.peers[0].id, 2);
     cr_assert_str_eq(c.peers[0].labels, "cloud=gcp");

@@ -17,16 +17,23 @@ static struct ol__store st;
 static struct ol__sm *sm;
 static struct ol__fsm fsm;
 static struct raft r;
-static int n_effects, n_fatal;
+static int n_effects, n_fatal, n_deferred;
 static uint32_t last_fx;
+static uint64_t last_term;
 static char fatal_msg[512];
 
 static void on_effects(void *data, struct ol__effects *fx, uint64_t term)
 {
     (void)data;
-    (void)term;
     n_effects++;
     last_fx = fx->n;
+    last_term = term;
+}
+
+static void on_deferred(void *data)
+{
+    (void)data;
+    n_deferred++;
 }
 
 static void on_fatal(void *data, const char *msg)
@@ -36,11 +43,13 @@ static void on_fatal(void *data, const char *msg)
     snprintf(fatal_msg, sizeof fatal_msg, "%s", msg);
 }
 
+static uint32_t slice_us;
+
 static void setup(void)
 {
     struct ol__sm_config c = {.retain = 0};
     struct ol__fsm_config fc;
-    struct ol__fsm_hooks fh = {NULL, on_effects, on_fatal};
+    struct ol__fsm_hooks fh = {NULL, on_effects, on_fatal, on_deferred};
     char err[OL_ERRMSG_SIZE];
 
     ol_log_set_level(-1);
@@ -52,6 +61,8 @@ static void setup(void)
     memset(&fc, 0, sizeof fc);
     fc.db_path = dbpath;
     fc.ring = 64;
+    /* OL_FSM_SLICE_US: a suite with an apply slice (below). */
+    fc.apply_slice_us = slice_us;
     cr_assert_eq(ol__fsm_init(&fsm, &st, sm, &fc, &fh, err), 0, "%s", err);
     memset(&r, 0, sizeof r);
     ol__fsm_attach(&fsm, &r);
@@ -191,4 +202,83 @@ Test(fsm, a_command_from_a_newer_version_stops_and_says_upgrade)
     cr_assert(strstr(fatal_msg, "upgrade") != NULL, "%s", fatal_msg);
     cr_assert(strstr(fatal_msg, "type 99") != NULL, "%s", fatal_msg);
     cr_assert_eq(ol__sm_applied(sm), 0);
+}
+
+/* ---- the apply slice ---- */
+
+/* A slice of 1 us is used up by the first entry of any turn. */
+static void setup_sliced(void)
+{
+    slice_us = 1;
+    setup();
+}
+
+TestSuite(fsm_slice, .init = setup_sliced, .fini = teardown);
+
+Test(fsm_slice, a_used_up_turn_leaves_committed_entries_to_later_turns)
+{
+    r.current_term = 2;
+    apply_entry(2, "a");
+    cr_assert_not_null(ol__sm_agent(sm, "a"), "the turn's first entry "
+                                               "waited");
+    apply_entry(2, "b");
+    apply_entry(2, "c");
+    cr_assert_null(ol__sm_agent(sm, "b"), "applied past the slice");
+    cr_assert_eq(ol__sm_applied(sm), 1);
+    cr_assert_eq(ol__fsm_held(&fsm), 2);
+    cr_assert_eq(n_deferred, 2);
+    cr_assert_eq(n_effects, 1);
+    /* The same turn: nothing more. */
+    cr_assert_eq(ol__fsm_drain(&fsm), 1);
+    cr_assert_eq(ol__sm_applied(sm), 1);
+    /* Each new turn applies one, in order, the last with the term. */
+    ol__fsm_turn(&fsm);
+    cr_assert_eq(ol__fsm_drain(&fsm), 1);
+    cr_assert_eq(ol__sm_applied(sm), 2);
+    cr_assert_not_null(ol__sm_agent(sm, "b"));
+    cr_assert_null(ol__sm_agent(sm, "c"));
+    cr_assert_eq(last_term, 0, "a part of what index 3 released was "
+                               "reported as all of it");
+    ol__fsm_turn(&fsm);
+    cr_assert_eq(ol__fsm_drain(&fsm), 0);
+    cr_assert_eq(ol__sm_applied(sm), 3);
+    cr_assert_not_null(ol__sm_agent(sm, "c"));
+    cr_assert_eq(last_term, 2);
+    cr_assert_eq(n_effects, 3);
+    cr_assert_eq(ol__fsm_held(&fsm), 0);
+    cr_assert_eq(fsm.n.applied, 3);
+    cr_assert_eq(n_fatal, 0);
+}
+
+Test(fsm_slice, entries_not_yet_certain_stay_behind_the_drain)
+{
+    struct raft_buffer *bufs;
+    unsigned n;
+
+    r.current_term = 3;
+    apply_entry(3, "a"); /* uses up the turn */
+    apply_entry(2, "b"); /* an older term's: not yet certain */
+    cr_assert_eq(n_deferred, 0);
+    ol__fsm_turn(&fsm);
+    cr_assert_eq(ol__fsm_drain(&fsm), 0, "drained an entry not known "
+                                         "to be committed");
+    cr_assert_null(ol__sm_agent(sm, "b"));
+    /* c makes b certain: b goes first and uses up the turn. */
+    apply_entry(3, "c");
+    cr_assert_not_null(ol__sm_agent(sm, "b"));
+    cr_assert_null(ol__sm_agent(sm, "c"));
+    cr_assert_eq(n_deferred, 1);
+    apply_entry(2, "e");
+    cr_assert_eq(ol__fsm_held(&fsm), 2);
+    /* No snapshot past what the store holds. */
+    cr_assert_eq(fsm.fsm.snapshot(&fsm.fsm, &bufs, &n), RAFT_BUSY);
+    ol__fsm_turn(&fsm);
+    cr_assert_eq(ol__fsm_drain(&fsm), 0);
+    cr_assert_not_null(ol__sm_agent(sm, "c"));
+    cr_assert_null(ol__sm_agent(sm, "e"), "applied an entry not known "
+                                          "to be committed");
+    cr_assert_eq(ol__sm_applied(sm), 3);
+    cr_assert_eq(last_term, 3);
+    cr_assert_eq(ol__fsm_held(&fsm), 1);
+    cr_assert_eq(n_fatal, 0);
 }
