@@ -144,6 +144,11 @@ Test(config, errors_name_file_line_and_key)
                  "at most half");
     expect_error("[cluster]\nlisten = a:1\nsegment_mb = 0\n",
                  ":3: 'segment_mb' must be a whole number from 1 to 1024");
+    expect_error("[cluster]\nlisten = a:1\nmoves_in_flight = 8\n",
+                 ":3: 'moves_in_flight' must be a whole number from 16 to "
+                 "65536");
+    expect_error("[cluster]\nlisten = a:1\nmoves_in_flight = 1e9\n",
+                 ":3: 'moves_in_flight' must be a whole number");
     /* Above 200 MiB a lagging follower's catch-up would not fit one
      * message (replication/fsm.h). */
     expect_error("[cluster]\nlisten = a:1\nsnapshot_mb = 201\n",
