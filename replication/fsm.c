@@ -248,11 +248,11 @@ static uint64_t mono_us(void)
  * node that cannot keep up needs. */
 #define HELD_BYTES_MAX (64u << 20)
 
-/* Whether this turn's slice has time left `t0` (mono_us()) into a call. */
-static int slice_left(const struct ol__fsm *f, uint64_t t0)
+/* Whether this turn's slice has time left, `used` us into a call. */
+static int slice_left(const struct ol__fsm *f, uint64_t used)
 {
     return f->cfg.apply_slice_us == 0 || f->held_bytes > HELD_BYTES_MAX ||
-           f->spent_us + (mono_us() - t0) < f->cfg.apply_slice_us;
+           f->spent_us + used < f->cfg.apply_slice_us;
 }
 
 /* Drop the first `k` held entries. */
@@ -296,13 +296,14 @@ static int release(struct ol__fsm *f, uint64_t index, const void *p,
     }
     for (h = f->held_head; h && h->index <= f->ready_index && rv == 0;
          h = h->next) {
-        if (done > 0 && !slice_left(f, t0))
+        if (done > 0 && !slice_left(f, mono_us() - t0))
             break;
         rv = apply_one(f, h->index, h->bytes, h->len, &fx);
         last = h->index;
         done++;
     }
-    if (rv == 0 && p && h == NULL && (done == 0 || slice_left(f, t0))) {
+    if (rv == 0 && p && h == NULL &&
+        (done == 0 || slice_left(f, mono_us() - t0))) {
         rv = apply_one(f, index, p, len, &fx);
         last = index;
         took = 1;
@@ -373,7 +374,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
     }
     f->ready_index = index;
     f->ready_term = term;
-    if (slice_left(f, mono_us()) && release(f, index, buf->base, len))
+    if (slice_left(f, 0) && release(f, index, buf->base, len))
         return 0;
     /* This turn has applied all it may: the entry waits for the next. */
     if (!f->stopped && hold(f, index, buf->base, len) != 0)
@@ -398,7 +399,7 @@ static int ready_left(const struct ol__fsm *f)
 
 int ol__fsm_drain(struct ol__fsm *f)
 {
-    if (ready_left(f) && slice_left(f, mono_us()))
+    if (ready_left(f) && slice_left(f, 0))
         (void)release(f, 0, NULL, 0);
     return ready_left(f);
 }
