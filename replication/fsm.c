@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/err.h"
+#include "base/hist.h"
 #include "base/log.h"
 #include "base/mpr.h"
 
@@ -235,14 +235,6 @@ static int apply_one(struct ol__fsm *f, uint64_t index, const void *p,
     return rv;
 }
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* A backlog this large is applied at once, as without a slice: the loop
  * then takes nothing more in until it is, which is the back-pressure a
  * node that cannot keep up needs. */
@@ -282,7 +274,7 @@ static int release(struct ol__fsm *f, uint64_t index, const void *p,
 {
     struct ol__effects fx;
     struct ol__fsm_held *h;
-    uint64_t t0 = mono_us(), last = 0;
+    uint64_t t0 = ol__now_us(), last = 0;
     uint32_t done = 0;
     int rv, took = 0;
 
@@ -296,14 +288,14 @@ static int release(struct ol__fsm *f, uint64_t index, const void *p,
     }
     for (h = f->held_head; h && h->index <= f->ready_index && rv == 0;
          h = h->next) {
-        if (done > 0 && !slice_left(f, mono_us() - t0))
+        if (done > 0 && !slice_left(f, ol__now_us() - t0))
             break;
         rv = apply_one(f, h->index, h->bytes, h->len, &fx);
         last = h->index;
         done++;
     }
     if (rv == 0 && p && h == NULL &&
-        (done == 0 || slice_left(f, mono_us() - t0))) {
+        (done == 0 || slice_left(f, ol__now_us() - t0))) {
         rv = apply_one(f, index, p, len, &fx);
         last = index;
         took = 1;
@@ -315,7 +307,7 @@ static int release(struct ol__fsm *f, uint64_t index, const void *p,
                      ": %s; stopping",
                   last, f->st->errmsg);
     }
-    f->spent_us += mono_us() - t0;
+    f->spent_us += ol__now_us() - t0;
     if (rv != 0) {
         ol__store_rollback(f->st);
         (void)ol__sm_reload(f->sm);
