@@ -46,6 +46,7 @@ static int cache_grow(struct seal_cache *c)
 
     bigger.cap = c->cap ? c->cap * 2 : 64;
     bigger.n = 0;
+    bigger.gen = c->gen;
     bigger.v = calloc(bigger.cap, sizeof *bigger.v);
     if (bigger.v == NULL)
         return OL_ENOMEM;
@@ -109,7 +110,7 @@ int ol__vs_keyring_load(sqlite3 *db, const uint8_t (*extra)[OL_PK_SIZE],
     return rv;
 }
 
-static int keyring_has(const struct keyring *kr, const uint8_t *pk)
+int ol__vs_keyring_has(const struct keyring *kr, const uint8_t *pk)
 {
     for (size_t i = 0; i < kr->n; i++)
         if (sodium_memcmp(kr->pk[i], pk, OL_PK_SIZE) == 0)
@@ -134,6 +135,7 @@ struct seal_entry *ol__vs_seal_get(sqlite3 *db, struct seal_cache *c,
         return e;
     memset(e, 0, sizeof *e);
     e->id = id;
+    e->gen = c->gen;
     c->n++;
     (*n_seals)++;
     sqlite3_bind_int64(st, 1, id);
@@ -156,7 +158,7 @@ struct seal_entry *ol__vs_seal_get(sqlite3 *db, struct seal_cache *c,
                                   : "is malformed");
         goto out;
     }
-    if (!keyring_has(kr, s.signer)) {
+    if (!ol__vs_keyring_has(kr, s.signer)) {
         snprintf(e->why, sizeof e->why,
                  "seal %" PRId64 " is signed by a key that is not a node's",
                  id);

@@ -60,9 +60,10 @@ int ol__verify_head(sqlite3 *db, const char *agent, uint64_t *seq,
 /*
  * The same, remembering verified seals in `vc` across calls: a node that
  * resumes many agents sealed together verifies each seal once.  A cached
- * seal is used only while its stored signature is unchanged, and a body is
- * still hashed and checked against the cached (verified) hash list, so a
- * rewritten row is caught either way.  `vc` may be NULL.
+ * seal is used only while its stored signature is unchanged and its signer
+ * is still one of the nodes, and a body is still hashed and checked
+ * against the cached (verified) hash list, so a rewritten row is caught
+ * either way.  `vc` may be NULL.
  */
 struct ol__verify_cache;
 struct ol__verify_cache *ol__verify_cache_create(void);
@@ -74,8 +75,8 @@ void ol__verify_cache_detach(struct ol__verify_cache *vc);
  * from now (on = 1) until it calls this again with 0: in one snapshot the
  * signers' keys and the stored signatures cannot change, so while pinned
  * the keys are read once and a seal checked in it is not looked at again
- * (pinning forgets the seals checked before, so each is checked once in
- * the snapshot). */
+ * (a seal checked before the pin is looked at once in the snapshot: its
+ * stored signature and its signer, not the signature's math again). */
 void ol__verify_cache_pin(struct ol__verify_cache *vc, int on);
 /* The mailbox query (reads.h, ol__read_mail_sql) kept prepared on `db`
  * with the cache's other statements; NULL if it cannot be (or vc is

@@ -27,12 +27,14 @@ struct seal_entry {
     uint32_t rows;      /* stored rows seen that point at it (walks) */
     uint8_t *seen;      /* which positions those rows hold, n bits */
     int reported;       /* its refusal was reported with a row */
+    uint64_t gen;       /* the cache's gen when last found unchanged */
 };
 
 struct seal_cache {
     struct seal_entry *v;
     size_t cap; /* power of two; open addressing on id */
     size_t n;
+    uint64_t gen; /* read transactions pinned so far (verify_load.c) */
 };
 
 /* Keys accepted as signers: the nodes table plus any trusted extras. */
@@ -123,6 +125,8 @@ struct seal_entry *ol__vs_seal_get(sqlite3 *db, struct seal_cache *c,
                                    sqlite3_stmt *st, int64_t id,
                                    uint64_t *n_seals);
 void ol__vs_read_row(sqlite3_stmt *st, struct row *r);
+/* Whether `pk` is one of the keys in `kr`. */
+int ol__vs_keyring_has(const struct keyring *kr, const uint8_t *pk);
 /* Check one row against its seal and itself; on success *c is decoded and
  * hash holds the recomputed hash.  Returns 0 or an OL_E* code with why. */
 int ol__vs_check_row(sqlite3 *db, struct seal_cache *cache,

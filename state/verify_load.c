@@ -68,11 +68,10 @@ void ol__verify_cache_pin(struct ol__verify_cache *vc, int on)
     free(vc->kr.pk);
     vc->kr.pk = NULL;
     vc->kr.n = 0;
-    /* Seals checked before are checked again, in this snapshot. */
-    if (on) {
-        ol__vs_cache_free(&vc->sc);
-        memset(&vc->sc, 0, sizeof vc->sc);
-    }
+    /* Seals checked before are looked at again in this snapshot, each the
+     * first time it is used (cache_still_valid). */
+    if (on)
+        vc->sc.gen++;
     vc->pinned = on;
 }
 
@@ -110,29 +109,35 @@ sqlite3_stmt *ol__verify_cache_mail(struct ol__verify_cache *vc,
     return vc ? vc_stmt(vc, db, VC_MAIL) : NULL;
 }
 
-/* Drop a cached seal whose stored signature changed since it was checked
- * (or that was refused): the next use checks the row afresh. */
+/* Drop a cached seal whose stored signature changed since it was checked,
+ * whose signer is no longer a node's, or that was refused: the next use
+ * checks the row afresh.  Pinned, a seal found unchanged once in the
+ * snapshot is not looked at again in it; a seal is verified once, not
+ * once per snapshot (a node resuming 10,000 agents pins a snapshot per
+ * batch, and their heads share a few hundred seals). */
 static int cache_still_valid(sqlite3 *db, struct ol__verify_cache *vc,
-                             int64_t id)
+                             const struct keyring *kr, int64_t id)
 {
     struct seal_cache *c = &vc->sc;
     struct seal_entry *e;
     sqlite3_stmt *st;
     int same = 0;
 
-    /* Pinned: every seal cached was checked in this snapshot. */
-    if (c->cap == 0 || vc->pinned)
+    if (c->cap == 0)
         return 1;
     e = ol__vs_cache_slot(c, id);
-    if (e->id == 0)
+    if (e->id == 0 || (vc->pinned && e->gen == c->gen))
         return 1;
-    if (e->ok && (st = vc_stmt(vc, db, VC_SIG)) != NULL) {
+    if (e->ok && ol__vs_keyring_has(kr, e->signer) &&
+        (st = vc_stmt(vc, db, VC_SIG)) != NULL) {
         sqlite3_bind_int64(st, 1, id);
         same = sqlite3_step(st) == SQLITE_ROW &&
                sqlite3_column_bytes(st, 0) == OL_SIG_SIZE &&
                memcmp(sqlite3_column_blob(st, 0), e->sig, OL_SIG_SIZE) == 0;
         sqlite3_reset(st);
     }
+    if (same)
+        e->gen = c->gen;
     return same;
 }
 
@@ -387,7 +392,7 @@ int ol__verify_load_head_cached(sqlite3 *db, const char *agent,
     if (rv == 0)
         rv = head_load_newest(&hl, &r, errmsg);
     if (rv == 0 && vc && (vc->sc.n > VERIFY_CACHE_MAX ||
-                          !cache_still_valid(db, vc, r.seal))) {
+                          !cache_still_valid(db, vc, &hl.kr, r.seal))) {
         ol__vs_cache_free(&vc->sc);
         memset(&vc->sc, 0, sizeof vc->sc);
     }

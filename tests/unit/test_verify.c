@@ -282,8 +282,8 @@ Test(verify, load_head_refuses_a_bad_head_and_a_broken_link)
 
 /* A pinned cache (one read transaction, as a batch of resumes holds)
  * reads the signers once and trusts a seal it checked in the pin; a seal
- * checked before the pin is checked again, so a signature forged since is
- * caught, on the first load and on the next. */
+ * checked before the pin has its stored signature looked at again, so a
+ * signature forged since is caught, on the first load and on the next. */
 Test(verify, a_pinned_cache_checks_again_the_seals_it_knew_before)
 {
     struct ol__verify_cache *vc = ol__verify_cache_create();
@@ -309,6 +309,67 @@ Test(verify, a_pinned_cache_checks_again_the_seals_it_knew_before)
     }
     ol__verify_cache_pin(vc, 0);
     cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    ol__verify_cache_destroy(vc);
+    sqlite3_close(db);
+}
+
+/* One pinned load of ticker's head through `vc`, as a resume batch does:
+ * returns what the load returned. */
+static int pinned_load(sqlite3 *db, struct ol__verify_cache *vc, char *err)
+{
+    struct ol__ckpt c;
+    uint8_t h[OL_HASH_SIZE];
+    int rv;
+
+    cr_assert_eq(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    ol__verify_cache_pin(vc, 1);
+    rv = ol__verify_load_head_cached(db, "ticker", vc, &c, h, err);
+    if (rv == 0)
+        ol__ckpt_free(&c);
+    ol__verify_cache_pin(vc, 0);
+    cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    return rv;
+}
+
+/* A seal verified in one pinned snapshot is not verified again in the
+ * next: its stored signature is unchanged, so the hash list verified the
+ * first time still stands.  The seal's body is rewritten (signature
+ * kept) in between: a fresh cache refuses it, the warm one does not look
+ * at the body again. */
+Test(verify, a_seal_is_verified_once_across_pinned_snapshots)
+{
+    struct ol__verify_cache *vc = ol__verify_cache_create();
+    struct ol__verify_cache *fresh = ol__verify_cache_create();
+    char err[OL_ERRMSG_SIZE];
+    sqlite3 *db = open_ro(a_path);
+
+    cr_assert_not_null(vc);
+    cr_assert_not_null(fresh);
+    cr_assert_eq(pinned_load(db, vc, err), 0, "%s", err);
+    exec(a_path, "UPDATE seals SET body = body || x'00' WHERE id = "
+                 "(SELECT seal FROM checkpoints WHERE agent = 'ticker' "
+                 "AND seq = 3)");
+    cr_expect_eq(pinned_load(db, vc, err), 0, "%s", err);
+    cr_expect_neq(pinned_load(db, fresh, err), 0);
+    cr_expect(strstr(err, "seal") != NULL, "%s", err);
+    ol__verify_cache_destroy(fresh);
+    ol__verify_cache_destroy(vc);
+    sqlite3_close(db);
+}
+
+/* A seal verified in one pinned snapshot whose signer is no longer one of
+ * the nodes in the next is refused there, as a fresh check would. */
+Test(verify, a_cached_seal_of_a_removed_signer_is_refused)
+{
+    struct ol__verify_cache *vc = ol__verify_cache_create();
+    char err[OL_ERRMSG_SIZE];
+    sqlite3 *db = open_ro(a_path);
+
+    cr_assert_not_null(vc);
+    cr_assert_eq(pinned_load(db, vc, err), 0, "%s", err);
+    exec(a_path, "DELETE FROM nodes");
+    cr_expect_neq(pinned_load(db, vc, err), 0);
+    cr_expect(strstr(err, "not a node's") != NULL, "%s", err);
     ol__verify_cache_destroy(vc);
     sqlite3_close(db);
 }
