@@ -53,6 +53,14 @@ static uint64_t prop_now(void *data)
     return ol__cl_now(data);
 }
 
+static int prop_behind(void *data)
+{
+    struct cluster *c = data;
+
+    return ol__fsm_held(&c->fsm) > 0 ||
+           c->raft.commit_index > c->raft.last_applied;
+}
+
 static void prop_wake(void *data)
 {
     ol__cl_kick(data);
@@ -238,6 +246,7 @@ static int init_parts(struct cluster *c, uv_loop_t *loop,
         .term = prop_term,
         .level = prop_level,
         .now = prop_now,
+        .behind = prop_behind,
         .submit = ol__cl_raft_submit,
         .forward = ol__cl_forward,
         .wake = prop_wake,

@@ -49,6 +49,9 @@ struct ol__proposer {
     struct ol__entry_w fwd; /* commands forwarded to this leader */
     unsigned inflight;      /* entries submitted and not yet done */
     uint64_t last_retry_scan_ms;
+    /* The retry clock (retry_now): ops.now() less the time this node's
+     * state machine spent behind its commit index. */
+    uint64_t clock_seen_ms, behind_ms;
     struct ol__proposer_counters n;
 };
 
@@ -292,6 +295,26 @@ static int draft_add(struct draft *d, const struct pend *x)
 }
 
 /* Move unsent proposals into the draft, up to an entry's limits. */
+/* The clock retries are judged on.  An outcome is seen when this node
+ * applies it; while the state machine has committed entries it has not
+ * applied yet (a failed node's thousands of moves and first checkpoints
+ * are applied a slice at a time), the outcome may be among them, and a
+ * retry would put every pending proposal into the log a second time, for
+ * every node to apply again, behind which the backlog only grows.  So
+ * the clock stands still while the node is behind; the time between two
+ * readings counts as it is found at the second. */
+static uint64_t retry_now(struct ol__proposer *p)
+{
+    uint64_t now = p->ops.now(p->ops.data);
+
+    if (p->clock_seen_ms && now > p->clock_seen_ms && p->ops.behind &&
+        p->ops.behind(p->ops.data))
+        p->behind_ms += now - p->clock_seen_ms;
+    if (now > p->clock_seen_ms)
+        p->clock_seen_ms = now;
+    return now - p->behind_ms;
+}
+
 static int draft_fill(struct ol__proposer *p, struct draft *d, uint64_t now)
 {
     struct pend *x;
@@ -349,7 +372,7 @@ static int flush_once(struct ol__proposer *p)
     memset(&d, 0, sizeof d);
     ol__entry_w_init(&d.w);
     ol__buf_init(&entry);
-    rv = draft_fill(p, &d, p->ops.now(p->ops.data));
+    rv = draft_fill(p, &d, retry_now(p));
     if (rv == 0 && leader)
         rv = draft_merge_forwarded(p, &d);
     /* The term tag is what the FSM waits for (fsm.h): the leader's term
@@ -389,7 +412,8 @@ void ol__proposer_flush(struct ol__proposer *p)
 
 void ol__proposer_retry(struct ol__proposer *p, int all)
 {
-    uint64_t now = p->ops.now(p->ops.data);
+    uint64_t now = retry_now(p);
+    size_t n = 0;
     void *v;
 
     /* A full scan per tick costs real CPU with thousands pending; twice
@@ -405,9 +429,13 @@ void ol__proposer_retry(struct ol__proposer *p, int all)
             continue;
         if (all || now - x->sent_ms >= p->cfg.retry_ms) {
             p->n.retries++;
+            n++;
             unsent_push(p, x);
         }
     }
+    if (n && !all)
+        ol_log_rl(OL_LOG_INFO, "proposals: %zu with no outcome after %u ms "
+                               "sent again", n, p->cfg.retry_ms);
     if (p->unsent_head)
         wake(p);
 }

@@ -56,6 +56,9 @@ struct ol__proposer_ops {
     uint32_t (*level)(void *data);
     /* A monotonic clock in ms, for retries. */
     uint64_t (*now)(void *data);
+    /* Nonzero while this node has committed entries it has not applied
+     * yet: the retry clock stands still meanwhile.  May be NULL. */
+    int (*behind)(void *data);
     /* Leader: hand the finished entry bytes (borrowed for the call) to
      * consensus.  Returns 0, after which the owner calls
      * ol__proposer_submitted() once the entry is applied or failed; or an

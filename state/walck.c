@@ -8,9 +8,11 @@
  */
 #include "walck.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "base/hist.h"
 #include "base/log.h"
 
 static void ck_work(uv_work_t *req)
@@ -86,8 +88,16 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     if (pages >= OL_WALCK_LIMIT) {
         /* The background runs cannot keep up: checkpoint here, where no
          * frame can be added meanwhile, so the WAL can restart. */
+        uint64_t t0 = ol__now_us(), ms;
+        int done = 0;
+
         sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                                  NULL);
+                                  &done);
+        ms = (ol__now_us() - t0) / 1000;
+        ol_log_rl(ms >= 100 ? OL_LOG_INFO : OL_LOG_DEBUG,
+                  "WAL checkpoint: the WAL reached %d pages; %d backfilled "
+                  "by the writer in %" PRIu64 " ms",
+                  pages, done, ms);
         return SQLITE_OK;
     }
     if (pages - base >= OL_WALCK_PAGES && !atomic_exchange(&w->pending, 1))

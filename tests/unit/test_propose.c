@@ -22,6 +22,7 @@ struct fake {
     uint32_t level;
     int submit_rv, forward_rv;
     int wakes;
+    int behind; /* committed entries not yet applied */
     struct ol__entry sent[SENT_MAX];
     int sent_leader[SENT_MAX]; /* 1: submitted, 0: forwarded */
     uint8_t *sent_bytes[SENT_MAX];
@@ -38,6 +39,7 @@ static uint64_t fk_term(void *d) { return ((struct fake *)d)->term; }
 static uint32_t fk_level(void *d) { return ((struct fake *)d)->level; }
 static uint64_t fk_now(void *d) { return ((struct fake *)d)->now; }
 static void fk_wake(void *d) { ((struct fake *)d)->wakes++; }
+static int fk_behind(void *d) { return ((struct fake *)d)->behind; }
 
 static int record(struct fake *x, int leader, const void *e, size_t len)
 {
@@ -83,6 +85,7 @@ static void setup(void)
         .term = fk_term,
         .level = fk_level,
         .now = fk_now,
+        .behind = fk_behind,
         .submit = fk_submit,
         .forward = fk_forward,
         .wake = fk_wake,
@@ -306,6 +309,34 @@ Test(propose, a_failed_submit_is_retried_after_the_retry_time)
     cr_assert_eq(bodies_in(0), 1);
     ol__proposer_counters(p, &n);
     cr_assert_eq(n.retries, 1);
+}
+
+/* While the node has committed entries it has not applied, the outcome
+ * may be among them: the retry clock stands still, and runs again once
+ * the node has caught up.  A new leader still gets everything at once. */
+Test(propose, no_retry_while_the_node_is_behind_on_applying)
+{
+    cr_assert_eq(ckpt("a", 1, 1), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1);
+    f.behind = 1;
+    f.now += 2000;
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1, "retried while behind");
+    f.behind = 0;
+    f.now += 100;
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1, "the time spent behind counted toward a retry");
+    f.now += 500;
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 2, "not retried once caught up for the retry time");
+    f.behind = 1;
+    ol__proposer_retry(p, 1); /* the leader changed */
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 3, "a new leader waits for no catching up");
 }
 
 Test(propose, a_new_leader_gets_everything_again_with_the_same_request_ids)
