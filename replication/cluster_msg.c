@@ -217,7 +217,9 @@ static void on_forward(struct cluster *c, uint64_t from, struct ol__mpr *r)
                           from, ci->name);
                 continue;
             }
-            (void)ol__proposer_add_forwarded(c->prop, &e.cmds[i].raw);
+            (void)ol__proposer_add_forwarded(
+                c->prop, &e.cmds[i].raw,
+                e.cmds[i].type == OL_CMD_CKPTS ? e.cmds[i].n_bodies : 1);
         }
     }
     ol__entry_free(&e);

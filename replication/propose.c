@@ -3,9 +3,12 @@
  * collect until the loop is idle, then go out as one entry (one seal, one
  * signature).  The leader hands it to consensus (ops.submit); a follower
  * forwards it to the leader (ops.forward), which merges forwarded commands
- * into its own next entry.  Each node keeps what it proposed until it sees
- * the outcome in its own state machine, and sends it again if nothing came
- * back in time or the leader changed.  A retry carries the same request
+ * into its own entries.  Each node keeps what it proposed until it sees
+ * the outcome in its own state machine, and sends it again when the leader
+ * changed, or when nothing came back in time: a follower's forward may be
+ * lost on the way, but an entry in the leader's own log commits or goes
+ * with the leadership, so the leader's are not sent again on the timer.
+ * A retry carries the same request
  * id: checkpoints are idempotent by (agent, seq) and hash, and the state
  * machine remembers the request ids of the newest OL_SM_REQS_MAX commands
  * it applied (sm_reqs.c) and applies a repeat of one as nothing, reporting
@@ -37,6 +40,9 @@ struct pend {
     int queued;       /* on the unsent list */
     int lead_only;    /* the leader's own decision (a placement): dropped,
                        * never forwarded, once this node no longer leads */
+    int submitted;    /* in an entry this node handed to consensus as
+                       * leader: its outcome comes, or leadership is lost
+                       * and everything is sent again (not on a timer) */
     char key[OL_NAME_MAX + 24]; /* map key: "c/<agent>" or "r/<req>" */
 };
 
@@ -46,13 +52,33 @@ struct ol__proposer {
     int closing;
     struct ol__map pend; /* key -> struct pend * */
     struct pend *unsent_head, *unsent_tail;
-    struct ol__entry_w fwd; /* commands forwarded to this leader */
+    /* Commands forwarded to this leader, in chunks of at most an
+     * entry's worth (ol__proposer_add_forwarded): each entry takes
+     * what fits of them. */
+    struct fwd_chunk *fwd_head, *fwd_tail;
+    uint32_t n_fwd;
+    int fwd_first; /* the next entry takes forwarded commands first */
     unsigned inflight;      /* entries submitted and not yet done */
     uint64_t last_retry_scan_ms;
     /* The retry clock (retry_now): ops.now() less the time this node's
      * state machine spent behind its commit index. */
     uint64_t clock_seen_ms, behind_ms;
+    /* The longest a proposal took to come back, in this window of
+     * LAT_WINDOW_MS and the one before (retry_after). */
+    uint64_t lat_window_ms, lat_cur_ms, lat_prev_ms;
     struct ol__proposer_counters n;
+    /* The proposals in the entry being built (flush_once). */
+    struct pend *drafted[OL_PROP_ENTRY_MAX_CKPTS + OL_PROP_ENTRY_MAX_OWN_CMDS];
+    uint32_t n_drafted;
+};
+
+/* Forwarded commands, as many as one entry should take; `weight` counts
+ * a command as one and a CKPTS command as its bodies (the cost of applying
+ * it). */
+struct fwd_chunk {
+    struct fwd_chunk *next;
+    struct ol__entry_w w;
+    uint32_t weight;
 };
 
 /* One entry in the making: what flush_once() gathers. */
@@ -60,6 +86,8 @@ struct draft {
     struct ol__entry_w w;
     struct ol__bodies ck; /* bodies borrowed from the proposals */
     size_t bytes;
+    uint32_t weight; /* bodies and commands, forwarded ones included */
+    int forwarded;   /* it took forwarded commands */
 };
 
 static void pend_free(struct pend *p)
@@ -93,7 +121,6 @@ int ol__proposer_create(const struct ol__proposer_config *cfg,
     p->cfg = *cfg;
     p->ops = *ops;
     ol__map_init(&p->pend);
-    ol__entry_w_init(&p->fwd);
     *out = p;
     return 0;
 }
@@ -114,7 +141,7 @@ void ol__proposer_destroy(struct ol__proposer *p)
     for (size_t i = 0; ol__map_next(&p->pend, &i, &v);)
         pend_free(v);
     ol__map_close(&p->pend);
-    ol__entry_w_close(&p->fwd);
+    ol__proposer_drop_forwarded(p);
     free(p);
 }
 
@@ -276,9 +303,15 @@ int ol__proposer_submit_raw(struct ol__proposer *p, const void *entry,
     return rv;
 }
 
-void ol__proposer_submitted(struct ol__proposer *p)
+void ol__proposer_submitted(struct ol__proposer *p, int failed)
 {
+    void *v;
+
     p->inflight--;
+    /* Not applied, though this node may still lead: what its entries
+     * carried is sent again on the timer. */
+    for (size_t i = 0; failed && ol__map_next(&p->pend, &i, &v);)
+        ((struct pend *)v)->submitted = 0;
     wake(p);
 }
 
@@ -286,6 +319,7 @@ void ol__proposer_submitted(struct ol__proposer *p)
  * the seal made at the end. */
 static int draft_add(struct draft *d, const struct pend *x)
 {
+    d->weight++;
     if (!x->is_ckpt) {
         struct ol__blob raw = {x->bytes, (uint32_t)x->len};
 
@@ -294,7 +328,6 @@ static int draft_add(struct draft *d, const struct pend *x)
     return ol__bodies_add(&d->ck, x->bytes, x->len, x->hash);
 }
 
-/* Move unsent proposals into the draft, up to an entry's limits. */
 /* The clock retries are judged on.  An outcome is seen when this node
  * applies it; while the state machine has committed entries it has not
  * applied yet (a failed node's thousands of moves and first checkpoints
@@ -315,6 +348,41 @@ static uint64_t retry_now(struct ol__proposer *p)
     return now - p->behind_ms;
 }
 
+/* Outcomes that came back as slowly as this recently (a loaded leader
+ * queues what its followers forward behind its entries in flight) make a
+ * retry wait twice as long, up to LAT_RETRY_MAX times the retry time: a
+ * retry that comes before the original's outcome is only work for every
+ * node. */
+#define LAT_WINDOW_MS 1000
+#define LAT_RETRY_MAX 8
+
+static void note_latency(struct ol__proposer *p, uint64_t now, uint64_t ms)
+{
+    if (now - p->lat_window_ms >= LAT_WINDOW_MS) {
+        p->lat_prev_ms = now - p->lat_window_ms < 2 * LAT_WINDOW_MS
+                             ? p->lat_cur_ms
+                             : 0;
+        p->lat_cur_ms = 0;
+        p->lat_window_ms = now;
+    }
+    if (ms > p->lat_cur_ms)
+        p->lat_cur_ms = ms;
+}
+
+static uint64_t retry_after(struct ol__proposer *p, uint64_t now)
+{
+    uint64_t lat, ms = p->cfg.retry_ms;
+
+    note_latency(p, now, 0); /* roll the windows */
+    lat = p->lat_cur_ms > p->lat_prev_ms ? p->lat_cur_ms : p->lat_prev_ms;
+    if (2 * lat > ms)
+        ms = 2 * lat;
+    if (ms > (uint64_t)LAT_RETRY_MAX * p->cfg.retry_ms)
+        ms = (uint64_t)LAT_RETRY_MAX * p->cfg.retry_ms;
+    return ms;
+}
+
+/* Move unsent proposals into the draft, up to an entry's limits. */
 static int draft_fill(struct ol__proposer *p, struct draft *d, uint64_t now)
 {
     struct pend *x;
@@ -323,7 +391,8 @@ static int draft_fill(struct ol__proposer *p, struct draft *d, uint64_t now)
     while (rv == 0 && (x = p->unsent_head) != NULL &&
            d->ck.n < OL_PROP_ENTRY_MAX_CKPTS &&
            d->w.n < OL_PROP_ENTRY_MAX_OWN_CMDS &&
-           d->bytes < OL_PROP_ENTRY_MAX_BYTES) {
+           d->bytes < OL_PROP_ENTRY_MAX_BYTES &&
+           (!d->forwarded || d->weight < OL_PROP_ENTRY_MAX_CKPTS)) {
         p->unsent_head = x->next_unsent;
         if (p->unsent_head == NULL)
             p->unsent_tail = NULL;
@@ -333,7 +402,10 @@ static int draft_fill(struct ol__proposer *p, struct draft *d, uint64_t now)
             continue;
         }
         x->sent_ms = now;
+        x->submitted = 0;
         d->bytes += x->len;
+        if (p->n_drafted < sizeof p->drafted / sizeof p->drafted[0])
+            p->drafted[p->n_drafted++] = x;
         rv = draft_add(d, x);
     }
     if (rv == 0 && d->ck.n)
@@ -342,18 +414,35 @@ static int draft_fill(struct ol__proposer *p, struct draft *d, uint64_t now)
     return rv;
 }
 
-/* The leader merges the commands forwarded to it, when they fit. */
+/* The leader merges the commands forwarded to it, a chunk at a time while
+ * the entry stays within an entry's worth of applying (or one chunk into
+ * an entry that has nothing of its own): the followers' checkpoints pile
+ * up while the leader waits for its entries in flight, and merged all at
+ * once they made one entry that every node took seconds to apply, in one
+ * loop turn. */
 static int draft_merge_forwarded(struct ol__proposer *p, struct draft *d)
 {
-    int rv;
+    struct fwd_chunk *k;
+    int rv = 0;
 
-    if (p->fwd.n == 0 || d->w.n + 1 + p->fwd.n > OL_ENTRY_MAX_CMDS)
-        return 0;
-    rv = ol__buf_append(&d->w.cmds, p->fwd.cmds.base, p->fwd.cmds.len);
-    d->w.n += p->fwd.n;
-    if (p->fwd.level > d->w.level)
-        d->w.level = p->fwd.level;
-    ol__entry_w_reset(&p->fwd);
+    while (rv == 0 && (k = p->fwd_head) != NULL) {
+        if (d->weight > 0 &&
+            (d->weight + k->weight > OL_PROP_ENTRY_MAX_CKPTS ||
+             d->w.n + k->w.n > OL_ENTRY_MAX_CMDS))
+            break;
+        rv = ol__buf_append(&d->w.cmds, k->w.cmds.base, k->w.cmds.len);
+        d->w.n += k->w.n;
+        d->weight += k->weight;
+        d->forwarded = 1;
+        if (k->w.level > d->w.level)
+            d->w.level = k->w.level;
+        p->n_fwd -= k->w.n;
+        p->fwd_head = k->next;
+        if (p->fwd_head == NULL)
+            p->fwd_tail = NULL;
+        ol__entry_w_close(&k->w);
+        free(k);
+    }
     return rv;
 }
 
@@ -363,7 +452,8 @@ static int flush_once(struct ol__proposer *p)
 {
     struct draft d;
     struct ol__buf entry;
-    int leader = p->ops.is_leader(p->ops.data), rv, sent = 0;
+    int leader = p->ops.is_leader(p->ops.data), rv = 0, sent = 0;
+    int fwd_first;
 
     if (!leader && !p->ops.has_leader(p->ops.data))
         return 0;
@@ -372,9 +462,19 @@ static int flush_once(struct ol__proposer *p)
     memset(&d, 0, sizeof d);
     ol__entry_w_init(&d.w);
     ol__buf_init(&entry);
-    rv = draft_fill(p, &d, retry_now(p));
-    if (rv == 0 && leader)
+    p->n_drafted = 0;
+    /* Forwarded commands that waited behind an entry of this node's own
+     * go first in the next, so a busy leader's own proposals cannot keep
+     * its followers' waiting. */
+    fwd_first = leader && p->fwd_first;
+    if (fwd_first)
         rv = draft_merge_forwarded(p, &d);
+    if (rv == 0)
+        rv = draft_fill(p, &d, retry_now(p));
+    if (rv == 0 && leader && !fwd_first)
+        rv = draft_merge_forwarded(p, &d);
+    if (leader)
+        p->fwd_first = p->n_fwd > 0 && !d.forwarded;
     /* The term tag is what the FSM waits for (fsm.h): the leader's term
      * now, which consensus gives the entry. */
     d.w.term = leader ? p->ops.term(p->ops.data) : 0;
@@ -384,6 +484,10 @@ static int flush_once(struct ol__proposer *p)
     if (rv == 0 && d.w.n) {
         if (leader) {
             rv = ol__proposer_submit_raw(p, entry.base, entry.len);
+            /* In the leader's log: committed, or lost with the leadership
+             * (then everything is sent again), never lost on its own. */
+            for (uint32_t i = 0; rv == 0 && i < p->n_drafted; i++)
+                p->drafted[i]->submitted = 1;
         } else {
             rv = p->ops.forward(p->ops.data, entry.base, entry.len);
             if (rv == 0)
@@ -404,7 +508,7 @@ static int flush_once(struct ol__proposer *p)
 void ol__proposer_flush(struct ol__proposer *p)
 {
     while (p->unsent_head ||
-           (p->fwd.n && p->ops.is_leader(p->ops.data))) {
+           (p->n_fwd && p->ops.is_leader(p->ops.data))) {
         if (!flush_once(p))
             break;
     }
@@ -412,7 +516,7 @@ void ol__proposer_flush(struct ol__proposer *p)
 
 void ol__proposer_retry(struct ol__proposer *p, int all)
 {
-    uint64_t now = retry_now(p);
+    uint64_t now = retry_now(p), after = retry_after(p, now);
     size_t n = 0;
     void *v;
 
@@ -425,17 +529,18 @@ void ol__proposer_retry(struct ol__proposer *p, int all)
     for (size_t i = 0; ol__map_next(&p->pend, &i, &v);) {
         struct pend *x = v;
 
-        if (x->queued || x->sent_ms == 0)
+        if (x->queued || x->sent_ms == 0 || (x->submitted && !all))
             continue;
-        if (all || now - x->sent_ms >= p->cfg.retry_ms) {
+        if (all || now - x->sent_ms >= after) {
             p->n.retries++;
             n++;
+            x->submitted = 0;
             unsent_push(p, x);
         }
     }
     if (n && !all)
         ol_log_rl(OL_LOG_INFO, "proposals: %zu with no outcome after %u ms "
-                               "sent again", n, p->cfg.retry_ms);
+                               "sent again", n, (unsigned)after);
     if (p->unsent_head)
         wake(p);
 }
@@ -444,41 +549,86 @@ void ol__proposer_on_effects(struct ol__proposer *p,
                              const struct ol__effects *fx)
 {
     char key[OL_NAME_MAX + 24];
+    uint64_t now = 0, lat = 0;
 
     for (const struct ol__effect *e = fx->head; e; e = e->next) {
-        struct pend *x;
+        struct pend *x = NULL;
 
         if (e->type == OL_FX_CKPT) {
             snprintf(key, sizeof key, "c/%s", e->u.ckpt.agent);
             x = ol__map_get(&p->pend, key);
-            if (x && x->seq == e->u.ckpt.seq &&
-                x->epoch == e->u.ckpt.epoch) {
+            if (x && (x->seq != e->u.ckpt.seq ||
+                      x->epoch != e->u.ckpt.epoch))
+                x = NULL;
+            else if (x)
                 ol__map_del(&p->pend, key);
-                pend_retire(x);
-            }
         } else if (e->type == OL_FX_CMD) {
             snprintf(key, sizeof key, "r/%016" PRIx64, e->u.cmd.req);
             x = ol__map_del(&p->pend, key);
-            if (x)
-                pend_retire(x);
         }
+        if (x == NULL)
+            continue;
+        if (x->sent_ms && !x->queued) {
+            if (now == 0)
+                now = retry_now(p);
+            if (now > x->sent_ms && now - x->sent_ms > lat)
+                lat = now - x->sent_ms;
+        }
+        pend_retire(x);
     }
+    if (now)
+        note_latency(p, now, lat);
 }
 
 int ol__proposer_add_forwarded(struct ol__proposer *p,
-                               const struct ol__blob *raw)
+                               const struct ol__blob *raw, uint32_t weight)
 {
-    return ol__entry_add_raw(&p->fwd, raw);
+    struct fwd_chunk *k = p->fwd_tail;
+    int rv;
+
+    if (weight == 0)
+        weight = 1;
+    if (k == NULL || k->weight + weight > OL_PROP_ENTRY_MAX_CKPTS ||
+        k->w.n >= OL_PROP_ENTRY_MAX_OWN_CMDS ||
+        k->w.cmds.len + raw->len > OL_PROP_ENTRY_MAX_BYTES) {
+        if (k != NULL && k->w.n == 0) {
+            /* an empty chunk takes anything */
+        } else if ((k = calloc(1, sizeof *k)) == NULL) {
+            return OL_ENOMEM;
+        } else {
+            ol__entry_w_init(&k->w);
+            if (p->fwd_tail)
+                p->fwd_tail->next = k;
+            else
+                p->fwd_head = k;
+            p->fwd_tail = k;
+        }
+    }
+    rv = ol__entry_add_raw(&k->w, raw);
+    if (rv == 0) {
+        k->weight += weight;
+        p->n_fwd++;
+    }
+    return rv;
 }
 
 uint32_t ol__proposer_n_forwarded(const struct ol__proposer *p)
 {
-    return p->fwd.n;
+    return p->n_fwd;
 }
 
 void ol__proposer_drop_forwarded(struct ol__proposer *p)
 {
-    ol__entry_w_reset(&p->fwd);
+    while (p->fwd_head) {
+        struct fwd_chunk *k = p->fwd_head;
+
+        p->fwd_head = k->next;
+        ol__entry_w_close(&k->w);
+        free(k);
+    }
+    p->fwd_tail = NULL;
+    p->n_fwd = 0;
+    p->fwd_first = 0;
 }
 
 size_t ol__proposer_pending(const struct ol__proposer *p)

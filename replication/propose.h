@@ -123,9 +123,11 @@ int ol__proposer_submit_raw(struct ol__proposer *p, const void *entry,
 /* Send what is unsent, an entry at a time, until nothing is left or an
  * entry cannot go (no leader, too many in flight, a failed send). */
 void ol__proposer_flush(struct ol__proposer *p);
-/* An entry handed to ops.submit was applied or failed (its proposals are
- * retried either way until their outcome shows up). */
-void ol__proposer_submitted(struct ol__proposer *p);
+/* An entry handed to ops.submit was applied, or failed (`failed`).  A
+ * proposal in an entry this node submitted as leader is not sent again on
+ * the timer: it commits, or leadership is lost and everything is sent
+ * again.  After a failed entry every proposal goes back to the timer. */
+void ol__proposer_submitted(struct ol__proposer *p, int failed);
 /* Offer again what has had no outcome for retry_ms (all: everything sent,
  * as when the leader changed).  Without `all` it scans at most twice per
  * retry interval. */
@@ -134,9 +136,12 @@ void ol__proposer_retry(struct ol__proposer *p, int all);
 void ol__proposer_on_effects(struct ol__proposer *p,
                              const struct ol__effects *fx);
 
-/* Leader: a command a follower forwarded, merged into the next entry. */
+/* Leader: a command a follower forwarded, merged into an entry soon.
+ * `weight` is what applying it costs: 1 for a command, the number of
+ * bodies for a CKPTS command.  An entry takes forwarded commands up to
+ * OL_PROP_ENTRY_MAX_CKPTS of weight in all, or one batch alone. */
 int ol__proposer_add_forwarded(struct ol__proposer *p,
-                               const struct ol__blob *raw);
+                               const struct ol__blob *raw, uint32_t weight);
 /* How many forwarded commands wait. */
 uint32_t ol__proposer_n_forwarded(const struct ol__proposer *p);
 /* Drop them (leadership lost: their senders retry elsewhere). */

@@ -206,7 +206,7 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
                              "are retried",
                raft_strerror(status));
     raft_free(req);
-    ol__proposer_submitted(c->prop);
+    ol__proposer_submitted(c->prop, status != 0);
 }
 
 /* Hand finished entry bytes to raft (leader only): the proposer counts

@@ -254,6 +254,80 @@ Test(propose, an_entry_holds_at_most_the_checkpoint_limit)
     cr_assert_eq(bodies_in(1), 10);
 }
 
+/* A STOP command as a follower's entry carries it, decoded into `dec`
+ * (whose raw form the leader is handed). */
+static void forwarded_stop(uint64_t req, struct ol__entry *dec)
+{
+    struct ol__entry_w w;
+    struct ol__buf e;
+    char err[OL_ERRMSG_SIZE];
+
+    ol__entry_w_init(&w);
+    ol__buf_init(&e);
+    cr_assert_eq(ol__entry_add_stop(&w, req, "remote"), 0);
+    cr_assert_eq(ol__entry_w_finish(&w, &e), 0);
+    cr_assert_eq(ol__entry_decode(e.base, e.len, dec, err), 0, "%s", err);
+    /* dec points into e: keep the bytes with it */
+    dec->cmds[0].raw.p = memcpy(malloc(dec->cmds[0].raw.len),
+                                dec->cmds[0].raw.p, dec->cmds[0].raw.len);
+    ol__buf_close(&e);
+    ol__entry_w_close(&w);
+}
+
+/* Forwarded batches that waited together are not merged into one entry
+ * past an entry's worth of applying: each weighs 600 here, so no two fit
+ * in one entry. */
+Test(propose, forwarded_batches_go_out_in_entries_of_bounded_weight)
+{
+    struct ol__entry dec[3];
+
+    for (int i = 0; i < 3; i++) {
+        forwarded_stop(100 + (uint64_t)i, &dec[i]);
+        cr_assert_eq(ol__proposer_add_forwarded(p, &dec[i].cmds[0].raw, 600),
+                     0);
+    }
+    cr_assert_eq(ol__proposer_n_forwarded(p), 3);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 3, "three batches of 600 in %zu entries",
+                 f.n_sent);
+    for (size_t i = 0; i < 3; i++) {
+        cr_expect_eq(f.sent[i].n, 1);
+        cr_expect_eq(f.sent[i].cmds[0].req, 100 + i, "in the order received");
+    }
+    cr_assert_eq(ol__proposer_n_forwarded(p), 0);
+    for (int i = 0; i < 3; i++) {
+        free((void *)dec[i].cmds[0].raw.p);
+        ol__entry_free(&dec[i]);
+    }
+}
+
+/* A leader with more of its own checkpoints than one entry holds does not
+ * keep a forwarded command waiting behind all of them: it rides in the
+ * second entry, not the last. */
+Test(propose, forwarded_commands_do_not_wait_behind_all_the_leaders_own)
+{
+    struct ol__entry dec;
+    char name[32];
+    int found = 0;
+
+    for (int i = 0; i < 2 * OL_PROP_ENTRY_MAX_CKPTS + 10; i++) {
+        snprintf(name, sizeof name, "agent-%d", i);
+        cr_assert_eq(ckpt(name, 1, 1), 0);
+    }
+    forwarded_stop(9, &dec);
+    cr_assert_eq(ol__proposer_add_forwarded(p, &dec.cmds[0].raw, 1), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 3);
+    cr_assert_eq(bodies_in(0), OL_PROP_ENTRY_MAX_CKPTS);
+    for (uint32_t i = 0; i < f.sent[1].n; i++)
+        found |= f.sent[1].cmds[i].req == 9;
+    cr_expect(found, "the forwarded STOP is not in the second entry");
+    cr_expect_eq(bodies_in(0) + bodies_in(1) + bodies_in(2),
+                 2 * OL_PROP_ENTRY_MAX_CKPTS + 10, "every body went out");
+    free((void *)dec.cmds[0].raw.p);
+    ol__entry_free(&dec);
+}
+
 Test(propose, the_leader_stops_at_the_limit_of_entries_in_flight)
 {
     char name[32];
@@ -269,7 +343,7 @@ Test(propose, the_leader_stops_at_the_limit_of_entries_in_flight)
     ol__proposer_flush(p);
     cr_assert_eq(f.n_sent, OL_PROP_APPLIES_MAX, "held while all in flight");
     f.wakes = 0;
-    ol__proposer_submitted(p);
+    ol__proposer_submitted(p, 0);
     cr_assert_eq(f.wakes, 1, "a finished entry asks for a flush");
     ol__proposer_flush(p);
     cr_assert_eq(f.n_sent, OL_PROP_APPLIES_MAX + 1);
@@ -316,6 +390,7 @@ Test(propose, a_failed_submit_is_retried_after_the_retry_time)
  * the node has caught up.  A new leader still gets everything at once. */
 Test(propose, no_retry_while_the_node_is_behind_on_applying)
 {
+    f.leader = 0; /* a follower: what it forwards may be lost */
     cr_assert_eq(ckpt("a", 1, 1), 0);
     ol__proposer_flush(p);
     cr_assert_eq(f.n_sent, 1);
@@ -337,6 +412,52 @@ Test(propose, no_retry_while_the_node_is_behind_on_applying)
     ol__proposer_retry(p, 1); /* the leader changed */
     ol__proposer_flush(p);
     cr_assert_eq(f.n_sent, 3, "a new leader waits for no catching up");
+}
+
+/* What the leader handed to consensus commits, or leadership is lost:
+ * it is not sent again on the timer, however long the commit takes.  A
+ * failed entry puts it back on the timer; a new leader gets it at once. */
+Test(propose, the_leaders_submitted_proposals_wait_for_their_commit)
+{
+    cr_assert_eq(ckpt("a", 1, 1), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1);
+    f.now += 5000;
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 1, "a submitted proposal was sent again");
+    ol__proposer_submitted(p, 1); /* the entry failed */
+    f.now += 500;
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 2, "not sent again after its entry failed");
+    ol__proposer_retry(p, 1); /* the leader changed */
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 3, "not sent again to a new leader");
+}
+
+/* Outcomes that came back slowly (1.2 s here, against a retry time of
+ * 500 ms) make a follower's retry wait twice that: a retry before the
+ * original's outcome would only be applied twice. */
+Test(propose, slow_outcomes_stretch_the_retry_time)
+{
+    f.leader = 0;
+    cr_assert_eq(ckpt("a", 1, 1), 0);
+    ol__proposer_flush(p);
+    f.now += 1200;
+    applied_ckpt("a", 1, 1);
+    cr_assert_eq(ol__proposer_pending(p), 0);
+    cr_assert_eq(ckpt("b", 1, 1), 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 2);
+    f.now += 1000; /* past 500 ms, short of 2 x 1.2 s */
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 2, "retried before twice the recent latency");
+    f.now += 1500;
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+    cr_assert_eq(f.n_sent, 3, "not retried after twice the recent latency");
 }
 
 Test(propose, a_new_leader_gets_everything_again_with_the_same_request_ids)
@@ -380,7 +501,7 @@ Test(propose, forwarded_commands_ride_in_the_leaders_next_entry)
     cr_assert_eq(ol__entry_add_stop(&w, 9, "remote"), 0);
     cr_assert_eq(ol__entry_w_finish(&w, &e), 0);
     cr_assert_eq(ol__entry_decode(e.base, e.len, &dec, err), 0);
-    cr_assert_eq(ol__proposer_add_forwarded(p, &dec.cmds[0].raw), 0);
+    cr_assert_eq(ol__proposer_add_forwarded(p, &dec.cmds[0].raw, 1), 0);
     cr_assert_eq(ol__proposer_n_forwarded(p), 1);
     cr_assert_eq(ckpt("a", 1, 1), 0);
     ol__proposer_flush(p);
@@ -391,7 +512,7 @@ Test(propose, forwarded_commands_ride_in_the_leaders_next_entry)
     cr_assert_eq(ol__proposer_pending(p), 1,
                  "forwarded commands are the sender's to retry");
     /* Leadership lost: what was forwarded is dropped. */
-    cr_assert_eq(ol__proposer_add_forwarded(p, &dec.cmds[0].raw), 0);
+    cr_assert_eq(ol__proposer_add_forwarded(p, &dec.cmds[0].raw, 1), 0);
     ol__proposer_drop_forwarded(p);
     cr_assert_eq(ol__proposer_n_forwarded(p), 0);
     ol__entry_free(&dec);
