@@ -588,21 +588,19 @@ int ol__proposer_add_forwarded(struct ol__proposer *p,
 
     if (weight == 0)
         weight = 1;
-    if (k == NULL || k->weight + weight > OL_PROP_ENTRY_MAX_CKPTS ||
-        k->w.n >= OL_PROP_ENTRY_MAX_OWN_CMDS ||
-        k->w.cmds.len + raw->len > OL_PROP_ENTRY_MAX_BYTES) {
-        if (k != NULL && k->w.n == 0) {
-            /* an empty chunk takes anything */
-        } else if ((k = calloc(1, sizeof *k)) == NULL) {
+    /* A new chunk when the last is full (an empty one takes anything). */
+    if (k == NULL ||
+        (k->w.n > 0 && (k->weight + weight > OL_PROP_ENTRY_MAX_CKPTS ||
+                        k->w.n >= OL_PROP_ENTRY_MAX_OWN_CMDS ||
+                        k->w.cmds.len + raw->len > OL_PROP_ENTRY_MAX_BYTES))) {
+        if ((k = calloc(1, sizeof *k)) == NULL)
             return OL_ENOMEM;
-        } else {
-            ol__entry_w_init(&k->w);
-            if (p->fwd_tail)
-                p->fwd_tail->next = k;
-            else
-                p->fwd_head = k;
-            p->fwd_tail = k;
-        }
+        ol__entry_w_init(&k->w);
+        if (p->fwd_tail)
+            p->fwd_tail->next = k;
+        else
+            p->fwd_head = k;
+        p->fwd_tail = k;
     }
     rv = ol__entry_add_raw(&k->w, raw);
     if (rv == 0) {

@@ -184,6 +184,26 @@ static void applied_cmd(uint64_t req)
     ol__effects_free(&fx);
 }
 
+/* A STOP command as a follower's entry carries it, decoded into `dec`
+ * (whose raw form the leader is handed). */
+static void forwarded_stop(uint64_t req, struct ol__entry *dec)
+{
+    struct ol__entry_w w;
+    struct ol__buf e;
+    char err[OL_ERRMSG_SIZE];
+
+    ol__entry_w_init(&w);
+    ol__buf_init(&e);
+    cr_assert_eq(ol__entry_add_stop(&w, req, "remote"), 0);
+    cr_assert_eq(ol__entry_w_finish(&w, &e), 0);
+    cr_assert_eq(ol__entry_decode(e.base, e.len, dec, err), 0, "%s", err);
+    /* dec points into e: keep the bytes with it */
+    dec->cmds[0].raw.p = memcpy(malloc(dec->cmds[0].raw.len),
+                                dec->cmds[0].raw.p, dec->cmds[0].raw.len);
+    ol__buf_close(&e);
+    ol__entry_w_close(&w);
+}
+
 Test(propose, proposals_wait_for_a_flush_then_go_out_as_one_sealed_entry)
 {
     cr_assert_eq(ckpt("a", 1, 1), 0);
@@ -252,26 +272,6 @@ Test(propose, an_entry_holds_at_most_the_checkpoint_limit)
     cr_assert_eq(f.n_sent, 2);
     cr_assert_eq(bodies_in(0), OL_PROP_ENTRY_MAX_CKPTS);
     cr_assert_eq(bodies_in(1), 10);
-}
-
-/* A STOP command as a follower's entry carries it, decoded into `dec`
- * (whose raw form the leader is handed). */
-static void forwarded_stop(uint64_t req, struct ol__entry *dec)
-{
-    struct ol__entry_w w;
-    struct ol__buf e;
-    char err[OL_ERRMSG_SIZE];
-
-    ol__entry_w_init(&w);
-    ol__buf_init(&e);
-    cr_assert_eq(ol__entry_add_stop(&w, req, "remote"), 0);
-    cr_assert_eq(ol__entry_w_finish(&w, &e), 0);
-    cr_assert_eq(ol__entry_decode(e.base, e.len, dec, err), 0, "%s", err);
-    /* dec points into e: keep the bytes with it */
-    dec->cmds[0].raw.p = memcpy(malloc(dec->cmds[0].raw.len),
-                                dec->cmds[0].raw.p, dec->cmds[0].raw.len);
-    ol__buf_close(&e);
-    ol__entry_w_close(&w);
 }
 
 /* Forwarded batches that waited together are not merged into one entry
@@ -490,17 +490,9 @@ Test(propose, commands_above_the_cluster_level_are_refused)
 
 Test(propose, forwarded_commands_ride_in_the_leaders_next_entry)
 {
-    struct ol__entry_w w;
-    struct ol__buf e;
     struct ol__entry dec;
-    char err[OL_ERRMSG_SIZE];
 
-    /* A command as a follower's entry carries it. */
-    ol__entry_w_init(&w);
-    ol__buf_init(&e);
-    cr_assert_eq(ol__entry_add_stop(&w, 9, "remote"), 0);
-    cr_assert_eq(ol__entry_w_finish(&w, &e), 0);
-    cr_assert_eq(ol__entry_decode(e.base, e.len, &dec, err), 0);
+    forwarded_stop(9, &dec);
     cr_assert_eq(ol__proposer_add_forwarded(p, &dec.cmds[0].raw, 1), 0);
     cr_assert_eq(ol__proposer_n_forwarded(p), 1);
     cr_assert_eq(ckpt("a", 1, 1), 0);
@@ -515,9 +507,8 @@ Test(propose, forwarded_commands_ride_in_the_leaders_next_entry)
     cr_assert_eq(ol__proposer_add_forwarded(p, &dec.cmds[0].raw, 1), 0);
     ol__proposer_drop_forwarded(p);
     cr_assert_eq(ol__proposer_n_forwarded(p), 0);
+    free((void *)dec.cmds[0].raw.p);
     ol__entry_free(&dec);
-    ol__buf_close(&e);
-    ol__entry_w_close(&w);
 }
 
 Test(propose, after_shutdown_proposals_are_refused)
