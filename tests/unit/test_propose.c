@@ -184,6 +184,14 @@ static void applied_cmd(uint64_t req)
     ol__effects_free(&fx);
 }
 
+/* `ms` later: the timer's scan for retries, then a flush. */
+static void later_ms(uint64_t ms)
+{
+    f.now += ms;
+    ol__proposer_retry(p, 0);
+    ol__proposer_flush(p);
+}
+
 /* A STOP command as a follower's entry carries it, decoded into `dec`
  * (whose raw form the leader is handed). */
 static void forwarded_stop(uint64_t req, struct ol__entry *dec)
@@ -372,13 +380,9 @@ Test(propose, a_failed_submit_is_retried_after_the_retry_time)
     ol__proposer_flush(p);
     cr_assert_eq(f.n_sent, 0);
     f.submit_rv = 0;
-    f.now += 100; /* less than the retry time */
-    ol__proposer_retry(p, 0);
-    ol__proposer_flush(p);
+    later_ms(100); /* less than the retry time */
     cr_assert_eq(f.n_sent, 0, "not retried early");
-    f.now += 500;
-    ol__proposer_retry(p, 0);
-    ol__proposer_flush(p);
+    later_ms(500);
     cr_assert_eq(f.n_sent, 1, "retried once the retry time passed");
     cr_assert_eq(bodies_in(0), 1);
     ol__proposer_counters(p, &n);
@@ -395,18 +399,12 @@ Test(propose, no_retry_while_the_node_is_behind_on_applying)
     ol__proposer_flush(p);
     cr_assert_eq(f.n_sent, 1);
     f.behind = 1;
-    f.now += 2000;
-    ol__proposer_retry(p, 0);
-    ol__proposer_flush(p);
+    later_ms(2000);
     cr_assert_eq(f.n_sent, 1, "retried while behind");
     f.behind = 0;
-    f.now += 100;
-    ol__proposer_retry(p, 0);
-    ol__proposer_flush(p);
+    later_ms(100);
     cr_assert_eq(f.n_sent, 1, "the time spent behind counted toward a retry");
-    f.now += 500;
-    ol__proposer_retry(p, 0);
-    ol__proposer_flush(p);
+    later_ms(500);
     cr_assert_eq(f.n_sent, 2, "not retried once caught up for the retry time");
     f.behind = 1;
     ol__proposer_retry(p, 1); /* the leader changed */
@@ -422,14 +420,10 @@ Test(propose, the_leaders_submitted_proposals_wait_for_their_commit)
     cr_assert_eq(ckpt("a", 1, 1), 0);
     ol__proposer_flush(p);
     cr_assert_eq(f.n_sent, 1);
-    f.now += 5000;
-    ol__proposer_retry(p, 0);
-    ol__proposer_flush(p);
+    later_ms(5000);
     cr_assert_eq(f.n_sent, 1, "a submitted proposal was sent again");
     ol__proposer_submitted(p, 1); /* the entry failed */
-    f.now += 500;
-    ol__proposer_retry(p, 0);
-    ol__proposer_flush(p);
+    later_ms(500);
     cr_assert_eq(f.n_sent, 2, "not sent again after its entry failed");
     ol__proposer_retry(p, 1); /* the leader changed */
     ol__proposer_flush(p);
@@ -450,13 +444,9 @@ Test(propose, slow_outcomes_stretch_the_retry_time)
     cr_assert_eq(ckpt("b", 1, 1), 0);
     ol__proposer_flush(p);
     cr_assert_eq(f.n_sent, 2);
-    f.now += 1000; /* past 500 ms, short of 2 x 1.2 s */
-    ol__proposer_retry(p, 0);
-    ol__proposer_flush(p);
+    later_ms(1000); /* past 500 ms, short of 2 x 1.2 s */
     cr_assert_eq(f.n_sent, 2, "retried before twice the recent latency");
-    f.now += 1500;
-    ol__proposer_retry(p, 0);
-    ol__proposer_flush(p);
+    later_ms(1500);
     cr_assert_eq(f.n_sent, 3, "not retried after twice the recent latency");
 }
 
