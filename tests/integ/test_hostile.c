@@ -415,6 +415,8 @@ static int64_t max_seq(const char *data)
     return v;
 }
 
+#define TEMPLATE_SEQ 200
+
 /* A data dir where a node ran its two agents for a while and then
  * stopped (SIGTERM) or died (SIGKILL): made once per suite run, copied
  * into each case. */
@@ -448,10 +450,14 @@ static const char *template_dir(const char *kind)
         uint64_t end = td_ms() + 30000;
 
         snprintf(sock, sizeof sock, "%s/control.sock", data);
-        while (td_ms() < end && !(answers(sock) && max_seq(data) >= 20))
+        /* Long enough that half of the WAL holds far more commits than
+         * node.state may trail by (one write, OL_NSTATE_INTERVAL_MS
+         * apart: about 10 steps of each agent here). */
+        while (td_ms() < end &&
+               !(answers(sock) && max_seq(data) >= TEMPLATE_SEQ))
             td_sleep_ms(20);
-        cr_assert_geq(max_seq(data), 20, "template node made no progress; "
-                                         "see %s", log);
+        cr_assert_geq(max_seq(data), TEMPLATE_SEQ,
+                      "template node made too little progress; see %s", log);
     }
     kill(pid, strcmp(kind, "killed") == 0 ? SIGKILL : SIGTERM);
     waitpid(pid, NULL, 0);
