@@ -179,6 +179,14 @@ static void cluster_close(struct ol__replica *r, void (*cb)(void *data),
 
     c->closing = 1;
     ol__cl_lead_close(c);
+    if (c->prop && ol__proposer_pending(c->prop)) {
+        char what[512];
+
+        ol__proposer_describe(c->prop, what, sizeof what);
+        ol_log(OL_LOG_INFO, "closing with %zu proposal(s) without an "
+                            "outcome: %s",
+               ol__proposer_pending(c->prop), what);
+    }
     if (c->prop)
         ol__proposer_shutdown(c->prop);
     c->close_cb = cb;

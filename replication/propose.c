@@ -634,6 +634,45 @@ size_t ol__proposer_pending(const struct ol__proposer *p)
     return p->pend.count;
 }
 
+void ol__proposer_describe(struct ol__proposer *p, char *buf, size_t size)
+{
+    uint64_t now = p->ops.now(p->ops.data);
+    size_t used = 0, k = 0;
+    void *v;
+    int w;
+
+    buf[0] = '\0';
+    for (size_t i = 0; ol__map_next(&p->pend, &i, &v) && k < 3; k++) {
+        const struct pend *x = v;
+        char state[48];
+
+        if (x->queued)
+            snprintf(state, sizeof state, "queued");
+        else if (x->submitted)
+            snprintf(state, sizeof state, "in this leader's log");
+        else if (x->sent_ms)
+            snprintf(state, sizeof state, "sent %" PRIu64 " ms ago",
+                     now > x->sent_ms ? now - x->sent_ms : 0);
+        else
+            snprintf(state, sizeof state, "never sent");
+        if (x->is_ckpt)
+            w = snprintf(buf + used, size - used,
+                         "%scheckpoint of '%s' epoch %" PRIu64
+                         " seq %" PRIu64 " (%s)",
+                         used ? ", " : "", x->key + 2, x->epoch, x->seq,
+                         state);
+        else
+            w = snprintf(buf + used, size - used, "%scommand %s (%s)",
+                         used ? ", " : "", x->key + 2, state);
+        if (w < 0 || (size_t)w >= size - used)
+            return;
+        used += (size_t)w;
+    }
+    if (p->pend.count > k)
+        snprintf(buf + used, size - used, ", and %zu more",
+                 p->pend.count - k);
+}
+
 void ol__proposer_counters(const struct ol__proposer *p,
                            struct ol__proposer_counters *out)
 {

@@ -149,6 +149,8 @@ void ol__proposer_drop_forwarded(struct ol__proposer *p);
 
 /* Proposals without an outcome yet, and the counters. */
 size_t ol__proposer_pending(const struct ol__proposer *p);
+/* The first few of them and where each stands, for a log line. */
+void ol__proposer_describe(struct ol__proposer *p, char *buf, size_t size);
 void ol__proposer_counters(const struct ol__proposer *p,
                            struct ol__proposer_counters *out);
 

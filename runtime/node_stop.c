@@ -137,6 +137,39 @@ static int alone(struct ol__node *n)
            n->replica->vt->lease_left(n->replica) <= 0;
 }
 
+/* What a drain that ran out of time still waited for: the agents whose
+ * final checkpoint had not committed, and the commit path's queue. */
+static void say_undrained(struct ol__node *n)
+{
+    char names[200] = "";
+    size_t used = 0;
+    int waiting = 0;
+    void *v;
+
+    for (size_t i = 0; ol__map_next(&n->agents, &i, &v);) {
+        struct ol_agent *a = v;
+        int w;
+
+        if (a->phase != OL_PHASE_DRAINING && !a->inflight)
+            continue;
+        if (waiting++ < 4 && used < sizeof names) {
+            w = snprintf(names + used, sizeof names - used, "%s'%s'%s",
+                         used ? ", " : "", a->name,
+                         a->inflight ? " (checkpoint in flight)" : "");
+            if (w > 0)
+                used += (size_t)w;
+        }
+    }
+    ol_log(OL_LOG_WARN,
+           "drain did not finish in %u ms; closing: %d agent(s) not "
+           "drained%s%s%s, the commit path %s",
+           n->cfg.stop_timeout_ms / 4 * 3, waiting, waiting ? " (" : "",
+           names, waiting > 4 ? ", ...)" : waiting ? ")" : "",
+           n->replica->vt->idle(n->replica)
+               ? "idle"
+               : "still has proposals without an outcome");
+}
+
 static void drain_cb(uv_timer_t *t)
 {
     struct ol__node *n = t->data;
@@ -153,8 +186,7 @@ static void drain_cb(uv_timer_t *t)
     }
     if (drained(n) || n->drain_waited_ms >= n->cfg.stop_timeout_ms / 4 * 3) {
         if (!drained(n)) {
-            ol_log(OL_LOG_WARN, "drain did not finish in %u ms; closing",
-                   n->cfg.stop_timeout_ms / 4 * 3);
+            say_undrained(n);
             n->exit_code = 1;
         }
         finish_shutdown(n);

@@ -431,7 +431,12 @@ Test(statuspage, logs_and_metrics_follow_a_failover)
 
     /* A leader that forwarded log requests and served HTTP drains
      * cleanly. */
-    cr_expect_eq(td_term(&c.nodes[leader].d, 20000), 0, "see %s",
-                 c.nodes[leader].d.log);
+    v = td_term(&c.nodes[leader].d, 20000);
+    out = NULL;
+    if (v != 0)
+        td_sh(&out, "tail -n 40 '%s'", c.nodes[leader].d.log);
+    cr_expect_eq(v, 0, "the leader's stop ended %d; its log ends:\n%s", v,
+                 out ? out : "");
+    free(out);
     c.nodes[leader].up = 0;
 }
