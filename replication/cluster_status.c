@@ -11,7 +11,10 @@
 #include "cluster_int.h"
 #include "placement.h"
 
-/* What this node knows of node `nd`'s health. */
+/* What this node knows of node `nd`'s health: on the leader, what its
+ * placement acts on (cluster_place.c).  A node not heard from for a
+ * failover period since the leader began watching (it took over, or
+ * relearned liveness after a stall) is down, though it was never seen. */
 static const char *node_health(struct cluster *c,
                                const struct ol__sm_node *nd,
                                const struct peer_state *ps, uint64_t now)
@@ -22,10 +25,15 @@ static const char *node_health(struct cluster *c,
         return "self";
     if (c->role != RAFT_LEADER)
         return nd->id == c->leader_id ? "leader" : "unknown";
-    if (ps == NULL || !ps->seen)
-        return "unknown";
+    if (ps == NULL)
+        return c->leader_ready &&
+                       now - c->leader_since_ms > c->cfg.failover_ms
+                   ? "down"
+                   : "unknown";
     if (now - ps->last_ms > c->cfg.failover_ms)
         return "down";
+    if (!ps->seen)
+        return "unknown";
     return "alive";
 }
 

@@ -11,6 +11,9 @@
  *    (SIGSTOP), node 3 takes over (node 1 ranks last); thawed, handed
  *    away by hand, and killed and restarted, node 2 leads again within a
  *    bounded time;
+ *  - a node killed just before a transfer is "down", not "unknown", in
+ *    the new leader's status once a failover period has passed, and its
+ *    agents move;
  *  - a malformed leader_preference keeps outlastd from starting, with an
  *    error naming the key and the value.
  * Waits are bounded; nothing is timed beyond them.
@@ -129,6 +132,68 @@ Test(leader, transfer_moves_leadership_while_agents_commit)
 }
 
 /* Node i's cluster.status names a transfer in flight. */
+/* node i's health in node `via`'s status, or "" */
+static void health_in(int via, int i, char *out, size_t cap)
+{
+    struct tc_status st;
+
+    snprintf(out, cap, "%s", "");
+    if (tc_status(&c, via, &st) != 0)
+        return;
+    for (int k = 0; k < st.n_nodes; k++)
+        if (st.nodes[k].id == c.nodes[i].id)
+            snprintf(out, cap, "%s", st.nodes[k].health);
+}
+
+/* A leader that took over after a node died has never heard from it; a
+ * failover period later its status calls that node down (what its
+ * placement acts on), not unknown for ever. */
+Test(leader, a_node_that_died_before_a_transfer_is_down_on_the_new_leader)
+{
+    struct tc_agent moved[64];
+    char *out = NULL, why[256], health[16] = "";
+    int leader, victim, target, n_moved, rc;
+    uint64_t end;
+
+    start_cluster("lead-down", NULL);
+    leader = tc_wait_leader(&c, 0, LEADER_MS);
+    cr_assert_geq(leader, 0, "no leader");
+    spawn_agents(leader);
+    cr_assert(tc_wait_commits(&c, leader, 30, COMMIT_MS),
+              "agents never commit");
+    end = td_ms() + 20000;
+    while ((victim = tc_pick_follower(&c, leader, 0)) < 0 && td_ms() < end)
+        td_sleep_ms(100);
+    cr_assert_geq(victim, 0, "no follower hosts an agent");
+    target = 3 - leader - victim;
+    n_moved = tc_agents_on(&c, leader, victim, moved, 64);
+    cr_assert_gt(n_moved, 0);
+
+    tc_kill(&c, victim);
+    rc = cli(leader, &out, "cluster transfer %" PRIu64, c.nodes[target].id);
+    cr_assert_eq(rc, 0, "cluster transfer: exit %d: %s", rc, out);
+    free(out);
+    cr_assert(tc_wait_leads(&c, target, 0, LEADER_MS),
+              "node %d does not lead after the transfer", target + 1);
+
+    /* failover_ms is 1000 here; ten times that bounds the wait. */
+    end = td_ms() + 10000;
+    do {
+        health_in(target, victim, health, sizeof health);
+        if (strcmp(health, "down") == 0)
+            break;
+        td_sleep_ms(100);
+    } while (td_ms() < end);
+    cr_expect_str_eq(health, "down",
+                     "the new leader calls the dead node %d '%s'", victim + 1,
+                     health);
+    cr_expect(tc_wait_moved(&c, target, moved, n_moved, victim, 20000, why,
+                            sizeof why),
+              "the dead node's agents did not move: %s", why);
+    health_in(target, leader, health, sizeof health);
+    cr_expect_str_eq(health, "alive", "the old leader is '%s'", health);
+}
+
 static int transfer_shown(struct td *d, void *arg)
 {
     struct td_resp r;
