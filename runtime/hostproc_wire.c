@@ -56,7 +56,10 @@ static void mark_dirty(struct ol__hostproc *hp)
 {
     struct ol__node *n = hp->node;
 
-    if (hp->dirty || hp->state == OL_HP_DEAD)
+    /* Once the node closed its flusher, nothing more is sent (a closed
+     * handle started would count as active for ever). */
+    if (hp->dirty || hp->state == OL_HP_DEAD ||
+        uv_is_closing((uv_handle_t *)&n->hp_flusher))
         return;
     hp->dirty = 1;
     hp->dirty_next = n->hp_dirty;

@@ -108,6 +108,8 @@ struct ol__node {
     int stop_signal;
     int handles_init;
     uv_timer_t drain_timer;
+    uv_timer_t linger_timer; /* after "stopped": what keeps the loop */
+    int linger_open;
     uv_timer_t crash_timer; /* re-reports crashes not yet on record */
     uint64_t drain_waited_ms;
     int stopping;

@@ -40,12 +40,59 @@ void ol__node_close_store(struct ol__node *n)
     ol__store_close(&n->store);
 }
 
+/* Once the node has stopped, only its agent hosts may keep the loop
+ * alive, for as long as they take to exit.  A handle still open some
+ * seconds on is one nothing will close (the process would stay after
+ * saying it stopped): each is named in the log.  A loop that counts
+ * active handles none of its handles account for (a closed handle that
+ * was started again) can do nothing more: it is stopped. */
+#define LINGER_MS 3000
+
+struct leftover {
+    struct ol__node *n;
+    int open;
+};
+
+static void say_open(uv_handle_t *h, void *arg)
+{
+    struct leftover *l = arg;
+
+    if (uv_is_closing(h) || h == (uv_handle_t *)&l->n->linger_timer)
+        return;
+    l->open++;
+    ol_log(OL_LOG_WARN, "stopped %d ms ago, but a %s handle (%p%s) is still "
+                        "open",
+           LINGER_MS, uv_handle_type_name(uv_handle_get_type(h)), (void *)h,
+           uv_is_active(h) ? ", active" : "");
+}
+
+static void linger_cb(uv_timer_t *t)
+{
+    struct leftover l = {t->data, 0};
+    uv_loop_t *loop = l.n->loop;
+
+    uv_walk(loop, say_open, &l);
+    if (l.open > 0 || loop->active_reqs.count > 0)
+        return;
+    ol_log(OL_LOG_WARN, "stopped %d ms ago, but the loop counts %u active "
+                        "handle(s) that no open handle accounts for; "
+                        "ending it",
+           LINGER_MS, loop->active_handles);
+    uv_stop(loop);
+}
+
 static void record_quiet(void *data)
 {
     struct ol__node *n = data;
 
     ol__node_record_finish(n);
     ol_log(OL_LOG_INFO, "stopped");
+    /* Unreferenced: the check never keeps the loop alive itself. */
+    uv_timer_init(n->loop, &n->linger_timer);
+    n->linger_timer.data = n;
+    n->linger_open = 1;
+    uv_timer_start(&n->linger_timer, linger_cb, LINGER_MS, 0);
+    uv_unref((uv_handle_t *)&n->linger_timer);
 }
 
 static void replica_closed(void *data)
@@ -254,6 +301,11 @@ void ol__node_abort(struct ol__node *n)
 
 void ol__node_free(struct ol__node *n)
 {
+    if (n->linger_open) {
+        n->linger_open = 0;
+        uv_close((uv_handle_t *)&n->linger_timer, NULL);
+        uv_run(n->loop, UV_RUN_NOWAIT);
+    }
     if (n->handles_init) {
         /* A node that never ran: close what init opened. */
         close_node_handles(n);

@@ -134,6 +134,11 @@ static void resume_cb(uv_idle_t *h)
 
 void ol__resume_kick(struct ol__node *n)
 {
+    /* Effects still come while the node closes (its replica applies what
+     * committed), after the idle handle was closed: starting a closed
+     * handle counts it active for ever, and the loop never ends. */
+    if (n->resume.closing)
+        return;
     uv_idle_start(&n->resume.idle, resume_cb);
 }
 
@@ -148,7 +153,7 @@ static int enqueue(struct ol__node *n, const char *name)
 {
     char *copy;
 
-    if (ol__map_get(&n->resume.queued, name) != NULL)
+    if (n->resume.closing || ol__map_get(&n->resume.queued, name) != NULL)
         return 0;
     if (n->resume.n == n->resume.cap) {
         size_t cap = n->resume.cap ? n->resume.cap * 2 : 256;

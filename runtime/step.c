@@ -56,7 +56,9 @@ void ol__runq_add(struct ol_agent *a)
 {
     struct ol__node *n = a->node;
 
-    if (a->in_runq || !runnable(a))
+    /* A closed runner would count as active for ever once started. */
+    if (a->in_runq || !runnable(a) ||
+        uv_is_closing((uv_handle_t *)&n->runner))
         return;
     a->in_runq = 1;
     a->runq_next = NULL;

@@ -175,8 +175,27 @@ int td_term(struct td *d, int timeout_ms)
         return -1;
     kill(d->pid, SIGTERM);
     code = td_wait_exit(d, timeout_ms);
-    if (d->pid > 0)
+    if (d->pid > 0) {
+        /* Still there: what each of its threads waits on, and the
+         * handles its loop holds (printed into its log), go beside its
+         * log when gdb is installed, for the failure to name. */
+        char cmd[1024];
+
+        snprintf(cmd, sizeof cmd,
+                 "command -v gdb >/dev/null && timeout 60 gdb -p %ld -batch "
+                 "-ex 'thread apply all bt' -ex 'thread 1' "
+                 "-ex 'frame function run' -ex 'p loop.active_handles' "
+                 "-ex 'p loop.active_reqs' "
+                 "-ex 'call (void)uv_print_all_handles(&loop, "
+                 "*(void **)&stderr)' -ex 'call (int)fflush(0)' "
+                 "> '%s/stacks.txt' 2>&1",
+                 (long)d->pid, d->root);
+        if (system(cmd) == 0)
+            fprintf(stderr, "node did not exit %d ms after SIGTERM; its "
+                            "threads: %s/stacks.txt\n",
+                    timeout_ms, d->root);
         td_kill9(d);
+    }
     return code;
 }
 
