@@ -415,7 +415,7 @@ static int64_t max_seq(const char *data)
     return v;
 }
 
-#define TEMPLATE_SEQ 200
+#define TEMPLATE_SEQ 100
 
 /* A data dir where a node ran its two agents for a while and then
  * stopped (SIGTERM) or died (SIGKILL): made once per suite run, copied
@@ -452,7 +452,11 @@ static const char *template_dir(const char *kind)
         snprintf(sock, sizeof sock, "%s/control.sock", data);
         /* Long enough that half of the WAL holds far more commits than
          * node.state may trail by (one write, OL_NSTATE_INTERVAL_MS
-         * apart: about 10 steps of each agent here). */
+         * apart: about 10 steps of each agent here), short enough that
+         * the WAL stays below OL_WALCK_PAGES (100 steps of each agent
+         * write about 4 MiB of it): a background checkpoint would restart
+         * the WAL from its beginning, and its second half would then hold
+         * nothing a node needs. */
         while (td_ms() < end &&
                !(answers(sock) && max_seq(data) >= TEMPLATE_SEQ))
             td_sleep_ms(20);
