@@ -96,17 +96,26 @@ static void start_cluster(const char *tag, const char *pref)
                      c.nodes[i].d.log);
 }
 
-Test(leader, transfer_moves_leadership_while_agents_commit)
+/* A cluster with no preference whose agents commit; the leader's index. */
+static int start_committing(const char *tag)
 {
-    char *out = NULL;
-    int leader, target, next, rc;
+    int leader;
 
-    start_cluster("lead-xfer", NULL);
+    start_cluster(tag, NULL);
     leader = tc_wait_leader(&c, 0, LEADER_MS);
     cr_assert_geq(leader, 0, "no leader");
     spawn_agents(leader);
     cr_assert(tc_wait_commits(&c, leader, 30, COMMIT_MS),
               "agents never commit");
+    return leader;
+}
+
+Test(leader, transfer_moves_leadership_while_agents_commit)
+{
+    char *out = NULL;
+    int leader, target, next, rc;
+
+    leader = start_committing("lead-xfer");
 
     target = (leader + 1) % c.n;
     rc = cli(leader, &out, "cluster transfer %" PRIu64, c.nodes[target].id);
@@ -155,12 +164,7 @@ Test(leader, a_node_that_died_before_a_transfer_is_down_on_the_new_leader)
     int leader, victim, target, n_moved, rc;
     uint64_t end;
 
-    start_cluster("lead-down", NULL);
-    leader = tc_wait_leader(&c, 0, LEADER_MS);
-    cr_assert_geq(leader, 0, "no leader");
-    spawn_agents(leader);
-    cr_assert(tc_wait_commits(&c, leader, 30, COMMIT_MS),
-              "agents never commit");
+    leader = start_committing("lead-down");
     end = td_ms() + 20000;
     while ((victim = tc_pick_follower(&c, leader, 0)) < 0 && td_ms() < end)
         td_sleep_ms(100);
